@@ -1,0 +1,234 @@
+//! Durable pull consumers that hand out micro-batches with their stream-sequence range.
+//!
+//! The position is owned by whoever commits the batch (the pipeline's Delta commit), not by
+//! the consumer: [`BatchConsumer::start`] takes the last committed sequence and re-creates the
+//! durable consumer just after it, and a message at or below a sequence already handed out is
+//! skipped. After any error the consumer is re-created from the last sequence it handed out,
+//! so a NATS restart or a deleted consumer costs a pause, never a message.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, Message, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// Which stream to read and how to batch it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ConsumerConfig {
+    /// Stream to read.
+    pub stream: String,
+    /// Durable consumer name (one per pipeline and stream).
+    pub durable: String,
+    /// Subjects to read; empty reads the whole stream.
+    pub filter_subjects: Vec<String>,
+    /// A batch closes at this many messages...
+    pub max_rows: usize,
+    /// ...or this long after its first message, whichever comes first.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+/// One message as taken from the stream.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// Its stream sequence.
+    pub seq: u64,
+    /// The subject it was published on.
+    pub subject: String,
+    /// Value of the `Adit-Schema-Version` header, if any.
+    pub schema_version: Option<String>,
+    /// Its body.
+    pub payload: Bytes,
+    /// When the stream stored it.
+    pub published: Option<i64>,
+}
+
+/// A micro-batch: messages with stream sequences in `lo..=hi`.
+pub struct RawBatch {
+    /// Lowest sequence in the batch.
+    pub lo: u64,
+    /// Highest sequence in the batch.
+    pub hi: u64,
+    /// The messages, in stream order.
+    pub messages: Vec<RawMessage>,
+    /// The last message, acked (ack-all) once the batch is committed.
+    last: Option<Message>,
+}
+
+impl RawBatch {
+    /// A batch of `messages` not tied to a consumer (for replay and tests); acking it is a no-op.
+    pub fn from_messages(messages: Vec<RawMessage>) -> Self {
+        Self {
+            lo: messages.first().map_or(0, |m| m.seq),
+            hi: messages.last().map_or(0, |m| m.seq),
+            messages,
+            last: None,
+        }
+    }
+
+    /// Whether the batch holds no messages.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Acknowledges every message up to `hi`. Call only after the batch is committed; an ack
+    /// that fails is harmless (the commit owns the position), so it is only logged.
+    pub async fn ack(self) {
+        if let Some(last) = self.last {
+            if let Err(e) = last.ack_with(AckKind::Ack).await {
+                tracing::debug!(error = %e, "ack failed; the commit already holds the position");
+            }
+        }
+    }
+}
+
+/// A durable pull consumer yielding [`RawBatch`]es.
+pub struct BatchConsumer {
+    /// JetStream context the consumer lives in.
+    js: jetstream::Context,
+    /// What to read and how to batch.
+    config: ConsumerConfig,
+    /// Highest sequence handed out so far (or committed, at start).
+    last_seq: u64,
+    /// The live message stream; `None` after an error until re-created.
+    messages: Option<pull::Stream>,
+}
+
+impl BatchConsumer {
+    /// Starts reading `config.stream` just after sequence `after` (0 = from the beginning).
+    pub async fn start(js: jetstream::Context, config: ConsumerConfig, after: u64) -> Result<Self> {
+        let mut this = Self {
+            js,
+            config,
+            last_seq: after,
+            messages: None,
+        };
+        this.reopen().await?;
+        Ok(this)
+    }
+
+    /// Highest stream sequence handed out.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    fn error(&self, message: impl ToString) -> Error {
+        Error::Consumer {
+            stream: self.config.stream.clone(),
+            consumer: self.config.durable.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// (Re-)creates the durable consumer at `last_seq + 1` and opens its message stream.
+    async fn reopen(&mut self) -> Result<()> {
+        let stream = self
+            .js
+            .get_stream(&self.config.stream)
+            .await
+            .map_err(|e| self.error(e))?;
+        // The durable's start position cannot be changed in place: delete, then create.
+        let _ = stream.delete_consumer(&self.config.durable).await;
+        let deliver_policy = if self.last_seq == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: self.last_seq + 1,
+            }
+        };
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(self.config.durable.clone()),
+                deliver_policy,
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: (self.config.max_rows * 4).max(1024) as i64,
+                filter_subjects: self.config.filter_subjects.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.error(e))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.config.max_rows.clamp(1, 10_000))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| self.error(e))?;
+        self.messages = Some(messages);
+        Ok(())
+    }
+
+    /// Waits up to `idle` for the first message, then fills a batch until `max_rows` or
+    /// `max_wait`. Returns an empty batch when nothing arrived within `idle`. Errors from the
+    /// server are retried here (re-creating the consumer); they never surface as lost messages.
+    pub async fn next_batch(&mut self, idle: Duration) -> RawBatch {
+        let mut batch = RawBatch {
+            lo: 0,
+            hi: 0,
+            messages: Vec::new(),
+            last: None,
+        };
+        let mut deadline = Instant::now() + idle;
+        while batch.messages.len() < self.config.max_rows {
+            let Some(messages) = self.messages.as_mut() else {
+                if let Err(e) = self.reopen().await {
+                    tracing::warn!(error = %e, "consumer unavailable, retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                continue;
+            };
+            let next = match tokio::time::timeout_at(deadline, messages.next()).await {
+                Err(_elapsed) => break,
+                Ok(next) => next,
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, stream = %self.config.stream, "consumer error, re-creating");
+                    self.messages = None;
+                    continue;
+                }
+                None => {
+                    self.messages = None;
+                    continue;
+                }
+            };
+            let Ok(info) = message.info() else {
+                continue;
+            };
+            let seq = info.stream_sequence;
+            let published = info.published.unix_timestamp_nanos() / 1000;
+            if seq <= self.last_seq {
+                continue; // a redelivery of something already handed out
+            }
+            if batch.messages.is_empty() {
+                batch.lo = seq;
+                deadline = Instant::now() + self.config.max_wait;
+            }
+            batch.hi = seq;
+            self.last_seq = seq;
+            batch.messages.push(RawMessage {
+                seq,
+                subject: message.subject.to_string(),
+                schema_version: message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(adit_schemas::names::HEADER_SCHEMA_VERSION))
+                    .map(|v| v.to_string()),
+                payload: message.payload.clone(),
+                published: i64::try_from(published).ok(),
+            });
+            batch.last = Some(message);
+        }
+        batch
+    }
+}

@@ -1,0 +1,168 @@
+//! Turning a raw micro-batch into typed rows per event kind, and dead-lettering the rest.
+
+use std::collections::BTreeMap;
+
+use adit_schemas::{AnyEvent, EventKind, SCHEMA_VERSION, ValidationPolicy, names};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::consumer::RawBatch;
+use crate::error::Result;
+use crate::publish::{Outgoing, Publisher};
+
+/// A message that could not be accepted, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Its stream sequence.
+    pub seq: u64,
+    /// The subject it arrived on.
+    pub subject: String,
+    /// Its body, unchanged.
+    pub payload: Bytes,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// A batch after decoding: rows per kind, and what was refused.
+#[derive(Debug, Default)]
+pub struct DecodedBatch {
+    /// Lowest stream sequence of the batch.
+    pub lo: u64,
+    /// Highest stream sequence of the batch.
+    pub hi: u64,
+    /// Accepted events per kind, with their sequences.
+    pub rows: BTreeMap<EventKind, Vec<(u64, AnyEvent)>>,
+    /// Refused messages.
+    pub rejected: Vec<Rejected>,
+}
+
+impl DecodedBatch {
+    /// Accepted rows of `kind`.
+    pub fn of(&self, kind: EventKind) -> &[(u64, AnyEvent)] {
+        self.rows.get(&kind).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Sends every refused message to `dlq.<stream>` with its reason, waiting until stored.
+    pub async fn dead_letter(&self, publisher: &Publisher, stream: &str) -> Result<()> {
+        let msgs = self
+            .rejected
+            .iter()
+            .map(|r| Outgoing {
+                subject: names::dlq_subject(stream),
+                id: format!("dlq:{stream}:{}", r.seq),
+                headers: vec![
+                    (names::HEADER_DLQ_REASON, sanitize(&r.reason)),
+                    (names::HEADER_DLQ_SUBJECT, r.subject.clone()),
+                    (names::HEADER_DLQ_SEQUENCE, r.seq.to_string()),
+                ],
+                payload: r.payload.clone(),
+            })
+            .collect();
+        publisher.publish_all(msgs).await.map(|_| ())
+    }
+}
+
+/// Header values may not hold line breaks; keep the reason readable on one line.
+fn sanitize(reason: &str) -> String {
+    reason.replace(['\r', '\n'], " ")
+}
+
+/// Decodes and validates every message of `raw`, keeping only `kinds` (others are refused as
+/// unexpected).
+pub fn decode_batch(
+    raw: &RawBatch,
+    kinds: &[EventKind],
+    policy: &ValidationPolicy,
+    now: DateTime<Utc>,
+) -> DecodedBatch {
+    let mut out = DecodedBatch {
+        lo: raw.lo,
+        hi: raw.hi,
+        ..Default::default()
+    };
+    for msg in &raw.messages {
+        let reject = |reason: String| Rejected {
+            seq: msg.seq,
+            subject: msg.subject.clone(),
+            payload: msg.payload.clone(),
+            reason,
+        };
+        if let Some(v) = &msg.schema_version {
+            if v.parse::<u32>().map_or(true, |v| v > SCHEMA_VERSION) {
+                out.rejected
+                    .push(reject(format!("unsupported schema version {v:?}")));
+                continue;
+            }
+        }
+        let kind = match EventKind::from_subject(&msg.subject) {
+            Some(kind) if kinds.contains(&kind) => kind,
+            _ => {
+                out.rejected
+                    .push(reject(format!("unexpected subject {}", msg.subject)));
+                continue;
+            }
+        };
+        match kind.decode(&msg.payload, policy, now) {
+            Ok(event) if event.subject() != msg.subject => out.rejected.push(reject(format!(
+                "subject {} does not match the body, which belongs on {}",
+                msg.subject,
+                event.subject()
+            ))),
+            Ok(event) => out.rows.entry(kind).or_default().push((msg.seq, event)),
+            Err(invalid) => out.rejected.push(reject(invalid.reason)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::RawMessage;
+
+    fn msg(seq: u64, subject: &str, body: &str) -> RawMessage {
+        RawMessage {
+            seq,
+            subject: subject.into(),
+            schema_version: Some("1".into()),
+            payload: Bytes::from(body.to_string()),
+            published: None,
+        }
+    }
+
+    #[test]
+    fn good_rows_pass_and_bad_ones_carry_reasons() {
+        let now = Utc::now();
+        let ts = now.to_rfc3339();
+        let good = format!(r#"{{"site":"s1","machine":"m1","ts":"{ts}","power_w":100.0,"source":"meter"}}"#);
+        let raw = RawBatch::from_messages(vec![
+            msg(1, "telemetry.energy.s1.m1", &good),
+            msg(2, "telemetry.energy.s1.m1", "{oops"),
+            msg(3, "telemetry.energy.s9.m1", &good),
+            msg(4, "telemetry.nope.s1.m1", &good),
+            msg(5, "telemetry.energy.s1.m1", &good.replace("100.0", "NaN")),
+        ]);
+        let out = decode_batch(&raw, &[EventKind::Energy], &ValidationPolicy::default(), now);
+        assert_eq!((out.lo, out.hi), (1, 5));
+        assert_eq!(out.of(EventKind::Energy).len(), 1);
+        let reasons: Vec<_> = out.rejected.iter().map(|r| (r.seq, r.reason.clone())).collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons[0].1.contains("invalid energy JSON"));
+        assert!(reasons[1].1.contains("does not match"));
+        assert!(reasons[2].1.contains("unexpected subject"));
+        assert!(reasons[3].1.contains("invalid energy JSON"));
+    }
+
+    #[test]
+    fn newer_schema_versions_are_refused() {
+        let mut m = msg(1, "telemetry.energy.s1.m1", "{}");
+        m.schema_version = Some("99".into());
+        let out = decode_batch(
+            &RawBatch::from_messages(vec![m]),
+            &[EventKind::Energy],
+            &ValidationPolicy::default(),
+            Utc::now(),
+        );
+        assert!(out.rejected[0].reason.contains("schema version"));
+    }
+}

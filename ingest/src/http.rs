@@ -1,0 +1,144 @@
+//! HTTP push ingest: `POST /api/v1/ingest/{kind}` with one JSON object, a JSON array, or NDJSON.
+//!
+//! Every record is validated before anything is published; valid records are published even
+//! when others in the same body are refused, and the reply lists each refusal by index with its
+//! reason (HTTP 422). A retried body is harmless: every publish carries its dedupe id.
+
+use adit_schemas::api::ErrorBody;
+use adit_schemas::{AnyEvent, EventKind, ValidationPolicy};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::publish::{Outgoing, Publisher};
+
+/// Largest body accepted, bytes.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the ingest endpoint needs.
+#[derive(Clone)]
+pub struct IngestState {
+    /// Where accepted records go.
+    pub publisher: Publisher,
+    /// The limits records are validated against.
+    pub policy: ValidationPolicy,
+}
+
+/// The reply to an ingest request.
+#[derive(Debug, Serialize)]
+pub struct IngestReply {
+    /// Records published.
+    pub accepted: usize,
+    /// Records refused, by their index in the body.
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// One refused record.
+#[derive(Debug, Serialize)]
+pub struct RejectedRecord {
+    /// Position in the body (0-based).
+    pub index: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// The ingest routes, to be mounted behind the `operate` role.
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/api/v1/ingest/{kind}", post(ingest))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(ErrorBody::new(code, message))).into_response()
+}
+
+/// Splits a body into its records: a JSON array's elements, or NDJSON lines (one object is a
+/// one-line NDJSON body).
+fn split_records(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let is_ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("ndjson"));
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if !is_ndjson && first == Some(&b'[') {
+        let items: Vec<serde_json::Value> =
+            serde_json::from_slice(body).map_err(|e| format!("body is not a JSON array: {e}"))?;
+        return Ok(items
+            .iter()
+            .map(|v| serde_json::to_vec(v).unwrap_or_default())
+            .collect());
+    }
+    Ok(body
+        .split(|b| *b == b'\n')
+        .filter(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+async fn ingest(
+    State(state): State<IngestState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(kind) = EventKind::from_name(&kind) else {
+        let known: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_kind",
+            format!("unknown event kind {kind:?}; known: {}", known.join(", ")),
+        );
+    };
+    let records = match split_records(&headers, &body) {
+        Ok(r) if r.is_empty() => return error(StatusCode::BAD_REQUEST, "empty_body", "no records in body"),
+        Ok(r) => r,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "malformed_body", message),
+    };
+    let now = Utc::now();
+    let mut valid: Vec<AnyEvent> = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        match kind.decode(record, &state.policy, now) {
+            Ok(event) => valid.push(event),
+            Err(invalid) => rejected.push(RejectedRecord {
+                index,
+                reason: invalid.reason,
+            }),
+        }
+    }
+    let msgs = valid.iter().map(Outgoing::event).collect();
+    if let Err(e) = state.publisher.publish_all(msgs).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string());
+    }
+    let status = if rejected.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let reply = IngestReply {
+        accepted: valid.len(),
+        rejected,
+    };
+    (status, Json(reply)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_split_into_records() {
+        let h = HeaderMap::new();
+        assert_eq!(split_records(&h, b"[{\"a\":1},{\"b\":2}]").unwrap().len(), 2);
+        assert_eq!(split_records(&h, b"{\"a\":1}\n\n{\"b\":2}\n").unwrap().len(), 2);
+        assert_eq!(split_records(&h, b"{\"a\":1}").unwrap().len(), 1);
+        assert!(split_records(&h, b"[{\"a\":1}").is_err());
+    }
+}

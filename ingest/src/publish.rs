@@ -1,0 +1,143 @@
+//! Publishing events to JetStream with their dedupe ids, retrying through outages.
+
+use std::time::Duration;
+
+use adit_schemas::{AnyEvent, SCHEMA_VERSION, names};
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+use crate::error::{Error, Result};
+
+/// How many times a publish is retried before it is reported as failed (~2 minutes).
+const MAX_ATTEMPTS: u32 = 60;
+/// Publishes in flight at once when publishing many.
+const WINDOW: usize = 512;
+
+/// Publishes events; a retried publish carries the same `Nats-Msg-Id` and is stored once.
+#[derive(Clone)]
+pub struct Publisher {
+    /// The JetStream context publishes go through.
+    js: jetstream::Context,
+}
+
+/// One message ready to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Subject.
+    pub subject: String,
+    /// `Nats-Msg-Id`.
+    pub id: String,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub payload: Bytes,
+}
+
+impl Outgoing {
+    /// The message for an event.
+    pub fn event(event: &AnyEvent) -> Self {
+        let (subject, id, body) = event.to_message();
+        Self {
+            subject,
+            id,
+            headers: Vec::new(),
+            payload: body.into(),
+        }
+    }
+
+    fn build(&self) -> PublishMessage {
+        let mut headers = HeaderMap::new();
+        headers.insert(names::HEADER_SCHEMA_VERSION, SCHEMA_VERSION.to_string().as_str());
+        for (k, v) in &self.headers {
+            headers.insert(*k, v.as_str());
+        }
+        PublishMessage::build()
+            .payload(self.payload.clone())
+            .headers(headers)
+            .message_id(&self.id)
+    }
+}
+
+impl Publisher {
+    /// A publisher over `js`.
+    pub fn new(js: jetstream::Context) -> Self {
+        Self { js }
+    }
+
+    /// Publishes one event and waits for the stream to store it; returns its stream sequence.
+    pub async fn publish(&self, event: &AnyEvent) -> Result<u64> {
+        self.publish_one(&Outgoing::event(event)).await
+    }
+
+    /// Publishes one message, retrying until stored; returns its stream sequence.
+    pub async fn publish_one(&self, msg: &Outgoing) -> Result<u64> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.send(msg).await {
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(message) if attempt >= MAX_ATTEMPTS => {
+                    return Err(Error::Publish {
+                        subject: msg.subject.clone(),
+                        message,
+                    });
+                }
+                Err(message) => {
+                    tracing::debug!(subject = %msg.subject, attempt, error = %message, "publish retry");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Result<PublishAckFuture, String> {
+        self.js
+            .send_publish(msg.subject.clone(), msg.build())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Publishes many messages with up to [`WINDOW`] in flight, retrying any that fail;
+    /// returns how many were stored (duplicates included, as the server acks them too).
+    pub async fn publish_all(&self, msgs: Vec<Outgoing>) -> Result<usize> {
+        let mut in_flight = FuturesOrdered::new();
+        let mut done = 0;
+        for msg in msgs {
+            if in_flight.len() >= WINDOW {
+                if let Some(r) = in_flight.next().await {
+                    r?;
+                    done += 1;
+                }
+            }
+            let this = self.clone();
+            in_flight.push_back(async move {
+                let first = match this.send(&msg).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if first {
+                    Ok(())
+                } else {
+                    this.publish_one(&msg).await.map(|_| ())
+                }
+            });
+        }
+        while let Some(r) = in_flight.next().await {
+            r?;
+            done += 1;
+        }
+        Ok(done)
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100 * u64::from(attempt)).min(2000))
+}

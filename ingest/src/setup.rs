@@ -1,0 +1,94 @@
+//! Connecting to NATS and creating (or updating) adit's streams and KV buckets, idempotently.
+
+use std::time::Duration;
+
+use adit_schemas::names;
+use async_nats::jetstream::{self, kv, stream};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Limits every stream is created with; from config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSettings {
+    /// How long messages are kept (0 = forever).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Bytes a stream may hold (-1 = unlimited).
+    pub max_bytes: i64,
+    /// Copies of each stream; more than 1 needs a NATS cluster.
+    pub replicas: usize,
+    /// How long a `Nats-Msg-Id` is remembered for dedupe.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: -1,
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Connects to NATS at `url`, retrying on reconnect forever.
+pub async fn connect(url: &str) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .name("adit")
+        .connect(url)
+        .await
+        .map_err(|e| Error::Connect {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Creates every stream of DESIGN.md §3, or updates its limits to `settings`.
+pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<()> {
+    for (name, subjects) in names::STREAMS {
+        let config = stream::Config {
+            name: name.to_string(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            max_age: settings.max_age,
+            max_bytes: settings.max_bytes,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            storage: stream::StorageType::File,
+            allow_direct: true,
+            ..Default::default()
+        };
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| Error::Setup {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// Creates every KV bucket adit uses (registry, rules, channels, pipeline state) if missing.
+pub async fn ensure_buckets(js: &jetstream::Context, replicas: usize) -> Result<()> {
+    for bucket in names::KV_BUCKETS {
+        let config = kv::Config {
+            bucket: bucket.to_string(),
+            history: 10,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        js.create_or_update_key_value(config)
+            .await
+            .map_err(|e| Error::Setup {
+                name: bucket.to_string(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
+}

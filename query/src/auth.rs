@@ -1,0 +1,130 @@
+//! Bearer tokens with roles: read < operate < admin.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::error::QueryError;
+
+/// What a token may do; each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Query and watch.
+    Read,
+    /// Also push data and act (ingest, overrides).
+    Operate,
+    /// Also manage the registry, rules and tokens.
+    Admin,
+}
+
+impl Role {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Operate => "operate",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// One configured token.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (for logs).
+    pub name: String,
+    /// The secret.
+    pub token: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The configured tokens. With none configured, auth is off (a warning is logged at start).
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// All tokens.
+    tokens: Vec<TokenConfig>,
+}
+
+impl Tokens {
+    /// Tokens from config.
+    pub fn new(tokens: Vec<TokenConfig>) -> Self {
+        Self { tokens }
+    }
+
+    /// Whether auth is enforced.
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Checks that `authorization` (the header value) grants `needed`.
+    pub fn check(&self, authorization: Option<&str>, needed: Role) -> Result<(), QueryError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let presented = authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(QueryError::Unauthorized)?;
+        let token = self
+            .tokens
+            .iter()
+            .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
+            .ok_or(QueryError::Unauthorized)?;
+        if token.role < needed {
+            return Err(QueryError::Forbidden {
+                needed: needed.name(),
+                has: token.role.name(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Middleware state: the tokens and the role a group of routes needs.
+#[derive(Clone)]
+pub struct Guard {
+    /// Configured tokens.
+    pub tokens: std::sync::Arc<Tokens>,
+    /// Role required.
+    pub needed: Role,
+}
+
+/// Refuses requests whose bearer token does not grant the guard's role.
+pub async fn require(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match guard.tokens.check(header, guard.needed) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_checked() {
+        let tokens = Tokens::new(vec![
+            TokenConfig { name: "r".into(), token: "rt".into(), role: Role::Read },
+            TokenConfig { name: "a".into(), token: "at".into(), role: Role::Admin },
+        ]);
+        assert!(tokens.check(Some("Bearer rt"), Role::Read).is_ok());
+        assert!(matches!(tokens.check(Some("Bearer rt"), Role::Operate), Err(QueryError::Forbidden { .. })));
+        assert!(tokens.check(Some("Bearer at"), Role::Operate).is_ok());
+        assert!(matches!(tokens.check(None, Role::Read), Err(QueryError::Unauthorized)));
+        assert!(matches!(tokens.check(Some("Bearer nope"), Role::Read), Err(QueryError::Unauthorized)));
+        assert!(Tokens::default().check(None, Role::Admin).is_ok());
+    }
+}

@@ -1,0 +1,18 @@
+//! adit's HTTP face.
+//!
+//! A read-only SQL API over every Delta table (`POST /api/v1/sql`, `GET /api/v1/sql?q=`) that
+//! answers in JSON, NDJSON, CSV, Arrow IPC or Parquet with per-query time, memory and row
+//! limits; health, readiness and Prometheus metrics endpoints; bearer-token auth with roles.
+//! Other crates' routes (HTTP ingest) are mounted here behind the role they need. It never
+//! writes a table.
+
+pub mod auth;
+pub mod error;
+pub mod format;
+pub mod server;
+pub mod sql;
+
+pub use auth::{Role, TokenConfig};
+pub use error::{QueryError, Result};
+pub use server::{AppState, QueryConfig, router, serve};
+pub use sql::{SqlEngine, SqlLimits};

@@ -1,0 +1,876 @@
+//! The events that arrive on JetStream: their fields, subjects, dedupe keys, validation and
+//! Arrow schemas.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
+use crate::error::Result;
+use crate::names;
+use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
+
+/// What every event type provides so that ingest and pipelines can treat them alike.
+pub trait Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Which kind of event this is.
+    const KIND: EventKind;
+    /// The subject it is published on.
+    fn subject(&self) -> String;
+    /// Its natural key, used as `Nats-Msg-Id` so a retried publish is stored once.
+    fn dedupe_id(&self) -> String;
+    /// When it happened.
+    fn ts(&self) -> DateTime<Utc>;
+    /// Checks its values, returning why it is refused.
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid>;
+    /// Its own columns (without `seq` and `date`).
+    fn fields() -> Vec<Field>;
+    /// Wraps it in [`AnyEvent`].
+    fn into_any(self) -> AnyEvent;
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+fn utf8_opt(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+fn f64_field(name: &str) -> Field {
+    Field::new(name, DataType::Float64, false)
+}
+fn f64_opt(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
+}
+fn i64_field(name: &str) -> Field {
+    Field::new(name, DataType::Int64, false)
+}
+fn micros(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp_micros()
+}
+
+/// A share a miner submitted to a pool, accepted or rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    /// Pool that received it.
+    pub pool: String,
+    /// Miner login (wallet address or account).
+    pub miner: String,
+    /// Worker (rig) name.
+    pub worker: String,
+    /// Job the share answers.
+    pub job_id: String,
+    /// The nonce, as the miner sent it (hex).
+    pub nonce: String,
+    /// Share difficulty it was judged against.
+    pub difficulty: u64,
+    /// Chain height of the job.
+    pub height: u64,
+    /// Whether the pool accepted it.
+    pub accepted: bool,
+    /// Why it was rejected, if it was.
+    pub reason: Option<String>,
+    /// When the pool received it.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for Share {
+    const KIND: EventKind = EventKind::Share;
+    fn subject(&self) -> String {
+        names::share_subject(&self.pool)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("share:{}:{}:{}", self.pool, self.job_id, self.nonce)
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("pool", &self.pool)?;
+        if self.miner.is_empty() || self.job_id.is_empty() || self.nonce.is_empty() {
+            return Err(Invalid::new("miner, job_id and nonce must not be empty"));
+        }
+        if self.difficulty == 0 || self.difficulty > i64::MAX as u64 {
+            return Err(Invalid::new("difficulty must be in 1..=i64::MAX"));
+        }
+        if !self.accepted && self.reason.is_none() {
+            return Err(Invalid::new("a rejected share needs a reason"));
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("pool"),
+            utf8("miner"),
+            utf8("worker"),
+            utf8("job_id"),
+            utf8("nonce"),
+            i64_field("difficulty"),
+            i64_field("height"),
+            Field::new("accepted", DataType::Boolean, false),
+            utf8_opt("reason"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Share(self)
+    }
+}
+
+/// What became of a block candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockStatus {
+    /// The node accepted it.
+    Submitted,
+    /// The node refused it.
+    Rejected,
+}
+
+/// A block a pool found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    /// Pool that found it.
+    pub pool: String,
+    /// Height it was found at.
+    pub height: u64,
+    /// Its hash (hex).
+    pub hash: String,
+    /// Miner whose share found it.
+    pub miner: String,
+    /// Worker whose share found it.
+    pub worker: String,
+    /// Block reward in atomic units.
+    pub reward: u64,
+    /// Network difficulty at the time.
+    pub network_difficulty: u64,
+    /// What the node said.
+    pub status: BlockStatus,
+    /// The node's error, if it refused.
+    pub error: Option<String>,
+    /// When it was found.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for Block {
+    const KIND: EventKind = EventKind::Block;
+    fn subject(&self) -> String {
+        names::block_subject(&self.pool)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("block:{}:{}", self.pool, self.hash)
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("pool", &self.pool)?;
+        if self.hash.len() != 64 || !self.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Invalid::new("hash must be 64 hex characters"));
+        }
+        if self.reward > i64::MAX as u64 || self.network_difficulty > i64::MAX as u64 {
+            return Err(Invalid::new("reward and network_difficulty must fit in i64"));
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("pool"),
+            i64_field("height"),
+            utf8("hash"),
+            utf8("miner"),
+            utf8("worker"),
+            i64_field("reward"),
+            i64_field("network_difficulty"),
+            utf8("status"),
+            utf8_opt("error"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Block(self)
+    }
+}
+
+/// Where a power or energy figure came from, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergySource {
+    /// A revenue-grade meter.
+    Meter,
+    /// A PDU outlet.
+    Pdu,
+    /// The miner's own firmware.
+    Firmware,
+    /// A model-based estimate.
+    Estimate,
+}
+
+/// A power reading from a meter, PDU or miner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyReading {
+    /// Site the machine is at.
+    pub site: String,
+    /// Machine (or meter) measured.
+    pub machine: String,
+    /// When it was measured.
+    pub ts: DateTime<Utc>,
+    /// Instantaneous power, watts.
+    pub power_w: f64,
+    /// Cumulative energy counter, watt-hours, where the device has one.
+    pub energy_wh: Option<f64>,
+    /// Which kind of device measured it.
+    pub source: EnergySource,
+}
+
+impl Event for EnergyReading {
+    const KIND: EventKind = EventKind::Energy;
+    fn subject(&self) -> String {
+        names::energy_subject(&self.site, &self.machine)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("energy:{}:{}:{}", self.site, self.machine, micros(self.ts))
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("site", &self.site)?;
+        check_token("machine", &self.machine)?;
+        check_range("power_w", self.power_w, 0.0, policy.max_power_w)?;
+        if let Some(wh) = self.energy_wh {
+            check_range("energy_wh", wh, 0.0, f64::MAX)?;
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("site"),
+            utf8("machine"),
+            ts_field("ts"),
+            f64_field("power_w"),
+            f64_opt("energy_wh"),
+            utf8("source"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Energy(self)
+    }
+}
+
+/// What a sensor measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorKind {
+    /// Degrees Celsius.
+    Temperature,
+    /// Relative humidity, percent.
+    Humidity,
+    /// Fan speed, RPM.
+    Fan,
+}
+
+impl SensorKind {
+    fn range(self) -> (f64, f64) {
+        match self {
+            Self::Temperature => (-60.0, 150.0),
+            Self::Humidity => (0.0, 100.0),
+            Self::Fan => (0.0, 100_000.0),
+        }
+    }
+}
+
+/// A temperature, humidity or fan reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorReading {
+    /// Site the sensor is at.
+    pub site: String,
+    /// Sensor id.
+    pub sensor: String,
+    /// What it measures.
+    pub kind: SensorKind,
+    /// The value, in the kind's unit.
+    pub value: f64,
+    /// When it was measured.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for SensorReading {
+    const KIND: EventKind = EventKind::Sensor;
+    fn subject(&self) -> String {
+        names::sensor_subject(&self.site, &self.sensor)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("sensor:{}:{}:{}", self.site, self.sensor, micros(self.ts))
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("site", &self.site)?;
+        check_token("sensor", &self.sensor)?;
+        let (lo, hi) = self.kind.range();
+        check_range("value", self.value, lo, hi)?;
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("site"),
+            utf8("sensor"),
+            utf8("kind"),
+            f64_field("value"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Sensor(self)
+    }
+}
+
+/// What a miner reports it is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MinerState {
+    /// Hashing.
+    Mining,
+    /// Powered, not hashing.
+    Idle,
+    /// In low-power sleep (curtailed).
+    Sleeping,
+    /// Not answering.
+    Offline,
+    /// Reporting a fault.
+    Error,
+}
+
+/// A miner's own status report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinerStatus {
+    /// Site the miner is at.
+    pub site: String,
+    /// Machine id.
+    pub machine: String,
+    /// When it reported.
+    pub ts: DateTime<Utc>,
+    /// Reported hashrate, hashes per second.
+    pub hashrate_hs: f64,
+    /// Hottest chip or board temperature, °C.
+    pub temp_c: Option<f64>,
+    /// Fan speed, RPM.
+    pub fan_rpm: Option<f64>,
+    /// Power the firmware reports, watts.
+    pub power_w: Option<f64>,
+    /// Its state.
+    pub state: MinerState,
+}
+
+impl Event for MinerStatus {
+    const KIND: EventKind = EventKind::Miner;
+    fn subject(&self) -> String {
+        names::miner_subject(&self.site, &self.machine)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("miner:{}:{}:{}", self.site, self.machine, micros(self.ts))
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("site", &self.site)?;
+        check_token("machine", &self.machine)?;
+        check_range("hashrate_hs", self.hashrate_hs, 0.0, f64::MAX)?;
+        if let Some(t) = self.temp_c {
+            check_range("temp_c", t, -60.0, 150.0)?;
+        }
+        if let Some(f) = self.fan_rpm {
+            check_range("fan_rpm", f, 0.0, 100_000.0)?;
+        }
+        if let Some(p) = self.power_w {
+            check_range("power_w", p, 0.0, policy.max_power_w)?;
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("site"),
+            utf8("machine"),
+            ts_field("ts"),
+            f64_field("hashrate_hs"),
+            f64_opt("temp_c"),
+            f64_opt("fan_rpm"),
+            f64_opt("power_w"),
+            utf8("state"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Miner(self)
+    }
+}
+
+/// Hashrate a cluster worker reports for itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashrateSample {
+    /// Cluster the worker belongs to.
+    pub cluster: String,
+    /// Worker id.
+    pub worker: String,
+    /// When it was measured.
+    pub ts: DateTime<Utc>,
+    /// Hashes per second.
+    pub hashrate_hs: f64,
+}
+
+impl Event for HashrateSample {
+    const KIND: EventKind = EventKind::Hashrate;
+    fn subject(&self) -> String {
+        names::hashrate_subject(&self.cluster, &self.worker)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("hashrate:{}:{}:{}", self.cluster, self.worker, micros(self.ts))
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("cluster", &self.cluster)?;
+        check_token("worker", &self.worker)?;
+        check_range("hashrate_hs", self.hashrate_hs, 0.0, f64::MAX)?;
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("cluster"),
+            utf8("worker"),
+            ts_field("ts"),
+            f64_field("hashrate_hs"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Hashrate(self)
+    }
+}
+
+/// What a grid signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridSignalKind {
+    /// Reduce load to `target_kw` by `deadline`.
+    Curtail,
+    /// The event is over; normal operation.
+    Normal,
+    /// An energy price for the coming interval.
+    Price,
+}
+
+/// A demand-response event or a price from the utility or market.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSignal {
+    /// Site it applies to.
+    pub site: String,
+    /// The utility's event id (or a price interval id).
+    pub event_id: String,
+    /// What it asks for.
+    pub kind: GridSignalKind,
+    /// Target site load, kW (curtail).
+    pub target_kw: Option<f64>,
+    /// When the target must be met (curtail).
+    pub deadline: Option<DateTime<Utc>>,
+    /// Price, currency units per MWh (price).
+    pub price_per_mwh: Option<f64>,
+    /// When it was issued.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for GridSignal {
+    const KIND: EventKind = EventKind::Grid;
+    fn subject(&self) -> String {
+        names::grid_subject(&self.site)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("grid:{}:{}:{}", self.site, self.event_id, micros(self.ts))
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("site", &self.site)?;
+        if self.event_id.is_empty() {
+            return Err(Invalid::new("event_id must not be empty"));
+        }
+        match self.kind {
+            GridSignalKind::Curtail => {
+                let kw = self
+                    .target_kw
+                    .ok_or_else(|| Invalid::new("a curtail signal needs target_kw"))?;
+                check_range("target_kw", kw, 0.0, f64::MAX)?;
+                let deadline = self
+                    .deadline
+                    .ok_or_else(|| Invalid::new("a curtail signal needs a deadline"))?;
+                if deadline < self.ts {
+                    return Err(Invalid::new("deadline is before the signal's ts"));
+                }
+            }
+            GridSignalKind::Price => {
+                let p = self
+                    .price_per_mwh
+                    .ok_or_else(|| Invalid::new("a price signal needs price_per_mwh"))?;
+                check_range("price_per_mwh", p, -1e6, 1e6)?;
+            }
+            GridSignalKind::Normal => {}
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("site"),
+            utf8("event_id"),
+            utf8("kind"),
+            f64_opt("target_kw"),
+            Field::new("deadline", crate::arrow_rows::ts_type(), true),
+            f64_opt("price_per_mwh"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Grid(self)
+    }
+}
+
+/// The kinds of event, one per record type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// [`Share`].
+    Share,
+    /// [`Block`].
+    Block,
+    /// [`EnergyReading`].
+    Energy,
+    /// [`SensorReading`].
+    Sensor,
+    /// [`MinerStatus`].
+    Miner,
+    /// [`HashrateSample`].
+    Hashrate,
+    /// [`GridSignal`].
+    Grid,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 7] = [
+        Self::Share,
+        Self::Block,
+        Self::Energy,
+        Self::Sensor,
+        Self::Miner,
+        Self::Hashrate,
+        Self::Grid,
+    ];
+
+    /// The kind's name, as used in URLs (`/ingest/energy`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Share => "share",
+            Self::Block => "block",
+            Self::Energy => "energy",
+            Self::Sensor => "sensor",
+            Self::Miner => "miner",
+            Self::Hashrate => "hashrate",
+            Self::Grid => "grid",
+        }
+    }
+
+    /// The kind named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The kind a subject carries, from its first two tokens.
+    pub fn from_subject(subject: &str) -> Option<Self> {
+        let mut tokens = subject.split('.');
+        let kind = match (tokens.next()?, tokens.next()?) {
+            ("mining", "share") => Self::Share,
+            ("mining", "block") => Self::Block,
+            ("telemetry", "energy") => Self::Energy,
+            ("telemetry", "sensor") => Self::Sensor,
+            ("telemetry", "miner") => Self::Miner,
+            ("telemetry", "hashrate") => Self::Hashrate,
+            ("grid", "signal") => Self::Grid,
+            _ => return None,
+        };
+        Some(kind)
+    }
+
+    /// The stream that carries this kind.
+    pub fn stream(self) -> &'static str {
+        match self {
+            Self::Share | Self::Block => names::STREAM_MINING,
+            Self::Energy | Self::Sensor | Self::Miner | Self::Hashrate => names::STREAM_TELEMETRY,
+            Self::Grid => names::STREAM_GRID,
+        }
+    }
+
+    /// The table this kind lands in.
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Share => names::TABLE_SHARES,
+            Self::Block => names::TABLE_BLOCKS,
+            Self::Energy => names::TABLE_ENERGY_READINGS,
+            Self::Sensor => names::TABLE_SENSOR_READINGS,
+            Self::Miner => names::TABLE_MINER_STATUS,
+            Self::Hashrate => names::TABLE_HASHRATE_SAMPLES,
+            Self::Grid => names::TABLE_GRID_SIGNALS,
+        }
+    }
+
+    /// The schema of this kind's table: the event's fields, then `seq` and `date`.
+    pub fn table_schema(self) -> SchemaRef {
+        stamped_schema(match self {
+            Self::Share => Share::fields(),
+            Self::Block => Block::fields(),
+            Self::Energy => EnergyReading::fields(),
+            Self::Sensor => SensorReading::fields(),
+            Self::Miner => MinerStatus::fields(),
+            Self::Hashrate => HashrateSample::fields(),
+            Self::Grid => GridSignal::fields(),
+        })
+    }
+
+    /// Parses and validates one JSON message of this kind.
+    pub fn decode(
+        self,
+        payload: &[u8],
+        policy: &ValidationPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<AnyEvent, Invalid> {
+        fn parse<T: Event>(
+            payload: &[u8],
+            policy: &ValidationPolicy,
+            now: DateTime<Utc>,
+        ) -> Result<AnyEvent, Invalid> {
+            let event: T = serde_json::from_slice(payload)
+                .map_err(|e| Invalid::new(format!("invalid {} JSON: {e}", T::KIND.name())))?;
+            event.validate(policy, now)?;
+            Ok(event.into_any())
+        }
+        match self {
+            Self::Share => parse::<Share>(payload, policy, now),
+            Self::Block => parse::<Block>(payload, policy, now),
+            Self::Energy => parse::<EnergyReading>(payload, policy, now),
+            Self::Sensor => parse::<SensorReading>(payload, policy, now),
+            Self::Miner => parse::<MinerStatus>(payload, policy, now),
+            Self::Hashrate => parse::<HashrateSample>(payload, policy, now),
+            Self::Grid => parse::<GridSignal>(payload, policy, now),
+        }
+    }
+
+    /// Encodes `rows` (all of this kind, with their stream sequences) as one batch of
+    /// [`EventKind::table_schema`]. Rows of another kind are skipped.
+    pub fn batch(self, rows: &[(u64, AnyEvent)]) -> Result<RecordBatch> {
+        fn encode<T: Event>(
+            rows: &[(u64, AnyEvent)],
+            pick: impl Fn(&AnyEvent) -> Option<&T>,
+        ) -> Result<RecordBatch> {
+            let picked: Vec<(u64, &T)> = rows
+                .iter()
+                .filter_map(|(seq, e)| pick(e).map(|t| (*seq, t)))
+                .collect();
+            stamped_batch(T::KIND.name(), T::KIND.table_schema(), &picked, T::ts)
+        }
+        match self {
+            Self::Share => encode::<Share>(rows, |e| match e {
+                AnyEvent::Share(x) => Some(x),
+                _ => None,
+            }),
+            Self::Block => encode::<Block>(rows, |e| match e {
+                AnyEvent::Block(x) => Some(x),
+                _ => None,
+            }),
+            Self::Energy => encode::<EnergyReading>(rows, |e| match e {
+                AnyEvent::Energy(x) => Some(x),
+                _ => None,
+            }),
+            Self::Sensor => encode::<SensorReading>(rows, |e| match e {
+                AnyEvent::Sensor(x) => Some(x),
+                _ => None,
+            }),
+            Self::Miner => encode::<MinerStatus>(rows, |e| match e {
+                AnyEvent::Miner(x) => Some(x),
+                _ => None,
+            }),
+            Self::Hashrate => encode::<HashrateSample>(rows, |e| match e {
+                AnyEvent::Hashrate(x) => Some(x),
+                _ => None,
+            }),
+            Self::Grid => encode::<GridSignal>(rows, |e| match e {
+                AnyEvent::Grid(x) => Some(x),
+                _ => None,
+            }),
+        }
+    }
+}
+
+/// Any one event, after decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyEvent {
+    /// A share.
+    Share(Share),
+    /// A block.
+    Block(Block),
+    /// An energy reading.
+    Energy(EnergyReading),
+    /// A sensor reading.
+    Sensor(SensorReading),
+    /// A miner status report.
+    Miner(MinerStatus),
+    /// A hashrate sample.
+    Hashrate(HashrateSample),
+    /// A grid signal.
+    Grid(GridSignal),
+}
+
+impl AnyEvent {
+    /// Its kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Share(_) => EventKind::Share,
+            Self::Block(_) => EventKind::Block,
+            Self::Energy(_) => EventKind::Energy,
+            Self::Sensor(_) => EventKind::Sensor,
+            Self::Miner(_) => EventKind::Miner,
+            Self::Hashrate(_) => EventKind::Hashrate,
+            Self::Grid(_) => EventKind::Grid,
+        }
+    }
+
+    /// The subject it belongs on.
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Share(e) => e.subject(),
+            Self::Block(e) => e.subject(),
+            Self::Energy(e) => e.subject(),
+            Self::Sensor(e) => e.subject(),
+            Self::Miner(e) => e.subject(),
+            Self::Hashrate(e) => e.subject(),
+            Self::Grid(e) => e.subject(),
+        }
+    }
+
+    /// Its subject, dedupe id and JSON body, ready to publish.
+    pub fn to_message(&self) -> (String, String, Vec<u8>) {
+        fn parts<T: Event>(e: &T) -> (String, String, Vec<u8>) {
+            let body = serde_json::to_vec(e).unwrap_or_default();
+            (e.subject(), e.dedupe_id(), body)
+        }
+        match self {
+            Self::Share(e) => parts(e),
+            Self::Block(e) => parts(e),
+            Self::Energy(e) => parts(e),
+            Self::Sensor(e) => parts(e),
+            Self::Miner(e) => parts(e),
+            Self::Hashrate(e) => parts(e),
+            Self::Grid(e) => parts(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array};
+
+    fn energy(power_w: f64) -> EnergyReading {
+        EnergyReading {
+            site: "s1".into(),
+            machine: "m1".into(),
+            ts: Utc::now(),
+            power_w,
+            energy_wh: None,
+            source: EnergySource::Pdu,
+        }
+    }
+
+    #[test]
+    fn energy_round_trips_through_json_and_arrow() {
+        let e = energy(3200.0);
+        let json = serde_json::to_vec(&e).unwrap();
+        let back = EventKind::Energy
+            .decode(&json, &ValidationPolicy::default(), Utc::now())
+            .unwrap();
+        assert_eq!(back, AnyEvent::Energy(e.clone()));
+        let batch = EventKind::Energy.batch(&[(7, back), (9, e.into_any())]).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.schema(), EventKind::Energy.table_schema());
+        let seq = batch
+            .column_by_name("seq")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(seq.values(), &[7, 9]);
+        assert_eq!(batch.column_by_name("energy_wh").unwrap().null_count(), 2);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let policy = ValidationPolicy::default();
+        let now = Utc::now();
+        for (body, needle) in [
+            (r#"{"site":"s1"}"#.to_string(), "missing field"),
+            (
+                serde_json::to_string(&energy(-5.0)).unwrap(),
+                "power_w = -5",
+            ),
+            (
+                r#"{"site":"s1","machine":"m1","ts":"2026-01-01T00:00:00Z","power_w":"x","source":"pdu"}"#
+                    .to_string(),
+                "invalid type",
+            ),
+            (
+                r#"{"site":"s1","machine":"m1","ts":"2026-01-01T00:00:00Z","power_w":1,"source":"nuclear"}"#
+                    .to_string(),
+                "unknown variant",
+            ),
+            ("not json".to_string(), "invalid energy JSON"),
+        ] {
+            let err = EventKind::Energy
+                .decode(body.as_bytes(), &policy, now)
+                .unwrap_err();
+            assert!(err.reason.contains(needle), "{body}: {}", err.reason);
+        }
+        let mut far = energy(1.0);
+        far.ts = now + chrono::Duration::hours(1);
+        assert!(far.validate(&policy, now).unwrap_err().reason.contains("future"));
+    }
+
+    #[test]
+    fn every_kind_maps_subject_stream_and_table() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_name(kind.name()), Some(kind));
+            assert!(kind.table_schema().field_with_name("seq").is_ok());
+        }
+        assert_eq!(
+            EventKind::from_subject("telemetry.sensor.s1.t1"),
+            Some(EventKind::Sensor)
+        );
+        assert_eq!(EventKind::from_subject("telemetry.bogus.s1"), None);
+        assert_eq!(EventKind::Grid.stream(), names::STREAM_GRID);
+    }
+
+    #[test]
+    fn grid_curtail_needs_target_and_deadline() {
+        let now = Utc::now();
+        let g = GridSignal {
+            site: "s1".into(),
+            event_id: "e1".into(),
+            kind: GridSignalKind::Curtail,
+            target_kw: None,
+            deadline: Some(now),
+            price_per_mwh: None,
+            ts: now,
+        };
+        let err = g.validate(&ValidationPolicy::default(), now).unwrap_err();
+        assert!(err.reason.contains("target_kw"));
+    }
+}

@@ -1,0 +1,25 @@
+//! The one source of truth for the shape of every record adit moves.
+//!
+//! This crate defines the events that arrive on JetStream (shares, blocks, energy and sensor
+//! readings, miner status, hashrate samples, grid signals) and the result rows the pipelines
+//! write, as serde types with their Arrow schemas; the validation that says why a record is
+//! refused; and every stream, subject and table name. It does no I/O.
+
+pub mod api;
+pub mod arrow_rows;
+pub mod error;
+pub mod events;
+pub mod names;
+pub mod results;
+pub mod validate;
+
+pub use arrow_rows::{stamped_batch, to_batch};
+pub use error::{Error, Result};
+pub use events::{
+    Block, BlockStatus, EnergyReading, EnergySource, Event, EventKind, GridSignal, GridSignalKind,
+    AnyEvent, HashrateSample, MinerState, MinerStatus, SensorKind, SensorReading, Share,
+};
+pub use validate::{Invalid, ValidationPolicy};
+
+/// Version of the wire format; travels in the `Adit-Schema-Version` header of every message.
+pub const SCHEMA_VERSION: u32 = 1;

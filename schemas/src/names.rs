@@ -1,0 +1,123 @@
+//! Every stream, subject, KV bucket and table name, in one place.
+
+/// The stream of shares and blocks; one stream so its sequence orders both.
+pub const STREAM_MINING: &str = "MINING";
+/// The stream of readings from machines, meters, sensors and workers.
+pub const STREAM_TELEMETRY: &str = "TELEMETRY";
+/// The stream of demand-response events and prices.
+pub const STREAM_GRID: &str = "GRID";
+/// The stream of result rows for subscribers.
+pub const STREAM_RESULTS: &str = "RESULTS";
+/// The stream of commands to actuators.
+pub const STREAM_CONTROL: &str = "CONTROL";
+/// The stream of messages a consumer could not accept.
+pub const STREAM_DLQ: &str = "DLQ";
+
+/// All streams with the subjects each one captures.
+pub const STREAMS: &[(&str, &[&str])] = &[
+    (STREAM_MINING, &["mining.>"]),
+    (STREAM_TELEMETRY, &["telemetry.>"]),
+    (STREAM_GRID, &["grid.>"]),
+    (STREAM_RESULTS, &["results.>"]),
+    (STREAM_CONTROL, &["control.>"]),
+    (STREAM_DLQ, &["dlq.>"]),
+];
+
+/// KV bucket holding sites, pools and machines.
+pub const KV_REGISTRY: &str = "adit_registry";
+/// KV bucket holding alert rules.
+pub const KV_RULES: &str = "adit_rules";
+/// KV bucket holding notification channels.
+pub const KV_CHANNELS: &str = "adit_channels";
+/// KV bucket holding pipeline state that must survive restarts.
+pub const KV_PIPELINE_STATE: &str = "adit_pipeline_state";
+/// All KV buckets adit creates.
+pub const KV_BUCKETS: &[&str] = &[KV_REGISTRY, KV_RULES, KV_CHANNELS, KV_PIPELINE_STATE];
+
+/// Header carrying the schema version of a message.
+pub const HEADER_SCHEMA_VERSION: &str = "Adit-Schema-Version";
+/// Header carrying the reason a message was dead-lettered.
+pub const HEADER_DLQ_REASON: &str = "Adit-Dlq-Reason";
+/// Header carrying the subject a dead-lettered message was first published on.
+pub const HEADER_DLQ_SUBJECT: &str = "Adit-Dlq-Subject";
+/// Header carrying the stream sequence of a dead-lettered message.
+pub const HEADER_DLQ_SEQUENCE: &str = "Adit-Dlq-Sequence";
+
+/// Table of every energy reading.
+pub const TABLE_ENERGY_READINGS: &str = "energy_readings";
+/// Table of every sensor reading.
+pub const TABLE_SENSOR_READINGS: &str = "sensor_readings";
+/// Table of every miner status report.
+pub const TABLE_MINER_STATUS: &str = "miner_status";
+/// Table of every worker-reported hashrate sample.
+pub const TABLE_HASHRATE_SAMPLES: &str = "hashrate_samples";
+/// Table of every grid signal.
+pub const TABLE_GRID_SIGNALS: &str = "grid_signals";
+/// Table of every share.
+pub const TABLE_SHARES: &str = "shares";
+/// Table of every found block.
+pub const TABLE_BLOCKS: &str = "blocks";
+/// Energy per machine per minute.
+pub const TABLE_MACHINE_ENERGY_1M: &str = "machine_energy_1m";
+/// Energy per site per minute.
+pub const TABLE_SITE_ENERGY_1M: &str = "site_energy_1m";
+
+/// Subject of a share from `pool`.
+pub fn share_subject(pool: &str) -> String {
+    format!("mining.share.{pool}")
+}
+/// Subject of a block found by `pool`.
+pub fn block_subject(pool: &str) -> String {
+    format!("mining.block.{pool}")
+}
+/// Subject of an energy reading.
+pub fn energy_subject(site: &str, machine: &str) -> String {
+    format!("telemetry.energy.{site}.{machine}")
+}
+/// Subject of a sensor reading.
+pub fn sensor_subject(site: &str, sensor: &str) -> String {
+    format!("telemetry.sensor.{site}.{sensor}")
+}
+/// Subject of a miner status report.
+pub fn miner_subject(site: &str, machine: &str) -> String {
+    format!("telemetry.miner.{site}.{machine}")
+}
+/// Subject of a worker-reported hashrate sample.
+pub fn hashrate_subject(cluster: &str, worker: &str) -> String {
+    format!("telemetry.hashrate.{cluster}.{worker}")
+}
+/// Subject of a grid signal for `site`.
+pub fn grid_subject(site: &str) -> String {
+    format!("grid.signal.{site}")
+}
+/// Dead-letter subject for messages taken from `stream`.
+pub fn dlq_subject(stream: &str) -> String {
+    format!("dlq.{}", stream.to_ascii_lowercase())
+}
+
+/// Whether `name` may stand as one token of a subject (and a partition value): 1–64 of
+/// `[A-Za-z0-9_-]`.
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_built_from_tokens() {
+        assert_eq!(energy_subject("s1", "m2"), "telemetry.energy.s1.m2");
+        assert_eq!(dlq_subject(STREAM_TELEMETRY), "dlq.telemetry");
+        assert!(is_token("rack-7_a"));
+        assert!(!is_token("a.b"));
+        assert!(!is_token("a b"));
+        assert!(!is_token("*"));
+        assert!(!is_token(""));
+        assert!(!is_token(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,169 @@
+//! A Delta table written exactly once from a stream: each commit carries the data and, in the
+//! same Delta transaction, the writer's position `(app_id, version = highest stream sequence)`.
+//!
+//! **Invariant**: a row with stream sequence `s` is in the table iff a commit with version ≥ `s`
+//! holds it; the version is read back on open, so a restarted writer resumes after it and a
+//! replayed batch at or below it is skipped instead of written twice.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::store::TableStore;
+
+/// When to compact and vacuum; from config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Maintenance {
+    /// Compact (optimize) after this many commits (0 = never).
+    pub optimize_every_commits: u64,
+    /// Files no longer referenced are deleted once older than this.
+    #[serde(with = "humantime_serde")]
+    pub vacuum_retention: Duration,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Self {
+            optimize_every_commits: 100,
+            vacuum_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// One output table of one writer (pipeline).
+pub struct ExactlyOnceTable {
+    /// Table name.
+    name: String,
+    /// The open table (its state follows our own commits).
+    table: DeltaTable,
+    /// The writer's application id in the Delta log.
+    app_id: String,
+    /// The last committed stream sequence (0 = nothing yet).
+    committed: u64,
+    /// Commits since the last compaction.
+    since_optimize: u64,
+    /// Compaction and vacuum settings.
+    maintenance: Maintenance,
+}
+
+impl ExactlyOnceTable {
+    /// Opens (creating if needed) table `name` for writer `app_id` and reads its position.
+    pub async fn open(
+        store: &TableStore,
+        name: &str,
+        schema: &SchemaRef,
+        partitions: &[&str],
+        app_id: &str,
+        maintenance: Maintenance,
+    ) -> Result<Self> {
+        let table = store.open_or_create(name, schema, partitions).await?;
+        let mut this = Self {
+            name: name.to_string(),
+            table,
+            app_id: app_id.to_string(),
+            committed: 0,
+            since_optimize: 0,
+            maintenance,
+        };
+        this.committed = this.read_position().await?;
+        Ok(this)
+    }
+
+    fn delta_err(&self) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
+        move |source| Error::Delta {
+            table: self.name.clone(),
+            source,
+        }
+    }
+
+    async fn read_position(&self) -> Result<u64> {
+        let state = self.table.snapshot().map_err(self.delta_err())?;
+        let version = state
+            .transaction_version(self.table.log_store().as_ref(), &self.app_id)
+            .await
+            .map_err(self.delta_err())?;
+        Ok(version.map_or(0, |v| v.max(0) as u64))
+    }
+
+    /// Table name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last stream sequence committed to this table by this writer (0 = none).
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// The open table.
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    /// Appends `batches` and records position `version` in one Delta commit. A `version` at or
+    /// below the committed one is a replay and is skipped. Empty batches still move the
+    /// position, so a quiet table does not hold its writer back on restart.
+    pub async fn commit(&mut self, batches: Vec<RecordBatch>, version: u64) -> Result<bool> {
+        if version <= self.committed {
+            return Ok(false);
+        }
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let txn = Transaction::new(&self.app_id, i64::try_from(version).unwrap_or(i64::MAX));
+        let properties = CommitProperties::default().with_application_transaction(txn);
+        let partitions = self
+            .table
+            .snapshot()
+            .map_err(self.delta_err())?
+            .metadata()
+            .partition_columns()
+            .to_vec();
+        let table = self.table.clone();
+        self.table = table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns(partitions)
+            .with_commit_properties(properties)
+            .await
+            .map_err(self.delta_err())?;
+        self.committed = version;
+        self.since_optimize += 1;
+        Ok(true)
+    }
+
+    /// Compacts small files and deletes unreferenced ones past retention, when due. Runs in
+    /// the writer's own task between batches, so it never races the writer's commits.
+    pub async fn maintain_if_due(&mut self) -> Result<()> {
+        let every = self.maintenance.optimize_every_commits;
+        if every == 0 || self.since_optimize < every {
+            return Ok(());
+        }
+        self.since_optimize = 0;
+        let table = self.table.clone();
+        let (table, metrics) = table.optimize().await.map_err(self.delta_err())?;
+        tracing::info!(
+            table = %self.name,
+            files_added = metrics.num_files_added,
+            files_removed = metrics.num_files_removed,
+            "compacted"
+        );
+        let retention = chrono::Duration::from_std(self.maintenance.vacuum_retention)
+            .unwrap_or(chrono::Duration::days(7));
+        let (table, vacuumed) = table
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(self.delta_err())?;
+        tracing::info!(table = %self.name, files_deleted = vacuumed.files_deleted.len(), "vacuumed");
+        self.table = table;
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+//! Publishing result rows to `results.*` subjects for live subscribers.
+
+use async_nats::jetstream;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Publishes result rows; each carries a dedupe id derived from its inputs, so a replayed batch
+/// publishes nothing new.
+#[derive(Clone)]
+pub struct ResultPublisher {
+    /// JetStream context.
+    js: jetstream::Context,
+}
+
+impl ResultPublisher {
+    /// A publisher over `js`.
+    pub fn new(js: jetstream::Context) -> Self {
+        Self { js }
+    }
+
+    /// Publishes `(subject, dedupe id, row)` triples and waits until all are stored.
+    pub async fn publish<T: Serialize>(&self, rows: &[(String, String, T)]) -> Result<()> {
+        let mut acks = Vec::with_capacity(rows.len());
+        for (subject, id, row) in rows {
+            let payload = serde_json::to_vec(row).unwrap_or_default();
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.into())
+                .message_id(id);
+            let ack = self
+                .js
+                .send_publish(subject.clone(), publish)
+                .await
+                .map_err(|e| Error::Publish {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+            acks.push((subject, ack));
+        }
+        for (subject, ack) in acks {
+            ack.await.map_err(|e| Error::Publish {
+                subject: subject.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}

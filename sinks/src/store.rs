@@ -1,0 +1,190 @@
+//! The table root: where every Delta table lives, on a local folder or any object store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Once};
+
+use arrow::datatypes::SchemaRef;
+use deltalake::DeltaTable;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+    logstore_factories, object_store_factories,
+};
+use deltalake::{DeltaResult, Path};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// The root under which every table is a folder named after the table.
+#[derive(Debug, Clone)]
+pub struct TableStore {
+    /// Root URL, always ending in `/`.
+    root: Url,
+    /// Options for the object store (credentials, endpoint, region…).
+    options: HashMap<String, String>,
+}
+
+/// Object stores for the cloud schemes, built by `object_store` itself from the URL and options.
+struct CloudStores;
+
+impl ObjectStoreFactory for CloudStores {
+    fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(ObjectStoreRef, Path)> {
+        let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
+        Ok((Arc::new(store), path))
+    }
+}
+
+impl LogStoreFactory for CloudStores {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
+/// Teaches deltalake the s3, gs and az schemes through `object_store`'s own backends. On S3,
+/// concurrent writers need `aws_conditional_put = "etag"` in the options (adit has one writer
+/// per table, so it works without).
+fn register_cloud_schemes() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for scheme in ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure", "http", "https"] {
+            let url = Url::parse(&format!("{scheme}://")).expect("scheme url");
+            object_store_factories().insert(url.clone(), Arc::new(CloudStores));
+            logstore_factories().insert(url, Arc::new(CloudStores));
+        }
+    });
+}
+
+impl TableStore {
+    /// A store rooted at `root`: a URL (`s3://bucket/prefix`, `file:///data/tables`) or a local
+    /// path, which is created if missing.
+    pub fn new(root: &str, options: HashMap<String, String>) -> Result<Self> {
+        register_cloud_schemes();
+        let err = |message: String| Error::Root {
+            root: root.to_string(),
+            message,
+        };
+        let mut url = match Url::parse(root) {
+            Ok(url) if url.scheme().len() > 1 => url,
+            _ => {
+                std::fs::create_dir_all(root).map_err(|e| err(e.to_string()))?;
+                let abs = std::fs::canonicalize(root).map_err(|e| err(e.to_string()))?;
+                Url::from_directory_path(&abs).map_err(|()| err("not an absolute path".into()))?
+            }
+        };
+        if url.scheme() == "file" {
+            std::fs::create_dir_all(url.path()).map_err(|e| err(e.to_string()))?;
+        }
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(Self { root: url, options })
+    }
+
+    /// The root URL.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The URL of table `name`.
+    pub fn table_url(&self, name: &str) -> Url {
+        self.root.join(&format!("{name}/")).expect("table name is a path segment")
+    }
+
+    fn delta_err(name: &str) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
+        move |source| Error::Delta {
+            table: name.to_string(),
+            source,
+        }
+    }
+
+    /// Opens table `name`, creating it with `schema` and `partitions` if it does not exist.
+    pub async fn open_or_create(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        partitions: &[&str],
+    ) -> Result<DeltaTable> {
+        let url = self.table_url(name);
+        if url.scheme() == "file" {
+            std::fs::create_dir_all(url.path()).map_err(|e| Error::Root {
+                root: url.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let table = DeltaTable::try_from_url_with_storage_options(url, self.options.clone())
+            .await
+            .map_err(Self::delta_err(name))?;
+        if table.version().is_some() {
+            return Ok(table);
+        }
+        let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| Error::Delta {
+            table: name.to_string(),
+            source: e.into(),
+        })?;
+        table
+            .create()
+            .with_table_name(name)
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(partitions.iter().map(|p| p.to_string()))
+            .with_save_mode(deltalake::protocol::SaveMode::Ignore)
+            .await
+            .map_err(Self::delta_err(name))
+    }
+
+    /// Opens table `name` at its latest version, or `None` if it does not exist yet.
+    pub async fn open(&self, name: &str) -> Result<Option<DeltaTable>> {
+        let url = self.table_url(name);
+        if url.scheme() == "file" && !std::path::Path::new(url.path()).join("_delta_log").exists() {
+            return Ok(None);
+        }
+        let table = DeltaTable::try_from_url_with_storage_options(url, self.options.clone())
+            .await
+            .map_err(Self::delta_err(name))?;
+        Ok(table.version().is_some().then_some(table))
+    }
+}
+
+impl TableStore {
+    /// Registers the latest version of table `name` with `ctx` under that name; returns false
+    /// when the table does not exist yet.
+    pub async fn register(
+        &self,
+        ctx: &deltalake::datafusion::prelude::SessionContext,
+        name: &str,
+    ) -> Result<bool> {
+        let Some(table) = self.open(name).await? else {
+            return Ok(false);
+        };
+        let delta = Self::delta_err(name);
+        table.update_datafusion_session(&ctx.state()).map_err(&delta)?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| delta(deltalake::DeltaTableError::from(e)))?;
+        ctx.register_table(name, provider)
+            .map_err(|e| delta(deltalake::DeltaTableError::from(e)))?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_become_file_urls_with_a_trailing_slash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TableStore::new(dir.path().join("t").to_str().unwrap(), HashMap::new()).unwrap();
+        assert_eq!(store.root().scheme(), "file");
+        assert!(store.table_url("energy").as_str().ends_with("/t/energy/"));
+        let s3 = TableStore::new("s3://bucket/prefix", HashMap::new()).unwrap();
+        assert_eq!(s3.table_url("x").as_str(), "s3://bucket/prefix/x/");
+    }
+}

@@ -1,0 +1,198 @@
+//! `adit bench ingest`: end-to-end events/s (publish → committed Delta table) beside the raw
+//! JetStream consume rate of the same stream in the same run, and the publish → visible-in-SQL
+//! delay under a steady load. Runs against its own nats-server and tables in a temp folder.
+
+use std::time::{Duration, Instant};
+
+use adit_ingest::publish::Outgoing;
+use adit_ingest::{Publisher, ensure_streams};
+use adit_pipelines::PipelineContext;
+use adit_pipelines::landing::run_landing;
+use adit_schemas::names::{STREAM_TELEMETRY, TABLE_ENERGY_READINGS};
+use adit_schemas::{AnyEvent, EnergyReading, EnergySource, ValidationPolicy};
+use adit_sinks::TableStore;
+use anyhow::Context;
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
+use chrono::Utc;
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::nats_server;
+
+fn reading(i: usize, ts: chrono::DateTime<Utc>) -> Outgoing {
+    Outgoing::event(&AnyEvent::Energy(EnergyReading {
+        site: format!("site-{:02}", i % 4),
+        machine: format!("m-{:04}", i % 1000),
+        ts,
+        power_w: 3000.0 + (i % 500) as f64,
+        energy_wh: None,
+        source: EnergySource::Pdu,
+    }))
+}
+
+async fn raw_consume_rate(js: &jetstream::Context, n: usize) -> anyhow::Result<f64> {
+    let stream = js.get_stream(STREAM_TELEMETRY).await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench-raw".into()),
+            ack_policy: AckPolicy::All,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await?;
+    let started = Instant::now();
+    let mut messages = consumer.stream().max_messages_per_batch(5_000).messages().await?;
+    let mut got = 0;
+    while got < n {
+        let m = messages.next().await.context("raw consumer ended")??;
+        got += 1;
+        if got % 5_000 == 0 || got == n {
+            m.ack().await.ok();
+        }
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    stream.delete_consumer("bench-raw").await.ok();
+    Ok(rate)
+}
+
+async fn committed(store: &TableStore) -> anyhow::Result<u64> {
+    let Some(table) = store.open(TABLE_ENERGY_READINGS).await? else {
+        return Ok(0);
+    };
+    let v = table
+        .snapshot()?
+        .transaction_version(table.log_store().as_ref(), "telemetry")
+        .await?;
+    Ok(v.unwrap_or(0).max(0) as u64)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Runs the ingest benchmark and prints its report.
+pub async fn ingest(config: &Config, events: usize, rate: usize, latency_for: Duration) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (url, managed) = nats_server::ensure(tmp.path(), config.nats.server_binary.as_deref()).await?;
+    let client = adit_ingest::connect(&url).await?;
+    let js = jetstream::new(client);
+    ensure_streams(&js, &config.nats.streams).await?;
+    let publisher = Publisher::new(js.clone());
+    let store = TableStore::new(tmp.path().join("tables").to_str().unwrap_or("tables"), Default::default())?;
+
+    eprintln!("publishing a backlog of {events} events…");
+    let base = Utc::now();
+    let msgs: Vec<_> = (0..events).map(|i| reading(i, base + chrono::Duration::microseconds(i as i64))).collect();
+    let started = Instant::now();
+    publisher.publish_all(msgs).await?;
+    let publish_rate = events as f64 / started.elapsed().as_secs_f64();
+
+    eprintln!("raw JetStream consume of the backlog…");
+    let raw_rate = raw_consume_rate(&js, events).await?;
+
+    eprintln!("pipeline drain of the backlog into Delta…");
+    let ctx = PipelineContext {
+        js: js.clone(),
+        publisher: publisher.clone(),
+        store: store.clone(),
+        config: config.pipelines.clone(),
+        policy: ValidationPolicy::default(),
+    };
+    let spec = adit_pipelines::runtime::landing_specs()
+        .into_iter()
+        .find(|s| s.name == "telemetry")
+        .context("telemetry pipeline")?;
+    let stop = CancellationToken::new();
+    let pipeline = {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        tokio::spawn(async move { run_landing(&ctx, &spec, stop).await })
+    };
+    let started = Instant::now();
+    while committed(&store).await? < events as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e2e_rate = events as f64 / started.elapsed().as_secs_f64();
+
+    eprintln!("steady load of {rate} events/s for {latency_for:?}, measuring publish → visible in SQL…");
+    let delays = latency_phase(&publisher, &store, events, rate, latency_for).await?;
+    stop.cancel();
+    pipeline.await??;
+    if let Some(m) = managed {
+        m.stop().await;
+    }
+    let mut sorted = delays.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!("adit bench ingest ({events} events backlog, debug={})", cfg!(debug_assertions));
+    println!("  publish rate             {publish_rate:>12.0} events/s");
+    println!("  raw JetStream consume    {raw_rate:>12.0} events/s   (baseline)");
+    println!("  end to end into Delta    {e2e_rate:>12.0} events/s");
+    println!("  ratio end-to-end / raw   {:>12.3}            (target ≥ 0.5)", e2e_rate / raw_rate);
+    println!(
+        "  publish → visible in SQL p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} events (target p99 ≤ 1000 ms; poll every 50 ms)",
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.99),
+        sorted.last().copied().unwrap_or(f64::NAN),
+        sorted.len()
+    );
+    Ok(())
+}
+
+/// Publishes at `rate` for `length`, each event stamped with its publish time, and polls SQL
+/// every 50 ms; returns each event's delay until it was visible, in ms.
+async fn latency_phase(
+    publisher: &Publisher,
+    store: &TableStore,
+    offset: usize,
+    rate: usize,
+    length: Duration,
+) -> anyhow::Result<Vec<f64>> {
+    let total = (rate as f64 * length.as_secs_f64()) as usize;
+    let producer = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move {
+            let per_tick = (rate / 100).max(1);
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut sent = 0;
+            while sent < total {
+                tick.tick().await;
+                let now = Utc::now();
+                let msgs = (0..per_tick)
+                    .map(|k| reading(offset + sent + k, now + chrono::Duration::microseconds(k as i64)))
+                    .collect();
+                publisher.publish_all(msgs).await?;
+                sent += per_tick;
+            }
+            anyhow::Ok(sent)
+        })
+    };
+    let mut delays = Vec::with_capacity(total);
+    let mut last_seq = offset as i64;
+    let deadline = Instant::now() + length + Duration::from_secs(30);
+    while delays.len() < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ctx = SessionContext::new();
+        if !store.register(&ctx, TABLE_ENERGY_READINGS).await? {
+            continue;
+        }
+        let sql = format!("SELECT seq, CAST(ts AS BIGINT) AS ts FROM {TABLE_ENERGY_READINGS} WHERE seq > {last_seq}");
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let now_us = Utc::now().timestamp_micros();
+        for b in &batches {
+            let seq = b.column(0).as_primitive::<Int64Type>();
+            let ts = b.column(1).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                last_seq = last_seq.max(seq.value(i));
+                delays.push((now_us - ts.value(i)) as f64 / 1000.0);
+            }
+        }
+    }
+    producer.await??;
+    Ok(delays)
+}

@@ -1,0 +1,147 @@
+//! The command line: global options and one subcommand per role (clap derive; every flag also
+//! reads an `ADIT_*` environment variable).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// adit: a crypto-mining operation end to end.
+#[derive(Debug, Parser)]
+#[command(name = "adit", version, about)]
+pub struct Cli {
+    /// Options every command shares.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command shares; each overrides the TOML file.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// TOML config file.
+    #[arg(long, short, global = true, env = "ADIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder for local state: the managed nats-server's store and, by default, the tables.
+    #[arg(long, global = true, env = "ADIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// NATS server or cluster URL; without one adit starts and supervises its own nats-server.
+    #[arg(long, global = true, env = "ADIT_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Root of the Delta tables: a folder, or an object store URL (s3://bucket/prefix, gs://…, az://…).
+    #[arg(long, global = true, env = "ADIT_TABLES")]
+    pub tables: Option<String>,
+    /// Address the HTTP API listens on.
+    #[arg(long, global = true, env = "ADIT_LISTEN")]
+    pub listen: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring the whole system up on this machine with a simulated farm, and serve the API.
+    Demo(DemoArgs),
+    /// Run the chosen roles (default: all) until Ctrl-C.
+    Run(RunArgs),
+    /// Run the pipelines only.
+    Pipelines,
+    /// Run the HTTP API (SQL, health, metrics, ingest) only.
+    Query,
+    /// Publish a simulated farm's readings.
+    Simulate(SimulateArgs),
+    /// Run SQL against a running adit and print the result.
+    Sql(SqlArgs),
+    /// Measure throughput and latency.
+    Bench(BenchArgs),
+}
+
+/// `adit demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Stop after this long (default: run until Ctrl-C).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// The roles a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The pipelines.
+    Pipelines,
+    /// The HTTP API.
+    Query,
+    /// The farm simulator.
+    Simulate,
+}
+
+/// `adit run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Roles to run, comma separated.
+    #[arg(long, value_delimiter = ',', default_values = ["pipelines", "query"], env = "ADIT_ROLES")]
+    pub roles: Vec<Role>,
+}
+
+/// `adit simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Seed of the random generator.
+    #[arg(long, env = "ADIT_SIM_SEED")]
+    pub seed: Option<u64>,
+    /// Number of sites.
+    #[arg(long, env = "ADIT_SIM_SITES")]
+    pub sites: Option<usize>,
+    /// Machines per site.
+    #[arg(long, env = "ADIT_SIM_MACHINES")]
+    pub machines: Option<usize>,
+    /// Time between two readings of one device (e.g. 1s, 250ms).
+    #[arg(long, env = "ADIT_SIM_INTERVAL", value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Stop after this many ticks (default: run until Ctrl-C).
+    #[arg(long)]
+    pub ticks: Option<u64>,
+}
+
+/// `adit sql`.
+#[derive(Debug, Clone, Args)]
+pub struct SqlArgs {
+    /// The SQL.
+    pub sql: String,
+    /// Base URL of the API (default: http://<listen>).
+    #[arg(long, env = "ADIT_URL")]
+    pub url: Option<String>,
+    /// Bearer token.
+    #[arg(long, env = "ADIT_TOKEN")]
+    pub token: Option<String>,
+    /// Output: table (default), csv, json, ndjson.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+/// `adit bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+/// Benchmarks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchWhat {
+    /// Events/s publish → committed table beside the raw JetStream consume rate, and p99
+    /// publish → visible-in-SQL delay.
+    Ingest {
+        /// Events in the backlog phase.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Events per second in the latency phase.
+        #[arg(long, default_value_t = 2_000)]
+        rate: usize,
+        /// Length of the latency phase.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        latency_for: Duration,
+    },
+}

@@ -1,0 +1,93 @@
+//! One function per subcommand.
+
+mod sql;
+
+use std::time::Duration;
+
+use adit_ingest::simulate::{Farm, SimConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BenchWhat, Cli, Command, Role, SimulateArgs};
+use crate::config::Config;
+use crate::wiring;
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.global)?;
+    let shutdown = CancellationToken::new();
+    match cli.command {
+        Command::Demo(args) => demo(&config, args.duration, shutdown).await,
+        Command::Run(args) => {
+            wiring::cancel_on_signal(shutdown.clone());
+            wiring::run_roles(&config, &args.roles, config.simulate.clone(), shutdown).await
+        }
+        Command::Pipelines => {
+            wiring::cancel_on_signal(shutdown.clone());
+            wiring::run_roles(&config, &[Role::Pipelines], config.simulate.clone(), shutdown).await
+        }
+        Command::Query => {
+            wiring::cancel_on_signal(shutdown.clone());
+            wiring::run_roles(&config, &[Role::Query], config.simulate.clone(), shutdown).await
+        }
+        Command::Simulate(args) => simulate(&config, &args, shutdown).await,
+        Command::Sql(args) => sql::run(&config, &args).await,
+        Command::Bench(args) => match args.what {
+            BenchWhat::Ingest { events, rate, latency_for } => {
+                crate::bench::ingest(&config, events, rate, latency_for).await
+            }
+        },
+    }
+}
+
+fn sim_config(config: &Config, args: &SimulateArgs) -> SimConfig {
+    let mut sim = config.simulate.clone();
+    if let Some(s) = args.seed {
+        sim.seed = s;
+    }
+    if let Some(s) = args.sites {
+        sim.sites = s;
+    }
+    if let Some(m) = args.machines {
+        sim.machines_per_site = m;
+    }
+    if let Some(i) = args.interval {
+        sim.interval = i;
+    }
+    sim
+}
+
+async fn simulate(config: &Config, args: &SimulateArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    wiring::cancel_on_signal(shutdown.clone());
+    let services = wiring::connect(config).await?;
+    let sim = sim_config(config, args);
+    let farm = Farm::new(sim.clone());
+    let per_s = farm.events_per_tick() as f64 / sim.interval.as_secs_f64();
+    tracing::info!(sites = sim.sites, machines_per_site = sim.machines_per_site, events_per_s = per_s, "simulating");
+    let n = adit_ingest::simulate::run(farm, services.publisher.clone(), args.ticks, shutdown).await?;
+    println!("published {n} events");
+    if let Some(m) = services.managed {
+        m.stop().await;
+    }
+    Ok(())
+}
+
+async fn demo(config: &Config, duration: Option<Duration>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    wiring::cancel_on_signal(shutdown.clone());
+    if let Some(d) = duration {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            token.cancel();
+        });
+    }
+    let url = format!("http://{}", config.query.listen);
+    eprintln!(
+        "adit demo: simulated farm → NATS JetStream → pipelines → Delta tables under {}\n\
+         \n  API        {url}/api/v1/sql?q=select%201\n  metrics    {url}/metrics\n  health     {url}/health\n\
+         \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
+         \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n",
+        config.tables_root()
+    );
+    let roles = [Role::Pipelines, Role::Query, Role::Simulate];
+    wiring::run_roles(config, &roles, config.simulate.clone(), shutdown).await
+}

@@ -1,0 +1,175 @@
+//! Process wiring: connect (or start) NATS, set up streams, open the table store, and run the
+//! chosen roles as tasks under one shutdown token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adit_ingest::http::IngestState;
+use adit_ingest::simulate::{Farm, SimConfig};
+use adit_ingest::{Publisher, ensure_buckets, ensure_streams};
+use adit_pipelines::PipelineContext;
+use adit_query::{AppState, SqlEngine};
+use adit_schemas::ValidationPolicy;
+use adit_sinks::TableStore;
+use anyhow::Context;
+use async_nats::jetstream;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Role;
+use crate::config::Config;
+use crate::nats_server::{self, ManagedNats};
+
+/// How long open work may take to finish after shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(20);
+
+/// Connections every role uses.
+pub struct Services {
+    /// The NATS client.
+    pub client: async_nats::Client,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Event publisher.
+    pub publisher: Publisher,
+    /// The managed nats-server, if this process started one.
+    pub managed: Option<ManagedNats>,
+}
+
+/// Connects to the configured NATS (or starts the managed one) and creates the streams and
+/// buckets.
+pub async fn connect(config: &Config) -> anyhow::Result<Services> {
+    let (url, managed) = match &config.nats.url {
+        Some(url) => (url.clone(), None),
+        None => nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?,
+    };
+    let client = adit_ingest::connect(&url).await?;
+    let js = jetstream::new(client.clone());
+    ensure_streams(&js, &config.nats.streams).await?;
+    ensure_buckets(&js, config.nats.streams.replicas).await?;
+    Ok(Services {
+        publisher: Publisher::new(js.clone()),
+        client,
+        js,
+        managed,
+    })
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: finishing the batches in hand");
+        token.cancel();
+    });
+}
+
+fn install_metrics() -> Option<PrometheusHandle> {
+    PrometheusBuilder::new().install_recorder().ok()
+}
+
+/// Runs `roles` until `shutdown`; the first role to fail cancels the rest and is returned.
+pub async fn run_roles(
+    config: &Config,
+    roles: &[Role],
+    sim: SimConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let services = connect(config).await?;
+    let store = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let metrics = install_metrics();
+    let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    if roles.contains(&Role::Pipelines) {
+        let ctx = PipelineContext {
+            js: services.js.clone(),
+            publisher: services.publisher.clone(),
+            store: store.clone(),
+            config: config.pipelines.clone(),
+            policy: ValidationPolicy::default(),
+        };
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            adit_pipelines::run_all(ctx, token).await?;
+            Ok("pipelines")
+        });
+    }
+    if roles.contains(&Role::Query) {
+        let listener = tokio::net::TcpListener::bind(&config.query.listen)
+            .await
+            .with_context(|| format!("query.listen: binding {}", config.query.listen))?;
+        tracing::info!(listen = %config.query.listen, "HTTP API listening");
+        let state = AppState {
+            engine: Arc::new(SqlEngine::new(store.clone(), config.query.limits.clone())),
+            metrics,
+            nats: Some(services.client.clone()),
+        };
+        let ingest = adit_ingest::http::router(IngestState {
+            publisher: services.publisher.clone(),
+            policy: ValidationPolicy::default(),
+        });
+        let router = adit_query::router(state, config.query.tokens.clone(), ingest);
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            adit_query::serve(listener, router, async move { token.cancelled().await }).await?;
+            Ok("query")
+        });
+    }
+    if roles.contains(&Role::Simulate) {
+        let farm = Farm::new(sim);
+        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            adit_ingest::simulate::run(farm, publisher, None, token).await?;
+            Ok("simulate")
+        });
+    }
+    let mut result = Ok(());
+    let mut draining = false;
+    loop {
+        let joined = if draining {
+            match tokio::time::timeout(DRAIN, tasks.join_next()).await {
+                Ok(j) => j,
+                Err(_) => {
+                    tracing::warn!("roles did not finish within {DRAIN:?}; stopping them");
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        } else {
+            tokio::select! {
+                j = tasks.join_next() => j,
+                _ = shutdown.cancelled() => { draining = true; continue; }
+            }
+        };
+        let Some(joined) = joined else { break };
+        match joined {
+            Ok(Ok(role)) => tracing::info!(role, "role finished"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "role failed; stopping the others");
+                shutdown.cancel();
+                draining = true;
+                result = result.and(Err(e));
+            }
+            Err(e) => {
+                shutdown.cancel();
+                draining = true;
+                result = result.and(Err(anyhow::anyhow!("a role panicked: {e}")));
+            }
+        }
+    }
+    if let Some(managed) = services.managed {
+        managed.stop().await;
+    }
+    result
+}

@@ -1,0 +1,103 @@
+//! Test harness shared by adit's crates: a private `nats-server` with JetStream on a free
+//! loopback port and a temporary store, which a test can stop and restart.
+//!
+//! A missing `nats-server` is a test failure with a clear message, never a silent skip.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running private nats-server; killed on drop.
+pub struct NatsServer {
+    /// The process, while it runs.
+    child: Option<Child>,
+    /// Its client port on 127.0.0.1.
+    pub port: u16,
+    /// Its store, kept across restarts and removed on drop.
+    store: tempfile::TempDir,
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Path of the nats-server binary: `$ADIT_NATS_SERVER`, else `nats-server` on PATH, else
+/// `/usr/sbin/nats-server`.
+pub fn nats_server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("ADIT_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let candidates = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| PathBuf::from(d).join("nats-server"))
+        .chain([PathBuf::from("/usr/sbin/nats-server")])
+        .collect::<Vec<_>>();
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("nats-server not found: install it (apt-get install nats-server) or set ADIT_NATS_SERVER")
+}
+
+impl NatsServer {
+    /// Starts a server on a free port with a fresh store and waits until it accepts clients.
+    pub fn start() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp store dir"),
+        };
+        server.launch();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit; the store is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// A connected JetStream context.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(self.url()).await.expect("connect to test nats");
+        async_nats::jetstream::new(client)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
