@@ -53,7 +53,7 @@ impl LogStoreFactory for CloudStores {
 fn register_cloud_schemes() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for scheme in ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure", "http", "https"] {
+        for scheme in ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure"] {
             let url = Url::parse(&format!("{scheme}://")).expect("scheme url");
             object_store_factories().insert(url.clone(), Arc::new(CloudStores));
             logstore_factories().insert(url, Arc::new(CloudStores));

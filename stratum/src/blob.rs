@@ -43,12 +43,16 @@ pub fn tree_hash(hashes: &[[u8; 32]]) -> Option<[u8; 32]> {
         [only] => Some(*only),
         [left, right] => Some(hash_pair(left, right)),
         _ => {
-            // The largest power of two below the count: leaves past the first `2 * cnt - count`
+            // The largest power of two below the count (3 ≤ count): leaves past the first `2 * cnt - count`
             // are paired up first so the rest of the tree is perfect.
-            let mut cnt = (hashes.len() - 1).next_power_of_two() / 2;
+            let mut cnt = hashes.len().next_power_of_two() / 2;
             let direct = 2 * cnt - hashes.len();
             let mut level: Vec<Hash> = hashes[..direct].to_vec();
-            level.extend(hashes[direct..].chunks_exact(2).map(|p| hash_pair(&p[0], &p[1])));
+            level.extend(
+                hashes[direct..]
+                    .chunks_exact(2)
+                    .map(|p| hash_pair(&p[0], &p[1])),
+            );
             while cnt > 2 {
                 cnt /= 2;
                 for j in 0..cnt {
@@ -261,7 +265,9 @@ impl Layout {
         }
         let mut parts = [0u8; 96];
         parts[..32].copy_from_slice(&cn_fast_hash(&blob[self.miner_prefix.clone()]));
-        parts[32..64].copy_from_slice(&cn_fast_hash(&blob[self.miner_prefix.end..self.miner_tx.end]));
+        parts[32..64].copy_from_slice(&cn_fast_hash(
+            &blob[self.miner_prefix.end..self.miner_tx.end],
+        ));
         cn_fast_hash(&parts)
     }
 
@@ -294,7 +300,11 @@ pub struct BlockTemplate {
 impl BlockTemplate {
     /// Parses `blocktemplate_blob` (hex) with the `reserved_offset` the node returned and the
     /// `reserve_size` that was asked for.
-    pub fn from_hex(blocktemplate_blob: &str, reserved_offset: usize, reserve_size: usize) -> Result<Self> {
+    pub fn from_hex(
+        blocktemplate_blob: &str,
+        reserved_offset: usize,
+        reserve_size: usize,
+    ) -> Result<Self> {
         let blob = hex::decode(blocktemplate_blob).map_err(|err| Error::InvalidTemplate {
             offset: 0,
             reason: format!("blocktemplate_blob is not hex: {err}"),
@@ -470,7 +480,12 @@ mod tests {
                 .chunks(64)
                 .map(|chunk| unhex32(std::str::from_utf8(chunk).unwrap()))
                 .collect();
-            assert_eq!(tree_hash(&leaves), Some(unhex32(expected)), "{} leaves", leaves.len());
+            assert_eq!(
+                tree_hash(&leaves),
+                Some(unhex32(expected)),
+                "{} leaves",
+                leaves.len()
+            );
             counts.push(leaves.len());
         }
         assert_eq!(counts, (1..=16).collect::<Vec<_>>());
@@ -479,7 +494,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip_and_refuse_bad_encodings() {
-        for value in [0, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             write_varint(&mut out, value);
             let mut reader = Reader::new(&out);
@@ -497,6 +522,54 @@ mod tests {
         ] {
             assert!(Reader::new(bad).varint("v").is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn block_ids_and_miner_tx_hashes_match_monerod() {
+        // Blocks monerod mined (the v1 genesis block and two v16 blocks), with the hashes it
+        // reported for them.
+        let captured: Value =
+            serde_json::from_str(include_str!("../tests/data/regtest_blocks.json")).unwrap();
+        let blocks = captured["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), 3);
+        for block in blocks {
+            let blob = hex::decode(block["blob"].as_str().unwrap()).unwrap();
+            let layout = Layout::parse(&blob).unwrap();
+            assert_eq!(
+                hex::encode(layout.miner_tx_hash(&blob)),
+                block["miner_tx_hash"].as_str().unwrap()
+            );
+            assert_eq!(
+                hex::encode(block_id(&hashing_blob(&blob).unwrap())),
+                block["hash"].as_str().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_block_built_here_was_accepted_by_monerod() {
+        // A template with our extra nonce and a mined nonce, which monerod accepted through
+        // submit_block; it reported the block hash recorded here.
+        let mined: Value =
+            serde_json::from_str(include_str!("../tests/data/mined_block.json")).unwrap();
+        assert_eq!(mined["submit_block"]["status"], "OK");
+        let tpl = &mined["template"];
+        let template = BlockTemplate::from_hex(
+            tpl["blocktemplate_blob"].as_str().unwrap(),
+            tpl["reserved_offset"].as_u64().unwrap() as usize,
+            mined["reserve_size"].as_u64().unwrap() as usize,
+        )
+        .unwrap();
+        let extra_nonce = u32::try_from(mined["extra_nonce"].as_u64().unwrap()).unwrap();
+        let miner = template.for_miner(extra_nonce).unwrap();
+        let mut nonce = [0u8; 4];
+        hex::decode_to_slice(mined["nonce"].as_str().unwrap(), &mut nonce).unwrap();
+        let block = miner.block_blob_with_nonce(nonce);
+        assert_eq!(hex::encode(&block), mined["block_blob"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(block_id(&miner.hashing_blob_with_nonce(nonce))),
+            mined["accepted_hash"].as_str().unwrap()
+        );
     }
 
     #[test]
@@ -532,13 +605,19 @@ mod tests {
                     .collect();
                 assert!(!changed.is_empty());
                 assert!(changed.iter().all(|i| (offset..offset + 4).contains(i)));
-                assert_eq!(&miner.block_blob()[offset..offset + 4], extra_nonce.to_be_bytes());
+                assert_eq!(
+                    &miner.block_blob()[offset..offset + 4],
+                    extra_nonce.to_be_bytes()
+                );
 
                 let hashing = miner.hashing_blob();
                 let original = template.hashing_blob();
                 assert_eq!(hashing.len(), original.len());
                 assert_eq!(hashing[..header_len], original[..header_len]);
-                assert_ne!(hashing[header_len..header_len + 32], original[header_len..header_len + 32]);
+                assert_ne!(
+                    hashing[header_len..header_len + 32],
+                    original[header_len..header_len + 32]
+                );
                 assert_eq!(hashing[header_len + 32..], original[header_len + 32..]);
                 assert!(roots.insert(hashing[header_len..header_len + 32].to_vec()));
                 // The hashing blob is exactly what the block blob hashes to.
@@ -569,7 +648,10 @@ mod tests {
 
         assert!(matches!(
             template.with_extra_nonce(&[0; 9]),
-            Err(Error::ExtraNonceTooLong { len: 9, reserved: 8 })
+            Err(Error::ExtraNonceTooLong {
+                len: 9,
+                reserved: 8
+            })
         ));
         // Reserved space outside the extra.
         for (offset, size) in [(offset, 9), (10, 4), (blob.len() - 2, 4), (usize::MAX, 8)] {
@@ -583,7 +665,10 @@ mod tests {
         }
         // Every truncation fails cleanly, as does trailing garbage.
         for len in 0..blob.len() {
-            assert!(BlockTemplate::new(blob[..len].to_vec(), offset, 8).is_err(), "{len}");
+            assert!(
+                BlockTemplate::new(blob[..len].to_vec(), offset, 8).is_err(),
+                "{len}"
+            );
         }
         let mut long = blob.clone();
         long.push(0);

@@ -276,42 +276,40 @@ fn params_of<T: serde::de::DeserializeOwned>(
 
 impl Serialize for Request {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        /// The wire shape of a request, borrowing its parts.
-        #[derive(Serialize)]
-        struct Wire<'a, P> {
-            /// The request id.
-            id: &'a Id,
-            /// Always "2.0".
-            jsonrpc: &'static str,
-            /// The method name.
-            method: &'static str,
-            /// The method's parameters.
-            params: &'a P,
-        }
         let method = self.call.method();
-        let id = &self.id;
         match &self.call {
-            Call::Login(params) => Wire {
-                id,
-                jsonrpc: JSONRPC,
-                method,
-                params,
+            Call::Login(params) => RequestWire::new(&self.id, method, params).serialize(serializer),
+            Call::GetJob(params) | Call::Keepalived(params) => {
+                RequestWire::new(&self.id, method, params).serialize(serializer)
             }
-            .serialize(serializer),
-            Call::GetJob(params) | Call::Keepalived(params) => Wire {
-                id,
-                jsonrpc: JSONRPC,
-                method,
-                params,
+            Call::Submit(params) => {
+                RequestWire::new(&self.id, method, params).serialize(serializer)
             }
-            .serialize(serializer),
-            Call::Submit(params) => Wire {
-                id,
-                jsonrpc: JSONRPC,
-                method,
-                params,
-            }
-            .serialize(serializer),
+        }
+    }
+}
+
+/// The wire shape of a request, borrowing its parts.
+#[derive(Serialize)]
+struct RequestWire<'a, P> {
+    /// The request id.
+    id: &'a Id,
+    /// Always "2.0".
+    jsonrpc: &'static str,
+    /// The method name.
+    method: &'static str,
+    /// The method's parameters.
+    params: &'a P,
+}
+
+impl<'a, P> RequestWire<'a, P> {
+    /// A request on the wire.
+    fn new(id: &'a Id, method: &'static str, params: &'a P) -> Self {
+        Self {
+            id,
+            jsonrpc: JSONRPC,
+            method,
+            params,
         }
     }
 }
@@ -489,7 +487,10 @@ mod tests {
         assert_eq!(decode_all(&mut decoder).unwrap(), ["{\"a\":1}"]);
         assert_eq!(decoder.buffered(), 4);
         decoder.push(b":2}\r\n\n  \r\n{\"c\":3}\n");
-        assert_eq!(decode_all(&mut decoder).unwrap(), ["{\"b\":2}", "{\"c\":3}"]);
+        assert_eq!(
+            decode_all(&mut decoder).unwrap(),
+            ["{\"b\":2}", "{\"c\":3}"]
+        );
         assert_eq!(decoder.buffered(), 0);
         assert!(decoder.next_line().unwrap().is_none());
     }
@@ -711,7 +712,14 @@ mod tests {
                     assert_eq!(id, want_id);
                     assert_eq!(method, name);
                 }
-                (Want::Params(want_id, name, reason), Error::InvalidParams { id, method, reason: got }) => {
+                (
+                    Want::Params(want_id, name, reason),
+                    Error::InvalidParams {
+                        id,
+                        method,
+                        reason: got,
+                    },
+                ) => {
                     assert_eq!(id, want_id);
                     assert_eq!(method, name);
                     assert!(got.contains(reason), "{shown}: {got}");
@@ -835,7 +843,10 @@ mod tests {
     #[test]
     fn parses_pool_messages_as_a_client() {
         let line = to_line(&JobNotification(job())).unwrap();
-        assert_eq!(parse_server_message(&line).unwrap(), ServerMessage::Job(job()));
+        assert_eq!(
+            parse_server_message(&line).unwrap(),
+            ServerMessage::Job(job())
+        );
 
         let login = format!(
             r#"{{"id":1,"jsonrpc":"2.0","error":null,"result":{{"id":"6c5b1e2a","job":{{"blob":"{BLOB}","job_id":"17","target":"b88d0600","algo":"rx/0","height":1,"seed_hash":"{SEED}"}},"extensions":["keepalive"],"status":"OK"}}}}"#
@@ -849,7 +860,8 @@ mod tests {
         let result: LoginResult = serde_json::from_value(response.result.unwrap()).unwrap();
         assert_eq!(result.job, job());
 
-        let refused = br#"{"id":9,"jsonrpc":"2.0","error":{"code":-1,"message":"Duplicate share"}}"#;
+        let refused =
+            br#"{"id":9,"jsonrpc":"2.0","error":{"code":-1,"message":"Duplicate share"}}"#;
         let ServerMessage::Response(response) = parse_server_message(refused).unwrap() else {
             panic!("not a response");
         };

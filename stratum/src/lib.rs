@@ -1,1 +1,23 @@
-//! placeholder
+//! The Stratum pool's pure core (DESIGN.md §6): XMRig's wire format, target encoding and the share
+//! check, vardiff, Monero hashing blobs, and RandomX hashing. Nothing here does I/O; the
+//! connection, session and server layers build on it.
+
+mod blob;
+mod codec;
+mod error;
+mod randomx;
+mod target;
+mod vardiff;
+
+pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
+pub use codec::{
+    Call, ErrorObject, Id, Job, JobNotification, LineDecoder, LoginParams, LoginResult, Request,
+    Response, ServerMessage, SessionParams, StatusResult, SubmitParams, parse_request,
+    parse_server_message, to_line,
+};
+pub use error::{Error, Result};
+pub use randomx::RandomXHasher;
+pub use target::{
+    decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,
+};
+pub use vardiff::{Retarget, VardiffConfig, VardiffState, retarget};

@@ -111,7 +111,9 @@ mod tests {
             (65_535, "01000100"),
             // 300 000 has no exact compact form (it would read back as 300 010).
             (300_000, "6d5ec28eec370000"),
-            (4_294_967_295, "0100000001000000"),
+            // 2^32 - 1 happens to be exact in the compact form; 2^32 is not.
+            (4_294_967_295, "01000000"),
+            (4_294_967_296, "ffffffff00000000"),
             (8_589_934_592, "ffffff7f00000000"),
             (5_000_000_000, "cefee6db00000000"),
         ];
@@ -139,7 +141,14 @@ mod tests {
             encode_target32(1 << 32),
             Err(Error::InvalidTarget { .. })
         ));
-        for bad in ["", "b88d06", "b88d06000", "zz8d0600", "00000000", "0000000000000000"] {
+        for bad in [
+            "",
+            "b88d06",
+            "b88d06000",
+            "zz8d0600",
+            "00000000",
+            "0000000000000000",
+        ] {
             assert!(
                 matches!(decode_target(bad), Err(Error::InvalidTarget { .. })),
                 "{bad:?}"
@@ -150,14 +159,7 @@ mod tests {
     /// Every difficulty up to 70 000, then a geometric sweep to `u64::MAX`.
     fn difficulties() -> impl Iterator<Item = u64> {
         let sweep = std::iter::successors(Some(70_001u64), |d| d.checked_add(d / 7 + 1));
-        let edges = [
-            MAX32 - 1,
-            MAX32,
-            MAX32 + 1,
-            1 << 40,
-            u64::MAX - 1,
-            u64::MAX,
-        ];
+        let edges = [MAX32 - 1, MAX32, MAX32 + 1, 1 << 40, u64::MAX - 1, u64::MAX];
         (1..=70_000).chain(sweep).chain(edges)
     }
 
@@ -235,8 +237,14 @@ mod tests {
         for difficulty in [2, 3, 7, 100, 10_000, 1 << 32, 123_456_789_012, u64::MAX] {
             let limit = max_hash_for(difficulty);
             assert!(meets_difficulty(&limit, difficulty), "{difficulty}");
-            assert!(!meets_difficulty(&plus_one(limit), difficulty), "{difficulty}");
-            assert!(meets_difficulty(&plus_one(limit), difficulty - 1), "{difficulty}");
+            assert!(
+                !meets_difficulty(&plus_one(limit), difficulty),
+                "{difficulty}"
+            );
+            assert!(
+                meets_difficulty(&plus_one(limit), difficulty - 1),
+                "{difficulty}"
+            );
         }
     }
 

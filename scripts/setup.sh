@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
+# cmake (RandomX), nats-server, monerod (end-to-end mining tests) and DuckDB's Python package
+# (the cross-check test). Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v monerod >/dev/null 2>&1 || need_apt+=(monero)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust from your distribution or rustup first" >&2
+  exit 1
+fi
+
+if ! python3 -c "import duckdb" 2>/dev/null; then
+  echo "setup: installing the duckdb Python package" >&2
+  python3 -m pip install --quiet duckdb 2>/dev/null || python3 -m pip install --quiet --break-system-packages duckdb
+fi

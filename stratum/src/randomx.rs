@@ -1,0 +1,207 @@
+//! RandomX hashing for one seed in light mode: a thin wrapper over `randomx-rs` that owns the
+//! cache built from the seed key and a VM over it.
+//!
+//! Building the cache takes a noticeable fraction of a second and 256 MiB, so a hasher is made
+//! once per seed and reused. The library's VM is neither `Send` nor `Sync`: a hasher is built and
+//! used on one thread, which is how the pool's dedicated verification threads will hold them.
+
+use randomx_rs::{RandomXCache, RandomXFlag, RandomXVM};
+
+use crate::error::{Error, Result};
+
+/// A light-mode RandomX VM keyed with one seed.
+#[derive(Debug)]
+pub struct RandomXHasher {
+    /// The seed key the cache was built from (the block's seed hash for Monero).
+    seed: Vec<u8>,
+    /// The flags the cache and the VM were built with, reused when the seed changes.
+    flags: RandomXFlag,
+    /// The VM, which holds the cache.
+    vm: RandomXVM,
+}
+
+impl RandomXHasher {
+    /// A light-mode hasher for `seed`, with the flags the library recommends for this CPU
+    /// (JIT and hardware AES where available).
+    pub fn light(seed: &[u8]) -> Result<Self> {
+        let flags = RandomXFlag::get_recommended_flags();
+        let cache = new_cache(flags, seed)?;
+        let vm = RandomXVM::new(flags, Some(cache), None).map_err(|source| Error::RandomX {
+            action: "create a VM",
+            source,
+        })?;
+        Ok(Self {
+            seed: seed.to_vec(),
+            flags,
+            vm,
+        })
+    }
+
+    /// The seed key this hasher uses.
+    pub fn seed(&self) -> &[u8] {
+        &self.seed
+    }
+
+    /// Rekeys the VM with a new seed (a new cache, the same VM); a no-op for the current seed.
+    pub fn set_seed(&mut self, seed: &[u8]) -> Result<()> {
+        if seed == self.seed.as_slice() {
+            return Ok(());
+        }
+        let cache = new_cache(self.flags, seed)?;
+        self.vm
+            .reinit_cache(cache)
+            .map_err(|source| Error::RandomX {
+                action: "rekey the VM",
+                source,
+            })?;
+        self.seed = seed.to_vec();
+        Ok(())
+    }
+
+    /// The RandomX hash of `blob` under this hasher's seed. Refuses an empty blob.
+    pub fn hash(&self, blob: &[u8]) -> Result<[u8; 32]> {
+        let hash = self
+            .vm
+            .calculate_hash(blob)
+            .map_err(|source| Error::RandomX {
+                action: "hash",
+                source,
+            })?;
+        let mut out = [0u8; 32];
+        if hash.len() != out.len() {
+            return Err(Error::RandomX {
+                action: "hash",
+                source: randomx_rs::RandomXError::Other(format!(
+                    "hash of {} bytes, expected 32",
+                    hash.len()
+                )),
+            });
+        }
+        out.copy_from_slice(&hash);
+        Ok(out)
+    }
+}
+
+/// A cache initialised with `seed`.
+fn new_cache(flags: RandomXFlag, seed: &[u8]) -> Result<RandomXCache> {
+    RandomXCache::new(flags, seed).map_err(|source| Error::RandomX {
+        action: "build a cache",
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::blob::hashing_blob;
+    use crate::target::meets_difficulty;
+
+    /// RandomX's own test vectors (tevador/RandomX, src/tests/tests.cpp): key, input (text, or
+    /// hex for the Monero block hashing blob), expected hash.
+    const VECTORS: [(&str, &str, &str); 5] = [
+        (
+            "test key 000",
+            "This is a test",
+            "639183aae1bf4c9a35884cb46b09cad9175f04efd7684e7262a0ac1c2f0b4e3f",
+        ),
+        (
+            "test key 000",
+            "Lorem ipsum dolor sit amet",
+            "300a0adb47603dedb42228ccb2b211104f4da45af709cd7547cd049e9489c969",
+        ),
+        (
+            "test key 000",
+            "sed do eiusmod tempor incididunt ut labore et dolore magna aliqua",
+            "c36d4ed4191e617309867ed66a443be4075014e2b061bcdaf9ce7b721d2b77a8",
+        ),
+        (
+            "test key 001",
+            "sed do eiusmod tempor incididunt ut labore et dolore magna aliqua",
+            "e9ff4503201c0c2cca26d285c93ae883f9b1d30c9eb240b820756f2d5a7905fc",
+        ),
+        (
+            "test key 001",
+            "hex:0b0b98bea7e805e0010a2126d287a2a0cc833d312cb786385a7c2f9de69d25537f584a9bc9977b00000000666fd8753bf61a8631f12984e3fd44f4014eca629276817b56f32e9b68bd82f416",
+            "c56414121acda1713c2f2a819d8ae38aed7c80c35c2a769298d34f03833cd5f1",
+        ),
+    ];
+
+    fn input(spec: &str) -> Vec<u8> {
+        match spec.strip_prefix("hex:") {
+            Some(hex) => hex::decode(hex).unwrap(),
+            None => spec.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn matches_randomx_test_vectors_and_rekeys() {
+        let mut hasher = RandomXHasher::light(b"test key 000").unwrap();
+        for (key, data, expected) in VECTORS {
+            hasher.set_seed(key.as_bytes()).unwrap();
+            assert_eq!(hasher.seed(), key.as_bytes());
+            assert_eq!(
+                hex::encode(hasher.hash(&input(data)).unwrap()),
+                expected,
+                "{data}"
+            );
+        }
+        // And back to the first key.
+        hasher.set_seed(b"test key 000").unwrap();
+        let (_, data, expected) = VECTORS[0];
+        assert_eq!(hex::encode(hasher.hash(&input(data)).unwrap()), expected);
+    }
+
+    #[test]
+    fn refuses_empty_input_and_seed() {
+        let hasher = RandomXHasher::light(b"test key 000").unwrap();
+        assert!(matches!(hasher.hash(b""), Err(Error::RandomX { .. })));
+        assert!(matches!(
+            RandomXHasher::light(b""),
+            Err(Error::RandomX { .. })
+        ));
+    }
+
+    #[test]
+    fn the_block_monerod_accepted_meets_its_difficulty() {
+        let mined: Value =
+            serde_json::from_str(include_str!("../tests/data/mined_block.json")).unwrap();
+        let seed = hex::decode(mined["template"]["seed_hash"].as_str().unwrap()).unwrap();
+        let blob = hex::decode(mined["block_blob"].as_str().unwrap()).unwrap();
+        let pow = RandomXHasher::light(&seed)
+            .unwrap()
+            .hash(&hashing_blob(&blob).unwrap())
+            .unwrap();
+        assert_eq!(hex::encode(pow), mined["pow_hash"].as_str().unwrap());
+        let difficulty = mined["template"]["difficulty"].as_u64().unwrap();
+        assert!(meets_difficulty(&pow, difficulty));
+        // This hash happens to be good for exactly floor(2^256 / hash) = 168.
+        assert!(meets_difficulty(&pow, 168));
+        assert!(!meets_difficulty(&pow, 169));
+    }
+
+    #[test]
+    fn reproduces_monerod_proof_of_work_for_its_blocks() {
+        // Blocks mined by monerod --regtest --fixed-difficulty 100, with the pow_hash it reported.
+        let captured: Value =
+            serde_json::from_str(include_str!("../tests/data/regtest_blocks.json")).unwrap();
+        let seed = hex::decode(captured["seed_hash"].as_str().unwrap()).unwrap();
+        let hasher = RandomXHasher::light(&seed).unwrap();
+        let mut checked = 0;
+        for block in captured["blocks"].as_array().unwrap() {
+            if block["major_version"].as_u64().unwrap() < 12 {
+                continue; // pre-RandomX (the genesis block)
+            }
+            let blob = hex::decode(block["blob"].as_str().unwrap()).unwrap();
+            let pow = hasher.hash(&hashing_blob(&blob).unwrap()).unwrap();
+            assert_eq!(hex::encode(pow), block["pow_hash"].as_str().unwrap());
+            assert!(meets_difficulty(
+                &pow,
+                block["difficulty"].as_u64().unwrap()
+            ));
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
+}

@@ -1,0 +1,216 @@
+//! Harness for the end-to-end tests: the real `adit` binary on free ports against a private
+//! nats-server and temp Delta tables, killed and restarted at will.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use adit_ingest::publish::Outgoing;
+use adit_ingest::{Publisher, ensure_streams};
+use adit_sinks::TableStore;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use datafusion::prelude::SessionContext;
+
+pub use adit_testkit::{NatsServer, free_port};
+
+/// Tokens the test config defines.
+pub const READ_TOKEN: &str = "read-token-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+/// A running `adit` process.
+pub struct App {
+    child: Option<Child>,
+    args: Vec<String>,
+    pub port: u16,
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+impl App {
+    /// Writes a config into `dir` and starts `adit run --roles <roles>`.
+    pub fn start(nats_url: &str, dir: &Path, roles: &str, extra_toml: &str) -> Self {
+        let port = free_port();
+        let config = dir.join("adit.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[pipelines]\nbatch_max_rows = 2000\nbatch_max_wait = \"200ms\"\n\
+                 [pipelines.energy]\ntick = \"500ms\"\n\
+                 [query]\nlisten = \"127.0.0.1:{port}\"\n\
+                 tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}, \
+                           {{ name = \"admin\", token = \"{ADMIN_TOKEN}\", role = \"admin\" }}]\n{extra_toml}"
+            ),
+        )
+        .unwrap();
+        let args = vec![
+            "--config".into(),
+            config.to_string_lossy().into_owned(),
+            "--nats-url".into(),
+            nats_url.into(),
+            "--tables".into(),
+            dir.join("tables").to_string_lossy().into_owned(),
+            "--data-dir".into(),
+            dir.join("data").to_string_lossy().into_owned(),
+            "run".into(),
+            "--roles".into(),
+            roles.into(),
+        ];
+        let mut app = Self {
+            child: None,
+            args,
+            port,
+            dir: dir.to_path_buf(),
+            log: dir.join("adit.log"),
+        };
+        app.spawn();
+        app
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_adit"))
+            .args(&self.args)
+            .env("ADIT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn adit");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        c.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until `/health` answers.
+    pub async fn wait_http(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/health", self.url())).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "adit did not serve HTTP; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs SQL through the API with `format` and `token`; returns status and body.
+    pub async fn sql(&self, sql: &str, format: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/api/v1/sql?format={format}", self.url()))
+            .header("content-type", "text/plain")
+            .body(sql.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.unwrap().to_vec())
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A publisher on `nats`, with the streams created.
+pub async fn publisher(nats: &NatsServer) -> (Publisher, async_nats::jetstream::Context) {
+    let js = nats.jetstream().await;
+    ensure_streams(&js, &Default::default()).await.unwrap();
+    (Publisher::new(js.clone()), js)
+}
+
+/// Runs SQL directly on the tables under `root` (bypassing the API).
+pub async fn query(root: &Path, tables: &[&str], sql: &str) -> Vec<RecordBatch> {
+    let store = TableStore::new(root.to_str().unwrap(), Default::default()).unwrap();
+    let ctx = SessionContext::new();
+    for t in tables {
+        store.register(&ctx, t).await.unwrap();
+    }
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+/// The single i64 a query returns (0 when the table does not exist yet).
+pub async fn scalar(root: &Path, tables: &[&str], sql: &str) -> i64 {
+    let store = TableStore::new(root.to_str().unwrap(), Default::default()).unwrap();
+    let ctx = SessionContext::new();
+    for t in tables {
+        if !store.register(&ctx, t).await.unwrap() {
+            return 0;
+        }
+    }
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let col = batches[0].column(0);
+    let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Int64).unwrap();
+    let col = col.as_primitive::<Int64Type>();
+    if col.is_null(0) { 0 } else { col.value(0) }
+}
+
+/// Polls `f` every 200 ms until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An energy reading event as a message.
+pub fn energy(i: usize, base: chrono::DateTime<chrono::Utc>) -> Outgoing {
+    use adit_schemas::{AnyEvent, EnergyReading, EnergySource};
+    Outgoing::event(&AnyEvent::Energy(EnergyReading {
+        site: format!("site-{:02}", i % 3),
+        machine: format!("m-{:03}", i % 50),
+        ts: base + chrono::Duration::milliseconds(i as i64),
+        power_w: 1000.0 + (i % 100) as f64,
+        energy_wh: None,
+        source: EnergySource::Pdu,
+    }))
+}
+
+/// A sensor reading event as a message.
+pub fn sensor(i: usize, base: chrono::DateTime<chrono::Utc>) -> Outgoing {
+    use adit_schemas::{AnyEvent, SensorKind, SensorReading};
+    Outgoing::event(&AnyEvent::Sensor(SensorReading {
+        site: format!("site-{:02}", i % 3),
+        sensor: format!("t-{:02}", i % 7),
+        kind: SensorKind::Temperature,
+        value: 20.0 + (i % 15) as f64,
+        ts: base + chrono::Duration::milliseconds(i as i64),
+    }))
+}
