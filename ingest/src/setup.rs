@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use adit_schemas::names;
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, stream};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -74,21 +74,35 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
 }
 
 /// Creates every KV bucket adit uses (registry, rules, channels, pipeline state) if missing.
+///
+/// The bucket's backing stream is created directly with the KV conventions (`KV_<bucket>`,
+/// subjects `$KV.<bucket>.>`, per-key history, roll-ups), which every nats-server since 2.6
+/// understands; the client's own bucket-creation request needs a newer server.
 pub async fn ensure_buckets(js: &jetstream::Context, replicas: usize) -> Result<()> {
     for bucket in names::KV_BUCKETS {
-        let config = kv::Config {
-            bucket: bucket.to_string(),
-            history: 10,
-            storage: stream::StorageType::File,
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 10,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
             num_replicas: replicas,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        js.create_or_update_key_value(config)
+        js.create_or_update_stream(config)
             .await
             .map_err(|e| Error::Setup {
                 name: bucket.to_string(),
                 message: e.to_string(),
             })?;
+        js.get_key_value(*bucket).await.map_err(|e| Error::Setup {
+            name: bucket.to_string(),
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }
