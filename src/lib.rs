@@ -24,7 +24,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
 fn init_tracing(cli: &cli::Cli) {
     let default = if matches!(cli.command, cli::Command::Sql(_)) { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ADIT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},datafusion=warn,deltalake=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},datafusion=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn,async_nats=warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -46,10 +46,13 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let expected_energy = (0..EVENTS).filter(|i| i % 4 != 3).count() as i64;
     let both = ["energy_readings", "sensor_readings"];
     let total_sql = "SELECT (SELECT count(*) FROM energy_readings) + (SELECT count(*) FROM sensor_readings)";
-    eventually(Duration::from_secs(240), "all events landed", || async {
-        scalar(&tables, &both, total_sql).await >= EVENTS as i64
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while scalar(&tables, &both, total_sql).await < EVENTS as i64 {
+        let log = app.log();
+        let tail: Vec<_> = log.lines().rev().take(40).collect();
+        assert!(std::time::Instant::now() < deadline, "not all events landed; log tail:\n{}", tail.join("\n"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let all = "(SELECT seq FROM energy_readings UNION ALL SELECT seq FROM sensor_readings)";

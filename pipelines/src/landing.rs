@@ -14,9 +14,10 @@ use crate::error::Result;
 use crate::metrics;
 use crate::runtime::PipelineContext;
 
-/// A quiet table's position is moved forward (by an empty commit) at least this often, in
-/// batches, so a restart never replays far for its sake.
-const ADVANCE_QUIET_EVERY: u64 = 50;
+/// A quiet table's position is moved forward (by an empty commit) once it is this many stream
+/// sequences behind, so a restart (which resumes after the lowest position) never replays
+/// more than this for its sake.
+const MAX_QUIET_LAG: u64 = 10_000;
 
 /// Which stream a landing pipeline reads and which kinds it lands.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +76,7 @@ pub async fn run_landing(ctx: &PipelineContext, spec: &LandingSpec, shutdown: Ca
         for (kind, table) in &mut tables {
             let mut rows = decoded.rows.remove(kind).unwrap_or_default();
             rows.retain(|(seq, _)| *seq > table.committed());
-            if rows.is_empty() && batches % ADVANCE_QUIET_EVERY != 0 {
+            if rows.is_empty() && raw.hi - table.committed() < MAX_QUIET_LAG {
                 continue;
             }
             landed += rows.len();

@@ -52,6 +52,8 @@ pub struct ExactlyOnceTable {
     since_optimize: u64,
     /// Compaction and vacuum settings.
     maintenance: Maintenance,
+    /// The table's Arrow schema.
+    schema: SchemaRef,
 }
 
 impl ExactlyOnceTable {
@@ -72,6 +74,7 @@ impl ExactlyOnceTable {
             committed: 0,
             since_optimize: 0,
             maintenance,
+            schema: schema.clone(),
         };
         this.committed = this.read_position().await?;
         Ok(this)
@@ -115,7 +118,11 @@ impl ExactlyOnceTable {
         if version <= self.committed {
             return Ok(false);
         }
-        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let mut batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if batches.is_empty() {
+            // The write needs an input even when only the position moves.
+            batches.push(RecordBatch::new_empty(self.schema.clone()));
+        }
         let txn = Transaction::new(&self.app_id, i64::try_from(version).unwrap_or(i64::MAX));
         let properties = CommitProperties::default().with_application_transaction(txn);
         let partitions = self

@@ -73,7 +73,6 @@ impl App {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_adit"))
             .args(&self.args)
-            .env("ADIT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
