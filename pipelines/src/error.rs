@@ -21,6 +21,9 @@ pub enum Error {
     /// Rows could not be encoded.
     #[error(transparent)]
     Schema(#[from] adit_schemas::Error),
+    /// A pipeline task panicked (a bug); the process must exit non-zero.
+    #[error("pipeline task panicked: {0}")]
+    Panicked(String),
 }
 
 /// What the runtime does with an error.
@@ -38,7 +41,7 @@ impl Error {
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::Bus(_) | Self::Sink(_) | Self::Query { .. } => Disposition::Retry,
-            Self::Schema(_) => Disposition::Stop,
+            Self::Schema(_) | Self::Panicked(_) => Disposition::Stop,
         }
     }
 }

@@ -76,7 +76,7 @@ pub async fn run_landing(ctx: &PipelineContext, spec: &LandingSpec, shutdown: Ca
         for (kind, table) in &mut tables {
             let mut rows = decoded.rows.remove(kind).unwrap_or_default();
             rows.retain(|(seq, _)| *seq > table.committed());
-            if rows.is_empty() && raw.hi - table.committed() < MAX_QUIET_LAG {
+            if rows.is_empty() && raw.hi.saturating_sub(table.committed()) < MAX_QUIET_LAG {
                 continue;
             }
             landed += rows.len();

@@ -129,6 +129,7 @@ pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Resul
             Err(join) => {
                 tracing::error!(error = %join, "pipeline task panicked");
                 shutdown.cancel();
+                result = result.and(Err(crate::Error::Panicked(join.to_string())));
             }
         }
     }
