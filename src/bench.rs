@@ -14,7 +14,7 @@ use adit_sinks::TableStore;
 use anyhow::Context;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use chrono::Utc;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
@@ -45,7 +45,11 @@ async fn raw_consume_rate(js: &jetstream::Context, n: usize) -> anyhow::Result<f
         })
         .await?;
     let started = Instant::now();
-    let mut messages = consumer.stream().max_messages_per_batch(5_000).messages().await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(5_000)
+        .messages()
+        .await?;
     let mut got = 0;
     while got < n {
         let m = messages.next().await.context("raw consumer ended")??;
@@ -78,18 +82,29 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Runs the ingest benchmark and prints its report.
-pub async fn ingest(config: &Config, events: usize, rate: usize, latency_for: Duration) -> anyhow::Result<()> {
+pub async fn ingest(
+    config: &Config,
+    events: usize,
+    rate: usize,
+    latency_for: Duration,
+) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (url, managed) = nats_server::ensure(tmp.path(), config.nats.server_binary.as_deref()).await?;
+    let (url, managed) =
+        nats_server::ensure(tmp.path(), config.nats.server_binary.as_deref()).await?;
     let client = adit_ingest::connect(&url).await?;
     let js = jetstream::new(client);
     ensure_streams(&js, &config.nats.streams).await?;
     let publisher = Publisher::new(js.clone());
-    let store = TableStore::new(tmp.path().join("tables").to_str().unwrap_or("tables"), Default::default())?;
+    let store = TableStore::new(
+        tmp.path().join("tables").to_str().unwrap_or("tables"),
+        Default::default(),
+    )?;
 
     eprintln!("publishing a backlog of {events} events…");
     let base = Utc::now();
-    let msgs: Vec<_> = (0..events).map(|i| reading(i, base + chrono::Duration::microseconds(i as i64))).collect();
+    let msgs: Vec<_> = (0..events)
+        .map(|i| reading(i, base + chrono::Duration::microseconds(i as i64)))
+        .collect();
     let started = Instant::now();
     publisher.publish_all(msgs).await?;
     let publish_rate = events as f64 / started.elapsed().as_secs_f64();
@@ -120,7 +135,9 @@ pub async fn ingest(config: &Config, events: usize, rate: usize, latency_for: Du
     }
     let e2e_rate = events as f64 / started.elapsed().as_secs_f64();
 
-    eprintln!("steady load of {rate} events/s for {latency_for:?}, measuring publish → visible in SQL…");
+    eprintln!(
+        "steady load of {rate} events/s for {latency_for:?}, measuring publish → visible in SQL…"
+    );
     let delays = latency_phase(&publisher, &store, events, rate, latency_for).await?;
     stop.cancel();
     pipeline.await??;
@@ -129,11 +146,17 @@ pub async fn ingest(config: &Config, events: usize, rate: usize, latency_for: Du
     }
     let mut sorted = delays.clone();
     sorted.sort_by(f64::total_cmp);
-    println!("adit bench ingest ({events} events backlog, debug={})", cfg!(debug_assertions));
+    println!(
+        "adit bench ingest ({events} events backlog, debug={})",
+        cfg!(debug_assertions)
+    );
     println!("  publish rate             {publish_rate:>12.0} events/s");
     println!("  raw JetStream consume    {raw_rate:>12.0} events/s   (baseline)");
     println!("  end to end into Delta    {e2e_rate:>12.0} events/s");
-    println!("  ratio end-to-end / raw   {:>12.3}            (target ≥ 0.5)", e2e_rate / raw_rate);
+    println!(
+        "  ratio end-to-end / raw   {:>12.3}            (target ≥ 0.5)",
+        e2e_rate / raw_rate
+    );
     println!(
         "  publish → visible in SQL p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} events (target p99 ≤ 1000 ms; poll every 50 ms)",
         percentile(&sorted, 0.5),
@@ -164,7 +187,12 @@ async fn latency_phase(
                 tick.tick().await;
                 let now = Utc::now();
                 let msgs = (0..per_tick)
-                    .map(|k| reading(offset + sent + k, now + chrono::Duration::microseconds(k as i64)))
+                    .map(|k| {
+                        reading(
+                            offset + sent + k,
+                            now + chrono::Duration::microseconds(k as i64),
+                        )
+                    })
                     .collect();
                 publisher.publish_all(msgs).await?;
                 sent += per_tick;
@@ -181,7 +209,9 @@ async fn latency_phase(
         if !store.register(&ctx, TABLE_ENERGY_READINGS).await? {
             continue;
         }
-        let sql = format!("SELECT seq, CAST(ts AS BIGINT) AS ts FROM {TABLE_ENERGY_READINGS} WHERE seq > {last_seq}");
+        let sql = format!(
+            "SELECT seq, CAST(ts AS BIGINT) AS ts FROM {TABLE_ENERGY_READINGS} WHERE seq > {last_seq}"
+        );
         let batches = ctx.sql(&sql).await?.collect().await?;
         let now_us = Utc::now().timestamp_micros();
         for b in &batches {

@@ -79,7 +79,8 @@ impl Config {
 
     /// Parses a TOML file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
     }
 
@@ -95,7 +96,10 @@ impl Config {
             bail!("nats.streams.replicas must be between 1 and 5");
         }
         if self.query.listen.parse::<SocketAddr>().is_err() {
-            bail!("query.listen {:?} is not an address like 127.0.0.1:8080", self.query.listen);
+            bail!(
+                "query.listen {:?} is not an address like 127.0.0.1:8080",
+                self.query.listen
+            );
         }
         if self.query.limits.max_rows == 0 {
             bail!("query.limits.max_rows must be at least 1");
@@ -108,28 +112,35 @@ impl Config {
         }
         for (i, t) in self.query.tokens.iter().enumerate() {
             if t.token.len() < 16 {
-                bail!("query.tokens[{i}].token ({}) must be at least 16 characters", t.name);
+                bail!(
+                    "query.tokens[{i}].token ({}) must be at least 16 characters",
+                    t.name
+                );
             }
         }
-        if let Some(url) = &self.nats.url {
-            if !(url.starts_with("nats://") || url.starts_with("tls://") || url.contains(':')) {
-                bail!("nats.url {url:?} is not a NATS URL like nats://host:4222");
-            }
+        if let Some(url) = &self.nats.url
+            && !(url.starts_with("nats://") || url.starts_with("tls://") || url.contains(':'))
+        {
+            bail!("nats.url {url:?} is not a NATS URL like nats://host:4222");
         }
         Ok(())
     }
 
     /// The local state folder.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("adit-data"))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("adit-data"))
     }
 
     /// The table root.
     pub fn tables_root(&self) -> String {
-        self.tables
-            .root
-            .clone()
-            .unwrap_or_else(|| self.data_dir().join("tables").to_string_lossy().into_owned())
+        self.tables.root.clone().unwrap_or_else(|| {
+            self.data_dir()
+                .join("tables")
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 }
 
@@ -142,10 +153,23 @@ mod tests {
         let err = toml::from_str::<Config>("[pipelines]\nbatch_max_rowz = 5\n").unwrap_err();
         assert!(err.to_string().contains("batch_max_rowz"), "{err}");
         let c: Config = toml::from_str("[pipelines]\nbatch_max_rows = 0\n").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("pipelines.batch_max_rows"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("pipelines.batch_max_rows")
+        );
         let c: Config = toml::from_str("[query]\nlisten = \"nowhere\"\n").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("query.listen"));
-        let c: Config = toml::from_str("[pipelines]\nbatch_max_wait = \"250ms\"\n[nats.streams]\nmax_age = \"30d\"\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("query.listen")
+        );
+        let c: Config = toml::from_str(
+            "[pipelines]\nbatch_max_wait = \"250ms\"\n[nats.streams]\nmax_age = \"30d\"\n",
+        )
+        .unwrap();
         assert!(c.validate().is_ok());
         assert_eq!(c.nats.streams.max_age.as_secs(), 30 * 86400);
     }

@@ -22,7 +22,11 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
 }
 
 fn init_tracing(cli: &cli::Cli) {
-    let default = if matches!(cli.command, cli::Command::Sql(_)) { "warn" } else { "info" };
+    let default = if matches!(cli.command, cli::Command::Sql(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ADIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},datafusion=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn,async_nats=warn")));
     let _ = tracing_subscriber::fmt()

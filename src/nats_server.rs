@@ -50,7 +50,10 @@ fn spawn(binary: &Path, port: u16, store: &Path) -> anyhow::Result<Child> {
 
 async fn wait_listening(port: u16) -> anyhow::Result<()> {
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -59,22 +62,29 @@ async fn wait_listening(port: u16) -> anyhow::Result<()> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A running managed server for `data_dir`: the one another adit process already runs there,
 /// or a new one. Returns the URL and, if this process started it, its handle.
-pub async fn ensure(data_dir: &Path, binary: Option<&Path>) -> anyhow::Result<(String, Option<ManagedNats>)> {
+pub async fn ensure(
+    data_dir: &Path,
+    binary: Option<&Path>,
+) -> anyhow::Result<(String, Option<ManagedNats>)> {
     let dir = data_dir.join("nats");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let url_file = dir.join("url");
     if let Ok(url) = std::fs::read_to_string(&url_file) {
         let url = url.trim().to_string();
-        if let Some(port) = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                tracing::info!(%url, "using the nats-server already running for this data folder");
-                return Ok((url, None));
-            }
+        if let Some(port) = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())
+            && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        {
+            tracing::info!(%url, "using the nats-server already running for this data folder");
+            return Ok((url, None));
         }
     }
     let binary = find_binary(binary)?;
@@ -108,7 +118,14 @@ pub async fn ensure(data_dir: &Path, binary: Option<&Path>) -> anyhow::Result<(S
             }
         }
     });
-    Ok((url.clone(), Some(ManagedNats { url, stop, task: Some(task) })))
+    Ok((
+        url.clone(),
+        Some(ManagedNats {
+            url,
+            stop,
+            task: Some(task),
+        }),
+    ))
 }
 
 impl ManagedNats {

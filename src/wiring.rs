@@ -41,7 +41,9 @@ pub struct Services {
 pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     let (url, managed) = match &config.nats.url {
         Some(url) => (url.clone(), None),
-        None => nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?,
+        None => {
+            nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?
+        }
     };
     let client = adit_ingest::connect(&url).await?;
     let js = jetstream::new(client.clone());
@@ -58,7 +60,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
 /// Cancels `token` on Ctrl-C or SIGTERM.
 pub fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let term = async {
             match term.as_mut() {
                 Some(t) => {

@@ -23,7 +23,8 @@ fn rows_of(batches: &[RecordBatch]) -> Vec<(i64, String, String, f64)> {
         let seq = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).unwrap();
         let site = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8).unwrap();
         let machine = arrow::compute::cast(b.column(2), &arrow::datatypes::DataType::Utf8).unwrap();
-        let power = arrow::compute::cast(b.column(3), &arrow::datatypes::DataType::Float64).unwrap();
+        let power =
+            arrow::compute::cast(b.column(3), &arrow::datatypes::DataType::Float64).unwrap();
         for i in 0..b.num_rows() {
             out.push((
                 seq.as_primitive::<Int64Type>().value(i),
@@ -33,7 +34,7 @@ fn rows_of(batches: &[RecordBatch]) -> Vec<(i64, String, String, f64)> {
             ));
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by_key(|a| a.0);
     out
 }
 
@@ -49,7 +50,7 @@ fn rows_of_json(values: &[serde_json::Value]) -> Vec<(i64, String, String, f64)>
             )
         })
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by_key(|a| a.0);
     out
 }
 
@@ -80,9 +81,19 @@ async fn events_land_and_the_sql_api_serves_them() {
     let mut app = App::start(&nats.url(), dir.path(), "pipelines,query", limits);
     app.wait_http().await;
     let tables = dir.path().join("tables");
-    eventually(Duration::from_secs(120), "all good events landed", || async {
-        scalar(&tables, &["energy_readings"], "SELECT count(*) FROM energy_readings").await == GOOD as i64
-    })
+    eventually(
+        Duration::from_secs(120),
+        "all good events landed",
+        || async {
+            scalar(
+                &tables,
+                &["energy_readings"],
+                "SELECT count(*) FROM energy_readings",
+            )
+            .await
+                == GOOD as i64
+        },
+    )
     .await;
 
     // Dead letters carry their reasons.
@@ -91,16 +102,28 @@ async fn events_land_and_the_sql_api_serves_them() {
         .create_consumer(jetstream::consumer::pull::Config::default())
         .await
         .unwrap();
-    let mut msgs = consumer.fetch().max_messages(10).expires(Duration::from_secs(2)).messages().await.unwrap();
+    let mut msgs = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
     let mut reasons = Vec::new();
     while let Some(Ok(m)) = msgs.next().await {
         let h = m.headers.as_ref().unwrap();
         reasons.push(h.get(names::HEADER_DLQ_REASON).unwrap().to_string());
     }
     assert_eq!(reasons.len(), 3, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("invalid energy JSON")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("invalid energy JSON")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("power_w")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("unexpected subject")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("unexpected subject")),
+        "{reasons:?}"
+    );
 
     // The same rows in every format.
     let sql = "SELECT seq, site, machine, power_w FROM energy_readings ORDER BY seq";
@@ -111,7 +134,11 @@ async fn events_land_and_the_sql_api_serves_them() {
     let json: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
     assert_eq!(rows_of_json(&json), expected, "json");
     let (_, nd) = app.sql(sql, "ndjson", Some(READ_TOKEN)).await;
-    let nd: Vec<serde_json::Value> = nd.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let nd: Vec<serde_json::Value> = nd
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
     assert_eq!(rows_of_json(&nd), expected, "ndjson");
     let (_, csv) = app.sql(sql, "csv", Some(READ_TOKEN)).await;
     let csv = String::from_utf8(csv).unwrap();
@@ -120,17 +147,26 @@ async fn events_land_and_the_sql_api_serves_them() {
     let mut from_csv: Vec<_> = lines
         .map(|l| {
             let f: Vec<_> = l.split(',').collect();
-            (f[0].parse().unwrap(), f[1].to_string(), f[2].to_string(), f[3].parse().unwrap())
+            (
+                f[0].parse().unwrap(),
+                f[1].to_string(),
+                f[2].to_string(),
+                f[3].parse().unwrap(),
+            )
         })
         .collect();
-    from_csv.sort_by(|a: &(i64, String, String, f64), b| a.0.cmp(&b.0));
+    from_csv.sort_by_key(|a| a.0);
     assert_eq!(from_csv, expected, "csv");
     let (_, ipc) = app.sql(sql, "arrow", Some(READ_TOKEN)).await;
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
     let batches: Vec<_> = reader.map(Result::unwrap).collect();
     assert_eq!(rows_of(&batches), expected, "arrow");
     let (_, pq) = app.sql(sql, "parquet", Some(READ_TOKEN)).await;
-    let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(pq))
+    let reader =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(pq),
+        )
         .unwrap()
         .build()
         .unwrap();
@@ -140,13 +176,22 @@ async fn events_land_and_the_sql_api_serves_them() {
     // Refusals: writes, files, URLs, settings; auth; limits.
     for (bad, code) in [
         ("CREATE TABLE t AS SELECT 1", "read_only"),
-        ("INSERT INTO energy_readings SELECT * FROM energy_readings", "read_only"),
+        (
+            "INSERT INTO energy_readings SELECT * FROM energy_readings",
+            "read_only",
+        ),
         ("DELETE FROM energy_readings", "read_only"),
         ("COPY (SELECT 1) TO '/tmp/adit-copy.csv'", "read_only"),
-        ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", "read_only"),
+        (
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+            "read_only",
+        ),
         ("SET datafusion.execution.batch_size = 1", "read_only"),
         ("SELECT * FROM '/etc/passwd'", "invalid_sql"),
-        ("SELECT * FROM 'https://example.com/x.parquet'", "invalid_sql"),
+        (
+            "SELECT * FROM 'https://example.com/x.parquet'",
+            "invalid_sql",
+        ),
         ("SELEC 1", "invalid_sql"),
         ("SELECT nope FROM energy_readings", "invalid_sql"),
     ] {
@@ -159,24 +204,44 @@ async fn events_land_and_the_sql_api_serves_them() {
     assert!(!std::path::Path::new("/tmp/adit-copy.csv").exists());
     let (s, _) = app.sql("SELECT 1", "json", None).await;
     assert_eq!(s, 401, "missing token");
-    let (s, _) = app.sql("SELECT 1", "json", Some("not-a-token-at-all")).await;
+    let (s, _) = app
+        .sql("SELECT 1", "json", Some("not-a-token-at-all"))
+        .await;
     assert_eq!(s, 401, "unknown token");
     let (s, body) = app.sql("SELECT 1", "xml", Some(READ_TOKEN)).await;
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
     let client = reqwest::Client::new();
     let ingest = format!("{}/api/v1/ingest/energy", app.url());
-    let r = client.post(&ingest).bearer_auth(READ_TOKEN).body("{}").send().await.unwrap();
+    let r = client
+        .post(&ingest)
+        .bearer_auth(READ_TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "read role may not ingest");
     let (s, body) = app
-        .sql("SELECT count(*) FROM generate_series(1, 100000000000)", "json", Some(READ_TOKEN))
+        .sql(
+            "SELECT count(*) FROM generate_series(1, 100000000000)",
+            "json",
+            Some(READ_TOKEN),
+        )
         .await;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((s, body["error"]["code"].as_str()), (422, Some("query_timeout")), "{body}");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (422, Some("query_timeout")),
+        "{body}"
+    );
     let (s, body) = app
         .sql("SELECT count(*) FROM (SELECT (v * 7919) % 3000017 AS k FROM generate_series(1, 3000000) t(v) GROUP BY k)", "json", Some(READ_TOKEN))
         .await;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((s, body["error"]["code"].as_str()), (422, Some("memory_limit")), "{body}");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (422, Some("memory_limit")),
+        "{body}"
+    );
 
     // HTTP ingest: valid records published, invalid ones refused by index with a reason.
     let now = chrono::Utc::now().to_rfc3339();
@@ -195,20 +260,54 @@ async fn events_land_and_the_sql_api_serves_them() {
     let reply: serde_json::Value = r.json().await.unwrap();
     assert_eq!(reply["accepted"], 1);
     assert_eq!(reply["rejected"][0]["index"], 1);
-    let r = client.post(format!("{}/api/v1/ingest/plutonium", app.url())).bearer_auth(ADMIN_TOKEN).body("{}").send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/ingest/plutonium", app.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = client.post(&ingest).bearer_auth(ADMIN_TOKEN).body(vec![b' '; 9 * 1024 * 1024]).send().await.unwrap();
+    let r = client
+        .post(&ingest)
+        .bearer_auth(ADMIN_TOKEN)
+        .body(vec![b' '; 9 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413, "oversized body");
-    eventually(Duration::from_secs(30), "the HTTP-ingested row landed", || async {
-        scalar(&tables, &["energy_readings"], "SELECT count(*) FROM energy_readings WHERE site = 'site-h'").await == 1
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the HTTP-ingested row landed",
+        || async {
+            scalar(
+                &tables,
+                &["energy_readings"],
+                "SELECT count(*) FROM energy_readings WHERE site = 'site-h'",
+            )
+            .await
+                == 1
+        },
+    )
     .await;
 
     // Health and metrics need no token.
     for path in ["/health", "/ready", "/live"] {
-        assert_eq!(reqwest::get(format!("{}{path}", app.url())).await.unwrap().status(), 200, "{path}");
+        assert_eq!(
+            reqwest::get(format!("{}{path}", app.url()))
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{path}"
+        );
     }
-    let metrics = reqwest::get(format!("{}/metrics", app.url())).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", app.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("adit_pipeline_rows_total"), "{metrics}");
     assert!(metrics.contains("adit_query_requests_total"), "{metrics}");
 
@@ -219,18 +318,39 @@ async fn events_land_and_the_sql_api_serves_them() {
         .await
         .unwrap()
         .unwrap();
-    let files: Vec<String> = table.get_file_uris().unwrap().map(|u| u.trim_start_matches("file://").to_string()).collect();
-    let list = files.iter().map(|f| format!("'{f}'")).collect::<Vec<_>>().join(",");
+    let files: Vec<String> = table
+        .get_file_uris()
+        .unwrap()
+        .map(|u| u.trim_start_matches("file://").to_string())
+        .collect();
+    let list = files
+        .iter()
+        .map(|f| format!("'{f}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     let out = std::process::Command::new("python3")
         .args(["-c", &format!("import duckdb; print(duckdb.sql(\"select count(*) from read_parquet([{list}])\").fetchall()[0][0])")])
         .output()
         .expect("python3 (scripts/setup.sh installs it with duckdb)");
-    assert!(out.status.success(), "duckdb failed (scripts/setup.sh installs it): {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "duckdb failed (scripts/setup.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let duck: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let ours = scalar(&tables, &["energy_readings"], "SELECT count(*) FROM energy_readings").await;
+    let ours = scalar(
+        &tables,
+        &["energy_readings"],
+        "SELECT count(*) FROM energy_readings",
+    )
+    .await;
     assert_eq!(duck, ours, "DuckDB and DataFusion count the same rows");
 
-    assert!(app.terminate(), "SIGTERM exits cleanly; log:\n{}", app.log());
+    assert!(
+        app.terminate(),
+        "SIGTERM exits cleanly; log:\n{}",
+        app.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +362,9 @@ async fn energy_is_integrated_per_machine_and_site_minute() {
     use adit_schemas::{AnyEvent, EnergyReading, EnergySource};
     let now = chrono::Utc::now();
     let start = now - chrono::Duration::minutes(20);
-    let start = start - chrono::Duration::seconds(start.timestamp() % 60) - chrono::Duration::nanoseconds(start.timestamp_subsec_nanos() as i64);
+    let start = start
+        - chrono::Duration::seconds(start.timestamp() % 60)
+        - chrono::Duration::nanoseconds(start.timestamp_subsec_nanos() as i64);
     // Two machines at a constant 6 kW and 3 kW, a reading every 10 s for 10 minutes.
     let mut msgs = Vec::new();
     for (machine, watts) in [("m-a", 6000.0), ("m-b", 3000.0)] {
@@ -261,9 +383,19 @@ async fn energy_is_integrated_per_machine_and_site_minute() {
     let app = App::start(&nats.url(), dir.path(), "pipelines", "");
     let tables = dir.path().join("tables");
     // Minutes are final once the newest reading is max_gap (2 min) + grace past their end.
-    eventually(Duration::from_secs(120), "7 site minutes computed", || async {
-        scalar(&tables, &["site_energy_1m"], "SELECT count(*) FROM site_energy_1m").await >= 7
-    })
+    eventually(
+        Duration::from_secs(120),
+        "7 site minutes computed",
+        || async {
+            scalar(
+                &tables,
+                &["site_energy_1m"],
+                "SELECT count(*) FROM site_energy_1m",
+            )
+            .await
+                >= 7
+        },
+    )
     .await;
     let batches = query(
         &tables,
@@ -285,6 +417,11 @@ async fn energy_is_integrated_per_machine_and_site_minute() {
         }
     }
     assert!(seen >= 14, "{seen} machine minutes; log:\n{}", app.log());
-    let site = scalar(&tables, &["site_energy_1m"], "SELECT CAST(min(energy_wh) * 1000 AS BIGINT) FROM site_energy_1m").await;
+    let site = scalar(
+        &tables,
+        &["site_energy_1m"],
+        "SELECT CAST(min(energy_wh) * 1000 AS BIGINT) FROM site_energy_1m",
+    )
+    .await;
     assert_eq!(site, 150_000, "site minute = 100 Wh + 50 Wh");
 }

@@ -18,7 +18,13 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
     // Three energy readings for every sensor reading, interleaved: two tables, one stream.
     let msgs: Vec<_> = (0..EVENTS)
-        .map(|i| if i % 4 == 3 { sensor(i, base) } else { energy(i, base) })
+        .map(|i| {
+            if i % 4 == 3 {
+                sensor(i, base)
+            } else {
+                energy(i, base)
+            }
+        })
         .collect();
     let producer = tokio::spawn(async move {
         for chunk in msgs.chunks(20_000) {
@@ -35,29 +41,48 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(700..2500))).await;
         app.kill();
         kills += 1;
-        let landed = scalar(&tables, &["energy_readings"], "SELECT count(*) FROM energy_readings").await;
+        let landed = scalar(
+            &tables,
+            &["energy_readings"],
+            "SELECT count(*) FROM energy_readings",
+        )
+        .await;
         eprintln!("kill {kills}: {landed} energy rows landed so far");
         last_count = landed;
         app.restart();
     }
-    assert!(last_count > 0, "the pipeline made progress between kills; log:\n{}", app.log());
+    assert!(
+        last_count > 0,
+        "the pipeline made progress between kills; log:\n{}",
+        app.log()
+    );
     producer.await.unwrap();
 
     let expected_energy = (0..EVENTS).filter(|i| i % 4 != 3).count() as i64;
     let both = ["energy_readings", "sensor_readings"];
-    let total_sql = "SELECT (SELECT count(*) FROM energy_readings) + (SELECT count(*) FROM sensor_readings)";
+    let total_sql =
+        "SELECT (SELECT count(*) FROM energy_readings) + (SELECT count(*) FROM sensor_readings)";
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while scalar(&tables, &both, total_sql).await < EVENTS as i64 {
         let log = app.log();
         let tail: Vec<_> = log.lines().rev().take(40).collect();
-        assert!(std::time::Instant::now() < deadline, "not all events landed; log tail:\n{}", tail.join("\n"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all events landed; log tail:\n{}",
+            tail.join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let all = "(SELECT seq FROM energy_readings UNION ALL SELECT seq FROM sensor_readings)";
     let count = scalar(&tables, &both, &format!("SELECT count(*) FROM {all}")).await;
-    let distinct = scalar(&tables, &both, &format!("SELECT count(DISTINCT seq) FROM {all}")).await;
+    let distinct = scalar(
+        &tables,
+        &both,
+        &format!("SELECT count(DISTINCT seq) FROM {all}"),
+    )
+    .await;
     let sum = scalar(&tables, &both, &format!("SELECT sum(seq) FROM {all}")).await;
     let energy = scalar(&tables, &both, "SELECT count(*) FROM energy_readings").await;
     let n = EVENTS as i64;
@@ -65,5 +90,9 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     assert_eq!(distinct, n, "each stream sequence once");
     assert_eq!(sum, n * (n + 1) / 2, "checksum over stream sequences 1..=N");
     assert_eq!(energy, expected_energy, "each kind in its own table");
-    assert!(app.terminate(), "clean shutdown after the run; log:\n{}", app.log());
+    assert!(
+        app.terminate(),
+        "clean shutdown after the run; log:\n{}",
+        app.log()
+    );
 }

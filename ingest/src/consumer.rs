@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, Message, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use async_nats::jetstream::{
+    self, AckKind, Message, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -78,10 +80,10 @@ impl RawBatch {
     /// Acknowledges every message up to `hi`. Call only after the batch is committed; an ack
     /// that fails is harmless (the commit owns the position), so it is only logged.
     pub async fn ack(self) {
-        if let Some(last) = self.last {
-            if let Err(e) = last.ack_with(AckKind::Ack).await {
-                tracing::debug!(error = %e, "ack failed; the commit already holds the position");
-            }
+        if let Some(last) = self.last
+            && let Err(e) = last.ack_with(AckKind::Ack).await
+        {
+            tracing::debug!(error = %e, "ack failed; the commit already holds the position");
         }
     }
 }

@@ -87,12 +87,12 @@ pub fn decode_batch(
             payload: msg.payload.clone(),
             reason,
         };
-        if let Some(v) = &msg.schema_version {
-            if v.parse::<u32>().map_or(true, |v| v > SCHEMA_VERSION) {
-                out.rejected
-                    .push(reject(format!("unsupported schema version {v:?}")));
-                continue;
-            }
+        if let Some(v) = &msg.schema_version
+            && v.parse::<u32>().map_or(true, |v| v > SCHEMA_VERSION)
+        {
+            out.rejected
+                .push(reject(format!("unsupported schema version {v:?}")));
+            continue;
         }
         let kind = match EventKind::from_subject(&msg.subject) {
             Some(kind) if kinds.contains(&kind) => kind,
@@ -134,7 +134,9 @@ mod tests {
     fn good_rows_pass_and_bad_ones_carry_reasons() {
         let now = Utc::now();
         let ts = now.to_rfc3339();
-        let good = format!(r#"{{"site":"s1","machine":"m1","ts":"{ts}","power_w":100.0,"source":"meter"}}"#);
+        let good = format!(
+            r#"{{"site":"s1","machine":"m1","ts":"{ts}","power_w":100.0,"source":"meter"}}"#
+        );
         let raw = RawBatch::from_messages(vec![
             msg(1, "telemetry.energy.s1.m1", &good),
             msg(2, "telemetry.energy.s1.m1", "{oops"),
@@ -142,10 +144,19 @@ mod tests {
             msg(4, "telemetry.nope.s1.m1", &good),
             msg(5, "telemetry.energy.s1.m1", &good.replace("100.0", "NaN")),
         ]);
-        let out = decode_batch(&raw, &[EventKind::Energy], &ValidationPolicy::default(), now);
+        let out = decode_batch(
+            &raw,
+            &[EventKind::Energy],
+            &ValidationPolicy::default(),
+            now,
+        );
         assert_eq!((out.lo, out.hi), (1, 5));
         assert_eq!(out.of(EventKind::Energy).len(), 1);
-        let reasons: Vec<_> = out.rejected.iter().map(|r| (r.seq, r.reason.clone())).collect();
+        let reasons: Vec<_> = out
+            .rejected
+            .iter()
+            .map(|r| (r.seq, r.reason.clone()))
+            .collect();
         assert_eq!(reasons.len(), 4, "{reasons:?}");
         assert!(reasons[0].1.contains("invalid energy JSON"));
         assert!(reasons[1].1.contains("does not match"));

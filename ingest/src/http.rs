@@ -97,7 +97,9 @@ async fn ingest(
         );
     };
     let records = match split_records(&headers, &body) {
-        Ok(r) if r.is_empty() => return error(StatusCode::BAD_REQUEST, "empty_body", "no records in body"),
+        Ok(r) if r.is_empty() => {
+            return error(StatusCode::BAD_REQUEST, "empty_body", "no records in body");
+        }
         Ok(r) => r,
         Err(message) => return error(StatusCode::BAD_REQUEST, "malformed_body", message),
     };
@@ -115,7 +117,11 @@ async fn ingest(
     }
     let msgs = valid.iter().map(Outgoing::event).collect();
     if let Err(e) = state.publisher.publish_all(msgs).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string());
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bus_unavailable",
+            e.to_string(),
+        );
     }
     let status = if rejected.is_empty() {
         StatusCode::OK
@@ -136,8 +142,16 @@ mod tests {
     #[test]
     fn bodies_split_into_records() {
         let h = HeaderMap::new();
-        assert_eq!(split_records(&h, b"[{\"a\":1},{\"b\":2}]").unwrap().len(), 2);
-        assert_eq!(split_records(&h, b"{\"a\":1}\n\n{\"b\":2}\n").unwrap().len(), 2);
+        assert_eq!(
+            split_records(&h, b"[{\"a\":1},{\"b\":2}]").unwrap().len(),
+            2
+        );
+        assert_eq!(
+            split_records(&h, b"{\"a\":1}\n\n{\"b\":2}\n")
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(split_records(&h, b"{\"a\":1}").unwrap().len(), 1);
         assert!(split_records(&h, b"[{\"a\":1}").is_err());
     }

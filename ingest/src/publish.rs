@@ -51,7 +51,10 @@ impl Outgoing {
 
     fn build(&self) -> PublishMessage {
         let mut headers = HeaderMap::new();
-        headers.insert(names::HEADER_SCHEMA_VERSION, SCHEMA_VERSION.to_string().as_str());
+        headers.insert(
+            names::HEADER_SCHEMA_VERSION,
+            SCHEMA_VERSION.to_string().as_str(),
+        );
         for (k, v) in &self.headers {
             headers.insert(*k, v.as_str());
         }
@@ -111,11 +114,11 @@ impl Publisher {
         let mut in_flight = FuturesOrdered::new();
         let mut done = 0;
         for msg in msgs {
-            if in_flight.len() >= WINDOW {
-                if let Some(r) = in_flight.next().await {
-                    r?;
-                    done += 1;
-                }
+            if in_flight.len() >= WINDOW
+                && let Some(r) = in_flight.next().await
+            {
+                r?;
+                done += 1;
             }
             let this = self.clone();
             in_flight.push_back(async move {

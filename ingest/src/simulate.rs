@@ -60,9 +60,18 @@ struct Model {
 }
 
 const MODELS: [Model; 3] = [
-    Model { power_w: 3250.0, hashrate_hs: 110e12 },
-    Model { power_w: 3500.0, hashrate_hs: 200e12 },
-    Model { power_w: 1800.0, hashrate_hs: 60e12 },
+    Model {
+        power_w: 3250.0,
+        hashrate_hs: 110e12,
+    },
+    Model {
+        power_w: 3500.0,
+        hashrate_hs: 200e12,
+    },
+    Model {
+        power_w: 1800.0,
+        hashrate_hs: 60e12,
+    },
 ];
 
 /// One simulated machine.
@@ -148,7 +157,11 @@ impl Farm {
                 ts: now,
                 power_w,
                 energy_wh: m.metered.then_some(m.energy_wh),
-                source: if m.metered { EnergySource::Meter } else { EnergySource::Pdu },
+                source: if m.metered {
+                    EnergySource::Meter
+                } else {
+                    EnergySource::Pdu
+                },
             }));
             let temp_c = 55.0 + 15.0 * load + self.rng.random_range(-2.0..2.0);
             let m = &self.machines[i];
@@ -182,7 +195,7 @@ impl Farm {
                 ts: now,
             }));
         }
-        if self.config.grid_every > 0 && self.ticks % self.config.grid_every == 0 {
+        if self.config.grid_every > 0 && self.ticks.is_multiple_of(self.config.grid_every) {
             out.push(self.grid_signal(now));
         }
         out
@@ -207,8 +220,10 @@ impl Farm {
             event_id: format!("sim-{n}"),
             kind,
             target_kw: (kind == GridSignalKind::Curtail).then_some((site_kw * 0.5).round()),
-            deadline: (kind == GridSignalKind::Curtail).then(|| now + chrono::Duration::minutes(10)),
-            price_per_mwh: (kind == GridSignalKind::Price).then(|| self.rng.random_range(20.0..200.0)),
+            deadline: (kind == GridSignalKind::Curtail)
+                .then(|| now + chrono::Duration::minutes(10)),
+            price_per_mwh: (kind == GridSignalKind::Price)
+                .then(|| self.rng.random_range(20.0..200.0)),
             ts: now,
         })
     }
@@ -236,7 +251,7 @@ pub async fn run(
         let events = farm.tick(Utc::now());
         let msgs: Vec<_> = events.iter().map(Outgoing::event).collect();
         published += publisher.publish_all(msgs).await? as u64;
-        if farm.ticks % 10 == 0 {
+        if farm.ticks.is_multiple_of(10) {
             tracing::info!(ticks = farm.ticks, published, "simulator progress");
         }
     }

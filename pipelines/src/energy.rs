@@ -104,7 +104,9 @@ pub fn integrate(
     let mut minutes: BTreeMap<i64, Acc> = BTreeMap::new();
     for r in readings {
         if r.ts_us >= from_us && r.ts_us < to_us {
-            let acc = minutes.entry(r.ts_us.div_euclid(MINUTE_US) * MINUTE_US).or_default();
+            let acc = minutes
+                .entry(r.ts_us.div_euclid(MINUTE_US) * MINUTE_US)
+                .or_default();
             acc.samples += 1;
             acc.max_power_w = acc.max_power_w.max(r.power_w);
             acc.source.clone_from(&r.source);
@@ -160,7 +162,11 @@ pub fn integrate(
                 machine: machine.to_string(),
                 minute: ts,
                 energy_wh: acc.energy_wh,
-                avg_power_w: if covered_s > 0.0 { acc.energy_wh * 3600.0 / covered_s } else { 0.0 },
+                avg_power_w: if covered_s > 0.0 {
+                    acc.energy_wh * 3600.0 / covered_s
+                } else {
+                    0.0
+                },
                 max_power_w: acc.max_power_w,
                 samples: acc.samples,
                 covered_s,
@@ -198,12 +204,15 @@ pub fn site_minutes(machines: &[MachineEnergyMinute]) -> Vec<SiteEnergyMinute> {
 fn query_err(source: datafusion::error::DataFusionError) -> Error {
     Error::Query {
         pipeline: APP_ID.into(),
-        source,
+        source: Box::new(source),
     }
 }
 
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
-    let col = batch.column_by_name(name).cloned().unwrap_or_else(|| arrow::array::new_null_array(&DataType::Utf8, batch.num_rows()));
+    let col = batch
+        .column_by_name(name)
+        .cloned()
+        .unwrap_or_else(|| arrow::array::new_null_array(&DataType::Utf8, batch.num_rows()));
     let col = cast(&col, &DataType::Utf8).map_err(|e| query_err(e.into()))?;
     let col = col.as_string::<i32>();
     Ok((0..col.len()).map(|i| col.value(i).to_string()).collect())
@@ -220,22 +229,37 @@ async fn load_readings(
          WHERE ts >= to_timestamp_micros({from_us}) AND ts < to_timestamp_micros({to_us}) \
          ORDER BY site, machine, ts"
     );
-    let batches = ctx.sql(&sql).await.map_err(query_err)?.collect().await.map_err(query_err)?;
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(query_err)?
+        .collect()
+        .await
+        .map_err(query_err)?;
     let mut out: BTreeMap<(String, String), Vec<Reading>> = BTreeMap::new();
     for batch in &batches {
-        let (sites, machines, sources) = (strings(batch, "site")?, strings(batch, "machine")?, strings(batch, "source")?);
-        let ts = cast(batch.column(2), &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None))
-            .map_err(|e| query_err(e.into()))?;
+        let (sites, machines, sources) = (
+            strings(batch, "site")?,
+            strings(batch, "machine")?,
+            strings(batch, "source")?,
+        );
+        let ts = cast(
+            batch.column(2),
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )
+        .map_err(|e| query_err(e.into()))?;
         let ts = ts.as_primitive::<TimestampMicrosecondType>();
         let power = batch.column(3).as_primitive::<Float64Type>();
         let counter = batch.column(4).as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
-            out.entry((sites[i].clone(), machines[i].clone())).or_default().push(Reading {
-                ts_us: ts.value(i),
-                power_w: power.value(i),
-                energy_wh: counter.is_valid(i).then(|| counter.value(i)),
-                source: sources[i].clone(),
-            });
+            out.entry((sites[i].clone(), machines[i].clone()))
+                .or_default()
+                .push(Reading {
+                    ts_us: ts.value(i),
+                    power_w: power.value(i),
+                    energy_wh: counter.is_valid(i).then(|| counter.value(i)),
+                    source: sources[i].clone(),
+                });
         }
     }
     Ok(out)
@@ -247,7 +271,13 @@ async fn reading_span(ctx: &SessionContext) -> Result<Option<(i64, i64)>> {
         "SELECT CAST(min(ts) AS BIGINT) AS lo, CAST(max(ts) AS BIGINT) AS hi \
          FROM {TABLE_ENERGY_READINGS}"
     );
-    let batches = ctx.sql(&sql).await.map_err(query_err)?.collect().await.map_err(query_err)?;
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(query_err)?
+        .collect()
+        .await
+        .map_err(query_err)?;
     let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
@@ -293,7 +323,11 @@ pub async fn run_energy(ctx: &PipelineContext, shutdown: CancellationToken) -> R
             continue;
         };
         let done = machine_table.committed().min(site_table.committed()) as i64;
-        let mut from = if done > 0 { done * MINUTE_US } else { lo.div_euclid(MINUTE_US) * MINUTE_US };
+        let mut from = if done > 0 {
+            done * MINUTE_US
+        } else {
+            lo.div_euclid(MINUTE_US) * MINUTE_US
+        };
         let closed = (hi - wait_us).div_euclid(MINUTE_US) * MINUTE_US;
         while from < closed && !shutdown.is_cancelled() {
             let to = closed.min(from + cfg.max_minutes_per_commit * MINUTE_US);
@@ -304,7 +338,8 @@ pub async fn run_energy(ctx: &PipelineContext, shutdown: CancellationToken) -> R
             }
             let sites = site_minutes(&rows);
             let version = (to / MINUTE_US) as u64;
-            let machine_batch = to_batch("machine_energy_1m", MachineEnergyMinute::schema(), &rows)?;
+            let machine_batch =
+                to_batch("machine_energy_1m", MachineEnergyMinute::schema(), &rows)?;
             let site_batch = to_batch("site_energy_1m", SiteEnergyMinute::schema(), &sites)?;
             machine_table.commit(vec![machine_batch], version).await?;
             site_table.commit(vec![site_batch], version).await?;
@@ -352,7 +387,11 @@ mod tests {
 
     #[test]
     fn gaps_count_nothing_and_lower_quality() {
-        let rs = vec![r(0, 1000.0, None), r(30, 1000.0, None), r(300, 1000.0, None)];
+        let rs = vec![
+            r(0, 1000.0, None),
+            r(30, 1000.0, None),
+            r(300, 1000.0, None),
+        ];
         let m = integrate("s", "m", &rs, 0, 6 * MINUTE_US, 120_000_000);
         assert_eq!(m[0].covered_s, 30.0);
         assert!((m[0].quality - 0.5).abs() < 1e-9);
@@ -363,7 +402,11 @@ mod tests {
 
     #[test]
     fn counters_are_differenced_and_resets_fall_back_to_power() {
-        let rs = vec![r(0, 3600.0, Some(100.0)), r(60, 3600.0, Some(150.0)), r(120, 3600.0, Some(10.0))];
+        let rs = vec![
+            r(0, 3600.0, Some(100.0)),
+            r(60, 3600.0, Some(150.0)),
+            r(120, 3600.0, Some(10.0)),
+        ];
         let m = integrate("s", "m", &rs, 0, 2 * MINUTE_US, 120_000_000);
         assert!((m[0].energy_wh - 50.0).abs() < 1e-9);
         assert_eq!(m[0].method, "counter");

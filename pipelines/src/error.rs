@@ -16,7 +16,7 @@ pub enum Error {
         pipeline: String,
         /// What DataFusion said.
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
     /// Rows could not be encoded.
     #[error(transparent)]

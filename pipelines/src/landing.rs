@@ -32,7 +32,11 @@ pub struct LandingSpec {
 
 /// Runs one landing pipeline until `shutdown`. Resumes after the lowest position committed
 /// to any of its tables; rows at or below a table's own position are skipped for that table.
-pub async fn run_landing(ctx: &PipelineContext, spec: &LandingSpec, shutdown: CancellationToken) -> Result<()> {
+pub async fn run_landing(
+    ctx: &PipelineContext,
+    spec: &LandingSpec,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let mut tables = Vec::with_capacity(spec.kinds.len());
     for kind in &spec.kinds {
         let table = ExactlyOnceTable::open(
@@ -83,7 +87,13 @@ pub async fn run_landing(ctx: &PipelineContext, spec: &LandingSpec, shutdown: Ca
             let batch = kind.batch(&rows)?;
             table.commit(vec![batch], raw.hi).await?;
         }
-        metrics::batch_committed(&spec.name, landed, decoded.rejected.len(), started.elapsed(), raw.hi);
+        metrics::batch_committed(
+            &spec.name,
+            landed,
+            decoded.rejected.len(),
+            started.elapsed(),
+            raw.hi,
+        );
         let hi = raw.hi;
         raw.ack().await;
         if batches % 20 == 1 {
@@ -95,9 +105,9 @@ pub async fn run_landing(ctx: &PipelineContext, spec: &LandingSpec, shutdown: Ca
 }
 
 async fn report_lag(ctx: &PipelineContext, spec: &LandingSpec, hi: u64) {
-    if let Ok(mut stream) = ctx.js.get_stream(&spec.stream).await {
-        if let Ok(info) = stream.info().await {
-            metrics::lag(&spec.name, info.state.last_sequence.saturating_sub(hi));
-        }
+    if let Ok(mut stream) = ctx.js.get_stream(&spec.stream).await
+        && let Ok(info) = stream.info().await
+    {
+        metrics::lag(&spec.name, info.state.last_sequence.saturating_sub(hi));
     }
 }

@@ -61,7 +61,12 @@ pub fn landing_specs() -> Vec<LandingSpec> {
         LandingSpec {
             name: "telemetry".into(),
             stream: names::STREAM_TELEMETRY.into(),
-            kinds: vec![EventKind::Energy, EventKind::Sensor, EventKind::Miner, EventKind::Hashrate],
+            kinds: vec![
+                EventKind::Energy,
+                EventKind::Sensor,
+                EventKind::Miner,
+                EventKind::Hashrate,
+            ],
         },
         LandingSpec {
             name: "grid".into(),
@@ -108,13 +113,19 @@ pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Resul
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         tasks.spawn(async move {
             let name = spec.name.clone();
-            supervise(&name, shutdown.clone(), || run_landing(&ctx, &spec, shutdown.clone())).await
+            supervise(&name, shutdown.clone(), || {
+                run_landing(&ctx, &spec, shutdown.clone())
+            })
+            .await
         });
     }
     {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         tasks.spawn(async move {
-            supervise("energy", shutdown.clone(), || run_energy(&ctx, shutdown.clone())).await
+            supervise("energy", shutdown.clone(), || {
+                run_energy(&ctx, shutdown.clone())
+            })
+            .await
         });
     }
     let mut result = Ok(());

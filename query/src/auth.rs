@@ -117,14 +117,31 @@ mod tests {
     #[test]
     fn roles_are_ordered_and_checked() {
         let tokens = Tokens::new(vec![
-            TokenConfig { name: "r".into(), token: "rt".into(), role: Role::Read },
-            TokenConfig { name: "a".into(), token: "at".into(), role: Role::Admin },
+            TokenConfig {
+                name: "r".into(),
+                token: "rt".into(),
+                role: Role::Read,
+            },
+            TokenConfig {
+                name: "a".into(),
+                token: "at".into(),
+                role: Role::Admin,
+            },
         ]);
         assert!(tokens.check(Some("Bearer rt"), Role::Read).is_ok());
-        assert!(matches!(tokens.check(Some("Bearer rt"), Role::Operate), Err(QueryError::Forbidden { .. })));
+        assert!(matches!(
+            tokens.check(Some("Bearer rt"), Role::Operate),
+            Err(QueryError::Forbidden { .. })
+        ));
         assert!(tokens.check(Some("Bearer at"), Role::Operate).is_ok());
-        assert!(matches!(tokens.check(None, Role::Read), Err(QueryError::Unauthorized)));
-        assert!(matches!(tokens.check(Some("Bearer nope"), Role::Read), Err(QueryError::Unauthorized)));
+        assert!(matches!(
+            tokens.check(None, Role::Read),
+            Err(QueryError::Unauthorized)
+        ));
+        assert!(matches!(
+            tokens.check(Some("Bearer nope"), Role::Read),
+            Err(QueryError::Unauthorized)
+        ));
         assert!(Tokens::default().check(None, Role::Admin).is_ok());
     }
 }

@@ -77,7 +77,7 @@ enum Inner {
     Json { first: bool },
     Ndjson,
     Csv { header: bool, schema: SchemaRef },
-    Arrow(arrow::ipc::writer::StreamWriter<Vec<u8>>),
+    Arrow(Box<arrow::ipc::writer::StreamWriter<Vec<u8>>>),
     Parquet(Box<ArrowWriter<Vec<u8>>>),
 }
 
@@ -99,9 +99,10 @@ impl Encoder {
                 Bytes::new(),
             ),
             Format::Arrow => {
-                let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema).map_err(internal)?;
+                let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)
+                    .map_err(internal)?;
                 let opening = Bytes::from(std::mem::take(w.get_mut()));
-                (Inner::Arrow(w), opening)
+                (Inner::Arrow(Box::new(w)), opening)
             }
             Format::Parquet => {
                 let w = ArrowWriter::try_new(Vec::new(), schema.clone(), None).map_err(internal)?;
@@ -129,7 +130,9 @@ impl Encoder {
             Inner::Ndjson => ndjson(batch).map_err(internal)?,
             Inner::Csv { header, .. } => {
                 let mut out = Vec::new();
-                let mut w = arrow::csv::WriterBuilder::new().with_header(*header).build(&mut out);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(*header)
+                    .build(&mut out);
                 w.write(batch).map_err(internal)?;
                 drop(w);
                 *header = false;
@@ -153,10 +156,15 @@ impl Encoder {
         let out = match self.inner {
             Inner::Json { .. } => b"]".to_vec(),
             Inner::Ndjson => Vec::new(),
-            Inner::Csv { header: true, schema } => {
+            Inner::Csv {
+                header: true,
+                schema,
+            } => {
                 // No batch was written: still send the header row.
                 let mut out = Vec::new();
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 w.write(&RecordBatch::new_empty(schema)).map_err(internal)?;
                 drop(w);
                 out

@@ -68,7 +68,10 @@ pub fn router(state: AppState, tokens: Vec<TokenConfig>, extra_operate: Router) 
         .route("/api/v1/tables", get(list_tables))
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
-    let operate = extra_operate.layer(middleware::from_fn_with_state(guard(Role::Operate), require));
+    let operate = extra_operate.layer(middleware::from_fn_with_state(
+        guard(Role::Operate),
+        require,
+    ));
     Router::new()
         .route("/health", get(health))
         .route("/live", get(health))
@@ -99,8 +102,16 @@ async fn ready(State(state): State<AppState>) -> Response {
         .nats
         .as_ref()
         .is_none_or(|c| c.connection_state() == async_nats::connection::State::Connected);
-    let status = if nats_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({"ready": nats_ok, "nats": nats_ok}))).into_response()
+    let status = if nats_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({"ready": nats_ok, "nats": nats_ok})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -129,12 +140,16 @@ async fn list_tables(State(state): State<AppState>) -> Result<Json<serde_json::V
         body.extend_from_slice(&encoder.batch(b)?);
     }
     body.extend_from_slice(&encoder.finish()?);
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| QueryError::Internal(e.to_string()))?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|e| QueryError::Internal(e.to_string()))?;
     for row in rows {
-        if let (Some(t), Some(c), Some(d)) = (row["table_name"].as_str(), row["column_name"].as_str(), row["data_type"].as_str()) {
-            if let Some(cols) = out.entry(t).or_insert(serde_json::json!([])).as_array_mut() {
-                cols.push(serde_json::json!({"name": c, "type": d}));
-            }
+        if let (Some(t), Some(c), Some(d)) = (
+            row["table_name"].as_str(),
+            row["column_name"].as_str(),
+            row["data_type"].as_str(),
+        ) && let Some(cols) = out.entry(t).or_insert(serde_json::json!([])).as_array_mut()
+        {
+            cols.push(serde_json::json!({"name": c, "type": d}));
         }
     }
     Ok(Json(serde_json::Value::Object(out)))
@@ -169,7 +184,11 @@ fn choose_format(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> 
         .unwrap_or(Format::Json))
 }
 
-async fn sql_get(State(state): State<AppState>, headers: HeaderMap, Query(p): Query<SqlParams>) -> Response {
+async fn sql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<SqlParams>,
+) -> Response {
     let Some(sql) = p.q else {
         return QueryError::BadRequest("missing query parameter q".into()).into_response();
     };
@@ -190,8 +209,10 @@ async fn sql_post(
         match serde_json::from_slice::<SqlBody>(&body) {
             Ok(b) => (b.sql, b.format.or(p.format)),
             Err(e) => {
-                return QueryError::BadRequest(format!("body must be {{\"sql\": \"...\", \"format\"?: \"...\"}}: {e}"))
-                    .into_response();
+                return QueryError::BadRequest(format!(
+                    "body must be {{\"sql\": \"...\", \"format\"?: \"...\"}}: {e}"
+                ))
+                .into_response();
             }
         }
     } else {

@@ -88,7 +88,9 @@ impl SqlEngine {
     async fn session(&self) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let config = SessionConfig::new().with_information_schema(true);
@@ -116,14 +118,20 @@ impl SqlEngine {
     async fn run(&self, sql: &str) -> Result<QueryResult> {
         let ctx = self.session().await?;
         let state = ctx.state();
-        let plan = state.create_logical_plan(sql).await.map_err(|e| self.classify(e))?;
+        let plan = state
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| self.classify(e))?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| QueryError::ReadOnly(strip(e)))?;
-        let df = ctx.execute_logical_plan(plan).await.map_err(|e| self.classify(e))?;
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| self.classify(e))?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(|e| self.classify(e))?;
         let mut batches = Vec::new();

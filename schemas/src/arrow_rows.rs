@@ -26,7 +26,11 @@ pub fn ts_field(name: &str) -> Field {
 }
 
 /// Encodes serde rows into one batch of `schema`.
-pub fn to_batch<T: Serialize>(kind: &'static str, schema: SchemaRef, rows: &[T]) -> Result<RecordBatch> {
+pub fn to_batch<T: Serialize>(
+    kind: &'static str,
+    schema: SchemaRef,
+    rows: &[T],
+) -> Result<RecordBatch> {
     let arrow = |source| Error::Arrow { kind, source };
     let mut decoder = ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.len().max(1))

@@ -169,7 +169,9 @@ impl Event for Block {
             return Err(Invalid::new("hash must be 64 hex characters"));
         }
         if self.reward > i64::MAX as u64 || self.network_difficulty > i64::MAX as u64 {
-            return Err(Invalid::new("reward and network_difficulty must fit in i64"));
+            return Err(Invalid::new(
+                "reward and network_difficulty must fit in i64",
+            ));
         }
         policy.check_ts(self.ts, now)
     }
@@ -426,7 +428,12 @@ impl Event for HashrateSample {
         names::hashrate_subject(&self.cluster, &self.worker)
     }
     fn dedupe_id(&self) -> String {
-        format!("hashrate:{}:{}:{}", self.cluster, self.worker, micros(self.ts))
+        format!(
+            "hashrate:{}:{}:{}",
+            self.cluster,
+            self.worker,
+            micros(self.ts)
+        )
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
@@ -799,7 +806,9 @@ mod tests {
             .decode(&json, &ValidationPolicy::default(), Utc::now())
             .unwrap();
         assert_eq!(back, AnyEvent::Energy(e.clone()));
-        let batch = EventKind::Energy.batch(&[(7, back), (9, e.into_any())]).unwrap();
+        let batch = EventKind::Energy
+            .batch(&[(7, back), (9, e.into_any())])
+            .unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema(), EventKind::Energy.table_schema());
         let seq = batch
@@ -841,7 +850,12 @@ mod tests {
         }
         let mut far = energy(1.0);
         far.ts = now + chrono::Duration::hours(1);
-        assert!(far.validate(&policy, now).unwrap_err().reason.contains("future"));
+        assert!(
+            far.validate(&policy, now)
+                .unwrap_err()
+                .reason
+                .contains("future")
+        );
     }
 
     #[test]

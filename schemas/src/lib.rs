@@ -16,8 +16,8 @@ pub mod validate;
 pub use arrow_rows::{stamped_batch, to_batch};
 pub use error::{Error, Result};
 pub use events::{
-    Block, BlockStatus, EnergyReading, EnergySource, Event, EventKind, GridSignal, GridSignalKind,
-    AnyEvent, HashrateSample, MinerState, MinerStatus, SensorKind, SensorReading, Share,
+    AnyEvent, Block, BlockStatus, EnergyReading, EnergySource, Event, EventKind, GridSignal,
+    GridSignalKind, HashrateSample, MinerState, MinerStatus, SensorKind, SensorReading, Share,
 };
 pub use validate::{Invalid, ValidationPolicy};
 

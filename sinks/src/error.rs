@@ -18,7 +18,7 @@ pub enum Error {
         table: String,
         /// What deltalake said.
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// Publishing a result failed.
     #[error("publishing to {subject}: {message}")]

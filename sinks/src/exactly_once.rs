@@ -83,7 +83,7 @@ impl ExactlyOnceTable {
     fn delta_err(&self) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
         move |source| Error::Delta {
             table: self.name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -118,7 +118,8 @@ impl ExactlyOnceTable {
         if version <= self.committed {
             return Ok(false);
         }
-        let mut batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let mut batches: Vec<RecordBatch> =
+            batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         if batches.is_empty() {
             // The write needs an input even when only the position moves.
             batches.push(RecordBatch::new_empty(self.schema.clone()));

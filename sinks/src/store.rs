@@ -29,7 +29,11 @@ pub struct TableStore {
 struct CloudStores;
 
 impl ObjectStoreFactory for CloudStores {
-    fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(ObjectStoreRef, Path)> {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        config: &StorageConfig,
+    ) -> DeltaResult<(ObjectStoreRef, Path)> {
         let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
         Ok((Arc::new(store), path))
     }
@@ -43,7 +47,12 @@ impl LogStoreFactory for CloudStores {
         location: &Url,
         options: &StorageConfig,
     ) -> DeltaResult<Arc<dyn LogStore>> {
-        Ok(default_logstore(prefixed_store, root_store, location, options))
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }
 
@@ -94,13 +103,15 @@ impl TableStore {
 
     /// The URL of table `name`.
     pub fn table_url(&self, name: &str) -> Url {
-        self.root.join(&format!("{name}/")).expect("table name is a path segment")
+        self.root
+            .join(&format!("{name}/"))
+            .expect("table name is a path segment")
     }
 
     fn delta_err(name: &str) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
         move |source| Error::Delta {
             table: name.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -124,10 +135,13 @@ impl TableStore {
         if table.version().is_some() {
             return Ok(table);
         }
-        let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| Error::Delta {
-            table: name.to_string(),
-            source: e.into(),
-        })?;
+        let kernel: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| Error::Delta {
+                table: name.to_string(),
+                source: Box::new(e.into()),
+            })?;
         table
             .create()
             .with_table_name(name)
@@ -163,7 +177,9 @@ impl TableStore {
             return Ok(false);
         };
         let delta = Self::delta_err(name);
-        table.update_datafusion_session(&ctx.state()).map_err(&delta)?;
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(&delta)?;
         let provider = table
             .table_provider()
             .await
@@ -181,7 +197,8 @@ mod tests {
     #[test]
     fn local_paths_become_file_urls_with_a_trailing_slash() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TableStore::new(dir.path().join("t").to_str().unwrap(), HashMap::new()).unwrap();
+        let store =
+            TableStore::new(dir.path().join("t").to_str().unwrap(), HashMap::new()).unwrap();
         assert_eq!(store.root().scheme(), "file");
         assert!(store.table_url("energy").as_str().ends_with("/t/energy/"));
         let s3 = TableStore::new("s3://bucket/prefix", HashMap::new()).unwrap();

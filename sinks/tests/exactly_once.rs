@@ -28,24 +28,55 @@ async fn positions_survive_reopen_and_replays_are_skipped() {
         Field::new("seq", DataType::Int64, false),
         Field::new("part", DataType::Utf8, false),
     ]));
-    let maint = Maintenance { optimize_every_commits: 2, ..Default::default() };
-    let mut t = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone()).await.unwrap();
+    let maint = Maintenance {
+        optimize_every_commits: 2,
+        ..Default::default()
+    };
+    let mut t = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone())
+        .await
+        .unwrap();
     assert_eq!(t.committed(), 0);
     assert!(t.commit(vec![batch(&schema, &[1, 2, 3])], 3).await.unwrap());
-    assert!(t.commit(vec![], 10).await.unwrap(), "an empty commit moves the position");
-    assert!(!t.commit(vec![batch(&schema, &[2, 3])], 3).await.unwrap(), "a replay is skipped");
+    assert!(
+        t.commit(vec![], 10).await.unwrap(),
+        "an empty commit moves the position"
+    );
+    assert!(
+        !t.commit(vec![batch(&schema, &[2, 3])], 3).await.unwrap(),
+        "a replay is skipped"
+    );
     t.maintain_if_due().await.unwrap();
 
-    let mut again = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone()).await.unwrap();
+    let mut again = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone())
+        .await
+        .unwrap();
     assert_eq!(again.committed(), 10);
     assert!(again.commit(vec![batch(&schema, &[11])], 11).await.unwrap());
-    let other = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "other-app", maint).await.unwrap();
+    let other = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "other-app", maint)
+        .await
+        .unwrap();
     assert_eq!(other.committed(), 0, "positions are per writer");
 
     let ctx = deltalake::datafusion::prelude::SessionContext::new();
     assert!(store.register(&ctx, "t").await.unwrap());
-    let rows = ctx.sql("SELECT count(*) AS n, sum(seq) AS s FROM t").await.unwrap().collect().await.unwrap();
-    let n = rows[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
-    let s = rows[0].column(1).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+    let rows = ctx
+        .sql("SELECT count(*) AS n, sum(seq) AS s FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let n = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    let s = rows[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
     assert_eq!((n, s), (4, 1 + 2 + 3 + 11));
 }

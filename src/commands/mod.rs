@@ -23,7 +23,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Pipelines => {
             wiring::cancel_on_signal(shutdown.clone());
-            wiring::run_roles(&config, &[Role::Pipelines], config.simulate.clone(), shutdown).await
+            wiring::run_roles(
+                &config,
+                &[Role::Pipelines],
+                config.simulate.clone(),
+                shutdown,
+            )
+            .await
         }
         Command::Query => {
             wiring::cancel_on_signal(shutdown.clone());
@@ -32,9 +38,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate(&config, &args, shutdown).await,
         Command::Sql(args) => sql::run(&config, &args).await,
         Command::Bench(args) => match args.what {
-            BenchWhat::Ingest { events, rate, latency_for } => {
-                crate::bench::ingest(&config, events, rate, latency_for).await
-            }
+            BenchWhat::Ingest {
+                events,
+                rate,
+                latency_for,
+            } => crate::bench::ingest(&config, events, rate, latency_for).await,
         },
     }
 }
@@ -56,14 +64,24 @@ fn sim_config(config: &Config, args: &SimulateArgs) -> SimConfig {
     sim
 }
 
-async fn simulate(config: &Config, args: &SimulateArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn simulate(
+    config: &Config,
+    args: &SimulateArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     wiring::cancel_on_signal(shutdown.clone());
     let services = wiring::connect(config).await?;
     let sim = sim_config(config, args);
     let farm = Farm::new(sim.clone());
     let per_s = farm.events_per_tick() as f64 / sim.interval.as_secs_f64();
-    tracing::info!(sites = sim.sites, machines_per_site = sim.machines_per_site, events_per_s = per_s, "simulating");
-    let n = adit_ingest::simulate::run(farm, services.publisher.clone(), args.ticks, shutdown).await?;
+    tracing::info!(
+        sites = sim.sites,
+        machines_per_site = sim.machines_per_site,
+        events_per_s = per_s,
+        "simulating"
+    );
+    let n =
+        adit_ingest::simulate::run(farm, services.publisher.clone(), args.ticks, shutdown).await?;
     println!("published {n} events");
     if let Some(m) = services.managed {
         m.stop().await;
@@ -71,7 +89,11 @@ async fn simulate(config: &Config, args: &SimulateArgs, shutdown: CancellationTo
     Ok(())
 }
 
-async fn demo(config: &Config, duration: Option<Duration>, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn demo(
+    config: &Config,
+    duration: Option<Duration>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     wiring::cancel_on_signal(shutdown.clone());
     if let Some(d) = duration {
         let token = shutdown.clone();

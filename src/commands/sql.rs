@@ -19,13 +19,19 @@ pub(super) async fn run(config: &Config, args: &SqlArgs) -> anyhow::Result<()> {
         other => bail!("--format {other:?}: use table, csv, json or ndjson"),
     };
     let mut request = reqwest::Client::new()
-        .post(format!("{}/api/v1/sql?format={wire}", base.trim_end_matches('/')))
+        .post(format!(
+            "{}/api/v1/sql?format={wire}",
+            base.trim_end_matches('/')
+        ))
         .header("content-type", "text/plain")
         .body(args.sql.clone());
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.with_context(|| format!("connecting to {base}"))?;
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("connecting to {base}"))?;
     let status = response.status();
     let body = response.bytes().await?;
     if !status.is_success() {

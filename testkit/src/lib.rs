@@ -36,10 +36,9 @@ pub fn nats_server_binary() -> PathBuf {
         .map(|d| PathBuf::from(d).join("nats-server"))
         .chain([PathBuf::from("/usr/sbin/nats-server")])
         .collect::<Vec<_>>();
-    candidates
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("nats-server not found: install it (apt-get install nats-server) or set ADIT_NATS_SERVER")
+    candidates.into_iter().find(|p| p.exists()).expect(
+        "nats-server not found: install it (apt-get install nats-server) or set ADIT_NATS_SERVER",
+    )
 }
 
 impl NatsServer {
@@ -61,7 +60,14 @@ impl NatsServer {
 
     fn launch(&mut self) {
         let child = Command::new(nats_server_binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -70,7 +76,11 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -91,7 +101,9 @@ impl NatsServer {
 
     /// A connected JetStream context.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let client = async_nats::connect(self.url()).await.expect("connect to test nats");
+        let client = async_nats::connect(self.url())
+            .await
+            .expect("connect to test nats");
         async_nats::jetstream::new(client)
     }
 }

@@ -70,7 +70,11 @@ impl App {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_adit"))
             .args(&self.args)
             .stdout(Stdio::null())
@@ -90,8 +94,13 @@ impl App {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
         c.wait().map(|s| s.success()).unwrap_or(false)
     }
 
@@ -112,12 +121,16 @@ impl App {
     pub async fn wait_http(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/health", self.url())).await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = reqwest::get(format!("{}/health", self.url())).await
+                && r.status().is_success()
+            {
+                return;
             }
-            assert!(Instant::now() < deadline, "adit did not serve HTTP; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "adit did not serve HTTP; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
