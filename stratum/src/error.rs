@@ -113,6 +113,10 @@ pub enum Error {
         #[source]
         source: randomx_rs::RandomXError,
     },
+
+    /// The RandomX verification threads are gone (the pool is shutting down).
+    #[error("the RandomX verification threads have stopped")]
+    VerifierStopped,
 }
 
 impl Error {
@@ -130,7 +134,8 @@ impl Error {
             | Error::InvalidVardiffConfig { .. }
             | Error::InvalidTemplate { .. }
             | Error::ExtraNonceTooLong { .. }
-            | Error::RandomX { .. } => None,
+            | Error::RandomX { .. }
+            | Error::VerifierStopped => None,
         }
     }
 }

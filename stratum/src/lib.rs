@@ -5,9 +5,14 @@
 mod blob;
 mod codec;
 mod error;
+mod guard;
+mod jobs;
 mod randomx;
+mod server;
+mod session;
 mod target;
 mod vardiff;
+mod verify;
 
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
 pub use codec::{
@@ -16,6 +21,11 @@ pub use codec::{
     parse_server_message, to_line,
 };
 pub use error::{Error, Result};
+pub use guard::{Guard, GuardConfig, Refusal};
+pub use jobs::{JobFactory, JobRecord, RecentJobs, Work};
+pub use server::{BlockFound, Pool, ServerConfig, serve};
+pub use session::{Candidate, Identity, Reject, Session, Verdict, judge, parse_login};
+pub use verify::Verifier;
 pub use randomx::RandomXHasher;
 pub use target::{
     decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,

@@ -11,7 +11,8 @@
 use crate::error::{Error, Result};
 
 /// Vardiff settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VardiffConfig {
     /// The share interval aimed at, in milliseconds (default 30 s).
     pub target_share_time_ms: u64,

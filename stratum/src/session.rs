@@ -1,0 +1,268 @@
+//! One miner's session as pure decisions: login, the validation order of a submitted share
+//! before and after its RandomX hash, and vardiff. No sockets, no clocks: `now` is passed in.
+
+use std::sync::Arc;
+
+use crate::codec::{Job, LoginParams, SubmitParams};
+use crate::error::Result;
+use crate::jobs::{JobFactory, RecentJobs, Work};
+use crate::target::meets_difficulty;
+use crate::vardiff::{VardiffConfig, VardiffState, retarget};
+
+/// Why a share was refused; the messages are the ones XMRig understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Not logged in, or the session id does not match.
+    Unauthenticated,
+    /// The job id is unknown to this session (XMRig reconnects on this).
+    InvalidJob,
+    /// The job's block is no longer the chain tip.
+    Stale,
+    /// The nonce is not 8 hex characters.
+    MalformedNonce,
+    /// The result is not 64 hex characters.
+    MalformedResult,
+    /// The nonce was already submitted for this job.
+    Duplicate,
+    /// The claimed result is not the RandomX hash of the blob with that nonce.
+    WrongHash,
+    /// The hash does not meet the share target.
+    LowDifficulty,
+}
+
+impl Reject {
+    /// The message sent to the miner.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "Unauthenticated",
+            Self::InvalidJob => "Invalid job id",
+            Self::Stale => "Block expired",
+            Self::MalformedNonce => "Invalid nonce; is miner not compatible with NiceHash?",
+            Self::MalformedResult => "Malformed result",
+            Self::Duplicate => "Duplicate share",
+            Self::WrongHash => "Incorrect hash",
+            Self::LowDifficulty => "Low difficulty share",
+        }
+    }
+
+    /// A short reason for events and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidJob => "invalid_job",
+            Self::Stale => "stale",
+            Self::MalformedNonce => "malformed_nonce",
+            Self::MalformedResult => "malformed_result",
+            Self::Duplicate => "duplicate",
+            Self::WrongHash => "wrong_hash",
+            Self::LowDifficulty => "low_difficulty",
+        }
+    }
+
+    /// Whether it counts against the miner's ban score (stale shares happen to honest miners).
+    pub fn is_invalid(self) -> bool {
+        !matches!(self, Self::Stale | Self::Unauthenticated)
+    }
+}
+
+/// Who a session belongs to, from its login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Wallet address or account.
+    pub miner: String,
+    /// Rig or worker name.
+    pub worker: String,
+    /// Difficulty the miner asked for with a `+difficulty` suffix.
+    pub fixed_difficulty: Option<u64>,
+}
+
+/// Splits an XMRig login (`address[+difficulty][.worker]`, worker also from `rigid` or `pass`).
+pub fn parse_login(params: &LoginParams) -> Option<Identity> {
+    let (login, dotted_worker) = match params.login.split_once('.') {
+        Some((l, w)) => (l, Some(w)),
+        None => (params.login.as_str(), None),
+    };
+    let (miner, fixed) = match login.split_once('+') {
+        Some((m, d)) => (m, d.parse::<u64>().ok().filter(|d| *d > 0)),
+        None => (login, None),
+    };
+    if miner.is_empty() || miner.len() > 128 || !miner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return None;
+    }
+    let worker = params
+        .rigid
+        .clone()
+        .or_else(|| dotted_worker.map(str::to_string))
+        .filter(|w| !w.is_empty())
+        .or_else(|| Some(params.pass.clone()).filter(|p| !p.is_empty() && p != "x"))
+        .unwrap_or_else(|| "default".into());
+    let worker: String = worker
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect();
+    Some(Identity {
+        miner: miner.to_string(),
+        worker: if worker.is_empty() { "default".into() } else { worker },
+        fixed_difficulty: fixed,
+    })
+}
+
+/// A share that passed every check that needs no hashing.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Job id.
+    pub job_id: String,
+    /// Nonce as sent (8 hex characters).
+    pub nonce_hex: String,
+    /// The hashing blob with the nonce in place.
+    pub hashing_blob: Vec<u8>,
+    /// The full block blob with the nonce in place (submitted if it is a block).
+    pub block_blob: Vec<u8>,
+    /// RandomX seed for the job.
+    pub seed_hash: [u8; 32],
+    /// The result the miner claims.
+    pub claimed: [u8; 32],
+    /// Share difficulty.
+    pub difficulty: u64,
+    /// Network difficulty of the job's height.
+    pub network_difficulty: u64,
+    /// Height of the job.
+    pub height: u64,
+    /// Block reward of the job's template.
+    pub reward: u64,
+}
+
+/// The verdict on a hashed candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A valid share.
+    Share,
+    /// A valid share that also meets the network target: a block.
+    Block,
+    /// Refused.
+    Rejected(Reject),
+}
+
+/// Judges a candidate by its recomputed `hash`: same as claimed, then share target, then
+/// network target.
+pub fn judge(candidate: &Candidate, hash: &[u8; 32]) -> Verdict {
+    if hash != &candidate.claimed {
+        return Verdict::Rejected(Reject::WrongHash);
+    }
+    if !meets_difficulty(hash, candidate.difficulty) {
+        return Verdict::Rejected(Reject::LowDifficulty);
+    }
+    if meets_difficulty(hash, candidate.network_difficulty) {
+        Verdict::Block
+    } else {
+        Verdict::Share
+    }
+}
+
+/// One logged-in miner.
+#[derive(Debug)]
+pub struct Session {
+    /// Session id sent at login.
+    pub id: String,
+    /// Who it is.
+    pub identity: Identity,
+    /// The extra nonce that makes its blobs unique.
+    pub extra_nonce: u32,
+    /// Vardiff state (current difficulty inside).
+    pub vardiff: VardiffState,
+    /// Its recent jobs.
+    pub jobs: RecentJobs,
+}
+
+impl Session {
+    /// A session for `identity` starting at `difficulty`.
+    pub fn new(id: String, identity: Identity, extra_nonce: u32, difficulty: u64, now_ms: u64) -> Self {
+        Self {
+            id,
+            identity,
+            extra_nonce,
+            vardiff: VardiffState::new(difficulty, now_ms),
+            jobs: RecentJobs::new(4),
+        }
+    }
+
+    /// Cuts a new job from `work` at the session's difficulty and remembers it.
+    pub fn new_job(&mut self, factory: &JobFactory, work: &Arc<Work>) -> Result<Job> {
+        let (job, record) = factory.job(work, self.extra_nonce, self.vardiff.difficulty)?;
+        self.jobs.push(record);
+        Ok(job)
+    }
+
+    /// Every check before hashing, in DESIGN.md's order: session, job known, not stale, nonce
+    /// well formed, result well formed, not a duplicate. `tip_height` is the current work's
+    /// height.
+    pub fn precheck(&mut self, params: &SubmitParams, tip_height: u64) -> Result<Candidate, Reject> {
+        if params.id != self.id {
+            return Err(Reject::Unauthenticated);
+        }
+        let job = self.jobs.get_mut(&params.job_id).ok_or(Reject::InvalidJob)?;
+        if job.work.height < tip_height {
+            return Err(Reject::Stale);
+        }
+        let nonce = params.nonce_bytes().map_err(|_| Reject::MalformedNonce)?;
+        let claimed = params.result_bytes().map_err(|_| Reject::MalformedResult)?;
+        if !job.nonces.insert(nonce) {
+            return Err(Reject::Duplicate);
+        }
+        Ok(Candidate {
+            job_id: job.job_id.clone(),
+            nonce_hex: params.nonce.to_ascii_lowercase(),
+            hashing_blob: job.blob.hashing_blob_with_nonce(nonce),
+            block_blob: job.blob.block_blob_with_nonce(nonce),
+            seed_hash: job.work.seed_hash,
+            claimed,
+            difficulty: job.difficulty,
+            network_difficulty: job.work.network_difficulty,
+            height: job.work.height,
+            reward: job.work.reward,
+        })
+    }
+
+    /// Records an accepted share and retargets; returns the new difficulty when it changes
+    /// (a fixed `+difficulty` from the login is kept).
+    pub fn accepted(&mut self, difficulty: u64, config: &VardiffConfig, now_ms: u64, network: u64) -> Option<u64> {
+        self.vardiff.record_share(difficulty);
+        if self.identity.fixed_difficulty.is_some() {
+            return None;
+        }
+        let r = retarget(config, &self.vardiff, now_ms, network);
+        self.vardiff = r.state;
+        r.new_difficulty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(l: &str, pass: &str, rigid: Option<&str>) -> LoginParams {
+        serde_json::from_value(serde_json::json!({"login": l, "pass": pass, "agent": "XMRig/6.21.0", "algo": ["rx/0"], "rigid": rigid})).unwrap()
+    }
+
+    #[test]
+    fn logins_split_into_miner_worker_and_difficulty() {
+        let id = parse_login(&login("44abc+25000.rig1", "x", None)).unwrap();
+        assert_eq!((id.miner.as_str(), id.worker.as_str(), id.fixed_difficulty), ("44abc", "rig1", Some(25000)));
+        let id = parse_login(&login("44abc", "x", Some("rack-7"))).unwrap();
+        assert_eq!((id.worker.as_str(), id.fixed_difficulty), ("rack-7", None));
+        let id = parse_login(&login("44abc", "worker9", None)).unwrap();
+        assert_eq!(id.worker, "worker9");
+        assert!(parse_login(&login("", "x", None)).is_none());
+        assert!(parse_login(&login("bad address!", "x", None)).is_none());
+    }
+
+    #[test]
+    fn reject_messages_are_xmrigs() {
+        assert_eq!(Reject::LowDifficulty.message(), "Low difficulty share");
+        assert_eq!(Reject::Duplicate.message(), "Duplicate share");
+        assert_eq!(Reject::Stale.message(), "Block expired");
+        assert!(!Reject::Stale.is_invalid());
+        assert!(Reject::WrongHash.is_invalid());
+    }
+}
