@@ -49,6 +49,8 @@ pub enum Command {
     Pipelines,
     /// Run the HTTP API (SQL, health, metrics, ingest) only.
     Query,
+    /// Run the Stratum mining pool (with the HTTP API for /metrics and /health).
+    Pool(PoolArgs),
     /// Publish a simulated farm's readings.
     Simulate(SimulateArgs),
     /// Run SQL against a running adit and print the result.
@@ -74,6 +76,22 @@ pub enum Role {
     Query,
     /// The farm simulator.
     Simulate,
+    /// The Stratum mining pool.
+    Pool,
+}
+
+/// `adit pool`.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// `sim` for the built-in simulated chain, or monerod's RPC URL (http://127.0.0.1:18081).
+    #[arg(long, env = "ADIT_POOL_NODE")]
+    pub node: Option<String>,
+    /// Wallet the block reward goes to.
+    #[arg(long, env = "ADIT_POOL_WALLET")]
+    pub wallet: Option<String>,
+    /// Address miners connect to.
+    #[arg(long, env = "ADIT_POOL_LISTEN")]
+    pub stratum_listen: Option<String>,
 }
 
 /// `adit run`.

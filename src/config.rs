@@ -9,6 +9,7 @@ use adit_ingest::StreamSettings;
 use adit_ingest::simulate::SimConfig;
 use adit_pipelines::PipelinesConfig;
 use adit_query::QueryConfig;
+use adit_stratum::PoolConfig;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
@@ -52,6 +53,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Farm simulator.
     pub simulate: SimConfig,
+    /// Stratum pool.
+    pub pool: PoolConfig,
 }
 
 impl Config {

@@ -79,6 +79,24 @@ pub fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+/// The node the pool mines on, from `pool.node`.
+fn pool_node(config: &adit_stratum::PoolConfig) -> anyhow::Result<adit_stratum::Node> {
+    if config.node == "sim" {
+        let sim = adit_stratum::SimConfig {
+            difficulty: config.sim_difficulty,
+            ..Default::default()
+        };
+        return Ok(adit_stratum::Node::Sim(adit_stratum::SimChain::new(sim)?));
+    }
+    if config.wallet.is_empty() {
+        anyhow::bail!("pool.wallet must be set when mining on monerod (--wallet)");
+    }
+    Ok(adit_stratum::Node::Monerod(adit_stratum::MoneroRpc::new(
+        &config.node,
+        adit_stratum::RpcConfig::default(),
+    )?))
+}
+
 fn install_metrics() -> Option<PrometheusHandle> {
     PrometheusBuilder::new().install_recorder().ok()
 }
@@ -127,6 +145,17 @@ pub async fn run_roles(
         tasks.spawn(async move {
             adit_query::serve(listener, router, async move { token.cancelled().await }).await?;
             Ok("query")
+        });
+    }
+    if roles.contains(&Role::Pool) {
+        let node = pool_node(&config.pool)?;
+        let listener = tokio::net::TcpListener::bind(&config.pool.listen)
+            .await
+            .with_context(|| format!("pool.listen: binding {}", config.pool.listen))?;
+        let (pool, publisher, token) = (config.pool.clone(), services.publisher.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            adit_stratum::run_pool(pool, node, listener, publisher, token).await?;
+            Ok("pool")
         });
     }
     if roles.contains(&Role::Simulate) {

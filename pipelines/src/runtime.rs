@@ -32,7 +32,7 @@ pub struct PipelinesConfig {
 impl Default for PipelinesConfig {
     fn default() -> Self {
         Self {
-            batch_max_rows: 5_000,
+            batch_max_rows: 20_000,
             batch_max_wait: Duration::from_millis(500),
             maintenance: Maintenance::default(),
             energy: EnergyConfig::default(),

@@ -35,6 +35,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             wiring::cancel_on_signal(shutdown.clone());
             wiring::run_roles(&config, &[Role::Query], config.simulate.clone(), shutdown).await
         }
+        Command::Pool(args) => {
+            let mut config = config;
+            if let Some(n) = args.node {
+                config.pool.node = n;
+            }
+            if let Some(w) = args.wallet {
+                config.pool.wallet = w;
+            }
+            if let Some(l) = args.stratum_listen {
+                config.pool.listen = l;
+            }
+            config.validate()?;
+            wiring::cancel_on_signal(shutdown.clone());
+            wiring::run_roles(&config, &[Role::Pool, Role::Query], config.simulate.clone(), shutdown).await
+        }
         Command::Simulate(args) => simulate(&config, &args, shutdown).await,
         Command::Sql(args) => sql::run(&config, &args).await,
         Command::Bench(args) => match args.what {

@@ -93,7 +93,7 @@ pub enum CallOutcome {
 }
 
 /// A call wants to start at `now`: the breaker's new state and its answer.
-pub fn admit(state: BreakerState, now: Instant) -> (BreakerState, Admission) {
+pub fn admit_call(state: BreakerState, now: Instant) -> (BreakerState, Admission) {
     match state {
         BreakerState::Closed { .. } => (state, Admission::Allowed),
         BreakerState::Open { until, failures } if now >= until => {
@@ -117,7 +117,7 @@ pub fn admit(state: BreakerState, now: Instant) -> (BreakerState, Admission) {
 }
 
 /// An admitted call ended at `now` with `outcome`: the breaker's new state.
-pub fn record(
+pub fn record_call(
     config: &BreakerConfig,
     state: BreakerState,
     outcome: CallOutcome,
@@ -169,9 +169,11 @@ mod tests {
 
     /// Admits a call and records its outcome at the same instant.
     fn call(state: BreakerState, outcome: CallOutcome, now: Instant) -> (BreakerState, Admission) {
-        let (state, admission) = admit(state, now);
+        let (state, admission) = admit_call(state, now);
         match admission {
-            Admission::Allowed | Admission::Trial => (record(&CONFIG, state, outcome, now), admission),
+            Admission::Allowed | Admission::Trial => {
+                (record_call(&CONFIG, state, outcome, now), admission)
+            }
             Admission::Rejected { .. } => (state, admission),
         }
     }
@@ -198,7 +200,7 @@ mod tests {
         // Fast failures until the cool-down ends, counting down.
         for (at, left) in [(3, 10), (8, 5), (12, 1)] {
             assert_eq!(
-                admit(state, secs(t0, at)),
+                admit_call(state, secs(t0, at)),
                 (
                     state,
                     Admission::Rejected {
@@ -231,11 +233,11 @@ mod tests {
         };
 
         // At the end of the cool-down the first call is the trial, the next fails fast.
-        let (half, admission) = admit(open, secs(t0, 10));
+        let (half, admission) = admit_call(open, secs(t0, 10));
         assert_eq!(admission, Admission::Trial);
         assert_eq!(half, BreakerState::HalfOpen { failures: 3 });
         assert_eq!(
-            admit(half, secs(t0, 11)).1,
+            admit_call(half, secs(t0, 11)).1,
             Admission::Rejected {
                 failures: 3,
                 retry_in: None
@@ -244,11 +246,11 @@ mod tests {
 
         // The trial reaches the node: closed.
         assert_eq!(
-            record(&CONFIG, half, CallOutcome::Reached, secs(t0, 11)),
+            record_call(&CONFIG, half, CallOutcome::Reached, secs(t0, 11)),
             BreakerState::Closed { failures: 0 }
         );
         // The trial fails: open for a whole new cool-down.
-        let reopened = record(&CONFIG, half, CallOutcome::Unreachable, secs(t0, 12));
+        let reopened = record_call(&CONFIG, half, CallOutcome::Unreachable, secs(t0, 12));
         assert_eq!(
             reopened,
             BreakerState::Open {
@@ -257,22 +259,22 @@ mod tests {
             }
         );
         assert!(matches!(
-            admit(reopened, secs(t0, 21)).1,
+            admit_call(reopened, secs(t0, 21)).1,
             Admission::Rejected { .. }
         ));
-        assert_eq!(admit(reopened, secs(t0, 22)).1, Admission::Trial);
+        assert_eq!(admit_call(reopened, secs(t0, 22)).1, Admission::Trial);
     }
 
     #[test]
     fn an_abandoned_trial_hands_the_trial_to_the_next_call() {
         let t0 = Instant::now();
         let half = BreakerState::HalfOpen { failures: 3 };
-        let state = record(&CONFIG, half, CallOutcome::Abandoned, secs(t0, 5));
-        assert_eq!(admit(state, secs(t0, 5)).1, Admission::Trial);
+        let state = record_call(&CONFIG, half, CallOutcome::Abandoned, secs(t0, 5));
+        assert_eq!(admit_call(state, secs(t0, 5)).1, Admission::Trial);
         // Abandoning an ordinary call changes nothing.
         let closed = BreakerState::Closed { failures: 2 };
         assert_eq!(
-            record(&CONFIG, closed, CallOutcome::Abandoned, t0),
+            record_call(&CONFIG, closed, CallOutcome::Abandoned, t0),
             closed
         );
     }
@@ -285,7 +287,7 @@ mod tests {
             failures: 3,
         };
         assert_eq!(
-            record(&CONFIG, open, CallOutcome::Unreachable, secs(t0, 4)),
+            record_call(&CONFIG, open, CallOutcome::Unreachable, secs(t0, 4)),
             BreakerState::Open {
                 until: secs(t0, 10),
                 failures: 4
@@ -293,7 +295,7 @@ mod tests {
         );
         // A late answer closes it: the node is evidently up.
         assert_eq!(
-            record(&CONFIG, open, CallOutcome::Reached, secs(t0, 4)),
+            record_call(&CONFIG, open, CallOutcome::Reached, secs(t0, 4)),
             BreakerState::Closed { failures: 0 }
         );
     }
@@ -306,7 +308,7 @@ mod tests {
             cool_down: Duration::from_secs(1),
         };
         assert_eq!(
-            record(
+            record_call(
                 &config,
                 BreakerState::default(),
                 CallOutcome::Unreachable,

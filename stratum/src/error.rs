@@ -117,6 +117,78 @@ pub enum Error {
     /// The RandomX verification threads are gone (the pool is shutting down).
     #[error("the RandomX verification threads have stopped")]
     VerifierStopped,
+
+    /// The Stratum client could not talk to the pool.
+    #[error("stratum client: {reason}")]
+    Client {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The node client's settings are unusable (a bad URL, an HTTP client that cannot be built).
+    #[error("invalid node configuration: {reason}")]
+    NodeConfig {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The node could not be reached (connection refused, timeout, HTTP 5xx) on any attempt.
+    /// Counts toward opening the circuit breaker.
+    #[error("cannot reach the node at {url} for {method} after {attempts} attempts: {reason}")]
+    NodeUnreachable {
+        /// The RPC method.
+        method: &'static str,
+        /// The endpoint.
+        url: String,
+        /// Attempts made, retries included.
+        attempts: u32,
+        /// The last attempt's failure with its causes.
+        reason: String,
+    },
+
+    /// The circuit breaker is open: the node failed repeatedly and calls fail fast, without
+    /// reaching it, until the cool-down ends.
+    #[error(
+        "the node at {url} is unavailable: circuit breaker open after {failures} consecutive failed calls; {}",
+        retry_hint(retry_in)
+    )]
+    NodeUnavailable {
+        /// The endpoint.
+        url: String,
+        /// Consecutive unreachable calls that opened the breaker.
+        failures: u32,
+        /// Time until a trial call is let through; `None` while one is in flight.
+        retry_in: Option<std::time::Duration>,
+    },
+
+    /// The node answered with an error of its own, for example a rejected block (monerod: -6
+    /// "Wrong block blob", -7 "Block not accepted"); never retried.
+    #[error("the node refused {method}: {message} (code {code})")]
+    NodeRejected {
+        /// The RPC method.
+        method: &'static str,
+        /// The node's error code (a JSON-RPC code, an HTTP status for a 4xx answer, 0 for a
+        /// `status` other than OK).
+        code: i64,
+        /// The node's message.
+        message: String,
+    },
+
+    /// The node answered, but not with what the method returns.
+    #[error("unexpected answer from the node to {method}: {reason}")]
+    NodeResponse {
+        /// The RPC method.
+        method: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// The simulated chain cannot work (its hashing thread is gone or did not start).
+    #[error("simulated chain: {reason}")]
+    SimChain {
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -135,8 +207,23 @@ impl Error {
             | Error::InvalidTemplate { .. }
             | Error::ExtraNonceTooLong { .. }
             | Error::RandomX { .. }
-            | Error::VerifierStopped => None,
+            | Error::VerifierStopped
+            | Error::NodeConfig { .. }
+            | Error::NodeUnreachable { .. }
+            | Error::NodeUnavailable { .. }
+            | Error::NodeRejected { .. }
+            | Error::NodeResponse { .. }
+            | Error::SimChain { .. }
+            | Error::Client { .. } => None,
         }
+    }
+}
+
+/// "next attempt in 1.5s" for an open breaker, or that a trial call is under way.
+fn retry_hint(retry_in: &Option<std::time::Duration>) -> String {
+    match retry_in {
+        Some(wait) => format!("next attempt in {:.1}s", wait.as_secs_f64()),
+        None => "a trial call is under way".into(),
     }
 }
 

@@ -131,8 +131,14 @@ impl Guard {
         let burst_s = self.config.submits_per_s * 2.0;
         self.ips.entry(ip).or_insert_with(|| IpState {
             conns: 0,
-            logins: Bucket { tokens: burst_l, at: now },
-            submits: Bucket { tokens: burst_s, at: now },
+            logins: Bucket {
+                tokens: burst_l,
+                at: now,
+            },
+            submits: Bucket {
+                tokens: burst_s,
+                at: now,
+            },
             score: 0,
             banned_until: None,
         })
@@ -195,9 +201,17 @@ impl Guard {
 
     /// Scores one share or message from `ip`; returns true if `ip` is now banned.
     pub fn record(&mut self, ip: IpAddr, invalid: bool, now: Instant) -> bool {
-        let (penalty, threshold, ban_for) = (self.config.invalid_penalty, self.config.ban_score, self.config.ban_for);
+        let (penalty, threshold, ban_for) = (
+            self.config.invalid_penalty,
+            self.config.ban_score,
+            self.config.ban_for,
+        );
         let s = self.state(ip, now);
-        s.score = if invalid { s.score + penalty } else { (s.score - 1).max(0) };
+        s.score = if invalid {
+            s.score + penalty
+        } else {
+            (s.score - 1).max(0)
+        };
         if s.score >= threshold {
             s.banned_until = Some(now + ban_for);
             true
@@ -218,7 +232,11 @@ mod tests {
     #[test]
     fn caps_are_per_ip_and_total() {
         let now = Instant::now();
-        let mut g = Guard::new(GuardConfig { max_connections: 3, max_per_ip: 2, ..Default::default() });
+        let mut g = Guard::new(GuardConfig {
+            max_connections: 3,
+            max_per_ip: 2,
+            ..Default::default()
+        });
         assert!(g.admit(ip(1), now).is_ok());
         assert!(g.admit(ip(1), now).is_ok());
         assert_eq!(g.admit(ip(1), now), Err(Refusal::PerIpCap));
@@ -231,7 +249,10 @@ mod tests {
     #[test]
     fn buckets_refill_with_time() {
         let now = Instant::now();
-        let mut g = Guard::new(GuardConfig { logins_per_s: 1.0, ..Default::default() });
+        let mut g = Guard::new(GuardConfig {
+            logins_per_s: 1.0,
+            ..Default::default()
+        });
         assert!(g.allow_login(ip(1), now));
         assert!(g.allow_login(ip(1), now));
         assert!(!g.allow_login(ip(1), now), "burst of 2 spent");
@@ -242,14 +263,25 @@ mod tests {
     #[test]
     fn invalid_shares_ban_and_bans_expire() {
         let now = Instant::now();
-        let cfg = GuardConfig { ban_score: 30, invalid_penalty: 10, ban_for: Duration::from_secs(60), ..Default::default() };
+        let cfg = GuardConfig {
+            ban_score: 30,
+            invalid_penalty: 10,
+            ban_for: Duration::from_secs(60),
+            ..Default::default()
+        };
         let mut g = Guard::new(cfg);
         assert!(!g.record(ip(1), true, now));
         assert!(!g.record(ip(1), false, now), "a valid share takes one off");
         assert!(!g.record(ip(1), true, now));
         assert!(g.record(ip(1), true, now));
         assert_eq!(g.admit(ip(1), now), Err(Refusal::Banned));
-        assert!(g.admit(ip(2), now).is_ok(), "an honest neighbour is unaffected");
-        assert!(g.admit(ip(1), now + Duration::from_secs(61)).is_ok(), "the ban expired");
+        assert!(
+            g.admit(ip(2), now).is_ok(),
+            "an honest neighbour is unaffected"
+        );
+        assert!(
+            g.admit(ip(1), now + Duration::from_secs(61)).is_ok(),
+            "the ban expired"
+        );
     }
 }

@@ -73,7 +73,12 @@ impl JobFactory {
 
     /// Cuts a job for a miner with `extra_nonce` at `difficulty` (capped at the network
     /// difficulty) from `work`; returns the notification to send and the record to keep.
-    pub fn job(&self, work: &Arc<Work>, extra_nonce: u32, difficulty: u64) -> Result<(Job, JobRecord)> {
+    pub fn job(
+        &self,
+        work: &Arc<Work>,
+        extra_nonce: u32,
+        difficulty: u64,
+    ) -> Result<(Job, JobRecord)> {
         let difficulty = difficulty.clamp(1, work.network_difficulty.max(1));
         let job_id = format!(
             "{:08x}{:012x}",

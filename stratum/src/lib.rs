@@ -3,31 +3,41 @@
 //! connection, session and server layers build on it.
 
 mod blob;
+mod client;
+mod breaker;
 mod codec;
 mod error;
 mod guard;
 mod jobs;
+mod node;
+mod pool;
 mod randomx;
 mod server;
 mod session;
+mod simchain;
 mod target;
 mod vardiff;
 mod verify;
 
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
+pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
 pub use codec::{
     Call, ErrorObject, Id, Job, JobNotification, LineDecoder, LoginParams, LoginResult, Request,
     Response, ServerMessage, SessionParams, StatusResult, SubmitParams, parse_request,
     parse_server_message, to_line,
 };
+pub use client::StratumClient;
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{JobFactory, JobRecord, RecentJobs, Work};
+pub use node::{BlockHeader, MoneroRpc, Node, NodeInfo, RpcConfig, Template, Tip, watch_tip};
+pub use pool::{PoolConfig, fetch_work, run as run_pool};
+pub use randomx::RandomXHasher;
 pub use server::{BlockFound, Pool, ServerConfig, serve};
 pub use session::{Candidate, Identity, Reject, Session, Verdict, judge, parse_login};
-pub use verify::Verifier;
-pub use randomx::RandomXHasher;
+pub use simchain::{SimChain, SimConfig};
 pub use target::{
     decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,
 };
 pub use vardiff::{Retarget, VardiffConfig, VardiffState, retarget};
+pub use verify::Verifier;

@@ -19,7 +19,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{Call, Id, JobNotification, LineDecoder, LoginResult, Response, SubmitParams, parse_request, to_line};
+use crate::codec::{
+    Call, Id, JobNotification, LineDecoder, LoginResult, Response, SubmitParams, parse_request,
+    to_line,
+};
 use crate::guard::{Guard, GuardConfig};
 use crate::jobs::{JobFactory, Work};
 use crate::session::{Candidate, Reject, Session, Verdict, judge, parse_login};
@@ -134,7 +137,9 @@ impl Pool {
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
-        self.guard.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.guard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -157,7 +162,8 @@ pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: Cancellatio
         };
         let ip = peer.ip();
         if let Err(refusal) = pool.guard().admit(ip, Instant::now()) {
-            metrics::counter!("adit_pool_connections_refused_total", "reason" => refusal.reason()).increment(1);
+            metrics::counter!("adit_pool_connections_refused_total", "reason" => refusal.reason())
+                .increment(1);
             drop(stream);
             continue;
         }
@@ -239,7 +245,8 @@ impl Conn<'_> {
     }
 
     async fn error(&mut self, id: Id, message: &str) -> std::io::Result<()> {
-        self.send(&Response::<serde_json::Value>::error(id, -1, message)).await
+        self.send(&Response::<serde_json::Value>::error(id, -1, message))
+            .await
     }
 
     /// Handles every complete line in the decoder.
@@ -249,7 +256,8 @@ impl Conn<'_> {
                 Ok(Some(line)) => line.to_vec(),
                 Ok(None) => return Next::Continue,
                 Err(_) => {
-                    metrics::counter!("adit_pool_protocol_errors_total", "kind" => "line_too_long").increment(1);
+                    metrics::counter!("adit_pool_protocol_errors_total", "kind" => "line_too_long")
+                        .increment(1);
                     return Next::Close;
                 }
             };
@@ -276,7 +284,8 @@ impl Conn<'_> {
         let request = match parse_request(line) {
             Ok(r) => r,
             Err(e) => {
-                metrics::counter!("adit_pool_protocol_errors_total", "kind" => "bad_request").increment(1);
+                metrics::counter!("adit_pool_protocol_errors_total", "kind" => "bad_request")
+                    .increment(1);
                 let id = e.request_id().cloned().unwrap_or(Id::Null);
                 if self.error(id, &e.to_string()).await.is_err() {
                     return Next::Close;
@@ -298,9 +307,16 @@ impl Conn<'_> {
                 }
             }
             Call::Submit(params) => return self.submit(id, params).await,
-            Call::Keepalived(_) => self.send(&Response::ok(id, json!({"status": "KEEPALIVED"}))).await,
+            Call::Keepalived(_) => {
+                self.send(&Response::ok(id, json!({"status": "KEEPALIVED"})))
+                    .await
+            }
         };
-        if result.is_err() { Next::Close } else { Next::Continue }
+        if result.is_err() {
+            Next::Close
+        } else {
+            Next::Continue
+        }
     }
 
     /// A new job for the session from the current work.
@@ -333,20 +349,35 @@ impl Conn<'_> {
             return Next::Close;
         }
         if !params.algo.is_empty() && !params.algo.iter().any(|a| a == "rx/0" || a == "randomx") {
-            let _ = self.error(id, "Unsupported algorithm: this pool mines rx/0").await;
+            let _ = self
+                .error(id, "Unsupported algorithm: this pool mines rx/0")
+                .await;
             return Next::Close;
         }
         let Some(identity) = parse_login(params) else {
-            let _ = self.error(id, "Invalid login: expected a wallet address").await;
+            let _ = self
+                .error(id, "Invalid login: expected a wallet address")
+                .await;
             return self.penalise();
         };
         if self.session.is_none() {
             metrics::gauge!("adit_pool_miners_connected").increment(1.0);
         }
-        let n = self.pool.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let difficulty = identity.fixed_difficulty.unwrap_or(self.pool.config.start_difficulty);
+        let n = self
+            .pool
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let difficulty = identity
+            .fixed_difficulty
+            .unwrap_or(self.pool.config.start_difficulty);
         let session_id = format!("{n:016x}");
-        self.session = Some(Session::new(session_id.clone(), identity, self.pool.factory.extra_nonce(), difficulty, now_ms()));
+        self.session = Some(Session::new(
+            session_id.clone(),
+            identity,
+            self.pool.factory.extra_nonce(),
+            difficulty,
+            now_ms(),
+        ));
         let Some(job) = self.job() else {
             let _ = self.error(id, "No work available").await;
             return Next::Close;
@@ -357,7 +388,11 @@ impl Conn<'_> {
             extensions: vec!["keepalive".into()],
             status: "OK".into(),
         };
-        if self.send(&Response::ok(id, result)).await.is_err() { Next::Close } else { Next::Continue }
+        if self.send(&Response::ok(id, result)).await.is_err() {
+            Next::Close
+        } else {
+            Next::Continue
+        }
     }
 
     async fn submit(&mut self, id: Id, params: SubmitParams) -> Next {
@@ -373,7 +408,12 @@ impl Conn<'_> {
         let checked = session.precheck(&params, tip);
         let verdict = match &checked {
             Err(reject) => Verdict::Rejected(*reject),
-            Ok(candidate) => match self.pool.verifier.hash(candidate.seed_hash, candidate.hashing_blob.clone()).await {
+            Ok(candidate) => match self
+                .pool
+                .verifier
+                .hash(candidate.seed_hash, candidate.hashing_blob.clone())
+                .await
+            {
                 Ok(hash) => judge(candidate, &hash),
                 Err(e) => {
                     tracing::error!(error = %e, "verification failed");
@@ -385,7 +425,9 @@ impl Conn<'_> {
         self.record(&params, checked.as_ref().ok(), verdict).await;
         let sent = match verdict {
             Verdict::Rejected(r) => self.error(id, r.message()).await,
-            Verdict::Share | Verdict::Block => self.send(&Response::ok(id, json!({"status": "OK"}))).await,
+            Verdict::Share | Verdict::Block => {
+                self.send(&Response::ok(id, json!({"status": "OK"}))).await
+            }
         };
         if sent.is_err() {
             return Next::Close;
@@ -397,10 +439,9 @@ impl Conn<'_> {
                 self.pool.guard().record(self.ip, false, Instant::now());
                 let network = self.work.borrow().network_difficulty;
                 let difficulty = checked.map_or(0, |c| c.difficulty);
-                let changed = self
-                    .session
-                    .as_mut()
-                    .and_then(|s| s.accepted(difficulty, &self.pool.config.vardiff, now_ms(), network));
+                let changed = self.session.as_mut().and_then(|s| {
+                    s.accepted(difficulty, &self.pool.config.vardiff, now_ms(), network)
+                });
                 if changed.is_some() && self.push_job().await.is_err() {
                     return Next::Close;
                 }
@@ -410,8 +451,15 @@ impl Conn<'_> {
     }
 
     /// Publishes the share event (and hands a block to the node), and counts it.
-    async fn record(&mut self, params: &SubmitParams, candidate: Option<&Candidate>, verdict: Verdict) {
-        let Some(session) = self.session.as_ref() else { return };
+    async fn record(
+        &mut self,
+        params: &SubmitParams,
+        candidate: Option<&Candidate>,
+        verdict: Verdict,
+    ) {
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
         let (accepted, reason) = match verdict {
             Verdict::Rejected(r) => (false, Some(r.reason().to_string())),
             Verdict::Share | Verdict::Block => (true, None),
@@ -426,7 +474,12 @@ impl Conn<'_> {
             miner: session.identity.miner.clone(),
             worker: session.identity.worker.clone(),
             job_id: params.job_id.chars().take(64).collect(),
-            nonce: params.nonce.chars().take(16).collect::<String>().to_ascii_lowercase(),
+            nonce: params
+                .nonce
+                .chars()
+                .take(16)
+                .collect::<String>()
+                .to_ascii_lowercase(),
             difficulty,
             height: candidate.map_or_else(|| self.work.borrow().height, |c| c.height),
             accepted,

@@ -86,7 +86,12 @@ pub fn parse_login(params: &LoginParams) -> Option<Identity> {
         Some((m, d)) => (m, d.parse::<u64>().ok().filter(|d| *d > 0)),
         None => (login, None),
     };
-    if miner.is_empty() || miner.len() > 128 || !miner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if miner.is_empty()
+        || miner.len() > 128
+        || !miner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return None;
     }
     let worker = params
@@ -103,7 +108,11 @@ pub fn parse_login(params: &LoginParams) -> Option<Identity> {
         .collect();
     Some(Identity {
         miner: miner.to_string(),
-        worker: if worker.is_empty() { "default".into() } else { worker },
+        worker: if worker.is_empty() {
+            "default".into()
+        } else {
+            worker
+        },
         fixed_difficulty: fixed,
     })
 }
@@ -177,7 +186,13 @@ pub struct Session {
 
 impl Session {
     /// A session for `identity` starting at `difficulty`.
-    pub fn new(id: String, identity: Identity, extra_nonce: u32, difficulty: u64, now_ms: u64) -> Self {
+    pub fn new(
+        id: String,
+        identity: Identity,
+        extra_nonce: u32,
+        difficulty: u64,
+        now_ms: u64,
+    ) -> Self {
         Self {
             id,
             identity,
@@ -197,11 +212,18 @@ impl Session {
     /// Every check before hashing, in DESIGN.md's order: session, job known, not stale, nonce
     /// well formed, result well formed, not a duplicate. `tip_height` is the current work's
     /// height.
-    pub fn precheck(&mut self, params: &SubmitParams, tip_height: u64) -> Result<Candidate, Reject> {
+    pub fn precheck(
+        &mut self,
+        params: &SubmitParams,
+        tip_height: u64,
+    ) -> Result<Candidate, Reject> {
         if params.id != self.id {
             return Err(Reject::Unauthenticated);
         }
-        let job = self.jobs.get_mut(&params.job_id).ok_or(Reject::InvalidJob)?;
+        let job = self
+            .jobs
+            .get_mut(&params.job_id)
+            .ok_or(Reject::InvalidJob)?;
         if job.work.height < tip_height {
             return Err(Reject::Stale);
         }
@@ -226,7 +248,13 @@ impl Session {
 
     /// Records an accepted share and retargets; returns the new difficulty when it changes
     /// (a fixed `+difficulty` from the login is kept).
-    pub fn accepted(&mut self, difficulty: u64, config: &VardiffConfig, now_ms: u64, network: u64) -> Option<u64> {
+    pub fn accepted(
+        &mut self,
+        difficulty: u64,
+        config: &VardiffConfig,
+        now_ms: u64,
+        network: u64,
+    ) -> Option<u64> {
         self.vardiff.record_share(difficulty);
         if self.identity.fixed_difficulty.is_some() {
             return None;
@@ -248,7 +276,10 @@ mod tests {
     #[test]
     fn logins_split_into_miner_worker_and_difficulty() {
         let id = parse_login(&login("44abc+25000.rig1", "x", None)).unwrap();
-        assert_eq!((id.miner.as_str(), id.worker.as_str(), id.fixed_difficulty), ("44abc", "rig1", Some(25000)));
+        assert_eq!(
+            (id.miner.as_str(), id.worker.as_str(), id.fixed_difficulty),
+            ("44abc", "rig1", Some(25000))
+        );
         let id = parse_login(&login("44abc", "x", Some("rack-7"))).unwrap();
         assert_eq!((id.worker.as_str(), id.fixed_difficulty), ("rack-7", None));
         let id = parse_login(&login("44abc", "worker9", None)).unwrap();

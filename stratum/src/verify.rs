@@ -81,5 +81,7 @@ fn hash_with(hashers: &mut Vec<RandomXHasher>, seed: &[u8; 32], blob: &[u8]) -> 
         hashers.remove(0);
     }
     hashers.push(RandomXHasher::light(seed)?);
-    hashers.last().map_or(Err(Error::VerifierStopped), |h| h.hash(blob))
+    hashers
+        .last()
+        .map_or(Err(Error::VerifierStopped), |h| h.hash(blob))
 }

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use adit_schemas::AnyEvent;
 use adit_stratum::{
-    BlockFound, BlockTemplate, Pool, RandomXHasher, ServerConfig, ServerMessage, Work, decode_target, meets_difficulty,
-    parse_server_message, serve,
+    BlockFound, BlockTemplate, Pool, RandomXHasher, ServerConfig, ServerMessage, StratumClient,
+    Work, meets_difficulty, parse_server_message, serve,
 };
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -57,96 +56,23 @@ async fn start(network_difficulty: u64, config: ServerConfig) -> Harness {
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(serve(listener, pool, stop.clone()));
-    Harness { addr, work: work_tx, events, blocks, stop }
+    Harness {
+        addr,
+        work: work_tx,
+        events,
+        blocks,
+        stop,
+    }
 }
 
-/// A miner that speaks XMRig's protocol and hashes with RandomX.
-struct Miner {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    id: String,
-    job: Value,
-    next: u64,
-    nonce: u32,
-    hasher: Option<RandomXHasher>,
+/// Logs in from a given loopback address (each address is a different miner's IP).
+async fn miner(addr: SocketAddr, source: [u8; 4], login: &str) -> StratumClient {
+    let stream = StratumClient::connect_from(addr, source).await.unwrap();
+    StratumClient::login_on(stream, login).await.unwrap()
 }
 
-impl Miner {
-    async fn connect_from(addr: SocketAddr, source: [u8; 4]) -> TcpStream {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::from((source, 0))).unwrap();
-        socket.connect(addr).await.unwrap()
-    }
-
-    async fn login(addr: SocketAddr, source: [u8; 4], login: &str) -> Self {
-        let stream = Self::connect_from(addr, source).await;
-        let (r, w) = stream.into_split();
-        let mut m = Miner { reader: BufReader::new(r), writer: w, id: String::new(), job: Value::Null, next: 1, nonce: 0, hasher: None };
-        let reply = m.call("login", json!({"login": login, "pass": "x", "agent": "adit-test/1.0", "algo": ["rx/0"]})).await;
-        m.id = reply["result"]["id"].as_str().unwrap().to_string();
-        m.job = reply["result"]["job"].clone();
-        m
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.unwrap();
-    }
-
-    /// The next line from the server, as JSON (None when the connection closed).
-    async fn read(&mut self) -> Option<Value> {
-        let mut line = String::new();
-        match tokio::time::timeout(Duration::from_secs(60), self.reader.read_line(&mut line)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => None,
-            Ok(Ok(_)) => Some(serde_json::from_str(&line).unwrap()),
-            Err(_) => panic!("no answer within 60 s"),
-        }
-    }
-
-    /// Sends a request and returns its response, keeping any job pushed meanwhile.
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next;
-        self.next += 1;
-        let line = format!("{}\n", json!({"id": id, "jsonrpc": "2.0", "method": method, "params": params}));
-        self.send_raw(line.as_bytes()).await;
-        loop {
-            let msg = self.read().await.expect("connection closed");
-            if msg["method"] == "job" {
-                self.job = msg["params"].clone();
-                continue;
-            }
-            assert_eq!(msg["id"], id, "{msg}");
-            return msg;
-        }
-    }
-
-    /// Finds a nonce meeting the job's target; returns (nonce hex, result hex).
-    fn mine(&mut self) -> (String, String) {
-        let seed = hex::decode(self.job["seed_hash"].as_str().unwrap()).unwrap();
-        if self.hasher.as_ref().is_none_or(|h| h.seed() != seed.as_slice()) {
-            self.hasher = Some(RandomXHasher::light(&seed).unwrap());
-        }
-        let hasher = self.hasher.as_ref().unwrap();
-        let difficulty = decode_target(self.job["target"].as_str().unwrap()).unwrap();
-        let mut blob = hex::decode(self.job["blob"].as_str().unwrap()).unwrap();
-        loop {
-            self.nonce = self.nonce.wrapping_add(1);
-            blob[39..43].copy_from_slice(&self.nonce.to_le_bytes());
-            let hash = hasher.hash(&blob).unwrap();
-            if meets_difficulty(&hash, difficulty) {
-                return (hex::encode(self.nonce.to_le_bytes()), hex::encode(hash));
-            }
-        }
-    }
-
-    async fn submit(&mut self, nonce: &str, result: &str) -> Value {
-        let job_id = self.job["job_id"].as_str().unwrap().to_string();
-        self.submit_to(&job_id, nonce, result).await
-    }
-
-    async fn submit_to(&mut self, job_id: &str, nonce: &str, result: &str) -> Value {
-        let id = self.id.clone();
-        self.call("submit", json!({"id": id, "job_id": job_id, "nonce": nonce, "result": result, "algo": "rx/0"})).await
-    }
+async fn read(m: &mut StratumClient) -> Option<Value> {
+    tokio::time::timeout(Duration::from_secs(60), m.read()).await.expect("an answer within 60 s").unwrap()
 }
 
 fn error_of(reply: &Value) -> &str {
@@ -158,40 +84,45 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
     let mut config = ServerConfig::default();
     config.limits.ban_score = 50;
     let mut h = start(1_000_000_000_000, config).await;
-    let mut honest = Miner::login(h.addr, [127, 0, 0, 1], &format!("{WALLET}+20.rig-1")).await;
+    let mut honest = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+20.rig-1")).await;
     assert_eq!(honest.job["algo"], "rx/0");
     assert_eq!(honest.job["height"], 301);
     for _ in 0..3 {
-        let (nonce, result) = honest.mine();
-        let reply = honest.submit(&nonce, &result).await;
+        let (nonce, result) = honest.mine().unwrap();
+        let reply = honest.submit(&nonce, &result).await.unwrap();
         assert_eq!(reply["result"]["status"], "OK", "{reply}");
         // The same nonce again is a duplicate.
-        if honest.nonce % 2 == 0 {
-            let dup = honest.submit(&nonce, &result).await;
+        if honest.last_nonce() % 2 == 0 {
+            let dup = honest.submit(&nonce, &result).await.unwrap();
             assert_eq!(error_of(&dup), "Duplicate share");
         }
     }
-    let keep = honest.call("keepalived", json!({"id": honest.id.clone()})).await;
+    let keep = honest
+        .call("keepalived", json!({"id": honest.session.clone()}))
+        .await
+        .unwrap();
     assert_eq!(keep["result"]["status"], "KEEPALIVED");
 
     // An abuser from another IP: every kind of bad input, each answered.
-    let mut bad = Miner::login(h.addr, [127, 0, 0, 2], &format!("{WALLET}+20")).await;
-    let (nonce, _) = bad.mine();
-    let r = bad.submit_to("not-a-job", &nonce, &"00".repeat(32)).await;
+    let mut bad = miner(h.addr, [127, 0, 0, 2], &format!("{WALLET}+20")).await;
+    let (nonce, _) = bad.mine().unwrap();
+    let r = bad.submit_to("not-a-job", &nonce, &"00".repeat(32)).await.unwrap();
     assert_eq!(error_of(&r), "Invalid job id");
-    let r = bad.submit("zz", &"00".repeat(32)).await;
+    let r = bad.submit("zz", &"00".repeat(32)).await.unwrap();
     assert!(error_of(&r).starts_with("Invalid nonce"), "{r}");
-    let r = bad.submit(&nonce, "nothex").await;
+    let r = bad.submit(&nonce, "nothex").await.unwrap();
     assert_eq!(error_of(&r), "Malformed result");
-    let r = bad.submit(&nonce, &"ab".repeat(32)).await;
+    let r = bad.submit(&nonce, &"ab".repeat(32)).await.unwrap();
     assert_eq!(error_of(&r), "Incorrect hash");
-    let r = bad.call("mine_faster", json!({})).await;
+    let r = bad.call("mine_faster", json!({})).await.unwrap();
     assert!(error_of(&r).contains("unknown method"), "{r}");
     // Garbage and invalid JSON get an error with a null id, then the ban closes the connection.
-    bad.send_raw(b"\x00\xff garbage\n{\"id\": 1, \"method\":\n").await;
+    bad.send_raw(b"\x00\xff garbage\n{\"id\": 1, \"method\":\n")
+        .await
+        .unwrap();
     let mut closed = false;
     for _ in 0..10 {
-        match bad.read().await {
+        match read(&mut bad).await {
             None => {
                 closed = true;
                 break;
@@ -200,7 +131,7 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
         }
     }
     assert!(closed, "the abuser was banned and disconnected");
-    let again = Miner::connect_from(h.addr, [127, 0, 0, 2]).await;
+    let again = StratumClient::connect_from(h.addr, [127, 0, 0, 2]).await.unwrap();
     let mut buf = [0u8; 1];
     let n = tokio::time::timeout(Duration::from_secs(5), async {
         use tokio::io::AsyncReadExt;
@@ -212,25 +143,28 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
     assert_eq!(n, 0, "a banned IP's new connection is closed at once");
 
     // A 10 MB line closes that connection; nothing else is affected.
-    let mut huge = Miner::login(h.addr, [127, 0, 0, 3], WALLET).await;
+    let mut huge = miner(h.addr, [127, 0, 0, 3], WALLET).await;
     let mut line = vec![b'a'; 10 * 1024 * 1024];
     line.push(b'\n');
-    let _ = huge.writer.write_all(&line).await;
-    assert!(huge.read().await.is_none(), "over-long line closes the connection");
+    let _ = huge.writer().write_all(&line).await;
+    assert!(
+        read(&mut huge).await.is_none(),
+        "over-long line closes the connection"
+    );
 
     // The honest miner still gets shares accepted.
-    let (nonce, result) = honest.mine();
-    let reply = honest.submit(&nonce, &result).await;
+    let (nonce, result) = honest.mine().unwrap();
+    let reply = honest.submit(&nonce, &result).await.unwrap();
     assert_eq!(reply["result"]["status"], "OK", "{reply}");
 
     // A new block: the miner is pushed a new job and the old job's shares are stale.
     let old_job = honest.job["job_id"].as_str().unwrap().to_string();
-    let (nonce, result) = honest.mine();
+    let (nonce, result) = honest.mine().unwrap();
     h.work.send(work(302, 1_000_000_000_000)).unwrap();
-    let pushed = honest.read().await.unwrap();
+    let pushed = read(&mut honest).await.unwrap();
     assert_eq!(pushed["method"], "job", "{pushed}");
     assert_eq!(pushed["params"]["height"], 302);
-    let stale = honest.submit_to(&old_job, &nonce, &result).await;
+    let stale = honest.submit_to(&old_job, &nonce, &result).await.unwrap();
     assert_eq!(error_of(&stale), "Block expired");
 
     // Every share was published, accepted and rejected, with reasons.
@@ -249,20 +183,30 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
         }
     }
     assert_eq!(accepted, 4);
-    for r in ["duplicate", "invalid_job", "malformed_nonce", "malformed_result", "wrong_hash", "stale"] {
+    for r in [
+        "duplicate",
+        "invalid_job",
+        "malformed_nonce",
+        "malformed_result",
+        "wrong_hash",
+        "stale",
+    ] {
         assert!(reasons.iter().any(|x| x == r), "{r} in {reasons:?}");
     }
-    assert!(h.blocks.try_recv().is_err(), "no block at this network difficulty");
+    assert!(
+        h.blocks.try_recv().is_err(),
+        "no block at this network difficulty"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_meeting_the_network_target_is_a_block() {
     let mut h = start(40, ServerConfig::default()).await;
-    let mut miner = Miner::login(h.addr, [127, 0, 0, 1], &format!("{WALLET}+10.finder")).await;
+    let mut miner = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+10.finder")).await;
     let mut found = None;
     for _ in 0..200 {
-        let (nonce, result) = miner.mine();
-        let reply = miner.submit(&nonce, &result).await;
+        let (nonce, result) = miner.mine().unwrap();
+        let reply = miner.submit(&nonce, &result).await.unwrap();
         assert_eq!(reply["result"]["status"], "OK", "{reply}");
         if let Ok(b) = h.blocks.try_recv() {
             found = Some(b);
@@ -275,13 +219,21 @@ async fn a_share_meeting_the_network_target_is_a_block() {
         }
     }
     let block = found.expect("a block within 200 shares at 4x the share difficulty");
-    assert_eq!((block.height, block.miner.as_str(), block.worker.as_str()), (301, WALLET, "finder"));
+    assert_eq!(
+        (block.height, block.miner.as_str(), block.worker.as_str()),
+        (301, WALLET, "finder")
+    );
     let blob = hex::decode(&block.blob_hex).unwrap();
     let hashing = adit_stratum::hashing_blob(&blob).unwrap();
     assert_eq!(block.hash, hex::encode(adit_stratum::block_id(&hashing)));
-    let seed = hex::decode("418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3").unwrap();
+    let seed =
+        hex::decode("418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3").unwrap();
     let pow = RandomXHasher::light(&seed).unwrap().hash(&hashing).unwrap();
-    assert!(meets_difficulty(&pow, 40), "the submitted block meets the network difficulty");
-    let _ = parse_server_message(b"{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"status\":\"OK\"}}").map(|m| matches!(m, ServerMessage::Response(_)));
+    assert!(
+        meets_difficulty(&pow, 40),
+        "the submitted block meets the network difficulty"
+    );
+    let _ = parse_server_message(b"{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"status\":\"OK\"}}")
+        .map(|m| matches!(m, ServerMessage::Response(_)));
     h.stop.cancel();
 }

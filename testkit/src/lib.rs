@@ -2,11 +2,17 @@
 //! loopback port and a temporary store, which a test can stop and restart.
 //!
 //! A missing `nats-server` is a test failure with a clear message, never a silent skip.
+//!
+//! [`Monerod`] does the same for a regtest `monerod`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod monerod;
+
+pub use monerod::{Monerod, monerod_binary};
 
 /// A running private nats-server; killed on drop.
 pub struct NatsServer {

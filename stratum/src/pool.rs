@@ -1,0 +1,225 @@
+//! The pool as a process role: keeps the work fresh from the node, runs the server, publishes
+//! every share and block to the MINING stream, and submits block candidates to the node.
+//!
+//! A block candidate is always recorded: the node's refusal becomes a `rejected` block event
+//! carrying the node's message, never a silent drop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adit_ingest::Publisher;
+use adit_ingest::publish::Outgoing;
+use adit_schemas::{AnyEvent, Block, BlockStatus};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::jobs::Work;
+use crate::node::{Node, Tip, watch_tip};
+use crate::server::{BlockFound, Pool, ServerConfig, serve};
+
+/// Bytes reserved in each template for the per-miner extra nonce.
+const RESERVE_SIZE: usize = 8;
+
+/// Pool settings; from config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Address miners connect to.
+    pub listen: String,
+    /// Wallet the block reward goes to.
+    pub wallet: String,
+    /// `sim` for the built-in simulated chain, or monerod's RPC URL.
+    pub node: String,
+    /// How often the chain tip is polled.
+    #[serde(with = "humantime_serde")]
+    pub tip_poll: Duration,
+    /// How often the template is refreshed even without a new block (new transactions).
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// Network difficulty of the simulated chain.
+    pub sim_difficulty: u64,
+    /// The Stratum server.
+    pub server: ServerConfig,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3333".into(),
+            wallet: String::new(),
+            node: "sim".into(),
+            tip_poll: Duration::from_secs(1),
+            refresh: Duration::from_secs(30),
+            sim_difficulty: 5_000,
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// Fetches a template from `node` and turns it into work.
+pub async fn fetch_work(node: &Node, wallet: &str) -> Result<Arc<Work>> {
+    let t = node.get_block_template(wallet, RESERVE_SIZE).await?;
+    Ok(Arc::new(Work {
+        height: t.height,
+        network_difficulty: t.difficulty,
+        seed_hash: t.seed_hash,
+        next_seed_hash: t.next_seed_hash,
+        reward: t.expected_reward,
+        template: t.block_template()?,
+    }))
+}
+
+/// Runs the pool on `listener` until `shutdown`: stops accepting, lets in-flight
+/// verifications finish, submits and publishes what is pending, then returns.
+pub async fn run(
+    config: PoolConfig,
+    node: Node,
+    listener: TcpListener,
+    publisher: Publisher,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let first = loop {
+        match fetch_work(&node, &config.wallet).await {
+            Ok(w) => break w,
+            Err(e) => {
+                tracing::warn!(error = %e, "no block template yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(
+        height = first.height,
+        difficulty = first.network_difficulty,
+        "mining on the node's template"
+    );
+    let (work_tx, work_rx) = watch::channel(first);
+    let (events_tx, events_rx) = mpsc::channel::<AnyEvent>(100_000);
+    let (blocks_tx, blocks_rx) = mpsc::channel::<BlockFound>(64);
+    let refresh_now = Arc::new(Notify::new());
+    let pool = Pool::new(config.server.clone(), work_rx, events_tx.clone(), blocks_tx);
+
+    let publishing = tokio::spawn(publish_events(events_rx, publisher));
+    let submitting = tokio::spawn(submit_blocks(
+        blocks_rx,
+        node.clone(),
+        config.server.pool.clone(),
+        events_tx,
+        refresh_now.clone(),
+    ));
+    let (tip_tx, tip_rx) = watch::channel::<Option<Tip>>(None);
+    let stop_side = CancellationToken::new();
+    let watching = tokio::spawn(watch_tip(
+        node.clone(),
+        config.tip_poll,
+        tip_tx,
+        stop_side.clone(),
+    ));
+    let refreshing = tokio::spawn(refresh_work(
+        node,
+        config.clone(),
+        tip_rx,
+        work_tx,
+        refresh_now,
+        stop_side.clone(),
+    ));
+
+    tracing::info!(listen = %config.listen, pool = %config.server.pool, "stratum listening");
+    serve(listener, pool, shutdown).await;
+    // The server and its connections are gone: no more shares or blocks can arrive.
+    if let Err(e) = submitting.await {
+        tracing::error!(error = %e, "block submitter failed");
+    }
+    if let Err(e) = publishing.await {
+        tracing::error!(error = %e, "share publisher failed");
+    }
+    stop_side.cancel();
+    let _ = watching.await;
+    let _ = refreshing.await;
+    Ok(())
+}
+
+/// Replaces the work on every new tip, on request (after a block), and every `refresh`.
+async fn refresh_work(
+    node: Node,
+    config: PoolConfig,
+    mut tip: watch::Receiver<Option<Tip>>,
+    work: watch::Sender<Arc<Work>>,
+    now: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = tip.changed() => if changed.is_err() { return },
+            _ = now.notified() => {}
+            _ = tokio::time::sleep(config.refresh) => {}
+        }
+        match fetch_work(&node, &config.wallet).await {
+            Ok(w) => {
+                tracing::debug!(height = w.height, "new work");
+                work.send_replace(w);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "template refresh failed; miners keep the current work")
+            }
+        }
+    }
+}
+
+/// Publishes share and block events in batches until the channel closes.
+async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) {
+    let mut buf = Vec::with_capacity(1024);
+    while rx.recv_many(&mut buf, 1024).await > 0 {
+        let msgs = buf.drain(..).map(|e| Outgoing::event(&e)).collect();
+        if let Err(e) = publisher.publish_all(msgs).await {
+            tracing::error!(error = %e, "could not publish share events");
+        }
+    }
+}
+
+/// Submits each candidate to the node and records the outcome as a block event.
+async fn submit_blocks(
+    mut rx: mpsc::Receiver<BlockFound>,
+    node: Node,
+    pool: String,
+    events: mpsc::Sender<AnyEvent>,
+    refresh: Arc<Notify>,
+) {
+    while let Some(found) = rx.recv().await {
+        let outcome = node.submit_block(&found.blob_hex).await;
+        let (status, error) = match &outcome {
+            Ok(()) => (BlockStatus::Submitted, None),
+            Err(e) => (BlockStatus::Rejected, Some(e.to_string())),
+        };
+        match &error {
+            None => {
+                tracing::info!(height = found.height, hash = %found.hash, "block accepted by the node")
+            }
+            Some(e) => {
+                tracing::warn!(height = found.height, hash = %found.hash, error = %e, "node refused the block")
+            }
+        }
+        metrics::counter!("adit_pool_blocks_submitted_total", "status" => if error.is_none() { "accepted" } else { "rejected" })
+            .increment(1);
+        let block = Block {
+            pool: pool.clone(),
+            height: found.height,
+            hash: found.hash,
+            miner: found.miner,
+            worker: found.worker,
+            reward: found.reward,
+            network_difficulty: found.network_difficulty,
+            status,
+            error,
+            ts: chrono::Utc::now(),
+        };
+        let _ = events.send(AnyEvent::Block(block)).await;
+        refresh.notify_one();
+    }
+}
