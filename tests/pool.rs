@@ -1,0 +1,90 @@
+//! The pool end to end on real parts (issue 3): monerod in regtest, `adit run --roles
+//! pool,pipelines,query`, and a Rust Stratum client mining real RandomX nonces in light mode.
+//! Its shares are accepted, it finds a block, monerod's height rises, and the shares and the
+//! block are in the tables.
+
+mod common;
+
+use std::time::Duration;
+
+use adit_stratum::StratumClient;
+use adit_testkit::Monerod;
+use common::*;
+
+const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+async fn monerod_height(url: &str) -> u64 {
+    let reply: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/json_rpc"))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "get_block_count"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["result"]["count"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_finds_a_block_that_monerod_accepts() {
+    let monerod = Monerod::start_with_difficulty(100);
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stratum_port = free_port();
+    let pool = format!(
+        "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{}\"\nwallet = \"{WALLET}\"\ntip_poll = \"200ms\"\n\
+         [pool.server]\npool = \"regtest\"\nverify_threads = 1\n",
+        monerod.rpc_url()
+    );
+    let app = App::start(&nats.url(), dir.path(), "pool,pipelines,query", &pool);
+    app.wait_http().await;
+    let start_height = monerod_height(&monerod.rpc_url()).await;
+
+    let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
+    let mut miner = None;
+    for _ in 0..100 {
+        match StratumClient::login(addr, &format!("{WALLET}+25.rig-a")).await {
+            Ok(m) => {
+                miner = Some(m);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let mut miner = miner.unwrap_or_else(|| panic!("pool did not accept a login; log:\n{}", app.log()));
+    assert_eq!(miner.job["height"].as_u64(), Some(start_height));
+
+    // Difficulty 25 shares against network difficulty 100: a block every ~4 shares.
+    let mut accepted = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while monerod_height(&monerod.rpc_url()).await == start_height {
+        assert!(std::time::Instant::now() < deadline, "no block accepted by monerod; pool log:\n{}\nmonerod:\n{}", app.log(), monerod.log_tail());
+        let (nonce, result) = miner.mine().unwrap();
+        let reply = miner.submit(&nonce, &result).await.unwrap();
+        if reply["result"]["status"] == "OK" {
+            accepted += 1;
+        } else {
+            // A share for a block that just got replaced is stale; anything else is a bug.
+            assert_eq!(reply["error"]["message"], "Block expired", "{reply}");
+        }
+    }
+    assert!(accepted >= 1);
+    assert!(monerod_height(&monerod.rpc_url()).await > start_height);
+
+    let tables = dir.path().join("tables");
+    eventually(Duration::from_secs(60), "shares and the block landed", || async {
+        scalar(&tables, &["blocks"], "SELECT count(*) FROM blocks WHERE status = 'submitted'").await >= 1
+            && scalar(&tables, &["shares"], "SELECT count(*) FROM shares WHERE accepted").await >= accepted
+    })
+    .await;
+    let miners = scalar(&tables, &["shares"], &format!("SELECT count(*) FROM shares WHERE miner = '{WALLET}' AND worker = 'rig-a' AND difficulty = 25")).await;
+    assert!(miners >= accepted, "{miners} shares of rig-a at difficulty 25");
+    let (s, body) = app.sql("SELECT pool, height, miner, status FROM blocks", "json", Some(READ_TOKEN)).await;
+    assert_eq!(s, 200);
+    let blocks: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert!(blocks.iter().any(|b| b["pool"] == "regtest" && b["height"].as_u64() == Some(start_height) && b["status"] == "submitted"), "{blocks:?}");
+    let metrics = reqwest::get(format!("{}/metrics", app.url())).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("adit_pool_shares_total"), "{metrics}");
+    assert!(metrics.contains("adit_pool_blocks_found_total"), "{metrics}");
+}
