@@ -162,4 +162,31 @@ pub enum BenchWhat {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         latency_for: Duration,
     },
+    /// Shares verified per second through the TCP server beside the raw randomx-rs hash rate,
+    /// and memory per idle connection.
+    Pool {
+        /// Verification threads (and raw hashing threads).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Submitting connections.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Shares per connection.
+        #[arg(long, default_value_t = 100)]
+        shares: usize,
+        /// Idle logged-in connections for the memory measurement.
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+    },
+    /// (Used by `bench pool`.) Opens `count` logged-in connections to `addr` and holds them
+    /// until standard input closes.
+    #[command(hide = true)]
+    IdleClients {
+        /// Pool address.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Connections.
+        #[arg(long)]
+        count: usize,
+    },
 }

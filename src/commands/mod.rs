@@ -58,6 +58,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 rate,
                 latency_for,
             } => crate::bench::ingest(&config, events, rate, latency_for).await,
+            BenchWhat::Pool {
+                threads,
+                connections,
+                shares,
+                idle,
+            } => crate::bench::pool(threads, connections, shares, idle).await,
+            BenchWhat::IdleClients { addr, count } => crate::bench::idle_clients(addr, count).await,
         },
     }
 }

@@ -273,7 +273,8 @@ mod tests {
         assert!(!g.record(ip(1), true, now));
         assert!(!g.record(ip(1), false, now), "a valid share takes one off");
         assert!(!g.record(ip(1), true, now));
-        assert!(g.record(ip(1), true, now));
+        assert!(!g.record(ip(1), true, now), "29 < 30");
+        assert!(g.record(ip(1), true, now), "39 ≥ 30");
         assert_eq!(g.admit(ip(1), now), Err(Refusal::Banned));
         assert!(
             g.admit(ip(2), now).is_ok(),

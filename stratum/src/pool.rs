@@ -98,11 +98,13 @@ pub async fn run(
         difficulty = first.network_difficulty,
         "mining on the node's template"
     );
+    let seed = first.seed_hash;
     let (work_tx, work_rx) = watch::channel(first);
     let (events_tx, events_rx) = mpsc::channel::<AnyEvent>(100_000);
     let (blocks_tx, blocks_rx) = mpsc::channel::<BlockFound>(64);
     let refresh_now = Arc::new(Notify::new());
     let pool = Pool::new(config.server.clone(), work_rx, events_tx.clone(), blocks_tx);
+    pool.prepare(seed).await?;
 
     let publishing = tokio::spawn(publish_events(events_rx, publisher));
     let submitting = tokio::spawn(submit_blocks(
@@ -126,6 +128,7 @@ pub async fn run(
         tip_rx,
         work_tx,
         refresh_now,
+        pool.clone(),
         stop_side.clone(),
     ));
 
@@ -151,8 +154,10 @@ async fn refresh_work(
     mut tip: watch::Receiver<Option<Tip>>,
     work: watch::Sender<Arc<Work>>,
     now: Arc<Notify>,
+    pool: Arc<Pool>,
     stop: CancellationToken,
 ) {
+    let mut prepared: Option<[u8; 32]> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -163,6 +168,12 @@ async fn refresh_work(
         match fetch_work(&node, &config.wallet).await {
             Ok(w) => {
                 tracing::debug!(height = w.height, "new work");
+                // Build the next epoch's caches before the chain switches to it.
+                if let Some(next) = w.next_seed_hash.filter(|n| prepared != Some(*n)) {
+                    prepared = Some(next);
+                    let pool = pool.clone();
+                    tokio::spawn(async move { pool.prepare(next).await });
+                }
                 work.send_replace(w);
             }
             Err(e) => {

@@ -136,6 +136,11 @@ impl Pool {
         })
     }
 
+    /// Builds the verification threads' RandomX caches for `seed` before shares need them.
+    pub async fn prepare(&self, seed: [u8; 32]) -> crate::error::Result<()> {
+        self.verifier.prepare(seed).await
+    }
+
     fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
         self.guard
             .lock()
@@ -210,7 +215,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, pool: &Pool, shutdown: 
         work: pool.work.clone(),
     };
     let mut decoder = LineDecoder::new(pool.config.max_line);
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; 1024];
     let mut deadline = Instant::now() + pool.config.login_timeout;
     loop {
         tokio::select! {
