@@ -152,7 +152,11 @@ pub async fn run_roles(
         let listener = tokio::net::TcpListener::bind(&config.pool.listen)
             .await
             .with_context(|| format!("pool.listen: binding {}", config.pool.listen))?;
-        let (pool, publisher, token) = (config.pool.clone(), services.publisher.clone(), shutdown.clone());
+        let (pool, publisher, token) = (
+            config.pool.clone(),
+            services.publisher.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
             adit_stratum::run_pool(pool, node, listener, publisher, token).await?;
             Ok("pool")

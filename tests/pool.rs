@@ -52,14 +52,20 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    let mut miner = miner.unwrap_or_else(|| panic!("pool did not accept a login; log:\n{}", app.log()));
+    let mut miner =
+        miner.unwrap_or_else(|| panic!("pool did not accept a login; log:\n{}", app.log()));
     assert_eq!(miner.job["height"].as_u64(), Some(start_height));
 
     // Difficulty 25 shares against network difficulty 100: a block every ~4 shares.
     let mut accepted = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while monerod_height(&monerod.rpc_url()).await == start_height {
-        assert!(std::time::Instant::now() < deadline, "no block accepted by monerod; pool log:\n{}\nmonerod:\n{}", app.log(), monerod.log_tail());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no block accepted by monerod; pool log:\n{}\nmonerod:\n{}",
+            app.log(),
+            monerod.log_tail()
+        );
         let (nonce, result) = miner.mine().unwrap();
         let reply = miner.submit(&nonce, &result).await.unwrap();
         if reply["result"]["status"] == "OK" {
@@ -73,18 +79,56 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     assert!(monerod_height(&monerod.rpc_url()).await > start_height);
 
     let tables = dir.path().join("tables");
-    eventually(Duration::from_secs(60), "shares and the block landed", || async {
-        scalar(&tables, &["blocks"], "SELECT count(*) FROM blocks WHERE status = 'submitted'").await >= 1
-            && scalar(&tables, &["shares"], "SELECT count(*) FROM shares WHERE accepted").await >= accepted
-    })
+    eventually(
+        Duration::from_secs(60),
+        "shares and the block landed",
+        || async {
+            scalar(
+                &tables,
+                &["blocks"],
+                "SELECT count(*) FROM blocks WHERE status = 'submitted'",
+            )
+            .await
+                >= 1
+                && scalar(
+                    &tables,
+                    &["shares"],
+                    "SELECT count(*) FROM shares WHERE accepted",
+                )
+                .await
+                    >= accepted
+        },
+    )
     .await;
     let miners = scalar(&tables, &["shares"], &format!("SELECT count(*) FROM shares WHERE miner = '{WALLET}' AND worker = 'rig-a' AND difficulty = 25")).await;
-    assert!(miners >= accepted, "{miners} shares of rig-a at difficulty 25");
-    let (s, body) = app.sql("SELECT pool, height, miner, status FROM blocks", "json", Some(READ_TOKEN)).await;
+    assert!(
+        miners >= accepted,
+        "{miners} shares of rig-a at difficulty 25"
+    );
+    let (s, body) = app
+        .sql(
+            "SELECT pool, height, miner, status FROM blocks",
+            "json",
+            Some(READ_TOKEN),
+        )
+        .await;
     assert_eq!(s, 200);
     let blocks: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
-    assert!(blocks.iter().any(|b| b["pool"] == "regtest" && b["height"].as_u64() == Some(start_height) && b["status"] == "submitted"), "{blocks:?}");
-    let metrics = reqwest::get(format!("{}/metrics", app.url())).await.unwrap().text().await.unwrap();
+    assert!(
+        blocks.iter().any(|b| b["pool"] == "regtest"
+            && b["height"].as_u64() == Some(start_height)
+            && b["status"] == "submitted"),
+        "{blocks:?}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", app.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("adit_pool_shares_total"), "{metrics}");
-    assert!(metrics.contains("adit_pool_blocks_found_total"), "{metrics}");
+    assert!(
+        metrics.contains("adit_pool_blocks_found_total"),
+        "{metrics}"
+    );
 }

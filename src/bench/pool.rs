@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use adit_schemas::AnyEvent;
-use adit_stratum::{Pool, RandomXHasher, ServerConfig, SimChain, SimConfig, StratumClient, Node, decode_target, fetch_work, serve};
+use adit_stratum::{
+    GuardConfig, Node, Pool, RandomXHasher, ServerConfig, SimChain, SimConfig, StratumClient,
+    decode_target, fetch_work, serve,
+};
 use anyhow::Context;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -17,7 +20,12 @@ use tokio_util::sync::CancellationToken;
 const NONCE_OFFSET: usize = 39;
 
 /// Raw light-mode hashes per second on `threads` threads for `length`.
-fn raw_rate(seed: [u8; 32], blob: Vec<u8>, threads: usize, length: Duration) -> anyhow::Result<f64> {
+fn raw_rate(
+    seed: [u8; 32],
+    blob: Vec<u8>,
+    threads: usize,
+    length: Duration,
+) -> anyhow::Result<f64> {
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let mut blob = blob.clone();
@@ -37,22 +45,34 @@ fn raw_rate(seed: [u8; 32], blob: Vec<u8>, threads: usize, length: Duration) -> 
         .collect();
     let mut total = 0;
     for h in handles {
-        total += h.join().map_err(|_| anyhow::anyhow!("hash thread panicked"))??;
+        total += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("hash thread panicked"))??;
     }
     Ok(total as f64 / length.as_secs_f64())
 }
 
 /// Valid (nonce, result) pairs for a difficulty-1 job, computed before the clock starts.
-fn precompute(job: &serde_json::Value, count: usize, salt: u32) -> anyhow::Result<Vec<(String, String)>> {
+fn precompute(
+    job: &serde_json::Value,
+    count: usize,
+    salt: u32,
+) -> anyhow::Result<Vec<(String, String)>> {
     let seed = hex::decode(job["seed_hash"].as_str().context("seed")?)?;
     let mut blob = hex::decode(job["blob"].as_str().context("blob")?)?;
-    anyhow::ensure!(decode_target(job["target"].as_str().context("target")?)? == 1, "bench jobs are difficulty 1");
+    anyhow::ensure!(
+        decode_target(job["target"].as_str().context("target")?)? == 1,
+        "bench jobs are difficulty 1"
+    );
     let hasher = RandomXHasher::light(&seed)?;
     (0..count as u32)
         .map(|i| {
             let nonce = salt << 20 | i;
             blob[NONCE_OFFSET..NONCE_OFFSET + 4].copy_from_slice(&nonce.to_le_bytes());
-            Ok((hex::encode(nonce.to_le_bytes()), hex::encode(hasher.hash(&blob)?)))
+            Ok((
+                hex::encode(nonce.to_le_bytes()),
+                hex::encode(hasher.hash(&blob)?),
+            ))
         })
         .collect()
 }
@@ -60,25 +80,47 @@ fn precompute(job: &serde_json::Value, count: usize, salt: u32) -> anyhow::Resul
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
 /// Runs the pool benchmark and prints its report.
-pub async fn pool(threads: usize, connections: usize, shares: usize, idle: usize) -> anyhow::Result<()> {
-    let node = Node::Sim(SimChain::new(SimConfig { difficulty: u64::MAX / 2, ..Default::default() })?);
+pub async fn pool(
+    threads: usize,
+    connections: usize,
+    shares: usize,
+    idle: usize,
+) -> anyhow::Result<()> {
+    let node = Node::Sim(SimChain::new(SimConfig {
+        difficulty: u64::MAX / 2,
+        ..Default::default()
+    })?);
     let work = fetch_work(&node, "bench").await?;
     let seed = work.seed_hash;
     let blob = work.template.hashing_blob();
 
-    let mut config = ServerConfig::default();
-    config.verify_threads = threads;
-    config.limits.submits_per_s = 1e9;
-    config.limits.logins_per_s = 1e9;
-    config.limits.max_per_ip = idle + connections + 10;
-    config.limits.max_connections = idle + connections + 10;
-    config.login_timeout = Duration::from_secs(600);
+    let limits = GuardConfig {
+        submits_per_s: 1e9,
+        logins_per_s: 1e9,
+        max_per_ip: idle + connections + 10,
+        max_connections: idle + connections + 10,
+        ..GuardConfig::default()
+    };
+    let config = ServerConfig {
+        verify_threads: threads,
+        limits,
+        login_timeout: Duration::from_secs(600),
+        ..ServerConfig::default()
+    };
     let (_work_tx, work_rx) = watch::channel(work);
     let (ev_tx, mut ev_rx) = mpsc::channel::<AnyEvent>(1_000_000);
     let (bl_tx, _bl_rx) = mpsc::channel(16);
@@ -91,7 +133,9 @@ pub async fn pool(threads: usize, connections: usize, shares: usize, idle: usize
     let server = tokio::spawn(serve(listener, pool, stop.clone()));
 
     eprintln!("raw randomx-rs light mode on {threads} thread(s)…");
-    let raw = tokio::task::spawn_blocking(move || raw_rate(seed, blob, threads, Duration::from_secs(10))).await??;
+    let raw =
+        tokio::task::spawn_blocking(move || raw_rate(seed, blob, threads, Duration::from_secs(10)))
+            .await??;
 
     eprintln!("preparing {connections} miners × {shares} valid shares…");
     let mut miners = Vec::new();
@@ -121,12 +165,23 @@ pub async fn pool(threads: usize, connections: usize, shares: usize, idle: usize
         accepted += n?;
     }
     let through = accepted as f64 / started.elapsed().as_secs_f64();
-    anyhow::ensure!(accepted == connections * shares, "only {accepted} of {} shares accepted", connections * shares);
+    anyhow::ensure!(
+        accepted == connections * shares,
+        "only {accepted} of {} shares accepted",
+        connections * shares
+    );
 
     eprintln!("opening {idle} idle logged-in connections from a second process…");
     let before = rss_bytes();
     let mut clients = std::process::Command::new(std::env::current_exe()?)
-        .args(["bench", "idle-clients", "--addr", &addr.to_string(), "--count", &idle.to_string()])
+        .args([
+            "bench",
+            "idle-clients",
+            "--addr",
+            &addr.to_string(),
+            "--count",
+            &idle.to_string(),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -136,7 +191,10 @@ pub async fn pool(threads: usize, connections: usize, shares: usize, idle: usize
         use std::io::BufRead;
         std::io::BufReader::new(out).read_line(&mut ready)?;
     }
-    anyhow::ensure!(ready.trim() == format!("ready {idle}"), "idle clients failed: {ready:?}");
+    anyhow::ensure!(
+        ready.trim() == format!("ready {idle}"),
+        "idle clients failed: {ready:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_bytes();
     let per_conn = after.saturating_sub(before) as f64 / idle as f64;
@@ -145,10 +203,20 @@ pub async fn pool(threads: usize, connections: usize, shares: usize, idle: usize
     stop.cancel();
     let _ = server.await;
 
-    println!("adit bench pool (light mode, {threads} verification thread(s), debug={})", cfg!(debug_assertions));
-    println!("  raw randomx-rs hash rate       {raw:>10.1} hashes/s   (baseline, same mode and threads)");
-    println!("  verified through TCP server    {through:>10.1} shares/s   ({connections} connections × {shares} shares)");
-    println!("  ratio server / raw             {:>10.3}              (target ≥ 0.95)", through / raw);
+    println!(
+        "adit bench pool (light mode, {threads} verification thread(s), debug={})",
+        cfg!(debug_assertions)
+    );
+    println!(
+        "  raw randomx-rs hash rate       {raw:>10.1} hashes/s   (baseline, same mode and threads)"
+    );
+    println!(
+        "  verified through TCP server    {through:>10.1} shares/s   ({connections} connections × {shares} shares)"
+    );
+    println!(
+        "  ratio server / raw             {:>10.3}              (target ≥ 0.95)",
+        through / raw
+    );
     println!(
         "  memory per idle connection     {:>10.0} bytes      server RSS growth / {idle} logged-in connections (target ≤ 10 KB)",
         per_conn
@@ -173,14 +241,19 @@ pub async fn idle_clients(addr: SocketAddr, count: usize) -> anyhow::Result<()> 
     raise_fd_limit(count + 256)?;
     let mut conns = Vec::with_capacity(count);
     for i in 0..count {
-        let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connection {i}"))?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connection {i}"))?;
         let (r, mut w) = stream.into_split();
         let login = json!({"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": format!("idle{i}"), "pass": "x", "agent": "bench"}});
         w.write_all(format!("{login}\n").as_bytes()).await?;
         let mut reader = BufReader::new(r);
         let mut line = String::new();
         reader.read_line(&mut line).await?;
-        anyhow::ensure!(line.contains("\"status\":\"OK\""), "idle login {i} failed: {line}");
+        anyhow::ensure!(
+            line.contains("\"status\":\"OK\""),
+            "idle login {i} failed: {line}"
+        );
         conns.push((reader.into_inner(), w));
     }
     println!("ready {count}");

@@ -48,7 +48,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             config.validate()?;
             wiring::cancel_on_signal(shutdown.clone());
-            wiring::run_roles(&config, &[Role::Pool, Role::Query], config.simulate.clone(), shutdown).await
+            wiring::run_roles(
+                &config,
+                &[Role::Pool, Role::Query],
+                config.simulate.clone(),
+                shutdown,
+            )
+            .await
         }
         Command::Simulate(args) => simulate(&config, &args, shutdown).await,
         Command::Sql(args) => sql::run(&config, &args).await,

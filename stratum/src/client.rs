@@ -37,7 +37,9 @@ pub struct StratumClient {
 }
 
 fn io(e: std::io::Error) -> Error {
-    Error::Client { reason: e.to_string() }
+    Error::Client {
+        reason: e.to_string(),
+    }
 }
 
 impl StratumClient {
@@ -68,12 +70,20 @@ impl StratumClient {
             hasher: None,
         };
         let reply = client
-            .call("login", json!({"login": login, "pass": "x", "agent": "adit-client/1.0", "algo": ["rx/0"]}))
+            .call(
+                "login",
+                json!({"login": login, "pass": "x", "agent": "adit-client/1.0", "algo": ["rx/0"]}),
+            )
             .await?;
         if !reply["error"].is_null() {
-            return Err(Error::Client { reason: format!("login refused: {}", reply["error"]) });
+            return Err(Error::Client {
+                reason: format!("login refused: {}", reply["error"]),
+            });
         }
-        client.session = reply["result"]["id"].as_str().unwrap_or_default().to_string();
+        client.session = reply["result"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         client.job = reply["result"]["job"].clone();
         Ok(client)
     }
@@ -90,7 +100,9 @@ impl StratumClient {
             Ok(0) | Err(_) => Ok(None),
             Ok(_) => serde_json::from_str(&line)
                 .map(Some)
-                .map_err(|e| Error::Client { reason: format!("pool sent invalid JSON: {e}") }),
+                .map_err(|e| Error::Client {
+                    reason: format!("pool sent invalid JSON: {e}"),
+                }),
         }
     }
 
@@ -99,13 +111,15 @@ impl StratumClient {
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
-        let line = format!("{}\n", json!({"id": id, "jsonrpc": "2.0", "method": method, "params": params}));
+        let line = format!(
+            "{}\n",
+            json!({"id": id, "jsonrpc": "2.0", "method": method, "params": params})
+        );
         self.send_raw(line.as_bytes()).await?;
         loop {
-            let msg = self
-                .read()
-                .await?
-                .ok_or_else(|| Error::Client { reason: "pool closed the connection".into() })?;
+            let msg = self.read().await?.ok_or_else(|| Error::Client {
+                reason: "pool closed the connection".into(),
+            })?;
             if msg["method"] == "job" {
                 self.job = msg["params"].clone();
                 continue;
@@ -119,17 +133,29 @@ impl StratumClient {
     /// Finds the next nonce meeting the current job's target; returns (nonce, result) in hex.
     pub fn mine(&mut self) -> Result<(String, String)> {
         let field = |name: &str| self.job[name].as_str().unwrap_or_default().to_string();
-        let seed = hex::decode(field("seed_hash")).map_err(|e| Error::Client { reason: format!("seed_hash: {e}") })?;
+        let seed = hex::decode(field("seed_hash")).map_err(|e| Error::Client {
+            reason: format!("seed_hash: {e}"),
+        })?;
         let difficulty = decode_target(&field("target"))?;
-        let mut blob = hex::decode(field("blob")).map_err(|e| Error::Client { reason: format!("blob: {e}") })?;
+        let mut blob = hex::decode(field("blob")).map_err(|e| Error::Client {
+            reason: format!("blob: {e}"),
+        })?;
         if blob.len() < NONCE_OFFSET + 4 {
-            return Err(Error::Client { reason: "job blob too short".into() });
+            return Err(Error::Client {
+                reason: "job blob too short".into(),
+            });
         }
-        if self.hasher.as_ref().is_none_or(|h| h.seed() != seed.as_slice()) {
+        if self
+            .hasher
+            .as_ref()
+            .is_none_or(|h| h.seed() != seed.as_slice())
+        {
             self.hasher = Some(RandomXHasher::light(&seed)?);
         }
         let Some(hasher) = self.hasher.as_ref() else {
-            return Err(Error::Client { reason: "no hasher".into() });
+            return Err(Error::Client {
+                reason: "no hasher".into(),
+            });
         };
         loop {
             self.nonce = self.nonce.wrapping_add(1);

@@ -3,8 +3,8 @@
 //! connection, session and server layers build on it.
 
 mod blob;
-mod client;
 mod breaker;
+mod client;
 mod codec;
 mod error;
 mod guard;
@@ -21,12 +21,12 @@ mod verify;
 
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
+pub use client::StratumClient;
 pub use codec::{
     Call, ErrorObject, Id, Job, JobNotification, LineDecoder, LoginParams, LoginResult, Request,
     Response, ServerMessage, SessionParams, StatusResult, SubmitParams, parse_request,
     parse_server_message, to_line,
 };
-pub use client::StratumClient;
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{JobFactory, JobRecord, RecentJobs, Work};

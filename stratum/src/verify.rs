@@ -106,14 +106,18 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Task>>>) {
             Task::Hash { seed, blob, reply } => {
                 let _ = reply.send(hash_with(&mut hashers, &seed, &blob));
             }
-            Task::Warm { seed, barrier, done } => {
+            Task::Warm {
+                seed,
+                barrier,
+                done,
+            } => {
                 if let Err(e) = hasher_for(&mut hashers, &seed) {
                     tracing::error!(error = %e, "cannot build a RandomX cache");
                 }
-                if barrier.wait().is_leader() {
-                    if let Some(tx) = done.lock().ok().and_then(|mut d| d.take()) {
-                        let _ = tx.send(());
-                    }
+                if barrier.wait().is_leader()
+                    && let Some(tx) = done.lock().ok().and_then(|mut d| d.take())
+                {
+                    let _ = tx.send(());
                 }
             }
         }
@@ -121,7 +125,10 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Task>>>) {
 }
 
 /// The thread's hasher for `seed`, built if missing (keeping the two most recent seeds).
-fn hasher_for<'a>(hashers: &'a mut Vec<RandomXHasher>, seed: &[u8; 32]) -> Result<&'a RandomXHasher> {
+fn hasher_for<'a>(
+    hashers: &'a mut Vec<RandomXHasher>,
+    seed: &[u8; 32],
+) -> Result<&'a RandomXHasher> {
     if let Some(i) = hashers.iter().position(|h| h.seed() == seed) {
         return Ok(&hashers[i]);
     }

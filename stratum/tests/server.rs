@@ -72,7 +72,10 @@ async fn miner(addr: SocketAddr, source: [u8; 4], login: &str) -> StratumClient 
 }
 
 async fn read(m: &mut StratumClient) -> Option<Value> {
-    tokio::time::timeout(Duration::from_secs(60), m.read()).await.expect("an answer within 60 s").unwrap()
+    tokio::time::timeout(Duration::from_secs(60), m.read())
+        .await
+        .expect("an answer within 60 s")
+        .unwrap()
 }
 
 fn error_of(reply: &Value) -> &str {
@@ -106,7 +109,10 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
     // An abuser from another IP: every kind of bad input, each answered.
     let mut bad = miner(h.addr, [127, 0, 0, 2], &format!("{WALLET}+20")).await;
     let (nonce, _) = bad.mine().unwrap();
-    let r = bad.submit_to("not-a-job", &nonce, &"00".repeat(32)).await.unwrap();
+    let r = bad
+        .submit_to("not-a-job", &nonce, &"00".repeat(32))
+        .await
+        .unwrap();
     assert_eq!(error_of(&r), "Invalid job id");
     let r = bad.submit("zz", &"00".repeat(32)).await.unwrap();
     assert!(error_of(&r).starts_with("Invalid nonce"), "{r}");
@@ -131,7 +137,9 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
         }
     }
     assert!(closed, "the abuser was banned and disconnected");
-    let again = StratumClient::connect_from(h.addr, [127, 0, 0, 2]).await.unwrap();
+    let again = StratumClient::connect_from(h.addr, [127, 0, 0, 2])
+        .await
+        .unwrap();
     let mut buf = [0u8; 1];
     let n = tokio::time::timeout(Duration::from_secs(5), async {
         use tokio::io::AsyncReadExt;
