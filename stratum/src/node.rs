@@ -328,6 +328,7 @@ impl MoneroRpc {
             admission
         };
         if let Admission::Rejected { failures, retry_in } = admission {
+            metrics::counter!("adit_pool_node_rpc_errors_total", "method" => method, "kind" => "breaker_open").increment(1);
             return Err(Error::NodeUnavailable {
                 url: inner.endpoint.to_string(),
                 failures,
@@ -343,6 +344,14 @@ impl MoneroRpc {
             Err(Error::NodeUnreachable { .. }) => CallOutcome::Unreachable,
             Ok(_) | Err(_) => CallOutcome::Reached,
         });
+        if let Err(e) = &outcome {
+            let kind = match e {
+                Error::NodeUnreachable { .. } => "unreachable",
+                Error::NodeRejected { .. } => "rejected",
+                _ => "other",
+            };
+            metrics::counter!("adit_pool_node_rpc_errors_total", "method" => method, "kind" => kind).increment(1);
+        }
         let result = outcome?;
         serde_json::from_value(result).map_err(|err| Error::NodeResponse {
             method,

@@ -183,10 +183,30 @@ async fn refresh_work(
     }
 }
 
-/// Publishes share and block events in batches until the channel closes.
+/// Window of the hashrate estimate.
+const HASHRATE_WINDOW: Duration = Duration::from_secs(300);
+
+/// Publishes share and block events in batches until the channel closes, and keeps the
+/// estimated pool hashrate (accepted share difficulty per second over the last 5 minutes).
 async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) {
     let mut buf = Vec::with_capacity(1024);
+    let mut window: std::collections::VecDeque<(tokio::time::Instant, u64)> = Default::default();
+    let started = tokio::time::Instant::now();
     while rx.recv_many(&mut buf, 1024).await > 0 {
+        let now = tokio::time::Instant::now();
+        for e in &buf {
+            if let AnyEvent::Share(s) = e {
+                if s.accepted {
+                    window.push_back((now, s.difficulty));
+                }
+            }
+        }
+        while window.front().is_some_and(|(t, _)| now.duration_since(*t) > HASHRATE_WINDOW) {
+            window.pop_front();
+        }
+        let span = now.duration_since(started).min(HASHRATE_WINDOW).as_secs_f64().max(1.0);
+        let work: u64 = window.iter().map(|(_, d)| d).sum();
+        metrics::gauge!("adit_pool_hashrate").set(work as f64 / span);
         let msgs = buf.drain(..).map(|e| Outgoing::event(&e)).collect();
         if let Err(e) = publisher.publish_all(msgs).await {
             tracing::error!(error = %e, "could not publish share events");

@@ -245,3 +245,28 @@ async fn a_share_meeting_the_network_target_is_a_block() {
         .map(|m| matches!(m, ServerMessage::Response(_)));
     h.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_floods_are_capped_per_ip() {
+    let mut config = ServerConfig::default();
+    config.limits.max_per_ip = 20;
+    let h = start(1_000_000_000_000, config).await;
+    let mut honest = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+20")).await;
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        flood.push(StratumClient::connect_from(h.addr, [127, 0, 0, 5]).await.unwrap());
+    }
+    let mut refused = 0;
+    for stream in &mut flood {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut b)).await {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 180, "all but max_per_ip connections from the flooding IP are closed");
+    let (nonce, result) = honest.mine().unwrap();
+    let reply = honest.submit(&nonce, &result).await.unwrap();
+    assert_eq!(reply["result"]["status"], "OK", "the honest miner is unaffected");
+    h.stop.cancel();
+}
