@@ -125,7 +125,7 @@ pub async fn pool(
     let (ev_tx, mut ev_rx) = mpsc::channel::<AnyEvent>(1_000_000);
     let (bl_tx, _bl_rx) = mpsc::channel(16);
     tokio::spawn(async move { while ev_rx.recv().await.is_some() {} });
-    let pool = Pool::new(config, work_rx, ev_tx, bl_tx);
+    let pool = Pool::new(config, work_rx, ev_tx, bl_tx)?;
     pool.prepare(seed).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;

@@ -118,6 +118,13 @@ pub enum Error {
     #[error("the RandomX verification threads have stopped")]
     VerifierStopped,
 
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {reason}")]
+    Tls {
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The Stratum client could not talk to the pool.
     #[error("stratum client: {reason}")]
     Client {
@@ -214,7 +221,8 @@ impl Error {
             | Error::NodeRejected { .. }
             | Error::NodeResponse { .. }
             | Error::SimChain { .. }
-            | Error::Client { .. } => None,
+            | Error::Client { .. }
+            | Error::Tls { .. } => None,
         }
     }
 }

@@ -1,6 +1,9 @@
-//! The Stratum pool's pure core (DESIGN.md §6): XMRig's wire format, target encoding and the share
-//! check, vardiff, Monero hashing blobs, and RandomX hashing. Nothing here does I/O; the
-//! connection, session and server layers build on it.
+//! adit's RandomX mining pool (DESIGN.md §6): XMRig's Stratum dialect over TCP or TLS, share
+//! verification with RandomX off the async runtime, jobs cut from monerod's (or the simulated
+//! chain's) templates, vardiff, per-IP limits and bans, block submission, and every share and
+//! block published to the MINING stream. The pure layers (codec, target, vardiff, blob, breaker,
+//! guard, jobs, session) do no I/O; server, verify, node, simchain and pool build on them. It
+//! never writes tables: the `shares` pipeline lands what it publishes.
 
 mod blob;
 mod breaker;
@@ -16,6 +19,7 @@ mod server;
 mod session;
 mod simchain;
 mod target;
+mod tls;
 mod vardiff;
 mod verify;
 
@@ -39,5 +43,6 @@ pub use simchain::{SimChain, SimConfig};
 pub use target::{
     decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,
 };
+pub use tls::TlsFiles;
 pub use vardiff::{Retarget, VardiffConfig, VardiffState, retarget};
 pub use verify::Verifier;

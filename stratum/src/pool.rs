@@ -103,7 +103,7 @@ pub async fn run(
     let (events_tx, events_rx) = mpsc::channel::<AnyEvent>(100_000);
     let (blocks_tx, blocks_rx) = mpsc::channel::<BlockFound>(64);
     let refresh_now = Arc::new(Notify::new());
-    let pool = Pool::new(config.server.clone(), work_rx, events_tx.clone(), blocks_tx);
+    let pool = Pool::new(config.server.clone(), work_rx, events_tx.clone(), blocks_tx)?;
     pool.prepare(seed).await?;
 
     let publishing = tokio::spawn(publish_events(events_rx, publisher));
@@ -195,16 +195,23 @@ async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) 
     while rx.recv_many(&mut buf, 1024).await > 0 {
         let now = tokio::time::Instant::now();
         for e in &buf {
-            if let AnyEvent::Share(s) = e {
-                if s.accepted {
-                    window.push_back((now, s.difficulty));
-                }
+            if let AnyEvent::Share(s) = e
+                && s.accepted
+            {
+                window.push_back((now, s.difficulty));
             }
         }
-        while window.front().is_some_and(|(t, _)| now.duration_since(*t) > HASHRATE_WINDOW) {
+        while window
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > HASHRATE_WINDOW)
+        {
             window.pop_front();
         }
-        let span = now.duration_since(started).min(HASHRATE_WINDOW).as_secs_f64().max(1.0);
+        let span = now
+            .duration_since(started)
+            .min(HASHRATE_WINDOW)
+            .as_secs_f64()
+            .max(1.0);
         let work: u64 = window.iter().map(|(_, d)| d).sum();
         metrics::gauge!("adit_pool_hashrate").set(work as f64 / span);
         let msgs = buf.drain(..).map(|e| Outgoing::event(&e)).collect();

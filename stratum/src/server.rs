@@ -12,11 +12,13 @@ use std::time::Duration;
 use adit_schemas::{AnyEvent, Share};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{
@@ -51,6 +53,8 @@ pub struct ServerConfig {
     pub vardiff: VardiffConfig,
     /// Admission limits.
     pub limits: GuardConfig,
+    /// Serve Stratum over TLS with this certificate and key.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +68,7 @@ impl Default for ServerConfig {
             verify_threads: 0,
             vardiff: VardiffConfig::default(),
             limits: GuardConfig::default(),
+            tls: None,
         }
     }
 }
@@ -105,6 +110,8 @@ pub struct Pool {
     guard: Mutex<Guard>,
     /// Session id counter.
     sessions: std::sync::atomic::AtomicU64,
+    /// TLS, when configured.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Pool {
@@ -114,7 +121,8 @@ impl Pool {
         work: watch::Receiver<Arc<Work>>,
         events: mpsc::Sender<AnyEvent>,
         blocks: mpsc::Sender<BlockFound>,
-    ) -> Arc<Self> {
+    ) -> crate::error::Result<Arc<Self>> {
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let threads = if config.verify_threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -124,7 +132,8 @@ impl Pool {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros()) as u32)
             ^ std::process::id();
-        Arc::new(Self {
+        Ok(Arc::new(Self {
+            tls,
             guard: Mutex::new(Guard::new(config.limits.clone())),
             factory: JobFactory::new(prefix),
             verifier: Verifier::new(threads),
@@ -133,7 +142,7 @@ impl Pool {
             events,
             blocks,
             sessions: std::sync::atomic::AtomicU64::new(1),
-        })
+        }))
     }
 
     /// Builds the verification threads' RandomX caches for `seed` before shares need them.
@@ -173,8 +182,20 @@ pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: Cancellatio
             continue;
         }
         let (pool, token) = (pool.clone(), shutdown.clone());
+        stream.set_nodelay(true).ok();
         conns.spawn(async move {
-            connection(stream, peer, &pool, token).await;
+            match &pool.tls {
+                None => connection(stream, peer, &pool, token).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(pool.config.login_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => connection(tls, peer, &pool, token).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             pool.guard().release(ip);
         });
     }
@@ -191,22 +212,24 @@ enum Next {
 }
 
 /// One connection's state.
-struct Conn<'a> {
+struct Conn<'a, W> {
     /// The shared pool.
     pool: &'a Pool,
     /// Peer address.
     ip: IpAddr,
     /// The socket's write half.
-    out: tokio::net::tcp::OwnedWriteHalf,
+    out: W,
     /// The logged-in session.
     session: Option<Session>,
     /// The current work, as this connection last saw it.
     work: watch::Receiver<Arc<Work>>,
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, pool: &Pool, shutdown: CancellationToken) {
-    stream.set_nodelay(true).ok();
-    let (mut rd, out) = stream.into_split();
+async fn connection<S>(stream: S, peer: SocketAddr, pool: &Pool, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut rd, out) = tokio::io::split(stream);
     let mut conn = Conn {
         pool,
         ip: peer.ip(),
@@ -243,7 +266,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, pool: &Pool, shutdown: 
     }
 }
 
-impl Conn<'_> {
+impl<W: AsyncWrite + Unpin> Conn<'_, W> {
     async fn send<T: serde::Serialize>(&mut self, message: &T) -> std::io::Result<()> {
         let line = to_line(message).map_err(std::io::Error::other)?;
         self.out.write_all(&line).await

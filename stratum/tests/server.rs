@@ -51,7 +51,7 @@ async fn start(network_difficulty: u64, config: ServerConfig) -> Harness {
     let (work_tx, work_rx) = watch::channel(work(301, network_difficulty));
     let (ev_tx, events) = mpsc::channel(10_000);
     let (bl_tx, blocks) = mpsc::channel(16);
-    let pool = Pool::new(config, work_rx, ev_tx, bl_tx);
+    let pool = Pool::new(config, work_rx, ev_tx, bl_tx).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -254,19 +254,107 @@ async fn connection_floods_are_capped_per_ip() {
     let mut honest = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+20")).await;
     let mut flood = Vec::new();
     for _ in 0..200 {
-        flood.push(StratumClient::connect_from(h.addr, [127, 0, 0, 5]).await.unwrap());
+        flood.push(
+            StratumClient::connect_from(h.addr, [127, 0, 0, 5])
+                .await
+                .unwrap(),
+        );
     }
     let mut refused = 0;
     for stream in &mut flood {
         use tokio::io::AsyncReadExt;
         let mut b = [0u8; 1];
-        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut b)).await {
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut b)).await
+        {
             refused += 1;
         }
     }
-    assert_eq!(refused, 180, "all but max_per_ip connections from the flooding IP are closed");
+    assert_eq!(
+        refused, 180,
+        "all but max_per_ip connections from the flooding IP are closed"
+    );
     let (nonce, result) = honest.mine().unwrap();
     let reply = honest.submit(&nonce, &result).await.unwrap();
-    assert_eq!(reply["result"]["status"], "OK", "the honest miner is unaffected");
+    assert_eq!(
+        reply["result"]["status"], "OK",
+        "the honest miner is unaffected"
+    );
+    h.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_can_connect_over_tls() {
+    use std::sync::Arc as StdArc;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("pool.pem"), dir.path().join("pool.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let config = ServerConfig {
+        tls: Some(adit_stratum::TlsFiles {
+            cert: cert_path,
+            key: key_path,
+        }),
+        ..ServerConfig::default()
+    };
+    let h = start(1_000_000_000_000, config).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(StdArc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(StdArc::new(client));
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (rd, mut wr) = tokio::io::split(tls);
+    let mut rd = BufReader::new(rd);
+    let login = json!({"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": format!("{WALLET}+1"), "pass": "x", "agent": "tls-test"}});
+    wr.write_all(format!("{login}\n").as_bytes()).await.unwrap();
+    let mut line = String::new();
+    rd.read_line(&mut line).await.unwrap();
+    let reply: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reply["result"]["status"], "OK", "{reply}");
+    let job = &reply["result"]["job"];
+    let mut blob = hex::decode(job["blob"].as_str().unwrap()).unwrap();
+    blob[39..43].copy_from_slice(&7u32.to_le_bytes());
+    let seed = hex::decode(job["seed_hash"].as_str().unwrap()).unwrap();
+    let hash = RandomXHasher::light(&seed).unwrap().hash(&blob).unwrap();
+    let submit = json!({"id": 2, "jsonrpc": "2.0", "method": "submit", "params": {
+        "id": reply["result"]["id"], "job_id": job["job_id"], "nonce": hex::encode(7u32.to_le_bytes()), "result": hex::encode(hash)}});
+    wr.write_all(format!("{submit}\n").as_bytes())
+        .await
+        .unwrap();
+    line.clear();
+    rd.read_line(&mut line).await.unwrap();
+    let reply: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        reply["result"]["status"], "OK",
+        "a share over TLS is accepted: {reply}"
+    );
+
+    // A plain-text client gets no Stratum answer from the TLS port.
+    let mut plain = StratumClient::connect_from(h.addr, [127, 0, 0, 6])
+        .await
+        .unwrap();
+    plain
+        .write_all(format!("{login}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt;
+        plain.read_to_end(&mut buf).await
+    })
+    .await;
+    assert!(!String::from_utf8_lossy(&buf).contains("\"status\":\"OK\""));
     h.stop.cancel();
 }
