@@ -36,7 +36,7 @@ pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{JobFactory, JobRecord, RecentJobs, Work};
 pub use node::{BlockHeader, MoneroRpc, Node, NodeInfo, RpcConfig, Template, Tip, watch_tip};
 pub use pool::{PoolConfig, fetch_work, run as run_pool};
-pub use randomx::RandomXHasher;
+pub use randomx::{RandomXHasher, SharedDataset};
 pub use server::{BlockFound, Pool, ServerConfig, serve};
 pub use session::{Candidate, Identity, Reject, Session, Verdict, judge, parse_login};
 pub use simchain::{SimChain, SimConfig};
@@ -45,4 +45,4 @@ pub use target::{
 };
 pub use tls::TlsFiles;
 pub use vardiff::{Retarget, VardiffConfig, VardiffState, retarget};
-pub use verify::Verifier;
+pub use verify::{RandomXMode, Verifier};

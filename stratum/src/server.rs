@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// RandomX verification threads (0 = one per core).
     pub verify_threads: usize,
+    /// `light` (default) or `fast` (shared ~2 GiB dataset per seed).
+    pub randomx_mode: crate::verify::RandomXMode,
     /// Vardiff.
     pub vardiff: VardiffConfig,
     /// Admission limits.
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             login_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(600),
             verify_threads: 0,
+            randomx_mode: crate::verify::RandomXMode::Light,
             vardiff: VardiffConfig::default(),
             limits: GuardConfig::default(),
             tls: None,
@@ -136,7 +139,7 @@ impl Pool {
             tls,
             guard: Mutex::new(Guard::new(config.limits.clone())),
             factory: JobFactory::new(prefix),
-            verifier: Verifier::new(threads),
+            verifier: Verifier::new(threads, config.randomx_mode),
             config,
             work,
             events,
