@@ -129,10 +129,13 @@ impl TableStore {
                 message: e.to_string(),
             })?;
         }
-        let table = DeltaTable::try_from_url_with_storage_options(url, self.options.clone())
+        let mut table = self.unloaded(name, url)?;
+        if table
+            .verify_deltatable_existence()
             .await
-            .map_err(Self::delta_err(name))?;
-        if table.version().is_some() {
+            .map_err(Self::delta_err(name))?
+        {
+            table.load().await.map_err(Self::delta_err(name))?;
             return Ok(table);
         }
         let kernel: StructType = schema
@@ -158,10 +161,26 @@ impl TableStore {
         if url.scheme() == "file" && !std::path::Path::new(url.path()).join("_delta_log").exists() {
             return Ok(None);
         }
-        let table = DeltaTable::try_from_url_with_storage_options(url, self.options.clone())
+        let mut table = self.unloaded(name, url)?;
+        if !table
+            .verify_deltatable_existence()
             .await
-            .map_err(Self::delta_err(name))?;
-        Ok(table.version().is_some().then_some(table))
+            .map_err(Self::delta_err(name))?
+        {
+            return Ok(None);
+        }
+        table.load().await.map_err(Self::delta_err(name))?;
+        Ok(Some(table))
+    }
+
+    /// A handle on table `name` at `url` whose log has not been read (reading the log of a
+    /// table that does not exist yet makes the kernel log errors).
+    fn unloaded(&self, name: &str, url: Url) -> Result<DeltaTable> {
+        deltalake::DeltaTableBuilder::from_url(url)
+            .map_err(Self::delta_err(name))?
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(Self::delta_err(name))
     }
 }
 
