@@ -79,7 +79,7 @@ pub fn hashing_blob(block_blob: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Appends `value` as a Monero varint (7 bits per byte, least significant first).
-fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value & 0x7f) as u8 | 0x80);
         value >>= 7;
@@ -88,16 +88,16 @@ fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// A cursor over a blob that reads Monero's binary serialisation.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     /// The whole blob.
     data: &'a [u8],
     /// The next byte to read.
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `data`.
-    fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         Self { data, pos: 0 }
     }
 
@@ -121,13 +121,21 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
+    /// The next `N` bytes as an array.
+    pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let bytes = self.take(N, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
     /// One byte.
-    fn byte(&mut self, what: &str) -> Result<u8> {
+    pub(crate) fn byte(&mut self, what: &str) -> Result<u8> {
         Ok(self.take(1, what)?[0])
     }
 
     /// A varint of at most 64 bits.
-    fn varint(&mut self, what: &str) -> Result<u64> {
+    pub(crate) fn varint(&mut self, what: &str) -> Result<u64> {
         let start = self.pos;
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {

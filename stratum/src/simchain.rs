@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use crate::blob::{block_id, hashing_blob};
+use crate::blob::{Reader, block_id, hashing_blob, write_varint};
 use crate::error::{Error, Result};
 use crate::node::{BlockHeader, NodeInfo, Template};
 use crate::randomx::RandomXHasher;
@@ -367,12 +367,12 @@ impl Submitted {
         };
         let blob = hex::decode(block_blob_hex).map_err(|_| wrong())?;
         let hashing = hashing_blob(&blob).map_err(|_| wrong())?;
-        let mut r = Cursor::new(&hashing);
-        r.varint(); // major version
-        r.varint(); // minor version
-        let timestamp = r.varint().ok_or_else(wrong)?;
-        let prev_id = r.array::<32>().ok_or_else(wrong)?;
-        let nonce = u32::from_le_bytes(r.array::<4>().ok_or_else(wrong)?);
+        let mut r = Reader::new(&hashing);
+        r.varint("field").ok(); // major version
+        r.varint("field").ok(); // minor version
+        let timestamp = r.varint("field").ok().ok_or_else(wrong)?;
+        let prev_id = r.array::<32>("field").ok().ok_or_else(wrong)?;
+        let nonce = u32::from_le_bytes(r.array::<4>("field").ok().ok_or_else(wrong)?);
         Ok(Self {
             id: block_id(&hashing),
             hashing,
@@ -381,55 +381,6 @@ impl Submitted {
             nonce,
         })
     }
-}
-
-/// A forward-only reader of Monero varints and fixed-size fields.
-struct Cursor<'a> {
-    /// The bytes.
-    data: &'a [u8],
-    /// The next one to read.
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    /// A cursor at the start of `data`.
-    fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
-    }
-
-    /// The next `N` bytes.
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let bytes = self.data.get(self.pos..self.pos.checked_add(N)?)?;
-        self.pos += N;
-        bytes.try_into().ok()
-    }
-
-    /// The next byte.
-    fn byte(&mut self) -> Option<u8> {
-        Some(self.array::<1>()?[0])
-    }
-
-    /// A varint of at most 64 bits.
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-}
-
-/// Appends `value` as a Monero varint.
-fn write_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value & 0x7f) as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 /// The fields of the captured template that every sim template reuses.
@@ -469,26 +420,27 @@ impl Blueprint {
     /// Parses a template blob of the captured shape: no transactions, a version 2 miner
     /// transaction with one tagged output and an extra of the public key and a nonce.
     fn parse(blob: &[u8]) -> Option<Self> {
-        let mut r = Cursor::new(blob);
-        let major = r.varint()?;
-        let minor = r.varint()?;
-        let timestamp = r.varint()?;
-        r.array::<36>()?; // prev_id, nonce
-        (r.varint()? == 2).then_some(())?; // tx version
-        r.varint()?; // unlock time
-        (r.varint()? == 1 && r.byte()? == 0xff).then_some(())?; // one txin_gen
-        r.varint()?; // height
-        (r.varint()? == 1).then_some(())?; // one output
-        let amount = r.varint()?;
-        (r.byte()? == 0x03).then_some(())?; // txout_to_tagged_key
-        let output_key = r.array::<32>()?;
-        let view_tag = r.byte()?;
-        let extra_len = usize::try_from(r.varint()?).ok()?;
+        let mut r = Reader::new(blob);
+        let major = r.varint("field").ok()?;
+        let minor = r.varint("field").ok()?;
+        let timestamp = r.varint("field").ok()?;
+        r.array::<36>("field").ok()?; // prev_id, nonce
+        (r.varint("field").ok()? == 2).then_some(())?; // tx version
+        r.varint("field").ok()?; // unlock time
+        (r.varint("field").ok()? == 1 && r.byte("field").ok()? == 0xff).then_some(())?; // one txin_gen
+        r.varint("field").ok()?; // height
+        (r.varint("field").ok()? == 1).then_some(())?; // one output
+        let amount = r.varint("field").ok()?;
+        (r.byte("field").ok()? == 0x03).then_some(())?; // txout_to_tagged_key
+        let output_key = r.array::<32>("field").ok()?;
+        let view_tag = r.byte("field").ok()?;
+        let extra_len = usize::try_from(r.varint("field").ok()?).ok()?;
         let extra_end = r.pos.checked_add(extra_len)?;
-        (r.byte()? == 0x01).then_some(())?; // tx public key
-        let tx_pubkey = r.array::<32>()?;
+        (r.byte("field").ok()? == 0x01).then_some(())?; // tx public key
+        let tx_pubkey = r.array::<32>("field").ok()?;
         r.pos = extra_end;
-        (r.byte()? == 0 && r.varint()? == 0 && r.pos == blob.len()).then_some(())?;
+        (r.byte("field").ok()? == 0 && r.varint("field").ok()? == 0 && r.pos == blob.len())
+            .then_some(())?;
         Some(Self {
             major,
             minor,
@@ -651,16 +603,19 @@ mod tests {
                 assert_eq!(hashing_blob(&blob).unwrap(), template.hashing_blob());
                 assert!(blob[offset..offset + reserve].iter().all(|&b| b == 0));
                 // The height is in the coinbase input, right after the txin_gen tag.
-                let mut r = Cursor::new(&blob);
+                let mut r = Reader::new(&blob);
                 for _ in 0..3 {
-                    r.varint();
+                    r.varint("field").ok();
                 }
-                assert_eq!(r.array::<32>(), Some(prev));
-                r.array::<4>();
-                assert_eq!(r.varint(), Some(2));
-                assert_eq!(r.varint(), Some(height + UNLOCK_WINDOW));
-                assert_eq!((r.varint(), r.byte()), (Some(1), Some(0xff)));
-                assert_eq!(r.varint(), Some(height));
+                assert_eq!(r.array::<32>("field").ok(), Some(prev));
+                r.array::<4>("field").ok();
+                assert_eq!(r.varint("field").ok(), Some(2));
+                assert_eq!(r.varint("field").ok(), Some(height + UNLOCK_WINDOW));
+                assert_eq!(
+                    (r.varint("field").ok(), r.byte("field").ok()),
+                    (Some(1), Some(0xff))
+                );
+                assert_eq!(r.varint("field").ok(), Some(height));
             }
         }
         let (blob, offset) = blueprint.build(5, &[0; 32], 0);
