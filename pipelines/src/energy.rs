@@ -218,6 +218,16 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
     Ok((0..col.len()).map(|i| col.value(i).to_string()).collect())
 }
 
+/// Runs `sql` and collects its batches.
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    ctx.sql(sql)
+        .await
+        .map_err(query_err)?
+        .collect()
+        .await
+        .map_err(query_err)
+}
+
 /// Reads readings in `[from_us, to_us)` grouped by (site, machine), sorted by time.
 async fn load_readings(
     ctx: &SessionContext,
@@ -229,13 +239,7 @@ async fn load_readings(
          WHERE ts >= to_timestamp_micros({from_us}) AND ts < to_timestamp_micros({to_us}) \
          ORDER BY site, machine, ts"
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(query_err)?
-        .collect()
-        .await
-        .map_err(query_err)?;
+    let batches = collect(ctx, &sql).await?;
     let mut out: BTreeMap<(String, String), Vec<Reading>> = BTreeMap::new();
     for batch in &batches {
         let (sites, machines, sources) = (
@@ -271,13 +275,7 @@ async fn reading_span(ctx: &SessionContext) -> Result<Option<(i64, i64)>> {
         "SELECT CAST(min(ts) AS BIGINT) AS lo, CAST(max(ts) AS BIGINT) AS hi \
          FROM {TABLE_ENERGY_READINGS}"
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(query_err)?
-        .collect()
-        .await
-        .map_err(query_err)?;
+    let batches = collect(ctx, &sql).await?;
     let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
