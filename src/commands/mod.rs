@@ -117,6 +117,27 @@ async fn simulate(
     Ok(())
 }
 
+/// The demo's simulated miner: one light-mode RandomX thread mining on the pool (so the demo
+/// leaves the other core to everything else).
+fn demo_miners(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let addr: std::net::SocketAddr = config.pool.listen.parse()?;
+    let stop = shutdown.clone();
+    let miner = std::thread::Builder::new()
+        .name("demo-miner".into())
+        .spawn(move || {
+            let login =
+                "4DemoMinerWallet00000000000000000000000000000000000000000000000+50.demo-rig";
+            match adit_stratum::mine_until(addr, login, stop) {
+                Ok(n) => tracing::info!(accepted = n, "demo miner stopped"),
+                Err(e) => tracing::warn!(error = %e, "demo miner failed"),
+            }
+        })?;
+    Ok(vec![miner])
+}
+
 async fn demo(
     config: &Config,
     duration: Option<Duration>,
@@ -135,9 +156,18 @@ async fn demo(
         "adit demo: simulated farm → NATS JetStream → pipelines → Delta tables under {}\n\
          \n  API        {url}/api/v1/sql?q=select%201\n  metrics    {url}/metrics\n  health     {url}/health\n\
          \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
-         \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n",
-        config.tables_root()
+         \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n\
+         \x20            adit sql \"select miner, worker, count(*), sum(difficulty) from shares group by miner, worker\"\n\
+         \n  pool       stratum+tcp://{} (simulated chain; a demo miner is mining on it)\n",
+        config.tables_root(),
+        config.pool.listen
     );
-    let roles = [Role::Pipelines, Role::Query, Role::Simulate];
-    wiring::run_roles(config, &roles, config.simulate.clone(), shutdown).await
+    let miners = demo_miners(config, &shutdown)?;
+    let roles = [Role::Pipelines, Role::Query, Role::Simulate, Role::Pool];
+    let result = wiring::run_roles(config, &roles, config.simulate.clone(), shutdown.clone()).await;
+    shutdown.cancel();
+    for m in miners {
+        let _ = m.join();
+    }
+    result
 }

@@ -193,3 +193,41 @@ impl StratumClient {
         &mut self.writer
     }
 }
+
+/// Mines with one light-mode thread until `stop` is cancelled: logs in to `addr` as `login`
+/// (retrying until the pool is up), finds shares for the current job and submits them. Blocks
+/// the calling thread (RandomX VMs are not `Send`), so run it on a thread of its own. Returns
+/// the number of accepted shares.
+pub fn mine_until(
+    addr: SocketAddr,
+    login: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<u64> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    runtime.block_on(async {
+        let mut client = loop {
+            if stop.is_cancelled() {
+                return Ok(0);
+            }
+            match StratumClient::login(addr, login).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        };
+        let mut accepted = 0;
+        while !stop.is_cancelled() {
+            let (nonce, result) = client.mine()?;
+            match client.submit(&nonce, &result).await {
+                Ok(reply) if reply["result"]["status"] == "OK" => accepted += 1,
+                Ok(_) => {}
+                // The pool going away at shutdown is the normal end.
+                Err(_) if stop.is_cancelled() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(accepted)
+    })
+}

@@ -25,7 +25,7 @@ mod verify;
 
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
-pub use client::StratumClient;
+pub use client::{StratumClient, mine_until};
 pub use codec::{
     Call, ErrorObject, Id, Job, JobNotification, LineDecoder, LoginParams, LoginResult, Request,
     Response, ServerMessage, SessionParams, StatusResult, SubmitParams, parse_request,
