@@ -1,0 +1,106 @@
+//! `adit demo` end to end (issue 2): the managed nats-server, the simulated farm, the pool with
+//! its demo miner, the pipelines and the API come up; SQL answers with rows from each; SIGTERM
+//! stops everything, including the managed nats-server.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::free_port;
+
+async fn sql(port: u16, q: &str) -> Option<Vec<serde_json::Value>> {
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/sql?format=json"))
+        .body(q.to_string())
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_brings_everything_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, stratum) = (free_port(), free_port());
+    let config = dir.path().join("demo.toml");
+    std::fs::write(
+        &config,
+        format!("[pool]\nlisten = \"127.0.0.1:{stratum}\"\n"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
+    let started = Instant::now();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ])
+        .args(["--listen", &format!("127.0.0.1:{http}"), "demo"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default();
+
+    let q = "SELECT site, count(*) AS n FROM energy_readings GROUP BY site ORDER BY site";
+    let rows = loop {
+        if let Some(rows) = sql(http, q).await.filter(|r| !r.is_empty()) {
+            break rows;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no energy rows; log:\n{}",
+            read_log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "energy rows visible {:?} after start: {rows:?}",
+        started.elapsed()
+    );
+    assert_eq!(rows.len(), 2, "two simulated sites");
+    let shares = loop {
+        let q = "SELECT count(*) AS n FROM shares WHERE accepted AND worker = 'demo-rig'";
+        let n = sql(http, q)
+            .await
+            .and_then(|r| r.first().and_then(|v| v["n"].as_i64()))
+            .unwrap_or(0);
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no demo shares; log:\n{}",
+            read_log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(shares > 0);
+    let url = std::fs::read_to_string(dir.path().join("data/nats/url")).unwrap();
+    let nats_port: u16 = url.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok(),
+        "managed nats-server runs"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "clean exit; log:\n{}", read_log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the managed nats-server was stopped with the demo"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
