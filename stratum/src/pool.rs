@@ -214,9 +214,12 @@ async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) 
             .max(1.0);
         let work: u64 = window.iter().map(|(_, d)| d).sum();
         metrics::gauge!("adit_pool_hashrate").set(work as f64 / span);
-        let msgs = buf.drain(..).map(|e| Outgoing::event(&e)).collect();
-        if let Err(e) = publisher.publish_all(msgs).await {
-            tracing::error!(error = %e, "could not publish share events");
+        let msgs: Vec<Outgoing> = buf.drain(..).map(|e| Outgoing::event(&e)).collect();
+        // Shares are money: keep retrying (dedupe ids make retries safe); while NATS is down
+        // the channel fills and miners' submissions wait instead of shares being dropped.
+        while let Err(e) = publisher.publish_all(msgs.clone()).await {
+            tracing::error!(error = %e, pending = msgs.len(), "cannot publish share events; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
