@@ -59,12 +59,17 @@ pub async fn run_landing(
         max_rows: ctx.config.batch_max_rows,
         max_wait: ctx.config.batch_max_wait,
     };
-    let mut consumer = BatchConsumer::start(ctx.js.clone(), consumer_config, start).await?;
+    let consumer = BatchConsumer::start(ctx.js.clone(), consumer_config, start).await?;
+    let (mut incoming, prefetch) = prefetch(consumer);
     let mut batches = 0u64;
+    let mut last = start;
     loop {
         let raw = tokio::select! {
             _ = shutdown.cancelled() => break,
-            raw = consumer.next_batch(Duration::from_secs(1)) => raw,
+            raw = incoming.recv() => match raw {
+                Some(raw) => raw,
+                None => break,
+            },
         };
         if raw.is_empty() {
             for (_, table) in &mut tables {
@@ -74,6 +79,7 @@ pub async fn run_landing(
         }
         let started = Instant::now();
         let mut decoded = decode_batch(&raw, &spec.kinds, &ctx.policy, Utc::now());
+        let decoded_in = started.elapsed();
         decoded.dead_letter(&ctx.publisher, &spec.stream).await?;
         batches += 1;
         let mut landed = 0;
@@ -94,14 +100,48 @@ pub async fn run_landing(
             started.elapsed(),
             raw.hi,
         );
+        tracing::debug!(
+            pipeline = %spec.name,
+            lo = raw.lo,
+            hi = raw.hi,
+            rows = landed,
+            rejected = decoded.rejected.len(),
+            decode_ms = decoded_in.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
         let hi = raw.hi;
+        last = hi;
         raw.ack().await;
         if batches % 20 == 1 {
             report_lag(ctx, spec, hi).await;
         }
     }
-    tracing::info!(pipeline = %spec.name, last = consumer.last_seq(), "landing pipeline stopped");
+    drop(incoming);
+    prefetch.abort();
+    tracing::info!(pipeline = %spec.name, last, "landing pipeline stopped");
     Ok(())
+}
+
+/// Fills the next batch while the current one is decoded and committed: the consumer runs in
+/// its own task and hands over at most one finished batch ahead. Nothing is acknowledged
+/// there; a batch still in the channel at shutdown is simply redelivered on the next start.
+fn prefetch(
+    mut consumer: BatchConsumer,
+) -> (
+    tokio::sync::mpsc::Receiver<adit_ingest::RawBatch>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(async move {
+        loop {
+            let batch = consumer.next_batch(Duration::from_secs(1)).await;
+            if tx.send(batch).await.is_err() {
+                return;
+            }
+        }
+    });
+    (rx, task)
 }
 
 async fn report_lag(ctx: &PipelineContext, spec: &LandingSpec, hi: u64) {

@@ -63,10 +63,19 @@ async fn raw_consume_rate(js: &jetstream::Context, n: usize) -> anyhow::Result<f
     Ok(rate)
 }
 
-async fn committed(store: &TableStore) -> anyhow::Result<u64> {
-    let Some(table) = store.open(TABLE_ENERGY_READINGS).await? else {
+/// The telemetry pipeline's committed position in `energy_readings`, following the log
+/// incrementally (a full reload per poll would take CPU from the pipeline being measured).
+async fn committed(
+    store: &TableStore,
+    table: &mut Option<deltalake::DeltaTable>,
+) -> anyhow::Result<u64> {
+    if table.is_none() {
+        *table = store.open(TABLE_ENERGY_READINGS).await?;
+    }
+    let Some(table) = table.as_mut() else {
         return Ok(0);
     };
+    table.update_incremental(None).await?;
     let v = table
         .snapshot()?
         .transaction_version(table.log_store().as_ref(), "telemetry")
@@ -130,7 +139,8 @@ pub async fn ingest(
         tokio::spawn(async move { run_landing(&ctx, &spec, stop).await })
     };
     let started = Instant::now();
-    while committed(&store).await? < events as u64 {
+    let mut table = None;
+    while committed(&store, &mut table).await? < events as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let e2e_rate = events as f64 / started.elapsed().as_secs_f64();
