@@ -269,3 +269,192 @@ async fn run(state: &AppState, sql: &str, format: Format) -> Result<Response> {
         .body(Body::from_stream(chunks))
         .map_err(|e| QueryError::Internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Role, TokenConfig};
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn app(dir: &std::path::Path) -> Router {
+        let store = adit_sinks::TableStore::new(dir.to_str().unwrap(), Default::default()).unwrap();
+        let state = AppState {
+            engine: Arc::new(SqlEngine::new(store, SqlLimits::default())),
+            metrics: None,
+            nats: None,
+        };
+        let tokens = vec![
+            TokenConfig {
+                name: "r".into(),
+                token: "reader-token-0000".into(),
+                role: Role::Read,
+            },
+            TokenConfig {
+                name: "a".into(),
+                token: "admin-token-00000".into(),
+                role: Role::Admin,
+            },
+        ];
+        let operate = Router::new().route(
+            "/api/v1/ingest/{kind}",
+            axum::routing::post(|| async { "ingested" }),
+        );
+        router(state, tokens, operate)
+    }
+
+    async fn call(
+        app: Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = app
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        let text = if json.is_null() {
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            ctype
+        };
+        (status, json, text)
+    }
+
+    #[tokio::test]
+    async fn auth_roles_and_refusals_map_to_their_status_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _, _) = call(app(dir.path()), "GET", "/health", None, "").await;
+        assert_eq!(s, StatusCode::OK, "health needs no token");
+        let (s, body, _) = call(app(dir.path()), "POST", "/api/v1/sql", None, "SELECT 1").await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+        );
+        let (s, body, _) = call(
+            app(dir.path()),
+            "POST",
+            "/api/v1/ingest/energy",
+            Some("reader-token-0000"),
+            "{}",
+        )
+        .await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden"))
+        );
+        let (s, _, text) = call(
+            app(dir.path()),
+            "POST",
+            "/api/v1/ingest/energy",
+            Some("admin-token-00000"),
+            "{}",
+        )
+        .await;
+        assert_eq!(
+            (s, text.as_str()),
+            (StatusCode::OK, "ingested"),
+            "admin includes operate"
+        );
+        let (s, body, _) = call(
+            app(dir.path()),
+            "POST",
+            "/api/v1/sql",
+            Some("reader-token-0000"),
+            "DROP TABLE x",
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"]["code"], "read_only");
+        let (s, body, _) = call(
+            app(dir.path()),
+            "GET",
+            "/api/v1/sql",
+            Some("reader-token-0000"),
+            "",
+        )
+        .await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request"))
+        );
+        let (s, body, _) = call(
+            app(dir.path()),
+            "POST",
+            "/api/v1/sql?format=yaml",
+            Some("reader-token-0000"),
+            "SELECT 1",
+        )
+        .await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request"))
+        );
+    }
+
+    #[tokio::test]
+    async fn formats_follow_the_parameter_or_the_accept_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = "SELECT 1 AS one, 'a' AS s";
+        let (s, body, _) = call(
+            app(dir.path()),
+            "GET",
+            "/api/v1/sql?q=SELECT%201%20AS%20one",
+            Some("reader-token-0000"),
+            "",
+        )
+        .await;
+        assert_eq!((s, body), (StatusCode::OK, serde_json::json!([{"one": 1}])));
+        let (s, _, text) = call(
+            app(dir.path()),
+            "POST",
+            "/api/v1/sql?format=csv",
+            Some("reader-token-0000"),
+            sql,
+        )
+        .await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, "one,s\n1,a\n"));
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/sql")
+            .header(header::AUTHORIZATION, "Bearer reader-token-0000")
+            .header(header::ACCEPT, "application/x-ndjson")
+            .body(Body::from(sql))
+            .unwrap();
+        let resp = app(dir.path()).oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/x-ndjson");
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&bytes[..], b"{\"one\":1,\"s\":\"a\"}\n");
+        let (s, _, text) = call(
+            app(dir.path()),
+            "POST",
+            "/api/v1/sql?format=csv",
+            Some("reader-token-0000"),
+            "SELECT 1 AS one WHERE false",
+        )
+        .await;
+        assert_eq!(
+            (s, text.as_str()),
+            (StatusCode::OK, "one\n"),
+            "an empty result still has its header"
+        );
+    }
+}
