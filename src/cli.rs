@@ -127,7 +127,7 @@ pub struct SimulateArgs {
 pub struct SqlArgs {
     /// The SQL.
     pub sql: String,
-    /// Base URL of the API (default: http://<listen>).
+    /// Base URL of the API (default: `http://` followed by the `--listen` address).
     #[arg(long, env = "ADIT_URL")]
     pub url: Option<String>,
     /// Bearer token.

@@ -108,7 +108,7 @@ impl Publisher {
             .map_err(|e| e.to_string())
     }
 
-    /// Publishes many messages with up to [`WINDOW`] in flight, retrying any that fail;
+    /// Publishes many messages with up to 512 in flight, retrying any that fail;
     /// returns how many were stored (duplicates included, as the server acks them too).
     pub async fn publish_all(&self, msgs: Vec<Outgoing>) -> Result<usize> {
         let mut in_flight = FuturesOrdered::new();
