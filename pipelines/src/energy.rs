@@ -234,9 +234,17 @@ async fn load_readings(
     from_us: i64,
     to_us: i64,
 ) -> Result<BTreeMap<(String, String), Vec<Reading>>> {
+    let day = |us: i64| {
+        Utc.timestamp_micros(us)
+            .single()
+            .unwrap_or_default()
+            .date_naive()
+    };
+    let (from_day, to_day) = (day(from_us), day(to_us));
     let sql = format!(
         "SELECT site, machine, ts, power_w, energy_wh, source FROM {TABLE_ENERGY_READINGS} \
-         WHERE ts >= to_timestamp_micros({from_us}) AND ts < to_timestamp_micros({to_us}) \
+         WHERE date BETWEEN DATE '{from_day}' AND DATE '{to_day}' \
+         AND ts >= to_timestamp_micros({from_us}) AND ts < to_timestamp_micros({to_us}) \
          ORDER BY site, machine, ts"
     );
     let batches = collect(ctx, &sql).await?;
@@ -270,10 +278,18 @@ async fn load_readings(
 }
 
 /// (earliest, latest) reading time in µs, if there are readings.
-async fn reading_span(ctx: &SessionContext) -> Result<Option<(i64, i64)>> {
+/// Only readings on or after `since_us` (µs) are looked at; the date partition prunes the rest,
+/// so the cost does not grow with the table's history.
+async fn reading_span(ctx: &SessionContext, since_us: i64) -> Result<Option<(i64, i64)>> {
+    let since_day = Utc
+        .timestamp_micros(since_us)
+        .single()
+        .unwrap_or_default()
+        .date_naive();
     let sql = format!(
         "SELECT CAST(min(ts) AS BIGINT) AS lo, CAST(max(ts) AS BIGINT) AS hi \
-         FROM {TABLE_ENERGY_READINGS}"
+         FROM {TABLE_ENERGY_READINGS} \
+         WHERE date >= DATE '{since_day}' AND ts >= to_timestamp_micros({since_us})"
     );
     let batches = collect(ctx, &sql).await?;
     let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
@@ -317,10 +333,15 @@ pub async fn run_energy(ctx: &PipelineContext, shutdown: CancellationToken) -> R
         if !ctx.store.register(&df, TABLE_ENERGY_READINGS).await? {
             continue;
         }
-        let Some((lo, hi)) = reading_span(&df).await? else {
+        let done = machine_table.committed().min(site_table.committed()) as i64;
+        let since = if done > 0 {
+            done * MINUTE_US - max_gap_us
+        } else {
+            0
+        };
+        let Some((lo, hi)) = reading_span(&df, since).await? else {
             continue;
         };
-        let done = machine_table.committed().min(site_table.committed()) as i64;
         let mut from = if done > 0 {
             done * MINUTE_US
         } else {
