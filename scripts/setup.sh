@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
-# cmake (RandomX), nats-server, monerod (end-to-end mining tests) and DuckDB's Python package
-# (the cross-check test). Idempotent: skips what is already there.
+# cmake (RandomX), nats-server, monerod (end-to-end mining tests), DuckDB's Python package (the
+# cross-check test) and moto's S3 server (the object-store test). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -25,7 +25,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+pip_install() {
+  python3 -m pip install --quiet "$@" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "$@"
+}
 if ! python3 -c "import duckdb" 2>/dev/null; then
-  echo "setup: installing the duckdb Python package" >&2
-  python3 -m pip install --quiet duckdb 2>/dev/null || python3 -m pip install --quiet --break-system-packages duckdb
+  echo "setup: installing the duckdb Python package (DuckDB cross-check test)" >&2
+  pip_install duckdb
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "setup: installing moto's S3 server (object-store test)" >&2
+  pip_install "moto[server]"
 fi
