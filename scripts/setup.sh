@@ -32,7 +32,7 @@ if ! python3 -c "import duckdb" 2>/dev/null; then
   echo "setup: installing the duckdb Python package (DuckDB cross-check test)" >&2
   pip_install duckdb
 fi
-if ! command -v moto_server >/dev/null 2>&1; then
+if ! python3 -c "import moto.server, flask" 2>/dev/null; then
   echo "setup: installing moto's S3 server (object-store test)" >&2
   pip_install "moto[server]"
 fi

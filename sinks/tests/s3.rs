@@ -22,15 +22,18 @@ impl Drop for S3Server {
 
 fn start_s3() -> (S3Server, u16) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("moto_server not found: scripts/setup.sh installs it (pip install 'moto[server]')");
+        .expect("python3 not found: scripts/setup.sh installs it with moto[server]");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
+        assert!(
+            Instant::now() < deadline,
+            "moto's S3 server did not start: scripts/setup.sh installs it (pip install 'moto[server]')"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (S3Server(child), port)
