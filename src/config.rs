@@ -152,6 +152,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_example_config_is_valid() {
+        let readme = include_str!("../README.md");
+        let start =
+            readme.find("```toml\n").expect("README has a TOML example") + "```toml\n".len();
+        let end = start + readme[start..].find("```").expect("closed block");
+        let config: Config =
+            toml::from_str(&readme[start..end]).expect("the README's config parses");
+        config.validate().expect("the README's config validates");
+        assert_eq!(config.pipelines.batch_max_rows, 20_000);
+        assert_eq!(config.query.tokens.len(), 1);
+    }
+
+    #[test]
     fn unknown_and_bad_keys_are_named() {
         let err = toml::from_str::<Config>("[pipelines]\nbatch_max_rowz = 5\n").unwrap_err();
         assert!(err.to_string().contains("batch_max_rowz"), "{err}");

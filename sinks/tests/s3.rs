@@ -21,9 +21,20 @@ impl Drop for S3Server {
 }
 
 fn start_s3() -> (S3Server, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -44,7 +55,12 @@ async fn tables_work_on_an_s3_api() {
     let (_server, port) = start_s3();
     let endpoint = format!("http://127.0.0.1:{port}");
     // Create the bucket with a plain S3 PUT.
-    let status = reqwest::Client::new().put(format!("{endpoint}/adit")).send().await.unwrap().status();
+    let status = reqwest::Client::new()
+        .put(format!("{endpoint}/adit"))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert!(status.is_success(), "create bucket: {status}");
     let options: HashMap<String, String> = [
         ("aws_endpoint", endpoint.as_str()),
@@ -66,20 +82,54 @@ async fn tables_work_on_an_s3_api() {
         RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(StringArray::from(seqs.iter().map(|s| format!("r{s}")).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(
+                    seqs.iter().map(|s| format!("r{s}")).collect::<Vec<_>>(),
+                )),
                 Arc::new(Int64Array::from(seqs.to_vec())),
             ],
         )
         .unwrap()
     };
-    let mut t = ExactlyOnceTable::open(&store, "events", &schema, &[], "app", Maintenance::default()).await.unwrap();
+    let mut t = ExactlyOnceTable::open(
+        &store,
+        "events",
+        &schema,
+        &[],
+        "app",
+        Maintenance::default(),
+    )
+    .await
+    .unwrap();
     assert!(t.commit(vec![batch(&[1, 2])], 2).await.unwrap());
-    assert!(!t.commit(vec![batch(&[2])], 2).await.unwrap(), "replay skipped");
-    let again = ExactlyOnceTable::open(&store, "events", &schema, &[], "app", Maintenance::default()).await.unwrap();
+    assert!(
+        !t.commit(vec![batch(&[2])], 2).await.unwrap(),
+        "replay skipped"
+    );
+    let again = ExactlyOnceTable::open(
+        &store,
+        "events",
+        &schema,
+        &[],
+        "app",
+        Maintenance::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.committed(), 2);
     let ctx = deltalake::datafusion::prelude::SessionContext::new();
     assert!(store.register(&ctx, "events").await.unwrap());
-    let rows = ctx.sql("SELECT count(*) FROM events").await.unwrap().collect().await.unwrap();
-    let n = rows[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+    let rows = ctx
+        .sql("SELECT count(*) FROM events")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let n = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
     assert_eq!(n, 2);
 }
