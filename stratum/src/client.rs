@@ -188,6 +188,12 @@ impl StratumClient {
         self.nonce
     }
 
+    /// The connection's halves, for callers that drive the protocol themselves (the benchmark
+    /// submits pre-built lines without this client's parsing).
+    pub fn into_parts(self) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
+        (self.reader, self.writer)
+    }
+
     /// The write half, for tests that write past the protocol.
     pub fn writer(&mut self) -> &mut OwnedWriteHalf {
         &mut self.writer
