@@ -117,6 +117,10 @@ pub struct SimulateArgs {
     /// Time between two readings of one device (e.g. 1s, 250ms).
     #[arg(long, env = "ADIT_SIM_INTERVAL", value_parser = humantime::parse_duration)]
     pub interval: Option<Duration>,
+    /// Events per second in total; sets the interval from the farm's size (overrides
+    /// --interval).
+    #[arg(long, env = "ADIT_SIM_RATE")]
+    pub rate: Option<f64>,
     /// Stop after this many ticks (default: run until Ctrl-C).
     #[arg(long)]
     pub ticks: Option<u64>,

@@ -15,10 +15,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use adit_schemas::names::energy_result_subject;
 use adit_schemas::names::{TABLE_ENERGY_READINGS, TABLE_MACHINE_ENERGY_1M, TABLE_SITE_ENERGY_1M};
 use adit_schemas::results::{MachineEnergyMinute, SiteEnergyMinute};
 use adit_schemas::to_batch;
-use adit_sinks::ExactlyOnceTable;
+use adit_sinks::{ExactlyOnceTable, ResultPublisher};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
@@ -300,8 +301,33 @@ async fn reading_span(ctx: &SessionContext, since_us: i64) -> Result<Option<(i64
     Ok((lo.is_valid(0) && hi.is_valid(0)).then(|| (lo.value(0), hi.value(0))))
 }
 
+/// Publishes committed site minutes to `results.energy.<site>` for live subscribers, retrying
+/// until stored (ids `energy:<site>:<minute>` make retries safe). The table stays the record: a
+/// crash between the commit and this publish leaves those minutes in the table only.
+async fn publish_sites(
+    results: &ResultPublisher,
+    sites: &[SiteEnergyMinute],
+    shutdown: &CancellationToken,
+) {
+    let rows: Vec<(String, String, &SiteEnergyMinute)> = sites
+        .iter()
+        .map(|s| {
+            let id = format!("energy:{}:{}", s.site, s.minute.timestamp_micros());
+            (energy_result_subject(&s.site), id, s)
+        })
+        .collect();
+    while let Err(e) = results.publish(&rows).await {
+        tracing::warn!(error = %e, "cannot publish energy results; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// Runs the energy pipeline until `shutdown`.
 pub async fn run_energy(ctx: &PipelineContext, shutdown: CancellationToken) -> Result<()> {
+    let results = ResultPublisher::new(ctx.js.clone());
     let cfg = &ctx.config.energy;
     let maintenance = ctx.config.maintenance.clone();
     let mut machine_table = ExactlyOnceTable::open(
@@ -362,6 +388,7 @@ pub async fn run_energy(ctx: &PipelineContext, shutdown: CancellationToken) -> R
             let site_batch = to_batch("site_energy_1m", SiteEnergyMinute::schema(), &sites)?;
             machine_table.commit(vec![machine_batch], version).await?;
             site_table.commit(vec![site_batch], version).await?;
+            publish_sites(&results, &sites, &shutdown).await;
             tracing::info!(machines = rows.len(), sites = sites.len(), up_to = %Utc.timestamp_micros(to).single().unwrap_or_default(), "energy minutes committed");
             from = to;
         }

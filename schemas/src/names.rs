@@ -90,6 +90,10 @@ pub fn hashrate_subject(cluster: &str, worker: &str) -> String {
 pub fn grid_subject(site: &str) -> String {
     format!("grid.signal.{site}")
 }
+/// Subject of a site's energy-per-minute results.
+pub fn energy_result_subject(site: &str) -> String {
+    format!("results.energy.{site}")
+}
 /// Dead-letter subject for messages taken from `stream`.
 pub fn dlq_subject(stream: &str) -> String {
     format!("dlq.{}", stream.to_ascii_lowercase())

@@ -99,7 +99,15 @@ async fn simulate(
 ) -> anyhow::Result<()> {
     wiring::cancel_on_signal(shutdown.clone());
     let services = wiring::connect(config).await?;
-    let sim = sim_config(config, args);
+    let mut sim = sim_config(config, args);
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--rate must be a positive number of events per second"
+        );
+        let per_tick = Farm::new(sim.clone()).events_per_tick() as f64;
+        sim.interval = Duration::from_secs_f64(per_tick / rate);
+    }
     let farm = Farm::new(sim.clone());
     let per_s = farm.events_per_tick() as f64 / sim.interval.as_secs_f64();
     tracing::info!(
