@@ -95,6 +95,11 @@ async fn the_demo_brings_everything_up() {
         .unwrap();
     let status = demo.wait().unwrap();
     assert!(status.success(), "clean exit; log:\n{}", read_log());
+    assert!(
+        !read_log().contains("did not finish"),
+        "every role drained by itself; log:\n{}",
+        read_log()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok() {
         assert!(

@@ -131,4 +131,19 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         metrics.contains("adit_pool_blocks_found_total"),
         "{metrics}"
     );
+
+    // Graceful shutdown with a miner still connected: stop accepting, finish, exit 0.
+    let mut app = app;
+    assert!(
+        app.terminate(),
+        "SIGTERM exits cleanly; log:\n{}",
+        app.log()
+    );
+    assert!(
+        !app.log().contains("did not finish"),
+        "every role drained by itself, none was aborted; log:\n{}",
+        app.log()
+    );
+    let after = miner.submit("00000000", &"00".repeat(32)).await;
+    assert!(after.is_err(), "the pool closed the connection: {after:?}");
 }

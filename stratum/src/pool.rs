@@ -134,16 +134,18 @@ pub async fn run(
 
     tracing::info!(listen = %config.listen, pool = %config.server.pool, "stratum listening");
     serve(listener, pool, shutdown).await;
-    // The server and its connections are gone: no more shares or blocks can arrive.
+    // The server and its connections are gone: no more shares or blocks can arrive. Stop the
+    // tip watcher and the refresher first: the refresher holds the last handle on the pool,
+    // whose channels must close for the submitter and the publisher to drain and finish.
+    stop_side.cancel();
+    let _ = watching.await;
+    let _ = refreshing.await;
     if let Err(e) = submitting.await {
         tracing::error!(error = %e, "block submitter failed");
     }
     if let Err(e) = publishing.await {
         tracing::error!(error = %e, "share publisher failed");
     }
-    stop_side.cancel();
-    let _ = watching.await;
-    let _ = refreshing.await;
     Ok(())
 }
 
