@@ -291,6 +291,20 @@ async fn events_land_and_the_sql_api_serves_them() {
     )
     .await;
 
+    // The table listing names every table and its columns.
+    let listing: serde_json::Value = client
+        .get(format!("{}/api/v1/tables", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let columns = listing["energy_readings"].as_array().unwrap();
+    assert!(columns.iter().any(|c| c["name"] == "power_w" && c["type"] == "Float64"), "{listing}");
+    assert!(listing.get("site_energy_1m").is_some(), "{listing}");
+
     // Health and metrics need no token.
     for path in ["/health", "/ready", "/live"] {
         assert_eq!(

@@ -45,8 +45,6 @@ pub struct RawMessage {
     pub schema_version: Option<String>,
     /// Its body.
     pub payload: Bytes,
-    /// When the stream stored it.
-    pub published: Option<i64>,
 }
 
 /// A micro-batch: messages with stream sequences in `lo..=hi`.
@@ -208,7 +206,6 @@ impl BatchConsumer {
                 continue;
             };
             let seq = info.stream_sequence;
-            let published = info.published.unix_timestamp_nanos() / 1000;
             if seq <= self.last_seq {
                 continue; // a redelivery of something already handed out
             }
@@ -227,7 +224,6 @@ impl BatchConsumer {
                     .and_then(|h| h.get(adit_schemas::names::HEADER_SCHEMA_VERSION))
                     .map(|v| v.to_string()),
                 payload: message.payload.clone(),
-                published: i64::try_from(published).ok(),
             });
             batch.last = Some(message);
         }

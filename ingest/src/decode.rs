@@ -126,7 +126,6 @@ mod tests {
             subject: subject.into(),
             schema_version: Some("1".into()),
             payload: Bytes::from(body.to_string()),
-            published: None,
         }
     }
 

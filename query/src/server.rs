@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::AsArray;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -134,22 +135,26 @@ async fn list_tables(State(state): State<AppState>) -> Result<Json<serde_json::V
     for name in TABLES {
         out.insert((*name).into(), serde_json::json!([]));
     }
-    let (mut encoder, opening) = Encoder::new(Format::Json, &result.schema)?;
-    let mut body = opening.to_vec();
-    for b in &result.batches {
-        body.extend_from_slice(&encoder.batch(b)?);
-    }
-    body.extend_from_slice(&encoder.finish()?);
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&body).map_err(|e| QueryError::Internal(e.to_string()))?;
-    for row in rows {
-        if let (Some(t), Some(c), Some(d)) = (
-            row["table_name"].as_str(),
-            row["column_name"].as_str(),
-            row["data_type"].as_str(),
-        ) && let Some(cols) = out.entry(t).or_insert(serde_json::json!([])).as_array_mut()
-        {
-            cols.push(serde_json::json!({"name": c, "type": d}));
+    for batch in &result.batches {
+        let column = |i: usize| {
+            arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| QueryError::Internal(e.to_string()))
+        };
+        let (tables, columns, types) = (column(0)?, column(1)?, column(2)?);
+        let (tables, columns, types) = (
+            tables.as_string::<i32>(),
+            columns.as_string::<i32>(),
+            types.as_string::<i32>(),
+        );
+        for row in 0..batch.num_rows() {
+            let entry = out
+                .entry(tables.value(row))
+                .or_insert(serde_json::json!([]));
+            if let Some(cols) = entry.as_array_mut() {
+                cols.push(
+                    serde_json::json!({"name": columns.value(row), "type": types.value(row)}),
+                );
+            }
         }
     }
     Ok(Json(serde_json::Value::Object(out)))

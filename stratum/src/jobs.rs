@@ -136,9 +136,4 @@ impl RecentJobs {
     pub fn get_mut(&mut self, job_id: &str) -> Option<&mut JobRecord> {
         self.jobs.iter_mut().find(|j| j.job_id == job_id)
     }
-
-    /// The newest job.
-    pub fn latest(&self) -> Option<&JobRecord> {
-        self.jobs.back()
-    }
 }

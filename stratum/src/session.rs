@@ -120,10 +120,6 @@ pub fn parse_login(params: &LoginParams) -> Option<Identity> {
 /// A share that passed every check that needs no hashing.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    /// Job id.
-    pub job_id: String,
-    /// Nonce as sent (8 hex characters).
-    pub nonce_hex: String,
     /// The hashing blob with the nonce in place.
     pub hashing_blob: Vec<u8>,
     /// The full block blob with the nonce in place (submitted if it is a block).
@@ -233,8 +229,6 @@ impl Session {
             return Err(Reject::Duplicate);
         }
         Ok(Candidate {
-            job_id: job.job_id.clone(),
-            nonce_hex: params.nonce.to_ascii_lowercase(),
             hashing_blob: job.blob.hashing_blob_with_nonce(nonce),
             block_blob: job.blob.block_blob_with_nonce(nonce),
             seed_hash: job.work.seed_hash,
