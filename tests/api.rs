@@ -302,7 +302,12 @@ async fn events_land_and_the_sql_api_serves_them() {
         .await
         .unwrap();
     let columns = listing["energy_readings"].as_array().unwrap();
-    assert!(columns.iter().any(|c| c["name"] == "power_w" && c["type"] == "Float64"), "{listing}");
+    assert!(
+        columns
+            .iter()
+            .any(|c| c["name"] == "power_w" && c["type"] == "Float64"),
+        "{listing}"
+    );
     assert!(listing.get("site_energy_1m").is_some(), "{listing}");
 
     // Health and metrics need no token.

@@ -96,6 +96,9 @@ pub struct BatchConsumer {
     last_seq: u64,
     /// The live message stream; `None` after an error until re-created.
     messages: Option<pull::Stream>,
+    /// Whether the next message is the first since the consumer was (re-)created, and so may
+    /// legitimately skip sequences that no longer exist.
+    fresh: bool,
 }
 
 impl BatchConsumer {
@@ -106,9 +109,17 @@ impl BatchConsumer {
             config,
             last_seq: after,
             messages: None,
+            fresh: true,
         };
         this.reopen().await?;
         Ok(this)
+    }
+
+    /// Whether `seq` jumps over sequences the consumer has not seen. Only a whole-stream
+    /// consumer can tell (a filtered one skips other subjects), and only after its first
+    /// message (the stream may have dropped old messages before it).
+    fn skips(&self, seq: u64) -> bool {
+        self.config.filter_subjects.is_empty() && !self.fresh && seq != self.last_seq + 1
     }
 
     /// Highest stream sequence handed out.
@@ -161,6 +172,7 @@ impl BatchConsumer {
             .await
             .map_err(|e| self.error(e))?;
         self.messages = Some(messages);
+        self.fresh = true;
         Ok(())
     }
 
@@ -209,6 +221,15 @@ impl BatchConsumer {
             if seq <= self.last_seq {
                 continue; // a redelivery of something already handed out
             }
+            if self.skips(seq) {
+                // Messages the server counts as delivered were lost on the way (a connection
+                // dropped with them in flight); they would only come back after the ack wait,
+                // behind newer ones. Read again from just after the last one handed out.
+                tracing::warn!(stream = %self.config.stream, expected = self.last_seq + 1, got = seq, "gap in delivery; re-reading");
+                self.messages = None;
+                continue;
+            }
+            self.fresh = false;
             if batch.messages.is_empty() {
                 batch.lo = seq;
                 deadline = Instant::now() + self.config.max_wait;

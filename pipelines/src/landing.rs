@@ -68,7 +68,15 @@ pub async fn run_landing(
             _ = shutdown.cancelled() => break,
             raw = incoming.recv() => match raw {
                 Some(raw) => raw,
-                None => break,
+                // The consumer task died: restart from the last commit rather than go quiet.
+                None => {
+                    return Err(adit_ingest::Error::Consumer {
+                        stream: spec.stream.clone(),
+                        consumer: format!("adit-{}", spec.name),
+                        message: "the consumer task ended".into(),
+                    }
+                    .into());
+                }
             },
         };
         if raw.is_empty() {
