@@ -119,7 +119,12 @@ impl BatchConsumer {
     /// consumer can tell (a filtered one skips other subjects), and only after its first
     /// message (the stream may have dropped old messages before it).
     fn skips(&self, seq: u64) -> bool {
-        self.config.filter_subjects.is_empty() && !self.fresh && seq != self.last_seq + 1
+        is_gap(
+            !self.config.filter_subjects.is_empty(),
+            self.fresh,
+            self.last_seq,
+            seq,
+        )
     }
 
     /// Highest stream sequence handed out.
@@ -249,5 +254,33 @@ impl BatchConsumer {
             batch.last = Some(message);
         }
         batch
+    }
+}
+
+/// The gap rule of [`BatchConsumer`]: after `last`, `seq` skips sequences the consumer should
+/// have seen.
+fn is_gap(filtered: bool, fresh: bool, last: u64, seq: u64) -> bool {
+    !filtered && !fresh && seq != last + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_gap;
+
+    #[test]
+    fn only_an_unexplained_jump_is_a_gap() {
+        assert!(!is_gap(false, false, 7, 8), "the next sequence");
+        assert!(
+            is_gap(false, false, 7, 10),
+            "8 and 9 went missing in flight"
+        );
+        assert!(
+            !is_gap(false, true, 7, 10),
+            "first message after (re-)creation: 8 and 9 no longer exist"
+        );
+        assert!(
+            !is_gap(true, false, 7, 10),
+            "a filtered consumer skips other subjects"
+        );
     }
 }
