@@ -57,13 +57,41 @@ pub struct Config {
     pub pool: PoolConfig,
 }
 
+/// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
+/// with `__` for each dot, e.g. `ADIT_PIPELINES__ENERGY__MAX_GAP=3m` sets
+/// `pipelines.energy.max_gap`. Derived from the path, so every key is reachable.
+pub const ENV_PREFIX: &str = "ADIT_";
+
 impl Config {
-    /// Reads the file (if any), applies environment and flags, and validates.
+    /// Reads the file (if any), applies `ADIT_*__*` environment variables and flags, and
+    /// validates the result.
     pub fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
-        let mut config = match &args.config {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
+        Self::load_from(args, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment given.
+    pub fn load_from(
+        args: &GlobalArgs,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut tree = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
         };
+        for (name, value) in env {
+            if let Some(path) = env_key(&name) {
+                set_path(&mut tree, &path, &value)
+                    .with_context(|| format!("environment variable {name}"))?;
+            }
+        }
+        let mut config: Config = toml::Value::Table(tree)
+            .try_into()
+            .context("configuration (file and ADIT_* variables)")?;
         if let Some(d) = &args.data_dir {
             config.data_dir = Some(d.clone());
         }
@@ -87,16 +115,17 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
     }
 
-    /// Checks values that parse but make no sense, naming the key.
+    /// Checks every value that parses but cannot work, naming the key. Call after every
+    /// override.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.pipelines.batch_max_rows == 0 {
-            bail!("pipelines.batch_max_rows must be at least 1");
-        }
-        if self.pipelines.batch_max_wait.is_zero() {
-            bail!("pipelines.batch_max_wait must be more than 0");
-        }
+        self.pipelines.validate()?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
+        }
+        if self.nats.streams.duplicate_window.is_zero() {
+            bail!(
+                "nats.streams.duplicate_window must be more than 0 (it is how retried publishes are stored once)"
+            );
         }
         if self.query.listen.parse::<SocketAddr>().is_err() {
             bail!(
@@ -110,9 +139,15 @@ impl Config {
         if self.query.limits.memory_bytes < 1024 * 1024 {
             bail!("query.limits.memory_bytes must be at least 1 MiB");
         }
-        if self.simulate.sites == 0 || self.simulate.interval.is_zero() {
-            bail!("simulate.sites must be at least 1 and simulate.interval more than 0");
+        if self.query.limits.timeout.is_zero() {
+            bail!("query.limits.timeout must be more than 0");
         }
+        self.simulate
+            .validate()
+            .map_err(|e| anyhow::anyhow!("simulate.{e}"))?;
+        self.pool
+            .validate()
+            .map_err(|e| anyhow::anyhow!("pool.{e}"))?;
         for (i, t) in self.query.tokens.iter().enumerate() {
             if t.token.len() < 16 {
                 bail!(
@@ -145,6 +180,38 @@ impl Config {
                 .into_owned()
         })
     }
+}
+
+/// The config path an environment variable sets, if it is one of ours: `ADIT_A__B_C` →
+/// `["a", "b_c"]`. Variables without `__` are the flags' own (`ADIT_NATS_URL`…).
+fn env_key(name: &str) -> Option<Vec<String>> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    if !rest.contains("__") {
+        return None;
+    }
+    Some(rest.split("__").map(str::to_ascii_lowercase).collect())
+}
+
+/// Sets `path` in `tree` to `raw`, read as a TOML value when it is one (`5`, `true`,
+/// `["a","b"]`) and as a string otherwise (`3m`, `0.0.0.0:8080`).
+fn set_path(tree: &mut toml::Table, path: &[String], raw: &str) -> anyhow::Result<()> {
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = path.split_last().context("empty key")?;
+    let mut node = tree;
+    for (depth, key) in parents.iter().enumerate() {
+        let entry = node
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .with_context(|| format!("{} is a value, not a section", path[..=depth].join(".")))?;
+    }
+    node.insert(last.clone(), value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -188,5 +255,173 @@ mod tests {
         .unwrap();
         assert!(c.validate().is_ok());
         assert_eq!(c.nats.streams.max_age.as_secs(), 30 * 86400);
+    }
+
+    fn args(file: Option<&Path>) -> GlobalArgs {
+        GlobalArgs {
+            config: file.map(Path::to_path_buf),
+            data_dir: None,
+            nats_url: None,
+            tables: None,
+            listen: None,
+        }
+    }
+
+    /// Every value that used to panic or spin is refused at start with its key (issue 6).
+    #[test]
+    fn bad_values_are_refused_naming_their_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[pool.server.vardiff]\nmin_difficulty = 5000\nmax_difficulty = 100\n",
+                "pool.server.vardiff",
+            ),
+            ("[pool]\ntip_poll = \"0s\"\n", "pool.tip_poll"),
+            ("[pool]\nrefresh = \"0s\"\n", "pool.refresh"),
+            ("[pool]\nlisten = \"nowhere\"\n", "pool.listen"),
+            ("[pool]\nsim_difficulty = 0\n", "pool.sim_difficulty"),
+            (
+                "[pool.server]\nstart_difficulty = 0\n",
+                "pool.server.start_difficulty",
+            ),
+            ("[pool.server]\nmax_line = 0\n", "pool.server.max_line"),
+            ("[pool.server]\npool = \"a.b\"\n", "pool.server.pool"),
+            (
+                "[pool.server]\nidle_timeout = \"0s\"\n",
+                "pool.server.idle_timeout",
+            ),
+            (
+                "[pool.server.vardiff]\ntarget_share_time_ms = 0\n",
+                "pool.server.vardiff",
+            ),
+            (
+                "[pool.server.limits]\nsubmits_per_s = 0.0\n",
+                "pool.server.limits.submits_per_s",
+            ),
+            (
+                "[pool.server.limits]\nlogins_per_s = nan\n",
+                "pool.server.limits.logins_per_s",
+            ),
+            (
+                "[pool.server.limits]\nban_for = \"0s\"\n",
+                "pool.server.limits.ban_for",
+            ),
+            (
+                "[pool.server.limits]\nmax_per_ip = 0\n",
+                "pool.server.limits.max_per_ip",
+            ),
+            ("[simulate]\ninterval = \"0s\"\n", "simulate.interval"),
+            (
+                "[simulate]\nmachines_per_site = 0\n",
+                "simulate.machines_per_site",
+            ),
+            (
+                "[pipelines]\nbatch_max_rows = 0\n",
+                "pipelines.batch_max_rows",
+            ),
+            (
+                "[pipelines]\nbatch_max_wait = \"0s\"\n",
+                "pipelines.batch_max_wait",
+            ),
+            ("[pipelines]\nlease_ttl = \"0s\"\n", "pipelines.lease_ttl"),
+            (
+                "[pipelines.energy]\ntick = \"0s\"\n",
+                "pipelines.energy.tick",
+            ),
+            (
+                "[pipelines.energy]\nmax_gap = \"0s\"\n",
+                "pipelines.energy.max_gap",
+            ),
+            (
+                "[pipelines.energy]\ngrace = \"10m\"\nidle = \"1m\"\n",
+                "pipelines.energy.idle",
+            ),
+            (
+                "[pipelines.maintenance]\nvacuum_retention = \"0s\"\n",
+                "pipelines.maintenance",
+            ),
+            (
+                "[pipelines.partitions]\ntelemetry = []\n",
+                "pipelines.partitions.telemetry",
+            ),
+            (
+                "[pipelines.partitions]\nnope = [\"a\"]\n",
+                "pipelines.partitions.nope",
+            ),
+            (
+                "[pipelines.partitions]\ntelemetry = [\"a.b\"]\n",
+                "pipelines.partitions.telemetry",
+            ),
+            ("[nats.streams]\nreplicas = 0\n", "nats.streams.replicas"),
+            (
+                "[nats.streams]\nduplicate_window = \"0s\"\n",
+                "nats.streams.duplicate_window",
+            ),
+            ("[query.limits]\ntimeout = \"0s\"\n", "query.limits.timeout"),
+            ("[query.limits]\nmax_rows = 0\n", "query.limits.max_rows"),
+        ];
+        for (toml_text, key) in cases {
+            let config: Config =
+                toml::from_str(toml_text).unwrap_or_else(|e| panic!("{toml_text}: {e}"));
+            let err = config.validate().expect_err(toml_text).to_string();
+            assert!(
+                err.contains(key),
+                "{toml_text:?} should name {key}, said: {err}"
+            );
+            eprintln!("{key:<40} {err}");
+        }
+    }
+
+    #[test]
+    fn every_key_is_reachable_from_the_environment_and_validated_after() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let config = Config::load_from(
+            &args(None),
+            env(&[
+                ("ADIT_PIPELINES__ENERGY__MAX_GAP", "3m"),
+                ("ADIT_POOL__SERVER__VARDIFF__MIN_DIFFICULTY", "77"),
+                (
+                    "ADIT_PIPELINES__PARTITIONS__TELEMETRY",
+                    "[\"site-01\", \"site-02\"]",
+                ),
+                ("ADIT_QUERY__LISTEN", "127.0.0.1:9999"),
+                ("ADIT_NATS_URL", "ignored: a flag's variable, read by clap"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.pipelines.energy.max_gap.as_secs(), 180);
+        assert_eq!(config.pool.server.vardiff.min_difficulty, 77);
+        assert_eq!(
+            config.pipelines.partitions["telemetry"],
+            vec!["site-01", "site-02"]
+        );
+        assert_eq!(config.query.listen, "127.0.0.1:9999");
+        // Overrides are validated like the file is.
+        let err = Config::load_from(&args(None), env(&[("ADIT_POOL__TIP_POLL", "0s")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pool.tip_poll"), "{err}");
+        // A misspelt key is an error naming it, not silently ignored.
+        let err = format!(
+            "{:#}",
+            Config::load_from(&args(None), env(&[("ADIT_PIPELINES__BATCH_MAX_ROWZ", "5")]))
+                .unwrap_err()
+        );
+        assert!(err.contains("batch_max_rowz"), "{err}");
+        // The environment overrides the file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("adit.toml");
+        std::fs::write(&file, "[pipelines]\nbatch_max_rows = 10\n").unwrap();
+        let config = Config::load_from(
+            &args(Some(&file)),
+            env(&[("ADIT_PIPELINES__BATCH_MAX_ROWS", "20")]),
+        )
+        .unwrap();
+        assert_eq!(config.pipelines.batch_max_rows, 20);
     }
 }

@@ -119,6 +119,7 @@ pub async fn run_roles(
             store: store.clone(),
             config: config.pipelines.clone(),
             policy: ValidationPolicy::default(),
+            holder: adit_pipelines::runtime::holder_name(),
         };
         let token = shutdown.clone();
         tasks.spawn(async move {

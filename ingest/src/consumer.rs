@@ -25,8 +25,9 @@ pub struct ConsumerConfig {
     pub stream: String,
     /// Durable consumer name (one per pipeline and stream).
     pub durable: String,
-    /// Subjects to read; empty reads the whole stream.
-    pub filter_subjects: Vec<String>,
+    /// Subject filter (wildcards allowed); empty reads the whole stream. One filter, not a
+    /// list: nats-server 2.9 (Debian's) knows only the single-filter form.
+    pub filter_subject: String,
     /// A batch closes at this many messages...
     pub max_rows: usize,
     /// ...or this long after its first message, whichever comes first.
@@ -78,6 +79,24 @@ impl RawBatch {
     /// Acknowledges every message up to `hi`. Call only after the batch is committed; an ack
     /// that fails is harmless (the commit owns the position), so it is only logged.
     pub async fn ack(self) {
+        self.into_parts().1.ack().await;
+    }
+
+    /// The messages, and what acknowledges them all once they are committed.
+    pub fn into_parts(self) -> (Vec<RawMessage>, Acker) {
+        (self.messages, Acker { last: self.last })
+    }
+}
+
+/// Acknowledges a batch (ack-all up to its last message) after its commit.
+pub struct Acker {
+    /// The batch's last message, if it came from a consumer.
+    last: Option<Message>,
+}
+
+impl Acker {
+    /// Acknowledges. A failed ack is harmless (the commit owns the position): only logged.
+    pub async fn ack(self) {
         if let Some(last) = self.last
             && let Err(e) = last.ack_with(AckKind::Ack).await
         {
@@ -120,7 +139,7 @@ impl BatchConsumer {
     /// message (the stream may have dropped old messages before it).
     fn skips(&self, seq: u64) -> bool {
         is_gap(
-            !self.config.filter_subjects.is_empty(),
+            !self.config.filter_subject.is_empty(),
             self.fresh,
             self.last_seq,
             seq,
@@ -142,13 +161,24 @@ impl BatchConsumer {
 
     /// (Re-)creates the durable consumer at `last_seq + 1` and opens its message stream.
     async fn reopen(&mut self) -> Result<()> {
-        let stream = self
-            .js
-            .get_stream(&self.config.stream)
-            .await
-            .map_err(|e| self.error(e))?;
-        // The durable's start position cannot be changed in place: delete, then create.
-        let _ = stream.delete_consumer(&self.config.durable).await;
+        let stream = self.js.get_stream(&self.config.stream).await.map_err(|e| {
+            use async_nats::jetstream::context::GetStreamErrorKind;
+            match e.kind() {
+                GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Error::MissingStream {
+                        stream: self.config.stream.clone(),
+                    }
+                }
+                _ => self.error(e),
+            }
+        })?;
+        // The durable's start position cannot be changed in place: delete, then create. A
+        // consumer that is not there yet is the normal case, so the outcome is only logged.
+        if let Err(e) = stream.delete_consumer(&self.config.durable).await {
+            tracing::trace!(consumer = %self.config.durable, error = %e, "no consumer to delete");
+        }
         let deliver_policy = if self.last_seq == 0 {
             DeliverPolicy::All
         } else {
@@ -163,7 +193,7 @@ impl BatchConsumer {
                 ack_policy: AckPolicy::All,
                 ack_wait: Duration::from_secs(60),
                 max_ack_pending: (self.config.max_rows * 4).max(1024) as i64,
-                filter_subjects: self.config.filter_subjects.clone(),
+                filter_subject: self.config.filter_subject.clone(),
                 ..Default::default()
             })
             .await

@@ -27,6 +27,15 @@ pub enum Error {
         /// What the server said.
         message: String,
     },
+    /// The stream does not exist: adit's streams are created by `adit run`/`adit pipelines` at
+    /// start (`ensure_streams`), so the bus is not the one this process set up.
+    #[error(
+        "stream {stream} does not exist on this NATS server; start adit with the same nats.url as the processes that set it up, or let it create its streams"
+    )]
+    MissingStream {
+        /// The stream.
+        stream: String,
+    },
     /// A consumer could not be created or read.
     #[error("consumer {consumer} on {stream}: {message}")]
     Consumer {

@@ -14,7 +14,7 @@ pub mod publish;
 pub mod setup;
 pub mod simulate;
 
-pub use consumer::{BatchConsumer, ConsumerConfig, RawBatch, RawMessage};
+pub use consumer::{Acker, BatchConsumer, ConsumerConfig, RawBatch, RawMessage};
 pub use decode::{DecodedBatch, Rejected, decode_batch};
 pub use error::{Error, Result};
 pub use publish::Publisher;

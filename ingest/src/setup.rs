@@ -80,29 +80,45 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
 /// understands; the client's own bucket-creation request needs a newer server.
 pub async fn ensure_buckets(js: &jetstream::Context, replicas: usize) -> Result<()> {
     for bucket in names::KV_BUCKETS {
-        let config = stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 10,
-            discard: stream::DiscardPolicy::New,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            num_replicas: replicas,
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|e| Error::Setup {
-                name: bucket.to_string(),
-                message: e.to_string(),
-            })?;
-        js.get_key_value(*bucket).await.map_err(|e| Error::Setup {
+        ensure_bucket(js, bucket, 10, None, replicas).await?;
+    }
+    Ok(())
+}
+
+/// Creates KV bucket `bucket` (or updates its limits) keeping `history` values per key; with
+/// `max_age`, a key not written for that long disappears (how leases expire).
+pub async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    history: i64,
+    max_age: Option<Duration>,
+    replicas: usize,
+) -> Result<()> {
+    let config = stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: history,
+        max_age: max_age.unwrap_or_default(),
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        duplicate_window: max_age
+            .unwrap_or(Duration::from_secs(120))
+            .min(Duration::from_secs(120)),
+        ..Default::default()
+    };
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| Error::Setup {
             name: bucket.to_string(),
             message: e.to_string(),
         })?;
-    }
+    js.get_key_value(bucket).await.map_err(|e| Error::Setup {
+        name: bucket.to_string(),
+        message: e.to_string(),
+    })?;
     Ok(())
 }

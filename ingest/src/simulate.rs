@@ -50,6 +50,25 @@ impl Default for SimConfig {
     }
 }
 
+impl SimConfig {
+    /// Checks the values; the message starts with the key (under `simulate.`).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.sites == 0 {
+            return Err("sites must be at least 1".into());
+        }
+        if self.machines_per_site == 0 {
+            return Err("machines_per_site must be at least 1".into());
+        }
+        if self.interval < std::time::Duration::from_millis(1) {
+            return Err(format!(
+                "interval must be at least 1ms, not {:?} (with --rate: a lower rate)",
+                self.interval
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A machine model: nominal power and hashrate.
 #[derive(Debug, Clone, Copy)]
 struct Model {

@@ -1,4 +1,5 @@
-//! Energy per machine and per site per minute, integrated from the landed power readings.
+//! Energy per machine and per site per minute, integrated from power readings as they
+//! arrive on the TELEMETRY stream (`telemetry.energy.<site>.<machine>`).
 //!
 //! **Gap rule**: between two consecutive readings of one machine, energy is the integral of
 //! power interpolated linearly between them, or the difference of the kWh counters when both
@@ -6,33 +7,36 @@
 //! it contributes no energy, nothing is interpolated across it, and the minutes it spans show
 //! it as lower `quality` (`covered_s / 60`).
 //!
-//! The pipeline is driven by the `energy_readings` table, not by a consumer: a minute is
-//! computed once the newest reading is `max_gap + grace` past its end, and its position is the
-//! last computed minute (epoch minutes), committed with the rows as the Delta application
-//! transaction. Readings arriving later than that are not counted (they stay in
-//! `energy_readings`).
+//! **When a minute is final**: each site has an event-time watermark ([`crate::watermark`]):
+//! the lowest newest-reading time of its machines that reported within `idle`, less `grace`,
+//! and never past processing time less `grace`. A site's minutes close, for all its machines
+//! at once, when the watermark is `max_gap` past their end (a later reading could still
+//! interpolate into them before that). A machine whose clock runs fast cannot close its site's
+//! minutes early; one that falls silent stops holding them open after `idle`. A reading for a
+//! minute already closed is *late*: counted (`adit_pipeline_late_events_total`), kept in
+//! `energy_readings`, never used to rewrite a committed minute.
+//!
+//! State (the watermarks and each machine's readings still needed) is snapshotted into the
+//! epoch record every `snapshot_every`; a restart replays the epochs since.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use adit_schemas::names::energy_result_subject;
-use adit_schemas::names::{TABLE_ENERGY_READINGS, TABLE_MACHINE_ENERGY_1M, TABLE_SITE_ENERGY_1M};
+use adit_schemas::names::{TABLE_MACHINE_ENERGY_1M, TABLE_SITE_ENERGY_1M, energy_result_subject};
 use adit_schemas::results::{MachineEnergyMinute, SiteEnergyMinute};
-use adit_schemas::to_batch;
-use adit_sinks::{ExactlyOnceTable, ResultPublisher};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use adit_schemas::{AnyEvent, EventKind, names, to_batch};
 use chrono::{DateTime, TimeZone, Utc};
-use datafusion::prelude::SessionContext;
-use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
+use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::runtime::PipelineContext;
+use crate::error::Result;
+use crate::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
+};
+use crate::runtime::InvalidConfig;
+use crate::timer::Timer;
+use crate::watermark::{WatermarkConfig, Watermarks};
 
 const MINUTE_US: i64 = 60_000_000;
-const APP_ID: &str = "energy";
 
 /// Energy pipeline settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,14 +45,18 @@ pub struct EnergyConfig {
     /// Longest interval between two readings that still counts (the gap rule).
     #[serde(with = "humantime_serde")]
     pub max_gap: Duration,
-    /// Extra wait for late readings before a minute is computed.
+    /// Allowed lateness: how far behind its machine's newest reading a reading may arrive.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
-    /// How often to look for newly complete minutes.
+    /// A machine silent this long stops holding its site's minutes open.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+    /// How often minutes are closed when no reading arrives (processing time moves on).
     #[serde(with = "humantime_serde")]
     pub tick: Duration,
-    /// Most minutes computed in one commit.
-    pub max_minutes_per_commit: i64,
+    /// How often the state goes into the epoch record.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_every: Duration,
 }
 
 impl Default for EnergyConfig {
@@ -56,9 +64,33 @@ impl Default for EnergyConfig {
         Self {
             max_gap: Duration::from_secs(120),
             grace: Duration::from_secs(5),
+            idle: Duration::from_secs(120),
             tick: Duration::from_secs(5),
-            max_minutes_per_commit: 60,
+            snapshot_every: Duration::from_secs(10),
         }
+    }
+}
+
+impl EnergyConfig {
+    /// Checks the values, naming the key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let bad = |key: &str, reason: &str| InvalidConfig {
+            key: format!("pipelines.energy.{key}"),
+            reason: reason.to_string(),
+        };
+        if self.max_gap.is_zero() {
+            return Err(bad("max_gap", "must be more than 0"));
+        }
+        if self.tick.is_zero() {
+            return Err(bad("tick", "must be more than 0"));
+        }
+        if self.idle < self.grace {
+            return Err(bad("idle", "must be at least pipelines.energy.grace"));
+        }
+        if self.max_gap > Duration::from_secs(24 * 3600) {
+            return Err(bad("max_gap", "must be at most 24h"));
+        }
+        Ok(())
     }
 }
 
@@ -202,198 +234,222 @@ pub fn site_minutes(machines: &[MachineEnergyMinute]) -> Vec<SiteEnergyMinute> {
         .collect()
 }
 
-fn query_err(source: datafusion::error::DataFusionError) -> Error {
-    Error::Query {
-        pipeline: APP_ID.into(),
-        source: Box::new(source),
-    }
+/// One machine's readings still needed and how far its minutes are computed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct MachineBuffer {
+    /// Site.
+    site: String,
+    /// Machine.
+    machine: String,
+    /// Minutes before this (µs) are computed; readings before it are late.
+    closed_us: i64,
+    /// Readings from `closed_us - max_gap` on, sorted by time.
+    readings: Vec<StoredReading>,
 }
 
-fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
-    let col = batch
-        .column_by_name(name)
-        .cloned()
-        .unwrap_or_else(|| arrow::array::new_null_array(&DataType::Utf8, batch.num_rows()));
-    let col = cast(&col, &DataType::Utf8).map_err(|e| query_err(e.into()))?;
-    let col = col.as_string::<i32>();
-    Ok((0..col.len()).map(|i| col.value(i).to_string()).collect())
+/// A reading as kept in state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredReading {
+    /// µs.
+    t: i64,
+    /// W.
+    p: f64,
+    /// Wh counter.
+    e: Option<f64>,
+    /// Source kind.
+    s: String,
 }
 
-/// Runs `sql` and collects its batches.
-async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    ctx.sql(sql)
-        .await
-        .map_err(query_err)?
-        .collect()
-        .await
-        .map_err(query_err)
-}
-
-/// Reads readings in `[from_us, to_us)` grouped by (site, machine), sorted by time.
-async fn load_readings(
-    ctx: &SessionContext,
-    from_us: i64,
-    to_us: i64,
-) -> Result<BTreeMap<(String, String), Vec<Reading>>> {
-    let day = |us: i64| {
-        Utc.timestamp_micros(us)
-            .single()
-            .unwrap_or_default()
-            .date_naive()
-    };
-    let (from_day, to_day) = (day(from_us), day(to_us));
-    let sql = format!(
-        "SELECT site, machine, ts, power_w, energy_wh, source FROM {TABLE_ENERGY_READINGS} \
-         WHERE date BETWEEN DATE '{from_day}' AND DATE '{to_day}' \
-         AND ts >= to_timestamp_micros({from_us}) AND ts < to_timestamp_micros({to_us}) \
-         ORDER BY site, machine, ts"
-    );
-    let batches = collect(ctx, &sql).await?;
-    let mut out: BTreeMap<(String, String), Vec<Reading>> = BTreeMap::new();
-    for batch in &batches {
-        let (sites, machines, sources) = (
-            strings(batch, "site")?,
-            strings(batch, "machine")?,
-            strings(batch, "source")?,
-        );
-        let ts = cast(
-            batch.column(2),
-            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
-        )
-        .map_err(|e| query_err(e.into()))?;
-        let ts = ts.as_primitive::<TimestampMicrosecondType>();
-        let power = batch.column(3).as_primitive::<Float64Type>();
-        let counter = batch.column(4).as_primitive::<Float64Type>();
-        for i in 0..batch.num_rows() {
-            out.entry((sites[i].clone(), machines[i].clone()))
-                .or_default()
-                .push(Reading {
-                    ts_us: ts.value(i),
-                    power_w: power.value(i),
-                    energy_wh: counter.is_valid(i).then(|| counter.value(i)),
-                    source: sources[i].clone(),
-                });
-        }
-    }
-    Ok(out)
-}
-
-/// (earliest, latest) reading time in µs, if there are readings.
-/// Only readings on or after `since_us` (µs) are looked at; the date partition prunes the rest,
-/// so the cost does not grow with the table's history.
-async fn reading_span(ctx: &SessionContext, since_us: i64) -> Result<Option<(i64, i64)>> {
-    let since_day = Utc
-        .timestamp_micros(since_us)
-        .single()
-        .unwrap_or_default()
-        .date_naive();
-    let sql = format!(
-        "SELECT CAST(min(ts) AS BIGINT) AS lo, CAST(max(ts) AS BIGINT) AS hi \
-         FROM {TABLE_ENERGY_READINGS} \
-         WHERE date >= DATE '{since_day}' AND ts >= to_timestamp_micros({since_us})"
-    );
-    let batches = collect(ctx, &sql).await?;
-    let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
-        return Ok(None);
-    };
-    let lo = batch.column(0).as_primitive::<Int64Type>();
-    let hi = batch.column(1).as_primitive::<Int64Type>();
-    Ok((lo.is_valid(0) && hi.is_valid(0)).then(|| (lo.value(0), hi.value(0))))
-}
-
-/// Publishes committed site minutes to `results.energy.<site>` for live subscribers, retrying
-/// until stored (ids `energy:<site>:<minute>` make retries safe). The table stays the record: a
-/// crash between the commit and this publish leaves those minutes in the table only.
-async fn publish_sites(
-    results: &ResultPublisher,
-    sites: &[SiteEnergyMinute],
-    shutdown: &CancellationToken,
-) {
-    let rows: Vec<(String, String, &SiteEnergyMinute)> = sites
-        .iter()
-        .map(|s| {
-            let id = format!("energy:{}:{}", s.site, s.minute.timestamp_micros());
-            (energy_result_subject(&s.site), id, s)
-        })
-        .collect();
-    while let Err(e) = results.publish(&rows).await {
-        tracing::warn!(error = %e, "cannot publish energy results; retrying");
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+impl From<&StoredReading> for Reading {
+    fn from(r: &StoredReading) -> Self {
+        Reading {
+            ts_us: r.t,
+            power_w: r.p,
+            energy_wh: r.e,
+            source: r.s.clone(),
         }
     }
 }
 
-/// Runs the energy pipeline until `shutdown`.
-pub async fn run_energy(ctx: &PipelineContext, shutdown: CancellationToken) -> Result<()> {
-    let results = ResultPublisher::new(ctx.js.clone());
-    let cfg = &ctx.config.energy;
-    let maintenance = ctx.config.maintenance.clone();
-    let mut machine_table = ExactlyOnceTable::open(
-        &ctx.store,
-        TABLE_MACHINE_ENERGY_1M,
-        &MachineEnergyMinute::schema(),
-        &["date"],
-        APP_ID,
-        maintenance.clone(),
-    )
-    .await?;
-    let mut site_table = ExactlyOnceTable::open(
-        &ctx.store,
-        TABLE_SITE_ENERGY_1M,
-        &SiteEnergyMinute::schema(),
-        &["date"],
-        APP_ID,
-        maintenance,
-    )
-    .await?;
-    let max_gap_us = cfg.max_gap.as_micros() as i64;
-    let wait_us = max_gap_us + cfg.grace.as_micros() as i64;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(cfg.tick) => {}
+/// What the energy pipeline remembers between steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnergyState {
+    /// Watermarks: group = site, source = machine.
+    watermarks: Watermarks,
+    /// `site/machine` → its buffer.
+    machines: BTreeMap<String, MachineBuffer>,
+    /// Site → minutes before this (µs) are computed.
+    sites: BTreeMap<String, i64>,
+}
+
+/// The energy pipeline.
+#[derive(Debug, Clone)]
+pub struct Energy {
+    /// Settings.
+    config: EnergyConfig,
+}
+
+impl Energy {
+    /// With `config` (validated).
+    pub fn new(config: EnergyConfig) -> Self {
+        Self { config }
+    }
+
+    fn watermark_config(&self) -> WatermarkConfig {
+        WatermarkConfig::new(self.config.grace, self.config.idle)
+    }
+
+    /// Takes one reading into the state; returns whether it was late.
+    fn take(state: &mut EnergyState, r: &adit_schemas::EnergyReading, now_us: i64) -> bool {
+        let ts = r.ts.timestamp_micros();
+        state.watermarks.observe(&r.site, &r.machine, ts, now_us);
+        let site_closed = state.sites.get(&r.site).copied().unwrap_or(i64::MIN);
+        let buffer = state
+            .machines
+            .entry(format!("{}/{}", r.site, r.machine))
+            .or_insert_with(|| MachineBuffer {
+                site: r.site.clone(),
+                machine: r.machine.clone(),
+                closed_us: site_closed.max(ts.div_euclid(MINUTE_US) * MINUTE_US),
+                readings: Vec::new(),
+            });
+        if ts < buffer.closed_us {
+            return true;
         }
-        let df = SessionContext::new();
-        if !ctx.store.register(&df, TABLE_ENERGY_READINGS).await? {
-            continue;
-        }
-        let done = machine_table.committed().min(site_table.committed()) as i64;
-        let since = if done > 0 {
-            done * MINUTE_US - max_gap_us
-        } else {
-            0
+        let stored = StoredReading {
+            t: ts,
+            p: r.power_w,
+            e: r.energy_wh,
+            s: r.source.as_str().to_string(),
         };
-        let Some((lo, hi)) = reading_span(&df, since).await? else {
-            continue;
-        };
-        let mut from = if done > 0 {
-            done * MINUTE_US
-        } else {
-            lo.div_euclid(MINUTE_US) * MINUTE_US
-        };
-        let closed = (hi - wait_us).div_euclid(MINUTE_US) * MINUTE_US;
-        while from < closed && !shutdown.is_cancelled() {
-            let to = closed.min(from + cfg.max_minutes_per_commit * MINUTE_US);
-            let readings = load_readings(&df, from - max_gap_us, to + max_gap_us).await?;
-            let mut rows = Vec::new();
-            for ((site, machine), rs) in &readings {
-                rows.extend(integrate(site, machine, rs, from, to, max_gap_us));
+        let at = buffer.readings.partition_point(|x| x.t <= ts);
+        buffer.readings.insert(at, stored);
+        false
+    }
+
+    /// Closes every site's minutes its watermark allows; returns machine and site rows.
+    fn close(
+        &self,
+        state: &mut EnergyState,
+        now_us: i64,
+    ) -> (Vec<MachineEnergyMinute>, Vec<SiteEnergyMinute>) {
+        let max_gap_us = self.config.max_gap.as_micros() as i64;
+        let sites: Vec<String> = state.watermarks.groups().map(str::to_string).collect();
+        let mut machine_rows = Vec::new();
+        for site in sites {
+            let Some(mark) = state
+                .watermarks
+                .advance(&site, self.watermark_config(), now_us)
+            else {
+                continue;
+            };
+            let close_to = (mark.saturating_sub(max_gap_us)).div_euclid(MINUTE_US) * MINUTE_US;
+            let closed = state.sites.entry(site.clone()).or_insert(i64::MIN);
+            if close_to <= *closed {
+                continue;
             }
-            let sites = site_minutes(&rows);
-            let version = (to / MINUTE_US) as u64;
-            let machine_batch =
-                to_batch("machine_energy_1m", MachineEnergyMinute::schema(), &rows)?;
-            let site_batch = to_batch("site_energy_1m", SiteEnergyMinute::schema(), &sites)?;
-            machine_table.commit(vec![machine_batch], version).await?;
-            site_table.commit(vec![site_batch], version).await?;
-            publish_sites(&results, &sites, &shutdown).await;
-            tracing::info!(machines = rows.len(), sites = sites.len(), up_to = %Utc.timestamp_micros(to).single().unwrap_or_default(), "energy minutes committed");
-            from = to;
+            *closed = close_to;
+            let prefix = format!("{site}/");
+            for (_, buffer) in state
+                .machines
+                .range_mut(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+            {
+                if buffer.closed_us >= close_to {
+                    continue;
+                }
+                let readings: Vec<Reading> = buffer.readings.iter().map(Reading::from).collect();
+                machine_rows.extend(integrate(
+                    &buffer.site,
+                    &buffer.machine,
+                    &readings,
+                    buffer.closed_us,
+                    close_to,
+                    max_gap_us,
+                ));
+                buffer.closed_us = close_to;
+                let keep_from = close_to - max_gap_us;
+                buffer.readings.retain(|r| r.t >= keep_from);
+            }
         }
-        machine_table.maintain_if_due().await?;
-        site_table.maintain_if_due().await?;
+        let site_rows = site_minutes(&machine_rows);
+        (machine_rows, site_rows)
+    }
+}
+
+impl Pipeline for Energy {
+    type State = EnergyState;
+
+    fn spec(&self) -> PipelineSpec {
+        PipelineSpec {
+            name: "energy".into(),
+            inputs: vec![StreamInput {
+                name: "energy".into(),
+                stream: names::STREAM_TELEMETRY.into(),
+                subject: "telemetry.energy.{part}.*".into(),
+                kinds: vec![EventKind::Energy],
+            }],
+            outputs: vec![
+                OutputTable {
+                    name: TABLE_MACHINE_ENERGY_1M.into(),
+                    schema: MachineEnergyMinute::schema(),
+                    partitions: vec!["date".into()],
+                },
+                OutputTable {
+                    name: TABLE_SITE_ENERGY_1M.into(),
+                    schema: SiteEnergyMinute::schema(),
+                    partitions: vec!["date".into()],
+                },
+            ],
+            timers: vec![Timer::Every {
+                name: "close".into(),
+                period: self.config.tick,
+            }],
+            snapshot_every: self.config.snapshot_every,
+        }
+    }
+
+    async fn step(&self, state: &mut EnergyState, input: StepInput) -> Result<StepOutput> {
+        let now_us = input.now.timestamp_micros();
+        let mut out = StepOutput::default();
+        for decoded in &input.inputs {
+            for (_, event) in decoded.of(EventKind::Energy) {
+                if let AnyEvent::Energy(reading) = event
+                    && Self::take(state, reading, now_us)
+                {
+                    out.late += 1;
+                }
+            }
+        }
+        let (machines, sites) = self.close(state, now_us);
+        if machines.is_empty() {
+            return Ok(out);
+        }
+        for site in &sites {
+            out.results.push(ResultMessage::json(
+                energy_result_subject(&site.site),
+                format!("energy:{}:{}", site.site, site.minute.timestamp_micros()),
+                site,
+            )?);
+        }
+        out.rows(
+            TABLE_MACHINE_ENERGY_1M,
+            to_batch(
+                TABLE_MACHINE_ENERGY_1M,
+                MachineEnergyMinute::schema(),
+                &machines,
+            )?,
+        );
+        out.rows(
+            TABLE_SITE_ENERGY_1M,
+            to_batch(TABLE_SITE_ENERGY_1M, SiteEnergyMinute::schema(), &sites)?,
+        );
+        tracing::debug!(
+            machines = machines.len(),
+            sites = sites.len(),
+            "energy minutes closed"
+        );
+        Ok(out)
     }
 }
 

@@ -1,161 +1,143 @@
 //! Landing pipelines: every valid event of a stream into its kind's table, exactly once;
-//! everything else to the dead-letter stream with its reason.
+//! everything else to the dead-letter stream with its reason (the runtime does that part).
+//! Stateless: a step turns each kind's decoded events into that kind's table rows.
 
-use std::time::{Duration, Instant};
-
-use adit_ingest::{BatchConsumer, ConsumerConfig, decode_batch};
-use adit_schemas::EventKind;
 use adit_schemas::arrow_rows::DATE_COLUMN;
-use adit_sinks::ExactlyOnceTable;
-use chrono::Utc;
-use tokio_util::sync::CancellationToken;
+use adit_schemas::{EventKind, names};
 
 use crate::error::Result;
-use crate::metrics;
-use crate::runtime::PipelineContext;
-
-/// A quiet table's position is moved forward (by an empty commit) once it is this many stream
-/// sequences behind, so a restart (which resumes after the lowest position) never replays
-/// more than this for its sake.
-const MAX_QUIET_LAG: u64 = 10_000;
+use crate::pipeline::{OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput};
 
 /// Which stream a landing pipeline reads and which kinds it lands.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LandingSpec {
-    /// Pipeline name; also its Delta application id and durable consumer name.
-    pub name: String,
+pub struct Landing {
+    /// Pipeline name.
+    name: String,
     /// Stream to read.
-    pub stream: String,
+    stream: String,
+    /// Subject filter with `{part}` where a partition key (site or pool) goes.
+    subject: String,
     /// Event kinds expected on it; anything else is dead-lettered.
-    pub kinds: Vec<EventKind>,
+    kinds: Vec<EventKind>,
 }
 
-/// Runs one landing pipeline until `shutdown`. Resumes after the lowest position committed
-/// to any of its tables; rows at or below a table's own position are skipped for that table.
-pub async fn run_landing(
-    ctx: &PipelineContext,
-    spec: &LandingSpec,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let mut tables = Vec::with_capacity(spec.kinds.len());
-    for kind in &spec.kinds {
-        let table = ExactlyOnceTable::open(
-            &ctx.store,
-            kind.table(),
-            &kind.table_schema(),
-            &[DATE_COLUMN],
-            &spec.name,
-            ctx.config.maintenance.clone(),
-        )
-        .await?;
-        tables.push((*kind, table));
+impl Landing {
+    /// Readings from machines, meters, sensors and workers, partitionable by site.
+    pub fn telemetry() -> Self {
+        Self {
+            name: "telemetry".into(),
+            stream: names::STREAM_TELEMETRY.into(),
+            subject: "telemetry.*.{part}.>".into(),
+            kinds: vec![
+                EventKind::Energy,
+                EventKind::Sensor,
+                EventKind::Miner,
+                EventKind::Hashrate,
+            ],
+        }
     }
-    let start = tables.iter().map(|(_, t)| t.committed()).min().unwrap_or(0);
-    tracing::info!(pipeline = %spec.name, resume_after = start, "landing pipeline starting");
-    let consumer_config = ConsumerConfig {
-        stream: spec.stream.clone(),
-        durable: format!("adit-{}", spec.name),
-        filter_subjects: Vec::new(),
-        max_rows: ctx.config.batch_max_rows,
-        max_wait: ctx.config.batch_max_wait,
-    };
-    let consumer = BatchConsumer::start(ctx.js.clone(), consumer_config, start).await?;
-    let (mut incoming, prefetch) = prefetch(consumer);
-    let mut batches = 0u64;
-    let mut last = start;
-    loop {
-        let raw = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            raw = incoming.recv() => match raw {
-                Some(raw) => raw,
-                // The consumer task died: restart from the last commit rather than go quiet.
-                None => {
-                    return Err(adit_ingest::Error::Consumer {
-                        stream: spec.stream.clone(),
-                        consumer: format!("adit-{}", spec.name),
-                        message: "the consumer task ended".into(),
-                    }
-                    .into());
+
+    /// Grid signals, partitionable by site.
+    pub fn grid() -> Self {
+        Self {
+            name: "grid".into(),
+            stream: names::STREAM_GRID.into(),
+            subject: "grid.*.{part}".into(),
+            kinds: vec![EventKind::Grid],
+        }
+    }
+
+    /// Shares and blocks, partitionable by pool.
+    pub fn shares() -> Self {
+        Self {
+            name: "shares".into(),
+            stream: names::STREAM_MINING.into(),
+            subject: "mining.*.{part}".into(),
+            kinds: vec![EventKind::Share, EventKind::Block],
+        }
+    }
+}
+
+impl Pipeline for Landing {
+    type State = ();
+
+    fn spec(&self) -> PipelineSpec {
+        PipelineSpec {
+            name: self.name.clone(),
+            inputs: vec![StreamInput {
+                name: self.name.clone(),
+                stream: self.stream.clone(),
+                subject: self.subject.clone(),
+                kinds: self.kinds.clone(),
+            }],
+            outputs: self
+                .kinds
+                .iter()
+                .map(|kind| OutputTable {
+                    name: kind.table().to_string(),
+                    schema: kind.table_schema(),
+                    partitions: vec![DATE_COLUMN.to_string()],
+                })
+                .collect(),
+            timers: Vec::new(),
+            snapshot_every: std::time::Duration::ZERO,
+        }
+    }
+
+    async fn step(&self, _state: &mut (), input: StepInput) -> Result<StepOutput> {
+        let mut out = StepOutput::default();
+        for decoded in &input.inputs {
+            for kind in &self.kinds {
+                let rows = decoded.of(*kind);
+                if !rows.is_empty() {
+                    out.rows(kind.table(), kind.batch(rows)?);
                 }
-            },
-        };
-        if raw.is_empty() {
-            for (_, table) in &mut tables {
-                table.maintain_if_due().await?;
             }
-            continue;
         }
-        let started = Instant::now();
-        let mut decoded = decode_batch(&raw, &spec.kinds, &ctx.policy, Utc::now());
-        let decoded_in = started.elapsed();
-        decoded.dead_letter(&ctx.publisher, &spec.stream).await?;
-        batches += 1;
-        let mut landed = 0;
-        for (kind, table) in &mut tables {
-            let mut rows = decoded.rows.remove(kind).unwrap_or_default();
-            rows.retain(|(seq, _)| *seq > table.committed());
-            if rows.is_empty() && raw.hi.saturating_sub(table.committed()) < MAX_QUIET_LAG {
-                continue;
-            }
-            landed += rows.len();
-            let batch = kind.batch(&rows)?;
-            table.commit(vec![batch], raw.hi).await?;
-        }
-        metrics::batch_committed(
-            &spec.name,
-            landed,
-            decoded.rejected.len(),
-            started.elapsed(),
-            raw.hi,
-        );
-        tracing::debug!(
-            pipeline = %spec.name,
-            lo = raw.lo,
-            hi = raw.hi,
-            rows = landed,
-            rejected = decoded.rejected.len(),
-            decode_ms = decoded_in.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "batch committed"
-        );
-        let hi = raw.hi;
-        last = hi;
-        raw.ack().await;
-        if batches % 20 == 1 {
-            report_lag(ctx, spec, hi).await;
-        }
+        Ok(out)
     }
-    drop(incoming);
-    prefetch.abort();
-    tracing::info!(pipeline = %spec.name, last, "landing pipeline stopped");
-    Ok(())
 }
 
-/// Fills the next batch while the current one is decoded and committed: the consumer runs in
-/// its own task and hands over at most one finished batch ahead. Nothing is acknowledged
-/// there; a batch still in the channel at shutdown is simply redelivered on the next start.
-fn prefetch(
-    mut consumer: BatchConsumer,
-) -> (
-    tokio::sync::mpsc::Receiver<adit_ingest::RawBatch>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let task = tokio::spawn(async move {
-        loop {
-            let batch = consumer.next_batch(Duration::from_secs(1)).await;
-            if tx.send(batch).await.is_err() {
-                return;
-            }
-        }
-    });
-    (rx, task)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_ingest::{RawBatch, RawMessage, decode_batch};
+    use adit_schemas::{AnyEvent, EnergyReading, EnergySource, ValidationPolicy};
+    use chrono::Utc;
 
-async fn report_lag(ctx: &PipelineContext, spec: &LandingSpec, hi: u64) {
-    if let Ok(mut stream) = ctx.js.get_stream(&spec.stream).await
-        && let Ok(info) = stream.info().await
-    {
-        metrics::lag(&spec.name, info.state.last_sequence.saturating_sub(hi));
+    #[tokio::test]
+    async fn a_step_lands_each_kind_in_its_table() {
+        let now = Utc::now();
+        let event = AnyEvent::Energy(EnergyReading {
+            site: "s1".into(),
+            machine: "m1".into(),
+            ts: now,
+            power_w: 10.0,
+            energy_wh: None,
+            source: EnergySource::Meter,
+        });
+        let (subject, _, payload) = event.to_message();
+        let raw = RawBatch::from_messages(vec![RawMessage {
+            seq: 7,
+            subject,
+            schema_version: None,
+            payload: payload.into(),
+        }]);
+        let landing = Landing::telemetry();
+        let decoded = decode_batch(&raw, &landing.kinds, &ValidationPolicy::default(), now);
+        let out = landing
+            .step(
+                &mut (),
+                StepInput {
+                    now,
+                    ticks: vec![],
+                    inputs: vec![decoded],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.tables.len(), 1);
+        assert_eq!(out.tables[0].0, names::TABLE_ENERGY_READINGS);
+        assert_eq!(out.tables[0].1.num_rows(), 1);
     }
 }

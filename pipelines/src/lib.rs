@@ -1,16 +1,29 @@
 //! adit's computations and the runtime that drives them.
 //!
-//! A pipeline reads micro-batches from JetStream (or, for derived figures, from tables that
-//! other pipelines land), computes its rows, and commits them with its position in one Delta
-//! commit before it acknowledges anything (DESIGN.md §4). Landing pipelines (`telemetry`,
-//! `grid`, `shares`) store events as they arrive; `energy` integrates power into energy per
-//! machine and site per minute. This crate never talks HTTP and never defines wire formats.
+//! A pipeline ([`Pipeline`]) declares its inputs (streams, with subject filters that may be
+//! partitioned by site or pool), its output tables, its timers and its state, and a
+//! deterministic step. The runtime runs each registered pipeline instance under a lease in NATS
+//! KV (other processes stand by), reads micro-batches, steps, records each epoch beside the
+//! tables, commits rows with the epoch in one Delta commit per table before it acknowledges or
+//! publishes anything (DESIGN.md §4), and replays recorded epochs after a crash. Landing
+//! pipelines (`telemetry`, `grid`, `shares`) store events as they arrive; `energy` integrates
+//! power into energy per machine and site per minute under per-machine watermarks. This crate
+//! never talks HTTP and never defines wire formats.
 
 pub mod energy;
 pub mod error;
 pub mod landing;
+pub mod lease;
 pub mod metrics;
+pub mod pipeline;
+pub mod registry;
+pub mod runner;
 pub mod runtime;
+pub mod timer;
+pub mod watermark;
 
 pub use error::{Error, Result};
-pub use runtime::{PipelineContext, PipelinesConfig, run_all};
+pub use pipeline::{
+    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
+};
+pub use runtime::{InvalidConfig, PipelineContext, PipelinesConfig, run_all};

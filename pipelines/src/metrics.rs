@@ -1,19 +1,35 @@
-//! The metrics every pipeline reports: batch size, step time, lag and position.
+//! The metrics every pipeline instance reports: batch size, step time, lag, epoch, late and
+//! dead-lettered events.
 
 use std::time::Duration;
 
-/// Records one committed batch of `pipeline`.
-pub fn batch_committed(pipeline: &str, rows: usize, rejected: usize, step: Duration, hi: u64) {
-    let labels = [("pipeline", pipeline.to_string())];
+/// Records one committed epoch of `instance`.
+pub fn epoch_committed(
+    instance: &str,
+    messages: usize,
+    rows: usize,
+    rejected: usize,
+    late: u64,
+    step: Duration,
+    epoch: u64,
+) {
+    let labels = [("pipeline", instance.to_string())];
+    metrics::histogram!("adit_pipeline_batch_messages", &labels).record(messages as f64);
     metrics::histogram!("adit_pipeline_batch_rows", &labels).record(rows as f64);
     metrics::histogram!("adit_pipeline_step_seconds", &labels).record(step.as_secs_f64());
+    metrics::counter!("adit_pipeline_messages_total", &labels).increment(messages as u64);
     metrics::counter!("adit_pipeline_rows_total", &labels).increment(rows as u64);
     metrics::counter!("adit_pipeline_dead_lettered_total", &labels).increment(rejected as u64);
-    metrics::gauge!("adit_pipeline_committed_sequence", &labels).set(hi as f64);
+    metrics::counter!("adit_pipeline_late_events_total", &labels).increment(late);
+    metrics::gauge!("adit_pipeline_epoch", &labels).set(epoch as f64);
 }
 
-/// Records how far `pipeline` is behind the end of its stream, in messages.
-pub fn lag(pipeline: &str, messages: u64) {
-    metrics::gauge!("adit_pipeline_lag_messages", "pipeline" => pipeline.to_string())
-        .set(messages as f64);
+/// Records how far `instance`'s `input` is behind the end of its stream, in messages.
+pub fn lag(instance: &str, input: &str, messages: u64) {
+    metrics::gauge!(
+        "adit_pipeline_lag_messages",
+        "pipeline" => instance.to_string(),
+        "input" => input.to_string()
+    )
+    .set(messages as f64);
 }

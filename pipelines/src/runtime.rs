@@ -1,18 +1,22 @@
-//! The runtime: what every pipeline shares (bus, tables, config) and the supervisor that runs
-//! them all until shutdown.
+//! The runtime: settings, what every pipeline shares (bus, tables, config), and the
+//! supervisor that runs every registered pipeline instance until shutdown. It never names a
+//! pipeline: they come from [`crate::registry`].
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use adit_ingest::Publisher;
-use adit_schemas::{EventKind, ValidationPolicy, names};
+use adit_schemas::{ValidationPolicy, names};
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::energy::{EnergyConfig, run_energy};
+use crate::energy::EnergyConfig;
 use crate::error::{Disposition, Result};
-use crate::landing::{LandingSpec, run_landing};
+use crate::registry::{self, Runnable};
 
 /// Pipeline settings; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -23,6 +27,13 @@ pub struct PipelinesConfig {
     /// ...or this long after its first message.
     #[serde(with = "humantime_serde")]
     pub batch_max_wait: Duration,
+    /// A pipeline instance's lease lives this long without renewal; a standby takes over
+    /// within about this long after its holder dies.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Pipelines run as one instance per listed key (a site or pool), each with its own
+    /// position and lease: `telemetry = ["site-01", "site-02"]`. Only the keys listed are read.
+    pub partitions: BTreeMap<String, Vec<String>>,
     /// Table compaction and vacuum.
     pub maintenance: Maintenance,
     /// The energy pipeline.
@@ -34,9 +45,77 @@ impl Default for PipelinesConfig {
         Self {
             batch_max_rows: 20_000,
             batch_max_wait: Duration::from_millis(500),
+            lease_ttl: Duration::from_secs(10),
+            partitions: BTreeMap::new(),
             maintenance: Maintenance::default(),
             energy: EnergyConfig::default(),
         }
+    }
+}
+
+/// A config value that cannot work, with the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct InvalidConfig {
+    /// Dotted key, e.g. `pipelines.energy.tick`.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> InvalidConfig {
+    InvalidConfig {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl PipelinesConfig {
+    /// Every value checked, after all overrides; the first problem found, naming its key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.batch_max_rows == 0 {
+            return Err(invalid("pipelines.batch_max_rows", "must be at least 1"));
+        }
+        if self.batch_max_wait.is_zero() {
+            return Err(invalid("pipelines.batch_max_wait", "must be more than 0"));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(invalid("pipelines.lease_ttl", "must be at least 1s"));
+        }
+        let known: Vec<String> = registry::all(self).iter().map(|p| p.name()).collect();
+        for (pipeline, keys) in &self.partitions {
+            let key = format!("pipelines.partitions.{pipeline}");
+            if !known.contains(pipeline) {
+                return Err(invalid(
+                    &key,
+                    format!("no such pipeline (pipelines: {})", known.join(", ")),
+                ));
+            }
+            if keys.is_empty() {
+                return Err(invalid(
+                    &key,
+                    "list at least one partition key, or remove the entry",
+                ));
+            }
+            for k in keys {
+                if !names::is_token(k) {
+                    return Err(invalid(
+                        &key,
+                        format!("{k:?} is not a subject token (1–64 of A-Z a-z 0-9 _ -)"),
+                    ));
+                }
+            }
+            let mut sorted = keys.clone();
+            sorted.sort();
+            sorted.dedup();
+            if sorted.len() != keys.len() {
+                return Err(invalid(&key, "lists a key twice"));
+            }
+        }
+        self.maintenance
+            .validate()
+            .map_err(|reason| invalid("pipelines.maintenance", reason))?;
+        self.energy.validate()
     }
 }
 
@@ -53,50 +132,50 @@ pub struct PipelineContext {
     pub config: PipelinesConfig,
     /// Validation limits for incoming events.
     pub policy: ValidationPolicy,
+    /// This process's name on the leases it holds (host, pid and a random part).
+    pub holder: String,
 }
 
-/// The landing pipelines: which stream, which kinds.
-pub fn landing_specs() -> Vec<LandingSpec> {
-    vec![
-        LandingSpec {
-            name: "telemetry".into(),
-            stream: names::STREAM_TELEMETRY.into(),
-            kinds: vec![
-                EventKind::Energy,
-                EventKind::Sensor,
-                EventKind::Miner,
-                EventKind::Hashrate,
-            ],
-        },
-        LandingSpec {
-            name: "grid".into(),
-            stream: names::STREAM_GRID.into(),
-            kinds: vec![EventKind::Grid],
-        },
-        LandingSpec {
-            name: "shares".into(),
-            stream: names::STREAM_MINING.into(),
-            kinds: vec![EventKind::Share, EventKind::Block],
-        },
-    ]
+/// A holder name unique to this process.
+pub fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// The one backoff policy of the runtime: 200 ms doubling to 10 s, with jitter, forever.
+pub fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// Runs `step` until it finishes or `shutdown` fires, retrying errors whose disposition is
-/// [`Disposition::Retry`] with a capped backoff; a `Stop` error is returned.
+/// [`Disposition::Retry`] with [`backoff`]; a `Stop` error is returned.
 pub async fn supervise<F, Fut>(name: &str, shutdown: CancellationToken, mut step: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    let mut failures = 0u32;
+    let mut delays = backoff();
     loop {
         match step().await {
             Ok(()) => return Ok(()),
             Err(e) if e.disposition() == Disposition::Stop => return Err(e),
             Err(e) => {
-                failures += 1;
-                let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
-                tracing::warn!(pipeline = name, error = %e, retry_in = ?wait, "pipeline failed, restarting from its last commit");
+                let wait = delays.next().unwrap_or(Duration::from_secs(10));
+                if matches!(e, crate::Error::LeaseLost { .. }) {
+                    tracing::info!(pipeline = name, "lease lost; standing by");
+                    delays = backoff();
+                } else {
+                    tracing::warn!(pipeline = name, error = %e, retry_in = ?wait, "pipeline failed, restarting from its last commit");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(wait) => {}
@@ -106,27 +185,38 @@ where
     }
 }
 
-/// Runs every pipeline until `shutdown`; returns the first error that stops one.
+/// Creates the lease bucket: a KV bucket whose keys expire `ttl` after their last write.
+pub async fn ensure_lease_bucket(
+    js: &jetstream::Context,
+    ttl: Duration,
+    replicas: usize,
+) -> Result<()> {
+    adit_ingest::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), replicas).await?;
+    Ok(())
+}
+
+/// Runs every registered pipeline instance until `shutdown`; returns the first error that
+/// stops one.
 pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Result<()> {
+    ensure_lease_bucket(&ctx.js, ctx.config.lease_ttl, 1).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    for spec in landing_specs() {
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let name = spec.name.clone();
-            supervise(&name, shutdown.clone(), || {
-                run_landing(&ctx, &spec, shutdown.clone())
-            })
-            .await
-        });
-    }
-    {
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            supervise("energy", shutdown.clone(), || {
-                run_energy(&ctx, shutdown.clone())
-            })
-            .await
-        });
+    for pipeline in registry::all(&ctx.config) {
+        let name = pipeline.name();
+        let partitions: Vec<Option<String>> = match ctx.config.partitions.get(&name) {
+            Some(keys) => keys.iter().cloned().map(Some).collect(),
+            None => vec![None],
+        };
+        for partition in partitions {
+            let (ctx, shutdown, pipeline): (_, _, Arc<dyn Runnable>) =
+                (ctx.clone(), shutdown.clone(), pipeline.clone());
+            let instance = crate::runner::instance_name(&name, partition.as_deref());
+            tasks.spawn(async move {
+                supervise(&instance, shutdown.clone(), || {
+                    pipeline.run(&ctx, partition.as_deref(), &shutdown)
+                })
+                .await
+            });
+        }
     }
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {

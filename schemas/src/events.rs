@@ -208,6 +208,18 @@ pub enum EnergySource {
     Estimate,
 }
 
+impl EnergySource {
+    /// The name it has on the wire and in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Meter => "meter",
+            Self::Pdu => "pdu",
+            Self::Firmware => "firmware",
+            Self::Estimate => "estimate",
+        }
+    }
+}
+
 /// A power reading from a meter, PDU or miner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergyReading {

@@ -29,10 +29,11 @@ pub const KV_REGISTRY: &str = "adit_registry";
 pub const KV_RULES: &str = "adit_rules";
 /// KV bucket holding notification channels.
 pub const KV_CHANNELS: &str = "adit_channels";
-/// KV bucket holding pipeline state that must survive restarts.
-pub const KV_PIPELINE_STATE: &str = "adit_pipeline_state";
+/// KV bucket holding the pipelines' leases (its max age is the lease TTL; created by the
+/// pipelines runtime, not with the others).
+pub const KV_LEASES: &str = "adit_leases";
 /// All KV buckets adit creates.
-pub const KV_BUCKETS: &[&str] = &[KV_REGISTRY, KV_RULES, KV_CHANNELS, KV_PIPELINE_STATE];
+pub const KV_BUCKETS: &[&str] = &[KV_REGISTRY, KV_RULES, KV_CHANNELS];
 
 /// Header carrying the schema version of a message.
 pub const HEADER_SCHEMA_VERSION: &str = "Adit-Schema-Version";

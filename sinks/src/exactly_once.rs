@@ -38,6 +38,19 @@ impl Default for Maintenance {
     }
 }
 
+impl Maintenance {
+    /// Checks the values; the reason names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.vacuum_retention < Duration::from_secs(3600) {
+            return Err(format!(
+                "vacuum_retention must be at least 1h (readers may still be reading files it deletes), not {:?}",
+                self.vacuum_retention
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One output table of one writer (pipeline).
 pub struct ExactlyOnceTable {
     /// Table name.
@@ -76,8 +89,47 @@ impl ExactlyOnceTable {
             maintenance,
             schema: schema.clone(),
         };
+        this.check_schema()?;
         this.committed = this.read_position().await?;
         Ok(this)
+    }
+
+    /// A table written by an older adit with other columns would fail on every commit: say so
+    /// once, at open, with what differs.
+    fn check_schema(&self) -> Result<()> {
+        let snapshot = self.table.snapshot().map_err(self.delta_err())?;
+        let found = snapshot.schema();
+        let found: Vec<&str> = found.fields().map(|f| f.name().as_str()).collect();
+        let missing: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|name| !found.contains(name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::SchemaMismatch {
+            table: self.name.clone(),
+            missing: missing.join(", "),
+        })
+    }
+
+    /// Maps a commit error, telling a lost race for our own application id (another writer
+    /// took over this pipeline) from other failures.
+    fn commit_err(&self, source: deltalake::DeltaTableError) -> Error {
+        use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+        if let deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+        } = &source
+        {
+            return Error::Fenced {
+                table: self.name.clone(),
+                app_id: self.app_id.clone(),
+            };
+        }
+        (self.delta_err())(source)
     }
 
     fn delta_err(&self) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
@@ -140,7 +192,7 @@ impl ExactlyOnceTable {
             .with_partition_columns(partitions)
             .with_commit_properties(properties)
             .await
-            .map_err(self.delta_err())?;
+            .map_err(|e| self.commit_err(e))?;
         self.committed = version;
         self.since_optimize += 1;
         Ok(true)

@@ -5,11 +5,13 @@
 //! pipeline's stream position in one Delta commit), compacted and vacuumed on a schedule; and
 //! result rows published to `results.*` subjects. It does not compute anything.
 
+pub mod checkpoint;
 pub mod error;
 pub mod exactly_once;
 pub mod results;
 pub mod store;
 
+pub use checkpoint::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use exactly_once::{ExactlyOnceTable, Maintenance};
 pub use results::ResultPublisher;

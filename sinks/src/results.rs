@@ -21,11 +21,23 @@ impl ResultPublisher {
 
     /// Publishes `(subject, dedupe id, row)` triples and waits until all are stored.
     pub async fn publish<T: Serialize>(&self, rows: &[(String, String, T)]) -> Result<()> {
-        let mut acks = Vec::with_capacity(rows.len());
+        let mut encoded = Vec::with_capacity(rows.len());
         for (subject, id, row) in rows {
-            let payload = serde_json::to_vec(row).unwrap_or_default();
+            let payload = serde_json::to_vec(row).map_err(|e| Error::Publish {
+                subject: subject.clone(),
+                message: format!("cannot encode the row: {e}"),
+            })?;
+            encoded.push((subject.clone(), id.clone(), payload));
+        }
+        self.publish_raw(&encoded).await
+    }
+
+    /// Publishes `(subject, dedupe id, JSON body)` triples and waits until all are stored.
+    pub async fn publish_raw(&self, rows: &[(String, String, Vec<u8>)]) -> Result<()> {
+        let mut acks = Vec::with_capacity(rows.len());
+        for (subject, id, payload) in rows {
             let publish = jetstream::message::PublishMessage::build()
-                .payload(payload.into())
+                .payload(payload.clone().into())
                 .message_id(id);
             let ack = self
                 .js

@@ -101,6 +101,19 @@ impl TableStore {
         &self.root
     }
 
+    /// The object store under the root and the root's path in it (for what adit keeps beside
+    /// the tables, like the pipelines' epoch records).
+    pub fn object_store(
+        &self,
+    ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
+        let (store, path) =
+            object_store::parse_url_opts(&self.root, &self.options).map_err(|e| Error::Root {
+                root: self.root.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok((Arc::from(store), path))
+    }
+
     /// The URL of table `name`.
     pub fn table_url(&self, name: &str) -> Url {
         self.root

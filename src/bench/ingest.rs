@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use adit_ingest::publish::Outgoing;
 use adit_ingest::{Publisher, ensure_streams};
 use adit_pipelines::PipelineContext;
-use adit_pipelines::landing::run_landing;
+use adit_pipelines::landing::Landing;
+use adit_pipelines::runner::run_instance;
 use adit_schemas::names::{STREAM_TELEMETRY, TABLE_ENERGY_READINGS};
 use adit_schemas::{AnyEvent, EnergyReading, EnergySource, ValidationPolicy};
 use adit_sinks::TableStore;
@@ -63,10 +64,12 @@ async fn raw_consume_rate(js: &jetstream::Context, n: usize) -> anyhow::Result<f
     Ok(rate)
 }
 
-/// The telemetry pipeline's committed position in `energy_readings`, following the log
-/// incrementally (a full reload per poll would take CPU from the pipeline being measured).
+/// The telemetry pipeline's committed stream position in `energy_readings`: the epoch in the
+/// table's log (followed incrementally; a full reload per poll would take CPU from the
+/// pipeline being measured), then that epoch's recorded position.
 async fn committed(
     store: &TableStore,
+    log: &adit_sinks::EpochLog,
     table: &mut Option<deltalake::DeltaTable>,
 ) -> anyhow::Result<u64> {
     if table.is_none() {
@@ -80,7 +83,12 @@ async fn committed(
         .snapshot()?
         .transaction_version(table.log_store().as_ref(), "telemetry")
         .await?;
-    Ok(v.unwrap_or(0).max(0) as u64)
+    let epoch = v.unwrap_or(0).max(0) as u64;
+    if epoch == 0 {
+        return Ok(0);
+    }
+    let record = log.get(epoch).await?.context("epoch record")?;
+    Ok(record.positions.get("telemetry").copied().unwrap_or(0))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -128,19 +136,18 @@ pub async fn ingest(
         store: store.clone(),
         config: config.pipelines.clone(),
         policy: ValidationPolicy::default(),
+        holder: adit_pipelines::runtime::holder_name(),
     };
-    let spec = adit_pipelines::runtime::landing_specs()
-        .into_iter()
-        .find(|s| s.name == "telemetry")
-        .context("telemetry pipeline")?;
+    adit_pipelines::runtime::ensure_lease_bucket(&js, ctx.config.lease_ttl, 1).await?;
+    let log = adit_sinks::EpochLog::open(&store, "telemetry")?;
     let stop = CancellationToken::new();
     let pipeline = {
         let (ctx, stop) = (ctx.clone(), stop.clone());
-        tokio::spawn(async move { run_landing(&ctx, &spec, stop).await })
+        tokio::spawn(async move { run_instance(&Landing::telemetry(), &ctx, None, &stop).await })
     };
     let started = Instant::now();
     let mut table = None;
-    while committed(&store, &mut table).await? < events as u64 {
+    while committed(&store, &log, &mut table).await? < events as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let e2e_rate = events as f64 / started.elapsed().as_secs_f64();

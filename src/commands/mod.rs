@@ -106,8 +106,10 @@ async fn simulate(
             "--rate must be a positive number of events per second"
         );
         let per_tick = Farm::new(sim.clone()).events_per_tick() as f64;
-        sim.interval = Duration::from_secs_f64(per_tick / rate);
+        sim.interval = Duration::try_from_secs_f64(per_tick / rate).unwrap_or(Duration::ZERO);
     }
+    sim.validate()
+        .map_err(|e| anyhow::anyhow!("simulate.{e} (from the flags)"))?;
     let farm = Farm::new(sim.clone());
     let per_s = farm.events_per_tick() as f64 / sim.interval.as_secs_f64();
     tracing::info!(

@@ -44,6 +44,36 @@ impl Default for GuardConfig {
     }
 }
 
+impl GuardConfig {
+    /// Checks every value; the message starts with the key (under `pool.server.limits.`).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.max_per_ip == 0 {
+            return Err("max_per_ip must be at least 1".into());
+        }
+        for (key, rate) in [
+            ("logins_per_s", self.logins_per_s),
+            ("submits_per_s", self.submits_per_s),
+        ] {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(format!("{key} must be a positive number, not {rate}"));
+            }
+        }
+        if self.ban_score < 1 {
+            return Err("ban_score must be at least 1".into());
+        }
+        if self.invalid_penalty < 0 {
+            return Err("invalid_penalty must not be negative".into());
+        }
+        if self.ban_for.is_zero() {
+            return Err("ban_for must be more than 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -59,6 +59,35 @@ impl Default for PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// Checks every value after all overrides; the message starts with the key (under
+    /// `pool.`), so no value a user can type panics or spins later.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "listen {:?} is not an address like 0.0.0.0:3333",
+                self.listen
+            ));
+        }
+        if self.tip_poll < Duration::from_millis(10) {
+            return Err(format!(
+                "tip_poll must be at least 10ms, not {:?}",
+                self.tip_poll
+            ));
+        }
+        if self.refresh < Duration::from_millis(100) {
+            return Err(format!(
+                "refresh must be at least 100ms, not {:?}",
+                self.refresh
+            ));
+        }
+        if self.sim_difficulty == 0 {
+            return Err("sim_difficulty must be at least 1".into());
+        }
+        self.server.validate().map_err(|e| format!("server.{e}"))
+    }
+}
+
 /// Fetches a template from `node` and turns it into work.
 pub async fn fetch_work(node: &Node, wallet: &str) -> Result<Arc<Work>> {
     let t = node.get_block_template(wallet, RESERVE_SIZE).await?;

@@ -30,14 +30,26 @@ pub struct App {
 }
 
 impl App {
-    /// Writes a config into `dir` and starts `adit run --roles <roles>`.
+    /// Writes a config into `dir` and starts `adit run --roles <roles>` with its tables under
+    /// `dir/tables`.
     pub fn start(nats_url: &str, dir: &Path, roles: &str, extra_toml: &str) -> Self {
+        Self::start_on(nats_url, dir, &dir.join("tables"), roles, extra_toml)
+    }
+
+    /// [`App::start`] with the tables under `tables` (several processes may share one root).
+    pub fn start_on(
+        nats_url: &str,
+        dir: &Path,
+        tables: &Path,
+        roles: &str,
+        extra_toml: &str,
+    ) -> Self {
         let port = free_port();
         let config = dir.join("adit.toml");
         std::fs::write(
             &config,
             format!(
-                "[pipelines]\nbatch_max_rows = 2000\nbatch_max_wait = \"200ms\"\n\
+                "[pipelines]\nbatch_max_rows = 2000\nbatch_max_wait = \"200ms\"\nlease_ttl = \"3s\"\n\
                  [pipelines.energy]\ntick = \"500ms\"\n\
                  [query]\nlisten = \"127.0.0.1:{port}\"\n\
                  tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}, \
@@ -51,7 +63,7 @@ impl App {
             "--nats-url".into(),
             nats_url.into(),
             "--tables".into(),
-            dir.join("tables").to_string_lossy().into_owned(),
+            tables.to_string_lossy().into_owned(),
             "--data-dir".into(),
             dir.join("data").to_string_lossy().into_owned(),
             "run".into(),
@@ -82,6 +94,11 @@ impl App {
             .spawn()
             .expect("spawn adit");
         self.child = Some(child);
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, no chance to clean up.

@@ -1,0 +1,172 @@
+//! The one shape every pipeline has: what it reads, what it writes, its state, and a step.
+//!
+//! A pipeline author writes a [`Pipeline`]: a [`PipelineSpec`] (inputs, output tables, timers,
+//! how often to snapshot state) and a deterministic `step(state, input) → output`. The runtime
+//! ([`crate::runner`]) owns everything else: leases, consumers, batching, decoding and
+//! dead-lettering, epoch records, commits with positions, publishing results after the commit,
+//! acks, metrics, shutdown and restarts. See ARCHITECTURE.md ("Writing a pipeline").
+//!
+//! **Determinism**: a step must compute the same output from the same (state, input). The
+//! runtime replays recorded epochs after a crash (same messages, same `now`, same ticks) and
+//! relies on it to fill a table that missed an epoch without doubling another.
+
+use std::future::Future;
+use std::time::Duration;
+
+use adit_ingest::DecodedBatch;
+use adit_schemas::EventKind;
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Result;
+use crate::timer::Timer;
+
+/// A stream the pipeline reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInput {
+    /// Name of the input; its position is recorded under it.
+    pub name: String,
+    /// The stream.
+    pub stream: String,
+    /// Subject filter; `{part}` stands for the partition key when the pipeline is partitioned,
+    /// and an empty filter reads the whole stream.
+    pub subject: String,
+    /// Event kinds expected; anything else is dead-lettered with its reason.
+    pub kinds: Vec<EventKind>,
+}
+
+impl StreamInput {
+    /// The subject filter of `partition` (`None`: unpartitioned, the whole filter with `{part}`
+    /// read as any token, or the whole stream when there is no `{part}`).
+    pub fn filter(&self, partition: Option<&str>) -> String {
+        match partition {
+            Some(key) => self.subject.replace("{part}", key),
+            None if self.subject.contains("{part}") => self.subject.replace("{part}", "*"),
+            None => self.subject.clone(),
+        }
+    }
+}
+
+/// A table the pipeline writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputTable {
+    /// Table name.
+    pub name: String,
+    /// Its Arrow schema.
+    pub schema: SchemaRef,
+    /// Partition columns.
+    pub partitions: Vec<String>,
+}
+
+/// What a pipeline declares.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// Name: the instance's Delta application id, lease key and consumer names derive from it.
+    pub name: String,
+    /// Streams read; each with its own position.
+    pub inputs: Vec<StreamInput>,
+    /// Tables written (at least one: the commits there own the positions).
+    pub outputs: Vec<OutputTable>,
+    /// Timers that call the step without input.
+    pub timers: Vec<Timer>,
+    /// How often the state is written into the epoch record (zero: every epoch). A pipeline
+    /// with large state snapshots less often; a restart then replays the epochs since.
+    pub snapshot_every: Duration,
+}
+
+/// What one step sees.
+#[derive(Debug)]
+pub struct StepInput {
+    /// Processing time of this step (recorded, so a replay sees the same).
+    pub now: DateTime<Utc>,
+    /// Names of the timers that fired.
+    pub ticks: Vec<String>,
+    /// One decoded batch per input, in the order of [`PipelineSpec::inputs`] (possibly empty).
+    pub inputs: Vec<DecodedBatch>,
+}
+
+/// A message to publish once the step's commit is done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultMessage {
+    /// Subject (under `results.>`).
+    pub subject: String,
+    /// Dedupe id, derived from the inputs so a replay publishes nothing new.
+    pub id: String,
+    /// JSON body.
+    pub payload: Vec<u8>,
+}
+
+impl ResultMessage {
+    /// A result row as JSON.
+    pub fn json<T: Serialize>(subject: String, id: String, row: &T) -> Result<Self> {
+        Ok(Self {
+            subject,
+            id,
+            payload: serde_json::to_vec(row).map_err(crate::Error::Encode)?,
+        })
+    }
+}
+
+/// What one step produced.
+#[derive(Debug, Default)]
+pub struct StepOutput {
+    /// Rows per output table name.
+    pub tables: Vec<(String, RecordBatch)>,
+    /// Messages to publish after the commit.
+    pub results: Vec<ResultMessage>,
+    /// Events that arrived after their window closed (counted, not used).
+    pub late: u64,
+}
+
+impl StepOutput {
+    /// Adds `batch` for `table`.
+    pub fn rows(&mut self, table: &str, batch: RecordBatch) {
+        self.tables.push((table.to_string(), batch));
+    }
+
+    /// Rows produced, over all tables.
+    pub fn row_count(&self) -> usize {
+        self.tables.iter().map(|(_, b)| b.num_rows()).sum()
+    }
+}
+
+/// A pipeline: its declaration and its step.
+pub trait Pipeline: Send + Sync + 'static {
+    /// What survives a restart (serialized into epoch records).
+    type State: Serialize + DeserializeOwned + Default + Send + Sync + 'static;
+
+    /// The declaration.
+    fn spec(&self) -> PipelineSpec;
+
+    /// One step: deterministic in (`state`, `input`).
+    fn step(
+        &self,
+        state: &mut Self::State,
+        input: StepInput,
+    ) -> impl Future<Output = Result<StepOutput>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_filters_substitute_the_key() {
+        let input = StreamInput {
+            name: "telemetry".into(),
+            stream: "TELEMETRY".into(),
+            subject: "telemetry.*.{part}.>".into(),
+            kinds: vec![],
+        };
+        assert_eq!(input.filter(Some("site-01")), "telemetry.*.site-01.>");
+        assert_eq!(input.filter(None), "telemetry.*.*.>");
+        let whole = StreamInput {
+            subject: String::new(),
+            ..input
+        };
+        assert_eq!(whole.filter(None), "");
+    }
+}

@@ -1,0 +1,52 @@
+//! The one list of pipelines. Adding a pipeline is adding it here; the runtime runs what this
+//! list holds and never names one.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::energy::Energy;
+use crate::error::Result;
+use crate::landing::Landing;
+use crate::pipeline::Pipeline;
+use crate::runner::run_instance;
+use crate::runtime::{PipelineContext, PipelinesConfig};
+
+/// A pipeline with its types erased, so different pipelines sit in one list.
+pub trait Runnable: Send + Sync {
+    /// The pipeline's name.
+    fn name(&self) -> String;
+    /// Runs one instance (see [`run_instance`]).
+    fn run<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        partition: Option<&'a str>,
+        shutdown: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+impl<P: Pipeline> Runnable for P {
+    fn name(&self) -> String {
+        self.spec().name
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        partition: Option<&'a str>,
+        shutdown: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(run_instance(self, ctx, partition, shutdown))
+    }
+}
+
+/// Every pipeline, configured.
+pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
+    vec![
+        Arc::new(Landing::telemetry()),
+        Arc::new(Landing::grid()),
+        Arc::new(Landing::shares()),
+        Arc::new(Energy::new(config.energy.clone())),
+    ]
+}

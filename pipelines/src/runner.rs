@@ -1,0 +1,735 @@
+//! Drives one pipeline instance (a pipeline, or one partition of it): lease, recovery, then
+//! epoch after epoch until shutdown or until the lease is lost.
+//!
+//! One epoch:
+//! 1. wait for input on any stream input (or a timer); take what is there;
+//! 2. decode and validate it, dead-lettering what is refused;
+//! 3. run the step;
+//! 4. write the epoch record (positions, `now`, ticks, the state when a snapshot is due);
+//! 5. check the lease, then commit each output table's rows with application transaction
+//!    `(instance, epoch)` — a table with nothing to add is skipped unless it trails by
+//!    [`MAX_QUIET_EPOCHS`];
+//! 6. publish the step's result messages (dedupe ids), then ack the inputs.
+//!
+//! **Recovery**: each table's committed epoch is read back; from the newest state snapshot at
+//! or below the lowest of them, the recorded epochs up to the highest are replayed with their
+//! recorded messages, `now` and ticks, committing only to the tables that lack them. Nothing is
+//! lost and nothing is written twice, and state always belongs to the positions it is
+//! resumed with.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use adit_ingest::{
+    Acker, BatchConsumer, ConsumerConfig, DecodedBatch, RawBatch, RawMessage, decode_batch,
+};
+use adit_schemas::names;
+use adit_sinks::{EpochLog, EpochRecord, ExactlyOnceTable};
+use arrow::array::RecordBatch;
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::lease::Lease;
+use crate::metrics;
+use crate::pipeline::{Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};
+use crate::runtime::PipelineContext;
+
+/// A table with nothing to add is still committed (empty, moving its epoch) once it trails the
+/// instance by this many epochs, so a restart never replays more than this for its sake.
+pub const MAX_QUIET_EPOCHS: u64 = 100;
+
+/// Old epoch records are pruned every this many epochs.
+const PRUNE_EVERY: u64 = 64;
+
+/// The instance name of `pipeline` for `partition`: its Delta application id, lease key and
+/// the stem of its consumer names.
+pub fn instance_name(pipeline: &str, partition: Option<&str>) -> String {
+    match partition {
+        Some(key) => format!("{pipeline}.{key}"),
+        None => pipeline.to_string(),
+    }
+}
+
+/// Runs `pipeline` (one `partition` of it) until `shutdown`: waits for its lease as a hot
+/// standby, recovers, and runs epochs. Returns an error the supervisor retries when the lease
+/// is lost, so the process goes back to standing by.
+pub async fn run_instance<P: Pipeline>(
+    pipeline: &P,
+    ctx: &PipelineContext,
+    partition: Option<&str>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let spec = pipeline.spec();
+    let instance = instance_name(&spec.name, partition);
+    let kv = ctx
+        .js
+        .get_key_value(names::KV_LEASES)
+        .await
+        .map_err(|e| Error::Lease {
+            key: instance.clone(),
+            source: Box::new(e),
+        })?;
+    let Some(lease) =
+        Lease::acquire(kv, &instance, &ctx.holder, ctx.config.lease_ttl, shutdown).await?
+    else {
+        return Ok(());
+    };
+    let stop = shutdown.child_token();
+    let watcher = {
+        let (lost, stop) = (lease.lost(), stop.clone());
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            stop.cancel();
+        })
+    };
+    let result = async {
+        let mut runner = Runner::open(pipeline, ctx, spec, &instance).await?;
+        runner.run(partition, &lease, &stop).await
+    }
+    .await;
+    watcher.abort();
+    if shutdown.is_cancelled() {
+        lease.release().await;
+        return result;
+    }
+    match result {
+        Ok(()) => Err(Error::LeaseLost { instance }),
+        Err(e) => Err(e),
+    }
+}
+
+/// One stream input being read.
+struct Reader {
+    /// Input name (its key in the positions).
+    name: String,
+    /// Stream, for dead letters and lag.
+    stream: String,
+    /// Messages received and not yet stepped.
+    pending: VecDeque<RawMessage>,
+    /// Received batches to acknowledge once committed past their last sequence.
+    ackers: VecDeque<(u64, Acker)>,
+}
+
+/// Every stream input of an instance, each filled by its own consumer task.
+struct Inputs {
+    /// One per [`PipelineSpec::inputs`].
+    readers: Vec<Reader>,
+    /// Batches from every consumer task, tagged with the reader's index.
+    rx: mpsc::Receiver<(usize, RawBatch)>,
+    /// The consumer tasks.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Inputs {
+    /// Starts a consumer for each input just after its position.
+    async fn start(
+        ctx: &PipelineContext,
+        spec: &PipelineSpec,
+        instance: &str,
+        partition: Option<&str>,
+        positions: &BTreeMap<String, u64>,
+    ) -> Result<Self> {
+        let (tx, rx) = mpsc::channel(spec.inputs.len().max(1));
+        let mut readers = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, input) in spec.inputs.iter().enumerate() {
+            let config = ConsumerConfig {
+                stream: input.stream.clone(),
+                durable: format!("adit-{}-{}", instance.replace('.', "_"), input.name),
+                filter_subject: input.filter(partition),
+                max_rows: ctx.config.batch_max_rows,
+                max_wait: ctx.config.batch_max_wait,
+            };
+            let after = positions.get(&input.name).copied().unwrap_or(0);
+            let mut consumer = BatchConsumer::start(ctx.js.clone(), config, after).await?;
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let batch = consumer.next_batch(Duration::from_secs(1)).await;
+                    if batch.is_empty() {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        continue;
+                    }
+                    if tx.send((i, batch)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+            readers.push(Reader {
+                name: input.name.clone(),
+                stream: input.stream.clone(),
+                pending: VecDeque::new(),
+                ackers: VecDeque::new(),
+            });
+        }
+        Ok(Self { readers, rx, tasks })
+    }
+
+    fn route(&mut self, (i, batch): (usize, RawBatch)) {
+        let hi = batch.hi;
+        let (messages, acker) = batch.into_parts();
+        let reader = &mut self.readers[i];
+        reader.pending.extend(messages);
+        reader.ackers.push_back((hi, acker));
+    }
+
+    /// Takes in whatever the consumers have ready, without waiting.
+    fn drain_ready(&mut self) {
+        while let Ok(item) = self.rx.try_recv() {
+            self.route(item);
+        }
+    }
+
+    /// Waits for the next batch of any input.
+    async fn wait_any(&mut self) -> Result<()> {
+        match self.rx.recv().await {
+            Some(item) => {
+                self.route(item);
+                self.drain_ready();
+                Ok(())
+            }
+            None => Err(self.died()),
+        }
+    }
+
+    fn died(&self) -> Error {
+        Error::InputEnded {
+            input: self.readers.iter().map(|r| r.name.clone()).collect(),
+        }
+    }
+
+    fn any_pending(&self) -> bool {
+        self.readers.iter().any(|r| !r.pending.is_empty())
+    }
+
+    /// Everything pending on input `i`.
+    fn take_all(&mut self, i: usize) -> Vec<RawMessage> {
+        self.readers[i].pending.drain(..).collect()
+    }
+
+    /// Exactly the messages of input `i` up to `target` (a replay of a recorded epoch). Waits
+    /// for them to arrive; messages the stream no longer holds (past its retention) are
+    /// skipped with a warning, since no one can have them.
+    async fn take_until(
+        &mut self,
+        js: &jetstream::Context,
+        i: usize,
+        target: u64,
+    ) -> Result<Vec<RawMessage>> {
+        let mut out = Vec::new();
+        loop {
+            while let Some(front) = self.readers[i].pending.front() {
+                if front.seq > target {
+                    return Ok(out);
+                }
+                let done = front.seq == target;
+                out.extend(self.readers[i].pending.pop_front());
+                if done {
+                    return Ok(out);
+                }
+            }
+            match tokio::time::timeout(Duration::from_secs(5), self.rx.recv()).await {
+                Ok(Some(item)) => self.route(item),
+                Ok(None) => return Err(self.died()),
+                Err(_) => {
+                    let reader = &self.readers[i];
+                    let first = first_sequence(js, &reader.stream).await?;
+                    if first > target {
+                        tracing::warn!(input = %reader.name, target, first, "replay: the stream no longer holds these messages");
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acknowledges input `i` up to `position`.
+    async fn ack(&mut self, i: usize, position: u64) {
+        let ackers = &mut self.readers[i].ackers;
+        while ackers.front().is_some_and(|(hi, _)| *hi <= position) {
+            if let Some((_, acker)) = ackers.pop_front() {
+                acker.ack().await;
+            }
+        }
+    }
+}
+
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn first_sequence(js: &jetstream::Context, stream: &str) -> Result<u64> {
+    let mut s = js.get_stream(stream).await.map_err(|e| Error::Stream {
+        stream: stream.to_string(),
+        source: Box::new(e),
+    })?;
+    let info = s.info().await.map_err(|e| Error::Stream {
+        stream: stream.to_string(),
+        source: Box::new(e),
+    })?;
+    Ok(info.state.first_sequence)
+}
+
+/// Where a recovery starts: a state, its positions and epoch, and the epochs to replay.
+struct Resume<S> {
+    /// State after `epoch`.
+    state: S,
+    /// Input positions after `epoch`.
+    positions: BTreeMap<String, u64>,
+    /// The epoch the state belongs to.
+    epoch: u64,
+    /// Recorded epochs after it, up to the newest any table has.
+    replay: Vec<EpochRecord>,
+}
+
+/// A running instance.
+struct Runner<'a, P: Pipeline> {
+    /// The pipeline.
+    pipeline: &'a P,
+    /// Bus, tables and settings.
+    ctx: &'a PipelineContext,
+    /// Its declaration.
+    spec: PipelineSpec,
+    /// Instance name.
+    instance: String,
+    /// Output tables, in the order of the spec.
+    tables: Vec<ExactlyOnceTable>,
+    /// Epoch records.
+    log: EpochLog,
+    /// Current state.
+    state: P::State,
+    /// Last epoch stepped.
+    epoch: u64,
+    /// Input positions after `epoch`.
+    positions: BTreeMap<String, u64>,
+    /// Epochs whose record holds a state snapshot.
+    snapshots: BTreeSet<u64>,
+    /// Processing time of the last snapshot.
+    last_snapshot: Option<DateTime<Utc>>,
+}
+
+impl<'a, P: Pipeline> Runner<'a, P> {
+    async fn open(
+        pipeline: &'a P,
+        ctx: &'a PipelineContext,
+        spec: PipelineSpec,
+        instance: &str,
+    ) -> Result<Self> {
+        if spec.outputs.is_empty() {
+            return Err(Error::Spec {
+                pipeline: spec.name.clone(),
+                reason: "declares no output table; its commits are what own its positions".into(),
+            });
+        }
+        let mut tables = Vec::new();
+        for out in &spec.outputs {
+            let partitions: Vec<&str> = out.partitions.iter().map(String::as_str).collect();
+            tables.push(
+                ExactlyOnceTable::open(
+                    &ctx.store,
+                    &out.name,
+                    &out.schema,
+                    &partitions,
+                    instance,
+                    ctx.config.maintenance.clone(),
+                )
+                .await?,
+            );
+        }
+        Ok(Self {
+            pipeline,
+            ctx,
+            log: EpochLog::open(&ctx.store, instance)?,
+            instance: instance.to_string(),
+            positions: spec.inputs.iter().map(|i| (i.name.clone(), 0)).collect(),
+            spec,
+            tables,
+            state: P::State::default(),
+            epoch: 0,
+            snapshots: BTreeSet::new(),
+            last_snapshot: None,
+        })
+    }
+
+    /// Decides where to resume from the tables' epochs and the epoch records.
+    async fn resume_point(&self) -> Result<Resume<P::State>> {
+        let committed: Vec<u64> = self
+            .tables
+            .iter()
+            .map(ExactlyOnceTable::committed)
+            .collect();
+        let (lowest, highest) = (
+            committed.iter().copied().min().unwrap_or(0),
+            committed.iter().copied().max().unwrap_or(0),
+        );
+        let fresh = || Resume {
+            state: P::State::default(),
+            positions: self.positions.clone(),
+            epoch: 0,
+            replay: Vec::new(),
+        };
+        if highest == 0 {
+            return Ok(fresh());
+        }
+        let epochs = self.log.epochs().await?;
+        let mut start = None;
+        for e in epochs.iter().rev().filter(|e| **e <= lowest) {
+            let record = self.record(*e).await?;
+            if record.state.is_some() {
+                start = Some(record);
+                break;
+            }
+        }
+        let mut resume = match start {
+            Some(record) => Resume {
+                state: serde_json::from_value(record.state.clone().unwrap_or_default()).map_err(
+                    |e| Error::State {
+                        instance: self.instance.clone(),
+                        source: e,
+                    },
+                )?,
+                positions: record.positions,
+                epoch: record.epoch,
+                replay: Vec::new(),
+            },
+            None if epochs.first() == Some(&1) => fresh(),
+            None => return Err(self.missing_records(lowest)),
+        };
+        for e in resume.epoch + 1..=highest {
+            resume.replay.push(self.record(e).await?);
+        }
+        Ok(resume)
+    }
+
+    async fn record(&self, epoch: u64) -> Result<EpochRecord> {
+        self.log
+            .get(epoch)
+            .await?
+            .ok_or_else(|| self.missing_records(epoch))
+    }
+
+    fn missing_records(&self, epoch: u64) -> Error {
+        Error::Recovery {
+            instance: self.instance.clone(),
+            reason: format!(
+                "its tables are at epoch {epoch} but the epoch records under _adit/pipelines/{} \
+                 that lead there are missing (tables written by an older adit, or records deleted); \
+                 move the pipeline's tables aside to rebuild them from the streams",
+                self.instance
+            ),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        partition: Option<&str>,
+        lease: &Lease,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let resume = self.resume_point().await?;
+        tracing::info!(
+            pipeline = %self.instance,
+            epoch = resume.epoch,
+            replay = resume.replay.len(),
+            positions = ?resume.positions,
+            "pipeline starting"
+        );
+        self.state = resume.state;
+        self.epoch = resume.epoch;
+        self.positions = resume.positions;
+        if resume.replay.is_empty() || self.epoch > 0 {
+            self.snapshots.insert(self.epoch);
+        }
+        let mut inputs = Inputs::start(
+            self.ctx,
+            &self.spec,
+            &self.instance,
+            partition,
+            &self.positions,
+        )
+        .await?;
+        for record in resume.replay {
+            let mut raw = Vec::new();
+            for (i, input) in self.spec.inputs.iter().enumerate() {
+                let target = record.positions.get(&input.name).copied().unwrap_or(0);
+                let before = self.positions.get(&input.name).copied().unwrap_or(0);
+                raw.push(if target > before {
+                    inputs.take_until(&self.ctx.js, i, target).await?
+                } else {
+                    Vec::new()
+                });
+            }
+            let now = DateTime::from_timestamp_micros(record.now_us).unwrap_or_default();
+            self.epoch_step(
+                &mut inputs,
+                raw,
+                now,
+                record.ticks.clone(),
+                Some(&record),
+                lease,
+                stop,
+            )
+            .await?;
+        }
+        let timers = self.spec.timers.clone();
+        let mut next: Vec<DateTime<Utc>> =
+            timers.iter().map(|t| t.next_after(Utc::now())).collect();
+        loop {
+            let wake = next
+                .iter()
+                .min()
+                .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            if !inputs.any_pending() {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    got = inputs.wait_any() => got?,
+                    _ = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600))) => {}
+                }
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let now = Utc::now();
+            let mut ticks = Vec::new();
+            for (timer, due) in timers.iter().zip(next.iter_mut()) {
+                if *due <= now {
+                    ticks.push(timer.name().to_string());
+                    *due = timer.next_after(now);
+                }
+            }
+            let raw: Vec<Vec<RawMessage>> = (0..self.spec.inputs.len())
+                .map(|i| inputs.take_all(i))
+                .collect();
+            if ticks.is_empty() && raw.iter().all(Vec::is_empty) {
+                continue;
+            }
+            self.epoch_step(&mut inputs, raw, now, ticks, None, lease, stop)
+                .await?;
+        }
+    }
+
+    /// Decodes `raw` (per input), dead-letters what is refused, and returns the decoded
+    /// batches; moves the positions.
+    async fn decode(
+        &mut self,
+        raw: Vec<Vec<RawMessage>>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<DecodedBatch>, usize, usize)> {
+        let mut decoded = Vec::with_capacity(raw.len());
+        let (mut messages, mut rejected) = (0, 0);
+        for (input, msgs) in self.spec.inputs.iter().zip(raw) {
+            if let Some(last) = msgs.last() {
+                self.positions.insert(input.name.clone(), last.seq);
+            }
+            messages += msgs.len();
+            let batch = decode_batch(
+                &RawBatch::from_messages(msgs),
+                &input.kinds,
+                &self.ctx.policy,
+                now,
+            );
+            batch
+                .dead_letter(&self.ctx.publisher, &input.stream)
+                .await?;
+            rejected += batch.rejected.len();
+            decoded.push(batch);
+        }
+        Ok((decoded, messages, rejected))
+    }
+
+    /// One epoch: step, record (unless replaying `recorded`), commit, publish, ack.
+    #[allow(clippy::too_many_arguments)]
+    async fn epoch_step(
+        &mut self,
+        inputs: &mut Inputs,
+        raw: Vec<Vec<RawMessage>>,
+        now: DateTime<Utc>,
+        ticks: Vec<String>,
+        recorded: Option<&EpochRecord>,
+        lease: &Lease,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let epoch = self.epoch + 1;
+        let (decoded, messages, rejected) = self.decode(raw, now).await?;
+        let output = self
+            .pipeline
+            .step(
+                &mut self.state,
+                StepInput {
+                    now,
+                    ticks: ticks.clone(),
+                    inputs: decoded,
+                },
+            )
+            .await?;
+        match recorded {
+            Some(record) => {
+                if record.state.is_some() {
+                    self.snapshots.insert(epoch);
+                }
+            }
+            None => self.write_record(epoch, now, ticks).await?,
+        }
+        if !lease.is_valid() {
+            return Err(Error::LeaseLost {
+                instance: self.instance.clone(),
+            });
+        }
+        let rows = output.row_count();
+        let StepOutput {
+            tables,
+            results,
+            late,
+        } = output;
+        self.commit(epoch, tables).await?;
+        self.epoch = epoch;
+        publish(self.ctx, &results, stop).await;
+        for (i, input) in self.spec.inputs.iter().enumerate() {
+            let position = self.positions.get(&input.name).copied().unwrap_or(0);
+            inputs.ack(i, position).await;
+        }
+        metrics::epoch_committed(
+            &self.instance,
+            messages,
+            rows,
+            rejected,
+            late,
+            started.elapsed(),
+            epoch,
+        );
+        if epoch % 20 == 0 {
+            self.report_lag().await;
+        }
+        if epoch % PRUNE_EVERY == 0 {
+            self.prune().await?;
+        }
+        for table in &mut self.tables {
+            table.maintain_if_due().await?;
+        }
+        tracing::debug!(pipeline = %self.instance, epoch, messages, rows, rejected, ms = started.elapsed().as_millis() as u64, "epoch committed");
+        Ok(())
+    }
+
+    async fn write_record(
+        &mut self,
+        epoch: u64,
+        now: DateTime<Utc>,
+        ticks: Vec<String>,
+    ) -> Result<()> {
+        let due = self.last_snapshot.is_none_or(|last| {
+            (now - last).to_std().unwrap_or(Duration::ZERO) >= self.spec.snapshot_every
+        });
+        let state = if due {
+            Some(serde_json::to_value(&self.state).map_err(|e| Error::State {
+                instance: self.instance.clone(),
+                source: e,
+            })?)
+        } else {
+            None
+        };
+        self.log
+            .put(&EpochRecord {
+                epoch,
+                positions: self.positions.clone(),
+                now_us: now.timestamp_micros(),
+                ticks,
+                state,
+            })
+            .await?;
+        if due {
+            self.snapshots.insert(epoch);
+            self.last_snapshot = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Commits each table's rows with the epoch.
+    async fn commit(&mut self, epoch: u64, rows: Vec<(String, RecordBatch)>) -> Result<()> {
+        let mut by_table: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for (table, batch) in rows {
+            if !self.spec.outputs.iter().any(|o| o.name == table) {
+                return Err(Error::Spec {
+                    pipeline: self.spec.name.clone(),
+                    reason: format!("its step wrote to {table}, which it does not declare"),
+                });
+            }
+            by_table.entry(table).or_default().push(batch);
+        }
+        for table in &mut self.tables {
+            let batches = by_table.remove(table.name()).unwrap_or_default();
+            let has_rows = batches.iter().any(|b| b.num_rows() > 0);
+            if has_rows || epoch.saturating_sub(table.committed()) >= MAX_QUIET_EPOCHS {
+                table.commit(batches, epoch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes epoch records no recovery can need: those below the newest snapshot at or
+    /// below every table's epoch.
+    async fn prune(&mut self) -> Result<()> {
+        let lowest = self
+            .tables
+            .iter()
+            .map(ExactlyOnceTable::committed)
+            .min()
+            .unwrap_or(0);
+        let Some(keep) = self.snapshots.range(..=lowest).next_back().copied() else {
+            return Ok(());
+        };
+        if keep > 0 {
+            self.log.delete_below(keep).await?;
+        }
+        self.snapshots = self.snapshots.split_off(&keep);
+        Ok(())
+    }
+
+    async fn report_lag(&self) {
+        for input in &self.spec.inputs {
+            if let Ok(mut stream) = self.ctx.js.get_stream(&input.stream).await
+                && let Ok(info) = stream.info().await
+            {
+                let position = self.positions.get(&input.name).copied().unwrap_or(0);
+                metrics::lag(
+                    &self.instance,
+                    &input.name,
+                    info.state.last_sequence.saturating_sub(position),
+                );
+            }
+        }
+    }
+}
+
+/// Publishes result messages until stored (their ids make retries safe). The tables are the
+/// record: a shutdown in the middle leaves them in the tables only, and says so.
+async fn publish(ctx: &PipelineContext, results: &[ResultMessage], stop: &CancellationToken) {
+    if results.is_empty() {
+        return;
+    }
+    let rows: Vec<(String, String, Vec<u8>)> = results
+        .iter()
+        .map(|r| (r.subject.clone(), r.id.clone(), r.payload.clone()))
+        .collect();
+    let publisher = adit_sinks::ResultPublisher::new(ctx.js.clone());
+    while let Err(e) = publisher.publish_raw(&rows).await {
+        tracing::warn!(error = %e, "cannot publish results; retrying");
+        tokio::select! {
+            _ = stop.cancelled() => {
+                tracing::warn!(count = rows.len(), "stopping with results committed but not published");
+                return;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
