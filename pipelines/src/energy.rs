@@ -386,7 +386,8 @@ impl Pipeline for Energy {
             inputs: vec![StreamInput {
                 name: "energy".into(),
                 stream: names::STREAM_TELEMETRY.into(),
-                subject: "telemetry.energy.{part}.*".into(),
+                subject: "telemetry.energy.>".into(),
+                partitioned: Some("telemetry.energy.{part}.*".into()),
                 kinds: vec![EventKind::Energy],
             }],
             outputs: vec![

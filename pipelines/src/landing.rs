@@ -67,7 +67,8 @@ impl Pipeline for Landing {
             inputs: vec![StreamInput {
                 name: self.name.clone(),
                 stream: self.stream.clone(),
-                subject: self.subject.clone(),
+                subject: String::new(),
+                partitioned: Some(self.subject.clone()),
                 kinds: self.kinds.clone(),
             }],
             outputs: self

@@ -31,21 +31,23 @@ pub struct StreamInput {
     pub name: String,
     /// The stream.
     pub stream: String,
-    /// Subject filter; `{part}` stands for the partition key when the pipeline is partitioned,
-    /// and an empty filter reads the whole stream.
+    /// Subject filter when unpartitioned; empty reads the whole stream (so a landing pipeline
+    /// dead-letters what no one else would read).
     pub subject: String,
+    /// Subject filter of one partition, `{part}` standing for its key (a site or pool); `None`
+    /// when the input cannot be partitioned.
+    pub partitioned: Option<String>,
     /// Event kinds expected; anything else is dead-lettered with its reason.
     pub kinds: Vec<EventKind>,
 }
 
 impl StreamInput {
-    /// The subject filter of `partition` (`None`: unpartitioned, the whole filter with `{part}`
-    /// read as any token, or the whole stream when there is no `{part}`).
-    pub fn filter(&self, partition: Option<&str>) -> String {
+    /// The subject filter of `partition` (`None`: unpartitioned); `None` when this input
+    /// cannot be partitioned.
+    pub fn filter(&self, partition: Option<&str>) -> Option<String> {
         match partition {
-            Some(key) => self.subject.replace("{part}", key),
-            None if self.subject.contains("{part}") => self.subject.replace("{part}", "*"),
-            None => self.subject.clone(),
+            Some(key) => self.partitioned.as_ref().map(|t| t.replace("{part}", key)),
+            None => Some(self.subject.clone()),
         }
     }
 }
@@ -158,15 +160,19 @@ mod tests {
         let input = StreamInput {
             name: "telemetry".into(),
             stream: "TELEMETRY".into(),
-            subject: "telemetry.*.{part}.>".into(),
+            subject: String::new(),
+            partitioned: Some("telemetry.*.{part}.>".into()),
             kinds: vec![],
         };
-        assert_eq!(input.filter(Some("site-01")), "telemetry.*.site-01.>");
-        assert_eq!(input.filter(None), "telemetry.*.*.>");
-        let whole = StreamInput {
-            subject: String::new(),
+        assert_eq!(
+            input.filter(Some("site-01")).as_deref(),
+            Some("telemetry.*.site-01.>")
+        );
+        assert_eq!(input.filter(None).as_deref(), Some(""), "the whole stream");
+        let fixed = StreamInput {
+            partitioned: None,
             ..input
         };
-        assert_eq!(whole.filter(None), "");
+        assert_eq!(fixed.filter(Some("site-01")), None);
     }
 }

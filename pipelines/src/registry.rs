@@ -17,6 +17,8 @@ use crate::runtime::{PipelineContext, PipelinesConfig};
 pub trait Runnable: Send + Sync {
     /// The pipeline's name.
     fn name(&self) -> String;
+    /// Its declaration.
+    fn spec(&self) -> crate::pipeline::PipelineSpec;
     /// Runs one instance (see [`run_instance`]).
     fn run<'a>(
         &'a self,
@@ -28,7 +30,11 @@ pub trait Runnable: Send + Sync {
 
 impl<P: Pipeline> Runnable for P {
     fn name(&self) -> String {
-        self.spec().name
+        Pipeline::spec(self).name
+    }
+
+    fn spec(&self) -> crate::pipeline::PipelineSpec {
+        Pipeline::spec(self)
     }
 
     fn run<'a>(

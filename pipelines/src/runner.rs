@@ -140,7 +140,10 @@ impl Inputs {
             let config = ConsumerConfig {
                 stream: input.stream.clone(),
                 durable: format!("adit-{}-{}", instance.replace('.', "_"), input.name),
-                filter_subject: input.filter(partition),
+                filter_subject: input.filter(partition).ok_or_else(|| Error::Spec {
+                    pipeline: spec.name.clone(),
+                    reason: format!("input {} cannot be partitioned", input.name),
+                })?,
                 max_rows: ctx.config.batch_max_rows,
                 max_wait: ctx.config.batch_max_wait,
             };

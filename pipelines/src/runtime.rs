@@ -82,13 +82,28 @@ impl PipelinesConfig {
         if self.lease_ttl < Duration::from_secs(1) {
             return Err(invalid("pipelines.lease_ttl", "must be at least 1s"));
         }
-        let known: Vec<String> = registry::all(self).iter().map(|p| p.name()).collect();
+        let pipelines = registry::all(self);
+        let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
         for (pipeline, keys) in &self.partitions {
             let key = format!("pipelines.partitions.{pipeline}");
             if !known.contains(pipeline) {
                 return Err(invalid(
                     &key,
                     format!("no such pipeline (pipelines: {})", known.join(", ")),
+                ));
+            }
+            let spec = pipelines
+                .iter()
+                .find(|p| &p.name() == pipeline)
+                .map(|p| p.spec());
+            if let Some(input) = spec
+                .iter()
+                .flat_map(|s| s.inputs.iter())
+                .find(|i| i.partitioned.is_none())
+            {
+                return Err(invalid(
+                    &key,
+                    format!("its input {} cannot be partitioned", input.name),
                 ));
             }
             if keys.is_empty() {
