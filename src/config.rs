@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use adit_ingest::StreamSettings;
 use adit_ingest::simulate::SimConfig;
@@ -108,13 +108,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses a TOML file.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
-    }
-
     /// Checks every value that parses but cannot work, naming the key. Call after every
     /// override.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -217,6 +210,7 @@ fn set_path(tree: &mut toml::Table, path: &[String], raw: &str) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn the_readme_example_config_is_valid() {

@@ -450,9 +450,8 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         self.state = resume.state;
         self.epoch = resume.epoch;
         self.positions = resume.positions;
-        if resume.replay.is_empty() || self.epoch > 0 {
-            self.snapshots.insert(self.epoch);
-        }
+        // The state resumed from is a snapshot (epoch 0: the default state).
+        self.snapshots.insert(self.epoch);
         let mut inputs = Inputs::start(
             self.ctx,
             &self.spec,
