@@ -135,6 +135,11 @@ impl Config {
         if self.query.limits.timeout.is_zero() {
             bail!("query.limits.timeout must be more than 0");
         }
+        if self.query.snapshot_refresh > std::time::Duration::from_secs(3600) {
+            bail!(
+                "query.snapshot_refresh must be at most 1h (it is how stale a table may be when a query starts)"
+            );
+        }
         self.simulate
             .validate()
             .map_err(|e| anyhow::anyhow!("simulate.{e}"))?;
@@ -352,6 +357,10 @@ mod tests {
             ),
             ("[query.limits]\ntimeout = \"0s\"\n", "query.limits.timeout"),
             ("[query.limits]\nmax_rows = 0\n", "query.limits.max_rows"),
+            (
+                "[query]\nsnapshot_refresh = \"2h\"\n",
+                "query.snapshot_refresh",
+            ),
         ];
         for (toml_text, key) in cases {
             let config: Config =

@@ -8,7 +8,7 @@ use adit_ingest::http::IngestState;
 use adit_ingest::simulate::{Farm, SimConfig};
 use adit_ingest::{Publisher, ensure_buckets, ensure_streams};
 use adit_pipelines::PipelineContext;
-use adit_query::{AppState, SqlEngine};
+use adit_query::{AppState, Catalog, SqlEngine};
 use adit_schemas::ValidationPolicy;
 use adit_sinks::TableStore;
 use anyhow::Context;
@@ -133,7 +133,10 @@ pub async fn run_roles(
             .with_context(|| format!("query.listen: binding {}", config.query.listen))?;
         tracing::info!(listen = %config.query.listen, "HTTP API listening");
         let state = AppState {
-            engine: Arc::new(SqlEngine::new(store.clone(), config.query.limits.clone())),
+            engine: Arc::new(SqlEngine::new(
+                Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
+                config.query.limits.clone(),
+            )),
             metrics,
             nats: Some(services.client.clone()),
         };

@@ -151,11 +151,11 @@ impl BatchConsumer {
         self.last_seq
     }
 
-    fn error(&self, message: impl ToString) -> Error {
+    fn error(&self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::Consumer {
             stream: self.config.stream.clone(),
             consumer: self.config.durable.clone(),
-            message: message.to_string(),
+            source: Box::new(source),
         }
     }
 

@@ -1,31 +1,37 @@
 //! Errors of the ingest crate.
 
+/// Any error from the NATS client, kept whole so its cause chain survives.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What can go wrong talking to JetStream.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Could not connect to the NATS server.
-    #[error("connecting to NATS at {url}: {message}")]
+    #[error("connecting to NATS at {url}: {source}")]
     Connect {
         /// The server URL.
         url: String,
         /// What the client said.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// A stream or bucket could not be created or updated.
-    #[error("setting up {name}: {message}")]
+    #[error("setting up {name}: {source}")]
     Setup {
         /// The stream or bucket.
         name: String,
         /// What the server said.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// A publish failed after its retries.
-    #[error("publishing to {subject}: {message}")]
+    #[error("publishing to {subject}: {source}")]
     Publish {
         /// The subject.
         subject: String,
-        /// What the server said.
-        message: String,
+        /// What the server said on the last attempt.
+        #[source]
+        source: BoxError,
     },
     /// The stream does not exist: adit's streams are created by `adit run`/`adit pipelines` at
     /// start (`ensure_streams`), so the bus is not the one this process set up.
@@ -37,14 +43,15 @@ pub enum Error {
         stream: String,
     },
     /// A consumer could not be created or read.
-    #[error("consumer {consumer} on {stream}: {message}")]
+    #[error("consumer {consumer} on {stream}: {source}")]
     Consumer {
         /// The stream.
         stream: String,
         /// The durable consumer name.
         consumer: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
 }
 

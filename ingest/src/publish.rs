@@ -10,10 +10,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 
-use crate::error::{Error, Result};
+use backon::{ExponentialBuilder, Retryable};
 
-/// How many times a publish is retried before it is reported as failed (~2 minutes).
-const MAX_ATTEMPTS: u32 = 60;
+use crate::error::{BoxError, Error, Result};
+
+/// How many times a publish is retried before it is reported as failed.
+const MAX_ATTEMPTS: usize = 60;
 /// Publishes in flight at once when publishing many.
 const WINDOW: usize = 512;
 
@@ -78,34 +80,29 @@ impl Publisher {
 
     /// Publishes one message, retrying until stored; returns its stream sequence.
     pub async fn publish_one(&self, msg: &Outgoing) -> Result<u64> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match self.send(msg).await {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(ack) => return Ok(ack.sequence),
-                Err(message) if attempt >= MAX_ATTEMPTS => {
-                    return Err(Error::Publish {
-                        subject: msg.subject.clone(),
-                        message,
-                    });
-                }
-                Err(message) => {
-                    tracing::debug!(subject = %msg.subject, attempt, error = %message, "publish retry");
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-            }
-        }
+        let attempt = || async {
+            let ack = self.send(msg).await?;
+            ack.await.map_err(BoxError::from)
+        };
+        attempt
+            .retry(retry_policy())
+            .sleep(tokio::time::sleep)
+            .notify(|e, after| {
+                tracing::debug!(subject = %msg.subject, error = %e, ?after, "publish retry");
+            })
+            .await
+            .map(|ack| ack.sequence)
+            .map_err(|source| Error::Publish {
+                subject: msg.subject.clone(),
+                source,
+            })
     }
 
-    async fn send(&self, msg: &Outgoing) -> Result<PublishAckFuture, String> {
-        self.js
+    async fn send(&self, msg: &Outgoing) -> Result<PublishAckFuture, BoxError> {
+        Ok(self
+            .js
             .send_publish(msg.subject.clone(), msg.build())
-            .await
-            .map_err(|e| e.to_string())
+            .await?)
     }
 
     /// Publishes many messages with up to 512 in flight, retrying any that fail;
@@ -141,6 +138,12 @@ impl Publisher {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100 * u64::from(attempt)).min(2000))
+/// How a failed publish is retried: 100 ms doubling to 2 s, with jitter, 60 times (about two
+/// minutes, long enough to ride out a NATS restart).
+fn retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .with_max_times(MAX_ATTEMPTS)
 }

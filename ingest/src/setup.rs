@@ -45,7 +45,7 @@ pub async fn connect(url: &str) -> Result<async_nats::Client> {
         .await
         .map_err(|e| Error::Connect {
             url: url.to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         })
 }
 
@@ -67,7 +67,7 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
             .await
             .map_err(|e| Error::Setup {
                 name: name.to_string(),
-                message: e.to_string(),
+                source: Box::new(e),
             })?;
     }
     Ok(())
@@ -114,11 +114,11 @@ pub async fn ensure_bucket(
         .await
         .map_err(|e| Error::Setup {
             name: bucket.to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
     js.get_key_value(bucket).await.map_err(|e| Error::Setup {
         name: bucket.to_string(),
-        message: e.to_string(),
+        source: Box::new(e),
     })?;
     Ok(())
 }

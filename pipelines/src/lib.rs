@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod runner;
 pub mod runtime;
+pub mod split;
 pub mod timer;
 pub mod watermark;
 

@@ -1,6 +1,7 @@
 //! The query API's errors and their one mapping to HTTP status and body.
 
 use adit_schemas::api::ErrorBody;
+use adit_sql::SqlError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -22,32 +23,9 @@ pub enum QueryError {
     /// The request itself is malformed (no SQL, unknown format…).
     #[error("{0}")]
     BadRequest(String),
-    /// The statement would change something or read outside the tables.
-    #[error("read-only API: {0}")]
-    ReadOnly(String),
-    /// The SQL does not parse or plan (syntax, unknown table or column…).
-    #[error("{0}")]
-    InvalidSql(String),
-    /// The query ran longer than its time limit.
-    #[error("query exceeded the time limit of {limit_ms} ms")]
-    Timeout {
-        /// The limit.
-        limit_ms: u64,
-    },
-    /// The query needed more memory than its limit.
-    #[error("query exceeded the memory limit of {limit_bytes} bytes: {detail}")]
-    MemoryLimit {
-        /// The limit.
-        limit_bytes: usize,
-        /// DataFusion's account.
-        detail: String,
-    },
-    /// The result has more rows than the row limit.
-    #[error("result exceeds the row limit of {limit} rows; add a LIMIT or aggregate")]
-    RowLimit {
-        /// The limit.
-        limit: usize,
-    },
+    /// The statement was refused or stopped, or the tables could not be read.
+    #[error(transparent)]
+    Sql(#[from] adit_sql::SqlError),
     /// Something on our side failed (table storage, encoding).
     #[error("internal error: {0}")]
     Internal(String),
@@ -63,12 +41,23 @@ impl QueryError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
-            Self::InvalidSql(_) => (StatusCode::BAD_REQUEST, "invalid_sql"),
-            Self::Timeout { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "query_timeout"),
-            Self::MemoryLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
-            Self::RowLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "row_limit"),
+            Self::Sql(e) => sql_status(e),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// Status and stable code for a statement's failure.
+fn sql_status(e: &SqlError) -> (StatusCode, &'static str) {
+    match e {
+        SqlError::Empty => (StatusCode::BAD_REQUEST, "bad_request"),
+        SqlError::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
+        SqlError::InvalidSql(_) => (StatusCode::BAD_REQUEST, "invalid_sql"),
+        SqlError::Timeout { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "query_timeout"),
+        SqlError::MemoryLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
+        SqlError::RowLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "row_limit"),
+        SqlError::Storage(_) | SqlError::Listing { .. } | SqlError::Engine(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
     }
 }

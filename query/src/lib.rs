@@ -10,9 +10,8 @@ pub mod auth;
 pub mod error;
 pub mod format;
 pub mod server;
-pub mod sql;
 
+pub use adit_sql::{Catalog, SqlEngine, SqlLimits};
 pub use auth::{Role, TokenConfig};
 pub use error::{QueryError, Result};
 pub use server::{AppState, QueryConfig, router, serve};
-pub use sql::{SqlEngine, SqlLimits};

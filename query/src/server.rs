@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Guard, Role, TokenConfig, Tokens, require};
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
-use crate::sql::{SqlEngine, SqlLimits, TABLES};
+use adit_sql::{SqlEngine, SqlLimits};
 
 /// Query server settings; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -28,6 +28,10 @@ pub struct QueryConfig {
     pub listen: String,
     /// Per-query limits.
     pub limits: SqlLimits,
+    /// How stale a table's snapshot may be when a query starts; each table's log is checked
+    /// for new commits at most this often (zero: before every query).
+    #[serde(with = "humantime_serde")]
+    pub snapshot_refresh: std::time::Duration,
     /// Bearer tokens; none configured means auth is off.
     pub tokens: Vec<TokenConfig>,
 }
@@ -37,6 +41,7 @@ impl Default for QueryConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             limits: SqlLimits::default(),
+            snapshot_refresh: std::time::Duration::from_millis(250),
             tokens: Vec::new(),
         }
     }
@@ -132,9 +137,6 @@ async fn list_tables(State(state): State<AppState>) -> Result<Json<serde_json::V
         .query("SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position")
         .await?;
     let mut out = serde_json::Map::new();
-    for name in TABLES {
-        out.insert((*name).into(), serde_json::json!([]));
-    }
     for batch in &result.batches {
         let column = |i: usize| {
             arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
@@ -286,7 +288,10 @@ mod tests {
     fn app(dir: &std::path::Path) -> Router {
         let store = adit_sinks::TableStore::new(dir.to_str().unwrap(), Default::default()).unwrap();
         let state = AppState {
-            engine: Arc::new(SqlEngine::new(store, SqlLimits::default())),
+            engine: Arc::new(SqlEngine::new(
+                Arc::new(adit_sql::Catalog::new(store, std::time::Duration::ZERO)),
+                SqlLimits::default(),
+            )),
             metrics: None,
             nats: None,
         };

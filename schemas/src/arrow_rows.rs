@@ -32,8 +32,10 @@ pub fn to_batch<T: Serialize>(
     rows: &[T],
 ) -> Result<RecordBatch> {
     let arrow = |source| Error::Arrow { kind, source };
+    // Strict: a serde field the schema lacks is an error, never a silently dropped column.
     let mut decoder = ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.len().max(1))
+        .with_strict_mode(true)
         .build_decoder()
         .map_err(arrow)?;
     decoder.serialize(rows).map_err(arrow)?;

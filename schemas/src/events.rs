@@ -555,243 +555,157 @@ impl Event for GridSignal {
     }
 }
 
-/// The kinds of event, one per record type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
+/// Declares every event kind once: its variant, record type, name, subject prefix, stream and
+/// table; [`EventKind`], [`AnyEvent`] and all their per-kind dispatch are generated from it.
+macro_rules! event_kinds {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident($ty:ident) = $name:literal,
+        subject $p1:literal . $p2:literal, stream $stream:ident, table $table:ident;
+    )+) => {
+        /// The kinds of event, one per record type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum EventKind {
+            $( $(#[$doc])* $kind, )+
+        }
+
+        /// Any one event, after decoding.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum AnyEvent {
+            $( $(#[$doc])* $kind($ty), )+
+        }
+
+        impl EventKind {
+            /// Every kind.
+            pub const ALL: &[EventKind] = &[$(Self::$kind),+];
+
+            /// The kind's name, as used in URLs (`/ingest/energy`).
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$kind => $name,)+ }
+            }
+
+            /// The kind a subject carries, from its first two tokens.
+            pub fn from_subject(subject: &str) -> Option<Self> {
+                let mut tokens = subject.split('.');
+                let prefix = (tokens.next()?, tokens.next()?);
+                $( if prefix == ($p1, $p2) { return Some(Self::$kind); } )+
+                None
+            }
+
+            /// The stream that carries this kind.
+            pub fn stream(self) -> &'static str {
+                match self { $(Self::$kind => names::$stream,)+ }
+            }
+
+            /// The table this kind lands in.
+            pub fn table(self) -> &'static str {
+                match self { $(Self::$kind => names::$table,)+ }
+            }
+
+            /// The schema of this kind's table: the event's fields, then `seq` and `date`.
+            pub fn table_schema(self) -> SchemaRef {
+                stamped_schema(match self { $(Self::$kind => $ty::fields(),)+ })
+            }
+
+            /// Parses and validates one JSON message of this kind.
+            pub fn decode(
+                self,
+                payload: &[u8],
+                policy: &ValidationPolicy,
+                now: DateTime<Utc>,
+            ) -> Result<AnyEvent, Invalid> {
+                match self { $(Self::$kind => parse::<$ty>(payload, policy, now),)+ }
+            }
+
+            /// Encodes `rows` (all of this kind, with their stream sequences) as one batch of
+            /// [`EventKind::table_schema`]. Rows of another kind are skipped.
+            pub fn batch(self, rows: &[(u64, AnyEvent)]) -> Result<RecordBatch> {
+                match self {
+                    $(Self::$kind => encode::<$ty>(rows, |e| match e {
+                        AnyEvent::$kind(x) => Some(x),
+                        _ => None,
+                    }),)+
+                }
+            }
+        }
+
+        impl AnyEvent {
+            /// Its kind.
+            pub fn kind(&self) -> EventKind {
+                match self { $(Self::$kind(_) => EventKind::$kind,)+ }
+            }
+
+            /// The subject it belongs on.
+            pub fn subject(&self) -> String {
+                match self { $(Self::$kind(e) => e.subject(),)+ }
+            }
+
+            /// Its subject, dedupe id and JSON body, ready to publish.
+            pub fn to_message(&self) -> (String, String, Vec<u8>) {
+                match self { $(Self::$kind(e) => parts(e),)+ }
+            }
+        }
+    };
+}
+
+event_kinds! {
     /// [`Share`].
-    Share,
+    Share(Share) = "share", subject "mining"."share", stream STREAM_MINING, table TABLE_SHARES;
     /// [`Block`].
-    Block,
+    Block(Block) = "block", subject "mining"."block", stream STREAM_MINING, table TABLE_BLOCKS;
     /// [`EnergyReading`].
-    Energy,
+    Energy(EnergyReading) = "energy",
+        subject "telemetry"."energy", stream STREAM_TELEMETRY, table TABLE_ENERGY_READINGS;
     /// [`SensorReading`].
-    Sensor,
+    Sensor(SensorReading) = "sensor",
+        subject "telemetry"."sensor", stream STREAM_TELEMETRY, table TABLE_SENSOR_READINGS;
     /// [`MinerStatus`].
-    Miner,
+    Miner(MinerStatus) = "miner",
+        subject "telemetry"."miner", stream STREAM_TELEMETRY, table TABLE_MINER_STATUS;
     /// [`HashrateSample`].
-    Hashrate,
+    Hashrate(HashrateSample) = "hashrate",
+        subject "telemetry"."hashrate", stream STREAM_TELEMETRY, table TABLE_HASHRATE_SAMPLES;
     /// [`GridSignal`].
-    Grid,
+    Grid(GridSignal) = "grid", subject "grid"."signal", stream STREAM_GRID, table TABLE_GRID_SIGNALS;
 }
 
 impl EventKind {
-    /// Every kind.
-    pub const ALL: [EventKind; 7] = [
-        Self::Share,
-        Self::Block,
-        Self::Energy,
-        Self::Sensor,
-        Self::Miner,
-        Self::Hashrate,
-        Self::Grid,
-    ];
-
-    /// The kind's name, as used in URLs (`/ingest/energy`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Share => "share",
-            Self::Block => "block",
-            Self::Energy => "energy",
-            Self::Sensor => "sensor",
-            Self::Miner => "miner",
-            Self::Hashrate => "hashrate",
-            Self::Grid => "grid",
-        }
-    }
-
     /// The kind named `name`, if any.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The kind a subject carries, from its first two tokens.
-    pub fn from_subject(subject: &str) -> Option<Self> {
-        let mut tokens = subject.split('.');
-        let kind = match (tokens.next()?, tokens.next()?) {
-            ("mining", "share") => Self::Share,
-            ("mining", "block") => Self::Block,
-            ("telemetry", "energy") => Self::Energy,
-            ("telemetry", "sensor") => Self::Sensor,
-            ("telemetry", "miner") => Self::Miner,
-            ("telemetry", "hashrate") => Self::Hashrate,
-            ("grid", "signal") => Self::Grid,
-            _ => return None,
-        };
-        Some(kind)
-    }
-
-    /// The stream that carries this kind.
-    pub fn stream(self) -> &'static str {
-        match self {
-            Self::Share | Self::Block => names::STREAM_MINING,
-            Self::Energy | Self::Sensor | Self::Miner | Self::Hashrate => names::STREAM_TELEMETRY,
-            Self::Grid => names::STREAM_GRID,
-        }
-    }
-
-    /// The table this kind lands in.
-    pub fn table(self) -> &'static str {
-        match self {
-            Self::Share => names::TABLE_SHARES,
-            Self::Block => names::TABLE_BLOCKS,
-            Self::Energy => names::TABLE_ENERGY_READINGS,
-            Self::Sensor => names::TABLE_SENSOR_READINGS,
-            Self::Miner => names::TABLE_MINER_STATUS,
-            Self::Hashrate => names::TABLE_HASHRATE_SAMPLES,
-            Self::Grid => names::TABLE_GRID_SIGNALS,
-        }
-    }
-
-    /// The schema of this kind's table: the event's fields, then `seq` and `date`.
-    pub fn table_schema(self) -> SchemaRef {
-        stamped_schema(match self {
-            Self::Share => Share::fields(),
-            Self::Block => Block::fields(),
-            Self::Energy => EnergyReading::fields(),
-            Self::Sensor => SensorReading::fields(),
-            Self::Miner => MinerStatus::fields(),
-            Self::Hashrate => HashrateSample::fields(),
-            Self::Grid => GridSignal::fields(),
-        })
-    }
-
-    /// Parses and validates one JSON message of this kind.
-    pub fn decode(
-        self,
-        payload: &[u8],
-        policy: &ValidationPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<AnyEvent, Invalid> {
-        fn parse<T: Event>(
-            payload: &[u8],
-            policy: &ValidationPolicy,
-            now: DateTime<Utc>,
-        ) -> Result<AnyEvent, Invalid> {
-            let event: T = serde_json::from_slice(payload)
-                .map_err(|e| Invalid::new(format!("invalid {} JSON: {e}", T::KIND.name())))?;
-            event.validate(policy, now)?;
-            Ok(event.into_any())
-        }
-        match self {
-            Self::Share => parse::<Share>(payload, policy, now),
-            Self::Block => parse::<Block>(payload, policy, now),
-            Self::Energy => parse::<EnergyReading>(payload, policy, now),
-            Self::Sensor => parse::<SensorReading>(payload, policy, now),
-            Self::Miner => parse::<MinerStatus>(payload, policy, now),
-            Self::Hashrate => parse::<HashrateSample>(payload, policy, now),
-            Self::Grid => parse::<GridSignal>(payload, policy, now),
-        }
-    }
-
-    /// Encodes `rows` (all of this kind, with their stream sequences) as one batch of
-    /// [`EventKind::table_schema`]. Rows of another kind are skipped.
-    pub fn batch(self, rows: &[(u64, AnyEvent)]) -> Result<RecordBatch> {
-        fn encode<T: Event>(
-            rows: &[(u64, AnyEvent)],
-            pick: impl Fn(&AnyEvent) -> Option<&T>,
-        ) -> Result<RecordBatch> {
-            let picked: Vec<(u64, &T)> = rows
-                .iter()
-                .filter_map(|(seq, e)| pick(e).map(|t| (*seq, t)))
-                .collect();
-            stamped_batch(T::KIND.name(), T::KIND.table_schema(), &picked, T::ts)
-        }
-        match self {
-            Self::Share => encode::<Share>(rows, |e| match e {
-                AnyEvent::Share(x) => Some(x),
-                _ => None,
-            }),
-            Self::Block => encode::<Block>(rows, |e| match e {
-                AnyEvent::Block(x) => Some(x),
-                _ => None,
-            }),
-            Self::Energy => encode::<EnergyReading>(rows, |e| match e {
-                AnyEvent::Energy(x) => Some(x),
-                _ => None,
-            }),
-            Self::Sensor => encode::<SensorReading>(rows, |e| match e {
-                AnyEvent::Sensor(x) => Some(x),
-                _ => None,
-            }),
-            Self::Miner => encode::<MinerStatus>(rows, |e| match e {
-                AnyEvent::Miner(x) => Some(x),
-                _ => None,
-            }),
-            Self::Hashrate => encode::<HashrateSample>(rows, |e| match e {
-                AnyEvent::Hashrate(x) => Some(x),
-                _ => None,
-            }),
-            Self::Grid => encode::<GridSignal>(rows, |e| match e {
-                AnyEvent::Grid(x) => Some(x),
-                _ => None,
-            }),
-        }
+        Self::ALL.iter().copied().find(|k| k.name() == name)
     }
 }
 
-/// Any one event, after decoding.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AnyEvent {
-    /// A share.
-    Share(Share),
-    /// A block.
-    Block(Block),
-    /// An energy reading.
-    Energy(EnergyReading),
-    /// A sensor reading.
-    Sensor(SensorReading),
-    /// A miner status report.
-    Miner(MinerStatus),
-    /// A hashrate sample.
-    Hashrate(HashrateSample),
-    /// A grid signal.
-    Grid(GridSignal),
+/// Parses and validates one JSON message as a `T`.
+fn parse<T: Event>(
+    payload: &[u8],
+    policy: &ValidationPolicy,
+    now: DateTime<Utc>,
+) -> Result<AnyEvent, Invalid> {
+    let event: T = serde_json::from_slice(payload)
+        .map_err(|e| Invalid::new(format!("invalid {} JSON: {e}", T::KIND.name())))?;
+    event.validate(policy, now)?;
+    Ok(event.into_any())
 }
 
-impl AnyEvent {
-    /// Its kind.
-    pub fn kind(&self) -> EventKind {
-        match self {
-            Self::Share(_) => EventKind::Share,
-            Self::Block(_) => EventKind::Block,
-            Self::Energy(_) => EventKind::Energy,
-            Self::Sensor(_) => EventKind::Sensor,
-            Self::Miner(_) => EventKind::Miner,
-            Self::Hashrate(_) => EventKind::Hashrate,
-            Self::Grid(_) => EventKind::Grid,
-        }
-    }
+/// Encodes the rows `pick` finds to be `T`s as one batch of `T`'s table schema.
+fn encode<T: Event>(
+    rows: &[(u64, AnyEvent)],
+    pick: impl Fn(&AnyEvent) -> Option<&T>,
+) -> Result<RecordBatch> {
+    let picked: Vec<(u64, &T)> = rows
+        .iter()
+        .filter_map(|(seq, e)| pick(e).map(|t| (*seq, t)))
+        .collect();
+    stamped_batch(T::KIND.name(), T::KIND.table_schema(), &picked, T::ts)
+}
 
-    /// The subject it belongs on.
-    pub fn subject(&self) -> String {
-        match self {
-            Self::Share(e) => e.subject(),
-            Self::Block(e) => e.subject(),
-            Self::Energy(e) => e.subject(),
-            Self::Sensor(e) => e.subject(),
-            Self::Miner(e) => e.subject(),
-            Self::Hashrate(e) => e.subject(),
-            Self::Grid(e) => e.subject(),
-        }
-    }
-
-    /// Its subject, dedupe id and JSON body, ready to publish.
-    pub fn to_message(&self) -> (String, String, Vec<u8>) {
-        fn parts<T: Event>(e: &T) -> (String, String, Vec<u8>) {
-            let body = serde_json::to_vec(e).unwrap_or_default();
-            (e.subject(), e.dedupe_id(), body)
-        }
-        match self {
-            Self::Share(e) => parts(e),
-            Self::Block(e) => parts(e),
-            Self::Energy(e) => parts(e),
-            Self::Sensor(e) => parts(e),
-            Self::Miner(e) => parts(e),
-            Self::Hashrate(e) => parts(e),
-            Self::Grid(e) => parts(e),
-        }
-    }
+/// An event's subject, dedupe id and JSON body.
+fn parts<T: Event>(e: &T) -> (String, String, Vec<u8>) {
+    // Serializing these plain structs (strings, numbers, timestamps) cannot fail.
+    let body = serde_json::to_vec(e).expect("events serialize to JSON");
+    (e.subject(), e.dedupe_id(), body)
 }
 
 #[cfg(test)]
@@ -870,9 +784,71 @@ mod tests {
         );
     }
 
+    /// One valid event of `kind`, with every optional field set.
+    fn sample(kind: EventKind) -> AnyEvent {
+        // Microseconds: what a table keeps.
+        let ts = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6).to_rfc3339();
+        let json = match kind {
+            EventKind::Share => format!(
+                r#"{{"pool":"p1","miner":"w","worker":"r","job_id":"j","nonce":"0a0b0c0d","difficulty":300,"height":12,"accepted":false,"reason":"stale","ts":"{ts}"}}"#
+            ),
+            EventKind::Block => format!(
+                r#"{{"pool":"p1","height":12,"hash":"{}","miner":"w","worker":"r","reward":600000000000,"network_difficulty":1000,"status":"rejected","error":"orphan","ts":"{ts}"}}"#,
+                "ab".repeat(32)
+            ),
+            EventKind::Energy => format!(
+                r#"{{"site":"s1","machine":"m1","ts":"{ts}","power_w":3200.5,"energy_wh":12.25,"source":"meter"}}"#
+            ),
+            EventKind::Sensor => format!(
+                r#"{{"site":"s1","sensor":"t1","kind":"temperature","value":31.5,"ts":"{ts}"}}"#
+            ),
+            EventKind::Miner => format!(
+                r#"{{"site":"s1","machine":"m1","ts":"{ts}","hashrate_hs":1.5e14,"temp_c":70.0,"fan_rpm":4800.0,"power_w":3250.0,"state":"mining"}}"#
+            ),
+            EventKind::Hashrate => {
+                format!(r#"{{"cluster":"c1","worker":"w1","ts":"{ts}","hashrate_hs":2500.0}}"#)
+            }
+            EventKind::Grid => format!(
+                r#"{{"site":"s1","event_id":"e1","kind":"curtail","target_kw":500.0,"deadline":"{ts}","price_per_mwh":80.5,"ts":"{ts}"}}"#
+            ),
+        };
+        kind.decode(json.as_bytes(), &ValidationPolicy::default(), Utc::now())
+            .unwrap_or_else(|e| panic!("{} sample: {}", kind.name(), e.reason))
+    }
+
+    #[test]
+    fn every_field_of_every_kind_reaches_its_table_and_back() {
+        for &kind in EventKind::ALL {
+            let event = sample(kind);
+            // Encoding is strict: a field missing from the Arrow schema fails here.
+            let batch = kind.batch(&[(5, event.clone())]).unwrap();
+            let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+            writer.write(&batch).unwrap();
+            writer.finish().unwrap();
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+                serde_json::from_slice(&writer.into_inner()).unwrap();
+            let mut row = rows.into_iter().next().unwrap();
+            assert_eq!(row.remove("seq"), Some(5.into()), "{}", kind.name());
+            assert!(row.remove("date").is_some(), "{}", kind.name());
+            let back = kind
+                .decode(
+                    &serde_json::to_vec(&row).unwrap(),
+                    &ValidationPolicy::default(),
+                    Utc::now(),
+                )
+                .unwrap_or_else(|e| panic!("{}: {}", kind.name(), e.reason));
+            assert_eq!(
+                back,
+                event,
+                "{} changed on its way through Arrow",
+                kind.name()
+            );
+        }
+    }
+
     #[test]
     fn every_kind_maps_subject_stream_and_table() {
-        for kind in EventKind::ALL {
+        for &kind in EventKind::ALL {
             assert_eq!(EventKind::from_name(kind.name()), Some(kind));
             assert!(kind.table_schema().field_with_name("seq").is_ok());
         }

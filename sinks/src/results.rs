@@ -23,9 +23,9 @@ impl ResultPublisher {
     pub async fn publish<T: Serialize>(&self, rows: &[(String, String, T)]) -> Result<()> {
         let mut encoded = Vec::with_capacity(rows.len());
         for (subject, id, row) in rows {
-            let payload = serde_json::to_vec(row).map_err(|e| Error::Publish {
+            let payload = serde_json::to_vec(row).map_err(|source| Error::Encode {
                 subject: subject.clone(),
-                message: format!("cannot encode the row: {e}"),
+                source,
             })?;
             encoded.push((subject.clone(), id.clone(), payload));
         }
@@ -45,14 +45,14 @@ impl ResultPublisher {
                 .await
                 .map_err(|e| Error::Publish {
                     subject: subject.clone(),
-                    message: e.to_string(),
+                    source: Box::new(e),
                 })?;
             acks.push((subject, ack));
         }
         for (subject, ack) in acks {
             ack.await.map_err(|e| Error::Publish {
                 subject: subject.clone(),
-                message: e.to_string(),
+                source: Box::new(e),
             })?;
         }
         Ok(())

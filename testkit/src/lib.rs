@@ -82,6 +82,16 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "nats-server exited with {status} before listening on port {} (port taken?)",
+                    self.port
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not start on port {}",
@@ -106,11 +116,20 @@ impl NatsServer {
     }
 
     /// A connected JetStream context.
+    /// Retries for up to 20 s: a server that has just bound its port may not take clients yet,
+    /// and a busy machine makes that window long.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let client = async_nats::connect(self.url())
-            .await
-            .expect("connect to test nats");
-        async_nats::jetstream::new(client)
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match async_nats::connect(self.url()).await {
+                Ok(client) => return async_nats::jetstream::new(client),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("test nats at {} not ready yet: {e}", self.url());
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("connect to test nats at {}: {e}", self.url()),
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! Read-only SQL over the Delta tables, with time, memory and row limits.
+//! Runs one read-only statement over the catalog, with time, memory and row limits.
 //!
-//! Every query gets a fresh DataFusion session with the latest version of every table, a
+//! Every statement gets a session of its own over the catalog's current snapshots, with a
 //! memory pool of its own (spilling off, so the limit is a limit) and no way to reach files or
 //! URLs: URL tables are off, and the plan is checked before it runs, so DDL, DML, `COPY` and
 //! `SET`-like statements are refused.
@@ -8,8 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_schemas::names;
-use adit_sinks::TableStore;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
@@ -19,29 +17,17 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::error::{QueryError, Result};
+use crate::catalog::Catalog;
+use crate::error::{Result, SqlError};
 
-/// Every table adit writes; each is registered when it exists.
-pub const TABLES: &[&str] = &[
-    names::TABLE_ENERGY_READINGS,
-    names::TABLE_SENSOR_READINGS,
-    names::TABLE_MINER_STATUS,
-    names::TABLE_HASHRATE_SAMPLES,
-    names::TABLE_GRID_SIGNALS,
-    names::TABLE_SHARES,
-    names::TABLE_BLOCKS,
-    names::TABLE_MACHINE_ENERGY_1M,
-    names::TABLE_SITE_ENERGY_1M,
-];
-
-/// Per-query limits; from config.
+/// Per-statement limits; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlLimits {
-    /// Longest a query may run.
+    /// Longest a statement may run.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Most memory a query may hold, bytes.
+    /// Most memory a statement may hold, bytes.
     pub memory_bytes: usize,
     /// Most rows a result may have.
     pub max_rows: usize,
@@ -57,7 +43,7 @@ impl Default for SqlLimits {
     }
 }
 
-/// A query's result: its schema and batches (within the row limit).
+/// A statement's result: its schema and batches (within the row limit).
 pub struct QueryResult {
     /// Result schema.
     pub schema: SchemaRef,
@@ -65,18 +51,18 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
-/// Runs read-only SQL over the table store.
+/// Runs read-only SQL over a [`Catalog`].
 pub struct SqlEngine {
-    /// Where the tables are.
-    store: TableStore,
-    /// Limits for every query.
+    /// The tables.
+    catalog: Arc<Catalog>,
+    /// Limits for every statement.
     limits: SqlLimits,
 }
 
 impl SqlEngine {
-    /// An engine over `store` with `limits`.
-    pub fn new(store: TableStore, limits: SqlLimits) -> Self {
-        Self { store, limits }
+    /// An engine over `catalog` with `limits`.
+    pub fn new(catalog: Arc<Catalog>, limits: SqlLimits) -> Self {
+        Self { catalog, limits }
     }
 
     /// The limits in force.
@@ -84,7 +70,12 @@ impl SqlEngine {
         &self.limits
     }
 
-    /// A session with its own memory pool and every existing table registered.
+    /// The catalog it reads.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A session with its own memory pool and every table registered at its current snapshot.
     async fn session(&self) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
@@ -92,14 +83,20 @@ impl SqlEngine {
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
             .build_arc()
-            .map_err(|e| QueryError::Internal(e.to_string()))?;
+            .map_err(SqlError::Engine)?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        for table in TABLES {
-            self.store
-                .register(&ctx, table)
-                .await
-                .map_err(|e| QueryError::Internal(e.to_string()))?;
+        for (name, table) in self.catalog.snapshot().await? {
+            let delta = |source: deltalake::DeltaTableError| adit_sinks::Error::Delta {
+                table: name.clone(),
+                source: Box::new(source),
+            };
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(delta)?;
+            let provider = table.table_provider().await.map_err(|e| delta(e.into()))?;
+            ctx.register_table(name.as_str(), provider)
+                .map_err(SqlError::Engine)?;
         }
         Ok(ctx)
     }
@@ -107,12 +104,12 @@ impl SqlEngine {
     /// Runs `sql` and returns its rows, or the reason it was refused or stopped.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
         if sql.trim().is_empty() {
-            return Err(QueryError::BadRequest("no SQL given".into()));
+            return Err(SqlError::Empty);
         }
-        let limit_ms = self.limits.timeout.as_millis() as u64;
+        let limit_ms = u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX);
         tokio::time::timeout(self.limits.timeout, self.run(sql))
             .await
-            .map_err(|_| QueryError::Timeout { limit_ms })?
+            .map_err(|_| SqlError::Timeout { limit_ms })?
     }
 
     async fn run(&self, sql: &str) -> Result<QueryResult> {
@@ -127,7 +124,7 @@ impl SqlEngine {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)
-            .map_err(|e| QueryError::ReadOnly(strip(e)))?;
+            .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
         let df = ctx
             .execute_logical_plan(plan)
             .await
@@ -140,7 +137,7 @@ impl SqlEngine {
             let batch = batch.map_err(|e| self.classify(e))?;
             rows += batch.num_rows();
             if rows > self.limits.max_rows {
-                return Err(QueryError::RowLimit {
+                return Err(SqlError::RowLimit {
                     limit: self.limits.max_rows,
                 });
             }
@@ -150,25 +147,24 @@ impl SqlEngine {
     }
 
     /// Sorts a DataFusion error into the caller's fault or ours.
-    fn classify(&self, e: DataFusionError) -> QueryError {
+    fn classify(&self, e: DataFusionError) -> SqlError {
         match e.find_root() {
-            DataFusionError::ResourcesExhausted(detail) => QueryError::MemoryLimit {
+            DataFusionError::ResourcesExhausted(detail) => SqlError::MemoryLimit {
                 limit_bytes: self.limits.memory_bytes,
                 detail: detail.clone(),
             },
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => QueryError::InvalidSql(strip(e)),
-            DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => {
-                QueryError::InvalidSql(strip(e))
-            }
-            _ => QueryError::Internal(strip(e)),
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Execution(_)
+            | DataFusionError::ArrowError(..) => SqlError::InvalidSql(first_line(&e)),
+            _ => SqlError::Engine(e),
         }
     }
 }
 
 /// DataFusion's message without its internal backtrace noise.
-fn strip(e: DataFusionError) -> String {
+fn first_line(e: &DataFusionError) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }

@@ -1,0 +1,168 @@
+//! Every Delta table under the table root, kept open and brought up to date incrementally.
+//!
+//! A query used to re-open every table's log (a second or more on a busy machine); the catalog
+//! instead holds each table's snapshot and, at most once per refresh interval, lists the root
+//! for new tables and reads only the commits each known table gained since. A query takes a
+//! copy of the snapshots (cheap: the file lists are shared), so one refresh serves every
+//! query that waits on it and a running query never sees a table change under it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use adit_sinks::TableStore;
+use deltalake::DeltaTable;
+use futures::future::try_join_all;
+use tokio::sync::Mutex;
+
+use crate::error::{Result, SqlError};
+
+/// The catalog of every table under one table root.
+pub struct Catalog {
+    /// Where the tables are.
+    store: TableStore,
+    /// How stale a snapshot (and the list of tables) may be before it is refreshed.
+    refresh: Duration,
+    /// The tables known so far, and when the root was last listed.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// When the root was last listed for tables.
+    listed: Option<Instant>,
+    /// Each known table and when its log was last checked.
+    tables: BTreeMap<String, Entry>,
+}
+
+struct Entry {
+    table: DeltaTable,
+    checked: Instant,
+}
+
+impl Catalog {
+    /// A catalog over `store` whose snapshots are at most `refresh` old when a query starts
+    /// (zero: checked for every query).
+    pub fn new(store: TableStore, refresh: Duration) -> Self {
+        Self {
+            store,
+            refresh,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The table store it reads.
+    pub fn store(&self) -> &TableStore {
+        &self.store
+    }
+
+    /// Every table with a snapshot no older than the refresh interval, by name.
+    pub async fn snapshot(&self) -> Result<Vec<(String, DeltaTable)>> {
+        let mut inner = self.inner.lock().await;
+        let now = Instant::now();
+        let due = |at: Instant| now.saturating_duration_since(at) >= self.refresh;
+        if inner.listed.is_none_or(due) {
+            let names = self.list().await?;
+            inner.tables.retain(|name, _| names.contains(name));
+            for name in names {
+                if inner.tables.contains_key(&name) {
+                    continue;
+                }
+                if let Some(table) = self.store.open(&name).await? {
+                    let entry = Entry {
+                        table,
+                        checked: now,
+                    };
+                    inner.tables.insert(name, entry);
+                }
+            }
+            inner.listed = Some(now);
+        }
+        let stale = inner
+            .tables
+            .iter_mut()
+            .filter(|(_, entry)| due(entry.checked))
+            .map(|(name, entry)| async move {
+                entry
+                    .table
+                    .update_incremental(None)
+                    .await
+                    .map_err(|source| adit_sinks::Error::Delta {
+                        table: name.clone(),
+                        source: Box::new(source),
+                    })?;
+                entry.checked = now;
+                Ok::<_, SqlError>(())
+            });
+        try_join_all(stale).await?;
+        metrics::gauge!("adit_sql_catalog_tables").set(inner.tables.len() as f64);
+        Ok(inner
+            .tables
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.table.clone()))
+            .collect())
+    }
+
+    /// The names of the folders under the root that may be tables (not adit's own `_adit`
+    /// folder or hidden ones), sorted.
+    async fn list(&self) -> Result<Vec<String>> {
+        let (objects, root) = self.store.object_store()?;
+        let listing = objects
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|source| SqlError::Listing {
+                root: self.store.root().to_string(),
+                source,
+            })?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|prefix| prefix.filename().map(str::to_string))
+            .filter(|name| !name.starts_with(['_', '.']))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_schemas::events::EventKind;
+    use std::collections::HashMap;
+
+    #[tokio::test]
+    async fn new_tables_and_new_commits_appear_after_the_refresh_interval() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = TableStore::new(dir.path().to_str().unwrap(), HashMap::new())?;
+        std::fs::create_dir_all(dir.path().join("_adit/pipelines"))?;
+        std::fs::create_dir_all(dir.path().join("not_a_table"))?;
+        let catalog = Catalog::new(store.clone(), Duration::from_millis(200));
+        assert!(catalog.snapshot().await?.is_empty());
+
+        let kind = EventKind::Energy;
+        store
+            .open_or_create(kind.table(), &kind.table_schema(), &["date"])
+            .await?;
+        assert!(
+            catalog.snapshot().await?.is_empty(),
+            "within the interval the listing is reused"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let tables = catalog.snapshot().await?;
+        let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, [kind.table()]);
+        let first = tables[0].1.version();
+
+        let mut writer = store.open(kind.table()).await?.expect("created");
+        let batch = arrow::array::RecordBatch::new_empty(kind.table_schema());
+        writer = writer
+            .write(vec![batch])
+            .with_partition_columns(["date"])
+            .await?;
+        assert!(writer.version() > first);
+        assert_eq!(catalog.snapshot().await?[0].1.version(), first);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(catalog.snapshot().await?[0].1.version(), writer.version());
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! adit's read-only SQL, shared by the HTTP API and the pipelines that evaluate SQL (alert
+//! rules, compliance).
+//!
+//! A [`Catalog`] keeps every Delta table under the table root open and brings each one up to
+//! date incrementally (at most once per refresh interval), so a query does not re-read any log;
+//! an [`SqlEngine`] runs one statement in a session of its own over the catalog's snapshots,
+//! read-only, with time, memory and row limits.
+
+pub mod catalog;
+pub mod engine;
+pub mod error;
+
+pub use catalog::Catalog;
+pub use engine::{QueryResult, SqlEngine, SqlLimits};
+pub use error::{Result, SqlError};
