@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every test of the workspace
 # against real servers the tests start themselves (a private nats-server per test, temp
-# Delta tables). Builds once, in debug, into a target folder outside the clone.
+# Delta tables). Builds once, in debug, into a target folder outside the clone; clippy with
+# -D warnings and cargo-machete (unused dependencies) must pass before the tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/adit/target}"
 export CARGO_TERM_COLOR=never
 cargo build --workspace --all-targets
+# Lints: clippy with warnings as errors, and no unused dependency.
+cargo clippy --workspace --all-targets -- -D warnings
+command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2
+cargo machete
 cargo test --workspace --no-fail-fast "$@"

@@ -610,10 +610,10 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             started.elapsed(),
             epoch,
         );
-        if epoch % 20 == 0 {
+        if epoch.is_multiple_of(20) {
             self.report_lag().await;
         }
-        if epoch % PRUNE_EVERY == 0 {
+        if epoch.is_multiple_of(PRUNE_EVERY) {
             self.prune().await?;
         }
         for table in &mut self.tables {
