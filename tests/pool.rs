@@ -58,6 +58,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
 
     // Difficulty 25 shares against network difficulty 100: a block every ~4 shares.
     let mut accepted = 0;
+    let mut duplicates = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while monerod_height(&monerod.rpc_url()).await == start_height {
         assert!(
@@ -70,6 +71,13 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         let reply = miner.submit(&nonce, &result).await.unwrap();
         if reply["result"]["status"] == "OK" {
             accepted += 1;
+            if duplicates == 0 {
+                // The same nonce again: refused, and recorded as a rejected share.
+                let again = miner.submit(&nonce, &result).await.unwrap();
+                if again["error"]["message"] == "Duplicate share" {
+                    duplicates += 1;
+                }
+            }
         } else {
             // A share for a block that just got replaced is stale; anything else is a bug.
             assert_eq!(reply["error"]["message"], "Block expired", "{reply}");
@@ -100,6 +108,31 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         },
     )
     .await;
+    assert_eq!(duplicates, 1, "a duplicate was submitted and refused");
+    eventually(
+        Duration::from_secs(30),
+        "the refused duplicate landed beside its accepted original",
+        || async {
+            scalar(
+                &tables,
+                &["shares"],
+                "SELECT count(*) FROM shares WHERE NOT accepted AND reason = 'duplicate'",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    let (s, body) = app
+        .sql(
+            "SELECT b.job_id FROM blocks b JOIN shares s ON s.job_id = b.job_id AND s.nonce = b.nonce AND s.accepted",
+            "json",
+            Some(READ_TOKEN),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let named: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert!(!named.is_empty(), "the block names an accepted share");
     let miners = scalar(&tables, &["shares"], &format!("SELECT count(*) FROM shares WHERE miner = '{WALLET}' AND worker = 'rig-a' AND difficulty = 25")).await;
     assert!(
         miners >= accepted,

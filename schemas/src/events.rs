@@ -79,8 +79,17 @@ impl Event for Share {
     fn subject(&self) -> String {
         names::share_subject(&self.pool)
     }
+    /// The submission's job and nonce and the instant it was received (nanoseconds): a
+    /// resubmitted nonce (a duplicate, rejected) is an event of its own and lands beside the
+    /// accepted original, while a retried publish of the same event is stored once.
     fn dedupe_id(&self) -> String {
-        format!("share:{}:{}:{}", self.pool, self.job_id, self.nonce)
+        format!(
+            "share:{}:{}:{}:{}",
+            self.pool,
+            self.job_id,
+            self.nonce,
+            self.ts.timestamp_nanos_opt().unwrap_or(i64::MAX)
+        )
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
@@ -125,6 +134,9 @@ pub enum BlockStatus {
     Submitted,
     /// The node refused it.
     Rejected,
+    /// The node could not be reached while the block's template was current: the block was
+    /// never seen by the network.
+    Unreachable,
 }
 
 /// A block a pool found.
@@ -140,6 +152,11 @@ pub struct Block {
     pub miner: String,
     /// Worker whose share found it.
     pub worker: String,
+    /// Job of the share that found it: with `nonce`, names that share in the `shares` table,
+    /// where the block's PPLNS window ends.
+    pub job_id: String,
+    /// Nonce of the share that found it (hex, as the miner sent it).
+    pub nonce: String,
     /// Block reward in atomic units.
     pub reward: u64,
     /// Network difficulty at the time.
@@ -168,6 +185,11 @@ impl Event for Block {
         if self.hash.len() != 64 || !self.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Invalid::new("hash must be 64 hex characters"));
         }
+        if self.job_id.is_empty() || self.nonce.is_empty() {
+            return Err(Invalid::new(
+                "job_id and nonce (of the share that found the block) must not be empty",
+            ));
+        }
         if self.reward > i64::MAX as u64 || self.network_difficulty > i64::MAX as u64 {
             return Err(Invalid::new(
                 "reward and network_difficulty must fit in i64",
@@ -182,6 +204,8 @@ impl Event for Block {
             utf8("hash"),
             utf8("miner"),
             utf8("worker"),
+            utf8("job_id"),
+            utf8("nonce"),
             i64_field("reward"),
             i64_field("network_difficulty"),
             utf8("status"),
@@ -793,7 +817,7 @@ mod tests {
                 r#"{{"pool":"p1","miner":"w","worker":"r","job_id":"j","nonce":"0a0b0c0d","difficulty":300,"height":12,"accepted":false,"reason":"stale","ts":"{ts}"}}"#
             ),
             EventKind::Block => format!(
-                r#"{{"pool":"p1","height":12,"hash":"{}","miner":"w","worker":"r","reward":600000000000,"network_difficulty":1000,"status":"rejected","error":"orphan","ts":"{ts}"}}"#,
+                r#"{{"pool":"p1","height":12,"hash":"{}","miner":"w","worker":"r","job_id":"j","nonce":"0a0b0c0d","reward":600000000000,"network_difficulty":1000,"status":"rejected","error":"orphan","ts":"{ts}"}}"#,
                 "ab".repeat(32)
             ),
             EventKind::Energy => format!(

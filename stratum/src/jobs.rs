@@ -132,7 +132,16 @@ impl RecentJobs {
         self.jobs.push_back(job);
     }
 
-    /// The job with `job_id`, if still kept.
+    /// The difficulty and height of job `job_id`, if it is among the recent ones: what a share
+    /// for it was judged against.
+    pub fn judged_against(&self, job_id: &str) -> Option<(u64, u64)> {
+        self.jobs
+            .iter()
+            .find(|j| j.job_id == job_id)
+            .map(|j| (j.difficulty, j.work.height))
+    }
+
+    /// The job `job_id`, if it is among the recent ones.
     pub fn get_mut(&mut self, job_id: &str) -> Option<&mut JobRecord> {
         self.jobs.iter_mut().find(|j| j.job_id == job_id)
     }

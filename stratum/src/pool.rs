@@ -2,7 +2,8 @@
 //! every share and block to the MINING stream, and submits block candidates to the node.
 //!
 //! A block candidate is always recorded: the node's refusal becomes a `rejected` block event
-//! carrying the node's message, never a silent drop.
+//! carrying the node's message, a node that stays unreachable while the block's template is
+//! current an `unreachable` one, never a silent drop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::error::{Error, Result};
 use crate::jobs::Work;
 use crate::node::{Node, Tip, watch_tip};
 use crate::server::{BlockFound, Pool, ServerConfig, serve};
@@ -129,6 +132,7 @@ pub async fn run(
     );
     let seed = first.seed_hash;
     let (work_tx, work_rx) = watch::channel(first);
+    let work_rx_for_submit = work_rx.clone();
     let (events_tx, events_rx) = mpsc::channel::<AnyEvent>(100_000);
     let (blocks_tx, blocks_rx) = mpsc::channel::<BlockFound>(64);
     let refresh_now = Arc::new(Notify::new());
@@ -141,6 +145,7 @@ pub async fn run(
         node.clone(),
         config.server.pool.clone(),
         events_tx,
+        work_rx_for_submit,
         refresh_now.clone(),
     ));
     let (tip_tx, tip_rx) = watch::channel::<Option<Tip>>(None);
@@ -217,13 +222,22 @@ async fn refresh_work(
 /// Window of the hashrate estimate.
 const HASHRATE_WINDOW: Duration = Duration::from_secs(300);
 
+/// How often the hashrate estimate is brought up to date when no share arrives, so it falls to
+/// zero once every miner has gone.
+const HASHRATE_TICK: Duration = Duration::from_secs(10);
+
 /// Publishes share and block events in batches until the channel closes, and keeps the
 /// estimated pool hashrate (accepted share difficulty per second over the last 5 minutes).
 async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) {
     let mut buf = Vec::with_capacity(1024);
     let mut window: std::collections::VecDeque<(tokio::time::Instant, u64)> = Default::default();
     let started = tokio::time::Instant::now();
-    while rx.recv_many(&mut buf, 1024).await > 0 {
+    let mut tick = tokio::time::interval(HASHRATE_TICK);
+    loop {
+        tokio::select! {
+            received = rx.recv_many(&mut buf, 1024) => if received == 0 { break },
+            _ = tick.tick() => {}
+        }
         let now = tokio::time::Instant::now();
         for e in &buf {
             if let AnyEvent::Share(s) = e
@@ -245,6 +259,9 @@ async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) 
             .max(1.0);
         let work: u64 = window.iter().map(|(_, d)| d).sum();
         metrics::gauge!("adit_pool_hashrate").set(work as f64 / span);
+        if buf.is_empty() {
+            continue;
+        }
         let msgs: Vec<Outgoing> = buf.drain(..).map(|e| Outgoing::event(&e)).collect();
         // Shares are money: keep retrying (dedupe ids make retries safe); while NATS is down
         // the channel fills and miners' submissions wait instead of shares being dropped.
@@ -255,43 +272,204 @@ async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) 
     }
 }
 
-/// Submits each candidate to the node and records the outcome as a block event.
+/// How long a block whose node cannot be reached is retried while its template is current: a
+/// Monero block time, after which another block at its height is all but certain.
+const SUBMIT_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Submits each candidate to the node and records the outcome as a block event. A node that
+/// cannot be reached (down, or its circuit breaker open) is retried while the block's template
+/// is still the current work; only then is the block recorded `unreachable`. A node's refusal
+/// is recorded `rejected` with its message.
 async fn submit_blocks(
     mut rx: mpsc::Receiver<BlockFound>,
     node: Node,
     pool: String,
     events: mpsc::Sender<AnyEvent>,
+    work: watch::Receiver<Arc<Work>>,
     refresh: Arc<Notify>,
 ) {
     while let Some(found) = rx.recv().await {
-        let outcome = node.submit_block(&found.blob_hex).await;
-        let (status, error) = match &outcome {
-            Ok(()) => (BlockStatus::Submitted, None),
-            Err(e) => (BlockStatus::Rejected, Some(e.to_string())),
-        };
-        match &error {
-            None => {
-                tracing::info!(height = found.height, hash = %found.hash, "block accepted by the node")
+        let current = || work.borrow().height <= found.height;
+        let (status, error) = submit_while_current(&node, &found, current).await;
+        match status {
+            BlockStatus::Submitted => {
+                // New work at once, so miners stop hashing on a height that is over.
+                refresh.notify_one();
+                tracing::info!(height = found.height, hash = %found.hash, "block accepted by the node");
             }
-            Some(e) => {
-                tracing::warn!(height = found.height, hash = %found.hash, error = %e, "node refused the block")
+            _ => {
+                tracing::warn!(height = found.height, hash = %found.hash, ?status, error = ?error, "block not accepted")
             }
         }
-        metrics::counter!("adit_pool_blocks_submitted_total", "status" => if error.is_none() { "accepted" } else { "rejected" })
-            .increment(1);
+        let label = match status {
+            BlockStatus::Submitted => "accepted",
+            BlockStatus::Rejected => "rejected",
+            BlockStatus::Unreachable => "unreachable",
+        };
+        metrics::counter!("adit_pool_blocks_submitted_total", "status" => label).increment(1);
         let block = Block {
             pool: pool.clone(),
             height: found.height,
             hash: found.hash,
             miner: found.miner,
             worker: found.worker,
+            job_id: found.job_id,
+            nonce: found.nonce,
             reward: found.reward,
             network_difficulty: found.network_difficulty,
             status,
             error,
             ts: chrono::Utc::now(),
         };
-        let _ = events.send(AnyEvent::Block(block)).await;
+        if let Err(lost) = events.send(AnyEvent::Block(block)).await {
+            metrics::counter!("adit_pool_events_lost_total").increment(1);
+            tracing::error!(event = ?lost.0, "block event not recorded: the publisher has stopped");
+        }
         refresh.notify_one();
+    }
+}
+
+/// Submits `found` until the node answers (accepted or refused), `current` says its template
+/// is over (the work moved past its height), or [`SUBMIT_PATIENCE`] runs out; returns the
+/// status to record and the last error.
+async fn submit_while_current(
+    node: &Node,
+    found: &BlockFound,
+    current: impl Fn() -> bool,
+) -> (BlockStatus, Option<String>) {
+    let started = tokio::time::Instant::now();
+    let mut delays = backoff();
+    loop {
+        let error = match node.submit_block(&found.blob_hex).await {
+            Ok(()) => return (BlockStatus::Submitted, None),
+            Err(e @ (Error::NodeUnreachable { .. } | Error::NodeUnavailable { .. })) => e,
+            Err(e) => return (BlockStatus::Rejected, Some(e.to_string())),
+        };
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        if !current() || started.elapsed() + delay > SUBMIT_PATIENCE {
+            return (BlockStatus::Unreachable, Some(error.to_string()));
+        }
+        tracing::warn!(height = found.height, error = %error, ?delay, "node unreachable; retrying the block");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// 250 ms doubling to 5 s, with jitter.
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{MoneroRpc, RpcConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn found(height: u64) -> BlockFound {
+        BlockFound {
+            blob_hex: "00".into(),
+            hash: "ab".repeat(32),
+            height,
+            miner: "m".into(),
+            worker: "w".into(),
+            job_id: "j".into(),
+            nonce: "0a0b0c0d".into(),
+            reward: 1,
+            network_difficulty: 1,
+        }
+    }
+
+    /// Answers every JSON-RPC request on `listener` with `{"status":"OK"}`.
+    async fn fake_node(listener: TcpListener) {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = socket.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                }
+                let body = r#"{"jsonrpc":"2.0","id":"0","result":{"status":"OK"}}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(reply.as_bytes()).await.expect("reply");
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_block_is_retried_through_a_node_outage_while_its_template_is_current() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let node =
+            Node::Monerod(MoneroRpc::new(&format!("http://{addr}"), RpcConfig::default()).unwrap());
+        let submitting =
+            tokio::spawn(async move { submit_while_current(&node, &found(10), || true).await });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!submitting.is_finished(), "gave up during a short outage");
+        tokio::spawn(fake_node(TcpListener::bind(addr).await.unwrap()));
+        let (status, error) = tokio::time::timeout(Duration::from_secs(30), submitting)
+            .await
+            .expect("submitted once the node was back")
+            .unwrap();
+        assert_eq!((status, error), (BlockStatus::Submitted, None));
+    }
+
+    #[tokio::test]
+    async fn a_block_whose_height_is_over_is_recorded_unreachable_not_rejected() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let node =
+            Node::Monerod(MoneroRpc::new(&format!("http://{addr}"), RpcConfig::default()).unwrap());
+        let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let submitting = tokio::spawn({
+            let over = over.clone();
+            async move {
+                submit_while_current(&node, &found(10), || {
+                    !over.load(std::sync::atomic::Ordering::SeqCst)
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(
+            !submitting.is_finished(),
+            "gave up while the template was current"
+        );
+        over.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (status, error) = tokio::time::timeout(Duration::from_secs(30), submitting)
+            .await
+            .expect("gave up once the chain moved on")
+            .unwrap();
+        assert_eq!(status, BlockStatus::Unreachable);
+        assert!(error.is_some());
     }
 }

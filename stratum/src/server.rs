@@ -126,11 +126,18 @@ pub struct BlockFound {
     pub miner: String,
     /// Worker who found it.
     pub worker: String,
+    /// Job of the share that found it.
+    pub job_id: String,
+    /// Nonce of the share that found it, as recorded in the share event.
+    pub nonce: String,
     /// Reward in atomic units.
     pub reward: u64,
     /// Network difficulty.
     pub network_difficulty: u64,
 }
+
+/// How often a connection checks whether its miner's difficulty should change on time alone.
+const RETARGET_TICK: Duration = Duration::from_secs(5);
 
 /// What every connection shares.
 pub struct Pool {
@@ -280,12 +287,19 @@ where
     let mut decoder = LineDecoder::new(pool.config.max_line);
     let mut buf = vec![0u8; 1024];
     let mut deadline = Instant::now() + pool.config.login_timeout;
+    let mut retarget = tokio::time::interval(RETARGET_TICK);
+    retarget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => break,
             changed = conn.work.changed() => {
                 if changed.is_err() || conn.push_job().await.is_err() {
+                    break;
+                }
+            }
+            _ = retarget.tick() => {
+                if conn.retarget_on_time().await.is_err() {
                     break;
                 }
             }
@@ -397,6 +411,20 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 tracing::error!(error = %e, "cannot cut a job from the template");
                 None
             }
+        }
+    }
+
+    /// Retargets a miner that has gone quiet (a difficulty too high for it, before or after
+    /// its first share) and sends it a new job when the difficulty changed.
+    async fn retarget_on_time(&mut self) -> std::io::Result<()> {
+        let network = self.work.borrow().network_difficulty;
+        let changed = self
+            .session
+            .as_mut()
+            .and_then(|s| s.tick(&self.pool.config.vardiff, now_ms(), network));
+        match changed {
+            Some(_) => self.push_job().await,
+            None => Ok(()),
         }
     }
 
@@ -533,7 +561,12 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             Verdict::Share | Verdict::Block => (true, None),
         };
         metrics::counter!("adit_pool_shares_total", "result" => reason.clone().unwrap_or_else(|| "accepted".into())).increment(1);
-        let difficulty = candidate.map_or(session.vardiff.difficulty, |c| c.difficulty);
+        // What the share was judged against: its job's difficulty and height, also for a stale
+        // or duplicate share whose job the session still remembers.
+        let (difficulty, height) = candidate
+            .map(|c| (c.difficulty, c.height))
+            .or_else(|| session.jobs.judged_against(&params.job_id))
+            .unwrap_or_else(|| (session.vardiff.difficulty, self.work.borrow().height));
         if accepted {
             metrics::counter!("adit_pool_accepted_difficulty_total").increment(difficulty);
         }
@@ -549,15 +582,21 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 .collect::<String>()
                 .to_ascii_lowercase(),
             difficulty,
-            height: candidate.map_or_else(|| self.work.borrow().height, |c| c.height),
+            height,
             accepted,
             reason,
             ts: chrono::Utc::now(),
         };
         if share.job_id.is_empty() || share.nonce.is_empty() {
+            // Refused at parsing (no job or nonce): nothing a share event could name.
             return;
         }
-        let _ = self.pool.events.send(AnyEvent::Share(share)).await;
+        let (job_id, nonce) = (share.job_id.clone(), share.nonce.clone());
+        if let Err(lost) = self.pool.events.send(AnyEvent::Share(share)).await {
+            // Only at shutdown, after the publisher has stopped: say so, with the event.
+            metrics::counter!("adit_pool_events_lost_total").increment(1);
+            tracing::error!(event = ?lost.0, "share event not recorded: the publisher has stopped");
+        }
         if let (Verdict::Block, Some(c)) = (verdict, candidate) {
             metrics::counter!("adit_pool_blocks_found_total").increment(1);
             let found = BlockFound {
@@ -566,11 +605,17 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 height: c.height,
                 miner: session.identity.miner.clone(),
                 worker: session.identity.worker.clone(),
+                job_id,
+                nonce,
                 reward: c.reward,
                 network_difficulty: c.network_difficulty,
             };
             tracing::info!(height = found.height, hash = %found.hash, miner = %found.miner, "block found");
-            let _ = self.pool.blocks.send(found).await;
+            if let Err(lost) = self.pool.blocks.send(found).await {
+                // Only at shutdown: the blob is logged so an operator can still submit it.
+                metrics::counter!("adit_pool_events_lost_total").increment(1);
+                tracing::error!(height = lost.0.height, blob = %lost.0.blob_hex, "block candidate not submitted: the submitter has stopped; submit this blob to the node by hand");
+            }
         }
     }
 }

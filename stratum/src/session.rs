@@ -250,6 +250,12 @@ impl Session {
         network: u64,
     ) -> Option<u64> {
         self.vardiff.record_share(difficulty);
+        self.tick(config, now_ms, network)
+    }
+
+    /// Retargets on time alone (a miner that has gone quiet); returns the new difficulty when it
+    /// changes (a fixed `+difficulty` from the login is kept).
+    pub fn tick(&mut self, config: &VardiffConfig, now_ms: u64, network: u64) -> Option<u64> {
         if self.identity.fixed_difficulty.is_some() {
             return None;
         }

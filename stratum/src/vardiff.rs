@@ -137,7 +137,12 @@ pub fn retarget(
 ) -> Retarget {
     let current = state.difficulty;
     let elapsed = now_ms.saturating_sub(state.window_start_ms);
+    // A miner with no share in twice the target time is too slow for its difficulty (a share
+    // was due twice over): it need not wait for the whole interval to be lowered.
+    let quiet =
+        state.window_shares == 0 && elapsed >= config.target_share_time_ms.saturating_mul(2);
     let due = elapsed >= config.retarget_interval_ms
+        || quiet
         || (state.window_shares >= config.fast_retarget_shares && elapsed > 0);
     if !due {
         // Bounds and the network cap apply at once; the window keeps measuring.
@@ -345,6 +350,48 @@ mod tests {
         // 120 s without a share at a 30 s target: the ideal is a quarter, which is also the
         // largest step.
         assert_eq!(seen, [25_000, 6_250, 1_562, 390, 100, 100, 100, 100]);
+    }
+
+    #[test]
+    fn a_miner_too_slow_for_its_start_is_lowered_before_its_first_share() {
+        // At the start difficulty this miner would take 129 s per share; ticked every 5 s, it
+        // is halved once 60 s (twice the 30 s target) pass without a share, and then finds its
+        // first share sooner than it would have.
+        let config = VardiffConfig {
+            min_difficulty: 100,
+            ..VardiffConfig::default()
+        };
+        let hashrate = 100; // H/s
+        let mut state = VardiffState::new(12_900, 0);
+        let mut now = 0;
+        let mut work_done = 0u64; // hashes since the last share
+        let first_share_at = loop {
+            now += 5_000;
+            work_done += hashrate * 5;
+            if work_done >= state.difficulty {
+                break now;
+            }
+            let outcome = retarget(&config, &state, now, NETWORK);
+            if outcome.new_difficulty.is_some() {
+                assert!(
+                    now <= 60_000 || state.difficulty < 12_900,
+                    "lowered at {now} ms"
+                );
+            }
+            state = outcome.state;
+        };
+        assert_eq!(state.difficulty, 6_450, "halved once, at 60 s");
+        assert!(
+            first_share_at < 129_000,
+            "first share at {first_share_at} ms"
+        );
+        // A miner that did send a share in the window is left to the normal interval.
+        let mut busy = VardiffState::new(12_900, 0);
+        busy.record_share(12_900);
+        assert_eq!(
+            retarget(&config, &busy, 60_000, NETWORK).new_difficulty,
+            None
+        );
     }
 
     #[test]

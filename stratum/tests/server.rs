@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_schemas::AnyEvent;
+use adit_schemas::{AnyEvent, Event};
 use adit_stratum::{
     BlockFound, BlockTemplate, Pool, RandomXHasher, ServerConfig, ServerMessage, StratumClient,
     Work, meets_difficulty, parse_server_message, serve,
@@ -180,13 +180,21 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
     h.stop.cancel();
     let mut accepted = 0;
     let mut reasons = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     while let Ok(ev) = h.events.try_recv() {
         if let AnyEvent::Share(s) = ev {
+            // Every event has a dedupe id of its own: a duplicate is not dropped by JetStream
+            // as a retry of the accepted original.
+            assert!(ids.insert(s.dedupe_id()), "dedupe id reused: {s:?}");
             if s.accepted {
                 accepted += 1;
                 assert_eq!(s.difficulty, 20);
                 assert_eq!(s.worker, "rig-1");
             } else {
+                if s.reason.as_deref() == Some("stale") {
+                    // Stored as judged: the old job's height and difficulty, not the new tip's.
+                    assert_eq!((s.height, s.difficulty), (301, 20), "{s:?}");
+                }
                 reasons.push(s.reason.unwrap());
             }
         }
@@ -213,10 +221,12 @@ async fn a_share_meeting_the_network_target_is_a_block() {
     let mut h = start(40, ServerConfig::default()).await;
     let mut miner = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+10.finder")).await;
     let mut found = None;
+    let mut submitted = Vec::new();
     for _ in 0..200 {
         let (nonce, result) = miner.mine().unwrap();
         let reply = miner.submit(&nonce, &result).await.unwrap();
         assert_eq!(reply["result"]["status"], "OK", "{reply}");
+        submitted.push((miner.job["job_id"].as_str().unwrap().to_string(), nonce));
         if let Ok(b) = h.blocks.try_recv() {
             found = Some(b);
             break;
@@ -228,6 +238,13 @@ async fn a_share_meeting_the_network_target_is_a_block() {
         }
     }
     let block = found.expect("a block within 200 shares at 4x the share difficulty");
+    // The block names the share that found it: where its PPLNS window ends.
+    assert!(
+        submitted.contains(&(block.job_id.clone(), block.nonce.clone())),
+        "{} / {} among {submitted:?}",
+        block.job_id,
+        block.nonce
+    );
     assert_eq!(
         (block.height, block.miner.as_str(), block.worker.as_str()),
         (301, WALLET, "finder")
