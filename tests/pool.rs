@@ -133,6 +133,50 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     assert_eq!(s, 200);
     let named: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
     assert!(!named.is_empty(), "the block names an accepted share");
+    // The block is split (PPLNS): one miner, so it gets everything but the fee.
+    eventually(
+        Duration::from_secs(60),
+        "the block was split into payouts",
+        || async {
+            scalar(
+                &tables,
+                &["block_rewards"],
+                "SELECT count(*) FROM block_rewards",
+            )
+            .await
+                >= 1
+        },
+    )
+    .await;
+    let (s, body) = app
+        .sql(
+            "SELECT r.reward, r.fee, r.paid, r.remainder, sum(p.amount) AS payouts, count(p.miner) AS miners \
+             FROM block_rewards r JOIN payouts p ON p.hash = r.hash GROUP BY r.reward, r.fee, r.paid, r.remainder",
+            "json",
+            Some(READ_TOKEN),
+        )
+        .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let splits: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    let split = &splits[0];
+    let num = |k: &str| {
+        split[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{k} in {split}"))
+    };
+    assert!(num("reward") > 0, "{split}");
+    assert_eq!(
+        num("fee"),
+        num("reward") / 100,
+        "default fee 100 bps: {split}"
+    );
+    assert_eq!(num("payouts"), num("paid"), "{split}");
+    assert_eq!(
+        num("fee") + num("paid") + num("remainder"),
+        num("reward"),
+        "{split}"
+    );
+    assert_eq!(num("miners"), 1, "{split}");
     let miners = scalar(&tables, &["shares"], &format!("SELECT count(*) FROM shares WHERE miner = '{WALLET}' AND worker = 'rig-a' AND difficulty = 25")).await;
     assert!(
         miners >= accepted,

@@ -16,6 +16,7 @@ pub mod landing;
 pub mod lease;
 pub mod metrics;
 pub mod pipeline;
+pub mod pplns;
 pub mod registry;
 pub mod runner;
 pub mod runtime;

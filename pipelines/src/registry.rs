@@ -10,6 +10,7 @@ use crate::energy::Energy;
 use crate::error::Result;
 use crate::landing::Landing;
 use crate::pipeline::Pipeline;
+use crate::pplns::Pplns;
 use crate::runner::run_instance;
 use crate::runtime::{PipelineContext, PipelinesConfig};
 
@@ -54,5 +55,6 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         Arc::new(Landing::grid()),
         Arc::new(Landing::shares()),
         Arc::new(Energy::new(config.energy.clone())),
+        Arc::new(Pplns::new(config.pplns.clone())),
     ]
 }

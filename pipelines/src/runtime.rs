@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::energy::EnergyConfig;
 use crate::error::{Disposition, Result};
+use crate::pplns::PplnsConfig;
 use crate::registry::{self, Runnable};
 
 /// Pipeline settings; from config.
@@ -38,6 +39,8 @@ pub struct PipelinesConfig {
     pub maintenance: Maintenance,
     /// The energy pipeline.
     pub energy: EnergyConfig,
+    /// PPLNS payouts.
+    pub pplns: PplnsConfig,
 }
 
 impl Default for PipelinesConfig {
@@ -49,6 +52,7 @@ impl Default for PipelinesConfig {
             partitions: BTreeMap::new(),
             maintenance: Maintenance::default(),
             energy: EnergyConfig::default(),
+            pplns: PplnsConfig::default(),
         }
     }
 }
@@ -82,6 +86,7 @@ impl PipelinesConfig {
         if self.lease_ttl < Duration::from_secs(1) {
             return Err(invalid("pipelines.lease_ttl", "must be at least 1s"));
         }
+        self.pplns.validate()?;
         let pipelines = registry::all(self);
         let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
         for (pipeline, keys) in &self.partitions {

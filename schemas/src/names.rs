@@ -62,6 +62,10 @@ pub const TABLE_BLOCKS: &str = "blocks";
 pub const TABLE_MACHINE_ENERGY_1M: &str = "machine_energy_1m";
 /// Energy per site per minute.
 pub const TABLE_SITE_ENERGY_1M: &str = "site_energy_1m";
+/// One row per paid block: its reward and how it was split.
+pub const TABLE_BLOCK_REWARDS: &str = "block_rewards";
+/// One row per miner per paid block.
+pub const TABLE_PAYOUTS: &str = "payouts";
 
 /// Subject of a share from `pool`.
 pub fn share_subject(pool: &str) -> String {
@@ -94,6 +98,10 @@ pub fn grid_subject(site: &str) -> String {
 /// Subject of a site's energy-per-minute results.
 pub fn energy_result_subject(site: &str) -> String {
     format!("results.energy.{site}")
+}
+/// Subject of a pool's payout results.
+pub fn payout_result_subject(pool: &str) -> String {
+    format!("results.payout.{pool}")
 }
 /// Dead-letter subject for messages taken from `stream`.
 pub fn dlq_subject(stream: &str) -> String {

@@ -90,3 +90,113 @@ impl SiteEnergyMinute {
         ]))
     }
 }
+
+/// How one block's reward was split (PPLNS): one row per block the node accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockReward {
+    /// The pool.
+    pub pool: String,
+    /// Block height.
+    pub height: i64,
+    /// Block hash (hex).
+    pub hash: String,
+    /// Stream sequence of the block event.
+    pub block_seq: i64,
+    /// Stream sequence of the share that found it (where the window ends).
+    pub share_seq: i64,
+    /// Miner whose share found it.
+    pub finder: String,
+    /// Reward R, atomic units.
+    pub reward: i64,
+    /// Pool fee, ⌊R × fee_bps / 10 000⌋.
+    pub fee: i64,
+    /// Σ payouts.
+    pub paid: i64,
+    /// R − fee − paid (what an unfilled window leaves with the pool).
+    pub remainder: i64,
+    /// The window factor, as configured (`2`, `1.5`).
+    pub factor: String,
+    /// The fee rate, basis points.
+    pub fee_bps: i64,
+    /// Network difficulty of the block.
+    pub network_difficulty: i64,
+    /// W = factor × network difficulty, in share difficulty (display; the split is exact).
+    pub window_difficulty: f64,
+    /// The share difficulty the window holds (≤ W).
+    pub filled_difficulty: f64,
+    /// Shares that count.
+    pub shares: i64,
+    /// Sequence of the oldest share that counts.
+    pub first_seq: Option<i64>,
+    /// Miners paid.
+    pub miners: i64,
+    /// When the block was found.
+    pub ts: DateTime<Utc>,
+    /// UTC date of `ts` (partition).
+    pub date: NaiveDate,
+}
+
+impl BlockReward {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("pool", DataType::Utf8, false),
+            Field::new("height", DataType::Int64, false),
+            Field::new("hash", DataType::Utf8, false),
+            Field::new("block_seq", DataType::Int64, false),
+            Field::new("share_seq", DataType::Int64, false),
+            Field::new("finder", DataType::Utf8, false),
+            Field::new("reward", DataType::Int64, false),
+            Field::new("fee", DataType::Int64, false),
+            Field::new("paid", DataType::Int64, false),
+            Field::new("remainder", DataType::Int64, false),
+            Field::new("factor", DataType::Utf8, false),
+            Field::new("fee_bps", DataType::Int64, false),
+            Field::new("network_difficulty", DataType::Int64, false),
+            Field::new("window_difficulty", DataType::Float64, false),
+            Field::new("filled_difficulty", DataType::Float64, false),
+            Field::new("shares", DataType::Int64, false),
+            Field::new("first_seq", DataType::Int64, true),
+            Field::new("miners", DataType::Int64, false),
+            ts_field("ts"),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
+/// One miner's part of one block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payout {
+    /// The pool.
+    pub pool: String,
+    /// Block height.
+    pub height: i64,
+    /// Block hash (hex).
+    pub hash: String,
+    /// The miner (wallet address or account).
+    pub miner: String,
+    /// Atomic units earned.
+    pub amount: i64,
+    /// The miner's share difficulty in the window.
+    pub weight_difficulty: f64,
+    /// When the block was found.
+    pub ts: DateTime<Utc>,
+    /// UTC date of `ts` (partition).
+    pub date: NaiveDate,
+}
+
+impl Payout {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("pool", DataType::Utf8, false),
+            Field::new("height", DataType::Int64, false),
+            Field::new("hash", DataType::Utf8, false),
+            Field::new("miner", DataType::Utf8, false),
+            Field::new("amount", DataType::Int64, false),
+            Field::new("weight_difficulty", DataType::Float64, false),
+            ts_field("ts"),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
