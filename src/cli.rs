@@ -182,6 +182,19 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 10_000)]
         idle: usize,
     },
+    /// Time to split one block's reward (PPLNS) over a full window, beside a plain pass over
+    /// the same shares.
+    Split {
+        /// Shares in the window.
+        #[arg(long, default_value_t = 1_000_000)]
+        shares: usize,
+        /// Miners the shares come from.
+        #[arg(long, default_value_t = 1_000)]
+        miners: usize,
+        /// Blocks split (the median is reported).
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
+    },
     /// (Used by `bench pool`.) Opens `count` logged-in connections to `addr` and holds them
     /// until standard input closes.
     #[command(hide = true)]

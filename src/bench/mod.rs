@@ -2,6 +2,8 @@
 
 mod ingest;
 mod pool;
+mod split;
 
 pub use ingest::ingest;
 pub use pool::{idle_clients, pool};
+pub use split::split_bench;

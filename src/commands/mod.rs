@@ -71,6 +71,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 idle,
             } => crate::bench::pool(threads, connections, shares, idle).await,
             BenchWhat::IdleClients { addr, count } => crate::bench::idle_clients(addr, count).await,
+            BenchWhat::Split {
+                shares,
+                miners,
+                rounds,
+            } => crate::bench::split_bench(shares, miners, rounds),
         },
     }
 }
