@@ -13,7 +13,7 @@ use adit_schemas::ValidationPolicy;
 use adit_sinks::TableStore;
 use anyhow::Context;
 use async_nats::jetstream;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -97,8 +97,32 @@ fn pool_node(config: &adit_stratum::PoolConfig) -> anyhow::Result<adit_stratum::
     )?))
 }
 
+/// Buckets for timings, in seconds: 0.5 ms to 30 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets for batch sizes.
+const COUNT_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
+
+/// Installs the Prometheus recorder. Timings and sizes are histograms (Prometheus's convention:
+/// aggregatable across processes, and never a stale quantile after a quiet spell).
 fn install_metrics() -> Option<PrometheusHandle> {
-    PrometheusBuilder::new().install_recorder().ok()
+    let built = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Prefix("adit_pipeline_batch_".into()),
+                COUNT_BUCKETS,
+            )
+        })
+        .and_then(|b| b.install_recorder());
+    match built {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics are off: the Prometheus recorder could not be installed");
+            None
+        }
+    }
 }
 
 /// Runs `roles` until `shutdown`; the first role to fail cancels the rest and is returned.

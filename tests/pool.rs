@@ -205,6 +205,10 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         .unwrap();
     assert!(metrics.contains("adit_pool_shares_total"), "{metrics}");
     assert!(
+        metrics.contains("adit_pool_verify_seconds_bucket{le=\"0.005\"}"),
+        "timings are histograms: {metrics}"
+    );
+    assert!(
         metrics.contains("adit_pool_blocks_found_total"),
         "{metrics}"
     );
