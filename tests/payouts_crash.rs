@@ -1,0 +1,240 @@
+//! Payouts exactly once under SIGKILL (issue 8): 60 000 shares from 50 miners and 30 blocks on
+//! the MINING stream, the pipelines process killed at random moments and restarted; afterwards
+//! every block is split once, and each miner's payout equals a split computed here, from the
+//! landed `shares` and `blocks` tables, with the pure split function.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use adit_ingest::publish::Outgoing;
+use adit_pipelines::split::{SplitRules, WindowShare, split};
+use adit_schemas::{AnyEvent, Block, BlockStatus, Share};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use common::*;
+use rand::{Rng, SeedableRng};
+
+const SHARES: usize = 60_000;
+const BLOCK_EVERY: usize = 2_000;
+const MINERS: usize = 50;
+
+fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    for i in 0..SHARES {
+        // Every 17th share is rejected, except a block's finding share.
+        let accepted = i % 17 != 0 || i % BLOCK_EVERY == BLOCK_EVERY - 1;
+        let share = Share {
+            pool: "p1".into(),
+            miner: format!("miner-{:02}", (i * 7) % MINERS),
+            worker: "rig".into(),
+            job_id: format!("j{}", i / 100),
+            nonce: format!("{i:08x}"),
+            difficulty: 1_000 + (i as u64 * 37) % 5_000,
+            height: 100 + (i / BLOCK_EVERY) as u64,
+            accepted,
+            reason: (!accepted).then(|| "low_difficulty".into()),
+            ts: base + chrono::Duration::milliseconds(i as i64),
+        };
+        out.push(Outgoing::event(&AnyEvent::Share(share.clone())));
+        if i % BLOCK_EVERY == BLOCK_EVERY - 1 {
+            out.push(Outgoing::event(&AnyEvent::Block(Block {
+                pool: "p1".into(),
+                height: share.height,
+                hash: format!("{i:064x}"),
+                miner: share.miner,
+                worker: share.worker,
+                job_id: share.job_id,
+                nonce: share.nonce,
+                reward: 600_000_000_000 + i as u64,
+                network_difficulty: 150_000,
+                status: BlockStatus::Submitted,
+                error: None,
+                ts: share.ts,
+            })));
+        }
+    }
+    out
+}
+
+/// Column `name` of `batch` as i64s / strings.
+fn ints(batch: &arrow::array::RecordBatch, name: &str) -> Vec<i64> {
+    let col = arrow::compute::cast(
+        batch.column_by_name(name).unwrap(),
+        &arrow::datatypes::DataType::Int64,
+    )
+    .unwrap();
+    col.as_primitive::<Int64Type>().values().to_vec()
+}
+fn strings(batch: &arrow::array::RecordBatch, name: &str) -> Vec<String> {
+    let col = arrow::compute::cast(
+        batch.column_by_name(name).unwrap(),
+        &arrow::datatypes::DataType::Utf8,
+    )
+    .unwrap();
+    let col = col.as_string::<i32>();
+    (0..col.len()).map(|i| col.value(i).to_string()).collect()
+}
+
+/// (block hash, miner) → amount, split here from the landed tables.
+async fn expected(tables: &std::path::Path) -> BTreeMap<(String, String), i64> {
+    let shares = query(
+        tables,
+        &["shares"],
+        "SELECT seq, miner, difficulty, job_id, nonce FROM shares WHERE accepted ORDER BY seq",
+    )
+    .await;
+    let mut walk: Vec<(u64, String, u64)> = Vec::new();
+    let mut finder: HashMap<String, u64> = HashMap::new();
+    for b in &shares {
+        let (seq, miner, diff) = (ints(b, "seq"), strings(b, "miner"), ints(b, "difficulty"));
+        let (job, nonce) = (strings(b, "job_id"), strings(b, "nonce"));
+        for i in 0..b.num_rows() {
+            walk.push((seq[i] as u64, miner[i].clone(), diff[i] as u64));
+            finder.insert(format!("{}:{}", job[i], nonce[i]), seq[i] as u64);
+        }
+    }
+    let names: Vec<String> = (0..MINERS).map(|m| format!("miner-{m:02}")).collect();
+    let index: HashMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    let blocks = query(
+        tables,
+        &["blocks"],
+        "SELECT hash, job_id, nonce, reward, network_difficulty FROM blocks ORDER BY seq",
+    )
+    .await;
+    let rules = SplitRules {
+        fee_bps: 100,
+        ..SplitRules::default()
+    };
+    let mut out = BTreeMap::new();
+    for b in &blocks {
+        let (hash, job, nonce) = (
+            strings(b, "hash"),
+            strings(b, "job_id"),
+            strings(b, "nonce"),
+        );
+        let (reward, nd) = (ints(b, "reward"), ints(b, "network_difficulty"));
+        for i in 0..b.num_rows() {
+            let end = finder[&format!("{}:{}", job[i], nonce[i])];
+            let window = walk.iter().rev().filter(|(seq, _, _)| *seq <= end).map(
+                |(seq, miner, difficulty)| WindowShare {
+                    seq: *seq,
+                    miner: index[miner.as_str()],
+                    difficulty: *difficulty,
+                },
+            );
+            let s = split(reward[i] as u64, nd[i] as u64, &rules, window, &names).unwrap();
+            for p in s.payouts {
+                out.insert((hash[i].clone(), p.miner), p.amount as i64);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (publisher, _js) = publisher(&nats).await;
+    let msgs = events(chrono::Utc::now() - chrono::Duration::hours(1));
+    let blocks = (SHARES / BLOCK_EVERY) as i64;
+    let producer = tokio::spawn(async move {
+        for chunk in msgs.chunks(5_000) {
+            publisher.publish_all(chunk.to_vec()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+
+    let config = "[pipelines.pplns]\nsnapshot_every = \"1s\"\n";
+    let mut app = App::start(&nats.url(), dir.path(), "pipelines", config);
+    let tables = dir.path().join("tables");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    for kill in 1..=8 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(800..2500))).await;
+        app.kill();
+        let split = scalar(
+            &tables,
+            &["block_rewards"],
+            "SELECT count(*) FROM block_rewards",
+        )
+        .await;
+        eprintln!("kill {kill}: {split} blocks split so far");
+        app.restart();
+    }
+    producer.await.unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while scalar(
+        &tables,
+        &["block_rewards"],
+        "SELECT count(*) FROM block_rewards",
+    )
+    .await
+        < blocks
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every block was split; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        scalar(
+            &tables,
+            &["block_rewards"],
+            "SELECT count(DISTINCT hash) FROM block_rewards"
+        )
+        .await,
+        blocks
+    );
+    assert_eq!(
+        scalar(
+            &tables,
+            &["block_rewards"],
+            "SELECT count(*) FROM block_rewards"
+        )
+        .await,
+        blocks,
+        "a block split twice"
+    );
+    let landed = query(
+        &tables,
+        &["payouts"],
+        "SELECT hash, miner, amount FROM payouts",
+    )
+    .await;
+    let mut got = BTreeMap::new();
+    for b in &landed {
+        let (hash, miner, amount) = (strings(b, "hash"), strings(b, "miner"), ints(b, "amount"));
+        for i in 0..b.num_rows() {
+            let key = (hash[i].clone(), miner[i].clone());
+            assert!(
+                got.insert(key.clone(), amount[i]).is_none(),
+                "{key:?} paid twice"
+            );
+        }
+    }
+    let want = expected(&tables).await;
+    assert_eq!(got.len(), want.len());
+    assert_eq!(
+        got, want,
+        "payouts differ from the split of the landed shares"
+    );
+    assert_eq!(
+        scalar(
+            &tables,
+            &["block_rewards"],
+            "SELECT count(*) FROM block_rewards WHERE fee + paid + remainder <> reward"
+        )
+        .await,
+        0
+    );
+}
