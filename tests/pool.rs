@@ -33,7 +33,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let stratum_port = free_port();
     let pool = format!(
-        "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{}\"\nwallet = \"{WALLET}\"\ntip_poll = \"200ms\"\n\
+        "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{}\"\nwallet = \"{WALLET}\"\ntip_poll = \"200ms\"\nmetrics_per_miner = 10\n\
          [pool.server]\npool = \"regtest\"\nverify_threads = 1\n",
         monerod.rpc_url()
     );
@@ -208,6 +208,17 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         metrics.contains("adit_pool_verify_seconds_bucket{le=\"0.005\"}"),
         "timings are histograms: {metrics}"
     );
+    for name in [
+        "pool_total_hashrate",
+        "pool_shares_per_second",
+        "pool_blocks_found_total",
+        "pool_uptime_seconds",
+        "pool_active_miners",
+        &format!("miner_shares_accepted_total{{miner=\"{WALLET}\"}}"),
+        &format!("miner_online{{miner=\"{WALLET}\"}} 1"),
+    ] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
     assert!(
         metrics.contains("adit_pool_blocks_found_total"),
         "{metrics}"

@@ -18,6 +18,7 @@ mod randomx;
 mod server;
 mod session;
 mod simchain;
+mod stats;
 mod target;
 mod tls;
 mod vardiff;
@@ -40,6 +41,7 @@ pub use randomx::{RandomXHasher, SharedDataset};
 pub use server::{BlockFound, Pool, ServerConfig, serve};
 pub use session::{Candidate, Identity, Reject, Session, Verdict, judge, parse_login};
 pub use simchain::{SimChain, SimConfig};
+pub use stats::PoolStats;
 pub use target::{
     decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,
 };

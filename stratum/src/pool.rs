@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::jobs::Work;
 use crate::node::{Node, Tip, watch_tip};
 use crate::server::{BlockFound, Pool, ServerConfig, serve};
+use crate::stats::PoolStats;
 
 /// Bytes reserved in each template for the per-miner extra nonce.
 const RESERVE_SIZE: usize = 8;
@@ -44,6 +45,9 @@ pub struct PoolConfig {
     pub refresh: Duration,
     /// Network difficulty of the simulated chain.
     pub sim_difficulty: u64,
+    /// Miners with Prometheus series of their own (`miner_hashrate`, `miner_online`,
+    /// `miner_shares_*`): the first this many seen; the rest count as `miner="other"`. 0: none.
+    pub metrics_per_miner: usize,
     /// The Stratum server.
     pub server: ServerConfig,
 }
@@ -57,6 +61,7 @@ impl Default for PoolConfig {
             tip_poll: Duration::from_secs(1),
             refresh: Duration::from_secs(30),
             sim_difficulty: 5_000,
+            metrics_per_miner: 0,
             server: ServerConfig::default(),
         }
     }
@@ -86,6 +91,12 @@ impl PoolConfig {
         }
         if self.sim_difficulty == 0 {
             return Err("sim_difficulty must be at least 1".into());
+        }
+        if self.metrics_per_miner > 10_000 {
+            return Err(format!(
+                "metrics_per_miner must be at most 10000 (each miner is 5 series), not {}",
+                self.metrics_per_miner
+            ));
         }
         self.server.validate().map_err(|e| format!("server.{e}"))
     }
@@ -139,7 +150,11 @@ pub async fn run(
     let pool = Pool::new(config.server.clone(), work_rx, events_tx.clone(), blocks_tx)?;
     pool.prepare(seed).await?;
 
-    let publishing = tokio::spawn(publish_events(events_rx, publisher));
+    let publishing = tokio::spawn(publish_events(
+        events_rx,
+        publisher,
+        config.metrics_per_miner,
+    ));
     let submitting = tokio::spawn(submit_blocks(
         blocks_rx,
         node.clone(),
@@ -219,20 +234,16 @@ async fn refresh_work(
     }
 }
 
-/// Window of the hashrate estimate.
-const HASHRATE_WINDOW: Duration = Duration::from_secs(300);
+/// How often the pool's figures are brought up to date when no share arrives, so the hashrate
+/// falls to zero once every miner has gone.
+const STATS_TICK: Duration = Duration::from_secs(10);
 
-/// How often the hashrate estimate is brought up to date when no share arrives, so it falls to
-/// zero once every miner has gone.
-const HASHRATE_TICK: Duration = Duration::from_secs(10);
-
-/// Publishes share and block events in batches until the channel closes, and keeps the
-/// estimated pool hashrate (accepted share difficulty per second over the last 5 minutes).
-async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) {
+/// Publishes share and block events in batches until the channel closes, and keeps the pool's
+/// figures ([`PoolStats`]).
+async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher, per_miner: usize) {
     let mut buf = Vec::with_capacity(1024);
-    let mut window: std::collections::VecDeque<(tokio::time::Instant, u64)> = Default::default();
-    let started = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(HASHRATE_TICK);
+    let mut stats = PoolStats::new(tokio::time::Instant::now(), per_miner);
+    let mut tick = tokio::time::interval(STATS_TICK);
     loop {
         tokio::select! {
             received = rx.recv_many(&mut buf, 1024) => if received == 0 { break },
@@ -240,25 +251,9 @@ async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher) 
         }
         let now = tokio::time::Instant::now();
         for e in &buf {
-            if let AnyEvent::Share(s) = e
-                && s.accepted
-            {
-                window.push_back((now, s.difficulty));
-            }
+            stats.observe(now, e);
         }
-        while window
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > HASHRATE_WINDOW)
-        {
-            window.pop_front();
-        }
-        let span = now
-            .duration_since(started)
-            .min(HASHRATE_WINDOW)
-            .as_secs_f64()
-            .max(1.0);
-        let work: u64 = window.iter().map(|(_, d)| d).sum();
-        metrics::gauge!("adit_pool_hashrate").set(work as f64 / span);
+        stats.export(now);
         if buf.is_empty() {
             continue;
         }

@@ -317,6 +317,7 @@ where
     }
     if conn.session.is_some() {
         metrics::gauge!("adit_pool_miners_connected").decrement(1.0);
+        metrics::gauge!("pool_active_miners").decrement(1.0);
     }
 }
 
@@ -458,6 +459,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         };
         if self.session.is_none() {
             metrics::gauge!("adit_pool_miners_connected").increment(1.0);
+            metrics::gauge!("pool_active_miners").increment(1.0);
         }
         let n = self
             .pool
@@ -599,6 +601,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         }
         if let (Verdict::Block, Some(c)) = (verdict, candidate) {
             metrics::counter!("adit_pool_blocks_found_total").increment(1);
+            metrics::counter!("pool_blocks_found_total").increment(1);
             let found = BlockFound {
                 blob_hex: hex::encode(&c.block_blob),
                 hash: hex::encode(crate::blob::block_id(&c.hashing_blob)),
