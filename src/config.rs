@@ -361,6 +361,22 @@ mod tests {
                 "[query]\nsnapshot_refresh = \"2h\"\n",
                 "query.snapshot_refresh",
             ),
+            (
+                "[pipelines.pplns]\nfee_bps = 10000\n",
+                "pipelines.pplns.fee_bps",
+            ),
+            (
+                "[pipelines.pplns.pools.p1]\nfee_bps = 12000\n",
+                "pipelines.pplns.pools.p1.fee_bps",
+            ),
+            (
+                "[pipelines.pplns]\nmax_window_shares = 0\n",
+                "pipelines.pplns.max_window_shares",
+            ),
+            (
+                "[pool]\nmetrics_per_miner = 100000\n",
+                "pool.metrics_per_miner",
+            ),
         ];
         for (toml_text, key) in cases {
             let config: Config =
