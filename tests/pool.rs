@@ -33,7 +33,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let stratum_port = free_port();
     let pool = format!(
-        "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{}\"\nwallet = \"{WALLET}\"\ntip_poll = \"200ms\"\nmetrics_per_miner = 10\n\
+        "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{}\"\nwallet = \"{WALLET}\"\ntip_poll = \"200ms\"\nmetrics_per_miner = 10\nconfirmations = 3\n\
          [pool.server]\npool = \"regtest\"\nverify_threads = 1\n",
         monerod.rpc_url()
     );
@@ -177,6 +177,32 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         "{split}"
     );
     assert_eq!(num("miners"), 1, "{split}");
+    // Bury the block: monerod mines 3 more, and the pool records it confirmed.
+    let reply: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/json_rpc", monerod.rpc_url()))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "generateblocks",
+            "params": {"amount_of_blocks": 3, "wallet_address": WALLET}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(reply["result"]["height"].as_u64().is_some(), "{reply}");
+    eventually(
+        Duration::from_secs(90),
+        "the block was recorded confirmed",
+        || async {
+            scalar(
+                &tables,
+                &["blocks"],
+                "SELECT count(*) FROM blocks WHERE status = 'confirmed'",
+            )
+            .await
+                >= 1
+        },
+    )
+    .await;
     let miners = scalar(&tables, &["shares"], &format!("SELECT count(*) FROM shares WHERE miner = '{WALLET}' AND worker = 'rig-a' AND difficulty = 25")).await;
     assert!(
         miners >= accepted,

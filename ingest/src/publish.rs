@@ -73,6 +73,11 @@ impl Publisher {
         Self { js }
     }
 
+    /// The JetStream context it publishes through.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// Publishes one event and waits for the stream to store it; returns its stream sequence.
     pub async fn publish(&self, event: &AnyEvent) -> Result<u64> {
         self.publish_one(&Outgoing::event(event)).await

@@ -137,9 +137,14 @@ pub enum BlockStatus {
     /// The node could not be reached while the block's template was current: the block was
     /// never seen by the network.
     Unreachable,
+    /// Later: the block is on the main chain `confirmations` deep; its payouts are final.
+    Confirmed,
+    /// Later: another block holds its height on the main chain; its payouts are void.
+    Orphaned,
 }
 
-/// A block a pool found.
+/// A block a pool found, or a later change of its status (the same block with status
+/// `confirmed` or `orphaned`): the `blocks` table holds one row per status a block went through.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Block {
     /// Pool that found it.
@@ -174,8 +179,9 @@ impl Event for Block {
     fn subject(&self) -> String {
         names::block_subject(&self.pool)
     }
+    /// One id per block and status: a status change is an event of its own.
     fn dedupe_id(&self) -> String {
-        format!("block:{}:{}", self.pool, self.hash)
+        format!("block:{}:{}:{:?}", self.pool, self.hash, self.status)
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts

@@ -132,6 +132,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The pool's block history could not be read from the MINING stream (at start, to find the
+    /// blocks still waiting for confirmation).
+    #[error("reading {pool}'s blocks from the MINING stream: {source}")]
+    BlockHistory {
+        /// The pool.
+        pool: String,
+        /// What JetStream said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The node client's settings are unusable (a bad URL, an HTTP client that cannot be built).
     #[error("invalid node configuration: {reason}")]
     NodeConfig {
@@ -216,6 +227,7 @@ impl Error {
             | Error::RandomX { .. }
             | Error::VerifierStopped
             | Error::NodeConfig { .. }
+            | Error::BlockHistory { .. }
             | Error::NodeUnreachable { .. }
             | Error::NodeUnavailable { .. }
             | Error::NodeRejected { .. }

@@ -12,6 +12,7 @@ mod codec;
 mod error;
 mod guard;
 mod jobs;
+pub mod maturity;
 mod node;
 mod pool;
 mod randomx;

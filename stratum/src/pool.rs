@@ -45,6 +45,9 @@ pub struct PoolConfig {
     pub refresh: Duration,
     /// Network difficulty of the simulated chain.
     pub sim_difficulty: u64,
+    /// A block is confirmed (its payouts final) this many blocks deep; 60 is Monero's coinbase
+    /// maturity.
+    pub confirmations: u64,
     /// Miners with Prometheus series of their own (`miner_hashrate`, `miner_online`,
     /// `miner_shares_*`): the first this many seen; the rest count as `miner="other"`. 0: none.
     pub metrics_per_miner: usize,
@@ -61,6 +64,7 @@ impl Default for PoolConfig {
             tip_poll: Duration::from_secs(1),
             refresh: Duration::from_secs(30),
             sim_difficulty: 5_000,
+            confirmations: 60,
             metrics_per_miner: 0,
             server: ServerConfig::default(),
         }
@@ -91,6 +95,12 @@ impl PoolConfig {
         }
         if self.sim_difficulty == 0 {
             return Err("sim_difficulty must be at least 1".into());
+        }
+        if !(1..=10_000).contains(&self.confirmations) {
+            return Err(format!(
+                "confirmations must be between 1 and 10000, not {}",
+                self.confirmations
+            ));
         }
         if self.metrics_per_miner > 10_000 {
             return Err(format!(
@@ -150,6 +160,12 @@ pub async fn run(
     let pool = Pool::new(config.server.clone(), work_rx, events_tx.clone(), blocks_tx)?;
     pool.prepare(seed).await?;
 
+    let pending =
+        crate::maturity::pending_from_stream(publisher.jetstream(), &config.server.pool).await?;
+    if !pending.is_empty() {
+        tracing::info!(blocks = pending.len(), "blocks waiting for confirmation");
+    }
+    let (accepted_tx, accepted_rx) = mpsc::channel::<Block>(64);
     let publishing = tokio::spawn(publish_events(
         events_rx,
         publisher,
@@ -159,8 +175,9 @@ pub async fn run(
         blocks_rx,
         node.clone(),
         config.server.pool.clone(),
-        events_tx,
+        events_tx.clone(),
         work_rx_for_submit,
+        accepted_tx,
         refresh_now.clone(),
     ));
     let (tip_tx, tip_rx) = watch::channel::<Option<Tip>>(None);
@@ -169,6 +186,15 @@ pub async fn run(
         node.clone(),
         config.tip_poll,
         tip_tx,
+        stop_side.clone(),
+    ));
+    let maturing = tokio::spawn(crate::maturity::run(
+        node.clone(),
+        config.confirmations,
+        pending,
+        accepted_rx,
+        events_tx,
+        tip_rx.clone(),
         stop_side.clone(),
     ));
     let refreshing = tokio::spawn(refresh_work(
@@ -187,8 +213,15 @@ pub async fn run(
     // tip watcher and the refresher first: the refresher holds the last handle on the pool,
     // whose channels must close for the submitter and the publisher to drain and finish.
     stop_side.cancel();
-    let _ = watching.await;
-    let _ = refreshing.await;
+    for (task, done) in [
+        ("tip watcher", watching.await),
+        ("work refresher", refreshing.await),
+        ("maturity", maturing.await),
+    ] {
+        if let Err(e) = done {
+            tracing::error!(task, error = %e, "pool task failed");
+        }
+    }
     if let Err(e) = submitting.await {
         tracing::error!(error = %e, "block submitter failed");
     }
@@ -281,6 +314,7 @@ async fn submit_blocks(
     pool: String,
     events: mpsc::Sender<AnyEvent>,
     work: watch::Receiver<Arc<Work>>,
+    accepted: mpsc::Sender<Block>,
     refresh: Arc<Notify>,
 ) {
     while let Some(found) = rx.recv().await {
@@ -299,7 +333,7 @@ async fn submit_blocks(
         let label = match status {
             BlockStatus::Submitted => "accepted",
             BlockStatus::Rejected => "rejected",
-            BlockStatus::Unreachable => "unreachable",
+            _ => "unreachable",
         };
         metrics::counter!("adit_pool_blocks_submitted_total", "status" => label).increment(1);
         let block = Block {
@@ -316,6 +350,11 @@ async fn submit_blocks(
             error,
             ts: chrono::Utc::now(),
         };
+        if block.status == BlockStatus::Submitted
+            && let Err(lost) = accepted.send(block.clone()).await
+        {
+            tracing::error!(hash = %lost.0.hash, "maturity is not followed: the tracker has stopped");
+        }
         if let Err(lost) = events.send(AnyEvent::Block(block)).await {
             metrics::counter!("adit_pool_events_lost_total").increment(1);
             tracing::error!(event = ?lost.0, "block event not recorded: the publisher has stopped");

@@ -153,6 +153,26 @@ impl Chain {
         Some(self.header_of(height, block))
     }
 
+    /// Appends a block no miner found, its id derived from its parent, height and `salt`.
+    fn push_synthetic(&mut self, reward: u64, salt: u8) {
+        let (height, tip) = self.tip();
+        let (prev_hash, timestamp) = (tip.hash, tip.timestamp + 120);
+        let height = height + 1;
+        let mut seed = prev_hash.to_vec();
+        seed.extend_from_slice(&height.to_le_bytes());
+        seed.push(salt);
+        let hash = crate::blob::cn_fast_hash(&seed);
+        self.blocks.push(SimBlock {
+            hash,
+            prev_hash,
+            timestamp,
+            nonce: 0,
+            reward,
+            difficulty: 1,
+        });
+        self.by_id.insert(hash, height);
+    }
+
     /// The tip's header.
     fn tip_header(&self) -> BlockHeader {
         let (height, block) = self.tip();
@@ -273,6 +293,41 @@ impl SimChain {
             difficulty,
         });
         chain.by_id.insert(block.id, height);
+        Ok(())
+    }
+
+    /// Appends `n` blocks no miner found, as `generateblocks` does on regtest: buries the
+    /// blocks below so they can be confirmed.
+    pub fn advance(&self, n: u64) {
+        let reward = self.inner.blueprint.amount;
+        let mut chain = self.lock();
+        for _ in 0..n {
+            chain.push_synthetic(reward, 0);
+        }
+    }
+
+    /// Replaces the main chain from `height` up with other blocks, one more than it had, as a
+    /// reorg to a longer fork does: the blocks replaced are orphaned.
+    pub fn reorg_from(&self, height: u64) -> Result<()> {
+        let reward = self.inner.blueprint.amount;
+        let mut chain = self.lock();
+        let tip = chain.tip().0;
+        if height == 0 || height > tip {
+            return Err(Error::SimChain {
+                reason: format!("cannot reorg from height {height}: the chain is 1..={tip}"),
+            });
+        }
+        let replaced: Vec<[u8; 32]> = chain
+            .blocks
+            .drain(height as usize..)
+            .map(|b| b.hash)
+            .collect();
+        for hash in &replaced {
+            chain.by_id.remove(hash);
+        }
+        for _ in 0..=replaced.len() {
+            chain.push_synthetic(reward, 1);
+        }
         Ok(())
     }
 
