@@ -377,6 +377,7 @@ mod tests {
                 "[pool]\nmetrics_per_miner = 100000\n",
                 "pool.metrics_per_miner",
             ),
+            ("[pool]\nconfirmations = 0\n", "pool.confirmations"),
         ];
         for (toml_text, key) in cases {
             let config: Config =

@@ -180,8 +180,10 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     // Bury the block: monerod mines 3 more, and the pool records it confirmed.
     let reply: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/json_rpc", monerod.rpc_url()))
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "generateblocks",
-            "params": {"amount_of_blocks": 3, "wallet_address": WALLET}}))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "generateblocks",
+            "params": {"amount_of_blocks": 3, "wallet_address": WALLET}}),
+        )
         .send()
         .await
         .unwrap()
