@@ -378,6 +378,10 @@ mod tests {
                 "pool.metrics_per_miner",
             ),
             ("[pool]\nconfirmations = 0\n", "pool.confirmations"),
+            (
+                "[pipelines.hashrate]\nidle = \"10s\"\n",
+                "pipelines.hashrate.idle",
+            ),
         ];
         for (toml_text, key) in cases {
             let config: Config =

@@ -12,6 +12,7 @@
 
 pub mod energy;
 pub mod error;
+pub mod hashrate;
 pub mod landing;
 pub mod lease;
 pub mod metrics;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::energy::Energy;
 use crate::error::Result;
+use crate::hashrate::Hashrate;
 use crate::landing::Landing;
 use crate::pipeline::Pipeline;
 use crate::pplns::Pplns;
@@ -56,5 +57,6 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         Arc::new(Landing::shares()),
         Arc::new(Energy::new(config.energy.clone())),
         Arc::new(Pplns::new(config.pplns.clone())),
+        Arc::new(Hashrate::new(config.hashrate.clone())),
     ]
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::energy::EnergyConfig;
 use crate::error::{Disposition, Result};
+use crate::hashrate::HashrateConfig;
 use crate::pplns::PplnsConfig;
 use crate::registry::{self, Runnable};
 
@@ -41,6 +42,8 @@ pub struct PipelinesConfig {
     pub energy: EnergyConfig,
     /// PPLNS payouts.
     pub pplns: PplnsConfig,
+    /// Effective hashrate tables.
+    pub hashrate: HashrateConfig,
 }
 
 impl Default for PipelinesConfig {
@@ -53,6 +56,7 @@ impl Default for PipelinesConfig {
             maintenance: Maintenance::default(),
             energy: EnergyConfig::default(),
             pplns: PplnsConfig::default(),
+            hashrate: HashrateConfig::default(),
         }
     }
 }
@@ -87,6 +91,7 @@ impl PipelinesConfig {
             return Err(invalid("pipelines.lease_ttl", "must be at least 1s"));
         }
         self.pplns.validate()?;
+        self.hashrate.validate()?;
         let pipelines = registry::all(self);
         let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
         for (pipeline, keys) in &self.partitions {

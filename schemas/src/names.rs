@@ -62,6 +62,10 @@ pub const TABLE_BLOCKS: &str = "blocks";
 pub const TABLE_MACHINE_ENERGY_1M: &str = "machine_energy_1m";
 /// Energy per site per minute.
 pub const TABLE_SITE_ENERGY_1M: &str = "site_energy_1m";
+/// Effective hashrate per pool, miner and worker per minute.
+pub const TABLE_HASHRATE_1M: &str = "hashrate_1m";
+/// Effective hashrate per pool, miner and worker per hour.
+pub const TABLE_HASHRATE_1H: &str = "hashrate_1h";
 /// One row per paid block: its reward and how it was split.
 pub const TABLE_BLOCK_REWARDS: &str = "block_rewards";
 /// One row per miner per paid block.

@@ -200,3 +200,77 @@ impl Payout {
         ]))
     }
 }
+
+/// Effective hashrate of one worker in one minute: Σ accepted share difficulty / 60 s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashrateMinute {
+    /// The pool.
+    pub pool: String,
+    /// The miner.
+    pub miner: String,
+    /// The worker.
+    pub worker: String,
+    /// Start of the minute.
+    pub minute: DateTime<Utc>,
+    /// Accepted shares in it.
+    pub shares: i64,
+    /// Their summed difficulty.
+    pub difficulty: f64,
+    /// `difficulty / 60`: hashes per second.
+    pub hashrate_hs: f64,
+    /// UTC date (partition).
+    pub date: NaiveDate,
+}
+
+impl HashrateMinute {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("pool", DataType::Utf8, false),
+            Field::new("miner", DataType::Utf8, false),
+            Field::new("worker", DataType::Utf8, false),
+            ts_field("minute"),
+            Field::new("shares", DataType::Int64, false),
+            Field::new("difficulty", DataType::Float64, false),
+            Field::new("hashrate_hs", DataType::Float64, false),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
+/// Effective hashrate of one worker in one hour: Σ accepted share difficulty / 3600 s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashrateHour {
+    /// The pool.
+    pub pool: String,
+    /// The miner.
+    pub miner: String,
+    /// The worker.
+    pub worker: String,
+    /// Start of the hour.
+    pub hour: DateTime<Utc>,
+    /// Accepted shares in it.
+    pub shares: i64,
+    /// Their summed difficulty.
+    pub difficulty: f64,
+    /// `difficulty / 3600`: hashes per second.
+    pub hashrate_hs: f64,
+    /// UTC date (partition).
+    pub date: NaiveDate,
+}
+
+impl HashrateHour {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("pool", DataType::Utf8, false),
+            Field::new("miner", DataType::Utf8, false),
+            Field::new("worker", DataType::Utf8, false),
+            ts_field("hour"),
+            Field::new("shares", DataType::Int64, false),
+            Field::new("difficulty", DataType::Float64, false),
+            Field::new("hashrate_hs", DataType::Float64, false),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
