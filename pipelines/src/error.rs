@@ -82,6 +82,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The pipeline's state cannot be written as JSON (a bug in the pipeline's state type, e.g.
+    /// a map whose keys are not text).
+    #[error("pipeline {instance}: its state cannot be snapshotted: {source}")]
+    Snapshot {
+        /// The instance.
+        instance: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A pipeline task panicked (a bug); the process must exit non-zero.
     #[error("pipeline task panicked: {0}")]
     Panicked(String),
@@ -118,6 +128,7 @@ impl Error {
             | Self::Spec { .. }
             | Self::Recovery { .. }
             | Self::State { .. }
+            | Self::Snapshot { .. }
             | Self::Panicked(_) => Disposition::Stop,
         }
     }

@@ -83,8 +83,8 @@ struct Tally {
     difficulty: u128,
 }
 
-/// (pool, window start µs) → (miner, worker) → tally.
-type Windows = BTreeMap<(String, i64), BTreeMap<(String, String), Tally>>;
+/// (pool, window start µs, miner, worker) → tally.
+type Windows = BTreeMap<(String, i64, String, String), Tally>;
 
 /// What survives a restart.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -92,8 +92,44 @@ pub struct HashrateState {
     marks: Watermarks,
     /// When each pool last sent a share (processing time, µs).
     last_seen: BTreeMap<String, i64>,
+    #[serde(with = "pairs")]
     minutes: Windows,
+    #[serde(with = "pairs")]
     hours: Windows,
+}
+
+/// A map with composite keys as a JSON list of [key, value] pairs (JSON object keys are text).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S, K, V>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        K: Serialize,
+        V: Serialize,
+    {
+        s.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+    {
+        Vec::<(K, V)>::deserialize(d).map(|pairs| pairs.into_iter().collect())
+    }
+}
+
+impl HashrateState {
+    /// Whether `pool` has an open minute starting at `start`.
+    fn open(&self, pool: &str, start: i64) -> bool {
+        self.minutes
+            .keys()
+            .any(|(p, m, _, _)| p == pool && *m == start)
+    }
 }
 
 /// The hashrate pipeline.
@@ -113,7 +149,7 @@ impl Hashrate {
         let arrival = state.marks.observe(&share.pool, &share.pool, ts, now_us);
         state.last_seen.insert(share.pool.clone(), now_us);
         let minute = ts.div_euclid(MINUTE_US) * MINUTE_US;
-        let open = state.minutes.contains_key(&(share.pool.clone(), minute));
+        let open = state.open(&share.pool, minute);
         let closed = state
             .marks
             .mark(&share.pool)
@@ -121,12 +157,13 @@ impl Hashrate {
         if arrival == Arrival::Late && (closed && !open) {
             return true;
         }
-        let tally = state
-            .minutes
-            .entry((share.pool.clone(), minute))
-            .or_default()
-            .entry((share.miner.clone(), share.worker.clone()))
-            .or_default();
+        let key = (
+            share.pool.clone(),
+            minute,
+            share.miner.clone(),
+            share.worker.clone(),
+        );
+        let tally = state.minutes.entry(key).or_default();
         tally.shares += 1;
         tally.difficulty += u128::from(share.difficulty);
         false
@@ -157,70 +194,60 @@ impl Hashrate {
             };
             limit.insert(pool, bound);
         }
-        let due: Vec<(String, i64)> = state
-            .minutes
-            .keys()
-            .filter(|(pool, start)| limit.get(pool).is_some_and(|l| start + MINUTE_US <= *l))
-            .cloned()
-            .collect();
+        let due = |w: &Windows, span: i64| -> Vec<(String, i64, String, String)> {
+            w.keys()
+                .filter(|(pool, start, _, _)| limit.get(pool).is_some_and(|l| start + span <= *l))
+                .cloned()
+                .collect()
+        };
         let mut minutes = Vec::new();
-        for key in due {
-            let Some(workers) = state.minutes.remove(&key) else {
+        for key in due(&state.minutes, MINUTE_US) {
+            let Some(tally) = state.minutes.remove(&key) else {
                 continue;
             };
-            let (pool, start) = key;
+            let (pool, start, miner, worker) = key;
             let hour = start.div_euclid(HOUR_US) * HOUR_US;
-            for ((miner, worker), tally) in workers {
-                let into_hour = state
-                    .hours
-                    .entry((pool.clone(), hour))
-                    .or_default()
-                    .entry((miner.clone(), worker.clone()))
-                    .or_default();
-                into_hour.shares += tally.shares;
-                into_hour.difficulty += tally.difficulty;
-                minutes.push(HashrateMinute {
-                    pool: pool.clone(),
-                    miner,
-                    worker,
-                    minute: at(start),
-                    shares: tally.shares as i64,
-                    difficulty: tally.difficulty as f64,
-                    hashrate_hs: tally.difficulty as f64 / 60.0,
-                    date: at(start).date_naive(),
-                });
-            }
+            let into_hour = state
+                .hours
+                .entry((pool.clone(), hour, miner.clone(), worker.clone()))
+                .or_default();
+            into_hour.shares += tally.shares;
+            into_hour.difficulty += tally.difficulty;
+            minutes.push(HashrateMinute {
+                pool,
+                miner,
+                worker,
+                minute: at(start),
+                shares: tally.shares as i64,
+                difficulty: tally.difficulty as f64,
+                hashrate_hs: tally.difficulty as f64 / 60.0,
+                date: at(start).date_naive(),
+            });
         }
-        let due_hours: Vec<(String, i64)> = state
-            .hours
-            .keys()
-            .filter(|(pool, start)| {
-                let open_minute = state
-                    .minutes
-                    .keys()
-                    .any(|(p, m)| p == pool && m.div_euclid(HOUR_US) * HOUR_US == *start);
-                !open_minute && limit.get(pool).is_some_and(|l| start + HOUR_US <= *l)
-            })
-            .cloned()
-            .collect();
         let mut hours = Vec::new();
-        for key in due_hours {
-            let Some(workers) = state.hours.remove(&key) else {
+        for key in due(&state.hours, HOUR_US) {
+            let (pool, start, _, _) = &key;
+            let open_minute = state
+                .minutes
+                .keys()
+                .any(|(p, m, _, _)| p == pool && m.div_euclid(HOUR_US) * HOUR_US == *start);
+            if open_minute {
+                continue;
+            }
+            let Some(tally) = state.hours.remove(&key) else {
                 continue;
             };
-            let (pool, start) = key;
-            for ((miner, worker), tally) in workers {
-                hours.push(HashrateHour {
-                    pool: pool.clone(),
-                    miner,
-                    worker,
-                    hour: at(start),
-                    shares: tally.shares as i64,
-                    difficulty: tally.difficulty as f64,
-                    hashrate_hs: tally.difficulty as f64 / 3600.0,
-                    date: at(start).date_naive(),
-                });
-            }
+            let (pool, start, miner, worker) = key;
+            hours.push(HashrateHour {
+                pool,
+                miner,
+                worker,
+                hour: at(start),
+                shares: tally.shares as i64,
+                difficulty: tally.difficulty as f64,
+                hashrate_hs: tally.difficulty as f64 / 3600.0,
+                date: at(start).date_naive(),
+            });
         }
         (minutes, hours)
     }
@@ -371,12 +398,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(late.late, 1);
-        assert!(
-            state
-                .minutes
-                .keys()
-                .all(|(_, m)| *m != t(0, 0).timestamp_micros())
-        );
+        assert!(!state.open("p", t(0, 0).timestamp_micros()));
+        // The state survives its snapshot (JSON) and goes on the same.
+        let json = serde_json::to_vec(&state).unwrap();
+        let mut back: HashrateState = serde_json::from_slice(&json).unwrap();
+        assert!(back.open("p", t(1, 0).timestamp_micros()));
+        let out = p
+            .step(
+                &mut back,
+                input(t(2, 30), vec![share("p", "a", 60, t(2, 30))]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.tables[0].1.num_rows(), 1, "minute 1: a");
     }
 
     #[tokio::test]

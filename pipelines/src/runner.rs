@@ -633,10 +633,12 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             (now - last).to_std().unwrap_or(Duration::ZERO) >= self.spec.snapshot_every
         });
         let state = if due {
-            Some(serde_json::to_value(&self.state).map_err(|e| Error::State {
-                instance: self.instance.clone(),
-                source: e,
-            })?)
+            Some(
+                serde_json::to_value(&self.state).map_err(|e| Error::Snapshot {
+                    instance: self.instance.clone(),
+                    source: e,
+                })?,
+            )
         } else {
             None
         };
