@@ -79,8 +79,13 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
                 }
             }
         } else {
-            // A share for a block that just got replaced is stale; anything else is a bug.
-            assert_eq!(reply["error"]["message"], "Block expired", "{reply}");
+            // A share for a job that just got replaced is stale (or, after several new jobs
+            // while a slow debug miner hashed, no longer remembered); anything else is a bug.
+            let message = &reply["error"]["message"];
+            assert!(
+                message == "Block expired" || message == "Invalid job id",
+                "{reply}"
+            );
         }
     }
     assert!(accepted >= 1);
