@@ -580,6 +580,7 @@ impl HashThread {
             .spawn(move || {
                 let mut hasher = None;
                 for job in requests {
+                    // A dropped receiver is a submitter that went away: nothing waits for it.
                     let _ = job.reply.send(hash_with(&mut hasher, &job.seed, &job.blob));
                 }
             })

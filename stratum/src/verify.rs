@@ -119,6 +119,8 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Task>>>, datasets: Option<Datasets>) {
         };
         match task {
             Task::Hash { seed, blob, reply } => {
+                // The asker dropped its receiver only if its connection closed: nobody is
+                // waiting for this hash, and no share depends on it.
                 let _ = reply.send(hash_with(&mut hashers, datasets.as_ref(), &seed, &blob));
             }
             Task::Warm {
@@ -132,6 +134,7 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Task>>>, datasets: Option<Datasets>) {
                 if barrier.wait().is_leader()
                     && let Some(tx) = done.lock().ok().and_then(|mut d| d.take())
                 {
+                    // A readiness signal; a waiter that gave up loses nothing.
                     let _ = tx.send(());
                 }
             }
