@@ -78,6 +78,8 @@ pub enum Role {
     Simulate,
     /// The Stratum mining pool.
     Pool,
+    /// Pays confirmed balances through monero-wallet-rpc (`[payments]`).
+    Payments,
 }
 
 /// `adit pool`.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use adit_ingest::StreamSettings;
 use adit_ingest::simulate::SimConfig;
+use adit_payments::PaymentsConfig;
 use adit_pipelines::PipelinesConfig;
 use adit_query::QueryConfig;
 use adit_stratum::PoolConfig;
@@ -55,6 +56,8 @@ pub struct Config {
     pub simulate: SimConfig,
     /// Stratum pool.
     pub pool: PoolConfig,
+    /// Payments through monero-wallet-rpc.
+    pub payments: PaymentsConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -146,6 +149,7 @@ impl Config {
         self.pool
             .validate()
             .map_err(|e| anyhow::anyhow!("pool.{e}"))?;
+        self.payments.validate()?;
         for (i, t) in self.query.tokens.iter().enumerate() {
             if t.token.len() < 16 {
                 bail!(

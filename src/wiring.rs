@@ -190,6 +190,20 @@ pub async fn run_roles(
             Ok("pool")
         });
     }
+    if roles.contains(&Role::Payments) {
+        let ctx = adit_payments::payer::PayerContext {
+            store: store.clone(),
+            maintenance: config.pipelines.maintenance.clone(),
+            js: services.js.clone(),
+            holder: adit_pipelines::runtime::holder_name(),
+            lease_ttl: config.pipelines.lease_ttl,
+        };
+        let (payments, token) = (config.payments.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            adit_payments::run(payments, ctx, token).await?;
+            Ok("payments")
+        });
+    }
     if roles.contains(&Role::Simulate) {
         let farm = Farm::new(sim);
         let (publisher, token) = (services.publisher.clone(), shutdown.clone());

@@ -70,6 +70,8 @@ pub const TABLE_HASHRATE_1H: &str = "hashrate_1h";
 pub const TABLE_BLOCK_REWARDS: &str = "block_rewards";
 /// One row per miner per paid block.
 pub const TABLE_PAYOUTS: &str = "payouts";
+/// One row per destination of a payment transaction per status it went through.
+pub const TABLE_PAYMENTS: &str = "payments";
 
 /// Subject of a share from `pool`.
 pub fn share_subject(pool: &str) -> String {
@@ -106,6 +108,10 @@ pub fn energy_result_subject(site: &str) -> String {
 /// Subject of a pool's payout results.
 pub fn payout_result_subject(pool: &str) -> String {
     format!("results.payout.{pool}")
+}
+/// Subject of a pool's payment results.
+pub fn payment_result_subject(pool: &str) -> String {
+    format!("results.payment.{pool}")
 }
 /// Dead-letter subject for messages taken from `stream`.
 pub fn dlq_subject(stream: &str) -> String {

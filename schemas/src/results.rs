@@ -201,6 +201,85 @@ impl Payout {
     }
 }
 
+/// Where a payment stands. Each change is a new row; the newest row of a transaction is its
+/// state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// The wallet built and signed the transaction; it is recorded, not yet sent. It counts
+    /// against the balance from here on.
+    Created,
+    /// The node holds it (in its pool or in a block).
+    Relayed,
+    /// In a block `confirmations` deep.
+    Confirmed,
+    /// The node refused it and it is neither in the pool nor on chain; it is never sent again,
+    /// and its amount is back in the balance.
+    Failed,
+}
+
+impl PaymentStatus {
+    /// Its name in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Relayed => "relayed",
+            Self::Confirmed => "confirmed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One destination of one payment transaction, at one status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The pool paying.
+    pub pool: String,
+    /// The transaction (hex); it names the payment.
+    pub tx_hash: String,
+    /// The miner paid (their login, a wallet address).
+    pub miner: String,
+    /// Atomic units sent to the miner.
+    pub amount: i64,
+    /// The network fee of the whole transaction, atomic units (paid by the pool).
+    pub tx_fee: i64,
+    /// Destinations in the transaction.
+    pub destinations: i64,
+    /// Where it stands.
+    pub status: PaymentStatus,
+    /// The signed transaction (hex), on `created` rows: what the node is sent after a crash.
+    pub tx_blob: Option<String>,
+    /// The wallet's own record of the transaction (hex), on `created` rows: what the wallet
+    /// relays (so it knows the outputs are spent) after a crash.
+    pub tx_metadata: Option<String>,
+    /// Why it failed, or the node's last word.
+    pub error: Option<String>,
+    /// When the status was recorded.
+    pub ts: DateTime<Utc>,
+    /// UTC date of `ts` (partition).
+    pub date: NaiveDate,
+}
+
+impl Payment {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("pool", DataType::Utf8, false),
+            Field::new("tx_hash", DataType::Utf8, false),
+            Field::new("miner", DataType::Utf8, false),
+            Field::new("amount", DataType::Int64, false),
+            Field::new("tx_fee", DataType::Int64, false),
+            Field::new("destinations", DataType::Int64, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("tx_blob", DataType::Utf8, true),
+            Field::new("tx_metadata", DataType::Utf8, true),
+            Field::new("error", DataType::Utf8, true),
+            ts_field("ts"),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
 /// Effective hashrate of one worker in one minute: Σ accepted share difficulty / 60 s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HashrateMinute {

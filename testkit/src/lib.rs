@@ -3,7 +3,8 @@
 //!
 //! A missing `nats-server` is a test failure with a clear message, never a silent skip.
 //!
-//! [`Monerod`] does the same for a regtest `monerod`.
+//! [`Monerod`] does the same for a regtest `monerod`, and [`WalletRpc`] for a
+//! `monero-wallet-rpc` against it.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod monerod;
+mod wallet;
 
-pub use monerod::{Monerod, monerod_binary};
+pub use monerod::{Monerod, json_rpc, monerod_binary};
+pub use wallet::{WalletRpc, wallet_rpc_binary};
 
 /// A running private nats-server; killed on drop.
 pub struct NatsServer {

@@ -152,25 +152,89 @@ impl Monerod {
     }
 }
 
-/// True when a `get_info` JSON-RPC call on `port` answers with status OK (a bare HTTP/1.0
-/// request, so the harness needs no HTTP client).
+/// True when a `get_info` JSON-RPC call on `port` answers with status OK.
 fn get_info_ok(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let body = r#"{"jsonrpc":"2.0","id":"0","method":"get_info"}"#;
+    json_rpc(port, "get_info", serde_json::json!({}))
+        .is_ok_and(|r| r.get("status").and_then(|s| s.as_str()) == Some("OK"))
+}
+
+/// Calls JSON-RPC `method` on the monerod or monero-wallet-rpc listening on `port` (a bare
+/// HTTP/1.0 request, so the harness needs no HTTP client): its `result`, or the error text.
+pub fn json_rpc(
+    port: u16,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect {port}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params})
+        .to_string();
     let request = format!(
         "POST /json_rpc HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send {method}: {e}"))?;
+    let json = read_http_body(&mut stream).map_err(|e| format!("read {method}: {e}"))?;
+    let json = json.as_str();
+    let mut reply: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("{method}: {e}: {json}"))?;
+    if let Some(error) = reply.get("error") {
+        return Err(format!("{method}: {error}"));
     }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.") && response.contains(r#""status": "OK""#)
+    Ok(reply["result"].take())
+}
+
+/// Reads one HTTP response's body by its `Content-Length` (the servers keep the connection
+/// open, so reading to the end would wait for the timeout).
+fn read_http_body(stream: &mut TcpStream) -> Result<String, String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if let Some(length) = length
+            && raw.len() >= end + 4 + length
+        {
+            return Ok(String::from_utf8_lossy(&raw[end + 4..end + 4 + length]).into_owned());
+        }
+    }
+    // Closed by the server: the body is whatever follows the headers.
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .ok_or_else(|| format!("not an HTTP response: {text}"))
+}
+
+impl Monerod {
+    /// Calls JSON-RPC `method`; panics with the error.
+    pub fn call(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        json_rpc(self.rpc_port, method, params)
+            .unwrap_or_else(|e| panic!("monerod {e}\n{}", self.log_tail()))
+    }
+
+    /// Mines `blocks` blocks paying `address` (regtest's `generateblocks`).
+    pub fn generate(&self, blocks: u64, address: &str) {
+        self.call(
+            "generateblocks",
+            serde_json::json!({"amount_of_blocks": blocks, "wallet_address": address}),
+        );
+    }
 }
 
 impl Drop for Monerod {

@@ -206,6 +206,27 @@ pub async fn scalar(root: &Path, tables: &[&str], sql: &str) -> i64 {
     if col.is_null(0) { 0 } else { col.value(0) }
 }
 
+/// Column `name` of `batch` as i64s.
+pub fn ints(batch: &RecordBatch, name: &str) -> Vec<i64> {
+    let col = arrow::compute::cast(
+        batch.column_by_name(name).unwrap(),
+        &arrow::datatypes::DataType::Int64,
+    )
+    .unwrap();
+    col.as_primitive::<Int64Type>().values().to_vec()
+}
+
+/// Column `name` of `batch` as strings.
+pub fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let col = arrow::compute::cast(
+        batch.column_by_name(name).unwrap(),
+        &arrow::datatypes::DataType::Utf8,
+    )
+    .unwrap();
+    let col = col.as_string::<i32>();
+    (0..col.len()).map(|i| col.value(i).to_string()).collect()
+}
+
 /// Polls `f` every 200 ms until it returns true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
 where

@@ -1,0 +1,170 @@
+//! Payment settings (`[payments]`), checked after every override.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Monero's limit on outputs per transaction is 16; one is the change.
+pub const MAX_DESTINATIONS: usize = 15;
+
+/// One pool's own payment rules.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPayments {
+    /// Smallest balance paid, atomic units.
+    pub threshold: Option<u64>,
+}
+
+/// `[payments]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// monero-wallet-rpc's base URL (run it with `--disable-rpc-login` on loopback).
+    pub wallet_rpc: String,
+    /// monerod's base URL: it relays the payments and says where they are.
+    pub node: String,
+    /// How often balances are checked and paid.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Smallest balance paid, atomic units, for pools not listed in `pools`.
+    pub threshold: u64,
+    /// Most miners paid in one transaction (1 to 15).
+    pub max_destinations: usize,
+    /// Blocks on top of a payment's before it is `confirmed`.
+    pub confirmations: u64,
+    /// The wallet account paid from.
+    pub account_index: u32,
+    /// Transaction priority, 0 (the wallet's default) to 4.
+    pub priority: u32,
+    /// Longest a wallet or node call may take (building a transaction can take seconds).
+    #[serde(with = "humantime_serde")]
+    pub rpc_timeout: Duration,
+    /// Per-pool rules, by pool id.
+    pub pools: BTreeMap<String, PoolPayments>,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            wallet_rpc: "http://127.0.0.1:18083".into(),
+            node: "http://127.0.0.1:18081".into(),
+            interval: Duration::from_secs(600),
+            threshold: 100_000_000_000, // 0.1 XMR
+            max_destinations: MAX_DESTINATIONS,
+            confirmations: 10,
+            account_index: 0,
+            priority: 0,
+            rpc_timeout: Duration::from_secs(60),
+            pools: BTreeMap::new(),
+        }
+    }
+}
+
+impl PaymentsConfig {
+    /// The threshold in force for `pool`.
+    pub fn threshold(&self, pool: &str) -> u64 {
+        self.pools
+            .get(pool)
+            .and_then(|p| p.threshold)
+            .unwrap_or(self.threshold)
+    }
+
+    /// Refuses values the payer cannot work with, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| {
+            Err(Error::Config {
+                key: format!("payments.{key}"),
+                reason,
+            })
+        };
+        for (key, url) in [("wallet_rpc", &self.wallet_rpc), ("node", &self.node)] {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(_) => return bad(key, format!("{url:?} is not an http or https URL")),
+                Err(e) => return bad(key, format!("{url:?}: {e}")),
+            }
+        }
+        if self.interval < Duration::from_secs(1) {
+            return bad("interval", "must be at least 1s".into());
+        }
+        if self.rpc_timeout.is_zero() {
+            return bad("rpc_timeout", "must be positive".into());
+        }
+        if self.threshold == 0 || self.threshold > i64::MAX as u64 {
+            return bad(
+                "threshold",
+                format!("{} must be 1..2^63 atomic units", self.threshold),
+            );
+        }
+        if !(1..=MAX_DESTINATIONS).contains(&self.max_destinations) {
+            return bad(
+                "max_destinations",
+                format!("{} must be 1..={MAX_DESTINATIONS}", self.max_destinations),
+            );
+        }
+        if self.confirmations == 0 {
+            return bad("confirmations", "must be at least 1".into());
+        }
+        if self.priority > 4 {
+            return bad("priority", format!("{} must be 0..=4", self.priority));
+        }
+        for (pool, rules) in &self.pools {
+            if !adit_schemas::names::is_token(pool) {
+                return bad(
+                    &format!("pools.{pool}"),
+                    "a pool id is 1-64 of A-Z a-z 0-9 _ -".into(),
+                );
+            }
+            if let Some(t) = rules.threshold
+                && (t == 0 || t > i64::MAX as u64)
+            {
+                return bad(
+                    &format!("pools.{pool}.threshold"),
+                    format!("{t} must be 1..2^63 atomic units"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(toml_text: &str) -> String {
+        let c: PaymentsConfig = toml::from_str(toml_text).unwrap();
+        match c.validate() {
+            Err(Error::Config { key, .. }) => key,
+            other => panic!("{toml_text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_bad_value_is_refused_by_its_key() {
+        assert!(PaymentsConfig::default().validate().is_ok());
+        assert_eq!(key("threshold = 0"), "payments.threshold");
+        assert_eq!(key("max_destinations = 16"), "payments.max_destinations");
+        assert_eq!(key("max_destinations = 0"), "payments.max_destinations");
+        assert_eq!(key("interval = \"10ms\""), "payments.interval");
+        assert_eq!(key("wallet_rpc = \"ftp://x\""), "payments.wallet_rpc");
+        assert_eq!(key("node = \"not a url\""), "payments.node");
+        assert_eq!(key("priority = 9"), "payments.priority");
+        assert_eq!(
+            key("[pools.p1]\nthreshold = 0"),
+            "payments.pools.p1.threshold"
+        );
+        assert_eq!(key("[pools.\"a b\"]\nthreshold = 5"), "payments.pools.a b");
+        // A negative threshold never gets this far: it is not a u64.
+        assert!(toml::from_str::<PaymentsConfig>("threshold = -1").is_err());
+    }
+
+    #[test]
+    fn a_pools_threshold_overrides_the_default() {
+        let c: PaymentsConfig = toml::from_str("threshold = 7\n[pools.p1]\nthreshold = 9").unwrap();
+        assert_eq!((c.threshold("p1"), c.threshold("p2")), (9, 7));
+    }
+}

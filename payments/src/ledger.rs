@@ -1,0 +1,225 @@
+//! The books: balances read with SQL from the `payouts`, `blocks` and `payments` tables, and
+//! payment rows written to `payments` (one Delta commit per status change of a transaction).
+//!
+//! balance(miner) = Σ payouts of blocks that are `confirmed` and not `orphaned`
+//!                − Σ payments `created` + Σ payments `failed`
+//!
+//! A payment counts against the balance from the moment it is recorded as `created` (before
+//! it is sent), so no crash can pay a balance twice; only a `failed` one gives it back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adit_schemas::names::{TABLE_BLOCKS, TABLE_PAYMENTS, TABLE_PAYOUTS};
+use adit_schemas::results::{Payment, PaymentStatus};
+use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
+use adit_sql::{Catalog, SqlEngine, SqlLimits};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+
+use crate::error::{Error, Result};
+
+/// The Delta application id of the payer's commits.
+const WRITER: &str = "payments";
+
+/// A transaction recorded and not yet settled (`confirmed` or `failed`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTx {
+    /// Its hash.
+    pub tx_hash: String,
+    /// The newest status recorded (`created` or `relayed`).
+    pub status: PaymentStatus,
+    /// The signed transaction.
+    pub tx_blob: String,
+    /// The wallet's record of it.
+    pub tx_metadata: String,
+    /// Its fee.
+    pub tx_fee: i64,
+    /// (miner, amount) it pays.
+    pub destinations: Vec<(String, i64)>,
+}
+
+/// Reads balances and open payments; writes payment rows.
+pub struct Ledger {
+    /// Reads every table at its newest version (no cache: a balance must see the payer's own
+    /// last commit).
+    sql: SqlEngine,
+    /// The `payments` table.
+    table: ExactlyOnceTable,
+}
+
+/// `s` as a SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl Ledger {
+    /// Opens the books under `store`, creating the `payments` table if needed.
+    pub async fn open(store: &TableStore, maintenance: Maintenance) -> Result<Self> {
+        let table = ExactlyOnceTable::open(
+            store,
+            TABLE_PAYMENTS,
+            &Payment::schema(),
+            &["date"],
+            WRITER,
+            maintenance,
+        )
+        .await?;
+        let catalog = Arc::new(Catalog::new(store.clone(), Duration::ZERO));
+        let limits = SqlLimits {
+            timeout: Duration::from_secs(120),
+            ..SqlLimits::default()
+        };
+        Ok(Self {
+            sql: SqlEngine::new(catalog, limits),
+            table,
+        })
+    }
+
+    async fn rows(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.sql.query(sql).await?.batches)
+    }
+
+    /// Whether the tables a balance needs exist yet.
+    async fn has_earnings(&self) -> Result<bool> {
+        let tables = self.sql.catalog().snapshot().await?;
+        let has = |name: &str| tables.iter().any(|(n, _)| n == name);
+        Ok(has(TABLE_PAYOUTS) && has(TABLE_BLOCKS))
+    }
+
+    /// Every pool that has earned something.
+    pub async fn pools(&self) -> Result<Vec<String>> {
+        if !self.has_earnings().await? {
+            return Ok(Vec::new());
+        }
+        let batches = self
+            .rows("SELECT DISTINCT pool FROM payouts ORDER BY pool")
+            .await?;
+        let mut pools = Vec::new();
+        for b in &batches {
+            pools.extend(strings(b, "pool")?);
+        }
+        Ok(pools)
+    }
+
+    /// Each miner of `pool` with a positive balance, by miner.
+    pub async fn balances(&self, pool: &str) -> Result<Vec<(String, i64)>> {
+        if !self.has_earnings().await? {
+            return Ok(Vec::new());
+        }
+        let p = literal(pool);
+        let sql = format!(
+            "WITH status AS (
+               SELECT hash, bool_or(status = 'confirmed') AS confirmed,
+                      bool_or(status = 'orphaned') AS orphaned
+               FROM blocks WHERE pool = {p} GROUP BY hash),
+             earned AS (
+               SELECT o.miner, sum(o.amount) AS amount
+               FROM payouts o JOIN status s ON o.hash = s.hash
+               WHERE o.pool = {p} AND s.confirmed AND NOT s.orphaned GROUP BY o.miner),
+             sent AS (
+               SELECT miner, sum(CASE WHEN status = 'created' THEN amount
+                                      WHEN status = 'failed' THEN -amount ELSE 0 END) AS amount
+               FROM payments WHERE pool = {p} GROUP BY miner)
+             SELECT e.miner, e.amount - coalesce(s.amount, 0) AS balance
+             FROM earned e LEFT JOIN sent s ON e.miner = s.miner
+             WHERE e.amount - coalesce(s.amount, 0) > 0
+             ORDER BY e.miner"
+        );
+        let mut out = Vec::new();
+        for b in self.rows(&sql).await? {
+            out.extend(strings(&b, "miner")?.into_iter().zip(ints(&b, "balance")?));
+        }
+        Ok(out)
+    }
+
+    /// The transactions of `pool` recorded and neither confirmed nor failed.
+    pub async fn open_payments(&self, pool: &str) -> Result<Vec<OpenTx>> {
+        let p = literal(pool);
+        let sql = format!(
+            "SELECT tx_hash, miner, amount, tx_fee, status, tx_blob, tx_metadata FROM payments
+             WHERE pool = {p} AND tx_hash IN (
+               SELECT tx_hash FROM payments WHERE pool = {p} GROUP BY tx_hash
+               HAVING NOT bool_or(status IN ('confirmed', 'failed')))
+             ORDER BY tx_hash, miner"
+        );
+        let mut open: BTreeMap<String, OpenTx> = BTreeMap::new();
+        for b in self.rows(&sql).await? {
+            let (hashes, miners, statuses) = (
+                strings(&b, "tx_hash")?,
+                strings(&b, "miner")?,
+                strings(&b, "status")?,
+            );
+            let (amounts, fees) = (ints(&b, "amount")?, ints(&b, "tx_fee")?);
+            let blobs = column(&b, "tx_blob", &DataType::Utf8)?;
+            let blobs = blobs.as_string::<i32>();
+            let metadata = column(&b, "tx_metadata", &DataType::Utf8)?;
+            let metadata = metadata.as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let tx = open.entry(hashes[i].clone()).or_insert_with(|| OpenTx {
+                    tx_hash: hashes[i].clone(),
+                    status: PaymentStatus::Created,
+                    tx_blob: String::new(),
+                    tx_metadata: String::new(),
+                    tx_fee: fees[i],
+                    destinations: Vec::new(),
+                });
+                match statuses[i].as_str() {
+                    "created" => {
+                        tx.destinations.push((miners[i].clone(), amounts[i]));
+                        if blobs.is_valid(i) {
+                            tx.tx_blob = blobs.value(i).to_string();
+                        }
+                        if metadata.is_valid(i) {
+                            tx.tx_metadata = metadata.value(i).to_string();
+                        }
+                    }
+                    "relayed" => tx.status = PaymentStatus::Relayed,
+                    _ => {}
+                }
+            }
+        }
+        Ok(open.into_values().collect())
+    }
+
+    /// Records `rows` (one transaction's change of status) in one commit.
+    pub async fn record(&mut self, rows: &[Payment]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = adit_schemas::to_batch(TABLE_PAYMENTS, Payment::schema(), rows)?;
+        let version = self.table.committed() + 1;
+        self.table.commit(vec![batch], version).await?;
+        self.table.maintain_if_due().await?;
+        Ok(())
+    }
+}
+
+/// Column `name` of `batch`, cast to `to`.
+fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<arrow::array::ArrayRef> {
+    let col = batch.column_by_name(name).ok_or_else(|| Error::Books {
+        reason: format!("no column {name} in the result"),
+    })?;
+    arrow::compute::cast(col, to).map_err(|e| Error::Books {
+        reason: format!("column {name}: {e}"),
+    })
+}
+
+/// Column `name` of `batch` as strings.
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+    let col = column(batch, name, &DataType::Utf8)?;
+    let col = col.as_string::<i32>();
+    Ok((0..col.len()).map(|i| col.value(i).to_string()).collect())
+}
+
+/// Column `name` of `batch` as i64s; a null is an error.
+fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
+    let col = column(batch, name, &DataType::Int64)?;
+    if col.null_count() > 0 {
+        return Err(Error::Books {
+            reason: format!("column {name} has nulls"),
+        });
+    }
+    Ok(col.as_primitive::<Int64Type>().values().to_vec())
+}

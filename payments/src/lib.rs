@@ -1,0 +1,23 @@
+//! Payments: each miner whose confirmed balance (confirmed payouts − payments) reaches the
+//! pool's threshold is paid through `monero-wallet-rpc`, several miners per transaction.
+//!
+//! Exactly once across crashes: the wallet builds and signs a transaction without sending it;
+//! the signed transaction is recorded in the `payments` table before it is sent, and a recorded
+//! transaction the node ([`daemon`]) does not hold is sent again, byte for byte, after a
+//! restart. A transaction is only given up (`failed`) when the
+//! node refuses it and holds neither it nor a block with it, and a failed transaction is never
+//! sent again. The payer runs under a lease, so one process pays at a time. This crate does not
+//! compute payouts (the `pplns` pipeline does) and does not decide when a block is confirmed
+//! (the pool's maturity tracker does).
+
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod ledger;
+pub mod payer;
+mod rpc;
+pub mod wallet;
+
+pub use config::PaymentsConfig;
+pub use error::{Error, Result};
+pub use payer::run;

@@ -1,0 +1,356 @@
+//! The payer: every `interval`, under the `payments` lease, first settles the transactions
+//! already recorded (sends again what the node does not hold, marks what it confirmed or
+//! refused), then pays each miner whose balance reached the threshold.
+//!
+//! One payment, step by step, each step safe to crash after:
+//! 1. the wallet builds and signs the transaction, and does not send it;
+//! 2. its rows are recorded `created` with the signed transaction (the balance drops now);
+//! 3. the wallet sends it (so it counts its inputs spent); when the wallet will not, the node's
+//!    own verdict decides; what happened is recorded (`relayed` or `failed`).
+//!
+//! A crash before 2 leaves a transaction no one ever sends. A crash after 2 leaves a `created`
+//! transaction, which the next round finds and sends again byte for byte (same hash, so the
+//! chain can never take it twice). While a pool has a `created` transaction the node does not
+//! hold, nothing new is paid for that pool.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use adit_pipelines::lease::Lease;
+use adit_schemas::names::{self, payment_result_subject};
+use adit_schemas::results::{Payment, PaymentStatus};
+use adit_sinks::{Maintenance, ResultPublisher, TableStore};
+use async_nats::jetstream;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PaymentsConfig;
+use crate::daemon::{Daemon, Held, Relay};
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, OpenTx};
+use crate::wallet::Wallet;
+
+/// The lease key: one payer at a time, whatever the number of processes with the role.
+pub const LEASE: &str = "payments";
+
+/// What the payer needs besides its config.
+pub struct PayerContext {
+    /// Where the tables are.
+    pub store: TableStore,
+    /// Compaction of the `payments` table.
+    pub maintenance: Maintenance,
+    /// JetStream, for the lease and the live results.
+    pub js: jetstream::Context,
+    /// This process's name in the lease.
+    pub holder: String,
+    /// Lease time to live.
+    pub lease_ttl: Duration,
+}
+
+/// Pays until `shutdown`: stands by while another process holds the lease.
+pub async fn run(
+    config: PaymentsConfig,
+    ctx: PayerContext,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    config.validate()?;
+    adit_pipelines::runtime::ensure_lease_bucket(&ctx.js, ctx.lease_ttl, 1).await?;
+    let kv =
+        ctx.js
+            .get_key_value(names::KV_LEASES)
+            .await
+            .map_err(|e| adit_pipelines::Error::Lease {
+                key: LEASE.into(),
+                source: Box::new(e),
+            })?;
+    loop {
+        let Some(lease) =
+            Lease::acquire(kv.clone(), LEASE, &ctx.holder, ctx.lease_ttl, &shutdown).await?
+        else {
+            return Ok(());
+        };
+        let lost = lease.lost();
+        let mut payer = None;
+        loop {
+            if payer.is_none() {
+                match Payer::open(&config, &ctx).await {
+                    Ok(p) => payer = Some(p),
+                    Err(e) => {
+                        tracing::warn!(error = %chain(&e), "cannot open the payment books; retrying")
+                    }
+                }
+            }
+            if let Some(p) = payer.as_mut()
+                && let Err(e) = p.round(&lease).await
+            {
+                metrics::counter!("adit_payments_round_errors_total").increment(1);
+                tracing::warn!(error = %chain(&e), "payment round stopped; the next one resumes it");
+                if !e.is_transient() {
+                    payer = None; // reopen the books: the table may be ahead of what we hold
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    lease.release().await;
+                    return Ok(());
+                }
+                _ = lost.cancelled() => {
+                    tracing::warn!("payments lease lost; standing by");
+                    break;
+                }
+                _ = tokio::time::sleep(config.interval) => {}
+            }
+        }
+    }
+}
+
+/// `e` and its sources, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The payer's parts.
+pub struct Payer<'a> {
+    config: &'a PaymentsConfig,
+    wallet: Wallet,
+    daemon: Daemon,
+    ledger: Ledger,
+    results: ResultPublisher,
+    /// Miner logins checked with the wallet: whether each is an address it can pay.
+    payable: HashMap<String, bool>,
+}
+
+impl<'a> Payer<'a> {
+    /// Opens the books and the clients.
+    pub async fn open(config: &'a PaymentsConfig, ctx: &PayerContext) -> Result<Self> {
+        Ok(Self {
+            config,
+            wallet: Wallet::new(
+                &config.wallet_rpc,
+                config.rpc_timeout,
+                config.account_index,
+                config.priority,
+            )?,
+            daemon: Daemon::new(&config.node, config.rpc_timeout)?,
+            ledger: Ledger::open(&ctx.store, ctx.maintenance.clone()).await?,
+            results: ResultPublisher::new(ctx.js.clone()),
+            payable: HashMap::new(),
+        })
+    }
+
+    /// One round over every pool that has earned something.
+    pub async fn round(&mut self, lease: &Lease) -> Result<()> {
+        for pool in self.ledger.pools().await? {
+            if self.settle(&pool, lease).await? {
+                self.pay_due(&pool, lease).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings every open transaction of `pool` up to date with the node; returns whether the
+    /// pool is clear to pay (no recorded transaction the node does not hold).
+    async fn settle(&mut self, pool: &str, lease: &Lease) -> Result<bool> {
+        let open = self.ledger.open_payments(pool).await?;
+        metrics::gauge!("adit_payments_open", "pool" => pool.to_string()).set(open.len() as f64);
+        if open.is_empty() {
+            return Ok(true);
+        }
+        let height = self.daemon.height().await?;
+        let mut clear = true;
+        for tx in open {
+            let next = match self.daemon.held(&tx.tx_hash).await? {
+                Held::InBlock(at) if height.saturating_sub(at) >= self.config.confirmations => {
+                    Some((PaymentStatus::Confirmed, None))
+                }
+                Held::InBlock(_) | Held::InPool => {
+                    (tx.status == PaymentStatus::Created).then_some((PaymentStatus::Relayed, None))
+                }
+                Held::Nowhere => {
+                    tracing::info!(pool, tx = %tx.tx_hash, status = tx.status.as_str(), "the node does not hold a recorded payment; sending it again");
+                    self.send(&tx).await?
+                }
+            };
+            let now = next.as_ref().map_or(tx.status, |(s, _)| *s);
+            if now == PaymentStatus::Created {
+                clear = false;
+            }
+            if let Some((status, error)) = next {
+                self.record(pool, &tx, status, error, lease).await?;
+            }
+        }
+        Ok(clear)
+    }
+
+    /// Sends `tx` through the wallet (so it counts the inputs spent); when the wallet will not,
+    /// the node's own verdict on the transaction decides. The status to record, if it changes.
+    async fn send(&self, tx: &OpenTx) -> Result<Option<(PaymentStatus, Option<String>)>> {
+        if tx.tx_blob.is_empty() || tx.tx_metadata.is_empty() {
+            return Err(Error::Books {
+                reason: format!(
+                    "payment {} was recorded without its transaction",
+                    tx.tx_hash
+                ),
+            });
+        }
+        let relayed =
+            (tx.status == PaymentStatus::Created).then_some((PaymentStatus::Relayed, None));
+        match self.wallet.relay(&tx.tx_metadata).await {
+            Ok(()) => return Ok(relayed),
+            Err(e @ Error::Refused { .. }) => {
+                tracing::warn!(tx = %tx.tx_hash, error = %e, "the wallet did not send a recorded payment; asking the node");
+            }
+            Err(e) => return Err(e),
+        }
+        if self.daemon.held(&tx.tx_hash).await? != Held::Nowhere {
+            return Ok(relayed);
+        }
+        Ok(match self.daemon.relay(&tx.tx_blob).await? {
+            Relay::Accepted => relayed,
+            Relay::Refused(why) => {
+                // Refused now and held nowhere: it can never be mined from here, and it is
+                // never sent again.
+                tracing::warn!(tx = %tx.tx_hash, reason = %why, "the node refused a payment; its amounts go back to the balances");
+                Some((PaymentStatus::Failed, Some(why)))
+            }
+        })
+    }
+
+    /// Pays every miner of `pool` whose balance reached the threshold.
+    async fn pay_due(&mut self, pool: &str, lease: &Lease) -> Result<()> {
+        let threshold = i64::try_from(self.config.threshold(pool)).unwrap_or(i64::MAX);
+        let mut due = Vec::new();
+        let mut unpayable = 0usize;
+        for (miner, balance) in self.ledger.balances(pool).await? {
+            if balance < threshold {
+                continue;
+            }
+            if self.is_payable(&miner).await? {
+                due.push((miner, balance));
+            } else {
+                unpayable += 1;
+            }
+        }
+        metrics::gauge!("adit_payments_unpayable_miners", "pool" => pool.to_string())
+            .set(unpayable as f64);
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.wallet.refresh().await?;
+        for batch in due.chunks(self.config.max_destinations) {
+            let destinations: Vec<(String, u64)> = batch
+                .iter()
+                .map(|(m, b)| (m.clone(), u64::try_from(*b).unwrap_or(0)))
+                .collect();
+            let built = match self.wallet.build(&destinations).await {
+                Ok(built) => built,
+                Err(e @ Error::Refused { .. }) => {
+                    // Not enough unlocked money, and the like: nothing was built.
+                    metrics::counter!("adit_payments_build_failures_total", "pool" => pool.to_string()).increment(1);
+                    tracing::warn!(pool, error = %e, "the wallet cannot build a payment; waiting for the next round");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let tx = OpenTx {
+                tx_hash: built.tx_hash,
+                status: PaymentStatus::Created,
+                tx_blob: built.tx_blob,
+                tx_metadata: built.tx_metadata,
+                tx_fee: i64::try_from(built.fee).unwrap_or(i64::MAX),
+                destinations: batch.to_vec(),
+            };
+            self.record(pool, &tx, PaymentStatus::Created, None, lease)
+                .await?;
+            if let Some((status, error)) = self.send(&tx).await? {
+                self.record(pool, &tx, status, error, lease).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the wallet can pay `miner` (a miner's login is its address).
+    async fn is_payable(&mut self, miner: &str) -> Result<bool> {
+        if let Some(ok) = self.payable.get(miner) {
+            return Ok(*ok);
+        }
+        let ok = self.wallet.is_address(miner).await?;
+        if !ok {
+            tracing::warn!(
+                miner,
+                "a miner's login is not an address the wallet can pay; its balance waits"
+            );
+        }
+        self.payable.insert(miner.to_string(), ok);
+        Ok(ok)
+    }
+
+    /// Records `tx` at `status` (one commit), then publishes its rows live.
+    async fn record(
+        &mut self,
+        pool: &str,
+        tx: &OpenTx,
+        status: PaymentStatus,
+        error: Option<String>,
+        lease: &Lease,
+    ) -> Result<()> {
+        if !lease.is_valid() {
+            return Err(adit_pipelines::Error::LeaseLost {
+                instance: LEASE.into(),
+            }
+            .into());
+        }
+        let ts = Utc::now();
+        let rows: Vec<Payment> = tx
+            .destinations
+            .iter()
+            .map(|(miner, amount)| Payment {
+                pool: pool.to_string(),
+                tx_hash: tx.tx_hash.clone(),
+                miner: miner.clone(),
+                amount: *amount,
+                tx_fee: tx.tx_fee,
+                destinations: tx.destinations.len() as i64,
+                status,
+                tx_blob: (status == PaymentStatus::Created).then(|| tx.tx_blob.clone()),
+                tx_metadata: (status == PaymentStatus::Created).then(|| tx.tx_metadata.clone()),
+                error: error.clone(),
+                ts,
+                date: ts.date_naive(),
+            })
+            .collect();
+        self.ledger.record(&rows).await?;
+        let labels = [
+            ("pool", pool.to_string()),
+            ("status", status.as_str().to_string()),
+        ];
+        metrics::counter!("adit_payments_total", &labels).increment(1);
+        if status == PaymentStatus::Relayed {
+            let paid: i64 = tx.destinations.iter().map(|(_, a)| a).sum();
+            metrics::counter!("adit_payments_paid_atomic_total", "pool" => pool.to_string())
+                .increment(u64::try_from(paid).unwrap_or(0));
+        }
+        tracing::info!(pool, tx = %tx.tx_hash, status = status.as_str(), destinations = rows.len(), "payment recorded");
+        let live: Vec<(String, String, Payment)> = rows
+            .into_iter()
+            .map(|mut p| {
+                p.tx_blob = None;
+                p.tx_metadata = None;
+                let id = format!("payment:{}:{}:{}", p.tx_hash, p.miner, status.as_str());
+                (payment_result_subject(pool), id, p)
+            })
+            .collect();
+        if let Err(e) = self.results.publish(&live).await {
+            // The table is the record; subscribers can read it there.
+            tracing::warn!(pool, tx = %tx.tx_hash, error = %e, "payment recorded but not published live");
+        }
+        Ok(())
+    }
+}

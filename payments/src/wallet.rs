@@ -1,0 +1,110 @@
+//! monero-wallet-rpc: checks addresses, builds and signs transactions without sending them
+//! (`do_not_relay`), so a wallet that crashes after `transfer` cannot have sent something the
+//! payer has not recorded, and sends them once they are recorded (`relay_tx`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::Result;
+use crate::rpc::JsonRpc;
+
+/// A signed transaction the wallet built and did not send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Built {
+    /// Its hash (hex).
+    pub tx_hash: String,
+    /// The whole signed transaction (hex), as the node takes it.
+    pub tx_blob: String,
+    /// The wallet's record of it (hex), as `relay_tx` takes it.
+    pub tx_metadata: String,
+    /// Its network fee, atomic units.
+    pub fee: u64,
+}
+
+/// A monero-wallet-rpc with one wallet open.
+#[derive(Debug, Clone)]
+pub struct Wallet {
+    rpc: JsonRpc,
+    /// The account paid from.
+    account_index: u32,
+    /// Transaction priority (0 default .. 4 highest).
+    priority: u32,
+}
+
+impl Wallet {
+    /// A client of the wallet RPC at `url` (e.g. `http://127.0.0.1:18083`).
+    pub fn new(url: &str, timeout: Duration, account_index: u32, priority: u32) -> Result<Self> {
+        Ok(Self {
+            rpc: JsonRpc::new("wallet", url, timeout)?,
+            account_index,
+            priority,
+        })
+    }
+
+    /// Whether `address` is a Monero address the wallet can pay.
+    pub async fn is_address(&self, address: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Valid {
+            valid: bool,
+        }
+        let reply: Valid = self
+            .rpc
+            .call("validate_address", json!({"address": address}))
+            .await?;
+        Ok(reply.valid)
+    }
+
+    /// Brings the wallet up to date with the chain and the node's pool, so it does not spend
+    /// an output a relayed payment already spends.
+    pub async fn refresh(&self) -> Result<()> {
+        let _: serde_json::Value = self.rpc.call("refresh", json!({})).await?;
+        Ok(())
+    }
+
+    /// Builds and signs one transaction paying each `(address, amount)`, without sending it.
+    pub async fn build(&self, destinations: &[(String, u64)]) -> Result<Built> {
+        #[derive(Deserialize)]
+        struct Transfer {
+            tx_hash: String,
+            tx_blob: String,
+            tx_metadata: String,
+            fee: u64,
+        }
+        let destinations: Vec<_> = destinations
+            .iter()
+            .map(|(address, amount)| json!({"address": address, "amount": amount}))
+            .collect();
+        let reply: Transfer = self
+            .rpc
+            .call(
+                "transfer",
+                json!({
+                    "destinations": destinations,
+                    "account_index": self.account_index,
+                    "priority": self.priority,
+                    "do_not_relay": true,
+                    "get_tx_hex": true,
+                    "get_tx_metadata": true,
+                }),
+            )
+            .await?;
+        Ok(Built {
+            tx_hash: reply.tx_hash,
+            tx_blob: reply.tx_blob,
+            tx_metadata: reply.tx_metadata,
+            fee: reply.fee,
+        })
+    }
+
+    /// Has the wallet send a transaction it built (`tx_metadata` from [`Built`]); from then on
+    /// it counts the transaction's inputs as spent.
+    pub async fn relay(&self, tx_metadata: &str) -> Result<()> {
+        let _: serde_json::Value = self
+            .rpc
+            .call("relay_tx", json!({"hex": tx_metadata}))
+            .await?;
+        Ok(())
+    }
+}
