@@ -168,7 +168,12 @@ pub async fn run_roles(
             publisher: services.publisher.clone(),
             policy: ValidationPolicy::default(),
         });
-        let router = adit_query::router(state, config.query.tokens.clone(), ingest);
+        let router = adit_query::router(
+            state,
+            config.query.tokens.clone(),
+            ingest,
+            adit_ingest::http::ROUTES,
+        );
         let token = shutdown.clone();
         tasks.spawn(async move {
             adit_query::serve(listener, router, async move { token.cancelled().await }).await?;

@@ -157,6 +157,8 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
     producer.await.unwrap();
 
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    // The landing of every share is slower than the splits (which read the stream, not the
+    // table): wait for both before comparing the splits with the landed shares.
     while scalar(
         &tables,
         &["block_rewards"],
@@ -164,10 +166,11 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
     )
     .await
         < blocks
+        || scalar(&tables, &["shares"], "SELECT count(*) FROM shares").await < SHARES as i64
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "not every block was split; log:\n{}",
+            "not every block was split or not every share landed; log:\n{}",
             app.log()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

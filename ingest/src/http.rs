@@ -47,6 +47,13 @@ pub struct RejectedRecord {
     pub reason: String,
 }
 
+/// The ingest routes for an API document: (path, method, summary).
+pub const ROUTES: &[(&str, &str, &str)] = &[(
+    "/api/v1/ingest/{kind}",
+    "post",
+    "Publishes events of one kind (energy, sensor, hashrate, grid, share, block): a JSON array or NDJSON; each is validated, the refused ones are answered with their reasons (operate role)",
+)];
+
 /// The ingest routes, to be mounted behind the `operate` role.
 pub fn router(state: IngestState) -> Router {
     Router::new()

@@ -190,3 +190,20 @@ fn ndjson(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
     drop(w);
     Ok(out)
 }
+
+/// `batches` as one JSON object per row (for the REST views).
+pub(crate) fn json_rows(
+    batches: &[RecordBatch],
+) -> crate::error::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let lines = ndjson(batch).map_err(|e| crate::error::QueryError::Internal(e.to_string()))?;
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            out.push(
+                serde_json::from_slice(line)
+                    .map_err(|e| crate::error::QueryError::Internal(e.to_string()))?,
+            );
+        }
+    }
+    Ok(out)
+}

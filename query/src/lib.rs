@@ -2,14 +2,18 @@
 //!
 //! A read-only SQL API over every Delta table (`POST /api/v1/sql`, `GET /api/v1/sql?q=`) that
 //! answers in JSON, NDJSON, CSV, Arrow IPC or Parquet with per-query time, memory and row
-//! limits; health, readiness and Prometheus metrics endpoints; bearer-token auth with roles.
+//! limits; REST views of the pool (stats, blocks, payments, miners, workers); an OpenAPI
+//! document of every route; health, readiness and Prometheus metrics endpoints; bearer-token
+//! auth with roles.
 //! Other crates' routes (HTTP ingest) are mounted here behind the role they need. It never
 //! writes a table.
 
 pub mod auth;
 pub mod error;
 pub mod format;
+pub mod openapi;
 pub mod server;
+pub mod views;
 
 pub use adit_sql::{Catalog, SqlEngine, SqlLimits};
 pub use auth::{Role, TokenConfig};

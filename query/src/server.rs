@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Guard, Role, TokenConfig, Tokens, require};
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
+use crate::views;
 use adit_sql::{SqlEngine, SqlLimits};
 
 /// Query server settings; from config.
@@ -58,9 +59,17 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
 }
 
-/// The full router: public health and metrics, SQL behind `read`, `extra_operate` (e.g. HTTP
-/// ingest) behind `operate`.
-pub fn router(state: AppState, tokens: Vec<TokenConfig>, extra_operate: Router) -> Router {
+/// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
+pub type ExtraRoutes = &'static [(&'static str, &'static str, &'static str)];
+
+/// The full router: public health, metrics and OpenAPI document, SQL and pool views behind
+/// `read`, `extra_operate` (e.g. HTTP ingest, described by `extra_docs`) behind `operate`.
+pub fn router(
+    state: AppState,
+    tokens: Vec<TokenConfig>,
+    extra_operate: Router,
+    extra_docs: ExtraRoutes,
+) -> Router {
     let tokens = Arc::new(Tokens::new(tokens));
     if !tokens.enabled() {
         tracing::warn!("no API tokens configured: the API is open to anyone who can reach it");
@@ -72,13 +81,29 @@ pub fn router(state: AppState, tokens: Vec<TokenConfig>, extra_operate: Router) 
     let read = Router::new()
         .route("/api/v1/sql", get(sql_get).post(sql_post))
         .route("/api/v1/tables", get(list_tables))
+        .route("/api/v1/pools/{pool}", get(views::pool_stats))
+        .route("/api/v1/pools/{pool}/blocks", get(views::pool_blocks))
+        .route("/api/v1/pools/{pool}/payments", get(views::pool_payments))
+        .route("/api/v1/pools/{pool}/miners/{miner}", get(views::miner))
+        .route(
+            "/api/v1/pools/{pool}/miners/{miner}/workers",
+            get(views::workers),
+        )
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
     let operate = extra_operate.layer(middleware::from_fn_with_state(
         guard(Role::Operate),
         require,
     ));
+    let doc = Arc::new(crate::openapi::document(extra_docs));
     Router::new()
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json((*doc).clone()) }
+            }),
+        )
         .route("/health", get(health))
         .route("/live", get(health))
         .route("/ready", get(ready))
@@ -99,11 +124,16 @@ pub async fn serve(
         .await
 }
 
-async fn health() -> Json<serde_json::Value> {
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "{\"status\":\"ok\"}")))]
+pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
+/// Readiness: NATS is connected.
+#[utoipa::path(get, path = "/ready", tag = "ops",
+    responses((status = 200, description = "ready"), (status = 503, description = "NATS is not connected")))]
+pub async fn ready(State(state): State<AppState>) -> Response {
     let nats_ok = state
         .nats
         .as_ref()
@@ -120,7 +150,9 @@ async fn ready(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics (text format).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics {
         Some(handle) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -131,7 +163,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn list_tables(State(state): State<AppState>) -> Result<Json<serde_json::Value>> {
+/// Every table with its columns and their types.
+#[utoipa::path(get, path = "/api/v1/tables", tag = "sql",
+    responses((status = 200, description = "{table: [{name, type}]}"), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn list_tables(State(state): State<AppState>) -> Result<Json<serde_json::Value>> {
     let result = state
         .engine
         .query("SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position")
@@ -163,17 +199,17 @@ async fn list_tables(State(state): State<AppState>) -> Result<Json<serde_json::V
 }
 
 /// Query-string parameters of `GET /api/v1/sql`.
-#[derive(Debug, Deserialize)]
-struct SqlParams {
-    /// The SQL.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SqlParams {
+    /// The SQL (GET only).
     q: Option<String>,
-    /// Result format.
+    /// Result format: json (default), ndjson, csv, arrow or parquet; or use `Accept`.
     format: Option<String>,
 }
 
-/// JSON body of `POST /api/v1/sql`.
-#[derive(Debug, Deserialize)]
-struct SqlBody {
+/// JSON body of `POST /api/v1/sql` (a `text/plain` body is the SQL itself).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SqlBody {
     /// The SQL.
     sql: String,
     /// Result format.
@@ -191,7 +227,14 @@ fn choose_format(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> 
         .unwrap_or(Format::Json))
 }
 
-async fn sql_get(
+/// Runs one read-only SQL statement given as `q`.
+#[utoipa::path(get, path = "/api/v1/sql", tag = "sql", params(SqlParams),
+    responses((status = 200, description = "The rows, in the format asked for; header x-adit-rows"),
+              (status = 400, description = "{error: {code, message}}: the statement is invalid or not read-only"),
+              (status = 401), (status = 403),
+              (status = 408, description = "over the time limit"), (status = 413, description = "over the row limit")),
+    security(("bearer" = [])))]
+pub async fn sql_get(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(p): Query<SqlParams>,
@@ -202,7 +245,13 @@ async fn sql_get(
     respond(&state, &sql, choose_format(p.format.as_deref(), &headers)).await
 }
 
-async fn sql_post(
+/// Runs one read-only SQL statement given as the body.
+#[utoipa::path(post, path = "/api/v1/sql", tag = "sql", params(SqlParams),
+    request_body(content = SqlBody, description = "JSON, or the SQL as text/plain"),
+    responses((status = 200, description = "The rows, in the format asked for; header x-adit-rows"),
+              (status = 400, description = "{error: {code, message}}"), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn sql_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(p): Query<SqlParams>,
@@ -311,7 +360,7 @@ mod tests {
             "/api/v1/ingest/{kind}",
             axum::routing::post(|| async { "ingested" }),
         );
-        router(state, tokens, operate)
+        router(state, tokens, operate, &[])
     }
 
     async fn call(
@@ -466,5 +515,54 @@ mod tests {
             (StatusCode::OK, "one\n"),
             "an empty result still has its header"
         );
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_covers_every_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, doc, _) = call(app(dir.path()), "GET", "/api/v1/openapi.json", None, "").await;
+        assert_eq!(s, StatusCode::OK);
+        let paths = doc["paths"].as_object().expect("paths");
+        for route in [
+            "/api/v1/sql",
+            "/api/v1/tables",
+            "/api/v1/pools/{pool}",
+            "/api/v1/pools/{pool}/blocks",
+            "/api/v1/pools/{pool}/payments",
+            "/api/v1/pools/{pool}/miners/{miner}",
+            "/api/v1/pools/{pool}/miners/{miner}/workers",
+            "/health",
+            "/ready",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(route), "{route} in {:?}", paths.keys());
+        }
+        assert!(paths["/api/v1/sql"]["post"].is_object());
+        assert!(doc["components"]["schemas"]["PoolStats"].is_object());
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[tokio::test]
+    async fn pool_views_of_tables_not_yet_written_are_empty_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = Some("reader-token-0000");
+        let (s, stats, _) = call(app(dir.path()), "GET", "/api/v1/pools/p1", token, "").await;
+        assert_eq!(s, StatusCode::OK, "{stats}");
+        assert_eq!(stats["blocks_found"], 0);
+        assert_eq!(stats["last_block"], serde_json::Value::Null);
+        for uri in [
+            "/api/v1/pools/p1/blocks",
+            "/api/v1/pools/p1/payments?limit=5",
+            "/api/v1/pools/p1/miners/some'one/workers",
+        ] {
+            let (s, body, _) = call(app(dir.path()), "GET", uri, token, "").await;
+            assert_eq!(
+                (s, body.clone()),
+                (StatusCode::OK, serde_json::json!([])),
+                "{uri}"
+            );
+        }
+        let (s, _, _) = call(app(dir.path()), "GET", "/api/v1/pools/p1", None, "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "views need the read role");
     }
 }

@@ -1,0 +1,70 @@
+//! The OpenAPI document of every route, served at `/api/v1/openapi.json`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{server, views};
+
+/// Adds the bearer-token scheme the routes name.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from `[query] tokens`; its role (read, operate, admin) decides \
+                         what it may call",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// adit's HTTP API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "adit", description = "SQL over every table, pool views, ingest, health and metrics."),
+    paths(
+        server::sql_get,
+        server::sql_post,
+        server::list_tables,
+        server::health,
+        server::ready,
+        server::metrics,
+        views::pool_stats,
+        views::pool_blocks,
+        views::pool_payments,
+        views::miner,
+        views::workers,
+    ),
+    components(schemas(server::SqlBody)),
+    modifiers(&Bearer),
+    tags((name = "sql", description = "Read-only SQL"), (name = "pool", description = "Pool views"),
+         (name = "ops", description = "Health and metrics"))
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, with the routes other crates mount (`extra`: path → method, summary).
+pub fn document(extra: &[(&str, &str, &str)]) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for (path, method, summary) in extra {
+            paths.insert(
+                (*path).to_string(),
+                serde_json::json!({ *method: {
+                    "summary": summary,
+                    "security": [{"bearer": []}],
+                    "responses": {"200": {"description": "accepted"}, "400": {"description": "refused, with the reason"},
+                                  "401": {"description": "no or unknown token"}, "403": {"description": "the token's role is too low"}}
+                }}),
+            );
+        }
+    }
+    doc
+}
