@@ -304,11 +304,11 @@ async fn blocks_of(
            SELECT *, row_number() OVER (PARTITION BY hash ORDER BY seq DESC) AS n
            FROM blocks WHERE pool = {p}),
          found AS (
-           SELECT hash, min(ts) AS found_at FROM blocks WHERE pool = {p} GROUP BY hash)
+           SELECT hash, min(ts) AS first_ts FROM blocks WHERE pool = {p} GROUP BY hash)
          SELECT b.height, b.hash, b.miner, b.worker, b.status, b.reward, b.network_difficulty,
-                to_char(f.found_at, '%Y-%m-%dT%H:%M:%S%.3fZ') AS found_at, {facts}
+                to_char(f.first_ts, '%Y-%m-%dT%H:%M:%S%.3fZ') AS found_at, {facts}
          FROM latest b JOIN found f ON f.hash = b.hash {joined}
-         WHERE b.n = 1 ORDER BY f.found_at DESC, b.height DESC {page}",
+         WHERE b.n = 1 ORDER BY f.first_ts DESC, b.height DESC {page}",
         p = lit(pool)
     );
     let mut out = Vec::new();

@@ -1,0 +1,195 @@
+//! From a share to a miner's wallet (issue 8), on real parts: `monerod --regtest`, two
+//! `monero-wallet-rpc`s (the pool's, funded by mined blocks, and a miner's), and `adit run
+//! --roles pool,pipelines,query,payments`. A Stratum miner logged in with its wallet address
+//! finds blocks; the blocks are split, confirmed, paid through the pool's wallet, and the
+//! miner's wallet receives exactly what the `payments` table and the REST views say.
+
+mod common;
+
+use std::time::Duration;
+
+use adit_stratum::StratumClient;
+use adit_testkit::{Monerod, WalletRpc};
+use common::*;
+use serde_json::{Value, json};
+
+async fn get(app: &App, path: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
+    // Difficulty 1: every share is a block, and mining blocks for the wallets is quick.
+    let monerod = Monerod::start();
+    let pool_wallet = WalletRpc::start(&monerod);
+    let miner_wallet = WalletRpc::start(&monerod);
+    monerod.generate(100, &pool_wallet.address);
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stratum_port = free_port();
+    let config = format!(
+        "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{node}\"\nwallet = \"{wallet}\"\n\
+         tip_poll = \"200ms\"\nconfirmations = 3\n\
+         [pool.server]\npool = \"regtest\"\nverify_threads = 1\n\
+         [payments]\nwallet_rpc = \"{wallet_rpc}\"\nnode = \"{node}\"\ninterval = \"1s\"\n\
+         threshold = 1000000\nconfirmations = 2\n",
+        node = monerod.rpc_url(),
+        wallet = pool_wallet.address,
+        wallet_rpc = pool_wallet.url(),
+    );
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pool,pipelines,query,payments",
+        &config,
+    );
+    app.wait_http().await;
+
+    let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
+    let login = format!("{}+25.rig-a", miner_wallet.address);
+    let mut miner = None;
+    for _ in 0..100 {
+        match StratumClient::login(addr, &login).await {
+            Ok(m) => {
+                miner = Some(m);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let mut miner =
+        miner.unwrap_or_else(|| panic!("pool did not accept a login; log:\n{}", app.log()));
+    let tables = dir.path().join("tables");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while scalar(
+        &tables,
+        &["blocks"],
+        "SELECT count(*) FROM blocks WHERE status = 'submitted'",
+    )
+    .await
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no blocks found; log:\n{}",
+            app.log()
+        );
+        let (nonce, result) = miner.mine().unwrap();
+        miner.submit(&nonce, &result).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(miner);
+
+    // Bury the blocks: the pool confirms them, the payer pays, and the payment confirms.
+    let paid_sql = format!(
+        "SELECT coalesce(sum(amount), 0) FROM payments WHERE miner = '{}' AND status = 'confirmed'",
+        miner_wallet.address
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while scalar(&tables, &["payments"], &paid_sql).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no payment confirmed; log:\n{}",
+            app.log()
+        );
+        monerod.generate(1, &pool_wallet.address);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    // Let every confirmed block be paid: nothing confirmed stays unpaid above the threshold.
+    let earned_sql = format!(
+        "SELECT coalesce(sum(o.amount), 0) FROM payouts o WHERE o.miner = '{}' AND o.hash IN \
+         (SELECT hash FROM blocks WHERE status = 'confirmed') AND o.hash NOT IN \
+         (SELECT hash FROM blocks WHERE status = 'orphaned')",
+        miner_wallet.address
+    );
+    let open_sql = "SELECT count(*) FROM (SELECT tx_hash FROM payments GROUP BY tx_hash \
+                    HAVING NOT bool_or(status IN ('confirmed', 'failed')))";
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let earned = scalar(&tables, &["payouts", "blocks"], &earned_sql).await;
+        let paid = scalar(&tables, &["payments"], &paid_sql).await;
+        let open = scalar(&tables, &["payments"], open_sql).await;
+        if earned == paid && open == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "earned {earned}, paid {paid}, {open} open; log:\n{}",
+            app.log()
+        );
+        monerod.generate(1, &pool_wallet.address);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let paid = scalar(&tables, &["payments"], &paid_sql).await;
+    assert!(paid > 0);
+
+    // The miner's wallet holds exactly what was paid.
+    miner_wallet.call("refresh", json!({}));
+    let balance = miner_wallet.call("get_balance", json!({"account_index": 0}));
+    assert_eq!(balance["balance"].as_i64(), Some(paid), "{balance}");
+
+    // The REST views agree with the tables.
+    let pool = get(&app, "/api/v1/pools/regtest").await;
+    assert!(pool["blocks_found"].as_i64().unwrap() >= 2, "{pool}");
+    assert_eq!(pool["total_paid"].as_i64(), Some(paid), "{pool}");
+    assert_eq!(pool["fee_bps"].as_i64(), Some(100), "{pool}");
+    let me = get(
+        &app,
+        &format!("/api/v1/pools/regtest/miners/{}", miner_wallet.address),
+    )
+    .await;
+    assert_eq!(me["total_paid"].as_i64(), Some(paid), "{me}");
+    assert!(
+        !me["recent_payments"].as_array().unwrap().is_empty(),
+        "{me}"
+    );
+    assert!(
+        me["recent_payouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["status"] == "confirmed"),
+        "{me}"
+    );
+    let blocks = get(&app, "/api/v1/pools/regtest/blocks?limit=10").await;
+    assert!(
+        blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["status"] == "confirmed" && b["paid"].as_i64().is_some_and(|p| p > 0)),
+        "{blocks}"
+    );
+    let payments = get(&app, "/api/v1/pools/regtest/payments").await;
+    assert!(
+        payments
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["status"] == "confirmed"),
+        "{payments}"
+    );
+    let workers = get(
+        &app,
+        &format!(
+            "/api/v1/pools/regtest/miners/{}/workers",
+            miner_wallet.address
+        ),
+    )
+    .await;
+    assert_eq!(workers[0]["worker"], "rig-a", "{workers}");
+    assert!(
+        workers[0]["accepted_24h"].as_i64().unwrap() >= 2,
+        "{workers}"
+    );
+}
