@@ -1,6 +1,7 @@
 //! PPLNS payouts: each block the node accepted is split over the pool's last N shares
 //! ([`crate::split`]), written as one `block_rewards` row and one `payouts` row per miner, and
-//! published on `results.payout.<pool>`.
+//! published on `results.payout.<pool>`, beside each block's later `confirmed` or `orphaned`
+//! status (which makes its payouts final or void).
 //!
 //! The pipeline reads the MINING stream itself (shares and blocks of a pool, in stream order),
 //! so what a block is split over is a function of the stream alone: a replay after a crash
@@ -349,8 +350,26 @@ impl Pipeline for Pplns {
             })
             .collect();
         events.sort_by_key(|(seq, _)| *seq);
+        let mut out = StepOutput::default();
         for (seq, event) in events {
             match event {
+                AnyEvent::Block(block)
+                    if matches!(block.status, BlockStatus::Confirmed | BlockStatus::Orphaned) =>
+                {
+                    // Subscribers to payouts learn when they become final or void.
+                    let status =
+                        serde_json::to_value(block.status).map_err(crate::Error::Encode)?;
+                    out.results.push(ResultMessage::json(
+                        payout_result_subject(&block.pool),
+                        format!(
+                            "block:{}:{}:{}",
+                            block.pool,
+                            block.hash,
+                            status.as_str().unwrap_or("")
+                        ),
+                        block,
+                    )?);
+                }
                 AnyEvent::Share(share) => state.take_share(seq, share),
                 AnyEvent::Block(block) if block.status == BlockStatus::Submitted => {
                     let pool = state.pools.entry(block.pool.clone()).or_default();
@@ -364,7 +383,6 @@ impl Pipeline for Pplns {
             }
         }
 
-        let mut out = StepOutput::default();
         let (mut rewards, mut payouts) = (Vec::new(), Vec::new());
         let mut still = Vec::new();
         for waiting in std::mem::take(&mut state.waiting) {
@@ -587,6 +605,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(paid(&out), [("new".to_string(), 1_000_000)]);
+    }
+
+    #[tokio::test]
+    async fn a_blocks_confirmation_and_orphaning_reach_payout_subscribers() {
+        let p = pplns();
+        let mut state = PplnsState::default();
+        let out = p
+            .step(
+                &mut state,
+                input(vec![
+                    (1, block("p1", "01", BlockStatus::Confirmed)),
+                    (2, block("p2", "02", BlockStatus::Orphaned)),
+                ]),
+            )
+            .await
+            .unwrap();
+        let subjects: Vec<(&str, &str)> = out
+            .results
+            .iter()
+            .map(|r| (r.subject.as_str(), r.id.as_str()))
+            .collect();
+        let hash = "ab".repeat(32);
+        assert_eq!(
+            subjects,
+            [
+                (
+                    "results.payout.p1",
+                    format!("block:p1:{hash}:confirmed").as_str()
+                ),
+                (
+                    "results.payout.p2",
+                    format!("block:p2:{hash}:orphaned").as_str()
+                ),
+            ]
+        );
+        assert!(paid(&out).is_empty(), "a status change pays nothing");
     }
 
     #[test]
