@@ -564,5 +564,18 @@ mod tests {
         }
         let (s, _, _) = call(app(dir.path()), "GET", "/api/v1/pools/p1", None, "").await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "views need the read role");
+        let (s, body, _) = call(
+            app(dir.path()),
+            "GET",
+            "/api/v1/pools/p1/blocks?limit=abc",
+            token,
+            "",
+        )
+        .await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            "{body}"
+        );
     }
 }

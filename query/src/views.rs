@@ -13,7 +13,7 @@
 //! - a payout is `pending` until its block is `confirmed` (then it counts in the confirmed
 //!   balance) or `orphaned` (then it is void); balance = confirmed payouts − payments.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::Result;
+use crate::error::{QueryError, Result};
 use crate::format::json_rows;
 use crate::server::AppState;
 
@@ -73,7 +73,7 @@ fn float(v: &Value) -> f64 {
 }
 
 /// Paging of a list view.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct Page {
     /// Rows to return (default 50, at most 500).
     limit: Option<usize>,
@@ -82,6 +82,27 @@ pub struct Page {
 }
 
 impl Page {
+    /// Reads `limit` and `offset` from the query string, refusing anything else with a reason
+    /// in the API's error shape.
+    fn parse(query: &BTreeMap<String, String>) -> Result<Self> {
+        let mut page = Page::default();
+        for (key, value) in query {
+            let n = value.parse::<usize>().map_err(|_| {
+                QueryError::BadRequest(format!("{key} must be a whole number, not {value:?}"))
+            })?;
+            match key.as_str() {
+                "limit" => page.limit = Some(n),
+                "offset" => page.offset = Some(n),
+                other => {
+                    return Err(QueryError::BadRequest(format!(
+                        "unknown parameter {other:?}; use limit and offset"
+                    )));
+                }
+            }
+        }
+        Ok(page)
+    }
+
     fn sql(&self) -> String {
         format!(
             "LIMIT {} OFFSET {}",
@@ -510,8 +531,9 @@ pub async fn pool_stats(
 pub async fn pool_blocks(
     State(state): State<AppState>,
     Path(pool): Path<String>,
-    Query(page): Query<Page>,
+    Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<BlockView>>> {
+    let page = Page::parse(&query)?;
     let have = tables(&state).await?;
     Ok(Json(blocks_of(&state, &have, &pool, &page.sql()).await?))
 }
@@ -524,8 +546,9 @@ pub async fn pool_blocks(
 pub async fn pool_payments(
     State(state): State<AppState>,
     Path(pool): Path<String>,
-    Query(page): Query<Page>,
+    Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<PaymentView>>> {
+    let page = Page::parse(&query)?;
     let have = tables(&state).await?;
     Ok(Json(
         payments_of(&state, &have, &pool, None, &page.sql()).await?,
