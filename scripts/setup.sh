@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
-# cmake (RandomX), nats-server, monerod (end-to-end mining tests), DuckDB's Python package (the
+# cmake (RandomX), nats-server, monerod and monero-wallet-rpc (end-to-end mining and payment
+# tests), DuckDB's Python package (the
 # cross-check test) and moto's S3 server (the object-store test). Idempotent: skips what is already there.
 set -euo pipefail
 
@@ -8,7 +9,7 @@ need_apt=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
-command -v monerod >/dev/null 2>&1 || need_apt+=(monero)
+{ command -v monerod && command -v monero-wallet-rpc; } >/dev/null 2>&1 || need_apt+=(monero)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 
