@@ -2,7 +2,9 @@
 //! `monero-wallet-rpc`s (the pool's, funded by mined blocks, and a miner's), and `adit run
 //! --roles pool,pipelines,query,payments`. A Stratum miner logged in with its wallet address
 //! finds blocks; the blocks are split, confirmed, paid through the pool's wallet, and the
-//! miner's wallet receives exactly what the `payments` table and the REST views say.
+//! miner's wallet receives exactly what the `payments` table and the REST views say. One block
+//! is orphaned on the node (`pop_blocks`, then another block at its height): the pool records
+//! it `orphaned` and its payout is never paid.
 
 mod common;
 
@@ -90,6 +92,20 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
     }
     drop(miner);
 
+    // Orphan the newest block the pool found: the node forgets it and mines another block at
+    // its height. Its payouts must never be paid.
+    let popped: Value = reqwest::Client::new()
+        .post(format!("{}/pop_blocks", monerod.rpc_url()))
+        .json(&json!({"nblocks": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(popped["status"], "OK", "{popped}");
+    monerod.generate(1, &pool_wallet.address);
+
     // Bury the blocks: the pool confirms them, the payer pays, and the payment confirms.
     let paid_sql = format!(
         "SELECT coalesce(sum(amount), 0) FROM payments WHERE miner = '{}' AND status = 'confirmed'",
@@ -119,7 +135,21 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
         let earned = scalar(&tables, &["payouts", "blocks"], &earned_sql).await;
         let paid = scalar(&tables, &["payments"], &paid_sql).await;
         let open = scalar(&tables, &["payments"], open_sql).await;
-        if earned == paid && open == 0 {
+        assert!(paid <= earned, "paid {paid} > earned {earned}");
+        let orphaned = scalar(
+            &tables,
+            &["blocks"],
+            "SELECT count(*) FROM blocks WHERE status = 'orphaned'",
+        )
+        .await;
+        let pending = scalar(
+            &tables,
+            &["blocks"],
+            "SELECT count(*) FROM (SELECT hash FROM blocks WHERE status <> 'rejected' GROUP BY hash \
+             HAVING NOT bool_or(status IN ('confirmed', 'orphaned')))",
+        )
+        .await;
+        if earned == paid && open == 0 && orphaned == 1 && pending == 0 {
             break;
         }
         assert!(
@@ -132,6 +162,38 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
     }
     let paid = scalar(&tables, &["payments"], &paid_sql).await;
     assert!(paid > 0);
+    let orphaned = scalar(
+        &tables,
+        &["blocks"],
+        "SELECT count(*) FROM blocks WHERE status = 'orphaned'",
+    )
+    .await;
+    assert_eq!(orphaned, 1, "the popped block was recorded orphaned");
+    let void = scalar(
+        &tables,
+        &["payouts", "blocks"],
+        &format!(
+            "SELECT coalesce(sum(amount), 0) FROM payouts WHERE miner = '{}' AND hash IN \
+             (SELECT hash FROM blocks WHERE status = 'orphaned')",
+            miner_wallet.address
+        ),
+    )
+    .await;
+    assert!(void > 0, "the orphaned block had been split");
+    let all = scalar(
+        &tables,
+        &["payouts"],
+        &format!(
+            "SELECT sum(amount) FROM payouts WHERE miner = '{}'",
+            miner_wallet.address
+        ),
+    )
+    .await;
+    assert_eq!(
+        paid,
+        all - void,
+        "everything but the orphan's payout was paid"
+    );
 
     // The miner's wallet holds exactly what was paid.
     miner_wallet.call("refresh", json!({}));
@@ -153,14 +215,16 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
         !me["recent_payments"].as_array().unwrap().is_empty(),
         "{me}"
     );
-    assert!(
-        me["recent_payouts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["status"] == "confirmed"),
-        "{me}"
-    );
+    for status in ["confirmed", "orphaned"] {
+        assert!(
+            me["recent_payouts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["status"] == status),
+            "a {status} payout in {me}"
+        );
+    }
     let blocks = get(&app, "/api/v1/pools/regtest/blocks?limit=10").await;
     assert!(
         blocks
