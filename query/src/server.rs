@@ -578,4 +578,79 @@ mod tests {
             "{body}"
         );
     }
+
+    #[tokio::test]
+    async fn a_workers_view_joins_what_its_machines_report() {
+        use adit_schemas::{AnyEvent, EventKind, HashrateSample, Share};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            adit_sinks::TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let now = chrono::Utc::now();
+        let share = |worker: &str| Share {
+            pool: "p1".into(),
+            miner: "m".into(),
+            worker: worker.into(),
+            job_id: "j".into(),
+            nonce: "00".into(),
+            difficulty: 10,
+            height: 1,
+            accepted: true,
+            reason: None,
+            ts: now,
+        };
+        let sample = |cluster: &str, worker: &str, hs: f64| HashrateSample {
+            cluster: cluster.into(),
+            worker: worker.into(),
+            ts: now,
+            hashrate_hs: hs,
+        };
+        let shares = [
+            (1, AnyEvent::Share(share("coop"))),
+            (2, AnyEvent::Share(share("solo"))),
+        ];
+        let samples = [
+            (1, AnyEvent::Hashrate(sample("coop", "w1", 100.0))),
+            (2, AnyEvent::Hashrate(sample("coop", "w1", 300.0))),
+            (3, AnyEvent::Hashrate(sample("coop", "w2", 50.0))),
+            (4, AnyEvent::Hashrate(sample("other", "w1", 999.0))),
+        ];
+        for (kind, rows) in [
+            (EventKind::Share, &shares[..]),
+            (EventKind::Hashrate, &samples[..]),
+        ] {
+            let mut table = adit_sinks::ExactlyOnceTable::open(
+                &store,
+                kind.table(),
+                &kind.table_schema(),
+                &["date"],
+                "t",
+                adit_sinks::Maintenance::default(),
+            )
+            .await
+            .unwrap();
+            let batch = kind.batch(rows).unwrap();
+            table.commit(vec![batch], 1).await.unwrap();
+        }
+        let (s, body, _) = call(
+            app(dir.path()),
+            "GET",
+            "/api/v1/pools/p1/miners/m/workers",
+            Some("reader-token-0000"),
+            "",
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let by_name = |w: &str| {
+            body.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["worker"] == w)
+                .cloned()
+                .unwrap()
+        };
+        // w1's mean (200) + w2's (50); another cluster's machines do not count.
+        assert_eq!(by_name("coop")["reported_hs"], 250.0);
+        assert_eq!(by_name("solo")["reported_hs"], serde_json::Value::Null);
+        assert_eq!(by_name("coop")["accepted_24h"], 1);
+    }
 }

@@ -7,6 +7,8 @@
 //! - hashrate: Σ accepted share difficulty over the last 10 minutes (1 h for `hashrate_1h_hs`)
 //!   of `hashrate_1m`, divided by the window's seconds;
 //! - online: an accepted share in the last 10 minutes;
+//! - reported hashrate of a worker: what its own machines report on `telemetry.hashrate` with
+//!   the worker's name as their cluster, Σ of each machine's mean over the last 10 minutes;
 //! - effort of a block: Σ accepted share difficulty after the previous block's finding share
 //!   up to its own, over its network difficulty (the pool's current effort: since the last
 //!   block);
@@ -246,6 +248,10 @@ pub struct WorkerView {
     pub rejected_24h: i64,
     /// Newest share (RFC 3339).
     pub last_share_at: Option<String>,
+    /// Hashrate the worker's own machines report (`telemetry.hashrate` samples whose cluster
+    /// is this worker's name, e.g. a CoopMine coordinator), H/s: Σ over its machines of each
+    /// one's mean in the last 10 minutes; null when none report.
+    pub reported_hs: Option<f64>,
     /// An accepted share in the last 10 minutes.
     pub online: bool,
 }
@@ -689,7 +695,25 @@ pub async fn workers(
             &format!("pool = {p} AND miner = {m} AND worker = {}", lit(&worker)),
         )
         .await?;
+        let reported_hs = if have.contains("hashrate_samples") {
+            let v = one(
+                &state,
+                &format!(
+                    "SELECT sum(h) AS reported FROM (
+                       SELECT worker, avg(hashrate_hs) AS h FROM hashrate_samples
+                       WHERE cluster = {} AND ts > now() - INTERVAL '{ONLINE_MINUTES} minutes'
+                       GROUP BY worker)",
+                    lit(&worker)
+                ),
+                "reported",
+            )
+            .await?;
+            v.as_f64()
+        } else {
+            None
+        };
         out.push(WorkerView {
+            reported_hs,
             hashrate_hs,
             hashrate_1h_hs,
             accepted_24h: r.get("accepted").map(int).unwrap_or(0),
