@@ -129,6 +129,11 @@ impl Config {
                 self.query.listen
             );
         }
+        if let Some(node) = &self.query.node
+            && !(node.starts_with("http://") || node.starts_with("https://"))
+        {
+            bail!("query.node {node:?} is not monerod's RPC URL like http://127.0.0.1:18081");
+        }
         if self.query.limits.max_rows == 0 {
             bail!("query.limits.max_rows must be at least 1");
         }

@@ -125,6 +125,18 @@ fn install_metrics() -> Option<PrometheusHandle> {
     }
 }
 
+/// The node the blocks view asks for the chain's height: `query.node`, else the pool's node
+/// when it is monerod.
+fn chain_tip(config: &Config) -> anyhow::Result<Option<adit_query::views::ChainTip>> {
+    let node = config.query.node.clone().or_else(|| {
+        let pool = &config.pool.node;
+        pool.starts_with("http").then(|| pool.clone())
+    });
+    Ok(node
+        .map(|n| adit_query::views::ChainTip::new(&n))
+        .transpose()?)
+}
+
 /// Runs `roles` until `shutdown`; the first role to fail cancels the rest and is returned.
 pub async fn run_roles(
     config: &Config,
@@ -163,6 +175,7 @@ pub async fn run_roles(
             )),
             metrics,
             nats: Some(services.client.clone()),
+            node: chain_tip(config)?,
         };
         let ingest = adit_ingest::http::router(IngestState {
             publisher: services.publisher.clone(),

@@ -231,7 +231,9 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|b| b["status"] == "confirmed" && b["paid"].as_i64().is_some_and(|p| p > 0)),
+            .any(|b| b["status"] == "confirmed"
+                && b["paid"].as_i64().is_some_and(|p| p > 0)
+                && b["confirmations"].as_i64().is_some_and(|c| c >= 3)),
         "{blocks}"
     );
     let payments = get(&app, "/api/v1/pools/regtest/payments").await;

@@ -35,6 +35,9 @@ pub struct QueryConfig {
     pub snapshot_refresh: std::time::Duration,
     /// Bearer tokens; none configured means auth is off.
     pub tokens: Vec<TokenConfig>,
+    /// monerod's RPC URL, for the confirmations in the blocks view (default: the pool's node
+    /// when it is monerod).
+    pub node: Option<String>,
 }
 
 impl Default for QueryConfig {
@@ -44,6 +47,7 @@ impl Default for QueryConfig {
             limits: SqlLimits::default(),
             snapshot_refresh: std::time::Duration::from_millis(250),
             tokens: Vec::new(),
+            node: None,
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The NATS connection, for readiness.
     pub nats: Option<async_nats::Client>,
+    /// The node whose chain height gives blocks their confirmations.
+    pub node: Option<views::ChainTip>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -343,6 +349,7 @@ mod tests {
             )),
             metrics: None,
             nats: None,
+            node: None,
         };
         let tokens = vec![
             TokenConfig {

@@ -74,6 +74,42 @@ fn float(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// Where the chain's height comes from: monerod's `get_block_count`.
+#[derive(Debug, Clone)]
+pub struct ChainTip {
+    /// `<node>/json_rpc`.
+    url: String,
+    /// With a short timeout: a slow node leaves confirmations out, it does not slow the view.
+    http: reqwest::Client,
+}
+
+impl ChainTip {
+    /// The tip of the monerod at `node` (e.g. `http://127.0.0.1:18081`).
+    pub fn new(node: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        Ok(Self {
+            url: format!("{}/json_rpc", node.trim_end_matches('/')),
+            http,
+        })
+    }
+
+    /// The height of the top block, or `None` (logged) when the node does not say.
+    async fn top(&self) -> Option<i64> {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "get_block_count"});
+        let reply: Value = match self.http.post(&self.url).json(&body).send().await {
+            Ok(r) => r.json().await.ok()?,
+            Err(e) => {
+                tracing::debug!(error = %e, "no chain height for confirmations");
+                return None;
+            }
+        };
+        reply["result"]["count"].as_i64().map(|count| count - 1)
+    }
+}
+
 /// Paging of a list view.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct Page {
@@ -166,6 +202,9 @@ pub struct BlockView {
     pub reward: i64,
     /// Network difficulty.
     pub network_difficulty: i64,
+    /// Blocks on top of it on the node's main chain (its depth; null without a node, and for
+    /// refused or orphaned blocks).
+    pub confirmations: Option<i64>,
     /// When it was found (RFC 3339).
     pub found_at: String,
     /// Shares' work since the previous block / network difficulty (when split).
@@ -340,6 +379,10 @@ async fn blocks_of(
     );
     let mut out = Vec::new();
     let listed = rows(state, &sql).await?;
+    let top = match (&state.node, listed.is_empty()) {
+        (Some(node), false) => node.top().await,
+        _ => None,
+    };
     // Effort needs the previous split's finding share: the split blocks by share sequence.
     let previous = if split {
         rows(
@@ -369,11 +412,14 @@ async fn blocks_of(
             }
             _ => None,
         };
+        let (height, status) = (opt("height").unwrap_or(0), text("status"));
+        let on_chain = matches!(status.as_str(), "submitted" | "confirmed");
         out.push(BlockView {
-            height: opt("height").unwrap_or(0),
+            confirmations: top.filter(|_| on_chain).map(|t| (t - height).max(0)),
+            height,
             miner: text("miner"),
             worker: text("worker"),
-            status: text("status"),
+            status,
             reward: opt("reward").unwrap_or(0),
             network_difficulty: nd,
             found_at: text("found_at"),
