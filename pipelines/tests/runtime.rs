@@ -220,7 +220,23 @@ async fn two_inputs_resume_each_after_its_own_position_with_their_state() {
             .iter()
             .map(|(_, n)| n)
             .sum();
-        if crashes >= 8 && landed as usize == GRID + SENSORS {
+        if crashes >= 8 {
+            // Enough crashes: let this instance finish (on a loaded machine a recovery can
+            // take longer than the next crash would allow it).
+            let deadline = std::time::Instant::now() + Duration::from_secs(180);
+            let mut landed = landed;
+            while landed as usize != GRID + SENSORS {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "not done 180 s after the last crash ({landed} rows)"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                landed = column_values(dir.path(), counted)
+                    .await
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum();
+            }
             stop.cancel();
             task.await.unwrap().unwrap();
             break;
@@ -230,10 +246,6 @@ async fn two_inputs_resume_each_after_its_own_position_with_their_state() {
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
         crashes += 1;
-        assert!(
-            crashes < 60,
-            "not done after {crashes} crashes ({landed} rows)"
-        );
     }
     producer.await.unwrap();
 
