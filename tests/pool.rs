@@ -60,7 +60,9 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     let mut accepted = 0;
     let mut duplicates = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    while monerod_height(&monerod.rpc_url()).await == start_height {
+    // Until a block is found and a duplicate was refused (a share that finds the block
+    // replaces its job, so its resubmission is stale, not a duplicate: try the next one).
+    while monerod_height(&monerod.rpc_url()).await == start_height || duplicates == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "no block accepted by monerod; pool log:\n{}\nmonerod:\n{}",
