@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use adit_stratum::StratumClient;
 use adit_testkit::Monerod;
 use common::*;
 
@@ -42,18 +41,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     let start_height = monerod_height(&monerod.rpc_url()).await;
 
     let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
-    let mut miner = None;
-    for _ in 0..100 {
-        match StratumClient::login(addr, &format!("{WALLET}+25.rig-a")).await {
-            Ok(m) => {
-                miner = Some(m);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let mut miner =
-        miner.unwrap_or_else(|| panic!("pool did not accept a login; log:\n{}", app.log()));
+    let mut miner = stratum_login(&app, addr, &format!("{WALLET}+25.rig-a")).await;
     assert_eq!(miner.job["height"].as_u64(), Some(start_height));
 
     // Difficulty 25 shares against network difficulty 100: a block every ~4 shares.

@@ -10,7 +10,6 @@ mod common;
 
 use std::time::Duration;
 
-use adit_stratum::StratumClient;
 use adit_testkit::{Monerod, WalletRpc};
 use common::*;
 use serde_json::{Value, json};
@@ -59,18 +58,7 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
 
     let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
     let login = format!("{}+25.rig-a", miner_wallet.address);
-    let mut miner = None;
-    for _ in 0..100 {
-        match StratumClient::login(addr, &login).await {
-            Ok(m) => {
-                miner = Some(m);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let mut miner =
-        miner.unwrap_or_else(|| panic!("pool did not accept a login; log:\n{}", app.log()));
+    let mut miner = stratum_login(&app, addr, &login).await;
     let tables = dir.path().join("tables");
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while scalar(

@@ -227,6 +227,21 @@ pub fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
     (0..col.len()).map(|i| col.value(i).to_string()).collect()
 }
 
+/// Logs in to the pool `app` runs at `addr` as `login`, retrying while its Stratum port opens.
+pub async fn stratum_login(
+    app: &App,
+    addr: std::net::SocketAddr,
+    login: &str,
+) -> adit_stratum::StratumClient {
+    for _ in 0..100 {
+        if let Ok(miner) = adit_stratum::StratumClient::login(addr, login).await {
+            return miner;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("pool did not accept a login; log:\n{}", app.log())
+}
+
 /// Polls `f` every 200 ms until it returns true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
 where
