@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
-# cmake (RandomX), nats-server, monerod and monero-wallet-rpc (end-to-end mining and payment
-# tests), DuckDB's Python package (the
-# cross-check test) and moto's S3 server (the object-store test). Idempotent: skips what is already there.
+# cmake (RandomX), nats-server, mosquitto (MQTT adapter tests), monerod and monero-wallet-rpc
+# (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
+# moto's S3 server (the object-store test). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
 { command -v monerod && command -v monero-wallet-rpc; } >/dev/null 2>&1 || need_apt+=(monero)

@@ -80,6 +80,8 @@ pub enum Role {
     Pool,
     /// Pays confirmed balances through monero-wallet-rpc (`[payments]`).
     Payments,
+    /// Polls the registry's devices and the grid feeds (`[adapters]`).
+    Adapters,
 }
 
 /// `adit pool`.

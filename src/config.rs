@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use adit_ingest::StreamSettings;
+use adit_ingest::adapters::poll::AdaptersConfig;
 use adit_ingest::simulate::SimConfig;
 use adit_payments::PaymentsConfig;
 use adit_pipelines::PipelinesConfig;
@@ -58,6 +59,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// Payments through monero-wallet-rpc.
     pub payments: PaymentsConfig,
+    /// Device adapters (the `adapters` role).
+    pub adapters: AdaptersConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -115,6 +118,8 @@ impl Config {
     /// override.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.pipelines.validate()?;
+        // Its messages start with the full key (`adapters.timeout …`).
+        self.adapters.validate().map_err(anyhow::Error::msg)?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
         }

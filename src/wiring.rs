@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_ingest::http::IngestState;
+use adit_ingest::registry::Registry;
+use adit_ingest::simulate::devices::Devices;
 use adit_ingest::simulate::{Farm, SimConfig};
 use adit_ingest::{Publisher, ensure_buckets, ensure_streams};
 use adit_pipelines::PipelineContext;
@@ -176,6 +178,8 @@ pub async fn run_roles(
             metrics,
             nats: Some(services.client.clone()),
             node: chain_tip(config)?,
+            registry: Some(Registry::open(services.js.clone()).await?),
+            publisher: Some(services.publisher.clone()),
         };
         let ingest = adit_ingest::http::router(IngestState {
             publisher: services.publisher.clone(),
@@ -222,12 +226,47 @@ pub async fn run_roles(
             Ok("payments")
         });
     }
+    let mut adapters = config.adapters.clone();
     if roles.contains(&Role::Simulate) {
         let farm = Farm::new(sim);
+        let registry = Registry::open(services.js.clone()).await?;
+        if roles.contains(&Role::Adapters) {
+            // The farm as devices on real sockets, read by the adapters like a real one.
+            let devices = Devices::start(farm, "127.0.0.1", shutdown.clone())
+                .await
+                .context("starting the simulated devices")?;
+            let changed = devices
+                .register(&registry, "simulator")
+                .await
+                .context("registering the simulated devices")?;
+            adapters.grid.extend(devices.grid_feeds());
+            tracing::info!(
+                changed,
+                url = devices.base_url(),
+                "simulated devices serving"
+            );
+            tasks.spawn(async move {
+                devices.stopped().await;
+                Ok("simulate")
+            });
+        } else {
+            let changed = adit_ingest::simulate::register(&farm, &registry, "simulator")
+                .await
+                .context("registering the simulated farm")?;
+            tracing::info!(changed, "simulated farm registered");
+            let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                adit_ingest::simulate::run(farm, publisher, None, token).await?;
+                Ok("simulate")
+            });
+        }
+    }
+    if roles.contains(&Role::Adapters) {
+        let registry = Registry::open(services.js.clone()).await?;
         let (publisher, token) = (services.publisher.clone(), shutdown.clone());
         tasks.spawn(async move {
-            adit_ingest::simulate::run(farm, publisher, None, token).await?;
-            Ok("simulate")
+            adit_ingest::adapters::poll::run(adapters, registry, publisher, token).await?;
+            Ok("adapters")
         });
     }
     let mut result = Ok(());

@@ -65,6 +65,38 @@ async fn the_demo_brings_everything_up() {
         started.elapsed()
     );
     assert_eq!(rows.len(), 2, "two simulated sites");
+    // The farm is read through the adapters: miners over the cgminer API (firmware power),
+    // meters over IotaWatt's API and PDUs over HTTP, each registered with its address.
+    let q = "SELECT DISTINCT source FROM energy_readings ORDER BY source";
+    loop {
+        let sources: Vec<String> = sql(http, q)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r["source"].as_str().map(str::to_string))
+            .collect();
+        if sources == ["firmware", "meter", "pdu"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "sources so far {sources:?}; log:\n{}",
+            read_log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let machines: Vec<serde_json::Value> =
+        reqwest::get(format!("http://127.0.0.1:{http}/api/v1/registry/machines"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(machines.len(), 20, "{machines:?}");
+    assert!(
+        machines.iter().all(|m| m["adapter"]["kind"] == "cgminer"),
+        "{machines:?}"
+    );
     let shares = loop {
         let q = "SELECT count(*) AS n FROM shares WHERE accepted AND worker = 'demo-rig'";
         let n = sql(http, q)

@@ -6,7 +6,9 @@
 
 use adit_schemas::api::ErrorBody;
 use adit_schemas::{AnyEvent, EventKind, ValidationPolicy};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -58,8 +60,32 @@ pub const ROUTES: &[(&str, &str, &str)] = &[(
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/api/v1/ingest/{kind}", post(ingest))
+        .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("body larger than {MAX_BODY_BYTES} bytes; split it"),
+    )
+}
+
+/// Answers 413 from a `Content-Length` alone, before a byte of the body is read: a client
+/// still writing a body the server will never read would otherwise see its connection cut
+/// instead of the answer.
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY_BYTES as u64 => too_large(),
+        _ => next.run(request).await,
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -93,10 +119,19 @@ async fn ingest(
     State(state): State<IngestState>,
     Path(kind): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(kind) = EventKind::from_name(&kind) else {
-        let known: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(e) => return error(e.status(), "unreadable_body", e.body_text()),
+    };
+    let Some(kind) = EventKind::from_name(&kind).filter(|k| k.pushable()) else {
+        let known: Vec<_> = EventKind::ALL
+            .iter()
+            .filter(|k| k.pushable())
+            .map(|k| k.name())
+            .collect();
         return error(
             StatusCode::NOT_FOUND,
             "unknown_kind",

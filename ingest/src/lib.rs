@@ -6,11 +6,13 @@
 //! dead-letter stream; and brings data in over HTTP and from the farm simulator. It never
 //! writes tables or computes results: that is `sinks` and `pipelines`.
 
+pub mod adapters;
 pub mod consumer;
 pub mod decode;
 pub mod error;
 pub mod http;
 pub mod publish;
+pub mod registry;
 pub mod setup;
 pub mod simulate;
 

@@ -19,21 +19,27 @@
 //! State (the watermarks and each machine's readings still needed) is snapshotted into the
 //! epoch record every `snapshot_every`; a restart replays the epochs since.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use adit_schemas::names::{TABLE_MACHINE_ENERGY_1M, TABLE_SITE_ENERGY_1M, energy_result_subject};
-use adit_schemas::results::{MachineEnergyMinute, SiteEnergyMinute};
-use adit_schemas::{AnyEvent, EventKind, names, to_batch};
+use adit_schemas::names::{
+    TABLE_ENERGY_1D, TABLE_ENERGY_1H, TABLE_ENERGY_SETTLEMENT, TABLE_MACHINE_ENERGY_1M,
+    TABLE_SITE_ENERGY_1M, energy_result_subject,
+};
+use adit_schemas::registry::RegistryView;
+use adit_schemas::results::{EnergyPeriod, MachineEnergyMinute, SiteEnergyMinute};
+use adit_schemas::{AnyEvent, EnergySource, EventKind, MinerState, names, to_batch};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::energy_periods::{PeriodKind, Periods};
 use crate::error::Result;
 use crate::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
 use crate::runtime::InvalidConfig;
 use crate::timer::Timer;
+use crate::violations::registry_input;
 use crate::watermark::{WatermarkConfig, Watermarks};
 
 const MINUTE_US: i64 = 60_000_000;
@@ -271,9 +277,32 @@ impl From<&StoredReading> for Reading {
     }
 }
 
+/// A machine's last status report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Status {
+    /// µs.
+    t: i64,
+    /// Since when it has said it was mining without a break, µs.
+    #[serde(default)]
+    since: i64,
+    /// Reported hashrate, H/s.
+    hs: f64,
+    /// Whether it said it was mining.
+    mining: bool,
+}
+
 /// What the energy pipeline remembers between steps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnergyState {
+    /// The registry (settlement intervals, time zones, pools, nominal power).
+    #[serde(default)]
+    registry: RegistryView,
+    /// `site/machine` → its last status report.
+    #[serde(default)]
+    status: BTreeMap<String, Status>,
+    /// Settlement, hour and day periods still open.
+    #[serde(default)]
+    periods: Periods,
     /// Watermarks: group = site, source = machine.
     watermarks: Watermarks,
     /// `site/machine` → its buffer.
@@ -336,6 +365,7 @@ impl Energy {
         let max_gap_us = self.config.max_gap.as_micros() as i64;
         let sites: Vec<String> = state.watermarks.groups().map(str::to_string).collect();
         let mut machine_rows = Vec::new();
+        let mut closing = Vec::new();
         for site in sites {
             let Some(mark) = state
                 .watermarks
@@ -348,6 +378,7 @@ impl Energy {
             if close_to <= *closed {
                 continue;
             }
+            closing.push((site.clone(), *closed, close_to));
             *closed = close_to;
             let prefix = format!("{site}/");
             for (_, buffer) in state
@@ -358,7 +389,7 @@ impl Energy {
                 if buffer.closed_us >= close_to {
                     continue;
                 }
-                let readings: Vec<Reading> = buffer.readings.iter().map(Reading::from).collect();
+                let readings = preferred(&buffer.readings);
                 machine_rows.extend(integrate(
                     &buffer.site,
                     &buffer.machine,
@@ -372,8 +403,126 @@ impl Energy {
                 buffer.readings.retain(|r| r.t >= keep_from);
             }
         }
+        let measured: BTreeSet<(String, String, i64)> = machine_rows
+            .iter()
+            .map(|m| {
+                (
+                    m.site.clone(),
+                    m.machine.clone(),
+                    m.minute.timestamp_micros(),
+                )
+            })
+            .collect();
+        for (site, from_us, to_us) in closing {
+            machine_rows.extend(self.estimates(state, &site, from_us, to_us, &measured));
+        }
         let site_rows = site_minutes(&machine_rows);
         (machine_rows, site_rows)
+    }
+
+    /// Estimated minutes for registered machines of `site` that said they were mining but
+    /// had no power reading, in `[from_us, to_us)` (at most the last hour).
+    fn estimates(
+        &self,
+        state: &EnergyState,
+        site: &str,
+        from_us: i64,
+        to_us: i64,
+        measured: &BTreeSet<(String, String, i64)>,
+    ) -> Vec<MachineEnergyMinute> {
+        let max_gap_us = self.config.max_gap.as_micros() as i64;
+        let from_us = from_us.max(to_us - 60 * MINUTE_US);
+        let mut out = Vec::new();
+        for m in state.registry.machines().filter(|m| m.site == site) {
+            let Some(status) = state.status.get(&format!("{site}/{}", m.id)) else {
+                continue;
+            };
+            if !status.mining {
+                continue;
+            }
+            // Only minutes wholly within its mining streak, while its reports were fresh.
+            let mut minute =
+                from_us.max(status.since.div_euclid(MINUTE_US) * MINUTE_US + MINUTE_US);
+            while minute < to_us {
+                let heard = status.t >= minute - max_gap_us;
+                let key = (site.to_string(), m.id.clone(), minute);
+                if heard && !measured.contains(&key) {
+                    out.push(estimate(site, &m.id, m.nominal_power_w, minute));
+                }
+                minute += MINUTE_US;
+            }
+        }
+        out
+    }
+
+    /// Each closed machine minute with the machine's reported hashrate in it, if fresh.
+    fn with_hashrate(
+        &self,
+        state: &EnergyState,
+        rows: &[MachineEnergyMinute],
+    ) -> Vec<(MachineEnergyMinute, Option<f64>)> {
+        let max_gap_us = self.config.max_gap.as_micros() as i64;
+        rows.iter()
+            .map(|m| {
+                let minute = m.minute.timestamp_micros();
+                let hs = state
+                    .status
+                    .get(&format!("{}/{}", m.site, m.machine))
+                    .filter(|s| s.mining && (s.t - minute).abs() <= max_gap_us + MINUTE_US)
+                    .map(|s| s.hs);
+                (m.clone(), hs)
+            })
+            .collect()
+    }
+}
+
+fn period_table(name: &str) -> OutputTable {
+    OutputTable {
+        name: name.into(),
+        schema: EnergyPeriod::schema(),
+        partitions: vec!["date".into()],
+    }
+}
+
+/// Source rank: meter, PDU, firmware, estimate.
+fn rank(source: &str) -> u8 {
+    match source {
+        "meter" => 0,
+        "pdu" => 1,
+        "firmware" => 2,
+        "estimate" => 3,
+        _ => 4,
+    }
+}
+
+/// The readings of the best source a machine has (meter > PDU > firmware), so two devices
+/// measuring the same machine are never added together.
+fn preferred(readings: &[StoredReading]) -> Vec<Reading> {
+    let best = readings.iter().map(|r| rank(&r.s)).min().unwrap_or(0);
+    readings
+        .iter()
+        .filter(|r| rank(&r.s) == best)
+        .map(Reading::from)
+        .collect()
+}
+
+/// A minute of a machine's nominal power, for a machine that said it was mining while
+/// nothing measured it.
+fn estimate(site: &str, machine: &str, nominal_w: f64, minute_us: i64) -> MachineEnergyMinute {
+    let ts = Utc.timestamp_micros(minute_us).single().unwrap_or_default();
+    MachineEnergyMinute {
+        site: site.into(),
+        machine: machine.into(),
+        minute: ts,
+        energy_wh: nominal_w / 60.0,
+        avg_power_w: nominal_w,
+        max_power_w: nominal_w,
+        samples: 0,
+        covered_s: 60.0,
+        quality: 0.0,
+        method: "estimate".into(),
+        source: EnergySource::Estimate.as_str().into(),
+        date: ts.date_naive(),
     }
 }
 
@@ -383,14 +532,27 @@ impl Pipeline for Energy {
     fn spec(&self) -> PipelineSpec {
         PipelineSpec {
             name: "energy".into(),
-            inputs: vec![StreamInput {
-                name: "energy".into(),
-                stream: names::STREAM_TELEMETRY.into(),
-                subject: "telemetry.energy.>".into(),
-                partitioned: Some("telemetry.energy.{part}.*".into()),
-                kinds: vec![EventKind::Energy],
-            }],
+            inputs: vec![
+                StreamInput {
+                    name: "energy".into(),
+                    stream: names::STREAM_TELEMETRY.into(),
+                    subject: "telemetry.energy.>".into(),
+                    partitioned: Some("telemetry.energy.{part}.*".into()),
+                    kinds: vec![EventKind::Energy],
+                },
+                registry_input(),
+                StreamInput {
+                    name: "miner".into(),
+                    stream: names::STREAM_TELEMETRY.into(),
+                    subject: "telemetry.miner.>".into(),
+                    partitioned: Some("telemetry.miner.{part}.*".into()),
+                    kinds: vec![EventKind::Miner],
+                },
+            ],
             outputs: vec![
+                period_table(TABLE_ENERGY_SETTLEMENT),
+                period_table(TABLE_ENERGY_1H),
+                period_table(TABLE_ENERGY_1D),
                 OutputTable {
                     name: TABLE_MACHINE_ENERGY_1M.into(),
                     schema: MachineEnergyMinute::schema(),
@@ -414,6 +576,33 @@ impl Pipeline for Energy {
         let now_us = input.now.timestamp_micros();
         let mut out = StepOutput::default();
         for decoded in &input.inputs {
+            for (_, event) in decoded.of(EventKind::Registry) {
+                if let AnyEvent::Registry(entry) = event {
+                    state.registry.apply(entry);
+                }
+            }
+            for (_, event) in decoded.of(EventKind::Miner) {
+                if let AnyEvent::Miner(m) = event {
+                    let t = m.ts.timestamp_micros();
+                    let seen = state.status.entry(format!("{}/{}", m.site, m.machine));
+                    let mining = m.state == MinerState::Mining;
+                    let status = Status {
+                        t,
+                        since: t,
+                        hs: m.hashrate_hs,
+                        mining,
+                    };
+                    seen.and_modify(|s| {
+                        if t >= s.t {
+                            let since = if s.mining && mining { s.since } else { t };
+                            *s = Status { since, ..status };
+                        }
+                    })
+                    .or_insert(status);
+                }
+            }
+        }
+        for decoded in &input.inputs {
             for (_, event) in decoded.of(EventKind::Energy) {
                 if let AnyEvent::Energy(reading) = event
                     && Self::take(state, reading, now_us)
@@ -425,6 +614,23 @@ impl Pipeline for Energy {
         let (machines, sites) = self.close(state, now_us);
         if machines.is_empty() {
             return Ok(out);
+        }
+        let with_hashrate = self.with_hashrate(state, &machines);
+        state.periods.add(&state.registry, &with_hashrate);
+        let closed = state.periods.close(&state.sites);
+        for (kind, table) in [
+            (PeriodKind::Settlement, TABLE_ENERGY_SETTLEMENT),
+            (PeriodKind::Hour, TABLE_ENERGY_1H),
+            (PeriodKind::Day, TABLE_ENERGY_1D),
+        ] {
+            let rows: Vec<&EnergyPeriod> = closed
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, r)| r)
+                .collect();
+            if !rows.is_empty() {
+                out.rows(table, to_batch(table, EnergyPeriod::schema(), &rows)?);
+            }
         }
         for site in &sites {
             out.results.push(ResultMessage::json(
@@ -527,5 +733,131 @@ mod tests {
         assert!((sites[0].energy_wh - 120.0).abs() < 1e-9);
         assert!((sites[0].avg_power_w - 7200.0).abs() < 1e-9);
         assert_eq!(sites[0].machines, 2);
+    }
+
+    #[tokio::test]
+    async fn a_mining_machine_nothing_measures_is_estimated_from_its_streak_on() {
+        use adit_ingest::DecodedBatch;
+        use adit_schemas::registry::{Adapter, ChangeOp, Machine, Record, RegistryEntry, Site};
+        use adit_schemas::{EnergyReading, MinerStatus};
+
+        const T0: i64 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % MINUTE_US;
+        let at = |s: i64| Utc.timestamp_micros(T0 + s * 1_000_000).unwrap();
+        let put = |record: Record| {
+            (
+                0,
+                AnyEvent::Registry(RegistryEntry {
+                    key: record.key(),
+                    op: ChangeOp::Put,
+                    by: "t".into(),
+                    at: at(0),
+                    record: Some(record),
+                }),
+            )
+        };
+        let machine = |id: &str| {
+            Record::Machine(Machine {
+                id: id.into(),
+                site: "s1".into(),
+                pool: None,
+                model: "S19".into(),
+                rack: None,
+                pdu: None,
+                outlet: None,
+                nominal_hashrate_hs: 1e14,
+                nominal_power_w: 3000.0,
+                adapter: Adapter::default(),
+            })
+        };
+        let registry = vec![
+            put(Record::Site(Site::new("s1", 100.0))),
+            put(machine("m1")),
+            put(machine("m2")),
+        ];
+        let p = Energy::new(EnergyConfig::default());
+        let mut state = EnergyState::default();
+        let mut rows = Vec::new();
+        // m2 is metered from the start; m1 only reports its status, from 5 minutes in.
+        for step in 0..15i64 {
+            let mut energy = Vec::new();
+            let mut miner = Vec::new();
+            for s in (step * 60..step * 60 + 60).step_by(10) {
+                energy.push((
+                    s as u64,
+                    AnyEvent::Energy(EnergyReading {
+                        site: "s1".into(),
+                        machine: "m2".into(),
+                        ts: at(s),
+                        power_w: 2000.0,
+                        energy_wh: None,
+                        source: EnergySource::Meter,
+                    }),
+                ));
+                if s >= 330 {
+                    miner.push((
+                        s as u64,
+                        AnyEvent::Miner(MinerStatus {
+                            site: "s1".into(),
+                            machine: "m1".into(),
+                            ts: at(s),
+                            hashrate_hs: 1e14,
+                            temp_c: None,
+                            fan_rpm: None,
+                            power_w: None,
+                            state: MinerState::Mining,
+                        }),
+                    ));
+                }
+            }
+            let batch = |kind, rows| DecodedBatch {
+                rows: BTreeMap::from([(kind, rows)]),
+                ..Default::default()
+            };
+            let registry = if step == 0 { registry.clone() } else { vec![] };
+            let out = p
+                .step(
+                    &mut state,
+                    StepInput {
+                        now: at(step * 60 + 60),
+                        ticks: vec!["close".into()],
+                        inputs: vec![
+                            batch(EventKind::Energy, energy),
+                            batch(EventKind::Registry, registry),
+                            batch(EventKind::Miner, miner),
+                        ],
+                    },
+                )
+                .await
+                .unwrap();
+            for (table, batch) in &out.tables {
+                if table == TABLE_MACHINE_ENERGY_1M {
+                    let sources = arrow::array::AsArray::as_string::<i32>(
+                        batch.column_by_name("source").unwrap(),
+                    )
+                    .iter()
+                    .map(|s| s.unwrap_or_default().to_string())
+                    .collect::<Vec<_>>();
+                    let minutes = arrow::array::AsArray::as_primitive::<
+                        arrow::datatypes::TimestampMicrosecondType,
+                    >(batch.column_by_name("minute").unwrap())
+                    .values()
+                    .to_vec();
+                    rows.extend(sources.into_iter().zip(minutes));
+                }
+            }
+        }
+        let estimated: Vec<i64> = rows
+            .iter()
+            .filter(|(s, _)| s == "estimate")
+            .map(|(_, m)| (m - T0) / MINUTE_US)
+            .collect();
+        assert!(!estimated.is_empty(), "{rows:?}");
+        // Its streak began at 5:30: minute 6 is the first it mined wholly.
+        assert_eq!(estimated[0], 6, "{estimated:?}");
+        assert!(
+            estimated.windows(2).all(|w| w[1] == w[0] + 1),
+            "{estimated:?}"
+        );
+        assert!(rows.iter().all(|(s, _)| s == "meter" || s == "estimate"));
     }
 }

@@ -92,35 +92,10 @@ pub struct HashrateState {
     marks: Watermarks,
     /// When each pool last sent a share (processing time, µs).
     last_seen: BTreeMap<String, i64>,
-    #[serde(with = "pairs")]
+    #[serde(with = "crate::serde_pairs")]
     minutes: Windows,
-    #[serde(with = "pairs")]
+    #[serde(with = "crate::serde_pairs")]
     hours: Windows,
-}
-
-/// A map with composite keys as a JSON list of [key, value] pairs (JSON object keys are text).
-mod pairs {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(super) fn serialize<S, K, V>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error>
-    where
-        S: Serializer,
-        K: Serialize,
-        V: Serialize,
-    {
-        s.collect_seq(map.iter())
-    }
-
-    pub(super) fn deserialize<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
-    where
-        D: Deserializer<'de>,
-        K: Deserialize<'de> + Ord,
-        V: Deserialize<'de>,
-    {
-        Vec::<(K, V)>::deserialize(d).map(|pairs| pairs.into_iter().collect())
-    }
 }
 
 impl HashrateState {

@@ -10,7 +10,11 @@
 //! power into energy per machine and site per minute under per-machine watermarks. This crate
 //! never talks HTTP and never defines wire formats.
 
+pub mod anomalies;
+pub mod curtail;
+pub mod detect;
 pub mod energy;
+pub mod energy_periods;
 pub mod error;
 pub mod hashrate;
 pub mod landing;
@@ -19,10 +23,13 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pplns;
 pub mod registry;
+pub mod registry_log;
 pub mod runner;
 pub mod runtime;
+mod serde_pairs;
 pub mod split;
 pub mod timer;
+pub mod violations;
 pub mod watermark;
 
 pub use error::{Error, Result};

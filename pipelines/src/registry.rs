@@ -6,14 +6,17 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::anomalies::Anomalies;
 use crate::energy::Energy;
 use crate::error::Result;
 use crate::hashrate::Hashrate;
 use crate::landing::Landing;
 use crate::pipeline::Pipeline;
 use crate::pplns::Pplns;
+use crate::registry_log::RegistryLog;
 use crate::runner::run_instance;
 use crate::runtime::{PipelineContext, PipelinesConfig};
+use crate::violations::Violations;
 
 /// A pipeline with its types erased, so different pipelines sit in one list.
 pub trait Runnable: Send + Sync {
@@ -58,5 +61,8 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         Arc::new(Energy::new(config.energy.clone())),
         Arc::new(Pplns::new(config.pplns.clone())),
         Arc::new(Hashrate::new(config.hashrate.clone())),
+        Arc::new(RegistryLog),
+        Arc::new(Violations::new(config.violations.clone())),
+        Arc::new(Anomalies::new(config.anomalies.clone())),
     ]
 }

@@ -14,11 +14,13 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::detect::DetectConfig;
 use crate::energy::EnergyConfig;
 use crate::error::{Disposition, Result};
 use crate::hashrate::HashrateConfig;
 use crate::pplns::PplnsConfig;
 use crate::registry::{self, Runnable};
+use crate::violations::ViolationsConfig;
 
 /// Pipeline settings; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,6 +46,10 @@ pub struct PipelinesConfig {
     pub pplns: PplnsConfig,
     /// Effective hashrate tables.
     pub hashrate: HashrateConfig,
+    /// Violations of the registry's limits.
+    pub violations: ViolationsConfig,
+    /// Anomaly detection.
+    pub anomalies: DetectConfig,
 }
 
 impl Default for PipelinesConfig {
@@ -57,6 +63,8 @@ impl Default for PipelinesConfig {
             energy: EnergyConfig::default(),
             pplns: PplnsConfig::default(),
             hashrate: HashrateConfig::default(),
+            violations: ViolationsConfig::default(),
+            anomalies: DetectConfig::default(),
         }
     }
 }
@@ -92,6 +100,8 @@ impl PipelinesConfig {
         }
         self.pplns.validate()?;
         self.hashrate.validate()?;
+        self.violations.validate()?;
+        self.anomalies.validate()?;
         let pipelines = registry::all(self);
         let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
         for (pipeline, keys) in &self.partitions {

@@ -61,10 +61,10 @@ impl Tokens {
         !self.tokens.is_empty()
     }
 
-    /// Checks that `authorization` (the header value) grants `needed`.
-    pub fn check(&self, authorization: Option<&str>, needed: Role) -> Result<(), QueryError> {
+    /// Checks that `authorization` (the header value) grants `needed`; returns who it is.
+    pub fn check(&self, authorization: Option<&str>, needed: Role) -> Result<Caller, QueryError> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(Caller::anonymous());
         }
         let presented = authorization
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -81,12 +81,34 @@ impl Tokens {
                 has: token.role.name(),
             });
         }
-        Ok(())
+        Ok(Caller {
+            name: token.name.clone(),
+            role: token.role,
+        })
     }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who made a request: the token's name and role (a request extension set by [`require`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    /// The token's name; `anonymous` when auth is off.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// The caller when no tokens are configured.
+    pub fn anonymous() -> Self {
+        Self {
+            name: "anonymous".into(),
+            role: Role::Admin,
+        }
+    }
 }
 
 /// Middleware state: the tokens and the role a group of routes needs.
@@ -99,13 +121,16 @@ pub struct Guard {
 }
 
 /// Refuses requests whose bearer token does not grant the guard's role.
-pub async fn require(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+pub async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match guard.tokens.check(header, guard.needed) {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -128,7 +153,10 @@ mod tests {
                 role: Role::Admin,
             },
         ]);
-        assert!(tokens.check(Some("Bearer rt"), Role::Read).is_ok());
+        assert_eq!(
+            tokens.check(Some("Bearer rt"), Role::Read).unwrap().name,
+            "r"
+        );
         assert!(matches!(
             tokens.check(Some("Bearer rt"), Role::Operate),
             Err(QueryError::Forbidden { .. })

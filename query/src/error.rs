@@ -23,6 +23,23 @@ pub enum QueryError {
     /// The request itself is malformed (no SQL, unknown format…).
     #[error("{0}")]
     BadRequest(String),
+    /// A field of the request body is refused.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with the current state (stale revision, still referenced).
+    #[error("{0}")]
+    Conflict(String),
+    /// A service this needs (NATS) is not there or failing.
+    #[error("{0}")]
+    Unavailable(String),
     /// The statement was refused or stopped, or the tables could not be read.
     #[error(transparent)]
     Sql(#[from] adit_sql::SqlError),
@@ -41,6 +58,10 @@ impl QueryError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Sql(e) => sql_status(e),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -65,6 +86,10 @@ fn sql_status(e: &SqlError) -> (StatusCode, &'static str) {
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_code();
-        (status, Json(ErrorBody::new(code, self.to_string()))).into_response()
+        let mut body = ErrorBody::new(code, self.to_string());
+        if let Self::InvalidField { field, .. } = &self {
+            body = body.with_field(field.clone());
+        }
+        (status, Json(body)).into_response()
     }
 }

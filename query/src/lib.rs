@@ -12,8 +12,10 @@ pub mod auth;
 pub mod error;
 pub mod format;
 pub mod openapi;
+pub mod registry;
 pub mod server;
 pub mod views;
+pub mod violations;
 
 pub use adit_sql::{Catalog, SqlEngine, SqlLimits};
 pub use auth::{Role, TokenConfig};

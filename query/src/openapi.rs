@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{server, views};
+use crate::{registry, server, views, violations};
 
 /// Adds the bearer-token scheme the routes name.
 struct Bearer;
@@ -42,10 +42,22 @@ impl Modify for Bearer {
         views::pool_payments,
         views::miner,
         views::workers,
+        registry::list,
+        registry::get_top,
+        registry::get_scoped,
+        registry::put_top,
+        registry::put_scoped,
+        registry::delete_top,
+        registry::delete_scoped,
+        violations::list,
+        violations::create,
+        violations::resolve,
     ),
-    components(schemas(server::SqlBody)),
+    components(schemas(server::SqlBody, violations::NewViolation, violations::Resolution)),
     modifiers(&Bearer),
     tags((name = "sql", description = "Read-only SQL"), (name = "pool", description = "Pool views"),
+         (name = "registry", description = "Sites, pools, machines, sensors and meters"),
+         (name = "farm", description = "Violations of the registry's limits"),
          (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Guard, Role, TokenConfig, Tokens, require};
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
-use crate::views;
+use crate::{views, violations};
 use adit_sql::{SqlEngine, SqlLimits};
 
 /// Query server settings; from config.
@@ -63,6 +63,10 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// The node whose chain height gives blocks their confirmations.
     pub node: Option<views::ChainTip>,
+    /// The registry bucket (none without NATS: its routes answer 503).
+    pub registry: Option<adit_ingest::registry::Registry>,
+    /// Publishes operators' notes (manual violations) to the pipelines.
+    pub publisher: Option<adit_ingest::Publisher>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -95,12 +99,28 @@ pub fn router(
             "/api/v1/pools/{pool}/miners/{miner}/workers",
             get(views::workers),
         )
+        .route("/api/v1/violations", get(violations::list))
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
+    let notes = Router::new()
+        .route(
+            "/api/v1/violations",
+            axum::routing::post(violations::create),
+        )
+        .route(
+            "/api/v1/violations/{id}/resolve",
+            axum::routing::post(violations::resolve),
+        )
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(
+            guard(Role::Operate),
+            require,
+        ));
     let operate = extra_operate.layer(middleware::from_fn_with_state(
         guard(Role::Operate),
         require,
     ));
+    let registry = registry_routes(state.clone(), &guard);
     let doc = Arc::new(crate::openapi::document(extra_docs));
     Router::new()
         .route(
@@ -117,6 +137,31 @@ pub fn router(
         .with_state(state)
         .merge(read)
         .merge(operate)
+        .merge(registry)
+        .merge(notes)
+}
+
+/// The registry's routes: read to list and read, operate to write, admin to delete.
+fn registry_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
+    use crate::registry as r;
+    use axum::routing::{delete, put};
+    let layer = |role| middleware::from_fn_with_state(guard(role), require);
+    let top = get(r::get_top)
+        .layer(layer(Role::Read))
+        .merge(put(r::put_top).layer(layer(Role::Operate)))
+        .merge(delete(r::delete_top).layer(layer(Role::Admin)));
+    let scoped = get(r::get_scoped)
+        .layer(layer(Role::Read))
+        .merge(put(r::put_scoped).layer(layer(Role::Operate)))
+        .merge(delete(r::delete_scoped).layer(layer(Role::Admin)));
+    Router::new()
+        .route(
+            "/api/v1/registry/{kind}",
+            get(r::list).layer(layer(Role::Read)),
+        )
+        .route("/api/v1/registry/{kind}/{id}", top)
+        .route("/api/v1/registry/{kind}/{site}/{id}", scoped)
+        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains open requests.
@@ -350,6 +395,8 @@ mod tests {
             metrics: None,
             nats: None,
             node: None,
+            registry: None,
+            publisher: None,
         };
         let tokens = vec![
             TokenConfig {

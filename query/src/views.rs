@@ -33,12 +33,12 @@ const ONLINE_MINUTES: i64 = 10;
 const MAX_LIMIT: usize = 500;
 
 /// `s` as a SQL string literal.
-fn lit(s: &str) -> String {
+pub(crate) fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Runs `sql` and returns its rows as JSON objects.
-async fn rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Value>>> {
+pub(crate) async fn rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Value>>> {
     let result = state.engine.query(sql).await?;
     json_rows(&result.batches)
 }
@@ -53,7 +53,7 @@ async fn one(state: &AppState, sql: &str, key: &str) -> Result<Value> {
 }
 
 /// Names of the tables that exist.
-async fn tables(state: &AppState) -> Result<BTreeSet<String>> {
+pub(crate) async fn tables(state: &AppState) -> Result<BTreeSet<String>> {
     Ok(state
         .engine
         .catalog()
@@ -122,7 +122,7 @@ pub struct Page {
 impl Page {
     /// Reads `limit` and `offset` from the query string, refusing anything else with a reason
     /// in the API's error shape.
-    fn parse(query: &BTreeMap<String, String>) -> Result<Self> {
+    pub(crate) fn parse(query: &BTreeMap<String, String>) -> Result<Self> {
         let mut page = Page::default();
         for (key, value) in query {
             let n = value.parse::<usize>().map_err(|_| {
@@ -141,7 +141,7 @@ impl Page {
         Ok(page)
     }
 
-    fn sql(&self) -> String {
+    pub(crate) fn sql(&self) -> String {
         format!(
             "LIMIT {} OFFSET {}",
             self.limit.unwrap_or(50).min(MAX_LIMIT),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::error::Result;
 use crate::names;
+use crate::registry::{RegistryChange, RegistryEntry};
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
 
 /// What every event type provides so that ingest and pipelines can treat them alike.
@@ -585,6 +586,131 @@ impl Event for GridSignal {
     }
 }
 
+impl Event for RegistryEntry {
+    const KIND: EventKind = EventKind::Registry;
+    fn subject(&self) -> String {
+        Self::subject_of(&self.key)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("registry:{}:{}", self.key, micros(self.at))
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.at
+    }
+    /// Registry values are configuration, not readings: no time window applies.
+    fn validate(&self, _policy: &ValidationPolicy, _now: DateTime<Utc>) -> Result<(), Invalid> {
+        self.check().map_err(|e| Invalid::new(e.to_string()))
+    }
+    fn fields() -> Vec<Field> {
+        RegistryChange::fields()
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Registry(self)
+    }
+}
+
+/// What an operator does to a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteAction {
+    /// Records a violation the pipeline did not see (a manual finding).
+    Open,
+    /// Resolves an open violation (manual or found by the pipeline).
+    Resolve,
+}
+
+/// An operator's note on violations, from the API (`control.violation.<site>`): open a manual
+/// violation or resolve one, with a note, in the `violations` table through its pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViolationNote {
+    /// The site.
+    pub site: String,
+    /// Open or resolve.
+    pub action: NoteAction,
+    /// The violation to resolve (`resolve`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// What it is about (`open`): e.g. `power_allocation`, `temperature`, `noise`, `access`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// How bad (`open`): warning, critical, violation, emergency.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// The machine, sensor or meter (`open`; the site when none).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The operator's note.
+    pub note: String,
+    /// The token name that wrote it.
+    pub by: String,
+    /// When.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for ViolationNote {
+    const KIND: EventKind = EventKind::ViolationNote;
+    fn subject(&self) -> String {
+        names::violation_note_subject(&self.site)
+    }
+    fn dedupe_id(&self) -> String {
+        format!(
+            "violation-note:{}:{}:{}",
+            self.site,
+            self.by,
+            micros(self.ts)
+        )
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("site", &self.site)?;
+        if self.note.trim().is_empty() || self.note.len() > 2000 {
+            return Err(Invalid::new("note must be 1-2000 characters"));
+        }
+        match self.action {
+            NoteAction::Open => {
+                let kind = self.kind.as_deref().unwrap_or_default();
+                check_token("kind", kind)?;
+                match self.severity.as_deref() {
+                    Some("warning" | "critical" | "violation" | "emergency") => {}
+                    other => {
+                        return Err(Invalid::new(format!(
+                            "severity {other:?} must be warning, critical, violation or emergency"
+                        )));
+                    }
+                }
+                if let Some(subject) = &self.subject {
+                    check_token("subject", subject)?;
+                }
+            }
+            NoteAction::Resolve => {
+                if self.id.as_deref().is_none_or(str::is_empty) {
+                    return Err(Invalid::new("resolving needs the violation's id"));
+                }
+            }
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("site"),
+            utf8("action"),
+            utf8_opt("id"),
+            utf8_opt("kind"),
+            utf8_opt("severity"),
+            utf8_opt("subject"),
+            utf8("note"),
+            utf8("by"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::ViolationNote(self)
+    }
+}
+
 /// Declares every event kind once: its variant, record type, name, subject prefix, stream and
 /// table; [`EventKind`], [`AnyEvent`] and all their per-kind dispatch are generated from it.
 macro_rules! event_kinds {
@@ -698,9 +824,23 @@ event_kinds! {
         subject "telemetry"."hashrate", stream STREAM_TELEMETRY, table TABLE_HASHRATE_SAMPLES;
     /// [`GridSignal`].
     Grid(GridSignal) = "grid", subject "grid"."signal", stream STREAM_GRID, table TABLE_GRID_SIGNALS;
+    /// [`RegistryEntry`]: a value of the registry bucket, read from the bucket's own stream.
+    /// Its table (`registry_changes`) is written by the `registry` pipeline, which adds the
+    /// value each change replaced; [`EventKind::batch`] does not apply to it.
+    Registry(RegistryEntry) = "registry",
+        subject "$KV"."adit_registry", stream STREAM_REGISTRY, table TABLE_REGISTRY_CHANGES;
+    /// [`ViolationNote`]: an operator's note, landed in `violation_notes`.
+    ViolationNote(ViolationNote) = "violation_note",
+        subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES;
 }
 
 impl EventKind {
+    /// Whether clients may publish this kind themselves (HTTP ingest, the simulator): every
+    /// kind but the registry's, which only the registry API writes.
+    pub fn pushable(self) -> bool {
+        !matches!(self, Self::Registry | Self::ViolationNote)
+    }
+
     /// The kind named `name`, if any.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|k| k.name() == name)
@@ -841,6 +981,12 @@ mod tests {
             EventKind::Grid => format!(
                 r#"{{"site":"s1","event_id":"e1","kind":"curtail","target_kw":500.0,"deadline":"{ts}","price_per_mwh":80.5,"ts":"{ts}"}}"#
             ),
+            EventKind::ViolationNote => format!(
+                r#"{{"site":"s1","action":"open","id":"x","kind":"noise","severity":"warning","subject":"m1","note":"loud","by":"ops","ts":"{ts}"}}"#
+            ),
+            EventKind::Registry => format!(
+                r#"{{"key":"site.s1","op":"put","by":"ops","at":"{ts}","record":{{"kind":"site","id":"s1","allocation_kw":500.0}}}}"#
+            ),
         };
         kind.decode(json.as_bytes(), &ValidationPolicy::default(), Utc::now())
             .unwrap_or_else(|e| panic!("{} sample: {}", kind.name(), e.reason))
@@ -848,7 +994,9 @@ mod tests {
 
     #[test]
     fn every_field_of_every_kind_reaches_its_table_and_back() {
-        for &kind in EventKind::ALL {
+        // The registry's rows are the registry pipeline's (with the value each change
+        // replaced); its own test covers them.
+        for &kind in EventKind::ALL.iter().filter(|k| k.pushable()) {
             let event = sample(kind);
             // Encoding is strict: a field missing from the Arrow schema fails here.
             let batch = kind.batch(&[(5, event.clone())]).unwrap();

@@ -10,6 +10,7 @@ pub mod arrow_rows;
 pub mod error;
 pub mod events;
 pub mod names;
+pub mod registry;
 pub mod results;
 pub mod validate;
 
@@ -17,7 +18,8 @@ pub use arrow_rows::{stamped_batch, to_batch};
 pub use error::{Error, Result};
 pub use events::{
     AnyEvent, Block, BlockStatus, EnergyReading, EnergySource, Event, EventKind, GridSignal,
-    GridSignalKind, HashrateSample, MinerState, MinerStatus, SensorKind, SensorReading, Share,
+    GridSignalKind, HashrateSample, MinerState, MinerStatus, NoteAction, SensorKind, SensorReading,
+    Share, ViolationNote,
 };
 pub use validate::{Invalid, ValidationPolicy};
 

@@ -25,6 +25,8 @@ pub const STREAMS: &[(&str, &[&str])] = &[
 
 /// KV bucket holding sites, pools and machines.
 pub const KV_REGISTRY: &str = "adit_registry";
+/// The registry bucket's backing stream, read by pipelines like any other stream.
+pub const STREAM_REGISTRY: &str = "KV_adit_registry";
 /// KV bucket holding alert rules.
 pub const KV_RULES: &str = "adit_rules";
 /// KV bucket holding notification channels.
@@ -72,6 +74,20 @@ pub const TABLE_BLOCK_REWARDS: &str = "block_rewards";
 pub const TABLE_PAYOUTS: &str = "payouts";
 /// One row per destination of a payment transaction per status it went through.
 pub const TABLE_PAYMENTS: &str = "payments";
+/// Energy per settlement interval (machine, site, pool).
+pub const TABLE_ENERGY_SETTLEMENT: &str = "energy_settlement";
+/// Energy per hour (machine, site, pool).
+pub const TABLE_ENERGY_1H: &str = "energy_1h";
+/// Energy per day, the site's local day (machine, site, pool).
+pub const TABLE_ENERGY_1D: &str = "energy_1d";
+/// Anomalies: one row per opened, updated, resolved.
+pub const TABLE_ANOMALIES: &str = "anomalies";
+/// Violations: one row per opened, updated, resolved.
+pub const TABLE_VIOLATIONS: &str = "violations";
+/// Operators' notes on violations, as they arrived.
+pub const TABLE_VIOLATION_NOTES: &str = "violation_notes";
+/// Every registry change with the value before and after.
+pub const TABLE_REGISTRY_CHANGES: &str = "registry_changes";
 
 /// Subject of a share from `pool`.
 pub fn share_subject(pool: &str) -> String {
@@ -113,6 +129,25 @@ pub fn payout_result_subject(pool: &str) -> String {
 pub fn payment_result_subject(pool: &str) -> String {
     format!("results.payment.{pool}")
 }
+/// Subject of a site's anomalies.
+pub fn anomaly_result_subject(site: &str) -> String {
+    format!("results.anomaly.{site}")
+}
+
+/// Subject of a site's violations (`None`: a pool's, `results.violation.pools.<pool>`).
+pub fn violation_result_subject(site: Option<&str>, subject: &str) -> String {
+    match site {
+        Some(site) => format!("results.violation.{site}"),
+        None => format!("results.violation.pools.{subject}"),
+    }
+}
+
+/// Subject of an operator's note on a site's violations (the `violation` token is reserved in
+/// the CONTROL subject space).
+pub fn violation_note_subject(site: &str) -> String {
+    format!("control.violation.{site}")
+}
+
 /// Dead-letter subject for messages taken from `stream`.
 pub fn dlq_subject(stream: &str) -> String {
     format!("dlq.{}", stream.to_ascii_lowercase())

@@ -353,3 +353,190 @@ impl HashrateHour {
         ]))
     }
 }
+
+/// One change of a violation's state: `opened` (after its condition held for the minimum
+/// duration), `updated` (its severity rose or its peak grew), `resolved` (its condition was
+/// false for the clearing time). The violation's rows share its `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViolationRow {
+    /// The violation: `<scope>:<site>:<subject>:<kind>:<started µs>`.
+    pub id: String,
+    /// `opened`, `updated` or `resolved`.
+    pub event: String,
+    /// The site (none for a pool's).
+    pub site: Option<String>,
+    /// What is in violation: `site`, `pool`, `machine`, `sensor` or `meter`.
+    pub scope: String,
+    /// Its id within the scope.
+    pub subject: String,
+    /// `power_allocation`, `temperature`, `humidity`, `silent_device`, `unregistered_device`.
+    pub kind: String,
+    /// `warning`, `critical`, `violation` or `emergency`; at most rising while open.
+    pub severity: String,
+    /// The measure at this row (kW, °C, %, silent seconds).
+    pub value: Option<f64>,
+    /// The limit it crossed, in the same unit.
+    pub limit: Option<f64>,
+    /// The worst measure so far.
+    pub peak: Option<f64>,
+    /// When the condition began (event time).
+    pub started: DateTime<Utc>,
+    /// Event time of this row (for `opened`: when it was detected).
+    pub ts: DateTime<Utc>,
+    /// How long it has lasted (for `resolved`: until the condition ended), seconds.
+    pub duration_s: f64,
+    /// `pipeline`, or `manual` for one an operator recorded.
+    pub source: String,
+    /// An operator's note.
+    pub note: Option<String>,
+    /// UTC date of `ts` (partition).
+    pub date: NaiveDate,
+}
+
+impl ViolationRow {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("event", DataType::Utf8, false),
+            Field::new("site", DataType::Utf8, true),
+            Field::new("scope", DataType::Utf8, false),
+            Field::new("subject", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("severity", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, true),
+            Field::new("limit", DataType::Float64, true),
+            Field::new("peak", DataType::Float64, true),
+            ts_field("started"),
+            ts_field("ts"),
+            Field::new("duration_s", DataType::Float64, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("note", DataType::Utf8, true),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
+/// One change of an anomaly: `opened`, `updated` (its peak score grew), `resolved`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyRow {
+    /// This row: `<anomaly>:opened|updated:<n>|resolved`.
+    pub event_id: String,
+    /// The anomaly, shared by its rows: `anomaly:<site>:<series kind>:<id>:<detector>:<µs>`.
+    pub id: String,
+    /// `opened`, `updated` or `resolved`.
+    pub event: String,
+    /// The site.
+    pub site: String,
+    /// `machine_power`, `machine_hashrate` or `temperature`.
+    pub series: String,
+    /// The machine or sensor.
+    pub subject: String,
+    /// `zscore`, `drift`, `peer` or `stuck`.
+    pub detector: String,
+    /// Event time of the sample that caused this row.
+    pub ts: DateTime<Utc>,
+    /// When its condition began.
+    pub started: Option<DateTime<Utc>>,
+    /// What was tested (a value, a slow average, a recent median).
+    pub value: Option<f64>,
+    /// What it was compared with (the window's median, the baseline, the peers' median).
+    pub expected: Option<f64>,
+    /// The detector's score at this row.
+    pub score: Option<f64>,
+    /// The highest score so far.
+    pub peak_score: Option<f64>,
+    /// How long the condition lasted (resolved rows), seconds.
+    pub duration_s: Option<f64>,
+    /// Why it resolved: `cleared`, or `forgotten` (its series went silent).
+    pub reason: Option<String>,
+    /// UTC date of `ts` (partition).
+    pub date: NaiveDate,
+}
+
+impl AnomalyRow {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("id", DataType::Utf8, false),
+            Field::new("event", DataType::Utf8, false),
+            Field::new("site", DataType::Utf8, false),
+            Field::new("series", DataType::Utf8, false),
+            Field::new("subject", DataType::Utf8, false),
+            Field::new("detector", DataType::Utf8, false),
+            ts_field("ts"),
+            Field::new("started", crate::arrow_rows::ts_type(), true),
+            Field::new("value", DataType::Float64, true),
+            Field::new("expected", DataType::Float64, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new("peak_score", DataType::Float64, true),
+            Field::new("duration_s", DataType::Float64, true),
+            Field::new("reason", DataType::Utf8, true),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
+/// Energy of one machine, site or pool over one settlement interval, hour or day: the sum of
+/// its closed minutes, with quality, sources and efficiency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyPeriod {
+    /// `machine`, `site` or `pool`.
+    pub scope: String,
+    /// The site (none for a pool).
+    pub site: Option<String>,
+    /// The machine, site or pool.
+    pub subject: String,
+    /// Start of the period.
+    pub period_start: DateTime<Utc>,
+    /// End of the period (exclusive).
+    pub period_end: DateTime<Utc>,
+    /// Energy, Wh: the sum of the period's machine minutes.
+    pub energy_wh: f64,
+    /// Mean power over the whole period, W.
+    pub avg_power_w: f64,
+    /// Highest minute's mean power, W.
+    pub peak_power_w: f64,
+    /// Minutes with a figure.
+    pub minutes: i64,
+    /// Machines with a figure.
+    pub machines: i64,
+    /// Covered seconds over (period × machines): 1.0 is complete.
+    pub quality: f64,
+    /// Share of the energy measured by a meter or PDU (the rest: firmware or estimate).
+    pub measured_share: f64,
+    /// Sources used, best first (`meter,pdu`).
+    pub sources: String,
+    /// Mean reported hashrate over the covered minutes, TH/s.
+    pub hashrate_ths: Option<f64>,
+    /// Joules per terahash: mean power over mean hashrate.
+    pub efficiency_j_th: Option<f64>,
+    /// UTC date of the period's middle: a site's local day files under its own date
+    /// (partition).
+    pub date: NaiveDate,
+}
+
+impl EnergyPeriod {
+    /// Its tables' schema (`energy_settlement`, `energy_1h`, `energy_1d`).
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("scope", DataType::Utf8, false),
+            Field::new("site", DataType::Utf8, true),
+            Field::new("subject", DataType::Utf8, false),
+            ts_field("period_start"),
+            ts_field("period_end"),
+            Field::new("energy_wh", DataType::Float64, false),
+            Field::new("avg_power_w", DataType::Float64, false),
+            Field::new("peak_power_w", DataType::Float64, false),
+            Field::new("minutes", DataType::Int64, false),
+            Field::new("machines", DataType::Int64, false),
+            Field::new("quality", DataType::Float64, false),
+            Field::new("measured_share", DataType::Float64, false),
+            Field::new("sources", DataType::Utf8, false),
+            Field::new("hashrate_ths", DataType::Float64, true),
+            Field::new("efficiency_j_th", DataType::Float64, true),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}

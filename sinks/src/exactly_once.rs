@@ -5,6 +5,7 @@
 //! holds it; the version is read back on open, so a restarted writer resumes after it and a
 //! replayed batch at or below it is skipped instead of written twice.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -27,14 +28,56 @@ pub struct Maintenance {
     /// Files no longer referenced are deleted once older than this.
     #[serde(with = "humantime_serde")]
     pub vacuum_retention: Duration,
+    /// How long each table keeps its rows, by table name (rows whose `date` is older are
+    /// deleted by the table's writer, at most hourly); a table not listed keeps them.
+    #[serde(with = "retention_map")]
+    pub retention: BTreeMap<String, Duration>,
 }
+
+/// Energy tables keep two years by default (what regulators usually ask for).
+pub const ENERGY_TABLES: [&str; 6] = [
+    "energy_readings",
+    "machine_energy_1m",
+    "site_energy_1m",
+    "energy_settlement",
+    "energy_1h",
+    "energy_1d",
+];
 
 impl Default for Maintenance {
     fn default() -> Self {
+        let two_years = Duration::from_secs(730 * 24 * 3600);
         Self {
             optimize_every_commits: 100,
             vacuum_retention: Duration::from_secs(7 * 24 * 3600),
+            retention: ENERGY_TABLES
+                .iter()
+                .map(|t| (t.to_string(), two_years))
+                .collect(),
         }
+    }
+}
+
+/// A table → duration map with humantime values (`energy_readings = "730d"`).
+mod retention_map {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        let raw = BTreeMap::<String, String>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(table, text)| {
+                humantime::parse_duration(&text)
+                    .map(|d| (table.clone(), d))
+                    .map_err(|e| {
+                        serde::de::Error::custom(format!("retention of {table}: {text:?}: {e}"))
+                    })
+            })
+            .collect()
     }
 }
 
@@ -46,6 +89,16 @@ impl Maintenance {
                 "vacuum_retention must be at least 1h (readers may still be reading files it deletes), not {:?}",
                 self.vacuum_retention
             ));
+        }
+        for (table, keep) in &self.retention {
+            if *keep < Duration::from_secs(24 * 3600) {
+                return Err(format!(
+                    "retention.{table} must be at least 1d (rows are kept by date), not {keep:?}"
+                ));
+            }
+            if *keep > Duration::from_secs(100 * 365 * 24 * 3600) {
+                return Err(format!("retention.{table} must be at most 100 years"));
+            }
         }
         Ok(())
     }
@@ -67,6 +120,8 @@ pub struct ExactlyOnceTable {
     maintenance: Maintenance,
     /// The table's Arrow schema.
     schema: SchemaRef,
+    /// When rows past retention were last deleted.
+    retention_checked: Option<std::time::Instant>,
 }
 
 impl ExactlyOnceTable {
@@ -88,6 +143,7 @@ impl ExactlyOnceTable {
             since_optimize: 0,
             maintenance,
             schema: schema.clone(),
+            retention_checked: None,
         };
         this.check_schema()?;
         this.committed = this.read_position().await?;
@@ -223,6 +279,39 @@ impl ExactlyOnceTable {
             .await
             .map_err(self.delta_err())?;
         tracing::info!(table = %self.name, files_deleted = vacuumed.files_deleted.len(), "vacuumed");
+        self.table = table;
+        self.apply_retention(chrono::Utc::now()).await
+    }
+
+    /// Deletes rows whose `date` is older than the table's retention (at most hourly).
+    pub async fn apply_retention(&mut self, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let Some(keep) = self.maintenance.retention.get(&self.name).copied() else {
+            return Ok(());
+        };
+        if self.schema.field_with_name("date").is_err()
+            || self
+                .retention_checked
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(3600))
+        {
+            return Ok(());
+        }
+        self.retention_checked = Some(std::time::Instant::now());
+        let cutoff =
+            (now - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX)).date_naive();
+        let table = self.table.clone();
+        let (table, metrics) = table
+            .delete()
+            .with_predicate(format!("date < '{cutoff}'"))
+            .await
+            .map_err(self.delta_err())?;
+        if metrics.num_removed_files > 0 {
+            tracing::info!(
+                table = %self.name,
+                %cutoff,
+                files_removed = metrics.num_removed_files,
+                "rows past retention deleted"
+            );
+        }
         self.table = table;
         Ok(())
     }

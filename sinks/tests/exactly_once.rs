@@ -80,3 +80,87 @@ async fn positions_survive_reopen_and_replays_are_skipped() {
         .value(0);
     assert_eq!((n, s), (4, 1 + 2 + 3 + 11));
 }
+
+#[tokio::test]
+async fn rows_past_their_tables_retention_are_deleted() {
+    use arrow::array::Date32Array;
+    let dir = tempfile::tempdir().unwrap();
+    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::Int64, false),
+        Field::new("date", DataType::Date32, false),
+    ]));
+    let day = |d: &str| {
+        let d: chrono::NaiveDate = d.parse().unwrap();
+        (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+    };
+    let rows = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(Date32Array::from(vec![
+                day("2024-01-01"),
+                day("2026-10-01"),
+                day("2026-11-20"),
+            ])),
+        ],
+    )
+    .unwrap();
+    let maint = Maintenance {
+        retention: [(
+            "kept".to_string(),
+            std::time::Duration::from_secs(30 * 86400),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let mut t = ExactlyOnceTable::open(&store, "kept", &schema, &["date"], "app", maint.clone())
+        .await
+        .unwrap();
+    t.commit(vec![rows.clone()], 1).await.unwrap();
+    let now = "2026-11-22T12:00:00Z".parse().unwrap();
+    t.apply_retention(now).await.unwrap();
+    let mut other = ExactlyOnceTable::open(&store, "other", &schema, &["date"], "app", maint)
+        .await
+        .unwrap();
+    other.commit(vec![rows], 1).await.unwrap();
+    other.apply_retention(now).await.unwrap();
+
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    for (table, want) in [("kept", vec![3]), ("other", vec![1, 2, 3])] {
+        assert!(store.register(&ctx, table).await.unwrap());
+        let got = ctx
+            .sql(&format!("SELECT seq FROM {table} ORDER BY seq"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = got
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(
+            seqs, want,
+            "{table}: 30 days kept in one, everything in the other"
+        );
+    }
+    let reopened = ExactlyOnceTable::open(
+        &store,
+        "kept",
+        &schema,
+        &["date"],
+        "app",
+        Maintenance::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reopened.committed(), 1, "the position survives the delete");
+}

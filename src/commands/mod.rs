@@ -116,6 +116,9 @@ async fn simulate(
     sim.validate()
         .map_err(|e| anyhow::anyhow!("simulate.{e} (from the flags)"))?;
     let farm = Farm::new(sim.clone());
+    let registry = adit_ingest::registry::Registry::open(services.js.clone()).await?;
+    let changed = adit_ingest::simulate::register(&farm, &registry, "simulator").await?;
+    tracing::info!(changed, "simulated farm registered");
     let per_s = farm.events_per_tick() as f64 / sim.interval.as_secs_f64();
     tracing::info!(
         sites = sim.sites,
@@ -168,7 +171,7 @@ async fn demo(
     }
     let url = format!("http://{}", config.query.listen);
     eprintln!(
-        "adit demo: simulated farm → NATS JetStream → pipelines → Delta tables under {}\n\
+        "adit demo: simulated farm devices → adapters → NATS JetStream → pipelines → Delta tables under {}\n\
          \n  API        {url}/api/v1/sql?q=select%201\n  metrics    {url}/metrics\n  health     {url}/health\n\
          \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
          \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n\
@@ -178,7 +181,13 @@ async fn demo(
         config.pool.listen
     );
     let miners = demo_miners(config, &shutdown)?;
-    let roles = [Role::Pipelines, Role::Query, Role::Simulate, Role::Pool];
+    let roles = [
+        Role::Pipelines,
+        Role::Query,
+        Role::Simulate,
+        Role::Adapters,
+        Role::Pool,
+    ];
     let result = wiring::run_roles(config, &roles, config.simulate.clone(), shutdown.clone()).await;
     shutdown.cancel();
     for m in miners {

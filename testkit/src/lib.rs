@@ -4,7 +4,7 @@
 //! A missing `nats-server` is a test failure with a clear message, never a silent skip.
 //!
 //! [`Monerod`] does the same for a regtest `monerod`, and [`WalletRpc`] for a
-//! `monero-wallet-rpc` against it.
+//! `monero-wallet-rpc` against it, and [`Mosquitto`] for a private MQTT broker.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -12,9 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod monerod;
+pub mod mosquitto;
 mod wallet;
 
 pub use monerod::{Monerod, json_rpc, monerod_binary};
+pub use mosquitto::Mosquitto;
 pub use wallet::{WalletRpc, wallet_rpc_binary};
 
 /// A running private nats-server; killed on drop.

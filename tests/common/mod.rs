@@ -19,6 +19,8 @@ pub use adit_testkit::{NatsServer, free_port};
 /// Tokens the test config defines.
 pub const READ_TOKEN: &str = "read-token-0123456789";
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+/// The `operator` token (operate role) every test app accepts.
+pub const OPERATE_TOKEN: &str = "operate-token-0123456789";
 
 /// A running `adit` process.
 pub struct App {
@@ -53,6 +55,7 @@ impl App {
                  [pipelines.energy]\ntick = \"500ms\"\n\
                  [query]\nlisten = \"127.0.0.1:{port}\"\n\
                  tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}, \
+                           {{ name = \"operator\", token = \"{OPERATE_TOKEN}\", role = \"operate\" }}, \
                            {{ name = \"admin\", token = \"{ADMIN_TOKEN}\", role = \"admin\" }}]\n{extra_toml}"
             ),
         )
@@ -150,6 +153,13 @@ impl App {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Rows of `sql` as JSON objects (read token); panics on an error answer.
+    pub async fn rows(&self, sql: &str) -> Vec<serde_json::Value> {
+        let (status, body) = self.sql(sql, "json", Some(READ_TOKEN)).await;
+        assert_eq!(status, 200, "{sql}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
     }
 
     /// Runs SQL through the API with `format` and `token`; returns status and body.
@@ -278,4 +288,34 @@ pub fn sensor(i: usize, base: chrono::DateTime<chrono::Utc>) -> Outgoing {
         value: 20.0 + (i % 15) as f64,
         ts: base + chrono::Duration::milliseconds(i as i64),
     }))
+}
+
+/// `sql` run by DuckDB over the active Parquet files of `table` under `root` (`{t}` in `sql`
+/// stands for them); its first value as text.
+pub async fn duckdb_value(root: &Path, table: &str, sql: &str) -> String {
+    let table = adit_sinks::TableStore::new(root.to_str().unwrap(), Default::default())
+        .unwrap()
+        .open(table)
+        .await
+        .unwrap()
+        .unwrap();
+    let files: Vec<String> = table
+        .get_file_uris()
+        .unwrap()
+        .map(|u| format!("'{}'", u.trim_start_matches("file://")))
+        .collect();
+    let sql = sql.replace("{t}", &format!("read_parquet([{}])", files.join(",")));
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!("import duckdb; print(duckdb.sql(\"{sql}\").fetchall()[0][0])"),
+        ])
+        .output()
+        .expect("python3 (scripts/setup.sh installs it with duckdb)");
+    assert!(
+        out.status.success(),
+        "duckdb failed (scripts/setup.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

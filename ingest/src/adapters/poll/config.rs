@@ -1,0 +1,354 @@
+//! `[adapters]`: how devices are polled, which grid feeds and MQTT topics are read, and the
+//! checks every value passes (messages start with the full key).
+
+use std::time::Duration;
+
+use adit_schemas::names;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use super::super::http_json::FieldMap;
+use super::super::mqtt::{self, TopicMap};
+
+/// `[adapters]`: how devices are polled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptersConfig {
+    /// Time between two polls of a device that answers.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one poll (connect, request, whole reply) may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Longest wait between polls of a failing device (the backoff doubles up to this).
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// A device without a good reading for this long is stale (a miner is reported offline).
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Largest reply read from a device, bytes.
+    pub max_reply_bytes: usize,
+    /// Devices polled at once.
+    pub concurrency: usize,
+    /// How often the registry is read again for added, changed and removed devices.
+    #[serde(with = "humantime_serde")]
+    pub registry_refresh: Duration,
+    /// Where PDUs put their outlets and power in their JSON.
+    pub pdu: FieldMap,
+    /// The MQTT broker to subscribe to, if any.
+    pub mqtt: Option<MqttConfig>,
+    /// Demand-response and price feeds, polled every `interval`.
+    pub grid: Vec<GridFeed>,
+}
+
+impl Default for AdaptersConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(3),
+            max_backoff: Duration::from_secs(300),
+            stale_after: Duration::from_secs(30),
+            max_reply_bytes: 1024 * 1024,
+            concurrency: 64,
+            registry_refresh: Duration::from_secs(5),
+            pdu: FieldMap::default(),
+            mqtt: None,
+            grid: Vec::new(),
+        }
+    }
+}
+
+/// `[adapters.mqtt]`: the broker that sensors push to, and how topics map to sensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]`.
+    pub url: String,
+    /// The client id (unique on the broker).
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Topic patterns → site, sensor and kind; the first match wins.
+    pub maps: Vec<TopicMap>,
+}
+
+fn default_client_id() -> String {
+    "adit-adapters".into()
+}
+
+/// Which shape a grid feed answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridFeedKind {
+    /// The utility's demand-response message ([`super::http_json::DrMessage`]).
+    Signal,
+    /// The market's price ([`super::http_json::PriceMessage`]).
+    Price,
+}
+
+impl GridFeedKind {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Signal => "signal",
+            Self::Price => "price",
+        }
+    }
+}
+
+/// `[[adapters.grid]]`: one HTTP feed of grid signals for a site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridFeed {
+    /// The site its signals apply to.
+    pub site: String,
+    /// Demand response or price.
+    pub kind: GridFeedKind,
+    /// `http://` or `https://` URL answering the message as JSON.
+    pub url: String,
+}
+
+impl AdaptersConfig {
+    /// Checks the values that parse but cannot work; the message starts with the full key
+    /// (`adapters.timeout …`).
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, d) in [
+            ("interval", self.interval),
+            ("timeout", self.timeout),
+            ("max_backoff", self.max_backoff),
+            ("stale_after", self.stale_after),
+            ("registry_refresh", self.registry_refresh),
+        ] {
+            if d.is_zero() {
+                return Err(format!("adapters.{key} must be more than 0"));
+            }
+        }
+        if self.timeout >= self.interval {
+            return Err(format!(
+                "adapters.timeout ({:?}) must be less than adapters.interval ({:?})",
+                self.timeout, self.interval
+            ));
+        }
+        if self.max_backoff < self.interval {
+            return Err(format!(
+                "adapters.max_backoff ({:?}) must be at least adapters.interval ({:?})",
+                self.max_backoff, self.interval
+            ));
+        }
+        if self.stale_after < self.interval + self.timeout {
+            return Err(format!(
+                "adapters.stale_after ({:?}) must be at least interval + timeout ({:?}), or every device goes stale between two polls",
+                self.stale_after,
+                self.interval + self.timeout
+            ));
+        }
+        if self.max_reply_bytes < 1024 {
+            return Err(format!(
+                "adapters.max_reply_bytes ({}) must be at least 1024",
+                self.max_reply_bytes
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("adapters.concurrency must be at least 1".into());
+        }
+        validate_field_map(&self.pdu)?;
+        if let Some(mqtt) = &self.mqtt {
+            validate_mqtt(mqtt)?;
+        }
+        for (i, feed) in self.grid.iter().enumerate() {
+            if !names::is_token(&feed.site) {
+                return Err(format!(
+                    "adapters.grid[{i}].site {:?} must be 1-64 characters of A-Z a-z 0-9 _ -",
+                    feed.site
+                ));
+            }
+            http_url(&feed.url)
+                .map_err(|r| format!("adapters.grid[{i}].url {:?}: {r}", feed.url))?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_field_map(map: &FieldMap) -> Result<(), String> {
+    if !(map.items.is_empty() || map.items.starts_with('/')) {
+        return Err(format!(
+            "adapters.pdu.items {:?} must be a JSON pointer (/outlets) or empty (the body is the array)",
+            map.items
+        ));
+    }
+    for (key, value) in [("id", &map.id), ("power_w", &map.power_w)] {
+        if value.is_empty() {
+            return Err(format!(
+                "adapters.pdu.{key} must name a field or a JSON pointer"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_mqtt(mqtt: &MqttConfig) -> Result<(), String> {
+    if mqtt.client_id.is_empty() {
+        return Err("adapters.mqtt.client_id must not be empty".into());
+    }
+    mqtt::client_options(&mqtt.url, &mqtt.client_id)
+        .map_err(|e| format!("adapters.mqtt.url: {e}"))?;
+    if mqtt.maps.is_empty() {
+        return Err("adapters.mqtt.maps must hold at least one topic map".into());
+    }
+    for (i, map) in mqtt.maps.iter().enumerate() {
+        map.validate()
+            .map_err(|r| format!("adapters.mqtt.maps[{i}].{r}"))?;
+    }
+    Ok(())
+}
+
+/// `url` parsed, if it is an `http://` or `https://` URL with a host.
+pub(super) fn http_url(url: &str) -> Result<Url, String> {
+    let parsed = Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err("expected an http:// or https:// URL with a host".into());
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_schemas::SensorKind;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn valid() -> AdaptersConfig {
+        AdaptersConfig {
+            mqtt: Some(MqttConfig {
+                url: "mqtt://127.0.0.1:1883".into(),
+                client_id: "adit".into(),
+                maps: vec![TopicMap {
+                    pattern: "farm/+/t/+".into(),
+                    site: "{1}".into(),
+                    sensor: "{2}".into(),
+                    kind: SensorKind::Temperature,
+                    value: None,
+                }],
+            }),
+            grid: vec![GridFeed {
+                site: "s1".into(),
+                kind: GridFeedKind::Signal,
+                url: "https://utility.example/dr".into(),
+            }],
+            ..AdaptersConfig::default()
+        }
+    }
+
+    #[test]
+    fn config_defaults_parse_and_errors_name_the_key() {
+        let parsed: AdaptersConfig = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(parsed, AdaptersConfig::default());
+        assert!(AdaptersConfig::default().validate().is_ok());
+        assert!(valid().validate().is_ok());
+        let parsed: AdaptersConfig = serde_json::from_str(
+            r#"{"interval":"1s","timeout":"500ms","stale_after":"3s","grid":[{"site":"s1","kind":"price","url":"http://p"}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(parsed.interval, S);
+        assert!(serde_json::from_str::<AdaptersConfig>(r#"{"intervall":"1s"}"#).is_err());
+
+        let cases: Vec<(AdaptersConfig, &str)> = vec![
+            (
+                AdaptersConfig {
+                    interval: Duration::ZERO,
+                    ..valid()
+                },
+                "adapters.interval",
+            ),
+            (
+                AdaptersConfig {
+                    timeout: 10 * S,
+                    ..valid()
+                },
+                "adapters.timeout",
+            ),
+            (
+                AdaptersConfig {
+                    max_backoff: S,
+                    ..valid()
+                },
+                "adapters.max_backoff",
+            ),
+            (
+                AdaptersConfig {
+                    stale_after: 12 * S,
+                    ..valid()
+                },
+                "adapters.stale_after",
+            ),
+            (
+                AdaptersConfig {
+                    concurrency: 0,
+                    ..valid()
+                },
+                "adapters.concurrency",
+            ),
+            (
+                AdaptersConfig {
+                    max_reply_bytes: 10,
+                    ..valid()
+                },
+                "adapters.max_reply_bytes",
+            ),
+            (
+                AdaptersConfig {
+                    registry_refresh: Duration::ZERO,
+                    ..valid()
+                },
+                "adapters.registry_refresh",
+            ),
+            (
+                AdaptersConfig {
+                    pdu: FieldMap {
+                        items: "outlets".into(),
+                        ..FieldMap::default()
+                    },
+                    ..valid()
+                },
+                "adapters.pdu.items",
+            ),
+            (
+                AdaptersConfig {
+                    grid: vec![GridFeed {
+                        site: "s1".into(),
+                        kind: GridFeedKind::Price,
+                        url: "ftp://x".into(),
+                    }],
+                    ..valid()
+                },
+                "adapters.grid[0].url",
+            ),
+            (
+                AdaptersConfig {
+                    grid: vec![GridFeed {
+                        site: "a.b".into(),
+                        kind: GridFeedKind::Price,
+                        url: "http://x".into(),
+                    }],
+                    ..valid()
+                },
+                "adapters.grid[0].site",
+            ),
+        ];
+        for (config, key) in cases {
+            let err = config.validate().expect_err(key);
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+        let with_mqtt = |f: &dyn Fn(&mut MqttConfig)| {
+            let mut c = valid();
+            if let Some(m) = c.mqtt.as_mut() {
+                f(m);
+            }
+            c.validate().expect_err("invalid mqtt")
+        };
+        assert!(with_mqtt(&|m| m.url = "http://x".into()).starts_with("adapters.mqtt.url"));
+        assert!(with_mqtt(&|m| m.client_id.clear()).starts_with("adapters.mqtt.client_id"));
+        assert!(with_mqtt(&|m| m.maps.clear()).starts_with("adapters.mqtt.maps"));
+        let err = with_mqtt(&|m| m.maps[0].pattern = "farm/#".into());
+        assert!(err.starts_with("adapters.mqtt.maps[0].pattern"), "{err}");
+    }
+}

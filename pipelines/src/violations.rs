@@ -1,0 +1,1532 @@
+//! Violations: the farm's readings checked against the limits in the registry.
+//!
+//! **What is checked** (each site at every `eval_every` of its event time, pools likewise):
+//! - `power_allocation` of a site: its power (the site's main meters when they are fresh,
+//!   else the sum over every machine heard there of its best fresh figure, meter > PDU >
+//!   firmware > estimate — the nominal power of a registered machine that says it is mining
+//!   with no power figure) against its allocation: `warning` from `warning_pct`, `critical`
+//!   from `critical_pct`, `violation` above 100 %. A pool with an allocation likewise, over
+//!   its machines on every site.
+//! - `temperature` of each temperature sensor: `critical` over the site's `max_temp_c`,
+//!   `emergency` over `emergency_temp_c`; `humidity`: `critical` over `max_humidity_pct`.
+//! - `silent_device`: a registered machine, sensor or meter not heard from for `silent_after`
+//!   (counted from its registration when it was never heard).
+//! - `unregistered_device`: readings from a device the registry does not know (they are landed
+//!   all the same; also counted in `adit_farm_unregistered_readings_total`).
+//!
+//! **Lifecycle** (pure, [`Tracker::evaluate`]): a condition must hold for `min_duration` before
+//! its violation opens (a silence has already lasted `silent_after`); while open, a row is
+//! added when its severity rises or its peak grows by a tenth; it resolves once the condition
+//! has been false for `clear_after`. One open violation per (scope, subject, kind).
+//!
+//! **Time**: event time. Readings of one step are taken in (time, sequence) order, and a
+//! site is evaluated at each boundary its readings cross, with what was known at that moment,
+//! so accelerated replays decide as real time would. A site that falls quiet keeps its clock
+//! moving with processing time, so its silence is still seen. Registry changes (read from the
+//! registry bucket's stream) apply at the start of the step that carries them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adit_schemas::names::{self, TABLE_VIOLATION_NOTES, TABLE_VIOLATIONS};
+use adit_schemas::registry::{Record, RegistryEntry, RegistryView};
+use adit_schemas::results::ViolationRow;
+use adit_schemas::{
+    AnyEvent, EnergySource, EventKind, MinerState, NoteAction, SensorKind, ViolationNote, to_batch,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
+};
+use crate::runtime::InvalidConfig;
+use crate::timer::Timer;
+
+/// Violations pipeline settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViolationsConfig {
+    /// How often (event time) each site is checked.
+    #[serde(with = "humantime_serde")]
+    pub eval_every: Duration,
+    /// How long a condition must hold before its violation opens.
+    #[serde(with = "humantime_serde")]
+    pub min_duration: Duration,
+    /// How long a condition must be gone before its violation resolves.
+    #[serde(with = "humantime_serde")]
+    pub clear_after: Duration,
+    /// A registered device not heard from this long is silent.
+    #[serde(with = "humantime_serde")]
+    pub silent_after: Duration,
+    /// A reading older than this no longer counts as the device's current value.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// How often the state goes into the epoch record.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_every: Duration,
+}
+
+impl Default for ViolationsConfig {
+    fn default() -> Self {
+        Self {
+            eval_every: Duration::from_secs(10),
+            min_duration: Duration::from_secs(60),
+            clear_after: Duration::from_secs(60),
+            silent_after: Duration::from_secs(120),
+            stale_after: Duration::from_secs(60),
+            snapshot_every: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ViolationsConfig {
+    /// Checks the values, naming the key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let bad = |key: &str, reason: &str| InvalidConfig {
+            key: format!("pipelines.violations.{key}"),
+            reason: reason.to_string(),
+        };
+        if self.eval_every < Duration::from_millis(100) {
+            return Err(bad("eval_every", "must be at least 100ms"));
+        }
+        if self.eval_every > Duration::from_secs(3600) {
+            return Err(bad("eval_every", "must be at most 1h"));
+        }
+        if self.stale_after.is_zero() {
+            return Err(bad("stale_after", "must be more than 0"));
+        }
+        if self.silent_after < self.eval_every {
+            return Err(bad("silent_after", "must be at least eval_every"));
+        }
+        for (key, d) in [
+            ("min_duration", self.min_duration),
+            ("clear_after", self.clear_after),
+            ("silent_after", self.silent_after),
+            ("stale_after", self.stale_after),
+        ] {
+            if d > Duration::from_secs(7 * 24 * 3600) {
+                return Err(bad(key, "must be at most 7 days"));
+            }
+        }
+        Ok(())
+    }
+
+    fn us(d: Duration) -> i64 {
+        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
+/// How bad a violation is, in rising order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Approaching a limit.
+    Warning,
+    /// Close to or over a limit that needs action.
+    Critical,
+    /// Over the allocation.
+    Violation,
+    /// Machines must stop.
+    Emergency,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Violation => "violation",
+            Self::Emergency => "emergency",
+        }
+    }
+}
+
+/// What a violation is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Power against an allocation.
+    PowerAllocation,
+    /// Ambient temperature.
+    Temperature,
+    /// Relative humidity.
+    Humidity,
+    /// A registered device that stopped reporting.
+    SilentDevice,
+    /// A device the registry does not know.
+    UnregisteredDevice,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PowerAllocation => "power_allocation",
+            Self::Temperature => "temperature",
+            Self::Humidity => "humidity",
+            Self::SilentDevice => "silent_device",
+            Self::UnregisteredDevice => "unregistered_device",
+        }
+    }
+}
+
+/// Which thing a violation is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    /// `site`, `pool`, `machine`, `sensor`, `meter`.
+    pub scope: String,
+    /// The site (empty for a pool).
+    pub site: String,
+    /// Id within the scope.
+    pub subject: String,
+    /// What about it.
+    pub kind: Kind,
+}
+
+/// A condition found true at an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Condition {
+    /// How bad.
+    pub severity: Severity,
+    /// The measure.
+    pub value: Option<f64>,
+    /// The limit crossed.
+    pub limit: Option<f64>,
+}
+
+/// An open violation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Open {
+    id: String,
+    started_us: i64,
+    severity: Severity,
+    peak: Option<f64>,
+    reported_peak: Option<f64>,
+    limit: Option<f64>,
+}
+
+/// One key's lifecycle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Track {
+    /// Since when the condition has held without its violation being open, and its worst.
+    pending: Option<(i64, Severity, Option<f64>)>,
+    /// The open violation.
+    open: Option<Open>,
+    /// Since when the open violation's condition has been false.
+    false_since: Option<i64>,
+}
+
+/// Every key's lifecycle: the pure part of the pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tracker {
+    #[serde(with = "crate::serde_pairs")]
+    tracks: BTreeMap<Key, Track>,
+}
+
+fn worse(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn ts(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+impl Tracker {
+    /// Feeds the evaluation of `key` at `at_us`: `Some` when its condition holds. `hold_us`:
+    /// how long it must hold before opening; `clear_us`: how long it must be gone to resolve.
+    pub fn evaluate(
+        &mut self,
+        key: &Key,
+        condition: Option<Condition>,
+        at_us: i64,
+        hold_us: i64,
+        clear_us: i64,
+    ) -> Option<ViolationRow> {
+        let track = self.tracks.entry(key.clone()).or_default();
+        let row = match (condition, &mut track.open) {
+            (Some(c), Some(open)) => {
+                track.false_since = None;
+                open.peak = worse(open.peak, c.value);
+                let rose = c.severity > open.severity;
+                let grew = match (open.peak, open.reported_peak) {
+                    (Some(p), Some(r)) => p.abs() >= r.abs() * 1.1 && p > r,
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                if rose || grew {
+                    open.severity = open.severity.max(c.severity);
+                    open.reported_peak = open.peak;
+                    if rose {
+                        open.limit = c.limit;
+                    }
+                    Some(row_of(key, open, "updated", c.value, at_us, at_us))
+                } else {
+                    None
+                }
+            }
+            (Some(c), None) => {
+                let (since, severity, peak) =
+                    track.pending.get_or_insert((at_us, c.severity, c.value));
+                *severity = (*severity).max(c.severity);
+                *peak = worse(*peak, c.value);
+                if at_us - *since >= hold_us {
+                    let open = Open {
+                        id: format!(
+                            "{}:{}:{}:{}:{}",
+                            key.scope,
+                            key.site,
+                            key.subject,
+                            key.kind.as_str(),
+                            *since
+                        ),
+                        started_us: *since,
+                        severity: *severity,
+                        peak: *peak,
+                        reported_peak: *peak,
+                        limit: c.limit,
+                    };
+                    let row = row_of(key, &open, "opened", c.value, at_us, at_us);
+                    track.pending = None;
+                    track.open = Some(open);
+                    Some(row)
+                } else {
+                    None
+                }
+            }
+            (None, Some(open)) => {
+                let since = *track.false_since.get_or_insert(at_us);
+                if at_us - since >= clear_us {
+                    let row = row_of(key, open, "resolved", None, at_us, since);
+                    track.open = None;
+                    track.false_since = None;
+                    Some(row)
+                } else {
+                    None
+                }
+            }
+            (None, None) => {
+                track.pending = None;
+                None
+            }
+        };
+        if track.open.is_none() && track.pending.is_none() {
+            self.tracks.remove(key);
+        }
+        row
+    }
+
+    /// Resolves the open violation `id` at `at_us` by hand; `None` if none is open by that id.
+    pub fn resolve(&mut self, id: &str, at_us: i64, note: &str) -> Option<ViolationRow> {
+        let key = self
+            .tracks
+            .iter()
+            .find(|(_, t)| t.open.as_ref().is_some_and(|o| o.id == id))
+            .map(|(k, _)| k.clone())?;
+        let track = self.tracks.remove(&key)?;
+        let open = track.open?;
+        let mut row = row_of(&key, &open, "resolved", None, at_us, at_us);
+        row.source = "manual".into();
+        row.note = Some(note.to_string());
+        Some(row)
+    }
+
+    /// Keys with an open violation.
+    pub fn open_keys(&self) -> impl Iterator<Item = &Key> {
+        self.tracks
+            .iter()
+            .filter(|(_, t)| t.open.is_some())
+            .map(|(k, _)| k)
+    }
+}
+
+fn row_of(
+    key: &Key,
+    open: &Open,
+    event: &str,
+    value: Option<f64>,
+    at_us: i64,
+    until_us: i64,
+) -> ViolationRow {
+    ViolationRow {
+        id: open.id.clone(),
+        event: event.into(),
+        site: (key.scope != "pool").then(|| key.site.clone()),
+        scope: key.scope.clone(),
+        subject: key.subject.clone(),
+        kind: key.kind.as_str().into(),
+        severity: open.severity.as_str().into(),
+        value,
+        limit: open.limit,
+        peak: open.peak,
+        started: ts(open.started_us),
+        ts: ts(at_us),
+        duration_s: (until_us - open.started_us).max(0) as f64 / 1e6,
+        source: "pipeline".into(),
+        note: None,
+        date: ts(at_us).date_naive(),
+    }
+}
+
+/// A power figure with its time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Figure {
+    ts_us: i64,
+    value: f64,
+}
+
+/// What is known of one device heard at a site.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Device {
+    /// Last time anything was heard from it.
+    heard_us: i64,
+    /// Power by source (meter, pdu, firmware).
+    power: BTreeMap<String, Figure>,
+    /// Whether it last said it was mining.
+    mining: bool,
+    /// Last sensor value (sensors).
+    value: Option<Figure>,
+    /// What the sensor measures.
+    sensor_kind: Option<SensorKind>,
+    /// Last time the machine's own API answered (a status that is not `offline`).
+    #[serde(default)]
+    status_us: Option<i64>,
+}
+
+/// One site's clock and devices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct SiteState {
+    /// Newest event time heard at the site.
+    event_us: i64,
+    /// Processing time it was heard.
+    heard_now_us: i64,
+    /// Next evaluation boundary.
+    next_eval_us: i64,
+    /// Machines (and site meters) by id.
+    machines: BTreeMap<String, Device>,
+    /// Sensors by id.
+    sensors: BTreeMap<String, Device>,
+}
+
+/// The whole pipeline state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ViolationsState {
+    registry: RegistryView,
+    /// When each registered key was last written (the silence of a device never heard counts
+    /// from there).
+    registered_us: BTreeMap<String, i64>,
+    sites: BTreeMap<String, SiteState>,
+    next_pool_eval_us: i64,
+    tracker: Tracker,
+    /// Violations an operator opened, by id.
+    #[serde(default)]
+    manual: BTreeMap<String, ViolationRow>,
+}
+
+/// A reading, reduced to what the checks need.
+#[derive(Debug, Clone)]
+enum Reading {
+    Power {
+        site: String,
+        machine: String,
+        source: EnergySource,
+        power_w: f64,
+    },
+    Miner {
+        site: String,
+        machine: String,
+        power_w: Option<f64>,
+        mining: bool,
+        online: bool,
+    },
+    Sensor {
+        site: String,
+        sensor: String,
+        kind: SensorKind,
+        value: f64,
+    },
+}
+
+impl Reading {
+    fn site(&self) -> &str {
+        match self {
+            Self::Power { site, .. } | Self::Miner { site, .. } | Self::Sensor { site, .. } => site,
+        }
+    }
+}
+
+/// Applies an operator's note: opens a manual violation, or resolves one (manual or not).
+fn apply_note(state: &mut ViolationsState, note: &ViolationNote) -> Option<ViolationRow> {
+    let at_us = note.ts.timestamp_micros();
+    match note.action {
+        NoteAction::Open => {
+            let subject = note.subject.clone().unwrap_or_else(|| note.site.clone());
+            let kind = note.kind.clone().unwrap_or_default();
+            let row = ViolationRow {
+                id: format!("manual:{}:{subject}:{kind}:{at_us}", note.site),
+                event: "opened".into(),
+                site: Some(note.site.clone()),
+                scope: if note.subject.is_some() {
+                    "device"
+                } else {
+                    "site"
+                }
+                .into(),
+                subject,
+                kind,
+                severity: note.severity.clone().unwrap_or_default(),
+                value: None,
+                limit: None,
+                peak: None,
+                started: note.ts,
+                ts: note.ts,
+                duration_s: 0.0,
+                source: "manual".into(),
+                note: Some(format!("{} (by {})", note.note, note.by)),
+                date: note.ts.date_naive(),
+            };
+            state.manual.insert(row.id.clone(), row.clone());
+            Some(row)
+        }
+        NoteAction::Resolve => {
+            let id = note.id.as_deref().unwrap_or_default();
+            let text = format!("{} (by {})", note.note, note.by);
+            if let Some(open) = state.manual.remove(id) {
+                return Some(ViolationRow {
+                    event: "resolved".into(),
+                    ts: note.ts,
+                    duration_s: (at_us - open.started.timestamp_micros()).max(0) as f64 / 1e6,
+                    note: Some(text),
+                    date: note.ts.date_naive(),
+                    ..open
+                });
+            }
+            let row = state.tracker.resolve(id, at_us, &text);
+            if row.is_none() {
+                tracing::warn!(%id, by = %note.by, "a note resolves no open violation");
+            }
+            row
+        }
+    }
+}
+
+/// The violations pipeline.
+#[derive(Debug, Clone)]
+pub struct Violations {
+    config: ViolationsConfig,
+}
+
+impl Violations {
+    /// With `config`.
+    pub fn new(config: ViolationsConfig) -> Self {
+        Self { config }
+    }
+
+    fn eval_us(&self) -> i64 {
+        ViolationsConfig::us(self.config.eval_every)
+    }
+
+    /// Applies one reading to the site's devices.
+    fn apply(state: &mut ViolationsState, ts_us: i64, reading: &Reading) {
+        let site = state.sites.entry(reading.site().to_string()).or_default();
+        let device = match reading {
+            Reading::Power { machine, .. } | Reading::Miner { machine, .. } => {
+                site.machines.entry(machine.clone()).or_default()
+            }
+            Reading::Sensor { sensor, .. } => site.sensors.entry(sensor.clone()).or_default(),
+        };
+        if ts_us < device.heard_us {
+            return; // older than what is known: landed, not current
+        }
+        // An adapter's `offline` report says the device was not heard.
+        if let Reading::Miner { online: false, .. } = reading {
+            device.mining = false;
+            return;
+        }
+        device.heard_us = ts_us;
+        match reading {
+            Reading::Power {
+                source, power_w, ..
+            } => {
+                device.power.insert(
+                    source.as_str().to_string(),
+                    Figure {
+                        ts_us,
+                        value: *power_w,
+                    },
+                );
+            }
+            Reading::Miner {
+                power_w, mining, ..
+            } => {
+                device.mining = *mining;
+                device.status_us = Some(ts_us);
+                if let Some(p) = power_w {
+                    device.power.insert(
+                        EnergySource::Firmware.as_str().to_string(),
+                        Figure { ts_us, value: *p },
+                    );
+                }
+            }
+            Reading::Sensor { kind, value, .. } => {
+                device.sensor_kind = Some(*kind);
+                device.value = Some(Figure {
+                    ts_us,
+                    value: *value,
+                });
+            }
+        }
+    }
+
+    /// A machine's best fresh power at `at_us`, watts.
+    fn best_power(&self, device: &Device, nominal_w: Option<f64>, at_us: i64) -> Option<f64> {
+        let fresh = |f: &Figure| at_us - f.ts_us <= ViolationsConfig::us(self.config.stale_after);
+        for source in [
+            EnergySource::Meter,
+            EnergySource::Pdu,
+            EnergySource::Firmware,
+        ] {
+            if let Some(f) = device.power.get(source.as_str()).filter(|f| fresh(f)) {
+                return Some(f.value);
+            }
+        }
+        let heard = at_us - device.heard_us <= ViolationsConfig::us(self.config.stale_after);
+        nominal_w.filter(|_| device.mining && heard)
+    }
+
+    /// A site's power at `at_us`, kW: its fresh main meters, else the sum over its machines.
+    fn site_power_kw(
+        &self,
+        view: &RegistryView,
+        site_id: &str,
+        site: &SiteState,
+        at_us: i64,
+    ) -> f64 {
+        let main_meters: Vec<&str> = view
+            .meters()
+            .filter(|m| m.site == site_id && m.machine.is_none())
+            .map(|m| m.id.as_str())
+            .collect();
+        let metered: Vec<f64> = main_meters
+            .iter()
+            .filter_map(|id| site.machines.get(*id))
+            .filter_map(|d| self.best_power(d, None, at_us))
+            .collect();
+        if !metered.is_empty() {
+            return metered.iter().sum::<f64>() / 1000.0;
+        }
+        site.machines
+            .iter()
+            .filter(|(id, _)| !main_meters.contains(&id.as_str()))
+            .filter_map(|(id, d)| {
+                let nominal = view.machine(site_id, id).map(|m| m.nominal_power_w);
+                self.best_power(d, nominal, at_us)
+            })
+            .sum::<f64>()
+            / 1000.0
+    }
+
+    /// Every condition of one site at `at_us`.
+    fn site_conditions(
+        &self,
+        state: &ViolationsState,
+        site_id: &str,
+        at_us: i64,
+    ) -> Vec<(Key, Option<Condition>)> {
+        let Some(site) = state.sites.get(site_id) else {
+            return Vec::new();
+        };
+        let view = &state.registry;
+        let key = |scope: &str, subject: &str, kind| Key {
+            scope: scope.into(),
+            site: site_id.into(),
+            subject: subject.into(),
+            kind,
+        };
+        let mut out = Vec::new();
+        let limits = view.site(site_id);
+        if let Some(limits) = limits {
+            let kw = self.site_power_kw(view, site_id, site, at_us);
+            out.push((
+                key("site", site_id, Kind::PowerAllocation),
+                allocation_condition(
+                    kw,
+                    limits.allocation_kw,
+                    limits.warning_pct,
+                    limits.critical_pct,
+                ),
+            ));
+        }
+        let stale = ViolationsConfig::us(self.config.stale_after);
+        for (id, sensor) in &site.sensors {
+            let value = sensor
+                .value
+                .filter(|f| at_us - f.ts_us <= stale)
+                .map(|f| f.value);
+            if let (Some(limits), Some(kind)) = (limits, sensor.sensor_kind) {
+                let condition = match (kind, value) {
+                    (SensorKind::Temperature, Some(v)) if v > limits.emergency_temp_c => Some((
+                        Kind::Temperature,
+                        Severity::Emergency,
+                        v,
+                        limits.emergency_temp_c,
+                    )),
+                    (SensorKind::Temperature, Some(v)) if v > limits.max_temp_c => {
+                        Some((Kind::Temperature, Severity::Critical, v, limits.max_temp_c))
+                    }
+                    (SensorKind::Humidity, Some(v)) if v > limits.max_humidity_pct => Some((
+                        Kind::Humidity,
+                        Severity::Critical,
+                        v,
+                        limits.max_humidity_pct,
+                    )),
+                    _ => None,
+                };
+                let measured = match kind {
+                    SensorKind::Temperature => Some(Kind::Temperature),
+                    SensorKind::Humidity => Some(Kind::Humidity),
+                    SensorKind::Fan => None,
+                };
+                if let Some(kind) = measured {
+                    out.push((
+                        key("sensor", id, kind),
+                        condition.map(|(_, severity, v, limit)| Condition {
+                            severity,
+                            value: Some(v),
+                            limit: Some(limit),
+                        }),
+                    ));
+                }
+            }
+            let known = view.sensor(site_id, id).is_some();
+            out.push((
+                key("sensor", id, Kind::UnregisteredDevice),
+                unregistered(known),
+            ));
+        }
+        let meter_ids: Vec<&str> = view
+            .meters()
+            .filter(|m| m.site == site_id && m.machine.is_none())
+            .map(|m| m.id.as_str())
+            .collect();
+        for id in site.machines.keys() {
+            let known = view.machine(site_id, id).is_some() || meter_ids.contains(&id.as_str());
+            out.push((
+                key("machine", id, Kind::UnregisteredDevice),
+                unregistered(known),
+            ));
+        }
+        out.extend(self.silences(state, site_id, site, at_us));
+        out
+    }
+
+    /// Silence of every registered device of the site.
+    fn silences(
+        &self,
+        state: &ViolationsState,
+        site_id: &str,
+        site: &SiteState,
+        at_us: i64,
+    ) -> Vec<(Key, Option<Condition>)> {
+        let view = &state.registry;
+        let limit_us = ViolationsConfig::us(self.config.silent_after);
+        let check = |scope: &str, id: &str, record_key: String, heard: Option<i64>| {
+            let since = heard.unwrap_or(i64::MIN).max(
+                state
+                    .registered_us
+                    .get(&record_key)
+                    .copied()
+                    .unwrap_or(i64::MIN),
+            );
+            let silent_us = at_us.saturating_sub(since);
+            (
+                Key {
+                    scope: scope.into(),
+                    site: site_id.into(),
+                    subject: id.into(),
+                    kind: Kind::SilentDevice,
+                },
+                (since > i64::MIN && silent_us > limit_us).then(|| Condition {
+                    severity: Severity::Warning,
+                    value: Some(silent_us as f64 / 1e6),
+                    limit: Some(limit_us as f64 / 1e6),
+                }),
+            )
+        };
+        let mut out = Vec::new();
+        for r in view.records.values() {
+            match r {
+                Record::Machine(m) if m.site == site_id => {
+                    // A machine that reports its status is heard when its own API answers
+                    // (its meter may read on while the miner is gone); else by any reading.
+                    let heard = site
+                        .machines
+                        .get(&m.id)
+                        .map(|d| d.status_us.unwrap_or(d.heard_us));
+                    out.push(check("machine", &m.id, r.key(), heard));
+                }
+                Record::Sensor(s) if s.site == site_id => {
+                    let heard = site.sensors.get(&s.id).map(|d| d.heard_us);
+                    out.push(check("sensor", &s.id, r.key(), heard));
+                }
+                Record::Meter(m) if m.site == site_id => {
+                    // A machine's meter reports under the machine; a main meter under itself.
+                    let target = m.machine.as_deref().unwrap_or(&m.id);
+                    let heard = site.machines.get(target).and_then(|d| {
+                        [EnergySource::Meter, EnergySource::Pdu]
+                            .iter()
+                            .filter_map(|s| d.power.get(s.as_str()).map(|f| f.ts_us))
+                            .max()
+                    });
+                    out.push(check("meter", &m.id, r.key(), heard));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Every pool's power against its allocation at `at_us`.
+    fn pool_conditions(
+        &self,
+        state: &ViolationsState,
+        at_us: i64,
+    ) -> Vec<(Key, Option<Condition>)> {
+        let view = &state.registry;
+        view.pools()
+            .filter_map(|pool| {
+                let allocation = pool.allocation_kw?;
+                let kw: f64 = view
+                    .machines()
+                    .filter(|m| m.pool.as_deref() == Some(pool.id.as_str()))
+                    .filter_map(|m| {
+                        let device = state.sites.get(&m.site)?.machines.get(&m.id)?;
+                        self.best_power(device, Some(m.nominal_power_w), at_us)
+                    })
+                    .sum::<f64>()
+                    / 1000.0;
+                // Pools have no thresholds of their own: the registry's defaults apply.
+                let site_defaults = adit_schemas::registry::Site::new("pool", allocation);
+                Some((
+                    Key {
+                        scope: "pool".into(),
+                        site: String::new(),
+                        subject: pool.id.clone(),
+                        kind: Kind::PowerAllocation,
+                    },
+                    allocation_condition(
+                        kw,
+                        allocation,
+                        site_defaults.warning_pct,
+                        site_defaults.critical_pct,
+                    ),
+                ))
+            })
+            .collect()
+    }
+
+    fn run_conditions(
+        &self,
+        state: &mut ViolationsState,
+        conditions: Vec<(Key, Option<Condition>)>,
+        at_us: i64,
+        rows: &mut Vec<ViolationRow>,
+    ) {
+        let hold = ViolationsConfig::us(self.config.min_duration);
+        let clear = ViolationsConfig::us(self.config.clear_after);
+        for (key, condition) in conditions {
+            // A silence has already lasted `silent_after`: it opens at once.
+            let hold = if key.kind == Kind::SilentDevice {
+                0
+            } else {
+                hold
+            };
+            if let Some(row) = state.tracker.evaluate(&key, condition, at_us, hold, clear) {
+                rows.push(row);
+            }
+        }
+    }
+
+    /// Evaluates `site` at every boundary up to `until_us`.
+    fn advance_site(
+        &self,
+        state: &mut ViolationsState,
+        site_id: &str,
+        until_us: i64,
+        rows: &mut Vec<ViolationRow>,
+    ) {
+        let step = self.eval_us();
+        let Some(mut next) = state.sites.get(site_id).map(|s| s.next_eval_us) else {
+            return;
+        };
+        // After a long gap, evaluate only the last hour of boundaries.
+        if until_us - next > 360 * step {
+            next = until_us - (until_us - next) % step - 360 * step;
+        }
+        while next <= until_us {
+            let conditions = self.site_conditions(state, site_id, next);
+            self.run_conditions(state, conditions, next, rows);
+            next += step;
+        }
+        if let Some(site) = state.sites.get_mut(site_id) {
+            site.next_eval_us = next;
+        }
+    }
+
+    fn advance_pools(
+        &self,
+        state: &mut ViolationsState,
+        until_us: i64,
+        rows: &mut Vec<ViolationRow>,
+    ) {
+        let step = self.eval_us();
+        let mut next = state.next_pool_eval_us;
+        if next == 0 || until_us - next > 360 * step {
+            next = until_us - until_us.rem_euclid(step);
+        }
+        while next <= until_us {
+            let conditions = self.pool_conditions(state, next);
+            self.run_conditions(state, conditions, next, rows);
+            next += step;
+        }
+        state.next_pool_eval_us = next;
+    }
+
+    /// One step's worth of inputs: registry entries first, then readings in time order.
+    fn observe(
+        &self,
+        state: &mut ViolationsState,
+        entries: &[&RegistryEntry],
+        mut readings: Vec<(i64, u64, Reading)>,
+        now_us: i64,
+    ) -> Vec<ViolationRow> {
+        for entry in entries {
+            state.registry.apply(entry);
+            match entry.record {
+                Some(_) => {
+                    state
+                        .registered_us
+                        .insert(entry.key.clone(), entry.at.timestamp_micros());
+                }
+                None => {
+                    state.registered_us.remove(&entry.key);
+                }
+            }
+        }
+        count_unregistered(&state.registry, &readings);
+        readings.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+        let step = self.eval_us();
+        let mut rows = Vec::new();
+        for (ts_us, _, reading) in &readings {
+            let site_id = reading.site().to_string();
+            let fresh = !state.sites.contains_key(&site_id);
+            if fresh {
+                let site = state.sites.entry(site_id.clone()).or_default();
+                site.next_eval_us = ts_us - ts_us.rem_euclid(step) + step;
+            }
+            // Decide what was true before this reading, at every boundary it crosses.
+            self.advance_site(state, &site_id, ts_us - 1, &mut rows);
+            if state.next_pool_eval_us != 0 {
+                self.advance_pools(state, ts_us - 1, &mut rows);
+            }
+            Self::apply(state, *ts_us, reading);
+            if let Some(site) = state.sites.get_mut(&site_id) {
+                site.event_us = site.event_us.max(*ts_us);
+                site.heard_now_us = now_us;
+            }
+        }
+        // Quiet sites: their clock moves on with processing time.
+        let quiet_grace = step;
+        let clocks: Vec<(String, i64)> = state
+            .sites
+            .iter()
+            .map(|(id, s)| {
+                let idle = now_us - s.heard_now_us - quiet_grace;
+                (id.clone(), s.event_us + idle.max(0))
+            })
+            .collect();
+        let mut newest = 0;
+        for (site_id, clock) in clocks {
+            self.advance_site(state, &site_id, clock, &mut rows);
+            newest = newest.max(clock);
+        }
+        if newest > 0 {
+            self.advance_pools(state, newest, &mut rows);
+        }
+        rows
+    }
+}
+
+fn unregistered(known: bool) -> Option<Condition> {
+    (!known).then_some(Condition {
+        severity: Severity::Warning,
+        value: None,
+        limit: None,
+    })
+}
+
+/// Power `kw` against `allocation_kw` with the warning and critical percentages.
+pub fn allocation_condition(
+    kw: f64,
+    allocation_kw: f64,
+    warning_pct: f64,
+    critical_pct: f64,
+) -> Option<Condition> {
+    let pct = kw / allocation_kw * 100.0;
+    let (severity, limit) = if pct > 100.0 {
+        (Severity::Violation, allocation_kw)
+    } else if pct >= critical_pct {
+        (Severity::Critical, allocation_kw * critical_pct / 100.0)
+    } else if pct >= warning_pct {
+        (Severity::Warning, allocation_kw * warning_pct / 100.0)
+    } else {
+        return None;
+    };
+    Some(Condition {
+        severity,
+        value: Some(kw),
+        limit: Some(limit),
+    })
+}
+
+/// The readings of a decoded event, keyed for ordering.
+fn reading_of(event: &AnyEvent) -> Option<(i64, Reading)> {
+    Some(match event {
+        AnyEvent::Energy(e) => (
+            e.ts.timestamp_micros(),
+            Reading::Power {
+                site: e.site.clone(),
+                machine: e.machine.clone(),
+                source: e.source,
+                power_w: e.power_w,
+            },
+        ),
+        AnyEvent::Miner(m) => (
+            m.ts.timestamp_micros(),
+            Reading::Miner {
+                site: m.site.clone(),
+                machine: m.machine.clone(),
+                power_w: m.power_w,
+                mining: m.state == MinerState::Mining,
+                online: m.state != MinerState::Offline,
+            },
+        ),
+        AnyEvent::Sensor(s) => (
+            s.ts.timestamp_micros(),
+            Reading::Sensor {
+                site: s.site.clone(),
+                sensor: s.sensor.clone(),
+                kind: s.kind,
+                value: s.value,
+            },
+        ),
+        _ => return None,
+    })
+}
+
+/// The registry bucket as an input of a farm pipeline: every partition reads all of it.
+pub fn registry_input() -> StreamInput {
+    StreamInput {
+        name: "registry".into(),
+        stream: names::STREAM_REGISTRY.into(),
+        subject: format!("$KV.{}.>", names::KV_REGISTRY),
+        partitioned: Some(format!("$KV.{}.>", names::KV_REGISTRY)),
+        kinds: vec![EventKind::Registry],
+    }
+}
+
+/// The farm's readings as an input: energy, sensors and miner status (worker hashrate samples
+/// share the subject space and are read and ignored).
+pub fn readings_input() -> StreamInput {
+    StreamInput {
+        name: "telemetry".into(),
+        stream: names::STREAM_TELEMETRY.into(),
+        subject: "telemetry.>".into(),
+        partitioned: Some("telemetry.*.{part}.>".into()),
+        kinds: vec![
+            EventKind::Energy,
+            EventKind::Sensor,
+            EventKind::Miner,
+            EventKind::Hashrate,
+        ],
+    }
+}
+
+impl Pipeline for Violations {
+    type State = ViolationsState;
+
+    fn spec(&self) -> PipelineSpec {
+        PipelineSpec {
+            name: "violations".into(),
+            inputs: vec![
+                registry_input(),
+                readings_input(),
+                StreamInput {
+                    name: "notes".into(),
+                    stream: names::STREAM_CONTROL.into(),
+                    subject: "control.violation.>".into(),
+                    partitioned: Some("control.violation.{part}".into()),
+                    kinds: vec![EventKind::ViolationNote],
+                },
+            ],
+            outputs: vec![
+                OutputTable {
+                    name: TABLE_VIOLATIONS.into(),
+                    schema: ViolationRow::schema(),
+                    partitions: vec!["date".into()],
+                },
+                OutputTable {
+                    name: TABLE_VIOLATION_NOTES.into(),
+                    schema: EventKind::ViolationNote.table_schema(),
+                    partitions: vec!["date".into()],
+                },
+            ],
+            timers: vec![Timer::Every {
+                name: "clock".into(),
+                period: self.config.eval_every,
+            }],
+            snapshot_every: self.config.snapshot_every,
+        }
+    }
+
+    async fn step(&self, state: &mut ViolationsState, input: StepInput) -> Result<StepOutput> {
+        let mut entries = Vec::new();
+        let mut readings = Vec::new();
+        for decoded in &input.inputs {
+            for (_, event) in decoded.of(EventKind::Registry) {
+                if let AnyEvent::Registry(entry) = event {
+                    entries.push(entry);
+                }
+            }
+            for kind in [EventKind::Energy, EventKind::Sensor, EventKind::Miner] {
+                for (seq, event) in decoded.of(kind) {
+                    if let Some((ts, reading)) = reading_of(event) {
+                        readings.push((ts, *seq, reading));
+                    }
+                }
+            }
+        }
+        let mut rows = self.observe(state, &entries, readings, input.now.timestamp_micros());
+        let mut out = StepOutput::default();
+        let notes: Vec<(u64, AnyEvent)> = input
+            .inputs
+            .iter()
+            .flat_map(|d| d.of(EventKind::ViolationNote).iter().cloned())
+            .collect();
+        for (_, event) in &notes {
+            if let AnyEvent::ViolationNote(note) = event {
+                rows.extend(apply_note(state, note));
+            }
+        }
+        if !notes.is_empty() {
+            out.rows(
+                TABLE_VIOLATION_NOTES,
+                EventKind::ViolationNote.batch(&notes)?,
+            );
+        }
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        for row in &rows {
+            out.results.push(ResultMessage::json(
+                names::violation_result_subject(row.site.as_deref(), &row.subject),
+                format!(
+                    "violation:{}:{}:{}",
+                    row.id,
+                    row.event,
+                    row.ts.timestamp_micros()
+                ),
+                row,
+            )?);
+        }
+        out.rows(
+            TABLE_VIOLATIONS,
+            to_batch(TABLE_VIOLATIONS, ViolationRow::schema(), &rows)?,
+        );
+        Ok(out)
+    }
+}
+
+/// Counts readings from devices the registry does not know.
+fn count_unregistered(view: &RegistryView, readings: &[(i64, u64, Reading)]) {
+    let unknown = readings
+        .iter()
+        .filter(|(_, _, r)| match r {
+            Reading::Power { site, machine, .. } | Reading::Miner { site, machine, .. } => {
+                view.machine(site, machine).is_none()
+                    && !view.meters().any(|m| &m.site == site && &m.id == machine)
+            }
+            Reading::Sensor { site, sensor, .. } => view.sensor(site, sensor).is_none(),
+        })
+        .count();
+    if unknown > 0 {
+        metrics::counter!("adit_farm_unregistered_readings_total").increment(unknown as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_schemas::registry::{Adapter, ChangeOp, Machine, Sensor, Site};
+
+    const S: i64 = 1_000_000;
+    const T0: i64 = 1_800_000_000 * S;
+
+    fn put(record: Record, at_us: i64) -> RegistryEntry {
+        RegistryEntry {
+            key: record.key(),
+            op: ChangeOp::Put,
+            by: "test".into(),
+            at: ts(at_us),
+            record: Some(record),
+        }
+    }
+
+    fn machine(id: &str) -> Record {
+        Record::Machine(Machine {
+            id: id.into(),
+            site: "s1".into(),
+            pool: None,
+            model: "S19".into(),
+            rack: None,
+            pdu: None,
+            outlet: None,
+            nominal_hashrate_hs: 1e14,
+            nominal_power_w: 3000.0,
+            adapter: Adapter::default(),
+        })
+    }
+
+    fn farm() -> Vec<RegistryEntry> {
+        vec![
+            put(Record::Site(Site::new("s1", 10.0)), T0),
+            put(machine("m1"), T0),
+            put(machine("m2"), T0),
+            put(
+                Record::Sensor(Sensor {
+                    id: "t1".into(),
+                    site: "s1".into(),
+                    kind: SensorKind::Temperature,
+                    adapter: Adapter::default(),
+                }),
+                T0,
+            ),
+        ]
+    }
+
+    fn power(machine: &str, w: f64) -> Reading {
+        Reading::Power {
+            site: "s1".into(),
+            machine: machine.into(),
+            source: EnergySource::Meter,
+            power_w: w,
+        }
+    }
+
+    fn temp(v: f64) -> Reading {
+        Reading::Sensor {
+            site: "s1".into(),
+            sensor: "t1".into(),
+            kind: SensorKind::Temperature,
+            value: v,
+        }
+    }
+
+    /// Runs `minutes` of readings every 10 s from `reading(t)`, one step per minute.
+    fn run(
+        p: &Violations,
+        state: &mut ViolationsState,
+        from_s: i64,
+        seconds: i64,
+        reading: impl Fn(i64) -> Vec<Reading>,
+    ) -> Vec<ViolationRow> {
+        let mut rows = Vec::new();
+        let mut seq = 0u64;
+        for chunk in (from_s..from_s + seconds).step_by(60) {
+            let mut batch = Vec::new();
+            for t in (chunk..(chunk + 60).min(from_s + seconds)).step_by(10) {
+                for r in reading(t) {
+                    seq += 1;
+                    batch.push((T0 + t * S, seq, r));
+                }
+            }
+            rows.extend(p.observe(state, &[], batch, T0 + chunk * S + 60 * S));
+        }
+        rows
+    }
+
+    fn setup() -> (Violations, ViolationsState) {
+        let p = Violations::new(ViolationsConfig::default());
+        let mut state = ViolationsState::default();
+        let entries = farm();
+        let refs: Vec<&RegistryEntry> = entries.iter().collect();
+        assert!(p.observe(&mut state, &refs, vec![], T0).is_empty());
+        (p, state)
+    }
+
+    #[test]
+    fn a_normal_farm_raises_nothing() {
+        let (p, mut state) = setup();
+        let rows = run(&p, &mut state, 0, 3600, |_| {
+            vec![power("m1", 3000.0), power("m2", 3000.0), temp(27.0)]
+        });
+        assert!(rows.is_empty(), "{rows:#?}");
+    }
+
+    #[test]
+    fn over_allocation_opens_after_the_minimum_escalates_and_resolves() {
+        let (p, mut state) = setup();
+        // 6 kW of 10 for 10 min, then 8.5 kW (warning, 85 %), then 10.5 kW (violation), back.
+        let rows = run(&p, &mut state, 0, 3600, |t| {
+            let w = match t {
+                600..1200 => 4250.0,
+                1200..1800 => 5250.0,
+                _ => 3000.0,
+            };
+            vec![power("m1", w), power("m2", w), temp(27.0)]
+        });
+        let power_rows: Vec<_> = rows
+            .iter()
+            .filter(|r| r.kind == "power_allocation")
+            .collect();
+        let events: Vec<(&str, &str)> = power_rows
+            .iter()
+            .map(|r| (r.event.as_str(), r.severity.as_str()))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ("opened", "warning"),
+                ("updated", "violation"),
+                ("resolved", "violation")
+            ],
+            "{power_rows:#?}"
+        );
+        let opened = power_rows[0];
+        assert_eq!(opened.started, ts(T0 + 600 * S));
+        assert_eq!(opened.ts, ts(T0 + 660 * S), "detected after min_duration");
+        assert_eq!(power_rows[2].peak, Some(10.5));
+        assert_eq!(power_rows[2].duration_s, 1200.0);
+        assert!(power_rows.iter().all(|r| r.id == opened.id));
+        assert!(
+            rows.iter().all(|r| r.kind == "power_allocation"),
+            "{rows:#?}"
+        );
+    }
+
+    #[test]
+    fn a_spike_shorter_than_the_minimum_opens_nothing() {
+        let (p, mut state) = setup();
+        let rows = run(&p, &mut state, 0, 600, |t| {
+            let w = if (300..330).contains(&t) {
+                6000.0
+            } else {
+                3000.0
+            };
+            vec![power("m1", w), power("m2", w), temp(27.0)]
+        });
+        assert!(rows.is_empty(), "{rows:#?}");
+    }
+
+    #[test]
+    fn heat_is_critical_then_an_emergency() {
+        let (p, mut state) = setup();
+        let rows = run(&p, &mut state, 0, 1800, |t| {
+            let v = match t {
+                300..600 => 37.0,
+                600..900 => 41.0,
+                _ => 27.0,
+            };
+            vec![power("m1", 3000.0), power("m2", 3000.0), temp(v)]
+        });
+        let seen: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.kind.as_str(), r.event.as_str(), r.severity.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("temperature", "opened", "critical"),
+                ("temperature", "updated", "emergency"),
+                ("temperature", "resolved", "emergency"),
+            ]
+        );
+        assert_eq!(rows[1].limit, Some(40.0));
+    }
+
+    #[test]
+    fn a_silent_machine_opens_once_and_resolves_when_heard_again() {
+        let (p, mut state) = setup();
+        let rows = run(&p, &mut state, 0, 1800, |t| {
+            let mut r = vec![power("m1", 3000.0), temp(27.0)];
+            if !(300..900).contains(&t) {
+                r.push(power("m2", 3000.0));
+            }
+            r
+        });
+        let silent: Vec<_> = rows.iter().filter(|r| r.kind == "silent_device").collect();
+        assert!(silent.len() >= 2, "{rows:#?}");
+        assert_eq!(silent[0].event, "opened");
+        assert_eq!(silent[0].subject, "m2");
+        // Last heard at 290 s; silent once more than 120 s have passed: at 420 s.
+        assert_eq!(silent[0].ts, ts(T0 + 420 * S));
+        assert_eq!(silent.last().unwrap().event, "resolved");
+        // Estimated power keeps the site inside its allocation: no power row.
+        assert!(rows.iter().all(|r| r.kind == "silent_device"), "{rows:#?}");
+    }
+
+    #[test]
+    fn a_quiet_site_is_still_found_silent_in_processing_time() {
+        let (p, mut state) = setup();
+        let batch = vec![
+            (T0, 1, power("m1", 3000.0)),
+            (T0, 2, power("m2", 3000.0)),
+            (T0, 3, temp(27.0)),
+        ];
+        assert!(p.observe(&mut state, &[], batch, T0).is_empty());
+        let rows = p.observe(&mut state, &[], vec![], T0 + 600 * S);
+        let subjects: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.event == "opened")
+            .map(|r| r.subject.as_str())
+            .collect();
+        assert_eq!(subjects, vec!["m1", "m2", "t1"], "{rows:#?}");
+    }
+
+    #[test]
+    fn unknown_devices_are_flagged_and_a_live_allocation_change_applies() {
+        let (p, mut state) = setup();
+        let rows = run(&p, &mut state, 0, 300, |_| {
+            vec![
+                power("m1", 3000.0),
+                power("m2", 3000.0),
+                temp(27.0),
+                power("m9", 10.0),
+            ]
+        });
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        assert_eq!(
+            (rows[0].kind.as_str(), rows[0].subject.as_str()),
+            ("unregistered_device", "m9")
+        );
+        // Allocation lowered from 10 to 6 kW: 6.01 kW is now over it.
+        let lowered = put(Record::Site(Site::new("s1", 6.0)), T0 + 300 * S);
+        p.observe(&mut state, &[&lowered], vec![], T0 + 300 * S);
+        let rows = run(&p, &mut state, 300, 300, |_| {
+            vec![
+                power("m1", 3000.0),
+                power("m2", 3000.0),
+                temp(27.0),
+                power("m9", 10.0),
+            ]
+        });
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        assert_eq!(
+            (rows[0].kind.as_str(), rows[0].severity.as_str()),
+            ("power_allocation", "violation")
+        );
+    }
+
+    #[test]
+    fn the_state_survives_a_round_trip_mid_violation() {
+        let (p, mut a) = setup();
+        let feed = |t: i64| {
+            let w = if (100..700).contains(&t) {
+                5500.0
+            } else {
+                3000.0
+            };
+            vec![power("m1", w), power("m2", w), temp(27.0)]
+        };
+        let mut b = a.clone();
+        let whole = run(&p, &mut a, 0, 1200, feed);
+        let mut first = run(&p, &mut b, 0, 360, feed);
+        let mut restored: ViolationsState =
+            serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        first.extend(run(&p, &mut restored, 360, 840, feed));
+        assert_eq!(whole, first);
+        assert!(!whole.is_empty());
+    }
+
+    fn note(action: NoteAction, id: Option<&str>, at_us: i64) -> ViolationNote {
+        ViolationNote {
+            site: "s1".into(),
+            action,
+            id: id.map(str::to_string),
+            kind: Some("noise".into()),
+            severity: Some("warning".into()),
+            subject: Some("m1".into()),
+            note: "checked on site".into(),
+            by: "ops".into(),
+            ts: ts(at_us),
+        }
+    }
+
+    #[test]
+    fn operators_open_and_resolve_violations_with_a_note() {
+        let (p, mut state) = setup();
+        let opened = apply_note(&mut state, &note(NoteAction::Open, None, T0)).unwrap();
+        assert_eq!(
+            (opened.source.as_str(), opened.kind.as_str()),
+            ("manual", "noise")
+        );
+        let resolved = apply_note(
+            &mut state,
+            &note(NoteAction::Resolve, Some(&opened.id), T0 + 90 * S),
+        )
+        .unwrap();
+        assert_eq!(resolved.event, "resolved");
+        assert_eq!(resolved.duration_s, 90.0);
+        // A violation the pipeline found, resolved by hand.
+        let rows = run(&p, &mut state, 0, 300, |_| {
+            vec![power("m1", 6000.0), power("m2", 3000.0), temp(27.0)]
+        });
+        let open = rows
+            .iter()
+            .find(|r| r.event == "opened")
+            .expect("over 80 %");
+        let by_hand = apply_note(
+            &mut state,
+            &note(NoteAction::Resolve, Some(&open.id), T0 + 300 * S),
+        )
+        .unwrap();
+        assert_eq!(
+            (by_hand.id.as_str(), by_hand.source.as_str()),
+            (open.id.as_str(), "manual")
+        );
+        assert!(state.tracker.open_keys().next().is_none());
+        assert!(apply_note(&mut state, &note(NoteAction::Resolve, Some("nope"), T0)).is_none());
+    }
+
+    #[test]
+    fn a_miner_whose_api_stops_is_silent_though_its_meter_reads_on() {
+        let (p, mut state) = setup();
+        let status = |online: bool| Reading::Miner {
+            site: "s1".into(),
+            machine: "m1".into(),
+            power_w: None,
+            mining: online,
+            online,
+        };
+        let rows = run(&p, &mut state, 0, 900, |t| {
+            let mut r = vec![power("m1", 3000.0), power("m2", 3000.0), temp(27.0)];
+            match t {
+                ..300 => r.push(status(true)),
+                300 => r.push(status(false)),
+                _ => {}
+            }
+            r
+        });
+        let opened: Vec<_> = rows.iter().filter(|r| r.event == "opened").collect();
+        assert_eq!(opened.len(), 1, "{rows:#?}");
+        assert_eq!(
+            (opened[0].kind.as_str(), opened[0].subject.as_str()),
+            ("silent_device", "m1")
+        );
+        // Last answered at 290 s: silent once more than 120 s have passed.
+        assert_eq!(opened[0].ts, ts(T0 + 420 * S));
+    }
+}
