@@ -57,6 +57,41 @@ pub enum Command {
     Sql(SqlArgs),
     /// Measure throughput and latency.
     Bench(BenchArgs),
+    /// Recompute recorded results from their inputs and compare.
+    Replay(ReplayArgs),
+}
+
+/// `adit replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// What to replay.
+    #[command(subcommand)]
+    pub what: ReplayWhat,
+}
+
+/// What can be replayed.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReplayWhat {
+    /// The curtailment controller's decisions of one site, read from the `decisions` table.
+    Decisions(ReplayDecisionsArgs),
+}
+
+/// `adit replay decisions`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayDecisionsArgs {
+    /// The site.
+    #[arg(long)]
+    pub site: String,
+    /// From this time (RFC 3339, inclusive).
+    #[arg(long)]
+    pub from: chrono::DateTime<chrono::Utc>,
+    /// To this time (RFC 3339, exclusive).
+    #[arg(long)]
+    pub to: chrono::DateTime<chrono::Utc>,
+    /// Recompute with the rules of the config (`[pipelines.curtailment]`) rather than those
+    /// recorded with each step: what the new rules would have decided from the same inputs.
+    #[arg(long)]
+    pub with_config_rules: bool,
 }
 
 /// `adit demo`.
@@ -82,6 +117,8 @@ pub enum Role {
     Payments,
     /// Polls the registry's devices and the grid feeds (`[adapters]`).
     Adapters,
+    /// Carries out the controller's commands on the devices (`[actuators]`).
+    Actuators,
 }
 
 /// `adit pool`.

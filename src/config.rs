@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use adit_ingest::StreamSettings;
+use adit_ingest::actuators::ActuatorsConfig;
 use adit_ingest::adapters::poll::AdaptersConfig;
 use adit_ingest::simulate::SimConfig;
 use adit_payments::PaymentsConfig;
@@ -61,6 +62,8 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Device adapters (the `adapters` role).
     pub adapters: AdaptersConfig,
+    /// Command actuators (the `actuators` role).
+    pub actuators: ActuatorsConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -120,6 +123,7 @@ impl Config {
         self.pipelines.validate()?;
         // Its messages start with the full key (`adapters.timeout …`).
         self.adapters.validate().map_err(anyhow::Error::msg)?;
+        self.actuators.validate().map_err(anyhow::Error::msg)?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
         }

@@ -269,6 +269,15 @@ pub async fn run_roles(
             Ok("adapters")
         });
     }
+    if roles.contains(&Role::Actuators) {
+        let registry = Registry::open(services.js.clone()).await?;
+        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        let actuators = config.actuators.clone();
+        tasks.spawn(async move {
+            adit_ingest::actuators::run(actuators, registry, publisher, token).await?;
+            Ok("actuators")
+        });
+    }
     let mut result = Ok(());
     let mut draining = false;
     loop {

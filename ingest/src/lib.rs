@@ -6,6 +6,7 @@
 //! dead-letter stream; and brings data in over HTTP and from the farm simulator. It never
 //! writes tables or computes results: that is `sinks` and `pipelines`.
 
+pub mod actuators;
 pub mod adapters;
 pub mod consumer;
 pub mod decode;

@@ -12,10 +12,12 @@
 
 pub mod anomalies;
 pub mod curtail;
+pub mod curtailment;
 pub mod detect;
 pub mod energy;
 pub mod energy_periods;
 pub mod error;
+pub mod farm_readings;
 pub mod hashrate;
 pub mod landing;
 pub mod lease;

@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::anomalies::Anomalies;
+use crate::curtailment::Curtailment;
 use crate::energy::Energy;
 use crate::error::Result;
 use crate::hashrate::Hashrate;
@@ -64,5 +65,6 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         Arc::new(RegistryLog),
         Arc::new(Violations::new(config.violations.clone())),
         Arc::new(Anomalies::new(config.anomalies.clone())),
+        Arc::new(Curtailment::new(config.curtailment.clone())),
     ]
 }

@@ -14,6 +14,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::curtailment::CurtailmentConfig;
 use crate::detect::DetectConfig;
 use crate::energy::EnergyConfig;
 use crate::error::{Disposition, Result};
@@ -50,6 +51,8 @@ pub struct PipelinesConfig {
     pub violations: ViolationsConfig,
     /// Anomaly detection.
     pub anomalies: DetectConfig,
+    /// The curtailment and cooling controller.
+    pub curtailment: CurtailmentConfig,
 }
 
 impl Default for PipelinesConfig {
@@ -65,6 +68,7 @@ impl Default for PipelinesConfig {
             hashrate: HashrateConfig::default(),
             violations: ViolationsConfig::default(),
             anomalies: DetectConfig::default(),
+            curtailment: CurtailmentConfig::default(),
         }
     }
 }
@@ -102,6 +106,7 @@ impl PipelinesConfig {
         self.hashrate.validate()?;
         self.violations.validate()?;
         self.anomalies.validate()?;
+        self.curtailment.validate()?;
         let pipelines = registry::all(self);
         let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
         for (pipeline, keys) in &self.partitions {

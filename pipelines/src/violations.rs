@@ -32,12 +32,13 @@ use adit_schemas::names::{self, TABLE_VIOLATION_NOTES, TABLE_VIOLATIONS};
 use adit_schemas::registry::{Record, RegistryEntry, RegistryView};
 use adit_schemas::results::ViolationRow;
 use adit_schemas::{
-    AnyEvent, EnergySource, EventKind, MinerState, NoteAction, SensorKind, ViolationNote, to_batch,
+    AnyEvent, EnergySource, EventKind, NoteAction, SensorKind, ViolationNote, to_batch,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::farm_readings::{Device, Reading, SiteDevices, best_power, reading_of};
 use crate::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
@@ -371,31 +372,6 @@ fn row_of(
     }
 }
 
-/// A power figure with its time.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct Figure {
-    ts_us: i64,
-    value: f64,
-}
-
-/// What is known of one device heard at a site.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Device {
-    /// Last time anything was heard from it.
-    heard_us: i64,
-    /// Power by source (meter, pdu, firmware).
-    power: BTreeMap<String, Figure>,
-    /// Whether it last said it was mining.
-    mining: bool,
-    /// Last sensor value (sensors).
-    value: Option<Figure>,
-    /// What the sensor measures.
-    sensor_kind: Option<SensorKind>,
-    /// Last time the machine's own API answered (a status that is not `offline`).
-    #[serde(default)]
-    status_us: Option<i64>,
-}
-
 /// One site's clock and devices.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct SiteState {
@@ -405,10 +381,9 @@ struct SiteState {
     heard_now_us: i64,
     /// Next evaluation boundary.
     next_eval_us: i64,
-    /// Machines (and site meters) by id.
-    machines: BTreeMap<String, Device>,
-    /// Sensors by id.
-    sensors: BTreeMap<String, Device>,
+    /// What its devices said.
+    #[serde(flatten)]
+    devices: SiteDevices,
 }
 
 /// The whole pipeline state.
@@ -424,38 +399,6 @@ pub struct ViolationsState {
     /// Violations an operator opened, by id.
     #[serde(default)]
     manual: BTreeMap<String, ViolationRow>,
-}
-
-/// A reading, reduced to what the checks need.
-#[derive(Debug, Clone)]
-enum Reading {
-    Power {
-        site: String,
-        machine: String,
-        source: EnergySource,
-        power_w: f64,
-    },
-    Miner {
-        site: String,
-        machine: String,
-        power_w: Option<f64>,
-        mining: bool,
-        online: bool,
-    },
-    Sensor {
-        site: String,
-        sensor: String,
-        kind: SensorKind,
-        value: f64,
-    },
-}
-
-impl Reading {
-    fn site(&self) -> &str {
-        match self {
-            Self::Power { site, .. } | Self::Miner { site, .. } | Self::Sensor { site, .. } => site,
-        }
-    }
 }
 
 /// Applies an operator's note: opens a manual violation, or resolves one (manual or not).
@@ -529,72 +472,14 @@ impl Violations {
         ViolationsConfig::us(self.config.eval_every)
     }
 
-    /// Applies one reading to the site's devices.
-    fn apply(state: &mut ViolationsState, ts_us: i64, reading: &Reading) {
-        let site = state.sites.entry(reading.site().to_string()).or_default();
-        let device = match reading {
-            Reading::Power { machine, .. } | Reading::Miner { machine, .. } => {
-                site.machines.entry(machine.clone()).or_default()
-            }
-            Reading::Sensor { sensor, .. } => site.sensors.entry(sensor.clone()).or_default(),
-        };
-        if ts_us < device.heard_us {
-            return; // older than what is known: landed, not current
-        }
-        // An adapter's `offline` report says the device was not heard.
-        if let Reading::Miner { online: false, .. } = reading {
-            device.mining = false;
-            return;
-        }
-        device.heard_us = ts_us;
-        match reading {
-            Reading::Power {
-                source, power_w, ..
-            } => {
-                device.power.insert(
-                    source.as_str().to_string(),
-                    Figure {
-                        ts_us,
-                        value: *power_w,
-                    },
-                );
-            }
-            Reading::Miner {
-                power_w, mining, ..
-            } => {
-                device.mining = *mining;
-                device.status_us = Some(ts_us);
-                if let Some(p) = power_w {
-                    device.power.insert(
-                        EnergySource::Firmware.as_str().to_string(),
-                        Figure { ts_us, value: *p },
-                    );
-                }
-            }
-            Reading::Sensor { kind, value, .. } => {
-                device.sensor_kind = Some(*kind);
-                device.value = Some(Figure {
-                    ts_us,
-                    value: *value,
-                });
-            }
-        }
-    }
-
     /// A machine's best fresh power at `at_us`, watts.
-    fn best_power(&self, device: &Device, nominal_w: Option<f64>, at_us: i64) -> Option<f64> {
-        let fresh = |f: &Figure| at_us - f.ts_us <= ViolationsConfig::us(self.config.stale_after);
-        for source in [
-            EnergySource::Meter,
-            EnergySource::Pdu,
-            EnergySource::Firmware,
-        ] {
-            if let Some(f) = device.power.get(source.as_str()).filter(|f| fresh(f)) {
-                return Some(f.value);
-            }
-        }
-        let heard = at_us - device.heard_us <= ViolationsConfig::us(self.config.stale_after);
-        nominal_w.filter(|_| device.mining && heard)
+    fn power(&self, device: &Device, nominal_w: Option<f64>, at_us: i64) -> Option<f64> {
+        best_power(
+            device,
+            nominal_w,
+            at_us,
+            ViolationsConfig::us(self.config.stale_after),
+        )
     }
 
     /// A site's power at `at_us`, kW: its fresh main meters, else the sum over its machines.
@@ -612,18 +497,18 @@ impl Violations {
             .collect();
         let metered: Vec<f64> = main_meters
             .iter()
-            .filter_map(|id| site.machines.get(*id))
-            .filter_map(|d| self.best_power(d, None, at_us))
+            .filter_map(|id| site.devices.machines.get(*id))
+            .filter_map(|d| self.power(d, None, at_us))
             .collect();
         if !metered.is_empty() {
             return metered.iter().sum::<f64>() / 1000.0;
         }
-        site.machines
+        site.devices.machines
             .iter()
             .filter(|(id, _)| !main_meters.contains(&id.as_str()))
             .filter_map(|(id, d)| {
                 let nominal = view.machine(site_id, id).map(|m| m.nominal_power_w);
-                self.best_power(d, nominal, at_us)
+                self.power(d, nominal, at_us)
             })
             .sum::<f64>()
             / 1000.0
@@ -661,7 +546,7 @@ impl Violations {
             ));
         }
         let stale = ViolationsConfig::us(self.config.stale_after);
-        for (id, sensor) in &site.sensors {
+        for (id, sensor) in &site.devices.sensors {
             let value = sensor
                 .value
                 .filter(|f| at_us - f.ts_us <= stale)
@@ -712,7 +597,7 @@ impl Violations {
             .filter(|m| m.site == site_id && m.machine.is_none())
             .map(|m| m.id.as_str())
             .collect();
-        for id in site.machines.keys() {
+        for id in site.devices.machines.keys() {
             let known = view.machine(site_id, id).is_some() || meter_ids.contains(&id.as_str());
             out.push((
                 key("machine", id, Kind::UnregisteredDevice),
@@ -763,19 +648,20 @@ impl Violations {
                     // A machine that reports its status is heard when its own API answers
                     // (its meter may read on while the miner is gone); else by any reading.
                     let heard = site
+                        .devices
                         .machines
                         .get(&m.id)
                         .map(|d| d.status_us.unwrap_or(d.heard_us));
                     out.push(check("machine", &m.id, r.key(), heard));
                 }
                 Record::Sensor(s) if s.site == site_id => {
-                    let heard = site.sensors.get(&s.id).map(|d| d.heard_us);
+                    let heard = site.devices.sensors.get(&s.id).map(|d| d.heard_us);
                     out.push(check("sensor", &s.id, r.key(), heard));
                 }
                 Record::Meter(m) if m.site == site_id => {
                     // A machine's meter reports under the machine; a main meter under itself.
                     let target = m.machine.as_deref().unwrap_or(&m.id);
-                    let heard = site.machines.get(target).and_then(|d| {
+                    let heard = site.devices.machines.get(target).and_then(|d| {
                         [EnergySource::Meter, EnergySource::Pdu]
                             .iter()
                             .filter_map(|s| d.power.get(s.as_str()).map(|f| f.ts_us))
@@ -803,8 +689,8 @@ impl Violations {
                     .machines()
                     .filter(|m| m.pool.as_deref() == Some(pool.id.as_str()))
                     .filter_map(|m| {
-                        let device = state.sites.get(&m.site)?.machines.get(&m.id)?;
-                        self.best_power(device, Some(m.nominal_power_w), at_us)
+                        let device = state.sites.get(&m.site)?.devices.machines.get(&m.id)?;
+                        self.power(device, Some(m.nominal_power_w), at_us)
                     })
                     .sum::<f64>()
                     / 1000.0;
@@ -932,7 +818,12 @@ impl Violations {
             if state.next_pool_eval_us != 0 {
                 self.advance_pools(state, ts_us - 1, &mut rows);
             }
-            Self::apply(state, *ts_us, reading);
+            state
+                .sites
+                .entry(site_id.clone())
+                .or_default()
+                .devices
+                .apply(*ts_us, reading);
             if let Some(site) = state.sites.get_mut(&site_id) {
                 site.event_us = site.event_us.max(*ts_us);
                 site.heard_now_us = now_us;
@@ -989,41 +880,6 @@ pub fn allocation_condition(
         severity,
         value: Some(kw),
         limit: Some(limit),
-    })
-}
-
-/// The readings of a decoded event, keyed for ordering.
-fn reading_of(event: &AnyEvent) -> Option<(i64, Reading)> {
-    Some(match event {
-        AnyEvent::Energy(e) => (
-            e.ts.timestamp_micros(),
-            Reading::Power {
-                site: e.site.clone(),
-                machine: e.machine.clone(),
-                source: e.source,
-                power_w: e.power_w,
-            },
-        ),
-        AnyEvent::Miner(m) => (
-            m.ts.timestamp_micros(),
-            Reading::Miner {
-                site: m.site.clone(),
-                machine: m.machine.clone(),
-                power_w: m.power_w,
-                mining: m.state == MinerState::Mining,
-                online: m.state != MinerState::Offline,
-            },
-        ),
-        AnyEvent::Sensor(s) => (
-            s.ts.timestamp_micros(),
-            Reading::Sensor {
-                site: s.site.clone(),
-                sensor: s.sensor.clone(),
-                kind: s.kind,
-                value: s.value,
-            },
-        ),
-        _ => return None,
     })
 }
 

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
+use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
 use crate::names;
 use crate::registry::{RegistryChange, RegistryEntry};
@@ -31,19 +32,19 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn into_any(self) -> AnyEvent;
 }
 
-fn utf8(name: &str) -> Field {
+pub(crate) fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, false)
 }
-fn utf8_opt(name: &str) -> Field {
+pub(crate) fn utf8_opt(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
 }
-fn f64_field(name: &str) -> Field {
+pub(crate) fn f64_field(name: &str) -> Field {
     Field::new(name, DataType::Float64, false)
 }
-fn f64_opt(name: &str) -> Field {
+pub(crate) fn f64_opt(name: &str) -> Field {
     Field::new(name, DataType::Float64, true)
 }
-fn i64_field(name: &str) -> Field {
+pub(crate) fn i64_field(name: &str) -> Field {
     Field::new(name, DataType::Int64, false)
 }
 fn micros(ts: DateTime<Utc>) -> i64 {
@@ -741,11 +742,14 @@ macro_rules! event_kinds {
                 match self { $(Self::$kind => $name,)+ }
             }
 
-            /// The kind a subject carries, from its first two tokens.
+            /// The kind a subject carries, from its first two tokens (`*`: any second token;
+            /// the first declared match wins).
             pub fn from_subject(subject: &str) -> Option<Self> {
                 let mut tokens = subject.split('.');
                 let prefix = (tokens.next()?, tokens.next()?);
-                $( if prefix == ($p1, $p2) { return Some(Self::$kind); } )+
+                $( if prefix.0 == $p1 && ($p2 == "*" || prefix.1 == $p2) {
+                    return Some(Self::$kind);
+                } )+
                 None
             }
 
@@ -832,13 +836,23 @@ event_kinds! {
     /// [`ViolationNote`]: an operator's note, landed in `violation_notes`.
     ViolationNote(ViolationNote) = "violation_note",
         subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES;
+    /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands`.
+    CommandOutcome(CommandOutcome) = "command_outcome",
+        subject "control"."outcome", stream STREAM_CONTROL, table TABLE_COMMANDS;
+    /// [`Command`]: `control.<site>.<target>`, for the actuators (declared last: its second
+    /// token is the site). Its `sent` line in `commands` is the curtailment pipeline's.
+    Command(Command) = "command",
+        subject "control"."*", stream STREAM_CONTROL, table TABLE_COMMANDS;
 }
 
 impl EventKind {
     /// Whether clients may publish this kind themselves (HTTP ingest, the simulator): every
     /// kind but the registry's, which only the registry API writes.
     pub fn pushable(self) -> bool {
-        !matches!(self, Self::Registry | Self::ViolationNote)
+        !matches!(
+            self,
+            Self::Registry | Self::ViolationNote | Self::Command | Self::CommandOutcome
+        )
     }
 
     /// The kind named `name`, if any.
@@ -983,6 +997,12 @@ mod tests {
             ),
             EventKind::ViolationNote => format!(
                 r#"{{"site":"s1","action":"open","id":"x","kind":"noise","severity":"warning","subject":"m1","note":"loud","by":"ops","ts":"{ts}"}}"#
+            ),
+            EventKind::Command => format!(
+                r#"{{"id":"s1:1:0","site":"s1","target":"fans","action":"fan_level","value":9.0,"rule":"fan_band","ts":"{ts}"}}"#
+            ),
+            EventKind::CommandOutcome => format!(
+                r#"{{"id":"s1:1:0","site":"s1","target":"fans","action":"fan_level","status":"acked","attempt":1,"reply":"ok","actuator":"fan_relay","ts":"{ts}"}}"#
             ),
             EventKind::Registry => format!(
                 r#"{{"key":"site.s1","op":"put","by":"ops","at":"{ts}","record":{{"kind":"site","id":"s1","allocation_kw":500.0}}}}"#

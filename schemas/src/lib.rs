@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod arrow_rows;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod names;
@@ -15,6 +16,7 @@ pub mod results;
 pub mod validate;
 
 pub use arrow_rows::{stamped_batch, to_batch};
+pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 pub use error::{Error, Result};
 pub use events::{
     AnyEvent, Block, BlockStatus, EnergyReading, EnergySource, Event, EventKind, GridSignal,

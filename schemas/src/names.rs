@@ -86,6 +86,10 @@ pub const TABLE_ANOMALIES: &str = "anomalies";
 pub const TABLE_VIOLATIONS: &str = "violations";
 /// Operators' notes on violations, as they arrived.
 pub const TABLE_VIOLATION_NOTES: &str = "violation_notes";
+/// The controller's decisions, each with its inputs.
+pub const TABLE_DECISIONS: &str = "decisions";
+/// Every command's life: sent, then each attempt acked or failed.
+pub const TABLE_COMMANDS: &str = "commands";
 /// Every registry change with the value before and after.
 pub const TABLE_REGISTRY_CHANGES: &str = "registry_changes";
 
@@ -146,6 +150,22 @@ pub fn violation_result_subject(site: Option<&str>, subject: &str) -> String {
 /// the CONTROL subject space).
 pub fn violation_note_subject(site: &str) -> String {
     format!("control.violation.{site}")
+}
+
+/// Subject of a site's controller decisions.
+pub fn decision_result_subject(site: &str) -> String {
+    format!("results.decision.{site}")
+}
+
+/// Subject of a command for `target` (a machine, or `fans`) at `site`.
+pub fn command_subject(site: &str, target: &str) -> String {
+    format!("control.{site}.{target}")
+}
+
+/// Subject of the actuators' outcomes at `site` (the `outcome` token is reserved in the
+/// CONTROL subject space).
+pub fn command_outcome_subject(site: &str) -> String {
+    format!("control.outcome.{site}")
 }
 
 /// Dead-letter subject for messages taken from `stream`.

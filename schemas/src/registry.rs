@@ -185,6 +185,10 @@ pub struct Site {
     /// The utility's settlement interval, minutes (divides an hour).
     #[serde(default = "defaults::settlement_minutes")]
     pub settlement_minutes: u32,
+    /// Base URL of the site's fan relay (`POST <url>/level` with `{"level": 1..9}`); none:
+    /// fan decisions are recorded, and sent to the webhook actuator if one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_relay: Option<String>,
 }
 
 mod defaults {
@@ -225,15 +229,25 @@ impl Site {
             emergency_temp_c: defaults::emergency_temp_c(),
             max_humidity_pct: defaults::max_humidity_pct(),
             settlement_minutes: defaults::settlement_minutes(),
+            fan_relay: None,
         }
     }
 
     fn validate(&self) -> Checked {
         token("id", &self.id)?;
-        if self.id == "violation" {
+        if self.id == "violation" || self.id == crate::control::OUTCOME_TOKEN {
             return Err(FieldError::new(
                 "id",
-                "\"violation\" is reserved (control.violation.<site> carries operators' notes)",
+                "\"violation\" and \"outcome\" are reserved (control.violation.<site> and \
+                 control.outcome.<site> carry operators' notes and actuators' outcomes)",
+            ));
+        }
+        if let Some(url) = &self.fan_relay
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(FieldError::new(
+                "fan_relay",
+                format!("{url:?} is not an http(s) URL"),
             ));
         }
         text("name", &self.name, 200)?;

@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+pub mod replay;
 mod sql;
 
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use adit_ingest::simulate::{Farm, SimConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchWhat, Cli, Command, Role, SimulateArgs};
+use crate::cli::{BenchWhat, Cli, Command, ReplayWhat, Role, SimulateArgs};
 use crate::config::Config;
 use crate::wiring;
 
@@ -58,6 +59,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate(&config, &args, shutdown).await,
         Command::Sql(args) => sql::run(&config, &args).await,
+        Command::Replay(args) => match args.what {
+            ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
+        },
         Command::Bench(args) => match args.what {
             BenchWhat::Ingest {
                 events,
@@ -172,6 +176,7 @@ async fn demo(
     let url = format!("http://{}", config.query.listen);
     eprintln!(
         "adit demo: simulated farm devices → adapters → NATS JetStream → pipelines → Delta tables under {}\n\
+         \x20          the curtailment controller's commands → actuators → the simulated devices\n\
          \n  API        {url}/api/v1/sql?q=select%201\n  metrics    {url}/metrics\n  health     {url}/health\n\
          \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
          \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n\
@@ -186,6 +191,7 @@ async fn demo(
         Role::Query,
         Role::Simulate,
         Role::Adapters,
+        Role::Actuators,
         Role::Pool,
     ];
     let result = wiring::run_roles(config, &roles, config.simulate.clone(), shutdown.clone()).await;

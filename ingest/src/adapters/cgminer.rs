@@ -61,6 +61,8 @@ const MAX_POWER_W: f64 = 100_000.0;
 /// The status code cgminer gives an unknown command: such a section says nothing about the
 /// miner, only about its firmware.
 const CODE_INVALID_COMMAND: i64 = 14;
+/// The status code of a control command carried out.
+const CODE_CONTROL_DONE: i64 = 300;
 /// The status code cgminer gives a command the client may not use (likewise).
 const CODE_ACCESS_DENIED: i64 = 45;
 
@@ -1249,12 +1251,27 @@ fn version_section() -> Section {
 /// connection as cgminer does: read one request (`{"command":"…"}` or the plain-text
 /// `summary|` form), reply from a fresh `snapshot()` with [`reply_for`] (or its text form),
 /// close. Returns once the listener is closed and every open connection has finished.
+/// Control commands are refused as cgminer refuses unknown ones; see [`serve_controlled`].
 pub async fn serve(
     listener: TcpListener,
     snapshot: impl Fn() -> CgminerSnapshot + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {
-    let snapshot = Arc::new(snapshot);
+    serve_controlled(listener, snapshot, |_: &str| None, shutdown).await;
+}
+
+/// The control commands the fake obeys, as Braiins OS names them.
+pub const CONTROL_COMMANDS: [&str; 2] = ["pause", "resume"];
+
+/// [`serve`], also obeying `pause` and `resume`: `control(word)` carries it out and returns
+/// the message of the `S` reply (`None`: refused as an invalid command).
+pub async fn serve_controlled(
+    listener: TcpListener,
+    snapshot: impl Fn() -> CgminerSnapshot + Send + Sync + 'static,
+    control: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    shutdown: CancellationToken,
+) {
+    let handlers = Arc::new((snapshot, control));
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -1263,12 +1280,13 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let snapshot = Arc::clone(&snapshot);
+                let handlers = Arc::clone(&handlers);
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
+                    let (snapshot, control) = &*handlers;
                     tokio::select! {
                         () = shutdown.cancelled() => {}
-                        answered = answer(stream, &*snapshot) => {
+                        answered = answer(stream, snapshot, control) => {
                             if let Err(error) = answered {
                                 tracing::debug!(%peer, %error, "fake cgminer API: connection failed");
                             }
@@ -1291,16 +1309,33 @@ pub async fn serve(
 }
 
 /// One connection: request in, reply out, close.
-async fn answer<F>(mut stream: TcpStream, snapshot: &F) -> std::io::Result<()>
+async fn answer<F, C>(mut stream: TcpStream, snapshot: &F, control: &C) -> std::io::Result<()>
 where
     F: Fn() -> CgminerSnapshot,
+    C: Fn(&str) -> Option<String>,
 {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    let reply = respond(&request, &snapshot(), chrono::Utc::now().timestamp());
+    let when = chrono::Utc::now().timestamp();
+    let reply = control_reply(&request, control, when)
+        .unwrap_or_else(|| respond(&request, &snapshot(), when));
     stream.write_all(reply.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// The reply to a JSON control command (`pause`, `resume`) that `control` carries out;
+/// `None` for any other request.
+fn control_reply<C: Fn(&str) -> Option<String>>(request: &[u8], control: &C, when: i64) -> Option<String> {
+    let value: Value = serde_json::from_slice(trim_reply(request)).ok()?;
+    let word = value.get("command")?.as_str()?;
+    if !CONTROL_COMMANDS.contains(&word) {
+        return None;
+    }
+    let msg = control(word)?;
+    let mut out = Reply::ok(CODE_CONTROL_DONE, msg, Vec::new()).json(when);
+    out.push('\0');
+    Some(out)
 }
 
 /// Reads one request: a complete JSON object, or (plain text) whatever the first read brings,

@@ -31,7 +31,7 @@ use adit_schemas::{AnyEvent, GridSignalKind, MinerState, MinerStatus, SensorKind
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::controls::Controls;
 use super::{Farm, SimConfig};
 use crate::adapters::cgminer::{self, CgminerSnapshot};
 use crate::adapters::http_json::{
@@ -260,9 +261,27 @@ struct MinerCtx {
     latest: watch::Receiver<Latest>,
     /// When the devices started: the miner's uptime.
     booted: Instant,
+    /// Where obeyed commands go.
+    controls: Controls,
+    /// The farm's clock (commands are timed on it).
+    clock: Clock,
 }
 
 impl MinerCtx {
+    /// Obeys `pause` (sleep) or `resume` (wake).
+    fn control(&self, word: &str) -> Option<String> {
+        let asleep = match word {
+            "pause" => true,
+            "resume" => false,
+            _ => return None,
+        };
+        let (site, machine) = &self.key;
+        self.controls
+            .set_asleep(site, machine, asleep, self.clock.now());
+        tracing::debug!(site, machine, word, "simulated miner obeys");
+        Some(if asleep { "Paused" } else { "Resumed" }.into())
+    }
+
     fn snapshot(&self) -> CgminerSnapshot {
         self.latest
             .borrow()
@@ -281,11 +300,15 @@ fn spawn_miner(
     let stop = parent.child_token();
     let task = match mode {
         MinerMode::Garbled => tasks.spawn(serve_cut_replies(listener, ctx, stop.clone())),
-        MinerMode::Answering | MinerMode::Silent => tasks.spawn(cgminer::serve(
-            listener,
-            move || ctx.snapshot(),
-            stop.clone(),
-        )),
+        MinerMode::Answering | MinerMode::Silent => {
+            let obeys = ctx.clone();
+            tasks.spawn(cgminer::serve_controlled(
+                listener,
+                move || ctx.snapshot(),
+                move |word| obeys.control(word),
+                stop.clone(),
+            ))
+        }
     };
     Serving { stop, task }
 }
@@ -335,6 +358,10 @@ struct Http {
     latest: watch::Receiver<Latest>,
     /// When the devices started (simulated): the time of the initial grid answers.
     started: DateTime<Utc>,
+    /// Where the fan relays' orders go.
+    controls: Controls,
+    /// The farm's clock.
+    clock: Clock,
 }
 
 /// A handler's answer: the device's JSON, or an error status with a line saying why.
@@ -355,7 +382,29 @@ fn router(http: Arc<Http>) -> axum::Router {
         .route("/roomalert/{site}/getData.json", get(roomalert))
         .route("/grid/{site}/signal", get(signal))
         .route("/grid/{site}/price", get(price))
+        .route("/fans/{site}/level", post(fan_level))
         .with_state(http)
+}
+
+/// A fan relay: `POST /fans/<site>/level` with `{"level": 1..9}`.
+async fn fan_level(
+    State(http): State<Arc<Http>>,
+    Path(site): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    http.site(&site)?;
+    let level = body
+        .get("level")
+        .and_then(Value::as_u64)
+        .filter(|l| (1..=9).contains(l))
+        .ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("level must be 1 to 9, not {}", body["level"]),
+            )
+        })?;
+    http.controls.set_fans(&site, level as u8, http.clock.now());
+    Ok(Json(json!({ "site": site, "level": level })))
 }
 
 /// IotaWatt's `/query`: one row, the time then the watts of each selected input.
@@ -471,6 +520,10 @@ pub struct Devices {
     latest: watch::Receiver<Latest>,
     /// When the devices started: the miners' uptime.
     booted: Instant,
+    /// Where obeyed commands go.
+    controls: Controls,
+    /// The farm's clock.
+    clock: Clock,
     /// The MQTT broker humidity is published to, once [`Devices::publish_mqtt`] was called.
     mqtt: Option<String>,
     /// Stops every server and task (a child of the caller's token).
@@ -538,7 +591,15 @@ impl Devices {
         let stop = shutdown.child_token();
         let tasks = TaskTracker::new();
         let booted = Instant::now();
-        let bound = Self::bind_servers(host, &farm, &latest, booted, &stop, &tasks).await;
+        let controls = farm.controls();
+        let miner_ctx = |key| MinerCtx {
+            key,
+            latest: latest.clone(),
+            booted,
+            controls: controls.clone(),
+            clock,
+        };
+        let bound = Self::bind_servers(host, &farm, miner_ctx, &stop, &tasks).await;
         let (miners, listener) = match bound {
             Ok(bound) => bound,
             Err(error) => {
@@ -551,6 +612,8 @@ impl Devices {
             layout: layout.clone(),
             latest: latest.clone(),
             started,
+            controls: controls.clone(),
+            clock,
         });
         let http_stop = stop.clone();
         tasks.spawn(async move {
@@ -574,6 +637,8 @@ impl Devices {
             miners,
             latest,
             booted,
+            controls,
+            clock,
             mqtt: None,
             stop,
             tasks,
@@ -584,8 +649,7 @@ impl Devices {
     async fn bind_servers(
         host: &str,
         farm: &Farm,
-        latest: &watch::Receiver<Latest>,
-        booted: Instant,
+        miner_ctx: impl Fn((String, String)) -> MinerCtx,
         stop: &CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<(BTreeMap<(String, String), MinerServer>, TcpListener), std::io::Error> {
@@ -594,11 +658,7 @@ impl Devices {
             let listener = TcpListener::bind((host, 0)).await?;
             let addr = reachable(listener.local_addr()?);
             let key = (site.to_string(), machine.to_string());
-            let ctx = MinerCtx {
-                key: key.clone(),
-                latest: latest.clone(),
-                booted,
-            };
+            let ctx = miner_ctx(key.clone());
             let serving = spawn_miner(tasks, listener, ctx, MinerMode::Answering, stop);
             miners.insert(
                 key,
@@ -675,7 +735,10 @@ impl Devices {
                         }
                     };
                 }
-                Record::Site(_) | Record::Pool(_) | Record::Meter(_) => {}
+                Record::Site(site) => {
+                    site.fan_relay = Some(format!("{}/fans/{}", self.base, site.id));
+                }
+                Record::Pool(_) | Record::Meter(_) => {}
             }
             out.push(record);
         }
@@ -833,6 +896,8 @@ impl Devices {
             key,
             latest: self.latest.clone(),
             booted: self.booted,
+            controls: self.controls.clone(),
+            clock: self.clock,
         };
         *serving = Some(spawn_miner(&self.tasks, listener, ctx, mode, &self.stop));
         tracing::info!(site, machine, ?mode, "simulated miner serving");
@@ -1001,10 +1066,13 @@ mod tests {
                 ],
             },
         );
+        let controls = Controls::default();
         let app = router(Arc::new(Http {
             layout,
             latest: rx,
             started: now,
+            controls: controls.clone(),
+            clock: Clock::new(&config()),
         }));
         let truth = |site: &str, machine: &str| {
             events

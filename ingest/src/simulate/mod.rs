@@ -5,6 +5,7 @@
 //! ([`faults`]) can be injected at given offsets, and time can run faster than the clock
 //! (`speed`, from `backfill` in the past), so an hour of a misbehaving farm takes a minute.
 
+pub mod controls;
 pub mod devices;
 pub mod faults;
 
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use controls::{COOLING_PER_FAN_LEVEL_C, Controls};
 use crate::publish::{Outgoing, Publisher};
 use crate::registry::{Registry, RegistryError};
 
@@ -50,6 +52,10 @@ pub struct SimConfig {
     pub backfill: Duration,
     /// Faults to inject.
     pub faults: Vec<faults::Fault>,
+    /// How long (simulated time) a machine takes to obey a sleep or wake command, and fans
+    /// a level change.
+    #[serde(with = "humantime_serde")]
+    pub command_lag: Duration,
 }
 
 impl Default for SimConfig {
@@ -64,6 +70,7 @@ impl Default for SimConfig {
             speed: 1.0,
             backfill: Duration::ZERO,
             faults: Vec::new(),
+            command_lag: Duration::from_secs(5),
         }
     }
 }
@@ -82,6 +89,9 @@ impl SimConfig {
                 "interval must be at least 1ms, not {:?} (with --rate: a lower rate)",
                 self.interval
             ));
+        }
+        if self.command_lag > Duration::from_secs(3600) {
+            return Err("command_lag must be at most 1h".into());
         }
         if !(self.speed.is_finite() && self.speed > 0.0 && self.speed <= 3600.0) {
             return Err(format!(
@@ -135,6 +145,9 @@ const MODELS: [Model; 3] = [
     },
 ];
 
+/// Share of its nameplate power a sleeping machine still draws (control board, idle fans).
+const STANDBY_SHARE: f64 = 0.005;
+
 /// Share of its allocation a simulated site draws at nominal load (warnings start at 80 %).
 const SITE_LOAD: f64 = 0.7;
 
@@ -169,6 +182,8 @@ pub struct Farm {
     start: Option<DateTime<Utc>>,
     /// Each sensor's last value (a stuck sensor repeats it).
     last_values: BTreeMap<(String, String), f64>,
+    /// What the actuators have ordered.
+    controls: Controls,
 }
 
 /// The name of site `i`.
@@ -200,7 +215,13 @@ impl Farm {
             last: None,
             start: None,
             last_values: BTreeMap::new(),
+            controls: Controls::default(),
         }
+    }
+
+    /// What the actuators order the farm to do (shared: the device servers write it).
+    pub fn controls(&self) -> Controls {
+        self.controls.clone()
     }
 
     /// The configuration it runs with.
@@ -317,8 +338,14 @@ impl Farm {
         for i in 0..self.machines.len() {
             let load = self.rng.random_range(0.97..1.03);
             let (power_factor, hashrate_factor) = self.fault_factors(&self.machines[i], elapsed);
+            let lag = self.config.command_lag;
             let m = &mut self.machines[i];
-            let power_w = m.model.power_w * load * power_factor;
+            let asleep = self.controls.asleep(&m.site, &m.id, now, lag);
+            let power_w = if asleep {
+                m.model.power_w * STANDBY_SHARE
+            } else {
+                m.model.power_w * load * power_factor
+            };
             m.energy_wh += power_w * dt_h;
             out.push(AnyEvent::Energy(EnergyReading {
                 site: m.site.clone(),
@@ -338,18 +365,32 @@ impl Farm {
                 site: m.site.clone(),
                 machine: m.id.clone(),
                 ts: now,
-                hashrate_hs: m.model.hashrate_hs * load * hashrate_factor,
+                hashrate_hs: if asleep {
+                    0.0
+                } else {
+                    m.model.hashrate_hs * load * hashrate_factor
+                },
                 temp_c: Some(temp_c),
                 fan_rpm: Some(4000.0 + 100.0 * (temp_c - 60.0)),
                 power_w: Some(power_w),
-                state: MinerState::Mining,
+                state: if asleep {
+                    MinerState::Sleeping
+                } else {
+                    MinerState::Mining
+                },
             }));
         }
         for s in 0..self.config.sites {
             let site = site_name(s);
             for t in 0..self.config.sensors_per_site {
                 let sensor = format!("temp-{:02}", t + 1);
-                let raw = 27.0 + self.rng.random_range(-3.0..5.0);
+                let cooling = self
+                    .controls
+                    .fan_level(&site, now, self.config.command_lag)
+                    .map_or(0.0, |level| {
+                        f64::from(level.saturating_sub(1)) * COOLING_PER_FAN_LEVEL_C
+                    });
+                let raw = 27.0 + self.rng.random_range(-3.0..5.0) - cooling;
                 let value = self.sensor_value(&site, &sensor, elapsed, raw);
                 out.push(AnyEvent::Sensor(SensorReading {
                     site: site.clone(),

@@ -1,0 +1,252 @@
+//! How one attempt at a command reaches its device: which driver the registry points at
+//! ([`route`], pure), and the exchange itself ([`attempt`]).
+//!
+//! - `miner_api`: a machine whose adapter is the cgminer API: `pause` (sleep) and `resume`
+//!   (wake) on its TCP port, as Braiins OS answers them; the reply's `STATUS` decides.
+//! - `fan_relay`: a site's `fan_relay` URL: `POST <url>/level` with `{"level": n}`.
+//! - `webhook`: anything else, when `[actuators] webhook` is set: `POST` of the command.
+
+use std::time::Duration;
+
+use adit_schemas::control::{Command, CommandAction, FANS_TARGET};
+use adit_schemas::registry::{AdapterKind, RegistryView};
+use serde_json::Value;
+
+use crate::adapters::cgminer;
+
+/// Largest reply read from a device.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// Where an attempt goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Driver {
+    /// The miner's cgminer API at `addr`, with the command's word.
+    MinerApi {
+        /// host:port.
+        addr: String,
+        /// `pause` or `resume`.
+        word: &'static str,
+    },
+    /// A site's fan relay.
+    FanRelay {
+        /// Base URL.
+        url: String,
+    },
+    /// The fallback webhook.
+    Webhook {
+        /// URL.
+        url: String,
+    },
+}
+
+impl Driver {
+    /// Its name in outcomes and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::MinerApi { .. } => "miner_api",
+            Self::FanRelay { .. } => "fan_relay",
+            Self::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// The driver for `command` from the registry, or why there is none.
+pub fn route(view: &RegistryView, command: &Command, webhook: Option<&str>) -> Result<Driver, String> {
+    let fallback = |why: String| match webhook {
+        Some(url) => Ok(Driver::Webhook {
+            url: url.to_string(),
+        }),
+        None => Err(why),
+    };
+    if command.target == FANS_TARGET {
+        let Some(site) = view.site(&command.site) else {
+            return Err(format!("site {} is not registered", command.site));
+        };
+        return match &site.fan_relay {
+            Some(url) => Ok(Driver::FanRelay { url: url.clone() }),
+            None => fallback(format!("site {} has no fan_relay", command.site)),
+        };
+    }
+    let Some(machine) = view.machine(&command.site, &command.target) else {
+        return Err(format!(
+            "machine {} of site {} is not registered",
+            command.target, command.site
+        ));
+    };
+    let word = match command.action {
+        CommandAction::Sleep => Some("pause"),
+        CommandAction::Wake => Some("resume"),
+        _ => None,
+    };
+    match (machine.adapter.kind, word, &machine.adapter.address) {
+        (AdapterKind::Cgminer, Some(word), Some(addr)) => Ok(Driver::MinerApi {
+            addr: addr.clone(),
+            word,
+        }),
+        (kind, ..) => fallback(format!(
+            "no driver for {} on a machine read by {kind:?}",
+            command.action.as_str()
+        )),
+    }
+}
+
+/// One attempt: the device's reply when it did it, else why not.
+pub async fn attempt(
+    driver: &Driver,
+    command: &Command,
+    http: &reqwest::Client,
+    timeout: Duration,
+) -> Result<String, String> {
+    match driver {
+        Driver::MinerApi { addr, word } => {
+            let reply = cgminer::query(addr, word, timeout, MAX_REPLY_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
+            judge_miner_reply(&reply)
+        }
+        Driver::FanRelay { url } => {
+            let level = command.value.unwrap_or_default().round() as i64;
+            let body = serde_json::json!({ "level": level });
+            post(http, &format!("{}/level", url.trim_end_matches('/')), &body, timeout).await
+        }
+        Driver::Webhook { url } => {
+            let body = serde_json::to_value(command).map_err(|e| e.to_string())?;
+            post(http, url, &body, timeout).await
+        }
+    }
+}
+
+/// A cgminer reply's verdict: `S` or `I` is done (with its `Msg`), anything else is not.
+pub fn judge_miner_reply(reply: &Value) -> Result<String, String> {
+    let status = reply
+        .get("STATUS")
+        .and_then(|s| s.get(0))
+        .ok_or_else(|| "the reply has no STATUS".to_string())?;
+    let code = status.get("STATUS").and_then(Value::as_str).unwrap_or("?");
+    let msg = status
+        .get("Msg")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match code {
+        "S" | "I" => Ok(msg),
+        _ => Err(format!("the miner refused ({code}): {msg}")),
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    timeout: Duration,
+) -> Result<String, String> {
+    let response = http
+        .post(url)
+        .timeout(timeout)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let text: String = text.chars().take(500).collect();
+    if status.is_success() {
+        Ok(format!("{status} {text}").trim().to_string())
+    } else {
+        Err(format!("POST {url}: {status} {text}").trim().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_schemas::registry::{Adapter, ChangeOp, Machine, Record, RegistryEntry, Site};
+    use chrono::Utc;
+
+    fn view(fan_relay: Option<&str>, kind: AdapterKind) -> RegistryView {
+        let mut view = RegistryView::default();
+        let site = Site {
+            fan_relay: fan_relay.map(str::to_string),
+            ..Site::new("s1", 100.0)
+        };
+        let machine = Machine {
+            id: "m-1".into(),
+            site: "s1".into(),
+            pool: None,
+            model: "S19".into(),
+            rack: None,
+            pdu: None,
+            outlet: None,
+            nominal_hashrate_hs: 110e12,
+            nominal_power_w: 3250.0,
+            adapter: Adapter {
+                kind,
+                address: Some("127.0.0.1:4028".into()),
+                channel: None,
+            },
+        };
+        for record in [Record::Site(site), Record::Machine(machine)] {
+            view.apply(&RegistryEntry {
+                key: record.key(),
+                op: ChangeOp::Put,
+                by: "test".into(),
+                at: Utc::now(),
+                record: Some(record),
+            });
+        }
+        view
+    }
+
+    fn command(target: &str, action: CommandAction) -> Command {
+        Command {
+            id: "s1:1:0".into(),
+            site: "s1".into(),
+            target: target.into(),
+            action,
+            value: Some(7.0),
+            rule: "fan_band".into(),
+            ts: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn commands_route_to_the_device_the_registry_names() {
+        let v = view(Some("http://relay"), AdapterKind::Cgminer);
+        assert_eq!(
+            route(&v, &command("m-1", CommandAction::Sleep), None),
+            Ok(Driver::MinerApi {
+                addr: "127.0.0.1:4028".into(),
+                word: "pause"
+            })
+        );
+        assert_eq!(
+            route(&v, &command(FANS_TARGET, CommandAction::FanLevel), None),
+            Ok(Driver::FanRelay {
+                url: "http://relay".into()
+            })
+        );
+        let err = route(&v, &command("m-9", CommandAction::Sleep), Some("http://hook"));
+        assert!(err.unwrap_err().contains("not registered"));
+        let no_relay = view(None, AdapterKind::Push);
+        assert!(
+            route(&no_relay, &command(FANS_TARGET, CommandAction::FanLevel), None)
+                .unwrap_err()
+                .contains("no fan_relay")
+        );
+        assert_eq!(
+            route(&no_relay, &command("m-1", CommandAction::Wake), Some("http://hook")),
+            Ok(Driver::Webhook {
+                url: "http://hook".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_miner_reply_is_judged_by_its_status() {
+        let ok = serde_json::json!({"STATUS":[{"STATUS":"S","Msg":"Paused"}]});
+        assert_eq!(judge_miner_reply(&ok), Ok("Paused".into()));
+        let refused = serde_json::json!({"STATUS":[{"STATUS":"E","Code":14,"Msg":"Invalid command"}]});
+        assert!(judge_miner_reply(&refused).unwrap_err().contains("Invalid command"));
+        assert!(judge_miner_reply(&serde_json::json!({})).is_err());
+    }
+}

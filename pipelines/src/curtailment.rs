@@ -1,0 +1,735 @@
+//! The curtailment and cooling pipeline: runs [`crate::curtail::step`] for every registered
+//! site at each `eval_every` of the site's event time, and turns its decisions into rows of
+//! `decisions` (each with the rules, inputs and state it was taken from), results on
+//! `results.decision.<site>`, and commands on `control.<site>.<target>` for the actuators (none
+//! in dry-run). The actuators' outcomes (`control.outcome.<site>`) land beside the `sent`
+//! lines in `commands`.
+//!
+//! **Inputs of a step** (what [`crate::curtail::Inputs`] holds, built here): the site's
+//! allocation and emergency temperature from the registry; each registered machine's best
+//! fresh power (meter > PDU > firmware, as `violations` reads it) and its efficiency from its
+//! nominal power and hashrate; the hottest fresh temperature; the oldest of the temperature
+//! sensors' latest readings (one sensor gone silent is enough for failsafe); the newest power
+//! figure of the site; the demand-response event in force (a `curtail` until a `normal`);
+//! the last prices.
+//!
+//! **Time**: event time, as in `violations`: readings and signals of a step are taken in
+//! (time, sequence) order, the site decided at each boundary they cross with what was known
+//! then; a quiet site's clock moves with processing time, so silence still leads to failsafe.
+//!
+//! **Replay**: a decision row's `inputs` column is a [`StepRecord`] (rules and inputs) and its
+//! `state` column the controller's state before the step, so `adit replay decisions`
+//! recomputes every recorded step and compares.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adit_schemas::control::{
+    Command, CommandAction, CommandRow, DecisionRow, FANS_TARGET,
+};
+use adit_schemas::names::{self, TABLE_COMMANDS, TABLE_DECISIONS};
+use adit_schemas::registry::{Record, RegistryEntry, RegistryView};
+use adit_schemas::{AnyEvent, EventKind, GridSignal, GridSignalKind, SensorKind, to_batch};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::curtail::{
+    self, Action, ControlRules, Decision, GridEvent, Inputs, MachineInput, SiteControl,
+};
+use crate::error::Result;
+use crate::farm_readings::{Reading, SiteDevices, best_power, reading_of};
+use crate::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
+};
+use crate::runtime::InvalidConfig;
+use crate::timer::Timer;
+use crate::violations::{readings_input, registry_input};
+
+/// Curtailment pipeline settings (`[pipelines.curtailment]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CurtailmentConfig {
+    /// Decide and record, send no commands.
+    pub dry_run: bool,
+    /// How often (event time) each site is decided.
+    #[serde(with = "humantime_serde")]
+    pub eval_every: Duration,
+    /// How often the state goes into the epoch record.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_every: Duration,
+    /// Most load shed or added per minute, kW.
+    pub ramp_kw_per_min: f64,
+    /// A machine stays on at least this long before it may be shed.
+    #[serde(with = "humantime_serde")]
+    pub min_on: Duration,
+    /// A machine stays off at least this long before it may be woken.
+    #[serde(with = "humantime_serde")]
+    pub min_off: Duration,
+    /// No waking for this long after the last shed.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Headroom kept under the target when waking, kW.
+    pub resume_margin_kw: f64,
+    /// A machine commanded to sleep whose power did not drop is passed over this long.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Price above which mining stops being worth it, per MWh (unset: prices are ignored).
+    pub strike_price: Option<f64>,
+    /// Consecutive price intervals needed to cross the strike, both ways.
+    pub strike_intervals: usize,
+    /// Load allowed while the price is over the strike, kW.
+    pub price_target_kw: f64,
+    /// Upper bound of fan levels 1..=8, °C, ascending (9 above the last).
+    pub fan_bands_c: Vec<f64>,
+    /// How far under a band's bound the temperature must fall to step the fans down, °C.
+    pub fan_hysteresis_c: f64,
+    /// How far under the emergency limit the temperature must fall to lift an emergency, °C.
+    pub emergency_clear_c: f64,
+    /// The site's newest power figure older than this: failsafe.
+    #[serde(with = "humantime_serde")]
+    pub meter_stale: Duration,
+    /// A temperature sensor's latest reading older than this: failsafe.
+    #[serde(with = "humantime_serde")]
+    pub sensor_stale: Duration,
+    /// While a curtailment is in force, no grid signal for this long: failsafe (unset: the
+    /// feed only speaks on change, so silence says nothing).
+    #[serde(with = "humantime_serde")]
+    pub signal_stale: Option<Duration>,
+    /// Load to shed to in failsafe, kW (unset: hold the load as it is).
+    pub failsafe_target_kw: Option<f64>,
+}
+
+impl Default for CurtailmentConfig {
+    fn default() -> Self {
+        let rules = ControlRules::default();
+        let d = |us: i64| Duration::from_micros(us as u64);
+        Self {
+            dry_run: false,
+            eval_every: Duration::from_secs(10),
+            snapshot_every: Duration::from_secs(10),
+            ramp_kw_per_min: rules.ramp_kw_per_min,
+            min_on: d(rules.min_on_us),
+            min_off: d(rules.min_off_us),
+            cooldown: d(rules.cooldown_us),
+            resume_margin_kw: rules.resume_margin_kw,
+            command_timeout: d(rules.command_timeout_us),
+            strike_price: rules.strike_price,
+            strike_intervals: rules.strike_intervals,
+            price_target_kw: rules.price_target_kw,
+            fan_bands_c: rules.fan_bands_c,
+            fan_hysteresis_c: rules.fan_hysteresis_c,
+            emergency_clear_c: rules.emergency_clear_c,
+            meter_stale: d(rules.meter_stale_us),
+            sensor_stale: d(rules.sensor_stale_us),
+            signal_stale: None,
+            failsafe_target_kw: rules.failsafe_target_kw,
+        }
+    }
+}
+
+fn us(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl CurtailmentConfig {
+    /// The pure core's rules.
+    pub fn rules(&self) -> ControlRules {
+        ControlRules {
+            ramp_kw_per_min: self.ramp_kw_per_min,
+            min_on_us: us(self.min_on),
+            min_off_us: us(self.min_off),
+            cooldown_us: us(self.cooldown),
+            resume_margin_kw: self.resume_margin_kw,
+            command_timeout_us: us(self.command_timeout),
+            strike_price: self.strike_price,
+            strike_intervals: self.strike_intervals,
+            price_target_kw: self.price_target_kw,
+            fan_bands_c: self.fan_bands_c.clone(),
+            fan_hysteresis_c: self.fan_hysteresis_c,
+            emergency_clear_c: self.emergency_clear_c,
+            meter_stale_us: us(self.meter_stale),
+            sensor_stale_us: us(self.sensor_stale),
+            signal_stale_us: self.signal_stale.map_or(i64::MAX, us),
+            failsafe_target_kw: self.failsafe_target_kw,
+        }
+    }
+
+    /// Checks the values, naming the key.
+    pub fn validate(&self) -> std::result::Result<(), InvalidConfig> {
+        let bad = |key: &str, reason: &str| {
+            Err(InvalidConfig {
+                key: format!("pipelines.curtailment.{key}"),
+                reason: reason.to_string(),
+            })
+        };
+        let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if self.eval_every < Duration::from_millis(100) || self.eval_every > Duration::from_secs(600)
+        {
+            return bad("eval_every", "must be from 100ms to 10m");
+        }
+        if !(self.ramp_kw_per_min.is_finite() && self.ramp_kw_per_min > 0.0) {
+            return bad("ramp_kw_per_min", "must be more than 0");
+        }
+        for (key, v) in [
+            ("resume_margin_kw", self.resume_margin_kw),
+            ("price_target_kw", self.price_target_kw),
+            ("fan_hysteresis_c", self.fan_hysteresis_c),
+            ("emergency_clear_c", self.emergency_clear_c),
+        ] {
+            if !finite_non_negative(v) {
+                return bad(key, "must be a number, 0 or more");
+            }
+        }
+        if self.failsafe_target_kw.is_some_and(|v| !finite_non_negative(v)) {
+            return bad("failsafe_target_kw", "must be a number, 0 or more");
+        }
+        if self.strike_price.is_some_and(|v| !v.is_finite()) {
+            return bad("strike_price", "must be a number");
+        }
+        if !(1..=96).contains(&self.strike_intervals) {
+            return bad("strike_intervals", "must be from 1 to 96");
+        }
+        if self.fan_bands_c.len() != 8
+            || self.fan_bands_c.windows(2).any(|w| w[0] >= w[1])
+            || self.fan_bands_c.iter().any(|v| !v.is_finite())
+        {
+            return bad(
+                "fan_bands_c",
+                "must be 8 ascending temperatures (upper bounds of levels 1 to 8)",
+            );
+        }
+        let week = Duration::from_secs(7 * 24 * 3600);
+        for (key, d) in [
+            ("min_on", self.min_on),
+            ("min_off", self.min_off),
+            ("cooldown", self.cooldown),
+            ("command_timeout", self.command_timeout),
+            ("meter_stale", self.meter_stale),
+            ("sensor_stale", self.sensor_stale),
+            ("signal_stale", self.signal_stale.unwrap_or_default()),
+        ] {
+            if d > week {
+                return bad(key, "must be at most 7 days");
+            }
+        }
+        for (key, d) in [
+            ("meter_stale", self.meter_stale),
+            ("sensor_stale", self.sensor_stale),
+        ] {
+            if d < self.eval_every {
+                return bad(key, "must be at least eval_every");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a decision row's `inputs` column holds: enough, with its `state`, to recompute it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The rules in force.
+    pub rules: ControlRules,
+    /// What the step saw.
+    pub inputs: Inputs,
+}
+
+/// One site as the pipeline follows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct SiteState {
+    /// Newest event time heard at the site.
+    event_us: i64,
+    /// Processing time it was heard.
+    heard_now_us: i64,
+    /// Next decision boundary.
+    next_eval_us: i64,
+    /// What its devices said.
+    devices: SiteDevices,
+    /// The demand-response event in force.
+    grid: Option<GridEvent>,
+    /// When the newest grid signal was issued.
+    signal_us: Option<i64>,
+    /// The last prices, oldest first.
+    prices: Vec<f64>,
+    /// The controller.
+    control: SiteControl,
+}
+
+/// The whole pipeline state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CurtailmentState {
+    registry: RegistryView,
+    sites: BTreeMap<String, SiteState>,
+}
+
+/// Something that happened at a site, in time order.
+enum Item {
+    Reading(Reading),
+    Signal(GridSignal),
+}
+
+impl Item {
+    fn site(&self) -> &str {
+        match self {
+            Self::Reading(r) => r.site(),
+            Self::Signal(g) => &g.site,
+        }
+    }
+}
+
+/// The curtailment pipeline.
+#[derive(Debug, Clone)]
+pub struct Curtailment {
+    config: CurtailmentConfig,
+    rules: ControlRules,
+}
+
+/// What one decided step produced.
+#[derive(Debug, Default)]
+struct Produced {
+    decisions: Vec<DecisionRow>,
+    commands: Vec<Command>,
+}
+
+impl Curtailment {
+    /// With `config`.
+    pub fn new(config: CurtailmentConfig) -> Self {
+        let rules = config.rules();
+        Self { config, rules }
+    }
+
+    fn eval_us(&self) -> i64 {
+        us(self.config.eval_every)
+    }
+
+    /// What the controller of `site_id` sees at `at_us`; `None` for a site the registry does
+    /// not know (nothing to control).
+    fn inputs(&self, view: &RegistryView, site_id: &str, site: &SiteState, at_us: i64) -> Option<Inputs> {
+        let limits = view.site(site_id)?;
+        let stale = self.rules.meter_stale_us;
+        let mut machines = Vec::new();
+        let mut temperature_sensors = Vec::new();
+        for record in view.records.values() {
+            match record {
+                Record::Machine(m) if m.site == site_id => {
+                    let device = site.devices.machines.get(&m.id);
+                    let power_w = device
+                        .and_then(|d| best_power(d, Some(m.nominal_power_w), at_us, stale))
+                        .unwrap_or(0.0);
+                    let th = m.nominal_hashrate_hs / 1e12;
+                    machines.push(MachineInput {
+                        id: m.id.clone(),
+                        power_w,
+                        nominal_w: m.nominal_power_w,
+                        efficiency_j_th: if th > 0.0 {
+                            m.nominal_power_w / th
+                        } else {
+                            f64::MAX
+                        },
+                    });
+                }
+                Record::Sensor(s) if s.site == site_id && s.kind == SensorKind::Temperature => {
+                    temperature_sensors.push(site.devices.sensors.get(&s.id));
+                }
+                _ => {}
+            }
+        }
+        let sensor_stale = self.rules.sensor_stale_us;
+        let hottest_c = temperature_sensors
+            .iter()
+            .flatten()
+            .filter_map(|d| d.value)
+            .filter(|f| at_us - f.ts_us <= sensor_stale)
+            .map(|f| f.value)
+            .reduce(f64::max);
+        // The oldest sensor decides: one gone silent is a blind spot (never heard: blind).
+        let sensors_us = if temperature_sensors.is_empty() {
+            Some(at_us)
+        } else {
+            temperature_sensors
+                .iter()
+                .map(|d| d.and_then(|d| d.value).map(|f| f.ts_us))
+                .collect::<Option<Vec<i64>>>()
+                .and_then(|v| v.into_iter().min())
+        };
+        let meters_us = site
+            .devices
+            .machines
+            .values()
+            .flat_map(|d| d.power.values().map(|f| f.ts_us))
+            .max();
+        Some(Inputs {
+            allocation_kw: limits.allocation_kw,
+            emergency_temp_c: limits.emergency_temp_c,
+            grid: site.grid.clone(),
+            signal_us: site.signal_us,
+            prices: site.prices.clone(),
+            hottest_c,
+            sensors_us,
+            meters_us,
+            machines,
+        })
+    }
+
+    /// Decides `site_id` at `at_us`.
+    fn decide(&self, state: &mut CurtailmentState, site_id: &str, at_us: i64, out: &mut Produced) -> Result<()> {
+        let Some(site) = state.sites.get(site_id) else {
+            return Ok(());
+        };
+        let Some(inputs) = self.inputs(&state.registry, site_id, site, at_us) else {
+            return Ok(());
+        };
+        let before = site.control.clone();
+        let Some(site) = state.sites.get_mut(site_id) else {
+            return Ok(());
+        };
+        let decisions = curtail::step(&self.rules, &mut site.control, &inputs, at_us);
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let record = StepRecord {
+            rules: self.rules.clone(),
+            inputs,
+        };
+        let inputs_json = serde_json::to_string(&record).map_err(crate::Error::Encode)?;
+        let state_json = serde_json::to_string(&before).map_err(crate::Error::Encode)?;
+        let ts = ts(at_us);
+        for (i, d) in decisions.iter().enumerate() {
+            let row = decision_row(site_id, at_us, i, d, self.config.dry_run, &inputs_json, &state_json);
+            if let Some(command) = command_of(&row, d, ts) {
+                out.commands.push(command);
+            }
+            out.decisions.push(row);
+        }
+        Ok(())
+    }
+
+    /// Decides `site_id` at every boundary up to `until_us`.
+    fn advance(&self, state: &mut CurtailmentState, site_id: &str, until_us: i64, out: &mut Produced) -> Result<()> {
+        let step = self.eval_us();
+        let Some(mut next) = state.sites.get(site_id).map(|s| s.next_eval_us) else {
+            return Ok(());
+        };
+        // After a long gap, decide only the last hour of boundaries.
+        if until_us - next > 360 * step {
+            next = until_us - (until_us - next) % step - 360 * step;
+        }
+        while next <= until_us {
+            self.decide(state, site_id, next, out)?;
+            next += step;
+        }
+        if let Some(site) = state.sites.get_mut(site_id) {
+            site.next_eval_us = next;
+        }
+        Ok(())
+    }
+
+    /// One step's inputs: registry entries first, then readings and signals in time order.
+    fn observe(
+        &self,
+        state: &mut CurtailmentState,
+        entries: &[&RegistryEntry],
+        mut items: Vec<(i64, u64, Item)>,
+        now_us: i64,
+    ) -> Result<Produced> {
+        for entry in entries {
+            state.registry.apply(entry);
+        }
+        items.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+        let step = self.eval_us();
+        let mut out = Produced::default();
+        for (ts_us, _, item) in items {
+            let site_id = item.site().to_string();
+            if !state.sites.contains_key(&site_id) {
+                let site = state.sites.entry(site_id.clone()).or_default();
+                site.next_eval_us = ts_us - ts_us.rem_euclid(step) + step;
+            }
+            // Decide with what was known before this item, at every boundary it crosses.
+            self.advance(state, &site_id, ts_us - 1, &mut out)?;
+            let Some(site) = state.sites.get_mut(&site_id) else {
+                continue;
+            };
+            match &item {
+                Item::Reading(r) => site.devices.apply(ts_us, r),
+                Item::Signal(g) => apply_signal(site, g, self.rules.strike_intervals),
+            }
+            site.event_us = site.event_us.max(ts_us);
+            site.heard_now_us = now_us;
+        }
+        // Quiet sites: their clock moves on with processing time.
+        let clocks: Vec<(String, i64)> = state
+            .sites
+            .iter()
+            .map(|(id, s)| {
+                let idle = now_us - s.heard_now_us - step;
+                (id.clone(), s.event_us + idle.max(0))
+            })
+            .collect();
+        for (site_id, clock) in clocks {
+            self.advance(state, &site_id, clock, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Takes in a grid signal: a curtail event starts (or replaces the one in force), a normal
+/// ends it, a price joins the last `keep` prices.
+fn apply_signal(site: &mut SiteState, g: &GridSignal, keep: usize) {
+    site.signal_us = Some(g.ts.timestamp_micros());
+    match (g.kind, g.target_kw, g.deadline) {
+        (GridSignalKind::Curtail, Some(target_kw), Some(deadline)) => {
+            site.grid = Some(GridEvent {
+                event_id: g.event_id.clone(),
+                target_kw,
+                deadline_us: deadline.timestamp_micros(),
+            });
+        }
+        (GridSignalKind::Normal, ..) => site.grid = None,
+        (GridSignalKind::Price, ..) => {
+            if let Some(p) = g.price_per_mwh {
+                site.prices.push(p);
+                let excess = site.prices.len().saturating_sub(keep.max(1));
+                site.prices.drain(..excess);
+            }
+        }
+        _ => {} // validation refuses a curtail without its figures
+    }
+}
+
+fn ts(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn mode_name(mode: curtail::Mode) -> String {
+    serde_json::to_value(mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The row of decision `i` of the step of `site` at `at_us`.
+pub fn decision_row(
+    site: &str,
+    at_us: i64,
+    i: usize,
+    d: &Decision,
+    dry_run: bool,
+    inputs: &str,
+    state: &str,
+) -> DecisionRow {
+    let (action, machine, fan_level) = match &d.action {
+        Action::Mode => ("mode", None, None),
+        Action::Sleep { machine } => ("sleep", Some(machine.clone()), None),
+        Action::Wake { machine } => ("wake", Some(machine.clone()), None),
+        Action::FanLevel { level } => ("fan_level", None, Some(i64::from(*level))),
+    };
+    let at = ts(at_us);
+    DecisionRow {
+        id: format!("{site}:{at_us}:{i}"),
+        site: site.to_string(),
+        ts: at,
+        step: format!("{site}:{at_us}"),
+        from_mode: mode_name(d.from),
+        to_mode: mode_name(d.to),
+        rule: d.rule.to_string(),
+        action: action.into(),
+        machine,
+        fan_level,
+        target_kw: d.target_kw,
+        load_kw: d.load_kw,
+        dry_run,
+        inputs: inputs.to_string(),
+        state: state.to_string(),
+        date: at.date_naive(),
+    }
+}
+
+/// The command a decision sends (a mode change sends none).
+fn command_of(row: &DecisionRow, d: &Decision, at: DateTime<Utc>) -> Option<Command> {
+    let (target, action, value) = match &d.action {
+        Action::Mode => return None,
+        Action::Sleep { machine } => (machine.clone(), CommandAction::Sleep, None),
+        Action::Wake { machine } => (machine.clone(), CommandAction::Wake, None),
+        Action::FanLevel { level } => (
+            FANS_TARGET.to_string(),
+            CommandAction::FanLevel,
+            Some(f64::from(*level)),
+        ),
+    };
+    Some(Command {
+        id: row.id.clone(),
+        site: row.site.clone(),
+        target,
+        action,
+        value,
+        rule: row.rule.clone(),
+        ts: at,
+    })
+}
+
+/// The actuators' outcomes as an input.
+fn outcomes_input() -> StreamInput {
+    StreamInput {
+        name: "outcomes".into(),
+        stream: names::STREAM_CONTROL.into(),
+        subject: "control.outcome.>".into(),
+        partitioned: Some("control.outcome.{part}".into()),
+        kinds: vec![EventKind::CommandOutcome],
+    }
+}
+
+/// The grid signals as an input.
+fn grid_input() -> StreamInput {
+    StreamInput {
+        name: "grid".into(),
+        stream: names::STREAM_GRID.into(),
+        subject: "grid.signal.>".into(),
+        partitioned: Some("grid.signal.{part}".into()),
+        kinds: vec![EventKind::Grid],
+    }
+}
+
+impl Pipeline for Curtailment {
+    type State = CurtailmentState;
+
+    fn spec(&self) -> PipelineSpec {
+        PipelineSpec {
+            name: "curtailment".into(),
+            inputs: vec![
+                registry_input(),
+                readings_input(),
+                grid_input(),
+                outcomes_input(),
+            ],
+            outputs: vec![
+                OutputTable {
+                    name: TABLE_DECISIONS.into(),
+                    schema: DecisionRow::schema(),
+                    partitions: vec!["date".into()],
+                },
+                OutputTable {
+                    name: TABLE_COMMANDS.into(),
+                    schema: CommandRow::schema(),
+                    partitions: vec!["date".into()],
+                },
+            ],
+            timers: vec![Timer::Every {
+                name: "clock".into(),
+                period: self.config.eval_every,
+            }],
+            snapshot_every: self.config.snapshot_every,
+        }
+    }
+
+    async fn step(&self, state: &mut CurtailmentState, input: StepInput) -> Result<StepOutput> {
+        let mut entries = Vec::new();
+        let mut items = Vec::new();
+        let mut outcomes = Vec::new();
+        for decoded in &input.inputs {
+            for (_, event) in decoded.of(EventKind::Registry) {
+                if let AnyEvent::Registry(entry) = event {
+                    entries.push(entry);
+                }
+            }
+            for kind in [EventKind::Energy, EventKind::Sensor, EventKind::Miner] {
+                for (seq, event) in decoded.of(kind) {
+                    if let Some((ts, reading)) = reading_of(event) {
+                        items.push((ts, *seq, Item::Reading(reading)));
+                    }
+                }
+            }
+            for (seq, event) in decoded.of(EventKind::Grid) {
+                if let AnyEvent::Grid(g) = event {
+                    items.push((g.ts.timestamp_micros(), *seq, Item::Signal(g.clone())));
+                }
+            }
+            for (_, event) in decoded.of(EventKind::CommandOutcome) {
+                if let AnyEvent::CommandOutcome(o) = event {
+                    outcomes.push(CommandRow::outcome(o));
+                }
+            }
+        }
+        let produced = self.observe(state, &entries, items, input.now.timestamp_micros())?;
+        let mut out = StepOutput::default();
+        let mut command_rows = outcomes;
+        for command in &produced.commands {
+            command_rows.push(CommandRow::sent(command, self.config.dry_run));
+            if !self.config.dry_run {
+                let (subject, id, payload) = AnyEvent::Command(command.clone()).to_message();
+                out.results.push(ResultMessage {
+                    subject,
+                    id,
+                    payload,
+                });
+            }
+        }
+        for row in &produced.decisions {
+            out.results.push(ResultMessage::json(
+                names::decision_result_subject(&row.site),
+                format!("decision:{}", row.id),
+                row,
+            )?);
+        }
+        if !produced.decisions.is_empty() {
+            out.rows(
+                TABLE_DECISIONS,
+                to_batch(TABLE_DECISIONS, DecisionRow::schema(), &produced.decisions)?,
+            );
+        }
+        if !command_rows.is_empty() {
+            out.rows(
+                TABLE_COMMANDS,
+                to_batch(TABLE_COMMANDS, CommandRow::schema(), &command_rows)?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// How one recomputed step differs from its recorded decisions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayDiff {
+    /// The step (`<site>:<µs>`).
+    pub step: String,
+    /// What the table holds, one line per decision.
+    pub recorded: Vec<String>,
+    /// What the rules decide from the same inputs and state.
+    pub recomputed: Vec<String>,
+}
+
+/// A decision as one comparable line.
+fn line(rule: &str, action: &str, machine: Option<&str>, fan: Option<i64>, to: &str) -> String {
+    let target = machine
+        .map(str::to_string)
+        .or(fan.map(|l| format!("level {l}")))
+        .unwrap_or_default();
+    format!("{rule} {action} {target} -> {to}")
+}
+
+/// Recomputes the step whose recorded rows (in order) are `rows`: from their state and
+/// inputs, with `rules` (the recorded ones when `None`). `None` when they agree.
+pub fn replay_step(rows: &[DecisionRow], rules: Option<&ControlRules>) -> Result<Option<ReplayDiff>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let record: StepRecord = serde_json::from_str(&first.inputs).map_err(crate::Error::Encode)?;
+    let mut state: SiteControl = serde_json::from_str(&first.state).map_err(crate::Error::Encode)?;
+    let rules = rules.unwrap_or(&record.rules);
+    let decisions = curtail::step(rules, &mut state, &record.inputs, first.ts.timestamp_micros());
+    let recorded: Vec<String> = rows
+        .iter()
+        .map(|r| line(&r.rule, &r.action, r.machine.as_deref(), r.fan_level, &r.to_mode))
+        .collect();
+    let recomputed: Vec<String> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let r = decision_row(&first.site, first.ts.timestamp_micros(), i, d, false, "", "");
+            line(&r.rule, &r.action, r.machine.as_deref(), r.fan_level, &r.to_mode)
+        })
+        .collect();
+    Ok((recorded != recomputed).then(|| ReplayDiff {
+        step: first.step.clone(),
+        recorded,
+        recomputed,
+    }))
+}
