@@ -128,6 +128,10 @@ pub struct GridEvent {
     pub deadline_us: i64,
 }
 
+/// Share of its nameplate power under which a machine counts as not running (a sleeping
+/// miner still draws a little for its control board and fans).
+const RUNNING_SHARE: f64 = 0.05;
+
 /// One machine as the controller sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineInput {
@@ -139,6 +143,13 @@ pub struct MachineInput {
     pub nominal_w: f64,
     /// Joules per terahash (higher: less efficient).
     pub efficiency_j_th: f64,
+}
+
+impl MachineInput {
+    /// Whether it draws more than standby power.
+    pub fn running(&self) -> bool {
+        self.power_w > self.nominal_w * RUNNING_SHARE
+    }
 }
 
 /// What the controller knows at one step.
@@ -162,6 +173,10 @@ pub struct Inputs {
     pub meters_us: Option<i64>,
     /// The machines.
     pub machines: Vec<MachineInput>,
+    /// Machines whose last command the actuator reported failed (they are not counted as
+    /// about to change).
+    #[serde(default)]
+    pub failed: Vec<String>,
 }
 
 /// What the controller remembers of one machine.
@@ -309,6 +324,35 @@ fn fan_level(rules: &ControlRules, current: u8, hottest: f64) -> u8 {
     }
 }
 
+/// The load once the commands still in flight have taken effect, kW: a machine commanded
+/// off within `command_timeout` that still runs counts as off, one commanded on that does not
+/// run yet counts at its nameplate power (so a lagging machine is not answered by shedding or
+/// waking another), unless its actuator reported the command failed.
+fn expected_load_kw(
+    rules: &ControlRules,
+    state: &SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> f64 {
+    inputs
+        .machines
+        .iter()
+        .map(|m| {
+            let pending = state
+                .machines
+                .get(&m.id)
+                .filter(|c| now_us - c.since_us < rules.command_timeout_us)
+                .filter(|_| !inputs.failed.contains(&m.id));
+            match pending {
+                Some(c) if !c.on && m.running() => 0.0,
+                Some(c) if c.on && !m.running() => m.nominal_w,
+                _ => m.power_w,
+            }
+        })
+        .sum::<f64>()
+        / 1000.0
+}
+
 /// One step for one site: updates `state` and returns the decisions, in order.
 pub fn step(
     rules: &ControlRules,
@@ -322,12 +366,13 @@ pub fn step(
             .machines
             .entry(m.id.clone())
             .or_insert(MachineControl {
-                on: m.power_w > 0.0,
+                on: m.running(),
                 since_us: now_us - rules.min_on_us.max(rules.min_off_us),
             });
     }
     state.price_high = price_high(rules, state.price_high, &inputs.prices);
     let (rule, mut mode, target_kw) = target(rules, state, inputs, now_us);
+    let expected_kw = expected_load_kw(rules, state, inputs, now_us);
     let from = state.mode;
     let elapsed = state
         .last_step_us
@@ -367,7 +412,7 @@ pub fn step(
         state.emergency_since_us.get_or_insert(now_us);
         for m in &inputs.machines {
             let control = state.machines.get_mut(&m.id);
-            if let Some(c) = control.filter(|c| c.on || m.power_w > 0.0) {
+            if let Some(c) = control.filter(|c| c.on || m.running()) {
                 *c = MachineControl {
                     on: false,
                     since_us: now_us,
@@ -385,18 +430,32 @@ pub fn step(
     } else {
         state.emergency_since_us = None;
         match target_kw {
-            Some(target) if load_kw > target + 1e-9 => {
+            Some(target) if expected_kw > target + 1e-9 => {
                 out.extend(
-                    shed(rules, state, inputs, now_us, load_kw - target, allowance_kw)
-                        .into_iter()
-                        .map(|machine| decision(mode, Action::Sleep { machine }, rule)),
+                    shed(
+                        rules,
+                        state,
+                        inputs,
+                        now_us,
+                        expected_kw - target,
+                        allowance_kw,
+                    )
+                    .into_iter()
+                    .map(|machine| decision(mode, Action::Sleep { machine }, rule)),
                 );
                 if mode != Mode::Failsafe {
                     mode = Mode::Curtailing;
                 }
             }
             Some(target) if mode != Mode::Failsafe => {
-                let woken = wake(rules, state, inputs, now_us, target - load_kw, allowance_kw);
+                let woken = wake(
+                    rules,
+                    state,
+                    inputs,
+                    now_us,
+                    target - expected_kw,
+                    allowance_kw,
+                );
                 let asleep = state.machines.values().any(|c| !c.on);
                 mode = match (rule, woken.is_empty(), asleep) {
                     ("allocation_cap", true, false) => Mode::Running,
@@ -439,7 +498,7 @@ fn shed(
     let mut candidates: Vec<&MachineInput> = inputs
         .machines
         .iter()
-        .filter(|m| m.power_w > 0.0)
+        .filter(|m| m.running())
         .filter(|m| {
             state.machines.get(&m.id).is_some_and(|c| {
                 (c.on && now_us - c.since_us >= rules.min_on_us)
@@ -550,6 +609,7 @@ mod tests {
                     efficiency_j_th: 20.0 + 2.0 * i as f64,
                 })
                 .collect(),
+            failed: Vec::new(),
         }
     }
 
@@ -657,14 +717,30 @@ mod tests {
         });
         let d = step(&ControlRules::default(), &mut state, &inputs, T0 + M);
         assert_eq!(sleeps(&d), vec!["m-09"]);
-        // Its actuator failed: m-09 still draws 3 kW; the next step sheds m-08.
+        // m-09 still draws 3 kW ten seconds on: it may be slow to stop; nothing more is shed.
         let d = step(
             &ControlRules::default(),
             &mut state,
             &inputs,
             T0 + M + 10_000_000,
         );
+        assert_eq!(sleeps(&d), Vec::<String>::new());
+        // Its actuator reports the command failed: the next step sheds m-08.
+        inputs.failed = vec!["m-09".into()];
+        let d = step(
+            &ControlRules::default(),
+            &mut state,
+            &inputs,
+            T0 + M + 20_000_000,
+        );
         assert_eq!(sleeps(&d), vec!["m-08"]);
+        // Without a report, after `command_timeout` the measured power decides as well: m-09
+        // (still running) is ordered to sleep again.
+        inputs.failed.clear();
+        inputs.sensors_us = Some(T0 + 4 * M);
+        inputs.meters_us = Some(T0 + 4 * M);
+        let d = step(&ControlRules::default(), &mut state, &inputs, T0 + 4 * M);
+        assert_eq!(sleeps(&d), vec!["m-09"]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adit_schemas::control::{
-    Command, CommandAction, CommandRow, DecisionRow, FANS_TARGET,
+    Command, CommandAction, CommandOutcome, CommandRow, DecisionRow, FANS_TARGET, OutcomeStatus,
 };
 use adit_schemas::names::{self, TABLE_COMMANDS, TABLE_DECISIONS};
 use adit_schemas::registry::{Record, RegistryEntry, RegistryView};
@@ -163,7 +163,8 @@ impl CurtailmentConfig {
             })
         };
         let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if self.eval_every < Duration::from_millis(100) || self.eval_every > Duration::from_secs(600)
+        if self.eval_every < Duration::from_millis(100)
+            || self.eval_every > Duration::from_secs(600)
         {
             return bad("eval_every", "must be from 100ms to 10m");
         }
@@ -180,7 +181,10 @@ impl CurtailmentConfig {
                 return bad(key, "must be a number, 0 or more");
             }
         }
-        if self.failsafe_target_kw.is_some_and(|v| !finite_non_negative(v)) {
+        if self
+            .failsafe_target_kw
+            .is_some_and(|v| !finite_non_negative(v))
+        {
             return bad("failsafe_target_kw", "must be a number, 0 or more");
         }
         if self.strike_price.is_some_and(|v| !v.is_finite()) {
@@ -252,6 +256,9 @@ struct SiteState {
     prices: Vec<f64>,
     /// The controller.
     control: SiteControl,
+    /// Machines whose latest command an actuator reported failed.
+    #[serde(default)]
+    failed: std::collections::BTreeSet<String>,
 }
 
 /// The whole pipeline state.
@@ -303,7 +310,13 @@ impl Curtailment {
 
     /// What the controller of `site_id` sees at `at_us`; `None` for a site the registry does
     /// not know (nothing to control).
-    fn inputs(&self, view: &RegistryView, site_id: &str, site: &SiteState, at_us: i64) -> Option<Inputs> {
+    fn inputs(
+        &self,
+        view: &RegistryView,
+        site_id: &str,
+        site: &SiteState,
+        at_us: i64,
+    ) -> Option<Inputs> {
         let limits = view.site(site_id)?;
         let stale = self.rules.meter_stale_us;
         let mut machines = Vec::new();
@@ -367,11 +380,18 @@ impl Curtailment {
             sensors_us,
             meters_us,
             machines,
+            failed: site.failed.iter().cloned().collect(),
         })
     }
 
     /// Decides `site_id` at `at_us`.
-    fn decide(&self, state: &mut CurtailmentState, site_id: &str, at_us: i64, out: &mut Produced) -> Result<()> {
+    fn decide(
+        &self,
+        state: &mut CurtailmentState,
+        site_id: &str,
+        at_us: i64,
+        out: &mut Produced,
+    ) -> Result<()> {
         let Some(site) = state.sites.get(site_id) else {
             return Ok(());
         };
@@ -394,8 +414,17 @@ impl Curtailment {
         let state_json = serde_json::to_string(&before).map_err(crate::Error::Encode)?;
         let ts = ts(at_us);
         for (i, d) in decisions.iter().enumerate() {
-            let row = decision_row(site_id, at_us, i, d, self.config.dry_run, &inputs_json, &state_json);
+            let row = decision_row(
+                site_id,
+                at_us,
+                i,
+                d,
+                self.config.dry_run,
+                &inputs_json,
+                &state_json,
+            );
             if let Some(command) = command_of(&row, d, ts) {
+                site.failed.remove(&command.target);
                 out.commands.push(command);
             }
             out.decisions.push(row);
@@ -404,7 +433,13 @@ impl Curtailment {
     }
 
     /// Decides `site_id` at every boundary up to `until_us`.
-    fn advance(&self, state: &mut CurtailmentState, site_id: &str, until_us: i64, out: &mut Produced) -> Result<()> {
+    fn advance(
+        &self,
+        state: &mut CurtailmentState,
+        site_id: &str,
+        until_us: i64,
+        out: &mut Produced,
+    ) -> Result<()> {
         let step = self.eval_us();
         let Some(mut next) = state.sites.get(site_id).map(|s| s.next_eval_us) else {
             return Ok(());
@@ -468,6 +503,23 @@ impl Curtailment {
             self.advance(state, &site_id, clock, &mut out)?;
         }
         Ok(out)
+    }
+}
+
+/// Takes in an actuator's report: a machine whose command failed is not counted as about to
+/// change until an attempt succeeds or a new command is decided for it.
+fn apply_outcome(state: &mut CurtailmentState, o: &CommandOutcome) {
+    if o.target == FANS_TARGET {
+        return;
+    }
+    let site = state.sites.entry(o.site.clone()).or_default();
+    match o.status {
+        OutcomeStatus::Failed => {
+            site.failed.insert(o.target.clone());
+        }
+        OutcomeStatus::Acked => {
+            site.failed.remove(&o.target);
+        }
     }
 }
 
@@ -644,6 +696,7 @@ impl Pipeline for Curtailment {
             }
             for (_, event) in decoded.of(EventKind::CommandOutcome) {
                 if let AnyEvent::CommandOutcome(o) = event {
+                    apply_outcome(state, o);
                     outcomes.push(CommandRow::outcome(o));
                 }
             }
@@ -707,24 +760,55 @@ fn line(rule: &str, action: &str, machine: Option<&str>, fan: Option<i64>, to: &
 
 /// Recomputes the step whose recorded rows (in order) are `rows`: from their state and
 /// inputs, with `rules` (the recorded ones when `None`). `None` when they agree.
-pub fn replay_step(rows: &[DecisionRow], rules: Option<&ControlRules>) -> Result<Option<ReplayDiff>> {
+pub fn replay_step(
+    rows: &[DecisionRow],
+    rules: Option<&ControlRules>,
+) -> Result<Option<ReplayDiff>> {
     let Some(first) = rows.first() else {
         return Ok(None);
     };
     let record: StepRecord = serde_json::from_str(&first.inputs).map_err(crate::Error::Encode)?;
-    let mut state: SiteControl = serde_json::from_str(&first.state).map_err(crate::Error::Encode)?;
+    let mut state: SiteControl =
+        serde_json::from_str(&first.state).map_err(crate::Error::Encode)?;
     let rules = rules.unwrap_or(&record.rules);
-    let decisions = curtail::step(rules, &mut state, &record.inputs, first.ts.timestamp_micros());
+    let decisions = curtail::step(
+        rules,
+        &mut state,
+        &record.inputs,
+        first.ts.timestamp_micros(),
+    );
     let recorded: Vec<String> = rows
         .iter()
-        .map(|r| line(&r.rule, &r.action, r.machine.as_deref(), r.fan_level, &r.to_mode))
+        .map(|r| {
+            line(
+                &r.rule,
+                &r.action,
+                r.machine.as_deref(),
+                r.fan_level,
+                &r.to_mode,
+            )
+        })
         .collect();
     let recomputed: Vec<String> = decisions
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let r = decision_row(&first.site, first.ts.timestamp_micros(), i, d, false, "", "");
-            line(&r.rule, &r.action, r.machine.as_deref(), r.fan_level, &r.to_mode)
+            let r = decision_row(
+                &first.site,
+                first.ts.timestamp_micros(),
+                i,
+                d,
+                false,
+                "",
+                "",
+            );
+            line(
+                &r.rule,
+                &r.action,
+                r.machine.as_deref(),
+                r.fan_level,
+                &r.to_mode,
+            )
         })
         .collect();
     Ok((recorded != recomputed).then(|| ReplayDiff {

@@ -99,20 +99,25 @@ impl SiteDevices {
 
 /// A machine's best fresh power at `at_us`, watts: meter, else PDU, else firmware, else (a
 /// machine heard within `stale_us` saying it mines) `nominal_w`.
-pub fn best_power(device: &Device, nominal_w: Option<f64>, at_us: i64, stale_us: i64) -> Option<f64> {
-        let fresh = |f: &Figure| at_us - f.ts_us <= stale_us;
-        for source in [
-            EnergySource::Meter,
-            EnergySource::Pdu,
-            EnergySource::Firmware,
-        ] {
-            if let Some(f) = device.power.get(source.as_str()).filter(|f| fresh(f)) {
-                return Some(f.value);
-            }
+pub fn best_power(
+    device: &Device,
+    nominal_w: Option<f64>,
+    at_us: i64,
+    stale_us: i64,
+) -> Option<f64> {
+    let fresh = |f: &Figure| at_us - f.ts_us <= stale_us;
+    for source in [
+        EnergySource::Meter,
+        EnergySource::Pdu,
+        EnergySource::Firmware,
+    ] {
+        if let Some(f) = device.power.get(source.as_str()).filter(|f| fresh(f)) {
+            return Some(f.value);
         }
-        let heard = at_us - device.heard_us <= stale_us;
-        nominal_w.filter(|_| device.mining && heard)
     }
+    let heard = at_us - device.heard_us <= stale_us;
+    nominal_w.filter(|_| device.mining && heard)
+}
 
 /// A reading, reduced to what the farm pipelines need.
 #[derive(Debug, Clone)]

@@ -503,7 +503,8 @@ impl Violations {
         if !metered.is_empty() {
             return metered.iter().sum::<f64>() / 1000.0;
         }
-        site.devices.machines
+        site.devices
+            .machines
             .iter()
             .filter(|(id, _)| !main_meters.contains(&id.as_str()))
             .filter_map(|(id, d)| {

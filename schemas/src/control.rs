@@ -163,7 +163,9 @@ impl Event for CommandOutcome {
         check_token("site", &self.site)?;
         check_token("target", &self.target)?;
         if self.id.is_empty() || self.attempt < 1 {
-            return Err(Invalid::new("an outcome needs its command's id and attempt"));
+            return Err(Invalid::new(
+                "an outcome needs its command's id and attempt",
+            ));
         }
         policy.check_ts(self.ts, now)
     }
@@ -369,7 +371,10 @@ mod tests {
         assert!(err.reason.contains("needs a value"), "{}", err.reason);
         let c = command(CommandAction::FanLevel, Some(9.0));
         assert_eq!(c.subject(), "control.s1.m-1");
-        assert_eq!(EventKind::from_subject(&c.subject()), Some(EventKind::Command));
+        assert_eq!(
+            EventKind::from_subject(&c.subject()),
+            Some(EventKind::Command)
+        );
         assert_eq!(
             EventKind::from_subject("control.outcome.s1"),
             Some(EventKind::CommandOutcome)

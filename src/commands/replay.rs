@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_pipelines::curtailment::{ReplayDiff, replay_step};
+use adit_query::{Catalog, SqlEngine, SqlLimits};
 use adit_schemas::control::DecisionRow;
 use adit_sinks::TableStore;
-use adit_query::{Catalog, SqlEngine, SqlLimits};
 use anyhow::{Context, bail};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -94,15 +94,17 @@ fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 fn index_of(id: &str) -> u64 {
-    id.rsplit(':').next().and_then(|i| i.parse().ok()).unwrap_or(0)
+    id.rsplit(':')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The rows of one result batch (columns in the order of the query).
 fn rows_of(batch: &RecordBatch) -> anyhow::Result<Vec<DecisionRow>> {
     // Whatever the engine reads them as (Utf8View, dictionaries), as plain arrays.
-    let col = |i: usize, to: &DataType| -> anyhow::Result<ArrayRef> {
-        Ok(cast(batch.column(i), to)?)
-    };
+    let col =
+        |i: usize, to: &DataType| -> anyhow::Result<ArrayRef> { Ok(cast(batch.column(i), to)?) };
     let texts: Vec<ArrayRef> = [0, 1, 3, 4, 5, 6, 7, 8, 13, 14]
         .iter()
         .map(|&i| col(i, &DataType::Utf8))

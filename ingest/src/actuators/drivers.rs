@@ -51,7 +51,11 @@ impl Driver {
 }
 
 /// The driver for `command` from the registry, or why there is none.
-pub fn route(view: &RegistryView, command: &Command, webhook: Option<&str>) -> Result<Driver, String> {
+pub fn route(
+    view: &RegistryView,
+    command: &Command,
+    webhook: Option<&str>,
+) -> Result<Driver, String> {
     let fallback = |why: String| match webhook {
         Some(url) => Ok(Driver::Webhook {
             url: url.to_string(),
@@ -107,7 +111,13 @@ pub async fn attempt(
         Driver::FanRelay { url } => {
             let level = command.value.unwrap_or_default().round() as i64;
             let body = serde_json::json!({ "level": level });
-            post(http, &format!("{}/level", url.trim_end_matches('/')), &body, timeout).await
+            post(
+                http,
+                &format!("{}/level", url.trim_end_matches('/')),
+                &body,
+                timeout,
+            )
+            .await
         }
         Driver::Webhook { url } => {
             let body = serde_json::to_value(command).map_err(|e| e.to_string())?;
@@ -225,16 +235,28 @@ mod tests {
                 url: "http://relay".into()
             })
         );
-        let err = route(&v, &command("m-9", CommandAction::Sleep), Some("http://hook"));
+        let err = route(
+            &v,
+            &command("m-9", CommandAction::Sleep),
+            Some("http://hook"),
+        );
         assert!(err.unwrap_err().contains("not registered"));
         let no_relay = view(None, AdapterKind::Push);
         assert!(
-            route(&no_relay, &command(FANS_TARGET, CommandAction::FanLevel), None)
-                .unwrap_err()
-                .contains("no fan_relay")
+            route(
+                &no_relay,
+                &command(FANS_TARGET, CommandAction::FanLevel),
+                None
+            )
+            .unwrap_err()
+            .contains("no fan_relay")
         );
         assert_eq!(
-            route(&no_relay, &command("m-1", CommandAction::Wake), Some("http://hook")),
+            route(
+                &no_relay,
+                &command("m-1", CommandAction::Wake),
+                Some("http://hook")
+            ),
             Ok(Driver::Webhook {
                 url: "http://hook".into()
             })
@@ -245,8 +267,13 @@ mod tests {
     fn a_miner_reply_is_judged_by_its_status() {
         let ok = serde_json::json!({"STATUS":[{"STATUS":"S","Msg":"Paused"}]});
         assert_eq!(judge_miner_reply(&ok), Ok("Paused".into()));
-        let refused = serde_json::json!({"STATUS":[{"STATUS":"E","Code":14,"Msg":"Invalid command"}]});
-        assert!(judge_miner_reply(&refused).unwrap_err().contains("Invalid command"));
+        let refused =
+            serde_json::json!({"STATUS":[{"STATUS":"E","Code":14,"Msg":"Invalid command"}]});
+        assert!(
+            judge_miner_reply(&refused)
+                .unwrap_err()
+                .contains("Invalid command")
+        );
         assert!(judge_miner_reply(&serde_json::json!({})).is_err());
     }
 }

@@ -129,10 +129,7 @@ async fn dispatch(
             )
             .await
             .map_err(|e| stream_err(&e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| stream_err(&e))?;
+        let mut messages = consumer.messages().await.map_err(|e| stream_err(&e))?;
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -185,7 +182,9 @@ async fn refresh_registry(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         }
         match ctx.registry.view().await {
             Ok(view) => *ctx.view.write().await = view,
-            Err(e) => tracing::warn!(error = %e, "actuators: registry unreadable; keeping the last view"),
+            Err(e) => {
+                tracing::warn!(error = %e, "actuators: registry unreadable; keeping the last view")
+            }
         }
     }
 }
@@ -198,7 +197,9 @@ async fn worker(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<jetstream::Message>) {
             Ok(()) => message.ack().await,
             Err(e) => {
                 tracing::warn!(subject = %message.subject, error = %e, "actuators: outcome not stored; the command will be redelivered");
-                message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
+                message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await
             }
         };
         if let Err(e) = ack {
@@ -306,7 +307,10 @@ async fn carry_out(ctx: &Ctx, command: &Command) -> Vec<CommandOutcome> {
             wait *= 2;
         }
     }
-    if out.last().is_some_and(|o| o.status == OutcomeStatus::Failed) {
+    if out
+        .last()
+        .is_some_and(|o| o.status == OutcomeStatus::Failed)
+    {
         tracing::warn!(site = %command.site, target = %command.target, action = command.action.as_str(), reply = %out.last().map(|o| o.reply.as_str()).unwrap_or_default(), "actuators: command failed after every attempt");
     }
     out

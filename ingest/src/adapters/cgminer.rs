@@ -1326,7 +1326,11 @@ where
 
 /// The reply to a JSON control command (`pause`, `resume`) that `control` carries out;
 /// `None` for any other request.
-fn control_reply<C: Fn(&str) -> Option<String>>(request: &[u8], control: &C, when: i64) -> Option<String> {
+fn control_reply<C: Fn(&str) -> Option<String>>(
+    request: &[u8],
+    control: &C,
+    when: i64,
+) -> Option<String> {
     let value: Value = serde_json::from_slice(trim_reply(request)).ok()?;
     let word = value.get("command")?.as_str()?;
     if !CONTROL_COMMANDS.contains(&word) {

@@ -70,10 +70,7 @@ impl Controls {
     /// Sets `site`'s fans to `level` as of `at`.
     pub fn set_fans(&self, site: &str, level: u8, at: DateTime<Utc>) {
         let mut state = self.lock();
-        let before = state
-            .fans
-            .get(site)
-            .and_then(|c| c.at(at, Duration::ZERO));
+        let before = state.fans.get(site).and_then(|c| c.at(at, Duration::ZERO));
         state.fans.insert(
             site.to_string(),
             Commanded {
@@ -110,13 +107,19 @@ mod tests {
         let s = chrono::Duration::seconds;
         assert!(!c.asleep("s", "m", t0, lag));
         c.set_asleep("s", "m", true, t0);
-        assert!(!c.asleep("s", "m", t0 + s(4), lag), "still mining within the lag");
+        assert!(
+            !c.asleep("s", "m", t0 + s(4), lag),
+            "still mining within the lag"
+        );
         assert!(c.asleep("s", "m", t0 + s(5), lag));
         // A second sleep order does not restart the lag.
         c.set_asleep("s", "m", true, t0 + s(6));
         assert!(c.asleep("s", "m", t0 + s(7), lag));
         c.set_asleep("s", "m", false, t0 + s(10));
-        assert!(c.asleep("s", "m", t0 + s(12), lag), "still asleep while waking");
+        assert!(
+            c.asleep("s", "m", t0 + s(12), lag),
+            "still asleep while waking"
+        );
         assert!(!c.asleep("s", "m", t0 + s(15), lag));
         assert_eq!(c.fan_level("s", t0, lag), None);
         c.set_fans("s", 7, t0);

@@ -24,9 +24,9 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use controls::{COOLING_PER_FAN_LEVEL_C, Controls};
 use crate::publish::{Outgoing, Publisher};
 use crate::registry::{Registry, RegistryError};
+use controls::{COOLING_PER_FAN_LEVEL_C, Controls};
 
 /// Shape of the simulated farm.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
