@@ -43,7 +43,7 @@ use crate::pipeline::{
 };
 use crate::runtime::InvalidConfig;
 use crate::timer::Timer;
-use crate::violations::{readings_input, registry_input};
+use crate::violations::{grid_input, readings_input, registry_input};
 
 /// Curtailment pipeline settings (`[pipelines.curtailment]`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -626,17 +626,6 @@ fn outcomes_input() -> StreamInput {
         subject: "control.outcome.>".into(),
         partitioned: Some("control.outcome.{part}".into()),
         kinds: vec![EventKind::CommandOutcome],
-    }
-}
-
-/// The grid signals as an input.
-fn grid_input() -> StreamInput {
-    StreamInput {
-        name: "grid".into(),
-        stream: names::STREAM_GRID.into(),
-        subject: "grid.signal.>".into(),
-        partitioned: Some("grid.signal.{part}".into()),
-        kinds: vec![EventKind::Grid],
     }
 }
 

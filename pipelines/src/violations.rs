@@ -32,7 +32,8 @@ use adit_schemas::names::{self, TABLE_VIOLATION_NOTES, TABLE_VIOLATIONS};
 use adit_schemas::registry::{Record, RegistryEntry, RegistryView};
 use adit_schemas::results::ViolationRow;
 use adit_schemas::{
-    AnyEvent, EnergySource, EventKind, NoteAction, SensorKind, ViolationNote, to_batch,
+    AnyEvent, EnergySource, EventKind, GridSignal, GridSignalKind, NoteAction, SensorKind,
+    ViolationNote, to_batch,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -158,6 +159,8 @@ pub enum Kind {
     SilentDevice,
     /// A device the registry does not know.
     UnregisteredDevice,
+    /// A grid curtailment whose target was not met by its deadline.
+    CurtailmentDeadline,
 }
 
 impl Kind {
@@ -168,6 +171,7 @@ impl Kind {
             Self::Humidity => "humidity",
             Self::SilentDevice => "silent_device",
             Self::UnregisteredDevice => "unregistered_device",
+            Self::CurtailmentDeadline => "curtailment_deadline",
         }
     }
 }
@@ -384,6 +388,9 @@ struct SiteState {
     /// What its devices said.
     #[serde(flatten)]
     devices: SiteDevices,
+    /// The grid curtailment in force: target kW and deadline µs.
+    #[serde(default)]
+    curtail: Option<(f64, i64)>,
 }
 
 /// The whole pipeline state.
@@ -545,6 +552,18 @@ impl Violations {
                     limits.critical_pct,
                 ),
             ));
+        }
+        if limits.is_some() {
+            // Evaluated with no curtailment as well, so a lifted one resolves.
+            let missed = site.curtail.and_then(|(target_kw, deadline_us)| {
+                let kw = self.site_power_kw(view, site_id, site, at_us);
+                (at_us > deadline_us && kw > target_kw).then_some(Condition {
+                    severity: Severity::Violation,
+                    value: Some(kw),
+                    limit: Some(target_kw),
+                })
+            });
+            out.push((key("site", site_id, Kind::CurtailmentDeadline), missed));
         }
         let stale = ViolationsConfig::us(self.config.stale_after);
         for (id, sensor) in &site.devices.sensors {
@@ -726,7 +745,7 @@ impl Violations {
         let clear = ViolationsConfig::us(self.config.clear_after);
         for (key, condition) in conditions {
             // A silence has already lasted `silent_after`: it opens at once.
-            let hold = if key.kind == Kind::SilentDevice {
+            let hold = if matches!(key.kind, Kind::SilentDevice | Kind::CurtailmentDeadline) {
                 0
             } else {
                 hold
@@ -788,6 +807,7 @@ impl Violations {
         state: &mut ViolationsState,
         entries: &[&RegistryEntry],
         mut readings: Vec<(i64, u64, Reading)>,
+        mut signals: Vec<(i64, u64, GridSignal)>,
         now_us: i64,
     ) -> Vec<ViolationRow> {
         for entry in entries {
@@ -805,9 +825,14 @@ impl Violations {
         }
         count_unregistered(&state.registry, &readings);
         readings.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+        signals.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+        let mut signals = signals.into_iter().peekable();
         let step = self.eval_us();
         let mut rows = Vec::new();
         for (ts_us, _, reading) in &readings {
+            while let Some((_, _, g)) = signals.next_if(|(t, _, _)| t <= ts_us) {
+                apply_signal(state, &g);
+            }
             let site_id = reading.site().to_string();
             let fresh = !state.sites.contains_key(&site_id);
             if fresh {
@@ -830,6 +855,9 @@ impl Violations {
                 site.heard_now_us = now_us;
             }
         }
+        for (_, _, g) in signals {
+            apply_signal(state, &g);
+        }
         // Quiet sites: their clock moves on with processing time.
         let quiet_grace = step;
         let clocks: Vec<(String, i64)> = state
@@ -849,6 +877,18 @@ impl Violations {
             self.advance_pools(state, newest, &mut rows);
         }
         rows
+    }
+}
+
+/// A curtail signal sets the site's target and deadline; a normal one lifts them.
+fn apply_signal(state: &mut ViolationsState, g: &GridSignal) {
+    let site = state.sites.entry(g.site.clone()).or_default();
+    match (g.kind, g.target_kw, g.deadline) {
+        (GridSignalKind::Curtail, Some(target), Some(deadline)) => {
+            site.curtail = Some((target, deadline.timestamp_micros()));
+        }
+        (GridSignalKind::Normal, ..) => site.curtail = None,
+        _ => {}
     }
 }
 
@@ -895,6 +935,17 @@ pub fn registry_input() -> StreamInput {
     }
 }
 
+/// The grid signals as an input.
+pub fn grid_input() -> StreamInput {
+    StreamInput {
+        name: "grid".into(),
+        stream: names::STREAM_GRID.into(),
+        subject: "grid.signal.>".into(),
+        partitioned: Some("grid.signal.{part}".into()),
+        kinds: vec![EventKind::Grid],
+    }
+}
+
 /// The farm's readings as an input: energy, sensors and miner status (worker hashrate samples
 /// share the subject space and are read and ignored).
 pub fn readings_input() -> StreamInput {
@@ -921,6 +972,7 @@ impl Pipeline for Violations {
             inputs: vec![
                 registry_input(),
                 readings_input(),
+                grid_input(),
                 StreamInput {
                     name: "notes".into(),
                     stream: names::STREAM_CONTROL.into(),
@@ -966,7 +1018,22 @@ impl Pipeline for Violations {
                 }
             }
         }
-        let mut rows = self.observe(state, &entries, readings, input.now.timestamp_micros());
+        let signals: Vec<(i64, u64, GridSignal)> = input
+            .inputs
+            .iter()
+            .flat_map(|d| d.of(EventKind::Grid))
+            .filter_map(|(seq, e)| match e {
+                AnyEvent::Grid(g) => Some((g.ts.timestamp_micros(), *seq, g.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut rows = self.observe(
+            state,
+            &entries,
+            readings,
+            signals,
+            input.now.timestamp_micros(),
+        );
         let mut out = StepOutput::default();
         let notes: Vec<(u64, AnyEvent)> = input
             .inputs
@@ -1110,7 +1177,7 @@ mod tests {
                     batch.push((T0 + t * S, seq, r));
                 }
             }
-            rows.extend(p.observe(state, &[], batch, T0 + chunk * S + 60 * S));
+            rows.extend(p.observe(state, &[], batch, vec![], T0 + chunk * S + 60 * S));
         }
         rows
     }
@@ -1120,7 +1187,7 @@ mod tests {
         let mut state = ViolationsState::default();
         let entries = farm();
         let refs: Vec<&RegistryEntry> = entries.iter().collect();
-        assert!(p.observe(&mut state, &refs, vec![], T0).is_empty());
+        assert!(p.observe(&mut state, &refs, vec![], vec![], T0).is_empty());
         (p, state)
     }
 
@@ -1236,6 +1303,87 @@ mod tests {
     }
 
     #[test]
+    fn a_curtailment_not_met_by_its_deadline_is_a_violation_until_met_or_lifted() {
+        let (p, mut state) = setup();
+        let signal = |at_s: i64, kind: GridSignalKind| GridSignal {
+            site: "s1".into(),
+            event_id: format!("dr-{at_s}"),
+            kind,
+            target_kw: (kind == GridSignalKind::Curtail).then_some(4.0),
+            deadline: (kind == GridSignalKind::Curtail).then(|| ts(T0 + (at_s + 120) * S)),
+            price_per_mwh: None,
+            ts: ts(T0 + at_s * S),
+        };
+        let mut seq = 0;
+        let mut rows = Vec::new();
+        // 6 kW against a 4 kW target due at 180 s; from 300 s one machine sleeps (3 kW).
+        for minute in 0..8 {
+            let mut batch = Vec::new();
+            for t in (minute * 60..minute * 60 + 60).step_by(10) {
+                seq += 1;
+                let m2 = if t >= 300 { 0.0 } else { 3000.0 };
+                batch.push((T0 + t * S, seq, power("m1", 3000.0)));
+                batch.push((T0 + t * S, seq + 1000, power("m2", m2)));
+                batch.push((T0 + t * S, seq + 2000, temp(27.0)));
+            }
+            let signals = if minute == 1 {
+                vec![(T0 + 60 * S, 1, signal(60, GridSignalKind::Curtail))]
+            } else {
+                vec![]
+            };
+            rows.extend(p.observe(
+                &mut state,
+                &[],
+                batch,
+                signals,
+                T0 + minute * 60 * S + 60 * S,
+            ));
+        }
+        let deadline: Vec<_> = rows
+            .iter()
+            .filter(|r| r.kind == "curtailment_deadline")
+            .collect();
+        assert_eq!(deadline.len(), 2, "{rows:#?}");
+        assert_eq!(deadline[0].event, "opened");
+        assert_eq!(deadline[0].severity, "violation");
+        assert_eq!(deadline[0].limit, Some(4.0));
+        assert_eq!(deadline[0].value, Some(6.0));
+        assert!(deadline[0].ts > ts(T0 + 180 * S) && deadline[0].ts <= ts(T0 + 200 * S));
+        assert_eq!(deadline[1].event, "resolved");
+        // A normal signal lifts a target never met (a fresh site).
+        let (p, mut state) = setup();
+        let mut rows = Vec::new();
+        let signals = vec![(T0 + 500 * S, 2, signal(500, GridSignalKind::Curtail))];
+        let batch = |from: i64| -> Vec<(i64, u64, Reading)> {
+            (from..from + 60)
+                .step_by(10)
+                .flat_map(|t| {
+                    [
+                        (T0 + t * S, 1, power("m1", 3000.0)),
+                        (T0 + t * S, 2, power("m2", 3000.0)),
+                        (T0 + t * S, 3, temp(27.0)),
+                    ]
+                })
+                .collect()
+        };
+        for (i, from) in (480..1020).step_by(60).enumerate() {
+            let sig = if i == 0 { signals.clone() } else { vec![] };
+            let sig = if from == 840 {
+                vec![(T0 + 840 * S, 3, signal(840, GridSignalKind::Normal))]
+            } else {
+                sig
+            };
+            rows.extend(p.observe(&mut state, &[], batch(from), sig, T0 + (from + 60) * S));
+        }
+        let events: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.kind == "curtailment_deadline")
+            .map(|r| r.event.as_str())
+            .collect();
+        assert_eq!(events, vec!["opened", "resolved"], "{rows:#?}");
+    }
+
+    #[test]
     fn a_quiet_site_is_still_found_silent_in_processing_time() {
         let (p, mut state) = setup();
         let batch = vec![
@@ -1243,8 +1391,8 @@ mod tests {
             (T0, 2, power("m2", 3000.0)),
             (T0, 3, temp(27.0)),
         ];
-        assert!(p.observe(&mut state, &[], batch, T0).is_empty());
-        let rows = p.observe(&mut state, &[], vec![], T0 + 600 * S);
+        assert!(p.observe(&mut state, &[], batch, vec![], T0).is_empty());
+        let rows = p.observe(&mut state, &[], vec![], vec![], T0 + 600 * S);
         let subjects: Vec<&str> = rows
             .iter()
             .filter(|r| r.event == "opened")
@@ -1271,7 +1419,7 @@ mod tests {
         );
         // Allocation lowered from 10 to 6 kW: 6.01 kW is now over it.
         let lowered = put(Record::Site(Site::new("s1", 6.0)), T0 + 300 * S);
-        p.observe(&mut state, &[&lowered], vec![], T0 + 300 * S);
+        p.observe(&mut state, &[&lowered], vec![], vec![], T0 + 300 * S);
         let rows = run(&p, &mut state, 300, 300, |_| {
             vec![
                 power("m1", 3000.0),
