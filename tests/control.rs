@@ -1,0 +1,227 @@
+//! The farm controller end to end through the real binary (`adit run --roles
+//! pipelines,query,simulate,adapters,actuators`): a demand-response signal posted to the ingest
+//! API makes the curtailment pipeline shed the least efficient machines; the actuators pause
+//! them over their cgminer APIs and set the fans over the fan relay; the simulated miners obey,
+//! the adapters read the lower power; the deadline is met (no violation); a `normal` signal
+//! wakes them again; `adit replay decisions` recomputes every decision with no difference; a
+//! malformed command is dead-lettered with its reason.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const SITE: &str = "site-01";
+
+/// The site's power as the adapters last read it, kW.
+async fn site_kw(app: &App) -> Option<f64> {
+    let sql = format!(
+        "SELECT machine, first_value(power_w ORDER BY ts DESC) AS w FROM energy_readings \
+         WHERE site = '{SITE}' GROUP BY machine"
+    );
+    if app.sql(&sql, "json", Some(READ_TOKEN)).await.0 != 200 {
+        return None;
+    }
+    let rows = app.rows(&sql).await;
+    (!rows.is_empty()).then(|| rows.iter().filter_map(|r| r["w"].as_f64()).sum::<f64>() / 1000.0)
+}
+
+async fn ingest_grid(app: &App, body: Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/ingest/grid", app.url()))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identically() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query,simulate,adapters,actuators",
+        "[simulate]\nsites = 1\nmachines_per_site = 8\nsensors_per_site = 1\ninterval = \"500ms\"\ngrid_every = 0\ncommand_lag = \"2s\"\n\
+         [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nstale_after = \"5s\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\n\
+         [pipelines.curtailment]\neval_every = \"1s\"\nramp_kw_per_min = 600.0\nmin_on = \"0s\"\nmin_off = \"0s\"\ncooldown = \"5s\"\n\
+         command_timeout = \"10s\"\nmeter_stale = \"10s\"\nsensor_stale = \"10s\"\n\
+         [actuators]\ntimeout = \"1s\"\nretry_after = \"200ms\"\n",
+    );
+    app.wait_http().await;
+    eventually(
+        Duration::from_secs(90),
+        "every machine read by the adapters",
+        || async {
+            let sql = format!(
+                "SELECT count(DISTINCT machine) AS n FROM energy_readings WHERE site = '{SITE}'"
+            );
+            app.sql(&sql, "json", Some(READ_TOKEN)).await.0 == 200
+                && app.rows(&sql).await[0]["n"].as_i64() == Some(8)
+        },
+    )
+    .await;
+    let before_kw = site_kw(&app).await.unwrap();
+    let target_kw = (before_kw * 0.5).round();
+    let t0 = Utc::now();
+    let deadline = t0 + chrono::Duration::seconds(60);
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-e2e", "kind": "curtail", "target_kw": target_kw,
+               "deadline": deadline, "ts": t0}),
+    )
+    .await;
+
+    // The site comes down to the target, as the meters read it.
+    let mut reached = None;
+    let give_up = std::time::Instant::now() + Duration::from_secs(90);
+    while reached.is_none() && std::time::Instant::now() < give_up {
+        if site_kw(&app).await.unwrap_or(f64::MAX) <= target_kw {
+            reached = Some(Utc::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let reached = reached.unwrap_or_else(|| panic!("never at the target; log:\n{}", app.log()));
+    eprintln!(
+        "site {before_kw:.1} kW → target {target_kw} kW reached after {:.1} s (deadline 60 s)",
+        (reached - t0).num_milliseconds() as f64 / 1000.0
+    );
+    assert!(reached <= deadline, "deadline missed");
+
+    // Shed least efficient first, each command acked by the miner's API.
+    let machines: Vec<Value> = reqwest::Client::new()
+        .get(format!("{}/api/v1/registry/machines", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let efficiency: BTreeMap<String, f64> = machines
+        .iter()
+        .map(|m| {
+            let j_th = m["nominal_power_w"].as_f64().unwrap()
+                / (m["nominal_hashrate_hs"].as_f64().unwrap() / 1e12);
+            (m["id"].as_str().unwrap().to_string(), j_th)
+        })
+        .collect();
+    let sheds = app
+        .rows(
+            "SELECT machine, id FROM decisions WHERE rule = 'grid_curtail' AND action = 'sleep' \
+             ORDER BY ts, id",
+        )
+        .await;
+    assert!(!sheds.is_empty());
+    let order: Vec<f64> = sheds
+        .iter()
+        .map(|r| efficiency[r["machine"].as_str().unwrap()])
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] >= w[1]),
+        "least efficient first: {order:?}"
+    );
+    let acked = "SELECT count(*) AS n FROM commands WHERE action = 'sleep' AND status = 'acked' \
+                 AND actuator = 'miner_api'";
+    eventually(Duration::from_secs(30), "sleep commands acked", || async {
+        app.rows(acked).await[0]["n"].as_i64() >= Some(sheds.len() as i64)
+    })
+    .await;
+    let fans = "SELECT count(*) AS n FROM commands WHERE action = 'fan_level' AND status = 'acked' \
+                AND actuator = 'fan_relay'";
+    assert!(
+        app.rows(fans).await[0]["n"].as_i64() > Some(0),
+        "fans set through the relay"
+    );
+
+    // The grid lifts the event: the machines are woken again.
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-e2e-end", "kind": "normal", "ts": Utc::now()}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(90),
+        "the site back near its load",
+        || async { site_kw(&app).await.unwrap_or(0.0) >= before_kw * 0.9 },
+    )
+    .await;
+    let woken = app
+        .rows("SELECT count(*) AS n FROM decisions WHERE action = 'wake' AND rule = 'resume'")
+        .await;
+    assert!(woken[0]["n"].as_i64() > Some(0));
+    let missed = app
+        .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
+        .await;
+    assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
+
+    // A malformed command is dead-lettered with its reason.
+    let (_, js) = publisher(&nats).await;
+    js.publish("control.site-01.m-001", "{\"id\":\"x\"}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dlq = js.get_stream("DLQ").await.unwrap();
+    let consumer = dlq
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: "dlq.control".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let dead = tokio::time::timeout(Duration::from_secs(30), messages.next())
+        .await
+        .expect("a dead letter within 30 s")
+        .unwrap()
+        .unwrap();
+    let reason = dead
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Adit-Dlq-Reason"))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert!(reason.contains("missing field"), "{reason}");
+
+    // Every decision recomputes identically from its row.
+    let out = Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args([
+            "--tables",
+            &dir.path().join("tables").to_string_lossy(),
+            "replay",
+            "decisions",
+            "--site",
+            SITE,
+            "--from",
+            &(t0 - chrono::Duration::hours(1)).to_rfc3339(),
+            "--to",
+            &(Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    eprintln!(
+        "replay: {} decisions in {} steps, {} differences",
+        report["decisions"],
+        report["steps"],
+        report["differences"].as_array().unwrap().len()
+    );
+    assert!(report["steps"].as_u64() > Some(2), "{report}");
+    assert_eq!(report["differences"], json!([]));
+}
