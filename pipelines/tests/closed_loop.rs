@@ -497,9 +497,9 @@ async fn a_hundred_machines_follow_ten_curtailments_a_heat_wave_and_a_silent_sen
     );
     let fans_then = decisions
         .iter()
+        .rev()
         .filter(|d| d.ts <= first.ts && d.action == "fan_level")
-        .filter_map(|d| d.fan_level)
-        .last();
+        .find_map(|d| d.fan_level);
     assert_eq!(fans_then, Some(9), "fans at 9 in the emergency");
     let after = first.ts + Duration::seconds(LAG_S + TICK_S);
     let load_after = loads.iter().find(|(t, _)| *t >= after).unwrap().1;
