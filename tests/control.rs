@@ -193,6 +193,83 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
         .unwrap_or_default();
     assert!(reason.contains("missing field"), "{reason}");
 
+    // Overrides: a pinned fan level (operate) is obeyed and named in its decision; a hold
+    // needs the admin role; each override is in the table with its author.
+    let client = reqwest::Client::new();
+    let overrides = format!("{}/api/v1/control/overrides", app.url());
+    let r = client
+        .post(&overrides)
+        .bearer_auth(OPERATE_TOKEN)
+        .json(
+            &json!({"site": SITE, "kind": "fan_level", "value": 8, "duration": "10m",
+                      "reason": "testing the relay"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let pinned: Value = r.json().await.unwrap();
+    let pin_id = pinned["id"].as_str().unwrap().to_string();
+    let r = client
+        .post(&overrides)
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&json!({"site": SITE, "kind": "hold", "duration": "10m", "reason": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a hold needs the admin role");
+    let r = client
+        .post(&overrides)
+        .bearer_auth(OPERATE_TOKEN)
+        .json(
+            &json!({"site": SITE, "kind": "fan_level", "value": 12, "duration": "10m",
+                      "reason": "too far"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "fan level 12 is refused");
+    let pinned_fans = "SELECT count(*) AS n FROM commands c JOIN decisions d ON c.id = d.id                        WHERE d.rule = 'override_fan' AND d.fan_level = 8 AND c.status = 'acked'";
+    eventually(
+        Duration::from_secs(30),
+        "the pinned fan level acked",
+        || async {
+            app.sql(pinned_fans, "json", Some(READ_TOKEN)).await.0 == 200
+                && app.rows(pinned_fans).await[0]["n"].as_i64() > Some(0)
+        },
+    )
+    .await;
+    let named = app
+        .rows("SELECT inputs FROM decisions WHERE rule = 'override_fan' LIMIT 1")
+        .await;
+    assert!(
+        named[0]["inputs"].as_str().unwrap().contains(&pin_id),
+        "the decision names the override"
+    );
+    let r = client
+        .post(format!("{overrides}/{SITE}/{pin_id}/cancel"))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&json!({"reason": "done"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let listed: Vec<Value> = client
+        .get(format!("{overrides}?site={SITE}"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|o| o["id"] == pin_id.as_str() && o["by"] == "operator"),
+        "{listed:?}"
+    );
+
     // Every decision recomputes identically from its row.
     let out = Command::new(env!("CARGO_BIN_EXE_adit"))
         .args([

@@ -15,11 +15,12 @@
 //! 2. `emergency_temperature`: the hottest sensor at or over `emergency_temp_c` → sleep every
 //!    machine, ignoring minimum on-times; it lifts once the temperature is `emergency_clear_c`
 //!    below the limit and the cooldown has passed.
-//! 3. `grid_curtail`: an active demand-response event: target = its `target_kw` (at most the
+//! 3. `override_target`: an operator's forced load target (until it expires).
+//! 4. `grid_curtail`: an active demand-response event: target = its `target_kw` (at most the
 //!    allocation) until a `normal` signal.
-//! 4. `price_strike`: the price over `strike_price` for `strike_intervals` consecutive intervals
+//! 5. `price_strike`: the price over `strike_price` for `strike_intervals` consecutive intervals
 //!    → target `price_target_kw`; it lifts after as many consecutive intervals at or under it.
-//! 5. `allocation_cap`: otherwise the target is the allocation.
+//! 6. `allocation_cap`: otherwise the target is the allocation.
 //!
 //! **Shedding**: while the load is over the target, machines are put to sleep least efficient
 //! first (highest J/TH, then id), only those on for at least `min_on`, at most
@@ -29,6 +30,9 @@
 //! **Resuming**: once no limit binds and `cooldown` has passed since the last shed, sleeping
 //! machines are woken most efficient first, if off for at least `min_off`, while the load plus
 //! their nominal power stays under the target less `resume_margin_kw`, within the same ramp.
+//! **Overrides** (from the pipeline, named in `Inputs::overrides`): `hold` sheds and wakes
+//! nothing (fans and the emergency still act); a machine not `controllable` is never chosen;
+//! `fan_pin` fixes the fans outside failsafe and emergency.
 //! **Fans**: the hottest temperature picks a level from the band table (the first band whose
 //! upper bound it is under; 9 above all); going down needs `fan_hysteresis_c` below the bound.
 
@@ -143,6 +147,13 @@ pub struct MachineInput {
     pub nominal_w: f64,
     /// Joules per terahash (higher: less efficient).
     pub efficiency_j_th: f64,
+    /// Whether the controller may shed or wake it (an override can take it out of control).
+    #[serde(default = "yes")]
+    pub controllable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl MachineInput {
@@ -177,6 +188,18 @@ pub struct Inputs {
     /// about to change).
     #[serde(default)]
     pub failed: Vec<String>,
+    /// An operator's load target, kW.
+    #[serde(default)]
+    pub forced_target_kw: Option<f64>,
+    /// An operator holds the site: nothing is shed or woken.
+    #[serde(default)]
+    pub hold: bool,
+    /// An operator's fan level.
+    #[serde(default)]
+    pub fan_pin: Option<u8>,
+    /// The ids of the overrides in force (what shaped these inputs).
+    #[serde(default)]
+    pub overrides: Vec<String>,
 }
 
 /// What the controller remembers of one machine.
@@ -205,6 +228,9 @@ pub struct SiteControl {
     pub fan_level: u8,
     /// Each machine's commanded state.
     pub machines: BTreeMap<String, MachineControl>,
+    /// Whether an operator held the site at the last step.
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// What a decision does.
@@ -270,6 +296,13 @@ fn target(
             .is_none_or(|t| now_us - t >= rules.cooldown_us);
     if hottest >= inputs.emergency_temp_c || (in_emergency && !cooled) {
         return ("emergency_temperature", Mode::Emergency, Some(0.0));
+    }
+    if let Some(kw) = inputs.forced_target_kw {
+        return (
+            "override_target",
+            Mode::Curtailing,
+            Some(kw.min(inputs.allocation_kw)),
+        );
     }
     if let Some(g) = &inputs.grid {
         return (
@@ -390,8 +423,9 @@ pub fn step(
     let mut out = Vec::new();
 
     // Fans: 9 in failsafe and emergency, else by band.
-    let level = match mode {
-        Mode::Failsafe | Mode::Emergency => 9,
+    let level = match (mode, inputs.fan_pin) {
+        (Mode::Failsafe | Mode::Emergency, _) => 9,
+        (_, Some(pin)) => pin.clamp(1, 9),
         _ => fan_level(
             rules,
             state.fan_level.max(1),
@@ -402,6 +436,8 @@ pub fn step(
         state.fan_level = level;
         let why = if mode == Mode::Failsafe || mode == Mode::Emergency {
             rule
+        } else if inputs.fan_pin.is_some() {
+            "override_fan"
         } else {
             "fan_band"
         };
@@ -427,6 +463,9 @@ pub fn step(
             }
         }
         state.last_shed_us = Some(now_us);
+    } else if inputs.hold && mode != Mode::Failsafe {
+        state.emergency_since_us = None;
+        mode = from;
     } else {
         state.emergency_since_us = None;
         match target_kw {
@@ -479,6 +518,10 @@ pub fn step(
     if mode != from && !out.iter().any(|d| d.to == mode) {
         out.push(decision(mode, Action::Mode, rule));
     }
+    if inputs.hold && !state.held {
+        out.push(decision(mode, Action::Mode, "override_hold"));
+    }
+    state.held = inputs.hold;
     for d in &mut out {
         d.to = mode;
     }
@@ -498,7 +541,7 @@ fn shed(
     let mut candidates: Vec<&MachineInput> = inputs
         .machines
         .iter()
-        .filter(|m| m.running())
+        .filter(|m| m.running() && m.controllable)
         .filter(|m| {
             state.machines.get(&m.id).is_some_and(|c| {
                 (c.on && now_us - c.since_us >= rules.min_on_us)
@@ -552,10 +595,11 @@ fn wake(
         .machines
         .iter()
         .filter(|m| {
-            state
-                .machines
-                .get(&m.id)
-                .is_some_and(|c| !c.on && now_us - c.since_us >= rules.min_off_us)
+            m.controllable
+                && state
+                    .machines
+                    .get(&m.id)
+                    .is_some_and(|c| !c.on && now_us - c.since_us >= rules.min_off_us)
         })
         .collect();
     candidates.sort_by(|a, b| {
@@ -607,9 +651,14 @@ mod tests {
                     power_w: 3000.0,
                     nominal_w: 3000.0,
                     efficiency_j_th: 20.0 + 2.0 * i as f64,
+                    controllable: true,
                 })
                 .collect(),
             failed: Vec::new(),
+            forced_target_kw: None,
+            hold: false,
+            fan_pin: None,
+            overrides: Vec::new(),
         }
     }
 
@@ -860,6 +909,48 @@ mod tests {
             T0 + 3 * M,
         );
         assert!(!state.price_high);
+    }
+
+    #[test]
+    fn overrides_force_a_target_hold_the_site_exclude_a_machine_and_pin_the_fans() {
+        let rules = ControlRules::default();
+        let mut state = SiteControl::default();
+        let mut inputs = site(T0);
+        step(&rules, &mut state, &inputs, T0);
+        // A forced target of 24 kW with m-09 out of control: m-08 and m-07 go instead.
+        inputs.forced_target_kw = Some(24.0);
+        inputs.machines[9].controllable = false;
+        inputs.fan_pin = Some(7);
+        inputs.overrides = vec!["site:target:1".into()];
+        let d = step(&rules, &mut state, &inputs, T0 + M);
+        assert_eq!(sleeps(&d), vec!["m-08", "m-07"]);
+        assert!(d.iter().all(|d| d.rule != "grid_curtail"));
+        assert!(d.iter().any(|d| d.rule == "override_target"));
+        assert!(
+            d.iter()
+                .any(|d| d.action == Action::FanLevel { level: 7 } && d.rule == "override_fan")
+        );
+        obey(&mut inputs, &d);
+        // Held: a lower target sheds nothing more, and says so once.
+        inputs.forced_target_kw = Some(12.0);
+        inputs.hold = true;
+        let fresh = |inputs: &mut Inputs, t: i64| {
+            inputs.sensors_us = Some(t);
+            inputs.meters_us = Some(t);
+        };
+        fresh(&mut inputs, T0 + 2 * M);
+        let d = step(&rules, &mut state, &inputs, T0 + 2 * M);
+        assert!(sleeps(&d).is_empty(), "{d:?}");
+        assert!(d.iter().any(|d| d.rule == "override_hold"), "{d:?}");
+        fresh(&mut inputs, T0 + 3 * M);
+        let d = step(&rules, &mut state, &inputs, T0 + 3 * M);
+        assert!(d.is_empty(), "{d:?}");
+        // An emergency still sleeps everything, held or not, and fans go to 9 over the pin.
+        inputs.hottest_c = Some(41.0);
+        fresh(&mut inputs, T0 + 4 * M);
+        let d = step(&rules, &mut state, &inputs, T0 + 4 * M);
+        assert!(sleeps(&d).contains(&"m-09".to_string()));
+        assert!(d.iter().any(|d| d.action == Action::FanLevel { level: 9 }));
     }
 
     #[test]

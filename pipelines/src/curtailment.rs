@@ -13,6 +13,11 @@
 //! figure of the site; the demand-response event in force (a `curtail` until a `normal`);
 //! the last prices.
 //!
+//! **Overrides** (`control.override.<site>`, landed in `overrides`): in force from their `ts`
+//! to `expires` (or a `cancel`), applied to the inputs before the step — a pinned fan level, a
+//! machine out of control, a stand-in grid signal or temperature, a forced target, a hold —
+//! and named in the inputs' `overrides`, so every decision they shaped says so.
+//!
 //! **Time**: event time, as in `violations`: readings and signals of a step are taken in
 //! (time, sequence) order, the site decided at each boundary they cross with what was known
 //! then; a quiet site's clock moves with processing time, so silence still leads to failsafe.
@@ -27,7 +32,8 @@ use std::time::Duration;
 use adit_schemas::control::{
     Command, CommandAction, CommandOutcome, CommandRow, DecisionRow, FANS_TARGET, OutcomeStatus,
 };
-use adit_schemas::names::{self, TABLE_COMMANDS, TABLE_DECISIONS};
+use adit_schemas::names::{self, TABLE_COMMANDS, TABLE_DECISIONS, TABLE_OVERRIDES};
+use adit_schemas::overrides::{Override, OverrideKind};
 use adit_schemas::registry::{Record, RegistryEntry, RegistryView};
 use adit_schemas::{AnyEvent, EventKind, GridSignal, GridSignalKind, SensorKind, to_batch};
 use chrono::{DateTime, Utc};
@@ -259,6 +265,9 @@ struct SiteState {
     /// Machines whose latest command an actuator reported failed.
     #[serde(default)]
     failed: std::collections::BTreeSet<String>,
+    /// Operators' overrides not yet expired or cancelled, by id.
+    #[serde(default)]
+    overrides: BTreeMap<String, Override>,
 }
 
 /// The whole pipeline state.
@@ -272,6 +281,7 @@ pub struct CurtailmentState {
 enum Item {
     Reading(Reading),
     Signal(GridSignal),
+    Override(Override),
 }
 
 impl Item {
@@ -279,6 +289,7 @@ impl Item {
         match self {
             Self::Reading(r) => r.site(),
             Self::Signal(g) => &g.site,
+            Self::Override(o) => &o.site,
         }
     }
 }
@@ -330,6 +341,7 @@ impl Curtailment {
                         .unwrap_or(0.0);
                     let th = m.nominal_hashrate_hs / 1e12;
                     machines.push(MachineInput {
+                        controllable: true,
                         id: m.id.clone(),
                         power_w,
                         nominal_w: m.nominal_power_w,
@@ -370,7 +382,7 @@ impl Curtailment {
             .values()
             .flat_map(|d| d.power.values().map(|f| f.ts_us))
             .max();
-        Some(Inputs {
+        let mut inputs = Inputs {
             allocation_kw: limits.allocation_kw,
             emergency_temp_c: limits.emergency_temp_c,
             grid: site.grid.clone(),
@@ -381,7 +393,15 @@ impl Curtailment {
             meters_us,
             machines,
             failed: site.failed.iter().cloned().collect(),
-        })
+            forced_target_kw: None,
+            hold: false,
+            fan_pin: None,
+            overrides: Vec::new(),
+        };
+        let at = ts(at_us);
+        let active: Vec<&Override> = site.overrides.values().filter(|o| o.active(at)).collect();
+        apply_overrides(&mut inputs, &active, at_us);
+        Some(inputs)
     }
 
     /// Decides `site_id` at `at_us`.
@@ -486,6 +506,7 @@ impl Curtailment {
             match &item {
                 Item::Reading(r) => site.devices.apply(ts_us, r),
                 Item::Signal(g) => apply_signal(site, g, self.rules.strike_intervals),
+                Item::Override(o) => apply_override(site, o),
             }
             site.event_us = site.event_us.max(ts_us);
             site.heard_now_us = now_us;
@@ -503,6 +524,50 @@ impl Curtailment {
             self.advance(state, &site_id, clock, &mut out)?;
         }
         Ok(out)
+    }
+}
+
+/// Takes in an override: a cancel ends the one it names, any other is kept until it expires.
+fn apply_override(site: &mut SiteState, o: &Override) {
+    match (o.kind, &o.cancels) {
+        (OverrideKind::Cancel, Some(id)) => {
+            site.overrides.remove(id);
+        }
+        _ => {
+            site.overrides.insert(o.id.clone(), o.clone());
+        }
+    }
+}
+
+/// Applies the overrides in force to what the controller sees.
+fn apply_overrides(inputs: &mut Inputs, overrides: &[&Override], at_us: i64) {
+    for o in overrides {
+        match o.kind {
+            OverrideKind::FanLevel => inputs.fan_pin = o.value.map(|v| v as u8),
+            OverrideKind::ExcludeMachine => {
+                for m in &mut inputs.machines {
+                    if Some(&m.id) == o.machine.as_ref() {
+                        m.controllable = false;
+                    }
+                }
+            }
+            OverrideKind::Grid => {
+                inputs.grid = o.value.map(|target_kw| GridEvent {
+                    event_id: o.id.clone(),
+                    target_kw,
+                    deadline_us: o.expires.timestamp_micros(),
+                });
+                inputs.signal_us = Some(at_us);
+            }
+            OverrideKind::Temperature => {
+                inputs.hottest_c = o.value;
+                inputs.sensors_us = Some(at_us);
+            }
+            OverrideKind::Target => inputs.forced_target_kw = o.value,
+            OverrideKind::Hold => inputs.hold = true,
+            OverrideKind::Cancel => {}
+        }
+        inputs.overrides.push(o.id.clone());
     }
 }
 
@@ -640,6 +705,13 @@ impl Pipeline for Curtailment {
                 readings_input(),
                 grid_input(),
                 outcomes_input(),
+                StreamInput {
+                    name: "overrides".into(),
+                    stream: names::STREAM_CONTROL.into(),
+                    subject: "control.override.>".into(),
+                    partitioned: Some("control.override.{part}".into()),
+                    kinds: vec![EventKind::Override],
+                },
             ],
             outputs: vec![
                 OutputTable {
@@ -650,6 +722,11 @@ impl Pipeline for Curtailment {
                 OutputTable {
                     name: TABLE_COMMANDS.into(),
                     schema: CommandRow::schema(),
+                    partitions: vec!["date".into()],
+                },
+                OutputTable {
+                    name: TABLE_OVERRIDES.into(),
+                    schema: EventKind::Override.table_schema(),
                     partitions: vec!["date".into()],
                 },
             ],
@@ -665,6 +742,7 @@ impl Pipeline for Curtailment {
         let mut entries = Vec::new();
         let mut items = Vec::new();
         let mut outcomes = Vec::new();
+        let mut override_rows = Vec::new();
         for decoded in &input.inputs {
             for (_, event) in decoded.of(EventKind::Registry) {
                 if let AnyEvent::Registry(entry) = event {
@@ -681,6 +759,12 @@ impl Pipeline for Curtailment {
             for (seq, event) in decoded.of(EventKind::Grid) {
                 if let AnyEvent::Grid(g) = event {
                     items.push((g.ts.timestamp_micros(), *seq, Item::Signal(g.clone())));
+                }
+            }
+            for (seq, event) in decoded.of(EventKind::Override) {
+                if let AnyEvent::Override(o) = event {
+                    items.push((o.ts.timestamp_micros(), *seq, Item::Override(o.clone())));
+                    override_rows.push((*seq, event.clone()));
                 }
             }
             for (_, event) in decoded.of(EventKind::CommandOutcome) {
@@ -716,6 +800,9 @@ impl Pipeline for Curtailment {
                 TABLE_DECISIONS,
                 to_batch(TABLE_DECISIONS, DecisionRow::schema(), &produced.decisions)?,
             );
+        }
+        if !override_rows.is_empty() {
+            out.rows(TABLE_OVERRIDES, EventKind::Override.batch(&override_rows)?);
         }
         if !command_rows.is_empty() {
             out.rows(

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod format;
 pub mod openapi;
+pub mod overrides;
 pub mod registry;
 pub mod server;
 pub mod views;

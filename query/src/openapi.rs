@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{registry, server, views, violations};
+use crate::{overrides, registry, server, views, violations};
 
 /// Adds the bearer-token scheme the routes name.
 struct Bearer;
@@ -52,8 +52,17 @@ impl Modify for Bearer {
         violations::list,
         violations::create,
         violations::resolve,
+        overrides::create,
+        overrides::cancel,
+        overrides::list,
     ),
-    components(schemas(server::SqlBody, violations::NewViolation, violations::Resolution)),
+    components(schemas(
+        server::SqlBody,
+        violations::NewViolation,
+        violations::Resolution,
+        overrides::NewOverride,
+        overrides::Cancellation
+    )),
     modifiers(&Bearer),
     tags((name = "sql", description = "Read-only SQL"), (name = "pool", description = "Pool views"),
          (name = "registry", description = "Sites, pools, machines, sensors and meters"),

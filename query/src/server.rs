@@ -100,6 +100,7 @@ pub fn router(
             get(views::workers),
         )
         .route("/api/v1/violations", get(violations::list))
+        .route("/api/v1/control/overrides", get(crate::overrides::list))
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
     let notes = Router::new()
@@ -110,6 +111,14 @@ pub fn router(
         .route(
             "/api/v1/violations/{id}/resolve",
             axum::routing::post(violations::resolve),
+        )
+        .route(
+            "/api/v1/control/overrides",
+            axum::routing::post(crate::overrides::create),
+        )
+        .route(
+            "/api/v1/control/overrides/{site}/{id}/cancel",
+            axum::routing::post(crate::overrides::cancel),
         )
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(

@@ -11,6 +11,7 @@ use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
 use crate::names;
+use crate::overrides::Override;
 use crate::registry::{RegistryChange, RegistryEntry};
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
 
@@ -836,6 +837,9 @@ event_kinds! {
     /// [`ViolationNote`]: an operator's note, landed in `violation_notes`.
     ViolationNote(ViolationNote) = "violation_note",
         subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES;
+    /// [`Override`]: an operator's override of the controller, landed in `overrides`.
+    Override(Override) = "override",
+        subject "control"."override", stream STREAM_CONTROL, table TABLE_OVERRIDES;
     /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands`.
     CommandOutcome(CommandOutcome) = "command_outcome",
         subject "control"."outcome", stream STREAM_CONTROL, table TABLE_COMMANDS;
@@ -851,7 +855,11 @@ impl EventKind {
     pub fn pushable(self) -> bool {
         !matches!(
             self,
-            Self::Registry | Self::ViolationNote | Self::Command | Self::CommandOutcome
+            Self::Registry
+                | Self::ViolationNote
+                | Self::Command
+                | Self::CommandOutcome
+                | Self::Override
         )
     }
 
@@ -997,6 +1005,9 @@ mod tests {
             ),
             EventKind::ViolationNote => format!(
                 r#"{{"site":"s1","action":"open","id":"x","kind":"noise","severity":"warning","subject":"m1","note":"loud","by":"ops","ts":"{ts}"}}"#
+            ),
+            EventKind::Override => format!(
+                r#"{{"id":"s1:grid:1","site":"s1","kind":"grid","machine":"m1","value":50.0,"cancels":"x","reason":"test","by":"ops","ts":"{ts}","expires":"2099-01-01T00:00:00Z"}}"#
             ),
             EventKind::Command => format!(
                 r#"{{"id":"s1:1:0","site":"s1","target":"fans","action":"fan_level","value":9.0,"rule":"fan_band","ts":"{ts}"}}"#

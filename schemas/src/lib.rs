@@ -11,6 +11,7 @@ pub mod control;
 pub mod error;
 pub mod events;
 pub mod names;
+pub mod overrides;
 pub mod registry;
 pub mod results;
 pub mod validate;
@@ -23,6 +24,7 @@ pub use events::{
     GridSignalKind, HashrateSample, MinerState, MinerStatus, NoteAction, SensorKind, SensorReading,
     Share, ViolationNote,
 };
+pub use overrides::{Override, OverrideKind};
 pub use validate::{Invalid, ValidationPolicy};
 
 /// Version of the wire format; travels in the `Adit-Schema-Version` header of every message.

@@ -88,6 +88,8 @@ pub const TABLE_VIOLATIONS: &str = "violations";
 pub const TABLE_VIOLATION_NOTES: &str = "violation_notes";
 /// The controller's decisions, each with its inputs.
 pub const TABLE_DECISIONS: &str = "decisions";
+/// Operators' overrides of the controller, as made.
+pub const TABLE_OVERRIDES: &str = "overrides";
 /// Every command's life: sent, then each attempt acked or failed.
 pub const TABLE_COMMANDS: &str = "commands";
 /// Every registry change with the value before and after.
@@ -160,6 +162,11 @@ pub fn decision_result_subject(site: &str) -> String {
 /// Subject of a command for `target` (a machine, or `fans`) at `site`.
 pub fn command_subject(site: &str, target: &str) -> String {
     format!("control.{site}.{target}")
+}
+
+/// Subject of an operator's override at `site` (the `override` token is reserved).
+pub fn override_subject(site: &str) -> String {
+    format!("control.override.{site}")
 }
 
 /// Subject of the actuators' outcomes at `site` (the `outcome` token is reserved in the

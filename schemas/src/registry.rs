@@ -235,11 +235,17 @@ impl Site {
 
     fn validate(&self) -> Checked {
         token("id", &self.id)?;
-        if self.id == "violation" || self.id == crate::control::OUTCOME_TOKEN {
+        if [
+            "violation",
+            crate::control::OUTCOME_TOKEN,
+            crate::overrides::OVERRIDE_TOKEN,
+        ]
+        .contains(&self.id.as_str())
+        {
             return Err(FieldError::new(
                 "id",
-                "\"violation\" and \"outcome\" are reserved (control.violation.<site> and \
-                 control.outcome.<site> carry operators' notes and actuators' outcomes)",
+                "\"violation\", \"outcome\" and \"override\" are reserved (control.<token>.<site> \
+                 carries operators' notes, actuators' outcomes and overrides)",
             ));
         }
         if let Some(url) = &self.fan_relay

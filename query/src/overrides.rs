@@ -1,0 +1,207 @@
+//! Manual overrides of the farm controller over HTTP: `POST /api/v1/control/overrides` (operate;
+//! admin for `target` and `hold`, which change a site's mode) and `POST
+//! /api/v1/control/overrides/{site}/{id}/cancel`; each becomes an [`Override`] on
+//! `control.override.<site>` with the caller's token name, which the curtailment pipeline
+//! applies and lands in `overrides`. Listing is SQL over that table (`GET
+//! /api/v1/control/overrides?site=`).
+
+use std::collections::BTreeMap;
+
+use adit_ingest::publish::Outgoing;
+use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, Override, OverrideKind};
+use adit_schemas::{AnyEvent, Event, ValidationPolicy};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Role};
+use crate::error::{QueryError, Result};
+use crate::server::AppState;
+use crate::views::{Page, lit, rows, tables};
+
+/// A new override.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOverride {
+    /// The site.
+    pub site: String,
+    /// fan_level, exclude_machine, grid, temperature (operate); target, hold (admin).
+    #[schema(value_type = String)]
+    pub kind: OverrideKind,
+    /// The machine (exclude_machine).
+    #[serde(default)]
+    pub machine: Option<String>,
+    /// Fan level 1–9, kW (grid, target) or °C (temperature).
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// How long it lasts (`30m`, `2h`; at most 7 days).
+    pub duration: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A cancellation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cancellation {
+    /// Why it ends early.
+    pub reason: String,
+}
+
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| QueryError::BadRequest(format!("body: {e}")))
+}
+
+async fn send(state: &AppState, o: Override) -> Result<()> {
+    o.validate(&ValidationPolicy::default(), Utc::now())
+        .map_err(|e| QueryError::BadRequest(e.reason))?;
+    let publisher = state.publisher.as_ref().ok_or_else(|| {
+        QueryError::Unavailable("overrides need NATS, and this server has none".into())
+    })?;
+    publisher
+        .publish_one(&Outgoing::event(&AnyEvent::Override(o)))
+        .await
+        .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+    Ok(())
+}
+
+fn id_of(site: &str, kind: OverrideKind, ts: DateTime<Utc>) -> String {
+    format!("{site}:{}:{}", kind.as_str(), ts.timestamp_micros())
+}
+
+/// Makes an override (operate; admin for `target` and `hold`).
+#[utoipa::path(post, path = "/api/v1/control/overrides", tag = "farm",
+    request_body = NewOverride,
+    responses((status = 202, description = "Accepted: {\"id\": …, \"expires\": …}; applied from the controller's next step"),
+              (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let new: NewOverride = body(&bytes)?;
+    if new.kind == OverrideKind::Cancel {
+        return Err(QueryError::BadRequest(
+            "cancel an override with POST /api/v1/control/overrides/{site}/{id}/cancel".into(),
+        ));
+    }
+    if new.kind.needs_admin() && caller.role < Role::Admin {
+        return Err(QueryError::Forbidden {
+            needed: Role::Admin.name(),
+            has: caller.role.name(),
+        });
+    }
+    let duration = humantime::parse_duration(&new.duration)
+        .map_err(|e| QueryError::BadRequest(format!("duration {:?}: {e}", new.duration)))?;
+    let duration = chrono::Duration::from_std(duration)
+        .ok()
+        .filter(|d| {
+            *d <= chrono::Duration::hours(MAX_OVERRIDE_HOURS) && *d > chrono::Duration::zero()
+        })
+        .ok_or_else(|| {
+            QueryError::BadRequest(format!(
+                "duration must be more than 0 and at most {MAX_OVERRIDE_HOURS}h"
+            ))
+        })?;
+    let ts = Utc::now();
+    let o = Override {
+        id: id_of(&new.site, new.kind, ts),
+        site: new.site,
+        kind: new.kind,
+        machine: new.machine,
+        value: new.value,
+        cancels: None,
+        reason: new.reason,
+        by: caller.name,
+        ts,
+        expires: ts + duration,
+    };
+    let reply = json!({ "id": o.id, "expires": o.expires });
+    send(&state, o).await?;
+    Ok((StatusCode::ACCEPTED, Json(reply)))
+}
+
+/// Ends an override before it expires (operate).
+#[utoipa::path(post, path = "/api/v1/control/overrides/{site}/{id}/cancel", tag = "farm",
+    params(("site" = String, Path), ("id" = String, Path)),
+    request_body = Cancellation,
+    responses((status = 202, description = "Accepted"), (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((site, id)): Path<(String, String)>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let c: Cancellation = body(&bytes)?;
+    let ts = Utc::now();
+    let o = Override {
+        id: id_of(&site, OverrideKind::Cancel, ts),
+        site,
+        kind: OverrideKind::Cancel,
+        machine: None,
+        value: None,
+        cancels: Some(id.clone()),
+        reason: c.reason,
+        by: caller.name,
+        ts,
+        expires: ts + chrono::Duration::seconds(1),
+    };
+    send(&state, o).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "cancelled": id }))))
+}
+
+/// Lists overrides as made (newest first), with `site` and `active=true` filters.
+#[utoipa::path(get, path = "/api/v1/control/overrides", tag = "farm",
+    params(("site" = Option<String>, Query), ("active" = Option<bool>, Query, description = "only those in force now"), Page),
+    responses((status = 200, description = "Overrides: id, site, kind, machine, value, cancels, reason, by, ts, expires"),
+              (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<Vec<Map<String, Value>>>> {
+    let mut conditions = Vec::new();
+    let mut rest = BTreeMap::new();
+    for (key, value) in &query {
+        match key.as_str() {
+            "site" => conditions.push(format!("site = {}", lit(value))),
+            "active" => match value.as_str() {
+                "true" => conditions.push(
+                    "expires > now() AND kind <> 'cancel' AND id NOT IN \
+                     (SELECT cancels FROM overrides WHERE cancels IS NOT NULL)"
+                        .into(),
+                ),
+                "false" => {}
+                other => {
+                    return Err(QueryError::BadRequest(format!(
+                        "active must be true or false, not {other:?}"
+                    )));
+                }
+            },
+            _ => {
+                rest.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let page = Page::parse(&rest)?;
+    if !tables(&state).await?.contains("overrides") {
+        return Ok(Json(Vec::new()));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT id, site, kind, machine, value, cancels, reason, \"by\", ts, expires FROM overrides \
+         {filter} ORDER BY ts DESC, id {}",
+        page.sql()
+    );
+    Ok(Json(rows(&state, &sql).await?))
+}
