@@ -34,7 +34,8 @@
 //! nothing (fans and the emergency still act); a machine not `controllable` is never chosen;
 //! `fan_pin` fixes the fans outside failsafe and emergency.
 //! **Fans**: the hottest temperature picks a level from the band table (the first band whose
-//! upper bound it is under; 9 above all); going down needs `fan_hysteresis_c` below the bound.
+//! upper bound it is under; 9 above all); going down needs `fan_hysteresis_c` below the bound
+//! and `fan_dwell` since the last change (a noisy sensor does not make the fans hunt).
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,9 @@ pub struct ControlRules {
     pub fan_bands_c: Vec<f64>,
     /// How far under a band's bound the temperature must fall to step a fan level down, °C.
     pub fan_hysteresis_c: f64,
+    /// The fans step down only this long after their last change, µs.
+    #[serde(default)]
+    pub fan_dwell_us: i64,
     /// How far under the emergency limit the temperature must fall to lift the emergency, °C.
     pub emergency_clear_c: f64,
     /// Meter readings older than this are stale, µs.
@@ -93,6 +97,7 @@ impl Default for ControlRules {
             price_target_kw: 0.0,
             fan_bands_c: vec![20.0, 23.0, 25.0, 27.0, 29.0, 31.0, 33.0, 35.0],
             fan_hysteresis_c: 1.0,
+            fan_dwell_us: 2 * MINUTE_US,
             emergency_clear_c: 3.0,
             meter_stale_us: 2 * MINUTE_US,
             sensor_stale_us: 2 * MINUTE_US,
@@ -228,6 +233,9 @@ pub struct SiteControl {
     pub fan_level: u8,
     /// Each machine's commanded state.
     pub machines: BTreeMap<String, MachineControl>,
+    /// When the fan level last changed, µs.
+    #[serde(default)]
+    pub fan_changed_us: Option<i64>,
     /// Whether an operator held the site at the last step.
     #[serde(default)]
     pub held: bool,
@@ -432,8 +440,13 @@ pub fn step(
             inputs.hottest_c.unwrap_or(f64::MIN),
         ),
     };
-    if level != state.fan_level {
+    let dwelt = state
+        .fan_changed_us
+        .is_none_or(|t| now_us - t >= rules.fan_dwell_us);
+    let banded = !matches!(mode, Mode::Failsafe | Mode::Emergency) && inputs.fan_pin.is_none();
+    if level != state.fan_level && (level > state.fan_level || dwelt || !banded) {
         state.fan_level = level;
+        state.fan_changed_us = Some(now_us);
         let why = if mode == Mode::Failsafe || mode == Mode::Emergency {
             rule
         } else if inputs.fan_pin.is_some() {
@@ -980,5 +993,33 @@ mod tests {
         );
         assert_eq!(fan_level(&rules, 9, 33.9), 8);
         assert_eq!(fan_level(&rules, 5, 21.0), 2, "far below: straight down");
+    }
+
+    #[test]
+    fn fans_go_up_at_once_but_down_only_after_the_dwell() {
+        let rules = ControlRules::default();
+        let mut state = SiteControl::default();
+        let at = |t: i64, c: f64| Inputs {
+            hottest_c: Some(c),
+            ..site(t)
+        };
+        let fans = |d: &[Decision]| {
+            d.iter().find_map(|d| match d.action {
+                Action::FanLevel { level } => Some(level),
+                _ => None,
+            })
+        };
+        assert_eq!(fans(&step(&rules, &mut state, &at(T0, 30.0), T0)), Some(6));
+        // A noisy low reading 10 s later: no step down yet.
+        let t = T0 + 10_000_000;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 21.0), t)), None);
+        // A hot one: up at once.
+        let t = T0 + 20_000_000;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 32.0), t)), Some(7));
+        // Cool for good: down once the dwell has passed since that change.
+        let t = T0 + 20_000_000 + rules.fan_dwell_us - 1;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 21.0), t)), None);
+        let t = T0 + 20_000_000 + rules.fan_dwell_us;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 21.0), t)), Some(2));
     }
 }

@@ -89,6 +89,9 @@ pub struct CurtailmentConfig {
     pub fan_bands_c: Vec<f64>,
     /// How far under a band's bound the temperature must fall to step the fans down, °C.
     pub fan_hysteresis_c: f64,
+    /// The fans step down only this long after their last change.
+    #[serde(with = "humantime_serde")]
+    pub fan_dwell: Duration,
     /// How far under the emergency limit the temperature must fall to lift an emergency, °C.
     pub emergency_clear_c: f64,
     /// The site's newest power figure older than this: failsafe.
@@ -124,6 +127,7 @@ impl Default for CurtailmentConfig {
             price_target_kw: rules.price_target_kw,
             fan_bands_c: rules.fan_bands_c,
             fan_hysteresis_c: rules.fan_hysteresis_c,
+            fan_dwell: d(rules.fan_dwell_us),
             emergency_clear_c: rules.emergency_clear_c,
             meter_stale: d(rules.meter_stale_us),
             sensor_stale: d(rules.sensor_stale_us),
@@ -152,6 +156,7 @@ impl CurtailmentConfig {
             price_target_kw: self.price_target_kw,
             fan_bands_c: self.fan_bands_c.clone(),
             fan_hysteresis_c: self.fan_hysteresis_c,
+            fan_dwell_us: us(self.fan_dwell),
             emergency_clear_c: self.emergency_clear_c,
             meter_stale_us: us(self.meter_stale),
             sensor_stale_us: us(self.sensor_stale),
@@ -214,6 +219,7 @@ impl CurtailmentConfig {
             ("min_off", self.min_off),
             ("cooldown", self.cooldown),
             ("command_timeout", self.command_timeout),
+            ("fan_dwell", self.fan_dwell),
             ("meter_stale", self.meter_stale),
             ("sensor_stale", self.sensor_stale),
             ("signal_stale", self.signal_stale.unwrap_or_default()),
