@@ -119,6 +119,8 @@ pub enum Role {
     Adapters,
     /// Carries out the controller's commands on the devices (`[actuators]`).
     Actuators,
+    /// Evaluates the alert rules (`[alerts]`).
+    Alerts,
 }
 
 /// `adit pool`.

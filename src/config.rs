@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use adit_alerts::AlertsConfig;
 use adit_ingest::StreamSettings;
 use adit_ingest::actuators::ActuatorsConfig;
 use adit_ingest::adapters::poll::AdaptersConfig;
@@ -64,6 +65,8 @@ pub struct Config {
     pub adapters: AdaptersConfig,
     /// Command actuators (the `actuators` role).
     pub actuators: ActuatorsConfig,
+    /// Alert rules (the `alerts` role).
+    pub alerts: AlertsConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -124,6 +127,7 @@ impl Config {
         // Its messages start with the full key (`adapters.timeout …`).
         self.adapters.validate().map_err(anyhow::Error::msg)?;
         self.actuators.validate().map_err(anyhow::Error::msg)?;
+        self.alerts.validate().map_err(anyhow::Error::msg)?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
         }

@@ -180,6 +180,7 @@ pub async fn run_roles(
             node: chain_tip(config)?,
             registry: Some(Registry::open(services.js.clone()).await?),
             publisher: Some(services.publisher.clone()),
+            rules: Some(adit_alerts::RuleStore::open(&services.js).await?),
         };
         let ingest = adit_ingest::http::router(IngestState {
             publisher: services.publisher.clone(),
@@ -267,6 +268,19 @@ pub async fn run_roles(
         tasks.spawn(async move {
             adit_ingest::adapters::poll::run(adapters, registry, publisher, token).await?;
             Ok("adapters")
+        });
+    }
+    if roles.contains(&Role::Alerts) {
+        let rules = adit_alerts::RuleStore::open(&services.js).await?;
+        let engine = Arc::new(SqlEngine::new(
+            Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
+            config.query.limits.clone(),
+        ));
+        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        let alerts = config.alerts.clone();
+        tasks.spawn(async move {
+            adit_alerts::run(alerts, rules, engine, publisher, token).await?;
+            Ok("alerts")
         });
     }
     if roles.contains(&Role::Actuators) {

@@ -47,6 +47,16 @@ impl Landing {
         }
     }
 
+    /// Alerts' changes of state, from RESULTS, partitionable by severity.
+    pub fn alerts() -> Self {
+        Self {
+            name: "alerts".into(),
+            stream: names::STREAM_RESULTS.into(),
+            subject: "results.alert.{part}".into(),
+            kinds: vec![EventKind::Alert],
+        }
+    }
+
     /// Shares and blocks, partitionable by pool.
     pub fn shares() -> Self {
         Self {

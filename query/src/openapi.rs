@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{overrides, registry, server, views, violations};
+use crate::{alerts, overrides, registry, server, views, violations};
 
 /// Adds the bearer-token scheme the routes name.
 struct Bearer;
@@ -55,6 +55,11 @@ impl Modify for Bearer {
         overrides::create,
         overrides::cancel,
         overrides::list,
+        alerts::list,
+        alerts::groups,
+        alerts::group,
+        alerts::put,
+        alerts::delete,
     ),
     components(schemas(
         server::SqlBody,

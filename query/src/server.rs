@@ -67,6 +67,8 @@ pub struct AppState {
     pub registry: Option<adit_ingest::registry::Registry>,
     /// Publishes operators' notes (manual violations) to the pipelines.
     pub publisher: Option<adit_ingest::Publisher>,
+    /// The alert rules bucket (none without NATS: its routes answer 503).
+    pub rules: Option<adit_alerts::RuleStore>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -101,6 +103,7 @@ pub fn router(
         )
         .route("/api/v1/violations", get(violations::list))
         .route("/api/v1/control/overrides", get(crate::overrides::list))
+        .route("/api/v1/alerts", get(crate::alerts::list))
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
     let notes = Router::new()
@@ -130,6 +133,7 @@ pub fn router(
         require,
     ));
     let registry = registry_routes(state.clone(), &guard);
+    let rules = rule_routes(state.clone(), &guard);
     let doc = Arc::new(crate::openapi::document(extra_docs));
     Router::new()
         .route(
@@ -148,6 +152,24 @@ pub fn router(
         .merge(operate)
         .merge(registry)
         .merge(notes)
+        .merge(rules)
+}
+
+/// The alert rules' routes: read to list and read, admin to write and delete.
+fn rule_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
+    use crate::alerts as a;
+    let layer = |role| middleware::from_fn_with_state(guard(role), require);
+    let one = get(a::group)
+        .layer(layer(Role::Read))
+        .merge(axum::routing::put(a::put).layer(layer(Role::Admin)))
+        .merge(axum::routing::delete(a::delete).layer(layer(Role::Admin)));
+    Router::new()
+        .route(
+            "/api/v1/alerts/rules",
+            get(a::groups).layer(layer(Role::Read)),
+        )
+        .route("/api/v1/alerts/rules/{group}", one)
+        .with_state(state)
 }
 
 /// The registry's routes: read to list and read, operate to write, admin to delete.
@@ -406,6 +428,7 @@ mod tests {
             node: None,
             registry: None,
             publisher: None,
+            rules: None,
         };
         let tokens = vec![
             TokenConfig {

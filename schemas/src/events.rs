@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::AlertEvent;
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
@@ -837,6 +838,8 @@ event_kinds! {
     /// [`ViolationNote`]: an operator's note, landed in `violation_notes`.
     ViolationNote(ViolationNote) = "violation_note",
         subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES;
+    /// [`AlertEvent`]: an alert's change of state, landed in `alerts`.
+    Alert(AlertEvent) = "alert", subject "results"."alert", stream STREAM_RESULTS, table TABLE_ALERTS;
     /// [`Override`]: an operator's override of the controller, landed in `overrides`.
     Override(Override) = "override",
         subject "control"."override", stream STREAM_CONTROL, table TABLE_OVERRIDES;
@@ -860,6 +863,7 @@ impl EventKind {
                 | Self::Command
                 | Self::CommandOutcome
                 | Self::Override
+                | Self::Alert
         )
     }
 
@@ -1005,6 +1009,9 @@ mod tests {
             ),
             EventKind::ViolationNote => format!(
                 r#"{{"site":"s1","action":"open","id":"x","kind":"noise","severity":"warning","subject":"m1","note":"loud","by":"ops","ts":"{ts}"}}"#
+            ),
+            EventKind::Alert => format!(
+                r#"{{"id":"g/HighTemp/ab12","group":"g","rule":"HighTemp","state":"firing","severity":"critical","labels":"{{\"site\":\"s1\"}}","annotations":"{{}}","value":41.5,"active_at":"{ts}","ts":"{ts}"}}"#
             ),
             EventKind::Override => format!(
                 r#"{{"id":"s1:grid:1","site":"s1","kind":"grid","machine":"m1","value":50.0,"cancels":"x","reason":"test","by":"ops","ts":"{ts}","expires":"2099-01-01T00:00:00Z"}}"#

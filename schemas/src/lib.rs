@@ -5,6 +5,7 @@
 //! write, as serde types with their Arrow schemas; the validation that says why a record is
 //! refused; and every stream, subject and table name. It does no I/O.
 
+pub mod alerts;
 pub mod api;
 pub mod arrow_rows;
 pub mod control;

@@ -88,6 +88,8 @@ pub const TABLE_VIOLATIONS: &str = "violations";
 pub const TABLE_VIOLATION_NOTES: &str = "violation_notes";
 /// The controller's decisions, each with its inputs.
 pub const TABLE_DECISIONS: &str = "decisions";
+/// Alerts: one row per change of state.
+pub const TABLE_ALERTS: &str = "alerts";
 /// Operators' overrides of the controller, as made.
 pub const TABLE_OVERRIDES: &str = "overrides";
 /// Every command's life: sent, then each attempt acked or failed.
@@ -152,6 +154,11 @@ pub fn violation_result_subject(site: Option<&str>, subject: &str) -> String {
 /// the CONTROL subject space).
 pub fn violation_note_subject(site: &str) -> String {
     format!("control.violation.{site}")
+}
+
+/// Subject of an alert's changes of state.
+pub fn alert_result_subject(severity: &str) -> String {
+    format!("results.alert.{severity}")
 }
 
 /// Subject of a site's controller decisions.

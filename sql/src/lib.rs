@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod syntax;
 
 pub use catalog::Catalog;
 pub use engine::{QueryResult, SqlEngine, SqlLimits};

@@ -192,6 +192,7 @@ async fn demo(
         Role::Simulate,
         Role::Adapters,
         Role::Actuators,
+        Role::Alerts,
         Role::Pool,
     ];
     let result = wiring::run_roles(config, &roles, config.simulate.clone(), shutdown.clone()).await;

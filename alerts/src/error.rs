@@ -1,0 +1,35 @@
+//! Why the alerts crate failed.
+
+use crate::rules::InvalidRule;
+
+/// Errors of rules and their evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    /// A rule was refused.
+    #[error("invalid rule: {0}")]
+    Invalid(#[from] InvalidRule),
+    /// The rules bucket could not be used.
+    #[error("rules bucket: {0}")]
+    Kv(String),
+    /// A rules file could not be read.
+    #[error("rules file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An alert could not be published.
+    #[error("publishing an alert: {0}")]
+    Publish(#[from] adit_ingest::Error),
+}
+
+impl AlertsError {
+    pub(crate) fn kv(e: impl std::fmt::Display) -> Self {
+        Self::Kv(e.to_string())
+    }
+}
+
+/// The crate's result.
+pub type Result<T, E = AlertsError> = std::result::Result<T, E>;

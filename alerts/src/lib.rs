@@ -1,0 +1,16 @@
+//! adit's alerting: rule groups in Prometheus's shape whose expressions are SQL over adit's
+//! tables ([`rules`]), kept in the `adit_rules` KV bucket ([`store`]), evaluated with the
+//! same pending → firing → resolved state machine as Prometheus ([`machine`], pure), by the
+//! `alerts` role ([`evaluate`]), which publishes every transition on
+//! `results.alert.<severity>`. It never writes tables (the `alerts` pipeline lands them).
+
+pub mod error;
+pub mod evaluate;
+pub mod machine;
+pub mod rules;
+pub mod store;
+
+pub use error::{AlertsError, Result};
+pub use evaluate::{AlertsConfig, run};
+pub use rules::{Rule, RuleFile, RuleGroup};
+pub use store::RuleStore;

@@ -1,0 +1,156 @@
+//! Alerts over HTTP: the alerts in their latest state (read), and the rule groups — list and
+//! read (read), create or replace with a JSON or YAML body, delete (admin). A rule whose SQL
+//! does not parse or is not one read-only query is refused with the place and the reason.
+
+use std::collections::BTreeMap;
+
+use adit_alerts::{RuleFile, RuleGroup, RuleStore};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Map, Value, json};
+
+use crate::error::{QueryError, Result};
+use crate::server::AppState;
+use crate::views::{Page, lit, rows, tables};
+
+fn store(state: &AppState) -> Result<&RuleStore> {
+    state.rules.as_ref().ok_or_else(|| {
+        QueryError::Unavailable("alert rules need NATS, and this server has none".into())
+    })
+}
+
+fn unavailable(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Unavailable(e.to_string())
+}
+
+/// Lists alerts in their latest state, newest change first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts",
+    params(("state" = Option<String>, Query, description = "pending, firing or resolved"),
+           ("severity" = Option<String>, Query), ("rule" = Option<String>, Query), Page),
+    responses((status = 200, description = "Alerts: id, group, rule, state, severity, labels, annotations, value, active_at, last_change"),
+              (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<Vec<Map<String, Value>>>> {
+    let mut conditions = Vec::new();
+    let mut rest = BTreeMap::new();
+    for (key, value) in &query {
+        match key.as_str() {
+            "state" | "severity" | "rule" => conditions.push(format!("{key} = {}", lit(value))),
+            _ => {
+                rest.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let page = Page::parse(&rest)?;
+    if !tables(&state).await?.contains("alerts") {
+        return Ok(Json(Vec::new()));
+    }
+    let filter = conditions
+        .iter()
+        .map(|c| format!("AND {c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let sql = format!(
+        "SELECT id, \"group\", rule, state, severity, labels, annotations, value, active_at, \
+           ts AS last_change FROM ( \
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, \
+             CASE state WHEN 'resolved' THEN 2 WHEN 'firing' THEN 1 ELSE 0 END DESC) AS rn \
+           FROM alerts) WHERE rn = 1 {filter} ORDER BY ts DESC, id {}",
+        page.sql()
+    );
+    Ok(Json(rows(&state, &sql).await?))
+}
+
+/// Every rule group.
+#[utoipa::path(get, path = "/api/v1/alerts/rules", tag = "alerts",
+    responses((status = 200, description = "{\"groups\": [...]}: the rules in Prometheus's shape"), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn groups(State(state): State<AppState>) -> Result<Json<Value>> {
+    let groups = store(&state)?.groups().await.map_err(unavailable)?;
+    Ok(Json(json!({ "groups": groups })))
+}
+
+/// One rule group.
+#[utoipa::path(get, path = "/api/v1/alerts/rules/{group}", tag = "alerts",
+    params(("group" = String, Path)),
+    responses((status = 200, description = "The group"), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn group(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<RuleGroup>> {
+    store(&state)?
+        .get(&name)
+        .await
+        .map_err(unavailable)?
+        .map(Json)
+        .ok_or_else(|| QueryError::NotFound(format!("no rule group {name:?}")))
+}
+
+/// Creates or replaces a rule group (admin): JSON, or YAML with a YAML content type.
+#[utoipa::path(put, path = "/api/v1/alerts/rules/{group}", tag = "alerts",
+    params(("group" = String, Path)),
+    request_body(content = String, description = "The group (name, interval, rules): JSON, or YAML with Content-Type application/yaml"),
+    responses((status = 200, description = "{\"group\", \"revision\"}"),
+              (status = 400, description = "A rule is refused: error.field names it (group/alert.field)"),
+              (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| QueryError::BadRequest("the body is not UTF-8".into()))?;
+    let yaml = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("yaml"));
+    let group: RuleGroup = if yaml {
+        // One group as a rules file would hold it.
+        let file = RuleFile::from_yaml(&format!("groups:\n- {}", text.replace('\n', "\n  ")))
+            .map_err(|e| QueryError::InvalidField {
+                field: e.place,
+                reason: e.reason,
+            })?;
+        file.groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| QueryError::BadRequest("the body holds no group".into()))?
+    } else {
+        serde_json::from_str(text).map_err(|e| QueryError::BadRequest(format!("body: {e}")))?
+    };
+    if group.name != name {
+        return Err(QueryError::InvalidField {
+            field: "name".into(),
+            reason: format!("{:?} does not match the path's {name:?}", group.name),
+        });
+    }
+    group.validate().map_err(|e| QueryError::InvalidField {
+        field: e.place,
+        reason: e.reason,
+    })?;
+    let revision = store(&state)?.put(&group).await.map_err(unavailable)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "group": name, "revision": revision })),
+    ))
+}
+
+/// Deletes a rule group (admin); its alerts resolve as their series are no longer evaluated.
+#[utoipa::path(delete, path = "/api/v1/alerts/rules/{group}", tag = "alerts",
+    params(("group" = String, Path)),
+    responses((status = 204), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode> {
+    if store(&state)?.delete(&name).await.map_err(unavailable)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(QueryError::NotFound(format!("no rule group {name:?}")))
+    }
+}

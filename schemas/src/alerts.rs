@@ -1,0 +1,95 @@
+//! An alert's change of state (`results.alert.<severity>`, landed in `alerts`): a rule's series
+//! went `pending`, `firing` or `resolved`, with its labels, annotations and value.
+
+use arrow::datatypes::Field;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::arrow_rows::ts_field;
+use crate::events::{AnyEvent, Event, EventKind, f64_opt, utf8};
+use crate::names;
+use crate::validate::{Invalid, ValidationPolicy, check_token};
+
+/// The severities an alert may have (its `severity` label).
+pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+
+/// One transition of one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertEvent {
+    /// The alert: `<group>/<rule>/<fingerprint of its labels>`.
+    pub id: String,
+    /// The rule group.
+    pub group: String,
+    /// The rule (`alert:` name).
+    pub rule: String,
+    /// `pending`, `firing` or `resolved`.
+    pub state: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// Its labels (the rule's and the row's columns), a JSON object with sorted keys.
+    pub labels: String,
+    /// The rule's annotations, a JSON object.
+    pub annotations: String,
+    /// The row's `value` column, when it has one.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Since when its condition has held.
+    pub active_at: DateTime<Utc>,
+    /// When this transition was seen.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for AlertEvent {
+    const KIND: EventKind = EventKind::Alert;
+    fn subject(&self) -> String {
+        names::alert_result_subject(&self.severity)
+    }
+    fn dedupe_id(&self) -> String {
+        format!(
+            "alert:{}:{}:{}",
+            self.id,
+            self.state,
+            self.active_at.timestamp_micros()
+        )
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        if self.id.is_empty() {
+            return Err(Invalid::new("an alert needs its id"));
+        }
+        check_token("rule", &self.rule)?;
+        if !matches!(self.state.as_str(), "pending" | "firing" | "resolved") {
+            return Err(Invalid::new(format!(
+                "state {:?} must be pending, firing or resolved",
+                self.state
+            )));
+        }
+        if !SEVERITIES.contains(&self.severity.as_str()) {
+            return Err(Invalid::new(format!(
+                "severity {:?} must be info, warning or critical",
+                self.severity
+            )));
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("id"),
+            utf8("group"),
+            utf8("rule"),
+            utf8("state"),
+            utf8("severity"),
+            utf8("labels"),
+            utf8("annotations"),
+            f64_opt("value"),
+            ts_field("active_at"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Alert(self)
+    }
+}

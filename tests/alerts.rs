@@ -1,0 +1,191 @@
+//! Alerts end to end through the real binary (`adit run --roles pipelines,query,alerts` with
+//! the shipped rules file): a rule group PUT over the API (a bad one refused with its place),
+//! sensor readings over the ingest API make its series pending, then firing after its `for`,
+//! seen live on `results.alert.critical` and in the `alerts` table; when the readings stop it
+//! resolves.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+async fn post_reading(app: &App, value: f64) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/ingest/sensor", app.url()))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(
+            &json!({"site": "site-a", "sensor": "t-1", "kind": "temperature",
+                      "value": value, "ts": Utc::now()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml");
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query,alerts",
+        &format!("[alerts]\nrules_file = \"{rules}\"\nreload = \"500ms\"\n"),
+    );
+    app.wait_http().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/alerts/rules/test", app.url());
+
+    // A rule whose SQL is not a read-only query is refused, naming it.
+    let bad = json!({"name": "test", "interval": "1s", "rules": [
+        {"alert": "Bad", "expr": "DROP TABLE shares"}]});
+    let r = client
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_field", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("test/Bad.expr"),
+        "{body}"
+    );
+    let r = client
+        .put(&url)
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "rules need the admin role");
+
+    // The real rule, as YAML.
+    let yaml = "name: test\ninterval: 1s\nrules:\n  - alert: HotSensor\n    expr: >-\n      \
+                SELECT site, sensor, max(value) AS value FROM sensor_readings\n      \
+                WHERE ts > now() - INTERVAL '4 seconds' AND value > 30 GROUP BY site, sensor\n    \
+                for: 3s\n    labels: { severity: critical }\n    \
+                annotations: { summary: too hot }\n";
+    let r = client
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let groups: Value = client
+        .get(format!("{}/api/v1/alerts/rules", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["farm", "pool", "test"],
+        "the shipped groups and ours"
+    );
+
+    // Watch the alerts live.
+    let live = async_nats::connect(nats.url()).await.unwrap();
+    let mut sub = live.subscribe("results.alert.critical").await.unwrap();
+
+    // Hot readings for 8 s: pending, then firing 3 s later.
+    let hot_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < hot_until {
+        post_reading(&app, 35.0).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut seen: Vec<Value> = Vec::new();
+    let give_up = Instant::now() + Duration::from_secs(40);
+    while !seen.iter().any(|e| e["state"] == "resolved") && Instant::now() < give_up {
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
+            let e: Value = serde_json::from_slice(&m.payload).unwrap();
+            if e["rule"] == "HotSensor" {
+                seen.push(e);
+            }
+        }
+    }
+    let states: Vec<&str> = seen.iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states,
+        ["pending", "firing", "resolved"],
+        "{seen:#?}\n{}",
+        app.log()
+    );
+    let at = |i: usize, k: &str| {
+        chrono::DateTime::parse_from_rfc3339(seen[i][k].as_str().unwrap()).unwrap()
+    };
+    let held = at(1, "ts") - at(1, "active_at");
+    eprintln!(
+        "HotSensor fired {} ms after it began alerting (for: 3s)",
+        held.num_milliseconds()
+    );
+    assert!(
+        held >= chrono::Duration::seconds(3),
+        "fired before its for: {held}"
+    );
+    let labels: Value = serde_json::from_str(seen[1]["labels"].as_str().unwrap()).unwrap();
+    assert_eq!(labels["site"], "site-a");
+    assert_eq!(labels["alertname"], "HotSensor");
+    assert_eq!(seen[1]["value"], 35.0);
+
+    // The table holds every transition.
+    let sql = "SELECT state FROM alerts WHERE rule = 'HotSensor' ORDER BY ts";
+    eventually(Duration::from_secs(30), "three rows in alerts", || async {
+        app.sql(sql, "json", Some(READ_TOKEN)).await.0 == 200 && app.rows(sql).await.len() == 3
+    })
+    .await;
+    let listed: Vec<Value> = client
+        .get(format!("{}/api/v1/alerts?state=resolved", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed.iter().any(|a| a["rule"] == "HotSensor"),
+        "{listed:?}"
+    );
+    // The shipped rules evaluated without SQL errors against the tables that exist.
+    let metrics = client
+        .get(format!("{}/metrics", app.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("adit_alert_rule_errors_total"),
+        "a rule failed: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("adit_alert_rule_errors_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
