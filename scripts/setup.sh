@@ -2,7 +2,7 @@
 # Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
 # cmake (RandomX), nats-server, mosquitto (MQTT adapter tests), monerod and monero-wallet-rpc
 # (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
-# moto's S3 server (the object-store test). Idempotent: skips what is already there.
+# moto's S3 server (the object-store test) and aiosmtpd (the email notification test). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -33,6 +33,10 @@ pip_install() {
 if ! python3 -c "import duckdb" 2>/dev/null; then
   echo "setup: installing the duckdb Python package (DuckDB cross-check test)" >&2
   pip_install duckdb
+fi
+if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+  echo "setup: installing aiosmtpd (a real SMTP server for the email notification test)" >&2
+  pip_install aiosmtpd
 fi
 if ! python3 -c "import moto.server, flask" 2>/dev/null; then
   echo "setup: installing moto's S3 server (object-store test)" >&2

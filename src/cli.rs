@@ -121,6 +121,8 @@ pub enum Role {
     Actuators,
     /// Evaluates the alert rules (`[alerts]`).
     Alerts,
+    /// Sends notifications of alerts (`[notify]`).
+    Notify,
 }
 
 /// `adit pool`.

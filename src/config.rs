@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use adit_alerts::AlertsConfig;
+use adit_alerts::notify::NotifyConfig;
 use adit_ingest::StreamSettings;
 use adit_ingest::actuators::ActuatorsConfig;
 use adit_ingest::adapters::poll::AdaptersConfig;
@@ -67,6 +68,8 @@ pub struct Config {
     pub actuators: ActuatorsConfig,
     /// Alert rules (the `alerts` role).
     pub alerts: AlertsConfig,
+    /// Notifications (the `notify` role).
+    pub notify: NotifyConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -128,6 +131,7 @@ impl Config {
         self.adapters.validate().map_err(anyhow::Error::msg)?;
         self.actuators.validate().map_err(anyhow::Error::msg)?;
         self.alerts.validate().map_err(anyhow::Error::msg)?;
+        self.notify.validate().map_err(anyhow::Error::msg)?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
         }

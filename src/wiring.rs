@@ -181,6 +181,7 @@ pub async fn run_roles(
             registry: Some(Registry::open(services.js.clone()).await?),
             publisher: Some(services.publisher.clone()),
             rules: Some(adit_alerts::RuleStore::open(&services.js).await?),
+            silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
         };
         let ingest = adit_ingest::http::router(IngestState {
             publisher: services.publisher.clone(),
@@ -281,6 +282,15 @@ pub async fn run_roles(
         tasks.spawn(async move {
             adit_alerts::run(alerts, rules, engine, publisher, token).await?;
             Ok("alerts")
+        });
+    }
+    if roles.contains(&Role::Notify) {
+        let silences = adit_alerts::notify::Silences::open(&services.js).await?;
+        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        let notify = config.notify.clone();
+        tasks.spawn(async move {
+            adit_alerts::notify::run(notify, silences, publisher, token).await?;
+            Ok("notify")
         });
     }
     if roles.contains(&Role::Actuators) {

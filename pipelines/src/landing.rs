@@ -57,6 +57,16 @@ impl Landing {
         }
     }
 
+    /// Notification attempts, from RESULTS, partitionable by receiver.
+    pub fn notifications() -> Self {
+        Self {
+            name: "notifications".into(),
+            stream: names::STREAM_RESULTS.into(),
+            subject: "results.notification.{part}".into(),
+            kinds: vec![EventKind::Notification],
+        }
+    }
+
     /// Shares and blocks, partitionable by pool.
     pub fn shares() -> Self {
         Self {

@@ -154,3 +154,81 @@ pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> 
         Err(QueryError::NotFound(format!("no rule group {name:?}")))
     }
 }
+
+/// A new silence.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    /// label → value: alerts carrying all of them are not notified.
+    pub matchers: BTreeMap<String, String>,
+    /// How long (`2h`; at most 30 days).
+    pub duration: String,
+    /// Why.
+    pub comment: String,
+}
+
+fn silences(state: &AppState) -> Result<&adit_alerts::notify::Silences> {
+    state.silences.as_ref().ok_or_else(|| {
+        QueryError::Unavailable("silences need NATS, and this server has none".into())
+    })
+}
+
+/// Silences matching alerts until the duration ends (operate).
+#[utoipa::path(post, path = "/api/v1/alerts/silences", tag = "alerts",
+    request_body = NewSilence,
+    responses((status = 201, description = "{\"id\", \"ends\"}"), (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn silence(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let new: NewSilence =
+        serde_json::from_slice(&bytes).map_err(|e| QueryError::BadRequest(format!("body: {e}")))?;
+    if new.matchers.is_empty() {
+        return Err(QueryError::InvalidField {
+            field: "matchers".into(),
+            reason: "a silence needs at least one matcher".into(),
+        });
+    }
+    if new.comment.trim().is_empty() {
+        return Err(QueryError::InvalidField {
+            field: "comment".into(),
+            reason: "say why".into(),
+        });
+    }
+    let duration = humantime::parse_duration(&new.duration)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .filter(|d| *d > chrono::Duration::zero() && *d <= chrono::Duration::days(30))
+        .ok_or_else(|| QueryError::InvalidField {
+            field: "duration".into(),
+            reason: "more than 0 and at most 30 days (`2h`, `30m`)".into(),
+        })?;
+    let now = chrono::Utc::now();
+    let s = adit_alerts::notify::Silence {
+        id: format!("{}", now.timestamp_micros()),
+        matchers: new.matchers,
+        starts: now,
+        ends: now + duration,
+        by: caller.name,
+        comment: new.comment,
+    };
+    silences(&state)?.put(&s).await.map_err(unavailable)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": s.id, "ends": s.ends })),
+    ))
+}
+
+/// The silences in force.
+#[utoipa::path(get, path = "/api/v1/alerts/silences", tag = "alerts",
+    responses((status = 200, description = "Silences: id, matchers, starts, ends, by, comment"), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn list_silences(State(state): State<AppState>) -> Result<Json<Value>> {
+    let active = silences(&state)?
+        .active(chrono::Utc::now())
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(json!(active)))
+}

@@ -60,13 +60,16 @@ impl Modify for Bearer {
         alerts::group,
         alerts::put,
         alerts::delete,
+        alerts::silence,
+        alerts::list_silences,
     ),
     components(schemas(
         server::SqlBody,
         violations::NewViolation,
         violations::Resolution,
         overrides::NewOverride,
-        overrides::Cancellation
+        overrides::Cancellation,
+        alerts::NewSilence
     )),
     modifiers(&Bearer),
     tags((name = "sql", description = "Read-only SQL"), (name = "pool", description = "Pool views"),

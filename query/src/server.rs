@@ -69,6 +69,8 @@ pub struct AppState {
     pub publisher: Option<adit_ingest::Publisher>,
     /// The alert rules bucket (none without NATS: its routes answer 503).
     pub rules: Option<adit_alerts::RuleStore>,
+    /// The silences (none without NATS).
+    pub silences: Option<adit_alerts::notify::Silences>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -104,6 +106,7 @@ pub fn router(
         .route("/api/v1/violations", get(violations::list))
         .route("/api/v1/control/overrides", get(crate::overrides::list))
         .route("/api/v1/alerts", get(crate::alerts::list))
+        .route("/api/v1/alerts/silences", get(crate::alerts::list_silences))
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
     let notes = Router::new()
@@ -122,6 +125,10 @@ pub fn router(
         .route(
             "/api/v1/control/overrides/{site}/{id}/cancel",
             axum::routing::post(crate::overrides::cancel),
+        )
+        .route(
+            "/api/v1/alerts/silences",
+            axum::routing::post(crate::alerts::silence),
         )
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(
@@ -429,6 +436,7 @@ mod tests {
             registry: None,
             publisher: None,
             rules: None,
+            silences: None,
         };
         let tokens = vec![
             TokenConfig {

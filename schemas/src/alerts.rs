@@ -93,3 +93,68 @@ impl Event for AlertEvent {
         AnyEvent::Alert(self)
     }
 }
+
+/// One attempt to notify a receiver (`results.notification.<receiver>`, landed in
+/// `notifications`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationAttempt {
+    /// `<receiver>:<notification µs>:<attempt>`: unique to this attempt.
+    pub id: String,
+    /// The receiver.
+    pub receiver: String,
+    /// `webhook`, `telegram`, `email`, `sms`.
+    pub channel: String,
+    /// The group notified (`<receiver>:<group labels>`), or `heartbeat`.
+    pub group: String,
+    /// `sent`, `failed` or `silenced`.
+    pub status: String,
+    /// Which attempt (from 1; 0 for a silenced one).
+    pub attempt: i64,
+    /// The one-line text.
+    pub summary: String,
+    /// Alerts in it.
+    pub alerts: i64,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for NotificationAttempt {
+    const KIND: EventKind = EventKind::Notification;
+    fn subject(&self) -> String {
+        format!("results.notification.{}", self.receiver)
+    }
+    fn dedupe_id(&self) -> String {
+        format!("notification:{}", self.id)
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("receiver", &self.receiver)?;
+        if !matches!(self.status.as_str(), "sent" | "failed" | "silenced") {
+            return Err(Invalid::new("status must be sent, failed or silenced"));
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("id"),
+            utf8("receiver"),
+            utf8("channel"),
+            utf8("group"),
+            utf8("status"),
+            crate::events::i64_field("attempt"),
+            utf8("summary"),
+            crate::events::i64_field("alerts"),
+            crate::events::utf8_opt("error"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::Notification(self)
+    }
+}

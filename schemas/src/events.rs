@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::AlertEvent;
+use crate::alerts::{AlertEvent, NotificationAttempt};
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
@@ -840,6 +840,9 @@ event_kinds! {
         subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES;
     /// [`AlertEvent`]: an alert's change of state, landed in `alerts`.
     Alert(AlertEvent) = "alert", subject "results"."alert", stream STREAM_RESULTS, table TABLE_ALERTS;
+    /// [`NotificationAttempt`]: one attempt to notify, landed in `notifications`.
+    Notification(NotificationAttempt) = "notification",
+        subject "results"."notification", stream STREAM_RESULTS, table TABLE_NOTIFICATIONS;
     /// [`Override`]: an operator's override of the controller, landed in `overrides`.
     Override(Override) = "override",
         subject "control"."override", stream STREAM_CONTROL, table TABLE_OVERRIDES;
@@ -864,6 +867,7 @@ impl EventKind {
                 | Self::CommandOutcome
                 | Self::Override
                 | Self::Alert
+                | Self::Notification
         )
     }
 
@@ -1012,6 +1016,9 @@ mod tests {
             ),
             EventKind::Alert => format!(
                 r#"{{"id":"g/HighTemp/ab12","group":"g","rule":"HighTemp","state":"firing","severity":"critical","labels":"{{\"site\":\"s1\"}}","annotations":"{{}}","value":41.5,"active_at":"{ts}","ts":"{ts}"}}"#
+            ),
+            EventKind::Notification => format!(
+                r#"{{"id":"ops:1:1","receiver":"ops","channel":"webhook","group":"ops:{{}}","status":"failed","attempt":1,"summary":"[FIRING:1] X","alerts":1,"error":"refused","ts":"{ts}"}}"#
             ),
             EventKind::Override => format!(
                 r#"{{"id":"s1:grid:1","site":"s1","kind":"grid","machine":"m1","value":50.0,"cancels":"x","reason":"test","by":"ops","ts":"{ts}","expires":"2099-01-01T00:00:00Z"}}"#

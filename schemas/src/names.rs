@@ -88,6 +88,8 @@ pub const TABLE_VIOLATIONS: &str = "violations";
 pub const TABLE_VIOLATION_NOTES: &str = "violation_notes";
 /// The controller's decisions, each with its inputs.
 pub const TABLE_DECISIONS: &str = "decisions";
+/// Every attempt to notify a receiver.
+pub const TABLE_NOTIFICATIONS: &str = "notifications";
 /// Alerts: one row per change of state.
 pub const TABLE_ALERTS: &str = "alerts";
 /// Operators' overrides of the controller, as made.

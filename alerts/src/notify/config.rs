@@ -1,0 +1,313 @@
+//! `[notify]`: the receivers (webhook, Telegram, email over SMTP, SMS through a Twilio-shaped
+//! gateway), the route tree in Alertmanager's shape (matchers, `group_by`, `group_wait`,
+//! `group_interval`, `repeat_interval`), retries, and the heartbeat — checked after every
+//! override, each message naming its key.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where notifications go. (Unknown fields are refused by [`Channel`], which sees every field
+/// but `name` and `fallback`.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receiver {
+    /// Its name (what routes name).
+    pub name: String,
+    /// How it is reached.
+    #[serde(flatten)]
+    pub channel: Channel,
+    /// Where a critical notification goes when every attempt here failed.
+    #[serde(default)]
+    pub fallback: Option<String>,
+}
+
+/// A channel and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Channel {
+    /// `POST <url>` with the notification as JSON.
+    Webhook {
+        /// The URL.
+        url: String,
+    },
+    /// Telegram's Bot API `sendMessage`.
+    Telegram {
+        /// The API's base URL (`https://api.telegram.org`; a local server in tests).
+        #[serde(default = "telegram_api")]
+        api_url: String,
+        /// The bot's token.
+        bot_token: String,
+        /// The chat to write to.
+        chat_id: String,
+    },
+    /// Email over SMTP (STARTTLS when `starttls`).
+    Email {
+        /// SMTP host.
+        smtp_host: String,
+        /// SMTP port.
+        #[serde(default = "smtp_port")]
+        smtp_port: u16,
+        /// Upgrade the connection with STARTTLS (required for credentials).
+        #[serde(default)]
+        starttls: bool,
+        /// User name, if the server wants one.
+        #[serde(default)]
+        username: Option<String>,
+        /// Password.
+        #[serde(default)]
+        password: Option<String>,
+        /// Sender address.
+        from: String,
+        /// Recipients.
+        to: Vec<String>,
+    },
+    /// SMS through an HTTP gateway in Twilio's shape: `POST
+    /// <api_url>/2010-04-01/Accounts/<account_sid>/Messages.json` with `To`, `From`, `Body`.
+    Sms {
+        /// The gateway's base URL (`https://api.twilio.com`).
+        #[serde(default = "twilio_api")]
+        api_url: String,
+        /// Account id (the basic-auth user).
+        account_sid: String,
+        /// Auth token (the basic-auth password).
+        auth_token: String,
+        /// Sender number.
+        from: String,
+        /// Recipient numbers.
+        to: Vec<String>,
+    },
+}
+
+fn telegram_api() -> String {
+    "https://api.telegram.org".into()
+}
+fn twilio_api() -> String {
+    "https://api.twilio.com".into()
+}
+fn smtp_port() -> u16 {
+    587
+}
+
+impl Channel {
+    /// Its kind's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Webhook { .. } => "webhook",
+            Self::Telegram { .. } => "telegram",
+            Self::Email { .. } => "email",
+            Self::Sms { .. } => "sms",
+        }
+    }
+}
+
+/// A branch of the route tree: alerts whose labels carry every matcher go to `receiver`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubRoute {
+    /// label → value, all required.
+    pub matchers: BTreeMap<String, String>,
+    /// The receiver.
+    pub receiver: String,
+}
+
+/// The route: the first matching branch, else the default receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Route {
+    /// The default receiver.
+    pub receiver: String,
+    /// Labels whose values make a group (one notification per group).
+    pub group_by: Vec<String>,
+    /// How long a new group waits for more alerts before its first notification.
+    #[serde(with = "humantime_serde")]
+    pub group_wait: Duration,
+    /// How long a group waits after a notification before telling of changes.
+    #[serde(with = "humantime_serde")]
+    pub group_interval: Duration,
+    /// How often a group still firing is told again.
+    #[serde(with = "humantime_serde")]
+    pub repeat_interval: Duration,
+    /// Branches, first match wins.
+    pub routes: Vec<SubRoute>,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Self {
+            receiver: String::new(),
+            group_by: vec!["alertname".into()],
+            group_wait: Duration::from_secs(30),
+            group_interval: Duration::from_secs(300),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// The hourly "still alive" message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Where it goes.
+    pub receiver: String,
+    /// How often.
+    #[serde(with = "humantime_serde", default = "hourly")]
+    pub every: Duration,
+}
+
+fn hourly() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// The receivers.
+    pub receivers: Vec<Receiver>,
+    /// The route tree.
+    pub route: Route,
+    /// Attempts per receiver before it counts as failed.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubling.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// One attempt's time limit.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The heartbeat, if any.
+    pub heartbeat: Option<Heartbeat>,
+    /// How often silences are read again.
+    #[serde(with = "humantime_serde")]
+    pub reload: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            receivers: Vec::new(),
+            route: Route::default(),
+            attempts: 3,
+            retry_after: Duration::from_secs(2),
+            timeout: Duration::from_secs(10),
+            heartbeat: None,
+            reload: Duration::from_secs(5),
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// The receiver named `name`.
+    pub fn receiver(&self, name: &str) -> Option<&Receiver> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+
+    /// Checks every value; the message starts with the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let known = |key: &str, name: &str| {
+            if self.receiver(name).is_some() {
+                Ok(())
+            } else {
+                Err(format!("{key}: no receiver named {name:?}"))
+            }
+        };
+        for (i, r) in self.receivers.iter().enumerate() {
+            let key = format!("notify.receivers[{i}]");
+            if !adit_schemas::names::is_token(&r.name) {
+                return Err(format!("{key}.name: must be 1-64 of A-Z a-z 0-9 _ -"));
+            }
+            if self.receivers.iter().filter(|o| o.name == r.name).count() > 1 {
+                return Err(format!("{key}.name: {:?} appears twice", r.name));
+            }
+            if let Some(f) = &r.fallback {
+                known(&format!("{key}.fallback"), f)?;
+            }
+            let url = |field: &str, u: &str| match reqwest::Url::parse(u) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+                _ => Err(format!("{key}.{field}: {u:?} is not an http(s) URL")),
+            };
+            match &r.channel {
+                Channel::Webhook { url: u } => url("url", u)?,
+                Channel::Telegram { api_url, .. } => url("api_url", api_url)?,
+                Channel::Sms { api_url, to, .. } => {
+                    url("api_url", api_url)?;
+                    if to.is_empty() {
+                        return Err(format!("{key}.to: at least one number"));
+                    }
+                }
+                Channel::Email { to, from, .. } => {
+                    if to.is_empty() {
+                        return Err(format!("{key}.to: at least one address"));
+                    }
+                    for a in to.iter().chain(std::iter::once(from)) {
+                        a.parse::<lettre::Address>()
+                            .map_err(|e| format!("{key}: {a:?} is not an address: {e}"))?;
+                    }
+                }
+            }
+        }
+        if !self.receivers.is_empty() {
+            known("notify.route.receiver", &self.route.receiver)?;
+            for (i, s) in self.route.routes.iter().enumerate() {
+                known(&format!("notify.route.routes[{i}].receiver"), &s.receiver)?;
+            }
+        }
+        if let Some(h) = &self.heartbeat {
+            known("notify.heartbeat.receiver", &h.receiver)?;
+            if h.every < Duration::from_secs(1) {
+                return Err("notify.heartbeat.every: must be at least 1s".into());
+            }
+        }
+        if !(1..=20).contains(&self.attempts) {
+            return Err("notify.attempts: must be from 1 to 20".into());
+        }
+        if self.timeout < Duration::from_millis(10) || self.timeout > Duration::from_secs(300) {
+            return Err("notify.timeout: must be from 10ms to 5m".into());
+        }
+        if self.route.repeat_interval < Duration::from_secs(1)
+            || self.route.group_interval < Duration::from_millis(100)
+        {
+            return Err(
+                "notify.route: repeat_interval must be at least 1s, group_interval 100ms".into(),
+            );
+        }
+        if self.reload < Duration::from_millis(100) {
+            return Err("notify.reload: must be at least 100ms".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_read_from_toml_and_typos_are_refused() {
+        let ok: NotifyConfig = toml::from_str(
+            "receivers = [{ name = \"hook\", kind = \"webhook\", url = \"http://x/h\" }]\n\
+             [route]\nreceiver = \"hook\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.receivers[0].channel.kind(), "webhook");
+        assert!(ok.validate().is_ok());
+        let typo = toml::from_str::<NotifyConfig>(
+            "receivers = [{ name = \"hook\", kind = \"webhook\", uri = \"http://x/h\" }]\n",
+        );
+        assert!(typo.is_err());
+        let unrouted = NotifyConfig {
+            route: Route {
+                receiver: "nobody".into(),
+                ..ok.route.clone()
+            },
+            ..ok
+        };
+        assert!(
+            unrouted
+                .validate()
+                .unwrap_err()
+                .starts_with("notify.route.receiver")
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! The `notify` role: reads every alert transition from `results.alert.>` (durable consumer
+//! `notify`), groups and times them ([`dispatch`]), leaves out what a silence mutes, sends
+//! through each receiver's channel ([`channels`]) with retries (doubling waits), falls back
+//! to the receiver's `fallback` for critical notifications when every attempt failed, and
+//! records every attempt on `results.notification.<receiver>` (landed in `notifications`).
+//! Silences are in the `adit_channels` KV bucket (`silence.<id>`), re-read every `reload`.
+//! An optional heartbeat says the system is alive, with a one-line summary.
+
+pub mod channels;
+pub mod config;
+pub mod dispatch;
+
+use std::time::Duration;
+
+use adit_ingest::Publisher;
+use adit_schemas::alerts::{AlertEvent, NotificationAttempt};
+use adit_schemas::{AnyEvent, EventKind, ValidationPolicy, names};
+use async_nats::jetstream::{
+    self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull, kv,
+};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use config::NotifyConfig;
+pub use dispatch::{Dispatcher, Notification, Silence};
+
+use crate::error::{AlertsError, Result};
+use channels::Outgoing;
+
+/// The durable consumer's name.
+pub const DURABLE: &str = "notify";
+/// The key prefix of silences in the channels bucket.
+pub const SILENCE_PREFIX: &str = "silence.";
+
+/// The silences in the channels bucket.
+#[derive(Clone)]
+pub struct Silences {
+    kv: kv::Store,
+}
+
+impl Silences {
+    /// Opens the bucket.
+    pub async fn open(js: &jetstream::Context) -> Result<Self> {
+        let kv = js
+            .get_key_value(names::KV_CHANNELS)
+            .await
+            .map_err(AlertsError::kv)?;
+        Ok(Self { kv })
+    }
+
+    /// Stores a silence.
+    pub async fn put(&self, silence: &Silence) -> Result<()> {
+        let bytes = serde_json::to_vec(silence).map_err(|e| AlertsError::Kv(e.to_string()))?;
+        self.kv
+            .put(format!("{SILENCE_PREFIX}{}", silence.id), bytes.into())
+            .await
+            .map_err(AlertsError::kv)?;
+        Ok(())
+    }
+
+    /// Every silence not yet ended at `now`.
+    pub async fn active(&self, now: DateTime<Utc>) -> Result<Vec<Silence>> {
+        let mut keys = self.kv.keys().await.map_err(AlertsError::kv)?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(AlertsError::kv)?;
+            if !key.starts_with(SILENCE_PREFIX) {
+                continue;
+            }
+            if let Some(bytes) = self.kv.get(&key).await.map_err(AlertsError::kv)?
+                && let Ok(s) = serde_json::from_slice::<Silence>(&bytes)
+                && s.ends > now
+            {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs the role until `shutdown`.
+pub async fn run(
+    config: NotifyConfig,
+    silences: Silences,
+    publisher: Publisher,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    config.validate().map_err(AlertsError::Kv)?;
+    if config.receivers.is_empty() {
+        return Err(AlertsError::Kv(
+            "notify.receivers: the notify role needs at least one receiver".into(),
+        ));
+    }
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("adit-notify/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| AlertsError::Kv(e.to_string()))?;
+    let js = publisher.jetstream().clone();
+    let stream = js
+        .get_stream(names::STREAM_RESULTS)
+        .await
+        .map_err(AlertsError::kv)?;
+    let consumer = stream
+        .get_or_create_consumer(
+            DURABLE,
+            pull::Config {
+                durable_name: Some(DURABLE.into()),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::New,
+                filter_subject: "results.alert.>".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(AlertsError::kv)?;
+    let mut messages = consumer.messages().await.map_err(AlertsError::kv)?;
+    let mut dispatcher = Dispatcher::default();
+    let mut active: Vec<Silence> = Vec::new();
+    let mut next_reload = Utc::now();
+    let mut next_heartbeat = config
+        .heartbeat
+        .as_ref()
+        .map(|h| Utc::now() + chrono::Duration::from_std(h.every).unwrap_or_default());
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            next = messages.next() => match next {
+                Some(Ok(m)) => {
+                    match EventKind::Alert.decode(&m.payload, &ValidationPolicy::default(), Utc::now()) {
+                        Ok(AnyEvent::Alert(e)) => dispatcher.observe(&config.route, e, Utc::now()),
+                        Ok(_) => {}
+                        Err(invalid) => tracing::warn!(reason = %invalid.reason, "notify: unreadable alert skipped"),
+                    }
+                    if let Err(e) = m.ack().await {
+                        tracing::warn!(error = %e, "notify: ack failed");
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "notify: consumer error"),
+                None => return Err(AlertsError::Kv("the alert consumer ended".into())),
+            },
+            _ = tick.tick() => {
+                let now = Utc::now();
+                if now >= next_reload {
+                    match silences.active(now).await {
+                        Ok(s) => active = s,
+                        Err(e) => tracing::warn!(error = %e, "notify: silences unreadable; keeping the last"),
+                    }
+                    next_reload = now + chrono::Duration::from_std(config.reload).unwrap_or_default();
+                }
+                for n in dispatcher.due(&config.route, &active, now) {
+                    deliver(&config, &http, &publisher, &n, now).await?;
+                }
+                if let (Some(h), Some(at)) = (&config.heartbeat, next_heartbeat)
+                    && now >= at
+                {
+                    heartbeat(&config, &http, &publisher, &h.receiver, dispatcher.firing(), now).await?;
+                    next_heartbeat = Some(now + chrono::Duration::from_std(h.every).unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
+fn outgoing(n: &Notification) -> Outgoing {
+    let line = |a: &AlertEvent| {
+        let summary = serde_json::from_str::<serde_json::Value>(&a.annotations)
+            .ok()
+            .and_then(|v| v["summary"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        format!(
+            "{} {} {} {}{}",
+            a.state.to_uppercase(),
+            a.severity,
+            a.rule,
+            a.labels,
+            if summary.is_empty() {
+                String::new()
+            } else {
+                format!(" — {summary}")
+            }
+        )
+    };
+    let lines: Vec<String> = n.firing.iter().chain(&n.resolved).map(line).collect();
+    Outgoing {
+        summary: n.summary(),
+        text: format!("{}\n{}", n.summary(), lines.join("\n")),
+        json: json!({
+            "receiver": n.receiver,
+            "group": n.group,
+            "status": if n.firing.is_empty() { "resolved" } else { "firing" },
+            "summary": n.summary(),
+            "alerts": n.firing.iter().chain(&n.resolved).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// Sends `n` to its receiver (and, when critical and every attempt failed, to the fallback),
+/// recording every attempt.
+async fn deliver(
+    config: &NotifyConfig,
+    http: &reqwest::Client,
+    publisher: &Publisher,
+    n: &Notification,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let alerts = (n.firing.len() + n.resolved.len()) as i64;
+    if n.silenced {
+        let record = NotificationAttempt {
+            id: format!("{}:{}:0", n.receiver, now.timestamp_micros()),
+            receiver: n.receiver.clone(),
+            channel: config
+                .receiver(&n.receiver)
+                .map_or("none", |r| r.channel.kind())
+                .into(),
+            group: n.group.clone(),
+            status: "silenced".into(),
+            attempt: 0,
+            summary: "silenced".into(),
+            alerts,
+            error: None,
+            ts: now,
+        };
+        publisher.publish(&AnyEvent::Notification(record)).await?;
+        return Ok(());
+    }
+    let message = outgoing(n);
+    let mut receiver = n.receiver.clone();
+    let mut tried = Vec::new();
+    loop {
+        tried.push(receiver.clone());
+        if attempt_all(
+            config, http, publisher, &receiver, &n.group, &message, alerts, now,
+        )
+        .await?
+        {
+            return Ok(());
+        }
+        let fallback = config.receiver(&receiver).and_then(|r| r.fallback.clone());
+        match fallback {
+            Some(f) if n.critical() && !tried.contains(&f) => {
+                tracing::warn!(from = %receiver, to = %f, "notify: falling back");
+                receiver = f;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Every attempt at one receiver; whether one succeeded.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_all(
+    config: &NotifyConfig,
+    http: &reqwest::Client,
+    publisher: &Publisher,
+    receiver: &str,
+    group: &str,
+    message: &Outgoing,
+    alerts: i64,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(r) = config.receiver(receiver) else {
+        tracing::warn!(%receiver, "notify: no such receiver");
+        return Ok(false);
+    };
+    let mut wait = config.retry_after;
+    for attempt in 1..=config.attempts {
+        let result = channels::send(&r.channel, message, http, config.timeout).await;
+        let ok = result.is_ok();
+        metrics::counter!("adit_notifications_total", "receiver" => receiver.to_string(), "status" => if ok { "sent" } else { "failed" }).increment(1);
+        let record = NotificationAttempt {
+            id: format!("{receiver}:{}:{attempt}", now.timestamp_micros()),
+            receiver: receiver.to_string(),
+            channel: r.channel.kind().into(),
+            group: group.to_string(),
+            status: if ok { "sent" } else { "failed" }.into(),
+            attempt: i64::from(attempt),
+            summary: message.summary.clone(),
+            alerts,
+            error: result.err(),
+            ts: Utc::now(),
+        };
+        publisher.publish(&AnyEvent::Notification(record)).await?;
+        if ok {
+            return Ok(true);
+        }
+        if attempt < config.attempts {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+    Ok(false)
+}
+
+async fn heartbeat(
+    config: &NotifyConfig,
+    http: &reqwest::Client,
+    publisher: &Publisher,
+    receiver: &str,
+    (firing, critical): (usize, usize),
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let summary = format!(
+        "adit alive at {}: {firing} alert(s) firing, {critical} critical",
+        now.format("%Y-%m-%d %H:%M UTC")
+    );
+    let message = Outgoing {
+        summary: summary.clone(),
+        text: summary.clone(),
+        json: json!({ "heartbeat": true, "summary": summary, "firing": firing, "critical": critical }),
+    };
+    attempt_all(
+        config,
+        http,
+        publisher,
+        receiver,
+        "heartbeat",
+        &message,
+        0,
+        now,
+    )
+    .await?;
+    Ok(())
+}

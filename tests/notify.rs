@@ -1,0 +1,299 @@
+//! Notifications end to end through the real binary (`adit run --roles
+//! pipelines,query,alerts,notify`): rules fire on hot sensor readings and each is routed by its
+//! `to` label to a webhook, Telegram (a local fake of the Bot API), email (a real SMTP server,
+//! Python's aiosmtpd) and SMS (a local fake of Twilio's API); a silenced one is recorded and not
+//! sent; a critical one whose receiver is down falls back after its attempts; every attempt is
+//! in the `notifications` table; the webhook is told when the alerts resolve.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use chrono::Utc;
+use common::*;
+use serde_json::{Value, json};
+
+/// What the fake HTTP services received: (path, authorization header, body).
+type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+async fn fake_services() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    async fn record(
+        State(seen): State<Seen>,
+        Path(rest): Path<String>,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::Json<Value> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        seen.lock().unwrap().push((format!("/{rest}"), auth, body));
+        axum::Json(json!({"ok": true}))
+    }
+    let app = axum::Router::new()
+        .route("/{*rest}", axum::routing::post(record))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+struct Smtp {
+    child: Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Smtp {
+    fn start() -> Self {
+        let port = free_port();
+        let maildir = tempfile::tempdir().unwrap();
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m aiosmtpd (scripts/setup.sh installs it)");
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < give_up, "aiosmtpd did not start on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    /// The messages received, as text.
+    fn mail(&self) -> Vec<String> {
+        let new = self.maildir.path().join("mail").join("new");
+        std::fs::read_dir(new)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_falling_back() {
+    let nats = NatsServer::start();
+    let smtp = Smtp::start();
+    let (fake, seen) = fake_services().await;
+    let dead = format!("http://127.0.0.1:{}/down", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[alerts]\nreload = \"500ms\"\n\
+         [notify]\nattempts = 2\nretry_after = \"200ms\"\ntimeout = \"2s\"\nreload = \"500ms\"\n\
+         heartbeat = {{ receiver = \"hook\", every = \"3s\" }}\n\
+         receivers = [\n\
+           {{ name = \"hook\", kind = \"webhook\", url = \"{fake}/hook\" }},\n\
+           {{ name = \"tg\", kind = \"telegram\", api_url = \"{fake}\", bot_token = \"123:abc\", chat_id = \"-100\" }},\n\
+           {{ name = \"mail\", kind = \"email\", smtp_host = \"127.0.0.1\", smtp_port = {port}, from = \"adit@farm.test\", to = [\"ops@farm.test\"] }},\n\
+           {{ name = \"sms\", kind = \"sms\", api_url = \"{fake}\", account_sid = \"AC1\", auth_token = \"secret\", from = \"+15550000\", to = [\"+15551111\"] }},\n\
+           {{ name = \"broken\", kind = \"webhook\", url = \"{dead}\", fallback = \"hook\" }},\n\
+         ]\n\
+         [notify.route]\nreceiver = \"hook\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"\n\
+         routes = [{{ matchers = {{ to = \"tg\" }}, receiver = \"tg\" }}, {{ matchers = {{ to = \"mail\" }}, receiver = \"mail\" }},\n\
+                   {{ matchers = {{ to = \"sms\" }}, receiver = \"sms\" }}, {{ matchers = {{ to = \"broken\" }}, receiver = \"broken\" }}]\n",
+        port = smtp.port
+    );
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query,alerts,notify",
+        &config,
+    );
+    app.wait_http().await;
+    let client = reqwest::Client::new();
+
+    // Six rules on the same condition, each routed by its `to` label.
+    let rule = |alert: &str, to: &str, severity: &str| {
+        json!({"alert": alert, "for": "1s",
+               "expr": "SELECT site, max(value) AS value FROM sensor_readings \
+                        WHERE ts > now() - INTERVAL '4 seconds' AND value > 30 GROUP BY site",
+               "labels": {"to": to, "severity": severity},
+               "annotations": {"summary": format!("{alert}: too hot")}})
+    };
+    let group = json!({"name": "notify-test", "interval": "1s", "rules": [
+        rule("HotHook", "hook", "warning"), rule("HotTg", "tg", "warning"),
+        rule("HotMail", "mail", "warning"), rule("HotSms", "sms", "warning"),
+        rule("HotBroken", "broken", "critical"), rule("HotSilenced", "hook", "warning")]});
+    let r = client
+        .put(format!("{}/api/v1/alerts/rules/notify-test", app.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = client
+        .post(format!("{}/api/v1/alerts/silences", app.url()))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(
+            &json!({"matchers": {"alertname": "HotSilenced"}, "duration": "1h",
+                      "comment": "known, being fixed"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // Hot for 6 s.
+    let hot_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < hot_until {
+        let r = client
+            .post(format!("{}/api/v1/ingest/sensor", app.url()))
+            .bearer_auth(OPERATE_TOKEN)
+            .json(
+                &json!({"site": "site-n", "sensor": "t-1", "kind": "temperature",
+                          "value": 36.0, "ts": Utc::now()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let bodies = |prefix: &str| -> Vec<(String, String)> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p.starts_with(prefix))
+            .map(|(_, a, b)| (a.clone(), b.clone()))
+            .collect()
+    };
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let hook = bodies("/hook");
+        let resolved = hook
+            .iter()
+            .any(|(_, b)| b.contains("\"status\":\"resolved\""));
+        let done = resolved
+            && hook.iter().any(|(_, b)| b.contains("HotBroken"))
+            && !bodies("/bot").is_empty()
+            && !bodies("/2010-04-01").is_empty()
+            && !smtp.mail().is_empty();
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "not every channel was told: {:?}\nmail: {:?}\n{}",
+            seen.lock().unwrap(),
+            smtp.mail(),
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let hook = bodies("/hook");
+    assert!(
+        hook.iter()
+            .any(|(_, b)| b.contains("HotHook") && b.contains("\"status\":\"firing\""))
+    );
+    assert!(
+        !hook.iter().any(|(_, b)| b.contains("HotSilenced")),
+        "silenced"
+    );
+    let tg = bodies("/bot123:abc/sendMessage");
+    assert!(
+        tg[0].1.contains("\"chat_id\":\"-100\"") && tg[0].1.contains("HotTg"),
+        "{tg:?}"
+    );
+    let sms = bodies("/2010-04-01/Accounts/AC1/Messages.json");
+    assert!(
+        sms[0].1.contains("To=%2B15551111") && sms[0].1.contains("HotSms"),
+        "{sms:?}"
+    );
+    assert!(sms[0].0.starts_with("Basic "), "basic auth: {sms:?}");
+    let mail = smtp.mail();
+    assert!(
+        mail.iter()
+            .any(|m| m.contains("HotMail") && m.contains("ops@farm.test")),
+        "{mail:?}"
+    );
+    // The heartbeat came through the webhook too.
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !bodies("/hook")
+        .iter()
+        .any(|(_, b)| b.contains("\"heartbeat\":true"))
+    {
+        assert!(Instant::now() < give_up, "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Every attempt is in the table.
+    let sql = "SELECT receiver, status, count(*) AS n FROM notifications \
+               GROUP BY receiver, status ORDER BY receiver, status";
+    let mut counts = BTreeMap::new();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < give_up {
+        if app.sql(sql, "json", Some(READ_TOKEN)).await.0 == 200 {
+            counts = app
+                .rows(sql)
+                .await
+                .iter()
+                .map(|r| {
+                    (
+                        format!(
+                            "{}/{}",
+                            r["receiver"].as_str().unwrap(),
+                            r["status"].as_str().unwrap()
+                        ),
+                        r["n"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>();
+            if [
+                "broken/failed",
+                "hook/sent",
+                "hook/silenced",
+                "tg/sent",
+                "mail/sent",
+                "sms/sent",
+            ]
+            .iter()
+            .all(|k| counts.contains_key(*k))
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("notifications: {counts:?}");
+    assert_eq!(
+        counts.get("broken/failed"),
+        Some(&2),
+        "two attempts, then the fallback: {counts:?}"
+    );
+    for k in [
+        "hook/sent",
+        "hook/silenced",
+        "tg/sent",
+        "mail/sent",
+        "sms/sent",
+    ] {
+        assert!(counts.contains_key(k), "{k} missing: {counts:?}");
+    }
+}
