@@ -33,6 +33,9 @@ pub struct AlertsConfig {
     /// A rules file (Prometheus's shape) loaded into the bucket at start; its groups replace
     /// those of the same names.
     pub rules_file: Option<PathBuf>,
+    /// Load the shipped rules (`rules/default.yml`, built into the binary) at start; `adit
+    /// demo` does.
+    pub default_rules: bool,
     /// How often the rule groups are read again from the bucket.
     #[serde(with = "humantime_serde")]
     pub reload: Duration,
@@ -42,6 +45,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         Self {
             rules_file: None,
+            default_rules: false,
             reload: Duration::from_secs(10),
         }
     }
@@ -56,6 +60,9 @@ impl AlertsConfig {
         Ok(())
     }
 }
+
+/// The shipped rules (`rules/default.yml`).
+pub const DEFAULT_RULES: &str = include_str!("../../rules/default.yml");
 
 /// A stable fingerprint of a series' labels (FNV-1a over their JSON), so an alert keeps its
 /// id across restarts and versions.
@@ -130,6 +137,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     config.validate().map_err(AlertsError::Kv)?;
+    if config.default_rules {
+        let n = store.load(&RuleFile::from_yaml(DEFAULT_RULES)?).await?;
+        tracing::info!(groups = n, "shipped alert rules loaded");
+    }
     if let Some(path) = &config.rules_file {
         let text = std::fs::read_to_string(path).map_err(|source| AlertsError::File {
             path: path.display().to_string(),

@@ -195,7 +195,11 @@ async fn demo(
         Role::Alerts,
         Role::Pool,
     ];
-    let result = wiring::run_roles(config, &roles, config.simulate.clone(), shutdown.clone()).await;
+    // The demo evaluates the shipped alert rules.
+    let mut config = config.clone();
+    config.alerts.default_rules = true;
+    let result =
+        wiring::run_roles(&config, &roles, config.simulate.clone(), shutdown.clone()).await;
     shutdown.cancel();
     for m in miners {
         let _ = m.join();
