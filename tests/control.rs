@@ -270,6 +270,37 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
         "{listed:?}"
     );
 
+    // A signal for a site the registry does not know is not obeyed, and the shipped rule
+    // for it finds it (run here as SQL against the real tables).
+    ingest_grid(
+        &app,
+        json!({"site": "site-zz", "event_id": "dr-stray", "kind": "curtail", "target_kw": 1.0,
+               "deadline": Utc::now() + chrono::Duration::seconds(60), "ts": Utc::now()}),
+    )
+    .await;
+    let rules = adit_alerts::RuleFile::from_yaml(include_str!("../rules/default.yml")).unwrap();
+    let stray = rules
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find(|r| r.alert == "GridSignalUnknownSite")
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the stray signal found",
+        || async {
+            let (status, body) = app.sql(&stray.expr, "json", Some(READ_TOKEN)).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let rows: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+            rows.iter().any(|r| r["site"] == "site-zz") && !rows.iter().any(|r| r["site"] == SITE)
+        },
+    )
+    .await;
+    let obeyed = app
+        .rows("SELECT count(*) AS n FROM decisions WHERE site = 'site-zz'")
+        .await;
+    assert_eq!(obeyed[0]["n"].as_i64(), Some(0), "not obeyed");
+
     // Every decision recomputes identically from its row.
     let out = Command::new(env!("CARGO_BIN_EXE_adit"))
         .args([

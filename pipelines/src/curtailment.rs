@@ -899,3 +899,161 @@ pub fn replay_step(
         recomputed,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_ingest::DecodedBatch;
+    use adit_schemas::registry::{Adapter, ChangeOp, Machine, Sensor, Site};
+    use adit_schemas::{EnergyReading, EnergySource, SensorReading};
+
+    fn entry(record: Record, at: DateTime<Utc>) -> AnyEvent {
+        AnyEvent::Registry(RegistryEntry {
+            key: record.key(),
+            op: ChangeOp::Put,
+            by: "test".into(),
+            at,
+            record: Some(record),
+        })
+    }
+
+    /// A site of two 3 kW machines at `t0`, readings every 10 s for `seconds`, and a curtail
+    /// to 3 kW at the start.
+    fn inputs(t0: DateTime<Utc>, seconds: i64) -> Vec<AnyEvent> {
+        let mut out = vec![
+            entry(Record::Site(Site::new("s1", 10.0)), t0),
+            entry(
+                Record::Sensor(Sensor {
+                    id: "t1".into(),
+                    site: "s1".into(),
+                    kind: SensorKind::Temperature,
+                    adapter: Adapter::default(),
+                }),
+                t0,
+            ),
+        ];
+        for (i, j_th) in [(1, 20.0), (2, 30.0)] {
+            out.push(entry(
+                Record::Machine(Machine {
+                    id: format!("m{i}"),
+                    site: "s1".into(),
+                    pool: None,
+                    model: "x".into(),
+                    rack: None,
+                    pdu: None,
+                    outlet: None,
+                    nominal_hashrate_hs: 3000.0 / j_th * 1e12,
+                    nominal_power_w: 3000.0,
+                    adapter: Adapter::default(),
+                }),
+                t0,
+            ));
+        }
+        out.push(AnyEvent::Grid(GridSignal {
+            site: "s1".into(),
+            event_id: "dr".into(),
+            kind: GridSignalKind::Curtail,
+            target_kw: Some(3.0),
+            deadline: Some(t0 + chrono::Duration::minutes(5)),
+            price_per_mwh: None,
+            ts: t0,
+        }));
+        for s in (0..seconds).step_by(10) {
+            let ts = t0 + chrono::Duration::seconds(s);
+            for m in ["m1", "m2"] {
+                out.push(AnyEvent::Energy(EnergyReading {
+                    site: "s1".into(),
+                    machine: m.into(),
+                    ts,
+                    power_w: 3000.0,
+                    energy_wh: None,
+                    source: EnergySource::Meter,
+                }));
+            }
+            out.push(AnyEvent::Sensor(SensorReading {
+                site: "s1".into(),
+                sensor: "t1".into(),
+                kind: SensorKind::Temperature,
+                value: 24.0,
+                ts,
+            }));
+        }
+        out
+    }
+
+    async fn run(dry_run: bool) -> StepOutput {
+        let t0: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let pipeline = Curtailment::new(CurtailmentConfig {
+            dry_run,
+            ..Default::default()
+        });
+        let mut batch = DecodedBatch::default();
+        for (seq, e) in inputs(t0, 60).into_iter().enumerate() {
+            batch
+                .rows
+                .entry(e.kind())
+                .or_default()
+                .push((seq as u64 + 1, e));
+        }
+        let mut state = CurtailmentState::default();
+        pipeline
+            .step(
+                &mut state,
+                StepInput {
+                    now: t0 + chrono::Duration::seconds(61),
+                    ticks: vec![],
+                    inputs: vec![batch],
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    fn statuses(out: &StepOutput) -> Vec<String> {
+        let (_, batch) = out
+            .tables
+            .iter()
+            .find(|(t, _)| t == TABLE_COMMANDS)
+            .expect("command rows");
+        let status = arrow::compute::cast(
+            batch.column_by_name("status").unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let status = arrow::array::AsArray::as_string::<i32>(&status);
+        status.iter().flatten().map(str::to_string).collect()
+    }
+
+    #[tokio::test]
+    async fn the_least_efficient_machine_is_shed_and_a_dry_run_sends_nothing() {
+        let live = run(false).await;
+        let commands: Vec<&ResultMessage> = live
+            .results
+            .iter()
+            .filter(|r| r.subject.starts_with("control."))
+            .collect();
+        assert!(
+            commands.iter().any(|r| r.subject == "control.s1.m2"),
+            "m2 (30 J/TH) is shed: {:?}",
+            commands.iter().map(|r| &r.subject).collect::<Vec<_>>()
+        );
+        assert!(!commands.iter().any(|r| r.subject == "control.s1.m1"));
+        assert!(statuses(&live).iter().all(|s| s == "sent"));
+
+        let dry = run(true).await;
+        assert!(
+            !dry.results
+                .iter()
+                .any(|r| r.subject.starts_with("control.")),
+            "a dry run sends no command"
+        );
+        assert!(
+            dry.results
+                .iter()
+                .any(|r| r.subject == "results.decision.s1"),
+            "but decides and publishes its decisions"
+        );
+        assert!(!statuses(&dry).is_empty());
+        assert!(statuses(&dry).iter().all(|s| s == "dry_run"));
+    }
+}

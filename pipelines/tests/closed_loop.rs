@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use adit_ingest::DecodedBatch;
 use adit_pipelines::curtailment::{Curtailment, CurtailmentConfig, CurtailmentState, replay_step};
+use adit_pipelines::violations::{Violations, ViolationsConfig, ViolationsState};
 use adit_pipelines::{Pipeline, StepInput};
 use adit_schemas::control::{Command, CommandAction, DecisionRow};
 use adit_schemas::registry::{Adapter, ChangeOp, Machine, Record, RegistryEntry, Sensor, Site};
@@ -223,6 +224,11 @@ async fn a_hundred_machines_follow_ten_curtailments_a_heat_wave_and_a_silent_sen
     };
     let pipeline = Curtailment::new(config.clone());
     let mut state = CurtailmentState::default();
+    // The violations pipeline reads the same inputs: a missed deadline is its to raise.
+    let violations = Violations::new(ViolationsConfig::default());
+    let mut violations_state = ViolationsState::default();
+    let mut violation_rows: Vec<serde_json::Value> = Vec::new();
+    let mut violations_seq = 0;
     let mut seq = 0;
     let efficiency: BTreeMap<String, f64> = plant
         .machines
@@ -325,6 +331,20 @@ async fn a_hundred_machines_follow_ten_curtailments_a_heat_wave_and_a_silent_sen
             }
         }
         // The step runs a moment after the readings, as the runtime would.
+        let seen = violations
+            .step(
+                &mut violations_state,
+                StepInput {
+                    now: now + Duration::milliseconds(500),
+                    ticks: vec![],
+                    inputs: vec![batch(input.clone(), &mut violations_seq)],
+                },
+            )
+            .await
+            .unwrap();
+        for r in &seen.results {
+            violation_rows.push(serde_json::from_slice(&r.payload).unwrap());
+        }
         let out = pipeline
             .step(
                 &mut state,
@@ -459,6 +479,37 @@ async fn a_hundred_machines_follow_ten_curtailments_a_heat_wave_and_a_silent_sen
         reports.iter().filter(|r| !r.possible).count(),
         1,
         "exactly the one impossible event"
+    );
+    // ...and the violations pipeline raised a missed deadline for it, and only for it.
+    let missed: Vec<&serde_json::Value> = violation_rows
+        .iter()
+        .filter(|v| v["kind"] == "curtailment_deadline" && v["event"] == "opened")
+        .collect();
+    eprintln!(
+        "curtailment_deadline violations opened: {:?}",
+        missed
+            .iter()
+            .map(|v| (
+                v["started"].as_str().unwrap_or_default(),
+                v["value"].as_f64(),
+                v["limit"].as_f64()
+            ))
+            .collect::<Vec<_>>()
+    );
+    let impossible = events
+        .iter()
+        .zip(&reports)
+        .find(|(_, r)| !r.possible)
+        .map(|(e, _)| e)
+        .unwrap();
+    assert_eq!(missed.len(), 1, "{missed:#?}");
+    assert_eq!(missed[0]["limit"].as_f64(), Some(impossible.target_kw));
+    let opened: DateTime<Utc> = missed[0]["ts"].as_str().unwrap().parse().unwrap();
+    let deadline =
+        t0 + Duration::minutes(impossible.at_min) + Duration::seconds(impossible.deadline_s);
+    assert!(
+        opened > deadline && opened <= deadline + Duration::seconds(2 * TICK_S),
+        "opened at {opened}, deadline {deadline}"
     );
 
     // The heat wave walks the fans up level by level, then shuts everything down at 40 °C.
