@@ -2,7 +2,8 @@
 //! the shipped rules file): a rule group PUT over the API (a bad one refused with its place),
 //! sensor readings over the ingest API make its series pending, then firing after its `for`,
 //! seen live on `results.alert.critical` and in the `alerts` table; when the readings stop it
-//! resolves.
+//! resolves. Then an operator acknowledges it and resolves it by hand while it is still hot: it
+//! starts again as pending and fires again.
 
 mod common;
 
@@ -12,6 +13,20 @@ use chrono::Utc;
 use common::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
+
+/// The next event of HotSensor in state `want` (within 30 s).
+async fn next_state(sub: &mut async_nats::Subscriber, want: &str) -> Value {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < give_up {
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
+            let e: Value = serde_json::from_slice(&m.payload).unwrap();
+            if e["rule"] == "HotSensor" && e["state"] == want {
+                return e;
+            }
+        }
+    }
+    panic!("no {want} event");
+}
 
 async fn post_reading(app: &App, value: f64) {
     let r = reqwest::Client::new()
@@ -170,6 +185,52 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
         listed.iter().any(|a| a["rule"] == "HotSensor"),
         "{listed:?}"
     );
+    // An operator acknowledges a firing alert, then resolves it by hand while it is still
+    // hot: it starts again as pending and fires again.
+    let app_url = app.url();
+    let heat = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        for _ in 0..40 {
+            client
+                .post(format!("{app_url}/api/v1/ingest/sensor"))
+                .bearer_auth(OPERATE_TOKEN)
+                .json(
+                    &json!({"site": "site-a", "sensor": "t-1", "kind": "temperature",
+                              "value": 36.0, "ts": Utc::now()}),
+                )
+                .send()
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let firing = next_state(&mut sub, "firing").await;
+    let id = firing["id"].as_str().unwrap().to_string();
+    let act = |path: &'static str, token: &'static str| {
+        let (client, url, id) = (client.clone(), app.url(), id.clone());
+        async move {
+            client
+                .post(format!("{url}/api/v1/alerts/{path}"))
+                .bearer_auth(token)
+                .json(&json!({"id": id, "note": "on it"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(act("acknowledge", READ_TOKEN).await, 403);
+    assert_eq!(act("acknowledge", OPERATE_TOKEN).await, 202);
+    let acked = next_state(&mut sub, "acknowledged").await;
+    assert_eq!(acked["by"], "operator");
+    assert_eq!(act("resolve", OPERATE_TOKEN).await, 202);
+    let resolved = next_state(&mut sub, "resolved").await;
+    assert_eq!(resolved["by"], "operator");
+    let again = next_state(&mut sub, "pending").await;
+    assert_eq!(again["id"], id.as_str(), "the same alert starts again");
+    next_state(&mut sub, "firing").await;
+    heat.abort();
+
     // The shipped rules evaluated without SQL errors against the tables that exist.
     let metrics = client
         .get(format!("{}/metrics", app.url()))

@@ -156,9 +156,26 @@ pub async fn run(
     let mut groups: Vec<RuleGroup> = Vec::new();
     let mut next_reload = Utc::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // Operators' resolutions (from the API) end an alert here too: if its condition still
+    // holds, it starts again as pending.
+    let mut manual = publisher
+        .jetstream()
+        .client()
+        .subscribe("results.alert.>")
+        .await
+        .map_err(AlertsError::kv)?;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
+            Some(m) = futures::StreamExt::next(&mut manual) => {
+                if let Ok(e) = serde_json::from_slice::<AlertEvent>(&m.payload)
+                    && e.by.is_some()
+                    && e.state == "resolved"
+                {
+                    ev.forget(&e);
+                }
+                continue;
+            }
             _ = tick.tick() => {}
         }
         let now = Utc::now();
@@ -186,6 +203,16 @@ pub async fn run(
 }
 
 impl Evaluator {
+    /// Drops the alert an operator resolved.
+    fn forget(&mut self, e: &AlertEvent) {
+        let Ok(labels) = serde_json::from_str::<Labels>(&e.labels) else {
+            return;
+        };
+        if let Some(tracked) = self.tracked.get_mut(&(e.group.clone(), e.rule.clone())) {
+            tracked.remove(&labels);
+        }
+    }
+
     /// One rule at `now`: the transitions as events.
     async fn evaluate(
         &mut self,
@@ -232,6 +259,8 @@ impl Evaluator {
                 value: t.value,
                 active_at: t.active_at,
                 ts: now,
+                by: None,
+                note: None,
             })
             .collect()
     }

@@ -232,3 +232,112 @@ pub async fn list_silences(State(state): State<AppState>) -> Result<Json<Value>>
         .map_err(unavailable)?;
     Ok(Json(json!(active)))
 }
+
+/// An operator's act on one alert.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertAct {
+    /// The alert's id (`group/rule/fingerprint`, as listed).
+    pub id: String,
+    /// Why.
+    pub note: String,
+}
+
+/// Publishes `state` (acknowledged or resolved) for the alert `act.id` as it last stood.
+async fn act(
+    state: &AppState,
+    caller: crate::auth::Caller,
+    bytes: &[u8],
+    new_state: &str,
+) -> Result<(StatusCode, Json<Value>)> {
+    let act: AlertAct =
+        serde_json::from_slice(bytes).map_err(|e| QueryError::BadRequest(format!("body: {e}")))?;
+    if act.note.trim().is_empty() {
+        return Err(QueryError::InvalidField {
+            field: "note".into(),
+            reason: "say why".into(),
+        });
+    }
+    if !tables(state).await?.contains("alerts") {
+        return Err(QueryError::NotFound(format!("no alert {:?}", act.id)));
+    }
+    let sql = format!(
+        "SELECT \"group\", rule, state, severity, labels, annotations, value, \
+           CAST(active_at AS BIGINT) AS active_us FROM alerts WHERE id = {} \
+         ORDER BY ts DESC, CASE state WHEN 'resolved' THEN 2 WHEN 'firing' THEN 1 ELSE 0 END DESC \
+         LIMIT 1",
+        lit(&act.id)
+    );
+    let latest = rows(state, &sql).await?;
+    let Some(row) = latest.first() else {
+        return Err(QueryError::NotFound(format!("no alert {:?}", act.id)));
+    };
+    let text = |k: &str| {
+        row.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if text("state") == "resolved" {
+        return Err(QueryError::Conflict(format!(
+            "alert {:?} is already resolved",
+            act.id
+        )));
+    }
+    let event = adit_schemas::alerts::AlertEvent {
+        id: act.id.clone(),
+        group: text("group"),
+        rule: text("rule"),
+        state: new_state.into(),
+        severity: text("severity"),
+        labels: text("labels"),
+        annotations: text("annotations"),
+        value: row.get("value").and_then(Value::as_f64),
+        active_at: row
+            .get("active_us")
+            .and_then(Value::as_i64)
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .unwrap_or_default(),
+        ts: chrono::Utc::now(),
+        by: Some(caller.name),
+        note: Some(act.note),
+    };
+    let publisher = state.publisher.as_ref().ok_or_else(|| {
+        QueryError::Unavailable("acting on alerts needs NATS, and this server has none".into())
+    })?;
+    publisher
+        .publish(&adit_schemas::AnyEvent::Alert(event))
+        .await
+        .map_err(unavailable)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": act.id, "state": new_state })),
+    ))
+}
+
+/// Acknowledges a firing alert (operate): its notifications are not repeated.
+#[utoipa::path(post, path = "/api/v1/alerts/acknowledge", tag = "alerts",
+    request_body = AlertAct,
+    responses((status = 202), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    act(&state, caller, &bytes, "acknowledged").await
+}
+
+/// Resolves an alert by hand (operate); if its condition still holds it starts again as
+/// pending.
+#[utoipa::path(post, path = "/api/v1/alerts/resolve", tag = "alerts",
+    request_body = AlertAct,
+    responses((status = 202), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn resolve(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    act(&state, caller, &bytes, "resolved").await
+}

@@ -62,6 +62,8 @@ impl Modify for Bearer {
         alerts::delete,
         alerts::silence,
         alerts::list_silences,
+        alerts::acknowledge,
+        alerts::resolve,
     ),
     components(schemas(
         server::SqlBody,
@@ -69,7 +71,8 @@ impl Modify for Bearer {
         violations::Resolution,
         overrides::NewOverride,
         overrides::Cancellation,
-        alerts::NewSilence
+        alerts::NewSilence,
+        alerts::AlertAct
     )),
     modifiers(&Bearer),
     tags((name = "sql", description = "Read-only SQL"), (name = "pool", description = "Pool views"),

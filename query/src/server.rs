@@ -130,6 +130,14 @@ pub fn router(
             "/api/v1/alerts/silences",
             axum::routing::post(crate::alerts::silence),
         )
+        .route(
+            "/api/v1/alerts/acknowledge",
+            axum::routing::post(crate::alerts::acknowledge),
+        )
+        .route(
+            "/api/v1/alerts/resolve",
+            axum::routing::post(crate::alerts::resolve),
+        )
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(
             guard(Role::Operate),

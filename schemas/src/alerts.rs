@@ -23,7 +23,7 @@ pub struct AlertEvent {
     pub group: String,
     /// The rule (`alert:` name).
     pub rule: String,
-    /// `pending`, `firing` or `resolved`.
+    /// `pending`, `firing`, `resolved`, or `acknowledged` (an operator's, over the API).
     pub state: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,
@@ -38,6 +38,12 @@ pub struct AlertEvent {
     pub active_at: DateTime<Utc>,
     /// When this transition was seen.
     pub ts: DateTime<Utc>,
+    /// The token name of the operator who acknowledged or resolved it (none: the rules did).
+    #[serde(default)]
+    pub by: Option<String>,
+    /// The operator's note.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 impl Event for AlertEvent {
@@ -46,12 +52,21 @@ impl Event for AlertEvent {
         names::alert_result_subject(&self.severity)
     }
     fn dedupe_id(&self) -> String {
-        format!(
-            "alert:{}:{}:{}",
-            self.id,
-            self.state,
-            self.active_at.timestamp_micros()
-        )
+        match &self.by {
+            // An operator's act is its own event, at its own time.
+            Some(by) => format!(
+                "alert:{}:{}:{by}:{}",
+                self.id,
+                self.state,
+                self.ts.timestamp_micros()
+            ),
+            None => format!(
+                "alert:{}:{}:{}",
+                self.id,
+                self.state,
+                self.active_at.timestamp_micros()
+            ),
+        }
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
@@ -61,9 +76,12 @@ impl Event for AlertEvent {
             return Err(Invalid::new("an alert needs its id"));
         }
         check_token("rule", &self.rule)?;
-        if !matches!(self.state.as_str(), "pending" | "firing" | "resolved") {
+        if !matches!(
+            self.state.as_str(),
+            "pending" | "firing" | "resolved" | "acknowledged"
+        ) {
             return Err(Invalid::new(format!(
-                "state {:?} must be pending, firing or resolved",
+                "state {:?} must be pending, firing, resolved or acknowledged",
                 self.state
             )));
         }
@@ -87,6 +105,8 @@ impl Event for AlertEvent {
             f64_opt("value"),
             ts_field("active_at"),
             ts_field("ts"),
+            crate::events::utf8_opt("by"),
+            crate::events::utf8_opt("note"),
         ]
     }
     fn into_any(self) -> AnyEvent {

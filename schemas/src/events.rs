@@ -1015,7 +1015,7 @@ mod tests {
                 r#"{{"site":"s1","action":"open","id":"x","kind":"noise","severity":"warning","subject":"m1","note":"loud","by":"ops","ts":"{ts}"}}"#
             ),
             EventKind::Alert => format!(
-                r#"{{"id":"g/HighTemp/ab12","group":"g","rule":"HighTemp","state":"firing","severity":"critical","labels":"{{\"site\":\"s1\"}}","annotations":"{{}}","value":41.5,"active_at":"{ts}","ts":"{ts}"}}"#
+                r#"{{"id":"g/HighTemp/ab12","group":"g","rule":"HighTemp","state":"firing","severity":"critical","labels":"{{\"site\":\"s1\"}}","annotations":"{{}}","value":41.5,"active_at":"{ts}","ts":"{ts}","by":"ops","note":"on it"}}"#
             ),
             EventKind::Notification => format!(
                 r#"{{"id":"ops:1:1","receiver":"ops","channel":"webhook","group":"ops:{{}}","status":"failed","attempt":1,"summary":"[FIRING:1] X","alerts":1,"error":"refused","ts":"{ts}"}}"#

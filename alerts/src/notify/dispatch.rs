@@ -80,6 +80,8 @@ impl Notification {
 struct Group {
     receiver: String,
     alerts: BTreeMap<String, (Labels, AlertEvent)>,
+    /// Firing alerts an operator acknowledged: not repeated (their resolution is told).
+    acked: std::collections::BTreeSet<String>,
     last_sent: Option<DateTime<Utc>>,
     next: DateTime<Utc>,
     dirty: bool,
@@ -124,10 +126,18 @@ impl Dispatcher {
         let group = self.groups.entry(key).or_insert_with(|| Group {
             receiver,
             alerts: BTreeMap::new(),
+            acked: Default::default(),
             last_sent: None,
             next: now + chrono_of(route.group_wait),
             dirty: false,
         });
+        if event.state == "acknowledged" {
+            group.acked.insert(event.id);
+            return;
+        }
+        if event.state == "resolved" {
+            group.acked.remove(&event.id);
+        }
         group.alerts.insert(event.id.clone(), (labels, event));
         group.dirty = true;
         if let Some(sent) = group.last_sent {
@@ -152,6 +162,9 @@ impl Dispatcher {
             let muted = |labels: &Labels| silences.iter().any(|s| s.mutes(labels, now));
             let (mut firing, mut resolved, mut silenced) = (Vec::new(), Vec::new(), false);
             for (labels, event) in group.alerts.values() {
+                if event.state == "firing" && group.acked.contains(&event.id) {
+                    continue;
+                }
                 if muted(labels) {
                     silenced = true;
                     continue;
@@ -174,6 +187,8 @@ impl Dispatcher {
                 }
             }
             group.alerts.retain(|_, (_, e)| e.state == "firing");
+            let alerts = &group.alerts;
+            group.acked.retain(|id| alerts.contains_key(id));
             group.dirty = false;
             group.last_sent = Some(now);
             group.next = now + chrono_of(route.repeat_interval);
@@ -223,6 +238,8 @@ mod tests {
             value: Some(41.0),
             active_at: t,
             ts: t,
+            by: None,
+            note: None,
         }
     }
 
@@ -266,6 +283,27 @@ mod tests {
         // Still firing: repeated after repeat_interval.
         assert_eq!(d.due(&r, &[], s(330 + 3600)).len(), 1);
         assert_eq!(d.firing(), (1, 1));
+    }
+
+    #[test]
+    fn an_acknowledged_alert_is_not_repeated_but_its_resolution_is_told() {
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let s = |n: i64| t0 + chrono::Duration::seconds(n);
+        let r = Route {
+            routes: vec![],
+            ..route()
+        };
+        let mut d = Dispatcher::default();
+        d.observe(&r, event("a", "s1", "firing", "warning"), s(0));
+        assert_eq!(d.due(&r, &[], s(30)).len(), 1);
+        d.observe(&r, event("a", "s1", "acknowledged", "warning"), s(40));
+        assert!(
+            d.due(&r, &[], s(30 + 3600)).is_empty(),
+            "no repeat once acknowledged"
+        );
+        d.observe(&r, event("a", "s1", "resolved", "warning"), s(4000));
+        let n = d.due(&r, &[], s(4000 + 300));
+        assert_eq!((n.len(), n[0].resolved.len()), (1, 1));
     }
 
     #[test]
