@@ -142,17 +142,20 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
             }
         }
     }
+    // pending → firing → resolved (a pending series that blinked off under load may have been
+    // dropped and started again before it fired: only the last pending counts).
     let states: Vec<&str> = seen.iter().map(|e| e["state"].as_str().unwrap()).collect();
-    assert_eq!(
-        states,
-        ["pending", "firing", "resolved"],
-        "{seen:#?}\n{}",
-        app.log()
-    );
+    let fired = states
+        .iter()
+        .position(|s| *s == "firing")
+        .unwrap_or_else(|| panic!("never fired: {seen:#?}\n{}", app.log()));
+    assert!(fired > 0 && states[fired - 1] == "pending", "{states:?}");
+    assert_eq!(seen[fired - 1]["active_at"], seen[fired]["active_at"]);
+    assert_eq!(states[fired + 1..], ["resolved"], "{states:?}");
     let at = |i: usize, k: &str| {
         chrono::DateTime::parse_from_rfc3339(seen[i][k].as_str().unwrap()).unwrap()
     };
-    let held = at(1, "ts") - at(1, "active_at");
+    let held = at(fired, "ts") - at(fired, "active_at");
     eprintln!(
         "HotSensor fired {} ms after it began alerting (for: 3s)",
         held.num_milliseconds()
@@ -161,16 +164,21 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
         held >= chrono::Duration::seconds(3),
         "fired before its for: {held}"
     );
-    let labels: Value = serde_json::from_str(seen[1]["labels"].as_str().unwrap()).unwrap();
+    let labels: Value = serde_json::from_str(seen[fired]["labels"].as_str().unwrap()).unwrap();
     assert_eq!(labels["site"], "site-a");
     assert_eq!(labels["alertname"], "HotSensor");
-    assert_eq!(seen[1]["value"], 35.0);
+    assert_eq!(seen[fired]["value"], 35.0);
 
     // The table holds every transition.
     let sql = "SELECT state FROM alerts WHERE rule = 'HotSensor' ORDER BY ts";
-    eventually(Duration::from_secs(30), "three rows in alerts", || async {
-        app.sql(sql, "json", Some(READ_TOKEN)).await.0 == 200 && app.rows(sql).await.len() == 3
-    })
+    eventually(
+        Duration::from_secs(30),
+        "every transition in alerts",
+        || async {
+            app.sql(sql, "json", Some(READ_TOKEN)).await.0 == 200
+                && app.rows(sql).await.len() == states.len()
+        },
+    )
     .await;
     let listed: Vec<Value> = client
         .get(format!("{}/api/v1/alerts?state=resolved", app.url()))
