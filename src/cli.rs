@@ -43,7 +43,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Bring the whole system up on this machine with a simulated farm, and serve the API.
     Demo(DemoArgs),
-    /// Run the chosen roles (default: all) until Ctrl-C.
+    /// Run the chosen roles (default: pipelines and query) until Ctrl-C or SIGTERM.
     Run(RunArgs),
     /// Run the pipelines only.
     Pipelines,
