@@ -1853,7 +1853,7 @@ mod tests {
             // Keep the connection open, silent, until the client gives up.
             let mut stream = stream;
             let mut sink = Vec::new();
-            let _ = stream.read_to_end(&mut sink).await;
+            stream.read_to_end(&mut sink).await.ok();
         });
         let after = Duration::from_millis(300);
         match query(&addr, "summary", after, MAX_BYTES).await {
@@ -1872,10 +1872,11 @@ mod tests {
         let server = tokio::spawn(async move {
             let (mut stream, _) = l.accept().await.expect("accept");
             let mut request = [0u8; 64];
-            let _ = stream.read(&mut request).await;
+            let n = stream.read(&mut request).await.expect("the request");
+            assert!(n > 0, "the client sends its request first");
             let flood = vec![b' '; 2 * 1024 * 1024];
             // The client hangs up part-way: a failed write is expected.
-            let _ = stream.write_all(&flood).await;
+            stream.write_all(&flood).await.ok();
         });
         match query(&addr, "summary", TIMEOUT, MAX_BYTES).await {
             Err(DeviceError::TooLarge { addr: a, limit }) => {
@@ -1893,7 +1894,8 @@ mod tests {
         let server = tokio::spawn(async move {
             let (mut stream, _) = l.accept().await.expect("accept");
             let mut request = [0u8; 64];
-            let _ = stream.read(&mut request).await;
+            let n = stream.read(&mut request).await.expect("the request");
+            assert!(n > 0, "the client sends its request first");
             let full = S9_SUMMARY_STATS.as_bytes();
             stream
                 .write_all(&full[..full.len() / 2])
@@ -1911,7 +1913,8 @@ mod tests {
         let server = tokio::spawn(async move {
             let (mut stream, _) = l.accept().await.expect("accept");
             let mut request = [0u8; 64];
-            let _ = stream.read(&mut request).await;
+            let n = stream.read(&mut request).await.expect("the request");
+            assert!(n > 0, "the client sends its request first");
             stream
                 .write_all(WHATSMINER_SUMMARY.as_bytes())
                 .await
@@ -1919,7 +1922,7 @@ mod tests {
             stream.write_all(b"\0trailing").await.expect("write");
             // Stay open until the client has gone.
             let mut sink = Vec::new();
-            let _ = stream.read_to_end(&mut sink).await;
+            stream.read_to_end(&mut sink).await.ok();
         });
         let reply = query(&addr, "summary", TIMEOUT, MAX_BYTES)
             .await
