@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use crate::error::{QueryError, Result};
+use crate::publish::{body, publish};
 use crate::server::AppState;
 use crate::views::{Page, lit, rows, tables};
 
@@ -183,8 +184,7 @@ pub async fn silence(
     axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let new: NewSilence =
-        serde_json::from_slice(&bytes).map_err(|e| QueryError::BadRequest(format!("body: {e}")))?;
+    let new: NewSilence = body(&bytes)?;
     if new.matchers.is_empty() {
         return Err(QueryError::InvalidField {
             field: "matchers".into(),
@@ -250,8 +250,7 @@ async fn act(
     bytes: &[u8],
     new_state: &str,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let act: AlertAct =
-        serde_json::from_slice(bytes).map_err(|e| QueryError::BadRequest(format!("body: {e}")))?;
+    let act: AlertAct = body(bytes)?;
     if act.note.trim().is_empty() {
         return Err(QueryError::InvalidField {
             field: "note".into(),
@@ -302,13 +301,7 @@ async fn act(
         by: Some(caller.name),
         note: Some(act.note),
     };
-    let publisher = state.publisher.as_ref().ok_or_else(|| {
-        QueryError::Unavailable("acting on alerts needs NATS, and this server has none".into())
-    })?;
-    publisher
-        .publish(&adit_schemas::AnyEvent::Alert(event))
-        .await
-        .map_err(unavailable)?;
+    publish(state, event, "acting on alerts").await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": act.id, "state": new_state })),

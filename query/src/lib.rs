@@ -14,6 +14,7 @@ pub mod error;
 pub mod format;
 pub mod openapi;
 pub mod overrides;
+mod publish;
 pub mod registry;
 pub mod server;
 pub mod views;

@@ -7,9 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use adit_ingest::publish::Outgoing;
 use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, Override, OverrideKind};
-use adit_schemas::{AnyEvent, Event, ValidationPolicy};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -20,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Caller, Role};
 use crate::error::{QueryError, Result};
+use crate::publish::{body, publish};
 use crate::server::AppState;
 use crate::views::{Page, lit, rows, tables};
 
@@ -50,23 +49,6 @@ pub struct NewOverride {
 pub struct Cancellation {
     /// Why it ends early.
     pub reason: String,
-}
-
-fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| QueryError::BadRequest(format!("body: {e}")))
-}
-
-async fn send(state: &AppState, o: Override) -> Result<()> {
-    o.validate(&ValidationPolicy::default(), Utc::now())
-        .map_err(|e| QueryError::BadRequest(e.reason))?;
-    let publisher = state.publisher.as_ref().ok_or_else(|| {
-        QueryError::Unavailable("overrides need NATS, and this server has none".into())
-    })?;
-    publisher
-        .publish_one(&Outgoing::event(&AnyEvent::Override(o)))
-        .await
-        .map_err(|e| QueryError::Unavailable(e.to_string()))?;
-    Ok(())
 }
 
 fn id_of(site: &str, kind: OverrideKind, ts: DateTime<Utc>) -> String {
@@ -122,7 +104,7 @@ pub async fn create(
         expires: ts + duration,
     };
     let reply = json!({ "id": o.id, "expires": o.expires });
-    send(&state, o).await?;
+    publish(&state, o, "overrides").await?;
     Ok((StatusCode::ACCEPTED, Json(reply)))
 }
 
@@ -152,7 +134,7 @@ pub async fn cancel(
         ts,
         expires: ts + chrono::Duration::seconds(1),
     };
-    send(&state, o).await?;
+    publish(&state, o, "overrides").await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "cancelled": id }))))
 }
 

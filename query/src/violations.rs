@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use adit_ingest::publish::Outgoing;
-use adit_schemas::{AnyEvent, Event, NoteAction, ValidationPolicy, ViolationNote};
+use adit_schemas::{NoteAction, ViolationNote};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -16,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{QueryError, Result};
+use crate::publish::{body, publish};
 use crate::server::AppState;
 use crate::views::{Page, lit, rows, tables};
 
@@ -120,23 +120,6 @@ pub struct Resolution {
     pub note: String,
 }
 
-async fn send(state: &AppState, note: ViolationNote) -> Result<()> {
-    note.validate(&ValidationPolicy::default(), Utc::now())
-        .map_err(|e| QueryError::BadRequest(e.reason))?;
-    let publisher = state.publisher.as_ref().ok_or_else(|| {
-        QueryError::Unavailable("recording violations needs NATS, and this server has none".into())
-    })?;
-    publisher
-        .publish_one(&Outgoing::event(&AnyEvent::ViolationNote(note)))
-        .await
-        .map_err(|e| QueryError::Unavailable(e.to_string()))?;
-    Ok(())
-}
-
-fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| QueryError::BadRequest(format!("body: {e}")))
-}
-
 /// Records a violation by hand (operate role); the violations pipeline writes it.
 #[utoipa::path(post, path = "/api/v1/violations", tag = "farm",
     request_body = NewViolation,
@@ -157,7 +140,7 @@ pub async fn create(
         new.kind,
         ts.timestamp_micros()
     );
-    send(
+    publish(
         &state,
         ViolationNote {
             site: new.site,
@@ -170,6 +153,7 @@ pub async fn create(
             by: caller.name,
             ts,
         },
+        "recording violations",
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
@@ -199,7 +183,7 @@ pub async fn resolve(
             )));
         }
     };
-    send(
+    publish(
         &state,
         ViolationNote {
             site: site.to_string(),
@@ -212,6 +196,7 @@ pub async fn resolve(
             by: caller.name,
             ts: Utc::now(),
         },
+        "recording violations",
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
