@@ -151,6 +151,12 @@ impl Config {
         {
             bail!("query.node {node:?} is not monerod's RPC URL like http://127.0.0.1:18081");
         }
+        if !(1..=100_000).contains(&self.query.live_max_subscribers) {
+            bail!(
+                "query.live_max_subscribers must be 1 to 100000, not {}",
+                self.query.live_max_subscribers
+            );
+        }
         if self.query.limits.max_rows == 0 {
             bail!("query.limits.max_rows must be at least 1");
         }

@@ -37,6 +37,9 @@ pub enum QueryError {
     /// The change conflicts with the current state (stale revision, still referenced).
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests of this kind are open; the caller should retry later.
+    #[error("{0}")]
+    TooBusy(String),
     /// A service this needs (NATS) is not there or failing.
     #[error("{0}")]
     Unavailable(String),
@@ -61,6 +64,7 @@ impl QueryError {
             Self::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooBusy(_) => (StatusCode::TOO_MANY_REQUESTS, "too_busy"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Sql(e) => sql_status(e),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

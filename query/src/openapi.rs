@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, overrides, registry, server, views, violations};
+use crate::{alerts, live, overrides, registry, server, views, violations};
 
 /// Adds the bearer-token scheme the routes name.
 struct Bearer;
@@ -64,6 +64,7 @@ impl Modify for Bearer {
         alerts::list_silences,
         alerts::acknowledge,
         alerts::resolve,
+        live::live,
     ),
     components(schemas(
         server::SqlBody,

@@ -35,6 +35,8 @@ pub struct QueryConfig {
     pub snapshot_refresh: std::time::Duration,
     /// Bearer tokens; none configured means auth is off.
     pub tokens: Vec<TokenConfig>,
+    /// Most live (SSE) subscribers at once; more get a 429.
+    pub live_max_subscribers: usize,
     /// monerod's RPC URL, for the confirmations in the blocks view (default: the pool's node
     /// when it is monerod).
     pub node: Option<String>,
@@ -47,6 +49,7 @@ impl Default for QueryConfig {
             limits: SqlLimits::default(),
             snapshot_refresh: std::time::Duration::from_millis(250),
             tokens: Vec::new(),
+            live_max_subscribers: 256,
             node: None,
         }
     }
@@ -71,6 +74,8 @@ pub struct AppState {
     pub rules: Option<adit_alerts::RuleStore>,
     /// The silences (none without NATS).
     pub silences: Option<adit_alerts::notify::Silences>,
+    /// Live subscriptions (none without NATS: the route answers 503).
+    pub live: Option<crate::live::Live>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -107,6 +112,7 @@ pub fn router(
         .route("/api/v1/control/overrides", get(crate::overrides::list))
         .route("/api/v1/alerts", get(crate::alerts::list))
         .route("/api/v1/alerts/silences", get(crate::alerts::list_silences))
+        .route("/api/v1/live", get(crate::live::live))
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
     let notes = Router::new()
@@ -445,6 +451,7 @@ mod tests {
             publisher: None,
             rules: None,
             silences: None,
+            live: None,
         };
         let tokens = vec![
             TokenConfig {

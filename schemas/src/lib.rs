@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod api;
 pub mod arrow_rows;
+pub mod compliance;
 pub mod control;
 pub mod error;
 pub mod events;

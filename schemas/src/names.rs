@@ -98,6 +98,8 @@ pub const TABLE_OVERRIDES: &str = "overrides";
 pub const TABLE_COMMANDS: &str = "commands";
 /// Every registry change with the value before and after.
 pub const TABLE_REGISTRY_CHANGES: &str = "registry_changes";
+/// One compliance report per site and local day, in revisions.
+pub const TABLE_COMPLIANCE_DAILY: &str = "compliance_daily";
 
 /// Subject of a share from `pool`.
 pub fn share_subject(pool: &str) -> String {

@@ -1,0 +1,851 @@
+//! The figures of one site's local day, read by SQL from the tables the pipelines write.
+//!
+//! SQL fetches the day's rows in a fixed order and the sums are made here, minute by minute,
+//! so the same tables always give the same figures to the bit. A section whose table does not
+//! exist yet is `None` ("no data" in the report), never an error.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use adit_schemas::names;
+use adit_schemas::registry::{Machine, Site};
+use adit_sql::SqlEngine;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    ComplianceReport, Curtailment, EnergySection, Limits, PoolEnergy, Quality, Score, Series,
+    ViolationGroup, ViolationItem, ViolationsSection, round,
+};
+
+/// A machine minute below this coverage counts as estimated.
+const MEASURED_COVERAGE: f64 = 0.9;
+/// Temperature chart bucket, minutes.
+const TEMP_BUCKET_MIN: i64 = 5;
+
+/// The site's local day `date` as `[local midnight, next local midnight)` in UTC.
+pub fn local_window(timezone: &str, date: NaiveDate) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let tz: chrono_tz::Tz = timezone
+        .parse()
+        .map_err(|_| Error::Invalid(format!("time zone {timezone:?} is not an IANA zone")))?;
+    let midnight = |d: NaiveDate| -> Result<DateTime<Utc>> {
+        let naive = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        // A zone that skips midnight starts the day at the first instant after the gap.
+        tz.from_local_datetime(&naive)
+            .earliest()
+            .or_else(|| tz.from_local_datetime(&(naive + Duration::hours(1))).earliest())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| Error::Invalid(format!("{d} has no local midnight in {timezone}")))
+    };
+    let next = date
+        .succ_opt()
+        .ok_or_else(|| Error::Invalid(format!("{date} is out of range")))?;
+    Ok((midnight(date)?, midnight(next)?))
+}
+
+/// The site's local date now.
+pub fn local_today(timezone: &str, now: DateTime<Utc>) -> Result<NaiveDate> {
+    let tz: chrono_tz::Tz = timezone
+        .parse()
+        .map_err(|_| Error::Invalid(format!("time zone {timezone:?} is not an IANA zone")))?;
+    Ok(now.with_timezone(&tz).date_naive())
+}
+
+/// Computes the report of `site`'s local day `date` (`machines`: the registry's, to group
+/// energy by pool). The result has no revision: the job gives it one when it stores it.
+pub async fn compute(
+    engine: &SqlEngine,
+    site: &Site,
+    machines: &[Machine],
+    date: NaiveDate,
+) -> Result<ComplianceReport> {
+    let (start, end) = local_window(&site.timezone, date)?;
+    let minutes = (end - start).num_minutes();
+    let tables: BTreeSet<String> = engine
+        .catalog()
+        .snapshot()
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let day = Day {
+        engine,
+        site: &site.id,
+        start,
+        end,
+        tables: &tables,
+    };
+    let limits = Limits {
+        allocation_kw: site.allocation_kw,
+        warning_pct: site.warning_pct,
+        critical_pct: site.critical_pct,
+        max_temp_c: site.max_temp_c,
+    };
+    let power = day.power_minutes(minutes).await?;
+    let weak = day.weak_minutes(minutes).await?;
+    let energy = power
+        .as_ref()
+        .map(|p| energy_section(&limits, start, minutes, p));
+    let quality = quality(start, power.as_deref(), weak.as_deref(), minutes);
+    let violations = day.violations().await?;
+    let commands = day.command_times().await?;
+    let curtailments = day.grid_signals().await?.map(|signals| {
+        curtailments(&signals, start, end, power.as_deref(), &commands)
+    });
+    let score = score(
+        energy.as_ref(),
+        curtailments.as_deref(),
+        &quality,
+        violations.as_ref(),
+    );
+    Ok(ComplianceReport {
+        site: site.id.clone(),
+        site_name: site.name.clone(),
+        date,
+        timezone: site.timezone.clone(),
+        window_start: start,
+        window_end: end,
+        revision: None,
+        limits,
+        energy,
+        pools: day.pools(machines).await?,
+        violations,
+        curtailments,
+        quality,
+        score,
+        series: Series {
+            power_kw: power
+                .unwrap_or_else(|| vec![None; minutes as usize])
+                .into_iter()
+                .map(|m| m.map(|w| round(w / 1000.0, 3)))
+                .collect(),
+            temperature_c: day.temperatures(minutes).await?,
+        },
+    })
+}
+
+/// One site's day and where to read it.
+struct Day<'a> {
+    engine: &'a SqlEngine,
+    site: &'a str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    tables: &'a BTreeSet<String>,
+}
+
+impl Day<'_> {
+    /// `ts_col` within the day, as SQL.
+    fn within(&self, ts_col: &str) -> String {
+        format!(
+            "{ts_col} >= to_timestamp_micros({}) AND {ts_col} < to_timestamp_micros({})",
+            self.start.timestamp_micros(),
+            self.end.timestamp_micros()
+        )
+    }
+
+    fn has(&self, table: &str) -> bool {
+        self.tables.contains(table)
+    }
+
+    fn site_lit(&self) -> String {
+        format!("'{}'", self.site.replace('\'', "''"))
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.engine.query(sql).await?.batches)
+    }
+
+    /// Minute index within the day of a UTC timestamp in µs.
+    fn minute_of(&self, us: i64) -> i64 {
+        (us - self.start.timestamp_micros()).div_euclid(60_000_000)
+    }
+
+    /// Each minute's mean site power, W; none when no energy table exists.
+    async fn power_minutes(&self, minutes: i64) -> Result<Option<Vec<Option<f64>>>> {
+        if !self.has(names::TABLE_SITE_ENERGY_1M) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT CAST(minute AS BIGINT) AS m, avg_power_w FROM {} WHERE site = {} AND {} ORDER BY minute",
+            names::TABLE_SITE_ENERGY_1M,
+            self.site_lit(),
+            self.within("minute")
+        );
+        let mut out = vec![None; minutes as usize];
+        for batch in self.query(&sql).await? {
+            for (m, w) in i64s(&batch, "m")?.into_iter().zip(f64s(&batch, "avg_power_w")?) {
+                let (Some(m), Some(w)) = (m, w) else { continue };
+                if let Some(slot) = usize::try_from(self.minute_of(m))
+                    .ok()
+                    .and_then(|i| out.get_mut(i))
+                {
+                    *slot = Some(w);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Each minute: whether some machine figure in it is estimated or thinly covered.
+    async fn weak_minutes(&self, minutes: i64) -> Result<Option<Vec<bool>>> {
+        if !self.has(names::TABLE_MACHINE_ENERGY_1M) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT CAST(minute AS BIGINT) AS m, \
+             sum(CASE WHEN source = 'estimate' OR quality < {MEASURED_COVERAGE} THEN 1 ELSE 0 END) AS weak \
+             FROM {} WHERE site = {} AND {} GROUP BY minute",
+            names::TABLE_MACHINE_ENERGY_1M,
+            self.site_lit(),
+            self.within("minute")
+        );
+        let mut out = vec![false; minutes as usize];
+        for batch in self.query(&sql).await? {
+            for (m, weak) in i64s(&batch, "m")?.into_iter().zip(i64s(&batch, "weak")?) {
+                let (Some(m), Some(weak)) = (m, weak) else { continue };
+                if let Some(slot) = usize::try_from(self.minute_of(m))
+                    .ok()
+                    .and_then(|i| out.get_mut(i))
+                {
+                    *slot = weak > 0;
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Energy by pool, from each machine's minutes.
+    async fn pools(&self, machines: &[Machine]) -> Result<Vec<PoolEnergy>> {
+        if !self.has(names::TABLE_MACHINE_ENERGY_1M) {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT machine, energy_wh FROM {} WHERE site = {} AND {} ORDER BY machine, minute",
+            names::TABLE_MACHINE_ENERGY_1M,
+            self.site_lit(),
+            self.within("minute")
+        );
+        let pool_of: BTreeMap<&str, &str> = machines
+            .iter()
+            .filter(|m| m.site == self.site)
+            .map(|m| (m.id.as_str(), m.pool.as_deref().unwrap_or("unassigned")))
+            .collect();
+        let mut by_pool: BTreeMap<String, (BTreeSet<String>, f64)> = BTreeMap::new();
+        for batch in self.query(&sql).await? {
+            for (machine, wh) in strings(&batch, "machine")?
+                .into_iter()
+                .zip(f64s(&batch, "energy_wh")?)
+            {
+                let (Some(machine), Some(wh)) = (machine, wh) else { continue };
+                let pool = pool_of.get(machine.as_str()).copied().unwrap_or("unassigned");
+                let entry = by_pool.entry(pool.to_string()).or_default();
+                entry.0.insert(machine);
+                entry.1 += wh;
+            }
+        }
+        Ok(by_pool
+            .into_iter()
+            .map(|(pool, (machines, wh))| PoolEnergy {
+                pool,
+                machines: machines.len() as i64,
+                energy_kwh: round(wh / 1000.0, 3),
+            })
+            .collect())
+    }
+
+    /// Highest temperature per bucket.
+    async fn temperatures(&self, minutes: i64) -> Result<Vec<Option<f64>>> {
+        let buckets = (minutes + TEMP_BUCKET_MIN - 1) / TEMP_BUCKET_MIN;
+        let mut out = vec![None; buckets as usize];
+        if !self.has(names::TABLE_SENSOR_READINGS) {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT CAST(ts AS BIGINT) AS t, value FROM {} WHERE site = {} AND kind = 'temperature' AND {}",
+            names::TABLE_SENSOR_READINGS,
+            self.site_lit(),
+            self.within("ts")
+        );
+        for batch in self.query(&sql).await? {
+            for (t, v) in i64s(&batch, "t")?.into_iter().zip(f64s(&batch, "value")?) {
+                let (Some(t), Some(v)) = (t, v) else { continue };
+                let i = self.minute_of(t) / TEMP_BUCKET_MIN;
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                    *slot = Some(slot.map_or(v, |old: f64| old.max(v)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Violations open at any time during the day.
+    async fn violations(&self) -> Result<Option<ViolationsSection>> {
+        if !self.has(names::TABLE_VIOLATIONS) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT id, event, scope, subject, kind, severity, peak, \"limit\" AS lim, \
+             CAST(started AS BIGINT) AS started_us, duration_s FROM {} \
+             WHERE site = {} AND started < to_timestamp_micros({}) ORDER BY id, ts",
+            names::TABLE_VIOLATIONS,
+            self.site_lit(),
+            self.end.timestamp_micros()
+        );
+        let mut rows = Vec::new();
+        for batch in self.query(&sql).await? {
+            let cols = (
+                strings(&batch, "id")?,
+                strings(&batch, "event")?,
+                strings(&batch, "scope")?,
+                strings(&batch, "subject")?,
+                strings(&batch, "kind")?,
+                strings(&batch, "severity")?,
+                f64s(&batch, "peak")?,
+                f64s(&batch, "lim")?,
+                i64s(&batch, "started_us")?,
+                f64s(&batch, "duration_s")?,
+            );
+            for i in 0..batch.num_rows() {
+                rows.push(ViolationRowIn {
+                    id: cols.0[i].clone().unwrap_or_default(),
+                    event: cols.1[i].clone().unwrap_or_default(),
+                    subject: format!(
+                        "{} {}",
+                        cols.2[i].clone().unwrap_or_default(),
+                        cols.3[i].clone().unwrap_or_default()
+                    ),
+                    kind: cols.4[i].clone().unwrap_or_default(),
+                    severity: cols.5[i].clone().unwrap_or_default(),
+                    peak: cols.6[i],
+                    limit: cols.7[i],
+                    started_us: cols.8[i].unwrap_or_default(),
+                    duration_s: cols.9[i].unwrap_or_default(),
+                });
+            }
+        }
+        Ok(Some(violations(&rows, self.start, self.end)))
+    }
+
+    /// When each command was sent during the day.
+    async fn command_times(&self) -> Result<Vec<DateTime<Utc>>> {
+        if !self.has(names::TABLE_COMMANDS) {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT CAST(ts AS BIGINT) AS t FROM {} WHERE site = {} AND status IN ('sent', 'dry_run') AND {} ORDER BY ts",
+            names::TABLE_COMMANDS,
+            self.site_lit(),
+            self.within("ts")
+        );
+        let mut out = Vec::new();
+        for batch in self.query(&sql).await? {
+            out.extend(i64s(&batch, "t")?.into_iter().flatten().filter_map(from_us));
+        }
+        Ok(out)
+    }
+
+    /// The day's grid signals (and the day before's, for an event still running at midnight).
+    async fn grid_signals(&self) -> Result<Option<Vec<Signal>>> {
+        if !self.has(names::TABLE_GRID_SIGNALS) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT event_id, kind, target_kw, CAST(deadline AS BIGINT) AS deadline_us, \
+             CAST(ts AS BIGINT) AS ts_us FROM {} WHERE site = {} AND kind IN ('curtail', 'normal') \
+             AND ts < to_timestamp_micros({}) ORDER BY ts, event_id",
+            names::TABLE_GRID_SIGNALS,
+            self.site_lit(),
+            self.end.timestamp_micros()
+        );
+        let mut out = Vec::new();
+        for batch in self.query(&sql).await? {
+            let (ids, kinds, targets, deadlines, ts) = (
+                strings(&batch, "event_id")?,
+                strings(&batch, "kind")?,
+                f64s(&batch, "target_kw")?,
+                i64s(&batch, "deadline_us")?,
+                i64s(&batch, "ts_us")?,
+            );
+            for i in 0..batch.num_rows() {
+                let Some(at) = ts[i].and_then(from_us) else { continue };
+                out.push(Signal {
+                    event_id: ids[i].clone().unwrap_or_default(),
+                    curtail: kinds[i].as_deref() == Some("curtail"),
+                    target_kw: targets[i],
+                    deadline: deadlines[i].and_then(from_us),
+                    at,
+                });
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// A violations row as read.
+#[derive(Debug, Clone)]
+struct ViolationRowIn {
+    id: String,
+    event: String,
+    subject: String,
+    kind: String,
+    severity: String,
+    peak: Option<f64>,
+    limit: Option<f64>,
+    started_us: i64,
+    duration_s: f64,
+}
+
+/// A grid signal as read.
+#[derive(Debug, Clone)]
+struct Signal {
+    event_id: String,
+    curtail: bool,
+    target_kw: Option<f64>,
+    deadline: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+}
+
+fn from_us(us: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+}
+
+/// Severities from least to worst.
+const SEVERITIES: [&str; 4] = ["warning", "critical", "violation", "emergency"];
+
+fn rank(severity: &str) -> usize {
+    SEVERITIES.iter().position(|s| *s == severity).unwrap_or(0)
+}
+
+/// Folds a violation's rows (in time order) into one item per violation, clipped to the day.
+fn violations(
+    rows: &[ViolationRowIn],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> ViolationsSection {
+    let mut by_id: BTreeMap<&str, Vec<&ViolationRowIn>> = BTreeMap::new();
+    for r in rows {
+        by_id.entry(r.id.as_str()).or_default().push(r);
+    }
+    let mut list = Vec::new();
+    for (id, rows) in by_id {
+        let first = rows[0];
+        let Some(started) = from_us(first.started_us) else { continue };
+        let worst = rows
+            .iter()
+            .map(|r| r.severity.as_str())
+            .max_by_key(|s| rank(s))
+            .unwrap_or("warning");
+        let ended = rows
+            .iter()
+            .find(|r| r.event == "resolved")
+            .map(|r| started + Duration::milliseconds((r.duration_s * 1000.0) as i64));
+        let (from, to) = (started.max(start), ended.unwrap_or(end).min(end));
+        if to <= from {
+            continue;
+        }
+        let peak = rows.iter().filter_map(|r| r.peak).reduce(f64::max);
+        list.push(ViolationItem {
+            id: id.to_string(),
+            kind: first.kind.clone(),
+            severity: worst.to_string(),
+            subject: first.subject.clone(),
+            started,
+            ended: ended.filter(|e| *e <= end),
+            duration_s: (to - from).num_seconds().max(0),
+            peak: peak.map(|p| round(p, 3)),
+            limit: rows.iter().rev().find_map(|r| r.limit).map(|l| round(l, 3)),
+        });
+    }
+    let mut groups: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+    for v in &list {
+        let g = groups
+            .entry((v.kind.clone(), v.severity.clone()))
+            .or_default();
+        g.0 += 1;
+        g.1 += v.duration_s;
+    }
+    ViolationsSection {
+        by_kind: groups
+            .into_iter()
+            .map(|((kind, severity), (count, duration_s))| ViolationGroup {
+                kind,
+                severity,
+                count,
+                duration_s,
+            })
+            .collect(),
+        list,
+    }
+}
+
+/// Energy, peak and minutes over each threshold, from the per-minute mean power (W).
+fn energy_section(
+    limits: &Limits,
+    start: DateTime<Utc>,
+    minutes: i64,
+    power_w: &[Option<f64>],
+) -> EnergySection {
+    let alloc_w = limits.allocation_kw * 1000.0;
+    let over = |pct: f64| {
+        power_w
+            .iter()
+            .flatten()
+            .filter(|w| **w > alloc_w * pct / 100.0)
+            .count() as i64
+    };
+    let energy_wh: f64 = power_w.iter().flatten().map(|w| w / 60.0).sum();
+    let peak = power_w
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| w.map(|w| (i, w)))
+        .fold(None, |best: Option<(usize, f64)>, (i, w)| match best {
+            Some((_, b)) if b >= w => best,
+            _ => Some((i, w)),
+        });
+    let allocation_kwh = limits.allocation_kw * minutes as f64 / 60.0;
+    let energy_kwh = energy_wh / 1000.0;
+    EnergySection {
+        energy_kwh: round(energy_kwh, 3),
+        allocation_kwh: round(allocation_kwh, 3),
+        used_pct: if allocation_kwh > 0.0 {
+            round(100.0 * energy_kwh / allocation_kwh, 2)
+        } else {
+            0.0
+        },
+        peak_kw: peak.map(|(_, w)| round(w / 1000.0, 3)),
+        peak_at: peak.map(|(i, _)| start + Duration::minutes(i as i64)),
+        minutes_over_warning: over(limits.warning_pct),
+        minutes_over_critical: over(limits.critical_pct),
+        minutes_over_allocation: over(100.0),
+    }
+}
+
+/// Measured, estimated and missing minutes, and the runs of missing ones.
+fn quality(
+    start: DateTime<Utc>,
+    power_w: Option<&[Option<f64>]>,
+    weak: Option<&[bool]>,
+    minutes: i64,
+) -> Quality {
+    let present = |i: usize| power_w.and_then(|p| p.get(i).copied().flatten()).is_some();
+    let (mut measured, mut estimated) = (0, 0);
+    let mut gaps = Vec::new();
+    let mut gap_from: Option<usize> = None;
+    for i in 0..minutes as usize {
+        if present(i) {
+            if weak.and_then(|w| w.get(i).copied()).unwrap_or(false) {
+                estimated += 1;
+            } else {
+                measured += 1;
+            }
+            if let Some(from) = gap_from.take() {
+                gaps.push((from, i));
+            }
+        } else if gap_from.is_none() {
+            gap_from = Some(i);
+        }
+    }
+    if let Some(from) = gap_from {
+        gaps.push((from, minutes as usize));
+    }
+    let missing = minutes - measured - estimated;
+    let share = |n: i64| round(n as f64 / minutes.max(1) as f64, 4);
+    Quality {
+        minutes,
+        measured,
+        estimated,
+        missing,
+        measured_share: share(measured),
+        estimated_share: share(estimated),
+        missing_share: share(missing),
+        gaps: gaps
+            .into_iter()
+            .map(|(a, b)| {
+                (
+                    start + Duration::minutes(a as i64),
+                    start + Duration::minutes(b as i64),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Each curtail signal of the day and how the site answered it.
+fn curtailments(
+    signals: &[Signal],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    power_w: Option<&[Option<f64>]>,
+    commands: &[DateTime<Utc>],
+) -> Vec<Curtailment> {
+    let minute_at = |t: DateTime<Utc>| (t - start).num_minutes();
+    let power = |i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| power_w.and_then(|p| p.get(i).copied().flatten()))
+    };
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (k, s) in signals.iter().enumerate() {
+        if !s.curtail || s.at < start || !seen.insert(s.event_id.as_str()) {
+            continue;
+        }
+        let (Some(target_kw), Some(deadline)) = (s.target_kw, s.deadline) else {
+            continue;
+        };
+        let ended_at = signals[k + 1..]
+            .iter()
+            .find(|n| !n.curtail || n.event_id != s.event_id)
+            .map_or(end, |n| n.at.min(end));
+        let (first, last) = (minute_at(s.at), minute_at(ended_at));
+        let lowest = (first..last.max(first + 1))
+            .filter_map(power)
+            .reduce(f64::min);
+        let load_before = power(first - 1);
+        let reached = (first..last.max(first + 1))
+            .find(|i| power(*i).is_some_and(|w| w <= target_kw * 1000.0))
+            .map(|i| start + Duration::minutes(i + 1));
+        out.push(Curtailment {
+            event_id: s.event_id.clone(),
+            signal_at: s.at,
+            target_kw: round(target_kw, 3),
+            deadline,
+            ended_at,
+            load_before_kw: load_before.map(|w| round(w / 1000.0, 3)),
+            lowest_kw: lowest.map(|w| round(w / 1000.0, 3)),
+            reduction_kw: load_before
+                .zip(lowest)
+                .map(|(b, l)| round((b - l) / 1000.0, 3)),
+            commands_sent: commands
+                .iter()
+                .filter(|t| **t >= s.at && **t < ended_at)
+                .count() as i64,
+            target_reached_at: reached,
+            time_to_target_s: reached.map(|r| (r - s.at).num_seconds()),
+            met: reached.is_some_and(|r| r <= deadline),
+        });
+    }
+    out
+}
+
+/// The score formula, as the report states it.
+pub const SCORE_FORMULA: &str = "score = allocation + curtailment + data − penalty, from 0 to 100, where \
+allocation = 50 × (1 − minutes over the allocation ÷ minutes with a figure) (0 with no figures); \
+curtailment = 30 × events whose target was reached by the deadline ÷ events (30 with no events); \
+data = 20 × (measured minutes + ½ × estimated minutes) ÷ minutes in the day; \
+penalty = 2 per violation of critical severity or worse open during the day, at most 20.";
+
+fn score(
+    energy: Option<&EnergySection>,
+    curtailments: Option<&[Curtailment]>,
+    quality: &Quality,
+    violations: Option<&ViolationsSection>,
+) -> Score {
+    let with_figure = quality.measured + quality.estimated;
+    let allocation = match energy {
+        Some(e) if with_figure > 0 => {
+            50.0 * (1.0 - e.minutes_over_allocation as f64 / with_figure as f64)
+        }
+        _ => 0.0,
+    };
+    let curtailment = match curtailments {
+        Some(c) if !c.is_empty() => 30.0 * c.iter().filter(|c| c.met).count() as f64 / c.len() as f64,
+        _ => 30.0,
+    };
+    let data = 20.0 * (quality.measured as f64 + 0.5 * quality.estimated as f64)
+        / quality.minutes.max(1) as f64;
+    let serious = violations.map_or(0, |v| {
+        v.list
+            .iter()
+            .filter(|v| rank(&v.severity) >= rank("critical"))
+            .count()
+    });
+    let penalty = (2.0 * serious as f64).min(20.0);
+    Score {
+        value: round((allocation + curtailment + data - penalty).clamp(0.0, 100.0), 1),
+        allocation: round(allocation, 2),
+        curtailment: round(curtailment, 2),
+        data: round(data, 2),
+        penalty: round(penalty, 2),
+        formula: SCORE_FORMULA.to_string(),
+    }
+}
+
+/// Column `name` cast to `to`.
+fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<arrow::array::ArrayRef> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Encode(format!("no column {name}")))?;
+    cast(col, to).map_err(|e| Error::Encode(format!("column {name}: {e}")))
+}
+
+fn i64s(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let a = column(batch, name, &DataType::Int64)?;
+    Ok(a.as_primitive::<Int64Type>().iter().collect())
+}
+
+fn f64s(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let a = column(batch, name, &DataType::Float64)?;
+    Ok(a.as_primitive::<Float64Type>().iter().collect())
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let a = column(batch, name, &DataType::Utf8)?;
+    let a = a.as_string::<i32>();
+    Ok((0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(h: i64, m: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(0, 0).unwrap() + Duration::hours(h) + Duration::minutes(m)
+    }
+
+    #[test]
+    fn a_local_day_follows_the_clock_changes() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let (a, b) = local_window("Europe/Oslo", d("2026-03-29")).unwrap();
+        assert_eq!((b - a).num_hours(), 23);
+        let (a, b) = local_window("Europe/Oslo", d("2026-10-25")).unwrap();
+        assert_eq!((b - a).num_hours(), 25);
+        let (a, b) = local_window("UTC", d("2026-11-21")).unwrap();
+        assert_eq!(a.to_rfc3339(), "2026-11-21T00:00:00+00:00");
+        assert_eq!((b - a).num_hours(), 24);
+        assert!(local_window("Mars/Olympus", d("2026-11-21")).is_err());
+    }
+
+    #[test]
+    fn energy_peak_and_minutes_over_thresholds() {
+        let limits = Limits {
+            allocation_kw: 10.0,
+            warning_pct: 80.0,
+            critical_pct: 95.0,
+            max_temp_c: 35.0,
+        };
+        let power = vec![Some(6000.0), Some(8500.0), None, Some(9600.0), Some(10_500.0)];
+        let e = energy_section(&limits, t(0, 0), 1440, &power);
+        assert_eq!(e.minutes_over_warning, 3);
+        assert_eq!(e.minutes_over_critical, 2);
+        assert_eq!(e.minutes_over_allocation, 1);
+        assert_eq!(e.peak_kw, Some(10.5));
+        assert_eq!(e.peak_at, Some(t(0, 4)));
+        assert_eq!(e.energy_kwh, round((6000.0 + 8500.0 + 9600.0 + 10_500.0) / 60_000.0, 3));
+        assert_eq!(e.allocation_kwh, 240.0);
+    }
+
+    #[test]
+    fn quality_counts_minutes_and_marks_gaps() {
+        let power = vec![Some(1.0), None, None, Some(1.0), Some(1.0), None];
+        let weak = vec![false, false, false, true, false, false];
+        let q = quality(t(0, 0), Some(&power), Some(&weak), 6);
+        assert_eq!((q.measured, q.estimated, q.missing), (2, 1, 3));
+        assert_eq!(q.gaps, vec![(t(0, 1), t(0, 3)), (t(0, 5), t(0, 6))]);
+        let none = quality(t(0, 0), None, None, 4);
+        assert_eq!(none.missing, 4);
+        assert_eq!(none.gaps, vec![(t(0, 0), t(0, 4))]);
+    }
+
+    #[test]
+    fn a_curtailment_is_met_when_the_target_is_reached_by_the_deadline() {
+        let mut power = vec![Some(10_000.0); 60];
+        for w in power.iter_mut().skip(12) {
+            *w = Some(4_000.0);
+        }
+        let signal = |id: &str, curtail, at, deadline| Signal {
+            event_id: id.into(),
+            curtail,
+            target_kw: Some(5.0),
+            deadline: Some(deadline),
+            at,
+        };
+        let signals = vec![
+            signal("e1", true, t(0, 10), t(0, 15)),
+            signal("e1", false, t(0, 30), t(0, 30)),
+            signal("e2", true, t(0, 40), t(0, 41)),
+        ];
+        let commands = vec![t(0, 10), t(0, 11), t(0, 45)];
+        let c = curtailments(&signals, t(0, 0), t(1, 0), Some(&power), &commands);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].target_reached_at, Some(t(0, 13)));
+        assert_eq!(c[0].time_to_target_s, Some(180));
+        assert!(c[0].met);
+        assert_eq!(c[0].reduction_kw, Some(6.0));
+        assert_eq!(c[0].commands_sent, 2);
+        assert_eq!(c[0].ended_at, t(0, 30));
+        // Already under target at its signal: reached in its first minute, after a 1-min deadline.
+        assert_eq!(c[1].target_reached_at, Some(t(0, 41)));
+        assert!(c[1].met);
+        assert_eq!(c[1].commands_sent, 1);
+        assert_eq!(c[1].ended_at, t(1, 0));
+    }
+
+    #[test]
+    fn violations_are_clipped_to_the_day_with_their_worst_severity() {
+        let row = |id: &str, event: &str, severity: &str, started: DateTime<Utc>, dur: f64| {
+            ViolationRowIn {
+                id: id.into(),
+                event: event.into(),
+                subject: "site s1".into(),
+                kind: "power_allocation".into(),
+                severity: severity.into(),
+                peak: Some(11.0),
+                limit: Some(10.0),
+                started_us: started.timestamp_micros(),
+                duration_s: dur,
+            }
+        };
+        let rows = vec![
+            row("a", "opened", "warning", t(23, 0), 0.0),
+            row("a", "updated", "critical", t(23, 0), 600.0),
+            row("a", "resolved", "critical", t(23, 0), 7200.0),
+            row("b", "opened", "warning", t(30, 0), 0.0),
+            row("c", "opened", "warning", t(20, 0), 0.0),
+            row("c", "resolved", "warning", t(20, 0), 60.0),
+        ];
+        let v = violations(&rows, t(24, 0), t(48, 0));
+        let ids: Vec<_> = v.list.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        assert_eq!(v.list[0].severity, "critical");
+        assert_eq!(v.list[0].duration_s, 3600);
+        assert_eq!(v.list[1].ended, None);
+        assert_eq!(v.list[1].duration_s, 18 * 3600);
+        assert_eq!(v.by_kind.len(), 2);
+    }
+
+    #[test]
+    fn the_score_follows_its_formula() {
+        let q = Quality {
+            minutes: 100,
+            measured: 80,
+            estimated: 10,
+            missing: 10,
+            measured_share: 0.8,
+            estimated_share: 0.1,
+            missing_share: 0.1,
+            gaps: Vec::new(),
+        };
+        let e = EnergySection {
+            energy_kwh: 1.0,
+            allocation_kwh: 1.0,
+            used_pct: 100.0,
+            peak_kw: None,
+            peak_at: None,
+            minutes_over_warning: 9,
+            minutes_over_critical: 9,
+            minutes_over_allocation: 9,
+        };
+        let s = score(Some(&e), Some(&[]), &q, None);
+        assert_eq!(s.allocation, 45.0);
+        assert_eq!(s.curtailment, 30.0);
+        assert_eq!(s.data, 17.0);
+        assert_eq!(s.value, 92.0);
+        let nothing = score(None, None, &quality(t(0, 0), None, None, 10), None);
+        assert_eq!(nothing.value, 30.0);
+    }
+}

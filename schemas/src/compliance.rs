@@ -1,0 +1,114 @@
+//! The `compliance_daily` row: one site's local day, as the compliance job closed it.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::arrow_rows::ts_field;
+
+/// One revision of one site's compliance report for one local day. A day is written once; a
+/// late reading that changes it adds a revision (the old ones stay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComplianceDay {
+    /// The site.
+    pub site: String,
+    /// 1 for the first report of the day, then one more per change.
+    pub revision: i64,
+    /// When this revision was written.
+    pub computed_at: DateTime<Utc>,
+    /// Energy used, kWh.
+    pub energy_kwh: f64,
+    /// Energy the allocation allows over the day, kWh.
+    pub allocation_kwh: f64,
+    /// Highest minute's mean power, kW.
+    pub peak_kw: Option<f64>,
+    /// The minute it happened.
+    pub peak_at: Option<DateTime<Utc>>,
+    /// Hours above the warning share of the allocation.
+    pub hours_over_warning: f64,
+    /// Hours above the critical share.
+    pub hours_over_critical: f64,
+    /// Hours above the allocation.
+    pub hours_over_allocation: f64,
+    /// Violations open during the day.
+    pub violations: i64,
+    /// Curtailment events signalled during the day.
+    pub curtailments: i64,
+    /// Of those, how many reached their target by the deadline.
+    pub curtailments_met: i64,
+    /// Share of the day's minutes fully measured.
+    pub measured_share: f64,
+    /// Share of the minutes with a figure that is partly estimated.
+    pub estimated_share: f64,
+    /// Share of the minutes with no figure.
+    pub missing_share: f64,
+    /// The compliance score, 0–100 (its formula is in the report).
+    pub score: f64,
+    /// The whole report, JSON: what the HTML and CSV are rendered from.
+    pub report: String,
+    /// The site's local day (partition).
+    pub date: NaiveDate,
+}
+
+impl ComplianceDay {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        let f64_field = |name| Field::new(name, DataType::Float64, false);
+        Arc::new(Schema::new(vec![
+            Field::new("site", DataType::Utf8, false),
+            Field::new("revision", DataType::Int64, false),
+            ts_field("computed_at"),
+            f64_field("energy_kwh"),
+            f64_field("allocation_kwh"),
+            Field::new("peak_kw", DataType::Float64, true),
+            ts_field("peak_at").with_nullable(true),
+            f64_field("hours_over_warning"),
+            f64_field("hours_over_critical"),
+            f64_field("hours_over_allocation"),
+            Field::new("violations", DataType::Int64, false),
+            Field::new("curtailments", DataType::Int64, false),
+            Field::new("curtailments_met", DataType::Int64, false),
+            f64_field("measured_share"),
+            f64_field("estimated_share"),
+            f64_field("missing_share"),
+            f64_field("score"),
+            Field::new("report", DataType::Utf8, false),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_encode_to_the_schema() {
+        let row = ComplianceDay {
+            site: "s1".into(),
+            revision: 1,
+            computed_at: Utc::now(),
+            energy_kwh: 1.0,
+            allocation_kwh: 2.0,
+            peak_kw: None,
+            peak_at: None,
+            hours_over_warning: 0.0,
+            hours_over_critical: 0.0,
+            hours_over_allocation: 0.0,
+            violations: 0,
+            curtailments: 0,
+            curtailments_met: 0,
+            measured_share: 1.0,
+            estimated_share: 0.0,
+            missing_share: 0.0,
+            score: 100.0,
+            report: "{}".into(),
+            date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+        };
+        let batch = crate::to_batch("compliance", ComplianceDay::schema(), &[row]).unwrap();
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.schema(), ComplianceDay::schema());
+    }
+}
