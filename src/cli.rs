@@ -59,6 +59,23 @@ pub enum Command {
     Bench(BenchArgs),
     /// Recompute recorded results from their inputs and compare.
     Replay(ReplayArgs),
+    /// Close one site's compliance day (or a range): write `compliance_daily` and the report
+    /// files, as the nightly `compliance` role does, and print where they are.
+    Compliance(ComplianceArgs),
+}
+
+/// `adit compliance`.
+#[derive(Debug, Clone, Args)]
+pub struct ComplianceArgs {
+    /// The site.
+    #[arg(long)]
+    pub site: String,
+    /// The site's local day (YYYY-MM-DD); with --to, the first day of the range.
+    #[arg(long)]
+    pub date: chrono::NaiveDate,
+    /// The last day of a range (inclusive).
+    #[arg(long)]
+    pub to: Option<chrono::NaiveDate>,
 }
 
 /// `adit replay`.
@@ -123,6 +140,8 @@ pub enum Role {
     Alerts,
     /// Sends notifications of alerts (`[notify]`).
     Notify,
+    /// Closes each site's compliance day after its local midnight (`[compliance]`).
+    Compliance,
 }
 
 /// `adit pool`.

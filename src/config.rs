@@ -70,6 +70,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Notifications (the `notify` role).
     pub notify: NotifyConfig,
+    /// Compliance reports (the `compliance` role and `adit compliance`).
+    pub compliance: adit_reports::ComplianceConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -132,6 +134,7 @@ impl Config {
         self.actuators.validate().map_err(anyhow::Error::msg)?;
         self.alerts.validate().map_err(anyhow::Error::msg)?;
         self.notify.validate().map_err(anyhow::Error::msg)?;
+        self.compliance.validate().map_err(anyhow::Error::msg)?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
         }
@@ -199,6 +202,14 @@ impl Config {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("adit-data"))
+    }
+
+    /// Where compliance reports are written.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.compliance
+            .reports_dir
+            .as_ref()
+            .map_or_else(|| self.data_dir().join("reports"), PathBuf::from)
     }
 
     /// The table root.

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, live, overrides, registry, server, views, violations};
+use crate::{alerts, live, overrides, registry, reports, server, views, violations};
 
 /// Adds the bearer-token scheme the routes name.
 struct Bearer;
@@ -65,6 +65,7 @@ impl Modify for Bearer {
         alerts::acknowledge,
         alerts::resolve,
         live::live,
+        reports::compliance,
     ),
     components(schemas(
         server::SqlBody,

@@ -36,7 +36,7 @@ impl From<RegistryError> for QueryError {
     }
 }
 
-fn registry(state: &AppState) -> Result<&Registry> {
+pub(crate) fn registry(state: &AppState) -> Result<&Registry> {
     state.registry.as_ref().ok_or_else(|| {
         QueryError::Unavailable("the registry needs NATS, and this server has none".into())
     })

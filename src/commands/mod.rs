@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod compliance;
 pub mod replay;
 mod sql;
 
@@ -59,6 +60,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate(&config, &args, shutdown).await,
         Command::Sql(args) => sql::run(&config, &args).await,
+        Command::Compliance(args) => compliance::run(&config, &args).await,
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },
@@ -177,7 +179,7 @@ async fn demo(
     eprintln!(
         "adit demo: simulated farm devices → adapters → NATS JetStream → pipelines → Delta tables under {}\n\
          \x20          the curtailment controller's commands → actuators → the simulated devices\n\
-         \n  API        {url}/api/v1/sql?q=select%201\n  metrics    {url}/metrics\n  health     {url}/health\n\
+         \n  dashboard  {url}/\n  API        {url}/api/v1/sql?q=select%201\n  live       {url}/api/v1/live?subjects=results.>\n  metrics    {url}/metrics\n  health     {url}/health\n\
          \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
          \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n\
          \x20            adit sql \"select miner, worker, count(*), sum(difficulty) from shares group by miner, worker\"\n\
@@ -193,6 +195,7 @@ async fn demo(
         Role::Adapters,
         Role::Actuators,
         Role::Alerts,
+        Role::Compliance,
         Role::Pool,
     ];
     // The demo evaluates the shipped alert rules.
