@@ -35,7 +35,10 @@ pub fn local_window(timezone: &str, date: NaiveDate) -> Result<(DateTime<Utc>, D
         // A zone that skips midnight starts the day at the first instant after the gap.
         tz.from_local_datetime(&naive)
             .earliest()
-            .or_else(|| tz.from_local_datetime(&(naive + Duration::hours(1))).earliest())
+            .or_else(|| {
+                tz.from_local_datetime(&(naive + Duration::hours(1)))
+                    .earliest()
+            })
             .map(|t| t.with_timezone(&Utc))
             .ok_or_else(|| Error::Invalid(format!("{d} has no local midnight in {timezone}")))
     };
@@ -91,9 +94,10 @@ pub async fn compute(
     let quality = quality(start, power.as_deref(), weak.as_deref(), minutes);
     let violations = day.violations().await?;
     let commands = day.command_times().await?;
-    let curtailments = day.grid_signals().await?.map(|signals| {
-        curtailments(&signals, start, end, power.as_deref(), &commands)
-    });
+    let curtailments = day
+        .grid_signals()
+        .await?
+        .map(|signals| curtailments(&signals, start, end, power.as_deref(), &commands));
     let score = score(
         energy.as_ref(),
         curtailments.as_deref(),
@@ -175,7 +179,10 @@ impl Day<'_> {
         );
         let mut out = vec![None; minutes as usize];
         for batch in self.query(&sql).await? {
-            for (m, w) in i64s(&batch, "m")?.into_iter().zip(f64s(&batch, "avg_power_w")?) {
+            for (m, w) in i64s(&batch, "m")?
+                .into_iter()
+                .zip(f64s(&batch, "avg_power_w")?)
+            {
                 let (Some(m), Some(w)) = (m, w) else { continue };
                 if let Some(slot) = usize::try_from(self.minute_of(m))
                     .ok()
@@ -204,7 +211,9 @@ impl Day<'_> {
         let mut out = vec![false; minutes as usize];
         for batch in self.query(&sql).await? {
             for (m, weak) in i64s(&batch, "m")?.into_iter().zip(i64s(&batch, "weak")?) {
-                let (Some(m), Some(weak)) = (m, weak) else { continue };
+                let (Some(m), Some(weak)) = (m, weak) else {
+                    continue;
+                };
                 if let Some(slot) = usize::try_from(self.minute_of(m))
                     .ok()
                     .and_then(|i| out.get_mut(i))
@@ -238,8 +247,13 @@ impl Day<'_> {
                 .into_iter()
                 .zip(f64s(&batch, "energy_wh")?)
             {
-                let (Some(machine), Some(wh)) = (machine, wh) else { continue };
-                let pool = pool_of.get(machine.as_str()).copied().unwrap_or("unassigned");
+                let (Some(machine), Some(wh)) = (machine, wh) else {
+                    continue;
+                };
+                let pool = pool_of
+                    .get(machine.as_str())
+                    .copied()
+                    .unwrap_or("unassigned");
                 let entry = by_pool.entry(pool.to_string()).or_default();
                 entry.0.insert(machine);
                 entry.1 += wh;
@@ -369,7 +383,9 @@ impl Day<'_> {
                 i64s(&batch, "ts_us")?,
             );
             for i in 0..batch.num_rows() {
-                let Some(at) = ts[i].and_then(from_us) else { continue };
+                let Some(at) = ts[i].and_then(from_us) else {
+                    continue;
+                };
                 out.push(Signal {
                     event_id: ids[i].clone().unwrap_or_default(),
                     curtail: kinds[i].as_deref() == Some("curtail"),
@@ -431,7 +447,9 @@ fn violations(
     let mut list = Vec::new();
     for (id, rows) in by_id {
         let first = rows[0];
-        let Some(started) = from_us(first.started_us) else { continue };
+        let Some(started) = from_us(first.started_us) else {
+            continue;
+        };
         let worst = rows
             .iter()
             .map(|r| r.severity.as_str())
@@ -651,7 +669,9 @@ fn score(
         _ => 0.0,
     };
     let curtailment = match curtailments {
-        Some(c) if !c.is_empty() => 30.0 * c.iter().filter(|c| c.met).count() as f64 / c.len() as f64,
+        Some(c) if !c.is_empty() => {
+            30.0 * c.iter().filter(|c| c.met).count() as f64 / c.len() as f64
+        }
         _ => 30.0,
     };
     let data = 20.0 * (quality.measured as f64 + 0.5 * quality.estimated as f64)
@@ -664,7 +684,10 @@ fn score(
     });
     let penalty = (2.0 * serious as f64).min(20.0);
     Score {
-        value: round((allocation + curtailment + data - penalty).clamp(0.0, 100.0), 1),
+        value: round(
+            (allocation + curtailment + data - penalty).clamp(0.0, 100.0),
+            1,
+        ),
         allocation: round(allocation, 2),
         curtailment: round(curtailment, 2),
         data: round(data, 2),
@@ -728,14 +751,23 @@ mod tests {
             critical_pct: 95.0,
             max_temp_c: 35.0,
         };
-        let power = vec![Some(6000.0), Some(8500.0), None, Some(9600.0), Some(10_500.0)];
+        let power = vec![
+            Some(6000.0),
+            Some(8500.0),
+            None,
+            Some(9600.0),
+            Some(10_500.0),
+        ];
         let e = energy_section(&limits, t(0, 0), 1440, &power);
         assert_eq!(e.minutes_over_warning, 3);
         assert_eq!(e.minutes_over_critical, 2);
         assert_eq!(e.minutes_over_allocation, 1);
         assert_eq!(e.peak_kw, Some(10.5));
         assert_eq!(e.peak_at, Some(t(0, 4)));
-        assert_eq!(e.energy_kwh, round((6000.0 + 8500.0 + 9600.0 + 10_500.0) / 60_000.0, 3));
+        assert_eq!(
+            e.energy_kwh,
+            round((6000.0 + 8500.0 + 9600.0 + 10_500.0) / 60_000.0, 3)
+        );
         assert_eq!(e.allocation_kwh, 240.0);
     }
 

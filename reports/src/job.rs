@@ -131,10 +131,11 @@ pub async fn stored(
         return Ok(None);
     };
     let n = first_i64(batch, "revision")?;
-    let text = batch
+    let report = batch
         .column_by_name("report")
-        .map(|c| c.as_string::<i32>().value(0).to_string())
         .ok_or_else(|| Error::Encode("no report column".into()))?;
+    let report = cast(report, &DataType::Utf8).map_err(|e| Error::Encode(e.to_string()))?;
+    let text = report.as_string::<i32>().value(0).to_string();
     let mut report: ComplianceReport = serde_json::from_str(&text)
         .map_err(|e| Error::Encode(format!("stored report of {site} {date}: {e}")))?;
     report.revision = Some(n);
@@ -177,7 +178,10 @@ impl ComplianceJob {
         .await?;
         Ok(Self {
             // No snapshot may lag: a day just written must be seen by the next comparison.
-            engine: SqlEngine::new(Arc::new(Catalog::new(store, Duration::ZERO)), SqlLimits::default()),
+            engine: SqlEngine::new(
+                Arc::new(Catalog::new(store, Duration::ZERO)),
+                SqlLimits::default(),
+            ),
             table,
             registry,
             config,
@@ -307,7 +311,9 @@ impl ComplianceJob {
         let machines: Vec<Machine> = view.machines().cloned().collect();
         let sites: Vec<Site> = view.sites().cloned().collect();
         for site in &sites {
-            let Some(first) = self.first_data(&site.id).await? else { continue };
+            let Some(first) = self.first_data(&site.id).await? else {
+                continue;
+            };
             for date in self.due_days(site, now, recheck)? {
                 let (_, end) = local_window(&site.timezone, date)?;
                 if end <= first {
@@ -385,7 +391,10 @@ fn row_of(report: &ComplianceReport, revision: i64, now: DateTime<Utc>) -> Resul
         hours_over_warning: hours(e.map_or(0, |e| e.minutes_over_warning)),
         hours_over_critical: hours(e.map_or(0, |e| e.minutes_over_critical)),
         hours_over_allocation: hours(e.map_or(0, |e| e.minutes_over_allocation)),
-        violations: report.violations.as_ref().map_or(0, |v| v.list.len() as i64),
+        violations: report
+            .violations
+            .as_ref()
+            .map_or(0, |v| v.list.len() as i64),
         curtailments: c.len() as i64,
         curtailments_met: c.iter().filter(|c| c.met).count() as i64,
         measured_share: report.quality.measured_share,
@@ -420,7 +429,12 @@ fn which(name: &str) -> Option<PathBuf> {
 async fn print_pdf(browser: &Path, html: &Path, pdf: &Path) -> std::result::Result<(), String> {
     let html = std::fs::canonicalize(html).map_err(|e| e.to_string())?;
     let run = tokio::process::Command::new(browser)
-        .args(["--headless", "--disable-gpu", "--no-sandbox", "--no-pdf-header-footer"])
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-pdf-header-footer",
+        ])
         .arg(format!("--print-to-pdf={}", pdf.display()))
         .arg(format!("file://{}", html.display()))
         .stdout(std::process::Stdio::null())
@@ -437,7 +451,10 @@ async fn print_pdf(browser: &Path, html: &Path, pdf: &Path) -> std::result::Resu
         Err(format!(
             "{}: {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
         ))
     }
 }
@@ -463,6 +480,9 @@ mod tests {
     #[test]
     fn pdf_off_means_none() {
         assert_eq!(pdf_browser("off"), None);
-        assert_eq!(pdf_browser("/opt/x/chrome"), Some(PathBuf::from("/opt/x/chrome")));
+        assert_eq!(
+            pdf_browser("/opt/x/chrome"),
+            Some(PathBuf::from("/opt/x/chrome"))
+        );
     }
 }

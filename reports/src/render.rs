@@ -56,9 +56,7 @@ pub fn render(report: &ComplianceReport, format: Format) -> Result<Vec<u8>> {
     match format {
         Format::Html => Ok(html(report).into_bytes()),
         Format::Csv => csv(report),
-        Format::Json => {
-            serde_json::to_vec_pretty(report).map_err(|e| Error::Encode(e.to_string()))
-        }
+        Format::Json => serde_json::to_vec_pretty(report).map_err(|e| Error::Encode(e.to_string())),
     }
 }
 
@@ -86,7 +84,12 @@ fn hours(minutes: i64) -> String {
 }
 
 fn duration(seconds: i64) -> String {
-    format!("{}h {:02}m {:02}s", seconds / 3600, seconds % 3600 / 60, seconds % 60)
+    format!(
+        "{}h {:02}m {:02}s",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#111;max-width:820px;margin:24px auto;padding:0 16px;line-height:1.4}\
@@ -112,7 +115,11 @@ pub fn html(r: &ComplianceReport) -> String {
         "<h1>{}</h1><p class=\"muted\">Site {}{} · local day {} ({}) · {} to {} UTC · {}</p>",
         esc(&title),
         esc(&r.site),
-        if r.site_name.is_empty() { String::new() } else { format!(" ({})", esc(&r.site_name)) },
+        if r.site_name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", esc(&r.site_name))
+        },
         r.date,
         esc(&r.timezone),
         r.window_start.format("%Y-%m-%d %H:%M"),
@@ -155,7 +162,9 @@ fn summary(h: &mut String, r: &ComplianceReport) {
 fn energy(h: &mut String, r: &ComplianceReport) {
     h.push_str("<h2>Energy against allocation</h2>");
     let Some(e) = &r.energy else {
-        h.push_str("<p class=\"nodata\">No data: no energy has been recorded for any site yet.</p>");
+        h.push_str(
+            "<p class=\"nodata\">No data: no energy has been recorded for any site yet.</p>",
+        );
         return;
     };
     h.push_str(&format!(
@@ -188,8 +197,16 @@ fn energy(h: &mut String, r: &ComplianceReport) {
             values: &r.series.power_kw,
         }],
         rules: vec![
-            Rule { label: "allocation", color: "#b00", value: r.limits.allocation_kw },
-            Rule { label: "warning", color: "#c80", value: warn },
+            Rule {
+                label: "allocation",
+                color: "#b00",
+                value: r.limits.allocation_kw,
+            },
+            Rule {
+                label: "warning",
+                color: "#c80",
+                value: warn,
+            },
         ],
         ticks: ticks(r),
     };
@@ -214,7 +231,10 @@ fn ticks(r: &ComplianceReport) -> Vec<(f64, String)> {
     (0..=8)
         .map(|i| {
             let t = r.window_start + chrono::Duration::hours(3 * i);
-            ((t - r.window_start).num_minutes() as f64 / total, local(r, t))
+            (
+                (t - r.window_start).num_minutes() as f64 / total,
+                local(r, t),
+            )
         })
         .filter(|(f, _)| *f <= 1.0)
         .collect()
@@ -231,7 +251,11 @@ fn temperature(h: &mut String, r: &ComplianceReport) {
             values: &r.series.temperature_c,
         }],
         rules: if r.series.temperature_c.iter().any(Option::is_some) {
-            vec![Rule { label: "limit", color: "#b00", value: r.limits.max_temp_c }]
+            vec![Rule {
+                label: "limit",
+                color: "#b00",
+                value: r.limits.max_temp_c,
+            }]
         } else {
             Vec::new()
         },
@@ -308,7 +332,8 @@ fn curtailment_row(r: &ComplianceReport, e: &Curtailment) -> String {
         opt(e.load_before_kw, 1),
         opt(e.lowest_kw, 1),
         e.commands_sent,
-        e.target_reached_at.map_or("not reached".into(), |t| local(r, t)),
+        e.target_reached_at
+            .map_or("not reached".into(), |t| local(r, t)),
         e.time_to_target_s.map_or("—".into(), duration),
         if e.met { "ok" } else { "bad" },
         if e.met { "yes" } else { "no" }
@@ -360,10 +385,30 @@ pub fn csv(r: &ComplianceReport) -> Result<Vec<u8>> {
     put("report", "", "timezone", r.timezone.clone())?;
     put("report", "", "window_start", ts(r.window_start))?;
     put("report", "", "window_end", ts(r.window_end))?;
-    put("report", "", "revision", r.revision.map_or("provisional".into(), |n| n.to_string()))?;
-    put("limits", "", "allocation_kw", r.limits.allocation_kw.to_string())?;
-    put("limits", "", "warning_pct", r.limits.warning_pct.to_string())?;
-    put("limits", "", "critical_pct", r.limits.critical_pct.to_string())?;
+    put(
+        "report",
+        "",
+        "revision",
+        r.revision.map_or("provisional".into(), |n| n.to_string()),
+    )?;
+    put(
+        "limits",
+        "",
+        "allocation_kw",
+        r.limits.allocation_kw.to_string(),
+    )?;
+    put(
+        "limits",
+        "",
+        "warning_pct",
+        r.limits.warning_pct.to_string(),
+    )?;
+    put(
+        "limits",
+        "",
+        "critical_pct",
+        r.limits.critical_pct.to_string(),
+    )?;
     match &r.energy {
         None => put("energy", "", "status", "no data".into())?,
         Some(e) => {
@@ -372,9 +417,24 @@ pub fn csv(r: &ComplianceReport) -> Result<Vec<u8>> {
             put("energy", "", "used_pct", e.used_pct.to_string())?;
             put("energy", "", "peak_kw", o(e.peak_kw))?;
             put("energy", "", "peak_at", e.peak_at.map_or(String::new(), ts))?;
-            put("energy", "", "minutes_over_warning", e.minutes_over_warning.to_string())?;
-            put("energy", "", "minutes_over_critical", e.minutes_over_critical.to_string())?;
-            put("energy", "", "minutes_over_allocation", e.minutes_over_allocation.to_string())?;
+            put(
+                "energy",
+                "",
+                "minutes_over_warning",
+                e.minutes_over_warning.to_string(),
+            )?;
+            put(
+                "energy",
+                "",
+                "minutes_over_critical",
+                e.minutes_over_critical.to_string(),
+            )?;
+            put(
+                "energy",
+                "",
+                "minutes_over_allocation",
+                e.minutes_over_allocation.to_string(),
+            )?;
         }
     }
     for p in &r.pools {
@@ -388,14 +448,24 @@ pub fn csv(r: &ComplianceReport) -> Result<Vec<u8>> {
             for g in &v.by_kind {
                 let item = format!("{}/{}", g.kind, g.severity);
                 put("violations_by_kind", &item, "count", g.count.to_string())?;
-                put("violations_by_kind", &item, "duration_s", g.duration_s.to_string())?;
+                put(
+                    "violations_by_kind",
+                    &item,
+                    "duration_s",
+                    g.duration_s.to_string(),
+                )?;
             }
             for v in &v.list {
                 put("violation", &v.id, "kind", v.kind.clone())?;
                 put("violation", &v.id, "severity", v.severity.clone())?;
                 put("violation", &v.id, "subject", v.subject.clone())?;
                 put("violation", &v.id, "started", ts(v.started))?;
-                put("violation", &v.id, "ended", v.ended.map_or(String::new(), ts))?;
+                put(
+                    "violation",
+                    &v.id,
+                    "ended",
+                    v.ended.map_or(String::new(), ts),
+                )?;
                 put("violation", &v.id, "duration_s", v.duration_s.to_string())?;
                 put("violation", &v.id, "peak", o(v.peak))?;
                 put("violation", &v.id, "limit", o(v.limit))?;
@@ -415,9 +485,24 @@ pub fn csv(r: &ComplianceReport) -> Result<Vec<u8>> {
                 put("curtailment", id, "load_before_kw", o(e.load_before_kw))?;
                 put("curtailment", id, "lowest_kw", o(e.lowest_kw))?;
                 put("curtailment", id, "reduction_kw", o(e.reduction_kw))?;
-                put("curtailment", id, "commands_sent", e.commands_sent.to_string())?;
-                put("curtailment", id, "target_reached_at", e.target_reached_at.map_or(String::new(), ts))?;
-                put("curtailment", id, "time_to_target_s", e.time_to_target_s.map_or(String::new(), |s| s.to_string()))?;
+                put(
+                    "curtailment",
+                    id,
+                    "commands_sent",
+                    e.commands_sent.to_string(),
+                )?;
+                put(
+                    "curtailment",
+                    id,
+                    "target_reached_at",
+                    e.target_reached_at.map_or(String::new(), ts),
+                )?;
+                put(
+                    "curtailment",
+                    id,
+                    "time_to_target_s",
+                    e.time_to_target_s.map_or(String::new(), |s| s.to_string()),
+                )?;
                 put("curtailment", id, "met", e.met.to_string())?;
             }
         }

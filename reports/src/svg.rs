@@ -107,7 +107,11 @@ impl Chart<'_> {
                 match v {
                     Some(v) => {
                         let x = LEFT + pw * i as f64 / n;
-                        d.push_str(&format!("{}{x:.1},{:.1}", if pen_down { " L" } else { " M" }, y_of(*v)));
+                        d.push_str(&format!(
+                            "{}{x:.1},{:.1}",
+                            if pen_down { " L" } else { " M" },
+                            y_of(*v)
+                        ));
                         pen_down = true;
                     }
                     None => pen_down = false,
@@ -138,8 +142,16 @@ mod tests {
         let chart = Chart {
             title: "Power <kW>",
             unit: "kW",
-            lines: vec![Line { label: "site", color: "#036", values: &values }],
-            rules: vec![Rule { label: "allocation", color: "#c00", value: 2.5 }],
+            lines: vec![Line {
+                label: "site",
+                color: "#036",
+                values: &values,
+            }],
+            rules: vec![Rule {
+                label: "allocation",
+                color: "#c00",
+                value: 2.5,
+            }],
             ticks: vec![(0.0, "00:00".into())],
         };
         let svg = chart.render();
@@ -149,7 +161,11 @@ mod tests {
         assert!(svg.contains("Power &lt;kW&gt;"));
         assert!(svg.contains("allocation 2.5"));
         assert_eq!(svg, chart.render());
-        let empty = Chart { lines: vec![], rules: vec![], ..chart };
+        let empty = Chart {
+            lines: vec![],
+            rules: vec![],
+            ..chart
+        };
         assert!(empty.render().contains("no data"));
     }
 }
