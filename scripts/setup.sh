@@ -2,7 +2,10 @@
 # Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
 # cmake (RandomX), nats-server, mosquitto (MQTT adapter tests), monerod and monero-wallet-rpc
 # (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
-# moto's S3 server (the object-store test) and aiosmtpd (the email notification test). Idempotent: skips what is already there.
+# moto's S3 server (the object-store test), aiosmtpd (the email notification test),
+# Prometheus's promtool (the monitoring test), and Chromium with Python Playwright (the
+# dashboard's headless-browser test; Debian's chromium, no browser download). Idempotent: skips
+# what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -13,6 +16,8 @@ command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
 { command -v monerod && command -v monero-wallet-rpc; } >/dev/null 2>&1 || need_apt+=(monero)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
@@ -41,4 +46,8 @@ fi
 if ! python3 -c "import moto.server, flask" 2>/dev/null; then
   echo "setup: installing moto's S3 server (object-store test)" >&2
   pip_install "moto[server]"
+fi
+if ! python3 -c "import playwright.sync_api" 2>/dev/null; then
+  echo "setup: installing playwright (drives Debian's chromium in the dashboard test)" >&2
+  pip_install playwright
 fi

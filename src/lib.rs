@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod metrics_catalog;
 pub mod nats_server;
 pub mod wiring;
 

@@ -106,8 +106,9 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// Buckets for batch sizes.
 const COUNT_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
 
-/// Installs the Prometheus recorder. Timings and sizes are histograms (Prometheus's convention:
-/// aggregatable across processes, and never a stale quantile after a quiet spell).
+/// Installs the Prometheus recorder and registers adit's metrics ([`crate::metrics_catalog`]).
+/// Timings and sizes are histograms (Prometheus's convention: aggregatable across processes,
+/// and never a stale quantile after a quiet spell).
 fn install_metrics() -> Option<PrometheusHandle> {
     let built = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
@@ -119,7 +120,10 @@ fn install_metrics() -> Option<PrometheusHandle> {
         })
         .and_then(|b| b.install_recorder());
     match built {
-        Ok(handle) => Some(handle),
+        Ok(handle) => {
+            crate::metrics_catalog::register();
+            Some(handle)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "metrics are off: the Prometheus recorder could not be installed");
             None
@@ -182,6 +186,10 @@ pub async fn run_roles(
             publisher: Some(services.publisher.clone()),
             rules: Some(adit_alerts::RuleStore::open(&services.js).await?),
             silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
+            live: Some(adit_query::live::Live::new(
+                services.js.clone(),
+                config.query.live_max_subscribers,
+            )),
         };
         let ingest = adit_ingest::http::router(IngestState {
             publisher: services.publisher.clone(),
@@ -282,6 +290,20 @@ pub async fn run_roles(
         tasks.spawn(async move {
             adit_alerts::run(alerts, rules, engine, publisher, token).await?;
             Ok("alerts")
+        });
+    }
+    if roles.contains(&Role::Compliance) {
+        let job = adit_reports::ComplianceJob::open(
+            store.clone(),
+            Some(Registry::open(services.js.clone()).await?),
+            config.compliance.clone(),
+            config.reports_dir(),
+        )
+        .await?;
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            job.run(token).await?;
+            Ok("compliance")
         });
     }
     if roles.contains(&Role::Notify) {

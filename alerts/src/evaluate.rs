@@ -246,6 +246,12 @@ impl Evaluator {
         let tracked = self.tracked.entry(key).or_default();
         let transitions =
             machine::evaluate(tracked, &alerting, rule.hold(), rule.keep_firing(), now);
+        let firing = tracked
+            .values()
+            .filter(|t| t.phase == Phase::Firing)
+            .count();
+        metrics::gauge!("adit_alerts_firing", "group" => group.name.clone(), "alertname" => rule.alert.clone(), "severity" => rule.severity().to_string())
+            .set(firing as f64);
         transitions
             .into_iter()
             .map(|t| AlertEvent {

@@ -1,5 +1,6 @@
-//! The metrics every pipeline instance reports: batch size, step time, lag, epoch, late and
-//! dead-lettered events.
+//! The metrics the pipelines report: every instance's batch size, step time, lag, epoch, late
+//! and dead-lettered events; and the farm's power, allocation, temperatures and open violations
+//! as the violations pipeline sees them.
 
 use std::time::Duration;
 
@@ -32,4 +33,102 @@ pub fn lag(instance: &str, input: &str, messages: u64) {
         "input" => input.to_string()
     )
     .set(messages as f64);
+}
+
+/// Records a site's power at its latest evaluation, and its allocation when the registry
+/// gives one (both W), as the violations pipeline checks them.
+pub fn site_power(site: &str, power_w: f64, allocation_w: Option<f64>) {
+    metrics::gauge!("adit_site_power_watts", "site" => site.to_string()).set(power_w);
+    if let Some(allocation_w) = allocation_w {
+        metrics::gauge!("adit_site_allocation_watts", "site" => site.to_string()).set(allocation_w);
+    }
+}
+
+/// Records a temperature sensor's latest value (NaN once it is stale, so an old reading is
+/// never shown as current).
+pub fn sensor_temperature(site: &str, sensor: &str, celsius: f64) {
+    metrics::gauge!(
+        "adit_sensor_temperature_celsius",
+        "site" => site.to_string(),
+        "sensor" => sensor.to_string()
+    )
+    .set(celsius);
+}
+
+/// Records how many violations of `kind` at `severity` are open at `site`.
+pub fn violations_open(site: &str, kind: &'static str, severity: &'static str, open: usize) {
+    metrics::gauge!(
+        "adit_violations_open",
+        "site" => site.to_string(),
+        "kind" => kind,
+        "severity" => severity
+    )
+    .set(open as f64);
+}
+
+/// Describes this crate's metrics (Prometheus `# HELP`) and starts its event counters at zero,
+/// once at start.
+pub fn register() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "adit_pipeline_batch_messages",
+        "Messages in one committed epoch, by pipeline instance."
+    );
+    describe_histogram!(
+        "adit_pipeline_batch_rows",
+        "Rows written by one committed epoch, by pipeline instance."
+    );
+    describe_histogram!(
+        "adit_pipeline_step_seconds",
+        "Time a pipeline instance's step took, by pipeline instance."
+    );
+    describe_counter!(
+        "adit_pipeline_messages_total",
+        "Messages read by a pipeline instance."
+    );
+    describe_counter!(
+        "adit_pipeline_rows_total",
+        "Rows committed by a pipeline instance."
+    );
+    describe_counter!(
+        "adit_pipeline_dead_lettered_total",
+        "Messages a pipeline instance sent to the dead-letter stream."
+    );
+    describe_counter!(
+        "adit_pipeline_late_events_total",
+        "Events that arrived after their window closed (kept, not used to rewrite it)."
+    );
+    describe_gauge!(
+        "adit_pipeline_epoch",
+        "The last epoch a pipeline instance committed."
+    );
+    describe_gauge!(
+        "adit_pipeline_lag_messages",
+        "How far a pipeline instance's input is behind the end of its stream, in messages."
+    );
+    describe_gauge!(
+        "adit_pplns_blocks_waiting",
+        "Blocks found by a pool that wait for their shares before being split."
+    );
+    describe_counter!(
+        "adit_farm_unregistered_readings_total",
+        "Readings from devices the registry does not know."
+    );
+    metrics::counter!("adit_farm_unregistered_readings_total").increment(0);
+    describe_gauge!(
+        "adit_site_power_watts",
+        "A site's power at its latest evaluation (main meters, else the sum over its machines), W."
+    );
+    describe_gauge!(
+        "adit_site_allocation_watts",
+        "A site's power allocation in the registry, W."
+    );
+    describe_gauge!(
+        "adit_sensor_temperature_celsius",
+        "A temperature sensor's latest value, °C (NaN once stale)."
+    );
+    describe_gauge!(
+        "adit_violations_open",
+        "Violations open at a site, by kind and severity (the violations table is the record)."
+    );
 }

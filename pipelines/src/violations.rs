@@ -24,6 +24,10 @@
 //! so accelerated replays decide as real time would. A site that falls quiet keeps its clock
 //! moving with processing time, so its silence is still seen. Registry changes (read from the
 //! registry bucket's stream) apply at the start of the step that carries them.
+//!
+//! **Gauges**: after each step, every site's power, allocation, temperatures and open
+//! violations at its clock are reported as metrics ([`crate::metrics`]) for dashboards; the
+//! `violations` table stays the record.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -135,6 +139,13 @@ pub enum Severity {
 }
 
 impl Severity {
+    const ALL: [Severity; 4] = [
+        Self::Warning,
+        Self::Critical,
+        Self::Violation,
+        Self::Emergency,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Warning => "warning",
@@ -164,6 +175,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 6] = [
+        Self::PowerAllocation,
+        Self::Temperature,
+        Self::Humidity,
+        Self::SilentDevice,
+        Self::UnregisteredDevice,
+        Self::CurtailmentDeadline,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::PowerAllocation => "power_allocation",
@@ -695,6 +715,43 @@ impl Violations {
         out
     }
 
+    /// Reports `site_id` at `at_us` as gauges: its power and allocation, its temperatures and
+    /// its open violations (every kind and severity, so a closed one reads 0).
+    fn report(&self, state: &ViolationsState, site_id: &str, at_us: i64) {
+        let Some(site) = state.sites.get(site_id) else {
+            return;
+        };
+        let view = &state.registry;
+        let kw = self.site_power_kw(view, site_id, site, at_us);
+        let allocation_kw = view.site(site_id).map(|s| s.allocation_kw);
+        crate::metrics::site_power(site_id, kw * 1000.0, allocation_kw.map(|kw| kw * 1000.0));
+        let stale = ViolationsConfig::us(self.config.stale_after);
+        for (id, sensor) in &site.devices.sensors {
+            if sensor.sensor_kind == Some(SensorKind::Temperature) {
+                let celsius = sensor
+                    .value
+                    .filter(|f| at_us - f.ts_us <= stale)
+                    .map_or(f64::NAN, |f| f.value);
+                crate::metrics::sensor_temperature(site_id, id, celsius);
+            }
+        }
+        let mut open: BTreeMap<(Kind, Severity), usize> = BTreeMap::new();
+        for (key, track) in &state.tracker.tracks {
+            if let Some(o) = &track.open
+                && key.scope != "pool"
+                && key.site == site_id
+            {
+                *open.entry((key.kind, o.severity)).or_default() += 1;
+            }
+        }
+        for kind in Kind::ALL {
+            for severity in Severity::ALL {
+                let n = open.get(&(kind, severity)).copied().unwrap_or(0);
+                crate::metrics::violations_open(site_id, kind.as_str(), severity.as_str(), n);
+            }
+        }
+    }
+
     /// Every pool's power against its allocation at `at_us`.
     fn pool_conditions(
         &self,
@@ -871,6 +928,7 @@ impl Violations {
         let mut newest = 0;
         for (site_id, clock) in clocks {
             self.advance_site(state, &site_id, clock, &mut rows);
+            self.report(state, &site_id, clock);
             newest = newest.max(clock);
         }
         if newest > 0 {

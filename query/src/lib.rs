@@ -10,12 +10,15 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod format;
+pub mod live;
 pub mod openapi;
 pub mod overrides;
 mod publish;
 pub mod registry;
+pub mod reports;
 pub mod server;
 pub mod views;
 pub mod violations;

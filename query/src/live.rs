@@ -96,13 +96,31 @@ pub fn plan(subjects: &str) -> Result<Plan> {
     Ok(plan)
 }
 
+/// Whether `subject` matches the NATS filter `filter` (`*` one token, `>` the rest).
+pub fn matches(filter: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for token in filter.split('.') {
+        match (token, subject.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (t, Some(s)) if t == s => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
 /// Positions in each stream: the last sequence a client has seen.
 type Positions = BTreeMap<&'static str, u64>;
 
 /// The event id for `positions`: the bare sequence for one stream, `NAME:seq,…` for several.
 pub fn event_id(positions: &Positions) -> String {
     if positions.len() == 1 {
-        return positions.values().next().map(u64::to_string).unwrap_or_default();
+        return positions
+            .values()
+            .next()
+            .map(u64::to_string)
+            .unwrap_or_default();
     }
     positions
         .iter()
@@ -169,7 +187,10 @@ async fn starts(
             .info()
             .await
             .map_err(|e| QueryError::Unavailable(format!("stream {stream}: {e}")))?;
-        bounds.insert(*stream, (info.state.first_sequence, info.state.last_sequence));
+        bounds.insert(
+            *stream,
+            (info.state.first_sequence, info.state.last_sequence),
+        );
     }
     let mut notices = Vec::new();
     let oldest = |bounds: &BTreeMap<&'static str, (u64, u64)>| -> Positions {
@@ -233,9 +254,16 @@ async fn follow(
         .get_stream(stream)
         .await
         .map_err(|e| QueryError::Unavailable(format!("stream {stream}: {e}")))?;
+    // One filter goes to the server; several are matched here (servers before 2.10 ignore a
+    // consumer's list of filters), under the stream's part that may be followed.
+    let server_filter = match filters.as_slice() {
+        [one] => one.clone(),
+        _ if stream == STREAM_MINING => "mining.block.>".to_string(),
+        _ => "results.>".to_string(),
+    };
     let consumer = handle
         .create_consumer(OrderedConfig {
-            filter_subjects: filters,
+            filter_subject: server_filter,
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: after + 1,
             },
@@ -247,8 +275,11 @@ async fn follow(
         .messages()
         .await
         .map_err(|e| QueryError::Unavailable(format!("consumer on {stream}: {e}")))?;
+    let filters = Arc::new(filters);
     Ok(messages
-        .filter_map(move |m| async move {
+        .filter_map(move |m| {
+            let filters = filters.clone();
+            async move {
             let message = match m {
                 Ok(m) => m,
                 Err(e) => {
@@ -256,6 +287,9 @@ async fn follow(
                     return None;
                 }
             };
+            if !filters.iter().any(|f| matches(f, &message.subject)) {
+                return None;
+            }
             let seq = message.info().ok()?.stream_sequence;
             let payload = serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
                 Value::String(String::from_utf8_lossy(&message.payload).into_owned())
@@ -266,6 +300,7 @@ async fn follow(
                 subject: message.subject.to_string(),
                 payload,
             })
+            }
         })
         .boxed())
 }
@@ -287,9 +322,10 @@ pub async fn live(
         .clone()
         .ok_or_else(|| QueryError::Unavailable("live streams need NATS".into()))?;
     let plan = plan(params.subjects.as_deref().unwrap_or(DEFAULT_SUBJECTS))?;
-    let permit = live.slots.clone().try_acquire_owned().map_err(|_| {
-        QueryError::TooBusy("too many live subscribers; try again later".into())
-    })?;
+    let permit =
+        live.slots.clone().try_acquire_owned().map_err(|_| {
+            QueryError::TooBusy("too many live subscribers; try again later".into())
+        })?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("(not text)").to_string());
@@ -299,9 +335,7 @@ pub async fn live(
         sources.push(follow(&live.js, stream, filters, positions[stream]).await?);
     }
     let events = relay(positions, stream::select_all(sources), permit);
-    let all = stream::iter(notices)
-        .chain(events)
-        .map(Ok::<_, Infallible>);
+    let all = stream::iter(notices).chain(events).map(Ok::<_, Infallible>);
     Ok(Sse::new(all)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("hb"))
         .into_response())
@@ -338,9 +372,27 @@ mod tests {
         let p = plan("results.>, mining.block.>,results.alert.*").unwrap();
         assert_eq!(p[STREAM_RESULTS], vec!["results.>", "results.alert.*"]);
         assert_eq!(p[STREAM_MINING], vec!["mining.block.>"]);
-        for bad in [">", "mining.share.>", "telemetry.>", "results", "results.>.x", ""] {
+        for bad in [
+            ">",
+            "mining.share.>",
+            "telemetry.>",
+            "results",
+            "results.>.x",
+            "",
+        ] {
             assert!(plan(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn filters_match_like_nats() {
+        assert!(matches("results.>", "results.alert.critical"));
+        assert!(!matches("results.>", "results"));
+        assert!(matches("results.alert.*", "results.alert.critical"));
+        assert!(!matches("results.alert.*", "results.alert.critical.x"));
+        assert!(!matches("results.alert.*", "results.payout.p1"));
+        assert!(matches("mining.block.p1", "mining.block.p1"));
+        assert!(!matches("mining.block.p1", "mining.block.p2"));
     }
 
     #[test]

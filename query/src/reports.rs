@@ -93,12 +93,7 @@ pub async fn compliance(
         .revision
         .map_or_else(|| "provisional".to_string(), |n| n.to_string());
     let body = render(&report, format)?;
-    let filename = format!(
-        "compliance-{}-{}.{}",
-        site.id,
-        date,
-        format.extension()
-    );
+    let filename = format!("compliance-{}-{}.{}", site.id, date, format.extension());
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type().to_string()),

@@ -113,6 +113,10 @@ pub fn router(
         .route("/api/v1/alerts", get(crate::alerts::list))
         .route("/api/v1/alerts/silences", get(crate::alerts::list_silences))
         .route("/api/v1/live", get(crate::live::live))
+        .route(
+            "/api/v1/reports/compliance",
+            get(crate::reports::compliance),
+        )
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(guard(Role::Read), require));
     let notes = Router::new()
@@ -174,6 +178,7 @@ pub fn router(
         .merge(registry)
         .merge(notes)
         .merge(rules)
+        .merge(crate::dashboard::routes())
 }
 
 /// The alert rules' routes: read to list and read, admin to write and delete.

@@ -98,7 +98,7 @@ impl Chart<'_> {
                 v = rule.value
             ));
         }
-        let mut legend_x = LEFT + 260.0;
+        let mut legend_x = W - RIGHT - 170.0 * self.lines.len() as f64;
         for line in &self.lines {
             let n = line.values.len().max(2) as f64 - 1.0;
             let mut d = String::new();

@@ -46,7 +46,11 @@ pub(super) async fn run(config: &Config, args: &ComplianceArgs) -> anyhow::Resul
             "{} {date}: revision {}{} · score {:.1}",
             site.id,
             closed.revision,
-            if closed.written { " (new)" } else { " (unchanged)" },
+            if closed.written {
+                " (new)"
+            } else {
+                " (unchanged)"
+            },
             closed.report.score.value
         );
         for file in &closed.files {

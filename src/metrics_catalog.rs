@@ -1,0 +1,312 @@
+//! The metrics adit exports on `/metrics`, in one list: each is described (`# HELP`), and those
+//! that only move when something happens — a block found, a payment, a notification, a failed
+//! command — are registered at zero when the recorder is installed, so dashboards and alert
+//! rules (`deploy/grafana`, `deploy/prometheus`) find every series from the start, whichever
+//! roles the process runs (a zero is true of a role it does not run). A label whose values are a
+//! fixed set starts with each value; one that names data (a pool, a miner, a receiver) is filled
+//! in by the first event. `tests/monitoring.rs` checks that every metric the dashboards and
+//! alert rules use is exported. The pipelines' metrics are registered by
+//! `adit_pipelines::metrics::register`.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+
+use self::Start::{Unset, Zero, ZeroEach};
+use self::Type::{Counter, Gauge, Histogram};
+
+/// A metric's type.
+enum Type {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// What a metric shows before its first update.
+enum Start {
+    /// Nothing: it is set as soon as its role runs (or is absent on purpose until it fails).
+    Unset,
+    /// Zero, without labels.
+    Zero,
+    /// Zero for each value of one label.
+    ZeroEach(&'static str, &'static [&'static str]),
+}
+
+/// One exported metric.
+struct Metric {
+    name: &'static str,
+    kind: Type,
+    help: &'static str,
+    start: Start,
+}
+
+const fn m(name: &'static str, kind: Type, start: Start, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind,
+        help,
+        start,
+    }
+}
+
+/// Every metric outside the pipelines, by the crate that reports it.
+const METRICS: &[Metric] = &[
+    // stratum: the pool.
+    m(
+        "adit_pool_hashrate",
+        Gauge,
+        Unset,
+        "The pool's hashrate over the last window, H/s.",
+    ),
+    m(
+        "adit_pool_miners_connected",
+        Gauge,
+        Zero,
+        "Miners connected to the pool's Stratum port.",
+    ),
+    m(
+        "adit_pool_shares_total",
+        Counter,
+        ZeroEach("result", &["accepted"]),
+        "Shares submitted, by result (`accepted` or the rejection reason).",
+    ),
+    m(
+        "adit_pool_accepted_difficulty_total",
+        Counter,
+        Zero,
+        "Difficulty of the accepted shares, summed.",
+    ),
+    m(
+        "adit_pool_blocks_found_total",
+        Counter,
+        Zero,
+        "Shares that met the network difficulty.",
+    ),
+    m(
+        "adit_pool_blocks_submitted_total",
+        Counter,
+        ZeroEach("status", &["accepted", "rejected", "unreachable"]),
+        "Blocks submitted to the node, by its answer.",
+    ),
+    m(
+        "adit_pool_blocks_pending",
+        Gauge,
+        Unset,
+        "Found blocks not yet confirmed or orphaned.",
+    ),
+    m(
+        "adit_pool_verify_seconds",
+        Histogram,
+        Unset,
+        "Time to verify one share with RandomX.",
+    ),
+    m(
+        "adit_pool_events_lost_total",
+        Counter,
+        Zero,
+        "Share or block events not recorded because the publisher had stopped.",
+    ),
+    m(
+        "adit_pool_node_rpc_errors_total",
+        Counter,
+        Zero,
+        "Failed calls to the node, by method and kind.",
+    ),
+    m(
+        "adit_pool_connections_refused_total",
+        Counter,
+        Zero,
+        "Stratum connections refused, by reason.",
+    ),
+    m(
+        "adit_pool_protocol_errors_total",
+        Counter,
+        Zero,
+        "Stratum requests that were not understood, by kind.",
+    ),
+    m(
+        "pool_total_hashrate",
+        Gauge,
+        Unset,
+        "The pool's hashrate, H/s (seed tools' name).",
+    ),
+    m(
+        "pool_shares_per_second",
+        Gauge,
+        Unset,
+        "Accepted shares per second over the window.",
+    ),
+    m(
+        "pool_uptime_seconds",
+        Gauge,
+        Unset,
+        "Seconds since the pool started.",
+    ),
+    m(
+        "pool_active_miners",
+        Gauge,
+        Zero,
+        "Miners connected (seed tools' name).",
+    ),
+    m(
+        "pool_blocks_found_total",
+        Counter,
+        Zero,
+        "Blocks found (seed tools' name).",
+    ),
+    m(
+        "miner_hashrate",
+        Gauge,
+        Unset,
+        "A miner's hashrate over the window, H/s.",
+    ),
+    m(
+        "miner_online",
+        Gauge,
+        Unset,
+        "1 when a miner submitted a share within the window.",
+    ),
+    m(
+        "miner_shares_submitted_total",
+        Counter,
+        Unset,
+        "Shares a miner submitted.",
+    ),
+    m(
+        "miner_shares_accepted_total",
+        Counter,
+        Unset,
+        "Shares of a miner the pool accepted.",
+    ),
+    m(
+        "miner_shares_rejected_total",
+        Counter,
+        Unset,
+        "Shares of a miner the pool rejected.",
+    ),
+    // payments.
+    m(
+        "adit_payments_total",
+        Counter,
+        ZeroEach("status", &["created", "relayed", "confirmed", "failed"]),
+        "Payment transactions recorded, by pool and status.",
+    ),
+    m(
+        "adit_payments_paid_atomic_total",
+        Counter,
+        Zero,
+        "Atomic units relayed to miners, by pool.",
+    ),
+    m(
+        "adit_payments_open",
+        Gauge,
+        Zero,
+        "Payment transactions not yet confirmed, by pool.",
+    ),
+    m(
+        "adit_payments_unpayable_miners",
+        Gauge,
+        Zero,
+        "Miners over the threshold whose address cannot be paid, by pool.",
+    ),
+    m(
+        "adit_payments_build_failures_total",
+        Counter,
+        Zero,
+        "Payments the wallet could not build (not enough unlocked money…), by pool.",
+    ),
+    m(
+        "adit_payments_round_errors_total",
+        Counter,
+        Zero,
+        "Payment rounds that failed.",
+    ),
+    // ingest: adapters and actuators.
+    m(
+        "adit_actuator_commands_total",
+        Counter,
+        ZeroEach("status", &["acked", "failed", "expired"]),
+        "Command attempts by actuator and outcome.",
+    ),
+    m(
+        "adit_adapter_polls_total",
+        Counter,
+        Unset,
+        "Device polls, by device kind and outcome.",
+    ),
+    m(
+        "adit_adapter_stale_devices",
+        Gauge,
+        Unset,
+        "Devices with no good reading for `stale_after`, by kind.",
+    ),
+    m(
+        "adit_adapter_mqtt_messages_total",
+        Counter,
+        Unset,
+        "MQTT messages read, by outcome.",
+    ),
+    // alerts and notifications.
+    m(
+        "adit_notifications_total",
+        Counter,
+        ZeroEach("status", &["sent", "failed"]),
+        "Notifications, by receiver and outcome.",
+    ),
+    m(
+        "adit_alerts_firing",
+        Gauge,
+        Unset,
+        "Alerts firing, by group, rule (`alertname`) and severity.",
+    ),
+    m(
+        "adit_alert_rule_errors_total",
+        Counter,
+        Unset,
+        "Evaluations of an alert rule that failed (absent while none has).",
+    ),
+    // query and sql.
+    m(
+        "adit_query_requests_total",
+        Counter,
+        ZeroEach("status", &["ok"]),
+        "SQL queries answered, by status (`ok` or the error's code).",
+    ),
+    m(
+        "adit_query_seconds",
+        Histogram,
+        Zero,
+        "Time to answer a SQL query.",
+    ),
+    m(
+        "adit_sql_catalog_tables",
+        Gauge,
+        Unset,
+        "Tables the SQL catalog holds.",
+    ),
+];
+
+/// Describes every metric and starts at zero those that only move on an event. Called once,
+/// after the recorder is installed.
+pub fn register() {
+    adit_pipelines::metrics::register();
+    for metric in METRICS {
+        let name = metric.name;
+        match metric.kind {
+            Counter => describe_counter!(name, metric.help),
+            Gauge => describe_gauge!(name, metric.help),
+            Histogram => describe_histogram!(name, metric.help),
+        }
+        let labels: Vec<Vec<(&'static str, &'static str)>> = match metric.start {
+            Unset => continue,
+            Zero => vec![Vec::new()],
+            ZeroEach(key, values) => values.iter().map(|v| vec![(key, *v)]).collect(),
+        };
+        for labels in labels {
+            match metric.kind {
+                Counter => metrics::counter!(name, &labels).increment(0),
+                Gauge => metrics::gauge!(name, &labels).increment(0.0),
+                // Registered with no sample: its buckets, sum and count at zero.
+                Histogram => drop(metrics::histogram!(name, &labels)),
+            }
+        }
+    }
+}
