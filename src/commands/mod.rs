@@ -179,7 +179,7 @@ async fn demo(
     eprintln!(
         "adit demo: simulated farm devices → adapters → NATS JetStream → pipelines → Delta tables under {}\n\
          \x20          the curtailment controller's commands → actuators → the simulated devices\n\
-         \n  dashboard  {url}/\n  API        {url}/api/v1/sql?q=select%201\n  live       {url}/api/v1/live?subjects=results.>\n  metrics    {url}/metrics\n  health     {url}/health\n\
+         \n  dashboard  {url}/\n  API        {url}/api/v1/sql?q=select%201\n  live       {url}/api/v1/live?subjects=results.%3E\n  metrics    {url}/metrics\n  health     {url}/health\n\
          \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
          \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n\
          \x20            adit sql \"select miner, worker, count(*), sum(difficulty) from shares group by miner, worker\"\n\
