@@ -160,15 +160,11 @@ impl Config {
                 self.query.live_max_subscribers
             );
         }
-        if self.query.limits.max_rows == 0 {
-            bail!("query.limits.max_rows must be at least 1");
-        }
-        if self.query.limits.memory_bytes < 1024 * 1024 {
-            bail!("query.limits.memory_bytes must be at least 1 MiB");
-        }
-        if self.query.limits.timeout.is_zero() {
-            bail!("query.limits.timeout must be more than 0");
-        }
+        self.query.limits.validate().map_err(anyhow::Error::msg)?;
+        self.query
+            .concurrency
+            .validate()
+            .map_err(anyhow::Error::msg)?;
         if self.query.snapshot_refresh > std::time::Duration::from_secs(3600) {
             bail!(
                 "query.snapshot_refresh must be at most 1h (it is how stale a table may be when a query starts)"

@@ -186,6 +186,9 @@ pub async fn run_roles(
             publisher: Some(services.publisher.clone()),
             rules: Some(adit_alerts::RuleStore::open(&services.js).await?),
             silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
+            admission: Arc::new(adit_query::admission::Admission::new(
+                config.query.concurrency.clone(),
+            )),
             live: Some(adit_query::live::Live::new(
                 services.js.clone(),
                 config.query.live_max_subscribers,

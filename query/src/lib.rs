@@ -8,6 +8,7 @@
 //! Other crates' routes (HTTP ingest) are mounted here behind the role they need. It never
 //! writes a table.
 
+pub mod admission;
 pub mod alerts;
 pub mod auth;
 pub mod dashboard;

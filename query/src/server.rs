@@ -9,13 +9,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router, middleware};
+use axum::{Extension, Json, Router, middleware};
 use futures::{StreamExt, stream};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::auth::{Guard, Role, TokenConfig, Tokens, require};
+use crate::auth::{Caller, Guard, Role, TokenConfig, Tokens, require};
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
 use crate::{views, violations};
@@ -37,6 +37,8 @@ pub struct QueryConfig {
     pub tokens: Vec<TokenConfig>,
     /// Most live (SSE) subscribers at once; more get a 429.
     pub live_max_subscribers: usize,
+    /// SQL statements running at once, per token role.
+    pub concurrency: crate::admission::ConcurrencyConfig,
     /// monerod's RPC URL, for the confirmations in the blocks view (default: the pool's node
     /// when it is monerod).
     pub node: Option<String>,
@@ -50,6 +52,7 @@ impl Default for QueryConfig {
             snapshot_refresh: std::time::Duration::from_millis(250),
             tokens: Vec::new(),
             live_max_subscribers: 256,
+            concurrency: crate::admission::ConcurrencyConfig::default(),
             node: None,
         }
     }
@@ -76,6 +79,8 @@ pub struct AppState {
     pub silences: Option<adit_alerts::notify::Silences>,
     /// Live subscriptions (none without NATS: the route answers 503).
     pub live: Option<crate::live::Live>,
+    /// Slots for SQL statements per role.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -313,6 +318,8 @@ pub struct SqlParams {
     q: Option<String>,
     /// Result format: json (default), ndjson, csv, arrow or parquet; or use `Accept`.
     format: Option<String>,
+    /// Stream the rows as they are made, without the row limit (not for json).
+    stream: Option<bool>,
 }
 
 /// JSON body of `POST /api/v1/sql` (a `text/plain` body is the SQL itself).
@@ -322,6 +329,8 @@ pub struct SqlBody {
     sql: String,
     /// Result format.
     format: Option<String>,
+    /// Stream without the row limit.
+    stream: Option<bool>,
 }
 
 fn choose_format(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> {
@@ -344,13 +353,30 @@ fn choose_format(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> 
     security(("bearer" = [])))]
 pub async fn sql_get(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     Query(p): Query<SqlParams>,
 ) -> Response {
     let Some(sql) = p.q else {
         return QueryError::BadRequest("missing query parameter q".into()).into_response();
     };
-    respond(&state, &sql, choose_format(p.format.as_deref(), &headers)).await
+    let ask = Ask {
+        role: role_of(caller),
+        format: choose_format(p.format.as_deref(), &headers),
+        stream: p.stream.unwrap_or(false),
+    };
+    respond(&state, &sql, ask).await
+}
+
+/// What the caller asked for besides the SQL.
+struct Ask {
+    role: Role,
+    format: Result<Format>,
+    stream: bool,
+}
+
+fn role_of(caller: Option<Extension<Caller>>) -> Role {
+    caller.map_or(Role::Admin, |Extension(c)| c.role)
 }
 
 /// Runs one read-only SQL statement given as the body.
@@ -361,6 +387,7 @@ pub async fn sql_get(
     security(("bearer" = [])))]
 pub async fn sql_post(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     Query(p): Query<SqlParams>,
     body: bytes::Bytes,
@@ -369,9 +396,9 @@ pub async fn sql_post(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let (sql, format) = if is_json {
+    let (sql, format, stream) = if is_json {
         match serde_json::from_slice::<SqlBody>(&body) {
-            Ok(b) => (b.sql, b.format.or(p.format)),
+            Ok(b) => (b.sql, b.format.or(p.format), b.stream.or(p.stream)),
             Err(e) => {
                 return QueryError::BadRequest(format!(
                     "body must be {{\"sql\": \"...\", \"format\"?: \"...\"}}: {e}"
@@ -381,17 +408,30 @@ pub async fn sql_post(
         }
     } else {
         match String::from_utf8(body.to_vec()) {
-            Ok(sql) => (sql, p.format),
+            Ok(sql) => (sql, p.format, p.stream),
             Err(_) => return QueryError::BadRequest("body is not UTF-8".into()).into_response(),
         }
     };
-    respond(&state, &sql, choose_format(format.as_deref(), &headers)).await
+    let ask = Ask {
+        role: role_of(caller),
+        format: choose_format(format.as_deref(), &headers),
+        stream: stream.unwrap_or(false),
+    };
+    respond(&state, &sql, ask).await
 }
 
-async fn respond(state: &AppState, sql: &str, format: Result<Format>) -> Response {
+async fn respond(state: &AppState, sql: &str, ask: Ask) -> Response {
     let started = Instant::now();
-    let outcome = match format {
-        Ok(format) => run(state, sql, format).await,
+    let outcome = match ask.format {
+        Ok(format) => match state.admission.admit(ask.role).await {
+            Ok(slot) if ask.stream => run_streamed(state, sql, format, slot).await,
+            Ok(slot) => {
+                let response = run(state, sql, format).await;
+                drop(slot);
+                response
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let status = match &outcome {
@@ -434,6 +474,45 @@ async fn run(state: &AppState, sql: &str, format: Format) -> Result<Response> {
         .map_err(|e| QueryError::Internal(e.to_string()))
 }
 
+/// Streams the rows of `sql` as they are made (no row limit); the slot is held until the
+/// client has read the last byte or gone away, and the statement stops with it.
+async fn run_streamed(
+    state: &AppState,
+    sql: &str,
+    format: Format,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Response> {
+    if format == Format::Json {
+        return Err(QueryError::BadRequest(
+            "stream=true is for ndjson, csv, arrow or parquet; a JSON result keeps the row limit"
+                .into(),
+        ));
+    }
+    let rows = state.engine.query_stream(sql).await?;
+    let (encoder, opening) = Encoder::new(format, &rows.schema)?;
+    let rest = stream::unfold(Some((encoder, rows, slot)), |state| async move {
+        let (mut encoder, mut rows, slot) = state?;
+        match rows.next().await {
+            Some(Ok(batch)) => {
+                let chunk = encoder.batch(&batch);
+                Some((chunk, Some((encoder, rows, slot))))
+            }
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "streamed query stopped");
+                Some((Err(QueryError::from(e)), None))
+            }
+            None => Some((encoder.finish(), None)),
+        }
+    });
+    let chunks = stream::once(async move { Ok(opening) })
+        .chain(rest)
+        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+    Response::builder()
+        .header(header::CONTENT_TYPE, format.content_type())
+        .body(Body::from_stream(chunks))
+        .map_err(|e| QueryError::Internal(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +536,7 @@ mod tests {
             rules: None,
             silences: None,
             live: None,
+            admission: Arc::new(crate::admission::Admission::new(Default::default())),
         };
         let tokens = vec![
             TokenConfig {

@@ -1,9 +1,15 @@
 //! Runs one read-only statement over the catalog, with time, memory and row limits.
 //!
 //! Every statement gets a session of its own over the catalog's current snapshots, with a
-//! memory pool of its own (spilling off, so the limit is a limit) and no way to reach files or
-//! URLs: URL tables are off, and the plan is checked before it runs, so DDL, DML, `COPY` and
-//! `SET`-like statements are refused.
+//! memory pool of its own (spilling off, so the limit is a limit) that draws on one budget the
+//! engine's statements share, and no way to reach files or URLs: URL tables are off, and the
+//! plan is checked before it runs, so DDL, DML, `COPY` and `SET`-like statements are refused.
+//! Functions that would build values outside the pool are bounded ([`crate::bounded`]).
+//!
+//! Statements are planned and executed on a runtime of the engine's own ([`Executor`]), so a
+//! heavy query never starves the tasks of the caller's runtime (HTTP, Stratum, pipelines); a
+//! statement that reaches its time limit, or whose caller goes away (the future is dropped),
+//! is aborted there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +18,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -19,6 +26,8 @@ use serde::Deserialize;
 
 use crate::catalog::Catalog;
 use crate::error::{Result, SqlError};
+use crate::executor::{Executor, Task};
+use crate::pool::QueryPool;
 
 /// Per-statement limits; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,6 +40,13 @@ pub struct SqlLimits {
     pub memory_bytes: usize,
     /// Most rows a result may have.
     pub max_rows: usize,
+    /// Most memory all statements of one engine may hold together, bytes.
+    pub total_memory_bytes: usize,
+    /// Most bytes one call of a value-building function (`repeat`, `lpad`, `range`…) may
+    /// build.
+    pub max_value_bytes: usize,
+    /// Threads of the engine's own runtime (0: one per core).
+    pub threads: usize,
 }
 
 impl Default for SqlLimits {
@@ -39,7 +55,44 @@ impl Default for SqlLimits {
             timeout: Duration::from_secs(30),
             memory_bytes: 512 * 1024 * 1024,
             max_rows: 1_000_000,
+            total_memory_bytes: 2048 * 1024 * 1024,
+            max_value_bytes: 64 * 1024 * 1024,
+            threads: 0,
         }
+    }
+}
+
+impl SqlLimits {
+    /// Checks the values; the reason names the key (under `query.limits`).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.max_rows == 0 {
+            return Err("query.limits.max_rows must be at least 1".into());
+        }
+        if self.memory_bytes < 1024 * 1024 {
+            return Err("query.limits.memory_bytes must be at least 1 MiB".into());
+        }
+        if self.total_memory_bytes < self.memory_bytes {
+            return Err(format!(
+                "query.limits.total_memory_bytes ({}) must be at least memory_bytes ({})",
+                self.total_memory_bytes, self.memory_bytes
+            ));
+        }
+        if self.max_value_bytes < 1024 || self.max_value_bytes > self.memory_bytes {
+            return Err(format!(
+                "query.limits.max_value_bytes must be from 1 KiB to memory_bytes ({}), not {}",
+                self.memory_bytes, self.max_value_bytes
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err("query.limits.timeout must be more than 0".into());
+        }
+        if self.threads > 1024 {
+            return Err(format!(
+                "query.limits.threads must be at most 1024, not {}",
+                self.threads
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -51,34 +104,156 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
+/// A statement's rows as they are made (no row limit): the schema, then batch after batch;
+/// dropping it stops the statement.
+pub struct RowStream {
+    /// Result schema.
+    pub schema: SchemaRef,
+    /// The batches, or the reason the statement stopped (time limit, memory…).
+    batches: tokio::sync::mpsc::Receiver<Result<RecordBatch>>,
+    /// The statement's task, aborted when the stream is dropped.
+    _task: Task<()>,
+}
+
+impl RowStream {
+    /// The next batch; `None` when the statement has finished.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        self.batches.recv().await
+    }
+}
+
 /// Runs read-only SQL over a [`Catalog`].
 pub struct SqlEngine {
+    /// What a statement's task needs.
+    inner: Arc<Inner>,
+    /// The engine's own runtime.
+    executor: Executor,
+}
+
+/// The engine's shared parts, moved into each statement's task.
+struct Inner {
     /// The tables.
     catalog: Arc<Catalog>,
     /// Limits for every statement.
     limits: SqlLimits,
+    /// The memory budget all statements draw on.
+    budget: Arc<dyn MemoryPool>,
 }
 
 impl SqlEngine {
     /// An engine over `catalog` with `limits`.
     pub fn new(catalog: Arc<Catalog>, limits: SqlLimits) -> Self {
-        Self { catalog, limits }
+        let budget: Arc<dyn MemoryPool> =
+            Arc::new(GreedyMemoryPool::new(limits.total_memory_bytes));
+        let executor = Executor::new("adit-sql", limits.threads);
+        Self {
+            inner: Arc::new(Inner {
+                catalog,
+                limits,
+                budget,
+            }),
+            executor,
+        }
     }
 
     /// The limits in force.
     pub fn limits(&self) -> &SqlLimits {
-        &self.limits
+        &self.inner.limits
     }
 
     /// The catalog it reads.
     pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+        &self.inner.catalog
     }
 
+    /// Bytes all running statements hold now.
+    pub fn memory_in_use(&self) -> usize {
+        self.inner.budget.reserved()
+    }
+
+    /// Runs `sql` and returns its rows, or the reason it was refused or stopped.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        if sql.trim().is_empty() {
+            return Err(SqlError::Empty);
+        }
+        let limit_ms = u64::try_from(self.inner.limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let inner = self.inner.clone();
+        let sql = sql.to_string();
+        let task = self.executor.spawn(async move { inner.run(&sql).await });
+        match tokio::time::timeout(self.inner.limits.timeout, task).await {
+            Ok(result) => result?,
+            Err(_) => Err(SqlError::Timeout { limit_ms }),
+        }
+    }
+}
+
+impl SqlEngine {
+    /// Runs `sql` and streams its rows without the row limit (for results too big to collect);
+    /// the time limit covers the whole stream. Memory stays at what the plan itself holds.
+    pub async fn query_stream(&self, sql: &str) -> Result<RowStream> {
+        if sql.trim().is_empty() {
+            return Err(SqlError::Empty);
+        }
+        let limits = &self.inner.limits;
+        let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline = tokio::time::Instant::now() + limits.timeout;
+        let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+        let (tx, batches) = tokio::sync::mpsc::channel(2);
+        let inner = self.inner.clone();
+        let sql = sql.to_string();
+        let task = self.executor.spawn(async move {
+            let timed_out = || SqlError::Timeout { limit_ms };
+            let stream = match tokio::time::timeout_at(deadline, inner.plan(&sql)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    // The receiver may be gone already; then nobody waits for the reason.
+                    drop(schema_tx.send(Err(e)));
+                    return;
+                }
+                Err(_) => {
+                    drop(schema_tx.send(Err(timed_out())));
+                    return;
+                }
+            };
+            if schema_tx.send(Ok(stream.schema())).is_err() {
+                return;
+            }
+            let mut stream = stream;
+            loop {
+                let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(Some(batch)) => batch.map_err(|e| inner.classify(e)),
+                    Ok(None) => return,
+                    Err(_) => Err(timed_out()),
+                };
+                let stop = next.is_err();
+                if tx.send(next).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
+            Ok(Ok(schema)) => schema?,
+            Ok(Err(_)) => {
+                return Err(SqlError::Engine(DataFusionError::Execution(
+                    "the statement's task ended before planning".into(),
+                )));
+            }
+            Err(_) => return Err(SqlError::Timeout { limit_ms }),
+        };
+        Ok(RowStream {
+            schema,
+            batches,
+            _task: task,
+        })
+    }
+}
+
+impl Inner {
     /// A session with its own memory pool and every table registered at its current snapshot.
     async fn session(&self) -> Result<SessionContext> {
+        let pool = QueryPool::new(self.budget.clone(), self.limits.memory_bytes);
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_memory_pool(Arc::new(pool))
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
@@ -86,6 +261,7 @@ impl SqlEngine {
             .map_err(SqlError::Engine)?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::bounded::install(&ctx, self.limits.max_value_bytes).map_err(SqlError::Engine)?;
         for (name, table) in self.catalog.snapshot().await? {
             let delta = |source: deltalake::DeltaTableError| adit_sinks::Error::Delta {
                 table: name.clone(),
@@ -101,18 +277,11 @@ impl SqlEngine {
         Ok(ctx)
     }
 
-    /// Runs `sql` and returns its rows, or the reason it was refused or stopped.
-    pub async fn query(&self, sql: &str) -> Result<QueryResult> {
-        if sql.trim().is_empty() {
-            return Err(SqlError::Empty);
-        }
-        let limit_ms = u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX);
-        tokio::time::timeout(self.limits.timeout, self.run(sql))
-            .await
-            .map_err(|_| SqlError::Timeout { limit_ms })?
-    }
-
-    async fn run(&self, sql: &str) -> Result<QueryResult> {
+    /// Plans `sql` (read-only checked) and starts it.
+    async fn plan(
+        &self,
+        sql: &str,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
         let ctx = self.session().await?;
         let state = ctx.state();
         let plan = state
@@ -129,8 +298,12 @@ impl SqlEngine {
             .execute_logical_plan(plan)
             .await
             .map_err(|e| self.classify(e))?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df.execute_stream().await.map_err(|e| self.classify(e))?;
+        df.execute_stream().await.map_err(|e| self.classify(e))
+    }
+
+    async fn run(&self, sql: &str) -> Result<QueryResult> {
+        let mut stream = self.plan(sql).await?;
+        let schema = stream.schema();
         let mut batches = Vec::new();
         let mut rows = 0;
         while let Some(batch) = stream.next().await {

@@ -6,9 +6,12 @@
 //! an [`SqlEngine`] runs one statement in a session of its own over the catalog's snapshots,
 //! read-only, with time, memory and row limits.
 
+pub mod bounded;
 pub mod catalog;
 pub mod engine;
 pub mod error;
+mod executor;
+mod pool;
 pub mod syntax;
 
 pub use catalog::Catalog;

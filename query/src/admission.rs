@@ -1,0 +1,130 @@
+//! How many SQL statements run at once, per token role: each role has its own number of
+//! slots; a statement waits for one at most `queue_wait`, then gets a 429. A flood of heavy
+//! queries from read tokens cannot take the slots operators need.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Role;
+use crate::error::{QueryError, Result};
+
+/// Slots per role; from config (`[query.concurrency]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrencyConfig {
+    /// Statements of read tokens running at once.
+    pub read: usize,
+    /// Statements of operate tokens running at once.
+    pub operate: usize,
+    /// Statements of admin tokens (and of everyone when auth is off) running at once.
+    pub admin: usize,
+    /// Longest a statement waits for a slot before a 429.
+    #[serde(with = "humantime_serde")]
+    pub queue_wait: Duration,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        Self {
+            read: 8,
+            operate: 8,
+            admin: 8,
+            queue_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConcurrencyConfig {
+    /// Checks the values; the reason names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (name, n) in [
+            ("read", self.read),
+            ("operate", self.operate),
+            ("admin", self.admin),
+        ] {
+            if !(1..=10_000).contains(&n) {
+                return Err(format!(
+                    "query.concurrency.{name} must be 1 to 10000, not {n}"
+                ));
+            }
+        }
+        if self.queue_wait > Duration::from_secs(600) {
+            return Err(format!(
+                "query.concurrency.queue_wait must be at most 10m, not {:?}",
+                self.queue_wait
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The slots.
+#[derive(Debug)]
+pub struct Admission {
+    read: Arc<Semaphore>,
+    operate: Arc<Semaphore>,
+    admin: Arc<Semaphore>,
+    config: ConcurrencyConfig,
+}
+
+impl Admission {
+    /// Slots as configured.
+    pub fn new(config: ConcurrencyConfig) -> Self {
+        Self {
+            read: Arc::new(Semaphore::new(config.read)),
+            operate: Arc::new(Semaphore::new(config.operate)),
+            admin: Arc::new(Semaphore::new(config.admin)),
+            config,
+        }
+    }
+
+    /// A slot for a statement of `role`, held until the permit is dropped.
+    pub async fn admit(&self, role: Role) -> Result<OwnedSemaphorePermit> {
+        let (slots, n) = match role {
+            Role::Read => (&self.read, self.config.read),
+            Role::Operate => (&self.operate, self.config.operate),
+            Role::Admin => (&self.admin, self.config.admin),
+        };
+        match tokio::time::timeout(self.config.queue_wait, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(QueryError::TooBusy(format!(
+                "{n} statements of the {} role are running and none ended within {:?}; try again later",
+                role.name(),
+                self.config.queue_wait
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_role_waits_then_is_refused_while_others_run() {
+        let admission = Admission::new(ConcurrencyConfig {
+            read: 1,
+            queue_wait: Duration::from_millis(50),
+            ..ConcurrencyConfig::default()
+        });
+        let held = admission.admit(Role::Read).await.unwrap();
+        let e = admission.admit(Role::Read).await.unwrap_err();
+        assert_eq!(e.status_code().0.as_u16(), 429, "{e}");
+        assert!(admission.admit(Role::Operate).await.is_ok());
+        drop(held);
+        assert!(admission.admit(Role::Read).await.is_ok());
+        assert!(ConcurrencyConfig::default().validate().is_ok());
+        let bad = ConcurrencyConfig {
+            read: 0,
+            ..ConcurrencyConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .contains("query.concurrency.read")
+        );
+    }
+}
