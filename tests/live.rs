@@ -83,6 +83,10 @@ impl Subscription {
         let mut last = String::new();
         while out.len() < n {
             let e = self.next().await;
+            if e.event.as_deref() == Some("ready") {
+                last = e.id.expect("ready has an id");
+                continue;
+            }
             assert_eq!(e.event, None, "unexpected {e:?}");
             let v: Value = serde_json::from_str(&e.data).unwrap();
             out.push((

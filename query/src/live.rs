@@ -4,9 +4,12 @@
 //! consumers of its own, starting after the streams' last message, and relays every message
 //! as an event whose id is the position reached in each stream (`1234` when one stream is
 //! followed, `RESULTS:1234,MINING:56` when several). A client that reconnects with that id as
-//! `Last-Event-ID` resumes right after it: it misses nothing and sees nothing twice. An id that
-//! does not parse, or points before the oldest message still kept, is answered with a `notice`
-//! event saying so, and the subscription starts from the oldest message kept.
+//! `Last-Event-ID` resumes right after it: it misses nothing and sees nothing twice. The first
+//! event, `ready`, carries the starting position, so that holds even before any result. An id
+//! that does not parse, or points before the oldest message still kept, is answered with a
+//! `notice` event saying so, and the subscription starts from the oldest message kept; a
+//! stream the id names but the subscription does not follow is ignored, and one it follows
+//! but the id does not name starts at the present.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -145,21 +148,15 @@ pub fn parse_event_id(id: &str, plan: &Plan) -> std::result::Result<Positions, S
         let (name, seq) = part
             .split_once(':')
             .ok_or_else(|| format!("Last-Event-ID part {part:?} is not STREAM:sequence"))?;
-        let stream = plan
-            .keys()
-            .copied()
-            .find(|s| *s == name.trim())
-            .ok_or_else(|| format!("Last-Event-ID names stream {name:?}, not one followed"))?;
         let seq = seq
             .trim()
             .parse::<u64>()
             .map_err(|_| format!("Last-Event-ID part {part:?} has no sequence number"))?;
-        out.insert(stream, seq);
-    }
-    if out.len() != plan.len() {
-        return Err(format!(
-            "Last-Event-ID {id:?} does not name a position for every stream followed"
-        ));
+        // A stream the subscription no longer follows is ignored; one it newly follows has
+        // no position and starts at the present (see `starts`).
+        if let Some(stream) = plan.keys().copied().find(|s| *s == name.trim()) {
+            out.insert(stream, seq);
+        }
     }
     Ok(out)
 }
@@ -213,7 +210,7 @@ async fn starts(
             return Ok((oldest(&bounds), notices));
         }
     };
-    let mut out = Positions::new();
+    let mut out: Positions = bounds.iter().map(|(s, (_, last))| (*s, *last)).collect();
     for (stream, seq) in positions {
         let (first, last) = bounds[stream];
         if seq > last {
@@ -334,8 +331,17 @@ pub async fn live(
     for (stream, filters) in plan {
         sources.push(follow(&live.js, stream, filters, positions[stream]).await?);
     }
+    // The first event carries the starting position, so a client that drops before any
+    // result still resumes from where it began.
+    let ready = Event::default()
+        .event("ready")
+        .id(event_id(&positions))
+        .data(json!({ "positions": positions }).to_string());
     let events = relay(positions, stream::select_all(sources), permit);
-    let all = stream::iter(notices).chain(events).map(Ok::<_, Infallible>);
+    let all = stream::iter(notices)
+        .chain(stream::once(async move { ready }))
+        .chain(events)
+        .map(Ok::<_, Infallible>);
     Ok(Sse::new(all)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("hb"))
         .into_response())
@@ -415,8 +421,9 @@ mod tests {
         assert!(parse_event_id("abc", &one).is_err());
         assert!(parse_event_id("-1", &one).is_err());
         assert!(parse_event_id("42", &two).is_err());
-        assert!(parse_event_id("RESULTS:42", &two).is_err());
-        assert!(parse_event_id("RESULTS:42,GRID:1", &two).is_err());
+        // Streams not followed are ignored; a followed one missing starts at the present.
+        let p = parse_event_id("RESULTS:42,GRID:1", &two).unwrap();
+        assert_eq!(p, Positions::from([(STREAM_RESULTS, 42)]));
         assert!(parse_event_id("RESULTS:x,MINING:1", &two).is_err());
     }
 }

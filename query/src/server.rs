@@ -425,11 +425,7 @@ async fn respond(state: &AppState, sql: &str, ask: Ask) -> Response {
     let outcome = match ask.format {
         Ok(format) => match state.admission.admit(ask.role).await {
             Ok(slot) if ask.stream => run_streamed(state, sql, format, slot).await,
-            Ok(slot) => {
-                let response = run(state, sql, format).await;
-                drop(slot);
-                response
-            }
+            Ok(slot) => run(state, sql, format, slot).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -446,21 +442,28 @@ async fn respond(state: &AppState, sql: &str, ask: Ask) -> Response {
     outcome.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn run(state: &AppState, sql: &str, format: Format) -> Result<Response> {
+/// Runs `sql` and sends its collected rows; the slot is held until the client has read the
+/// last byte (the rows stay in memory until then).
+async fn run(
+    state: &AppState,
+    sql: &str,
+    format: Format,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Response> {
     let result = state.engine.query(sql).await?;
     let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
     let (encoder, opening) = Encoder::new(format, &result.schema)?;
     // Encode lazily, one batch per chunk, as the client reads.
     let rest = stream::unfold(
-        (Some(encoder), result.batches.into_iter()),
-        |(encoder, mut batches)| async move {
+        (Some(encoder), result.batches.into_iter(), Some(slot)),
+        |(encoder, mut batches, slot)| async move {
             let mut encoder = encoder?;
             match batches.next() {
                 Some(batch) => {
                     let chunk = encoder.batch(&batch);
-                    Some((chunk, (Some(encoder), batches)))
+                    Some((chunk, (Some(encoder), batches, slot)))
                 }
-                None => Some((encoder.finish(), (None, batches))),
+                None => Some((encoder.finish(), (None, batches, None))),
             }
         },
     );

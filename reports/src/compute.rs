@@ -24,6 +24,9 @@ use crate::model::{
 const MEASURED_COVERAGE: f64 = 0.9;
 /// Temperature chart bucket, minutes.
 const TEMP_BUCKET_MIN: i64 = 5;
+/// How far back violation rows are read for a day (an open violation with no row for longer
+/// is not seen).
+const VIOLATION_LOOKBACK_DAYS: i64 = 92;
 
 /// The site's local day `date` as `[local midnight, next local midnight)` in UTC.
 pub fn local_window(timezone: &str, date: NaiveDate) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
@@ -287,7 +290,7 @@ impl Day<'_> {
                 let (Some(t), Some(v)) = (t, v) else { continue };
                 let i = self.minute_of(t) / TEMP_BUCKET_MIN;
                 if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
-                    *slot = Some(slot.map_or(v, |old: f64| old.max(v)));
+                    *slot = Some(slot.map_or(round(v, 2), |old: f64| old.max(round(v, 2))));
                 }
             }
         }
@@ -299,13 +302,16 @@ impl Day<'_> {
         if !self.has(names::TABLE_VIOLATIONS) {
             return Ok(None);
         }
+        // Rows from the last VIOLATION_LOOKBACK_DAYS only (partition pruning): a violation
+        // open longer than that without a row is not seen.
         let sql = format!(
             "SELECT id, event, scope, subject, kind, severity, peak, \"limit\" AS lim, \
-             CAST(started AS BIGINT) AS started_us, duration_s FROM {} \
-             WHERE site = {} AND started < to_timestamp_micros({}) ORDER BY id, ts",
+             CAST(started AS BIGINT) AS started_us, CAST(ts AS BIGINT) AS ts_us, duration_s FROM {} \
+             WHERE site = {} AND started < to_timestamp_micros({}) AND date >= DATE '{}' ORDER BY id, ts",
             names::TABLE_VIOLATIONS,
             self.site_lit(),
-            self.end.timestamp_micros()
+            self.end.timestamp_micros(),
+            (self.start - Duration::days(VIOLATION_LOOKBACK_DAYS)).date_naive()
         );
         let mut rows = Vec::new();
         for batch in self.query(&sql).await? {
@@ -320,6 +326,7 @@ impl Day<'_> {
                 f64s(&batch, "lim")?,
                 i64s(&batch, "started_us")?,
                 f64s(&batch, "duration_s")?,
+                i64s(&batch, "ts_us")?,
             );
             for i in 0..batch.num_rows() {
                 rows.push(ViolationRowIn {
@@ -336,6 +343,7 @@ impl Day<'_> {
                     limit: cols.7[i],
                     started_us: cols.8[i].unwrap_or_default(),
                     duration_s: cols.9[i].unwrap_or_default(),
+                    ts_us: cols.10[i].unwrap_or_default(),
                 });
             }
         }
@@ -368,9 +376,10 @@ impl Day<'_> {
         let sql = format!(
             "SELECT event_id, kind, target_kw, CAST(deadline AS BIGINT) AS deadline_us, \
              CAST(ts AS BIGINT) AS ts_us FROM {} WHERE site = {} AND kind IN ('curtail', 'normal') \
-             AND ts < to_timestamp_micros({}) ORDER BY ts, event_id",
+             AND ts >= to_timestamp_micros({}) AND ts < to_timestamp_micros({}) ORDER BY ts, event_id",
             names::TABLE_GRID_SIGNALS,
             self.site_lit(),
+            (self.start - Duration::days(1)).timestamp_micros(),
             self.end.timestamp_micros()
         );
         let mut out = Vec::new();
@@ -411,6 +420,7 @@ struct ViolationRowIn {
     limit: Option<f64>,
     started_us: i64,
     duration_s: f64,
+    ts_us: i64,
 }
 
 /// A grid signal as read.
@@ -450,7 +460,13 @@ fn violations(
         let Some(started) = from_us(first.started_us) else {
             continue;
         };
-        let worst = rows
+        // What the day saw: rows after its end do not raise its severity or peak.
+        let in_day: Vec<&ViolationRowIn> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.ts_us < end.timestamp_micros())
+            .collect();
+        let worst = in_day
             .iter()
             .map(|r| r.severity.as_str())
             .max_by_key(|s| rank(s))
@@ -463,7 +479,7 @@ fn violations(
         if to <= from {
             continue;
         }
-        let peak = rows.iter().filter_map(|r| r.peak).reduce(f64::max);
+        let peak = in_day.iter().filter_map(|r| r.peak).reduce(f64::max);
         list.push(ViolationItem {
             id: id.to_string(),
             kind: first.kind.clone(),
@@ -473,7 +489,11 @@ fn violations(
             ended: ended.filter(|e| *e <= end),
             duration_s: (to - from).num_seconds().max(0),
             peak: peak.map(|p| round(p, 3)),
-            limit: rows.iter().rev().find_map(|r| r.limit).map(|l| round(l, 3)),
+            limit: in_day
+                .iter()
+                .rev()
+                .find_map(|r| r.limit)
+                .map(|l| round(l, 3)),
         });
     }
     let mut groups: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
@@ -830,6 +850,7 @@ mod tests {
                 limit: Some(10.0),
                 started_us: started.timestamp_micros(),
                 duration_s: dur,
+                ts_us: (started + Duration::seconds(dur as i64)).timestamp_micros(),
             }
         };
         let rows = vec![

@@ -111,6 +111,19 @@ pub async fn stored(
     date: NaiveDate,
     revision: Option<i64>,
 ) -> Result<Option<ComplianceReport>> {
+    Ok(stored_text(engine, site, date, revision)
+        .await?
+        .map(|(report, _)| report))
+}
+
+/// [`stored`], with the report's JSON as it was written (what a new report is compared with:
+/// text, so no float is parsed back).
+async fn stored_text(
+    engine: &SqlEngine,
+    site: &str,
+    date: NaiveDate,
+    revision: Option<i64>,
+) -> Result<Option<(ComplianceReport, String)>> {
     let exists = engine
         .catalog()
         .snapshot()
@@ -139,7 +152,7 @@ pub async fn stored(
     let mut report: ComplianceReport = serde_json::from_str(&text)
         .map_err(|e| Error::Encode(format!("stored report of {site} {date}: {e}")))?;
     report.revision = Some(n);
-    Ok(Some(report))
+    Ok(Some((report, text)))
 }
 
 fn first_i64(batch: &RecordBatch, name: &str) -> Result<i64> {
@@ -218,20 +231,26 @@ impl ComplianceJob {
             )));
         }
         let report = compute(&self.engine, site, machines, date).await?;
-        let previous = stored(&self.engine, &site.id, date, None).await?;
-        if let Some(prev) = &previous {
-            let mut same = prev.clone();
-            same.revision = None;
-            if same == report {
-                return Ok(Closed {
-                    revision: prev.revision.unwrap_or(1),
-                    written: false,
-                    report: prev.clone(),
-                    files: Vec::new(),
-                });
-            }
+        let text = serde_json::to_string(&report).map_err(|e| Error::Encode(e.to_string()))?;
+        let previous = stored_text(&self.engine, &site.id, date, None).await?;
+        if let Some((prev, prev_text)) = &previous
+            && *prev_text == text
+        {
+            // The same figures: nothing new, but the files are written if a crash after the
+            // table's commit left them missing.
+            let files = if self.files_missing(prev) {
+                self.write_files(prev).await?
+            } else {
+                Vec::new()
+            };
+            return Ok(Closed {
+                revision: prev.revision.unwrap_or(1),
+                written: false,
+                report: prev.clone(),
+                files,
+            });
         }
-        let revision = previous.and_then(|p| p.revision).unwrap_or(0) + 1;
+        let revision = previous.and_then(|(p, _)| p.revision).unwrap_or(0) + 1;
         let row = row_of(&report, revision, now)?;
         let batch = adit_schemas::to_batch("compliance_daily", ComplianceDay::schema(), &[row])
             .map_err(|e| Error::Encode(e.to_string()))?;
@@ -249,6 +268,18 @@ impl ComplianceJob {
             report,
             files,
         })
+    }
+
+    /// Whether a stored revision's files are not all there.
+    fn files_missing(&self, report: &ComplianceReport) -> bool {
+        let dir = self
+            .reports_dir
+            .join(&report.site)
+            .join(report.date.to_string());
+        let stem = format!("compliance-r{}", report.revision.unwrap_or(0));
+        [Format::Html, Format::Csv, Format::Json]
+            .iter()
+            .any(|f| !dir.join(format!("{stem}.{}", f.extension())).is_file())
     }
 
     /// Writes the report's HTML, CSV, JSON (and PDF when a browser is there) under

@@ -5,9 +5,11 @@
 //! session, by a wrapper that first works out an upper bound of the bytes the call would
 //! build over its whole batch (from its arguments' lengths and counts) and refuses the call
 //! with a clear error when that is over the limit; under it, the built-in function runs as
-//! before. The functions: `repeat`, `lpad`, `rpad`, `replace` (strings), `array_repeat`,
-//! `array_resize`, and the scalar `range` and `generate_series` (arrays). The table functions
-//! `range`/`generate_series` stream their rows and are bounded by the time limit instead.
+//! before. The functions: `repeat`, `lpad`, `rpad`, `replace`, `concat`, `regexp_replace`
+//! (strings), `array_repeat`, `array_resize`, and the scalar `range` and `generate_series`
+//! (arrays, of integers, dates or timestamps). The table functions `range`/`generate_series`
+//! stream their rows and are bounded by the time limit instead. The `||` operator is not a
+//! function and is not wrapped: its operands are each bounded, so `a || b` is at most their sum.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -31,22 +33,31 @@ enum Shape {
     Pad,
     /// `replace(s, from, to)`: every `from` in `s` becomes `to`.
     Replace,
-    /// `array_repeat(x, n)`, `array_resize(a, n[, v])`: `n` elements of 8 bytes or more.
-    Elements,
-    /// `range(a, b[, step])`: `(b − a) / step` elements of 8 bytes.
+    /// `array_repeat(x, n)`: `n` copies of `x`.
+    RepeatElement,
+    /// `array_resize(a, n[, v])`: `n` elements the size of `a`'s (or `v`).
+    Resize,
+    /// `range(a, b[, step])`: `(b − a) / step` elements of 8 bytes (integers, dates and
+    /// timestamps with an interval step).
     Series,
+    /// `concat(a, b, …)`: the sum of its arguments.
+    Concat,
+    /// `regexp_replace(s, pattern, to[, flags])`: with `g`, every character could match.
+    RegexpReplace,
 }
 
 /// The functions wrapped, with their shape.
-const WRAPPED: [(&str, Shape); 8] = [
+const WRAPPED: [(&str, Shape); 10] = [
     ("repeat", Shape::Repeat),
     ("lpad", Shape::Pad),
     ("rpad", Shape::Pad),
     ("replace", Shape::Replace),
-    ("array_repeat", Shape::Elements),
-    ("array_resize", Shape::Elements),
+    ("array_repeat", Shape::RepeatElement),
+    ("array_resize", Shape::Resize),
     ("range", Shape::Series),
     ("generate_series", Shape::Series),
+    ("concat", Shape::Concat),
+    ("regexp_replace", Shape::RegexpReplace),
 ];
 
 /// A built-in function behind a size check.
@@ -134,6 +145,59 @@ fn array_lens(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
     Ok(lens)
 }
 
+/// The bytes each row of `v` holds (a scalar: the same on every row).
+fn row_bytes(v: &ColumnarValue) -> Arg {
+    match v {
+        ColumnarValue::Scalar(s) => Arg::Scalar(Some(s.size() as i64)),
+        ColumnarValue::Array(a) => {
+            let per_row = a.get_array_memory_size() / a.len().max(1);
+            Arg::Scalar(Some(per_row as i64))
+        }
+    }
+}
+
+/// A date, timestamp or integer argument as a count of nanoseconds (integers as they are),
+/// and an interval as nanoseconds (a month as 28 days, so the count errs high).
+fn nanos(v: &ColumnarValue) -> Result<Arg> {
+    let of_scalar = |s: &ScalarValue| -> Option<i64> {
+        match s {
+            ScalarValue::IntervalMonthDayNano(Some(i)) => Some(
+                i64::from(i.months) * 28 * 86_400_000_000_000
+                    + i64::from(i.days) * 86_400_000_000_000
+                    + i.nanoseconds,
+            ),
+            ScalarValue::IntervalDayTime(Some(i)) => {
+                Some(i64::from(i.days) * 86_400_000_000_000 + i64::from(i.milliseconds) * 1_000_000)
+            }
+            ScalarValue::IntervalYearMonth(Some(m)) => {
+                Some(i64::from(*m) * 28 * 86_400_000_000_000)
+            }
+            ScalarValue::Date32(Some(d)) => Some(i64::from(*d) * 86_400_000_000_000),
+            ScalarValue::Date64(Some(ms)) => Some(ms * 1_000_000),
+            s if s.data_type().is_integer() => match s.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(v)) => v,
+                _ => None,
+            },
+            s => match s.cast_to(&DataType::Timestamp(
+                arrow::datatypes::TimeUnit::Nanosecond,
+                None,
+            )) {
+                Ok(ScalarValue::TimestampNanosecond(v, _)) => v,
+                _ => None,
+            },
+        }
+    };
+    match v {
+        ColumnarValue::Scalar(s) => Ok(Arg::Scalar(of_scalar(s))),
+        ColumnarValue::Array(a) => {
+            let values = (0..a.len())
+                .map(|i| ScalarValue::try_from_array(a, i).map(|s| of_scalar(&s)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Arg::Lens(values))
+        }
+    }
+}
+
 /// Each row's value of an integer argument.
 fn integers(v: &ColumnarValue) -> Result<Arg> {
     match v {
@@ -175,29 +239,57 @@ impl Bounded {
                 let (s, from, to) = (lengths(arg(0)?)?, lengths(arg(1)?)?, lengths(arg(2)?)?);
                 for r in 0..rows {
                     let (s, from, to) = (pos(s.at(r)), pos(from.at(r)), pos(to.at(r)));
-                    total += s + if from == 0 { 0 } else { s / from * to };
+                    total += s + s.checked_div(from).unwrap_or(0) * to;
                 }
             }
-            Shape::Elements => {
-                let n = integers(arg(1)?)?;
+            Shape::RepeatElement => {
+                let (each, n) = (row_bytes(arg(0)?), integers(arg(1)?)?);
                 for r in 0..rows {
-                    total += 8 * pos(n.at(r));
+                    total += pos(each.at(r)).max(8) * pos(n.at(r));
+                }
+            }
+            Shape::Resize => {
+                let (list, n) = (row_bytes(arg(0)?), integers(arg(1)?)?);
+                let lens = lengths(arg(0)?)?;
+                let fill = args.get(2).map(row_bytes);
+                for r in 0..rows {
+                    let each = pos(list.at(r)) / pos(lens.at(r)).max(1);
+                    let each = each.max(fill.as_ref().map_or(8, |f| pos(f.at(r)))).max(8);
+                    total += each * pos(n.at(r));
+                }
+            }
+            Shape::Concat => {
+                for a in args {
+                    let each = lengths(a)?;
+                    for r in 0..rows {
+                        total += pos(each.at(r));
+                    }
+                }
+            }
+            Shape::RegexpReplace => {
+                let (s, to) = (lengths(arg(0)?)?, lengths(arg(2)?)?);
+                let global = match args.get(3) {
+                    Some(ColumnarValue::Scalar(f)) => f.to_string().contains('g'),
+                    Some(ColumnarValue::Array(_)) => true,
+                    None => false,
+                };
+                for r in 0..rows {
+                    let (s, to) = (pos(s.at(r)), pos(to.at(r)));
+                    total += s + if global { (s + 1) * to } else { to };
                 }
             }
             Shape::Series => {
-                // range(stop) or range(start, stop[, step]); a date or timestamp series counts
-                // by its step too, so only integer arguments are bounded here.
-                if args.iter().any(|a| !a.data_type().is_integer()) {
-                    return Ok(0);
-                }
+                // range(stop) or range(start, stop[, step]), over integers, dates or
+                // timestamps (step an interval): its element count.
                 let (start, stop) = if args.len() == 1 {
-                    (Arg::Scalar(Some(0)), integers(arg(0)?)?)
+                    (Arg::Scalar(Some(0)), nanos(arg(0)?)?)
                 } else {
-                    (integers(arg(0)?)?, integers(arg(1)?)?)
+                    (nanos(arg(0)?)?, nanos(arg(1)?)?)
                 };
                 let step = match args.get(2) {
-                    Some(s) => integers(s)?,
-                    None => Arg::Scalar(Some(1)),
+                    Some(s) => nanos(s)?,
+                    None if args.iter().all(|a| a.data_type().is_integer()) => Arg::Scalar(Some(1)),
+                    None => Arg::Scalar(Some(86_400_000_000_000)),
                 };
                 for r in 0..rows {
                     let span =
@@ -283,6 +375,11 @@ mod tests {
             "SELECT range(1, 100000000000)",
             "SELECT generate_series(1, 100000000000)",
             "SELECT repeat(s, 200) FROM (VALUES (repeat('x', 1000))) AS t(s), (SELECT * FROM generate_series(1, 100)) AS u",
+            "SELECT array_repeat(repeat('x', 1000000), 1000)",
+            "SELECT array_repeat(array_repeat(repeat('x', 1000), 1000), 1000)",
+            "SELECT range(TIMESTAMP '1970-01-01', TIMESTAMP '2100-01-01', INTERVAL '1 second')",
+            "SELECT concat(repeat('x', 600000), repeat('x', 600000))",
+            "SELECT regexp_replace(repeat('x', 100000), 'x', repeat('y', 100), 'g')",
         ] {
             let e = run(sql).await.unwrap_err().to_string();
             assert!(e.contains("over the limit"), "{sql}: {e}");
@@ -295,6 +392,12 @@ mod tests {
         );
         assert_eq!(
             run("SELECT range(1, 1000), array_repeat('a', 3)")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            run("SELECT range(DATE '2026-01-01', DATE '2026-12-31', INTERVAL '1 day'), concat('a', 'b'), regexp_replace('aaa', 'a', 'b', 'g')")
                 .await
                 .unwrap(),
             1

@@ -188,8 +188,10 @@ impl SqlEngine {
 }
 
 impl SqlEngine {
-    /// Runs `sql` and streams its rows without the row limit (for results too big to collect);
-    /// the time limit covers the whole stream. Memory stays at what the plan itself holds.
+    /// Runs `sql` and streams its rows without the row limit (for results too big to collect).
+    /// The time limit bounds planning, the making of each batch, and the wait for the reader to
+    /// take each one (a reader that stops reading stops the statement). Memory stays at what
+    /// the plan itself holds.
     pub async fn query_stream(&self, sql: &str) -> Result<RowStream> {
         if sql.trim().is_empty() {
             return Err(SqlError::Empty);
@@ -219,15 +221,17 @@ impl SqlEngine {
                 return;
             }
             let mut stream = stream;
+            let each = inner.limits.timeout;
             loop {
-                let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                let next = match tokio::time::timeout(each, stream.next()).await {
                     Ok(Some(batch)) => batch.map_err(|e| inner.classify(e)),
                     Ok(None) => return,
                     Err(_) => Err(timed_out()),
                 };
                 let stop = next.is_err();
-                if tx.send(next).await.is_err() || stop {
-                    return;
+                match tokio::time::timeout(each, tx.send(next)).await {
+                    Ok(Ok(())) if !stop => {}
+                    _ => return,
                 }
             }
         });
@@ -305,10 +309,20 @@ impl Inner {
         let mut stream = self.plan(sql).await?;
         let schema = stream.schema();
         let mut batches = Vec::new();
-        let mut rows = 0;
+        let (mut rows, mut bytes) = (0, 0);
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| self.classify(e))?;
             rows += batch.num_rows();
+            // The collected result is held in memory too: it counts against the statement.
+            bytes += batch.get_array_memory_size();
+            if bytes > self.limits.memory_bytes {
+                return Err(SqlError::MemoryLimit {
+                    limit_bytes: self.limits.memory_bytes,
+                    detail: format!(
+                        "the result holds over {bytes} bytes; aggregate, add a LIMIT, or stream it (stream=true)"
+                    ),
+                });
+            }
             if rows > self.limits.max_rows {
                 return Err(SqlError::RowLimit {
                     limit: self.limits.max_rows,

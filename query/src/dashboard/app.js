@@ -449,6 +449,11 @@ async function readEvents(body, controller) {
 }
 
 function dispatchLive(type, data) {
+  // `ready` carries the starting position (its id, already kept): nothing to show.
+  if (type === 'ready') {
+    setLiveState('live');
+    return;
+  }
   let parsed;
   try {
     parsed = JSON.parse(data);
