@@ -43,7 +43,7 @@ pub struct SqlLimits {
     /// Most memory all statements of one engine may hold together, bytes.
     pub total_memory_bytes: usize,
     /// Most bytes one call of a value-building function (`repeat`, `lpad`, `range`…) may
-    /// build.
+    /// build (at most `memory_bytes`, whichever is lower).
     pub max_value_bytes: usize,
     /// Threads of the engine's own runtime (0: one per core).
     pub threads: usize,
@@ -77,10 +77,10 @@ impl SqlLimits {
                 self.total_memory_bytes, self.memory_bytes
             ));
         }
-        if self.max_value_bytes < 1024 || self.max_value_bytes > self.memory_bytes {
+        if self.max_value_bytes < 1024 {
             return Err(format!(
-                "query.limits.max_value_bytes must be from 1 KiB to memory_bytes ({}), not {}",
-                self.memory_bytes, self.max_value_bytes
+                "query.limits.max_value_bytes must be at least 1 KiB, not {}",
+                self.max_value_bytes
             ));
         }
         if self.timeout.is_zero() {
@@ -265,7 +265,9 @@ impl Inner {
             .map_err(SqlError::Engine)?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        crate::bounded::install(&ctx, self.limits.max_value_bytes).map_err(SqlError::Engine)?;
+        // A call may build at most the statement's whole memory, whichever limit is lower.
+        let max_value = self.limits.max_value_bytes.min(self.limits.memory_bytes);
+        crate::bounded::install(&ctx, max_value).map_err(SqlError::Engine)?;
         for (name, table) in self.catalog.snapshot().await? {
             let delta = |source: deltalake::DeltaTableError| adit_sinks::Error::Delta {
                 table: name.clone(),
