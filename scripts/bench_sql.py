@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""SQL latency through adit's HTTP API beside DuckDB (in-process) on the same Parquet files.
+
+Writes a data set once (Delta tables under DIR, by the `deltalake` package: several million
+energy readings over one day, shares, blocks), serves it with the adit binary BIN (`adit
+query`, its own nats-server), and runs typical queries RUNS times each through
+`POST /api/v1/sql` and through DuckDB reading the tables' Parquet files; prints each median,
+and adit's time over DuckDB's. Measure a release build:
+
+    cargo build --release && python3 scripts/bench_sql.py target/release/adit [--rows 5000000]
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+DAY = "2026-11-20"
+
+
+def need(module, package):
+    try:
+        return __import__(module)
+    except ImportError:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", package])
+        return __import__(module)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def generate(root, rows):
+    """Energy readings (2,000 machines on 10 sites over one day), shares and blocks."""
+    pa = need("pyarrow", "pyarrow")
+    need("numpy", "numpy")
+    import numpy as np
+    deltalake = need("deltalake", "deltalake")
+    rng = np.random.default_rng(7)
+    day = np.datetime64(DAY, "D").astype(np.int32)
+
+    def dates(n):
+        return pa.array(np.full(n, day, dtype=np.int32), pa.date32())
+
+    start = np.datetime64(f"{DAY}T00:00:00", "us").astype(np.int64)
+    day_us = 86_400_000_000
+    ts = np.sort(start + rng.integers(0, day_us, rows))
+    machines = rng.integers(0, 2000, rows)
+    readings = pa.table({
+        "site": pa.array([f"site-{m % 10:02d}" for m in machines]),
+        "machine": pa.array([f"m-{m:04d}" for m in machines]),
+        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+        "power_w": pa.array(rng.normal(3200, 150, rows)),
+        "energy_wh": pa.nulls(rows, pa.float64()),
+        "source": pa.array(["meter"] * rows),
+        "seq": pa.array(np.arange(1, rows + 1), pa.int64()),
+        "date": dates(rows),
+    })
+    deltalake.write_deltalake(os.path.join(root, "energy_readings"), readings, partition_by=["date"])
+    n_shares = rows // 2
+    share_ts = np.sort(start + rng.integers(0, day_us, n_shares))
+    miners = rng.integers(0, 1000, n_shares)
+    shares = pa.table({
+        "pool": pa.array(["main"] * n_shares),
+        "miner": pa.array([f"4miner{m:04d}" for m in miners]),
+        "worker": pa.array([f"rig{m % 7}" for m in miners]),
+        "difficulty": pa.array(rng.integers(5_000, 50_000, n_shares), pa.int64()),
+        "height": pa.array(1000 + (share_ts - start) // (day_us // 720), pa.int64()),
+        "ts": pa.array(share_ts, pa.timestamp("us", tz="UTC")),
+        "seq": pa.array(np.arange(1, n_shares + 1), pa.int64()),
+        "date": dates(n_shares),
+    })
+    deltalake.write_deltalake(os.path.join(root, "shares"), shares, partition_by=["date"])
+    heights = np.arange(1000, 1720, 3)
+    blocks = pa.table({
+        "pool": pa.array(["main"] * len(heights)),
+        "height": pa.array(heights, pa.int64()),
+        "hash": pa.array([f"{h:064x}" for h in heights]),
+        "ts": pa.array(start + (heights - 1000) * (day_us // 720), pa.timestamp("us", tz="UTC")),
+        "date": dates(len(heights)),
+    })
+    deltalake.write_deltalake(os.path.join(root, "blocks"), blocks, partition_by=["date"])
+
+
+QUERIES = [
+    ("count", "SELECT count(*) FROM energy_readings"),
+    ("group-by site over the day",
+     "SELECT site, avg(power_w) AS avg_w, max(power_w) AS max_w FROM energy_readings "
+     f"WHERE date = DATE '{DAY}' GROUP BY site ORDER BY site"),
+    ("per-minute bucket",
+     "SELECT date_trunc('minute', ts) AS minute, sum(power_w) AS w FROM energy_readings "
+     "GROUP BY 1 ORDER BY 1"),
+    ("point lookup, last 100",
+     "SELECT * FROM energy_readings WHERE machine = 'm-0042' ORDER BY ts DESC LIMIT 100"),
+    ("join shares and blocks",
+     "SELECT b.height, count(*) AS shares, sum(s.difficulty) AS work FROM shares s "
+     "JOIN blocks b ON s.pool = b.pool AND s.height = b.height "
+     "GROUP BY b.height ORDER BY work DESC LIMIT 10"),
+]
+
+
+def arrow_rows(relation):
+    """Rows of a DuckDB query, fetched as Arrow (as adit's engine holds them)."""
+    fetch = getattr(relation, "to_arrow_table", None) or getattr(relation, "arrow")
+    return fetch().num_rows
+
+
+def adit_time(port, sql):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/sql", data=sql.encode(),
+        headers={"content-type": "text/plain"})
+    t = time.perf_counter()
+    with urllib.request.urlopen(req) as r:
+        body = r.read()
+    elapsed = time.perf_counter() - t
+    return elapsed, len(json.loads(body))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin")
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "adit-bench-sql"))
+    ap.add_argument("--runs", type=int, default=11)
+    a = ap.parse_args()
+    duckdb = need("duckdb", "duckdb")
+    marker = os.path.join(a.dir, f".rows-{a.rows}")
+    if not os.path.exists(marker):
+        subprocess.run(["rm", "-rf", a.dir], check=True)
+        os.makedirs(a.dir)
+        print(f"writing {a.rows} readings, {a.rows // 2} shares and 240 blocks under {a.dir}", file=sys.stderr)
+        generate(a.dir, a.rows)
+        open(marker, "w").close()
+
+    nats_port, port = free_port(), free_port()
+    store = tempfile.mkdtemp()
+    nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", store],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    adit = subprocess.Popen([a.bin, "--tables", a.dir, "--listen", f"127.0.0.1:{port}",
+                             "--nats-url", f"nats://127.0.0.1:{nats_port}", "query"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health")
+                break
+            except OSError:
+                time.sleep(0.1)
+        con = duckdb.connect()
+        for table in ["energy_readings", "shares", "blocks"]:
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+                        f"'{a.dir}/{table}/**/*.parquet', hive_partitioning = true)")
+        print(f"{'query':<28} {'adit ms':>9} {'duckdb ms':>10} {'ratio':>7}  rows")
+        for name, sql in QUERIES:
+            adit_runs, duck_runs, rows = [], [], None
+            for _ in range(a.runs):
+                t, rows = adit_time(port, sql)
+                adit_runs.append(t)
+                t = time.perf_counter()
+                duck_rows = arrow_rows(con.sql(sql))
+                duck_runs.append(time.perf_counter() - t)
+            if duck_rows != rows:
+                raise SystemExit(f"{name}: adit answered {rows} rows, DuckDB {duck_rows}")
+            am, dm = statistics.median(adit_runs) * 1000, statistics.median(duck_runs) * 1000
+            print(f"{name:<28} {am:9.1f} {dm:10.1f} {am / dm:7.2f}  {rows}")
+    finally:
+        adit.terminate()
+        nats.terminate()
+        adit.wait()
+        nats.wait()
+        subprocess.run(["rm", "-rf", store])
+
+
+if __name__ == "__main__":
+    main()
