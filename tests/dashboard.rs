@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use common::Demo;
 
 async fn count(port: u16, table: &str) -> i64 {
     let Ok(r) = reqwest::Client::new()
@@ -58,29 +58,8 @@ fn run_script(url: &str, shots: &Path) -> (std::process::ExitStatus, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_sql_says_in_headless_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let (http, stratum) = (free_port(), free_port());
-    let config = dir.path().join("demo.toml");
-    std::fs::write(
-        &config,
-        format!("[pool]\nlisten = \"127.0.0.1:{stratum}\"\n"),
-    )
-    .unwrap();
-    let log_path = dir.path().join("demo.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_adit"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ])
-        .args(["--listen", &format!("127.0.0.1:{http}"), "demo"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut demo = Demo::start();
+    let http = demo.http;
 
     // The pages have something to show once minutes of hashrate and energy are closed.
     let started = Instant::now();
@@ -89,7 +68,7 @@ async fn the_dashboard_shows_what_sql_says_in_headless_chromium() {
             assert!(
                 started.elapsed() < Duration::from_secs(360),
                 "no {table} rows; log:\n{}",
-                read_log()
+                demo.log()
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -98,7 +77,7 @@ async fn the_dashboard_shows_what_sql_says_in_headless_chromium() {
 
     let shots = match std::env::var_os("ADIT_DASHBOARD_SCREENSHOTS") {
         Some(d) => std::path::PathBuf::from(d),
-        None => dir.path().join("screenshots"),
+        None => demo.dir().join("screenshots"),
     };
     std::fs::create_dir_all(&shots).unwrap();
     eprintln!("screenshots go to {}", shots.display());
@@ -108,18 +87,14 @@ async fn the_dashboard_shows_what_sql_says_in_headless_chromium() {
         .unwrap();
     eprintln!("--- tests/browser/dashboard.py ---\n{printed}--- end ---");
 
-    Command::new("kill")
-        .args(["-TERM", &demo.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = demo.wait().unwrap();
+    let clean = demo.terminate();
     if !status.success() {
         // Keep the screenshots and the demo's log for whoever reads the failure.
-        let kept = dir.keep();
+        let kept = demo.keep();
         panic!(
             "the browser test failed ({status}); screenshots and logs kept in {}",
             kept.display()
         );
     }
-    assert!(exit.success(), "clean exit; log:\n{}", read_log());
+    assert!(clean, "clean exit; log:\n{}", demo.log());
 }

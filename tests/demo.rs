@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use common::Demo;
 
 async fn sql(port: u16, q: &str) -> Option<Vec<serde_json::Value>> {
     let r = reqwest::Client::new()
@@ -24,29 +23,9 @@ async fn sql(port: u16, q: &str) -> Option<Vec<serde_json::Value>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_brings_everything_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let (http, stratum) = (free_port(), free_port());
-    let config = dir.path().join("demo.toml");
-    std::fs::write(
-        &config,
-        format!("[pool]\nlisten = \"127.0.0.1:{stratum}\"\n"),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
     let started = Instant::now();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_adit"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ])
-        .args(["--listen", &format!("127.0.0.1:{http}"), "demo"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let read_log = || std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default();
+    let mut demo = Demo::start();
+    let http = demo.http;
 
     let q = "SELECT site, count(*) AS n FROM energy_readings GROUP BY site ORDER BY site";
     let rows = loop {
@@ -56,7 +35,7 @@ async fn the_demo_brings_everything_up() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no energy rows; log:\n{}",
-            read_log()
+            demo.log()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -81,7 +60,7 @@ async fn the_demo_brings_everything_up() {
         assert!(
             started.elapsed() < Duration::from_secs(90),
             "sources so far {sources:?}; log:\n{}",
-            read_log()
+            demo.log()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -109,28 +88,24 @@ async fn the_demo_brings_everything_up() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "no demo shares; log:\n{}",
-            read_log()
+            demo.log()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(shares > 0);
-    let url = std::fs::read_to_string(dir.path().join("data/nats/url")).unwrap();
+    let url = std::fs::read_to_string(demo.dir().join("data/nats/url")).unwrap();
     let nats_port: u16 = url.trim().rsplit(':').next().unwrap().parse().unwrap();
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok(),
         "managed nats-server runs"
     );
 
-    Command::new("kill")
-        .args(["-TERM", &demo.id().to_string()])
-        .status()
-        .unwrap();
-    let status = demo.wait().unwrap();
-    assert!(status.success(), "clean exit; log:\n{}", read_log());
+    let clean = demo.terminate();
+    assert!(clean, "clean exit; log:\n{}", demo.log());
     assert!(
-        !read_log().contains("did not finish"),
+        !demo.log().contains("did not finish"),
         "every role drained by itself; log:\n{}",
-        read_log()
+        demo.log()
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok() {

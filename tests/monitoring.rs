@@ -7,11 +7,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use adit_alerts::RuleFile;
-use common::free_port;
+use common::Demo;
 
 const SCRAPE_CONFIG: &str = "deploy/prometheus/prometheus.yml";
 const ALERT_RULES: &str = "deploy/prometheus/alerts.yml";
@@ -368,65 +368,6 @@ fn missing(
         .collect()
 }
 
-/// `adit demo`, terminated when dropped (a failed test leaves nothing running).
-struct Demo {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Demo {
-    fn start() -> (Self, u16) {
-        let dir = tempfile::tempdir().unwrap();
-        let (http, stratum) = (free_port(), free_port());
-        let config = dir.path().join("demo.toml");
-        std::fs::write(
-            &config,
-            format!("[pool]\nlisten = \"127.0.0.1:{stratum}\"\n"),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_adit"))
-            .args(["--config", config.to_str().unwrap(), "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen", &format!("127.0.0.1:{http}"), "demo"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn adit demo");
-        (
-            Self {
-                child: Some(child),
-                dir,
-            },
-            http,
-        )
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("demo.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM; whether it exited cleanly.
-    fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return false;
-        };
-        let signalled = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        signalled && child.wait().is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if self.child.is_some() && !self.terminate() {
-            eprintln!("adit demo did not exit cleanly; log:\n{}", self.log());
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboards_and_alert_rules_use_is_exported_by_the_demo() {
     let used = metrics_used();
@@ -440,7 +381,8 @@ async fn every_metric_the_dashboards_and_alert_rules_use_is_exported_by_the_demo
     ] {
         assert!(used.contains_key(name), "no dashboard uses {name}");
     }
-    let (mut demo, http) = Demo::start();
+    let mut demo = Demo::start();
+    let http = demo.http;
     let url = format!("http://127.0.0.1:{http}/metrics");
     let started = Instant::now();
     let mut serving: Option<Instant> = None;

@@ -319,3 +319,81 @@ pub async fn duckdb_value(root: &Path, table: &str, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `adit demo` on free ports in a temp folder, terminated when dropped (a failed test leaves
+/// nothing running).
+pub struct Demo {
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+    /// The HTTP port.
+    pub http: u16,
+}
+
+impl Demo {
+    /// Starts the demo.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, stratum) = (free_port(), free_port());
+        let config = dir.path().join("demo.toml");
+        std::fs::write(
+            &config,
+            format!("[pool]\nlisten = \"127.0.0.1:{stratum}\"\n"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_adit"))
+            .args(["--config", config.to_str().unwrap(), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{http}"), "demo"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn adit demo");
+        Self {
+            child: Some(child),
+            dir: Some(dir),
+            http,
+        }
+    }
+
+    /// Its folder (config, log, data).
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .expect("the demo's folder")
+    }
+
+    /// Keeps the folder after the test (for whoever reads a failure) and returns its path.
+    pub fn keep(&mut self) -> PathBuf {
+        self.dir
+            .take()
+            .map(|d| d.keep())
+            .expect("the demo's folder")
+    }
+
+    /// What it has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("demo.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM; whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        signalled && child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if self.child.is_some() && !self.terminate() {
+            eprintln!("adit demo did not exit cleanly; log:\n{}", self.log());
+        }
+    }
+}
