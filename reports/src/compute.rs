@@ -164,9 +164,13 @@ impl Day<'_> {
         Ok(self.engine.query(sql).await?.batches)
     }
 
-    /// Minute index within the day of a UTC timestamp in µs.
-    fn minute_of(&self, us: i64) -> i64 {
-        (us - self.start.timestamp_micros()).div_euclid(60_000_000)
+    /// The entry of `out` (one per `bucket_min` minutes from local midnight) that the UTC
+    /// timestamp `us` (µs) falls in; none outside the day.
+    fn slot<'o, T>(&self, out: &'o mut [T], us: i64, bucket_min: i64) -> Option<&'o mut T> {
+        let minute = (us - self.start.timestamp_micros()).div_euclid(60_000_000);
+        usize::try_from(minute / bucket_min)
+            .ok()
+            .and_then(|i| out.get_mut(i))
     }
 
     /// Each minute's mean site power, W; none when no energy table exists.
@@ -187,10 +191,7 @@ impl Day<'_> {
                 .zip(f64s(&batch, "avg_power_w")?)
             {
                 let (Some(m), Some(w)) = (m, w) else { continue };
-                if let Some(slot) = usize::try_from(self.minute_of(m))
-                    .ok()
-                    .and_then(|i| out.get_mut(i))
-                {
+                if let Some(slot) = self.slot(&mut out, m, 1) {
                     *slot = Some(w);
                 }
             }
@@ -217,10 +218,7 @@ impl Day<'_> {
                 let (Some(m), Some(weak)) = (m, weak) else {
                     continue;
                 };
-                if let Some(slot) = usize::try_from(self.minute_of(m))
-                    .ok()
-                    .and_then(|i| out.get_mut(i))
-                {
+                if let Some(slot) = self.slot(&mut out, m, 1) {
                     *slot = weak > 0;
                 }
             }
@@ -288,8 +286,7 @@ impl Day<'_> {
         for batch in self.query(&sql).await? {
             for (t, v) in i64s(&batch, "t")?.into_iter().zip(f64s(&batch, "value")?) {
                 let (Some(t), Some(v)) = (t, v) else { continue };
-                let i = self.minute_of(t) / TEMP_BUCKET_MIN;
-                if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                if let Some(slot) = self.slot(&mut out, t, TEMP_BUCKET_MIN) {
                     *slot = Some(slot.map_or(round(v, 2), |old: f64| old.max(round(v, 2))));
                 }
             }

@@ -124,13 +124,7 @@ async fn stored_text(
     date: NaiveDate,
     revision: Option<i64>,
 ) -> Result<Option<(ComplianceReport, String)>> {
-    let exists = engine
-        .catalog()
-        .snapshot()
-        .await?
-        .iter()
-        .any(|(name, _)| name == TABLE_COMPLIANCE_DAILY);
-    if !exists {
+    if !table_exists(engine, TABLE_COMPLIANCE_DAILY).await? {
         return Ok(None);
     }
     let which = revision.map_or(String::new(), |n| format!(" AND revision = {n}"));
@@ -153,6 +147,16 @@ async fn stored_text(
         .map_err(|e| Error::Encode(format!("stored report of {site} {date}: {e}")))?;
     report.revision = Some(n);
     Ok(Some((report, text)))
+}
+
+/// Whether `table` has been written yet.
+async fn table_exists(engine: &SqlEngine, table: &str) -> Result<bool> {
+    Ok(engine
+        .catalog()
+        .snapshot()
+        .await?
+        .iter()
+        .any(|(name, _)| name == table))
 }
 
 fn first_i64(batch: &RecordBatch, name: &str) -> Result<i64> {
@@ -380,14 +384,7 @@ impl ComplianceJob {
 
     /// When the site's first energy minute is (none: nothing to report yet).
     async fn first_data(&self, site: &str) -> Result<Option<DateTime<Utc>>> {
-        let exists = self
-            .engine
-            .catalog()
-            .snapshot()
-            .await?
-            .iter()
-            .any(|(name, _)| name == TABLE_SITE_ENERGY_1M);
-        if !exists {
+        if !table_exists(&self.engine, TABLE_SITE_ENERGY_1M).await? {
             return Ok(None);
         }
         let sql = format!(

@@ -119,9 +119,12 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Task>>>, datasets: Option<Datasets>) {
         };
         match task {
             Task::Hash { seed, blob, reply } => {
-                // The asker dropped its receiver only if its connection closed: nobody is
-                // waiting for this hash, and no share depends on it.
-                let _ = reply.send(hash_with(&mut hashers, datasets.as_ref(), &seed, &blob));
+                let hash = hash_with(&mut hashers, datasets.as_ref(), &seed, &blob);
+                if reply.send(hash).is_err() {
+                    // The asker dropped its receiver only if its connection closed: nobody
+                    // is waiting for this hash, and no share depends on it.
+                    tracing::debug!("a hash for a connection that has closed");
+                }
             }
             Task::Warm {
                 seed,
@@ -133,9 +136,10 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Task>>>, datasets: Option<Datasets>) {
                 }
                 if barrier.wait().is_leader()
                     && let Some(tx) = done.lock().ok().and_then(|mut d| d.take())
+                    && tx.send(()).is_err()
                 {
                     // A readiness signal; a waiter that gave up loses nothing.
-                    let _ = tx.send(());
+                    tracing::debug!("RandomX cache ready, and nobody waits for it");
                 }
             }
         }
