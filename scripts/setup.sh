@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
-# cmake (RandomX), nats-server, mosquitto (MQTT adapter tests), monerod and monero-wallet-rpc
+# cmake (RandomX), protoc (the cluster's gRPC code), nats-server, mosquitto (MQTT adapter tests), monerod and monero-wallet-rpc
 # (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
 # moto's S3 server (the object-store test), aiosmtpd (the email notification test),
 # Prometheus's promtool (the monitoring test), and Chromium with Python Playwright (the
@@ -12,6 +12,7 @@ need_apt=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
 { command -v monerod && command -v monero-wallet-rpc; } >/dev/null 2>&1 || need_apt+=(monero)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)

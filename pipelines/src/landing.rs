@@ -33,6 +33,8 @@ impl Landing {
                 EventKind::Sensor,
                 EventKind::Miner,
                 EventKind::Hashrate,
+                EventKind::ClusterShare,
+                EventKind::ClusterUpstream,
             ],
         }
     }

@@ -1017,6 +1017,9 @@ pub fn readings_input() -> StreamInput {
             EventKind::Sensor,
             EventKind::Miner,
             EventKind::Hashrate,
+            // The cluster's shares and upstream changes share the stream; nothing here for them.
+            EventKind::ClusterShare,
+            EventKind::ClusterUpstream,
         ],
     }
 }

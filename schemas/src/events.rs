@@ -503,6 +503,139 @@ impl Event for HashrateSample {
     }
 }
 
+/// A share a cluster worker submitted to its coordinator, with what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterShare {
+    /// Cluster id.
+    pub cluster: String,
+    /// Worker id (its certificate's common name).
+    pub worker: String,
+    /// The coordinator's job id.
+    pub job_id: String,
+    /// The nonce (8 hex characters, blob order).
+    pub nonce: String,
+    /// The internal difficulty it was judged against.
+    pub difficulty: u64,
+    /// Whether the coordinator found it valid (hash recomputed, in the worker's slice, new).
+    pub valid: bool,
+    /// Why it was refused, if it was.
+    pub reason: Option<String>,
+    /// Whether it met the upstream target and was forwarded.
+    pub forwarded: bool,
+    /// The upstream pool's verdict on a forwarded share: `accepted` or its refusal.
+    pub upstream_verdict: Option<String>,
+    /// The upstream pool it went to (its URL), when forwarded.
+    pub upstream: Option<String>,
+    /// When the coordinator received it.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for ClusterShare {
+    const KIND: EventKind = EventKind::ClusterShare;
+    fn subject(&self) -> String {
+        names::cluster_share_subject(&self.cluster, &self.worker)
+    }
+    /// Job, nonce and the instant it was received: a resubmission is its own (refused) event.
+    fn dedupe_id(&self) -> String {
+        format!(
+            "cluster_share:{}:{}:{}:{}:{}",
+            self.cluster,
+            self.worker,
+            self.job_id,
+            self.nonce,
+            self.ts.timestamp_nanos_opt().unwrap_or(i64::MAX)
+        )
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("cluster", &self.cluster)?;
+        check_token("worker", &self.worker)?;
+        if self.job_id.is_empty() || self.nonce.is_empty() {
+            return Err(Invalid::new("job_id and nonce must not be empty"));
+        }
+        if self.difficulty > i64::MAX as u64 {
+            return Err(Invalid::new("difficulty must be at most i64::MAX"));
+        }
+        if !self.valid && self.reason.is_none() {
+            return Err(Invalid::new("an invalid share needs a reason"));
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("cluster"),
+            utf8("worker"),
+            utf8("job_id"),
+            utf8("nonce"),
+            i64_field("difficulty"),
+            Field::new("valid", DataType::Boolean, false),
+            utf8_opt("reason"),
+            Field::new("forwarded", DataType::Boolean, false),
+            utf8_opt("upstream_verdict"),
+            utf8_opt("upstream"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::ClusterShare(self)
+    }
+}
+
+/// A change of a cluster coordinator's upstream connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterUpstream {
+    /// Cluster id.
+    pub cluster: String,
+    /// The upstream pool (its URL).
+    pub upstream: String,
+    /// `connected`, `disconnected` or `failed`.
+    pub state: String,
+    /// Why, for a disconnection or failure.
+    pub reason: Option<String>,
+    /// When it happened.
+    pub ts: DateTime<Utc>,
+}
+
+impl Event for ClusterUpstream {
+    const KIND: EventKind = EventKind::ClusterUpstream;
+    fn subject(&self) -> String {
+        names::cluster_upstream_subject(&self.cluster)
+    }
+    fn dedupe_id(&self) -> String {
+        format!(
+            "cluster_upstream:{}:{}:{}:{}",
+            self.cluster,
+            self.upstream,
+            self.state,
+            self.ts.timestamp_nanos_opt().unwrap_or(i64::MAX)
+        )
+    }
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+        check_token("cluster", &self.cluster)?;
+        if !matches!(self.state.as_str(), "connected" | "disconnected" | "failed") {
+            return Err(Invalid::new("state must be connected, disconnected or failed"));
+        }
+        policy.check_ts(self.ts, now)
+    }
+    fn fields() -> Vec<Field> {
+        vec![
+            utf8("cluster"),
+            utf8("upstream"),
+            utf8("state"),
+            utf8_opt("reason"),
+            ts_field("ts"),
+        ]
+    }
+    fn into_any(self) -> AnyEvent {
+        AnyEvent::ClusterUpstream(self)
+    }
+}
+
 /// What a grid signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -828,6 +961,12 @@ event_kinds! {
     /// [`HashrateSample`].
     Hashrate(HashrateSample) = "hashrate",
         subject "telemetry"."hashrate", stream STREAM_TELEMETRY, table TABLE_HASHRATE_SAMPLES;
+    /// [`ClusterShare`].
+    ClusterShare(ClusterShare) = "cluster_share",
+        subject "telemetry"."cluster_share", stream STREAM_TELEMETRY, table TABLE_CLUSTER_SHARES;
+    /// [`ClusterUpstream`].
+    ClusterUpstream(ClusterUpstream) = "cluster_upstream",
+        subject "telemetry"."cluster_upstream", stream STREAM_TELEMETRY, table TABLE_CLUSTER_UPSTREAM;
     /// [`GridSignal`].
     Grid(GridSignal) = "grid", subject "grid"."signal", stream STREAM_GRID, table TABLE_GRID_SIGNALS;
     /// [`RegistryEntry`]: a value of the registry bucket, read from the bucket's own stream.
@@ -1008,6 +1147,12 @@ mod tests {
             EventKind::Hashrate => {
                 format!(r#"{{"cluster":"c1","worker":"w1","ts":"{ts}","hashrate_hs":2500.0}}"#)
             }
+            EventKind::ClusterShare => format!(
+                r#"{{"cluster":"c1","worker":"w1","job_id":"j1","nonce":"0a0b0c0d","difficulty":5000,"valid":true,"reason":null,"forwarded":true,"upstream_verdict":"accepted","upstream":"stratum+tcp://p:3333","ts":"{ts}"}}"#
+            ),
+            EventKind::ClusterUpstream => format!(
+                r#"{{"cluster":"c1","upstream":"stratum+tcp://p:3333","state":"connected","reason":null,"ts":"{ts}"}}"#
+            ),
             EventKind::Grid => format!(
                 r#"{{"site":"s1","event_id":"e1","kind":"curtail","target_kw":500.0,"deadline":"{ts}","price_per_mwh":80.5,"ts":"{ts}"}}"#
             ),

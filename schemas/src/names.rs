@@ -54,6 +54,10 @@ pub const TABLE_SENSOR_READINGS: &str = "sensor_readings";
 pub const TABLE_MINER_STATUS: &str = "miner_status";
 /// Table of every worker-reported hashrate sample.
 pub const TABLE_HASHRATE_SAMPLES: &str = "hashrate_samples";
+/// Table of every share cluster workers submitted to their coordinator.
+pub const TABLE_CLUSTER_SHARES: &str = "cluster_shares";
+/// Table of every change of a coordinator's upstream connection.
+pub const TABLE_CLUSTER_UPSTREAM: &str = "cluster_upstream";
 /// Table of every grid signal.
 pub const TABLE_GRID_SIGNALS: &str = "grid_signals";
 /// Table of every share.
@@ -121,6 +125,17 @@ pub fn sensor_subject(site: &str, sensor: &str) -> String {
 pub fn miner_subject(site: &str, machine: &str) -> String {
     format!("telemetry.miner.{site}.{machine}")
 }
+/// Subject of a share a cluster worker submitted.
+pub fn cluster_share_subject(cluster: &str, worker: &str) -> String {
+    format!("telemetry.cluster_share.{cluster}.{worker}")
+}
+
+/// Subject of a change of a cluster's upstream connection (its last token keeps the shape
+/// `telemetry.<kind>.<cluster>.<source>` the telemetry landing partitions by).
+pub fn cluster_upstream_subject(cluster: &str) -> String {
+    format!("telemetry.cluster_upstream.{cluster}.coordinator")
+}
+
 /// Subject of a worker-reported hashrate sample.
 pub fn hashrate_subject(cluster: &str, worker: &str) -> String {
     format!("telemetry.hashrate.{cluster}.{worker}")

@@ -708,4 +708,46 @@ mod tests {
         assert_eq!(hashing[43..75], root);
         assert_eq!(hashing[75..], [3]);
     }
+
+    #[test]
+    fn the_block_monerod_accepted_meets_its_difficulty() {
+        let mined: Value =
+            serde_json::from_str(include_str!("../tests/data/mined_block.json")).unwrap();
+        let seed = hex::decode(mined["template"]["seed_hash"].as_str().unwrap()).unwrap();
+        let blob = hex::decode(mined["block_blob"].as_str().unwrap()).unwrap();
+        let pow = adit_protocol::RandomXHasher::light(&seed)
+            .unwrap()
+            .hash(&hashing_blob(&blob).unwrap())
+            .unwrap();
+        assert_eq!(hex::encode(pow), mined["pow_hash"].as_str().unwrap());
+        let difficulty = mined["template"]["difficulty"].as_u64().unwrap();
+        assert!(adit_protocol::meets_difficulty(&pow, difficulty));
+        // This hash happens to be good for exactly floor(2^256 / hash) = 168.
+        assert!(adit_protocol::meets_difficulty(&pow, 168));
+        assert!(!adit_protocol::meets_difficulty(&pow, 169));
+    }
+
+    #[test]
+    fn reproduces_monerod_proof_of_work_for_its_blocks() {
+        // Blocks mined by monerod --regtest --fixed-difficulty 100, with the pow_hash it reported.
+        let captured: Value =
+            serde_json::from_str(include_str!("../tests/data/regtest_blocks.json")).unwrap();
+        let seed = hex::decode(captured["seed_hash"].as_str().unwrap()).unwrap();
+        let hasher = adit_protocol::RandomXHasher::light(&seed).unwrap();
+        let mut checked = 0;
+        for block in captured["blocks"].as_array().unwrap() {
+            if block["major_version"].as_u64().unwrap() < 12 {
+                continue; // pre-RandomX (the genesis block)
+            }
+            let blob = hex::decode(block["blob"].as_str().unwrap()).unwrap();
+            let pow = hasher.hash(&hashing_blob(&blob).unwrap()).unwrap();
+            assert_eq!(hex::encode(pow), block["pow_hash"].as_str().unwrap());
+            assert!(adit_protocol::meets_difficulty(
+                &pow,
+                block["difficulty"].as_u64().unwrap()
+            ));
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
 }

@@ -169,7 +169,11 @@ impl Pool {
         events: mpsc::Sender<AnyEvent>,
         blocks: mpsc::Sender<BlockFound>,
     ) -> crate::error::Result<Arc<Self>> {
-        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| crate::tls::acceptor(files, None))
+            .transpose()?;
         let threads = if config.verify_threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {

@@ -199,7 +199,7 @@ impl SimChain {
     /// A chain at its genesis block. Starts the hashing thread.
     pub fn new(config: SimConfig) -> Result<Self> {
         if config.difficulty == 0 {
-            return Err(Error::ZeroDifficulty);
+            return Err(adit_protocol::Error::ZeroDifficulty.into());
         }
         Ok(Self {
             inner: Arc::new(SimInner {
@@ -611,13 +611,7 @@ impl HashThread {
 
 /// Hashes with the thread's hasher, building it or rekeying it for `seed` first.
 fn hash_with(hasher: &mut Option<RandomXHasher>, seed: &[u8], blob: &[u8]) -> Result<[u8; 32]> {
-    match hasher {
-        Some(hasher) => {
-            hasher.set_seed(seed)?;
-            hasher.hash(blob)
-        }
-        None => hasher.insert(RandomXHasher::light(seed)?).hash(blob),
-    }
+    Ok(adit_protocol::hash_with(hasher, seed, blob)?)
 }
 
 #[cfg(test)]
@@ -703,7 +697,7 @@ mod tests {
                 difficulty: 0,
                 ..SimConfig::default()
             }),
-            Err(Error::ZeroDifficulty)
+            Err(Error::Protocol(adit_protocol::Error::ZeroDifficulty))
         ));
         let info = sim.get_info();
         assert_eq!((info.height, info.top_block_hash), (1, REGTEST_GENESIS));

@@ -187,7 +187,7 @@ fn hash_with(
     seed: &[u8; 32],
     blob: &[u8],
 ) -> Result<[u8; 32]> {
-    hasher_for(hashers, datasets, seed)?.hash(blob)
+    Ok(hasher_for(hashers, datasets, seed)?.hash(blob)?)
 }
 
 #[cfg(test)]

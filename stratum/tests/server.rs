@@ -89,8 +89,8 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
     config.limits.ban_score = 70;
     let mut h = start(1_000_000_000_000, config).await;
     let mut honest = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+20.rig-1")).await;
-    assert_eq!(honest.job["algo"], "rx/0");
-    assert_eq!(honest.job["height"], 301);
+    assert_eq!(honest.job.algo, "rx/0");
+    assert_eq!(honest.job.height, 301);
     for _ in 0..3 {
         let (nonce, result) = honest.mine().unwrap();
         let reply = honest.submit(&nonce, &result).await.unwrap();
@@ -167,7 +167,7 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
     assert_eq!(reply["result"]["status"], "OK", "{reply}");
 
     // A new block: the miner is pushed a new job and the old job's shares are stale.
-    let old_job = honest.job["job_id"].as_str().unwrap().to_string();
+    let old_job = honest.job.job_id.clone();
     let (nonce, result) = honest.mine().unwrap();
     h.work.send(work(302, 1_000_000_000_000)).unwrap();
     let pushed = read(&mut honest).await.unwrap();
@@ -226,7 +226,7 @@ async fn a_share_meeting_the_network_target_is_a_block() {
         let (nonce, result) = miner.mine().unwrap();
         let reply = miner.submit(&nonce, &result).await.unwrap();
         assert_eq!(reply["result"]["status"], "OK", "{reply}");
-        submitted.push((miner.job["job_id"].as_str().unwrap().to_string(), nonce));
+        submitted.push((miner.job.job_id.clone(), nonce));
         if let Ok(b) = h.blocks.try_recv() {
             found = Some(b);
             break;
@@ -303,7 +303,6 @@ async fn connection_floods_are_capped_per_ip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_can_connect_over_tls() {
-    use std::sync::Arc as StdArc;
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let dir = tempfile::tempdir().unwrap();
@@ -320,18 +319,9 @@ async fn miners_can_connect_over_tls() {
     };
     let h = start(1_000_000_000_000, config).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(StdArc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(StdArc::new(client));
+    let connector = adit_protocol::tls::connector(Some(&dir.path().join("pool.pem")), None).unwrap();
     let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
     let (rd, mut wr) = tokio::io::split(tls);
     let mut rd = BufReader::new(rd);

@@ -82,6 +82,18 @@ impl RandomXHasher {
     }
 }
 
+/// Hashes `blob` under `seed` with the light-mode hasher in `slot`, building it on first use and
+/// rekeying it when the seed changes (how a thread that owns one VM hashes for many jobs).
+pub fn hash_with(slot: &mut Option<RandomXHasher>, seed: &[u8], blob: &[u8]) -> Result<[u8; 32]> {
+    match slot {
+        Some(hasher) => {
+            hasher.set_seed(seed)?;
+            hasher.hash(blob)
+        }
+        None => slot.insert(RandomXHasher::light(seed)?).hash(blob),
+    }
+}
+
 /// A cache initialised with `seed`.
 /// A RandomX dataset (fast mode, ~2 GiB) for one seed, shared by the verification threads.
 #[derive(Clone)]
@@ -156,11 +168,7 @@ fn new_cache(flags: RandomXFlag, seed: &[u8]) -> Result<RandomXCache> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
-
     use super::*;
-    use crate::blob::hashing_blob;
-    use crate::target::meets_difficulty;
 
     /// RandomX's own test vectors (tevador/RandomX, src/tests/tests.cpp): key, input (text, or
     /// hex for the Monero block hashing blob), expected hash.
@@ -225,47 +233,5 @@ mod tests {
             RandomXHasher::light(b""),
             Err(Error::RandomX { .. })
         ));
-    }
-
-    #[test]
-    fn the_block_monerod_accepted_meets_its_difficulty() {
-        let mined: Value =
-            serde_json::from_str(include_str!("../tests/data/mined_block.json")).unwrap();
-        let seed = hex::decode(mined["template"]["seed_hash"].as_str().unwrap()).unwrap();
-        let blob = hex::decode(mined["block_blob"].as_str().unwrap()).unwrap();
-        let pow = RandomXHasher::light(&seed)
-            .unwrap()
-            .hash(&hashing_blob(&blob).unwrap())
-            .unwrap();
-        assert_eq!(hex::encode(pow), mined["pow_hash"].as_str().unwrap());
-        let difficulty = mined["template"]["difficulty"].as_u64().unwrap();
-        assert!(meets_difficulty(&pow, difficulty));
-        // This hash happens to be good for exactly floor(2^256 / hash) = 168.
-        assert!(meets_difficulty(&pow, 168));
-        assert!(!meets_difficulty(&pow, 169));
-    }
-
-    #[test]
-    fn reproduces_monerod_proof_of_work_for_its_blocks() {
-        // Blocks mined by monerod --regtest --fixed-difficulty 100, with the pow_hash it reported.
-        let captured: Value =
-            serde_json::from_str(include_str!("../tests/data/regtest_blocks.json")).unwrap();
-        let seed = hex::decode(captured["seed_hash"].as_str().unwrap()).unwrap();
-        let hasher = RandomXHasher::light(&seed).unwrap();
-        let mut checked = 0;
-        for block in captured["blocks"].as_array().unwrap() {
-            if block["major_version"].as_u64().unwrap() < 12 {
-                continue; // pre-RandomX (the genesis block)
-            }
-            let blob = hex::decode(block["blob"].as_str().unwrap()).unwrap();
-            let pow = hasher.hash(&hashing_blob(&blob).unwrap()).unwrap();
-            assert_eq!(hex::encode(pow), block["pow_hash"].as_str().unwrap());
-            assert!(meets_difficulty(
-                &pow,
-                block["difficulty"].as_u64().unwrap()
-            ));
-            checked += 1;
-        }
-        assert_eq!(checked, 2);
     }
 }

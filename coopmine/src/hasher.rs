@@ -1,0 +1,73 @@
+//! The coordinator's RandomX threads: every share a worker sends is hashed again here, off the
+//! async runtime, one light-mode VM per thread, rekeyed when the seed changes.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use adit_protocol::RandomXHasher;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// One hash to compute.
+struct Task {
+    /// The seed key.
+    seed: Vec<u8>,
+    /// The blob.
+    blob: Vec<u8>,
+    /// Where the answer goes.
+    reply: oneshot::Sender<Result<[u8; 32]>>,
+}
+
+/// A pool of hashing threads.
+#[derive(Clone, Debug)]
+pub struct Hashers {
+    /// Tasks for the threads.
+    tx: mpsc::Sender<Task>,
+}
+
+impl Hashers {
+    /// Starts `threads` hashing threads (at least one).
+    pub fn start(threads: usize) -> Result<Self> {
+        let (tx, rx) = mpsc::channel::<Task>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..threads.max(1) {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("coopmine-rx-{n}"))
+                .spawn(move || run(&rx))
+                .map_err(|e| Error::io("starting a RandomX thread", e))?;
+        }
+        Ok(Self { tx })
+    }
+
+    /// The RandomX hash of `blob` under `seed`.
+    pub async fn hash(&self, seed: Vec<u8>, blob: Vec<u8>) -> Result<[u8; 32]> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Task { seed, blob, reply })
+            .map_err(|_| Error::HasherStopped)?;
+        answer.await.map_err(|_| Error::HasherStopped)?
+    }
+}
+
+/// One thread: takes tasks until every sender is gone.
+fn run(rx: &Mutex<mpsc::Receiver<Task>>) {
+    let mut hasher: Option<RandomXHasher> = None;
+    loop {
+        let task = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(task) = task else { return };
+        let hashed = hash_with(&mut hasher, &task.seed, &task.blob);
+        if task.reply.send(hashed).is_err() {
+            tracing::debug!("a share's hash was computed after its caller gave up");
+        }
+    }
+}
+
+/// Hashes with the thread's `hasher`, building or rekeying it for `seed`.
+fn hash_with(hasher: &mut Option<RandomXHasher>, seed: &[u8], blob: &[u8]) -> Result<[u8; 32]> {
+    Ok(adit_protocol::hash_with(hasher, seed, blob)?)
+}
