@@ -239,6 +239,9 @@ pub struct Cluster {
     slices: Vec<Option<String>>,
     /// Recent jobs, newest last.
     jobs: VecDeque<ClusterJob>,
+    /// This process's mark on its job ids (its start, in hex seconds), so ids never repeat
+    /// across a restart.
+    epoch: String,
     /// The next job's sequence number.
     next_job: u64,
     /// Counters.
@@ -253,6 +256,12 @@ impl Cluster {
             workers: HashMap::new(),
             slices: vec![None; SLICES],
             jobs: VecDeque::new(),
+            epoch: format!(
+                "{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            ),
             next_job: 1,
             totals: Totals::default(),
         }
@@ -360,7 +369,7 @@ impl Cluster {
         let seed = hex::decode(&job.seed_hash).map_err(|_| bad("seed_hash is not hex"))?;
         let offset = nonce_offset(&blob)?;
         let upstream_difficulty = decode_target(&job.target)?;
-        let id = self.next_job.to_string();
+        let id = format!("{}-{}", self.epoch, self.next_job);
         self.next_job += 1;
         self.jobs.push_back(ClusterJob {
             id: id.clone(),
@@ -526,7 +535,9 @@ impl Cluster {
             return;
         };
         worker.invalid += 1;
-        if matches!(reject, Reject::Banned | Reject::UnknownWorker) {
+        // Refusals a worker cannot help (a job that went stale in flight, being dropped) do
+        // not count toward a ban.
+        if matches!(reject, Reject::Banned | Reject::UnknownWorker | Reject::UnknownJob) {
             return;
         }
         worker.score = worker.score.saturating_add(penalty);
@@ -642,6 +653,7 @@ mod tests {
             c.check("a", "999", "00000000", &result).unwrap_err(),
             Reject::UnknownJob
         );
+        assert_eq!(c.worker("a").unwrap().score, 10, "a stale job costs nothing");
         // Slice 1 is b's: nonce 0x01000000 is "00000001" in blob order.
         assert_eq!(
             c.check("a", &id, "00000001", &result).unwrap_err(),
@@ -658,13 +670,13 @@ mod tests {
             c.judge(&pending, &[1; 32], now).unwrap_err(),
             Reject::ForgedHash
         );
-        // a has 20 after two refusals; a third bans it.
+        // a has 20 after two scored refusals; a third bans it.
         assert!(!c.worker("a").unwrap().banned);
         let _ = c.check("a", &id, "zz", &result);
         assert!(c.worker("a").unwrap().banned);
         assert!(c.assign("a").is_none());
         assert!(matches!(c.register("a", 1, now), Err(Error::Banned { .. })));
-        assert_eq!(c.totals.invalid, 6);
+        assert_eq!(c.totals.invalid, 7);
     }
 
     #[test]
@@ -674,9 +686,9 @@ mod tests {
         c.register("a", 1, t0).unwrap();
         let id = c.new_job(&job("u1", 10_000), "p", 1).unwrap();
         c.assign("a").unwrap();
-        // A hash meeting any difficulty: all zeros but the last byte.
+        // A hash meeting any difficulty: 1, little-endian.
         let mut easy = [0u8; 32];
-        easy[31] = 1;
+        easy[0] = 1;
         let pending = c
             .check("a", &id, "01000000", &hex::encode(easy))
             .unwrap();

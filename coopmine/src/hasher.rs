@@ -21,14 +21,14 @@ struct Task {
 
 /// A pool of hashing threads.
 #[derive(Clone, Debug)]
-pub struct Hashers {
+pub(crate) struct Hashers {
     /// Tasks for the threads.
     tx: mpsc::Sender<Task>,
 }
 
 impl Hashers {
     /// Starts `threads` hashing threads (at least one).
-    pub fn start(threads: usize) -> Result<Self> {
+    pub(crate) fn start(threads: usize) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..threads.max(1) {
@@ -42,7 +42,7 @@ impl Hashers {
     }
 
     /// The RandomX hash of `blob` under `seed`.
-    pub async fn hash(&self, seed: Vec<u8>, blob: Vec<u8>) -> Result<[u8; 32]> {
+    pub(crate) async fn hash(&self, seed: Vec<u8>, blob: Vec<u8>) -> Result<[u8; 32]> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Task { seed, blob, reply })

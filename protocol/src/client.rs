@@ -169,8 +169,13 @@ pub struct StratumClient {
     next_id: i64,
     /// Last nonce tried by [`StratumClient::mine`].
     nonce: u32,
-    /// Hasher for the current seed.
-    hasher: Option<RandomXHasher>,
+}
+
+thread_local! {
+    /// The light-mode hasher [`StratumClient::mine`] uses on this thread. RandomX VMs cannot
+    /// move between threads, and a client must (it is used across `.await`), so the VM stays
+    /// with the thread that hashes, rekeyed when the job's seed changes.
+    static HASHER: std::cell::RefCell<Option<RandomXHasher>> = const { std::cell::RefCell::new(None) };
 }
 
 impl std::fmt::Debug for StratumClient {
@@ -238,7 +243,6 @@ impl StratumClient {
             },
             next_id: 1,
             nonce: 0,
-            hasher: None,
         };
         let params = LoginParams {
             login: login.to_owned(),
@@ -418,21 +422,14 @@ impl StratumClient {
         let difficulty = decode_target(&self.job.target)?;
         let mut blob = hex::decode(&self.job.blob).map_err(|e| bad("blob", &e))?;
         let offset = nonce_offset(&blob)?;
-        let hasher = match self.hasher.as_mut() {
-            Some(hasher) => {
-                hasher.set_seed(&seed)?;
-                hasher
-            }
-            None => self.hasher.insert(RandomXHasher::light(&seed)?),
-        };
-        loop {
+        HASHER.with_borrow_mut(|hasher| loop {
             self.nonce = self.nonce.wrapping_add(1);
             put_nonce(&mut blob, offset, self.nonce);
-            let hash = hasher.hash(&blob)?;
+            let hash = crate::randomx::hash_with(hasher, &seed, &blob)?;
             if meets_difficulty(&hash, difficulty) {
                 return Ok((nonce_hex(self.nonce), hex::encode(hash)));
             }
-        }
+        })
     }
 
     /// The last nonce tried.

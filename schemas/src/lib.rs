@@ -23,7 +23,7 @@ pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 pub use error::{Error, Result};
 pub use events::{
     AnyEvent, Block, BlockStatus, EnergyReading, EnergySource, Event, EventKind, GridSignal,
-    GridSignalKind, HashrateSample, MinerState, MinerStatus, NoteAction, SensorKind, SensorReading,
+    GridSignalKind, ClusterShare, ClusterUpstream, HashrateSample, MinerState, MinerStatus, NoteAction, SensorKind, SensorReading,
     Share, ViolationNote,
 };
 pub use overrides::{Override, OverrideKind};

@@ -1,0 +1,253 @@
+//! The worker's hashing threads: each of N threads walks every N-th nonce of the worker's slice
+//! of the current job (thread t takes start+t, start+t+N, …), so the threads never overlap and
+//! the slice is never left. A new job reaches every thread at its next hash. Found shares go to
+//! the async side through a channel; every range hashed can be journalled for audits.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use adit_protocol::{RandomXHasher, SharedDataset, meets_difficulty, put_nonce};
+use tokio::sync::mpsc;
+
+use crate::config::HashMode;
+use crate::error::{Error, Result};
+
+/// One job for this worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    /// The coordinator's job id.
+    pub job_id: String,
+    /// Hashing blob.
+    pub blob: Vec<u8>,
+    /// Seed.
+    pub seed: Vec<u8>,
+    /// Internal difficulty.
+    pub difficulty: u64,
+    /// Slice start.
+    pub start: u32,
+    /// Slice end (inclusive).
+    pub end: u32,
+    /// Nonce offset.
+    pub offset: usize,
+}
+
+/// A share found.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    /// Job id.
+    pub job_id: String,
+    /// Nonce.
+    pub nonce: u32,
+    /// Its hash.
+    pub hash: [u8; 32],
+}
+
+/// What the threads share.
+struct Shared {
+    /// The current unit, `None` while idle.
+    current: RwLock<Option<Arc<Unit>>>,
+    /// Bumped on every change of `current`.
+    generation: AtomicU64,
+    /// Hashes computed.
+    hashes: AtomicU64,
+    /// Set to end the threads.
+    stop: AtomicBool,
+    /// The fast-mode dataset, built once per seed by the first thread that needs it.
+    dataset: Mutex<Option<SharedDataset>>,
+    /// RandomX mode.
+    mode: HashMode,
+    /// Where found shares go.
+    found: mpsc::UnboundedSender<Found>,
+    /// The nonce journal.
+    journal: Option<Mutex<std::fs::File>>,
+}
+
+/// The hashing threads.
+pub(crate) struct Miner {
+    /// Shared with the threads.
+    shared: Arc<Shared>,
+    /// Threads.
+    threads: usize,
+}
+
+impl std::fmt::Debug for Miner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Miner").field("threads", &self.threads).finish()
+    }
+}
+
+impl Miner {
+    /// Starts `threads` idle threads; found shares arrive on the returned receiver.
+    pub(crate) fn start(
+        threads: usize,
+        mode: HashMode,
+        journal: Option<PathBuf>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Found>)> {
+        let journal = journal
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map(Mutex::new)
+                    .map_err(|e| Error::io(format!("opening worker.nonce_log {}", path.display()), e))
+            })
+            .transpose()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            current: RwLock::new(None),
+            generation: AtomicU64::new(0),
+            hashes: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            dataset: Mutex::new(None),
+            mode,
+            found: tx,
+            journal,
+        });
+        for t in 0..threads {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(format!("coopmine-hash-{t}"))
+                .spawn(move || hash_loop(t, threads, &shared))
+                .map_err(|e| Error::io("starting a hashing thread", e))?;
+        }
+        Ok((Self { shared, threads }, rx))
+    }
+
+    /// Switches every thread to `unit` (or to idle with `None`).
+    pub(crate) fn set(&self, unit: Option<Unit>) {
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = unit.map(Arc::new);
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Hashes computed so far.
+    pub(crate) fn hashes(&self) -> u64 {
+        self.shared.hashes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One thread: hashes its share of each unit until the unit changes or is done.
+fn hash_loop(t: usize, threads: usize, shared: &Shared) {
+    let mut vm: Option<RandomXHasher> = None;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let generation = shared.generation.load(Ordering::SeqCst);
+        let unit = shared
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(unit) = unit else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        if let Err(e) = ready_vm(&mut vm, &unit.seed, shared) {
+            tracing::error!(error = %e, "RandomX could not be prepared; idling until the next job");
+            wait_for_change(shared, generation);
+            continue;
+        }
+        let Some(hasher) = vm.as_ref() else { continue };
+        hash_unit(t, threads, &unit, hasher, shared, generation);
+        wait_for_change(shared, generation);
+    }
+}
+
+/// Hashes thread `t`'s nonces of `unit` until done or the generation moves on; journals the
+/// range covered.
+fn hash_unit(
+    t: usize,
+    threads: usize,
+    unit: &Unit,
+    hasher: &RandomXHasher,
+    shared: &Shared,
+    generation: u64,
+) {
+    let stride = threads as u64;
+    let first = u64::from(unit.start) + t as u64;
+    let mut nonce = first;
+    let mut last = None;
+    let mut blob = unit.blob.clone();
+    while nonce <= u64::from(unit.end) && shared.generation.load(Ordering::Relaxed) == generation {
+        let n = u32::try_from(nonce).unwrap_or(u32::MAX);
+        put_nonce(&mut blob, unit.offset, n);
+        match hasher.hash(&blob) {
+            Ok(hash) => {
+                shared.hashes.fetch_add(1, Ordering::Relaxed);
+                if meets_difficulty(&hash, unit.difficulty) {
+                    let found = Found {
+                        job_id: unit.job_id.clone(),
+                        nonce: n,
+                        hash,
+                    };
+                    if shared.found.send(found).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "hashing failed");
+                break;
+            }
+        }
+        last = Some(nonce);
+        nonce += stride;
+    }
+    if let (Some(journal), Some(last)) = (&shared.journal, last) {
+        let mut file = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = writeln!(file, "{} {first} {last} {stride}", unit.job_id) {
+            tracing::error!(error = %e, "writing the nonce journal failed");
+        }
+    }
+}
+
+/// Sleeps until the unit changes or the miner stops.
+fn wait_for_change(shared: &Shared, generation: u64) {
+    while shared.generation.load(Ordering::SeqCst) == generation
+        && !shared.stop.load(Ordering::Relaxed)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Makes `vm` hash under `seed`: rekeyed in light mode, on the shared dataset in fast mode.
+fn ready_vm(vm: &mut Option<RandomXHasher>, seed: &[u8], shared: &Shared) -> Result<()> {
+    if vm.as_ref().is_some_and(|v| v.seed() == seed) {
+        return Ok(());
+    }
+    match shared.mode {
+        HashMode::Light => match vm {
+            Some(v) => v.set_seed(seed)?,
+            None => *vm = Some(RandomXHasher::light(seed)?),
+        },
+        HashMode::Fast => {
+            let dataset = {
+                let mut slot = shared
+                    .dataset
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if slot.as_ref().is_none_or(|d| d.seed() != seed) {
+                    tracing::info!("building the RandomX dataset for a new seed (fast mode)");
+                    *slot = Some(SharedDataset::build(seed)?);
+                }
+                slot.clone()
+            };
+            if let Some(dataset) = dataset {
+                *vm = Some(RandomXHasher::fast(&dataset)?);
+            }
+        }
+    }
+    Ok(())
+}
