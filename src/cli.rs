@@ -62,6 +62,77 @@ pub enum Command {
     /// Close one site's compliance day (or a range): write `compliance_daily` and the report
     /// files, as the nightly `compliance` role does, and print where they are.
     Compliance(ComplianceArgs),
+    /// Run a cluster coordinator: mine upstream as one miner, serve workers over gRPC with
+    /// mutual TLS (`[cluster]`).
+    Coordinator(CoordinatorArgs),
+    /// Run a cluster worker: hash for a coordinator (`[worker]`).
+    Worker(WorkerArgs),
+    /// Write the cluster's certificates: a CA, the coordinator's and one per worker.
+    Certs(CertsArgs),
+}
+
+/// `adit coordinator`; each flag overrides `[cluster]`.
+#[derive(Debug, Clone, Args)]
+pub struct CoordinatorArgs {
+    /// The cluster's id (`cluster.id`).
+    #[arg(long, env = "ADIT_CLUSTER_ID")]
+    pub cluster: Option<String>,
+    /// Upstream pools in order of preference, stratum+tcp:// or stratum+ssl:// URLs
+    /// (`cluster.pool.address`; repeat the flag or separate with commas).
+    #[arg(long, env = "ADIT_CLUSTER_POOL", value_delimiter = ',')]
+    pub pool: Vec<String>,
+    /// The cluster's login at the pools (`cluster.pool.wallet`).
+    #[arg(long, env = "ADIT_CLUSTER_WALLET")]
+    pub wallet: Option<String>,
+    /// gRPC listen address (`cluster.grpc.listen`).
+    #[arg(long, env = "ADIT_CLUSTER_GRPC_LISTEN")]
+    pub grpc_listen: Option<String>,
+    /// REST listen address (`cluster.rest.listen`).
+    #[arg(long, env = "ADIT_CLUSTER_REST_LISTEN")]
+    pub rest_listen: Option<String>,
+    /// Folder of `ca.pem`, `coordinator.pem` and `coordinator.key` from `adit certs`.
+    #[arg(long, env = "ADIT_CLUSTER_CERTS")]
+    pub certs: Option<PathBuf>,
+}
+
+/// `adit worker`; each flag overrides `[worker]`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The coordinator's gRPC address, host:port (`worker.coordinator`).
+    #[arg(long, env = "ADIT_WORKER_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// Hashing threads (`worker.threads`).
+    #[arg(long, env = "ADIT_WORKER_THREADS")]
+    pub threads: Option<usize>,
+    /// The worker's name; its certificate is `<certs>/<name>.pem` (`worker.name`).
+    #[arg(long, env = "ADIT_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Folder of `ca.pem` and the worker's certificate and key (`worker.certs`).
+    #[arg(long, env = "ADIT_WORKER_CERTS")]
+    pub certs: Option<PathBuf>,
+    /// Light mode (256 MiB per process, slower) instead of fast (2 GiB dataset).
+    #[arg(long)]
+    pub light: bool,
+    /// The name in the coordinator's certificate, when not the host of --coordinator.
+    #[arg(long, env = "ADIT_WORKER_SERVER_NAME")]
+    pub server_name: Option<String>,
+}
+
+/// `adit certs`.
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Folder to write into (an existing CA there is reused).
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+    /// Names and IPs the coordinator is reached by (repeat or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    pub server: Vec<String>,
+    /// Worker names to make client certificates for (repeat or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    pub worker: Vec<String>,
+    /// The cluster's id, named in the CA.
+    #[arg(long, default_value = "cluster")]
+    pub cluster: String,
 }
 
 /// `adit compliance`.
@@ -142,6 +213,8 @@ pub enum Role {
     Notify,
     /// Closes each site's compliance day after its local midnight (`[compliance]`).
     Compliance,
+    /// The cluster coordinator (`[cluster]`).
+    Coordinator,
 }
 
 /// `adit pool`.

@@ -72,6 +72,10 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Compliance reports (the `compliance` role and `adit compliance`).
     pub compliance: adit_reports::ComplianceConfig,
+    /// The cluster coordinator (`adit coordinator`).
+    pub cluster: adit_coopmine::ClusterConfig,
+    /// A cluster worker (`adit worker`).
+    pub worker: adit_coopmine::WorkerConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -135,6 +139,8 @@ impl Config {
         self.alerts.validate().map_err(anyhow::Error::msg)?;
         self.notify.validate().map_err(anyhow::Error::msg)?;
         self.compliance.validate().map_err(anyhow::Error::msg)?;
+        self.cluster.validate()?;
+        self.worker.validate()?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
         }

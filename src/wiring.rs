@@ -179,7 +179,7 @@ pub async fn run_roles(
                 Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
                 config.query.limits.clone(),
             )),
-            metrics,
+            metrics: metrics.clone(),
             nats: Some(services.client.clone()),
             node: chain_tip(config)?,
             registry: Some(Registry::open(services.js.clone()).await?),
@@ -307,6 +307,18 @@ pub async fn run_roles(
         tasks.spawn(async move {
             job.run(token).await?;
             Ok("compliance")
+        });
+    }
+    if roles.contains(&Role::Coordinator) {
+        let cluster = config.cluster.clone();
+        let publisher = services.publisher.clone();
+        let render = metrics.clone().map(|handle| {
+            Arc::new(move || handle.render()) as adit_coopmine::MetricsRender
+        });
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            adit_coopmine::run_coordinator(cluster, Some(publisher), render, None, token).await?;
+            Ok("coordinator")
         });
     }
     if roles.contains(&Role::Notify) {

@@ -42,7 +42,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
 
     let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
     let mut miner = stratum_login(&app, addr, &format!("{WALLET}+25.rig-a")).await;
-    assert_eq!(miner.job["height"].as_u64(), Some(start_height));
+    assert_eq!(miner.job.height, start_height);
 
     // Difficulty 25 shares against network difficulty 100: a block every ~4 shares.
     let mut accepted = 0;

@@ -204,7 +204,7 @@ impl ClusterConfig {
                 format!("{:?}: use 1-64 letters, digits, '-' or '_'", self.id),
             ));
         }
-        self.upstream()?;
+        self.pool_urls()?;
         self.grpc
             .listen
             .parse::<SocketAddr>()
@@ -252,18 +252,22 @@ impl ClusterConfig {
         }
     }
 
-    /// The upstream settings, with the pool URLs parsed.
-    pub fn upstream(&self) -> Result<UpstreamConfig> {
+    /// The pools, parsed.
+    fn pool_urls(&self) -> Result<Vec<PoolUrl>> {
         if self.pool.address.is_empty() {
             return Err(invalid("cluster.pool.address", "name at least one pool"));
         }
-        let urls = self
-            .pool
+        self.pool
             .address
             .iter()
             .map(|a| a.parse::<PoolUrl>())
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| invalid("cluster.pool.address", e.to_string()))?;
+            .map_err(|e| invalid("cluster.pool.address", e.to_string()))
+    }
+
+    /// The upstream settings, with the pool URLs parsed; a coordinator needs the wallet set.
+    pub fn upstream(&self) -> Result<UpstreamConfig> {
+        let urls = self.pool_urls()?;
         if self.pool.wallet.trim().is_empty() {
             return Err(invalid("cluster.pool.wallet", "the cluster's login must be set"));
         }
@@ -431,19 +435,16 @@ mod tests {
             ),
             (
                 ClusterConfig {
-                    pool: PoolSection { wallet: " ".into(), ..ok.pool.clone() },
-                    ..ok.clone()
-                },
-                "cluster.pool.wallet",
-            ),
-            (
-                ClusterConfig {
                     grpc: GrpcSection { listen: "nowhere".into(), ..ok.grpc.clone() },
                     ..ok.clone()
                 },
                 "cluster.grpc.listen",
             ),
         ];
+        let no_wallet = ClusterConfig::default();
+        no_wallet.validate().unwrap();
+        let err = no_wallet.upstream().unwrap_err().to_string();
+        assert!(err.contains("cluster.pool.wallet"), "{err}");
         for (config, key) in cases {
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");

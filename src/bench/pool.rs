@@ -54,21 +54,22 @@ fn raw_rate(
 
 /// Valid (nonce, result) pairs for a difficulty-1 job, computed before the clock starts.
 fn precompute(
-    job: &serde_json::Value,
+    job: &adit_stratum::Job,
     count: usize,
     salt: u32,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let seed = hex::decode(job["seed_hash"].as_str().context("seed")?)?;
-    let mut blob = hex::decode(job["blob"].as_str().context("blob")?)?;
+    let seed = hex::decode(&job.seed_hash)?;
+    let mut blob = hex::decode(&job.blob)?;
     anyhow::ensure!(
-        decode_target(job["target"].as_str().context("target")?)? == 1,
+        decode_target(&job.target)? == 1,
         "bench jobs are difficulty 1"
     );
+    let offset = adit_protocol::nonce_offset(&blob)?;
     let hasher = RandomXHasher::light(&seed)?;
     (0..count as u32)
         .map(|i| {
             let nonce = salt << 20 | i;
-            blob[NONCE_OFFSET..NONCE_OFFSET + 4].copy_from_slice(&nonce.to_le_bytes());
+            adit_protocol::put_nonce(&mut blob, offset, nonce);
             Ok((
                 hex::encode(nonce.to_le_bytes()),
                 hex::encode(hasher.hash(&blob)?),
@@ -144,7 +145,7 @@ pub async fn pool(
     for i in 0..connections {
         let m = StratumClient::login(addr, &format!("bench{i}+1")).await?;
         let (job, session) = (m.job.clone(), m.session.clone());
-        let job_id = job["job_id"].as_str().unwrap_or_default().to_string();
+        let job_id = job.job_id.clone();
         let salt = i as u32;
         let pairs = tokio::task::spawn_blocking(move || precompute(&job, shares, salt)).await??;
         // Pre-built request lines: the clock measures the server, not the client's JSON.

@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod cluster;
 mod compliance;
 pub mod replay;
 mod sql;
@@ -61,6 +62,24 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate(&config, &args, shutdown).await,
         Command::Sql(args) => sql::run(&config, &args).await,
         Command::Compliance(args) => compliance::run(&config, &args).await,
+        Command::Coordinator(args) => {
+            let config = cluster::coordinator_config(config, args)?;
+            wiring::cancel_on_signal(shutdown.clone());
+            wiring::run_roles(
+                &config,
+                &[Role::Coordinator],
+                config.simulate.clone(),
+                shutdown,
+            )
+            .await
+        }
+        Command::Worker(args) => {
+            let worker = cluster::worker_config(&config, args)?;
+            wiring::cancel_on_signal(shutdown.clone());
+            adit_coopmine::run_worker(worker, shutdown).await?;
+            Ok(())
+        }
+        Command::Certs(args) => cluster::certs(&args),
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },

@@ -1,0 +1,84 @@
+//! `adit coordinator`, `adit worker` and `adit certs`: the cluster's flags applied over the
+//! config (then validated again), and the certificate tool's report.
+
+use adit_coopmine::certs::{CertsPlan, make};
+use adit_coopmine::{HashMode, WorkerConfig};
+use anyhow::Context;
+
+use crate::cli::{CertsArgs, CoordinatorArgs, WorkerArgs};
+use crate::config::Config;
+
+/// The config with `adit coordinator`'s flags applied, validated.
+pub(super) fn coordinator_config(mut config: Config, args: CoordinatorArgs) -> anyhow::Result<Config> {
+    let cluster = &mut config.cluster;
+    if let Some(id) = args.cluster {
+        cluster.id = id;
+    }
+    if !args.pool.is_empty() {
+        cluster.pool.address = args.pool;
+    }
+    if let Some(wallet) = args.wallet {
+        cluster.pool.wallet = wallet;
+    }
+    if let Some(listen) = args.grpc_listen {
+        cluster.grpc.listen = listen;
+    }
+    if let Some(listen) = args.rest_listen {
+        cluster.rest.listen = listen;
+    }
+    if let Some(dir) = args.certs {
+        cluster.grpc.cert = dir.join("coordinator.pem");
+        cluster.grpc.key = dir.join("coordinator.key");
+        cluster.grpc.ca = dir.join("ca.pem");
+    }
+    config.validate()?;
+    config.cluster.upstream()?;
+    Ok(config)
+}
+
+/// `[worker]` with `adit worker`'s flags applied, validated.
+pub(super) fn worker_config(config: &Config, args: WorkerArgs) -> anyhow::Result<WorkerConfig> {
+    let mut worker = config.worker.clone();
+    if let Some(c) = args.coordinator {
+        worker.coordinator = c;
+    }
+    if let Some(t) = args.threads {
+        worker.threads = t;
+    }
+    if let Some(n) = args.name {
+        worker.name = n;
+    }
+    if let Some(c) = args.certs {
+        worker.certs = c;
+    }
+    if args.light {
+        worker.mode = HashMode::Light;
+    }
+    if args.server_name.is_some() {
+        worker.server_name = args.server_name;
+    }
+    worker.validate()?;
+    Ok(worker)
+}
+
+/// Writes the certificates and says where.
+pub(super) fn certs(args: &CertsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.server.is_empty() || !args.worker.is_empty(),
+        "name the coordinator's host (--server) or at least one worker (--worker)"
+    );
+    let written = make(&CertsPlan {
+        out: args.out.clone(),
+        server_names: args.server.clone(),
+        workers: args.worker.clone(),
+        cluster: args.cluster.clone(),
+    })
+    .context("making the cluster's certificates")?;
+    if written.reused_ca {
+        println!("reused the CA in {}", args.out.display());
+    }
+    for file in &written.files {
+        println!("wrote {}", file.display());
+    }
+    Ok(())
+}
