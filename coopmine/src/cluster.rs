@@ -4,7 +4,9 @@
 //!
 //! Slices follow xmrig-proxy's nonce splitting: a worker's slice is the top byte of the 32-bit
 //! nonce, so one upstream login serves up to 256 workers, each with 2^24 nonces per job, and no
-//! two workers can ever hash the same (job, nonce).
+//! two workers can ever hash the same (job, nonce). A slice freed during a job (its worker was
+//! dropped) is handed out again only from the next job on, since its old holder may have hashed
+//! any part of it for the current one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -237,9 +239,11 @@ pub struct Cluster {
     workers: HashMap<String, WorkerState>,
     /// Which worker holds each slice.
     slices: Vec<Option<String>>,
+    /// Slices freed during the current job, not to be handed out until the next.
+    dirty: Vec<bool>,
     /// Recent jobs, newest last.
     jobs: VecDeque<ClusterJob>,
-    /// This process's mark on its job ids (its start, in hex seconds), so ids never repeat
+    /// This process's mark on its job ids (its start, in hex milliseconds), so ids never repeat
     /// across a restart.
     epoch: String,
     /// The next job's sequence number.
@@ -255,12 +259,13 @@ impl Cluster {
             rules,
             workers: HashMap::new(),
             slices: vec![None; SLICES],
+            dirty: vec![false; SLICES],
             jobs: VecDeque::new(),
             epoch: format!(
                 "{:x}",
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs())
+                    .map_or(0, |d| d.as_millis())
             ),
             next_job: 1,
             totals: Totals::default(),
@@ -286,10 +291,8 @@ impl Cluster {
                 return Ok(slice);
             }
         }
-        let free = self
-            .slices
-            .iter()
-            .position(Option::is_none)
+        let free = (0..SLICES)
+            .find(|&i| self.slices[i].is_none() && !self.dirty[i])
             .ok_or(Error::ClusterFull { slices: SLICES })?;
         let slice = u8::try_from(free).map_err(|_| Error::ClusterFull { slices: SLICES })?;
         self.slices[free] = Some(id.to_owned());
@@ -355,6 +358,7 @@ impl Cluster {
         if let Some(worker) = self.workers.get_mut(id) {
             if let Some(slice) = worker.slice.take() {
                 self.slices[usize::from(slice)] = None;
+                self.dirty[usize::from(slice)] = true;
             }
             worker.reported_hashrate = 0.0;
         }
@@ -370,6 +374,7 @@ impl Cluster {
         let offset = nonce_offset(&blob)?;
         let upstream_difficulty = decode_target(&job.target)?;
         let id = format!("{}-{}", self.epoch, self.next_job);
+        self.dirty.fill(false);
         self.next_job += 1;
         self.jobs.push_back(ClusterJob {
             id: id.clone(),
@@ -619,13 +624,16 @@ mod tests {
             (0, 0x00ff_ffff, 0x0100_0000)
         );
         assert_eq!(a.difficulty, 5_000);
-        // b keeps beating, a goes silent and is dropped; a newcomer gets a's slice.
+        // b keeps beating, a goes silent and is dropped. a may have hashed any of slice 0 for
+        // this job, so a newcomer gets a clean slice now, and slice 0 from the next job on.
         let later = t0 + Duration::from_secs(31);
         assert!(c.heartbeat("b", 10.0, later));
         assert_eq!(c.expire(later), vec!["a".to_string()]);
         assert!(!c.heartbeat("a", 10.0, later));
-        assert_eq!(c.register("c", 1, later).unwrap(), 0);
-        assert_eq!(c.online(), 2);
+        assert_eq!(c.register("c", 1, later).unwrap(), 2);
+        c.new_job(&job("u2", 100_000), "p", 1).unwrap();
+        assert_eq!(c.register("d", 1, later).unwrap(), 0);
+        assert_eq!(c.online(), 3);
     }
 
     #[test]

@@ -55,14 +55,17 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<()> {
     Ok(())
 }
 
-/// A channel to the coordinator over TLS with this worker's certificate.
-async fn connect(config: &WorkerConfig, connector: &TlsConnector) -> Result<Channel> {
-    let name = rustls::pki_types::ServerName::try_from(config.server_name())
-        .map_err(|e| Error::Config {
+/// A gRPC channel to the coordinator at `address` (host:port) over TLS through `connector`
+/// (which presents the worker's certificate), checking the coordinator's certificate names
+/// `server_name`.
+pub async fn channel(address: &str, server_name: &str, connector: &TlsConnector) -> Result<Channel> {
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| {
+        Error::Config {
             key: "worker.server_name",
             reason: e.to_string(),
-        })?;
-    let endpoint = Endpoint::from_shared(format!("http://{}", config.coordinator))
+        }
+    })?;
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| Error::Config {
             key: "worker.coordinator",
             reason: e.to_string(),
@@ -70,7 +73,7 @@ async fn connect(config: &WorkerConfig, connector: &TlsConnector) -> Result<Chan
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20));
-    let (address, connector) = (config.coordinator.clone(), connector.clone());
+    let (address, connector) = (address.to_owned(), connector.clone());
     let connect = tower::service_fn(move |_: Uri| {
         let (address, connector, name) = (address.clone(), connector.clone(), name.clone());
         async move {
@@ -83,7 +86,7 @@ async fn connect(config: &WorkerConfig, connector: &TlsConnector) -> Result<Chan
     endpoint
         .connect_with_connector(connect)
         .await
-        .map_err(|e| Error::Grpc(format!("connecting to {}: {e}", config.coordinator)))
+        .map_err(|e| Error::Grpc(format!("connecting to the coordinator: {e}")))
 }
 
 /// One connection: register, stream jobs, submit, heartbeat. `Ok` only on `stop`.
@@ -94,7 +97,7 @@ async fn session(
     found: &mut mpsc::UnboundedReceiver<Found>,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let channel = connect(config, connector).await?;
+    let channel = channel(&config.coordinator, &config.server_name(), connector).await?;
     let mut client = CoordinatorClient::new(channel);
     let registered = client
         .register(RegisterRequest {

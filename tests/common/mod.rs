@@ -84,6 +84,20 @@ impl App {
         app
     }
 
+    /// Starts `adit <args>` (any subcommand) logging to `dir/<name>.log`; `port` is the HTTP
+    /// port the arguments give it, for [`App::url`].
+    pub fn command(dir: &Path, name: &str, port: u16, args: &[String]) -> Self {
+        let mut app = Self {
+            child: None,
+            args: args.to_vec(),
+            port,
+            dir: dir.to_path_buf(),
+            log: dir.join(format!("{name}.log")),
+        };
+        app.spawn();
+        app
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)

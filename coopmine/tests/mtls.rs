@@ -1,0 +1,123 @@
+//! Mutual TLS on the coordinator's gRPC service, against a real coordinator on a real socket:
+//! a worker without a client certificate and one whose certificate comes from another CA are
+//! refused; a worker with the cluster CA's certificate is served, and its id is the
+//! certificate's common name whatever it asks for.
+
+use std::path::Path;
+use std::time::Duration;
+
+use adit_coopmine::certs::{CertsPlan, make};
+use adit_coopmine::proto::coordinator_client::CoordinatorClient;
+use adit_coopmine::proto::{RegisterRequest, WorkerStatsRequest};
+use adit_coopmine::{ClusterConfig, worker};
+use adit_protocol::TlsFiles;
+use tokio_util::sync::CancellationToken;
+
+fn certs(dir: &Path, workers: &[&str]) {
+    make(&CertsPlan {
+        out: dir.to_owned(),
+        server_names: vec!["localhost".into(), "127.0.0.1".into()],
+        workers: workers.iter().map(|w| (*w).to_owned()).collect(),
+        cluster: "c1".into(),
+    })
+    .unwrap();
+}
+
+fn identity(dir: &Path, name: &str) -> TlsFiles {
+    TlsFiles {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    }
+}
+
+/// Registers through a connector; the error text when refused.
+async fn register(addr: &str, connector: &tokio_rustls::TlsConnector) -> Result<String, String> {
+    let channel = worker::channel(addr, "localhost", connector)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = CoordinatorClient::new(channel);
+    let reply = client
+        .register(RegisterRequest {
+            threads: 1,
+            mode: "light".into(),
+            agent: "test".into(),
+        })
+        .await
+        .map_err(|s| format!("{s}"))?;
+    Ok(reply.into_inner().worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+    certs(&ours, &["rig1"]);
+    certs(&theirs, &["rig1"]);
+    let mut config = ClusterConfig::default();
+    config.pool.address = vec!["stratum+tcp://127.0.0.1:9".into()];
+    config.pool.wallet = "w".into();
+    config.grpc.listen = "127.0.0.1:0".into();
+    config.rest.listen = "127.0.0.1:0".into();
+    config.grpc.cert = ours.join("coordinator.pem");
+    config.grpc.key = ours.join("coordinator.key");
+    config.grpc.ca = ours.join("ca.pem");
+    let stop = CancellationToken::new();
+    let (ready, bound) = tokio::sync::oneshot::channel();
+    let running = tokio::spawn(adit_coopmine::run_coordinator(
+        config,
+        None,
+        None,
+        Some(ready),
+        stop.clone(),
+    ));
+    let bound = tokio::time::timeout(Duration::from_secs(20), bound)
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = bound.grpc.to_string();
+    let ca = ours.join("ca.pem");
+
+    // No client certificate.
+    let anonymous = adit_protocol::tls::connector(Some(&ca), None).unwrap();
+    let refused = register(&addr, &anonymous).await.unwrap_err();
+    assert!(refused.contains("CertificateRequired"), "{refused}");
+
+    // A certificate from another CA, with the same worker name.
+    let foreign = adit_protocol::tls::connector(Some(&ca), Some(&identity(&theirs, "rig1"))).unwrap();
+    let refused_foreign = register(&addr, &foreign).await.unwrap_err();
+    // The foreign CA has the same name as ours, so its signature is what fails.
+    assert!(refused_foreign.contains("fatal alert"), "{refused_foreign}");
+
+    // The cluster's own certificate: served, and named by it.
+    let good = adit_protocol::tls::connector(Some(&ca), Some(&identity(&ours, "rig1"))).unwrap();
+    assert_eq!(register(&addr, &good).await.unwrap(), "rig1");
+    let channel = worker::channel(&addr, "localhost", &good).await.unwrap();
+    let stats = CoordinatorClient::new(channel)
+        .get_worker_stats(WorkerStatsRequest { worker: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((stats.worker.as_str(), stats.online, stats.slice), ("rig1", true, 0));
+
+    // The REST API lists only the worker that got in, and says the upstream is down.
+    let workers: serde_json::Value = reqwest::get(format!("http://{}/api/workers", bound.rest))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(workers.as_array().unwrap().len(), 1, "{workers}");
+    let health = reqwest::get(format!("http://{}/health", bound.rest)).await.unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(
+        (health["status"].as_str(), health["workers"].as_u64(), health["pool_connected"].as_bool()),
+        (Some("degraded"), Some(1), Some(false))
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
