@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 use crate::config::HashMode;
 use crate::error::{Error, Result};
 
+/// Hashes per journal line: a killed worker loses at most this many from its journal.
+const JOURNAL_EVERY: u64 = 64;
+
 /// One job for this worker.
 #[derive(Debug, Clone)]
 pub(crate) struct Unit {
@@ -71,6 +74,8 @@ pub(crate) struct Miner {
     shared: Arc<Shared>,
     /// Threads.
     threads: usize,
+    /// Their handles, joined by [`Miner::stop`].
+    handles: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Miner {
@@ -107,14 +112,23 @@ impl Miner {
             found: tx,
             journal,
         });
+        let mut handles = Vec::with_capacity(threads);
         for t in 0..threads {
             let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("coopmine-hash-{t}"))
                 .spawn(move || hash_loop(t, threads, &shared))
                 .map_err(|e| Error::io("starting a hashing thread", e))?;
+            handles.push(handle);
         }
-        Ok((Self { shared, threads }, rx))
+        Ok((
+            Self {
+                shared,
+                threads,
+                handles,
+            },
+            rx,
+        ))
     }
 
     /// Switches every thread to `unit` (or to idle with `None`).
@@ -131,6 +145,17 @@ impl Miner {
     /// Hashes computed so far.
     pub(crate) fn hashes(&self) -> u64 {
         self.shared.hashes.load(Ordering::Relaxed)
+    }
+
+    /// Stops the threads and waits for them (each finishes its hash and its journal line).
+    pub(crate) fn stop(mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        for handle in self.handles.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("a hashing thread panicked");
+            }
+        }
     }
 }
 
@@ -176,8 +201,9 @@ fn hash_unit(
     generation: u64,
 ) {
     let stride = threads as u64;
-    let first = u64::from(unit.start) + t as u64;
-    let mut nonce = first;
+    let mut nonce = u64::from(unit.start) + t as u64;
+    // The part of the range hashed since the journal's last line.
+    let mut first = nonce;
     let mut last = None;
     let mut blob = unit.blob.clone();
     while nonce <= u64::from(unit.end) && shared.generation.load(Ordering::Relaxed) == generation {
@@ -204,12 +230,22 @@ fn hash_unit(
         }
         last = Some(nonce);
         nonce += stride;
-    }
-    if let (Some(journal), Some(last)) = (&shared.journal, last) {
-        let mut file = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(e) = writeln!(file, "{} {first} {last} {stride}", unit.job_id) {
-            tracing::error!(error = %e, "writing the nonce journal failed");
+        if (nonce - first) / stride >= JOURNAL_EVERY {
+            journal(shared, &unit.job_id, first, last.take(), stride);
+            first = nonce;
         }
+    }
+    journal(shared, &unit.job_id, first, last, stride);
+}
+
+/// Appends `job first last stride` to the nonce journal, when there is one and `last` is set.
+fn journal(shared: &Shared, job_id: &str, first: u64, last: Option<u64>, stride: u64) {
+    let (Some(journal), Some(last)) = (&shared.journal, last) else {
+        return;
+    };
+    let mut file = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = writeln!(file, "{job_id} {first} {last} {stride}") {
+        tracing::error!(error = %e, "writing the nonce journal failed");
     }
 }
 

@@ -51,7 +51,9 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<()> {
             }
         }
     }
-    miner.set(None);
+    if tokio::task::spawn_blocking(move || miner.stop()).await.is_err() {
+        tracing::error!("stopping the hashing threads failed");
+    }
     Ok(())
 }
 
