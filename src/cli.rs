@@ -319,6 +319,25 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 10_000)]
         idle: usize,
     },
+    /// The cluster's hashrate as the upstream pool measures it and as the workers count it,
+    /// beside the same workers hashing alone with the same threads.
+    Cluster {
+        /// Workers.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Threads per worker.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Seconds per measured phase.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// Share difficulty (upstream and internal).
+        #[arg(long, default_value_t = 200)]
+        difficulty: u64,
+        /// Light mode instead of fast.
+        #[arg(long)]
+        light: bool,
+    },
     /// Time to split one block's reward (PPLNS) over a full window, beside a plain pass over
     /// the same shares.
     Split {

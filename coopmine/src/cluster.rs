@@ -120,6 +120,8 @@ pub struct WorkerState {
     pub last_seen_at: DateTime<Utc>,
     /// Hashrate it reports.
     pub reported_hashrate: f64,
+    /// Hashes it reports having computed since it started.
+    pub hashes_total: u64,
     /// Valid shares.
     pub valid: u64,
     /// Refused shares.
@@ -306,6 +308,7 @@ impl Cluster {
                 last_seen: now,
                 last_seen_at: Utc::now(),
                 reported_hashrate: 0.0,
+                hashes_total: 0,
                 valid: 0,
                 invalid: 0,
                 forwarded: 0,
@@ -320,11 +323,13 @@ impl Cluster {
         Ok(slice)
     }
 
-    /// Records a heartbeat; false when the worker is not online (it should register again).
-    pub fn heartbeat(&mut self, id: &str, hashrate: f64, now: Instant) -> bool {
+    /// Records a heartbeat with the worker's hashrate and hash count; false when the worker is
+    /// not online (it should register again).
+    pub fn heartbeat(&mut self, id: &str, hashrate: f64, hashes: u64, now: Instant) -> bool {
         match self.workers.get_mut(id) {
             Some(worker) if worker.slice.is_some() && !worker.banned => {
                 worker.last_seen = now;
+                worker.hashes_total = hashes;
                 worker.last_seen_at = Utc::now();
                 worker.reported_hashrate = if hashrate.is_finite() && hashrate >= 0.0 {
                     hashrate
@@ -627,9 +632,9 @@ mod tests {
         // b keeps beating, a goes silent and is dropped. a may have hashed any of slice 0 for
         // this job, so a newcomer gets a clean slice now, and slice 0 from the next job on.
         let later = t0 + Duration::from_secs(31);
-        assert!(c.heartbeat("b", 10.0, later));
+        assert!(c.heartbeat("b", 10.0, 100, later));
         assert_eq!(c.expire(later), vec!["a".to_string()]);
-        assert!(!c.heartbeat("a", 10.0, later));
+        assert!(!c.heartbeat("a", 10.0, 100, later));
         assert_eq!(c.register("c", 1, later).unwrap(), 2);
         c.new_job(&job("u2", 100_000), "p", 1).unwrap();
         assert_eq!(c.register("d", 1, later).unwrap(), 0);

@@ -38,6 +38,8 @@ pub struct ClusterConfig {
     pub ban_score: u32,
     /// RandomX threads checking shares.
     pub verify_threads: usize,
+    /// Their mode: `light` (256 MiB) or `fast` (a 2 GiB dataset, ~10× the checks per second).
+    pub verify_mode: HashMode,
 }
 
 impl Default for ClusterConfig {
@@ -54,6 +56,7 @@ impl Default for ClusterConfig {
             penalty: rules.penalty,
             ban_score: rules.ban_score,
             verify_threads: 1,
+            verify_mode: HashMode::Light,
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct WorkerView {
     pub hashrate_hs: f64,
     /// Reported hashrate, H/s.
     pub reported_hashrate_hs: f64,
+    /// Hashes it reports having computed since it started.
+    pub hashes_total: u64,
     /// Valid shares.
     pub shares_valid: u64,
     /// Refused shares.
@@ -203,8 +205,8 @@ impl Coordinator {
     }
 
     /// A heartbeat; publishes the reported hashrate. False: register again.
-    pub async fn heartbeat(&self, worker: &str, hashrate: f64) -> bool {
-        let known = self.state().heartbeat(worker, hashrate, Instant::now());
+    pub async fn heartbeat(&self, worker: &str, hashrate: f64, hashes: u64) -> bool {
+        let known = self.state().heartbeat(worker, hashrate, hashes, Instant::now());
         if known && let Some(publisher) = &self.publisher {
             let sample = HashrateSample {
                 cluster: self.config.id.clone(),
@@ -524,6 +526,7 @@ fn view(state: &mut Cluster, id: &str, now: Instant) -> Option<WorkerView> {
         threads: w.threads,
         hashrate_hs: hashrate,
         reported_hashrate_hs: w.reported_hashrate,
+        hashes_total: w.hashes_total,
         shares_valid: w.valid,
         shares_invalid: w.invalid,
         shares_forwarded: w.forwarded,
@@ -573,7 +576,7 @@ pub async fn run(
     let (forwards_tx, forwards_rx) = mpsc::channel(256);
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let coordinator = Arc::new(Coordinator {
-        hashers: Hashers::start(config.verify_threads)?,
+        hashers: Hashers::start(config.verify_threads, config.verify_mode)?,
         cluster: Mutex::new(Cluster::new(config.rules())),
         config,
         changes: watch::channel(0).0,

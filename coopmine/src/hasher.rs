@@ -1,5 +1,6 @@
 //! The coordinator's RandomX threads: every share a worker sends is hashed again here, off the
-//! async runtime, one light-mode VM per thread, rekeyed when the seed changes.
+//! async runtime, one VM per thread (light by default; fast mode shares a dataset, for
+//! coordinators that check many shares).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use adit_protocol::RandomXHasher;
 use tokio::sync::oneshot;
 
+use crate::config::HashMode;
 use crate::error::{Error, Result};
+use crate::vms::Vms;
 
 /// One hash to compute.
 struct Task {
@@ -27,15 +30,16 @@ pub(crate) struct Hashers {
 }
 
 impl Hashers {
-    /// Starts `threads` hashing threads (at least one).
-    pub(crate) fn start(threads: usize) -> Result<Self> {
+    /// Starts `threads` hashing threads (at least one) in `mode`.
+    pub(crate) fn start(threads: usize, mode: HashMode) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
+        let vms = Arc::new(Vms::new(mode));
         for n in 0..threads.max(1) {
-            let rx = Arc::clone(&rx);
+            let (rx, vms) = (Arc::clone(&rx), Arc::clone(&vms));
             std::thread::Builder::new()
                 .name(format!("coopmine-rx-{n}"))
-                .spawn(move || run(&rx))
+                .spawn(move || run(&rx, &vms))
                 .map_err(|e| Error::io("starting a RandomX thread", e))?;
         }
         Ok(Self { tx })
@@ -52,7 +56,7 @@ impl Hashers {
 }
 
 /// One thread: takes tasks until every sender is gone.
-fn run(rx: &Mutex<mpsc::Receiver<Task>>) {
+fn run(rx: &Mutex<mpsc::Receiver<Task>>, vms: &Vms) {
     let mut hasher: Option<RandomXHasher> = None;
     loop {
         let task = match rx.lock() {
@@ -60,14 +64,14 @@ fn run(rx: &Mutex<mpsc::Receiver<Task>>) {
             Err(_) => return,
         };
         let Ok(task) = task else { return };
-        let hashed = hash_with(&mut hasher, &task.seed, &task.blob);
+        let hashed = vms
+            .ready(&mut hasher, &task.seed)
+            .and_then(|()| match &hasher {
+                Some(vm) => Ok(vm.hash(&task.blob)?),
+                None => Err(Error::HasherStopped),
+            });
         if task.reply.send(hashed).is_err() {
             tracing::debug!("a share's hash was computed after its caller gave up");
         }
     }
-}
-
-/// Hashes with the thread's `hasher`, building or rekeying it for `seed`.
-fn hash_with(hasher: &mut Option<RandomXHasher>, seed: &[u8], blob: &[u8]) -> Result<[u8; 32]> {
-    Ok(adit_protocol::hash_with(hasher, seed, blob)?)
 }

@@ -10,11 +10,12 @@ pub mod config;
 pub mod coordinator;
 mod error;
 mod hasher;
-mod miner;
+pub mod miner;
 pub mod mtls;
 mod rest;
 mod service;
 pub mod upstream;
+mod vms;
 pub mod worker;
 
 /// The gRPC messages and service generated from `proto/coopmine.proto`.

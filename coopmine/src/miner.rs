@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use adit_protocol::{RandomXHasher, SharedDataset, meets_difficulty, put_nonce};
+use adit_protocol::{RandomXHasher, meets_difficulty, put_nonce};
 use tokio::sync::mpsc;
 
 use crate::config::HashMode;
 use crate::error::{Error, Result};
+use crate::vms::Vms;
 
 /// Hashes per journal line: a killed worker loses at most this many from its journal.
 const JOURNAL_EVERY: u64 = 64;
@@ -58,10 +59,8 @@ struct Shared {
     hashes: AtomicU64,
     /// Set to end the threads.
     stop: AtomicBool,
-    /// The fast-mode dataset, built once per seed by the first thread that needs it.
-    dataset: Mutex<Option<SharedDataset>>,
-    /// RandomX mode.
-    mode: HashMode,
+    /// The VMs' mode and, in fast mode, the dataset they share.
+    vms: Vms,
     /// Where found shares go.
     found: mpsc::UnboundedSender<Found>,
     /// The nonce journal.
@@ -107,8 +106,7 @@ impl Miner {
             generation: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            dataset: Mutex::new(None),
-            mode,
+            vms: Vms::new(mode),
             found: tx,
             journal,
         });
@@ -179,7 +177,7 @@ fn hash_loop(t: usize, threads: usize, shared: &Shared) {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        if let Err(e) = ready_vm(&mut vm, &unit.seed, shared) {
+        if let Err(e) = shared.vms.ready(&mut vm, &unit.seed) {
             tracing::error!(error = %e, "RandomX could not be prepared; idling until the next job");
             wait_for_change(shared, generation);
             continue;
@@ -258,32 +256,33 @@ fn wait_for_change(shared: &Shared, generation: u64) {
     }
 }
 
-/// Makes `vm` hash under `seed`: rekeyed in light mode, on the shared dataset in fast mode.
-fn ready_vm(vm: &mut Option<RandomXHasher>, seed: &[u8], shared: &Shared) -> Result<()> {
-    if vm.as_ref().is_some_and(|v| v.seed() == seed) {
-        return Ok(());
+/// Hashes per second of `threads` threads in `mode` hashing `blob` under `seed` alone, with no
+/// coordinator: the baseline the cluster's benchmark compares with. The dataset or cache is
+/// built before the clock starts.
+pub fn standalone_hashrate(
+    threads: usize,
+    mode: HashMode,
+    seed: &[u8],
+    blob: &[u8],
+    duration: Duration,
+) -> Result<f64> {
+    let offset = adit_protocol::nonce_offset(blob)?;
+    let (miner, _found) = Miner::start(threads, mode, None)?;
+    miner.set(Some(Unit {
+        job_id: "standalone".into(),
+        blob: blob.to_vec(),
+        seed: seed.to_vec(),
+        difficulty: u64::MAX,
+        start: 0,
+        end: u32::MAX,
+        offset,
+    }));
+    while miner.hashes() < threads as u64 {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    match shared.mode {
-        HashMode::Light => match vm {
-            Some(v) => v.set_seed(seed)?,
-            None => *vm = Some(RandomXHasher::light(seed)?),
-        },
-        HashMode::Fast => {
-            let dataset = {
-                let mut slot = shared
-                    .dataset
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if slot.as_ref().is_none_or(|d| d.seed() != seed) {
-                    tracing::info!("building the RandomX dataset for a new seed (fast mode)");
-                    *slot = Some(SharedDataset::build(seed)?);
-                }
-                slot.clone()
-            };
-            if let Some(dataset) = dataset {
-                *vm = Some(RandomXHasher::fast(&dataset)?);
-            }
-        }
-    }
-    Ok(())
+    let (before, started) = (miner.hashes(), std::time::Instant::now());
+    std::thread::sleep(duration);
+    let rate = (miner.hashes() - before) as f64 / started.elapsed().as_secs_f64();
+    miner.stop();
+    Ok(rate)
 }

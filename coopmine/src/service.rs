@@ -69,7 +69,11 @@ impl CoordinatorRpc for Service {
         let worker = worker_of(&request)?;
         let known = self
             .coordinator
-            .heartbeat(&worker, request.get_ref().hashrate_hs)
+            .heartbeat(
+                &worker,
+                request.get_ref().hashrate_hs,
+                request.get_ref().hashes_total,
+            )
             .await;
         Ok(Response::new(HeartbeatReply { known }))
     }

@@ -96,6 +96,22 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 idle,
             } => crate::bench::pool(threads, connections, shares, idle).await,
             BenchWhat::IdleClients { addr, count } => crate::bench::idle_clients(addr, count).await,
+            BenchWhat::Cluster {
+                workers,
+                threads,
+                seconds,
+                difficulty,
+                light,
+            } => {
+                crate::bench::cluster(crate::bench::ClusterBench {
+                    workers,
+                    threads,
+                    seconds,
+                    difficulty,
+                    light,
+                })
+                .await
+            }
             BenchWhat::Split {
                 shares,
                 miners,

@@ -1,5 +1,9 @@
 //! Per-IP admission: connection caps, token buckets for logins and submits, and a score-based
 //! ban for invalid shares that expires. Pure: time is passed in.
+//!
+//! State is kept only for IPs with an open connection, a live ban or a recent score: a refused
+//! connection leaves nothing behind, and what an IP left is swept once it has been quiet for
+//! `ban_for`, so a flood of addresses (IPv6 gives an attacker billions) cannot grow it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -133,7 +137,22 @@ struct IpState {
     score: i64,
     /// Banned until, if banned.
     banned_until: Option<Instant>,
+    /// Last time anything was recorded for it.
+    seen: Instant,
 }
+
+impl IpState {
+    /// Whether nothing about this IP needs remembering at `now`: no connection, no live ban,
+    /// and quiet for `quiet` (its score and buckets are then forgotten).
+    fn forgettable(&self, now: Instant, quiet: Duration) -> bool {
+        self.conns == 0
+            && self.banned_until.is_none_or(|until| until <= now)
+            && now.saturating_duration_since(self.seen) >= quiet
+    }
+}
+
+/// Tracked IPs below which no sweep runs.
+const SWEEP_FLOOR: usize = 1_024;
 
 /// Admission state for every IP.
 #[derive(Debug)]
@@ -144,6 +163,10 @@ pub struct Guard {
     ips: HashMap<IpAddr, IpState>,
     /// Open connections in total.
     total: usize,
+    /// Sweep when this many IPs are tracked (twice what the last sweep left)…
+    sweep_at: usize,
+    /// …or once this time has come (a `ban_for` after the last sweep).
+    sweep_by: Option<Instant>,
 }
 
 impl Guard {
@@ -153,13 +176,33 @@ impl Guard {
             config,
             ips: HashMap::new(),
             total: 0,
+            sweep_at: SWEEP_FLOOR,
+            sweep_by: None,
         }
+    }
+
+    /// IPs with state (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// Forgets every IP with nothing to remember. Amortised: runs when the map has doubled
+    /// since the last sweep, or a `ban_for` after it.
+    fn sweep(&mut self, now: Instant) {
+        let due = self.sweep_by.is_some_and(|by| now >= by);
+        if self.ips.len() < self.sweep_at && !due {
+            return;
+        }
+        let quiet = self.config.ban_for;
+        self.ips.retain(|_, s| !s.forgettable(now, quiet));
+        self.sweep_at = (self.ips.len() * 2).max(SWEEP_FLOOR);
+        self.sweep_by = Some(now + quiet);
     }
 
     fn state(&mut self, ip: IpAddr, now: Instant) -> &mut IpState {
         let burst_l = self.config.logins_per_s * 2.0;
         let burst_s = self.config.submits_per_s * 2.0;
-        self.ips.entry(ip).or_insert_with(|| IpState {
+        let state = self.ips.entry(ip).or_insert_with(|| IpState {
             conns: 0,
             logins: Bucket {
                 tokens: burst_l,
@@ -171,12 +214,17 @@ impl Guard {
             },
             score: 0,
             banned_until: None,
-        })
+            seen: now,
+        });
+        state.seen = now;
+        state
     }
 
-    /// Whether `ip` is banned at `now`.
+    /// Whether `ip` is banned at `now`. Keeps no state for an IP it has none for.
     pub fn is_banned(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let s = self.state(ip, now);
+        let Some(s) = self.ips.get_mut(&ip) else {
+            return false;
+        };
         match s.banned_until {
             Some(until) if until > now => true,
             Some(_) => {
@@ -188,7 +236,7 @@ impl Guard {
         }
     }
 
-    /// Admits a new connection from `ip`, or says why not.
+    /// Admits a new connection from `ip`, or says why not. A refusal records nothing new.
     pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         if self.is_banned(ip, now) {
             return Err(Refusal::Banned);
@@ -197,10 +245,11 @@ impl Guard {
             return Err(Refusal::Full);
         }
         let max_per_ip = self.config.max_per_ip;
-        let s = self.state(ip, now);
-        if s.conns >= max_per_ip {
+        if self.ips.get(&ip).is_some_and(|s| s.conns >= max_per_ip) {
             return Err(Refusal::PerIpCap);
         }
+        self.sweep(now);
+        let s = self.state(ip, now);
         s.conns += 1;
         self.total += 1;
         Ok(())
@@ -288,6 +337,47 @@ mod tests {
         assert!(!g.allow_login(ip(1), now), "burst of 2 spent");
         assert!(g.allow_login(ip(1), now + Duration::from_secs(1)));
         assert!(g.allow_login(ip(2), now), "other IPs have their own bucket");
+    }
+
+    #[test]
+    fn a_flood_of_addresses_leaves_no_state_behind() {
+        let now = Instant::now();
+        let mut g = Guard::new(GuardConfig {
+            max_connections: 4,
+            ban_score: 10,
+            invalid_penalty: 10,
+            ban_for: Duration::from_secs(60),
+            ..Default::default()
+        });
+        let v6 = |n: u64| IpAddr::from((u128::from(n) | (0x2001_0db8 << 96)).to_be_bytes());
+        for n in 0..4 {
+            g.admit(v6(n), now).unwrap();
+        }
+        // The pool is full: a million new addresses are refused and remembered by none.
+        for n in 4..1_000_000 {
+            assert_eq!(g.admit(v6(n), now), Err(Refusal::Full));
+        }
+        assert_eq!(g.tracked(), 4);
+        for n in 0..4 {
+            g.release(v6(n));
+        }
+        // 100 000 addresses that each connect, get banned and leave: their bans are kept while
+        // they last, then swept.
+        for n in 0..100_000 {
+            let ip = v6(10_000_000 + n);
+            g.admit(ip, now).unwrap();
+            assert!(g.record(ip, true, now));
+            g.release(ip);
+        }
+        assert!(g.tracked() >= 100_000, "live bans are remembered");
+        assert_eq!(g.admit(v6(10_000_000), now), Err(Refusal::Banned));
+        let later = now + Duration::from_secs(61);
+        for n in 0..2_000 {
+            let ip = v6(20_000_000 + n);
+            g.admit(ip, later).unwrap();
+            g.release(ip);
+        }
+        assert!(g.tracked() < 5_000, "{} IPs still tracked", g.tracked());
     }
 
     #[test]
