@@ -312,9 +312,9 @@ pub async fn run_roles(
     if roles.contains(&Role::Coordinator) {
         let cluster = config.cluster.clone();
         let publisher = services.publisher.clone();
-        let render = metrics.clone().map(|handle| {
-            Arc::new(move || handle.render()) as adit_coopmine::MetricsRender
-        });
+        let render = metrics
+            .clone()
+            .map(|handle| Arc::new(move || handle.render()) as adit_coopmine::MetricsRender);
         let token = shutdown.clone();
         tasks.spawn(async move {
             adit_coopmine::run_coordinator(cluster, Some(publisher), render, None, token).await?;

@@ -26,7 +26,13 @@ fn cluster_login() -> String {
 fn make_certs(dir: &Path, workers: &str) -> PathBuf {
     let out = dir.join("certs");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
-        .args(["certs", "--out", out.to_str().unwrap(), "--server", "localhost,127.0.0.1"])
+        .args([
+            "certs",
+            "--out",
+            out.to_str().unwrap(),
+            "--server",
+            "localhost,127.0.0.1",
+        ])
         .args(["--worker", workers, "--cluster", "c1"])
         .status()
         .unwrap();
@@ -141,8 +147,11 @@ async fn worker_view(port: u16, name: &str) -> Option<Value> {
         .filter(|v| v.get("worker").is_some())
 }
 
-/// Every (job, first, last, stride) a journal holds.
-fn journal(path: &Path) -> Vec<(String, u64, u64, u64)> {
+/// One journal line: a job and the nonces first, first+stride, …, last.
+type Range = (String, u64, u64, u64);
+
+/// Every range a journal holds.
+fn journal(path: &Path) -> Vec<Range> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -161,7 +170,7 @@ fn journal(path: &Path) -> Vec<(String, u64, u64, u64)> {
 
 /// Checks that no nonce of any job was hashed by two workers; returns how many nonces were
 /// hashed in all.
-fn assert_no_overlap(journals: &[(&str, Vec<(String, u64, u64, u64)>)]) -> u64 {
+fn assert_no_overlap(journals: &[(&str, Vec<Range>)]) -> u64 {
     let mut by_job: HashMap<&str, Vec<(&str, u64, u64)>> = HashMap::new();
     let mut hashed = 0;
     for (worker, lines) in journals {
@@ -181,7 +190,11 @@ fn assert_no_overlap(journals: &[(&str, Vec<(String, u64, u64, u64)>)]) -> u64 {
                 "job {job}: {w1} hashed up to {last1} and {w2} from {first2}"
             );
             // A worker never leaves its slice (the nonce's top byte).
-            assert_eq!(first2 >> 24, pair[1].2 >> 24, "job {job}: {w2} left its slice");
+            assert_eq!(
+                first2 >> 24,
+                pair[1].2 >> 24,
+                "job {job}: {w2} left its slice"
+            );
         }
     }
     hashed
@@ -209,11 +222,15 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     };
     let upstream = vec![format!("stratum+tcp://127.0.0.1:{stratum_port}")];
     let mut coord = coordinator(dir.path(), &nats.url(), &upstream, &ports);
-    eventually(Duration::from_secs(60), "the coordinator mines upstream", || async {
-        try_rest(ports.rest, "/health")
-            .await
-            .is_some_and(|h| h["pool_connected"] == true)
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the coordinator mines upstream",
+        || async {
+            try_rest(ports.rest, "/health")
+                .await
+                .is_some_and(|h| h["pool_connected"] == true)
+        },
+    )
     .await;
     let mut rig1 = worker(dir.path(), "rig1", ports.grpc);
     let mut rig2 = worker(dir.path(), "rig2", ports.grpc);
@@ -222,8 +239,12 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
         let stats = rest(ports.rest, "/api/stats").await;
-        let rig2_valid = worker_view(ports.rest, "rig2").await.map(|w| w["shares_valid"].as_u64());
-        let rig1_valid = worker_view(ports.rest, "rig1").await.map(|w| w["shares_valid"].as_u64());
+        let rig2_valid = worker_view(ports.rest, "rig2")
+            .await
+            .map(|w| w["shares_valid"].as_u64());
+        let rig1_valid = worker_view(ports.rest, "rig1")
+            .await
+            .map(|w| w["shares_valid"].as_u64());
         if monerod_height(&monerod.rpc_url()).await > start_height
             && stats["shares_accepted_upstream"].as_u64() >= Some(2)
             && rig1_valid.flatten() >= Some(1)
@@ -247,15 +268,19 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     );
 
     // The pool saw one miner: the cluster's login; the block is in its table under that login.
-    eventually(Duration::from_secs(60), "the pool's shares and block landed", || async {
-        let miners = app
-            .rows("SELECT DISTINCT miner FROM shares WHERE accepted")
-            .await;
-        let blocks = app
-            .rows("SELECT count(*) AS n FROM blocks WHERE status = 'submitted'")
-            .await;
-        miners.len() == 1 && blocks[0]["n"].as_i64() >= Some(1)
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the pool's shares and block landed",
+        || async {
+            let miners = app
+                .rows("SELECT DISTINCT miner FROM shares WHERE accepted")
+                .await;
+            let blocks = app
+                .rows("SELECT count(*) AS n FROM blocks WHERE status = 'submitted'")
+                .await;
+            miners.len() == 1 && blocks[0]["n"].as_i64() >= Some(1)
+        },
+    )
     .await;
     let miners = app.rows("SELECT DISTINCT miner FROM shares").await;
     assert_eq!(miners.len(), 1, "{miners:?}");
@@ -279,15 +304,19 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
             && rows.iter().all(|r| r["work"].as_i64() >= Some(20))
     })
     .await;
-    eventually(Duration::from_secs(30), "worker hashrate samples in SQL", || async {
-        let rows = app
-            .rows(
-                "SELECT count(DISTINCT worker) AS n FROM hashrate_samples \
+    eventually(
+        Duration::from_secs(30),
+        "worker hashrate samples in SQL",
+        || async {
+            let rows = app
+                .rows(
+                    "SELECT count(DISTINCT worker) AS n FROM hashrate_samples \
                  WHERE cluster = 'c1' AND hashrate_hs > 0",
-            )
-            .await;
-        rows[0]["n"].as_i64() == Some(2)
-    })
+                )
+                .await;
+            rows[0]["n"].as_i64() == Some(2)
+        },
+    )
     .await;
     let upstream_rows = app
         .rows("SELECT state FROM cluster_upstream WHERE cluster = 'c1'")
@@ -307,40 +336,64 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     let rig2_slice = worker_view(ports.rest, "rig2").await.unwrap()["slice"].clone();
     rig2.kill();
     eventually(Duration::from_secs(20), "rig2 dropped", || async {
-        worker_view(ports.rest, "rig2").await.is_some_and(|w| w["online"] == false)
+        worker_view(ports.rest, "rig2")
+            .await
+            .is_some_and(|w| w["online"] == false)
     })
     .await;
     let job_at_drop = rest(ports.rest, "/api/jobs").await[0]["job_id"].clone();
-    eventually(Duration::from_secs(120), "a new job after the drop", || async {
-        rest(ports.rest, "/api/jobs").await[0]["job_id"] != job_at_drop
-    })
+    eventually(
+        Duration::from_secs(120),
+        "a new job after the drop",
+        || async { rest(ports.rest, "/api/jobs").await[0]["job_id"] != job_at_drop },
+    )
     .await;
     let mut rig3 = worker(dir.path(), "rig3", ports.grpc);
-    eventually(Duration::from_secs(30), "rig3 takes rig2's slice", || async {
-        worker_view(ports.rest, "rig3")
-            .await
-            .is_some_and(|w| w["online"] == true && w["slice"] == rig2_slice)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "rig3 takes rig2's slice",
+        || async {
+            worker_view(ports.rest, "rig3")
+                .await
+                .is_some_and(|w| w["online"] == true && w["slice"] == rig2_slice)
+        },
+    )
     .await;
 
     // The coordinator restarts: the workers reconnect and their shares count again.
     coord.restart();
-    eventually(Duration::from_secs(90), "workers back after a coordinator restart", || async {
-        let (Some(a), Some(b)) = (
-            worker_view(ports.rest, "rig1").await,
-            worker_view(ports.rest, "rig3").await,
-        ) else {
-            return false;
-        };
-        a["online"] == true
-            && b["online"] == true
-            && a["shares_valid"].as_u64() >= Some(1)
-            && b["shares_valid"].as_u64() >= Some(1)
-    })
+    eventually(
+        Duration::from_secs(90),
+        "workers back after a coordinator restart",
+        || async {
+            let (Some(a), Some(b)) = (
+                worker_view(ports.rest, "rig1").await,
+                worker_view(ports.rest, "rig3").await,
+            ) else {
+                return false;
+            };
+            a["online"] == true
+                && b["online"] == true
+                && a["shares_valid"].as_u64() >= Some(1)
+                && b["shares_valid"].as_u64() >= Some(1)
+        },
+    )
     .await;
-    assert!(rig1.terminate(), "rig1 stops cleanly on SIGTERM:\n{}", rig1.log());
-    assert!(rig3.terminate(), "rig3 stops cleanly on SIGTERM:\n{}", rig3.log());
-    assert!(coord.terminate(), "the coordinator stops cleanly:\n{}", coord.log());
+    assert!(
+        rig1.terminate(),
+        "rig1 stops cleanly on SIGTERM:\n{}",
+        rig1.log()
+    );
+    assert!(
+        rig3.terminate(),
+        "rig3 stops cleanly on SIGTERM:\n{}",
+        rig3.log()
+    );
+    assert!(
+        coord.terminate(),
+        "the coordinator stops cleanly:\n{}",
+        coord.log()
+    );
 
     // No nonce of any job was hashed twice.
     let journals: Vec<(&str, Vec<_>)> = ["rig1", "rig2", "rig3"]
@@ -397,22 +450,39 @@ async fn the_coordinator_fails_over_to_the_second_pool_and_back() {
             s["upstream"]["connected"] == true && s["upstream"]["url"] == url.as_str()
         })
     };
-    eventually(Duration::from_secs(60), "mining on the first pool", || on(urls[0].clone())).await;
+    eventually(Duration::from_secs(60), "mining on the first pool", || {
+        on(urls[0].clone())
+    })
+    .await;
 
     pools[0].kill();
     let killed = std::time::Instant::now();
-    eventually(Duration::from_secs(20), "failed over to the second pool", || on(urls[1].clone())).await;
+    eventually(
+        Duration::from_secs(20),
+        "failed over to the second pool",
+        || on(urls[1].clone()),
+    )
+    .await;
     let failover = killed.elapsed();
     // Work goes on there: a job from the second pool reaches the worker and its shares count.
-    let valid_before = rest(ports.rest, "/api/stats").await["shares_valid"].as_u64().unwrap();
-    eventually(Duration::from_secs(60), "shares on the second pool", || async {
-        rest(ports.rest, "/api/stats").await["shares_valid"].as_u64() > Some(valid_before)
-    })
+    let valid_before = rest(ports.rest, "/api/stats").await["shares_valid"]
+        .as_u64()
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "shares on the second pool",
+        || async {
+            rest(ports.rest, "/api/stats").await["shares_valid"].as_u64() > Some(valid_before)
+        },
+    )
     .await;
 
     pools[0].restart();
     let back = std::time::Instant::now();
-    eventually(Duration::from_secs(60), "back on the first pool", || on(urls[0].clone())).await;
+    eventually(Duration::from_secs(60), "back on the first pool", || {
+        on(urls[0].clone())
+    })
+    .await;
     eprintln!(
         "failover took {:.1} s, failback {:.1} s",
         failover.as_secs_f64(),

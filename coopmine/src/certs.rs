@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use crate::error::{Error, Result};
@@ -41,7 +41,8 @@ fn cert_error(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Writes `contents` to `path`, keys readable by the owner only.
 fn write(path: &Path, contents: &str, secret: bool, written: &mut Written) -> Result<()> {
-    std::fs::write(path, contents).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    std::fs::write(path, contents)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     if secret {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -118,7 +119,10 @@ fn ca(plan: &CertsPlan, written: &mut Written) -> Result<(KeyPair, String)> {
     }
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, format!("adit cluster {} CA", plan.cluster));
+    name.push(
+        DnType::CommonName,
+        format!("adit cluster {} CA", plan.cluster),
+    );
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -169,8 +173,18 @@ fn leaf_files(
     let cert = params
         .signed_by(&key, issuer)
         .map_err(|e| cert_error(name, e))?;
-    write(&out.join(format!("{name}.key")), &key.serialize_pem(), true, written)?;
-    write(&out.join(format!("{name}.pem")), &cert.pem(), false, written)?;
+    write(
+        &out.join(format!("{name}.key")),
+        &key.serialize_pem(),
+        true,
+        written,
+    )?;
+    write(
+        &out.join(format!("{name}.pem")),
+        &cert.pem(),
+        false,
+        written,
+    )?;
     Ok(())
 }
 

@@ -547,13 +547,20 @@ impl Cluster {
         worker.invalid += 1;
         // Refusals a worker cannot help (a job that went stale in flight, being dropped) do
         // not count toward a ban.
-        if matches!(reject, Reject::Banned | Reject::UnknownWorker | Reject::UnknownJob) {
+        if matches!(
+            reject,
+            Reject::Banned | Reject::UnknownWorker | Reject::UnknownJob
+        ) {
             return;
         }
         worker.score = worker.score.saturating_add(penalty);
         if worker.score >= ban_score && !worker.banned {
             worker.banned = true;
-            tracing::warn!(worker = id, score = worker.score, "worker banned for bad shares");
+            tracing::warn!(
+                worker = id,
+                score = worker.score,
+                "worker banned for bad shares"
+            );
             self.take_offline(id);
         }
     }
@@ -619,7 +626,11 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(c.register("a", 1, t0).unwrap(), 0);
         assert_eq!(c.register("b", 1, t0).unwrap(), 1);
-        assert_eq!(c.register("a", 2, t0).unwrap(), 0, "re-registering keeps the slice");
+        assert_eq!(
+            c.register("a", 2, t0).unwrap(),
+            0,
+            "re-registering keeps the slice"
+        );
         c.new_job(&job("u1", 100_000), "p", 1).unwrap();
         let a = c.assign("a").unwrap();
         let b = c.assign("b").unwrap();
@@ -666,7 +677,11 @@ mod tests {
             c.check("a", "999", "00000000", &result).unwrap_err(),
             Reject::UnknownJob
         );
-        assert_eq!(c.worker("a").unwrap().score, 10, "a stale job costs nothing");
+        assert_eq!(
+            c.worker("a").unwrap().score,
+            10,
+            "a stale job costs nothing"
+        );
         // Slice 1 is b's: nonce 0x01000000 is "00000001" in blob order.
         assert_eq!(
             c.check("a", &id, "00000001", &result).unwrap_err(),
@@ -702,16 +717,17 @@ mod tests {
         // A hash meeting any difficulty: 1, little-endian.
         let mut easy = [0u8; 32];
         easy[0] = 1;
-        let pending = c
-            .check("a", &id, "01000000", &hex::encode(easy))
-            .unwrap();
+        let pending = c.check("a", &id, "01000000", &hex::encode(easy)).unwrap();
         let valid = c.judge(&pending, &easy, t0).unwrap();
         assert!(valid.forward);
         // A hash meeting 5000 but not 10000.
         let mut mid = [0xffu8; 32];
         mid[24..].copy_from_slice(&(u64::MAX / 7_000).to_le_bytes());
         let pending = c.check("a", &id, "02000000", &hex::encode(mid)).unwrap();
-        assert_eq!(c.judge(&pending, &mid, t0).unwrap(), Valid { forward: false });
+        assert_eq!(
+            c.judge(&pending, &mid, t0).unwrap(),
+            Valid { forward: false }
+        );
         assert_eq!((c.totals.valid, c.totals.forwarded), (2, 1));
         let rate = c.measured_hashrate("a", t0 + Duration::from_secs(10));
         assert!((rate - 1_000.0).abs() < 1e-9, "{rate}");

@@ -193,8 +193,7 @@ fn check_duration(key: &'static str, value: Duration, min: Duration, max: Durati
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
 
@@ -208,20 +207,29 @@ impl ClusterConfig {
             ));
         }
         self.pool_urls()?;
-        self.grpc
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("cluster.grpc.listen", format!("{:?}: {e}", self.grpc.listen)))?;
-        self.rest
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("cluster.rest.listen", format!("{:?}: {e}", self.rest.listen)))?;
+        self.grpc.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "cluster.grpc.listen",
+                format!("{:?}: {e}", self.grpc.listen),
+            )
+        })?;
+        self.rest.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "cluster.rest.listen",
+                format!("{:?}: {e}", self.rest.listen),
+            )
+        })?;
         if self.share_difficulty == 0 {
             return Err(invalid("cluster.share_difficulty", "must be at least 1"));
         }
         let (second, day) = (Duration::from_secs(1), Duration::from_secs(86_400));
         let ms = Duration::from_millis(100);
-        check_duration("cluster.heartbeat", self.heartbeat, ms, Duration::from_secs(600))?;
+        check_duration(
+            "cluster.heartbeat",
+            self.heartbeat,
+            ms,
+            Duration::from_secs(600),
+        )?;
         check_duration("cluster.dead_after", self.dead_after, second, day)?;
         if self.dead_after < self.heartbeat * 2 {
             return Err(invalid(
@@ -230,7 +238,10 @@ impl ClusterConfig {
             ));
         }
         if self.penalty == 0 || self.ban_score == 0 {
-            return Err(invalid("cluster.ban_score", "penalty and ban_score must be at least 1"));
+            return Err(invalid(
+                "cluster.ban_score",
+                "penalty and ban_score must be at least 1",
+            ));
         }
         if !(1..=64).contains(&self.verify_threads) {
             return Err(invalid("cluster.verify_threads", "must be 1 to 64"));
@@ -239,7 +250,12 @@ impl ClusterConfig {
         check_duration("cluster.pool.keepalive", p.keepalive, second, day)?;
         check_duration("cluster.pool.job_timeout", p.job_timeout, second, day)?;
         check_duration("cluster.pool.failback_every", p.failback_every, second, day)?;
-        check_duration("cluster.pool.login_timeout", p.login_timeout, ms, Duration::from_secs(600))?;
+        check_duration(
+            "cluster.pool.login_timeout",
+            p.login_timeout,
+            ms,
+            Duration::from_secs(600),
+        )?;
         check_duration("cluster.pool.retry_max", p.retry_max, second, day)?;
         Ok(())
     }
@@ -272,7 +288,10 @@ impl ClusterConfig {
     pub fn upstream(&self) -> Result<UpstreamConfig> {
         let urls = self.pool_urls()?;
         if self.pool.wallet.trim().is_empty() {
-            return Err(invalid("cluster.pool.wallet", "the cluster's login must be set"));
+            return Err(invalid(
+                "cluster.pool.wallet",
+                "the cluster's login must be set",
+            ));
         }
         Ok(UpstreamConfig {
             urls,
@@ -403,7 +422,9 @@ impl WorkerConfig {
                 .coordinator
                 .rsplit_once(':')
                 .map_or(self.coordinator.as_str(), |(h, _)| h);
-            host.trim_start_matches('[').trim_end_matches(']').to_owned()
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
         })
     }
 }
@@ -423,22 +444,43 @@ mod tests {
         };
         ok.validate().unwrap();
         let cases: Vec<(ClusterConfig, &str)> = vec![
-            (ClusterConfig { id: "a.b".into(), ..ok.clone() }, "cluster.id"),
-            (ClusterConfig { share_difficulty: 0, ..ok.clone() }, "cluster.share_difficulty"),
             (
-                ClusterConfig { dead_after: Duration::from_secs(6), ..ok.clone() },
+                ClusterConfig {
+                    id: "a.b".into(),
+                    ..ok.clone()
+                },
+                "cluster.id",
+            ),
+            (
+                ClusterConfig {
+                    share_difficulty: 0,
+                    ..ok.clone()
+                },
+                "cluster.share_difficulty",
+            ),
+            (
+                ClusterConfig {
+                    dead_after: Duration::from_secs(6),
+                    ..ok.clone()
+                },
                 "cluster.dead_after",
             ),
             (
                 ClusterConfig {
-                    pool: PoolSection { address: vec!["http://x:1".into()], ..ok.pool.clone() },
+                    pool: PoolSection {
+                        address: vec!["http://x:1".into()],
+                        ..ok.pool.clone()
+                    },
                     ..ok.clone()
                 },
                 "cluster.pool.address",
             ),
             (
                 ClusterConfig {
-                    grpc: GrpcSection { listen: "nowhere".into(), ..ok.grpc.clone() },
+                    grpc: GrpcSection {
+                        listen: "nowhere".into(),
+                        ..ok.grpc.clone()
+                    },
                     ..ok.clone()
                 },
                 "cluster.grpc.listen",
@@ -455,7 +497,15 @@ mod tests {
         let worker = WorkerConfig::default();
         worker.validate().unwrap();
         assert_eq!(worker.server_name(), "127.0.0.1");
-        let bad = WorkerConfig { threads: 0, ..worker };
-        assert!(bad.validate().unwrap_err().to_string().contains("worker.threads"));
+        let bad = WorkerConfig {
+            threads: 0,
+            ..worker
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.threads")
+        );
     }
 }

@@ -169,7 +169,9 @@ impl std::fmt::Debug for Coordinator {
 impl Coordinator {
     /// The cluster state.
     fn state(&self) -> MutexGuard<'_, Cluster> {
-        self.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cluster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The settings.
@@ -206,13 +208,19 @@ impl Coordinator {
 
     /// A heartbeat; publishes the reported hashrate. False: register again.
     pub async fn heartbeat(&self, worker: &str, hashrate: f64, hashes: u64) -> bool {
-        let known = self.state().heartbeat(worker, hashrate, hashes, Instant::now());
+        let known = self
+            .state()
+            .heartbeat(worker, hashrate, hashes, Instant::now());
         if known && let Some(publisher) = &self.publisher {
             let sample = HashrateSample {
                 cluster: self.config.id.clone(),
                 worker: worker.to_owned(),
                 ts: Utc::now(),
-                hashrate_hs: if hashrate.is_finite() { hashrate.max(0.0) } else { 0.0 },
+                hashrate_hs: if hashrate.is_finite() {
+                    hashrate.max(0.0)
+                } else {
+                    0.0
+                },
             };
             if let Err(e) = publisher.publish(&AnyEvent::Hashrate(sample)).await {
                 tracing::error!(worker, error = %e, "publishing a hashrate sample failed");
@@ -227,7 +235,13 @@ impl Coordinator {
     }
 
     /// Judges a share and answers it: checks, RandomX, forwarding, publishing.
-    pub async fn submit(&self, worker: &str, job_id: &str, nonce: &str, result: &str) -> ShareOutcome {
+    pub async fn submit(
+        &self,
+        worker: &str,
+        job_id: &str,
+        nonce: &str,
+        result: &str,
+    ) -> ShareOutcome {
         let checked = self.state().check(worker, job_id, nonce, result);
         let (pending, difficulty) = match checked {
             Ok(pending) => {
@@ -238,7 +252,11 @@ impl Coordinator {
                 return self.refused(worker, job_id, nonce, 0, &reject).await;
             }
         };
-        let hash = match self.hashers.hash(pending.seed.clone(), pending.blob.clone()).await {
+        let hash = match self
+            .hashers
+            .hash(pending.seed.clone(), pending.blob.clone())
+            .await
+        {
             Ok(hash) => hash,
             Err(e) => {
                 tracing::error!(error = %e, "a share could not be hashed");
@@ -252,7 +270,11 @@ impl Coordinator {
         let judged = self.state().judge(&pending, &hash, Instant::now());
         let valid = match judged {
             Ok(valid) => valid,
-            Err(reject) => return self.refused(worker, job_id, nonce, difficulty, &reject).await,
+            Err(reject) => {
+                return self
+                    .refused(worker, job_id, nonce, difficulty, &reject)
+                    .await;
+            }
         };
         let verdict = if valid.forward {
             Some(self.forward(&pending).await)
@@ -306,7 +328,11 @@ impl Coordinator {
             Err(_) => Err(format!("no upstream verdict within {FORWARD_TIMEOUT:?}")),
         };
         self.state().upstream_verdict(answer.is_ok());
-        let status = if answer.is_ok() { "upstream_accepted" } else { "upstream_rejected" };
+        let status = if answer.is_ok() {
+            "upstream_accepted"
+        } else {
+            "upstream_rejected"
+        };
         metrics::counter!("coopmine_shares_total", "status" => status).increment(1);
         answer
     }
@@ -320,7 +346,13 @@ impl Coordinator {
         difficulty: u64,
         reject: &Reject,
     ) -> ShareOutcome {
-        tracing::debug!(worker, job_id, nonce, reason = reject.reason(), "share refused");
+        tracing::debug!(
+            worker,
+            job_id,
+            nonce,
+            reason = reject.reason(),
+            "share refused"
+        );
         let share = ClusterShare {
             cluster: self.config.id.clone(),
             worker: worker.to_owned(),
@@ -351,7 +383,9 @@ impl Coordinator {
             metrics::counter!("coopmine_shares_total", "status" => "forwarded").increment(1);
         }
         if let Some(publisher) = &self.publisher
-            && let Err(e) = publisher.publish(&AnyEvent::ClusterShare(share.clone())).await
+            && let Err(e) = publisher
+                .publish(&AnyEvent::ClusterShare(share.clone()))
+                .await
         {
             tracing::error!(worker = %share.worker, error = %e, "publishing a cluster share failed");
             metrics::counter!("coopmine_publish_failures_total").increment(1);
@@ -359,7 +393,10 @@ impl Coordinator {
         if let Ok(value) = serde_json::to_value(&share) {
             self.announce(serde_json::json!({"type": "share", "share": value}));
         }
-        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         recent.push_back(share);
         while recent.len() > RECENT_SHARES {
             recent.pop_front();
@@ -372,7 +409,8 @@ impl Coordinator {
         metrics::gauge!("coopmine_workers_total").set(stats.workers_total as f64);
         metrics::gauge!("coopmine_workers_online").set(stats.workers_online as f64);
         metrics::gauge!("coopmine_hashrate_total").set(stats.hashrate_hs);
-        metrics::gauge!("coopmine_upstream_connected").set(f64::from(u8::from(stats.upstream.connected)));
+        metrics::gauge!("coopmine_upstream_connected")
+            .set(f64::from(u8::from(stats.upstream.connected)));
     }
 
     /// The cluster's figures.
@@ -408,7 +446,9 @@ impl Coordinator {
         let mut state = self.state();
         let mut ids: Vec<String> = state.workers().map(|w| w.id.clone()).collect();
         ids.sort();
-        ids.iter().filter_map(|id| view(&mut state, id, now)).collect()
+        ids.iter()
+            .filter_map(|id| view(&mut state, id, now))
+            .collect()
     }
 
     /// One worker's figures.
@@ -436,7 +476,10 @@ impl Coordinator {
 
     /// The last shares, newest first.
     pub fn recent_shares(&self, limit: usize) -> Vec<ClusterShare> {
-        let recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         recent.iter().rev().take(limit).cloned().collect()
     }
 
@@ -452,7 +495,11 @@ impl Coordinator {
                 });
                 self.publish_upstream(&url, "connected", None).await;
             }
-            UpstreamEvent::Job { job, url, generation } => {
+            UpstreamEvent::Job {
+                job,
+                url,
+                generation,
+            } => {
                 let made = self.state().new_job(&job, &url, generation);
                 match made {
                     Ok(id) => {
@@ -463,13 +510,21 @@ impl Coordinator {
                     Err(e) => tracing::error!(error = %e, "the upstream's job is unusable"),
                 }
             }
-            UpstreamEvent::Down { url, reason, was_connected } => {
+            UpstreamEvent::Down {
+                url,
+                reason,
+                was_connected,
+            } => {
                 self.upstream.send_modify(|s| {
                     s.connected = false;
                     s.url.clone_from(&url);
                     s.last_error = Some(reason.clone());
                 });
-                let state = if was_connected { "disconnected" } else { "failed" };
+                let state = if was_connected {
+                    "disconnected"
+                } else {
+                    "failed"
+                };
                 self.publish_upstream(&url, state, Some(reason)).await;
             }
         }
@@ -479,7 +534,9 @@ impl Coordinator {
     /// Publishes a change of the upstream connection.
     async fn publish_upstream(&self, url: &str, state: &str, reason: Option<String>) {
         self.announce(serde_json::json!({"type": "upstream", "upstream": url, "state": state, "reason": reason}));
-        let Some(publisher) = &self.publisher else { return };
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
         let event = ClusterUpstream {
             cluster: self.config.id.clone(),
             upstream: url.to_owned(),
@@ -499,8 +556,13 @@ impl Coordinator {
             return;
         }
         for worker in &dropped {
-            tracing::warn!(worker, "worker missed its heartbeats and was dropped; its slice is free");
-            self.announce(serde_json::json!({"type": "worker", "worker": worker, "state": "dropped"}));
+            tracing::warn!(
+                worker,
+                "worker missed its heartbeats and was dropped; its slice is free"
+            );
+            self.announce(
+                serde_json::json!({"type": "worker", "worker": worker, "state": "dropped"}),
+            );
         }
         self.changes.send_modify(|n| *n += 1);
         self.update_gauges();
@@ -565,13 +627,27 @@ pub async fn run(
     )?;
     let grpc_listener = tokio::net::TcpListener::bind(&config.grpc.listen)
         .await
-        .map_err(|e| Error::io(format!("binding cluster.grpc.listen {}", config.grpc.listen), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("binding cluster.grpc.listen {}", config.grpc.listen),
+                e,
+            )
+        })?;
     let rest_listener = tokio::net::TcpListener::bind(&config.rest.listen)
         .await
-        .map_err(|e| Error::io(format!("binding cluster.rest.listen {}", config.rest.listen), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("binding cluster.rest.listen {}", config.rest.listen),
+                e,
+            )
+        })?;
     let bound = Bound {
-        grpc: grpc_listener.local_addr().map_err(|e| Error::io("gRPC address", e))?,
-        rest: rest_listener.local_addr().map_err(|e| Error::io("REST address", e))?,
+        grpc: grpc_listener
+            .local_addr()
+            .map_err(|e| Error::io("gRPC address", e))?,
+        rest: rest_listener
+            .local_addr()
+            .map_err(|e| Error::io("REST address", e))?,
     };
     let (forwards_tx, forwards_rx) = mpsc::channel(256);
     let (events_tx, mut events_rx) = mpsc::channel(64);
@@ -589,7 +665,12 @@ pub async fn run(
     });
     coordinator.update_gauges();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(upstream::run(upstream_config, events_tx, forwards_rx, stop.clone()));
+    tasks.spawn(upstream::run(
+        upstream_config,
+        events_tx,
+        forwards_rx,
+        stop.clone(),
+    ));
     {
         let c = Arc::clone(&coordinator);
         tasks.spawn(async move {

@@ -79,7 +79,9 @@ pub(crate) struct Miner {
 
 impl std::fmt::Debug for Miner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Miner").field("threads", &self.threads).finish()
+        f.debug_struct("Miner")
+            .field("threads", &self.threads)
+            .finish()
     }
 }
 
@@ -97,7 +99,9 @@ impl Miner {
                     .append(true)
                     .open(&path)
                     .map(Mutex::new)
-                    .map_err(|e| Error::io(format!("opening worker.nonce_log {}", path.display()), e))
+                    .map_err(|e| {
+                        Error::io(format!("opening worker.nonce_log {}", path.display()), e)
+                    })
             })
             .transpose()?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -241,7 +245,9 @@ fn journal(shared: &Shared, job_id: &str, first: u64, last: Option<u64>, stride:
     let (Some(journal), Some(last)) = (&shared.journal, last) else {
         return;
     };
-    let mut file = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut file = journal
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Err(e) = writeln!(file, "{job_id} {first} {last} {stride}") {
         tracing::error!(error = %e, "writing the nonce journal failed");
     }

@@ -42,7 +42,11 @@ async fn health(State(c): State<Arc<Coordinator>>) -> Response {
         "workers": stats.workers_online,
         "pool_connected": connected,
     });
-    let code = if connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
@@ -115,11 +119,7 @@ async fn live(
 /// Prometheus text, or 503 without a recorder.
 async fn metrics(State(c): State<Arc<Coordinator>>) -> Response {
     match &c.metrics {
-        Some(render) => (
-            [("content-type", "text/plain; version=0.0.4")],
-            render(),
-        )
-            .into_response(),
+        Some(render) => ([("content-type", "text/plain; version=0.0.4")], render()).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics are off").into_response(),
     }
 }

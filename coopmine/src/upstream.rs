@@ -92,15 +92,18 @@ pub async fn run(
         let mut client = match client {
             Ok(client) => client,
             Err(reason) => {
-                send(&events, UpstreamEvent::Down {
-                    url: url.to_string(),
-                    reason,
-                    was_connected: false,
-                })
+                send(
+                    &events,
+                    UpstreamEvent::Down {
+                        url: url.to_string(),
+                        reason,
+                        was_connected: false,
+                    },
+                )
                 .await;
                 index = (index + 1) % config.urls.len();
                 failures_in_a_row += 1;
-                if failures_in_a_row % config.urls.len() == 0 {
+                if failures_in_a_row.is_multiple_of(config.urls.len()) {
                     let rounds = failures_in_a_row / config.urls.len();
                     let wait = backoff(rounds, config.retry_max);
                     tokio::select! {
@@ -114,10 +117,13 @@ pub async fn run(
         failures_in_a_row = 0;
         generation += 1;
         tracing::info!(upstream = %url, generation, "logged in upstream");
-        send(&events, UpstreamEvent::Connected {
-            url: url.to_string(),
-            generation,
-        })
+        send(
+            &events,
+            UpstreamEvent::Connected {
+                url: url.to_string(),
+                generation,
+            },
+        )
         .await;
         let end = session(
             &mut client,
@@ -139,11 +145,14 @@ pub async fn run(
             }
         };
         tracing::warn!(upstream = %url, %reason, "upstream connection ended");
-        send(&events, UpstreamEvent::Down {
-            url: url.to_string(),
-            reason,
-            was_connected: true,
-        })
+        send(
+            &events,
+            UpstreamEvent::Down {
+                url: url.to_string(),
+                reason,
+                was_connected: true,
+            },
+        )
         .await;
         index = next;
     }
@@ -151,7 +160,9 @@ pub async fn run(
 
 /// Doubling waits from 1 s up to `max`.
 fn backoff(rounds: usize, max: Duration) -> Duration {
-    let exp = u32::try_from(rounds.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    let exp = u32::try_from(rounds.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
     Duration::from_secs(1u64 << exp).min(max)
 }
 
@@ -204,11 +215,14 @@ async fn session(
         if client.job.job_id != last_job {
             last_job.clone_from(&client.job.job_id);
             last_job_at = Instant::now();
-            send(events, UpstreamEvent::Job {
-                job: client.job.clone(),
-                url: url.clone(),
-                generation,
-            })
+            send(
+                events,
+                UpstreamEvent::Job {
+                    job: client.job.clone(),
+                    url: url.clone(),
+                    generation,
+                },
+            )
             .await;
         }
         tokio::select! {
@@ -241,7 +255,11 @@ async fn session(
 
 /// Submits one share; `Err` only when the connection failed (the share is then answered as
 /// not forwarded).
-async fn forward(client: &mut StratumClient, generation: u64, share: Forward) -> Result<(), String> {
+async fn forward(
+    client: &mut StratumClient,
+    generation: u64,
+    share: Forward,
+) -> Result<(), String> {
     if share.generation != generation {
         let stale = Err("stale: its upstream connection has ended".to_owned());
         if share.reply.send(stale).is_err() {

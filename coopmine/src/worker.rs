@@ -20,7 +20,11 @@ use crate::proto::{HeartbeatRequest, RegisterRequest, ShareRequest, StreamJobsRe
 
 /// A gRPC failure as an error.
 fn grpc(what: &str, status: &tonic::Status) -> Error {
-    Error::Grpc(format!("{what}: {} ({:?})", status.message(), status.code()))
+    Error::Grpc(format!(
+        "{what}: {} ({:?})",
+        status.message(),
+        status.code()
+    ))
 }
 
 /// Runs the worker until `stop`.
@@ -42,7 +46,8 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<()> {
                     failures = 0;
                 }
                 failures += 1;
-                let wait = Duration::from_millis(250 * (1u64 << failures.min(8))).min(config.retry_max);
+                let wait =
+                    Duration::from_millis(250 * (1u64 << failures.min(8))).min(config.retry_max);
                 tracing::warn!(error = %e, retry_in = ?wait, "lost the coordinator; reconnecting");
                 tokio::select! {
                     () = stop.cancelled() => break,
@@ -51,7 +56,10 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<()> {
             }
         }
     }
-    if tokio::task::spawn_blocking(move || miner.stop()).await.is_err() {
+    if tokio::task::spawn_blocking(move || miner.stop())
+        .await
+        .is_err()
+    {
         tracing::error!("stopping the hashing threads failed");
     }
     Ok(())
@@ -60,7 +68,11 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<()> {
 /// A gRPC channel to the coordinator at `address` (host:port) over TLS through `connector`
 /// (which presents the worker's certificate), checking the coordinator's certificate names
 /// `server_name`.
-pub async fn channel(address: &str, server_name: &str, connector: &TlsConnector) -> Result<Channel> {
+pub async fn channel(
+    address: &str,
+    server_name: &str,
+    connector: &TlsConnector,
+) -> Result<Channel> {
     let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| {
         Error::Config {
             key: "worker.server_name",

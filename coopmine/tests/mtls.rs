@@ -83,7 +83,8 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     assert!(refused.contains("CertificateRequired"), "{refused}");
 
     // A certificate from another CA, with the same worker name.
-    let foreign = adit_protocol::tls::connector(Some(&ca), Some(&identity(&theirs, "rig1"))).unwrap();
+    let foreign =
+        adit_protocol::tls::connector(Some(&ca), Some(&identity(&theirs, "rig1"))).unwrap();
     let refused_foreign = register(&addr, &foreign).await.unwrap_err();
     // The foreign CA has the same name as ours, so its signature is what fails.
     assert!(refused_foreign.contains("fatal alert"), "{refused_foreign}");
@@ -93,11 +94,16 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     assert_eq!(register(&addr, &good).await.unwrap(), "rig1");
     let channel = worker::channel(&addr, "localhost", &good).await.unwrap();
     let stats = CoordinatorClient::new(channel)
-        .get_worker_stats(WorkerStatsRequest { worker: String::new() })
+        .get_worker_stats(WorkerStatsRequest {
+            worker: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((stats.worker.as_str(), stats.online, stats.slice), ("rig1", true, 0));
+    assert_eq!(
+        (stats.worker.as_str(), stats.online, stats.slice),
+        ("rig1", true, 0)
+    );
 
     // The REST API lists only the worker that got in, and says the upstream is down.
     let workers: serde_json::Value = reqwest::get(format!("http://{}/api/workers", bound.rest))
@@ -107,11 +113,17 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
         .await
         .unwrap();
     assert_eq!(workers.as_array().unwrap().len(), 1, "{workers}");
-    let health = reqwest::get(format!("http://{}/health", bound.rest)).await.unwrap();
+    let health = reqwest::get(format!("http://{}/health", bound.rest))
+        .await
+        .unwrap();
     assert_eq!(health.status().as_u16(), 503);
     let health: serde_json::Value = health.json().await.unwrap();
     assert_eq!(
-        (health["status"].as_str(), health["workers"].as_u64(), health["pool_connected"].as_bool()),
+        (
+            health["status"].as_str(),
+            health["workers"].as_u64(),
+            health["pool_connected"].as_bool()
+        ),
         (Some("degraded"), Some(1), Some(false))
     );
     stop.cancel();

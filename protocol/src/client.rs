@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf,
+};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::codec::{
@@ -86,7 +88,11 @@ impl FromStr for PoolUrl {
 
 impl std::fmt::Display for PoolUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "stratum+ssl" } else { "stratum+tcp" };
+        let scheme = if self.tls {
+            "stratum+ssl"
+        } else {
+            "stratum+tcp"
+        };
         if self.host.contains(':') {
             write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
@@ -134,11 +140,10 @@ pub async fn connect(url: &PoolUrl, options: &ClientOptions) -> Result<Connectio
             return Ok(Box::new(tcp) as Connection);
         }
         let connector = tls::connector(options.tls_ca.as_deref(), None)?;
-        let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
-            Error::Tls {
+        let name =
+            rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| Error::Tls {
                 reason: format!("server name {}: {e}", url.host),
-            }
-        })?;
+            })?;
         let stream = connector.connect(name, tcp).await.map_err(|e| Error::Tls {
             reason: format!("handshake with {url}: {e}"),
         })?;
@@ -286,11 +291,10 @@ impl StratumClient {
             reason: format!("pool sent invalid JSON: {e}"),
         })?;
         if message["method"] == "job" {
-            self.job = serde_json::from_value(message["params"].clone()).map_err(|e| {
-                Error::Client {
+            self.job =
+                serde_json::from_value(message["params"].clone()).map_err(|e| Error::Client {
                     reason: format!("pool sent an invalid job: {e}"),
-                }
-            })?;
+                })?;
         }
         Ok(Some(message))
     }
@@ -422,12 +426,14 @@ impl StratumClient {
         let difficulty = decode_target(&self.job.target)?;
         let mut blob = hex::decode(&self.job.blob).map_err(|e| bad("blob", &e))?;
         let offset = nonce_offset(&blob)?;
-        HASHER.with_borrow_mut(|hasher| loop {
-            self.nonce = self.nonce.wrapping_add(1);
-            put_nonce(&mut blob, offset, self.nonce);
-            let hash = crate::randomx::hash_with(hasher, &seed, &blob)?;
-            if meets_difficulty(&hash, difficulty) {
-                return Ok((nonce_hex(self.nonce), hex::encode(hash)));
+        HASHER.with_borrow_mut(|hasher| {
+            loop {
+                self.nonce = self.nonce.wrapping_add(1);
+                put_nonce(&mut blob, offset, self.nonce);
+                let hash = crate::randomx::hash_with(hasher, &seed, &blob)?;
+                if meets_difficulty(&hash, difficulty) {
+                    return Ok((nonce_hex(self.nonce), hex::encode(hash)));
+                }
             }
         })
     }
@@ -496,13 +502,24 @@ mod tests {
     #[test]
     fn parses_pool_urls() {
         let url: PoolUrl = "stratum+ssl://pool.example:443".parse().unwrap();
-        assert_eq!((url.host.as_str(), url.port, url.tls), ("pool.example", 443, true));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.tls),
+            ("pool.example", 443, true)
+        );
         let url: PoolUrl = "stratum+tcp://127.0.0.1:3333/".parse().unwrap();
-        assert_eq!((url.host.as_str(), url.port, url.tls), ("127.0.0.1", 3333, false));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.tls),
+            ("127.0.0.1", 3333, false)
+        );
         let url: PoolUrl = "[::1]:3333".parse().unwrap();
         assert_eq!((url.host.as_str(), url.tls), ("::1", false));
         assert_eq!(url.to_string(), "stratum+tcp://[::1]:3333");
-        for bad in ["http://x:1", "stratum+tcp://x", "stratum+tcp://:1", "x:port"] {
+        for bad in [
+            "http://x:1",
+            "stratum+tcp://x",
+            "stratum+tcp://:1",
+            "x:port",
+        ] {
             assert!(bad.parse::<PoolUrl>().is_err(), "{bad}");
         }
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+pub use crate::id::Id;
 
 /// The JSON-RPC version string every message carries.
 const JSONRPC: &str = "2.0";
@@ -103,18 +104,6 @@ pub fn to_line<T: Serialize>(message: &T) -> Result<Vec<u8>> {
     let mut line = serde_json::to_vec(message).map_err(Error::Encode)?;
     line.push(b'\n');
     Ok(line)
-}
-
-/// A JSON-RPC request id. XMRig numbers its requests; strings and `null` are valid JSON-RPC too.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Id {
-    /// A numeric id, as XMRig sends.
-    Number(i64),
-    /// A string id.
-    String(String),
-    /// No id, or `null`.
-    Null,
 }
 
 /// A request from a miner.

@@ -1,7 +1,7 @@
 //! The protocol layer's one error type: what the codec, targets, RandomX, TLS and the client can
 //! refuse or fail at, with the context a caller needs to answer a miner or log the cause.
 
-use crate::codec::Id;
+use crate::id::Id;
 
 /// What went wrong in the Stratum protocol layer.
 ///

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod codec;
 mod error;
+mod id;
 pub mod randomx;
 pub mod target;
 pub mod tls;

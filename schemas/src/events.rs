@@ -618,7 +618,9 @@ impl Event for ClusterUpstream {
     fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_token("cluster", &self.cluster)?;
         if !matches!(self.state.as_str(), "connected" | "disconnected" | "failed") {
-            return Err(Invalid::new("state must be connected, disconnected or failed"));
+            return Err(Invalid::new(
+                "state must be connected, disconnected or failed",
+            ));
         }
         policy.check_ts(self.ts, now)
     }

@@ -22,9 +22,9 @@ pub use arrow_rows::{stamped_batch, to_batch};
 pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 pub use error::{Error, Result};
 pub use events::{
-    AnyEvent, Block, BlockStatus, EnergyReading, EnergySource, Event, EventKind, GridSignal,
-    GridSignalKind, ClusterShare, ClusterUpstream, HashrateSample, MinerState, MinerStatus, NoteAction, SensorKind, SensorReading,
-    Share, ViolationNote,
+    AnyEvent, Block, BlockStatus, ClusterShare, ClusterUpstream, EnergyReading, EnergySource,
+    Event, EventKind, GridSignal, GridSignalKind, HashrateSample, MinerState, MinerStatus,
+    NoteAction, SensorKind, SensorReading, Share, ViolationNote,
 };
 pub use overrides::{Override, OverrideKind};
 pub use validate::{Invalid, ValidationPolicy};

@@ -34,8 +34,15 @@ pub struct ClusterBench {
 
 /// Runs the benchmark and prints its report.
 pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
-    anyhow::ensure!(bench.workers >= 1 && bench.threads >= 1, "at least one worker and thread");
-    let mode = if bench.light { HashMode::Light } else { HashMode::Fast };
+    anyhow::ensure!(
+        bench.workers >= 1 && bench.threads >= 1,
+        "at least one worker and thread"
+    );
+    let mode = if bench.light {
+        HashMode::Light
+    } else {
+        HashMode::Fast
+    };
     let window = Duration::from_secs(bench.seconds);
     let node = Node::Sim(SimChain::new(SimConfig {
         difficulty: u64::MAX / 2,
@@ -57,7 +64,13 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
             .map(|_| {
                 let blob = blob.clone();
                 tokio::task::spawn_blocking(move || {
-                    adit_coopmine::miner::standalone_hashrate(bench.threads, mode, &seed, &blob, window)
+                    adit_coopmine::miner::standalone_hashrate(
+                        bench.threads,
+                        mode,
+                        &seed,
+                        &blob,
+                        window,
+                    )
                 })
             })
             .collect();
@@ -78,13 +91,15 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
         workers: names.clone(),
         cluster: "bench".into(),
     })?;
-    let mut config = ClusterConfig::default();
-    config.id = "bench".into();
+    let mut config = ClusterConfig {
+        id: "bench".into(),
+        share_difficulty: bench.difficulty,
+        verify_mode: mode,
+        heartbeat: Duration::from_secs(1),
+        ..ClusterConfig::default()
+    };
     config.pool.address = vec![format!("stratum+tcp://{pool_addr}")];
     config.pool.wallet = format!("{WALLET}+{}.bench", bench.difficulty);
-    config.share_difficulty = bench.difficulty;
-    config.verify_mode = mode;
-    config.heartbeat = Duration::from_secs(1);
     config.grpc.listen = "127.0.0.1:0".into();
     config.rest.listen = "127.0.0.1:0".into();
     config.grpc.cert = dir.path().join("coordinator.pem");
@@ -148,8 +163,19 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
             (seconds > 0.0).then(|| (h1 - h0) as f64 / seconds)
         })
         .sum();
-    let spread = if accepted > 0 { 2.0 / (accepted as f64).sqrt() } else { 1.0 };
-    println!("cluster benchmark ({} worker(s) × {} thread(s), {} mode, share difficulty {}, warm-up {:.0} s)", bench.workers, bench.threads, mode.name(), bench.difficulty, started.as_secs_f64());
+    let spread = if accepted > 0 {
+        2.0 / (accepted as f64).sqrt()
+    } else {
+        1.0
+    };
+    println!(
+        "cluster benchmark ({} worker(s) × {} thread(s), {} mode, share difficulty {}, warm-up {:.0} s)",
+        bench.workers,
+        bench.threads,
+        mode.name(),
+        bench.difficulty,
+        started.as_secs_f64()
+    );
     println!("  standalone, sum of workers      {standalone:>10.1} H/s   (baseline)");
     println!(
         "  cluster, as the pool measures   {pool_rate:>10.1} H/s   ratio {:.3} ± {:.3} (2σ, {accepted} shares accepted, {rejected} refused)",

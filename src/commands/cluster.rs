@@ -9,7 +9,10 @@ use crate::cli::{CertsArgs, CoordinatorArgs, WorkerArgs};
 use crate::config::Config;
 
 /// The config with `adit coordinator`'s flags applied, validated.
-pub(super) fn coordinator_config(mut config: Config, args: CoordinatorArgs) -> anyhow::Result<Config> {
+pub(super) fn coordinator_config(
+    mut config: Config,
+    args: CoordinatorArgs,
+) -> anyhow::Result<Config> {
     let cluster = &mut config.cluster;
     if let Some(id) = args.cluster {
         cluster.id = id;

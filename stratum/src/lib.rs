@@ -23,14 +23,14 @@ mod stats;
 mod vardiff;
 mod verify;
 
-pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
-pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
 pub use adit_protocol::{
     Call, ErrorObject, Id, Job, JobNotification, LineDecoder, LoginParams, LoginResult,
     RandomXHasher, Request, Response, ServerMessage, SessionParams, SharedDataset, StatusResult,
     StratumClient, SubmitParams, TlsFiles, decode_target, encode_target, encode_target32,
     encode_target64, meets_difficulty, mine_until, parse_request, parse_server_message, to_line,
 };
+pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
+pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{JobFactory, JobRecord, RecentJobs, Work};

@@ -319,7 +319,8 @@ async fn miners_can_connect_over_tls() {
     };
     let h = start(1_000_000_000_000, config).await;
 
-    let connector = adit_protocol::tls::connector(Some(&dir.path().join("pool.pem")), None).unwrap();
+    let connector =
+        adit_protocol::tls::connector(Some(&dir.path().join("pool.pem")), None).unwrap();
     let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
