@@ -10,10 +10,14 @@ use adit_protocol::{codec, randomx, target, tls};
 
 mod blob;
 mod breaker;
+mod chain;
+mod connection;
 mod error;
 mod guard;
+mod handlers;
 mod jobs;
 pub mod maturity;
+mod monerod;
 mod node;
 mod pool;
 mod server;
@@ -31,13 +35,19 @@ pub use adit_protocol::{
 };
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
+pub use chain::{BlockHeader, NodeInfo, Template, Tip};
+pub use connection::serve;
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{JobFactory, JobRecord, RecentJobs, Work};
-pub use node::{BlockHeader, MoneroRpc, Node, NodeInfo, RpcConfig, Template, Tip, watch_tip};
+pub use monerod::{MoneroRpc, RpcConfig};
+pub use node::{Node, watch_tip};
 pub use pool::{PoolConfig, fetch_work, run as run_pool};
-pub use server::{BlockFound, Pool, ServerConfig, serve};
-pub use session::{Candidate, Identity, Reject, Session, Verdict, judge, parse_login};
+pub use server::{Pool, ServerConfig};
+pub use session::{
+    BlockFound, Candidate, Identity, Outcome, Reject, Session, SubmitContext, Verdict, judge,
+    parse_login,
+};
 pub use simchain::{SimChain, SimConfig};
 pub use stats::PoolStats;
 pub use vardiff::{Retarget, VardiffConfig, VardiffState, retarget};

@@ -15,8 +15,9 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::chain::{BlockHeader, Tip};
 use crate::error::{Error, Result};
-use crate::node::{BlockHeader, Node, Tip};
+use crate::node::Node;
 
 /// How often pending blocks are checked even without a new tip.
 const CHECK_EVERY: Duration = Duration::from_secs(30);

@@ -18,10 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+use crate::chain::Tip;
+use crate::connection::serve;
 use crate::error::{Error, Result};
 use crate::jobs::Work;
-use crate::node::{Node, Tip, watch_tip};
-use crate::server::{BlockFound, Pool, ServerConfig, serve};
+use crate::node::{Node, watch_tip};
+use crate::server::{Pool, ServerConfig};
+use crate::session::BlockFound;
 use crate::stats::PoolStats;
 
 /// Bytes reserved in each template for the per-miner extra nonce.
@@ -401,7 +404,7 @@ fn backoff() -> impl Iterator<Item = Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::{MoneroRpc, RpcConfig};
+    use crate::monerod::{MoneroRpc, RpcConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn found(height: u64) -> BlockFound {

@@ -1,7 +1,13 @@
 //! One miner's session as pure decisions: login, the validation order of a submitted share
-//! before and after its RandomX hash, and vardiff. No sockets, no clocks: `now` is passed in.
+//! before and after its RandomX hash, what follows from it (the reply, the share event, a
+//! block candidate, a penalty, a new job), and vardiff. No sockets, no clocks: `now` is passed
+//! in. The connection hashes between [`Session::precheck`] and [`Session::conclude`] and
+//! carries out the [`Outcome`].
 
 use std::sync::Arc;
+
+use adit_schemas::Share;
+use chrono::{DateTime, Utc};
 
 use crate::codec::{Job, LoginParams, SubmitParams};
 use crate::error::Result;
@@ -165,6 +171,62 @@ pub fn judge(candidate: &Candidate, hash: &[u8; 32]) -> Verdict {
     }
 }
 
+/// A share that is also a block, for the node to judge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockFound {
+    /// The full block blob (hex) to submit.
+    pub blob_hex: String,
+    /// Its id (hex).
+    pub hash: String,
+    /// Height.
+    pub height: u64,
+    /// Miner who found it.
+    pub miner: String,
+    /// Worker who found it.
+    pub worker: String,
+    /// Job of the share that found it.
+    pub job_id: String,
+    /// Nonce of the share that found it, as recorded in the share event.
+    pub nonce: String,
+    /// Reward in atomic units.
+    pub reward: u64,
+    /// Network difficulty.
+    pub network_difficulty: u64,
+}
+
+/// What a share is judged with besides the session: the pool, the chain and the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmitContext<'a> {
+    /// The pool's name, for the share event.
+    pub pool: &'a str,
+    /// Height of the current work.
+    pub tip_height: u64,
+    /// Network difficulty of the current work (vardiff's ceiling).
+    pub network_difficulty: u64,
+    /// Vardiff rules.
+    pub vardiff: &'a VardiffConfig,
+    /// Monotonic milliseconds, for vardiff.
+    pub now_ms: u64,
+    /// Wall-clock time, for the event.
+    pub now: DateTime<Utc>,
+}
+
+/// Everything that follows from one submission, for the connection to carry out in order:
+/// publish the share, hand over the block, answer, score the IP, push a new job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The verdict: the answer is `{"status":"OK"}` or the refusal's message.
+    pub verdict: Verdict,
+    /// The share event, when the submission named a job and a nonce.
+    pub share: Option<Share>,
+    /// The block candidate, when the share is one.
+    pub block: Option<BlockFound>,
+    /// Whether the IP's ban score goes up (an invalid share) — a valid one takes one off.
+    pub penalty: bool,
+    /// The session's new difficulty, when vardiff changed it: push a new job.
+    pub retarget: Option<u64>,
+}
+
 /// One logged-in miner.
 #[derive(Debug)]
 pub struct Session {
@@ -240,6 +302,79 @@ impl Session {
         })
     }
 
+    /// Everything after hashing: the verdict on `checked` (with `hash`, its recomputed RandomX
+    /// hash, when it passed [`Session::precheck`]), the share event, the block candidate, the
+    /// penalty and vardiff.
+    pub fn conclude(
+        &mut self,
+        params: &SubmitParams,
+        checked: std::result::Result<&Candidate, Reject>,
+        hash: Option<&[u8; 32]>,
+        ctx: &SubmitContext<'_>,
+    ) -> Outcome {
+        let verdict = match (checked, hash) {
+            (Err(reject), _) => Verdict::Rejected(reject),
+            (Ok(candidate), Some(hash)) => judge(candidate, hash),
+            (Ok(_), None) => Verdict::Rejected(Reject::WrongHash),
+        };
+        let candidate = checked.ok();
+        let accepted = !matches!(verdict, Verdict::Rejected(_));
+        // What the share was judged against: its job's difficulty and height, also for a stale
+        // or duplicate share whose job the session still remembers.
+        let (difficulty, height) = candidate
+            .map(|c| (c.difficulty, c.height))
+            .or_else(|| self.jobs.judged_against(&params.job_id))
+            .unwrap_or((self.vardiff.difficulty, ctx.tip_height));
+        let share = Share {
+            pool: ctx.pool.to_owned(),
+            miner: self.identity.miner.clone(),
+            worker: self.identity.worker.clone(),
+            job_id: params.job_id.chars().take(64).collect(),
+            nonce: params
+                .nonce
+                .chars()
+                .take(16)
+                .collect::<String>()
+                .to_ascii_lowercase(),
+            difficulty,
+            height,
+            accepted,
+            reason: match verdict {
+                Verdict::Rejected(r) => Some(r.reason().to_owned()),
+                Verdict::Share | Verdict::Block => None,
+            },
+            ts: ctx.now,
+        };
+        // Refused at parsing (no job or nonce): nothing a share event could name.
+        let share = (!share.job_id.is_empty() && !share.nonce.is_empty()).then_some(share);
+        let block = match (verdict, candidate, &share) {
+            (Verdict::Block, Some(c), Some(share)) => Some(BlockFound {
+                blob_hex: hex::encode(&c.block_blob),
+                hash: hex::encode(crate::blob::block_id(&c.hashing_blob)),
+                height: c.height,
+                miner: self.identity.miner.clone(),
+                worker: self.identity.worker.clone(),
+                job_id: share.job_id.clone(),
+                nonce: share.nonce.clone(),
+                reward: c.reward,
+                network_difficulty: c.network_difficulty,
+            }),
+            _ => None,
+        };
+        let retarget = if accepted {
+            self.accepted(difficulty, ctx.vardiff, ctx.now_ms, ctx.network_difficulty)
+        } else {
+            None
+        };
+        Outcome {
+            verdict,
+            share,
+            block,
+            penalty: matches!(verdict, Verdict::Rejected(r) if r.is_invalid()),
+            retarget,
+        }
+    }
+
     /// Records an accepted share and retargets; returns the new difficulty when it changes
     /// (a fixed `+difficulty` from the login is kept).
     pub fn accepted(
@@ -286,6 +421,92 @@ mod tests {
         assert_eq!(id.worker, "worker9");
         assert!(parse_login(&login("", "x", None)).is_none());
         assert!(parse_login(&login("bad address!", "x", None)).is_none());
+    }
+
+    /// A session on a simulated-chain template at network difficulty `network`, with one job
+    /// at share difficulty 1; returns it and the job.
+    fn session_with_job(network: u64) -> (Session, Job) {
+        let sim = crate::simchain::SimChain::new(crate::simchain::SimConfig {
+            difficulty: network,
+            ..Default::default()
+        })
+        .unwrap();
+        let t = sim.get_block_template("44abc", 8).unwrap();
+        let work = Arc::new(Work {
+            height: t.height,
+            network_difficulty: t.difficulty,
+            seed_hash: t.seed_hash,
+            next_seed_hash: None,
+            reward: t.expected_reward,
+            template: t.block_template().unwrap(),
+        });
+        let identity = parse_login(&login("44abc.rig1", "x", None)).unwrap();
+        let mut session = Session::new("s1".into(), identity, 7, 1, 0);
+        let job = session.new_job(&JobFactory::new(1), &work).unwrap();
+        (session, job)
+    }
+
+    fn submit(job: &Job, nonce: &str, result: &str) -> SubmitParams {
+        SubmitParams {
+            id: "s1".into(),
+            job_id: job.job_id.clone(),
+            nonce: nonce.into(),
+            result: result.into(),
+            algo: None,
+        }
+    }
+
+    #[test]
+    fn conclude_turns_a_verdict_into_everything_that_follows() {
+        let vardiff = VardiffConfig::default();
+        let ctx = SubmitContext {
+            pool: "main",
+            tip_height: 1,
+            network_difficulty: 1,
+            vardiff: &vardiff,
+            now_ms: 1_000,
+            now: Utc::now(),
+        };
+        // Network difficulty 1: any share whose hash is right is a block.
+        let (mut session, job) = session_with_job(1);
+        let params = submit(&job, "01000000", &"00".repeat(32));
+        let candidate = session.precheck(&params, 1).unwrap();
+        let hash = candidate.claimed;
+        let out = session.conclude(&params, Ok(&candidate), Some(&hash), &ctx);
+        assert_eq!(out.verdict, Verdict::Block);
+        assert!(!out.penalty);
+        let share = out.share.unwrap();
+        assert!(share.accepted && share.reason.is_none());
+        assert_eq!(
+            (share.miner.as_str(), share.worker.as_str()),
+            ("44abc", "rig1")
+        );
+        let block = out.block.unwrap();
+        assert_eq!(
+            (block.nonce.as_str(), block.job_id),
+            ("01000000", job.job_id.clone())
+        );
+
+        // A forged hash: refused, scored, recorded as a rejected share, no block.
+        let params = submit(&job, "02000000", &"11".repeat(32));
+        let candidate = session.precheck(&params, 1).unwrap();
+        let out = session.conclude(&params, Ok(&candidate), Some(&[0x22; 32]), &ctx);
+        assert_eq!(out.verdict, Verdict::Rejected(Reject::WrongHash));
+        assert!(out.penalty && out.block.is_none() && out.retarget.is_none());
+        assert_eq!(out.share.unwrap().reason.as_deref(), Some("wrong_hash"));
+
+        // Stale: refused without a penalty, and the event still names the job's difficulty.
+        let params = submit(&job, "03000000", &"00".repeat(32));
+        let stale = session.precheck(&params, 2).map(|_| ()).unwrap_err();
+        let out = session.conclude(&params, Err(stale), None, &ctx);
+        assert_eq!(out.verdict, Verdict::Rejected(Reject::Stale));
+        assert!(!out.penalty);
+        assert_eq!(out.share.unwrap().difficulty, 1);
+
+        // Nothing to name: no event.
+        let params = submit(&job, "", "");
+        let out = session.conclude(&params, Err(Reject::MalformedNonce), None, &ctx);
+        assert!(out.share.is_none() && out.penalty);
     }
 
     #[test]

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 use crate::blob::{Reader, block_id, hashing_blob, write_varint};
+use crate::chain::{BlockHeader, NodeInfo, Template};
 use crate::error::{Error, Result};
-use crate::node::{BlockHeader, NodeInfo, Template};
 use crate::randomx::RandomXHasher;
 use crate::target::meets_difficulty;
 

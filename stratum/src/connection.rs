@@ -1,0 +1,194 @@
+//! The Stratum server's I/O: the accept loop with admission control, and one task per
+//! connection that reads bounded lines, hands each to its handler, pushes new jobs and retargets
+//! on time, and writes the answers.
+//!
+//! `serve(listener, pool, shutdown)` runs until `shutdown` is cancelled, then stops accepting,
+//! lets every connection finish the request in hand (including its RandomX verification), and
+//! returns when they have closed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{Id, LineDecoder, Response, to_line};
+use crate::jobs::Work;
+use crate::server::Pool;
+use crate::session::Session;
+
+/// How often a connection checks whether its miner's difficulty should change on time alone.
+const RETARGET_TICK: Duration = Duration::from_secs(5);
+
+/// Accepts miners on `listener` until `shutdown`, then drains the connections.
+pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: CancellationToken) {
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ip = peer.ip();
+        if let Err(refusal) = pool.guard().admit(ip, Instant::now()) {
+            metrics::counter!("adit_pool_connections_refused_total", "reason" => refusal.reason())
+                .increment(1);
+            drop(stream);
+            continue;
+        }
+        let (pool, token) = (pool.clone(), shutdown.clone());
+        stream.set_nodelay(true).ok();
+        conns.spawn(async move {
+            match &pool.tls {
+                None => connection(stream, peer, &pool, token).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(pool.config.login_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => connection(tls, peer, &pool, token).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            pool.guard().release(ip);
+        });
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// What a handled line asks the connection to do next.
+pub(crate) enum Next {
+    /// Keep going.
+    Continue,
+    /// Close the connection.
+    Close,
+}
+
+/// One connection's state.
+pub(crate) struct Conn<'a, W> {
+    /// The shared pool.
+    pub(crate) pool: &'a Pool,
+    /// Peer address.
+    pub(crate) ip: IpAddr,
+    /// The socket's write half.
+    pub(crate) out: W,
+    /// The logged-in session.
+    pub(crate) session: Option<Session>,
+    /// The current work, as this connection last saw it.
+    pub(crate) work: watch::Receiver<Arc<Work>>,
+}
+
+async fn connection<S>(stream: S, peer: SocketAddr, pool: &Pool, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut rd, out) = tokio::io::split(stream);
+    let mut conn = Conn {
+        pool,
+        ip: peer.ip(),
+        out,
+        session: None,
+        work: pool.work.clone(),
+    };
+    let mut decoder = LineDecoder::new(pool.config.max_line);
+    let mut buf = vec![0u8; 1024];
+    let mut deadline = Instant::now() + pool.config.login_timeout;
+    let mut retarget = tokio::time::interval(RETARGET_TICK);
+    retarget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => break,
+            changed = conn.work.changed() => {
+                if changed.is_err() || conn.push_job().await.is_err() {
+                    break;
+                }
+            }
+            _ = retarget.tick() => {
+                if conn.retarget_on_time().await.is_err() {
+                    break;
+                }
+            }
+            read = rd.read(&mut buf) => {
+                let n = match read { Ok(0) | Err(_) => break, Ok(n) => n };
+                decoder.push(&buf[..n]);
+                if matches!(conn.drain(&mut decoder).await, Next::Close) {
+                    break;
+                }
+                if conn.session.is_some() {
+                    deadline = Instant::now() + pool.config.idle_timeout;
+                }
+            }
+        }
+    }
+    if conn.session.is_some() {
+        metrics::gauge!("adit_pool_miners_connected").decrement(1.0);
+        metrics::gauge!("pool_active_miners").decrement(1.0);
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Conn<'_, W> {
+    pub(crate) async fn send<T: serde::Serialize>(&mut self, message: &T) -> std::io::Result<()> {
+        let line = to_line(message).map_err(std::io::Error::other)?;
+        self.out.write_all(&line).await
+    }
+
+    pub(crate) async fn error(&mut self, id: Id, message: &str) -> std::io::Result<()> {
+        self.send(&Response::<serde_json::Value>::error(id, -1, message))
+            .await
+    }
+
+    /// An error answer sent just before closing or penalising: a miner already gone is only
+    /// logged, as there is nothing left to tell it.
+    pub(crate) async fn farewell(&mut self, id: Id, message: &str) {
+        if let Err(e) = self.error(id, message).await {
+            tracing::debug!(ip = %self.ip, error = %e, message, "a miner was gone before its answer");
+        }
+    }
+
+    /// Handles every complete line in the decoder.
+    async fn drain(&mut self, decoder: &mut LineDecoder) -> Next {
+        loop {
+            let line = match decoder.next_line() {
+                Ok(Some(line)) => line.to_vec(),
+                Ok(None) => return Next::Continue,
+                Err(_) => {
+                    metrics::counter!("adit_pool_protocol_errors_total", "kind" => "line_too_long")
+                        .increment(1);
+                    return Next::Close;
+                }
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if matches!(self.line(&line).await, Next::Close) {
+                return Next::Close;
+            }
+        }
+    }
+
+    /// Scores a bad message; closes the connection once the IP is banned.
+    pub(crate) fn penalise(&self) -> Next {
+        if self.pool.guard().record(self.ip, true, Instant::now()) {
+            tracing::info!(ip = %self.ip, "banned for invalid input");
+            Next::Close
+        } else {
+            Next::Continue
+        }
+    }
+}
