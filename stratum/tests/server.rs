@@ -350,6 +350,26 @@ async fn miners_can_connect_over_tls() {
         "a share over TLS is accepted: {reply}"
     );
 
+    // The protocol crate's client over stratum+ssl, trusting the pool's certificate: logs in,
+    // mines a share and has it accepted (how a cluster coordinator reaches a TLS pool).
+    let url: adit_protocol::PoolUrl = format!("stratum+ssl://localhost:{}", h.addr.port())
+        .parse()
+        .unwrap();
+    let options = adit_protocol::ClientOptions {
+        tls_ca: Some(dir.path().join("pool.pem")),
+        ..Default::default()
+    };
+    let mut client = StratumClient::login_url(&url, &format!("{WALLET}+1.tls"), "x", &options)
+        .await
+        .unwrap();
+    let (nonce, result) = client.mine().unwrap();
+    let job_id = client.job.job_id.clone();
+    let status = client.submit_share(&job_id, &nonce, &result).await.unwrap();
+    assert_eq!(status.status, "OK");
+    // Without the pool's CA, the Web PKI roots do not trust a self-signed pool.
+    let untrusted = StratumClient::login_url(&url, WALLET, "x", &Default::default()).await;
+    assert!(untrusted.is_err());
+
     // A plain-text client gets no Stratum answer from the TLS port.
     let mut plain = StratumClient::connect_from(h.addr, [127, 0, 0, 6])
         .await

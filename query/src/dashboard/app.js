@@ -1441,10 +1441,15 @@ function clusterSection(ctx, cluster) {
     const rows = await workers();
     return { text: String(rows.length), value: rows.length };
   });
-  const sharesSql = `SELECT sum(CASE WHEN accepted THEN 1 ELSE 0 END) AS accepted, sum(CASE WHEN accepted THEN 0 ELSE 1 END) AS rejected FROM shares WHERE worker = ${lit(cluster)} AND ts > now() - INTERVAL '1 hour'`;
-  stat(ctx, stats, { label: 'Shares forwarded (1 h)', testid: `cluster-shares-${cluster}` }, async () => {
-    const r = (await sql(sharesSql, ['shares']))[0] || {};
-    return { text: fmt.int(r.accepted ?? 0), value: r.accepted ?? 0, sql: sharesSql, sub: `${fmt.int(r.rejected ?? 0)} rejected` };
+  const sharesSql = `SELECT sum(CASE WHEN forwarded AND upstream_verdict = 'accepted' THEN 1 ELSE 0 END) AS accepted, sum(CASE WHEN forwarded AND upstream_verdict <> 'accepted' THEN 1 ELSE 0 END) AS refused, sum(CASE WHEN valid THEN difficulty ELSE 0 END) / 3600.0 AS measured_hs, sum(CASE WHEN valid THEN 0 ELSE 1 END) AS invalid FROM cluster_shares WHERE cluster = ${lit(cluster)} AND ts > now() - INTERVAL '1 hour'`;
+  const shares = memo(3000, () => sql(sharesSql, ['cluster_shares']));
+  stat(ctx, stats, { label: 'Shares accepted upstream (1 h)', testid: `cluster-shares-${cluster}` }, async () => {
+    const r = (await shares())[0] || {};
+    return { text: fmt.int(r.accepted ?? 0), value: r.accepted ?? 0, sql: sharesSql, sub: `${fmt.int(r.refused ?? 0)} refused upstream, ${fmt.int(r.invalid ?? 0)} invalid` };
+  });
+  stat(ctx, stats, { label: 'Measured hashrate (1 h)', testid: `cluster-measured-${cluster}` }, async () => {
+    const r = (await shares())[0] || {};
+    return { text: fmt.hash(r.measured_hs ?? 0), value: r.measured_hs ?? 0, sql: sharesSql, sub: 'work of valid shares / hour' };
   });
   const grid = h('div', { class: 'grid-2' });
   el.append(grid);
