@@ -93,6 +93,51 @@ const METRICS: &[Metric] = &[
         "Found blocks not yet confirmed or orphaned.",
     ),
     m(
+        "coopmine_workers_total",
+        Gauge,
+        Zero,
+        "Cluster workers the coordinator knows, online or not.",
+    ),
+    m(
+        "coopmine_workers_online",
+        Gauge,
+        Zero,
+        "Cluster workers holding a nonce slice (registered and heartbeating).",
+    ),
+    m(
+        "coopmine_hashrate_total",
+        Gauge,
+        Zero,
+        "The cluster's hashrate measured from its workers' valid shares, H/s.",
+    ),
+    m(
+        "coopmine_shares_total",
+        Counter,
+        ZeroEach(
+            "status",
+            &["valid", "invalid", "forwarded", "upstream_accepted", "upstream_rejected"],
+        ),
+        "Shares cluster workers sent, by what became of them.",
+    ),
+    m(
+        "coopmine_upstream_connected",
+        Gauge,
+        Zero,
+        "1 while the coordinator is logged in to an upstream pool.",
+    ),
+    m(
+        "coopmine_tls_refused_total",
+        Counter,
+        Zero,
+        "Worker connections refused at the TLS handshake (no or a foreign certificate).",
+    ),
+    m(
+        "coopmine_publish_failures_total",
+        Counter,
+        Zero,
+        "Cluster shares the coordinator could not publish to NATS.",
+    ),
+    m(
         "adit_pool_verify_seconds",
         Histogram,
         Unset,
