@@ -115,7 +115,13 @@ const METRICS: &[Metric] = &[
         Counter,
         ZeroEach(
             "status",
-            &["valid", "invalid", "forwarded", "upstream_accepted", "upstream_rejected"],
+            &[
+                "valid",
+                "invalid",
+                "forwarded",
+                "upstream_accepted",
+                "upstream_rejected",
+            ],
         ),
         "Shares cluster workers sent, by what became of them.",
     ),

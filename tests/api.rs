@@ -12,7 +12,6 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use async_nats::jetstream;
 use common::*;
-use futures::StreamExt;
 
 const GOOD: usize = 3_000;
 
@@ -121,20 +120,8 @@ async fn events_land_and_the_sql_api_serves_them() {
     .await;
 
     // Dead letters carry their reasons.
-    let dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
-    let consumer = dlq
-        .create_consumer(jetstream::consumer::pull::Config::default())
-        .await
-        .unwrap();
-    let mut msgs = consumer
-        .fetch()
-        .max_messages(10)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .unwrap();
     let mut reasons = Vec::new();
-    while let Some(Ok(m)) = msgs.next().await {
+    for m in stream_messages(&js, names::STREAM_DLQ, "", 10).await {
         let h = m.headers.as_ref().unwrap();
         reasons.push(h.get(names::HEADER_DLQ_REASON).unwrap().to_string());
     }

@@ -127,19 +127,6 @@ async fn try_rest(port: u16, path: &str) -> Option<Value> {
         .ok()
 }
 
-async fn monerod_height(url: &str) -> u64 {
-    let reply: Value = reqwest::Client::new()
-        .post(format!("{url}/json_rpc"))
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "get_block_count"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["result"]["count"].as_u64().unwrap()
-}
-
 /// One worker's view from `/api/workers/{name}`.
 async fn worker_view(port: u16, name: &str) -> Option<Value> {
     try_rest(port, &format!("/api/workers/{name}"))
@@ -501,26 +488,12 @@ async fn the_coordinator_fails_over_to_the_second_pool_and_back() {
 
 /// The states of every upstream change published on the TELEMETRY stream.
 async fn upstream_states(js: &async_nats::jetstream::Context) -> Vec<String> {
-    use futures::StreamExt;
-    let stream = js.get_stream("TELEMETRY").await.unwrap();
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            filter_subject: "telemetry.cluster_upstream.c1.>".into(),
-            ..Default::default()
+    stream_messages(js, "TELEMETRY", "telemetry.cluster_upstream.c1.>", 100)
+        .await
+        .iter()
+        .map(|m| {
+            let event: Value = serde_json::from_slice(&m.payload).unwrap();
+            event["state"].as_str().unwrap().to_owned()
         })
-        .await
-        .unwrap();
-    let mut messages = consumer
-        .fetch()
-        .max_messages(100)
-        .expires(Duration::from_secs(1))
-        .messages()
-        .await
-        .unwrap();
-    let mut states = Vec::new();
-    while let Some(Ok(message)) = messages.next().await {
-        let event: Value = serde_json::from_slice(&message.payload).unwrap();
-        states.push(event["state"].as_str().unwrap().to_owned());
-    }
-    states
+        .collect()
 }

@@ -12,19 +12,6 @@ use common::*;
 
 const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
 
-async fn monerod_height(url: &str) -> u64 {
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/json_rpc"))
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "get_block_count"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["result"]["count"].as_u64().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miner_finds_a_block_that_monerod_accepts() {
     let monerod = Monerod::start_with_difficulty(100);

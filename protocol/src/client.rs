@@ -299,8 +299,7 @@ impl StratumClient {
         Ok(Some(message))
     }
 
-    /// Sends `call` and waits for its response, as raw JSON; jobs pushed meanwhile update
-    /// [`StratumClient::job`].
+    /// Sends `call` and waits for its response, as raw JSON.
     async fn exchange(&mut self, call: Call) -> Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
@@ -308,7 +307,13 @@ impl StratumClient {
             id: Id::Number(id),
             call,
         })?;
-        self.send_raw(&line).await?;
+        self.send_and_wait(&line, id).await
+    }
+
+    /// Writes a request line and reads until the response to `id`; jobs pushed meanwhile
+    /// update [`StratumClient::job`].
+    async fn send_and_wait(&mut self, line: &[u8], id: i64) -> Result<Value> {
+        self.send_raw(line).await?;
         loop {
             let message = self.read().await?.ok_or_else(|| Error::Client {
                 reason: "pool closed the connection".into(),
@@ -363,15 +368,7 @@ impl StratumClient {
             method,
             params,
         })?;
-        self.send_raw(&line).await?;
-        loop {
-            let message = self.read().await?.ok_or_else(|| Error::Client {
-                reason: "pool closed the connection".into(),
-            })?;
-            if message.get("method").is_none() && message["id"] == id {
-                return Ok(message);
-            }
-        }
+        self.send_and_wait(&line, id).await
     }
 
     /// Submits a share for `job_id`; the pool's refusal is [`Error::Refused`] with its reason.

@@ -411,3 +411,52 @@ impl Drop for Demo {
         }
     }
 }
+
+/// The height monerod's RPC at `url` reports.
+#[allow(dead_code)]
+pub async fn monerod_height(url: &str) -> u64 {
+    let reply: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/json_rpc"))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "get_block_count"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["result"]["count"].as_u64().unwrap()
+}
+
+/// Up to `max` messages of `stream` on `filter` (all subjects when empty), from the first kept,
+/// waiting at most 2 s for them.
+#[allow(dead_code)]
+pub async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    filter: &str,
+    max: usize,
+) -> Vec<async_nats::jetstream::Message> {
+    use futures::StreamExt;
+    let consumer = js
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: filter.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut fetched = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    while let Some(Ok(message)) = fetched.next().await {
+        messages.push(message);
+    }
+    messages
+}
