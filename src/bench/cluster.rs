@@ -125,10 +125,9 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
         };
         tokio::spawn(adit_coopmine::run_worker(worker, stop.clone()));
     }
-    eprintln!("cluster: waiting for every worker to hash…");
+    eprintln!("cluster: waiting for every worker to hash and the first share to be accepted…");
     let rest = format!("http://{}", bound.rest);
-    let started = wait_hashing(&rest, bench.workers).await?;
-    while shares.try_recv().is_ok() {}
+    let started = wait_warm(&rest, bench.workers, &mut shares).await?;
     eprintln!("cluster: measuring {} s…", bench.seconds);
     let t0 = Instant::now();
     let hashes_before = worker_hashes(&rest).await?;
@@ -221,9 +220,37 @@ async fn start_pool(
     Ok((addr, events))
 }
 
-/// Waits until `n` workers report hashes; returns how long that took.
-async fn wait_hashing(rest: &str, n: usize) -> anyhow::Result<Duration> {
+/// Waits until `n` workers report hashes and a share has been checked by the coordinator and
+/// accepted by the pool (so every RandomX dataset is built before the clock starts); returns
+/// how long that took. The pool's events until then are dropped.
+async fn wait_warm(
+    rest: &str,
+    n: usize,
+    shares: &mut mpsc::Receiver<AnyEvent>,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    wait_hashing(rest, n, started).await?;
+    loop {
+        let mut accepted = false;
+        while let Ok(event) = shares.try_recv() {
+            accepted |= matches!(event, AnyEvent::Share(s) if s.accepted);
+        }
+        if accepted {
+            // Shares in flight while the last dataset was built are dropped too.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            while shares.try_recv().is_ok() {}
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "no share accepted by the pool after 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until `n` workers report hashes.
+async fn wait_hashing(rest: &str, n: usize, started: Instant) -> anyhow::Result<()> {
     loop {
         let workers: Vec<serde_json::Value> = reqwest::get(format!("{rest}/api/workers"))
             .await?
@@ -234,7 +261,7 @@ async fn wait_hashing(rest: &str, n: usize) -> anyhow::Result<Duration> {
             .filter(|w| w["hashes_total"].as_u64() > Some(0))
             .count();
         if hashing >= n {
-            return Ok(started.elapsed());
+            return Ok(());
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
