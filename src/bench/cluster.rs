@@ -14,6 +14,9 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+/// How long the backlog of shares found during the warm-up is given to clear.
+const SETTLE: Duration = Duration::from_secs(20);
+
 /// A stand-in wallet: the simulated chain takes any login.
 const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
 
@@ -131,6 +134,7 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
     eprintln!("cluster: measuring {} s…", bench.seconds);
     let t0 = Instant::now();
     let hashes_before = worker_hashes(&rest).await?;
+    let valid_before = coordinator_valid(&rest).await?;
     let (mut accepted_work, mut accepted, mut rejected) = (0u64, 0u64, 0u64);
     let deadline = tokio::time::Instant::now() + window;
     loop {
@@ -149,6 +153,7 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let hashes_after = worker_hashes(&rest).await?;
+    let valid = coordinator_valid(&rest).await? - valid_before;
     stop.cancel();
     coordinator.await??;
 
@@ -184,6 +189,10 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
     println!(
         "  cluster, as the workers count   {counted:>10.1} H/s   ratio {:.3}",
         counted / standalone
+    );
+    let expected = counted * elapsed / bench.difficulty as f64;
+    println!(
+        "  shares: {valid} valid at the coordinator, {accepted} accepted by the pool; {expected:.0} expected from the hashes counted"
     );
     Ok(())
 }
@@ -236,8 +245,10 @@ async fn wait_warm(
             accepted |= matches!(event, AnyEvent::Share(s) if s.accepted);
         }
         if accepted {
-            // Shares in flight while the last dataset was built are dropped too.
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // The shares found while the datasets were built queue up at the coordinator and
+            // then the pool, and clear within seconds: let them, and drop them, so the window
+            // counts only shares found in it.
+            tokio::time::sleep(SETTLE).await;
             while shares.try_recv().is_ok() {}
             return Ok(started.elapsed());
         }
@@ -269,6 +280,12 @@ async fn wait_hashing(rest: &str, n: usize, started: Instant) -> anyhow::Result<
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Valid shares the coordinator has counted.
+async fn coordinator_valid(rest: &str) -> anyhow::Result<u64> {
+    let stats: serde_json::Value = reqwest::get(format!("{rest}/api/stats")).await?.json().await?;
+    stats["shares_valid"].as_u64().context("shares_valid")
 }
 
 /// Each worker's reported hash count and when it reported it (its last heartbeat).
