@@ -284,7 +284,10 @@ async fn wait_hashing(rest: &str, n: usize, started: Instant) -> anyhow::Result<
 
 /// Valid shares the coordinator has counted.
 async fn coordinator_valid(rest: &str) -> anyhow::Result<u64> {
-    let stats: serde_json::Value = reqwest::get(format!("{rest}/api/stats")).await?.json().await?;
+    let stats: serde_json::Value = reqwest::get(format!("{rest}/api/stats"))
+        .await?
+        .json()
+        .await?;
     stats["shares_valid"].as_u64().context("shares_valid")
 }
 
