@@ -378,14 +378,19 @@ impl StratumClient {
         nonce: &str,
         result: &str,
     ) -> Result<StatusResult> {
-        let params = SubmitParams {
+        let params = self.submit_params(job_id, nonce, result);
+        self.request(Call::Submit(params)).await
+    }
+
+    /// The `submit` parameters of this session for a share.
+    fn submit_params(&self, job_id: &str, nonce: &str, result: &str) -> SubmitParams {
+        SubmitParams {
             id: self.session.clone(),
             job_id: job_id.to_owned(),
             nonce: nonce.to_owned(),
             result: result.to_owned(),
             algo: Some("rx/0".to_owned()),
-        };
-        self.request(Call::Submit(params)).await
+        }
     }
 
     /// Tells the pool the connection is alive.
@@ -404,13 +409,7 @@ impl StratumClient {
 
     /// Submits `nonce` and `result` for `job_id`; the raw response.
     pub async fn submit_to(&mut self, job_id: &str, nonce: &str, result: &str) -> Result<Value> {
-        let params = SubmitParams {
-            id: self.session.clone(),
-            job_id: job_id.to_owned(),
-            nonce: nonce.to_owned(),
-            result: result.to_owned(),
-            algo: Some("rx/0".to_owned()),
-        };
+        let params = self.submit_params(job_id, nonce, result);
         self.exchange(Call::Submit(params)).await
     }
 
