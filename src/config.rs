@@ -407,6 +407,10 @@ mod tests {
                 "query.snapshot_refresh",
             ),
             (
+                "[query]\nengine = \"http://scheduler:50050\"\n",
+                "query.engine",
+            ),
+            (
                 "[pipelines.pplns]\nfee_bps = 10000\n",
                 "pipelines.pplns.fee_bps",
             ),

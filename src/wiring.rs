@@ -173,9 +173,10 @@ pub async fn run_roles(
         let listener = tokio::net::TcpListener::bind(&config.query.listen)
             .await
             .with_context(|| format!("query.listen: binding {}", config.query.listen))?;
-        tracing::info!(listen = %config.query.listen, "HTTP API listening");
+        tracing::info!(listen = %config.query.listen, engine = ?config.query.engine, "HTTP API listening");
         let state = AppState {
-            engine: Arc::new(SqlEngine::new(
+            engine: Arc::new(SqlEngine::on(
+                config.query.engine.clone(),
                 Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
                 config.query.limits.clone(),
             )),

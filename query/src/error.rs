@@ -81,6 +81,7 @@ fn sql_status(e: &SqlError) -> (StatusCode, &'static str) {
         SqlError::Timeout { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "query_timeout"),
         SqlError::MemoryLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
         SqlError::RowLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "row_limit"),
+        SqlError::Cluster(_) => (StatusCode::BAD_GATEWAY, "cluster_unavailable"),
         SqlError::Storage(_) | SqlError::Listing { .. } | SqlError::Engine(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }

@@ -33,6 +33,8 @@ pub struct QueryConfig {
     /// for new commits at most this often (zero: before every query).
     #[serde(with = "humantime_serde")]
     pub snapshot_refresh: std::time::Duration,
+    /// Where the API's statements run: here, or on a Ballista cluster.
+    pub engine: adit_sql::QueryEngine,
     /// Bearer tokens; none configured means auth is off.
     pub tokens: Vec<TokenConfig>,
     /// Most live (SSE) subscribers at once; more get a 429.
@@ -50,6 +52,7 @@ impl Default for QueryConfig {
             listen: "127.0.0.1:8080".into(),
             limits: SqlLimits::default(),
             snapshot_refresh: std::time::Duration::from_millis(250),
+            engine: adit_sql::QueryEngine::Local,
             tokens: Vec::new(),
             live_max_subscribers: 256,
             concurrency: crate::admission::ConcurrencyConfig::default(),

@@ -10,6 +10,9 @@
 //! (arrays, of integers, dates or timestamps). The table functions `range`/`generate_series`
 //! stream their rows and are bounded by the time limit instead. The `||` operator is not a
 //! function and is not wrapped: its operands are each bounded, so `a || b` is at most their sum.
+//!
+//! A plan sent to a cluster runs there with the functions unwrapped; [`check_constant_calls`]
+//! refuses, before it is sent, the calls whose arguments are all constants and over the limit.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -17,10 +20,11 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, resources_datafusion_err};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 use datafusion::prelude::SessionContext;
 
@@ -81,6 +85,37 @@ pub fn install(ctx: &SessionContext, max_bytes: usize) -> Result<()> {
         ctx.register_udf(ScalarUDF::new_from_impl(bounded));
     }
     Ok(())
+}
+
+/// Refuses `plan` when it calls a wrapped function with constant arguments that would build
+/// more than the limit: what can be known before the plan leaves the process (for a cluster
+/// whose executors run the functions unwrapped). Check the optimized plan, where nested calls
+/// have been folded into the arguments of the call that refused to fold.
+pub fn check_constant_calls(plan: &LogicalPlan) -> Result<()> {
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(call) = e
+                    && let Some(bounded) = call.func.inner().downcast_ref::<Bounded>()
+                    && let Some(args) = constants(&call.args)
+                {
+                    bounded.check(&args, 1)?;
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(())
+}
+
+/// Each argument's value when they are all constants.
+fn constants(args: &[Expr]) -> Option<Vec<ColumnarValue>> {
+    args.iter()
+        .map(|a| match a {
+            Expr::Literal(value, _) => Some(ColumnarValue::Scalar(value.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Argument `i` at row `row`: a scalar is the same on every row.
@@ -341,7 +376,15 @@ impl ScalarUDFImpl for Bounded {
         } else {
             args.number_rows
         };
-        let bytes = self.estimate(&args.args, rows)?;
+        self.check(&args.args, rows)?;
+        self.inner.invoke_with_args(args)
+    }
+}
+
+impl Bounded {
+    /// Refuses a call over `rows` that would build more than the limit.
+    fn check(&self, args: &[ColumnarValue], rows: usize) -> Result<()> {
+        let bytes = self.estimate(args, rows)?;
         if bytes > self.max_bytes as u128 {
             return Err(resources_datafusion_err!(
                 "{}() would build {bytes} bytes in one call, over the limit of {} bytes per call (query.limits.max_value_bytes)",
@@ -349,7 +392,7 @@ impl ScalarUDFImpl for Bounded {
                 self.max_bytes
             ));
         }
-        self.inner.invoke_with_args(args)
+        Ok(())
     }
 }
 

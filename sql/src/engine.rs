@@ -10,6 +10,9 @@
 //! heavy query never starves the tasks of the caller's runtime (HTTP, Stratum, pipelines); a
 //! statement that reaches its time limit, or whose caller goes away (the future is dropped),
 //! is aborted there.
+//!
+//! With [`QueryEngine::Ballista`] the statement is planned and checked here the same way, then
+//! run on the cluster ([`crate::cluster`]); a statement stopped here is cancelled there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +23,14 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
+use crate::cluster::{self, QueryEngine};
 use crate::error::{Result, SqlError};
 use crate::executor::{Executor, Task};
 use crate::pool::QueryPool;
@@ -134,6 +140,8 @@ pub struct SqlEngine {
 struct Inner {
     /// The tables.
     catalog: Arc<Catalog>,
+    /// Where statements run.
+    engine: QueryEngine,
     /// Limits for every statement.
     limits: SqlLimits,
     /// The memory budget all statements draw on.
@@ -141,14 +149,21 @@ struct Inner {
 }
 
 impl SqlEngine {
-    /// An engine over `catalog` with `limits`.
+    /// An engine over `catalog` with `limits` that runs statements in this process.
     pub fn new(catalog: Arc<Catalog>, limits: SqlLimits) -> Self {
+        Self::on(QueryEngine::Local, catalog, limits)
+    }
+
+    /// An engine over `catalog` with `limits` that runs statements where `engine` says (here,
+    /// or on a Ballista cluster: planned and checked here, run there).
+    pub fn on(engine: QueryEngine, catalog: Arc<Catalog>, limits: SqlLimits) -> Self {
         let budget: Arc<dyn MemoryPool> =
             Arc::new(GreedyMemoryPool::new(limits.total_memory_bytes));
         let executor = Executor::new("adit-sql", limits.threads);
         Self {
             inner: Arc::new(Inner {
                 catalog,
+                engine,
                 limits,
                 budget,
             }),
@@ -264,7 +279,18 @@ impl Inner {
             .build_arc()
             .map_err(SqlError::Engine)?;
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = match &self.engine {
+            QueryEngine::Local => SessionContext::new_with_config_rt(config, runtime),
+            QueryEngine::Ballista(scheduler) => {
+                let state = SessionStateBuilder::new()
+                    .with_config(config)
+                    .with_runtime_env(runtime)
+                    .with_default_features()
+                    .build();
+                let state = cluster::upgrade(state, scheduler).map_err(SqlError::Engine)?;
+                SessionContext::new_with_state(state)
+            }
+        };
         // A call may build at most the statement's whole memory, whichever limit is lower.
         let max_value = self.limits.max_value_bytes.min(self.limits.memory_bytes);
         crate::bounded::install(&ctx, max_value).map_err(SqlError::Engine)?;
@@ -273,10 +299,17 @@ impl Inner {
                 table: name.clone(),
                 source: Box::new(source),
             };
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(delta)?;
-            let provider = table.table_provider().await.map_err(|e| delta(e.into()))?;
+            let provider = match &self.engine {
+                QueryEngine::Local => {
+                    table
+                        .update_datafusion_session(&ctx.state())
+                        .map_err(delta)?;
+                    table.table_provider().await.map_err(|e| delta(e.into()))?
+                }
+                QueryEngine::Ballista(_) => {
+                    cluster::files_view(&table).map_err(SqlError::Engine)?
+                }
+            };
             ctx.register_table(name.as_str(), provider)
                 .map_err(SqlError::Engine)?;
         }
@@ -300,11 +333,24 @@ impl Inner {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
+        if let QueryEngine::Ballista(_) = &self.engine {
+            // The cluster's executors run the functions unwrapped: what can be judged here is.
+            let optimized = state.optimize(&plan).map_err(|e| self.classify(e))?;
+            crate::bounded::check_constant_calls(&optimized).map_err(|e| self.classify(e))?;
+        }
         let df = ctx
             .execute_logical_plan(plan)
             .await
             .map_err(|e| self.classify(e))?;
-        df.execute_stream().await.map_err(|e| self.classify(e))
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let stream = execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| self.classify(e))?;
+        Ok(match &self.engine {
+            QueryEngine::Local => stream,
+            QueryEngine::Ballista(scheduler) => cluster::cancel_on_drop(stream, plan, scheduler),
+        })
     }
 
     async fn run(&self, sql: &str) -> Result<QueryResult> {
@@ -337,6 +383,11 @@ impl Inner {
 
     /// Sorts a DataFusion error into the caller's fault or ours.
     fn classify(&self, e: DataFusionError) -> SqlError {
+        if let QueryEngine::Ballista(scheduler) = &self.engine
+            && let Some(reason) = cluster::unreachable(&e)
+        {
+            return SqlError::Cluster(format!("the scheduler at {scheduler}: {reason}"));
+        }
         match e.find_root() {
             DataFusionError::ResourcesExhausted(detail) => SqlError::MemoryLimit {
                 limit_bytes: self.limits.memory_bytes,

@@ -47,6 +47,10 @@ pub enum SqlError {
         #[source]
         source: object_store::Error,
     },
+    /// The Ballista cluster could not be reached or dropped the statement (not the statement's
+    /// fault).
+    #[error("query cluster: {0}")]
+    Cluster(String),
     /// DataFusion failed on our side (not because of the statement).
     #[error("query engine: {0}")]
     Engine(#[source] DataFusionError),

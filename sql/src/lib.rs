@@ -8,6 +8,7 @@
 
 pub mod bounded;
 pub mod catalog;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 mod executor;
@@ -15,5 +16,6 @@ mod pool;
 pub mod syntax;
 
 pub use catalog::Catalog;
+pub use cluster::QueryEngine;
 pub use engine::{QueryResult, SqlEngine, SqlLimits};
 pub use error::{Result, SqlError};
