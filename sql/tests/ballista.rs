@@ -12,20 +12,13 @@ use std::time::{Duration, Instant};
 
 use adit_sinks::TableStore;
 use adit_sql::{Catalog, QueryEngine, SqlEngine, SqlError, SqlLimits};
+use adit_testkit::ballista::Cluster;
+use adit_testkit::free_port;
 use anyhow::{Context, Result};
 use arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::pretty::pretty_format_batches;
-use ballista_core::JobId;
-use ballista_core::config::TaskSchedulingPolicy;
-use ballista_core::serde::protobuf::job_status;
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
-use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service};
-use ballista_scheduler::scheduler_server::SchedulerServer;
-use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use ballista_core::serde::protobuf::job_status::Status;
 
 /// Days since the epoch of 2026-11-20, the first day of data.
 const FIRST_DAY: i32 = 20_777;
@@ -137,51 +130,6 @@ async fn tables(store: &TableStore) -> Result<()> {
     Ok(())
 }
 
-/// A free TCP port on loopback.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// The scheduler, to look at its jobs.
-type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
-
-/// A scheduler and one executor (two task slots) on loopback, started by the functions the
-/// `ballista-scheduler` and `ballista-executor` binaries run, with tasks pushed to executors
-/// (which is what lets a cancelled job stop its running tasks); the scheduler's address, and
-/// the scheduler.
-async fn cluster() -> Result<(String, Scheduler)> {
-    let port = free_port()?;
-    let config = SchedulerConfig::default()
-        .with_hostname("127.0.0.1")
-        .with_port(port)
-        .with_scheduler_policy(TaskSchedulingPolicy::PushStaged);
-    let state = BallistaCluster::new_from_config(&config).await?;
-    let scheduler: Scheduler = create_scheduler(state, Arc::new(config)).await?;
-    let addr = format!("127.0.0.1:{port}").parse()?;
-    tokio::spawn(start_grpc_service(addr, scheduler.clone()));
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while SchedulerGrpcClient::connect(url.clone()).await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "the scheduler never answered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let executor = ExecutorProcessConfig {
-        bind_host: "127.0.0.1".into(),
-        external_host: Some("127.0.0.1".into()),
-        port: free_port()?,
-        grpc_port: free_port()?,
-        scheduler_host: "127.0.0.1".into(),
-        scheduler_port: port,
-        vcores: 2,
-        task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
-        ..ExecutorProcessConfig::default()
-    };
-    tokio::spawn(start_executor_process(Arc::new(executor)));
-    Ok((format!("ballista://127.0.0.1:{port}"), scheduler))
-}
-
 /// The rows of `sql` on `engine`, as a table in text (the statements order their rows).
 async fn rows(engine: &SqlEngine, sql: &str) -> Result<String> {
     let result = engine
@@ -196,7 +144,8 @@ async fn a_ballista_cluster_gives_the_local_engines_rows() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = TableStore::new(dir.path().to_str().context("utf-8 path")?, HashMap::new())?;
     tables(&store).await?;
-    let (address, scheduler) = cluster().await?;
+    let cluster = Cluster::start(2).await;
+    let address = &cluster.address;
     let limits = SqlLimits::default();
     let catalog = || Arc::new(Catalog::new(store.clone(), Duration::ZERO));
     let local = SqlEngine::new(catalog(), limits.clone());
@@ -269,20 +218,15 @@ async fn a_ballista_cluster_gives_the_local_engines_rows() -> Result<()> {
         let remote = remote.clone();
         async move { remote.query(endless).await.map(|r| r.batches.len()) }
     });
-    let running = running_job(&scheduler, Duration::from_secs(3)).await?;
+    let running = cluster.running_job(Duration::from_secs(3)).await;
     match statement.await? {
         Err(SqlError::Timeout { .. }) => {}
         other => panic!("expected the time limit, got {other:?}"),
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let status = scheduler
-            .state
-            .task_manager
-            .get_job_status(&running)
-            .await?
-            .and_then(|s| s.status);
-        if matches!(status, Some(job_status::Status::Failed(_))) {
+        let status = cluster.job_status(&running).await;
+        if matches!(status, Some(Status::Failed(_))) {
             break;
         }
         anyhow::ensure!(
@@ -294,26 +238,13 @@ async fn a_ballista_cluster_gives_the_local_engines_rows() -> Result<()> {
     Ok(())
 }
 
-/// The job the scheduler is running, once it runs one (within `wait`).
-async fn running_job(scheduler: &Scheduler, wait: Duration) -> Result<JobId> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let jobs = scheduler.state.task_manager.get_running_job_cache();
-        if let Some(job) = jobs.keys().next() {
-            return Ok(job.clone());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no job ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_scheduler_that_does_not_answer_is_the_clusters_fault() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = TableStore::new(dir.path().to_str().context("utf-8 path")?, HashMap::new())?;
     tables(&store).await?;
     // A port nothing listens on.
-    let port = free_port()?;
+    let port = free_port();
     let engine: QueryEngine = format!("ballista://127.0.0.1:{port}")
         .parse()
         .map_err(anyhow::Error::msg)?;

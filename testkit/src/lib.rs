@@ -4,13 +4,15 @@
 //! A missing `nats-server` is a test failure with a clear message, never a silent skip.
 //!
 //! [`Monerod`] does the same for a regtest `monerod`, and [`WalletRpc`] for a
-//! `monero-wallet-rpc` against it, and [`Mosquitto`] for a private MQTT broker.
+//! `monero-wallet-rpc` against it, and [`Mosquitto`] for a private MQTT broker. [`ballista`]
+//! starts a Ballista scheduler and executor.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod ballista;
 mod monerod;
 pub mod mosquitto;
 mod wallet;
