@@ -403,6 +403,10 @@ mod tests {
             ("[query.limits]\ntimeout = \"0s\"\n", "query.limits.timeout"),
             ("[query.limits]\nmax_rows = 0\n", "query.limits.max_rows"),
             (
+                "[query.limits]\npartitions = 5000\n",
+                "query.limits.partitions",
+            ),
+            (
                 "[query]\nsnapshot_refresh = \"2h\"\n",
                 "query.snapshot_refresh",
             ),

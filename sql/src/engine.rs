@@ -53,6 +53,9 @@ pub struct SqlLimits {
     pub max_value_bytes: usize,
     /// Threads of the engine's own runtime (0: one per core).
     pub threads: usize,
+    /// Partitions a statement's plan is split into (0: twice the threads, so that files whose
+    /// row groups do not divide evenly among the threads still keep every thread busy).
+    pub partitions: usize,
 }
 
 impl Default for SqlLimits {
@@ -64,6 +67,7 @@ impl Default for SqlLimits {
             total_memory_bytes: 2048 * 1024 * 1024,
             max_value_bytes: 64 * 1024 * 1024,
             threads: 0,
+            partitions: 0,
         }
     }
 }
@@ -96,6 +100,12 @@ impl SqlLimits {
             return Err(format!(
                 "query.limits.threads must be at most 1024, not {}",
                 self.threads
+            ));
+        }
+        if self.partitions > 4096 {
+            return Err(format!(
+                "query.limits.partitions must be at most 4096, not {}",
+                self.partitions
             ));
         }
         Ok(())
@@ -278,7 +288,9 @@ impl Inner {
             )
             .build_arc()
             .map_err(SqlError::Engine)?;
-        let config = SessionConfig::new().with_information_schema(true);
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(self.partitions());
         let ctx = match &self.engine {
             QueryEngine::Local => SessionContext::new_with_config_rt(config, runtime),
             QueryEngine::Ballista(scheduler) => {
@@ -314,6 +326,14 @@ impl Inner {
                 .map_err(SqlError::Engine)?;
         }
         Ok(ctx)
+    }
+
+    /// The partitions a plan is split into.
+    fn partitions(&self) -> usize {
+        match self.limits.partitions {
+            0 => 2 * Executor::workers(self.limits.threads),
+            n => n,
+        }
     }
 
     /// Plans `sql` (read-only checked) and starts it.

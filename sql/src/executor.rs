@@ -22,14 +22,19 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// A runtime of `threads` workers (0: one per core) named `name`; if the system refuses
-    /// threads, the caller's runtime is used instead.
-    pub(crate) fn new(name: &str, threads: usize) -> Self {
-        let threads = if threads == 0 {
+    /// The workers a runtime of `threads` has (0: one per core).
+    pub(crate) fn workers(threads: usize) -> usize {
+        if threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
             threads
-        };
+        }
+    }
+
+    /// A runtime of `threads` workers (0: one per core) named `name`; if the system refuses
+    /// threads, the caller's runtime is used instead.
+    pub(crate) fn new(name: &str, threads: usize) -> Self {
+        let threads = Self::workers(threads);
         match Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name(name)
