@@ -411,10 +411,6 @@ mod tests {
                 "query.snapshot_refresh",
             ),
             (
-                "[query]\nengine = \"http://scheduler:50050\"\n",
-                "query.engine",
-            ),
-            (
                 "[pipelines.pplns]\nfee_bps = 10000\n",
                 "pipelines.pplns.fee_bps",
             ),
@@ -490,6 +486,16 @@ mod tests {
                 .unwrap_err()
         );
         assert!(err.contains("batch_max_rowz"), "{err}");
+        // A query engine that is neither local nor a scheduler is refused as it is read.
+        let err = format!(
+            "{:#}",
+            Config::load_from(
+                &args(None),
+                env(&[("ADIT_QUERY__ENGINE", "http://scheduler:50050")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("query.engine"), "{err}");
         // The environment overrides the file.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("adit.toml");

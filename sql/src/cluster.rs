@@ -179,10 +179,11 @@ fn partition_scan(
     root: &str,
     files: Vec<String>,
 ) -> DfResult<LogicalPlanBuilder> {
+    // Listed files are taken whatever their names end with (the log says they are Parquet).
     let (paths, extension) = if files.is_empty() {
         (vec![format!("{root}/")], NO_FILE)
     } else {
-        (files, ".parquet")
+        (files, "")
     };
     let urls = paths
         .iter()
