@@ -204,7 +204,7 @@ async fn a_ballista_cluster_gives_the_local_engines_rows() -> Result<()> {
 
     // A statement out of time is stopped on the cluster too: its job is cancelled there.
     let short = SqlLimits {
-        timeout: Duration::from_secs(3),
+        timeout: Duration::from_secs(5),
         ..SqlLimits::default()
     };
     let remote = Arc::new(SqlEngine::on(
@@ -218,7 +218,7 @@ async fn a_ballista_cluster_gives_the_local_engines_rows() -> Result<()> {
         let remote = remote.clone();
         async move { remote.query(endless).await.map(|r| r.batches.len()) }
     });
-    let running = cluster.running_job(Duration::from_secs(3)).await;
+    let running = cluster.running_job(Duration::from_secs(5)).await;
     match statement.await? {
         Err(SqlError::Timeout { .. }) => {}
         other => panic!("expected the time limit, got {other:?}"),
