@@ -229,8 +229,9 @@ pub(crate) async fn cancel(scheduler: String, job_id: String) {
     }
 }
 
-/// Why the cluster could not be asked, when `e` says it was not reached (a transport or gRPC
-/// failure); `None` when the cluster answered, even to say the statement failed.
+/// Why the cluster failed us, when `e` is a transport failure or an error status of the
+/// scheduler's gRPC service (such as a plan it could not decode); `None` for anything else,
+/// including a job that ran and failed.
 pub(crate) fn unreachable(e: &DataFusionError) -> Option<String> {
     let text = e.find_root().to_string();
     let transport = [

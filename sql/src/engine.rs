@@ -353,17 +353,14 @@ impl Inner {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
+        let plan = state.optimize(&plan).map_err(|e| self.classify(e))?;
         if let QueryEngine::Ballista(_) = &self.engine {
             // The cluster's executors run the functions unwrapped: what can be judged here is.
-            let optimized = state.optimize(&plan).map_err(|e| self.classify(e))?;
-            crate::bounded::check_constant_calls(&optimized).map_err(|e| self.classify(e))?;
+            crate::bounded::check_constant_calls(&plan).map_err(|e| self.classify(e))?;
         }
-        let df = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| self.classify(e))?;
-        let plan = df
-            .create_physical_plan()
+        let plan = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
             .await
             .map_err(|e| self.classify(e))?;
         let stream = execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| self.classify(e))?;
