@@ -14,23 +14,32 @@
 //! With [`QueryEngine::Ballista`] the statement is planned and checked here the same way, then
 //! run on the cluster ([`crate::cluster`]); a statement stopped here is cancelled there.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+use deltalake::kernel::Version;
 use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
 use crate::cluster::{self, QueryEngine};
+use crate::delta_scan::SnapshotTable;
 use crate::error::{Result, SqlError};
 use crate::executor::{Executor, Task};
 use crate::pool::QueryPool;
@@ -150,6 +159,11 @@ pub struct SqlEngine {
 struct Inner {
     /// The tables.
     catalog: Arc<Catalog>,
+    /// Each table's scan at the snapshot it was last made for (tables deltalake must read
+    /// are not kept: their provider is made per statement).
+    scans: std::sync::Mutex<HashMap<String, (Option<Version>, Arc<SnapshotTable>)>>,
+    /// Parquet footers already read, shared by every statement.
+    footers: Arc<FileMetadataCache>,
     /// Where statements run.
     engine: QueryEngine,
     /// Limits for every statement.
@@ -170,9 +184,13 @@ impl SqlEngine {
         let budget: Arc<dyn MemoryPool> =
             Arc::new(GreedyMemoryPool::new(limits.total_memory_bytes));
         let executor = Executor::new("adit-sql", limits.threads);
+        let footers: Arc<FileMetadataCache> =
+            Arc::new(DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("adit-sql-footers"));
         Self {
             inner: Arc::new(Inner {
                 catalog,
+                scans: std::sync::Mutex::default(),
+                footers,
                 engine,
                 limits,
                 budget,
@@ -286,9 +304,13 @@ impl Inner {
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
+            .with_cache_manager(
+                CacheManagerConfig::default().with_file_metadata_cache(Some(self.footers.clone())),
+            )
             .build_arc()
             .map_err(SqlError::Engine)?;
-        let config = SessionConfig::new()
+        let config = SessionConfig::from_env()
+            .map_err(SqlError::Engine)?
             .with_information_schema(true)
             .with_target_partitions(self.partitions());
         let ctx = match &self.engine {
@@ -316,7 +338,10 @@ impl Inner {
                     table
                         .update_datafusion_session(&ctx.state())
                         .map_err(delta)?;
-                    table.table_provider().await.map_err(|e| delta(e.into()))?
+                    match self.scan(&name, &table)? {
+                        Some(scan) => scan,
+                        None => table.table_provider().await.map_err(|e| delta(e.into()))?,
+                    }
                 }
                 QueryEngine::Ballista(_) => {
                     cluster::files_view(&table).map_err(SqlError::Engine)?
@@ -326,6 +351,31 @@ impl Inner {
                 .map_err(SqlError::Engine)?;
         }
         Ok(ctx)
+    }
+
+    /// `table`'s scan of its snapshot's files, made once per version; `None` when deltalake
+    /// must read it.
+    fn scan(&self, name: &str, table: &DeltaTable) -> Result<Option<Arc<dyn TableProvider>>> {
+        if std::env::var_os("EXP_DELTALAKE").is_some() {
+            return Ok(None);
+        }
+        let version = table.version();
+        let kept = |scans: &HashMap<_, (Option<Version>, Arc<SnapshotTable>)>| {
+            scans
+                .get(name)
+                .filter(|(v, _)| *v == version)
+                .map(|(_, scan)| scan.clone())
+        };
+        if let Some(scan) = kept(&self.scans.lock().expect("scans lock")) {
+            return Ok(Some(scan));
+        }
+        let Some(scan) = SnapshotTable::try_new(table).map_err(SqlError::Engine)? else {
+            return Ok(None);
+        };
+        let scan = Arc::new(scan);
+        let mut scans = self.scans.lock().expect("scans lock");
+        scans.insert(name.to_string(), (version, scan.clone()));
+        Ok(Some(scan))
     }
 
     /// The partitions a plan is split into.

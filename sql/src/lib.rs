@@ -9,6 +9,7 @@
 pub mod bounded;
 pub mod catalog;
 pub mod cluster;
+mod delta_scan;
 pub mod engine;
 pub mod error;
 mod executor;
