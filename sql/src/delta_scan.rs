@@ -16,10 +16,12 @@
 //! millisecond, a string max that may be truncated is dropped, and DataFusion is told the
 //! bounds are inexact (never used to answer `min`/`max` on their own).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
@@ -44,8 +46,9 @@ use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use deltalake::DeltaTable;
-use deltalake::kernel::LogicalFileView;
+use deltalake::kernel::{LogDataHandler, LogicalFileView};
 use object_store::path::Path;
+use serde::Deserialize;
 
 /// Delta's string statistics may be cut to this many characters (Spark's default); a max of
 /// that length may be a prefix of the real one.
@@ -298,19 +301,40 @@ struct FileBounds {
 impl FileBounds {
     /// The bounds the log records for each file of `log`.
     fn from_log(
-        log: &(impl PruningStatistics + ?Sized),
+        log: &LogDataHandler<'_>,
         schema: &SchemaRef,
         partitions: &[FieldRef],
     ) -> DfResult<Self> {
         let len = log.num_containers();
         let file_columns = schema.fields().len() - partitions.len();
-        let rows = log.row_counts();
+        // Row and null counts from each file's own statistics (deltalake's column-wise
+        // `row_counts` and `null_counts` miss them: none at all, and none for strings).
+        let counts: Vec<Option<FileCounts>> = log
+            .iter()
+            .map(|file| file.stats().and_then(|s| serde_json::from_str(&s).ok()))
+            .collect();
+        let rows: UInt64Array = counts.iter().map(|c| c.as_ref()?.num_records).collect();
         let (mut mins, mut maxs, mut nulls) = (Vec::new(), Vec::new(), Vec::new());
         for (i, field) in schema.fields().iter().enumerate() {
             let column = Column::new_unqualified(field.name());
             let fitted = |a: Option<ArrayRef>| a.and_then(|a| cast(&a, field.data_type()).ok());
             let min = fitted(log.min_values(&column));
             let max = fitted(log.max_values(&column));
+            let null_counts: UInt64Array = if i < file_columns {
+                counts
+                    .iter()
+                    .map(|c| c.as_ref()?.null_count.get(field.name())?.as_u64())
+                    .collect()
+            } else {
+                // A partition value holds for all of a file's rows, or none.
+                (0..len)
+                    .map(|f| match &min {
+                        Some(values) if values.is_valid(f) => Some(0),
+                        _ => rows.is_valid(f).then(|| rows.value(f)),
+                    })
+                    .collect()
+            };
+            nulls.push(known(null_counts));
             if i < file_columns {
                 mins.push(min);
                 maxs.push(max.map(|m| widen_max(m, field)).transpose()?);
@@ -319,11 +343,8 @@ impl FileBounds {
                 maxs.push(min.clone());
                 mins.push(min);
             }
-            nulls.push(
-                log.null_counts(&column)
-                    .and_then(|a| cast(&a, &DataType::UInt64).ok()),
-            );
         }
+        let rows = known(rows);
         let fits = |a: &Option<ArrayRef>| a.as_ref().is_none_or(|a| a.len() == len);
         if !(fits(&rows) && mins.iter().chain(&maxs).chain(&nulls).all(fits)) {
             return Err(DataFusionError::Internal(
@@ -444,6 +465,22 @@ impl PruningStatistics for FileBounds {
     }
 }
 
+/// The counts in a file's statistics (the log's `stats` JSON).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileCounts {
+    /// Rows in the file.
+    num_records: Option<u64>,
+    /// Nulls per column (nested columns: an object per struct).
+    #[serde(default)]
+    null_count: HashMap<String, serde_json::Value>,
+}
+
+/// `counts` as an array, or `None` when no file has one.
+fn known(counts: UInt64Array) -> Option<ArrayRef> {
+    (counts.null_count() < counts.len()).then(|| Arc::new(counts) as ArrayRef)
+}
+
 /// Entry `i` of `values` (null when unknown).
 fn value_at(values: &Option<ArrayRef>, i: usize, data_type: &DataType) -> ScalarValue {
     values
@@ -511,7 +548,6 @@ mod tests {
     use datafusion::datasource::physical_plan::FileScanConfig;
     use datafusion::datasource::source::DataSourceExec;
     use datafusion::prelude::SessionContext;
-    use std::collections::HashMap;
 
     /// 2026-11-20 and the day after, as days since the epoch.
     const DAY: i32 = 20_777;
@@ -664,6 +700,32 @@ mod tests {
         let (ours, theirs) = both(&table, &format!("SELECT site FROM t WHERE {filter}")).await?;
         assert_eq!(ours, theirs);
         assert!(ours.contains("| c "), "{ours}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_logs_counts_are_the_scans_statistics() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let table = table(dir.path()).await?;
+        let scan = SnapshotTable::try_new(&table)?.expect("a plain table");
+        let stats = scan.statistics().expect("statistics");
+        assert_eq!(stats.num_rows, Precision::Exact(6));
+        let note = scan.schema().index_of("note")?;
+        assert_eq!(
+            stats.column_statistics[note].null_count,
+            Precision::Exact(3)
+        );
+        // `count(*)` is answered from them, without reading a file.
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        ctx.register_table("t", Arc::new(scan))?;
+        let plan = ctx
+            .sql("EXPLAIN SELECT count(*) FROM t")
+            .await?
+            .collect()
+            .await?;
+        let text = pretty_format_batches(&plan)?.to_string();
+        assert!(!text.contains("DataSourceExec"), "{text}");
         Ok(())
     }
 
