@@ -238,7 +238,16 @@ impl TableProvider for SnapshotTable {
             self.scan.table_schema(),
         )?;
         let groups = FileGroup::new(files).split_files(session.config().target_partitions());
-        let format = ParquetFormat::default().with_options(session.table_options().parquet.clone());
+        // Rows are filtered as they are decoded (reading the other columns only for the rows
+        // kept) when the statement filters this table's data. Otherwise the only filters a
+        // scan gets are the ones a join derives from its other side at run time, which rarely
+        // drop rows and would cost a check per row.
+        let mut options = session.table_options().parquet.clone();
+        let names = self.partition_names();
+        options.global.pushdown_filters |= filters
+            .iter()
+            .any(|f| names.is_empty() || !expr_applicable_for_cols(&names, f));
+        let format = ParquetFormat::default().with_options(options);
         let config = FileScanConfigBuilder::new(
             self.store_url.clone(),
             format.file_source(self.scan.clone()),
