@@ -121,6 +121,10 @@ impl SnapshotTable {
             Path::from_url_path(root.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
 
         let bounds = FileBounds::from_log(&log, &scan_schema, &partition_fields)?;
+        if !bounds.has_partition_values() {
+            // A partition column whose values the log does not give here (binary ones).
+            return Ok(None);
+        }
         let files = log
             .iter()
             .enumerate()
@@ -369,6 +373,11 @@ impl FileBounds {
             nulls,
             len,
         })
+    }
+
+    /// Whether every partition column's values are known (a file's may still be null).
+    fn has_partition_values(&self) -> bool {
+        self.len == 0 || self.mins[self.file_columns..].iter().all(Option::is_some)
     }
 
     /// File `i`'s partition values, in the partition columns' order.

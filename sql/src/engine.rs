@@ -15,7 +15,7 @@
 //! run on the cluster ([`crate::cluster`]); a statement stopped here is cancelled there.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -163,9 +163,9 @@ pub struct SqlEngine {
 struct Inner {
     /// The tables.
     catalog: Arc<Catalog>,
-    /// Each table's scan at the snapshot it was last made for (tables deltalake must read
-    /// are not kept: their provider is made per statement).
-    scans: std::sync::Mutex<HashMap<String, (Option<Version>, Arc<SnapshotTable>)>>,
+    /// Each table's scan at the version it was last made for (`None`: deltalake reads that
+    /// version; its provider is made per statement).
+    scans: std::sync::Mutex<HashMap<String, (Option<Version>, Option<Arc<SnapshotTable>>)>>,
     /// Parquet footers already read, shared by every statement.
     footers: Arc<FileMetadataCache>,
     /// Where statements run.
@@ -332,7 +332,13 @@ impl Inner {
         // A call may build at most the statement's whole memory, whichever limit is lower.
         let max_value = self.limits.max_value_bytes.min(self.limits.memory_bytes);
         crate::bounded::install(&ctx, max_value).map_err(SqlError::Engine)?;
-        for (name, table) in self.catalog.snapshot().await? {
+        let tables = self.catalog.snapshot().await?;
+        // Tables gone from the root are forgotten.
+        self.scans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|name, _| tables.iter().any(|(t, _)| t == name));
+        for (name, table) in tables {
             let delta = |source: deltalake::DeltaTableError| adit_sinks::Error::Delta {
                 table: name.clone(),
                 source: Box::new(source),
@@ -342,7 +348,7 @@ impl Inner {
                     table
                         .update_datafusion_session(&ctx.state())
                         .map_err(delta)?;
-                    match self.scan(&name, &table)? {
+                    match self.scan(&name, &table) {
                         Some(scan) => scan,
                         None => table.table_provider().await.map_err(|e| delta(e.into()))?,
                     }
@@ -358,25 +364,25 @@ impl Inner {
     }
 
     /// `table`'s scan of its snapshot's files, made once per version; `None` when deltalake
-    /// must read it.
-    fn scan(&self, name: &str, table: &DeltaTable) -> Result<Option<Arc<dyn TableProvider>>> {
+    /// must read it (or the scan could not be made: then deltalake reads it, and the reason
+    /// is logged once per version).
+    fn scan(&self, name: &str, table: &DeltaTable) -> Option<Arc<dyn TableProvider>> {
         let version = table.version();
-        let kept = |scans: &HashMap<_, (Option<Version>, Arc<SnapshotTable>)>| {
-            scans
-                .get(name)
-                .filter(|(v, _)| *v == version)
-                .map(|(_, scan)| scan.clone())
-        };
-        if let Some(scan) = kept(&self.scans.lock().expect("scans lock")) {
-            return Ok(Some(scan));
+        let mut scans = self.scans.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((v, scan)) = scans.get(name)
+            && *v == version
+        {
+            return scan.clone().map(|s| s as _);
         }
-        let Some(scan) = SnapshotTable::try_new(table).map_err(SqlError::Engine)? else {
-            return Ok(None);
+        let scan = match SnapshotTable::try_new(table) {
+            Ok(scan) => scan.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(table = name, error = %e, "the table's files cannot be scanned directly; deltalake reads it");
+                None
+            }
         };
-        let scan = Arc::new(scan);
-        let mut scans = self.scans.lock().expect("scans lock");
         scans.insert(name.to_string(), (version, scan.clone()));
-        Ok(Some(scan))
+        scan.map(|s| s as _)
     }
 
     /// The partitions a plan is split into.
@@ -475,4 +481,86 @@ impl Inner {
 /// DataFusion's message without its internal backtrace noise.
 fn first_line(e: &DataFusionError) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_sinks::TableStore;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    async fn count(engine: &SqlEngine) -> anyhow::Result<i64> {
+        let result = engine.query("SELECT count(*) AS n, max(v) FROM t").await?;
+        let column = result.batches[0].column(0);
+        Ok(column
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("a count")
+            .value(0))
+    }
+
+    #[tokio::test]
+    async fn each_statement_reads_the_tables_version_it_starts_on() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = TableStore::new(dir.path().to_str().unwrap(), Default::default())?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new("day", DataType::Utf8, false),
+        ]));
+        let rows = |v: Vec<i64>, day: &str| {
+            let n = v.len();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(v)),
+                    Arc::new(StringArray::from(vec![day; n])),
+                ],
+            )
+        };
+        let mut table = store.open_or_create("t", &schema, &["day"]).await?;
+        table = table
+            .write(vec![rows(vec![1, 2], "a")?])
+            .with_partition_columns(["day"])
+            .await?;
+        let catalog = Arc::new(Catalog::new(store.clone(), Duration::ZERO));
+        let engine = SqlEngine::new(catalog, SqlLimits::default());
+        assert_eq!(count(&engine).await?, 2);
+        let scanned = |engine: &SqlEngine| {
+            let scans = engine
+                .inner
+                .scans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            scans
+                .get("t")
+                .map(|(version, scan)| (*version, scan.is_some()))
+        };
+        let first = scanned(&engine);
+        assert_eq!(
+            first.map(|(_, direct)| direct),
+            Some(true),
+            "a plain table is scanned as its files"
+        );
+        // The scan made for the first version is not reused for the second.
+        table
+            .write(vec![rows(vec![3, 4, 5], "b")?])
+            .with_partition_columns(["day"])
+            .await?;
+        assert_eq!(count(&engine).await?, 5);
+        let second = scanned(&engine);
+        assert!(second.is_some_and(|(_, direct)| direct));
+        assert_ne!(second, first, "a new scan for the new version");
+        let result = engine
+            .query("SELECT day, sum(v) AS s FROM t WHERE day = 'b' GROUP BY day")
+            .await?;
+        let sums = result.batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("a sum")
+            .value(0);
+        assert_eq!(sums, 12);
+        Ok(())
+    }
 }
