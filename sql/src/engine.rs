@@ -165,7 +165,7 @@ struct Inner {
     catalog: Arc<Catalog>,
     /// Each table's scan at the version it was last made for (`None`: deltalake reads that
     /// version; its provider is made per statement).
-    scans: std::sync::Mutex<HashMap<String, (Option<Version>, Option<Arc<SnapshotTable>>)>>,
+    scans: std::sync::Mutex<HashMap<String, KeptScan>>,
     /// Parquet footers already read, shared by every statement.
     footers: Arc<FileMetadataCache>,
     /// Where statements run.
@@ -175,6 +175,9 @@ struct Inner {
     /// The memory budget all statements draw on.
     budget: Arc<dyn MemoryPool>,
 }
+
+/// A table's version and its scan at that version (`None`: deltalake reads it).
+type KeptScan = (Option<Version>, Option<Arc<SnapshotTable>>);
 
 impl SqlEngine {
     /// An engine over `catalog` with `limits` that runs statements in this process.
