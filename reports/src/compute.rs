@@ -27,6 +27,9 @@ const TEMP_BUCKET_MIN: i64 = 5;
 /// How far back violation rows are read for a day (an open violation with no row for longer
 /// is not seen).
 const VIOLATION_LOOKBACK_DAYS: i64 = 92;
+/// How far past the day's end a curtailment signalled during the day is followed (to its
+/// deadline and its end).
+const LOOKAHEAD: Duration = Duration::days(1);
 
 /// The site's local day `date` as `[local midnight, next local midnight)` in UTC.
 pub fn local_window(timezone: &str, date: NaiveDate) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
@@ -89,18 +92,24 @@ pub async fn compute(
         critical_pct: site.critical_pct,
         max_temp_c: site.max_temp_c,
     };
-    let power = day.power_minutes(minutes).await?;
+    let signals = day.grid_signals().await?;
+    // A curtailment signalled today is judged until its deadline or its end, past midnight.
+    let horizon = signals
+        .as_deref()
+        .map_or(end, |signals| judged_until(signals, start, end));
+    let power_to_horizon = day.power_minutes(horizon).await?;
+    let power = power_to_horizon
+        .as_ref()
+        .map(|p| p[..p.len().min(minutes as usize)].to_vec());
     let weak = day.weak_minutes(minutes).await?;
     let energy = power
         .as_ref()
         .map(|p| energy_section(&limits, start, minutes, p));
     let quality = quality(start, power.as_deref(), weak.as_deref(), minutes);
     let violations = day.violations().await?;
-    let commands = day.command_times().await?;
-    let curtailments = day
-        .grid_signals()
-        .await?
-        .map(|signals| curtailments(&signals, start, end, power.as_deref(), &commands));
+    let commands = day.command_times(horizon).await?;
+    let curtailments = signals
+        .map(|signals| curtailments(&signals, start, end, power_to_horizon.as_deref(), &commands));
     let score = score(
         energy.as_ref(),
         curtailments.as_deref(),
@@ -145,10 +154,15 @@ struct Day<'a> {
 impl Day<'_> {
     /// `ts_col` within the day, as SQL.
     fn within(&self, ts_col: &str) -> String {
+        self.since_start_until(ts_col, self.end)
+    }
+
+    /// `ts_col` from the day's start until `until`, as SQL.
+    fn since_start_until(&self, ts_col: &str, until: DateTime<Utc>) -> String {
         format!(
             "{ts_col} >= to_timestamp_micros({}) AND {ts_col} < to_timestamp_micros({})",
             self.start.timestamp_micros(),
-            self.end.timestamp_micros()
+            until.timestamp_micros()
         )
     }
 
@@ -173,8 +187,9 @@ impl Day<'_> {
             .and_then(|i| out.get_mut(i))
     }
 
-    /// Each minute's mean site power, W; none when no energy table exists.
-    async fn power_minutes(&self, minutes: i64) -> Result<Option<Vec<Option<f64>>>> {
+    /// Each minute's mean site power, W, from the day's start until `until` (past the day's
+    /// end for a curtailment still running); none when no energy table exists.
+    async fn power_minutes(&self, until: DateTime<Utc>) -> Result<Option<Vec<Option<f64>>>> {
         if !self.has(names::TABLE_SITE_ENERGY_1M) {
             return Ok(None);
         }
@@ -182,9 +197,10 @@ impl Day<'_> {
             "SELECT CAST(minute AS BIGINT) AS m, avg_power_w FROM {} WHERE site = {} AND {} ORDER BY minute",
             names::TABLE_SITE_ENERGY_1M,
             self.site_lit(),
-            self.within("minute")
+            self.since_start_until("minute", until)
         );
-        let mut out = vec![None; minutes as usize];
+        let minutes = usize::try_from((until - self.start).num_minutes()).unwrap_or_default();
+        let mut out = vec![None; minutes];
         for batch in self.query(&sql).await? {
             for (m, w) in i64s(&batch, "m")?
                 .into_iter()
@@ -348,7 +364,7 @@ impl Day<'_> {
     }
 
     /// When each command was sent during the day.
-    async fn command_times(&self) -> Result<Vec<DateTime<Utc>>> {
+    async fn command_times(&self, until: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
         if !self.has(names::TABLE_COMMANDS) {
             return Ok(Vec::new());
         }
@@ -356,7 +372,7 @@ impl Day<'_> {
             "SELECT CAST(ts AS BIGINT) AS t FROM {} WHERE site = {} AND status IN ('sent', 'dry_run') AND {} ORDER BY ts",
             names::TABLE_COMMANDS,
             self.site_lit(),
-            self.within("ts")
+            self.since_start_until("ts", until)
         );
         let mut out = Vec::new();
         for batch in self.query(&sql).await? {
@@ -365,7 +381,8 @@ impl Day<'_> {
         Ok(out)
     }
 
-    /// The day's grid signals (and the day before's, for an event still running at midnight).
+    /// The day's grid signals, the day before's (for an event still running at midnight) and
+    /// the day after's (for the end of one of the day's events).
     async fn grid_signals(&self) -> Result<Option<Vec<Signal>>> {
         if !self.has(names::TABLE_GRID_SIGNALS) {
             return Ok(None);
@@ -377,7 +394,7 @@ impl Day<'_> {
             names::TABLE_GRID_SIGNALS,
             self.site_lit(),
             (self.start - Duration::days(1)).timestamp_micros(),
-            self.end.timestamp_micros()
+            (self.end + LOOKAHEAD).timestamp_micros()
         );
         let mut out = Vec::new();
         for batch in self.query(&sql).await? {
@@ -607,7 +624,8 @@ fn quality(
     }
 }
 
-/// Each curtail signal of the day and how the site answered it.
+/// Each curtail signal of the day and how the site answered it, followed past the day's end
+/// to its deadline and its end (`power_w`: each minute from `start`, as far as it goes).
 fn curtailments(
     signals: &[Signal],
     start: DateTime<Utc>,
@@ -622,18 +640,11 @@ fn curtailments(
             .and_then(|i| power_w.and_then(|p| p.get(i).copied().flatten()))
     };
     let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (k, s) in signals.iter().enumerate() {
-        if !s.curtail || s.at < start || !seen.insert(s.event_id.as_str()) {
-            continue;
-        }
+    for (k, s) in days_events(signals, start, end) {
         let (Some(target_kw), Some(deadline)) = (s.target_kw, s.deadline) else {
             continue;
         };
-        let ended_at = signals[k + 1..]
-            .iter()
-            .find(|n| !n.curtail || n.event_id != s.event_id)
-            .map_or(end, |n| n.at.min(end));
+        let ended_at = event_end(signals, k, end);
         let (first, last) = (minute_at(s.at), minute_at(ended_at));
         let lowest = (first..last.max(first + 1))
             .filter_map(power)
@@ -663,6 +674,39 @@ fn curtailments(
         });
     }
     out
+}
+
+/// The curtailment events signalled within `[start, end)`: each event's first signal and its
+/// index in `signals` (sorted by time).
+fn days_events(
+    signals: &[Signal],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> impl Iterator<Item = (usize, &Signal)> {
+    let mut seen = BTreeSet::new();
+    signals.iter().enumerate().filter(move |(_, s)| {
+        s.curtail && s.at >= start && s.at < end && seen.insert(s.event_id.as_str())
+    })
+}
+
+/// When the event whose first signal is `signals[k]` ended: at the next signal that is not
+/// its own, when one came within the look-ahead; otherwise, as far as the report follows it,
+/// the day's end or its deadline, whichever is later.
+fn event_end(signals: &[Signal], k: usize, end: DateTime<Utc>) -> DateTime<Utc> {
+    let s = &signals[k];
+    let followed = s.deadline.map_or(end, |d| d.max(end)).min(end + LOOKAHEAD);
+    signals[k + 1..]
+        .iter()
+        .find(|n| !n.curtail || n.event_id != s.event_id)
+        .map_or(followed, |n| n.at.min(end + LOOKAHEAD))
+}
+
+/// Until when the day's curtailments are followed: the latest end of the events signalled
+/// during the day (at least the day's end).
+fn judged_until(signals: &[Signal], start: DateTime<Utc>, end: DateTime<Utc>) -> DateTime<Utc> {
+    days_events(signals, start, end)
+        .map(|(k, _)| event_end(signals, k, end))
+        .fold(end, DateTime::max)
 }
 
 /// The score formula, as the report states it.
@@ -832,6 +876,49 @@ mod tests {
         assert!(c[1].met);
         assert_eq!(c[1].commands_sent, 1);
         assert_eq!(c[1].ended_at, t(1, 0));
+    }
+
+    #[test]
+    fn a_curtailment_signalled_before_midnight_is_judged_past_it() {
+        // Day 0; the signal at 23:50 gives until 00:10; the load is under target from 00:05.
+        let mut power = vec![Some(10_000.0); 24 * 60 + 30];
+        for w in power.iter_mut().skip(24 * 60 + 5) {
+            *w = Some(4_000.0);
+        }
+        let signal = |id: &str, curtail, at| Signal {
+            event_id: id.into(),
+            curtail,
+            target_kw: Some(5.0),
+            deadline: Some(t(24, 10)),
+            at,
+        };
+        let (start, end) = (t(0, 0), t(24, 0));
+        let mut signals = vec![
+            signal("e1", true, t(23, 50)),
+            signal("e1", false, t(24, 20)),
+        ];
+        assert_eq!(judged_until(&signals, start, end), t(24, 20));
+        let commands = vec![t(23, 51), t(24, 1), t(24, 30)];
+        let c = curtailments(&signals, start, end, Some(&power), &commands);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].target_reached_at, Some(t(24, 6)));
+        assert!(c[0].met, "reached at 00:06, before the 00:10 deadline");
+        assert_eq!(c[0].ended_at, t(24, 20));
+        assert_eq!(c[0].lowest_kw, Some(4.0));
+        assert_eq!(c[0].commands_sent, 2);
+        // With no end signal, it is followed to its deadline.
+        signals.pop();
+        assert_eq!(judged_until(&signals, start, end), t(24, 10));
+        let c = curtailments(&signals, start, end, Some(&power), &commands);
+        assert!(c[0].met);
+        assert_eq!(c[0].ended_at, t(24, 10));
+        // The next day's signals are that day's events.
+        signals.push(signal("e2", true, t(24, 30)));
+        assert_eq!(
+            curtailments(&signals, start, end, Some(&power), &commands).len(),
+            1
+        );
+        assert_eq!(judged_until(&signals, start, end), t(24, 30));
     }
 
     #[test]
