@@ -1,6 +1,7 @@
 //! Compliance reports end to end (issue 12): a seeded day of one site (Europe/Oslo) with a
 //! data gap, minutes over the warning, critical and allocation thresholds, estimated minutes,
-//! three violations and two curtailment events (one met, one missed) is closed by
+//! three violations and three curtailment events (one met, one missed, one met after
+//! midnight, before its deadline) is closed by
 //! `adit compliance`; every figure in the HTML and CSV equals SQL over the same tables; a
 //! rerun writes nothing and gives the same bytes; the API serves the stored revision byte for
 //! byte; a late reading makes revision 2 while revision 1 stays; bad requests get a 4xx that
@@ -34,13 +35,20 @@ struct Seed {
     minutes: i64,
 }
 
+/// Minutes of the next day's site power seeded (for the curtailment that crosses midnight).
+const AFTER_MIDNIGHT: i64 = 30;
+
 impl Seed {
     fn at(&self, hour: i64, minute: i64) -> DateTime<Utc> {
         self.start + Duration::hours(hour) + Duration::minutes(minute)
     }
 
-    /// Site power in minute `i` (none: the data gap 02:00–02:30).
+    /// Site power in minute `i` (none: the data gap 02:00–02:30; past the day's end: the next
+    /// day's, under dr-3's target from 00:05).
     fn power_w(&self, i: i64) -> Option<f64> {
+        if i >= self.minutes + 5 {
+            return Some(3_000.0);
+        }
         let (h, m) = (i / 60, i % 60);
         match (h, m) {
             (2, 0..30) => None,
@@ -72,7 +80,7 @@ async fn seed_tables(root: &Path, s: &Seed) {
     let store = TableStore::new(root.to_str().unwrap(), Default::default()).unwrap();
     let mut site_rows = Vec::new();
     let mut machine_rows = Vec::new();
-    for i in 0..s.minutes {
+    for i in 0..s.minutes + AFTER_MIDNIGHT {
         let Some(w) = s.power_w(i) else { continue };
         let minute = s.start + Duration::minutes(i);
         site_rows.push(SiteEnergyMinute {
@@ -84,6 +92,10 @@ async fn seed_tables(root: &Path, s: &Seed) {
             quality: 1.0,
             date: minute.date_naive(),
         });
+        if i >= s.minutes {
+            // The next day's first minutes: only the site's, for dr-3.
+            continue;
+        }
         for (k, machine) in ["m1", "m2", "m3", "m4"].iter().enumerate() {
             // m4 is estimated from 20:00 to 21:00.
             let estimated = k == 3 && i / 60 == 20;
@@ -172,6 +184,14 @@ async fn seed_tables(root: &Path, s: &Seed) {
             s.at(18, 0),
         ),
         signal("dr-2", GridSignalKind::Normal, None, None, s.at(19, 0)),
+        // Ten minutes before midnight, until ten minutes after: met at 00:06.
+        signal(
+            "dr-3",
+            GridSignalKind::Curtail,
+            Some(5.0),
+            Some(s.start + Duration::minutes(s.minutes + 10)),
+            s.start + Duration::minutes(s.minutes - 10),
+        ),
     ];
     let schema = adit_schemas::arrow_rows::stamped_schema(GridSignal::fields());
     let rows: Vec<(u64, &GridSignal)> = signals
@@ -502,8 +522,22 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
             .cloned()
     };
     assert_eq!(
-        (met("dr-1").as_deref(), met("dr-2").as_deref()),
-        (Some("true"), Some("false"))
+        (
+            met("dr-1").as_deref(),
+            met("dr-2").as_deref(),
+            met("dr-3").as_deref()
+        ),
+        (Some("true"), Some("false"), Some("true"))
+    );
+    assert_eq!(
+        f.get(&(
+            "curtailment".into(),
+            "dr-3".into(),
+            "time_to_target_s".into()
+        ))
+        .map(String::as_str),
+        Some("960"),
+        "dr-3 is judged on the minutes after midnight"
     );
     assert_eq!(
         f.get(&("curtailment".into(), "dr-1".into(), "commands_sent".into()))
