@@ -131,6 +131,16 @@ pub(crate) fn files_view(table: &DeltaTable) -> DfResult<Arc<dyn TableProvider>>
     // The files of each partition, by the partition values in the table's column order.
     let mut groups: BTreeMap<Vec<Option<String>>, Vec<String>> = BTreeMap::new();
     for file in snapshot.log_data().iter() {
+        if file.path().contains('%') {
+            // A partition value its path escapes: read through a listing, such a file is not
+            // found, or found twice (not solved yet); better no table than wrong rows.
+            return Err(DataFusionError::NotImplemented(format!(
+                "{} has partition values that its file paths escape ({}); \
+                 such tables are read by the local engine only",
+                root,
+                file.path()
+            )));
+        }
         let mut values = file.partition_values_map();
         let key = partitions
             .iter()

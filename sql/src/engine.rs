@@ -356,9 +356,14 @@ impl Inner {
                         None => table.table_provider().await.map_err(|e| delta(e.into()))?,
                     }
                 }
-                QueryEngine::Ballista(_) => {
-                    cluster::files_view(&table).map_err(SqlError::Engine)?
-                }
+                QueryEngine::Ballista(_) => match cluster::files_view(&table) {
+                    Ok(view) => view,
+                    Err(e) => {
+                        // Left out, so a statement that reads it fails naming it.
+                        tracing::warn!(table = %name, error = %e, "not readable on the cluster");
+                        continue;
+                    }
+                },
             };
             ctx.register_table(name.as_str(), provider)
                 .map_err(SqlError::Engine)?;

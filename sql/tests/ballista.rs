@@ -127,6 +127,25 @@ async fn tables(store: &TableStore) -> Result<()> {
     store
         .open_or_create("no_rows_yet", &blocks_schema(), &["date"])
         .await?;
+
+    // Partition values that the files' paths escape.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("v", DataType::Int64, false),
+        Field::new("place", DataType::Utf8, false),
+    ]));
+    let places = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(StringArray::from(vec!["hall a/b", "50% east", "ålesund"])),
+        ],
+    )?;
+    store
+        .open_or_create("places", &schema, &["place"])
+        .await?
+        .write(vec![places])
+        .with_partition_columns(["place"])
+        .await?;
     Ok(())
 }
 
@@ -185,6 +204,21 @@ async fn a_ballista_cluster_gives_the_local_engines_rows() -> Result<()> {
         !sites.contains("gone") && sites.contains("north"),
         "{sites}"
     );
+
+    // A table whose paths escape its partition values is read here, and refused by name on
+    // the cluster (whose listings would miss or double its files), not answered wrongly.
+    let here = rows(&local, "SELECT place, v FROM places ORDER BY v").await?;
+    assert!(
+        here.contains("hall a/b") && here.contains("ålesund"),
+        "{here}"
+    );
+    match remote.query("SELECT place, v FROM places").await {
+        Err(SqlError::InvalidSql(reason)) => assert!(reason.contains("places"), "{reason}"),
+        other => panic!(
+            "expected a refusal naming the table, got {:?}",
+            other.map(|r| r.batches.len())
+        ),
+    }
 
     // The same refusals, before anything is sent.
     match remote.query("DROP TABLE readings").await {
