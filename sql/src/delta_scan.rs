@@ -30,7 +30,7 @@ use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::stats::Precision;
 use datafusion::common::{
     Column, ColumnStatistics, DFSchema, DataFusionError, Result as DfResult, ScalarValue,
-    Statistics,
+    Statistics, project_schema,
 };
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -155,28 +155,36 @@ impl SnapshotTable {
         }))
     }
 
-    /// The names of the partition columns.
-    fn partition_names(&self) -> Vec<&str> {
-        self.scan
+    /// Whether `filter` reads partition columns only (and so is evaluated exactly, per file).
+    fn on_partitions_only(&self, filter: &Expr) -> bool {
+        let names: Vec<&str> = self
+            .scan
             .table_partition_cols()
             .iter()
             .map(|f| f.name().as_str())
-            .collect()
+            .collect();
+        !names.is_empty() && expr_applicable_for_cols(&names, filter)
+    }
+
+    /// The statistics of `files` together.
+    fn merged_statistics<'a>(
+        &self,
+        files: impl Iterator<Item = &'a PartitionedFile>,
+    ) -> DfResult<Statistics> {
+        Statistics::try_merge_iter(
+            files.filter_map(|f| f.statistics.as_deref()),
+            self.scan.table_schema(),
+        )
     }
 
     /// Which files `filters` may keep: partition-only filters are evaluated exactly on each
     /// file's partition values, the rest prune by the files' bounds.
     fn keep(&self, session: &dyn Session, filters: &[Expr]) -> DfResult<Vec<bool>> {
         let mut keep = vec![true; self.files.len()];
-        let Some(predicate) = conjunction(filters.iter().cloned()) else {
-            return Ok(keep);
-        };
         let scan_schema = self.scan.table_schema().clone();
         let df_schema = DFSchema::try_from(scan_schema.clone())?;
-        let names = self.partition_names();
-        let (exact, rest): (Vec<&Expr>, Vec<&Expr>) = filters
-            .iter()
-            .partition(|f| !names.is_empty() && expr_applicable_for_cols(&names, f));
+        let (exact, rest): (Vec<&Expr>, Vec<&Expr>) =
+            filters.iter().partition(|f| self.on_partitions_only(f));
         if let Some(exact) = conjunction(exact.into_iter().cloned()) {
             let values = self.bounds.partition_batch()?;
             let expr = session.create_physical_expr(exact, &df_schema)?;
@@ -186,10 +194,10 @@ impl SnapshotTable {
                 *keep = mask.is_valid(i) && mask.value(i);
             }
         }
-        if rest.is_empty() {
+        let Some(rest) = conjunction(rest.into_iter().cloned()) else {
             return Ok(keep);
-        }
-        let expr = session.create_physical_expr(predicate, &df_schema)?;
+        };
+        let expr = session.create_physical_expr(rest, &df_schema)?;
         // A predicate pruning cannot use keeps every file.
         let pruning = PruningPredicateBuilder::new()
             .with_file_schema(scan_schema)
@@ -234,25 +242,17 @@ impl TableProvider for SnapshotTable {
             .filter_map(|(file, keep)| keep.then(|| file.clone()))
             .collect();
         if files.is_empty() {
-            let schema = self.schema.project(
-                projection.map_or(&(0..self.schema.fields().len()).collect::<Vec<_>>(), |p| p),
-            )?;
-            return Ok(Arc::new(EmptyExec::new(Arc::new(schema))));
+            let schema = project_schema(&self.schema, projection)?;
+            return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let statistics = Statistics::try_merge_iter(
-            files.iter().filter_map(|f| f.statistics.as_deref()),
-            self.scan.table_schema(),
-        )?;
+        let statistics = self.merged_statistics(files.iter())?;
         let groups = FileGroup::new(files).split_files(session.config().target_partitions());
         // Rows are filtered as they are decoded (reading the other columns only for the rows
         // kept) when the statement filters this table's data. Otherwise the only filters a
         // scan gets are the ones a join derives from its other side at run time, which rarely
         // drop rows and would cost a check per row.
         let mut options = session.table_options().parquet.clone();
-        let names = self.partition_names();
-        options.global.pushdown_filters |= filters
-            .iter()
-            .any(|f| names.is_empty() || !expr_applicable_for_cols(&names, f));
+        options.global.pushdown_filters |= filters.iter().any(|f| !self.on_partitions_only(f));
         let format = ParquetFormat::default().with_options(options);
         let config = FileScanConfigBuilder::new(
             self.store_url.clone(),
@@ -270,11 +270,10 @@ impl TableProvider for SnapshotTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        let names = self.partition_names();
         Ok(filters
             .iter()
             .map(|f| {
-                if !names.is_empty() && expr_applicable_for_cols(&names, f) {
+                if self.on_partitions_only(f) {
                     // Evaluated exactly on each file's partition values in `keep`.
                     TableProviderFilterPushDown::Exact
                 } else {
@@ -285,11 +284,7 @@ impl TableProvider for SnapshotTable {
     }
 
     fn statistics(&self) -> Option<Statistics> {
-        Statistics::try_merge_iter(
-            self.files.iter().filter_map(|f| f.statistics.as_deref()),
-            self.scan.table_schema(),
-        )
-        .ok()
+        self.merged_statistics(self.files.iter()).ok()
     }
 }
 
@@ -518,16 +513,10 @@ fn widen_max(max: ArrayRef, field: &Field) -> DfResult<ArrayRef> {
         DataType::Timestamp(TimeUnit::Nanosecond, _) => 999_999,
         DataType::Utf8View | DataType::Utf8 | DataType::LargeUtf8 => {
             let strings = cast(&max, &DataType::Utf8)?;
-            let whole: BooleanArray = strings
-                .as_string::<i32>()
-                .iter()
-                .map(|s| Some(s.is_some_and(|s| s.chars().count() < STRING_STATS_PREFIX)))
-                .collect();
             let kept: StringArray = strings
                 .as_string::<i32>()
                 .iter()
-                .zip(whole.iter())
-                .map(|(s, whole)| s.filter(|_| whole == Some(true)))
+                .map(|s| s.filter(|s| s.chars().count() < STRING_STATS_PREFIX))
                 .collect();
             return Ok(cast(&kept, field.data_type())?);
         }

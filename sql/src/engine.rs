@@ -44,8 +44,9 @@ use crate::error::{Result, SqlError};
 use crate::executor::{Executor, Task};
 use crate::pool::QueryPool;
 
-/// Rows per batch: four times DataFusion's default, which halves the per-batch overhead of an
-/// aggregation over millions of rows (`scripts/bench_sql.py`: group-by 1.57 → 1.4 × DuckDB).
+/// Rows per batch: four times DataFusion's default, so a quarter of the batches and of their
+/// per-batch overhead on an aggregation over millions of rows (`scripts/bench_sql.py`:
+/// group-by about 1.57 → 1.4 × DuckDB).
 const BATCH_ROWS: usize = 32 * 1024;
 
 /// Per-statement limits; from config.
