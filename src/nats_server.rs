@@ -4,6 +4,11 @@
 //! Its URL is written to `<data_dir>/nats/url`, so other adit processes with the same data
 //! folder (say `adit simulate` beside `adit run`) find and share it instead of starting a
 //! second one.
+//!
+//! It lives and dies with the adit that started it, however adit dies (issue 22): the kernel
+//! sends it SIGTERM when its parent goes (`PR_SET_PDEATHSIG`, SIGKILL of adit included), and
+//! `<data_dir>/nats/pid` names it and its owner, so a start that finds a server whose owner is
+//! gone stops it before starting its own, instead of a second server on the same store.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -37,15 +42,105 @@ pub fn find_binary(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
         .context("nats-server not found: install it (apt-get install nats-server), set nats.server_binary, or give --nats-url")
 }
 
-fn spawn(binary: &Path, port: u16, store: &Path) -> anyhow::Result<Child> {
-    Command::new(binary)
+fn spawn(binary: &Path, port: u16, store: &Path, pid_file: &Path) -> anyhow::Result<Child> {
+    let mut command = Command::new(binary);
+    command
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(store)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid), allocating nothing.
+    unsafe {
+        command.pre_exec(move || die_with_parent(parent));
+    }
+    let child = command
         .spawn()
-        .with_context(|| format!("starting {}", binary.display()))
+        .with_context(|| format!("starting {}", binary.display()))?;
+    if let Some(pid) = child.id() {
+        std::fs::write(pid_file, format!("{pid} {parent}\n"))
+            .with_context(|| format!("writing {}", pid_file.display()))?;
+    }
+    Ok(child)
+}
+
+/// In the child before exec: ask the kernel for SIGTERM when the parent dies, and give up if
+/// it already has (then the child would be adopted by init and never told).
+fn die_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid cannot fail.
+    if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
+        return Err(std::io::Error::other(
+            "adit exited before nats-server started",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether process `pid` is alive (and not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Whether process `pid` runs a nats-server (so a stale pid file never stops a stranger).
+fn is_nats_server(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmd| {
+            cmd.split(|b| *b == 0)
+                .next()
+                .is_some_and(|exe| exe.ends_with(b"nats-server"))
+        })
+        .unwrap_or(false)
+}
+
+/// The server `pid_file` names, when it is alive and its owner is not: stopped (SIGTERM, then
+/// SIGKILL after 5 s) so the store is free. Returns whether one was stopped.
+async fn stop_orphan(pid_file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return false;
+    };
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u32>().ok());
+    let (Some(Some(server)), Some(Some(owner))) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    if !alive(server) || !is_nats_server(server) || alive(owner) {
+        return false;
+    }
+    tracing::warn!(
+        pid = server,
+        owner,
+        "a managed nats-server outlived the adit that started it; stopping it"
+    );
+    for (signal, wait) in [(libc::SIGTERM, 50), (libc::SIGKILL, 50)] {
+        let Ok(pid) = i32::try_from(server) else {
+            return false;
+        };
+        // SAFETY: kill has no memory effects; the pid was checked to be a nats-server.
+        unsafe { libc::kill(pid, signal) };
+        for _ in 0..wait {
+            if !alive(server) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    !alive(server)
 }
 
 async fn wait_listening(port: u16) -> anyhow::Result<()> {
@@ -76,6 +171,8 @@ pub async fn ensure(
     let dir = data_dir.join("nats");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let url_file = dir.join("url");
+    let pid_file = dir.join("pid");
+    stop_orphan(&pid_file).await;
     if let Ok(url) = std::fs::read_to_string(&url_file) {
         let url = url.trim().to_string();
         if let Some(port) = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())
@@ -90,7 +187,7 @@ pub async fn ensure(
     let binary = find_binary(binary)?;
     let port = free_port()?;
     let store = dir.join("store");
-    let mut child = spawn(&binary, port, &store)?;
+    let mut child = spawn(&binary, port, &store, &pid_file)?;
     wait_listening(port).await?;
     let url = format!("nats://127.0.0.1:{port}");
     std::fs::write(&url_file, &url).with_context(|| format!("writing {}", url_file.display()))?;
@@ -107,7 +204,7 @@ pub async fn ensure(
                 status = child.wait() => {
                     tracing::error!(?status, "managed nats-server exited; restarting it");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    match spawn(&binary, port, &store) {
+                    match spawn(&binary, port, &store, &pid_file) {
                         Ok(c) => child = c,
                         Err(e) => {
                             tracing::error!(error = %e, "could not restart nats-server");

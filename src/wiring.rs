@@ -153,6 +153,8 @@ pub async fn run_roles(
     let services = connect(config).await?;
     let store = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
     let metrics = install_metrics();
+    // What the supervisors of long-lived tasks report, read by `/ready`.
+    let vitals = adit_supervise::Vitals::new();
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
     if roles.contains(&Role::Pipelines) {
         let ctx = PipelineContext {
@@ -181,6 +183,7 @@ pub async fn run_roles(
                 config.query.limits.clone(),
             )),
             metrics: metrics.clone(),
+            vitals: vitals.clone(),
             nats: Some(services.client.clone()),
             node: chain_tip(config)?,
             registry: Some(Registry::open(services.js.clone()).await?),
@@ -216,13 +219,14 @@ pub async fn run_roles(
         let listener = tokio::net::TcpListener::bind(&config.pool.listen)
             .await
             .with_context(|| format!("pool.listen: binding {}", config.pool.listen))?;
-        let (pool, publisher, token) = (
+        let (pool, publisher, token, vitals) = (
             config.pool.clone(),
             services.publisher.clone(),
             shutdown.clone(),
+            vitals.clone(),
         );
         tasks.spawn(async move {
-            adit_stratum::run_pool(pool, node, listener, publisher, token).await?;
+            adit_stratum::run_pool(pool, node, listener, publisher, vitals, token).await?;
             Ok("pool")
         });
     }

@@ -151,7 +151,8 @@ impl RuleGroup {
                 return Err(invalid(at("alert"), "appears twice in the group"));
             }
             seen.push(&rule.alert);
-            adit_sql::syntax::check_query(&rule.expr).map_err(|e| invalid(at("expr"), e))?;
+            adit_sql::syntax::check_query(&rule.expr, adit_sql::syntax::TextLimits::default())
+                .map_err(|e| invalid(at("expr"), e))?;
             for (field, value) in [
                 ("for", &rule.for_),
                 ("keep_firing_for", &rule.keep_firing_for),

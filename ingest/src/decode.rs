@@ -51,7 +51,7 @@ impl DecodedBatch {
                 subject: names::dlq_subject(stream),
                 id: format!("dlq:{stream}:{}", r.seq),
                 headers: vec![
-                    (names::HEADER_DLQ_REASON, sanitize(&r.reason)),
+                    (names::HEADER_DLQ_REASON, r.reason.clone()),
                     (names::HEADER_DLQ_SUBJECT, r.subject.clone()),
                     (names::HEADER_DLQ_SEQUENCE, r.seq.to_string()),
                 ],
@@ -60,11 +60,6 @@ impl DecodedBatch {
             .collect();
         publisher.publish_all(msgs).await.map(|_| ())
     }
-}
-
-/// Header values may not hold line breaks; keep the reason readable on one line.
-fn sanitize(reason: &str) -> String {
-    reason.replace(['\r', '\n'], " ")
 }
 
 /// Decodes and validates every message of `raw`, keeping only `kinds` (others are refused as

@@ -33,6 +33,16 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A header could not be built from its value (never expected: values are escaped first).
+    #[error("publishing to {subject}: header {header}: {reason}")]
+    InvalidHeader {
+        /// The subject.
+        subject: String,
+        /// The header.
+        header: String,
+        /// Why its value was refused.
+        reason: String,
+    },
     /// The stream does not exist: adit's streams are created by `adit run`/`adit pipelines` at
     /// start (`ensure_streams`), so the bus is not the one this process set up.
     #[error(

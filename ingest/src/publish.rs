@@ -1,11 +1,12 @@
 //! Publishing events to JetStream with their dedupe ids, retrying through outages.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use adit_schemas::{AnyEvent, SCHEMA_VERSION, names};
-use async_nats::HeaderMap;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -51,19 +52,31 @@ impl Outgoing {
         }
     }
 
-    fn build(&self) -> PublishMessage {
+    /// The message with its headers. Values are escaped ([`names::message_id`],
+    /// [`names::header_text`]) and then built through async-nats's fallible parser, so text from
+    /// outside can never reach the panicking conversion (issue 22).
+    pub fn build_message(&self) -> Result<PublishMessage> {
+        let invalid =
+            |header: &str, e: async_nats::header::ParseHeaderValueError| Error::InvalidHeader {
+                subject: self.subject.clone(),
+                header: header.to_string(),
+                reason: e.to_string(),
+            };
         let mut headers = HeaderMap::new();
         headers.insert(
             names::HEADER_SCHEMA_VERSION,
-            SCHEMA_VERSION.to_string().as_str(),
+            HeaderValue::from(SCHEMA_VERSION as usize),
         );
         for (k, v) in &self.headers {
-            headers.insert(*k, v.as_str());
+            let value = HeaderValue::from_str(&names::header_text(v)).map_err(|e| invalid(k, e))?;
+            headers.insert(*k, value);
         }
-        PublishMessage::build()
+        let id = HeaderValue::from_str(&names::message_id(&self.id))
+            .map_err(|e| invalid("Nats-Msg-Id", e))?;
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        Ok(PublishMessage::build()
             .payload(self.payload.clone())
-            .headers(headers)
-            .message_id(&self.id)
+            .headers(headers))
     }
 }
 
@@ -85,8 +98,10 @@ impl Publisher {
 
     /// Publishes one message, retrying until stored; returns its stream sequence.
     pub async fn publish_one(&self, msg: &Outgoing) -> Result<u64> {
+        // A message that cannot be built is refused at once: retrying would not change it.
+        let built = msg.build_message()?;
         let attempt = || async {
-            let ack = self.send(msg).await?;
+            let ack = self.send(&msg.subject, built.clone()).await?;
             ack.await.map_err(BoxError::from)
         };
         attempt
@@ -103,11 +118,8 @@ impl Publisher {
             })
     }
 
-    async fn send(&self, msg: &Outgoing) -> Result<PublishAckFuture, BoxError> {
-        Ok(self
-            .js
-            .send_publish(msg.subject.clone(), msg.build())
-            .await?)
+    async fn send(&self, subject: &str, msg: PublishMessage) -> Result<PublishAckFuture, BoxError> {
+        Ok(self.js.send_publish(subject.to_string(), msg).await?)
     }
 
     /// Publishes many messages with up to 512 in flight, retrying any that fail;
@@ -123,8 +135,9 @@ impl Publisher {
                 done += 1;
             }
             let this = self.clone();
+            let built = msg.build_message()?;
             in_flight.push_back(async move {
-                let first = match this.send(&msg).await {
+                let first = match this.send(&msg.subject, built).await {
                     Ok(ack) => ack.await.is_ok(),
                     Err(_) => false,
                 };

@@ -78,6 +78,7 @@ fn sql_status(e: &SqlError) -> (StatusCode, &'static str) {
         SqlError::Empty => (StatusCode::BAD_REQUEST, "bad_request"),
         SqlError::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
         SqlError::InvalidSql(_) => (StatusCode::BAD_REQUEST, "invalid_sql"),
+        SqlError::TooComplex(_) => (StatusCode::BAD_REQUEST, "statement_too_complex"),
         SqlError::Timeout { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "query_timeout"),
         SqlError::MemoryLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
         SqlError::RowLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "row_limit"),

@@ -68,6 +68,8 @@ pub struct AppState {
     pub engine: Arc<SqlEngine>,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
+    /// The supervised parts of the process, for `/ready`.
+    pub vitals: adit_supervise::Vitals,
     /// The NATS connection, for readiness.
     pub nats: Option<async_nats::Client>,
     /// The node whose chain height gives blocks their confirmations.
@@ -246,22 +248,30 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: NATS is connected.
+/// Readiness: NATS is connected and every supervised part of the process runs (a part being
+/// restarted after a failure is named in `down`).
 #[utoipa::path(get, path = "/ready", tag = "ops",
-    responses((status = 200, description = "ready"), (status = 503, description = "NATS is not connected")))]
+    responses((status = 200, description = "ready"), (status = 503, description = "NATS is not connected, or a part is down (named in `down`)")))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let nats_ok = state
         .nats
         .as_ref()
         .is_none_or(|c| c.connection_state() == async_nats::connection::State::Connected);
-    let status = if nats_ok {
+    let down = state.vitals.down();
+    let ready = nats_ok && down.is_empty();
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(serde_json::json!({"ready": nats_ok, "nats": nats_ok})),
+        Json(serde_json::json!({
+            "ready": ready,
+            "nats": nats_ok,
+            "down": down,
+            "parts": state.vitals.parts(),
+        })),
     )
         .into_response()
 }
@@ -528,6 +538,10 @@ mod tests {
     use tower::ServiceExt;
 
     fn app(dir: &std::path::Path) -> Router {
+        app_with(dir, adit_supervise::Vitals::new())
+    }
+
+    fn app_with(dir: &std::path::Path, vitals: adit_supervise::Vitals) -> Router {
         let store = adit_sinks::TableStore::new(dir.to_str().unwrap(), Default::default()).unwrap();
         let state = AppState {
             engine: Arc::new(SqlEngine::new(
@@ -535,6 +549,7 @@ mod tests {
                 SqlLimits::default(),
             )),
             metrics: None,
+            vitals,
             nats: None,
             node: None,
             registry: None,
@@ -665,6 +680,33 @@ mod tests {
             (s, body["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("bad_request"))
         );
+    }
+
+    /// Issue 22: while a supervised part is down (restarting after a panic), `/ready` says
+    /// which and answers 503; once it runs again, 200.
+    #[tokio::test]
+    async fn ready_names_a_part_that_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let vitals = adit_supervise::Vitals::new();
+        let gave_up = adit_supervise::supervise(
+            "pool_publisher",
+            &vitals,
+            adit_supervise::Policy {
+                first_backoff: std::time::Duration::from_millis(1),
+                max_backoff: std::time::Duration::from_millis(1),
+                max_restarts: 0,
+                window: std::time::Duration::from_secs(60),
+            },
+            || async { panic!("injected") },
+        )
+        .await;
+        assert!(gave_up.is_err());
+        let (s, body, _) = call(app_with(dir.path(), vitals), "GET", "/ready", None, "").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["down"], serde_json::json!(["pool_publisher"]));
+        assert_eq!(body["parts"]["pool_publisher"]["last_error"], "injected");
+        let (s, body, _) = call(app(dir.path()), "GET", "/ready", None, "").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
     }
 
     #[tokio::test]

@@ -106,7 +106,9 @@ impl ChainTip {
                 return None;
             }
         };
-        reply["result"]["count"].as_i64().map(|count| count - 1)
+        reply["result"]["count"]
+            .as_i64()
+            .map(|count| count.saturating_sub(1))
     }
 }
 
@@ -415,7 +417,9 @@ async fn blocks_of(
         let (height, status) = (opt("height").unwrap_or(0), text("status"));
         let on_chain = matches!(status.as_str(), "submitted" | "confirmed");
         out.push(BlockView {
-            confirmations: top.filter(|_| on_chain).map(|t| (t - height).max(0)),
+            confirmations: top
+                .filter(|_| on_chain)
+                .map(|t| t.saturating_sub(height).max(0)),
             height,
             miner: text("miner"),
             worker: text("worker"),

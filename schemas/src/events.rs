@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::names;
 use crate::overrides::Override;
 use crate::registry::{RegistryChange, RegistryEntry};
-use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
+use crate::validate::{Invalid, ValidationPolicy, check_range, check_text, check_token};
 
 /// What every event type provides so that ingest and pipelines can treat them alike.
 pub trait Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
@@ -49,6 +49,14 @@ pub(crate) fn f64_opt(name: &str) -> Field {
 pub(crate) fn i64_field(name: &str) -> Field {
     Field::new(name, DataType::Int64, false)
 }
+/// Longest id from outside an event may carry (a job id, a nonce, a feed's event id): room for
+/// a 64-character id with every character escaped, far below a NATS message's size.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest name from outside (a miner's address, a worker).
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest reason or error text an event may carry.
+pub const MAX_REASON_BYTES: usize = 4096;
+
 fn micros(ts: DateTime<Utc>) -> i64 {
     ts.timestamp_micros()
 }
@@ -100,11 +108,26 @@ impl Event for Share {
     }
     fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_token("pool", &self.pool)?;
-        if self.miner.is_empty() || self.job_id.is_empty() || self.nonce.is_empty() {
-            return Err(Invalid::new("miner, job_id and nonce must not be empty"));
+        check_text("miner", &self.miner, MAX_NAME_BYTES)?;
+        check_text("job_id", &self.job_id, MAX_ID_BYTES)?;
+        check_text("nonce", &self.nonce, MAX_ID_BYTES)?;
+        if !self.worker.is_empty() {
+            check_text("worker", &self.worker, MAX_NAME_BYTES)?;
         }
         if self.difficulty == 0 || self.difficulty > i64::MAX as u64 {
             return Err(Invalid::new("difficulty must be in 1..=i64::MAX"));
+        }
+        if self.height > i64::MAX as u64 {
+            return Err(Invalid::new("height must fit in i64"));
+        }
+        if self
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_REASON_BYTES)
+        {
+            return Err(Invalid::new(format!(
+                "reason must be at most {MAX_REASON_BYTES} bytes"
+            )));
         }
         if !self.accepted && self.reason.is_none() {
             return Err(Invalid::new("a rejected share needs a reason"));
@@ -195,14 +218,19 @@ impl Event for Block {
         if self.hash.len() != 64 || !self.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Invalid::new("hash must be 64 hex characters"));
         }
-        if self.job_id.is_empty() || self.nonce.is_empty() {
-            return Err(Invalid::new(
-                "job_id and nonce (of the share that found the block) must not be empty",
-            ));
+        check_text("job_id", &self.job_id, MAX_ID_BYTES)?;
+        check_text("nonce", &self.nonce, MAX_ID_BYTES)?;
+        for (field, name) in [("miner", &self.miner), ("worker", &self.worker)] {
+            if !name.is_empty() {
+                check_text(field, name, MAX_NAME_BYTES)?;
+            }
         }
-        if self.reward > i64::MAX as u64 || self.network_difficulty > i64::MAX as u64 {
+        if self.reward > i64::MAX as u64
+            || self.network_difficulty > i64::MAX as u64
+            || self.height > i64::MAX as u64
+        {
             return Err(Invalid::new(
-                "reward and network_difficulty must fit in i64",
+                "reward, network_difficulty and height must fit in i64",
             ));
         }
         policy.check_ts(self.ts, now)
@@ -682,9 +710,7 @@ impl Event for GridSignal {
     }
     fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_token("site", &self.site)?;
-        if self.event_id.is_empty() {
-            return Err(Invalid::new("event_id must not be empty"));
-        }
+        check_text("event_id", &self.event_id, MAX_ID_BYTES)?;
         match self.kind {
             GridSignalKind::Curtail => {
                 let kw = self

@@ -216,6 +216,51 @@ pub fn is_token(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A dedupe id as it may travel in a `Nats-Msg-Id` header, whatever its parts held: every
+/// control character and `%` become `%XX` (so two different ids stay different), everything
+/// else is kept. Ids built from validated parts come out unchanged.
+pub fn message_id(id: &str) -> std::borrow::Cow<'_, str> {
+    escape(id, |c| c == '%' || c.is_control())
+}
+
+/// Most bytes of outside text a header carries ([`header_text`]); the rest is cut, so a
+/// device's kilobytes of reply quoted in a refusal cannot push a message past NATS's size.
+pub const MAX_HEADER_TEXT: usize = 1024;
+
+/// Text from outside (a refusal's reason, a device's address) as a header value may hold it:
+/// every control character (line breaks included) becomes `%XX`, the rest is kept, cut to
+/// [`MAX_HEADER_TEXT`] bytes (ending in `…` when cut).
+pub fn header_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = escape(text, char::is_control);
+    if escaped.len() <= MAX_HEADER_TEXT {
+        return escaped;
+    }
+    let mut end = MAX_HEADER_TEXT - '…'.len_utf8();
+    while !escaped.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &escaped[..end]))
+}
+
+/// `text` with each character `needs` picks written as `%XX` per UTF-8 byte.
+fn escape(text: &str, needs: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&needs) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +275,20 @@ mod tests {
         assert!(!is_token("*"));
         assert!(!is_token(""));
         assert!(!is_token(&"x".repeat(65)));
+    }
+
+    /// Issue 22: a job id holding `\r\n` reached a `Nats-Msg-Id` header and async-nats
+    /// panicked in the pool's publisher.
+    #[test]
+    fn ids_and_header_texts_hold_no_line_break() {
+        assert_eq!(message_id("share:p1:17:5f01:9"), "share:p1:17:5f01:9");
+        assert_eq!(message_id("share:p1:1\r\n7"), "share:p1:1%0D%0A7");
+        assert_eq!(message_id("a%0Db"), "a%250Db");
+        assert_ne!(message_id("a\rb"), message_id("a%0Db"));
+        assert_eq!(message_id("é\u{85}"), "é%C2%85");
+        assert_eq!(header_text("bad\nline 50%"), "bad%0Aline 50%");
+        let text = "é".repeat(5000);
+        let long = header_text(&text);
+        assert!(long.len() <= MAX_HEADER_TEXT && long.ends_with('…'));
     }
 }

@@ -83,9 +83,36 @@ pub fn check_token(field: &str, value: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Free text from outside (a miner's job id, a feed's event id): 1 to `max` bytes and no
+/// control character, so it can be recorded, logged and named in an id (issue 22).
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
+    if value.is_empty() || value.len() > max {
+        return Err(Invalid::new(format!(
+            "{field} must be 1-{max} bytes, not {}",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Invalid::new(format!(
+            "{field} must not hold control characters"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_is_bounded_and_printable() {
+        assert!(check_text("job_id", "17", 64).is_ok());
+        assert!(check_text("job_id", "é", 64).is_ok());
+        assert!(check_text("job_id", "", 64).is_err());
+        assert!(check_text("job_id", &"x".repeat(65), 64).is_err());
+        assert!(check_text("job_id", "a\r\nb", 64).is_err());
+        assert!(check_text("job_id", "\u{85}", 64).is_err());
+    }
 
     #[test]
     fn timestamps_outside_the_window_are_refused() {

@@ -1,5 +1,7 @@
 //! Publishing result rows to `results.*` subjects for live subscribers.
 
+use std::str::FromStr;
+
 use async_nats::jetstream;
 use serde::Serialize;
 
@@ -36,9 +38,18 @@ impl ResultPublisher {
     pub async fn publish_raw(&self, rows: &[(String, String, Vec<u8>)]) -> Result<()> {
         let mut acks = Vec::with_capacity(rows.len());
         for (subject, id, payload) in rows {
+            // Escaped, then parsed fallibly: an id can never reach async-nats's panicking
+            // conversion (issue 22).
+            let id = async_nats::HeaderValue::from_str(&adit_schemas::names::message_id(id))
+                .map_err(|e| Error::Publish {
+                    subject: subject.clone(),
+                    source: Box::new(e),
+                })?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
             let publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone().into())
-                .message_id(id);
+                .headers(headers);
             let ack = self
                 .js
                 .send_publish(subject.clone(), publish)

@@ -1,15 +1,24 @@
-//! Functions that build values outside DataFusion's memory pool, wrapped so they cannot.
+//! Every function and operator that builds values, bounded so no statement can build a value
+//! past `query.limits.max_value_bytes` in one step, whichever function it calls (issue 22).
 //!
 //! `repeat('x', 1e9)` allocates its gigabyte in one call, before any memory pool hears of it,
-//! and no time limit can interrupt the allocation. Each function here is replaced, in every
-//! session, by a wrapper that first works out an upper bound of the bytes the call would
-//! build over its whole batch (from its arguments' lengths and counts) and refuses the call
-//! with a clear error when that is over the limit; under it, the built-in function runs as
-//! before. The functions: `repeat`, `lpad`, `rpad`, `replace`, `concat`, `regexp_replace`
-//! (strings), `array_repeat`, `array_resize`, and the scalar `range` and `generate_series`
-//! (arrays, of integers, dates or timestamps). The table functions `range`/`generate_series`
-//! stream their rows and are bounded by the time limit instead. The `||` operator is not a
-//! function and is not wrapped: its operands are each bounded, so `a || b` is at most their sum.
+//! and no time limit can interrupt the allocation; `s || s` doubled ten times does the same in
+//! ten small steps. A list of dangerous functions always misses one (issue 22 found `||`,
+//! `concat_ws`, `make_array` and `array_concat`), so the bound is generic:
+//!
+//! - Every scalar function of the session is replaced by a [`Bounded`] wrapper, and an analyzer
+//!   rule ([`BoundValues`]) wraps every call the planner made itself (`[a, b]` is `make_array`,
+//!   `a || b` on arrays is `array_concat`) and every `||` on strings. Functions a future
+//!   DataFusion adds are wrapped the same way, by not being special.
+//! - A wrapped call whose result is variable-width (strings, binaries, lists, maps, structs)
+//!   first sums the bytes its arguments hold over the batch and refuses when that is over the
+//!   limit, then checks the bytes it built. A step can therefore build at most a small multiple
+//!   of the limit (`a || b` twice it) before it is refused, and the next step cannot start.
+//! - Functions whose result can outgrow their arguments by any factor get an estimate of their
+//!   own before they run ([`Shape`]): `repeat`, `lpad`, `rpad`, `replace`, `concat`,
+//!   `regexp_replace`, `array_repeat`, `array_resize`, and the scalar `range` and
+//!   `generate_series`. The table functions `range`/`generate_series` stream their rows and are
+//!   bounded by the time limit instead.
 //!
 //! A plan sent to a cluster runs there with the functions unwrapped; [`check_constant_calls`]
 //! refuses, before it is sent, the calls whose arguments are all constants and over the limit.
@@ -20,12 +29,20 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, resources_datafusion_err};
-use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::interval_arithmetic::Interval;
+use datafusion::logical_expr::preimage::PreimageResult;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ColumnarValue, Documentation, Expr, ExpressionPlacement, LogicalPlan, Operator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping, Volatility,
 };
+use datafusion::optimizer::AnalyzerRule;
 use datafusion::prelude::SessionContext;
 
 /// How a function's output size follows from its arguments.
@@ -48,6 +65,8 @@ enum Shape {
     Concat,
     /// `regexp_replace(s, pattern, to[, flags])`: with `g`, every character could match.
     RegexpReplace,
+    /// Any other function: at most what its arguments hold, then its result is checked.
+    Any,
 }
 
 /// The functions wrapped, with their shape.
@@ -72,19 +91,197 @@ struct Bounded {
     max_bytes: usize,
 }
 
-/// Replaces the wrapped functions of `ctx` with bounded ones that build at most `max_bytes` per
-/// call (one batch).
-pub fn install(ctx: &SessionContext, max_bytes: usize) -> Result<()> {
-    for (name, shape) in WRAPPED {
-        let inner = ctx.udf(name)?;
-        let bounded = Bounded {
+/// Wraps every scalar function of `ctx` so it builds at most `max_bytes` per call (one batch);
+/// with `planned_calls`, also every call and `||` the planner makes itself ([`BoundValues`]:
+/// local plans only, since a cluster's executors do not know its checking function).
+pub fn install(ctx: &SessionContext, max_bytes: usize, planned_calls: bool) -> Result<()> {
+    let functions: Vec<Arc<ScalarUDF>> = ctx.state().scalar_functions().values().cloned().collect();
+    for inner in functions {
+        if inner.inner().downcast_ref::<Bounded>().is_some() {
+            continue;
+        }
+        ctx.register_udf(Bounded::around(inner, max_bytes));
+    }
+    if planned_calls {
+        ctx.add_analyzer_rule(Arc::new(BoundValues { max_bytes }));
+    }
+    Ok(())
+}
+
+impl Bounded {
+    /// `inner` behind the check for its shape.
+    fn around(inner: Arc<ScalarUDF>, max_bytes: usize) -> ScalarUDF {
+        let shape = WRAPPED
+            .iter()
+            .find(|(name, _)| *name == inner.name())
+            .map_or(Shape::Any, |(_, shape)| *shape);
+        ScalarUDF::new_from_impl(Self {
             inner,
             shape,
             max_bytes,
-        };
-        ctx.register_udf(ScalarUDF::new_from_impl(bounded));
+        })
+    }
+}
+
+/// The analyzer rule that wraps what the planner built without the function registry: calls
+/// of functions it took straight from DataFusion (`make_array`, `array_concat`, `get_field`…)
+/// and `||` on strings (an operator, checked by [`CheckedValue`]). Names are kept, so the
+/// output schema does not change.
+#[derive(Debug)]
+pub struct BoundValues {
+    /// The limit per call.
+    max_bytes: usize,
+}
+
+impl AnalyzerRule for BoundValues {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let saved = names.save(&e);
+                Ok(bound_expr(e, self.max_bytes)?.update_data(|e| saved.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "adit_bound_values"
+    }
+}
+
+/// `expr` with every unwrapped call and every string `||` in it wrapped.
+fn bound_expr(expr: Expr, max_bytes: usize) -> Result<Transformed<Expr>> {
+    expr.transform_up(|e| match e {
+        Expr::ScalarFunction(call)
+            if call.func.inner().downcast_ref::<Bounded>().is_none()
+                && call.func.inner().downcast_ref::<CheckedValue>().is_none() =>
+        {
+            let func = Arc::new(Bounded::around(call.func, max_bytes));
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(func, call.args),
+            )))
+        }
+        Expr::BinaryExpr(b) if b.op == Operator::StringConcat => {
+            let checked = Arc::new(ScalarUDF::new_from_impl(CheckedValue::new(max_bytes)));
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(checked, vec![Expr::BinaryExpr(b)]),
+            )))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+}
+
+/// `bounded_value(x)`: `x`, refused when it holds more than the limit (wraps `||`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedValue {
+    /// The limit.
+    max_bytes: usize,
+    /// Any one argument.
+    signature: Signature,
+}
+
+impl CheckedValue {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CheckedValue {
+    fn name(&self) -> &str {
+        "bounded_value"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        arg_types
+            .first()
+            .cloned()
+            .ok_or_else(|| exec_datafusion_err!("bounded_value needs one argument"))
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<arrow::datatypes::FieldRef> {
+        args.arg_fields
+            .first()
+            .cloned()
+            .ok_or_else(|| exec_datafusion_err!("bounded_value needs one argument"))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let value = args
+            .args
+            .into_iter()
+            .next()
+            .ok_or_else(|| exec_datafusion_err!("bounded_value needs one argument"))?;
+        check_built("||", &value, self.max_bytes)?;
+        Ok(value)
+    }
+}
+
+/// Refuses `value` (what `what` built) when it holds more than `max_bytes`.
+fn check_built(what: &str, value: &ColumnarValue, max_bytes: usize) -> Result<()> {
+    let bytes = held_bytes(value, 1);
+    if bytes > max_bytes as u128 {
+        return Err(resources_datafusion_err!(
+            "{what} built {bytes} bytes in one call, over the limit of {max_bytes} bytes per call (query.limits.max_value_bytes)"
+        ));
     }
     Ok(())
+}
+
+/// The bytes `value` holds, a scalar counted once per row of `rows`. Arrays count the slice
+/// they cover (offsets, values, children), or their whole buffers where arrow cannot slice
+/// the count (views, which then err high).
+fn held_bytes(value: &ColumnarValue, rows: usize) -> u128 {
+    match value {
+        ColumnarValue::Scalar(s) => s.size() as u128 * rows as u128,
+        ColumnarValue::Array(a) => {
+            a.to_data()
+                .get_slice_memory_size()
+                .ok()
+                .filter(|_| !has_views(a.data_type()))
+                .unwrap_or_else(|| a.get_array_memory_size()) as u128
+        }
+    }
+}
+
+/// Whether `t` is or holds a view type (whose data buffers arrow's slice count leaves out).
+fn has_views(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8View
+        | DataType::BinaryView
+        | DataType::ListView(_)
+        | DataType::LargeListView(_) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => has_views(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| has_views(f.data_type())),
+        DataType::Dictionary(_, v) => has_views(v),
+        _ => false,
+    }
+}
+
+/// Whether values of `t` can be of any size (what the wrappers check).
+fn variable_width(t: &DataType) -> bool {
+    !t.is_primitive()
+        && !matches!(
+            t,
+            DataType::Boolean
+                | DataType::Null
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+                | DataType::FixedSizeBinary(_)
+        )
 }
 
 /// Refuses `plan` when it calls a wrapped function with constant arguments that would build
@@ -313,6 +510,11 @@ impl Bounded {
                     total += s + if global { (s + 1) * to } else { to };
                 }
             }
+            Shape::Any => {
+                for a in args {
+                    total += held_bytes(a, rows);
+                }
+            }
             Shape::Series => {
                 // range(stop) or range(start, stop[, step]), over integers, dates or
                 // timestamps (step an interval): its element count.
@@ -347,12 +549,21 @@ impl ScalarUDFImpl for Bounded {
         self.inner.aliases()
     }
 
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        self.inner.inner().schema_name(args)
+    }
+
     fn signature(&self) -> &Signature {
         self.inner.signature()
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         self.inner.return_type(arg_types)
+    }
+
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        let updated = self.inner.inner().with_updated_config(config)?;
+        Some(Bounded::around(Arc::new(updated), self.max_bytes))
     }
 
     fn return_field_from_args(
@@ -362,8 +573,8 @@ impl ScalarUDFImpl for Bounded {
         self.inner.return_field_from_args(args)
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
+    fn is_strict(&self) -> bool {
+        self.inner.inner().is_strict()
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -376,8 +587,88 @@ impl ScalarUDFImpl for Bounded {
         } else {
             args.number_rows
         };
-        self.check(&args.args, rows)?;
-        self.inner.invoke_with_args(args)
+        let checked = self.shape != Shape::Any || variable_width(args.return_field.data_type());
+        if checked {
+            self.check(&args.args, rows)?;
+        }
+        let built = self.inner.invoke_with_args(args)?;
+        if checked {
+            check_built(&format!("{}()", self.inner.name()), &built, self.max_bytes)?;
+        }
+        Ok(built)
+    }
+
+    /// The function's own simplification, with whatever calls it produces wrapped again.
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        Ok(match self.inner.inner().simplify(args, info)? {
+            ExprSimplifyResult::Simplified(e) => {
+                ExprSimplifyResult::Simplified(bound_expr(e, self.max_bytes)?.data)
+            }
+            original => original,
+        })
+    }
+
+    fn preimage(
+        &self,
+        args: &[Expr],
+        lit_expr: &Expr,
+        info: &SimplifyContext,
+    ) -> Result<PreimageResult> {
+        self.inner.inner().preimage(args, lit_expr, info)
+    }
+
+    fn short_circuits(&self) -> bool {
+        self.inner.inner().short_circuits()
+    }
+
+    fn conditional_arguments<'a>(
+        &self,
+        args: &'a [Expr],
+    ) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+        self.inner.inner().conditional_arguments(args)
+    }
+
+    fn evaluate_bounds(&self, input: &[&Interval]) -> Result<Interval> {
+        self.inner.inner().evaluate_bounds(input)
+    }
+
+    fn propagate_constraints(
+        &self,
+        interval: &Interval,
+        inputs: &[&Interval],
+    ) -> Result<Option<Vec<Interval>>> {
+        self.inner.inner().propagate_constraints(interval, inputs)
+    }
+
+    fn output_ordering(&self, inputs: &[ExprProperties]) -> Result<SortProperties> {
+        self.inner.inner().output_ordering(inputs)
+    }
+
+    fn preserves_lex_ordering(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.inner().preserves_lex_ordering(inputs)
+    }
+
+    fn strictly_order_preserving(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.inner().strictly_order_preserving(inputs)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn struct_field_mapping(
+        &self,
+        literal_args: &[Option<ScalarValue>],
+    ) -> Option<StructFieldMapping> {
+        self.inner.inner().struct_field_mapping(literal_args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.inner().documentation()
+    }
+
+    fn placement(&self, args: &[ExpressionPlacement]) -> ExpressionPlacement {
+        self.inner.inner().placement(args)
     }
 }
 
@@ -400,9 +691,18 @@ impl Bounded {
 mod tests {
     use super::*;
 
+    /// `s || s` nine times over: 1000 bytes become 512 KB, then 1 MB, then 2 MB…
+    const DOUBLING_BY_CONCAT_OPERATOR: &str = "WITH a0 AS (SELECT repeat('x', 1000) s), \
+        a1 AS (SELECT s || s s FROM a0), a2 AS (SELECT s || s s FROM a1), \
+        a3 AS (SELECT s || s s FROM a2), a4 AS (SELECT s || s s FROM a3), \
+        a5 AS (SELECT s || s s FROM a4), a6 AS (SELECT s || s s FROM a5), \
+        a7 AS (SELECT s || s s FROM a6), a8 AS (SELECT s || s s FROM a7), \
+        a9 AS (SELECT s || s s FROM a8), a10 AS (SELECT s || s s FROM a9), \
+        a11 AS (SELECT s || s s FROM a10) SELECT length(s) FROM a11";
+
     async fn run(sql: &str) -> Result<usize> {
         let ctx = SessionContext::new();
-        install(&ctx, 1 << 20)?;
+        install(&ctx, 1 << 20, true)?;
         let batches = ctx.sql(sql).await?.collect().await?;
         Ok(batches.iter().map(|b| b.num_rows()).sum())
     }
@@ -423,6 +723,14 @@ mod tests {
             "SELECT range(TIMESTAMP '1970-01-01', TIMESTAMP '2100-01-01', INTERVAL '1 second')",
             "SELECT concat(repeat('x', 600000), repeat('x', 600000))",
             "SELECT regexp_replace(repeat('x', 100000), 'x', repeat('y', 100), 'g')",
+            // Issue 22: functions and operators no list named, doubling step by step.
+            DOUBLING_BY_CONCAT_OPERATOR,
+            "WITH a AS (SELECT repeat('x', 400000) s) SELECT concat_ws(',', s, s, s) FROM a",
+            "WITH a AS (SELECT repeat('x', 400000) s) SELECT make_array(s, s, s) FROM a",
+            "WITH a AS (SELECT repeat('x', 400000) s) SELECT [s, s, s] FROM a",
+            "WITH a AS (SELECT [repeat('x', 400000)] s) SELECT array_concat(s, s, s) FROM a",
+            "WITH a AS (SELECT [repeat('x', 400000)] s) SELECT s || s || s FROM a",
+            "WITH a AS (SELECT repeat('x', 400000) s) SELECT upper(s || s || s) FROM a",
         ] {
             let e = run(sql).await.unwrap_err().to_string();
             assert!(e.contains("over the limit"), "{sql}: {e}");
@@ -449,5 +757,27 @@ mod tests {
             run("SELECT * FROM generate_series(1, 10)").await.unwrap(),
             10
         );
+        // Under the limit everything still works, with the names it always had.
+        let ctx = SessionContext::new();
+        install(&ctx, 1 << 20, true).unwrap();
+        let sql = "SELECT 'a' || 'b', concat_ws('-', 'x', 'y'), [1, 2] || [3], make_array('p'), \
+                   upper('q' || 'r'), now() IS NOT NULL AS now_works";
+        let df = ctx.sql(sql).await.unwrap();
+        let names: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names[0], "Utf8(\"a\") || Utf8(\"b\")");
+        let batches = df.collect().await.unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("| ab "), "{text}");
+        assert!(text.contains("x-y"), "{text}");
+        assert!(text.contains("[1, 2, 3]"), "{text}");
+        assert!(text.contains("QR"), "{text}");
+        assert!(text.contains("true"), "{text}");
     }
 }

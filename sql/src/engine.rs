@@ -32,6 +32,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
 use deltalake::DeltaTable;
 use deltalake::kernel::Version;
 use futures::StreamExt;
@@ -43,6 +44,7 @@ use crate::delta_scan::SnapshotTable;
 use crate::error::{Result, SqlError};
 use crate::executor::{Executor, Task};
 use crate::pool::QueryPool;
+use crate::syntax::{MAX_DEPTH_CEILING, MAX_STATEMENT_BYTES_CEILING, TextError, TextLimits};
 
 /// Rows per batch: four times DataFusion's default, so a quarter of the batches and of their
 /// per-batch overhead on an aggregation over millions of rows (`scripts/bench_sql.py`:
@@ -70,6 +72,11 @@ pub struct SqlLimits {
     /// Partitions a statement's plan is split into (0: twice the threads, so that files whose
     /// row groups do not divide evenly among the threads still keep every thread busy).
     pub partitions: usize,
+    /// Most bytes a statement's text may have, checked before it is parsed.
+    pub max_statement_bytes: usize,
+    /// Deepest nesting of expressions, subqueries and set operations a statement may have,
+    /// checked before it is planned (planning walks the tree recursively).
+    pub max_expression_depth: usize,
 }
 
 impl Default for SqlLimits {
@@ -82,11 +89,21 @@ impl Default for SqlLimits {
             max_value_bytes: 64 * 1024 * 1024,
             threads: 0,
             partitions: 0,
+            max_statement_bytes: TextLimits::default().max_bytes,
+            max_expression_depth: TextLimits::default().max_depth,
         }
     }
 }
 
 impl SqlLimits {
+    /// The text limits every statement is checked against before planning.
+    pub fn text(&self) -> TextLimits {
+        TextLimits {
+            max_bytes: self.max_statement_bytes,
+            max_depth: self.max_expression_depth,
+        }
+    }
+
     /// Checks the values; the reason names the key (under `query.limits`).
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.max_rows == 0 {
@@ -114,6 +131,18 @@ impl SqlLimits {
             return Err(format!(
                 "query.limits.threads must be at most 1024, not {}",
                 self.threads
+            ));
+        }
+        if !(1024..=MAX_STATEMENT_BYTES_CEILING).contains(&self.max_statement_bytes) {
+            return Err(format!(
+                "query.limits.max_statement_bytes must be from 1024 to {MAX_STATEMENT_BYTES_CEILING}, not {}",
+                self.max_statement_bytes
+            ));
+        }
+        if !(8..=MAX_DEPTH_CEILING).contains(&self.max_expression_depth) {
+            return Err(format!(
+                "query.limits.max_expression_depth must be from 8 to {MAX_DEPTH_CEILING}, not {}",
+                self.max_expression_depth
             ));
         }
         if self.partitions > 4096 {
@@ -335,7 +364,8 @@ impl Inner {
         };
         // A call may build at most the statement's whole memory, whichever limit is lower.
         let max_value = self.limits.max_value_bytes.min(self.limits.memory_bytes);
-        crate::bounded::install(&ctx, max_value).map_err(SqlError::Engine)?;
+        let local = matches!(self.engine, QueryEngine::Local);
+        crate::bounded::install(&ctx, max_value, local).map_err(SqlError::Engine)?;
         let tables = self.catalog.snapshot().await?;
         // Tables gone from the root are forgotten.
         self.scans
@@ -402,24 +432,49 @@ impl Inner {
         }
     }
 
+    /// `sql` parsed and checked against the text limits, as the one statement to plan; what is
+    /// not a statement DataFusion's SQL planner reads (`COPY`, `CREATE EXTERNAL TABLE`,
+    /// `RESET`) is refused here, before planning.
+    fn statement(&self, sql: &str) -> Result<DfStatement> {
+        let mut statements =
+            crate::syntax::parse(sql, self.limits.text()).map_err(|e| match e {
+                TextError::Parse(reason) => SqlError::InvalidSql(reason),
+                too_big => SqlError::TooComplex(too_big.to_string()),
+            })?;
+        match (statements.pop_front(), statements.is_empty()) {
+            (None, _) => Err(SqlError::Empty),
+            (Some(_), false) => Err(SqlError::InvalidSql(
+                "one statement at a time, please".into(),
+            )),
+            (Some(s @ (DfStatement::Statement(_) | DfStatement::Explain(_))), true) => Ok(s),
+            (Some(other), true) => Err(SqlError::ReadOnly(format!(
+                "{} is not a query",
+                other.to_string().split_whitespace().next().unwrap_or("it")
+            ))),
+        }
+    }
+
     /// Plans `sql` (read-only checked) and starts it.
     async fn plan(
         &self,
         sql: &str,
     ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        let statement = self.statement(sql)?;
         let ctx = self.session().await?;
         let state = ctx.state();
         let plan = state
-            .create_logical_plan(sql)
+            .statement_to_plan(statement)
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify_planning(e))?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
-        let plan = state.optimize(&plan).map_err(|e| self.classify(e))?;
+        let plan = state
+            .optimize(&plan)
+            .map_err(|e| self.classify_planning(e))?;
         if let QueryEngine::Ballista(_) = &self.engine {
             // The cluster's executors run the functions unwrapped: what can be judged here is.
             crate::bounded::check_constant_calls(&plan).map_err(|e| self.classify(e))?;
@@ -428,7 +483,7 @@ impl Inner {
             .query_planner()
             .create_physical_plan(&plan, &state)
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify_planning(e))?;
         let stream = execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| self.classify(e))?;
         Ok(match &self.engine {
             QueryEngine::Local => stream,
@@ -462,6 +517,19 @@ impl Inner {
             batches.push(batch);
         }
         Ok(QueryResult { schema, batches })
+    }
+
+    /// [`Inner::classify`] for an error while planning, which only the statement can cause:
+    /// DataFusion's internal errors there (a type it fails to coerce, found by
+    /// `sql/tests/hostile_statements.rs`) are answered as the statement's fault, not ours.
+    fn classify_planning(&self, e: DataFusionError) -> SqlError {
+        match e.find_root() {
+            DataFusionError::Internal(_) => SqlError::InvalidSql(format!(
+                "the statement cannot be planned: {}",
+                first_line(&e)
+            )),
+            _ => self.classify(e),
+        }
     }
 
     /// Sorts a DataFusion error into the caller's fault or ours.

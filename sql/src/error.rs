@@ -11,6 +11,9 @@ pub enum SqlError {
     /// The statement would change something or read outside the tables.
     #[error("read-only API: {0}")]
     ReadOnly(String),
+    /// The statement's text is over the size or nesting limits, checked before planning.
+    #[error("{0}")]
+    TooComplex(String),
     /// The statement does not parse, plan or evaluate (syntax, unknown table or column, a bad
     /// cast…).
     #[error("{0}")]

@@ -38,6 +38,9 @@ impl Executor {
         match Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name(name)
+            // Planning and evaluating walk a statement's tree recursively: a stack that holds
+            // the deepest statement the limits allow (crate::syntax).
+            .thread_stack_size(crate::syntax::STACK_BYTES)
             .enable_all()
             .build()
         {

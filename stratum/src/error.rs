@@ -9,6 +9,10 @@ use adit_protocol::Id;
 /// layer can answer the miner with a `{code, message}` error instead of just dropping it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A task of the pool kept failing and was given up on (its supervisor's account).
+    #[error("pool task failed: {0}")]
+    TaskFailed(String),
+
     /// The Stratum protocol layer refused something (a bad line, target or message).
     #[error(transparent)]
     Protocol(#[from] adit_protocol::Error),
@@ -134,7 +138,8 @@ impl Error {
             | Error::NodeUnavailable { .. }
             | Error::NodeRejected { .. }
             | Error::NodeResponse { .. }
-            | Error::SimChain { .. } => None,
+            | Error::SimChain { .. }
+            | Error::TaskFailed(_) => None,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use adit_ingest::Publisher;
 use adit_ingest::publish::Outgoing;
 use adit_schemas::{AnyEvent, Block, BlockStatus};
+use adit_supervise::Vitals;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -135,6 +136,7 @@ pub async fn run(
     node: Node,
     listener: TcpListener,
     publisher: Publisher,
+    vitals: Vitals,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let first = loop {
@@ -169,69 +171,132 @@ pub async fn run(
         tracing::info!(blocks = pending.len(), "blocks waiting for confirmation");
     }
     let (accepted_tx, accepted_rx) = mpsc::channel::<Block>(64);
-    let publishing = tokio::spawn(publish_events(
+    let publishing = tokio::spawn(supervised_publisher(
         events_rx,
         publisher,
         config.metrics_per_miner,
+        vitals.clone(),
     ));
-    let submitting = tokio::spawn(submit_blocks(
-        blocks_rx,
-        node.clone(),
-        config.server.pool.clone(),
-        events_tx.clone(),
-        work_rx_for_submit,
-        accepted_tx,
-        refresh_now.clone(),
-    ));
+    // The other tasks own channels or state that die with them, so they are not restarted:
+    // one that fails stops the server (`serving`), and the pool reports it, so the process
+    // exits non-zero instead of taking shares it can no longer turn into blocks.
+    let serving = shutdown.child_token();
+    let essential = |name: &'static str, task| {
+        let (vitals, serving) = (vitals.clone(), serving.clone());
+        tokio::spawn(async move { adit_supervise::essential(name, &vitals, &serving, task).await })
+    };
+    let submitting = essential(
+        "pool_block_submitter",
+        Box::pin(submit_blocks(
+            blocks_rx,
+            node.clone(),
+            config.server.pool.clone(),
+            events_tx.clone(),
+            work_rx_for_submit,
+            accepted_tx,
+            refresh_now.clone(),
+        )) as SideTask,
+    );
     let (tip_tx, tip_rx) = watch::channel::<Option<Tip>>(None);
     let stop_side = CancellationToken::new();
-    let watching = tokio::spawn(watch_tip(
-        node.clone(),
-        config.tip_poll,
-        tip_tx,
-        stop_side.clone(),
-    ));
-    let maturing = tokio::spawn(crate::maturity::run(
-        node.clone(),
-        config.confirmations,
-        pending,
-        accepted_rx,
-        events_tx,
-        tip_rx.clone(),
-        stop_side.clone(),
-    ));
-    let refreshing = tokio::spawn(refresh_work(
-        node,
-        config.clone(),
-        tip_rx,
-        work_tx,
-        refresh_now,
-        pool.clone(),
-        stop_side.clone(),
-    ));
+    let watching = essential(
+        "pool_tip_watcher",
+        Box::pin(watch_tip(
+            node.clone(),
+            config.tip_poll,
+            tip_tx,
+            stop_side.clone(),
+        )),
+    );
+    let maturing = essential(
+        "pool_maturity",
+        Box::pin(crate::maturity::run(
+            node.clone(),
+            config.confirmations,
+            pending,
+            accepted_rx,
+            events_tx,
+            tip_rx.clone(),
+            stop_side.clone(),
+        )),
+    );
+    let refreshing = essential(
+        "pool_work_refresher",
+        Box::pin(refresh_work(
+            node,
+            config.clone(),
+            tip_rx,
+            work_tx,
+            refresh_now,
+            pool.clone(),
+            stop_side.clone(),
+        )),
+    );
 
     tracing::info!(listen = %config.listen, pool = %config.server.pool, "stratum listening");
-    serve(listener, pool, shutdown).await;
+    serve(listener, pool, serving).await;
     // The server and its connections are gone: no more shares or blocks can arrive. Stop the
     // tip watcher and the refresher first: the refresher holds the last handle on the pool,
     // whose channels must close for the submitter and the publisher to drain and finish.
     stop_side.cancel();
-    for (task, done) in [
-        ("tip watcher", watching.await),
-        ("work refresher", refreshing.await),
-        ("maturity", maturing.await),
+    let mut failed = Vec::new();
+    for done in [
+        watching.await,
+        refreshing.await,
+        maturing.await,
+        submitting.await,
     ] {
-        if let Err(e) = done {
-            tracing::error!(task, error = %e, "pool task failed");
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(gave_up)) => failed.push(gave_up.to_string()),
+            Err(e) => failed.push(e.to_string()),
         }
     }
-    if let Err(e) = submitting.await {
-        tracing::error!(error = %e, "block submitter failed");
+    match publishing.await {
+        Ok(Ok(())) => {}
+        Ok(Err(gave_up)) => failed.push(gave_up.to_string()),
+        Err(e) => failed.push(format!("share publisher: {e}")),
     }
-    if let Err(e) = publishing.await {
-        tracing::error!(error = %e, "share publisher failed");
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::TaskFailed(failed.join("; ")))
     }
-    Ok(())
+}
+
+/// One of the pool's tasks besides the server and the publisher.
+type SideTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The share publisher under supervision: a panic restarts it with the same channel, so
+/// miners' shares keep flowing, and `/ready` says the publisher is down meanwhile. The batch in
+/// hand when it died is logged event by event and counted lost, never dropped unseen.
+/// Returns `Err` when it keeps dying: the pool then stops the process.
+async fn supervised_publisher(
+    events: mpsc::Receiver<AnyEvent>,
+    publisher: Publisher,
+    per_miner: usize,
+    vitals: Vitals,
+) -> std::result::Result<(), adit_supervise::GaveUp> {
+    let state = Arc::new(tokio::sync::Mutex::new(PublisherState {
+        events,
+        in_hand: Vec::with_capacity(1024),
+    }));
+    adit_supervise::supervise(
+        "pool_publisher",
+        &vitals,
+        adit_supervise::Policy::default(),
+        || publish_events(state.clone(), publisher.clone(), per_miner),
+    )
+    .await
+}
+
+/// What outlives one incarnation of the publisher.
+struct PublisherState {
+    /// The pool's events.
+    events: mpsc::Receiver<AnyEvent>,
+    /// The batch being published; not empty at a start only if the last incarnation died
+    /// with it.
+    in_hand: Vec<AnyEvent>,
 }
 
 /// Replaces the work on every new tip, on request (after a block), and every `refresh`.
@@ -276,30 +341,43 @@ const STATS_TICK: Duration = Duration::from_secs(10);
 
 /// Publishes share and block events in batches until the channel closes, and keeps the pool's
 /// figures ([`PoolStats`]).
-async fn publish_events(mut rx: mpsc::Receiver<AnyEvent>, publisher: Publisher, per_miner: usize) {
-    let mut buf = Vec::with_capacity(1024);
+async fn publish_events(
+    state: Arc<tokio::sync::Mutex<PublisherState>>,
+    publisher: Publisher,
+    per_miner: usize,
+) {
+    let mut state = state.lock().await;
+    let PublisherState {
+        events: rx,
+        in_hand: buf,
+    } = &mut *state;
+    for lost in buf.drain(..) {
+        metrics::counter!("adit_pool_events_lost_total").increment(1);
+        tracing::error!(event = ?lost, "event not recorded: publishing it made the publisher fail");
+    }
     let mut stats = PoolStats::new(tokio::time::Instant::now(), per_miner);
     let mut tick = tokio::time::interval(STATS_TICK);
     loop {
         tokio::select! {
-            received = rx.recv_many(&mut buf, 1024) => if received == 0 { break },
+            received = rx.recv_many(buf, 1024) => if received == 0 { break },
             _ = tick.tick() => {}
         }
         let now = tokio::time::Instant::now();
-        for e in &buf {
+        for e in buf.iter() {
             stats.observe(now, e);
         }
         stats.export(now);
         if buf.is_empty() {
             continue;
         }
-        let msgs: Vec<Outgoing> = buf.drain(..).map(|e| Outgoing::event(&e)).collect();
+        let msgs: Vec<Outgoing> = buf.iter().map(Outgoing::event).collect();
         // Shares are money: keep retrying (dedupe ids make retries safe); while NATS is down
         // the channel fills and miners' submissions wait instead of shares being dropped.
         while let Err(e) = publisher.publish_all(msgs.clone()).await {
             tracing::error!(error = %e, pending = msgs.len(), "cannot publish share events; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        buf.clear();
     }
 }
 

@@ -329,13 +329,8 @@ impl Session {
             pool: ctx.pool.to_owned(),
             miner: self.identity.miner.clone(),
             worker: self.identity.worker.clone(),
-            job_id: params.job_id.chars().take(64).collect(),
-            nonce: params
-                .nonce
-                .chars()
-                .take(16)
-                .collect::<String>()
-                .to_ascii_lowercase(),
+            job_id: recorded(&params.job_id, 64),
+            nonce: recorded(&params.nonce, 16).to_ascii_lowercase(),
             difficulty,
             height,
             accepted,
@@ -398,6 +393,14 @@ impl Session {
         self.vardiff = r.state;
         r.new_difficulty
     }
+}
+
+/// A miner's job id or nonce as the share event records it: at most `chars` characters, each
+/// control character written as `%XX`, so a refused submission is still recorded but its text
+/// never reaches a header, a log line or a table as it was sent (issue 22).
+fn recorded(sent: &str, chars: usize) -> String {
+    let kept: String = sent.chars().take(chars).collect();
+    adit_schemas::names::header_text(&kept).into_owned()
 }
 
 #[cfg(test)]

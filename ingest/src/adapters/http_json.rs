@@ -360,9 +360,12 @@ pub struct PriceMessage {
 pub fn parse_dr_signal(body: &[u8], site: &str) -> Result<GridSignal, DeviceError> {
     let msg: DrMessage = serde_json::from_value(decode_json(body)?)
         .map_err(|e| garbage(format!("not a demand-response message: {e}"), body))?;
-    if msg.event_id.is_empty() {
-        return Err(garbage("event_id is empty", body));
-    }
+    adit_schemas::validate::check_text(
+        "event_id",
+        &msg.event_id,
+        adit_schemas::events::MAX_ID_BYTES,
+    )
+    .map_err(|e| garbage(e.to_string(), body))?;
     let (kind, target_kw, deadline) = match msg.mode {
         DrMode::Curtail => {
             let Some(kw) = msg.target_kw else {
@@ -397,9 +400,12 @@ pub fn parse_dr_signal(body: &[u8], site: &str) -> Result<GridSignal, DeviceErro
 pub fn parse_price_signal(body: &[u8], site: &str) -> Result<GridSignal, DeviceError> {
     let msg: PriceMessage = serde_json::from_value(decode_json(body)?)
         .map_err(|e| garbage(format!("not a price message: {e}"), body))?;
-    if msg.interval_id.is_empty() {
-        return Err(garbage("interval_id is empty", body));
-    }
+    adit_schemas::validate::check_text(
+        "interval_id",
+        &msg.interval_id,
+        adit_schemas::events::MAX_ID_BYTES,
+    )
+    .map_err(|e| garbage(e.to_string(), body))?;
     let price = in_range(
         "price_per_mwh",
         msg.price_per_mwh,

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The long run of the boundary property tests (issue 22): every `hostile_*` test target of the
+# workspace, in a release build, with ADIT_FUZZ_CASES cases per property (default 10 million),
+# one target at a time; prints each target's time and inputs per second. CI runs the same
+# targets with their small built-in case counts as part of `cargo test` (the regression gate);
+# a failing case is shrunk and saved under the crate's `proptest-regressions/`, the corpus that
+# every later run replays first. Commit it with the fix.
+#   ./scripts/fuzz.sh [cases]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/adit/target}"
+export ADIT_FUZZ_CASES="${1:-10000000}"
+targets=$(ls */tests/hostile_*.rs | grep -v '^tests/')
+for file in $targets; do
+  crate="adit-$(dirname "$(dirname "$file")")"
+  target="$(basename "$file" .rs)"
+  cargo test --release -q -p "$crate" --test "$target" --no-run
+  started=$(date +%s.%N)
+  cargo test --release -q -p "$crate" --test "$target" -- --test-threads 1 2>&1 | tail -n 3
+  ended=$(date +%s.%N)
+  properties=$(grep -c '^    fn ' "$file" || true)
+  python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); n=int(sys.argv[3])*int(sys.argv[4]); print(f'{sys.argv[5]}: {n} inputs ({sys.argv[4]} properties) in {s:.0f} s, {n/s:.0f}/s, 0 failures')" "$started" "$ended" "$ADIT_FUZZ_CASES" "$properties" "$crate/$target"
+done

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Sends every surface of a running adit its worst input, as a stranger would (issue 22).
+
+While the target runs (best: `adit demo` from a release build, with its demo miner mining),
+this script, standard library only:
+  - SQL: deep chains, long UNIONs, value bombs through operators and functions, huge
+    literals, and every scalar function the engine lists called with extreme arguments;
+  - HTTP: every route of the OpenAPI document with every method, hostile path segments,
+    query strings, headers and bodies (random bytes, deep and huge JSON);
+  - ingest: every event kind with control characters and oversized fields;
+  - Stratum: junk and over-long lines, and control characters and oversized fields in every
+    method's parameters;
+and checks between rounds that the process is the same (same pid), `/health` answers and SQL
+still answers. At the end it checks that every share the pool accepted landed in the `shares`
+table, and reports the peak RSS against the budget. Exits non-zero if anything failed.
+
+  python3 scripts/hostile.py --http http://127.0.0.1:8080 --stratum 127.0.0.1:3333 \
+      --pid "$(pgrep -f 'adit.*demo')" --seconds 300 --rss-budget-mib 3072
+"""
+
+import argparse
+import json
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+CONTROL = "\r\n\x00\x1b[31m\x7f\u0085\u2028"
+HOSTILE_TEXT = [
+    CONTROL,
+    "x" * 70_000,
+    "../../../../etc/passwd",
+    "%0d%0aX-Injected: 1",
+    "'; DROP TABLE shares; --",
+    "é" * 5000,
+    "*",
+    ">",
+    "a.b.c",
+    "",
+    " ",
+    "\ud7ff\ue000\uffff",
+]
+
+
+def http(base, method, path, body=None, headers=None, token=None, timeout=60):
+    """Status and body of one request; status 0 when the connection failed."""
+    req = urllib.request.Request(base + path, data=body, method=method)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, ValueError) as e:
+        return 0, str(e).encode()
+
+
+def sql(base, statement, token):
+    return http(
+        base,
+        "POST",
+        "/api/v1/sql?format=json",
+        statement.encode("utf-8", "surrogatepass"),
+        {"Content-Type": "text/plain"},
+        token,
+    )
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.failures = []
+        self.counts = {}
+        self.peak_rss_kib = 0
+        self.stop = threading.Event()
+
+    def count(self, surface, status):
+        key = f"{surface} {status // 100}xx" if status else f"{surface} no answer"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        # 5xx is our fault unless it says a dependency is unavailable; no answer at all is a
+        # crash or a hang.
+        if status == 0 or (status >= 500 and status not in (502, 503)):
+            self.failures.append(f"{surface}: status {status}")
+
+    def sample_rss(self):
+        while not self.stop.is_set():
+            self.peak_rss_kib = max(self.peak_rss_kib, rss_kib(self.args.pid))
+            time.sleep(0.2)
+
+    def alive(self, where):
+        if not os.path.exists(f"/proc/{self.args.pid}"):
+            self.failures.append(f"process {self.args.pid} gone after {where}")
+            return False
+        status, _ = http(self.args.http, "GET", "/health")
+        if status != 200:
+            self.failures.append(f"/health {status} after {where}")
+        status, body = sql(self.args.http, "SELECT 1 AS one", self.args.token)
+        if status != 200:
+            self.failures.append(f"SELECT 1 answered {status} after {where}: {body[:200]!r}")
+        return True
+
+    # --- SQL ---------------------------------------------------------------------------
+    def sql_attacks(self):
+        doubling = "WITH a0 AS (SELECT repeat('x', 1000) s)" + "".join(
+            f", a{i} AS (SELECT s || s s FROM a{i-1})" for i in range(1, 25)
+        ) + " SELECT length(s) FROM a24"
+        statements = [
+            "select 1" + "+1" * 250,
+            "select 1" + "+1" * 100_000,
+            "select 1" + " OR 1=1" * 5000,
+            "select 1" + " UNION ALL select 1" * 3000,
+            "select " + "(" * 5000 + "1" + ")" * 5000,
+            "select " + "abs(" * 3000 + "1" + ")" * 3000,
+            "select 1::int" + "::bigint::int" * 3000,
+            doubling,
+            "WITH a AS (SELECT repeat('x', 1000000) s) SELECT concat_ws(',', s, s, s, s, s, s, s, s) FROM a",
+            "WITH a AS (SELECT repeat('x', 1000000) s) SELECT make_array(s, s, s, s, s, s, s, s) FROM a",
+            "WITH a AS (SELECT [repeat('x', 1000000)] s) SELECT array_concat(s, s, s, s, s, s, s, s) FROM a",
+            "SELECT repeat('x', 2147483647)",
+            "SELECT lpad('x', 2147483647)",
+            "SELECT range(1, 9223372036854775807)",
+            "SELECT array_repeat(array_repeat(repeat('x', 1000), 10000), 10000)",
+            "SELECT '" + "x" * 900_000 + "'",
+            "SELECT * FROM generate_series(1, 9223372036854775807)",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+            "SELECT * FROM '/etc/passwd'",
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/'",
+            "SELECT 1; SELECT 2",
+            "\x00" * 1000,
+            CONTROL,
+        ]
+        for statement in statements:
+            status, _ = sql(self.args.http, statement, self.args.token)
+            self.count("sql", status)
+        status, body = sql(
+            self.args.http,
+            "SELECT DISTINCT routine_name FROM information_schema.routines "
+            "WHERE function_type = 'SCALAR' ORDER BY 1",
+            self.args.token,
+        )
+        functions = [r["routine_name"] for r in json.loads(body)] if status == 200 else []
+        if not functions:
+            self.failures.append(f"listing functions: {status} {body[:200]!r}")
+        extreme = [
+            "repeat('x', 100000)",
+            "2147483647",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "1e308",
+            "'NaN'",
+            "NULL",
+            "[repeat('y', 100000), repeat('y', 100000)]",
+            "TIMESTAMP '2262-04-11T23:47:16'",
+            "INTERVAL '1000000 years'",
+            "'" + CONTROL + "'",
+        ]
+        calls = 0
+        for name in functions:
+            for arity in range(0, 4):
+                args = ", ".join(random.choice(extreme) for _ in range(arity))
+                status, _ = sql(self.args.http, f'SELECT "{name}"({args})', self.args.token)
+                self.count("sql function", status)
+                calls += 1
+        self.counts["sql function calls"] = calls
+
+    # --- HTTP --------------------------------------------------------------------------
+    def http_attacks(self):
+        status, body = http(self.args.http, "GET", "/api/v1/openapi.json")
+        paths = list(json.loads(body).get("paths", {})) if status == 200 else []
+        if not paths:
+            self.failures.append(f"openapi: {status}")
+        bodies = [
+            b"",
+            os.urandom(4096),
+            b"[" * 100_000 + b"]" * 100_000,
+            b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+            json.dumps({"x": "y" * 2_000_000}).encode(),
+            json.dumps([{"site": CONTROL, "machine": "m" * 5000, "ts": "9999-99-99"}]).encode(),
+        ]
+        for path in paths:
+            if path.startswith("/api/v1/live"):
+                continue  # an endless stream; covered with a short read below
+            for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+                segment = urllib.parse.quote(random.choice(HOSTILE_TEXT)[:2000], safe="")
+                concrete = "/".join(
+                    segment if part.startswith("{") else part for part in path.split("/")
+                )
+                query = "?" + urllib.parse.urlencode(
+                    {"q": random.choice(HOSTILE_TEXT)[:5000], "format": CONTROL, "limit": "-1",
+                     "from": "9999-99-99", "stream": "maybe"}
+                )
+                headers = {
+                    "Content-Type": random.choice(
+                        ["application/json", "text/plain", "application/x-ndjson", "x/\x7f"]
+                    ),
+                    "X-Long": "h" * 6000,
+                    "Accept": random.choice(["*/*", "text/csv", "application/vnd.apache.arrow.stream"]),
+                }
+                body = random.choice(bodies) if method != "GET" else None
+                status, _ = http(self.args.http, method, concrete + query, body, headers,
+                                 self.args.token)
+                self.count("http", status)
+        status, _ = http(self.args.http, "GET", "/api/v1/live?subjects=" +
+                         urllib.parse.quote(CONTROL), timeout=3)
+        self.count("http live", status if status else 200)  # a stream that stays open is fine
+
+    # --- ingest --------------------------------------------------------------------------
+    def ingest_attacks(self):
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        kinds = ["energy", "sensor", "hashrate", "grid", "share", "block", "nope", CONTROL]
+        for kind in kinds:
+            for text in HOSTILE_TEXT:
+                event = {
+                    "site": text, "machine": text, "sensor": text, "pool": text, "miner": text,
+                    "worker": text, "job_id": text, "nonce": text, "event_id": text,
+                    "cluster": text, "hash": text, "ts": now, "power_w": 1e308,
+                    "difficulty": 18446744073709551615, "value": 1e308,
+                }
+                body = json.dumps([event]).encode()
+                status, _ = http(self.args.http, "POST",
+                                 "/api/v1/ingest/" + urllib.parse.quote(kind, safe=""), body,
+                                 {"Content-Type": "application/json"}, self.args.token)
+                self.count("ingest", status)
+
+    # --- Stratum -------------------------------------------------------------------------
+    def stratum_attacks(self):
+        host, port = self.args.stratum.rsplit(":", 1)
+        lines = [
+            os.urandom(512),
+            b"x" * 200_000 + b"\n",
+            b"{" * 10_000 + b"\n",
+            b'{"id":1,"method":"login","params":{"login":"' + CONTROL.encode() + b'","pass":"'
+            + b"p" * 100_000 + b'","agent":"\x00"}}\n',
+        ]
+        for text in HOSTILE_TEXT:
+            t = text[:100_000]
+            for method, params in [
+                ("login", {"login": t, "pass": t, "agent": t, "algo": [t], "rigid": t}),
+                ("submit", {"id": t, "job_id": t, "nonce": t, "result": t, "algo": t}),
+                ("getjob", {"id": t}),
+                ("keepalived", {"id": t}),
+                (t, {}),
+            ]:
+                lines.append((json.dumps({"id": 1, "method": method, "params": params}) + "\n").encode())
+        wallet = ("44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7"
+                  "f2wfn3RVGQBEP3A")
+        for i in range(0, len(lines), 6):
+            try:
+                with socket.create_connection((host, int(port)), timeout=10) as s:
+                    login = {"id": 0, "method": "login", "params": {"login": wallet, "pass": "x"}}
+                    s.sendall((json.dumps(login) + "\n").encode())
+                    for line in lines[i:i + 6]:
+                        s.sendall(line)
+                    s.settimeout(2)
+                    try:
+                        while s.recv(65536):
+                            pass
+                    except (socket.timeout, OSError):
+                        pass
+                self.count("stratum", 200)
+            except OSError as e:
+                # A ban or a refused connection is an answer; a refused port is not.
+                if isinstance(e, ConnectionRefusedError):
+                    self.count("stratum", 0)
+                else:
+                    self.count("stratum", 200)
+
+    def metric(self, name, label=None):
+        status, body = http(self.args.http, "GET", "/metrics")
+        total = 0.0
+        for line in body.decode(errors="replace").splitlines():
+            if line.startswith(name) and (label is None or label in line):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def honest_shares_landed(self):
+        accepted = self.metric("adit_pool_shares_total", 'result="accepted"')
+        deadline = time.time() + 60
+        landed = -1
+        while time.time() < deadline:
+            status, body = sql(self.args.http, "SELECT count(*) AS n FROM shares WHERE accepted",
+                               self.args.token)
+            if status == 200:
+                landed = json.loads(body)[0]["n"]
+                if landed >= accepted:
+                    break
+            time.sleep(1)
+        lost = self.metric("adit_pool_events_lost_total")
+        if landed < accepted or lost > 0:
+            self.failures.append(f"accepted {accepted} shares, {landed} landed, {lost} lost")
+        return accepted, landed, lost
+
+    def run(self):
+        sampler = threading.Thread(target=self.sample_rss, daemon=True)
+        sampler.start()
+        start_rss = rss_kib(self.args.pid)
+        rounds = 0
+        deadline = time.time() + self.args.seconds
+        while time.time() < deadline or rounds == 0:
+            for name, attack in [("sql", self.sql_attacks), ("http", self.http_attacks),
+                                 ("ingest", self.ingest_attacks), ("stratum", self.stratum_attacks)]:
+                attack()
+                if not self.alive(f"round {rounds} {name}"):
+                    break
+            rounds += 1
+            if self.failures and not os.path.exists(f"/proc/{self.args.pid}"):
+                break
+        accepted, landed, lost = self.honest_shares_landed()
+        self.stop.set()
+        budget = self.args.rss_budget_mib * 1024
+        if self.peak_rss_kib > budget:
+            self.failures.append(f"peak RSS {self.peak_rss_kib} KiB over {budget} KiB")
+        report = {
+            "rounds": rounds,
+            "answers": dict(sorted(self.counts.items())),
+            "same_pid": os.path.exists(f"/proc/{self.args.pid}"),
+            "rss_mib": {"start": start_rss // 1024, "peak": self.peak_rss_kib // 1024,
+                        "budget": self.args.rss_budget_mib},
+            "shares": {"accepted": accepted, "landed": landed, "lost": lost},
+            "failures": self.failures[:50],
+        }
+        print(json.dumps(report, indent=2))
+        return 0 if not self.failures else 1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--http", required=True)
+    p.add_argument("--stratum", required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--token")
+    p.add_argument("--seconds", type=int, default=300)
+    p.add_argument("--rss-budget-mib", type=int, default=3072)
+    p.add_argument("--seed", type=int, default=22)
+    args = p.parse_args()
+    random.seed(args.seed)
+    sys.exit(Run(args).run())
+
+
+if __name__ == "__main__":
+    main()
