@@ -143,6 +143,37 @@ fn chain_tip(config: &Config) -> anyhow::Result<Option<adit_query::views::ChainT
         .transpose()?)
 }
 
+/// Runs role `name` under supervision: a panic (a bug) restarts it with a fresh `make()`,
+/// counted and shown by `/ready`; one that keeps panicking, or returns an error, fails the
+/// role and so stops the process with a non-zero exit.
+async fn supervised<F, Fut, E>(
+    name: &'static str,
+    vitals: &adit_supervise::Vitals,
+    make: F,
+) -> anyhow::Result<&'static str>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    adit_supervise::supervise(name, vitals, adit_supervise::Policy::default(), make).await??;
+    Ok(name)
+}
+
+/// Panics to inject into supervised parts, from `ADIT_FAULTS` (e.g. `adapters,pipeline:landing=2`),
+/// for the tests that kill each part from inside. Read in debug builds only: a release build
+/// ignores it, so no environment variable can make a deployed process kill itself.
+fn injected_faults() -> anyhow::Result<adit_supervise::Faults> {
+    let spec = std::env::var("ADIT_FAULTS").unwrap_or_default();
+    if !cfg!(debug_assertions) {
+        if !spec.is_empty() {
+            tracing::warn!("ADIT_FAULTS is ignored in release builds");
+        }
+        return Ok(adit_supervise::Faults::default());
+    }
+    adit_supervise::Faults::parse(&spec).map_err(|e| anyhow::anyhow!("ADIT_FAULTS: {e}"))
+}
+
 /// Runs `roles` until `shutdown`; the first role to fail cancels the rest and is returned.
 pub async fn run_roles(
     config: &Config,
@@ -154,7 +185,7 @@ pub async fn run_roles(
     let store = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
     let metrics = install_metrics();
     // What the supervisors of long-lived tasks report, read by `/ready`.
-    let vitals = adit_supervise::Vitals::new();
+    let vitals = adit_supervise::Vitals::with_faults(injected_faults()?);
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
     if roles.contains(&Role::Pipelines) {
         let ctx = PipelineContext {
@@ -164,6 +195,7 @@ pub async fn run_roles(
             config: config.pipelines.clone(),
             policy: ValidationPolicy::default(),
             holder: adit_pipelines::runtime::holder_name(),
+            vitals: vitals.clone(),
         };
         let token = shutdown.clone();
         tasks.spawn(async move {
@@ -238,15 +270,17 @@ pub async fn run_roles(
             holder: adit_pipelines::runtime::holder_name(),
             lease_ttl: config.pipelines.lease_ttl,
         };
-        let (payments, token) = (config.payments.clone(), shutdown.clone());
+        let (payments, token, vitals) = (config.payments.clone(), shutdown.clone(), vitals.clone());
         tasks.spawn(async move {
-            adit_payments::run(payments, ctx, token).await?;
-            Ok("payments")
+            supervised("payments", &vitals, || {
+                adit_payments::run(payments.clone(), ctx.clone(), token.clone())
+            })
+            .await
         });
     }
     let mut adapters = config.adapters.clone();
     if roles.contains(&Role::Simulate) {
-        let farm = Farm::new(sim);
+        let farm = Farm::new(sim.clone());
         let registry = Registry::open(services.js.clone()).await?;
         if roles.contains(&Role::Adapters) {
             // The farm as devices on real sockets, read by the adapters like a real one.
@@ -273,18 +307,36 @@ pub async fn run_roles(
                 .context("registering the simulated farm")?;
             tracing::info!(changed, "simulated farm registered");
             let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+            let vitals = vitals.clone();
             tasks.spawn(async move {
-                adit_ingest::simulate::run(farm, publisher, None, token).await?;
-                Ok("simulate")
+                // A restart simulates the same farm afresh (the simulation is seeded).
+                supervised("simulate", &vitals, || {
+                    let run = adit_ingest::simulate::run(
+                        Farm::new(sim.clone()),
+                        publisher.clone(),
+                        None,
+                        token.clone(),
+                    );
+                    async move { run.await.map(drop) }
+                })
+                .await
             });
         }
     }
     if roles.contains(&Role::Adapters) {
         let registry = Registry::open(services.js.clone()).await?;
-        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        let (publisher, token, vitals) =
+            (services.publisher.clone(), shutdown.clone(), vitals.clone());
         tasks.spawn(async move {
-            adit_ingest::adapters::poll::run(adapters, registry, publisher, token).await?;
-            Ok("adapters")
+            supervised("adapters", &vitals, || {
+                adit_ingest::adapters::poll::run(
+                    adapters.clone(),
+                    registry.clone(),
+                    publisher.clone(),
+                    token.clone(),
+                )
+            })
+            .await
         });
     }
     if roles.contains(&Role::Alerts) {
@@ -293,25 +345,39 @@ pub async fn run_roles(
             Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
             config.query.limits.clone(),
         ));
-        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        let (publisher, token, vitals) =
+            (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let alerts = config.alerts.clone();
         tasks.spawn(async move {
-            adit_alerts::run(alerts, rules, engine, publisher, token).await?;
-            Ok("alerts")
+            supervised("alerts", &vitals, || {
+                adit_alerts::run(
+                    alerts.clone(),
+                    rules.clone(),
+                    engine.clone(),
+                    publisher.clone(),
+                    token.clone(),
+                )
+            })
+            .await
         });
     }
     if roles.contains(&Role::Compliance) {
-        let job = adit_reports::ComplianceJob::open(
-            store.clone(),
-            Some(Registry::open(services.js.clone()).await?),
-            config.compliance.clone(),
-            config.reports_dir(),
-        )
-        .await?;
-        let token = shutdown.clone();
+        let registry = Registry::open(services.js.clone()).await?;
+        let (store, token, vitals) = (store.clone(), shutdown.clone(), vitals.clone());
+        let (compliance, reports) = (config.compliance.clone(), config.reports_dir());
         tasks.spawn(async move {
-            job.run(token).await?;
-            Ok("compliance")
+            // Each start opens the job afresh (its state is read back from the tables).
+            supervised("compliance", &vitals, || {
+                let open = adit_reports::ComplianceJob::open(
+                    store.clone(),
+                    Some(registry.clone()),
+                    compliance.clone(),
+                    reports.clone(),
+                );
+                let token = token.clone();
+                async move { open.await?.run(token).await }
+            })
+            .await
         });
     }
     if roles.contains(&Role::Coordinator) {
@@ -320,28 +386,52 @@ pub async fn run_roles(
         let render = metrics
             .clone()
             .map(|handle| Arc::new(move || handle.render()) as adit_coopmine::MetricsRender);
-        let token = shutdown.clone();
+        let (token, vitals) = (shutdown.clone(), vitals.clone());
         tasks.spawn(async move {
-            adit_coopmine::run_coordinator(cluster, Some(publisher), render, None, token).await?;
-            Ok("coordinator")
+            supervised("coordinator", &vitals, || {
+                adit_coopmine::run_coordinator(
+                    cluster.clone(),
+                    Some(publisher.clone()),
+                    render.clone(),
+                    None,
+                    token.clone(),
+                )
+            })
+            .await
         });
     }
     if roles.contains(&Role::Notify) {
         let silences = adit_alerts::notify::Silences::open(&services.js).await?;
-        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        let (publisher, token, vitals) =
+            (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let notify = config.notify.clone();
         tasks.spawn(async move {
-            adit_alerts::notify::run(notify, silences, publisher, token).await?;
-            Ok("notify")
+            supervised("notify", &vitals, || {
+                adit_alerts::notify::run(
+                    notify.clone(),
+                    silences.clone(),
+                    publisher.clone(),
+                    token.clone(),
+                )
+            })
+            .await
         });
     }
     if roles.contains(&Role::Actuators) {
         let registry = Registry::open(services.js.clone()).await?;
-        let (publisher, token) = (services.publisher.clone(), shutdown.clone());
+        let (publisher, token, vitals) =
+            (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let actuators = config.actuators.clone();
         tasks.spawn(async move {
-            adit_ingest::actuators::run(actuators, registry, publisher, token).await?;
-            Ok("actuators")
+            supervised("actuators", &vitals, || {
+                adit_ingest::actuators::run(
+                    actuators.clone(),
+                    registry.clone(),
+                    publisher.clone(),
+                    token.clone(),
+                )
+            })
+            .await
         });
     }
     let mut result = Ok(());

@@ -34,6 +34,7 @@ use crate::wallet::Wallet;
 pub const LEASE: &str = "payments";
 
 /// What the payer needs besides its config.
+#[derive(Clone)]
 pub struct PayerContext {
     /// Where the tables are.
     pub store: TableStore,

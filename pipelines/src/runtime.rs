@@ -174,6 +174,8 @@ pub struct PipelineContext {
     pub policy: ValidationPolicy,
     /// This process's name on the leases it holds (host, pid and a random part).
     pub holder: String,
+    /// Where each pipeline instance's supervisor reports whether it runs (read by `/ready`).
+    pub vitals: adit_supervise::Vitals,
 }
 
 /// A holder name unique to this process.
@@ -250,11 +252,29 @@ pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Resul
             let (ctx, shutdown, pipeline): (_, _, Arc<dyn Runnable>) =
                 (ctx.clone(), shutdown.clone(), pipeline.clone());
             let instance = crate::runner::instance_name(&name, partition.as_deref());
+            let part = format!("pipeline:{instance}");
+            let vitals = ctx.vitals.clone();
+            // Errors are retried from the last commit inside; a panic (a bug) restarts the
+            // instance the same way, counted and shown by `/ready`, until it keeps panicking.
             tasks.spawn(async move {
-                supervise(&instance, shutdown.clone(), || {
-                    pipeline.run(&ctx, partition.as_deref(), &shutdown)
+                let policy = adit_supervise::Policy::default();
+                adit_supervise::supervise(&part, &vitals, policy, || {
+                    let (ctx, pipeline, partition, shutdown, instance) = (
+                        ctx.clone(),
+                        pipeline.clone(),
+                        partition.clone(),
+                        shutdown.clone(),
+                        instance.clone(),
+                    );
+                    async move {
+                        supervise(&instance, shutdown.clone(), || {
+                            pipeline.run(&ctx, partition.as_deref(), &shutdown)
+                        })
+                        .await
+                    }
                 })
                 .await
+                .map_err(|gave_up| crate::Error::Panicked(gave_up.to_string()))?
             });
         }
     }

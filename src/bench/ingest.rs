@@ -137,6 +137,7 @@ pub async fn ingest(
         config: config.pipelines.clone(),
         policy: ValidationPolicy::default(),
         holder: adit_pipelines::runtime::holder_name(),
+        vitals: adit_supervise::Vitals::new(),
     };
     adit_pipelines::runtime::ensure_lease_bucket(&js, ctx.config.lease_ttl, 1).await?;
     let log = adit_sinks::EpochLog::open(&store, "telemetry")?;

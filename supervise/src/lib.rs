@@ -34,12 +34,22 @@ pub struct Part {
 pub struct Vitals {
     /// Parts by name.
     parts: Arc<Mutex<BTreeMap<String, Part>>>,
+    /// Panics to inject, for tests of the supervision itself.
+    faults: Faults,
 }
 
 impl Vitals {
     /// An empty set (nothing supervised yet: all well).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty set whose supervisors inject `faults` into the parts they run.
+    pub fn with_faults(faults: Faults) -> Self {
+        Self {
+            faults,
+            ..Self::default()
+        }
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut Part)) {
@@ -67,6 +77,78 @@ impl Vitals {
             .filter(|(_, p)| !p.up)
             .map(|(name, _)| name)
             .collect()
+    }
+}
+
+/// Panics injected into supervised parts, so a test can kill each part from inside and watch
+/// the restart, the metric and `/ready` (issue 22). Parsed from a spec such as
+/// `pool_publisher,pipeline:landing=3`: each named part panics [`FAULT_DELAY`] after each of
+/// its next N starts (1 when no count is given). The binary reads it from `ADIT_FAULTS` in
+/// debug builds only.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Panics still to inject, by part.
+    pending: Arc<Mutex<BTreeMap<String, u32>>>,
+}
+
+/// How long after its start a part with an injected fault panics.
+pub const FAULT_DELAY: Duration = Duration::from_millis(1500);
+
+impl Faults {
+    /// Reads a spec: comma-separated `part` or `part=count` (count 1 to 1000).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut pending = BTreeMap::new();
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (part, count) = match item.split_once('=') {
+                Some((part, count)) => {
+                    let count: u32 = count
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|c| (1..=1000).contains(c))
+                        .ok_or_else(|| format!("fault count for {part:?} must be 1-1000"))?;
+                    (part.trim(), count)
+                }
+                None => (item, 1),
+            };
+            if part.is_empty() {
+                return Err(format!("fault {item:?} names no part"));
+            }
+            pending.insert(part.to_string(), count);
+        }
+        Ok(Self {
+            pending: Arc::new(Mutex::new(pending)),
+        })
+    }
+
+    /// Whether this start of `part` gets a fault (and counts it taken).
+    fn take(&self, part: &str) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        match pending.get_mut(part) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `task`, made to panic [`FAULT_DELAY`] after it starts if a fault is due for `part`.
+    fn arm<T, Fut>(&self, part: &str, task: Fut) -> impl Future<Output = T> + Send + 'static
+    where
+        T: Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let fault = self.take(part).then(|| format!("injected fault in {part}"));
+        async move {
+            let Some(fault) = fault else {
+                return task.await;
+            };
+            tokio::select! {
+                out = task => out,
+                () = tokio::time::sleep(FAULT_DELAY) => panic!("{fault}"),
+            }
+        }
     }
 }
 
@@ -115,29 +197,36 @@ impl std::fmt::Display for GaveUp {
 
 impl std::error::Error for GaveUp {}
 
-/// Runs the task `make` builds as part `name` until it returns, restarting it (a fresh one from
-/// `make`) each time it panics, after a backoff; `Err` once it panicked more than
-/// `policy.max_restarts` times within `policy.window`. Each restart is logged and counted in
-/// `adit_task_restarts_total{task}`, and `vitals` says the part is down until it runs again.
-pub async fn supervise<F, Fut>(
+/// Runs the task `make` builds as part `name` until it returns (its output is returned),
+/// restarting it (a fresh one from `make`) each time it panics, after a backoff; `Err` once it
+/// panicked more than `policy.max_restarts` times within `policy.window`, or when the runtime
+/// cancelled it. Each restart is logged and counted in `adit_task_restarts_total{task}`, and
+/// `vitals` says the part is down until it runs again.
+pub async fn supervise<T, F, Fut>(
     name: &str,
     vitals: &Vitals,
     policy: Policy,
     mut make: F,
-) -> Result<(), GaveUp>
+) -> Result<T, GaveUp>
 where
+    T: Send + 'static,
     F: FnMut() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
 {
     let mut deaths: Vec<Instant> = Vec::new();
     let mut backoff = policy.first_backoff;
     loop {
         vitals.update(name, |p| p.up = true);
-        let died = match tokio::spawn(make()).await {
-            Ok(()) => return Ok(()),
+        let died = match tokio::spawn(vitals.faults.arm(name, make())).await {
+            Ok(out) => return Ok(out),
             Err(e) if e.is_panic() => panic_message(e.into_panic()),
             // Cancelled: the runtime is shutting down.
-            Err(_) => return Ok(()),
+            Err(_) => {
+                return Err(GaveUp {
+                    part: name.to_string(),
+                    reason: "cancelled".to_string(),
+                });
+            }
         };
         let now = Instant::now();
         deaths.retain(|at| now.duration_since(*at) < policy.window);
@@ -175,7 +264,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     vitals.update(name, |p| p.up = true);
-    match tokio::spawn(task).await {
+    match tokio::spawn(vitals.faults.arm(name, task)).await {
         Ok(()) => Ok(()),
         Err(e) => {
             let reason = if e.is_panic() {
@@ -259,6 +348,42 @@ mod tests {
         let fine = CancellationToken::new();
         assert!(essential("tip", &vitals, &fine, async {}).await.is_ok());
         assert!(!fine.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn injected_faults_kill_a_part_as_often_as_asked() {
+        let vitals = Vitals::with_faults(Faults::parse("payer=2, other").unwrap());
+        let runs = Arc::new(AtomicU32::new(0));
+        let out = supervise("payer", &vitals, quick(5), || {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(FAULT_DELAY * 2).await;
+                "finished"
+            }
+        })
+        .await;
+        assert_eq!(out, Ok("finished"));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        let part = &vitals.parts()["payer"];
+        assert_eq!(part.restarts, 2);
+        assert_eq!(part.last_error.as_deref(), Some("injected fault in payer"));
+        // A part that finishes before its fault is due is not killed.
+        let quick_part = supervise("other", &vitals, quick(5), || async { 7 }).await;
+        assert_eq!(quick_part, Ok(7));
+        assert_eq!(vitals.parts()["other"].restarts, 0);
+    }
+
+    #[test]
+    fn fault_specs_are_checked() {
+        assert!(Faults::parse("").is_ok());
+        assert!(Faults::parse("a=0").is_err());
+        assert!(Faults::parse("a=1001").is_err());
+        assert!(Faults::parse("a=x").is_err());
+        assert!(Faults::parse("=3").is_err());
+        let faults = Faults::parse("a=2,b").unwrap();
+        assert!(faults.take("a") && faults.take("a") && !faults.take("a"));
+        assert!(faults.take("b") && !faults.take("b") && !faults.take("c"));
     }
 
     #[tokio::test]

@@ -29,6 +29,8 @@ pub struct App {
     pub port: u16,
     pub dir: PathBuf,
     log: PathBuf,
+    /// Environment variables the process gets besides the test's own.
+    env: Vec<(String, String)>,
 }
 
 impl App {
@@ -45,6 +47,18 @@ impl App {
         tables: &Path,
         roles: &str,
         extra_toml: &str,
+    ) -> Self {
+        Self::start_with_env(nats_url, dir, tables, roles, extra_toml, &[])
+    }
+
+    /// [`App::start_on`] with `env` set for the process.
+    pub fn start_with_env(
+        nats_url: &str,
+        dir: &Path,
+        tables: &Path,
+        roles: &str,
+        extra_toml: &str,
+        env: &[(&str, &str)],
     ) -> Self {
         let port = free_port();
         let config = dir.join("adit.toml");
@@ -79,6 +93,10 @@ impl App {
             port,
             dir: dir.to_path_buf(),
             log: dir.join("adit.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         app.spawn();
         app
@@ -93,6 +111,7 @@ impl App {
             port,
             dir: dir.to_path_buf(),
             log: dir.join(format!("{name}.log")),
+            env: Vec::new(),
         };
         app.spawn();
         app
@@ -106,6 +125,7 @@ impl App {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_adit"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -116,6 +136,13 @@ impl App {
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The exit status, once the process has exited on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL, no chance to clean up.

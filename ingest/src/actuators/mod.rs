@@ -51,6 +51,9 @@ pub enum ActuatorsError {
     /// The CONTROL stream or its consumer could not be used.
     #[error("CONTROL stream: {0}")]
     Stream(String),
+    /// A worker or the registry refresher stopped while the role ran.
+    #[error("an actuators task stopped unexpectedly")]
+    TaskStopped,
 }
 
 /// What the workers share.
@@ -94,11 +97,52 @@ pub async fn run(
         senders.push(tx);
         workers.spawn(worker(Arc::clone(&ctx), rx));
     }
-    let result = dispatch(&js, &ctx, &senders, &shutdown).await;
+    let mut refresher = refresher;
+    // A worker or the refresher that dies ends the role (never a role half alive, its commands
+    // unread or read with a stale view); a panic is raised again once the rest stopped, so
+    // the role's supervisor restarts it.
+    let mut panicked = None;
+    let result = tokio::select! {
+        r = dispatch(&js, &ctx, &senders, &shutdown) => r,
+        Some(joined) = workers.join_next() => stopped(joined, &mut panicked, &shutdown),
+        joined = &mut refresher => stopped(joined, &mut panicked, &shutdown),
+    };
     drop(senders);
-    while workers.join_next().await.is_some() {}
+    while let Some(joined) = workers.join_next().await {
+        keep_panic(joined, &mut panicked);
+    }
     refresher.abort();
+    if let Some(payload) = panicked {
+        std::panic::resume_unwind(payload);
+    }
     result
+}
+
+/// What a task of the role that stopped means: its panic is kept in `panicked`; stopping
+/// before shutdown is an error.
+fn stopped(
+    joined: Result<(), tokio::task::JoinError>,
+    panicked: &mut Option<Box<dyn std::any::Any + Send>>,
+    shutdown: &CancellationToken,
+) -> Result<(), ActuatorsError> {
+    if keep_panic(joined, panicked) || !shutdown.is_cancelled() {
+        return Err(ActuatorsError::TaskStopped);
+    }
+    Ok(())
+}
+
+/// Keeps the first panic of a joined task in `panicked`; whether this one panicked.
+fn keep_panic(
+    joined: Result<(), tokio::task::JoinError>,
+    panicked: &mut Option<Box<dyn std::any::Any + Send>>,
+) -> bool {
+    match joined {
+        Err(e) if e.is_panic() => {
+            panicked.get_or_insert(e.into_panic());
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Reads commands and hands each to the worker of its device, until `shutdown`.

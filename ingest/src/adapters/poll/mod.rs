@@ -102,6 +102,9 @@ pub enum AdaptersError {
     /// A poll task panicked.
     #[error("an adapter task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// The registry reader stopped while the poll loop ran.
+    #[error("the registry reader stopped unexpectedly")]
+    ReaderStopped,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -931,7 +934,7 @@ async fn poll_loop(
     let drain = ctx.config.timeout;
     // Read on a task of its own, so a slow registry never holds up polls.
     let (views_tx, mut views) = mpsc::channel(1);
-    let reader = tokio::spawn(read_registry(
+    let mut reader = tokio::spawn(read_registry(
         registry,
         ctx.config.registry_refresh,
         views_tx,
@@ -954,6 +957,12 @@ async fn poll_loop(
             biased;
             () = shutdown.cancelled() => break Ok(()),
             Some(read) = views.recv() => poller.registry_read(read, Instant::now()),
+            // The reader ends only at shutdown (handled above); a panic there is raised here,
+            // so the role restarts instead of polling a registry it no longer reads.
+            joined = &mut reader => match joined {
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => break Err(AdaptersError::ReaderStopped),
+            },
             Some(joined) = poller.tasks.join_next() => {
                 let mut settled = poller.settle(joined);
                 while settled.is_ok()
@@ -1093,10 +1102,16 @@ impl Poller {
     }
 
     /// Applies one finished task's report.
+    /// Takes a finished poll's outcome. A poll that panicked (a bug) panics the loop, so the
+    /// role's supervisor restarts the adapters, counted and shown by `/ready`.
     fn settle(
         &mut self,
         joined: Result<Result<Option<Report>, AdaptersError>, tokio::task::JoinError>,
     ) -> Result<(), AdaptersError> {
+        let joined = match joined {
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            joined => joined,
+        };
         let Some(Report { key, outcome }) = joined.map_err(AdaptersError::Task)?? else {
             return Ok(());
         };

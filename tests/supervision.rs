@@ -1,0 +1,181 @@
+//! A panic is never silent (issue 22), on the real binary: each supervised part of a running
+//! adit is killed from inside (a panic injected through `ADIT_FAULTS`, read by debug builds
+//! only) and is restarted, counted in `adit_task_restarts_total{task}` and shown by `/ready`,
+//! while the process stays the same process and its readings keep landing; a part that keeps
+//! dying is shown down by `/ready` (503) and then stops the process with a non-zero exit, so
+//! systemd or the container runtime restarts it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// The parts killed once each in the first test.
+const KILLED: &[&str] = &[
+    "pool_publisher",
+    "pipeline:telemetry",
+    "adapters",
+    "actuators",
+    "alerts",
+    "notify",
+];
+
+/// A farm read over real sockets, a pool, every pipeline, alerts and notifications.
+const ROLES: &str = "pipelines,query,pool,simulate,adapters,actuators,alerts,notify";
+
+fn config(stratum_port: u16) -> String {
+    format!(
+        "[simulate]\nsites = 1\nmachines_per_site = 3\nsensors_per_site = 1\ninterval = \"500ms\"\ngrid_every = 0\n\
+         [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nstale_after = \"5s\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\n\
+         [pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"sim\"\n\
+         [pool.server]\npool = \"sim\"\nverify_threads = 1\n\
+         [notify]\nreceivers = [{{ name = \"hook\", kind = \"webhook\", url = \"http://127.0.0.1:{}/hook\" }}]\n\
+         [notify.route]\nreceiver = \"hook\"\n",
+        free_port()
+    )
+}
+
+async fn ready(app: &App) -> Option<(u16, Value)> {
+    let r = reqwest::get(format!("{}/ready", app.url())).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
+async fn metrics(app: &App) -> String {
+    let r = reqwest::get(format!("{}/metrics", app.url()))
+        .await
+        .expect("metrics");
+    r.text().await.unwrap()
+}
+
+fn restarts(metrics: &str, task: &str) -> Option<f64> {
+    let prefix = format!("adit_task_restarts_total{{task=\"{task}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_part_killed_from_inside_is_restarted_counted_and_shown() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = KILLED.join(",");
+    let app = App::start_with_env(
+        &nats.url(),
+        dir.path(),
+        &dir.path().join("tables"),
+        ROLES,
+        &config(free_port()),
+        &[("ADIT_FAULTS", &faults)],
+    );
+    app.wait_http().await;
+    let pid = app.pid().unwrap();
+
+    // Every killed part comes back: /ready shows it up again with one restart and the panic.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let parts = loop {
+        let seen = ready(&app).await;
+        if let Some((200, body)) = &seen
+            && KILLED
+                .iter()
+                .all(|p| body["parts"][p]["restarts"].as_u64() == Some(1))
+        {
+            break body["parts"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "parts not restarted: {seen:?}; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for part in KILLED {
+        assert_eq!(parts[part]["up"], true, "{part}: {parts}");
+        assert_eq!(
+            parts[part]["last_error"].as_str(),
+            Some(format!("injected fault in {part}").as_str()),
+            "{parts}"
+        );
+    }
+    // A part that was not killed was never restarted.
+    let other = parts
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(name, _)| name.starts_with("pipeline:") && !KILLED.contains(&name.as_str()))
+        .expect("other pipelines are supervised");
+    assert_eq!(other.1["restarts"], 0, "{parts}");
+
+    let text = metrics(&app).await;
+    for part in KILLED {
+        assert_eq!(restarts(&text, part), Some(1.0), "{part} in:\n{text}");
+    }
+
+    // Same process, and what the restarted parts carry still lands: readings polled by the
+    // restarted adapters, published and landed by the restarted landing pipeline.
+    assert_eq!(app.pid(), Some(pid));
+    let after = chrono::Utc::now().to_rfc3339();
+    eventually(
+        Duration::from_secs(90),
+        "readings landed after the restarts",
+        || async {
+            let sql = format!("SELECT count(*) AS n FROM miner_status WHERE ts > '{after}'");
+            let (status, body) = app.sql(&sql, "json", Some(READ_TOKEN)).await;
+            let rows: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            status == 200 && rows[0]["n"].as_i64() > Some(0)
+        },
+    )
+    .await;
+    assert_eq!(app.pid(), Some(pid), "log:\n{}", app.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_keeps_dying_is_shown_down_then_stops_the_process() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = App::start_with_env(
+        &nats.url(),
+        dir.path(),
+        &dir.path().join("tables"),
+        "pipelines,query,simulate,adapters",
+        &config(free_port()),
+        &[("ADIT_FAULTS", "adapters=1000")],
+    );
+    app.wait_http().await;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen_down = None;
+    let status = loop {
+        if let Some(status) = app.exited() {
+            break status;
+        }
+        if let Some((503, body)) = ready(&app).await
+            && body["down"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|p| p == "adapters"))
+        {
+            seen_down = Some(body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "adit neither gave up nor exited; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let body = seen_down
+        .unwrap_or_else(|| panic!("/ready never said adapters was down; log:\n{}", app.log()));
+    assert!(
+        body["parts"]["adapters"]["restarts"].as_u64() >= Some(1),
+        "{body}"
+    );
+    assert!(!status.success(), "exit {status:?}; log:\n{}", app.log());
+    let log = app.log();
+    assert!(
+        log.contains("adapters kept failing and was given up on"),
+        "log:\n{log}"
+    );
+}
