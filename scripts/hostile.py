@@ -93,13 +93,14 @@ class Run:
         self.peak_rss_kib = 0
         self.stop = threading.Event()
 
-    def count(self, surface, status):
+    def count(self, surface, status, what="", answer=b""):
         key = f"{surface} {status // 100}xx" if status else f"{surface} no answer"
         self.counts[key] = self.counts.get(key, 0) + 1
         # 5xx is our fault unless it says a dependency is unavailable; no answer at all is a
         # crash or a hang.
         if status == 0 or (status >= 500 and status not in (502, 503)):
-            self.failures.append(f"{surface}: status {status}")
+            said = answer[:200].decode(errors="replace")
+            self.failures.append(f"{surface}: status {status} for {what[:160]!r}: {said}")
 
     def sample_rss(self):
         while not self.stop.is_set():
@@ -150,8 +151,8 @@ class Run:
             CONTROL,
         ]
         for statement in statements:
-            status, _ = sql(self.args.http, statement, self.args.token)
-            self.count("sql", status)
+            status, answer = sql(self.args.http, statement, self.args.token)
+            self.count("sql", status, statement, answer)
         status, body = sql(
             self.args.http,
             "SELECT DISTINCT routine_name FROM information_schema.routines "
@@ -178,8 +179,9 @@ class Run:
         for name in functions:
             for arity in range(0, 4):
                 args = ", ".join(random.choice(extreme) for _ in range(arity))
-                status, _ = sql(self.args.http, f'SELECT "{name}"({args})', self.args.token)
-                self.count("sql function", status)
+                call = f'SELECT "{name}"({args})'
+                status, answer = sql(self.args.http, call, self.args.token)
+                self.count("sql function", status, call, answer)
                 calls += 1
         self.counts["sql function calls"] = calls
 
@@ -217,9 +219,10 @@ class Run:
                     "Accept": random.choice(["*/*", "text/csv", "application/vnd.apache.arrow.stream"]),
                 }
                 body = random.choice(bodies) if method != "GET" else None
-                status, _ = http(self.args.http, method, concrete + query, body, headers,
-                                 self.args.token)
-                self.count("http", status)
+                status, answer = http(self.args.http, method, concrete + query, body, headers,
+                                      self.args.token)
+                what = f"{method} {concrete} body={len(body) if body else 0}B"
+                self.count("http", status, what, answer)
         status, _ = http(self.args.http, "GET", "/api/v1/live?subjects=" +
                          urllib.parse.quote(CONTROL), timeout=3)
         self.count("http live", status if status else 200)  # a stream that stays open is fine
@@ -237,10 +240,10 @@ class Run:
                     "difficulty": 18446744073709551615, "value": 1e308,
                 }
                 body = json.dumps([event]).encode()
-                status, _ = http(self.args.http, "POST",
-                                 "/api/v1/ingest/" + urllib.parse.quote(kind, safe=""), body,
-                                 {"Content-Type": "application/json"}, self.args.token)
-                self.count("ingest", status)
+                status, answer = http(self.args.http, "POST",
+                                      "/api/v1/ingest/" + urllib.parse.quote(kind, safe=""), body,
+                                      {"Content-Type": "application/json"}, self.args.token)
+                self.count("ingest", status, f"{kind} {text[:40]}", answer)
 
     # --- Stratum -------------------------------------------------------------------------
     def stratum_attacks(self):

@@ -279,6 +279,25 @@ async fn events_land_and_the_sql_api_serves_them() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // Shares and blocks come only from the pool (issue 23): posted ones would be paid, so not
+    // even an admin may post them.
+    let share = format!(
+        "{{\"pool\":\"main\",\"miner\":\"thief\",\"worker\":\"w\",\"job_id\":\"1\",\"nonce\":\"00000001\",\
+         \"difficulty\":1000000000000000,\"accepted\":true,\"ts\":\"{now}\"}}"
+    );
+    for kind in ["share", "block"] {
+        let r = client
+            .post(format!("{}/api/v1/ingest/{kind}", app.url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(share.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{kind}");
+        let reply: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(reply["error"]["code"], "pool_only_kind", "{kind}: {reply}");
+    }
     // An oversized body is refused from its declared length, before the client sends it (so
     // the client reads the answer instead of a cut connection).
     let head = oversized_request_head(&app.url(), 9 * 1024 * 1024).await;

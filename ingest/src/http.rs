@@ -53,7 +53,7 @@ pub struct RejectedRecord {
 pub const ROUTES: &[(&str, &str, &str)] = &[(
     "/api/v1/ingest/{kind}",
     "post",
-    "Publishes events of one kind (energy, sensor, hashrate, grid, share, block): a JSON array or NDJSON; each is validated, the refused ones are answered with their reasons (operate role)",
+    "Publishes events of one kind (energy, sensor, miner, hashrate, grid, cluster_share, cluster_upstream): a JSON array or NDJSON; each is validated, the refused ones are answered with their reasons (operate role). Shares and blocks come only from the pool (403)",
 )];
 
 /// The ingest routes, to be mounted behind the `operate` role.
@@ -126,10 +126,21 @@ async fn ingest(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
         Err(e) => return error(e.status(), "unreadable_body", e.body_text()),
     };
-    let Some(kind) = EventKind::from_name(&kind).filter(|k| k.pushable()) else {
+    let named = EventKind::from_name(&kind);
+    if let Some(money) = named.filter(|k| k.pushable() && !k.http_pushable()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "pool_only_kind",
+            format!(
+                "{} events come only from the pool: a posted one would be paid",
+                money.name()
+            ),
+        );
+    }
+    let Some(kind) = named.filter(|k| k.http_pushable()) else {
         let known: Vec<_> = EventKind::ALL
             .iter()
-            .filter(|k| k.pushable())
+            .filter(|k| k.http_pushable())
             .map(|k| k.name())
             .collect();
         return error(

@@ -1038,6 +1038,14 @@ impl EventKind {
         )
     }
 
+    /// Whether HTTP ingest may publish this kind: a [`pushable`](Self::pushable) kind that
+    /// carries no money. Shares and blocks (the MINING stream) come only from the pool: PPLNS
+    /// cannot tell a posted share from a mined one, so a posted share or block would be paid
+    /// (issue 23).
+    pub fn http_pushable(self) -> bool {
+        self.pushable() && self.stream() != crate::names::STREAM_MINING
+    }
+
     /// The kind named `name`, if any.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|k| k.name() == name)
