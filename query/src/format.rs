@@ -71,6 +71,8 @@ impl Format {
 pub struct Encoder {
     /// The encoding and its writer state.
     inner: Inner,
+    /// The format, to name in a refusal.
+    format: Format,
 }
 
 enum Inner {
@@ -109,11 +111,22 @@ impl Encoder {
                 (Inner::Parquet(Box::new(w)), Bytes::new())
             }
         };
-        Ok((Self { inner }, opening))
+        Ok((Self { inner, format }, opening))
     }
 
-    /// Encodes one batch.
+    /// Encodes one batch. A value the format cannot carry (a map with non-string keys in JSON,
+    /// a list in CSV) is the caller's 400, naming the formats that carry every type.
     pub fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes, QueryError> {
+        let format = self.format;
+        self.encode(batch).map_err(|e| {
+            QueryError::BadRequest(format!(
+                "the result cannot be written as {format:?}: {e}; the arrow and parquet formats \
+                 carry every type"
+            ))
+        })
+    }
+
+    fn encode(&mut self, batch: &RecordBatch) -> Result<Bytes, QueryError> {
         let out = match &mut self.inner {
             Inner::Json { first } => {
                 let lines = ndjson(batch).map_err(internal)?;

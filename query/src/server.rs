@@ -465,10 +465,14 @@ async fn run(
 ) -> Result<Response> {
     let result = state.engine.query(sql).await?;
     let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
-    let (encoder, opening) = Encoder::new(format, &result.schema)?;
-    // Encode lazily, one batch per chunk, as the client reads.
+    let (mut encoder, opening) = Encoder::new(format, &result.schema)?;
+    let mut batches = result.batches.into_iter();
+    // The first batch is encoded before the answer starts, so a result the format cannot
+    // carry (most results are one batch) is a clear error, not a cut connection.
+    let first = batches.next().map(|b| encoder.batch(&b)).transpose()?;
+    // Encode the rest lazily, one batch per chunk, as the client reads.
     let rest = stream::unfold(
-        (Some(encoder), result.batches.into_iter(), Some(slot)),
+        (Some(encoder), batches, Some(slot)),
         |(encoder, mut batches, slot)| async move {
             let mut encoder = encoder?;
             match batches.next() {
@@ -480,14 +484,23 @@ async fn run(
             }
         },
     );
-    let chunks = stream::once(async move { Ok(opening) })
+    let chunks = stream::iter([Ok(opening)].into_iter().chain(first.map(Ok)))
         .chain(rest)
-        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+        .map(cut_on_error);
     Response::builder()
         .header(header::CONTENT_TYPE, format.content_type())
         .header("x-adit-rows", rows)
         .body(Body::from_stream(chunks))
         .map_err(|e| QueryError::Internal(e.to_string()))
+}
+
+/// A chunk of an answer under way; an error can no longer change the status, so it cuts the
+/// connection (the client sees an incomplete body) and is logged, never silent.
+fn cut_on_error(chunk: Result<bytes::Bytes>) -> std::io::Result<bytes::Bytes> {
+    chunk.map_err(|e| {
+        tracing::warn!(error = %e, "answer cut: a later part of the result could not be sent");
+        std::io::Error::other(e.to_string())
+    })
 }
 
 /// Streams the rows of `sql` as they are made (no row limit); the slot is held until the
@@ -513,16 +526,14 @@ async fn run_streamed(
                 let chunk = encoder.batch(&batch);
                 Some((chunk, Some((encoder, rows, slot))))
             }
-            Some(Err(e)) => {
-                tracing::info!(error = %e, "streamed query stopped");
-                Some((Err(QueryError::from(e)), None))
-            }
+            // Logged by `cut_on_error`.
+            Some(Err(e)) => Some((Err(QueryError::from(e)), None)),
             None => Some((encoder.finish(), None)),
         }
     });
     let chunks = stream::once(async move { Ok(opening) })
         .chain(rest)
-        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+        .map(cut_on_error);
     Response::builder()
         .header(header::CONTENT_TYPE, format.content_type())
         .body(Body::from_stream(chunks))
@@ -757,6 +768,36 @@ mod tests {
             (StatusCode::OK, "one\n"),
             "an empty result still has its header"
         );
+    }
+
+    /// Found by `scripts/hostile.py`: a map with integer keys cannot be written as JSON or CSV;
+    /// the encoding error cut the connection with no answer and no log line.
+    #[tokio::test]
+    async fn a_result_the_format_cannot_carry_is_a_400_naming_the_formats_that_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = "SELECT map([1, 2], 3) AS m";
+        for format in ["json", "ndjson", "csv"] {
+            let (s, body, _) = call(
+                app(dir.path()),
+                "POST",
+                &format!("/api/v1/sql?format={format}"),
+                Some("reader-token-0000"),
+                sql,
+            )
+            .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{format}: {body}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("arrow and parquet"), "{format}: {body}");
+        }
+        let (s, _, _) = call(
+            app(dir.path()),
+            "POST",
+            "/api/v1/sql?format=arrow",
+            Some("reader-token-0000"),
+            sql,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
     }
 
     #[tokio::test]
