@@ -161,10 +161,14 @@ async fn run_hour(sim: SimConfig, t0: DateTime<Utc>) -> (Vec<Detection>, App, st
                         .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
                         .await
                     {
-                        Ok(mut c) => {
-                            let info = c.info().await.unwrap();
-                            done &= info.num_pending == 0 && info.num_ack_pending == 0;
-                        }
+                        // A consumer the pipeline re-creates between the two calls is
+                        // not found by the second: not caught up yet.
+                        Ok(mut c) => match c.info().await {
+                            Ok(info) => {
+                                done &= info.num_pending == 0 && info.num_ack_pending == 0;
+                            }
+                            Err(_) => done = false,
+                        },
                         Err(_) => done = false,
                     }
                 }
