@@ -89,7 +89,7 @@ pub async fn run(
         registry,
         config,
     });
-    let refresher = tokio::spawn(refresh_registry(Arc::clone(&ctx), shutdown.clone()));
+    let mut refresher = tokio::spawn(refresh_registry(Arc::clone(&ctx), shutdown.clone()));
     let mut senders = Vec::new();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..ctx.config.concurrency {
@@ -97,7 +97,6 @@ pub async fn run(
         senders.push(tx);
         workers.spawn(worker(Arc::clone(&ctx), rx));
     }
-    let mut refresher = refresher;
     // A worker or the refresher that dies ends the role (never a role half alive, its commands
     // unread or read with a stale view); a panic is raised again once the rest stopped, so
     // the role's supervisor restarts it.
