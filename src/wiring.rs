@@ -220,7 +220,9 @@ pub async fn run_roles(
             node: chain_tip(config)?,
             registry: Some(Registry::open(services.js.clone()).await?),
             publisher: Some(services.publisher.clone()),
-            rules: Some(adit_alerts::RuleStore::open(&services.js).await?),
+            rules: Some(
+                adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?,
+            ),
             silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
             admission: Arc::new(adit_query::admission::Admission::new(
                 config.query.concurrency.clone(),
@@ -340,7 +342,7 @@ pub async fn run_roles(
         });
     }
     if roles.contains(&Role::Alerts) {
-        let rules = adit_alerts::RuleStore::open(&services.js).await?;
+        let rules = adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?;
         let engine = Arc::new(SqlEngine::new(
             Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
             config.query.limits.clone(),

@@ -195,7 +195,7 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     let stratum_port = free_port();
     let pool = format!(
         "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{}\"\nwallet = \"{WALLET}\"\ntip_poll = \"200ms\"\nconfirmations = 3\n\
-         [pool.server]\npool = \"regtest\"\nverify_threads = 1\n",
+         [pool.server]\npool = \"regtest\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n",
         monerod.rpc_url()
     );
     let app = App::start(&nats.url(), dir.path(), "pool,pipelines,query", &pool);

@@ -94,7 +94,7 @@ async fn a_line_break_in_a_job_id_does_not_stop_share_accounting() {
         "pool,query",
         &format!(
             "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"sim\"\n\
-             [pool.server]\npool = \"sim\"\nverify_threads = 1\n"
+             [pool.server]\npool = \"sim\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n"
         ),
     );
     app.wait_http().await;

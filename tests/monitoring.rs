@@ -93,7 +93,8 @@ fn promtool_parses_every_dashboard_query() {
 
 #[test]
 fn the_prometheus_alert_rules_are_the_default_rules() {
-    let defaults = RuleFile::from_yaml(&read("rules/default.yml")).expect("rules/default.yml");
+    let defaults = RuleFile::from_yaml(&read("rules/default.yml"), Default::default())
+        .expect("rules/default.yml");
     let text = read(ALERT_RULES);
     // The same rule-group shape as adit's rules (unknown fields are refused), PromQL for SQL.
     let promql: RuleFile = serde_saphyr::from_str(&text).expect(ALERT_RULES);

@@ -100,7 +100,12 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
     let nats = NatsServer::start();
     let smtp = Smtp::start();
     let (fake, seen) = fake_services().await;
-    let dead = format!("http://127.0.0.1:{}/down", free_port());
+    // A webhook whose path and query are its credential (as Slack's, Discord's and Teams' are):
+    // its failures must not write them where a read token can see (issue 23).
+    let dead = format!(
+        "http://127.0.0.1:{}/down/HOOKSECRET?token=QUERYSECRET",
+        free_port()
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[alerts]\nreload = \"500ms\"\n\
@@ -295,6 +300,17 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
         Some(2),
         "two attempts, then the fallback: {counts:?}"
     );
+    let errors = app
+        .rows("SELECT error FROM notifications WHERE receiver = 'broken' AND status = 'failed'")
+        .await;
+    assert!(!errors.is_empty());
+    for row in &errors {
+        let error = row["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("http://127.0.0.1:") && !error.contains("SECRET"),
+            "a failed webhook's error shows its host, never its path or query: {error}"
+        );
+    }
     for k in [
         "hook/sent",
         "hook/silenced",

@@ -20,7 +20,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     let stratum_port = free_port();
     let pool = format!(
         "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"{}\"\nwallet = \"{WALLET}\"\ntip_poll = \"200ms\"\nmetrics_per_miner = 10\nconfirmations = 3\n\
-         [pool.server]\npool = \"regtest\"\nverify_threads = 1\n",
+         [pool.server]\npool = \"regtest\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n",
         monerod.rpc_url()
     );
     let app = App::start(&nats.url(), dir.path(), "pool,pipelines,query", &pool);

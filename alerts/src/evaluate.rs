@@ -138,7 +138,9 @@ pub async fn run(
 ) -> Result<()> {
     config.validate().map_err(AlertsError::Kv)?;
     if config.default_rules {
-        let n = store.load(&RuleFile::from_yaml(DEFAULT_RULES)?).await?;
+        let n = store
+            .load(&RuleFile::from_yaml(DEFAULT_RULES, store.limits())?)
+            .await?;
         tracing::info!(groups = n, "shipped alert rules loaded");
     }
     if let Some(path) = &config.rules_file {
@@ -146,7 +148,9 @@ pub async fn run(
             path: path.display().to_string(),
             source,
         })?;
-        let n = store.load(&RuleFile::from_yaml(&text)?).await?;
+        let n = store
+            .load(&RuleFile::from_yaml(&text, store.limits())?)
+            .await?;
         tracing::info!(path = %path.display(), groups = n, "alert rules loaded");
     }
     let mut ev = Evaluator {

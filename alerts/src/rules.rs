@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adit_schemas::alerts::SEVERITIES;
+use adit_sql::syntax::TextLimits;
 use serde::{Deserialize, Serialize};
 
 /// A rules file: its groups.
@@ -88,13 +89,14 @@ fn is_name(s: &str) -> bool {
 }
 
 impl RuleFile {
-    /// Reads YAML (or JSON, which is YAML) and checks every group.
-    pub fn from_yaml(text: &str) -> Result<Self, InvalidRule> {
+    /// Reads YAML (or JSON, which is YAML) and checks every group, each `expr` against the
+    /// SQL text limits it will be evaluated under.
+    pub fn from_yaml(text: &str, limits: TextLimits) -> Result<Self, InvalidRule> {
         let file: RuleFile = serde_saphyr::from_str(text)
             .map_err(|e| invalid("rules file".into(), e.to_string()))?;
         let mut names: Vec<&str> = Vec::new();
         for group in &file.groups {
-            group.validate()?;
+            group.validate(limits)?;
             if names.contains(&group.name.as_str()) {
                 return Err(invalid(group.name.clone(), "a group name appears twice"));
             }
@@ -114,8 +116,9 @@ impl RuleGroup {
     }
 
     /// Checks the group and each rule: names, durations, labels, and that `expr` is one
-    /// read-only query.
-    pub fn validate(&self) -> Result<(), InvalidRule> {
+    /// read-only query within `limits` (the engine's `query.limits`, so a rule stored is a rule
+    /// that can be evaluated).
+    pub fn validate(&self, limits: TextLimits) -> Result<(), InvalidRule> {
         if !adit_schemas::names::is_token(&self.name) {
             return Err(invalid(
                 self.name.clone(),
@@ -151,7 +154,7 @@ impl RuleGroup {
                 return Err(invalid(at("alert"), "appears twice in the group"));
             }
             seen.push(&rule.alert);
-            adit_sql::syntax::check_query(&rule.expr, adit_sql::syntax::TextLimits::default())
+            adit_sql::syntax::check_query(&rule.expr, limits)
                 .map_err(|e| invalid(at("expr"), e))?;
             for (field, value) in [
                 ("for", &rule.for_),
@@ -221,7 +224,7 @@ groups:
 
     #[test]
     fn a_prometheus_shaped_file_reads_and_checks() {
-        let file = RuleFile::from_yaml(FILE).unwrap();
+        let file = RuleFile::from_yaml(FILE, TextLimits::default()).unwrap();
         let group = &file.groups[0];
         assert_eq!(group.every(), Duration::from_secs(30));
         assert_eq!(group.rules[0].hold(), Duration::from_secs(120));
@@ -256,10 +259,34 @@ groups:
                 "farm.interval",
             ),
         ] {
-            let err = RuleFile::from_yaml(&bad).unwrap_err();
+            let err = RuleFile::from_yaml(&bad, TextLimits::default()).unwrap_err();
             assert_eq!(err.place, place, "{err}");
         }
-        assert!(RuleFile::from_yaml("groups: [{name: x, rulez: []}]").is_err());
+        assert!(
+            RuleFile::from_yaml("groups: [{name: x, rulez: []}]", TextLimits::default()).is_err()
+        );
+    }
+
+    #[test]
+    fn an_expr_is_checked_against_the_limits_it_will_run_under() {
+        let tight = TextLimits {
+            max_bytes: 64,
+            max_depth: 128,
+        };
+        let err = RuleFile::from_yaml(FILE, tight).unwrap_err();
+        assert_eq!(err.place, "farm/HighTemperature.expr", "{err}");
+        assert!(err.reason.contains("max_statement_bytes"), "{err}");
+        let deep = FILE.replace(
+            "max(value) > 35",
+            &format!("max(value) > 35{}", "+1".repeat(40)),
+        );
+        let shallow = TextLimits {
+            max_bytes: 4096,
+            max_depth: 16,
+        };
+        let err = RuleFile::from_yaml(&deep, shallow).unwrap_err();
+        assert!(err.reason.contains("max_expression_depth"), "{err}");
+        assert!(RuleFile::from_yaml(&deep, TextLimits::default()).is_ok());
     }
 }
 
@@ -269,7 +296,8 @@ mod shipped {
 
     #[test]
     fn the_default_rules_file_reads_and_checks() {
-        let file = RuleFile::from_yaml(crate::evaluate::DEFAULT_RULES).unwrap();
+        let file =
+            RuleFile::from_yaml(crate::evaluate::DEFAULT_RULES, TextLimits::default()).unwrap();
         let names: Vec<&str> = file
             .groups
             .iter()

@@ -2,6 +2,7 @@
 //! JSON), written by the API and by loading a rules file, read by the evaluator.
 
 use adit_schemas::names;
+use adit_sql::syntax::TextLimits;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 
@@ -12,16 +13,24 @@ use crate::rules::{RuleFile, RuleGroup};
 #[derive(Clone)]
 pub struct RuleStore {
     kv: kv::Store,
+    /// The SQL text limits every `expr` is checked against (the evaluating engine's).
+    limits: TextLimits,
 }
 
 impl RuleStore {
-    /// Opens the bucket (created at start with the others).
-    pub async fn open(js: &jetstream::Context) -> Result<Self> {
+    /// Opens the bucket (created at start with the others); rules are checked against
+    /// `limits`, those of the engine that evaluates them.
+    pub async fn open(js: &jetstream::Context, limits: TextLimits) -> Result<Self> {
         let kv = js
             .get_key_value(names::KV_RULES)
             .await
             .map_err(AlertsError::kv)?;
-        Ok(Self { kv })
+        Ok(Self { kv, limits })
+    }
+
+    /// The SQL text limits rules are checked against.
+    pub fn limits(&self) -> TextLimits {
+        self.limits
     }
 
     /// Every group, in name order (a value that no longer reads or checks is skipped, with a
@@ -40,8 +49,11 @@ impl RuleStore {
             };
             match serde_json::from_slice::<RuleGroup>(&bytes)
                 .map_err(|e| e.to_string())
-                .and_then(|g| g.validate().map(|()| g).map_err(|e| e.to_string()))
-            {
+                .and_then(|g| {
+                    g.validate(self.limits)
+                        .map(|()| g)
+                        .map_err(|e| e.to_string())
+                }) {
                 Ok(group) => out.push(group),
                 Err(reason) => tracing::warn!(%key, %reason, "rule group skipped"),
             }
@@ -61,7 +73,7 @@ impl RuleStore {
 
     /// Checks and stores `group` under its name; returns the revision.
     pub async fn put(&self, group: &RuleGroup) -> Result<u64> {
-        group.validate()?;
+        group.validate(self.limits)?;
         let bytes = serde_json::to_vec(group).map_err(|e| AlertsError::Kv(e.to_string()))?;
         self.kv
             .put(&group.name, bytes.into())

@@ -39,15 +39,25 @@ fn cert_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Certificate(format!("{what}: {e}"))
 }
 
-/// Writes `contents` to `path`, keys readable by the owner only.
+/// Writes `contents` to `path`, keys readable by the owner only: a key file is created 0600
+/// (and an existing one narrowed to 0600) before a byte of the key is written, so it is never
+/// readable by others, not even briefly (issue 23).
 fn write(path: &Path, contents: &str, secret: bool, written: &mut Written) -> Result<()> {
-    std::fs::write(path, contents)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     if secret {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(format!("protecting {}", path.display()), e))?;
+        options.mode(0o600);
     }
+    let mut file = options.open(path).map_err(|e| failed("writing", e))?;
+    if secret {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| failed("protecting", e))?;
+    }
+    file.write_all(contents.as_bytes())
+        .map_err(|e| failed("writing", e))?;
     written.files.push(path.to_owned());
     Ok(())
 }
@@ -222,5 +232,22 @@ mod tests {
             ..plan
         };
         assert!(make(&bad).is_err());
+    }
+
+    #[test]
+    fn a_key_is_never_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("rig.key");
+        // A key file left world-readable by an older release is narrowed when rewritten.
+        std::fs::write(&key, "old").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut written = Written::default();
+        for path in [key.clone(), dir.path().join("new.key")] {
+            write(&path, "KEY", true, &mut written).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "KEY");
+        }
     }
 }

@@ -8,6 +8,10 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 
+/// The largest reply read from the node or the wallet: far above any answer adit asks for (a
+/// block template, a transfer's metadata), so only a broken or hostile peer reaches it.
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
 /// A client of one service.
 #[derive(Debug, Clone)]
 pub(crate) struct JsonRpc {
@@ -65,7 +69,17 @@ impl JsonRpc {
             .await
             .map_err(unreachable)?;
         let status = response.status();
-        let text = response.text().await.map_err(unreachable)?;
+        let body = adit_egress::read_capped(response, MAX_REPLY_BYTES)
+            .await
+            .map_err(unreachable)?;
+        if body.truncated {
+            return Err(Error::Protocol {
+                service: self.service,
+                method: method.to_string(),
+                reason: format!("HTTP {status}, a reply over {MAX_REPLY_BYTES} bytes"),
+            });
+        }
+        let text = String::from_utf8_lossy(&body.bytes);
         serde_json::from_str(&text).map_err(|e| Error::Protocol {
             service: self.service,
             method: method.to_string(),

@@ -114,11 +114,14 @@ pub async fn put(
         .is_some_and(|v| v.contains("yaml"));
     let group: RuleGroup = if yaml {
         // One group as a rules file would hold it.
-        let file = RuleFile::from_yaml(&format!("groups:\n- {}", text.replace('\n', "\n  ")))
-            .map_err(|e| QueryError::InvalidField {
-                field: e.place,
-                reason: e.reason,
-            })?;
+        let file = RuleFile::from_yaml(
+            &format!("groups:\n- {}", text.replace('\n', "\n  ")),
+            state.engine.limits().text(),
+        )
+        .map_err(|e| QueryError::InvalidField {
+            field: e.place,
+            reason: e.reason,
+        })?;
         file.groups
             .into_iter()
             .next()
@@ -132,10 +135,12 @@ pub async fn put(
             reason: format!("{:?} does not match the path's {name:?}", group.name),
         });
     }
-    group.validate().map_err(|e| QueryError::InvalidField {
-        field: e.place,
-        reason: e.reason,
-    })?;
+    group
+        .validate(state.engine.limits().text())
+        .map_err(|e| QueryError::InvalidField {
+            field: e.place,
+            reason: e.reason,
+        })?;
     let revision = store(&state)?.put(&group).await.map_err(unavailable)?;
     Ok((
         StatusCode::OK,

@@ -211,6 +211,11 @@ async fn start_pool(
             HashMode::Fast => RandomXMode::Fast,
             HashMode::Light => RandomXMode::Light,
         },
+        // The cluster fixes its upstream difficulty (`--difficulty`), whatever it is.
+        vardiff: adit_stratum::VardiffConfig {
+            min_difficulty: 1,
+            ..Default::default()
+        },
         ..ServerConfig::default()
     };
     let (work_tx, work_rx) = watch::channel(work);

@@ -120,6 +120,11 @@ pub async fn pool(
         verify_threads: threads,
         limits,
         login_timeout: Duration::from_secs(600),
+        // The miners fix their difficulty at 1: every hash is a share to verify.
+        vardiff: adit_stratum::VardiffConfig {
+            min_difficulty: 1,
+            ..Default::default()
+        },
         ..ServerConfig::default()
     };
     let (_work_tx, work_rx) = watch::channel(work);

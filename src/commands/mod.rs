@@ -176,6 +176,9 @@ async fn simulate(
     Ok(())
 }
 
+/// The difficulty the demo's miner fixes in its login.
+const DEMO_DIFFICULTY: u64 = 50;
+
 /// The demo's simulated miner: one light-mode RandomX thread mining on the pool (so the demo
 /// leaves the other core to everything else).
 fn demo_miners(
@@ -187,9 +190,10 @@ fn demo_miners(
     let miner = std::thread::Builder::new()
         .name("demo-miner".into())
         .spawn(move || {
-            let login =
-                "4DemoMinerWallet00000000000000000000000000000000000000000000000+50.demo-rig";
-            match adit_stratum::mine_until(addr, login, stop) {
+            let login = format!(
+                "4DemoMinerWallet00000000000000000000000000000000000000000000000+{DEMO_DIFFICULTY}.demo-rig"
+            );
+            match adit_stratum::mine_until(addr, &login, stop) {
                 Ok(n) => tracing::info!(accepted = n, "demo miner stopped"),
                 Err(e) => tracing::warn!(error = %e, "demo miner failed"),
             }
@@ -233,9 +237,13 @@ async fn demo(
         Role::Compliance,
         Role::Pool,
     ];
-    // The demo evaluates the shipped alert rules.
+    // The demo evaluates the shipped alert rules, and its one light-mode miner fixes a low
+    // difficulty (`DEMO_DIFFICULTY`) so shares show within seconds: the pool's floor for fixed
+    // difficulties is lowered to it (never raised).
     let mut config = config.clone();
     config.alerts.default_rules = true;
+    let vardiff = &mut config.pool.server.vardiff;
+    vardiff.min_difficulty = vardiff.min_difficulty.min(DEMO_DIFFICULTY);
     let result =
         wiring::run_roles(&config, &roles, config.simulate.clone(), shutdown.clone()).await;
     shutdown.cancel();

@@ -112,9 +112,14 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             .pool
             .sessions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A difficulty the miner fixes is held within the pool's bounds: at `+1` every hash is
+        // a share the pool must verify (issue 23).
+        let vardiff = &self.pool.config.vardiff;
         let difficulty = identity
             .fixed_difficulty
-            .unwrap_or(self.pool.config.start_difficulty);
+            .map_or(self.pool.config.start_difficulty, |d| {
+                d.clamp(vardiff.min_difficulty, vardiff.max_difficulty)
+            });
         let session_id = format!("{n:016x}");
         self.session = Some(Session::new(
             session_id.clone(),

@@ -47,6 +47,13 @@ struct Harness {
     stop: CancellationToken,
 }
 
+/// The pool's defaults with fixed difficulties down to 1 allowed, so a test mines fast.
+fn easy_config() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.vardiff.min_difficulty = 1;
+    config
+}
+
 async fn start(network_difficulty: u64, config: ServerConfig) -> Harness {
     let (work_tx, work_rx) = watch::channel(work(301, network_difficulty));
     let (ev_tx, events) = mpsc::channel(10_000);
@@ -84,7 +91,7 @@ fn error_of(reply: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_miners_are_paid_while_abusers_are_refused() {
-    let mut config = ServerConfig::default();
+    let mut config = easy_config();
     // Five bad shares and calls score 50; the two garbage lines that follow reach the ban.
     config.limits.ban_score = 70;
     let mut h = start(1_000_000_000_000, config).await;
@@ -216,9 +223,28 @@ async fn honest_miners_are_paid_while_abusers_are_refused() {
     );
 }
 
+/// Issue 23: `+1` in a login made every hash a share the pool had to verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_difficulty_is_held_within_the_pools_bounds() {
+    let mut config = ServerConfig::default();
+    config.vardiff.min_difficulty = 5_000;
+    config.vardiff.max_difficulty = 90_000;
+    let h = start(1_000_000_000_000, config).await;
+    for (login, expected) in [("+1", 5_000), ("+20000", 20_000), ("+1000000", 90_000)] {
+        let m = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}{login}.rig")).await;
+        let difficulty = adit_stratum::decode_target(&m.job.target).unwrap();
+        // A 32-bit target rounds the difficulty; it stays within a part in a thousand.
+        assert!(
+            difficulty.abs_diff(expected) * 1000 <= expected,
+            "{login}: difficulty {difficulty}, expected {expected}"
+        );
+    }
+    h.stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_meeting_the_network_target_is_a_block() {
-    let mut h = start(40, ServerConfig::default()).await;
+    let mut h = start(40, easy_config()).await;
     let mut miner = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+10.finder")).await;
     let mut found = None;
     let mut submitted = Vec::new();
@@ -266,7 +292,7 @@ async fn a_share_meeting_the_network_target_is_a_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_floods_are_capped_per_ip() {
-    let mut config = ServerConfig::default();
+    let mut config = easy_config();
     config.limits.max_per_ip = 20;
     let h = start(1_000_000_000_000, config).await;
     let mut honest = miner(h.addr, [127, 0, 0, 1], &format!("{WALLET}+20")).await;
@@ -315,7 +341,7 @@ async fn miners_can_connect_over_tls() {
             cert: cert_path,
             key: key_path,
         }),
-        ..ServerConfig::default()
+        ..easy_config()
     };
     let h = start(1_000_000_000_000, config).await;
 

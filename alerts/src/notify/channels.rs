@@ -37,7 +37,7 @@ pub async fn send(
                 .json(&message.json)
                 .send()
                 .await;
-            reply(url, r).await
+            reply(&adit_egress::redact(url), r).await
         }
         Channel::Telegram {
             api_url,
@@ -127,18 +127,16 @@ pub async fn send(
 }
 
 async fn reply(what: &str, r: reqwest::Result<reqwest::Response>) -> Result<String, String> {
+    /// Most of a reply read: enough for the error a service explains itself with.
+    const MAX_REPLY_BYTES: usize = 4096;
     let r = r.map_err(|e| format!("{what}: {}", e.without_url()))?;
     let status = r.status();
-    let body: String = r
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect();
     if status.is_success() {
-        Ok(format!("{status}"))
-    } else {
-        Err(format!("{what}: {status} {body}"))
+        return Ok(format!("{status}"));
     }
+    let body = adit_egress::read_capped(r, MAX_REPLY_BYTES)
+        .await
+        .map(|b| adit_egress::excerpt(&b.bytes, 300))
+        .unwrap_or_default();
+    Err(format!("{what}: {status} {body}"))
 }

@@ -150,20 +150,42 @@ async fn post(
     body: &Value,
     timeout: Duration,
 ) -> Result<String, String> {
+    // The destination is written without its path or query (they can hold a credential), and
+    // the reply is kept as its status alone: the relay's body would let whoever set the URL
+    // read another service's answer back through `commands.reply` (issue 23). An excerpt goes
+    // to the log, which only the operator reads.
+    let shown = adit_egress::redact(url);
     let response = http
         .post(url)
         .timeout(timeout)
         .json(body)
         .send()
         .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
+        .map_err(|e| format!("POST {shown}: {}", e.without_url()))?;
     let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    let text: String = text.chars().take(500).collect();
+    let reply = adit_egress::read_capped(response, MAX_REPLY_BYTES)
+        .await
+        .map_err(|e| {
+            format!(
+                "POST {shown}: {status}, reading the reply: {}",
+                e.without_url()
+            )
+        })?;
+    tracing::debug!(
+        url = %shown,
+        %status,
+        reply = %adit_egress::excerpt(&reply.bytes, 200),
+        "actuator webhook answered"
+    );
+    let size = format!(
+        "{}{} bytes",
+        reply.bytes.len(),
+        if reply.truncated { "+" } else { "" }
+    );
     if status.is_success() {
-        Ok(format!("{status} {text}").trim().to_string())
+        Ok(format!("{status} ({size})"))
     } else {
-        Err(format!("POST {url}: {status} {text}").trim().to_string())
+        Err(format!("POST {shown}: {status} ({size})"))
     }
 }
 
