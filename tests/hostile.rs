@@ -225,15 +225,20 @@ async fn the_managed_nats_server_dies_with_adit_and_an_orphan_is_stopped() {
     let port = free_port();
     let mut app = App::command(dir.path(), "adit", port, &managed_args(dir.path(), port));
     app.wait_http().await;
-    let server = managed_server_pid(dir.path()).expect("a pid file for the managed server");
-    assert!(alive(server));
-    assert_eq!(servers_on(&store), vec![server]);
+    let servers = servers_on(&store);
+    assert_eq!(servers.len(), 1, "one managed nats-server: {servers:?}");
+    let server = servers[0];
 
     // SIGKILL: adit gets no chance to stop it; the kernel does.
     app.kill();
     assert!(
         gone_within(server, Duration::from_secs(15)).await,
         "nats-server {server} outlived a SIGKILLed adit"
+    );
+    assert_eq!(
+        managed_server_pid(dir.path()),
+        Some(server),
+        "the pid file names the managed server"
     );
 
     // An orphan from an adit that died before this fix: a nats-server on the store whose

@@ -28,7 +28,7 @@ use crate::config::PaymentsConfig;
 use crate::daemon::{Daemon, Held, Relay};
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, OpenTx};
-use crate::wallet::Wallet;
+use crate::wallet::{AddressKind, Wallet};
 
 /// The lease key: one payer at a time, whatever the number of processes with the role.
 pub const LEASE: &str = "payments";
@@ -124,8 +124,8 @@ pub struct Payer<'a> {
     daemon: Daemon,
     ledger: Ledger,
     results: ResultPublisher,
-    /// Miner logins checked with the wallet: whether each is an address it can pay.
-    payable: HashMap<String, bool>,
+    /// Miner logins checked with the wallet: what kind of address each is.
+    payable: HashMap<String, AddressKind>,
 }
 
 impl<'a> Payer<'a> {
@@ -224,7 +224,8 @@ impl<'a> Payer<'a> {
         })
     }
 
-    /// Pays every miner of `pool` whose balance reached the threshold.
+    /// Pays every miner of `pool` whose balance reached the threshold. A batch the wallet
+    /// refuses to build is skipped until the next round; the batches after it are still paid.
     async fn pay_due(&mut self, pool: &str, lease: &Lease) -> Result<()> {
         let threshold = i64::try_from(self.config.threshold(pool)).unwrap_or(i64::MAX);
         let mut due = Vec::new();
@@ -233,10 +234,10 @@ impl<'a> Payer<'a> {
             if balance < threshold {
                 continue;
             }
-            if self.is_payable(&miner).await? {
-                due.push((miner, balance));
-            } else {
-                unpayable += 1;
+            match self.address_kind(&miner).await? {
+                AddressKind::Invalid => unpayable += 1,
+                AddressKind::Plain => due.push((miner, balance, false)),
+                AddressKind::Integrated => due.push((miner, balance, true)),
             }
         }
         metrics::gauge!("adit_payments_unpayable_miners", "pool" => pool.to_string())
@@ -245,7 +246,7 @@ impl<'a> Payer<'a> {
             return Ok(());
         }
         self.wallet.refresh().await?;
-        for batch in due.chunks(self.config.max_destinations) {
+        for batch in batches(&due, self.config.max_destinations) {
             let destinations: Vec<(String, u64)> = batch
                 .iter()
                 .map(|(m, b)| (m.clone(), u64::try_from(*b).unwrap_or(0)))
@@ -253,10 +254,11 @@ impl<'a> Payer<'a> {
             let built = match self.wallet.build(&destinations).await {
                 Ok(built) => built,
                 Err(e @ Error::Refused { .. }) => {
-                    // Not enough unlocked money, and the like: nothing was built.
+                    // Not enough unlocked money, an address the wallet will not pay, and the
+                    // like: nothing was built, and these balances wait for the next round.
                     metrics::counter!("adit_payments_build_failures_total", "pool" => pool.to_string()).increment(1);
-                    tracing::warn!(pool, error = %e, "the wallet cannot build a payment; waiting for the next round");
-                    return Ok(());
+                    tracing::warn!(pool, destinations = batch.len(), error = %e, "the wallet cannot build a payment; trying the next batch, this one waits for the next round");
+                    continue;
                 }
                 Err(e) => return Err(e),
             };
@@ -266,7 +268,7 @@ impl<'a> Payer<'a> {
                 tx_blob: built.tx_blob,
                 tx_metadata: built.tx_metadata,
                 tx_fee: i64::try_from(built.fee).unwrap_or(i64::MAX),
-                destinations: batch.to_vec(),
+                destinations: batch,
             };
             self.record(pool, &tx, PaymentStatus::Created, None, lease)
                 .await?;
@@ -277,20 +279,20 @@ impl<'a> Payer<'a> {
         Ok(())
     }
 
-    /// Whether the wallet can pay `miner` (a miner's login is its address).
-    async fn is_payable(&mut self, miner: &str) -> Result<bool> {
-        if let Some(ok) = self.payable.get(miner) {
-            return Ok(*ok);
+    /// What the wallet makes of `miner` (a miner's login is its address), asked once.
+    async fn address_kind(&mut self, miner: &str) -> Result<AddressKind> {
+        if let Some(kind) = self.payable.get(miner) {
+            return Ok(*kind);
         }
-        let ok = self.wallet.is_address(miner).await?;
-        if !ok {
+        let kind = self.wallet.address_kind(miner).await?;
+        if kind == AddressKind::Invalid {
             tracing::warn!(
                 miner,
                 "a miner's login is not an address the wallet can pay; its balance waits"
             );
         }
-        self.payable.insert(miner.to_string(), ok);
-        Ok(ok)
+        self.payable.insert(miner.to_string(), kind);
+        Ok(kind)
     }
 
     /// Records `tx` at `status` (one commit), then publishes its rows live.
@@ -353,5 +355,82 @@ impl<'a> Payer<'a> {
             tracing::warn!(pool, tx = %tx.tx_hash, error = %e, "payment recorded but not published live");
         }
         Ok(())
+    }
+}
+
+/// Splits the miners due (address, balance, whether the address is integrated) into
+/// transactions of at most `max` destinations, in order, with at most one integrated address
+/// in each: a transaction carries one payment id, and the wallet refuses a transfer to two.
+fn batches(due: &[(String, i64, bool)], max: usize) -> Vec<Vec<(String, i64)>> {
+    let max = max.max(1);
+    let mut out: Vec<Vec<(String, i64)>> = Vec::new();
+    let mut current = Vec::new();
+    let mut has_integrated = false;
+    for (miner, balance, integrated) in due {
+        if current.len() == max || (*integrated && has_integrated) {
+            out.push(std::mem::take(&mut current));
+            has_integrated = false;
+        }
+        current.push((miner.clone(), *balance));
+        has_integrated |= *integrated;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(kinds: &str) -> Vec<(String, i64, bool)> {
+        kinds
+            .chars()
+            .enumerate()
+            .map(|(i, k)| (format!("m{i}"), i as i64 + 1, k == 'I'))
+            .collect()
+    }
+
+    /// Issue 23: two integrated addresses in one transfer made the wallet refuse it, and the
+    /// refusal stopped every later payout of the pool.
+    #[test]
+    fn a_batch_holds_at_most_one_integrated_address() {
+        let shape = |kinds: &str, max: usize| -> Vec<usize> {
+            batches(&due(kinds), max).iter().map(Vec::len).collect()
+        };
+        assert_eq!(shape("PPPPP", 2), vec![2, 2, 1]);
+        assert_eq!(shape("IIII", 16), vec![1, 1, 1, 1]);
+        assert_eq!(shape("PIPIP", 16), vec![3, 2]);
+        assert_eq!(shape("", 16), Vec::<usize>::new());
+        assert_eq!(shape("PP", 0), vec![1, 1], "a zero maximum still pays");
+    }
+
+    #[test]
+    fn every_miner_due_is_in_exactly_one_batch_in_order() {
+        // Every mix of up to 10 plain and integrated addresses, every maximum up to 11.
+        for n in 0..=10u32 {
+            for mask in 0..(1u32 << n) {
+                let kinds: String = (0..n)
+                    .map(|i| if mask & (1 << i) != 0 { 'I' } else { 'P' })
+                    .collect();
+                let all = due(&kinds);
+                for max in 1..=11 {
+                    let out = batches(&all, max);
+                    let flat: Vec<(String, i64)> = out.iter().flatten().cloned().collect();
+                    let want: Vec<(String, i64)> =
+                        all.iter().map(|(m, b, _)| (m.clone(), *b)).collect();
+                    assert_eq!(flat, want, "{kinds} max {max}");
+                    for batch in &out {
+                        assert!(!batch.is_empty() && batch.len() <= max, "{kinds} {max}");
+                        let integrated = batch
+                            .iter()
+                            .filter(|(m, _)| all.iter().any(|(a, _, i)| a == m && *i))
+                            .count();
+                        assert!(integrated <= 1, "{kinds} max {max}: {batch:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -23,6 +23,18 @@ pub struct Built {
     pub fee: u64,
 }
 
+/// What the wallet makes of a miner's login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressKind {
+    /// Not an address this wallet can pay (its balance waits).
+    Invalid,
+    /// A standard address or subaddress.
+    Plain,
+    /// An integrated address: it carries a payment id, and a transaction carries at most one
+    /// payment id, so the wallet refuses a transfer to two of them.
+    Integrated,
+}
+
 /// A monero-wallet-rpc with one wallet open.
 #[derive(Debug, Clone)]
 pub struct Wallet {
@@ -43,17 +55,24 @@ impl Wallet {
         })
     }
 
-    /// Whether `address` is a Monero address the wallet can pay.
-    pub async fn is_address(&self, address: &str) -> Result<bool> {
+    /// What `address` is to the wallet: not an address it can pay, a plain (or sub-) address,
+    /// or an integrated address (one with a payment id).
+    pub async fn address_kind(&self, address: &str) -> Result<AddressKind> {
         #[derive(Deserialize)]
         struct Valid {
             valid: bool,
+            #[serde(default)]
+            integrated: bool,
         }
         let reply: Valid = self
             .rpc
             .call("validate_address", json!({"address": address}))
             .await?;
-        Ok(reply.valid)
+        Ok(match (reply.valid, reply.integrated) {
+            (false, _) => AddressKind::Invalid,
+            (true, false) => AddressKind::Plain,
+            (true, true) => AddressKind::Integrated,
+        })
     }
 
     /// Brings the wallet up to date with the chain and the node's pool, so it does not spend

@@ -14,6 +14,12 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
 
+/// The adit binary the tests run: the one cargo built, or `ADIT_TEST_BIN` (an older build, to
+/// show that a test fails before the fix it guards).
+pub fn adit_binary() -> std::ffi::OsString {
+    std::env::var_os("ADIT_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_adit").into())
+}
+
 pub use adit_testkit::{NatsServer, free_port};
 
 /// Tokens the test config defines.
@@ -123,7 +129,7 @@ impl App {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_adit"))
+        let child = Command::new(adit_binary())
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
@@ -382,7 +388,7 @@ impl Demo {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_adit"))
+        let child = Command::new(adit_binary())
             .args(["--config", config.to_str().unwrap(), "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen", &format!("127.0.0.1:{http}"), "demo"])
