@@ -155,6 +155,16 @@ impl Config {
                 self.query.listen
             );
         }
+        self.query.origin_policy().map_err(anyhow::Error::msg)?;
+        let listen = self.query.listen.parse::<SocketAddr>()?;
+        if self.query.tokens.is_empty() && !listen.ip().is_loopback() {
+            bail!(
+                "query.listen {listen} can be reached from other machines, but no query.tokens \
+                 are set, so anyone who reaches it could act as admin. Add tokens \
+                 ([[query.tokens]] with name, token and role read, operate or admin) or listen \
+                 on 127.0.0.1"
+            );
+        }
         if let Some(node) = &self.query.node
             && !(node.starts_with("http://") || node.starts_with("https://"))
         {
@@ -293,12 +303,42 @@ mod tests {
                 .to_string()
                 .contains("query.listen")
         );
+        let c: Config = toml::from_str("[query]\npublic_url = \"adit.example\"\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("query.public_url")
+        );
         let c: Config = toml::from_str(
             "[pipelines]\nbatch_max_wait = \"250ms\"\n[nats.streams]\nmax_age = \"30d\"\n",
         )
         .unwrap();
         assert!(c.validate().is_ok());
         assert_eq!(c.nats.streams.max_age.as_secs(), 30 * 86400);
+    }
+
+    /// Without tokens everyone is admin, so only this machine may reach the API (issue 23).
+    #[test]
+    fn an_open_api_listens_only_on_loopback() {
+        let open = |listen: &str| {
+            toml::from_str::<Config>(&format!("[query]\nlisten = \"{listen}\"\n"))
+                .unwrap()
+                .validate()
+        };
+        for local in ["127.0.0.1:8080", "[::1]:8080"] {
+            assert!(open(local).is_ok(), "{local}");
+        }
+        for reachable in ["0.0.0.0:8080", "[::]:8080", "10.0.0.5:8080"] {
+            let e = open(reachable).unwrap_err().to_string();
+            assert!(e.contains("query.tokens") && e.contains("127.0.0.1"), "{e}");
+        }
+        let guarded: Config = toml::from_str(
+            "[query]\nlisten = \"0.0.0.0:8080\"\n\
+             tokens = [{ name = \"ops\", token = \"a-long-random-secret\", role = \"admin\" }]\n",
+        )
+        .unwrap();
+        assert!(guarded.validate().is_ok());
     }
 
     fn args(file: Option<&Path>) -> GlobalArgs {

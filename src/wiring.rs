@@ -239,6 +239,7 @@ pub async fn run_roles(
         let router = adit_query::router(
             state,
             config.query.tokens.clone(),
+            config.query.origin_policy().map_err(anyhow::Error::msg)?,
             ingest,
             adit_ingest::http::ROUTES,
         );

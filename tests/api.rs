@@ -226,6 +226,7 @@ async fn events_land_and_the_sql_api_serves_them() {
     let r = client
         .post(&ingest)
         .bearer_auth(READ_TOKEN)
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await
@@ -274,6 +275,7 @@ async fn events_land_and_the_sql_api_serves_them() {
     let r = client
         .post(format!("{}/api/v1/ingest/plutonium", app.url()))
         .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await

@@ -5,13 +5,25 @@
 //!
 //! The pipeline reads the MINING stream itself (shares and blocks of a pool, in stream order),
 //! so what a block is split over is a function of the stream alone: a replay after a crash
-//! splits it the same way, and a block is never split before its shares are known. Per pool it
-//! keeps the accepted shares the next window can need: the newest shares whose difficulty adds
-//! up to twice the window of the last block seen (a difficulty rise between two blocks stays
-//! covered), and at most `max_window_shares`. A block names the share that found it (job id
-//! and nonce); its window ends there, not at the block event, which follows the node's round
-//! trip. A block whose share is not (yet) in the stream waits, counted in
-//! `adit_pplns_blocks_waiting` and logged, and is never split over a guess.
+//! splits it the same way, and a block is never split before its shares are known. A block
+//! names the share that found it (job id and nonce); its window ends there, not at the block
+//! event, which follows the node's round trip.
+//!
+//! Per pool it keeps the accepted shares any block still to come can need (issue 23): every
+//! share of the last `max_block_delay` of event time (a block event follows its share by at
+//! most the pool's submit patience, even through a node outage, so any of them may yet be a
+//! finding share), and before those, shares worth [`RISE`] times the largest window of the
+//! last or a waiting block (the network difficulty may rise that much before the next block);
+//! never more than `max_window_shares`. Nothing stops the trimming: a waiting block is covered
+//! by the same rule.
+//!
+//! Nothing on the bus is paid blindly: a block is split once per hash whatever is re-sent
+//! (`adit_pplns_blocks_duplicate_total`); a block with network difficulty 0 is refused at once
+//! and one whose share has not come `max_block_delay` after it is refused then
+//! (`adit_pplns_blocks_refused_total{reason}`, logged with the reason); a block whose window
+//! reaches past the shares kept (something was forgotten that it needs) waits instead of
+//! paying short (`adit_pplns_windows_short_total`, logged), counted in
+//! `adit_pplns_blocks_waiting` like a block whose share is not in the stream yet.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
@@ -29,9 +41,12 @@ use crate::runtime::InvalidConfig;
 use crate::split::{BPS, Factor, Split, SplitError, SplitRules, Unfilled, WindowShare, split};
 use crate::timer::Timer;
 
-/// How many recent shares are remembered by job id and nonce, to find the one that found a
-/// block (whose event follows it within seconds).
-const RECENT_SHARES: usize = 200_000;
+/// How far the network difficulty may rise between two of a pool's blocks with the next
+/// window still covered by the shares kept (beyond it, a block waits rather than pay short).
+pub const RISE: u128 = 4;
+
+/// How many split blocks are remembered by hash, so a re-sent one is not paid again.
+const SPLIT_REMEMBERED: usize = 10_000;
 
 /// The PPLNS rules of one pool, each falling back to the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -59,6 +74,11 @@ pub struct PplnsConfig {
     pub pools: BTreeMap<String, PoolRules>,
     /// Most accepted shares kept per pool.
     pub max_window_shares: usize,
+    /// The longest a block event may follow the share that found it, in event time (the
+    /// pool's submit patience is 2 minutes): the shares this recent are all kept, and a block
+    /// whose share has not come this long after it is refused.
+    #[serde(with = "humantime_serde")]
+    pub max_block_delay: Duration,
     /// How often the kept shares are snapshotted (they can be large; a restart replays the
     /// stream since).
     #[serde(with = "humantime_serde")]
@@ -73,6 +93,7 @@ impl Default for PplnsConfig {
             unfilled: Unfilled::Pool,
             pools: BTreeMap::new(),
             max_window_shares: 5_000_000,
+            max_block_delay: Duration::from_secs(600),
             snapshot_every: Duration::from_secs(60),
         }
     }
@@ -119,6 +140,13 @@ impl PplnsConfig {
                 reason: "must be at least 1000".into(),
             });
         }
+        if !(Duration::from_secs(180)..=Duration::from_secs(86_400)).contains(&self.max_block_delay)
+        {
+            return Err(InvalidConfig {
+                key: "pipelines.pplns.max_block_delay".into(),
+                reason: "must be 3m to 24h (the pool may take 2m to submit a block)".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -132,15 +160,63 @@ pub struct PoolWindow {
     weight: u128,
     /// Network difficulty of the last block seen: sizes what is kept.
     last_network_difficulty: u64,
-    /// Recent shares' `job_id:nonce` → sequence, oldest first.
+    /// Recent shares' `job_id:nonce` → sequence, oldest first: those that may still be a
+    /// block's finding share.
     recent: VecDeque<(String, u64)>,
+    /// (minute of event time, first kept share's sequence in it), oldest first: where the
+    /// last `max_block_delay` begins.
+    #[serde(default)]
+    minutes: VecDeque<(i64, u64)>,
+    /// Event time of the newest share, Unix seconds.
+    #[serde(default)]
+    newest_ts: i64,
+    /// Sequence of the newest share forgotten, if any was: a window reaching past the oldest
+    /// kept share is short only then.
+    #[serde(default)]
+    trimmed_through: Option<u64>,
 }
 
-/// A block waiting for the share that found it.
+impl PoolWindow {
+    /// The sequence from which every share is of the last `delay` of event time (all kept).
+    fn recent_from(&self, delay: Duration) -> u64 {
+        let cutoff = self.newest_ts - i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+        let before = self
+            .minutes
+            .partition_point(|(minute, _)| minute * 60 <= cutoff);
+        match before.checked_sub(1).and_then(|i| self.minutes.get(i)) {
+            Some(&(_, seq)) => seq,
+            // Nothing older than the cutoff: from the oldest minute on (and everything, when
+            // a snapshot from before minutes were kept has none yet).
+            None => self.minutes.front().map_or(0, |&(_, seq)| seq),
+        }
+    }
+}
+
+/// A block waiting for the share that found it (or for a window the kept shares can fill).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Waiting {
     seq: u64,
     block: Block,
+    /// Whether its window was found short (told once).
+    #[serde(default)]
+    short: bool,
+    /// The sequence of the share that found it, once found.
+    #[serde(default)]
+    share_seq: Option<u64>,
+}
+
+/// What splitting a waiting block came to.
+enum Attempt {
+    /// Split over the window ending at the share of this sequence.
+    Split(u64, Split),
+    /// The share that found it is not in the stream (yet).
+    NoShare,
+    /// Its window reaches past the oldest share kept, and older ones were forgotten.
+    Short {
+        share_seq: u64,
+        filled: u128,
+        window: u128,
+    },
 }
 
 /// What survives a restart: the kept shares per pool, the miners' names and waiting blocks.
@@ -155,6 +231,9 @@ pub struct PplnsState {
     pools: BTreeMap<String, PoolWindow>,
     /// Blocks whose share has not been seen.
     waiting: Vec<Waiting>,
+    /// (pool, hash) of the blocks split, oldest first: a re-sent block is not paid again.
+    #[serde(default)]
+    split: VecDeque<(String, String)>,
 }
 
 impl PplnsState {
@@ -186,10 +265,40 @@ impl PplnsState {
         pool.weight += u128::from(share.difficulty);
         pool.recent
             .push_back((format!("{}:{}", share.job_id, share.nonce), seq));
-        if pool.recent.len() > RECENT_SHARES {
-            pool.recent.pop_front();
+        let ts = share.ts.timestamp();
+        pool.newest_ts = pool.newest_ts.max(ts);
+        let minute = ts.div_euclid(60);
+        if pool.minutes.back().is_none_or(|&(last, _)| minute > last) {
+            pool.minutes.push_back((minute, seq));
         }
     }
+
+    /// Whether `block` was split already or is waiting: a re-sent block is paid once.
+    fn known(&self, block: &Block) -> bool {
+        self.split
+            .iter()
+            .any(|(pool, hash)| *pool == block.pool && *hash == block.hash)
+            || self
+                .waiting
+                .iter()
+                .any(|w| w.block.pool == block.pool && w.block.hash == block.hash)
+    }
+
+    /// Remembers that `block` was split.
+    fn mark_split(&mut self, block: &Block) {
+        self.split
+            .push_back((block.pool.clone(), block.hash.clone()));
+        while self.split.len() > SPLIT_REMEMBERED {
+            self.split.pop_front();
+        }
+    }
+}
+
+/// A block refused for good: logged with the reason and counted.
+fn refuse(block: &Block, reason: &'static str) {
+    metrics::counter!("adit_pplns_blocks_refused_total", "pool" => block.pool.clone(), "reason" => reason)
+        .increment(1);
+    tracing::error!(pool = %block.pool, height = block.height, hash = %block.hash, reason, "block refused: it is not split and pays nothing");
 }
 
 /// The PPLNS pipeline.
@@ -203,19 +312,23 @@ impl Pplns {
         Self { config }
     }
 
-    /// Splits `block` if the share that found it is known; `None` when it must wait.
-    fn try_split(
-        &self,
-        state: &PplnsState,
-        waiting: &Waiting,
-    ) -> Result<Option<(u64, Split)>, SplitError> {
+    /// Splits `block` if the share that found it is known and the kept shares fill its
+    /// window (or nothing was ever forgotten).
+    fn try_split(&self, state: &PplnsState, waiting: &Waiting) -> Result<Attempt, SplitError> {
         let block = &waiting.block;
         let Some(pool) = state.pools.get(&block.pool) else {
-            return Ok(None);
+            return Ok(Attempt::NoShare);
         };
         let key = format!("{}:{}", block.job_id, block.nonce);
-        let Some(&(_, share_seq)) = pool.recent.iter().rev().find(|(k, _)| *k == key) else {
-            return Ok(None);
+        let found = waiting.share_seq.or_else(|| {
+            pool.recent
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|&(_, seq)| seq)
+        });
+        let Some(share_seq) = found else {
+            return Ok(Attempt::NoShare);
         };
         let end = pool.shares.partition_point(|(seq, _, _)| *seq <= share_seq);
         let walk = pool
@@ -235,30 +348,82 @@ impl Pplns {
             walk,
             &state.miners,
         )?;
-        Ok(Some((share_seq, split)))
+        if split.filled < split.window && pool.trimmed_through.is_some() {
+            return Ok(Attempt::Short {
+                share_seq,
+                filled: split.filled,
+                window: split.window,
+            });
+        }
+        Ok(Attempt::Split(share_seq, split))
     }
 
-    /// Forgets the shares no window can need any more.
+    /// Forgets the shares no block still to come can need: all of the last
+    /// `max_block_delay` are kept (any may be a finding share whose block event is late), and
+    /// before them [`RISE`] times the largest window of the last or a waiting block.
     fn trim(&self, state: &mut PplnsState) {
-        let waiting: Vec<String> = state.waiting.iter().map(|w| w.block.pool.clone()).collect();
+        let delay = self.config.max_block_delay;
         for (name, pool) in &mut state.pools {
-            if waiting.contains(name) {
-                continue; // a waiting block may still need everything kept
-            }
+            let largest = state
+                .waiting
+                .iter()
+                .filter(|w| w.block.pool == *name)
+                .map(|w| w.block.network_difficulty)
+                .fold(pool.last_network_difficulty, u64::max);
             let (num, den) = self.config.rules(name).factor.ratio();
-            let keep = (pool.last_network_difficulty > 0).then(|| {
-                2 * u128::from(pool.last_network_difficulty) * u128::from(num) / u128::from(den) + 1
-            });
-            while let Some(&(_, _, difficulty)) = pool.shares.front() {
+            let keep = (largest > 0)
+                .then(|| RISE * u128::from(largest) * u128::from(num) / u128::from(den) + 1);
+            let recent_from = pool.recent_from(delay);
+            let start = pool
+                .shares
+                .partition_point(|(seq, _, _)| *seq < recent_from);
+            let mut recent_weight: u128 = pool
+                .shares
+                .range(start..)
+                .map(|&(_, _, d)| u128::from(d))
+                .sum();
+            while let Some(&(seq, _, difficulty)) = pool.shares.front() {
                 let rest = pool.weight - u128::from(difficulty);
-                let enough = keep.is_some_and(|k| rest >= k);
+                let older = seq < recent_from;
+                let enough = older && keep.is_some_and(|k| rest - recent_weight >= k);
                 if !enough && pool.shares.len() <= self.config.max_window_shares {
                     break;
                 }
+                if !older {
+                    recent_weight -= u128::from(difficulty);
+                }
                 pool.shares.pop_front();
                 pool.weight = rest;
+                pool.trimmed_through = Some(seq);
+            }
+            let front = pool.shares.front().map_or(u64::MAX, |&(seq, _, _)| seq);
+            while pool
+                .minutes
+                .get(1)
+                .is_some_and(|&(_, seq)| seq <= front.min(recent_from))
+            {
+                pool.minutes.pop_front();
+            }
+            // Only a share of the last `max_block_delay` can still find a block to come.
+            while pool
+                .recent
+                .front()
+                .is_some_and(|&(_, seq)| seq < recent_from)
+                || pool.recent.len() > self.config.max_window_shares
+            {
+                pool.recent.pop_front();
             }
         }
+    }
+
+    /// Whether the pool's shares have gone `max_block_delay` past `block` without the one that
+    /// found it (which comes before the block, or soon after when its publish was retried).
+    fn share_never_came(&self, state: &PplnsState, block: &Block) -> bool {
+        let delay = i64::try_from(self.config.max_block_delay.as_secs()).unwrap_or(i64::MAX);
+        state
+            .pools
+            .get(&block.pool)
+            .is_some_and(|p| p.newest_ts > block.ts.timestamp().saturating_add(delay))
     }
 
     fn rows(&self, waiting: &Waiting, share_seq: u64, s: &Split) -> (BlockReward, Vec<Payout>) {
@@ -372,11 +537,23 @@ impl Pipeline for Pplns {
                 }
                 AnyEvent::Share(share) => state.take_share(seq, share),
                 AnyEvent::Block(block) if block.status == BlockStatus::Submitted => {
+                    if block.network_difficulty == 0 {
+                        refuse(block, "network difficulty 0: its window weighs nothing");
+                        continue;
+                    }
+                    if state.known(block) {
+                        metrics::counter!("adit_pplns_blocks_duplicate_total", "pool" => block.pool.clone())
+                            .increment(1);
+                        tracing::warn!(pool = %block.pool, height = block.height, hash = %block.hash, "block sent again: it is split once");
+                        continue;
+                    }
                     let pool = state.pools.entry(block.pool.clone()).or_default();
                     pool.last_network_difficulty = block.network_difficulty;
                     state.waiting.push(Waiting {
                         seq,
                         block: block.clone(),
+                        short: false,
+                        share_seq: None,
                     });
                 }
                 _ => {} // a refused or unreachable block earns nothing
@@ -385,9 +562,9 @@ impl Pipeline for Pplns {
 
         let (mut rewards, mut payouts) = (Vec::new(), Vec::new());
         let mut still = Vec::new();
-        for waiting in std::mem::take(&mut state.waiting) {
+        for mut waiting in std::mem::take(&mut state.waiting) {
             match self.try_split(state, &waiting) {
-                Ok(Some((share_seq, split))) => {
+                Ok(Attempt::Split(share_seq, split)) => {
                     let (reward, rows) = self.rows(&waiting, share_seq, &split);
                     tracing::info!(pool = %reward.pool, height = reward.height, paid = reward.paid, miners = reward.miners, "block split");
                     for p in &rows {
@@ -399,14 +576,32 @@ impl Pipeline for Pplns {
                     }
                     rewards.push(reward);
                     payouts.extend(rows);
+                    state.mark_split(&waiting.block);
                 }
-                Ok(None) => {
+                Ok(Attempt::NoShare) if self.share_never_came(state, &waiting.block) => {
+                    refuse(&waiting.block, "the share that found it never came");
+                }
+                Ok(Attempt::NoShare) => {
                     tracing::warn!(pool = %waiting.block.pool, height = waiting.block.height, job_id = %waiting.block.job_id, nonce = %waiting.block.nonce, "block waits: the share that found it is not in the stream yet");
                     still.push(waiting);
                 }
-                Err(e) => {
-                    tracing::error!(pool = %waiting.block.pool, height = waiting.block.height, error = %e, "block waits: it cannot be split");
+                Ok(Attempt::Short {
+                    share_seq,
+                    filled,
+                    window,
+                }) => {
+                    if !waiting.short {
+                        metrics::counter!("adit_pplns_windows_short_total", "pool" => waiting.block.pool.clone())
+                            .increment(1);
+                        tracing::error!(pool = %waiting.block.pool, height = waiting.block.height, hash = %waiting.block.hash, filled = %filled, window = %window, "block waits: its window reaches past the shares kept, so it is not paid short; raise pipelines.pplns.max_window_shares and replay the pipeline");
+                    }
+                    waiting.short = true;
+                    waiting.share_seq = Some(share_seq);
                     still.push(waiting);
+                }
+                Err(e) => {
+                    refuse(&waiting.block, "it cannot be split");
+                    tracing::error!(pool = %waiting.block.pool, height = waiting.block.height, error = %e, "why the block cannot be split");
                 }
             }
         }
@@ -442,6 +637,17 @@ mod tests {
     use chrono::Utc;
 
     fn share(pool: &str, miner: &str, nonce: &str, difficulty: u64, accepted: bool) -> AnyEvent {
+        share_at(pool, miner, nonce, difficulty, accepted, Utc::now())
+    }
+
+    fn share_at(
+        pool: &str,
+        miner: &str,
+        nonce: &str,
+        difficulty: u64,
+        accepted: bool,
+        ts: chrono::DateTime<Utc>,
+    ) -> AnyEvent {
         AnyEvent::Share(Share {
             pool: pool.into(),
             miner: miner.into(),
@@ -452,25 +658,44 @@ mod tests {
             height: 10,
             accepted,
             reason: (!accepted).then(|| "stale".into()),
-            ts: Utc::now(),
+            ts,
         })
     }
 
     fn block(pool: &str, nonce: &str, status: BlockStatus) -> AnyEvent {
+        block_of(pool, nonce, status, 100, Utc::now())
+    }
+
+    /// A block of network difficulty `difficulty` (W = 2 × it) whose hash follows its nonce.
+    fn block_of(
+        pool: &str,
+        nonce: &str,
+        status: BlockStatus,
+        difficulty: u64,
+        ts: chrono::DateTime<Utc>,
+    ) -> AnyEvent {
         AnyEvent::Block(Block {
             pool: pool.into(),
             height: 10,
-            hash: "ab".repeat(32),
+            hash: hash_of(nonce),
             miner: "a".into(),
             worker: "w".into(),
             job_id: "j".into(),
             nonce: nonce.into(),
             reward: 1_000_000,
-            network_difficulty: 100,
+            network_difficulty: difficulty,
             status,
             error: None,
-            ts: Utc::now(),
+            ts,
         })
+    }
+
+    fn hash_of(nonce: &str) -> String {
+        format!("{nonce:0>64}")
+    }
+
+    fn total(out: &StepOutput) -> i64 {
+        paid(out).iter().map(|(_, a)| a).sum()
     }
 
     fn input(events: Vec<(u64, AnyEvent)>) -> StepInput {
@@ -579,19 +804,22 @@ mod tests {
     async fn state_survives_a_snapshot_and_old_shares_are_forgotten() {
         let p = pplns();
         let mut state = PplnsState::default();
+        // One share a minute, the newest 10 minutes ago.
+        let base = Utc::now() - chrono::Duration::minutes(1_010);
         let mut events: Vec<(u64, AnyEvent)> = (1..=1_000)
             .map(|i| {
-                (
-                    i,
-                    share("p1", &format!("m{}", i % 7), &format!("{i:04}"), 10, true),
-                )
+                let ts = base + chrono::Duration::minutes(i as i64);
+                let miner = format!("m{}", i % 7);
+                (i, share_at("p1", &miner, &format!("{i:04}"), 10, true, ts))
             })
             .collect();
         events.push((1_001, block("p1", "1000", BlockStatus::Submitted)));
         p.step(&mut state, input(events)).await.unwrap();
-        // Twice the window (2 × 200) is kept, plus the share that crosses it.
+        // The last 10 minutes of shares (11 of them: 110), and before them RISE × the window
+        // (4 × 200), plus the share that crosses it.
         let kept: u128 = state.pools["p1"].weight;
-        assert!((400..=410).contains(&kept), "{kept}");
+        assert_eq!(kept, 110 + 810);
+        assert!(state.pools["p1"].recent.len() <= 11);
         let json = serde_json::to_vec(&state).unwrap();
         let mut back: PplnsState = serde_json::from_slice(&json).unwrap();
         let out = p
@@ -626,21 +854,234 @@ mod tests {
             .iter()
             .map(|r| (r.subject.as_str(), r.id.as_str()))
             .collect();
-        let hash = "ab".repeat(32);
         assert_eq!(
             subjects,
             [
                 (
                     "results.payout.p1",
-                    format!("block:p1:{hash}:confirmed").as_str()
+                    format!("block:p1:{}:confirmed", hash_of("01")).as_str()
                 ),
                 (
                     "results.payout.p2",
-                    format!("block:p2:{hash}:orphaned").as_str()
+                    format!("block:p2:{}:orphaned", hash_of("02")).as_str()
                 ),
             ]
         );
         assert!(paid(&out).is_empty(), "a status change pays nothing");
+    }
+
+    /// A block re-sent (the same hash, a later event) is paid once, whether the first is
+    /// still waiting for its share or already split.
+    #[tokio::test]
+    async fn a_block_is_split_once_whatever_is_sent_again() {
+        let p = pplns();
+        let mut state = PplnsState::default();
+        let out = p
+            .step(
+                &mut state,
+                input(vec![
+                    (1, block("p1", "01", BlockStatus::Submitted)),
+                    (2, block("p1", "01", BlockStatus::Submitted)),
+                    (3, share("p1", "a", "01", 500, true)),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(paid(&out), [("a".to_string(), 1_000_000)]);
+        let out = p
+            .step(
+                &mut state,
+                input(vec![
+                    (4, share("p1", "b", "02", 500, true)),
+                    (5, block("p1", "01", BlockStatus::Submitted)),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert!(paid(&out).is_empty(), "paid twice: {:?}", paid(&out));
+        assert!(state.waiting.is_empty());
+    }
+
+    /// A block that can never be split is refused with its reason and does not hold the
+    /// window: the pool's shares are still trimmed while it waits and after.
+    #[tokio::test]
+    async fn an_unsplittable_block_is_refused_and_never_stops_the_trimming() {
+        let p = pplns();
+        let mut state = PplnsState::default();
+        let start = Utc::now() - chrono::Duration::hours(5);
+        let at = |minutes: i64| start + chrono::Duration::minutes(minutes);
+        let mut events = vec![
+            (1, block_of("p1", "zz", BlockStatus::Submitted, 0, at(0))),
+            (
+                2,
+                block_of("p1", "never", BlockStatus::Submitted, 100, at(29)),
+            ),
+        ];
+        events.extend((0..30).map(|i| {
+            (
+                3 + i as u64,
+                share_at("p1", "a", &format!("s{i}"), 100, true, at(i)),
+            )
+        }));
+        p.step(&mut state, input(events)).await.unwrap();
+        assert_eq!(state.waiting.len(), 1, "difficulty 0 is refused at once");
+        // Trimmed while the block waits: the last 10 minutes (11 shares) and 4 × 200 before.
+        assert_eq!(state.pools["p1"].weight, 1_100 + 900);
+        // Shares go on past max_block_delay without the block's: it is refused.
+        let later: Vec<_> = (30..300)
+            .map(|i| {
+                (
+                    3 + i as u64,
+                    share_at("p1", "a", &format!("s{i}"), 100, true, at(i)),
+                )
+            })
+            .collect();
+        let out = p.step(&mut state, input(later)).await.unwrap();
+        assert!(paid(&out).is_empty());
+        assert!(state.waiting.is_empty(), "{:?}", state.waiting);
+        assert_eq!(state.pools["p1"].weight, 1_100 + 900);
+    }
+
+    /// The network difficulty triples between two of the pool's blocks, with the shares
+    /// between them far apart in time: the second window is still whole (it used to be cut
+    /// at twice the first block's).
+    #[tokio::test]
+    async fn a_window_spanning_a_difficulty_rise_is_whole() {
+        let p = pplns();
+        let mut state = PplnsState::default();
+        let start = Utc::now() - chrono::Duration::days(10);
+        let at = |minutes: i64| start + chrono::Duration::minutes(minutes);
+        let mut events: Vec<(u64, AnyEvent)> = (0..100u64)
+            .map(|i| {
+                (
+                    i,
+                    share_at("p1", "a", &format!("a{i}"), 10, true, at(i as i64)),
+                )
+            })
+            .collect();
+        events.push((
+            100,
+            block_of("p1", "a99", BlockStatus::Submitted, 100, at(100)),
+        ));
+        let out = p.step(&mut state, input(events)).await.unwrap();
+        assert_eq!(total(&out), 1_000_000);
+        // Hours of shares, one a minute, in steps: each step trims.
+        for chunk in 0..10u64 {
+            let events = (0..100)
+                .map(|i| {
+                    let n = 101 + chunk * 100 + i;
+                    let miner = if n % 2 == 0 { "b" } else { "c" };
+                    (
+                        n,
+                        share_at("p1", miner, &format!("n{n}"), 10, true, at(n as i64)),
+                    )
+                })
+                .collect();
+            p.step(&mut state, input(events)).await.unwrap();
+        }
+        let out = p
+            .step(
+                &mut state,
+                input(vec![(
+                    1_101,
+                    block_of("p1", "n1100", BlockStatus::Submitted, 300, at(1_101)),
+                )]),
+            )
+            .await
+            .unwrap();
+        // W = 600 over shares of 10: 60 shares, all paid.
+        assert_eq!(total(&out), 1_000_000, "{:?}", paid(&out));
+    }
+
+    /// The node is unreachable between the finding share and its block: the pool's shares
+    /// keep coming (many windows' worth), and the block, when it comes, is split over the
+    /// window ending at its share, whole.
+    #[tokio::test]
+    async fn a_long_gap_between_the_finding_share_and_its_block_is_covered() {
+        let p = pplns();
+        let mut state = PplnsState::default();
+        let start = Utc::now() - chrono::Duration::days(1);
+        let at = |seconds: i64| start + chrono::Duration::seconds(seconds);
+        // A first block sets W = 200; then the miner "early" before the finding share.
+        let mut events: Vec<(u64, AnyEvent)> = vec![
+            (1, share_at("p1", "x", "x", 200, true, at(0))),
+            (2, block_of("p1", "x", BlockStatus::Submitted, 100, at(1))),
+        ];
+        events.extend((0..300).map(|i| {
+            (
+                3 + i,
+                share_at("p1", "early", &format!("e{i}"), 1, true, at(2 + i as i64)),
+            )
+        }));
+        events.push((400, share_at("p1", "finder", "F", 1, true, at(400))));
+        p.step(&mut state, input(events)).await.unwrap();
+        // Five minutes of shares from "late" (2 000 of weight, ten windows), in steps.
+        for chunk in 0..10u64 {
+            let events = (0..200)
+                .map(|i| {
+                    let n = 401 + chunk * 200 + i;
+                    (
+                        n,
+                        share_at(
+                            "p1",
+                            "late",
+                            &format!("l{n}"),
+                            1,
+                            true,
+                            at(400 + (n as i64 - 400) / 7),
+                        ),
+                    )
+                })
+                .collect();
+            p.step(&mut state, input(events)).await.unwrap();
+        }
+        let out = p
+            .step(
+                &mut state,
+                input(vec![(
+                    3_000,
+                    block_of("p1", "F", BlockStatus::Submitted, 100, at(700)),
+                )]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            paid(&out),
+            [
+                ("early".to_string(), 995_000),
+                ("finder".to_string(), 5_000)
+            ]
+        );
+    }
+
+    /// When a window truly cannot be filled from what was kept (here the share cap forgot
+    /// what it needs), the block waits, told once, instead of paying short.
+    #[tokio::test]
+    async fn a_window_the_kept_shares_cannot_fill_waits_instead_of_paying_short() {
+        let p = Pplns::new(PplnsConfig {
+            fee_bps: 0,
+            max_window_shares: 1_000,
+            ..PplnsConfig::default()
+        });
+        let mut state = PplnsState::default();
+        let events: Vec<(u64, AnyEvent)> = (0..3_000)
+            .map(|i| (i, share("p1", "a", &format!("{i}"), 1, true)))
+            .collect();
+        p.step(&mut state, input(events)).await.unwrap();
+        assert_eq!(state.pools["p1"].shares.len(), 1_000);
+        let out = p
+            .step(
+                &mut state,
+                input(vec![(
+                    3_000,
+                    block_of("p1", "2999", BlockStatus::Submitted, 1_000, Utc::now()),
+                )]),
+            )
+            .await
+            .unwrap();
+        assert!(paid(&out).is_empty(), "paid short: {:?}", paid(&out));
+        assert_eq!(state.waiting.len(), 1);
+        assert!(state.waiting[0].short);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod error;
 pub mod format;
 pub mod live;
 pub mod openapi;
+pub mod origin;
 pub mod overrides;
 mod publish;
 pub mod registry;

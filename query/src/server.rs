@@ -44,6 +44,11 @@ pub struct QueryConfig {
     /// monerod's RPC URL, for the confirmations in the blocks view (default: the pool's node
     /// when it is monerod).
     pub node: Option<String>,
+    /// Where users open the API and dashboard when it is not by IP address or `localhost`
+    /// (e.g. `https://adit.farm.example`): its host is served and its pages may change things.
+    pub public_url: Option<String>,
+    /// More host names the API is reached by (checked against each request's `Host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for QueryConfig {
@@ -57,7 +62,17 @@ impl Default for QueryConfig {
             live_max_subscribers: 256,
             concurrency: crate::admission::ConcurrencyConfig::default(),
             node: None,
+            public_url: None,
+            allowed_hosts: Vec::new(),
         }
+    }
+}
+
+impl QueryConfig {
+    /// The browser policy these settings make (hosts served, origins allowed to change
+    /// things); an error names the setting that does not parse.
+    pub fn origin_policy(&self) -> std::result::Result<crate::origin::OriginPolicy, String> {
+        crate::origin::OriginPolicy::new(self.public_url.as_deref(), &self.allowed_hosts)
     }
 }
 
@@ -92,10 +107,12 @@ pub struct AppState {
 pub type ExtraRoutes = &'static [(&'static str, &'static str, &'static str)];
 
 /// The full router: public health, metrics and OpenAPI document, SQL and pool views behind
-/// `read`, `extra_operate` (e.g. HTTP ingest, described by `extra_docs`) behind `operate`.
+/// `read`, `extra_operate` (e.g. HTTP ingest, described by `extra_docs`) behind `operate`;
+/// every route behind `origins` (what a browser may ask, checked before the token).
 pub fn router(
     state: AppState,
     tokens: Vec<TokenConfig>,
+    origins: crate::origin::OriginPolicy,
     extra_operate: Router,
     extra_docs: ExtraRoutes,
 ) -> Router {
@@ -189,6 +206,10 @@ pub fn router(
         .merge(notes)
         .merge(rules)
         .merge(crate::dashboard::routes())
+        .layer(middleware::from_fn_with_state(
+            Arc::new(origins),
+            crate::origin::guard,
+        ))
 }
 
 /// The alert rules' routes: read to list and read, admin to write and delete.
@@ -586,7 +607,7 @@ mod tests {
             "/api/v1/ingest/{kind}",
             axum::routing::post(|| async { "ingested" }),
         );
-        router(state, tokens, operate, &[])
+        router(state, tokens, Default::default(), operate, &[])
     }
 
     async fn call(

@@ -82,7 +82,7 @@ fn app() -> Router {
                 axum::routing::post(|| async { "ingested" }),
             );
             Fixture {
-                app: router(state, tokens, operate, &[]),
+                app: router(state, tokens, Default::default(), operate, &[]),
                 _root: root,
             }
         })

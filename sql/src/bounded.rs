@@ -31,7 +31,9 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Result, ScalarValue, exec_datafusion_err, resources_datafusion_err};
+use datafusion::common::{
+    DataFusionError, Result, ScalarValue, exec_datafusion_err, resources_datafusion_err,
+};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::interval_arithmetic::Interval;
@@ -224,6 +226,40 @@ impl ScalarUDFImpl for CheckedValue {
             .ok_or_else(|| exec_datafusion_err!("bounded_value needs one argument"))?;
         check_built("||", &value, self.max_bytes)?;
         Ok(value)
+    }
+}
+
+/// `inner` called on `args`, its failures turned into the statement's: a function that errs or
+/// panics on what it was given (`rpad(s, i64::MIN, NULL)` overflowed a capacity,
+/// `array_resize(a, i64::MIN)` answered an internal error, a pattern with control characters
+/// does not compile) was given arguments it cannot take, which is an error in the statement
+/// (400), not in the engine. The panic is caught where it happens, inside the call, so the
+/// statement ends with a clear error and nothing else notices.
+fn invoke_guarded(inner: &ScalarUDF, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    let name = inner.name();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inner.invoke_with_args(args)
+    })) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => match e.find_root() {
+            // Our own size checks, and memory the pool refused: kept as they are.
+            DataFusionError::ResourcesExhausted(_) => Err(e),
+            _ => Err(exec_datafusion_err!(
+                "{name}() cannot take these arguments: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )),
+        },
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "it failed".into());
+            tracing::warn!(function = name, reason = %why, "a SQL function panicked on its arguments; the statement is refused");
+            Err(exec_datafusion_err!(
+                "{name}() cannot take these arguments: {why}"
+            ))
+        }
     }
 }
 
@@ -591,7 +627,7 @@ impl ScalarUDFImpl for Bounded {
         if checked {
             self.check(&args.args, rows)?;
         }
-        let built = self.inner.invoke_with_args(args)?;
+        let built = invoke_guarded(&self.inner, args)?;
         if checked {
             check_built(&format!("{}()", self.inner.name()), &built, self.max_bytes)?;
         }

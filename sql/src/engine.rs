@@ -474,7 +474,7 @@ impl Inner {
             .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
         let plan = state
             .optimize(&plan)
-            .map_err(|e| self.classify_planning(e))?;
+            .map_err(|e| self.classify_optimizing(e))?;
         if let QueryEngine::Ballista(_) = &self.engine {
             // The cluster's executors run the functions unwrapped: what can be judged here is.
             crate::bounded::check_constant_calls(&plan).map_err(|e| self.classify(e))?;
@@ -529,6 +529,20 @@ impl Inner {
                 first_line(&e)
             )),
             _ => self.classify(e),
+        }
+    }
+
+    /// [`Inner::classify`] for an error of the logical optimizer, which reads no storage and
+    /// works on the statement's expressions alone: whatever it fails on (a pattern that does
+    /// not compile while `regexp_like` is simplified, a constant it cannot fold) is the
+    /// statement's fault, but for the memory limit.
+    fn classify_optimizing(&self, e: DataFusionError) -> SqlError {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => self.classify(e),
+            _ => SqlError::InvalidSql(format!(
+                "the statement cannot be planned: {}",
+                e.to_string().replace('\n', " ")
+            )),
         }
     }
 

@@ -617,6 +617,72 @@ fn soup() -> impl Strategy<Value = String> {
     .prop_map(|tokens| tokens.join(" "))
 }
 
+/// Arguments at the edges for [`every_function`]: what the hostile run against the release
+/// binary sends (`scripts/hostile.py`), control characters included.
+const EXTREME: &[&str] = &[
+    "repeat('x', 100000)",
+    "2147483647",
+    "-9223372036854775808",
+    "9223372036854775807",
+    "1e308",
+    "'NaN'",
+    "NULL",
+    "[repeat('y', 100000), repeat('y', 100000)]",
+    "[]",
+    "TIMESTAMP '2262-04-11T23:47:16'",
+    "INTERVAL '1000000 years'",
+    "'\r\n\x00\x1b[31m\x7f\u{85}\u{2028}'",
+    "s",
+    "l",
+];
+
+/// Every scalar function the session has, read from the session itself, so a function a
+/// later DataFusion adds is called too (the list in [`FUNCTIONS`] is for the nested
+/// expressions, where most names must be real).
+fn session_functions() -> &'static [String] {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let result = run(
+            "SELECT DISTINCT routine_name FROM information_schema.routines \
+             WHERE function_type = 'SCALAR' ORDER BY 1",
+        )
+        .expect("the session's functions");
+        let names: Vec<String> = result
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let column = arrow::array::AsArray::as_string_opt::<i32>(b.column(0))
+                    .map(|a| a.iter().flatten().map(String::from).collect::<Vec<_>>())
+                    .or_else(|| {
+                        arrow::array::AsArray::as_string_view_opt(b.column(0))
+                            .map(|a| a.iter().flatten().map(String::from).collect())
+                    });
+                column.unwrap_or_default()
+            })
+            .collect();
+        assert!(
+            names.len() > 100,
+            "the session lists its functions: {names:?}"
+        );
+        names
+    })
+}
+
+/// A call of any function of the session with zero to four [`EXTREME`] arguments.
+fn every_function() -> impl Strategy<Value = String> {
+    (
+        0..session_functions().len(),
+        prop::collection::vec(prop::sample::select(EXTREME), 0..=4),
+    )
+        .prop_map(|(i, args)| {
+            format!(
+                "SELECT \"{}\"({}) AS x FROM {RELATION}",
+                session_functions()[i],
+                args.join(", ")
+            )
+        })
+}
+
 /// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
 fn cases(ci: u32) -> u32 {
     std::env::var("ADIT_FUZZ_CASES")
@@ -644,6 +710,15 @@ proptest! {
 
     #[test]
     fn long_set_operations_are_answered(sql in unions()) {
+        answered(&sql)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
+
+    #[test]
+    fn every_function_takes_extreme_arguments(sql in every_function()) {
         answered(&sql)?;
     }
 }
@@ -686,4 +761,22 @@ fn the_relation_is_read_and_refusals_are_told_apart() {
         "{bomb:?}"
     );
     assert!(matches!(run("DROP TABLE t"), Err(SqlError::ReadOnly(_))));
+}
+
+/// What the hostile run against the release binary found (a 500 each, one of them a panic
+/// inside `rpad`): the statement's fault, answered as such.
+#[test]
+fn calls_the_hostile_run_found_are_the_callers_fault() {
+    for sql in [
+        "SELECT rpad('x', -9223372036854775808, NULL)",
+        "SELECT lpad('x', -9223372036854775808, NULL)",
+        "SELECT regexp_replace('a', '\r\n\x00\x1b[31m\x7f\u{85}\u{2028}', 'b')",
+        "SELECT array_resize([1, 2], -9223372036854775808)",
+        "SELECT array_resize([1, 2], -9223372036854775808, 7)",
+    ] {
+        match run(sql) {
+            Ok(_) | Err(SqlError::InvalidSql(_) | SqlError::MemoryLimit { .. }) => {}
+            Err(other) => panic!("{sql}: {other:?}"),
+        }
+    }
 }
