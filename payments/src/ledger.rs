@@ -72,7 +72,7 @@ impl Ledger {
             ..SqlLimits::default()
         };
         Ok(Self {
-            sql: SqlEngine::new(catalog, limits),
+            sql: SqlEngine::with_secrets(catalog, limits),
             table,
         })
     }

@@ -78,6 +78,12 @@ pub const TABLE_BLOCK_REWARDS: &str = "block_rewards";
 pub const TABLE_PAYOUTS: &str = "payouts";
 /// One row per destination of a payment transaction per status it went through.
 pub const TABLE_PAYMENTS: &str = "payments";
+
+/// Columns no SQL reader sees, by table (issue 23): a created payment's signed transaction
+/// and the wallet's metadata for it (its secret keys and ring members). Only the payer reads
+/// them, through an engine of its own (`SqlEngine::with_secrets`).
+pub const SECRET_COLUMNS: &[(&str, &str)] =
+    &[(TABLE_PAYMENTS, "tx_blob"), (TABLE_PAYMENTS, "tx_metadata")];
 /// Energy per settlement interval (machine, site, pool).
 pub const TABLE_ENERGY_SETTLEMENT: &str = "energy_settlement";
 /// Energy per hour (machine, site, pool).

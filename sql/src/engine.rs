@@ -204,6 +204,8 @@ struct Inner {
     limits: SqlLimits,
     /// The memory budget all statements draw on.
     budget: Arc<dyn MemoryPool>,
+    /// Whether the columns in `names::SECRET_COLUMNS` are seen (only the payer's engine).
+    secrets: bool,
 }
 
 /// A table's version and its scan at that version (`None`: deltalake reads it).
@@ -218,6 +220,16 @@ impl SqlEngine {
     /// An engine over `catalog` with `limits` that runs statements where `engine` says (here,
     /// or on a Ballista cluster: planned and checked here, run there).
     pub fn on(engine: QueryEngine, catalog: Arc<Catalog>, limits: SqlLimits) -> Self {
+        Self::build(engine, catalog, limits, false)
+    }
+
+    /// An engine that also sees the secret columns (`names::SECRET_COLUMNS`): the payer's
+    /// own, never one that answers users.
+    pub fn with_secrets(catalog: Arc<Catalog>, limits: SqlLimits) -> Self {
+        Self::build(QueryEngine::Local, catalog, limits, true)
+    }
+
+    fn build(engine: QueryEngine, catalog: Arc<Catalog>, limits: SqlLimits, secrets: bool) -> Self {
         let budget: Arc<dyn MemoryPool> =
             Arc::new(GreedyMemoryPool::new(limits.total_memory_bytes));
         let executor = Executor::new("adit-sql", limits.threads);
@@ -231,6 +243,7 @@ impl SqlEngine {
                 engine,
                 limits,
                 budget,
+                secrets,
             }),
             executor,
         }
@@ -395,6 +408,11 @@ impl Inner {
                         continue;
                     }
                 },
+            };
+            let provider = if self.secrets {
+                provider
+            } else {
+                without_secrets(&name, provider).map_err(SqlError::Engine)?
             };
             ctx.register_table(name.as_str(), provider)
                 .map_err(SqlError::Engine)?;
@@ -569,6 +587,36 @@ impl Inner {
     }
 }
 
+/// `provider` as a view without the secret columns of the table `name` (itself when it has
+/// none): a reader cannot name them, list them or reach them through `*`.
+fn without_secrets(
+    name: &str,
+    provider: Arc<dyn TableProvider>,
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    use datafusion::catalog::default_table_source::provider_as_source;
+    use datafusion::catalog::view::ViewTable;
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    use datafusion::prelude::col;
+    let secret = |column: &str| {
+        adit_schemas::names::SECRET_COLUMNS
+            .iter()
+            .any(|(t, c)| *t == name && *c == column)
+    };
+    let schema = provider.schema();
+    if !schema.fields().iter().any(|f| secret(f.name())) {
+        return Ok(provider);
+    }
+    let shown = schema
+        .fields()
+        .iter()
+        .filter(|f| !secret(f.name()))
+        .map(|f| col(datafusion::common::Column::new_unqualified(f.name())));
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?
+        .project(shown)?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
 /// DataFusion's message without its internal backtrace noise.
 fn first_line(e: &DataFusionError) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
@@ -589,6 +637,55 @@ mod tests {
             .downcast_ref::<Int64Array>()
             .expect("a count")
             .value(0))
+    }
+
+    /// A payment's signed transaction and the wallet's metadata are seen only by the payer's
+    /// engine: an API engine cannot select, list or star them, and the rest reads as before.
+    #[tokio::test]
+    async fn secret_columns_are_seen_only_by_an_engine_with_secrets() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = TableStore::new(dir.path().to_str().unwrap(), Default::default())?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tx_hash", DataType::Utf8, false),
+            Field::new("amount", DataType::Int64, false),
+            Field::new("tx_metadata", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["h1", "h2"])),
+                Arc::new(Int64Array::from(vec![5, 7])),
+                Arc::new(StringArray::from(vec![Some("SECRET"), None])),
+            ],
+        )?;
+        let table = store.open_or_create("payments", &schema, &[]).await?;
+        table.write(vec![batch]).await?;
+        let catalog = Arc::new(Catalog::new(store.clone(), Duration::ZERO));
+        let api = SqlEngine::new(catalog.clone(), SqlLimits::default());
+        assert!(matches!(
+            api.query("SELECT tx_metadata FROM payments").await,
+            Err(SqlError::InvalidSql(_))
+        ));
+        let all = api.query("SELECT * FROM payments WHERE amount > 5").await?;
+        assert_eq!(all.schema.fields().len(), 2);
+        assert_eq!(all.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        let listed = api
+            .query(
+                "SELECT count(*) FROM information_schema.columns WHERE column_name = 'tx_metadata'",
+            )
+            .await?;
+        let n = listed.batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| a.value(0));
+        assert_eq!(n, Some(0));
+        let payer = SqlEngine::with_secrets(catalog, SqlLimits::default());
+        let kept = payer
+            .query("SELECT tx_metadata FROM payments WHERE tx_metadata IS NOT NULL")
+            .await?;
+        assert_eq!(kept.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        Ok(())
     }
 
     #[tokio::test]
