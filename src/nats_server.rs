@@ -9,7 +9,14 @@
 //! sends it SIGTERM when its parent goes (`PR_SET_PDEATHSIG`, SIGKILL of adit included), and
 //! `<data_dir>/nats/pid` names it and its owner, so a start that finds a server whose owner is
 //! gone stops it before starting its own, instead of a second server on the same store.
+//!
+//! Only adit gets in (issue 23): each server it starts has a new random password, kept in
+//! `<data_dir>/nats/auth.conf` (the server's) and in the URL file (the clients'), both created
+//! 0600, so another local user cannot publish shares or blocks on its bus. Logs and errors show
+//! the URL without it ([`adit_ingest::setup::without_credentials`]).
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 /// A nats-server this process started; stopped when [`ManagedNats::stop`] is called or the
 /// handle is dropped.
 pub struct ManagedNats {
-    /// `nats://127.0.0.1:<port>`.
+    /// `nats://adit:<password>@127.0.0.1:<port>`.
     pub url: String,
     /// Stops the supervisor and the server.
     stop: CancellationToken,
@@ -42,9 +49,43 @@ pub fn find_binary(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
         .context("nats-server not found: install it (apt-get install nats-server), set nats.server_binary, or give --nats-url")
 }
 
-fn spawn(binary: &Path, port: u16, store: &Path, pid_file: &Path) -> anyhow::Result<Child> {
+/// Writes `text` to `path`, readable by this user only (created so, before a byte is in it).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    // An older file keeps its mode when opened: narrowed too.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("narrowing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A new password for the server, written to its config `auth` (0600).
+fn new_credentials(auth: &Path) -> anyhow::Result<String> {
+    let password = hex::encode(rand::random::<[u8; 32]>());
+    write_private(
+        auth,
+        &format!("authorization {{\n  user: adit\n  password: \"{password}\"\n}}\n"),
+    )?;
+    Ok(password)
+}
+
+fn spawn(
+    binary: &Path,
+    port: u16,
+    store: &Path,
+    auth: &Path,
+    pid_file: &Path,
+) -> anyhow::Result<Child> {
     let mut command = Command::new(binary);
     command
+        .arg("-c")
+        .arg(auth)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(store)
         .stdout(Stdio::null())
@@ -180,18 +221,21 @@ pub async fn ensure(
                 .await
                 .is_ok()
         {
-            tracing::info!(%url, "using the nats-server already running for this data folder");
+            let shown = adit_ingest::setup::without_credentials(&url);
+            tracing::info!(url = %shown, "using the nats-server already running for this data folder");
             return Ok((url, None));
         }
     }
     let binary = find_binary(binary)?;
     let port = free_port()?;
     let store = dir.join("store");
-    let mut child = spawn(&binary, port, &store, &pid_file)?;
+    let auth = dir.join("auth.conf");
+    let password = new_credentials(&auth)?;
+    let mut child = spawn(&binary, port, &store, &auth, &pid_file)?;
     wait_listening(port).await?;
-    let url = format!("nats://127.0.0.1:{port}");
-    std::fs::write(&url_file, &url).with_context(|| format!("writing {}", url_file.display()))?;
-    tracing::info!(%url, store = %store.display(), "started managed nats-server");
+    let url = format!("nats://adit:{password}@127.0.0.1:{port}");
+    write_private(&url_file, &url)?;
+    tracing::info!(url = %format!("nats://127.0.0.1:{port}"), store = %store.display(), "started managed nats-server");
     let stop = CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move {
@@ -204,7 +248,7 @@ pub async fn ensure(
                 status = child.wait() => {
                     tracing::error!(?status, "managed nats-server exited; restarting it");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    match spawn(&binary, port, &store, &pid_file) {
+                    match spawn(&binary, port, &store, &auth, &pid_file) {
                         Ok(c) => child = c,
                         Err(e) => {
                             tracing::error!(error = %e, "could not restart nats-server");

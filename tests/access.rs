@@ -126,3 +126,64 @@ async fn an_open_api_refuses_other_pages_other_hosts_and_other_networks() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The managed nats-server lets in only who holds its generated password (issue 23): it is in
+/// files only this user reads, another local client is refused, and no log line shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managed_nats_server_lets_in_only_adit() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = open_config(dir.path(), &format!("127.0.0.1:{port}"));
+    let args: Vec<String> = [
+        "--config",
+        config.as_str(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--tables",
+        dir.path().join("tables").to_str().unwrap(),
+        "run",
+        "--roles",
+        "query",
+    ]
+    .map(String::from)
+    .to_vec();
+    let app = App::command(dir.path(), "managed", port, &args);
+    app.wait_http().await;
+    let nats = dir.path().join("data/nats");
+    for file in ["url", "auth.conf"] {
+        let mode = std::fs::metadata(nats.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let url = std::fs::read_to_string(nats.join("url")).unwrap();
+    let (credentials, address) = url
+        .trim()
+        .trim_start_matches("nats://")
+        .rsplit_once('@')
+        .expect("the URL carries credentials");
+    let password = credentials.split_once(':').unwrap().1;
+    assert!(password.len() >= 32, "{password}");
+
+    // Another local user, without the password: refused.
+    let stranger = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(format!("nats://{address}"))
+        .await;
+    assert!(stranger.is_err(), "a client without the password got in");
+    let guesser = async_nats::ConnectOptions::with_user_and_password("adit".into(), "guess".into())
+        .connect(format!("nats://{address}"))
+        .await;
+    assert!(guesser.is_err(), "a wrong password got in");
+    // adit's own clients (the URL file): in.
+    let client = adit_ingest::connect(url.trim())
+        .await
+        .expect("adit's URL connects");
+    client.flush().await.unwrap();
+    assert!(
+        !app.log().contains(password),
+        "the password reached the log"
+    );
+}

@@ -35,18 +35,47 @@ impl Default for StreamSettings {
     }
 }
 
-/// Connects to NATS at `url`, retrying on reconnect forever.
+/// Connects to NATS at `url`, retrying on reconnect forever. Credentials in the URL
+/// (`nats://user:password@host:port`, or `nats://token@host:port`, as the managed
+/// nats-server's URL file holds them) are sent as such: the client itself ignores them there.
 pub async fn connect(url: &str) -> Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
-        .name("adit")
-        .connect(url)
+        .name("adit");
+    let userinfo = url.split(',').find_map(|one| {
+        let rest = one.split_once("://").map_or(one, |(_, rest)| rest);
+        rest.rsplit_once('@').map(|(info, _)| info.to_string())
+    });
+    match userinfo.as_deref().map(|info| info.split_once(':')) {
+        Some(Some((user, password))) => {
+            options = options.user_and_password(user.to_string(), password.to_string());
+        }
+        Some(None) => options = options.token(userinfo.unwrap_or_default()),
+        None => {}
+    }
+    options
+        .connect(without_credentials(url))
         .await
         .map_err(|e| Error::Connect {
-            url: url.to_string(),
+            url: without_credentials(url),
             source: Box::new(e),
         })
+}
+
+/// `url` (one NATS URL or a comma-separated list) with any `user:password@` or `token@` left
+/// out, for logs and errors: the managed nats-server's URL carries its password.
+pub fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|one| match one.rsplit_once('@') {
+            Some((before, host)) => match before.split_once("://") {
+                Some((scheme, _)) => format!("{scheme}://{host}"),
+                None => host.to_string(),
+            },
+            None => one.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Creates every stream of DESIGN.md §3, or updates its limits to `settings`.
@@ -121,4 +150,21 @@ pub async fn ensure_bucket(
         source: Box::new(e),
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_a_log() {
+        assert_eq!(
+            without_credentials("nats://adit:s3cret@127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(
+            without_credentials("tok@n1:4222,nats://u:p@n2:4222,nats://n3:4222"),
+            "n1:4222,nats://n2:4222,nats://n3:4222"
+        );
+    }
 }
