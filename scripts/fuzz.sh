@@ -11,12 +11,14 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/adit/target}"
 export ADIT_FUZZ_CASES="${1:-10000000}"
 targets=$(ls */tests/hostile_*.rs | grep -v '^tests/')
+# One release build of every target, with the workspace's features (a `-p` build of one crate
+# resolves other features and rebuilds DataFusion for it).
+cargo test --release -q --workspace --test 'hostile_*' --no-run
 for file in $targets; do
   crate="adit-$(dirname "$(dirname "$file")")"
   target="$(basename "$file" .rs)"
-  cargo test --release -q -p "$crate" --test "$target" --no-run
   started=$(date +%s.%N)
-  cargo test --release -q -p "$crate" --test "$target" -- --test-threads 1 2>&1 | tail -n 3
+  cargo test --release -q --workspace --test "$target" -- --test-threads 1 2>&1 | tail -n 3
   ended=$(date +%s.%N)
   properties=$(grep -c '^    fn ' "$file" || true)
   python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); n=int(sys.argv[3])*int(sys.argv[4]); print(f'{sys.argv[5]}: {n} inputs ({sys.argv[4]} properties) in {s:.0f} s, {n/s:.0f}/s, 0 failures')" "$started" "$ended" "$ADIT_FUZZ_CASES" "$properties" "$crate/$target"
