@@ -70,6 +70,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Notifications (the `notify` role).
     pub notify: NotifyConfig,
+    /// Where outbound requests may go, per purpose (devices, grid feeds, notifications).
+    pub egress: adit_egress::EgressConfig,
     /// Compliance reports (the `compliance` role and `adit compliance`).
     pub compliance: adit_reports::ComplianceConfig,
     /// The cluster coordinator (`adit coordinator`).
@@ -193,6 +195,8 @@ impl Config {
             .validate()
             .map_err(|e| anyhow::anyhow!("pool.{e}"))?;
         self.payments.validate()?;
+        self.egress.validate().map_err(anyhow::Error::msg)?;
+        self.query.lockout.validate().map_err(anyhow::Error::msg)?;
         for (i, t) in self.query.tokens.iter().enumerate() {
             if t.token.len() < 16 {
                 bail!(

@@ -233,6 +233,25 @@ const METRICS: &[Metric] = &[
         Unset,
         "Shares of a miner the pool rejected.",
     ),
+    // query: access.
+    m(
+        "adit_api_auth_failures_total",
+        Counter,
+        Zero,
+        "Requests to the API with a missing or unknown token.",
+    ),
+    m(
+        "adit_api_auth_bans_total",
+        Counter,
+        Zero,
+        "Client addresses banned for failing to authenticate query.lockout.limit times.",
+    ),
+    m(
+        "adit_audit_lost_total",
+        Counter,
+        Zero,
+        "API actions whose audit entry could not be published (each also logged as an error).",
+    ),
     // payments.
     m(
         "adit_payments_total",
@@ -263,6 +282,12 @@ const METRICS: &[Metric] = &[
         Counter,
         Zero,
         "Payments the wallet could not build (not enough unlocked money…), by pool.",
+    ),
+    m(
+        "adit_payments_blocks_unverified",
+        Gauge,
+        Zero,
+        "Blocks confirmed on the bus that the node or the pool's wallet does not vouch for (not paid from), by pool.",
     ),
     m(
         "adit_payments_round_errors_total",

@@ -227,6 +227,7 @@ pub async fn run_roles(
             admission: Arc::new(adit_query::admission::Admission::new(
                 config.query.concurrency.clone(),
             )),
+            lockout: config.query.lockout.clone(),
             live: Some(adit_query::live::Live::new(
                 services.js.clone(),
                 config.query.live_max_subscribers,
@@ -330,10 +331,12 @@ pub async fn run_roles(
         let registry = Registry::open(services.js.clone()).await?;
         let (publisher, token, vitals) =
             (services.publisher.clone(), shutdown.clone(), vitals.clone());
+        let egress = config.egress.clone();
         tasks.spawn(async move {
             supervised("adapters", &vitals, || {
                 adit_ingest::adapters::poll::run(
                     adapters.clone(),
+                    egress.clone(),
                     registry.clone(),
                     publisher.clone(),
                     token.clone(),
@@ -408,10 +411,12 @@ pub async fn run_roles(
         let (publisher, token, vitals) =
             (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let notify = config.notify.clone();
+        let egress = config.egress.clone();
         tasks.spawn(async move {
             supervised("notify", &vitals, || {
                 adit_alerts::notify::run(
                     notify.clone(),
+                    egress.clone(),
                     silences.clone(),
                     publisher.clone(),
                     token.clone(),
@@ -425,10 +430,12 @@ pub async fn run_roles(
         let (publisher, token, vitals) =
             (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let actuators = config.actuators.clone();
+        let egress = config.egress.clone();
         tasks.spawn(async move {
             supervised("actuators", &vitals, || {
                 adit_ingest::actuators::run(
                     actuators.clone(),
+                    egress.clone(),
                     registry.clone(),
                     publisher.clone(),
                     token.clone(),

@@ -3,6 +3,8 @@
 //! operator opens elsewhere must not act through the operator's browser: a change from
 //! another page's origin (CSRF), a body a form can send, and a host name pointed at
 //! 127.0.0.1 (DNS rebinding) are refused, while the API's own pages and plain clients work.
+//! And whoever may register a device chooses where adit connects: the egress policy keeps
+//! those connections to the farm's networks.
 
 mod common;
 
@@ -186,4 +188,206 @@ async fn the_managed_nats_server_lets_in_only_adit() {
         !app.log().contains(password),
         "the password reached the log"
     );
+}
+
+/// Issue 23: a device registered at `localhost:P` (a name that resolves to 127.0.0.1) or at
+/// `127.0.0.1:P` would make the adapters connect to whatever listens on adit's own host (the
+/// wallet RPC, NATS, the API). With the default egress rules (devices on private networks)
+/// both are refused, told in the log with the rule, and the service there never sees a
+/// connection; `localhost` is refused on the address it resolves to, at connect time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_on_adits_own_host_are_refused_by_the_egress_policy() {
+    let internal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = internal.local_addr().unwrap().port();
+    internal.set_nonblocking(true).unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        loop {
+            if internal.accept().is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "query,adapters",
+        "[egress]\ndevices = [\"private\"]\n\
+         [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\n",
+    );
+    app.wait_http().await;
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/v1/registry/sites/s1".to_string(),
+            json!({"allocation_kw": 10.0}),
+        ),
+        (
+            "/api/v1/registry/machines/s1/by-name".to_string(),
+            json!({"model": "S19", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000,
+                   "adapter": {"kind": "cgminer", "address": format!("localhost:{port}")}}),
+        ),
+        (
+            "/api/v1/registry/machines/s1/by-address".to_string(),
+            json!({"model": "S19", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000,
+                   "adapter": {"kind": "cgminer", "address": format!("127.0.0.1:{port}")}}),
+        ),
+    ] {
+        let r = client
+            .put(format!("{}{path}", app.url()))
+            .bearer_auth(OPERATE_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{path}: {}",
+            r.text().await.unwrap()
+        );
+    }
+    eventually(
+        std::time::Duration::from_secs(60),
+        "both devices refused by the egress policy",
+        || async {
+            let log = app.log();
+            log.contains("does not let devices reach localhost")
+                && log.contains("does not let devices reach 127.0.0.1")
+        },
+    )
+    .await;
+    let log = app.log();
+    assert!(log.contains("egress.devices allows [private]"), "{log}");
+    // Several polls later, still nothing reached the host's own service.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a refused device was connected to; log:\n{}",
+        app.log()
+    );
+}
+
+/// Issue 23: every change through the API is a row of `audit` (who, with which role, what,
+/// how it ended, from where), and so are the refusals: a change a token's role does not allow
+/// (403) and a request without a valid token (401). An address that fails
+/// `query.lockout.limit` times is banned (429 `banned` with `Retry-After`, even with a valid
+/// token) until the ban ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_and_refusals_are_audited_and_guessing_tokens_is_banned() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query",
+        "[query.lockout]\nlimit = 3\nwindow = \"1m\"\nban_for = \"4s\"\n",
+    );
+    app.wait_http().await;
+    let client = reqwest::Client::new();
+    let site = format!("{}/api/v1/registry/sites/s1", app.url());
+    let put = |token: &'static str| {
+        client
+            .put(&site)
+            .bearer_auth(token)
+            .json(&json!({"allocation_kw": 10.0}))
+            .send()
+    };
+    assert_eq!(put(OPERATE_TOKEN).await.unwrap().status(), 201);
+    assert_eq!(put(READ_TOKEN).await.unwrap().status(), 403);
+
+    // Guessing: two failures are answered (slowly), the third bans the address.
+    let tables = format!("{}/api/v1/tables", app.url());
+    for _ in 0..3 {
+        let r = client
+            .get(&tables)
+            .bearer_auth("guess-guess-guess")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let banned = client
+        .get(&tables)
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        banned.status(),
+        429,
+        "a banned address is refused, a valid token too"
+    );
+    assert!(banned.headers().contains_key("retry-after"));
+    let body: serde_json::Value = banned.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "banned");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let after = client
+        .get(&tables)
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200, "the ban ends");
+
+    let sql = "SELECT who, role, method, path, status, client FROM audit ORDER BY ts";
+    eventually(
+        std::time::Duration::from_secs(60),
+        "the audit rows landed",
+        || async {
+            app.sql(sql, "json", Some(READ_TOKEN)).await.0 == 200 && app.rows(sql).await.len() >= 5
+        },
+    )
+    .await;
+    let rows = app.rows(sql).await;
+    let row = |i: usize| {
+        let r = &rows[i];
+        (
+            r["who"].as_str().unwrap().to_string(),
+            r["role"].as_str().unwrap().to_string(),
+            r["method"].as_str().unwrap().to_string(),
+            r["status"].as_i64().unwrap(),
+            r["client"].as_str().unwrap().to_string(),
+        )
+    };
+    let local = "127.0.0.1".to_string();
+    assert_eq!(
+        row(0),
+        (
+            "operator".into(),
+            "operate".into(),
+            "PUT".into(),
+            201,
+            local.clone()
+        )
+    );
+    assert_eq!(rows[0]["path"], "/api/v1/registry/sites/s1");
+    assert_eq!(
+        row(1),
+        (
+            "reader".into(),
+            "read".into(),
+            "PUT".into(),
+            403,
+            local.clone()
+        )
+    );
+    for i in 2..5 {
+        assert_eq!(
+            row(i),
+            (
+                "unknown".into(),
+                "none".into(),
+                "GET".into(),
+                401,
+                local.clone()
+            )
+        );
+    }
+    assert_eq!(rows.len(), 5, "reads are not audited: {rows:?}");
 }

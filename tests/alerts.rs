@@ -118,7 +118,7 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
         .collect();
     assert_eq!(
         names,
-        ["farm", "pool", "test"],
+        ["access", "farm", "pool", "test"],
         "the shipped groups and ours"
     );
 

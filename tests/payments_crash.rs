@@ -5,6 +5,10 @@
 //! moments, the pool's wallet RPC now and then too. Afterwards every miner due was paid, the
 //! recipient wallet received exactly what the `payments` table says (nothing twice, nothing
 //! unrecorded), and no miner was paid more than its confirmed payouts.
+//!
+//! The blocks are real blocks of the regtest chain whose coinbase went to the pool's wallet,
+//! and one more is not: a `confirmed` block on the bus with a hash the node never saw, whose
+//! window a thief filled with shares (issue 23). The thief is never paid.
 
 mod common;
 
@@ -26,52 +30,68 @@ const REWARD: u64 = 600_000_000_000;
 /// 0.15 XMR: a miner is paid about every second block.
 const THRESHOLD: u64 = 150_000_000_000;
 
-/// Shares, each block and, right after it, its confirmation.
-fn events(miners: &[String], base: chrono::DateTime<chrono::Utc>) -> Vec<Vec<Outgoing>> {
-    let mut waves = Vec::new();
-    for b in 0..BLOCKS {
-        let mut wave = Vec::new();
-        for s in 0..SHARES_PER_BLOCK {
-            let i = b * SHARES_PER_BLOCK + s;
-            let share = Share {
+/// A block's shares, the block (at `height`, with `hash`) and, right after it, its
+/// confirmation; `i0` numbers the first share.
+fn wave(
+    miners: &[String],
+    blocks: (u64, &str),
+    i0: usize,
+    base: chrono::DateTime<chrono::Utc>,
+) -> Vec<Outgoing> {
+    let (height, hash) = blocks;
+    let mut wave = Vec::new();
+    for s in 0..SHARES_PER_BLOCK {
+        let i = i0 + s;
+        let share = Share {
+            pool: "p1".into(),
+            miner: miners[(i * 5) % miners.len()].clone(),
+            worker: "rig".into(),
+            job_id: format!("j{}", i / 50),
+            nonce: format!("{i:08x}"),
+            difficulty: 1_000 + (i as u64 * 13) % 700,
+            height,
+            accepted: true,
+            reason: None,
+            ts: base + chrono::Duration::milliseconds(i as i64),
+        };
+        wave.push(Outgoing::event(&AnyEvent::Share(share.clone())));
+        if s == SHARES_PER_BLOCK - 1 {
+            let block = Block {
                 pool: "p1".into(),
-                miner: miners[(i * 5) % MINERS].clone(),
-                worker: "rig".into(),
-                job_id: format!("j{}", i / 50),
-                nonce: format!("{i:08x}"),
-                difficulty: 1_000 + (i as u64 * 13) % 700,
-                height: 1_000 + b as u64,
-                accepted: true,
-                reason: None,
-                ts: base + chrono::Duration::milliseconds(i as i64),
+                height,
+                hash: hash.to_string(),
+                miner: share.miner,
+                worker: share.worker,
+                job_id: share.job_id,
+                nonce: share.nonce,
+                reward: REWARD,
+                network_difficulty: 150_000,
+                status: BlockStatus::Submitted,
+                error: None,
+                ts: share.ts,
             };
-            wave.push(Outgoing::event(&AnyEvent::Share(share.clone())));
-            if s == SHARES_PER_BLOCK - 1 {
-                let block = Block {
-                    pool: "p1".into(),
-                    height: share.height,
-                    hash: format!("{i:064x}"),
-                    miner: share.miner,
-                    worker: share.worker,
-                    job_id: share.job_id,
-                    nonce: share.nonce,
-                    reward: REWARD,
-                    network_difficulty: 150_000,
-                    status: BlockStatus::Submitted,
-                    error: None,
-                    ts: share.ts,
-                };
-                wave.push(Outgoing::event(&AnyEvent::Block(block.clone())));
-                wave.push(Outgoing::event(&AnyEvent::Block(Block {
-                    status: BlockStatus::Confirmed,
-                    ts: share.ts + chrono::Duration::seconds(1),
-                    ..block
-                })));
-            }
+            wave.push(Outgoing::event(&AnyEvent::Block(block.clone())));
+            wave.push(Outgoing::event(&AnyEvent::Block(Block {
+                status: BlockStatus::Confirmed,
+                ts: share.ts + chrono::Duration::seconds(1),
+                ..block
+            })));
         }
-        waves.push(wave);
     }
-    waves
+    wave
+}
+
+/// A wave per real block (height, hash), each block's shares spread over `miners`.
+fn events(
+    miners: &[String],
+    blocks: &[(u64, String)],
+    base: chrono::DateTime<chrono::Utc>,
+) -> Vec<Vec<Outgoing>> {
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(b, (height, hash))| wave(miners, (*height, hash), b * SHARES_PER_BLOCK, base))
+        .collect()
 }
 
 /// Σ amount per miner of `sql`'s (miner, amount) rows.
@@ -94,9 +114,9 @@ async fn sigkill_during_payments_pays_every_miner_once() {
     monerod.generate(160, &pool_wallet.address);
     let created = recipient.call(
         "create_address",
-        json!({"account_index": 0, "count": MINERS}),
+        json!({"account_index": 0, "count": MINERS + 1}),
     );
-    let miners: Vec<String> = created["addresses"]
+    let mut miners: Vec<String> = created["addresses"]
         .as_array()
         .expect("subaddresses")
         .iter()
@@ -108,6 +128,15 @@ async fn sigkill_during_payments_pays_every_miner_once() {
         .iter()
         .zip(&miners)
         .map(|(i, m)| (i.as_u64().unwrap(), m.clone()))
+        .collect();
+    let thief = miners.pop().expect("the thief's subaddress");
+    // Blocks 1..=BLOCKS of the chain: their coinbase is the pool wallet's.
+    let real: Vec<(u64, String)> = (1..=BLOCKS as u64)
+        .map(|height| {
+            let header = monerod.call("get_block_header_by_height", json!({"height": height}));
+            let hash = header["block_header"]["hash"].as_str().expect("a hash");
+            (height, hash.to_string())
+        })
         .collect();
 
     let nats = NatsServer::start();
@@ -127,7 +156,15 @@ async fn sigkill_during_payments_pays_every_miner_once() {
     // process is killed.
     let miner_of_blocks = recipient.address.clone();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let waves = events(&miners, chrono::Utc::now() - chrono::Duration::hours(1));
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut waves = events(&miners, &real, base);
+    // The thief's window: every share its own, and a block the node never saw.
+    waves.push(wave(
+        std::slice::from_ref(&thief),
+        (150, &format!("{:064x}", 0xdead_u64)),
+        BLOCKS * SHARES_PER_BLOCK,
+        base,
+    ));
     for (w, wave) in waves.into_iter().enumerate() {
         publisher.publish_all(wave).await.unwrap();
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
@@ -168,9 +205,10 @@ async fn sigkill_during_payments_pays_every_miner_once() {
         .await;
         let due = earned
             .iter()
+            .filter(|(m, _)| **m != thief)
             .filter(|(m, e)| **e - paid.get(*m).copied().unwrap_or(0) >= THRESHOLD as i64)
             .count();
-        if blocks == BLOCKS as i64 && due == 0 && open == 0 && !paid.is_empty() {
+        if blocks == BLOCKS as i64 + 1 && due == 0 && open == 0 && !paid.is_empty() {
             break;
         }
         assert!(
@@ -228,4 +266,18 @@ async fn sigkill_during_payments_pays_every_miner_once() {
     );
     let log = app.log();
     assert!(log.contains("payment recorded"), "{log}");
+    // The thief earned the unknown block's payouts on the bus and was paid nothing.
+    assert!(
+        earned.get(&thief).copied().unwrap_or(0) >= THRESHOLD as i64,
+        "the thief's block was split: {earned:?}"
+    );
+    assert_eq!(paid.get(&thief), None, "the thief was paid");
+    assert!(
+        !received.contains_key(&thief),
+        "the thief's wallet received money"
+    );
+    assert!(
+        log.contains("is not paid from") && log.contains("the node does not know this block"),
+        "{log}"
+    );
 }

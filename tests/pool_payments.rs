@@ -43,7 +43,7 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
          tip_poll = \"200ms\"\nconfirmations = 3\n\
          [pool.server]\npool = \"regtest\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n\
          [payments]\nwallet_rpc = \"{wallet_rpc}\"\nnode = \"{node}\"\ninterval = \"1s\"\n\
-         threshold = 1000000\nconfirmations = 2\n",
+         threshold = 1000000\nconfirmations = 2\nblock_confirmations = 3\n",
         node = monerod.rpc_url(),
         wallet = pool_wallet.address,
         wallet_rpc = pool_wallet.url(),

@@ -4,9 +4,12 @@
 //! a destination is written into errors, logs and tables without what makes it a credential
 //! (for Slack, Discord or Teams the webhook URL is the secret).
 //!
-//! This crate is where the egress policy (which destinations each purpose may reach) belongs
-//! when it is built; today it holds the two rules every outbound request already follows.
+//! And the egress policy ([`policy`]): which addresses each purpose (devices, grid feeds,
+//! notifications) may reach, checked on the addresses a name resolves to, on every request.
 
+pub mod policy;
+
+pub use policy::{EgressConfig, Guard, Outbound, Purpose, Refused, ResolveError};
 use reqwest::Response;
 
 /// A reply's body, read up to a limit.
@@ -37,6 +40,23 @@ pub async fn read_capped(mut response: Response, limit: usize) -> Result<Body, r
         bytes,
         truncated: false,
     })
+}
+
+/// `e` as it may be logged or stored: without its URL (which may hold a credential), followed
+/// by its causes, where a refusal by the egress policy or a DNS or connection failure is told.
+pub fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// At most `chars` characters of `bytes` for a person to read: invalid UTF-8 replaced,

@@ -312,6 +312,7 @@ async fn devices_are_polled_over_real_sockets_with_faults_and_live_registry_chan
     let shutdown = CancellationToken::new();
     let role = tokio::spawn(poll::run(
         config,
+        common::loopback_egress(),
         registry.clone(),
         Publisher::new(js.clone()),
         shutdown.clone(),

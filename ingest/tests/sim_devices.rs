@@ -217,6 +217,7 @@ async fn the_simulated_farm_is_read_through_the_adapters_over_real_sockets() {
     let stop_role = CancellationToken::new();
     let role = tokio::spawn(poll::run(
         config,
+        common::loopback_egress(),
         registry.clone(),
         Publisher::new(js.clone()),
         stop_role.clone(),

@@ -35,6 +35,9 @@ pub struct PaymentsConfig {
     pub max_destinations: usize,
     /// Blocks on top of a payment's before it is `confirmed`.
     pub confirmations: u64,
+    /// Blocks the node must show on top of a found block before the payer pays from it,
+    /// whatever the bus says of the block (60 is Monero's coinbase lock).
+    pub block_confirmations: u64,
     /// The wallet account paid from.
     pub account_index: u32,
     /// Transaction priority, 0 (the wallet's default) to 4.
@@ -55,6 +58,7 @@ impl Default for PaymentsConfig {
             threshold: 100_000_000_000, // 0.1 XMR
             max_destinations: MAX_DESTINATIONS,
             confirmations: 10,
+            block_confirmations: 60,
             account_index: 0,
             priority: 0,
             rpc_timeout: Duration::from_secs(60),
@@ -108,6 +112,12 @@ impl PaymentsConfig {
         if self.confirmations == 0 {
             return bad("confirmations", "must be at least 1".into());
         }
+        if !(1..=100_000).contains(&self.block_confirmations) {
+            return bad(
+                "block_confirmations",
+                format!("{} must be 1..=100000", self.block_confirmations),
+            );
+        }
         if self.priority > 4 {
             return bad("priority", format!("{} must be 0..=4", self.priority));
         }
@@ -153,6 +163,10 @@ mod tests {
         assert_eq!(key("wallet_rpc = \"ftp://x\""), "payments.wallet_rpc");
         assert_eq!(key("node = \"not a url\""), "payments.node");
         assert_eq!(key("priority = 9"), "payments.priority");
+        assert_eq!(
+            key("block_confirmations = 0"),
+            "payments.block_confirmations"
+        );
         assert_eq!(
             key("[pools.p1]\nthreshold = 0"),
             "payments.pools.p1.threshold"

@@ -29,6 +29,21 @@ pub enum Relay {
     Refused(String),
 }
 
+/// What the node says of a block, by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSeen {
+    /// Its height.
+    pub height: u64,
+    /// Blocks on top of it on the chain it is on.
+    pub depth: u64,
+    /// Whether it is off the main chain.
+    pub orphan: bool,
+    /// The coinbase's total (reward and fees), atomic units.
+    pub reward: u64,
+    /// The hash of its coinbase transaction.
+    pub miner_tx_hash: String,
+}
+
 /// A monerod's RPC.
 #[derive(Debug, Clone)]
 pub struct Daemon {
@@ -51,6 +66,39 @@ impl Daemon {
         }
         let reply: Height = self.rpc.other("get_height", json!({})).await?;
         Ok(reply.height)
+    }
+
+    /// What the node knows of the block `hash`; `None` when it does not know it.
+    pub async fn block(&self, hash: &str) -> Result<Option<BlockSeen>> {
+        #[derive(Deserialize)]
+        struct Header {
+            height: u64,
+            depth: u64,
+            orphan_status: bool,
+            reward: u64,
+            #[serde(default)]
+            miner_tx_hash: String,
+        }
+        #[derive(Deserialize)]
+        struct Reply {
+            block_header: Header,
+        }
+        match self
+            .rpc
+            .call::<Reply>("get_block_header_by_hash", json!({"hash": hash}))
+            .await
+        {
+            Ok(Reply { block_header: h }) => Ok(Some(BlockSeen {
+                height: h.height,
+                depth: h.depth,
+                orphan: h.orphan_status,
+                reward: h.reward,
+                miner_tx_hash: h.miner_tx_hash,
+            })),
+            // monerod answers a hash it does not hold (or that is not one) with an error.
+            Err(crate::Error::Refused { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Where the node has transaction `tx_hash`.

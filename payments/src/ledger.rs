@@ -18,6 +18,7 @@ use adit_sql::{Catalog, SqlEngine, SqlLimits};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 
+use crate::audit::Claimed;
 use crate::error::{Error, Result};
 
 /// The Delta application id of the payer's commits.
@@ -103,12 +104,54 @@ impl Ledger {
         Ok(pools)
     }
 
-    /// Each miner of `pool` with a positive balance, by miner.
-    pub async fn balances(&self, pool: &str) -> Result<Vec<(String, i64)>> {
+    /// Every block of `pool` confirmed and not orphaned on the bus, with Σ of its payouts: the
+    /// blocks a balance counts, before the payer's own check of each.
+    pub async fn claimed_blocks(&self, pool: &str) -> Result<Vec<Claimed>> {
         if !self.has_earnings().await? {
             return Ok(Vec::new());
         }
         let p = literal(pool);
+        let sql = format!(
+            "WITH status AS (
+               SELECT hash, max(height) AS height, bool_or(status = 'confirmed') AS confirmed,
+                      bool_or(status = 'orphaned') AS orphaned
+               FROM blocks WHERE pool = {p} GROUP BY hash)
+             SELECT o.hash, s.height, sum(o.amount) AS payouts
+             FROM payouts o JOIN status s ON o.hash = s.hash
+             WHERE o.pool = {p} AND s.confirmed AND NOT s.orphaned
+             GROUP BY o.hash, s.height ORDER BY s.height, o.hash"
+        );
+        let mut out = Vec::new();
+        for b in self.rows(&sql).await? {
+            let (hashes, heights, payouts) = (
+                strings(&b, "hash")?,
+                ints(&b, "height")?,
+                ints(&b, "payouts")?,
+            );
+            for ((hash, height), payouts) in hashes.into_iter().zip(heights).zip(payouts) {
+                out.push(Claimed {
+                    hash,
+                    height: u64::try_from(height).unwrap_or(0),
+                    payouts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each miner of `pool` with a positive balance, by miner, leaving out the payouts of the
+    /// blocks `refused` (those the node or the wallet does not vouch for).
+    pub async fn balances(&self, pool: &str, refused: &[String]) -> Result<Vec<(String, i64)>> {
+        if !self.has_earnings().await? {
+            return Ok(Vec::new());
+        }
+        let p = literal(pool);
+        let refused = if refused.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = refused.iter().map(|h| literal(h)).collect();
+            format!("AND o.hash NOT IN ({})", list.join(", "))
+        };
         let sql = format!(
             "WITH status AS (
                SELECT hash, bool_or(status = 'confirmed') AS confirmed,
@@ -117,7 +160,8 @@ impl Ledger {
              earned AS (
                SELECT o.miner, sum(o.amount) AS amount
                FROM payouts o JOIN status s ON o.hash = s.hash
-               WHERE o.pool = {p} AND s.confirmed AND NOT s.orphaned GROUP BY o.miner),
+               WHERE o.pool = {p} AND s.confirmed AND NOT s.orphaned {refused}
+               GROUP BY o.miner),
              sent AS (
                SELECT miner, sum(CASE WHEN status = 'created' THEN amount
                                       WHEN status = 'failed' THEN -amount ELSE 0 END) AS amount

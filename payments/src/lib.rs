@@ -6,10 +6,13 @@
 //! transaction the node ([`daemon`]) does not hold is sent again, byte for byte, after a
 //! restart. A transaction is only given up (`failed`) when the
 //! node refuses it and holds neither it nor a block with it, and a failed transaction is never
-//! sent again. The payer runs under a lease, so one process pays at a time. This crate does not
+//! sent again. Nothing on the bus is taken on trust: before a block's payouts count, the node
+//! must show the block on its main chain, deep enough, and the pool's wallet must hold its
+//! coinbase, at least what the block's payouts share ([`audit`]). The payer runs under a lease, so one process pays at a time. This crate does not
 //! compute payouts (the `pplns` pipeline does) and does not decide when a block is confirmed
 //! (the pool's maturity tracker does).
 
+pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -13,7 +13,7 @@
 //! chain can never take it twice). While a pool has a `created` transaction the node does not
 //! hold, nothing new is paid for that pool.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use adit_pipelines::lease::Lease;
@@ -24,6 +24,7 @@ use async_nats::jetstream;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{self, Verdict};
 use crate::config::PaymentsConfig;
 use crate::daemon::{Daemon, Held, Relay};
 use crate::error::{Error, Result};
@@ -126,6 +127,11 @@ pub struct Payer<'a> {
     results: ResultPublisher,
     /// Miner logins checked with the wallet: what kind of address each is.
     payable: HashMap<String, AddressKind>,
+    /// Blocks the node and the wallet vouched for: not asked about again.
+    vouched: HashSet<String>,
+    /// The last reason logged for each block refused, so a block that waits is logged once
+    /// per reason.
+    refusals: HashMap<String, String>,
 }
 
 impl<'a> Payer<'a> {
@@ -143,6 +149,8 @@ impl<'a> Payer<'a> {
             ledger: Ledger::open(&ctx.store, ctx.maintenance.clone()).await?,
             results: ResultPublisher::new(ctx.js.clone()),
             payable: HashMap::new(),
+            vouched: HashSet::new(),
+            refusals: HashMap::new(),
         })
     }
 
@@ -230,7 +238,8 @@ impl<'a> Payer<'a> {
         let threshold = i64::try_from(self.config.threshold(pool)).unwrap_or(i64::MAX);
         let mut due = Vec::new();
         let mut unpayable = 0usize;
-        for (miner, balance) in self.ledger.balances(pool).await? {
+        let refused = self.refused_blocks(pool).await?;
+        for (miner, balance) in self.ledger.balances(pool, &refused).await? {
             if balance < threshold {
                 continue;
             }
@@ -277,6 +286,54 @@ impl<'a> Payer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The blocks of `pool` the bus calls confirmed and the node or the wallet does not vouch
+    /// for: their payouts are not paid (yet).
+    async fn refused_blocks(&mut self, pool: &str) -> Result<Vec<String>> {
+        let claimed = self.ledger.claimed_blocks(pool).await?;
+        let unknown: Vec<_> = claimed
+            .into_iter()
+            .filter(|c| !self.vouched.contains(&c.hash))
+            .collect();
+        if unknown.is_empty() {
+            metrics::gauge!("adit_payments_blocks_unverified", "pool" => pool.to_string()).set(0.0);
+            return Ok(Vec::new());
+        }
+        self.wallet.refresh().await?;
+        let mut refused = Vec::new();
+        for claim in unknown {
+            let seen = self.daemon.block(&claim.hash).await?;
+            let received = match &seen {
+                Some(s) if !s.miner_tx_hash.is_empty() => {
+                    self.wallet.coinbase_received(&s.miner_tx_hash).await?
+                }
+                _ => None,
+            };
+            match audit::judge(
+                &claim,
+                seen.as_ref(),
+                received,
+                self.config.block_confirmations,
+            ) {
+                Verdict::Good => {
+                    if self.refusals.remove(&claim.hash).is_some() {
+                        tracing::info!(pool, block = %claim.hash, "a block waiting for the node's word is now vouched for; its payouts count");
+                    }
+                    self.vouched.insert(claim.hash);
+                }
+                Verdict::Refused(why) => {
+                    if self.refusals.get(&claim.hash) != Some(&why) {
+                        tracing::warn!(pool, block = %claim.hash, height = claim.height, payouts = claim.payouts, reason = %why, "a block the bus calls confirmed is not paid from");
+                        self.refusals.insert(claim.hash.clone(), why);
+                    }
+                    refused.push(claim.hash);
+                }
+            }
+        }
+        metrics::gauge!("adit_payments_blocks_unverified", "pool" => pool.to_string())
+            .set(refused.len() as f64);
+        Ok(refused)
     }
 
     /// What the wallet makes of `miner` (a miner's login is its address), asked once.

@@ -75,6 +75,46 @@ impl Wallet {
         })
     }
 
+    /// The amount the wallet received in its account from the coinbase transaction `txid`;
+    /// `None` when the wallet holds no coinbase output of it (the block paid someone else).
+    pub async fn coinbase_received(&self, txid: &str) -> Result<Option<u64>> {
+        #[derive(Deserialize)]
+        struct Entry {
+            amount: u64,
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct Reply {
+            #[serde(default)]
+            transfers: Vec<Entry>,
+            transfer: Option<Entry>,
+        }
+        let reply = self
+            .rpc
+            .call::<Reply>(
+                "get_transfer_by_txid",
+                json!({"txid": txid, "account_index": self.account_index}),
+            )
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            // -8: the wallet has no transfer with this id.
+            Err(crate::Error::Refused { code: -8, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let entries = if reply.transfers.is_empty() {
+            reply.transfer.into_iter().collect()
+        } else {
+            reply.transfers
+        };
+        let received = entries
+            .iter()
+            .filter(|e| e.kind == "block")
+            .try_fold(0u64, |sum, e| sum.checked_add(e.amount));
+        Ok(received.filter(|r| *r > 0))
+    }
+
     /// Brings the wallet up to date with the chain and the node's pool, so it does not spend
     /// an output a relayed payment already spends.
     pub async fn refresh(&self) -> Result<()> {

@@ -117,8 +117,22 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
 
     assert_eq!(ledger.pools().await.unwrap(), ["p1"]);
     assert_eq!(
-        ledger.balances("p1").await.unwrap(),
+        ledger.balances("p1", &[]).await.unwrap(),
         [("alice".to_string(), 100), ("bob".to_string(), 50)]
+    );
+    // The blocks a balance counts, for the payer to check with the node: only `a`.
+    let claimed = ledger.claimed_blocks("p1").await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| (c.hash.as_str(), c.payouts))
+            .collect::<Vec<_>>(),
+        [("a", 150)]
+    );
+    assert_eq!(
+        ledger.balances("p1", &["a".to_string()]).await.unwrap(),
+        [],
+        "a block the node does not vouch for counts for nothing"
     );
 
     ledger
@@ -134,7 +148,7 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         .await
         .unwrap();
     assert_eq!(
-        ledger.balances("p1").await.unwrap(),
+        ledger.balances("p1", &[]).await.unwrap(),
         [("alice".to_string(), 60), ("bob".to_string(), 30)],
         "a payment counts from the moment it is recorded"
     );
@@ -163,7 +177,7 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         .await
         .unwrap();
     assert_eq!(
-        ledger.balances("p1").await.unwrap(),
+        ledger.balances("p1", &[]).await.unwrap(),
         [("alice".to_string(), 60), ("bob".to_string(), 50)],
         "a failed payment gives its amount back"
     );

@@ -17,6 +17,9 @@ pub struct Landing {
     stream: String,
     /// Subject filter with `{part}` where a partition key (site or pool) goes.
     subject: String,
+    /// Subject filter when unpartitioned; empty: the whole stream (whose other kinds are
+    /// dead-lettered), for a stream that carries only the kinds landed.
+    whole: String,
     /// Event kinds expected on it; anything else is dead-lettered.
     kinds: Vec<EventKind>,
 }
@@ -28,6 +31,7 @@ impl Landing {
             name: "telemetry".into(),
             stream: names::STREAM_TELEMETRY.into(),
             subject: "telemetry.*.{part}.>".into(),
+            whole: String::new(),
             kinds: vec![
                 EventKind::Energy,
                 EventKind::Sensor,
@@ -45,6 +49,7 @@ impl Landing {
             name: "grid".into(),
             stream: names::STREAM_GRID.into(),
             subject: "grid.*.{part}".into(),
+            whole: String::new(),
             kinds: vec![EventKind::Grid],
         }
     }
@@ -55,6 +60,7 @@ impl Landing {
             name: "alerts".into(),
             stream: names::STREAM_RESULTS.into(),
             subject: "results.alert.{part}".into(),
+            whole: String::new(),
             kinds: vec![EventKind::Alert],
         }
     }
@@ -65,7 +71,20 @@ impl Landing {
             name: "notifications".into(),
             stream: names::STREAM_RESULTS.into(),
             subject: "results.notification.{part}".into(),
+            whole: String::new(),
             kinds: vec![EventKind::Notification],
+        }
+    }
+
+    /// The API's audit trail, from CONTROL, partitionable by role.
+    pub fn audit() -> Self {
+        Self {
+            name: "audit".into(),
+            stream: names::STREAM_CONTROL.into(),
+            subject: "control.audit.{part}".into(),
+            // CONTROL also carries commands, outcomes, overrides and notes: read only these.
+            whole: "control.audit.>".into(),
+            kinds: vec![EventKind::Audit],
         }
     }
 
@@ -75,6 +94,7 @@ impl Landing {
             name: "shares".into(),
             stream: names::STREAM_MINING.into(),
             subject: "mining.*.{part}".into(),
+            whole: String::new(),
             kinds: vec![EventKind::Share, EventKind::Block],
         }
     }
@@ -89,7 +109,7 @@ impl Pipeline for Landing {
             inputs: vec![StreamInput {
                 name: self.name.clone(),
                 stream: self.stream.clone(),
-                subject: String::new(),
+                subject: self.whole.clone(),
                 partitioned: Some(self.subject.clone()),
                 kinds: self.kinds.clone(),
             }],

@@ -61,6 +61,7 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         Arc::new(Landing::shares()),
         Arc::new(Landing::alerts()),
         Arc::new(Landing::notifications()),
+        Arc::new(Landing::audit()),
         Arc::new(Energy::new(config.energy.clone())),
         Arc::new(Pplns::new(config.pplns.clone())),
         Arc::new(Hashrate::new(config.hashrate.clone())),

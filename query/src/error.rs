@@ -31,6 +31,12 @@ pub enum QueryError {
         /// Why.
         reason: String,
     },
+    /// This client failed to authenticate too often and is banned for a while.
+    #[error("too many failed authentications from this address; retry in {retry_after_s} s")]
+    Banned {
+        /// Seconds until the ban ends.
+        retry_after_s: u64,
+    },
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -65,6 +71,7 @@ impl QueryError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooBusy(_) => (StatusCode::TOO_MANY_REQUESTS, "too_busy"),
+            Self::Banned { .. } => (StatusCode::TOO_MANY_REQUESTS, "banned"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Sql(e) => sql_status(e),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -96,6 +103,13 @@ impl IntoResponse for QueryError {
         if let Self::InvalidField { field, .. } = &self {
             body = body.with_field(field.clone());
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::Banned { retry_after_s } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_s),
+            );
+        }
+        response
     }
 }

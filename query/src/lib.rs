@@ -4,7 +4,7 @@
 //! answers in JSON, NDJSON, CSV, Arrow IPC or Parquet with per-query time, memory and row
 //! limits; REST views of the pool (stats, blocks, payments, miners, workers); an OpenAPI
 //! document of every route; health, readiness and Prometheus metrics endpoints; bearer-token
-//! auth with roles.
+//! auth with roles, a lockout of addresses that fail it, and an audit trail of every change.
 //! Other crates' routes (HTTP ingest) are mounted here behind the role they need. It never
 //! writes a table.
 
@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod error;
 pub mod format;
 pub mod live;
+pub mod lockout;
 pub mod openapi;
 pub mod origin;
 pub mod overrides;

@@ -49,6 +49,8 @@ pub struct QueryConfig {
     pub public_url: Option<String>,
     /// More host names the API is reached by (checked against each request's `Host`).
     pub allowed_hosts: Vec<String>,
+    /// Failed authentications that ban an address, and for how long.
+    pub lockout: crate::lockout::LockoutConfig,
 }
 
 impl Default for QueryConfig {
@@ -64,6 +66,7 @@ impl Default for QueryConfig {
             node: None,
             public_url: None,
             allowed_hosts: Vec::new(),
+            lockout: crate::lockout::LockoutConfig::default(),
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct AppState {
     pub live: Option<crate::live::Live>,
     /// Slots for SQL statements per role.
     pub admission: Arc<crate::admission::Admission>,
+    /// Failed authentications that ban an address.
+    pub lockout: crate::lockout::LockoutConfig,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -120,9 +125,14 @@ pub fn router(
     if !tokens.enabled() {
         tracing::warn!("no API tokens configured: the API is open to anyone who can reach it");
     }
+    let trail = Arc::new(crate::auth::Trail {
+        lockout: crate::lockout::Lockout::new(state.lockout.clone()),
+        publisher: state.publisher.clone(),
+    });
     let guard = |needed| Guard {
         tokens: tokens.clone(),
         needed,
+        trail: trail.clone(),
     };
     let read = Router::new()
         .route("/api/v1/sql", get(sql_get).post(sql_post))
@@ -258,7 +268,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The client's address reaches the handlers (the lockout and the audit trail read it).
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -590,6 +602,7 @@ mod tests {
             silences: None,
             live: None,
             admission: Arc::new(crate::admission::Admission::new(Default::default())),
+            lockout: Default::default(),
         };
         let tokens = vec![
             TokenConfig {

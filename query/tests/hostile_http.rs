@@ -65,6 +65,7 @@ fn app() -> Router {
                 silences: None,
                 live: None,
                 admission: Arc::new(adit_query::admission::Admission::new(Default::default())),
+                lockout: Default::default(),
             };
             let token = |name: &str, token: &str, role| TokenConfig {
                 name: name.into(),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertEvent, NotificationAttempt};
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
+use crate::audit::AuditEntry;
 use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
 use crate::names;
@@ -1013,6 +1014,9 @@ event_kinds! {
     /// [`Override`]: an operator's override of the controller, landed in `overrides`.
     Override(Override) = "override",
         subject "control"."override", stream STREAM_CONTROL, table TABLE_OVERRIDES;
+    /// [`AuditEntry`]: an action through the API, landed in `audit`.
+    Audit(AuditEntry) = "audit",
+        subject "control"."audit", stream STREAM_CONTROL, table TABLE_AUDIT;
     /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands`.
     CommandOutcome(CommandOutcome) = "command_outcome",
         subject "control"."outcome", stream STREAM_CONTROL, table TABLE_COMMANDS;
@@ -1033,6 +1037,7 @@ impl EventKind {
                 | Self::Command
                 | Self::CommandOutcome
                 | Self::Override
+                | Self::Audit
                 | Self::Alert
                 | Self::Notification
         )
@@ -1203,6 +1208,9 @@ mod tests {
             ),
             EventKind::Override => format!(
                 r#"{{"id":"s1:grid:1","site":"s1","kind":"grid","machine":"m1","value":50.0,"cancels":"x","reason":"test","by":"ops","ts":"{ts}","expires":"2099-01-01T00:00:00Z"}}"#
+            ),
+            EventKind::Audit => format!(
+                r#"{{"id":"1-ab","who":"ops","role":"operate","method":"PUT","path":"/api/v1/registry/sites/s1","status":200,"client":"10.0.0.5","ts":"{ts}"}}"#
             ),
             EventKind::Command => format!(
                 r#"{{"id":"s1:1:0","site":"s1","target":"fans","action":"fan_level","value":9.0,"rule":"fan_band","ts":"{ts}"}}"#

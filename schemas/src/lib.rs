@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod api;
 pub mod arrow_rows;
+pub mod audit;
 pub mod compliance;
 pub mod control;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod results;
 pub mod validate;
 
 pub use arrow_rows::{stamped_batch, to_batch};
+pub use audit::AuditEntry;
 pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 pub use error::{Error, Result};
 pub use events::{

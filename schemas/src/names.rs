@@ -102,6 +102,8 @@ pub const TABLE_DECISIONS: &str = "decisions";
 pub const TABLE_NOTIFICATIONS: &str = "notifications";
 /// Alerts: one row per change of state.
 pub const TABLE_ALERTS: &str = "alerts";
+/// Every action through the API with the operate or admin role: who, what, when, from where.
+pub const TABLE_AUDIT: &str = "audit";
 /// Operators' overrides of the controller, as made.
 pub const TABLE_OVERRIDES: &str = "overrides";
 /// Every command's life: sent, then each attempt acked or failed.
@@ -194,6 +196,11 @@ pub fn decision_result_subject(site: &str) -> String {
 /// Subject of a command for `target` (a machine, or `fans`) at `site`.
 pub fn command_subject(site: &str, target: &str) -> String {
     format!("control.{site}.{target}")
+}
+
+/// Subject of an action through the API by a token of `role` (the `audit` token is reserved).
+pub fn audit_subject(role: &str) -> String {
+    format!("control.audit.{role}")
 }
 
 /// Subject of an operator's override at `site` (the `override` token is reserved).

@@ -239,13 +239,15 @@ impl Site {
             "violation",
             crate::control::OUTCOME_TOKEN,
             crate::overrides::OVERRIDE_TOKEN,
+            crate::audit::AUDIT_TOKEN,
         ]
         .contains(&self.id.as_str())
         {
             return Err(FieldError::new(
                 "id",
-                "\"violation\", \"outcome\" and \"override\" are reserved (control.<token>.<site> \
-                 carries operators' notes, actuators' outcomes and overrides)",
+                "\"violation\", \"outcome\", \"override\" and \"audit\" are reserved \
+                 (control.<token>.<site> carries operators' notes, actuators' outcomes, overrides \
+                 and the audit trail)",
             ));
         }
         if let Some(url) = &self.fan_relay

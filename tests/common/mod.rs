@@ -68,10 +68,17 @@ impl App {
     ) -> Self {
         let port = free_port();
         let config = dir.join("adit.toml");
+        // The tests' devices, relays and webhooks listen on loopback, which the egress policy
+        // refuses by default: widened here unless the test sets its own.
+        let egress = if extra_toml.contains("[egress]") {
+            ""
+        } else {
+            "[egress]\ndevices = [\"private\", \"loopback\"]\nfeeds = [\"public\", \"loopback\"]\nnotify = [\"public\", \"loopback\"]\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "[pipelines]\nbatch_max_rows = 2000\nbatch_max_wait = \"200ms\"\nlease_ttl = \"3s\"\n\
+                "{egress}[pipelines]\nbatch_max_rows = 2000\nbatch_max_wait = \"200ms\"\nlease_ttl = \"3s\"\n\
                  [pipelines.energy]\ntick = \"500ms\"\n\
                  [query]\nlisten = \"127.0.0.1:{port}\"\n\
                  tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}, \

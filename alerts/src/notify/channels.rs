@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
 
@@ -26,13 +27,16 @@ pub struct Outgoing {
 pub async fn send(
     channel: &Channel,
     message: &Outgoing,
-    http: &reqwest::Client,
+    out: &adit_egress::Outbound,
     timeout: Duration,
 ) -> Result<String, String> {
+    let http = &out.http;
     match channel {
         Channel::Webhook { url } => {
+            let shown = adit_egress::redact(url);
+            let checked = out.url(url).map_err(|e| format!("{shown}: {e}"))?;
             let r = http
-                .post(url)
+                .post(checked)
                 .timeout(timeout)
                 .json(&message.json)
                 .send()
@@ -49,7 +53,10 @@ pub async fn send(
                 api_url.trim_end_matches('/')
             );
             let body = json!({ "chat_id": chat_id, "text": message.text });
-            let r = http.post(&url).timeout(timeout).json(&body).send().await;
+            let checked = out
+                .url(&url)
+                .map_err(|e| format!("telegram sendMessage: {e}"))?;
+            let r = http.post(checked).timeout(timeout).json(&body).send().await;
             // The token is part of the URL: never in an error that is logged.
             reply("telegram sendMessage", r).await
         }
@@ -64,6 +71,7 @@ pub async fn send(
                 "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
                 api_url.trim_end_matches('/')
             );
+            let checked = out.url(&url).map_err(|e| format!("sms gateway: {e}"))?;
             let mut replies = Vec::new();
             for number in to {
                 let form = [
@@ -72,7 +80,7 @@ pub async fn send(
                     ("Body", message.summary.as_str()),
                 ];
                 let r = http
-                    .post(&url)
+                    .post(checked.clone())
                     .timeout(timeout)
                     .basic_auth(account_sid, Some(auth_token))
                     .form(&form)
@@ -101,14 +109,24 @@ pub async fn send(
             let email = builder
                 .body(message.text.clone())
                 .map_err(|e| e.to_string())?;
-            let mut transport = if *starttls {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(smtp_host)
-                    .map_err(|e| e.to_string())?
-            } else {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp_host)
+            // The relay is reached at an address the policy allows, resolved here; TLS still
+            // checks the certificate against the relay's name.
+            let at = out
+                .guard
+                .resolve(smtp_host, *smtp_port)
+                .await
+                .map_err(|e| format!("SMTP {smtp_host}:{smtp_port}: {e}"))?;
+            let ip = at
+                .first()
+                .ok_or_else(|| format!("SMTP {smtp_host}: no address"))?
+                .ip()
+                .to_string();
+            let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ip);
+            if *starttls {
+                let tls = TlsParameters::new(smtp_host.clone()).map_err(|e| e.to_string())?;
+                transport = transport.tls(Tls::Required(tls));
             }
-            .port(*smtp_port)
-            .timeout(Some(timeout));
+            let mut transport = transport.port(*smtp_port).timeout(Some(timeout));
             if let (Some(u), Some(p)) = (username, password) {
                 transport = transport.credentials(Credentials::new(u.clone(), p.clone()));
             }
@@ -129,7 +147,7 @@ pub async fn send(
 async fn reply(what: &str, r: reqwest::Result<reqwest::Response>) -> Result<String, String> {
     /// Most of a reply read: enough for the error a service explains itself with.
     const MAX_REPLY_BYTES: usize = 4096;
-    let r = r.map_err(|e| format!("{what}: {}", e.without_url()))?;
+    let r = r.map_err(|e| format!("{what}: {}", adit_egress::describe(e)))?;
     let status = r.status();
     if status.is_success() {
         return Ok(format!("{status}"));

@@ -83,6 +83,7 @@ impl Silences {
 /// Runs the role until `shutdown`.
 pub async fn run(
     config: NotifyConfig,
+    egress: adit_egress::EgressConfig,
     silences: Silences,
     publisher: Publisher,
     shutdown: CancellationToken,
@@ -93,10 +94,14 @@ pub async fn run(
             "notify.receivers: the notify role needs at least one receiver".into(),
         ));
     }
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("adit-notify/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| AlertsError::Kv(e.to_string()))?;
+    let guard = egress
+        .guard(adit_egress::Purpose::Notify)
+        .map_err(AlertsError::Kv)?;
+    let http = adit_egress::Outbound::new(
+        guard,
+        reqwest::Client::builder().user_agent(concat!("adit-notify/", env!("CARGO_PKG_VERSION"))),
+    )
+    .map_err(|e| AlertsError::Kv(e.to_string()))?;
     let js = publisher.jetstream().clone();
     let stream = js
         .get_stream(names::STREAM_RESULTS)
@@ -201,7 +206,7 @@ fn outgoing(n: &Notification) -> Outgoing {
 /// recording every attempt.
 async fn deliver(
     config: &NotifyConfig,
-    http: &reqwest::Client,
+    http: &adit_egress::Outbound,
     publisher: &Publisher,
     n: &Notification,
     now: DateTime<Utc>,
@@ -253,7 +258,7 @@ async fn deliver(
 #[allow(clippy::too_many_arguments)]
 async fn attempt_all(
     config: &NotifyConfig,
-    http: &reqwest::Client,
+    http: &adit_egress::Outbound,
     publisher: &Publisher,
     receiver: &str,
     group: &str,
@@ -296,7 +301,7 @@ async fn attempt_all(
 
 async fn heartbeat(
     config: &NotifyConfig,
-    http: &reqwest::Client,
+    http: &adit_egress::Outbound,
     publisher: &Publisher,
     receiver: &str,
     (firing, critical): (usize, usize),

@@ -98,12 +98,12 @@ pub fn route(
 pub async fn attempt(
     driver: &Driver,
     command: &Command,
-    http: &reqwest::Client,
+    out: &adit_egress::Outbound,
     timeout: Duration,
 ) -> Result<String, String> {
     match driver {
         Driver::MinerApi { addr, word } => {
-            let reply = cgminer::query(addr, word, timeout, MAX_REPLY_BYTES)
+            let reply = cgminer::query(&out.guard, addr, word, timeout, MAX_REPLY_BYTES)
                 .await
                 .map_err(|e| e.to_string())?;
             judge_miner_reply(&reply)
@@ -112,7 +112,7 @@ pub async fn attempt(
             let level = command.value.unwrap_or_default().round() as i64;
             let body = serde_json::json!({ "level": level });
             post(
-                http,
+                out,
                 &format!("{}/level", url.trim_end_matches('/')),
                 &body,
                 timeout,
@@ -121,7 +121,7 @@ pub async fn attempt(
         }
         Driver::Webhook { url } => {
             let body = serde_json::to_value(command).map_err(|e| e.to_string())?;
-            post(http, url, &body, timeout).await
+            post(out, url, &body, timeout).await
         }
     }
 }
@@ -145,7 +145,7 @@ pub fn judge_miner_reply(reply: &Value) -> Result<String, String> {
 }
 
 async fn post(
-    http: &reqwest::Client,
+    out: &adit_egress::Outbound,
     url: &str,
     body: &Value,
     timeout: Duration,
@@ -155,13 +155,15 @@ async fn post(
     // read another service's answer back through `commands.reply` (issue 23). An excerpt goes
     // to the log, which only the operator reads.
     let shown = adit_egress::redact(url);
-    let response = http
-        .post(url)
+    let checked = out.url(url).map_err(|e| format!("POST {shown}: {e}"))?;
+    let response = out
+        .http
+        .post(checked)
         .timeout(timeout)
         .json(body)
         .send()
         .await
-        .map_err(|e| format!("POST {shown}: {}", e.without_url()))?;
+        .map_err(|e| format!("POST {shown}: {}", adit_egress::describe(e)))?;
     let status = response.status();
     let reply = adit_egress::read_capped(response, MAX_REPLY_BYTES)
         .await

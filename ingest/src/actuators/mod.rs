@@ -59,7 +59,7 @@ pub enum ActuatorsError {
 /// What the workers share.
 struct Ctx {
     config: ActuatorsConfig,
-    http: reqwest::Client,
+    http: adit_egress::Outbound,
     publisher: Publisher,
     view: RwLock<RegistryView>,
     registry: Registry,
@@ -68,15 +68,21 @@ struct Ctx {
 /// Runs the role until `shutdown`.
 pub async fn run(
     config: ActuatorsConfig,
+    egress: adit_egress::EgressConfig,
     registry: Registry,
     publisher: Publisher,
     shutdown: CancellationToken,
 ) -> Result<(), ActuatorsError> {
     config.validate().map_err(ActuatorsError::Config)?;
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("adit-actuators/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(ActuatorsError::HttpClient)?;
+    let guard = egress
+        .guard(adit_egress::Purpose::Devices)
+        .map_err(ActuatorsError::Config)?;
+    let http = adit_egress::Outbound::new(
+        guard,
+        reqwest::Client::builder()
+            .user_agent(concat!("adit-actuators/", env!("CARGO_PKG_VERSION"))),
+    )
+    .map_err(ActuatorsError::HttpClient)?;
     let js = publisher.jetstream().clone();
     let view = registry.view().await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "registry unreadable at start; retrying");

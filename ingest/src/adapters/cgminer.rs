@@ -78,7 +78,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 // ---------------------------------------------------------------------------------------------
 
 /// Sends `command` (e.g. `"summary"` or [`REPORT_COMMAND`]) to the miner at `addr` and returns
-/// its decoded reply.
+/// its decoded reply. `guard` decides which addresses `addr` may be reached at (the egress
+/// policy for devices).
 ///
 /// `timeout` bounds the whole exchange: connecting, writing, and reading to the end of the
 /// reply (the miner closes the connection or sends a NUL byte). A reply longer than
@@ -86,6 +87,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// with [`DeviceError::Garbage`]. The reply's `STATUS` is not judged here: see
 /// [`parse_report`].
 pub async fn query(
+    guard: &adit_egress::Guard,
     addr: &str,
     command: &str,
     timeout: Duration,
@@ -96,11 +98,12 @@ pub async fn query(
         source,
     };
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
+        let mut stream = guard
+            .connect(addr)
             .await
-            .map_err(|source| DeviceError::Connect {
+            .map_err(|e| DeviceError::Connect {
                 addr: addr.to_string(),
-                source,
+                source: std::io::Error::other(e),
             })?;
         let request = serde_json::json!({ "command": command }).to_string();
         stream.write_all(request.as_bytes()).await.map_err(io)?;
@@ -1393,6 +1396,14 @@ fn respond(request: &[u8], snap: &CgminerSnapshot, when: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guard that lets the tests reach their loopback miners.
+    fn any() -> adit_egress::Guard {
+        adit_egress::Guard::new(
+            adit_egress::Purpose::Devices,
+            adit_egress::policy::Rules::parse(&["loopback".to_string()]).expect("rules"),
+        )
+    }
     use serde_json::json;
 
     /// An Antminer S9 on stock bmminer: `summary+stats`, with bmminer's missing comma between
@@ -1807,7 +1818,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(serve(l, move || served.clone(), shutdown.clone()));
 
-        let reply = query(&addr, REPORT_COMMAND, TIMEOUT, MAX_BYTES)
+        let reply = query(&any(), &addr, REPORT_COMMAND, TIMEOUT, MAX_BYTES)
             .await
             .expect("query");
         let r = parse_report(&reply).expect("parses");
@@ -1818,7 +1829,7 @@ mod tests {
         assert_eq!(r.state, MinerState::Mining);
 
         // One request per connection: a second query is a second connection.
-        let single = query(&addr, "summary", TIMEOUT, MAX_BYTES)
+        let single = query(&any(), &addr, "summary", TIMEOUT, MAX_BYTES)
             .await
             .expect("query");
         assert_eq!(
@@ -1840,7 +1851,7 @@ mod tests {
             .expect("serve stops")
             .expect("no panic");
         assert!(matches!(
-            query(&addr, "summary", TIMEOUT, MAX_BYTES).await,
+            query(&any(), &addr, "summary", TIMEOUT, MAX_BYTES).await,
             Err(DeviceError::Connect { .. })
         ));
     }
@@ -1856,7 +1867,7 @@ mod tests {
             stream.read_to_end(&mut sink).await.ok();
         });
         let after = Duration::from_millis(300);
-        match query(&addr, "summary", after, MAX_BYTES).await {
+        match query(&any(), &addr, "summary", after, MAX_BYTES).await {
             Err(e @ DeviceError::Timeout { .. }) => {
                 assert!(e.to_string().contains(&addr), "{e}");
                 assert!(e.is_unreachable());
@@ -1878,7 +1889,7 @@ mod tests {
             // The client hangs up part-way: a failed write is expected.
             stream.write_all(&flood).await.ok();
         });
-        match query(&addr, "summary", TIMEOUT, MAX_BYTES).await {
+        match query(&any(), &addr, "summary", TIMEOUT, MAX_BYTES).await {
             Err(DeviceError::TooLarge { addr: a, limit }) => {
                 assert_eq!(a, addr);
                 assert_eq!(limit, MAX_BYTES);
@@ -1902,7 +1913,8 @@ mod tests {
                 .await
                 .expect("write");
         });
-        let reason = garbage_reason(query(&addr, "summary+stats", TIMEOUT, MAX_BYTES).await);
+        let reason =
+            garbage_reason(query(&any(), &addr, "summary+stats", TIMEOUT, MAX_BYTES).await);
         assert!(reason.contains("ends early"), "{reason}");
         server.await.expect("server task");
     }
@@ -1924,7 +1936,7 @@ mod tests {
             let mut sink = Vec::new();
             stream.read_to_end(&mut sink).await.ok();
         });
-        let reply = query(&addr, "summary", TIMEOUT, MAX_BYTES)
+        let reply = query(&any(), &addr, "summary", TIMEOUT, MAX_BYTES)
             .await
             .expect("query");
         assert_eq!(parse_report(&reply).expect("parses").power_w, Some(3593.0));

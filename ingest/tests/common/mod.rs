@@ -143,3 +143,12 @@ pub fn statuses<'a>(events: &'a [AnyEvent], machine: &str) -> Vec<&'a MinerStatu
 pub fn header<'a>(m: &'a async_nats::Message, name: &str) -> Option<&'a str> {
     m.headers.as_ref()?.get(name).map(|v| v.as_str())
 }
+
+/// Egress rules that let the tests' devices and feeds on loopback be reached.
+pub fn loopback_egress() -> adit_egress::EgressConfig {
+    adit_egress::EgressConfig {
+        devices: vec!["private".into(), "loopback".into()],
+        feeds: vec!["public".into(), "loopback".into()],
+        notify: vec!["public".into()],
+    }
+}

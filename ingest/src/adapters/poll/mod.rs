@@ -637,8 +637,10 @@ fn poll_time() -> DateTime<Utc> {
 struct Ctx {
     /// The config.
     config: AdaptersConfig,
-    /// The HTTP client (connection reuse across polls).
-    http: reqwest::Client,
+    /// Devices' HTTP client and TCP guard (`egress.devices`).
+    devices: adit_egress::Outbound,
+    /// Grid feeds' HTTP client (`egress.feeds`).
+    feeds: adit_egress::Outbound,
     /// Where events and dead letters go.
     publisher: Publisher,
     /// Bounds the polls under way.
@@ -648,13 +650,18 @@ struct Ctx {
     grid_seen: Mutex<HashMap<DeviceKey, String>>,
 }
 
-/// GETs `url` and reads its body, under the poll timeout and the reply size limit. An error
-/// status is the device not answering (it is not dead-lettered).
-async fn fetch(ctx: &Ctx, url: &Url) -> Result<Vec<u8>, DeviceError> {
+/// GETs `url` through `out` (whose egress policy it must pass) and reads its body, under the
+/// poll timeout and the reply size limit. An error status is the device not answering (it is
+/// not dead-lettered).
+async fn fetch(ctx: &Ctx, out: &adit_egress::Outbound, url: &Url) -> Result<Vec<u8>, DeviceError> {
     let addr = url.as_str();
     let limit = ctx.config.max_reply_bytes;
+    out.guard.check(url).map_err(|e| DeviceError::Connect {
+        addr: addr.to_string(),
+        source: std::io::Error::other(e),
+    })?;
     let exchange = async {
-        let mut response = ctx
+        let mut response = out
             .http
             .get(url.clone())
             .send()
@@ -700,7 +707,7 @@ fn http_error(addr: &str, timeout: Duration, e: reqwest::Error) -> DeviceError {
     } else if e.is_connect() {
         DeviceError::Connect {
             addr: addr.to_string(),
-            source: std::io::Error::other(e),
+            source: std::io::Error::other(adit_egress::describe(e)),
         }
     } else {
         DeviceError::Io {
@@ -718,6 +725,7 @@ async fn poll_miner(
     at: DateTime<Utc>,
 ) -> Result<Polled, Failure> {
     let reply = cgminer::query(
+        &ctx.devices.guard,
         address,
         cgminer::REPORT_COMMAND,
         ctx.config.timeout,
@@ -743,7 +751,9 @@ async fn poll_iotawatt(
         }
     }
     let query = iotawatt_query_url(url, &columns, ctx.config.interval);
-    let body = fetch(ctx, &query).await.map_err(Failure::bare)?;
+    let body = fetch(ctx, &ctx.devices, &query)
+        .await
+        .map_err(Failure::bare)?;
     let values = parse_iotawatt(&body, &columns).map_err(|e| Failure::with_body(e, &body))?;
     Ok(meter_events(channels, &values, EnergySource::Meter, at))
 }
@@ -754,7 +764,7 @@ async fn poll_roomalert(
     sensors: &[SensorChannel],
     at: DateTime<Utc>,
 ) -> Result<Polled, Failure> {
-    let body = fetch(ctx, url).await.map_err(Failure::bare)?;
+    let body = fetch(ctx, &ctx.devices, url).await.map_err(Failure::bare)?;
     let found = parse_roomalert(&body).map_err(|e| Failure::with_body(e, &body))?;
     Ok(roomalert_events(sensors, &found, at))
 }
@@ -765,7 +775,7 @@ async fn poll_pdu(
     outlets: &[MeterChannel],
     at: DateTime<Utc>,
 ) -> Result<Polled, Failure> {
-    let body = fetch(ctx, url).await.map_err(Failure::bare)?;
+    let body = fetch(ctx, &ctx.devices, url).await.map_err(Failure::bare)?;
     let values = parse_pdu(&body, &ctx.config.pdu).map_err(|e| Failure::with_body(e, &body))?;
     Ok(meter_events(outlets, &values, EnergySource::Pdu, at))
 }
@@ -777,7 +787,7 @@ async fn poll_grid(
     kind: GridFeedKind,
     url: &Url,
 ) -> Result<Polled, Failure> {
-    let body = fetch(ctx, url).await.map_err(Failure::bare)?;
+    let body = fetch(ctx, &ctx.feeds, url).await.map_err(Failure::bare)?;
     let signal = match kind {
         GridFeedKind::Signal => parse_dr_signal(&body, site),
         GridFeedKind::Price => parse_price_signal(&body, site),
@@ -876,22 +886,28 @@ async fn offline_task(
 /// registry that cannot be read are logged and retried.
 pub async fn run(
     config: AdaptersConfig,
+    egress: adit_egress::EgressConfig,
     registry: Registry,
     publisher: Publisher,
     shutdown: CancellationToken,
 ) -> Result<(), AdaptersError> {
     config.validate().map_err(AdaptersError::Config)?;
-    let http = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout)
-        .user_agent(concat!("adit-adapters/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(AdaptersError::HttpClient)?;
+    let outbound = |purpose| {
+        let builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent(concat!("adit-adapters/", env!("CARGO_PKG_VERSION")));
+        let guard = egress.guard(purpose).map_err(AdaptersError::Config)?;
+        adit_egress::Outbound::new(guard, builder).map_err(AdaptersError::HttpClient)
+    };
+    let devices = outbound(adit_egress::Purpose::Devices)?;
+    let feeds = outbound(adit_egress::Purpose::Feeds)?;
     let mqtt = config.mqtt.clone();
     let ctx = Arc::new(Ctx {
         permits: Semaphore::new(config.concurrency),
         config,
-        http,
+        devices,
+        feeds,
         publisher: publisher.clone(),
         grid_seen: Mutex::new(HashMap::new()),
     });
