@@ -69,6 +69,35 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Write the cluster's certificates: a CA, the coordinator's and one per worker.
     Certs(CertsArgs),
+    /// Make API tokens.
+    Token(TokenArgs),
+}
+
+/// `adit token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// What to make.
+    #[command(subcommand)]
+    pub what: TokenWhat,
+}
+
+/// Token subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenWhat {
+    /// A new random token: printed once for its holder, with the config entry that keeps only
+    /// its SHA-256.
+    New {
+        /// Who holds it (1 to 64 letters, digits, '-', '_', '.' or '@').
+        #[arg(long)]
+        name: String,
+        /// Its role.
+        #[arg(long, value_parser = ["read", "operate", "admin"], default_value = "read")]
+        role: String,
+        /// Make it a cluster worker's token for the coordinator's REST, seeing only this
+        /// worker.
+        #[arg(long)]
+        worker: Option<String>,
+    },
 }
 
 /// `adit coordinator`; each flag overrides `[cluster]`.
@@ -271,9 +300,12 @@ pub struct SqlArgs {
     /// Base URL of the API (default: `http://` followed by the `--listen` address).
     #[arg(long, env = "ADIT_URL")]
     pub url: Option<String>,
-    /// Bearer token.
+    /// Bearer token (a static token or a JWT).
     #[arg(long, env = "ADIT_TOKEN")]
     pub token: Option<String>,
+    /// Trust this CA certificate (PEM) for an `https://` API whose certificate is your own.
+    #[arg(long, env = "ADIT_CA")]
+    pub ca: Option<PathBuf>,
     /// Output: table (default), csv, json, ndjson.
     #[arg(long, default_value = "table")]
     pub format: String,

@@ -159,14 +159,16 @@ impl Config {
         }
         self.query.origin_policy().map_err(anyhow::Error::msg)?;
         let listen = self.query.listen.parse::<SocketAddr>()?;
-        if self.query.tokens.is_empty() && !listen.ip().is_loopback() {
+        let tokens = self.query.tokens().map_err(anyhow::Error::msg)?;
+        if !tokens.enabled() && !listen.ip().is_loopback() {
             bail!(
                 "query.listen {listen} can be reached from other machines, but no query.tokens \
                  are set, so anyone who reaches it could act as admin. Add tokens \
-                 ([[query.tokens]] with name, token and role read, operate or admin) or listen \
-                 on 127.0.0.1"
+                 ([[query.tokens]] with name, token or sha256, and role read, operate or admin; \
+                 `adit token new` makes one), or [query.jwt], or listen on 127.0.0.1"
             );
         }
+        self.query.tls_acceptor().map_err(anyhow::Error::msg)?;
         if let Some(node) = &self.query.node
             && !(node.starts_with("http://") || node.starts_with("https://"))
         {
@@ -197,14 +199,6 @@ impl Config {
         self.payments.validate()?;
         self.egress.validate().map_err(anyhow::Error::msg)?;
         self.query.lockout.validate().map_err(anyhow::Error::msg)?;
-        for (i, t) in self.query.tokens.iter().enumerate() {
-            if t.token.len() < 16 {
-                bail!(
-                    "query.tokens[{i}].token ({}) must be at least 16 characters",
-                    t.name
-                );
-            }
-        }
         if let Some(url) = &self.nats.url
             && !(url.starts_with("nats://") || url.starts_with("tls://") || url.contains(':'))
         {

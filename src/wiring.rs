@@ -239,14 +239,21 @@ pub async fn run_roles(
         });
         let router = adit_query::router(
             state,
-            config.query.tokens.clone(),
+            config.query.tokens()?,
             config.query.origin_policy().map_err(anyhow::Error::msg)?,
             ingest,
             adit_ingest::http::ROUTES,
         );
+        let tls = config.query.tls_acceptor().map_err(anyhow::Error::msg)?;
         let token = shutdown.clone();
         tasks.spawn(async move {
-            adit_query::serve(listener, router, async move { token.cancelled().await }).await?;
+            adit_query::serve(
+                listener,
+                router,
+                tls,
+                async move { token.cancelled().await },
+            )
+            .await?;
             Ok("query")
         });
     }

@@ -391,3 +391,189 @@ async fn changes_and_refusals_are_audited_and_guessing_tokens_is_banned() {
     }
     assert_eq!(rows.len(), 5, "reads are not audited: {rows:?}");
 }
+
+/// `adit <args>`'s standard output; panics with its error output when it fails.
+fn adit_output(args: &[&str]) -> String {
+    let out = std::process::Command::new(adit_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "adit {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An HS256 JWT with `claims`, signed with `secret`.
+fn jwt(secret: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_token_kept_as_its_digest_and_jwts_from_real_clients() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_arg = certs.to_string_lossy().into_owned();
+    adit_output(&[
+        "certs",
+        "--out",
+        &certs_arg,
+        "--server",
+        "localhost,127.0.0.1",
+    ]);
+    // The operator's token as `adit token new` makes it: the config keeps only its digest.
+    let made = adit_output(&["token", "new", "--name", "ops", "--role", "admin"]);
+    let lines: Vec<&str> = made.lines().collect();
+    let token = lines[1].trim().to_string();
+    let entry = &made[made.find("[[query.tokens]]").expect(&made)..];
+    assert!(
+        !entry.contains(&token),
+        "the config entry holds the token itself:\n{made}"
+    );
+    let digest = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256 = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect(&made)
+        .to_string();
+
+    let secret = "the-farm-identity-providers-hs256-secret";
+    let port = free_port();
+    let config = dir.path().join("https.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[query]\nlisten = \"127.0.0.1:{port}\"\n\
+             tls = {{ cert = \"{c}/coordinator.pem\", key = \"{c}/coordinator.key\" }}\n\
+             {entry}\n\
+             [query.jwt]\nalgorithm = \"HS256\"\nsecret = \"{secret}\"\nissuer = \"farm-idp\"\n",
+            c = certs_arg
+        ),
+    )
+    .unwrap();
+    let mut args = run_args(
+        dir.path(),
+        config.to_string_lossy().into_owned(),
+        &nats.url(),
+    );
+    *args.last_mut().unwrap() = "pipelines,query".into();
+    let app = App::command(dir.path(), "https", port, &args);
+
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem")).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    eventually(
+        std::time::Duration::from_secs(60),
+        "adit serves HTTPS",
+        || async {
+            https
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/health")).await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+
+    let sql = |bearer: Option<String>| {
+        let mut request = https
+            .post(format!("{base}/api/v1/sql?format=json"))
+            .header("content-type", "text/plain")
+            .body("SELECT 1 AS one");
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(sql(None).await, 401);
+    assert_eq!(sql(Some(token.clone())).await, 200, "{}", app.log());
+    assert_eq!(
+        sql(Some(digest.clone())).await,
+        401,
+        "the digest is not a token"
+    );
+
+    let now = chrono::Utc::now().timestamp();
+    let claims = |role: &str, exp: i64, iss: &str| json!({"sub": "alice@farm", "role": role, "exp": exp, "iss": iss});
+    let reader = jwt(secret, claims("read", now + 600, "farm-idp"));
+    assert_eq!(sql(Some(reader.clone())).await, 200);
+    let expired = jwt(secret, claims("read", now - 600, "farm-idp"));
+    assert_eq!(sql(Some(expired)).await, 401);
+    let elsewhere = jwt(secret, claims("admin", now + 600, "someone-else"));
+    assert_eq!(sql(Some(elsewhere)).await, 401);
+    let forged = jwt(
+        "not-the-farms-secret-not-the-farms-secret",
+        claims("admin", now + 600, "farm-idp"),
+    );
+    assert_eq!(sql(Some(forged)).await, 401);
+
+    // A JWT's role holds: read may not change the registry, operate may.
+    let put = |bearer: String| {
+        let request = https
+            .put(format!("{base}/api/v1/registry/sites/s1"))
+            .bearer_auth(bearer)
+            .json(&json!({"allocation_kw": 10.0}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(put(reader.clone()).await, 403);
+    let operator = jwt(secret, claims("operate", now + 600, "farm-idp"));
+    assert_eq!(put(operator).await, 201, "{}", app.log());
+
+    // The JWT's subject is who the audit trail names.
+    let audit = "SELECT who, role, method, status FROM audit WHERE method = 'PUT' ORDER BY ts";
+    let rows = || async {
+        let r = https
+            .post(format!("{base}/api/v1/sql?format=json"))
+            .bearer_auth(&token)
+            .header("content-type", "text/plain")
+            .body(audit)
+            .send()
+            .await
+            .unwrap();
+        if !r.status().is_success() {
+            return Vec::new();
+        }
+        r.json::<Vec<serde_json::Value>>().await.unwrap()
+    };
+    eventually(
+        std::time::Duration::from_secs(60),
+        "the audit rows landed",
+        || async { rows().await.len() >= 2 },
+    )
+    .await;
+    assert_eq!(
+        rows().await,
+        vec![
+            json!({"who": "alice@farm", "role": "read", "method": "PUT", "status": 403}),
+            json!({"who": "alice@farm", "role": "operate", "method": "PUT", "status": 201}),
+        ]
+    );
+
+    // `adit sql` over HTTPS, trusting the cluster's CA, with the JWT.
+    let printed = adit_output(&[
+        "sql",
+        "--url",
+        &base,
+        "--ca",
+        &format!("{certs_arg}/ca.pem"),
+        "--token",
+        &reader,
+        "--format",
+        "csv",
+        "SELECT 41 + 1 AS answer",
+    ]);
+    assert_eq!(printed.trim(), "answer\n42");
+}

@@ -137,13 +137,41 @@ impl Default for GrpcSection {
 pub struct RestSection {
     /// Listen address of `/api/*`, `/health` and `/metrics`.
     pub listen: String,
+    /// Static bearer tokens (as `[[query.tokens]]`; `worker = "id"` makes a worker's token,
+    /// which sees only that worker). With none and no `jwt`, the REST API is open, so it must
+    /// listen on loopback.
+    pub tokens: Vec<adit_auth::TokenConfig>,
+    /// JWT bearer tokens signed by this key (a `worker` claim scopes one to that worker).
+    pub jwt: Option<adit_auth::JwtConfig>,
+    /// Serve HTTPS with this certificate and key (PEM).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for RestSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8090".into(),
+            tokens: Vec::new(),
+            jwt: None,
+            tls: None,
         }
+    }
+}
+
+impl RestSection {
+    /// The tokens the REST API accepts (the JWT key read now).
+    pub fn tokens(&self) -> Result<adit_auth::Tokens> {
+        adit_auth::Tokens::new("cluster.rest", &self.tokens, self.jwt.as_ref())
+            .map_err(|e| invalid("cluster.rest", e.to_string()))
+    }
+
+    /// The TLS acceptor when `tls` is set (the files read now).
+    pub fn tls_acceptor(&self) -> Result<Option<adit_protocol::https::TlsAcceptor>> {
+        self.tls
+            .as_ref()
+            .map(|files| adit_protocol::tls::acceptor(files, None))
+            .transpose()
+            .map_err(|e| invalid("cluster.rest.tls", e.to_string()))
     }
 }
 
@@ -213,12 +241,24 @@ impl ClusterConfig {
                 format!("{:?}: {e}", self.grpc.listen),
             )
         })?;
-        self.rest.listen.parse::<SocketAddr>().map_err(|e| {
+        let rest = self.rest.listen.parse::<SocketAddr>().map_err(|e| {
             invalid(
                 "cluster.rest.listen",
                 format!("{:?}: {e}", self.rest.listen),
             )
         })?;
+        if !self.rest.tokens()?.enabled() && !rest.ip().is_loopback() {
+            return Err(invalid(
+                "cluster.rest.listen",
+                format!(
+                    "{rest} can be reached from other machines, but no cluster.rest.tokens are \
+                     set, so anyone who reaches it could read every worker. Add tokens \
+                     ([[cluster.rest.tokens]]; `adit token new` makes one) or \
+                     [cluster.rest.jwt], or listen on 127.0.0.1"
+                ),
+            ));
+        }
+        self.rest.tls_acceptor()?;
         if self.share_difficulty == 0 {
             return Err(invalid("cluster.share_difficulty", "must be at least 1"));
         }

@@ -633,6 +633,7 @@ pub async fn run(
                 e,
             )
         })?;
+    let (rest_tokens, rest_tls) = (config.rest.tokens()?, config.rest.tls_acceptor()?);
     let rest_listener = tokio::net::TcpListener::bind(&config.rest.listen)
         .await
         .map_err(|e| {
@@ -698,9 +699,12 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned());
-    let rest_stop = stop.clone();
-    let rest = axum::serve(rest_listener, crate::rest::router(Arc::clone(&coordinator)))
-        .with_graceful_shutdown(rest_stop.cancelled_owned());
+    let rest = adit_protocol::https::serve(
+        rest_listener,
+        crate::rest::router(Arc::clone(&coordinator), Arc::new(rest_tokens)),
+        rest_tls,
+        stop.clone().cancelled_owned(),
+    );
     tracing::info!(grpc = %bound.grpc, rest = %bound.rest, cluster = %coordinator.config.id, "coordinator listening");
     if let Some(ready) = ready
         && ready.send(bound).is_err()

@@ -1,12 +1,16 @@
 //! The coordinator's HTTP side, for people and monitoring: `/health`, `/api/stats`,
 //! `/api/workers`, `/api/workers/{id}`, `/api/jobs`, `/api/shares`, a live stream of updates
-//! (`/api/live`, Server-Sent Events) and `/metrics` (Prometheus).
+//! (`/api/live`, Server-Sent Events) and `/metrics` (Prometheus). With tokens configured
+//! (`[cluster.rest]`, the same static and JWT tokens as the main API), every route but
+//! `/health` needs one, and a worker's token (`worker = "id"`) sees only `/api/workers/{id}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use adit_auth::Tokens;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,8 +22,13 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::coordinator::Coordinator;
 
-/// The routes.
-pub(crate) fn router(coordinator: Arc<Coordinator>) -> Router {
+/// The routes, behind `tokens`.
+pub(crate) fn router(coordinator: Arc<Coordinator>, tokens: Arc<Tokens>) -> Router {
+    if !tokens.enabled() {
+        tracing::warn!(
+            "no cluster.rest tokens: the coordinator's REST API is open to this machine"
+        );
+    }
     Router::new()
         .route("/health", get(health))
         .route("/api/stats", get(stats))
@@ -30,6 +39,43 @@ pub(crate) fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/api/live", get(live))
         .route("/metrics", get(metrics))
         .with_state(coordinator)
+        .layer(axum::middleware::from_fn_with_state(tokens, guard))
+}
+
+/// Lets `/health` through; every other route needs a token (when tokens are configured), and a
+/// worker's token reaches only its own worker's entry.
+async fn guard(State(tokens): State<Arc<Tokens>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/health" {
+        return next.run(request).await;
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = match tokens.identify(authorization) {
+        Ok(caller) => caller,
+        Err(e) => return refusal(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
+    };
+    if let Some(worker) = &caller.worker
+        && path != format!("/api/workers/{worker}")
+    {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("a worker's token sees only /api/workers/{worker}"),
+        );
+    }
+    next.run(request).await
+}
+
+/// An error answer in the API's shape.
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 /// `{"status","workers","pool_connected"}`: `ok` when mining upstream, `degraded` without an
@@ -64,11 +110,11 @@ async fn workers(State(c): State<Arc<Coordinator>>) -> Response {
 async fn worker(State(c): State<Arc<Coordinator>>, Path(id): Path<String>) -> Response {
     match c.worker(&id) {
         Some(w) => Json(w).into_response(),
-        None => (
+        None => refusal(
             StatusCode::NOT_FOUND,
-            Json(json!({"error": {"code": "not_found", "message": format!("no worker {id}")}})),
-        )
-            .into_response(),
+            "not_found",
+            &format!("no worker {id}"),
+        ),
     }
 }
 
@@ -88,11 +134,11 @@ struct Limit {
 async fn shares(State(c): State<Arc<Coordinator>>, Query(q): Query<Limit>) -> Response {
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return (
+        return refusal(
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": {"code": "bad_request", "message": "limit must be 1 to 500"}})),
-        )
-            .into_response();
+            "bad_request",
+            "limit must be 1 to 500",
+        );
     }
     Json(c.recent_shares(limit)).into_response()
 }

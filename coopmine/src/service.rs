@@ -141,7 +141,14 @@ impl CoordinatorRpc for Service {
     ) -> Result<Response<WorkerStats>, Status> {
         let caller = worker_of(&request)?;
         let asked = &request.get_ref().worker;
-        let id = if asked.is_empty() { &caller } else { asked };
+        // A worker sees its own figures only; the cluster's are on the REST API, behind its
+        // tokens.
+        if !asked.is_empty() && *asked != caller {
+            return Err(Status::permission_denied(format!(
+                "worker {caller} may read only its own stats"
+            )));
+        }
+        let id = &caller;
         let w = self
             .coordinator
             .worker(id)

@@ -1,11 +1,12 @@
 //! XMRig's Stratum dialect and what speaking it needs, shared by the pool (`stratum`) and the
 //! cluster (`coopmine`): the codec (bytes ↔ typed messages, bounded lines), share targets, a
-//! job blob's nonce, RandomX hashing, TLS (server, client, mutual), and a typed client over TCP
-//! or TLS. No pool logic: sessions, verification threads and the node live in `stratum`.
+//! job blob's nonce, RandomX hashing, TLS (server, client, mutual, and HTTPS for adit's HTTP
+//! servers), and a typed client over TCP or TLS. No pool logic: sessions, verification threads and the node live in `stratum`.
 
 pub mod client;
 pub mod codec;
 mod error;
+pub mod https;
 mod id;
 pub mod randomx;
 pub mod target;

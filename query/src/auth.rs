@@ -1,7 +1,7 @@
-//! Bearer tokens with roles: read < operate < admin; and, around every guarded route, the
-//! lockout of addresses that fail to authenticate ([`crate::lockout`]) and the audit trail:
-//! every change (any method but GET, HEAD, OPTIONS) behind the operate or admin role, every
-//! refusal of one for want of a role, and every failed authentication is an
+//! Around every guarded route: who is calling (a static or JWT bearer token, [`adit_auth`]),
+//! the lockout of addresses that fail to authenticate ([`crate::lockout`]) and the audit
+//! trail: every change (any method but GET, HEAD, OPTIONS) behind the operate or admin role,
+//! every refusal of one for want of a role, and every failed authentication is an
 //! [`AuditEntry`] published for the `audit` table.
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,133 +11,14 @@ use std::time::Instant;
 use adit_ingest::publish::Outgoing;
 use adit_schemas::{AuditEntry, Event};
 use axum::extract::ConnectInfo;
-use axum::http::Method;
-
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+
+pub use adit_auth::{Caller, JwtConfig, Role, TokenConfig, Tokens};
 
 use crate::error::QueryError;
-
-/// What a token may do; each role includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Query and watch.
-    Read,
-    /// Also push data and act (ingest, overrides).
-    Operate,
-    /// Also manage the registry, rules and tokens.
-    Admin,
-}
-
-impl Role {
-    /// Its name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Operate => "operate",
-            Self::Admin => "admin",
-        }
-    }
-}
-
-/// One configured token.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it (for logs).
-    pub name: String,
-    /// The secret.
-    pub token: String,
-    /// Its role.
-    pub role: Role,
-}
-
-/// The configured tokens. With none configured, auth is off (a warning is logged at start).
-#[derive(Debug, Clone, Default)]
-pub struct Tokens {
-    /// All tokens.
-    tokens: Vec<TokenConfig>,
-}
-
-impl Tokens {
-    /// Tokens from config.
-    pub fn new(tokens: Vec<TokenConfig>) -> Self {
-        Self { tokens }
-    }
-
-    /// Whether auth is enforced.
-    pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty()
-    }
-
-    /// Checks that `authorization` (the header value) grants `needed`; returns who it is.
-    pub fn check(&self, authorization: Option<&str>, needed: Role) -> Result<Caller, QueryError> {
-        let caller = self.identify(authorization)?;
-        if caller.role < needed {
-            return Err(QueryError::Forbidden {
-                needed: needed.name(),
-                has: caller.role.name(),
-            });
-        }
-        Ok(caller)
-    }
-
-    /// Who `authorization` (the header value) names, whatever the route needs.
-    pub fn identify(&self, authorization: Option<&str>) -> Result<Caller, QueryError> {
-        if !self.enabled() {
-            return Ok(Caller::anonymous());
-        }
-        let presented = authorization
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(QueryError::Unauthorized)?;
-        // Every token is compared, each through its digest: the time taken tells neither
-        // which token nor how much of one matched, nor a token's length.
-        let presented = digest(presented.as_bytes());
-        let token = self
-            .tokens
-            .iter()
-            .fold(None, |found, t| {
-                let same: bool = digest(t.token.as_bytes()).ct_eq(&presented).into();
-                found.or(same.then_some(t))
-            })
-            .ok_or(QueryError::Unauthorized)?;
-        Ok(Caller {
-            name: token.name.clone(),
-            role: token.role,
-        })
-    }
-}
-
-/// A token's SHA-256: fixed length, so comparing two says nothing of their lengths.
-fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
-}
-
-/// Who made a request: the token's name and role (a request extension set by [`require`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Caller {
-    /// The token's name; `anonymous` when auth is off.
-    pub name: String,
-    /// Its role.
-    pub role: Role,
-}
-
-impl Caller {
-    /// The caller when no tokens are configured.
-    pub fn anonymous() -> Self {
-        Self {
-            name: "anonymous".into(),
-            role: Role::Admin,
-        }
-    }
-}
 
 /// What every guard shares: who has failed to authenticate, and where the audit trail goes.
 pub struct Trail {
@@ -187,6 +68,7 @@ pub async fn require(State(guard): State<Guard>, mut request: Request, next: Nex
     let caller = match guard.tokens.identify(header) {
         Ok(caller) => caller,
         Err(e) => {
+            let e = QueryError::Unauthorized(e);
             let action = recorded("unknown", "none", StatusCode::UNAUTHORIZED);
             record(&guard.trail, action).await;
             if let Some(ip) = from {
@@ -196,6 +78,10 @@ pub async fn require(State(guard): State<Guard>, mut request: Request, next: Nex
             return e.into_response();
         }
     };
+    if caller.worker.is_some() {
+        // A worker's token is for the cluster coordinator's REST, and sees one worker there.
+        return QueryError::WorkerToken.into_response();
+    }
     if caller.role < guard.needed {
         if changes {
             let action = recorded(&caller.name, caller.role.name(), StatusCode::FORBIDDEN);
@@ -252,44 +138,5 @@ async fn record(trail: &Trail, action: Action) {
     {
         metrics::counter!("adit_audit_lost_total").increment(1);
         tracing::error!(error = %e, who = %entry.who, method = %entry.method, path = %entry.path, status = entry.status, "an action could not be recorded in the audit trail");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_are_ordered_and_checked() {
-        let tokens = Tokens::new(vec![
-            TokenConfig {
-                name: "r".into(),
-                token: "rt".into(),
-                role: Role::Read,
-            },
-            TokenConfig {
-                name: "a".into(),
-                token: "at".into(),
-                role: Role::Admin,
-            },
-        ]);
-        assert_eq!(
-            tokens.check(Some("Bearer rt"), Role::Read).unwrap().name,
-            "r"
-        );
-        assert!(matches!(
-            tokens.check(Some("Bearer rt"), Role::Operate),
-            Err(QueryError::Forbidden { .. })
-        ));
-        assert!(tokens.check(Some("Bearer at"), Role::Operate).is_ok());
-        assert!(matches!(
-            tokens.check(None, Role::Read),
-            Err(QueryError::Unauthorized)
-        ));
-        assert!(matches!(
-            tokens.check(Some("Bearer nope"), Role::Read),
-            Err(QueryError::Unauthorized)
-        ));
-        assert!(Tokens::default().check(None, Role::Admin).is_ok());
     }
 }

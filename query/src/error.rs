@@ -9,9 +9,12 @@ use axum::response::{IntoResponse, Response};
 /// Everything a query request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// No or unknown bearer token.
-    #[error("missing or unknown bearer token")]
-    Unauthorized,
+    /// No bearer token, or one that is not valid here.
+    #[error("{0}")]
+    Unauthorized(#[from] adit_auth::AuthError),
+    /// A cluster worker's token, which is for the coordinator's REST only.
+    #[error("a cluster worker's token is for the coordinator's REST API only")]
+    WorkerToken,
     /// The token's role is below what the route needs.
     #[error("this needs the {needed} role; the token has {has}")]
     Forbidden {
@@ -64,7 +67,8 @@ impl QueryError {
     /// Status and stable code for this error.
     pub fn status_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::WorkerToken => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),

@@ -3,8 +3,8 @@
 //! A read-only SQL API over every Delta table (`POST /api/v1/sql`, `GET /api/v1/sql?q=`) that
 //! answers in JSON, NDJSON, CSV, Arrow IPC or Parquet with per-query time, memory and row
 //! limits; REST views of the pool (stats, blocks, payments, miners, workers); an OpenAPI
-//! document of every route; health, readiness and Prometheus metrics endpoints; bearer-token
-//! auth with roles, a lockout of addresses that fail it, and an audit trail of every change.
+//! document of every route; health, readiness and Prometheus metrics endpoints; bearer tokens
+//! (static or JWT) with roles, HTTPS when a certificate is configured, a lockout of addresses that fail it, and an audit trail of every change.
 //! Other crates' routes (HTTP ingest) are mounted here behind the role they need. It never
 //! writes a table.
 
@@ -27,6 +27,6 @@ pub mod views;
 pub mod violations;
 
 pub use adit_sql::{Catalog, SqlEngine, SqlLimits};
-pub use auth::{Role, TokenConfig};
+pub use auth::{JwtConfig, Role, TokenConfig, Tokens};
 pub use error::{QueryError, Result};
 pub use server::{AppState, QueryConfig, router, serve};

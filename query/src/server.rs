@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::auth::{Caller, Guard, Role, TokenConfig, Tokens, require};
+use crate::auth::{Caller, Guard, JwtConfig, Role, TokenConfig, Tokens, require};
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
 use crate::{views, violations};
@@ -35,8 +35,12 @@ pub struct QueryConfig {
     pub snapshot_refresh: std::time::Duration,
     /// Where the API's statements run: here, or on a Ballista cluster.
     pub engine: adit_sql::QueryEngine,
-    /// Bearer tokens; none configured means auth is off.
+    /// Static bearer tokens; with none and no `jwt`, auth is off.
     pub tokens: Vec<TokenConfig>,
+    /// JWT bearer tokens signed by this key, besides the static ones.
+    pub jwt: Option<JwtConfig>,
+    /// Serve HTTPS with this certificate and key (PEM) instead of HTTP.
+    pub tls: Option<adit_protocol::TlsFiles>,
     /// Most live (SSE) subscribers at once; more get a 429.
     pub live_max_subscribers: usize,
     /// SQL statements running at once, per token role.
@@ -61,6 +65,8 @@ impl Default for QueryConfig {
             snapshot_refresh: std::time::Duration::from_millis(250),
             engine: adit_sql::QueryEngine::Local,
             tokens: Vec::new(),
+            jwt: None,
+            tls: None,
             live_max_subscribers: 256,
             concurrency: crate::admission::ConcurrencyConfig::default(),
             node: None,
@@ -76,6 +82,38 @@ impl QueryConfig {
     /// things); an error names the setting that does not parse.
     pub fn origin_policy(&self) -> std::result::Result<crate::origin::OriginPolicy, String> {
         crate::origin::OriginPolicy::new(self.public_url.as_deref(), &self.allowed_hosts)
+    }
+
+    /// The API's URL on this machine: `https://` with `tls`, `http://` without.
+    pub fn local_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.listen)
+    }
+
+    /// The tokens the API accepts (static and JWT, the JWT key read now); an error names the
+    /// setting. A worker's token (`worker = …`) is the coordinator's, not the API's.
+    pub fn tokens(&self) -> std::result::Result<Tokens, adit_auth::Invalid> {
+        if let Some(i) = self.tokens.iter().position(|t| t.worker.is_some()) {
+            return Err(adit_auth::Invalid {
+                key: format!("query.tokens[{i}].worker"),
+                reason:
+                    "a worker's token is for [cluster.rest] tokens; the API has no worker scope"
+                        .into(),
+            });
+        }
+        Tokens::new("query", &self.tokens, self.jwt.as_ref())
+    }
+
+    /// The TLS acceptor for HTTPS when `tls` is set (the files read now); an error names the
+    /// setting.
+    pub fn tls_acceptor(
+        &self,
+    ) -> std::result::Result<Option<adit_protocol::https::TlsAcceptor>, String> {
+        self.tls
+            .as_ref()
+            .map(|files| adit_protocol::tls::acceptor(files, None))
+            .transpose()
+            .map_err(|e| format!("query.tls: {e}"))
     }
 }
 
@@ -116,12 +154,12 @@ pub type ExtraRoutes = &'static [(&'static str, &'static str, &'static str)];
 /// every route behind `origins` (what a browser may ask, checked before the token).
 pub fn router(
     state: AppState,
-    tokens: Vec<TokenConfig>,
+    tokens: Tokens,
     origins: crate::origin::OriginPolicy,
     extra_operate: Router,
     extra_docs: ExtraRoutes,
 ) -> Router {
-    let tokens = Arc::new(Tokens::new(tokens));
+    let tokens = Arc::new(tokens);
     if !tokens.enabled() {
         tracing::warn!("no API tokens configured: the API is open to anyone who can reach it");
     }
@@ -262,17 +300,16 @@ fn registry_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains open requests.
+/// Serves `router` on `listener` (HTTPS with `tls`) until `shutdown` completes, then drains
+/// open requests.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<adit_protocol::https::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // The client's address reaches the handlers (the lockout and the audit trail read it).
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    adit_protocol::https::serve(listener, router, tls, shutdown).await
 }
 
 /// Liveness: the process answers.
@@ -576,7 +613,7 @@ async fn run_streamed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Role, TokenConfig};
+    use crate::auth::{Role, TokenConfig, Tokens};
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
@@ -604,18 +641,15 @@ mod tests {
             admission: Arc::new(crate::admission::Admission::new(Default::default())),
             lockout: Default::default(),
         };
-        let tokens = vec![
-            TokenConfig {
-                name: "r".into(),
-                token: "reader-token-0000".into(),
-                role: Role::Read,
-            },
-            TokenConfig {
-                name: "a".into(),
-                token: "admin-token-00000".into(),
-                role: Role::Admin,
-            },
-        ];
+        let tokens = Tokens::new(
+            "query",
+            &[
+                TokenConfig::new("r", "reader-token-0000", Role::Read),
+                TokenConfig::new("a", "admin-token-00000", Role::Admin),
+            ],
+            None,
+        )
+        .unwrap();
         let operate = Router::new().route(
             "/api/v1/ingest/{kind}",
             axum::routing::post(|| async { "ingested" }),

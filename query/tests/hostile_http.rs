@@ -13,7 +13,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use adit_query::{AppState, Catalog, Role, SqlEngine, SqlLimits, TokenConfig, router};
+use adit_query::{AppState, Catalog, Role, SqlEngine, SqlLimits, TokenConfig, Tokens, router};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Method, Request, StatusCode, Uri, header};
@@ -67,16 +67,16 @@ fn app() -> Router {
                 admission: Arc::new(adit_query::admission::Admission::new(Default::default())),
                 lockout: Default::default(),
             };
-            let token = |name: &str, token: &str, role| TokenConfig {
-                name: name.into(),
-                token: token.into(),
-                role,
-            };
-            let tokens = vec![
-                token("r", READ, Role::Read),
-                token("o", OPERATE, Role::Operate),
-                token("a", ADMIN, Role::Admin),
-            ];
+            let tokens = Tokens::new(
+                "query",
+                &[
+                    TokenConfig::new("r", READ, Role::Read),
+                    TokenConfig::new("o", OPERATE, Role::Operate),
+                    TokenConfig::new("a", ADMIN, Role::Admin),
+                ],
+                None,
+            )
+            .unwrap();
             // As the binary mounts HTTP ingest: behind the operate role.
             let operate = Router::new().route(
                 "/api/v1/ingest/{kind}",

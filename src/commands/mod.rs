@@ -4,6 +4,7 @@ mod cluster;
 mod compliance;
 pub mod replay;
 mod sql;
+mod token;
 
 use std::time::Duration;
 
@@ -80,6 +81,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Certs(args) => cluster::certs(&args),
+        Command::Token(args) => token::run(&args),
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },
@@ -214,7 +216,7 @@ async fn demo(
             token.cancel();
         });
     }
-    let url = format!("http://{}", config.query.listen);
+    let url = config.query.local_url();
     eprintln!(
         "adit demo: simulated farm devices → adapters → NATS JetStream → pipelines → Delta tables under {}\n\
          \x20          the curtailment controller's commands → actuators → the simulated devices\n\

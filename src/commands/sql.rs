@@ -9,16 +9,21 @@ use crate::config::Config;
 
 /// Runs the query and prints the result.
 pub(super) async fn run(config: &Config, args: &SqlArgs) -> anyhow::Result<()> {
-    let base = args
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.query.listen));
+    let base = args.url.clone().unwrap_or_else(|| config.query.local_url());
     let wire = match args.format.as_str() {
         "table" => "arrow",
         f @ ("csv" | "json" | "ndjson") => f,
         other => bail!("--format {other:?}: use table, csv, json or ndjson"),
     };
-    let mut request = reqwest::Client::new()
+    let mut client = reqwest::Client::builder();
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading --ca {}", ca.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("--ca {} is not a PEM certificate", ca.display()))?;
+        client = client.add_root_certificate(cert);
+    }
+    let mut request = client
+        .build()?
         .post(format!(
             "{}/api/v1/sql?format={wire}",
             base.trim_end_matches('/')
