@@ -280,7 +280,12 @@ mod tests {
             toml::from_str(&readme[start..end]).expect("the README's config parses");
         config.validate().expect("the README's config validates");
         assert_eq!(config.pipelines.batch_max_rows, 20_000);
-        assert_eq!(config.query.tokens.len(), 1);
+        assert_eq!(config.query.tokens.len(), 2);
+        let tokens = config.query.tokens().unwrap();
+        let grafana = tokens
+            .identify(Some("Bearer a-long-random-secret"))
+            .unwrap();
+        assert_eq!(grafana.name, "grafana");
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! driving Debian's `chromium` over the DevTools protocol) loads every page, waits for a live
 //! update, checks that the pool hashrate and a site's power shown are what SQL says, makes and
 //! cancels overrides through the control page, screenshots each page, and fails on any console
-//! error. scripts/setup.sh installs chromium and playwright; without them this test fails.
+//! error. The demo serves HTTPS with a certificate from `adit certs` and requires tokens, as a
+//! farm's API would (issue 23): the page works with a token typed into its prompt. The Python
+//! client verifies the certificate against the CA; Chromium is told to accept it.
+//! scripts/setup.sh installs chromium and playwright; without them this test fails.
 
 mod common;
 
@@ -13,9 +16,13 @@ use std::time::{Duration, Instant};
 
 use common::Demo;
 
-async fn count(port: u16, table: &str) -> i64 {
-    let Ok(r) = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/v1/sql?format=json"))
+/// The operator's token, typed into the dashboard's prompt.
+const TOKEN: &str = "dashboard-operator-0123456789";
+
+async fn count(client: &reqwest::Client, base: &str, table: &str) -> i64 {
+    let Ok(r) = client
+        .post(format!("{base}/api/v1/sql?format=json"))
+        .bearer_auth(TOKEN)
         .body(format!("SELECT count(*) AS n FROM {table}"))
         .send()
         .await
@@ -30,12 +37,21 @@ async fn count(port: u16, table: &str) -> i64 {
 }
 
 /// Runs the driver script with a deadline; its exit status and everything it printed.
-fn run_script(url: &str, shots: &Path) -> (std::process::ExitStatus, String) {
+fn run_script(url: &str, ca: &Path, shots: &Path) -> (std::process::ExitStatus, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
     let output = std::fs::File::create(shots.with_extension("log")).unwrap();
     let mut child = Command::new("python3")
         .arg(&script)
-        .args(["--url", url, "--out", shots.to_str().unwrap()])
+        .args([
+            "--url",
+            url,
+            "--out",
+            shots.to_str().unwrap(),
+            "--token",
+            TOKEN,
+        ])
+        .arg("--ca")
+        .arg(ca)
         .stdout(output.try_clone().unwrap())
         .stderr(output)
         .stdin(Stdio::null())
@@ -58,13 +74,31 @@ fn run_script(url: &str, shots: &Path) -> (std::process::ExitStatus, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_sql_says_in_headless_chromium() {
-    let mut demo = Demo::start();
-    let http = demo.http;
+    let certs = tempfile::tempdir().unwrap();
+    let made = Command::new(common::adit_binary())
+        .args(["certs", "--server", "localhost,127.0.0.1", "--out"])
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let mut demo = Demo::start_with(&format!(
+        "[query]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\
+         tokens = [{{ name = \"operator\", token = \"{TOKEN}\", role = \"admin\" }}]\n",
+        pem("coordinator.pem"),
+        pem("coordinator.key")
+    ));
+    let base = format!("https://localhost:{}", demo.http);
+    let ca = certs.path().join("ca.pem");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
 
     // The pages have something to show once minutes of hashrate and energy are closed.
     let started = Instant::now();
     for table in ["hashrate_1m", "site_energy_1m"] {
-        while count(http, table).await == 0 {
+        while count(&client, &base, table).await == 0 {
             assert!(
                 started.elapsed() < Duration::from_secs(360),
                 "no {table} rows; log:\n{}",
@@ -81,8 +115,7 @@ async fn the_dashboard_shows_what_sql_says_in_headless_chromium() {
     };
     std::fs::create_dir_all(&shots).unwrap();
     eprintln!("screenshots go to {}", shots.display());
-    let url = format!("http://127.0.0.1:{http}");
-    let (status, printed) = tokio::task::spawn_blocking(move || run_script(&url, &shots))
+    let (status, printed) = tokio::task::spawn_blocking(move || run_script(&base, &ca, &shots))
         .await
         .unwrap();
     eprintln!("--- tests/browser/dashboard.py ---\n{printed}--- end ---");

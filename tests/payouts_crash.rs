@@ -1,7 +1,10 @@
 //! Payouts exactly once under SIGKILL (issue 8): 60 000 shares from 50 miners and 30 blocks on
 //! the MINING stream, the pipelines process killed at random moments and restarted; afterwards
 //! every block is split once, and each miner's payout equals a split computed here, from the
-//! landed `shares` and `blocks` tables, with the pure split function.
+//! landed `shares` and `blocks` tables, with the pure split function. The network difficulty
+//! triples every 5 blocks (150 000 to 36 450 000), so from the 16th block on a block's window
+//! reaches back past the block before it: the shares PPLNS keeps between blocks must cover a
+//! window that grows (issue 23), through every restart.
 
 mod common;
 
@@ -46,7 +49,7 @@ fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
                 job_id: share.job_id,
                 nonce: share.nonce,
                 reward: 600_000_000_000 + i as u64,
-                network_difficulty: 150_000,
+                network_difficulty: 150_000 * 3u64.pow((i / BLOCK_EVERY / 5) as u32),
                 status: BlockStatus::Submitted,
                 error: None,
                 ts: share.ts,

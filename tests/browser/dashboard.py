@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives adit's web dashboard in real headless Chromium (issue 12).
 
-Usage: dashboard.py --url http://127.0.0.1:PORT --out SCREENSHOT_DIR [--token T]
+Usage: dashboard.py --url https://localhost:PORT --out SCREENSHOT_DIR [--token T] [--ca CA.pem]
 
 Against a running `adit demo` (tests/dashboard.rs starts one): loads every page (overview,
 miner with the demo's wallet found through SQL over shares, site, cluster, SQL console,
@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import ssl
 import sys
 import time
 import urllib.error
@@ -49,9 +50,11 @@ def log(msg):
 
 
 class Api:
-    def __init__(self, url, token):
+    def __init__(self, url, token, ca):
         self.url = url.rstrip("/")
         self.token = token
+        # An https:// API's certificate is checked against its CA (--ca) or the system's.
+        self.tls = ssl.create_default_context(cafile=ca) if ca else None
 
     def sql(self, query, fmt="json"):
         req = urllib.request.Request(
@@ -63,7 +66,7 @@ class Api:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=30, context=self.tls) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as e:
             raise Failure(f"SQL {query!r} answered {e.code}: {e.read().decode(errors='replace')}")
@@ -89,7 +92,7 @@ def shown_number(text, kind):
 class Run:
     def __init__(self, args):
         self.args = args
-        self.api = Api(args.url, args.token)
+        self.api = Api(args.url, args.token, args.ca)
         self.errors = []
         self.shots = []
         os.makedirs(args.out, exist_ok=True)
@@ -164,6 +167,11 @@ class Run:
     # -- pages ----------------------------------------------------------------------------------
     def overview(self, page, site):
         self.go(page, "overview")
+        scheme = page.evaluate("location.protocol")
+        secure = page.evaluate("window.isSecureContext")
+        log(f"served over {scheme} (secure context: {secure})")
+        if self.args.url.startswith("https://") and (scheme != "https:" or not secure):
+            raise Failure(f"the dashboard is not served over HTTPS: {scheme}, secure context {secure}")
         self.compare(page, "pool-hashrate", "hash")
         self.compare(page, f"site-power-{site}", "power")
         for testid in ("miners-online", "workers-online", "shares-accepted"):
@@ -299,7 +307,11 @@ class Run:
         log(f"dashboard at {self.args.url}; wallet {wallet[:16]}…; sites {sites}")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+            https = self.args.url.startswith("https://")
+            # Chromium has its own trust store; the certificate of an https:// API under test
+            # comes from a CA of the test's own (--ca), which the Python client checks above.
+            context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True,
+                                          ignore_https_errors=https)
             if self.args.token:
                 # What a person types into the token prompt, kept in the session as the page does.
                 context.add_init_script(f"sessionStorage.setItem('adit.token', {json.dumps(self.args.token)})")
@@ -335,6 +347,7 @@ def main():
     ap.add_argument("--url", required=True, help="the dashboard's base URL, e.g. http://127.0.0.1:8080")
     ap.add_argument("--out", required=True, help="folder for the screenshots")
     ap.add_argument("--token", default=os.environ.get("ADIT_TOKEN", ""), help="bearer token, if the API has tokens")
+    ap.add_argument("--ca", default="", help="CA certificate (PEM) of an https:// API's certificate")
     ap.add_argument("--live-timeout", type=int, default=180, help="seconds to wait for a live event")
     args = ap.parse_args()
     run = Run(args)

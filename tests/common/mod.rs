@@ -385,13 +385,20 @@ pub struct Demo {
 
 impl Demo {
     /// Starts the demo.
+    #[allow(dead_code)]
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts the demo with `extra_toml` in its config (tokens, TLS…).
+    #[allow(dead_code)]
+    pub fn start_with(extra_toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (http, stratum) = (free_port(), free_port());
         let config = dir.path().join("demo.toml");
         std::fs::write(
             &config,
-            format!("[pool]\nlisten = \"127.0.0.1:{stratum}\"\n"),
+            format!("[pool]\nlisten = \"127.0.0.1:{stratum}\"\n{extra_toml}"),
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
