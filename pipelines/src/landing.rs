@@ -18,7 +18,7 @@ pub struct Landing {
     /// Subject filter with `{part}` where a partition key (site or pool) goes.
     subject: String,
     /// Subject filter when unpartitioned; empty: the whole stream (whose other kinds are
-    /// dead-lettered), for a stream that carries only the kinds landed.
+    /// dead-lettered), only for a stream that carries nothing but the kinds landed.
     whole: String,
     /// Event kinds expected on it; anything else is dead-lettered.
     kinds: Vec<EventKind>,
@@ -60,7 +60,9 @@ impl Landing {
             name: "alerts".into(),
             stream: names::STREAM_RESULTS.into(),
             subject: "results.alert.{part}".into(),
-            whole: String::new(),
+            // RESULTS also carries every pipeline's results (payouts, energy, decisions…):
+            // read only alerts, or each of those would be dead-lettered here.
+            whole: "results.alert.>".into(),
             kinds: vec![EventKind::Alert],
         }
     }
@@ -71,7 +73,7 @@ impl Landing {
             name: "notifications".into(),
             stream: names::STREAM_RESULTS.into(),
             subject: "results.notification.{part}".into(),
-            whole: String::new(),
+            whole: "results.notification.>".into(),
             kinds: vec![EventKind::Notification],
         }
     }
@@ -182,5 +184,58 @@ mod tests {
         assert_eq!(out.tables.len(), 1);
         assert_eq!(out.tables[0].0, names::TABLE_ENERGY_READINGS);
         assert_eq!(out.tables[0].1.num_rows(), 1);
+    }
+
+    /// Whether NATS subject `subject` matches `filter` (`*` one token, `>` the rest; empty:
+    /// everything).
+    fn matches(filter: &str, subject: &str) -> bool {
+        if filter.is_empty() {
+            return true;
+        }
+        let (mut f, mut s) = (filter.split('.'), subject.split('.'));
+        loop {
+            match (f.next(), s.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some(a), Some(b)) if a == "*" || a == b => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    /// A landing on a stream other publishers share reads only its kinds' subjects
+    /// unpartitioned: the alerts landing used to read all of RESULTS and dead-letter every
+    /// payout, energy result and decision there.
+    #[test]
+    fn a_landing_on_a_shared_stream_reads_only_its_kinds() {
+        let others = [
+            "results.payout.p1",
+            "results.energy.s1",
+            "results.decision.s1",
+            "results.payment.p1",
+            "control.command.s1",
+            "control.override.s1",
+        ];
+        for (landing, ours) in [
+            (Landing::alerts(), "results.alert.critical"),
+            (Landing::notifications(), "results.notification.ops"),
+            (Landing::audit(), "control.audit.admin"),
+        ] {
+            let input = &landing.spec().inputs[0];
+            let filter = input.filter(None).unwrap();
+            assert_eq!(EventKind::from_subject(ours), Some(landing.kinds[0]));
+            assert!(
+                matches(&filter, ours),
+                "{}: {filter} misses {ours}",
+                landing.name
+            );
+            for other in others {
+                assert!(
+                    !matches(&filter, other),
+                    "{}: {filter} reads {other}",
+                    landing.name
+                );
+            }
+        }
     }
 }
