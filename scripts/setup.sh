@@ -3,7 +3,7 @@
 # cmake (RandomX), protoc (the cluster's gRPC code), nats-server, mosquitto (MQTT adapter tests), monerod and monero-wallet-rpc
 # (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
 # moto's S3 server (the object-store test), aiosmtpd (the email notification test),
-# Prometheus's promtool (the monitoring test), and Chromium with Python Playwright (the
+# Prometheus's promtool (the monitoring test), systemd-analyze (the install test), and Chromium with Python Playwright (the
 # dashboard's headless-browser test; Debian's chromium, no browser download). Idempotent: skips
 # what is already there.
 set -euo pipefail
@@ -19,6 +19,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2

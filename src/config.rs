@@ -78,6 +78,8 @@ pub struct Config {
     pub cluster: adit_coopmine::ClusterConfig,
     /// A cluster worker (`adit worker`).
     pub worker: adit_coopmine::WorkerConfig,
+    /// Where the log goes.
+    pub log: crate::logging::LogConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -198,6 +200,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("pool.{e}"))?;
         self.payments.validate()?;
         self.egress.validate().map_err(anyhow::Error::msg)?;
+        self.log.validate()?;
         self.query.lockout.validate().map_err(anyhow::Error::msg)?;
         if let Some(url) = &self.nats.url
             && !(url.starts_with("nats://") || url.starts_with("tls://") || url.contains(':'))

@@ -16,8 +16,7 @@ use crate::config::Config;
 use crate::wiring;
 
 /// Runs the parsed command.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(&cli.global)?;
+pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     match cli.command {
         Command::Demo(args) => demo(&config, args.duration, shutdown).await,
