@@ -80,6 +80,8 @@ pub struct Config {
     pub worker: adit_coopmine::WorkerConfig,
     /// Where the log goes.
     pub log: crate::logging::LogConfig,
+    /// The vital signs sampled and the free space a volume needs.
+    pub health: crate::health::HealthConfig,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -201,6 +203,7 @@ impl Config {
         self.payments.validate()?;
         self.egress.validate().map_err(anyhow::Error::msg)?;
         self.log.validate()?;
+        self.health.validate()?;
         self.query.lockout.validate().map_err(anyhow::Error::msg)?;
         if let Some(url) = &self.nats.url
             && !(url.starts_with("nats://") || url.starts_with("tls://") || url.contains(':'))

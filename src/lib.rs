@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod health;
 pub mod logging;
 pub mod metrics_catalog;
 pub mod nats_server;

@@ -358,6 +358,31 @@ const METRICS: &[Metric] = &[
         Unset,
         "Tables the SQL catalog holds.",
     ),
+    // the process and the host (health.rs); metrics-process describes the process_* series.
+    m(
+        "adit_disk_free_bytes",
+        Gauge,
+        Unset,
+        "Free space of a volume adit writes (volume: tables, data), bytes.",
+    ),
+    m(
+        "adit_disk_total_bytes",
+        Gauge,
+        Unset,
+        "Size of a volume adit writes (volume: tables, data), bytes.",
+    ),
+    m(
+        "adit_stream_messages",
+        Gauge,
+        Unset,
+        "Messages held by a JetStream stream.",
+    ),
+    m(
+        "adit_stream_bytes",
+        Gauge,
+        Unset,
+        "Bytes held by a JetStream stream.",
+    ),
 ];
 
 /// Describes every metric and starts at zero those that only move on an event. Called once,

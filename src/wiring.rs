@@ -174,6 +174,17 @@ fn injected_faults() -> anyhow::Result<adit_supervise::Faults> {
     adit_supervise::Faults::parse(&spec).map_err(|e| anyhow::anyhow!("ADIT_FAULTS: {e}"))
 }
 
+/// The volumes whose free space `/ready` watches: the table root when it is a folder, and the
+/// data folder (the managed NATS store, the nonce journals).
+fn watched_volumes(config: &Config) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut volumes = vec![("data", config.data_dir())];
+    let tables = config.tables_root();
+    if !tables.contains("://") {
+        volumes.push(("tables", std::path::PathBuf::from(tables)));
+    }
+    volumes
+}
+
 /// Runs `roles` until `shutdown`; the first role to fail cancels the rest and is returned.
 pub async fn run_roles(
     config: &Config,
@@ -187,6 +198,20 @@ pub async fn run_roles(
     // What the supervisors of long-lived tasks report, read by `/ready`.
     let vitals = adit_supervise::Vitals::with_faults(injected_faults()?);
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    {
+        let (health, vitals, token) = (config.health.clone(), vitals.clone(), shutdown.clone());
+        let (volumes, js) = (watched_volumes(config), services.js.clone());
+        tasks.spawn(async move {
+            supervised("health", &vitals.clone(), || {
+                let watched = crate::health::Watched {
+                    volumes: volumes.clone(),
+                    js: Some(js.clone()),
+                };
+                crate::health::run(health.clone(), watched, vitals.clone(), token.clone())
+            })
+            .await
+        });
+    }
     if roles.contains(&Role::Pipelines) {
         let ctx = PipelineContext {
             js: services.js.clone(),

@@ -3,7 +3,9 @@
 //! only) and is restarted, counted in `adit_task_restarts_total{task}` and shown by `/ready`,
 //! while the process stays the same process and its readings keep landing; a part that keeps
 //! dying is shown down by `/ready` (503) and then stops the process with a non-zero exit, so
-//! systemd or the container runtime restarts it.
+//! systemd or the container runtime restarts it. And a volume adit writes that is nearly full
+//! is shown down by `/ready` too (issue 25), with the process's and the host's vital signs on
+//! `/metrics`.
 
 mod common;
 
@@ -178,4 +180,54 @@ async fn a_part_that_keeps_dying_is_shown_down_then_stops_the_process() {
         log.contains("adapters kept failing and was given up on"),
         "log:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_volume_is_shown_down_with_the_vital_signs_on_metrics() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // No volume has an exabyte free: both are "nearly full".
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query",
+        "[health]\nsample_every = \"1s\"\nmin_free_bytes = 1000000000000000000\n",
+    );
+    app.wait_http().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some((503, body)) = ready(&app).await
+            && body["down"].as_array().is_some_and(|d| d.len() >= 2)
+        {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready never named the volumes; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        body["down"],
+        serde_json::json!(["disk:data", "disk:tables"]),
+        "{body}"
+    );
+    let reason = body["parts"]["disk:tables"]["last_error"].as_str().unwrap();
+    assert!(reason.contains("health.min_free_bytes"), "{reason}");
+    assert!(app.log().contains("a volume adit writes is nearly full"));
+
+    let metrics = metrics(&app).await;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{metrics}"))
+    };
+    assert!(value("adit_disk_free_bytes{volume=\"tables\"} ") > 0.0);
+    assert!(value("adit_disk_total_bytes{volume=\"data\"} ") > 0.0);
+    assert!(value("process_resident_memory_bytes ") > 1e6);
+    assert!(value("process_open_fds ") > 0.0);
+    assert!(value("process_threads ") >= 2.0);
+    assert!(value("adit_stream_messages{stream=\"MINING\"} ") >= 0.0);
 }

@@ -62,6 +62,16 @@ impl Vitals {
         f(part);
     }
 
+    /// Records the state of a part that is checked rather than run (free disk space, a
+    /// service adit depends on): up when `state` is `Ok`, down with the reason otherwise. Its
+    /// restart count is left alone.
+    pub fn report(&self, name: &str, state: Result<(), String>) {
+        self.update(name, |part| {
+            part.up = state.is_ok();
+            part.last_error = state.err();
+        });
+    }
+
     /// Every part with its state.
     pub fn parts(&self) -> BTreeMap<String, Part> {
         self.parts
