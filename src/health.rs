@@ -4,6 +4,7 @@
 //! folder with the managed NATS store), and each JetStream stream's messages and bytes. A volume
 //! under its free-space threshold is reported down in the vitals, so `/ready` answers 503
 //! naming it (`disk:tables`) before a full disk stops ingest; it is up again once there is room.
+//! So is the pool's node while its client cannot reach it (`node`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,6 +75,8 @@ pub struct Watched {
     pub volumes: Vec<(&'static str, PathBuf)>,
     /// JetStream, for the streams' sizes (none: not read).
     pub js: Option<async_nats::jetstream::Context>,
+    /// The pool's node, reported as the part `node` (none: this process runs no pool).
+    pub node: Option<adit_stratum::Node>,
 }
 
 /// Samples until `shutdown`.
@@ -107,6 +110,9 @@ pub async fn run(
                 _ => {}
             }
             vitals.report(&part, state);
+        }
+        if let Some(node) = &watched.node {
+            vitals.report("node", node.reachable());
         }
         if let Some(js) = &watched.js {
             streams(js).await;

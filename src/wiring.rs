@@ -198,20 +198,8 @@ pub async fn run_roles(
     // What the supervisors of long-lived tasks report, read by `/ready`.
     let vitals = adit_supervise::Vitals::with_faults(injected_faults()?);
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-    {
-        let (health, vitals, token) = (config.health.clone(), vitals.clone(), shutdown.clone());
-        let (volumes, js) = (watched_volumes(config), services.js.clone());
-        tasks.spawn(async move {
-            supervised("health", &vitals.clone(), || {
-                let watched = crate::health::Watched {
-                    volumes: volumes.clone(),
-                    js: Some(js.clone()),
-                };
-                crate::health::run(health.clone(), watched, vitals.clone(), token.clone())
-            })
-            .await
-        });
-    }
+    // The pool's node, for the vital signs (`/ready` names it while it cannot be reached).
+    let mut pool_node_watched = None;
     if roles.contains(&Role::Pipelines) {
         let ctx = PipelineContext {
             js: services.js.clone(),
@@ -284,6 +272,7 @@ pub async fn run_roles(
     }
     if roles.contains(&Role::Pool) {
         let node = pool_node(&config.pool)?;
+        pool_node_watched = Some(node.clone());
         let listener = tokio::net::TcpListener::bind(&config.pool.listen)
             .await
             .with_context(|| format!("pool.listen: binding {}", config.pool.listen))?;
@@ -472,6 +461,22 @@ pub async fn run_roles(
                     publisher.clone(),
                     token.clone(),
                 )
+            })
+            .await
+        });
+    }
+    {
+        let (health, vitals, token) = (config.health.clone(), vitals.clone(), shutdown.clone());
+        let (volumes, js) = (watched_volumes(config), services.js.clone());
+        let node = pool_node_watched;
+        tasks.spawn(async move {
+            supervised("health", &vitals.clone(), || {
+                let watched = crate::health::Watched {
+                    volumes: volumes.clone(),
+                    js: Some(js.clone()),
+                    node: node.clone(),
+                };
+                crate::health::run(health.clone(), watched, vitals.clone(), token.clone())
             })
             .await
         });

@@ -5,7 +5,7 @@
 //! dying is shown down by `/ready` (503) and then stops the process with a non-zero exit, so
 //! systemd or the container runtime restarts it. And a volume adit writes that is nearly full
 //! is shown down by `/ready` too (issue 25), with the process's and the host's vital signs on
-//! `/metrics`.
+//! `/metrics`; and so is the pool's node once it cannot be reached.
 
 mod common;
 
@@ -230,4 +230,48 @@ async fn a_nearly_full_volume_is_shown_down_with_the_vital_signs_on_metrics() {
     assert!(value("process_open_fds ") > 0.0);
     assert!(value("process_threads ") >= 2.0);
     assert!(value("adit_stream_messages{stream=\"MINING\"} ") >= 0.0);
+}
+
+/// The pool's node is part of readiness: up while a real monerod answers, down (503, `node`,
+/// with the reason) once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_node_going_away_is_shown_down() {
+    let monerod = adit_testkit::Monerod::start_with_difficulty(100);
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pool,query",
+        &format!(
+            "[pool]\nlisten = \"127.0.0.1:{}\"\nnode = \"{}\"\nwallet = \"44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A\"\ntip_poll = \"200ms\"\n\
+             [health]\nsample_every = \"1s\"\n",
+            free_port(),
+            monerod.rpc_url()
+        ),
+    );
+    app.wait_http().await;
+    let until = |want: u16, what: &'static str| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some((status, body)) = ready(app).await
+                    && status == want
+                    && body["parts"]["node"].is_object()
+                {
+                    return body;
+                }
+                assert!(Instant::now() < deadline, "{what}; log:\n{}", app.log());
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let up = until(200, "the node was never up").await;
+    assert_eq!(up["parts"]["node"]["up"], true, "{up}");
+    drop(monerod);
+    let down = until(503, "the node's absence was never shown").await;
+    assert_eq!(down["down"], serde_json::json!(["node"]), "{down}");
+    let reason = down["parts"]["node"]["last_error"].as_str().unwrap();
+    assert!(reason.contains("monerod unreachable"), "{reason}");
 }

@@ -24,6 +24,22 @@ pub enum Node {
 }
 
 impl Node {
+    /// Whether the node can be reached, as far as the client knows: a monerod whose circuit
+    /// breaker is open or on trial (its last calls could not reach it) cannot; its reason
+    /// names how many calls in a row failed. `/ready` reports it.
+    pub fn reachable(&self) -> std::result::Result<(), String> {
+        match self {
+            Node::Monerod(rpc) => match rpc.breaker_state() {
+                crate::BreakerState::Open { failures, .. }
+                | crate::BreakerState::HalfOpen { failures, .. } => Err(format!(
+                    "monerod unreachable: {failures} calls in a row failed (circuit breaker open)"
+                )),
+                crate::BreakerState::Closed { .. } => Ok(()),
+            },
+            Node::Sim(_) => Ok(()),
+        }
+    }
+
     /// A template paying `wallet_address` with `reserve_size` reserved bytes (at most 255).
     pub async fn get_block_template(
         &self,
