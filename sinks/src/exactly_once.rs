@@ -12,6 +12,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde::Deserialize;
@@ -124,6 +125,41 @@ pub struct ExactlyOnceTable {
     retention_checked: Option<std::time::Instant>,
 }
 
+/// Adds to a table written by an older adit the columns this version writes that it lacks
+/// (issue 25: upgrades). A column added in a release is nullable, so the rows already there
+/// read it as null; a missing column that may not be null cannot be given to existing rows and
+/// is left to [`ExactlyOnceTable::check_schema`] to refuse.
+async fn evolve(table: DeltaTable, name: &str, schema: &SchemaRef) -> Result<DeltaTable> {
+    let delta_err = |source: deltalake::DeltaTableError| Error::Delta {
+        table: name.to_string(),
+        source: Box::new(source),
+    };
+    let snapshot = table.snapshot().map_err(delta_err)?;
+    let found = snapshot.schema();
+    let found: Vec<&str> = found.fields().map(|f| f.name().as_str()).collect();
+    let added: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.is_nullable() && !found.contains(&f.name().as_str()))
+        .cloned()
+        .collect();
+    if added.is_empty() {
+        return Ok(table);
+    }
+    let names: Vec<String> = added.iter().map(|f| f.name().clone()).collect();
+    let kernel: deltalake::kernel::StructType = (&arrow::datatypes::Schema::new(added))
+        .try_into_kernel()
+        .map_err(|e| delta_err(e.into()))?;
+    let fields: Vec<deltalake::kernel::StructField> = kernel.fields().cloned().collect();
+    let table = table
+        .add_columns()
+        .with_fields(fields)
+        .await
+        .map_err(delta_err)?;
+    tracing::info!(table = name, columns = %names.join(", "), "table evolved: added the columns this version writes");
+    Ok(table)
+}
+
 impl ExactlyOnceTable {
     /// Opens (creating if needed) table `name` for writer `app_id` and reads its position.
     pub async fn open(
@@ -135,6 +171,7 @@ impl ExactlyOnceTable {
         maintenance: Maintenance,
     ) -> Result<Self> {
         let table = store.open_or_create(name, schema, partitions).await?;
+        let table = evolve(table, name, schema).await?;
         let mut this = Self {
             name: name.to_string(),
             table,
@@ -150,8 +187,9 @@ impl ExactlyOnceTable {
         Ok(this)
     }
 
-    /// A table written by an older adit with other columns would fail on every commit: say so
-    /// once, at open, with what differs.
+    /// A table written by an older adit without a column this one needs, and that [`evolve`]
+    /// could not add (it may not be null), would fail on every commit: say so once, at open,
+    /// with what differs.
     fn check_schema(&self) -> Result<()> {
         let snapshot = self.table.snapshot().map_err(self.delta_err())?;
         let found = snapshot.schema();

@@ -164,3 +164,73 @@ async fn rows_past_their_tables_retention_are_deleted() {
     .unwrap();
     assert_eq!(reopened.committed(), 1, "the position survives the delete");
 }
+
+/// An upgrade (issue 25): a table written by the previous layout, one column fewer, is opened
+/// by this version's writer and evolved: the column is added, the old rows read it as null, new
+/// rows carry it, and the writer's position is kept. A column that may not be null cannot be
+/// given to the old rows, and the table is refused naming it.
+#[tokio::test]
+async fn a_table_with_a_column_fewer_is_evolved_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let old = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("seq", DataType::Int64, false),
+        Field::new("part", DataType::Utf8, false),
+    ]));
+    let maint = Maintenance::default();
+    let mut before = ExactlyOnceTable::open(&store, "t", &old, &["part"], "app", maint.clone())
+        .await
+        .unwrap();
+    assert!(before.commit(vec![batch(&old, &[1, 2])], 2).await.unwrap());
+
+    let mut fields = old.fields().to_vec();
+    fields.push(Arc::new(Field::new("note", DataType::Utf8, true)));
+    let new = Arc::new(Schema::new(fields));
+    let mut after = ExactlyOnceTable::open(&store, "t", &new, &["part"], "app", maint.clone())
+        .await
+        .expect("the old table is evolved, not refused");
+    assert_eq!(after.committed(), 2, "the position survives the upgrade");
+    let row = RecordBatch::try_new(
+        new.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["row-3"])),
+            Arc::new(Int64Array::from(vec![3])),
+            Arc::new(StringArray::from(vec!["p"])),
+            Arc::new(StringArray::from(vec!["added"])),
+        ],
+    )
+    .unwrap();
+    assert!(after.commit(vec![row], 3).await.unwrap());
+
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    assert!(store.register(&ctx, "t").await.unwrap());
+    let rows = ctx
+        .sql("SELECT seq, coalesce(note, 'null') AS note FROM t ORDER BY seq")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&rows)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("| 1   | null  |"), "{text}");
+    assert!(text.contains("| 2   | null  |"), "{text}");
+    assert!(text.contains("| 3   | added |"), "{text}");
+
+    let mut strict = new.fields().to_vec();
+    strict.push(Arc::new(Field::new("required", DataType::Int64, false)));
+    let refused = ExactlyOnceTable::open(
+        &store,
+        "t",
+        &Arc::new(Schema::new(strict)),
+        &["part"],
+        "app",
+        maint,
+    )
+    .await
+    .err()
+    .expect("a column that may not be null cannot be added to old rows");
+    assert!(refused.to_string().contains("required"), "{refused}");
+}
