@@ -3,32 +3,12 @@
 //! refused; a worker with the cluster CA's certificate is served, and its id is the
 //! certificate's common name whatever it asks for.
 
-use std::path::Path;
-use std::time::Duration;
+mod common;
 
-use adit_coopmine::certs::{CertsPlan, make};
 use adit_coopmine::proto::coordinator_client::CoordinatorClient;
 use adit_coopmine::proto::{RegisterRequest, WorkerStatsRequest};
-use adit_coopmine::{ClusterConfig, worker};
-use adit_protocol::TlsFiles;
-use tokio_util::sync::CancellationToken;
-
-fn certs(dir: &Path, workers: &[&str]) {
-    make(&CertsPlan {
-        out: dir.to_owned(),
-        server_names: vec!["localhost".into(), "127.0.0.1".into()],
-        workers: workers.iter().map(|w| (*w).to_owned()).collect(),
-        cluster: "c1".into(),
-    })
-    .unwrap();
-}
-
-fn identity(dir: &Path, name: &str) -> TlsFiles {
-    TlsFiles {
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    }
-}
+use adit_coopmine::worker;
+use common::{Running, certs, coordinator_config, identity};
 
 /// The call failed below gRPC (TLS or the connection), not with the service's own answer.
 fn assert_refused_in_transport(error: &str) {
@@ -62,27 +42,8 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
     certs(&ours, &["rig1"]);
     certs(&theirs, &["rig1"]);
-    let mut config = ClusterConfig::default();
-    config.pool.address = vec!["stratum+tcp://127.0.0.1:9".into()];
-    config.pool.wallet = "w".into();
-    config.grpc.listen = "127.0.0.1:0".into();
-    config.rest.listen = "127.0.0.1:0".into();
-    config.grpc.cert = ours.join("coordinator.pem");
-    config.grpc.key = ours.join("coordinator.key");
-    config.grpc.ca = ours.join("ca.pem");
-    let stop = CancellationToken::new();
-    let (ready, bound) = tokio::sync::oneshot::channel();
-    let running = tokio::spawn(adit_coopmine::run_coordinator(
-        config,
-        None,
-        None,
-        Some(ready),
-        stop.clone(),
-    ));
-    let bound = tokio::time::timeout(Duration::from_secs(20), bound)
-        .await
-        .unwrap()
-        .unwrap();
+    let running = Running::start(coordinator_config(&ours)).await;
+    let bound = running.bound;
     let addr = bound.grpc.to_string();
     let ca = ours.join("ca.pem");
 
@@ -146,10 +107,5 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
         ),
         (Some("degraded"), Some(1), Some(false))
     );
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(20), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }

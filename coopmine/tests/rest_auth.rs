@@ -5,26 +5,19 @@
 use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
 use adit_auth::{JwtConfig, Role, TokenConfig, digest_hex};
-use adit_coopmine::certs::{CertsPlan, make};
 use adit_coopmine::proto::coordinator_client::CoordinatorClient;
 use adit_coopmine::proto::{RegisterRequest, WorkerStatsRequest};
-use adit_coopmine::{ClusterConfig, worker};
-use adit_protocol::TlsFiles;
+use adit_coopmine::worker;
+use common::{Running, coordinator_config, identity};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
-use tokio_util::sync::CancellationToken;
 
 const OPS: &str = "operations-token-0123456789";
 const RIG1: &str = "rig1-token-0123456789abcdef";
 const SECRET: &str = "the-clusters-jwt-secret-32-bytes-long";
-
-fn identity(dir: &Path, name: &str) -> TlsFiles {
-    TlsFiles {
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    }
-}
 
 /// A gRPC client presenting `name`'s certificate, registered.
 async fn registered(
@@ -73,21 +66,8 @@ fn now() -> u64 {
 async fn a_worker_sees_only_itself_and_the_rest_needs_a_token_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    make(&CertsPlan {
-        out: certs.clone(),
-        server_names: vec!["localhost".into(), "127.0.0.1".into()],
-        workers: vec!["rig1".into(), "rig2".into()],
-        cluster: "c1".into(),
-    })
-    .unwrap();
-    let mut config = ClusterConfig::default();
-    config.pool.address = vec!["stratum+tcp://127.0.0.1:9".into()];
-    config.pool.wallet = "w".into();
-    config.grpc.listen = "127.0.0.1:0".into();
-    config.grpc.cert = certs.join("coordinator.pem");
-    config.grpc.key = certs.join("coordinator.key");
-    config.grpc.ca = certs.join("ca.pem");
-    config.rest.listen = "127.0.0.1:0".into();
+    common::certs(&certs, &["rig1", "rig2"]);
+    let mut config = coordinator_config(&certs);
     config.rest.tls = Some(identity(&certs, "coordinator"));
     let rig1 = TokenConfig {
         sha256: Some(digest_hex(RIG1)),
@@ -105,19 +85,8 @@ async fn a_worker_sees_only_itself_and_the_rest_needs_a_token_over_https() {
         leeway: Duration::ZERO,
     });
     config.validate().unwrap();
-    let stop = CancellationToken::new();
-    let (ready, bound) = tokio::sync::oneshot::channel();
-    let running = tokio::spawn(adit_coopmine::run_coordinator(
-        config,
-        None,
-        None,
-        Some(ready),
-        stop.clone(),
-    ));
-    let bound = tokio::time::timeout(Duration::from_secs(20), bound)
-        .await
-        .unwrap()
-        .unwrap();
+    let running = Running::start(config).await;
+    let bound = running.bound;
     let grpc = bound.grpc.to_string();
     let mut one = registered(&grpc, &certs, "rig1").await;
     let _two = registered(&grpc, &certs, "rig2").await;
@@ -223,10 +192,5 @@ async fn a_worker_sees_only_itself_and_the_rest_needs_a_token_over_https() {
     let plain = reqwest::get(format!("http://127.0.0.1:{}/health", bound.rest.port())).await;
     assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(20), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
