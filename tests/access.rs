@@ -221,8 +221,7 @@ async fn devices_on_adits_own_host_are_refused_by_the_egress_policy() {
          [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\n",
     );
     app.wait_http().await;
-    let client = reqwest::Client::new();
-    for (path, body) in [
+    app.put_all(vec![
         (
             "/api/v1/registry/sites/s1".to_string(),
             json!({"allocation_kw": 10.0}),
@@ -237,20 +236,8 @@ async fn devices_on_adits_own_host_are_refused_by_the_egress_policy() {
             json!({"model": "S19", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000,
                    "adapter": {"kind": "cgminer", "address": format!("127.0.0.1:{port}")}}),
         ),
-    ] {
-        let r = client
-            .put(format!("{}{path}", app.url()))
-            .bearer_auth(OPERATE_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "{path}: {}",
-            r.text().await.unwrap()
-        );
-    }
+    ])
+    .await;
     eventually(
         std::time::Duration::from_secs(60),
         "both devices refused by the egress policy",

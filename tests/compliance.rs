@@ -403,8 +403,7 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
         ),
     );
     app.wait_http().await;
-    let client = reqwest::Client::new();
-    for (path, body) in [
+    app.put_all(vec![
         (
             format!("/api/v1/registry/sites/{SITE}"),
             json!({"allocation_kw": 10.0, "timezone": TZ, "name": "Site C"}),
@@ -427,20 +426,8 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
             format!("/api/v1/registry/machines/{SITE}/m3"),
             json!({"model": "S19", "pool": "pool-b", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
         ),
-    ] {
-        let r = client
-            .put(format!("{}{path}", app.url()))
-            .bearer_auth(OPERATE_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "{path}: {}",
-            r.text().await.unwrap()
-        );
-    }
+    ])
+    .await;
 
     // Before the job: provisional, computed on the spot.
     let (status, _, revision) = get(&app, &format!("site={SITE}&date={date}&format=json")).await;

@@ -209,6 +209,27 @@ impl App {
         }
     }
 
+    /// Puts each (path, body) through the API with the operate token, in order; panics on a
+    /// refusal, naming the path.
+    #[allow(dead_code)]
+    pub async fn put_all(&self, records: Vec<(String, serde_json::Value)>) {
+        let client = reqwest::Client::new();
+        for (path, body) in records {
+            let r = client
+                .put(format!("{}{path}", self.url()))
+                .bearer_auth(OPERATE_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_success(),
+                "{path}: {}",
+                r.text().await.unwrap()
+            );
+        }
+    }
+
     /// Rows of `sql` as JSON objects (read token); panics on an error answer.
     pub async fn rows(&self, sql: &str) -> Vec<serde_json::Value> {
         let (status, body) = self.sql(sql, "json", Some(READ_TOKEN)).await;
