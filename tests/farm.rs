@@ -273,6 +273,25 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
     assert_eq!(rows[0]["severity"], "warning", "{rows:?}");
     assert_eq!(rows[0]["value"], 6.0, "{rows:?}");
     assert_eq!(rows[0]["limit"], 5.6, "80 % of 7 kW: {rows:?}");
+    // The shipped rule for a warning fires on it (issue 25: the 80 % warning was never
+    // notified), and the critical one does not.
+    let rules =
+        adit_alerts::RuleFile::from_yaml(include_str!("../rules/default.yml"), Default::default())
+            .unwrap();
+    let rule = |name: &str| {
+        rules
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .find(|r| r.alert == name)
+            .unwrap_or_else(|| panic!("no shipped rule {name}"))
+            .expr
+            .clone()
+    };
+    let near = app.rows(&rule("PowerNearAllocation")).await;
+    assert_eq!(near.len(), 1, "{near:?}");
+    assert_eq!(near[0]["subject"], rows[0]["subject"], "{near:?}");
+    assert!(app.rows(&rule("PowerOverAllocation")).await.is_empty());
 
     // m2 falls silent.
     m2_alive.cancel();
