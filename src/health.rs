@@ -97,9 +97,8 @@ pub async fn run(
         }
         process.collect();
         for (volume, path) in &watched.volumes {
-            let part = format!("disk:{volume}");
             let state = disk(&config, volume, path);
-            let was_up = vitals.parts().get(&part).is_none_or(|p| p.up);
+            let was_up = vitals.report(&format!("disk:{volume}"), state.clone());
             match (&state, was_up) {
                 (Err(reason), true) => {
                     tracing::warn!(volume, path = %path.display(), %reason, "a volume adit writes is nearly full: /ready says so until there is room");
@@ -109,7 +108,6 @@ pub async fn run(
                 }
                 _ => {}
             }
-            vitals.report(&part, state);
         }
         if let Some(node) = &watched.node {
             vitals.report("node", node.reachable());

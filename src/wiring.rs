@@ -470,7 +470,7 @@ pub async fn run_roles(
         let (volumes, js) = (watched_volumes(config), services.js.clone());
         let node = pool_node_watched;
         tasks.spawn(async move {
-            supervised("health", &vitals.clone(), || {
+            supervised("health", &vitals, || {
                 let watched = crate::health::Watched {
                     volumes: volumes.clone(),
                     js: Some(js.clone()),

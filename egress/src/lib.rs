@@ -45,9 +45,14 @@ pub async fn read_capped(mut response: Response, limit: usize) -> Result<Body, r
 /// `e` as it may be logged or stored: without its URL (which may hold a credential), followed
 /// by its causes, where a refusal by the egress policy or a DNS or connection failure is told.
 pub fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
+    chain(&e.without_url())
+}
+
+/// An error with its causes, `: `-separated, leaving out a cause whose text the line already
+/// ends with (many errors repeat their source in their own message).
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
         if !out.ends_with(&text) {

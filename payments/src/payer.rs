@@ -78,7 +78,7 @@ pub async fn run(
                 match Payer::open(&config, &ctx).await {
                     Ok(p) => payer = Some(p),
                     Err(e) => {
-                        tracing::warn!(error = %chain(&e), "cannot open the payment books; retrying")
+                        tracing::warn!(error = %adit_egress::chain(&e), "cannot open the payment books; retrying")
                     }
                 }
             }
@@ -86,7 +86,7 @@ pub async fn run(
                 && let Err(e) = p.round(&lease).await
             {
                 metrics::counter!("adit_payments_round_errors_total").increment(1);
-                tracing::warn!(error = %chain(&e), "payment round stopped; the next one resumes it");
+                tracing::warn!(error = %adit_egress::chain(&e), "payment round stopped; the next one resumes it");
                 if !e.is_transient() {
                     payer = None; // reopen the books: the table may be ahead of what we hold
                 }
@@ -104,18 +104,6 @@ pub async fn run(
             }
         }
     }
-}
-
-/// `e` and its sources, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The payer's parts.

@@ -64,12 +64,19 @@ impl Vitals {
 
     /// Records the state of a part that is checked rather than run (free disk space, a
     /// service adit depends on): up when `state` is `Ok`, down with the reason otherwise. Its
-    /// restart count is left alone.
-    pub fn report(&self, name: &str, state: Result<(), String>) {
-        self.update(name, |part| {
-            part.up = state.is_ok();
-            part.last_error = state.err();
+    /// restart count is left alone. Returns whether it was up before (true for a part not
+    /// reported yet), so the caller can tell a change of state.
+    pub fn report(&self, name: &str, state: Result<(), String>) -> bool {
+        let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_up = parts.get(name).is_none_or(|p| p.up);
+        let part = parts.entry(name.to_string()).or_insert(Part {
+            up: true,
+            restarts: 0,
+            last_error: None,
         });
+        part.up = state.is_ok();
+        part.last_error = state.err();
+        was_up
     }
 
     /// Every part with its state.
