@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/adit/target}"
-cargo build --bin adit
+# The very build the test command makes (same targets, so the same features): running one
+# script after the other compiles the workspace once.
+cargo build --workspace --all-targets
 exec "$CARGO_TARGET_DIR/debug/adit" demo "$@"

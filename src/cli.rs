@@ -71,6 +71,49 @@ pub enum Command {
     Certs(CertsArgs),
     /// Make API tokens.
     Token(TokenArgs),
+    /// Back up the streams, the configuration buckets, every table (at one consistent
+    /// version) and the config into a new folder under `--to`; `backup verify` reads one back.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty NATS and table root (the ones this config names).
+    Restore(RestoreArgs),
+}
+
+/// `adit backup`.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    /// Check a backup instead of taking one.
+    #[command(subcommand)]
+    pub what: Option<BackupWhat>,
+    /// Where: a folder or an object-store URL (`s3://bucket/prefix`); the backup is a new
+    /// folder `adit-<UTC time>` under it (default `backup.to`).
+    #[arg(long, env = "ADIT_BACKUP_TO")]
+    pub to: Option<String>,
+    /// Keep the config's secrets (tokens, passwords, keys) instead of redacting them.
+    #[arg(long)]
+    pub with_secrets: bool,
+}
+
+/// `adit backup` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupWhat {
+    /// Read a backup back: every file against its SHA-256, every table at its version.
+    Verify {
+        /// The backup's folder, or a location holding backups (its newest is checked).
+        #[arg(long)]
+        from: String,
+    },
+}
+
+/// `adit restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup's folder, or a location holding backups (its newest is restored).
+    #[arg(long)]
+    pub from: String,
+    /// Overwrite streams, tables and pipeline records that hold data (default: refuse).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// `adit token`.
@@ -244,6 +287,8 @@ pub enum Role {
     Compliance,
     /// The cluster coordinator (`[cluster]`).
     Coordinator,
+    /// Takes a backup every `backup.every` into `backup.to` (`[backup]`).
+    Backup,
 }
 
 /// `adit pool`.

@@ -82,6 +82,11 @@ pub struct Config {
     pub log: crate::logging::LogConfig,
     /// The vital signs sampled and the free space a volume needs.
     pub health: crate::health::HealthConfig,
+    /// Backups (`adit backup` and the `backup` role).
+    pub backup: adit_backup::BackupConfig,
+    /// The file this config was read from (what a backup keeps).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// Prefix of the environment variables that set config keys: `ADIT_` then the dotted path
@@ -119,6 +124,7 @@ impl Config {
         let mut config: Config = toml::Value::Table(tree)
             .try_into()
             .context("configuration (file and ADIT_* variables)")?;
+        config.file = args.config.clone();
         if let Some(d) = &args.data_dir {
             config.data_dir = Some(d.clone());
         }
@@ -147,6 +153,7 @@ impl Config {
         self.compliance.validate().map_err(anyhow::Error::msg)?;
         self.cluster.validate()?;
         self.worker.validate()?;
+        self.backup.validate().map_err(anyhow::Error::msg)?;
         if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
             bail!("nats.streams.replicas must be between 1 and 5");
         }

@@ -383,6 +383,25 @@ const METRICS: &[Metric] = &[
         Unset,
         "Bytes held by a JetStream stream.",
     ),
+    // the backup role (adit_backup::schedule).
+    m(
+        "adit_backup_last_success_seconds",
+        Gauge,
+        Unset,
+        "When the backup role last took a backup, Unix seconds.",
+    ),
+    m(
+        "adit_backup_failures_total",
+        Counter,
+        Zero,
+        "Backups the backup role failed to take.",
+    ),
+    m(
+        "adit_backup_bytes",
+        Gauge,
+        Unset,
+        "Size of the last backup taken by the backup role, bytes.",
+    ),
 ];
 
 /// Describes every metric and starts at zero those that only move on an event. Called once,

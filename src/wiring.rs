@@ -41,13 +41,7 @@ pub struct Services {
 /// Connects to the configured NATS (or starts the managed one) and creates the streams and
 /// buckets.
 pub async fn connect(config: &Config) -> anyhow::Result<Services> {
-    let (url, managed) = match &config.nats.url {
-        Some(url) => (url.clone(), None),
-        None => {
-            nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?
-        }
-    };
-    let client = adit_ingest::connect(&url).await?;
+    let (client, managed) = connect_bare(config).await?;
     let js = jetstream::new(client.clone());
     ensure_streams(&js, &config.nats.streams).await?;
     ensure_buckets(&js, config.nats.streams.replicas).await?;
@@ -57,6 +51,19 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         js,
         managed,
     })
+}
+
+/// Connects to the configured NATS (or starts the managed one) and creates nothing.
+pub async fn connect_bare(
+    config: &Config,
+) -> anyhow::Result<(async_nats::Client, Option<ManagedNats>)> {
+    let (url, managed) = match &config.nats.url {
+        Some(url) => (url.clone(), None),
+        None => {
+            nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?
+        }
+    };
+    Ok((adit_ingest::connect(&url).await?, managed))
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -405,6 +412,22 @@ pub async fn run_roles(
                 async move { open.await?.run(token).await }
             })
             .await
+        });
+    }
+    if roles.contains(&Role::Backup) {
+        let to = config.backup.to.clone().ok_or_else(|| {
+            anyhow::anyhow!("the backup role needs backup.to (a folder or s3://bucket/prefix)")
+        })?;
+        let job = adit_backup::schedule::Scheduled {
+            config: config.backup.clone(),
+            client: services.client.clone(),
+            tables: store.clone(),
+            config_file: config.file.clone(),
+        };
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            adit_backup::schedule::run(job, to, token).await?;
+            Ok("backup")
         });
     }
     if roles.contains(&Role::Coordinator) {

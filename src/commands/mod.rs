@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod backup;
 mod cluster;
 mod compliance;
 pub mod replay;
@@ -81,6 +82,8 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Certs(args) => cluster::certs(&args),
         Command::Token(args) => token::run(&args),
+        Command::Backup(args) => backup::backup(&config, &args).await,
+        Command::Restore(args) => backup::restore(&config, &args).await,
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },

@@ -1,0 +1,93 @@
+//! `adit backup`, `adit backup verify` and `adit restore`: a backup of the streams, buckets,
+//! tables and config into a new folder, read back, or written back into an empty NATS and
+//! table root. Each prints what it did as JSON.
+
+use adit_backup::{Location, Source, Target};
+use adit_sinks::TableStore;
+use anyhow::Context;
+
+use crate::cli::{BackupArgs, BackupWhat, RestoreArgs};
+use crate::config::Config;
+use crate::wiring;
+
+/// `adit backup [--to]` and `adit backup verify --from`.
+pub(super) async fn backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()> {
+    if let Some(BackupWhat::Verify { from }) = &args.what {
+        return verify(config, from).await;
+    }
+    let to = args
+        .to
+        .clone()
+        .or_else(|| config.backup.to.clone())
+        .context("where to? pass --to DIR|s3://bucket/prefix, or set backup.to")?;
+    let location = Location::open(&to, config.backup.options.clone())?;
+    let backup = location.backup(&adit_backup::new_id())?;
+    let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let services = wiring::connect(config).await?;
+    let source = Source {
+        client: &services.client,
+        tables: &tables,
+        config_file: config.file.as_deref(),
+        with_secrets: args.with_secrets || config.backup.with_secrets,
+    };
+    let taken = adit_backup::take(&source, &backup.place).await;
+    if let Some(managed) = services.managed {
+        managed.stop().await;
+    }
+    let manifest = taken.with_context(|| format!("backup into {}", backup.url))?;
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    let summary = serde_json::json!({
+        "backup": backup.url,
+        "taken_at": manifest.taken_at,
+        "streams": manifest.streams.iter().map(|s| (s.name.clone(), s.messages)).collect::<std::collections::BTreeMap<_, _>>(),
+        "tables": manifest.tables.iter().map(|t| (t.name.clone(), serde_json::json!({"version": t.version, "rows": t.rows}))).collect::<serde_json::Map<_, _>>(),
+        "files": manifest.files.len(),
+        "bytes": bytes,
+        "config_redacted": manifest.config.as_ref().map(|c| c.redacted),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+async fn verify(config: &Config, from: &str) -> anyhow::Result<()> {
+    let backup = Location::resolve(from, config.backup.options.clone()).await?;
+    let (manifest, verified) = adit_backup::verify(&backup.place, &backup.tables)
+        .await
+        .with_context(|| format!("verifying {}", backup.url))?;
+    let summary = serde_json::json!({
+        "backup": backup.url,
+        "taken_at": manifest.taken_at,
+        "verified": verified,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// `adit restore --from [--replace]`.
+pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
+    let backup = Location::resolve(&args.from, config.backup.options.clone()).await?;
+    let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let (client, managed) = wiring::connect_bare(config).await?;
+    let target = Target {
+        client: &client,
+        tables: &tables,
+        replace: args.replace,
+        replicas: Some(config.nats.streams.replicas),
+    };
+    let restored = adit_backup::restore(&backup.place, &backup.tables, &target).await;
+    if let Some(managed) = managed {
+        managed.stop().await;
+    }
+    let (manifest, restored) = restored.with_context(|| format!("restoring {}", backup.url))?;
+    let summary = serde_json::json!({
+        "restored": backup.url,
+        "taken_at": manifest.taken_at,
+        "into": { "tables": tables.root().to_string() },
+        "streams": restored.streams.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "tables": restored.tables,
+        "files": restored.files,
+        "config": manifest.config.map(|c| format!("{}{} ({})", backup.url, c.file, if c.redacted { "secrets redacted" } else { "with secrets" })),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
