@@ -215,7 +215,9 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     assert!(ok, "restore failed: {err}");
     eprintln!("restore: {out}");
     let restored_tables = target.path().join("tables");
-    assert_eq!(answers(&restored_tables, &names).await, in_backup);
+    let after_restore = answers(&restored_tables, &names).await;
+    eprintln!("rows and sum(seq) per table, backup vs restored:\n{in_backup:?}\n{after_restore:?}");
+    assert_eq!(after_restore, in_backup);
     let registry_before = registry(&nats).await;
     assert!(registry_before.len() >= 3, "{registry_before:?}");
     assert_eq!(registry(&fresh).await, registry_before);
@@ -248,6 +250,9 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
         &format!("SELECT count(DISTINCT seq) FROM {all}"),
     )
     .await;
+    eprintln!(
+        "landed at the backup: {landed_at_backup}; stream held {telemetry}; after resuming: {count} rows, {distinct} distinct"
+    );
     assert_eq!(count, telemetry, "every event of the restored stream, once");
     assert_eq!(distinct, count, "no event twice");
     drop(app);

@@ -107,17 +107,21 @@ async fn first_wait(location: &Location, every: Duration) -> Duration {
     let Some(newest) = ids.pop() else {
         return Duration::ZERO;
     };
-    let taken = newest
-        .strip_prefix("adit-")
-        .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%S%.3fZ").ok())
-        .map(|t| t.and_utc());
-    match taken {
+    match taken_at(&newest) {
         Some(at) => {
             let age = (chrono::Utc::now() - at).to_std().unwrap_or(Duration::ZERO);
             every.saturating_sub(age)
         }
         None => Duration::ZERO,
     }
+}
+
+/// When backup `id` (`adit-<UTC time>`) was taken.
+pub(crate) fn taken_at(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let time = id.strip_prefix("adit-")?;
+    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%3fZ")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// Takes one backup and prunes the old ones.

@@ -40,7 +40,7 @@ pub fn stream_names() -> Vec<String> {
 
 /// A new backup's folder name: `adit-<UTC time>`.
 pub fn new_id() -> String {
-    format!("adit-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+    format!("adit-{}", Utc::now().format("%Y%m%dT%H%M%S%3fZ"))
 }
 
 /// Takes a backup into `to` (a folder that must not hold one yet).
@@ -139,4 +139,19 @@ async fn copy_config(
             sha256: moved.sha256,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_id_is_a_folder_name_that_sorts_by_time() {
+        let first = new_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_id();
+        assert!(adit_schemas::names::is_token(&first), "{first}");
+        assert!(first < second, "{first} {second}");
+        assert!(crate::schedule::taken_at(&first).is_some(), "{first}");
+    }
 }
