@@ -35,6 +35,17 @@ pub fn lag(instance: &str, input: &str, messages: u64) {
     .set(messages as f64);
 }
 
+/// Records how old the oldest message `instance`'s `input` has not read is, in seconds of wall
+/// time since it was stored (0 when it has read everything).
+pub fn lag_seconds(instance: &str, input: &str, seconds: f64) {
+    metrics::gauge!(
+        "adit_pipeline_lag_seconds",
+        "pipeline" => instance.to_string(),
+        "input" => input.to_string()
+    )
+    .set(seconds.max(0.0));
+}
+
 /// Records a site's power at its latest evaluation, and its allocation when the registry
 /// gives one (both W), as the violations pipeline checks them.
 pub fn site_power(site: &str, power_w: f64, allocation_w: Option<f64>) {
@@ -105,6 +116,10 @@ pub fn register() {
     describe_gauge!(
         "adit_pipeline_lag_messages",
         "How far a pipeline instance's input is behind the end of its stream, in messages."
+    );
+    describe_gauge!(
+        "adit_pipeline_lag_seconds",
+        "How long ago the oldest message a pipeline instance has not read was stored, in seconds."
     );
     describe_gauge!(
         "adit_pplns_blocks_waiting",

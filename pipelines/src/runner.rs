@@ -705,14 +705,32 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 && let Ok(info) = stream.info().await
             {
                 let position = self.positions.get(&input.name).copied().unwrap_or(0);
-                metrics::lag(
-                    &self.instance,
-                    &input.name,
-                    info.state.last_sequence.saturating_sub(position),
-                );
+                let behind = info.state.last_sequence.saturating_sub(position);
+                metrics::lag(&self.instance, &input.name, behind);
+                // The age of the next message to read (kept only while it can be read: a
+                // message removed by the stream's limits says nothing of the lag).
+                let age = if behind == 0 {
+                    Some(0.0)
+                } else {
+                    stream
+                        .get_raw_message(position + 1)
+                        .await
+                        .ok()
+                        .map(|m| stored_seconds_ago(std::time::SystemTime::from(m.time)))
+                };
+                if let Some(age) = age {
+                    metrics::lag_seconds(&self.instance, &input.name, age);
+                }
             }
         }
     }
+}
+
+/// Seconds from `stored` to now (0 when the clock says it is in the future).
+fn stored_seconds_ago(stored: std::time::SystemTime) -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(stored)
+        .map_or(0.0, |age| age.as_secs_f64())
 }
 
 /// Publishes result messages until stored (their ids make retries safe). The tables are the
