@@ -92,15 +92,7 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     .await;
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
     let producer = tokio::spawn(async move {
-        let msgs: Vec<_> = (0..EVENTS)
-            .map(|i| {
-                if i % 4 == 3 {
-                    sensor(i, base)
-                } else {
-                    energy(i, base)
-                }
-            })
-            .collect();
+        let msgs = telemetry(EVENTS, base);
         for chunk in msgs.chunks(2_000) {
             publisher.publish_all(chunk.to_vec()).await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;

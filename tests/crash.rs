@@ -16,16 +16,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (publisher, _js) = publisher(&nats).await;
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
-    // Three energy readings for every sensor reading, interleaved: two tables, one stream.
-    let msgs: Vec<_> = (0..EVENTS)
-        .map(|i| {
-            if i % 4 == 3 {
-                sensor(i, base)
-            } else {
-                energy(i, base)
-            }
-        })
-        .collect();
+    let msgs = telemetry(EVENTS, base);
     let producer = tokio::spawn(async move {
         for chunk in msgs.chunks(20_000) {
             publisher.publish_all(chunk.to_vec()).await.unwrap();

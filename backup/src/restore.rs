@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::place::Place;
 use crate::tables::RECORDS;
-use crate::{streams, verify};
+use crate::{streams, tables, verify};
 
 /// Where a restore writes.
 pub struct Target<'a> {
@@ -112,16 +112,7 @@ async fn refuse_overwrites(
     }
     for table in &manifest.tables {
         if let Some(opened) = target.tables.open(&table.name).await? {
-            let rows: u64 = opened
-                .snapshot()
-                .map_err(|source| Error::Table {
-                    table: table.name.clone(),
-                    source: Box::new(source),
-                })?
-                .log_data()
-                .into_iter()
-                .map(|f| f.num_records().unwrap_or(0) as u64)
-                .sum();
+            let (rows, _) = tables::contents(&opened, &table.name)?;
             if rows > 0 {
                 held.push(format!("table {} holds {rows} rows", table.name));
             }

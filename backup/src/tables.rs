@@ -142,17 +142,7 @@ pub async fn copy_table(
         return Ok(None);
     };
     let version = consistent_version(&mut table, name, highest).await?;
-    let table_err = |source| Error::Table {
-        table: name.to_string(),
-        source: Box::new(source),
-    };
-    let snapshot = table.snapshot().map_err(table_err)?;
-    let mut data = Vec::new();
-    let mut rows = 0u64;
-    for file in snapshot.log_data() {
-        rows += file.num_records().unwrap_or(0) as u64;
-        data.push(file.object_store_path().to_string());
-    }
+    let (rows, data) = contents(&table, name)?;
     let mut files = Vec::new();
     let mut wanted: Vec<String> = from
         .list(&format!("{name}/_delta_log"))
@@ -183,6 +173,22 @@ pub async fn copy_table(
         },
         files,
     )))
+}
+
+/// The rows of `table` at its loaded version (from the log's file statistics) and its data
+/// files, relative to the table's folder.
+pub fn contents(table: &DeltaTable, name: &str) -> Result<(u64, Vec<String>)> {
+    let snapshot = table.snapshot().map_err(|source| Error::Table {
+        table: name.to_string(),
+        source: Box::new(source),
+    })?;
+    let mut rows = 0u64;
+    let mut data = Vec::new();
+    for file in snapshot.log_data() {
+        rows += file.num_records().unwrap_or(0) as u64;
+        data.push(file.object_store_path().to_string());
+    }
+    Ok((rows, data))
 }
 
 /// Walks `table` back from its latest version to the newest one whose application

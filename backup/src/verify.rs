@@ -1,13 +1,14 @@
 //! Reading a backup back: every file against the manifest's size and SHA-256, and every table
 //! opened from the backup at the version the manifest names, with the rows it says.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use adit_sinks::TableStore;
 
 use crate::error::{Error, Result};
 use crate::manifest::{MANIFEST, Manifest};
 use crate::place::Place;
+use crate::tables;
 
 /// What a verification read.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -61,11 +62,7 @@ pub async fn verify(backup: &Place, tables: &TableStore) -> Result<(Manifest, Ve
         report.files += 1;
         report.bytes += found.bytes;
     }
-    let listed: HashMap<&str, ()> = manifest
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), ()))
-        .collect();
+    let listed: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
     for table in &manifest.tables {
         let opened = tables
             .open(&table.name)
@@ -74,18 +71,12 @@ pub async fn verify(backup: &Place, tables: &TableStore) -> Result<(Manifest, Ve
                 path: format!("tables/{}", table.name),
                 message: "not a Delta table".into(),
             })?;
-        let snapshot = opened.snapshot().map_err(|source| Error::Table {
-            table: table.name.clone(),
-            source: Box::new(source),
-        })?;
         let version = opened.version().unwrap_or(0);
-        let mut rows = 0u64;
-        let mut data_files = 0usize;
-        for file in snapshot.log_data() {
-            rows += file.num_records().unwrap_or(0) as u64;
-            data_files += 1;
-            let rel = format!("tables/{}/{}", table.name, file.object_store_path());
-            if !listed.contains_key(rel.as_str()) {
+        let (rows, data) = tables::contents(&opened, &table.name)?;
+        let data_files = data.len();
+        for file in data {
+            let rel = format!("tables/{}/{file}", table.name);
+            if !listed.contains(rel.as_str()) {
                 return Err(Error::Corrupt {
                     path: rel,
                     message: "the table reads it but the manifest does not list it".into(),

@@ -353,6 +353,20 @@ pub fn energy(i: usize, base: chrono::DateTime<chrono::Utc>) -> Outgoing {
     }))
 }
 
+/// `count` telemetry events, three energy readings for every sensor reading, interleaved: two
+/// tables fed from one stream.
+pub fn telemetry(count: usize, base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
+    (0..count)
+        .map(|i| {
+            if i % 4 == 3 {
+                sensor(i, base)
+            } else {
+                energy(i, base)
+            }
+        })
+        .collect()
+}
+
 /// A sensor reading event as a message.
 pub fn sensor(i: usize, base: chrono::DateTime<chrono::Utc>) -> Outgoing {
     use adit_schemas::{AnyEvent, SensorKind, SensorReading};
