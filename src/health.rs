@@ -4,7 +4,9 @@
 //! folder with the managed NATS store), and each JetStream stream's messages and bytes. A volume
 //! under its free-space threshold is reported down in the vitals, so `/ready` answers 503
 //! naming it (`disk:tables`) before a full disk stops ingest; it is up again once there is room.
-//! So is the pool's node while its client cannot reach it (`node`).
+//! So is the pool's node while its client cannot reach it (`node`), and, in a process that
+//! writes tables, the table root while a small object cannot be written and removed there
+//! (`tables`: a read-only, unmounted or unreachable store).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,7 +79,13 @@ pub struct Watched {
     pub js: Option<async_nats::jetstream::Context>,
     /// The pool's node, reported as the part `node` (none: this process runs no pool).
     pub node: Option<adit_stratum::Node>,
+    /// The table root and this process's probe name, reported as the part `tables` (none:
+    /// this process writes no table).
+    pub tables: Option<(adit_sinks::TableStore, String)>,
 }
+
+/// How long a write to the table root may take before it counts as failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Samples until `shutdown`.
 pub async fn run(
@@ -109,12 +117,35 @@ pub async fn run(
                 _ => {}
             }
         }
+        if let Some((store, name)) = &watched.tables {
+            let state = writable(store, name).await;
+            match (&state, vitals.report("tables", state.clone())) {
+                (Err(reason), true) => {
+                    tracing::warn!(root = %store.root(), %reason, "the table root cannot be written: /ready says so until it can");
+                }
+                (Ok(()), false) => {
+                    tracing::info!(root = %store.root(), "the table root can be written again")
+                }
+                _ => {}
+            }
+        }
         if let Some(node) = &watched.node {
             vitals.report("node", node.reachable());
         }
         if let Some(js) = &watched.js {
             streams(js).await;
         }
+    }
+}
+
+/// Whether the table root takes a write now.
+async fn writable(store: &adit_sinks::TableStore, name: &str) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, store.probe_write(name)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "a write to {} took over {PROBE_TIMEOUT:?}",
+            store.root()
+        )),
     }
 }
 

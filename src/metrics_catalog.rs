@@ -360,6 +360,12 @@ const METRICS: &[Metric] = &[
     ),
     // the process and the host (health.rs); metrics-process describes the process_* series.
     m(
+        "adit_part_up",
+        Gauge,
+        Unset,
+        "1 while a part of the process is up, 0 while it is down (part: a task, disk:<volume>, tables, node, lag:<pipeline>), as /ready says.",
+    ),
+    m(
         "adit_disk_free_bytes",
         Gauge,
         Unset,

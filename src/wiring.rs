@@ -216,6 +216,7 @@ pub async fn run_roles(
             policy: ValidationPolicy::default(),
             holder: adit_pipelines::runtime::holder_name(),
             vitals: vitals.clone(),
+            progress: Default::default(),
         };
         let token = shutdown.clone();
         tasks.spawn(async move {
@@ -492,12 +493,17 @@ pub async fn run_roles(
         let (health, vitals, token) = (config.health.clone(), vitals.clone(), shutdown.clone());
         let (volumes, js) = (watched_volumes(config), services.js.clone());
         let node = pool_node_watched;
+        // Only a process that writes tables depends on being able to.
+        let tables = roles
+            .contains(&Role::Pipelines)
+            .then(|| (store.clone(), adit_pipelines::runtime::holder_name()));
         tasks.spawn(async move {
             supervised("health", &vitals, || {
                 let watched = crate::health::Watched {
                     volumes: volumes.clone(),
                     js: Some(js.clone()),
                     node: node.clone(),
+                    tables: tables.clone(),
                 };
                 crate::health::run(health.clone(), watched, vitals.clone(), token.clone())
             })

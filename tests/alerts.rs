@@ -258,3 +258,147 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
             .join("\n")
     );
 }
+
+/// The shipped rules for the seed's gaps fire on the real pipelines' tables, through the real
+/// evaluator: a sensor under the site's minimum temperature (`LowTemperature`, over the
+/// violations the pipeline opens), a fan that reads 0 RPM after the controller set the site's
+/// fans to run (`FanNotTurning`), and a curtailment from the utility (`GridSignalChanged`). The
+/// shipped file is loaded with its intervals and `for` durations shortened to a second; the
+/// SQL is the shipped SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_rules_for_cold_a_still_fan_and_a_grid_signal_fire() {
+    use adit_ingest::publish::Outgoing;
+    use adit_schemas::{AnyEvent, GridSignal, GridSignalKind, SensorKind, SensorReading};
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml")).unwrap();
+    let quick = shortened(&shipped);
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, quick).unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query,alerts",
+        &format!(
+            "[alerts]\nrules_file = \"{}\"\nreload = \"500ms\"\n\
+             [pipelines.violations]\neval_every = \"1s\"\nmin_duration = \"1s\"\n",
+            rules.display()
+        ),
+    );
+    app.wait_http().await;
+    app.put_all(vec![
+        (
+            "/api/v1/registry/sites/site-a".into(),
+            json!({"allocation_kw": 100.0}),
+        ),
+        (
+            "/api/v1/registry/sensors/site-a/t-1".into(),
+            json!({"kind": "temperature"}),
+        ),
+        (
+            "/api/v1/registry/sensors/site-a/fan-1".into(),
+            json!({"kind": "fan"}),
+        ),
+    ])
+    .await;
+    let live = async_nats::connect(nats.url()).await.unwrap();
+    let mut sub = live.subscribe("results.alert.>").await.unwrap();
+    let (publisher, _js) = publisher(&nats).await;
+
+    // The controller sets the site's fans as soon as it steps; the utility asks for 40 kW.
+    let now = Utc::now();
+    let signal = GridSignal {
+        site: "site-a".into(),
+        event_id: "dr-7".into(),
+        kind: GridSignalKind::Curtail,
+        target_kw: Some(40.0),
+        deadline: Some(now + chrono::Duration::minutes(10)),
+        price_per_mwh: None,
+        ts: now,
+    };
+    publisher
+        .publish_all(vec![Outgoing::event(&AnyEvent::Grid(signal))])
+        .await
+        .unwrap();
+
+    // Then, every half second: 4 °C (the site's minimum is 10 °C) and a fan at 0 RPM.
+    let want = ["LowTemperature", "FanNotTurning", "GridSignalChanged"];
+    let mut firing: std::collections::BTreeMap<String, Value> = Default::default();
+    let give_up = Instant::now() + Duration::from_secs(90);
+    let mut i = 0;
+    while firing.len() < want.len() {
+        assert!(
+            Instant::now() < give_up,
+            "fired: {:?}; log:\n{}",
+            firing.keys(),
+            app.log()
+        );
+        i += 1;
+        let at = Utc::now();
+        let reading = |sensor: &str, kind, value| {
+            Outgoing::event(&AnyEvent::Sensor(SensorReading {
+                site: "site-a".into(),
+                sensor: sensor.into(),
+                kind,
+                value,
+                ts: at,
+            }))
+        };
+        publisher
+            .publish_all(vec![
+                reading("t-1", SensorKind::Temperature, 4.0 - (i % 2) as f64 * 0.1),
+                reading("fan-1", SensorKind::Fan, 0.0),
+            ])
+            .await
+            .unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+            let e: Value = serde_json::from_slice(&m.payload).unwrap();
+            let rule = e["rule"].as_str().unwrap_or_default().to_string();
+            if e["state"] == "firing" && want.contains(&rule.as_str()) {
+                firing.insert(rule, e);
+            }
+        }
+    }
+    let labels = |rule: &str| -> Value {
+        serde_json::from_str(firing[rule]["labels"].as_str().unwrap()).unwrap()
+    };
+    let cold = labels("LowTemperature");
+    assert_eq!(
+        (cold["site"].as_str(), cold["sensor"].as_str()),
+        (Some("site-a"), Some("t-1"))
+    );
+    assert_eq!(firing["LowTemperature"]["severity"], "warning");
+    let fan = labels("FanNotTurning");
+    assert_eq!(fan["sensor"], "fan-1", "{fan}");
+    let level: i64 = fan["level"].as_str().unwrap().parse().unwrap();
+    assert!((1..=9).contains(&level), "{fan}");
+    assert_eq!(firing["FanNotTurning"]["value"], 0.0);
+    assert_eq!(firing["FanNotTurning"]["severity"], "critical");
+    let grid = labels("GridSignalChanged");
+    assert_eq!(
+        (grid["kind"].as_str(), grid["event_id"].as_str()),
+        (Some("curtail"), Some("dr-7")),
+        "{grid}"
+    );
+    assert_eq!(firing["GridSignalChanged"]["value"], 40.0);
+}
+
+/// The shipped rules with every group's interval and every `for` a second.
+fn shortened(rules: &str) -> String {
+    rules
+        .lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            if trimmed.starts_with("interval: ") {
+                format!("{indent}interval: 1s")
+            } else if trimmed.starts_with("for: ") {
+                format!("{indent}for: 1s")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

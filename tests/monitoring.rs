@@ -1,7 +1,9 @@
 //! The Grafana and Prometheus assets under `deploy/` (issue 12): `promtool` accepts the scrape
-//! config and the alert rules; the alert rules are adit's default rules (same names, groups,
-//! severities and `for`, or listed as left out); and every metric a dashboard or an alert rule
-//! uses is one that `adit demo` exports on `/metrics`.
+//! config and the alert rules, and its unit tests of the rules pass (each rule of the
+//! Prometheus-only `process` group fires on the series that should raise it); the alert rules
+//! are adit's default rules (same names, groups, severities and `for`, or listed as left out),
+//! besides that group; and every metric a dashboard or an alert rule uses is one that
+//! `adit demo` exports on `/metrics`.
 
 mod common;
 
@@ -15,6 +17,9 @@ use common::Demo;
 
 const SCRAPE_CONFIG: &str = "deploy/prometheus/prometheus.yml";
 const ALERT_RULES: &str = "deploy/prometheus/alerts.yml";
+const ALERT_RULE_TESTS: &str = "deploy/prometheus/alerts_test.yml";
+/// The group of rules over the process's vital signs, which only `/metrics` carries.
+const PROMETHEUS_ONLY: &str = "process";
 const DASHBOARDS: &[&str] = &[
     "deploy/grafana/pool-overview.json",
     "deploy/grafana/farm-energy.json",
@@ -53,6 +58,7 @@ fn promtool(args: &[&str]) {
 fn promtool_accepts_the_scrape_config_and_the_alert_rules() {
     promtool(&["check", "config", SCRAPE_CONFIG]);
     promtool(&["check", "rules", ALERT_RULES]);
+    promtool(&["test", "rules", ALERT_RULE_TESTS]);
 }
 
 /// Grafana's variables replaced by values Prometheus accepts.
@@ -111,6 +117,17 @@ fn the_prometheus_alert_rules_are_the_default_rules() {
     let (defaults, promql) = (by_name(&defaults), by_name(&promql));
     let for_ = |r: &adit_alerts::Rule| adit_alerts::rules::duration(r.for_.as_deref()).unwrap();
     for (name, (group, rule)) in &promql {
+        if group == PROMETHEUS_ONLY {
+            assert!(
+                !defaults.contains_key(name),
+                "{name} is in the Prometheus-only group but is a default rule"
+            );
+            assert!(
+                read(ALERT_RULE_TESTS).contains(&format!("alertname: {name}")),
+                "{ALERT_RULE_TESTS}: no test of {name}"
+            );
+            continue;
+        }
         let Some((default_group, default)) = defaults.get(name) else {
             panic!("{ALERT_RULES}: {name} is not one of rules/default.yml's rules");
         };

@@ -275,3 +275,142 @@ async fn the_pools_node_going_away_is_shown_down() {
     let reason = down["parts"]["node"]["last_error"].as_str().unwrap();
     assert!(reason.contains("monerod unreachable"), "{reason}");
 }
+
+/// Waits until `/ready` answers `want` with `check` true of its body; the body.
+async fn ready_until(app: &App, want: u16, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((status, body)) = ready(app).await
+            && status == want
+            && check(&body)
+        {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}; log:\n{}", app.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Puts a plain file where the folder `path` was (moved aside), so nothing can be written
+/// under it, even by root; the returned closure puts the folder back.
+fn block(path: &std::path::Path) -> impl FnOnce() + use<> {
+    let aside = path.with_extension("aside");
+    std::fs::rename(path, &aside).unwrap();
+    std::fs::write(path, b"not a folder").unwrap();
+    let path = path.to_path_buf();
+    move || {
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(&aside, &path).unwrap();
+    }
+}
+
+/// A pipeline that stops committing (one of its tables cannot be written) is shown down once
+/// its oldest uncommitted message is older than `pipelines.max_lag`, naming it and its lag,
+/// and up once it has caught up; a table root that cannot be written is shown down as
+/// `tables`, and up once it can. Both seen by a real client of `/ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_pipeline_and_an_unwritable_table_root_are_shown_down_and_back() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("tables");
+    let app = App::start_with_env(
+        &nats.url(),
+        dir.path(),
+        &tables,
+        "pipelines,query",
+        "[health]\nsample_every = \"1s\"\n",
+        &[("ADIT_PIPELINES__MAX_LAG", "3s")],
+    );
+    app.wait_http().await;
+    let (publisher, _js) = publisher(&nats).await;
+    let base = chrono::Utc::now();
+    publisher.publish_all(telemetry(40, base)).await.unwrap();
+    let is_up = |part: &'static str| move |b: &Value| b["parts"][part]["up"] == true;
+    ready_until(
+        &app,
+        200,
+        "lag:telemetry never watched",
+        is_up("lag:telemetry"),
+    )
+    .await;
+    ready_until(&app, 200, "the table root never probed", is_up("tables")).await;
+    while !tables.join("sensor_readings").is_dir() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // One table of the telemetry landing cannot be written: it stops committing, and its
+    // readings wait in the stream.
+    let unblock = block(&tables.join("sensor_readings"));
+    publisher
+        .publish_all(telemetry(40, base + chrono::Duration::seconds(1)))
+        .await
+        .unwrap();
+    let down = ready_until(&app, 503, "the stalled pipeline was never shown", |b| {
+        b["down"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|p| p == "lag:telemetry"))
+    })
+    .await;
+    assert!(
+        !down["down"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "tables"),
+        "the root itself can still be written: {down}"
+    );
+    let reason = down["parts"]["lag:telemetry"]["last_error"]
+        .as_str()
+        .unwrap();
+    assert!(
+        reason.contains("not committed on input") && reason.contains("pipelines.max_lag (3s)"),
+        "{reason}"
+    );
+    let lagging = metrics(&app).await;
+    let seconds = lagging
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("adit_pipeline_lag_seconds{pipeline=\"telemetry\"")
+                .and_then(|rest| rest.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .expect("adit_pipeline_lag_seconds for telemetry");
+    assert!(seconds > 3.0, "lag {seconds} s while stalled");
+
+    // Writable again: the pipeline catches up, every reading landed once.
+    unblock();
+    ready_until(
+        &app,
+        200,
+        "the pipeline never caught up",
+        is_up("lag:telemetry"),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = app.rows("SELECT count(*) AS n FROM sensor_readings").await;
+        if rows[0]["n"] == 20 {
+            break; // every sensor reading of both batches, once
+        }
+        assert!(Instant::now() < deadline, "sensor readings: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The whole root cannot be written: `tables` is down, with the reason.
+    let unblock = block(&tables);
+    let down = ready_until(&app, 503, "the unwritable root was never shown", |b| {
+        b["parts"]["tables"]["up"] == false
+    })
+    .await;
+    let reason = down["parts"]["tables"]["last_error"].as_str().unwrap();
+    assert!(reason.contains("cannot write"), "{reason}");
+    assert!(app.log().contains("the table root cannot be written"));
+    unblock();
+    ready_until(
+        &app,
+        200,
+        "the root was never writable again",
+        is_up("tables"),
+    )
+    .await;
+}

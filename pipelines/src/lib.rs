@@ -24,6 +24,7 @@ pub mod lease;
 pub mod metrics;
 pub mod pipeline;
 pub mod pplns;
+pub mod progress;
 pub mod registry;
 pub mod registry_log;
 pub mod runner;

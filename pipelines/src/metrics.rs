@@ -25,7 +25,7 @@ pub fn epoch_committed(
     metrics::gauge!("adit_pipeline_epoch", &labels).set(epoch as f64);
 }
 
-/// Records how far `instance`'s `input` is behind the end of its stream, in messages.
+/// Records how many messages `instance`'s `input` has not committed yet.
 pub fn lag(instance: &str, input: &str, messages: u64) {
     metrics::gauge!(
         "adit_pipeline_lag_messages",
@@ -115,11 +115,11 @@ pub fn register() {
     );
     describe_gauge!(
         "adit_pipeline_lag_messages",
-        "How far a pipeline instance's input is behind the end of its stream, in messages."
+        "Messages on a pipeline instance's input that it has not committed yet (its consumer's pending and unacknowledged ones)."
     );
     describe_gauge!(
         "adit_pipeline_lag_seconds",
-        "How long ago the oldest message a pipeline instance has not read was stored, in seconds."
+        "How long ago the oldest message a pipeline instance has not committed was stored, in seconds (over pipelines.max_lag: stalled, /ready 503)."
     );
     describe_gauge!(
         "adit_pplns_blocks_waiting",

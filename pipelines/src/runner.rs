@@ -78,6 +78,8 @@ pub async fn run_instance<P: Pipeline>(
     else {
         return Ok(());
     };
+    // Watched for lag from now on, through failures, until another process holds the lease.
+    ctx.progress.watch(&spec, &instance, partition);
     let stop = shutdown.child_token();
     let watcher = {
         let (lost, stop) = (lease.lost(), stop.clone());
@@ -93,6 +95,7 @@ pub async fn run_instance<P: Pipeline>(
     .await;
     watcher.abort();
     if shutdown.is_cancelled() {
+        ctx.progress.forget(&instance);
         lease.release().await;
         return result;
     }
@@ -139,7 +142,7 @@ impl Inputs {
         for (i, input) in spec.inputs.iter().enumerate() {
             let config = ConsumerConfig {
                 stream: input.stream.clone(),
-                durable: format!("adit-{}-{}", instance.replace('.', "_"), input.name),
+                durable: crate::progress::consumer_name(instance, &input.name),
                 filter_subject: input.filter(partition).ok_or_else(|| Error::Spec {
                     pipeline: spec.name.clone(),
                     reason: format!("input {} cannot be partitioned", input.name),
@@ -610,9 +613,6 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             started.elapsed(),
             epoch,
         );
-        if epoch.is_multiple_of(20) {
-            self.report_lag().await;
-        }
         if epoch.is_multiple_of(PRUNE_EVERY) {
             self.prune().await?;
         }
@@ -698,39 +698,6 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         self.snapshots = self.snapshots.split_off(&keep);
         Ok(())
     }
-
-    async fn report_lag(&self) {
-        for input in &self.spec.inputs {
-            if let Ok(mut stream) = self.ctx.js.get_stream(&input.stream).await
-                && let Ok(info) = stream.info().await
-            {
-                let position = self.positions.get(&input.name).copied().unwrap_or(0);
-                let behind = info.state.last_sequence.saturating_sub(position);
-                metrics::lag(&self.instance, &input.name, behind);
-                // The age of the next message to read (kept only while it can be read: a
-                // message removed by the stream's limits says nothing of the lag).
-                let age = if behind == 0 {
-                    Some(0.0)
-                } else {
-                    stream
-                        .get_raw_message(position + 1)
-                        .await
-                        .ok()
-                        .map(|m| stored_seconds_ago(std::time::SystemTime::from(m.time)))
-                };
-                if let Some(age) = age {
-                    metrics::lag_seconds(&self.instance, &input.name, age);
-                }
-            }
-        }
-    }
-}
-
-/// Seconds from `stored` to now (0 when the clock says it is in the future).
-fn stored_seconds_ago(stored: std::time::SystemTime) -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(stored)
-        .map_or(0.0, |age| age.as_secs_f64())
 }
 
 /// Publishes result messages until stored (their ids make retries safe). The tables are the

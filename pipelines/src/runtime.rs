@@ -36,6 +36,10 @@ pub struct PipelinesConfig {
     /// within about this long after its holder dies.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// An instance whose oldest uncommitted message was stored longer ago than this is
+    /// stalled: `/ready` answers 503 naming it (`lag:<instance>`) until it catches up.
+    #[serde(with = "humantime_serde")]
+    pub max_lag: Duration,
     /// Pipelines run as one instance per listed key (a site or pool), each with its own
     /// position and lease: `telemetry = ["site-01", "site-02"]`. Only the keys listed are read.
     pub partitions: BTreeMap<String, Vec<String>>,
@@ -61,6 +65,7 @@ impl Default for PipelinesConfig {
             batch_max_rows: 20_000,
             batch_max_wait: Duration::from_millis(500),
             lease_ttl: Duration::from_secs(10),
+            max_lag: Duration::from_secs(300),
             partitions: BTreeMap::new(),
             maintenance: Maintenance::default(),
             energy: EnergyConfig::default(),
@@ -101,6 +106,9 @@ impl PipelinesConfig {
         }
         if self.lease_ttl < Duration::from_secs(1) {
             return Err(invalid("pipelines.lease_ttl", "must be at least 1s"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(7 * 86_400)).contains(&self.max_lag) {
+            return Err(invalid("pipelines.max_lag", "must be 1s to 7 days"));
         }
         self.pplns.validate()?;
         self.hashrate.validate()?;
@@ -174,8 +182,11 @@ pub struct PipelineContext {
     pub policy: ValidationPolicy,
     /// This process's name on the leases it holds (host, pid and a random part).
     pub holder: String,
-    /// Where each pipeline instance's supervisor reports whether it runs (read by `/ready`).
+    /// Where each pipeline instance's supervisor reports whether it runs, and the lag watch
+    /// whether it keeps up (read by `/ready`).
     pub vitals: adit_supervise::Vitals,
+    /// The instances this process runs, for the lag watch.
+    pub progress: crate::progress::Progress,
 }
 
 /// A holder name unique to this process.
@@ -242,6 +253,20 @@ pub async fn ensure_lease_bucket(
 pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Result<()> {
     ensure_lease_bucket(&ctx.js, ctx.config.lease_ttl, 1).await?;
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        // The lag watch, restarted like an instance if it panics.
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let vitals = ctx.vitals.clone();
+            let policy = adit_supervise::Policy::default();
+            adit_supervise::supervise("lag-watch", &vitals, policy, || {
+                crate::progress::watch(ctx.clone(), shutdown.clone())
+            })
+            .await
+            .map(|_| ())
+            .map_err(|gave_up| crate::Error::Panicked(gave_up.to_string()))
+        });
+    }
     for pipeline in registry::all(&ctx.config) {
         let name = pipeline.name();
         let partitions: Vec<Option<String>> = match ctx.config.partitions.get(&name) {

@@ -8,7 +8,8 @@
 //!   from `critical_pct`, `violation` above 100 %. A pool with an allocation likewise, over
 //!   its machines on every site.
 //! - `temperature` of each temperature sensor: `critical` over the site's `max_temp_c`,
-//!   `emergency` over `emergency_temp_c`; `humidity`: `critical` over `max_humidity_pct`.
+//!   `emergency` over `emergency_temp_c`; `low_temperature`: `warning` under `min_temp_c`
+//!   (its peak is the coldest reading); `humidity`: `critical` over `max_humidity_pct`.
 //! - `silent_device`: a registered machine, sensor or meter not heard from for `silent_after`
 //!   (counted from its registration when it was never heard).
 //! - `unregistered_device`: readings from a device the registry does not know (they are landed
@@ -162,8 +163,10 @@ impl Severity {
 pub enum Kind {
     /// Power against an allocation.
     PowerAllocation,
-    /// Ambient temperature.
+    /// Ambient temperature over the site's maximum.
     Temperature,
+    /// Ambient temperature under the site's minimum.
+    LowTemperature,
     /// Relative humidity.
     Humidity,
     /// A registered device that stopped reporting.
@@ -175,9 +178,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Self::PowerAllocation,
         Self::Temperature,
+        Self::LowTemperature,
         Self::Humidity,
         Self::SilentDevice,
         Self::UnregisteredDevice,
@@ -188,6 +192,7 @@ impl Kind {
         match self {
             Self::PowerAllocation => "power_allocation",
             Self::Temperature => "temperature",
+            Self::LowTemperature => "low_temperature",
             Self::Humidity => "humidity",
             Self::SilentDevice => "silent_device",
             Self::UnregisteredDevice => "unregistered_device",
@@ -249,10 +254,73 @@ pub struct Tracker {
     tracks: BTreeMap<Key, Track>,
 }
 
-fn worse(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+/// Each kind a `kind` sensor reading `value` (none when stale) is checked for against the
+/// site's `limits`, with its condition now (`None`: fine).
+fn sensor_checks(
+    kind: SensorKind,
+    value: Option<f64>,
+    limits: &adit_schemas::registry::Site,
+) -> Vec<(Kind, Option<Condition>)> {
+    let condition = |severity, v, limit| Condition {
+        severity,
+        value: Some(v),
+        limit: Some(limit),
+    };
+    match kind {
+        SensorKind::Temperature => vec![
+            (
+                Kind::Temperature,
+                value.and_then(|v| {
+                    if v > limits.emergency_temp_c {
+                        Some(condition(Severity::Emergency, v, limits.emergency_temp_c))
+                    } else if v > limits.max_temp_c {
+                        Some(condition(Severity::Critical, v, limits.max_temp_c))
+                    } else {
+                        None
+                    }
+                }),
+            ),
+            (
+                Kind::LowTemperature,
+                value
+                    .filter(|v| *v < limits.min_temp_c)
+                    .map(|v| condition(Severity::Warning, v, limits.min_temp_c)),
+            ),
+        ],
+        SensorKind::Humidity => vec![(
+            Kind::Humidity,
+            value
+                .filter(|v| *v > limits.max_humidity_pct)
+                .map(|v| condition(Severity::Critical, v, limits.max_humidity_pct)),
+        )],
+        SensorKind::Fan => Vec::new(),
+    }
+}
+
+impl Kind {
+    /// Whether a lower value is the worse one (a cold reading).
+    fn lower_is_worse(self) -> bool {
+        self == Self::LowTemperature
+    }
+}
+
+/// The worse of two values of a `kind` condition: the highest, or the lowest where lower is
+/// worse.
+fn worse(kind: Kind, a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
+        (Some(a), Some(b)) if kind.lower_is_worse() => Some(a.min(b)),
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// Whether `peak` is worse enough than the `reported` one to add a row: by a tenth, and for a
+/// lower-is-worse kind by a tenth or a whole unit (a degree), whichever is more.
+fn worsened(kind: Kind, peak: f64, reported: f64) -> bool {
+    if kind.lower_is_worse() {
+        peak <= reported - (reported.abs() * 0.1).max(1.0)
+    } else {
+        peak.abs() >= reported.abs() * 1.1 && peak > reported
     }
 }
 
@@ -275,10 +343,10 @@ impl Tracker {
         let row = match (condition, &mut track.open) {
             (Some(c), Some(open)) => {
                 track.false_since = None;
-                open.peak = worse(open.peak, c.value);
+                open.peak = worse(key.kind, open.peak, c.value);
                 let rose = c.severity > open.severity;
                 let grew = match (open.peak, open.reported_peak) {
-                    (Some(p), Some(r)) => p.abs() >= r.abs() * 1.1 && p > r,
+                    (Some(p), Some(r)) => worsened(key.kind, p, r),
                     (Some(_), None) => true,
                     _ => false,
                 };
@@ -297,7 +365,7 @@ impl Tracker {
                 let (since, severity, peak) =
                     track.pending.get_or_insert((at_us, c.severity, c.value));
                 *severity = (*severity).max(c.severity);
-                *peak = worse(*peak, c.value);
+                *peak = worse(key.kind, *peak, c.value);
                 if at_us - *since >= hold_us {
                     let open = Open {
                         id: format!(
@@ -592,38 +660,8 @@ impl Violations {
                 .filter(|f| at_us - f.ts_us <= stale)
                 .map(|f| f.value);
             if let (Some(limits), Some(kind)) = (limits, sensor.sensor_kind) {
-                let condition = match (kind, value) {
-                    (SensorKind::Temperature, Some(v)) if v > limits.emergency_temp_c => Some((
-                        Kind::Temperature,
-                        Severity::Emergency,
-                        v,
-                        limits.emergency_temp_c,
-                    )),
-                    (SensorKind::Temperature, Some(v)) if v > limits.max_temp_c => {
-                        Some((Kind::Temperature, Severity::Critical, v, limits.max_temp_c))
-                    }
-                    (SensorKind::Humidity, Some(v)) if v > limits.max_humidity_pct => Some((
-                        Kind::Humidity,
-                        Severity::Critical,
-                        v,
-                        limits.max_humidity_pct,
-                    )),
-                    _ => None,
-                };
-                let measured = match kind {
-                    SensorKind::Temperature => Some(Kind::Temperature),
-                    SensorKind::Humidity => Some(Kind::Humidity),
-                    SensorKind::Fan => None,
-                };
-                if let Some(kind) = measured {
-                    out.push((
-                        key("sensor", id, kind),
-                        condition.map(|(_, severity, v, limit)| Condition {
-                            severity,
-                            value: Some(v),
-                            limit: Some(limit),
-                        }),
-                    ));
+                for (kind, condition) in sensor_checks(kind, value, limits) {
+                    out.push((key("sensor", id, kind), condition));
                 }
             }
             let known = view.sensor(site_id, id).is_some();
@@ -1340,6 +1378,43 @@ mod tests {
             ]
         );
         assert_eq!(rows[1].limit, Some(40.0));
+    }
+
+    #[test]
+    fn cold_under_the_sites_minimum_is_a_warning_whose_peak_is_the_coldest() {
+        let (p, mut state) = setup();
+        // The default minimum is 10 °C: 8 °C, then 5.5 °C (colder by over a degree), then
+        // 5.2 °C (not a degree colder: no row), then warm again.
+        let rows = run(&p, &mut state, 0, 1800, |t| {
+            let v = match t {
+                300..600 => 8.0,
+                600..800 => 5.5,
+                800..900 => 5.2,
+                _ => 27.0,
+            };
+            vec![power("m1", 3000.0), power("m2", 3000.0), temp(v)]
+        });
+        let seen: Vec<(&str, &str, &str, Option<f64>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.kind.as_str(),
+                    r.event.as_str(),
+                    r.severity.as_str(),
+                    r.peak,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("low_temperature", "opened", "warning", Some(8.0)),
+                ("low_temperature", "updated", "warning", Some(5.5)),
+                ("low_temperature", "resolved", "warning", Some(5.2)),
+            ]
+        );
+        assert_eq!(rows[0].limit, Some(10.0));
+        assert_eq!(rows[0].subject, "t1");
     }
 
     #[test]

@@ -192,6 +192,7 @@ async fn two_inputs_resume_each_after_its_own_position_with_their_state() {
         policy: ValidationPolicy::default(),
         holder: holder_name(),
         vitals: adit_supervise::Vitals::new(),
+        progress: Default::default(),
     };
     // The two inputs arrive at different rates, interleaved over the run.
     let base = chrono::Utc::now();

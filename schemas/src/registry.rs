@@ -173,6 +173,9 @@ pub struct Site {
     /// Critical at this share of the allocation, percent.
     #[serde(default = "defaults::critical_pct")]
     pub critical_pct: f64,
+    /// Lowest allowed temperature, °C (condensation, and machines below their rating).
+    #[serde(default = "defaults::min_temp_c")]
+    pub min_temp_c: f64,
     /// Highest allowed temperature, °C.
     #[serde(default = "defaults::max_temp_c")]
     pub max_temp_c: f64,
@@ -201,6 +204,9 @@ mod defaults {
     pub(super) fn critical_pct() -> f64 {
         95.0
     }
+    pub(super) fn min_temp_c() -> f64 {
+        10.0
+    }
     pub(super) fn max_temp_c() -> f64 {
         35.0
     }
@@ -225,6 +231,7 @@ impl Site {
             allocation_kw,
             warning_pct: defaults::warning_pct(),
             critical_pct: defaults::critical_pct(),
+            min_temp_c: defaults::min_temp_c(),
             max_temp_c: defaults::max_temp_c(),
             emergency_temp_c: defaults::emergency_temp_c(),
             max_humidity_pct: defaults::max_humidity_pct(),
@@ -280,7 +287,17 @@ impl Site {
                 ),
             ));
         }
+        number("min_temp_c", self.min_temp_c, -60.0, 60.0)?;
         number("max_temp_c", self.max_temp_c, -40.0, 120.0)?;
+        if self.min_temp_c >= self.max_temp_c {
+            return Err(FieldError::new(
+                "min_temp_c",
+                format!(
+                    "{} must be below max_temp_c ({})",
+                    self.min_temp_c, self.max_temp_c
+                ),
+            ));
+        }
         number("emergency_temp_c", self.emergency_temp_c, -40.0, 150.0)?;
         if self.emergency_temp_c <= self.max_temp_c {
             return Err(FieldError::new(

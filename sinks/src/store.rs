@@ -114,6 +114,24 @@ impl TableStore {
         Ok((Arc::from(store), path))
     }
 
+    /// Writes and removes a small object `_adit/health/<name>` under the root: whether the
+    /// tables can be written now (a full, read-only, unmounted or unreachable store says no).
+    pub async fn probe_write(&self, name: &str) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        let (store, root) = self.object_store()?;
+        let path = root.join("_adit").join("health").join(name.to_string());
+        let failed = |e: object_store::Error| Error::Root {
+            root: self.root.to_string(),
+            message: format!("cannot write {path}: {e}"),
+        };
+        store
+            .put(&path, object_store::PutPayload::from_static(b"ok"))
+            .await
+            .map_err(failed)?;
+        store.delete(&path).await.map_err(failed)?;
+        Ok(())
+    }
+
     /// The URL of table `name`.
     pub fn table_url(&self, name: &str) -> Url {
         self.root

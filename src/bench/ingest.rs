@@ -138,6 +138,7 @@ pub async fn ingest(
         policy: ValidationPolicy::default(),
         holder: adit_pipelines::runtime::holder_name(),
         vitals: adit_supervise::Vitals::new(),
+        progress: Default::default(),
     };
     adit_pipelines::runtime::ensure_lease_bucket(&js, ctx.config.lease_ttl, 1).await?;
     let log = adit_sinks::EpochLog::open(&store, "telemetry")?;

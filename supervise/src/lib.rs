@@ -60,6 +60,7 @@ impl Vitals {
             last_error: None,
         });
         f(part);
+        up_gauge(name, part.up);
     }
 
     /// Records the state of a part that is checked rather than run (free disk space, a
@@ -76,6 +77,7 @@ impl Vitals {
         });
         part.up = state.is_ok();
         part.last_error = state.err();
+        up_gauge(name, part.up);
         was_up
     }
 
@@ -95,6 +97,12 @@ impl Vitals {
             .map(|(name, _)| name)
             .collect()
     }
+}
+
+/// `adit_part_up{part}`: 1 while the part is up, 0 while it is down (what `/ready` says, for
+/// Prometheus's rules).
+fn up_gauge(name: &str, up: bool) {
+    metrics::gauge!("adit_part_up", "part" => name.to_string()).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Panics injected into supervised parts, so a test can kill each part from inside and watch
