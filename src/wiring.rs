@@ -245,6 +245,12 @@ pub async fn run_roles(
                 adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?,
             ),
             silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
+            bans: Some(
+                services
+                    .js
+                    .get_key_value(adit_schemas::names::KV_BANS)
+                    .await?,
+            ),
             admission: Arc::new(adit_query::admission::Admission::new(
                 config.query.concurrency.clone(),
             )),

@@ -2,7 +2,8 @@
 //! and one table root. One holds each pipeline's lease, the other stands by; killing the
 //! holder with SIGKILL hands the work over within seconds, and every event lands exactly once.
 //! With partitions, the instances spread over both processes and write the same tables
-//! concurrently, still exactly once.
+//! concurrently, still exactly once. A rolling restart (SIGTERM, the other takes over, start
+//! again; then the other) is an upgrade without a pause, and drops nothing either.
 
 mod common;
 
@@ -142,6 +143,56 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
         takeovers[takeovers.len() / 2],
         takeovers[takeovers.len() - 1]
     );
+    assert!(a.terminate(), "clean exit; log:\n{}", a.log());
+    assert!(b.terminate(), "clean exit; log:\n{}", b.log());
+}
+
+/// An upgrade as the README tells it, done as a rolling restart: each process in turn is
+/// stopped with SIGTERM (it finishes its batch and releases its leases), the other takes its
+/// work over, and it is started again (the new binary) before the next one is stopped. Events
+/// flow throughout; every one lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_hands_over_on_sigterm_and_drops_nothing() {
+    const EVENTS: usize = 60_000;
+    let nats = NatsServer::start();
+    let (publisher, js) = publisher(&nats).await;
+    let root = tempfile::tempdir().unwrap();
+    let tables = root.path().join("tables");
+    let (da, db) = (root.path().join("a"), root.path().join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let mut a = App::start_on(&nats.url(), &da, &tables, "pipelines", "");
+    let mut b = App::start_on(&nats.url(), &db, &tables, "pipelines", "");
+    let producer = produce(publisher, EVENTS, 3);
+    for round in 0..2 {
+        eventually(Duration::from_secs(30), "a telemetry leader", || async {
+            let h = holder(&js, "telemetry").await;
+            holds(&a, &h) || holds(&b, &h)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let h = holder(&js, "telemetry").await;
+        let (leader, standby) = if holds(&a, &h) {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        let stopped = Instant::now();
+        assert!(leader.terminate(), "clean exit; log:\n{}", leader.log());
+        eventually(
+            Duration::from_secs(60),
+            "the standby to take over",
+            || async { holds(standby, &holder(&js, "telemetry").await) },
+        )
+        .await;
+        eprintln!(
+            "round {round}: the standby took over {:?} after SIGTERM of the leader",
+            stopped.elapsed()
+        );
+        leader.restart();
+    }
+    producer.await.unwrap();
+    assert_exactly_once(&tables, EVENTS, &[&a, &b]).await;
     assert!(a.terminate(), "clean exit; log:\n{}", a.log());
     assert!(b.terminate(), "clean exit; log:\n{}", b.log());
 }

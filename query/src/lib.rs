@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod alerts;
 pub mod auth;
+pub mod bans;
 pub mod dashboard;
 pub mod error;
 pub mod format;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, live, overrides, registry, reports, server, views, violations};
+use crate::{alerts, bans, live, overrides, registry, reports, server, views, violations};
 
 /// Adds the bearer-token scheme the routes name.
 struct Bearer;
@@ -64,6 +64,9 @@ impl Modify for Bearer {
         alerts::list_silences,
         alerts::acknowledge,
         alerts::resolve,
+        bans::list,
+        bans::add,
+        bans::lift,
         live::live,
         reports::compliance,
     ),
@@ -74,7 +77,8 @@ impl Modify for Bearer {
         overrides::NewOverride,
         overrides::Cancellation,
         alerts::NewSilence,
-        alerts::AlertAct
+        alerts::AlertAct,
+        bans::NewBan
     )),
     modifiers(&Bearer),
     tags((name = "sql", description = "Read-only SQL"), (name = "pool", description = "Pool views"),

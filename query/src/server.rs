@@ -138,6 +138,8 @@ pub struct AppState {
     pub rules: Option<adit_alerts::RuleStore>,
     /// The silences (none without NATS).
     pub silences: Option<adit_alerts::notify::Silences>,
+    /// The Stratum bans bucket (none without NATS: its routes answer 503).
+    pub bans: Option<async_nats::jetstream::kv::Store>,
     /// Live subscriptions (none without NATS: the route answers 503).
     pub live: Option<crate::live::Live>,
     /// Slots for SQL statements per role.
@@ -234,6 +236,7 @@ pub fn router(
     ));
     let registry = registry_routes(state.clone(), &guard);
     let rules = rule_routes(state.clone(), &guard);
+    let bans = ban_routes(state.clone(), &guard);
     let doc = Arc::new(crate::openapi::document(extra_docs));
     Router::new()
         .route(
@@ -253,6 +256,7 @@ pub fn router(
         .merge(registry)
         .merge(notes)
         .merge(rules)
+        .merge(bans)
         .merge(crate::dashboard::routes())
         .layer(middleware::from_fn_with_state(
             Arc::new(origins),
@@ -274,6 +278,19 @@ fn rule_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
             get(a::groups).layer(layer(Role::Read)),
         )
         .route("/api/v1/alerts/rules/{group}", one)
+        .with_state(state)
+}
+
+/// The Stratum bans' routes: admin only, reading included (they name attackers' addresses).
+fn ban_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
+    use crate::bans as b;
+    Router::new()
+        .route("/api/v1/bans", get(b::list))
+        .route(
+            "/api/v1/bans/{network}",
+            axum::routing::put(b::add).delete(b::lift),
+        )
+        .layer(middleware::from_fn_with_state(guard(Role::Admin), require))
         .with_state(state)
 }
 
@@ -637,6 +654,7 @@ mod tests {
             publisher: None,
             rules: None,
             silences: None,
+            bans: None,
             live: None,
             admission: Arc::new(crate::admission::Admission::new(Default::default())),
             lockout: Default::default(),

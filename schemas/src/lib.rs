@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod api;
 pub mod arrow_rows;
 pub mod audit;
+pub mod bans;
 pub mod compliance;
 pub mod control;
 pub mod error;

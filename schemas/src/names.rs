@@ -34,8 +34,10 @@ pub const KV_CHANNELS: &str = "adit_channels";
 /// KV bucket holding the pipelines' leases (its max age is the lease TTL; created by the
 /// pipelines runtime, not with the others).
 pub const KV_LEASES: &str = "adit_leases";
+/// KV bucket holding Stratum bans (`adit_schemas::bans`).
+pub const KV_BANS: &str = "adit_bans";
 /// All KV buckets adit creates.
-pub const KV_BUCKETS: &[&str] = &[KV_REGISTRY, KV_RULES, KV_CHANNELS];
+pub const KV_BUCKETS: &[&str] = &[KV_REGISTRY, KV_RULES, KV_CHANNELS, KV_BANS];
 
 /// Header carrying the schema version of a message.
 pub const HEADER_SCHEMA_VERSION: &str = "Adit-Schema-Version";

@@ -43,6 +43,17 @@ pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: Cancellatio
             }
         };
         let ip = peer.ip();
+        let lifted = pool.bans.take_lifted();
+        if !lifted.is_empty() {
+            pool.guard()
+                .pardon(|ip| lifted.iter().any(|net| net.contains(ip)));
+        }
+        if pool.bans.covers(ip, chrono::Utc::now()) {
+            metrics::counter!("adit_pool_connections_refused_total", "reason" => "banned")
+                .increment(1);
+            drop(stream);
+            continue;
+        }
         if let Err(refusal) = pool.guard().admit(ip, Instant::now()) {
             metrics::counter!("adit_pool_connections_refused_total", "reason" => refusal.reason())
                 .increment(1);
@@ -110,9 +121,16 @@ where
     let mut deadline = Instant::now() + pool.config.login_timeout;
     let mut retarget = tokio::time::interval(RETARGET_TICK);
     retarget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut bans = pool.bans.subscribe();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            Ok(()) = bans.changed() => {
+                if pool.bans.covers(conn.ip, chrono::Utc::now()) {
+                    tracing::info!(ip = %conn.ip, "connection closed: its address was banned");
+                    break;
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => break,
             changed = conn.work.changed() => {
                 if changed.is_err() || conn.push_job().await.is_err() {
@@ -186,6 +204,8 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
     pub(crate) fn penalise(&self) -> Next {
         if self.pool.guard().record(self.ip, true, Instant::now()) {
             tracing::info!(ip = %self.ip, "banned for invalid input");
+            let ban_for = self.pool.config.limits.ban_for;
+            self.pool.bans.auto_ban(self.ip, ban_for, "invalid input");
             Next::Close
         } else {
             Next::Continue

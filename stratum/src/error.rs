@@ -13,6 +13,10 @@ pub enum Error {
     #[error("pool task failed: {0}")]
     TaskFailed(String),
 
+    /// The bans bucket could not be read or written.
+    #[error("bans: {0}")]
+    Bans(String),
+
     /// The Stratum protocol layer refused something (a bad line, target or message).
     #[error(transparent)]
     Protocol(#[from] adit_protocol::Error),
@@ -139,7 +143,8 @@ impl Error {
             | Error::NodeRejected { .. }
             | Error::NodeResponse { .. }
             | Error::SimChain { .. }
-            | Error::TaskFailed(_) => None,
+            | Error::TaskFailed(_)
+            | Error::Bans(_) => None,
         }
     }
 }

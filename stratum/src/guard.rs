@@ -236,6 +236,17 @@ impl Guard {
         }
     }
 
+    /// Lifts this guard's bans of every address `covered` says is in a lifted network, and
+    /// clears their scores (an operator's pardon outranks the automatic ban).
+    pub fn pardon(&mut self, covered: impl Fn(&IpAddr) -> bool) {
+        for (ip, s) in &mut self.ips {
+            if covered(ip) {
+                s.banned_until = None;
+                s.score = 0;
+            }
+        }
+    }
+
     /// Admits a new connection from `ip`, or says why not. A refusal records nothing new.
     pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         if self.is_banned(ip, now) {
@@ -378,6 +389,21 @@ mod tests {
             g.release(ip);
         }
         assert!(g.tracked() < 5_000, "{} IPs still tracked", g.tracked());
+    }
+
+    #[test]
+    fn a_pardon_lifts_the_ban_of_the_addresses_it_covers() {
+        let mut g = Guard::new(GuardConfig {
+            ban_score: 10,
+            invalid_penalty: 10,
+            ..GuardConfig::default()
+        });
+        let now = Instant::now();
+        let (a, b) = (ip(1), ip(2));
+        assert!(g.record(a, true, now) && g.record(b, true, now));
+        g.pardon(|x| *x == a);
+        assert!(!g.is_banned(a, now), "pardoned");
+        assert!(g.is_banned(b, now), "not covered");
     }
 
     #[test]

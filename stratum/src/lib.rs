@@ -8,6 +8,7 @@
 // The protocol layer, under the names the pool's modules have always used.
 use adit_protocol::{codec, randomx, target, tls};
 
+mod bans;
 mod blob;
 mod breaker;
 mod chain;
@@ -33,6 +34,7 @@ pub use adit_protocol::{
     StratumClient, SubmitParams, TlsFiles, decode_target, encode_target, encode_target32,
     encode_target64, meets_difficulty, mine_until, parse_request, parse_server_message, to_line,
 };
+pub use bans::{Bans, sync as sync_bans};
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
 pub use chain::{BlockHeader, NodeInfo, Template, Tip};

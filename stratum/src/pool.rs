@@ -171,6 +171,7 @@ pub async fn run(
         tracing::info!(blocks = pending.len(), "blocks waiting for confirmation");
     }
     let (accepted_tx, accepted_rx) = mpsc::channel::<Block>(64);
+    let js = publisher.jetstream().clone();
     let publishing = tokio::spawn(supervised_publisher(
         events_rx,
         publisher,
@@ -232,6 +233,18 @@ pub async fn run(
             stop_side.clone(),
         )),
     );
+    // The bans every pool process applies, in force before the first miner is let in, and
+    // this pool's own shared with them.
+    let (bans, auto_bans) = pool.bans();
+    match crate::bans::load(&js, &bans).await {
+        Ok(count) => tracing::info!(count, "bans loaded"),
+        Err(e) => tracing::warn!(error = %e, "bans not loaded before serving; applied once read"),
+    }
+    let auto_bans = auto_bans.unwrap_or_else(|| mpsc::channel(1).1);
+    let banning = essential(
+        "pool_bans",
+        Box::pin(crate::bans::sync(js, bans, auto_bans, stop_side.clone())) as SideTask,
+    );
 
     tracing::info!(listen = %config.listen, pool = %config.server.pool, "stratum listening");
     serve(listener, pool, serving).await;
@@ -245,6 +258,7 @@ pub async fn run(
         refreshing.await,
         maturing.await,
         submitting.await,
+        banning.await,
     ] {
         match done {
             Ok(Ok(())) => {}

@@ -114,6 +114,10 @@ pub struct Pool {
     pub(crate) blocks: mpsc::Sender<BlockFound>,
     /// Admission state.
     pub(crate) guard: Mutex<Guard>,
+    /// The bans every pool process applies (the KV bucket's, mirrored by `bans::sync`).
+    pub(crate) bans: crate::Bans,
+    /// The receiver of this pool's own bans, until `run` takes it for `bans::sync`.
+    auto_bans: Mutex<Option<tokio::sync::mpsc::Receiver<adit_schemas::bans::Ban>>>,
     /// Session id counter.
     pub(crate) sessions: std::sync::atomic::AtomicU64,
     /// TLS, when configured.
@@ -142,9 +146,12 @@ impl Pool {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros()) as u32)
             ^ std::process::id();
+        let (bans, auto_bans) = crate::Bans::new();
         Ok(Arc::new(Self {
             tls,
             guard: Mutex::new(Guard::new(config.limits.clone())),
+            bans,
+            auto_bans: Mutex::new(Some(auto_bans)),
             factory: JobFactory::new(prefix),
             verifier: Verifier::new(threads, config.randomx_mode),
             config,
@@ -158,6 +165,21 @@ impl Pool {
     /// Builds the verification threads' RandomX caches for `seed` before shares need them.
     pub async fn prepare(&self, seed: [u8; 32]) -> crate::error::Result<()> {
         self.verifier.prepare(seed).await
+    }
+
+    /// The bans in force, and (once) the receiver of the pool's own, for `bans::sync`.
+    pub fn bans(
+        &self,
+    ) -> (
+        crate::Bans,
+        Option<tokio::sync::mpsc::Receiver<adit_schemas::bans::Ban>>,
+    ) {
+        let auto = self
+            .auto_bans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        (self.bans.clone(), auto)
     }
 
     /// The admission state.

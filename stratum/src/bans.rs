@@ -1,0 +1,225 @@
+//! The bans every pool process applies: the KV bucket `adit_bans` mirrored in memory (its
+//! current values, then every change), checked for each new connection and, on every change,
+//! against each open one, which is closed if its address is now banned. The pool's own bans
+//! for invalid shares are written to the bucket, so the other pool processes apply them too
+//! and a restart keeps them until they expire.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use adit_schemas::bans::{self, Ban};
+use adit_schemas::names;
+use async_nats::jetstream::{self, kv::Operation};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use ipnet::IpNet;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// A ban as held: its network and when it ends (none: until lifted).
+type Held = (IpNet, Option<DateTime<Utc>>);
+
+/// The bans in force, by KV key, shared by the connections and the sync task.
+#[derive(Debug, Clone)]
+pub struct Bans {
+    held: Arc<RwLock<BTreeMap<String, Held>>>,
+    /// Bumped on every change, so open connections check themselves again.
+    changed: watch::Sender<u64>,
+    /// The pool's own bans, to be written to the bucket.
+    auto: mpsc::Sender<Ban>,
+    /// Networks whose ban was lifted, for the guard to pardon (its own bans of them too).
+    lifted: Arc<std::sync::Mutex<Vec<IpNet>>>,
+}
+
+impl Bans {
+    /// An empty set, and the receiver of the pool's own bans for [`sync`].
+    pub fn new() -> (Self, mpsc::Receiver<Ban>) {
+        let (auto, rx) = mpsc::channel(1024);
+        let bans = Self {
+            held: Arc::default(),
+            changed: watch::channel(0).0,
+            auto,
+            lifted: Arc::default(),
+        };
+        (bans, rx)
+    }
+
+    /// Whether `ip` is banned at `now`.
+    pub fn covers(&self, ip: IpAddr, now: DateTime<Utc>) -> bool {
+        let held = self.held.read().unwrap_or_else(PoisonError::into_inner);
+        held.values()
+            .any(|(net, until)| net.contains(&ip) && until.is_none_or(|u| u > now))
+    }
+
+    /// A receiver that changes whenever the bans do.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Records the pool's own ban of `ip` for `ban_for`, to be shared through the bucket.
+    pub fn auto_ban(&self, ip: IpAddr, ban_for: Duration, reason: &str) {
+        let until = Utc::now() + chrono::Duration::from_std(ban_for).unwrap_or_default();
+        let ban = Ban::new(&IpNet::from(ip), reason, Some(until), bans::AUTO);
+        if let Err(e) = self.auto.try_send(ban) {
+            // The ban holds in this process (the guard's); only its sharing is lost.
+            tracing::warn!(%ip, error = %e, "automatic ban not shared: too many at once");
+        }
+    }
+
+    /// The networks lifted since the last call, for the guard to pardon.
+    pub fn take_lifted(&self) -> Vec<IpNet> {
+        std::mem::take(&mut *self.lifted.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn apply(&self, key: &str, ban: Option<Ban>) {
+        let removed = {
+            let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
+            match ban.and_then(|b| b.net().ok().map(|net| (net, b.expires))) {
+                Some(entry) => held.insert(key.to_string(), entry).and(None),
+                None => held.remove(key),
+            }
+        };
+        if let Some((net, _)) = removed {
+            let mut lifted = self.lifted.lock().unwrap_or_else(PoisonError::into_inner);
+            if lifted.len() < 10_000 {
+                lifted.push(net);
+            }
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// Reads every ban in the bucket into `bans`, before the pool takes its first miner (the
+/// watch in [`sync`] then keeps them current); returns how many there are.
+pub(crate) async fn load(js: &jetstream::Context, bans: &Bans) -> Result<usize, crate::Error> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        crate::Error::Bans(format!("{}: {what}: {e}", names::KV_BANS))
+    };
+    let kv = js
+        .get_key_value(names::KV_BANS)
+        .await
+        .map_err(|e| failed("open", &e))?;
+    let mut keys = kv.keys().await.map_err(|e| failed("list", &e))?;
+    let mut count = 0;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| failed("list", &e))?;
+        let value = kv.get(&key).await.map_err(|e| failed("read", &e))?;
+        let ban = value.and_then(|v| serde_json::from_slice::<Ban>(&v).ok());
+        if let Some(ban) = ban.filter(|b| b.validate().is_ok()) {
+            bans.apply(&key, Some(ban));
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Mirrors the bucket into `bans` and writes the pool's own bans to it, until `shutdown`;
+/// while the bucket cannot be read, the bans last read hold and it is tried again.
+pub async fn sync(
+    js: jetstream::Context,
+    bans: Bans,
+    mut auto: mpsc::Receiver<Ban>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match mirror(&js, &bans, &mut auto, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "bans bucket not readable; the bans last read hold; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One watch of the bucket, until `shutdown` or an error.
+async fn mirror(
+    js: &jetstream::Context,
+    bans: &Bans,
+    auto: &mut mpsc::Receiver<Ban>,
+    shutdown: &CancellationToken,
+) -> Result<(), crate::Error> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        crate::Error::Bans(format!("{}: {what}: {e}", names::KV_BANS))
+    };
+    let kv = js
+        .get_key_value(names::KV_BANS)
+        .await
+        .map_err(|e| failed("open", &e))?;
+    let mut changes = kv
+        .watch_with_history(">")
+        .await
+        .map_err(|e| failed("watch", &e))?;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            change = changes.next() => {
+                let entry = match change {
+                    Some(Ok(entry)) => entry,
+                    Some(Err(e)) => return Err(failed("watch", &e)),
+                    None => return Err(failed("watch", &"ended")),
+                };
+                let ban = match entry.operation {
+                    Operation::Put => match serde_json::from_slice::<Ban>(&entry.value) {
+                        Ok(ban) if ban.validate().is_ok() => Some(ban),
+                        _ => {
+                            tracing::warn!(key = %entry.key, "a ban in the bucket is not valid; ignored");
+                            None
+                        }
+                    },
+                    Operation::Delete | Operation::Purge => None,
+                };
+                bans.apply(&entry.key, ban);
+            }
+            Some(ban) = auto.recv() => {
+                let Ok(net) = ban.net() else { continue };
+                let value = serde_json::to_vec(&ban).map_err(|e| failed("encode", &e))?;
+                if let Err(e) = kv.put(bans::key(&net), value.into()).await {
+                    tracing::warn!(network = %ban.network, error = %e, "automatic ban not shared: the bucket refused it");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ban_covers_its_network_until_it_expires_or_is_lifted() {
+        let (bans, _auto) = Bans::new();
+        let mut seen = bans.subscribe();
+        let net = bans::parse_network("198.51.100.0/24").unwrap();
+        let now = Utc::now();
+        bans.apply(
+            &bans::key(&net),
+            Some(Ban::new(
+                &net,
+                "flood",
+                Some(now + chrono::Duration::hours(1)),
+                "ops",
+            )),
+        );
+        assert!(seen.has_changed().unwrap());
+        seen.mark_unchanged();
+        let inside: IpAddr = "198.51.100.77".parse().unwrap();
+        let outside: IpAddr = "198.51.101.1".parse().unwrap();
+        assert!(bans.covers(inside, now));
+        assert!(!bans.covers(outside, now));
+        assert!(
+            !bans.covers(inside, now + chrono::Duration::hours(2)),
+            "expired"
+        );
+        bans.apply(&bans::key(&net), None);
+        assert!(seen.has_changed().unwrap());
+        assert!(!bans.covers(inside, now), "lifted");
+        assert_eq!(bans.take_lifted(), vec![net], "for the guard to pardon");
+        assert!(bans.take_lifted().is_empty());
+    }
+}
