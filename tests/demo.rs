@@ -93,6 +93,28 @@ async fn the_demo_brings_everything_up() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(shares > 0);
+    // The simulated utility's feeds are read too (their prices from the start).
+    loop {
+        let q = "SELECT count(*) AS n FROM grid_signals";
+        let n = sql(http, q)
+            .await
+            .and_then(|r| r.first().and_then(|v| v["n"].as_i64()))
+            .unwrap_or(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no grid signal from the simulated feeds; log:\n{}",
+            demo.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        !demo.log().contains("egress policy does not let"),
+        "the demo reaches its own devices and feeds; log:\n{}",
+        demo.log()
+    );
     let url = std::fs::read_to_string(demo.dir().join("data/nats/url")).unwrap();
     let nats_port: u16 = url.trim().rsplit(':').next().unwrap().parse().unwrap();
     assert!(

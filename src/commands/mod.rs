@@ -243,12 +243,14 @@ async fn demo(
     ];
     // The demo evaluates the shipped alert rules, and its one light-mode miner fixes a low
     // difficulty (`DEMO_DIFFICULTY`) so shares show within seconds: the pool's floor for fixed
-    // difficulties is lowered to it (never raised). Its simulated devices listen on loopback,
-    // which the devices' egress rules are widened to reach.
+    // difficulties is lowered to it (never raised). Its simulated devices and grid feeds
+    // listen on loopback, which the devices' and feeds' egress rules are widened to reach.
     let mut config = config.clone();
     config.alerts.default_rules = true;
-    if !config.egress.devices.iter().any(|e| e == "loopback") {
-        config.egress.devices.push("loopback".into());
+    for allowed in [&mut config.egress.devices, &mut config.egress.feeds] {
+        if !allowed.iter().any(|e| e == "loopback") {
+            allowed.push("loopback".into());
+        }
     }
     let vardiff = &mut config.pool.server.vardiff;
     vardiff.min_difficulty = vardiff.min_difficulty.min(DEMO_DIFFICULTY);
