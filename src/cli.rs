@@ -76,6 +76,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into an empty NATS and table root (the ones this config names).
     Restore(RestoreArgs),
+    /// Payments: lift the hold a restore puts on them.
+    Payments(PaymentsArgs),
 }
 
 /// `adit backup`.
@@ -114,6 +116,23 @@ pub struct RestoreArgs {
     /// Overwrite streams, tables and pipeline records that hold data (default: refuse).
     #[arg(long)]
     pub replace: bool,
+}
+
+/// `adit payments`.
+#[derive(Debug, Clone, Args)]
+pub struct PaymentsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub what: PaymentsWhat,
+}
+
+/// Payments subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PaymentsWhat {
+    /// Lift the hold `adit restore` puts on new payments, once the `payments` table agrees with
+    /// the wallet's outgoing transfers (`get_transfers`): payments made after the backup must
+    /// be in it, or they are paid again.
+    Release,
 }
 
 /// `adit token`.

@@ -266,6 +266,12 @@ const METRICS: &[Metric] = &[
         "Atomic units relayed to miners, by pool.",
     ),
     m(
+        "adit_payments_held",
+        Gauge,
+        Zero,
+        "1 while new payments are held after a restore (adit payments release lifts it).",
+    ),
+    m(
         "adit_payments_open",
         Gauge,
         Zero,

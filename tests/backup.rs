@@ -207,6 +207,13 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     assert!(ok, "restore failed: {err}");
     eprintln!("restore: {out}");
     let restored_tables = target.path().join("tables");
+    // New payments are held: the restored payments table lacks what was paid since.
+    let hold = restored_tables.join("_adit/payments/hold.json");
+    assert!(hold.is_file(), "payments held after a restore");
+    assert!(
+        out.contains("payments_held") && out.contains("adit payments release"),
+        "{out}"
+    );
     let after_restore = answers(&restored_tables, &names).await;
     eprintln!("rows and sum(seq) per table, backup vs restored:\n{in_backup:?}\n{after_restore:?}");
     assert_eq!(after_restore, in_backup);
@@ -248,6 +255,19 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     assert_eq!(count, telemetry, "every event of the restored stream, once");
     assert_eq!(distinct, count, "no event twice");
     drop(app);
+
+    // Once reconciled, the operator releases payments.
+    let mut release = globals(&fresh.url(), target.path());
+    release.extend(["payments".into(), "release".into()]);
+    let (ok, out, err) = adit(&release);
+    assert!(ok, "release failed: {err}");
+    assert!(out.contains("\"released\": true"), "{out}");
+    assert!(!hold.exists(), "the hold is lifted");
+    let (ok, out, _) = adit(&release);
+    assert!(
+        ok && out.contains("\"released\": false"),
+        "nothing left to release: {out}"
+    );
 
     // A restore over what now holds data is refused, naming what it would overwrite.
     let (ok, _, err) = adit(&restore);

@@ -59,6 +59,9 @@ pub enum Error {
     /// Encoding payment rows failed.
     #[error("cannot encode payment rows")]
     Encode(#[from] adit_schemas::Error),
+    /// The hold on payments could not be written.
+    #[error("cannot write the hold on payments: {0}")]
+    Hold(String),
     /// The lease could not be taken or was lost.
     #[error("payments lease")]
     Lease(#[from] adit_pipelines::Error),

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod hold;
 pub mod ledger;
 pub mod payer;
 mod rpc;

@@ -11,7 +11,8 @@
 //! A crash before 2 leaves a transaction no one ever sends. A crash after 2 leaves a `created`
 //! transaction, which the next round finds and sends again byte for byte (same hash, so the
 //! chain can never take it twice). While a pool has a `created` transaction the node does not
-//! hold, nothing new is paid for that pool.
+//! hold, nothing new is paid for that pool; nor for any pool while payments are held after a
+//! restore ([`crate::hold`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -112,6 +113,8 @@ pub struct Payer<'a> {
     wallet: Wallet,
     daemon: Daemon,
     ledger: Ledger,
+    /// The table root, where a hold on payments is kept.
+    store: TableStore,
     results: ResultPublisher,
     /// Miner logins checked with the wallet: what kind of address each is.
     payable: HashMap<String, AddressKind>,
@@ -135,6 +138,7 @@ impl<'a> Payer<'a> {
             )?,
             daemon: Daemon::new(&config.node, config.rpc_timeout)?,
             ledger: Ledger::open(&ctx.store, ctx.maintenance.clone()).await?,
+            store: ctx.store.clone(),
             results: ResultPublisher::new(ctx.js.clone()),
             payable: HashMap::new(),
             vouched: HashSet::new(),
@@ -144,8 +148,13 @@ impl<'a> Payer<'a> {
 
     /// One round over every pool that has earned something.
     pub async fn round(&mut self, lease: &Lease) -> Result<()> {
+        let hold = crate::hold::get(&self.store).await?;
+        metrics::gauge!("adit_payments_held").set(if hold.is_some() { 1.0 } else { 0.0 });
+        if let Some(hold) = &hold {
+            tracing::error!(reason = %hold.reason, since = %hold.since, "payments held: recorded transactions are settled, none is started; reconcile the payments table with the wallet, then `adit payments release`");
+        }
         for pool in self.ledger.pools().await? {
-            if self.settle(&pool, lease).await? {
+            if self.settle(&pool, lease).await? && hold.is_none() {
                 self.pay_due(&pool, lease).await?;
             }
         }

@@ -114,21 +114,72 @@ impl TableStore {
         Ok((Arc::from(store), path))
     }
 
+    /// The path of `_adit/<parts…>` under the root, and the store holding it.
+    fn beside(
+        &self,
+        parts: &[&str],
+    ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
+        let (store, root) = self.object_store()?;
+        let path = parts
+            .iter()
+            .fold(root.join("_adit"), |p, part| p.join(part.to_string()));
+        Ok((store, path))
+    }
+
+    fn failed(&self, what: &str, path: &object_store::path::Path, e: object_store::Error) -> Error {
+        Error::Root {
+            root: self.root.to_string(),
+            message: format!("cannot {what} {path}: {e}"),
+        }
+    }
+
+    /// Writes `bytes` as `_adit/<parts…>` beside the tables (what adit keeps there besides
+    /// the pipelines' records: a hold on payments, a health probe).
+    pub async fn put_beside(&self, parts: &[&str], bytes: Vec<u8>) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        let (store, path) = self.beside(parts)?;
+        store
+            .put(&path, object_store::PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.failed("write", &path, e))?;
+        Ok(())
+    }
+
+    /// Reads `_adit/<parts…>`; `None` when it is not there.
+    pub async fn get_beside(&self, parts: &[&str]) -> Result<Option<Vec<u8>>> {
+        use object_store::ObjectStoreExt;
+        let (store, path) = self.beside(parts)?;
+        match store.get(&path).await {
+            Ok(got) => Ok(Some(
+                got.bytes()
+                    .await
+                    .map_err(|e| self.failed("read", &path, e))?
+                    .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.failed("read", &path, e)),
+        }
+    }
+
+    /// Removes `_adit/<parts…>`; whether it was there.
+    pub async fn delete_beside(&self, parts: &[&str]) -> Result<bool> {
+        use object_store::ObjectStoreExt;
+        if self.get_beside(parts).await?.is_none() {
+            return Ok(false);
+        }
+        let (store, path) = self.beside(parts)?;
+        store
+            .delete(&path)
+            .await
+            .map_err(|e| self.failed("remove", &path, e))?;
+        Ok(true)
+    }
+
     /// Writes and removes a small object `_adit/health/<name>` under the root: whether the
     /// tables can be written now (a full, read-only, unmounted or unreachable store says no).
     pub async fn probe_write(&self, name: &str) -> Result<()> {
-        use object_store::ObjectStoreExt;
-        let (store, root) = self.object_store()?;
-        let path = root.join("_adit").join("health").join(name.to_string());
-        let failed = |e: object_store::Error| Error::Root {
-            root: self.root.to_string(),
-            message: format!("cannot write {path}: {e}"),
-        };
-        store
-            .put(&path, object_store::PutPayload::from_static(b"ok"))
-            .await
-            .map_err(failed)?;
-        store.delete(&path).await.map_err(failed)?;
+        self.put_beside(&["health", name], b"ok".to_vec()).await?;
+        self.delete_beside(&["health", name]).await?;
         Ok(())
     }
 

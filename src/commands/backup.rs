@@ -1,12 +1,14 @@
 //! `adit backup`, `adit backup verify` and `adit restore`: a backup of the streams, buckets,
 //! tables and config into a new folder, read back, or written back into an empty NATS and
-//! table root. Each prints what it did as JSON.
+//! table root. Each prints what it did as JSON. A restore holds new payments (the restored
+//! `payments` table lacks what the wallet paid since the backup) until
+//! `adit payments release`.
 
 use adit_backup::{Location, Source, Target};
 use adit_sinks::TableStore;
 use anyhow::Context;
 
-use crate::cli::{BackupArgs, BackupWhat, RestoreArgs};
+use crate::cli::{BackupArgs, BackupWhat, PaymentsArgs, PaymentsWhat, RestoreArgs};
 use crate::config::Config;
 use crate::wiring;
 
@@ -79,6 +81,15 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
         managed.stop().await;
     }
     let (manifest, restored) = restored.with_context(|| format!("restoring {}", backup.url))?;
+    let hold = adit_payments::hold::put(
+        &tables,
+        &format!(
+            "restored {} (taken {}): payments made since then are not in the payments table",
+            backup.url, manifest.taken_at
+        ),
+    )
+    .await
+    .context("holding payments after the restore")?;
     let summary = serde_json::json!({
         "restored": backup.url,
         "taken_at": manifest.taken_at,
@@ -87,7 +98,27 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
         "tables": restored.tables,
         "files": restored.files,
         "config": manifest.config.map(|c| format!("{}{} ({})", backup.url, c.file, if c.redacted { "secrets redacted" } else { "with secrets" })),
+        "payments_held": hold.reason,
+        "next": "reconcile the payments table with the wallet's transfers (get_transfers), then `adit payments release`",
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// `adit payments release`: lifts the hold a restore put on payments.
+pub(super) async fn payments(config: &Config, args: &PaymentsArgs) -> anyhow::Result<()> {
+    let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    match args.what {
+        PaymentsWhat::Release => {
+            let held = adit_payments::hold::get(&tables).await?;
+            let released = adit_payments::hold::release(&tables).await?;
+            let summary = serde_json::json!({
+                "released": released,
+                "was": held.map(|h| h.reason),
+                "tables": tables.root().to_string(),
+            });
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+    }
     Ok(())
 }

@@ -84,6 +84,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Token(args) => token::run(&args),
         Command::Backup(args) => backup::backup(&config, &args).await,
         Command::Restore(args) => backup::restore(&config, &args).await,
+        Command::Payments(args) => backup::payments(&config, &args).await,
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },
