@@ -55,6 +55,26 @@ fn produce(
     })
 }
 
+/// Waits for one of `a` and `b` to lead the telemetry pipeline (and work a little); the
+/// leader, then the standby.
+async fn leader_and_standby<'x>(
+    js: &async_nats::jetstream::Context,
+    a: &'x mut App,
+    b: &'x mut App,
+) -> (&'x mut App, &'x mut App) {
+    eventually(Duration::from_secs(30), "a telemetry leader", || async {
+        let h = holder(js, "telemetry").await;
+        holds(a, &h) || holds(b, &h)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    if holds(a, &holder(js, "telemetry").await) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
 async fn assert_exactly_once(tables: &std::path::Path, n: usize, apps: &[&App]) {
     let t = ["energy_readings"];
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -109,18 +129,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
 
     let mut takeovers = Vec::new();
     for round in 0..5 {
-        eventually(Duration::from_secs(30), "a telemetry leader", || async {
-            let h = holder(&js, "telemetry").await;
-            holds(&a, &h) || holds(&b, &h)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        let h = holder(&js, "telemetry").await;
-        let (leader, standby) = if holds(&a, &h) {
-            (&mut a, &mut b)
-        } else {
-            (&mut b, &mut a)
-        };
+        let (leader, standby) = leader_and_standby(&js, &mut a, &mut b).await;
         leader.kill();
         let killed = Instant::now();
         eventually(
@@ -165,18 +174,7 @@ async fn a_rolling_restart_hands_over_on_sigterm_and_drops_nothing() {
     let mut b = App::start_on(&nats.url(), &db, &tables, "pipelines", "");
     let producer = produce(publisher, EVENTS, 3);
     for round in 0..2 {
-        eventually(Duration::from_secs(30), "a telemetry leader", || async {
-            let h = holder(&js, "telemetry").await;
-            holds(&a, &h) || holds(&b, &h)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        let h = holder(&js, "telemetry").await;
-        let (leader, standby) = if holds(&a, &h) {
-            (&mut a, &mut b)
-        } else {
-            (&mut b, &mut a)
-        };
+        let (leader, standby) = leader_and_standby(&js, &mut a, &mut b).await;
         let stopped = Instant::now();
         assert!(leader.terminate(), "clean exit; log:\n{}", leader.log());
         eventually(

@@ -91,16 +91,22 @@ impl Bans {
     }
 }
 
+/// A failure to `what` the bucket.
+fn failed(what: &str, e: &dyn std::fmt::Display) -> crate::Error {
+    crate::Error::Bans(format!("{}: {what}: {e}", names::KV_BANS))
+}
+
+/// The bans bucket.
+async fn bucket(js: &jetstream::Context) -> Result<async_nats::jetstream::kv::Store, crate::Error> {
+    js.get_key_value(names::KV_BANS)
+        .await
+        .map_err(|e| failed("open", &e))
+}
+
 /// Reads every ban in the bucket into `bans`, before the pool takes its first miner (the
 /// watch in [`sync`] then keeps them current); returns how many there are.
 pub(crate) async fn load(js: &jetstream::Context, bans: &Bans) -> Result<usize, crate::Error> {
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        crate::Error::Bans(format!("{}: {what}: {e}", names::KV_BANS))
-    };
-    let kv = js
-        .get_key_value(names::KV_BANS)
-        .await
-        .map_err(|e| failed("open", &e))?;
+    let kv = bucket(js).await?;
     let mut keys = kv.keys().await.map_err(|e| failed("list", &e))?;
     let mut count = 0;
     while let Some(key) = keys.next().await {
@@ -144,13 +150,7 @@ async fn mirror(
     auto: &mut mpsc::Receiver<Ban>,
     shutdown: &CancellationToken,
 ) -> Result<(), crate::Error> {
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        crate::Error::Bans(format!("{}: {what}: {e}", names::KV_BANS))
-    };
-    let kv = js
-        .get_key_value(names::KV_BANS)
-        .await
-        .map_err(|e| failed("open", &e))?;
+    let kv = bucket(js).await?;
     let mut changes = kv
         .watch_with_history(">")
         .await
