@@ -396,6 +396,22 @@ async fn a_stalled_pipeline_and_an_unwritable_table_root_are_shown_down_and_back
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // Event time: the newest reading committed was stamped moments ago.
+    let caught_up = metrics(&app).await;
+    let event_lag = caught_up
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("adit_pipeline_event_lag_seconds{pipeline=\"telemetry\"")
+                .and_then(|rest| rest.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .expect("adit_pipeline_event_lag_seconds for telemetry");
+    let since_base = (chrono::Utc::now() - base).num_seconds() as f64;
+    assert!(
+        (0.0..=since_base + 1.0).contains(&event_lag),
+        "event lag {event_lag} s, readings stamped {since_base} s ago at most"
+    );
+
     // The whole root cannot be written: `tables` is down, with the reason.
     let unblock = block(&tables);
     let down = ready_until(&app, 503, "the unwritable root was never shown", |b| {

@@ -46,6 +46,17 @@ pub fn lag_seconds(instance: &str, input: &str, seconds: f64) {
     .set(seconds.max(0.0));
 }
 
+/// Records how far behind now the newest event `instance` committed from `input` is, in
+/// seconds of event time (the source's delay and the pipeline's together).
+pub fn event_lag_seconds(instance: &str, input: &str, seconds: f64) {
+    metrics::gauge!(
+        "adit_pipeline_event_lag_seconds",
+        "pipeline" => instance.to_string(),
+        "input" => input.to_string()
+    )
+    .set(seconds.max(0.0));
+}
+
 /// Records a site's power at its latest evaluation, and its allocation when the registry
 /// gives one (both W), as the violations pipeline checks them.
 pub fn site_power(site: &str, power_w: f64, allocation_w: Option<f64>) {
@@ -112,6 +123,10 @@ pub fn register() {
     describe_gauge!(
         "adit_pipeline_epoch",
         "The last epoch a pipeline instance committed."
+    );
+    describe_gauge!(
+        "adit_pipeline_event_lag_seconds",
+        "Now minus the event time of the newest event a pipeline instance committed from an input, in seconds."
     );
     describe_gauge!(
         "adit_pipeline_lag_messages",

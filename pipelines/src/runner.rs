@@ -567,6 +567,11 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         let started = std::time::Instant::now();
         let epoch = self.epoch + 1;
         let (decoded, messages, rejected) = self.decode(raw, now).await?;
+        // The newest event time of each input, for the event-time lag once committed.
+        let newest: Vec<Option<DateTime<Utc>>> = decoded
+            .iter()
+            .map(|batch| batch.rows.values().flatten().map(|(_, e)| e.ts()).max())
+            .collect();
         let output = self
             .pipeline
             .step(
@@ -603,6 +608,12 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         for (i, input) in self.spec.inputs.iter().enumerate() {
             let position = self.positions.get(&input.name).copied().unwrap_or(0);
             inputs.ack(i, position).await;
+        }
+        for (input, newest) in self.spec.inputs.iter().zip(newest) {
+            if let Some(ts) = newest {
+                let behind = (Utc::now() - ts).num_milliseconds() as f64 / 1000.0;
+                metrics::event_lag_seconds(&self.instance, &input.name, behind);
+            }
         }
         metrics::epoch_committed(
             &self.instance,

@@ -960,6 +960,11 @@ macro_rules! event_kinds {
                 match self { $(Self::$kind(_) => EventKind::$kind,)+ }
             }
 
+            /// Its event time.
+            pub fn ts(&self) -> DateTime<Utc> {
+                match self { $(Self::$kind(e) => e.ts(),)+ }
+            }
+
             /// The subject it belongs on.
             pub fn subject(&self) -> String {
                 match self { $(Self::$kind(e) => e.subject(),)+ }
