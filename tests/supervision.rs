@@ -52,12 +52,20 @@ async fn metrics(app: &App) -> String {
     r.text().await.unwrap()
 }
 
-fn restarts(metrics: &str, task: &str) -> Option<f64> {
-    let prefix = format!("adit_task_restarts_total{{task=\"{task}\"}} ");
+/// The value of the first series of `metrics` whose text starts with `prefix`.
+fn series(metrics: &str, prefix: &str) -> Option<f64> {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.rsplit(' ').next())
         .and_then(|v| v.trim().parse().ok())
+}
+
+fn restarts(metrics: &str, task: &str) -> Option<f64> {
+    series(
+        metrics,
+        &format!("adit_task_restarts_total{{task=\"{task}\"}} "),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,11 +226,8 @@ async fn a_nearly_full_volume_is_shown_down_with_the_vital_signs_on_metrics() {
     assert!(app.log().contains("a volume adit writes is nearly full"));
 
     let metrics = metrics(&app).await;
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{metrics}"))
+    let value = |name: &str| -> f64 {
+        series(&metrics, name).unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
     };
     assert!(value("adit_disk_free_bytes{volume=\"tables\"} ") > 0.0);
     assert!(value("adit_disk_total_bytes{volume=\"data\"} ") > 0.0);
@@ -367,13 +372,7 @@ async fn a_stalled_pipeline_and_an_unwritable_table_root_are_shown_down_and_back
         "{reason}"
     );
     let lagging = metrics(&app).await;
-    let seconds = lagging
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("adit_pipeline_lag_seconds{pipeline=\"telemetry\"")
-                .and_then(|rest| rest.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
+    let seconds = series(&lagging, "adit_pipeline_lag_seconds{pipeline=\"telemetry\"")
         .expect("adit_pipeline_lag_seconds for telemetry");
     assert!(seconds > 3.0, "lag {seconds} s while stalled");
 
@@ -398,14 +397,11 @@ async fn a_stalled_pipeline_and_an_unwritable_table_root_are_shown_down_and_back
 
     // Event time: the newest reading committed was stamped moments ago.
     let caught_up = metrics(&app).await;
-    let event_lag = caught_up
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("adit_pipeline_event_lag_seconds{pipeline=\"telemetry\"")
-                .and_then(|rest| rest.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .expect("adit_pipeline_event_lag_seconds for telemetry");
+    let event_lag = series(
+        &caught_up,
+        "adit_pipeline_event_lag_seconds{pipeline=\"telemetry\"",
+    )
+    .expect("adit_pipeline_event_lag_seconds for telemetry");
     let since_base = (chrono::Utc::now() - base).num_seconds() as f64;
     assert!(
         (0.0..=since_base + 1.0).contains(&event_lag),

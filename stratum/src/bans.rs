@@ -77,7 +77,10 @@ impl Bans {
         let removed = {
             let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
             match ban.and_then(|b| b.net().ok().map(|net| (net, b.expires))) {
-                Some(entry) => held.insert(key.to_string(), entry).and(None),
+                Some(entry) => {
+                    held.insert(key.to_string(), entry);
+                    None // replaced or added: nothing lifted
+                }
                 None => held.remove(key),
             }
         };
