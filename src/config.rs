@@ -24,12 +24,50 @@ use crate::cli::GlobalArgs;
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server or cluster URL; absent = start a managed nats-server.
+    /// Server URL, or a cluster's: a comma-separated string or a list of URLs; absent =
+    /// start a managed nats-server.
+    #[serde(deserialize_with = "one_or_many")]
     pub url: Option<String>,
+    /// A `.creds` file for an operator-mode cluster (JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// PEM root certificates the servers must present a chain to (TLS is then required).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients (with `key`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
     /// Stream limits.
     pub streams: StreamSettings,
     /// The nats-server binary for the managed server (default: found on PATH or /usr/sbin).
     pub server_binary: Option<PathBuf>,
+}
+
+impl NatsConfig {
+    /// How the client proves itself and checks the servers.
+    pub fn auth(&self) -> adit_ingest::NatsAuth {
+        adit_ingest::NatsAuth {
+            credentials: self.credentials.clone(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// A URL (`"nats://n1:4222,nats://n2:4222"`) or a list of them, as one comma-separated string.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Urls {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match Urls::deserialize(deserializer)? {
+        Urls::One(url) => url,
+        Urls::Many(urls) => urls.join(","),
+    }))
 }
 
 /// Table settings.
@@ -212,11 +250,12 @@ impl Config {
         self.log.validate()?;
         self.health.validate()?;
         self.query.lockout.validate().map_err(anyhow::Error::msg)?;
-        if let Some(url) = &self.nats.url
-            && !(url.starts_with("nats://") || url.starts_with("tls://") || url.contains(':'))
-        {
-            bail!("nats.url {url:?} is not a NATS URL like nats://host:4222");
+        if let Some(url) = &self.nats.url {
+            adit_ingest::setup::server_addrs(url).map_err(|e| {
+                anyhow::anyhow!("nats.url: {e} (a URL like nats://host:4222, or several)")
+            })?;
         }
+        self.nats.auth().validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -299,6 +338,26 @@ mod tests {
             .identify(Some("Bearer a-long-random-secret"))
             .unwrap();
         assert_eq!(grafana.name, "grafana");
+    }
+
+    /// A cluster's servers as a TOML list or one comma-separated string come out the same.
+    #[test]
+    fn a_cluster_is_a_list_or_a_comma_separated_url() {
+        let list: Config =
+            toml::from_str("[nats]\nurl = [\"nats://n1:4222\", \"nats://n2:4222\"]\n").unwrap();
+        let text: Config =
+            toml::from_str("[nats]\nurl = \"nats://n1:4222,nats://n2:4222\"\n").unwrap();
+        assert_eq!(
+            list.nats.url.as_deref(),
+            Some("nats://n1:4222,nats://n2:4222")
+        );
+        assert_eq!(list, text);
+        list.validate().unwrap();
+        assert_eq!(
+            Config::default().nats.url,
+            None,
+            "absent: the managed server"
+        );
     }
 
     #[test]
@@ -452,6 +511,9 @@ mod tests {
                 "pipelines.partitions.telemetry",
             ),
             ("[nats.streams]\nreplicas = 0\n", "nats.streams.replicas"),
+            ("[nats]\nurl = \"nats://n1:4222,nats://n2:x\"\n", "nats.url"),
+            ("[nats]\nurl = []\n", "nats.url"),
+            ("[nats]\ncert = \"/etc/hostname\"\n", "nats.cert"),
             (
                 "[nats.streams]\nduplicate_window = \"0s\"\n",
                 "nats.streams.duplicate_window",

@@ -301,6 +301,13 @@ const METRICS: &[Metric] = &[
         Zero,
         "Payment rounds that failed.",
     ),
+    // ingest: the bus.
+    m(
+        "adit_consumer_recreated_total",
+        Counter,
+        ZeroEach("reason", &["error", "gap", "stalled"]),
+        "Durable consumers re-created after the last message handed out, by stream and reason: an error from the server (a leader moved, missed heartbeats), a gap in delivery, or stuck with messages waiting.",
+    ),
     // ingest: adapters and actuators.
     m(
         "adit_actuator_commands_total",

@@ -43,8 +43,15 @@ pub struct Services {
 pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     let (client, managed) = connect_bare(config).await?;
     let js = jetstream::new(client.clone());
+    // Each retried through a cluster's election or a node down; a permanent refusal says why.
     ensure_streams(&js, &config.nats.streams).await?;
     ensure_buckets(&js, config.nats.streams.replicas).await?;
+    adit_pipelines::runtime::ensure_lease_bucket(
+        &js,
+        config.pipelines.lease_ttl,
+        config.nats.streams.replicas,
+    )
+    .await?;
     Ok(Services {
         publisher: Publisher::new(js.clone()),
         client,
@@ -63,7 +70,10 @@ pub async fn connect_bare(
             nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?
         }
     };
-    Ok((adit_ingest::connect(&url).await?, managed))
+    Ok((
+        adit_ingest::connect_with(&url, &config.nats.auth()).await?,
+        managed,
+    ))
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

@@ -21,4 +21,4 @@ pub use consumer::{Acker, BatchConsumer, ConsumerConfig, RawBatch, RawMessage};
 pub use decode::{DecodedBatch, Rejected, decode_batch};
 pub use error::{Error, Result};
 pub use publish::Publisher;
-pub use setup::{StreamSettings, connect, ensure_buckets, ensure_streams};
+pub use setup::{NatsAuth, StreamSettings, connect, connect_with, ensure_buckets, ensure_streams};

@@ -1,12 +1,16 @@
 //! Connecting to NATS and creating (or updating) adit's streams and KV buckets, idempotently.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use adit_schemas::names;
+use async_nats::ServerAddr;
 use async_nats::jetstream::{self, stream};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 
 /// Limits every stream is created with; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -35,32 +39,129 @@ impl Default for StreamSettings {
     }
 }
 
-/// Connects to NATS at `url`, retrying on reconnect forever. Credentials in the URL
+/// How this process proves itself to a NATS server or cluster, and how it checks the server:
+/// from `[nats]` (`credentials`, `ca`, `cert`, `key`). All optional: a URL's own
+/// `user:password@` or `token@` is used when no credentials file is given.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsAuth {
+    /// A `.creds` file (the user's JWT and NKey seed), as `nsc` writes it for an operator-mode
+    /// cluster.
+    pub credentials: Option<PathBuf>,
+    /// PEM root certificates the servers' certificates must chain to (TLS is then required).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for a cluster that verifies clients (with `key`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl NatsAuth {
+    /// Checks the pairs and that every file named is there; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("nats.cert and nats.key must be given together".into());
+        }
+        for (key, path) in [
+            ("nats.credentials", &self.credentials),
+            ("nats.ca", &self.ca),
+            ("nats.cert", &self.cert),
+            ("nats.key", &self.key),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(format!("{key}: {} is not a readable file", path.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The servers of `url`: one NATS URL or a comma-separated list (`nats://n1:4222,n2:4222`),
+/// each `nats://`, `tls://` or a bare `host:port`, credentials left out. An empty list or an
+/// entry that does not parse is an error naming it.
+pub fn server_addrs(url: &str) -> Result<Vec<ServerAddr>> {
+    let plain = without_credentials(url);
+    let mut out = Vec::new();
+    for one in plain
+        .split(',')
+        .map(str::trim)
+        .filter(|one| !one.is_empty())
+    {
+        let addr = one.parse::<ServerAddr>().map_err(|e| Error::Connect {
+            url: plain.clone(),
+            source: format!("{one:?} is not a NATS server address: {e}").into(),
+        })?;
+        out.push(addr);
+    }
+    if out.is_empty() {
+        return Err(Error::Connect {
+            url: plain,
+            source: "no NATS server address given".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Connects to NATS at `url` (one server or a comma-separated cluster), reconnecting across
+/// every server it names or learns of, forever. Credentials in a URL
 /// (`nats://user:password@host:port`, or `nats://token@host:port`, as the managed
 /// nats-server's URL file holds them) are sent as such: the client itself ignores them there.
 pub async fn connect(url: &str) -> Result<async_nats::Client> {
+    connect_with(url, &NatsAuth::default()).await
+}
+
+/// [`connect`] with a credentials file and TLS from `auth`.
+pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<async_nats::Client> {
+    let servers = server_addrs(url)?;
+    let failed = |source: BoxError| Error::Connect {
+        url: without_credentials(url),
+        source,
+    };
     let mut options = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .name("adit");
+    match &auth.credentials {
+        Some(path) => {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| failed(format!("nats.credentials {}: {e}", path.display()).into()))?;
+        }
+        None => options = with_url_credentials(options, url),
+    }
+    if let Some(ca) = &auth.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&auth.cert, &auth.key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    options
+        .connect(servers)
+        .await
+        .map_err(|e| failed(Box::new(e)))
+}
+
+/// `options` with the first `user:password@` or `token@` found in `url`'s servers.
+fn with_url_credentials(
+    options: async_nats::ConnectOptions,
+    url: &str,
+) -> async_nats::ConnectOptions {
     let userinfo = url.split(',').find_map(|one| {
         let rest = one.split_once("://").map_or(one, |(_, rest)| rest);
         rest.rsplit_once('@').map(|(info, _)| info.to_string())
     });
-    match userinfo.as_deref().map(|info| info.split_once(':')) {
-        Some(Some((user, password))) => {
-            options = options.user_and_password(user.to_string(), password.to_string());
-        }
-        Some(None) => options = options.token(userinfo.unwrap_or_default()),
-        None => {}
+    match userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((user, password)) => {
+                options.user_and_password(user.to_string(), password.to_string())
+            }
+            None => options.token(info),
+        },
+        None => options,
     }
-    options
-        .connect(without_credentials(url))
-        .await
-        .map_err(|e| Error::Connect {
-            url: without_credentials(url),
-            source: Box::new(e),
-        })
 }
 
 /// `url` (one NATS URL or a comma-separated list) with any `user:password@` or `token@` left
@@ -78,9 +179,35 @@ pub fn without_credentials(url: &str) -> String {
         .join(",")
 }
 
-/// Creates every stream of DESIGN.md §3, or updates its limits to `settings`.
+/// The one backoff for work that waits on the bus to recover (setup through a cluster's
+/// election, a pipeline restarting from its last commit): 200 ms doubling to 10 s, with
+/// jitter, without end.
+pub fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// How long one setup request may wait: a new stream at several replicas answers once its
+/// group has elected a leader, which on a cluster takes seconds (more than the client's
+/// default request timeout).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `js` with [`SETUP_TIMEOUT`].
+fn for_setup(js: &jetstream::Context) -> jetstream::Context {
+    let mut js = js.clone();
+    js.set_timeout(SETUP_TIMEOUT);
+    js
+}
+
+/// Creates every stream of DESIGN.md §3, or updates its limits to `settings`; all at once, so
+/// a cluster elects their groups side by side.
 pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<()> {
-    for (name, subjects) in names::STREAMS {
+    let js = for_setup(js);
+    let each = names::STREAMS.iter().map(|(name, subjects)| {
         let config = stream::Config {
             name: name.to_string(),
             subjects: subjects.iter().map(|s| s.to_string()).collect(),
@@ -92,25 +219,24 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
             allow_direct: true,
             ..Default::default()
         };
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|e| Error::Setup {
-                name: name.to_string(),
-                source: Box::new(e),
-            })?;
-    }
+        let js = &js;
+        async move { create_or_update(js, name, config).await }
+    });
+    futures::future::try_join_all(each).await?;
     Ok(())
 }
 
-/// Creates every KV bucket adit uses (registry, rules, channels, pipeline state) if missing.
+/// Creates every KV bucket adit uses (registry, rules, channels, pipeline state) if missing,
+/// all at once.
 ///
 /// The bucket's backing stream is created directly with the KV conventions (`KV_<bucket>`,
 /// subjects `$KV.<bucket>.>`, per-key history, roll-ups), which every nats-server since 2.6
 /// understands; the client's own bucket-creation request needs a newer server.
 pub async fn ensure_buckets(js: &jetstream::Context, replicas: usize) -> Result<()> {
-    for bucket in names::KV_BUCKETS {
-        ensure_bucket(js, bucket, 10, None, replicas).await?;
-    }
+    let each = names::KV_BUCKETS
+        .iter()
+        .map(|bucket| ensure_bucket(js, bucket, 10, None, replicas));
+    futures::future::try_join_all(each).await?;
     Ok(())
 }
 
@@ -139,17 +265,88 @@ pub async fn ensure_bucket(
             .min(Duration::from_secs(120)),
         ..Default::default()
     };
-    js.create_or_update_stream(config)
-        .await
-        .map_err(|e| Error::Setup {
-            name: bucket.to_string(),
-            source: Box::new(e),
-        })?;
-    js.get_key_value(bucket).await.map_err(|e| Error::Setup {
-        name: bucket.to_string(),
-        source: Box::new(e),
-    })?;
+    let js = &for_setup(js);
+    create_or_update(js, bucket, config).await?;
+    until_set_up(bucket, || async {
+        js.get_key_value(bucket)
+            .await
+            .map_err(|e| (false, Box::new(e) as BoxError))
+    })
+    .await?;
     Ok(())
+}
+
+/// Creates or updates stream `config` (`name` in messages), through elections, and says when
+/// the cluster keeps it at other replicas than asked.
+async fn create_or_update(
+    js: &jetstream::Context,
+    name: &str,
+    config: stream::Config,
+) -> Result<()> {
+    let replicas = config.num_replicas;
+    let info = until_set_up(name, || {
+        let config = config.clone();
+        async move {
+            js.create_or_update_stream(config)
+                .await
+                .map_err(|e| (is_permanent(&e), Box::new(e) as BoxError))
+        }
+    })
+    .await?;
+    if info.config.num_replicas != replicas {
+        tracing::warn!(
+            stream = %info.config.name,
+            has = info.config.num_replicas,
+            configured = replicas,
+            "a stream's replicas differ from nats.streams.replicas; change it with `nats stream edit {} --replicas {replicas}` or set nats.streams.replicas to match",
+            info.config.name
+        );
+    }
+    Ok(())
+}
+
+/// Whether a stream request failed for a reason that waiting will not change: a name or
+/// configuration the server refuses, replicas a single server cannot keep, JetStream off.
+/// Timeouts, no leader, no peers for placement (a node down) pass by themselves.
+fn is_permanent(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    use async_nats::jetstream::context::CreateStreamErrorKind as Kind;
+    match error.kind() {
+        Kind::EmptyStreamName | Kind::InvalidStreamName | Kind::DomainAndExternalSet => true,
+        Kind::JetStream(e) => PERMANENT_CODES.contains(&e.error_code().0),
+        _ => false,
+    }
+}
+
+/// JetStream API error codes no retry cures: replicas > 1 on a server not in a cluster
+/// (10074), a stream name taken with another configuration (10058), subjects overlapping
+/// another stream's (10065), an invalid configuration (10052), JetStream not enabled (10076)
+/// or not enabled for the account (10039).
+const PERMANENT_CODES: [u64; 6] = [10074, 10058, 10065, 10052, 10076, 10039];
+
+/// Runs `attempt` until it succeeds; an error it marks permanent is returned at once, any
+/// other is logged and retried after [`backoff`] (a cluster electing a leader, a node down).
+async fn until_set_up<T, F, Fut>(name: &str, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, (bool, BoxError)>>,
+{
+    let mut delays = backoff();
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err((true, source)) => {
+                return Err(Error::Setup {
+                    name: name.to_string(),
+                    source,
+                });
+            }
+            Err((false, source)) => {
+                let wait = delays.next().unwrap_or(Duration::from_secs(10));
+                tracing::warn!(name, error = %source, retry_in = ?wait, "setting up a stream or bucket; retrying (a NATS cluster may be electing)");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +363,43 @@ mod tests {
             without_credentials("tok@n1:4222,nats://u:p@n2:4222,nats://n3:4222"),
             "n1:4222,nats://n2:4222,nats://n3:4222"
         );
+    }
+
+    /// A cluster is a comma-separated list (the client took it as one address and failed on
+    /// `invalid port number`); spaces and a trailing comma are forgiven, nonsense is named.
+    #[test]
+    fn a_list_of_servers_is_every_server() {
+        let addrs =
+            server_addrs("nats://u:p@127.0.0.1:4222, n2:4223,tls://n3.example:4224,").unwrap();
+        let hosts: Vec<(String, u16)> = addrs
+            .iter()
+            .map(|a| (a.host().to_string(), a.port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            vec![
+                ("127.0.0.1".to_string(), 4222),
+                ("n2".to_string(), 4223),
+                ("n3.example".to_string(), 4224)
+            ]
+        );
+        assert!(addrs[2].tls_required());
+        let err = server_addrs("nats://n1:4222,nats://n2:port").unwrap_err();
+        assert!(err.to_string().contains("\"nats://n2:port\""), "{err}");
+        assert!(server_addrs(" , ").is_err());
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let auth = NatsAuth {
+            cert: Some("/etc/hostname".into()),
+            ..Default::default()
+        };
+        assert!(auth.validate().unwrap_err().contains("together"));
+        let auth = NatsAuth {
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(auth.validate().unwrap_err().starts_with("nats.ca"));
     }
 }

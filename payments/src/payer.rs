@@ -57,7 +57,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     config.validate()?;
-    adit_pipelines::runtime::ensure_lease_bucket(&ctx.js, ctx.lease_ttl, 1).await?;
     let kv =
         ctx.js
             .get_key_value(names::KV_LEASES)

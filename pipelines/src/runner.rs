@@ -3,7 +3,8 @@
 //!
 //! One epoch:
 //! 1. wait for input on any stream input (or a timer); take what is there;
-//! 2. decode and validate it, dead-lettering what is refused;
+//! 2. decode and validate it, dead-lettering what is refused (stored before step 4, so a
+//!    replay of a recorded epoch files none again);
 //! 3. run the step;
 //! 4. write the epoch record (positions, `now`, ticks, the state when a snapshot is due);
 //! 5. check the lease, then commit each output table's rows with application transaction
@@ -149,6 +150,7 @@ impl Inputs {
                 })?,
                 max_rows: ctx.config.batch_max_rows,
                 max_wait: ctx.config.batch_max_wait,
+                stall_after: adit_ingest::consumer::STALL_AFTER,
             };
             let after = positions.get(&input.name).copied().unwrap_or(0);
             let mut consumer = BatchConsumer::start(ctx.js.clone(), config, after).await?;
@@ -298,6 +300,83 @@ struct Resume<S> {
     replay: Vec<EpochRecord>,
 }
 
+/// Where instance `instance` resumes, given each output table's committed epoch: from the
+/// newest snapshot at or below the lowest of them (`initial` positions and the default state
+/// when nothing was committed), replaying the recorded epochs up to the highest.
+async fn resume_point<S: serde::de::DeserializeOwned + Default>(
+    log: &EpochLog,
+    instance: &str,
+    committed: &[u64],
+    initial: &BTreeMap<String, u64>,
+) -> Result<Resume<S>> {
+    let (lowest, highest) = (
+        committed.iter().copied().min().unwrap_or(0),
+        committed.iter().copied().max().unwrap_or(0),
+    );
+    let fresh = || Resume {
+        state: S::default(),
+        positions: initial.clone(),
+        epoch: 0,
+        replay: Vec::new(),
+    };
+    if highest == 0 {
+        return Ok(fresh());
+    }
+    let record = |epoch: u64| async move {
+        log.get(epoch)
+            .await?
+            .ok_or_else(|| missing_records(instance, epoch))
+    };
+    let epochs = log.epochs().await?;
+    let mut start = None;
+    for e in epochs.iter().rev().filter(|e| **e <= lowest) {
+        let found = record(*e).await?;
+        let Some(snapshot) = found.state.clone() else {
+            continue;
+        };
+        match serde_json::from_value::<S>(snapshot) {
+            Ok(state) => {
+                start = Some(Resume {
+                    state,
+                    positions: found.positions,
+                    epoch: found.epoch,
+                    replay: Vec::new(),
+                });
+                break;
+            }
+            // An older adit wrote `"state": null` for "no snapshot" too: a state that is not
+            // null-shaped reads it as none and looks further back.
+            Err(_) if found.state.as_ref().is_some_and(serde_json::Value::is_null) => {}
+            Err(e) => {
+                return Err(Error::State {
+                    instance: instance.to_string(),
+                    source: e,
+                });
+            }
+        }
+    }
+    let mut resume = match start {
+        Some(resume) => resume,
+        None if epochs.first() == Some(&1) => fresh(),
+        None => return Err(missing_records(instance, lowest)),
+    };
+    for e in resume.epoch + 1..=highest {
+        resume.replay.push(record(e).await?);
+    }
+    Ok(resume)
+}
+
+fn missing_records(instance: &str, epoch: u64) -> Error {
+    Error::Recovery {
+        instance: instance.to_string(),
+        reason: format!(
+            "its tables are at epoch {epoch} but the epoch records under _adit/pipelines/{instance} \
+             that lead there are missing (tables written by an older adit, or records deleted); \
+             move the pipeline's tables aside to rebuild them from the streams"
+        ),
+    }
+}
+
 /// A running instance.
 struct Runner<'a, P: Pipeline> {
     /// The pipeline.
@@ -374,66 +453,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             .iter()
             .map(ExactlyOnceTable::committed)
             .collect();
-        let (lowest, highest) = (
-            committed.iter().copied().min().unwrap_or(0),
-            committed.iter().copied().max().unwrap_or(0),
-        );
-        let fresh = || Resume {
-            state: P::State::default(),
-            positions: self.positions.clone(),
-            epoch: 0,
-            replay: Vec::new(),
-        };
-        if highest == 0 {
-            return Ok(fresh());
-        }
-        let epochs = self.log.epochs().await?;
-        let mut start = None;
-        for e in epochs.iter().rev().filter(|e| **e <= lowest) {
-            let record = self.record(*e).await?;
-            if record.state.is_some() {
-                start = Some(record);
-                break;
-            }
-        }
-        let mut resume = match start {
-            Some(record) => Resume {
-                state: serde_json::from_value(record.state.clone().unwrap_or_default()).map_err(
-                    |e| Error::State {
-                        instance: self.instance.clone(),
-                        source: e,
-                    },
-                )?,
-                positions: record.positions,
-                epoch: record.epoch,
-                replay: Vec::new(),
-            },
-            None if epochs.first() == Some(&1) => fresh(),
-            None => return Err(self.missing_records(lowest)),
-        };
-        for e in resume.epoch + 1..=highest {
-            resume.replay.push(self.record(e).await?);
-        }
-        Ok(resume)
-    }
-
-    async fn record(&self, epoch: u64) -> Result<EpochRecord> {
-        self.log
-            .get(epoch)
-            .await?
-            .ok_or_else(|| self.missing_records(epoch))
-    }
-
-    fn missing_records(&self, epoch: u64) -> Error {
-        Error::Recovery {
-            instance: self.instance.clone(),
-            reason: format!(
-                "its tables are at epoch {epoch} but the epoch records under _adit/pipelines/{} \
-                 that lead there are missing (tables written by an older adit, or records deleted); \
-                 move the pipeline's tables aside to rebuild them from the streams",
-                self.instance
-            ),
-        }
+        resume_point(&self.log, &self.instance, &committed, &self.positions).await
     }
 
     async fn run(
@@ -523,12 +543,16 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         }
     }
 
-    /// Decodes `raw` (per input), dead-letters what is refused, and returns the decoded
-    /// batches; moves the positions.
+    /// Decodes `raw` (per input), dead-letters what is refused unless `replaying`, and returns
+    /// the decoded batches; moves the positions.
+    ///
+    /// A recorded epoch's dead letters were stored before its record was written, so a replay
+    /// (after a crash or a failover, however long after) never files them again.
     async fn decode(
         &mut self,
         raw: Vec<Vec<RawMessage>>,
         now: DateTime<Utc>,
+        replaying: bool,
     ) -> Result<(Vec<DecodedBatch>, usize, usize)> {
         let mut decoded = Vec::with_capacity(raw.len());
         let (mut messages, mut rejected) = (0, 0);
@@ -543,9 +567,11 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 &self.ctx.policy,
                 now,
             );
-            batch
-                .dead_letter(&self.ctx.publisher, &input.stream)
-                .await?;
+            if !replaying {
+                batch
+                    .dead_letter(&self.ctx.publisher, &input.stream)
+                    .await?;
+            }
             rejected += batch.rejected.len();
             decoded.push(batch);
         }
@@ -566,7 +592,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
     ) -> Result<()> {
         let started = std::time::Instant::now();
         let epoch = self.epoch + 1;
-        let (decoded, messages, rejected) = self.decode(raw, now).await?;
+        let (decoded, messages, rejected) = self.decode(raw, now, recorded.is_some()).await?;
         // The newest event time of each input, for the event-time lag once committed.
         let newest: Vec<Option<DateTime<Utc>>> = decoded
             .iter()
@@ -731,5 +757,76 @@ async fn publish(ctx: &PipelineContext, results: &[ResultMessage], stop: &Cancel
             }
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_sinks::TableStore;
+
+    fn record(epoch: u64, state: Option<serde_json::Value>) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            positions: BTreeMap::from([("telemetry".to_string(), epoch * 100)]),
+            now_us: 0,
+            ticks: Vec::new(),
+            state,
+        }
+    }
+
+    async fn log_with(
+        records: impl IntoIterator<Item = EpochRecord>,
+    ) -> (tempfile::TempDir, EpochLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let log = EpochLog::open(&store, "telemetry").unwrap();
+        for r in records {
+            log.put(&r).await.unwrap();
+        }
+        (dir, log)
+    }
+
+    /// A landing pipeline (state `()`, a snapshot every epoch, old records pruned) resumes
+    /// from its last record at or below its tables' lowest epoch: its positions, not the
+    /// stream's start, and it replays only the epochs one table lacks.
+    #[tokio::test]
+    async fn a_stateless_pipeline_resumes_at_its_last_record_after_pruning() {
+        let (_dir, log) =
+            log_with((65..=70).map(|e| record(e, Some(serde_json::Value::Null)))).await;
+        let initial = BTreeMap::from([("telemetry".to_string(), 0)]);
+        let resume: Resume<()> = resume_point(&log, "telemetry", &[70, 68], &initial)
+            .await
+            .unwrap();
+        assert_eq!(resume.epoch, 68);
+        assert_eq!(resume.positions["telemetry"], 6_800);
+        let replayed: Vec<u64> = resume.replay.iter().map(|r| r.epoch).collect();
+        assert_eq!(replayed, vec![69, 70]);
+    }
+
+    /// A stateful pipeline skips records without a snapshot, and the `null` an older adit
+    /// wrote for "no snapshot", back to its newest real one.
+    #[tokio::test]
+    async fn a_stateful_pipeline_resumes_from_its_newest_real_snapshot() {
+        let (_dir, log) = log_with([
+            record(1, Some(serde_json::json!(5))),
+            record(2, None),
+            record(3, Some(serde_json::Value::Null)),
+            record(4, None),
+        ])
+        .await;
+        let resume: Resume<u64> = resume_point(&log, "energy", &[4], &BTreeMap::new())
+            .await
+            .unwrap();
+        assert_eq!((resume.epoch, resume.state), (1, 5));
+        let replayed: Vec<u64> = resume.replay.iter().map(|r| r.epoch).collect();
+        assert_eq!(replayed, vec![2, 3, 4]);
+        // Records pruned below a table's epoch with no snapshot left: a clear refusal.
+        log.delete_below(2).await.unwrap();
+        let err = resume_point::<u64>(&log, "energy", &[4], &BTreeMap::new())
+            .await
+            .err()
+            .expect("no snapshot to resume from");
+        assert!(err.to_string().contains("are missing"), "{err}");
     }
 }

@@ -10,7 +10,6 @@ use adit_ingest::Publisher;
 use adit_schemas::{ValidationPolicy, names};
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -199,15 +198,7 @@ pub fn holder_name() -> String {
     )
 }
 
-/// The one backoff policy of the runtime: 200 ms doubling to 10 s, with jitter, forever.
-pub fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
+pub use adit_ingest::setup::backoff;
 
 /// Runs `step` until it finishes or `shutdown` fires, retrying errors whose disposition is
 /// [`Disposition::Retry`] with [`backoff`]; a `Stop` error is returned.
@@ -251,7 +242,8 @@ pub async fn ensure_lease_bucket(
 /// Runs every registered pipeline instance until `shutdown`; returns the first error that
 /// stops one.
 pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Result<()> {
-    ensure_lease_bucket(&ctx.js, ctx.config.lease_ttl, 1).await?;
+    // The lease bucket is created at start with the streams' replicas (`ensure_lease_bucket`);
+    // creating it here at one replica would shrink a cluster's.
     let mut tasks = tokio::task::JoinSet::new();
     {
         // The lag watch, restarted like an instance if it panics.

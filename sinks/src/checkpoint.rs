@@ -34,9 +34,22 @@ pub struct EpochRecord {
     /// Timers that fired in this step.
     #[serde(default)]
     pub ticks: Vec<String>,
-    /// The pipeline's state after this epoch, when a snapshot was taken.
-    #[serde(default)]
+    /// The pipeline's state after this epoch, when a snapshot was taken; the key is absent
+    /// when none was. A state that is JSON `null` (a stateless pipeline's `()`) is a snapshot
+    /// like any other: a landing pipeline resumes from its last record, not from epoch 1.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub state: Option<serde_json::Value>,
+}
+
+/// A `state` key that is there is a snapshot, even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 /// The epoch records of one pipeline instance.
@@ -192,5 +205,26 @@ mod tests {
         assert_eq!(twelve.state, Some(serde_json::json!({"n": 12})));
         assert_eq!(log.delete_below(3).await.unwrap(), 2);
         assert_eq!(log.epochs().await.unwrap(), vec![3, 12]);
+    }
+
+    /// A stateless pipeline's snapshot is `null`: it must read back as a snapshot, or every
+    /// restart of a landing pipeline replays from epoch 1 (and fails once that is pruned).
+    #[test]
+    fn a_null_state_is_a_snapshot_and_no_state_is_none() {
+        let record = |state| EpochRecord {
+            epoch: 4,
+            positions: BTreeMap::new(),
+            now_us: 0,
+            ticks: Vec::new(),
+            state,
+        };
+        let null = serde_json::to_string(&record(Some(serde_json::Value::Null))).unwrap();
+        assert!(null.contains("\"state\":null"), "{null}");
+        let back: EpochRecord = serde_json::from_str(&null).unwrap();
+        assert_eq!(back.state, Some(serde_json::Value::Null));
+        let none = serde_json::to_string(&record(None)).unwrap();
+        assert!(!none.contains("state"), "{none}");
+        let back: EpochRecord = serde_json::from_str(&none).unwrap();
+        assert_eq!(back.state, None);
     }
 }

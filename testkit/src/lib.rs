@@ -5,7 +5,8 @@
 //!
 //! [`Monerod`] does the same for a regtest `monerod`, and [`WalletRpc`] for a
 //! `monero-wallet-rpc` against it, and [`Mosquitto`] for a private MQTT broker. [`ballista`]
-//! starts a Ballista scheduler and executor.
+//! starts a Ballista scheduler and executor. [`NatsCluster`] runs several clustered
+//! nats-servers whose nodes a test can kill and restart.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -15,10 +16,12 @@ use std::time::{Duration, Instant};
 pub mod ballista;
 mod monerod;
 pub mod mosquitto;
+mod nats_cluster;
 mod wallet;
 
 pub use monerod::{Monerod, json_rpc, monerod_binary};
 pub use mosquitto::Mosquitto;
+pub use nats_cluster::NatsCluster;
 pub use wallet::{WalletRpc, wallet_rpc_binary};
 
 /// A running private nats-server; killed on drop.

@@ -191,7 +191,7 @@ pub fn json_rpc(
 
 /// Reads one HTTP response's body by its `Content-Length` (the servers keep the connection
 /// open, so reading to the end would wait for the timeout).
-fn read_http_body(stream: &mut TcpStream) -> Result<String, String> {
+pub(crate) fn read_http_body(stream: &mut TcpStream) -> Result<String, String> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     loop {

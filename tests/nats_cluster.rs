@@ -1,0 +1,290 @@
+//! adit on the engine it says it scales on (issue 30): a three-node NATS JetStream cluster
+//! with every stream and bucket at three replicas, two `adit` pipelines processes given every
+//! node's URL, readings published while nodes are SIGKILLed one at a time (the telemetry
+//! stream's leader, the meta leader, the leader of the lease bucket) and while the process
+//! holding the pipelines is SIGKILLed. At the end every reading landed once (rows, distinct
+//! stream sequences and the sum of the values), the dead letters are exactly the bad messages
+//! published, and no adit process stopped on its own.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use adit_ingest::Publisher;
+use adit_ingest::publish::Outgoing;
+use adit_schemas::{AnyEvent, EnergyReading, EnergySource, names};
+use adit_testkit::NatsCluster;
+use common::*;
+
+/// Reading `i`: its power is `i % 1000` W, so the sum over `0..n` is known.
+fn reading(i: usize, base: chrono::DateTime<chrono::Utc>) -> Outgoing {
+    Outgoing::event(&AnyEvent::Energy(EnergyReading {
+        site: format!("site-{:02}", i % 3),
+        machine: format!("m-{:03}", i % 40),
+        ts: base + chrono::Duration::milliseconds(i as i64),
+        power_w: (i % 1000) as f64,
+        energy_wh: None,
+        source: EnergySource::Pdu,
+    }))
+}
+
+/// Who holds lease `key`, if anyone.
+async fn holder(js: &async_nats::jetstream::Context, key: &str) -> Option<String> {
+    let kv = js.get_key_value(names::KV_LEASES).await.ok()?;
+    let value = kv.get(key).await.ok()??;
+    Some(String::from_utf8_lossy(&value).into_owned())
+}
+
+/// Waits until `stream` has a leader; its name.
+async fn leader_of(
+    cluster: &NatsCluster,
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(leader) = NatsCluster::stream_leader(js, stream).await {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream} has no leader:\n{}",
+            cluster.log_tails()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_land_exactly_once_while_nodes_and_processes_are_killed() {
+    const BAD: usize = 25;
+    let mut cluster = NatsCluster::start(3);
+    let root = tempfile::tempdir().unwrap();
+    let tables = root.path().join("tables");
+    let (da, db) = (root.path().join("a"), root.path().join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let r3 = "[nats.streams]\nreplicas = 3\n";
+    let mut a = App::start_on(&cluster.url(), &da, &tables, "pipelines", r3);
+    let mut b = App::start_on(&cluster.url(), &db, &tables, "pipelines", r3);
+    let js = cluster.jetstream().await;
+
+    // Every stream and bucket at three replicas, the leases included.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    for stream in [
+        names::STREAM_TELEMETRY.to_string(),
+        names::STREAM_DLQ.to_string(),
+        format!("KV_{}", names::KV_LEASES),
+        format!("KV_{}", names::KV_REGISTRY),
+    ] {
+        let replicas = loop {
+            if let Ok(mut s) = js.get_stream(&stream).await
+                && let Ok(info) = s.info().await
+            {
+                break info.config.num_replicas;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stream} never created; logs:\n{}\n{}",
+                a.log(),
+                b.log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(replicas, 3, "{stream}");
+    }
+
+    // Bad messages first: each must be dead-lettered once, however many replays follow.
+    for i in 0..BAD {
+        let subject = format!("telemetry.energy.site-00.bad-{i}");
+        js.publish(subject, format!("not json {i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    // Readings in the background until the kills are done.
+    let published = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (publisher, published, done) =
+            (Publisher::new(js.clone()), published.clone(), done.clone());
+        let base = chrono::Utc::now() - chrono::Duration::hours(1);
+        tokio::spawn(async move {
+            while !done.load(Ordering::SeqCst) {
+                let from = published.load(Ordering::SeqCst);
+                let chunk = (from..from + 1_000).map(|i| reading(i, base)).collect();
+                publisher.publish_all(chunk).await.unwrap();
+                published.fetch_add(1_000, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    // The longest time the landed rows stood still while readings waited; times from t0.
+    let t0 = Instant::now();
+    let longest_stall = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let watcher = {
+        let (tables, published, longest_stall) =
+            (tables.clone(), published.clone(), longest_stall.clone());
+        tokio::spawn(async move {
+            let (mut last, mut since) = (0i64, Instant::now());
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if !tables.join("energy_readings").is_dir() {
+                    continue;
+                }
+                let rows = scalar(
+                    &tables,
+                    &["energy_readings"],
+                    "SELECT count(*) FROM energy_readings",
+                )
+                .await;
+                if last == 0 {
+                    // Measured from the first rows landed: start-up is not a stall.
+                    (last, since) = (rows, Instant::now());
+                    continue;
+                }
+                if rows > last || rows as usize >= published.load(Ordering::SeqCst) {
+                    let stalled = since.elapsed();
+                    if stalled > Duration::from_secs(3) {
+                        eprintln!(
+                            "landed rows stood still for {stalled:?} until {:?}, at {rows}",
+                            t0.elapsed()
+                        );
+                    }
+                    let mut longest = longest_stall.lock().unwrap();
+                    *longest = (*longest).max(stalled);
+                    (last, since) = (rows, Instant::now());
+                }
+            }
+        })
+    };
+    // Up: the telemetry pipeline held by one of them and landing. (Each stream's group
+    // elects a leader on first creation, which on a loaded machine takes tens of seconds:
+    // adit retries its setup meanwhile, and must not exit.)
+    let up = Instant::now();
+    eventually(
+        Duration::from_secs(240),
+        "the pipelines to start landing",
+        || async {
+            holder(&js, "telemetry").await.is_some()
+                && tables.join("energy_readings").is_dir()
+                && scalar(
+                    &tables,
+                    &["energy_readings"],
+                    "SELECT count(*) FROM energy_readings",
+                )
+                .await
+                    > 0
+        },
+    )
+    .await;
+    eprintln!("adit up and landing after {:?}", up.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut kills = Vec::new();
+    let telemetry_leader = leader_of(&cluster, &js, names::STREAM_TELEMETRY).await;
+    for what in [
+        "telemetry stream leader",
+        "meta leader",
+        "lease bucket leader",
+    ] {
+        let name = match what {
+            "telemetry stream leader" => telemetry_leader.clone(),
+            "meta leader" => cluster.wait_meta_leader(Duration::from_secs(60)),
+            _ => leader_of(&cluster, &js, &format!("KV_{}", names::KV_LEASES)).await,
+        };
+        let i = cluster.index_of(&name);
+        eprintln!("killing {name}, the {what}, at {:?}", t0.elapsed());
+        cluster.kill(i);
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        cluster.restart(i);
+        kills.push(format!("{what} ({name})"));
+        tokio::time::sleep(Duration::from_secs(8)).await;
+    }
+    // The process holding the telemetry pipeline, SIGKILLed and started again.
+    let holding = holder(&js, "telemetry").await.unwrap_or_default();
+    let (leader, standby) = match (a.pid(), b.pid()) {
+        (Some(pid), _) if holding.contains(&format!("-{pid}-")) => (&mut a, &mut b),
+        _ => (&mut b, &mut a),
+    };
+    eprintln!("killing the adit process holding telemetry ({holding})");
+    leader.kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    leader.restart();
+    kills.push("the adit process holding the telemetry lease".into());
+    assert!(standby.exited().is_none(), "{}", standby.log());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    done.store(true, Ordering::SeqCst);
+    producer.await.unwrap();
+    let n = published.load(Ordering::SeqCst);
+
+    // Every reading landed, once.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let t = ["energy_readings"];
+    while scalar(&tables, &t, "SELECT count(*) FROM energy_readings").await < n as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "not all {n} readings landed; logs:\n{}\n---\n{}\n---\n{}",
+            a.log(),
+            b.log(),
+            cluster.log_tails()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watcher.abort();
+    assert_eq!(
+        scalar(&tables, &t, "SELECT count(*) FROM energy_readings").await,
+        n as i64,
+        "rows"
+    );
+    assert_eq!(
+        scalar(
+            &tables,
+            &t,
+            "SELECT count(DISTINCT seq) FROM energy_readings"
+        )
+        .await,
+        n as i64,
+        "each stream sequence once"
+    );
+    assert_eq!(
+        scalar(
+            &tables,
+            &t,
+            "SELECT count(DISTINCT ts) FROM energy_readings"
+        )
+        .await,
+        n as i64,
+        "each reading once"
+    );
+    let expected: i64 = (0..n).map(|i| (i % 1000) as i64).sum();
+    assert_eq!(
+        scalar(
+            &tables,
+            &t,
+            "SELECT CAST(sum(power_w) AS BIGINT) FROM energy_readings"
+        )
+        .await,
+        expected,
+        "sum of the values"
+    );
+    // The dead letters: exactly the bad messages.
+    let mut dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
+    let dead = dlq.info().await.unwrap().state.messages;
+    assert_eq!(dead, BAD as u64, "dead letters");
+    assert!(a.exited().is_none(), "a exited on its own:\n{}", a.log());
+    assert!(b.exited().is_none(), "b exited on its own:\n{}", b.log());
+    let stall = *longest_stall.lock().unwrap();
+    if std::env::var_os("ADIT_TEST_LOGS").is_some() {
+        eprintln!("--- a ---\n{}\n--- b ---\n{}", a.log(), b.log());
+    }
+    eprintln!(
+        "{n} readings and {BAD} bad messages through {} kills ({}): the longest stall of the landed rows was {stall:?}",
+        kills.len(),
+        kills.join(", ")
+    );
+}
