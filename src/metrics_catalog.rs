@@ -308,6 +308,12 @@ const METRICS: &[Metric] = &[
         ZeroEach("reason", &["error", "gap", "stalled"]),
         "Durable consumers re-created after the last message handed out, by stream and reason: an error from the server (a leader moved, missed heartbeats), a gap in delivery, or stuck with messages waiting.",
     ),
+    m(
+        "adit_consumer_gaps_filled_total",
+        Counter,
+        Unset,
+        "Gaps in a consumer's delivery (messages lost in flight) filled by reading the missing messages directly from a replica, by stream.",
+    ),
     // ingest: adapters and actuators.
     m(
         "adit_actuator_commands_total",

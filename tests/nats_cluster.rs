@@ -67,8 +67,11 @@ async fn readings_land_exactly_once_while_nodes_and_processes_are_killed() {
     std::fs::create_dir_all(&da).unwrap();
     std::fs::create_dir_all(&db).unwrap();
     let r3 = "[nats.streams]\nreplicas = 3\n";
-    let mut a = App::start_on(&cluster.url(), &da, &tables, "pipelines", r3);
-    let mut b = App::start_on(&cluster.url(), &db, &tables, "pipelines", r3);
+    // Leases at their default time to live: a lease bucket re-electing its leader takes
+    // seconds, which the tests' usual 3 s would not survive.
+    let ttl = [("ADIT_PIPELINES__LEASE_TTL", "10s")];
+    let mut a = App::start_with_env(&cluster.url(), &da, &tables, "pipelines", r3, &ttl);
+    let mut b = App::start_with_env(&cluster.url(), &db, &tables, "pipelines", r3, &ttl);
     let js = cluster.jetstream().await;
 
     // Every stream and bucket at three replicas, the leases included.

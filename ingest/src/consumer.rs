@@ -44,6 +44,9 @@ pub struct ConsumerConfig {
 /// re-created before its first redelivery.
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
+/// A gap longer than this is read again by a new consumer rather than message by message.
+const MAX_DIRECT_READS: u64 = 10_000;
+
 fn default_stall_after() -> Duration {
     STALL_AFTER
 }
@@ -272,6 +275,67 @@ impl BatchConsumer {
         }
     }
 
+    /// Adds `raw` to `batch` as the next message handed out (`message`: the consumer's, which
+    /// acknowledges everything up to it); the first one starts the batch's `max_wait`.
+    fn hand_out(
+        &mut self,
+        batch: &mut RawBatch,
+        raw: RawMessage,
+        message: Option<Message>,
+        deadline: &mut Instant,
+    ) {
+        self.fresh = false;
+        self.progressed = Instant::now();
+        if batch.messages.is_empty() {
+            batch.lo = raw.seq;
+            *deadline = Instant::now() + self.config.max_wait;
+        }
+        batch.hi = raw.seq;
+        self.last_seq = raw.seq;
+        batch.messages.push(raw);
+        if message.is_some() {
+            batch.last = message;
+        }
+    }
+
+    /// Messages `from..to` read one by one with direct gets, in order, up to the first that
+    /// cannot be read (a replica not caught up, an error) or [`MAX_DIRECT_READS`].
+    async fn read_directly(&self, from: u64, to: u64) -> Vec<RawMessage> {
+        let mut out = Vec::new();
+        if to - from > MAX_DIRECT_READS {
+            return out;
+        }
+        let Ok(stream) = self.js.get_stream_no_info(&self.config.stream).await else {
+            return out;
+        };
+        for seq in from..to {
+            match stream.direct_get(seq).await {
+                Ok(m) if m.sequence == seq => out.push(RawMessage {
+                    seq: m.sequence,
+                    subject: m.subject.to_string(),
+                    schema_version: m
+                        .headers
+                        .get(adit_schemas::names::HEADER_SCHEMA_VERSION)
+                        .map(|v| v.to_string()),
+                    payload: m.payload,
+                }),
+                Ok(other) => {
+                    tracing::debug!(
+                        seq,
+                        got = other.sequence,
+                        "direct get answered another message; re-creating the consumer instead"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(seq, error = %e, "direct get failed; re-creating the consumer instead");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// Waits up to `idle` for the first message, then fills a batch until `max_rows` or
     /// `max_wait`. Returns an empty batch when nothing arrived within `idle`. Errors from the
     /// server are retried here (re-creating the consumer); they never surface as lost messages.
@@ -324,21 +388,25 @@ impl BatchConsumer {
             }
             if self.skips(seq) {
                 // Messages the server counts as delivered were lost on the way (a connection
-                // dropped with them in flight); they would only come back after the ack wait,
-                // behind newer ones. Read again from just after the last one handed out.
-                tracing::warn!(stream = %self.config.stream, expected = self.last_seq + 1, got = seq, "gap in delivery; re-reading");
-                self.recreate("gap");
-                continue;
+                // dropped with them in flight, a leader moved); they would only come back after
+                // the ack wait, behind newer ones. Read them directly from a replica (no meta
+                // leader needed); what cannot be read so is read again by a new consumer from
+                // just after the last one handed out.
+                let wanted = seq - self.last_seq - 1;
+                let found = self.read_directly(self.last_seq + 1, seq).await;
+                tracing::warn!(stream = %self.config.stream, expected = self.last_seq + 1, got = seq, read_directly = found.len(), "gap in delivery");
+                let complete = found.len() as u64 == wanted;
+                for raw in found {
+                    self.hand_out(&mut batch, raw, None, &mut deadline);
+                }
+                if !complete {
+                    self.recreate("gap");
+                    continue;
+                }
+                metrics::counter!("adit_consumer_gaps_filled_total", "stream" => self.config.stream.clone())
+                    .increment(1);
             }
-            self.fresh = false;
-            self.progressed = Instant::now();
-            if batch.messages.is_empty() {
-                batch.lo = seq;
-                deadline = Instant::now() + self.config.max_wait;
-            }
-            batch.hi = seq;
-            self.last_seq = seq;
-            batch.messages.push(RawMessage {
+            let raw = RawMessage {
                 seq,
                 subject: message.subject.to_string(),
                 schema_version: message
@@ -347,8 +415,8 @@ impl BatchConsumer {
                     .and_then(|h| h.get(adit_schemas::names::HEADER_SCHEMA_VERSION))
                     .map(|v| v.to_string()),
                 payload: message.payload.clone(),
-            });
-            batch.last = Some(message);
+            };
+            self.hand_out(&mut batch, raw, Some(message), &mut deadline);
         }
         batch
     }

@@ -301,18 +301,17 @@ struct Resume<S> {
 }
 
 /// Where instance `instance` resumes, given each output table's committed epoch: from the
-/// newest snapshot at or below the lowest of them (`initial` positions and the default state
-/// when nothing was committed), replaying the recorded epochs up to the highest.
+/// newest snapshot at or below the lowest epoch some table still needs (`initial` positions
+/// and the default state when nothing was committed), replaying the recorded epochs up to the
+/// highest. A table behind the others needs nothing while no later epoch wrote to it (a
+/// landing's quiet tables): it does not hold the restart back.
 async fn resume_point<S: serde::de::DeserializeOwned + Default>(
     log: &EpochLog,
     instance: &str,
-    committed: &[u64],
+    committed: &[(String, u64)],
     initial: &BTreeMap<String, u64>,
 ) -> Result<Resume<S>> {
-    let (lowest, highest) = (
-        committed.iter().copied().min().unwrap_or(0),
-        committed.iter().copied().max().unwrap_or(0),
-    );
+    let highest = committed.iter().map(|(_, e)| *e).max().unwrap_or(0);
     let fresh = || Resume {
         state: S::default(),
         positions: initial.clone(),
@@ -328,6 +327,7 @@ async fn resume_point<S: serde::de::DeserializeOwned + Default>(
             .ok_or_else(|| missing_records(instance, epoch))
     };
     let epochs = log.epochs().await?;
+    let lowest = settled_through(log, &epochs, committed, highest).await?;
     let mut start = None;
     for e in epochs.iter().rev().filter(|e| **e <= lowest) {
         let found = record(*e).await?;
@@ -364,6 +364,33 @@ async fn resume_point<S: serde::de::DeserializeOwned + Default>(
         resume.replay.push(record(e).await?);
     }
     Ok(resume)
+}
+
+/// The lowest epoch through which every table holds all its rows: a table committed at `at`
+/// holds them through `at` when a later recorded epoch wrote to it, else through `highest` (a
+/// missing record counts as writing to it).
+/// Epochs below the oldest record were pruned once every table held them: settled.
+async fn settled_through(
+    log: &EpochLog,
+    epochs: &[u64],
+    committed: &[(String, u64)],
+    highest: u64,
+) -> Result<u64> {
+    let oldest = epochs.first().copied().unwrap_or(0);
+    let mut lowest = highest;
+    let mut records: BTreeMap<u64, Option<EpochRecord>> = BTreeMap::new();
+    for (table, at) in committed {
+        for epoch in (at + 1).max(oldest)..=lowest {
+            if !records.contains_key(&epoch) {
+                records.insert(epoch, log.get(epoch).await?);
+            }
+            if records[&epoch].as_ref().is_none_or(|r| r.wrote(table)) {
+                lowest = *at;
+                break;
+            }
+        }
+    }
+    Ok(lowest)
 }
 
 fn missing_records(instance: &str, epoch: u64) -> Error {
@@ -448,10 +475,10 @@ impl<'a, P: Pipeline> Runner<'a, P> {
 
     /// Decides where to resume from the tables' epochs and the epoch records.
     async fn resume_point(&self) -> Result<Resume<P::State>> {
-        let committed: Vec<u64> = self
+        let committed: Vec<(String, u64)> = self
             .tables
             .iter()
-            .map(ExactlyOnceTable::committed)
+            .map(|t| (t.name().to_string(), t.committed()))
             .collect();
         resume_point(&self.log, &self.instance, &committed, &self.positions).await
     }
@@ -615,7 +642,17 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                     self.snapshots.insert(epoch);
                 }
             }
-            None => self.write_record(epoch, now, ticks).await?,
+            None => {
+                let mut written: Vec<String> = output
+                    .tables
+                    .iter()
+                    .filter(|(_, batch)| batch.num_rows() > 0)
+                    .map(|(table, _)| table.clone())
+                    .collect();
+                written.sort();
+                written.dedup();
+                self.write_record(epoch, now, ticks, written).await?
+            }
         }
         if !lease.is_valid() {
             return Err(Error::LeaseLost {
@@ -665,6 +702,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         epoch: u64,
         now: DateTime<Utc>,
         ticks: Vec<String>,
+        written: Vec<String>,
     ) -> Result<()> {
         let due = self.last_snapshot.is_none_or(|last| {
             (now - last).to_std().unwrap_or(Duration::ZERO) >= self.spec.snapshot_every
@@ -686,6 +724,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 now_us: now.timestamp_micros(),
                 ticks,
                 state,
+                written: Some(written),
             })
             .await?;
         if due {
@@ -718,15 +757,10 @@ impl<'a, P: Pipeline> Runner<'a, P> {
     }
 
     /// Deletes epoch records no recovery can need: those below the newest snapshot at or
-    /// below every table's epoch.
+    /// below the epoch just committed (every table holds all its rows through it: a table left
+    /// out had none; a restart takes records below the oldest kept as settled).
     async fn prune(&mut self) -> Result<()> {
-        let lowest = self
-            .tables
-            .iter()
-            .map(ExactlyOnceTable::committed)
-            .min()
-            .unwrap_or(0);
-        let Some(keep) = self.snapshots.range(..=lowest).next_back().copied() else {
+        let Some(keep) = self.snapshots.range(..=self.epoch).next_back().copied() else {
             return Ok(());
         };
         if keep > 0 {
@@ -772,7 +806,12 @@ mod tests {
             now_us: 0,
             ticks: Vec::new(),
             state,
+            written: None,
         }
+    }
+
+    fn pairs(committed: &[(&str, u64)]) -> Vec<(String, u64)> {
+        committed.iter().map(|(t, e)| (t.to_string(), *e)).collect()
     }
 
     async fn log_with(
@@ -795,9 +834,14 @@ mod tests {
         let (_dir, log) =
             log_with((65..=70).map(|e| record(e, Some(serde_json::Value::Null)))).await;
         let initial = BTreeMap::from([("telemetry".to_string(), 0)]);
-        let resume: Resume<()> = resume_point(&log, "telemetry", &[70, 68], &initial)
-            .await
-            .unwrap();
+        let resume: Resume<()> = resume_point(
+            &log,
+            "telemetry",
+            &pairs(&[("sensor_readings", 70), ("energy_readings", 68)]),
+            &initial,
+        )
+        .await
+        .unwrap();
         assert_eq!(resume.epoch, 68);
         assert_eq!(resume.positions["telemetry"], 6_800);
         let replayed: Vec<u64> = resume.replay.iter().map(|r| r.epoch).collect();
@@ -815,18 +859,72 @@ mod tests {
             record(4, None),
         ])
         .await;
-        let resume: Resume<u64> = resume_point(&log, "energy", &[4], &BTreeMap::new())
-            .await
-            .unwrap();
+        let resume: Resume<u64> = resume_point(
+            &log,
+            "energy",
+            &pairs(&[("energy_minutes", 4)]),
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!((resume.epoch, resume.state), (1, 5));
         let replayed: Vec<u64> = resume.replay.iter().map(|r| r.epoch).collect();
         assert_eq!(replayed, vec![2, 3, 4]);
         // Records pruned below a table's epoch with no snapshot left: a clear refusal.
         log.delete_below(2).await.unwrap();
-        let err = resume_point::<u64>(&log, "energy", &[4], &BTreeMap::new())
-            .await
-            .err()
-            .expect("no snapshot to resume from");
+        let err = resume_point::<u64>(
+            &log,
+            "energy",
+            &pairs(&[("energy_minutes", 4)]),
+            &BTreeMap::new(),
+        )
+        .await
+        .err()
+        .expect("no snapshot to resume from");
         assert!(err.to_string().contains("are missing"), "{err}");
+    }
+
+    /// A landing whose readings are all energy: its other tables were never committed, yet
+    /// nothing was written to them, so the restart resumes at the last epoch (it replayed the
+    /// whole stream: 52 epochs, a million messages, in `adit bench ingest`). A table that had
+    /// rows in an epoch it has not committed still pulls the resume back to its own epoch.
+    #[tokio::test]
+    async fn quiet_tables_do_not_hold_a_restart_back() {
+        let written = |epoch: u64, tables: &[&str]| EpochRecord {
+            written: Some(tables.iter().map(|t| t.to_string()).collect()),
+            ..record(epoch, Some(serde_json::Value::Null))
+        };
+        let (_dir, log) = log_with((1..=52).map(|e| {
+            if e == 30 {
+                written(e, &["energy_readings", "sensor_readings"])
+            } else {
+                written(e, &["energy_readings"])
+            }
+        }))
+        .await;
+        let initial = BTreeMap::from([("telemetry".to_string(), 0)]);
+        let quiet = pairs(&[
+            ("energy_readings", 52),
+            ("sensor_readings", 30),
+            ("miner_stats", 0),
+        ]);
+        let resume: Resume<()> = resume_point(&log, "telemetry", &quiet, &initial)
+            .await
+            .unwrap();
+        assert_eq!((resume.epoch, resume.replay.len()), (52, 0));
+        // sensor_readings lost its epoch-30 commit: back to its epoch 20.
+        let behind = pairs(&[("energy_readings", 52), ("sensor_readings", 20)]);
+        let resume: Resume<()> = resume_point(&log, "telemetry", &behind, &initial)
+            .await
+            .unwrap();
+        assert_eq!(resume.epoch, 20);
+        assert_eq!(resume.replay.first().map(|r| r.epoch), Some(21));
+        assert_eq!(resume.replay.len(), 32);
+        // Records pruned below 40 (every table held them): a quiet table at 0 is settled.
+        log.delete_below(40).await.unwrap();
+        let resume: Resume<()> = resume_point(&log, "telemetry", &quiet, &initial)
+            .await
+            .unwrap();
+        assert_eq!((resume.epoch, resume.replay.len()), (52, 0));
     }
 }

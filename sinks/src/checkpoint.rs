@@ -43,6 +43,19 @@ pub struct EpochRecord {
         deserialize_with = "present"
     )]
     pub state: Option<serde_json::Value>,
+    /// The output tables this epoch gave rows (absent in an older adit's records: any of them).
+    /// A table behind the others is replayed only when a later epoch wrote to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<Vec<String>>,
+}
+
+impl EpochRecord {
+    /// Whether this epoch gave `table` rows (or may have: an older record does not say).
+    pub fn wrote(&self, table: &str) -> bool {
+        self.written
+            .as_ref()
+            .is_none_or(|tables| tables.iter().any(|t| t == table))
+    }
 }
 
 /// A `state` key that is there is a snapshot, even when its value is `null`.
@@ -196,6 +209,7 @@ mod tests {
                 now_us: 7,
                 ticks: vec!["minute".into()],
                 state: (epoch % 2 == 0).then(|| serde_json::json!({"n": epoch})),
+                written: Some(vec!["energy_minutes".into()]),
             };
             log.put(&record).await.unwrap();
         }
@@ -217,6 +231,7 @@ mod tests {
             now_us: 0,
             ticks: Vec::new(),
             state,
+            written: None,
         };
         let null = serde_json::to_string(&record(Some(serde_json::Value::Null))).unwrap();
         assert!(null.contains("\"state\":null"), "{null}");
