@@ -367,8 +367,8 @@ async fn resume_point<S: serde::de::DeserializeOwned + Default>(
 }
 
 /// The lowest epoch through which every table holds all its rows: a table committed at `at`
-/// holds them through `at` when a later recorded epoch wrote to it, else through `highest` (a
-/// missing record counts as writing to it).
+/// holds them up to the first later epoch that wrote to it, else through `highest` (a missing
+/// record counts as writing to it).
 /// Epochs below the oldest record were pruned once every table held them: settled.
 async fn settled_through(
     log: &EpochLog,
@@ -385,7 +385,8 @@ async fn settled_through(
                 records.insert(epoch, log.get(epoch).await?);
             }
             if records[&epoch].as_ref().is_none_or(|r| r.wrote(table)) {
-                lowest = *at;
+                // Nothing for it between its commit and this epoch: settled just before.
+                lowest = epoch - 1;
                 break;
             }
         }
@@ -887,7 +888,7 @@ mod tests {
     /// A landing whose readings are all energy: its other tables were never committed, yet
     /// nothing was written to them, so the restart resumes at the last epoch (it replayed the
     /// whole stream: 52 epochs, a million messages, in `adit bench ingest`). A table that had
-    /// rows in an epoch it has not committed still pulls the resume back to its own epoch.
+    /// rows in an epoch it has not committed pulls the resume back to just before that epoch.
     #[tokio::test]
     async fn quiet_tables_do_not_hold_a_restart_back() {
         let written = |epoch: u64, tables: &[&str]| EpochRecord {
@@ -912,19 +913,39 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((resume.epoch, resume.replay.len()), (52, 0));
-        // sensor_readings lost its epoch-30 commit: back to its epoch 20.
+        // sensor_readings lost its epoch-30 commit (it was at 20, with nothing between):
+        // replayed from epoch 30.
         let behind = pairs(&[("energy_readings", 52), ("sensor_readings", 20)]);
         let resume: Resume<()> = resume_point(&log, "telemetry", &behind, &initial)
             .await
             .unwrap();
-        assert_eq!(resume.epoch, 20);
-        assert_eq!(resume.replay.first().map(|r| r.epoch), Some(21));
-        assert_eq!(resume.replay.len(), 32);
-        // Records pruned below 40 (every table held them): a quiet table at 0 is settled.
+        assert_eq!(resume.epoch, 29);
+        assert_eq!(resume.replay.first().map(|r| r.epoch), Some(30));
+        assert_eq!(resume.replay.len(), 23);
+        // Records pruned below 40 (every table held them): a quiet table at 0 is settled. A
+        // stateful pipeline's table at 100 whose epoch-130 commit was lost, records pruned below
+        // a snapshot at 128, resumes from that snapshot (it used to need the pruned ones).
         log.delete_below(40).await.unwrap();
         let resume: Resume<()> = resume_point(&log, "telemetry", &quiet, &initial)
             .await
             .unwrap();
         assert_eq!((resume.epoch, resume.replay.len()), (52, 0));
+
+        let (_dir, log) = log_with((128..=131).map(|e| EpochRecord {
+            written: Some(if e == 130 {
+                vec!["energy_minutes".into()]
+            } else {
+                vec!["energy_periods".into()]
+            }),
+            ..record(e, (e == 128).then(|| serde_json::json!(7)))
+        }))
+        .await;
+        let committed = pairs(&[("energy_minutes", 100), ("energy_periods", 131)]);
+        let resume: Resume<u64> = resume_point(&log, "energy", &committed, &BTreeMap::new())
+            .await
+            .unwrap();
+        assert_eq!((resume.epoch, resume.state), (128, 7));
+        let replayed: Vec<u64> = resume.replay.iter().map(|r| r.epoch).collect();
+        assert_eq!(replayed, vec![129, 130, 131]);
     }
 }
