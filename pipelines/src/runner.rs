@@ -18,6 +18,7 @@
 //! lost and nothing is written twice, and state always belongs to the positions it is
 //! resumed with.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -381,10 +382,11 @@ async fn settled_through(
     let mut records: BTreeMap<u64, Option<EpochRecord>> = BTreeMap::new();
     for (table, at) in committed {
         for epoch in (at + 1).max(oldest)..=lowest {
-            if !records.contains_key(&epoch) {
-                records.insert(epoch, log.get(epoch).await?);
-            }
-            if records[&epoch].as_ref().is_none_or(|r| r.wrote(table)) {
+            let record = match records.entry(epoch) {
+                Entry::Occupied(cached) => cached.into_mut(),
+                Entry::Vacant(slot) => slot.insert(log.get(epoch).await?),
+            };
+            if record.as_ref().is_none_or(|r| r.wrote(table)) {
                 // Nothing for it between its commit and this epoch: settled just before.
                 lowest = epoch - 1;
                 break;
