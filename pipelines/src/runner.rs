@@ -760,10 +760,15 @@ impl<'a, P: Pipeline> Runner<'a, P> {
     }
 
     /// Deletes epoch records no recovery can need: those below the newest snapshot at or
-    /// below the epoch just committed (every table holds all its rows through it: a table left
-    /// out had none; a restart takes records below the oldest kept as settled).
+    /// below every table's epoch (a restart takes records below the oldest kept as settled).
     async fn prune(&mut self) -> Result<()> {
-        let Some(keep) = self.snapshots.range(..=self.epoch).next_back().copied() else {
+        let lowest = self
+            .tables
+            .iter()
+            .map(ExactlyOnceTable::committed)
+            .min()
+            .unwrap_or(0);
+        let Some(keep) = self.snapshots.range(..=lowest).next_back().copied() else {
             return Ok(());
         };
         if keep > 0 {
