@@ -188,14 +188,7 @@ async fn exercise(nodes: &[&str], kill_holder: bool) {
                 }
                 // A read racing the log's clean-up fails now and then: skipped.
                 let root = tables.clone();
-                let read = async move {
-                    scalar(
-                        &root,
-                        &["energy_readings"],
-                        "SELECT count(*) FROM energy_readings",
-                    )
-                    .await
-                };
+                let read = async move { energy_rows(&root).await };
                 let Ok(rows) = tokio::spawn(read).await else {
                     continue;
                 };
@@ -229,13 +222,7 @@ async fn exercise(nodes: &[&str], kill_holder: bool) {
         || async {
             holder(&js, "telemetry").await.is_some()
                 && tables.join("energy_readings").is_dir()
-                && scalar(
-                    &tables,
-                    &["energy_readings"],
-                    "SELECT count(*) FROM energy_readings",
-                )
-                .await
-                    > 0
+                && energy_rows(&tables).await > 0
         },
     )
     .await;
@@ -286,7 +273,7 @@ async fn exercise(nodes: &[&str], kill_holder: bool) {
     // Every reading landed, once.
     let deadline = Instant::now() + Duration::from_secs(180);
     let t = ["energy_readings"];
-    while scalar(&tables, &t, "SELECT count(*) FROM energy_readings").await < n as i64 {
+    while energy_rows(&tables).await < n as i64 {
         assert!(
             Instant::now() < deadline,
             "not all {n} readings landed; logs:\n{}\n---\n{}\n---\n{}",
@@ -298,11 +285,7 @@ async fn exercise(nodes: &[&str], kill_holder: bool) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     watcher.abort();
-    assert_eq!(
-        scalar(&tables, &t, "SELECT count(*) FROM energy_readings").await,
-        n as i64,
-        "rows"
-    );
+    assert_eq!(energy_rows(&tables).await, n as i64, "rows");
     assert_eq!(
         scalar(
             &tables,

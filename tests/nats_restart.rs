@@ -19,13 +19,7 @@ async fn restarting_nats_mid_run_loses_nothing() {
         .await
         .unwrap();
     eventually(Duration::from_secs(60), "first rows landed", || async {
-        scalar(
-            &tables,
-            &["energy_readings"],
-            "SELECT count(*) FROM energy_readings",
-        )
-        .await
-            > 0
+        energy_rows(&tables).await > 0
     })
     .await;
     nats.restart();
@@ -37,15 +31,7 @@ async fn restarting_nats_mid_run_loses_nothing() {
     eventually(
         Duration::from_secs(120),
         "all 40 000 rows landed",
-        || async {
-            scalar(
-                &tables,
-                &["energy_readings"],
-                "SELECT count(*) FROM energy_readings",
-            )
-            .await
-                >= 40_000
-        },
+        || async { energy_rows(&tables).await >= 40_000 },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -55,11 +41,6 @@ async fn restarting_nats_mid_run_loses_nothing() {
         "SELECT count(DISTINCT seq) FROM energy_readings",
     )
     .await;
-    let c = scalar(
-        &tables,
-        &["energy_readings"],
-        "SELECT count(*) FROM energy_readings",
-    )
-    .await;
+    let c = energy_rows(&tables).await;
     assert_eq!((n, c), (40_000, 40_000), "log:\n{}", app.log());
 }

@@ -77,11 +77,6 @@ impl NatsCluster {
             .unwrap_or_else(|| panic!("no node {name} in {:?}", self.names()))
     }
 
-    /// Whether node `i` runs.
-    pub fn is_up(&self, i: usize) -> bool {
-        self.nodes[i].child.is_some()
-    }
-
     /// SIGKILLs node `i`; its store is kept.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

@@ -291,6 +291,17 @@ pub async fn scalar(root: &Path, tables: &[&str], sql: &str) -> i64 {
     if col.is_null(0) { 0 } else { col.value(0) }
 }
 
+/// Rows in `energy_readings` under `root`, read directly (0 before the table exists).
+#[allow(dead_code)]
+pub async fn energy_rows(root: &Path) -> i64 {
+    scalar(
+        root,
+        &["energy_readings"],
+        "SELECT count(*) FROM energy_readings",
+    )
+    .await
+}
+
 /// Column `name` of `batch` as i64s.
 pub fn ints(batch: &RecordBatch, name: &str) -> Vec<i64> {
     let col = arrow::compute::cast(
