@@ -2,8 +2,8 @@
 //! several loopback addresses: the pool's own ban for invalid input is shared in the bans
 //! bucket and listed; an operator (admin) bans a network with a reason and a duration, which
 //! closes the open connection it covers and refuses new ones, survives a restart of the
-//! process, and is lifted; the API refuses other roles and bad networks; every change is in the
-//! audit trail.
+//! process, and is lifted; a ban that has ended is purged from the bucket; the API refuses
+//! other roles and bad networks; every change is in the audit trail.
 
 mod common;
 
@@ -198,7 +198,29 @@ async fn bans_are_shared_listed_set_lifted_kept_over_a_restart_and_audited() {
     assert_eq!(ours["reason"], "stratum flood from this range");
     assert!(ours["expires"].is_string());
 
-    // A restart keeps it.
+    // A ban that has ended (as the pool's own for invalid shares do, an hour later), written
+    // before the restart: purged from the bucket by the pool, so the bucket and every
+    // process's list do not grow with each address ever banned.
+    let js = nats.jetstream().await;
+    let bucket = js
+        .get_key_value(adit_schemas::names::KV_BANS)
+        .await
+        .unwrap();
+    let old = adit_schemas::bans::parse_network("127.0.0.20").unwrap();
+    let ended = adit_schemas::bans::Ban::new(
+        &old,
+        "invalid shares",
+        Some(chrono::Utc::now() + chrono::Duration::seconds(1)),
+        adit_schemas::bans::AUTO,
+    );
+    let old_key = adit_schemas::bans::key(&old);
+    bucket
+        .put(&old_key, serde_json::to_vec(&ended).unwrap().into())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A restart keeps the one in force, and purges the one that ended.
     app.restart();
     app.wait_http().await;
     until("the pool never came back", &app, async || {
@@ -209,6 +231,11 @@ async fn bans_are_shared_listed_set_lifted_kept_over_a_restart_and_audited() {
         !logs_in(addr, [127, 0, 0, 9]).await,
         "the ban outlived the restart"
     );
+    until("the ended ban was never purged", &app, async || {
+        bucket.get(&old_key).await.unwrap().is_none()
+    })
+    .await;
+    assert!(logs_in(addr, [127, 0, 0, 20]).await, "the ended ban");
     let (status, _) = call(
         &app,
         reqwest::Method::DELETE,

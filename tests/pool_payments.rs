@@ -4,7 +4,9 @@
 //! finds blocks; the blocks are split, confirmed, paid through the pool's wallet, and the
 //! miner's wallet receives exactly what the `payments` table and the REST views say. One block
 //! is orphaned on the node (`pop_blocks`, then another block at its height): the pool records
-//! it `orphaned` and its payout is never paid.
+//! it `orphaned` and its payout is never paid. Payments are held at first, as `adit restore`
+//! leaves them: blocks confirm and payouts fall due, nothing is paid, until `adit payments
+//! release`.
 
 mod common;
 
@@ -93,6 +95,54 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
         .unwrap();
     assert_eq!(popped["status"], "OK", "{popped}");
     monerod.generate(1, &pool_wallet.address);
+
+    // A hold, as `adit restore` leaves one: blocks confirm and their payouts fall due, but the
+    // payer starts no payment until an operator releases it with `adit payments release`.
+    let store = adit_sinks::TableStore::new(tables.to_str().unwrap(), Default::default()).unwrap();
+    adit_payments::hold::put(&store, "restored an older backup (test)")
+        .await
+        .unwrap();
+    let confirmed = "SELECT count(*) FROM blocks WHERE status = 'confirmed'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while scalar(&tables, &["blocks"], confirmed).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no block confirmed while held; log:\n{}",
+            app.log()
+        );
+        monerod.generate(1, &pool_wallet.address);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    // Several payer rounds (one a second) with a confirmed block's payouts due.
+    for _ in 0..4 {
+        monerod.generate(1, &pool_wallet.address);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    if tables.join("payments/_delta_log").is_dir() {
+        let made = scalar(&tables, &["payments"], "SELECT count(*) FROM payments").await;
+        assert_eq!(made, 0, "a payment was started while held");
+    }
+    assert!(
+        app.log().contains("payments held"),
+        "the hold was not said; log:\n{}",
+        app.log()
+    );
+    let release = std::process::Command::new(adit_binary())
+        .arg("--nats-url")
+        .arg(nats.url())
+        .arg("--tables")
+        .arg(&tables)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["payments", "release"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&release.stdout);
+    assert!(
+        release.status.success() && said.contains("\"released\": true"),
+        "{said} {}",
+        String::from_utf8_lossy(&release.stderr)
+    );
 
     // Bury the blocks: the pool confirms them, the payer pays, and the payment confirms.
     let paid_sql = format!(

@@ -5,7 +5,8 @@
 //! dying is shown down by `/ready` (503) and then stops the process with a non-zero exit, so
 //! systemd or the container runtime restarts it. And a volume adit writes that is nearly full
 //! is shown down by `/ready` too (issue 25), with the process's and the host's vital signs on
-//! `/metrics`; and so is the pool's node once it cannot be reached.
+//! `/metrics`, and up again once space is freed; and so is the pool's node once it cannot be
+//! reached, up again once it is back.
 
 mod common;
 
@@ -237,11 +238,67 @@ async fn a_nearly_full_volume_is_shown_down_with_the_vital_signs_on_metrics() {
     assert!(value("adit_stream_messages{stream=\"MINING\"} ") >= 0.0);
 }
 
-/// The pool's node is part of readiness: up while a real monerod answers, down (503, `node`,
-/// with the reason) once it is gone.
+/// Bytes free to an unprivileged writer on the volume holding `path` (`df`'s "avail").
+fn available_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .expect("df (coreutils) runs");
+    assert!(out.status.success(), "df: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df printed no size: {text}"))
+}
+
+/// The data volume filling past `health.min_free_bytes` while adit runs turns `/ready` 503
+/// naming it, and freeing the space turns it back to 200: the threshold is set 1 GiB below
+/// what is free at start, and a 2 GiB file is allocated in the data dir, then removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pools_node_going_away_is_shown_down() {
-    let monerod = adit_testkit::Monerod::start_with_difficulty(100);
+async fn a_volume_filling_past_its_threshold_and_freed_again_is_shown() {
+    const GIB: u64 = 1 << 30;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let free = available_bytes(dir.path());
+    assert!(
+        free > 4 * GIB,
+        "this test needs 4 GiB free under {}",
+        dir.path().display()
+    );
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query",
+        &format!(
+            "[health]\nsample_every = \"1s\"\nmin_free_bytes = {}\n",
+            free - GIB
+        ),
+    );
+    app.wait_http().await;
+    let data_up = |up: bool| move |b: &Value| b["parts"]["disk:data"]["up"] == up;
+    ready_until(&app, 200, "ready before the volume filled", data_up(true)).await;
+    let filler = dir.path().join("filler");
+    let status = std::process::Command::new("fallocate")
+        .args(["-l", &(2 * GIB).to_string()])
+        .arg(&filler)
+        .status()
+        .expect("fallocate (util-linux) runs");
+    assert!(status.success(), "fallocate: {status}");
+    let down = ready_until(&app, 503, "the filled volume never shown", data_up(false)).await;
+    let reason = down["parts"]["disk:data"]["last_error"].as_str().unwrap();
+    assert!(reason.contains("health.min_free_bytes"), "{reason}");
+    std::fs::remove_file(&filler).unwrap();
+    let back = ready_until(&app, 200, "the freed volume never shown", data_up(true)).await;
+    assert_eq!(back["down"], serde_json::json!([]), "{back}");
+}
+
+/// The pool's node is part of readiness: up while a real monerod answers, down (503, `node`,
+/// with the reason) once it is gone, and up again (200) when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_node_going_away_and_coming_back_is_shown() {
+    let mut monerod = adit_testkit::Monerod::start_with_difficulty(100);
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let app = App::start(
@@ -274,11 +331,15 @@ async fn the_pools_node_going_away_is_shown_down() {
     };
     let up = until(200, "the node was never up").await;
     assert_eq!(up["parts"]["node"]["up"], true, "{up}");
-    drop(monerod);
+    monerod.kill();
     let down = until(503, "the node's absence was never shown").await;
     assert_eq!(down["down"], serde_json::json!(["node"]), "{down}");
     let reason = down["parts"]["node"]["last_error"].as_str().unwrap();
     assert!(reason.contains("monerod unreachable"), "{reason}");
+    monerod.restart();
+    let back = until(200, "the node's return was never shown").await;
+    assert_eq!(back["parts"]["node"]["up"], true, "{back}");
+    assert_eq!(back["down"], serde_json::json!([]), "{back}");
 }
 
 /// Waits until `/ready` answers `want` with `check` true of its body; the body.

@@ -136,6 +136,8 @@ pub struct BatchConsumer {
     fresh: bool,
     /// When a new message was last handed out (or the consumer last checked or re-created).
     progressed: Instant,
+    /// Why the consumer was found stuck, until it next hands out a message.
+    stuck: Option<String>,
 }
 
 impl BatchConsumer {
@@ -148,6 +150,7 @@ impl BatchConsumer {
             messages: None,
             fresh: true,
             progressed: Instant::now(),
+            stuck: None,
         };
         this.reopen().await?;
         Ok(this)
@@ -168,6 +171,13 @@ impl BatchConsumer {
     /// Highest stream sequence handed out.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Why the consumer is stuck (messages wait on the server and none came for
+    /// [`ConsumerConfig::stall_after`]), from that check until it hands out a message again;
+    /// `None` while it moves or has nothing to read.
+    pub fn stuck(&self) -> Option<&str> {
+        self.stuck.as_deref()
     }
 
     fn error(&self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -249,14 +259,30 @@ impl BatchConsumer {
             return;
         }
         self.progressed = Instant::now();
-        let waiting = match self.js.get_stream_no_info(&self.config.stream).await {
-            Ok(stream) => match stream.consumer_info(&self.config.durable).await {
-                Ok(info) => Some((info.num_pending, info.num_ack_pending, info.num_redelivered)),
-                Err(e) => {
-                    tracing::debug!(error = %e, consumer = %self.config.durable, "consumer info unavailable");
-                    None
+        let waiting = match self.js.get_stream(&self.config.stream).await {
+            Ok(stream) => {
+                // The stream's leader knows its last sequence; the consumer's own count can
+                // come from a replica that stopped catching up (seen on a three-node cluster
+                // after a leader was killed): a whole-stream consumer behind the last sequence
+                // has messages waiting whatever its count says.
+                let behind = if self.config.filter_subject.is_empty() {
+                    let last = stream.cached_info().state.last_sequence;
+                    last.saturating_sub(self.last_seq)
+                } else {
+                    0
+                };
+                match stream.consumer_info(&self.config.durable).await {
+                    Ok(info) => Some((
+                        info.num_pending.max(behind),
+                        info.num_ack_pending,
+                        info.num_redelivered,
+                    )),
+                    Err(e) => {
+                        tracing::debug!(error = %e, consumer = %self.config.durable, "consumer info unavailable");
+                        (behind > 0).then_some((behind, 0, 0))
+                    }
                 }
-            },
+            }
             Err(_) => None,
         };
         if let Some((pending, ack_pending, redelivered)) = waiting
@@ -271,6 +297,10 @@ impl BatchConsumer {
                 stalled_for = ?self.config.stall_after,
                 "consumer stuck: messages wait but none was delivered; re-creating it"
             );
+            self.stuck = Some(format!(
+                "{pending} messages of {} wait and none came for {:?} ({ack_pending} unacknowledged, {redelivered} redelivered); re-created",
+                self.config.stream, self.config.stall_after
+            ));
             self.recreate("stalled");
         }
     }
@@ -286,6 +316,7 @@ impl BatchConsumer {
     ) {
         self.fresh = false;
         self.progressed = Instant::now();
+        self.stuck = None;
         if batch.messages.is_empty() {
             batch.lo = raw.seq;
             *deadline = Instant::now() + self.config.max_wait;

@@ -2,6 +2,7 @@
 //! leader moves and the acks go to the old one): it reaches its ack-pending limit and the
 //! server stops sending. The consumer sees that messages wait while nothing new comes, and
 //! re-creates itself after the last message it handed out: every message comes through, once.
+//! It says it is stuck from then until it moves again (what the pipelines' `/ready` shows).
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ async fn a_consumer_whose_acks_never_arrive_is_recreated_and_delivers_everything
     };
     let mut consumer = BatchConsumer::start(js.clone(), config, 0).await.unwrap();
     let mut seqs = Vec::new();
+    let mut stuck_reasons = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     while seqs.len() < MESSAGES {
         assert!(
@@ -50,8 +52,20 @@ async fn a_consumer_whose_acks_never_arrive_is_recreated_and_delivers_everything
         // Never acked: the server hands out at most max_ack_pending (1 024) of the 3 000
         // before it waits for acks; only re-creating the consumer gets past that.
         let batch = consumer.next_batch(Duration::from_millis(500)).await;
+        if batch.is_empty() {
+            stuck_reasons.extend(consumer.stuck().map(str::to_string));
+        } else {
+            // Stuck only until it moves again (what `/ready` shows).
+            assert_eq!(consumer.stuck(), None, "moving again");
+        }
         seqs.extend(batch.messages.iter().map(|m| m.seq));
     }
+    assert!(
+        stuck_reasons
+            .iter()
+            .any(|r| r.contains("wait and none came")),
+        "the consumer said it was stuck: {stuck_reasons:?}"
+    );
     let expected: Vec<u64> = (1..=MESSAGES as u64).collect();
     assert_eq!(seqs, expected, "every message once, in order");
     // The server agrees the consumer was re-created past its ack-pending limit.

@@ -697,6 +697,8 @@ fn outcomes_input() -> StreamInput {
         subject: "control.outcome.>".into(),
         partitioned: Some("control.outcome.{part}".into()),
         kinds: vec![EventKind::CommandOutcome],
+        // The only reader of the actuators' outcomes.
+        dead_letters: true,
     }
 }
 
@@ -717,6 +719,8 @@ impl Pipeline for Curtailment {
                     subject: "control.override.>".into(),
                     partitioned: Some("control.override.{part}".into()),
                     kinds: vec![EventKind::Override],
+                    // The only reader of the overrides.
+                    dead_letters: true,
                 },
             ],
             outputs: vec![

@@ -539,6 +539,7 @@ impl Pipeline for Energy {
                     subject: "telemetry.energy.>".into(),
                     partitioned: Some("telemetry.energy.{part}.*".into()),
                     kinds: vec![EventKind::Energy],
+                    dead_letters: false,
                 },
                 registry_input(),
                 StreamInput {
@@ -547,6 +548,7 @@ impl Pipeline for Energy {
                     subject: "telemetry.miner.>".into(),
                     partitioned: Some("telemetry.miner.{part}.*".into()),
                     kinds: vec![EventKind::Miner],
+                    dead_letters: false,
                 },
             ],
             outputs: vec![

@@ -244,6 +244,7 @@ impl Pipeline for Hashrate {
                 subject: "mining.share.>".into(),
                 partitioned: Some("mining.share.{part}".into()),
                 kinds: vec![EventKind::Share],
+                dead_letters: false,
             }],
             outputs: vec![
                 OutputTable {

@@ -114,6 +114,8 @@ impl Pipeline for Landing {
                 subject: self.whole.clone(),
                 partitioned: Some(self.subject.clone()),
                 kinds: self.kinds.clone(),
+                // The landing reads every subject of its stream that is its own.
+                dead_letters: true,
             }],
             outputs: self
                 .kinds

@@ -1,10 +1,11 @@
 //! Leases in NATS KV: one writer per (pipeline, partition), hot standbys waiting for it.
 //!
 //! The bucket's max age is the lease's TTL, so a key its holder stops renewing disappears on
-//! its own; a standby's `create` succeeds only then. The holder renews every `ttl / 5` with a
-//! compare-and-set on the revision it last wrote, and trusts its lease only until half the TTL
-//! after the last renewal it *sent* that the server confirmed: it stops writing at least
-//! `ttl / 2` before any other process can hold the key (clock drift on one host aside, since
+//! its own; a standby's `create` succeeds only then, or, where the server failed to expire it,
+//! once the standby has seen the same revision for a whole TTL ([`take_over_stale`]). The
+//! holder renews every `ttl / 5` with a compare-and-set on the revision it last wrote, and
+//! trusts its lease only until half the TTL after the last renewal it *sent* that the server
+//! confirmed: it stops writing at least `ttl / 2` before any other process can hold the key (clock drift on one host aside, since
 //! both ends measure their own elapsed time). The Delta commit is the second fence: a writer
 //! whose application id was committed by someone else since it read the table is refused
 //! ([`adit_sinks::Error::Fenced`]).
@@ -12,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{CreateErrorKind, Store, UpdateErrorKind};
+use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +48,7 @@ impl Lease {
         ttl: Duration,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>> {
-        let mut waited = false;
+        let mut seen: Option<Seen> = None;
         loop {
             let sent = Instant::now();
             match kv.create(key, holder.to_string().into()).await {
@@ -56,9 +57,9 @@ impl Lease {
                     return Ok(Some(Self::hold(kv, key, holder, ttl, revision, sent)));
                 }
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                    if !waited {
-                        tracing::info!(lease = key, "another process holds the lease; standing by");
-                        waited = true;
+                    if let Some(revision) = take_over_stale(&kv, key, holder, ttl, &mut seen).await
+                    {
+                        return Ok(Some(Self::hold(kv, key, holder, ttl, revision, sent)));
                     }
                 }
                 Err(e) if e.kind() == CreateErrorKind::InvalidKey => {
@@ -133,6 +134,85 @@ impl Drop for Lease {
     }
 }
 
+/// The holder's last write as a standby has seen it: its revision, and when (on the standby's
+/// own clock) that revision was first seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    revision: u64,
+    since: Instant,
+}
+
+impl Seen {
+    /// Records `revision` seen `now`; returns whether the holder has not written for a whole
+    /// `ttl`, so its key ought to have expired.
+    fn observe(seen: &mut Option<Seen>, revision: u64, now: Instant, ttl: Duration) -> bool {
+        match seen {
+            Some(s) if s.revision == revision => now.saturating_duration_since(s.since) >= ttl,
+            _ => {
+                *seen = Some(Seen {
+                    revision,
+                    since: now,
+                });
+                false
+            }
+        }
+    }
+}
+
+/// Takes a lease whose holder has stopped renewing but whose key the server has not expired.
+///
+/// The bucket's max age should remove such a key, but a replicated bucket whose leader moved
+/// can keep it for good (seen on nats-server 2.9 after a SIGKILLed leader came back; the same
+/// as nats-io/nats-server#3653): every standby would then wait forever. So a standby also
+/// watches the revision itself. A revision that stood unchanged for `ttl` from the moment this
+/// standby first saw it is past its holder's trust (which ends `ttl / 2` after the holder sent
+/// that renewal, before the server stored it), and is replaced with a compare-and-set on that
+/// very revision: a holder that renewed meanwhile wins, and so does another standby that got
+/// there first. Returns the revision written when this process took the lease.
+async fn take_over_stale(
+    kv: &Store,
+    key: &str,
+    holder: &str,
+    ttl: Duration,
+    seen: &mut Option<Seen>,
+) -> Option<u64> {
+    let entry = match kv.entry(key).await {
+        Ok(Some(entry)) if entry.operation == Operation::Put => entry,
+        // Gone or deleted since the create: the next create takes it.
+        Ok(_) => return None,
+        Err(e) => {
+            tracing::warn!(lease = key, error = %e, "cannot read the lease; retrying");
+            return None;
+        }
+    };
+    let first = seen.is_none();
+    if !Seen::observe(seen, entry.revision, Instant::now(), ttl) {
+        if first {
+            tracing::info!(lease = key, holder = %String::from_utf8_lossy(&entry.value), "another process holds the lease; standing by");
+        }
+        return None;
+    }
+    match kv
+        .update(key, holder.to_string().into(), entry.revision)
+        .await
+    {
+        Ok(revision) => {
+            tracing::warn!(
+                lease = key,
+                stale_holder = %String::from_utf8_lossy(&entry.value),
+                stale_revision = entry.revision,
+                "lease not renewed for its whole time to live but never expired by the server; taken over"
+            );
+            Some(revision)
+        }
+        Err(e) => {
+            tracing::debug!(lease = key, error = %e, "stale lease moved on before the take-over");
+            *seen = None;
+            None
+        }
+    }
+}
+
 /// Renews until the lease is lost; returns the last revision written.
 async fn renew(
     kv: Store,
@@ -187,5 +267,32 @@ mod tests {
         // The key expires on the server no earlier than ttl after the server stored it, which
         // is after `sent`: the holder stops writing ttl/2 before a standby can take over.
         assert!(trusted_until(sent, ttl) + ttl / 2 <= sent + ttl);
+    }
+
+    #[test]
+    fn a_standby_calls_a_revision_stale_only_after_seeing_it_unchanged_for_the_ttl() {
+        let ttl = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut seen = None;
+        assert!(!Seen::observe(&mut seen, 7, t0, ttl), "first sight");
+        assert!(!Seen::observe(&mut seen, 7, t0 + ttl / 2, ttl));
+        // A renewal resets the clock.
+        assert!(!Seen::observe(
+            &mut seen,
+            8,
+            t0 + ttl - Duration::from_millis(1),
+            ttl
+        ));
+        assert!(!Seen::observe(
+            &mut seen,
+            8,
+            t0 + ttl + Duration::from_secs(1),
+            ttl
+        ));
+        let since = seen.unwrap().since;
+        assert!(Seen::observe(&mut seen, 8, since + ttl, ttl));
+        // Past the holder's trust: it stopped writing ttl/2 after sending revision 8, which
+        // was before the standby first saw it.
+        assert!(trusted_until(since, ttl) < since + ttl);
     }
 }

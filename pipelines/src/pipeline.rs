@@ -37,8 +37,13 @@ pub struct StreamInput {
     /// Subject filter of one partition, `{part}` standing for its key (a site or pool); `None`
     /// when the input cannot be partitioned.
     pub partitioned: Option<String>,
-    /// Event kinds expected; anything else is dead-lettered with its reason.
+    /// Event kinds expected; anything else is refused with its reason.
     pub kinds: Vec<EventKind>,
+    /// Whether this input files what it refuses as dead letters. Exactly one input reads each
+    /// subject as its owner (the landing of its stream, or the only pipeline that reads it),
+    /// so a bad message is filed once, however many pipelines read it and whenever they do;
+    /// the others count it and skip it (checked over every pipeline in `registry`'s tests).
+    pub dead_letters: bool,
 }
 
 impl StreamInput {
@@ -163,6 +168,7 @@ mod tests {
             subject: String::new(),
             partitioned: Some("telemetry.*.{part}.>".into()),
             kinds: vec![],
+            dead_letters: true,
         };
         assert_eq!(
             input.filter(Some("site-01")).as_deref(),

@@ -482,6 +482,7 @@ impl Pipeline for Pplns {
                 subject: "mining.>".into(),
                 partitioned: Some("mining.*.{part}".into()),
                 kinds: vec![EventKind::Share, EventKind::Block],
+                dead_letters: false,
             }],
             outputs: vec![
                 OutputTable {

@@ -71,3 +71,99 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         Arc::new(Curtailment::new(config.curtailment.clone())),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::StreamInput;
+
+    /// Whether every subject matching the filter `inner` also matches `outer` (NATS filters;
+    /// empty: the whole stream).
+    fn covers(outer: &str, inner: &str) -> bool {
+        if outer.is_empty() {
+            return true;
+        }
+        if inner.is_empty() {
+            return false;
+        }
+        let (outer, inner): (Vec<&str>, Vec<&str>) =
+            (outer.split('.').collect(), inner.split('.').collect());
+        for i in 0.. {
+            match (outer.get(i).copied(), inner.get(i).copied()) {
+                (Some(">"), Some(_)) | (None, None) => return true,
+                (Some("*"), Some(token)) if token != ">" => {}
+                (Some(a), Some(b)) if a == b => {}
+                _ => return false,
+            }
+        }
+        unreachable!()
+    }
+
+    /// Whether some subject matches both filters.
+    fn overlap(a: &str, b: &str) -> bool {
+        if a.is_empty() || b.is_empty() {
+            return true;
+        }
+        let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
+        for i in 0.. {
+            match (a.get(i).copied(), b.get(i).copied()) {
+                (Some(">"), Some(_)) | (Some(_), Some(">")) | (None, None) => return true,
+                (Some(x), Some(y)) if x == y || x == "*" || y == "*" => {}
+                _ => return false,
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn subject_filters_cover_and_overlap_as_nats_matches_them() {
+        assert!(covers("", "telemetry.energy.>"));
+        assert!(covers("telemetry.>", "telemetry.energy.>"));
+        assert!(covers("mining.*.p1", "mining.share.p1"));
+        assert!(!covers("mining.share.>", "mining.>"));
+        assert!(!covers("mining.*", "mining.>"));
+        assert!(overlap("results.alert.>", "results.*.x"));
+        assert!(!overlap("results.alert.>", "results.notification.>"));
+        assert!(!overlap("control.audit.x", "control.audit"));
+    }
+
+    /// Every input that skips its refused messages reads only subjects an owner files, and no
+    /// two owners file the same subject: each bad message becomes exactly one dead letter.
+    #[test]
+    fn each_subject_read_has_exactly_one_dead_letter_owner() {
+        let inputs: Vec<(String, StreamInput)> = all(&PipelinesConfig::default())
+            .into_iter()
+            .flat_map(|p| {
+                let spec = p.spec();
+                spec.inputs.into_iter().map(move |i| (spec.name.clone(), i))
+            })
+            .collect();
+        let owners: Vec<&(String, StreamInput)> =
+            inputs.iter().filter(|(_, i)| i.dead_letters).collect();
+        for (pipeline, input) in &inputs {
+            let owned_by: Vec<&String> = owners
+                .iter()
+                .filter(|(_, o)| o.stream == input.stream && covers(&o.subject, &input.subject))
+                .map(|(p, _)| p)
+                .collect();
+            assert!(
+                !owned_by.is_empty(),
+                "{pipeline}'s input {} ({} {:?}) has no owner to file its dead letters",
+                input.name,
+                input.stream,
+                input.subject
+            );
+        }
+        for (i, (a, x)) in owners.iter().enumerate() {
+            for (b, y) in &owners[i + 1..] {
+                assert!(
+                    x.stream != y.stream || !overlap(&x.subject, &y.subject),
+                    "{a} and {b} both file dead letters of {} {:?} / {:?}",
+                    x.stream,
+                    x.subject,
+                    y.subject
+                );
+            }
+        }
+    }
+}

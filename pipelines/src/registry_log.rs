@@ -12,7 +12,7 @@ use adit_schemas::registry::{RegistryChange, RegistryView};
 use adit_schemas::{AnyEvent, EventKind, stamped_batch};
 
 use crate::error::Result;
-use crate::pipeline::{OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput};
+use crate::pipeline::{OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput};
 use crate::violations::registry_input;
 
 /// The registry change log.
@@ -25,7 +25,10 @@ impl Pipeline for RegistryLog {
     fn spec(&self) -> PipelineSpec {
         PipelineSpec {
             name: "registry".into(),
-            inputs: vec![registry_input()],
+            inputs: vec![StreamInput {
+                dead_letters: true,
+                ..registry_input()
+            }],
             outputs: vec![OutputTable {
                 name: TABLE_REGISTRY_CHANGES.into(),
                 schema: EventKind::Registry.table_schema(),

@@ -127,6 +127,10 @@ struct Inputs {
     rx: mpsc::Receiver<(usize, RawBatch)>,
     /// The consumer tasks.
     tasks: Vec<JoinHandle<()>>,
+    /// Each consumer's part in the vitals (down while it is stuck).
+    parts: Vec<String>,
+    /// Where the consumers report.
+    vitals: adit_supervise::Vitals,
 }
 
 impl Inputs {
@@ -141,6 +145,7 @@ impl Inputs {
         let (tx, rx) = mpsc::channel(spec.inputs.len().max(1));
         let mut readers = Vec::new();
         let mut tasks = Vec::new();
+        let mut parts = Vec::new();
         for (i, input) in spec.inputs.iter().enumerate() {
             let config = ConsumerConfig {
                 stream: input.stream.clone(),
@@ -154,11 +159,22 @@ impl Inputs {
                 stall_after: adit_ingest::consumer::STALL_AFTER,
             };
             let after = positions.get(&input.name).copied().unwrap_or(0);
+            let part = consumer_part(&config.durable);
             let mut consumer = BatchConsumer::start(ctx.js.clone(), config, after).await?;
             let tx = tx.clone();
+            let vitals = ctx.vitals.clone();
+            vitals.report(&part, Ok(()));
+            parts.push(part.clone());
             tasks.push(tokio::spawn(async move {
+                let mut stuck = false;
                 loop {
                     let batch = consumer.next_batch(Duration::from_secs(1)).await;
+                    // `/ready` names a stuck consumer until it moves again.
+                    if consumer.stuck().is_some() != stuck {
+                        stuck = !stuck;
+                        let state = consumer.stuck().map_or(Ok(()), |why| Err(why.to_string()));
+                        vitals.report(&part, state);
+                    }
                     if batch.is_empty() {
                         if tx.is_closed() {
                             return;
@@ -177,7 +193,13 @@ impl Inputs {
                 ackers: VecDeque::new(),
             });
         }
-        Ok(Self { readers, rx, tasks })
+        Ok(Self {
+            readers,
+            rx,
+            tasks,
+            parts,
+            vitals: ctx.vitals.clone(),
+        })
     }
 
     fn route(&mut self, (i, batch): (usize, RawBatch)) {
@@ -274,7 +296,16 @@ impl Drop for Inputs {
         for task in &self.tasks {
             task.abort();
         }
+        // A consumer that no longer runs here is not stuck here.
+        for part in &self.parts {
+            self.vitals.report(part, Ok(()));
+        }
     }
+}
+
+/// The vitals part of a pipeline's consumer: `consumer:<durable>`.
+fn consumer_part(durable: &str) -> String {
+    format!("consumer:{durable}")
 }
 
 async fn first_sequence(js: &jetstream::Context, stream: &str) -> Result<u64> {
@@ -597,10 +628,13 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 &self.ctx.policy,
                 now,
             );
-            if !replaying {
+            if input.dead_letters && !replaying {
                 batch
                     .dead_letter(&self.ctx.publisher, &input.stream)
                     .await?;
+            } else if !batch.rejected.is_empty() && !input.dead_letters {
+                // Filed by the subject's owner (`StreamInput::dead_letters`).
+                tracing::debug!(input = %input.name, refused = batch.rejected.len(), "refused messages skipped; their owner files them");
             }
             rejected += batch.rejected.len();
             decoded.push(batch);

@@ -1028,6 +1028,8 @@ pub fn registry_input() -> StreamInput {
         subject: format!("$KV.{}.>", names::KV_REGISTRY),
         partitioned: Some(format!("$KV.{}.>", names::KV_REGISTRY)),
         kinds: vec![EventKind::Registry],
+        // Filed by `registry_log`, which reads the bucket's changes too.
+        dead_letters: false,
     }
 }
 
@@ -1039,6 +1041,7 @@ pub fn grid_input() -> StreamInput {
         subject: "grid.signal.>".into(),
         partitioned: Some("grid.signal.{part}".into()),
         kinds: vec![EventKind::Grid],
+        dead_letters: false,
     }
 }
 
@@ -1059,6 +1062,7 @@ pub fn readings_input() -> StreamInput {
             EventKind::ClusterShare,
             EventKind::ClusterUpstream,
         ],
+        dead_letters: false,
     }
 }
 
@@ -1078,6 +1082,8 @@ impl Pipeline for Violations {
                     subject: "control.violation.>".into(),
                     partitioned: Some("control.violation.{part}".into()),
                     kinds: vec![EventKind::ViolationNote],
+                    // The only reader of the operators' notes.
+                    dead_letters: true,
                 },
             ],
             outputs: vec![

@@ -60,6 +60,7 @@ impl Pipeline for Counter {
                     subject: "grid.signal.*".into(),
                     partitioned: None,
                     kinds: vec![EventKind::Grid],
+                    dead_letters: true,
                 },
                 StreamInput {
                     name: "sensors".into(),
@@ -67,6 +68,7 @@ impl Pipeline for Counter {
                     subject: "telemetry.sensor.*.*".into(),
                     partitioned: None,
                     kinds: vec![EventKind::Sensor],
+                    dead_letters: true,
                 },
             ],
             outputs: vec![

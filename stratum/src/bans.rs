@@ -2,7 +2,9 @@
 //! current values, then every change), checked for each new connection and, on every change,
 //! against each open one, which is closed if its address is now banned. The pool's own bans
 //! for invalid shares are written to the bucket, so the other pool processes apply them too
-//! and a restart keeps them until they expire.
+//! and a restart keeps them until they expire. Expired bans are purged from the bucket (and so
+//! from every process's memory) every [`SWEEP_EVERY`]: a crowd of addresses banned once each
+//! does not make every later connection's check slower for good.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,8 +20,12 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// A ban as held: its network and when it ends (none: until lifted).
-type Held = (IpNet, Option<DateTime<Utc>>);
+/// A ban as held: its network, when it ends (none: until lifted) and its revision in the
+/// bucket (so a purge of an expired ban cannot remove a newer ban of the same network).
+type Held = (IpNet, Option<DateTime<Utc>>, u64);
+
+/// How often expired bans are purged from the bucket.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// The bans in force, by KV key, shared by the connections and the sync task.
 #[derive(Debug, Clone)]
@@ -50,7 +56,16 @@ impl Bans {
     pub fn covers(&self, ip: IpAddr, now: DateTime<Utc>) -> bool {
         let held = self.held.read().unwrap_or_else(PoisonError::into_inner);
         held.values()
-            .any(|(net, until)| net.contains(&ip) && until.is_none_or(|u| u > now))
+            .any(|(net, until, _)| net.contains(&ip) && until.is_none_or(|u| u > now))
+    }
+
+    /// The keys (with their revisions) of the bans that ended before `now`.
+    fn expired(&self, now: DateTime<Utc>) -> Vec<(String, u64)> {
+        let held = self.held.read().unwrap_or_else(PoisonError::into_inner);
+        held.iter()
+            .filter(|(_, (_, until, _))| until.is_some_and(|u| u <= now))
+            .map(|(key, (_, _, revision))| (key.clone(), *revision))
+            .collect()
     }
 
     /// A receiver that changes whenever the bans do.
@@ -73,10 +88,10 @@ impl Bans {
         std::mem::take(&mut *self.lifted.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn apply(&self, key: &str, ban: Option<Ban>) {
+    fn apply(&self, key: &str, ban: Option<Ban>, revision: u64) {
         let removed = {
             let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
-            match ban.and_then(|b| b.net().ok().map(|net| (net, b.expires))) {
+            match ban.and_then(|b| b.net().ok().map(|net| (net, b.expires, revision))) {
                 Some(entry) => {
                     held.insert(key.to_string(), entry);
                     None // replaced or added: nothing lifted
@@ -84,7 +99,7 @@ impl Bans {
                 None => held.remove(key),
             }
         };
-        if let Some((net, _)) = removed {
+        if let Some((net, _, _)) = removed {
             let mut lifted = self.lifted.lock().unwrap_or_else(PoisonError::into_inner);
             if lifted.len() < 10_000 {
                 lifted.push(net);
@@ -114,26 +129,30 @@ pub(crate) async fn load(js: &jetstream::Context, bans: &Bans) -> Result<usize, 
     let mut count = 0;
     while let Some(key) = keys.next().await {
         let key = key.map_err(|e| failed("list", &e))?;
-        let value = kv.get(&key).await.map_err(|e| failed("read", &e))?;
-        let ban = value.and_then(|v| serde_json::from_slice::<Ban>(&v).ok());
+        let Some(entry) = kv.entry(&key).await.map_err(|e| failed("read", &e))? else {
+            continue;
+        };
+        let ban = serde_json::from_slice::<Ban>(&entry.value).ok();
         if let Some(ban) = ban.filter(|b| b.validate().is_ok()) {
-            bans.apply(&key, Some(ban));
+            bans.apply(&key, Some(ban), entry.revision);
             count += 1;
         }
     }
     Ok(count)
 }
 
-/// Mirrors the bucket into `bans` and writes the pool's own bans to it, until `shutdown`;
-/// while the bucket cannot be read, the bans last read hold and it is tried again.
+/// Mirrors the bucket into `bans`, writes the pool's own bans to it and purges the expired
+/// ones every `sweep_every`, until `shutdown`; while the bucket cannot be read, the bans last
+/// read hold and it is tried again.
 pub async fn sync(
     js: jetstream::Context,
     bans: Bans,
     mut auto: mpsc::Receiver<Ban>,
     shutdown: CancellationToken,
+    sweep_every: Duration,
 ) {
     loop {
-        match mirror(&js, &bans, &mut auto, &shutdown).await {
+        match mirror(&js, &bans, &mut auto, &shutdown, sweep_every).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "bans bucket not readable; the bans last read hold; retrying");
@@ -146,21 +165,36 @@ pub async fn sync(
     }
 }
 
+/// Purges the bans that have ended from the bucket, each only at the revision that ended (a
+/// ban of the same network written since stays). Every pool process sweeps; the one that
+/// comes second finds the revision gone and leaves it.
+async fn purge_expired(kv: &async_nats::jetstream::kv::Store, bans: &Bans) {
+    for (key, revision) in bans.expired(Utc::now()) {
+        match kv.purge_expect_revision(&key, Some(revision)).await {
+            Ok(()) => tracing::info!(%key, "expired ban purged"),
+            Err(e) => tracing::debug!(%key, error = %e, "expired ban not purged here"),
+        }
+    }
+}
+
 /// One watch of the bucket, until `shutdown` or an error.
 async fn mirror(
     js: &jetstream::Context,
     bans: &Bans,
     auto: &mut mpsc::Receiver<Ban>,
     shutdown: &CancellationToken,
+    sweep_every: Duration,
 ) -> Result<(), crate::Error> {
     let kv = bucket(js).await?;
     let mut changes = kv
         .watch_with_history(">")
         .await
         .map_err(|e| failed("watch", &e))?;
+    let mut sweep = tokio::time::interval(sweep_every);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
+            _ = sweep.tick() => purge_expired(&kv, bans).await,
             change = changes.next() => {
                 let entry = match change {
                     Some(Ok(entry)) => entry,
@@ -177,7 +211,7 @@ async fn mirror(
                     },
                     Operation::Delete | Operation::Purge => None,
                 };
-                bans.apply(&entry.key, ban);
+                bans.apply(&entry.key, ban, entry.revision);
             }
             Some(ban) = auto.recv() => {
                 let Ok(net) = ban.net() else { continue };
@@ -208,6 +242,7 @@ mod tests {
                 Some(now + chrono::Duration::hours(1)),
                 "ops",
             )),
+            3,
         );
         assert!(seen.has_changed().unwrap());
         seen.mark_unchanged();
@@ -219,7 +254,13 @@ mod tests {
             !bans.covers(inside, now + chrono::Duration::hours(2)),
             "expired"
         );
-        bans.apply(&bans::key(&net), None);
+        assert!(bans.expired(now).is_empty());
+        assert_eq!(
+            bans.expired(now + chrono::Duration::hours(2)),
+            vec![(bans::key(&net), 3)],
+            "to purge at the revision that ended"
+        );
+        bans.apply(&bans::key(&net), None, 4);
         assert!(seen.has_changed().unwrap());
         assert!(!bans.covers(inside, now), "lifted");
         assert_eq!(bans.take_lifted(), vec![net], "for the guard to pardon");

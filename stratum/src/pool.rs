@@ -243,7 +243,13 @@ pub async fn run(
     let auto_bans = auto_bans.unwrap_or_else(|| mpsc::channel(1).1);
     let banning = essential(
         "pool_bans",
-        Box::pin(crate::bans::sync(js, bans, auto_bans, stop_side.clone())) as SideTask,
+        Box::pin(crate::bans::sync(
+            js,
+            bans,
+            auto_bans,
+            stop_side.clone(),
+            crate::bans::SWEEP_EVERY,
+        )) as SideTask,
     );
 
     tracing::info!(listen = %config.listen, pool = %config.server.pool, "stratum listening");

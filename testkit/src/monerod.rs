@@ -1,6 +1,7 @@
 //! A private `monerod --regtest --offline` on free loopback ports with a temporary data dir, for
-//! tests that need a real Monero node: its RPC answers before [`Monerod::start`] returns, and it
-//! is killed on drop.
+//! tests that need a real Monero node: its RPC answers before [`Monerod::start`] returns, it can
+//! be killed and restarted on the same ports (a node that goes away and comes back), and it is
+//! killed on drop.
 //!
 //! A missing `monerod` is a test failure with a clear message, never a silent skip.
 
@@ -57,47 +58,13 @@ impl Monerod {
     /// Starts a regtest monerod whose every block has `difficulty`, and waits until its RPC
     /// answers `get_info`.
     pub fn start_with_difficulty(difficulty: u64) -> Self {
-        let binary = monerod_binary();
         let dir = tempfile::tempdir().expect("temp dir for monerod");
         let rpc_port = free_port();
         let mut p2p_port = free_port();
         while p2p_port == rpc_port {
             p2p_port = free_port();
         }
-        let output = std::fs::File::create(dir.path().join("stdout.log")).expect("monerod log");
-        let errors = output.try_clone().expect("monerod log");
-        let child = Command::new(&binary)
-            .args(["--regtest", "--offline", "--fixed-difficulty"])
-            .arg(difficulty.to_string())
-            .args([
-                "--non-interactive",
-                "--no-zmq",
-                "--no-igd",
-                "--rpc-bind-ip",
-                "127.0.0.1",
-                "--rpc-bind-port",
-                &rpc_port.to_string(),
-                "--p2p-bind-ip",
-                "127.0.0.1",
-                "--p2p-bind-port",
-                &p2p_port.to_string(),
-                "--log-level",
-                "0",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .arg("--log-file")
-            .arg(dir.path().join("monerod.log"))
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(errors)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot run {}: {err} (install monerod: apt-get install monero)",
-                    binary.display()
-                )
-            });
+        let child = spawn(dir.path(), rpc_port, p2p_port, difficulty);
         let mut node = Self {
             child,
             rpc_port,
@@ -107,6 +74,25 @@ impl Monerod {
         };
         node.wait_ready();
         node
+    }
+
+    /// SIGKILLs the node (its ports close at once), as a crashed or unplugged node looks.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again on the same ports and chain after [`Monerod::kill`], and waits
+    /// until its RPC answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(
+            self.dir.path(),
+            self.rpc_port,
+            self.p2p_port,
+            self.difficulty,
+        );
+        self.wait_ready();
     }
 
     /// `http://127.0.0.1:<rpc_port>`, the base URL of its RPC.
@@ -150,6 +136,50 @@ impl Monerod {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Spawns `monerod --regtest --offline` on `rpc_port` and `p2p_port` with its chain and logs in
+/// `dir`; panics with install instructions when it cannot run.
+fn spawn(dir: &Path, rpc_port: u16, p2p_port: u16, difficulty: u64) -> Child {
+    let binary = monerod_binary();
+    let output = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stdout.log"))
+        .expect("monerod log");
+    let errors = output.try_clone().expect("monerod log");
+    Command::new(&binary)
+        .args(["--regtest", "--offline", "--fixed-difficulty"])
+        .arg(difficulty.to_string())
+        .args([
+            "--non-interactive",
+            "--no-zmq",
+            "--no-igd",
+            "--rpc-bind-ip",
+            "127.0.0.1",
+            "--rpc-bind-port",
+            &rpc_port.to_string(),
+            "--p2p-bind-ip",
+            "127.0.0.1",
+            "--p2p-bind-port",
+            &p2p_port.to_string(),
+            "--log-level",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg("--log-file")
+        .arg(dir.join("monerod.log"))
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run {}: {err} (install monerod: apt-get install monero)",
+                binary.display()
+            )
+        })
 }
 
 /// True when a `get_info` JSON-RPC call on `port` answers with status OK.
@@ -239,7 +269,6 @@ impl Monerod {
 
 impl Drop for Monerod {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
