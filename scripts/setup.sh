@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what adit needs on a fresh Debian/Ubuntu machine: the Rust toolchain's C/C++ needs,
-# cmake (RandomX), protoc (the cluster's gRPC code), nats-server, mosquitto (MQTT adapter tests), monerod and monero-wallet-rpc
+# cmake (RandomX), protoc (the cluster's gRPC code), nats-server, mosquitto (MQTT adapter tests),
+# snmpd (Net-SNMP's agent, standing in for a rack PDU in the outlet-control test), monerod and monero-wallet-rpc
 # (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
 # moto's S3 server (the object-store test), aiosmtpd (the email notification test),
 # Prometheus's promtool (the monitoring test), systemd-analyze (the install test), and Chromium with Python Playwright (the
@@ -11,6 +12,7 @@ set -euo pipefail
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v snmpd >/dev/null 2>&1 || [ -x /usr/sbin/snmpd ] || need_apt+=(snmpd)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
@@ -48,6 +50,10 @@ fi
 if ! python3 -c "import moto.server, flask" 2>/dev/null; then
   echo "setup: installing moto's S3 server (object-store test)" >&2
   pip_install "moto[server]"
+fi
+if ! python3 -c "import openleadr" 2>/dev/null; then
+  echo "setup: installing openleadr (a real OpenADR 2.0b VTN for the demand-response test)" >&2
+  pip_install openleadr
 fi
 if ! python3 -c "import playwright.sync_api" 2>/dev/null; then
   echo "setup: installing playwright (drives Debian's chromium in the dashboard test)" >&2

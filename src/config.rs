@@ -185,6 +185,17 @@ impl Config {
         self.pipelines.validate()?;
         // Its messages start with the full key (`adapters.timeout …`).
         self.adapters.validate().map_err(anyhow::Error::msg)?;
+        if let Some(stale) = self.pipelines.curtailment.signal_stale {
+            let quiet = self.adapters.grid_confirm + self.adapters.interval + self.adapters.timeout;
+            if !self.adapters.grid.is_empty() && stale <= quiet {
+                bail!(
+                    "pipelines.curtailment.signal_stale ({stale:?}) must be more than \
+                     adapters.grid_confirm + interval + timeout ({quiet:?}): a grid feed with \
+                     nothing new is confirmed only that often, so the controller would call it \
+                     silent between two confirmations"
+                );
+            }
+        }
         self.actuators.validate().map_err(anyhow::Error::msg)?;
         self.alerts.validate().map_err(anyhow::Error::msg)?;
         self.notify.validate().map_err(anyhow::Error::msg)?;
@@ -548,6 +559,22 @@ mod tests {
             (
                 "[pipelines.hashrate]\nidle = \"10s\"\n",
                 "pipelines.hashrate.idle",
+            ),
+            (
+                "[adapters]\ngrid_confirm = \"0s\"\n",
+                "adapters.grid_confirm",
+            ),
+            (
+                "[adapters]\ngrid_confirm = \"2m\"\n[[adapters.grid]]\nsite = \"s1\"\nkind = \"signal\"\n\
+                 url = \"https://coop.example/power-signal\"\n\
+                 [adapters.grid.map]\nformat = \"text\"\ntarget_kw = 5.0\n\
+                 [pipelines.curtailment]\nsignal_stale = \"1m\"\n",
+                "pipelines.curtailment.signal_stale",
+            ),
+            (
+                "[[adapters.grid]]\nsite = \"s1\"\nkind = \"signal\"\nurl = \"https://coop.example/x\"\n\
+                 [adapters.grid.map]\nformat = \"json\"\nsignal = \"state\"\ntarget_kw = 5.0\n",
+                "adapters.grid[0].map.signal",
             ),
         ];
         for (toml_text, key) in cases {

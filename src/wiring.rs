@@ -255,6 +255,14 @@ pub async fn run_roles(
                 adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?,
             ),
             silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
+            notifier: if config.notify.receivers.is_empty() {
+                None
+            } else {
+                Some(Arc::new(adit_alerts::notify::Notifier::new(
+                    config.notify.clone(),
+                    &config.egress,
+                )?))
+            },
             bans: Some(
                 services
                     .js

@@ -4,7 +4,10 @@
 //! them over their cgminer APIs and set the fans over the fan relay; the simulated miners obey,
 //! the adapters read the lower power; the deadline is met (no violation); a `normal` signal
 //! wakes them again; `adit replay decisions` recomputes every decision with no difference; a
-//! malformed command is dead-lettered with its reason.
+//! malformed command is dead-lettered with its reason. And a cooperative's plain-text power
+//! signal (`NORMAL` / `CURTAIL`), read through a feed map in config, drives the same
+//! curtailment with no adit-shaped message anywhere; when the feed turns to garbage the
+//! controller goes to its failsafe, and back out when the feed speaks again.
 
 mod common;
 
@@ -334,4 +337,143 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
     );
     assert!(report["steps"].as_u64() > Some(2), "{report}");
     assert_eq!(report["differences"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperatives_plain_text_power_signal_drives_a_curtailment() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let feed = adit_testkit::Feed::start("/power-signal", "NORMAL\n").await;
+    // The cooperative says CURTAIL: the site goes down to 1 kW (its miners asleep) within
+    // the minute.
+    let target_kw = 1.0;
+    let url = &feed.url;
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query,simulate,adapters,actuators",
+        &format!(
+            "[simulate]\nsites = 1\nmachines_per_site = 4\nsensors_per_site = 1\ninterval = \"500ms\"\ngrid_every = 0\ncommand_lag = \"1s\"\n\
+             [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nstale_after = \"5s\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\ngrid_confirm = \"1s\"\n\
+             [[adapters.grid]]\nsite = \"{SITE}\"\nkind = \"signal\"\nurl = \"{url}\"\n\
+             [adapters.grid.map]\nformat = \"text\"\ntarget_kw = {target_kw:.1}\nlead = \"60s\"\n\
+             values = {{ CURTAIL = \"curtail\", NORMAL = \"normal\" }}\n\
+             [pipelines.curtailment]\neval_every = \"1s\"\nramp_kw_per_min = 600.0\nmin_on = \"0s\"\nmin_off = \"0s\"\ncooldown = \"5s\"\n\
+             command_timeout = \"10s\"\nmeter_stale = \"10s\"\nsensor_stale = \"10s\"\nsignal_stale = \"5s\"\n\
+             [actuators]\ntimeout = \"1s\"\nretry_after = \"200ms\"\n"
+        ),
+    );
+    app.wait_http().await;
+    eventually(
+        Duration::from_secs(90),
+        "every machine read and the feed's NORMAL landed",
+        || async {
+            let sql = format!(
+                "SELECT (SELECT count(DISTINCT machine) FROM energy_readings WHERE site = '{SITE}') AS m, \
+                 (SELECT count(*) FROM grid_signals WHERE site = '{SITE}' AND kind = 'normal' AND event_id LIKE 'feed-%') AS g"
+            );
+            let said = app.sql(&sql, "json", Some(READ_TOKEN)).await;
+            said.0 == 200 && {
+                let row = &app.rows(&sql).await[0];
+                row["m"].as_i64() == Some(4) && row["g"].as_i64() == Some(1)
+            }
+        },
+    )
+    .await;
+    let before_kw = site_kw(&app).await.unwrap();
+    assert!(
+        before_kw > target_kw * 4.0,
+        "a site worth curtailing: {before_kw} kW"
+    );
+
+    let t0 = Utc::now();
+    feed.set("CURTAIL\n");
+    let mut reached = None;
+    let give_up = std::time::Instant::now() + Duration::from_secs(90);
+    while reached.is_none() && std::time::Instant::now() < give_up {
+        if site_kw(&app).await.unwrap_or(f64::MAX) <= target_kw {
+            reached = Some(Utc::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let reached = reached.unwrap_or_else(|| panic!("never at the target; log:\n{}", app.log()));
+    eprintln!(
+        "plain-text CURTAIL: site {before_kw:.1} kW → {target_kw} kW after {:.1} s (lead 60 s)",
+        (reached - t0).num_milliseconds() as f64 / 1000.0
+    );
+    // The feed's word became one curtail event with the configured target and a deadline a
+    // minute after it was first seen; the controller met it.
+    let signals = app
+        .rows(&format!(
+            "SELECT event_id, target_kw, to_unixtime(deadline) AS deadline_s, \
+             to_unixtime(deadline) - to_unixtime(ts) AS lead_s FROM grid_signals \
+             WHERE site = '{SITE}' AND kind = 'curtail' ORDER BY ts"
+        ))
+        .await;
+    // One event, confirmed every `grid_confirm` with its id and deadline kept.
+    assert!(!signals.is_empty());
+    assert!(
+        signals
+            .iter()
+            .all(|g| g["event_id"] == signals[0]["event_id"]
+                && g["deadline_s"] == signals[0]["deadline_s"]),
+        "{signals:?}"
+    );
+    assert_eq!(signals[0]["target_kw"].as_f64(), Some(target_kw));
+    assert_eq!(signals[0]["lead_s"].as_i64(), Some(60), "{signals:?}");
+    let deadline_s = signals[0]["deadline_s"].as_i64().unwrap();
+    assert!(reached.timestamp() <= deadline_s, "deadline missed");
+    let sheds = app
+        .rows(
+            "SELECT count(*) AS n FROM decisions WHERE rule = 'grid_curtail' AND action = 'sleep'",
+        )
+        .await;
+    assert!(sheds[0]["n"].as_i64() > Some(0));
+
+    // The feed turns to garbage: nothing confirms the curtailment any more, and once
+    // `signal_stale` passes the controller goes to its failsafe (the load held, fans up).
+    feed.set("<html>down for maintenance</html>");
+    let failsafe = |from_or_to: &'static str| {
+        let sql = format!(
+            "SELECT count(*) AS n FROM decisions WHERE site = '{SITE}' AND {from_or_to}_mode = 'failsafe'"
+        );
+        let app = &app;
+        async move { app.rows(&sql).await[0]["n"].as_i64() > Some(0) }
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the failsafe on a silent feed",
+        || failsafe("to"),
+    )
+    .await;
+    let said_maintenance = || {
+        app.log()
+            .lines()
+            .any(|l| l.contains("maintenance") && l.contains("power-signal"))
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the feed's failure in the log, with what it said",
+        || async { said_maintenance() },
+    )
+    .await;
+    // It speaks again (still CURTAIL): confirmed, out of the failsafe.
+    feed.set("CURTAIL");
+    eventually(Duration::from_secs(30), "out of the failsafe", || {
+        failsafe("from")
+    })
+    .await;
+
+    // NORMAL again: the machines are woken; no deadline was missed.
+    feed.set("NORMAL");
+    eventually(
+        Duration::from_secs(90),
+        "the site back near its load",
+        || async { site_kw(&app).await.unwrap_or(0.0) >= before_kw * 0.9 },
+    )
+    .await;
+    let missed = app
+        .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
+        .await;
+    assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
 }

@@ -173,11 +173,28 @@ async fn exercise(nodes: &[&str], kill_holder: bool) {
     // Bad messages first: each must be dead-lettered once, however many replays follow.
     for i in 0..BAD {
         let subject = format!("telemetry.energy.site-00.bad-{i}");
-        js.publish(subject, format!("not json {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        // A stream just created may not answer yet on the node this client reached
+        // ("stream not found" while its leader is elected): publish until acknowledged.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let acked = match js
+                .publish(subject.clone(), format!("not json {i}").into())
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(()) => break,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "bad message {i} never acknowledged: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
     }
 
     // Readings in the background until the kills are done.
@@ -277,7 +294,18 @@ async fn exercise(nodes: &[&str], kill_holder: bool) {
     }
     // The process holding the telemetry pipeline, SIGKILLed and started again.
     if kill_holder {
-        let holding = holder(&js, "telemetry").await.unwrap_or_default();
+        // The holder as the lease bucket now says (it may still be electing its leader).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let holding = loop {
+            if let Some(h) = holder(&js, "telemetry").await {
+                break h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no one holds the telemetry lease"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
         let (leader, standby) = match (a.pid(), b.pid()) {
             (Some(pid), _) if holding.contains(&format!("-{pid}-")) => (&mut a, &mut b),
             _ => (&mut b, &mut a),

@@ -2,8 +2,11 @@
 //! pipelines,query,alerts,notify`): rules fire on hot sensor readings and each is routed by its
 //! `to` label to a webhook, Telegram (a local fake of the Bot API), email (a real SMTP server,
 //! Python's aiosmtpd) and SMS (a local fake of Twilio's API); a silenced one is recorded and not
-//! sent; a critical one whose receiver is down falls back after its attempts; every attempt is
-//! in the `notifications` table; the webhook is told when the alerts resolve.
+//! sent; a critical one whose receiver is down falls back after its attempts; a critical one
+//! routed with `continue` reaches the webhook, Telegram, email and SMS at once while a fifth
+//! receiver is down; every attempt is in the `notifications` table; the webhook is told when
+//! the alerts resolve. A stored rule evaluated on demand shows its series; each receiver can be
+//! sent a test message (admin).
 
 mod common;
 
@@ -117,11 +120,18 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
            {{ name = \"mail\", kind = \"email\", smtp_host = \"127.0.0.1\", smtp_port = {port}, from = \"adit@farm.test\", to = [\"ops@farm.test\"] }},\n\
            {{ name = \"sms\", kind = \"sms\", api_url = \"{fake}\", account_sid = \"AC1\", auth_token = \"secret\", from = \"+15550000\", to = [\"+15551111\"] }},\n\
            {{ name = \"broken\", kind = \"webhook\", url = \"{dead}\", fallback = \"hook\" }},\n\
+           {{ name = \"down\", kind = \"webhook\", url = \"http://127.0.0.1:{down}/hook\" }},\n\
          ]\n\
          [notify.route]\nreceiver = \"hook\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"\n\
-         routes = [{{ matchers = {{ to = \"tg\" }}, receiver = \"tg\" }}, {{ matchers = {{ to = \"mail\" }}, receiver = \"mail\" }},\n\
+         routes = [{{ matchers = {{ to = \"all\" }}, receiver = \"hook\", continue = true }},\n\
+                   {{ matchers = {{ to = \"all\" }}, receiver = \"tg\", continue = true }},\n\
+                   {{ matchers = {{ to = \"all\" }}, receiver = \"mail\", continue = true }},\n\
+                   {{ matchers = {{ to = \"all\" }}, receiver = \"sms\", continue = true }},\n\
+                   {{ matchers = {{ to = \"all\" }}, receiver = \"down\" }},\n\
+                   {{ matchers = {{ to = \"tg\" }}, receiver = \"tg\" }}, {{ matchers = {{ to = \"mail\" }}, receiver = \"mail\" }},\n\
                    {{ matchers = {{ to = \"sms\" }}, receiver = \"sms\" }}, {{ matchers = {{ to = \"broken\" }}, receiver = \"broken\" }}]\n",
-        port = smtp.port
+        port = smtp.port,
+        down = free_port()
     );
     let app = App::start(
         &nats.url(),
@@ -143,7 +153,8 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
     let group = json!({"name": "notify-test", "interval": "1s", "rules": [
         rule("HotHook", "hook", "warning"), rule("HotTg", "tg", "warning"),
         rule("HotMail", "mail", "warning"), rule("HotSms", "sms", "warning"),
-        rule("HotBroken", "broken", "critical"), rule("HotSilenced", "hook", "warning")]});
+        rule("HotBroken", "broken", "critical"), rule("HotSilenced", "hook", "warning"),
+        rule("HotAll", "all", "critical")]});
     let r = client
         .put(format!("{}/api/v1/alerts/rules/notify-test", app.url()))
         .bearer_auth(ADMIN_TOKEN)
@@ -181,6 +192,47 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // A stored rule evaluated on demand: the series it would fire now, changing nothing.
+    let evaluate = |body: Value| {
+        let client = client.clone();
+        let url = format!("{}/api/v1/alerts/evaluate", app.url());
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(READ_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, shown) = evaluate(json!({"group": "notify-test", "alert": "HotAll"})).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["severity"], "critical", "{shown}");
+    assert_eq!(shown["state_when_new"], "pending", "{shown}");
+    let series = shown["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{shown}");
+    assert_eq!(series[0]["labels"]["site"], "site-n", "{shown}");
+    assert_eq!(series[0]["labels"]["alertname"], "HotAll", "{shown}");
+    assert_eq!(series[0]["value"], 36.0, "{shown}");
+    // A rule given whole; one that fires for nothing; and refusals.
+    let (status, shown) = evaluate(json!({"rule": {"alert": "Never",
+        "expr": "SELECT site, max(value) AS value FROM sensor_readings WHERE value > 1000 GROUP BY site"}}))
+    .await;
+    assert_eq!(
+        (status, shown["series"].clone()),
+        (200, json!([])),
+        "{shown}"
+    );
+    let (status, shown) =
+        evaluate(json!({"rule": {"alert": "Bad", "expr": "DELETE FROM sensor_readings"}})).await;
+    assert_eq!(status, 400, "{shown}");
+    let (status, _) = evaluate(json!({"group": "notify-test", "alert": "NoSuchRule"})).await;
+    assert_eq!(status, 404);
+    let (status, _) = evaluate(json!({})).await;
+    assert_eq!(status, 400);
+
     let bodies = |prefix: &str| -> Vec<(String, String)> {
         seen.lock()
             .unwrap()
@@ -195,7 +247,14 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
         let resolved = hook
             .iter()
             .any(|(_, b)| b.contains("\"status\":\"resolved\""));
+        let everywhere = hook.iter().any(|(_, b)| b.contains("HotAll"))
+            && bodies("/bot").iter().any(|(_, b)| b.contains("HotAll"))
+            && bodies("/2010-04-01")
+                .iter()
+                .any(|(_, b)| b.contains("HotAll"))
+            && smtp.mail().iter().any(|m| m.contains("HotAll"));
         let done = resolved
+            && everywhere
             && hook.iter().any(|(_, b)| b.contains("HotBroken"))
             && !bodies("/bot").is_empty()
             && !bodies("/2010-04-01").is_empty()
@@ -222,16 +281,22 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
         "silenced"
     );
     let tg = bodies("/bot123:abc/sendMessage");
+    // HotAll reaches these receivers too, in whatever order: look for each alert's own.
     assert!(
-        tg[0].1.contains("\"chat_id\":\"-100\"") && tg[0].1.contains("HotTg"),
+        tg.iter()
+            .any(|(_, b)| b.contains("\"chat_id\":\"-100\"") && b.contains("HotTg")),
         "{tg:?}"
     );
     let sms = bodies("/2010-04-01/Accounts/AC1/Messages.json");
     assert!(
-        sms[0].1.contains("To=%2B15551111") && sms[0].1.contains("HotSms"),
+        sms.iter()
+            .any(|(_, b)| b.contains("To=%2B15551111") && b.contains("HotSms")),
         "{sms:?}"
     );
-    assert!(sms[0].0.starts_with("Basic "), "basic auth: {sms:?}");
+    assert!(
+        sms.iter().all(|(auth, _)| auth.starts_with("Basic ")),
+        "basic auth: {sms:?}"
+    );
     let mail = smtp.mail();
     assert!(
         mail.iter()
@@ -271,6 +336,7 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
                 })
                 .collect::<BTreeMap<_, _>>();
             if [
+                "down/failed",
                 "broken/failed",
                 "hook/sent",
                 "hook/silenced",
@@ -311,6 +377,82 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
             "a failed webhook's error shows its host, never its path or query: {error}"
         );
     }
+    // The critical alert routed everywhere: the down receiver tried twice (its firing; its
+    // resolution is tried again), the others sent.
+    let down = app
+        .rows(
+            "SELECT count(*) AS n FROM notifications WHERE receiver = 'down' \
+             AND status = 'failed' AND summary LIKE '[FIRING%' AND summary LIKE '%HotAll%'",
+        )
+        .await;
+    assert_eq!(down[0]["n"].as_i64(), Some(2), "{counts:?}");
+
+    // A test message through each kind of receiver (admin), recorded like the others.
+    let test = |name: &str, token: &str| {
+        let request = client
+            .post(format!("{}/api/v1/alerts/receivers/{name}/test", app.url()))
+            .bearer_auth(token.to_string());
+        async move {
+            let r = request.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for name in ["hook", "tg", "mail", "sms"] {
+        let (status, said) = test(name, ADMIN_TOKEN).await;
+        assert_eq!(status, 200, "{name}: {said}");
+        assert_eq!(said["status"], "sent", "{name}: {said}");
+    }
+    assert!(
+        bodies("/bot123:abc/sendMessage")
+            .iter()
+            .any(|(_, b)| b.contains("adit test message to tg, sent by admin")),
+        "telegram test"
+    );
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !smtp
+        .mail()
+        .iter()
+        .any(|m| m.contains("adit test message to mail"))
+    {
+        assert!(Instant::now() < give_up, "no test mail: {:?}", smtp.mail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, said) = test("down", ADMIN_TOKEN).await;
+    assert_eq!(
+        (status, said["status"].as_str()),
+        (200, Some("failed")),
+        "{said}"
+    );
+    assert!(
+        said["error"].as_str().unwrap().contains("127.0.0.1"),
+        "{said}"
+    );
+    assert_eq!(test("nobody", ADMIN_TOKEN).await.0, 404);
+    assert_eq!(test("hook", OPERATE_TOKEN).await.0, 403, "admin only");
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tests = app
+            .rows("SELECT receiver, status FROM notifications WHERE \"group\" = 'test' ORDER BY receiver")
+            .await;
+        if tests.len() >= 5 {
+            assert!(
+                tests
+                    .iter()
+                    .any(|r| r["receiver"] == "down" && r["status"] == "failed"),
+                "{tests:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "test messages not recorded: {tests:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     for k in [
         "hook/sent",
         "hook/silenced",

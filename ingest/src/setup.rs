@@ -119,6 +119,10 @@ pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<async_nats::Clie
         url: without_credentials(url),
         source,
     };
+    // async-nats builds its TLS config on the process's default crypto provider, and with
+    // more than one compiled in there is none until one is installed: ring, as everywhere
+    // else in adit. An `Err` only says one is installed already, which is all we need.
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
     let mut options = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))

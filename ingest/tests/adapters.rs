@@ -306,6 +306,7 @@ async fn devices_are_polled_over_real_sockets_with_faults_and_live_registry_chan
             site: "s1".into(),
             kind: GridFeedKind::Signal,
             url: format!("{base}/dr"),
+            map: None,
         }],
         ..AdaptersConfig::default()
     };

@@ -1,7 +1,7 @@
 //! Property tests of the device boundary (issue 22): whatever a miner's cgminer API, an
 //! IotaWatt, a RoomAlert, a PDU, the utility's demand-response and price feeds or an MQTT sensor
-//! sends (any bytes, JSON of any shape, the keys each parser looks for holding hostile values),
-//! the pure parsers in `adapters` read it or refuse it with `Garbage` or `OutOfRange`, never a
+//! sends, or a utility's feed read through a map in config (any bytes, JSON of any shape, the
+//! keys each parser looks for holding hostile values), the pure parsers in `adapters` read it or refuse it with `Garbage` or `OutOfRange`, never a
 //! panic; and what they read holds: finite figures in their plausible ranges, one reading per
 //! outlet, timestamps and ids the schemas accept, nothing invented. Plausible replies built the
 //! way the devices build them read back exactly.
@@ -9,6 +9,7 @@
 use adit_ingest::adapters::DeviceError;
 use adit_ingest::adapters::cgminer::{MinerReport, decode_reply, parse_report};
 use adit_ingest::adapters::error::EXCERPT_BYTES;
+use adit_ingest::adapters::feed_map::{self, Asks, FeedMap, Mapped};
 use adit_ingest::adapters::http_json::{
     DrMessage, DrMode, FieldMap, RoomAlertSensor, dr_reply, parse_dr_signal, parse_iotawatt,
     parse_pdu, parse_price_signal, parse_roomalert, pdu_reply, roomalert_reply,
@@ -54,6 +55,21 @@ proptest! {
     #[test]
     fn any_bytes_are_read_or_refused(body in bytes()) {
         read_everything(&body)?;
+    }
+
+    #[test]
+    fn utility_feeds_with_hostile_values_where_the_maps_look_are_read_or_refused(
+        state in pick(&["CURTAIL", "normal", "1", "shed"]),
+        limit in leaf(),
+        by in leaf(),
+        id in leaf(),
+        cells in prop::collection::vec(text(), 0..4),
+    ) {
+        let event = json!({"event": {"state": state, "limit_kw": limit, "by": by, "id": id}});
+        read_everything(event.to_string().as_bytes())?;
+        let row = cells.join(",");
+        read_everything(format!("status,target_kw,price\n{row}\n").as_bytes())?;
+        read_everything(format!("{state}\n{row}").as_bytes())?;
     }
 
     #[test]

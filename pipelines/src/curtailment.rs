@@ -274,6 +274,9 @@ struct SiteState {
     /// Operators' overrides not yet expired or cancelled, by id.
     #[serde(default)]
     overrides: BTreeMap<String, Override>,
+    /// Operators' commands heard since the last step, carried out at the next.
+    #[serde(default)]
+    operator: Vec<Override>,
 }
 
 /// The whole pipeline state.
@@ -410,7 +413,8 @@ impl Curtailment {
         Some(inputs)
     }
 
-    /// Decides `site_id` at `at_us`.
+    /// Decides `site_id` at `at_us`: the operators' commands heard since the last step first,
+    /// then the controller's step.
     fn decide(
         &self,
         state: &mut CurtailmentState,
@@ -418,6 +422,22 @@ impl Curtailment {
         at_us: i64,
         out: &mut Produced,
     ) -> Result<()> {
+        if state
+            .sites
+            .get(site_id)
+            .is_some_and(|s| !s.operator.is_empty())
+        {
+            let load_kw = state
+                .sites
+                .get(site_id)
+                .and_then(|site| self.inputs(&state.registry, site_id, site, at_us))
+                .map_or(0.0, |i| {
+                    i.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0
+                });
+            if let Some(site) = state.sites.get_mut(site_id) {
+                self.operator_commands(site_id, site, load_kw, at_us, out)?;
+            }
+        }
         let Some(site) = state.sites.get(site_id) else {
             return Ok(());
         };
@@ -452,6 +472,73 @@ impl Curtailment {
             if let Some(command) = command_of(&row, d, ts) {
                 site.failed.remove(&command.target);
                 out.commands.push(command);
+            }
+            out.decisions.push(row);
+        }
+        Ok(())
+    }
+
+    /// Carries out the operators' commands waiting at `site`: each is a decision row (rule
+    /// `operator`, or `operator_refused` for one that would power a machine up during an
+    /// emergency) and, unless refused, a command. A `wake` ends the machine's `sleep`.
+    fn operator_commands(
+        &self,
+        site_id: &str,
+        site: &mut SiteState,
+        load_kw: f64,
+        at_us: i64,
+        out: &mut Produced,
+    ) -> Result<()> {
+        let mode = site.control.mode;
+        let state_json = serde_json::to_string(&site.control).map_err(crate::Error::Encode)?;
+        let at = ts(at_us);
+        for (j, o) in std::mem::take(&mut site.operator).into_iter().enumerate() {
+            let (Some(machine), Some(action)) = (o.machine.clone(), operator_action(o.kind)) else {
+                continue;
+            };
+            let powers_down = action == CommandAction::Sleep
+                || (action == CommandAction::Outlet && o.value == Some(0.0));
+            let refused = mode == curtail::Mode::Emergency && !powers_down;
+            if o.kind == OverrideKind::Wake && !refused {
+                site.overrides.retain(|_, held| {
+                    !(held.kind == OverrideKind::Sleep && held.machine.as_ref() == Some(&machine))
+                });
+            }
+            let inputs = serde_json::json!({ "override": &o, "mode": mode_name(mode) });
+            let row = DecisionRow {
+                id: format!("{site_id}:{at_us}:op{j}"),
+                site: site_id.to_string(),
+                ts: at,
+                step: format!("{site_id}:{at_us}"),
+                from_mode: mode_name(mode),
+                to_mode: mode_name(mode),
+                rule: if refused {
+                    "operator_refused"
+                } else {
+                    "operator"
+                }
+                .into(),
+                action: action.as_str().into(),
+                machine: Some(machine.clone()),
+                fan_level: None,
+                target_kw: None,
+                load_kw,
+                dry_run: self.config.dry_run,
+                inputs: inputs.to_string(),
+                state: state_json.clone(),
+                date: at.date_naive(),
+            };
+            if !refused {
+                site.failed.remove(&machine);
+                out.commands.push(Command {
+                    id: row.id.clone(),
+                    site: site_id.to_string(),
+                    target: machine,
+                    action,
+                    value: o.value,
+                    rule: row.rule.clone(),
+                    ts: at,
+                });
             }
             out.decisions.push(row);
         }
@@ -533,11 +620,19 @@ impl Curtailment {
     }
 }
 
-/// Takes in an override: a cancel ends the one it names, any other is kept until it expires.
+/// Takes in an override: a cancel ends the one it names, an operator's command waits for the
+/// next step (a `sleep` is also kept, holding its machine, until it expires or is woken), any
+/// other is kept until it expires.
 fn apply_override(site: &mut SiteState, o: &Override) {
     match (o.kind, &o.cancels) {
         (OverrideKind::Cancel, Some(id)) => {
             site.overrides.remove(id);
+        }
+        (kind, _) if kind.is_command() => {
+            if kind == OverrideKind::Sleep {
+                site.overrides.insert(o.id.clone(), o.clone());
+            }
+            site.operator.push(o.clone());
         }
         _ => {
             site.overrides.insert(o.id.clone(), o.clone());
@@ -550,7 +645,7 @@ fn apply_overrides(inputs: &mut Inputs, overrides: &[&Override], at_us: i64) {
     for o in overrides {
         match o.kind {
             OverrideKind::FanLevel => inputs.fan_pin = o.value.map(|v| v as u8),
-            OverrideKind::ExcludeMachine => {
+            OverrideKind::ExcludeMachine | OverrideKind::Sleep => {
                 for m in &mut inputs.machines {
                     if Some(&m.id) == o.machine.as_ref() {
                         m.controllable = false;
@@ -571,7 +666,11 @@ fn apply_overrides(inputs: &mut Inputs, overrides: &[&Override], at_us: i64) {
             }
             OverrideKind::Target => inputs.forced_target_kw = o.value,
             OverrideKind::Hold => inputs.hold = true,
-            OverrideKind::Cancel => {}
+            OverrideKind::Cancel
+            | OverrideKind::Wake
+            | OverrideKind::Reboot
+            | OverrideKind::Outlet
+            | OverrideKind::OutletCycle => {}
         }
         inputs.overrides.push(o.id.clone());
     }
@@ -664,6 +763,18 @@ pub fn decision_row(
         state: state.to_string(),
         date: at.date_naive(),
     }
+}
+
+/// The command an operator's override asks for (none for one that steers the controller).
+fn operator_action(kind: OverrideKind) -> Option<CommandAction> {
+    Some(match kind {
+        OverrideKind::Sleep => CommandAction::Sleep,
+        OverrideKind::Wake => CommandAction::Wake,
+        OverrideKind::Reboot => CommandAction::Reboot,
+        OverrideKind::Outlet => CommandAction::Outlet,
+        OverrideKind::OutletCycle => CommandAction::OutletCycle,
+        _ => return None,
+    })
 }
 
 /// The command a decision sends (a mode change sends none).
@@ -991,26 +1102,12 @@ mod tests {
             dry_run,
             ..Default::default()
         });
-        let mut batch = DecodedBatch::default();
-        for (seq, e) in inputs(t0, 60).into_iter().enumerate() {
-            batch
-                .rows
-                .entry(e.kind())
-                .or_default()
-                .push((seq as u64 + 1, e));
-        }
-        let mut state = CurtailmentState::default();
-        pipeline
-            .step(
-                &mut state,
-                StepInput {
-                    now: t0 + chrono::Duration::seconds(61),
-                    ticks: vec![],
-                    inputs: vec![batch],
-                },
-            )
-            .await
-            .unwrap()
+        step_over(
+            &pipeline,
+            inputs(t0, 60),
+            t0 + chrono::Duration::seconds(61),
+        )
+        .await
     }
 
     fn statuses(out: &StepOutput) -> Vec<String> {
@@ -1059,5 +1156,202 @@ mod tests {
         );
         assert!(!statuses(&dry).is_empty());
         assert!(statuses(&dry).iter().all(|s| s == "dry_run"));
+    }
+
+    fn operator(kind: OverrideKind, machine: &str, at: DateTime<Utc>) -> AnyEvent {
+        AnyEvent::Override(Override {
+            id: format!("s1:{}:{machine}:{}", kind.as_str(), at.timestamp_micros()),
+            site: "s1".into(),
+            kind,
+            machine: Some(machine.into()),
+            value: None,
+            cancels: None,
+            reason: "hands on".into(),
+            by: "ops".into(),
+            ts: at,
+            expires: at + chrono::Duration::hours(2),
+        })
+    }
+
+    /// One step over `events` (sorted by time as the runtime would hand them), up to `now`.
+    async fn step_over(
+        pipeline: &Curtailment,
+        events: Vec<AnyEvent>,
+        now: DateTime<Utc>,
+    ) -> StepOutput {
+        let mut batch = DecodedBatch::default();
+        for (seq, e) in events.into_iter().enumerate() {
+            batch
+                .rows
+                .entry(e.kind())
+                .or_default()
+                .push((seq as u64 + 1, e));
+        }
+        let mut state = CurtailmentState::default();
+        pipeline
+            .step(
+                &mut state,
+                StepInput {
+                    now,
+                    ticks: vec![],
+                    inputs: vec![batch],
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The (subject, action, rule) of every command sent.
+    fn commands_sent(out: &StepOutput) -> Vec<(String, String, String)> {
+        out.results
+            .iter()
+            .filter(|r| {
+                r.subject.starts_with("control.") && !r.subject.starts_with("control.override")
+            })
+            .map(|r| {
+                let c: Command = serde_json::from_slice(&r.payload).unwrap();
+                (c.target, c.action.as_str().to_string(), c.rule)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_machine_an_operator_slept_stays_asleep_through_a_resume_until_woken() {
+        let t0: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let pipeline = Curtailment::new(CurtailmentConfig {
+            cooldown: Duration::from_secs(60),
+            min_off: Duration::from_secs(60),
+            ..Default::default()
+        });
+        // The curtailment sheds both machines (m2's meter falls to standby); the operator
+        // sleeps m1 as well; the curtailment ends, and the controller would wake m1 first.
+        let mut events: Vec<AnyEvent> = inputs(t0, 600)
+            .into_iter()
+            .map(|e| match e {
+                AnyEvent::Energy(r)
+                    if r.machine == "m2" && r.ts > t0 + chrono::Duration::seconds(20) =>
+                {
+                    AnyEvent::Energy(EnergyReading { power_w: 20.0, ..r })
+                }
+                e => e,
+            })
+            .collect();
+        events.push(operator(
+            OverrideKind::Sleep,
+            "m1",
+            t0 + chrono::Duration::seconds(30),
+        ));
+        events.push(AnyEvent::Grid(GridSignal {
+            site: "s1".into(),
+            event_id: "dr".into(),
+            kind: GridSignalKind::Normal,
+            target_kw: None,
+            deadline: None,
+            price_per_mwh: None,
+            ts: t0 + chrono::Duration::seconds(60),
+        }));
+        events.sort_by_key(AnyEvent::ts);
+        let held = step_over(
+            &pipeline,
+            events.clone(),
+            t0 + chrono::Duration::seconds(601),
+        )
+        .await;
+        let sent = commands_sent(&held);
+        assert!(
+            sent.contains(&("m1".into(), "sleep".into(), "operator".into())),
+            "{sent:?}"
+        );
+        assert!(
+            !sent.iter().any(|(m, a, _)| m == "m1" && a == "wake"),
+            "the controller woke the machine the operator slept: {sent:?}"
+        );
+        // Without the operator's sleep, the same resume wakes m1: the test can fail.
+        let free: Vec<AnyEvent> = events
+            .iter()
+            .filter(|e| !matches!(e, AnyEvent::Override(_)))
+            .cloned()
+            .collect();
+        let resumed =
+            commands_sent(&step_over(&pipeline, free, t0 + chrono::Duration::seconds(601)).await);
+        assert!(
+            resumed.iter().any(|(m, a, _)| m == "m1" && a == "wake"),
+            "{resumed:?}"
+        );
+        // The operator's wake ends the hold and wakes it.
+        events.push(operator(
+            OverrideKind::Wake,
+            "m1",
+            t0 + chrono::Duration::seconds(300),
+        ));
+        events.sort_by_key(AnyEvent::ts);
+        let woken =
+            commands_sent(&step_over(&pipeline, events, t0 + chrono::Duration::seconds(601)).await);
+        assert!(
+            woken.contains(&("m1".into(), "wake".into(), "operator".into())),
+            "{woken:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operators_wake_during_an_emergency_is_refused_and_recorded() {
+        let t0: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let pipeline = Curtailment::new(CurtailmentConfig::default());
+        let mut events: Vec<AnyEvent> = inputs(t0, 120)
+            .into_iter()
+            .map(|e| match e {
+                // 60 °C: over the emergency temperature.
+                AnyEvent::Sensor(r) => AnyEvent::Sensor(SensorReading { value: 60.0, ..r }),
+                e => e,
+            })
+            .collect();
+        events.push(operator(
+            OverrideKind::Wake,
+            "m2",
+            t0 + chrono::Duration::seconds(45),
+        ));
+        events.push(operator(
+            OverrideKind::Reboot,
+            "m1",
+            t0 + chrono::Duration::seconds(45),
+        ));
+        events.sort_by_key(AnyEvent::ts);
+        let out = step_over(&pipeline, events, t0 + chrono::Duration::seconds(121)).await;
+        let sent = commands_sent(&out);
+        assert!(
+            !sent.iter().any(|(_, _, rule)| rule.starts_with("operator")),
+            "{sent:?}"
+        );
+        let (_, decisions) = out
+            .tables
+            .iter()
+            .find(|(t, _)| t == TABLE_DECISIONS)
+            .expect("decision rows");
+        let column = |name: &str| -> Vec<String> {
+            let c = arrow::compute::cast(
+                decisions.column_by_name(name).unwrap(),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            arrow::array::AsArray::as_string::<i32>(&c)
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect()
+        };
+        let (rule, machine, action, mode) = (
+            column("rule"),
+            column("machine"),
+            column("action"),
+            column("to_mode"),
+        );
+        let refused: Vec<(&str, &str, &str)> = (0..rule.len())
+            .filter(|&i| rule[i] == "operator_refused")
+            .map(|i| (machine[i].as_str(), action[i].as_str(), mode[i].as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [("m2", "wake", "emergency"), ("m1", "reboot", "emergency")],
+            "{rule:?}"
+        );
     }
 }

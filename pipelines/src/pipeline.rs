@@ -47,6 +47,12 @@ pub struct StreamInput {
 }
 
 impl StreamInput {
+    /// Whether this is reference data the other inputs are judged against (the registry):
+    /// read to its stream's end before a pipeline's first live step.
+    pub fn is_reference(&self) -> bool {
+        self.kinds == [EventKind::Registry]
+    }
+
     /// The subject filter of `partition` (`None`: unpartitioned); `None` when this input
     /// cannot be partitioned.
     pub fn filter(&self, partition: Option<&str>) -> Option<String> {

@@ -235,6 +235,26 @@ impl Inputs {
         }
     }
 
+    /// Routes what the consumers deliver until input `i` has received up to `target` (kept
+    /// pending, not taken), or `limit` passes; whether it got there.
+    async fn read_to(&mut self, i: usize, target: u64, limit: Duration) -> Result<bool> {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            if self.readers[i]
+                .pending
+                .back()
+                .is_some_and(|m| m.seq >= target)
+            {
+                return Ok(true);
+            }
+            match tokio::time::timeout_at(until, self.rx.recv()).await {
+                Ok(Some(item)) => self.route(item),
+                Ok(None) => return Err(self.died()),
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
     fn any_pending(&self) -> bool {
         self.readers.iter().any(|r| !r.pending.is_empty())
     }
@@ -309,6 +329,11 @@ fn consumer_part(durable: &str) -> String {
 }
 
 async fn first_sequence(js: &jetstream::Context, stream: &str) -> Result<u64> {
+    Ok(stream_state(js, stream).await?.first_sequence)
+}
+
+/// `stream`'s first and last sequences, as its leader has them now.
+async fn stream_state(js: &jetstream::Context, stream: &str) -> Result<jetstream::stream::State> {
     let mut s = js.get_stream(stream).await.map_err(|e| Error::Stream {
         stream: stream.to_string(),
         source: Box::new(e),
@@ -317,8 +342,11 @@ async fn first_sequence(js: &jetstream::Context, stream: &str) -> Result<u64> {
         stream: stream.to_string(),
         source: Box::new(e),
     })?;
-    Ok(info.state.first_sequence)
+    Ok(info.state.clone())
 }
+
+/// Longest wait at start for a reference input to be read to its stream's end.
+const REFERENCE_WAIT: Duration = Duration::from_secs(30);
 
 /// Where a recovery starts: a state, its positions and epoch, and the epochs to replay.
 struct Resume<S> {
@@ -567,6 +595,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             )
             .await?;
         }
+        self.read_references(&mut inputs).await?;
         let timers = self.spec.timers.clone();
         let mut next: Vec<DateTime<Utc>> =
             timers.iter().map(|t| t.next_after(Utc::now())).collect();
@@ -602,6 +631,31 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             self.epoch_step(&mut inputs, raw, now, ticks, None, lease, stop)
                 .await?;
         }
+    }
+
+    /// Before the first live step, every reference input (the registry) is read up to its
+    /// stream's end as it is now, so the first readings are judged against the whole registry,
+    /// not against whichever part its consumer delivered first. A reference input that does
+    /// not get there within [`REFERENCE_WAIT`] is logged and the pipeline goes on.
+    async fn read_references(&self, inputs: &mut Inputs) -> Result<()> {
+        for (i, input) in self.spec.inputs.iter().enumerate() {
+            if !input.is_reference() {
+                continue;
+            }
+            let last = stream_state(&self.ctx.js, &input.stream)
+                .await?
+                .last_sequence;
+            let read = self.positions.get(&input.name).copied().unwrap_or(0);
+            if last > read && !inputs.read_to(i, last, REFERENCE_WAIT).await? {
+                tracing::warn!(
+                    pipeline = %self.instance,
+                    input = %input.name,
+                    last,
+                    "the reference input was not read to its end in time; going on"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Decodes `raw` (per input), dead-letters what is refused unless `replaying`, and returns

@@ -1,6 +1,8 @@
 //! Alerts over HTTP: the alerts in their latest state (read), and the rule groups — list and
 //! read (read), create or replace with a JSON or YAML body, delete (admin). A rule whose SQL
-//! does not parse or is not one read-only query is refused with the place and the reason.
+//! does not parse or is not one read-only query is refused with the place and the reason. A
+//! rule, stored or given, can be evaluated once to see the series it would fire (read), and a
+//! receiver sent a test message (admin).
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,126 @@ fn store(state: &AppState) -> Result<&RuleStore> {
 
 fn unavailable(e: impl std::fmt::Display) -> QueryError {
     QueryError::Unavailable(e.to_string())
+}
+
+/// A rule to evaluate once: a stored one (`group` and `alert`) or one given whole (`rule`).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluate {
+    /// The stored group holding `alert`.
+    pub group: Option<String>,
+    /// The stored rule's alert name.
+    pub alert: Option<String>,
+    /// A rule as a group holds it (`alert`, `expr`, `for`, `labels`, `annotations`).
+    #[schema(value_type = Option<Object>)]
+    pub rule: Option<adit_alerts::Rule>,
+}
+
+/// Runs one rule's SQL now and returns the series it would fire, with their labels and values
+/// (read), changing nothing: no alert starts, no notification is sent. A new series would be
+/// `pending` for the rule's `for`, then `firing`.
+#[utoipa::path(post, path = "/api/v1/alerts/evaluate", tag = "alerts",
+    request_body = Evaluate,
+    responses((status = 200, description = "{alert, severity, for, state_when_new, series: [{labels, value}]}"),
+              (status = 400, description = "No rule, or a rule refused: error.field names it"),
+              (status = 401), (status = 403), (status = 404, description = "No such stored rule")),
+    security(("bearer" = [])))]
+pub async fn evaluate(
+    State(state): State<AppState>,
+    Json(ask): Json<Evaluate>,
+) -> Result<Json<Value>> {
+    let rule = match ask {
+        Evaluate {
+            rule: Some(rule),
+            group: None,
+            alert: None,
+        } => {
+            let group = RuleGroup {
+                name: "evaluate".into(),
+                interval: None,
+                rules: vec![rule],
+            };
+            group
+                .validate(state.engine.limits().text())
+                .map_err(|e| QueryError::InvalidField {
+                    field: e.place,
+                    reason: e.reason,
+                })?;
+            group
+                .rules
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| unreachable!())
+        }
+        Evaluate {
+            rule: None,
+            group: Some(group),
+            alert: Some(alert),
+        } => {
+            let stored = store(&state)?.get(&group).await.map_err(unavailable)?;
+            stored
+                .and_then(|g| g.rules.into_iter().find(|r| r.alert == alert))
+                .ok_or_else(|| {
+                    QueryError::NotFound(format!("no rule {alert:?} in group {group:?}"))
+                })?
+        }
+        _ => {
+            return Err(QueryError::BadRequest(
+                "give either `group` and `alert` (a stored rule) or `rule`".into(),
+            ));
+        }
+    };
+    let result = state.engine.query(&rule.expr).await?;
+    let series = adit_alerts::evaluate::series_of(&rule, &result.batches).map_err(|reason| {
+        QueryError::InvalidField {
+            field: "rule.expr".into(),
+            reason,
+        }
+    })?;
+    let hold = rule.hold();
+    Ok(Json(json!({
+        "alert": rule.alert,
+        "severity": rule.severity(),
+        "for": humantime::format_duration(hold).to_string(),
+        "state_when_new": if hold.is_zero() { "firing" } else { "pending" },
+        "series": series
+            .into_iter()
+            .map(|(labels, value)| json!({ "labels": labels, "value": value }))
+            .collect::<Vec<_>>(),
+    })))
+}
+
+/// Sends a test message through one receiver of `[notify]` (admin), once, and says what
+/// happened; the attempt is in `notifications` (group `test`) like every other.
+#[utoipa::path(post, path = "/api/v1/alerts/receivers/{name}/test", tag = "alerts",
+    params(("name" = String, Path, description = "A receiver of [notify]")),
+    responses((status = 200, description = "{receiver, channel, status: sent or failed, error}"),
+              (status = 401), (status = 403), (status = 404, description = "No such receiver"),
+              (status = 503, description = "This process has no [notify] receivers")),
+    security(("bearer" = [])))]
+pub async fn test_receiver(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let notifier = state.notifier.as_ref().ok_or_else(|| {
+        QueryError::Unavailable("no [notify] receivers are configured here".into())
+    })?;
+    let publisher = state
+        .publisher
+        .as_ref()
+        .ok_or_else(|| QueryError::Unavailable("test messages need NATS".into()))?;
+    let attempt = notifier
+        .send_test(publisher, &name, &caller.name)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| QueryError::NotFound(format!("no receiver {name:?}")))?;
+    Ok(Json(json!({
+        "receiver": attempt.receiver,
+        "channel": attempt.channel,
+        "status": attempt.status,
+        "error": attempt.error,
+    })))
 }
 
 /// Lists alerts in their latest state, newest change first.

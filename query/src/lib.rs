@@ -12,6 +12,7 @@ pub mod admission;
 pub mod alerts;
 pub mod auth;
 pub mod bans;
+pub mod commands;
 pub mod dashboard;
 pub mod error;
 pub mod format;

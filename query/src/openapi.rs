@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, bans, live, overrides, registry, reports, server, views, violations};
+use crate::{
+    alerts, bans, commands, live, overrides, registry, reports, server, views, violations,
+};
 
 /// Adds the bearer-token scheme the routes name.
 struct Bearer;
@@ -55,11 +57,14 @@ impl Modify for Bearer {
         overrides::create,
         overrides::cancel,
         overrides::list,
+        commands::create,
         alerts::list,
         alerts::groups,
         alerts::group,
         alerts::put,
         alerts::delete,
+        alerts::evaluate,
+        alerts::test_receiver,
         alerts::silence,
         alerts::list_silences,
         alerts::acknowledge,
@@ -76,8 +81,11 @@ impl Modify for Bearer {
         violations::Resolution,
         overrides::NewOverride,
         overrides::Cancellation,
+        commands::NewCommand,
+        commands::OperatorAction,
         alerts::NewSilence,
         alerts::AlertAct,
+        alerts::Evaluate,
         bans::NewBan
     )),
     modifiers(&Bearer),

@@ -72,6 +72,12 @@ pub async fn create(
             "cancel an override with POST /api/v1/control/overrides/{site}/{id}/cancel".into(),
         ));
     }
+    if new.kind.is_command() {
+        return Err(QueryError::BadRequest(format!(
+            "{} is a command: POST /api/v1/control/commands",
+            new.kind.as_str()
+        )));
+    }
     if new.kind.needs_admin() && caller.role < Role::Admin {
         return Err(QueryError::Forbidden {
             needed: Role::Admin.name(),

@@ -138,6 +138,8 @@ pub struct AppState {
     pub rules: Option<adit_alerts::RuleStore>,
     /// The silences (none without NATS).
     pub silences: Option<adit_alerts::notify::Silences>,
+    /// The receivers, for test messages (none without `[notify] receivers`: 503).
+    pub notifier: Option<Arc<adit_alerts::notify::Notifier>>,
     /// The Stratum bans bucket (none without NATS: its routes answer 503).
     pub bans: Option<async_nats::jetstream::kv::Store>,
     /// Live subscriptions (none without NATS: the route answers 503).
@@ -214,6 +216,10 @@ pub fn router(
             axum::routing::post(crate::overrides::cancel),
         )
         .route(
+            "/api/v1/control/commands",
+            axum::routing::post(crate::commands::create),
+        )
+        .route(
             "/api/v1/alerts/silences",
             axum::routing::post(crate::alerts::silence),
         )
@@ -264,7 +270,8 @@ pub fn router(
         ))
 }
 
-/// The alert rules' routes: read to list and read, admin to write and delete.
+/// The alert rules' routes: read to list, read and evaluate, admin to write and delete; and
+/// the receivers' test messages (admin).
 fn rule_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
     use crate::alerts as a;
     let layer = |role| middleware::from_fn_with_state(guard(role), require);
@@ -278,6 +285,14 @@ fn rule_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
             get(a::groups).layer(layer(Role::Read)),
         )
         .route("/api/v1/alerts/rules/{group}", one)
+        .route(
+            "/api/v1/alerts/evaluate",
+            axum::routing::post(a::evaluate).layer(layer(Role::Read)),
+        )
+        .route(
+            "/api/v1/alerts/receivers/{name}/test",
+            axum::routing::post(a::test_receiver).layer(layer(Role::Admin)),
+        )
         .with_state(state)
 }
 
@@ -654,6 +669,7 @@ mod tests {
             publisher: None,
             rules: None,
             silences: None,
+            notifier: None,
             bans: None,
             live: None,
             admission: Arc::new(crate::admission::Admission::new(Default::default())),

@@ -33,6 +33,11 @@ pub enum CommandAction {
     FanLevel,
     /// Switch the machine's PDU outlet on (`value` 1) or off (0).
     Outlet,
+    /// Switch the machine's PDU outlet off for `value` seconds (at least the PDU's
+    /// `min_off`), then on again.
+    OutletCycle,
+    /// Restart the machine through its API.
+    Reboot,
 }
 
 impl CommandAction {
@@ -44,6 +49,8 @@ impl CommandAction {
             Self::PowerLimit => "power_limit",
             Self::FanLevel => "fan_level",
             Self::Outlet => "outlet",
+            Self::OutletCycle => "outlet_cycle",
+            Self::Reboot => "reboot",
         }
     }
 }
@@ -60,7 +67,8 @@ pub struct Command {
     pub target: String,
     /// What to do.
     pub action: CommandAction,
-    /// Its figure: the fan level, the power limit in W, the outlet state (1 on, 0 off).
+    /// Its figure: the fan level, the power limit in W, the outlet state (1 on, 0 off), the
+    /// seconds an outlet is cycled off.
     #[serde(default)]
     pub value: Option<f64>,
     /// The rule that decided it.
@@ -90,8 +98,12 @@ impl Event for Command {
         match (self.action, self.value) {
             (CommandAction::FanLevel, Some(level)) => check_range("value", level, 1.0, 9.0),
             (CommandAction::PowerLimit, Some(w)) => check_range("value", w, 0.0, 1e6),
-            (CommandAction::Outlet, Some(v)) => check_range("value", v, 0.0, 1.0),
-            (CommandAction::Sleep | CommandAction::Wake, _) => Ok(()),
+            (CommandAction::Outlet, Some(v)) if v == 0.0 || v == 1.0 => Ok(()),
+            (CommandAction::Outlet, Some(v)) => Err(Invalid::new(format!(
+                "value {v} of an outlet command must be 1 (on) or 0 (off)"
+            ))),
+            (CommandAction::OutletCycle, Some(s)) => check_range("value", s, 1.0, 600.0),
+            (CommandAction::Sleep | CommandAction::Wake | CommandAction::Reboot, _) => Ok(()),
             (action, None) => Err(Invalid::new(format!(
                 "a {} command needs a value",
                 action.as_str()

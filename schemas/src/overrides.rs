@@ -36,6 +36,19 @@ pub enum OverrideKind {
     Hold,
     /// Ends the override `cancels` early.
     Cancel,
+    /// An operator put `machine` to sleep: it is slept now and neither woken nor shed by the
+    /// controller until a `wake` of it or until it expires.
+    Sleep,
+    /// An operator wakes `machine` (ending its `sleep`); refused during an emergency.
+    Wake,
+    /// An operator restarts `machine` through its API; refused during an emergency.
+    Reboot,
+    /// An operator switches `machine`'s PDU outlet on (`value` 1; refused during an
+    /// emergency) or off (0).
+    Outlet,
+    /// An operator switches `machine`'s outlet off for `value` seconds and on again; refused
+    /// during an emergency.
+    OutletCycle,
 }
 
 impl OverrideKind {
@@ -49,12 +62,26 @@ impl OverrideKind {
             Self::Target => "target",
             Self::Hold => "hold",
             Self::Cancel => "cancel",
+            Self::Sleep => "sleep",
+            Self::Wake => "wake",
+            Self::Reboot => "reboot",
+            Self::Outlet => "outlet",
+            Self::OutletCycle => "outlet_cycle",
         }
     }
 
     /// Whether only an admin may set it (it changes the site's mode).
     pub fn needs_admin(self) -> bool {
         matches!(self, Self::Target | Self::Hold)
+    }
+
+    /// Whether it is an operator's command to one machine (`POST /api/v1/control/commands`),
+    /// carried out once by the controller rather than steering it.
+    pub fn is_command(self) -> bool {
+        matches!(
+            self,
+            Self::Sleep | Self::Wake | Self::Reboot | Self::Outlet | Self::OutletCycle
+        )
     }
 }
 
@@ -142,8 +169,21 @@ impl Event for Override {
                     value(0.0, 1e7)?;
                 }
             }
-            OverrideKind::ExcludeMachine => {
+            OverrideKind::ExcludeMachine
+            | OverrideKind::Sleep
+            | OverrideKind::Wake
+            | OverrideKind::Reboot => {
                 check_token("machine", self.machine.as_deref().unwrap_or_default())?;
+            }
+            OverrideKind::Outlet => {
+                check_token("machine", self.machine.as_deref().unwrap_or_default())?;
+                if !matches!(self.value, Some(v) if v == 0.0 || v == 1.0) {
+                    return Err(Invalid::new("an outlet's value is 1 (on) or 0 (off)"));
+                }
+            }
+            OverrideKind::OutletCycle => {
+                check_token("machine", self.machine.as_deref().unwrap_or_default())?;
+                value(1.0, 600.0)?;
             }
             OverrideKind::Cancel => {
                 if self.cancels.as_deref().is_none_or(str::is_empty) {

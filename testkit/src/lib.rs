@@ -6,7 +6,9 @@
 //! [`Monerod`] does the same for a regtest `monerod`, and [`WalletRpc`] for a
 //! `monero-wallet-rpc` against it, and [`Mosquitto`] for a private MQTT broker. [`ballista`]
 //! starts a Ballista scheduler and executor. [`NatsCluster`] runs several clustered
-//! nats-servers whose nodes a test can kill and restart.
+//! nats-servers whose nodes a test can kill and restart. [`Feed`] serves a utility's feed
+//! whose answer a test changes. [`Snmpd`] is a Net-SNMP agent standing in for a rack PDU, and [`Vtn`] a
+//! utility's OpenADR 2.0b VTN (openleadr's).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -14,14 +16,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod ballista;
+mod feed;
 mod monerod;
 pub mod mosquitto;
 mod nats_cluster;
+pub mod snmpd;
+mod vtn;
 mod wallet;
 
+pub use feed::Feed;
 pub use monerod::{Monerod, json_rpc, monerod_binary};
 pub use mosquitto::Mosquitto;
 pub use nats_cluster::NatsCluster;
+pub use snmpd::Snmpd;
+pub use vtn::Vtn;
 pub use wallet::{WalletRpc, wallet_rpc_binary};
 
 /// A running private nats-server; killed on drop.

@@ -109,9 +109,14 @@ pub struct SubRoute {
     pub matchers: BTreeMap<String, String>,
     /// The receiver.
     pub receiver: String,
+    /// Whether an alert this branch takes is also matched against the branches after it
+    /// (Alertmanager's `continue`): how a critical alert reaches several receivers.
+    #[serde(rename = "continue", default)]
+    pub continue_matching: bool,
 }
 
-/// The route: the first matching branch, else the default receiver.
+/// The route: the matching branches (the first, and the ones after it while each says
+/// `continue`), else the default receiver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Route {
@@ -128,7 +133,7 @@ pub struct Route {
     /// How often a group still firing is told again.
     #[serde(with = "humantime_serde")]
     pub repeat_interval: Duration,
-    /// Branches, first match wins.
+    /// Branches, in order: the first match wins unless it says `continue`.
     pub routes: Vec<SubRoute>,
 }
 

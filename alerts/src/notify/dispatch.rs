@@ -98,13 +98,30 @@ fn chrono_of(d: std::time::Duration) -> chrono::Duration {
 }
 
 impl Dispatcher {
-    /// The receiver for `labels`: the first branch whose matchers all hold, else the default.
-    pub fn receiver<'a>(route: &'a Route, labels: &Labels) -> &'a str {
-        route
-            .routes
-            .iter()
-            .find(|r| r.matchers.iter().all(|(k, v)| labels.get(k) == Some(v)))
-            .map_or(route.receiver.as_str(), |r| r.receiver.as_str())
+    /// The receivers for `labels`, as Alertmanager routes: the branches whose matchers all
+    /// hold, in order, up to the first that does not say `continue`; the default receiver when
+    /// none matched. Each receiver once.
+    pub fn receivers<'a>(route: &'a Route, labels: &Labels) -> Vec<&'a str> {
+        let mut out: Vec<&str> = Vec::new();
+        for branch in &route.routes {
+            if !branch
+                .matchers
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            if !out.contains(&branch.receiver.as_str()) {
+                out.push(&branch.receiver);
+            }
+            if !branch.continue_matching {
+                break;
+            }
+        }
+        if out.is_empty() {
+            out.push(&route.receiver);
+        }
+        out
     }
 
     /// Takes in one alert event (a `pending` one is not notified).
@@ -113,18 +130,30 @@ impl Dispatcher {
             return;
         }
         let labels: Labels = serde_json::from_str(&event.labels).unwrap_or_default();
-        let receiver = Self::receiver(route, &labels).to_string();
         let key_labels: Labels = route
             .group_by
             .iter()
             .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
             .collect();
-        let key = format!(
-            "{receiver}:{}",
-            serde_json::to_string(&key_labels).unwrap_or_default()
-        );
+        let key_labels = serde_json::to_string(&key_labels).unwrap_or_default();
+        for receiver in Self::receivers(route, &labels) {
+            let key = format!("{receiver}:{key_labels}");
+            self.observe_in(route, receiver, key, labels.clone(), event.clone(), now);
+        }
+    }
+
+    /// Takes `event` into the group `key` of `receiver`.
+    fn observe_in(
+        &mut self,
+        route: &Route,
+        receiver: &str,
+        key: String,
+        labels: Labels,
+        event: AlertEvent,
+        now: DateTime<Utc>,
+    ) {
         let group = self.groups.entry(key).or_insert_with(|| Group {
-            receiver,
+            receiver: receiver.to_string(),
             alerts: BTreeMap::new(),
             acked: Default::default(),
             last_sent: None,
@@ -202,15 +231,17 @@ impl Dispatcher {
         out
     }
 
-    /// How many alerts are firing, and how many of them critical (for the heartbeat).
+    /// How many alerts are firing, and how many of them critical (for the heartbeat); an
+    /// alert routed to several receivers counts once.
     pub fn firing(&self) -> (usize, usize) {
-        let firing: Vec<&AlertEvent> = self
+        let firing: BTreeMap<&str, &AlertEvent> = self
             .groups
             .values()
             .flat_map(|g| g.alerts.values().map(|(_, e)| e))
             .filter(|e| e.state == "firing")
+            .map(|e| (e.id.as_str(), e))
             .collect();
-        let critical = firing.iter().filter(|e| e.severity == "critical").count();
+        let critical = firing.values().filter(|e| e.severity == "critical").count();
         (firing.len(), critical)
     }
 }
@@ -253,6 +284,7 @@ mod tests {
             routes: vec![super::super::config::SubRoute {
                 matchers: BTreeMap::from([("severity".into(), "critical".into())]),
                 receiver: "pager".into(),
+                continue_matching: false,
             }],
         }
     }
@@ -283,6 +315,54 @@ mod tests {
         // Still firing: repeated after repeat_interval.
         assert_eq!(d.due(&r, &[], s(330 + 3600)).len(), 1);
         assert_eq!(d.firing(), (1, 1));
+    }
+
+    #[test]
+    fn a_branch_that_says_continue_lets_later_branches_take_the_alert_too() {
+        use super::super::config::SubRoute;
+        let branch = |key: &str, value: &str, receiver: &str, go_on: bool| SubRoute {
+            matchers: BTreeMap::from([(key.into(), value.into())]),
+            receiver: receiver.into(),
+            continue_matching: go_on,
+        };
+        let r = Route {
+            routes: vec![
+                branch("severity", "critical", "webhook", true),
+                branch("severity", "critical", "sms", true),
+                branch("site", "s1", "site-1-team", false),
+                branch("severity", "critical", "never", false),
+            ],
+            ..route()
+        };
+        let labels = |severity: &str, site: &str| -> Labels {
+            BTreeMap::from([
+                ("severity".to_string(), severity.to_string()),
+                ("site".to_string(), site.to_string()),
+            ])
+        };
+        assert_eq!(
+            Dispatcher::receivers(&r, &labels("critical", "s1")),
+            vec!["webhook", "sms", "site-1-team"],
+            "every continuing branch, up to the first that stops"
+        );
+        assert_eq!(
+            Dispatcher::receivers(&r, &labels("critical", "s2")),
+            vec!["webhook", "sms", "never"]
+        );
+        assert_eq!(
+            Dispatcher::receivers(&r, &labels("warning", "s2")),
+            vec!["ops"],
+            "the default when no branch matched"
+        );
+        // One notification per receiver, each in its own group.
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut d = Dispatcher::default();
+        d.observe(&r, event("a", "s1", "firing", "critical"), t0);
+        let due = d.due(&r, &[], t0 + chrono::Duration::seconds(30));
+        let mut told: Vec<&str> = due.iter().map(|n| n.receiver.as_str()).collect();
+        told.sort_unstable();
+        assert_eq!(told, vec!["site-1-team", "sms", "webhook"]);
+        assert_eq!(d.firing(), (1, 1), "one alert, however many receivers");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! through each receiver's channel ([`channels`]) with retries (doubling waits), falls back
 //! to the receiver's `fallback` for critical notifications when every attempt failed, and
 //! records every attempt on `results.notification.<receiver>` (landed in `notifications`).
+//! [`Notifier::send_test`] sends an operator's test message through one receiver.
 //! Silences are in the `adit_channels` KV bucket (`silence.<id>`), re-read every `reload`.
 //! An optional heartbeat says the system is alive, with a one-line summary.
 
@@ -80,6 +81,74 @@ impl Silences {
     }
 }
 
+/// The receivers and the HTTP client that reaches them (under the egress policy for
+/// notifications): what sends notifications, and operators' test messages.
+pub struct Notifier {
+    /// `[notify]`.
+    pub config: NotifyConfig,
+    /// Outbound HTTP under `[egress] notify`.
+    pub http: adit_egress::Outbound,
+}
+
+impl Notifier {
+    /// Checks `config` and builds the client.
+    pub fn new(config: NotifyConfig, egress: &adit_egress::EgressConfig) -> Result<Self> {
+        config.validate().map_err(AlertsError::Kv)?;
+        let guard = egress
+            .guard(adit_egress::Purpose::Notify)
+            .map_err(AlertsError::Kv)?;
+        let http = adit_egress::Outbound::new(
+            guard,
+            reqwest::Client::builder()
+                .user_agent(concat!("adit-notify/", env!("CARGO_PKG_VERSION"))),
+        )
+        .map_err(|e| AlertsError::Kv(e.to_string()))?;
+        Ok(Self { config, http })
+    }
+
+    /// Sends a test message through receiver `name`, once (no retries, no fallback), and
+    /// records the attempt (group `test`) as every attempt is; the attempt, or `None` when
+    /// there is no such receiver.
+    pub async fn send_test(
+        &self,
+        publisher: &Publisher,
+        name: &str,
+        by: &str,
+    ) -> Result<Option<NotificationAttempt>> {
+        let Some(receiver) = self.config.receiver(name) else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let summary = format!("adit test message to {name}, sent by {by}");
+        let message = Outgoing {
+            summary: summary.clone(),
+            text: format!(
+                "{summary} at {}.\nIf you read this, alerts reach you here.",
+                now.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            json: json!({ "test": true, "receiver": name, "summary": summary }),
+        };
+        let result =
+            channels::send(&receiver.channel, &message, &self.http, self.config.timeout).await;
+        let record = NotificationAttempt {
+            id: format!("{name}:{}:test", now.timestamp_micros()),
+            receiver: name.to_string(),
+            channel: receiver.channel.kind().into(),
+            group: "test".into(),
+            status: if result.is_ok() { "sent" } else { "failed" }.into(),
+            attempt: 1,
+            summary,
+            alerts: 0,
+            error: result.err(),
+            ts: now,
+        };
+        publisher
+            .publish(&AnyEvent::Notification(record.clone()))
+            .await?;
+        Ok(Some(record))
+    }
+}
+
 /// Runs the role until `shutdown`.
 pub async fn run(
     config: NotifyConfig,
@@ -88,20 +157,12 @@ pub async fn run(
     publisher: Publisher,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    config.validate().map_err(AlertsError::Kv)?;
     if config.receivers.is_empty() {
         return Err(AlertsError::Kv(
             "notify.receivers: the notify role needs at least one receiver".into(),
         ));
     }
-    let guard = egress
-        .guard(adit_egress::Purpose::Notify)
-        .map_err(AlertsError::Kv)?;
-    let http = adit_egress::Outbound::new(
-        guard,
-        reqwest::Client::builder().user_agent(concat!("adit-notify/", env!("CARGO_PKG_VERSION"))),
-    )
-    .map_err(|e| AlertsError::Kv(e.to_string()))?;
+    let Notifier { config, http } = Notifier::new(config, &egress)?;
     let js = publisher.jetstream().clone();
     let stream = js
         .get_stream(names::STREAM_RESULTS)

@@ -1,5 +1,5 @@
 //! `[actuators]`: how commands are carried out (timeouts, retries, concurrency, how old a
-//! command may be, the fallback webhook), checked after every override.
+//! command may be, the fallback webhook, the PDUs it may switch), checked after every override.
 
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub struct ActuatorsConfig {
     /// Where commands go that no device adapter can carry out (`POST` with the command as
     /// JSON); unset: such commands fail with the reason.
     pub webhook: Option<String>,
+    /// The PDUs whose outlets may be switched (`[[actuators.pdus]]`).
+    pub pdus: Vec<super::pdu::PduConfig>,
 }
 
 impl Default for ActuatorsConfig {
@@ -38,6 +40,7 @@ impl Default for ActuatorsConfig {
             concurrency: 32,
             expire_after: Duration::from_secs(600),
             webhook: None,
+            pdus: Vec::new(),
         }
     }
 }
@@ -66,6 +69,15 @@ impl ActuatorsConfig {
                 .is_none_or(|u| !matches!(u.scheme(), "http" | "https"))
         {
             return Err(format!("actuators.webhook: {url:?} is not an http(s) URL"));
+        }
+        for (i, pdu) in self.pdus.iter().enumerate() {
+            pdu.validate(&format!("actuators.pdus[{i}]"))?;
+            if self.pdus[..i].iter().any(|p| p.name == pdu.name) {
+                return Err(format!(
+                    "actuators.pdus[{i}].name: {} is named twice",
+                    pdu.name
+                ));
+            }
         }
         Ok(())
     }

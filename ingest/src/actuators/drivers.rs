@@ -1,8 +1,11 @@
 //! How one attempt at a command reaches its device: which driver the registry points at
 //! ([`route`], pure), and the exchange itself ([`attempt`]).
 //!
-//! - `miner_api`: a machine whose adapter is the cgminer API: `pause` (sleep) and `resume`
-//!   (wake) on its TCP port, as Braiins OS answers them; the reply's `STATUS` decides.
+//! - `miner_api`: a machine whose adapter is the cgminer API: `pause` (sleep), `resume`
+//!   (wake) and `restart` (reboot) on its TCP port, as Braiins OS answers them; the reply's
+//!   `STATUS` decides.
+//! - `pdu`: a machine's outlet (`pdu` and `outlet` in the registry) on a PDU configured in
+//!   `[[actuators.pdus]]`: on, off, or off for a while and on again (see [`super::pdu`]).
 //! - `fan_relay`: a site's `fan_relay` URL: `POST <url>/level` with `{"level": n}`.
 //! - `webhook`: anything else, when `[actuators] webhook` is set: `POST` of the command.
 
@@ -12,6 +15,8 @@ use adit_schemas::control::{Command, CommandAction, FANS_TARGET};
 use adit_schemas::registry::{AdapterKind, RegistryView};
 use serde_json::Value;
 
+use super::ActuatorsConfig;
+use super::pdu::{self, PduConfig};
 use crate::adapters::cgminer;
 
 /// Largest reply read from a device.
@@ -32,6 +37,13 @@ pub enum Driver {
         /// Base URL.
         url: String,
     },
+    /// A machine's PDU outlet.
+    Outlet {
+        /// The PDU.
+        pdu: Box<PduConfig>,
+        /// The outlet's index.
+        outlet: u32,
+    },
     /// The fallback webhook.
     Webhook {
         /// URL.
@@ -45,18 +57,19 @@ impl Driver {
         match self {
             Self::MinerApi { .. } => "miner_api",
             Self::FanRelay { .. } => "fan_relay",
+            Self::Outlet { .. } => "pdu",
             Self::Webhook { .. } => "webhook",
         }
     }
 }
 
-/// The driver for `command` from the registry, or why there is none.
+/// The driver for `command` from the registry and the configured PDUs, or why there is none.
 pub fn route(
     view: &RegistryView,
     command: &Command,
-    webhook: Option<&str>,
+    config: &ActuatorsConfig,
 ) -> Result<Driver, String> {
-    let fallback = |why: String| match webhook {
+    let fallback = |why: String| match config.webhook.as_deref() {
         Some(url) => Ok(Driver::Webhook {
             url: url.to_string(),
         }),
@@ -77,9 +90,28 @@ pub fn route(
             command.target, command.site
         ));
     };
+    if matches!(
+        command.action,
+        CommandAction::Outlet | CommandAction::OutletCycle
+    ) {
+        let (Some(name), Some(outlet)) = (&machine.pdu, machine.outlet) else {
+            return fallback(format!(
+                "machine {} has no pdu and outlet in the registry",
+                command.target
+            ));
+        };
+        return match config.pdus.iter().find(|p| &p.name == name) {
+            Some(pdu) => Ok(Driver::Outlet {
+                pdu: Box::new(pdu.clone()),
+                outlet,
+            }),
+            None => fallback(format!("no PDU named {name} in [[actuators.pdus]]")),
+        };
+    }
     let word = match command.action {
         CommandAction::Sleep => Some("pause"),
         CommandAction::Wake => Some("resume"),
+        CommandAction::Reboot => Some("restart"),
         _ => None,
     };
     match (machine.adapter.kind, word, &machine.adapter.address) {
@@ -119,11 +151,41 @@ pub async fn attempt(
             )
             .await
         }
+        Driver::Outlet { pdu, outlet } => switch_outlet(pdu, *outlet, command, out, timeout).await,
         Driver::Webhook { url } => {
             let body = serde_json::to_value(command).map_err(|e| e.to_string())?;
             post(out, url, &body, timeout).await
         }
     }
+}
+
+/// An outlet command: on or off, or a cycle (off, at least the PDU's `min_off`, on).
+async fn switch_outlet(
+    pdu: &PduConfig,
+    outlet: u32,
+    command: &Command,
+    out: &adit_egress::Outbound,
+    timeout: Duration,
+) -> Result<String, String> {
+    let value = command.value.unwrap_or_default();
+    if command.action == CommandAction::Outlet {
+        return pdu::switch(pdu, outlet, value >= 1.0, &out.guard, timeout).await;
+    }
+    let off_for = cycle_off(pdu, value);
+    let off = pdu::switch(pdu, outlet, false, &out.guard, timeout).await?;
+    tokio::time::sleep(off_for).await;
+    let on = pdu::switch(pdu, outlet, true, &out.guard, timeout)
+        .await
+        .map_err(|e| format!("{off}; after {off_for:?} off, switching on failed: {e}"))?;
+    Ok(format!("{off}; {} s off; {on}", off_for.as_secs()))
+}
+
+/// How long a cycle keeps the outlet off: what was asked, at least the PDU's `min_off`, at
+/// most [`pdu::MAX_CYCLE_OFF`].
+fn cycle_off(pdu: &PduConfig, asked_s: f64) -> Duration {
+    Duration::try_from_secs_f64(asked_s)
+        .unwrap_or_default()
+        .clamp(pdu.min_off, pdu::MAX_CYCLE_OFF.max(pdu.min_off))
 }
 
 /// A cgminer reply's verdict: `S` or `I` is done (with its `Msg`), anything else is not.
@@ -209,8 +271,8 @@ mod tests {
             pool: None,
             model: "S19".into(),
             rack: None,
-            pdu: None,
-            outlet: None,
+            pdu: Some("pdu-1".into()),
+            outlet: Some(4),
             nominal_hashrate_hs: 110e12,
             nominal_power_w: 3250.0,
             adapter: Adapter {
@@ -245,46 +307,90 @@ mod tests {
 
     #[test]
     fn commands_route_to_the_device_the_registry_names() {
+        let none = ActuatorsConfig::default();
+        let hook = ActuatorsConfig {
+            webhook: Some("http://hook".into()),
+            ..ActuatorsConfig::default()
+        };
         let v = view(Some("http://relay"), AdapterKind::Cgminer);
         assert_eq!(
-            route(&v, &command("m-1", CommandAction::Sleep), None),
+            route(&v, &command("m-1", CommandAction::Reboot), &none),
+            Ok(Driver::MinerApi {
+                addr: "127.0.0.1:4028".into(),
+                word: "restart"
+            })
+        );
+        assert_eq!(
+            route(&v, &command("m-1", CommandAction::Sleep), &none),
             Ok(Driver::MinerApi {
                 addr: "127.0.0.1:4028".into(),
                 word: "pause"
             })
         );
         assert_eq!(
-            route(&v, &command(FANS_TARGET, CommandAction::FanLevel), None),
+            route(&v, &command(FANS_TARGET, CommandAction::FanLevel), &none),
             Ok(Driver::FanRelay {
                 url: "http://relay".into()
             })
         );
-        let err = route(
-            &v,
-            &command("m-9", CommandAction::Sleep),
-            Some("http://hook"),
-        );
+        let err = route(&v, &command("m-9", CommandAction::Sleep), &hook);
         assert!(err.unwrap_err().contains("not registered"));
         let no_relay = view(None, AdapterKind::Push);
         assert!(
             route(
                 &no_relay,
                 &command(FANS_TARGET, CommandAction::FanLevel),
-                None
+                &none
             )
             .unwrap_err()
             .contains("no fan_relay")
         );
         assert_eq!(
-            route(
-                &no_relay,
-                &command("m-1", CommandAction::Wake),
-                Some("http://hook")
-            ),
+            route(&no_relay, &command("m-1", CommandAction::Wake), &hook),
             Ok(Driver::Webhook {
                 url: "http://hook".into()
             })
         );
+    }
+
+    #[test]
+    fn outlet_commands_go_to_the_configured_pdu_of_the_machine() {
+        let v = view(None, AdapterKind::Cgminer);
+        let pdu = PduConfig {
+            name: "pdu-1".into(),
+            kind: pdu::PduKind::Snmp,
+            address: "10.0.0.5:161".into(),
+            community: "private".into(),
+            oid: pdu::APC_OUTLET_CONTROL.into(),
+            on: 1,
+            off: 2,
+            min_off: Duration::from_secs(10),
+        };
+        let config = ActuatorsConfig {
+            pdus: vec![pdu.clone()],
+            ..ActuatorsConfig::default()
+        };
+        for action in [CommandAction::Outlet, CommandAction::OutletCycle] {
+            assert_eq!(
+                route(&v, &command("m-1", action), &config),
+                Ok(Driver::Outlet {
+                    pdu: Box::new(pdu.clone()),
+                    outlet: 4
+                })
+            );
+        }
+        let err = route(
+            &v,
+            &command("m-1", CommandAction::Outlet),
+            &ActuatorsConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("no PDU named pdu-1"), "{err}");
+        // A cycle is off at least min_off, at most the cap.
+        assert_eq!(cycle_off(&pdu, 2.0), Duration::from_secs(10));
+        assert_eq!(cycle_off(&pdu, 30.0), Duration::from_secs(30));
+        assert_eq!(cycle_off(&pdu, 1e9), pdu::MAX_CYCLE_OFF);
+        assert_eq!(cycle_off(&pdu, f64::NAN), Duration::from_secs(10));
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! `attempts` tries, `retry_after` doubling between them, each under `timeout`; every try
 //! is published as a [`CommandOutcome`] (acked or failed, with the device's reply) before
 //! the command is acknowledged, so a crash repeats a command rather than losing it (sleep and
-//! wake are idempotent). A command older than `expire_after` is refused, not obeyed late.
+//! wake are idempotent; an outlet cycle ends on, however often it is repeated). A command
+//! older than `expire_after` is refused, not obeyed late.
 //! A message that is not a valid command goes to `dlq.control` with its reason; operators'
 //! notes and outcomes, which share the stream, are passed over.
 
 pub mod config;
 pub mod drivers;
+pub mod pdu;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -207,12 +209,18 @@ async fn dispatch(
     }
 }
 
-/// Long enough for every attempt of a command, with its waits.
+/// Long enough for every attempt of a command, with its waits (an outlet cycle's off time
+/// included).
 fn ack_wait(config: &ActuatorsConfig) -> Duration {
     let waits: Duration = (0..config.attempts)
         .map(|i| config.retry_after * 2u32.saturating_pow(i))
         .sum();
-    (config.timeout * config.attempts + waits + Duration::from_secs(30))
+    let cycles = if config.pdus.is_empty() {
+        Duration::ZERO
+    } else {
+        pdu::MAX_CYCLE_OFF * config.attempts
+    };
+    (config.timeout * 2 * config.attempts + cycles + waits + Duration::from_secs(30))
         .max(Duration::from_secs(60))
 }
 
@@ -329,7 +337,7 @@ async fn carry_out(ctx: &Ctx, command: &Command) -> Vec<CommandOutcome> {
     }
     let driver = {
         let view = ctx.view.read().await;
-        drivers::route(&view, command, ctx.config.webhook.as_deref())
+        drivers::route(&view, command, &ctx.config)
     };
     let driver = match driver {
         Ok(d) => d,

@@ -8,14 +8,20 @@
 //! - [`cgminer`]: the cgminer / bmminer / BOSminer API on TCP 4028 (miners).
 //! - [`http_json`]: JSON over HTTP: IotaWatt power meters, RoomAlert-style environment
 //!   monitors, PDUs with a configurable field mapping, utility demand-response and price feeds.
+//! - [`feed_map`]: grid feeds in the utility's own shape (JSON, CSV, plain text), read by a
+//!   map in config.
+//! - [`openadr`]: the utility's OpenADR 2.0b VTN, spoken to by a VEN per site (its own task,
+//!   like [`poll`]).
 //!
 //! Every failure is a [`DeviceError`]; garbage and implausible values are refused here, before
 //! they become events.
 
 pub mod cgminer;
 pub mod error;
+pub mod feed_map;
 pub mod http_json;
 pub mod mqtt;
+pub mod openadr;
 pub mod poll;
 
 pub use error::DeviceError;

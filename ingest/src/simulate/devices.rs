@@ -783,6 +783,7 @@ impl Devices {
                     site: site.clone(),
                     kind,
                     url: format!("{}/grid/{site}/{path}", self.base),
+                    map: None,
                 })
             })
             .collect()

@@ -256,6 +256,12 @@ pub(crate) fn read_everything(body: &[u8]) -> Result<(), TestCaseError> {
         Ok(signal) => check_signal(&signal, "north", true)?,
         Err(e) => check_refusal(&e)?,
     }
+    for (map, price) in feed_maps() {
+        match feed_map::read(&map, price, body) {
+            Ok(read) => check_feed_reading(&read, price)?,
+            Err(e) => check_refusal(&e)?,
+        }
+    }
     let maps = mapped_maps();
     let at = received();
     for topic in [
@@ -265,5 +271,54 @@ pub(crate) fn read_everything(body: &[u8]) -> Result<(), TestCaseError> {
     ] {
         check_mapped(&map_message(&maps, topic, body, at), topic, at)?;
     }
+    Ok(())
+}
+
+/// Feed maps of every layout, for signals and for prices (`true`).
+fn feed_maps() -> Vec<(FeedMap, bool)> {
+    let text = "format = \"text\"\ntarget_kw = 15.0\nvalues = { CURTAIL = \"curtail\", \"1\" = \"curtail\", NORMAL = \"normal\" }";
+    let json = "format = \"json\"\nsignal = \"/event/state\"\ntarget = \"/event/limit_kw\"\n\
+                deadline = \"/event/by\"\nevent_id = \"/event/id\"";
+    let csv = "format = \"csv\"\nsignal = \"status\"\ntarget = \"target_kw\"\ntarget_kw = 10.0";
+    let price = "format = \"csv\"\nprice = \"price\"";
+    let text_price = "format = \"text\"";
+    [
+        (text, false),
+        (json, false),
+        (csv, false),
+        (price, true),
+        (text_price, true),
+    ]
+    .into_iter()
+    .map(|(toml_text, price)| {
+        let map: FeedMap = toml::from_str(toml_text).expect("a valid feed map");
+        assert_eq!(map.validate("map", price), Ok(()));
+        (map, price)
+    })
+    .collect()
+}
+
+/// What a mapped feed read is what a grid signal may carry: a price alone for a price feed,
+/// a curtailment with a target in range, ids the schemas accept.
+fn check_feed_reading(read: &Mapped, price: bool) -> Result<(), TestCaseError> {
+    if price {
+        prop_assert!(read.asks.is_none());
+        let p = read.price_per_mwh.expect("a price feed reads a price");
+        prop_assert!(p.is_finite() && p.abs() <= 1e6, "price {p}");
+    } else {
+        prop_assert!(read.price_per_mwh.is_none());
+        match read.asks {
+            Some(Asks::Curtail) => {
+                let kw = read.target_kw.expect("a curtailment has a target");
+                prop_assert!(kw.is_finite() && (0.0..=1e7).contains(&kw), "target {kw}");
+            }
+            Some(Asks::Normal) => prop_assert!(read.target_kw.is_none()),
+            None => prop_assert!(false, "a signal feed read no signal"),
+        }
+    }
+    if let Some(id) = &read.event_id {
+        prop_assert!(check_text("event_id", id, MAX_ID_BYTES).is_ok(), "{id:?}");
+    }
+    prop_assert!(read.made_id().starts_with("feed-"));
     Ok(())
 }

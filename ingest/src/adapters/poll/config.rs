@@ -39,6 +39,14 @@ pub struct AdaptersConfig {
     pub mqtt: Option<MqttConfig>,
     /// Demand-response and price feeds, polled every `interval`.
     pub grid: Vec<GridFeed>,
+    /// OpenADR 2.0b VENs, one per site connected to its utility's VTN.
+    pub openadr: Vec<crate::adapters::openadr::OpenAdrConfig>,
+    /// How often a grid feed that still asks for the same curtailment confirms it on GRID (its
+    /// signal again, same event id and deadline, received now): what lets the controller's
+    /// `pipelines.curtailment.signal_stale` tell a feed that went silent from one that has
+    /// nothing new to say.
+    #[serde(with = "humantime_serde")]
+    pub grid_confirm: Duration,
 }
 
 impl Default for AdaptersConfig {
@@ -54,6 +62,8 @@ impl Default for AdaptersConfig {
             pdu: FieldMap::default(),
             mqtt: None,
             grid: Vec::new(),
+            openadr: Vec::new(),
+            grid_confirm: Duration::from_secs(60),
         }
     }
 }
@@ -95,15 +105,18 @@ impl GridFeedKind {
 }
 
 /// `[[adapters.grid]]`: one HTTP feed of grid signals for a site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GridFeed {
     /// The site its signals apply to.
     pub site: String,
     /// Demand response or price.
     pub kind: GridFeedKind,
-    /// `http://` or `https://` URL answering the message as JSON.
+    /// `http://` or `https://` URL: adit's JSON message, or the feed's own shape with `map`.
     pub url: String,
+    /// How to read a feed in its own shape (JSON, CSV or plain text); none: adit's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<crate::adapters::feed_map::FeedMap>,
 }
 
 impl AdaptersConfig {
@@ -116,6 +129,7 @@ impl AdaptersConfig {
             ("max_backoff", self.max_backoff),
             ("stale_after", self.stale_after),
             ("registry_refresh", self.registry_refresh),
+            ("grid_confirm", self.grid_confirm),
         ] {
             if d.is_zero() {
                 return Err(format!("adapters.{key} must be more than 0"));
@@ -162,6 +176,15 @@ impl AdaptersConfig {
             }
             http_url(&feed.url)
                 .map_err(|r| format!("adapters.grid[{i}].url {:?}: {r}", feed.url))?;
+            if let Some(map) = &feed.map {
+                map.validate(
+                    &format!("adapters.grid[{i}].map"),
+                    feed.kind == GridFeedKind::Price,
+                )?;
+            }
+        }
+        for (i, ven) in self.openadr.iter().enumerate() {
+            ven.validate(&format!("adapters.openadr[{i}]"))?;
         }
         Ok(())
     }
@@ -201,7 +224,7 @@ fn validate_mqtt(mqtt: &MqttConfig) -> Result<(), String> {
 }
 
 /// `url` parsed, if it is an `http://` or `https://` URL with a host.
-pub(super) fn http_url(url: &str) -> Result<Url, String> {
+pub(crate) fn http_url(url: &str) -> Result<Url, String> {
     let parsed = Url::parse(url).map_err(|e| e.to_string())?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err("expected an http:// or https:// URL with a host".into());
@@ -233,6 +256,7 @@ mod tests {
                 site: "s1".into(),
                 kind: GridFeedKind::Signal,
                 url: "https://utility.example/dr".into(),
+                map: None,
             }],
             ..AdaptersConfig::default()
         }
@@ -317,6 +341,7 @@ mod tests {
                         site: "s1".into(),
                         kind: GridFeedKind::Price,
                         url: "ftp://x".into(),
+                        map: None,
                     }],
                     ..valid()
                 },
@@ -328,6 +353,7 @@ mod tests {
                         site: "a.b".into(),
                         kind: GridFeedKind::Price,
                         url: "http://x".into(),
+                        map: None,
                     }],
                     ..valid()
                 },

@@ -30,7 +30,7 @@
 //! is polled again after its backoff. Metrics: `adit_adapter_polls_total{kind,outcome}`,
 //! `adit_adapter_stale_devices{kind}`, `adit_adapter_mqtt_messages_total{outcome}`.
 
-mod config;
+pub(crate) mod config;
 mod schedule;
 
 use config::http_url;
@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 
 use adit_schemas::registry::{AdapterKind, RegistryView};
 use adit_schemas::{
-    AnyEvent, EnergyReading, EnergySource, Event as _, MinerState, MinerStatus, SensorKind,
-    SensorReading, names,
+    AnyEvent, EnergyReading, EnergySource, Event as _, GridSignal, GridSignalKind, MinerState,
+    MinerStatus, SensorKind, SensorReading, names,
 };
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -56,6 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::DeviceError;
 use super::cgminer::{self, MinerReport};
+use super::feed_map::{self, Asks, FeedMap, Mapped};
 use super::http_json::{
     RoomAlertSensor, parse_dr_signal, parse_iotawatt, parse_pdu, parse_price_signal,
     parse_roomalert,
@@ -235,6 +236,8 @@ enum Target {
         kind: GridFeedKind,
         /// Its URL.
         url: Url,
+        /// How to read it when it is in its own shape.
+        map: Option<Box<FeedMap>>,
     },
 }
 
@@ -393,6 +396,7 @@ fn targets(view: &RegistryView, grid: &[GridFeed]) -> Targets {
                 site: feed.site.clone(),
                 kind: feed.kind,
                 url,
+                map: feed.map.clone().map(Box::new),
             },
         );
     }
@@ -645,9 +649,9 @@ struct Ctx {
     publisher: Publisher,
     /// Bounds the polls under way.
     permits: Semaphore,
-    /// The dedupe id of the last signal published per grid feed: an unchanged signal is not
-    /// published again (it would be stored again after the stream's duplicate window).
-    grid_seen: Mutex<HashMap<DeviceKey, String>>,
+    /// The last signal published per grid feed: an unchanged signal is published again only
+    /// as a confirmation, every `grid_confirm`.
+    grid_seen: Mutex<HashMap<DeviceKey, Said>>,
 }
 
 /// GETs `url` through `out` (whose egress policy it must pass) and reads its body, under the
@@ -786,23 +790,106 @@ async fn poll_grid(
     site: &str,
     kind: GridFeedKind,
     url: &Url,
+    map: Option<&FeedMap>,
 ) -> Result<Polled, Failure> {
     let body = fetch(ctx, &ctx.feeds, url).await.map_err(Failure::bare)?;
-    let signal = match kind {
-        GridFeedKind::Signal => parse_dr_signal(&body, site),
-        GridFeedKind::Price => parse_price_signal(&body, site),
-    }
-    .map_err(|e| Failure::with_body(e, &body))?;
-    let id = signal.dedupe_id();
+    let price = kind == GridFeedKind::Price;
+    // What identifies the feed's current message: its own id and time (adit's shape), or
+    // what it says (a mapped feed, which may repeat the same words on every poll).
+    let (signal, id) = match map {
+        None => {
+            let signal = if price {
+                parse_price_signal(&body, site)
+            } else {
+                parse_dr_signal(&body, site)
+            }
+            .map_err(|e| Failure::with_body(e, &body))?;
+            let id = signal.dedupe_id();
+            (signal, id)
+        }
+        Some(map) => {
+            let mapped =
+                feed_map::read(map, price, &body).map_err(|e| Failure::with_body(e, &body))?;
+            let id = mapped.made_id();
+            (mapped_signal(site, map, mapped, Utc::now()), id)
+        }
+    };
+    let now = Instant::now();
     let mut seen = ctx.grid_seen.lock().unwrap_or_else(PoisonError::into_inner);
-    if seen.get(key) == Some(&id) {
-        return Ok(Polled::default());
-    }
-    seen.insert(key.clone(), id);
+    let signal = match seen.get_mut(key) {
+        Some(said) if said.id == id => {
+            // Only a curtailment is confirmed: the controller's staleness rule is about the
+            // curtailment in force, and a `normal` confirmed from one feed would end a
+            // curtailment another feed of the site still asks for.
+            if said.signal.kind != GridSignalKind::Curtail
+                || now.duration_since(said.at) < ctx.config.grid_confirm
+            {
+                return Ok(Polled::default());
+            }
+            said.at = now;
+            said.signal.ts = Utc::now();
+            // Past its deadline the target is due now: a confirmation never says it was due
+            // before it was sent (validation refuses that).
+            said.signal.deadline = said.signal.deadline.map(|d| d.max(said.signal.ts));
+            said.signal.clone()
+        }
+        _ => {
+            seen.insert(
+                key.clone(),
+                Said {
+                    id,
+                    signal: signal.clone(),
+                    at: now,
+                },
+            );
+            signal
+        }
+    };
     Ok(Polled {
         events: vec![AnyEvent::Grid(signal)],
         missing: Vec::new(),
     })
+}
+
+/// What a grid feed last said: the signal as first published (its event id and deadline
+/// stay), and when it was last published.
+#[derive(Debug)]
+struct Said {
+    /// What identifies the feed's message (its id, or what a mapped feed says).
+    id: String,
+    /// The signal published for it.
+    signal: GridSignal,
+    /// When it was last published (first seen or confirmed).
+    at: Instant,
+}
+
+/// The grid signal a mapped feed's reading stands for, first seen `now`: a curtailment
+/// without a deadline of its own is due `map.lead` after it was first seen; a reading
+/// without an event id of its own gets one made from what it says and when it was first
+/// seen, so a feed that says `CURTAIL` again after a `NORMAL` starts a new event.
+fn mapped_signal(site: &str, map: &FeedMap, mapped: Mapped, now: DateTime<Utc>) -> GridSignal {
+    let event_id = mapped
+        .event_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", mapped.made_id(), now.format("%Y%m%dT%H%M%S%.3fZ")));
+    let lead = chrono::Duration::from_std(map.lead).unwrap_or_default();
+    let (kind, deadline) = match mapped.asks {
+        None => (GridSignalKind::Price, None),
+        Some(Asks::Normal) => (GridSignalKind::Normal, None),
+        Some(Asks::Curtail) => (
+            GridSignalKind::Curtail,
+            Some(mapped.deadline.unwrap_or(now + lead)),
+        ),
+    };
+    GridSignal {
+        site: site.to_string(),
+        event_id,
+        kind,
+        target_kw: mapped.target_kw,
+        deadline,
+        price_per_mwh: mapped.price_per_mwh,
+        ts: now,
+    }
 }
 
 /// What one poll task tells the loop.
@@ -830,7 +917,12 @@ async fn poll_task(
         Target::Iotawatt { url, channels } => poll_iotawatt(&ctx, url, channels, at).await,
         Target::Roomalert { url, sensors } => poll_roomalert(&ctx, url, sensors, at).await,
         Target::Pdu { url, outlets } => poll_pdu(&ctx, url, outlets, at).await,
-        Target::Grid { site, kind, url } => poll_grid(&ctx, &key, site, *kind, url).await,
+        Target::Grid {
+            site,
+            kind,
+            url,
+            map,
+        } => poll_grid(&ctx, &key, site, *kind, url, map.as_deref()).await,
     };
     let family = key.family.name();
     let (outgoing, outcome, label) = match polled {
@@ -903,6 +995,13 @@ pub async fn run(
     let devices = outbound(adit_egress::Purpose::Devices)?;
     let feeds = outbound(adit_egress::Purpose::Feeds)?;
     let mqtt = config.mqtt.clone();
+    let vens = config.openadr.clone();
+    let shared = crate::adapters::openadr::Shared {
+        timeout: config.timeout,
+        max_reply_bytes: config.max_reply_bytes,
+        confirm: config.grid_confirm,
+        publisher: publisher.clone(),
+    };
     let ctx = Arc::new(Ctx {
         permits: Semaphore::new(config.concurrency),
         config,
@@ -918,7 +1017,8 @@ pub async fn run(
             None => Ok(()),
         }
     };
-    tokio::try_join!(polls, pushes).map(|_| ())
+    let utilities = crate::adapters::openadr::run(&vens, &egress, shared, shutdown.clone());
+    tokio::try_join!(polls, pushes, utilities).map(|_| ())
 }
 
 /// The poll loop's state.
@@ -1142,7 +1242,7 @@ impl Poller {
                 }
             }
             Err(error) => {
-                if self.scheduler.failed(&key, now) {
+                if self.scheduler.failed(&key, now, &error.to_string()) {
                     tracing::warn!(device = %key, %error, "device failing; backing off");
                 } else {
                     tracing::debug!(device = %key, %error, "device still failing");
@@ -1326,6 +1426,7 @@ mod tests {
             site: "s1".into(),
             kind: GridFeedKind::Price,
             url: "http://grid/price".into(),
+            map: None,
         }];
         let t = targets(&v, &grid);
         let families: Vec<(Family, &str)> = t

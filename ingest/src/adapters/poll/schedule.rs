@@ -44,6 +44,8 @@ pub(super) struct Health {
     pub(super) stale: bool,
     /// Channels registered at it that its last good reply lacked.
     pub(super) missing: Vec<String>,
+    /// What its failures in a row last said, as logged.
+    pub(super) last_error: Option<String>,
 }
 
 /// A change of a good device's state, to log once. (Its first failure is
@@ -88,6 +90,7 @@ impl Scheduler {
                 last_good: now,
                 stale: false,
                 missing: Vec::new(),
+                last_error: None,
             });
             kept.insert(key.clone(), health);
         }
@@ -130,20 +133,26 @@ impl Scheduler {
             last_good: now,
             stale: false,
             missing,
+            last_error: None,
         };
         changes
     }
 
-    /// `key`'s poll failed at `now`: it waits its backoff. True on the first failure in a
-    /// row (the one to log).
-    pub(super) fn failed(&mut self, key: &DeviceKey, now: Instant) -> bool {
+    /// `key`'s poll failed at `now` saying `error`: it waits its backoff. True when this is
+    /// the one to log: the first failure in a row, or one that says something else than the
+    /// last logged (a feed that timed out and now answers garbage).
+    pub(super) fn failed(&mut self, key: &DeviceKey, now: Instant, error: &str) -> bool {
         let Some(h) = self.devices.get_mut(key) else {
             return false;
         };
         h.failures = h.failures.saturating_add(1);
         h.in_flight = false;
         h.due = now + self.timing.delay(h.failures);
-        h.failures == 1
+        let changed = h.last_error.as_deref() != Some(error);
+        if changed {
+            h.last_error = Some(error.to_owned());
+        }
+        h.failures == 1 || changed
     }
 
     /// The devices that turn stale at `now` (each once, until it recovers).
@@ -237,7 +246,7 @@ mod tests {
 
         // Fails at 10 s: logged once, next poll after 20 s.
         assert_eq!(s.take_due(t0 + 10 * S), vec![a.clone()]);
-        assert!(s.failed(&a, t0 + 10 * S));
+        assert!(s.failed(&a, t0 + 10 * S, "refused"));
         assert!(s.take_due(t0 + 29 * S).is_empty());
         assert!(s.expire(t0 + 29 * S).is_empty());
         // 30 s after the last good reading: stale, once.
@@ -245,11 +254,11 @@ mod tests {
         assert!(s.expire(t0 + 31 * S).is_empty());
         assert_eq!(s.stale(Family::Cgminer), 1);
         assert_eq!(s.take_due(t0 + 30 * S), vec![a.clone()]);
-        assert!(!s.failed(&a, t0 + 30 * S), "not logged again");
+        assert!(!s.failed(&a, t0 + 30 * S, "refused"), "not logged again");
         // The second failure in a row waits 40 s, the third the 60 s cap.
         assert!(s.take_due(t0 + 69 * S).is_empty());
         assert_eq!(s.take_due(t0 + 70 * S), vec![a.clone()]);
-        assert!(!s.failed(&a, t0 + 70 * S));
+        assert!(!s.failed(&a, t0 + 70 * S, "refused"));
         assert!(s.take_due(t0 + 129 * S).is_empty());
         assert_eq!(s.take_due(t0 + 130 * S), vec![a.clone()]);
 
@@ -261,7 +270,7 @@ mod tests {
         assert!(s.take_due(t0 + 139 * S).is_empty());
         assert_eq!(s.take_due(t0 + 140 * S), vec![a.clone()]);
         // A failure that recovers before the stale deadline is not stale.
-        assert!(s.failed(&a, t0 + 140 * S));
+        assert!(s.failed(&a, t0 + 140 * S, "refused"));
         s.take_due(t0 + 160 * S);
         assert_eq!(
             s.succeeded(&a, t0 + 160 * S, vec![]),
@@ -289,7 +298,7 @@ mod tests {
         let (a, b) = (key("a:4028"), key("b:4028"));
         s.sync([&a], t0);
         s.take_due(t0);
-        assert!(s.failed(&a, t0));
+        assert!(s.failed(&a, t0, "refused"));
         // b added later is due at once; a keeps its backoff (due at 20 s) and its clock.
         s.sync([&a, &b], t0 + 5 * S);
         assert_eq!(s.take_due(t0 + 5 * S), vec![b.clone()]);
@@ -299,8 +308,32 @@ mod tests {
         s.sync([&b], t0 + 32 * S);
         assert_eq!(s.stale(Family::Cgminer), 0);
         assert!(s.succeeded(&a, t0 + 33 * S, vec![]).is_empty());
-        assert!(!s.failed(&a, t0 + 33 * S));
+        assert!(!s.failed(&a, t0 + 33 * S, "refused"));
         assert_eq!(s.devices.len(), 1);
+    }
+
+    #[test]
+    fn a_failure_that_says_something_new_is_logged_again() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(timing());
+        let a = key("http://feed/");
+        s.sync([&a], t0);
+        s.take_due(t0);
+        assert!(s.failed(&a, t0, "timed out"));
+        s.take_due(t0 + 20 * S);
+        assert!(!s.failed(&a, t0 + 20 * S, "timed out"));
+        s.take_due(t0 + 60 * S);
+        assert!(
+            s.failed(&a, t0 + 60 * S, "not a value: <html>"),
+            "it says something new"
+        );
+        s.take_due(t0 + 120 * S);
+        assert!(!s.failed(&a, t0 + 120 * S, "not a value: <html>"));
+        // A recovery forgets it: the same failure afterwards is new again.
+        s.take_due(t0 + 180 * S);
+        s.succeeded(&a, t0 + 180 * S, vec![]);
+        s.take_due(t0 + 190 * S);
+        assert!(s.failed(&a, t0 + 190 * S, "not a value: <html>"));
     }
 
     #[test]

@@ -1,0 +1,152 @@
+//! An OpenADR 2.0b VEN (simple HTTP, pull mode) per site: it registers with the utility's VTN,
+//! polls it, answers each event with an opt in or out, turns what the events ask into grid
+//! signals for the site's controller, and reports the site's measured power when the VTN asks.
+//!
+//! - [`xml`]: the VTN's replies as a bounded tree.
+//! - [`messages`]: the payloads the VEN sends and the replies it reads.
+//! - [`book`]: the events held and what they ask of the site at a time (pure).
+//! - [`ven`]: the task: HTTP exchanges, the site's power from the bus, publishing.
+//!
+//! A curtailment asked is confirmed on GRID every `adapters.grid_confirm` while the VTN
+//! answers; when the VTN falls silent the confirmations stop, and the controller's
+//! `signal_stale` rule takes the site to its failsafe, as for any other feed.
+
+pub mod book;
+pub mod messages;
+mod power;
+mod ven;
+pub mod xml;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adit_schemas::names;
+use serde::{Deserialize, Serialize};
+
+pub use ven::{Shared, run};
+
+/// `[[adapters.openadr]]`: one site's VEN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAdrConfig {
+    /// The site the events apply to (and whose power is reported).
+    pub site: String,
+    /// The VTN's base URL, the services below it (`…/OpenADR2/Simple/2.0b`).
+    pub vtn_url: String,
+    /// This VEN's name at the VTN.
+    pub ven_name: String,
+    /// The VEN id the utility assigned, if any (else the VTN's registration gives one).
+    #[serde(default)]
+    pub ven_id: Option<String>,
+    /// `in`: opt in to every event adit can act on; `out`: opt out of every event.
+    #[serde(default)]
+    pub opt: OptPolicy,
+    /// Target site load, kW, for `SIMPLE` levels 1, 2 and 3 (moderate, high, special).
+    #[serde(default)]
+    pub levels_kw: Vec<f64>,
+    /// The site's capacity, kW: `LOAD_CONTROL` capacity fractions are of it.
+    #[serde(default)]
+    pub capacity_kw: Option<f64>,
+    /// How long before an interval's start the site begins to shed (the event's ramp-up
+    /// when longer). The target is due at the start.
+    #[serde(default = "default_lead", with = "humantime_serde")]
+    pub lead: Duration,
+    /// Time between two polls, unless the VTN asks for a longer one.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll: Duration,
+    /// PEM certificate this VEN presents (TLS client authentication), with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// PEM certificate(s) the VTN's certificate is checked against, besides the system's.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+/// Whether a site takes part in the events it is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptPolicy {
+    /// Opt in to every event adit can act on.
+    #[default]
+    In,
+    /// Opt out of every event (answered, never acted on).
+    Out,
+}
+
+fn default_lead() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl OpenAdrConfig {
+    /// Checks what parses but cannot work; `key` is its place (`adapters.openadr[0]`).
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        if !names::is_token(&self.site) {
+            return Err(format!(
+                "{key}.site {:?} must be 1-64 characters of A-Z a-z 0-9 _ -",
+                self.site
+            ));
+        }
+        super::poll::config::http_url(&self.vtn_url)
+            .map_err(|r| format!("{key}.vtn_url {:?}: {r}", self.vtn_url))?;
+        for (what, text) in [
+            ("ven_name", Some(&self.ven_name)),
+            ("ven_id", self.ven_id.as_ref()),
+        ] {
+            if let Some(text) = text
+                && (text.is_empty()
+                    || text.len() > messages::MAX_ID_BYTES
+                    || text.chars().any(char::is_control))
+            {
+                return Err(format!(
+                    "{key}.{what} must be 1-{} printable bytes",
+                    messages::MAX_ID_BYTES
+                ));
+            }
+        }
+        if self.levels_kw.len() > 3
+            || self
+                .levels_kw
+                .iter()
+                .any(|kw| !(kw.is_finite() && *kw >= 0.0))
+        {
+            return Err(format!(
+                "{key}.levels_kw must hold at most 3 targets (levels 1-3), each a kW figure of 0 or more"
+            ));
+        }
+        if self
+            .capacity_kw
+            .is_some_and(|kw| !(kw.is_finite() && kw > 0.0))
+        {
+            return Err(format!("{key}.capacity_kw must be more than 0"));
+        }
+        if self.lead > Duration::from_secs(86_400) {
+            return Err(format!("{key}.lead must be at most a day"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3_600)).contains(&self.poll) {
+            return Err(format!("{key}.poll must be between 1s and 1h"));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(format!(
+                "{key}.client_cert and {key}.client_key go together: set both or neither"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The book's policy for this site.
+    pub fn policy(&self) -> book::Policy {
+        book::Policy {
+            opt_in: self.opt == OptPolicy::In,
+            levels_kw: self.levels_kw.clone(),
+            capacity_kw: self.capacity_kw,
+            lead: self.lead,
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The VEN task of one site: registration, the poll, opt answers, grid signals and reports.
+//!
+//! One loop ticks every half second. While unregistered it registers (then offers its power
+//! report and asks for every event); registered, it polls when due. Whatever the VTN's state,
+//! each tick steers: what the book asks now becomes a grid signal on GRID when it changes, a
+//! curtailment is confirmed every `grid_confirm` while the VTN answers, and the end of what
+//! was asked is a `normal` signal. A failing VTN is logged when it starts failing, when it
+//! says something new and when it recovers; the VEN retries with a doubling backoff.
+
+use std::time::{Duration, Instant};
+
+use adit_egress::{EgressConfig, Outbound, Purpose};
+use adit_schemas::{AnyEvent, EnergyReading, GridSignal, GridSignalKind, names};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::OpenAdrConfig;
+use super::book::{Ask, Book, Policy};
+use super::messages::{self, OptResponse, Reply, ReportRequest, Service};
+use super::power::SitePower;
+use crate::adapters::DeviceError;
+use crate::adapters::poll::AdaptersError;
+use crate::publish::Publisher;
+
+/// How often the loop wakes.
+const TICK: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts at a failing VTN.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Samples kept for a report the VTN could not take.
+const MAX_SAMPLES: usize = 3_600;
+/// A machine's power reading counts this long for the report.
+const POWER_FRESH: Duration = Duration::from_secs(60);
+
+/// What every VEN shares: timings and where signals go.
+#[derive(Clone)]
+pub struct Shared {
+    /// Longest one exchange with the VTN may take.
+    pub timeout: Duration,
+    /// Largest reply read.
+    pub max_reply_bytes: usize,
+    /// How often a curtailment still asked is confirmed.
+    pub confirm: Duration,
+    /// Where grid signals go.
+    pub publisher: Publisher,
+}
+
+/// Runs one VEN per config until `shutdown`. A VEN whose VTN fails keeps retrying; only a
+/// config that cannot work or a bus that stops taking signals ends the role.
+pub async fn run(
+    configs: &[OpenAdrConfig],
+    egress: &EgressConfig,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> Result<(), AdaptersError> {
+    let mut vens = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        config
+            .validate(&format!("adapters.openadr[{i}]"))
+            .map_err(AdaptersError::Config)?;
+        let http = client(config, egress, shared.timeout)?;
+        vens.push(Ven::new(config.clone(), http, shared.clone()));
+    }
+    let runs = vens.into_iter().map(|ven| ven.run(shutdown.clone()));
+    futures::future::try_join_all(runs).await.map(drop)
+}
+
+fn client(
+    config: &OpenAdrConfig,
+    egress: &EgressConfig,
+    timeout: Duration,
+) -> Result<Outbound, AdaptersError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            AdaptersError::Config(format!(
+                "adapters.openadr (site {}): reading {}: {e}",
+                config.site,
+                path.display()
+            ))
+        })
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("adit-ven/", env!("CARGO_PKG_VERSION")));
+    if let (Some(cert), Some(key)) = (&config.client_cert, &config.client_key) {
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(AdaptersError::HttpClient)?;
+        builder = builder.identity(identity);
+    }
+    if let Some(ca) = &config.ca {
+        for cert in
+            reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(AdaptersError::HttpClient)?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let guard = egress
+        .guard(Purpose::Feeds)
+        .map_err(AdaptersError::Config)?;
+    Outbound::new(guard, builder).map_err(AdaptersError::HttpClient)
+}
+
+/// The ids the VTN gave.
+#[derive(Debug, Clone)]
+struct Registration {
+    ven_id: String,
+    registration_id: String,
+    poll_every: Duration,
+}
+
+/// A report the VTN asked for, with what was sampled and not yet sent.
+#[derive(Debug)]
+struct Reporting {
+    request: ReportRequest,
+    samples: Vec<(DateTime<Utc>, f64)>,
+    next_sample: Instant,
+    next_send: Instant,
+}
+
+/// What was last published for the site.
+#[derive(Debug, Clone)]
+struct Published {
+    signal: GridSignal,
+    at: Instant,
+}
+
+struct Ven {
+    config: OpenAdrConfig,
+    policy: Policy,
+    http: Outbound,
+    shared: Shared,
+    book: Book,
+    power: SitePower,
+    registration: Option<Registration>,
+    /// The ids of the registration the VTN asked to renew (sent with the next one).
+    renewing: Option<Registration>,
+    reports: Vec<Reporting>,
+    published: Option<Published>,
+    /// When the VTN last answered.
+    last_ok: Option<Instant>,
+    /// When to try the VTN next.
+    next_try: Instant,
+    /// Failures in a row, and what the last logged one said.
+    failures: u32,
+    last_error: Option<String>,
+    requests: u64,
+}
+
+impl Ven {
+    fn new(config: OpenAdrConfig, http: Outbound, shared: Shared) -> Self {
+        Self {
+            policy: config.policy(),
+            config,
+            http,
+            shared,
+            book: Book::default(),
+            power: SitePower::new(POWER_FRESH),
+            registration: None,
+            renewing: None,
+            reports: Vec::new(),
+            published: None,
+            last_ok: None,
+            next_try: Instant::now(),
+            failures: 0,
+            last_error: None,
+            requests: 0,
+        }
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) -> Result<(), AdaptersError> {
+        let subject = names::energy_subject(&self.config.site, "*");
+        let client = self.shared.publisher.jetstream().client();
+        let mut readings = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| AdaptersError::Config(format!("subscribing to {subject}: {e}")))?;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(site = %self.config.site, vtn = %adit_egress::redact(&self.config.vtn_url), "OpenADR VEN started");
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(msg) = readings.next() => {
+                    if let Ok(r) = serde_json::from_slice::<EnergyReading>(&msg.payload) {
+                        self.power.take(&r, Utc::now());
+                    }
+                }
+                _ = tick.tick() => self.step().await?,
+            }
+        }
+    }
+
+    /// One tick: talk to the VTN when due, then steer and report.
+    async fn step(&mut self) -> Result<(), AdaptersError> {
+        let now = Instant::now();
+        if now >= self.next_try {
+            let outcome = match self.registration.clone() {
+                None => self.register().await,
+                Some(r) => self.poll(&r).await,
+            };
+            match outcome {
+                Ok(()) => self.succeeded(now),
+                Err(e) => self.failed(now, &e),
+            }
+        }
+        self.book.forget_ended(Utc::now());
+        self.steer().await?;
+        self.report().await;
+        Ok(())
+    }
+
+    fn succeeded(&mut self, now: Instant) {
+        if self.failures > 0 {
+            tracing::info!(site = %self.config.site, after = self.failures, "the VTN answers again");
+        }
+        self.failures = 0;
+        self.last_error = None;
+        self.last_ok = Some(now);
+        let every = self
+            .registration
+            .as_ref()
+            .map_or(self.config.poll, |r| r.poll_every.max(self.config.poll));
+        self.next_try = now + every;
+    }
+
+    fn failed(&mut self, now: Instant, e: &DeviceError) {
+        self.failures = self.failures.saturating_add(1);
+        let said = e.to_string();
+        if self.last_error.as_deref() != Some(said.as_str()) {
+            tracing::warn!(site = %self.config.site, vtn = %adit_egress::redact(&self.config.vtn_url), error = %said, failures = self.failures, "OpenADR VTN failing; retrying");
+            self.last_error = Some(said);
+        }
+        let backoff = self
+            .config
+            .poll
+            .checked_mul(1 << self.failures.min(6))
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF);
+        self.next_try = now + backoff;
+    }
+
+    fn request_id(&mut self) -> String {
+        self.requests += 1;
+        format!("{}-{}", self.config.ven_name, self.requests)
+    }
+
+    /// One exchange: `body` POSTed to `service`, the reply read.
+    async fn exchange(&self, service: Service, body: String) -> Result<Reply, DeviceError> {
+        let base = self.config.vtn_url.trim_end_matches('/');
+        let url = self
+            .http
+            .url(&format!("{base}/{}", service.path()))
+            .map_err(|e| DeviceError::Connect {
+                addr: adit_egress::redact(base),
+                source: std::io::Error::other(e),
+            })?;
+        let addr = adit_egress::redact(url.as_str());
+        let io = |e: reqwest::Error| DeviceError::Io {
+            addr: addr.clone(),
+            source: std::io::Error::other(adit_egress::describe(e)),
+        };
+        let response = self
+            .http
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/xml")
+            .body(body)
+            .send()
+            .await
+            .map_err(io)?;
+        let status = response.status();
+        let body = adit_egress::read_capped(response, self.shared.max_reply_bytes)
+            .await
+            .map_err(io)?;
+        if !status.is_success() {
+            return Err(DeviceError::garbage(
+                format!("{} answered HTTP {status}", service.path()),
+                &body.bytes,
+            ));
+        }
+        if body.truncated {
+            return Err(DeviceError::garbage(
+                format!(
+                    "the reply is longer than {} bytes",
+                    self.shared.max_reply_bytes
+                ),
+                &body.bytes,
+            ));
+        }
+        messages::parse_reply(&body.bytes)
+    }
+
+    /// Registers, offers the power report and takes every event held for this VEN.
+    async fn register(&mut self) -> Result<(), DeviceError> {
+        let request_id = self.request_id();
+        let renewing = self.renewing.as_ref();
+        let body = messages::create_party_registration(
+            &request_id,
+            &self.config.ven_name,
+            renewing
+                .map(|r| r.ven_id.as_str())
+                .or(self.config.ven_id.as_deref()),
+            renewing.map(|r| r.registration_id.as_str()),
+        );
+        let Reply::Registered {
+            ven_id,
+            registration_id,
+            poll_every,
+        } = self.exchange(Service::RegisterParty, body).await?
+        else {
+            return Err(DeviceError::garbage(
+                "the VTN did not answer the registration with oadrCreatedPartyRegistration",
+                b"",
+            ));
+        };
+        tracing::info!(site = %self.config.site, %ven_id, %registration_id, ?poll_every, "registered with the OpenADR VTN");
+        let registration = Registration {
+            ven_id,
+            registration_id,
+            poll_every: poll_every.unwrap_or(self.config.poll),
+        };
+        let request_id = self.request_id();
+        let offer = messages::register_report(
+            &request_id,
+            &registration.ven_id,
+            &self.config.site,
+            Duration::from_secs(1),
+            Duration::from_secs(3_600),
+            Utc::now(),
+        );
+        let reply = self.exchange(Service::Report, offer).await?;
+        self.act(&registration, reply).await?;
+        let request_id = self.request_id();
+        let ask = messages::request_event(&request_id, &registration.ven_id);
+        let reply = self.exchange(Service::Event, ask).await?;
+        self.act(&registration, reply).await?;
+        // Registered only once every step is done: a failure part way starts again.
+        self.registration = Some(registration);
+        self.renewing = None;
+        Ok(())
+    }
+
+    async fn poll(&mut self, registration: &Registration) -> Result<(), DeviceError> {
+        let reply = self
+            .exchange(Service::Poll, messages::poll(&registration.ven_id))
+            .await?;
+        self.act(registration, reply).await
+    }
+
+    /// Does what a reply asks.
+    async fn act(&mut self, registration: &Registration, reply: Reply) -> Result<(), DeviceError> {
+        let ven_id = registration.ven_id.as_str();
+        match reply {
+            Reply::Events { request_id, events } => {
+                let answers = self
+                    .book
+                    .take(events, &self.policy, self.power.kw(Utc::now()));
+                for a in &answers {
+                    tracing::info!(site = %self.config.site, event = %a.event_id, modification = a.modification, opt_in = a.opt_in, why = %a.why, "OpenADR event");
+                }
+                let responses: Vec<OptResponse> = answers
+                    .into_iter()
+                    .filter(|a| a.required)
+                    .map(|a| OptResponse {
+                        request_id: request_id.clone(),
+                        event_id: a.event_id,
+                        modification: a.modification,
+                        opt_in: a.opt_in,
+                    })
+                    .collect();
+                if !responses.is_empty() {
+                    let body = messages::created_event(ven_id, &responses);
+                    self.exchange(Service::Event, body).await?;
+                }
+            }
+            Reply::ReportRequests {
+                request_id,
+                requests,
+            } => {
+                let now = Instant::now();
+                let ours: Vec<ReportRequest> = requests
+                    .into_iter()
+                    .filter(|r| r.specifier == messages::REPORT_SPECIFIER)
+                    .collect();
+                let pending: Vec<String> = ours.iter().map(|r| r.id.clone()).collect();
+                for request in ours {
+                    tracing::info!(site = %self.config.site, request = %request.id, every = ?request.granularity, back = ?request.report_back, "the VTN asks for the site's power");
+                    self.reports.retain(|r| r.request.id != request.id);
+                    self.reports.push(Reporting {
+                        next_send: now + request.report_back,
+                        next_sample: now,
+                        samples: Vec::new(),
+                        request,
+                    });
+                }
+                let body = messages::created_report(&request_id, ven_id, &pending);
+                self.exchange(Service::Report, body).await?;
+            }
+            Reply::VtnReports { request_id } => {
+                let body = messages::registered_report(&request_id, ven_id);
+                self.exchange(Service::Report, body).await?;
+            }
+            Reply::Reregister => {
+                tracing::warn!(site = %self.config.site, "the VTN asks this VEN to register again");
+                self.renewing = self.registration.take();
+                self.reports.clear();
+            }
+            Reply::Ok | Reply::Registered { .. } => {}
+            Reply::Other(name) => {
+                tracing::debug!(site = %self.config.site, message = %name, "OpenADR message not acted on");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes what the events ask now when it changed, and confirms a curtailment still
+    /// asked while the VTN answers.
+    async fn steer(&mut self) -> Result<(), AdaptersError> {
+        let now = Utc::now();
+        let ask = self.book.asks(now, &self.policy);
+        let alive = self.last_ok.is_some_and(|t| {
+            let every = self
+                .registration
+                .as_ref()
+                .map_or(self.config.poll, |r| r.poll_every.max(self.config.poll));
+            t.elapsed() <= every * 2 + self.shared.timeout
+        });
+        let signal = match (&ask, &self.published) {
+            (Some(a), Some(p)) if same(a, &p.signal) => {
+                if !alive || p.at.elapsed() < self.shared.confirm {
+                    return Ok(());
+                }
+                GridSignal {
+                    ts: now,
+                    ..p.signal.clone()
+                }
+            }
+            (Some(a), _) => GridSignal {
+                site: self.config.site.clone(),
+                event_id: a.event_id.clone(),
+                kind: GridSignalKind::Curtail,
+                target_kw: Some(a.target_kw),
+                deadline: Some(a.deadline.max(now)),
+                price_per_mwh: None,
+                ts: now,
+            },
+            (None, Some(p)) if p.signal.kind == GridSignalKind::Curtail => GridSignal {
+                kind: GridSignalKind::Normal,
+                target_kw: None,
+                deadline: None,
+                ts: now,
+                ..p.signal.clone()
+            },
+            (None, _) => return Ok(()),
+        };
+        self.shared
+            .publisher
+            .publish(&AnyEvent::Grid(signal.clone()))
+            .await?;
+        if self
+            .published
+            .as_ref()
+            .is_none_or(|p| p.signal.event_id != signal.event_id || p.signal.kind != signal.kind)
+        {
+            tracing::info!(site = %self.config.site, event = %signal.event_id, kind = ?signal.kind, target_kw = ?signal.target_kw, deadline = ?signal.deadline, "OpenADR grid signal");
+        }
+        self.published = Some(Published {
+            signal,
+            at: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Samples the site's power and sends what each report has gathered when it is due.
+    async fn report(&mut self) {
+        let Some(registration) = self.registration.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let kw = self.power.kw(Utc::now());
+        for r in &mut self.reports {
+            if now >= r.next_sample {
+                r.next_sample = now + r.request.granularity;
+                if let Some(kw) = kw {
+                    if r.samples.len() >= MAX_SAMPLES {
+                        r.samples.remove(0);
+                    }
+                    r.samples.push((Utc::now(), (kw * 1000.0).round() / 1000.0));
+                }
+            }
+        }
+        let due: Vec<usize> = (0..self.reports.len())
+            .filter(|&i| now >= self.reports[i].next_send && !self.reports[i].samples.is_empty())
+            .collect();
+        for i in due {
+            let request_id = self.request_id();
+            let r = &self.reports[i];
+            let body = messages::update_report(
+                &request_id,
+                &registration.ven_id,
+                &r.request.id,
+                &r.samples,
+                Utc::now(),
+            );
+            match self.exchange(Service::Report, body).await {
+                Ok(_) => {
+                    let r = &mut self.reports[i];
+                    r.samples.clear();
+                    r.next_send = now + r.request.report_back;
+                }
+                Err(e) => {
+                    tracing::debug!(site = %self.config.site, error = %e, "report not taken; kept for the next try");
+                    self.reports[i].next_send = now + self.reports[i].request.report_back;
+                }
+            }
+        }
+    }
+}
+
+/// Whether `signal` is what `ask` asks (same event, target and deadline).
+fn same(ask: &Ask, signal: &GridSignal) -> bool {
+    signal.kind == GridSignalKind::Curtail
+        && signal.event_id == ask.event_id
+        && signal.target_kw == Some(ask.target_kw)
+}

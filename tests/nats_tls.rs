@@ -1,0 +1,199 @@
+//! adit on a NATS server that requires TLS and verifies its clients (issue 30), as a secured
+//! production cluster is run: the certificates come from `adit certs` (a CA, a server
+//! certificate for 127.0.0.1, a client certificate), nats-server is started with `tls { verify:
+//! true }` and a user and password, and `adit run` is given `nats.ca`, `nats.cert`, `nats.key`
+//! and the credentials in the URL. Readings published over TLS land and are answered in SQL; a
+//! client without a certificate, or without TLS, is refused by the server.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use adit_ingest::{NatsAuth, Publisher};
+use common::*;
+
+/// nats-server with TLS required and clients verified against `certs/ca.pem`; killed on drop.
+struct TlsNats {
+    child: Child,
+    port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl TlsNats {
+    fn start(certs: &Path) -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = store.path().join("tls.conf");
+        let file = |name: &str| certs.join(name).display().to_string();
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: \"127.0.0.1:{port}\"\n\
+                 jetstream {{ store_dir: \"{store}\" }}\n\
+                 authorization {{ user: \"adit\", password: \"s3cret-pass\" }}\n\
+                 tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n  ca_file: \"{ca}\"\n  verify: true\n  timeout: 3\n}}\n",
+                store = store.path().join("js").display(),
+                cert = file("coordinator.pem"),
+                key = file("coordinator.key"),
+                ca = file("ca.pem"),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(adit_testkit::nats_server_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (scripts/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "TLS nats-server never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            _store: store,
+        }
+    }
+}
+
+impl Drop for TlsNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a client with `auth` gets connected to `url` within a few seconds.
+async fn connects(url: &str, auth: &NatsAuth) -> bool {
+    let Ok(client) = adit_ingest::connect_with(url, auth).await else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        if client.connection_state() == async_nats::connection::State::Connected {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adit_lands_readings_through_a_server_that_requires_tls_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let made = Command::new(adit_binary())
+        .args([
+            "certs",
+            "--server",
+            "127.0.0.1,localhost",
+            "--worker",
+            "adit",
+        ])
+        .arg("--out")
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "adit certs: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let nats = TlsNats::start(&certs);
+    let url = format!("nats://adit:s3cret-pass@127.0.0.1:{}", nats.port);
+    let auth = NatsAuth {
+        credentials: None,
+        ca: Some(certs.join("ca.pem")),
+        cert: Some(certs.join("adit.pem")),
+        key: Some(certs.join("adit.key")),
+    };
+
+    // The server refuses what a secured cluster must refuse.
+    let plain = format!("nats://adit:s3cret-pass@127.0.0.1:{}", nats.port);
+    assert!(
+        !connects(&plain, &NatsAuth::default()).await,
+        "connected without TLS"
+    );
+    let no_cert = NatsAuth {
+        cert: None,
+        key: None,
+        ..auth.clone()
+    };
+    assert!(
+        !connects(&url, &no_cert).await,
+        "connected without a client certificate"
+    );
+    let wrong_password = format!("nats://adit:wrong@127.0.0.1:{}", nats.port);
+    assert!(
+        !connects(&wrong_password, &auth).await,
+        "connected with a wrong password"
+    );
+    assert!(connects(&url, &auth).await, "the right client was refused");
+
+    // adit itself, given the CA, its certificate and key: streams set up, readings landed.
+    let data = dir.path().join("adit");
+    std::fs::create_dir_all(&data).unwrap();
+    let app = App::start(
+        &url,
+        &data,
+        "pipelines,query",
+        &format!(
+            "[nats]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            certs.join("ca.pem").display(),
+            certs.join("adit.pem").display(),
+            certs.join("adit.key").display()
+        ),
+    );
+    app.wait_http().await;
+    let client = adit_ingest::connect_with(&url, &auth).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while js
+        .get_stream(adit_schemas::names::STREAM_TELEMETRY)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "adit never set up its streams over TLS; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    const N: usize = 500;
+    let base = chrono::Utc::now() - chrono::Duration::minutes(5);
+    Publisher::new(js)
+        .publish_all(telemetry(N, base))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = app
+            .sql(
+                "SELECT (SELECT count(*) FROM energy_readings) + (SELECT count(*) FROM sensor_readings) AS n",
+                "json",
+                Some(READ_TOKEN),
+            )
+            .await;
+        let landed = (status == 200)
+            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .flatten()
+            .and_then(|v| v[0]["n"].as_i64());
+        if landed == Some(N as i64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{landed:?} of {N} landed over TLS; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = app.log();
+    assert!(!log.contains("s3cret-pass"), "the password reached the log");
+}
