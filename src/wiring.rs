@@ -255,14 +255,10 @@ pub async fn run_roles(
                 adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?,
             ),
             silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
-            notifier: if config.notify.receivers.is_empty() {
-                None
-            } else {
-                Some(Arc::new(adit_alerts::notify::Notifier::new(
-                    config.notify.clone(),
-                    &config.egress,
-                )?))
-            },
+            notifier: Some(Arc::new(
+                adit_alerts::notify::Notifier::new(config.notify.clone(), &config.egress)?
+                    .with_managed(adit_alerts::notify::ManagedStore::open(&services.js).await?),
+            )),
             bans: Some(
                 services
                     .js
@@ -477,6 +473,7 @@ pub async fn run_roles(
     }
     if roles.contains(&Role::Notify) {
         let silences = adit_alerts::notify::Silences::open(&services.js).await?;
+        let managed = adit_alerts::notify::ManagedStore::open(&services.js).await?;
         let (publisher, token, vitals) =
             (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let notify = config.notify.clone();
@@ -487,6 +484,7 @@ pub async fn run_roles(
                     notify.clone(),
                     egress.clone(),
                     silences.clone(),
+                    managed.clone(),
                     publisher.clone(),
                     token.clone(),
                 )

@@ -7,7 +7,8 @@
 //! malformed command is dead-lettered with its reason. And a cooperative's plain-text power
 //! signal (`NORMAL` / `CURTAIL`), read through a feed map in config, drives the same
 //! curtailment with no adit-shaped message anywhere; when the feed turns to garbage the
-//! controller goes to its failsafe, and back out when the feed speaks again.
+//! controller goes to its failsafe, and back out when the feed speaks again. An operator's
+//! sleep of one machine holds through the controller's resume until the operator wakes it.
 
 mod common;
 
@@ -476,4 +477,139 @@ async fn a_cooperatives_plain_text_power_signal_drives_a_curtailment() {
         .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
         .await;
     assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
+}
+
+/// A machine's last reading, W.
+async fn machine_w(app: &App, machine: &str) -> Option<f64> {
+    let sql = format!(
+        "SELECT first_value(power_w ORDER BY ts DESC) AS w FROM energy_readings \
+         WHERE site = '{SITE}' AND machine = '{machine}'"
+    );
+    app.rows(&sql).await.first().and_then(|r| r["w"].as_f64())
+}
+
+async fn operator_command(app: &App, body: Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/control/commands", app.url()))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+/// An operator sleeps one machine through the API (a hashboard to swap); a curtailment comes
+/// and goes, and the controller's resume wakes every other machine but leaves that one asleep;
+/// the operator's wake brings it back. Every step is a decision row and an acked command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_an_operator_slept_stays_asleep_through_a_resume_until_woken() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query,simulate,adapters,actuators",
+        "[simulate]\nsites = 1\nmachines_per_site = 4\nsensors_per_site = 1\ninterval = \"500ms\"\ngrid_every = 0\ncommand_lag = \"1s\"\n\
+         [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nstale_after = \"5s\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\n\
+         [pipelines.curtailment]\neval_every = \"1s\"\nramp_kw_per_min = 600.0\nmin_on = \"0s\"\nmin_off = \"0s\"\ncooldown = \"5s\"\n\
+         command_timeout = \"10s\"\nmeter_stale = \"10s\"\nsensor_stale = \"10s\"\n\
+         [actuators]\ntimeout = \"1s\"\nretry_after = \"200ms\"\n",
+    );
+    app.wait_http().await;
+    eventually(Duration::from_secs(90), "every machine read", || async {
+        let sql = format!(
+            "SELECT count(DISTINCT machine) AS n FROM energy_readings WHERE site = '{SITE}'"
+        );
+        app.sql(&sql, "json", Some(READ_TOKEN)).await.0 == 200
+            && app.rows(&sql).await[0]["n"].as_i64() == Some(4)
+    })
+    .await;
+    let held = "m-001";
+    let held_w = machine_w(&app, held).await.unwrap();
+    let before_kw = site_kw(&app).await.unwrap();
+    assert!(held_w > 500.0, "a running machine: {held_w} W");
+
+    operator_command(
+        &app,
+        json!({"site": SITE, "machine": held, "action": "sleep", "reason": "hashboard swap"}),
+    )
+    .await;
+    let slept = format!(
+        "SELECT count(*) AS n FROM commands WHERE target = '{held}' AND action = 'sleep' AND status = 'acked'"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the operator's sleep acked",
+        || async { app.rows(&slept).await[0]["n"].as_i64() > Some(0) },
+    )
+    .await;
+    eventually(Duration::from_secs(60), "the machine asleep", || async {
+        machine_w(&app, held)
+            .await
+            .is_some_and(|w| w < held_w * 0.2)
+    })
+    .await;
+    let decided = app
+        .rows(&format!(
+            "SELECT rule, action FROM decisions WHERE machine = '{held}' AND rule = 'operator'"
+        ))
+        .await;
+    assert_eq!(decided[0]["action"], "sleep", "{decided:?}");
+
+    // A curtailment and its end: the resume wakes every other machine, not the held one.
+    let others_kw = before_kw - held_w / 1000.0;
+    let t0 = Utc::now();
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-op", "kind": "curtail", "target_kw": (others_kw * 0.4).round(),
+               "deadline": t0 + chrono::Duration::seconds(60), "ts": t0}),
+    )
+    .await;
+    eventually(Duration::from_secs(90), "curtailed", || async {
+        site_kw(&app).await.unwrap_or(f64::MAX) <= (others_kw * 0.4).round()
+    })
+    .await;
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-op-end", "kind": "normal", "ts": Utc::now()}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(90),
+        "the other machines back",
+        || async { site_kw(&app).await.unwrap_or(0.0) >= others_kw * 0.9 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        machine_w(&app, held).await.unwrap() < held_w * 0.2,
+        "the held machine still asleep after the resume"
+    );
+    let woken_by_controller = app
+        .rows(&format!(
+            "SELECT count(*) AS n FROM decisions WHERE machine = '{held}' AND action = 'wake'"
+        ))
+        .await;
+    assert_eq!(woken_by_controller[0]["n"].as_i64(), Some(0));
+
+    // The operator wakes it.
+    operator_command(
+        &app,
+        json!({"site": SITE, "machine": held, "action": "wake", "reason": "board swapped"}),
+    )
+    .await;
+    eventually(Duration::from_secs(60), "the held machine back", || async {
+        machine_w(&app, held)
+            .await
+            .is_some_and(|w| w > held_w * 0.8)
+    })
+    .await;
+    let woken = app
+        .rows(&format!(
+            "SELECT rule FROM decisions WHERE machine = '{held}' AND action = 'wake'"
+        ))
+        .await;
+    assert_eq!(woken.len(), 1, "{woken:?}");
+    assert_eq!(woken[0]["rule"], "operator");
 }

@@ -6,7 +6,8 @@
 //! routed with `continue` reaches the webhook, Telegram, email and SMS at once while a fifth
 //! receiver is down; every attempt is in the `notifications` table; the webhook is told when
 //! the alerts resolve. A stored rule evaluated on demand shows its series; each receiver can be
-//! sent a test message (admin).
+//! sent a test message (admin). Receivers (with several channels) and the route are managed
+//! over the API and followed by the running notify role.
 
 mod common;
 
@@ -462,4 +463,248 @@ async fn alerts_reach_webhook_telegram_email_and_sms_respecting_silences_and_fal
     ] {
         assert!(counts.contains_key(k), "{k} missing: {counts:?}");
     }
+}
+
+/// Receivers and the route managed over the API (admin), stored in KV: a receiver with three
+/// channels (webhook, Telegram, SMS) is added, shown with its secrets hidden and tested on every
+/// channel; a route sending everything to it is set and the `notify` role follows it without a
+/// restart: a firing alert reaches all three channels. What cannot work is a 400, what would
+/// break the configuration a 409; removing the route gives back the file's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_and_the_route_managed_over_the_api_reach_every_channel() {
+    let nats = NatsServer::start();
+    let (fake, seen) = fake_services().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pipelines,query,alerts,notify",
+        &format!(
+            "[alerts]\nreload = \"500ms\"\n\
+             [notify]\nattempts = 1\ntimeout = \"2s\"\nreload = \"500ms\"\n\
+             receivers = [{{ name = \"hook\", kind = \"webhook\", url = \"{fake}/hook\" }}]\n\
+             [notify.route]\nreceiver = \"hook\"\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"\n"
+        ),
+    );
+    app.wait_http().await;
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let mut request = client
+            .request(method, format!("{}{path}", app.url()))
+            .bearer_auth(token.to_string());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    use reqwest::Method;
+    let oncall = json!({
+        "kind": "webhook", "url": format!("{fake}/oncall/HOOKSECRET"),
+        "channels": [
+            {"kind": "telegram", "api_url": fake, "bot_token": "999:zzz", "chat_id": "-7"},
+            {"kind": "sms", "api_url": fake, "account_sid": "AC9", "auth_token": "smssecret",
+             "from": "+15550000", "to": ["+15552222"]}
+        ]
+    });
+    let (status, said) = call(
+        Method::PUT,
+        "/api/v1/alerts/receivers/oncall",
+        ADMIN_TOKEN,
+        Some(oncall.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{said}");
+    assert_eq!(
+        call(
+            Method::PUT,
+            "/api/v1/alerts/receivers/oncall",
+            OPERATE_TOKEN,
+            Some(oncall.clone())
+        )
+        .await
+        .0,
+        403,
+        "admin only"
+    );
+    let (status, said) = call(
+        Method::PUT,
+        "/api/v1/alerts/receivers/bad",
+        ADMIN_TOKEN,
+        Some(json!({"kind": "webhook", "url": "ftp://x/y"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{said}");
+    let (status, said) = call(
+        Method::PUT,
+        "/api/v1/alerts/receivers/hook",
+        ADMIN_TOKEN,
+        Some(oncall.clone()),
+    )
+    .await;
+    assert_eq!(status, 409, "the file's receiver stays the file's: {said}");
+
+    // Listed with where each comes from, no secret in sight.
+    let (status, listed) = call(Method::GET, "/api/v1/alerts/receivers", ADMIN_TOKEN, None).await;
+    assert_eq!(status, 200);
+    let text = listed.to_string();
+    for secret in ["999:zzz", "smssecret", "HOOKSECRET"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    let sources: Vec<(String, String)> = listed["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["source"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("hook".into(), "file".into()),
+            ("oncall".into(), "api".into())
+        ]
+    );
+
+    // A test message on every channel.
+    let (status, said) = call(
+        Method::POST,
+        "/api/v1/alerts/receivers/oncall/test",
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, said["status"].as_str()),
+        (200, Some("sent")),
+        "{said}"
+    );
+    assert_eq!(said["channel"], "webhook+telegram+sms");
+    let paths = |prefix: &str, text: &str| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, b)| p.starts_with(prefix) && b.contains(text))
+            .count()
+    };
+    assert_eq!(paths("/oncall/", "adit test message to oncall"), 1);
+    assert_eq!(
+        paths("/bot999:zzz/sendMessage", "adit test message to oncall"),
+        1
+    );
+    assert_eq!(
+        paths(
+            "/2010-04-01/Accounts/AC9/Messages.json",
+            "adit+test+message"
+        ),
+        1
+    );
+
+    // Everything to `oncall`; the notify role follows without a restart.
+    let route = json!({"receiver": "oncall", "group_by": ["alertname"], "group_wait": "1s",
+                       "group_interval": "1s", "repeat_interval": "1h"});
+    let (status, said) = call(
+        Method::PUT,
+        "/api/v1/alerts/route",
+        ADMIN_TOKEN,
+        Some(route),
+    )
+    .await;
+    assert_eq!(status, 200, "{said}");
+    let (status, said) = call(
+        Method::DELETE,
+        "/api/v1/alerts/receivers/oncall",
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "the route names it: {said}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let group = json!({"name": "managed", "interval": "1s", "rules": [
+        {"alert": "HotManaged", "for": "0s",
+         "expr": "SELECT site, max(value) AS value FROM sensor_readings \
+                  WHERE ts > now() - INTERVAL '4 seconds' AND value > 30 GROUP BY site",
+         "labels": {"severity": "critical"}, "annotations": {"summary": "too hot"}}]});
+    let (status, said) = call(
+        Method::PUT,
+        "/api/v1/alerts/rules/managed",
+        ADMIN_TOKEN,
+        Some(group),
+    )
+    .await;
+    assert_eq!(status, 200, "{said}");
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .post(format!("{}/api/v1/ingest/sensor", app.url()))
+            .bearer_auth(OPERATE_TOKEN)
+            .json(
+                &json!({"site": "site-m", "sensor": "t-1", "kind": "temperature",
+                          "value": 36.0, "ts": Utc::now()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let everywhere = paths("/oncall/", "HotManaged") > 0
+            && paths("/bot999:zzz/sendMessage", "HotManaged") > 0
+            && paths("/2010-04-01/Accounts/AC9/Messages.json", "HotManaged") > 0;
+        if everywhere {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the firing alert did not reach every channel of oncall: {:?}\n{}",
+            seen.lock().unwrap(),
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        paths("/hook", "HotManaged"),
+        0,
+        "the file's route is replaced"
+    );
+
+    // The file's route back; then the receiver can go.
+    assert_eq!(
+        call(Method::DELETE, "/api/v1/alerts/route", ADMIN_TOKEN, None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(
+            Method::DELETE,
+            "/api/v1/alerts/receivers/oncall",
+            ADMIN_TOKEN,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            Method::DELETE,
+            "/api/v1/alerts/receivers/oncall",
+            ADMIN_TOKEN,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, listed) = call(Method::GET, "/api/v1/alerts/receivers", ADMIN_TOKEN, None).await;
+    assert_eq!(listed["receivers"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["route_source"], "file");
 }

@@ -3,8 +3,10 @@
 //! an `[[adapters.openadr]]` VEN). The VEN registers and offers its power report; the VTN
 //! sends a curtail event due in five minutes, then a modification, then a cancellation; the
 //! site's measured power (from SQL) meets each target by its time, the VTN receives the VEN's
-//! opt-ins and power reports, the cancellation ends the curtailment, and a VTN that falls
-//! silent during a curtailment takes the site to the controller's failsafe.
+//! opt-ins and power reports, a cancellation that arrives while adit is down ends the
+//! curtailment once it is back, and a VTN that falls silent during a curtailment takes the
+//! site to the controller's failsafe. A VTN that requires client certificates is reached with
+//! the site's certificate.
 
 mod common;
 
@@ -54,7 +56,7 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
     let vtn = adit_testkit::Vtn::start().await;
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
+    let mut app = App::start(
         &nats.url(),
         dir.path(),
         "pipelines,query,simulate,adapters,actuators",
@@ -184,8 +186,13 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
     })
     .await;
 
-    // Cancelled: the curtailment ends and the machines are woken.
+    // Cancelled while adit is down (killed): the restarted VEN finds the cancellation, and
+    // ends the curtailment it had asked before (its last signal on GRID); the machines are
+    // woken.
+    app.kill();
     let c = vtn.cancel_event("dr-1").await;
+    app.restart();
+    app.wait_http().await;
     eventually(
         Duration::from_secs(30),
         "the cancellation answered",
@@ -216,4 +223,96 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
         Some(0),
         "every target met by its time"
     );
+}
+
+/// A VTN that requires client certificates (the 2.0b profile's TLS): the VEN with its site's
+/// certificate (made by `adit certs`) registers and the VTN sees that certificate; a VEN of
+/// another site without one is refused at the handshake and says so in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vtn_requiring_client_certificates_is_reached_with_the_sites_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let made = std::process::Command::new(adit_binary())
+        .args(["certs", "--out"])
+        .arg(&certs)
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--worker",
+            SITE,
+            "--cluster",
+            "utility",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let vtn = adit_testkit::Vtn::start_tls(
+        &certs.join("coordinator.pem"),
+        &certs.join("coordinator.key"),
+        &certs.join("ca.pem"),
+    )
+    .await;
+    let nats = NatsServer::start();
+    let (pem, key, ca) = (
+        certs.join(format!("{SITE}.pem")),
+        certs.join(format!("{SITE}.key")),
+        certs.join("ca.pem"),
+    );
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "adapters",
+        &format!(
+            "[adapters]\ninterval = \"2s\"\ntimeout = \"1s\"\nstale_after = \"6s\"\nmax_backoff = \"4s\"\n\
+             [[adapters.openadr]]\nsite = \"{SITE}\"\nvtn_url = \"{url}\"\nven_name = \"{SITE}\"\npoll = \"1s\"\n\
+             client_cert = \"{}\"\nclient_key = \"{}\"\nca = \"{}\"\n\
+             [[adapters.openadr]]\nsite = \"site-02\"\nvtn_url = \"{url}\"\nven_name = \"site-02\"\npoll = \"1s\"\nca = \"{}\"\n",
+            pem.display(),
+            key.display(),
+            ca.display(),
+            ca.display(),
+            url = vtn.url()
+        ),
+    );
+    app.wait_http().await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let seen = vtn.seen().await;
+        if seen["report_offers"][0]["ven_id"] == VEN_ID {
+            break seen;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "not registered over TLS: the VTN saw {seen}\nits log:\n{}\nadit's log:\n{}",
+            vtn.output(),
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let registrations = seen["registrations"].as_array().unwrap();
+    assert_eq!(
+        registrations.len(),
+        1,
+        "only the VEN with a certificate: {seen}"
+    );
+    assert!(
+        registrations[0]["fingerprint"]
+            .as_str()
+            .is_some_and(|f| !f.is_empty()),
+        "the VTN saw the VEN's certificate: {seen}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the VEN without a certificate refused, in the log",
+        || async {
+            app.log()
+                .lines()
+                .any(|l| l.contains("OpenADR VTN failing") && l.contains("site-02"))
+        },
+    )
+    .await;
 }

@@ -20,6 +20,13 @@ pub enum AlertsError {
         #[source]
         source: std::io::Error,
     },
+    /// A receiver or route given over the API cannot work (the message names the field).
+    #[error("{0}")]
+    Refused(String),
+    /// A receiver or route given over the API conflicts with what is configured (a receiver
+    /// of the config file, a route that names the receiver being removed).
+    #[error("{0}")]
+    Conflict(String),
     /// An alert could not be published.
     #[error("publishing an alert: {0}")]
     Publish(#[from] adit_ingest::Error),

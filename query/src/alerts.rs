@@ -1,8 +1,8 @@
 //! Alerts over HTTP: the alerts in their latest state (read), and the rule groups — list and
 //! read (read), create or replace with a JSON or YAML body, delete (admin). A rule whose SQL
 //! does not parse or is not one read-only query is refused with the place and the reason. A
-//! rule, stored or given, can be evaluated once to see the series it would fire (read), and a
-//! receiver sent a test message (admin).
+//! rule, stored or given, can be evaluated once to see the series it would fire (read).
+//! Receivers and the route are in [`crate::receivers`].
 
 use std::collections::BTreeMap;
 
@@ -111,39 +111,6 @@ pub async fn evaluate(
             .into_iter()
             .map(|(labels, value)| json!({ "labels": labels, "value": value }))
             .collect::<Vec<_>>(),
-    })))
-}
-
-/// Sends a test message through one receiver of `[notify]` (admin), once, and says what
-/// happened; the attempt is in `notifications` (group `test`) like every other.
-#[utoipa::path(post, path = "/api/v1/alerts/receivers/{name}/test", tag = "alerts",
-    params(("name" = String, Path, description = "A receiver of [notify]")),
-    responses((status = 200, description = "{receiver, channel, status: sent or failed, error}"),
-              (status = 401), (status = 403), (status = 404, description = "No such receiver"),
-              (status = 503, description = "This process has no [notify] receivers")),
-    security(("bearer" = [])))]
-pub async fn test_receiver(
-    State(state): State<AppState>,
-    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>> {
-    let notifier = state.notifier.as_ref().ok_or_else(|| {
-        QueryError::Unavailable("no [notify] receivers are configured here".into())
-    })?;
-    let publisher = state
-        .publisher
-        .as_ref()
-        .ok_or_else(|| QueryError::Unavailable("test messages need NATS".into()))?;
-    let attempt = notifier
-        .send_test(publisher, &name, &caller.name)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(|| QueryError::NotFound(format!("no receiver {name:?}")))?;
-    Ok(Json(json!({
-        "receiver": attempt.receiver,
-        "channel": attempt.channel,
-        "status": attempt.status,
-        "error": attempt.error,
     })))
 }
 

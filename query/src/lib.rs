@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod origin;
 pub mod overrides;
 mod publish;
+pub mod receivers;
 pub mod registry;
 pub mod reports;
 pub mod server;

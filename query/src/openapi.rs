@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    alerts, bans, commands, live, overrides, registry, reports, server, views, violations,
+    alerts, bans, commands, live, overrides, receivers, registry, reports, server, views,
+    violations,
 };
 
 /// Adds the bearer-token scheme the routes name.
@@ -64,7 +65,12 @@ impl Modify for Bearer {
         alerts::put,
         alerts::delete,
         alerts::evaluate,
-        alerts::test_receiver,
+        receivers::list,
+        receivers::put,
+        receivers::delete,
+        receivers::put_route,
+        receivers::delete_route,
+        receivers::test,
         alerts::silence,
         alerts::list_silences,
         alerts::acknowledge,

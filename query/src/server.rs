@@ -271,7 +271,7 @@ pub fn router(
 }
 
 /// The alert rules' routes: read to list, read and evaluate, admin to write and delete; and
-/// the receivers' test messages (admin).
+/// where alerts go ([`receiver_routes`]).
 fn rule_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
     use crate::alerts as a;
     let layer = |role| middleware::from_fn_with_state(guard(role), require);
@@ -289,11 +289,31 @@ fn rule_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
             "/api/v1/alerts/evaluate",
             axum::routing::post(a::evaluate).layer(layer(Role::Read)),
         )
+        .with_state(state.clone())
+        .merge(receiver_routes(state, guard))
+}
+
+/// Where alerts go: the receivers and the route (admin, reading included: they hold
+/// addresses and phone numbers), and test messages.
+fn receiver_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
+    use crate::receivers as r;
+    let admin = middleware::from_fn_with_state(guard(Role::Admin), require);
+    Router::new()
+        .route("/api/v1/alerts/receivers", get(r::list))
+        .route(
+            "/api/v1/alerts/receivers/{name}",
+            axum::routing::put(r::put).delete(r::delete),
+        )
         .route(
             "/api/v1/alerts/receivers/{name}/test",
-            axum::routing::post(a::test_receiver).layer(layer(Role::Admin)),
+            axum::routing::post(r::test),
+        )
+        .route(
+            "/api/v1/alerts/route",
+            axum::routing::put(r::put_route).delete(r::delete_route),
         )
         .with_state(state)
+        .layer(admin)
 }
 
 /// The Stratum bans' routes: admin only, reading included (they name attackers' addresses).

@@ -2,7 +2,8 @@
 control API so a test can send, modify and cancel events, silence the VTN, and read back
 what the VEN told it (registrations, opt-ins and -outs, report values, every message type).
 
-Usage: python3 openadr_vtn.py VTN_PORT CONTROL_PORT
+Usage: python3 openadr_vtn.py VTN_PORT CONTROL_PORT [CERT KEY CA]
+With CERT, KEY and CA the VTN serves HTTPS and requires a client certificate signed by CA.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from aiohttp import web
 from openleadr import OpenADRServer, enums, hooks, objects, utils
 
 VTN_PORT, CONTROL_PORT = int(sys.argv[1]), int(sys.argv[2])
+TLS = dict(zip(["http_cert", "http_key", "http_ca_file"], sys.argv[3:6]))
 VTN_ID = "adit-test-vtn"
 
 seen = {"messages": [], "registrations": [], "opts": [], "reports": [], "report_offers": []}
@@ -43,7 +45,9 @@ hooks.register("before_handle", on_message)
 
 async def on_create_party_registration(info):
     ven_id = "ven-" + info["ven_name"]
-    seen["registrations"].append({"ven_name": info["ven_name"], "ven_id": ven_id})
+    seen["registrations"].append(
+        {"ven_name": info["ven_name"], "ven_id": ven_id, "fingerprint": info.get("fingerprint")}
+    )
     return ven_id, "reg-" + info["ven_name"]
 
 
@@ -70,7 +74,9 @@ async def silence(app, handler):
     return middleware
 
 
-server = OpenADRServer(vtn_id=VTN_ID, http_port=VTN_PORT, requested_poll_freq=timedelta(seconds=1))
+server = OpenADRServer(
+    vtn_id=VTN_ID, http_port=VTN_PORT, requested_poll_freq=timedelta(seconds=1), **TLS
+)
 server.app.middlewares.append(silence)
 server.add_handler("on_create_party_registration", on_create_party_registration)
 server.add_handler("on_register_report", on_register_report)

@@ -3,6 +3,7 @@
 //! (`openadr_vtn.py`): add, modify and cancel events, silence the VTN, and read back what the
 //! VEN sent it. Killed on drop. A missing openleadr is a test failure with a clear message.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,14 +20,26 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Vtn {
     child: Child,
     port: u16,
+    tls: bool,
     control: String,
     dir: tempfile::TempDir,
     http: reqwest::Client,
 }
 
 impl Vtn {
-    /// Starts a VTN; panics with install instructions when openleadr is missing.
+    /// Starts a VTN over plain HTTP; panics with install instructions when openleadr is
+    /// missing.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a VTN over HTTPS with its certificate and key (PEM files), requiring a client
+    /// certificate signed by `ca`.
+    pub async fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
+        Self::start_with(Some([cert, key, ca])).await
+    }
+
+    async fn start_with(tls: Option<[&Path; 3]>) -> Self {
         let has_openleadr = Command::new("python3")
             .args(["-c", "import openleadr"])
             .status()
@@ -43,6 +56,7 @@ impl Vtn {
         let child = Command::new("python3")
             .arg(&script)
             .args([port.to_string(), control_port.to_string()])
+            .args(tls.iter().flatten())
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -50,6 +64,7 @@ impl Vtn {
         let vtn = Self {
             child,
             port,
+            tls: tls.is_some(),
             control: format!("http://127.0.0.1:{control_port}"),
             dir,
             http: reqwest::Client::new(),
@@ -74,7 +89,8 @@ impl Vtn {
 
     /// The VTN's base URL (the services are below it).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/OpenADR2/Simple/2.0b", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/OpenADR2/Simple/2.0b", self.port)
     }
 
     /// What the VTN printed.

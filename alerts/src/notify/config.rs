@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Where notifications go. (Unknown fields are refused by [`Channel`], which sees every field
-/// but `name` and `fallback`.)
+/// but `name`, `channels` and `fallback`.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Receiver {
     /// Its name (what routes name).
@@ -17,9 +17,38 @@ pub struct Receiver {
     /// How it is reached.
     #[serde(flatten)]
     pub channel: Channel,
+    /// More channels it is reached through as well: a notification goes out on each, and
+    /// the receiver has it when one of them took it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<Channel>,
     /// Where a critical notification goes when every attempt here failed.
     #[serde(default)]
     pub fallback: Option<String>,
+}
+
+impl Receiver {
+    /// Every channel it is reached through: its own, then `channels`.
+    pub fn all_channels(&self) -> impl Iterator<Item = &Channel> {
+        std::iter::once(&self.channel).chain(&self.channels)
+    }
+
+    /// Its channels' kinds, `+`-joined (`telegram+sms`), as notification records name them.
+    pub fn kinds(&self) -> String {
+        self.all_channels()
+            .map(Channel::kind)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    /// It as an API shows it: tokens, passwords and URL paths (which may hold a token)
+    /// replaced by `…`.
+    pub fn redacted(&self) -> Self {
+        Self {
+            channel: self.channel.redacted(),
+            channels: self.channels.iter().map(Channel::redacted).collect(),
+            ..self.clone()
+        }
+    }
 }
 
 /// A channel and its settings.
@@ -90,6 +119,82 @@ fn smtp_port() -> u16 {
 }
 
 impl Channel {
+    /// It without its secrets: see [`Receiver::redacted`].
+    pub fn redacted(&self) -> Self {
+        let hidden = || "…".to_string();
+        match self.clone() {
+            Self::Webhook { url } => Self::Webhook {
+                url: adit_egress::redact(&url),
+            },
+            Self::Telegram {
+                api_url, chat_id, ..
+            } => Self::Telegram {
+                api_url,
+                bot_token: hidden(),
+                chat_id,
+            },
+            Self::Email {
+                smtp_host,
+                smtp_port,
+                starttls,
+                username,
+                password,
+                from,
+                to,
+            } => Self::Email {
+                smtp_host,
+                smtp_port,
+                starttls,
+                username,
+                password: password.map(|_| hidden()),
+                from,
+                to,
+            },
+            Self::Sms {
+                api_url,
+                account_sid,
+                from,
+                to,
+                ..
+            } => Self::Sms {
+                api_url,
+                account_sid,
+                auth_token: hidden(),
+                from,
+                to,
+            },
+        }
+    }
+
+    /// Checks its values; `key` is where it sits (`notify.receivers[0]`).
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        let url = |field: &str, u: &str| match reqwest::Url::parse(u) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+            _ => Err(format!("{key}.{field}: {u:?} is not an http(s) URL")),
+        };
+        match self {
+            Self::Webhook { url: u } => url("url", u),
+            Self::Telegram { api_url, .. } => url("api_url", api_url),
+            Self::Sms { api_url, to, .. } => {
+                url("api_url", api_url)?;
+                if to.is_empty() {
+                    return Err(format!("{key}.to: at least one number"));
+                }
+                Ok(())
+            }
+            Self::Email { to, from, .. } => {
+                if to.is_empty() {
+                    return Err(format!("{key}.to: at least one address"));
+                }
+                for a in to.iter().chain(std::iter::once(from)) {
+                    a.parse::<lettre::Address>()
+                        .map_err(|e| format!("{key}: {a:?} is not an address: {e}"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Its kind's name.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -228,28 +333,9 @@ impl NotifyConfig {
             if let Some(f) = &r.fallback {
                 known(&format!("{key}.fallback"), f)?;
             }
-            let url = |field: &str, u: &str| match reqwest::Url::parse(u) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-                _ => Err(format!("{key}.{field}: {u:?} is not an http(s) URL")),
-            };
-            match &r.channel {
-                Channel::Webhook { url: u } => url("url", u)?,
-                Channel::Telegram { api_url, .. } => url("api_url", api_url)?,
-                Channel::Sms { api_url, to, .. } => {
-                    url("api_url", api_url)?;
-                    if to.is_empty() {
-                        return Err(format!("{key}.to: at least one number"));
-                    }
-                }
-                Channel::Email { to, from, .. } => {
-                    if to.is_empty() {
-                        return Err(format!("{key}.to: at least one address"));
-                    }
-                    for a in to.iter().chain(std::iter::once(from)) {
-                        a.parse::<lettre::Address>()
-                            .map_err(|e| format!("{key}: {a:?} is not an address: {e}"))?;
-                    }
-                }
+            r.channel.validate(&key)?;
+            for (j, c) in r.channels.iter().enumerate() {
+                c.validate(&format!("{key}.channels[{j}]"))?;
             }
         }
         if !self.receivers.is_empty() {

@@ -3,13 +3,16 @@
 //! through each receiver's channel ([`channels`]) with retries (doubling waits), falls back
 //! to the receiver's `fallback` for critical notifications when every attempt failed, and
 //! records every attempt on `results.notification.<receiver>` (landed in `notifications`).
-//! [`Notifier::send_test`] sends an operator's test message through one receiver.
-//! Silences are in the `adit_channels` KV bucket (`silence.<id>`), re-read every `reload`.
+//! [`Notifier::send_test`] sends an operator's test message through one receiver. A receiver
+//! may have several channels: a notification goes out on each.
+//! Silences are in the `adit_channels` KV bucket (`silence.<id>`), and so are the receivers and
+//! the route managed over the API ([`managed`]); both are re-read every `reload`.
 //! An optional heartbeat says the system is alive, with a one-line summary.
 
 pub mod channels;
 pub mod config;
 pub mod dispatch;
+pub mod managed;
 
 use std::time::Duration;
 
@@ -26,9 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::NotifyConfig;
 pub use dispatch::{Dispatcher, Notification, Silence};
+pub use managed::{Managed, ManagedStore};
 
 use crate::error::{AlertsError, Result};
 use channels::Outgoing;
+use config::Receiver;
 
 /// The durable consumer's name.
 pub const DURABLE: &str = "notify";
@@ -84,10 +89,12 @@ impl Silences {
 /// The receivers and the HTTP client that reaches them (under the egress policy for
 /// notifications): what sends notifications, and operators' test messages.
 pub struct Notifier {
-    /// `[notify]`.
+    /// `[notify]`, as the config file says.
     pub config: NotifyConfig,
     /// Outbound HTTP under `[egress] notify`.
     pub http: adit_egress::Outbound,
+    /// The receivers and route managed over the API, when NATS is at hand.
+    pub managed: Option<ManagedStore>,
 }
 
 impl Notifier {
@@ -103,19 +110,40 @@ impl Notifier {
                 .user_agent(concat!("adit-notify/", env!("CARGO_PKG_VERSION"))),
         )
         .map_err(|e| AlertsError::Kv(e.to_string()))?;
-        Ok(Self { config, http })
+        Ok(Self {
+            config,
+            http,
+            managed: None,
+        })
     }
 
-    /// Sends a test message through receiver `name`, once (no retries, no fallback), and
-    /// records the attempt (group `test`) as every attempt is; the attempt, or `None` when
-    /// there is no such receiver.
+    /// With the receivers and route managed over the API.
+    pub fn with_managed(self, managed: ManagedStore) -> Self {
+        Self {
+            managed: Some(managed),
+            ..self
+        }
+    }
+
+    /// The config in force: the file's with what is managed over the API laid over it.
+    pub async fn effective(&self) -> Result<NotifyConfig> {
+        match &self.managed {
+            Some(store) => Ok(self.config.with(&store.read().await?)),
+            None => Ok(self.config.clone()),
+        }
+    }
+
+    /// Sends a test message through each channel of receiver `name`, once (no retries, no
+    /// fallback), and records each attempt (group `test`) as every attempt is; the attempts,
+    /// or `None` when there is no such receiver.
     pub async fn send_test(
         &self,
         publisher: &Publisher,
         name: &str,
         by: &str,
-    ) -> Result<Option<NotificationAttempt>> {
-        let Some(receiver) = self.config.receiver(name) else {
+    ) -> Result<Option<Vec<NotificationAttempt>>> {
+        let config = self.effective().await?;
+        let Some(receiver) = config.receiver(name) else {
             return Ok(None);
         };
         let now = Utc::now();
@@ -128,41 +156,48 @@ impl Notifier {
             ),
             json: json!({ "test": true, "receiver": name, "summary": summary }),
         };
-        let result =
-            channels::send(&receiver.channel, &message, &self.http, self.config.timeout).await;
-        let record = NotificationAttempt {
-            id: format!("{name}:{}:test", now.timestamp_micros()),
-            receiver: name.to_string(),
-            channel: receiver.channel.kind().into(),
-            group: "test".into(),
-            status: if result.is_ok() { "sent" } else { "failed" }.into(),
-            attempt: 1,
-            summary,
-            alerts: 0,
-            error: result.err(),
-            ts: now,
-        };
-        publisher
-            .publish(&AnyEvent::Notification(record.clone()))
-            .await?;
-        Ok(Some(record))
+        let mut records = Vec::new();
+        for (n, channel) in receiver.all_channels().enumerate() {
+            let result = channels::send(channel, &message, &self.http, config.timeout).await;
+            let record = NotificationAttempt {
+                id: format!("{name}:{}:test:{n}", now.timestamp_micros()),
+                receiver: name.to_string(),
+                channel: channel.kind().into(),
+                group: "test".into(),
+                status: if result.is_ok() { "sent" } else { "failed" }.into(),
+                attempt: 1,
+                summary: summary.clone(),
+                alerts: 0,
+                error: result.err(),
+                ts: now,
+            };
+            publisher
+                .publish(&AnyEvent::Notification(record.clone()))
+                .await?;
+            records.push(record);
+        }
+        Ok(Some(records))
     }
 }
 
 /// Runs the role until `shutdown`.
 pub async fn run(
-    config: NotifyConfig,
+    file: NotifyConfig,
     egress: adit_egress::EgressConfig,
     silences: Silences,
+    managed: ManagedStore,
     publisher: Publisher,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let notifier = Notifier::new(file, &egress)?.with_managed(managed);
+    let mut config = notifier.effective().await?;
+    config.validate().map_err(AlertsError::Refused)?;
     if config.receivers.is_empty() {
         return Err(AlertsError::Kv(
-            "notify.receivers: the notify role needs at least one receiver".into(),
+            "notify.receivers: the notify role needs at least one receiver (in the config file or added over the API)".into(),
         ));
     }
-    let Notifier { config, http } = Notifier::new(config, &egress)?;
+    let http = notifier.http.clone();
     let js = publisher.jetstream().clone();
     let stream = js
         .get_stream(names::STREAM_RESULTS)
@@ -214,6 +249,7 @@ pub async fn run(
                         Ok(s) => active = s,
                         Err(e) => tracing::warn!(error = %e, "notify: silences unreadable; keeping the last"),
                     }
+                    reload(&notifier, &mut config).await;
                     next_reload = now + chrono::Duration::from_std(config.reload).unwrap_or_default();
                 }
                 for n in dispatcher.due(&config.route, &active, now) {
@@ -226,6 +262,30 @@ pub async fn run(
                     next_heartbeat = Some(now + chrono::Duration::from_std(h.every).unwrap_or_default());
                 }
             }
+        }
+    }
+}
+
+/// Takes the receivers and route managed over the API into `config` when they changed and
+/// the result validates; otherwise keeps what is in force, saying why.
+async fn reload(notifier: &Notifier, config: &mut NotifyConfig) {
+    match notifier.effective().await {
+        Ok(new) if new == *config => {}
+        Ok(new) => match new.validate() {
+            Ok(()) => {
+                tracing::info!(
+                    receivers = new.receivers.len(),
+                    route = %new.route.receiver,
+                    "notify: the receivers or the route changed"
+                );
+                *config = new;
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "notify: the managed receivers or route do not validate; keeping the last");
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "notify: managed receivers unreadable; keeping the last")
         }
     }
 }
@@ -279,8 +339,7 @@ async fn deliver(
             receiver: n.receiver.clone(),
             channel: config
                 .receiver(&n.receiver)
-                .map_or("none", |r| r.channel.kind())
-                .into(),
+                .map_or_else(|| "none".into(), Receiver::kinds),
             group: n.group.clone(),
             status: "silenced".into(),
             attempt: 0,
@@ -315,7 +374,7 @@ async fn deliver(
     }
 }
 
-/// Every attempt at one receiver; whether one succeeded.
+/// Every attempt at each channel of one receiver; whether one channel took it.
 #[allow(clippy::too_many_arguments)]
 async fn attempt_all(
     config: &NotifyConfig,
@@ -331,15 +390,47 @@ async fn attempt_all(
         tracing::warn!(%receiver, "notify: no such receiver");
         return Ok(false);
     };
+    let mut taken = false;
+    for (n, channel) in r.all_channels().enumerate() {
+        let sent = attempt_channel(
+            config,
+            http,
+            publisher,
+            receiver,
+            (n, channel),
+            group,
+            message,
+            alerts,
+            now,
+        )
+        .await?;
+        taken |= sent;
+    }
+    Ok(taken)
+}
+
+/// Every attempt at one channel (the `n`th of `receiver`); whether one succeeded.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_channel(
+    config: &NotifyConfig,
+    http: &adit_egress::Outbound,
+    publisher: &Publisher,
+    receiver: &str,
+    (n, channel): (usize, &config::Channel),
+    group: &str,
+    message: &Outgoing,
+    alerts: i64,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let mut wait = config.retry_after;
     for attempt in 1..=config.attempts {
-        let result = channels::send(&r.channel, message, http, config.timeout).await;
+        let result = channels::send(channel, message, http, config.timeout).await;
         let ok = result.is_ok();
         metrics::counter!("adit_notifications_total", "receiver" => receiver.to_string(), "status" => if ok { "sent" } else { "failed" }).increment(1);
         let record = NotificationAttempt {
-            id: format!("{receiver}:{}:{attempt}", now.timestamp_micros()),
+            id: format!("{receiver}:{}:{n}:{attempt}", now.timestamp_micros()),
             receiver: receiver.to_string(),
-            channel: r.channel.kind().into(),
+            channel: channel.kind().into(),
             group: group.to_string(),
             status: if ok { "sent" } else { "failed" }.into(),
             attempt: i64::from(attempt),

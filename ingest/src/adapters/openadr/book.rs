@@ -17,6 +17,9 @@ use chrono::{DateTime, Utc};
 
 use super::messages::{Interval, OadrEvent, Signal};
 
+/// What the grid signals of OpenADR events have their event id start with.
+pub const EVENT_PREFIX: &str = "oadr-";
+
 /// How a site answers and reads events (from its `[[adapters.openadr]]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -142,7 +145,10 @@ impl Book {
                         let asking = now >= i.start - lead && now < i.end();
                         let target_kw = target(s, i, policy, h.baseline_kw)?;
                         asking.then(|| Ask {
-                            event_id: format!("oadr-{}-m{}-i{n}", h.event.id, h.event.modification),
+                            event_id: format!(
+                                "{EVENT_PREFIX}{}-m{}-i{n}",
+                                h.event.id, h.event.modification
+                            ),
                             target_kw,
                             deadline: i.start,
                             until: i.end(),

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::OpenAdrConfig;
-use super::book::{Ask, Book, Policy};
+use super::book::{Ask, Book, EVENT_PREFIX, Policy};
 use super::messages::{self, OptResponse, Reply, ReportRequest, Service};
 use super::power::SitePower;
 use crate::adapters::DeviceError;
@@ -177,6 +177,7 @@ impl Ven {
             .subscribe(subject.clone())
             .await
             .map_err(|e| AdaptersError::Config(format!("subscribing to {subject}: {e}")))?;
+        self.published = self.last_published().await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(site = %self.config.site, vtn = %adit_egress::redact(&self.config.vtn_url), "OpenADR VEN started");
@@ -191,6 +192,28 @@ impl Ven {
                 _ = tick.tick() => self.step().await?,
             }
         }
+    }
+
+    /// The site's last grid signal on GRID, when a VEN published it: so that a curtailment
+    /// this VEN asked before a restart is ended (a `normal`) if the VTN no longer asks it,
+    /// rather than left for the controller to hold forever.
+    async fn last_published(&self) -> Option<Published> {
+        let js = self.shared.publisher.jetstream();
+        let subject = names::grid_subject(&self.config.site);
+        let last = async {
+            let stream = js.get_stream(names::STREAM_GRID).await.ok()?;
+            stream.get_last_raw_message_by_subject(&subject).await.ok()
+        };
+        let signal: GridSignal = serde_json::from_slice(&last.await?.payload).ok()?;
+        (signal.event_id.starts_with(EVENT_PREFIX) && signal.kind == GridSignalKind::Curtail).then(
+            || {
+                tracing::info!(site = %self.config.site, event = %signal.event_id, "the last curtailment a VEN asked, before this start");
+                Published {
+                    signal,
+                    at: Instant::now(),
+                }
+            },
+        )
     }
 
     /// One tick: talk to the VTN when due, then steer and report.
