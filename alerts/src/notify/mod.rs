@@ -190,8 +190,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let notifier = Notifier::new(file, &egress)?.with_managed(managed);
+    // The file's config was checked by `Notifier::new`; what the API manages was checked when
+    // it was stored, but a later change of the file may not stand with it.
     let mut config = notifier.effective().await?;
-    config.validate().map_err(AlertsError::Refused)?;
+    if let Err(reason) = config.validate() {
+        tracing::warn!(%reason, "notify: the managed receivers or route do not stand with the config file; using the file's alone");
+        config = notifier.config.clone();
+    }
     if config.receivers.is_empty() {
         return Err(AlertsError::Kv(
             "notify.receivers: the notify role needs at least one receiver (in the config file or added over the API)".into(),
