@@ -278,7 +278,6 @@ async fn a_vtn_requiring_client_certificates_is_reached_with_the_sites_certifica
             url = vtn.url()
         ),
     );
-    app.wait_http().await;
     let give_up = std::time::Instant::now() + Duration::from_secs(60);
     let seen = loop {
         let seen = vtn.seen().await;
