@@ -19,17 +19,8 @@ use serde_json::{Value, json};
 const SITE: &str = "site-01";
 const VEN_ID: &str = "ven-site-01";
 
-/// The site's power as the adapters last read it, kW.
 async fn site_kw(app: &App) -> Option<f64> {
-    let sql = format!(
-        "SELECT machine, first_value(power_w ORDER BY ts DESC) AS w FROM energy_readings \
-         WHERE site = '{SITE}' GROUP BY machine"
-    );
-    if app.sql(&sql, "json", Some(READ_TOKEN)).await.0 != 200 {
-        return None;
-    }
-    let rows = app.rows(&sql).await;
-    (!rows.is_empty()).then(|| rows.iter().filter_map(|r| r["w"].as_f64()).sum::<f64>() / 1000.0)
+    farm::site_kw(app, SITE).await
 }
 
 /// Waits until the site's power is at most `target_kw`; when it got there.
@@ -59,16 +50,18 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
     let mut app = App::start(
         &nats.url(),
         dir.path(),
-        "pipelines,query,simulate,adapters,actuators",
-        &format!(
-            "[simulate]\nsites = 1\nmachines_per_site = 4\nsensors_per_site = 1\ninterval = \"500ms\"\ngrid_every = 0\ncommand_lag = \"1s\"\n\
-             [adapters]\ninterval = \"2s\"\ntimeout = \"1s\"\nstale_after = \"6s\"\nmax_backoff = \"4s\"\nregistry_refresh = \"1s\"\ngrid_confirm = \"1s\"\n\
-             [[adapters.openadr]]\nsite = \"{SITE}\"\nvtn_url = \"{}\"\nven_name = \"{SITE}\"\nlead = \"10m\"\npoll = \"1s\"\n\
-             [pipelines.curtailment]\neval_every = \"1s\"\nramp_kw_per_min = 600.0\nmin_on = \"0s\"\nmin_off = \"0s\"\ncooldown = \"5s\"\n\
-             command_timeout = \"10s\"\nmeter_stale = \"10s\"\nsensor_stale = \"10s\"\nsignal_stale = \"6s\"\n\
-             [actuators]\ntimeout = \"1s\"\nretry_after = \"200ms\"\n",
-            vtn.url()
-        ),
+        farm::FARM_ROLES,
+        &farm::Farm {
+            polling: "interval = \"2s\"\ntimeout = \"1s\"\nstale_after = \"6s\"\nmax_backoff = \"4s\"\n",
+            adapters: "grid_confirm = \"1s\"\n",
+            curtailment: "signal_stale = \"6s\"\n",
+            extra: &format!(
+                "[[adapters.openadr]]\nsite = \"{SITE}\"\nvtn_url = \"{}\"\nven_name = \"{SITE}\"\nlead = \"10m\"\npoll = \"1s\"\n",
+                vtn.url()
+            ),
+            ..Default::default()
+        }
+        .config(),
     );
     app.wait_http().await;
     // Registered, the power report offered and asked for, every machine read.
@@ -167,22 +160,15 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
     // The VTN falls silent: the curtailment is no longer confirmed and the controller goes
     // to its failsafe; it speaks again and the site is out of it.
     vtn.silence(true).await;
-    let failsafe = |from_or_to: &'static str| {
-        let sql = format!(
-            "SELECT count(*) AS n FROM decisions WHERE site = '{SITE}' AND {from_or_to}_mode = 'failsafe'"
-        );
-        let app = &app;
-        async move { app.rows(&sql).await[0]["n"].as_i64() > Some(0) }
-    };
     eventually(
         Duration::from_secs(60),
         "the failsafe on a silent VTN",
-        || failsafe("to"),
+        || farm::failsafe(&app, SITE, "to"),
     )
     .await;
     vtn.silence(false).await;
     eventually(Duration::from_secs(60), "out of the failsafe", || {
-        failsafe("from")
+        farm::failsafe(&app, SITE, "from")
     })
     .await;
 

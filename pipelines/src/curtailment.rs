@@ -530,6 +530,15 @@ impl Curtailment {
             };
             if !refused {
                 site.failed.remove(&machine);
+                // The controller counts it as it counts its own commands: in flight until
+                // `command_timeout`, so it is neither woken nor shed again meanwhile.
+                site.control.machines.insert(
+                    machine.clone(),
+                    curtail::MachineControl {
+                        on: !powers_down,
+                        since_us: at_us,
+                    },
+                );
                 out.commands.push(Command {
                     id: row.id.clone(),
                     site: site_id.to_string(),
@@ -1221,6 +1230,7 @@ mod tests {
         let pipeline = Curtailment::new(CurtailmentConfig {
             cooldown: Duration::from_secs(60),
             min_off: Duration::from_secs(60),
+            resume_margin_kw: 0.0,
             ..Default::default()
         });
         // The curtailment sheds both machines (m2's meter falls to standby); the operator
@@ -1278,7 +1288,19 @@ mod tests {
             resumed.iter().any(|(m, a, _)| m == "m1" && a == "wake"),
             "{resumed:?}"
         );
-        // The operator's wake ends the hold and wakes it.
+        // The operator's wake ends the hold and wakes it; m1 reads standby until it is up
+        // (20 s later), and the controller, counting the wake in flight, does not wake it again.
+        let asleep = |e: AnyEvent| match e {
+            AnyEvent::Energy(r)
+                if r.machine == "m1"
+                    && r.ts > t0 + chrono::Duration::seconds(35)
+                    && r.ts < t0 + chrono::Duration::seconds(320) =>
+            {
+                AnyEvent::Energy(EnergyReading { power_w: 20.0, ..r })
+            }
+            e => e,
+        };
+        let mut events: Vec<AnyEvent> = events.into_iter().map(asleep).collect();
         events.push(operator(
             OverrideKind::Wake,
             "m1",
@@ -1287,8 +1309,13 @@ mod tests {
         events.sort_by_key(AnyEvent::ts);
         let woken =
             commands_sent(&step_over(&pipeline, events, t0 + chrono::Duration::seconds(601)).await);
-        assert!(
-            woken.contains(&("m1".into(), "wake".into(), "operator".into())),
+        let wakes: Vec<_> = woken
+            .iter()
+            .filter(|(m, a, _)| m == "m1" && a == "wake")
+            .collect();
+        assert_eq!(
+            wakes,
+            [&("m1".to_string(), "wake".to_string(), "operator".to_string())],
             "{woken:?}"
         );
     }

@@ -5,7 +5,6 @@
 //! before it is stored, so what is in the bucket always makes a config that validates; the
 //! `notify` role reads it again every `reload`.
 
-use adit_schemas::names;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 
@@ -48,11 +47,9 @@ pub struct ManagedStore {
 impl ManagedStore {
     /// Opens the bucket.
     pub async fn open(js: &jetstream::Context) -> Result<Self> {
-        let kv = js
-            .get_key_value(names::KV_CHANNELS)
-            .await
-            .map_err(AlertsError::kv)?;
-        Ok(Self { kv })
+        Ok(Self {
+            kv: super::channels_bucket(js).await?,
+        })
     }
 
     /// Everything managed now. An entry that no longer parses (written by another version)

@@ -46,14 +46,19 @@ pub struct Silences {
     kv: kv::Store,
 }
 
+/// The channels bucket, where silences and the receivers and route managed over the API are.
+async fn channels_bucket(js: &jetstream::Context) -> Result<kv::Store> {
+    js.get_key_value(names::KV_CHANNELS)
+        .await
+        .map_err(AlertsError::kv)
+}
+
 impl Silences {
     /// Opens the bucket.
     pub async fn open(js: &jetstream::Context) -> Result<Self> {
-        let kv = js
-            .get_key_value(names::KV_CHANNELS)
-            .await
-            .map_err(AlertsError::kv)?;
-        Ok(Self { kv })
+        Ok(Self {
+            kv: channels_bucket(js).await?,
+        })
     }
 
     /// Stores a silence.
