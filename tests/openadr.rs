@@ -3,8 +3,8 @@
 //! an `[[adapters.openadr]]` VEN). The VEN registers and offers its power report; the VTN
 //! sends a curtail event due in five minutes, then a modification, then a cancellation; the
 //! site's measured power (from SQL) meets each target by its time, the VTN receives the VEN's
-//! opt-ins and power reports, a cancellation that arrives while adit is down ends the
-//! curtailment once it is back, and a VTN that falls silent during a curtailment takes the
+//! opt-ins and power reports, a restart while the VTN is silent keeps it, a cancellation that
+//! arrives while adit is down ends the curtailment once it is back, and a VTN that falls silent during a curtailment takes the
 //! site to the controller's failsafe. A VTN that requires client certificates is reached with
 //! the site's certificate.
 
@@ -21,6 +21,16 @@ const VEN_ID: &str = "ven-site-01";
 
 async fn site_kw(app: &App) -> Option<f64> {
     farm::site_kw(app, SITE).await
+}
+
+/// How many `normal` signals ended the VEN's curtailments of event `dr-1`.
+async fn normals(app: &App) -> Option<i64> {
+    app.rows(&format!(
+        "SELECT count(*) AS n FROM grid_signals WHERE site = '{SITE}' AND kind = 'normal' \
+         AND event_id LIKE 'oadr-dr-1-%'"
+    ))
+    .await[0]["n"]
+        .as_i64()
 }
 
 /// Waits until the site's power is at most `target_kw`; when it got there.
@@ -172,6 +182,28 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
     })
     .await;
 
+    // A restart while the event is in force and the VTN does not answer does not lift it:
+    // the restarted VEN has heard nothing yet, so it publishes nothing (no `normal`); once the
+    // VTN answers, the VEN takes the event again.
+    vtn.silence(true).await;
+    app.restart();
+    app.wait_http().await;
+    // Past `signal_stale` and the restart itself: a `normal` from the first ticks would have
+    // landed by now.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        normals(&app).await,
+        Some(0),
+        "a restart lifted the curtailment"
+    );
+    vtn.silence(false).await;
+    eventually(Duration::from_secs(60), "registered again", || async {
+        vtn.seen().await["registrations"]
+            .as_array()
+            .is_some_and(|r| r.len() >= 2)
+    })
+    .await;
+
     // Cancelled while adit is down (killed): the restarted VEN finds the cancellation, and
     // ends the curtailment it had asked before (its last signal on GRID); the machines are
     // woken.
@@ -191,15 +223,18 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
         || async { site_kw(&app).await.unwrap_or(0.0) >= before_kw * 0.9 },
     )
     .await;
-    let normal = app
-        .rows(&format!(
-            "SELECT count(*) AS n FROM grid_signals WHERE site = '{SITE}' AND kind = 'normal' \
-             AND event_id LIKE 'oadr-dr-1-%'"
-        ))
-        .await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    while normals(&app).await == Some(0) && std::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(
-        normal[0]["n"].as_i64() > Some(0),
-        "the cancellation ended it"
+        normals(&app).await > Some(0),
+        "the cancellation ended it; the VEN said:\n{}",
+        app.log()
+            .lines()
+            .filter(|l| l.contains("openadr"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let missed = app
         .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")

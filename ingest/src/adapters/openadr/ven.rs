@@ -137,6 +137,10 @@ struct Ven {
     registration: Option<Registration>,
     /// The ids of the registration the VTN asked to renew (sent with the next one).
     renewing: Option<Registration>,
+    /// The VTN's events were taken at least once since this start: until then the book is
+    /// empty because nothing was heard, not because nothing is asked, and a curtailment
+    /// asked before the start is not ended.
+    heard: bool,
     reports: Vec<Reporting>,
     published: Option<Published>,
     /// When the VTN last answered.
@@ -160,6 +164,7 @@ impl Ven {
             power: SitePower::new(POWER_FRESH),
             registration: None,
             renewing: None,
+            heard: false,
             reports: Vec::new(),
             published: None,
             last_ok: None,
@@ -363,6 +368,7 @@ impl Ven {
         // Registered only once every step is done: a failure part way starts again.
         self.registration = Some(registration);
         self.renewing = None;
+        self.heard = true;
         Ok(())
     }
 
@@ -470,13 +476,15 @@ impl Ven {
                 price_per_mwh: None,
                 ts: now,
             },
-            (None, Some(p)) if p.signal.kind == GridSignalKind::Curtail => GridSignal {
-                kind: GridSignalKind::Normal,
-                target_kw: None,
-                deadline: None,
-                ts: now,
-                ..p.signal.clone()
-            },
+            (None, Some(p)) if p.signal.kind == GridSignalKind::Curtail && self.heard => {
+                GridSignal {
+                    kind: GridSignalKind::Normal,
+                    target_kw: None,
+                    deadline: None,
+                    ts: now,
+                    ..p.signal.clone()
+                }
+            }
             (None, _) => return Ok(()),
         };
         self.shared
