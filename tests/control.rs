@@ -27,15 +27,20 @@ async fn site_kw(app: &App) -> Option<f64> {
     farm::site_kw(app, SITE).await
 }
 
-async fn ingest_grid(app: &App, body: Value) {
+/// POSTs `body` to `path` with the operate token; the answer must be `want`.
+async fn post_operate(app: &App, path: &str, body: Value, want: u16) {
     let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/ingest/grid", app.url()))
+        .post(format!("{}{path}", app.url()))
         .bearer_auth(OPERATE_TOKEN)
         .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
+}
+
+async fn ingest_grid(app: &App, body: Value) {
+    post_operate(app, "/api/v1/ingest/grid", body, 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,14 +480,7 @@ async fn machine_w(app: &App, machine: &str) -> Option<f64> {
 }
 
 async fn operator_command(app: &App, body: Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/control/commands", app.url()))
-        .bearer_auth(OPERATE_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    post_operate(app, "/api/v1/control/commands", body, 202).await;
 }
 
 /// An operator sleeps one machine through the API (a hashboard to swap); a curtailment comes
