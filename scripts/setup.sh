@@ -22,6 +22,7 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
@@ -54,6 +55,10 @@ fi
 if ! python3 -c "import openleadr" 2>/dev/null; then
   echo "setup: installing openleadr (a real OpenADR 2.0b VTN for the demand-response test)" >&2
   pip_install openleadr
+fi
+if ! python3 -c "import psycopg" 2>/dev/null; then
+  echo "setup: installing psycopg (a real PostgreSQL client for the wire protocol test)" >&2
+  pip_install "psycopg[binary]"
 fi
 if ! python3 -c "import playwright.sync_api" 2>/dev/null; then
   echo "setup: installing playwright (drives Debian's chromium in the dashboard test)" >&2

@@ -228,6 +228,21 @@ impl Config {
                  `adit token new` makes one), or [query.jwt], or listen on 127.0.0.1"
             );
         }
+        if let Some(postgres) = &self.query.postgres {
+            let Ok(pg) = postgres.listen.parse::<SocketAddr>() else {
+                bail!(
+                    "query.postgres.listen {:?} is not an address like 127.0.0.1:5432",
+                    postgres.listen
+                );
+            };
+            if !tokens.enabled() && !pg.ip().is_loopback() {
+                bail!(
+                    "query.postgres.listen {pg} can be reached from other machines, but no \
+                     query.tokens are set, so anyone who reaches it could read every table. Add \
+                     tokens (a client gives one as its password), or listen on 127.0.0.1"
+                );
+            }
+        }
         self.query.tls_acceptor().map_err(anyhow::Error::msg)?;
         if let Some(node) = &self.query.node
             && !(node.starts_with("http://") || node.starts_with("https://"))
@@ -261,6 +276,9 @@ impl Config {
         self.log.validate()?;
         self.health.validate()?;
         self.query.lockout.validate().map_err(anyhow::Error::msg)?;
+        if let Some(postgres) = &self.query.postgres {
+            postgres.validate().map_err(anyhow::Error::msg)?;
+        }
         if let Some(url) = &self.nats.url {
             adit_ingest::setup::server_addrs(url).map_err(|e| {
                 anyhow::anyhow!("nats.url: {e} (a URL like nats://host:4222, or several)")

@@ -239,12 +239,46 @@ pub async fn run_roles(
             .await
             .with_context(|| format!("query.listen: binding {}", config.query.listen))?;
         tracing::info!(listen = %config.query.listen, engine = ?config.query.engine, "HTTP API listening");
+        let engine = Arc::new(SqlEngine::on(
+            config.query.engine.clone(),
+            Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
+            config.query.limits.clone(),
+        ));
+        let admission = Arc::new(adit_query::admission::Admission::new(
+            config.query.concurrency.clone(),
+        ));
+        let lockout = Arc::new(adit_query::lockout::Lockout::new(
+            config.query.lockout.clone(),
+        ));
+        if let Some(postgres) = &config.query.postgres {
+            let server = Arc::new(
+                adit_query::postgres::Postgres::new(
+                    postgres,
+                    engine.clone(),
+                    Arc::new(config.query.tokens()?),
+                    admission.clone(),
+                    lockout.clone(),
+                    config.query.tls_acceptor().map_err(anyhow::Error::msg)?,
+                )
+                .map_err(anyhow::Error::msg)?,
+            );
+            let listener = tokio::net::TcpListener::bind(&postgres.listen)
+                .await
+                .with_context(|| format!("query.postgres.listen: binding {}", postgres.listen))?;
+            tracing::info!(listen = %postgres.listen, "PostgreSQL port listening");
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                adit_query::postgres::serve(
+                    listener,
+                    server,
+                    async move { token.cancelled().await },
+                )
+                .await?;
+                Ok("postgres")
+            });
+        }
         let state = AppState {
-            engine: Arc::new(SqlEngine::on(
-                config.query.engine.clone(),
-                Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
-                config.query.limits.clone(),
-            )),
+            engine,
             metrics: metrics.clone(),
             vitals: vitals.clone(),
             nats: Some(services.client.clone()),
@@ -265,10 +299,8 @@ pub async fn run_roles(
                     .get_key_value(adit_schemas::names::KV_BANS)
                     .await?,
             ),
-            admission: Arc::new(adit_query::admission::Admission::new(
-                config.query.concurrency.clone(),
-            )),
-            lockout: config.query.lockout.clone(),
+            admission,
+            lockout,
             live: Some(adit_query::live::Live::new(
                 services.js.clone(),
                 config.query.live_max_subscribers,

@@ -23,7 +23,7 @@ use crate::error::QueryError;
 /// What every guard shares: who has failed to authenticate, and where the audit trail goes.
 pub struct Trail {
     /// Failed authentications per address.
-    pub lockout: crate::lockout::Lockout,
+    pub lockout: Arc<crate::lockout::Lockout>,
     /// Publishes the audit entries (none without NATS: nothing is recorded).
     pub publisher: Option<adit_ingest::Publisher>,
 }

@@ -5,8 +5,9 @@
 //! limits; REST views of the pool (stats, blocks, payments, miners, workers); an OpenAPI
 //! document of every route; health, readiness and Prometheus metrics endpoints; bearer tokens
 //! (static or JWT) with roles, HTTPS when a certificate is configured, a lockout of addresses that fail it, and an audit trail of every change.
-//! Other crates' routes (HTTP ingest) are mounted here behind the role they need. It never
-//! writes a table.
+//! Other crates' routes (HTTP ingest) are mounted here behind the role they need. The same SQL
+//! is served to PostgreSQL clients (psql, JDBC tools, Grafana) over their wire protocol
+//! ([`postgres`]). It never writes a table.
 
 pub mod admission;
 pub mod alerts;
@@ -21,6 +22,7 @@ pub mod lockout;
 pub mod openapi;
 pub mod origin;
 pub mod overrides;
+pub mod postgres;
 mod publish;
 pub mod receivers;
 pub mod registry;

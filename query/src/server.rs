@@ -55,6 +55,8 @@ pub struct QueryConfig {
     pub allowed_hosts: Vec<String>,
     /// Failed authentications that ban an address, and for how long.
     pub lockout: crate::lockout::LockoutConfig,
+    /// Serve PostgreSQL clients too (`[query.postgres]`).
+    pub postgres: Option<crate::postgres::PostgresConfig>,
 }
 
 impl Default for QueryConfig {
@@ -73,6 +75,7 @@ impl Default for QueryConfig {
             public_url: None,
             allowed_hosts: Vec::new(),
             lockout: crate::lockout::LockoutConfig::default(),
+            postgres: None,
         }
     }
 }
@@ -146,8 +149,8 @@ pub struct AppState {
     pub live: Option<crate::live::Live>,
     /// Slots for SQL statements per role.
     pub admission: Arc<crate::admission::Admission>,
-    /// Failed authentications that ban an address.
-    pub lockout: crate::lockout::LockoutConfig,
+    /// Failed authentications that ban an address (shared with the PostgreSQL port).
+    pub lockout: Arc<crate::lockout::Lockout>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -168,7 +171,7 @@ pub fn router(
         tracing::warn!("no API tokens configured: the API is open to anyone who can reach it");
     }
     let trail = Arc::new(crate::auth::Trail {
-        lockout: crate::lockout::Lockout::new(state.lockout.clone()),
+        lockout: state.lockout.clone(),
         publisher: state.publisher.clone(),
     });
     let guard = |needed| Guard {
@@ -484,7 +487,7 @@ fn choose_format(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> 
     responses((status = 200, description = "The rows, in the format asked for; header x-adit-rows"),
               (status = 400, description = "{error: {code, message}}: the statement is invalid or not read-only"),
               (status = 401), (status = 403),
-              (status = 408, description = "over the time limit"), (status = 413, description = "over the row limit")),
+              (status = 422, description = "over the time, memory or row limit")),
     security(("bearer" = [])))]
 pub async fn sql_get(
     State(state): State<AppState>,
@@ -693,7 +696,7 @@ mod tests {
             bans: None,
             live: None,
             admission: Arc::new(crate::admission::Admission::new(Default::default())),
-            lockout: Default::default(),
+            lockout: Arc::new(crate::lockout::Lockout::new(Default::default())),
         };
         let tokens = Tokens::new(
             "query",

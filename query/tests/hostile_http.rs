@@ -67,7 +67,7 @@ fn app() -> Router {
                 bans: None,
                 live: None,
                 admission: Arc::new(adit_query::admission::Admission::new(Default::default())),
-                lockout: Default::default(),
+                lockout: Arc::new(adit_query::lockout::Lockout::new(Default::default())),
             };
             let tokens = Tokens::new(
                 "query",

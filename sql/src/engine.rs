@@ -19,8 +19,9 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::{
     CacheManagerConfig, DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache,
@@ -30,6 +31,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -44,7 +46,9 @@ use crate::delta_scan::SnapshotTable;
 use crate::error::{Result, SqlError};
 use crate::executor::{Executor, Task};
 use crate::pool::QueryPool;
-use crate::syntax::{MAX_DEPTH_CEILING, MAX_STATEMENT_BYTES_CEILING, TextError, TextLimits};
+use crate::syntax::{
+    Dialect, MAX_DEPTH_CEILING, MAX_STATEMENT_BYTES_CEILING, TextError, TextLimits,
+};
 
 /// Rows per batch: four times DataFusion's default, so a quarter of the batches and of their
 /// per-batch overhead on an aggregation over millions of rows (`scripts/bench_sql.py`:
@@ -153,6 +157,34 @@ impl SqlLimits {
         }
         Ok(())
     }
+}
+
+/// What a statement needs besides its text; the HTTP API needs none of it, a PostgreSQL
+/// client all of it.
+#[derive(Clone, Default)]
+pub struct StatementOptions {
+    /// The dialect its text is in.
+    pub dialect: Dialect,
+    /// What its session holds besides the tables (e.g. PostgreSQL's `pg_catalog`).
+    pub session: Option<Arc<dyn SessionSetup>>,
+    /// The values of its `$1`, `$2`… placeholders.
+    pub params: Option<ParamValues>,
+}
+
+/// Adds to a statement's session, after the tables and before planning: catalogs of
+/// read-only tables, functions. It must add nothing that writes or reaches outside.
+pub trait SessionSetup: Send + Sync {
+    /// Adds to `ctx`.
+    fn setup(&self, ctx: &SessionContext) -> datafusion::error::Result<()>;
+}
+
+/// What a statement takes and gives, known once it is planned and before it runs.
+#[derive(Debug, Clone)]
+pub struct Description {
+    /// The type of each placeholder `$1`, `$2`… in order (`None`: the plan does not say).
+    pub params: Vec<Option<DataType>>,
+    /// The schema of its rows.
+    pub schema: SchemaRef,
 }
 
 /// A statement's result: its schema and batches (within the row limit).
@@ -286,6 +318,16 @@ impl SqlEngine {
     /// take each one (a reader that stops reading stops the statement). Memory stays at what
     /// the plan itself holds.
     pub async fn query_stream(&self, sql: &str) -> Result<RowStream> {
+        self.query_stream_with(sql, StatementOptions::default())
+            .await
+    }
+
+    /// [`SqlEngine::query_stream`] with `options`.
+    pub async fn query_stream_with(
+        &self,
+        sql: &str,
+        options: StatementOptions,
+    ) -> Result<RowStream> {
         if sql.trim().is_empty() {
             return Err(SqlError::Empty);
         }
@@ -298,7 +340,8 @@ impl SqlEngine {
         let sql = sql.to_string();
         let task = self.executor.spawn(async move {
             let timed_out = || SqlError::Timeout { limit_ms };
-            let stream = match tokio::time::timeout_at(deadline, inner.plan(&sql)).await {
+            let planned = inner.plan(&sql, &options);
+            let stream = match tokio::time::timeout_at(deadline, planned).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     // The receiver may be gone already; then nobody waits for the reason.
@@ -342,6 +385,24 @@ impl SqlEngine {
             batches,
             _task: task,
         })
+    }
+
+    /// Plans `sql` (read-only checked, within the time limit) without running it: the types
+    /// of its placeholders and the schema of its rows.
+    pub async fn describe(&self, sql: &str, options: StatementOptions) -> Result<Description> {
+        if sql.trim().is_empty() {
+            return Err(SqlError::Empty);
+        }
+        let limit_ms = u64::try_from(self.inner.limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let inner = self.inner.clone();
+        let sql = sql.to_string();
+        let task = self
+            .executor
+            .spawn(async move { inner.describe(&sql, &options).await });
+        match tokio::time::timeout(self.inner.limits.timeout, task).await {
+            Ok(result) => result?,
+            Err(_) => Err(SqlError::Timeout { limit_ms }),
+        }
     }
 }
 
@@ -453,9 +514,9 @@ impl Inner {
     /// `sql` parsed and checked against the text limits, as the one statement to plan; what is
     /// not a statement DataFusion's SQL planner reads (`COPY`, `CREATE EXTERNAL TABLE`,
     /// `RESET`) is refused here, before planning.
-    fn statement(&self, sql: &str) -> Result<DfStatement> {
+    fn statement(&self, sql: &str, dialect: Dialect) -> Result<DfStatement> {
         let mut statements =
-            crate::syntax::parse(sql, self.limits.text()).map_err(|e| match e {
+            crate::syntax::parse_in(sql, self.limits.text(), dialect).map_err(|e| match e {
                 TextError::Parse(reason) => SqlError::InvalidSql(reason),
                 too_big => SqlError::TooComplex(too_big.to_string()),
             })?;
@@ -472,15 +533,19 @@ impl Inner {
         }
     }
 
-    /// Plans `sql` (read-only checked) and starts it.
-    async fn plan(
+    /// `sql`'s logical plan, read-only checked, in a session made for it.
+    async fn logical(
         &self,
         sql: &str,
-    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
-        let statement = self.statement(sql)?;
+        options: &StatementOptions,
+    ) -> Result<(SessionContext, LogicalPlan)> {
+        let statement = self.statement(sql, options.dialect)?;
         let ctx = self.session().await?;
-        let state = ctx.state();
-        let plan = state
+        if let Some(setup) = &options.session {
+            setup.setup(&ctx).map_err(SqlError::Engine)?;
+        }
+        let plan = ctx
+            .state()
             .statement_to_plan(statement)
             .await
             .map_err(|e| self.classify_planning(e))?;
@@ -490,6 +555,45 @@ impl Inner {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
+        Ok((ctx, plan))
+    }
+
+    /// The placeholders and row schema of `sql`.
+    async fn describe(&self, sql: &str, options: &StatementOptions) -> Result<Description> {
+        let (_, plan) = self.logical(sql, options).await?;
+        let mut types = plan
+            .get_parameter_types()
+            .map_err(|e| self.classify_planning(e))?;
+        let mut params = Vec::new();
+        while let Some(t) = types.remove(&format!("${}", params.len() + 1)) {
+            params.push(t);
+        }
+        if let Some(name) = types.keys().next() {
+            return Err(SqlError::InvalidSql(format!(
+                "placeholder {name} is not one of $1…${} in order",
+                params.len()
+            )));
+        }
+        Ok(Description {
+            params,
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+        })
+    }
+
+    /// Plans `sql` (read-only checked) and starts it.
+    async fn plan(
+        &self,
+        sql: &str,
+        options: &StatementOptions,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        let (ctx, plan) = self.logical(sql, options).await?;
+        let plan = match &options.params {
+            Some(values) => plan
+                .with_param_values(values.clone())
+                .map_err(|e| self.classify_planning(e))?,
+            None => plan,
+        };
+        let state = ctx.state();
         let plan = state
             .optimize(&plan)
             .map_err(|e| self.classify_optimizing(e))?;
@@ -510,7 +614,7 @@ impl Inner {
     }
 
     async fn run(&self, sql: &str) -> Result<QueryResult> {
-        let mut stream = self.plan(sql).await?;
+        let mut stream = self.plan(sql, &StatementOptions::default()).await?;
         let schema = stream.schema();
         let mut batches = Vec::new();
         let (mut rows, mut bytes) = (0, 0);

@@ -18,5 +18,5 @@ pub mod syntax;
 
 pub use catalog::Catalog;
 pub use cluster::QueryEngine;
-pub use engine::{QueryResult, SqlEngine, SqlLimits};
+pub use engine::{Description, QueryResult, SessionSetup, SqlEngine, SqlLimits, StatementOptions};
 pub use error::{Result, SqlError};

@@ -15,7 +15,7 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Statement, Visit, Visitor};
-use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::dialect::{GenericDialect, PostgreSqlDialect};
 
 /// Stack of a thread that checks or plans SQL: enough for a tree as deep as
 /// [`MAX_STATEMENT_BYTES_CEILING`] allows (`1+1+…`, half a million levels) to be dropped,
@@ -74,16 +74,39 @@ pub enum TextError {
     Parse(String),
 }
 
+/// The SQL dialect a statement is read in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// sqlparser's generic dialect: the HTTP API, rules and reports.
+    #[default]
+    Generic,
+    /// PostgreSQL's: statements from PostgreSQL clients.
+    Postgres,
+}
+
 /// Parses `sql` and measures it against `limits`; returns its statements.
 pub fn parse(sql: &str, limits: TextLimits) -> Result<VecDeque<DfStatement>, TextError> {
+    parse_in(sql, limits, Dialect::Generic)
+}
+
+/// [`parse`] in `dialect`.
+pub fn parse_in(
+    sql: &str,
+    limits: TextLimits,
+    dialect: Dialect,
+) -> Result<VecDeque<DfStatement>, TextError> {
     if sql.len() > limits.max_bytes {
         return Err(TextError::TooLong {
             bytes: sql.len(),
             limit: limits.max_bytes,
         });
     }
+    let dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect = match dialect {
+        Dialect::Generic => &GenericDialect {},
+        Dialect::Postgres => &PostgreSqlDialect {},
+    };
     let statements = DFParserBuilder::new(sql)
-        .with_dialect(&GenericDialect {})
+        .with_dialect(dialect)
         .with_recursion_limit(PARSER_RECURSION)
         .build()
         .and_then(|mut p| p.parse_statements())

@@ -1,0 +1,356 @@
+//! PostgreSQL clients against `adit demo` (issue 28), over TLS with a token as the password:
+//! Debian's `psql` lists the tables (`\dt`) and runs a join, `psycopg` runs parameterized
+//! queries over the extended protocol and gets typed values back, and both see the rows
+//! `POST /api/v1/sql` sees. Each write is refused and each limit enforced as over HTTP, with
+//! PostgreSQL's SQLSTATE; a wrong password and a connection without TLS are refused.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Demo, READ_TOKEN, free_port};
+
+/// What psql printed and whether it succeeded.
+struct Psql {
+    ok: bool,
+    out: String,
+    err: String,
+}
+
+/// Runs psql against the demo's PostgreSQL port (`args` after the connection), unaligned and
+/// tuples only, stopping at the first error, with verbose errors (the SQLSTATE shown).
+fn psql(port: u16, ca: &Path, password: &str, sslmode: &str, args: &[&str]) -> Psql {
+    let out = Command::new("psql")
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .arg(format!(
+            "host=localhost port={port} user=grafana dbname=adit sslmode={sslmode} sslrootcert={}",
+            ca.display()
+        ))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            ",",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+        ])
+        .args(args)
+        .output()
+        .expect("psql runs (scripts/setup.sh installs Debian's postgresql-client)");
+    Psql {
+        ok: out.status.success(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Rows of `sql` through the HTTPS API as JSON, with the status (0: not answering yet).
+async fn http(client: &reqwest::Client, base: &str, sql: &str) -> (u16, serde_json::Value) {
+    let sent = client
+        .post(format!("{base}/api/v1/sql?format=json"))
+        .bearer_auth(READ_TOKEN)
+        .body(sql.to_string())
+        .send()
+        .await;
+    let Ok(r) = sent else {
+        return (0, serde_json::Value::Null);
+    };
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// What a psycopg client does: parameterized queries (server-side binding, so the extended
+/// protocol with `$1`), and the Python types of what comes back.
+const PSYCOPG: &str = r#"
+import datetime, json, sys
+import psycopg
+port, password, ca, site, cutoff = sys.argv[1:6]
+cutoff = datetime.datetime.fromisoformat(cutoff)
+out = {}
+with psycopg.connect(host="localhost", port=int(port), user="grafana", password=password,
+                     dbname="adit", sslmode="verify-full", sslrootcert=ca) as conn:
+    row = conn.execute(
+        "SELECT site, count(*) AS n FROM energy_readings WHERE site = %s AND ts < %s GROUP BY site",
+        (site, cutoff)).fetchone()
+    out["site"], out["n"] = row[0], row[1]
+    ts, flag, amount, nothing = conn.execute(
+        "SELECT max(ts), %s::boolean, CAST(12.50 AS DECIMAL(10, 2)), CAST(NULL AS BIGINT) "
+        "FROM energy_readings WHERE site = %s", (True, site)).fetchone()
+    out["ts_type"] = type(ts).__name__
+    out["ts_aware"] = ts.tzinfo is not None and ts.utcoffset() == datetime.timedelta(0)
+    out["bool"] = flag
+    out["decimal"] = [type(amount).__name__, str(amount)]
+    out["null"] = nothing
+    prepared = [conn.execute("SELECT count(*) FROM energy_readings WHERE site = %s AND ts < %s",
+                             (site, cutoff), prepare=True).fetchone()[0] for _ in range(3)]
+    out["prepared"] = prepared
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
+    let certs = tempfile::tempdir().unwrap();
+    let made = Command::new(common::adit_binary())
+        .args(["certs", "--server", "localhost,127.0.0.1", "--out"])
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let ca = certs.path().join("ca.pem");
+    let pg = free_port();
+    let demo = Demo::start_with(&format!(
+        "[query]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\
+         tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}]\n\
+         [query.limits]\nmax_rows = 5000\ntimeout = \"3s\"\n\
+         [query.postgres]\nlisten = \"127.0.0.1:{pg}\"\n",
+        pem("coordinator.pem"),
+        pem("coordinator.key")
+    ));
+    let base = format!("https://localhost:{}", demo.http);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+
+    // Energy from both sites has landed.
+    let started = Instant::now();
+    let q = "SELECT count(DISTINCT site) AS n FROM energy_readings";
+    while http(&client, &base, q).await.1[0]["n"] != 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no energy rows; log:\n{}",
+            demo.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // psql lists the tables through pg_catalog.
+    let listed = psql(pg, &ca, READ_TOKEN, "verify-full", &["-c", "\\dt"]);
+    assert!(listed.ok, "\\dt failed: {}", listed.err);
+    for table in ["energy_readings", "shares", "site_energy_1m"] {
+        assert!(
+            listed
+                .out
+                .lines()
+                .any(|l| l.starts_with(&format!("public,{table},table"))),
+            "{table} not listed:\n{}",
+            listed.out
+        );
+    }
+    // psql's description of a table lists its columns.
+    let described = psql(
+        pg,
+        &ca,
+        READ_TOKEN,
+        "verify-full",
+        &["-c", "\\d energy_readings"],
+    );
+    assert!(described.ok, "\\d failed: {}", described.err);
+    assert!(described.out.contains("site"), "{}", described.out);
+
+    // The same join through psql and through HTTP, on rows that no longer change: those
+    // read before now, once the landing has caught up with them.
+    let cutoff = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let join = format!(
+        "SELECT e.site, count(*) AS readings, min(s.machines) AS machines \
+         FROM energy_readings e \
+         JOIN (SELECT site, count(DISTINCT machine) AS machines FROM energy_readings \
+               WHERE ts < TIMESTAMP '{c}' GROUP BY site) s ON e.site = s.site \
+         WHERE e.ts < TIMESTAMP '{c}' GROUP BY e.site ORDER BY e.site",
+        c = cutoff.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+    );
+    let mut agreed = false;
+    for _ in 0..5 {
+        let by_pg = psql(pg, &ca, READ_TOKEN, "verify-full", &["-c", &join]);
+        assert!(by_pg.ok, "join failed: {}", by_pg.err);
+        let (status, rows) = http(&client, &base, &join).await;
+        assert_eq!(status, 200, "{rows}");
+        let by_http: Vec<String> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{},{},{}",
+                    r["site"].as_str().unwrap(),
+                    r["readings"],
+                    r["machines"]
+                )
+            })
+            .collect();
+        assert_eq!(by_http.len(), 2, "{rows}");
+        if by_pg.out.lines().collect::<Vec<_>>() == by_http {
+            agreed = true;
+            break;
+        }
+        eprintln!(
+            "psql {:?} vs HTTP {by_http:?}; a late row, trying again",
+            by_pg.out
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(agreed, "psql and the HTTP API never agreed on the join");
+
+    // psycopg: parameters bound on the server, typed values back, the same count as HTTP.
+    let (_, rows) = http(
+        &client,
+        &base,
+        "SELECT min(site) AS site FROM energy_readings",
+    )
+    .await;
+    let site = rows[0]["site"].as_str().unwrap().to_string();
+    let cutoff_text = cutoff.to_rfc3339();
+    let counted = format!(
+        "SELECT count(*) AS n FROM energy_readings WHERE site = '{site}' AND ts < TIMESTAMP '{}'",
+        cutoff.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+    );
+    let expected = http(&client, &base, &counted).await.1[0]["n"].clone();
+    let out = Command::new("python3")
+        .args(["-c", PSYCOPG, &pg.to_string(), READ_TOKEN])
+        .arg(&ca)
+        .args([&site, &cutoff_text])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psycopg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["site"], site.as_str(), "{got}");
+    assert_eq!(got["n"], expected, "{got}");
+    assert_eq!(
+        got["prepared"],
+        serde_json::json!([expected, expected, expected]),
+        "{got}"
+    );
+    assert_eq!(got["ts_type"], "datetime", "{got}");
+    assert_eq!(
+        got["ts_aware"], true,
+        "timestamps come with their time zone: {got}"
+    );
+    assert_eq!(got["bool"], true, "{got}");
+    assert_eq!(
+        got["decimal"],
+        serde_json::json!(["Decimal", "12.50"]),
+        "{got}"
+    );
+    assert_eq!(got["null"], serde_json::Value::Null, "{got}");
+
+    // Writes are refused and limits hold, as over HTTP, each with PostgreSQL's code.
+    let long = dir_file(
+        &certs,
+        "long.sql",
+        &format!("SELECT {}1;", "1 + ".repeat(80_000)),
+    );
+    let cases: [(&str, &[&str], &str, u16); 5] = [
+        ("a write", &["-c", "DELETE FROM shares"], "25006", 403),
+        (
+            "a table made",
+            &["-c", "CREATE TABLE t (a INT)"],
+            "25006",
+            403,
+        ),
+        (
+            "a file written",
+            &["-c", "COPY shares TO '/tmp/adit-pg-copy.csv'"],
+            "25006",
+            403,
+        ),
+        (
+            "the row limit",
+            &["-c", "SELECT * FROM generate_series(1, 100000)"],
+            "54000",
+            422,
+        ),
+        (
+            "the statement size",
+            &["-f", long.to_str().unwrap()],
+            "54001",
+            400,
+        ),
+    ];
+    for (what, args, code, status) in cases {
+        let refused = psql(pg, &ca, READ_TOKEN, "verify-full", args);
+        assert!(!refused.ok, "{what} was let through: {}", refused.out);
+        assert!(
+            refused.err.contains(&format!("ERROR:  {code}")),
+            "{what}: expected SQLSTATE {code}: {}",
+            refused.err
+        );
+        let sql = match args {
+            ["-f", path] => std::fs::read_to_string(path).unwrap(),
+            [_, sql] => sql.to_string(),
+            _ => unreachable!(),
+        };
+        let (got, body) = http(&client, &base, &sql).await;
+        assert_eq!(got, status, "{what} over HTTP: {body}");
+    }
+    assert!(!Path::new("/tmp/adit-pg-copy.csv").exists());
+    // The time limit stops a statement mid-way and says so.
+    let slow = psql(
+        pg,
+        &ca,
+        READ_TOKEN,
+        "verify-full",
+        &[
+            "-c",
+            "SELECT count(*) FROM generate_series(1, 100000000000) WHERE value % 7 = 3",
+        ],
+    );
+    assert!(
+        !slow.ok && slow.err.contains("ERROR:  57014"),
+        "{}",
+        slow.err
+    );
+    // The connection survives a refused statement, and a transaction block is accepted.
+    let after = psql(
+        pg,
+        &ca,
+        READ_TOKEN,
+        "verify-full",
+        &[
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-c",
+            "BEGIN; SELECT 41 + 1; COMMIT;",
+            "-c",
+            "SHOW server_version",
+        ],
+    );
+    assert!(
+        after.out.contains("42") && after.out.contains("16.6"),
+        "{} {}",
+        after.out,
+        after.err
+    );
+
+    // A wrong token, and a connection without TLS, are refused before any statement.
+    let wrong = psql(pg, &ca, "not-a-token", "verify-full", &["-c", "SELECT 1"]);
+    assert!(
+        !wrong.ok && wrong.err.contains("password authentication failed"),
+        "{}",
+        wrong.err
+    );
+    let plain = psql(pg, &ca, READ_TOKEN, "disable", &["-c", "SELECT 1"]);
+    assert!(
+        !plain.ok && plain.err.contains("TLS connections only"),
+        "{}",
+        plain.err
+    );
+}
+
+/// Writes `text` to `name` in `dir`; its path.
+fn dir_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
