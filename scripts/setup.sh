@@ -60,6 +60,10 @@ if ! python3 -c "import psycopg" 2>/dev/null; then
   echo "setup: installing psycopg (a real PostgreSQL client for the wire protocol test)" >&2
   pip_install "psycopg[binary]"
 fi
+if ! python3 -c "import adbc_driver_flightsql.dbapi, pyarrow" 2>/dev/null; then
+  echo "setup: installing the ADBC Flight SQL driver (a real Arrow Flight SQL client)" >&2
+  pip_install adbc-driver-flightsql pyarrow
+fi
 if ! python3 -c "import playwright.sync_api" 2>/dev/null; then
   echo "setup: installing playwright (drives Debian's chromium in the dashboard test)" >&2
   pip_install playwright

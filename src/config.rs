@@ -228,16 +228,26 @@ impl Config {
                  `adit token new` makes one), or [query.jwt], or listen on 127.0.0.1"
             );
         }
-        if let Some(postgres) = &self.query.postgres {
-            let Ok(pg) = postgres.listen.parse::<SocketAddr>() else {
-                bail!(
-                    "query.postgres.listen {:?} is not an address like 127.0.0.1:5432",
-                    postgres.listen
-                );
+        let wire = [
+            (
+                "postgres",
+                self.query.postgres.as_ref().map(|p| &p.listen),
+                "5432",
+            ),
+            (
+                "flight",
+                self.query.flight.as_ref().map(|f| &f.listen),
+                "8815",
+            ),
+        ];
+        for (section, listen, port) in wire {
+            let Some(listen) = listen else { continue };
+            let Ok(addr) = listen.parse::<SocketAddr>() else {
+                bail!("query.{section}.listen {listen:?} is not an address like 127.0.0.1:{port}");
             };
-            if !tokens.enabled() && !pg.ip().is_loopback() {
+            if !tokens.enabled() && !addr.ip().is_loopback() {
                 bail!(
-                    "query.postgres.listen {pg} can be reached from other machines, but no \
+                    "query.{section}.listen {addr} can be reached from other machines, but no \
                      query.tokens are set, so anyone who reaches it could read every table. Add \
                      tokens (a client gives one as its password), or listen on 127.0.0.1"
                 );

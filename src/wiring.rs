@@ -258,7 +258,10 @@ pub async fn run_roles(
                     Arc::new(config.query.tokens()?),
                     admission.clone(),
                     lockout.clone(),
-                    config.query.tls_acceptor().map_err(anyhow::Error::msg)?,
+                    config
+                        .query
+                        .tls_acceptor_for(&[b"postgresql"])
+                        .map_err(anyhow::Error::msg)?,
                 )
                 .map_err(anyhow::Error::msg)?,
             );
@@ -275,6 +278,33 @@ pub async fn run_roles(
                 )
                 .await?;
                 Ok("postgres")
+            });
+        }
+        if let Some(flight) = &config.query.flight {
+            let server = Arc::new(adit_query::flight::Flight {
+                engine: engine.clone(),
+                tokens: Arc::new(config.query.tokens()?),
+                admission: admission.clone(),
+                lockout: lockout.clone(),
+            });
+            let listener = tokio::net::TcpListener::bind(&flight.listen)
+                .await
+                .with_context(|| format!("query.flight.listen: binding {}", flight.listen))?;
+            tracing::info!(listen = %flight.listen, "Flight SQL port listening");
+            let tls = config
+                .query
+                .tls_acceptor_for(&[b"h2"])
+                .map_err(anyhow::Error::msg)?;
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                adit_query::flight::serve(
+                    listener,
+                    server,
+                    tls,
+                    async move { token.cancelled().await },
+                )
+                .await?;
+                Ok("flight")
             });
         }
         let state = AppState {

@@ -72,6 +72,16 @@ fn roots(ca: &Path) -> Result<RootCertStore> {
 /// A server acceptor presenting `files`. With `client_ca`, every client must present a
 /// certificate issued by that CA (mutual TLS); without, clients are anonymous.
 pub fn acceptor(files: &TlsFiles, client_ca: Option<&Path>) -> Result<TlsAcceptor> {
+    acceptor_for(files, client_ca, &[])
+}
+
+/// [`acceptor`] for a protocol that names itself in the handshake (ALPN): `h2` for gRPC,
+/// whose clients refuse a server that selects none, `postgresql` for PostgreSQL's.
+pub fn acceptor_for(
+    files: &TlsFiles,
+    client_ca: Option<&Path>,
+    protocols: &[&[u8]],
+) -> Result<TlsAcceptor> {
     let (certs, key) = identity(files)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -86,9 +96,10 @@ pub fn acceptor(files: &TlsFiles, client_ca: Option<&Path>) -> Result<TlsAccepto
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| tls_error("certificate and key", &e))?;
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

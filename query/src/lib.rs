@@ -7,7 +7,7 @@
 //! (static or JWT) with roles, HTTPS when a certificate is configured, a lockout of addresses that fail it, and an audit trail of every change.
 //! Other crates' routes (HTTP ingest) are mounted here behind the role they need. The same SQL
 //! is served to PostgreSQL clients (psql, JDBC tools, Grafana) over their wire protocol
-//! ([`postgres`]). It never writes a table.
+//! ([`postgres`]) and to Arrow clients over Flight SQL ([`flight`]). It never writes a table.
 
 pub mod admission;
 pub mod alerts;
@@ -16,6 +16,7 @@ pub mod bans;
 pub mod commands;
 pub mod dashboard;
 pub mod error;
+pub mod flight;
 pub mod format;
 pub mod live;
 pub mod lockout;

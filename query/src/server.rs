@@ -57,6 +57,8 @@ pub struct QueryConfig {
     pub lockout: crate::lockout::LockoutConfig,
     /// Serve PostgreSQL clients too (`[query.postgres]`).
     pub postgres: Option<crate::postgres::PostgresConfig>,
+    /// Serve Arrow Flight SQL clients too (`[query.flight]`).
+    pub flight: Option<crate::flight::FlightConfig>,
 }
 
 impl Default for QueryConfig {
@@ -76,6 +78,7 @@ impl Default for QueryConfig {
             allowed_hosts: Vec::new(),
             lockout: crate::lockout::LockoutConfig::default(),
             postgres: None,
+            flight: None,
         }
     }
 }
@@ -112,9 +115,18 @@ impl QueryConfig {
     pub fn tls_acceptor(
         &self,
     ) -> std::result::Result<Option<adit_protocol::https::TlsAcceptor>, String> {
+        self.tls_acceptor_for(&[])
+    }
+
+    /// [`QueryConfig::tls_acceptor`] naming `protocols` in the handshake (ALPN), for the
+    /// PostgreSQL and Flight SQL ports.
+    pub fn tls_acceptor_for(
+        &self,
+        protocols: &[&[u8]],
+    ) -> std::result::Result<Option<adit_protocol::https::TlsAcceptor>, String> {
         self.tls
             .as_ref()
-            .map(|files| adit_protocol::tls::acceptor(files, None))
+            .map(|files| adit_protocol::tls::acceptor_for(files, None, protocols))
             .transpose()
             .map_err(|e| format!("query.tls: {e}"))
     }

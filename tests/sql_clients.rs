@@ -1,8 +1,11 @@
-//! PostgreSQL clients against `adit demo` (issue 28), over TLS with a token as the password:
-//! Debian's `psql` lists the tables (`\dt`) and runs a join, `psycopg` runs parameterized
-//! queries over the extended protocol and gets typed values back, and both see the rows
-//! `POST /api/v1/sql` sees. Each write is refused and each limit enforced as over HTTP, with
-//! PostgreSQL's SQLSTATE; a wrong password and a connection without TLS are refused.
+//! The SQL clients people already use, against `adit demo` over TLS with an API token
+//! (issue 28). PostgreSQL: Debian's `psql` lists the tables (`\dt`) and runs a join, `psycopg`
+//! runs parameterized queries over the extended protocol and gets typed values back; each write
+//! is refused and each limit enforced as over HTTP, with PostgreSQL's SQLSTATE; a wrong
+//! password and a connection without TLS are refused. Arrow Flight SQL: the ADBC driver logs
+//! in with the token as its password, lists the tables, reads a query into Arrow and runs a
+//! prepared statement with a parameter; a write and a wrong password are refused. Every
+//! client sees the rows `POST /api/v1/sql` sees.
 
 mod common;
 
@@ -93,43 +96,90 @@ with psycopg.connect(host="localhost", port=int(port), user="grafana", password=
 print(json.dumps(out))
 "#;
 
+/// `adit demo` with HTTPS, a read token, small limits and both SQL ports, once energy from
+/// both sites has landed.
+struct Setup {
+    demo: Demo,
+    certs: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    pg: u16,
+    flight: u16,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let certs = tempfile::tempdir().unwrap();
+        let made = Command::new(common::adit_binary())
+            .args(["certs", "--server", "localhost,127.0.0.1", "--out"])
+            .arg(certs.path())
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+        let ca = certs.path().join("ca.pem");
+        let (pg, flight) = (free_port(), free_port());
+        let demo = Demo::start_with(&format!(
+            "[query]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\
+             tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}]\n\
+             [query.limits]\nmax_rows = 5000\ntimeout = \"3s\"\n\
+             [query.postgres]\nlisten = \"127.0.0.1:{pg}\"\n\
+             [query.flight]\nlisten = \"127.0.0.1:{flight}\"\n",
+            pem("coordinator.pem"),
+            pem("coordinator.key")
+        ));
+        let base = format!("https://localhost:{}", demo.http);
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let q = "SELECT count(DISTINCT site) AS n FROM energy_readings";
+        while http(&client, &base, q).await.1[0]["n"] != 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no energy rows; log:\n{}",
+                demo.log()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Self {
+            demo,
+            certs,
+            ca,
+            pg,
+            flight,
+            base,
+            client,
+        }
+    }
+
+    /// A time before which the rows no longer change (the landing has caught up with it).
+    async fn settled(&self) -> chrono::DateTime<chrono::Utc> {
+        let cutoff = chrono::Utc::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        cutoff
+    }
+}
+
+/// `t` as an SQL timestamp literal's text.
+fn literal(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
-    let certs = tempfile::tempdir().unwrap();
-    let made = Command::new(common::adit_binary())
-        .args(["certs", "--server", "localhost,127.0.0.1", "--out"])
-        .arg(certs.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
-    let ca = certs.path().join("ca.pem");
-    let pg = free_port();
-    let demo = Demo::start_with(&format!(
-        "[query]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\
-         tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}]\n\
-         [query.limits]\nmax_rows = 5000\ntimeout = \"3s\"\n\
-         [query.postgres]\nlisten = \"127.0.0.1:{pg}\"\n",
-        pem("coordinator.pem"),
-        pem("coordinator.key")
-    ));
-    let base = format!("https://localhost:{}", demo.http);
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
-        .build()
-        .unwrap();
-
-    // Energy from both sites has landed.
-    let started = Instant::now();
-    let q = "SELECT count(DISTINCT site) AS n FROM energy_readings";
-    while http(&client, &base, q).await.1[0]["n"] != 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no energy rows; log:\n{}",
-            demo.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let setup = Setup::start().await;
+    let (pg, ca, base, client, certs) = (
+        setup.pg,
+        &setup.ca,
+        &setup.base,
+        &setup.client,
+        &setup.certs,
+    );
 
     // psql lists the tables through pg_catalog.
     let listed = psql(pg, &ca, READ_TOKEN, "verify-full", &["-c", "\\dt"]);
@@ -155,23 +205,21 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     assert!(described.ok, "\\d failed: {}", described.err);
     assert!(described.out.contains("site"), "{}", described.out);
 
-    // The same join through psql and through HTTP, on rows that no longer change: those
-    // read before now, once the landing has caught up with them.
-    let cutoff = chrono::Utc::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The same join through psql and through HTTP, on rows that no longer change.
+    let cutoff = setup.settled().await;
     let join = format!(
         "SELECT e.site, count(*) AS readings, min(s.machines) AS machines \
          FROM energy_readings e \
          JOIN (SELECT site, count(DISTINCT machine) AS machines FROM energy_readings \
                WHERE ts < TIMESTAMP '{c}' GROUP BY site) s ON e.site = s.site \
          WHERE e.ts < TIMESTAMP '{c}' GROUP BY e.site ORDER BY e.site",
-        c = cutoff.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        c = literal(cutoff)
     );
     let mut agreed = false;
     for _ in 0..5 {
         let by_pg = psql(pg, &ca, READ_TOKEN, "verify-full", &["-c", &join]);
         assert!(by_pg.ok, "join failed: {}", by_pg.err);
-        let (status, rows) = http(&client, &base, &join).await;
+        let (status, rows) = http(client, base, &join).await;
         assert_eq!(status, 200, "{rows}");
         let by_http: Vec<String> = rows
             .as_array()
@@ -210,9 +258,9 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     let cutoff_text = cutoff.to_rfc3339();
     let counted = format!(
         "SELECT count(*) AS n FROM energy_readings WHERE site = '{site}' AND ts < TIMESTAMP '{}'",
-        cutoff.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        literal(cutoff)
     );
-    let expected = http(&client, &base, &counted).await.1[0]["n"].clone();
+    let expected = http(client, base, &counted).await.1[0]["n"].clone();
     let out = Command::new("python3")
         .args(["-c", PSYCOPG, &pg.to_string(), READ_TOKEN])
         .arg(&ca)
@@ -291,7 +339,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
             [_, sql] => sql.to_string(),
             _ => unreachable!(),
         };
-        let (got, body) = http(&client, &base, &sql).await;
+        let (got, body) = http(client, base, &sql).await;
         assert_eq!(got, status, "{what} over HTTP: {body}");
     }
     assert!(!Path::new("/tmp/adit-pg-copy.csv").exists());
@@ -353,4 +401,120 @@ fn dir_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathB
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// What an ADBC client does over Flight SQL: log in with the token as the password, list the
+/// tables, read a query into Arrow, run a prepared statement with a parameter, try a write;
+/// then log in with a wrong password.
+const ADBC: &str = r#"
+import json, sys
+import adbc_driver_flightsql.dbapi as flight_sql
+port, token, ca, site, cutoff = sys.argv[1:6]
+uri = f"grpc+tls://localhost:{port}"
+def options(password):
+    return {"username": "grafana", "password": password,
+            "adbc.flight.sql.client_option.tls_root_certs": open(ca).read()}
+out = {}
+with flight_sql.connect(uri, db_kwargs=options(token)) as conn:
+    objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    out["tables"] = sorted(t["table_name"] for c in objects for s in (c["catalog_db_schemas"] or [])
+                           for t in (s["db_schema_tables"] or []))
+    cur = conn.cursor()
+    cur.execute(f"SELECT site, count(*) AS n FROM energy_readings WHERE ts < TIMESTAMP '{cutoff}' "
+                "GROUP BY site ORDER BY site")
+    table = cur.fetch_arrow_table()
+    out["rows"] = table.to_pylist()
+    out["types"] = [str(f.type) for f in table.schema]
+    cur.execute(f"SELECT count(*) AS n FROM energy_readings WHERE site = $1 AND ts < TIMESTAMP '{cutoff}'",
+                parameters=(site,))
+    out["bound"] = cur.fetch_arrow_table().to_pylist()
+    cur.execute("SELECT max(ts) AS newest FROM energy_readings")
+    out["ts_type"] = str(cur.fetch_arrow_table().schema.field("newest").type)
+    try:
+        cur.execute("DELETE FROM shares")
+        cur.fetchall()
+        out["write"] = "let through"
+    except Exception as e:
+        out["write"] = str(e)
+try:
+    with flight_sql.connect(uri, db_kwargs=options("not-a-token")) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        out["wrong"] = "let in"
+except Exception as e:
+    out["wrong"] = str(e)
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adbc_flight_sql_client_reads_the_demo_as_the_http_api_does() {
+    let setup = Setup::start().await;
+    let (base, client) = (&setup.base, &setup.client);
+    let cutoff = setup.settled().await;
+    let by_site = format!(
+        "SELECT site, count(*) AS n FROM energy_readings WHERE ts < TIMESTAMP '{}' \
+         GROUP BY site ORDER BY site",
+        literal(cutoff)
+    );
+    let (status, expected) = http(client, base, &by_site).await;
+    assert_eq!(status, 200, "{expected}");
+    let site = expected[0]["site"].as_str().unwrap().to_string();
+    let out = Command::new("python3")
+        .args(["-c", ADBC, &setup.flight.to_string(), READ_TOKEN])
+        .arg(&setup.ca)
+        .args([site.as_str(), literal(cutoff).as_str()])
+        .output()
+        .expect("python3 runs (scripts/setup.sh installs adbc-driver-flightsql)");
+    assert!(
+        out.status.success(),
+        "the ADBC client failed: {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        setup.demo.log()
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables: Vec<&str> = got["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    for table in ["energy_readings", "shares", "site_energy_1m"] {
+        assert!(tables.contains(&table), "{table} not listed: {tables:?}");
+    }
+    assert_eq!(got["rows"], expected, "Flight SQL and HTTP disagree");
+    // DataFusion's strings are Arrow's string views; either is a string to an Arrow reader.
+    assert!(
+        got["types"] == serde_json::json!(["string_view", "int64"])
+            || got["types"] == serde_json::json!(["string", "int64"]),
+        "{got}"
+    );
+    let one_site = expected
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["site"] == site.as_str())
+        .unwrap()["n"]
+        .clone();
+    assert_eq!(
+        got["bound"],
+        serde_json::json!([{ "n": one_site }]),
+        "{got}"
+    );
+    assert!(
+        got["ts_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("timestamp[us, tz="),
+        "timestamps keep their zone: {got}"
+    );
+    assert!(
+        got["write"].as_str().unwrap().contains("read-only"),
+        "{}",
+        got["write"]
+    );
+    let wrong = got["wrong"].as_str().unwrap();
+    assert!(
+        wrong.contains("Unauthenticated") || wrong.contains("UNAUTHENTICATED"),
+        "{wrong}"
+    );
 }
