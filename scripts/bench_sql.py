@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""SQL latency through adit's HTTP API beside DuckDB (in-process) on the same Parquet files.
+"""SQL latency through adit's HTTP API beside DuckDB (in-process) on the same Parquet files,
+and through adit's PostgreSQL and Flight SQL ports beside its HTTP API.
 
 Writes a data set once (Delta tables under DIR, by the `deltalake` package: several million
 energy readings over one day, shares, blocks), serves it with the adit binary BIN (`adit
-query`, its own nats-server), and runs typical queries RUNS times each through
-`POST /api/v1/sql` and through DuckDB reading the tables' Parquet files; prints each median,
-and adit's time over DuckDB's. Measure a release build:
+query` with `[query.postgres]` and `[query.flight]`, its own nats-server), and runs typical
+queries RUNS times each through `POST /api/v1/sql`, through DuckDB reading the tables'
+Parquet files, through psycopg on the PostgreSQL port and through the ADBC Flight SQL driver;
+prints each median, adit's HTTP time over DuckDB's, and each protocol's over HTTP's. Measure a
+release build:
 
     cargo build --release && python3 scripts/bench_sql.py target/release/adit [--rows 5000000]
 """
@@ -126,6 +129,28 @@ def adit_time(port, sql):
     return elapsed, len(json.loads(body))
 
 
+def wire_clients(pg_port, flight_port):
+    """Functions running SQL through psycopg and through ADBC's Flight SQL driver; each returns
+    the number of rows, all of them read by the client."""
+    psycopg = need("psycopg", "psycopg[binary]")
+    need("adbc_driver_flightsql", "adbc-driver-flightsql")
+    import adbc_driver_flightsql.dbapi as flight_sql
+    pg = psycopg.connect(host="127.0.0.1", port=pg_port, user="bench", dbname="adit",
+                         autocommit=True)
+    flight = flight_sql.connect(f"grpc://127.0.0.1:{flight_port}")
+
+    def through_pg(sql):
+        return len(pg.execute(sql).fetchall())
+
+    def through_flight(sql):
+        cur = flight.cursor()
+        cur.execute(sql)
+        rows = cur.fetch_arrow_table().num_rows
+        cur.close()
+        return rows
+    return through_pg, through_flight
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
@@ -142,11 +167,16 @@ def main():
         generate(a.dir, a.rows)
         open(marker, "w").close()
 
-    nats_port, port = free_port(), free_port()
+    nats_port, port, pg_port, flight_port = free_port(), free_port(), free_port(), free_port()
     store = tempfile.mkdtemp()
+    config = os.path.join(store, "adit.toml")
+    with open(config, "w") as f:
+        f.write(f'[query.postgres]\nlisten = "127.0.0.1:{pg_port}"\n'
+                f'[query.flight]\nlisten = "127.0.0.1:{flight_port}"\n')
     nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", store],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    adit = subprocess.Popen([a.bin, "--tables", a.dir, "--listen", f"127.0.0.1:{port}",
+    adit = subprocess.Popen([a.bin, "--config", config, "--tables", a.dir,
+                             "--listen", f"127.0.0.1:{port}",
                              "--nats-url", f"nats://127.0.0.1:{nats_port}", "query"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -160,19 +190,30 @@ def main():
         for table in ["energy_readings", "shares", "blocks"]:
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
                         f"'{a.dir}/{table}/**/*.parquet', hive_partitioning = true)")
-        print(f"{'query':<28} {'adit ms':>9} {'duckdb ms':>10} {'ratio':>7}  rows")
+        pg, flight = wire_clients(pg_port, flight_port)
+        print(f"{'query':<28} {'adit ms':>9} {'duckdb ms':>10} {'ratio':>7} "
+              f"{'pg ms':>8} {'/http':>6} {'flight ms':>10} {'/http':>6}  rows")
         for name, sql in QUERIES:
-            adit_runs, duck_runs, rows = [], [], None
+            runs = {"http": [], "duck": [], "pg": [], "flight": []}
+            rows = None
             for _ in range(a.runs):
                 t, rows = adit_time(port, sql)
-                adit_runs.append(t)
+                runs["http"].append(t)
                 t = time.perf_counter()
                 duck_rows = arrow_rows(con.sql(sql))
-                duck_runs.append(time.perf_counter() - t)
+                runs["duck"].append(time.perf_counter() - t)
+                for protocol, client in (("pg", pg), ("flight", flight)):
+                    t = time.perf_counter()
+                    got = client(sql)
+                    runs[protocol].append(time.perf_counter() - t)
+                    if got != rows:
+                        raise SystemExit(f"{name}: {protocol} answered {got} rows, HTTP {rows}")
             if duck_rows != rows:
                 raise SystemExit(f"{name}: adit answered {rows} rows, DuckDB {duck_rows}")
-            am, dm = statistics.median(adit_runs) * 1000, statistics.median(duck_runs) * 1000
-            print(f"{name:<28} {am:9.1f} {dm:10.1f} {am / dm:7.2f}  {rows}")
+            ms = {k: statistics.median(v) * 1000 for k, v in runs.items()}
+            print(f"{name:<28} {ms['http']:9.1f} {ms['duck']:10.1f} {ms['http'] / ms['duck']:7.2f} "
+                  f"{ms['pg']:8.1f} {ms['pg'] / ms['http']:6.2f} "
+                  f"{ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f}  {rows}")
     finally:
         adit.terminate()
         nats.terminate()

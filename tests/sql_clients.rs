@@ -182,7 +182,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     );
 
     // psql lists the tables through pg_catalog.
-    let listed = psql(pg, &ca, READ_TOKEN, "verify-full", &["-c", "\\dt"]);
+    let listed = psql(pg, ca, READ_TOKEN, "verify-full", &["-c", "\\dt"]);
     assert!(listed.ok, "\\dt failed: {}", listed.err);
     for table in ["energy_readings", "shares", "site_energy_1m"] {
         assert!(
@@ -197,7 +197,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     // psql's description of a table lists its columns.
     let described = psql(
         pg,
-        &ca,
+        ca,
         READ_TOKEN,
         "verify-full",
         &["-c", "\\d energy_readings"],
@@ -217,7 +217,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     );
     let mut agreed = false;
     for _ in 0..5 {
-        let by_pg = psql(pg, &ca, READ_TOKEN, "verify-full", &["-c", &join]);
+        let by_pg = psql(pg, ca, READ_TOKEN, "verify-full", &["-c", &join]);
         assert!(by_pg.ok, "join failed: {}", by_pg.err);
         let (status, rows) = http(client, base, &join).await;
         assert_eq!(status, 200, "{rows}");
@@ -249,8 +249,8 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
 
     // psycopg: parameters bound on the server, typed values back, the same count as HTTP.
     let (_, rows) = http(
-        &client,
-        &base,
+        client,
+        base,
         "SELECT min(site) AS site FROM energy_readings",
     )
     .await;
@@ -263,7 +263,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     let expected = http(client, base, &counted).await.1[0]["n"].clone();
     let out = Command::new("python3")
         .args(["-c", PSYCOPG, &pg.to_string(), READ_TOKEN])
-        .arg(&ca)
+        .arg(ca)
         .args([&site, &cutoff_text])
         .output()
         .unwrap();
@@ -295,7 +295,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
 
     // Writes are refused and limits hold, as over HTTP, each with PostgreSQL's code.
     let long = dir_file(
-        &certs,
+        certs,
         "long.sql",
         &format!("SELECT {}1;", "1 + ".repeat(80_000)),
     );
@@ -327,7 +327,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
         ),
     ];
     for (what, args, code, status) in cases {
-        let refused = psql(pg, &ca, READ_TOKEN, "verify-full", args);
+        let refused = psql(pg, ca, READ_TOKEN, "verify-full", args);
         assert!(!refused.ok, "{what} was let through: {}", refused.out);
         assert!(
             refused.err.contains(&format!("ERROR:  {code}")),
@@ -346,7 +346,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     // The time limit stops a statement mid-way and says so.
     let slow = psql(
         pg,
-        &ca,
+        ca,
         READ_TOKEN,
         "verify-full",
         &[
@@ -362,7 +362,7 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     // The connection survives a refused statement, and a transaction block is accepted.
     let after = psql(
         pg,
-        &ca,
+        ca,
         READ_TOKEN,
         "verify-full",
         &[
@@ -382,13 +382,13 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     );
 
     // A wrong token, and a connection without TLS, are refused before any statement.
-    let wrong = psql(pg, &ca, "not-a-token", "verify-full", &["-c", "SELECT 1"]);
+    let wrong = psql(pg, ca, "not-a-token", "verify-full", &["-c", "SELECT 1"]);
     assert!(
         !wrong.ok && wrong.err.contains("password authentication failed"),
         "{}",
         wrong.err
     );
-    let plain = psql(pg, &ca, READ_TOKEN, "disable", &["-c", "SELECT 1"]);
+    let plain = psql(pg, ca, READ_TOKEN, "disable", &["-c", "SELECT 1"]);
     assert!(
         !plain.ok && plain.err.contains("TLS connections only"),
         "{}",

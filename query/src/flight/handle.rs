@@ -130,9 +130,12 @@ mod tests {
                 ScalarValue::Int64(Some(42))
             ]
         );
-        assert_eq!(
-            Handle::decode(&handle.encode()).unwrap().params().unwrap(),
-            None
+        assert!(
+            Handle::decode(&handle.encode())
+                .unwrap()
+                .params()
+                .unwrap()
+                .is_none()
         );
         let two = RecordBatch::try_new(
             schema,
