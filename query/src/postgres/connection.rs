@@ -56,14 +56,21 @@ pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Postgre
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY not set");
     }
+    // Only well-formed messages reach pgwire (its decoder panics on some malformed ones).
+    let max_statement = server.engine.limits().max_statement_bytes;
+    let Some(guarded) = super::frames::guard(socket, server.tls.clone(), max_statement).await
+    else {
+        return;
+    };
     let connection = Conn(Arc::new(Session {
         permit: server.connections.clone().try_acquire_owned().ok(),
         server: server.clone(),
         ip,
+        secure: guarded.secure,
         caller: OnceLock::new(),
         settings: Mutex::default(),
     }));
-    if let Err(e) = pgwire::tokio::process_socket(socket, server.tls.clone(), connection).await {
+    if let Err(e) = pgwire::tokio::process_socket_unix(guarded.pgwire, connection).await {
         tracing::debug!(client = %ip, error = %e, "PostgreSQL connection ended");
     }
 }
@@ -75,6 +82,8 @@ struct Session {
     ip: std::net::IpAddr,
     /// Its place among the connections (`None`: over the limit, refused at startup).
     permit: Option<OwnedSemaphorePermit>,
+    /// Whether it speaks TLS.
+    secure: bool,
     /// Who it authenticated as; set once.
     caller: OnceLock<Caller>,
     /// What its `SET`s said.
@@ -359,7 +368,7 @@ impl StartupHandler for Conn {
                         "sorry, too many clients already (query.postgres.max_connections)",
                     ));
                 }
-                if session.server.tls.is_some() && !client.is_secure() {
+                if session.server.tls.is_some() && !session.secure {
                     return Err(refused(
                         "FATAL",
                         "28000",

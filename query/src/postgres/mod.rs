@@ -7,6 +7,7 @@
 //! configured it is let in as the HTTP API lets everyone in. With `query.tls` set the port
 //! speaks TLS and refuses a connection that did not ask for it, before any password is sent.
 //!
+//! [`frames`] stands in front of pgwire and lets only well-formed messages through,
 //! [`catalog`] adds `pg_catalog` to each statement's session (clients list tables through
 //! it), [`commands`] answers the session commands clients send on connect (`SET`, `SHOW`,
 //! `BEGIN`…) without reaching the engine, and [`connection`] is one client's conversation.
@@ -14,6 +15,7 @@
 mod catalog;
 mod commands;
 mod connection;
+mod frames;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,440 @@
+//! Property tests of the PostgreSQL and Flight SQL ports (issue 28): the real servers, in
+//! process over an empty table root, fed what a stranger on the internet could send.
+//!
+//! PostgreSQL: random bytes instead of a startup packet; startup packets with random lengths,
+//! versions and parameters; passwords of every shape; and, once authenticated, random
+//! frontend messages (Query, Parse with random SQL and parameter types, Bind with random
+//! values and formats, Describe, Execute, Close, Sync, unknown types, lying lengths).
+//! Flight SQL: random tickets, random prepared-statement handles (raw and wrapped in the
+//! command that carries them), random `authorization` values.
+//!
+//! Whatever comes, nothing in the process panics (a panic hook counts every panic), and a
+//! well-behaved client is still answered `SELECT 1` on both ports afterwards.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use adit_query::admission::Admission;
+use adit_query::flight::Flight;
+use adit_query::lockout::{Lockout, LockoutConfig};
+use adit_query::postgres::{Postgres, PostgresConfig};
+use adit_query::{Catalog, Role, SqlEngine, SqlLimits, TokenConfig, Tokens};
+use arrow_flight::Ticket;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::{CommandPreparedStatementQuery, ProstMessageExt, TicketStatementQuery};
+use proptest::prelude::*;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "wire-token-000000";
+
+/// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
+fn cases(ci: u32) -> u32 {
+    std::env::var("ADIT_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}
+
+/// Panics anywhere in the process since it started.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Both servers, started once per test process on a runtime of their own.
+struct Servers {
+    pg: SocketAddr,
+    flight: SocketAddr,
+    runtime: tokio::runtime::Runtime,
+    _root: tempfile::TempDir,
+}
+
+fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+        let root = tempfile::Builder::new()
+            .prefix("hostile-wire-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("a table root");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let store = adit_sinks::TableStore::new(
+            root.path().to_str().expect("a UTF-8 path"),
+            Default::default(),
+        )
+        .expect("a table store");
+        let limits = SqlLimits {
+            timeout: Duration::from_secs(10),
+            threads: 2,
+            ..SqlLimits::default()
+        };
+        let tokens = || {
+            Arc::new(
+                Tokens::new("query", &[TokenConfig::new("r", TOKEN, Role::Read)], None)
+                    .expect("tokens"),
+            )
+        };
+        let (pg, flight) = runtime.block_on(async {
+            let engine = Arc::new(SqlEngine::new(
+                Arc::new(Catalog::new(store, Duration::ZERO)),
+                limits,
+            ));
+            let admission = Arc::new(Admission::new(Default::default()));
+            // Failures count, but never ban the test's own address.
+            let lockout = Arc::new(Lockout::new(LockoutConfig {
+                limit: u32::MAX,
+                window: Duration::from_millis(1),
+                ban_for: Duration::from_millis(1),
+            }));
+            let postgres = Arc::new(
+                Postgres::new(
+                    &PostgresConfig::default(),
+                    engine.clone(),
+                    tokens(),
+                    admission.clone(),
+                    lockout.clone(),
+                    None,
+                )
+                .expect("the PostgreSQL state"),
+            );
+            let flight = Arc::new(Flight {
+                engine,
+                tokens: tokens(),
+                admission,
+                lockout,
+            });
+            let pg_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let flight_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addrs = (
+                pg_listener.local_addr().unwrap(),
+                flight_listener.local_addr().unwrap(),
+            );
+            tokio::spawn(adit_query::postgres::serve(
+                pg_listener,
+                postgres,
+                std::future::pending(),
+            ));
+            tokio::spawn(adit_query::flight::serve(
+                flight_listener,
+                flight,
+                None,
+                std::future::pending(),
+            ));
+            addrs
+        });
+        Servers {
+            pg,
+            flight,
+            runtime,
+            _root: root,
+        }
+    })
+}
+
+/// A frontend message: type byte, then its length (itself included) and body.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A startup packet for protocol 3.0 with `params`.
+fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = 196_608_u32.to_be_bytes().to_vec();
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = (body.len() as u32 + 4).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// `s` NUL-terminated.
+fn cstr(s: &[u8]) -> Vec<u8> {
+    let mut out = s.to_vec();
+    out.push(0);
+    out
+}
+
+/// Reads what the server says for up to `wait`, returning it (the reading stops at EOF).
+async fn drain(stream: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if got.len() > 1 << 20 {
+            break;
+        }
+    }
+    got
+}
+
+/// Sends `bytes` to the PostgreSQL port (after `prefix`), reads the answer briefly, closes.
+async fn send_pg(prefix: &[u8], bytes: &[u8]) {
+    let Ok(mut stream) = TcpStream::connect(servers().pg).await else {
+        return;
+    };
+    // The server may close at any point; a write error is one of its answers.
+    if stream.write_all(prefix).await.is_ok() && stream.write_all(bytes).await.is_ok() {
+        drain(&mut stream, Duration::from_millis(200)).await;
+    }
+}
+
+/// A logged-in connection's opening bytes: startup and the token as the password.
+fn logged_in() -> Vec<u8> {
+    let mut out = startup(&[("user", "fuzz"), ("database", "adit")]);
+    out.extend(message(b'p', &cstr(TOKEN.as_bytes())));
+    out
+}
+
+/// Whether a well-behaved client logs in and gets `SELECT 1` answered with a row holding 1.
+async fn pg_answers() -> bool {
+    let Ok(mut stream) = TcpStream::connect(servers().pg).await else {
+        return false;
+    };
+    let mut out = logged_in();
+    out.extend(message(b'Q', &cstr(b"SELECT 1 AS one")));
+    if stream.write_all(&out).await.is_err() {
+        return false;
+    }
+    let got = drain(&mut stream, Duration::from_secs(3)).await;
+    // DataRow 'D' with one column of length 1 holding "1", then ReadyForQuery.
+    got.windows(7).any(|w| w == [b'D', 0, 0, 0, 11, 0, 1])
+        && got.ends_with(&[b'Z', 0, 0, 0, 5, b'I'])
+}
+
+/// A gRPC client of the Flight SQL port.
+async fn flight_client() -> Option<FlightServiceClient<tonic::transport::Channel>> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", servers().flight))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    Some(FlightServiceClient::new(channel))
+}
+
+/// Whether a Flight SQL client with the token gets `SELECT 1` answered.
+async fn flight_answers() -> bool {
+    let Some(mut client) = flight_client().await else {
+        return false;
+    };
+    let ticket = TicketStatementQuery {
+        statement_handle: "SELECT 1 AS one".into(),
+    };
+    let mut request = tonic::Request::new(Ticket::new(ticket.as_any().encode_to_vec()));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    match client.do_get(request).await {
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            let mut messages = 0;
+            while let Ok(Some(_)) = stream.message().await {
+                messages += 1;
+            }
+            messages >= 2
+        }
+        Err(_) => false,
+    }
+}
+
+/// A frontend message of a random kind with a random or structured body.
+fn frontend() -> impl Strategy<Value = Vec<u8>> {
+    let sql = prop_oneof![
+        Just("SELECT 1".to_string()),
+        Just("SELECT $1::bigint + $2".to_string()),
+        Just("DELETE FROM t".to_string()),
+        Just("SET x = 1; SHOW x; BEGIN; COMMIT".to_string()),
+        Just("SELECT * FROM pg_catalog.pg_class".to_string()),
+        "[ -~]{0,200}",
+        ".{0,200}",
+    ];
+    prop_oneof![
+        sql.clone().prop_map(|s| message(b'Q', &cstr(s.as_bytes()))),
+        (sql, prop::collection::vec(any::<u32>(), 0..4)).prop_map(|(s, types)| {
+            let mut body = cstr(b"s1");
+            body.extend(cstr(s.as_bytes()));
+            body.extend_from_slice(&(types.len() as u16).to_be_bytes());
+            for t in types {
+                body.extend_from_slice(&t.to_be_bytes());
+            }
+            message(b'P', &body)
+        }),
+        (
+            prop::collection::vec(any::<i16>(), 0..3),
+            prop::collection::vec(
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..16)),
+                0..3
+            )
+        )
+            .prop_map(|(formats, values)| {
+                let mut body = cstr(b"");
+                body.extend(cstr(b"s1"));
+                body.extend_from_slice(&(formats.len() as u16).to_be_bytes());
+                for f in &formats {
+                    body.extend_from_slice(&f.to_be_bytes());
+                }
+                body.extend_from_slice(&(values.len() as u16).to_be_bytes());
+                for v in &values {
+                    match v {
+                        Some(v) => {
+                            body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                            body.extend_from_slice(v);
+                        }
+                        None => body.extend_from_slice(&(-1_i32).to_be_bytes()),
+                    }
+                }
+                body.extend_from_slice(&(formats.len() as u16).to_be_bytes());
+                for f in &formats {
+                    body.extend_from_slice(&f.to_be_bytes());
+                }
+                message(b'B', &body)
+            }),
+        Just(message(b'D', b"S\0")),
+        Just(message(b'D', b"Ps1\0")),
+        any::<i32>().prop_map(|n| {
+            let mut body = cstr(b"");
+            body.extend_from_slice(&n.to_be_bytes());
+            message(b'E', &body)
+        }),
+        Just(message(b'S', b"")),
+        Just(message(b'H', b"")),
+        Just(message(b'C', b"Ss1\0")),
+        (any::<u8>(), prop::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(kind, body)| message(kind, &body)),
+        // A length that lies about what follows.
+        (
+            any::<u8>(),
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..32)
+        )
+            .prop_map(|(kind, len, body)| {
+                let mut out = vec![kind];
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend(body);
+                out
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+
+    #[test]
+    fn random_bytes_and_startups_end_in_errors_not_panics(
+        raw in prop::collection::vec(any::<u8>(), 0..256),
+        user in ".{0,40}",
+        password in prop::collection::vec(any::<u8>(), 0..80),
+        version in any::<u32>(),
+    ) {
+        let s = servers();
+        s.runtime.block_on(async {
+            send_pg(b"", &raw).await;
+            let mut odd = (version.max(8)).to_be_bytes().to_vec();
+            odd.extend_from_slice(&raw);
+            send_pg(b"", &odd).await;
+            let mut out = startup(&[("user", &user), ("database", "adit")]);
+            out.extend(message(b'p', &cstr(&password)));
+            send_pg(b"", &out).await;
+        });
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn random_messages_after_login_end_in_errors_not_panics(
+        messages in prop::collection::vec(frontend(), 1..8),
+    ) {
+        let s = servers();
+        s.runtime.block_on(send_pg(&logged_in(), &messages.concat()));
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn random_tickets_handles_and_tokens_end_in_errors_not_panics(
+        ticket in prop::collection::vec(any::<u8>(), 0..256),
+        handle in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..256),
+            ".{0,100}".prop_map(|sql| format!("{{\"sql\":{sql:?},\"params\":\"AAAA\"}}").into_bytes()),
+        ],
+        authorization in prop_oneof![
+            Just(format!("Bearer {TOKEN}")),
+            "[ -~]{0,60}",
+            "[A-Za-z0-9+/=]{0,40}".prop_map(|b| format!("Basic {b}")),
+        ],
+    ) {
+        let s = servers();
+        s.runtime.block_on(async {
+            let Some(mut client) = flight_client().await else {
+                return;
+            };
+            let prepared = CommandPreparedStatementQuery {
+                prepared_statement_handle: handle.into(),
+            };
+            for bytes in [ticket, prepared.as_any().encode_to_vec()] {
+                let mut request = tonic::Request::new(Ticket::new(bytes));
+                if let Ok(value) = authorization.parse() {
+                    request.metadata_mut().insert("authorization", value);
+                }
+                if let Ok(response) = client.do_get(request).await {
+                    let mut stream = response.into_inner();
+                    while let Ok(Some(_)) = stream.message().await {}
+                }
+            }
+        });
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[test]
+fn well_behaved_clients_are_answered_after_the_hostile_ones() {
+    let s = servers();
+    // Some hostile traffic first, in case this test runs before the properties.
+    s.runtime.block_on(async {
+        send_pg(
+            &logged_in(),
+            &message(b'Q', &cstr(b"SELECT * FROM nowhere")),
+        )
+        .await;
+        send_pg(b"", &[0xff; 64]).await;
+    });
+    assert!(
+        s.runtime.block_on(pg_answers()),
+        "the PostgreSQL port stopped answering"
+    );
+    assert!(
+        s.runtime.block_on(flight_answers()),
+        "the Flight SQL port stopped answering"
+    );
+    // A wrong password is refused, and refusing it broke nothing.
+    let refused = s.runtime.block_on(async {
+        let mut stream = TcpStream::connect(s.pg).await.unwrap();
+        let mut out = startup(&[("user", "x")]);
+        out.extend(message(b'p', &cstr(b"wrong")));
+        stream.write_all(&out).await.unwrap();
+        drain(&mut stream, Duration::from_secs(2)).await
+    });
+    assert!(
+        refused.windows(5).any(|w| w == b"28P01"),
+        "{}",
+        String::from_utf8_lossy(&refused)
+    );
+    assert!(s.runtime.block_on(pg_answers()));
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+}
