@@ -293,6 +293,17 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
     );
     assert_eq!(got["null"], serde_json::Value::Null, "{got}");
 
+    // The shipped Grafana dashboard over the tables runs through this port: every panel's SQL
+    // and its variable's, with Grafana's macros expanded as its PostgreSQL data source does.
+    for (title, sql) in grafana_queries() {
+        let sql = sql
+            .replace("$__timeFilter(", "grafana_time_filter(")
+            .replace("$site", &format!("'{site}'"));
+        let sql = expand_time_filter(&sql);
+        let ran = psql(pg, ca, READ_TOKEN, "verify-full", &["-c", &sql]);
+        assert!(ran.ok, "the Grafana panel {title:?} fails: {}\n{sql}", ran.err);
+    }
+
     // Writes are refused and limits hold, as over HTTP, each with PostgreSQL's code.
     let long = dir_file(
         certs,
@@ -394,6 +405,48 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
         "{}",
         plain.err
     );
+}
+
+/// Every SQL query of `deploy/grafana/records.json`: (panel title or variable name, SQL).
+fn grafana_queries() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/records.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push((
+                panel["title"].as_str().unwrap().to_string(),
+                target["rawSql"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(sql) = variable["query"].as_str().filter(|_| variable["type"] == "query") {
+            queries.push((variable["name"].as_str().unwrap().to_string(), sql.to_string()));
+        }
+    }
+    assert!(queries.len() >= 5, "{queries:?}");
+    queries
+}
+
+/// `grafana_time_filter(column)` as Grafana's `$__timeFilter(column)` expands: the column
+/// between the dashboard's range, as RFC 3339 text.
+fn expand_time_filter(sql: &str) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("grafana_time_filter(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "grafana_time_filter(".len()..];
+        let end = after.find(')').expect("a closed macro");
+        out.push_str(&format!(
+            "{} BETWEEN '2026-01-01T00:00:00Z' AND '2099-01-01T00:00:00Z'",
+            &after[..end]
+        ));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Writes `text` to `name` in `dir`; its path.
