@@ -331,6 +331,11 @@ pub async fn run_roles(
             ),
             admission,
             lockout,
+            dashboards: Some(
+                adit_query::dashboards::store::DashboardStore::open(&services.js)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
             live: Some(adit_query::live::Live::new(
                 services.js.clone(),
                 config.query.live_max_subscribers,

@@ -301,7 +301,11 @@ async fn psql_and_psycopg_read_the_demo_as_the_http_api_does() {
             .replace("$site", &format!("'{site}'"));
         let sql = expand_time_filter(&sql);
         let ran = psql(pg, ca, READ_TOKEN, "verify-full", &["-c", &sql]);
-        assert!(ran.ok, "the Grafana panel {title:?} fails: {}\n{sql}", ran.err);
+        assert!(
+            ran.ok,
+            "the Grafana panel {title:?} fails: {}\n{sql}",
+            ran.err
+        );
     }
 
     // Writes are refused and limits hold, as over HTTP, each with PostgreSQL's code.
@@ -422,8 +426,14 @@ fn grafana_queries() -> Vec<(String, String)> {
         }
     }
     for variable in dashboard["templating"]["list"].as_array().unwrap() {
-        if let Some(sql) = variable["query"].as_str().filter(|_| variable["type"] == "query") {
-            queries.push((variable["name"].as_str().unwrap().to_string(), sql.to_string()));
+        if let Some(sql) = variable["query"]
+            .as_str()
+            .filter(|_| variable["type"] == "query")
+        {
+            queries.push((
+                variable["name"].as_str().unwrap().to_string(),
+                sql.to_string(),
+            ));
         }
     }
     assert!(queries.len() >= 5, "{queries:?}");

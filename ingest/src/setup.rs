@@ -237,9 +237,15 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
 /// subjects `$KV.<bucket>.>`, per-key history, roll-ups), which every nats-server since 2.6
 /// understands; the client's own bucket-creation request needs a newer server.
 pub async fn ensure_buckets(js: &jetstream::Context, replicas: usize) -> Result<()> {
-    let each = names::KV_BUCKETS
-        .iter()
-        .map(|bucket| ensure_bucket(js, bucket, 10, None, replicas));
+    let each = names::KV_BUCKETS.iter().map(|bucket| {
+        // A dashboard's revisions are its history: as many as NATS keeps per key.
+        let history = if *bucket == names::KV_DASHBOARDS {
+            64
+        } else {
+            10
+        };
+        ensure_bucket(js, bucket, history, None, replicas)
+    });
     futures::future::try_join_all(each).await?;
     Ok(())
 }

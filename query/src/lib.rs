@@ -15,6 +15,7 @@ pub mod auth;
 pub mod bans;
 pub mod commands;
 pub mod dashboard;
+pub mod dashboards;
 pub mod error;
 pub mod flight;
 pub mod format;

@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    alerts, bans, commands, live, overrides, receivers, registry, reports, server, views,
-    violations,
+    alerts, bans, commands, dashboards, live, overrides, receivers, registry, reports, server,
+    views, violations,
 };
 
 /// Adds the bearer-token scheme the routes name.
@@ -71,6 +71,16 @@ impl Modify for Bearer {
         receivers::put_route,
         receivers::delete_route,
         receivers::test,
+        dashboards::list,
+        dashboards::get_one,
+        dashboards::put,
+        dashboards::delete,
+        dashboards::revisions,
+        dashboards::query_panel,
+        dashboards::variable_values,
+        dashboards::public_get,
+        dashboards::public_query_panel,
+        dashboards::public_variable_values,
         alerts::silence,
         alerts::list_silences,
         alerts::acknowledge,
@@ -95,7 +105,7 @@ impl Modify for Bearer {
         bans::NewBan
     )),
     modifiers(&Bearer),
-    tags((name = "sql", description = "Read-only SQL"), (name = "pool", description = "Pool views"),
+    tags((name = "sql", description = "Read-only SQL"), (name = "dashboards", description = "Dashboards people build and share"), (name = "pool", description = "Pool views"),
          (name = "registry", description = "Sites, pools, machines, sensors and meters"),
          (name = "farm", description = "Violations of the registry's limits"),
          (name = "ops", description = "Health and metrics"))

@@ -87,7 +87,7 @@ fn with_etag(status: StatusCode, v: &Versioned) -> Response {
 }
 
 /// `If-Match` as a revision.
-fn expected(headers: &HeaderMap) -> Result<Option<u64>> {
+pub(crate) fn expected(headers: &HeaderMap) -> Result<Option<u64>> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };

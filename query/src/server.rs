@@ -163,6 +163,8 @@ pub struct AppState {
     pub admission: Arc<crate::admission::Admission>,
     /// Failed authentications that ban an address (shared with the PostgreSQL port).
     pub lockout: Arc<crate::lockout::Lockout>,
+    /// Users' dashboards (none without NATS: their routes answer 503).
+    pub dashboards: Option<crate::dashboards::store::DashboardStore>,
 }
 
 /// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
@@ -258,6 +260,7 @@ pub fn router(
     let registry = registry_routes(state.clone(), &guard);
     let rules = rule_routes(state.clone(), &guard);
     let bans = ban_routes(state.clone(), &guard);
+    let dashboards = dashboard_routes(state.clone(), &guard);
     let doc = Arc::new(crate::openapi::document(extra_docs));
     Router::new()
         .route(
@@ -278,6 +281,7 @@ pub fn router(
         .merge(notes)
         .merge(rules)
         .merge(bans)
+        .merge(dashboards)
         .merge(crate::dashboard::routes())
         .layer(middleware::from_fn_with_state(
             Arc::new(origins),
@@ -329,6 +333,44 @@ fn receiver_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
         )
         .with_state(state)
         .layer(admin)
+}
+
+/// The dashboards' routes: read to list, open and run panels, operate to create, replace and
+/// delete (the owner's or, for admins, any); a public dashboard's link needs no token.
+fn dashboard_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
+    use crate::dashboards as d;
+    let layer = |role| middleware::from_fn_with_state(guard(role), require);
+    let one = get(d::get_one)
+        .layer(layer(Role::Read))
+        .merge(axum::routing::put(d::put).layer(layer(Role::Operate)))
+        .merge(axum::routing::delete(d::delete).layer(layer(Role::Operate)));
+    let read = Router::new()
+        .route("/api/v1/dashboards", get(d::list))
+        .route("/api/v1/dashboards/{id}/revisions", get(d::revisions))
+        .route(
+            "/api/v1/dashboards/{id}/panels/{panel}/query",
+            axum::routing::post(d::query_panel),
+        )
+        .route(
+            "/api/v1/dashboards/{id}/variables/{name}/values",
+            axum::routing::post(d::variable_values),
+        )
+        .layer(layer(Role::Read));
+    let public = Router::new()
+        .route("/api/v1/public/dashboards/{link}", get(d::public_get))
+        .route(
+            "/api/v1/public/dashboards/{link}/panels/{panel}/query",
+            axum::routing::post(d::public_query_panel),
+        )
+        .route(
+            "/api/v1/public/dashboards/{link}/variables/{name}/values",
+            axum::routing::post(d::public_variable_values),
+        );
+    Router::new()
+        .route("/api/v1/dashboards/{id}", one)
+        .merge(read)
+        .merge(public)
+        .with_state(state)
 }
 
 /// The Stratum bans' routes: admin only, reading included (they name attackers' addresses).
@@ -709,6 +751,7 @@ mod tests {
             live: None,
             admission: Arc::new(crate::admission::Admission::new(Default::default())),
             lockout: Arc::new(crate::lockout::Lockout::new(Default::default())),
+            dashboards: None,
         };
         let tokens = Tokens::new(
             "query",

@@ -68,6 +68,7 @@ fn app() -> Router {
                 live: None,
                 admission: Arc::new(adit_query::admission::Admission::new(Default::default())),
                 lockout: Arc::new(adit_query::lockout::Lockout::new(Default::default())),
+                dashboards: None,
             };
             let tokens = Tokens::new(
                 "query",

@@ -36,8 +36,10 @@ pub const KV_CHANNELS: &str = "adit_channels";
 pub const KV_LEASES: &str = "adit_leases";
 /// KV bucket holding Stratum bans (`adit_schemas::bans`).
 pub const KV_BANS: &str = "adit_bans";
+/// KV bucket holding users' dashboards (`d.<id>`) and their public links (`link.<key>`).
+pub const KV_DASHBOARDS: &str = "adit_dashboards";
 /// All KV buckets adit creates.
-pub const KV_BUCKETS: &[&str] = &[KV_REGISTRY, KV_RULES, KV_CHANNELS, KV_BANS];
+pub const KV_BUCKETS: &[&str] = &[KV_REGISTRY, KV_RULES, KV_CHANNELS, KV_BANS, KV_DASHBOARDS];
 
 /// Header carrying the schema version of a message.
 pub const HEADER_SCHEMA_VERSION: &str = "Adit-Schema-Version";

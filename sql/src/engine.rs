@@ -298,13 +298,20 @@ impl SqlEngine {
 
     /// Runs `sql` and returns its rows, or the reason it was refused or stopped.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        self.query_with(sql, StatementOptions::default()).await
+    }
+
+    /// [`SqlEngine::query`] with `options`.
+    pub async fn query_with(&self, sql: &str, options: StatementOptions) -> Result<QueryResult> {
         if sql.trim().is_empty() {
             return Err(SqlError::Empty);
         }
         let limit_ms = u64::try_from(self.inner.limits.timeout.as_millis()).unwrap_or(u64::MAX);
         let inner = self.inner.clone();
         let sql = sql.to_string();
-        let task = self.executor.spawn(async move { inner.run(&sql).await });
+        let task = self
+            .executor
+            .spawn(async move { inner.run(&sql, &options).await });
         match tokio::time::timeout(self.inner.limits.timeout, task).await {
             Ok(result) => result?,
             Err(_) => Err(SqlError::Timeout { limit_ms }),
@@ -613,8 +620,8 @@ impl Inner {
         })
     }
 
-    async fn run(&self, sql: &str) -> Result<QueryResult> {
-        let mut stream = self.plan(sql, &StatementOptions::default()).await?;
+    async fn run(&self, sql: &str, options: &StatementOptions) -> Result<QueryResult> {
+        let mut stream = self.plan(sql, options).await?;
         let schema = stream.schema();
         let mut batches = Vec::new();
         let (mut rows, mut bytes) = (0, 0);
