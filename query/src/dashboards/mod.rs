@@ -79,10 +79,10 @@ async fn seen(state: &AppState, caller: &Caller, id: &str) -> Result<(Stored, u6
 fn shown(caller: Option<&Caller>, stored: &Stored, revision: u64) -> Value {
     let mut value = serde_json::to_value(stored).unwrap_or_default();
     value["revision"] = json!(revision);
-    if caller.is_none_or(|c| !editable(c, stored)) {
-        if let Some(object) = value.as_object_mut() {
-            object.remove("link");
-        }
+    if caller.is_none_or(|c| !editable(c, stored))
+        && let Some(object) = value.as_object_mut()
+    {
+        object.remove("link");
     }
     value
 }
@@ -111,7 +111,7 @@ pub async fn list(
         .into_iter()
         .filter(|(s, _)| visible(&who, s))
         .collect();
-    all.sort_by(|a, b| b.0.updated.cmp(&a.0.updated));
+    all.sort_by_key(|(s, _)| std::cmp::Reverse(s.updated));
     Ok(Json(Value::Array(
         all.iter()
             .map(|(s, revision)| {
