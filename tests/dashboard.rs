@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Demo;
@@ -38,38 +38,23 @@ async fn count(client: &reqwest::Client, base: &str, table: &str) -> i64 {
 
 /// Runs the driver script with a deadline; its exit status and everything it printed.
 fn run_script(url: &str, ca: &Path, shots: &Path) -> (std::process::ExitStatus, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
-    let output = std::fs::File::create(shots.with_extension("log")).unwrap();
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .args([
-            "--url",
-            url,
-            "--out",
-            shots.to_str().unwrap(),
-            "--token",
-            TOKEN,
-        ])
-        .arg("--ca")
-        .arg(ca)
-        .stdout(output.try_clone().unwrap())
-        .stderr(output)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("python3 (scripts/setup.sh installs it with playwright)");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let printed = std::fs::read_to_string(shots.with_extension("log")).unwrap_or_default();
-    (status, printed)
+    let args = [
+        "--url",
+        url,
+        "--out",
+        shots.to_str().unwrap(),
+        "--token",
+        TOKEN,
+        "--ca",
+        ca.to_str().unwrap(),
+    ]
+    .map(String::from);
+    common::run_browser_script(
+        "dashboard.py",
+        &args,
+        &shots.with_extension("log"),
+        Duration::from_secs(600),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("dashboard/app.js"),
     },
     Asset {
+        name: "boards.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("dashboard/boards.js"),
+    },
+    Asset {
         name: "style.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("dashboard/style.css"),

@@ -555,3 +555,38 @@ pub async fn stream_messages(
     }
     messages
 }
+
+/// Runs the Python script `tests/browser/<script>` with `args`, its output to `log`, killed
+/// after `limit`; its exit status and what it printed.
+#[allow(dead_code)]
+pub fn run_browser_script(
+    script: &str,
+    args: &[String],
+    log: &Path,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let output = std::fs::File::create(log).unwrap();
+    let mut child = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 (scripts/setup.sh installs it with playwright)");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    (status, std::fs::read_to_string(log).unwrap_or_default())
+}

@@ -1,5 +1,6 @@
 // adit's web dashboard: a single page with hash routes (#/overview, #/miner/<wallet>,
-// #/site/<site>, #/cluster, #/sql, #/control), drawn from adit's own HTTP API.
+// #/site/<site>, #/cluster, #/sql, #/control; boards.js adds the dashboards people build,
+// #/boards, #/board/<id>, #/public/<link>), drawn from adit's own HTTP API.
 //
 // - Every panel loads on its own: a failing call shows its error in that panel, and the rest
 //   of the page stays live. A table not written yet is "no data", never an error.
@@ -1853,7 +1854,11 @@ function start() {
   window.addEventListener('hashchange', route);
   if (!location.hash) history.replaceState(null, '', '#/overview');
   route();
-  runLive();
+  // A public dashboard is opened without a token: the live stream would ask for one, so its
+  // panels refresh on their timers instead.
+  if (location.hash.startsWith('#/public/')) setLiveState('off', 'A public link refreshes its panels every 30 s');
+  else runLive();
 }
 
-start();
+// After boards.js (loaded after this file) has added its views.
+document.addEventListener('DOMContentLoaded', start);

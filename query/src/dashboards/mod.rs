@@ -306,6 +306,19 @@ pub struct PanelAsk {
     pub to: Option<String>,
 }
 
+/// What a viewer asked a panel for; an empty body asks for the defaults. Anything else (SQL
+/// above all) is refused: a panel runs only its stored SQL.
+fn panel_ask(body: &[u8]) -> Result<PanelAsk> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(PanelAsk::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        QueryError::BadRequest(format!(
+            "a panel takes {{variables?: {{name: value}}, from?, to?}}, nothing else: {e}"
+        ))
+    })
+}
+
 /// Runs a panel of a dashboard the caller may see, with the viewer's values bound.
 #[utoipa::path(post, path = "/api/v1/dashboards/{id}/panels/{panel}/query", tag = "dashboards",
     params(("id" = String, Path, description = "The dashboard"), ("panel" = String, Path, description = "The panel")),
@@ -317,11 +330,11 @@ pub async fn query_panel(
     State(state): State<AppState>,
     who: Option<Extension<Caller>>,
     Path((id, panel)): Path<(String, String)>,
-    ask: Option<Json<PanelAsk>>,
+    body: bytes::Bytes,
 ) -> Result<Response> {
     let who = caller(who);
     let (stored, _) = seen(&state, &who, &id).await?;
-    let ask = ask.map(|Json(a)| a).unwrap_or_default();
+    let ask = panel_ask(&body)?;
     let sql = panel_sql(&stored.dashboard, &panel)?;
     run(
         &state,
@@ -382,10 +395,10 @@ pub async fn public_get(
 pub async fn public_query_panel(
     State(state): State<AppState>,
     Path((link, panel)): Path<(String, String)>,
-    ask: Option<Json<PanelAsk>>,
+    body: bytes::Bytes,
 ) -> Result<Response> {
     let (stored, _) = by_link(&state, &link).await?;
-    let ask = ask.map(|Json(a)| a).unwrap_or_default();
+    let ask = panel_ask(&body)?;
     let sql = panel_sql(&stored.dashboard, &panel)?;
     let rows = PUBLIC_MAX_ROWS.min(state.engine.limits().max_rows);
     run(&state, &stored.dashboard, sql, &ask, Role::Read, rows).await
