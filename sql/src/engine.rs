@@ -303,15 +303,27 @@ impl SqlEngine {
 
     /// [`SqlEngine::query`] with `options`.
     pub async fn query_with(&self, sql: &str, options: StatementOptions) -> Result<QueryResult> {
+        self.on_executor(sql, move |inner, sql| async move {
+            inner.run(&sql, &options).await
+        })
+        .await
+    }
+
+    /// Runs `work` for `sql` on the engine's runtime within the time limit (an empty `sql` is
+    /// refused first).
+    async fn on_executor<T, F, Fut>(&self, sql: &str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
         if sql.trim().is_empty() {
             return Err(SqlError::Empty);
         }
         let limit_ms = u64::try_from(self.inner.limits.timeout.as_millis()).unwrap_or(u64::MAX);
-        let inner = self.inner.clone();
-        let sql = sql.to_string();
         let task = self
             .executor
-            .spawn(async move { inner.run(&sql, &options).await });
+            .spawn(work(self.inner.clone(), sql.to_string()));
         match tokio::time::timeout(self.inner.limits.timeout, task).await {
             Ok(result) => result?,
             Err(_) => Err(SqlError::Timeout { limit_ms }),
@@ -397,19 +409,10 @@ impl SqlEngine {
     /// Plans `sql` (read-only checked, within the time limit) without running it: the types
     /// of its placeholders and the schema of its rows.
     pub async fn describe(&self, sql: &str, options: StatementOptions) -> Result<Description> {
-        if sql.trim().is_empty() {
-            return Err(SqlError::Empty);
-        }
-        let limit_ms = u64::try_from(self.inner.limits.timeout.as_millis()).unwrap_or(u64::MAX);
-        let inner = self.inner.clone();
-        let sql = sql.to_string();
-        let task = self
-            .executor
-            .spawn(async move { inner.describe(&sql, &options).await });
-        match tokio::time::timeout(self.inner.limits.timeout, task).await {
-            Ok(result) => result?,
-            Err(_) => Err(SqlError::Timeout { limit_ms }),
-        }
+        self.on_executor(sql, move |inner, sql| async move {
+            inner.describe(&sql, &options).await
+        })
+        .await
     }
 }
 

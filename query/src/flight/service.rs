@@ -187,6 +187,19 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The `FlightInfo` of a catalog call (`GetTables`…) for its authenticated caller.
+    async fn listing(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        ticket: Vec<u8>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        info(schema, ticket, request.into_inner())
+    }
+}
+
 /// `batches` as Flight data with `schema` first.
 fn encoded(
     schema: SchemaRef,
@@ -437,13 +450,9 @@ impl FlightSqlService for Service {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
         let schema = query.into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.listing(request, &schema, query.as_any().encode_to_vec())
+            .await
     }
 
     async fn do_get_catalogs(
@@ -467,13 +476,9 @@ impl FlightSqlService for Service {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
         let schema = query.clone().into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.listing(request, &schema, query.as_any().encode_to_vec())
+            .await
     }
 
     async fn do_get_schemas(
@@ -498,13 +503,9 @@ impl FlightSqlService for Service {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
         let schema = query.clone().into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.listing(request, &schema, query.as_any().encode_to_vec())
+            .await
     }
 
     async fn do_get_tables(
@@ -549,13 +550,9 @@ impl FlightSqlService for Service {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
         let schema = query.into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.listing(request, &schema, query.as_any().encode_to_vec())
+            .await
     }
 
     async fn do_get_table_types(
@@ -575,13 +572,9 @@ impl FlightSqlService for Service {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
         let schema = query.clone().into_builder(&self.info).schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.listing(request, &schema, query.as_any().encode_to_vec())
+            .await
     }
 
     async fn do_get_sql_info(
