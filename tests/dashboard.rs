@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Demo;
@@ -59,19 +58,10 @@ fn run_script(url: &str, ca: &Path, shots: &Path) -> (std::process::ExitStatus, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_sql_says_in_headless_chromium() {
-    let certs = tempfile::tempdir().unwrap();
-    let made = Command::new(common::adit_binary())
-        .args(["certs", "--server", "localhost,127.0.0.1", "--out"])
-        .arg(certs.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let (certs, tls) = common::server_certs();
     let mut demo = Demo::start_with(&format!(
-        "[query]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\
-         tokens = [{{ name = \"operator\", token = \"{TOKEN}\", role = \"admin\" }}]\n",
-        pem("coordinator.pem"),
-        pem("coordinator.key")
+        "[query]\n{tls}\n\
+         tokens = [{{ name = \"operator\", token = \"{TOKEN}\", role = \"admin\" }}]\n"
     ));
     let base = format!("https://localhost:{}", demo.http);
     let ca = certs.path().join("ca.pem");

@@ -110,24 +110,15 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
-        let certs = tempfile::tempdir().unwrap();
-        let made = Command::new(common::adit_binary())
-            .args(["certs", "--server", "localhost,127.0.0.1", "--out"])
-            .arg(certs.path())
-            .output()
-            .unwrap();
-        assert!(made.status.success(), "{made:?}");
-        let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+        let (certs, tls) = common::server_certs();
         let ca = certs.path().join("ca.pem");
         let (pg, flight) = (free_port(), free_port());
         let demo = Demo::start_with(&format!(
-            "[query]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\
+            "[query]\n{tls}\n\
              tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}]\n\
              [query.limits]\nmax_rows = 5000\ntimeout = \"3s\"\n\
              [query.postgres]\nlisten = \"127.0.0.1:{pg}\"\n\
-             [query.flight]\nlisten = \"127.0.0.1:{flight}\"\n",
-            pem("coordinator.pem"),
-            pem("coordinator.key")
+             [query.flight]\nlisten = \"127.0.0.1:{flight}\"\n"
         ));
         let base = format!("https://localhost:{}", demo.http);
         let client = reqwest::Client::builder()

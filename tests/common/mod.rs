@@ -590,3 +590,23 @@ pub fn run_browser_script(
     };
     (status, std::fs::read_to_string(log).unwrap_or_default())
 }
+
+/// A CA and a server certificate for `localhost`/127.0.0.1 made by `adit certs`, in a folder
+/// of their own, and the `tls = {…}` line of `[query]` that serves them.
+#[allow(dead_code)]
+pub fn server_certs() -> (tempfile::TempDir, String) {
+    let certs = tempfile::tempdir().unwrap();
+    let made = Command::new(adit_binary())
+        .args(["certs", "--server", "localhost,127.0.0.1", "--out"])
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let tls = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}",
+        pem("coordinator.pem"),
+        pem("coordinator.key")
+    );
+    (certs, tls)
+}
