@@ -4,6 +4,11 @@
 //! true }` and a user and password, and `adit run` is given `nats.ca`, `nats.cert`, `nats.key`
 //! and the credentials in the URL. Readings published over TLS land and are answered in SQL; a
 //! client without a certificate, or without TLS, is refused by the server.
+//!
+//! And on a server in operator mode (`testkit::NatsOperator`: an operator, a JetStream account,
+//! users with `.creds` files, as `nsc` and managed NATS hand them out): adit given
+//! `nats.credentials` lands readings; a `.creds` of an account the server does not know, or of
+//! a user allowed nothing, is refused and the log says why.
 
 mod common;
 
@@ -173,17 +178,7 @@ async fn adit_lands_readings_through_a_server_that_requires_tls_and_client_certi
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (status, body) = app
-            .sql(
-                "SELECT (SELECT count(*) FROM energy_readings) + (SELECT count(*) FROM sensor_readings) AS n",
-                "json",
-                Some(READ_TOKEN),
-            )
-            .await;
-        let landed = (status == 200)
-            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
-            .flatten()
-            .and_then(|v| v[0]["n"].as_i64());
+        let landed = landed(&app).await;
         if landed == Some(N as i64) {
             break;
         }
@@ -196,4 +191,131 @@ async fn adit_lands_readings_through_a_server_that_requires_tls_and_client_certi
     }
     let log = app.log();
     assert!(!log.contains("s3cret-pass"), "the password reached the log");
+}
+
+/// How many readings of `app` have landed, by SQL.
+async fn landed(app: &App) -> Option<i64> {
+    let (status, body) = app
+        .sql(
+            "SELECT (SELECT count(*) FROM energy_readings) + (SELECT count(*) FROM sensor_readings) AS n",
+            "json",
+            Some(READ_TOKEN),
+        )
+        .await;
+    (status == 200)
+        .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .flatten()
+        .and_then(|v| v[0]["n"].as_i64())
+}
+
+/// Waits until `app`'s log holds `needle`, or fails naming it.
+async fn wait_log(app: &App, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while !app.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "the log never said {needle:?}:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adit_lands_readings_through_an_operator_mode_server_with_a_creds_file() {
+    let nats = adit_testkit::NatsOperator::start();
+    let url = nats.url();
+    let with = |path: std::path::PathBuf| NatsAuth {
+        credentials: Some(path),
+        ..NatsAuth::default()
+    };
+
+    // The server refuses a client without credentials and one signed by an unknown account.
+    assert!(
+        !connects(&url, &NatsAuth::default()).await,
+        "connected without credentials"
+    );
+    assert!(
+        !connects(&url, &with(nats.stranger_creds())).await,
+        "connected with a user of an account the operator never signed"
+    );
+    assert!(
+        connects(&url, &with(nats.creds())).await,
+        "the account's user was refused; server log:\n{}",
+        nats.log()
+    );
+
+    // adit with the account's .creds: streams set up, readings landed, answered in SQL.
+    let dir = tempfile::tempdir().unwrap();
+    let creds_toml = |path: &Path| format!("[nats]\ncredentials = \"{}\"\n", path.display());
+    for name in ["adit", "stranger", "denied"] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+    }
+    let app = App::start(
+        &url,
+        &dir.path().join("adit"),
+        "pipelines,query",
+        &creds_toml(&nats.creds()),
+    );
+    app.wait_http().await;
+    let client = adit_ingest::connect_with(&url, &with(nats.creds()))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while js
+        .get_stream(adit_schemas::names::STREAM_TELEMETRY)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "adit never set up its streams with its .creds; log:\n{}\nserver log:\n{}",
+            app.log(),
+            nats.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    const N: usize = 300;
+    let base = chrono::Utc::now() - chrono::Duration::minutes(5);
+    Publisher::new(js)
+        .publish_all(telemetry(N, base))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = landed(&app).await;
+        if n == Some(N as i64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n:?} of {N} landed with a .creds file; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let seed = std::fs::read_to_string(nats.creds()).unwrap();
+    let seed = seed
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .expect("a user seed in the .creds file");
+    assert!(!app.log().contains(seed), "the NKey seed reached the log");
+
+    // A wrong .creds file, or a user the account allows nothing, is named in the log: the
+    // operator is told why, not left with timeouts.
+    let stranger = App::start(
+        &url,
+        &dir.path().join("stranger"),
+        "pipelines",
+        &creds_toml(&nats.stranger_creds()),
+    );
+    wait_log(&stranger, "authorization violation").await;
+    let denied = App::start(
+        &url,
+        &dir.path().join("denied"),
+        "pipelines",
+        &creds_toml(&nats.denied_creds()),
+    );
+    wait_log(&denied, "Permissions Violation").await;
 }

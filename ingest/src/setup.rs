@@ -126,6 +126,7 @@ pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<async_nats::Clie
     let mut options = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
+        .event_callback(|event| async move { log_connection_event(&event) })
         .name("adit");
     match &auth.credentials {
         Some(path) => {
@@ -146,6 +147,30 @@ pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<async_nats::Clie
         .connect(servers)
         .await
         .map_err(|e| failed(Box::new(e)))
+}
+
+/// Logs what happens to a NATS connection: a server that refuses the credentials or a
+/// subject (`authorization violation`, `Permissions Violation for Publish to …`), a failed
+/// (re)connect and its reason, a lost or regained connection. The client retries on its own,
+/// so without this an operator with a wrong `.creds` file would see only timeouts.
+fn log_connection_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => tracing::info!("NATS connected"),
+        Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+        Event::ServerError(error) => tracing::error!(%error, "NATS server refused a request"),
+        Event::ClientError(error) => tracing::warn!(%error, "NATS could not connect; retrying"),
+        Event::LameDuckMode => {
+            tracing::warn!("NATS server is shutting down (lame duck mode); moving to another")
+        }
+        Event::SlowConsumer(sid) => {
+            tracing::warn!(
+                subscription = sid,
+                "NATS dropped messages of a slow subscription"
+            )
+        }
+        Event::Draining | Event::Closed => tracing::info!(%event, "NATS connection"),
+    }
 }
 
 /// `options` with the first `user:password@` or `token@` found in `url`'s servers.

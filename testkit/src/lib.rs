@@ -6,7 +6,8 @@
 //! [`Monerod`] does the same for a regtest `monerod`, and [`WalletRpc`] for a
 //! `monero-wallet-rpc` against it, and [`Mosquitto`] for a private MQTT broker. [`ballista`]
 //! starts a Ballista scheduler and executor. [`NatsCluster`] runs several clustered
-//! nats-servers whose nodes a test can kill and restart. [`Feed`] serves a utility's feed
+//! nats-servers whose nodes a test can kill and restart, and [`NatsOperator`] one in operator mode
+//! whose clients prove themselves with `.creds` files. [`Feed`] serves a utility's feed
 //! whose answer a test changes. [`Snmpd`] is a Net-SNMP agent standing in for a rack PDU, and [`Vtn`] a
 //! utility's OpenADR 2.0b VTN (openleadr's).
 
@@ -20,6 +21,7 @@ mod feed;
 mod monerod;
 pub mod mosquitto;
 mod nats_cluster;
+mod nats_operator;
 pub mod snmpd;
 mod vtn;
 mod wallet;
@@ -28,6 +30,7 @@ pub use feed::Feed;
 pub use monerod::{Monerod, json_rpc, monerod_binary};
 pub use mosquitto::Mosquitto;
 pub use nats_cluster::NatsCluster;
+pub use nats_operator::NatsOperator;
 pub use snmpd::Snmpd;
 pub use vtn::Vtn;
 pub use wallet::{WalletRpc, wallet_rpc_binary};
