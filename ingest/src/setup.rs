@@ -232,6 +232,27 @@ fn for_setup(js: &jetstream::Context) -> jetstream::Context {
     js
 }
 
+/// How long the DLQ stream remembers a dead letter's id: an hour, at least the configured
+/// window, at most the stream's age. A dead letter's id names its source stream and sequence,
+/// and a batch's dead letters are filed before its epoch is recorded, so a pipeline that
+/// crashes between the two files them again when it resumes; within this window they are
+/// stored once, even when the whole deployment was down for most of an hour. The cost is the
+/// server's memory for ids, which only real dead letters use.
+pub const DLQ_DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The duplicate window of stream `name`.
+fn duplicate_window(name: &str, settings: &StreamSettings) -> Duration {
+    if name != names::STREAM_DLQ {
+        return settings.duplicate_window;
+    }
+    let window = DLQ_DUPLICATE_WINDOW.max(settings.duplicate_window);
+    if settings.max_age.is_zero() {
+        window
+    } else {
+        window.min(settings.max_age)
+    }
+}
+
 /// Creates every stream of DESIGN.md §3, or updates its limits to `settings`; all at once, so
 /// a cluster elects their groups side by side.
 pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<()> {
@@ -243,7 +264,7 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
             max_age: settings.max_age,
             max_bytes: settings.max_bytes,
             num_replicas: settings.replicas,
-            duplicate_window: settings.duplicate_window,
+            duplicate_window: duplicate_window(name, settings),
             storage: stream::StorageType::File,
             allow_direct: true,
             ..Default::default()
