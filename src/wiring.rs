@@ -180,6 +180,24 @@ where
 /// Panics to inject into supervised parts, from `ADIT_FAULTS` (e.g. `adapters,pipeline:landing=2`),
 /// for the tests that kill each part from inside. Read in debug builds only: a release build
 /// ignores it, so no environment variable can make a deployed process kill itself.
+/// The dashboards bucket, with the shipped dashboards written into it the first time.
+async fn dashboards(
+    js: &async_nats::jetstream::Context,
+    config: &Config,
+) -> anyhow::Result<adit_query::dashboards::store::DashboardStore> {
+    use adit_query::dashboards::{builtin, store::DashboardStore};
+    let store = DashboardStore::open(js)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let written = builtin::install(&store, config.query.limits.text())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !written.is_empty() {
+        tracing::info!(dashboards = ?written, "built-in dashboards written");
+    }
+    Ok(store)
+}
+
 fn injected_faults() -> anyhow::Result<adit_supervise::Faults> {
     let spec = std::env::var("ADIT_FAULTS").unwrap_or_default();
     if !cfg!(debug_assertions) {
@@ -331,11 +349,7 @@ pub async fn run_roles(
             ),
             admission,
             lockout,
-            dashboards: Some(
-                adit_query::dashboards::store::DashboardStore::open(&services.js)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-            ),
+            dashboards: Some(dashboards(&services.js, &config).await?),
             live: Some(adit_query::live::Live::new(
                 services.js.clone(),
                 config.query.live_max_subscribers,

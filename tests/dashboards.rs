@@ -4,6 +4,10 @@
 //! (never pasted into SQL); made public, it opens through its link without a token — its
 //! panels and nothing else (another dashboard, SQL, the API are refused); an edit makes a new
 //! revision; a stale write is a 409; a bad panel is a 400 naming its field.
+//!
+//! The shipped dashboards (farm energy, the pool, grid and compliance) are stored ones: every
+//! reader lists them and runs each panel; only an admin changes them, an operator saves a
+//! copy of their own; one an admin deleted is not written back by a restart.
 
 mod common;
 
@@ -107,7 +111,16 @@ async fn dashboards_are_made_shared_opened_by_link_and_revised() {
         None,
     )
     .await;
-    assert_eq!(listed, json!([]));
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&"farm"),
+        "a private dashboard listed: {ids:?}"
+    );
 
     // Shared with the read role: the reader sees it and runs its panels.
     let (status, shared) = call(
@@ -404,4 +417,195 @@ async fn dashboards_are_made_shared_opened_by_link_and_revised() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// The ids the shipped dashboards have.
+const SHIPPED: [&str; 3] = ["farm-energy", "pool", "grid-compliance"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_dashboards_are_stored_ones_copied_to_be_changed_and_written_only_once() {
+    use reqwest::Method as M;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // With the pipelines and the compliance job, so every table the panels read exists (empty).
+    let mut app = App::start(&nats.url(), dir.path(), "pipelines,query,compliance", "");
+    app.wait_http().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (_, tables) = call(
+            &app,
+            M::POST,
+            "/api/v1/sql?format=json",
+            Some(READ_TOKEN),
+            Some(json!({"sql": "SELECT count(*) AS n FROM information_schema.tables WHERE table_name IN ('site_energy_1m', 'energy_settlement', 'sensor_readings', 'hashrate_1m', 'payouts', 'blocks', 'decisions', 'compliance_daily', 'violations', 'commands', 'grid_signals')"})),
+            None,
+        )
+        .await;
+        if tables[0]["n"] == 11 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tables never made: {tables}; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
+    let (status, listed) = call(
+        &app,
+        M::GET,
+        "/api/v1/dashboards",
+        Some(READ_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for id in SHIPPED {
+        let entry = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed to a reader: {listed}"));
+        assert_eq!(entry["owner"], "adit (built in)");
+        // Every panel and variable runs for a reader (no rows yet: the tables are empty).
+        let (status, board) = call(
+            &app,
+            M::GET,
+            &format!("/api/v1/dashboards/{id}"),
+            Some(READ_TOKEN),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(board["editable"], false, "{id}");
+        for panel in board["dashboard"]["panels"].as_array().unwrap() {
+            let pid = panel["id"].as_str().unwrap();
+            let (status, rows) = call(
+                &app,
+                M::POST,
+                &format!("/api/v1/dashboards/{id}/panels/{pid}/query"),
+                Some(READ_TOKEN),
+                Some(json!({"from": "now-7d", "to": "now"})),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{id}/{pid}: {rows}");
+            assert!(rows.is_array(), "{id}/{pid}: {rows}");
+        }
+        for variable in board["dashboard"]["variables"].as_array().unwrap() {
+            let name = variable["name"].as_str().unwrap();
+            let (status, values) = call(
+                &app,
+                M::POST,
+                &format!("/api/v1/dashboards/{id}/variables/{name}/values"),
+                Some(READ_TOKEN),
+                Some(json!({})),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{id} ${name}: {values}");
+            assert_eq!(values[0][name], "all", "{id} ${name}: {values}");
+        }
+    }
+
+    // An operator may not change one, but saves a copy of their own and changes that.
+    let (_, pool) = call(
+        &app,
+        M::GET,
+        "/api/v1/dashboards/pool",
+        Some(OPERATE_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    let revision = pool["revision"].as_u64().unwrap();
+    let mut changed = pool["dashboard"].clone();
+    changed["title"] = json!("My pool");
+    let (status, _) = call(
+        &app,
+        M::PUT,
+        "/api/v1/dashboards/pool",
+        Some(OPERATE_TOKEN),
+        Some(changed.clone()),
+        Some(revision),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, copy) = call(
+        &app,
+        M::PUT,
+        "/api/v1/dashboards/pool-copy",
+        Some(OPERATE_TOKEN),
+        Some(changed),
+        Some(0),
+    )
+    .await;
+    assert_eq!(status, 201, "{copy}");
+    assert_eq!(
+        (copy["owner"].as_str(), copy["editable"].as_bool()),
+        (Some("operator"), Some(true))
+    );
+
+    // An admin edits one and deletes another; a restart writes neither back.
+    let mut edited = pool["dashboard"].clone();
+    edited["title"] = json!("Pool (ours)");
+    let (status, _) = call(
+        &app,
+        M::PUT,
+        "/api/v1/dashboards/pool",
+        Some(ADMIN_TOKEN),
+        Some(edited),
+        Some(revision),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &app,
+        M::DELETE,
+        "/api/v1/dashboards/farm-energy",
+        Some(ADMIN_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert!(status == 200 || status == 204, "delete: {status}");
+    app.restart();
+    app.wait_http().await;
+    let (status, _) = call(
+        &app,
+        M::GET,
+        "/api/v1/dashboards/farm-energy",
+        Some(ADMIN_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "a deleted built-in came back after a restart");
+    let (_, pool) = call(
+        &app,
+        M::GET,
+        "/api/v1/dashboards/pool",
+        Some(ADMIN_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        pool["dashboard"]["title"], "Pool (ours)",
+        "an admin's edit was overwritten"
+    );
+    let (_, grid) = call(
+        &app,
+        M::GET,
+        "/api/v1/dashboards/grid-compliance",
+        Some(ADMIN_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(grid["owner"], "adit (built in)");
 }

@@ -3,7 +3,9 @@
 
 Usage: boards.py --url http://127.0.0.1:PORT --out SCREENSHOT_DIR --token T
 
-Against a running `adit demo` with tokens (tests/boards.rs starts one), as an operator: creates
+Against a running `adit demo` with tokens (tests/boards.rs starts one), as an operator: opens
+the shipped Farm energy dashboard (drawn by the same renderer, no Edit for an operator) and
+saves a private copy of it, which opens in its editor. Then creates
 a dashboard on the Dashboards page, adds a `site` variable and three panels (a stat, a time
 series and a table over energy_readings), previews a panel's SQL, makes it public and saves
 it. Then, in a fresh browser context with no token, opens the public link and sees the three
@@ -106,6 +108,36 @@ class Run:
     def panels_drawn(self, page, ids):
         for pid in ids:
             page.wait_for_selector(f"[data-testid=board-panel-{pid}] .panel-body[data-state=ok]", timeout=60000)
+
+    def shipped(self, page):
+        """The shipped Farm energy dashboard: listed, drawn by the same renderer, not editable
+        by an operator, who saves a private copy of it and gets that copy's editor."""
+        page.goto(f"{self.url}/#/boards")
+        page.wait_for_selector("[data-testid=boards-table] a[href='#/board/farm-energy']")
+        page.click("[data-testid=boards-table] a[href='#/board/farm-energy']")
+        page.wait_for_selector("[data-testid=board-revision]")
+        status, board = call(self.url, "/api/v1/dashboards/farm-energy", self.args.token)
+        if status != 200:
+            raise Failure(f"GET farm-energy answered {status}")
+        ids = [p["id"] for p in board["dashboard"]["panels"]]
+        self.panels_drawn(page, ids)
+        shown = page.get_attribute("[data-testid=board-panel-machines] [data-testid=board-value]", "data-value")
+        status, exact = call(self.url, "/api/v1/sql?format=json", self.args.token, "POST",
+                             {"sql": "SELECT count(DISTINCT machine) AS n FROM energy_readings"})
+        if status != 200 or not (0 < int(shown) <= exact[0]["n"]):
+            raise Failure(f"the shipped dashboard shows {shown} machines, SQL says {exact}")
+        if page.query_selector("[data-testid=edit-board]"):
+            raise Failure("an operator is offered Edit on a shipped dashboard")
+        self.shot(page, "board-shipped")
+        page.click("[data-testid=copy-board]")
+        page.wait_for_selector("[data-testid=save-board]")
+        if not page.url.endswith("#/board/farm-energy-copy?edit=1"):
+            raise Failure(f"the copy opened at {page.url}")
+        status, copy = call(self.url, "/api/v1/dashboards/farm-energy-copy", self.args.token)
+        if status != 200 or copy["owner"] != "operator" or copy["dashboard"]["visibility"]["kind"] != "private" \
+                or [p["id"] for p in copy["dashboard"]["panels"]] != ids:
+            raise Failure(f"the copy is not the operator's private copy: {status} {copy}")
+        log(f"shipped farm-energy drawn ({len(ids)} panels, {shown} machines), copied to farm-energy-copy")
 
     def build(self, page):
         page.goto(f"{self.url}/#/boards")
@@ -221,6 +253,7 @@ class Run:
             context.add_init_script(f"sessionStorage.setItem('adit.token', {json.dumps(self.args.token)})")
             page = context.new_page()
             self.watch(page, "operator")
+            self.shipped(page)
             link, revision = self.build(page)
             self.open_public(browser, link)
             self.revise(page, revision)

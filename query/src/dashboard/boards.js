@@ -126,7 +126,11 @@ function drawBoard(ctx, root, board, source, state, edit, saved = board.dashboar
     const unsaved = !stored || stored.sql !== p.sql || JSON.stringify(saved.variables) !== JSON.stringify(d.variables);
     const shown = panel(ctx, grid, { title: p.title, testid: `board-panel-${p.id}`, actions, live: subjectTest(p.live), every: 30000 }, async (body) => {
       if (unsaved) return h('div', { class: 'empty' }, 'Changed: Save to run it here (Preview runs it in its editor).');
-      const rows = await source.panel(p.id, ask());
+      const rows = await source.panel(p.id, ask()).catch((e) => {
+        // A table no pipeline has written yet (a fresh install): no data, not an error.
+        const missing = e.status === 400 && /table '(?:[^']*\.)?([^'.]+)' not found/.exec(e.message);
+        throw missing ? new NoData(`no ${missing[1]} table yet`) : e;
+      });
       body.dataset.rows = String(rows.length);
       return drawPanel(p, rows, body, { from: null, to: null });
     });
@@ -241,7 +245,8 @@ async function viewBoard(ctx, root, args, query) {
     const buttons = editing
       ? [h('button', { type: 'button', class: 'ghost', 'data-testid': 'add-panel', onclick: () => { d.panels.push(newPanel(d.panels)); draw(); } }, 'Add panel'),
         h('button', { type: 'button', class: 'primary', 'data-testid': 'save-board', onclick: save }, 'Save')]
-      : [h('button', { type: 'button', class: 'ghost', 'data-testid': 'edit-board', onclick: () => { editing = true; draw(); } }, 'Edit')];
+      : [board.editable ? h('button', { type: 'button', class: 'ghost', 'data-testid': 'edit-board', onclick: () => { editing = true; draw(); } }, 'Edit') : '',
+        h('button', { type: 'button', class: 'ghost', 'data-testid': 'copy-board', title: 'Save a private copy of your own to change', onclick: () => copyBoard(id, d, out) }, 'Save a copy')];
     replace(head, pageHead(d.title, revision, h('label', { class: 'picker' }, 'Who sees it ', visibility), ...buttons), link ? h('p', {}, 'Public link: ', link) : '',
       editing ? variableEditor(d, draw) : '', out);
     const canvas = h('div');
@@ -253,6 +258,31 @@ async function viewBoard(ctx, root, args, query) {
     drawBoard(child, canvas, board, boardSource(id, null), state, edit, saved);
   };
   draw();
+}
+
+// Saves `d` as a new private dashboard of the caller's (`<id>-copy`, `-copy-2`…) and opens it
+// in the editor: how a built-in or someone else's dashboard becomes one to change.
+async function copyBoard(id, d, out) {
+  const copy = { ...JSON.parse(JSON.stringify(d)), title: `${d.title} (copy)`, visibility: { kind: 'private' } };
+  const base = `${id.slice(0, 52)}-copy`;
+  for (let n = 1; n <= 20; n += 1) {
+    const target = n === 1 ? base : `${base}-${n}`;
+    try {
+      await api(`/api/v1/dashboards/${enc(target)}`, {
+        method: 'PUT',
+        headers: { 'Content-Type': 'application/json', 'If-Match': '0' },
+        body: JSON.stringify(copy),
+      });
+      location.hash = `#/board/${enc(target)}?edit=1`;
+      return;
+    } catch (e) {
+      if (e.status !== 409) {
+        replace(out, errorNode(e));
+        return;
+      }
+    }
+  }
+  replace(out, errorNode(new Error(`${base} and 19 more copies exist: delete one`)));
 }
 
 // The variables of a dashboard being edited: each with a remove button, and a new one.

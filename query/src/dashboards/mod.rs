@@ -9,6 +9,7 @@
 //! (`$site`, `$from`, `$to`), under the caller's role and limits; through a public link, under
 //! the read role's slots and at most [`PUBLIC_MAX_ROWS`] rows. No SQL travels from a viewer.
 
+pub mod builtin;
 pub mod model;
 pub mod store;
 
@@ -79,6 +80,7 @@ async fn seen(state: &AppState, caller: &Caller, id: &str) -> Result<(Stored, u6
 fn shown(caller: Option<&Caller>, stored: &Stored, revision: u64) -> Value {
     let mut value = serde_json::to_value(stored).unwrap_or_default();
     value["revision"] = json!(revision);
+    value["editable"] = json!(caller.is_some_and(|c| editable(c, stored)));
     if caller.is_none_or(|c| !editable(c, stored))
         && let Some(object) = value.as_object_mut()
     {

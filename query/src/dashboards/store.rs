@@ -71,6 +71,11 @@ impl DashboardStore {
         }
     }
 
+    /// Whether `id` was ever written, deleted since or not (its history is kept).
+    pub async fn ever_written(&self, id: &str) -> Result<bool> {
+        Ok(self.kv.entry(key(id)).await.map_err(unavailable)?.is_some())
+    }
+
     /// Every dashboard with its revision.
     pub async fn list(&self) -> Result<Vec<(Stored, u64)>> {
         let mut keys = self.kv.keys().await.map_err(unavailable)?;
