@@ -11,8 +11,9 @@ series and a table over energy_readings), previews a panel's SQL, makes it publi
 it. Then, in a fresh browser context with no token, opens the public link and sees the three
 panels drawn (the stat equal to what the SQL API says for that site), and checks that the
 link reads nothing else: the dashboard's own route, another dashboard and the SQL API answer
-401, a forged link 404. Back as the operator, edits a panel, saves, and sees the revision go
-up and the old revision kept.
+401, a forged link 404. Back as the operator, widens a panel by its corner and moves another
+by its header with the mouse, edits a panel, saves, and sees the revision go up with the new
+layout and the old revision kept.
 
 Fails (exit 1) on any console error, page error or unexpected failed request; exits 2 when
 its tools are missing (scripts/setup.sh installs them). It never skips.
@@ -216,8 +217,26 @@ class Run:
         log("from the public page: its own dashboard route, another, the SQL API: 401; SQL sent to its panel: 400; a forged link: 404")
         context.close()
 
+    def drag(self, page, selector, dx, dy):
+        """Drags `selector` by (dx, dy) pixels with the mouse."""
+        box = page.locator(selector).bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + dx / 2, y + dy / 2, steps=4)
+        page.mouse.move(x + dx, y + dy, steps=4)
+        page.mouse.up()
+
     def revise(self, page, before):
+        status, was = call(self.url, "/api/v1/dashboards/farm-glance", self.args.token)
+        layout = {p["id"]: p["layout"] for p in was["dashboard"]["panels"]}
         page.click("[data-testid=edit-board]")
+        # Arranged with the mouse: panel-1 three columns wider by its corner, panel-3 moved
+        # down two rows by its header.
+        grid = page.locator("[data-testid=board-grid]").bounding_box()
+        col, row = (grid["width"] + 10) / 24, 44 + 10
+        self.drag(page, "[data-testid=resize-panel-panel-1]", 3 * col, 0)
+        self.drag(page, "[data-testid=board-panel-panel-3] .panel-head h2", 0, 2 * row)
         page.click("[data-testid=edit-panel-panel-3]")
         page.fill("[data-testid=panel-title]", "Machines (first five)")
         page.click("[data-testid=panel-apply]")
@@ -234,9 +253,17 @@ class Run:
         titles = [r["dashboard"]["panels"][2]["title"] for r in revisions if len(r["dashboard"]["panels"]) > 2]
         if status != 200 or titles[-2:] != ["Machines", "Machines (first five)"]:
             raise Failure(f"revisions after the edit: {titles}")
+        now = {p["id"]: p["layout"] for p in revisions[-1]["dashboard"]["panels"]}
+        want1 = dict(layout["panel-1"], w=min(24 - layout["panel-1"]["x"], layout["panel-1"]["w"] + 3))
+        want3 = dict(layout["panel-3"], y=layout["panel-3"]["y"] + 2)
+        if now["panel-1"] != want1 or now["panel-3"] != want3:
+            raise Failure(f"arranged by mouse: panel-1 {layout['panel-1']} → {now['panel-1']} (want {want1}), "
+                          f"panel-3 {layout['panel-3']} → {now['panel-3']} (want {want3})")
         self.panels_drawn(page, PANELS)
         self.shot(page, "board-revised")
-        log(f"edited: revision {before} → {after}; revisions kept: {len(revisions)}")
+        log(f"arranged by mouse (panel-1 w {layout['panel-1']['w']} → {now['panel-1']['w']}, panel-3 y "
+            f"{layout['panel-3']['y']} → {now['panel-3']['y']}) and edited: revision {before} → {after}; "
+            f"revisions kept: {len(revisions)}")
 
     def main(self):
         status, sites = call(self.url, "/api/v1/sql?format=json", self.args.token, "POST", {"sql": SITE_VALUES})

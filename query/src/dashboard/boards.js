@@ -12,6 +12,7 @@
 const RANGES = ['now-15m', 'now-1h', 'now-6h', 'now-24h', 'now-7d', 'now-30d'];
 const KINDS = ['timeseries', 'bar', 'stat', 'table', 'gauge'];
 const ROW_PX = 44;
+const ROW_GAP = 10; // the grid's gap (style.css .board-grid)
 
 // Where a board's data comes from: a signed-in viewer's routes or a public link's.
 function boardSource(id, link) {
@@ -84,6 +85,52 @@ function drawPanel(p, rows, el, range) {
   }
 }
 
+// Puts a panel's element where its layout says on the 24-column grid.
+function place(el, l) {
+  el.style.gridColumn = `${l.x + 1} / span ${l.w}`;
+  el.style.gridRow = `${l.y + 1} / span ${l.h}`;
+  el.style.minHeight = `${l.h * ROW_PX}px`;
+}
+
+// In the editor, a panel moves when dragged by its header and resizes when dragged by its
+// corner, in whole grid cells; `done` runs once the pointer is released after a change.
+function arrangeable(grid, el, p, done) {
+  const handle = h('span', { class: 'resize-handle', 'data-testid': `resize-panel-${p.id}`, title: 'Drag to resize' });
+  el.append(handle);
+  el.classList.add('arrangeable');
+  const begin = (resize) => (e) => {
+    if (e.button !== 0 || e.target.closest('button')) return;
+    e.preventDefault();
+    const box = grid.getBoundingClientRect();
+    const col = (box.width + ROW_GAP) / 24;
+    const row = ROW_PX + ROW_GAP;
+    const at = { px: e.clientX, py: e.clientY, ...p.layout };
+    el.classList.add('arranging');
+    const move = (ev) => {
+      const dx = Math.round((ev.clientX - at.px) / col);
+      const dy = Math.round((ev.clientY - at.py) / row);
+      if (resize) {
+        p.layout.w = Math.max(1, Math.min(24 - at.x, at.w + dx));
+        p.layout.h = Math.max(1, Math.min(50, at.h + dy));
+      } else {
+        p.layout.x = Math.max(0, Math.min(24 - at.w, at.x + dx));
+        p.layout.y = Math.max(0, at.y + dy);
+      }
+      place(el, p.layout);
+    };
+    const up = () => {
+      window.removeEventListener('pointermove', move);
+      window.removeEventListener('pointerup', up);
+      el.classList.remove('arranging');
+      if (['x', 'y', 'w', 'h'].some((k) => p.layout[k] !== at[k])) done(p);
+    };
+    window.addEventListener('pointermove', move);
+    window.addEventListener('pointerup', up);
+  };
+  el.querySelector('.panel-head').addEventListener('pointerdown', begin(false));
+  handle.addEventListener('pointerdown', begin(true));
+}
+
 // Draws a board into `root`: its variables and time range, then its panels on the grid.
 // `edit`: the editor's hooks, or null for viewing. `saved`: the dashboard as the server has
 // it (what runs there); a panel changed since is drawn as waiting for Save.
@@ -134,9 +181,8 @@ function drawBoard(ctx, root, board, source, state, edit, saved = board.dashboar
       body.dataset.rows = String(rows.length);
       return drawPanel(p, rows, body, { from: null, to: null });
     });
-    shown.el.style.gridColumn = `${l.x + 1} / span ${l.w}`;
-    shown.el.style.gridRow = `${l.y + 1} / span ${l.h}`;
-    shown.el.style.minHeight = `${l.h * ROW_PX}px`;
+    place(shown.el, l);
+    if (edit) arrangeable(grid, shown.el, p, edit.arranged);
     refreshers.push(shown.refresh);
   }
 }
@@ -254,6 +300,7 @@ async function viewBoard(ctx, root, args, query) {
     const edit = editing ? {
       panel: (p) => editPanel(p, d, state, () => draw(), out),
       remove: (p) => { d.panels = d.panels.filter((x) => x !== p); draw(); },
+      arranged: () => draw(),
     } : null;
     drawBoard(child, canvas, board, boardSource(id, null), state, edit, saved);
   };
