@@ -249,7 +249,7 @@ pub async fn pool(
         through / raw
     );
     println!(
-        "  memory per idle connection     {:>10.0} bytes      server RSS growth / {idle} logged-in connections (target ≤ 10 KB)",
+        "  memory per idle connection     {:>10.0} bytes      server RSS growth / {idle} logged-in connections (target ≤ 4 KB)",
         per_conn
     );
     Ok(())

@@ -24,6 +24,9 @@ use crate::session::Session;
 
 /// How often a connection checks whether its miner's difficulty should change on time alone.
 const RETARGET_TICK: Duration = Duration::from_secs(5);
+/// Bytes read from a miner at a time: a share or login line is 150–300 bytes, and the buffer
+/// is held by every idle connection.
+const READ_CHUNK: usize = 512;
 
 /// Accepts miners on `listener` until `shutdown`, then drains the connections.
 pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: CancellationToken) {
@@ -62,17 +65,27 @@ pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: Cancellatio
         }
         let (pool, token) = (pool.clone(), shutdown.clone());
         stream.set_nodelay(true).ok();
+        // Each path boxed on its own, so a plain connection's task does not carry the size of
+        // a TLS handshake, nor a TLS one a plain one's (the task is most of what an idle miner
+        // costs).
         conns.spawn(async move {
             match &pool.tls {
-                None => connection(stream, peer, &pool, token).await,
+                None => Box::pin(connection(stream, peer, &pool, token)).await,
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(pool.config.login_timeout, acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(tls)) => connection(tls, peer, &pool, token).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+                    Box::pin(async {
+                        let handshake = tokio::time::timeout(
+                            pool.config.login_timeout,
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(tls)) => Box::pin(connection(tls, peer, &pool, token)).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    })
+                    .await
                 }
             }
             pool.guard().release(ip);
@@ -117,11 +130,13 @@ where
         work: pool.work.clone(),
     };
     let mut decoder = LineDecoder::new(pool.config.max_line);
-    let mut buf = vec![0u8; 1024];
+    let mut buf = vec![0u8; READ_CHUNK];
     let mut deadline = Instant::now() + pool.config.login_timeout;
-    let mut retarget = tokio::time::interval(RETARGET_TICK);
-    retarget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retarget_at = Instant::now() + RETARGET_TICK;
     let mut bans = pool.bans.subscribe();
+    // What waits here is what an idle miner costs: one timer for both the deadline and the
+    // retarget, and the handlers (which hold JSON, hashing and publishing while they run)
+    // boxed, so their size is paid only while one runs.
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -131,21 +146,27 @@ where
                     break;
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => break,
-            changed = conn.work.changed() => {
-                if changed.is_err() || conn.push_job().await.is_err() {
+            _ = tokio::time::sleep_until(deadline.min(retarget_at)) => {
+                let now = Instant::now();
+                if now >= deadline {
                     break;
                 }
+                if now >= retarget_at {
+                    retarget_at = now + RETARGET_TICK;
+                    if Box::pin(conn.retarget_on_time()).await.is_err() {
+                        break;
+                    }
+                }
             }
-            _ = retarget.tick() => {
-                if conn.retarget_on_time().await.is_err() {
+            changed = conn.work.changed() => {
+                if changed.is_err() || Box::pin(conn.push_job()).await.is_err() {
                     break;
                 }
             }
             read = rd.read(&mut buf) => {
                 let n = match read { Ok(0) | Err(_) => break, Ok(n) => n };
                 decoder.push(&buf[..n]);
-                if matches!(conn.drain(&mut decoder).await, Next::Close) {
+                if matches!(Box::pin(conn.drain(&mut decoder)).await, Next::Close) {
                     break;
                 }
                 if conn.session.is_some() {

@@ -413,3 +413,30 @@ async fn miners_can_connect_over_tls() {
     assert!(!String::from_utf8_lossy(&buf).contains("\"status\":\"OK\""));
     h.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_miner_is_retargeted_on_time_alone_and_kept_while_idle() {
+    let mut config = easy_config();
+    // A share due every second: no share in two is quiet.
+    config.vardiff.target_share_time_ms = 1_000;
+    config.start_difficulty = 10_000;
+    let h = start(1_000_000_000_000, config).await;
+    let mut quiet = miner(h.addr, [127, 0, 0, 1], WALLET).await;
+    let first = adit_protocol::decode_target(&quiet.job.target).unwrap();
+    assert_eq!(first, 10_000);
+    // No shares: the connection's timer lowers the difficulty by itself (at most 4× a step)
+    // and pushes a new job, and the miner stays connected.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let lowered = loop {
+        let message = tokio::time::timeout_at(deadline, quiet.read())
+            .await
+            .expect("a retargeted job within 30 s")
+            .unwrap()
+            .expect("the pool kept the quiet miner connected");
+        if message["method"] == "job" {
+            break adit_protocol::decode_target(&quiet.job.target).unwrap();
+        }
+    };
+    assert!((first / 4..first).contains(&lowered), "{first} → {lowered}");
+    h.stop.cancel();
+}
