@@ -418,6 +418,35 @@ impl MinerBlob {
     pub fn block_blob_with_nonce(&self, nonce: [u8; 4]) -> Vec<u8> {
         with_nonce(&self.block, self.nonce_offset, nonce)
     }
+
+    /// Only what verifying a share needs: the hashing blob and the nonce's place. A miner's
+    /// job keeps this; its block blob (the whole template, every transaction hash) is cut
+    /// again from the shared template only when a share is a block.
+    pub fn into_hashing(self) -> HashingBlob {
+        HashingBlob {
+            hashing: self.hashing.into_boxed_slice(),
+            nonce_offset: self.nonce_offset,
+        }
+    }
+}
+
+/// A miner's hashing blob without its block (see [`MinerBlob::into_hashing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashingBlob {
+    hashing: Box<[u8]>,
+    nonce_offset: usize,
+}
+
+impl HashingBlob {
+    /// The hashing blob, sent to the miner as the job's `blob`.
+    pub fn hashing_blob(&self) -> &[u8] {
+        &self.hashing
+    }
+
+    /// The hashing blob with a submitted nonce (bytes in blob order), to verify a share.
+    pub fn with_nonce(&self, nonce: [u8; 4]) -> Vec<u8> {
+        with_nonce(&self.hashing, self.nonce_offset, nonce)
+    }
 }
 
 /// A copy of `blob` with `nonce` at `offset`.

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::blob::{BlockTemplate, MinerBlob};
+use crate::blob::{BlockTemplate, HashingBlob};
 use crate::codec::Job;
 use crate::error::Result;
 use crate::target::encode_target;
@@ -37,8 +37,10 @@ pub struct JobRecord {
     pub job_id: String,
     /// The work it was cut from.
     pub work: Arc<Work>,
-    /// The miner's blob (template with its extra nonce).
-    pub blob: MinerBlob,
+    /// The miner's hashing blob (the template with its extra nonce, hashed down).
+    pub blob: HashingBlob,
+    /// The extra nonce the blob was cut with, to cut the block again if a share is one.
+    pub extra_nonce: u32,
     /// Share difficulty of the job.
     pub difficulty: u64,
     /// Nonces already submitted for it (duplicate detection).
@@ -98,7 +100,8 @@ impl JobFactory {
         let record = JobRecord {
             job_id,
             work: work.clone(),
-            blob,
+            blob: blob.into_hashing(),
+            extra_nonce,
             difficulty,
             nonces: HashSet::new(),
         };

@@ -128,8 +128,13 @@ pub fn parse_login(params: &LoginParams) -> Option<Identity> {
 pub struct Candidate {
     /// The hashing blob with the nonce in place.
     pub hashing_blob: Vec<u8>,
-    /// The full block blob with the nonce in place (submitted if it is a block).
-    pub block_blob: Vec<u8>,
+    /// The work the job was cut from and the miner's extra nonce: the block blob is cut
+    /// again from them when the share is a block ([`Candidate::block_blob`]).
+    pub work: Arc<Work>,
+    /// The job's extra nonce.
+    pub extra_nonce: u32,
+    /// The submitted nonce.
+    pub nonce: [u8; 4],
     /// RandomX seed for the job.
     pub seed_hash: [u8; 32],
     /// The result the miner claims.
@@ -142,6 +147,18 @@ pub struct Candidate {
     pub height: u64,
     /// Block reward of the job's template.
     pub reward: u64,
+}
+
+impl Candidate {
+    /// The block blob with the nonce in place, cut again from the job's template (only a
+    /// block needs it). It cannot fail where cutting the job did not.
+    pub fn block_blob(&self) -> Result<Vec<u8>> {
+        Ok(self
+            .work
+            .template
+            .for_miner(self.extra_nonce)?
+            .block_blob_with_nonce(self.nonce))
+    }
 }
 
 /// The verdict on a hashed candidate.
@@ -291,8 +308,10 @@ impl Session {
             return Err(Reject::Duplicate);
         }
         Ok(Candidate {
-            hashing_blob: job.blob.hashing_blob_with_nonce(nonce),
-            block_blob: job.blob.block_blob_with_nonce(nonce),
+            hashing_blob: job.blob.with_nonce(nonce),
+            work: job.work.clone(),
+            extra_nonce: job.extra_nonce,
+            nonce,
             seed_hash: job.work.seed_hash,
             claimed,
             difficulty: job.difficulty,
@@ -343,17 +362,23 @@ impl Session {
         // Refused at parsing (no job or nonce): nothing a share event could name.
         let share = (!share.job_id.is_empty() && !share.nonce.is_empty()).then_some(share);
         let block = match (verdict, candidate, &share) {
-            (Verdict::Block, Some(c), Some(share)) => Some(BlockFound {
-                blob_hex: hex::encode(&c.block_blob),
-                hash: hex::encode(crate::blob::block_id(&c.hashing_blob)),
-                height: c.height,
-                miner: self.identity.miner.clone(),
-                worker: self.identity.worker.clone(),
-                job_id: share.job_id.clone(),
-                nonce: share.nonce.clone(),
-                reward: c.reward,
-                network_difficulty: c.network_difficulty,
-            }),
+            (Verdict::Block, Some(c), Some(share)) => match c.block_blob() {
+                Ok(blob) => Some(BlockFound {
+                    blob_hex: hex::encode(blob),
+                    hash: hex::encode(crate::blob::block_id(&c.hashing_blob)),
+                    height: c.height,
+                    miner: self.identity.miner.clone(),
+                    worker: self.identity.worker.clone(),
+                    job_id: share.job_id.clone(),
+                    nonce: share.nonce.clone(),
+                    reward: c.reward,
+                    network_difficulty: c.network_difficulty,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, height = c.height, "a block could not be cut again from its template; not submitted");
+                    None
+                }
+            },
             _ => None,
         };
         let retarget = if accepted {
