@@ -157,38 +157,7 @@ async fn adit_lands_readings_through_a_server_that_requires_tls_and_client_certi
     app.wait_http().await;
     let client = adit_ingest::connect_with(&url, &auth).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while js
-        .get_stream(adit_schemas::names::STREAM_TELEMETRY)
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "adit never set up its streams over TLS; log:\n{}",
-            app.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    const N: usize = 500;
-    let base = chrono::Utc::now() - chrono::Duration::minutes(5);
-    Publisher::new(js)
-        .publish_all(telemetry(N, base))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let landed = landed(&app).await;
-        if landed == Some(N as i64) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{landed:?} of {N} landed over TLS; log:\n{}",
-            app.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    lands(&app, js, 500, "over TLS").await;
     let log = app.log();
     assert!(!log.contains("s3cret-pass"), "the password reached the log");
 }
@@ -206,6 +175,42 @@ async fn landed(app: &App) -> Option<i64> {
         .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
         .flatten()
         .and_then(|v| v[0]["n"].as_i64())
+}
+
+/// Waits for adit's streams, publishes `n` readings through `js` and waits until SQL counts
+/// them all; `how` names the connection in failures.
+async fn lands(app: &App, js: async_nats::jetstream::Context, n: usize, how: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while js
+        .get_stream(adit_schemas::names::STREAM_TELEMETRY)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "adit never set up its streams {how}; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let base = chrono::Utc::now() - chrono::Duration::minutes(5);
+    Publisher::new(js)
+        .publish_all(telemetry(n, base))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let landed = landed(app).await;
+        if landed == Some(n as i64) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{landed:?} of {n} landed {how}; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Waits until `app`'s log holds `needle`, or fails naming it.
@@ -262,39 +267,7 @@ async fn adit_lands_readings_through_an_operator_mode_server_with_a_creds_file()
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while js
-        .get_stream(adit_schemas::names::STREAM_TELEMETRY)
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "adit never set up its streams with its .creds; log:\n{}\nserver log:\n{}",
-            app.log(),
-            nats.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    const N: usize = 300;
-    let base = chrono::Utc::now() - chrono::Duration::minutes(5);
-    Publisher::new(js)
-        .publish_all(telemetry(N, base))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let n = landed(&app).await;
-        if n == Some(N as i64) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n:?} of {N} landed with a .creds file; log:\n{}",
-            app.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    lands(&app, js, 300, "with a .creds file").await;
     let seed = std::fs::read_to_string(nats.creds()).unwrap();
     let seed = seed
         .lines()
