@@ -32,14 +32,7 @@ impl Landing {
             stream: names::STREAM_TELEMETRY.into(),
             subject: "telemetry.*.{part}.>".into(),
             whole: String::new(),
-            kinds: vec![
-                EventKind::Energy,
-                EventKind::Sensor,
-                EventKind::Miner,
-                EventKind::Hashrate,
-                EventKind::ClusterShare,
-                EventKind::ClusterUpstream,
-            ],
+            kinds: EventKind::on_stream(names::STREAM_TELEMETRY),
         }
     }
 

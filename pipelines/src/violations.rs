@@ -1053,15 +1053,9 @@ pub fn readings_input() -> StreamInput {
         stream: names::STREAM_TELEMETRY.into(),
         subject: "telemetry.>".into(),
         partitioned: Some("telemetry.*.{part}.>".into()),
-        kinds: vec![
-            EventKind::Energy,
-            EventKind::Sensor,
-            EventKind::Miner,
-            EventKind::Hashrate,
-            // The cluster's shares and upstream changes share the stream; nothing here for them.
-            EventKind::ClusterShare,
-            EventKind::ClusterUpstream,
-        ],
+        // Every kind on the stream (the cluster's shares and upstream changes too, which
+        // nothing here uses): the landing files what is refused.
+        kinds: EventKind::on_stream(names::STREAM_TELEMETRY),
         dead_letters: false,
     }
 }

@@ -922,6 +922,13 @@ macro_rules! event_kinds {
                 match self { $(Self::$kind => names::$stream,)+ }
             }
 
+            /// Every kind `stream` carries, in declaration order: what a pipeline reading a
+            /// whole stream accepts, so a kind added to the table is never refused there as
+            /// unexpected.
+            pub fn on_stream(stream: &str) -> Vec<Self> {
+                Self::ALL.iter().copied().filter(|k| k.stream() == stream).collect()
+            }
+
             /// The table this kind lands in.
             pub fn table(self) -> &'static str {
                 match self { $(Self::$kind => names::$table,)+ }
@@ -1275,6 +1282,22 @@ mod tests {
         );
         assert_eq!(EventKind::from_subject("telemetry.bogus.s1"), None);
         assert_eq!(EventKind::Grid.stream(), names::STREAM_GRID);
+    }
+
+    #[test]
+    fn a_stream_s_kinds_are_every_kind_on_it_and_no_other() {
+        let telemetry = EventKind::on_stream(names::STREAM_TELEMETRY);
+        assert!(
+            telemetry.contains(&EventKind::Energy) && telemetry.contains(&EventKind::ClusterShare)
+        );
+        for kind in EventKind::ALL {
+            assert_eq!(
+                telemetry.contains(kind),
+                kind.stream() == names::STREAM_TELEMETRY,
+                "{kind:?}"
+            );
+        }
+        assert!(EventKind::on_stream("NOPE").is_empty());
     }
 
     #[test]
