@@ -349,7 +349,7 @@ pub async fn run_roles(
             ),
             admission,
             lockout,
-            dashboards: Some(dashboards(&services.js, &config).await?),
+            dashboards: Some(dashboards(&services.js, config).await?),
             live: Some(adit_query::live::Live::new(
                 services.js.clone(),
                 config.query.live_max_subscribers,
