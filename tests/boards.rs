@@ -1,10 +1,12 @@
 //! Dashboards people build and share, in real headless Chromium (issue 28): against `adit
-//! demo` with tokens, `tests/browser/boards.py` creates a dashboard on the Dashboards page
+//! demo` with tokens, `tests/browser/boards.py` opens the shipped Farm energy dashboard (no
+//! Edit for an operator) and saves a private copy of it; creates a dashboard on the Dashboards page
 //! with a `site` variable and three panels over energy_readings (one previewed in the panel
 //! editor), makes it public and saves it; opens the public link in a fresh browser context
 //! without a token and sees the panels drawn (the stat within what SQL says), while the
 //! dashboard's own route, another dashboard and the SQL API answer 401 and a forged link 404;
-//! then edits a panel and sees the revision go up with the old one kept. Any console error
+//! then widens one panel and moves another with the mouse, edits a panel, and sees the
+//! revision go up with the new layout and the old revision kept. Any console error
 //! fails it. scripts/setup.sh installs chromium and playwright; without them this test fails.
 
 mod common;
