@@ -277,18 +277,16 @@ async fn adit_lands_readings_through_an_operator_mode_server_with_a_creds_file()
 
     // A wrong .creds file, or a user the account allows nothing, is named in the log: the
     // operator is told why, not left with timeouts.
-    let stranger = App::start(
-        &url,
-        &dir.path().join("stranger"),
-        "pipelines",
-        &creds_toml(&nats.stranger_creds()),
-    );
-    wait_log(&stranger, "authorization violation").await;
-    let denied = App::start(
-        &url,
-        &dir.path().join("denied"),
-        "pipelines",
-        &creds_toml(&nats.denied_creds()),
-    );
-    wait_log(&denied, "Permissions Violation").await;
+    for (name, creds, said) in [
+        ("stranger", nats.stranger_creds(), "authorization violation"),
+        ("denied", nats.denied_creds(), "Permissions Violation"),
+    ] {
+        let refused = App::start(
+            &url,
+            &dir.path().join(name),
+            "pipelines",
+            &creds_toml(&creds),
+        );
+        wait_log(&refused, said).await;
+    }
 }

@@ -25,28 +25,7 @@ import time
 import urllib.error
 import urllib.request
 
-CHROMIUM = os.environ.get("ADIT_CHROMIUM", "/usr/bin/chromium")
-
-
-def missing(what):
-    print(f"dashboard.py: {what}; run scripts/setup.sh to install it", file=sys.stderr)
-    sys.exit(2)
-
-
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    missing("the Python package playwright is not installed (pip install playwright)")
-if not os.access(CHROMIUM, os.X_OK):
-    missing(f"Chromium is not at {CHROMIUM} (Debian package chromium)")
-
-
-class Failure(Exception):
-    pass
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+from browser_kit import CHROMIUM, Failure, log, sync_playwright
 
 
 class Api:
