@@ -126,6 +126,22 @@ const COUNT_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
 /// Installs the Prometheus recorder and registers adit's metrics ([`crate::metrics_catalog`]).
 /// Timings and sizes are histograms (Prometheus's convention: aggregatable across processes,
 /// and never a stale quantile after a quiet spell).
+/// The API's catalog: every table under the root, with fresh reads of the landed tables when
+/// they are on and statements run here (a cluster's executors could not read the tails).
+fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> Catalog {
+    let catalog = Catalog::new(store.clone(), config.query.snapshot_refresh);
+    if !config.query.fresh_reads || !matches!(config.query.engine, adit_query::QueryEngine::Local) {
+        return catalog;
+    }
+    catalog.with_fresh(Arc::new(adit_pipelines::fresh::LandingTails::new(
+        js.clone(),
+        store.clone(),
+        &config.pipelines,
+        &ValidationPolicy::default(),
+        adit_pipelines::fresh::TailLimits::default(),
+    )))
+}
+
 fn install_metrics() -> Option<PrometheusHandle> {
     let built = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
@@ -259,7 +275,7 @@ pub async fn run_roles(
         tracing::info!(listen = %config.query.listen, engine = ?config.query.engine, "HTTP API listening");
         let engine = Arc::new(SqlEngine::on(
             config.query.engine.clone(),
-            Arc::new(Catalog::new(store.clone(), config.query.snapshot_refresh)),
+            Arc::new(api_catalog(config, &store, &services.js)),
             config.query.limits.clone(),
         ));
         let admission = Arc::new(adit_query::admission::Admission::new(

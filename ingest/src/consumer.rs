@@ -64,6 +64,18 @@ pub struct RawMessage {
     pub payload: Bytes,
 }
 
+impl RawMessage {
+    /// Message `message`, stored at stream sequence `seq`.
+    pub fn new(seq: u64, message: &async_nats::Message) -> Self {
+        Self {
+            seq,
+            subject: message.subject.to_string(),
+            schema_version: schema_version(message.headers.as_ref()),
+            payload: message.payload.clone(),
+        }
+    }
+}
+
 /// A micro-batch: messages with stream sequences in `lo..=hi`.
 pub struct RawBatch {
     /// Lowest sequence in the batch.
@@ -434,12 +446,7 @@ impl BatchConsumer {
                 metrics::counter!("adit_consumer_gaps_filled_total", "stream" => self.config.stream.clone())
                     .increment(1);
             }
-            let raw = RawMessage {
-                seq,
-                subject: message.subject.to_string(),
-                schema_version: schema_version(message.headers.as_ref()),
-                payload: message.payload.clone(),
-            };
+            let raw = RawMessage::new(seq, &message);
             self.hand_out(&mut batch, raw, Some(message), &mut deadline);
         }
         batch

@@ -95,6 +95,20 @@ impl Landing {
     }
 }
 
+impl Landing {
+    /// Every landing, in the order the registry runs them.
+    pub fn all() -> Vec<Self> {
+        vec![
+            Self::telemetry(),
+            Self::grid(),
+            Self::shares(),
+            Self::alerts(),
+            Self::notifications(),
+            Self::audit(),
+        ]
+    }
+}
+
 impl Pipeline for Landing {
     type State = ();
 

@@ -18,6 +18,7 @@ pub mod energy;
 pub mod energy_periods;
 pub mod error;
 pub mod farm_readings;
+pub mod fresh;
 pub mod hashrate;
 pub mod landing;
 pub mod lease;

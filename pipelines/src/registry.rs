@@ -55,13 +55,10 @@ impl<P: Pipeline> Runnable for P {
 
 /// Every pipeline, configured.
 pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
-    vec![
-        Arc::new(Landing::telemetry()),
-        Arc::new(Landing::grid()),
-        Arc::new(Landing::shares()),
-        Arc::new(Landing::alerts()),
-        Arc::new(Landing::notifications()),
-        Arc::new(Landing::audit()),
+    let landings = Landing::all()
+        .into_iter()
+        .map(|l| Arc::new(l) as Arc<dyn Runnable>);
+    let others: [Arc<dyn Runnable>; 7] = [
         Arc::new(Energy::new(config.energy.clone())),
         Arc::new(Pplns::new(config.pplns.clone())),
         Arc::new(Hashrate::new(config.hashrate.clone())),
@@ -69,7 +66,8 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         Arc::new(Violations::new(config.violations.clone())),
         Arc::new(Anomalies::new(config.anomalies.clone())),
         Arc::new(Curtailment::new(config.curtailment.clone())),
-    ]
+    ];
+    landings.chain(others).collect()
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub mod server;
 pub mod views;
 pub mod violations;
 
-pub use adit_sql::{Catalog, SqlEngine, SqlLimits};
+pub use adit_sql::{Catalog, QueryEngine, SqlEngine, SqlLimits};
 pub use auth::{JwtConfig, Role, TokenConfig, Tokens};
 pub use error::{QueryError, Result};
 pub use server::{AppState, QueryConfig, router, serve};

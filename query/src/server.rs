@@ -33,6 +33,10 @@ pub struct QueryConfig {
     /// for new commits at most this often (zero: before every query).
     #[serde(with = "humantime_serde")]
     pub snapshot_refresh: std::time::Duration,
+    /// Show the landed tables' rows not committed yet (read from their streams here) after
+    /// each snapshot, so an event is visible within milliseconds of its publish; local engine
+    /// only.
+    pub fresh_reads: bool,
     /// Where the API's statements run: here, or on a Ballista cluster.
     pub engine: adit_sql::QueryEngine,
     /// Static bearer tokens; with none and no `jwt`, auth is off.
@@ -67,6 +71,7 @@ impl Default for QueryConfig {
             listen: "127.0.0.1:8080".into(),
             limits: SqlLimits::default(),
             snapshot_refresh: std::time::Duration::from_millis(250),
+            fresh_reads: true,
             engine: adit_sql::QueryEngine::Local,
             tokens: Vec::new(),
             jwt: None,

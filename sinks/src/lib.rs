@@ -8,11 +8,13 @@
 pub mod checkpoint;
 pub mod error;
 pub mod exactly_once;
+pub mod fresh;
 pub mod results;
 pub mod store;
 
 pub use checkpoint::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use exactly_once::{ExactlyOnceTable, Maintenance};
+pub use fresh::FreshRows;
 pub use results::ResultPublisher;
 pub use store::TableStore;

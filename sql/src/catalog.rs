@@ -7,9 +7,10 @@
 //! query that waits on it and a running query never sees a table change under it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adit_sinks::TableStore;
+use adit_sinks::{FreshRows, TableStore};
 use deltalake::DeltaTable;
 use futures::future::try_join_all;
 use tokio::sync::Mutex;
@@ -24,6 +25,8 @@ pub struct Catalog {
     refresh: Duration,
     /// The tables known so far, and when the root was last listed.
     inner: Mutex<Inner>,
+    /// Rows the tables' writers hold but have not committed, shown after each snapshot.
+    fresh: Option<Arc<dyn FreshRows>>,
 }
 
 #[derive(Default)]
@@ -47,7 +50,21 @@ impl Catalog {
             store,
             refresh,
             inner: Mutex::new(Inner::default()),
+            fresh: None,
         }
+    }
+
+    /// The same catalog, whose tables also show what `fresh` holds after their snapshots.
+    pub fn with_fresh(self, fresh: Arc<dyn FreshRows>) -> Self {
+        Self {
+            fresh: Some(fresh),
+            ..self
+        }
+    }
+
+    /// Where the rows not committed yet come from, if fresh reads are on.
+    pub fn fresh(&self) -> Option<&Arc<dyn FreshRows>> {
+        self.fresh.as_ref()
     }
 
     /// The table store it reads.

@@ -45,6 +45,7 @@ use crate::cluster::{self, QueryEngine};
 use crate::delta_scan::SnapshotTable;
 use crate::error::{Result, SqlError};
 use crate::executor::{Executor, Task};
+use crate::fresh::FreshTable;
 use crate::pool::QueryPool;
 use crate::syntax::{
     Dialect, MAX_DEPTH_CEILING, MAX_STATEMENT_BYTES_CEILING, TextError, TextLimits,
@@ -466,9 +467,18 @@ impl Inner {
                     table
                         .update_datafusion_session(&ctx.state())
                         .map_err(delta)?;
-                    match self.scan(&name, &table) {
+                    let committed = match self.scan(&name, &table) {
                         Some(scan) => scan,
                         None => table.table_provider().await.map_err(|e| delta(e.into()))?,
+                    };
+                    match self.catalog.fresh() {
+                        Some(fresh) if fresh.covers(&name) => Arc::new(FreshTable::new(
+                            &name,
+                            table.clone(),
+                            committed,
+                            fresh.clone(),
+                        )),
+                        _ => committed,
                     }
                 }
                 QueryEngine::Ballista(_) => match cluster::files_view(&table) {

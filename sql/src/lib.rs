@@ -13,6 +13,7 @@ mod delta_scan;
 pub mod engine;
 pub mod error;
 mod executor;
+pub mod fresh;
 mod pool;
 pub mod syntax;
 

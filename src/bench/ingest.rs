@@ -1,15 +1,18 @@
 //! `adit bench ingest`: end-to-end events/s (publish → committed Delta table) beside the raw
 //! JetStream consume rate of the same stream in the same run, and the publish → visible-in-SQL
-//! delay under a steady load, and the time a landing pipeline takes to resume over the whole
+//! delay under a steady load (committed snapshots only, and with fresh reads), and the time a landing pipeline takes to resume over the whole
 //! backlog after a restart. Runs against its own nats-server and tables in a temp folder.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adit_ingest::publish::Outgoing;
 use adit_ingest::{Publisher, ensure_streams};
 use adit_pipelines::PipelineContext;
+use adit_pipelines::fresh::{LandingTails, TailLimits};
 use adit_pipelines::landing::Landing;
 use adit_pipelines::runner::run_instance;
+use adit_query::{Catalog, SqlEngine, SqlLimits};
 use adit_schemas::names::{STREAM_TELEMETRY, TABLE_ENERGY_READINGS};
 use adit_schemas::{AnyEvent, EnergyReading, EnergySource, ValidationPolicy};
 use adit_sinks::TableStore;
@@ -18,7 +21,6 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use chrono::Utc;
-use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -178,14 +180,39 @@ pub async fn ingest(
     eprintln!(
         "steady load of {rate} events/s for {latency_for:?}, measuring publish → visible in SQL…"
     );
-    let delays = latency_phase(&publisher, &store, events + 1, rate, latency_for).await?;
+    // Committed snapshots checked before every statement (the best a reader can do without
+    // fresh reads), beside the API's catalog with fresh reads as `adit run` builds it.
+    let committed_only = SqlEngine::new(
+        Arc::new(Catalog::new(store.clone(), Duration::ZERO)),
+        SqlLimits::default(),
+    );
+    let fresh = SqlEngine::new(
+        Arc::new(
+            Catalog::new(store.clone(), config.query.snapshot_refresh).with_fresh(Arc::new(
+                LandingTails::new(
+                    js.clone(),
+                    store.clone(),
+                    &config.pipelines,
+                    &ValidationPolicy::default(),
+                    TailLimits::default(),
+                ),
+            )),
+        ),
+        SqlLimits::default(),
+    );
+    let [committed_delays, fresh_delays] = latency_phase(
+        &publisher,
+        [&committed_only, &fresh],
+        events + 1,
+        rate,
+        latency_for,
+    )
+    .await?;
     stop.cancel();
     pipeline.await??;
     if let Some(m) = managed {
         m.stop().await;
     }
-    let mut sorted = delays.clone();
-    sorted.sort_by(f64::total_cmp);
     println!(
         "adit bench ingest ({events} events backlog, debug={})",
         cfg!(debug_assertions)
@@ -201,25 +228,32 @@ pub async fn ingest(
         "  restart to first commit  {:>12.0} ms       (over the {events}-message stream)",
         resumed.as_secs_f64() * 1000.0
     );
-    println!(
-        "  publish → visible in SQL p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} events (target p99 ≤ 1000 ms; poll every 50 ms)",
-        percentile(&sorted, 0.5),
-        percentile(&sorted, 0.99),
-        sorted.last().copied().unwrap_or(f64::NAN),
-        sorted.len()
-    );
+    for (what, mut delays) in [
+        ("committed only", committed_delays),
+        ("fresh reads   ", fresh_delays),
+    ] {
+        delays.sort_by(f64::total_cmp);
+        println!(
+            "  publish → visible in SQL, {what}: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} events (target p99 ≤ 250 ms; poll every 50 ms)",
+            percentile(&delays, 0.5),
+            percentile(&delays, 0.99),
+            delays.last().copied().unwrap_or(f64::NAN),
+            delays.len()
+        );
+    }
     Ok(())
 }
 
 /// Publishes at `rate` for `length`, each event stamped with its publish time, and polls SQL
-/// every 50 ms; returns each event's delay until it was visible, in ms.
+/// every 50 ms through each of `engines`; returns, per engine, each event's delay until it was
+/// visible, in ms.
 async fn latency_phase(
     publisher: &Publisher,
-    store: &TableStore,
+    engines: [&SqlEngine; 2],
     offset: usize,
     rate: usize,
     length: Duration,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<[Vec<f64>; 2]> {
     let total = (rate as f64 * length.as_secs_f64()) as usize;
     let producer = {
         let publisher = publisher.clone();
@@ -244,26 +278,27 @@ async fn latency_phase(
             anyhow::Ok(sent)
         })
     };
-    let mut delays = Vec::with_capacity(total);
-    let mut last_seq = offset as i64;
+    let mut delays = [Vec::with_capacity(total), Vec::with_capacity(total)];
+    let mut last_seq = [offset as i64; 2];
     let deadline = Instant::now() + length + Duration::from_secs(30);
-    while delays.len() < total && Instant::now() < deadline {
+    while delays.iter().any(|d| d.len() < total) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let ctx = SessionContext::new();
-        if !store.register(&ctx, TABLE_ENERGY_READINGS).await? {
-            continue;
-        }
-        let sql = format!(
-            "SELECT seq, CAST(ts AS BIGINT) AS ts FROM {TABLE_ENERGY_READINGS} WHERE seq > {last_seq}"
-        );
-        let batches = ctx.sql(&sql).await?.collect().await?;
-        let now_us = Utc::now().timestamp_micros();
-        for b in &batches {
-            let seq = b.column(0).as_primitive::<Int64Type>();
-            let ts = b.column(1).as_primitive::<Int64Type>();
-            for i in 0..b.num_rows() {
-                last_seq = last_seq.max(seq.value(i));
-                delays.push((now_us - ts.value(i)) as f64 / 1000.0);
+        for ((engine, last_seq), delays) in engines.iter().zip(&mut last_seq).zip(&mut delays) {
+            let sql = format!(
+                "SELECT seq, CAST(ts AS BIGINT) AS ts FROM {TABLE_ENERGY_READINGS} WHERE seq > {last_seq}"
+            );
+            // Before the first commit the table does not exist yet.
+            let Ok(result) = engine.query(&sql).await else {
+                continue;
+            };
+            let now_us = Utc::now().timestamp_micros();
+            for b in &result.batches {
+                let seq = b.column(0).as_primitive::<Int64Type>();
+                let ts = b.column(1).as_primitive::<Int64Type>();
+                for i in 0..b.num_rows() {
+                    *last_seq = (*last_seq).max(seq.value(i));
+                    delays.push((now_us - ts.value(i)) as f64 / 1000.0);
+                }
             }
         }
     }
