@@ -377,6 +377,18 @@ const METRICS: &[Metric] = &[
         Unset,
         "Tables the SQL catalog holds.",
     ),
+    m(
+        "adit_sql_fresh_tails",
+        Gauge,
+        Zero,
+        "Landing streams the query process follows for fresh reads (started by statements, stopped when idle).",
+    ),
+    m(
+        "adit_sql_fresh_rows",
+        Gauge,
+        Zero,
+        "Rows the fresh-read tails hold that their landings have not committed yet.",
+    ),
     // the process and the host (health.rs); metrics-process describes the process_* series.
     m(
         "adit_part_up",

@@ -49,6 +49,10 @@ pub const PAST_MARGIN: chrono::Duration = chrono::Duration::hours(1);
 /// fresh: the landing may have validated it up to this much earlier than the tail did.
 pub const FUTURE_MARGIN: chrono::Duration = chrono::Duration::minutes(1);
 
+/// After a tail failed (no such stream, not allowed to read it…), statements see committed
+/// rows only for this long before another tail is tried, so a lasting failure is logged once
+/// per interval, not once per statement.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Most messages decoded into one chunk of a tail.
 const CHUNK_MESSAGES: usize = 4_096;
 /// Table versions' positions remembered before the memo is cleared.
@@ -146,8 +150,9 @@ struct Buffer {
     rows: usize,
     /// When a statement last asked.
     read: Instant,
-    /// The tail's task has ended; a new one replaces it at the next ask.
-    ended: bool,
+    /// The tail's task has ended, and when, and whether it failed: an idle one is replaced at
+    /// the next ask, a failed one not before [`RETRY_AFTER`].
+    ended: Option<(Instant, bool)>,
 }
 
 impl Buffer {
@@ -157,14 +162,14 @@ impl Buffer {
             chunks: VecDeque::new(),
             rows: 0,
             read: Instant::now(),
-            ended: false,
+            ended: None,
         }
     }
 
     /// Adds a chunk; past `max_rows` everything is dropped and the tail is complete only from
     /// after it.
     fn push(&mut self, chunk: Chunk, max_rows: usize) {
-        self.rows += chunk.rows();
+        self.count(self.rows + chunk.rows());
         let hi = chunk.hi;
         self.chunks.push_back(chunk);
         if self.rows > max_rows {
@@ -172,10 +177,21 @@ impl Buffer {
                 rows = self.rows,
                 "a fresh-read tail holds more than its limit (its landing is behind); starting over"
             );
-            self.chunks.clear();
-            self.rows = 0;
+            self.clear();
             self.from = hi + 1;
         }
+    }
+
+    /// Drops every chunk.
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.count(0);
+    }
+
+    /// Sets the rows held, and the gauge of every tail's rows with them.
+    fn count(&mut self, rows: usize) {
+        metrics::gauge!("adit_sql_fresh_rows").increment(rows as f64 - self.rows as f64);
+        self.rows = rows;
     }
 
     /// Forgets what a commit at `position` holds.
@@ -183,8 +199,9 @@ impl Buffer {
         while let Some(front) = self.chunks.front()
             && front.hi <= position
         {
-            self.rows -= front.rows();
-            self.from = self.from.max(front.hi + 1);
+            let (rows, hi) = (front.rows(), front.hi);
+            self.count(self.rows - rows);
+            self.from = self.from.max(hi + 1);
             self.chunks.pop_front();
         }
     }
@@ -316,10 +333,14 @@ impl LandingTails {
         let mut tails = lock(&self.tails);
         if let Some(tail) = tails.get(&spec.instance) {
             let mut buffer = lock(&tail.buffer);
-            if !buffer.ended {
-                buffer.read = Instant::now();
-                buffer.committed(position);
-                return buffer.after(table, position).unwrap_or_default();
+            match buffer.ended {
+                None => {
+                    buffer.read = Instant::now();
+                    buffer.committed(position);
+                    return buffer.after(table, position).unwrap_or_default();
+                }
+                Some((at, true)) if at.elapsed() < RETRY_AFTER => return Vec::new(),
+                Some(_) => {}
             }
         }
         let buffer = Arc::new(Mutex::new(Buffer::new(position + 1)));
@@ -381,13 +402,21 @@ async fn follow(
     buffer: Arc<Mutex<Buffer>>,
 ) {
     let from = lock(&buffer).from;
-    match read(&js, &spec, &policy, limits, &buffer, from).await {
-        Ok(()) => tracing::debug!(instance = %spec.instance, "fresh-read tail stopped: idle"),
-        Err(e) => {
-            tracing::warn!(instance = %spec.instance, error = %e, "fresh-read tail stopped; the next statement starts another")
+    metrics::gauge!("adit_sql_fresh_tails").increment(1.0);
+    let failed = match read(&js, &spec, &policy, limits, &buffer, from).await {
+        Ok(()) => {
+            tracing::debug!(instance = %spec.instance, "fresh-read tail stopped: idle");
+            false
         }
-    }
-    lock(&buffer).ended = true;
+        Err(e) => {
+            tracing::warn!(instance = %spec.instance, error = %e, retry_after = ?RETRY_AFTER, "fresh-read tail stopped; reads show committed rows only until another starts");
+            true
+        }
+    };
+    metrics::gauge!("adit_sql_fresh_tails").decrement(1.0);
+    let mut buffer = lock(&buffer);
+    buffer.ended = Some((Instant::now(), failed));
+    buffer.clear();
 }
 
 async fn read(
