@@ -11,6 +11,14 @@ prints each median, adit's HTTP time over DuckDB's, and each protocol's over HTT
 release build:
 
     cargo build --release && python3 scripts/bench_sql.py target/release/adit [--rows 5000000]
+
+With --landed the data set is built the way users' tables grow instead: `adit simulate` (10
+sites x 200 machines, --rate events/s) publishes readings into `adit run --roles
+pipelines,query`, whose landing commits them batch by batch, compacts and vacuums, until
+energy_readings holds --rows rows; DuckDB then reads exactly the files of the table's current
+Delta snapshot (not files compaction removed), and the queries are a user's of their farm:
+
+    python3 scripts/bench_sql.py target/release/adit --landed [--rows 2000000] [--rate 100000]
 """
 
 import argparse
@@ -112,6 +120,71 @@ QUERIES = [
 ]
 
 
+# The farm's questions on the readings the pipelines landed (machine ids repeat per site).
+LANDED_QUERIES = [
+    ("count", "SELECT count(*) FROM energy_readings"),
+    ("group-by site",
+     "SELECT site, avg(power_w) AS avg_w, max(power_w) AS max_w FROM energy_readings "
+     "GROUP BY site ORDER BY site"),
+    ("per-minute bucket",
+     "SELECT date_trunc('minute', ts) AS minute, sum(power_w) AS w FROM energy_readings "
+     "GROUP BY 1 ORDER BY 1"),
+    ("one machine, last 100",
+     "SELECT * FROM energy_readings WHERE site = 'site-03' AND machine = 'm-042' "
+     "ORDER BY ts DESC LIMIT 100"),
+    ("top 5 machines",
+     "SELECT site, machine, avg(power_w) AS w FROM energy_readings "
+     "GROUP BY site, machine ORDER BY w DESC, site, machine LIMIT 5"),
+]
+
+
+def sql_rows(port, sql):
+    """The first row of a statement's answer through the HTTP API."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/sql", data=sql.encode(),
+        headers={"content-type": "text/plain"})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+def land(bin_path, config, tables, nats_url, port, rows, rate):
+    """Publishes simulated readings until the running adit's landing has committed at least
+    `rows` energy readings, then waits for it to settle (no fresh rows left, compaction done)."""
+    count = "SELECT count(*) AS n FROM energy_readings"
+    sim = subprocess.Popen([bin_path, "--config", config, "--tables", tables,
+                            "--nats-url", nats_url, "simulate", "--sites", "10",
+                            "--machines", "200", "--rate", str(rate)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.time()
+    try:
+        n = 0
+        while n < rows:
+            if sim.poll() is not None:
+                raise SystemExit(f"adit simulate stopped ({sim.returncode}) at {n} rows")
+            time.sleep(1)
+            try:
+                n = sql_rows(port, count)[0]["n"]
+            except OSError:
+                n = 0
+            print(f"  landed {n} readings after {time.time() - started:.0f} s", file=sys.stderr)
+    finally:
+        sim.terminate()
+        sim.wait()
+    last, same = -1, 0
+    while same < 5:
+        time.sleep(1)
+        n = sql_rows(port, count)[0]["n"]
+        same = same + 1 if n == last else 0
+        last = n
+    print(f"landed {last} readings in {time.time() - started:.0f} s", file=sys.stderr)
+
+
+def snapshot_files(table_dir):
+    """The Parquet files of a Delta table's current snapshot."""
+    deltalake = need("deltalake", "deltalake")
+    return deltalake.DeltaTable(table_dir).file_uris()
+
+
 def arrow_rows(relation):
     """Rows of a DuckDB query, fetched as Arrow (as adit's engine holds them)."""
     fetch = getattr(relation, "to_arrow_table", None) or getattr(relation, "arrow")
@@ -154,20 +227,32 @@ def wire_clients(pg_port, flight_port):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
-    ap.add_argument("--rows", type=int, default=5_000_000)
-    ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "adit-bench-sql"))
+    ap.add_argument("--rows", type=int, help="readings (default 5000000; 2000000 --landed)")
+    ap.add_argument("--dir", help="table root (default: a folder under the temp dir)")
     ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--landed", action="store_true",
+                    help="build the tables through adit's pipelines (see the top of this file)")
+    ap.add_argument("--rate", type=int, default=100_000, help="--landed: events/s simulated")
     a = ap.parse_args()
+    a.rows = a.rows or (2_000_000 if a.landed else 5_000_000)
     duckdb = need("duckdb", "duckdb")
-    marker = os.path.join(a.dir, f".rows-{a.rows}")
-    if not os.path.exists(marker):
+    if a.landed:
+        # Always a new root: the landing's positions belong to the nats-server started below.
+        a.dir = a.dir or tempfile.mkdtemp(prefix="adit-bench-landed-")
         subprocess.run(["rm", "-rf", a.dir], check=True)
         os.makedirs(a.dir)
-        print(f"writing {a.rows} readings, {a.rows // 2} shares and 240 blocks under {a.dir}", file=sys.stderr)
-        generate(a.dir, a.rows)
-        open(marker, "w").close()
+    else:
+        a.dir = a.dir or os.path.join(tempfile.gettempdir(), "adit-bench-sql")
+        marker = os.path.join(a.dir, f".rows-{a.rows}")
+        if not os.path.exists(marker):
+            subprocess.run(["rm", "-rf", a.dir], check=True)
+            os.makedirs(a.dir)
+            print(f"writing {a.rows} readings, {a.rows // 2} shares and 240 blocks under {a.dir}", file=sys.stderr)
+            generate(a.dir, a.rows)
+            open(marker, "w").close()
 
     nats_port, port, pg_port, flight_port = free_port(), free_port(), free_port(), free_port()
+    nats_url = f"nats://127.0.0.1:{nats_port}"
     store = tempfile.mkdtemp()
     config = os.path.join(store, "adit.toml")
     with open(config, "w") as f:
@@ -175,10 +260,11 @@ def main():
                 f'[query.flight]\nlisten = "127.0.0.1:{flight_port}"\n')
     nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", store],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ["run", "--roles", "pipelines,query"] if a.landed else ["query"]
+    log = open(os.path.join(store, "adit.log"), "w")
     adit = subprocess.Popen([a.bin, "--config", config, "--tables", a.dir,
-                             "--listen", f"127.0.0.1:{port}",
-                             "--nats-url", f"nats://127.0.0.1:{nats_port}", "query"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--listen", f"127.0.0.1:{port}", "--nats-url", nats_url, *command],
+                            stdout=log, stderr=log)
     try:
         for _ in range(200):
             try:
@@ -187,13 +273,25 @@ def main():
             except OSError:
                 time.sleep(0.1)
         con = duckdb.connect()
-        for table in ["energy_readings", "shares", "blocks"]:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
-                        f"'{a.dir}/{table}/**/*.parquet', hive_partitioning = true)")
+        if a.landed:
+            land(a.bin, config, a.dir, nats_url, port, a.rows, a.rate)
+            files = snapshot_files(os.path.join(a.dir, "energy_readings"))
+            sizes = [os.path.getsize(f.removeprefix("file://")) for f in files]
+            print(f"energy_readings: {len(files)} Parquet files in its snapshot, "
+                  f"{sum(sizes) / 1e6:.1f} MB", file=sys.stderr)
+            listed = ", ".join(f"'{f}'" for f in files)
+            con.execute("CREATE VIEW energy_readings AS SELECT * FROM read_parquet("
+                        f"[{listed}], hive_partitioning = true)")
+            queries = LANDED_QUERIES
+        else:
+            for table in ["energy_readings", "shares", "blocks"]:
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+                            f"'{a.dir}/{table}/**/*.parquet', hive_partitioning = true)")
+            queries = QUERIES
         pg, flight = wire_clients(pg_port, flight_port)
         print(f"{'query':<28} {'adit ms':>9} {'duckdb ms':>10} {'ratio':>7} "
               f"{'pg ms':>8} {'/http':>6} {'flight ms':>10} {'/http':>6}  rows")
-        for name, sql in QUERIES:
+        for name, sql in queries:
             runs = {"http": [], "duck": [], "pg": [], "flight": []}
             rows = None
             for _ in range(a.runs):
@@ -219,7 +317,10 @@ def main():
         nats.terminate()
         adit.wait()
         nats.wait()
+        log.close()
         subprocess.run(["rm", "-rf", store])
+        if a.landed:
+            subprocess.run(["rm", "-rf", a.dir])
 
 
 if __name__ == "__main__":

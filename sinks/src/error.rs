@@ -20,6 +20,14 @@ pub enum Error {
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },
+    /// A file could not be read or sorted while compacting.
+    #[error("table {table}: compaction: {reason}")]
+    Compact {
+        /// The table.
+        table: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Another writer committed to this table under the same application id since this one
     /// read it: this writer no longer owns the pipeline and must stop writing.
     #[error("table {table}: another writer committed as {app_id}; this one stops writing")]

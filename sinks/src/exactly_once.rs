@@ -17,6 +17,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde::Deserialize;
 
+use crate::compact::compact_sorted;
 use crate::error::{Error, Result};
 use crate::store::TableStore;
 
@@ -292,7 +293,8 @@ impl ExactlyOnceTable {
         Ok(true)
     }
 
-    /// Compacts small files and deletes unreferenced ones past retention, when due. Runs in
+    /// Compacts small files (sorted, [`compact_sorted`]) and deletes unreferenced ones past
+    /// retention, when due. Runs in
     /// the writer's own task between batches, so it never races the writer's commits.
     pub async fn maintain_if_due(&mut self) -> Result<()> {
         let every = self.maintenance.optimize_every_commits;
@@ -300,14 +302,19 @@ impl ExactlyOnceTable {
             return Ok(());
         }
         self.since_optimize = 0;
-        let table = self.table.clone();
-        let (table, metrics) = table.optimize().await.map_err(self.delta_err())?;
-        tracing::info!(
-            table = %self.name,
-            files_added = metrics.num_files_added,
-            files_removed = metrics.num_files_removed,
-            "compacted"
-        );
+        let table = match compact_sorted(&self.name, &self.table, &self.schema).await? {
+            Some((table, done)) => {
+                tracing::info!(
+                    table = %self.name,
+                    files_added = done.files_added,
+                    files_removed = done.files_removed,
+                    rows = done.rows,
+                    "compacted, sorted by the filter columns"
+                );
+                table
+            }
+            None => self.table.clone(),
+        };
         let retention = chrono::Duration::from_std(self.maintenance.vacuum_retention)
             .unwrap_or(chrono::Duration::days(7));
         let (table, vacuumed) = table

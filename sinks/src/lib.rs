@@ -6,6 +6,7 @@
 //! result rows published to `results.*` subjects. It does not compute anything.
 
 pub mod checkpoint;
+pub mod compact;
 pub mod error;
 pub mod exactly_once;
 pub mod fresh;

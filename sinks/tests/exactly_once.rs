@@ -234,3 +234,117 @@ async fn a_table_with_a_column_fewer_is_evolved_on_open() {
     .expect("a column that may not be null cannot be added to old rows");
     assert!(refused.to_string().contains("required"), "{refused}");
 }
+
+/// Compaction replaces a partition's small files by one file sorted by the filter columns:
+/// the same rows, the writer's position kept, fewer files, and a file whose rows (so whose row
+/// groups' and pages' statistics) run machine by machine.
+#[tokio::test]
+async fn compaction_sorts_a_partitions_small_files_by_the_filter_columns() {
+    use adit_sinks::compact::sort_columns;
+    use arrow::compute::concat_batches;
+    use deltalake::datafusion::prelude::SessionContext;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("machine", DataType::Utf8, false),
+        Field::new("site", DataType::Utf8, false),
+        Field::new("seq", DataType::Int64, false),
+        Field::new("date", DataType::Utf8, false),
+    ]));
+    assert_eq!(sort_columns(&schema), ["site", "machine"]);
+    let maint = Maintenance {
+        optimize_every_commits: 4,
+        ..Default::default()
+    };
+    let mut t = ExactlyOnceTable::open(&store, "r", &schema, &["date"], "app", maint.clone())
+        .await
+        .unwrap();
+    // Four commits, each every machine of two sites mixed, in two dates.
+    let mut seq = 0;
+    for commit in 1..=4u64 {
+        let (mut machines, mut sites, mut seqs, mut dates) = (vec![], vec![], vec![], vec![]);
+        for i in 0..50 {
+            seq += 1;
+            machines.push(format!("m-{:02}", (i * 7 + commit as usize) % 10));
+            sites.push(format!("s-{}", i % 2));
+            seqs.push(seq);
+            dates.push(if i % 5 == 0 {
+                "2026-11-24"
+            } else {
+                "2026-11-25"
+            });
+        }
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(machines)),
+                Arc::new(StringArray::from(sites)),
+                Arc::new(Int64Array::from(seqs)),
+                Arc::new(StringArray::from(dates)),
+            ],
+        )
+        .unwrap();
+        assert!(t.commit(vec![batch], commit * 100).await.unwrap());
+    }
+    let files_before = t.table().snapshot().unwrap().log_data().iter().count();
+    assert_eq!(files_before, 8, "a file per commit and date");
+    t.maintain_if_due().await.unwrap();
+    let files: Vec<String> = t
+        .table()
+        .snapshot()
+        .unwrap()
+        .log_data()
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    assert_eq!(files.len(), 2, "one sorted file per date: {files:?}");
+
+    // Same rows, same position.
+    let again = ExactlyOnceTable::open(&store, "r", &schema, &["date"], "app", maint)
+        .await
+        .unwrap();
+    assert_eq!(again.committed(), 400);
+    let ctx = SessionContext::new();
+    assert!(store.register(&ctx, "r").await.unwrap());
+    let totals = ctx
+        .sql("SELECT count(*), sum(seq), count(DISTINCT seq) FROM r")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let value = |c: usize| {
+        totals[0]
+            .column(c)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    assert_eq!((value(0), value(1), value(2)), (200, 200 * 201 / 2, 200));
+
+    // Each file, read as it lies on disk, runs site by site, machine by machine.
+    for file in files {
+        let bytes = std::fs::read(dir.path().join("r").join(&file)).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(bytes),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let all = concat_batches(&batches[0].schema(), &batches).unwrap();
+        let text = |name: &str| -> Vec<String> {
+            let column = all.column_by_name(name).unwrap();
+            let strings = arrow::compute::cast(column, &DataType::Utf8).unwrap();
+            let strings = strings.as_any().downcast_ref::<StringArray>().unwrap();
+            strings.iter().map(|v| v.unwrap().to_string()).collect()
+        };
+        let keys: Vec<(String, String)> = text("site").into_iter().zip(text("machine")).collect();
+        let mut ordered = keys.clone();
+        ordered.sort();
+        assert_eq!(keys, ordered, "{file} is not sorted by site, machine");
+        assert!(keys.len() > 10, "{file}: {} rows", keys.len());
+    }
+}
