@@ -294,8 +294,8 @@ impl ExactlyOnceTable {
     }
 
     /// Compacts small files (sorted, [`compact_sorted`]) and deletes unreferenced ones past
-    /// retention, when due. Runs in
-    /// the writer's own task between batches, so it never races the writer's commits.
+    /// retention, when due. Runs in the writer's own task between batches, so it never races
+    /// the writer's commits.
     pub async fn maintain_if_due(&mut self) -> Result<()> {
         let every = self.maintenance.optimize_every_commits;
         if every == 0 || self.since_optimize < every {
