@@ -29,6 +29,8 @@ const TICK: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Samples kept for a report the VTN could not take.
 const MAX_SAMPLES: usize = 3_600;
+/// Reads of the site's last grid signal at start before giving up.
+const LAST_READS: u32 = 5;
 /// A machine's power reading counts this long for the report.
 const POWER_FRESH: Duration = Duration::from_secs(60);
 
@@ -202,14 +204,40 @@ impl Ven {
     /// The site's last grid signal on GRID, when a VEN published it: so that a curtailment
     /// this VEN asked before a restart is ended (a `normal`) if the VTN no longer asks it,
     /// rather than left for the controller to hold forever.
+    ///
+    /// A read that fails (NATS busy or reconnecting) is tried again, up to [`LAST_READS`]
+    /// times a second apart: giving up early would leave that curtailment in force.
     async fn last_published(&self) -> Option<Published> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
         let js = self.shared.publisher.jetstream();
         let subject = names::grid_subject(&self.config.site);
-        let last = async {
-            let stream = js.get_stream(names::STREAM_GRID).await.ok()?;
-            stream.get_last_raw_message_by_subject(&subject).await.ok()
+        let mut attempt = 0;
+        let last = loop {
+            attempt += 1;
+            let read = match js.get_stream(names::STREAM_GRID).await {
+                Ok(stream) => stream
+                    .get_last_raw_message_by_subject(&subject)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        LastRawMessageErrorKind::NoMessageFound => None,
+                        _ => Some(e.to_string()),
+                    }),
+                Err(e) => Err(Some(e.to_string())),
+            };
+            match read {
+                Ok(message) => break message,
+                Err(None) => return None,
+                Err(Some(error)) if attempt < LAST_READS => {
+                    tracing::warn!(site = %self.config.site, %error, attempt, "reading the site's last grid signal failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(Some(error)) => {
+                    tracing::error!(site = %self.config.site, %error, "reading the site's last grid signal failed: a curtailment this VEN asked before the restart will not be ended by it");
+                    return None;
+                }
+            }
         };
-        let signal: GridSignal = serde_json::from_slice(&last.await?.payload).ok()?;
+        let signal: GridSignal = serde_json::from_slice(&last.payload).ok()?;
         (signal.event_id.starts_with(EVENT_PREFIX) && signal.kind == GridSignalKind::Curtail).then(
             || {
                 tracing::info!(site = %self.config.site, event = %signal.event_id, "the last curtailment a VEN asked, before this start");
