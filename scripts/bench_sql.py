@@ -166,7 +166,8 @@ def land(bin_path, config, tables, nats_url, port, rows, rate):
                 n = sql_rows(port, count)[0]["n"]
             except OSError:
                 n = 0
-            print(f"  landed {n} readings after {time.time() - started:.0f} s", file=sys.stderr)
+            if int(time.time() - started) % 10 == 0:
+                print(f"  landed {n} readings after {time.time() - started:.0f} s", file=sys.stderr)
     finally:
         sim.terminate()
         sim.wait()
