@@ -19,6 +19,10 @@ energy_readings holds --rows rows; DuckDB then reads exactly the files of the ta
 Delta snapshot (not files compaction removed), and the queries are a user's of their farm:
 
     python3 scripts/bench_sql.py target/release/adit --landed [--rows 2000000] [--rate 100000]
+
+--keep leaves the landed tables (and adit's log, as DIR/adit.log) in place and prints where;
+--reuse DIR queries tables an earlier --landed --keep run left there, without landing again
+(adit then runs only its query role).
 """
 
 import argparse
@@ -234,10 +238,19 @@ def main():
     ap.add_argument("--landed", action="store_true",
                     help="build the tables through adit's pipelines (see the top of this file)")
     ap.add_argument("--rate", type=int, default=100_000, help="--landed: events/s simulated")
+    ap.add_argument("--keep", action="store_true",
+                    help="--landed: leave the landed tables and adit's log under --dir")
+    ap.add_argument("--reuse", metavar="DIR",
+                    help="query the tables a --landed --keep run left in DIR; no landing")
     a = ap.parse_args()
+    if a.reuse:
+        a.landed, a.dir = True, a.reuse
     a.rows = a.rows or (2_000_000 if a.landed else 5_000_000)
     duckdb = need("duckdb", "duckdb")
-    if a.landed:
+    if a.reuse:
+        if not os.path.isdir(os.path.join(a.dir, "energy_readings", "_delta_log")):
+            raise SystemExit(f"--reuse {a.dir}: no energy_readings table there")
+    elif a.landed:
         # Always a new root: the landing's positions belong to the nats-server started below.
         a.dir = a.dir or tempfile.mkdtemp(prefix="adit-bench-landed-")
         subprocess.run(["rm", "-rf", a.dir], check=True)
@@ -261,8 +274,8 @@ def main():
                 f'[query.flight]\nlisten = "127.0.0.1:{flight_port}"\n')
     nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", store],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    command = ["run", "--roles", "pipelines,query"] if a.landed else ["query"]
-    log = open(os.path.join(store, "adit.log"), "w")
+    command = ["run", "--roles", "pipelines,query"] if a.landed and not a.reuse else ["query"]
+    log = open(os.path.join(a.dir if a.keep else store, "adit.log"), "a")
     adit = subprocess.Popen([a.bin, "--config", config, "--tables", a.dir,
                              "--listen", f"127.0.0.1:{port}", "--nats-url", nats_url, *command],
                             stdout=log, stderr=log)
@@ -275,7 +288,8 @@ def main():
                 time.sleep(0.1)
         con = duckdb.connect()
         if a.landed:
-            land(a.bin, config, a.dir, nats_url, port, a.rows, a.rate)
+            if not a.reuse:
+                land(a.bin, config, a.dir, nats_url, port, a.rows, a.rate)
             files = snapshot_files(os.path.join(a.dir, "energy_readings"))
             sizes = [os.path.getsize(f.removeprefix("file://")) for f in files]
             print(f"energy_readings: {len(files)} Parquet files in its snapshot, "
@@ -314,13 +328,16 @@ def main():
                   f"{ms['pg']:8.1f} {ms['pg'] / ms['http']:6.2f} "
                   f"{ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f}  {rows}")
     finally:
+        # adit first: a nats-server stopped under it would fill its log with reconnects.
         adit.terminate()
-        nats.terminate()
         adit.wait()
+        nats.terminate()
         nats.wait()
         log.close()
         subprocess.run(["rm", "-rf", store])
-        if a.landed:
+        if a.keep:
+            print(f"landed tables and adit.log kept in {a.dir} (--reuse {a.dir})", file=sys.stderr)
+        elif a.landed and not a.reuse:
             subprocess.run(["rm", "-rf", a.dir])
 
 

@@ -25,8 +25,12 @@ use crate::store::TableStore;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Maintenance {
-    /// Compact (optimize) after this many commits (0 = never).
+    /// Look for files to compact after this many commits (0 = never).
     pub optimize_every_commits: u64,
+    /// A partition's files of one size tier are merged once this many are there (see
+    /// [`crate::compact`]): lower keeps fewer files for readers, higher rewrites rows fewer
+    /// times. 2 to 64.
+    pub compact_fanout: usize,
     /// Files no longer referenced are deleted once older than this.
     #[serde(with = "humantime_serde")]
     pub vacuum_retention: Duration,
@@ -50,7 +54,8 @@ impl Default for Maintenance {
     fn default() -> Self {
         let two_years = Duration::from_secs(730 * 24 * 3600);
         Self {
-            optimize_every_commits: 100,
+            optimize_every_commits: 10,
+            compact_fanout: 4,
             vacuum_retention: Duration::from_secs(7 * 24 * 3600),
             retention: ENERGY_TABLES
                 .iter()
@@ -86,6 +91,12 @@ mod retention_map {
 impl Maintenance {
     /// Checks the values; the reason names the field.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(2..=64).contains(&self.compact_fanout) {
+            return Err(format!(
+                "compact_fanout must be 2 to 64, not {}",
+                self.compact_fanout
+            ));
+        }
         if self.vacuum_retention < Duration::from_secs(3600) {
             return Err(format!(
                 "vacuum_retention must be at least 1h (readers may still be reading files it deletes), not {:?}",
@@ -124,6 +135,8 @@ pub struct ExactlyOnceTable {
     schema: SchemaRef,
     /// When rows past retention were last deleted.
     retention_checked: Option<std::time::Instant>,
+    /// When unreferenced files were last deleted.
+    vacuumed: Option<std::time::Instant>,
 }
 
 /// Adds to a table written by an older adit the columns this version writes that it lacks
@@ -182,6 +195,7 @@ impl ExactlyOnceTable {
             maintenance,
             schema: schema.clone(),
             retention_checked: None,
+            vacuumed: None,
         };
         this.check_schema()?;
         this.committed = this.read_position().await?;
@@ -293,38 +307,43 @@ impl ExactlyOnceTable {
         Ok(true)
     }
 
-    /// Compacts small files (sorted, [`compact_sorted`]) and deletes unreferenced ones past
-    /// retention, when due. Runs in the writer's own task between batches, so it never races
-    /// the writer's commits.
+    /// Compacts small files (size-tiered and sorted, [`compact_sorted`]) when due, deletes
+    /// unreferenced ones past retention (at most hourly: it lists the whole table) and rows
+    /// past retention. Runs in the writer's own task between batches, so it never races the
+    /// writer's commits.
     pub async fn maintain_if_due(&mut self) -> Result<()> {
         let every = self.maintenance.optimize_every_commits;
         if every == 0 || self.since_optimize < every {
             return Ok(());
         }
         self.since_optimize = 0;
-        let table = match compact_sorted(&self.name, &self.table, &self.schema).await? {
-            Some((table, done)) => {
-                tracing::info!(
-                    table = %self.name,
-                    files_added = done.files_added,
-                    files_removed = done.files_removed,
-                    rows = done.rows,
-                    "compacted, sorted by the filter columns"
-                );
-                table
-            }
-            None => self.table.clone(),
-        };
-        let retention = chrono::Duration::from_std(self.maintenance.vacuum_retention)
-            .unwrap_or(chrono::Duration::days(7));
-        let (table, vacuumed) = table
-            .vacuum()
-            .with_retention_period(retention)
-            .with_enforce_retention_duration(false)
-            .await
-            .map_err(self.delta_err())?;
-        tracing::info!(table = %self.name, files_deleted = vacuumed.files_deleted.len(), "vacuumed");
-        self.table = table;
+        let fanout = self.maintenance.compact_fanout;
+        if let Some((table, done)) =
+            compact_sorted(&self.name, &self.table, &self.schema, fanout).await?
+        {
+            tracing::info!(
+                table = %self.name,
+                files_added = done.files_added,
+                files_removed = done.files_removed,
+                rows = done.rows,
+                "compacted, sorted by the filter columns"
+            );
+            self.table = table;
+        }
+        if hourly_due(&mut self.vacuumed) {
+            let retention = chrono::Duration::from_std(self.maintenance.vacuum_retention)
+                .unwrap_or(chrono::Duration::days(7));
+            let (table, vacuumed) = self
+                .table
+                .clone()
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(false)
+                .await
+                .map_err(self.delta_err())?;
+            tracing::info!(table = %self.name, files_deleted = vacuumed.files_deleted.len(), "vacuumed");
+            self.table = table;
+        }
         self.apply_retention(chrono::Utc::now()).await
     }
 
@@ -333,14 +352,10 @@ impl ExactlyOnceTable {
         let Some(keep) = self.maintenance.retention.get(&self.name).copied() else {
             return Ok(());
         };
-        if self.schema.field_with_name("date").is_err()
-            || self
-                .retention_checked
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(3600))
+        if self.schema.field_with_name("date").is_err() || !hourly_due(&mut self.retention_checked)
         {
             return Ok(());
         }
-        self.retention_checked = Some(std::time::Instant::now());
         let cutoff =
             (now - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX)).date_naive();
         let table = self.table.clone();
@@ -360,4 +375,13 @@ impl ExactlyOnceTable {
         self.table = table;
         Ok(())
     }
+}
+
+/// Whether an hourly task last run at `last` is due; if so, marks it run now.
+fn hourly_due(last: &mut Option<std::time::Instant>) -> bool {
+    let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+    if due {
+        *last = Some(std::time::Instant::now());
+    }
+    due
 }

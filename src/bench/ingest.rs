@@ -152,10 +152,23 @@ pub async fn ingest(
     };
     let started = Instant::now();
     let mut table = None;
-    while committed(&store, &log, &mut table).await? < events as u64 {
+    // Where the first commit was seen: the drain after it excludes the pipeline's start
+    // (opening its tables, reading its position), which the restart figure below measures.
+    let mut first: Option<(u64, Instant)> = None;
+    loop {
+        let position = committed(&store, &log, &mut table).await?;
+        if position > 0 && first.is_none() {
+            first = Some((position, Instant::now()));
+        }
+        if position >= events as u64 {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let e2e_rate = events as f64 / started.elapsed().as_secs_f64();
+    let drain_rate = first
+        .filter(|(position, _)| *position < events as u64)
+        .map(|(position, at)| (events as u64 - position) as f64 / at.elapsed().as_secs_f64());
 
     // A restart over the whole backlog: the pipeline stopped and started again, one more event
     // published; the time until it is committed is the time to resume.
@@ -226,6 +239,13 @@ pub async fn ingest(
         "  ratio end-to-end / raw   {:>12.3}            (target ≥ 0.8)",
         e2e_rate / raw_rate
     );
+    match drain_rate {
+        Some(rate) => println!(
+            "  after the first commit   {rate:>12.0} events/s   (ratio {:.3}: the start excluded)",
+            rate / raw_rate
+        ),
+        None => println!("  after the first commit   (the whole backlog went in one commit)"),
+    }
     println!(
         "  restart to first commit  {:>12.0} ms       (over the {events}-message stream)",
         resumed.as_secs_f64() * 1000.0
