@@ -1,11 +1,12 @@
-//! serde values ↔ Arrow record batches, through arrow-json's serializer (no field-by-field code).
+//! serde values → Arrow record batches, through `serde_arrow` (no field-by-field code): each
+//! value goes straight into its column's builder, with no JSON tape in between.
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::json::ReaderBuilder;
-use chrono::{DateTime, NaiveDate, Utc};
+use arrow::error::ArrowError;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -14,6 +15,8 @@ use crate::error::{Error, Result};
 pub const SEQ_COLUMN: &str = "seq";
 /// Name of the partition column holding the event's UTC date.
 pub const DATE_COLUMN: &str = "date";
+
+const SECONDS_PER_DAY: i64 = 86_400;
 
 /// The Arrow type adit uses for every timestamp: microseconds, UTC (Delta's `timestamp`).
 pub fn ts_type() -> DataType {
@@ -25,24 +28,45 @@ pub fn ts_field(name: &str) -> Field {
     Field::new(name, ts_type(), false)
 }
 
-/// Encodes serde rows into one batch of `schema`.
+/// Encodes serde rows into one batch of `schema`. Strict: a serde field the schema lacks, a
+/// value of the wrong type or a missing value for a column that may not be null is an error,
+/// never a silently dropped or defaulted column.
 pub fn to_batch<T: Serialize>(
     kind: &'static str,
     schema: SchemaRef,
     rows: &[T],
 ) -> Result<RecordBatch> {
     let arrow = |source| Error::Arrow { kind, source };
-    // Strict: a serde field the schema lacks is an error, never a silently dropped column.
-    let mut decoder = ReaderBuilder::new(schema.clone())
-        .with_batch_size(rows.len().max(1))
-        .with_strict_mode(true)
-        .build_decoder()
-        .map_err(arrow)?;
-    decoder.serialize(rows).map_err(arrow)?;
-    Ok(decoder
-        .flush()
-        .map_err(arrow)?
-        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
+    if let Some(first) = rows.first() {
+        check_columns(&schema, first).map_err(arrow)?;
+    }
+    let encoded = serde_arrow::to_record_batch(schema.fields(), &rows)
+        .map_err(|e| arrow(ArrowError::ExternalError(Box::new(e))))?;
+    // The same columns under the caller's schema (its metadata and its `Arc`, which later
+    // schema comparisons use).
+    RecordBatch::try_new(schema, encoded.columns().to_vec()).map_err(arrow)
+}
+
+/// Fails when `row` has a serde field `schema` has no column for (`serde_arrow` would skip
+/// it). Rows of one type have the same fields (but those skipped when empty), so the first row
+/// of a batch stands for all, and the round trip of every event kind through Arrow checks the
+/// rest (`events::tests`).
+fn check_columns<T: Serialize>(schema: &Schema, row: &T) -> std::result::Result<(), ArrowError> {
+    let value = serde_json::to_value(row).map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    let serde_json::Value::Object(fields) = value else {
+        return Err(ArrowError::SchemaError(format!(
+            "a row must be a struct, not {value}"
+        )));
+    };
+    match fields
+        .keys()
+        .find(|name| schema.field_with_name(name).is_err())
+    {
+        Some(name) => Err(ArrowError::SchemaError(format!(
+            "field {name:?} has no column in the table's schema"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// An event as it is stored: its fields, the stream sequence it came from and its date.
@@ -51,7 +75,8 @@ struct Stamped<'a, T> {
     #[serde(flatten)]
     event: &'a T,
     seq: u64,
-    date: NaiveDate,
+    /// Days since 1970-01-01 (Arrow's `Date32`; no date string to write and parse again).
+    date: i32,
 }
 
 /// `fields` followed by the `seq` and `date` columns every landed-event table has.
@@ -75,8 +100,112 @@ pub fn stamped_batch<T: Serialize>(
         .map(|(seq, event)| Stamped {
             event: *event,
             seq: *seq,
-            date: ts_of(event).date_naive(),
+            date: ts_of(event).timestamp().div_euclid(SECONDS_PER_DAY) as i32,
         })
         .collect();
     to_batch(kind, schema, &stamped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Row {
+        name: String,
+        count: u64,
+        ts: DateTime<Utc>,
+        level: Option<f64>,
+    }
+
+    fn row() -> Row {
+        Row {
+            name: "m-1".into(),
+            count: 7,
+            ts: "2026-11-25T10:00:00.123456Z".parse().unwrap(),
+            level: None,
+        }
+    }
+
+    fn schema(fields: Vec<Field>) -> SchemaRef {
+        Arc::new(Schema::new(fields))
+    }
+
+    #[test]
+    fn rows_become_typed_columns_of_the_given_schema() {
+        let schema = schema(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+            ts_field("ts"),
+            Field::new("level", DataType::Float64, true),
+        ]);
+        let batch = to_batch("row", schema.clone(), &[row(), row()]).unwrap();
+        assert!(Arc::ptr_eq(&batch.schema(), &schema));
+        assert_eq!(batch.num_rows(), 2);
+        let ts = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), row().ts.timestamp_micros());
+        assert_eq!(batch.column(3).null_count(), 2);
+        let empty = to_batch::<Row>("row", schema, &[]).unwrap();
+        assert_eq!(empty.num_rows(), 0);
+    }
+
+    #[test]
+    fn a_field_the_schema_lacks_or_a_null_it_forbids_is_an_error() {
+        let narrow = schema(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+            ts_field("ts"),
+        ]);
+        assert!(
+            to_batch("row", narrow, &[row()]).is_err(),
+            "level has no column"
+        );
+        let not_null = schema(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+            ts_field("ts"),
+            Field::new("level", DataType::Float64, false),
+        ]);
+        assert!(
+            to_batch("row", not_null, &[row()]).is_err(),
+            "level is null"
+        );
+    }
+
+    #[test]
+    fn stamped_rows_carry_their_sequence_and_date() {
+        let schema = stamped_schema(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+            ts_field("ts"),
+            Field::new("level", DataType::Float64, true),
+        ]);
+        let r = row();
+        let before_1970 = Row {
+            ts: "1969-12-31T23:59:59.999Z".parse().unwrap(),
+            ..row()
+        };
+        let rows = [(42, &r), (43, &before_1970)];
+        let batch = stamped_batch("row", schema, &rows, |r| r.ts).unwrap();
+        let seq = batch.column_by_name(SEQ_COLUMN).unwrap();
+        let seq = seq
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!((seq.value(0), seq.value(1)), (42, 43));
+        let date = batch.column_by_name(DATE_COLUMN).unwrap();
+        let date = date
+            .as_any()
+            .downcast_ref::<arrow::array::Date32Array>()
+            .unwrap();
+        assert_eq!(date.value_as_date(0), Some(r.ts.date_naive()));
+        assert_eq!(
+            date.value_as_date(1).map(|d| d.to_string()),
+            Some("1969-12-31".to_string())
+        );
+    }
 }
