@@ -127,18 +127,24 @@ mod tests {
         }
     }
 
+    /// [`Row`]'s columns; `level` nullable or not, or left out (`None`).
+    fn row_fields(level: Option<bool>) -> Vec<Field> {
+        let mut fields = vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+            ts_field("ts"),
+        ];
+        fields.extend(level.map(|nullable| Field::new("level", DataType::Float64, nullable)));
+        fields
+    }
+
     fn schema(fields: Vec<Field>) -> SchemaRef {
         Arc::new(Schema::new(fields))
     }
 
     #[test]
     fn rows_become_typed_columns_of_the_given_schema() {
-        let schema = schema(vec![
-            Field::new("name", DataType::Utf8, false),
-            Field::new("count", DataType::Int64, false),
-            ts_field("ts"),
-            Field::new("level", DataType::Float64, true),
-        ]);
+        let schema = schema(row_fields(Some(true)));
         let batch = to_batch("row", schema.clone(), &[row(), row()]).unwrap();
         assert!(Arc::ptr_eq(&batch.schema(), &schema));
         assert_eq!(batch.num_rows(), 2);
@@ -155,21 +161,12 @@ mod tests {
 
     #[test]
     fn a_field_the_schema_lacks_or_a_null_it_forbids_is_an_error() {
-        let narrow = schema(vec![
-            Field::new("name", DataType::Utf8, false),
-            Field::new("count", DataType::Int64, false),
-            ts_field("ts"),
-        ]);
+        let narrow = schema(row_fields(None));
         assert!(
             to_batch("row", narrow, &[row()]).is_err(),
             "level has no column"
         );
-        let not_null = schema(vec![
-            Field::new("name", DataType::Utf8, false),
-            Field::new("count", DataType::Int64, false),
-            ts_field("ts"),
-            Field::new("level", DataType::Float64, false),
-        ]);
+        let not_null = schema(row_fields(Some(false)));
         assert!(
             to_batch("row", not_null, &[row()]).is_err(),
             "level is null"
@@ -178,12 +175,7 @@ mod tests {
 
     #[test]
     fn stamped_rows_carry_their_sequence_and_date() {
-        let schema = stamped_schema(vec![
-            Field::new("name", DataType::Utf8, false),
-            Field::new("count", DataType::Int64, false),
-            ts_field("ts"),
-            Field::new("level", DataType::Float64, true),
-        ]);
+        let schema = stamped_schema(row_fields(Some(true)));
         let r = row();
         let before_1970 = Row {
             ts: "1969-12-31T23:59:59.999Z".parse().unwrap(),

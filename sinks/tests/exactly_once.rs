@@ -6,6 +6,15 @@ use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
+/// The columns [`batch`] writes: a name, the stream sequence, and the partition.
+fn names_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("seq", DataType::Int64, false),
+        Field::new("part", DataType::Utf8, false),
+    ]))
+}
+
 fn batch(schema: &Arc<Schema>, seqs: &[i64]) -> RecordBatch {
     let names: Vec<String> = seqs.iter().map(|s| format!("row-{s}")).collect();
     RecordBatch::try_new(
@@ -23,11 +32,7 @@ fn batch(schema: &Arc<Schema>, seqs: &[i64]) -> RecordBatch {
 async fn positions_survive_reopen_and_replays_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("seq", DataType::Int64, false),
-        Field::new("part", DataType::Utf8, false),
-    ]));
+    let schema = names_schema();
     let maint = Maintenance {
         optimize_every_commits: 2,
         ..Default::default()
@@ -173,11 +178,7 @@ async fn rows_past_their_tables_retention_are_deleted() {
 async fn a_table_with_a_column_fewer_is_evolved_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
-    let old = Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("seq", DataType::Int64, false),
-        Field::new("part", DataType::Utf8, false),
-    ]));
+    let old = names_schema();
     let maint = Maintenance::default();
     let mut before = ExactlyOnceTable::open(&store, "t", &old, &["part"], "app", maint.clone())
         .await
@@ -369,11 +370,7 @@ async fn two_writers_compacting_the_same_files_keep_each_row_once() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("seq", DataType::Int64, false),
-        Field::new("part", DataType::Utf8, false),
-    ]));
+    let schema = names_schema();
     let maint = Maintenance {
         optimize_every_commits: 0,
         ..Default::default()
