@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use adit_alerts::AlertsConfig;
 use adit_alerts::notify::NotifyConfig;
-use adit_ingest::StreamSettings;
+use adit_bus::StreamSettings;
 use adit_ingest::actuators::ActuatorsConfig;
 use adit_ingest::adapters::poll::AdaptersConfig;
 use adit_ingest::simulate::SimConfig;
@@ -44,8 +44,8 @@ pub struct NatsConfig {
 
 impl NatsConfig {
     /// How the client proves itself and checks the servers.
-    pub fn auth(&self) -> adit_ingest::NatsAuth {
-        adit_ingest::NatsAuth {
+    pub fn auth(&self) -> adit_bus::NatsAuth {
+        adit_bus::NatsAuth {
             credentials: self.credentials.clone(),
             ca: self.ca.clone(),
             cert: self.cert.clone(),
@@ -290,7 +290,7 @@ impl Config {
             postgres.validate().map_err(anyhow::Error::msg)?;
         }
         if let Some(url) = &self.nats.url {
-            adit_ingest::setup::server_addrs(url).map_err(|e| {
+            adit_bus::setup::server_addrs(url).map_err(|e| {
                 anyhow::anyhow!("nats.url: {e} (a URL like nats://host:4222, or several)")
             })?;
         }

@@ -13,7 +13,7 @@
 //! Only adit gets in (issue 23): each server it starts has a new random password, kept in
 //! `<data_dir>/nats/auth.conf` (the server's) and in the URL file (the clients'), both created
 //! 0600, so another local user cannot publish shares or blocks on its bus. Logs and errors show
-//! the URL without it ([`adit_ingest::setup::without_credentials`]).
+//! the URL without it ([`adit_bus::setup::without_credentials`]).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -221,7 +221,7 @@ pub async fn ensure(
                 .await
                 .is_ok()
         {
-            let shown = adit_ingest::setup::without_credentials(&url);
+            let shown = adit_bus::setup::without_credentials(&url);
             tracing::info!(url = %shown, "using the nats-server already running for this data folder");
             return Ok((url, None));
         }

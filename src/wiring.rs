@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_bus::registry::Registry;
+use adit_bus::{Publisher, ensure_buckets, ensure_streams};
 use adit_ingest::http::IngestState;
-use adit_ingest::registry::Registry;
 use adit_ingest::simulate::devices::Devices;
 use adit_ingest::simulate::{Farm, SimConfig};
-use adit_ingest::{Publisher, ensure_buckets, ensure_streams};
 use adit_pipelines::PipelineContext;
 use adit_query::{AppState, Catalog, SqlEngine};
 use adit_schemas::ValidationPolicy;
@@ -71,7 +71,7 @@ pub async fn connect_bare(
         }
     };
     Ok((
-        adit_ingest::connect_with(&url, &config.nats.auth()).await?,
+        adit_bus::connect_with(&url, &config.nats.auth()).await?,
         managed,
     ))
 }

@@ -180,7 +180,7 @@ async fn the_managed_nats_server_lets_in_only_adit() {
         .await;
     assert!(guesser.is_err(), "a wrong password got in");
     // adit's own clients (the URL file): in.
-    let client = adit_ingest::connect(url.trim())
+    let client = adit_bus::connect(url.trim())
         .await
         .expect("adit's URL connects");
     client.flush().await.unwrap();

@@ -267,7 +267,7 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
 /// SQL is the shipped SQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_rules_for_cold_a_still_fan_and_a_grid_signal_fire() {
-    use adit_ingest::publish::Outgoing;
+    use adit_bus::publish::Outgoing;
     use adit_schemas::{AnyEvent, GridSignal, GridSignalKind, SensorKind, SensorReading};
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();

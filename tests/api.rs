@@ -384,7 +384,7 @@ async fn energy_is_integrated_per_machine_and_site_minute() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (publisher, _js) = publisher(&nats).await;
-    use adit_ingest::publish::Outgoing;
+    use adit_bus::publish::Outgoing;
     use adit_schemas::{AnyEvent, EnergyReading, EnergySource};
     let now = chrono::Utc::now();
     let start = now - chrono::Duration::minutes(20);

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AnyEvent, EnergyReading, EnergySource};
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AnyEvent, EnergyReading, EnergySource, SensorKind, SensorReading};
 use common::*;
 use serde_json::{Value, json};
@@ -58,7 +58,7 @@ impl Api {
 /// Publishes one reading per second for m1, m2 (3 kW each) and a 27 °C sensor until
 /// `stop`; m2 only while `m2_alive` is not cancelled.
 fn feed(
-    publisher: adit_ingest::Publisher,
+    publisher: adit_bus::Publisher,
     m2_alive: CancellationToken,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {

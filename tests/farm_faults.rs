@@ -9,8 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use adit_ingest::publish::Outgoing;
-use adit_ingest::registry::Registry;
+use adit_bus::publish::Outgoing;
+use adit_bus::registry::Registry;
 use adit_ingest::simulate::faults::Fault;
 use adit_ingest::simulate::{Farm, SimConfig, register};
 use chrono::{DateTime, Utc};
@@ -130,7 +130,7 @@ async fn run_hour(sim: SimConfig, t0: DateTime<Utc>) -> (Vec<Detection>, App, st
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap().keep();
     let (publisher, js) = publisher(&nats).await;
-    adit_ingest::ensure_buckets(&js, 1).await.unwrap();
+    adit_bus::ensure_buckets(&js, 1).await.unwrap();
     let mut farm = Farm::new(sim);
     register(&farm, &Registry::open(js.clone()).await.unwrap(), "test")
         .await

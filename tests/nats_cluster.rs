@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use adit_ingest::Publisher;
-use adit_ingest::publish::Outgoing;
+use adit_bus::Publisher;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AnyEvent, EnergyReading, EnergySource, names};
 use adit_testkit::NatsCluster;
 use common::*;

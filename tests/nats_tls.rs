@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use adit_ingest::{NatsAuth, Publisher};
+use adit_bus::{NatsAuth, Publisher};
 use common::*;
 
 /// nats-server with TLS required and clients verified against `certs/ca.pem`; killed on drop.
@@ -75,7 +75,7 @@ impl Drop for TlsNats {
 
 /// Whether a client with `auth` gets connected to `url` within a few seconds.
 async fn connects(url: &str, auth: &NatsAuth) -> bool {
-    let Ok(client) = adit_ingest::connect_with(url, auth).await else {
+    let Ok(client) = adit_bus::connect_with(url, auth).await else {
         return false;
     };
     let deadline = Instant::now() + Duration::from_secs(4);
@@ -155,7 +155,7 @@ async fn adit_lands_readings_through_a_server_that_requires_tls_and_client_certi
         ),
     );
     app.wait_http().await;
-    let client = adit_ingest::connect_with(&url, &auth).await.unwrap();
+    let client = adit_bus::connect_with(&url, &auth).await.unwrap();
     let js = async_nats::jetstream::new(client);
     lands(&app, js, 500, "over TLS").await;
     let log = app.log();
@@ -263,7 +263,7 @@ async fn adit_lands_readings_through_an_operator_mode_server_with_a_creds_file()
         &creds_toml(&nats.creds()),
     );
     app.wait_http().await;
-    let client = adit_ingest::connect_with(&url, &with(nats.creds()))
+    let client = adit_bus::connect_with(&url, &with(nats.creds()))
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client);

@@ -15,7 +15,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AnyEvent, Block, BlockStatus, Share};
 use adit_testkit::{Monerod, WalletRpc};
 use common::*;

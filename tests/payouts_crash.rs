@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_pipelines::split::{SplitRules, WindowShare, split};
 use adit_schemas::{AnyEvent, Block, BlockStatus, Share};
 use common::*;

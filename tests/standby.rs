@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AnyEvent, EnergyReading, EnergySource};
 use common::*;
 use rand::{Rng, SeedableRng};
@@ -40,11 +40,7 @@ fn reading(i: usize, sites: usize, base: chrono::DateTime<chrono::Utc>) -> Outgo
 }
 
 /// Publishes `n` readings over `sites` in the background, in chunks.
-fn produce(
-    publisher: adit_ingest::Publisher,
-    n: usize,
-    sites: usize,
-) -> tokio::task::JoinHandle<()> {
+fn produce(publisher: adit_bus::Publisher, n: usize, sites: usize) -> tokio::task::JoinHandle<()> {
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
     tokio::spawn(async move {
         for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {

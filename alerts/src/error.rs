@@ -29,7 +29,7 @@ pub enum AlertsError {
     Conflict(String),
     /// An alert could not be published.
     #[error("publishing an alert: {0}")]
-    Publish(#[from] adit_ingest::Error),
+    Publish(#[from] adit_bus::Error),
 }
 
 impl AlertsError {

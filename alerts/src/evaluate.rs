@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_ingest::Publisher;
+use adit_bus::Publisher;
 use adit_schemas::AnyEvent;
 use adit_schemas::alerts::AlertEvent;
 use adit_sql::SqlEngine;

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use adit_ingest::publish::Publisher;
+use adit_bus::publish::Publisher;
 use adit_schemas::{AnyEvent, ClusterShare, ClusterUpstream, HashrateSample};
 use chrono::Utc;
 use serde::Serialize;

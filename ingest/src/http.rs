@@ -17,7 +17,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::publish::{Outgoing, Publisher};
+use adit_bus::publish::{Outgoing, Publisher};
 
 /// Largest body accepted, bytes.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use adit_bus::registry::Registry;
+use adit_bus::{Publisher, ensure_buckets, ensure_streams};
 use adit_ingest::adapters::cgminer::{self, CgminerSnapshot};
 use adit_ingest::adapters::http_json::{
     DrMessage, DrMode, RoomAlertSensor, dr_reply, iotawatt_reply, pdu_reply, roomalert_reply,
@@ -22,8 +24,6 @@ use adit_ingest::adapters::http_json::{
 use adit_ingest::adapters::poll::{
     self, AdaptersConfig, GridFeed, GridFeedKind, HEADER_DLQ_ADAPTER, HEADER_DLQ_DEVICE,
 };
-use adit_ingest::registry::Registry;
-use adit_ingest::{Publisher, ensure_buckets, ensure_streams};
 use adit_schemas::registry::{Adapter, AdapterKind, Machine, Meter, Record, Sensor, Site};
 use adit_schemas::{
     AnyEvent, EnergyReading, EnergySource, GridSignalKind, MinerState, MinerStatus, SensorKind,

@@ -10,10 +10,10 @@ mod common;
 
 use std::time::Duration;
 
+use adit_bus::registry::Registry;
+use adit_bus::{Publisher, ensure_buckets, ensure_streams};
 use adit_ingest::adapters::feed_map::FeedMap;
 use adit_ingest::adapters::poll::{self, AdaptersConfig, GridFeed, GridFeedKind};
-use adit_ingest::registry::Registry;
-use adit_ingest::{Publisher, ensure_buckets, ensure_streams};
 use adit_schemas::{AnyEvent, GridSignal, GridSignalKind, names};
 use common::{Tail, header};
 use tokio_util::sync::CancellationToken;

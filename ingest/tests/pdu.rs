@@ -9,11 +9,11 @@ mod common;
 
 use std::time::Duration;
 
+use adit_bus::publish::Publisher;
+use adit_bus::registry::Registry;
+use adit_bus::setup::{ensure_buckets, ensure_streams};
 use adit_ingest::actuators::pdu::{PduConfig, PduKind};
 use adit_ingest::actuators::{self, ActuatorsConfig};
-use adit_ingest::publish::Publisher;
-use adit_ingest::registry::Registry;
-use adit_ingest::setup::{ensure_buckets, ensure_streams};
 use adit_schemas::control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 use adit_schemas::registry::{Machine, Record, Site};
 use adit_schemas::{AnyEvent, names};

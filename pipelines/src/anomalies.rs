@@ -224,7 +224,7 @@ impl Pipeline for Anomalies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adit_ingest::DecodedBatch;
+    use adit_bus::DecodedBatch;
     use adit_schemas::EnergyReading;
     use std::collections::BTreeMap;
 

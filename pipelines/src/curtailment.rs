@@ -1027,7 +1027,7 @@ pub fn replay_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adit_ingest::DecodedBatch;
+    use adit_bus::DecodedBatch;
     use adit_schemas::registry::{Adapter, ChangeOp, Machine, Sensor, Site};
     use adit_schemas::{EnergyReading, EnergySource, SensorReading};
 

@@ -739,7 +739,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_mining_machine_nothing_measures_is_estimated_from_its_streak_on() {
-        use adit_ingest::DecodedBatch;
+        use adit_bus::DecodedBatch;
         use adit_schemas::registry::{Adapter, ChangeOp, Machine, Record, RegistryEntry, Site};
         use adit_schemas::{EnergyReading, MinerStatus};
 

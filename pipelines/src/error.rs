@@ -8,7 +8,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum Error {
     /// JetStream failed (consumer, publish, dead-letter).
     #[error(transparent)]
-    Bus(#[from] adit_ingest::Error),
+    Bus(#[from] adit_bus::Error),
     /// A table or epoch-record operation failed.
     #[error(transparent)]
     Sink(#[from] adit_sinks::Error),
@@ -112,7 +112,7 @@ impl Error {
     pub fn disposition(&self) -> Disposition {
         use adit_sinks::Error as Sink;
         match self {
-            Self::Bus(adit_ingest::Error::MissingStream { .. }) => Disposition::Stop,
+            Self::Bus(adit_bus::Error::MissingStream { .. }) => Disposition::Stop,
             Self::Sink(Sink::SchemaMismatch { .. } | Sink::CheckpointFormat { .. }) => {
                 Disposition::Stop
             }

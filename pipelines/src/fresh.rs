@@ -24,7 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use adit_ingest::{RawBatch, RawMessage, decode_batch};
+use adit_bus::{RawBatch, RawMessage, decode_batch};
 use adit_schemas::arrow_rows::SEQ_COLUMN;
 use adit_schemas::{EventKind, ValidationPolicy};
 use adit_sinks::{EpochLog, FreshRows, TableStore};

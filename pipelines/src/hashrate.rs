@@ -299,7 +299,7 @@ impl Pipeline for Hashrate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adit_ingest::DecodedBatch;
+    use adit_bus::DecodedBatch;
     use adit_schemas::Share;
 
     fn share(pool: &str, worker: &str, difficulty: u64, ts: DateTime<Utc>) -> (u64, AnyEvent) {

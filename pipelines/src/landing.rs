@@ -155,7 +155,7 @@ impl Pipeline for Landing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adit_ingest::{RawBatch, RawMessage, decode_batch};
+    use adit_bus::{RawBatch, RawMessage, decode_batch};
     use adit_schemas::{AnyEvent, EnergyReading, EnergySource, ValidationPolicy};
     use chrono::Utc;
 

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use adit_ingest::DecodedBatch;
+use adit_bus::DecodedBatch;
 use adit_schemas::EventKind;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;

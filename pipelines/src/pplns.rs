@@ -633,7 +633,7 @@ impl Pipeline for Pplns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adit_ingest::DecodedBatch;
+    use adit_bus::DecodedBatch;
     use arrow::array::{AsArray, Int64Array};
     use chrono::Utc;
 

@@ -66,7 +66,7 @@ impl Pipeline for RegistryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adit_ingest::{RawBatch, RawMessage, decode_batch};
+    use adit_bus::{RawBatch, RawMessage, decode_batch};
     use adit_schemas::ValidationPolicy;
     use adit_schemas::registry::{ChangeOp, Record, RegistryEntry, Site};
     use arrow::array::{Array, AsArray};

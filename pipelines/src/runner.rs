@@ -22,7 +22,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use adit_ingest::{
+use adit_bus::{
     Acker, BatchConsumer, ConsumerConfig, DecodedBatch, RawBatch, RawMessage, decode_batch,
 };
 use adit_schemas::names;
@@ -156,7 +156,7 @@ impl Inputs {
                 })?,
                 max_rows: ctx.config.batch_max_rows,
                 max_wait: ctx.config.batch_max_wait,
-                stall_after: adit_ingest::consumer::STALL_AFTER,
+                stall_after: adit_bus::consumer::STALL_AFTER,
             };
             let after = positions.get(&input.name).copied().unwrap_or(0);
             let part = consumer_part(&config.durable);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_ingest::Publisher;
+use adit_bus::Publisher;
 use adit_schemas::{ValidationPolicy, names};
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
@@ -198,7 +198,7 @@ pub fn holder_name() -> String {
     )
 }
 
-pub use adit_ingest::setup::backoff;
+pub use adit_bus::setup::backoff;
 
 /// Runs `step` until it finishes or `shutdown` fires, retrying errors whose disposition is
 /// [`Disposition::Retry`] with [`backoff`]; a `Stop` error is returned.
@@ -235,7 +235,7 @@ pub async fn ensure_lease_bucket(
     ttl: Duration,
     replicas: usize,
 ) -> Result<()> {
-    adit_ingest::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), replicas).await?;
+    adit_bus::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), replicas).await?;
     Ok(())
 }
 

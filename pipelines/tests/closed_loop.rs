@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use adit_ingest::DecodedBatch;
+use adit_bus::DecodedBatch;
 use adit_pipelines::curtailment::{Curtailment, CurtailmentConfig, CurtailmentState, replay_step};
 use adit_pipelines::violations::{Violations, ViolationsConfig, ViolationsState};
 use adit_pipelines::{Pipeline, StepInput};

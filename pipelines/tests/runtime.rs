@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_ingest::publish::Outgoing;
-use adit_ingest::{Publisher, ensure_streams};
+use adit_bus::publish::Outgoing;
+use adit_bus::{Publisher, ensure_streams};
 use adit_pipelines::runner::run_instance;
 use adit_pipelines::runtime::{PipelineContext, PipelinesConfig, ensure_lease_bucket, holder_name};
 use adit_pipelines::{

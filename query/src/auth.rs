@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AuditEntry, Event};
 use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
@@ -25,7 +25,7 @@ pub struct Trail {
     /// Failed authentications per address.
     pub lockout: Arc<crate::lockout::Lockout>,
     /// Publishes the audit entries (none without NATS: nothing is recorded).
-    pub publisher: Option<adit_ingest::Publisher>,
+    pub publisher: Option<adit_bus::Publisher>,
 }
 
 /// Middleware state: the tokens, the role a group of routes needs, the trail.

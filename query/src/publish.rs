@@ -2,7 +2,7 @@
 //! event (an operator's note, override or act on an alert) after validating it, for the
 //! pipeline that owns its table to write.
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{Event, ValidationPolicy};
 use chrono::Utc;
 use serde::de::DeserializeOwned;

@@ -5,11 +5,11 @@
 //! A write answers with the record and its revision (also the `ETag`); `If-Match: <revision>`
 //! makes it conditional (`If-Match: 0`: only if new). A refused field is a 400 that names it;
 //! a stale revision or a record others still name is a 409. Every change is made through
-//! [`adit_ingest::registry::Registry`], which records who made it (the token's name).
+//! [`adit_bus::registry::Registry`], which records who made it (the token's name).
 
 use std::collections::BTreeMap;
 
-use adit_ingest::registry::{Registry, RegistryError, Versioned};
+use adit_bus::registry::{Registry, RegistryError, Versioned};
 use adit_schemas::registry::{Record, RecordKind};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -151,9 +151,9 @@ pub struct AppState {
     /// The node whose chain height gives blocks their confirmations.
     pub node: Option<views::ChainTip>,
     /// The registry bucket (none without NATS: its routes answer 503).
-    pub registry: Option<adit_ingest::registry::Registry>,
+    pub registry: Option<adit_bus::registry::Registry>,
     /// Publishes operators' notes (manual violations) to the pipelines.
-    pub publisher: Option<adit_ingest::Publisher>,
+    pub publisher: Option<adit_bus::Publisher>,
     /// The alert rules bucket (none without NATS: its routes answer 503).
     pub rules: Option<adit_alerts::RuleStore>,
     /// The silences (none without NATS).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adit_ingest::registry::Registry;
+use adit_bus::registry::Registry;
 use adit_schemas::compliance::ComplianceDay;
 use adit_schemas::names::{TABLE_COMPLIANCE_DAILY, TABLE_SITE_ENERGY_1M};
 use adit_schemas::registry::{Machine, RegistryView, Site};

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adit_ingest::publish::Outgoing;
-use adit_ingest::{Publisher, ensure_streams};
+use adit_bus::publish::Outgoing;
+use adit_bus::{Publisher, ensure_streams};
 use adit_pipelines::PipelineContext;
 use adit_pipelines::fresh::{LandingTails, TailLimits};
 use adit_pipelines::landing::Landing;
@@ -111,7 +111,7 @@ pub async fn ingest(
     let tmp = tempfile::tempdir()?;
     let (url, managed) =
         nats_server::ensure(tmp.path(), config.nats.server_binary.as_deref()).await?;
-    let client = adit_ingest::connect(&url).await?;
+    let client = adit_bus::connect(&url).await?;
     let js = jetstream::new(client);
     ensure_streams(&js, &config.nats.streams).await?;
     let publisher = Publisher::new(js.clone());

@@ -2,7 +2,7 @@
 //! `compliance` role does (a new revision only when the figures changed) and prints each
 //! day's revision, score and files.
 
-use adit_ingest::registry::Registry;
+use adit_bus::registry::Registry;
 use adit_reports::ComplianceJob;
 use adit_sinks::TableStore;
 use anyhow::{Context, bail};

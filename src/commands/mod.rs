@@ -162,7 +162,7 @@ async fn simulate(
     sim.validate()
         .map_err(|e| anyhow::anyhow!("simulate.{e} (from the flags)"))?;
     let farm = Farm::new(sim.clone());
-    let registry = adit_ingest::registry::Registry::open(services.js.clone()).await?;
+    let registry = adit_bus::registry::Registry::open(services.js.clone()).await?;
     let changed = adit_ingest::simulate::register(&farm, &registry, "simulator").await?;
     tracing::info!(changed, "simulated farm registered");
     let per_s = farm.events_per_tick() as f64 / sim.interval.as_secs_f64();

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_ingest::Publisher;
-use adit_ingest::publish::Outgoing;
+use adit_bus::Publisher;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AnyEvent, Block, BlockStatus};
 use adit_supervise::Vitals;
 use serde::Deserialize;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use adit_ingest::publish::Outgoing;
-use adit_ingest::{Publisher, ensure_streams};
+use adit_bus::publish::Outgoing;
+use adit_bus::{Publisher, ensure_streams};
 use adit_sinks::TableStore;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;

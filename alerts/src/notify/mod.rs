@@ -16,7 +16,7 @@ pub mod managed;
 
 use std::time::Duration;
 
-use adit_ingest::Publisher;
+use adit_bus::Publisher;
 use adit_schemas::alerts::{AlertEvent, NotificationAttempt};
 use adit_schemas::{AnyEvent, EventKind, ValidationPolicy, names};
 use async_nats::jetstream::{

@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::ActuatorsConfig;
 pub use drivers::Driver;
 
-use crate::publish::{Outgoing, Publisher};
-use crate::registry::Registry;
+use adit_bus::publish::{Outgoing, Publisher};
+use adit_bus::registry::Registry;
 
 /// The durable consumer's name.
 pub const DURABLE: &str = "actuators";
@@ -266,7 +266,7 @@ async fn worker(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<jetstream::Message>) {
 }
 
 /// One message: a command carried out, or a dead letter, or (another kind) nothing.
-async fn handle(ctx: &Ctx, message: &jetstream::Message) -> crate::Result<()> {
+async fn handle(ctx: &Ctx, message: &jetstream::Message) -> adit_bus::Result<()> {
     if EventKind::from_subject(message.subject.as_str()) != Some(EventKind::Command) {
         return Ok(());
     }
@@ -293,7 +293,11 @@ async fn handle(ctx: &Ctx, message: &jetstream::Message) -> crate::Result<()> {
     Ok(())
 }
 
-async fn dead_letter(ctx: &Ctx, message: &jetstream::Message, reason: &str) -> crate::Result<()> {
+async fn dead_letter(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    reason: &str,
+) -> adit_bus::Result<()> {
     tracing::warn!(subject = %message.subject, %reason, "actuators: refused a command");
     let id = message
         .info()

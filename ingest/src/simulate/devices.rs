@@ -50,7 +50,7 @@ use crate::adapters::http_json::{
 };
 use crate::adapters::mqtt::{self, MqttError, TopicMap};
 use crate::adapters::poll::{GridFeed, GridFeedKind};
-use crate::registry::{Registry, RegistryError};
+use adit_bus::registry::{Registry, RegistryError};
 
 /// The event id of the demand-response feed's answer before the farm has issued a signal.
 pub const INITIAL_EVENT_ID: &str = "sim-start";

@@ -23,9 +23,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
-use crate::publish::{Outgoing, Publisher};
-use crate::registry::{Registry, RegistryError};
+use adit_bus::Result;
+use adit_bus::publish::{Outgoing, Publisher};
+use adit_bus::registry::{Registry, RegistryError};
 use controls::{COOLING_PER_FAN_LEVEL_C, Controls};
 
 /// Shape of the simulated farm.

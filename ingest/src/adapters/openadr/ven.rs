@@ -21,7 +21,7 @@ use super::messages::{self, OptResponse, Reply, ReportRequest, Service};
 use super::power::SitePower;
 use crate::adapters::DeviceError;
 use crate::adapters::poll::AdaptersError;
-use crate::publish::Publisher;
+use adit_bus::publish::Publisher;
 
 /// How often the loop wakes.
 const TICK: Duration = Duration::from_millis(500);

@@ -62,8 +62,8 @@ use super::http_json::{
     parse_roomalert,
 };
 use super::mqtt::{self, MappedError, MqttError};
-use crate::publish::{Outgoing, Publisher};
-use crate::registry::{Registry, RegistryError};
+use adit_bus::publish::{Outgoing, Publisher};
+use adit_bus::registry::{Registry, RegistryError};
 
 /// The stream name the adapters' dead letters are filed under: `dlq.adapters`.
 pub const DLQ_SOURCE: &str = "adapters";
@@ -96,7 +96,7 @@ pub enum AdaptersError {
     HttpClient(#[source] reqwest::Error),
     /// A publish failed after its retries: JetStream is unreachable.
     #[error(transparent)]
-    Publish(#[from] crate::Error),
+    Publish(#[from] adit_bus::Error),
     /// The MQTT subscription stopped for good (a refused subscription, a bad map).
     #[error(transparent)]
     Mqtt(#[from] MqttError),

@@ -2,7 +2,7 @@
 //! (a miner's job id, a feed's event id, a device's address), the message built for JetStream
 //! has valid headers (async-nats panicked on a line break), and different ids stay different.
 
-use adit_ingest::publish::Outgoing;
+use adit_bus::publish::Outgoing;
 use adit_schemas::{AnyEvent, Share, names};
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use adit_ingest::consumer::{BatchConsumer, ConsumerConfig};
-use adit_ingest::publish::Outgoing;
-use adit_ingest::{Publisher, ensure_streams};
+use adit_bus::consumer::{BatchConsumer, ConsumerConfig};
+use adit_bus::publish::Outgoing;
+use adit_bus::{Publisher, ensure_streams};
 use adit_schemas::{AnyEvent, SensorKind, SensorReading, names};
 
 fn reading(i: usize) -> Outgoing {

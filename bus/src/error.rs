@@ -1,4 +1,4 @@
-//! Errors of the ingest crate.
+//! Errors of the bus crate.
 
 /// Any error from the NATS client, kept whole so its cause chain survives.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,6 +1,6 @@
 //! Streams and buckets are created on a real nats-server, idempotently.
 
-use adit_ingest::{ensure_buckets, ensure_streams};
+use adit_bus::{ensure_buckets, ensure_streams};
 use adit_schemas::names;
 
 #[tokio::test]
@@ -19,7 +19,7 @@ async fn streams_and_buckets_are_created_twice_without_error() {
     let dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
     assert_eq!(
         dlq.cached_info().config.duplicate_window,
-        adit_ingest::setup::DLQ_DUPLICATE_WINDOW
+        adit_bus::setup::DLQ_DUPLICATE_WINDOW
     );
     let telemetry = js.get_stream(names::STREAM_TELEMETRY).await.unwrap();
     assert_eq!(
