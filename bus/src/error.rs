@@ -33,6 +33,15 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A message body could not be encoded as JSON.
+    #[error("encoding a message for {subject}: {source}")]
+    Encode {
+        /// The subject.
+        subject: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A header could not be built from its value (never expected: values are escaped first).
     #[error("publishing to {subject}: header {header}: {reason}")]
     InvalidHeader {

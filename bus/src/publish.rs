@@ -10,6 +10,7 @@ use async_nats::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use serde::Serialize;
 
 use backon::{ExponentialBuilder, Retryable};
 
@@ -41,15 +42,28 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// The message for an event.
-    pub fn event(event: &AnyEvent) -> Self {
-        let (subject, id, body) = event.to_message();
+    /// A message with no extra headers.
+    pub fn new(subject: String, id: String, payload: impl Into<Bytes>) -> Self {
         Self {
             subject,
             id,
             headers: Vec::new(),
-            payload: body.into(),
+            payload: payload.into(),
         }
+    }
+
+    /// A result row as a JSON message.
+    pub fn json<T: Serialize>(subject: String, id: String, row: &T) -> Result<Self> {
+        match serde_json::to_vec(row) {
+            Ok(body) => Ok(Self::new(subject, id, body)),
+            Err(source) => Err(Error::Encode { subject, source }),
+        }
+    }
+
+    /// The message for an event.
+    pub fn event(event: &AnyEvent) -> Self {
+        let (subject, id, body) = event.to_message();
+        Self::new(subject, id, body)
     }
 
     /// The message with its headers. Values are escaped ([`names::message_id`],
@@ -164,4 +178,35 @@ fn retry_policy() -> ExponentialBuilder {
         .with_max_delay(Duration::from_secs(2))
         .with_jitter()
         .with_max_times(MAX_ATTEMPTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_result_row_is_its_json_under_its_subject_and_dedupe_id() {
+        let row = serde_json::json!({"miner": "4A…", "amount": 12_345_u64});
+        let msg = Outgoing::json("results.payout.p1".into(), "payout:7\n".into(), &row).unwrap();
+        assert_eq!(msg.subject, "results.payout.p1");
+        assert_eq!(msg.id, "payout:7\n");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&msg.payload).unwrap(),
+            row
+        );
+        // The line break in the id is escaped on the way out, never refused or sent raw.
+        assert!(msg.build_message().is_ok());
+    }
+
+    #[test]
+    fn a_row_json_cannot_hold_is_refused_naming_its_subject() {
+        let row: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
+        let err = Outgoing::json("results.x".into(), "id".into(), &row).unwrap_err();
+        assert!(
+            matches!(&err, Error::Encode { subject, .. } if subject == "results.x"),
+            "{err}"
+        );
+    }
 }

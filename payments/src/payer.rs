@@ -17,10 +17,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use adit_bus::publish::{Outgoing, Publisher};
 use adit_pipelines::lease::Lease;
 use adit_schemas::names::{self, payment_result_subject};
 use adit_schemas::results::{Payment, PaymentStatus};
-use adit_sinks::{Maintenance, ResultPublisher, TableStore};
+use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +115,8 @@ pub struct Payer<'a> {
     ledger: Ledger,
     /// The table root, where a hold on payments is kept.
     store: TableStore,
-    results: ResultPublisher,
+    /// Publishes each payment live on `results.payments.<pool>`.
+    results: Publisher,
     /// Miner logins checked with the wallet: what kind of address each is.
     payable: HashMap<String, AddressKind>,
     /// Blocks the node and the wallet vouched for: not asked about again.
@@ -138,7 +140,7 @@ impl<'a> Payer<'a> {
             daemon: Daemon::new(&config.node, config.rpc_timeout)?,
             ledger: Ledger::open(&ctx.store, ctx.maintenance.clone()).await?,
             store: ctx.store.clone(),
-            results: ResultPublisher::new(ctx.js.clone()),
+            results: Publisher::new(ctx.js.clone()),
             payable: HashMap::new(),
             vouched: HashSet::new(),
             refusals: HashMap::new(),
@@ -394,16 +396,20 @@ impl<'a> Payer<'a> {
                 .increment(u64::try_from(paid).unwrap_or(0));
         }
         tracing::info!(pool, tx = %tx.tx_hash, status = status.as_str(), destinations = rows.len(), "payment recorded");
-        let live: Vec<(String, String, Payment)> = rows
+        let live: adit_bus::Result<Vec<Outgoing>> = rows
             .into_iter()
             .map(|mut p| {
                 p.tx_blob = None;
                 p.tx_metadata = None;
                 let id = format!("payment:{}:{}:{}", p.tx_hash, p.miner, status.as_str());
-                (payment_result_subject(pool), id, p)
+                Outgoing::json(payment_result_subject(pool), id, &p)
             })
             .collect();
-        if let Err(e) = self.results.publish(&live).await {
+        let published = match live {
+            Ok(live) => self.results.publish_all(live).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
             // The table is the record; subscribers can read it there.
             tracing::warn!(pool, tx = %tx.tx_hash, error = %e, "payment recorded but not published live");
         }

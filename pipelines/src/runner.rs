@@ -22,6 +22,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use adit_bus::publish::{Outgoing, Publisher};
 use adit_bus::{
     Acker, BatchConsumer, ConsumerConfig, DecodedBatch, RawBatch, RawMessage, decode_batch,
 };
@@ -873,16 +874,16 @@ async fn publish(ctx: &PipelineContext, results: &[ResultMessage], stop: &Cancel
     if results.is_empty() {
         return;
     }
-    let rows: Vec<(String, String, Vec<u8>)> = results
+    let msgs: Vec<Outgoing> = results
         .iter()
-        .map(|r| (r.subject.clone(), r.id.clone(), r.payload.clone()))
+        .map(|r| Outgoing::new(r.subject.clone(), r.id.clone(), r.payload.clone()))
         .collect();
-    let publisher = adit_sinks::ResultPublisher::new(ctx.js.clone());
-    while let Err(e) = publisher.publish_raw(&rows).await {
+    let publisher = Publisher::new(ctx.js.clone());
+    while let Err(e) = publisher.publish_all(msgs.clone()).await {
         tracing::warn!(error = %e, "cannot publish results; retrying");
         tokio::select! {
             _ = stop.cancelled() => {
-                tracing::warn!(count = rows.len(), "stopping with results committed but not published");
+                tracing::warn!(count = msgs.len(), "stopping with results committed but not published");
                 return;
             }
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -67,24 +67,6 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A result row could not be encoded as JSON.
-    #[error("encoding a result for {subject}: {source}")]
-    Encode {
-        /// The subject.
-        subject: String,
-        /// What serde said.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// Publishing a result failed.
-    #[error("publishing to {subject}: {source}")]
-    Publish {
-        /// The subject.
-        subject: String,
-        /// What the server said.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
 }
 
 /// Result with this crate's [`Error`].
