@@ -6,7 +6,7 @@
 //! fixed set starts with each value; one that names data (a pool, a miner, a receiver) is filled
 //! in by the first event. `tests/monitoring.rs` checks that every metric the dashboards and
 //! alert rules use is exported. The pipelines' metrics are registered by
-//! `adit_pipelines::metrics::register`.
+//! `adit_pipelines::runtime::metrics::register`.
 
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 
@@ -444,7 +444,7 @@ const METRICS: &[Metric] = &[
 /// Describes every metric and starts at zero those that only move on an event. Called once,
 /// after the recorder is installed.
 pub fn register() {
-    adit_pipelines::metrics::register();
+    adit_pipelines::runtime::metrics::register();
     for metric in METRICS {
         let name = metric.name;
         match metric.kind {

@@ -133,12 +133,12 @@ fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> 
     if !config.query.fresh_reads || !matches!(config.query.engine, adit_query::QueryEngine::Local) {
         return catalog;
     }
-    catalog.with_fresh(Arc::new(adit_pipelines::fresh::LandingTails::new(
+    catalog.with_fresh(Arc::new(adit_pipelines::runtime::fresh::LandingTails::new(
         js.clone(),
         store.clone(),
         &config.pipelines,
         &ValidationPolicy::default(),
-        adit_pipelines::fresh::TailLimits::default(),
+        adit_pipelines::runtime::fresh::TailLimits::default(),
     )))
 }
 

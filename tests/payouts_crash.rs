@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use adit_bus::publish::Outgoing;
-use adit_pipelines::split::{SplitRules, WindowShare, split};
+use adit_pipelines::pool::split::{SplitRules, WindowShare, split};
 use adit_schemas::{AnyEvent, Block, BlockStatus, Share};
 use common::*;
 use rand::{Rng, SeedableRng};

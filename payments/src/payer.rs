@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use adit_bus::publish::{Outgoing, Publisher};
-use adit_pipelines::lease::Lease;
+use adit_pipelines::runtime::lease::Lease;
 use adit_schemas::names::{self, payment_result_subject};
 use adit_schemas::results::{Payment, PaymentStatus};
 use adit_sinks::{Maintenance, TableStore};

@@ -6,7 +6,9 @@ use adit_schemas::arrow_rows::DATE_COLUMN;
 use adit_schemas::{EventKind, names};
 
 use crate::error::Result;
-use crate::pipeline::{OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput};
+use crate::runtime::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput,
+};
 
 /// Which stream a landing pipeline reads and which kinds it lands.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,35 +9,26 @@
 //! pipelines (`telemetry`, `grid`, `shares`) store events as they arrive; `energy` integrates
 //! power into energy per machine and site per minute under per-machine watermarks. This crate
 //! never talks HTTP and never defines wire formats.
+//!
+//! The folders say what each pipeline serves: `runtime/` drives any pipeline (leases,
+//! consumers, epochs, commits, replay) and names none but through `catalog`, the list of
+//! pipelines; `pool/` is the pool's money (PPLNS with its pure `split`, hashrate); `farm/` is
+//! the farm's readings, energy, violations, anomalies (with their pure `detector`) and
+//! registry changes; `control/` is curtailment (the pure `controller` and the pipeline that
+//! drives it). `landing` stores every stream's events as they arrive.
 
-pub mod anomalies;
-pub mod curtail;
-pub mod curtailment;
-pub mod detect;
-pub mod energy;
-pub mod energy_periods;
+pub mod catalog;
+pub mod control;
 pub mod error;
-pub mod farm_readings;
-pub mod fresh;
-pub mod hashrate;
+pub mod farm;
 pub mod landing;
-pub mod lease;
-pub mod metrics;
-pub mod pipeline;
-pub mod pplns;
-pub mod progress;
-pub mod registry;
-pub mod registry_log;
-pub mod runner;
+pub mod pool;
 pub mod runtime;
 mod serde_pairs;
-pub mod split;
-pub mod timer;
-pub mod violations;
 pub mod watermark;
 
 pub use error::{Error, Result};
-pub use pipeline::{
+pub use runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
 pub use runtime::{InvalidConfig, PipelineContext, PipelinesConfig, run_all};

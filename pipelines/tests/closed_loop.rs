@@ -10,8 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use adit_bus::DecodedBatch;
-use adit_pipelines::curtailment::{Curtailment, CurtailmentConfig, CurtailmentState, replay_step};
-use adit_pipelines::violations::{Violations, ViolationsConfig, ViolationsState};
+use adit_pipelines::control::curtailment::{
+    Curtailment, CurtailmentConfig, CurtailmentState, replay_step,
+};
+use adit_pipelines::farm::violations::{Violations, ViolationsConfig, ViolationsState};
 use adit_pipelines::{Pipeline, StepInput};
 use adit_schemas::control::{Command, CommandAction, DecisionRow};
 use adit_schemas::registry::{Adapter, ChangeOp, Machine, Record, RegistryEntry, Sensor, Site};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use adit_bus::publish::Outgoing;
 use adit_bus::{Publisher, ensure_streams};
-use adit_pipelines::runner::run_instance;
+use adit_pipelines::runtime::runner::run_instance;
 use adit_pipelines::runtime::{PipelineContext, PipelinesConfig, ensure_lease_bucket, holder_name};
 use adit_pipelines::{
     OutputTable, Pipeline, PipelineSpec, Result, StepInput, StepOutput, StreamInput,

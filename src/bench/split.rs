@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use adit_pipelines::split::{Factor, SplitRules, Unfilled, WindowShare, split};
+use adit_pipelines::pool::split::{Factor, SplitRules, Unfilled, WindowShare, split};
 use anyhow::Context;
 
 /// Splits a block over a window of `shares` shares from `miners` miners, `rounds` times, and

@@ -1,6 +1,14 @@
 //! The runtime: settings, what every pipeline shares (bus, tables, config), and the
 //! supervisor that runs every registered pipeline instance until shutdown. It never names a
-//! pipeline: they come from [`crate::registry`].
+//! pipeline: they come from [`crate::catalog`].
+
+pub mod fresh;
+pub mod lease;
+pub mod metrics;
+pub mod pipeline;
+pub mod progress;
+pub mod runner;
+pub mod timer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,14 +21,14 @@ use async_nats::jetstream;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::curtailment::CurtailmentConfig;
-use crate::detect::DetectConfig;
-use crate::energy::EnergyConfig;
+use crate::catalog::{self, Runnable};
+use crate::control::curtailment::CurtailmentConfig;
 use crate::error::{Disposition, Result};
-use crate::hashrate::HashrateConfig;
-use crate::pplns::PplnsConfig;
-use crate::registry::{self, Runnable};
-use crate::violations::ViolationsConfig;
+use crate::farm::detector::DetectConfig;
+use crate::farm::energy::EnergyConfig;
+use crate::farm::violations::ViolationsConfig;
+use crate::pool::hashrate::HashrateConfig;
+use crate::pool::pplns::PplnsConfig;
 
 /// Pipeline settings; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -114,7 +122,7 @@ impl PipelinesConfig {
         self.violations.validate()?;
         self.anomalies.validate()?;
         self.curtailment.validate()?;
-        let pipelines = registry::all(self);
+        let pipelines = catalog::all(self);
         let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
         for (pipeline, keys) in &self.partitions {
             let key = format!("pipelines.partitions.{pipeline}");
@@ -185,7 +193,7 @@ pub struct PipelineContext {
     /// whether it keeps up (read by `/ready`).
     pub vitals: adit_supervise::Vitals,
     /// The instances this process runs, for the lag watch.
-    pub progress: crate::progress::Progress,
+    pub progress: crate::runtime::progress::Progress,
 }
 
 /// A holder name unique to this process.
@@ -252,14 +260,14 @@ pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Resul
             let vitals = ctx.vitals.clone();
             let policy = adit_supervise::Policy::default();
             adit_supervise::supervise("lag-watch", &vitals, policy, || {
-                crate::progress::watch(ctx.clone(), shutdown.clone())
+                crate::runtime::progress::watch(ctx.clone(), shutdown.clone())
             })
             .await
             .map(|_| ())
             .map_err(|gave_up| crate::Error::Panicked(gave_up.to_string()))
         });
     }
-    for pipeline in registry::all(&ctx.config) {
+    for pipeline in catalog::all(&ctx.config) {
         let name = pipeline.name();
         let partitions: Vec<Option<String>> = match ctx.config.partitions.get(&name) {
             Some(keys) => keys.iter().cloned().map(Some).collect(),
@@ -268,7 +276,7 @@ pub async fn run_all(ctx: PipelineContext, shutdown: CancellationToken) -> Resul
         for partition in partitions {
             let (ctx, shutdown, pipeline): (_, _, Arc<dyn Runnable>) =
                 (ctx.clone(), shutdown.clone(), pipeline.clone());
-            let instance = crate::runner::instance_name(&name, partition.as_deref());
+            let instance = crate::runtime::runner::instance_name(&name, partition.as_deref());
             let part = format!("pipeline:{instance}");
             let vitals = ctx.vitals.clone();
             // Errors are retried from the last commit inside; a panic (a bug) restarts the

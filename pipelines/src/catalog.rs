@@ -6,25 +6,25 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::anomalies::Anomalies;
-use crate::curtailment::Curtailment;
-use crate::energy::Energy;
+use crate::control::curtailment::Curtailment;
 use crate::error::Result;
-use crate::hashrate::Hashrate;
+use crate::farm::anomalies::Anomalies;
+use crate::farm::energy::Energy;
+use crate::farm::registry_log::RegistryLog;
+use crate::farm::violations::Violations;
 use crate::landing::Landing;
-use crate::pipeline::Pipeline;
-use crate::pplns::Pplns;
-use crate::registry_log::RegistryLog;
-use crate::runner::run_instance;
+use crate::pool::hashrate::Hashrate;
+use crate::pool::pplns::Pplns;
+use crate::runtime::pipeline::Pipeline;
+use crate::runtime::runner::run_instance;
 use crate::runtime::{PipelineContext, PipelinesConfig};
-use crate::violations::Violations;
 
 /// A pipeline with its types erased, so different pipelines sit in one list.
 pub trait Runnable: Send + Sync {
     /// The pipeline's name.
     fn name(&self) -> String;
     /// Its declaration.
-    fn spec(&self) -> crate::pipeline::PipelineSpec;
+    fn spec(&self) -> crate::runtime::pipeline::PipelineSpec;
     /// Runs one instance (see [`run_instance`]).
     fn run<'a>(
         &'a self,
@@ -39,7 +39,7 @@ impl<P: Pipeline> Runnable for P {
         Pipeline::spec(self).name
     }
 
-    fn spec(&self) -> crate::pipeline::PipelineSpec {
+    fn spec(&self) -> crate::runtime::pipeline::PipelineSpec {
         Pipeline::spec(self)
     }
 
@@ -73,7 +73,7 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::StreamInput;
+    use crate::runtime::pipeline::StreamInput;
 
     /// Whether every subject matching the filter `inner` also matches `outer` (NATS filters;
     /// empty: the whole stream).

@@ -1,4 +1,4 @@
-//! The `anomalies` pipeline: the farm's series run through [`crate::detect`] (robust z-score,
+//! The `anomalies` pipeline: the farm's series run through [`crate::farm::detector`] (robust z-score,
 //! EWMA drift, peers of the same model at the same site, stuck sensors), each change written
 //! to `anomalies` and published on `results.anomaly.<site>`.
 //!
@@ -15,12 +15,14 @@ use adit_schemas::{AnyEvent, EnergySource, EventKind, MinerState, SensorKind, to
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{
+use crate::error::Result;
+use crate::farm::detector::{
     AnomalyChange, AnomalyEvent, DetectConfig, Detector, Sample, SeriesKey, SeriesKind,
 };
-use crate::error::Result;
-use crate::pipeline::{OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};
-use crate::violations::{readings_input, registry_input};
+use crate::farm::violations::{readings_input, registry_input};
+use crate::runtime::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput,
+};
 
 /// What survives a restart: the registry (for peers) and the detectors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,10 @@ use adit_schemas::registry::{RegistryChange, RegistryView};
 use adit_schemas::{AnyEvent, EventKind, stamped_batch};
 
 use crate::error::Result;
-use crate::pipeline::{OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput};
-use crate::violations::registry_input;
+use crate::farm::violations::registry_input;
+use crate::runtime::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput,
+};
 
 /// The registry change log.
 #[derive(Debug, Clone, Copy, Default)]

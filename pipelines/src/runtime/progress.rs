@@ -19,8 +19,8 @@ use adit_schemas::names;
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::PipelineSpec;
 use crate::runtime::PipelineContext;
+use crate::runtime::pipeline::PipelineSpec;
 
 /// One input of a watched instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +134,8 @@ pub async fn watch(
             let mut lags = Vec::new();
             for input in &inputs {
                 if let Some(lag) = input_lag(&ctx.js, input).await {
-                    crate::metrics::lag(&instance, &input.name, lag.messages);
-                    crate::metrics::lag_seconds(&instance, &input.name, lag.seconds);
+                    crate::runtime::metrics::lag(&instance, &input.name, lag.messages);
+                    crate::runtime::metrics::lag_seconds(&instance, &input.name, lag.seconds);
                     lags.push((input.name.clone(), lag));
                 }
             }
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_partitioned_instance_watches_its_own_filter_and_consumer() {
-        let spec = crate::registry::all(&crate::PipelinesConfig::default())
+        let spec = crate::catalog::all(&crate::PipelinesConfig::default())
             .into_iter()
             .map(|p| p.spec())
             .find(|s| s.name == "telemetry")

@@ -19,9 +19,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::pipeline::{OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput};
 use crate::runtime::InvalidConfig;
-use crate::timer::Timer;
+use crate::runtime::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput,
+};
+use crate::runtime::timer::Timer;
 use crate::watermark::{Arrival, WatermarkConfig, Watermarks};
 
 const MINUTE_US: i64 = 60_000_000;

@@ -1,5 +1,5 @@
 //! PPLNS payouts: each block the node accepted is split over the pool's last N shares
-//! ([`crate::split`]), written as one `block_rewards` row and one `payouts` row per miner, and
+//! ([`crate::pool::split`]), written as one `block_rewards` row and one `payouts` row per miner, and
 //! published on `results.payout.<pool>`, beside each block's later `confirmed` or `orphaned`
 //! status (which makes its payouts final or void).
 //!
@@ -34,12 +34,14 @@ use adit_schemas::{AnyEvent, Block, BlockStatus, EventKind, Share, names, to_bat
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::pipeline::{
-    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
+use crate::pool::split::{
+    BPS, Factor, Split, SplitError, SplitRules, Unfilled, WindowShare, split,
 };
 use crate::runtime::InvalidConfig;
-use crate::split::{BPS, Factor, Split, SplitError, SplitRules, Unfilled, WindowShare, split};
-use crate::timer::Timer;
+use crate::runtime::pipeline::{
+    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
+};
+use crate::runtime::timer::Timer;
 
 /// How far the network difficulty may rise between two of a pool's blocks with the next
 /// window still covered by the shares kept (beyond it, a block waits rather than pay short).

@@ -1,11 +1,11 @@
-//! The curtailment and cooling pipeline: runs [`crate::curtail::step`] for every registered
+//! The curtailment and cooling pipeline: runs [`crate::control::controller::step`] for every registered
 //! site at each `eval_every` of the site's event time, and turns its decisions into rows of
 //! `decisions` (each with the rules, inputs and state it was taken from), results on
 //! `results.decision.<site>`, and commands on `control.<site>.<target>` for the actuators (none
 //! in dry-run). The actuators' outcomes (`control.outcome.<site>`) land beside the `sent`
 //! lines in `commands`.
 //!
-//! **Inputs of a step** (what [`crate::curtail::Inputs`] holds, built here): the site's
+//! **Inputs of a step** (what [`crate::control::controller::Inputs`] holds, built here): the site's
 //! allocation and emergency temperature from the registry; each registered machine's best
 //! fresh power (meter > PDU > firmware, as `violations` reads it) and its efficiency from its
 //! nominal power and hashrate; the hottest fresh temperature; the oldest of the temperature
@@ -39,17 +39,17 @@ use adit_schemas::{AnyEvent, EventKind, GridSignal, GridSignalKind, SensorKind, 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::curtail::{
+use crate::control::controller::{
     self, Action, ControlRules, Decision, GridEvent, Inputs, MachineInput, SiteControl,
 };
 use crate::error::Result;
-use crate::farm_readings::{Reading, SiteDevices, best_power, reading_of};
-use crate::pipeline::{
+use crate::farm::readings::{Reading, SiteDevices, best_power, reading_of};
+use crate::farm::violations::{grid_input, readings_input, registry_input};
+use crate::runtime::InvalidConfig;
+use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
-use crate::runtime::InvalidConfig;
-use crate::timer::Timer;
-use crate::violations::{grid_input, readings_input, registry_input};
+use crate::runtime::timer::Timer;
 
 /// Curtailment pipeline settings (`[pipelines.curtailment]`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -448,7 +448,7 @@ impl Curtailment {
         let Some(site) = state.sites.get_mut(site_id) else {
             return Ok(());
         };
-        let decisions = curtail::step(&self.rules, &mut site.control, &inputs, at_us);
+        let decisions = controller::step(&self.rules, &mut site.control, &inputs, at_us);
         if decisions.is_empty() {
             return Ok(());
         }
@@ -498,7 +498,7 @@ impl Curtailment {
             };
             let powers_down = action == CommandAction::Sleep
                 || (action == CommandAction::Outlet && o.value == Some(0.0));
-            let refused = mode == curtail::Mode::Emergency && !powers_down;
+            let refused = mode == controller::Mode::Emergency && !powers_down;
             if o.kind == OverrideKind::Wake && !refused {
                 site.overrides.retain(|_, held| {
                     !(held.kind == OverrideKind::Sleep && held.machine.as_ref() == Some(&machine))
@@ -534,7 +534,7 @@ impl Curtailment {
                 // `command_timeout`, so it is neither woken nor shed again meanwhile.
                 site.control.machines.insert(
                     machine.clone(),
-                    curtail::MachineControl {
+                    controller::MachineControl {
                         on: !powers_down,
                         since_us: at_us,
                     },
@@ -730,7 +730,7 @@ fn ts(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
-fn mode_name(mode: curtail::Mode) -> String {
+fn mode_name(mode: controller::Mode) -> String {
     serde_json::to_value(mode)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -977,7 +977,7 @@ pub fn replay_step(
     let mut state: SiteControl =
         serde_json::from_str(&first.state).map_err(crate::Error::Encode)?;
     let rules = rules.unwrap_or(&record.rules);
-    let decisions = curtail::step(
+    let decisions = controller::step(
         rules,
         &mut state,
         &record.inputs,

@@ -32,14 +32,14 @@ use adit_schemas::{AnyEvent, EnergySource, EventKind, MinerState, names, to_batc
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::energy_periods::{PeriodKind, Periods};
 use crate::error::Result;
-use crate::pipeline::{
+use crate::farm::energy_periods::{PeriodKind, Periods};
+use crate::farm::violations::registry_input;
+use crate::runtime::InvalidConfig;
+use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
-use crate::runtime::InvalidConfig;
-use crate::timer::Timer;
-use crate::violations::registry_input;
+use crate::runtime::timer::Timer;
 use crate::watermark::{WatermarkConfig, Watermarks};
 
 const MINUTE_US: i64 = 60_000_000;

@@ -36,10 +36,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::lease::Lease;
-use crate::metrics;
-use crate::pipeline::{Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};
 use crate::runtime::PipelineContext;
+use crate::runtime::lease::Lease;
+use crate::runtime::metrics;
+use crate::runtime::pipeline::{Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};
 
 /// A table with nothing to add is still committed (empty, moving its epoch) once it trails the
 /// instance by this many epochs, so a restart never replays more than this for its sake.
@@ -150,7 +150,7 @@ impl Inputs {
         for (i, input) in spec.inputs.iter().enumerate() {
             let config = ConsumerConfig {
                 stream: input.stream.clone(),
-                durable: crate::progress::consumer_name(instance, &input.name),
+                durable: crate::runtime::progress::consumer_name(instance, &input.name),
                 filter_subject: input.filter(partition).ok_or_else(|| Error::Spec {
                     pipeline: spec.name.clone(),
                     reason: format!("input {} cannot be partitioned", input.name),

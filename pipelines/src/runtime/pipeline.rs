@@ -2,7 +2,7 @@
 //!
 //! A pipeline author writes a [`Pipeline`]: a [`PipelineSpec`] (inputs, output tables, timers,
 //! how often to snapshot state) and a deterministic `step(state, input) → output`. The runtime
-//! ([`crate::runner`]) owns everything else: leases, consumers, batching, decoding and
+//! ([`crate::runtime::runner`]) owns everything else: leases, consumers, batching, decoding and
 //! dead-lettering, epoch records, commits with positions, publishing results after the commit,
 //! acks, metrics, shutdown and restarts. See ARCHITECTURE.md ("Writing a pipeline").
 //!
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::timer::Timer;
+use crate::runtime::timer::Timer;
 
 /// A stream the pipeline reads.
 #[derive(Debug, Clone, PartialEq)]

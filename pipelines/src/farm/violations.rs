@@ -27,7 +27,7 @@
 //! registry bucket's stream) apply at the start of the step that carries them.
 //!
 //! **Gauges**: after each step, every site's power, allocation, temperatures and open
-//! violations at its clock are reported as metrics ([`crate::metrics`]) for dashboards; the
+//! violations at its clock are reported as metrics ([`crate::runtime::metrics`]) for dashboards; the
 //! `violations` table stays the record.
 
 use std::collections::BTreeMap;
@@ -44,12 +44,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::farm_readings::{Device, Reading, SiteDevices, best_power, reading_of};
-use crate::pipeline::{
+use crate::farm::readings::{Device, Reading, SiteDevices, best_power, reading_of};
+use crate::runtime::InvalidConfig;
+use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
-use crate::runtime::InvalidConfig;
-use crate::timer::Timer;
+use crate::runtime::timer::Timer;
 
 /// Violations pipeline settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -762,7 +762,11 @@ impl Violations {
         let view = &state.registry;
         let kw = self.site_power_kw(view, site_id, site, at_us);
         let allocation_kw = view.site(site_id).map(|s| s.allocation_kw);
-        crate::metrics::site_power(site_id, kw * 1000.0, allocation_kw.map(|kw| kw * 1000.0));
+        crate::runtime::metrics::site_power(
+            site_id,
+            kw * 1000.0,
+            allocation_kw.map(|kw| kw * 1000.0),
+        );
         let stale = ViolationsConfig::us(self.config.stale_after);
         for (id, sensor) in &site.devices.sensors {
             if sensor.sensor_kind == Some(SensorKind::Temperature) {
@@ -770,7 +774,7 @@ impl Violations {
                     .value
                     .filter(|f| at_us - f.ts_us <= stale)
                     .map_or(f64::NAN, |f| f.value);
-                crate::metrics::sensor_temperature(site_id, id, celsius);
+                crate::runtime::metrics::sensor_temperature(site_id, id, celsius);
             }
         }
         let mut open: BTreeMap<(Kind, Severity), usize> = BTreeMap::new();
@@ -785,7 +789,12 @@ impl Violations {
         for kind in Kind::ALL {
             for severity in Severity::ALL {
                 let n = open.get(&(kind, severity)).copied().unwrap_or(0);
-                crate::metrics::violations_open(site_id, kind.as_str(), severity.as_str(), n);
+                crate::runtime::metrics::violations_open(
+                    site_id,
+                    kind.as_str(),
+                    severity.as_str(),
+                    n,
+                );
             }
         }
     }

@@ -39,8 +39,8 @@ use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
 use crate::landing::Landing;
-use crate::runner::instance_name;
 use crate::runtime::PipelinesConfig;
+use crate::runtime::runner::instance_name;
 
 /// A message whose time lies this close to the oldest time the landing accepts is not shown
 /// fresh: the landing may validate it up to this much later than the tail did.
@@ -101,7 +101,7 @@ impl Spec {
 fn specs(config: &PipelinesConfig) -> Vec<Spec> {
     let mut out = Vec::new();
     for landing in Landing::all() {
-        let spec = crate::pipeline::Pipeline::spec(&landing);
+        let spec = crate::runtime::pipeline::Pipeline::spec(&landing);
         let Some(input) = spec.inputs.first() else {
             continue;
         };
@@ -592,7 +592,7 @@ mod tests {
         let all = specs(&config);
         for kind in EventKind::ALL {
             let landed = Landing::all().iter().any(|l| {
-                crate::pipeline::Pipeline::spec(l)
+                crate::runtime::pipeline::Pipeline::spec(l)
                     .outputs
                     .iter()
                     .any(|o| o.name == kind.table())
