@@ -14,7 +14,7 @@ use std::time::Duration;
 use adit_schemas::names::{TABLE_BLOCKS, TABLE_PAYMENTS, TABLE_PAYOUTS};
 use adit_schemas::results::{Payment, PaymentStatus};
 use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
-use adit_sql::{Catalog, SqlEngine, SqlLimits};
+use adit_sql::{Catalog, Params, SqlEngine, SqlLimits};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 
@@ -50,11 +50,6 @@ pub struct Ledger {
     table: ExactlyOnceTable,
 }
 
-/// `s` as a SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 impl Ledger {
     /// Opens the books under `store`, creating the `payments` table if needed.
     pub async fn open(store: &TableStore, maintenance: Maintenance) -> Result<Self> {
@@ -78,8 +73,13 @@ impl Ledger {
         })
     }
 
-    async fn rows(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        Ok(self.sql.query(sql).await?.batches)
+    /// Runs `sql`, its `$n` placeholders bound to `params`.
+    async fn rows(&self, sql: &str, params: Params) -> Result<Vec<RecordBatch>> {
+        Ok(self
+            .sql
+            .query_with(sql, params.into_options())
+            .await?
+            .batches)
     }
 
     /// Whether the tables a balance needs exist yet.
@@ -95,7 +95,10 @@ impl Ledger {
             return Ok(Vec::new());
         }
         let batches = self
-            .rows("SELECT DISTINCT pool FROM payouts ORDER BY pool")
+            .rows(
+                "SELECT DISTINCT pool FROM payouts ORDER BY pool",
+                Params::new(),
+            )
             .await?;
         let mut pools = Vec::new();
         for b in &batches {
@@ -110,7 +113,8 @@ impl Ledger {
         if !self.has_earnings().await? {
             return Ok(Vec::new());
         }
-        let p = literal(pool);
+        let mut params = Params::new();
+        let p = params.text(pool);
         let sql = format!(
             "WITH status AS (
                SELECT hash, max(height) AS height, bool_or(status = 'confirmed') AS confirmed,
@@ -122,7 +126,7 @@ impl Ledger {
              GROUP BY o.hash, s.height ORDER BY s.height, o.hash"
         );
         let mut out = Vec::new();
-        for b in self.rows(&sql).await? {
+        for b in self.rows(&sql, params).await? {
             let (hashes, heights, payouts) = (
                 strings(&b, "hash")?,
                 ints(&b, "height")?,
@@ -145,12 +149,13 @@ impl Ledger {
         if !self.has_earnings().await? {
             return Ok(Vec::new());
         }
-        let p = literal(pool);
+        let mut params = Params::new();
+        let p = params.text(pool);
         let refused = if refused.is_empty() {
             String::new()
         } else {
-            let list: Vec<String> = refused.iter().map(|h| literal(h)).collect();
-            format!("AND o.hash NOT IN ({})", list.join(", "))
+            let list = params.texts(refused.iter().map(String::as_str));
+            format!("AND o.hash NOT IN ({list})")
         };
         let sql = format!(
             "WITH status AS (
@@ -172,7 +177,7 @@ impl Ledger {
              ORDER BY e.miner"
         );
         let mut out = Vec::new();
-        for b in self.rows(&sql).await? {
+        for b in self.rows(&sql, params).await? {
             out.extend(strings(&b, "miner")?.into_iter().zip(ints(&b, "balance")?));
         }
         Ok(out)
@@ -180,7 +185,8 @@ impl Ledger {
 
     /// The transactions of `pool` recorded and neither confirmed nor failed.
     pub async fn open_payments(&self, pool: &str) -> Result<Vec<OpenTx>> {
-        let p = literal(pool);
+        let mut params = Params::new();
+        let p = params.text(pool);
         let sql = format!(
             "SELECT tx_hash, miner, amount, tx_fee, status, tx_blob, tx_metadata FROM payments
              WHERE pool = {p} AND tx_hash IN (
@@ -189,7 +195,7 @@ impl Ledger {
              ORDER BY tx_hash, miner"
         );
         let mut open: BTreeMap<String, OpenTx> = BTreeMap::new();
-        for b in self.rows(&sql).await? {
+        for b in self.rows(&sql, params).await? {
             let (hashes, miners, statuses) = (
                 strings(&b, "tx_hash")?,
                 strings(&b, "miner")?,

@@ -4,6 +4,7 @@
 //! rule, stored or given, can be evaluated once to see the series it would fire (read).
 //! Receivers and the route are in [`crate::receivers`].
 
+use adit_sql::Params;
 use std::collections::BTreeMap;
 
 use adit_alerts::{RuleFile, RuleGroup, RuleStore};
@@ -15,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::server::AppState;
-use crate::views::{Page, lit, rows, tables};
+use crate::views::{Page, rows, tables};
 
 fn store(state: &AppState) -> Result<&RuleStore> {
     state.rules.as_ref().ok_or_else(|| {
@@ -126,10 +127,13 @@ pub async fn list(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Map<String, Value>>>> {
     let mut conditions = Vec::new();
+    let mut params = Params::new();
     let mut rest = BTreeMap::new();
     for (key, value) in &query {
         match key.as_str() {
-            "state" | "severity" | "rule" => conditions.push(format!("{key} = {}", lit(value))),
+            "state" | "severity" | "rule" => {
+                conditions.push(format!("{key} = {}", params.text(value)));
+            }
             _ => {
                 rest.insert(key.clone(), value.clone());
             }
@@ -152,7 +156,7 @@ pub async fn list(
            FROM alerts) WHERE rn = 1 {filter} ORDER BY ts DESC, id {}",
         page.sql()
     );
-    Ok(Json(rows(&state, &sql).await?))
+    Ok(Json(rows(&state, &sql, &params).await?))
 }
 
 /// Every rule group.
@@ -354,14 +358,15 @@ async fn act(
     if !tables(state).await?.contains("alerts") {
         return Err(QueryError::NotFound(format!("no alert {:?}", act.id)));
     }
+    let mut params = Params::new();
     let sql = format!(
         "SELECT \"group\", rule, state, severity, labels, annotations, value, \
            CAST(active_at AS BIGINT) AS active_us FROM alerts WHERE id = {} \
          ORDER BY ts DESC, CASE state WHEN 'resolved' THEN 2 WHEN 'firing' THEN 1 ELSE 0 END DESC \
          LIMIT 1",
-        lit(&act.id)
+        params.text(&act.id)
     );
-    let latest = rows(state, &sql).await?;
+    let latest = rows(state, &sql, &params).await?;
     let Some(row) = latest.first() else {
         return Err(QueryError::NotFound(format!("no alert {:?}", act.id)));
     };

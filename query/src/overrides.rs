@@ -5,6 +5,7 @@
 //! applies and lands in `overrides`. Listing is SQL over that table (`GET
 //! /api/v1/control/overrides?site=`).
 
+use adit_sql::Params;
 use std::collections::BTreeMap;
 
 use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, Override, OverrideKind};
@@ -20,7 +21,7 @@ use crate::auth::{Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::server::AppState;
-use crate::views::{Page, lit, rows, tables};
+use crate::views::{Page, rows, tables};
 
 /// A new override.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -155,10 +156,11 @@ pub async fn list(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Map<String, Value>>>> {
     let mut conditions = Vec::new();
+    let mut params = Params::new();
     let mut rest = BTreeMap::new();
     for (key, value) in &query {
         match key.as_str() {
-            "site" => conditions.push(format!("site = {}", lit(value))),
+            "site" => conditions.push(format!("site = {}", params.text(value))),
             "active" => match value.as_str() {
                 "true" => conditions.push(
                     "expires > now() AND kind <> 'cancel' AND id NOT IN \
@@ -191,5 +193,5 @@ pub async fn list(
          {filter} ORDER BY ts DESC, id {}",
         page.sql()
     );
-    Ok(Json(rows(&state, &sql).await?))
+    Ok(Json(rows(&state, &sql, &params).await?))
 }

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use adit_sql::Params;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
@@ -32,20 +33,23 @@ const ONLINE_MINUTES: i64 = 10;
 /// Most rows a list view returns.
 const MAX_LIMIT: usize = 500;
 
-/// `s` as a SQL string literal.
-pub(crate) fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// Runs `sql` and returns its rows as JSON objects.
-pub(crate) async fn rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Value>>> {
-    let result = state.engine.query(sql).await?;
+/// Runs `sql`, its `$n` placeholders bound to `params`, and returns its rows as JSON objects.
+/// Text from a caller reaches a statement only through `params`, never spliced in.
+pub(crate) async fn rows(
+    state: &AppState,
+    sql: &str,
+    params: &Params,
+) -> Result<Vec<Map<String, Value>>> {
+    let result = state
+        .engine
+        .query_with(sql, params.clone().into_options())
+        .await?;
     json_rows(&result.batches)
 }
 
 /// The first row's `key`, when there is one.
-async fn one(state: &AppState, sql: &str, key: &str) -> Result<Value> {
-    Ok(rows(state, sql)
+async fn one(state: &AppState, sql: &str, params: &Params, key: &str) -> Result<Value> {
+    Ok(rows(state, sql, params)
         .await?
         .first()
         .and_then(|r| r.get(key).cloned())
@@ -297,8 +301,14 @@ pub struct WorkerView {
     pub online: bool,
 }
 
-/// Hashrate over the last 10 minutes and hour of the `hashrate_1m` rows matching `filter`.
-async fn hashrates(state: &AppState, have: &BTreeSet<String>, filter: &str) -> Result<(f64, f64)> {
+/// Hashrate over the last 10 minutes and hour of the `hashrate_1m` rows matching `filter`
+/// (whose placeholders `params` binds).
+async fn hashrates(
+    state: &AppState,
+    have: &BTreeSet<String>,
+    filter: &str,
+    params: &Params,
+) -> Result<(f64, f64)> {
     if !have.contains("hashrate_1m") {
         return Ok((0.0, 0.0));
     }
@@ -310,6 +320,7 @@ async fn hashrates(state: &AppState, have: &BTreeSet<String>, filter: &str) -> R
              FROM hashrate_1m WHERE {filter} AND minute > now() - INTERVAL '60 minutes'",
             ONLINE_MINUTES * 60
         ),
+        params,
     )
     .await?;
     let get = |k: &str| row.first().and_then(|r| r.get(k)).map(float).unwrap_or(0.0);
@@ -334,12 +345,14 @@ async fn effort(
     if let Some(hi) = hi {
         range.push_str(&format!(" AND seq <= {hi}"));
     }
+    let mut params = Params::new();
     let work = one(
         state,
         &format!(
             "SELECT coalesce(sum(difficulty), 0) AS work FROM shares WHERE pool = {} AND accepted{range}",
-            lit(pool)
+            params.text(pool)
         ),
+        &params,
         "work",
     )
     .await?;
@@ -367,6 +380,7 @@ async fn blocks_of(
     } else {
         "NULL AS paid, NULL AS miners, NULL AS share_seq"
     };
+    let mut params = Params::new();
     let sql = format!(
         "WITH latest AS (
            SELECT *, row_number() OVER (PARTITION BY hash ORDER BY seq DESC) AS n
@@ -377,10 +391,10 @@ async fn blocks_of(
                 to_char(f.first_ts, '%Y-%m-%dT%H:%M:%S%.3fZ') AS found_at, {facts}
          FROM latest b JOIN found f ON f.hash = b.hash {joined}
          WHERE b.n = 1 ORDER BY f.first_ts DESC, b.height DESC {page}",
-        p = lit(pool)
+        p = params.text(pool)
     );
     let mut out = Vec::new();
-    let listed = rows(state, &sql).await?;
+    let listed = rows(state, &sql, &params).await?;
     let top = match (&state.node, listed.is_empty()) {
         (Some(node), false) => node.top().await,
         _ => None,
@@ -389,10 +403,8 @@ async fn blocks_of(
     let previous = if split {
         rows(
             state,
-            &format!(
-                "SELECT hash, lag(share_seq) OVER (ORDER BY share_seq) AS prev FROM block_rewards WHERE pool = {}",
-                lit(pool)
-            ),
+            "SELECT hash, lag(share_seq) OVER (ORDER BY share_seq) AS prev FROM block_rewards WHERE pool = $1",
+            &params,
         )
         .await?
     } else {
@@ -447,20 +459,23 @@ async fn payments_of(
     if !have.contains("payments") {
         return Ok(Vec::new());
     }
-    let who = miner.map_or(String::new(), |m| format!(" AND miner = {}", lit(m)));
+    let mut params = Params::new();
+    let p = params.text(pool);
+    let who = miner.map_or(String::new(), |m| {
+        format!(" AND miner = {}", params.text(m))
+    });
     let sql = format!(
         "WITH latest AS (
            SELECT tx_hash, miner, amount, tx_fee, status, ts,
                   row_number() OVER (PARTITION BY tx_hash, miner ORDER BY
                     CASE status WHEN 'created' THEN 0 WHEN 'relayed' THEN 1 ELSE 2 END DESC, ts DESC) AS n,
                   min(ts) OVER (PARTITION BY tx_hash, miner) AS created
-           FROM payments WHERE pool = {}{who})
+           FROM payments WHERE pool = {p}{who})
          SELECT tx_hash, miner, amount, tx_fee, status,
                 to_char(created, '%Y-%m-%dT%H:%M:%S%.3fZ') AS created_at
-         FROM latest WHERE n = 1 ORDER BY created DESC, miner {page}",
-        lit(pool)
+         FROM latest WHERE n = 1 ORDER BY created DESC, miner {page}"
     );
-    Ok(rows(state, &sql)
+    Ok(rows(state, &sql, &params)
         .await?
         .into_iter()
         .map(|r| {
@@ -487,8 +502,11 @@ pub async fn pool_stats(
     Path(pool): Path<String>,
 ) -> Result<Json<PoolStats>> {
     let have = tables(&state).await?;
-    let p = lit(&pool);
-    let (hashrate_hs, hashrate_1h_hs) = hashrates(&state, &have, &format!("pool = {p}")).await?;
+    // Every statement below names the pool, and only the pool, as `p`.
+    let mut params = Params::new();
+    let p = params.text(&pool);
+    let (hashrate_hs, hashrate_1h_hs) =
+        hashrates(&state, &have, &format!("pool = {p}"), &params).await?;
     let mut stats = PoolStats {
         pool: pool.clone(),
         hashrate_hs,
@@ -514,6 +532,7 @@ pub async fn pool_stats(
                         count(*) AS shares, max(height) AS height
                  FROM shares WHERE pool = {p} AND accepted AND ts > now() - INTERVAL '{ONLINE_MINUTES} minutes'"
             ),
+            &params,
         )
         .await?;
         if let Some(r) = r.first() {
@@ -525,6 +544,7 @@ pub async fn pool_stats(
         let height = one(
             &state,
             &format!("SELECT max(height) AS h FROM shares WHERE pool = {p}"),
+            &params,
             "h",
         )
         .await?;
@@ -536,6 +556,7 @@ pub async fn pool_stats(
             &format!(
                 "SELECT count(DISTINCT hash) AS n FROM blocks WHERE pool = {p} AND status NOT IN ('rejected', 'unreachable')"
             ),
+            &params,
             "n",
         )
         .await?);
@@ -552,6 +573,7 @@ pub async fn pool_stats(
                 "SELECT share_seq, network_difficulty, fee_bps, factor, window_difficulty
                  FROM block_rewards WHERE pool = {p} ORDER BY share_seq DESC LIMIT 1"
             ),
+            &params,
         )
         .await?;
         if let Some(r) = last.first() {
@@ -572,6 +594,7 @@ pub async fn pool_stats(
                 "SELECT coalesce(sum(CASE WHEN status = 'created' THEN amount WHEN status = 'failed' THEN -amount ELSE 0 END), 0) AS paid
                  FROM payments WHERE pool = {p}"
             ),
+            &params,
             "paid",
         )
         .await?);
@@ -622,9 +645,16 @@ pub async fn miner(
     Path((pool, miner)): Path<(String, String)>,
 ) -> Result<Json<MinerView>> {
     let have = tables(&state).await?;
-    let (p, m) = (lit(&pool), lit(&miner));
-    let (hashrate_hs, hashrate_1h_hs) =
-        hashrates(&state, &have, &format!("pool = {p} AND miner = {m}")).await?;
+    // Every statement below names the pool and the miner, and only them, as `p` and `m`.
+    let mut params = Params::new();
+    let (p, m) = (params.text(&pool), params.text(&miner));
+    let (hashrate_hs, hashrate_1h_hs) = hashrates(
+        &state,
+        &have,
+        &format!("pool = {p} AND miner = {m}"),
+        &params,
+    )
+    .await?;
     let mut view = MinerView {
         pool: pool.clone(),
         miner: miner.clone(),
@@ -644,6 +674,7 @@ pub async fn miner(
                 "SELECT count(DISTINCT worker) AS n FROM shares WHERE pool = {p} AND miner = {m}
                  AND accepted AND ts > now() - INTERVAL '{ONLINE_MINUTES} minutes'"
             ),
+            &params,
             "n",
         )
         .await?);
@@ -662,6 +693,7 @@ pub async fn miner(
                  FROM payouts o LEFT JOIN status s ON s.hash = o.hash
                  WHERE o.pool = {p} AND o.miner = {m} ORDER BY o.ts DESC, o.height DESC"
             ),
+            &params,
         )
         .await?;
         for r in &payouts {
@@ -695,6 +727,7 @@ pub async fn miner(
                 "SELECT coalesce(sum(CASE WHEN status = 'created' THEN amount WHEN status = 'failed' THEN -amount ELSE 0 END), 0) AS paid
                  FROM payments WHERE pool = {p} AND miner = {m}"
             ),
+            &params,
             "paid",
         )
         .await?);
@@ -717,7 +750,8 @@ pub async fn workers(
     if !have.contains("shares") {
         return Ok(Json(Vec::new()));
     }
-    let (p, m) = (lit(&pool), lit(&miner));
+    let mut params = Params::new();
+    let (p, m) = (params.text(&pool), params.text(&miner));
     let listed = rows(
         &state,
         &format!(
@@ -730,6 +764,7 @@ pub async fn workers(
              FROM shares WHERE pool = {p} AND miner = {m} AND ts > now() - INTERVAL '24 hours'
              GROUP BY worker ORDER BY worker"
         ),
+        &params,
     )
     .await?;
     let mut out = Vec::new();
@@ -739,22 +774,27 @@ pub async fn workers(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let mut with_worker = params.clone();
+        let w = with_worker.text(&worker);
         let (hashrate_hs, hashrate_1h_hs) = hashrates(
             &state,
             &have,
-            &format!("pool = {p} AND miner = {m} AND worker = {}", lit(&worker)),
+            &format!("pool = {p} AND miner = {m} AND worker = {w}"),
+            &with_worker,
         )
         .await?;
         let reported_hs = if have.contains("hashrate_samples") {
+            let mut cluster = Params::new();
+            let c = cluster.text(&worker);
             let v = one(
                 &state,
                 &format!(
                     "SELECT sum(h) AS reported FROM (
                        SELECT worker, avg(hashrate_hs) AS h FROM hashrate_samples
-                       WHERE cluster = {} AND ts > now() - INTERVAL '{ONLINE_MINUTES} minutes'
-                       GROUP BY worker)",
-                    lit(&worker)
+                       WHERE cluster = {c} AND ts > now() - INTERVAL '{ONLINE_MINUTES} minutes'
+                       GROUP BY worker)"
                 ),
+                &cluster,
                 "reported",
             )
             .await?;

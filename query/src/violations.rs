@@ -2,6 +2,7 @@
 //! state; and an operator's manual violation or manual resolution with a note (operate role),
 //! sent to the violations pipeline as a [`ViolationNote`] so the table keeps one writer.
 
+use adit_sql::Params;
 use std::collections::BTreeMap;
 
 use adit_schemas::{NoteAction, ViolationNote};
@@ -17,11 +18,16 @@ use crate::auth::Caller;
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::server::AppState;
-use crate::views::{Page, lit, rows, tables};
+use crate::views::{Page, rows, tables};
+
+/// What `GET /api/v1/violations`'s filters become: SQL conditions on the latest rows, the
+/// values their placeholders bind, and the query's other keys.
+type Filters = (Vec<String>, Params, BTreeMap<String, String>);
 
 /// The filters `GET /api/v1/violations` takes, as SQL conditions on the latest rows.
-fn filters(query: &BTreeMap<String, String>) -> Result<(Vec<String>, BTreeMap<String, String>)> {
+fn filters(query: &BTreeMap<String, String>) -> Result<Filters> {
     let mut conditions = Vec::new();
+    let mut params = Params::new();
     let mut rest = BTreeMap::new();
     let time = |key: &str, v: &str| {
         DateTime::parse_from_rfc3339(v)
@@ -31,7 +37,7 @@ fn filters(query: &BTreeMap<String, String>) -> Result<(Vec<String>, BTreeMap<St
     for (key, value) in query {
         match key.as_str() {
             "site" | "kind" | "severity" | "scope" | "subject" | "source" => {
-                conditions.push(format!("{key} = {}", lit(value)));
+                conditions.push(format!("{key} = {}", params.text(value)));
             }
             "status" => match value.as_str() {
                 "open" => conditions.push("event <> 'resolved'".into()),
@@ -55,7 +61,7 @@ fn filters(query: &BTreeMap<String, String>) -> Result<(Vec<String>, BTreeMap<St
             }
         }
     }
-    Ok((conditions, rest))
+    Ok((conditions, params, rest))
 }
 
 /// Lists violations, each in its latest state, newest first.
@@ -71,7 +77,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Map<String, Value>>>> {
-    let (conditions, rest) = filters(&query)?;
+    let (conditions, params, rest) = filters(&query)?;
     let page = Page::parse(&rest)?;
     if !tables(&state).await?.contains("violations") {
         return Ok(Json(Vec::new()));
@@ -92,7 +98,7 @@ pub async fn list(
          FROM latest WHERE rn = 1 {filter} ORDER BY started DESC, id {}",
         page.sql()
     );
-    Ok(Json(rows(&state, &sql).await?))
+    Ok(Json(rows(&state, &sql, &params).await?))
 }
 
 /// A manual violation.
@@ -214,9 +220,10 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>()
         };
-        let (c, rest) =
+        let (c, params, rest) =
             filters(&q(&[("site", "s'1"), ("status", "open"), ("limit", "5")])).unwrap();
-        assert_eq!(c, vec!["site = 's''1'", "event <> 'resolved'"]);
+        assert_eq!(c, vec!["site = $1", "event <> 'resolved'"]);
+        assert_eq!(params.len(), 1);
         assert_eq!(rest.len(), 1);
         assert!(filters(&q(&[("status", "maybe")])).is_err());
         assert!(filters(&q(&[("from", "yesterday")])).is_err());

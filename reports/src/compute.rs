@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use adit_schemas::names;
 use adit_schemas::registry::{Machine, Site};
-use adit_sql::SqlEngine;
+use adit_sql::{Params, SqlEngine};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -20,6 +20,8 @@ use crate::model::{
     ViolationGroup, ViolationItem, ViolationsSection, round,
 };
 
+/// The placeholder every statement of the day names its site by ([`Day::query`] binds it).
+const SITE: &str = "$1";
 /// A machine minute below this coverage counts as estimated.
 const MEASURED_COVERAGE: f64 = 0.9;
 /// Temperature chart bucket, minutes.
@@ -170,12 +172,12 @@ impl Day<'_> {
         self.tables.contains(table)
     }
 
-    fn site_lit(&self) -> String {
-        format!("'{}'", self.site.replace('\'', "''"))
-    }
-
+    /// Runs one of the day's statements, each about the site: its name is bound to [`SITE`].
     async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        Ok(self.engine.query(sql).await?.batches)
+        let mut params = Params::new();
+        params.text(&self.site);
+        let options = params.into_options();
+        Ok(self.engine.query_with(sql, options).await?.batches)
     }
 
     /// The entry of `out` (one per `bucket_min` minutes from local midnight) that the UTC
@@ -196,7 +198,7 @@ impl Day<'_> {
         let sql = format!(
             "SELECT CAST(minute AS BIGINT) AS m, avg_power_w FROM {} WHERE site = {} AND {} ORDER BY minute",
             names::TABLE_SITE_ENERGY_1M,
-            self.site_lit(),
+            SITE,
             self.since_start_until("minute", until)
         );
         let minutes = usize::try_from((until - self.start).num_minutes()).unwrap_or_default();
@@ -225,7 +227,7 @@ impl Day<'_> {
              sum(CASE WHEN source = 'estimate' OR quality < {MEASURED_COVERAGE} THEN 1 ELSE 0 END) AS weak \
              FROM {} WHERE site = {} AND {} GROUP BY minute",
             names::TABLE_MACHINE_ENERGY_1M,
-            self.site_lit(),
+            SITE,
             self.within("minute")
         );
         let mut out = vec![false; minutes as usize];
@@ -250,7 +252,7 @@ impl Day<'_> {
         let sql = format!(
             "SELECT machine, energy_wh FROM {} WHERE site = {} AND {} ORDER BY machine, minute",
             names::TABLE_MACHINE_ENERGY_1M,
-            self.site_lit(),
+            SITE,
             self.within("minute")
         );
         let pool_of: BTreeMap<&str, &str> = machines
@@ -296,7 +298,7 @@ impl Day<'_> {
         let sql = format!(
             "SELECT CAST(ts AS BIGINT) AS t, value FROM {} WHERE site = {} AND kind = 'temperature' AND {}",
             names::TABLE_SENSOR_READINGS,
-            self.site_lit(),
+            SITE,
             self.within("ts")
         );
         for batch in self.query(&sql).await? {
@@ -322,7 +324,7 @@ impl Day<'_> {
              CAST(started AS BIGINT) AS started_us, CAST(ts AS BIGINT) AS ts_us, duration_s FROM {} \
              WHERE site = {} AND started < to_timestamp_micros({}) AND date >= DATE '{}' ORDER BY id, ts",
             names::TABLE_VIOLATIONS,
-            self.site_lit(),
+            SITE,
             self.end.timestamp_micros(),
             (self.start - Duration::days(VIOLATION_LOOKBACK_DAYS)).date_naive()
         );
@@ -371,7 +373,7 @@ impl Day<'_> {
         let sql = format!(
             "SELECT CAST(ts AS BIGINT) AS t FROM {} WHERE site = {} AND status IN ('sent', 'dry_run') AND {} ORDER BY ts",
             names::TABLE_COMMANDS,
-            self.site_lit(),
+            SITE,
             self.since_start_until("ts", until)
         );
         let mut out = Vec::new();
@@ -392,7 +394,7 @@ impl Day<'_> {
              CAST(ts AS BIGINT) AS ts_us FROM {} WHERE site = {} AND kind IN ('curtail', 'normal') \
              AND ts >= to_timestamp_micros({}) AND ts < to_timestamp_micros({}) ORDER BY ts, event_id",
             names::TABLE_GRID_SIGNALS,
-            self.site_lit(),
+            SITE,
             (self.start - Duration::days(1)).timestamp_micros(),
             (self.end + LOOKAHEAD).timestamp_micros()
         );

@@ -17,7 +17,7 @@ use adit_schemas::compliance::ComplianceDay;
 use adit_schemas::names::{TABLE_COMPLIANCE_DAILY, TABLE_SITE_ENERGY_1M};
 use adit_schemas::registry::{Machine, RegistryView, Site};
 use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
-use adit_sql::{Catalog, SqlEngine, SqlLimits};
+use adit_sql::{Catalog, Params, SqlEngine, SqlLimits};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
@@ -127,13 +127,19 @@ async fn stored_text(
     if !table_exists(engine, TABLE_COMPLIANCE_DAILY).await? {
         return Ok(None);
     }
-    let which = revision.map_or(String::new(), |n| format!(" AND revision = {n}"));
+    let mut params = Params::new();
+    let site = params.text(site);
+    let which = revision.map_or(String::new(), |n| {
+        format!(" AND revision = {}", params.int(n))
+    });
     let sql = format!(
-        "SELECT revision, report FROM {TABLE_COMPLIANCE_DAILY} WHERE site = '{}' AND date = DATE '{date}'{which} \
-         ORDER BY revision DESC LIMIT 1",
-        site.replace('\'', "''")
+        "SELECT revision, report FROM {TABLE_COMPLIANCE_DAILY} WHERE site = {site} AND date = DATE '{date}'{which} \
+         ORDER BY revision DESC LIMIT 1"
     );
-    let batches = engine.query(&sql).await?.batches;
+    let batches = engine
+        .query_with(&sql, params.into_options())
+        .await?
+        .batches;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
@@ -387,11 +393,16 @@ impl ComplianceJob {
         if !table_exists(&self.engine, TABLE_SITE_ENERGY_1M).await? {
             return Ok(None);
         }
+        let mut params = Params::new();
         let sql = format!(
-            "SELECT CAST(min(minute) AS BIGINT) AS first FROM {TABLE_SITE_ENERGY_1M} WHERE site = '{}'",
-            site.replace('\'', "''")
+            "SELECT CAST(min(minute) AS BIGINT) AS first FROM {TABLE_SITE_ENERGY_1M} WHERE site = {}",
+            params.text(site)
         );
-        let batches = self.engine.query(&sql).await?.batches;
+        let batches = self
+            .engine
+            .query_with(&sql, params.into_options())
+            .await?
+            .batches;
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
             return Ok(None);
         };

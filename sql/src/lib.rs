@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 mod executor;
 pub mod fresh;
+pub mod params;
 mod pool;
 pub mod syntax;
 
@@ -21,3 +22,4 @@ pub use catalog::Catalog;
 pub use cluster::QueryEngine;
 pub use engine::{Description, QueryResult, SessionSetup, SqlEngine, SqlLimits, StatementOptions};
 pub use error::{Result, SqlError};
+pub use params::Params;
