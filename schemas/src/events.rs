@@ -1,6 +1,7 @@
 //! The events that arrive on JetStream: their fields, subjects, dedupe keys, validation and
 //! Arrow schemas.
 
+use crate::time::micros;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use chrono::{DateTime, Utc};
@@ -57,10 +58,6 @@ pub const MAX_ID_BYTES: usize = 256;
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest reason or error text an event may carry.
 pub const MAX_REASON_BYTES: usize = 4096;
-
-fn micros(ts: DateTime<Utc>) -> i64 {
-    ts.timestamp_micros()
-}
 
 /// A share a miner submitted to a pool, accepted or rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

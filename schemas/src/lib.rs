@@ -18,6 +18,7 @@ pub mod names;
 pub mod overrides;
 pub mod registry;
 pub mod results;
+pub mod time;
 pub mod validate;
 
 pub use arrow_rows::{stamped_batch, to_batch};

@@ -2,6 +2,7 @@
 //! state each row holds (with the rules recorded beside them, or with the configured ones:
 //! "what would the new rules have done") and prints every step where they differ.
 
+use adit_schemas::time::micros;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use anyhow::{Context, bail};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 
 use crate::cli::ReplayDecisionsArgs;
 use crate::config::Config;
@@ -87,10 +88,6 @@ pub async fn replay(config: &Config, args: &ReplayDecisionsArgs) -> anyhow::Resu
         }
     }
     Ok(report)
-}
-
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
 }
 
 fn index_of(id: &str) -> u64 {

@@ -26,6 +26,7 @@
 //! `state` column the controller's state before the step, so `adit replay decisions`
 //! recomputes every recorded step and compares.
 
+use adit_schemas::time::{from_micros, span_micros};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -137,30 +138,26 @@ impl Default for CurtailmentConfig {
     }
 }
 
-fn us(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl CurtailmentConfig {
     /// The pure core's rules.
     pub fn rules(&self) -> ControlRules {
         ControlRules {
             ramp_kw_per_min: self.ramp_kw_per_min,
-            min_on_us: us(self.min_on),
-            min_off_us: us(self.min_off),
-            cooldown_us: us(self.cooldown),
+            min_on_us: span_micros(self.min_on),
+            min_off_us: span_micros(self.min_off),
+            cooldown_us: span_micros(self.cooldown),
             resume_margin_kw: self.resume_margin_kw,
-            command_timeout_us: us(self.command_timeout),
+            command_timeout_us: span_micros(self.command_timeout),
             strike_price: self.strike_price,
             strike_intervals: self.strike_intervals,
             price_target_kw: self.price_target_kw,
             fan_bands_c: self.fan_bands_c.clone(),
             fan_hysteresis_c: self.fan_hysteresis_c,
-            fan_dwell_us: us(self.fan_dwell),
+            fan_dwell_us: span_micros(self.fan_dwell),
             emergency_clear_c: self.emergency_clear_c,
-            meter_stale_us: us(self.meter_stale),
-            sensor_stale_us: us(self.sensor_stale),
-            signal_stale_us: self.signal_stale.map_or(i64::MAX, us),
+            meter_stale_us: span_micros(self.meter_stale),
+            sensor_stale_us: span_micros(self.sensor_stale),
+            signal_stale_us: self.signal_stale.map_or(i64::MAX, span_micros),
             failsafe_target_kw: self.failsafe_target_kw,
         }
     }
@@ -325,7 +322,7 @@ impl Curtailment {
     }
 
     fn eval_us(&self) -> i64 {
-        us(self.config.eval_every)
+        span_micros(self.config.eval_every)
     }
 
     /// What the controller of `site_id` sees at `at_us`; `None` for a site the registry does
@@ -407,7 +404,7 @@ impl Curtailment {
             fan_pin: None,
             overrides: Vec::new(),
         };
-        let at = ts(at_us);
+        let at = from_micros(at_us);
         let active: Vec<&Override> = site.overrides.values().filter(|o| o.active(at)).collect();
         apply_overrides(&mut inputs, &active, at_us);
         Some(inputs)
@@ -458,7 +455,7 @@ impl Curtailment {
         };
         let inputs_json = serde_json::to_string(&record).map_err(crate::Error::Encode)?;
         let state_json = serde_json::to_string(&before).map_err(crate::Error::Encode)?;
-        let ts = ts(at_us);
+        let ts = from_micros(at_us);
         for (i, d) in decisions.iter().enumerate() {
             let row = decision_row(
                 site_id,
@@ -491,7 +488,7 @@ impl Curtailment {
     ) -> Result<()> {
         let mode = site.control.mode;
         let state_json = serde_json::to_string(&site.control).map_err(crate::Error::Encode)?;
-        let at = ts(at_us);
+        let at = from_micros(at_us);
         for (j, o) in std::mem::take(&mut site.operator).into_iter().enumerate() {
             let (Some(machine), Some(action)) = (o.machine.clone(), operator_action(o.kind)) else {
                 continue;
@@ -726,10 +723,6 @@ fn apply_signal(site: &mut SiteState, g: &GridSignal, keep: usize) {
     }
 }
 
-fn ts(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
 fn mode_name(mode: controller::Mode) -> String {
     serde_json::to_value(mode)
         .ok()
@@ -753,7 +746,7 @@ pub fn decision_row(
         Action::Wake { machine } => ("wake", Some(machine.clone()), None),
         Action::FanLevel { level } => ("fan_level", None, Some(i64::from(*level))),
     };
-    let at = ts(at_us);
+    let at = from_micros(at_us);
     DecisionRow {
         id: format!("{site}:{at_us}:{i}"),
         site: site.to_string(),

@@ -11,8 +11,8 @@
 use adit_schemas::names::{self, TABLE_ANOMALIES};
 use adit_schemas::registry::RegistryView;
 use adit_schemas::results::AnomalyRow;
+use adit_schemas::time::from_micros;
 use adit_schemas::{AnyEvent, EnergySource, EventKind, MinerState, SensorKind, to_batch};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -100,10 +100,6 @@ fn sample_of(view: &RegistryView, event: &AnyEvent) -> Option<Sample> {
     })
 }
 
-fn ts(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
 /// The table row of one detector event.
 pub fn row_of(e: &AnomalyEvent) -> AnomalyRow {
     let mut row = AnomalyRow {
@@ -114,7 +110,7 @@ pub fn row_of(e: &AnomalyEvent) -> AnomalyRow {
         series: e.series.kind.as_str().into(),
         subject: e.series.id.clone(),
         detector: e.detector.as_str().into(),
-        ts: ts(e.ts_us),
+        ts: from_micros(e.ts_us),
         started: None,
         value: None,
         expected: None,
@@ -122,7 +118,7 @@ pub fn row_of(e: &AnomalyEvent) -> AnomalyRow {
         peak_score: None,
         duration_s: None,
         reason: None,
-        date: ts(e.ts_us).date_naive(),
+        date: from_micros(e.ts_us).date_naive(),
     };
     match &e.change {
         AnomalyChange::Opened {
@@ -132,7 +128,7 @@ pub fn row_of(e: &AnomalyEvent) -> AnomalyRow {
             score,
         } => {
             row.event = "opened".into();
-            row.started = Some(ts(*started_us));
+            row.started = Some(from_micros(*started_us));
             (row.value, row.expected, row.score) = (Some(*value), Some(*expected), Some(*score));
             row.peak_score = Some(*score);
         }
@@ -154,7 +150,7 @@ pub fn row_of(e: &AnomalyEvent) -> AnomalyRow {
             ..
         } => {
             row.event = "resolved".into();
-            row.started = Some(ts(*started_us));
+            row.started = Some(from_micros(*started_us));
             row.peak_score = Some(*peak_score);
             row.duration_s = Some(*duration_us as f64 / 1e6);
             row.reason = serde_json::to_value(reason)
@@ -236,7 +232,7 @@ mod tests {
             AnyEvent::Energy(EnergyReading {
                 site: "s1".into(),
                 machine: machine.into(),
-                ts: ts(1_800_000_000_000_000 + t * 1_000_000),
+                ts: from_micros(1_800_000_000_000_000 + t * 1_000_000),
                 power_w: w,
                 energy_wh: None,
                 source: EnergySource::Meter,
@@ -267,7 +263,7 @@ mod tests {
                 .step(
                     &mut state,
                     StepInput {
-                        now: ts(1_800_000_000_000_000 + minute * 60_000_000),
+                        now: from_micros(1_800_000_000_000_000 + minute * 60_000_000),
                         ticks: vec![],
                         inputs: vec![DecodedBatch::default(), decoded],
                     },
@@ -285,7 +281,7 @@ mod tests {
         assert!(
             opened
                 .iter()
-                .all(|r| r.started.unwrap() >= ts(1_800_000_000_000_000 + 1_200_000_000))
+                .all(|r| r.started.unwrap() >= from_micros(1_800_000_000_000_000 + 1_200_000_000))
         );
     }
 }

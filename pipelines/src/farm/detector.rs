@@ -70,6 +70,7 @@
 //! float as text (`{:?}`, read back with std's exact parser): serde_json's default float parser
 //! may move the last bit, and a replay from a snapshot must decide exactly as the first run.
 
+use adit_schemas::time::span_micros;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -626,14 +627,13 @@ struct Timing {
 
 impl Timing {
     fn of(cfg: &DetectConfig) -> Self {
-        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         Self {
-            spacing: us(cfg.min_spacing),
-            stale: us(cfg.peer_stale),
-            min_duration: us(cfg.min_duration),
-            clear_after: us(cfg.clear_after),
-            rebaseline: us(cfg.rebaseline),
-            forget: us(cfg.forget_after),
+            spacing: span_micros(cfg.min_spacing),
+            stale: span_micros(cfg.peer_stale),
+            min_duration: span_micros(cfg.min_duration),
+            clear_after: span_micros(cfg.clear_after),
+            rebaseline: span_micros(cfg.rebaseline),
+            forget: span_micros(cfg.forget_after),
             update_step: cfg.update_step,
         }
     }

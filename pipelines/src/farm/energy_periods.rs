@@ -11,6 +11,7 @@
 //! - **Efficiency**: J/TH = average power over the period / average reported hashrate (TH/s),
 //!   from the miners' status reports of the same minutes.
 
+use adit_schemas::time::from_micros;
 use std::collections::{BTreeMap, BTreeSet};
 
 use adit_schemas::registry::RegistryView;
@@ -179,7 +180,6 @@ impl Periods {
 const SOURCE_ORDER: [&str; 4] = ["meter", "pdu", "firmware", "estimate"];
 
 fn row(key: &PeriodKey, acc: &PeriodAcc) -> EnergyPeriod {
-    let ts = |us| DateTime::from_timestamp_micros(us).unwrap_or_default();
     let period_s = (acc.end_us - key.start_us) as f64 / 1e6;
     let avg_power_w = acc.energy_wh * 3600.0 / period_s;
     let covered_avg_w = if acc.covered_s > 0.0 {
@@ -195,13 +195,13 @@ fn row(key: &PeriodKey, acc: &PeriodAcc) -> EnergyPeriod {
         .copied()
         .filter(|s| acc.sources.contains(*s))
         .collect();
-    let start = ts(key.start_us);
+    let start = from_micros(key.start_us);
     EnergyPeriod {
         scope: key.scope.clone(),
         site: (key.scope != "pool").then(|| key.site.clone()),
         subject: key.subject.clone(),
         period_start: start,
-        period_end: ts(acc.end_us),
+        period_end: from_micros(acc.end_us),
         energy_wh: acc.energy_wh,
         avg_power_w,
         peak_power_w: acc.minutes.values().fold(0.0, |m, wh| m.max(wh * 60.0)),
@@ -217,7 +217,7 @@ fn row(key: &PeriodKey, acc: &PeriodAcc) -> EnergyPeriod {
         hashrate_ths,
         efficiency_j_th: hashrate_ths.map(|h| covered_avg_w / h),
         // The middle's UTC date: a site's local day files under its own date.
-        date: (start + (ts(acc.end_us) - start) / 2).date_naive(),
+        date: (start + (from_micros(acc.end_us) - start) / 2).date_naive(),
     }
 }
 

@@ -30,6 +30,7 @@
 //! violations at its clock are reported as metrics ([`crate::runtime::metrics`]) for dashboards; the
 //! `violations` table stays the record.
 
+use adit_schemas::time::{from_micros, span_micros};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -40,7 +41,6 @@ use adit_schemas::{
     AnyEvent, EnergySource, EventKind, GridSignal, GridSignalKind, NoteAction, SensorKind,
     ViolationNote, to_batch,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -118,10 +118,6 @@ impl ViolationsConfig {
             }
         }
         Ok(())
-    }
-
-    fn us(d: Duration) -> i64 {
-        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
     }
 }
 
@@ -324,10 +320,6 @@ fn worsened(kind: Kind, peak: f64, reported: f64) -> bool {
     }
 }
 
-fn ts(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
 impl Tracker {
     /// Feeds the evaluation of `key` at `at_us`: `Some` when its condition holds. `hold_us`:
     /// how long it must hold before opening; `clear_us`: how long it must be gone to resolve.
@@ -455,12 +447,12 @@ fn row_of(
         value,
         limit: open.limit,
         peak: open.peak,
-        started: ts(open.started_us),
-        ts: ts(at_us),
+        started: from_micros(open.started_us),
+        ts: from_micros(at_us),
         duration_s: (until_us - open.started_us).max(0) as f64 / 1e6,
         source: "pipeline".into(),
         note: None,
-        date: ts(at_us).date_naive(),
+        date: from_micros(at_us).date_naive(),
     }
 }
 
@@ -564,7 +556,7 @@ impl Violations {
     }
 
     fn eval_us(&self) -> i64 {
-        ViolationsConfig::us(self.config.eval_every)
+        span_micros(self.config.eval_every)
     }
 
     /// A machine's best fresh power at `at_us`, watts.
@@ -573,7 +565,7 @@ impl Violations {
             device,
             nominal_w,
             at_us,
-            ViolationsConfig::us(self.config.stale_after),
+            span_micros(self.config.stale_after),
         )
     }
 
@@ -653,7 +645,7 @@ impl Violations {
             });
             out.push((key("site", site_id, Kind::CurtailmentDeadline), missed));
         }
-        let stale = ViolationsConfig::us(self.config.stale_after);
+        let stale = span_micros(self.config.stale_after);
         for (id, sensor) in &site.devices.sensors {
             let value = sensor
                 .value
@@ -695,7 +687,7 @@ impl Violations {
         at_us: i64,
     ) -> Vec<(Key, Option<Condition>)> {
         let view = &state.registry;
-        let limit_us = ViolationsConfig::us(self.config.silent_after);
+        let limit_us = span_micros(self.config.silent_after);
         let check = |scope: &str, id: &str, record_key: String, heard: Option<i64>| {
             let since = heard.unwrap_or(i64::MIN).max(
                 state
@@ -767,7 +759,7 @@ impl Violations {
             kw * 1000.0,
             allocation_kw.map(|kw| kw * 1000.0),
         );
-        let stale = ViolationsConfig::us(self.config.stale_after);
+        let stale = span_micros(self.config.stale_after);
         for (id, sensor) in &site.devices.sensors {
             if sensor.sensor_kind == Some(SensorKind::Temperature) {
                 let celsius = sensor
@@ -845,8 +837,8 @@ impl Violations {
         at_us: i64,
         rows: &mut Vec<ViolationRow>,
     ) {
-        let hold = ViolationsConfig::us(self.config.min_duration);
-        let clear = ViolationsConfig::us(self.config.clear_after);
+        let hold = span_micros(self.config.min_duration);
+        let clear = span_micros(self.config.clear_after);
         for (key, condition) in conditions {
             // A silence has already lasted `silent_after`: it opens at once.
             let hold = if matches!(key.kind, Kind::SilentDevice | Kind::CurtailmentDeadline) {
@@ -1212,7 +1204,7 @@ mod tests {
             key: record.key(),
             op: ChangeOp::Put,
             by: "test".into(),
-            at: ts(at_us),
+            at: from_micros(at_us),
             record: Some(record),
         }
     }
@@ -1338,8 +1330,12 @@ mod tests {
             "{power_rows:#?}"
         );
         let opened = power_rows[0];
-        assert_eq!(opened.started, ts(T0 + 600 * S));
-        assert_eq!(opened.ts, ts(T0 + 660 * S), "detected after min_duration");
+        assert_eq!(opened.started, from_micros(T0 + 600 * S));
+        assert_eq!(
+            opened.ts,
+            from_micros(T0 + 660 * S),
+            "detected after min_duration"
+        );
         assert_eq!(power_rows[2].peak, Some(10.5));
         assert_eq!(power_rows[2].duration_s, 1200.0);
         assert!(power_rows.iter().all(|r| r.id == opened.id));
@@ -1441,7 +1437,7 @@ mod tests {
         assert_eq!(silent[0].event, "opened");
         assert_eq!(silent[0].subject, "m2");
         // Last heard at 290 s; silent once more than 120 s have passed: at 420 s.
-        assert_eq!(silent[0].ts, ts(T0 + 420 * S));
+        assert_eq!(silent[0].ts, from_micros(T0 + 420 * S));
         assert_eq!(silent.last().unwrap().event, "resolved");
         // Estimated power keeps the site inside its allocation: no power row.
         assert!(rows.iter().all(|r| r.kind == "silent_device"), "{rows:#?}");
@@ -1455,9 +1451,9 @@ mod tests {
             event_id: format!("dr-{at_s}"),
             kind,
             target_kw: (kind == GridSignalKind::Curtail).then_some(4.0),
-            deadline: (kind == GridSignalKind::Curtail).then(|| ts(T0 + (at_s + 120) * S)),
+            deadline: (kind == GridSignalKind::Curtail).then(|| from_micros(T0 + (at_s + 120) * S)),
             price_per_mwh: None,
-            ts: ts(T0 + at_s * S),
+            ts: from_micros(T0 + at_s * S),
         };
         let mut seq = 0;
         let mut rows = Vec::new();
@@ -1493,7 +1489,10 @@ mod tests {
         assert_eq!(deadline[0].severity, "violation");
         assert_eq!(deadline[0].limit, Some(4.0));
         assert_eq!(deadline[0].value, Some(6.0));
-        assert!(deadline[0].ts > ts(T0 + 180 * S) && deadline[0].ts <= ts(T0 + 200 * S));
+        assert!(
+            deadline[0].ts > from_micros(T0 + 180 * S)
+                && deadline[0].ts <= from_micros(T0 + 200 * S)
+        );
         assert_eq!(deadline[1].event, "resolved");
         // A normal signal lifts a target never met (a fresh site).
         let (p, mut state) = setup();
@@ -1611,7 +1610,7 @@ mod tests {
             subject: Some("m1".into()),
             note: "checked on site".into(),
             by: "ops".into(),
-            ts: ts(at_us),
+            ts: from_micros(at_us),
         }
     }
 
@@ -1677,6 +1676,6 @@ mod tests {
             ("silent_device", "m1")
         );
         // Last answered at 290 s: silent once more than 120 s have passed.
-        assert_eq!(opened[0].ts, ts(T0 + 420 * S));
+        assert_eq!(opened[0].ts, from_micros(T0 + 420 * S));
     }
 }

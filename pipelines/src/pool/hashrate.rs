@@ -9,6 +9,7 @@
 //! last minute before miners leave is written. An hour closes with its last minute. A share for
 //! a closed minute is late: counted, kept in `shares`, never used to rewrite a written row.
 
+use adit_schemas::time::span_micros;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -152,7 +153,7 @@ impl Hashrate {
         state: &mut HashrateState,
         now_us: i64,
     ) -> (Vec<HashrateMinute>, Vec<HashrateHour>) {
-        let idle_us = i64::try_from(self.config.idle.as_micros()).unwrap_or(i64::MAX);
+        let idle_us = span_micros(self.config.idle);
         let pools: Vec<String> = state.marks.groups().map(str::to_string).collect();
         let mut limit = BTreeMap::new();
         for pool in pools {

@@ -18,6 +18,7 @@
 //! lost and nothing is written twice, and state always belongs to the positions it is
 //! resumed with.
 
+use adit_schemas::time::from_micros;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -584,7 +585,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                     Vec::new()
                 });
             }
-            let now = DateTime::from_timestamp_micros(record.now_us).unwrap_or_default();
+            let now = from_micros(record.now_us);
             self.epoch_step(
                 &mut inputs,
                 raw,
