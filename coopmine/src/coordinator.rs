@@ -1,6 +1,6 @@
-//! The coordinator: the cluster state behind a lock, the upstream task, share judging with the
-//! RandomX threads, forwarding, publishing, and the two servers (gRPC for workers, REST for
-//! people) started by [`run`].
+//! The coordinator: the cluster state behind a lock, share judging with the RandomX threads,
+//! forwarding and publishing. [`crate::serve::run`] starts it with the upstream task and the
+//! two servers (gRPC for workers, REST for people), which call into it and are never named here.
 //!
 //! A share is acknowledged to its worker only once it is safe: a share that meets the upstream
 //! target is forwarded first and answered with the pool's verdict (the pool holds what earns
@@ -9,7 +9,6 @@
 //! was told about.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,13 +17,12 @@ use adit_schemas::{AnyEvent, ClusterShare, ClusterUpstream, HashrateSample};
 use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, Pending, Reject};
 use crate::config::ClusterConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hasher::Hashers;
-use crate::upstream::{self, Forward, UpstreamEvent};
+use crate::upstream::{Forward, UpstreamEvent};
 
 /// Shares kept for `/api/shares`.
 const RECENT_SHARES: usize = 500;
@@ -484,7 +482,7 @@ impl Coordinator {
     }
 
     /// Takes what the upstream task reports.
-    async fn on_upstream(&self, event: UpstreamEvent) {
+    pub(crate) async fn on_upstream(&self, event: UpstreamEvent) {
         match event {
             UpstreamEvent::Connected { url, generation } => {
                 self.upstream.send_replace(UpstreamStatus {
@@ -550,7 +548,7 @@ impl Coordinator {
     }
 
     /// Drops silent workers.
-    fn expire(&self) {
+    pub(crate) fn expire(&self) {
         let dropped = self.state().expire(Instant::now());
         if dropped.is_empty() {
             return;
@@ -598,123 +596,29 @@ fn view(state: &mut Cluster, id: &str, now: Instant) -> Option<WorkerView> {
     })
 }
 
-/// Where a running coordinator listens.
-#[derive(Debug, Clone, Copy)]
-pub struct Bound {
-    /// gRPC.
-    pub grpc: SocketAddr,
-    /// REST.
-    pub rest: SocketAddr,
-}
-
-/// Runs a coordinator until `stop`: the upstream, the job and expiry loops, the gRPC service
-/// (mutual TLS) and the REST API. `ready` gets the bound addresses once both listen.
-pub async fn run(
-    config: ClusterConfig,
-    publisher: Option<Publisher>,
-    metrics: Option<MetricsRender>,
-    ready: Option<oneshot::Sender<Bound>>,
-    stop: CancellationToken,
-) -> Result<()> {
-    config.validate()?;
-    let upstream_config = config.upstream()?;
-    let acceptor = adit_protocol::tls::acceptor(
-        &adit_protocol::TlsFiles {
-            cert: config.grpc.cert.clone(),
-            key: config.grpc.key.clone(),
-        },
-        Some(&config.grpc.ca),
-    )?;
-    let grpc_listener = tokio::net::TcpListener::bind(&config.grpc.listen)
-        .await
-        .map_err(|e| {
-            Error::io(
-                format!("binding cluster.grpc.listen {}", config.grpc.listen),
-                e,
-            )
-        })?;
-    let (rest_tokens, rest_tls) = (config.rest.tokens()?, config.rest.tls_acceptor()?);
-    let rest_listener = tokio::net::TcpListener::bind(&config.rest.listen)
-        .await
-        .map_err(|e| {
-            Error::io(
-                format!("binding cluster.rest.listen {}", config.rest.listen),
-                e,
-            )
-        })?;
-    let bound = Bound {
-        grpc: grpc_listener
-            .local_addr()
-            .map_err(|e| Error::io("gRPC address", e))?,
-        rest: rest_listener
-            .local_addr()
-            .map_err(|e| Error::io("REST address", e))?,
-    };
-    let (forwards_tx, forwards_rx) = mpsc::channel(256);
-    let (events_tx, mut events_rx) = mpsc::channel(64);
-    let coordinator = Arc::new(Coordinator {
-        hashers: Hashers::start(config.verify_threads, config.verify_mode)?,
-        cluster: Mutex::new(Cluster::new(config.rules())),
-        config,
-        changes: watch::channel(0).0,
-        upstream: watch::channel(UpstreamStatus::default()).0,
-        forwards: forwards_tx,
-        publisher,
-        live: broadcast::channel(1024).0,
-        recent: Mutex::new(VecDeque::new()),
-        metrics,
-    });
-    coordinator.update_gauges();
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(upstream::run(
-        upstream_config,
-        events_tx,
-        forwards_rx,
-        stop.clone(),
-    ));
-    {
-        let c = Arc::clone(&coordinator);
-        tasks.spawn(async move {
-            while let Some(event) = events_rx.recv().await {
-                c.on_upstream(event).await;
-            }
-        });
+impl Coordinator {
+    /// A coordinator over `config`, judging shares with `hashers` and forwarding those that
+    /// meet the upstream's target through `forwards`; its gauges are set at once.
+    pub(crate) fn new(
+        config: ClusterConfig,
+        hashers: Hashers,
+        forwards: mpsc::Sender<Forward>,
+        publisher: Option<Publisher>,
+        metrics: Option<MetricsRender>,
+    ) -> Self {
+        let coordinator = Coordinator {
+            hashers,
+            cluster: Mutex::new(Cluster::new(config.rules())),
+            config,
+            changes: watch::channel(0).0,
+            upstream: watch::channel(UpstreamStatus::default()).0,
+            forwards,
+            publisher,
+            live: broadcast::channel(1024).0,
+            recent: Mutex::new(VecDeque::new()),
+            metrics,
+        };
+        coordinator.update_gauges();
+        coordinator
     }
-    {
-        let (c, stop) = (Arc::clone(&coordinator), stop.clone());
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            while !stop.is_cancelled() {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => c.expire(),
-                }
-            }
-        });
-    }
-    let incoming = crate::mtls::incoming(grpc_listener, acceptor, stop.clone());
-    let service = crate::service::server(Arc::clone(&coordinator));
-    let grpc_stop = stop.clone();
-    let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned());
-    let rest = adit_protocol::https::serve(
-        rest_listener,
-        crate::rest::router(Arc::clone(&coordinator), Arc::new(rest_tokens)),
-        rest_tls,
-        stop.clone().cancelled_owned(),
-    );
-    tracing::info!(grpc = %bound.grpc, rest = %bound.rest, cluster = %coordinator.config.id, "coordinator listening");
-    if let Some(ready) = ready
-        && ready.send(bound).is_err()
-    {
-        tracing::debug!("nobody waited for the coordinator's addresses");
-    }
-    let (grpc_done, rest_done) = tokio::join!(grpc, rest);
-    stop.cancel();
-    while tasks.join_next().await.is_some() {}
-    grpc_done.map_err(|e| Error::Grpc(e.to_string()))?;
-    rest_done.map_err(|e| Error::io("serving the REST API", e))?;
-    Ok(())
 }

@@ -13,6 +13,7 @@ mod hasher;
 pub mod miner;
 pub mod mtls;
 mod rest;
+mod serve;
 mod service;
 pub mod upstream;
 mod vms;
@@ -25,6 +26,7 @@ pub mod proto {
 }
 
 pub use config::{ClusterConfig, HashMode, WorkerConfig};
-pub use coordinator::{Bound, MetricsRender, run as run_coordinator};
+pub use coordinator::MetricsRender;
 pub use error::{Error, Result};
+pub use serve::{Bound, run as run_coordinator};
 pub use worker::run as run_worker;

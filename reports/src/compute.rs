@@ -175,7 +175,7 @@ impl Day<'_> {
     /// Runs one of the day's statements, each about the site: its name is bound to [`SITE`].
     async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let mut params = Params::new();
-        params.text(&self.site);
+        params.text(self.site);
         let options = params.into_options();
         Ok(self.engine.query_with(sql, options).await?.batches)
     }

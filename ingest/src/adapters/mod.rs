@@ -26,7 +26,17 @@ pub mod poll;
 
 pub use error::DeviceError;
 
+use reqwest::Url;
 use serde_json::Value;
+
+/// `url` parsed, if it is an `http://` or `https://` URL with a host.
+pub(crate) fn http_url(url: &str) -> Result<Url, String> {
+    let parsed = Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err("expected an http:// or https:// URL with a host".into());
+    }
+    Ok(parsed)
+}
 
 /// Parses a device's JSON body, telling a reply that was cut off from one that is not JSON.
 pub(crate) fn decode_json(body: &[u8]) -> Result<Value, DeviceError> {

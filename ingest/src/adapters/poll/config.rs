@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use adit_schemas::names;
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::super::http_json::FieldMap;
+use super::super::http_url;
 use super::super::mqtt::{self, TopicMap};
 
 /// `[adapters]`: how devices are polled.
@@ -221,15 +221,6 @@ fn validate_mqtt(mqtt: &MqttConfig) -> Result<(), String> {
             .map_err(|r| format!("adapters.mqtt.maps[{i}].{r}"))?;
     }
     Ok(())
-}
-
-/// `url` parsed, if it is an `http://` or `https://` URL with a host.
-pub(crate) fn http_url(url: &str) -> Result<Url, String> {
-    let parsed = Url::parse(url).map_err(|e| e.to_string())?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-        return Err("expected an http:// or https:// URL with a host".into());
-    }
-    Ok(parsed)
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@
 pub(crate) mod config;
 mod schedule;
 
-use config::http_url;
+use super::http_url;
 pub use config::{AdaptersConfig, GridFeed, GridFeedKind, MqttConfig};
 use schedule::{Change, Scheduler, Timing};
 
