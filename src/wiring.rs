@@ -34,6 +34,8 @@ pub struct Services {
     pub js: jetstream::Context,
     /// Event publisher.
     pub publisher: Publisher,
+    /// The registry bucket, opened once for every role that reads or changes it.
+    pub registry: Registry,
     /// The managed nats-server, if this process started one.
     pub managed: Option<ManagedNats>,
 }
@@ -54,6 +56,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     .await?;
     Ok(Services {
         publisher: Publisher::new(js.clone()),
+        registry: Registry::open(js.clone()).await?,
         client,
         js,
         managed,
@@ -347,7 +350,7 @@ pub async fn run_roles(
             vitals: vitals.clone(),
             nats: Some(services.client.clone()),
             node: chain_tip(config)?,
-            registry: Some(Registry::open(services.js.clone()).await?),
+            registry: Some(services.registry.clone()),
             publisher: Some(services.publisher.clone()),
             rules: Some(
                 adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?,
@@ -431,7 +434,7 @@ pub async fn run_roles(
     let mut adapters = config.adapters.clone();
     if roles.contains(&Role::Simulate) {
         let farm = Farm::new(sim.clone());
-        let registry = Registry::open(services.js.clone()).await?;
+        let registry = services.registry.clone();
         if roles.contains(&Role::Adapters) {
             // The farm as devices on real sockets, read by the adapters like a real one.
             let devices = Devices::start(farm, "127.0.0.1", shutdown.clone())
@@ -474,7 +477,7 @@ pub async fn run_roles(
         }
     }
     if roles.contains(&Role::Adapters) {
-        let registry = Registry::open(services.js.clone()).await?;
+        let registry = services.registry.clone();
         let (publisher, token, vitals) =
             (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let egress = config.egress.clone();
@@ -514,7 +517,7 @@ pub async fn run_roles(
         });
     }
     if roles.contains(&Role::Compliance) {
-        let registry = Registry::open(services.js.clone()).await?;
+        let registry = services.registry.clone();
         let (store, token, vitals) = (store.clone(), shutdown.clone(), vitals.clone());
         let (compliance, reports) = (config.compliance.clone(), config.reports_dir());
         tasks.spawn(async move {
@@ -590,7 +593,7 @@ pub async fn run_roles(
         });
     }
     if roles.contains(&Role::Actuators) {
-        let registry = Registry::open(services.js.clone()).await?;
+        let registry = services.registry.clone();
         let (publisher, token, vitals) =
             (services.publisher.clone(), shutdown.clone(), vitals.clone());
         let actuators = config.actuators.clone();
