@@ -136,12 +136,12 @@ fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> 
     if !config.query.fresh_reads || !matches!(config.query.engine, adit_query::QueryEngine::Local) {
         return catalog;
     }
-    catalog.with_fresh(Arc::new(adit_pipelines::runtime::fresh::LandingTails::new(
+    catalog.with_fresh(Arc::new(adit_pipelines::fresh::LandingTails::new(
         js.clone(),
         store.clone(),
         &config.pipelines,
         &ValidationPolicy::default(),
-        adit_pipelines::runtime::fresh::TailLimits::default(),
+        adit_pipelines::fresh::TailLimits::default(),
     )))
 }
 
@@ -259,15 +259,16 @@ pub async fn run_roles(
             js: services.js.clone(),
             publisher: services.publisher.clone(),
             store: store.clone(),
-            config: config.pipelines.clone(),
+            config: config.pipelines.runtime(),
             policy: ValidationPolicy::default(),
             holder: adit_pipelines::runtime::holder_name(),
             vitals: vitals.clone(),
             progress: Default::default(),
         };
+        let pipelines = adit_pipelines::catalog::all(&config.pipelines);
         let token = shutdown.clone();
         tasks.spawn(async move {
-            adit_pipelines::run_all(ctx, token).await?;
+            adit_pipelines::run_all(ctx, pipelines, token).await?;
             Ok("pipelines")
         });
     }

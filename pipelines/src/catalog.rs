@@ -1,55 +1,159 @@
-//! The one list of pipelines. Adding a pipeline is adding it here; the runtime runs what this
-//! list holds and never names one.
+//! The one list of pipelines and their config (`[pipelines]`). Adding a pipeline is adding it
+//! here; the runtime runs the list it is given and never names one.
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::control::curtailment::Curtailment;
-use crate::error::Result;
+use adit_schemas::names;
+use adit_sinks::Maintenance;
+use serde::Deserialize;
+
+use crate::control::curtailment::{Curtailment, CurtailmentConfig};
 use crate::farm::anomalies::Anomalies;
-use crate::farm::energy::Energy;
+use crate::farm::detector::DetectConfig;
+use crate::farm::energy::{Energy, EnergyConfig};
 use crate::farm::registry_log::RegistryLog;
-use crate::farm::violations::Violations;
+use crate::farm::violations::{Violations, ViolationsConfig};
 use crate::landing::Landing;
-use crate::pool::hashrate::Hashrate;
-use crate::pool::pplns::Pplns;
-use crate::runtime::pipeline::Pipeline;
-use crate::runtime::runner::run_instance;
-use crate::runtime::{PipelineContext, PipelinesConfig};
+use crate::pool::hashrate::{Hashrate, HashrateConfig};
+use crate::pool::pplns::{Pplns, PplnsConfig};
+use crate::runtime::context::{InvalidConfig, RuntimeConfig, invalid};
+use crate::runtime::runnable::Runnable;
 
-/// A pipeline with its types erased, so different pipelines sit in one list.
-pub trait Runnable: Send + Sync {
-    /// The pipeline's name.
-    fn name(&self) -> String;
-    /// Its declaration.
-    fn spec(&self) -> crate::runtime::pipeline::PipelineSpec;
-    /// Runs one instance (see [`run_instance`]).
-    fn run<'a>(
-        &'a self,
-        ctx: &'a PipelineContext,
-        partition: Option<&'a str>,
-        shutdown: &'a CancellationToken,
-    ) -> BoxFuture<'a, Result<()>>;
+/// Pipeline settings; from config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelinesConfig {
+    /// A batch closes at this many messages...
+    pub batch_max_rows: usize,
+    /// ...or this long after its first message.
+    #[serde(with = "humantime_serde")]
+    pub batch_max_wait: Duration,
+    /// A pipeline instance's lease lives this long without renewal; a standby takes over
+    /// within about this long after its holder dies.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// An instance whose oldest uncommitted message was stored longer ago than this is
+    /// stalled: `/ready` answers 503 naming it (`lag:<instance>`) until it catches up.
+    #[serde(with = "humantime_serde")]
+    pub max_lag: Duration,
+    /// Pipelines run as one instance per listed key (a site or pool), each with its own
+    /// position and lease: `telemetry = ["site-01", "site-02"]`. Only the keys listed are read.
+    pub partitions: BTreeMap<String, Vec<String>>,
+    /// Table compaction and vacuum.
+    pub maintenance: Maintenance,
+    /// The energy pipeline.
+    pub energy: EnergyConfig,
+    /// PPLNS payouts.
+    pub pplns: PplnsConfig,
+    /// Effective hashrate tables.
+    pub hashrate: HashrateConfig,
+    /// Violations of the registry's limits.
+    pub violations: ViolationsConfig,
+    /// Anomaly detection.
+    pub anomalies: DetectConfig,
+    /// The curtailment and cooling controller.
+    pub curtailment: CurtailmentConfig,
 }
 
-impl<P: Pipeline> Runnable for P {
-    fn name(&self) -> String {
-        Pipeline::spec(self).name
+impl Default for PipelinesConfig {
+    fn default() -> Self {
+        // The runtime's defaults are its own ([`RuntimeConfig::default`]).
+        let RuntimeConfig {
+            batch_max_rows,
+            batch_max_wait,
+            lease_ttl,
+            max_lag,
+            partitions,
+            maintenance,
+        } = RuntimeConfig::default();
+        Self {
+            batch_max_rows,
+            batch_max_wait,
+            lease_ttl,
+            max_lag,
+            partitions,
+            maintenance,
+            energy: EnergyConfig::default(),
+            pplns: PplnsConfig::default(),
+            hashrate: HashrateConfig::default(),
+            violations: ViolationsConfig::default(),
+            anomalies: DetectConfig::default(),
+            curtailment: CurtailmentConfig::default(),
+        }
+    }
+}
+
+impl PipelinesConfig {
+    /// Every value checked, after all overrides; the first problem found, naming its key.
+    /// The runtime's part of it.
+    pub fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            batch_max_rows: self.batch_max_rows,
+            batch_max_wait: self.batch_max_wait,
+            lease_ttl: self.lease_ttl,
+            max_lag: self.max_lag,
+            partitions: self.partitions.clone(),
+            maintenance: self.maintenance.clone(),
+        }
     }
 
-    fn spec(&self) -> crate::runtime::pipeline::PipelineSpec {
-        Pipeline::spec(self)
-    }
-
-    fn run<'a>(
-        &'a self,
-        ctx: &'a PipelineContext,
-        partition: Option<&'a str>,
-        shutdown: &'a CancellationToken,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(run_instance(self, ctx, partition, shutdown))
+    /// Every value checked, after all overrides; the first problem found, naming its key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        self.runtime().validate()?;
+        self.pplns.validate()?;
+        self.hashrate.validate()?;
+        self.violations.validate()?;
+        self.anomalies.validate()?;
+        self.curtailment.validate()?;
+        let pipelines = all(self);
+        let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
+        for (pipeline, keys) in &self.partitions {
+            let key = format!("pipelines.partitions.{pipeline}");
+            if !known.contains(pipeline) {
+                return Err(invalid(
+                    &key,
+                    format!("no such pipeline (pipelines: {})", known.join(", ")),
+                ));
+            }
+            let spec = pipelines
+                .iter()
+                .find(|p| &p.name() == pipeline)
+                .map(|p| p.spec());
+            if let Some(input) = spec
+                .iter()
+                .flat_map(|s| s.inputs.iter())
+                .find(|i| i.partitioned.is_none())
+            {
+                return Err(invalid(
+                    &key,
+                    format!("its input {} cannot be partitioned", input.name),
+                ));
+            }
+            if keys.is_empty() {
+                return Err(invalid(
+                    &key,
+                    "list at least one partition key, or remove the entry",
+                ));
+            }
+            for k in keys {
+                if !names::is_token(k) {
+                    return Err(invalid(
+                        &key,
+                        format!("{k:?} is not a subject token (1–64 of A-Z a-z 0-9 _ -)"),
+                    ));
+                }
+            }
+            let mut sorted = keys.clone();
+            sorted.sort();
+            sorted.dedup();
+            if sorted.len() != keys.len() {
+                return Err(invalid(&key, "lists a key twice"));
+            }
+        }
+        self.energy.validate()
     }
 }
 

@@ -21,14 +21,16 @@ pub mod catalog;
 pub mod control;
 pub mod error;
 pub mod farm;
+pub mod fresh;
 pub mod landing;
 pub mod pool;
 pub mod runtime;
 mod serde_pairs;
 pub mod watermark;
 
+pub use catalog::PipelinesConfig;
 pub use error::{Error, Result};
 pub use runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
-pub use runtime::{InvalidConfig, PipelineContext, PipelinesConfig, run_all};
+pub use runtime::{InvalidConfig, PipelineContext, RuntimeConfig, run_all};

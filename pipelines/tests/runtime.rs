@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use adit_bus::publish::Outgoing;
 use adit_bus::{Publisher, ensure_streams};
+use adit_pipelines::PipelinesConfig;
 use adit_pipelines::runtime::runner::run_instance;
-use adit_pipelines::runtime::{PipelineContext, PipelinesConfig, ensure_lease_bucket, holder_name};
+use adit_pipelines::runtime::{PipelineContext, ensure_lease_bucket, holder_name};
 use adit_pipelines::{
     OutputTable, Pipeline, PipelineSpec, Result, StepInput, StepOutput, StreamInput,
 };
@@ -190,7 +191,7 @@ async fn two_inputs_resume_each_after_its_own_position_with_their_state() {
         js: js.clone(),
         publisher: publisher.clone(),
         store,
-        config,
+        config: config.runtime(),
         policy: ValidationPolicy::default(),
         holder: holder_name(),
         vitals: adit_supervise::Vitals::new(),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use adit_bus::publish::Outgoing;
 use adit_bus::{Publisher, ensure_streams};
 use adit_pipelines::PipelineContext;
+use adit_pipelines::fresh::{LandingTails, TailLimits};
 use adit_pipelines::landing::Landing;
-use adit_pipelines::runtime::fresh::{LandingTails, TailLimits};
 use adit_pipelines::runtime::runner::run_instance;
 use adit_query::{Catalog, SqlEngine, SqlLimits};
 use adit_schemas::names::{STREAM_TELEMETRY, TABLE_ENERGY_READINGS};
@@ -137,7 +137,7 @@ pub async fn ingest(
         js: js.clone(),
         publisher: publisher.clone(),
         store: store.clone(),
-        config: config.pipelines.clone(),
+        config: config.pipelines.runtime(),
         policy: ValidationPolicy::default(),
         holder: adit_pipelines::runtime::holder_name(),
         vitals: adit_supervise::Vitals::new(),

@@ -77,7 +77,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::InvalidConfig;
+use crate::runtime::context::InvalidConfig;
 
 /// MAD × this estimates the standard deviation of normal noise.
 const MAD_TO_SIGMA: f64 = 1.4826;

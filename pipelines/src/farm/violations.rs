@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::farm::readings::{Device, Reading, SiteDevices, best_power, reading_of};
-use crate::runtime::InvalidConfig;
+use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };

@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::runtime::InvalidConfig;
+use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput,
 };

@@ -37,7 +37,7 @@ use crate::error::Result;
 use crate::pool::split::{
     BPS, Factor, Split, SplitError, SplitRules, Unfilled, WindowShare, split,
 };
-use crate::runtime::InvalidConfig;
+use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };

@@ -19,7 +19,6 @@ use adit_schemas::names;
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::PipelineContext;
 use crate::runtime::pipeline::PipelineSpec;
 
 /// One input of a watched instance.
@@ -112,12 +111,27 @@ pub fn stalled(lags: &[(String, Lag)], max_lag: Duration) -> Option<String> {
     })
 }
 
+/// What the lag watch reads and where it reports (taken from the pipelines' context).
+#[derive(Clone)]
+pub struct LagWatch {
+    /// JetStream, for the consumers' pending counts and the lease bucket.
+    pub js: jetstream::Context,
+    /// This process's name on the leases it holds.
+    pub holder: String,
+    /// Past this, an instance is stalled.
+    pub max_lag: Duration,
+    /// The instances this process runs.
+    pub progress: Progress,
+    /// Where a stalled instance is reported (read by `/ready`).
+    pub vitals: adit_supervise::Vitals,
+}
+
 /// Watches every instance in `ctx.progress` until `shutdown`.
 pub async fn watch(
-    ctx: PipelineContext,
+    ctx: LagWatch,
     shutdown: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let max_lag = ctx.config.max_lag;
+    let max_lag = ctx.max_lag;
     let mut tick = tokio::time::interval(check_every(max_lag));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -153,7 +167,7 @@ pub async fn watch(
 }
 
 /// Whether another process holds `instance`'s lease now.
-async fn held_elsewhere(ctx: &PipelineContext, instance: &str) -> bool {
+async fn held_elsewhere(ctx: &LagWatch, instance: &str) -> bool {
     let Ok(kv) = ctx.js.get_key_value(names::KV_LEASES).await else {
         return false;
     };

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::runtime::PipelineContext;
+use crate::runtime::context::PipelineContext;
 use crate::runtime::lease::Lease;
 use crate::runtime::metrics;
 use crate::runtime::pipeline::{Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};

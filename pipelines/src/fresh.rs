@@ -38,8 +38,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
+use crate::catalog::PipelinesConfig;
 use crate::landing::Landing;
-use crate::runtime::PipelinesConfig;
 use crate::runtime::runner::instance_name;
 
 /// A message whose time lies this close to the oldest time the landing accepts is not shown

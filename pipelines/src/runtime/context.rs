@@ -1,0 +1,124 @@
+//! What every pipeline instance is given: the runtime's settings, checked, and the context
+//! (bus, tables, validation, lease holder name, vitals) passed explicitly to each.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adit_bus::Publisher;
+use adit_schemas::{ValidationPolicy, names};
+use adit_sinks::{Maintenance, TableStore};
+use async_nats::jetstream;
+
+use crate::error::Result;
+
+/// The runtime's own settings (the `[pipelines]` keys that are not one pipeline's), taken
+/// from the pipelines' config by [`crate::catalog::PipelinesConfig::runtime`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// A batch closes at this many messages...
+    pub batch_max_rows: usize,
+    /// ...or this long after its first message.
+    pub batch_max_wait: Duration,
+    /// A pipeline instance's lease lives this long without renewal.
+    pub lease_ttl: Duration,
+    /// An instance whose oldest uncommitted message was stored longer ago than this is stalled.
+    pub max_lag: Duration,
+    /// The partition keys each partitioned pipeline runs one instance per.
+    pub partitions: BTreeMap<String, Vec<String>>,
+    /// Table compaction and vacuum.
+    pub maintenance: Maintenance,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_rows: 20_000,
+            batch_max_wait: Duration::from_millis(500),
+            lease_ttl: Duration::from_secs(10),
+            max_lag: Duration::from_secs(300),
+            partitions: BTreeMap::new(),
+            maintenance: Maintenance::default(),
+        }
+    }
+}
+
+/// A config value that cannot work, with the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct InvalidConfig {
+    /// Dotted key, e.g. `pipelines.energy.tick`.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> InvalidConfig {
+    InvalidConfig {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl RuntimeConfig {
+    /// Every value checked; the first problem found, naming its key. Which pipelines exist is
+    /// the catalog's to check ([`crate::catalog::PipelinesConfig::validate`]).
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.batch_max_rows == 0 {
+            return Err(invalid("pipelines.batch_max_rows", "must be at least 1"));
+        }
+        if self.batch_max_wait.is_zero() {
+            return Err(invalid("pipelines.batch_max_wait", "must be more than 0"));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(invalid("pipelines.lease_ttl", "must be at least 1s"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(7 * 86_400)).contains(&self.max_lag) {
+            return Err(invalid("pipelines.max_lag", "must be 1s to 7 days"));
+        }
+        self.maintenance
+            .validate()
+            .map_err(|reason| invalid("pipelines.maintenance", reason))
+    }
+}
+
+/// What every pipeline needs, passed explicitly.
+#[derive(Clone)]
+pub struct PipelineContext {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Publishes dead letters and results.
+    pub publisher: Publisher,
+    /// Where tables live.
+    pub store: TableStore,
+    /// The runtime's settings.
+    pub config: RuntimeConfig,
+    /// Validation limits for incoming events.
+    pub policy: ValidationPolicy,
+    /// This process's name on the leases it holds (host, pid and a random part).
+    pub holder: String,
+    /// Where each pipeline instance's supervisor reports whether it runs, and the lag watch
+    /// whether it keeps up (read by `/ready`).
+    pub vitals: adit_supervise::Vitals,
+    /// The instances this process runs, for the lag watch.
+    pub progress: crate::runtime::progress::Progress,
+}
+
+/// A holder name unique to this process.
+pub fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Creates the lease bucket: a KV bucket whose keys expire `ttl` after their last write.
+pub async fn ensure_lease_bucket(
+    js: &jetstream::Context,
+    ttl: Duration,
+    replicas: usize,
+) -> Result<()> {
+    adit_bus::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), replicas).await?;
+    Ok(())
+}
