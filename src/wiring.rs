@@ -169,13 +169,13 @@ fn install_metrics() -> Option<PrometheusHandle> {
 
 /// The node the blocks view asks for the chain's height: `query.node`, else the pool's node
 /// when it is monerod.
-fn chain_tip(config: &Config) -> anyhow::Result<Option<adit_query::views::ChainTip>> {
+fn chain_tip(config: &Config) -> anyhow::Result<Option<adit_query::chain::ChainTip>> {
     let node = config.query.node.clone().or_else(|| {
         let pool = &config.pool.node;
         pool.starts_with("http").then(|| pool.clone())
     });
     Ok(node
-        .map(|n| adit_query::views::ChainTip::new(&n))
+        .map(|n| adit_query::chain::ChainTip::new(&n))
         .transpose()?)
 }
 
@@ -370,7 +370,7 @@ pub async fn run_roles(
             admission,
             lockout,
             dashboards: Some(dashboards(&services.js, config).await?),
-            live: Some(adit_query::live::Live::new(
+            live: Some(adit_query::hub::Live::new(
                 services.js.clone(),
                 config.query.live_max_subscribers,
             )),

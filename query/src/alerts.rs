@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::views::{Page, rows, tables};
 
 fn store(state: &AppState) -> Result<&RuleStore> {

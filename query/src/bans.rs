@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::error::{QueryError, Result};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The longest ban that is not "until lifted".
 const MAX_DURATION_DAYS: i64 = 3650;

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// What an operator asks of one machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]

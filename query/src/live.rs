@@ -27,35 +27,16 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::{QueryError, Result};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The subjects followed when none are named.
 pub const DEFAULT_SUBJECTS: &str = "results.>";
 
 /// How often an idle subscription gets a comment line, so proxies keep it open.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-
-/// What live subscriptions share: the bus and a cap on how many run at once.
-#[derive(Clone)]
-pub struct Live {
-    /// JetStream, to read the streams.
-    js: jetstream::Context,
-    /// One permit per open subscription.
-    slots: Arc<Semaphore>,
-}
-
-impl Live {
-    /// Live subscriptions over `js`, at most `max_subscribers` at once.
-    pub fn new(js: jetstream::Context, max_subscribers: usize) -> Self {
-        Self {
-            js,
-            slots: Arc::new(Semaphore::new(max_subscribers)),
-        }
-    }
-}
 
 /// The query string.
 #[derive(Debug, Deserialize)]

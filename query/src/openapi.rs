@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    alerts, bans, commands, dashboards, live, overrides, receivers, registry, reports, server,
+    alerts, bans, basics, commands, dashboards, live, overrides, receivers, registry, reports,
     views, violations,
 };
 
@@ -34,12 +34,12 @@ impl Modify for Bearer {
 #[openapi(
     info(title = "adit", description = "SQL over every table, pool views, ingest, health and metrics."),
     paths(
-        server::sql_get,
-        server::sql_post,
-        server::list_tables,
-        server::health,
-        server::ready,
-        server::metrics,
+        basics::sql_get,
+        basics::sql_post,
+        basics::list_tables,
+        basics::health,
+        basics::ready,
+        basics::metrics,
         views::pool_stats,
         views::pool_blocks,
         views::pool_payments,
@@ -92,7 +92,7 @@ impl Modify for Bearer {
         reports::compliance,
     ),
     components(schemas(
-        server::SqlBody,
+        basics::SqlBody,
         violations::NewViolation,
         violations::Resolution,
         overrides::NewOverride,

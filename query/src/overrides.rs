@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::views::{Page, rows, tables};
 
 /// A new override.

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::de::DeserializeOwned;
 
 use crate::error::{QueryError, Result};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The body as `T`, or a 400 saying why not.
 pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {

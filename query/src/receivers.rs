@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use crate::error::{QueryError, Result};
-use crate::server::AppState;
+use crate::state::AppState;
 
 fn notifier(state: &AppState) -> Result<(&Notifier, &ManagedStore)> {
     let unavailable = || {

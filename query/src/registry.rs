@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::{QueryError, Result};
-use crate::server::AppState;
+use crate::state::AppState;
 
 impl From<RegistryError> for QueryError {
     fn from(e: RegistryError) -> Self {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::auth::{Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::registry::registry;
-use crate::server::AppState;
+use crate::state::AppState;
 
 impl From<ReportError> for QueryError {
     fn from(e: ReportError) -> Self {

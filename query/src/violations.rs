@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::views::{Page, rows, tables};
 
 /// What `GET /api/v1/violations`'s filters become: SQL conditions on the latest rows, the

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
-use crate::server::AppState;
+use crate::state::AppState;
 use model::{Dashboard, Visibility};
 use store::{DashboardStore, Stored};
 
