@@ -1,9 +1,8 @@
 //! The one list of pipelines and their config (`[pipelines]`). Adding a pipeline is adding it
 //! here; the runtime runs the list it is given and never names one.
 
-use std::sync::Arc;
-
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use adit_schemas::names;
