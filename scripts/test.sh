@@ -13,4 +13,6 @@ cargo build --workspace --all-targets
 cargo clippy --workspace --all-targets -- -D warnings
 command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2
 cargo machete
+# No two files of a crate import each other, directly or round a circle.
+python3 scripts/import_cycles.py
 cargo test --workspace --no-fail-fast "$@"

@@ -3,7 +3,7 @@
 //! pipeline that owns its table to write.
 
 use adit_bus::publish::Outgoing;
-use adit_schemas::{Event, ValidationPolicy};
+use adit_schemas::{Kinded, ValidationPolicy};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 
@@ -17,7 +17,7 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 /// Validates `event` (a 400 with the reason) and publishes it, waiting until stored; `what`
 /// names the feature in the 503 a server without NATS answers.
-pub(crate) async fn publish<E: Event>(state: &AppState, event: E, what: &str) -> Result<()> {
+pub(crate) async fn publish<E: Kinded>(state: &AppState, event: E, what: &str) -> Result<()> {
     event
         .validate(&ValidationPolicy::default(), Utc::now())
         .map_err(|e| QueryError::BadRequest(e.reason))?;

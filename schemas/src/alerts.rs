@@ -5,9 +5,9 @@ use arrow::datatypes::Field;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::arrow_rows::ts_field;
-use crate::events::{AnyEvent, Event, EventKind, f64_opt, utf8};
+use crate::arrow_rows::{f64_opt, ts_field, utf8};
 use crate::names;
+use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_token};
 
 /// The severities an alert may have (its `severity` label).
@@ -47,7 +47,6 @@ pub struct AlertEvent {
 }
 
 impl Event for AlertEvent {
-    const KIND: EventKind = EventKind::Alert;
     fn subject(&self) -> String {
         names::alert_result_subject(&self.severity)
     }
@@ -105,12 +104,9 @@ impl Event for AlertEvent {
             f64_opt("value"),
             ts_field("active_at"),
             ts_field("ts"),
-            crate::events::utf8_opt("by"),
-            crate::events::utf8_opt("note"),
+            crate::arrow_rows::utf8_opt("by"),
+            crate::arrow_rows::utf8_opt("note"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Alert(self)
     }
 }
 
@@ -143,7 +139,6 @@ pub struct NotificationAttempt {
 }
 
 impl Event for NotificationAttempt {
-    const KIND: EventKind = EventKind::Notification;
     fn subject(&self) -> String {
         format!("results.notification.{}", self.receiver)
     }
@@ -167,14 +162,11 @@ impl Event for NotificationAttempt {
             utf8("channel"),
             utf8("group"),
             utf8("status"),
-            crate::events::i64_field("attempt"),
+            crate::arrow_rows::i64_field("attempt"),
             utf8("summary"),
-            crate::events::i64_field("alerts"),
-            crate::events::utf8_opt("error"),
+            crate::arrow_rows::i64_field("alerts"),
+            crate::arrow_rows::utf8_opt("error"),
             ts_field("ts"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Notification(self)
     }
 }

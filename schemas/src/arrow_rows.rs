@@ -106,6 +106,22 @@ pub fn stamped_batch<T: Serialize>(
     to_batch(kind, schema, &stamped)
 }
 
+pub(crate) fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+pub(crate) fn utf8_opt(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+pub(crate) fn f64_field(name: &str) -> Field {
+    Field::new(name, DataType::Float64, false)
+}
+pub(crate) fn f64_opt(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
+}
+pub(crate) fn i64_field(name: &str) -> Field {
+    Field::new(name, DataType::Int64, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

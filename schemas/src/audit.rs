@@ -9,9 +9,9 @@ use arrow::datatypes::Field;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::arrow_rows::ts_field;
-use crate::events::{AnyEvent, Event, EventKind, i64_field, utf8};
+use crate::arrow_rows::{i64_field, ts_field, utf8};
 use crate::names;
+use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_text, check_token};
 
 /// The second token of the audit subject (`control.audit.<role>`): no site may be named so.
@@ -40,7 +40,6 @@ pub struct AuditEntry {
 }
 
 impl Event for AuditEntry {
-    const KIND: EventKind = EventKind::Audit;
     fn subject(&self) -> String {
         names::audit_subject(&self.role)
     }
@@ -78,9 +77,6 @@ impl Event for AuditEntry {
             utf8("client"),
             ts_field("ts"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Audit(self)
     }
 }
 

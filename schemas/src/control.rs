@@ -9,9 +9,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::arrow_rows::ts_field;
-use crate::events::{AnyEvent, Event, EventKind, f64_opt, i64_field, utf8};
+use crate::arrow_rows::{f64_opt, i64_field, ts_field, utf8};
 use crate::names;
+use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
 
 /// The second subject token of actuators' outcomes (reserved: no site may be named so).
@@ -78,7 +78,6 @@ pub struct Command {
 }
 
 impl Event for Command {
-    const KIND: EventKind = EventKind::Command;
     fn subject(&self) -> String {
         names::command_subject(&self.site, &self.target)
     }
@@ -121,9 +120,6 @@ impl Event for Command {
             ts_field("ts"),
         ]
     }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Command(self)
-    }
 }
 
 /// How one attempt at a command went.
@@ -161,7 +157,6 @@ pub struct CommandOutcome {
 }
 
 impl Event for CommandOutcome {
-    const KIND: EventKind = EventKind::CommandOutcome;
     fn subject(&self) -> String {
         names::command_outcome_subject(&self.site)
     }
@@ -193,9 +188,6 @@ impl Event for CommandOutcome {
             utf8("actuator"),
             ts_field("ts"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::CommandOutcome(self)
     }
 }
 
@@ -351,6 +343,7 @@ impl CommandRow {
 mod tests {
     use super::*;
     use crate::arrow_rows::to_batch;
+    use crate::events::EventKind;
 
     fn command(action: CommandAction, value: Option<f64>) -> Command {
         Command {

@@ -5,52 +5,30 @@ use crate::time::micros;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertEvent, NotificationAttempt};
+use crate::arrow_rows::{f64_field, f64_opt, i64_field, utf8, utf8_opt};
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::audit::AuditEntry;
 use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
 use crate::names;
 use crate::overrides::Override;
+pub use crate::record::Event;
+pub use crate::registry::SensorKind;
 use crate::registry::{RegistryChange, RegistryEntry};
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_text, check_token};
 
-/// What every event type provides so that ingest and pipelines can treat them alike.
-pub trait Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+/// An [`Event`] in the kind table: its kind, and how it wraps into [`AnyEvent`]. Implemented
+/// for every row of `event_kinds!` by the table itself, so no record module names the table.
+pub trait Kinded: Event {
     /// Which kind of event this is.
     const KIND: EventKind;
-    /// The subject it is published on.
-    fn subject(&self) -> String;
-    /// Its natural key, used as `Nats-Msg-Id` so a retried publish is stored once.
-    fn dedupe_id(&self) -> String;
-    /// When it happened.
-    fn ts(&self) -> DateTime<Utc>;
-    /// Checks its values, returning why it is refused.
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid>;
-    /// Its own columns (without `seq` and `date`).
-    fn fields() -> Vec<Field>;
     /// Wraps it in [`AnyEvent`].
     fn into_any(self) -> AnyEvent;
 }
 
-pub(crate) fn utf8(name: &str) -> Field {
-    Field::new(name, DataType::Utf8, false)
-}
-pub(crate) fn utf8_opt(name: &str) -> Field {
-    Field::new(name, DataType::Utf8, true)
-}
-pub(crate) fn f64_field(name: &str) -> Field {
-    Field::new(name, DataType::Float64, false)
-}
-pub(crate) fn f64_opt(name: &str) -> Field {
-    Field::new(name, DataType::Float64, true)
-}
-pub(crate) fn i64_field(name: &str) -> Field {
-    Field::new(name, DataType::Int64, false)
-}
 /// Longest id from outside an event may carry (a job id, a nonce, a feed's event id): room for
 /// a 64-character id with every character escaped, far below a NATS message's size.
 pub const MAX_ID_BYTES: usize = 256;
@@ -85,7 +63,6 @@ pub struct Share {
 }
 
 impl Event for Share {
-    const KIND: EventKind = EventKind::Share;
     fn subject(&self) -> String {
         names::share_subject(&self.pool)
     }
@@ -146,9 +123,6 @@ impl Event for Share {
             ts_field("ts"),
         ]
     }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Share(self)
-    }
 }
 
 /// What became of a block candidate.
@@ -200,7 +174,6 @@ pub struct Block {
 }
 
 impl Event for Block {
-    const KIND: EventKind = EventKind::Block;
     fn subject(&self) -> String {
         names::block_subject(&self.pool)
     }
@@ -249,9 +222,6 @@ impl Event for Block {
             ts_field("ts"),
         ]
     }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Block(self)
-    }
 }
 
 /// Where a power or energy figure came from, best first.
@@ -298,7 +268,6 @@ pub struct EnergyReading {
 }
 
 impl Event for EnergyReading {
-    const KIND: EventKind = EventKind::Energy;
     fn subject(&self) -> String {
         names::energy_subject(&self.site, &self.machine)
     }
@@ -327,31 +296,6 @@ impl Event for EnergyReading {
             utf8("source"),
         ]
     }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Energy(self)
-    }
-}
-
-/// What a sensor measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SensorKind {
-    /// Degrees Celsius.
-    Temperature,
-    /// Relative humidity, percent.
-    Humidity,
-    /// Fan speed, RPM.
-    Fan,
-}
-
-impl SensorKind {
-    fn range(self) -> (f64, f64) {
-        match self {
-            Self::Temperature => (-60.0, 150.0),
-            Self::Humidity => (0.0, 100.0),
-            Self::Fan => (0.0, 100_000.0),
-        }
-    }
 }
 
 /// A temperature, humidity or fan reading.
@@ -370,7 +314,6 @@ pub struct SensorReading {
 }
 
 impl Event for SensorReading {
-    const KIND: EventKind = EventKind::Sensor;
     fn subject(&self) -> String {
         names::sensor_subject(&self.site, &self.sensor)
     }
@@ -395,9 +338,6 @@ impl Event for SensorReading {
             f64_field("value"),
             ts_field("ts"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Sensor(self)
     }
 }
 
@@ -439,7 +379,6 @@ pub struct MinerStatus {
 }
 
 impl Event for MinerStatus {
-    const KIND: EventKind = EventKind::Miner;
     fn subject(&self) -> String {
         names::miner_subject(&self.site, &self.machine)
     }
@@ -476,9 +415,6 @@ impl Event for MinerStatus {
             utf8("state"),
         ]
     }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Miner(self)
-    }
 }
 
 /// Hashrate a cluster worker reports for itself.
@@ -495,7 +431,6 @@ pub struct HashrateSample {
 }
 
 impl Event for HashrateSample {
-    const KIND: EventKind = EventKind::Hashrate;
     fn subject(&self) -> String {
         names::hashrate_subject(&self.cluster, &self.worker)
     }
@@ -523,9 +458,6 @@ impl Event for HashrateSample {
             ts_field("ts"),
             f64_field("hashrate_hs"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Hashrate(self)
     }
 }
 
@@ -557,7 +489,6 @@ pub struct ClusterShare {
 }
 
 impl Event for ClusterShare {
-    const KIND: EventKind = EventKind::ClusterShare;
     fn subject(&self) -> String {
         names::cluster_share_subject(&self.cluster, &self.worker)
     }
@@ -604,9 +535,6 @@ impl Event for ClusterShare {
             ts_field("ts"),
         ]
     }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::ClusterShare(self)
-    }
 }
 
 /// A change of a cluster coordinator's upstream connection.
@@ -625,7 +553,6 @@ pub struct ClusterUpstream {
 }
 
 impl Event for ClusterUpstream {
-    const KIND: EventKind = EventKind::ClusterUpstream;
     fn subject(&self) -> String {
         names::cluster_upstream_subject(&self.cluster)
     }
@@ -658,9 +585,6 @@ impl Event for ClusterUpstream {
             utf8_opt("reason"),
             ts_field("ts"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::ClusterUpstream(self)
     }
 }
 
@@ -696,7 +620,6 @@ pub struct GridSignal {
 }
 
 impl Event for GridSignal {
-    const KIND: EventKind = EventKind::Grid;
     fn subject(&self) -> String {
         names::grid_subject(&self.site)
     }
@@ -743,13 +666,9 @@ impl Event for GridSignal {
             ts_field("ts"),
         ]
     }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Grid(self)
-    }
 }
 
 impl Event for RegistryEntry {
-    const KIND: EventKind = EventKind::Registry;
     fn subject(&self) -> String {
         Self::subject_of(&self.key)
     }
@@ -765,9 +684,6 @@ impl Event for RegistryEntry {
     }
     fn fields() -> Vec<Field> {
         RegistryChange::fields()
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Registry(self)
     }
 }
 
@@ -811,7 +727,6 @@ pub struct ViolationNote {
 }
 
 impl Event for ViolationNote {
-    const KIND: EventKind = EventKind::ViolationNote;
     fn subject(&self) -> String {
         names::violation_note_subject(&self.site)
     }
@@ -867,9 +782,6 @@ impl Event for ViolationNote {
             utf8("by"),
             ts_field("ts"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::ViolationNote(self)
     }
 }
 
@@ -957,6 +869,13 @@ macro_rules! event_kinds {
                 }
             }
         }
+
+        $(impl Kinded for $ty {
+            const KIND: EventKind = EventKind::$kind;
+            fn into_any(self) -> AnyEvent {
+                AnyEvent::$kind(self)
+            }
+        })+
 
         impl AnyEvent {
             /// Its kind.
@@ -1067,7 +986,7 @@ impl EventKind {
 }
 
 /// Parses and validates one JSON message as a `T`.
-fn parse<T: Event>(
+fn parse<T: Kinded>(
     payload: &[u8],
     policy: &ValidationPolicy,
     now: DateTime<Utc>,
@@ -1079,7 +998,7 @@ fn parse<T: Event>(
 }
 
 /// Encodes the rows `pick` finds to be `T`s as one batch of `T`'s table schema.
-fn encode<T: Event>(
+fn encode<T: Kinded>(
     rows: &[(u64, AnyEvent)],
     pick: impl Fn(&AnyEvent) -> Option<&T>,
 ) -> Result<RecordBatch> {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod names;
 pub mod overrides;
+pub mod record;
 pub mod registry;
 pub mod results;
 pub mod time;
@@ -27,7 +28,7 @@ pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 pub use error::{Error, Result};
 pub use events::{
     AnyEvent, Block, BlockStatus, ClusterShare, ClusterUpstream, EnergyReading, EnergySource,
-    Event, EventKind, GridSignal, GridSignalKind, HashrateSample, MinerState, MinerStatus,
+    Event, EventKind, GridSignal, GridSignalKind, HashrateSample, Kinded, MinerState, MinerStatus,
     NoteAction, SensorKind, SensorReading, Share, ViolationNote,
 };
 pub use overrides::{Override, OverrideKind};

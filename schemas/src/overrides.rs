@@ -8,9 +8,9 @@ use arrow::datatypes::Field;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::arrow_rows::ts_field;
-use crate::events::{AnyEvent, Event, EventKind, f64_opt, utf8, utf8_opt};
+use crate::arrow_rows::{f64_opt, ts_field, utf8, utf8_opt};
 use crate::names;
+use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
 
 /// The second subject token of overrides (reserved: no site may be named so).
@@ -122,7 +122,6 @@ impl Override {
 }
 
 impl Event for Override {
-    const KIND: EventKind = EventKind::Override;
     fn subject(&self) -> String {
         names::override_subject(&self.site)
     }
@@ -207,9 +206,6 @@ impl Event for Override {
             ts_field("ts"),
             ts_field("expires"),
         ]
-    }
-    fn into_any(self) -> AnyEvent {
-        AnyEvent::Override(self)
     }
 }
 

@@ -17,7 +17,6 @@ use arrow::datatypes::Field;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::events::SensorKind;
 use crate::names;
 
 /// A refused field: which one, and why.
@@ -865,6 +864,28 @@ impl RegistryView {
             Record::Meter(m) => Some(m),
             _ => None,
         })
+    }
+}
+
+/// What a sensor measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorKind {
+    /// Degrees Celsius.
+    Temperature,
+    /// Relative humidity, percent.
+    Humidity,
+    /// Fan speed, RPM.
+    Fan,
+}
+
+impl SensorKind {
+    pub(crate) fn range(self) -> (f64, f64) {
+        match self {
+            Self::Temperature => (-60.0, 150.0),
+            Self::Humidity => (0.0, 100.0),
+            Self::Fan => (0.0, 100_000.0),
+        }
     }
 }
 
