@@ -6,16 +6,17 @@
 
 use adit_schemas::api::ErrorBody;
 use adit_schemas::{AnyEvent, EventKind, ValidationPolicy};
+use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use adit_bus::publish::{Outgoing, Publisher};
 
@@ -32,7 +33,7 @@ pub struct IngestState {
 }
 
 /// The reply to an ingest request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IngestReply {
     /// Records published.
     pub accepted: usize,
@@ -41,7 +42,7 @@ pub struct IngestReply {
 }
 
 /// One refused record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RejectedRecord {
     /// Position in the body (0-based).
     pub index: usize,
@@ -49,17 +50,10 @@ pub struct RejectedRecord {
     pub reason: String,
 }
 
-/// The ingest routes for an API document: (path, method, summary).
-pub const ROUTES: &[(&str, &str, &str)] = &[(
-    "/api/v1/ingest/{kind}",
-    "post",
-    "Publishes events of one kind (energy, sensor, miner, hashrate, grid, cluster_share, cluster_upstream): a JSON array or NDJSON; each is validated, the refused ones are answered with their reasons (operate role). Shares and blocks come only from the pool (403)",
-)];
-
-/// The ingest routes, to be mounted behind the `operate` role.
-pub fn router(state: IngestState) -> Router {
-    Router::new()
-        .route("/api/v1/ingest/{kind}", post(ingest))
+/// The ingest route with its state, for the API to mount behind the `operate` role.
+pub fn router(state: IngestState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(ingest))
         .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -115,6 +109,23 @@ fn split_records(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Vec<u8>>, Strin
         .collect())
 }
 
+/// Publishes events of one kind: a JSON object, a JSON array or NDJSON. Each is validated; the
+/// refused ones are answered with their reasons. Shares and blocks come only from the pool.
+#[utoipa::path(post, path = "/api/v1/ingest/{kind}", tag = "ingest",
+    params(("kind" = String, Path,
+        description = "energy, sensor, miner, hashrate, grid, cluster_share or cluster_upstream")),
+    request_body(content = String, description = "A JSON object, a JSON array, or NDJSON",
+        content_type = "application/json"),
+    responses(
+        (status = 200, body = IngestReply, description = "all published"),
+        (status = 400, description = "the body is not JSON or NDJSON"),
+        (status = 401, description = "no or unknown token"),
+        (status = 403, description = "the token's role is too low, or the kind comes only from the pool"),
+        (status = 404, description = "no such kind"),
+        (status = 413, description = "the body is larger than 8 MiB"),
+        (status = 422, body = IngestReply, description = "some records refused, with their reasons"),
+        (status = 503, description = "the bus could not store them; retry the body")),
+    security(("bearer" = [])))]
 async fn ingest(
     State(state): State<IngestState>,
     Path(kind): Path<String>,

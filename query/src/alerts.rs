@@ -4,15 +4,17 @@
 //! rule, stored or given, can be evaluated once to see the series it would fire (read).
 //! Receivers and the route are in [`crate::receivers`].
 
-use adit_sql::Params;
 use std::collections::BTreeMap;
 
 use adit_alerts::{RuleFile, RuleGroup, RuleStore};
+use adit_sql::Params;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Map, Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::auth::{Access, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
@@ -39,6 +41,28 @@ pub struct Evaluate {
     /// A rule as a group holds it (`alert`, `expr`, `for`, `labels`, `annotations`).
     #[schema(value_type = Option<Object>)]
     pub rule: Option<adit_alerts::Rule>,
+}
+
+/// Alerts and their rules: read and evaluated by readers; silenced, acknowledged and
+/// resolved by operators; rules written and deleted by admins.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    let read = OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(list_silences))
+        .routes(routes!(groups))
+        .routes(routes!(group))
+        .routes(routes!(evaluate));
+    let operate = OpenApiRouter::new()
+        .routes(routes!(silence))
+        .routes(routes!(acknowledge))
+        .routes(routes!(resolve));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(put))
+        .routes(routes!(delete));
+    access
+        .at(Role::Read, read)
+        .merge(access.at(Role::Operate, operate))
+        .merge(access.at(Role::Admin, admin))
 }
 
 /// Runs one rule's SQL now and returns the series it would fire, with their labels and values

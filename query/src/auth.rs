@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use adit_bus::publish::Outgoing;
-use adit_schemas::{AuditEntry, Event};
+use adit_schemas::{AuditEntry, Kinded};
 use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use adit_auth::{Caller, JwtConfig, Role, TokenConfig, Tokens};
 
@@ -26,6 +27,34 @@ pub struct Trail {
     pub lockout: Arc<crate::lockout::Lockout>,
     /// Publishes the audit entries (none without NATS: nothing is recorded).
     pub publisher: Option<adit_bus::Publisher>,
+}
+
+/// Puts a group of routes behind a role: each route module says beside its handlers who may
+/// call them (`access.at(Role::Read, routes)`).
+#[derive(Clone)]
+pub struct Access {
+    tokens: Arc<Tokens>,
+    trail: Arc<Trail>,
+}
+
+impl Access {
+    /// Guards checking `tokens`, recording to `trail`.
+    pub fn new(tokens: Arc<Tokens>, trail: Arc<Trail>) -> Self {
+        Self { tokens, trail }
+    }
+
+    /// `routes`, answered only for a token of `role` or above (a 401 or 403 otherwise).
+    pub fn at<S>(&self, role: Role, routes: OpenApiRouter<S>) -> OpenApiRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let guard = Guard {
+            tokens: self.tokens.clone(),
+            needed: role,
+            trail: self.trail.clone(),
+        };
+        routes.route_layer(middleware::from_fn_with_state(guard, require))
+    }
 }
 
 /// Middleware state: the tokens, the role a group of routes needs, the trail.

@@ -12,8 +12,9 @@ use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::Caller;
+use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::state::AppState;
 
@@ -53,6 +54,16 @@ pub struct NewBan {
 /// `/` (`203.0.113.0_24`).
 fn network(text: &str) -> Result<ipnet::IpNet> {
     bans::parse_network(&text.replacen('_', "/", 1)).map_err(|e| invalid("network", e))
+}
+
+/// The Stratum bans: admins only, reading included (they name attackers' addresses).
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access.at(
+        Role::Admin,
+        OpenApiRouter::new()
+            .routes(routes!(list))
+            .routes(routes!(add, lift)),
+    )
 }
 
 /// The bans in force, newest first (expired ones are left out).

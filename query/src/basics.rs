@@ -11,11 +11,30 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{StreamExt, stream};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
 use crate::state::AppState;
+
+/// Health, readiness and metrics for anyone (probes and scrapers carry no token; `/live` is
+/// `/health` under the name orchestrators probe), and SQL and the table list for readers.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .route("/live", axum::routing::get(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .merge(
+            access.at(
+                Role::Read,
+                OpenApiRouter::new()
+                    .routes(routes!(sql_get, sql_post))
+                    .routes(routes!(list_tables)),
+            ),
+        )
+}
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "{\"status\":\"ok\"}")))]

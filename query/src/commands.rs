@@ -15,8 +15,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::Caller;
+use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
@@ -96,6 +97,11 @@ fn lasts(action: OperatorAction, hold: Option<&str>) -> Result<chrono::Duration>
                 "hold {text:?}: must be a duration over 0 and at most {MAX_OVERRIDE_HOURS}h"
             ))
         })
+}
+
+/// Commands to the farm's devices, sent by operators.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access.at(Role::Operate, OpenApiRouter::new().routes(routes!(create)))
 }
 
 /// Sends an operator's command to one machine (operate).

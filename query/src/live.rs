@@ -28,7 +28,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::auth::{Access, Role};
 use crate::error::{QueryError, Result};
 use crate::state::AppState;
 
@@ -281,6 +283,11 @@ async fn follow(
             }
         })
         .boxed())
+}
+
+/// The live subscription, for readers.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access.at(Role::Read, OpenApiRouter::new().routes(routes!(live)))
 }
 
 /// Follows result subjects as Server-Sent Events (read role).

@@ -5,10 +5,10 @@
 //! applies and lands in `overrides`. Listing is SQL over that table (`GET
 //! /api/v1/control/overrides?site=`).
 
-use adit_sql::Params;
 use std::collections::BTreeMap;
 
 use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, Override, OverrideKind};
+use adit_sql::Params;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -16,8 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
@@ -54,6 +55,20 @@ pub struct Cancellation {
 
 fn id_of(site: &str, kind: OverrideKind, ts: DateTime<Utc>) -> String {
     format!("{site}:{}:{}", kind.as_str(), ts.timestamp_micros())
+}
+
+/// Overrides of the controller: listed by readers, set and cancelled by operators.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access
+        .at(Role::Read, OpenApiRouter::new().routes(routes!(list)))
+        .merge(
+            access.at(
+                Role::Operate,
+                OpenApiRouter::new()
+                    .routes(routes!(create))
+                    .routes(routes!(cancel)),
+            ),
+        )
 }
 
 /// Makes an override (operate; admin for `target` and `hold`).

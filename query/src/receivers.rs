@@ -11,7 +11,9 @@ use adit_alerts::notify::{ManagedStore, Notifier};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::auth::{Access, Role};
 use crate::error::{QueryError, Result};
 use crate::state::AppState;
 
@@ -32,6 +34,19 @@ fn refused(e: AlertsError) -> QueryError {
         AlertsError::Conflict(reason) => QueryError::Conflict(reason),
         other => QueryError::Unavailable(other.to_string()),
     }
+}
+
+/// Where alerts go: the receivers and the route, and test messages; admins only, reading
+/// included (they hold addresses and phone numbers).
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access.at(
+        Role::Admin,
+        OpenApiRouter::new()
+            .routes(routes!(list))
+            .routes(routes!(put, delete))
+            .routes(routes!(test))
+            .routes(routes!(put_route, delete_route)),
+    )
 }
 
 /// The receivers and the route in force, each receiver with where it comes from.

@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::Caller;
+use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::state::AppState;
 
@@ -140,6 +141,24 @@ fn record_from(kind: RecordKind, site: Option<&str>, id: &str, body: &Bytes) -> 
     }
     let bytes = serde_json::to_vec(&obj).map_err(|e| QueryError::Internal(e.to_string()))?;
     Record::parse(kind, &bytes).map_err(|e| invalid(&e.field, e.reason))
+}
+
+/// The registry: listed and read by readers, written by operators, deleted by admins.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    let read = OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_top))
+        .routes(routes!(get_scoped));
+    let operate = OpenApiRouter::new()
+        .routes(routes!(put_top))
+        .routes(routes!(put_scoped));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(delete_top))
+        .routes(routes!(delete_scoped));
+    access
+        .at(Role::Read, read)
+        .merge(access.at(Role::Operate, operate))
+        .merge(access.at(Role::Admin, admin))
 }
 
 /// Lists records of one kind.

@@ -13,8 +13,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::registry::registry;
 use crate::state::AppState;
@@ -41,6 +42,11 @@ pub struct ReportParams {
     pub format: Option<String>,
     /// A stored revision (default: the latest).
     pub revision: Option<i64>,
+}
+
+/// The compliance report, for readers.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access.at(Role::Read, OpenApiRouter::new().routes(routes!(compliance)))
 }
 
 /// One site's compliance report for one local day (read role).

@@ -8,11 +8,15 @@ use axum::{Json, Router, middleware};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::auth::{Guard, JwtConfig, Role, TokenConfig, Tokens, require};
-use crate::basics::{health, list_tables, metrics, ready, sql_get, sql_post};
-use crate::state::AppState;
-use crate::{views, violations};
 use adit_sql::SqlLimits;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::{Access, JwtConfig, Role, TokenConfig, Tokens};
+use crate::state::AppState;
+use crate::{
+    alerts, bans, basics, commands, dashboards, live, overrides, receivers, registry, reports,
+    views, violations,
+};
 
 /// Query server settings; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -130,18 +134,15 @@ impl QueryConfig {
     }
 }
 
-/// Routes another crate mounts, for the OpenAPI document: (path, method, summary).
-pub type ExtraRoutes = &'static [(&'static str, &'static str, &'static str)];
-
-/// The full router: public health, metrics and OpenAPI document, SQL and pool views behind
-/// `read`, `extra_operate` (e.g. HTTP ingest, described by `extra_docs`) behind `operate`;
-/// every route behind `origins` (what a browser may ask, checked before the token).
+/// The full router: every route module's routes behind the role each declares, `extra`
+/// (another crate's routes, e.g. HTTP ingest, already with their state) behind `operate`,
+/// the OpenAPI document of them all, and the dashboard's pages; every route behind `origins`
+/// (what a browser may ask, checked before the token).
 pub fn router(
     state: AppState,
     tokens: Tokens,
     origins: crate::origin::OriginPolicy,
-    extra_operate: Router,
-    extra_docs: ExtraRoutes,
+    extra: OpenApiRouter,
 ) -> Router {
     let tokens = Arc::new(tokens);
     if !tokens.enabled() {
@@ -151,225 +152,36 @@ pub fn router(
         lockout: state.lockout.clone(),
         publisher: state.publisher.clone(),
     });
-    let guard = |needed| Guard {
-        tokens: tokens.clone(),
-        needed,
-        trail: trail.clone(),
-    };
-    let read = Router::new()
-        .route("/api/v1/sql", get(sql_get).post(sql_post))
-        .route("/api/v1/tables", get(list_tables))
-        .route("/api/v1/pools/{pool}", get(views::pool_stats))
-        .route("/api/v1/pools/{pool}/blocks", get(views::pool_blocks))
-        .route("/api/v1/pools/{pool}/payments", get(views::pool_payments))
-        .route("/api/v1/pools/{pool}/miners/{miner}", get(views::miner))
-        .route(
-            "/api/v1/pools/{pool}/miners/{miner}/workers",
-            get(views::workers),
-        )
-        .route("/api/v1/violations", get(violations::list))
-        .route("/api/v1/control/overrides", get(crate::overrides::list))
-        .route("/api/v1/alerts", get(crate::alerts::list))
-        .route("/api/v1/alerts/silences", get(crate::alerts::list_silences))
-        .route("/api/v1/live", get(crate::live::live))
-        .route(
-            "/api/v1/reports/compliance",
-            get(crate::reports::compliance),
-        )
-        .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(guard(Role::Read), require));
-    let notes = Router::new()
-        .route(
-            "/api/v1/violations",
-            axum::routing::post(violations::create),
-        )
-        .route(
-            "/api/v1/violations/{id}/resolve",
-            axum::routing::post(violations::resolve),
-        )
-        .route(
-            "/api/v1/control/overrides",
-            axum::routing::post(crate::overrides::create),
-        )
-        .route(
-            "/api/v1/control/overrides/{site}/{id}/cancel",
-            axum::routing::post(crate::overrides::cancel),
-        )
-        .route(
-            "/api/v1/control/commands",
-            axum::routing::post(crate::commands::create),
-        )
-        .route(
-            "/api/v1/alerts/silences",
-            axum::routing::post(crate::alerts::silence),
-        )
-        .route(
-            "/api/v1/alerts/acknowledge",
-            axum::routing::post(crate::alerts::acknowledge),
-        )
-        .route(
-            "/api/v1/alerts/resolve",
-            axum::routing::post(crate::alerts::resolve),
-        )
-        .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(
-            guard(Role::Operate),
-            require,
-        ));
-    let operate = extra_operate.layer(middleware::from_fn_with_state(
-        guard(Role::Operate),
-        require,
-    ));
-    let registry = registry_routes(state.clone(), &guard);
-    let rules = rule_routes(state.clone(), &guard);
-    let bans = ban_routes(state.clone(), &guard);
-    let dashboards = dashboard_routes(state.clone(), &guard);
-    let doc = Arc::new(crate::openapi::document(extra_docs));
-    Router::new()
-        .route(
-            "/api/v1/openapi.json",
-            get(move || {
-                let doc = doc.clone();
-                async move { Json((*doc).clone()) }
-            }),
-        )
-        .route("/health", get(health))
-        .route("/live", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    let access = Access::new(tokens, trail);
+    let (api, doc) = OpenApiRouter::with_openapi(crate::openapi::base())
+        .merge(basics::routes(&access))
+        .merge(views::routes(&access))
+        .merge(live::routes(&access))
+        .merge(reports::routes(&access))
+        .merge(registry::routes(&access))
+        .merge(violations::routes(&access))
+        .merge(overrides::routes(&access))
+        .merge(commands::routes(&access))
+        .merge(alerts::routes(&access))
+        .merge(receivers::routes(&access))
+        .merge(bans::routes(&access))
+        .merge(dashboards::routes(&access))
         .with_state(state)
-        .merge(read)
-        .merge(operate)
-        .merge(registry)
-        .merge(notes)
-        .merge(rules)
-        .merge(bans)
-        .merge(dashboards)
-        .merge(crate::dashboard::routes())
-        .layer(middleware::from_fn_with_state(
-            Arc::new(origins),
-            crate::origin::guard,
-        ))
-}
-
-/// The alert rules' routes: read to list, read and evaluate, admin to write and delete; and
-/// where alerts go ([`receiver_routes`]).
-fn rule_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
-    use crate::alerts as a;
-    let layer = |role| middleware::from_fn_with_state(guard(role), require);
-    let one = get(a::group)
-        .layer(layer(Role::Read))
-        .merge(axum::routing::put(a::put).layer(layer(Role::Admin)))
-        .merge(axum::routing::delete(a::delete).layer(layer(Role::Admin)));
-    Router::new()
-        .route(
-            "/api/v1/alerts/rules",
-            get(a::groups).layer(layer(Role::Read)),
-        )
-        .route("/api/v1/alerts/rules/{group}", one)
-        .route(
-            "/api/v1/alerts/evaluate",
-            axum::routing::post(a::evaluate).layer(layer(Role::Read)),
-        )
-        .with_state(state.clone())
-        .merge(receiver_routes(state, guard))
-}
-
-/// Where alerts go: the receivers and the route (admin, reading included: they hold
-/// addresses and phone numbers), and test messages.
-fn receiver_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
-    use crate::receivers as r;
-    let admin = middleware::from_fn_with_state(guard(Role::Admin), require);
-    Router::new()
-        .route("/api/v1/alerts/receivers", get(r::list))
-        .route(
-            "/api/v1/alerts/receivers/{name}",
-            axum::routing::put(r::put).delete(r::delete),
-        )
-        .route(
-            "/api/v1/alerts/receivers/{name}/test",
-            axum::routing::post(r::test),
-        )
-        .route(
-            "/api/v1/alerts/route",
-            axum::routing::put(r::put_route).delete(r::delete_route),
-        )
-        .with_state(state)
-        .layer(admin)
-}
-
-/// The dashboards' routes: read to list, open and run panels, operate to create, replace and
-/// delete (the owner's or, for admins, any); a public dashboard's link needs no token.
-fn dashboard_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
-    use crate::dashboards as d;
-    let layer = |role| middleware::from_fn_with_state(guard(role), require);
-    let one = get(d::get_one)
-        .layer(layer(Role::Read))
-        .merge(axum::routing::put(d::put).layer(layer(Role::Operate)))
-        .merge(axum::routing::delete(d::delete).layer(layer(Role::Operate)));
-    let read = Router::new()
-        .route("/api/v1/dashboards", get(d::list))
-        .route("/api/v1/dashboards/{id}/revisions", get(d::revisions))
-        .route(
-            "/api/v1/dashboards/{id}/panels/{panel}/query",
-            axum::routing::post(d::query_panel),
-        )
-        .route(
-            "/api/v1/dashboards/{id}/variables/{name}/values",
-            axum::routing::post(d::variable_values),
-        )
-        .layer(layer(Role::Read));
-    let public = Router::new()
-        .route("/api/v1/public/dashboards/{link}", get(d::public_get))
-        .route(
-            "/api/v1/public/dashboards/{link}/panels/{panel}/query",
-            axum::routing::post(d::public_query_panel),
-        )
-        .route(
-            "/api/v1/public/dashboards/{link}/variables/{name}/values",
-            axum::routing::post(d::public_variable_values),
-        );
-    Router::new()
-        .route("/api/v1/dashboards/{id}", one)
-        .merge(read)
-        .merge(public)
-        .with_state(state)
-}
-
-/// The Stratum bans' routes: admin only, reading included (they name attackers' addresses).
-fn ban_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
-    use crate::bans as b;
-    Router::new()
-        .route("/api/v1/bans", get(b::list))
-        .route(
-            "/api/v1/bans/{network}",
-            axum::routing::put(b::add).delete(b::lift),
-        )
-        .layer(middleware::from_fn_with_state(guard(Role::Admin), require))
-        .with_state(state)
-}
-
-/// The registry's routes: read to list and read, operate to write, admin to delete.
-fn registry_routes(state: AppState, guard: &dyn Fn(Role) -> Guard) -> Router {
-    use crate::registry as r;
-    use axum::routing::{delete, put};
-    let layer = |role| middleware::from_fn_with_state(guard(role), require);
-    let top = get(r::get_top)
-        .layer(layer(Role::Read))
-        .merge(put(r::put_top).layer(layer(Role::Operate)))
-        .merge(delete(r::delete_top).layer(layer(Role::Admin)));
-    let scoped = get(r::get_scoped)
-        .layer(layer(Role::Read))
-        .merge(put(r::put_scoped).layer(layer(Role::Operate)))
-        .merge(delete(r::delete_scoped).layer(layer(Role::Admin)));
-    Router::new()
-        .route(
-            "/api/v1/registry/{kind}",
-            get(r::list).layer(layer(Role::Read)),
-        )
-        .route("/api/v1/registry/{kind}/{id}", top)
-        .route("/api/v1/registry/{kind}/{site}/{id}", scoped)
-        .with_state(state)
+        .merge(access.at(Role::Operate, extra))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { Json((*doc).clone()) }
+        }),
+    )
+    .merge(crate::dashboard::routes())
+    .layer(middleware::from_fn_with_state(
+        Arc::new(origins),
+        crate::origin::guard,
+    ))
 }
 
 /// Serves `router` on `listener` (HTTPS with `tls`) until `shutdown` completes, then drains
@@ -429,11 +241,11 @@ mod tests {
             None,
         )
         .unwrap();
-        let operate = Router::new().route(
+        let operate = utoipa_axum::router::OpenApiRouter::new().route(
             "/api/v1/ingest/{kind}",
             axum::routing::post(|| async { "ingested" }),
         );
-        router(state, tokens, Default::default(), operate, &[])
+        router(state, tokens, Default::default(), operate)
     }
 
     async fn call(
@@ -668,7 +480,13 @@ mod tests {
             assert!(paths.contains_key(route), "{route} in {:?}", paths.keys());
         }
         assert!(paths["/api/v1/sql"]["post"].is_object());
-        assert!(doc["components"]["schemas"]["PoolStats"].is_object());
+        for schema in ["PoolStats", "SqlBody", "NewBan", "NewOverride"] {
+            assert!(
+                doc["components"]["schemas"][schema].is_object(),
+                "{schema} in {:?}",
+                doc["components"]["schemas"]
+            );
+        }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 

@@ -23,7 +23,9 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::auth::{Access, Role};
 use crate::error::{QueryError, Result};
 use crate::format::json_rows;
 use crate::state::AppState;
@@ -452,6 +454,19 @@ async fn payments_of(
             }
         })
         .collect())
+}
+
+/// The pool views, for readers.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access.at(
+        Role::Read,
+        OpenApiRouter::new()
+            .routes(routes!(pool_stats))
+            .routes(routes!(pool_blocks))
+            .routes(routes!(pool_payments))
+            .routes(routes!(miner))
+            .routes(routes!(workers)),
+    )
 }
 
 /// Pool stats.

@@ -2,10 +2,10 @@
 //! state; and an operator's manual violation or manual resolution with a note (operate role),
 //! sent to the violations pipeline as a [`ViolationNote`] so the table keeps one writer.
 
-use adit_sql::Params;
 use std::collections::BTreeMap;
 
 use adit_schemas::{NoteAction, ViolationNote};
+use adit_sql::Params;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::Caller;
+use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
@@ -62,6 +63,20 @@ fn filters(query: &BTreeMap<String, String>) -> Result<Filters> {
         }
     }
     Ok((conditions, params, rest))
+}
+
+/// Violations: listed by readers, noted and resolved by operators.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access
+        .at(Role::Read, OpenApiRouter::new().routes(routes!(list)))
+        .merge(
+            access.at(
+                Role::Operate,
+                OpenApiRouter::new()
+                    .routes(routes!(create))
+                    .routes(routes!(resolve)),
+            ),
+        )
 }
 
 /// Lists violations, each in its latest state, newest first.

@@ -81,12 +81,12 @@ fn app() -> Router {
             )
             .unwrap();
             // As the binary mounts HTTP ingest: behind the operate role.
-            let operate = Router::new().route(
+            let operate = utoipa_axum::router::OpenApiRouter::new().route(
                 "/api/v1/ingest/{kind}",
                 axum::routing::post(|| async { "ingested" }),
             );
             Fixture {
-                app: router(state, tokens, Default::default(), operate, &[]),
+                app: router(state, tokens, Default::default(), operate),
                 _root: root,
             }
         })

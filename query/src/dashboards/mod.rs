@@ -26,7 +26,9 @@ use datafusion::common::ScalarValue;
 use datafusion::common::metadata::ScalarAndMetadata;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::auth::Access;
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
 use crate::state::AppState;
@@ -95,6 +97,29 @@ fn with_etag(value: Value, revision: u64) -> Response {
         response.headers_mut().insert(header::ETAG, tag);
     }
     response
+}
+
+/// The dashboards: listed, opened and their panels run by readers; created, replaced and
+/// deleted by operators (the owner's or, for admins, any); a public dashboard's link needs no
+/// token.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    let read = OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
+        .routes(routes!(revisions))
+        .routes(routes!(query_panel))
+        .routes(routes!(variable_values));
+    let operate = OpenApiRouter::new()
+        .routes(routes!(put))
+        .routes(routes!(delete));
+    let public = OpenApiRouter::new()
+        .routes(routes!(public_get))
+        .routes(routes!(public_query_panel))
+        .routes(routes!(public_variable_values));
+    access
+        .at(Role::Read, read)
+        .merge(access.at(Role::Operate, operate))
+        .merge(public)
 }
 
 /// The dashboards the caller may see, newest change first.
