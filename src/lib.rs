@@ -13,6 +13,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics_catalog;
 pub mod nats_server;
+pub mod roles;
 pub mod wiring;
 
 /// Runs a parsed command line.

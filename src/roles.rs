@@ -1,0 +1,672 @@
+//! One function per role of `adit run`. Each takes what the roles share ([`Shared`], built once
+//! per process: the connections, the table store, the metrics, the vital signs, one SQL
+//! catalog) and spawns its tasks into the process's set; [`crate::wiring::run_roles`] picks
+//! them and waits.
+
+use std::sync::{Arc, OnceLock};
+
+use adit_ingest::http::IngestState;
+use adit_ingest::simulate::devices::Devices;
+use adit_ingest::simulate::{Farm, SimConfig};
+use adit_pipelines::PipelineContext;
+use adit_query::{AppState, Catalog, SqlEngine};
+use adit_schemas::ValidationPolicy;
+use adit_sinks::TableStore;
+use adit_supervise::Vitals;
+use anyhow::Context;
+use async_nats::jetstream;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::wiring::Services;
+
+/// The running roles' tasks; each ends with its role's name, or the error that stops the
+/// process.
+pub type Tasks = JoinSet<anyhow::Result<&'static str>>;
+
+/// What every role is started with, built once per process.
+pub struct Shared<'a> {
+    config: &'a Config,
+    services: &'a Services,
+    store: TableStore,
+    metrics: Option<PrometheusHandle>,
+    /// What the supervisors of long-lived tasks report, read by `/ready`.
+    vitals: Vitals,
+    shutdown: CancellationToken,
+    /// The snapshots of every table, shared by the API and the alert rules so that a rule
+    /// sees what the same statement in the API sees, and each table is cached once.
+    catalog: OnceLock<Arc<Catalog>>,
+}
+
+impl<'a> Shared<'a> {
+    /// Opens the table store and installs the metrics recorder.
+    pub fn new(
+        config: &'a Config,
+        services: &'a Services,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            config,
+            services,
+            store: TableStore::new(&config.tables_root(), config.tables.options.clone())?,
+            metrics: install_metrics(),
+            vitals: Vitals::with_faults(injected_faults()?),
+            shutdown,
+            catalog: OnceLock::new(),
+        })
+    }
+
+    /// The one SQL catalog, made on first use.
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .get_or_init(|| Arc::new(api_catalog(self.config, &self.store, &self.services.js)))
+            .clone()
+    }
+}
+
+/// The pipelines, under their supervisor.
+pub fn pipelines(shared: &Shared, tasks: &mut Tasks) {
+    let config = shared.config;
+    let ctx = PipelineContext {
+        js: shared.services.js.clone(),
+        publisher: shared.services.publisher.clone(),
+        store: shared.store.clone(),
+        config: config.pipelines.runtime(),
+        policy: ValidationPolicy::default(),
+        holder: adit_pipelines::runtime::holder_name(),
+        vitals: shared.vitals.clone(),
+        progress: Default::default(),
+    };
+    let pipelines = adit_pipelines::catalog::all(&config.pipelines);
+    let token = shared.shutdown.clone();
+    tasks.spawn(async move {
+        adit_pipelines::run_all(ctx, pipelines, token).await?;
+        Ok("pipelines")
+    });
+}
+
+/// The HTTP API, and the PostgreSQL and Flight SQL ports when configured, over one SQL engine.
+pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()> {
+    let config = shared.config;
+    let listener = tokio::net::TcpListener::bind(&config.query.listen)
+        .await
+        .with_context(|| format!("query.listen: binding {}", config.query.listen))?;
+    tracing::info!(listen = %config.query.listen, engine = ?config.query.engine, "HTTP API listening");
+    let engine = Arc::new(SqlEngine::on(
+        config.query.engine.clone(),
+        shared.catalog(),
+        config.query.limits.clone(),
+    ));
+    let admission = Arc::new(adit_query::admission::Admission::new(
+        config.query.concurrency.clone(),
+    ));
+    let lockout = Arc::new(adit_query::lockout::Lockout::new(
+        config.query.lockout.clone(),
+    ));
+    if let Some(postgres) = &config.query.postgres {
+        let server = adit_query::postgres::Postgres::new(
+            postgres,
+            engine.clone(),
+            Arc::new(config.query.tokens()?),
+            admission.clone(),
+            lockout.clone(),
+            config
+                .query
+                .tls_acceptor_for(&[b"postgresql"])
+                .map_err(anyhow::Error::msg)?,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let listener = tokio::net::TcpListener::bind(&postgres.listen)
+            .await
+            .with_context(|| format!("query.postgres.listen: binding {}", postgres.listen))?;
+        tracing::info!(listen = %postgres.listen, "PostgreSQL port listening");
+        let (server, token) = (Arc::new(server), shared.shutdown.clone());
+        tasks.spawn(async move {
+            adit_query::postgres::serve(listener, server, async move { token.cancelled().await })
+                .await?;
+            Ok("postgres")
+        });
+    }
+    if let Some(flight) = &config.query.flight {
+        let server = Arc::new(adit_query::flight::Flight {
+            engine: engine.clone(),
+            tokens: Arc::new(config.query.tokens()?),
+            admission: admission.clone(),
+            lockout: lockout.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(&flight.listen)
+            .await
+            .with_context(|| format!("query.flight.listen: binding {}", flight.listen))?;
+        tracing::info!(listen = %flight.listen, "Flight SQL port listening");
+        let tls = config
+            .query
+            .tls_acceptor_for(&[b"h2"])
+            .map_err(anyhow::Error::msg)?;
+        let token = shared.shutdown.clone();
+        tasks.spawn(async move {
+            adit_query::flight::serve(
+                listener,
+                server,
+                tls,
+                async move { token.cancelled().await },
+            )
+            .await?;
+            Ok("flight")
+        });
+    }
+    let state = api_state(shared, engine, admission, lockout).await?;
+    let services = shared.services;
+    let ingest = adit_ingest::http::router(IngestState {
+        publisher: services.publisher.clone(),
+        policy: ValidationPolicy::default(),
+    });
+    let router = adit_query::router(
+        state,
+        config.query.tokens()?,
+        config.query.origin_policy().map_err(anyhow::Error::msg)?,
+        ingest,
+    );
+    let tls = config.query.tls_acceptor().map_err(anyhow::Error::msg)?;
+    let token = shared.shutdown.clone();
+    tasks.spawn(async move {
+        adit_query::serve(
+            listener,
+            router,
+            tls,
+            async move { token.cancelled().await },
+        )
+        .await?;
+        Ok("query")
+    });
+    Ok(())
+}
+
+/// What the API's handlers share: the engine, and the buckets and stores they read and write.
+async fn api_state(
+    shared: &Shared<'_>,
+    engine: Arc<SqlEngine>,
+    admission: Arc<adit_query::admission::Admission>,
+    lockout: Arc<adit_query::lockout::Lockout>,
+) -> anyhow::Result<AppState> {
+    let (config, services) = (shared.config, shared.services);
+    Ok(AppState {
+        engine,
+        metrics: shared.metrics.clone(),
+        vitals: shared.vitals.clone(),
+        nats: Some(services.client.clone()),
+        node: chain_tip(config)?,
+        registry: Some(services.registry.clone()),
+        publisher: Some(services.publisher.clone()),
+        rules: Some(adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?),
+        silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
+        notifier: Some(Arc::new(
+            adit_alerts::notify::Notifier::new(config.notify.clone(), &config.egress)?
+                .with_managed(adit_alerts::notify::ManagedStore::open(&services.js).await?),
+        )),
+        bans: Some(
+            services
+                .js
+                .get_key_value(adit_schemas::names::KV_BANS)
+                .await?,
+        ),
+        admission,
+        lockout,
+        dashboards: Some(dashboards(&services.js, config).await?),
+        live: Some(adit_query::hub::Live::new(
+            services.js.clone(),
+            config.query.live_max_subscribers,
+        )),
+    })
+}
+
+/// The Stratum pool; returns its node, whose reachability `/ready` reports.
+pub async fn pool(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<adit_stratum::Node> {
+    let config = &shared.config.pool;
+    let node = pool_node(config)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("pool.listen: binding {}", config.listen))?;
+    let (pool, publisher, token, vitals) = (
+        config.clone(),
+        shared.services.publisher.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    let mined_on = node.clone();
+    tasks.spawn(async move {
+        adit_stratum::run_pool(pool, mined_on, listener, publisher, vitals, token).await?;
+        Ok("pool")
+    });
+    Ok(node)
+}
+
+/// The payer, under supervision.
+pub fn payments(shared: &Shared, tasks: &mut Tasks) {
+    let config = shared.config;
+    let ctx = adit_payments::payer::PayerContext {
+        store: shared.store.clone(),
+        maintenance: config.pipelines.maintenance.clone(),
+        js: shared.services.js.clone(),
+        holder: adit_pipelines::runtime::holder_name(),
+        lease_ttl: config.pipelines.lease_ttl,
+    };
+    let (payments, token, vitals) = (
+        config.payments.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    tasks.spawn(async move {
+        supervised("payments", &vitals, || {
+            adit_payments::run(payments.clone(), ctx.clone(), token.clone())
+        })
+        .await
+    });
+}
+
+/// The simulated farm. With `as_devices` (the adapters run too) it serves its machines as
+/// devices on real sockets, registered for the adapters to read like a real farm, and returns
+/// its grid feeds for them; without, it publishes its readings itself.
+pub async fn simulate(
+    shared: &Shared<'_>,
+    tasks: &mut Tasks,
+    sim: SimConfig,
+    as_devices: bool,
+) -> anyhow::Result<Vec<adit_ingest::adapters::poll::GridFeed>> {
+    let farm = Farm::new(sim.clone());
+    let registry = shared.services.registry.clone();
+    if as_devices {
+        let devices = Devices::start(farm, "127.0.0.1", shared.shutdown.clone())
+            .await
+            .context("starting the simulated devices")?;
+        let changed = devices
+            .register(&registry, "simulator")
+            .await
+            .context("registering the simulated devices")?;
+        let feeds = devices.grid_feeds();
+        tracing::info!(
+            changed,
+            url = devices.base_url(),
+            "simulated devices serving"
+        );
+        tasks.spawn(async move {
+            devices.stopped().await;
+            Ok("simulate")
+        });
+        return Ok(feeds);
+    }
+    let changed = adit_ingest::simulate::register(&farm, &registry, "simulator")
+        .await
+        .context("registering the simulated farm")?;
+    tracing::info!(changed, "simulated farm registered");
+    let (publisher, token, vitals) = (
+        shared.services.publisher.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    tasks.spawn(async move {
+        // A restart simulates the same farm afresh (the simulation is seeded).
+        supervised("simulate", &vitals, || {
+            let run = adit_ingest::simulate::run(
+                Farm::new(sim.clone()),
+                publisher.clone(),
+                None,
+                token.clone(),
+            );
+            async move { run.await.map(drop) }
+        })
+        .await
+    });
+    Ok(Vec::new())
+}
+
+/// The device adapters reading `adapters` (the configured ones and any the simulator serves).
+pub fn adapters(
+    shared: &Shared,
+    tasks: &mut Tasks,
+    adapters: adit_ingest::adapters::poll::AdaptersConfig,
+) {
+    let registry = shared.services.registry.clone();
+    let (publisher, token, vitals) = (
+        shared.services.publisher.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    let egress = shared.config.egress.clone();
+    tasks.spawn(async move {
+        supervised("adapters", &vitals, || {
+            adit_ingest::adapters::poll::run(
+                adapters.clone(),
+                egress.clone(),
+                registry.clone(),
+                publisher.clone(),
+                token.clone(),
+            )
+        })
+        .await
+    });
+}
+
+/// The alert rules' evaluator, reading the process's one SQL catalog on the local engine.
+pub async fn alerts(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()> {
+    let config = shared.config;
+    let rules =
+        adit_alerts::RuleStore::open(&shared.services.js, config.query.limits.text()).await?;
+    let engine = Arc::new(SqlEngine::new(
+        shared.catalog(),
+        config.query.limits.clone(),
+    ));
+    let (publisher, token, vitals) = (
+        shared.services.publisher.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    let alerts = config.alerts.clone();
+    tasks.spawn(async move {
+        supervised("alerts", &vitals, || {
+            adit_alerts::run(
+                alerts.clone(),
+                rules.clone(),
+                engine.clone(),
+                publisher.clone(),
+                token.clone(),
+            )
+        })
+        .await
+    });
+    Ok(())
+}
+
+/// The nightly compliance job.
+pub fn compliance(shared: &Shared, tasks: &mut Tasks) {
+    let registry = shared.services.registry.clone();
+    let (store, token, vitals) = (
+        shared.store.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    let (compliance, reports) = (
+        shared.config.compliance.clone(),
+        shared.config.reports_dir(),
+    );
+    tasks.spawn(async move {
+        // Each start opens the job afresh (its state is read back from the tables).
+        supervised("compliance", &vitals, || {
+            let open = adit_reports::ComplianceJob::open(
+                store.clone(),
+                Some(registry.clone()),
+                compliance.clone(),
+                reports.clone(),
+            );
+            let token = token.clone();
+            async move { open.await?.run(token).await }
+        })
+        .await
+    });
+}
+
+/// Scheduled backups to `backup.to`.
+pub fn backup(shared: &Shared, tasks: &mut Tasks) -> anyhow::Result<()> {
+    let config = shared.config;
+    let to = config.backup.to.clone().ok_or_else(|| {
+        anyhow::anyhow!("the backup role needs backup.to (a folder or s3://bucket/prefix)")
+    })?;
+    let job = adit_backup::schedule::Scheduled {
+        config: config.backup.clone(),
+        client: shared.services.client.clone(),
+        tables: shared.store.clone(),
+        config_file: config.file.clone(),
+    };
+    let token = shared.shutdown.clone();
+    tasks.spawn(async move {
+        adit_backup::schedule::run(job, to, token).await?;
+        Ok("backup")
+    });
+    Ok(())
+}
+
+/// The cooperative mining cluster's coordinator.
+pub fn coordinator(shared: &Shared, tasks: &mut Tasks) {
+    let cluster = shared.config.cluster.clone();
+    let publisher = shared.services.publisher.clone();
+    let render = shared
+        .metrics
+        .clone()
+        .map(|handle| Arc::new(move || handle.render()) as adit_coopmine::MetricsRender);
+    let (token, vitals) = (shared.shutdown.clone(), shared.vitals.clone());
+    tasks.spawn(async move {
+        supervised("coordinator", &vitals, || {
+            adit_coopmine::run_coordinator(
+                cluster.clone(),
+                Some(publisher.clone()),
+                render.clone(),
+                None,
+                token.clone(),
+            )
+        })
+        .await
+    });
+}
+
+/// The notifier, sending alerts to their receivers.
+pub async fn notify(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()> {
+    let js = &shared.services.js;
+    let silences = adit_alerts::notify::Silences::open(js).await?;
+    let managed = adit_alerts::notify::ManagedStore::open(js).await?;
+    let (publisher, token, vitals) = (
+        shared.services.publisher.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    let (notify, egress) = (shared.config.notify.clone(), shared.config.egress.clone());
+    tasks.spawn(async move {
+        supervised("notify", &vitals, || {
+            adit_alerts::notify::run(
+                notify.clone(),
+                egress.clone(),
+                silences.clone(),
+                managed.clone(),
+                publisher.clone(),
+                token.clone(),
+            )
+        })
+        .await
+    });
+    Ok(())
+}
+
+/// The actuators, carrying the controller's commands to the devices.
+pub fn actuators(shared: &Shared, tasks: &mut Tasks) {
+    let registry = shared.services.registry.clone();
+    let (publisher, token, vitals) = (
+        shared.services.publisher.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    let (actuators, egress) = (
+        shared.config.actuators.clone(),
+        shared.config.egress.clone(),
+    );
+    tasks.spawn(async move {
+        supervised("actuators", &vitals, || {
+            adit_ingest::actuators::run(
+                actuators.clone(),
+                egress.clone(),
+                registry.clone(),
+                publisher.clone(),
+                token.clone(),
+            )
+        })
+        .await
+    });
+}
+
+/// The health watch every process runs: its volumes, NATS, the pool's `node` when it mines,
+/// and, when it `writes_tables`, the table store.
+pub fn health(
+    shared: &Shared,
+    tasks: &mut Tasks,
+    node: Option<adit_stratum::Node>,
+    writes_tables: bool,
+) {
+    let config = shared.config;
+    let (health, vitals, token) = (
+        config.health.clone(),
+        shared.vitals.clone(),
+        shared.shutdown.clone(),
+    );
+    let (volumes, js) = (watched_volumes(config), shared.services.js.clone());
+    let tables =
+        writes_tables.then(|| (shared.store.clone(), adit_pipelines::runtime::holder_name()));
+    tasks.spawn(async move {
+        supervised("health", &vitals, || {
+            let watched = crate::health::Watched {
+                volumes: volumes.clone(),
+                js: Some(js.clone()),
+                node: node.clone(),
+                tables: tables.clone(),
+            };
+            crate::health::run(health.clone(), watched, vitals.clone(), token.clone())
+        })
+        .await
+    });
+}
+
+/// The node the pool mines on, from `pool.node`.
+fn pool_node(config: &adit_stratum::PoolConfig) -> anyhow::Result<adit_stratum::Node> {
+    if config.node == "sim" {
+        let sim = adit_stratum::SimConfig {
+            difficulty: config.sim_difficulty,
+            ..Default::default()
+        };
+        return Ok(adit_stratum::Node::Sim(adit_stratum::SimChain::new(sim)?));
+    }
+    if config.wallet.is_empty() {
+        anyhow::bail!("pool.wallet must be set when mining on monerod (--wallet)");
+    }
+    Ok(adit_stratum::Node::Monerod(adit_stratum::MoneroRpc::new(
+        &config.node,
+        adit_stratum::RpcConfig::default(),
+    )?))
+}
+
+/// Buckets for timings, in seconds: 0.5 ms to 30 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets for batch sizes.
+const COUNT_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
+
+/// The API's catalog: every table under the root, with fresh reads of the landed tables when
+/// they are on and statements run here (a cluster's executors could not read the tails).
+fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> Catalog {
+    let catalog = Catalog::new(store.clone(), config.query.snapshot_refresh);
+    if !config.query.fresh_reads || !matches!(config.query.engine, adit_query::QueryEngine::Local) {
+        return catalog;
+    }
+    catalog.with_fresh(Arc::new(adit_pipelines::fresh::LandingTails::new(
+        js.clone(),
+        store.clone(),
+        &config.pipelines,
+        &ValidationPolicy::default(),
+        adit_pipelines::fresh::TailLimits::default(),
+    )))
+}
+
+/// Installs the Prometheus recorder and registers adit's metrics ([`crate::metrics_catalog`]).
+/// Timings and sizes are histograms (Prometheus's convention: aggregatable across processes,
+/// and never a stale quantile after a quiet spell).
+fn install_metrics() -> Option<PrometheusHandle> {
+    let built = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Prefix("adit_pipeline_batch_".into()),
+                COUNT_BUCKETS,
+            )
+        })
+        .and_then(|b| b.install_recorder());
+    match built {
+        Ok(handle) => {
+            crate::metrics_catalog::register();
+            Some(handle)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics are off: the Prometheus recorder could not be installed");
+            None
+        }
+    }
+}
+
+/// The node the blocks view asks for the chain's height: `query.node`, else the pool's node
+/// when it is monerod.
+fn chain_tip(config: &Config) -> anyhow::Result<Option<adit_query::chain::ChainTip>> {
+    let node = config.query.node.clone().or_else(|| {
+        let pool = &config.pool.node;
+        pool.starts_with("http").then(|| pool.clone())
+    });
+    Ok(node
+        .map(|n| adit_query::chain::ChainTip::new(&n))
+        .transpose()?)
+}
+
+/// Runs role `name` under supervision: a panic (a bug) restarts it with a fresh `make()`,
+/// counted and shown by `/ready`; one that keeps panicking, or returns an error, fails the
+/// role and so stops the process with a non-zero exit.
+async fn supervised<F, Fut, E>(
+    name: &'static str,
+    vitals: &adit_supervise::Vitals,
+    make: F,
+) -> anyhow::Result<&'static str>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    adit_supervise::supervise(name, vitals, adit_supervise::Policy::default(), make).await??;
+    Ok(name)
+}
+
+/// The dashboards bucket, with the shipped dashboards written into it the first time.
+async fn dashboards(
+    js: &async_nats::jetstream::Context,
+    config: &Config,
+) -> anyhow::Result<adit_query::dashboards::store::DashboardStore> {
+    use adit_query::dashboards::{builtin, store::DashboardStore};
+    let store = DashboardStore::open(js)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let written = builtin::install(&store, config.query.limits.text())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !written.is_empty() {
+        tracing::info!(dashboards = ?written, "built-in dashboards written");
+    }
+    Ok(store)
+}
+
+/// Panics to inject into supervised parts, from `ADIT_FAULTS` (e.g. `adapters,pipeline:landing=2`),
+/// for the tests that kill each part from inside. Read in debug builds only: a release build
+/// ignores it, so no environment variable can make a deployed process kill itself.
+fn injected_faults() -> anyhow::Result<adit_supervise::Faults> {
+    let spec = std::env::var("ADIT_FAULTS").unwrap_or_default();
+    if !cfg!(debug_assertions) {
+        if !spec.is_empty() {
+            tracing::warn!("ADIT_FAULTS is ignored in release builds");
+        }
+        return Ok(adit_supervise::Faults::default());
+    }
+    adit_supervise::Faults::parse(&spec).map_err(|e| anyhow::anyhow!("ADIT_FAULTS: {e}"))
+}
+
+/// The volumes whose free space `/ready` watches: the table root when it is a folder, and the
+/// data folder (the managed NATS store, the nonce journals).
+fn watched_volumes(config: &Config) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut volumes = vec![("data", config.data_dir())];
+    let tables = config.tables_root();
+    if !tables.contains("://") {
+        volumes.push(("tables", std::path::PathBuf::from(tables)));
+    }
+    volumes
+}
