@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics_catalog;
 pub mod nats_server;
 pub mod roles;
+pub mod services;
 pub mod wiring;
 
 /// Runs a parsed command line.

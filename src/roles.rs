@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::wiring::Services;
+use crate::services::Services;
 
 /// The running roles' tasks; each ends with its role's name, or the error that stops the
 /// process.

@@ -1,74 +1,18 @@
-//! Process wiring: connect (or start) NATS and set up its streams and buckets, run the chosen
-//! roles ([`crate::roles`]) as tasks under one shutdown token, and drain them.
+//! Process wiring: connect ([`crate::services`]), run the chosen roles ([`crate::roles`]) as
+//! tasks under one shutdown token, and drain them.
 
 use std::time::Duration;
 
-use adit_bus::registry::Registry;
-use adit_bus::{Publisher, ensure_buckets, ensure_streams};
 use adit_ingest::simulate::SimConfig;
-use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Role;
 use crate::config::Config;
-use crate::nats_server::{self, ManagedNats};
 use crate::roles::{self, Shared, Tasks};
+use crate::services::connect;
 
 /// How long open work may take to finish after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(20);
-
-/// Connections every role uses.
-pub struct Services {
-    /// The NATS client.
-    pub client: async_nats::Client,
-    /// JetStream.
-    pub js: jetstream::Context,
-    /// Event publisher.
-    pub publisher: Publisher,
-    /// The registry bucket, opened once for every role that reads or changes it.
-    pub registry: Registry,
-    /// The managed nats-server, if this process started one.
-    pub managed: Option<ManagedNats>,
-}
-
-/// Connects to the configured NATS (or starts the managed one) and creates the streams and
-/// buckets.
-pub async fn connect(config: &Config) -> anyhow::Result<Services> {
-    let (client, managed) = connect_bare(config).await?;
-    let js = jetstream::new(client.clone());
-    // Each retried through a cluster's election or a node down; a permanent refusal says why.
-    ensure_streams(&js, &config.nats.streams).await?;
-    ensure_buckets(&js, config.nats.streams.replicas).await?;
-    adit_pipelines::runtime::ensure_lease_bucket(
-        &js,
-        config.pipelines.lease_ttl,
-        config.nats.streams.replicas,
-    )
-    .await?;
-    Ok(Services {
-        publisher: Publisher::new(js.clone()),
-        registry: Registry::open(js.clone()).await?,
-        client,
-        js,
-        managed,
-    })
-}
-
-/// Connects to the configured NATS (or starts the managed one) and creates nothing.
-pub async fn connect_bare(
-    config: &Config,
-) -> anyhow::Result<(async_nats::Client, Option<ManagedNats>)> {
-    let (url, managed) = match &config.nats.url {
-        Some(url) => (url.clone(), None),
-        None => {
-            nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?
-        }
-    };
-    Ok((
-        adit_bus::connect_with(&url, &config.nats.auth()).await?,
-        managed,
-    ))
-}
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
 pub fn cancel_on_signal(token: CancellationToken) {

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::cli::{BackupArgs, BackupWhat, PaymentsArgs, PaymentsWhat, RestoreArgs};
 use crate::config::Config;
-use crate::wiring;
+use crate::services;
 
 /// `adit backup [--to]` and `adit backup verify --from`.
 pub(super) async fn backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()> {
@@ -25,7 +25,7 @@ pub(super) async fn backup(config: &Config, args: &BackupArgs) -> anyhow::Result
     let location = Location::open(&to, config.backup.options.clone())?;
     let backup = location.backup(&adit_backup::new_id())?;
     let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
-    let services = wiring::connect(config).await?;
+    let services = services::connect(config).await?;
     let source = Source {
         client: &services.client,
         tables: &tables,
@@ -69,7 +69,7 @@ async fn verify(config: &Config, from: &str) -> anyhow::Result<()> {
 pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
     let backup = Location::resolve(&args.from, config.backup.options.clone()).await?;
     let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
-    let (client, managed) = wiring::connect_bare(config).await?;
+    let (client, managed) = services::connect_bare(config).await?;
     let target = Target {
         client: &client,
         tables: &tables,

@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use crate::cli::ComplianceArgs;
 use crate::config::Config;
-use crate::wiring;
+use crate::services;
 
 /// Longest range one command closes.
 const MAX_DAYS: i64 = 366;
@@ -22,7 +22,7 @@ pub(super) async fn run(config: &Config, args: &ComplianceArgs) -> anyhow::Resul
     if !(1..=MAX_DAYS).contains(&days) {
         bail!("--to must be on or after --date, at most {MAX_DAYS} days later");
     }
-    let services = wiring::connect(config).await?;
+    let services = services::connect(config).await?;
     let store = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
     let registry = Registry::open(services.js.clone()).await?;
     let mut job = ComplianceJob::open(

@@ -149,7 +149,7 @@ async fn simulate(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     wiring::cancel_on_signal(shutdown.clone());
-    let services = wiring::connect(config).await?;
+    let services = crate::services::connect(config).await?;
     let mut sim = sim_config(config, args);
     if let Some(rate) = args.rate {
         anyhow::ensure!(

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{DeviceKey, Family};
+use super::DeviceKey;
 
 /// The scheduler's rules, from config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +182,7 @@ impl Scheduler {
     }
 
     /// Stale devices of `family`.
-    pub(super) fn stale(&self, family: Family) -> usize {
+    pub(super) fn stale(&self, family: &str) -> usize {
         self.devices
             .iter()
             .filter(|(k, h)| k.family == family && h.stale)
@@ -206,7 +206,7 @@ mod tests {
 
     fn key(address: &str) -> DeviceKey {
         DeviceKey {
-            family: Family::Cgminer,
+            family: "cgminer",
             address: address.into(),
             owner: "s1/m1".into(),
         }
@@ -252,7 +252,7 @@ mod tests {
         // 30 s after the last good reading: stale, once.
         assert_eq!(s.expire(t0 + 30 * S), vec![a.clone()]);
         assert!(s.expire(t0 + 31 * S).is_empty());
-        assert_eq!(s.stale(Family::Cgminer), 1);
+        assert_eq!(s.stale("cgminer"), 1);
         assert_eq!(s.take_due(t0 + 30 * S), vec![a.clone()]);
         assert!(!s.failed(&a, t0 + 30 * S, "refused"), "not logged again");
         // The second failure in a row waits 40 s, the third the 60 s cap.
@@ -266,7 +266,7 @@ mod tests {
             s.succeeded(&a, t0 + 130 * S, vec![]),
             [Change::Recovered { was_stale: true }]
         );
-        assert_eq!(s.stale(Family::Cgminer), 0);
+        assert_eq!(s.stale("cgminer"), 0);
         assert!(s.take_due(t0 + 139 * S).is_empty());
         assert_eq!(s.take_due(t0 + 140 * S), vec![a.clone()]);
         // A failure that recovers before the stale deadline is not stale.
@@ -303,10 +303,10 @@ mod tests {
         s.sync([&a, &b], t0 + 5 * S);
         assert_eq!(s.take_due(t0 + 5 * S), vec![b.clone()]);
         assert_eq!(s.expire(t0 + 30 * S), vec![a.clone()]);
-        assert_eq!(s.stale(Family::Cgminer), 1);
+        assert_eq!(s.stale("cgminer"), 1);
         // a removed (or moved: a new address is a new key): forgotten, reports ignored.
         s.sync([&b], t0 + 32 * S);
-        assert_eq!(s.stale(Family::Cgminer), 0);
+        assert_eq!(s.stale("cgminer"), 0);
         assert!(s.succeeded(&a, t0 + 33 * S, vec![]).is_empty());
         assert!(!s.failed(&a, t0 + 33 * S, "refused"));
         assert_eq!(s.devices.len(), 1);

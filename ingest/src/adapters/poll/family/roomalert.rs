@@ -1,0 +1,207 @@
+//! RoomAlert-style environment monitors: every sensor registered at one monitor (by its
+//! label) is read with one `/getData.json` request, for its temperature or humidity.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use adit_schemas::registry::{AdapterKind, RecordKind, RegistryView};
+use adit_schemas::{AnyEvent, SensorKind, SensorReading};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::Url;
+
+use super::super::config::AdaptersConfig;
+use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
+use crate::adapters::http_json::{RoomAlertSensor, parse_roomalert};
+use crate::adapters::http_url;
+
+/// The family's name.
+const NAME: &str = "roomalert";
+
+/// Environment monitors, read for their sensors.
+pub(super) struct Roomalert;
+
+impl Family for Roomalert {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn reads(&self) -> Option<(AdapterKind, RecordKind)> {
+        Some((AdapterKind::Roomalert, RecordKind::Sensor))
+    }
+
+    fn collect(&self, view: &RegistryView, _: &AdaptersConfig, out: &mut Targets) {
+        let mut monitors: BTreeMap<DeviceKey, Monitor> = BTreeMap::new();
+        for sensor in view
+            .sensors()
+            .filter(|s| s.adapter.kind == AdapterKind::Roomalert)
+        {
+            let who = format!("sensor {}/{}", sensor.site, sensor.id);
+            if sensor.kind == SensorKind::Fan {
+                out.skipped.push(format!(
+                    "{who}: a RoomAlert reports temperature and humidity, not fan speed"
+                ));
+                continue;
+            }
+            let Some(address) = &sensor.adapter.address else {
+                out.skipped
+                    .push(format!("{who}: its adapter needs an address"));
+                continue;
+            };
+            let mut url = match http_url(address) {
+                Ok(url) => url,
+                Err(reason) => {
+                    out.skipped.push(format!("{who}: {address:?}: {reason}"));
+                    continue;
+                }
+            };
+            if url.path().is_empty() || url.path() == "/" {
+                url.set_path("/getData.json");
+            }
+            let key = DeviceKey {
+                family: NAME,
+                address: url.to_string(),
+                owner: String::new(),
+            };
+            let label = sensor
+                .adapter
+                .channel
+                .clone()
+                .unwrap_or_else(|| sensor.id.clone());
+            monitors
+                .entry(key)
+                .or_insert_with(|| Monitor {
+                    url,
+                    sensors: Vec::new(),
+                })
+                .sensors
+                .push(SensorChannel {
+                    site: sensor.site.clone(),
+                    sensor: sensor.id.clone(),
+                    kind: sensor.kind,
+                    label,
+                });
+        }
+        for (key, monitor) in monitors {
+            out.devices.insert(key, Arc::new(monitor));
+        }
+    }
+}
+
+/// A sensor at an environment monitor.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct SensorChannel {
+    /// The site.
+    site: String,
+    /// The sensor's id.
+    sensor: String,
+    /// Temperature or humidity.
+    kind: SensorKind,
+    /// The monitor's label for it.
+    label: String,
+}
+
+/// One environment monitor.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Monitor {
+    /// Its `/getData.json` URL.
+    url: Url,
+    /// The sensors registered at it.
+    sensors: Vec<SensorChannel>,
+}
+
+#[async_trait]
+impl Device for Monitor {
+    async fn poll(&self, ctx: &Ctx, _: &DeviceKey, at: DateTime<Utc>) -> Result<Polled, Failure> {
+        let body = fetch(ctx, &ctx.devices, &self.url)
+            .await
+            .map_err(Failure::bare)?;
+        let found = parse_roomalert(&body).map_err(|e| Failure::with_body(e, &body))?;
+        Ok(sensor_events(&self.sensors, &found, at))
+    }
+}
+
+/// One sensor reading per registered sensor whose label and figure the monitor reports.
+fn sensor_events(
+    sensors: &[SensorChannel],
+    found: &[RoomAlertSensor],
+    at: DateTime<Utc>,
+) -> Polled {
+    let mut out = Polled::default();
+    for s in sensors {
+        let value = found
+            .iter()
+            .find(|f| f.label == s.label)
+            .and_then(|f| match s.kind {
+                SensorKind::Temperature => f.temp_c,
+                SensorKind::Humidity => f.humidity_pct,
+                SensorKind::Fan => None,
+            });
+        match value {
+            Some(value) => out.events.push(AnyEvent::Sensor(SensorReading {
+                site: s.site.clone(),
+                sensor: s.sensor.clone(),
+                kind: s.kind,
+                value,
+                ts: at,
+            })),
+            None => out.missing.push(format!(
+                "sensor {}/{} (label {:?})",
+                s.site, s.sensor, s.label
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    #[test]
+    fn roomalert_sensors_take_the_figure_of_their_kind() {
+        let sensor = |id: &str, kind: SensorKind, label: &str| SensorChannel {
+            site: "s1".into(),
+            sensor: id.into(),
+            kind,
+            label: label.into(),
+        };
+        let found = [RoomAlertSensor {
+            label: "Ext Sensor 1".into(),
+            temp_c: Some(22.5),
+            humidity_pct: Some(41.0),
+        }];
+        let polled = sensor_events(
+            &[
+                sensor("t1", SensorKind::Temperature, "Ext Sensor 1"),
+                sensor("h1", SensorKind::Humidity, "Ext Sensor 1"),
+                sensor("t2", SensorKind::Temperature, "Ext Sensor 2"),
+            ],
+            &found,
+            at(),
+        );
+        let got: Vec<(&str, SensorKind, f64)> = polled
+            .events
+            .iter()
+            .map(|e| match e {
+                AnyEvent::Sensor(r) => (r.sensor.as_str(), r.kind, r.value),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("t1", SensorKind::Temperature, 22.5),
+                ("h1", SensorKind::Humidity, 41.0)
+            ]
+        );
+        assert_eq!(polled.missing.len(), 1);
+    }
+}
