@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use adit_actuators::ActuatorsConfig;
 use adit_alerts::AlertsConfig;
 use adit_alerts::notify::NotifyConfig;
 use adit_bus::StreamSettings;
-use adit_ingest::actuators::ActuatorsConfig;
 use adit_ingest::adapters::poll::AdaptersConfig;
 use adit_ingest::simulate::SimConfig;
 use adit_payments::PaymentsConfig;

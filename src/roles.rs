@@ -490,7 +490,7 @@ pub fn actuators(shared: &Shared, tasks: &mut Tasks) {
     );
     tasks.spawn(async move {
         supervised("actuators", &vitals, || {
-            adit_ingest::actuators::run(
+            adit_actuators::run(
                 actuators.clone(),
                 egress.clone(),
                 registry.clone(),

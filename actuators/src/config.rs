@@ -28,7 +28,7 @@ pub struct ActuatorsConfig {
     /// JSON); unset: such commands fail with the reason.
     pub webhook: Option<String>,
     /// The PDUs whose outlets may be switched (`[[actuators.pdus]]`).
-    pub pdus: Vec<super::pdu::PduConfig>,
+    pub pdus: Vec<adit_devices::pdu_snmp::PduConfig>,
 }
 
 impl Default for ActuatorsConfig {

@@ -15,9 +15,10 @@ use adit_schemas::control::{Command, CommandAction, FANS_TARGET};
 use adit_schemas::registry::{AdapterKind, RegistryView};
 use serde_json::Value;
 
-use super::ActuatorsConfig;
-use super::pdu::{self, PduConfig};
-use crate::adapters::cgminer;
+use adit_devices::cgminer;
+use adit_devices::pdu_snmp::{self as pdu, PduConfig};
+
+use crate::ActuatorsConfig;
 
 /// Largest reply read from a device.
 const MAX_REPLY_BYTES: usize = 64 * 1024;

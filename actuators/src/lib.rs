@@ -14,7 +14,6 @@
 
 pub mod config;
 pub mod drivers;
-pub mod pdu;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -218,7 +217,7 @@ fn ack_wait(config: &ActuatorsConfig) -> Duration {
     let cycles = if config.pdus.is_empty() {
         Duration::ZERO
     } else {
-        pdu::MAX_CYCLE_OFF * config.attempts
+        adit_devices::pdu_snmp::MAX_CYCLE_OFF * config.attempts
     };
     (config.timeout * 2 * config.attempts + cycles + waits + Duration::from_secs(30))
         .max(Duration::from_secs(60))

@@ -5,21 +5,19 @@
 //! (after every attempt), and a machine without an outlet is refused; every attempt is
 //! reported as an outcome.
 
-mod common;
-
 use std::time::Duration;
 
+use adit_actuators::{self as actuators, ActuatorsConfig};
 use adit_bus::publish::Publisher;
 use adit_bus::registry::Registry;
 use adit_bus::setup::{ensure_buckets, ensure_streams};
-use adit_ingest::actuators::pdu::{PduConfig, PduKind};
-use adit_ingest::actuators::{self, ActuatorsConfig};
+use adit_devices::pdu_snmp::{PduConfig, PduKind};
 use adit_schemas::control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 use adit_schemas::registry::{Machine, Record, Site};
 use adit_schemas::{AnyEvent, names};
 use adit_testkit::snmpd::{OUTLET_CONTROL, WRITE_COMMUNITY};
+use adit_testkit::tail::Tail;
 use chrono::Utc;
-use common::Tail;
 use tokio_util::sync::CancellationToken;
 
 fn machine(id: &str, pdu: Option<&str>, outlet: Option<u32>) -> Record {
@@ -107,7 +105,7 @@ async fn outlets_are_switched_and_cycled_over_snmp_and_failures_say_why() {
     let publisher = Publisher::new(js.clone());
     let role = tokio::spawn(actuators::run(
         config,
-        common::loopback_egress(),
+        adit_testkit::tail::loopback_egress(),
         registry,
         publisher.clone(),
         shutdown.clone(),

@@ -6,15 +6,15 @@
 //! outlet, timestamps and ids the schemas accept, nothing invented. Plausible replies built the
 //! way the devices build them read back exactly.
 
-use adit_ingest::adapters::DeviceError;
-use adit_ingest::adapters::cgminer::{MinerReport, decode_reply, parse_report};
-use adit_ingest::adapters::error::EXCERPT_BYTES;
-use adit_ingest::adapters::feed_map::{self, Asks, FeedMap, Mapped};
-use adit_ingest::adapters::http_json::{
+use adit_devices::DeviceError;
+use adit_devices::cgminer::{MinerReport, decode_reply, parse_report};
+use adit_devices::error::EXCERPT_BYTES;
+use adit_devices::feed_map::{self, Asks, FeedMap, Mapped};
+use adit_devices::http_json::{
     DrMessage, DrMode, FieldMap, RoomAlertSensor, dr_reply, parse_dr_signal, parse_iotawatt,
     parse_pdu, parse_price_signal, parse_roomalert, pdu_reply, roomalert_reply,
 };
-use adit_ingest::adapters::mqtt::{MappedError, TopicMap, map_message};
+use adit_devices::mqtt::{MappedError, TopicMap, map_message};
 use adit_schemas::events::MAX_ID_BYTES;
 use adit_schemas::names::is_token;
 use adit_schemas::validate::check_text;

@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use adit_ingest::adapters::mqtt::{
-    MappedError, TopicMap, publish_reading, spawn_publisher, subscribe,
-};
+use adit_devices::mqtt::{MappedError, TopicMap, publish_reading, spawn_publisher, subscribe};
 use adit_schemas::{SensorKind, SensorReading};
 use adit_testkit::Mosquitto;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -59,7 +57,7 @@ fn spawn_subscriber(
     client_id: &'static str,
     tx: mpsc::Sender<Outcome>,
     shutdown: &CancellationToken,
-) -> JoinHandle<Result<(), adit_ingest::adapters::mqtt::MqttError>> {
+) -> JoinHandle<Result<(), adit_devices::mqtt::MqttError>> {
     let url = broker.url();
     let shutdown = shutdown.clone();
     tokio::spawn(async move { subscribe(&url, client_id, maps(), tx, shutdown).await })

@@ -9,16 +9,14 @@
 //! being polled when removed; a miner whose server stops turns stale and is reported `offline`
 //! once, and reports again when its server is back.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use adit_bus::registry::Registry;
 use adit_bus::{Publisher, ensure_buckets, ensure_streams};
-use adit_ingest::adapters::cgminer::{self, CgminerSnapshot};
-use adit_ingest::adapters::http_json::{
+use adit_devices::cgminer::{self, CgminerSnapshot};
+use adit_devices::http_json::{
     DrMessage, DrMode, RoomAlertSensor, dr_reply, iotawatt_reply, pdu_reply, roomalert_reply,
 };
 use adit_ingest::adapters::poll::{
@@ -29,12 +27,12 @@ use adit_schemas::{
     AnyEvent, EnergyReading, EnergySource, GridSignalKind, MinerState, MinerStatus, SensorKind,
     SensorReading, names,
 };
+use adit_testkit::tail::{Tail, WAIT, header, statuses};
 use axum::Json;
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use chrono::{SubsecRound, Utc};
-use common::{Tail, WAIT, header, statuses};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -313,7 +311,7 @@ async fn devices_are_polled_over_real_sockets_with_faults_and_live_registry_chan
     let shutdown = CancellationToken::new();
     let role = tokio::spawn(poll::run(
         config,
-        common::loopback_egress(),
+        adit_testkit::tail::loopback_egress(),
         registry.clone(),
         Publisher::new(js.clone()),
         shutdown.clone(),

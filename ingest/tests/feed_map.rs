@@ -6,16 +6,14 @@
 //! `grid_confirm` (so the controller can tell a silent feed), and a word the map does not
 //! know is dead-lettered with its reason, unconfirmed, while polling goes on.
 
-mod common;
-
 use std::time::Duration;
 
 use adit_bus::registry::Registry;
 use adit_bus::{Publisher, ensure_buckets, ensure_streams};
-use adit_ingest::adapters::feed_map::FeedMap;
+use adit_devices::feed_map::FeedMap;
 use adit_ingest::adapters::poll::{self, AdaptersConfig, GridFeed, GridFeedKind};
 use adit_schemas::{AnyEvent, GridSignal, GridSignalKind, names};
-use common::{Tail, header};
+use adit_testkit::tail::{Tail, header};
 use tokio_util::sync::CancellationToken;
 
 /// The distinct events the signals stand for (a confirmation repeats its event's id).
@@ -65,7 +63,7 @@ async fn a_plain_text_power_signal_drives_grid_signals_through_its_map() {
     let shutdown = CancellationToken::new();
     let role = tokio::spawn(poll::run(
         config,
-        common::loopback_egress(),
+        adit_testkit::tail::loopback_egress(),
         registry,
         Publisher::new(js.clone()),
         shutdown.clone(),

@@ -11,8 +11,6 @@
 //! reported `offline`; a miner answering cut-off replies is dead-lettered; a restarted miner
 //! reports again.
 
-mod common;
-
 use std::time::Duration;
 
 use adit_bus::registry::Registry;
@@ -27,9 +25,9 @@ use adit_schemas::registry::{AdapterKind, Record};
 use adit_schemas::{
     AnyEvent, EnergySource, GridSignal, GridSignalKind, MinerState, MinerStatus, SensorKind, names,
 };
+use adit_testkit::tail::{Tail, WAIT, header, statuses};
 use adit_testkit::{Mosquitto, NatsServer};
 use chrono::Utc;
-use common::{Tail, WAIT, header, statuses};
 use tokio_util::sync::CancellationToken;
 
 /// The site.
@@ -217,7 +215,7 @@ async fn the_simulated_farm_is_read_through_the_adapters_over_real_sockets() {
     let stop_role = CancellationToken::new();
     let role = tokio::spawn(poll::run(
         config,
-        common::loopback_egress(),
+        adit_testkit::tail::loopback_egress(),
         registry.clone(),
         Publisher::new(js.clone()),
         stop_role.clone(),

@@ -1,5 +1,6 @@
-//! What the adapter tests share: reading a stream back from its start, and picking events.
-#![allow(dead_code, unreachable_pub)]
+//! What the device tests share (adapters, actuators, the simulated farm): reading a stream
+//! back from its start, picking events and headers, and an egress policy that lets loopback
+//! devices be reached.
 
 use std::time::Duration;
 
@@ -52,6 +53,7 @@ async fn consume(js: &jetstream::Context, stream: &str, from: u64) -> pull::Stre
 }
 
 impl Tail {
+    /// Reads `stream` from its first message.
     pub async fn open(js: &jetstream::Context, stream: &str) -> Self {
         Self {
             js: js.clone(),
@@ -79,6 +81,8 @@ impl Tail {
         }
     }
 
+    /// Waits (until `deadline`) for the next message, re-creating the consumer after a read
+    /// error; `what` names the wait in a failure.
     pub async fn next(&mut self, deadline: tokio::time::Instant, what: &str) {
         // Waits in slices: a pull that went quiet (missed heartbeats on a busy machine) is
         // replaced by a new consumer after the last message seen.
@@ -130,6 +134,7 @@ impl Tail {
     }
 }
 
+/// The miner statuses among `events` of `machine`.
 pub fn statuses<'a>(events: &'a [AnyEvent], machine: &str) -> Vec<&'a MinerStatus> {
     events
         .iter()
@@ -140,6 +145,7 @@ pub fn statuses<'a>(events: &'a [AnyEvent], machine: &str) -> Vec<&'a MinerStatu
         .collect()
 }
 
+/// The value of header `name` of `m`, if it has one.
 pub fn header<'a>(m: &'a async_nats::Message, name: &str) -> Option<&'a str> {
     m.headers.as_ref()?.get(name).map(|v| v.as_str())
 }

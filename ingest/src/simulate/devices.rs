@@ -43,14 +43,14 @@ use tokio_util::task::TaskTracker;
 
 use super::controls::Controls;
 use super::{Farm, SimConfig};
-use crate::adapters::cgminer::{self, CgminerSnapshot};
-use crate::adapters::http_json::{
+use crate::adapters::poll::{GridFeed, GridFeedKind};
+use adit_bus::registry::{Registry, RegistryError};
+use adit_devices::cgminer::{self, CgminerSnapshot};
+use adit_devices::http_json::{
     DrMessage, DrMode, PriceMessage, RoomAlertSensor, dr_reply, iotawatt_reply, pdu_reply,
     price_reply, roomalert_reply,
 };
-use crate::adapters::mqtt::{self, MqttError, TopicMap};
-use crate::adapters::poll::{GridFeed, GridFeedKind};
-use adit_bus::registry::{Registry, RegistryError};
+use adit_devices::mqtt::{self, MqttError, TopicMap};
 
 /// The event id of the demand-response feed's answer before the farm has issued a signal.
 pub const INITIAL_EVENT_ID: &str = "sim-start";
@@ -961,7 +961,7 @@ pub async fn register_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::http_json::{
+    use adit_devices::http_json::{
         FieldMap, parse_dr_signal, parse_iotawatt, parse_pdu, parse_price_signal, parse_roomalert,
     };
     use axum::body::Body;

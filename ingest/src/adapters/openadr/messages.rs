@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use quick_xml::escape::escape;
 
 use super::xml::{self, Element};
-use crate::adapters::DeviceError;
+use adit_devices::DeviceError;
 
 /// The namespaces every payload declares once, on its root.
 const NAMESPACES: &str = concat!(

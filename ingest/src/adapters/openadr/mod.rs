@@ -93,7 +93,7 @@ impl OpenAdrConfig {
                 self.site
             ));
         }
-        super::http_url(&self.vtn_url)
+        adit_devices::http_url(&self.vtn_url)
             .map_err(|r| format!("{key}.vtn_url {:?}: {r}", self.vtn_url))?;
         for (what, text) in [
             ("ven_name", Some(&self.ven_name)),

@@ -19,9 +19,9 @@ use super::OpenAdrConfig;
 use super::book::{Ask, Book, EVENT_PREFIX, Policy};
 use super::messages::{self, OptResponse, Reply, ReportRequest, Service};
 use super::power::SitePower;
-use crate::adapters::DeviceError;
 use crate::adapters::poll::AdaptersError;
 use adit_bus::publish::Publisher;
+use adit_devices::DeviceError;
 
 /// How often the loop wakes.
 const TICK: Duration = Duration::from_millis(500);

@@ -6,7 +6,7 @@
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-use crate::adapters::DeviceError;
+use adit_devices::DeviceError;
 
 /// The most elements one reply may hold.
 const MAX_ELEMENTS: usize = 20_000;

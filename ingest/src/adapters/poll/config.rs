@@ -6,9 +6,9 @@ use std::time::Duration;
 use adit_schemas::names;
 use serde::{Deserialize, Serialize};
 
-use super::super::http_json::FieldMap;
-use super::super::http_url;
-use super::super::mqtt::{self, TopicMap};
+use adit_devices::http_json::FieldMap;
+use adit_devices::http_url;
+use adit_devices::mqtt::{self, TopicMap};
 
 /// `[adapters]`: how devices are polled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,7 +116,7 @@ pub struct GridFeed {
     pub url: String,
     /// How to read a feed in its own shape (JSON, CSV or plain text); none: adit's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub map: Option<crate::adapters::feed_map::FeedMap>,
+    pub map: Option<adit_devices::feed_map::FeedMap>,
 }
 
 impl AdaptersConfig {

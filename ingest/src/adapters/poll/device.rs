@@ -17,7 +17,7 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 
 use super::config::AdaptersConfig;
-use crate::adapters::DeviceError;
+use adit_devices::DeviceError;
 
 /// Bytes of a refused HTTP reply kept as the dead letter's payload.
 const DLQ_BODY_BYTES: usize = 4096;

@@ -53,10 +53,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::DeviceError;
-use super::mqtt::{self, MappedError, MqttError};
 use adit_bus::publish::{Outgoing, Publisher};
 use adit_bus::registry::{Registry, RegistryError};
+use adit_devices::DeviceError;
+use adit_devices::mqtt::{self, MappedError, MqttError};
 
 /// The stream name the adapters' dead letters are filed under: `dlq.adapters`.
 pub const DLQ_SOURCE: &str = "adapters";

@@ -15,9 +15,9 @@ use reqwest::Url;
 
 use super::super::config::{AdaptersConfig, GridFeedKind};
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
-use crate::adapters::feed_map::{self, Asks, FeedMap, Mapped};
-use crate::adapters::http_json::{parse_dr_signal, parse_price_signal};
-use crate::adapters::http_url;
+use adit_devices::feed_map::{self, Asks, FeedMap, Mapped};
+use adit_devices::http_json::{parse_dr_signal, parse_price_signal};
+use adit_devices::http_url;
 
 /// The family's name.
 const NAME: &str = "grid";

@@ -13,7 +13,7 @@ use reqwest::Url;
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
 use super::meters::{self, MeterChannel};
-use crate::adapters::http_json::parse_iotawatt;
+use adit_devices::http_json::parse_iotawatt;
 
 /// The family's name.
 const NAME: &str = "iotawatt";

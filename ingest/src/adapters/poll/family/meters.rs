@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 
 use super::super::device::{DeviceKey, Polled, Targets};
-use crate::adapters::http_url;
+use adit_devices::http_url;
 
 /// A meter channel: which input or outlet gives which machine's power.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets};
-use crate::adapters::cgminer::{self, MinerReport};
+use adit_devices::cgminer::{self, MinerReport};
 
 /// The family's name.
 const NAME: &str = "cgminer";

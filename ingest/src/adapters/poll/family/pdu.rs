@@ -12,7 +12,7 @@ use reqwest::Url;
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
 use super::meters::{self, MeterChannel};
-use crate::adapters::http_json::parse_pdu;
+use adit_devices::http_json::parse_pdu;
 
 /// The family's name.
 const NAME: &str = "pdu";

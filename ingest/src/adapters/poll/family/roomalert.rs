@@ -12,8 +12,8 @@ use reqwest::Url;
 
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
-use crate::adapters::http_json::{RoomAlertSensor, parse_roomalert};
-use crate::adapters::http_url;
+use adit_devices::http_json::{RoomAlertSensor, parse_roomalert};
+use adit_devices::http_url;
 
 /// The family's name.
 const NAME: &str = "roomalert";
