@@ -3,10 +3,11 @@
 //! of the report, so the same report always renders to the same bytes.
 
 use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::error::{Error, Result};
 use crate::model::{ComplianceReport, Curtailment, ViolationItem};
-use crate::svg::{Chart, Line, Rule, esc};
+use crate::svg::{Chart, Line, Rule};
 
 /// The formats a report renders to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +77,7 @@ fn local(report: &ComplianceReport, t: DateTime<Utc>) -> String {
 }
 
 fn opt(v: Option<f64>, places: usize) -> String {
-    v.map_or_else(|| "—".to_string(), |v| format!("{v:.places$}"))
+    v.map_or_else(|| "—".to_string(), |v| fixed(v, places))
 }
 
 fn hours(minutes: i64) -> String {
@@ -99,94 +100,82 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#666}.
 .score{font-size:40px;font-weight:bold}.bad{color:#b00}.ok{color:#070}\
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}table,svg{break-inside:avoid}}";
 
-/// The report as a self-contained HTML page.
+/// The report as a self-contained HTML page. Built with maud, which escapes every value by
+/// construction; only the charts (SVG markup maud built too) go in as they are.
 pub fn html(r: &ComplianceReport) -> String {
-    let mut h = String::new();
     let title = format!("Compliance report — {} — {}", r.site, r.date);
-    h.push_str(&format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
-        esc(&title)
-    ));
     let status = match r.revision {
         Some(n) => format!("revision {n}"),
         None => "provisional: not yet closed by the nightly run".to_string(),
     };
-    h.push_str(&format!(
-        "<h1>{}</h1><p class=\"muted\">Site {}{} · local day {} ({}) · {} to {} UTC · {}</p>",
-        esc(&title),
-        esc(&r.site),
-        if r.site_name.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", esc(&r.site_name))
-        },
-        r.date,
-        esc(&r.timezone),
-        r.window_start.format("%Y-%m-%d %H:%M"),
-        r.window_end.format("%Y-%m-%d %H:%M"),
-        status
-    ));
-    summary(&mut h, r);
-    energy(&mut h, r);
-    temperature(&mut h, r);
-    violations(&mut h, r);
-    curtailments(&mut h, r);
-    quality(&mut h, r);
-    h.push_str(&format!(
-        "<h2>How the score is computed</h2><p>{}</p><table><tr><th>part</th><th class=\"n\">points</th></tr>\
-         <tr><td>allocation (of 50)</td><td class=\"n\" id=\"score-allocation\">{:.2}</td></tr>\
-         <tr><td>curtailment (of 30)</td><td class=\"n\" id=\"score-curtailment\">{:.2}</td></tr>\
-         <tr><td>data (of 20)</td><td class=\"n\" id=\"score-data\">{:.2}</td></tr>\
-         <tr><td>penalty</td><td class=\"n\" id=\"score-penalty\">−{:.2}</td></tr></table>",
-        esc(&r.score.formula),
-        r.score.allocation,
-        r.score.curtailment,
-        r.score.data,
-        r.score.penalty
-    ));
-    h.push_str("</body></html>\n");
-    h
-}
-
-fn summary(h: &mut String, r: &ComplianceReport) {
-    h.push_str(&format!(
-        "<h2>Summary</h2><p><span class=\"score\" id=\"score\">{:.1}</span> / 100 compliance score</p>",
-        r.score.value
-    ));
-    h.push_str(&format!(
-        "<table><tr><th>allocation</th><td class=\"n\">{:.1} kW</td><th>warning / critical</th><td class=\"n\">{:.0} % / {:.0} %</td></tr></table>",
-        r.limits.allocation_kw, r.limits.warning_pct, r.limits.critical_pct
-    ));
-}
-
-fn energy(h: &mut String, r: &ComplianceReport) {
-    h.push_str("<h2>Energy against allocation</h2>");
-    let Some(e) = &r.energy else {
-        h.push_str(
-            "<p class=\"nodata\">No data: no energy has been recorded for any site yet.</p>",
-        );
-        return;
+    let site_name = if r.site_name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", r.site_name)
     };
-    h.push_str(&format!(
-        "<table>\
-         <tr><td>energy used</td><td class=\"n\" id=\"energy-kwh\">{:.3} kWh</td></tr>\
-         <tr><td>energy allowed by the allocation</td><td class=\"n\" id=\"allocation-kwh\">{:.3} kWh</td></tr>\
-         <tr><td>used of allowed</td><td class=\"n\">{:.2} %</td></tr>\
-         <tr><td>peak power (minute mean)</td><td class=\"n\" id=\"peak-kw\">{} kW at {}</td></tr>\
-         <tr><td>hours over warning ({:.0} %)</td><td class=\"n\" id=\"hours-warning\">{}</td></tr>\
-         <tr><td>hours over critical ({:.0} %)</td><td class=\"n\" id=\"hours-critical\">{}</td></tr>\
-         <tr><td>hours over allocation</td><td class=\"n\" id=\"hours-allocation\">{}</td></tr></table>",
-        e.energy_kwh,
-        e.allocation_kwh,
-        e.used_pct,
-        opt(e.peak_kw, 3),
-        e.peak_at.map_or("—".into(), |t| local(r, t)),
-        r.limits.warning_pct,
-        hours(e.minutes_over_warning),
-        r.limits.critical_pct,
-        hours(e.minutes_over_critical),
-        hours(e.minutes_over_allocation),
-    ));
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { (title) }
+                p class="muted" {
+                    "Site " (r.site) (site_name) " · local day " (r.date) " (" (r.timezone) ") · "
+                    (r.window_start.format("%Y-%m-%d %H:%M")) " to "
+                    (r.window_end.format("%Y-%m-%d %H:%M")) " UTC · " (status)
+                }
+                (summary(r))
+                (energy(r))
+                (temperature(r))
+                (violations(r))
+                (curtailments(r))
+                (quality(r))
+                h2 { "How the score is computed" }
+                p { (r.score.formula) }
+                table {
+                    tr { th { "part" } th class="n" { "points" } }
+                    tr { td { "allocation (of 50)" } td class="n" id="score-allocation" { (fixed(r.score.allocation, 2)) } }
+                    tr { td { "curtailment (of 30)" } td class="n" id="score-curtailment" { (fixed(r.score.curtailment, 2)) } }
+                    tr { td { "data (of 20)" } td class="n" id="score-data" { (fixed(r.score.data, 2)) } }
+                    tr { td { "penalty" } td class="n" id="score-penalty" { "−" (fixed(r.score.penalty, 2)) } }
+                }
+            }
+        }
+    };
+    page.into_string() + "\n"
+}
+
+/// `v` with `places` decimals.
+fn fixed(v: f64, places: usize) -> String {
+    format!("{v:.places$}")
+}
+
+fn summary(r: &ComplianceReport) -> Markup {
+    html! {
+        h2 { "Summary" }
+        p { span class="score" id="score" { (fixed(r.score.value, 1)) } " / 100 compliance score" }
+        table {
+            tr {
+                th { "allocation" }
+                td class="n" { (fixed(r.limits.allocation_kw, 1)) " kW" }
+                th { "warning / critical" }
+                td class="n" { (fixed(r.limits.warning_pct, 0)) " % / " (fixed(r.limits.critical_pct, 0)) " %" }
+            }
+        }
+    }
+}
+
+fn energy(r: &ComplianceReport) -> Markup {
+    let Some(e) = &r.energy else {
+        return html! {
+            h2 { "Energy against allocation" }
+            p class="nodata" { "No data: no energy has been recorded for any site yet." }
+        };
+    };
     let warn = r.limits.allocation_kw * r.limits.warning_pct / 100.0;
     let chart = Chart {
         title: "Power against allocation",
@@ -210,18 +199,29 @@ fn energy(h: &mut String, r: &ComplianceReport) {
         ],
         ticks: ticks(r),
     };
-    h.push_str(&chart.render());
-    if !r.pools.is_empty() {
-        h.push_str("<table><tr><th>pool</th><th class=\"n\">machines</th><th class=\"n\">energy, kWh</th></tr>");
-        for p in &r.pools {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.3}</td></tr>",
-                esc(&p.pool),
-                p.machines,
-                p.energy_kwh
-            ));
+    html! {
+        h2 { "Energy against allocation" }
+        table {
+            tr { td { "energy used" } td class="n" id="energy-kwh" { (fixed(e.energy_kwh, 3)) " kWh" } }
+            tr { td { "energy allowed by the allocation" } td class="n" id="allocation-kwh" { (fixed(e.allocation_kwh, 3)) " kWh" } }
+            tr { td { "used of allowed" } td class="n" { (fixed(e.used_pct, 2)) " %" } }
+            tr {
+                td { "peak power (minute mean)" }
+                td class="n" id="peak-kw" { (opt(e.peak_kw, 3)) " kW at " (e.peak_at.map_or("—".into(), |t| local(r, t))) }
+            }
+            tr { td { "hours over warning (" (fixed(r.limits.warning_pct, 0)) " %)" } td class="n" id="hours-warning" { (hours(e.minutes_over_warning)) } }
+            tr { td { "hours over critical (" (fixed(r.limits.critical_pct, 0)) " %)" } td class="n" id="hours-critical" { (hours(e.minutes_over_critical)) } }
+            tr { td { "hours over allocation" } td class="n" id="hours-allocation" { (hours(e.minutes_over_allocation)) } }
         }
-        h.push_str("</table>");
+        (chart.render())
+        @if !r.pools.is_empty() {
+            table {
+                tr { th { "pool" } th class="n" { "machines" } th class="n" { "energy, kWh" } }
+                @for p in &r.pools {
+                    tr { td { (p.pool) } td class="n" { (p.machines) } td class="n" { (fixed(p.energy_kwh, 3)) } }
+                }
+            }
+        }
     }
 }
 
@@ -240,8 +240,7 @@ fn ticks(r: &ComplianceReport) -> Vec<(f64, String)> {
         .collect()
 }
 
-fn temperature(h: &mut String, r: &ComplianceReport) {
-    h.push_str("<h2>Temperature</h2>");
+fn temperature(r: &ComplianceReport) -> Markup {
     let chart = Chart {
         title: "Highest temperature over the site's sensors (5 min)",
         unit: "°C",
@@ -261,112 +260,104 @@ fn temperature(h: &mut String, r: &ComplianceReport) {
         },
         ticks: ticks(r),
     };
-    h.push_str(&chart.render());
+    html! {
+        h2 { "Temperature" }
+        (chart.render())
+    }
 }
 
-fn violations(h: &mut String, r: &ComplianceReport) {
-    h.push_str("<h2>Violations</h2>");
-    let Some(v) = &r.violations else {
-        h.push_str("<p class=\"nodata\">No data: no violation has ever been recorded.</p>");
-        return;
-    };
-    if v.list.is_empty() {
-        h.push_str("<p class=\"ok\" id=\"violations-none\">None during the day.</p>");
-        return;
-    }
-    h.push_str("<table id=\"violations-by-kind\"><tr><th>kind</th><th>severity</th><th class=\"n\">count</th><th class=\"n\">time in the day</th></tr>");
-    for g in &v.by_kind {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            esc(&g.kind),
-            esc(&g.severity),
-            g.count,
-            duration(g.duration_s)
-        ));
-    }
-    h.push_str("</table><table id=\"violations\"><tr><th>kind</th><th>severity</th><th>subject</th><th>from</th><th>to</th><th class=\"n\">duration</th><th class=\"n\">peak / limit</th></tr>");
-    for item in &v.list {
-        h.push_str(&violation_row(r, item));
-    }
-    h.push_str("</table>");
-}
-
-fn violation_row(r: &ComplianceReport, v: &ViolationItem) -> String {
-    format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td></tr>",
-        esc(&v.kind),
-        esc(&v.severity),
-        esc(&v.subject),
-        local(r, v.started),
-        v.ended.map_or("still open".into(), |t| local(r, t)),
-        duration(v.duration_s),
-        opt(v.peak, 2),
-        opt(v.limit, 2)
-    )
-}
-
-fn curtailments(h: &mut String, r: &ComplianceReport) {
-    h.push_str("<h2>Curtailment events</h2>");
-    let Some(c) = &r.curtailments else {
-        h.push_str("<p class=\"nodata\">No data: no grid signal has ever been received.</p>");
-        return;
-    };
-    if c.is_empty() {
-        h.push_str("<p id=\"curtailments-none\">No curtailment was asked for during the day.</p>");
-        return;
-    }
-    h.push_str("<table id=\"curtailments\"><tr><th>event</th><th>signal</th><th class=\"n\">target kW</th><th>deadline</th><th class=\"n\">before → lowest kW</th><th class=\"n\">commands</th><th>reached</th><th class=\"n\">time to target</th><th>met</th></tr>");
-    for e in c {
-        h.push_str(&curtailment_row(r, e));
-    }
-    h.push_str("</table>");
-}
-
-fn curtailment_row(r: &ComplianceReport, e: &Curtailment) -> String {
-    format!(
-        "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.1}</td><td>{}</td><td class=\"n\">{} → {}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"{}\">{}</td></tr>",
-        esc(&e.event_id),
-        local(r, e.signal_at),
-        e.target_kw,
-        local(r, e.deadline),
-        opt(e.load_before_kw, 1),
-        opt(e.lowest_kw, 1),
-        e.commands_sent,
-        e.target_reached_at
-            .map_or("not reached".into(), |t| local(r, t)),
-        e.time_to_target_s.map_or("—".into(), duration),
-        if e.met { "ok" } else { "bad" },
-        if e.met { "yes" } else { "no" }
-    )
-}
-
-fn quality(h: &mut String, r: &ComplianceReport) {
-    let q = &r.quality;
-    h.push_str(&format!(
-        "<h2>Data quality</h2><table>\
-         <tr><td>minutes in the day</td><td class=\"n\">{}</td></tr>\
-         <tr><td>measured</td><td class=\"n\" id=\"minutes-measured\">{} ({:.2} %)</td></tr>\
-         <tr><td>estimated or partly covered</td><td class=\"n\" id=\"minutes-estimated\">{} ({:.2} %)</td></tr>\
-         <tr><td>missing</td><td class=\"n\" id=\"minutes-missing\">{} ({:.2} %)</td></tr></table>",
-        q.minutes,
-        q.measured,
-        100.0 * q.measured_share,
-        q.estimated,
-        100.0 * q.estimated_share,
-        q.missing,
-        100.0 * q.missing_share
-    ));
-    if !q.gaps.is_empty() {
-        h.push_str("<p>Gaps (no figure):</p><table id=\"gaps\"><tr><th>from</th><th>to</th><th class=\"n\">minutes</th></tr>");
-        for (a, b) in &q.gaps {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
-                local(r, *a),
-                local(r, *b),
-                (*b - *a).num_minutes()
-            ));
+fn violations(r: &ComplianceReport) -> Markup {
+    html! {
+        h2 { "Violations" }
+        @match &r.violations {
+            None => p class="nodata" { "No data: no violation has ever been recorded." },
+            Some(v) if v.list.is_empty() => p class="ok" id="violations-none" { "None during the day." },
+            Some(v) => {
+                table id="violations-by-kind" {
+                    tr { th { "kind" } th { "severity" } th class="n" { "count" } th class="n" { "time in the day" } }
+                    @for g in &v.by_kind {
+                        tr { td { (g.kind) } td { (g.severity) } td class="n" { (g.count) } td class="n" { (duration(g.duration_s)) } }
+                    }
+                }
+                table id="violations" {
+                    tr {
+                        th { "kind" } th { "severity" } th { "subject" } th { "from" } th { "to" }
+                        th class="n" { "duration" } th class="n" { "peak / limit" }
+                    }
+                    @for item in &v.list { (violation_row(r, item)) }
+                }
+            }
         }
-        h.push_str("</table>");
+    }
+}
+
+fn violation_row(r: &ComplianceReport, v: &ViolationItem) -> Markup {
+    html! {
+        tr {
+            td { (v.kind) }
+            td { (v.severity) }
+            td { (v.subject) }
+            td { (local(r, v.started)) }
+            td { (v.ended.map_or("still open".into(), |t| local(r, t))) }
+            td class="n" { (duration(v.duration_s)) }
+            td class="n" { (opt(v.peak, 2)) " / " (opt(v.limit, 2)) }
+        }
+    }
+}
+
+fn curtailments(r: &ComplianceReport) -> Markup {
+    html! {
+        h2 { "Curtailment events" }
+        @match &r.curtailments {
+            None => p class="nodata" { "No data: no grid signal has ever been received." },
+            Some(c) if c.is_empty() => p id="curtailments-none" { "No curtailment was asked for during the day." },
+            Some(c) => table id="curtailments" {
+                tr {
+                    th { "event" } th { "signal" } th class="n" { "target kW" } th { "deadline" }
+                    th class="n" { "before → lowest kW" } th class="n" { "commands" } th { "reached" }
+                    th class="n" { "time to target" } th { "met" }
+                }
+                @for e in c { (curtailment_row(r, e)) }
+            },
+        }
+    }
+}
+
+fn curtailment_row(r: &ComplianceReport, e: &Curtailment) -> Markup {
+    html! {
+        tr {
+            td { (e.event_id) }
+            td { (local(r, e.signal_at)) }
+            td class="n" { (fixed(e.target_kw, 1)) }
+            td { (local(r, e.deadline)) }
+            td class="n" { (opt(e.load_before_kw, 1)) " → " (opt(e.lowest_kw, 1)) }
+            td class="n" { (e.commands_sent) }
+            td { (e.target_reached_at.map_or("not reached".into(), |t| local(r, t))) }
+            td class="n" { (e.time_to_target_s.map_or("—".into(), duration)) }
+            td class=(if e.met { "ok" } else { "bad" }) { (if e.met { "yes" } else { "no" }) }
+        }
+    }
+}
+
+fn quality(r: &ComplianceReport) -> Markup {
+    let q = &r.quality;
+    html! {
+        h2 { "Data quality" }
+        table {
+            tr { td { "minutes in the day" } td class="n" { (q.minutes) } }
+            tr { td { "measured" } td class="n" id="minutes-measured" { (q.measured) " (" (fixed(100.0 * q.measured_share, 2)) " %)" } }
+            tr { td { "estimated or partly covered" } td class="n" id="minutes-estimated" { (q.estimated) " (" (fixed(100.0 * q.estimated_share, 2)) " %)" } }
+            tr { td { "missing" } td class="n" id="minutes-missing" { (q.missing) " (" (fixed(100.0 * q.missing_share, 2)) " %)" } }
+        }
+        @if !q.gaps.is_empty() {
+            p { "Gaps (no figure):" }
+            table id="gaps" {
+                tr { th { "from" } th { "to" } th class="n" { "minutes" } }
+                @for (a, b) in &q.gaps {
+                    tr { td { (local(r, *a)) } td { (local(r, *b)) } td class="n" { ((*b - *a).num_minutes()) } }
+                }
+            }
+        }
     }
 }
 
