@@ -264,6 +264,57 @@ pub enum Action {
     },
 }
 
+/// Why a decision was made: the rule in force (module docs, in order), or what else acted.
+/// Its name is the `rule` column of `decisions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// 1: an input older than its limit.
+    StaleInputs,
+    /// 2: the hottest sensor at or over the emergency limit.
+    EmergencyTemperature,
+    /// 3: an operator's forced load target.
+    OverrideTarget,
+    /// 4: an active demand-response event.
+    GridCurtail,
+    /// 5: the price over the strike.
+    PriceStrike,
+    /// 6: otherwise, the allocation.
+    AllocationCap,
+    /// Machines woken once no limit binds.
+    Resume,
+    /// The fans, by the temperature bands.
+    FanBand,
+    /// The fans, pinned by an operator.
+    OverrideFan,
+    /// An operator's hold began.
+    OverrideHold,
+}
+
+impl Rule {
+    /// Its name, as recorded.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StaleInputs => "stale_inputs",
+            Self::EmergencyTemperature => "emergency_temperature",
+            Self::OverrideTarget => "override_target",
+            Self::GridCurtail => "grid_curtail",
+            Self::PriceStrike => "price_strike",
+            Self::AllocationCap => "allocation_cap",
+            Self::Resume => "resume",
+            Self::FanBand => "fan_band",
+            Self::OverrideFan => "override_fan",
+            Self::OverrideHold => "override_hold",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One decision with the rule that fired and what it saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -272,7 +323,7 @@ pub struct Decision {
     /// The mode after.
     pub to: Mode,
     /// The rule that decided.
-    pub rule: &'static str,
+    pub rule: Rule,
     /// What to do.
     pub action: Action,
     /// The load target, kW.
@@ -287,14 +338,14 @@ fn target(
     state: &SiteControl,
     inputs: &Inputs,
     now_us: i64,
-) -> (&'static str, Mode, Option<f64>) {
+) -> (Rule, Mode, Option<f64>) {
     let stale = |t: Option<i64>, limit: i64| t.is_none_or(|t| now_us - t > limit);
     let signal_stale = inputs.grid.is_some() && stale(inputs.signal_us, rules.signal_stale_us);
     if stale(inputs.meters_us, rules.meter_stale_us)
         || stale(inputs.sensors_us, rules.sensor_stale_us)
         || signal_stale
     {
-        return ("stale_inputs", Mode::Failsafe, rules.failsafe_target_kw);
+        return (Rule::StaleInputs, Mode::Failsafe, rules.failsafe_target_kw);
     }
     let hottest = inputs.hottest_c.unwrap_or(f64::MIN);
     let in_emergency = state.mode == Mode::Emergency;
@@ -303,30 +354,34 @@ fn target(
             .emergency_since_us
             .is_none_or(|t| now_us - t >= rules.cooldown_us);
     if hottest >= inputs.emergency_temp_c || (in_emergency && !cooled) {
-        return ("emergency_temperature", Mode::Emergency, Some(0.0));
+        return (Rule::EmergencyTemperature, Mode::Emergency, Some(0.0));
     }
     if let Some(kw) = inputs.forced_target_kw {
         return (
-            "override_target",
+            Rule::OverrideTarget,
             Mode::Curtailing,
             Some(kw.min(inputs.allocation_kw)),
         );
     }
     if let Some(g) = &inputs.grid {
         return (
-            "grid_curtail",
+            Rule::GridCurtail,
             Mode::Curtailing,
             Some(g.target_kw.min(inputs.allocation_kw)),
         );
     }
     if state.price_high {
         return (
-            "price_strike",
+            Rule::PriceStrike,
             Mode::Curtailing,
             Some(rules.price_target_kw.min(inputs.allocation_kw)),
         );
     }
-    ("allocation_cap", Mode::Running, Some(inputs.allocation_kw))
+    (
+        Rule::AllocationCap,
+        Mode::Running,
+        Some(inputs.allocation_kw),
+    )
 }
 
 /// Whether the price is over the strike, with hysteresis over `strike_intervals`.
@@ -401,7 +456,6 @@ pub fn step(
     inputs: &Inputs,
     now_us: i64,
 ) -> Vec<Decision> {
-    let load_kw: f64 = inputs.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0;
     for m in &inputs.machines {
         state
             .machines
@@ -412,29 +466,88 @@ pub fn step(
             });
     }
     state.price_high = price_high(rules, state.price_high, &inputs.prices);
-    let (rule, mut mode, target_kw) = target(rules, state, inputs, now_us);
-    let expected_kw = expected_load_kw(rules, state, inputs, now_us);
-    let from = state.mode;
+    let (rule, mode, target_kw) = target(rules, state, inputs, now_us);
     let elapsed = state
         .last_step_us
         .map_or(MINUTE_US, |t| (now_us - t).clamp(0, MINUTE_US));
-    state.last_step_us = Some(now_us);
-    let allowance_kw = rules.ramp_kw_per_min * elapsed as f64 / MINUTE_US as f64;
-    let decision = |to, action, rule| Decision {
-        from,
-        to,
+    let made = Made {
         rule,
-        action,
+        mode,
+        from: state.mode,
         target_kw,
-        load_kw,
+        load_kw: inputs.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0,
+        expected_kw: expected_load_kw(rules, state, inputs, now_us),
+        allowance_kw: rules.ramp_kw_per_min * elapsed as f64 / MINUTE_US as f64,
     };
-    let mut out = Vec::new();
+    state.last_step_us = Some(now_us);
+    let mut out: Vec<Decision> = fans(rules, state, inputs, now_us, mode, rule)
+        .map(|(action, why)| made.decision(mode, action, why))
+        .into_iter()
+        .collect();
+    let mode = if mode == Mode::Emergency {
+        out.extend(emergency(state, inputs, now_us).map(|a| made.decision(mode, a, rule)));
+        mode
+    } else if inputs.hold && mode != Mode::Failsafe {
+        state.emergency_since_us = None;
+        made.from
+    } else {
+        state.emergency_since_us = None;
+        toward_target(rules, state, inputs, now_us, &made, &mut out)
+    };
+    if mode != made.from && !out.iter().any(|d| d.to == mode) {
+        out.push(made.decision(mode, Action::Mode, rule));
+    }
+    if inputs.hold && !state.held {
+        out.push(made.decision(mode, Action::Mode, Rule::OverrideHold));
+    }
+    state.held = inputs.hold;
+    for d in &mut out {
+        d.to = mode;
+    }
+    state.mode = mode;
+    out
+}
 
-    // Fans: 9 in failsafe and emergency, else by band.
-    let level = match (mode, inputs.fan_pin) {
-        (Mode::Failsafe | Mode::Emergency, _) => 9,
-        (_, Some(pin)) => pin.clamp(1, 9),
-        _ => fan_level(
+/// What one step found before acting: the rule in force with its mode and target, the mode it
+/// leaves, the load it saw and expects, and how much load the ramp lets it move.
+struct Made {
+    rule: Rule,
+    mode: Mode,
+    from: Mode,
+    target_kw: Option<f64>,
+    load_kw: f64,
+    expected_kw: f64,
+    allowance_kw: f64,
+}
+
+impl Made {
+    fn decision(&self, to: Mode, action: Action, rule: Rule) -> Decision {
+        Decision {
+            from: self.from,
+            to,
+            rule,
+            action,
+            target_kw: self.target_kw,
+            load_kw: self.load_kw,
+        }
+    }
+}
+
+/// The fans' new level and why, if it changes: 9 in failsafe and emergency (the rule in force),
+/// an operator's pin, else the temperature band (up at once, down after the dwell).
+fn fans(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    mode: Mode,
+    rule: Rule,
+) -> Option<(Action, Rule)> {
+    let forced = matches!(mode, Mode::Failsafe | Mode::Emergency);
+    let level = match (forced, inputs.fan_pin) {
+        (true, _) => 9,
+        (false, Some(pin)) => pin.clamp(1, 9),
+        (false, None) => fan_level(
             rules,
             state.fan_level.max(1),
             inputs.hottest_c.unwrap_or(f64::MIN),
@@ -443,103 +556,113 @@ pub fn step(
     let dwelt = state
         .fan_changed_us
         .is_none_or(|t| now_us - t >= rules.fan_dwell_us);
-    let banded = !matches!(mode, Mode::Failsafe | Mode::Emergency) && inputs.fan_pin.is_none();
-    if level != state.fan_level && (level > state.fan_level || dwelt || !banded) {
-        state.fan_level = level;
-        state.fan_changed_us = Some(now_us);
-        let why = if mode == Mode::Failsafe || mode == Mode::Emergency {
-            rule
-        } else if inputs.fan_pin.is_some() {
-            "override_fan"
-        } else {
-            "fan_band"
-        };
-        out.push(decision(mode, Action::FanLevel { level }, why));
+    let banded = !forced && inputs.fan_pin.is_none();
+    if level == state.fan_level || (level < state.fan_level && !dwelt && banded) {
+        return None;
     }
-
-    if mode == Mode::Emergency {
-        state.emergency_since_us.get_or_insert(now_us);
-        for m in &inputs.machines {
-            let control = state.machines.get_mut(&m.id);
-            if let Some(c) = control.filter(|c| c.on || m.running()) {
-                *c = MachineControl {
-                    on: false,
-                    since_us: now_us,
-                };
-                out.push(decision(
-                    mode,
-                    Action::Sleep {
-                        machine: m.id.clone(),
-                    },
-                    rule,
-                ));
-            }
-        }
-        state.last_shed_us = Some(now_us);
-    } else if inputs.hold && mode != Mode::Failsafe {
-        state.emergency_since_us = None;
-        mode = from;
+    state.fan_level = level;
+    state.fan_changed_us = Some(now_us);
+    let why = if forced {
+        rule
+    } else if inputs.fan_pin.is_some() {
+        Rule::OverrideFan
     } else {
-        state.emergency_since_us = None;
-        match target_kw {
-            Some(target) if expected_kw > target + 1e-9 => {
-                out.extend(
-                    shed(
-                        rules,
-                        state,
-                        inputs,
-                        now_us,
-                        expected_kw - target,
-                        allowance_kw,
-                    )
-                    .into_iter()
-                    .map(|machine| decision(mode, Action::Sleep { machine }, rule)),
-                );
-                if mode != Mode::Failsafe {
-                    mode = Mode::Curtailing;
-                }
-            }
-            Some(target) if mode != Mode::Failsafe => {
-                let woken = wake(
-                    rules,
-                    state,
-                    inputs,
-                    now_us,
-                    target - expected_kw,
-                    allowance_kw,
-                );
-                let asleep = state.machines.values().any(|c| !c.on);
-                mode = match (rule, woken.is_empty(), asleep) {
-                    ("allocation_cap", true, false) => Mode::Running,
-                    ("allocation_cap", _, _) => Mode::Resuming,
-                    _ => Mode::Curtailed,
-                };
-                let resume = if rule == "allocation_cap" {
-                    "resume"
-                } else {
-                    rule
-                };
-                out.extend(
-                    woken
-                        .into_iter()
-                        .map(|machine| decision(mode, Action::Wake { machine }, resume)),
-                );
-            }
-            _ => {}
+        Rule::FanBand
+    };
+    Some((Action::FanLevel { level }, why))
+}
+
+/// An emergency: every machine that is on, or commanded on, to sleep, minimum on-times
+/// ignored.
+fn emergency(
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> impl Iterator<Item = Action> {
+    state.emergency_since_us.get_or_insert(now_us);
+    let mut slept = Vec::new();
+    for m in &inputs.machines {
+        let control = state.machines.get_mut(&m.id);
+        if let Some(c) = control.filter(|c| c.on || m.running()) {
+            *c = MachineControl {
+                on: false,
+                since_us: now_us,
+            };
+            slept.push(Action::Sleep {
+                machine: m.id.clone(),
+            });
         }
     }
-    if mode != from && !out.iter().any(|d| d.to == mode) {
-        out.push(decision(mode, Action::Mode, rule));
+    state.last_shed_us = Some(now_us);
+    slept.into_iter()
+}
+
+/// Sheds toward the target while the expected load is over it, or wakes machines while it is
+/// under (outside failsafe), within the ramp since the last step; returns the mode after.
+fn toward_target(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    made: &Made,
+    out: &mut Vec<Decision>,
+) -> Mode {
+    let Made {
+        rule,
+        mode,
+        expected_kw,
+        allowance_kw,
+        ..
+    } = *made;
+    match made.target_kw {
+        Some(target) if expected_kw > target + 1e-9 => {
+            let shed = shed(
+                rules,
+                state,
+                inputs,
+                now_us,
+                expected_kw - target,
+                allowance_kw,
+            );
+            out.extend(
+                shed.into_iter()
+                    .map(|machine| made.decision(mode, Action::Sleep { machine }, rule)),
+            );
+            if mode == Mode::Failsafe {
+                mode
+            } else {
+                Mode::Curtailing
+            }
+        }
+        Some(target) if mode != Mode::Failsafe => {
+            let woken = wake(
+                rules,
+                state,
+                inputs,
+                now_us,
+                target - expected_kw,
+                allowance_kw,
+            );
+            let asleep = state.machines.values().any(|c| !c.on);
+            let after = match (rule, woken.is_empty(), asleep) {
+                (Rule::AllocationCap, true, false) => Mode::Running,
+                (Rule::AllocationCap, _, _) => Mode::Resuming,
+                _ => Mode::Curtailed,
+            };
+            let why = if rule == Rule::AllocationCap {
+                Rule::Resume
+            } else {
+                rule
+            };
+            out.extend(
+                woken
+                    .into_iter()
+                    .map(|machine| made.decision(after, Action::Wake { machine }, why)),
+            );
+            after
+        }
+        _ => mode,
     }
-    if inputs.hold && !state.held {
-        out.push(decision(mode, Action::Mode, "override_hold"));
-    }
-    state.held = inputs.hold;
-    for d in &mut out {
-        d.to = mode;
-    }
-    state.mode = mode;
-    out
 }
 
 /// Machines to sleep, least efficient first, up to `excess_kw` within `allowance_kw`.
@@ -730,7 +853,7 @@ mod tests {
             assert!(sleeps(&d).len() <= 2, "ramp: {d:?}");
             assert!(
                 d.iter()
-                    .all(|d| d.rule == "grid_curtail" || d.rule == "fan_band")
+                    .all(|d| d.rule == Rule::GridCurtail || d.rule == Rule::FanBand)
             );
             obey(&mut inputs, &d);
             shed.extend(sleeps(&d));
@@ -831,7 +954,7 @@ mod tests {
         let d = step(&rules, &mut state, &inputs, now);
         assert_eq!(state.mode, Mode::Emergency);
         assert_eq!(sleeps(&d).len(), 10, "every machine, min on-time or not");
-        assert!(d.iter().all(|d| d.rule == "emergency_temperature"));
+        assert!(d.iter().all(|d| d.rule == Rule::EmergencyTemperature));
         obey(&mut inputs, &d);
         // 38.5 °C is not cool enough (clear at 37); 36 °C after the cooldown is.
         let now = now + 15 * M;
@@ -868,7 +991,7 @@ mod tests {
         assert_eq!(state.mode, Mode::Failsafe);
         assert!(
             d.iter()
-                .any(|d| d.action == Action::FanLevel { level: 9 } && d.rule == "stale_inputs")
+                .any(|d| d.action == Action::FanLevel { level: 9 } && d.rule == Rule::StaleInputs)
         );
         assert!(sleeps(&d).is_empty(), "hold the load: {d:?}");
         // With a failsafe target, it sheds toward it within the ramp.
@@ -907,7 +1030,7 @@ mod tests {
         let d = step(&rules, &mut state, &at(1, vec![90.0, 120.0, 130.0]), T0 + M);
         assert_eq!(state.mode, Mode::Curtailing);
         assert_eq!(sleeps(&d).len(), 7, "30 kW down to 9 kW");
-        assert!(d.iter().any(|d| d.rule == "price_strike"));
+        assert!(d.iter().any(|d| d.rule == Rule::PriceStrike));
         step(
             &rules,
             &mut state,
@@ -937,11 +1060,11 @@ mod tests {
         inputs.overrides = vec!["site:target:1".into()];
         let d = step(&rules, &mut state, &inputs, T0 + M);
         assert_eq!(sleeps(&d), vec!["m-08", "m-07"]);
-        assert!(d.iter().all(|d| d.rule != "grid_curtail"));
-        assert!(d.iter().any(|d| d.rule == "override_target"));
+        assert!(d.iter().all(|d| d.rule != Rule::GridCurtail));
+        assert!(d.iter().any(|d| d.rule == Rule::OverrideTarget));
         assert!(
             d.iter()
-                .any(|d| d.action == Action::FanLevel { level: 7 } && d.rule == "override_fan")
+                .any(|d| d.action == Action::FanLevel { level: 7 } && d.rule == Rule::OverrideFan)
         );
         obey(&mut inputs, &d);
         // Held: a lower target sheds nothing more, and says so once.
@@ -954,7 +1077,7 @@ mod tests {
         fresh(&mut inputs, T0 + 2 * M);
         let d = step(&rules, &mut state, &inputs, T0 + 2 * M);
         assert!(sleeps(&d).is_empty(), "{d:?}");
-        assert!(d.iter().any(|d| d.rule == "override_hold"), "{d:?}");
+        assert!(d.iter().any(|d| d.rule == Rule::OverrideHold), "{d:?}");
         fresh(&mut inputs, T0 + 3 * M);
         let d = step(&rules, &mut state, &inputs, T0 + 3 * M);
         assert!(d.is_empty(), "{d:?}");
