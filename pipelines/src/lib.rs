@@ -22,6 +22,7 @@ pub mod control;
 pub mod error;
 pub mod farm;
 pub mod fresh;
+pub mod inputs;
 pub mod landing;
 pub mod pool;
 pub mod runtime;

@@ -45,7 +45,7 @@ use crate::control::controller::{
 };
 use crate::error::Result;
 use crate::farm::readings::{Reading, SiteDevices, best_power, reading_of};
-use crate::farm::violations::{grid_input, readings_input, registry_input};
+use crate::inputs::{grid_input, readings_input, registry_input};
 use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::farm::detector::{
     AnomalyChange, AnomalyEvent, DetectConfig, Detector, Sample, SeriesKey, SeriesKind,
 };
-use crate::farm::violations::{readings_input, registry_input};
+use crate::inputs::{readings_input, registry_input};
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput,
 };

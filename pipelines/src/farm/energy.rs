@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::farm::energy_periods::{PeriodKind, Periods};
-use crate::farm::violations::registry_input;
+use crate::inputs::registry_input;
 use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,

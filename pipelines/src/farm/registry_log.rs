@@ -12,7 +12,7 @@ use adit_schemas::registry::{RegistryChange, RegistryView};
 use adit_schemas::{AnyEvent, EventKind, stamped_batch};
 
 use crate::error::Result;
-use crate::farm::violations::registry_input;
+use crate::inputs::registry_input;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput,
 };
