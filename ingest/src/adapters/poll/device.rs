@@ -107,15 +107,16 @@ pub(super) fn targets(
         if !adapter.polled() {
             continue;
         }
-        let reader = families
-            .iter()
-            .find_map(|f| f.reads().filter(|(kind, _)| *kind == adapter));
+        let reader = families.iter().find_map(|f| {
+            f.reads()
+                .filter(|(kind, _)| *kind == adapter)
+                .map(|(_, reads)| (f.name(), reads))
+        });
         match reader {
             Some((_, reads)) if reads == record => {}
-            Some((_, reads)) => out.skipped.push(format!(
-                "{} {site}/{id}: its adapter is {} (only {} are read from one); not polled",
+            Some((family, reads)) => out.skipped.push(format!(
+                "{} {site}/{id}: its adapter is {family} (only {} are read from one); not polled",
                 record.name(),
-                family_of(families, adapter),
                 reads.plural()
             )),
             None => out.skipped.push(format!(
@@ -125,14 +126,6 @@ pub(super) fn targets(
         }
     }
     out
-}
-
-/// The name of the family reading `adapter`.
-fn family_of(families: &[Box<dyn Family>], adapter: AdapterKind) -> &'static str {
-    families
-        .iter()
-        .find(|f| f.reads().is_some_and(|(kind, _)| kind == adapter))
-        .map_or("unknown", |f| f.name())
 }
 
 /// What a good poll gave.
