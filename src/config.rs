@@ -9,13 +9,14 @@ use adit_actuators::ActuatorsConfig;
 use adit_alerts::AlertsConfig;
 use adit_alerts::notify::NotifyConfig;
 use adit_bus::StreamSettings;
+use adit_config::{Checked, Invalid, check};
 use adit_ingest::adapters::poll::AdaptersConfig;
 use adit_ingest::simulate::SimConfig;
 use adit_payments::PaymentsConfig;
 use adit_pipelines::PipelinesConfig;
 use adit_query::QueryConfig;
 use adit_stratum::PoolConfig;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Deserialize;
 
 use crate::cli::GlobalArgs;
@@ -180,122 +181,142 @@ impl Config {
     }
 
     /// Checks every value that parses but cannot work, naming the key. Call after every
-    /// override.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    /// override. Each section checks its own values; the keys of the sections that name them
+    /// relative to themselves get their section's name here.
+    pub fn validate(&self) -> Checked {
         self.pipelines.validate()?;
-        // Its messages start with the full key (`adapters.timeout …`).
-        self.adapters.validate().map_err(anyhow::Error::msg)?;
-        if let Some(stale) = self.pipelines.curtailment.signal_stale {
-            let quiet = self.adapters.grid_confirm + self.adapters.interval + self.adapters.timeout;
-            if !self.adapters.grid.is_empty() && stale <= quiet {
-                bail!(
-                    "pipelines.curtailment.signal_stale ({stale:?}) must be more than \
-                     adapters.grid_confirm + interval + timeout ({quiet:?}): a grid feed with \
-                     nothing new is confirmed only that often, so the controller would call it \
-                     silent between two confirmations"
-                );
-            }
-        }
-        self.actuators.validate().map_err(anyhow::Error::msg)?;
-        self.alerts.validate().map_err(anyhow::Error::msg)?;
-        self.notify.validate().map_err(anyhow::Error::msg)?;
-        self.compliance.validate().map_err(anyhow::Error::msg)?;
+        self.adapters.validate()?;
+        self.signal_stale_outlasts_confirmations()?;
+        self.actuators.validate()?;
+        self.alerts.validate()?;
+        self.notify.validate()?;
+        self.compliance.validate()?;
         self.cluster.validate()?;
         self.worker.validate()?;
-        self.backup.validate().map_err(anyhow::Error::msg)?;
-        if self.nats.streams.replicas == 0 || self.nats.streams.replicas > 5 {
-            bail!("nats.streams.replicas must be between 1 and 5");
+        self.backup.validate()?;
+        self.validate_nats()?;
+        self.validate_query()?;
+        self.simulate.validate().map_err(|e| e.under("simulate"))?;
+        self.pool.validate().map_err(|e| e.under("pool"))?;
+        self.payments.validate()?;
+        self.egress.validate()?;
+        self.log.validate()?;
+        self.health.validate()
+    }
+
+    /// A grid feed with nothing new is confirmed only every `grid_confirm + interval +
+    /// timeout`, so the controller must not call it silent sooner.
+    fn signal_stale_outlasts_confirmations(&self) -> Checked {
+        let Some(stale) = self.pipelines.curtailment.signal_stale else {
+            return Ok(());
+        };
+        let quiet = self.adapters.grid_confirm + self.adapters.interval + self.adapters.timeout;
+        check(
+            self.adapters.grid.is_empty() || stale > quiet,
+            "pipelines.curtailment.signal_stale",
+            format!(
+                "({stale:?}) must be more than adapters.grid_confirm + interval + timeout \
+                 ({quiet:?}): a grid feed with nothing new is confirmed only that often, so the \
+                 controller would call it silent between two confirmations"
+            ),
+        )
+    }
+
+    fn validate_nats(&self) -> Checked {
+        let streams = &self.nats.streams;
+        check(
+            (1..=5).contains(&streams.replicas),
+            "nats.streams.replicas",
+            "must be between 1 and 5",
+        )?;
+        check(
+            !streams.duplicate_window.is_zero(),
+            "nats.streams.duplicate_window",
+            "must be more than 0 (it is how retried publishes are stored once)",
+        )?;
+        if let Some(url) = &self.nats.url {
+            adit_bus::setup::server_addrs(url).map_err(|e| {
+                Invalid::new(
+                    "nats.url",
+                    format!("{e} (a URL like nats://host:4222, or several)"),
+                )
+            })?;
         }
-        if self.nats.streams.duplicate_window.is_zero() {
-            bail!(
-                "nats.streams.duplicate_window must be more than 0 (it is how retried publishes are stored once)"
-            );
-        }
-        if self.query.listen.parse::<SocketAddr>().is_err() {
-            bail!(
-                "query.listen {:?} is not an address like 127.0.0.1:8080",
-                self.query.listen
-            );
-        }
-        self.query.origin_policy().map_err(anyhow::Error::msg)?;
-        let listen = self.query.listen.parse::<SocketAddr>()?;
-        let tokens = self.query.tokens().map_err(anyhow::Error::msg)?;
-        if !tokens.enabled() && !listen.ip().is_loopback() {
-            bail!(
-                "query.listen {listen} can be reached from other machines, but no query.tokens \
-                 are set, so anyone who reaches it could act as admin. Add tokens \
-                 ([[query.tokens]] with name, token or sha256, and role read, operate or admin; \
-                 `adit token new` makes one), or [query.jwt], or listen on 127.0.0.1"
-            );
-        }
+        self.nats.auth().validate()
+    }
+
+    fn validate_query(&self) -> Checked {
+        let query = &self.query;
+        let listen = query.listen.parse::<SocketAddr>().map_err(|_| {
+            Invalid::new(
+                "query.listen",
+                format!("{:?} is not an address like 127.0.0.1:8080", query.listen),
+            )
+        })?;
+        query.origin_policy()?;
+        let tokens = query.tokens()?;
+        check(
+            tokens.enabled() || listen.ip().is_loopback(),
+            "query.listen",
+            format!(
+                "{listen} can be reached from other machines, but no query.tokens are set, so \
+                 anyone who reaches it could act as admin. Add tokens ([[query.tokens]] with \
+                 name, token or sha256, and role read, operate or admin; `adit token new` makes \
+                 one), or [query.jwt], or listen on 127.0.0.1"
+            ),
+        )?;
         let wire = [
             (
                 "postgres",
-                self.query.postgres.as_ref().map(|p| &p.listen),
+                query.postgres.as_ref().map(|p| &p.listen),
                 "5432",
             ),
-            (
-                "flight",
-                self.query.flight.as_ref().map(|f| &f.listen),
-                "8815",
-            ),
+            ("flight", query.flight.as_ref().map(|f| &f.listen), "8815"),
         ];
         for (section, listen, port) in wire {
             let Some(listen) = listen else { continue };
-            let Ok(addr) = listen.parse::<SocketAddr>() else {
-                bail!("query.{section}.listen {listen:?} is not an address like 127.0.0.1:{port}");
-            };
-            if !tokens.enabled() && !addr.ip().is_loopback() {
-                bail!(
-                    "query.{section}.listen {addr} can be reached from other machines, but no \
-                     query.tokens are set, so anyone who reaches it could read every table. Add \
-                     tokens (a client gives one as its password), or listen on 127.0.0.1"
-                );
-            }
-        }
-        self.query.tls_acceptor().map_err(anyhow::Error::msg)?;
-        if let Some(node) = &self.query.node
-            && !(node.starts_with("http://") || node.starts_with("https://"))
-        {
-            bail!("query.node {node:?} is not monerod's RPC URL like http://127.0.0.1:18081");
-        }
-        if !(1..=100_000).contains(&self.query.live_max_subscribers) {
-            bail!(
-                "query.live_max_subscribers must be 1 to 100000, not {}",
-                self.query.live_max_subscribers
-            );
-        }
-        self.query.limits.validate().map_err(anyhow::Error::msg)?;
-        self.query
-            .concurrency
-            .validate()
-            .map_err(anyhow::Error::msg)?;
-        if self.query.snapshot_refresh > std::time::Duration::from_secs(3600) {
-            bail!(
-                "query.snapshot_refresh must be at most 1h (it is how stale a table may be when a query starts)"
-            );
-        }
-        self.simulate
-            .validate()
-            .map_err(|e| anyhow::anyhow!("simulate.{e}"))?;
-        self.pool
-            .validate()
-            .map_err(|e| anyhow::anyhow!("pool.{e}"))?;
-        self.payments.validate()?;
-        self.egress.validate().map_err(anyhow::Error::msg)?;
-        self.log.validate()?;
-        self.health.validate()?;
-        self.query.lockout.validate().map_err(anyhow::Error::msg)?;
-        if let Some(postgres) = &self.query.postgres {
-            postgres.validate().map_err(anyhow::Error::msg)?;
-        }
-        if let Some(url) = &self.nats.url {
-            adit_bus::setup::server_addrs(url).map_err(|e| {
-                anyhow::anyhow!("nats.url: {e} (a URL like nats://host:4222, or several)")
+            let key = format!("query.{section}.listen");
+            let addr = listen.parse::<SocketAddr>().map_err(|_| {
+                Invalid::new(
+                    &key,
+                    format!("{listen:?} is not an address like 127.0.0.1:{port}"),
+                )
             })?;
+            check(
+                tokens.enabled() || addr.ip().is_loopback(),
+                &key,
+                format!(
+                    "{addr} can be reached from other machines, but no query.tokens are set, so \
+                     anyone who reaches it could read every table. Add tokens (a client gives \
+                     one as its password), or listen on 127.0.0.1"
+                ),
+            )?;
         }
-        self.nats.auth().validate().map_err(anyhow::Error::msg)?;
-        Ok(())
+        query.tls_acceptor()?;
+        if let Some(node) = &query.node {
+            check(
+                node.starts_with("http://") || node.starts_with("https://"),
+                "query.node",
+                format!("{node:?} is not monerod's RPC URL like http://127.0.0.1:18081"),
+            )?;
+        }
+        check(
+            (1..=100_000).contains(&query.live_max_subscribers),
+            "query.live_max_subscribers",
+            format!("must be 1 to 100000, not {}", query.live_max_subscribers),
+        )?;
+        query.limits.validate()?;
+        query.concurrency.validate()?;
+        check(
+            query.snapshot_refresh <= std::time::Duration::from_secs(3600),
+            "query.snapshot_refresh",
+            "must be at most 1h (it is how stale a table may be when a query starts)",
+        )?;
+        query.lockout.validate()?;
+        match &query.postgres {
+            Some(postgres) => postgres.validate(),
+            None => Ok(()),
+        }
     }
 
     /// The local state folder.

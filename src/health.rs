@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use adit_config::{Checked, check};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -40,17 +40,17 @@ impl Default for HealthConfig {
 
 impl HealthConfig {
     /// Checks every value, naming the key.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.sample_every) {
-            bail!("health.sample_every must be 1s to 10m");
-        }
-        if !(0.0..=0.5).contains(&self.min_free_ratio) {
-            bail!(
-                "health.min_free_ratio must be 0 to 0.5, not {}",
-                self.min_free_ratio
-            );
-        }
-        Ok(())
+    pub fn validate(&self) -> Checked {
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.sample_every),
+            "health.sample_every",
+            "must be 1s to 10m",
+        )?;
+        check(
+            (0.0..=0.5).contains(&self.min_free_ratio),
+            "health.min_free_ratio",
+            format!("must be 0 to 0.5, not {}", self.min_free_ratio),
+        )
     }
 
     /// Why a volume with `free` of `total` bytes is short of room, if it is.

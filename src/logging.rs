@@ -7,7 +7,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use adit_config::{Checked, Invalid, check};
+use anyhow::Context;
 use serde::Deserialize;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
@@ -76,22 +77,31 @@ impl Default for LogConfig {
 
 impl LogConfig {
     /// Checks every value, naming the key.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if !self.stderr && self.file.is_none() {
-            bail!("log: with stderr = false, set log.file, or nothing is logged anywhere");
+    pub fn validate(&self) -> Checked {
+        check(
+            self.stderr || self.file.is_some(),
+            "log.file",
+            "must be set when log.stderr = false, or nothing is logged anywhere",
+        )?;
+        check(
+            (1..=1000).contains(&self.keep),
+            "log.keep",
+            format!("must be 1 to 1000 files, not {}", self.keep),
+        )?;
+        if let Some(file) = &self.file {
+            check(
+                file.file_name().is_some(),
+                "log.file",
+                format!("{} names no file", file.display()),
+            )?;
         }
-        if !(1..=1000).contains(&self.keep) {
-            bail!("log.keep must be 1 to 1000 files, not {}", self.keep);
-        }
-        if let Some(file) = &self.file
-            && file.file_name().is_none()
+        if let Some(level) = &self.level
+            && let Err(e) = EnvFilter::try_new(level)
         {
-            bail!("log.file {} names no file", file.display());
-        }
-        if let Some(level) = &self.level {
-            EnvFilter::try_new(level).with_context(|| {
-                format!("log.level {level:?} is not a filter like info or info,adit_stratum=debug")
-            })?;
+            return Err(Invalid::new(
+                "log.level",
+                format!("{level:?} is not a filter like info or info,adit_stratum=debug ({e})"),
+            ));
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use adit_supervise::Vitals;
 use anyhow::Context;
 use async_nats::jetstream;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,11 @@ pub struct Shared<'a> {
     /// The snapshots of every table, shared by the API and the alert rules so that a rule
     /// sees what the same statement in the API sees, and each table is cached once.
     catalog: OnceLock<Arc<Catalog>>,
+    /// The alert buckets' handles, opened on first use and shared by the API, `alerts` and
+    /// `notify` when they run in one process.
+    rules: OnceCell<adit_alerts::RuleStore>,
+    silences: OnceCell<adit_alerts::notify::Silences>,
+    managed: OnceCell<adit_alerts::notify::ManagedStore>,
 }
 
 impl<'a> Shared<'a> {
@@ -55,6 +61,9 @@ impl<'a> Shared<'a> {
             vitals: Vitals::with_faults(injected_faults()?),
             shutdown,
             catalog: OnceLock::new(),
+            rules: OnceCell::new(),
+            silences: OnceCell::new(),
+            managed: OnceCell::new(),
         })
     }
 
@@ -63,6 +72,25 @@ impl<'a> Shared<'a> {
         self.catalog
             .get_or_init(|| Arc::new(api_catalog(self.config, &self.store, &self.services.js)))
             .clone()
+    }
+
+    /// The alert rules' bucket, opened on first use.
+    async fn rules(&self) -> anyhow::Result<adit_alerts::RuleStore> {
+        let open =
+            || adit_alerts::RuleStore::open(&self.services.js, self.config.query.limits.text());
+        Ok(self.rules.get_or_try_init(open).await?.clone())
+    }
+
+    /// The silences, opened on first use.
+    async fn silences(&self) -> anyhow::Result<adit_alerts::notify::Silences> {
+        let open = || adit_alerts::notify::Silences::open(&self.services.js);
+        Ok(self.silences.get_or_try_init(open).await?.clone())
+    }
+
+    /// The receivers and route managed through the API, opened on first use.
+    async fn managed(&self) -> anyhow::Result<adit_alerts::notify::ManagedStore> {
+        let open = || adit_alerts::notify::ManagedStore::open(&self.services.js);
+        Ok(self.managed.get_or_try_init(open).await?.clone())
     }
 }
 
@@ -112,10 +140,7 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
             Arc::new(config.query.tokens()?),
             admission.clone(),
             lockout.clone(),
-            config
-                .query
-                .tls_acceptor_for(&[b"postgresql"])
-                .map_err(anyhow::Error::msg)?,
+            config.query.tls_acceptor_for(&[b"postgresql"])?,
         )
         .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(&postgres.listen)
@@ -140,10 +165,7 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
             .await
             .with_context(|| format!("query.flight.listen: binding {}", flight.listen))?;
         tracing::info!(listen = %flight.listen, "Flight SQL port listening");
-        let tls = config
-            .query
-            .tls_acceptor_for(&[b"h2"])
-            .map_err(anyhow::Error::msg)?;
+        let tls = config.query.tls_acceptor_for(&[b"h2"])?;
         let token = shared.shutdown.clone();
         tasks.spawn(async move {
             adit_query::flight::serve(
@@ -165,10 +187,10 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
     let router = adit_query::router(
         state,
         config.query.tokens()?,
-        config.query.origin_policy().map_err(anyhow::Error::msg)?,
+        config.query.origin_policy()?,
         ingest,
     );
-    let tls = config.query.tls_acceptor().map_err(anyhow::Error::msg)?;
+    let tls = config.query.tls_acceptor()?;
     let token = shared.shutdown.clone();
     tasks.spawn(async move {
         adit_query::serve(
@@ -199,11 +221,11 @@ async fn api_state(
         node: chain_tip(config)?,
         registry: Some(services.registry.clone()),
         publisher: Some(services.publisher.clone()),
-        rules: Some(adit_alerts::RuleStore::open(&services.js, config.query.limits.text()).await?),
-        silences: Some(adit_alerts::notify::Silences::open(&services.js).await?),
+        rules: Some(shared.rules().await?),
+        silences: Some(shared.silences().await?),
         notifier: Some(Arc::new(
             adit_alerts::notify::Notifier::new(config.notify.clone(), &config.egress)?
-                .with_managed(adit_alerts::notify::ManagedStore::open(&services.js).await?),
+                .with_managed(shared.managed().await?),
         )),
         bans: Some(
             services
@@ -351,8 +373,7 @@ pub fn adapters(
 /// The alert rules' evaluator, reading the process's one SQL catalog on the local engine.
 pub async fn alerts(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()> {
     let config = shared.config;
-    let rules =
-        adit_alerts::RuleStore::open(&shared.services.js, config.query.limits.text()).await?;
+    let rules = shared.rules().await?;
     let engine = Arc::new(SqlEngine::new(
         shared.catalog(),
         config.query.limits.clone(),
@@ -451,9 +472,8 @@ pub fn coordinator(shared: &Shared, tasks: &mut Tasks) {
 
 /// The notifier, sending alerts to their receivers.
 pub async fn notify(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()> {
-    let js = &shared.services.js;
-    let silences = adit_alerts::notify::Silences::open(js).await?;
-    let managed = adit_alerts::notify::ManagedStore::open(js).await?;
+    let silences = shared.silences().await?;
+    let managed = shared.managed().await?;
     let (publisher, token, vitals) = (
         shared.services.publisher.clone(),
         shared.shutdown.clone(),

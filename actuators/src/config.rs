@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use serde::{Deserialize, Serialize};
 
 /// `[actuators]`.
@@ -46,38 +47,52 @@ impl Default for ActuatorsConfig {
 }
 
 impl ActuatorsConfig {
-    /// Checks every value; the message starts with the full key.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.timeout < Duration::from_millis(10) || self.timeout > Duration::from_secs(300) {
-            return Err("actuators.timeout: must be from 10ms to 5m".into());
-        }
-        if !(1..=20).contains(&self.attempts) {
-            return Err("actuators.attempts: must be from 1 to 20".into());
-        }
-        if self.retry_after > Duration::from_secs(300) {
-            return Err("actuators.retry_after: must be at most 5m".into());
-        }
-        if !(1..=1024).contains(&self.concurrency) {
-            return Err("actuators.concurrency: must be from 1 to 1024".into());
-        }
-        if self.expire_after < Duration::from_secs(1) {
-            return Err("actuators.expire_after: must be at least 1s".into());
-        }
+    /// Checks every value; the key is already full (`actuators.timeout`), so the caller adds no
+    /// section.
+    pub fn validate(&self) -> Checked {
+        check(
+            self.timeout >= Duration::from_millis(10) && self.timeout <= Duration::from_secs(300),
+            "actuators.timeout",
+            "must be from 10ms to 5m",
+        )?;
+        check(
+            (1..=20).contains(&self.attempts),
+            "actuators.attempts",
+            "must be from 1 to 20",
+        )?;
+        check(
+            self.retry_after <= Duration::from_secs(300),
+            "actuators.retry_after",
+            "must be at most 5m",
+        )?;
+        check(
+            (1..=1024).contains(&self.concurrency),
+            "actuators.concurrency",
+            "must be from 1 to 1024",
+        )?;
+        check(
+            self.expire_after >= Duration::from_secs(1),
+            "actuators.expire_after",
+            "must be at least 1s",
+        )?;
         if let Some(url) = &self.webhook
             && reqwest::Url::parse(url)
                 .ok()
                 .is_none_or(|u| !matches!(u.scheme(), "http" | "https"))
         {
-            return Err(format!("actuators.webhook: {url:?} is not an http(s) URL"));
+            return Err(Invalid::new(
+                "actuators.webhook",
+                format!("{url:?} is not an http(s) URL"),
+            ));
         }
         for (i, pdu) in self.pdus.iter().enumerate() {
-            pdu.validate(&format!("actuators.pdus[{i}]"))?;
-            if self.pdus[..i].iter().any(|p| p.name == pdu.name) {
-                return Err(format!(
-                    "actuators.pdus[{i}].name: {} is named twice",
-                    pdu.name
-                ));
-            }
+            let key = format!("actuators.pdus[{i}]");
+            pdu.validate().map_err(|e| e.under(&key))?;
+            check(
+                !self.pdus[..i].iter().any(|p| p.name == pdu.name),
+                &format!("{key}.name"),
+                format!("{} is named twice", pdu.name),
+            )?;
         }
         Ok(())
     }
@@ -121,7 +136,26 @@ mod tests {
             ),
         ] {
             let err = config.validate().unwrap_err();
-            assert!(err.starts_with(key), "{err}");
+            assert_eq!(err.key, key, "{err}");
         }
+    }
+
+    #[test]
+    fn a_pdu_is_named_by_its_place() {
+        let pdu: adit_devices::pdu_snmp::PduConfig = serde_json::from_value(serde_json::json!({
+            "name": "pdu-1",
+            "kind": "snmp",
+            "address": "nowhere",
+            "community": "private",
+            "oid": "1.3.6.1.4.1.318.1.1.12.3.3.1.1.4",
+        }))
+        .expect("a PDU");
+        let config = ActuatorsConfig {
+            pdus: vec![pdu],
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, "actuators.pdus[0].address", "{err}");
+        assert!(err.reason.contains("host:port"), "{err}");
     }
 }

@@ -45,7 +45,7 @@ const REGISTRY_REFRESH: Duration = Duration::from_secs(5);
 pub enum ActuatorsError {
     /// A config value cannot work.
     #[error("invalid config: {0}")]
-    Config(String),
+    Config(#[from] adit_config::Invalid),
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -74,10 +74,8 @@ pub async fn run(
     publisher: Publisher,
     shutdown: CancellationToken,
 ) -> Result<(), ActuatorsError> {
-    config.validate().map_err(ActuatorsError::Config)?;
-    let guard = egress
-        .guard(adit_egress::Purpose::Devices)
-        .map_err(ActuatorsError::Config)?;
+    config.validate()?;
+    let guard = egress.guard(adit_egress::Purpose::Devices)?;
     let http = adit_egress::Outbound::new(
         guard,
         reqwest::Client::builder()

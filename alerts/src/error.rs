@@ -11,6 +11,9 @@ pub enum AlertsError {
     /// The rules bucket could not be used.
     #[error("rules bucket: {0}")]
     Kv(String),
+    /// A config value cannot work (it names the key).
+    #[error(transparent)]
+    Config(#[from] adit_config::Invalid),
     /// A rules file could not be read.
     #[error("rules file {path}: {source}")]
     File {

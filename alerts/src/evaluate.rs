@@ -52,12 +52,14 @@ impl Default for AlertsConfig {
 }
 
 impl AlertsConfig {
-    /// Checks every value; the message starts with the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.reload) {
-            return Err("alerts.reload: must be from 100ms to 1h".into());
-        }
-        Ok(())
+    /// Checks every value; the key is already full (`alerts.reload`), so the caller adds no
+    /// section.
+    pub fn validate(&self) -> adit_config::Checked {
+        adit_config::check(
+            (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.reload),
+            "alerts.reload",
+            "must be from 100ms to 1h",
+        )
     }
 }
 
@@ -136,7 +138,7 @@ pub async fn run(
     publisher: Publisher,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    config.validate().map_err(AlertsError::Kv)?;
+    config.validate()?;
     if config.default_rules {
         let n = store
             .load(&RuleFile::from_yaml(DEFAULT_RULES, store.limits())?)

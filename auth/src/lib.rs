@@ -29,24 +29,8 @@ pub enum AuthError {
     Refused(&'static str),
 }
 
-/// A setting that cannot be used, named by its key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct Invalid {
-    /// The config key.
-    pub key: String,
-    /// What is wrong and how to fix it.
-    pub reason: String,
-}
-
-impl Invalid {
-    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
+/// A setting that cannot be used, named by its key: the one config error every section gives.
+pub use adit_config::Invalid;
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

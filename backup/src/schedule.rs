@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use adit_sinks::TableStore;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -44,21 +45,20 @@ impl Default for BackupConfig {
 }
 
 impl BackupConfig {
-    /// Checks the values; the reason names the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.every < Duration::from_secs(60) {
-            return Err(format!(
-                "backup.every must be at least 1m, not {:?}",
-                self.every
-            ));
-        }
-        if self.keep == 0 {
-            return Err("backup.keep must be at least 1".into());
-        }
-        if self.to.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err("backup.to must not be empty".into());
-        }
-        Ok(())
+    /// Checks the values; the key is the full one (`backup.every`), so the caller adds no
+    /// prefix.
+    pub fn validate(&self) -> Checked {
+        check(
+            self.every >= Duration::from_secs(60),
+            "backup.every",
+            format!("must be at least 1m, not {:?}", self.every),
+        )?;
+        check(self.keep != 0, "backup.keep", "must be at least 1")?;
+        check(
+            !self.to.as_deref().is_some_and(|t| t.trim().is_empty()),
+            "backup.to",
+            "must not be empty",
+        )
     }
 }
 
@@ -149,4 +149,32 @@ async fn once(job: &Scheduled, location: &Location) -> Result<String> {
         tracing::info!(backup = %old, "old backup deleted");
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_value_is_named_by_its_full_key() {
+        assert_eq!(BackupConfig::default().validate(), Ok(()));
+        let often = BackupConfig {
+            every: Duration::from_secs(1),
+            ..BackupConfig::default()
+        };
+        assert_eq!(
+            often.validate().unwrap_err().to_string(),
+            "backup.every: must be at least 1m, not 1s"
+        );
+        let none = BackupConfig {
+            keep: 0,
+            ..BackupConfig::default()
+        };
+        assert_eq!(none.validate().unwrap_err().key, "backup.keep");
+        let blank = BackupConfig {
+            to: Some(" ".into()),
+            ..BackupConfig::default()
+        };
+        assert_eq!(blank.validate().unwrap_err().key, "backup.to");
+    }
 }

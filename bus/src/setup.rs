@@ -4,6 +4,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use adit_schemas::names;
 use async_nats::ServerAddr;
 use async_nats::jetstream::{self, stream};
@@ -57,11 +58,14 @@ pub struct NatsAuth {
 }
 
 impl NatsAuth {
-    /// Checks the pairs and that every file named is there; the message names the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.cert.is_some() != self.key.is_some() {
-            return Err("nats.cert and nats.key must be given together".into());
-        }
+    /// Checks the pairs and that every file named is there; the key is already full
+    /// (`nats.cert`), so the caller adds no section.
+    pub fn validate(&self) -> Checked {
+        check(
+            self.cert.is_some() == self.key.is_some(),
+            "nats.cert",
+            "must be given together with nats.key",
+        )?;
         for (key, path) in [
             ("nats.credentials", &self.credentials),
             ("nats.ca", &self.ca),
@@ -71,7 +75,10 @@ impl NatsAuth {
             if let Some(path) = path
                 && !path.is_file()
             {
-                return Err(format!("{key}: {} is not a readable file", path.display()));
+                return Err(Invalid::new(
+                    key,
+                    format!("{} is not a readable file", path.display()),
+                ));
             }
         }
         Ok(())
@@ -451,11 +458,18 @@ mod tests {
             cert: Some("/etc/hostname".into()),
             ..Default::default()
         };
-        assert!(auth.validate().unwrap_err().contains("together"));
+        let err = auth.validate().unwrap_err();
+        assert_eq!(err.key, "nats.cert");
+        assert!(err.to_string().contains("together with nats.key"), "{err}");
         let auth = NatsAuth {
             ca: Some("/nonexistent/ca.pem".into()),
             ..Default::default()
         };
-        assert!(auth.validate().unwrap_err().starts_with("nats.ca"));
+        assert!(
+            auth.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("nats.ca: ")
+        );
     }
 }

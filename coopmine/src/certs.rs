@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use adit_config::Invalid;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -73,12 +74,12 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Config {
-            key: "certs",
-            reason: format!(
+        Err(Error::Config(Invalid::new(
+            "certs",
+            format!(
                 "{kind} {name:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
             ),
-        })
+        )))
     }
 }
 
@@ -87,10 +88,10 @@ pub fn make(plan: &CertsPlan) -> Result<Written> {
     for w in &plan.workers {
         check_name("worker", w)?;
         if w.contains('.') {
-            return Err(Error::Config {
-                key: "certs",
-                reason: format!("worker {w:?}: no '.' in a worker id (it is a subject token)"),
-            });
+            return Err(Error::Config(Invalid::new(
+                "certs",
+                format!("worker {w:?}: no '.' in a worker id (it is a subject token)"),
+            )));
         }
     }
     for name in &plan.server_names {

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use adit_protocol::{PoolUrl, TlsFiles};
 use serde::Deserialize;
 
 use crate::cluster::Rules;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// `[cluster]`: the coordinator.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -160,18 +161,18 @@ impl Default for RestSection {
 
 impl RestSection {
     /// The tokens the REST API accepts (the JWT key read now).
-    pub fn tokens(&self) -> Result<adit_auth::Tokens> {
+    pub fn tokens(&self) -> Result<adit_auth::Tokens, Invalid> {
         adit_auth::Tokens::new("cluster.rest", &self.tokens, self.jwt.as_ref())
-            .map_err(|e| invalid("cluster.rest", e.to_string()))
+            .map_err(|e| Invalid::new("cluster.rest", e.to_string()))
     }
 
     /// The TLS acceptor when `tls` is set (the files read now).
-    pub fn tls_acceptor(&self) -> Result<Option<adit_protocol::https::TlsAcceptor>> {
+    pub fn tls_acceptor(&self) -> Result<Option<adit_protocol::https::TlsAcceptor>, Invalid> {
         self.tls
             .as_ref()
             .map(|files| adit_protocol::tls::acceptor(files, None))
             .transpose()
-            .map_err(|e| invalid("cluster.rest.tls", e.to_string()))
+            .map_err(|e| Invalid::new("cluster.rest.tls", e.to_string()))
     }
 }
 
@@ -198,23 +199,13 @@ pub struct UpstreamConfig {
     pub retry_max: Duration,
 }
 
-/// A config error for `key`.
-fn invalid(key: &'static str, reason: impl Into<String>) -> Error {
-    Error::Config {
-        key,
-        reason: reason.into(),
-    }
-}
-
 /// A duration within `min..=max`.
-fn check_duration(key: &'static str, value: Duration, min: Duration, max: Duration) -> Result<()> {
-    if value < min || value > max {
-        return Err(invalid(
-            key,
-            format!("{value:?} is outside {min:?}..={max:?}"),
-        ));
-    }
-    Ok(())
+fn check_duration(key: &str, value: Duration, min: Duration, max: Duration) -> Checked {
+    check(
+        min <= value && value <= max,
+        key,
+        format!("{value:?} is outside {min:?}..={max:?}"),
+    )
 }
 
 /// Whether `s` can be a subject token (cluster and worker ids).
@@ -226,29 +217,30 @@ pub fn is_token(s: &str) -> bool {
 }
 
 impl ClusterConfig {
-    /// Checks every value, naming the key.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every value, naming the key; the key is the full one (`cluster.id`), so the
+    /// caller adds no prefix.
+    pub fn validate(&self) -> Checked {
         if !is_token(&self.id) {
-            return Err(invalid(
+            return Err(Invalid::new(
                 "cluster.id",
                 format!("{:?}: use 1-64 letters, digits, '-' or '_'", self.id),
             ));
         }
         self.pool_urls()?;
         self.grpc.listen.parse::<SocketAddr>().map_err(|e| {
-            invalid(
+            Invalid::new(
                 "cluster.grpc.listen",
                 format!("{:?}: {e}", self.grpc.listen),
             )
         })?;
         let rest = self.rest.listen.parse::<SocketAddr>().map_err(|e| {
-            invalid(
+            Invalid::new(
                 "cluster.rest.listen",
                 format!("{:?}: {e}", self.rest.listen),
             )
         })?;
         if !self.rest.tokens()?.enabled() && !rest.ip().is_loopback() {
-            return Err(invalid(
+            return Err(Invalid::new(
                 "cluster.rest.listen",
                 format!(
                     "{rest} can be reached from other machines, but no cluster.rest.tokens are \
@@ -259,9 +251,11 @@ impl ClusterConfig {
             ));
         }
         self.rest.tls_acceptor()?;
-        if self.share_difficulty == 0 {
-            return Err(invalid("cluster.share_difficulty", "must be at least 1"));
-        }
+        check(
+            self.share_difficulty != 0,
+            "cluster.share_difficulty",
+            "must be at least 1",
+        )?;
         let (second, day) = (Duration::from_secs(1), Duration::from_secs(86_400));
         let ms = Duration::from_millis(100);
         check_duration(
@@ -271,21 +265,21 @@ impl ClusterConfig {
             Duration::from_secs(600),
         )?;
         check_duration("cluster.dead_after", self.dead_after, second, day)?;
-        if self.dead_after < self.heartbeat * 2 {
-            return Err(invalid(
-                "cluster.dead_after",
-                "must be at least twice cluster.heartbeat, or live workers are dropped",
-            ));
-        }
-        if self.penalty == 0 || self.ban_score == 0 {
-            return Err(invalid(
-                "cluster.ban_score",
-                "penalty and ban_score must be at least 1",
-            ));
-        }
-        if !(1..=64).contains(&self.verify_threads) {
-            return Err(invalid("cluster.verify_threads", "must be 1 to 64"));
-        }
+        check(
+            self.dead_after >= self.heartbeat * 2,
+            "cluster.dead_after",
+            "must be at least twice cluster.heartbeat, or live workers are dropped",
+        )?;
+        check(
+            self.penalty != 0 && self.ban_score != 0,
+            "cluster.ban_score",
+            "penalty and ban_score must be at least 1",
+        )?;
+        check(
+            (1..=64).contains(&self.verify_threads),
+            "cluster.verify_threads",
+            "must be 1 to 64",
+        )?;
         let p = &self.pool;
         check_duration("cluster.pool.keepalive", p.keepalive, second, day)?;
         check_duration("cluster.pool.job_timeout", p.job_timeout, second, day)?;
@@ -312,26 +306,28 @@ impl ClusterConfig {
     }
 
     /// The pools, parsed.
-    fn pool_urls(&self) -> Result<Vec<PoolUrl>> {
+    fn pool_urls(&self) -> Result<Vec<PoolUrl>, Invalid> {
         if self.pool.address.is_empty() {
-            return Err(invalid("cluster.pool.address", "name at least one pool"));
+            return Err(Invalid::new(
+                "cluster.pool.address",
+                "name at least one pool",
+            ));
         }
         self.pool
             .address
             .iter()
             .map(|a| a.parse::<PoolUrl>())
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| invalid("cluster.pool.address", e.to_string()))
+            .map_err(|e| Invalid::new("cluster.pool.address", e.to_string()))
     }
 
     /// The upstream settings, with the pool URLs parsed; a coordinator needs the wallet set.
     pub fn upstream(&self) -> Result<UpstreamConfig> {
         let urls = self.pool_urls()?;
         if self.pool.wallet.trim().is_empty() {
-            return Err(invalid(
-                "cluster.pool.wallet",
-                "the cluster's login must be set",
-            ));
+            return Err(
+                Invalid::new("cluster.pool.wallet", "the cluster's login must be set").into(),
+            );
         }
         Ok(UpstreamConfig {
             urls,
@@ -413,27 +409,30 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Checks every value, naming the key.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every value, naming the key; the key is the full one (`worker.threads`), so the
+    /// caller adds no prefix.
+    pub fn validate(&self) -> Checked {
         let (host, port) = self
             .coordinator
             .rsplit_once(':')
-            .ok_or_else(|| invalid("worker.coordinator", "expected host:port"))?;
+            .ok_or_else(|| Invalid::new("worker.coordinator", "expected host:port"))?;
         if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(invalid(
+            return Err(Invalid::new(
                 "worker.coordinator",
                 format!("{:?}: expected host:port", self.coordinator),
             ));
         }
         if !is_token(&self.name) {
-            return Err(invalid(
+            return Err(Invalid::new(
                 "worker.name",
                 format!("{:?}: use 1-64 letters, digits, '-' or '_'", self.name),
             ));
         }
-        if !(1..=1024).contains(&self.threads) {
-            return Err(invalid("worker.threads", "must be 1 to 1024"));
-        }
+        check(
+            (1..=1024).contains(&self.threads),
+            "worker.threads",
+            "must be 1 to 1024",
+        )?;
         check_duration(
             "worker.retry_max",
             self.retry_max,
@@ -531,8 +530,8 @@ mod tests {
         let err = no_wallet.upstream().unwrap_err().to_string();
         assert!(err.contains("cluster.pool.wallet"), "{err}");
         for (config, key) in cases {
-            let err = config.validate().unwrap_err().to_string();
-            assert!(err.contains(key), "{err} should name {key}");
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.key, key, "{err} should name {key}");
         }
         let worker = WorkerConfig::default();
         worker.validate().unwrap();
@@ -541,11 +540,6 @@ mod tests {
             threads: 0,
             ..worker
         };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("worker.threads")
-        );
+        assert_eq!(bad.validate().unwrap_err().key, "worker.threads");
     }
 }

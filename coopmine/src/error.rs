@@ -8,14 +8,9 @@ pub enum Error {
     #[error(transparent)]
     Protocol(#[from] adit_protocol::Error),
 
-    /// A setting is unusable; names the key.
-    #[error("invalid cluster configuration: {key}: {reason}")]
-    Config {
-        /// The setting.
-        key: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A setting is unusable; names the full key (`cluster.rest.listen`).
+    #[error(transparent)]
+    Config(#[from] adit_config::Invalid),
 
     /// Every slice of the nonce space is taken.
     #[error("the cluster is full: all {slices} nonce slices are taken")]

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use adit_config::Invalid;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -73,17 +74,10 @@ pub async fn channel(
     server_name: &str,
     connector: &TlsConnector,
 ) -> Result<Channel> {
-    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| {
-        Error::Config {
-            key: "worker.server_name",
-            reason: e.to_string(),
-        }
-    })?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| Invalid::new("worker.server_name", e.to_string()))?;
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Error::Config {
-            key: "worker.coordinator",
-            reason: e.to_string(),
-        })?
+        .map_err(|e| Invalid::new("worker.coordinator", e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20));

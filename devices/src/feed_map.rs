@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use adit_config::{Checked, Invalid, check};
+
 use super::{DeviceError, decode_json, in_range, number};
 
 /// Largest curtailment target believed, kW (10 GW).
@@ -116,16 +118,20 @@ impl Mapped {
 }
 
 impl FeedMap {
-    /// Checks the map for a feed that gives signals (`price` false) or prices; the message
-    /// starts with `key`.
-    pub fn validate(&self, key: &str, price: bool) -> Result<(), String> {
-        let located = |field: &str, at: &Option<String>| -> Result<(), String> {
+    /// Checks the map for a feed that gives signals (`price` false) or prices; the key is the
+    /// field's, relative to the map (empty for the map as a whole), for the caller to put
+    /// [`Invalid::under`] the map's own key.
+    pub fn validate(&self, price: bool) -> Checked {
+        let located = |field: &str, at: &Option<String>| -> Checked {
             match (self.format, at) {
-                (FeedFormat::Json, Some(p)) if !p.is_empty() && !p.starts_with('/') => Err(
-                    format!("{key}.{field}: {p:?} is not a JSON pointer (it starts with /)"),
-                ),
+                (FeedFormat::Json, Some(p)) if !p.is_empty() && !p.starts_with('/') => {
+                    Err(Invalid::new(
+                        field,
+                        format!("{p:?} is not a JSON pointer (it starts with /)"),
+                    ))
+                }
                 (FeedFormat::Csv, Some(c)) if c.trim().is_empty() => {
-                    Err(format!("{key}.{field}: an empty column name"))
+                    Err(Invalid::new(field, "an empty column name"))
                 }
                 _ => Ok(()),
             }
@@ -138,47 +144,51 @@ impl FeedMap {
             ("price", &self.price),
         ] {
             located(field, at)?;
-            if self.format == FeedFormat::Text && at.is_some() {
-                return Err(format!(
-                    "{key}.{field}: a text feed is one line with no fields (use target_kw and lead)"
-                ));
-            }
+            check(
+                self.format != FeedFormat::Text || at.is_none(),
+                field,
+                "a text feed is one line with no fields (use target_kw and lead)",
+            )?;
         }
         let needs = |field: &str, at: &Option<String>| {
-            if self.format != FeedFormat::Text && at.is_none() {
-                Err(format!(
-                    "{key}.{field}: say where the feed's {field} is (a {} feed)",
-                    if self.format == FeedFormat::Json {
-                        "JSON pointer for a JSON"
-                    } else {
-                        "column for a CSV"
-                    }
-                ))
+            let place = if self.format == FeedFormat::Json {
+                "JSON pointer for a JSON"
             } else {
-                Ok(())
-            }
+                "column for a CSV"
+            };
+            check(
+                self.format == FeedFormat::Text || at.is_some(),
+                field,
+                format!("say where the feed's {field} is (a {place} feed)"),
+            )
         };
         if price {
             return needs("price", &self.price);
         }
         needs("signal", &self.signal)?;
-        if self.target.is_none() && self.target_kw.is_none() {
-            return Err(format!(
-                "{key}: a signal feed needs `target` (where the feed says the target kW) or `target_kw`"
-            ));
+        check(
+            self.target.is_some() || self.target_kw.is_some(),
+            "",
+            "a signal feed needs `target` (where the feed says the target kW) or `target_kw`",
+        )?;
+        if let Some(kw) = self.target_kw {
+            check(
+                kw.is_finite() && (0.0..=MAX_TARGET_KW).contains(&kw),
+                "target_kw",
+                format!("{kw} is not a load in kW"),
+            )?;
         }
-        if let Some(kw) = self.target_kw
-            && !(kw.is_finite() && (0.0..=MAX_TARGET_KW).contains(&kw))
-        {
-            return Err(format!("{key}.target_kw: {kw} is not a load in kW"));
-        }
-        if self.lead.is_zero() || self.lead > MAX_LEAD {
-            return Err(format!("{key}.lead: must be from 1s to 24h"));
-        }
+        check(
+            !self.lead.is_zero() && self.lead <= MAX_LEAD,
+            "lead",
+            "must be from 1s to 24h",
+        )?;
         for word in self.values.keys() {
-            if word.trim().is_empty() || word.len() > 256 {
-                return Err(format!("{key}.values: {word:?} is not a word a feed sends"));
-            }
+            check(
+                !word.trim().is_empty() && word.len() <= 256,
+                "values",
+                format!("{word:?} is not a word a feed sends"),
+            )?;
         }
         Ok(())
     }
@@ -395,7 +405,7 @@ mod tests {
             ]),
             ..map(FeedFormat::Text)
         };
-        assert!(m.validate("adapters.grid[0].map", false).is_ok());
+        assert!(m.validate(false).is_ok());
         let curtail = read(&m, false, b"  curtail \n").unwrap();
         assert_eq!(curtail.asks, Some(Asks::Curtail));
         assert_eq!(curtail.target_kw, Some(15.0), "the fixed target");
@@ -424,7 +434,7 @@ mod tests {
             event_id: Some("/event/id".into()),
             ..map(FeedFormat::Json)
         };
-        assert!(m.validate("k", false).is_ok());
+        assert!(m.validate(false).is_ok());
         let body = br#"{"event":{"id":"E-7","state":"SHED","limit_kw":"12.5","by":"2026-11-24T18:00:00Z"}}"#;
         let got = read(&m, false, body).unwrap();
         assert_eq!(got.asks, Some(Asks::Curtail));
@@ -463,7 +473,7 @@ mod tests {
             price: Some("price".into()),
             ..map(FeedFormat::Csv)
         };
-        assert!(prices.validate("k", true).is_ok());
+        assert!(prices.validate(true).is_ok());
         let p = read(&prices, true, b"interval,price\n1,41.5\n2,\"-3.25\"\n").unwrap();
         assert_eq!(p.price_per_mwh, Some(-3.25));
         assert!(read(&prices, true, b"interval,price\n1,cheap\n").is_err());
@@ -482,9 +492,11 @@ mod tests {
         let no_signal = map(FeedFormat::Json);
         assert!(
             no_signal
-                .validate("k", false)
+                .validate(false)
                 .unwrap_err()
-                .starts_with("k.signal")
+                .under("k")
+                .to_string()
+                .starts_with("k.signal:")
         );
         let not_pointer = FeedMap {
             signal: Some("state".into()),
@@ -492,8 +504,9 @@ mod tests {
         };
         assert!(
             not_pointer
-                .validate("k", false)
+                .validate(false)
                 .unwrap_err()
+                .reason
                 .contains("JSON pointer")
         );
         let no_target = FeedMap {
@@ -502,8 +515,9 @@ mod tests {
         };
         assert!(
             no_target
-                .validate("k", false)
+                .validate(false)
                 .unwrap_err()
+                .reason
                 .contains("target")
         );
         let zero_lead = FeedMap {
@@ -512,15 +526,19 @@ mod tests {
         };
         assert!(
             zero_lead
-                .validate("k", false)
+                .validate(false)
                 .unwrap_err()
-                .starts_with("k.lead")
+                .under("k")
+                .to_string()
+                .starts_with("k.lead:")
         );
         assert!(
             map(FeedFormat::Csv)
-                .validate("k", true)
+                .validate(true)
                 .unwrap_err()
-                .starts_with("k.price")
+                .under("k")
+                .to_string()
+                .starts_with("k.price:")
         );
     }
 }

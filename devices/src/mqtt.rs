@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use adit_schemas::names::is_token;
 use adit_schemas::{Event as _, SensorKind, SensorReading, ValidationPolicy};
 use chrono::{DateTime, Utc};
@@ -68,20 +69,23 @@ pub struct TopicMap {
 }
 
 impl TopicMap {
-    /// Checks the pattern, the templates and the pointer; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the pattern, the templates and the pointer; the key is the field's, relative to
+    /// the map.
+    pub fn validate(&self) -> Checked {
         let wildcards = pattern_wildcards(&self.pattern)
-            .map_err(|r| format!("pattern {:?}: {r}", self.pattern))?;
+            .map_err(|r| Invalid::new("pattern", format!("{:?}: {r}", self.pattern)))?;
         for (field, template) in [("site", &self.site), ("sensor", &self.sensor)] {
             check_template(template, wildcards)
-                .map_err(|r| format!("{field} {template:?}: {r}"))?;
+                .map_err(|r| Invalid::new(field, format!("{template:?}: {r}")))?;
         }
-        if let Some(pointer) = &self.value
-            && !pointer.starts_with('/')
-        {
-            return Err(format!(
-                "value {pointer:?}: a JSON pointer starts with / (leave value unset for bare-number payloads)"
-            ));
+        if let Some(pointer) = &self.value {
+            check(
+                pointer.starts_with('/'),
+                "value",
+                format!(
+                    "{pointer:?}: a JSON pointer starts with / (leave value unset for bare-number payloads)"
+                ),
+            )?;
         }
         Ok(())
     }
@@ -285,9 +289,9 @@ pub async fn subscribe(
     shutdown: CancellationToken,
 ) -> Result<(), MqttError> {
     for map in &maps {
-        map.validate().map_err(|reason| MqttError::Map {
+        map.validate().map_err(|invalid| MqttError::Map {
             pattern: map.pattern.clone(),
-            reason,
+            reason: invalid.to_string(),
         })?;
     }
     let options = client_options(url, client_id)?;
@@ -780,7 +784,7 @@ mod tests {
             let err = map
                 .validate()
                 .expect_err(&format!("{map:?} should be invalid"));
-            assert!(err.starts_with(field), "{err:?} should name {field}");
+            assert_eq!(err.key, field, "{err:?} should name {field}");
         }
     }
 

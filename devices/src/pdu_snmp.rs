@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use serde::{Deserialize, Serialize};
 
 /// APC PowerNet-MIB `sPDUOutletCtl`: the outlet-control column of APC's rack PDUs.
@@ -66,31 +67,29 @@ fn ten_seconds() -> Duration {
 }
 
 impl PduConfig {
-    /// Checks every value; the message starts with the full key (`actuators.pdus[i]`).
-    pub fn validate(&self, key: &str) -> Result<(), String> {
+    /// Checks every value; the key is the field's, relative to the PDU (the caller puts it
+    /// [`Invalid::under`] `actuators.pdus[i]`).
+    pub fn validate(&self) -> Checked {
         adit_schemas::validate::check_token("name", &self.name)
-            .map_err(|e| format!("{key}.name: {}", e.reason))?;
-        let (host, port) = self
-            .address
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{key}.address {:?}: must be host:port", self.address))?;
+            .map_err(|e| Invalid::new("name", e.reason))?;
+        let address = || Invalid::new("address", format!("{:?}: must be host:port", self.address));
+        let (host, port) = self.address.rsplit_once(':').ok_or_else(address)?;
         if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(format!(
-                "{key}.address {:?}: must be host:port",
-                self.address
-            ));
+            return Err(address());
         }
-        if self.community.is_empty() || self.community.len() > 64 {
-            return Err(format!("{key}.community: must be 1 to 64 bytes"));
-        }
-        parse_oid(&self.oid).map_err(|why| format!("{key}.oid {:?}: {why}", self.oid))?;
-        if self.on == self.off {
-            return Err(format!("{key}: on and off must differ"));
-        }
-        if self.min_off < Duration::from_secs(1) || self.min_off > MAX_CYCLE_OFF {
-            return Err(format!("{key}.min_off: must be from 1s to 10m"));
-        }
-        Ok(())
+        check(
+            !self.community.is_empty() && self.community.len() <= 64,
+            "community",
+            "must be 1 to 64 bytes",
+        )?;
+        parse_oid(&self.oid)
+            .map_err(|why| Invalid::new("oid", format!("{:?}: {why}", self.oid)))?;
+        check(self.on != self.off, "", "on and off must differ")?;
+        check(
+            (Duration::from_secs(1)..=MAX_CYCLE_OFF).contains(&self.min_off),
+            "min_off",
+            "must be from 1s to 10m",
+        )
     }
 }
 
@@ -206,7 +205,7 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_named() {
-        assert_eq!(pdu().validate("actuators.pdus[0]"), Ok(()));
+        assert_eq!(pdu().validate(), Ok(()));
         for (bad, key) in [
             (
                 PduConfig {
@@ -248,8 +247,8 @@ mod tests {
                 "actuators.pdus[0].min_off",
             ),
         ] {
-            let err = bad.validate("actuators.pdus[0]").unwrap_err();
-            assert!(err.starts_with(key), "{err}");
+            let err = bad.validate().unwrap_err().under("actuators.pdus[0]");
+            assert!(err.to_string().starts_with(key), "{err}");
         }
     }
 

@@ -20,6 +20,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use adit_config::{Checked, Invalid};
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -69,25 +70,31 @@ impl Default for EgressConfig {
 
 impl EgressConfig {
     /// The guard of `purpose`, or why its rules do not parse (naming the key).
-    pub fn guard(&self, purpose: Purpose) -> Result<Guard, String> {
-        let entries = match purpose {
-            Purpose::Devices => &self.devices,
-            Purpose::Feeds => &self.feeds,
-            Purpose::Notify => &self.notify,
-        };
-        let rules = Rules::parse(entries).map_err(|e| format!("egress.{}: {e}", purpose.key()))?;
+    pub fn guard(&self, purpose: Purpose) -> Result<Guard, Invalid> {
+        let rules = self.rules(purpose)?;
         Ok(Guard {
             purpose,
             rules: Arc::new(rules),
         })
     }
 
-    /// Checks every purpose's rules.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every purpose's rules; the key is the full one (`egress.devices`), so the caller
+    /// adds no prefix.
+    pub fn validate(&self) -> Checked {
         for purpose in [Purpose::Devices, Purpose::Feeds, Purpose::Notify] {
-            self.guard(purpose)?;
+            self.rules(purpose)?;
         }
         Ok(())
+    }
+
+    /// The rules of `purpose`, parsed, or why not under its full key.
+    fn rules(&self, purpose: Purpose) -> Result<Rules, Invalid> {
+        let entries = match purpose {
+            Purpose::Devices => &self.devices,
+            Purpose::Feeds => &self.feeds,
+            Purpose::Notify => &self.notify,
+        };
+        Rules::parse(entries).map_err(|e| Invalid::new(format!("egress.{}", purpose.key()), e))
     }
 }
 
@@ -547,7 +554,10 @@ mod tests {
             ..EgressConfig::default()
         };
         let e = config.validate().unwrap_err();
-        assert!(e.starts_with("egress.devices:"), "{e}");
+        assert_eq!(e.key, "egress.devices", "{e}");
+        let guard = config.guard(Purpose::Devices).err().map(|e| e.to_string());
+        let guard = guard.unwrap_or_default();
+        assert!(guard.starts_with("egress.devices: "), "{guard}");
         for bad in ["", "a b", "http://x", "*.", "x/y"] {
             assert!(Rules::parse(&[bad.to_string()]).is_err(), "{bad:?}");
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use adit_config::{Checked, Invalid};
 
 /// Monero's limit on outputs per transaction is 16; one is the change.
 pub const MAX_DESTINATIONS: usize = 15;
@@ -76,14 +76,10 @@ impl PaymentsConfig {
             .unwrap_or(self.threshold)
     }
 
-    /// Refuses values the payer cannot work with, naming the key.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, reason: String| {
-            Err(Error::Config {
-                key: format!("payments.{key}"),
-                reason,
-            })
-        };
+    /// Refuses values the payer cannot work with, naming the key; the key is the full one
+    /// (`payments.threshold`), so the caller adds no prefix.
+    pub fn validate(&self) -> Checked {
+        let bad = |key: &str, reason: String| Err(Invalid::new(format!("payments.{key}"), reason));
         for (key, url) in [("wallet_rpc", &self.wallet_rpc), ("node", &self.node)] {
             match reqwest::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
@@ -148,8 +144,8 @@ mod tests {
     fn key(toml_text: &str) -> String {
         let c: PaymentsConfig = toml::from_str(toml_text).unwrap();
         match c.validate() {
-            Err(Error::Config { key, .. }) => key,
-            other => panic!("{toml_text}: {other:?}"),
+            Err(e) => e.key,
+            Ok(()) => panic!("{toml_text}: accepted"),
         }
     }
 

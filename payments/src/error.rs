@@ -3,14 +3,10 @@
 /// Why a payment step did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A config value the payer cannot work with.
-    #[error("invalid config {key}: {reason}")]
-    Config {
-        /// The key, e.g. `payments.threshold`.
-        key: String,
-        /// Why.
-        reason: String,
-    },
+    /// A config value the payer cannot work with (its key is the full one, e.g.
+    /// `payments.threshold`).
+    #[error(transparent)]
+    Config(#[from] adit_config::Invalid),
     /// The wallet or node could not be reached (or did not answer in time).
     #[error("cannot reach the {service} at {url}")]
     Unreachable {

@@ -26,9 +26,11 @@ pub(crate) struct JsonRpc {
 impl JsonRpc {
     /// A client of `service` at `base`, every call bounded by `timeout`.
     pub(crate) fn new(service: &'static str, base: &str, timeout: Duration) -> Result<Self> {
-        let config = |reason: String| Error::Config {
-            key: format!("payments.{service}"),
-            reason,
+        let config = |reason: String| {
+            Error::Config(adit_config::Invalid::new(
+                format!("payments.{service}"),
+                reason,
+            ))
         };
         let base = reqwest::Url::parse(base).map_err(|e| config(format!("{base:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {

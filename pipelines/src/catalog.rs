@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use adit_schemas::names;
 use adit_sinks::Maintenance;
 use serde::Deserialize;
@@ -18,7 +19,7 @@ use crate::farm::violations::{Violations, ViolationsConfig};
 use crate::landing::Landing;
 use crate::pool::hashrate::{Hashrate, HashrateConfig};
 use crate::pool::pplns::{Pplns, PplnsConfig};
-use crate::runtime::context::{InvalidConfig, RuntimeConfig, invalid};
+use crate::runtime::context::RuntimeConfig;
 use crate::runtime::runnable::Runnable;
 
 /// Pipeline settings; from config.
@@ -100,7 +101,7 @@ impl PipelinesConfig {
     }
 
     /// Every value checked, after all overrides; the first problem found, naming its key.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
+    pub fn validate(&self) -> Checked {
         self.runtime().validate()?;
         self.pplns.validate()?;
         self.hashrate.validate()?;
@@ -111,12 +112,11 @@ impl PipelinesConfig {
         let known: Vec<String> = pipelines.iter().map(|p| p.name()).collect();
         for (pipeline, keys) in &self.partitions {
             let key = format!("pipelines.partitions.{pipeline}");
-            if !known.contains(pipeline) {
-                return Err(invalid(
-                    &key,
-                    format!("no such pipeline (pipelines: {})", known.join(", ")),
-                ));
-            }
+            check(
+                known.contains(pipeline),
+                &key,
+                format!("no such pipeline (pipelines: {})", known.join(", ")),
+            )?;
             let spec = pipelines
                 .iter()
                 .find(|p| &p.name() == pipeline)
@@ -126,31 +126,27 @@ impl PipelinesConfig {
                 .flat_map(|s| s.inputs.iter())
                 .find(|i| i.partitioned.is_none())
             {
-                return Err(invalid(
-                    &key,
+                return Err(Invalid::new(
+                    key,
                     format!("its input {} cannot be partitioned", input.name),
                 ));
             }
-            if keys.is_empty() {
-                return Err(invalid(
-                    &key,
-                    "list at least one partition key, or remove the entry",
-                ));
-            }
+            check(
+                !keys.is_empty(),
+                &key,
+                "list at least one partition key, or remove the entry",
+            )?;
             for k in keys {
-                if !names::is_token(k) {
-                    return Err(invalid(
-                        &key,
-                        format!("{k:?} is not a subject token (1–64 of A-Z a-z 0-9 _ -)"),
-                    ));
-                }
+                check(
+                    names::is_token(k),
+                    &key,
+                    format!("{k:?} is not a subject token (1–64 of A-Z a-z 0-9 _ -)"),
+                )?;
             }
             let mut sorted = keys.clone();
             sorted.sort();
             sorted.dedup();
-            if sorted.len() != keys.len() {
-                return Err(invalid(&key, "lists a key twice"));
-            }
+            check(sorted.len() == keys.len(), &key, "lists a key twice")?;
         }
         self.energy.validate()
     }

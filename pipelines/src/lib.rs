@@ -34,4 +34,4 @@ pub use error::{Error, Result};
 pub use runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
-pub use runtime::{InvalidConfig, PipelineContext, RuntimeConfig, run_all};
+pub use runtime::{PipelineContext, RuntimeConfig, run_all};

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -38,26 +39,24 @@ impl Default for ConcurrencyConfig {
 }
 
 impl ConcurrencyConfig {
-    /// Checks the values; the reason names the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks the values; the error names the full key (`query.concurrency.…`).
+    pub fn validate(&self) -> Checked {
         for (name, n) in [
             ("read", self.read),
             ("operate", self.operate),
             ("admin", self.admin),
         ] {
-            if !(1..=10_000).contains(&n) {
-                return Err(format!(
-                    "query.concurrency.{name} must be 1 to 10000, not {n}"
-                ));
-            }
+            check(
+                (1..=10_000).contains(&n),
+                &format!("query.concurrency.{name}"),
+                format!("must be 1 to 10000, not {n}"),
+            )?;
         }
-        if self.queue_wait > Duration::from_secs(600) {
-            return Err(format!(
-                "query.concurrency.queue_wait must be at most 10m, not {:?}",
-                self.queue_wait
-            ));
-        }
-        Ok(())
+        check(
+            self.queue_wait <= Duration::from_secs(600),
+            "query.concurrency.queue_wait",
+            format!("must be at most 10m, not {:?}", self.queue_wait),
+        )
     }
 }
 
@@ -121,10 +120,11 @@ mod tests {
             read: 0,
             ..ConcurrencyConfig::default()
         };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .contains("query.concurrency.read")
+        let e = bad.validate().unwrap_err();
+        assert_eq!(e.key, "query.concurrency.read");
+        assert_eq!(
+            e.to_string(),
+            "query.concurrency.read: must be 1 to 10000, not 0"
         );
     }
 }

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use adit_config::{Checked, check};
 use serde::Deserialize;
 
 /// Addresses followed at most; past it, addresses without a failure in the window are
@@ -43,21 +44,23 @@ impl Default for LockoutConfig {
 
 impl LockoutConfig {
     /// Refuses values that would ban on nothing or never.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(1..=100_000).contains(&self.limit) {
-            return Err(format!(
-                "query.lockout.limit {} must be 1..=100000",
-                self.limit
-            ));
-        }
+    pub fn validate(&self) -> Checked {
+        check(
+            (1..=100_000).contains(&self.limit),
+            "query.lockout.limit",
+            format!("{} must be 1..=100000", self.limit),
+        )?;
         let day = Duration::from_secs(86_400);
-        if self.window < Duration::from_secs(1) || self.window > day {
-            return Err("query.lockout.window must be 1s..=24h".into());
-        }
-        if self.ban_for < Duration::from_secs(1) || self.ban_for > 7 * day {
-            return Err("query.lockout.ban_for must be 1s..=7d".into());
-        }
-        Ok(())
+        check(
+            (Duration::from_secs(1)..=day).contains(&self.window),
+            "query.lockout.window",
+            "must be 1s..=24h",
+        )?;
+        check(
+            (Duration::from_secs(1)..=7 * day).contains(&self.ban_for),
+            "query.lockout.ban_for",
+            "must be 1s..=7d",
+        )
     }
 }
 
@@ -215,21 +218,34 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         assert!(LockoutConfig::default().validate().is_ok());
-        for bad in [
-            LockoutConfig {
-                limit: 0,
-                ..Default::default()
-            },
-            LockoutConfig {
-                window: Duration::ZERO,
-                ..Default::default()
-            },
-            LockoutConfig {
-                ban_for: Duration::from_secs(30 * 86_400),
-                ..Default::default()
-            },
+        for (bad, key) in [
+            (
+                LockoutConfig {
+                    limit: 0,
+                    ..Default::default()
+                },
+                "query.lockout.limit",
+            ),
+            (
+                LockoutConfig {
+                    window: Duration::ZERO,
+                    ..Default::default()
+                },
+                "query.lockout.window",
+            ),
+            (
+                LockoutConfig {
+                    ban_for: Duration::from_secs(30 * 86_400),
+                    ..Default::default()
+                },
+                "query.lockout.ban_for",
+            ),
         ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
+            assert_eq!(
+                bad.validate().map_err(|e| e.key),
+                Err(key.into()),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   `no-cors` fetch cannot send: JSON, NDJSON or YAML (415). `POST /api/v1/sql` only reads
 //!   and keeps `text/plain`.
 
+use adit_config::{Invalid, check};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header, uri::Authority};
@@ -47,20 +48,24 @@ impl OriginPolicy {
     /// The policy for `public_url` (where users open the API, e.g.
     /// `https://adit.farm.example`) and `allowed_hosts` (more names it is reached by); an
     /// error names what does not parse.
-    pub fn new(public_url: Option<&str>, allowed_hosts: &[String]) -> Result<Self, String> {
+    pub fn new(public_url: Option<&str>, allowed_hosts: &[String]) -> Result<Self, Invalid> {
         let mut policy = Self::default();
         if let Some(url) = public_url {
+            let key = "query.public_url";
             let uri: Uri = url
                 .parse()
-                .map_err(|e| format!("query.public_url {url:?} is not a URL: {e}"))?;
+                .map_err(|e| Invalid::new(key, format!("{url:?} is not a URL: {e}")))?;
             let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-                return Err(format!(
-                    "query.public_url {url:?} is not a URL like https://adit.example.com"
+                return Err(Invalid::new(
+                    key,
+                    format!("{url:?} is not a URL like https://adit.example.com"),
                 ));
             };
-            if !matches!(scheme, "http" | "https") {
-                return Err(format!("query.public_url {url:?} must be http or https"));
-            }
+            check(
+                matches!(scheme, "http" | "https"),
+                key,
+                format!("{url:?} must be http or https"),
+            )?;
             policy.hosts.push(host_of(authority));
             policy.origins.push(format!(
                 "{scheme}://{}",
@@ -68,9 +73,12 @@ impl OriginPolicy {
             ));
         }
         for host in allowed_hosts {
-            let authority: Authority = host
-                .parse()
-                .map_err(|_| format!("query.allowed_hosts: {host:?} is not a host name"))?;
+            let authority: Authority = host.parse().map_err(|_| {
+                Invalid::new(
+                    "query.allowed_hosts",
+                    format!("{host:?} is not a host name"),
+                )
+            })?;
             policy.hosts.push(host_of(&authority));
         }
         Ok(policy)
@@ -430,20 +438,20 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
+        let e = OriginPolicy::new(Some("adit.example"), &[]).unwrap_err();
+        assert_eq!(e.key, "query.public_url");
         assert!(
-            OriginPolicy::new(Some("adit.example"), &[])
-                .unwrap_err()
-                .contains("public_url")
+            e.to_string()
+                .starts_with("query.public_url: \"adit.example\""),
+            "{e}"
         );
-        assert!(
-            OriginPolicy::new(Some("ftp://adit.example"), &[])
-                .unwrap_err()
-                .contains("http or https")
-        );
-        assert!(
-            OriginPolicy::new(None, &["a b".into()])
-                .unwrap_err()
-                .contains("allowed_hosts")
+        let e = OriginPolicy::new(Some("ftp://adit.example"), &[]).unwrap_err();
+        assert_eq!(e.key, "query.public_url");
+        assert!(e.reason.contains("http or https"), "{e}");
+        let e = OriginPolicy::new(None, &["a b".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "query.allowed_hosts: \"a b\" is not a host name"
         );
     }
 }

@@ -88,7 +88,9 @@ impl Default for QueryConfig {
 impl QueryConfig {
     /// The browser policy these settings make (hosts served, origins allowed to change
     /// things); an error names the setting that does not parse.
-    pub fn origin_policy(&self) -> std::result::Result<crate::origin::OriginPolicy, String> {
+    pub fn origin_policy(
+        &self,
+    ) -> std::result::Result<crate::origin::OriginPolicy, adit_config::Invalid> {
         crate::origin::OriginPolicy::new(self.public_url.as_deref(), &self.allowed_hosts)
     }
 
@@ -116,7 +118,7 @@ impl QueryConfig {
     /// setting.
     pub fn tls_acceptor(
         &self,
-    ) -> std::result::Result<Option<adit_protocol::https::TlsAcceptor>, String> {
+    ) -> std::result::Result<Option<adit_protocol::https::TlsAcceptor>, adit_config::Invalid> {
         self.tls_acceptor_for(&[])
     }
 
@@ -125,12 +127,12 @@ impl QueryConfig {
     pub fn tls_acceptor_for(
         &self,
         protocols: &[&[u8]],
-    ) -> std::result::Result<Option<adit_protocol::https::TlsAcceptor>, String> {
+    ) -> std::result::Result<Option<adit_protocol::https::TlsAcceptor>, adit_config::Invalid> {
         self.tls
             .as_ref()
             .map(|files| adit_protocol::tls::acceptor_for(files, None, protocols))
             .transpose()
-            .map_err(|e| format!("query.tls: {e}"))
+            .map_err(|e| adit_config::Invalid::new("query.tls", e.to_string()))
     }
 }
 

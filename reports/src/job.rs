@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adit_bus::registry::Registry;
+use adit_config::{Checked, check};
 use adit_schemas::compliance::ComplianceDay;
 use adit_schemas::names::{TABLE_COMPLIANCE_DAILY, TABLE_SITE_ENERGY_1M};
 use adit_schemas::registry::{Machine, RegistryView, Site};
@@ -63,31 +64,30 @@ impl Default for ComplianceConfig {
 }
 
 impl ComplianceConfig {
-    /// Checks the values; the reason names the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.after > Duration::from_secs(24 * 3600) {
-            return Err(format!(
-                "compliance.after must be at most 24h, not {:?}",
-                self.after
-            ));
-        }
-        if !(1..=366).contains(&self.recheck_days) {
-            return Err(format!(
-                "compliance.recheck_days must be 1 to 366, not {}",
-                self.recheck_days
-            ));
-        }
-        if self.check_every < Duration::from_secs(1) || self.check_every > Duration::from_secs(3600)
-        {
-            return Err(format!(
-                "compliance.check_every must be between 1s and 1h, not {:?}",
-                self.check_every
-            ));
-        }
-        if self.pdf.trim().is_empty() {
-            return Err("compliance.pdf must be auto, off or a browser's path".into());
-        }
-        Ok(())
+    /// Checks the values; the key is already full (`compliance.after`), so the caller adds no
+    /// section.
+    pub fn validate(&self) -> Checked {
+        check(
+            self.after <= Duration::from_secs(24 * 3600),
+            "compliance.after",
+            format!("must be at most 24h, not {:?}", self.after),
+        )?;
+        check(
+            (1..=366).contains(&self.recheck_days),
+            "compliance.recheck_days",
+            format!("must be 1 to 366, not {}", self.recheck_days),
+        )?;
+        check(
+            self.check_every >= Duration::from_secs(1)
+                && self.check_every <= Duration::from_secs(3600),
+            "compliance.check_every",
+            format!("must be between 1s and 1h, not {:?}", self.check_every),
+        )?;
+        check(
+            !self.pdf.trim().is_empty(),
+            "compliance.pdf",
+            "must be auto, off or a browser's path",
+        )
     }
 }
 
@@ -508,12 +508,18 @@ mod tests {
         let bad = |f: fn(&mut ComplianceConfig)| {
             let mut c = ComplianceConfig::default();
             f(&mut c);
-            c.validate().unwrap_err()
+            c.validate().unwrap_err().key
         };
-        assert!(bad(|c| c.recheck_days = 0).contains("recheck_days"));
-        assert!(bad(|c| c.check_every = Duration::ZERO).contains("check_every"));
-        assert!(bad(|c| c.after = Duration::from_secs(90_000)).contains("after"));
-        assert!(bad(|c| c.pdf = " ".into()).contains("pdf"));
+        assert_eq!(bad(|c| c.recheck_days = 0), "compliance.recheck_days");
+        assert_eq!(
+            bad(|c| c.check_every = Duration::ZERO),
+            "compliance.check_every"
+        );
+        assert_eq!(
+            bad(|c| c.after = Duration::from_secs(90_000)),
+            "compliance.after"
+        );
+        assert_eq!(bad(|c| c.pdf = " ".into()), "compliance.pdf");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
@@ -89,29 +90,34 @@ mod retention_map {
 }
 
 impl Maintenance {
-    /// Checks the values; the reason names the field.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if !(2..=64).contains(&self.compact_fanout) {
-            return Err(format!(
-                "compact_fanout must be 2 to 64, not {}",
-                self.compact_fanout
-            ));
-        }
-        if self.vacuum_retention < Duration::from_secs(3600) {
-            return Err(format!(
-                "vacuum_retention must be at least 1h (readers may still be reading files it deletes), not {:?}",
+    /// Checks the values; the key is relative to the section that holds `Maintenance` (the
+    /// caller puts it [`adit_config::Invalid::under`] its own key).
+    pub fn validate(&self) -> Checked {
+        check(
+            (2..=64).contains(&self.compact_fanout),
+            "compact_fanout",
+            format!("must be 2 to 64, not {}", self.compact_fanout),
+        )?;
+        check(
+            self.vacuum_retention >= Duration::from_secs(3600),
+            "vacuum_retention",
+            format!(
+                "must be at least 1h (readers may still be reading files it deletes), not {:?}",
                 self.vacuum_retention
-            ));
-        }
+            ),
+        )?;
         for (table, keep) in &self.retention {
-            if *keep < Duration::from_secs(24 * 3600) {
-                return Err(format!(
-                    "retention.{table} must be at least 1d (rows are kept by date), not {keep:?}"
-                ));
-            }
-            if *keep > Duration::from_secs(100 * 365 * 24 * 3600) {
-                return Err(format!("retention.{table} must be at most 100 years"));
-            }
+            let key = format!("retention.{table}");
+            check(
+                *keep >= Duration::from_secs(24 * 3600),
+                &key,
+                format!("must be at least 1d (rows are kept by date), not {keep:?}"),
+            )?;
+            check(
+                *keep <= Duration::from_secs(100 * 365 * 24 * 3600),
+                &key,
+                "must be at most 100 years",
+            )?;
         }
         Ok(())
     }
@@ -384,4 +390,27 @@ fn hourly_due(last: &mut Option<std::time::Instant>) -> bool {
         *last = Some(std::time::Instant::now());
     }
     due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_maintenance_value_is_named_by_its_key() {
+        assert_eq!(Maintenance::default().validate(), Ok(()));
+        let fanout = Maintenance {
+            compact_fanout: 1,
+            ..Maintenance::default()
+        };
+        assert_eq!(
+            fanout.validate().unwrap_err().to_string(),
+            "compact_fanout: must be 2 to 64, not 1"
+        );
+        let mut short = Maintenance::default();
+        short
+            .retention
+            .insert("energy_1h".into(), Duration::from_secs(60));
+        assert_eq!(short.validate().unwrap_err().key, "retention.energy_1h");
+    }
 }

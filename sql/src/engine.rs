@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
@@ -109,54 +110,62 @@ impl SqlLimits {
         }
     }
 
-    /// Checks the values; the reason names the key (under `query.limits`).
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.max_rows == 0 {
-            return Err("query.limits.max_rows must be at least 1".into());
-        }
-        if self.memory_bytes < 1024 * 1024 {
-            return Err("query.limits.memory_bytes must be at least 1 MiB".into());
-        }
-        if self.total_memory_bytes < self.memory_bytes {
-            return Err(format!(
-                "query.limits.total_memory_bytes ({}) must be at least memory_bytes ({})",
-                self.total_memory_bytes, self.memory_bytes
-            ));
-        }
-        if self.max_value_bytes < 1024 {
-            return Err(format!(
-                "query.limits.max_value_bytes must be at least 1 KiB, not {}",
-                self.max_value_bytes
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err("query.limits.timeout must be more than 0".into());
-        }
-        if self.threads > 1024 {
-            return Err(format!(
-                "query.limits.threads must be at most 1024, not {}",
-                self.threads
-            ));
-        }
-        if !(1024..=MAX_STATEMENT_BYTES_CEILING).contains(&self.max_statement_bytes) {
-            return Err(format!(
-                "query.limits.max_statement_bytes must be from 1024 to {MAX_STATEMENT_BYTES_CEILING}, not {}",
+    /// Checks the values; the error names the full key (`query.limits.…`).
+    pub fn validate(&self) -> Checked {
+        check(
+            self.max_rows > 0,
+            "query.limits.max_rows",
+            "must be at least 1",
+        )?;
+        check(
+            self.memory_bytes >= 1024 * 1024,
+            "query.limits.memory_bytes",
+            "must be at least 1 MiB",
+        )?;
+        check(
+            self.total_memory_bytes >= self.memory_bytes,
+            "query.limits.total_memory_bytes",
+            format!(
+                "must be at least memory_bytes ({}), not {}",
+                self.memory_bytes, self.total_memory_bytes
+            ),
+        )?;
+        check(
+            self.max_value_bytes >= 1024,
+            "query.limits.max_value_bytes",
+            format!("must be at least 1 KiB, not {}", self.max_value_bytes),
+        )?;
+        check(
+            !self.timeout.is_zero(),
+            "query.limits.timeout",
+            "must be more than 0",
+        )?;
+        check(
+            self.threads <= 1024,
+            "query.limits.threads",
+            format!("must be at most 1024, not {}", self.threads),
+        )?;
+        check(
+            (1024..=MAX_STATEMENT_BYTES_CEILING).contains(&self.max_statement_bytes),
+            "query.limits.max_statement_bytes",
+            format!(
+                "must be from 1024 to {MAX_STATEMENT_BYTES_CEILING}, not {}",
                 self.max_statement_bytes
-            ));
-        }
-        if !(8..=MAX_DEPTH_CEILING).contains(&self.max_expression_depth) {
-            return Err(format!(
-                "query.limits.max_expression_depth must be from 8 to {MAX_DEPTH_CEILING}, not {}",
+            ),
+        )?;
+        check(
+            (8..=MAX_DEPTH_CEILING).contains(&self.max_expression_depth),
+            "query.limits.max_expression_depth",
+            format!(
+                "must be from 8 to {MAX_DEPTH_CEILING}, not {}",
                 self.max_expression_depth
-            ));
-        }
-        if self.partitions > 4096 {
-            return Err(format!(
-                "query.limits.partitions must be at most 4096, not {}",
-                self.partitions
-            ));
-        }
-        Ok(())
+            ),
+        )?;
+        check(
+            self.partitions <= 4096,
+            "query.limits.partitions",
+            format!("must be at most 4096, not {}", self.partitions),
+        )
     }
 }
 

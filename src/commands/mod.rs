@@ -160,7 +160,7 @@ async fn simulate(
         sim.interval = Duration::try_from_secs_f64(per_tick / rate).unwrap_or(Duration::ZERO);
     }
     sim.validate()
-        .map_err(|e| anyhow::anyhow!("simulate.{e} (from the flags)"))?;
+        .map_err(|e| anyhow::anyhow!("{} (from the flags)", e.under("simulate")))?;
     let farm = Farm::new(sim.clone());
     let registry = adit_bus::registry::Registry::open(services.js.clone()).await?;
     let changed = adit_ingest::simulate::register(&farm, &registry, "simulator").await?;

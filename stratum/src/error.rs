@@ -1,4 +1,4 @@
-//! The pool's error type: what the pool's layers can refuse or fail at (vardiff, templates, the
+//! The pool's error type: what the pool's layers can refuse or fail at (templates, the
 //! node, the simulated chain), with the protocol layer's errors carried whole.
 
 use adit_protocol::Id;
@@ -20,13 +20,6 @@ pub enum Error {
     /// The Stratum protocol layer refused something (a bad line, target or message).
     #[error(transparent)]
     Protocol(#[from] adit_protocol::Error),
-
-    /// Invalid vardiff settings.
-    #[error("invalid vardiff config: {reason}")]
-    InvalidVardiffConfig {
-        /// Which setting is wrong and why.
-        reason: &'static str,
-    },
 
     /// A block template that cannot be parsed or whose reserved space is not where it should be.
     #[error("invalid block template at byte {offset}: {reason}")]
@@ -132,8 +125,7 @@ impl Error {
     pub fn request_id(&self) -> Option<&Id> {
         match self {
             Error::Protocol(e) => e.request_id(),
-            Error::InvalidVardiffConfig { .. }
-            | Error::InvalidTemplate { .. }
+            Error::InvalidTemplate { .. }
             | Error::ExtraNonceTooLong { .. }
             | Error::VerifierStopped
             | Error::NodeConfig { .. }

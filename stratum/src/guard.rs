@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -49,32 +50,32 @@ impl Default for GuardConfig {
 }
 
 impl GuardConfig {
-    /// Checks every value; the message starts with the key (under `pool.server.limits.`).
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
-        }
-        if self.max_per_ip == 0 {
-            return Err("max_per_ip must be at least 1".into());
-        }
+    /// Checks every value; the key is relative to `[pool.server.limits]` (the caller puts it
+    /// [`adit_config::Invalid::under`] `limits`).
+    pub fn validate(&self) -> Checked {
+        check(
+            self.max_connections != 0,
+            "max_connections",
+            "must be at least 1",
+        )?;
+        check(self.max_per_ip != 0, "max_per_ip", "must be at least 1")?;
         for (key, rate) in [
             ("logins_per_s", self.logins_per_s),
             ("submits_per_s", self.submits_per_s),
         ] {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(format!("{key} must be a positive number, not {rate}"));
-            }
+            check(
+                rate.is_finite() && rate > 0.0,
+                key,
+                format!("must be a positive number, not {rate}"),
+            )?;
         }
-        if self.ban_score < 1 {
-            return Err("ban_score must be at least 1".into());
-        }
-        if self.invalid_penalty < 0 {
-            return Err("invalid_penalty must not be negative".into());
-        }
-        if self.ban_for.is_zero() {
-            return Err("ban_for must be more than 0".into());
-        }
-        Ok(())
+        check(self.ban_score >= 1, "ban_score", "must be at least 1")?;
+        check(
+            self.invalid_penalty >= 0,
+            "invalid_penalty",
+            "must not be negative",
+        )?;
+        check(!self.ban_for.is_zero(), "ban_for", "must be more than 0")
     }
 }
 

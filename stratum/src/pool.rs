@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use adit_bus::Publisher;
 use adit_bus::publish::Outgoing;
+use adit_config::{Checked, Invalid, check};
 use adit_schemas::{AnyEvent, Block, BlockStatus};
 use adit_supervise::Vitals;
 use serde::Deserialize;
@@ -76,43 +77,44 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// Checks every value after all overrides; the message starts with the key (under
-    /// `pool.`), so no value a user can type panics or spins later.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks every value after all overrides; the key is relative to `[pool]` (the caller
+    /// puts it [`Invalid::under`] `pool`), so no value a user can type panics or spins later.
+    pub fn validate(&self) -> Checked {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!(
-                "listen {:?} is not an address like 0.0.0.0:3333",
-                self.listen
+            return Err(Invalid::new(
+                "listen",
+                format!("{:?} is not an address like 0.0.0.0:3333", self.listen),
             ));
         }
-        if self.tip_poll < Duration::from_millis(10) {
-            return Err(format!(
-                "tip_poll must be at least 10ms, not {:?}",
-                self.tip_poll
-            ));
-        }
-        if self.refresh < Duration::from_millis(100) {
-            return Err(format!(
-                "refresh must be at least 100ms, not {:?}",
-                self.refresh
-            ));
-        }
-        if self.sim_difficulty == 0 {
-            return Err("sim_difficulty must be at least 1".into());
-        }
-        if !(1..=10_000).contains(&self.confirmations) {
-            return Err(format!(
-                "confirmations must be between 1 and 10000, not {}",
-                self.confirmations
-            ));
-        }
-        if self.metrics_per_miner > 10_000 {
-            return Err(format!(
-                "metrics_per_miner must be at most 10000 (each miner is 5 series), not {}",
+        check(
+            self.tip_poll >= Duration::from_millis(10),
+            "tip_poll",
+            format!("must be at least 10ms, not {:?}", self.tip_poll),
+        )?;
+        check(
+            self.refresh >= Duration::from_millis(100),
+            "refresh",
+            format!("must be at least 100ms, not {:?}", self.refresh),
+        )?;
+        check(
+            self.sim_difficulty != 0,
+            "sim_difficulty",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=10_000).contains(&self.confirmations),
+            "confirmations",
+            format!("must be between 1 and 10000, not {}", self.confirmations),
+        )?;
+        check(
+            self.metrics_per_miner <= 10_000,
+            "metrics_per_miner",
+            format!(
+                "must be at most 10000 (each miner is 5 series), not {}",
                 self.metrics_per_miner
-            ));
-        }
-        self.server.validate().map_err(|e| format!("server.{e}"))
+            ),
+        )?;
+        self.server.validate().map_err(|e| e.under("server"))
     }
 }
 
@@ -556,6 +558,32 @@ mod tests {
                 socket.write_all(reply.as_bytes()).await.expect("reply");
             });
         }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_its_key_under_pool() {
+        assert_eq!(PoolConfig::default().validate(), Ok(()));
+        let mut bad = PoolConfig {
+            listen: "nowhere".into(),
+            ..PoolConfig::default()
+        };
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.key, "listen");
+        assert!(
+            err.to_string().starts_with("listen: \"nowhere\" is not"),
+            "{err}"
+        );
+        bad = PoolConfig::default();
+        bad.server.max_line = 10;
+        assert_eq!(bad.validate().unwrap_err().key, "server.max_line");
+        bad = PoolConfig::default();
+        bad.server.vardiff.max_step = 1;
+        assert_eq!(bad.validate().unwrap_err().key, "server.vardiff.max_step");
+        bad = PoolConfig::default();
+        bad.server.limits.submits_per_s = f64::NAN;
+        let err = bad.validate().unwrap_err().under("pool");
+        assert_eq!(err.key, "pool.server.limits.submits_per_s");
+        assert!(err.reason.contains("NaN"), "{err}");
     }
 
     #[tokio::test]

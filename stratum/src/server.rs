@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use adit_schemas::AnyEvent;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
@@ -62,39 +63,48 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Checks every value; the message starts with the key (under `pool.server.`).
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks every value; the key is relative to `[pool.server]` (the caller puts it
+    /// [`Invalid::under`] `server`).
+    pub fn validate(&self) -> Checked {
         if !adit_schemas::names::is_token(&self.pool) {
-            return Err(format!(
-                "pool {:?} must be 1–64 of A-Z a-z 0-9 _ - (it is a subject token)",
-                self.pool
+            return Err(Invalid::new(
+                "pool",
+                format!(
+                    "{:?} must be 1–64 of A-Z a-z 0-9 _ - (it is a subject token)",
+                    self.pool
+                ),
             ));
         }
-        if self.start_difficulty == 0 {
-            return Err("start_difficulty must be at least 1".into());
-        }
-        if self.max_line < 512 {
-            return Err(format!(
-                "max_line must be at least 512 bytes (a login line is longer), not {}",
+        check(
+            self.start_difficulty != 0,
+            "start_difficulty",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_line >= 512,
+            "max_line",
+            format!(
+                "must be at least 512 bytes (a login line is longer), not {}",
                 self.max_line
-            ));
-        }
-        if self.login_timeout.is_zero() {
-            return Err("login_timeout must be more than 0".into());
-        }
-        if self.idle_timeout.is_zero() {
-            return Err("idle_timeout must be more than 0".into());
-        }
-        if self.verify_threads > 1024 {
-            return Err(format!(
-                "verify_threads must be at most 1024, not {}",
-                self.verify_threads
-            ));
-        }
-        self.vardiff
-            .validate()
-            .map_err(|e| format!("vardiff: {e}"))?;
-        self.limits.validate().map_err(|e| format!("limits.{e}"))
+            ),
+        )?;
+        check(
+            !self.login_timeout.is_zero(),
+            "login_timeout",
+            "must be more than 0",
+        )?;
+        check(
+            !self.idle_timeout.is_zero(),
+            "idle_timeout",
+            "must be more than 0",
+        )?;
+        check(
+            self.verify_threads <= 1024,
+            "verify_threads",
+            format!("must be at most 1024, not {}", self.verify_threads),
+        )?;
+        self.vardiff.validate().map_err(|e| e.under("vardiff"))?;
+        self.limits.validate().map_err(|e| e.under("limits"))
     }
 }
 

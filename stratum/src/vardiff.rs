@@ -8,7 +8,7 @@
 //! tolerance band, by at most `max_step` in one go, within `[min, max]`, and never above the
 //! network difficulty (that cap wins over `min`, and applies at once, not at the next retarget).
 
-use crate::error::{Error, Result};
+use adit_config::{Checked, check};
 
 /// Vardiff settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -47,28 +47,35 @@ impl Default for VardiffConfig {
 }
 
 impl VardiffConfig {
-    /// Refuses settings the algorithm cannot work with.
-    pub fn validate(&self) -> Result<()> {
-        let refuse = |reason| Err(Error::InvalidVardiffConfig { reason });
-        if self.target_share_time_ms == 0 {
-            return refuse("target share time must be positive");
-        }
-        if self.retarget_interval_ms == 0 {
-            return refuse("retarget interval must be positive");
-        }
-        if self.min_difficulty == 0 {
-            return refuse("minimum difficulty must be at least 1");
-        }
-        if self.min_difficulty > self.max_difficulty {
-            return refuse("minimum difficulty is above the maximum");
-        }
-        if self.max_step < 2 {
-            return refuse("max step must be at least 2");
-        }
-        if self.fast_retarget_shares == 0 {
-            return refuse("fast retarget share count must be at least 1");
-        }
-        Ok(())
+    /// Refuses settings the algorithm cannot work with; the key is relative to
+    /// `[pool.server.vardiff]` (the caller puts it [`adit_config::Invalid::under`] `vardiff`).
+    pub fn validate(&self) -> Checked {
+        check(
+            self.target_share_time_ms != 0,
+            "target_share_time_ms",
+            "must be positive",
+        )?;
+        check(
+            self.retarget_interval_ms != 0,
+            "retarget_interval_ms",
+            "must be positive",
+        )?;
+        check(
+            self.min_difficulty != 0,
+            "min_difficulty",
+            "must be at least 1",
+        )?;
+        check(
+            self.min_difficulty <= self.max_difficulty,
+            "min_difficulty",
+            "is above the maximum (max_difficulty)",
+        )?;
+        check(self.max_step >= 2, "max_step", "must be at least 2")?;
+        check(
+            self.fast_retarget_shares != 0,
+            "fast_retarget_shares",
+            "must be at least 1",
+        )
     }
 
     /// `difficulty` brought within `[min, max]` and then capped at the network difficulty
@@ -218,40 +225,56 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unworkable_configs() {
+    fn refuses_unworkable_configs_naming_the_key() {
         let base = VardiffConfig::default();
         let cases = [
-            VardiffConfig {
-                target_share_time_ms: 0,
-                ..base.clone()
-            },
-            VardiffConfig {
-                retarget_interval_ms: 0,
-                ..base.clone()
-            },
-            VardiffConfig {
-                min_difficulty: 0,
-                ..base.clone()
-            },
-            VardiffConfig {
-                min_difficulty: 10,
-                max_difficulty: 9,
-                ..base.clone()
-            },
-            VardiffConfig {
-                max_step: 1,
-                ..base.clone()
-            },
-            VardiffConfig {
-                fast_retarget_shares: 0,
-                ..base.clone()
-            },
+            (
+                VardiffConfig {
+                    target_share_time_ms: 0,
+                    ..base.clone()
+                },
+                "target_share_time_ms",
+            ),
+            (
+                VardiffConfig {
+                    retarget_interval_ms: 0,
+                    ..base.clone()
+                },
+                "retarget_interval_ms",
+            ),
+            (
+                VardiffConfig {
+                    min_difficulty: 0,
+                    ..base.clone()
+                },
+                "min_difficulty",
+            ),
+            (
+                VardiffConfig {
+                    min_difficulty: 10,
+                    max_difficulty: 9,
+                    ..base.clone()
+                },
+                "min_difficulty",
+            ),
+            (
+                VardiffConfig {
+                    max_step: 1,
+                    ..base.clone()
+                },
+                "max_step",
+            ),
+            (
+                VardiffConfig {
+                    fast_retarget_shares: 0,
+                    ..base.clone()
+                },
+                "fast_retarget_shares",
+            ),
         ];
-        for config in cases {
-            assert!(
-                matches!(config.validate(), Err(Error::InvalidVardiffConfig { .. })),
-                "{config:?}"
-            );
+        for (config, key) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.key, key, "{config:?}: {err}");
         }
     }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use serde::{Deserialize, Serialize};
 
 /// Where notifications go. (Unknown fields are refused by [`Channel`], which sees every field
@@ -166,29 +167,27 @@ impl Channel {
         }
     }
 
-    /// Checks its values; `key` is where it sits (`notify.receivers[0]`).
-    pub fn validate(&self, key: &str) -> Result<(), String> {
+    /// Checks its values; keys are relative to it (the caller puts them
+    /// [`under`](Invalid::under) its place, `notify.receivers[0]`).
+    pub fn validate(&self) -> Checked {
         let url = |field: &str, u: &str| match reqwest::Url::parse(u) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-            _ => Err(format!("{key}.{field}: {u:?} is not an http(s) URL")),
+            _ => Err(Invalid::new(field, format!("{u:?} is not an http(s) URL"))),
         };
         match self {
             Self::Webhook { url: u } => url("url", u),
             Self::Telegram { api_url, .. } => url("api_url", api_url),
             Self::Sms { api_url, to, .. } => {
                 url("api_url", api_url)?;
-                if to.is_empty() {
-                    return Err(format!("{key}.to: at least one number"));
-                }
-                Ok(())
+                check(!to.is_empty(), "to", "at least one number")
             }
             Self::Email { to, from, .. } => {
-                if to.is_empty() {
-                    return Err(format!("{key}.to: at least one address"));
-                }
-                for a in to.iter().chain(std::iter::once(from)) {
-                    a.parse::<lettre::Address>()
-                        .map_err(|e| format!("{key}: {a:?} is not an address: {e}"))?;
+                check(!to.is_empty(), "to", "at least one address")?;
+                let addresses = to.iter().map(|a| ("to", a));
+                for (field, a) in addresses.chain(std::iter::once(("from", from))) {
+                    a.parse::<lettre::Address>().map_err(|e| {
+                        Invalid::new(field, format!("{a:?} is not an address: {e}"))
+                    })?;
                 }
                 Ok(())
             }
@@ -313,29 +312,35 @@ impl NotifyConfig {
         self.receivers.iter().find(|r| r.name == name)
     }
 
-    /// Checks every value; the message starts with the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every value; the key is already full (`notify.attempts`), so the caller adds no
+    /// section.
+    pub fn validate(&self) -> Checked {
         let known = |key: &str, name: &str| {
-            if self.receiver(name).is_some() {
-                Ok(())
-            } else {
-                Err(format!("{key}: no receiver named {name:?}"))
-            }
+            check(
+                self.receiver(name).is_some(),
+                key,
+                format!("no receiver named {name:?}"),
+            )
         };
         for (i, r) in self.receivers.iter().enumerate() {
             let key = format!("notify.receivers[{i}]");
-            if !adit_schemas::names::is_token(&r.name) {
-                return Err(format!("{key}.name: must be 1-64 of A-Z a-z 0-9 _ -"));
-            }
-            if self.receivers.iter().filter(|o| o.name == r.name).count() > 1 {
-                return Err(format!("{key}.name: {:?} appears twice", r.name));
-            }
+            check(
+                adit_schemas::names::is_token(&r.name),
+                &format!("{key}.name"),
+                "must be 1-64 of A-Z a-z 0-9 _ -",
+            )?;
+            check(
+                self.receivers.iter().filter(|o| o.name == r.name).count() <= 1,
+                &format!("{key}.name"),
+                format!("{:?} appears twice", r.name),
+            )?;
             if let Some(f) = &r.fallback {
                 known(&format!("{key}.fallback"), f)?;
             }
-            r.channel.validate(&key)?;
+            r.channel.validate().map_err(|e| e.under(&key))?;
             for (j, c) in r.channels.iter().enumerate() {
-                c.validate(&format!("{key}.channels[{j}]"))?;
+                c.validate()
+                    .map_err(|e| e.under(&format!("{key}.channels[{j}]")))?;
             }
         }
         if !self.receivers.is_empty() {
@@ -346,27 +351,33 @@ impl NotifyConfig {
         }
         if let Some(h) = &self.heartbeat {
             known("notify.heartbeat.receiver", &h.receiver)?;
-            if h.every < Duration::from_secs(1) {
-                return Err("notify.heartbeat.every: must be at least 1s".into());
-            }
+            check(
+                h.every >= Duration::from_secs(1),
+                "notify.heartbeat.every",
+                "must be at least 1s",
+            )?;
         }
-        if !(1..=20).contains(&self.attempts) {
-            return Err("notify.attempts: must be from 1 to 20".into());
-        }
-        if self.timeout < Duration::from_millis(10) || self.timeout > Duration::from_secs(300) {
-            return Err("notify.timeout: must be from 10ms to 5m".into());
-        }
-        if self.route.repeat_interval < Duration::from_secs(1)
-            || self.route.group_interval < Duration::from_millis(100)
-        {
-            return Err(
-                "notify.route: repeat_interval must be at least 1s, group_interval 100ms".into(),
-            );
-        }
-        if self.reload < Duration::from_millis(100) {
-            return Err("notify.reload: must be at least 100ms".into());
-        }
-        Ok(())
+        check(
+            (1..=20).contains(&self.attempts),
+            "notify.attempts",
+            "must be from 1 to 20",
+        )?;
+        check(
+            self.timeout >= Duration::from_millis(10) && self.timeout <= Duration::from_secs(300),
+            "notify.timeout",
+            "must be from 10ms to 5m",
+        )?;
+        check(
+            self.route.repeat_interval >= Duration::from_secs(1)
+                && self.route.group_interval >= Duration::from_millis(100),
+            "notify.route",
+            "repeat_interval must be at least 1s, group_interval 100ms",
+        )?;
+        check(
+            self.reload >= Duration::from_millis(100),
+            "notify.reload",
+            "must be at least 100ms",
+        )
     }
 }
 
@@ -394,11 +405,41 @@ mod tests {
             },
             ..ok
         };
+        let err = unrouted.validate().unwrap_err();
+        assert_eq!(err.key, "notify.route.receiver", "{err}");
+        assert!(err.to_string().contains("\"nobody\""), "{err}");
+    }
+
+    #[test]
+    fn a_channel_is_named_by_its_place() {
+        let email = |to: &str| Channel::Email {
+            smtp_host: "mail.example".into(),
+            smtp_port: 587,
+            starttls: true,
+            username: None,
+            password: None,
+            from: "adit@example.com".into(),
+            to: vec![to.into()],
+        };
+        let config = NotifyConfig {
+            receivers: vec![Receiver {
+                name: "mail".into(),
+                channel: email("ops@example.com"),
+                channels: vec![email("not an address")],
+                fallback: None,
+            }],
+            route: Route {
+                receiver: "mail".into(),
+                ..Route::default()
+            },
+            ..NotifyConfig::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, "notify.receivers[0].channels[0].to", "{err}");
         assert!(
-            unrouted
-                .validate()
-                .unwrap_err()
-                .starts_with("notify.route.receiver")
+            err.reason
+                .starts_with("\"not an address\" is not an address"),
+            "{err}"
         );
     }
 }

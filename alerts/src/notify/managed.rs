@@ -140,9 +140,12 @@ impl ManagedStore {
     }
 }
 
-/// Whether `file` with `managed` laid over it validates; `err` wraps the reason.
+/// Whether `file` with `managed` laid over it validates; `err` wraps what does not (`key:
+/// reason`, the key in full).
 fn check(file: &NotifyConfig, managed: &Managed, err: fn(String) -> AlertsError) -> Result<()> {
-    file.with(managed).validate().map_err(err)
+    file.with(managed)
+        .validate()
+        .map_err(|invalid| err(invalid.to_string()))
 }
 
 #[cfg(test)]

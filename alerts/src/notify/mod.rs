@@ -105,10 +105,8 @@ pub struct Notifier {
 impl Notifier {
     /// Checks `config` and builds the client.
     pub fn new(config: NotifyConfig, egress: &adit_egress::EgressConfig) -> Result<Self> {
-        config.validate().map_err(AlertsError::Kv)?;
-        let guard = egress
-            .guard(adit_egress::Purpose::Notify)
-            .map_err(AlertsError::Kv)?;
+        config.validate()?;
+        let guard = egress.guard(adit_egress::Purpose::Notify)?;
         let http = adit_egress::Outbound::new(
             guard,
             reqwest::Client::builder()
@@ -203,9 +201,11 @@ pub async fn run(
         config = notifier.config.clone();
     }
     if config.receivers.is_empty() {
-        return Err(AlertsError::Kv(
-            "notify.receivers: the notify role needs at least one receiver (in the config file or added over the API)".into(),
-        ));
+        return Err(adit_config::Invalid::new(
+            "notify.receivers",
+            "the notify role needs at least one receiver (in the config file or added over the API)",
+        )
+        .into());
     }
     let http = notifier.http.clone();
     let js = publisher.jetstream().clone();

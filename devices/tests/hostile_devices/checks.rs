@@ -292,7 +292,7 @@ fn feed_maps() -> Vec<(FeedMap, bool)> {
     .into_iter()
     .map(|(toml_text, price)| {
         let map: FeedMap = toml::from_str(toml_text).expect("a valid feed map");
-        assert_eq!(map.validate("map", price), Ok(()));
+        assert_eq!(map.validate(price), Ok(()));
         (map, price)
     })
     .collect()

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use serde::Deserialize;
 
 /// One injected fault.
@@ -126,39 +127,32 @@ impl Fault {
         }
     }
 
-    /// Checks the values; the message starts with the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the values; the key is the field (the caller puts it under the fault's place).
+    pub fn validate(&self) -> Checked {
         let positive = |field: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{field} must be a positive number, not {v}"))
-            }
+            check(
+                v.is_finite() && v > 0.0,
+                field,
+                format!("must be a positive number, not {v}"),
+            )
         };
         match self {
             Self::PowerDrift { pct, ramp, .. } => {
                 positive("pct", *pct)?;
-                if ramp.is_zero() {
-                    return Err("ramp must be more than 0".into());
-                }
-                Ok(())
+                check(!ramp.is_zero(), "ramp", "must be more than 0")
             }
-            Self::HashrateDrop { factor, .. } => {
-                if factor.is_finite() && (0.0..=10.0).contains(factor) {
-                    Ok(())
-                } else {
-                    Err(format!("factor must be within 0..=10, not {factor}"))
-                }
-            }
+            Self::HashrateDrop { factor, .. } => check(
+                factor.is_finite() && (0.0..=10.0).contains(factor),
+                "factor",
+                format!("must be within 0..=10, not {factor}"),
+            ),
             Self::SensorStuck { .. } => Ok(()),
             Self::OverAllocation { pct, .. } => positive("pct", *pct),
-            Self::HotAisle { temp_c, .. } => {
-                if temp_c.is_finite() && (-60.0..=150.0).contains(temp_c) {
-                    Ok(())
-                } else {
-                    Err(format!("temp_c must be within -60..=150, not {temp_c}"))
-                }
-            }
+            Self::HotAisle { temp_c, .. } => check(
+                temp_c.is_finite() && (-60.0..=150.0).contains(temp_c),
+                "temp_c",
+                format!("must be within -60..=150, not {temp_c}"),
+            ),
         }
     }
 

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use adit_bus::Result;
 use adit_bus::publish::{Outgoing, Publisher};
 use adit_bus::registry::{Registry, RegistryError};
+use adit_config::{Checked, Invalid, check};
 use controls::{COOLING_PER_FAN_LEVEL_C, Controls};
 
 /// Shape of the simulated farm.
@@ -76,40 +77,47 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// Checks the values; the message starts with the key (under `simulate.`).
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.sites == 0 {
-            return Err("sites must be at least 1".into());
-        }
-        if self.machines_per_site == 0 {
-            return Err("machines_per_site must be at least 1".into());
-        }
-        if self.interval < std::time::Duration::from_millis(1) {
-            return Err(format!(
-                "interval must be at least 1ms, not {:?} (with --rate: a lower rate)",
+    /// Checks the values; keys are relative to `[simulate]` (the caller puts them
+    /// [`under`](Invalid::under) `simulate`).
+    pub fn validate(&self) -> Checked {
+        check(self.sites != 0, "sites", "must be at least 1")?;
+        check(
+            self.machines_per_site != 0,
+            "machines_per_site",
+            "must be at least 1",
+        )?;
+        check(
+            self.interval >= Duration::from_millis(1),
+            "interval",
+            format!(
+                "must be at least 1ms, not {:?} (with --rate: a lower rate)",
                 self.interval
-            ));
-        }
-        if self.command_lag > Duration::from_secs(3600) {
-            return Err("command_lag must be at most 1h".into());
-        }
-        if !(self.speed.is_finite() && self.speed > 0.0 && self.speed <= 3600.0) {
-            return Err(format!(
-                "speed must be within (0, 3600], not {}",
-                self.speed
-            ));
-        }
+            ),
+        )?;
+        check(
+            self.command_lag <= Duration::from_secs(3600),
+            "command_lag",
+            "must be at most 1h",
+        )?;
+        check(
+            self.speed.is_finite() && self.speed > 0.0 && self.speed <= 3600.0,
+            "speed",
+            format!("must be within (0, 3600], not {}", self.speed),
+        )?;
         for (i, fault) in self.faults.iter().enumerate() {
-            fault
-                .validate()
-                .map_err(|e| format!("faults[{i}] ({}): {e}", fault.kind()))?;
+            // The kind goes into the reason, so the key stays a path (`faults[0].pct`).
+            let kind = fault.kind();
+            let at = |e: Invalid| {
+                let e = e.under(&format!("faults[{i}]"));
+                Invalid::new(e.key, format!("{} ({kind} fault)", e.reason))
+            };
+            fault.validate().map_err(at)?;
             let site_ok = (0..self.sites).any(|s| site_name(s) == fault.site());
             if !site_ok {
-                return Err(format!(
-                    "faults[{i}] ({}): no site {:?} in the simulated farm",
-                    fault.kind(),
-                    fault.site()
-                ));
+                return Err(at(Invalid::new(
+                    "site",
+                    format!("no site {:?} in the simulated farm", fault.site()),
+                )));
             }
         }
         Ok(())
@@ -496,6 +504,43 @@ pub async fn run(
 mod tests {
     use super::*;
     use adit_schemas::{Event, ValidationPolicy};
+
+    #[test]
+    fn errors_name_the_key_relative_to_simulate() {
+        assert_eq!(SimConfig::default().validate(), Ok(()));
+        let err = |config: SimConfig| config.validate().expect_err("invalid").to_string();
+        let e = err(SimConfig {
+            sites: 0,
+            ..SimConfig::default()
+        });
+        assert_eq!(e, "sites: must be at least 1");
+        let e = err(SimConfig {
+            speed: 0.0,
+            ..SimConfig::default()
+        });
+        assert!(e.starts_with("speed: "), "{e}");
+        let drift = |site: &str, pct: f64| faults::Fault::PowerDrift {
+            site: site.into(),
+            machine: "m-001".into(),
+            at: Duration::ZERO,
+            ramp: Duration::from_secs(60),
+            pct,
+        };
+        let e = err(SimConfig {
+            faults: vec![drift("site-01", 5.0), drift("site-01", -1.0)],
+            ..SimConfig::default()
+        });
+        assert_eq!(
+            e,
+            "faults[1].pct: must be a positive number, not -1 (power_drift fault)"
+        );
+        let e = err(SimConfig {
+            faults: vec![drift("nowhere", 5.0)],
+            ..SimConfig::default()
+        });
+        assert!(e.starts_with("faults[0].site: no site \"nowhere\""), "{e}");
+        assert!(e.ends_with("(power_drift fault)"), "{e}");
+    }
 
     #[test]
     fn same_seed_same_events_and_all_valid() {

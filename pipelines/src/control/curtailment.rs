@@ -30,6 +30,7 @@ use adit_schemas::time::{from_micros, span_micros};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use adit_schemas::control::{
     Command, CommandAction, CommandOutcome, CommandRow, DecisionRow, FANS_TARGET, OutcomeStatus,
 };
@@ -46,7 +47,6 @@ use crate::control::controller::{
 use crate::error::Result;
 use crate::farm::readings::{Reading, SiteDevices, best_power, reading_of};
 use crate::inputs::{grid_input, readings_input, registry_input};
-use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
@@ -163,55 +163,55 @@ impl CurtailmentConfig {
     }
 
     /// Checks the values, naming the key.
-    pub fn validate(&self) -> std::result::Result<(), InvalidConfig> {
-        let bad = |key: &str, reason: &str| {
-            Err(InvalidConfig {
-                key: format!("pipelines.curtailment.{key}"),
-                reason: reason.to_string(),
-            })
-        };
+    pub fn validate(&self) -> Checked {
+        let key = |k: &str| format!("pipelines.curtailment.{k}");
         let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if self.eval_every < Duration::from_millis(100)
-            || self.eval_every > Duration::from_secs(600)
-        {
-            return bad("eval_every", "must be from 100ms to 10m");
-        }
-        if !(self.ramp_kw_per_min.is_finite() && self.ramp_kw_per_min > 0.0) {
-            return bad("ramp_kw_per_min", "must be more than 0");
-        }
-        for (key, v) in [
+        check(
+            (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&self.eval_every),
+            &key("eval_every"),
+            "must be from 100ms to 10m",
+        )?;
+        check(
+            self.ramp_kw_per_min.is_finite() && self.ramp_kw_per_min > 0.0,
+            &key("ramp_kw_per_min"),
+            "must be more than 0",
+        )?;
+        for (k, v) in [
             ("resume_margin_kw", self.resume_margin_kw),
             ("price_target_kw", self.price_target_kw),
             ("fan_hysteresis_c", self.fan_hysteresis_c),
             ("emergency_clear_c", self.emergency_clear_c),
         ] {
-            if !finite_non_negative(v) {
-                return bad(key, "must be a number, 0 or more");
-            }
+            check(
+                finite_non_negative(v),
+                &key(k),
+                "must be a number, 0 or more",
+            )?;
         }
-        if self
-            .failsafe_target_kw
-            .is_some_and(|v| !finite_non_negative(v))
-        {
-            return bad("failsafe_target_kw", "must be a number, 0 or more");
-        }
-        if self.strike_price.is_some_and(|v| !v.is_finite()) {
-            return bad("strike_price", "must be a number");
-        }
-        if !(1..=96).contains(&self.strike_intervals) {
-            return bad("strike_intervals", "must be from 1 to 96");
-        }
-        if self.fan_bands_c.len() != 8
-            || self.fan_bands_c.windows(2).any(|w| w[0] >= w[1])
-            || self.fan_bands_c.iter().any(|v| !v.is_finite())
-        {
-            return bad(
-                "fan_bands_c",
-                "must be 8 ascending temperatures (upper bounds of levels 1 to 8)",
-            );
-        }
+        check(
+            self.failsafe_target_kw.is_none_or(finite_non_negative),
+            &key("failsafe_target_kw"),
+            "must be a number, 0 or more",
+        )?;
+        check(
+            self.strike_price.is_none_or(f64::is_finite),
+            &key("strike_price"),
+            "must be a number",
+        )?;
+        check(
+            (1..=96).contains(&self.strike_intervals),
+            &key("strike_intervals"),
+            "must be from 1 to 96",
+        )?;
+        check(
+            self.fan_bands_c.len() == 8
+                && self.fan_bands_c.windows(2).all(|w| w[0] < w[1])
+                && self.fan_bands_c.iter().all(|v| v.is_finite()),
+            &key("fan_bands_c"),
+            "must be 8 ascending temperatures (upper bounds of levels 1 to 8)",
+        )?;
         let week = Duration::from_secs(7 * 24 * 3600);
-        for (key, d) in [
+        for (k, d) in [
             ("min_on", self.min_on),
             ("min_off", self.min_off),
             ("cooldown", self.cooldown),
@@ -221,17 +221,13 @@ impl CurtailmentConfig {
             ("sensor_stale", self.sensor_stale),
             ("signal_stale", self.signal_stale.unwrap_or_default()),
         ] {
-            if d > week {
-                return bad(key, "must be at most 7 days");
-            }
+            check(d <= week, &key(k), "must be at most 7 days")?;
         }
-        for (key, d) in [
+        for (k, d) in [
             ("meter_stale", self.meter_stale),
             ("sensor_stale", self.sensor_stale),
         ] {
-            if d < self.eval_every {
-                return bad(key, "must be at least eval_every");
-            }
+            check(d >= self.eval_every, &key(k), "must be at least eval_every")?;
         }
         Ok(())
     }

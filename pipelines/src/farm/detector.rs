@@ -70,14 +70,13 @@
 //! float as text (`{:?}`, read back with std's exact parser): serde_json's default float parser
 //! may move the last bit, and a replay from a snapshot must decide exactly as the first run.
 
+use adit_config::{Checked, check};
 use adit_schemas::time::span_micros;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use crate::runtime::context::InvalidConfig;
 
 /// MAD × this estimates the standard deviation of normal noise.
 const MAD_TO_SIGMA: f64 = 1.4826;
@@ -207,63 +206,61 @@ impl Default for DetectConfig {
 
 impl DetectConfig {
     /// Refuses values that cannot work, naming the key.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        let bad = |key: &str, reason: &str| InvalidConfig {
-            key: format!("pipelines.anomalies.{key}"),
-            reason: reason.into(),
-        };
+    pub fn validate(&self) -> Checked {
+        let key = |k: &str| format!("pipelines.anomalies.{k}");
         let positive = |v: f64| v.is_finite() && v > 0.0;
-        if self.window < 5 {
-            return Err(bad("window", "must be at least 5"));
-        }
-        if self.recent_samples == 0 || self.recent_samples > self.window {
-            return Err(bad(
-                "recent_samples",
-                "must be between 1 and pipelines.anomalies.window",
-            ));
-        }
-        if !(positive(self.alpha_slow) && self.alpha_slow <= 1.0) {
-            return Err(bad("alpha_slow", "must be in (0, 1]"));
-        }
-        for (key, v) in [
+        check(self.window >= 5, &key("window"), "must be at least 5")?;
+        check(
+            (1..=self.window).contains(&self.recent_samples),
+            &key("recent_samples"),
+            "must be between 1 and pipelines.anomalies.window",
+        )?;
+        check(
+            positive(self.alpha_slow) && self.alpha_slow <= 1.0,
+            &key("alpha_slow"),
+            "must be in (0, 1]",
+        )?;
+        for (k, v) in [
             ("z_threshold", self.z_threshold),
             ("drift_threshold", self.drift_threshold),
             ("peer_threshold", self.peer_threshold),
             ("update_step", self.update_step),
         ] {
-            if !positive(v) {
-                return Err(bad(key, "must be a number above 0"));
-            }
+            check(positive(v), &key(k), "must be a number above 0")?;
         }
-        if self.min_peers < 2 {
-            return Err(bad("min_peers", "must be at least 2"));
-        }
-        if self.stuck_samples < 2 {
-            return Err(bad("stuck_samples", "must be at least 2"));
-        }
-        if self.peer_stale.is_zero() {
-            return Err(bad("peer_stale", "must be more than 0"));
-        }
-        if self.rebaseline.is_zero() {
-            return Err(bad("rebaseline", "must be more than 0"));
-        }
-        if self.forget_after < self.peer_stale {
-            return Err(bad(
-                "forget_after",
-                "must be at least pipelines.anomalies.peer_stale",
-            ));
-        }
+        check(self.min_peers >= 2, &key("min_peers"), "must be at least 2")?;
+        check(
+            self.stuck_samples >= 2,
+            &key("stuck_samples"),
+            "must be at least 2",
+        )?;
+        check(
+            !self.peer_stale.is_zero(),
+            &key("peer_stale"),
+            "must be more than 0",
+        )?;
+        check(
+            !self.rebaseline.is_zero(),
+            &key("rebaseline"),
+            "must be more than 0",
+        )?;
+        check(
+            self.forget_after >= self.peer_stale,
+            &key("forget_after"),
+            "must be at least pipelines.anomalies.peer_stale",
+        )?;
         for kind in SeriesKind::ALL {
             let floor = self.floors.of(kind);
-            if !positive(floor.abs) {
-                return Err(bad(
-                    &format!("floors.{kind}.abs"),
-                    "must be a number above 0",
-                ));
-            }
-            if !(floor.rel.is_finite() && floor.rel >= 0.0) {
-                return Err(bad(&format!("floors.{kind}.rel"), "must be 0 or more"));
-            }
+            check(
+                positive(floor.abs),
+                &key(&format!("floors.{kind}.abs")),
+                "must be a number above 0",
+            )?;
+            check(
+                floor.rel.is_finite() && floor.rel >= 0.0,
+                &key(&format!("floors.{kind}.rel")),
+                "must be 0 or more",
+            )?;
         }
         Ok(())
     }

@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use adit_schemas::names::{
     TABLE_ENERGY_1D, TABLE_ENERGY_1H, TABLE_ENERGY_SETTLEMENT, TABLE_MACHINE_ENERGY_1M,
     TABLE_SITE_ENERGY_1M, energy_result_subject,
@@ -35,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::farm::energy_periods::{PeriodKind, Periods};
 use crate::inputs::registry_input;
-use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
@@ -79,24 +79,27 @@ impl Default for EnergyConfig {
 
 impl EnergyConfig {
     /// Checks the values, naming the key.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        let bad = |key: &str, reason: &str| InvalidConfig {
-            key: format!("pipelines.energy.{key}"),
-            reason: reason.to_string(),
-        };
-        if self.max_gap.is_zero() {
-            return Err(bad("max_gap", "must be more than 0"));
-        }
-        if self.tick.is_zero() {
-            return Err(bad("tick", "must be more than 0"));
-        }
-        if self.idle < self.grace {
-            return Err(bad("idle", "must be at least pipelines.energy.grace"));
-        }
-        if self.max_gap > Duration::from_secs(24 * 3600) {
-            return Err(bad("max_gap", "must be at most 24h"));
-        }
-        Ok(())
+    pub fn validate(&self) -> Checked {
+        check(
+            !self.max_gap.is_zero(),
+            "pipelines.energy.max_gap",
+            "must be more than 0",
+        )?;
+        check(
+            !self.tick.is_zero(),
+            "pipelines.energy.tick",
+            "must be more than 0",
+        )?;
+        check(
+            self.idle >= self.grace,
+            "pipelines.energy.idle",
+            "must be at least pipelines.energy.grace",
+        )?;
+        check(
+            self.max_gap <= Duration::from_secs(24 * 3600),
+            "pipelines.energy.max_gap",
+            "must be at most 24h",
+        )
     }
 }
 

@@ -30,6 +30,7 @@
 //! violations at its clock are reported as metrics ([`crate::runtime::metrics`]) for dashboards; the
 //! `violations` table stays the record.
 
+use adit_config::{Checked, check};
 use adit_schemas::time::{from_micros, span_micros};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,7 +47,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::farm::readings::{Device, Reading, SiteDevices, best_power, reading_of};
 use crate::inputs::{grid_input, readings_input, registry_input};
-use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
@@ -91,32 +91,39 @@ impl Default for ViolationsConfig {
 
 impl ViolationsConfig {
     /// Checks the values, naming the key.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        let bad = |key: &str, reason: &str| InvalidConfig {
-            key: format!("pipelines.violations.{key}"),
-            reason: reason.to_string(),
-        };
-        if self.eval_every < Duration::from_millis(100) {
-            return Err(bad("eval_every", "must be at least 100ms"));
-        }
-        if self.eval_every > Duration::from_secs(3600) {
-            return Err(bad("eval_every", "must be at most 1h"));
-        }
-        if self.stale_after.is_zero() {
-            return Err(bad("stale_after", "must be more than 0"));
-        }
-        if self.silent_after < self.eval_every {
-            return Err(bad("silent_after", "must be at least eval_every"));
-        }
-        for (key, d) in [
+    pub fn validate(&self) -> Checked {
+        let key = |k: &str| format!("pipelines.violations.{k}");
+        check(
+            self.eval_every >= Duration::from_millis(100),
+            &key("eval_every"),
+            "must be at least 100ms",
+        )?;
+        check(
+            self.eval_every <= Duration::from_secs(3600),
+            &key("eval_every"),
+            "must be at most 1h",
+        )?;
+        check(
+            !self.stale_after.is_zero(),
+            &key("stale_after"),
+            "must be more than 0",
+        )?;
+        check(
+            self.silent_after >= self.eval_every,
+            &key("silent_after"),
+            "must be at least eval_every",
+        )?;
+        for (k, d) in [
             ("min_duration", self.min_duration),
             ("clear_after", self.clear_after),
             ("silent_after", self.silent_after),
             ("stale_after", self.stale_after),
         ] {
-            if d > Duration::from_secs(7 * 24 * 3600) {
-                return Err(bad(key, "must be at most 7 days"));
-            }
+            check(
+                d <= Duration::from_secs(7 * 24 * 3600),
+                &key(k),
+                "must be at most 7 days",
+            )?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! last minute before miners leave is written. An hour closes with its last minute. A share for
 //! a closed minute is late: counted, kept in `shares`, never used to rewrite a written row.
 
+use adit_config::{Checked, check};
 use adit_schemas::time::span_micros;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,7 +21,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput,
 };
@@ -57,21 +57,22 @@ impl Default for HashrateConfig {
 
 impl HashrateConfig {
     /// Refuses values that cannot work, naming the key.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        let bad = |key: &str, reason: &str| InvalidConfig {
-            key: format!("pipelines.hashrate.{key}"),
-            reason: reason.into(),
-        };
-        if self.tick.is_zero() {
-            return Err(bad("tick", "must be more than 0"));
-        }
-        if self.idle < Duration::from_secs(60) {
-            return Err(bad("idle", "must be at least 1m"));
-        }
-        if self.grace >= self.idle {
-            return Err(bad("grace", "must be below pipelines.hashrate.idle"));
-        }
-        Ok(())
+    pub fn validate(&self) -> Checked {
+        check(
+            !self.tick.is_zero(),
+            "pipelines.hashrate.tick",
+            "must be more than 0",
+        )?;
+        check(
+            self.idle >= Duration::from_secs(60),
+            "pipelines.hashrate.idle",
+            "must be at least 1m",
+        )?;
+        check(
+            self.grace < self.idle,
+            "pipelines.hashrate.grace",
+            "must be below pipelines.hashrate.idle",
+        )
     }
 
     fn watermark(&self) -> WatermarkConfig {

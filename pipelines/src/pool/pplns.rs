@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
+use adit_config::{Checked, check};
 use adit_schemas::names::{TABLE_BLOCK_REWARDS, TABLE_PAYOUTS, payout_result_subject};
 use adit_schemas::results::{BlockReward, Payout};
 use adit_schemas::{AnyEvent, Block, BlockStatus, EventKind, Share, names, to_batch};
@@ -37,7 +38,6 @@ use crate::error::Result;
 use crate::pool::split::{
     BPS, Factor, Split, SplitError, SplitRules, Unfilled, WindowShare, split,
 };
-use crate::runtime::context::InvalidConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
@@ -113,43 +113,36 @@ impl PplnsConfig {
     }
 
     /// Refuses values the split cannot work with, naming the key.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        let fee = |key: String, bps: u64| {
-            if bps >= BPS {
-                Err(InvalidConfig {
-                    key,
-                    reason: format!("{bps} must be below 10000 (the whole reward)"),
-                })
-            } else {
-                Ok(())
-            }
+    pub fn validate(&self) -> Checked {
+        let fee = |key: &str, bps: u64| {
+            check(
+                bps < BPS,
+                key,
+                format!("{bps} must be below 10000 (the whole reward)"),
+            )
         };
-        fee("pipelines.pplns.fee_bps".into(), self.fee_bps)?;
+        fee("pipelines.pplns.fee_bps", self.fee_bps)?;
         for (pool, rules) in &self.pools {
-            if !names::is_token(pool) {
-                return Err(InvalidConfig {
-                    key: format!("pipelines.pplns.pools.{pool}"),
-                    reason: "a pool id is 1-64 of A-Z a-z 0-9 _ -".into(),
-                });
-            }
+            check(
+                names::is_token(pool),
+                &format!("pipelines.pplns.pools.{pool}"),
+                "a pool id is 1-64 of A-Z a-z 0-9 _ -",
+            )?;
             if let Some(bps) = rules.fee_bps {
-                fee(format!("pipelines.pplns.pools.{pool}.fee_bps"), bps)?;
+                fee(&format!("pipelines.pplns.pools.{pool}.fee_bps"), bps)?;
             }
         }
-        if self.max_window_shares < 1_000 {
-            return Err(InvalidConfig {
-                key: "pipelines.pplns.max_window_shares".into(),
-                reason: "must be at least 1000".into(),
-            });
-        }
-        if !(Duration::from_secs(180)..=Duration::from_secs(86_400)).contains(&self.max_block_delay)
-        {
-            return Err(InvalidConfig {
-                key: "pipelines.pplns.max_block_delay".into(),
-                reason: "must be 3m to 24h (the pool may take 2m to submit a block)".into(),
-            });
-        }
-        Ok(())
+        check(
+            self.max_window_shares >= 1_000,
+            "pipelines.pplns.max_window_shares",
+            "must be at least 1000",
+        )?;
+        check(
+            (Duration::from_secs(180)..=Duration::from_secs(86_400))
+                .contains(&self.max_block_delay),
+            "pipelines.pplns.max_block_delay",
+            "must be 3m to 24h (the pool may take 2m to submit a block)",
+        )
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adit_bus::Publisher;
+use adit_config::{Checked, check};
 use adit_schemas::{ValidationPolicy, names};
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
@@ -42,42 +43,33 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// A config value that cannot work, with the key that holds it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct InvalidConfig {
-    /// Dotted key, e.g. `pipelines.energy.tick`.
-    pub key: String,
-    /// Why.
-    pub reason: String,
-}
-
-pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> InvalidConfig {
-    InvalidConfig {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
-}
-
 impl RuntimeConfig {
     /// Every value checked; the first problem found, naming its key. Which pipelines exist is
     /// the catalog's to check ([`crate::catalog::PipelinesConfig::validate`]).
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        if self.batch_max_rows == 0 {
-            return Err(invalid("pipelines.batch_max_rows", "must be at least 1"));
-        }
-        if self.batch_max_wait.is_zero() {
-            return Err(invalid("pipelines.batch_max_wait", "must be more than 0"));
-        }
-        if self.lease_ttl < Duration::from_secs(1) {
-            return Err(invalid("pipelines.lease_ttl", "must be at least 1s"));
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(7 * 86_400)).contains(&self.max_lag) {
-            return Err(invalid("pipelines.max_lag", "must be 1s to 7 days"));
-        }
+    pub fn validate(&self) -> Checked {
+        check(
+            self.batch_max_rows > 0,
+            "pipelines.batch_max_rows",
+            "must be at least 1",
+        )?;
+        check(
+            !self.batch_max_wait.is_zero(),
+            "pipelines.batch_max_wait",
+            "must be more than 0",
+        )?;
+        check(
+            self.lease_ttl >= Duration::from_secs(1),
+            "pipelines.lease_ttl",
+            "must be at least 1s",
+        )?;
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(7 * 86_400)).contains(&self.max_lag),
+            "pipelines.max_lag",
+            "must be 1s to 7 days",
+        )?;
         self.maintenance
             .validate()
-            .map_err(|reason| invalid("pipelines.maintenance", reason))
+            .map_err(|e| e.under("pipelines.maintenance"))
     }
 }
 

@@ -12,7 +12,5 @@ pub mod runner;
 pub mod supervisor;
 pub mod timer;
 
-pub use context::{
-    InvalidConfig, PipelineContext, RuntimeConfig, ensure_lease_bucket, holder_name,
-};
+pub use context::{PipelineContext, RuntimeConfig, ensure_lease_bucket, holder_name};
 pub use supervisor::{backoff, run_all, supervise};

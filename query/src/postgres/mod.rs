@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_auth::Tokens;
+use adit_config::{Checked, check};
 use adit_sql::SqlEngine;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -52,18 +53,18 @@ impl Default for PostgresConfig {
 }
 
 impl PostgresConfig {
-    /// Checks the values; the reason names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.listen.trim().is_empty() {
-            return Err("query.postgres.listen must be an address such as 127.0.0.1:5432".into());
-        }
-        if !(1..=100_000).contains(&self.max_connections) {
-            return Err(format!(
-                "query.postgres.max_connections must be from 1 to 100000, not {}",
-                self.max_connections
-            ));
-        }
-        Ok(())
+    /// Checks the values; the error names the full key (`query.postgres.…`).
+    pub fn validate(&self) -> Checked {
+        check(
+            !self.listen.trim().is_empty(),
+            "query.postgres.listen",
+            "must be an address such as 127.0.0.1:5432",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_connections),
+            "query.postgres.max_connections",
+            format!("must be from 1 to 100000, not {}", self.max_connections),
+        )
     }
 }
 

@@ -20,6 +20,7 @@ pub mod xml;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use adit_schemas::names;
 use serde::{Deserialize, Serialize};
 
@@ -85,58 +86,56 @@ fn default_poll() -> Duration {
 }
 
 impl OpenAdrConfig {
-    /// Checks what parses but cannot work; `key` is its place (`adapters.openadr[0]`).
-    pub fn validate(&self, key: &str) -> Result<(), String> {
-        if !names::is_token(&self.site) {
-            return Err(format!(
-                "{key}.site {:?} must be 1-64 characters of A-Z a-z 0-9 _ -",
-                self.site
-            ));
-        }
+    /// Checks what parses but cannot work; keys are relative to this VEN's table (the caller
+    /// puts them [`under`](adit_config::Invalid::under) its place, `adapters.openadr[0]`).
+    pub fn validate(&self) -> Checked {
+        check(
+            names::is_token(&self.site),
+            "site",
+            format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ -", self.site),
+        )?;
         adit_devices::http_url(&self.vtn_url)
-            .map_err(|r| format!("{key}.vtn_url {:?}: {r}", self.vtn_url))?;
+            .map_err(|r| Invalid::new("vtn_url", format!("{:?}: {r}", self.vtn_url)))?;
         for (what, text) in [
             ("ven_name", Some(&self.ven_name)),
             ("ven_id", self.ven_id.as_ref()),
         ] {
-            if let Some(text) = text
-                && (text.is_empty()
-                    || text.len() > messages::MAX_ID_BYTES
-                    || text.chars().any(char::is_control))
-            {
-                return Err(format!(
-                    "{key}.{what} must be 1-{} printable bytes",
-                    messages::MAX_ID_BYTES
-                ));
+            if let Some(text) = text {
+                check(
+                    !(text.is_empty()
+                        || text.len() > messages::MAX_ID_BYTES
+                        || text.chars().any(char::is_control)),
+                    what,
+                    format!("must be 1-{} printable bytes", messages::MAX_ID_BYTES),
+                )?;
             }
         }
-        if self.levels_kw.len() > 3
-            || self
-                .levels_kw
-                .iter()
-                .any(|kw| !(kw.is_finite() && *kw >= 0.0))
-        {
-            return Err(format!(
-                "{key}.levels_kw must hold at most 3 targets (levels 1-3), each a kW figure of 0 or more"
-            ));
-        }
-        if self
-            .capacity_kw
-            .is_some_and(|kw| !(kw.is_finite() && kw > 0.0))
-        {
-            return Err(format!("{key}.capacity_kw must be more than 0"));
-        }
-        if self.lead > Duration::from_secs(86_400) {
-            return Err(format!("{key}.lead must be at most a day"));
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(3_600)).contains(&self.poll) {
-            return Err(format!("{key}.poll must be between 1s and 1h"));
-        }
-        if self.client_cert.is_some() != self.client_key.is_some() {
-            return Err(format!(
-                "{key}.client_cert and {key}.client_key go together: set both or neither"
-            ));
-        }
+        check(
+            self.levels_kw.len() <= 3
+                && self.levels_kw.iter().all(|kw| kw.is_finite() && *kw >= 0.0),
+            "levels_kw",
+            "must hold at most 3 targets (levels 1-3), each a kW figure of 0 or more",
+        )?;
+        check(
+            self.capacity_kw.is_none_or(|kw| kw.is_finite() && kw > 0.0),
+            "capacity_kw",
+            "must be more than 0",
+        )?;
+        check(
+            self.lead <= Duration::from_secs(86_400),
+            "lead",
+            "must be at most a day",
+        )?;
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(3_600)).contains(&self.poll),
+            "poll",
+            "must be between 1s and 1h",
+        )?;
+        check(
+            self.client_cert.is_some() == self.client_key.is_some(),
+            "client_cert",
+            "goes with client_key: set both or neither",
+        )?;
         Ok(())
     }
 

@@ -57,28 +57,28 @@ pub async fn run(
 ) -> Result<(), AdaptersError> {
     let mut vens = Vec::new();
     for (i, config) in configs.iter().enumerate() {
-        config
-            .validate(&format!("adapters.openadr[{i}]"))
-            .map_err(AdaptersError::Config)?;
-        let http = client(config, egress, shared.timeout)?;
+        let key = format!("adapters.openadr[{i}]");
+        config.validate().map_err(|e| e.under(&key))?;
+        let http = client(&key, config, egress, shared.timeout)?;
         vens.push(Ven::new(config.clone(), http, shared.clone()));
     }
     let runs = vens.into_iter().map(|ven| ven.run(shutdown.clone()));
     futures::future::try_join_all(runs).await.map(drop)
 }
 
+/// The VEN's HTTP client; `place` is its config's key (`adapters.openadr[0]`).
 fn client(
+    place: &str,
     config: &OpenAdrConfig,
     egress: &EgressConfig,
     timeout: Duration,
 ) -> Result<Outbound, AdaptersError> {
-    let read = |path: &std::path::Path| {
+    let read = |field: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
-            AdaptersError::Config(format!(
-                "adapters.openadr (site {}): reading {}: {e}",
-                config.site,
-                path.display()
-            ))
+            adit_config::Invalid::new(
+                format!("{place}.{field}"),
+                format!("reading {}: {e} (site {})", path.display(), config.site),
+            )
         })
     };
     let mut builder = reqwest::Client::builder()
@@ -86,22 +86,20 @@ fn client(
         .connect_timeout(timeout)
         .user_agent(concat!("adit-ven/", env!("CARGO_PKG_VERSION")));
     if let (Some(cert), Some(key)) = (&config.client_cert, &config.client_key) {
-        let mut pem = read(cert)?;
+        let mut pem = read("client_cert", cert)?;
         pem.push(b'\n');
-        pem.extend(read(key)?);
+        pem.extend(read("client_key", key)?);
         let identity = reqwest::Identity::from_pem(&pem).map_err(AdaptersError::HttpClient)?;
         builder = builder.identity(identity);
     }
     if let Some(ca) = &config.ca {
-        for cert in
-            reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(AdaptersError::HttpClient)?
+        for cert in reqwest::Certificate::from_pem_bundle(&read("ca", ca)?)
+            .map_err(AdaptersError::HttpClient)?
         {
             builder = builder.add_root_certificate(cert);
         }
     }
-    let guard = egress
-        .guard(Purpose::Feeds)
-        .map_err(AdaptersError::Config)?;
+    let guard = egress.guard(Purpose::Feeds)?;
     Outbound::new(guard, builder).map_err(AdaptersError::HttpClient)
 }
 
@@ -180,10 +178,14 @@ impl Ven {
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), AdaptersError> {
         let subject = names::energy_subject(&self.config.site, "*");
         let client = self.shared.publisher.jetstream().client();
-        let mut readings = client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| AdaptersError::Config(format!("subscribing to {subject}: {e}")))?;
+        let mut readings =
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|source| AdaptersError::Subscribe {
+                    subject: subject.clone(),
+                    source,
+                })?;
         self.published = self.last_published().await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,8 +1,9 @@
 //! `[adapters]`: how devices are polled, which grid feeds and MQTT topics are read, and the
-//! checks every value passes (messages start with the full key).
+//! checks every value passes (errors name the full key, `adapters.…`).
 
 use std::time::Duration;
 
+use adit_config::{Checked, Invalid, check};
 use adit_schemas::names;
 use serde::{Deserialize, Serialize};
 
@@ -120,9 +121,9 @@ pub struct GridFeed {
 }
 
 impl AdaptersConfig {
-    /// Checks the values that parse but cannot work; the message starts with the full key
-    /// (`adapters.timeout …`).
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the values that parse but cannot work; the key is already full
+    /// (`adapters.timeout`), so the caller adds no section.
+    pub fn validate(&self) -> Checked {
         for (key, d) in [
             ("interval", self.interval),
             ("timeout", self.timeout),
@@ -131,94 +132,102 @@ impl AdaptersConfig {
             ("registry_refresh", self.registry_refresh),
             ("grid_confirm", self.grid_confirm),
         ] {
-            if d.is_zero() {
-                return Err(format!("adapters.{key} must be more than 0"));
-            }
+            check(!d.is_zero(), key, "must be more than 0").map_err(|e| e.under("adapters"))?;
         }
-        if self.timeout >= self.interval {
-            return Err(format!(
-                "adapters.timeout ({:?}) must be less than adapters.interval ({:?})",
+        check(
+            self.timeout < self.interval,
+            "adapters.timeout",
+            format!(
+                "{:?} must be less than adapters.interval ({:?})",
                 self.timeout, self.interval
-            ));
-        }
-        if self.max_backoff < self.interval {
-            return Err(format!(
-                "adapters.max_backoff ({:?}) must be at least adapters.interval ({:?})",
+            ),
+        )?;
+        check(
+            self.max_backoff >= self.interval,
+            "adapters.max_backoff",
+            format!(
+                "{:?} must be at least adapters.interval ({:?})",
                 self.max_backoff, self.interval
-            ));
-        }
-        if self.stale_after < self.interval + self.timeout {
-            return Err(format!(
-                "adapters.stale_after ({:?}) must be at least interval + timeout ({:?}), or every device goes stale between two polls",
+            ),
+        )?;
+        check(
+            self.stale_after >= self.interval + self.timeout,
+            "adapters.stale_after",
+            format!(
+                "{:?} must be at least interval + timeout ({:?}), or every device goes stale between two polls",
                 self.stale_after,
                 self.interval + self.timeout
-            ));
-        }
-        if self.max_reply_bytes < 1024 {
-            return Err(format!(
-                "adapters.max_reply_bytes ({}) must be at least 1024",
-                self.max_reply_bytes
-            ));
-        }
-        if self.concurrency == 0 {
-            return Err("adapters.concurrency must be at least 1".into());
-        }
-        validate_field_map(&self.pdu)?;
+            ),
+        )?;
+        check(
+            self.max_reply_bytes >= 1024,
+            "adapters.max_reply_bytes",
+            format!("{} must be at least 1024", self.max_reply_bytes),
+        )?;
+        check(
+            self.concurrency != 0,
+            "adapters.concurrency",
+            "must be at least 1",
+        )?;
+        validate_field_map(&self.pdu).map_err(|e| e.under("adapters.pdu"))?;
         if let Some(mqtt) = &self.mqtt {
-            validate_mqtt(mqtt)?;
+            validate_mqtt(mqtt).map_err(|e| e.under("adapters.mqtt"))?;
         }
         for (i, feed) in self.grid.iter().enumerate() {
-            if !names::is_token(&feed.site) {
-                return Err(format!(
-                    "adapters.grid[{i}].site {:?} must be 1-64 characters of A-Z a-z 0-9 _ -",
-                    feed.site
-                ));
-            }
+            let key = format!("adapters.grid[{i}]");
+            check(
+                names::is_token(&feed.site),
+                &format!("{key}.site"),
+                format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ -", feed.site),
+            )?;
             http_url(&feed.url)
-                .map_err(|r| format!("adapters.grid[{i}].url {:?}: {r}", feed.url))?;
+                .map_err(|r| Invalid::new(format!("{key}.url"), format!("{:?}: {r}", feed.url)))?;
             if let Some(map) = &feed.map {
-                map.validate(
-                    &format!("adapters.grid[{i}].map"),
-                    feed.kind == GridFeedKind::Price,
-                )?;
+                let key = format!("{key}.map");
+                map.validate(feed.kind == GridFeedKind::Price)
+                    .map_err(|e| e.under(&key))?;
             }
         }
         for (i, ven) in self.openadr.iter().enumerate() {
-            ven.validate(&format!("adapters.openadr[{i}]"))?;
+            ven.validate()
+                .map_err(|e| e.under(&format!("adapters.openadr[{i}]")))?;
         }
         Ok(())
     }
 }
 
-fn validate_field_map(map: &FieldMap) -> Result<(), String> {
-    if !(map.items.is_empty() || map.items.starts_with('/')) {
-        return Err(format!(
-            "adapters.pdu.items {:?} must be a JSON pointer (/outlets) or empty (the body is the array)",
+/// `[adapters.pdu]`; keys relative to it.
+fn validate_field_map(map: &FieldMap) -> Checked {
+    check(
+        map.items.is_empty() || map.items.starts_with('/'),
+        "items",
+        format!(
+            "{:?} must be a JSON pointer (/outlets) or empty (the body is the array)",
             map.items
-        ));
-    }
+        ),
+    )?;
     for (key, value) in [("id", &map.id), ("power_w", &map.power_w)] {
-        if value.is_empty() {
-            return Err(format!(
-                "adapters.pdu.{key} must name a field or a JSON pointer"
-            ));
-        }
+        check(
+            !value.is_empty(),
+            key,
+            "must name a field or a JSON pointer",
+        )?;
     }
     Ok(())
 }
 
-fn validate_mqtt(mqtt: &MqttConfig) -> Result<(), String> {
-    if mqtt.client_id.is_empty() {
-        return Err("adapters.mqtt.client_id must not be empty".into());
-    }
+/// `[adapters.mqtt]`; keys relative to it.
+fn validate_mqtt(mqtt: &MqttConfig) -> Checked {
+    check(!mqtt.client_id.is_empty(), "client_id", "must not be empty")?;
     mqtt::client_options(&mqtt.url, &mqtt.client_id)
-        .map_err(|e| format!("adapters.mqtt.url: {e}"))?;
-    if mqtt.maps.is_empty() {
-        return Err("adapters.mqtt.maps must hold at least one topic map".into());
-    }
+        .map_err(|e| Invalid::new("url", e.to_string()))?;
+    check(
+        !mqtt.maps.is_empty(),
+        "maps",
+        "must hold at least one topic map",
+    )?;
     for (i, map) in mqtt.maps.iter().enumerate() {
-        map.validate()
-            .map_err(|r| format!("adapters.mqtt.maps[{i}].{r}"))?;
+        map.validate().map_err(|e| e.under(&format!("maps[{i}]")))?;
     }
     Ok(())
 }
@@ -353,19 +362,22 @@ mod tests {
         ];
         for (config, key) in cases {
             let err = config.validate().expect_err(key);
-            assert!(err.starts_with(key), "{key}: {err}");
+            assert_eq!(err.key, key, "{err}");
         }
         let with_mqtt = |f: &dyn Fn(&mut MqttConfig)| {
             let mut c = valid();
             if let Some(m) = c.mqtt.as_mut() {
                 f(m);
             }
-            c.validate().expect_err("invalid mqtt")
+            c.validate().expect_err("invalid mqtt").to_string()
         };
-        assert!(with_mqtt(&|m| m.url = "http://x".into()).starts_with("adapters.mqtt.url"));
-        assert!(with_mqtt(&|m| m.client_id.clear()).starts_with("adapters.mqtt.client_id"));
-        assert!(with_mqtt(&|m| m.maps.clear()).starts_with("adapters.mqtt.maps"));
+        assert!(with_mqtt(&|m| m.url = "http://x".into()).starts_with("adapters.mqtt.url: "));
+        assert!(with_mqtt(&|m| m.client_id.clear()).starts_with("adapters.mqtt.client_id: "));
+        assert!(with_mqtt(&|m| m.maps.clear()).starts_with("adapters.mqtt.maps: "));
         let err = with_mqtt(&|m| m.maps[0].pattern = "farm/#".into());
-        assert!(err.starts_with("adapters.mqtt.maps[0].pattern"), "{err}");
+        assert!(
+            err.starts_with("adapters.mqtt.maps[0].pattern: \"farm/#\""),
+            "{err}"
+        );
     }
 }

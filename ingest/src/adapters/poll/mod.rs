@@ -79,9 +79,18 @@ const IDLE_WAKE: Duration = Duration::from_secs(3600);
 /// What stops the `adapters` role. A device's failure never does: it is logged and retried.
 #[derive(Debug, thiserror::Error)]
 pub enum AdaptersError {
-    /// The config cannot work (the message names the key). Permanent.
-    #[error("{0}")]
-    Config(String),
+    /// The config cannot work (it names the key). Permanent.
+    #[error(transparent)]
+    Config(#[from] adit_config::Invalid),
+    /// A subscription to the bus was refused.
+    #[error("subscribing to {subject}: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
     /// The HTTP client could not be built. Permanent.
     #[error("building the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -242,13 +251,13 @@ pub async fn run(
     publisher: Publisher,
     shutdown: CancellationToken,
 ) -> Result<(), AdaptersError> {
-    config.validate().map_err(AdaptersError::Config)?;
+    config.validate()?;
     let outbound = |purpose| {
         let builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .user_agent(concat!("adit-adapters/", env!("CARGO_PKG_VERSION")));
-        let guard = egress.guard(purpose).map_err(AdaptersError::Config)?;
+        let guard = egress.guard(purpose)?;
         adit_egress::Outbound::new(guard, builder).map_err(AdaptersError::HttpClient)
     };
     let devices = outbound(adit_egress::Purpose::Devices)?;
