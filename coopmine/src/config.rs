@@ -163,7 +163,6 @@ impl RestSection {
     /// The tokens the REST API accepts (the JWT key read now).
     pub fn tokens(&self) -> Result<adit_auth::Tokens, Invalid> {
         adit_auth::Tokens::new("cluster.rest", &self.tokens, self.jwt.as_ref())
-            .map_err(|e| Invalid::new("cluster.rest", e.to_string()))
     }
 
     /// The TLS acceptor when `tls` is set (the files read now).
