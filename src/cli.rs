@@ -398,6 +398,10 @@ pub enum BenchWhat {
         /// Length of the latency phase.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         latency_for: Duration,
+        /// Raw consumes and pipeline drains of the backlog, alternated; the median round's
+        /// ratio is reported.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
+        rounds: u16,
     },
     /// Shares verified per second through the TCP server beside the raw randomx-rs hash rate,
     /// and memory per idle connection.

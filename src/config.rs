@@ -326,6 +326,27 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("adit-data"))
     }
 
+    /// The ports of the addresses this config listens on (API, PostgreSQL, Flight SQL, pool,
+    /// the cluster's gRPC and REST): a managed nats-server must not take one of them, or the
+    /// listener that binds after it fails.
+    pub fn listen_ports(&self) -> Vec<u16> {
+        let query = &self.query;
+        [
+            Some(&query.listen),
+            query.postgres.as_ref().map(|p| &p.listen),
+            query.flight.as_ref().map(|f| &f.listen),
+            Some(&self.pool.listen),
+            Some(&self.cluster.grpc.listen),
+            Some(&self.cluster.rest.listen),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|listen| listen.parse::<SocketAddr>().ok())
+        .map(|addr| addr.port())
+        .filter(|port| *port != 0)
+        .collect()
+    }
+
     /// Where compliance reports are written.
     pub fn reports_dir(&self) -> PathBuf {
         self.compliance
@@ -451,6 +472,23 @@ mod tests {
         .unwrap();
         assert!(c.validate().is_ok());
         assert_eq!(c.nats.streams.max_age.as_secs(), 30 * 86400);
+    }
+
+    /// Every address adit listens on is a port the managed nats-server keeps clear of.
+    #[test]
+    fn every_listen_port_is_listed() {
+        let c: Config = toml::from_str(
+            "[query]\nlisten = \"127.0.0.1:1001\"\n\
+             [query.postgres]\nlisten = \"127.0.0.1:1002\"\n\
+             [query.flight]\nlisten = \"127.0.0.1:1003\"\n\
+             [pool]\nlisten = \"127.0.0.1:1004\"\n\
+             [cluster.grpc]\nlisten = \"0.0.0.0:1005\"\n\
+             [cluster.rest]\nlisten = \"127.0.0.1:1006\"\n",
+        )
+        .unwrap();
+        let mut ports = c.listen_ports();
+        ports.sort_unstable();
+        assert_eq!(ports, [1001, 1002, 1003, 1004, 1005, 1006]);
     }
 
     /// Without tokens everyone is admin, so only this machine may reach the API (issue 23).

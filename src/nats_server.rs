@@ -197,17 +197,28 @@ async fn wait_listening(port: u16) -> anyhow::Result<()> {
     bail!("nats-server did not start listening on 127.0.0.1:{port}")
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// A port free on 127.0.0.1 now and not one of `avoid` (the ports this process will listen
+/// on, perhaps free this instant, which the kernel may hand out as well).
+fn free_port(avoid: &[u16]) -> anyhow::Result<u16> {
+    // Hold every refused listener until a port is found, so the kernel hands out another.
+    let mut refused = Vec::new();
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if !avoid.contains(&port) {
+            return Ok(port);
+        }
+        refused.push(listener);
+    }
 }
 
 /// A running managed server for `data_dir`: the one another adit process already runs there,
-/// or a new one. Returns the URL and, if this process started it, its handle.
+/// or a new one, on a port that is none of `avoid`. Returns the URL and, if this process
+/// started it, its handle.
 pub async fn ensure(
     data_dir: &Path,
     binary: Option<&Path>,
+    avoid: &[u16],
 ) -> anyhow::Result<(String, Option<ManagedNats>)> {
     let dir = data_dir.join("nats");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -227,7 +238,7 @@ pub async fn ensure(
         }
     }
     let binary = find_binary(binary)?;
-    let port = free_port()?;
+    let port = free_port(avoid)?;
     let store = dir.join("store");
     let auth = dir.join("auth.conf");
     let password = new_credentials(&auth)?;
@@ -282,5 +293,28 @@ impl ManagedNats {
 impl Drop for ManagedNats {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ports the kernel just handed out (and took back) are the likeliest next ones; the
+    /// managed server's port is none of those it was told to avoid.
+    #[test]
+    fn the_managed_port_is_none_of_the_ports_to_avoid() {
+        let avoid: Vec<u16> = (0..64)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..16 {
+            let port = free_port(&avoid).unwrap();
+            assert!(!avoid.contains(&port), "{port} was to be avoided");
+        }
     }
 }

@@ -52,7 +52,12 @@ pub async fn connect_bare(
     let (url, managed) = match &config.nats.url {
         Some(url) => (url.clone(), None),
         None => {
-            nats_server::ensure(&config.data_dir(), config.nats.server_binary.as_deref()).await?
+            nats_server::ensure(
+                &config.data_dir(),
+                config.nats.server_binary.as_deref(),
+                &config.listen_ports(),
+            )
+            .await?
         }
     };
     Ok((

@@ -453,10 +453,15 @@ impl BatchConsumer {
     }
 }
 
+/// The schema version header's name, made once at compile time (a name given as text is
+/// parsed and checked again on every lookup).
+const SCHEMA_VERSION: async_nats::HeaderName =
+    async_nats::HeaderName::from_static(adit_schemas::names::HEADER_SCHEMA_VERSION);
+
 /// The `Adit-Schema-Version` header's value, if any.
 fn schema_version(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
     headers
-        .and_then(|h| h.get(adit_schemas::names::HEADER_SCHEMA_VERSION))
+        .and_then(|h| h.get(SCHEMA_VERSION))
         .map(|v| v.to_string())
 }
 

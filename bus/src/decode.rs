@@ -98,7 +98,7 @@ pub fn decode_batch(
             }
         };
         match kind.decode(&msg.payload, policy, now) {
-            Ok(event) if event.subject() != msg.subject => out.rejected.push(reject(format!(
+            Ok(event) if !event.is_on(&msg.subject) => out.rejected.push(reject(format!(
                 "subject {} does not match the body, which belongs on {}",
                 msg.subject,
                 event.subject()

@@ -117,9 +117,31 @@ pub const TABLE_REGISTRY_CHANGES: &str = "registry_changes";
 /// One compliance report per site and local day, in revisions.
 pub const TABLE_COMPLIANCE_DAILY: &str = "compliance_daily";
 
+/// Whether `subject` is `tokens` joined by dots.
+fn is_joined(subject: &str, tokens: &[&str]) -> bool {
+    let mut rest = subject;
+    for (i, token) in tokens.iter().enumerate() {
+        if i > 0 {
+            match rest.strip_prefix('.') {
+                Some(after) => rest = after,
+                None => return false,
+            }
+        }
+        match rest.strip_prefix(token) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// Subject of a share from `pool`.
 pub fn share_subject(pool: &str) -> String {
     format!("mining.share.{pool}")
+}
+/// Whether `subject` is [`share_subject`] of the same values, without building it.
+pub fn is_share_subject(subject: &str, pool: &str) -> bool {
+    is_joined(subject, &["mining.share", pool])
 }
 /// Subject of a block found by `pool`.
 pub fn block_subject(pool: &str) -> String {
@@ -129,17 +151,33 @@ pub fn block_subject(pool: &str) -> String {
 pub fn energy_subject(site: &str, machine: &str) -> String {
     format!("telemetry.energy.{site}.{machine}")
 }
+/// Whether `subject` is [`energy_subject`] of the same values, without building it.
+pub fn is_energy_subject(subject: &str, site: &str, machine: &str) -> bool {
+    is_joined(subject, &["telemetry.energy", site, machine])
+}
 /// Subject of a sensor reading.
 pub fn sensor_subject(site: &str, sensor: &str) -> String {
     format!("telemetry.sensor.{site}.{sensor}")
+}
+/// Whether `subject` is [`sensor_subject`] of the same values, without building it.
+pub fn is_sensor_subject(subject: &str, site: &str, sensor: &str) -> bool {
+    is_joined(subject, &["telemetry.sensor", site, sensor])
 }
 /// Subject of a miner status report.
 pub fn miner_subject(site: &str, machine: &str) -> String {
     format!("telemetry.miner.{site}.{machine}")
 }
+/// Whether `subject` is [`miner_subject`] of the same values, without building it.
+pub fn is_miner_subject(subject: &str, site: &str, machine: &str) -> bool {
+    is_joined(subject, &["telemetry.miner", site, machine])
+}
 /// Subject of a share a cluster worker submitted.
 pub fn cluster_share_subject(cluster: &str, worker: &str) -> String {
     format!("telemetry.cluster_share.{cluster}.{worker}")
+}
+/// Whether `subject` is [`cluster_share_subject`] of the same values, without building it.
+pub fn is_cluster_share_subject(subject: &str, cluster: &str, worker: &str) -> bool {
+    is_joined(subject, &["telemetry.cluster_share", cluster, worker])
 }
 
 /// Subject of a change of a cluster's upstream connection (its last token keeps the shape
@@ -151,6 +189,10 @@ pub fn cluster_upstream_subject(cluster: &str) -> String {
 /// Subject of a worker-reported hashrate sample.
 pub fn hashrate_subject(cluster: &str, worker: &str) -> String {
     format!("telemetry.hashrate.{cluster}.{worker}")
+}
+/// Whether `subject` is [`hashrate_subject`] of the same values, without building it.
+pub fn is_hashrate_subject(subject: &str, cluster: &str, worker: &str) -> bool {
+    is_joined(subject, &["telemetry.hashrate", cluster, worker])
 }
 /// Subject of a grid signal for `site`.
 pub fn grid_subject(site: &str) -> String {

@@ -13,6 +13,11 @@ use crate::validate::{Invalid, ValidationPolicy};
 pub trait Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The subject it is published on.
     fn subject(&self) -> String;
+    /// Whether `subject` is [`Event::subject`] (kinds read at volume answer without building
+    /// it).
+    fn is_on(&self, subject: &str) -> bool {
+        self.subject() == subject
+    }
     /// Its natural key, used as `Nats-Msg-Id` so a retried publish is stored once.
     fn dedupe_id(&self) -> String;
     /// When it happened.

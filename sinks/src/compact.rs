@@ -3,8 +3,8 @@
 //! machine or one miner reads the few row groups and pages whose statistics hold it instead of
 //! every row of the day.
 //!
-//! Landing commits append each batch as it came off the stream (every machine mixed in every
-//! file, a file per commit); delta-rs's own compaction concatenates those files and its
+//! Each commit's file is already sorted ([`sorted_for_scans`], called by the exactly-once
+//! writer), so the newest rows prune too; delta-rs's own compaction concatenates files and its
 //! Z-order rewrites whole partitions. This one is size-tiered, as LSM stores compact: files
 //! are grouped per partition into tiers by size (under 1 MiB, then each tier `fanout` times
 //! larger, up to [`TARGET_FILE_BYTES`]), and a tier holding `fanout` files or more is merged
@@ -18,9 +18,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
-use arrow::compute::{SortColumn, cast, concat_batches, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array, new_null_array};
+use arrow::compute::{cast, concat_batches, take_record_batch};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
@@ -31,6 +32,7 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 
@@ -66,6 +68,56 @@ pub struct Compacted {
     pub rows: usize,
 }
 
+/// How files of `schema` are written (by compaction and by each commit): Snappy, pages of
+/// [`PAGE_ROWS`] rows, and dictionaries for text columns only.
+///
+/// Readings, sequences and times are nearly all distinct: a dictionary for them is built for
+/// every value while writing, outgrows its limit and is abandoned, yet stays at the head of the
+/// column, so a read of a few pages (one machine's rows) also fetched that dictionary and, the
+/// store merging nearby ranges, everything between it and those pages (half the column on
+/// issue 29's landed bench).
+pub fn writer_properties(schema: &Schema) -> WriterProperties {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Dictionary(..)
+            )
+        })
+        .fold(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_data_page_row_count_limit(PAGE_ROWS)
+                .set_dictionary_enabled(false),
+            |properties, text| {
+                properties
+                    .set_column_dictionary_enabled(ColumnPath::from(text.name().as_str()), true)
+            },
+        )
+        .build()
+}
+
+/// `batches` as one batch sorted by the [`sort_columns`] of their schema, ready to be one
+/// file; unchanged when they have none of them, none or one row, or differ in schema.
+pub fn sorted_for_scans(
+    batches: Vec<RecordBatch>,
+) -> std::result::Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        return Ok(batches);
+    };
+    let sort = sort_columns(&schema);
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if sort.is_empty() || rows < 2 || batches.iter().any(|b| b.schema() != schema) {
+        return Ok(batches);
+    }
+    Ok(vec![sorted(&schema, &batches, &sort)?])
+}
+
 /// The columns of `schema` its rows are sorted by.
 pub fn sort_columns(schema: &SchemaRef) -> Vec<&'static str> {
     SORT_COLUMNS
@@ -94,13 +146,9 @@ pub async fn compact_sorted(
     let sort = sort_columns(schema);
     let partitions = snapshot.metadata().partition_columns().to_vec();
     let store = table.object_store();
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_data_page_row_count_limit(PAGE_ROWS)
-        .build();
     let mut writer = RecordBatchWriter::for_table(table)
         .map_err(delta)?
-        .with_writer_properties(properties);
+        .with_writer_properties(writer_properties(schema));
     let mut actions = Vec::new();
     let mut done = Compacted::default();
     for bin in &bins {
@@ -309,31 +357,62 @@ fn read(
 }
 
 /// `batches` as one batch ordered by `sort`.
+///
+/// The sort columns are encoded once in Arrow's row format, whose rows compare as plain bytes
+/// (a multi-column `lexsort` calls a comparator per column per comparison: it was a tenth of
+/// the landing's CPU in `adit bench ingest`), and the sort is stable: inputs that are already
+/// sorted files (every tier above the first) are runs it merges rather than sorts again, and
+/// rows equal on every sort column keep their landing order.
 fn sorted(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     sort: &[&str],
 ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let all = concat_batches(schema, batches)?;
-    if sort.is_empty() {
+    let columns: Vec<ArrayRef> = sort
+        .iter()
+        .filter_map(|c| all.column_by_name(c).cloned())
+        .collect();
+    if columns.is_empty() {
         return Ok(all);
     }
-    let columns: Vec<SortColumn> = sort
+    let fields = columns
         .iter()
-        .filter_map(|c| all.column_by_name(c))
-        .map(|values| SortColumn {
-            values: values.clone(),
-            options: None,
-        })
+        .map(|c| SortField::new(c.data_type().clone()))
         .collect();
-    let indices = lexsort_to_indices(&columns, None)?;
-    take_record_batch(&all, &indices)
+    let rows = RowConverter::new(fields)?.convert_columns(&columns)?;
+    let mut order: Vec<u32> = (0..u32::try_from(all.num_rows()).map_err(|_| {
+        arrow::error::ArrowError::ComputeError("too many rows to compact at once".into())
+    })?)
+        .collect();
+    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    take_record_batch(&all, &UInt32Array::from(order))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Field, Int64Type};
+
+    #[test]
+    fn only_text_columns_are_written_with_dictionaries() {
+        let schema = Schema::new(vec![
+            Field::new("site", DataType::Utf8, false),
+            Field::new("machine", DataType::Utf8View, false),
+            Field::new("power_w", DataType::Float64, false),
+            Field::new("seq", DataType::Int64, false),
+        ]);
+        let properties = writer_properties(&schema);
+        let dictionary = |c: &str| properties.dictionary_enabled(&ColumnPath::from(c));
+        assert!(dictionary("site") && dictionary("machine"));
+        assert!(!dictionary("power_w") && !dictionary("seq"));
+        assert_eq!(properties.data_page_row_count_limit(), PAGE_ROWS);
+        assert_eq!(
+            properties.compression(&ColumnPath::from("power_w")),
+            Compression::SNAPPY
+        );
+    }
 
     #[test]
     fn tiers_grow_by_the_fanout_from_one_mebibyte() {
@@ -394,5 +473,67 @@ mod tests {
         assert_eq!(column("site"), ["s-1", "s-1", "s-1", "s-2"]);
         assert_eq!(column("machine"), ["m-1", "m-2", "m-2", "m-1"]);
         assert_eq!(column("ts"), ["9", "3", "5", "1"]);
+    }
+
+    /// Against the order the sort columns define, on rows with many ties: every row kept
+    /// once, ordered, and rows equal on the sort columns in their input order (what lets a
+    /// merge of sorted files be cheap).
+    #[test]
+    fn the_order_is_the_sort_columns_then_the_input_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("site", DataType::Utf8, false),
+            Field::new("machine", DataType::Utf8View, false),
+            Field::new("ts", DataType::Int64, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        // A small linear congruential generator: the same rows on every run.
+        let mut state = 7_u64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % m
+        };
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|b| {
+                let keys: Vec<(String, String, i64)> = (0..400)
+                    .map(|_| {
+                        (
+                            format!("s-{}", next(3)),
+                            format!("m-{}", next(7)),
+                            next(5) as i64,
+                        )
+                    })
+                    .collect();
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from_iter_values(keys.iter().map(|k| &k.0))),
+                        Arc::new(arrow::array::StringViewArray::from_iter_values(
+                            keys.iter().map(|k| &k.1),
+                        )),
+                        Arc::new(arrow::array::Int64Array::from_iter_values(
+                            keys.iter().map(|k| k.2),
+                        )),
+                        Arc::new(arrow::array::Int64Array::from_iter_values(
+                            (0..400).map(|i| b * 400 + i),
+                        )),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        let out = sorted(&schema, &batches, &["site", "machine", "ts"]).unwrap();
+        let site = out.column(0).as_string::<i32>();
+        let machine = out.column(1).as_string_view();
+        let ts = out.column(2).as_primitive::<Int64Type>();
+        let n = out.column(3).as_primitive::<Int64Type>();
+        let key = |i: usize| (site.value(i), machine.value(i), ts.value(i), n.value(i));
+        for i in 1..out.num_rows() {
+            assert!(key(i - 1) < key(i), "rows {} and {i} out of order", i - 1);
+        }
+        let mut seen: Vec<i64> = n.values().to_vec();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1200).collect::<Vec<i64>>());
     }
 }

@@ -18,7 +18,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde::Deserialize;
 
-use crate::compact::compact_sorted;
+use crate::compact::{compact_sorted, sorted_for_scans, writer_properties};
 use crate::error::{Error, Result};
 use crate::store::TableStore;
 
@@ -285,8 +285,11 @@ impl ExactlyOnceTable {
         if version <= self.committed {
             return Ok(false);
         }
-        let mut batches: Vec<RecordBatch> =
-            batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        // Each commit's file sorted as compaction sorts: a scan for one machine prunes the
+        // newest files too, and compaction merges sorted runs instead of sorting from scratch.
+        let mut batches = sorted_for_scans(batches)
+            .map_err(|e| self.delta_err()(deltalake::DeltaTableError::from(e)))?;
         if batches.is_empty() {
             // The write needs an input even when only the position moves.
             batches.push(RecordBatch::new_empty(self.schema.clone()));
@@ -305,6 +308,7 @@ impl ExactlyOnceTable {
             .write(batches)
             .with_save_mode(SaveMode::Append)
             .with_partition_columns(partitions)
+            .with_writer_properties(writer_properties(&self.schema))
             .with_commit_properties(properties)
             .await
             .map_err(|e| self.commit_err(e))?;

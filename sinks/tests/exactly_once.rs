@@ -236,14 +236,13 @@ async fn a_table_with_a_column_fewer_is_evolved_on_open() {
     assert!(refused.to_string().contains("required"), "{refused}");
 }
 
-/// Compaction replaces a partition's small files, once there are `compact_fanout` of them, by
-/// one file sorted by the filter columns: the same rows, the writer's position kept, fewer
-/// files, and a file whose rows (so whose row groups' and pages' statistics) run machine by
-/// machine.
+/// Each commit writes its rows sorted by the filter columns, and compaction replaces a
+/// partition's small files, once there are `compact_fanout` of them, by one file sorted the
+/// same way: the same rows, the writer's position kept, fewer files, and a file whose rows (so
+/// whose row groups' and pages' statistics) run machine by machine.
 #[tokio::test]
-async fn compaction_sorts_a_partitions_small_files_by_the_filter_columns() {
+async fn commits_and_compaction_write_files_sorted_by_the_filter_columns() {
     use adit_sinks::compact::sort_columns;
-    use arrow::compute::concat_batches;
     use deltalake::datafusion::prelude::SessionContext;
 
     let dir = tempfile::tempdir().unwrap();
@@ -289,8 +288,13 @@ async fn compaction_sorts_a_partitions_small_files_by_the_filter_columns() {
         )
         .unwrap();
         assert!(t.commit(vec![batch], commit * 100).await.unwrap());
-        let files = t.table().snapshot().unwrap().log_data().iter().count();
+        let paths = live_files(&t);
+        let files = paths.len();
         assert_eq!(files, 2 * commit as usize, "a file per commit and date");
+        // Each commit writes its rows sorted already.
+        for path in &paths {
+            assert_sorted_by_site_machine(&dir.path().join("r").join(path));
+        }
         if commit < 4 {
             // Fewer small files than the fanout: left as they are.
             t.maintain_if_due().await.unwrap();
@@ -299,14 +303,7 @@ async fn compaction_sorts_a_partitions_small_files_by_the_filter_columns() {
         }
     }
     t.maintain_if_due().await.unwrap();
-    let files: Vec<String> = t
-        .table()
-        .snapshot()
-        .unwrap()
-        .log_data()
-        .iter()
-        .map(|f| f.path().to_string())
-        .collect();
+    let files = live_files(&t);
     assert_eq!(files.len(), 2, "one sorted file per date: {files:?}");
 
     // Same rows, same position.
@@ -335,27 +332,44 @@ async fn compaction_sorts_a_partitions_small_files_by_the_filter_columns() {
 
     // Each file, read as it lies on disk, runs site by site, machine by machine.
     for file in files {
-        let bytes = std::fs::read(dir.path().join("r").join(&file)).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            bytes::Bytes::from(bytes),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-        let all = concat_batches(&batches[0].schema(), &batches).unwrap();
-        let text = |name: &str| -> Vec<String> {
-            let column = all.column_by_name(name).unwrap();
-            let strings = arrow::compute::cast(column, &DataType::Utf8).unwrap();
-            let strings = strings.as_any().downcast_ref::<StringArray>().unwrap();
-            strings.iter().map(|v| v.unwrap().to_string()).collect()
-        };
-        let keys: Vec<(String, String)> = text("site").into_iter().zip(text("machine")).collect();
-        let mut ordered = keys.clone();
-        ordered.sort();
-        assert_eq!(keys, ordered, "{file} is not sorted by site, machine");
-        assert!(keys.len() > 10, "{file}: {} rows", keys.len());
+        assert_sorted_by_site_machine(&dir.path().join("r").join(&file));
     }
+}
+
+/// The paths of the files `t`'s snapshot holds.
+fn live_files(t: &ExactlyOnceTable) -> Vec<String> {
+    t.table()
+        .snapshot()
+        .unwrap()
+        .log_data()
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect()
+}
+
+/// Fails unless the Parquet file at `path` holds its rows by site, then machine.
+fn assert_sorted_by_site_machine(path: &std::path::Path) {
+    use arrow::compute::concat_batches;
+    let bytes = std::fs::read(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let all = concat_batches(&batches[0].schema(), &batches).unwrap();
+    let text = |name: &str| -> Vec<String> {
+        let column = all.column_by_name(name).unwrap();
+        let strings = arrow::compute::cast(column, &DataType::Utf8).unwrap();
+        let strings = strings.as_any().downcast_ref::<StringArray>().unwrap();
+        strings.iter().map(|v| v.unwrap().to_string()).collect()
+    };
+    let keys: Vec<(String, String)> = text("site").into_iter().zip(text("machine")).collect();
+    let mut ordered = keys.clone();
+    ordered.sort();
+    assert_eq!(keys, ordered, "{path:?} is not sorted by site, machine");
+    assert!(keys.len() > 5, "{path:?}: {} rows", keys.len());
 }
 
 /// Two writers of one table (the partitions of a pipeline) compacting the same files at once:

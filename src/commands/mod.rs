@@ -93,7 +93,10 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
                 events,
                 rate,
                 latency_for,
-            } => crate::bench::ingest(&config, events, rate, latency_for).await,
+                rounds,
+            } => {
+                crate::bench::ingest(&config, events, rate, latency_for, usize::from(rounds)).await
+            }
             BenchWhat::Pool {
                 threads,
                 connections,
