@@ -59,6 +59,7 @@ pub struct Share {
     /// Why it was rejected, if it was.
     pub reason: Option<String>,
     /// When the pool received it.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
@@ -173,6 +174,7 @@ pub struct Block {
     /// The node's error, if it refused.
     pub error: Option<String>,
     /// When it was found.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
@@ -261,6 +263,7 @@ pub struct EnergyReading {
     /// Machine (or meter) measured.
     pub machine: String,
     /// When it was measured.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
     /// Instantaneous power, watts.
     pub power_w: f64,
@@ -316,6 +319,7 @@ pub struct SensorReading {
     /// The value, in the kind's unit.
     pub value: f64,
     /// When it was measured.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
@@ -374,6 +378,7 @@ pub struct MinerStatus {
     /// Machine id.
     pub machine: String,
     /// When it reported.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
     /// Reported hashrate, hashes per second.
     pub hashrate_hs: f64,
@@ -437,6 +442,7 @@ pub struct HashrateSample {
     /// Worker id.
     pub worker: String,
     /// When it was measured.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
     /// Hashes per second.
     pub hashrate_hs: f64,
@@ -500,6 +506,7 @@ pub struct ClusterShare {
     /// The upstream pool it went to (its URL), when forwarded.
     pub upstream: Option<String>,
     /// When the coordinator received it.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
@@ -567,6 +574,7 @@ pub struct ClusterUpstream {
     /// Why, for a disconnection or failure.
     pub reason: Option<String>,
     /// When it happened.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
@@ -634,6 +642,7 @@ pub struct GridSignal {
     /// Price, currency units per MWh (price).
     pub price_per_mwh: Option<f64>,
     /// When it was issued.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
@@ -741,6 +750,7 @@ pub struct ViolationNote {
     /// The token name that wrote it.
     pub by: String,
     /// When.
+    #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
