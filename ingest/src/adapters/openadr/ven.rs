@@ -228,7 +228,10 @@ impl Ven {
             };
             match read {
                 Ok(message) => break message,
-                Err(None) => return None,
+                Err(None) => {
+                    tracing::info!(site = %self.config.site, "no grid signal on GRID for the site: no curtailment of a VEN's to end");
+                    return None;
+                }
                 Err(Some(error)) if attempt < LAST_READS => {
                     tracing::warn!(site = %self.config.site, %error, attempt, "reading the site's last grid signal failed; trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -239,16 +242,22 @@ impl Ven {
                 }
             }
         };
-        let signal: GridSignal = serde_json::from_slice(&last.payload).ok()?;
-        (signal.event_id.starts_with(EVENT_PREFIX) && signal.kind == GridSignalKind::Curtail).then(
-            || {
-                tracing::info!(site = %self.config.site, event = %signal.event_id, "the last curtailment a VEN asked, before this start");
-                Published {
-                    signal,
-                    at: Instant::now(),
-                }
-            },
-        )
+        let signal: GridSignal = match serde_json::from_slice(&last.payload) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(site = %self.config.site, seq = last.sequence, %error, "the site's last grid signal does not read as one: a curtailment this VEN asked before the restart will not be ended by it");
+                return None;
+            }
+        };
+        if !(signal.event_id.starts_with(EVENT_PREFIX) && signal.kind == GridSignalKind::Curtail) {
+            tracing::info!(site = %self.config.site, event = %signal.event_id, kind = ?signal.kind, "the site's last grid signal is no curtailment of a VEN's: none to end");
+            return None;
+        }
+        tracing::info!(site = %self.config.site, event = %signal.event_id, "the last curtailment a VEN asked, before this start");
+        Some(Published {
+            signal,
+            at: Instant::now(),
+        })
     }
 
     /// One tick: talk to the VTN when due, then steer and report.
