@@ -56,8 +56,8 @@ fn default_stall_after() -> Duration {
 pub struct RawMessage {
     /// Its stream sequence.
     pub seq: u64,
-    /// The subject it was published on.
-    pub subject: String,
+    /// The subject it was published on (shared with the message it came in, not copied).
+    pub subject: async_nats::Subject,
     /// Value of the `Adit-Schema-Version` header, if any.
     pub schema_version: Option<String>,
     /// Its body.
@@ -69,7 +69,7 @@ impl RawMessage {
     pub fn new(seq: u64, message: &async_nats::Message) -> Self {
         Self {
             seq,
-            subject: message.subject.to_string(),
+            subject: message.subject.clone(),
             schema_version: schema_version(message.headers.as_ref()),
             payload: message.payload.clone(),
         }
@@ -355,7 +355,7 @@ impl BatchConsumer {
             match stream.direct_get(seq).await {
                 Ok(m) if m.sequence == seq => out.push(RawMessage {
                     seq: m.sequence,
-                    subject: m.subject.to_string(),
+                    subject: m.subject,
                     schema_version: schema_version(Some(&m.headers)),
                     payload: m.payload,
                 }),

@@ -75,10 +75,10 @@ pub fn decode_batch(
         hi: raw.hi,
         ..Default::default()
     };
-    for msg in &raw.messages {
+    for (i, msg) in raw.messages.iter().enumerate() {
         let reject = |reason: String| Rejected {
             seq: msg.seq,
-            subject: msg.subject.clone(),
+            subject: msg.subject.to_string(),
             payload: msg.payload.clone(),
             reason,
         };
@@ -103,7 +103,13 @@ pub fn decode_batch(
                 msg.subject,
                 event.subject()
             ))),
-            Ok(event) => out.rows.entry(kind).or_default().push((msg.seq, event)),
+            // Room for every message left, once per kind: an event is hundreds of bytes, and
+            // growing by doubling copied each one again (a tenth of decoding's time).
+            Ok(event) => out
+                .rows
+                .entry(kind)
+                .or_insert_with(|| Vec::with_capacity(raw.messages.len() - i))
+                .push((msg.seq, event)),
             Err(invalid) => out.rejected.push(reject(invalid.reason)),
         }
     }

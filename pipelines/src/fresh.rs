@@ -514,7 +514,7 @@ mod tests {
         let (subject, _, payload) = event.to_message();
         RawMessage {
             seq,
-            subject,
+            subject: subject.into(),
             schema_version: None,
             payload: payload.into(),
         }

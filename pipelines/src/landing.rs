@@ -175,7 +175,7 @@ mod tests {
         let (subject, _, payload) = event.to_message();
         let raw = RawBatch::from_messages(vec![RawMessage {
             seq: 7,
-            subject,
+            subject: subject.into(),
             schema_version: None,
             payload: payload.into(),
         }]);

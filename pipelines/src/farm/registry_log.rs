@@ -77,7 +77,7 @@ mod tests {
     fn message(seq: u64, entry: &RegistryEntry) -> RawMessage {
         RawMessage {
             seq,
-            subject: RegistryEntry::subject_of(&entry.key),
+            subject: RegistryEntry::subject_of(&entry.key).into(),
             schema_version: None,
             payload: serde_json::to_vec(entry).unwrap().into(),
         }
