@@ -200,10 +200,18 @@ async fn wait_listening(port: u16) -> anyhow::Result<()> {
 /// A port free on 127.0.0.1 now and not one of `avoid` (the ports this process will listen
 /// on, perhaps free this instant, which the kernel may hand out as well).
 fn free_port(avoid: &[u16]) -> anyhow::Result<u16> {
-    // Hold every refused listener until a port is found, so the kernel hands out another.
+    port_not_in(avoid, || std::net::TcpListener::bind("127.0.0.1:0"))
+}
+
+/// The port of the first listener `bind` gives that is none of `avoid`. Every refused
+/// listener is held until then, so the kernel hands out another port each time.
+fn port_not_in(
+    avoid: &[u16],
+    mut bind: impl FnMut() -> std::io::Result<std::net::TcpListener>,
+) -> anyhow::Result<u16> {
     let mut refused = Vec::new();
     loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let listener = bind()?;
         let port = listener.local_addr()?.port();
         if !avoid.contains(&port) {
             return Ok(port);
@@ -299,22 +307,23 @@ impl Drop for ManagedNats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
-    /// The ports the kernel just handed out (and took back) are the likeliest next ones; the
-    /// managed server's port is none of those it was told to avoid.
+    /// A port to avoid that the kernel hands out is refused, and the next one taken.
     #[test]
     fn the_managed_port_is_none_of_the_ports_to_avoid() {
-        let avoid: Vec<u16> = (0..64)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map(|a| a.port())
-                    .unwrap()
-            })
-            .collect();
-        for _ in 0..16 {
-            let port = free_port(&avoid).unwrap();
-            assert!(!avoid.contains(&port), "{port} was to be avoided");
-        }
+        let port = || {
+            TcpListener::bind("127.0.0.1:0")?
+                .local_addr()
+                .map(|a| a.port())
+        };
+        let (avoided, next) = (port().unwrap(), port().unwrap());
+        let mut handed = [avoided, next].into_iter();
+        let chosen = port_not_in(&[avoided], || {
+            TcpListener::bind(("127.0.0.1", handed.next().expect("asked a third time")))
+        })
+        .unwrap();
+        assert_eq!(chosen, next);
+        assert_ne!(free_port(&[chosen]).unwrap(), chosen);
     }
 }
