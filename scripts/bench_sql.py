@@ -20,6 +20,9 @@ Delta snapshot (not files compaction removed), and the queries are a user's of t
 
     python3 scripts/bench_sql.py target/release/adit --landed [--rows 2000000] [--rate 100000]
 
+With --landed each query's answer through the API is also checked against DuckDB's, value by
+value (floats to 1e-9 relative, times to the second); a difference stops the run.
+
 --keep leaves the landed tables (and adit's log, as DIR/adit.log) in place and prints where;
 --reuse DIR queries tables an earlier --landed --keep run left there, without landing again
 (adit then runs only its query role).
@@ -27,6 +30,7 @@ Delta snapshot (not files compaction removed), and the queries are a user's of t
 
 import argparse
 import json
+import math
 import os
 import socket
 import statistics
@@ -207,6 +211,34 @@ def adit_time(port, sql):
     return elapsed, len(json.loads(body))
 
 
+def same_answer(port, con, sql):
+    """Whether adit's rows for `sql` (through the API) are DuckDB's, value by value: floats
+    to 1e-9 relative, times to the second, the rest exactly. Returns a reason, or None."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/sql", data=sql.encode(),
+        headers={"content-type": "text/plain"})
+    with urllib.request.urlopen(req) as r:
+        ours = json.loads(r.read())
+    relation = con.sql(sql)
+    names = [d[0] for d in relation.description]
+    theirs = relation.fetchall()
+    if len(ours) != len(theirs):
+        return f"{len(ours)} rows, DuckDB {len(theirs)}"
+    for i, (row, expected) in enumerate(zip(ours, theirs)):
+        # By position: the engines name unaliased columns differently (count(*)).
+        for name, got, want in zip(names, row.values(), expected):
+            if isinstance(want, float) or isinstance(got, float):
+                same = got is not None and want is not None and math.isclose(
+                    float(got), float(want), rel_tol=1e-9)
+            elif hasattr(want, "isoformat"):
+                same = str(got).replace("T", " ")[:19] == str(want)[:19]
+            else:
+                same = got == want
+            if not same:
+                return f"row {i} column {name}: {got!r}, DuckDB {want!r}"
+    return None
+
+
 def wire_clients(pg_port, flight_port):
     """Functions running SQL through psycopg and through ADBC's Flight SQL driver; each returns
     the number of rows, all of them read by the client."""
@@ -323,6 +355,8 @@ def main():
                         raise SystemExit(f"{name}: {protocol} answered {got} rows, HTTP {rows}")
             if duck_rows != rows:
                 raise SystemExit(f"{name}: adit answered {rows} rows, DuckDB {duck_rows}")
+            if a.landed and (differs := same_answer(port, con, sql)):
+                raise SystemExit(f"{name}: adit's answer is not DuckDB's: {differs}")
             ms = {k: statistics.median(v) * 1000 for k, v in runs.items()}
             print(f"{name:<28} {ms['http']:9.1f} {ms['duck']:10.1f} {ms['http'] / ms['duck']:7.2f} "
                   f"{ms['pg']:8.1f} {ms['pg'] / ms['http']:6.2f} "

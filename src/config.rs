@@ -412,7 +412,7 @@ mod tests {
         let config: Config =
             toml::from_str(&readme[start..end]).expect("the README's config parses");
         config.validate().expect("the README's config validates");
-        assert_eq!(config.pipelines.batch_max_rows, 20_000);
+        assert_eq!(config.pipelines.batch_max_rows, 50_000);
         assert_eq!(config.query.tokens.len(), 2);
         let tokens = config.query.tokens().unwrap();
         let grafana = tokens

@@ -63,7 +63,9 @@ pub async fn run_roles(
     let mut adapters = config.adapters.clone();
     if has(Role::Simulate) {
         let feeds = roles::simulate(&shared, &mut tasks, sim, has(Role::Adapters)).await?;
-        adapters.grid.extend(feeds);
+        for feed in adapters.add_feeds_where_none(feeds) {
+            tracing::info!(site = %feed.site, kind = ?feed.kind, "the simulated farm's grid feed is not read: the site has its own source");
+        }
     }
     if has(Role::Adapters) {
         roles::adapters(&shared, &mut tasks, adapters);

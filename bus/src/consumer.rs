@@ -58,10 +58,43 @@ pub struct RawMessage {
     pub seq: u64,
     /// The subject it was published on (shared with the message it came in, not copied).
     pub subject: async_nats::Subject,
-    /// Value of the `Adit-Schema-Version` header, if any.
-    pub schema_version: Option<String>,
+    /// The `Adit-Schema-Version` header, if any, read where the message came in (a string
+    /// per message was an allocation on the landing's hottest path).
+    pub schema_version: Option<SchemaVersion>,
     /// Its body.
     pub payload: Bytes,
+}
+
+/// The `Adit-Schema-Version` header of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaVersion {
+    /// A version number.
+    Number(u32),
+    /// A value that is no version number, kept as it was for the dead letter's reason.
+    Unreadable(Box<str>),
+}
+
+impl SchemaVersion {
+    /// The header value `value`, read.
+    pub fn read(value: &str) -> Self {
+        value
+            .parse()
+            .map_or_else(|_| Self::Unreadable(value.into()), Self::Number)
+    }
+
+    /// Whether a reader that knows versions up to `newest` can read it.
+    pub fn readable_up_to(&self, newest: u32) -> bool {
+        matches!(self, Self::Number(v) if *v <= newest)
+    }
+}
+
+impl std::fmt::Display for SchemaVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(v) => write!(f, "\"{v}\""),
+            Self::Unreadable(raw) => write!(f, "{raw:?}"),
+        }
+    }
 }
 
 impl RawMessage {
@@ -326,12 +359,14 @@ impl BatchConsumer {
         message: Option<Message>,
         deadline: &mut Instant,
     ) {
+        // One clock read per message: it is on the landing's hottest path.
+        let now = Instant::now();
         self.fresh = false;
-        self.progressed = Instant::now();
+        self.progressed = now;
         self.stuck = None;
         if batch.messages.is_empty() {
             batch.lo = raw.seq;
-            *deadline = Instant::now() + self.config.max_wait;
+            *deadline = now + self.config.max_wait;
         }
         batch.hi = raw.seq;
         self.last_seq = raw.seq;
@@ -459,10 +494,10 @@ const SCHEMA_VERSION: async_nats::HeaderName =
     async_nats::HeaderName::from_static(adit_schemas::names::HEADER_SCHEMA_VERSION);
 
 /// The `Adit-Schema-Version` header's value, if any.
-fn schema_version(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
+fn schema_version(headers: Option<&async_nats::HeaderMap>) -> Option<SchemaVersion> {
     headers
         .and_then(|h| h.get(SCHEMA_VERSION))
-        .map(|v| v.to_string())
+        .map(|v| SchemaVersion::read(v.as_str()))
 }
 
 /// The gap rule of [`BatchConsumer`]: after `last`, `seq` skips sequences the consumer should
@@ -474,6 +509,21 @@ fn is_gap(filtered: bool, fresh: bool, last: u64, seq: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_gap;
+
+    #[test]
+    fn schema_versions_are_read_once_and_judged_by_number() {
+        use super::SchemaVersion;
+        assert_eq!(SchemaVersion::read("1"), SchemaVersion::Number(1));
+        assert!(SchemaVersion::read("1").readable_up_to(1));
+        assert!(!SchemaVersion::read("2").readable_up_to(1));
+        for odd in ["", "one", "-1", " 1", "1\n", "99999999999"] {
+            let read = SchemaVersion::read(odd);
+            assert_eq!(read, SchemaVersion::Unreadable(odd.into()));
+            assert!(!read.readable_up_to(u32::MAX));
+            assert_eq!(read.to_string(), format!("{odd:?}"), "kept as it came");
+        }
+        assert_eq!(SchemaVersion::Number(99).to_string(), "\"99\"");
+    }
 
     #[test]
     fn only_an_unexplained_jump_is_a_gap() {

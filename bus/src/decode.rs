@@ -83,10 +83,10 @@ pub fn decode_batch(
             reason,
         };
         if let Some(v) = &msg.schema_version
-            && v.parse::<u32>().map_or(true, |v| v > SCHEMA_VERSION)
+            && !v.readable_up_to(SCHEMA_VERSION)
         {
             out.rejected
-                .push(reject(format!("unsupported schema version {v:?}")));
+                .push(reject(format!("unsupported schema version {v}")));
             continue;
         }
         let kind = match EventKind::from_subject(&msg.subject) {
@@ -119,13 +119,13 @@ pub fn decode_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::RawMessage;
+    use crate::consumer::{RawMessage, SchemaVersion};
 
     fn msg(seq: u64, subject: &str, body: &str) -> RawMessage {
         RawMessage {
             seq,
             subject: subject.into(),
-            schema_version: Some("1".into()),
+            schema_version: Some(SchemaVersion::Number(1)),
             payload: Bytes::from(body.to_string()),
         }
     }
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn newer_schema_versions_are_refused() {
         let mut m = msg(1, "telemetry.energy.s1.m1", "{}");
-        m.schema_version = Some("99".into());
+        m.schema_version = Some(SchemaVersion::Number(99));
         let out = decode_batch(
             &RawBatch::from_messages(vec![m]),
             &[EventKind::Energy],

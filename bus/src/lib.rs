@@ -15,7 +15,7 @@ pub mod publish;
 pub mod registry;
 pub mod setup;
 
-pub use consumer::{Acker, BatchConsumer, ConsumerConfig, RawBatch, RawMessage};
+pub use consumer::{Acker, BatchConsumer, ConsumerConfig, RawBatch, RawMessage, SchemaVersion};
 pub use decode::{DecodedBatch, Rejected, decode_batch};
 pub use error::{Error, Result};
 pub use publish::Publisher;

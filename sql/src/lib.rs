@@ -16,6 +16,7 @@ mod executor;
 pub mod fresh;
 pub mod params;
 mod pool;
+mod runs;
 pub mod syntax;
 
 pub use catalog::Catalog;

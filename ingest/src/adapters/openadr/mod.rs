@@ -6,12 +6,14 @@
 //! - [`messages`]: the payloads the VEN sends and the replies it reads.
 //! - [`book`]: the events held and what they ask of the site at a time (pure).
 //! - [`ven`]: the task: HTTP exchanges, the site's power from the bus, publishing.
+//! - [`last`]: the site's last demand-response signal on GRID, read at the VEN's start.
 //!
 //! A curtailment asked is confirmed on GRID every `adapters.grid_confirm` while the VTN
 //! answers; when the VTN falls silent the confirmations stop, and the controller's
 //! `signal_stale` rule takes the site to its failsafe, as for any other feed.
 
 pub mod book;
+pub mod last;
 pub mod messages;
 mod power;
 mod ven;

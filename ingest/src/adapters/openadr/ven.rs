@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::OpenAdrConfig;
 use super::book::{Ask, Book, EVENT_PREFIX, Policy};
+use super::last;
 use super::messages::{self, OptResponse, Reply, ReportRequest, Service};
 use super::power::SitePower;
 use crate::adapters::poll::AdaptersError;
@@ -203,51 +204,33 @@ impl Ven {
         }
     }
 
-    /// The site's last grid signal on GRID, when a VEN published it: so that a curtailment
-    /// this VEN asked before a restart is ended (a `normal`) if the VTN no longer asks it,
-    /// rather than left for the controller to hold forever.
+    /// The site's last demand-response signal on GRID, when this VEN's curtailment: so that a
+    /// curtailment it asked before a restart is ended (a `normal`) if the VTN no longer asks
+    /// it, rather than left for the controller to hold forever. Prices published on the same
+    /// subject after it are looked past.
     ///
     /// A read that fails (NATS busy or reconnecting) is tried again, up to [`LAST_READS`]
     /// times a second apart: giving up early would leave that curtailment in force.
     async fn last_published(&self) -> Option<Published> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind;
         let js = self.shared.publisher.jetstream();
-        let subject = names::grid_subject(&self.config.site);
         let mut attempt = 0;
         let last = loop {
             attempt += 1;
-            let read = match js.get_stream(names::STREAM_GRID).await {
-                Ok(stream) => stream
-                    .get_last_raw_message_by_subject(&subject)
-                    .await
-                    .map_err(|e| match e.kind() {
-                        LastRawMessageErrorKind::NoMessageFound => None,
-                        _ => Some(e.to_string()),
-                    }),
-                Err(e) => Err(Some(e.to_string())),
-            };
-            match read {
-                Ok(message) => break message,
-                Err(None) => {
-                    tracing::info!(site = %self.config.site, "no grid signal on GRID for the site: no curtailment of a VEN's to end");
-                    return None;
-                }
-                Err(Some(error)) if attempt < LAST_READS => {
+            match last::last_demand_response(js, &self.config.site).await {
+                Ok(last) => break last,
+                Err(error) if attempt < LAST_READS => {
                     tracing::warn!(site = %self.config.site, %error, attempt, "reading the site's last grid signal failed; trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(Some(error)) => {
+                Err(error) => {
                     tracing::error!(site = %self.config.site, %error, "reading the site's last grid signal failed: a curtailment this VEN asked before the restart will not be ended by it");
                     return None;
                 }
             }
         };
-        let signal: GridSignal = match serde_json::from_slice(&last.payload) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(site = %self.config.site, seq = last.sequence, %error, "the site's last grid signal does not read as one: a curtailment this VEN asked before the restart will not be ended by it");
-                return None;
-            }
+        let Some(signal) = last else {
+            tracing::info!(site = %self.config.site, "no demand-response signal on GRID for the site: no curtailment of a VEN's to end");
+            return None;
         };
         if !(signal.event_id.starts_with(EVENT_PREFIX) && signal.kind == GridSignalKind::Curtail) {
             tracing::info!(site = %self.config.site, event = %signal.event_id, kind = ?signal.kind, "the site's last grid signal is no curtailment of a VEN's: none to end");

@@ -1,6 +1,7 @@
 //! `[adapters]`: how devices are polled, which grid feeds and MQTT topics are read, and the
 //! checks every value passes (errors name the full key, `adapters.…`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use adit_config::{Checked, Invalid, check};
@@ -103,6 +104,14 @@ impl GridFeedKind {
             Self::Price => "price",
         }
     }
+
+    /// What a source of this kind gives a site, in words.
+    fn what(self) -> &'static str {
+        match self {
+            Self::Signal => "demand-response signals",
+            Self::Price => "prices",
+        }
+    }
 }
 
 /// `[[adapters.grid]]`: one HTTP feed of grid signals for a site.
@@ -192,7 +201,56 @@ impl AdaptersConfig {
             ven.validate()
                 .map_err(|e| e.under(&format!("adapters.openadr[{i}]")))?;
         }
+        self.one_source_per_site()
+    }
+
+    /// Each site's grid signals of a kind come from one source: a second demand-response
+    /// source (a `signal` feed or an OpenADR VEN) would end the first's curtailments with its
+    /// own `normal`, and a second price feed would interleave two markets' prices.
+    fn one_source_per_site(&self) -> Checked {
+        let mut seen: HashMap<(&str, GridFeedKind), String> = HashMap::new();
+        let feeds = self
+            .grid
+            .iter()
+            .enumerate()
+            .map(|(i, feed)| (&feed.site, feed.kind, format!("adapters.grid[{i}]")));
+        let vens = self.openadr.iter().enumerate().map(|(i, ven)| {
+            (
+                &ven.site,
+                GridFeedKind::Signal,
+                format!("adapters.openadr[{i}]"),
+            )
+        });
+        for (site, kind, key) in feeds.chain(vens) {
+            if let Some(first) = seen.get(&(site.as_str(), kind)) {
+                return Err(Invalid::new(
+                    format!("{key}.site"),
+                    format!(
+                        "{site:?} already has its {} from {first}: one source per site",
+                        kind.what()
+                    ),
+                ));
+            }
+            seen.insert((site.as_str(), kind), key);
+        }
         Ok(())
+    }
+
+    /// Whether the site's signals of `kind` come from a configured source.
+    fn has_source(&self, site: &str, kind: GridFeedKind) -> bool {
+        self.grid.iter().any(|f| f.site == site && f.kind == kind)
+            || (kind == GridFeedKind::Signal && self.openadr.iter().any(|v| v.site == site))
+    }
+
+    /// Adds `feeds` (the simulated farm's) where the site has no source of that kind
+    /// configured: a site connected to its utility (a VEN or a feed of its own) takes its
+    /// signals from there only. Returns the feeds left out.
+    pub fn add_feeds_where_none(&mut self, feeds: Vec<GridFeed>) -> Vec<GridFeed> {
+        let (added, left): (Vec<_>, Vec<_>) = feeds
+            .into_iter()
+            .partition(|f| !self.has_source(&f.site, f.kind));
+        self.grid.extend(added);
+        left
     }
 }
 
@@ -379,5 +437,72 @@ mod tests {
             err.starts_with("adapters.mqtt.maps[0].pattern: \"farm/#\""),
             "{err}"
         );
+    }
+
+    fn ven(site: &str) -> crate::adapters::openadr::OpenAdrConfig {
+        serde_json::from_value(serde_json::json!({
+            "site": site, "vtn_url": "https://vtn.example/", "ven_name": site,
+        }))
+        .expect("a VEN")
+    }
+
+    fn feed(site: &str, kind: GridFeedKind) -> GridFeed {
+        GridFeed {
+            site: site.into(),
+            kind,
+            url: format!("http://sim/{site}"),
+            map: None,
+        }
+    }
+
+    #[test]
+    fn a_site_takes_each_kind_of_grid_signal_from_one_source() {
+        let mut two_feeds = valid();
+        two_feeds.grid.push(feed("s1", GridFeedKind::Signal));
+        let err = two_feeds.validate().expect_err("two signal feeds");
+        assert_eq!(err.key, "adapters.grid[1].site", "{err}");
+        assert!(err.to_string().contains("adapters.grid[0]"), "{err}");
+        let mut feed_and_ven = valid();
+        feed_and_ven.openadr.push(ven("s1"));
+        let err = feed_and_ven.validate().expect_err("a feed and a VEN");
+        assert_eq!(err.key, "adapters.openadr[0].site", "{err}");
+        let mut apart = valid();
+        apart.grid.push(feed("s1", GridFeedKind::Price));
+        apart.openadr.push(ven("s2"));
+        assert!(
+            apart.validate().is_ok(),
+            "a price feed and another site's VEN"
+        );
+
+        // The simulated farm's feeds go only where no source is configured.
+        let left = apart.add_feeds_where_none(vec![
+            feed("s1", GridFeedKind::Signal),
+            feed("s1", GridFeedKind::Price),
+            feed("s2", GridFeedKind::Signal),
+            feed("s2", GridFeedKind::Price),
+            feed("s3", GridFeedKind::Signal),
+        ]);
+        let sites = |feeds: &[GridFeed]| {
+            feeds
+                .iter()
+                .map(|f| (f.site.clone(), f.kind))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sites(&left),
+            [
+                ("s1".to_string(), GridFeedKind::Signal),
+                ("s1".to_string(), GridFeedKind::Price),
+                ("s2".to_string(), GridFeedKind::Signal),
+            ]
+        );
+        assert_eq!(
+            sites(&apart.grid[2..]),
+            [
+                ("s2".to_string(), GridFeedKind::Price),
+                ("s3".to_string(), GridFeedKind::Signal),
+            ]
+        );
+        assert!(apart.validate().is_ok(), "still one source each");
     }
 }
