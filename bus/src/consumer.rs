@@ -8,15 +8,13 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{
-    self, AckKind, Message, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull,
-};
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::pull::{Delivered, Pull};
 
 /// Which stream to read and how to batch it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -117,8 +115,11 @@ pub struct RawBatch {
     pub hi: u64,
     /// The messages, in stream order.
     pub messages: Vec<RawMessage>,
-    /// The last message, acked (ack-all) once the batch is committed.
-    last: Option<Message>,
+    /// The last message's reply subject, acked (ack-all) once the batch is committed.
+    last: Option<async_nats::Subject>,
+    /// The client that acks it, given once the batch is complete (a client clone per message
+    /// is what [`crate::pull`] exists to avoid).
+    client: Option<async_nats::Client>,
 }
 
 impl RawBatch {
@@ -129,6 +130,7 @@ impl RawBatch {
             hi: messages.last().map_or(0, |m| m.seq),
             messages,
             last: None,
+            client: None,
         }
     }
 
@@ -145,21 +147,23 @@ impl RawBatch {
 
     /// The messages, and what acknowledges them all once they are committed.
     pub fn into_parts(self) -> (Vec<RawMessage>, Acker) {
-        (self.messages, Acker { last: self.last })
+        let last = self.last.zip(self.client);
+        (self.messages, Acker { last })
     }
 }
 
 /// Acknowledges a batch (ack-all up to its last message) after its commit.
 pub struct Acker {
-    /// The batch's last message, if it came from a consumer.
-    last: Option<Message>,
+    /// The batch's last message's reply subject and the client to ack it on, if it came
+    /// from a consumer.
+    last: Option<(async_nats::Subject, async_nats::Client)>,
 }
 
 impl Acker {
     /// Acknowledges. A failed ack is harmless (the commit owns the position): only logged.
     pub async fn ack(self) {
-        if let Some(last) = self.last
-            && let Err(e) = last.ack_with(AckKind::Ack).await
+        if let Some((reply, client)) = self.last
+            && let Err(e) = crate::pull::ack(&client, reply).await
         {
             tracing::debug!(error = %e, "ack failed; the commit already holds the position");
         }
@@ -174,8 +178,8 @@ pub struct BatchConsumer {
     config: ConsumerConfig,
     /// Highest sequence handed out so far (or committed, at start).
     last_seq: u64,
-    /// The live message stream; `None` after an error until re-created.
-    messages: Option<pull::Stream>,
+    /// The live message flow; `None` after an error until re-created.
+    messages: Option<Pull>,
     /// Whether the next message is the first since the consumer was (re-)created, and so may
     /// legitimately skip sequences that no longer exist.
     fresh: bool,
@@ -260,7 +264,7 @@ impl BatchConsumer {
                 start_sequence: self.last_seq + 1,
             }
         };
-        let consumer = stream
+        stream
             .create_consumer(pull::Config {
                 durable_name: Some(self.config.durable.clone()),
                 deliver_policy,
@@ -275,14 +279,14 @@ impl BatchConsumer {
             })
             .await
             .map_err(|e| self.error(e))?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.config.max_rows.clamp(1, 10_000))
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .map_err(|e| self.error(e))?;
+        let messages = Pull::start(
+            self.js.client(),
+            &self.config.stream,
+            &self.config.durable,
+            self.config.max_rows.clamp(1, 10_000),
+        )
+        .await
+        .map_err(|e| self.error(e))?;
         self.messages = Some(messages);
         self.fresh = true;
         self.progressed = Instant::now();
@@ -356,7 +360,7 @@ impl BatchConsumer {
         &mut self,
         batch: &mut RawBatch,
         raw: RawMessage,
-        message: Option<Message>,
+        reply: Option<async_nats::Subject>,
         deadline: &mut Instant,
     ) {
         // One clock read per message: it is on the landing's hottest path.
@@ -371,8 +375,8 @@ impl BatchConsumer {
         batch.hi = raw.seq;
         self.last_seq = raw.seq;
         batch.messages.push(raw);
-        if message.is_some() {
-            batch.last = message;
+        if reply.is_some() {
+            batch.last = reply;
         }
     }
 
@@ -420,6 +424,7 @@ impl BatchConsumer {
             hi: 0,
             messages: Vec::new(),
             last: None,
+            client: None,
         };
         let mut deadline = Instant::now() + idle;
         while batch.messages.len() < self.config.max_rows {
@@ -440,22 +445,14 @@ impl BatchConsumer {
                 }
                 Ok(next) => next,
             };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(e)) => {
+            let Delivered { message, seq } = match next {
+                Ok(delivered) => delivered,
+                Err(e) => {
                     tracing::warn!(error = %e, stream = %self.config.stream, "consumer error, re-creating");
                     self.recreate("error");
                     continue;
                 }
-                None => {
-                    self.messages = None;
-                    continue;
-                }
             };
-            let Ok(info) = message.info() else {
-                continue;
-            };
-            let seq = info.stream_sequence;
             if seq <= self.last_seq {
                 // A redelivery of something already handed out: acks were lost.
                 self.check_stalled().await;
@@ -482,7 +479,10 @@ impl BatchConsumer {
                     .increment(1);
             }
             let raw = RawMessage::new(seq, &message);
-            self.hand_out(&mut batch, raw, Some(message), &mut deadline);
+            self.hand_out(&mut batch, raw, message.reply, &mut deadline);
+        }
+        if batch.last.is_some() {
+            batch.client = Some(self.js.client());
         }
         batch
     }

@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod decode;
 pub mod error;
 pub mod publish;
+pub mod pull;
 pub mod registry;
 pub mod setup;
 

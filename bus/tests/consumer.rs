@@ -3,6 +3,7 @@
 //! server stops sending. The consumer sees that messages wait while nothing new comes, and
 //! re-creates itself after the last message it handed out: every message comes through, once.
 //! It says it is stuck from then until it moves again (what the pipelines' `/ready` shows).
+//! And its pull requests go on across a server restart and a deleted durable.
 
 use std::time::{Duration, Instant};
 
@@ -78,4 +79,97 @@ async fn a_consumer_whose_acks_never_arrive_is_recreated_and_delivers_everything
         .unwrap();
     assert_eq!(info.num_pending, 0, "{info:?}");
     assert_eq!(info.delivered.stream_sequence, MESSAGES as u64, "{info:?}");
+}
+
+/// Takes batches from `consumer` (acking each) until `want` messages came or `within` passed.
+async fn take(consumer: &mut BatchConsumer, want: usize, within: Duration) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let deadline = Instant::now() + within;
+    while seqs.len() < want && Instant::now() < deadline {
+        let batch = consumer.next_batch(Duration::from_millis(500)).await;
+        seqs.extend(batch.messages.iter().map(|m| m.seq));
+        batch.ack().await;
+    }
+    seqs
+}
+
+/// The consumer's own pull requests (`adit_bus::pull`) go on across what ends them: the
+/// server restarting under it (the requests die with the connection and are asked again
+/// within a second, not after a missed heartbeat) and its durable consumer deleted (the
+/// server says so; it is re-created after the last message handed out). Every message comes
+/// through once, in order, and the acks reach the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_go_on_across_a_server_restart_and_a_deleted_consumer() {
+    const ROUND: usize = 500;
+    let mut nats = adit_testkit::NatsServer::start();
+    let js = nats.jetstream().await;
+    ensure_streams(&js, &Default::default()).await.unwrap();
+    let publisher = Publisher::new(js.clone());
+    let config = ConsumerConfig {
+        stream: names::STREAM_TELEMETRY.into(),
+        durable: "pull-test".into(),
+        filter_subject: String::new(),
+        max_rows: 64,
+        max_wait: Duration::from_millis(50),
+        stall_after: Duration::from_secs(30),
+    };
+    let mut consumer = BatchConsumer::start(js.clone(), config, 0).await.unwrap();
+    let mut seqs = Vec::new();
+
+    publisher
+        .publish_all((0..ROUND).map(reading).collect())
+        .await
+        .unwrap();
+    seqs.extend(take(&mut consumer, ROUND, Duration::from_secs(30)).await);
+    assert_eq!(seqs.len(), ROUND, "the first round");
+
+    // The server restarts with its store: the pending requests are gone with the connection.
+    nats.restart();
+    let restarted = Instant::now();
+    let mut sent = false;
+    while !sent {
+        // The client reconnects on its own; publish once it has.
+        sent = Publisher::new(js.clone())
+            .publish_all((ROUND..2 * ROUND).map(reading).collect())
+            .await
+            .is_ok();
+        if !sent {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(30),
+            "no reconnect"
+        );
+    }
+    seqs.extend(take(&mut consumer, ROUND, Duration::from_secs(30)).await);
+    assert_eq!(seqs.len(), 2 * ROUND, "the round after the restart");
+    let after_restart = restarted.elapsed();
+    assert!(
+        after_restart < Duration::from_secs(8),
+        "asked again after the reconnect, not after a missed heartbeat: {after_restart:?}"
+    );
+
+    // The durable is deleted under the pull: the server ends its requests, and the consumer
+    // is made again after the last sequence handed out.
+    let stream = js.get_stream(names::STREAM_TELEMETRY).await.unwrap();
+    stream.delete_consumer("pull-test").await.unwrap();
+    publisher
+        .publish_all((2 * ROUND..3 * ROUND).map(reading).collect())
+        .await
+        .unwrap();
+    seqs.extend(take(&mut consumer, ROUND, Duration::from_secs(30)).await);
+
+    let expected: Vec<u64> = (1..=3 * ROUND as u64).collect();
+    assert_eq!(seqs, expected, "every message once, in order");
+    // The last batch's ack reached the server: nothing waits and nothing is unacknowledged.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = stream.consumer_info("pull-test").await.unwrap();
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            assert_eq!(info.ack_floor.stream_sequence, 3 * ROUND as u64, "{info:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "acks never arrived: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
