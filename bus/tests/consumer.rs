@@ -22,6 +22,18 @@ fn reading(i: usize) -> Outgoing {
     }))
 }
 
+/// A whole-telemetry consumer `durable`, in batches of `max_rows`, stuck after `stall_after`.
+fn telemetry(durable: &str, max_rows: usize, stall_after: Duration) -> ConsumerConfig {
+    ConsumerConfig {
+        stream: names::STREAM_TELEMETRY.into(),
+        durable: durable.into(),
+        filter_subject: String::new(),
+        max_rows,
+        max_wait: Duration::from_millis(50),
+        stall_after,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_whose_acks_never_arrive_is_recreated_and_delivers_everything_once() {
     const MESSAGES: usize = 3_000;
@@ -32,14 +44,7 @@ async fn a_consumer_whose_acks_never_arrive_is_recreated_and_delivers_everything
         .publish_all((0..MESSAGES).map(reading).collect())
         .await
         .unwrap();
-    let config = ConsumerConfig {
-        stream: names::STREAM_TELEMETRY.into(),
-        durable: "stuck-test".into(),
-        filter_subject: String::new(),
-        max_rows: 100,
-        max_wait: Duration::from_millis(50),
-        stall_after: Duration::from_secs(2),
-    };
+    let config = telemetry("stuck-test", 100, Duration::from_secs(2));
     let mut consumer = BatchConsumer::start(js.clone(), config, 0).await.unwrap();
     let mut seqs = Vec::new();
     let mut stuck_reasons = Vec::new();
@@ -105,14 +110,7 @@ async fn pulls_go_on_across_a_server_restart_and_a_deleted_consumer() {
     let js = nats.jetstream().await;
     ensure_streams(&js, &Default::default()).await.unwrap();
     let publisher = Publisher::new(js.clone());
-    let config = ConsumerConfig {
-        stream: names::STREAM_TELEMETRY.into(),
-        durable: "pull-test".into(),
-        filter_subject: String::new(),
-        max_rows: 64,
-        max_wait: Duration::from_millis(50),
-        stall_after: Duration::from_secs(30),
-    };
+    let config = telemetry("pull-test", 64, Duration::from_secs(30));
     let mut consumer = BatchConsumer::start(js.clone(), config, 0).await.unwrap();
     let mut seqs = Vec::new();
 

@@ -548,6 +548,18 @@ mod tests {
         assert_eq!(column("ts"), ["9", "3", "5", "1"]);
     }
 
+    /// A small linear congruential generator from `seed`: each call a number below its
+    /// argument, the same on every run.
+    fn numbers(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |m| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % m
+        }
+    }
+
     /// Against the order the sort columns define, on rows with many ties: every row kept
     /// once, ordered, and rows equal on the sort columns in their input order (what lets a
     /// merge of sorted files be cheap).
@@ -559,14 +571,7 @@ mod tests {
             Field::new("ts", DataType::Int64, false),
             Field::new("n", DataType::Int64, false),
         ]));
-        // A small linear congruential generator: the same rows on every run.
-        let mut state = 7_u64;
-        let mut next = |m: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) % m
-        };
+        let mut next = numbers(7);
         let batches: Vec<RecordBatch> = (0..3)
             .map(|b| {
                 let keys: Vec<(String, String, i64)> = (0..400)
@@ -616,13 +621,7 @@ mod tests {
     #[test]
     fn ranking_the_keys_orders_as_the_row_format_does() {
         use arrow::array::{StringViewArray, TimestampMicrosecondArray};
-        let mut state = 11_u64;
-        let mut next = |m: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) % m
-        };
+        let mut next = numbers(11);
         for rows in [2, 17, 1_000, 5_000] {
             let site: ArrayRef = Arc::new(StringArray::from_iter(
                 (0..rows).map(|_| (next(10) > 0).then(|| format!("s-{}", next(4)))),

@@ -941,25 +941,24 @@ mod tests {
         Ok(())
     }
 
-    /// The engine's `now()` in nanoseconds since the epoch.
-    async fn now_ns(engine: &SqlEngine) -> anyhow::Result<i64> {
-        let answer = engine.query("SELECT CAST(now() AS BIGINT) AS ns").await?;
+    /// The first column of the first row of `sql`'s answer, a 64-bit integer.
+    async fn first_i64(engine: &SqlEngine, sql: &str) -> anyhow::Result<i64> {
+        let answer = engine.query(sql).await?;
         let column = answer.batches[0].column(0);
         Ok(column
             .as_any()
             .downcast_ref::<Int64Array>()
-            .expect("nanoseconds")
+            .expect("a 64-bit integer")
             .value(0))
     }
 
+    /// The engine's `now()` in nanoseconds since the epoch.
+    async fn now_ns(engine: &SqlEngine) -> anyhow::Result<i64> {
+        first_i64(engine, "SELECT CAST(now() AS BIGINT) AS ns").await
+    }
+
     async fn count(engine: &SqlEngine) -> anyhow::Result<i64> {
-        let result = engine.query("SELECT count(*) AS n, max(v) FROM t").await?;
-        let column = result.batches[0].column(0);
-        Ok(column
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("a count")
-            .value(0))
+        first_i64(engine, "SELECT count(*) AS n, max(v) FROM t").await
     }
 
     /// A payment's signed transaction and the wallet's metadata are seen only by the payer's
