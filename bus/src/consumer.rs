@@ -354,17 +354,18 @@ impl BatchConsumer {
         }
     }
 
-    /// Adds `raw` to `batch` as the next message handed out (`message`: the consumer's, which
-    /// acknowledges everything up to it); the first one starts the batch's `max_wait`.
+    /// Adds `raw`, come at `now`, to `batch` as the next message handed out (`reply`: the
+    /// consumer's, which acknowledges everything up to it); the first one starts the batch's
+    /// `max_wait`. The caller's clock read is used: one per message on the landing's hottest
+    /// path.
     fn hand_out(
         &mut self,
         batch: &mut RawBatch,
         raw: RawMessage,
         reply: Option<async_nats::Subject>,
+        now: Instant,
         deadline: &mut Instant,
     ) {
-        // One clock read per message: it is on the landing's hottest path.
-        let now = Instant::now();
         self.fresh = false;
         self.progressed = now;
         self.stuck = None;
@@ -445,7 +446,7 @@ impl BatchConsumer {
                 }
                 Ok(next) => next,
             };
-            let Delivered { message, seq } = match next {
+            let Delivered { message, seq, at } = match next {
                 Ok(delivered) => delivered,
                 Err(e) => {
                     tracing::warn!(error = %e, stream = %self.config.stream, "consumer error, re-creating");
@@ -468,8 +469,9 @@ impl BatchConsumer {
                 let found = self.read_directly(self.last_seq + 1, seq).await;
                 tracing::warn!(stream = %self.config.stream, expected = self.last_seq + 1, got = seq, read_directly = found.len(), "gap in delivery");
                 let complete = found.len() as u64 == wanted;
+                let now = Instant::now();
                 for raw in found {
-                    self.hand_out(&mut batch, raw, None, &mut deadline);
+                    self.hand_out(&mut batch, raw, None, now, &mut deadline);
                 }
                 if !complete {
                     self.recreate("gap");
@@ -479,7 +481,7 @@ impl BatchConsumer {
                     .increment(1);
             }
             let raw = RawMessage::new(seq, &message);
-            self.hand_out(&mut batch, raw, message.reply, &mut deadline);
+            self.hand_out(&mut batch, raw, message.reply, at, &mut deadline);
         }
         if batch.last.is_some() {
             batch.client = Some(self.js.client());

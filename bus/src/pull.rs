@@ -52,6 +52,8 @@ pub struct Delivered {
     pub message: Message,
     /// Its stream sequence.
     pub seq: u64,
+    /// When it was taken from the inbox.
+    pub at: Instant,
 }
 
 /// A pull consumer's message flow on an inbox of its own.
@@ -131,7 +133,7 @@ impl Pull {
                 Err(_silent) => return Err(PullError::MissingHeartbeat(2 * HEARTBEAT)),
             };
             self.heard = Instant::now();
-            if let Some(delivered) = self.read(message)? {
+            if let Some(delivered) = self.read(message, self.heard)? {
                 return Ok(delivered);
             }
         }
@@ -155,13 +157,13 @@ impl Pull {
         Ok(())
     }
 
-    /// A stream message, or `None` for a status that leaves the consumer going.
-    fn read(&mut self, message: Message) -> Result<Option<Delivered>, PullError> {
+    /// A stream message, come at `at`, or `None` for a status that leaves the consumer going.
+    fn read(&mut self, message: Message, at: Instant) -> Result<Option<Delivered>, PullError> {
         match message.status {
             None | Some(StatusCode::OK) => {
                 self.pending = self.pending.saturating_sub(1);
                 match message.reply.as_deref().and_then(stream_sequence) {
-                    Some(seq) => Ok(Some(Delivered { message, seq })),
+                    Some(seq) => Ok(Some(Delivered { message, seq, at })),
                     None => {
                         tracing::warn!(subject = %message.subject, "a message on the consumer's inbox without a JetStream reply subject; ignored");
                         Ok(None)
