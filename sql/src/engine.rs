@@ -34,7 +34,9 @@ use datafusion::execution::cache::cache_manager::{
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
-use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::object_store::{
+    DefaultObjectStoreRegistry, ObjectStoreRegistry, ObjectStoreUrl,
+};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
@@ -52,6 +54,7 @@ use crate::delta_scan::SnapshotTable;
 use crate::error::{Result, SqlError};
 use crate::executor::{Executor, Task};
 use crate::fresh::FreshTable;
+use crate::local_files::InlineFiles;
 use crate::pool::QueryPool;
 use crate::syntax::{
     Dialect, MAX_DEPTH_CEILING, MAX_STATEMENT_BYTES_CEILING, TextError, TextLimits,
@@ -293,7 +296,7 @@ impl SqlEngine {
                 catalog,
                 scans: std::sync::Mutex::default(),
                 footers,
-                stores: Arc::new(DefaultObjectStoreRegistry::new()),
+                stores: stores(),
                 base: OnceLock::new(),
                 engine,
                 limits,
@@ -801,6 +804,19 @@ impl Inner {
 /// pattern) does not compile. DataFusion wraps it as an internal error when the pattern meets
 /// the rows, though only the statement can cause it (found by `sql/tests/hostile_statements.rs`).
 const BAD_PATTERN: &str = "Regular expression did not compile";
+
+/// The object stores statements read through: local table files by [`InlineFiles`] (their
+/// byte ranges read on the statement's own threads, in place of DataFusion's default
+/// `LocalFileSystem`), the rest as DataFusion registers them.
+fn stores() -> Arc<dyn ObjectStoreRegistry> {
+    let stores = DefaultObjectStoreRegistry::new();
+    // The default store it replaces is not needed.
+    stores.register_store(
+        ObjectStoreUrl::local_filesystem().as_ref(),
+        Arc::new(InlineFiles::default()),
+    );
+    Arc::new(stores)
+}
 
 /// The caller's message for a pattern that does not compile: the regex crate's reason, on
 /// one line, without DataFusion's "internal error" framing.

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 mod executor;
 pub mod fresh;
+mod local_files;
 pub mod params;
 mod pool;
 mod runs;
