@@ -95,16 +95,18 @@ impl ObjectStore for InlineFiles {
     }
 }
 
-/// `ranges` of the file at `path` (the object `location`), each read whole: a range past the
-/// file's end is an error, as it is for `LocalFileSystem`.
+/// `ranges` of the file at `path` (the object `location`), each read whole. A range not
+/// within the file (past its end, or reversed, as a damaged footer may ask for) is an error
+/// before anything is allocated for it.
 fn read_ranges(
     path: &std::path::Path,
     location: &Path,
     ranges: &[Range<u64>],
 ) -> Result<Vec<Bytes>> {
+    use std::io::{Error, ErrorKind};
     use std::os::unix::fs::FileExt;
-    let failed = |source: std::io::Error| match source.kind() {
-        std::io::ErrorKind::NotFound => object_store::Error::NotFound {
+    let failed = |source: Error| match source.kind() {
+        ErrorKind::NotFound => object_store::Error::NotFound {
             path: location.to_string(),
             source: Box::new(source),
         },
@@ -114,21 +116,20 @@ fn read_ranges(
         },
     };
     let file = std::fs::File::open(path).map_err(failed)?;
+    let size = file.metadata().map_err(failed)?.len();
     ranges
         .iter()
         .map(|range| {
-            let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| {
-                failed(std::io::Error::other(format!(
-                    "range {range:?} does not fit in memory"
-                )))
-            })?;
+            let outside = || {
+                let reason = format!("bytes {range:?} are not within the file's {size}");
+                failed(Error::new(ErrorKind::InvalidInput, reason))
+            };
+            if range.start > range.end || range.end > size {
+                return Err(outside());
+            }
+            let len = usize::try_from(range.end - range.start).map_err(|_| outside())?;
             let mut buf = vec![0_u8; len];
-            file.read_exact_at(&mut buf, range.start).map_err(|e| {
-                failed(std::io::Error::new(
-                    e.kind(),
-                    format!("bytes {range:?}: {e}"),
-                ))
-            })?;
+            file.read_exact_at(&mut buf, range.start).map_err(failed)?;
             Ok(Bytes::from(buf))
         })
         .collect()
