@@ -14,7 +14,7 @@
 //! With [`QueryEngine::Ballista`] the statement is planned and checked here the same way, then
 //! run on the cluster ([`crate::cluster`]); a statement stopped here is cancelled there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider, TableProvider,
 };
-use datafusion::common::ParamValues;
+use datafusion::common::{ParamValues, TableReference};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
@@ -521,19 +521,21 @@ impl Inner {
         Ok(ctx.state())
     }
 
-    /// A session with every table registered at its current snapshot.
-    async fn session(&self) -> Result<SessionState> {
+    /// A session for `statement` with the tables it reads registered at their current
+    /// snapshots (every table when it may read them all: [`tables_read`]).
+    async fn session(&self, statement: &DfStatement) -> Result<SessionState> {
         let mut state = self.base()?;
         // The copy holds the base's clock: `now()` is the statement's start, not the base's.
         state.mark_start_execution();
-        let tables = self.catalog.snapshot().await?;
+        let read = tables_read(&state, statement);
+        let tables = self.catalog.snapshot_of(read.as_ref()).await?;
         let schema = MemorySchemaProvider::new();
         // Tables gone from the root are forgotten.
         self.scans
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|name, _| tables.iter().any(|(t, _)| t == name));
-        for (name, table) in tables {
+            .retain(|name, _| tables.names.binary_search(name).is_ok());
+        for (name, table) in tables.snapshots {
             let delta = |source: deltalake::DeltaTableError| adit_sinks::Error::Delta {
                 table: name.clone(),
                 source: Box::new(source),
@@ -644,7 +646,7 @@ impl Inner {
         options: &StatementOptions,
     ) -> Result<(SessionState, LogicalPlan)> {
         let statement = self.statement(sql, options.dialect)?;
-        let mut state = self.session().await?;
+        let mut state = self.session(&statement).await?;
         if let Some(setup) = &options.session {
             let ctx = SessionContext::new_with_state(state);
             setup.setup(&ctx).map_err(SqlError::Engine)?;
@@ -867,6 +869,32 @@ fn first_line(e: &DataFusionError) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
+/// The tables of the default schema `statement` names, by name; `None` when it names a table
+/// of another schema or catalog (`information_schema`, which `SHOW` reads too, `pg_catalog`)
+/// or its names cannot be read, so it gets every table. A name that is no table stays in the
+/// set and is found by no one, failing the statement as before.
+fn tables_read(state: &SessionState, statement: &DfStatement) -> Option<HashSet<String>> {
+    let names = &state.config().options().catalog;
+    let references = state.resolve_table_references(statement).ok()?;
+    references
+        .into_iter()
+        .map(|reference| match reference {
+            TableReference::Bare { table } => Some(table.to_string()),
+            TableReference::Partial { schema, table } if *schema == names.default_schema => {
+                Some(table.to_string())
+            }
+            TableReference::Full {
+                catalog,
+                schema,
+                table,
+            } if *catalog == names.default_catalog && *schema == names.default_schema => {
+                Some(table.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1087,6 +1115,61 @@ mod tests {
             .expect("a sum")
             .value(0);
         assert_eq!(sums, 12);
+        Ok(())
+    }
+    /// A statement waits on and registers only the tables it names; one that names
+    /// `information_schema` (or `SHOW`s) sees every table, as does one naming a table by its
+    /// full name.
+    #[tokio::test]
+    async fn a_statement_registers_only_the_tables_it_reads() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = TableStore::new(dir.path().to_str().unwrap(), Default::default())?;
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        for name in ["t", "u"] {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+            )?;
+            store
+                .open_or_create(name, &schema, &[])
+                .await?
+                .write(vec![batch])
+                .await?;
+        }
+        let catalog = Arc::new(Catalog::new(store, Duration::ZERO));
+        let engine = SqlEngine::new(catalog, SqlLimits::default());
+        let scanned = |engine: &SqlEngine| {
+            let scans = engine
+                .inner
+                .scans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut names: Vec<String> = scans.keys().cloned().collect();
+            names.sort();
+            names
+        };
+        let rows = |r: &QueryResult| r.batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        engine.query("SELECT 1").await?;
+        assert!(scanned(&engine).is_empty(), "no table read, none registered");
+        let u = engine.query("SELECT * FROM u WHERE v > 1").await?;
+        assert_eq!(rows(&u), 2);
+        assert_eq!(scanned(&engine), ["u"]);
+        for sql in [
+            "SELECT * FROM public.t",
+            "SELECT * FROM datafusion.public.t",
+            "WITH u AS (SELECT * FROM t) SELECT * FROM u",
+        ] {
+            assert_eq!(rows(&engine.query(sql).await?), 3, "{sql}");
+        }
+        let listed = engine
+            .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+            .await?;
+        assert_eq!(rows(&listed), 2, "information_schema lists every table");
+        assert!(rows(&engine.query("SHOW TABLES").await?) >= 2);
+        match engine.query("SELECT * FROM missing").await {
+            Err(e) => assert!(e.to_string().contains("missing"), "{e}"),
+            Ok(_) => panic!("a table that does not exist answered"),
+        }
         Ok(())
     }
 }
