@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use adit_sinks::{FreshRows, TableStore};
 use deltalake::DeltaTable;
 use futures::future::try_join_all;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
 use tokio::sync::Mutex;
 
 use crate::error::{Result, SqlError};
@@ -88,6 +90,12 @@ impl Catalog {
         Ok(self.snapshot_of(None).await?.snapshots)
     }
 
+    /// The names of every table under the root (listed at most once per refresh interval;
+    /// no table's log is read).
+    pub async fn names(&self) -> Result<Vec<String>> {
+        Ok(self.snapshot_of(Some(&HashSet::new())).await?.names)
+    }
+
     /// The tables named in `only` (every table when `None`) with snapshots no older than the
     /// refresh interval, and the names of every table under the root; a name in `only` that
     /// is no table is left out. Only those tables' logs are read.
@@ -118,14 +126,16 @@ impl Catalog {
             .iter_mut()
             .filter(|(name, entry)| wanted(name) && due(entry.checked))
             .map(|(name, entry)| async move {
-                entry
-                    .table
-                    .update_incremental(None)
-                    .await
-                    .map_err(|source| adit_sinks::Error::Delta {
-                        table: name.clone(),
-                        source: Box::new(source),
-                    })?;
+                if has_next_commit(&entry.table).await {
+                    entry
+                        .table
+                        .update_incremental(None)
+                        .await
+                        .map_err(|source| adit_sinks::Error::Delta {
+                            table: name.clone(),
+                            source: Box::new(source),
+                        })?;
+                }
                 entry.checked = now;
                 Ok::<_, SqlError>(())
             });
@@ -162,6 +172,22 @@ impl Catalog {
         names.sort();
         Ok(names)
     }
+}
+
+/// Whether `table`'s log may hold a commit after its snapshot: the next version's commit file
+/// exists, or that cannot be told (then the log is read and says). Commits are created once
+/// each, in order, never removed before older ones, so when the next is missing there is no
+/// newer one: one `HEAD` instead of listing the log (a millisecond a query for a table
+/// of a few hundred commits, and the log grows with every commit until its retention).
+async fn has_next_commit(table: &DeltaTable) -> bool {
+    let Some(version) = table.version() else {
+        return true;
+    };
+    let next = Path::from(format!("_delta_log/{:020}.json", version + 1));
+    !matches!(
+        table.object_store().head(&next).await,
+        Err(object_store::Error::NotFound { .. })
+    )
 }
 
 #[cfg(test)]
@@ -205,12 +231,20 @@ mod tests {
             .with_partition_columns(["date"])
             .await?;
         assert!(writer.version() > first);
+        assert!(
+            has_next_commit(&tables[0].1).await,
+            "the snapshot taken before the write sees the next commit's file"
+        );
+        assert!(!has_next_commit(&writer).await, "none after the newest");
         let other = HashSet::from(["other".to_string()]);
         let only_other = fresh.snapshot_of(Some(&other)).await?;
         assert!(only_other.snapshots.is_empty(), "a name that is no table");
         assert_eq!(only_other.names, [kind.table()]);
+        assert_eq!(fresh.names().await?, [kind.table()]);
         assert_eq!(
-            fresh.inner.lock().await.tables[kind.table()].table.version(),
+            fresh.inner.lock().await.tables[kind.table()]
+                .table
+                .version(),
             first,
             "a table not asked for is not brought up to date"
         );

@@ -1150,7 +1150,10 @@ mod tests {
         };
         let rows = |r: &QueryResult| r.batches.iter().map(|b| b.num_rows()).sum::<usize>();
         engine.query("SELECT 1").await?;
-        assert!(scanned(&engine).is_empty(), "no table read, none registered");
+        assert!(
+            scanned(&engine).is_empty(),
+            "no table read, none registered"
+        );
         let u = engine.query("SELECT * FROM u WHERE v > 1").await?;
         assert_eq!(rows(&u), 2);
         assert_eq!(scanned(&engine), ["u"]);
