@@ -44,8 +44,16 @@ struct Inner {
 
 struct Entry {
     table: DeltaTable,
+    /// When the snapshot was last known to be the newest.
     checked: Instant,
+    /// When the log was last read (not only its next commit looked for).
+    read: Instant,
 }
+
+/// How long a table's log may go unread while its next commit is looked for instead: well
+/// within any log retention, so the next commit's file of a snapshot this old was not cleaned
+/// away with newer ones standing (a table no statement read for longer is read in full).
+const TRUST_NEXT_COMMIT: Duration = Duration::from_secs(3600);
 
 /// What a query takes from the catalog.
 pub struct Tables {
@@ -115,6 +123,7 @@ impl Catalog {
                     let entry = Entry {
                         table,
                         checked: now,
+                        read: now,
                     };
                     inner.tables.insert(name, entry);
                 }
@@ -126,7 +135,8 @@ impl Catalog {
             .iter_mut()
             .filter(|(name, entry)| wanted(name) && due(entry.checked))
             .map(|(name, entry)| async move {
-                if has_next_commit(&entry.table).await {
+                let trusted = now.saturating_duration_since(entry.read) < TRUST_NEXT_COMMIT;
+                if !trusted || has_next_commit(&entry.table).await {
                     entry
                         .table
                         .update_incremental(None)
@@ -135,6 +145,7 @@ impl Catalog {
                             table: name.clone(),
                             source: Box::new(source),
                         })?;
+                    entry.read = now;
                 }
                 entry.checked = now;
                 Ok::<_, SqlError>(())
@@ -176,8 +187,8 @@ impl Catalog {
 
 /// Whether `table`'s log may hold a commit after its snapshot: the next version's commit file
 /// exists, or that cannot be told (then the log is read and says). Commits are created once
-/// each, in order, never removed before older ones, so when the next is missing there is no
-/// newer one: one `HEAD` instead of listing the log (a millisecond a query for a table
+/// each, in order, and only files older than the log's retention are cleaned away, so when
+/// the next of a recent snapshot is missing there is no newer one ([`TRUST_NEXT_COMMIT`]): one `HEAD` instead of listing the log (a millisecond a query for a table
 /// of a few hundred commits, and the log grows with every commit until its retention).
 async fn has_next_commit(table: &DeltaTable) -> bool {
     let Some(version) = table.version() else {
