@@ -188,8 +188,9 @@ impl Catalog {
 /// Whether `table`'s log may hold a commit after its snapshot: the next version's commit file
 /// exists, or that cannot be told (then the log is read and says). Commits are created once
 /// each, in order, and only files older than the log's retention are cleaned away, so when
-/// the next of a recent snapshot is missing there is no newer one ([`TRUST_NEXT_COMMIT`]): one `HEAD` instead of listing the log (a millisecond a query for a table
-/// of a few hundred commits, and the log grows with every commit until its retention).
+/// the next of a recent snapshot is missing there is no newer one ([`TRUST_NEXT_COMMIT`]):
+/// one `HEAD` instead of listing the log (a millisecond a query for a table of a few hundred
+/// commits, and the log grows with every commit until its retention).
 async fn has_next_commit(table: &DeltaTable) -> bool {
     let Some(version) = table.version() else {
         return true;

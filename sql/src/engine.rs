@@ -902,6 +902,15 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
+    /// The scans `engine` keeps, by table.
+    fn kept_scans(engine: &SqlEngine) -> std::sync::MutexGuard<'_, HashMap<String, KeptScan>> {
+        engine
+            .inner
+            .scans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// An engine with `limits` over an empty table root (kept alive by the returned folder).
     fn empty_engine(limits: SqlLimits) -> anyhow::Result<(tempfile::TempDir, SqlEngine)> {
         let dir = tempfile::tempdir()?;
@@ -1081,11 +1090,7 @@ mod tests {
         let engine = SqlEngine::new(catalog, SqlLimits::default());
         assert_eq!(count(&engine).await?, 2);
         let scanned = |engine: &SqlEngine| {
-            let scans = engine
-                .inner
-                .scans
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let scans = kept_scans(engine);
             scans
                 .get("t")
                 .map(|(version, scan)| (*version, scan.is_some()))
@@ -1139,11 +1144,7 @@ mod tests {
         let catalog = Arc::new(Catalog::new(store, Duration::ZERO));
         let engine = SqlEngine::new(catalog, SqlLimits::default());
         let scanned = |engine: &SqlEngine| {
-            let scans = engine
-                .inner
-                .scans
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let scans = kept_scans(engine);
             let mut names: Vec<String> = scans.keys().cloned().collect();
             names.sort();
             names
