@@ -5,7 +5,7 @@
 //! holds it; the version is read back on open, so a restarted writer resumes after it and a
 //! replayed batch at or below it is skipped instead of written twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use adit_config::{Checked, check};
@@ -32,9 +32,17 @@ pub struct Maintenance {
     /// [`crate::compact`]): lower keeps fewer files for readers, higher rewrites rows fewer
     /// times. 2 to 64.
     pub compact_fanout: usize,
-    /// Files no longer referenced are deleted once older than this.
+    /// Files no longer referenced are deleted once older than this (also each table's
+    /// `delta.deletedFileRetentionDuration`: how long its log keeps their removal).
     #[serde(with = "humantime_serde")]
     pub vacuum_retention: Duration,
+    /// How long each table's log keeps a commit once a newer checkpoint stands (its
+    /// `delta.logRetentionDuration`): the history that Delta time travel reaches. Every commit
+    /// is a file under `_delta_log/`, and a local root lists that whole folder each time a
+    /// reader brings a table up to date; Delta's own default of 30 days would hold millions of
+    /// files for a table landed twice a second.
+    #[serde(with = "humantime_serde")]
+    pub log_retention: Duration,
     /// How long each table keeps its rows, by table name (rows whose `date` is older are
     /// deleted by the table's writer, at most hourly); a table not listed keeps them.
     #[serde(with = "retention_map")]
@@ -58,6 +66,7 @@ impl Default for Maintenance {
             optimize_every_commits: 10,
             compact_fanout: 4,
             vacuum_retention: Duration::from_secs(7 * 24 * 3600),
+            log_retention: DEFAULT_LOG_RETENTION,
             retention: ENERGY_TABLES
                 .iter()
                 .map(|t| (t.to_string(), two_years))
@@ -65,6 +74,13 @@ impl Default for Maintenance {
         }
     }
 }
+
+/// The default [`Maintenance::log_retention`].
+pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(6 * 3600);
+
+/// The shortest [`Maintenance::log_retention`]: twice the hour for which the query catalog
+/// takes a missing next commit file as "nothing newer" before it lists the log again.
+pub const MIN_LOG_RETENTION: Duration = Duration::from_secs(2 * 3600);
 
 /// A table → duration map with humantime values (`energy_readings = "730d"`).
 mod retention_map {
@@ -105,6 +121,20 @@ impl Maintenance {
                 "must be at least 1h (readers may still be reading files it deletes), not {:?}",
                 self.vacuum_retention
             ),
+        )?;
+        check(
+            self.log_retention >= MIN_LOG_RETENTION,
+            "log_retention",
+            format!(
+                "must be at least 2h (readers take a commit file missing within the hour as \
+                 nothing newer), not {:?}",
+                self.log_retention
+            ),
+        )?;
+        check(
+            self.log_retention <= Duration::from_secs(100 * 365 * 24 * 3600),
+            "log_retention",
+            "must be at most 100 years",
         )?;
         for (table, keep) in &self.retention {
             let key = format!("retention.{table}");
@@ -180,6 +210,68 @@ async fn evolve(table: DeltaTable, name: &str, schema: &SchemaRef) -> Result<Del
     Ok(table)
 }
 
+/// The log properties adit keeps on the tables it writes, as Delta spells them.
+fn log_properties(maintenance: &Maintenance) -> HashMap<String, String> {
+    let interval = |d: Duration| format!("interval {} seconds", d.as_secs());
+    HashMap::from([
+        (
+            "delta.logRetentionDuration".to_string(),
+            interval(maintenance.log_retention),
+        ),
+        (
+            "delta.deletedFileRetentionDuration".to_string(),
+            interval(maintenance.vacuum_retention),
+        ),
+        // Delta cleans expired commits after every commit by default, listing the whole log
+        // each time; the writer cleans them hourly instead ([`ExactlyOnceTable::maintain_if_due`]).
+        (
+            "delta.enableExpiredLogCleanup".to_string(),
+            "false".to_string(),
+        ),
+    ])
+}
+
+/// Sets on `table` the log properties of `maintenance` it does not hold yet (one written by an
+/// older adit, or a changed config): one commit, only then.
+async fn keep_log_properties(
+    table: DeltaTable,
+    name: &str,
+    maintenance: &Maintenance,
+) -> Result<DeltaTable> {
+    let delta_err = |source: deltalake::DeltaTableError| Error::Delta {
+        table: name.to_string(),
+        source: Box::new(source),
+    };
+    let snapshot = table.snapshot().map_err(delta_err)?;
+    let held = snapshot.table_config();
+    // Whole seconds, as they are written: a config with a fraction would otherwise differ
+    // from the table at every open.
+    let secs = |d: Duration| Some(Duration::from_secs(d.as_secs()));
+    let holds = |key: &str| match key {
+        "delta.logRetentionDuration" => {
+            held.log_retention_duration == secs(maintenance.log_retention)
+        }
+        "delta.deletedFileRetentionDuration" => {
+            held.deleted_file_retention_duration == secs(maintenance.vacuum_retention)
+        }
+        _ => held.enable_expired_log_cleanup == Some(false),
+    };
+    let mut missing = log_properties(maintenance);
+    missing.retain(|key, _| !holds(key));
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    let mut set: Vec<String> = missing.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    set.sort();
+    let table = table
+        .set_tbl_properties()
+        .with_properties(missing)
+        .await
+        .map_err(delta_err)?;
+    tracing::info!(table = name, properties = %set.join(", "), "table log properties set");
+    Ok(table)
+}
+
 impl ExactlyOnceTable {
     /// Opens (creating if needed) table `name` for writer `app_id` and reads its position.
     pub async fn open(
@@ -190,8 +282,11 @@ impl ExactlyOnceTable {
         app_id: &str,
         maintenance: Maintenance,
     ) -> Result<Self> {
-        let table = store.open_or_create(name, schema, partitions).await?;
+        let table = store
+            .open_or_create_with(name, schema, partitions, log_properties(&maintenance))
+            .await?;
         let table = evolve(table, name, schema).await?;
+        let table = keep_log_properties(table, name, &maintenance).await?;
         let mut this = Self {
             name: name.to_string(),
             table,
@@ -353,8 +448,24 @@ impl ExactlyOnceTable {
                 .map_err(self.delta_err())?;
             tracing::info!(table = %self.name, files_deleted = vacuumed.files_deleted.len(), "vacuumed");
             self.table = table;
+            self.clean_log().await?;
         }
         self.apply_retention(chrono::Utc::now()).await
+    }
+
+    /// Deletes the log's commits older than its retention that a checkpoint stands after, then
+    /// reads the log again (the table's snapshot may name a file just deleted).
+    async fn clean_log(&mut self) -> Result<()> {
+        let cleaned = deltalake::protocol::checkpoints::cleanup_metadata(&self.table, None)
+            .await
+            .map_err(self.delta_err())?;
+        if cleaned > 0 {
+            let mut table = self.table.clone();
+            table.load().await.map_err(self.delta_err())?;
+            self.table = table;
+            tracing::info!(table = %self.name, files_deleted = cleaned, "expired log commits cleaned");
+        }
+        Ok(())
     }
 
     /// Deletes rows whose `date` is older than the table's retention (at most hourly).
@@ -416,5 +527,10 @@ mod tests {
             .retention
             .insert("energy_1h".into(), Duration::from_secs(60));
         assert_eq!(short.validate().unwrap_err().key, "retention.energy_1h");
+        let short_log = Maintenance {
+            log_retention: Duration::from_secs(3600),
+            ..Maintenance::default()
+        };
+        assert_eq!(short_log.validate().unwrap_err().key, "log_retention");
     }
 }

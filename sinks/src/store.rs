@@ -204,6 +204,19 @@ impl TableStore {
         schema: &SchemaRef,
         partitions: &[&str],
     ) -> Result<DeltaTable> {
+        self.open_or_create_with(name, schema, partitions, HashMap::new())
+            .await
+    }
+
+    /// Opens table `name`, creating it with `schema`, `partitions` and table `properties`
+    /// (Delta's `delta.…` keys) if it does not exist.
+    pub async fn open_or_create_with(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        partitions: &[&str],
+        properties: HashMap<String, String>,
+    ) -> Result<DeltaTable> {
         let url = self.table_url(name);
         if url.scheme() == "file" {
             std::fs::create_dir_all(url.path()).map_err(|e| Error::Root {
@@ -232,6 +245,7 @@ impl TableStore {
             .with_table_name(name)
             .with_columns(kernel.fields().cloned())
             .with_partition_columns(partitions.iter().map(|p| p.to_string()))
+            .with_configuration(properties.into_iter().map(|(k, v)| (k, Some(v))))
             .with_save_mode(deltalake::protocol::SaveMode::Ignore)
             .await
             .map_err(Self::delta_err(name))

@@ -439,3 +439,131 @@ async fn two_writers_compacting_the_same_files_keep_each_row_once() {
         "four replaced files (until vacuum), the append, the merged file; the loser's file deleted"
     );
 }
+
+/// The commit files in `dir`'s `_delta_log`.
+fn commit_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_tables_log_keeps_commits_only_for_its_retention_and_positions_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let schema = names_schema();
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    let maint = Maintenance {
+        optimize_every_commits: 1,
+        log_retention: hours(2),
+        vacuum_retention: hours(3),
+        ..Default::default()
+    };
+    let open = |maint: Maintenance| {
+        let (store, schema) = (store.clone(), schema.clone());
+        async move {
+            ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint)
+                .await
+                .unwrap()
+        }
+    };
+    let properties = |t: &ExactlyOnceTable| {
+        let held = t.table().snapshot().unwrap().table_config().clone();
+        (
+            held.log_retention_duration,
+            held.deleted_file_retention_duration,
+            held.enable_expired_log_cleanup,
+        )
+    };
+    let t = open(maint.clone()).await;
+    assert_eq!(
+        properties(&t),
+        (Some(hours(2)), Some(hours(3)), Some(false))
+    );
+    let version = t.table().version();
+    let t = open(maint.clone()).await;
+    assert_eq!(t.table().version(), version, "set once, not at every open");
+    let longer = Maintenance {
+        log_retention: hours(48),
+        ..maint.clone()
+    };
+    let t = open(longer).await;
+    assert_eq!(
+        properties(&t),
+        (Some(hours(48)), Some(hours(3)), Some(false))
+    );
+    assert_eq!(t.table().version(), version.map(|v| v + 1));
+
+    // Commits do not clean the log (that would list it whole at every commit); Delta writes a
+    // checkpoint every 100 versions (at 99, 199…)...
+    let mut t = open(maint).await;
+    let table_dir = dir.path().join("t");
+    for seq in 1..=120 {
+        t.commit(vec![batch(&schema, &[seq])], seq as u64)
+            .await
+            .unwrap();
+    }
+    assert!(
+        table_dir
+            .join("_delta_log/00000000000000000099.checkpoint.parquet")
+            .exists()
+    );
+    // ...not even once their commits are past the retention (Delta's default would clean
+    // them after the next commit)...
+    let three_hours_ago = std::time::SystemTime::now() - hours(3);
+    for name in commit_files(&table_dir) {
+        std::fs::File::options()
+            .write(true)
+            .open(table_dir.join("_delta_log").join(name))
+            .unwrap()
+            .set_modified(three_hours_ago)
+            .unwrap();
+    }
+    for seq in 121..=125 {
+        t.commit(vec![batch(&schema, &[seq])], seq as u64)
+            .await
+            .unwrap();
+    }
+    let latest = t.table().version().unwrap();
+    assert_eq!(
+        commit_files(&table_dir).len() as u64,
+        latest + 1,
+        "no commit cleaned the log"
+    );
+    // ...the writer's hourly maintenance does: commits older than the retention, below a
+    // checkpoint. The writer's position lives on in the checkpoint.
+    t.maintain_if_due().await.unwrap();
+    let kept = commit_files(&table_dir);
+    assert_eq!(
+        kept.first().map(String::as_str),
+        Some("00000000000000000099.json"),
+        "the commits before the checkpoint are cleaned, the rest kept"
+    );
+    let again = open(Maintenance {
+        log_retention: hours(2),
+        vacuum_retention: hours(3),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(again.committed(), 125, "the position survives the cleaning");
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    assert!(store.register(&ctx, "t").await.unwrap());
+    let rows = ctx
+        .sql("SELECT count(*) AS n FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let n = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 125, "every row is still read after the cleaning");
+}

@@ -713,6 +713,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         let started = std::time::Instant::now();
         let epoch = self.epoch + 1;
         let (decoded, messages, rejected) = self.decode(raw, now, recorded.is_some()).await?;
+        let decoded_at = std::time::Instant::now();
         // The newest event time of each input, for the event-time lag once committed.
         let newest: Vec<Option<DateTime<Utc>>> = decoded
             .iter()
@@ -729,6 +730,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 },
             )
             .await?;
+        let stepped_at = std::time::Instant::now();
         match recorded {
             Some(record) => {
                 if record.state.is_some() {
@@ -752,6 +754,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 instance: self.instance.clone(),
             });
         }
+        let recorded_at = std::time::Instant::now();
         let rows = output.row_count();
         let StepOutput {
             tables,
@@ -759,6 +762,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             late,
         } = output;
         self.commit(epoch, tables).await?;
+        let committed_at = std::time::Instant::now();
         self.epoch = epoch;
         publish(self.ctx, &results, stop).await;
         for (i, input) in self.spec.inputs.iter().enumerate() {
@@ -786,7 +790,19 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         for table in &mut self.tables {
             table.maintain_if_due().await?;
         }
-        tracing::debug!(pipeline = %self.instance, epoch, messages, rows, rejected, ms = started.elapsed().as_millis() as u64, "epoch committed");
+        // Where the epoch's time went, for a profile of the landing path.
+        let ms = |from: std::time::Instant, to: std::time::Instant| (to - from).as_millis() as u64;
+        let done = std::time::Instant::now();
+        tracing::debug!(
+            pipeline = %self.instance, epoch, messages, rows, rejected,
+            ms = ms(started, done),
+            decode_ms = ms(started, decoded_at),
+            step_ms = ms(decoded_at, stepped_at),
+            record_ms = ms(stepped_at, recorded_at),
+            commit_ms = ms(recorded_at, committed_at),
+            after_ms = ms(committed_at, done),
+            "epoch committed"
+        );
         Ok(())
     }
 
