@@ -28,6 +28,18 @@ fn batch(schema: &Arc<Schema>, seqs: &[i64]) -> RecordBatch {
     .unwrap()
 }
 
+/// The first row of `sql` over table `t` of `store`, its columns read as integers.
+async fn first_row(store: &TableStore, sql: &str) -> Vec<i64> {
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    assert!(store.register(&ctx, "t").await.unwrap());
+    let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    rows[0]
+        .columns()
+        .iter()
+        .map(|c| c.as_any().downcast_ref::<Int64Array>().unwrap().value(0))
+        .collect()
+}
+
 #[tokio::test]
 async fn positions_survive_reopen_and_replays_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,27 +74,9 @@ async fn positions_survive_reopen_and_replays_are_skipped() {
         .unwrap();
     assert_eq!(other.committed(), 0, "positions are per writer");
 
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
-    assert!(store.register(&ctx, "t").await.unwrap());
-    let rows = ctx
-        .sql("SELECT count(*) AS n, sum(seq) AS s FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let n = rows[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0);
-    let s = rows[0]
-        .column(1)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0);
+    let [n, s] = first_row(&store, "SELECT count(*) AS n, sum(seq) AS s FROM t").await[..] else {
+        panic!("two columns")
+    };
     assert_eq!((n, s), (4, 1 + 2 + 3 + 11));
 }
 
@@ -550,20 +544,6 @@ async fn a_tables_log_keeps_commits_only_for_its_retention_and_positions_survive
     })
     .await;
     assert_eq!(again.committed(), 125, "the position survives the cleaning");
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
-    assert!(store.register(&ctx, "t").await.unwrap());
-    let rows = ctx
-        .sql("SELECT count(*) AS n FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let n = rows[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0);
+    let n = first_row(&store, "SELECT count(*) AS n FROM t").await[0];
     assert_eq!(n, 125, "every row is still read after the cleaning");
 }
