@@ -45,6 +45,12 @@ pub const STALL_AFTER: Duration = Duration::from_secs(30);
 /// A gap longer than this is read again by a new consumer rather than message by message.
 const MAX_DIRECT_READS: u64 = 10_000;
 
+/// A batch drawn from a backlog closes early (see [`closes_early`]) only once it holds this
+/// fraction of [`ConsumerConfig::max_rows`] (never when `max_rows` is smaller): a trickle's
+/// small bursts still wait for `max_wait`, so a steady stream does not turn into one commit
+/// per burst.
+const EARLY_CLOSE_FRACTION: usize = 16;
+
 fn default_stall_after() -> Duration {
     STALL_AFTER
 }
@@ -187,6 +193,10 @@ pub struct BatchConsumer {
     progressed: Instant,
     /// Why the consumer was found stuck, until it next hands out a message.
     stuck: Option<String>,
+    /// Whether the last batch was cut from a backlog's tail with more of it left (see
+    /// [`closes_early`]): the next one, the rest of that backlog, closes at its end whatever
+    /// its size.
+    in_tail: bool,
 }
 
 impl BatchConsumer {
@@ -200,6 +210,7 @@ impl BatchConsumer {
             fresh: true,
             progressed: Instant::now(),
             stuck: None,
+            in_tail: false,
         };
         this.reopen().await?;
         Ok(this)
@@ -428,6 +439,9 @@ impl BatchConsumer {
             client: None,
         };
         let mut deadline = Instant::now() + idle;
+        // What the stream held after the batch's first message when it was sent (`None`
+        // until it comes, or when it came by a direct read, which does not say).
+        let mut first_pending: Option<u64> = None;
         while batch.messages.len() < self.config.max_rows {
             let Some(messages) = self.messages.as_mut() else {
                 if let Err(e) = self.reopen().await {
@@ -446,7 +460,12 @@ impl BatchConsumer {
                 }
                 Ok(next) => next,
             };
-            let Delivered { message, seq, at } = match next {
+            let Delivered {
+                message,
+                seq,
+                pending,
+                at,
+            } = match next {
                 Ok(delivered) => delivered,
                 Err(e) => {
                     tracing::warn!(error = %e, stream = %self.config.stream, "consumer error, re-creating");
@@ -470,6 +489,7 @@ impl BatchConsumer {
                 tracing::warn!(stream = %self.config.stream, expected = self.last_seq + 1, got = seq, read_directly = found.len(), "gap in delivery");
                 let complete = found.len() as u64 == wanted;
                 let now = Instant::now();
+                first_pending.get_or_insert(0);
                 for raw in found {
                     self.hand_out(&mut batch, raw, None, now, &mut deadline);
                 }
@@ -482,7 +502,19 @@ impl BatchConsumer {
             }
             let raw = RawMessage::new(seq, &message);
             self.hand_out(&mut batch, raw, message.reply, at, &mut deadline);
+            let first = *first_pending.get_or_insert(pending);
+            let held = batch.messages.len();
+            if closes_early(held, first, pending, self.config.max_rows, self.in_tail) {
+                self.in_tail = pending > 0;
+                return self.closed(batch);
+            }
         }
+        self.in_tail = false;
+        self.closed(batch)
+    }
+
+    /// `batch`, given the client that acknowledges it when it holds a consumer's messages.
+    fn closed(&self, mut batch: RawBatch) -> RawBatch {
         if batch.last.is_some() {
             batch.client = Some(self.js.client());
         }
@@ -502,6 +534,30 @@ fn schema_version(headers: Option<&async_nats::HeaderMap>) -> Option<SchemaVersi
         .map(|v| SchemaVersion::read(v.as_str()))
 }
 
+/// Whether a batch of `held` messages closes before `max_rows` and `max_wait`, given what the
+/// stream held after its first message (`first_pending`) and after its last (`pending`) when
+/// they were sent, for batches of up to `max_rows`. Only a batch whose every message was
+/// already stored when it began (drawn from a backlog, not waited for) closes early, and only
+/// once it holds [`EARLY_CLOSE_FRACTION`] of `max_rows`:
+/// - once what is left is less than what it holds: a backlog's tail is cut into batches that
+///   halve, so the landing's last epoch, which nothing overlaps, is a small one, each processed
+///   while the next, smaller one is read;
+/// - at the backlog's end (`pending` 0): waiting `max_wait` for more would be idle time
+///   between a drained backlog and its commit. The last piece of a tail cut so (`in_tail`)
+///   closes there whatever its size.
+fn closes_early(
+    held: usize,
+    first_pending: u64,
+    pending: u64,
+    max_rows: usize,
+    in_tail: bool,
+) -> bool {
+    let early_from = max_rows / EARLY_CLOSE_FRACTION;
+    let from_backlog = first_pending.saturating_add(1) >= held as u64;
+    let big_enough = held >= early_from || (in_tail && pending == 0);
+    early_from > 0 && from_backlog && big_enough && pending < held as u64
+}
+
 /// The gap rule of [`BatchConsumer`]: after `last`, `seq` skips sequences the consumer should
 /// have seen.
 fn is_gap(filtered: bool, fresh: bool, last: u64, seq: u64) -> bool {
@@ -510,7 +566,53 @@ fn is_gap(filtered: bool, fresh: bool, last: u64, seq: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_gap;
+    use super::{closes_early, is_gap};
+
+    #[test]
+    fn only_a_batch_drawn_from_a_backlog_closes_early() {
+        // A backlog of 200 000 read in batches of up to 50 000 (early from 3 125).
+        let max = 50_000;
+        let closes = |held, first, pending| closes_early(held, first, pending, max, false);
+        assert!(!closes(49_999, 199_999, 150_000), "full batches fill");
+        assert!(!closes(24_999, 49_999, 25_000), "more left than held");
+        assert!(closes(25_000, 49_999, 24_999), "the tail halves");
+        assert!(closes(3_125, 3_124, 0), "the backlog's end");
+        assert!(!closes(3_000, 3_124, 124), "too small to close early");
+        assert!(
+            !closes(3_124, 3_123, 0),
+            "a burst smaller than a sixteenth waits for max_wait"
+        );
+        assert!(
+            closes_early(100, 99, 0, max, true),
+            "the last piece of a tail closes at the backlog's end"
+        );
+        assert!(
+            !closes_early(100, 199, 99, max, true),
+            "a tail's small piece is not halved again"
+        );
+        assert!(
+            !closes(4_000, 0, 0),
+            "a trickle: the batch was waited for, not drawn from a backlog"
+        );
+        assert!(
+            !closes_early(2, 0, 0, max, true),
+            "nor after a tail: messages came after the batch began"
+        );
+        assert!(
+            !closes(5_000, 4_000, 0),
+            "messages came after the batch began: a live stream, not a backlog"
+        );
+        assert!(
+            closes_early(1, 0, 0, 16, false),
+            "the smallest max_rows that closes early"
+        );
+        for held in 1..=15 {
+            assert!(
+                !closes_early(held, 100, 0, 15, true),
+                "max_rows 15 never closes early"
+            );
+        }
+    }
 
     #[test]
     fn schema_versions_are_read_once_and_judged_by_number() {

@@ -52,6 +52,9 @@ pub struct Delivered {
     pub message: Message,
     /// Its stream sequence.
     pub seq: u64,
+    /// How many messages the stream held for the consumer after this one when the server
+    /// sent it (its `num_pending` then): 0 when it was the stream's last.
+    pub pending: u64,
     /// When it was taken from the inbox.
     pub at: Instant,
 }
@@ -162,8 +165,13 @@ impl Pull {
         match message.status {
             None | Some(StatusCode::OK) => {
                 self.pending = self.pending.saturating_sub(1);
-                match message.reply.as_deref().and_then(stream_sequence) {
-                    Some(seq) => Ok(Some(Delivered { message, seq, at })),
+                match message.reply.as_deref().and_then(stream_position) {
+                    Some((seq, pending)) => Ok(Some(Delivered {
+                        message,
+                        seq,
+                        pending,
+                        at,
+                    })),
                     None => {
                         tracing::warn!(subject = %message.subject, "a message on the consumer's inbox without a JetStream reply subject; ignored");
                         Ok(None)
@@ -213,18 +221,21 @@ fn connects(statistics: &Statistics) -> u64 {
     statistics.connects.load(Ordering::Relaxed)
 }
 
-/// The stream sequence in a JetStream reply subject: `$JS.ACK.<stream>.<consumer>.<delivered>.
-/// <stream seq>.<consumer seq>.<time>.<pending>`, or the form with a domain and account hash
-/// after `$JS.ACK.` (ADR-15, 9 tokens or more there).
-fn stream_sequence(reply: &str) -> Option<u64> {
+/// The stream sequence and the pending count in a JetStream reply subject: `$JS.ACK.<stream>.
+/// <consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`, or the form with a
+/// domain and account hash after `$JS.ACK.` (ADR-15, 9 tokens or more there).
+fn stream_position(reply: &str) -> Option<(u64, u64)> {
     let rest = reply.strip_prefix("$JS.ACK.")?;
-    let tokens = rest.split('.').count();
-    let at = match tokens {
-        7 => 3,
-        9.. => 5,
+    // Counted, then walked again: no allocation per message on the landing's hottest path.
+    let first = match rest.split('.').count() {
+        7 => 0,
+        9.. => 2,
         _ => return None,
     };
-    rest.split('.').nth(at)?.parse().ok()
+    let mut tokens = rest.split('.').skip(first + 3);
+    let seq = tokens.next()?.parse().ok()?;
+    let pending = tokens.nth(2)?.parse().ok()?;
+    Some((seq, pending))
 }
 
 /// Acknowledges every message up to and including the one with reply subject `reply`
@@ -238,23 +249,23 @@ pub async fn ack(client: &Client, reply: Subject) -> Result<(), PullError> {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_sequence;
+    use super::stream_position;
 
     #[test]
-    fn the_stream_sequence_is_read_from_either_reply_form() {
+    fn the_stream_sequence_and_pending_count_are_read_from_either_reply_form() {
         assert_eq!(
-            stream_sequence("$JS.ACK.telemetry.land.1.4711.12.1700000000000000000.3"),
-            Some(4711)
+            stream_position("$JS.ACK.telemetry.land.1.4711.12.1700000000000000000.3"),
+            Some((4711, 3))
         );
         assert_eq!(
-            stream_sequence("$JS.ACK.hub.ACCHASH.telemetry.land.2.4712.13.1700000000000000000.0"),
-            Some(4712)
+            stream_position("$JS.ACK.hub.ACCHASH.telemetry.land.2.4712.13.1700000000000000000.0"),
+            Some((4712, 0))
         );
         assert_eq!(
-            stream_sequence(
-                "$JS.ACK.hub.ACCHASH.telemetry.land.2.4713.13.1700000000000000000.0.r4nd"
+            stream_position(
+                "$JS.ACK.hub.ACCHASH.telemetry.land.2.4713.13.1700000000000000000.9.r4nd"
             ),
-            Some(4713)
+            Some((4713, 9))
         );
         for odd in [
             "",
@@ -265,8 +276,11 @@ mod tests {
             "$JS.ACK.a.b.c.d.e.f.g.h",
             "$JS.ACK.telemetry.land.1.-5.12.1.3",
             "$JS.ACK.telemetry.land.1.99999999999999999999999.12.1.3",
+            "$JS.ACK.telemetry.land.1.4711.12.1.-3",
+            "$JS.ACK.telemetry.land.1.4711.12.1.many",
+            "$JS.ACK.hub.ACCHASH.telemetry.land.2.4713.13.1700000000000000000.",
         ] {
-            assert_eq!(stream_sequence(odd), None, "{odd:?}");
+            assert_eq!(stream_position(odd), None, "{odd:?}");
         }
     }
 }

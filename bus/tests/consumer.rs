@@ -171,3 +171,65 @@ async fn pulls_go_on_across_a_server_restart_and_a_deleted_consumer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A backlog is handed out in full batches, then in batches that halve as it runs out, and
+/// its last batch comes as soon as the stream is read to its end, without waiting for
+/// `max_wait` (an hour here). A trickle after it is still gathered for `max_wait`, not handed
+/// out a message at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlogs_tail_comes_in_halving_batches_without_waiting_and_a_trickle_is_gathered() {
+    const BACKLOG: usize = 4_000;
+    let nats = adit_testkit::NatsServer::start();
+    let js = nats.jetstream().await;
+    ensure_streams(&js, &Default::default()).await.unwrap();
+    let publisher = Publisher::new(js.clone());
+    publisher
+        .publish_all((0..BACKLOG).map(reading).collect())
+        .await
+        .unwrap();
+    let mut config = telemetry("tail-test", 1_600, Duration::from_secs(30));
+    config.max_wait = Duration::from_secs(3600);
+    let mut consumer = BatchConsumer::start(js.clone(), config, 0).await.unwrap();
+    let mut sizes = Vec::new();
+    let mut seqs = Vec::new();
+    while seqs.len() < BACKLOG {
+        let batch = tokio::time::timeout(
+            Duration::from_secs(60),
+            consumer.next_batch(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("a batch waited for max_wait after {sizes:?}"));
+        assert!(!batch.is_empty(), "the backlog stopped after {sizes:?}");
+        sizes.push(batch.messages.len());
+        seqs.extend(batch.messages.iter().map(|m| m.seq));
+    }
+    // A full batch while more than two wait; then each closes once what is left is less than
+    // it holds, down to 1 600 / 16 = 100; the last piece closes at the stream's end.
+    assert_eq!(sizes, [1_600, 1_201, 600, 300, 150, 100, 49], "{sizes:?}");
+    let expected: Vec<u64> = (1..=BACKLOG as u64).collect();
+    assert_eq!(seqs, expected, "every message once, in order");
+
+    // A trickle: each message the stream's last when sent. Gathered until max_wait.
+    let mut config = telemetry("trickle-test", 1_600, Duration::from_secs(30));
+    config.max_wait = Duration::from_secs(2);
+    let mut consumer = BatchConsumer::start(js.clone(), config, BACKLOG as u64)
+        .await
+        .unwrap();
+    let trickle = tokio::spawn({
+        let publisher = publisher.clone();
+        async move {
+            for i in 0..300 {
+                publisher.publish_all(vec![reading(BACKLOG + i)]).await?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Ok::<(), adit_bus::Error>(())
+        }
+    });
+    let batch = consumer.next_batch(Duration::from_secs(10)).await;
+    trickle.await.unwrap().unwrap();
+    assert!(
+        batch.messages.len() >= 150,
+        "a trickle is gathered for max_wait, not cut at its small bursts: {} messages",
+        batch.messages.len()
+    );
+}

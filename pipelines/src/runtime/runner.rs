@@ -507,21 +507,22 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 reason: "declares no output table; its commits are what own its positions".into(),
             });
         }
-        let mut tables = Vec::new();
-        for out in &spec.outputs {
+        // Opened (or created) side by side: a landing has up to six tables, and each open
+        // waits on its store; the pipeline's start, which a restart and a backlog's landing
+        // wait on, is the slowest table's open, not their sum.
+        let tables = futures::future::try_join_all(spec.outputs.iter().map(|out| async move {
             let partitions: Vec<&str> = out.partitions.iter().map(String::as_str).collect();
-            tables.push(
-                ExactlyOnceTable::open(
-                    &ctx.store,
-                    &out.name,
-                    &out.schema,
-                    &partitions,
-                    instance,
-                    ctx.config.maintenance.clone(),
-                )
-                .await?,
-            );
-        }
+            ExactlyOnceTable::open(
+                &ctx.store,
+                &out.name,
+                &out.schema,
+                &partitions,
+                instance,
+                ctx.config.maintenance.clone(),
+            )
+            .await
+        }))
+        .await?;
         Ok(Self {
             pipeline,
             ctx,
