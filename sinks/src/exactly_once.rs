@@ -173,6 +173,8 @@ pub struct ExactlyOnceTable {
     retention_checked: Option<std::time::Instant>,
     /// When unreferenced files were last deleted.
     vacuumed: Option<std::time::Instant>,
+    /// The compaction running beside the writer, if one is ([`ExactlyOnceTable::maintain_if_due`]).
+    compacting: Option<tokio::task::JoinHandle<Result<Option<DeltaTable>>>>,
 }
 
 /// Adds to a table written by an older adit the columns this version writes that it lacks
@@ -297,6 +299,7 @@ impl ExactlyOnceTable {
             schema: schema.clone(),
             retention_checked: None,
             vacuumed: None,
+            compacting: None,
         };
         this.check_schema()?;
         this.committed = this.read_position().await?;
@@ -412,28 +415,31 @@ impl ExactlyOnceTable {
         Ok(true)
     }
 
-    /// Compacts small files (size-tiered and sorted, [`compact_sorted`]) when due, deletes
-    /// unreferenced ones past retention (at most hourly: it lists the whole table) and rows
-    /// past retention. Runs in the writer's own task between batches, so it never races the
-    /// writer's commits.
+    /// Starts compacting small files (size-tiered and sorted, [`compact_sorted`]) when due,
+    /// deletes unreferenced ones past retention (at most hourly: it lists the whole table) and
+    /// rows past retention. Called by the writer between batches.
+    ///
+    /// The compaction runs on a thread of its own beside the writer, which keeps committing:
+    /// a 50 000-row landing would otherwise stop for the length of a merge (hundreds of
+    /// milliseconds) every `optimize_every_commits` commits. The two commit side by side
+    /// safely: the writer's appends read no file, and the compaction changes no data
+    /// (`dataChange: false`, no `txn` action), so Delta's conflict check lets each through
+    /// over the other without touching the writer's fencing, and the compaction commits only
+    /// while every file it replaces is still live ([`compact_sorted`]). One compaction at a
+    /// time; a failed one is this call's error once it has ended.
     pub async fn maintain_if_due(&mut self) -> Result<()> {
-        let every = self.maintenance.optimize_every_commits;
-        if every == 0 || self.since_optimize < every {
-            return Ok(());
+        if self.compacting.as_ref().is_some_and(|c| c.is_finished()) {
+            self.finish_compaction().await?;
         }
-        self.since_optimize = 0;
-        let fanout = self.maintenance.compact_fanout;
-        if let Some((table, done)) =
-            compact_sorted(&self.name, &self.table, &self.schema, fanout).await?
-        {
-            tracing::info!(
-                table = %self.name,
-                files_added = done.files_added,
-                files_removed = done.files_removed,
-                rows = done.rows,
-                "compacted, sorted by the filter columns"
-            );
-            self.table = table;
+        let every = self.maintenance.optimize_every_commits;
+        if every > 0 && self.since_optimize >= every && self.compacting.is_none() {
+            self.since_optimize = 0;
+            self.compacting = Some(spawn_compaction(
+                self.name.clone(),
+                self.table.clone(),
+                self.schema.clone(),
+                self.maintenance.compact_fanout,
+            ));
         }
         if hourly_due(&mut self.vacuumed) {
             let retention = chrono::Duration::from_std(self.maintenance.vacuum_retention)
@@ -451,6 +457,24 @@ impl ExactlyOnceTable {
             self.clean_log().await?;
         }
         self.apply_retention(chrono::Utc::now()).await
+    }
+
+    /// Waits for the running compaction, if any, to end: its error, or `Ok` with its files in
+    /// [`Self::table`] (a writer commit after it took them in already; else its table is newer).
+    pub async fn finish_compaction(&mut self) -> Result<()> {
+        let Some(running) = self.compacting.take() else {
+            return Ok(());
+        };
+        let compacted = running.await.map_err(|e| Error::Compact {
+            table: self.name.clone(),
+            reason: format!("the compaction thread ended without an answer: {e}"),
+        })??;
+        if let Some(table) = compacted
+            && table.version() > self.table.version()
+        {
+            self.table = table;
+        }
+        Ok(())
     }
 
     /// Deletes the log's commits older than its retention that a checkpoint stands after, then
@@ -496,6 +520,30 @@ impl ExactlyOnceTable {
         self.table = table;
         Ok(())
     }
+}
+
+/// Compacts `table` ([`compact_sorted`]) on a blocking thread, so that its sorting and
+/// Parquet encoding take no worker thread from the tasks that read the bus and land batches.
+fn spawn_compaction(
+    name: String,
+    table: DeltaTable,
+    schema: SchemaRef,
+    fanout: usize,
+) -> tokio::task::JoinHandle<Result<Option<DeltaTable>>> {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let done = runtime.block_on(compact_sorted(&name, &table, &schema, fanout))?;
+        Ok(done.map(|(table, done)| {
+            tracing::info!(
+                table = %name,
+                files_added = done.files_added,
+                files_removed = done.files_removed,
+                rows = done.rows,
+                "compacted, sorted by the filter columns"
+            );
+            table
+        }))
+    })
 }
 
 /// Whether an hourly task last run at `last` is due; if so, marks it run now.

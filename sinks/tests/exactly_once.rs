@@ -63,6 +63,7 @@ async fn positions_survive_reopen_and_replays_are_skipped() {
         "a replay is skipped"
     );
     t.maintain_if_due().await.unwrap();
+    t.finish_compaction().await.unwrap();
 
     let mut again = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone())
         .await
@@ -292,11 +293,13 @@ async fn commits_and_compaction_write_files_sorted_by_the_filter_columns() {
         if commit < 4 {
             // Fewer small files than the fanout: left as they are.
             t.maintain_if_due().await.unwrap();
+            t.finish_compaction().await.unwrap();
             let after = t.table().snapshot().unwrap().log_data().iter().count();
             assert_eq!(after, files, "a tier below the fanout is not merged");
         }
     }
     t.maintain_if_due().await.unwrap();
+    t.finish_compaction().await.unwrap();
     let files = live_files(&t);
     assert_eq!(files.len(), 2, "one sorted file per date: {files:?}");
 
@@ -432,6 +435,79 @@ async fn two_writers_compacting_the_same_files_keep_each_row_once() {
         files, 6,
         "four replaced files (until vacuum), the append, the merged file; the loser's file deleted"
     );
+}
+
+/// The writer's own compaction runs beside it (issue 29): the writer keeps committing while a
+/// merge of its earlier files is written and committed, each over the other. The table ends
+/// with every row once, the writer's position, and fewer files than commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_beside_the_writer_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let schema = names_schema();
+    let maint = Maintenance {
+        optimize_every_commits: 1,
+        compact_fanout: 2,
+        ..Default::default()
+    };
+    let mut t = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone())
+        .await
+        .unwrap();
+    let (commits, rows) = (40_i64, 50_i64);
+    for c in 0..commits {
+        let seqs: Vec<i64> = (c * rows + 1..=(c + 1) * rows).collect();
+        let version = ((c + 1) * rows) as u64;
+        assert!(
+            t.commit(vec![batch(&schema, &seqs)], version)
+                .await
+                .unwrap()
+        );
+        t.maintain_if_due().await.unwrap();
+    }
+    t.finish_compaction().await.unwrap();
+
+    let operations: Vec<String> = commit_files(&dir.path().join("t"))
+        .iter()
+        .map(|name| commit_operation(&dir.path().join("t/_delta_log").join(name)))
+        .collect();
+    let optimized = operations.iter().filter(|op| *op == "OPTIMIZE").count();
+    let last_write = operations.iter().rposition(|op| op == "WRITE").unwrap();
+    let first_optimize = operations.iter().position(|op| op == "OPTIMIZE");
+    assert!(
+        optimized >= 2 && first_optimize.is_some_and(|o| o < last_write),
+        "compactions committed between the writer's commits: {operations:?}"
+    );
+    let n = commits * rows;
+    let [count, distinct, sum] = first_row(
+        &store,
+        "SELECT count(*) AS n, count(DISTINCT seq) AS d, sum(seq) AS s FROM t",
+    )
+    .await[..] else {
+        panic!("three columns")
+    };
+    assert_eq!((count, distinct, sum), (n, n, n * (n + 1) / 2));
+    let files = live_files(&t).len();
+    assert!(
+        files < commits as usize / 2,
+        "{files} live files after {commits} commits"
+    );
+    let again = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.committed(),
+        n as u64,
+        "the position survives the compactions"
+    );
+}
+
+/// The operation a Delta commit file records (`WRITE`, `OPTIMIZE`...).
+fn commit_operation(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|action| action["commitInfo"]["operation"].as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 /// The commit files in `dir`'s `_delta_log`.
