@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every test of the workspace
-# against real servers the tests start themselves (a private nats-server per test, temp
-# Delta tables). Builds once, in debug, into a target folder outside the clone; clippy with
+# (with cargo-nextest) against real servers the tests start themselves (a private nats-server
+# per test, temp Delta tables). Builds once, in debug, into a target folder outside the clone; clippy with
 # -D warnings and cargo-machete (unused dependencies) must pass before the tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +15,7 @@ command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --ve
 cargo machete
 # No two files of a crate import each other, directly or round a circle.
 python3 scripts/import_cycles.py
-cargo test --workspace --no-fail-fast "$@"
+# Every test of the workspace in one queue (.config/nextest.toml: two at a time, the heavy
+# multi-process tests taking turns); the workspace has no doc tests.
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+cargo nextest run --workspace --no-fail-fast "$@"

@@ -101,21 +101,29 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let groups: Value = client
-        .get(format!("{}/api/v1/alerts/rules", app.url()))
-        .bearer_auth(READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = groups["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
+    // The alerts role loads the rules file group by group after the API is up: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let names = loop {
+        let groups: Value = client
+            .get(format!("{}/api/v1/alerts/rules", app.url()))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<String> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_string())
+            .collect();
+        if names.len() >= 4 || std::time::Instant::now() > deadline {
+            break names;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(
         names,
         ["access", "farm", "pool", "test"],

@@ -155,11 +155,10 @@ async fn heavy_statements_end_in_4xx_and_the_process_stays_up() {
     assert!(refused > 0, "the read role's queue never filled");
     probes.sort();
     println!("select 1 under load: {probes:?}");
+    // Not queued behind the heavy statements (each runs for seconds): a tenth of the timeout,
+    // a bound a machine busy with other tests still keeps.
     let median = probes[probes.len() / 2];
-    assert!(
-        median < Duration::from_millis(100),
-        "select 1 took {probes:?}"
-    );
+    assert!(median < limit / 10, "select 1 took {probes:?}");
 
     // A client that goes away stops its statement.
     let url = app.url();
