@@ -14,7 +14,8 @@ use common::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-const EVENTS: usize = 60_000;
+/// The most events the producer publishes: at 5 000 a second, far more than a backup takes.
+const EVENTS: usize = 150_000;
 
 /// Runs `adit <args>` to completion; its exit, stdout and stderr.
 fn adit(args: &[String]) -> (bool, String, String) {
@@ -91,12 +92,18 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     ])
     .await;
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    // Events flow until the backup is taken (or the producer runs dry, which fails the test).
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let producer = tokio::spawn(async move {
         let msgs = telemetry(EVENTS, base);
-        for chunk in msgs.chunks(2_000) {
+        for chunk in msgs.chunks(500) {
+            if *stopped.borrow_and_update() {
+                return true;
+            }
             publisher.publish_all(chunk.to_vec()).await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        false
     });
     let tables = source.path().join("tables");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -131,8 +138,9 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     let (ok, out, err) = adit(&args);
     assert!(ok, "backup failed: {err}");
     let taken: Value = serde_json::from_str(&out).unwrap();
+    stop.send(true).unwrap();
     assert!(
-        !producer.is_finished(),
+        producer.await.unwrap(),
         "the backup was meant to be taken while events flow"
     );
     let (ok, out, err) = adit(&[
@@ -148,7 +156,6 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
         "{verified}"
     );
     drop(app);
-    producer.abort();
 
     let folder = Path::new(
         taken["backup"]
