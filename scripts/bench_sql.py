@@ -178,9 +178,9 @@ def sql_rows(port, sql):
     return json.loads(post_sql(port, sql))
 
 
-def land(bin_path, config, tables, nats_url, port, rows, rate):
-    """Publishes simulated readings until the running adit's landing has committed at least
-    `rows` energy readings, then waits for it to settle (no fresh rows left, compaction done)."""
+def land(bin_path, config, tables, nats_url, port, pid, rows, rate):
+    """Publishes simulated readings until the running adit (process `pid`) has committed at
+    least `rows` energy readings, then waits for the count to settle and adit to go quiet."""
     count = "SELECT count(*) AS n FROM energy_readings"
     sim = subprocess.Popen([bin_path, "--config", config, "--tables", tables,
                             "--nats-url", nats_url, "simulate", "--sites", "10",
@@ -209,6 +209,30 @@ def land(bin_path, config, tables, nats_url, port, rows, rate):
         same = same + 1 if n == last else 0
         last = n
     print(f"landed {last} readings in {time.time() - started:.0f} s", file=sys.stderr)
+    quiet(pid)
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user and system) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def quiet(pid, limit=600):
+    """Waits until process `pid` has used under 5 % of a core in each of 3 seconds running:
+    the readings' count settles while the other pipelines (energy, hashrate, anomalies...)
+    still work through the same stream and compactions still run, and queries timed beside
+    that measure the machine's load, not the query."""
+    started, calm, used = time.time(), 0, cpu_seconds(pid)
+    while calm < 3:
+        if time.time() - started > limit:
+            raise SystemExit(f"adit still busy {limit} s after the landing settled")
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        calm = calm + 1 if now - used < 0.05 else 0
+        used = now
+    print(f"adit quiet after {time.time() - started:.0f} s more", file=sys.stderr)
 
 
 def snapshot_files(table_dir):
@@ -337,7 +361,7 @@ def main():
         con = duckdb.connect()
         if a.landed:
             if not a.reuse:
-                land(a.bin, config, a.dir, nats_url, port, a.rows, a.rate)
+                land(a.bin, config, a.dir, nats_url, port, adit.pid, a.rows, a.rate)
             files = snapshot_files(os.path.join(a.dir, "energy_readings"))
             sizes = [os.path.getsize(f.removeprefix("file://")) for f in files]
             print(f"energy_readings: {len(files)} Parquet files in its snapshot, "

@@ -32,12 +32,11 @@ use datafusion::common::{
     Column, ColumnStatistics, DFSchema, DataFusionError, Result as DfResult, ScalarValue,
     Statistics, project_schema,
 };
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::listing::helpers::expr_applicable_for_cols;
 use datafusion::datasource::object_store::ObjectStoreUrl;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::utils::conjunction;
@@ -50,6 +49,8 @@ use deltalake::kernel::{LogDataHandler, LogicalFileView};
 use object_store::ObjectMeta;
 use object_store::path::Path;
 use serde::Deserialize;
+
+use crate::page_index::IndexedFooters;
 
 /// Delta's string statistics may be cut to this many characters (Spark's default); a max of
 /// that length may be a prefix of the real one.
@@ -253,17 +254,27 @@ impl TableProvider for SnapshotTable {
         // drop rows and would cost a check per row.
         let mut options = session.table_options().parquet.clone();
         options.global.pushdown_filters |= filters.iter().any(|f| !self.on_partitions_only(f));
-        let format = ParquetFormat::default().with_options(options);
-        let config = FileScanConfigBuilder::new(
-            self.store_url.clone(),
-            format.file_source(self.scan.clone()),
-        )
-        .with_file_groups(groups)
-        .with_statistics(statistics)
-        .with_projection_indices(Some(indices))?
-        .with_limit(limit)
-        .build();
-        format.create_physical_plan(session, config).await
+        // As `ParquetFormat::create_physical_plan` builds the scan, but with readers that
+        // keep each file's page index in the footer cache (crate::page_index).
+        let runtime = session.runtime_env();
+        let readers = IndexedFooters::new(
+            runtime.object_store(&self.store_url)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let hint = options.global.metadata_size_hint;
+        let mut source = ParquetSource::new(self.scan.clone())
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(readers));
+        if let Some(hint) = hint {
+            source = source.with_metadata_size_hint(hint);
+        }
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_statistics(statistics)
+            .with_projection_indices(Some(indices))?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
     }
 
     fn supports_filters_pushdown(

@@ -15,6 +15,7 @@ pub mod error;
 mod executor;
 pub mod fresh;
 mod local_files;
+mod page_index;
 pub mod params;
 mod pool;
 mod runs;

@@ -103,8 +103,7 @@ fn read_ranges(
     location: &Path,
     ranges: &[Range<u64>],
 ) -> Result<Vec<Bytes>> {
-    use std::io::{Error, ErrorKind};
-    use std::os::unix::fs::FileExt;
+    use std::io::{Error, ErrorKind, Read, Seek, SeekFrom};
     let failed = |source: Error| match source.kind() {
         ErrorKind::NotFound => object_store::Error::NotFound {
             path: location.to_string(),
@@ -128,8 +127,23 @@ fn read_ranges(
                 return Err(outside());
             }
             let len = usize::try_from(range.end - range.start).map_err(|_| outside())?;
-            let mut buf = vec![0_u8; len];
-            file.read_exact_at(&mut buf, range.start).map_err(failed)?;
+            // Read into capacity the file's bytes fill: a zeroed buffer cost a scan as much
+            // time as the reading (mimalloc's zeroing was 6 % of a point lookup's profile).
+            let mut buf = Vec::with_capacity(len);
+            (&file).seek(SeekFrom::Start(range.start)).map_err(failed)?;
+            (&file)
+                .take(range.end - range.start)
+                .read_to_end(&mut buf)
+                .map_err(failed)?;
+            if buf.len() != len {
+                return Err(failed(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!(
+                        "bytes {range:?} ended after {} (the file shrank)",
+                        buf.len()
+                    ),
+                )));
+            }
             Ok(Bytes::from(buf))
         })
         .collect()
