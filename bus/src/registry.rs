@@ -197,11 +197,39 @@ impl Registry {
         by: &str,
         expected: Option<u64>,
     ) -> Result<Changed, RegistryError> {
+        let mut current = self.snapshot().await?.into_iter().collect();
+        self.put_over(&mut current, record, by, expected).await
+    }
+
+    /// Puts each of `records` as `by`, in order, as [`Registry::put`] would (references
+    /// checked, an unchanged record left alone, each write conditional on the revision read),
+    /// against one read of the registry kept up to date with its own writes instead of a read
+    /// of the whole bucket per record (registering a 2 000-machine farm took two minutes).
+    /// Stops at the first refusal; returns how many records were written.
+    pub async fn put_all(&self, records: Vec<Record>, by: &str) -> Result<usize, RegistryError> {
+        let mut current = self.snapshot().await?.into_iter().collect();
+        let mut written = 0;
+        for record in records {
+            let key = record.key();
+            let changed = self.put_over(&mut current, record, by, None).await?;
+            tracing::debug!(%key, revision = changed.revision, "registered");
+            written += usize::from(changed.written);
+        }
+        Ok(written)
+    }
+
+    /// [`Registry::put`] against `current`, the registry as last read, which it updates
+    /// with what it writes.
+    async fn put_over(
+        &self,
+        current: &mut std::collections::BTreeMap<String, Versioned>,
+        record: Record,
+        by: &str,
+        expected: Option<u64>,
+    ) -> Result<Changed, RegistryError> {
         record.validate()?;
-        let current = self.snapshot().await?;
-        let find = |key: &str| current.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         for (field, key) in record.references() {
-            if find(&key).is_none() {
+            if !current.contains_key(&key) {
                 return Err(FieldError::new(
                     field,
                     format!("{key} is not in the registry; create it first"),
@@ -210,7 +238,7 @@ impl Registry {
             }
         }
         let key = record.key();
-        let existing = find(&key).cloned();
+        let existing = current.get(&key).cloned();
         if let Some(same) = existing.as_ref().filter(|v| v.record == record)
             && expected.is_none_or(|want| want == same.revision)
         {
@@ -225,11 +253,12 @@ impl Registry {
             op: ChangeOp::Put,
             by: by.to_string(),
             at: Utc::now(),
-            record: Some(record),
+            record: Some(record.clone()),
         };
         let revision = self
             .write(&entry, expected, existing.as_ref().map(|v| v.revision))
             .await?;
+        current.insert(key, Versioned { record, revision });
         Ok(Changed {
             revision,
             before: existing.map(|v| v.record),

@@ -946,16 +946,7 @@ pub async fn register_records(
     registry: &Registry,
     by: &str,
 ) -> Result<usize, RegistryError> {
-    let mut changed = 0;
-    for record in records {
-        let key = record.key();
-        let done = registry.put(record, by, None).await?;
-        if done.written {
-            changed += 1;
-        }
-        tracing::debug!(%key, revision = done.revision, "simulated device registered");
-    }
-    Ok(changed)
+    registry.put_all(records, by).await
 }
 
 #[cfg(test)]
