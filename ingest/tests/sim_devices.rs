@@ -191,8 +191,8 @@ async fn the_simulated_farm_is_read_through_the_adapters_over_real_sockets() {
     assert_eq!(kind_of("hum-01"), AdapterKind::Mqtt);
     let registered = devices.register(&registry, "test").await.expect("register");
     assert_eq!(registered, records.len());
-    // Every record is in the registry as given (one read of it served the whole batch, kept
-    // up to date with the batch's own writes: meters name machines written just before).
+    // Every record is in the registry as given, meters included, though they name machines
+    // the same batch wrote just before them.
     let stored = registry.snapshot().await.expect("snapshot");
     for record in &records {
         let found = stored.iter().find(|(k, _)| *k == record.key());

@@ -4,7 +4,7 @@
 //! asks for the footer without the page index, so the cache holds footers only; then, when a
 //! filter can use the index, the scan reads the file's column and offset indexes from the file
 //! again, every statement, and keeps them nowhere. On issue 29's landed bench that re-read
-//! (and its allocation) was a seventh of a point lookup's profile. [`IndexedFooters`] asks for
+//! (and its allocation) was 7 % of a point lookup's CPU profile. [`IndexedFooters`] asks for
 //! the page index with every footer, so the first statement over a file caches both and the
 //! next ones find the index already there. Files without a page index are read as before.
 
