@@ -294,3 +294,91 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
         "{err}"
     );
 }
+
+/// `dir` and every file and folder under it whose mode lets group or others in (with the
+/// mode), and how many files there are.
+#[cfg(unix)]
+fn open_to_others(dir: &Path) -> (Vec<String>, usize) {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut open, mut files) = (Vec::new(), 0);
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let mut seen = vec![folder.clone()];
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files += 1;
+                seen.push(path);
+            }
+        }
+        for path in seen {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            if mode & 0o077 != 0 {
+                open.push(format!("{} {mode:o}", path.display()));
+            }
+        }
+    }
+    (open, files)
+}
+
+/// Issue 56: a backup holds the config's secrets (kept with `--with-secrets`: tokens,
+/// notification webhooks) and the payer's transactions with their keys, so on disk it is its
+/// owner's alone: the location, every folder and every file the backup writes (tables,
+/// streams, config, manifest) are created without any access for group or others.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_on_disk_is_its_owners_alone() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (publisher, _js) = publisher(&nats).await;
+    let app = App::start(&nats.url(), dir.path(), "pipelines", "");
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    publisher.publish_all(telemetry(400, base)).await.unwrap();
+    let tables = dir.path().join("tables");
+    eventually(Duration::from_secs(120), "telemetry landing", || async {
+        energy_rows(&tables).await > 0
+    })
+    .await;
+    drop(app);
+
+    let backups = dir.path().join("backups");
+    let mut args = vec![
+        "--config".into(),
+        dir.path().join("adit.toml").display().to_string(),
+    ];
+    args.extend(globals(&nats.url(), dir.path()));
+    args.extend([
+        "backup".into(),
+        "--to".into(),
+        backups.display().to_string(),
+        "--with-secrets".into(),
+    ]);
+    let (ok, out, err) = adit(&args);
+    assert!(ok, "backup failed: {err}");
+    let taken: Value = serde_json::from_str(&out).unwrap();
+    let folder = Path::new(
+        taken["backup"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("file://"),
+    )
+    .to_path_buf();
+    let config = std::fs::read_to_string(folder.join("config.toml")).unwrap();
+    assert!(
+        config.contains(READ_TOKEN),
+        "the secrets were kept: {config}"
+    );
+    for part in [
+        "manifest.json",
+        "streams",
+        "tables/energy_readings/_delta_log",
+    ] {
+        assert!(folder.join(part).exists(), "{part} is in the backup");
+    }
+
+    let (open, files) = open_to_others(&backups);
+    assert!(open.is_empty(), "open to group or others: {open:#?}");
+    assert!(files >= 5, "{files} files checked");
+}

@@ -2,7 +2,9 @@
 //! binary: a 511-byte SQL chain that overflowed a planning thread's stack, value bombs built
 //! by `||`, `concat_ws`, `make_array` and `array_concat`, a Stratum `submit` whose job id holds
 //! a line break (it panicked the pool's publisher: every later share was lost while miners were
-//! told OK), and the managed nats-server outliving a SIGKILLed adit.
+//! told OK), and the managed nats-server outliving a SIGKILLed adit. Issue 56: a solution
+//! resent under another job id credited again, and statements whose trees nest past a stack
+//! through any production (types, COPY, joins…) on HTTP and the PostgreSQL port.
 
 mod common;
 
@@ -33,14 +35,65 @@ async fn sql_status(app: &App, sql: &str) -> (u16, serde_json::Value) {
 async fn deep_sql_and_value_bombs_are_refused_and_the_process_lives_on() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
+    let pg = free_port();
     let app = App::start(
         &nats.url(),
         dir.path(),
         "query",
-        "[query.limits]\nmax_value_bytes = 1048576\nmemory_bytes = 33554432\n",
+        &format!(
+            "[query.limits]\nmax_value_bytes = 1048576\nmemory_bytes = 33554432\n\
+             [query.postgres]\nlisten = \"127.0.0.1:{pg}\"\n"
+        ),
     );
     app.wait_http().await;
     let pid = app.pid().unwrap();
+
+    // Issue 56: a type nested by a loop of the parser (1 000 pairs of brackets, 2 KB) aborted
+    // the process over HTTP; the query inside COPY was never measured. Every node counts now.
+    for sql in [
+        format!("SELECT NULL::int{}", "[]".repeat(1_000)),
+        format!("COPY (SELECT 1{}) TO '/dev/null'", "+1".repeat(1_000)),
+    ] {
+        let (status, body) = sql_status(&app, &sql).await;
+        assert!((400..500).contains(&status), "{status} {body}");
+        assert!(alive(pid), "adit died; log:\n{}", app.log());
+    }
+    let (status, body) = sql_status(
+        &app,
+        &format!("SELECT NULL::int{} AS x", "[]".repeat(1_000)),
+    )
+    .await;
+    assert_eq!(
+        body["error"]["code"], "statement_too_complex",
+        "{status} {body}"
+    );
+    // The same through psql, 5 000 pairs: refused, and the server goes on for everyone.
+    let psql = |sql: &str| {
+        std::process::Command::new("psql")
+            .env("PGPASSWORD", READ_TOKEN)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .arg(format!(
+                "host=127.0.0.1 port={pg} user=hostile dbname=adit sslmode=disable"
+            ))
+            .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-c", sql])
+            .output()
+            .expect("psql runs (scripts/setup.sh installs Debian's postgresql-client)")
+    };
+    let mut refused = None;
+    for _ in 0..50 {
+        let out = psql(&format!("SELECT NULL::int{}", "[]".repeat(5_000)));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !err.contains("Connection refused") {
+            refused = Some((out.status.success(), err));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, err) = refused.expect("the PostgreSQL port opens");
+    assert!(!ok && err.contains("54001"), "{err}");
+    let out = psql("SELECT 40 + 2");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{out:?}");
+    assert!(alive(pid), "adit died; log:\n{}", app.log());
 
     // The statement that aborted the process: 250 terms, 511 bytes.
     let chain = format!("select 1{}", "+1".repeat(250));
@@ -292,4 +345,104 @@ async fn the_managed_nats_server_dies_with_adit_and_an_orphan_is_stopped() {
     assert_eq!(servers_on(&store), vec![server], "log:\n{}", app.log());
     assert!(app.terminate(), "clean exit; log:\n{}", app.log());
     assert!(gone_within(server, Duration::from_secs(15)).await);
+}
+
+/// Issue 56: one solution, one credit. Two `getjob`s in a row gave two job ids over one blob,
+/// and a share solved on the first was accepted under both. Now every job has a blob of its
+/// own: the same share under the next job is the wrong hash, under its own job a duplicate,
+/// from another connection an unknown job, and `shares` credits it once. `getjob` is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solution_is_credited_once_whatever_job_it_is_sent_under() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stratum_port = free_port();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pool,pipelines,query",
+        &format!(
+            "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"sim\"\n\
+             [pool.server]\npool = \"sim\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n\
+             [pool.server.limits]\ngetjobs_per_s = 2.0\n"
+        ),
+    );
+    app.wait_http().await;
+    let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
+    let mut miner = stratum_login(&app, addr, &format!("{WALLET}+20.replayer")).await;
+    let first = miner.job.clone();
+    let (nonce, result) = miner.mine().unwrap();
+    let reply = miner
+        .submit_to(&first.job_id, &nonce, &result)
+        .await
+        .unwrap();
+    assert_eq!(reply["result"]["status"], "OK", "{reply}");
+
+    let session = miner.session.clone();
+    let next = miner
+        .call("getjob", serde_json::json!({ "id": session }))
+        .await
+        .unwrap();
+    let second = next["result"]["job_id"].as_str().unwrap().to_string();
+    assert_ne!(second, first.job_id);
+    assert_ne!(
+        next["result"]["blob"],
+        first.blob.as_str(),
+        "a blob per job"
+    );
+    let reply = miner.submit_to(&second, &nonce, &result).await.unwrap();
+    assert_eq!(reply["error"]["message"], "Incorrect hash", "{reply}");
+    let reply = miner
+        .submit_to(&first.job_id, &nonce, &result)
+        .await
+        .unwrap();
+    assert_eq!(reply["error"]["message"], "Duplicate share", "{reply}");
+    let mut other = stratum_login(&app, addr, &format!("{WALLET}+20.replayer")).await;
+    let reply = other
+        .submit_to(&first.job_id, &nonce, &result)
+        .await
+        .unwrap();
+    assert_eq!(reply["error"]["message"], "Invalid job id", "{reply}");
+
+    // The `shares` table: the solution credited once, each replay a refused row of its own.
+    let nonce_sql = nonce.to_ascii_lowercase();
+    let landed = format!(
+        "SELECT count(*) AS n FROM shares WHERE worker = 'replayer' AND nonce = '{nonce_sql}'"
+    );
+    eventually(Duration::from_secs(60), "the replays land", || async {
+        let (status, body) = app.sql(&landed, "json", Some(READ_TOKEN)).await;
+        let rows: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        status == 200 && rows[0]["n"] == 4
+    })
+    .await;
+    let rows = app
+        .rows(&format!(
+            "SELECT count(*) AS n, sum(difficulty) AS credited FROM shares \
+             WHERE worker = 'replayer' AND nonce = '{nonce_sql}' AND accepted"
+        ))
+        .await;
+    assert_eq!(
+        (&rows[0]["n"], &rows[0]["credited"]),
+        (&1.into(), &20.into())
+    );
+
+    // getjob is bounded per address (2 a second here, burst 4): a flood is cut off.
+    let mut refused = None;
+    for _ in 0..10 {
+        match other
+            .call("getjob", serde_json::json!({ "id": other.session.clone() }))
+            .await
+        {
+            Ok(reply) if reply["error"].is_null() => continue,
+            Ok(reply) => {
+                refused = Some(reply["error"]["message"].to_string());
+                break;
+            }
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("ten getjobs in a moment were all answered");
+    assert!(refused.contains("Too many job requests"), "{refused}");
 }

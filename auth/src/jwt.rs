@@ -321,7 +321,9 @@ mod tests {
             audience: None,
             leeway: Duration::from_secs(30),
         };
-        let tokens = Tokens::new("cluster.rest", &[], Some(&config)).unwrap();
+        let tokens = Tokens::new("cluster.rest", &[], Some(&config))
+            .unwrap()
+            .with_worker_scope();
         let private = EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap();
         let claims = json!({"sub": "rig-7", "role": "read", "worker": "rig-7", "exp": now() + 60});
         let token = sign(Algorithm::EdDSA, &private, claims.clone());
@@ -339,6 +341,39 @@ mod tests {
         let unsigned = format!("{header}.{body}.");
         assert!(tokens.identify(Some(&bearer(&unsigned))).is_err());
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Issue 56: a JWT with a `worker` claim (and a static worker token) is a caller only
+    /// where the API has a worker scope; the API's HTTP, PostgreSQL and Flight SQL ports all
+    /// decide through `identify`, so each refuses it.
+    #[test]
+    fn a_worker_token_is_refused_by_an_api_without_a_worker_scope() {
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let jwt = bearer(&sign(
+            Algorithm::HS256,
+            &key,
+            good(json!({"role": "admin", "worker": "rig-7"})),
+        ));
+        let static_worker = crate::TokenConfig {
+            worker: Some("rig-7".into()),
+            ..crate::TokenConfig::new("rig", "a-worker-token-0123456789", Role::Admin)
+        };
+        let statics = std::slice::from_ref(&static_worker);
+        let api = Tokens::new("query", statics, Some(&hs256())).unwrap();
+        assert_eq!(api.identify(Some(&jwt)), Err(AuthError::WorkerToken));
+        let presented = "Bearer a-worker-token-0123456789";
+        assert_eq!(api.identify(Some(presented)), Err(AuthError::WorkerToken));
+        // The same token without the claim is let in: the claim is what is refused.
+        let plain = bearer(&sign(Algorithm::HS256, &key, good(json!({}))));
+        assert_eq!(api.identify(Some(&plain)).unwrap().name, "alice");
+
+        let coordinator = Tokens::new("cluster.rest", statics, Some(&hs256()))
+            .unwrap()
+            .with_worker_scope();
+        let caller = coordinator.identify(Some(&jwt)).unwrap();
+        assert_eq!(caller.worker.as_deref(), Some("rig-7"));
+        let caller = coordinator.identify(Some(presented)).unwrap();
+        assert_eq!(caller.worker.as_deref(), Some("rig-7"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Who is calling adit's HTTP APIs (the SQL API and the cluster coordinator's REST). A bearer
 //! token names a caller and the role it holds: a static token from config (kept there plainly
 //! or as its SHA-256) or a JWT signed by the configured key, with its role and expiry in its
-//! claims. One set of rules for every API, so a token means the same wherever it is shown.
+//! claims. One set of rules for every API, so a token means the same wherever it is shown:
+//! [`Tokens::identify`] is the one decision of who a credential names, and a cluster worker's
+//! token (a static one with `worker`, or a JWT with a `worker` claim) names a caller only where
+//! the tokens were given a worker scope (the coordinator's REST, [`Tokens::with_worker_scope`]).
 
 mod jwt;
 mod role;
@@ -27,6 +30,10 @@ pub enum AuthError {
     /// A JWT that is refused for another reason (signature, issuer, audience, claims).
     #[error("the bearer token is refused: {0}")]
     Refused(&'static str),
+    /// A cluster worker's token shown to an API without a worker scope (issue 56): it is for
+    /// the coordinator's REST only, like a JWT for another audience.
+    #[error("a cluster worker's token is for the coordinator's REST API only")]
+    WorkerToken,
 }
 
 /// A setting that cannot be used, named by its key: the one config error every section gives.
@@ -57,8 +64,13 @@ impl Caller {
 /// The tokens one API accepts. With neither static tokens nor a JWT key, auth is off.
 #[derive(Default)]
 pub struct Tokens {
+    /// The configured static tokens.
     statics: Vec<token::Static>,
+    /// The JWT verifier, when a key is configured.
     jwt: Option<jwt::Verifier>,
+    /// Whether a worker's token names a caller here: only the coordinator's REST, where it
+    /// sees its one worker, has a worker scope; every other API refuses one.
+    worker_scope: bool,
 }
 
 impl Tokens {
@@ -77,7 +89,20 @@ impl Tokens {
         let jwt = jwt
             .map(|j| j.verifier(&format!("{section}.jwt")))
             .transpose()?;
-        Ok(Self { statics, jwt })
+        Ok(Self {
+            statics,
+            jwt,
+            worker_scope: false,
+        })
+    }
+
+    /// These tokens for an API with a worker scope (the coordinator's REST): a worker's token
+    /// names a caller that may see its one worker, which the API must then hold it to.
+    pub fn with_worker_scope(self) -> Self {
+        Self {
+            worker_scope: true,
+            ..self
+        }
     }
 
     /// Whether any token is required.
@@ -86,8 +111,18 @@ impl Tokens {
     }
 
     /// Who `authorization` (an `Authorization` header's value) names. With auth off, everyone
-    /// is [`Caller::anonymous`].
+    /// is [`Caller::anonymous`]. Every port of an API decides through this one function, so a
+    /// worker's token is refused alike on each where the API has no worker scope (issue 56).
     pub fn identify(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+        let caller = self.named(authorization)?;
+        if caller.worker.is_some() && !self.worker_scope {
+            return Err(AuthError::WorkerToken);
+        }
+        Ok(caller)
+    }
+
+    /// Who `authorization` names, whatever its scope.
+    fn named(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         if !self.enabled() {
             return Ok(Caller::anonymous());
         }

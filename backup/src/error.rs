@@ -32,6 +32,15 @@ pub enum Error {
     /// The table root or the backup location is unusable.
     #[error(transparent)]
     Sinks(#[from] adit_sinks::Error),
+    /// A folder of a backup (or its location) could not be created on this machine's disk.
+    #[error("creating the folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The manifest is missing, unreadable or names something it may not.
     #[error("manifest {path}: {message}")]
     Manifest {

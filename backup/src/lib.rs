@@ -6,12 +6,14 @@
 //!
 //! A backup is a folder on any object store (a local folder, `s3://…`):
 //! `manifest.json`, `streams/<stream>.tar.s2`, `tables/<table>/…` (itself a table root that
-//! SQL can read), `tables/_adit/…` and `config.toml`.
+//! SQL can read), `tables/_adit/…` and `config.toml`. On this machine's disk it is its
+//! owner's alone: every file is created 0600 and every folder 0700 (issue 56).
 
 pub mod error;
 pub mod location;
 pub mod manifest;
 pub mod place;
+mod private;
 pub mod redact;
 pub mod restore;
 pub mod schedule;

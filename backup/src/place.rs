@@ -1,23 +1,35 @@
 //! A folder on an object store (a local folder, `s3://…`): where tables are read from and
-//! where a backup is written, with streaming copies that count and hash what they move.
+//! where a backup is written, with streaming copies that count and hash what they move. A
+//! backup's folder is private: on this machine's disk, what is written under it is its
+//! owner's alone from its creation (`private.rs`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result, object};
+use crate::private;
 
 /// A folder on an object store.
 #[derive(Clone)]
 pub struct Place {
+    /// The store holding it.
     store: Arc<dyn ObjectStore>,
+    /// Its path in the store.
     root: Path,
+    /// Whether the store is this machine's disk (a `file:` root), where an object's path is a
+    /// file's.
+    local: bool,
+    /// Whether what is written under it must be its owner's alone (a backup's folder).
+    private: bool,
 }
 
 impl std::fmt::Debug for Place {
@@ -38,20 +50,38 @@ pub struct Moved {
 impl Place {
     /// The folder `root` of `store`.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-        Self { store, root }
+        Self {
+            store,
+            root,
+            local: false,
+            private: false,
+        }
     }
 
     /// The root of `tables` (a table root, or a backup location opened as one).
     pub fn of(tables: &adit_sinks::TableStore) -> Result<Self> {
         let (store, root) = tables.object_store()?;
-        Ok(Self::new(store, root))
+        Ok(Self {
+            local: tables.root().scheme() == "file",
+            ..Self::new(store, root)
+        })
+    }
+
+    /// This folder as a backup's: on this machine's disk, every file written under it is
+    /// created 0600 and every folder 0700 (issue 56); an object store's own access rules
+    /// apply elsewhere.
+    pub fn private(self) -> Self {
+        Self {
+            private: true,
+            ..self
+        }
     }
 
     /// The folder `rel` under this one.
     pub fn child(&self, rel: &str) -> Self {
         Self {
-            store: self.store.clone(),
             root: self.path(rel),
+            ..self.clone()
         }
     }
 
@@ -122,11 +152,42 @@ impl Place {
             bytes: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(&bytes)),
         };
-        self.store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(object(&path))?;
+        match self.private_path(rel)? {
+            Some(file) => private::write(file, &bytes).await.map_err(io(&path))?,
+            None => {
+                self.store
+                    .put(&path, PutPayload::from(bytes))
+                    .await
+                    .map_err(object(&path))?;
+            }
+        }
         Ok(moved)
+    }
+
+    /// Creates the folder `rel` ahead of whoever writes there next (a table store) when this
+    /// folder is private and on this machine's disk, so that it is created 0700; elsewhere
+    /// there is nothing to do.
+    pub fn create_folder(&self, rel: &str) -> Result<()> {
+        match self.private_path(rel)? {
+            Some(dir) => private::create_folders(&dir).map_err(|source| Error::Folder {
+                path: dir.display().to_string(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Where `rel` is on this machine's disk when this folder is private and local (as the
+    /// store itself maps it); `None` when the store writes it.
+    fn private_path(&self, rel: &str) -> Result<Option<PathBuf>> {
+        if !(self.private && self.local) {
+            return Ok(None);
+        }
+        let path = self.path(rel);
+        let file = LocalFileSystem::new()
+            .path_to_filesystem(&path)
+            .map_err(object(&path))?;
+        Ok(Some(file))
     }
 
     /// Copies `rel` of this folder to `to_rel` of `to`, streaming; `None` if `rel` is gone
@@ -139,7 +200,7 @@ impl Place {
             Err(e) => return Err(object(&from)(e)),
         };
         let mut chunks = got.into_stream();
-        let mut writer = to.writer(to_rel);
+        let mut writer = to.writer(to_rel).await?;
         let mut hash = Sha256::new();
         let mut bytes = 0u64;
         while let Some(chunk) = chunks.next().await {
@@ -189,13 +250,15 @@ impl Place {
         }))
     }
 
-    /// A streaming writer of `rel` (multipart where the store has it).
-    pub fn writer(&self, rel: &str) -> Writer {
+    /// A streaming writer of `rel` (multipart where the store has it; a file created 0600
+    /// where this folder is private and local).
+    pub async fn writer(&self, rel: &str) -> Result<Writer> {
         let path = self.path(rel);
-        Writer {
-            inner: BufWriter::new(self.store.clone(), path.clone()),
-            path,
-        }
+        let to = match self.private_path(rel)? {
+            Some(file) => To::Private(private::Staged::create(file).await.map_err(io(&path))?),
+            None => To::Store(BufWriter::new(self.store.clone(), path.clone())),
+        };
+        Ok(Writer { to, path })
     }
 
     /// Deletes every object under `rel`; how many.
@@ -218,25 +281,44 @@ impl Place {
 
 /// A file being written in parts.
 pub struct Writer {
-    inner: BufWriter,
+    /// Where the parts go.
+    to: To,
+    /// The file's path in the store, for errors.
     path: Path,
+}
+
+/// Where a [`Writer`]'s parts go.
+enum To {
+    /// The object store.
+    Store(BufWriter),
+    /// A private file on this machine's disk.
+    Private(private::Staged),
 }
 
 impl Writer {
     /// Appends `chunk`.
     pub async fn put(&mut self, chunk: Bytes) -> object_store::Result<()> {
-        self.inner.put(chunk).await
+        match &mut self.to {
+            To::Store(inner) => inner.put(chunk).await,
+            To::Private(file) => file.put(&chunk).await.map_err(private::store_error),
+        }
     }
 
     /// Completes the file (nothing is visible before).
-    pub async fn finish(mut self) -> Result<()> {
-        self.inner.shutdown().await.map_err(|e| Error::Object {
-            path: self.path.to_string(),
-            source: object_store::Error::Generic {
-                store: "writer",
-                source: Box::new(e),
-            },
-        })
+    pub async fn finish(self) -> Result<()> {
+        let done = match self.to {
+            To::Store(mut inner) => inner.shutdown().await,
+            To::Private(file) => file.finish().await,
+        };
+        done.map_err(io(&self.path))
+    }
+}
+
+/// Maps an I/O error on `path` (a private file, or the store's writer).
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Object {
+        path: path.to_string(),
+        source: private::store_error(e),
     }
 }
 

@@ -106,7 +106,7 @@ pub async fn snapshot(
         SILENCE,
     )
     .await?;
-    let mut writer = to.writer(rel);
+    let mut writer = to.writer(rel).await?;
     let mut hash = Sha256::new();
     let mut bytes = 0u64;
     loop {

@@ -160,9 +160,11 @@ impl Default for RestSection {
 }
 
 impl RestSection {
-    /// The tokens the REST API accepts (the JWT key read now).
+    /// The tokens the REST API accepts (the JWT key read now): the one API with a worker
+    /// scope, where a worker's token sees its own worker (`rest::guard` holds it to that).
     pub fn tokens(&self) -> Result<adit_auth::Tokens, Invalid> {
         adit_auth::Tokens::new("cluster.rest", &self.tokens, self.jwt.as_ref())
+            .map(adit_auth::Tokens::with_worker_scope)
     }
 
     /// The TLS acceptor when `tls` is set (the files read now).

@@ -1,4 +1,6 @@
-//! Around every guarded route: who is calling (a static or JWT bearer token, [`adit_auth`]),
+//! Around every guarded route: who is calling (a static or JWT bearer token, [`adit_auth`]:
+//! [`Tokens::identify`] decides, as it does for the PostgreSQL and Flight SQL ports, and refuses
+//! a cluster worker's token, which is for the coordinator's REST only),
 //! the lockout of addresses that fail to authenticate ([`crate::lockout`]) and the audit
 //! trail: every change (any method but GET, HEAD, OPTIONS) behind the operate or admin role,
 //! every refusal of one for want of a role, and every failed authentication is an
@@ -107,10 +109,6 @@ pub async fn require(State(guard): State<Guard>, mut request: Request, next: Nex
             return e.into_response();
         }
     };
-    if caller.worker.is_some() {
-        // A worker's token is for the cluster coordinator's REST, and sees one worker there.
-        return QueryError::WorkerToken.into_response();
-    }
     if caller.role < guard.needed {
         if changes {
             let action = recorded(&caller.name, caller.role.name(), StatusCode::FORBIDDEN);
@@ -167,5 +165,63 @@ async fn record(trail: &Trail, action: Action) {
     {
         metrics::counter!("adit_audit_lost_total").increment(1);
         tracing::error!(error = %e, who = %entry.who, method = %entry.method, path = %entry.path, status = entry.status, "an action could not be recorded in the audit trail");
+    }
+}
+
+/// What the tests of every port's authentication share (issue 56): the API's tokens as
+/// [`crate::QueryConfig::tokens`] makes them, verifying HS256 JWTs, and JWTs signed for them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use adit_sql::SqlEngine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    use super::{JwtConfig, Tokens};
+
+    /// The secret the tests' JWTs are signed with.
+    const SECRET: &str = "the-ports-test-secret-of-32-bytes-or-more";
+
+    /// The API's tokens: JWTs signed with [`SECRET`], and no worker scope.
+    pub(crate) fn jwt_tokens() -> Tokens {
+        let jwt = JwtConfig {
+            algorithm: Algorithm::HS256,
+            secret: Some(SECRET.into()),
+            public_key: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::ZERO,
+        };
+        let config = crate::QueryConfig {
+            jwt: Some(jwt),
+            ..crate::QueryConfig::default()
+        };
+        config.tokens().expect("the tests' JWT settings")
+    }
+
+    /// A JWT naming `sub` with the admin role for ten minutes, with a cluster `worker` claim
+    /// when `worker` is given.
+    pub(crate) fn jwt(sub: &str, worker: Option<&str>) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("a clock");
+        let exp = now.as_secs() + 600;
+        let mut claims = serde_json::json!({"sub": sub, "role": "admin", "exp": exp});
+        if let Some(worker) = worker {
+            claims["worker"] = worker.into();
+        }
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("a signed JWT")
+    }
+
+    /// An engine over the empty table root `dir`.
+    pub(crate) fn engine(dir: &std::path::Path) -> Arc<SqlEngine> {
+        let root = dir.to_str().expect("a UTF-8 path");
+        let store = adit_sinks::TableStore::new(root, Default::default()).expect("a table root");
+        Arc::new(SqlEngine::new(
+            Arc::new(adit_sql::Catalog::new(store, Duration::ZERO)),
+            adit_sql::SqlLimits::default(),
+        ))
     }
 }

@@ -9,12 +9,9 @@ use axum::response::{IntoResponse, Response};
 /// Everything a query request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// No bearer token, or one that is not valid here.
+    /// No bearer token, or one that is not valid here (a cluster worker's included).
     #[error("{0}")]
     Unauthorized(#[from] adit_auth::AuthError),
-    /// A cluster worker's token, which is for the coordinator's REST only.
-    #[error("a cluster worker's token is for the coordinator's REST API only")]
-    WorkerToken,
     /// The token's role is below what the route needs.
     #[error("this needs the {needed} role; the token has {has}")]
     Forbidden {
@@ -68,7 +65,6 @@ impl QueryError {
     pub fn status_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::WorkerToken => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),

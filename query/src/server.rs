@@ -213,6 +213,23 @@ mod tests {
     }
 
     fn app_with(dir: &std::path::Path, vitals: adit_supervise::Vitals) -> Router {
+        let tokens = Tokens::new(
+            "query",
+            &[
+                TokenConfig::new("r", "reader-token-0000", Role::Read),
+                TokenConfig::new("a", "admin-token-00000", Role::Admin),
+            ],
+            None,
+        )
+        .unwrap();
+        app_with_tokens(dir, vitals, tokens)
+    }
+
+    fn app_with_tokens(
+        dir: &std::path::Path,
+        vitals: adit_supervise::Vitals,
+        tokens: Tokens,
+    ) -> Router {
         let store = adit_sinks::TableStore::new(dir.to_str().unwrap(), Default::default()).unwrap();
         let state = AppState {
             engine: Arc::new(SqlEngine::new(
@@ -234,15 +251,6 @@ mod tests {
             lockout: Arc::new(crate::lockout::Lockout::new(Default::default())),
             dashboards: None,
         };
-        let tokens = Tokens::new(
-            "query",
-            &[
-                TokenConfig::new("r", "reader-token-0000", Role::Read),
-                TokenConfig::new("a", "admin-token-00000", Role::Admin),
-            ],
-            None,
-        )
-        .unwrap();
         let operate = utoipa_axum::router::OpenApiRouter::new().route(
             "/api/v1/ingest/{kind}",
             axum::routing::post(|| async { "ingested" }),
@@ -352,6 +360,41 @@ mod tests {
             (s, body["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("bad_request"))
         );
+    }
+
+    /// Issue 56: a JWT with a cluster `worker` claim is refused (401, the reason named), even
+    /// for a route any role may call, as the PostgreSQL and Flight SQL ports refuse it; the
+    /// same JWT without the claim is let in.
+    #[tokio::test]
+    async fn a_worker_jwt_is_refused_by_the_api() {
+        use crate::auth::testing;
+        let dir = tempfile::tempdir().unwrap();
+        let app = || {
+            let vitals = adit_supervise::Vitals::new();
+            app_with_tokens(dir.path(), vitals, testing::jwt_tokens())
+        };
+        let worker = testing::jwt("rig-7", Some("rig-7"));
+        let (s, body, _) = call(
+            app(),
+            "POST",
+            "/api/v1/sql",
+            Some(worker.as_str()),
+            "SELECT 1",
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("coordinator"), "{body}");
+        let plain = testing::jwt("alice", None);
+        let (s, body, _) = call(
+            app(),
+            "POST",
+            "/api/v1/sql",
+            Some(plain.as_str()),
+            "SELECT 1",
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
     }
 
     /// Issue 22: while a supervised part is down (restarting after a panic), `/ready` says

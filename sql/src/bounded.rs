@@ -20,6 +20,14 @@
 //!   `generate_series`. The table functions `range`/`generate_series` stream their rows and are
 //!   bounded by the time limit instead.
 //!
+//! - A constant is repeated over every row of a batch wherever an operator needs it as an array
+//!   (an aggregate's argument, a projection's column): rows × its size in one allocation that
+//!   no function call makes. An optimizer rule that runs last ([`BoundConstants`]) puts every
+//!   large variable-width constant behind [`RepeatedConstant`], which refuses the repetition
+//!   before it is built (issue 56: `string_agg(repeat('y', 100000), ',')` over 100 000 rows
+//!   folded to a 100 KB constant that a 32 768-row batch repeated past a string array's
+//!   offsets, and panicked).
+//!
 //! A plan sent to a cluster runs there with the functions unwrapped; [`check_constant_calls`]
 //! refuses, before it is sent, the calls whose arguments are all constants and over the limit.
 
@@ -44,7 +52,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ExpressionPlacement, LogicalPlan, Operator,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping, Volatility,
 };
-use datafusion::optimizer::AnalyzerRule;
+use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 use datafusion::prelude::SessionContext;
 
 /// How a function's output size follows from its arguments.
@@ -106,8 +114,143 @@ pub fn install(ctx: &SessionContext, max_bytes: usize, planned_calls: bool) -> R
     }
     if planned_calls {
         ctx.add_analyzer_rule(Arc::new(BoundValues { max_bytes }));
+        ctx.add_optimizer_rule(Arc::new(BoundConstants { max_bytes }));
     }
     Ok(())
+}
+
+/// Constants smaller than this are repeated unchecked: a batch of them stays far below any
+/// `max_value_bytes` a config allows, and the common small constant keeps its optimizations.
+const CHECKED_CONSTANT_BYTES: usize = 1024;
+
+/// The optimizer rule, after every other, that puts each variable-width constant of at least
+/// [`CHECKED_CONSTANT_BYTES`] behind [`RepeatedConstant`] (see the module docs). `VALUES` rows
+/// are left alone: each of their constants is one row.
+#[derive(Debug)]
+pub struct BoundConstants {
+    /// The limit per batch.
+    max_bytes: usize,
+}
+
+impl OptimizerRule for BoundConstants {
+    fn name(&self) -> &str {
+        "adit_bound_constants"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_up_with_subqueries(|node| {
+            if matches!(node, LogicalPlan::Values(_)) {
+                return Ok(Transformed::no(node));
+            }
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let saved = names.save(&e);
+                Ok(bound_constants(e, self.max_bytes)?.update_data(|e| saved.restore(e)))
+            })
+        })
+    }
+}
+
+/// `expr` with each large variable-width constant behind [`RepeatedConstant`], once.
+fn bound_constants(expr: Expr, max_bytes: usize) -> Result<Transformed<Expr>> {
+    expr.transform_down(|e| match e {
+        Expr::ScalarFunction(call)
+            if call
+                .func
+                .inner()
+                .downcast_ref::<RepeatedConstant>()
+                .is_some() =>
+        {
+            Ok(Transformed::new(
+                Expr::ScalarFunction(call),
+                false,
+                TreeNodeRecursion::Jump,
+            ))
+        }
+        Expr::Literal(ref value, _)
+            if variable_width(&value.data_type()) && value.size() >= CHECKED_CONSTANT_BYTES =>
+        {
+            let checked = Arc::new(ScalarUDF::new_from_impl(RepeatedConstant::new(max_bytes)));
+            Ok(Transformed::new(
+                Expr::ScalarFunction(ScalarFunction::new_udf(checked, vec![e])),
+                true,
+                TreeNodeRecursion::Jump,
+            ))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+}
+
+/// `bounded_constant(c)`: the constant `c`, refused when a batch would repeat it past the
+/// limit; it stays a constant, so nothing is repeated here. Volatile, so no later
+/// simplification folds it away again.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RepeatedConstant {
+    /// The limit per batch.
+    max_bytes: usize,
+    /// One argument, volatile.
+    signature: Signature,
+}
+
+impl RepeatedConstant {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            signature: Signature::any(1, Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RepeatedConstant {
+    fn name(&self) -> &str {
+        "bounded_constant"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        arg_types
+            .first()
+            .cloned()
+            .ok_or_else(|| exec_datafusion_err!("bounded_constant needs one argument"))
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<arrow::datatypes::FieldRef> {
+        args.arg_fields
+            .first()
+            .cloned()
+            .ok_or_else(|| exec_datafusion_err!("bounded_constant needs one argument"))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let value = args
+            .args
+            .into_iter()
+            .next()
+            .ok_or_else(|| exec_datafusion_err!("bounded_constant needs one argument"))?;
+        let bytes = held_bytes(&value, rows);
+        if bytes > self.max_bytes as u128 {
+            return Err(resources_datafusion_err!(
+                "a constant repeated over a batch of {rows} rows would build {bytes} bytes, over the limit of {} bytes per call (query.limits.max_value_bytes)",
+                self.max_bytes
+            ));
+        }
+        Ok(value)
+    }
 }
 
 impl Bounded {
@@ -137,6 +280,7 @@ pub struct BoundValues {
 
 impl AnalyzerRule for BoundValues {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        check_types(&plan, self.max_bytes)?;
         plan.transform_up_with_subqueries(|node| {
             let names = NamePreserver::new(&node);
             node.map_expressions(|e| {
@@ -149,6 +293,52 @@ impl AnalyzerRule for BoundValues {
 
     fn name(&self) -> &str {
         "adit_bound_values"
+    }
+}
+
+/// Refuses `plan` when a type it names or produces (a column of any node, the target of a
+/// cast) holds more than `max_bytes` in one value before any data is read: fixed-size lists
+/// multiply their widths (issue 56: `CAST(NULL AS TIMESTAMP[3][3]…)` forty deep is 3^40
+/// timestamps per row, and overflowed a multiplication while the null array was allocated).
+fn check_types(plan: &LogicalPlan, max_bytes: usize) -> Result<()> {
+    let check = |t: &DataType| {
+        let bytes = fixed_bytes(t);
+        if bytes > max_bytes as u128 {
+            return Err(resources_datafusion_err!(
+                "one value of type {t} takes {bytes} bytes, over the limit of {max_bytes} bytes per call (query.limits.max_value_bytes)"
+            ));
+        }
+        Ok(())
+    };
+    plan.apply_with_subqueries(|node| {
+        for field in node.schema().fields() {
+            check(field.data_type())?;
+        }
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                match e {
+                    Expr::Cast(c) => check(c.field.data_type())?,
+                    Expr::TryCast(c) => check(c.field.data_type())?,
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map(|_| ())
+}
+
+/// The bytes one value of `t` takes whatever it holds: fixed widths, multiplied through
+/// fixed-size lists and summed over struct fields (saturating, never overflowing).
+fn fixed_bytes(t: &DataType) -> u128 {
+    match t {
+        DataType::FixedSizeList(f, n) => fixed_bytes(f.data_type()).saturating_mul(*n as u128),
+        DataType::FixedSizeBinary(n) => *n as u128,
+        DataType::Struct(fields) => fields.iter().fold(0u128, |sum, f| {
+            sum.saturating_add(fixed_bytes(f.data_type()))
+        }),
+        DataType::Dictionary(key, _) => fixed_bytes(key),
+        other => other.primitive_width().unwrap_or(0) as u128,
     }
 }
 
@@ -767,6 +957,14 @@ mod tests {
             "WITH a AS (SELECT [repeat('x', 400000)] s) SELECT array_concat(s, s, s) FROM a",
             "WITH a AS (SELECT [repeat('x', 400000)] s) SELECT s || s || s FROM a",
             "WITH a AS (SELECT repeat('x', 400000) s) SELECT upper(s || s || s) FROM a",
+            // Issue 56: a folded constant repeated over a batch, by an aggregate's argument or
+            // a projection's column.
+            "SELECT string_agg(repeat('y', 100000), ',') FROM generate_series(1, 100000)",
+            "SELECT array_agg(repeat('y', 100000)) FROM generate_series(1, 100000)",
+            "SELECT repeat('y', 100000) AS y FROM generate_series(1, 100000)",
+            // A type whose one value is past the limit before any data.
+            "SELECT CAST(NULL AS TIMESTAMP[3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3][3]) AS x",
+            "SELECT TRY_CAST(NULL AS INT[1000][1000]) AS x",
         ] {
             let e = run(sql).await.unwrap_err().to_string();
             assert!(e.contains("over the limit"), "{sql}: {e}");
@@ -792,6 +990,13 @@ mod tests {
         assert_eq!(
             run("SELECT * FROM generate_series(1, 10)").await.unwrap(),
             10
+        );
+        // A large constant over a few rows is still answered.
+        assert_eq!(
+            run("SELECT repeat('y', 100000) AS y, string_agg(repeat('z', 2000), ',') FROM generate_series(1, 5) GROUP BY 1")
+                .await
+                .unwrap(),
+            1
         );
         // Under the limit everything still works, with the names it always had.
         let ctx = SessionContext::new();

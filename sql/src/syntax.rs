@@ -9,11 +9,19 @@
 //! soon as the limit is passed), and only then handed to the planner. Deep trees are also
 //! dropped recursively: [`on_big_stack`] runs the whole check on a thread whose stack holds
 //! everything the size limit allows.
+//!
+//! Depth is measured twice. The expressions and queries a user writes are counted against
+//! `max_expression_depth` (the limit a user meets and is told about). And every node of the
+//! tree, whatever production built it — a type nested by `int[][]…` in a loop, the query inside
+//! `COPY (…)`, joins, window specs, CTEs, anything a later parser adds — is counted by
+//! [`tree_depth_over`] on the tree's derived `Debug` form, whose brackets nest exactly as its
+//! nodes do (issue 56: `NULL::int[][]…[]` passed the first count and overflowed a stack). That
+//! count needs no list of productions, so no production can be forgotten.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 
-use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::parser::{CopyToSource, DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Statement, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::{GenericDialect, PostgreSqlDialect};
 
@@ -28,6 +36,15 @@ pub const MAX_STATEMENT_BYTES_CEILING: usize = 1024 * 1024;
 pub const MAX_DEPTH_CEILING: usize = 2048;
 /// How deep the parser itself may recurse (parentheses, nested calls): DataFusion's default.
 const PARSER_RECURSION: usize = 50;
+/// Deepest nesting of keyword constructs (`CAST(`, `ARRAY[`, `EXTRACT(`, `CASE … END`, any keyword
+/// opening a bracket) the parser is given. sqlparser parses a keyword's construct and, when
+/// that fails anywhere inside, parses it again as a function call of that name: each level
+/// doubles the work, so a 2 KB statement with 24 nested `CAST(` and an error at its core held
+/// a thread for minutes (issue 56; 12 levels cost 33 ms in a debug build, 16 levels 0.5 s).
+pub const MAX_KEYWORD_NESTING: usize = 12;
+/// A statement's tree may nest this many times `max_expression_depth` levels of its `Debug`
+/// form (one written expression or type is one to three such levels, a subquery about six).
+const TREE_LEVELS_PER_DEPTH: usize = 4;
 
 /// Limits on a statement's text, checked before it is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +86,14 @@ pub enum TextError {
         /// The limit.
         limit: usize,
     },
+    /// Keyword constructs nested deeper than the parser can afford ([`MAX_KEYWORD_NESTING`]).
+    #[error(
+        "the statement nests keyword constructs (CAST, ARRAY, CASE, EXTRACT…, and calls of functions whose names are SQL keywords, such as abs or coalesce) more than {limit} deep; the parser's work doubles with each level"
+    )]
+    TooNested {
+        /// The limit.
+        limit: usize,
+    },
     /// It does not parse.
     #[error("does not parse: {0}")]
     Parse(String),
@@ -105,6 +130,19 @@ pub fn parse_in(
         Dialect::Generic => &GenericDialect {},
         Dialect::Postgres => &PostgreSqlDialect {},
     };
+    match nesting_over(dialect, sql)? {
+        None => {}
+        Some(Nested::Keywords) => {
+            return Err(TextError::TooNested {
+                limit: MAX_KEYWORD_NESTING,
+            });
+        }
+        Some(Nested::Brackets) => {
+            return Err(TextError::Parse(format!(
+                "brackets nest more than {PARSER_RECURSION} deep"
+            )));
+        }
+    }
     let statements = DFParserBuilder::new(sql)
         .with_dialect(dialect)
         .with_recursion_limit(PARSER_RECURSION)
@@ -112,13 +150,136 @@ pub fn parse_in(
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| TextError::Parse(first_line(&e.to_string())))?;
     for statement in &statements {
-        if depth_over(statement, limits.max_depth) {
+        if depth_over(statement, limits.max_depth)
+            || tree_depth_over(statement, limits.max_depth * TREE_LEVELS_PER_DEPTH)
+        {
             return Err(TextError::TooDeep {
                 limit: limits.max_depth,
             });
         }
     }
     Ok(statements)
+}
+
+/// Why a statement's tokens nest too deep for the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nested {
+    /// Keyword constructs past [`MAX_KEYWORD_NESTING`].
+    Keywords,
+    /// Brackets of any kind past [`PARSER_RECURSION`]: the parser would refuse them itself,
+    /// except where it recurses without counting (types in angle brackets, `ARRAY<ARRAY<…>>`,
+    /// recursed on past any stack).
+    Brackets,
+}
+
+/// How `sql`'s tokens nest, counted in one pass before anything is parsed: a frame is a
+/// bracket (`(`, `[`, or `<` after `ARRAY`, `STRUCT` or `MAP`) or a `CASE` (closed by `END`);
+/// a frame opened right after a keyword, and every `CASE`, is a keyword construct
+/// ([`MAX_KEYWORD_NESTING`]). `None` when both are within their limits.
+fn nesting_over(
+    dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect,
+    sql: &str,
+) -> Result<Option<Nested>, TextError> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(dialect, sql)
+        .tokenize()
+        .map_err(|e| TextError::Parse(first_line(&e.to_string())))?;
+    // Each open frame: whether it is a keyword construct.
+    let mut frames: Vec<bool> = Vec::new();
+    let mut keywords = 0;
+    let mut previous: Option<Keyword> = None;
+    for token in tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))) {
+        let after_keyword = previous.is_some_and(|k| k != Keyword::NoKeyword);
+        let opens = match token {
+            Token::LParen | Token::LBracket => Some(after_keyword),
+            Token::Lt => matches!(
+                previous,
+                Some(Keyword::ARRAY | Keyword::STRUCT | Keyword::MAP)
+            )
+            .then_some(true),
+            Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::CASE => Some(true),
+            _ => None,
+        };
+        let closes = match token {
+            Token::RParen | Token::RBracket | Token::Gt => 1,
+            Token::ShiftRight => 2,
+            Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::END => 1,
+            _ => 0,
+        };
+        if let Some(keyword) = opens {
+            frames.push(keyword);
+            keywords += usize::from(keyword);
+            if keywords > MAX_KEYWORD_NESTING {
+                return Ok(Some(Nested::Keywords));
+            }
+            if frames.len() > PARSER_RECURSION {
+                return Ok(Some(Nested::Brackets));
+            }
+        } else {
+            for _ in 0..closes {
+                if let Some(keyword) = frames.pop() {
+                    keywords -= usize::from(keyword);
+                }
+            }
+        }
+        previous = match token {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.keyword),
+            _ => None,
+        };
+    }
+    Ok(None)
+}
+
+/// Whether any node of `tree` lies more than `max` levels deep, counted on its derived `Debug`
+/// form: each struct, tuple, list or map opens a bracket around its children, so the deepest
+/// bracket is the deepest node. Brackets inside string and character literals are skipped.
+/// Formatting stops at the first level past `max`, so the walk itself recurses no deeper than
+/// that.
+pub fn tree_depth_over(tree: &impl std::fmt::Debug, max: usize) -> bool {
+    use std::fmt::Write;
+    let mut nesting = Nesting {
+        max,
+        depth: 0,
+        literal: None,
+        escaped: false,
+    };
+    write!(nesting, "{tree:?}").is_err()
+}
+
+/// A sink for `Debug` output that only tracks how deep its brackets nest.
+struct Nesting {
+    /// The deepest allowed.
+    max: usize,
+    /// Brackets open now.
+    depth: usize,
+    /// The quote of the string (`"`) or character (`'`) literal being written, if any.
+    literal: Option<u8>,
+    /// Whether the last byte inside a literal was an unescaped backslash.
+    escaped: bool,
+}
+
+impl std::fmt::Write for Nesting {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            match (self.literal, b) {
+                (Some(_), _) if self.escaped => self.escaped = false,
+                (Some(_), b'\\') => self.escaped = true,
+                (Some(quote), b) if b == quote => self.literal = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'') => self.literal = Some(b),
+                (None, b'(' | b'[' | b'{') => {
+                    self.depth += 1;
+                    if self.depth > self.max {
+                        return Err(std::fmt::Error);
+                    }
+                }
+                (None, b')' | b']' | b'}') => self.depth = self.depth.saturating_sub(1),
+                (None, _) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether `statement` nests deeper than `max` (the walk stops once it knows).
@@ -133,8 +294,13 @@ fn depth_over(statement: &DfStatement, max: usize) -> bool {
             let _ = s.visit(&mut depth);
         }
         DfStatement::Explain(e) => return depth_over(&e.statement, max),
-        // Anything else is refused as not read-only; it nests no user expression worth
-        // walking, and the read-only check comes before planning.
+        DfStatement::CopyTo(copy) => {
+            if let CopyToSource::Query(query) = &copy.source {
+                let _ = query.visit(&mut depth);
+            }
+        }
+        // Anything else is refused as not read-only; every node of it is still measured by
+        // `tree_depth_over`.
         _ => {}
     }
     depth.over
@@ -286,6 +452,71 @@ mod tests {
             ),
             Err(TextError::TooDeep { .. })
         ));
+        // Issue 56: a type nested in a loop of the parser, and COPY's query, are measured like
+        // every other node; keyword constructs are bounded before the parser, whose work
+        // doubles with each (24 nested CASTs with an error inside took minutes).
+        let types = |n: usize| format!("SELECT NULL::int{}", "[]".repeat(n));
+        assert!(parse(&types(20), limits).is_ok());
+        assert!(matches!(
+            parse(&types(1_000), limits),
+            Err(TextError::TooDeep { .. })
+        ));
+        let copy = format!("COPY (SELECT 1{}) TO 'x'", " + 1".repeat(250));
+        assert!(matches!(
+            parse(&copy, limits),
+            Err(TextError::TooDeep { .. })
+        ));
+        let casts = |n: usize, core: &str| {
+            format!("SELECT {}{core}{}", "CAST(".repeat(n), " AS INT)".repeat(n))
+        };
+        assert!(parse(&casts(MAX_KEYWORD_NESTING, "1"), limits).is_ok());
+        for core in ["1", "1 +"] {
+            let started = std::time::Instant::now();
+            let err = parse(&casts(48, core), limits).unwrap_err();
+            assert_eq!(
+                err,
+                TextError::TooNested {
+                    limit: MAX_KEYWORD_NESTING
+                }
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{core}"
+            );
+        }
+        // Types in angle brackets, which the parser recursed on without counting.
+        let angles = format!(
+            "SELECT CAST(NULL AS {}INT{})",
+            "ARRAY<".repeat(30_000),
+            ">".repeat(30_000)
+        );
+        assert!(matches!(
+            parse(&angles, limits),
+            Err(TextError::TooNested { .. })
+        ));
+        let parens = format!("SELECT {}1{}", "(".repeat(30_000), ")".repeat(30_000));
+        assert!(matches!(parse(&parens, limits), Err(TextError::Parse(_))));
+        let angles = format!(
+            "SELECT CAST(NULL AS {}INT{})",
+            "ARRAY<".repeat(6),
+            ">".repeat(6)
+        );
+        assert!(parse(&angles, limits).is_ok(), "{angles}");
+        let arrays = format!("SELECT {}1{}", "ARRAY[".repeat(30), "]".repeat(30));
+        assert!(matches!(
+            parse(&arrays, limits),
+            Err(TextError::TooNested { .. })
+        ));
+        // Brackets that no keyword opens are not counted: the parser bounds them itself.
+        let calls = format!("SELECT {}1{}", "round((".repeat(20), "))".repeat(20));
+        assert!(parse(&calls, limits).is_ok());
+        // Brackets inside literals and quoted names are not brackets.
+        let quoted = format!(
+            "SELECT '{}' AS \"{}\"",
+            "CAST(".repeat(100),
+            "ARRAY[".repeat(100)
+        );
+        assert!(parse(&quoted, limits).is_ok());
         // Parentheses are bounded by the parser itself.
         let parens = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
         assert!(matches!(parse(&parens, limits), Err(TextError::Parse(_))));

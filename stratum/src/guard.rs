@@ -25,6 +25,9 @@ pub struct GuardConfig {
     pub logins_per_s: f64,
     /// Share submissions per second per IP (burst: twice this).
     pub submits_per_s: f64,
+    /// `getjob` requests per second per IP (burst: twice this): each cuts a job (a blob of its
+    /// own, a slot among the session's recent jobs), and XMRig asks for one only rarely.
+    pub getjobs_per_s: f64,
     /// Ban score at which an IP is banned; an invalid share adds `invalid_penalty`, a valid
     /// one takes 1 off.
     pub ban_score: i64,
@@ -42,6 +45,7 @@ impl Default for GuardConfig {
             max_per_ip: 1_024,
             logins_per_s: 20.0,
             submits_per_s: 500.0,
+            getjobs_per_s: 10.0,
             ban_score: 100,
             invalid_penalty: 10,
             ban_for: Duration::from_secs(600),
@@ -62,6 +66,7 @@ impl GuardConfig {
         for (key, rate) in [
             ("logins_per_s", self.logins_per_s),
             ("submits_per_s", self.submits_per_s),
+            ("getjobs_per_s", self.getjobs_per_s),
         ] {
             check(
                 rate.is_finite() && rate > 0.0,
@@ -134,6 +139,8 @@ struct IpState {
     logins: Bucket,
     /// Submit bucket.
     submits: Bucket,
+    /// `getjob` bucket.
+    getjobs: Bucket,
     /// Ban score.
     score: i64,
     /// Banned until, if banned.
@@ -203,6 +210,7 @@ impl Guard {
     fn state(&mut self, ip: IpAddr, now: Instant) -> &mut IpState {
         let burst_l = self.config.logins_per_s * 2.0;
         let burst_s = self.config.submits_per_s * 2.0;
+        let burst_g = self.config.getjobs_per_s * 2.0;
         let state = self.ips.entry(ip).or_insert_with(|| IpState {
             conns: 0,
             logins: Bucket {
@@ -211,6 +219,10 @@ impl Guard {
             },
             submits: Bucket {
                 tokens: burst_s,
+                at: now,
+            },
+            getjobs: Bucket {
+                tokens: burst_g,
                 at: now,
             },
             score: 0,
@@ -288,6 +300,12 @@ impl Guard {
     pub fn allow_submit(&mut self, ip: IpAddr, now: Instant) -> bool {
         let rate = self.config.submits_per_s;
         self.state(ip, now).submits.take(rate, now)
+    }
+
+    /// Whether `ip` may ask for a new job now.
+    pub fn allow_getjob(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let rate = self.config.getjobs_per_s;
+        self.state(ip, now).getjobs.take(rate, now)
     }
 
     /// Scores one share or message from `ip`; returns true if `ip` is now banned.

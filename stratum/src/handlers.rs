@@ -29,6 +29,10 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         let result = match request.call {
             Call::Login(params) => return self.login(id, &params).await,
             Call::GetJob(p) => {
+                if !self.pool.guard().allow_getjob(self.ip, Instant::now()) {
+                    self.farewell(id, "Too many job requests, slow down").await;
+                    return Next::Close;
+                }
                 if self.session.as_ref().is_none_or(|s| s.id != p.id) {
                     self.error(id, Reject::Unauthenticated.message()).await
                 } else {
@@ -124,7 +128,6 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         self.session = Some(Session::new(
             session_id.clone(),
             identity,
-            self.pool.factory.extra_nonce(),
             difficulty,
             now_ms(),
         ));

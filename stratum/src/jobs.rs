@@ -1,12 +1,16 @@
 //! Jobs: the work the pool mines on, and the per-miner jobs cut from it.
 //!
-//! Each miner gets its own blob (a unique extra nonce written into the template's reserved
-//! space, so no two miners repeat work) and job ids that are never reused (a per-process random
-//! prefix and a counter). A miner's last few jobs stay valid until the chain moves on.
+//! Every job gets a blob of its own: its [`BlobId`] (the pool process's random 64-bit instance
+//! and the job's number) is written into the template's reserved space, and the job id is that
+//! same value in hex. So a job id names exactly one hashing blob, no two jobs (of one miner, of
+//! two miners, before and after a restart) share one, and a share's identity — the job id and
+//! the nonce — is the identity of what was hashed: a solution found on one job is the wrong hash
+//! under any other, and its job's nonce set refuses it twice (issue 56). A miner's last few jobs
+//! stay valid until the chain moves on.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::blob::{BlockTemplate, HashingBlob};
 use crate::codec::Job;
@@ -30,6 +34,31 @@ pub struct Work {
     pub template: BlockTemplate,
 }
 
+/// Bytes of the template's reserved space a job's [`BlobId`] fills (the pool asks the node for
+/// exactly this many).
+pub const BLOB_ID_BYTES: usize = 16;
+
+/// What makes a job's blob unique: the pool process's random instance (8 bytes) and the job's
+/// number in that process (8 bytes), big-endian. Written at the start of the reserved space and,
+/// in hex, the job's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlobId(pub [u8; BLOB_ID_BYTES]);
+
+impl BlobId {
+    /// The id of job number `job` of pool instance `instance`.
+    pub fn new(instance: u64, job: u64) -> Self {
+        let mut bytes = [0; BLOB_ID_BYTES];
+        bytes[..8].copy_from_slice(&instance.to_be_bytes());
+        bytes[8..].copy_from_slice(&job.to_be_bytes());
+        Self(bytes)
+    }
+
+    /// The job id miners are sent: the id in hex (32 characters).
+    pub fn job_id(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
 /// One job handed to one miner.
 #[derive(Debug)]
 pub struct JobRecord {
@@ -37,57 +66,48 @@ pub struct JobRecord {
     pub job_id: String,
     /// The work it was cut from.
     pub work: Arc<Work>,
-    /// The miner's hashing blob (the template with its extra nonce, hashed down).
+    /// The miner's hashing blob (the template with the job's blob id, hashed down).
     pub blob: HashingBlob,
-    /// The extra nonce the blob was cut with, to cut the block again if a share is one.
-    pub extra_nonce: u32,
+    /// The value the blob was cut with, to cut the block again if a share is one.
+    pub blob_id: BlobId,
     /// Share difficulty of the job.
     pub difficulty: u64,
     /// Nonces already submitted for it (duplicate detection).
     pub nonces: HashSet<[u8; 4]>,
 }
 
-/// Hands out unique job ids and extra nonces for the whole pool.
+/// Hands out the pool's blob ids: one instance per process, a number per job.
 #[derive(Debug)]
 pub struct JobFactory {
-    /// Random per-process prefix, so ids are not reused across restarts.
-    prefix: u32,
+    /// This process's instance: random, so a restarted pool (or a second pool on the same
+    /// wallet and template) never cuts a blob an earlier one did (a repeat is a 1 in 2^64 chance
+    /// per pair of processes).
+    instance: u64,
     /// Next job number.
     next_job: AtomicU64,
-    /// Next extra nonce.
-    next_extra: AtomicU32,
 }
 
 impl JobFactory {
-    /// A factory whose job ids start with `prefix`.
-    pub fn new(prefix: u32) -> Self {
+    /// A factory for pool instance `instance`; [`JobFactory::random`] for a running pool.
+    pub fn new(instance: u64) -> Self {
         Self {
-            prefix,
+            instance,
             next_job: AtomicU64::new(1),
-            next_extra: AtomicU32::new(1),
         }
     }
 
-    /// A fresh extra nonce for a new miner session.
-    pub fn extra_nonce(&self) -> u32 {
-        self.next_extra.fetch_add(1, Ordering::Relaxed)
+    /// A factory with a random instance.
+    pub fn random() -> Self {
+        Self::new(rand::random())
     }
 
-    /// Cuts a job for a miner with `extra_nonce` at `difficulty` (capped at the network
-    /// difficulty) from `work`; returns the notification to send and the record to keep.
-    pub fn job(
-        &self,
-        work: &Arc<Work>,
-        extra_nonce: u32,
-        difficulty: u64,
-    ) -> Result<(Job, JobRecord)> {
+    /// Cuts a job at `difficulty` (capped at the network difficulty) from `work`, with a blob
+    /// of its own; returns the notification to send and the record to keep.
+    pub fn job(&self, work: &Arc<Work>, difficulty: u64) -> Result<(Job, JobRecord)> {
         let difficulty = difficulty.clamp(1, work.network_difficulty.max(1));
-        let job_id = format!(
-            "{:08x}{:012x}",
-            self.prefix,
-            self.next_job.fetch_add(1, Ordering::Relaxed)
-        );
-        let blob = work.template.for_miner(extra_nonce)?;
+        let blob_id = BlobId::new(self.instance, self.next_job.fetch_add(1, Ordering::Relaxed));
+        let job_id = blob_id.job_id();
+        let blob = work.template.with_extra_nonce(&blob_id.0)?;
         let job = Job {
             blob: hex::encode(blob.hashing_blob()),
             job_id: job_id.clone(),
@@ -101,7 +121,7 @@ impl JobFactory {
             job_id,
             work: work.clone(),
             blob: blob.into_hashing(),
-            extra_nonce,
+            blob_id,
             difficulty,
             nonces: HashSet::new(),
         };

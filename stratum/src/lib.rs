@@ -13,6 +13,8 @@ mod blob;
 mod breaker;
 mod chain;
 mod connection;
+#[cfg(test)]
+mod credit;
 mod error;
 mod guard;
 mod handlers;
@@ -41,7 +43,7 @@ pub use chain::{BlockHeader, NodeInfo, Template, Tip};
 pub use connection::serve;
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};
-pub use jobs::{JobFactory, JobRecord, RecentJobs, Work};
+pub use jobs::{BLOB_ID_BYTES, BlobId, JobFactory, JobRecord, RecentJobs, Work};
 pub use monerod::{MoneroRpc, RpcConfig};
 pub use node::{Node, watch_tip};
 pub use pool::{PoolConfig, fetch_work, run as run_pool};

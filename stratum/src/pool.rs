@@ -29,8 +29,8 @@ use crate::server::{Pool, ServerConfig};
 use crate::session::BlockFound;
 use crate::stats::PoolStats;
 
-/// Bytes reserved in each template for the per-miner extra nonce.
-const RESERVE_SIZE: usize = 8;
+/// Bytes reserved in each template for a job's blob id.
+const RESERVE_SIZE: usize = crate::jobs::BLOB_ID_BYTES;
 
 /// Pool settings; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

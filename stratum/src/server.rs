@@ -112,7 +112,7 @@ impl ServerConfig {
 pub struct Pool {
     /// Settings.
     pub(crate) config: ServerConfig,
-    /// Job ids and extra nonces.
+    /// Blob ids, and so job ids.
     pub(crate) factory: JobFactory,
     /// RandomX threads.
     pub(crate) verifier: Verifier,
@@ -152,17 +152,13 @@ impl Pool {
         } else {
             config.verify_threads
         };
-        let prefix = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros()) as u32)
-            ^ std::process::id();
         let (bans, auto_bans) = crate::Bans::new();
         Ok(Arc::new(Self {
             tls,
             guard: Mutex::new(Guard::new(config.limits.clone())),
             bans,
             auto_bans: Mutex::new(Some(auto_bans)),
-            factory: JobFactory::new(prefix),
+            factory: JobFactory::random(),
             verifier: Verifier::new(threads, config.randomx_mode),
             config,
             work,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::codec::{Job, LoginParams, SubmitParams};
 use crate::error::Result;
-use crate::jobs::{JobFactory, RecentJobs, Work};
+use crate::jobs::{BlobId, JobFactory, RecentJobs, Work};
 use crate::target::meets_difficulty;
 use crate::vardiff::{VardiffConfig, VardiffState, retarget};
 
@@ -128,11 +128,11 @@ pub fn parse_login(params: &LoginParams) -> Option<Identity> {
 pub struct Candidate {
     /// The hashing blob with the nonce in place.
     pub hashing_blob: Vec<u8>,
-    /// The work the job was cut from and the miner's extra nonce: the block blob is cut
-    /// again from them when the share is a block ([`Candidate::block_blob`]).
+    /// The work the job was cut from and the job's blob id: the block blob is cut again from
+    /// them when the share is a block ([`Candidate::block_blob`]).
     pub work: Arc<Work>,
-    /// The job's extra nonce.
-    pub extra_nonce: u32,
+    /// The job's blob id.
+    pub blob_id: BlobId,
     /// The submitted nonce.
     pub nonce: [u8; 4],
     /// RandomX seed for the job.
@@ -156,7 +156,7 @@ impl Candidate {
         Ok(self
             .work
             .template
-            .for_miner(self.extra_nonce)?
+            .with_extra_nonce(&self.blob_id.0)?
             .block_blob_with_nonce(self.nonce))
     }
 }
@@ -251,8 +251,6 @@ pub struct Session {
     pub id: String,
     /// Who it is.
     pub identity: Identity,
-    /// The extra nonce that makes its blobs unique.
-    pub extra_nonce: u32,
     /// Vardiff state (current difficulty inside).
     pub vardiff: VardiffState,
     /// Its recent jobs.
@@ -261,17 +259,10 @@ pub struct Session {
 
 impl Session {
     /// A session for `identity` starting at `difficulty`.
-    pub fn new(
-        id: String,
-        identity: Identity,
-        extra_nonce: u32,
-        difficulty: u64,
-        now_ms: u64,
-    ) -> Self {
+    pub fn new(id: String, identity: Identity, difficulty: u64, now_ms: u64) -> Self {
         Self {
             id,
             identity,
-            extra_nonce,
             vardiff: VardiffState::new(difficulty, now_ms),
             jobs: RecentJobs::new(4),
         }
@@ -279,7 +270,7 @@ impl Session {
 
     /// Cuts a new job from `work` at the session's difficulty and remembers it.
     pub fn new_job(&mut self, factory: &JobFactory, work: &Arc<Work>) -> Result<Job> {
-        let (job, record) = factory.job(work, self.extra_nonce, self.vardiff.difficulty)?;
+        let (job, record) = factory.job(work, self.vardiff.difficulty)?;
         self.jobs.push(record);
         Ok(job)
     }
@@ -310,7 +301,7 @@ impl Session {
         Ok(Candidate {
             hashing_blob: job.blob.with_nonce(nonce),
             work: job.work.clone(),
-            extra_nonce: job.extra_nonce,
+            blob_id: job.blob_id,
             nonce,
             seed_hash: job.work.seed_hash,
             claimed,
@@ -459,7 +450,9 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let t = sim.get_block_template("44abc", 8).unwrap();
+        let t = sim
+            .get_block_template("44abc", crate::jobs::BLOB_ID_BYTES)
+            .unwrap();
         let work = Arc::new(Work {
             height: t.height,
             network_difficulty: t.difficulty,
@@ -469,7 +462,7 @@ mod tests {
             template: t.block_template().unwrap(),
         });
         let identity = parse_login(&login("44abc.rig1", "x", None)).unwrap();
-        let mut session = Session::new("s1".into(), identity, 7, 1, 0);
+        let mut session = Session::new("s1".into(), identity, 1, 0);
         let job = session.new_job(&JobFactory::new(1), &work).unwrap();
         (session, job)
     }

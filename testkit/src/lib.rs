@@ -23,6 +23,7 @@ pub mod mosquitto;
 mod nats_cluster;
 mod nats_operator;
 pub mod snmpd;
+pub mod sql_grammar;
 pub mod tail;
 mod vtn;
 mod wallet;

@@ -609,4 +609,32 @@ mod tests {
         assert_eq!(basic_password("Basic !!!"), None);
         assert_eq!(quoted("we\"ird"), "\"we\"\"ird\"");
     }
+
+    /// Issue 56: a JWT with a cluster `worker` claim is refused where every call is
+    /// authenticated, as over HTTP and PostgreSQL; the same JWT without the claim is let in.
+    #[tokio::test]
+    async fn a_worker_jwt_is_refused_on_every_call() {
+        use crate::auth::testing;
+        let dir = tempfile::tempdir().unwrap();
+        let flight = Arc::new(Flight {
+            engine: testing::engine(dir.path()),
+            tokens: Arc::new(testing::jwt_tokens()),
+            admission: Arc::new(crate::admission::Admission::new(Default::default())),
+            lockout: Arc::new(crate::lockout::Lockout::new(Default::default())),
+        });
+        let service = Service::new(flight).unwrap();
+        let call = |jwt: String| {
+            let mut request = Request::new(());
+            let value: tonic::metadata::AsciiMetadataValue =
+                format!("Bearer {jwt}").parse().unwrap();
+            request.metadata_mut().insert("authorization", value);
+            request
+        };
+        let worker = call(testing::jwt("rig-7", Some("rig-7")));
+        let refused = service.caller(&worker).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+        assert!(refused.message().contains("coordinator"), "{refused}");
+        let plain = call(testing::jwt("alice", None));
+        assert_eq!(service.caller(&plain).await.unwrap().name, "alice");
+    }
 }

@@ -212,6 +212,18 @@ pub(super) enum ParseError {
     Syntax(String),
 }
 
+/// One statement of a client's, as it leaves the parser: a session command, or the SQL the
+/// engine plans. Never the parsed tree: a tree is walked recursively to render and to drop, so
+/// it stays on the parser's big stack (issue 56: a deep tree rendered and dropped on a
+/// connection's 2 MiB stack aborted the process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Parsed {
+    /// A session command, answered without the engine.
+    Command(super::commands::Command),
+    /// A query, rendered for the engine.
+    Query(String),
+}
+
 /// Reads PostgreSQL clients' SQL into statements.
 pub(super) struct PgParser {
     /// The rewriting parser (built once: it compiles its patterns).
@@ -226,21 +238,26 @@ impl PgParser {
     }
 
     /// `sql`'s statements, rewritten for DataFusion. The text is first measured against
-    /// `limits` (the rewrite walks the tree recursively, as planning does); all of it runs on
-    /// a thread with a stack for the deepest tree the limits allow.
-    pub(super) fn parse(
-        &self,
-        sql: &str,
-        limits: TextLimits,
-    ) -> Result<Vec<Statement>, ParseError> {
+    /// `limits` (the rewrite walks the tree recursively, as planning does); all of it —
+    /// measuring, rewriting, rendering and dropping the trees — runs on a thread with a stack
+    /// for the deepest tree the limits allow.
+    pub(super) fn parse(&self, sql: &str, limits: TextLimits) -> Result<Vec<Parsed>, ParseError> {
         adit_sql::syntax::on_big_stack(|| {
             adit_sql::syntax::parse_in(sql, limits, Dialect::Postgres).map_err(|e| match e {
                 adit_sql::syntax::TextError::Parse(reason) => ParseError::Syntax(reason),
                 too_big => ParseError::TooComplex(too_big.to_string()),
             })?;
-            self.compat
+            let statements: Vec<Statement> = self
+                .compat
                 .parse(sql)
-                .map_err(|e| ParseError::Syntax(e.to_string()))
+                .map_err(|e| ParseError::Syntax(e.to_string()))?;
+            Ok(statements
+                .iter()
+                .map(|s| match super::commands::command(s) {
+                    Some(command) => Parsed::Command(command),
+                    None => Parsed::Query(s.to_string()),
+                })
+                .collect())
         })
         .unwrap_or_else(|| {
             Err(ParseError::Syntax(
@@ -272,14 +289,10 @@ mod tests {
             AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1,2;";
         let parser = PgParser::new();
         let statements = parser.parse(dt, TextLimits::default()).unwrap();
-        assert_eq!(statements.len(), 1);
-        let batches = ctx
-            .sql(&statements[0].to_string())
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let [Parsed::Query(rewritten)] = statements.as_slice() else {
+            panic!("one query: {statements:?}");
+        };
+        let batches = ctx.sql(rewritten).await.unwrap().collect().await.unwrap();
         let text = arrow::util::pretty::pretty_format_batches(&batches)
             .unwrap()
             .to_string();
@@ -341,6 +354,14 @@ mod tests {
         let parser = PgParser::new();
         let deep = format!("SELECT {}1", "1+".repeat(5_000));
         let e = parser.parse(&deep, TextLimits::default()).unwrap_err();
+        assert!(matches!(e, ParseError::TooComplex(_)), "{e:?}");
+        // A type nested in a loop of the parser (issue 56): measured like any other node.
+        let e = parser
+            .parse(
+                &format!("SELECT NULL::int{}", "[]".repeat(5_000)),
+                TextLimits::default(),
+            )
+            .unwrap_err();
         assert!(matches!(e, ParseError::TooComplex(_)), "{e:?}");
         let e = parser.parse("SELEC 1", TextLimits::default()).unwrap_err();
         assert!(matches!(e, ParseError::Syntax(_)), "{e:?}");

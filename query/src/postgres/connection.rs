@@ -19,7 +19,6 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
-use datafusion::sql::sqlparser::ast::Statement;
 use futures::{Sink, SinkExt, Stream, StreamExt, stream};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
@@ -43,8 +42,8 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Postgres;
-use super::catalog::ParseError;
-use super::commands::{self, Command, Settings};
+use super::catalog::{ParseError, Parsed};
+use super::commands::{Command, Settings};
 
 /// Serves one client until it leaves.
 pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Postgres>) {
@@ -162,7 +161,7 @@ impl Conn {
     }
 
     /// `sql` read into statements, within the text limits.
-    fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
+    fn parse(&self, sql: &str) -> PgWireResult<Vec<Parsed>> {
         let server = &self.session().server;
         server
             .parser
@@ -458,12 +457,9 @@ impl SimpleQueryHandler for Conn {
         let options = FormatOptions::from_client_metadata(client.metadata());
         let mut responses = Vec::new();
         for statement in self.parse(query)? {
-            let response = match commands::command(&statement) {
-                Some(command) => self.answer(command, &Format::UnifiedText)?,
-                None => {
-                    let sql = statement.to_string();
-                    self.run(&sql, None, &Format::UnifiedText, &options).await?
-                }
+            let response = match statement {
+                Parsed::Command(command) => self.answer(command, &Format::UnifiedText)?,
+                Parsed::Query(sql) => self.run(&sql, None, &Format::UnifiedText, &options).await?,
             };
             responses.push(response);
         }
@@ -509,10 +505,10 @@ impl QueryParser for Conn {
                 ));
             }
         };
-        if let Some(command) = commands::command(&statement) {
-            return Ok(Some(Prepared::Command(command)));
-        }
-        let sql = statement.to_string();
+        let sql = match statement {
+            Parsed::Command(command) => return Ok(Some(Prepared::Command(command))),
+            Parsed::Query(sql) => sql,
+        };
         let description = self
             .session()
             .server

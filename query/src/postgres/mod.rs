@@ -158,3 +158,80 @@ pub async fn serve(
 fn client_ip(peer: SocketAddr) -> std::net::IpAddr {
     peer.ip().to_canonical()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::testing;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A startup packet (protocol 3.0) and a password message carrying `password`.
+    fn opening(password: &str) -> Vec<u8> {
+        let mut startup = 196_608_u32.to_be_bytes().to_vec();
+        startup.extend_from_slice(b"user\0psql\0database\0adit\0\0");
+        let mut out = (startup.len() as u32 + 4).to_be_bytes().to_vec();
+        out.extend(startup);
+        out.push(b'p');
+        out.extend_from_slice(&(password.len() as u32 + 5).to_be_bytes());
+        out.extend_from_slice(password.as_bytes());
+        out.push(0);
+        out
+    }
+
+    /// What the server at `addr` sends a client logging in with `password`, as (type, body),
+    /// up to the first error or ReadyForQuery, or the connection's end.
+    async fn log_in(addr: SocketAddr, password: &str) -> Vec<(u8, Vec<u8>)> {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&opening(password)).await.unwrap();
+        let mut messages = Vec::new();
+        let mut head = [0u8; 5];
+        while stream.read_exact(&mut head).await.is_ok() {
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len.saturating_sub(4)];
+            if stream.read_exact(&mut body).await.is_err() {
+                break;
+            }
+            messages.push((head[0], body));
+            if matches!(head[0], b'E' | b'Z') {
+                break;
+            }
+        }
+        messages
+    }
+
+    /// Issue 56: a JWT with a cluster `worker` claim is not a password (28P01), as it is no
+    /// token over HTTP or Flight SQL; the same JWT without the claim logs in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_jwt_is_not_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Postgres::new(
+            &PostgresConfig::default(),
+            testing::engine(dir.path()),
+            Arc::new(testing::jwt_tokens()),
+            Arc::new(Admission::new(Default::default())),
+            Arc::new(Lockout::new(Default::default())),
+            None,
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(server), std::future::pending()));
+        let within = Duration::from_secs(30);
+
+        let worker = testing::jwt("rig-7", Some("rig-7"));
+        let answer = tokio::time::timeout(within, log_in(addr, &worker)).await;
+        let (kind, body) = answer.unwrap().pop().expect("an answer");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(kind, b'E', "{text}");
+        assert!(
+            text.contains("28P01") && text.contains("coordinator"),
+            "{text}"
+        );
+
+        let plain = testing::jwt("alice", None);
+        let answer = tokio::time::timeout(within, log_in(addr, &plain)).await;
+        let (kind, body) = answer.unwrap().pop().expect("an answer");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(kind, b'Z', "a JWT without the claim logs in: {text}");
+    }
+}
