@@ -8,8 +8,9 @@ this script, standard library only:
   - HTTP: every route of the OpenAPI document with every method, hostile path segments,
     query strings, headers and bodies (random bytes, deep and huge JSON);
   - ingest: every event kind with control characters and oversized fields;
-  - Stratum: junk and over-long lines, and control characters and oversized fields in every
-    method's parameters;
+  - Stratum: junk and over-long lines, control characters and oversized fields in every
+    method's parameters, and getjob floods;
+  - PostgreSQL (with --pg): every SQL attack again through Debian's psql;
 and checks between rounds that the process is the same (same pid), `/health` answers and SQL
 still answers. At the end it checks that every share the pool accepted landed in the `shares`
 table, and reports the peak RSS against the budget. Exits non-zero if anything failed.
@@ -117,6 +118,20 @@ def sql(base, statement, token):
     )
 
 
+def psql_run(pg, token, statement):
+    """Runs `statement` through Debian's psql on the PostgreSQL port `pg` (host:port); returns
+    (exit code, stderr). Exit 0 or 1 is an answer (rows or an error); 2 is a lost connection."""
+    import subprocess
+    host, port = pg.rsplit(":", 1)
+    out = subprocess.run(
+        ["psql", f"host={host} port={port} user=hostile dbname=adit sslmode=prefer", "-X", "-A",
+         "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        input=statement.encode("utf-8", "surrogatepass").replace(b"\x00", b""),
+        env={**os.environ, "PGPASSWORD": token or "", "PGCONNECT_TIMEOUT": "10"},
+        capture_output=True, timeout=120)
+    return out.returncode, out.stderr
+
+
 def rss_kib(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -144,6 +159,13 @@ class Run:
         if status == 0 or (status >= 500 and status not in (502, 503)):
             said = answer[:200].decode(errors="replace")
             self.failures.append(f"{surface}: status {status} for {what[:160]!r}: {said}")
+
+    def psql(self, statement):
+        try:
+            code, err = psql_run(self.args.pg, self.args.token, statement)
+        except Exception as e:  # a hang past the timeout is a failure like a lost connection
+            code, err = 2, str(e).encode()
+        self.count("pgwire", 200 if code in (0, 1) else 0, statement, err)
 
     def sample_rss(self):
         while not self.stop.is_set():
@@ -192,10 +214,23 @@ class Run:
             "SELECT 1; SELECT 2",
             "\x00" * 1000,
             CONTROL,
+            # Issue 56: a type nested by a loop of the parser, COPY's query, keyword constructs
+            # whose parsing doubled per level, ARRAY<…> recursed on uncounted, CTEs whose
+            # planning doubled per level, a constant repeated over a batch, a type of 3^40.
+            "SELECT NULL::int" + "[]" * 1000,
+            "COPY (SELECT 1" + "+1" * 1000 + ") TO '/dev/null'",
+            "SELECT " + "CAST(" * 24 + "1 +" + " AS INT)" * 24,
+            "SELECT " + "ARRAY[" * 24 + "1 +" + "]" * 24,
+            "SELECT CAST(NULL AS " + "ARRAY<" * 30000 + "INT" + ">" * 30000 + ")",
+            "WITH c AS (" * 40 + "SELECT 1" + ") SELECT * FROM c" * 40,
+            "SELECT string_agg(repeat('y', 100000), ',') FROM generate_series(1, 100000)",
+            "SELECT CAST(NULL AS TIMESTAMP" + "[3]" * 40 + ")",
         ]
         for statement in statements:
             status, answer = sql(self.args.http, statement, self.args.token)
             self.count("sql", status, statement, answer)
+            if self.args.pg:
+                self.psql(statement)
         status, body = sql(
             self.args.http,
             "SELECT DISTINCT routine_name FROM information_schema.routines "
@@ -298,6 +333,10 @@ class Run:
             b'{"id":1,"method":"login","params":{"login":"' + CONTROL.encode() + b'","pass":"'
             + b"p" * 100_000 + b'","agent":"\x00"}}\n',
         ]
+        # Issue 56: a getjob flood (each cuts a job; bounded per address).
+        lines.append(b"".join(
+            (json.dumps({"id": i, "method": "getjob", "params": {"id": "x"}}) + "\n").encode()
+            for i in range(1000)))
         for text in HOSTILE_TEXT:
             t = text[:100_000]
             for method, params in [
@@ -395,6 +434,7 @@ def main():
     p.add_argument("--stratum", required=True)
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--token")
+    p.add_argument("--pg", help="host:port of the PostgreSQL port: every SQL attack through psql too")
     p.add_argument("--seconds", type=int, default=300)
     p.add_argument("--rss-budget-mib", type=int, default=3072)
     p.add_argument("--seed", type=int, default=22)

@@ -452,7 +452,8 @@ impl StratumClient {
 }
 
 /// Mines with one light-mode thread until `stop` is cancelled: logs in to `addr` as `login`
-/// (retrying until the pool is up), finds shares for the current job and submits them. Blocks
+/// (retrying until the pool is up, and again whenever the connection ends), finds shares for
+/// the current job and submits them. Blocks
 /// the calling thread (RandomX VMs are not `Send`), so run it on a thread of its own. Returns
 /// the number of accepted shares.
 pub fn mine_until(
@@ -465,30 +466,64 @@ pub fn mine_until(
         .build()
         .map_err(io)?;
     runtime.block_on(async {
-        let mut client = loop {
-            if stop.is_cancelled() {
-                return Ok(0);
-            }
-            match StratumClient::login(addr, login).await {
-                Ok(c) => break c,
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        };
         let mut accepted = 0;
-        while !stop.is_cancelled() {
-            let (nonce, result) = client.mine()?;
-            let job_id = client.job.job_id.clone();
-            match client.submit_share(&job_id, &nonce, &result).await {
-                Ok(_) => accepted += 1,
-                // A stale or low-difficulty share is the pool's verdict, not a failure.
-                Err(Error::Refused { .. }) => {}
-                // The pool going away at shutdown is the normal end.
-                Err(_) if stop.is_cancelled() => break,
-                Err(e) => return Err(e),
+        // As XMRig does: a connection the pool closed (a restart, a ban, a network blip) is
+        // followed by a new login, until told to stop.
+        while let Some(mut client) = login_until(addr, login, &stop).await {
+            match mine_on(&mut client, &stop, &mut accepted).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the pool connection ended; logging in again");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+                    }
+                }
             }
         }
         Ok(accepted)
     })
+}
+
+/// How long a miner waits before logging in again after its connection ended.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// A logged-in client, retrying every half second until the pool answers; `None` once `stop`
+/// is cancelled.
+async fn login_until(
+    addr: SocketAddr,
+    login: &str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<StratumClient> {
+    while !stop.is_cancelled() {
+        match StratumClient::login(addr, login).await {
+            Ok(client) => return Some(client),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    None
+}
+
+/// Mines on `client` until `stop` (`Ok`) or until the connection fails (the error), counting
+/// accepted shares into `accepted`.
+async fn mine_on(
+    client: &mut StratumClient,
+    stop: &tokio_util::sync::CancellationToken,
+    accepted: &mut u64,
+) -> Result<()> {
+    while !stop.is_cancelled() {
+        let (nonce, result) = client.mine()?;
+        let job_id = client.job.job_id.clone();
+        match client.submit_share(&job_id, &nonce, &result).await {
+            Ok(_) => *accepted += 1,
+            // A stale or low-difficulty share is the pool's verdict, not a failure.
+            Err(Error::Refused { .. }) => {}
+            // The pool going away at shutdown is the normal end.
+            Err(_) if stop.is_cancelled() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

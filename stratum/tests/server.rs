@@ -440,3 +440,50 @@ async fn a_quiet_miner_is_retargeted_on_time_alone_and_kept_while_idle() {
     assert!((first / 4..first).contains(&lowered), "{first} → {lowered}");
     h.stop.cancel();
 }
+
+/// Issue 56: the demo's miner (`mine_until`) logs in again when the pool closes its
+/// connection, as XMRig does, instead of stopping for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_logs_in_again_after_the_pool_closes_its_connection() {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let miner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || adit_stratum::mine_until(addr, &format!("{WALLET}+1.rig"), stop))
+    };
+    let (job, _) = adit_stratum::JobFactory::new(7)
+        .job(&work(301, 1_000_000), 1)
+        .unwrap();
+    for login in 0..2 {
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(60), listener.accept())
+            .await
+            .expect("the miner connects again within a minute")
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(stream);
+        let mut line = String::new();
+        lines.read_line(&mut line).await.unwrap();
+        let request: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(request["method"], "login", "{line}");
+        if login == 0 {
+            // One job, then the pool closes the connection (dropped at the end of the turn).
+            let reply = json!({"id": request["id"], "jsonrpc": "2.0", "error": null,
+                "result": {"id": "s1", "job": job, "extensions": [], "status": "OK"}});
+            lines
+                .get_mut()
+                .write_all(format!("{reply}\n").as_bytes())
+                .await
+                .unwrap();
+        }
+    }
+    stop.cancel();
+    let mined = tokio::task::spawn_blocking(move || miner.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        mined.unwrap(),
+        0,
+        "no share was accepted by a pool that closed"
+    );
+}

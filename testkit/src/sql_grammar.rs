@@ -180,10 +180,13 @@ impl Generator {
         }
     }
 
-    /// The productions that can be nested: those on a cycle of the grammar, with the path of
-    /// productions (the first is the production itself) that leads back to its symbol.
+    /// The productions [`Generator::nested`] can nest: every one with a slot. Those on a
+    /// cycle of the grammar repeat themselves; the others (a statement around a query, such as
+    /// `COPY ({query}) TO …`) hold a deep nesting of a production of their slot's symbol.
     pub fn nestable() -> Vec<usize> {
-        (0..GRAMMAR.len()).filter(|&p| cycle(p).is_some()).collect()
+        (0..GRAMMAR.len())
+            .filter(|&p| slots(p).next().is_some())
+            .collect()
     }
 
     /// A random statement whose trees are at most `depth` productions deep.
@@ -193,10 +196,34 @@ impl Generator {
     }
 
     /// A statement in which production `production` is repeated `times` deep (round its
-    /// shortest cycle when it does not name its own symbol); the other slots are small random
-    /// trees. `None` for a production on no cycle.
+    /// shortest cycle when it does not name its own symbol; around a deep nesting of its first
+    /// slot's symbol when it is on no cycle); the other slots are small random trees. `None`
+    /// for a production without a slot.
     pub fn nested(&mut self, production: usize, times: usize) -> Option<String> {
-        let path = cycle(production)?;
+        let text = self.nested_text(production, times)?;
+        Some(
+            GRAMMAR[production]
+                .0
+                .statement(&text)
+                .replace("{BASE}", BASE),
+        )
+    }
+
+    /// The text of [`Generator::nested`], of the production's own symbol.
+    fn nested_text(&mut self, production: usize, times: usize) -> Option<String> {
+        let template = GRAMMAR[production].1;
+        let Some(path) = cycle(production) else {
+            let (at, inner) = slots(production).next()?;
+            let on_cycles: Vec<usize> = (0..GRAMMAR.len())
+                .filter(|&q| GRAMMAR[q].0 == inner && cycle(q).is_some())
+                .collect();
+            let q = *on_cycles.get(self.rng.random_range(0..on_cycles.len().max(1)))?;
+            let deep = self.nested_text(q, times)?;
+            let (_, len) = slot_at(&template[at..])?;
+            let before = self.expand(&template[..at], 1);
+            let after = self.expand(&template[at + len..], 1);
+            return Some(format!("{before}{deep}{after}"));
+        };
         let symbol = GRAMMAR[production].0;
         // Each production of the cycle split at the slot the cycle goes through.
         let mut prefix = String::new();
@@ -218,7 +245,7 @@ impl Generator {
         for _ in 0..times {
             text.push_str(&suffix);
         }
-        Some(symbol.statement(&text).replace("{BASE}", BASE))
+        Some(text)
     }
 
     /// A random tree of `symbol` at most `depth` deep.
@@ -311,14 +338,17 @@ mod tests {
     #[test]
     fn every_production_on_a_cycle_nests_as_deep_as_asked() {
         let nestable = Generator::nestable();
-        // Every production with a slot is on a cycle (the grammar has no dead ends), and
-        // the leaves are not.
-        for (p, (_, template)) in GRAMMAR.iter().enumerate() {
+        // Every production with a slot nests, the leaves do not; only statements around a
+        // query are on no cycle.
+        for (p, (symbol, template)) in GRAMMAR.iter().enumerate() {
             assert_eq!(
                 nestable.contains(&p),
                 template.contains("{") && *template != "{BASE}",
                 "{template}"
             );
+            if nestable.contains(&p) && cycle(p).is_none() {
+                assert_eq!(*symbol, Symbol::Statement, "{template}");
+            }
         }
         let mut g = Generator::new(1);
         for &p in &nestable {
@@ -329,6 +359,12 @@ mod tests {
         }
         let typed = g.nested(GRAMMAR.iter().position(|p| p.1 == "{type}[]").unwrap(), 3);
         assert!(typed.unwrap().contains("[][][]"));
+        let copy = GRAMMAR
+            .iter()
+            .position(|p| p.1.starts_with("COPY"))
+            .unwrap();
+        let deep = g.nested(copy, 300).unwrap();
+        assert!(deep.starts_with("COPY (") && deep.len() > 1000, "{deep}");
     }
 
     #[test]
