@@ -255,6 +255,35 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+    // Issue 56: a hold only an admin may set, only an admin may end.
+    let r = client
+        .post(&overrides)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"site": SITE, "kind": "hold", "duration": "10m", "reason": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let hold: Value = r.json().await.unwrap();
+    let hold_id = hold["id"].as_str().unwrap().to_string();
+    for (token, want) in [(OPERATE_TOKEN, 403), (ADMIN_TOKEN, 202)] {
+        let r = client
+            .post(format!("{overrides}/{SITE}/{hold_id}/cancel"))
+            .bearer_auth(token)
+            .json(&json!({"reason": "over"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
+    }
+    let r = client
+        .post(format!("{overrides}/{SITE}/other-site:hold:1/cancel"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"reason": "not this site's"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     let listed: Vec<Value> = client
         .get(format!("{overrides}?site={SITE}"))
         .bearer_auth(READ_TOKEN)

@@ -57,6 +57,20 @@ fn id_of(site: &str, kind: OverrideKind, ts: DateTime<Utc>) -> String {
     format!("{site}:{}:{}", kind.as_str(), ts.timestamp_micros())
 }
 
+/// The kind of the override `id` names, from the id itself (`site:kind:micros`, made only by
+/// [`id_of`]), and that it is one of `site`'s; else a 400.
+fn cancelled_kind(site: &str, id: &str) -> Result<OverrideKind> {
+    let mut parts = id.rsplitn(3, ':');
+    let (_micros, kind, of) = (parts.next(), parts.next(), parts.next());
+    let kind = kind.and_then(|k| serde_json::from_value(Value::String(k.to_string())).ok());
+    match (kind, of) {
+        (Some(kind), Some(of)) if of == site => Ok(kind),
+        _ => Err(QueryError::BadRequest(format!(
+            "{id:?} is not an override of site {site:?}"
+        ))),
+    }
+}
+
 /// Overrides of the controller: listed by readers, set and cancelled by operators.
 pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
     access
@@ -130,7 +144,7 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(reply)))
 }
 
-/// Ends an override before it expires (operate).
+/// Ends an override before it expires (operate; admin for a hold or target).
 #[utoipa::path(post, path = "/api/v1/control/overrides/{site}/{id}/cancel", tag = "farm",
     params(("site" = String, Path), ("id" = String, Path)),
     request_body = Cancellation,
@@ -143,6 +157,15 @@ pub async fn cancel(
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>)> {
     let c: Cancellation = body(&bytes)?;
+    // Ending an override is changing it: a hold or target only an admin may set, only an admin
+    // may end (issue 56: operate could cancel an admin's hold).
+    let kind = cancelled_kind(&site, &id)?;
+    if kind.needs_admin() && caller.role < Role::Admin {
+        return Err(QueryError::Forbidden {
+            needed: Role::Admin.name(),
+            has: caller.role.name(),
+        });
+    }
     let ts = Utc::now();
     let o = Override {
         id: id_of(&site, OverrideKind::Cancel, ts),
