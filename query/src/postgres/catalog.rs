@@ -212,18 +212,6 @@ pub(super) enum ParseError {
     Syntax(String),
 }
 
-/// One statement of a client's, as it leaves the parser: a session command, or the SQL the
-/// engine plans. Never the parsed tree: a tree is walked recursively to render and to drop, so
-/// it stays on the parser's big stack (issue 56: a deep tree rendered and dropped on a
-/// connection's 2 MiB stack aborted the process).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Parsed {
-    /// A session command, answered without the engine.
-    Command(super::commands::Command),
-    /// A query, rendered for the engine.
-    Query(String),
-}
-
 /// Reads PostgreSQL clients' SQL into statements.
 pub(super) struct PgParser {
     /// The rewriting parser (built once: it compiles its patterns).
@@ -237,11 +225,18 @@ impl PgParser {
         }
     }
 
-    /// `sql`'s statements, rewritten for DataFusion. The text is first measured against
-    /// `limits` (the rewrite walks the tree recursively, as planning does); all of it —
-    /// measuring, rewriting, rendering and dropping the trees — runs on a thread with a stack
-    /// for the deepest tree the limits allow.
-    pub(super) fn parse(&self, sql: &str, limits: TextLimits) -> Result<Vec<Parsed>, ParseError> {
+    /// `sql`'s statements, rewritten for DataFusion, each turned by `each` into what leaves
+    /// the parser. The text is first measured against `limits` (the rewrite walks the tree
+    /// recursively, as planning does); all of it — measuring, rewriting, `each` (rendering) and
+    /// dropping the trees — runs on a thread with a stack for the deepest tree the limits
+    /// allow, so no client's tree reaches a connection's stack (issue 56: a deep tree rendered
+    /// and dropped on a 2 MiB stack aborted the process).
+    pub(super) fn parse<T: Send>(
+        &self,
+        sql: &str,
+        limits: TextLimits,
+        each: impl Fn(&Statement) -> T + Sync,
+    ) -> Result<Vec<T>, ParseError> {
         adit_sql::syntax::on_big_stack(|| {
             adit_sql::syntax::parse_in(sql, limits, Dialect::Postgres).map_err(|e| match e {
                 adit_sql::syntax::TextError::Parse(reason) => ParseError::Syntax(reason),
@@ -251,13 +246,7 @@ impl PgParser {
                 .compat
                 .parse(sql)
                 .map_err(|e| ParseError::Syntax(e.to_string()))?;
-            Ok(statements
-                .iter()
-                .map(|s| match super::commands::command(s) {
-                    Some(command) => Parsed::Command(command),
-                    None => Parsed::Query(s.to_string()),
-                })
-                .collect())
+            Ok(statements.iter().map(&each).collect())
         })
         .unwrap_or_else(|| {
             Err(ParseError::Syntax(
@@ -288,8 +277,10 @@ mod tests {
             AND n.nspname !~ '^pg_toast' AND n.nspname <> 'information_schema' \
             AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1,2;";
         let parser = PgParser::new();
-        let statements = parser.parse(dt, TextLimits::default()).unwrap();
-        let [Parsed::Query(rewritten)] = statements.as_slice() else {
+        let statements = parser
+            .parse(dt, TextLimits::default(), Statement::to_string)
+            .unwrap();
+        let [rewritten] = statements.as_slice() else {
             panic!("one query: {statements:?}");
         };
         let batches = ctx.sql(rewritten).await.unwrap().collect().await.unwrap();
@@ -353,21 +344,30 @@ mod tests {
     fn a_statement_past_the_text_limits_is_refused_before_the_rewrite() {
         let parser = PgParser::new();
         let deep = format!("SELECT {}1", "1+".repeat(5_000));
-        let e = parser.parse(&deep, TextLimits::default()).unwrap_err();
+        let e = parser
+            .parse(&deep, TextLimits::default(), Statement::to_string)
+            .unwrap_err();
         assert!(matches!(e, ParseError::TooComplex(_)), "{e:?}");
         // A type nested in a loop of the parser (issue 56): measured like any other node.
         let e = parser
             .parse(
                 &format!("SELECT NULL::int{}", "[]".repeat(5_000)),
                 TextLimits::default(),
+                Statement::to_string,
             )
             .unwrap_err();
         assert!(matches!(e, ParseError::TooComplex(_)), "{e:?}");
-        let e = parser.parse("SELEC 1", TextLimits::default()).unwrap_err();
+        let e = parser
+            .parse("SELEC 1", TextLimits::default(), Statement::to_string)
+            .unwrap_err();
         assert!(matches!(e, ParseError::Syntax(_)), "{e:?}");
         assert_eq!(
             parser
-                .parse("SELECT 1; SELECT 2", TextLimits::default())
+                .parse(
+                    "SELECT 1; SELECT 2",
+                    TextLimits::default(),
+                    Statement::to_string
+                )
                 .unwrap()
                 .len(),
             2

@@ -42,8 +42,8 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Postgres;
-use super::catalog::{ParseError, Parsed};
-use super::commands::{Command, Settings};
+use super::catalog::ParseError;
+use super::commands::{self, Command, Settings};
 
 /// Serves one client until it leaves.
 pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Postgres>) {
@@ -147,6 +147,16 @@ fn sql_error(e: &SqlError) -> PgWireError {
     refused("ERROR", code, e.to_string())
 }
 
+/// One statement of a client's, as it leaves the parser: a session command, or the SQL the
+/// engine plans; never the parsed tree, which stays on the parser's big stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Parsed {
+    /// A session command, answered without the engine.
+    Command(Command),
+    /// A query, rendered for the engine.
+    Query(String),
+}
+
 impl Conn {
     fn session(&self) -> &Session {
         &self.0
@@ -165,7 +175,14 @@ impl Conn {
         let server = &self.session().server;
         server
             .parser
-            .parse(sql, server.engine.limits().text())
+            .parse(
+                sql,
+                server.engine.limits().text(),
+                |s| match commands::command(s) {
+                    Some(command) => Parsed::Command(command),
+                    None => Parsed::Query(s.to_string()),
+                },
+            )
             .map_err(|e| match e {
                 ParseError::TooComplex(reason) => refused("ERROR", "54001", reason),
                 ParseError::Syntax(reason) => refused("ERROR", "42601", reason),
