@@ -23,7 +23,7 @@
 //! - A constant is repeated over every row of a batch wherever an operator needs it as an array
 //!   (an aggregate's argument, a projection's column): rows × its size in one allocation that
 //!   no function call makes. An optimizer rule that runs last ([`BoundConstants`]) puts every
-//!   large variable-width constant behind [`RepeatedConstant`], which refuses the repetition
+//!   large variable-width constant behind [`CheckedValue::constant`], which refuses the repetition
 //!   before it is built (issue 56: `string_agg(repeat('y', 100000), ',')` over 100 000 rows
 //!   folded to a 100 KB constant that a 32 768-row batch repeated past a string array's
 //!   offsets, and panicked).
@@ -124,7 +124,7 @@ pub fn install(ctx: &SessionContext, max_bytes: usize, planned_calls: bool) -> R
 const CHECKED_CONSTANT_BYTES: usize = 1024;
 
 /// The optimizer rule, after every other, that puts each variable-width constant of at least
-/// [`CHECKED_CONSTANT_BYTES`] behind [`RepeatedConstant`] (see the module docs). `VALUES` rows
+/// [`CHECKED_CONSTANT_BYTES`] behind [`CheckedValue::constant`] (see the module docs). `VALUES` rows
 /// are left alone: each of their constants is one row.
 #[derive(Debug)]
 pub struct BoundConstants {
@@ -159,15 +159,15 @@ impl OptimizerRule for BoundConstants {
     }
 }
 
-/// `expr` with each large variable-width constant behind [`RepeatedConstant`], once.
+/// `expr` with each large variable-width constant behind [`CheckedValue::constant`], once.
 fn bound_constants(expr: Expr, max_bytes: usize) -> Result<Transformed<Expr>> {
     expr.transform_down(|e| match e {
         Expr::ScalarFunction(call)
             if call
                 .func
                 .inner()
-                .downcast_ref::<RepeatedConstant>()
-                .is_some() =>
+                .downcast_ref::<CheckedValue>()
+                .is_some_and(|c| c.per_row) =>
         {
             Ok(Transformed::new(
                 Expr::ScalarFunction(call),
@@ -178,7 +178,7 @@ fn bound_constants(expr: Expr, max_bytes: usize) -> Result<Transformed<Expr>> {
         Expr::Literal(ref value, _)
             if variable_width(&value.data_type()) && value.size() >= CHECKED_CONSTANT_BYTES =>
         {
-            let checked = Arc::new(ScalarUDF::new_from_impl(RepeatedConstant::new(max_bytes)));
+            let checked = Arc::new(ScalarUDF::new_from_impl(CheckedValue::constant(max_bytes)));
             Ok(Transformed::new(
                 Expr::ScalarFunction(ScalarFunction::new_udf(checked, vec![e])),
                 true,
@@ -187,70 +187,6 @@ fn bound_constants(expr: Expr, max_bytes: usize) -> Result<Transformed<Expr>> {
         }
         other => Ok(Transformed::no(other)),
     })
-}
-
-/// `bounded_constant(c)`: the constant `c`, refused when a batch would repeat it past the
-/// limit; it stays a constant, so nothing is repeated here. Volatile, so no later
-/// simplification folds it away again.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct RepeatedConstant {
-    /// The limit per batch.
-    max_bytes: usize,
-    /// One argument, volatile.
-    signature: Signature,
-}
-
-impl RepeatedConstant {
-    fn new(max_bytes: usize) -> Self {
-        Self {
-            max_bytes,
-            signature: Signature::any(1, Volatility::Volatile),
-        }
-    }
-}
-
-impl ScalarUDFImpl for RepeatedConstant {
-    fn name(&self) -> &str {
-        "bounded_constant"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        arg_types
-            .first()
-            .cloned()
-            .ok_or_else(|| exec_datafusion_err!("bounded_constant needs one argument"))
-    }
-
-    fn return_field_from_args(
-        &self,
-        args: datafusion::logical_expr::ReturnFieldArgs,
-    ) -> Result<arrow::datatypes::FieldRef> {
-        args.arg_fields
-            .first()
-            .cloned()
-            .ok_or_else(|| exec_datafusion_err!("bounded_constant needs one argument"))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let value = args
-            .args
-            .into_iter()
-            .next()
-            .ok_or_else(|| exec_datafusion_err!("bounded_constant needs one argument"))?;
-        let bytes = held_bytes(&value, rows);
-        if bytes > self.max_bytes as u128 {
-            return Err(resources_datafusion_err!(
-                "a constant repeated over a batch of {rows} rows would build {bytes} bytes, over the limit of {} bytes per call (query.limits.max_value_bytes)",
-                self.max_bytes
-            ));
-        }
-        Ok(value)
-    }
 }
 
 impl Bounded {
@@ -355,7 +291,7 @@ fn bound_expr(expr: Expr, max_bytes: usize) -> Result<Transformed<Expr>> {
             )))
         }
         Expr::BinaryExpr(b) if b.op == Operator::StringConcat => {
-            let checked = Arc::new(ScalarUDF::new_from_impl(CheckedValue::new(max_bytes)));
+            let checked = Arc::new(ScalarUDF::new_from_impl(CheckedValue::operator(max_bytes)));
             Ok(Transformed::yes(Expr::ScalarFunction(
                 ScalarFunction::new_udf(checked, vec![Expr::BinaryExpr(b)]),
             )))
@@ -364,9 +300,16 @@ fn bound_expr(expr: Expr, max_bytes: usize) -> Result<Transformed<Expr>> {
     })
 }
 
-/// `bounded_value(x)`: `x`, refused when it holds more than the limit (wraps `||`).
+/// `bounded_value(x)` (wraps `||`): `x`, refused when it holds more than the limit; and
+/// `bounded_constant(c)` (wraps a large constant): the constant `c`, refused when a batch would
+/// repeat it past the limit, left a constant so nothing is repeated here, and volatile so no
+/// later simplification folds it away again.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CheckedValue {
+    /// The function's name: which of the two it is.
+    name: &'static str,
+    /// Whether the value is a constant counted once per row of the batch.
+    per_row: bool,
     /// The limit.
     max_bytes: usize,
     /// Any one argument.
@@ -374,17 +317,30 @@ struct CheckedValue {
 }
 
 impl CheckedValue {
-    fn new(max_bytes: usize) -> Self {
+    /// The check around an operator's result.
+    fn operator(max_bytes: usize) -> Self {
         Self {
+            name: "bounded_value",
+            per_row: false,
             max_bytes,
             signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+
+    /// The check around a constant a batch repeats.
+    fn constant(max_bytes: usize) -> Self {
+        Self {
+            name: "bounded_constant",
+            per_row: true,
+            max_bytes,
+            signature: Signature::any(1, Volatility::Volatile),
         }
     }
 }
 
 impl ScalarUDFImpl for CheckedValue {
     fn name(&self) -> &str {
-        "bounded_value"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -395,7 +351,7 @@ impl ScalarUDFImpl for CheckedValue {
         arg_types
             .first()
             .cloned()
-            .ok_or_else(|| exec_datafusion_err!("bounded_value needs one argument"))
+            .ok_or_else(|| exec_datafusion_err!("{} needs one argument", self.name))
     }
 
     fn return_field_from_args(
@@ -405,16 +361,27 @@ impl ScalarUDFImpl for CheckedValue {
         args.arg_fields
             .first()
             .cloned()
-            .ok_or_else(|| exec_datafusion_err!("bounded_value needs one argument"))
+            .ok_or_else(|| exec_datafusion_err!("{} needs one argument", self.name))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
         let value = args
             .args
             .into_iter()
             .next()
-            .ok_or_else(|| exec_datafusion_err!("bounded_value needs one argument"))?;
-        check_built("||", &value, self.max_bytes)?;
+            .ok_or_else(|| exec_datafusion_err!("{} needs one argument", self.name))?;
+        if !self.per_row {
+            check_built("||", &value, self.max_bytes)?;
+            return Ok(value);
+        }
+        let bytes = held_bytes(&value, rows);
+        if bytes > self.max_bytes as u128 {
+            return Err(resources_datafusion_err!(
+                "a constant repeated over a batch of {rows} rows would build {bytes} bytes, over the limit of {} bytes per call (query.limits.max_value_bytes)",
+                self.max_bytes
+            ));
+        }
         Ok(value)
     }
 }

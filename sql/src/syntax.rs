@@ -470,18 +470,14 @@ mod tests {
             format!("SELECT {}{core}{}", "CAST(".repeat(n), " AS INT)".repeat(n))
         };
         assert!(parse(&casts(MAX_KEYWORD_NESTING, "1"), limits).is_ok());
+        // Refused before the parser: the error at the core would have cost minutes in it.
         for core in ["1", "1 +"] {
-            let started = std::time::Instant::now();
             let err = parse(&casts(48, core), limits).unwrap_err();
             assert_eq!(
                 err,
                 TextError::TooNested {
                     limit: MAX_KEYWORD_NESTING
                 }
-            );
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(5),
-                "{core}"
             );
         }
         // Types in angle brackets, which the parser recursed on without counting.
