@@ -130,9 +130,19 @@ pub struct PaymentsArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum PaymentsWhat {
     /// Lift the hold `adit restore` puts on new payments, once the `payments` table agrees with
-    /// the wallet's outgoing transfers (`get_transfers`): payments made after the backup must
-    /// be in it, or they are paid again.
-    Release,
+    /// the wallet's outgoing transfers (`get_transfers`): every transaction the wallet sent
+    /// since the backup must be recorded in the table (or its miners would be paid again) or
+    /// accepted here by id; otherwise the hold stays and each is listed.
+    Release {
+        /// A transaction the wallet sent that the table does not record, which you have
+        /// checked was not a payment to miners (a sweep to cold storage, say); repeat for each.
+        #[arg(long = "accept", value_name = "TXID")]
+        accept: Vec<String>,
+        /// Release without asking the wallet (a deployment that pays nothing, or a wallet
+        /// reconciled by hand); said in the output.
+        #[arg(long)]
+        no_wallet: bool,
+    },
 }
 
 /// `adit token`.

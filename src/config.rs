@@ -313,8 +313,11 @@ impl Config {
             "must be at most 1h (it is how stale a table may be when a query starts)",
         )?;
         query.lockout.validate()?;
-        match &query.postgres {
-            Some(postgres) => postgres.validate(),
+        if let Some(postgres) = &query.postgres {
+            postgres.validate()?;
+        }
+        match &query.flight {
+            Some(flight) => flight.validate(),
             None => Ok(()),
         }
     }

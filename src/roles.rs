@@ -160,6 +160,7 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
             tokens: Arc::new(config.query.tokens()?),
             admission: admission.clone(),
             lockout: lockout.clone(),
+            config: flight.clone(),
         });
         let listener = tokio::net::TcpListener::bind(&flight.listen)
             .await

@@ -285,7 +285,7 @@ async fn changes_and_refusals_are_audited_and_guessing_tokens_is_banned() {
             .json(&json!({"allocation_kw": 10.0}))
             .send()
     };
-    assert_eq!(put(OPERATE_TOKEN).await.unwrap().status(), 201);
+    assert_eq!(put(ADMIN_TOKEN).await.unwrap().status(), 201);
     assert_eq!(put(READ_TOKEN).await.unwrap().status(), 403);
 
     // Guessing: two failures are answered (slowly), the third bans the address.
@@ -346,8 +346,8 @@ async fn changes_and_refusals_are_audited_and_guessing_tokens_is_banned() {
     assert_eq!(
         row(0),
         (
-            "operator".into(),
-            "operate".into(),
+            "admin".into(),
+            "admin".into(),
             "PUT".into(),
             201,
             local.clone()
@@ -507,7 +507,8 @@ async fn https_with_a_token_kept_as_its_digest_and_jwts_from_real_clients() {
     );
     assert_eq!(sql(Some(forged)).await, 401);
 
-    // A JWT's role holds: read may not change the registry, operate may.
+    // A JWT's role holds: read may not change the registry, operate may not set a site's
+    // allocation, admin may.
     let put = |bearer: String| {
         let request = https
             .put(format!("{base}/api/v1/registry/sites/s1"))
@@ -516,8 +517,8 @@ async fn https_with_a_token_kept_as_its_digest_and_jwts_from_real_clients() {
         async move { request.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(put(reader.clone()).await, 403);
-    let operator = jwt(secret, claims("operate", now + 600, "farm-idp"));
-    assert_eq!(put(operator).await, 201, "{}", app.log());
+    let admin = jwt(secret, claims("admin", now + 600, "farm-idp"));
+    assert_eq!(put(admin).await, 201, "{}", app.log());
 
     // The JWT's subject is who the audit trail names.
     let audit = "SELECT who, role, method, status FROM audit WHERE method = 'PUT' ORDER BY ts";
@@ -545,7 +546,7 @@ async fn https_with_a_token_kept_as_its_digest_and_jwts_from_real_clients() {
         rows().await,
         vec![
             json!({"who": "alice@farm", "role": "read", "method": "PUT", "status": 403}),
-            json!({"who": "alice@farm", "role": "operate", "method": "PUT", "status": 201}),
+            json!({"who": "alice@farm", "role": "admin", "method": "PUT", "status": 201}),
         ]
     );
 

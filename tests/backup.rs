@@ -227,6 +227,22 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     // New payments are held: the restored payments table lacks what was paid since.
     let hold = restored_tables.join("_adit/payments/hold.json");
     assert!(hold.is_file(), "payments held after a restore");
+    // Held before the restore wrote anything: a payer running meanwhile paid nothing from a
+    // half-restored table.
+    let held: Value = serde_json::from_slice(&std::fs::read(&hold).unwrap()).unwrap();
+    let since: chrono::DateTime<chrono::Utc> = held["since"].as_str().unwrap().parse().unwrap();
+    let first_commit = std::fs::metadata(
+        restored_tables.join(format!("{}/_delta_log/00000000000000000000.json", names[0])),
+    )
+    .unwrap()
+    .modified()
+    .unwrap();
+    assert!(
+        since <= chrono::DateTime::<chrono::Utc>::from(first_commit),
+        "held at {since}, after the restore wrote {}",
+        names[0]
+    );
+    assert!(held["taken_at"].is_string(), "{held}");
     assert!(
         out.contains("payments_held") && out.contains("adit payments release"),
         "{out}"
@@ -275,10 +291,13 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
 
     // Once reconciled, the operator releases payments.
     let mut release = globals(&fresh.url(), target.path());
-    release.extend(["payments".into(), "release".into()]);
+    // No wallet runs here (the payment test reconciles with a real one): released without it,
+    // as the output says.
+    release.extend(["payments".into(), "release".into(), "--no-wallet".into()]);
     let (ok, out, err) = adit(&release);
     assert!(ok, "release failed: {err}");
     assert!(out.contains("\"released\": true"), "{out}");
+    assert!(out.contains("not checked (--no-wallet)"), "{out}");
     assert!(!hold.exists(), "the hold is lifted");
     let (ok, out, _) = adit(&release);
     assert!(
@@ -289,6 +308,10 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     // A restore over what now holds data is refused, naming what it would overwrite.
     let (ok, _, err) = adit(&restore);
     assert!(!ok, "a restore over data must be refused");
+    assert!(
+        !hold.exists(),
+        "a refused restore changed nothing, and holds nothing"
+    );
     assert!(
         err.contains("restore refused") && err.contains("TELEMETRY"),
         "{err}"

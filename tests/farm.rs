@@ -111,16 +111,48 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
     };
     let site = json!({"allocation_kw": 10.0, "timezone": "Europe/Oslo", "name": "Site A"});
 
-    // Roles: read may not write, operate may.
+    // Roles: read may not write; a site's allocation and safety limits are an admin's (a new
+    // site sets them), its name and time zone an operator's.
     let (s, _, _) = api
         .put("/api/v1/registry/sites/site-a", READ_TOKEN, site.clone())
         .await;
     assert_eq!(s, 403);
-    let (s, body, etag) = api
+    let (s, body, _) = api
         .put("/api/v1/registry/sites/site-a", OPERATE_TOKEN, site.clone())
+        .await;
+    assert_eq!(
+        (s, body["error"]["field"].as_str()),
+        (403, Some("allocation_kw")),
+        "operate may not create a site: {body}"
+    );
+    let (s, body, _) = api
+        .put("/api/v1/registry/sites/site-a", ADMIN_TOKEN, site.clone())
         .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["warning_pct"], 80.0, "defaults filled: {body}");
+    for (field, value) in [
+        ("allocation_kw", json!(11.0)),
+        ("emergency_temp_c", json!(95.0)),
+        ("max_humidity_pct", json!(99.0)),
+        ("fan_relay", json!("http://127.0.0.1:9/fans")),
+    ] {
+        let mut changed = site.clone();
+        changed[field] = value;
+        let (s, body, _) = api
+            .put("/api/v1/registry/sites/site-a", OPERATE_TOKEN, changed)
+            .await;
+        assert_eq!(
+            (s, body["error"]["field"].as_str()),
+            (403, Some(field)),
+            "operate may not change {field}: {body}"
+        );
+    }
+    let renamed =
+        json!({"allocation_kw": 10.0, "timezone": "Europe/Oslo", "name": "Site A (north)"});
+    let (s, body, etag) = api
+        .put("/api/v1/registry/sites/site-a", OPERATE_TOKEN, renamed)
+        .await;
+    assert_eq!(s, 200, "operate renames a site: {body}");
     let etag = etag.expect("an ETag");
 
     // Validation names the field and changes nothing.
@@ -234,13 +266,14 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
     let feeder = feed(publisher.clone(), m2_alive.clone(), stop.clone());
     tokio::time::sleep(Duration::from_secs(8)).await;
 
-    // A stale revision is refused; the current one lowers the allocation to 7 kW (86 %).
+    // A stale revision is refused; the current one lowers the allocation to 7 kW (86 %) (an
+    // admin's change).
     let lowered = json!({"allocation_kw": 7.0, "timezone": "Europe/Oslo", "name": "Site A"});
     let (s, body, _) = api
         .call(
             reqwest::Method::PUT,
             path,
-            OPERATE_TOKEN,
+            ADMIN_TOKEN,
             Some(lowered.clone()),
             Some("\"999\""),
         )
@@ -250,7 +283,7 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
         .call(
             reqwest::Method::PUT,
             path,
-            OPERATE_TOKEN,
+            ADMIN_TOKEN,
             Some(lowered),
             Some(&etag),
         )

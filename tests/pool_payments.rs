@@ -99,7 +99,7 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
     // A hold, as `adit restore` leaves one: blocks confirm and their payouts fall due, but the
     // payer starts no payment until an operator releases it with `adit payments release`.
     let store = adit_sinks::TableStore::new(tables.to_str().unwrap(), Default::default()).unwrap();
-    adit_payments::hold::put(&store, "restored an older backup (test)")
+    adit_payments::hold::put(&store, "restored an older backup (test)", None)
         .await
         .unwrap();
     let confirmed = "SELECT count(*) FROM blocks WHERE status = 'confirmed'";
@@ -127,21 +127,46 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
         "the hold was not said; log:\n{}",
         app.log()
     );
-    let release = std::process::Command::new(adit_binary())
-        .arg("--nats-url")
-        .arg(nats.url())
-        .arg("--tables")
-        .arg(&tables)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["payments", "release"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&release.stdout);
+    // The wallet sends a transfer the payments table does not record (as a payment made after
+    // the restored backup would be): the release is refused, naming it, and the hold stays;
+    // accepted by id, it is let through.
+    let unrecorded = pool_wallet.call(
+        "transfer",
+        json!({"destinations": [{"address": pool_wallet.address, "amount": 1_000_000_000u64}]}),
+    );
+    let txid = unrecorded["tx_hash"].as_str().unwrap().to_string();
+    let release = |extra: &[&str]| {
+        std::process::Command::new(adit_binary())
+            .arg("--config")
+            .arg(dir.path().join("adit.toml"))
+            .arg("--nats-url")
+            .arg(nats.url())
+            .arg("--tables")
+            .arg(&tables)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["payments", "release"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = release(&[]);
+    let said = String::from_utf8_lossy(&refused.stdout);
     assert!(
-        release.status.success() && said.contains("\"released\": true"),
+        !refused.status.success() && said.contains(&txid) && said.contains("\"released\": false"),
+        "an unrecorded transfer must keep the hold: {said} {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        adit_payments::hold::get(&store).await.unwrap().is_some(),
+        "still held"
+    );
+    let released = release(&["--accept", &txid]);
+    let said = String::from_utf8_lossy(&released.stdout);
+    assert!(
+        released.status.success() && said.contains("\"released\": true") && said.contains(&txid),
         "{said} {}",
-        String::from_utf8_lossy(&release.stderr)
+        String::from_utf8_lossy(&released.stderr)
     );
 
     // Bury the blocks: the pool confirms them, the payer pays, and the payment confirms.

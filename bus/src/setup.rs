@@ -292,24 +292,32 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
 pub async fn ensure_buckets(js: &jetstream::Context, replicas: usize) -> Result<()> {
     let each = names::KV_BUCKETS.iter().map(|bucket| {
         // A dashboard's revisions are its history: as many as NATS keeps per key.
-        let history = if *bucket == names::KV_DASHBOARDS {
-            64
+        // A dashboard's revisions are its history: as many as NATS keeps per key. Anyone with
+        // the operate role writes dashboards, so their bucket has a size: once full, a write is
+        // refused (and nothing else grows on its account).
+        let (history, max_bytes) = if *bucket == names::KV_DASHBOARDS {
+            (64, Some(DASHBOARDS_MAX_BYTES))
         } else {
-            10
+            (10, None)
         };
-        ensure_bucket(js, bucket, history, None, replicas)
+        ensure_bucket(js, bucket, history, None, max_bytes, replicas)
     });
     futures::future::try_join_all(each).await?;
     Ok(())
 }
 
+/// The most bytes the dashboards bucket holds, every revision counted.
+pub const DASHBOARDS_MAX_BYTES: i64 = 256 * 1024 * 1024;
+
 /// Creates KV bucket `bucket` (or updates its limits) keeping `history` values per key; with
-/// `max_age`, a key not written for that long disappears (how leases expire).
+/// `max_age`, a key not written for that long disappears (how leases expire); with
+/// `max_bytes`, a write that would pass it is refused.
 pub async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,
     history: i64,
     max_age: Option<Duration>,
+    max_bytes: Option<i64>,
     replicas: usize,
 ) -> Result<()> {
     let config = stream::Config {
@@ -317,6 +325,7 @@ pub async fn ensure_bucket(
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: history,
         max_age: max_age.unwrap_or_default(),
+        max_bytes: max_bytes.unwrap_or(-1),
         discard: stream::DiscardPolicy::New,
         allow_rollup: true,
         deny_delete: true,

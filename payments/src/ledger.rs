@@ -183,6 +183,18 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The hash of every transaction the `payments` table records, of any pool and status.
+    pub async fn recorded(&self) -> Result<std::collections::BTreeSet<String>> {
+        let batches = self
+            .rows("SELECT DISTINCT tx_hash FROM payments", Params::new())
+            .await?;
+        let mut out = std::collections::BTreeSet::new();
+        for b in &batches {
+            out.extend(strings(b, "tx_hash")?);
+        }
+        Ok(out)
+    }
+
     /// The transactions of `pool` recorded and neither confirmed nor failed.
     pub async fn open_payments(&self, pool: &str) -> Result<Vec<OpenTx>> {
         let mut params = Params::new();

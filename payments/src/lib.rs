@@ -19,6 +19,7 @@ pub mod error;
 pub mod hold;
 pub mod ledger;
 pub mod payer;
+pub mod reconcile;
 mod rpc;
 pub mod wallet;
 

@@ -23,6 +23,24 @@ pub struct Built {
     pub fee: u64,
 }
 
+/// A transaction the wallet sent, as `get_transfers` tells it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct Outgoing {
+    /// Its hash (hex).
+    pub txid: String,
+    /// What it sent, atomic units (the fee not counted).
+    pub amount: u64,
+    /// Its fee, atomic units.
+    #[serde(default)]
+    pub fee: u64,
+    /// The block it is in (0 while it waits in the node's pool).
+    #[serde(default)]
+    pub height: u64,
+    /// When the wallet saw it (Unix seconds).
+    #[serde(default)]
+    pub timestamp: i64,
+}
+
 /// What the wallet makes of a miner's login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressKind {
@@ -155,6 +173,26 @@ impl Wallet {
             tx_metadata: reply.tx_metadata,
             fee: reply.fee,
         })
+    }
+
+    /// Every transaction the wallet sent from its account, in a block or waiting in the
+    /// node's pool (`get_transfers` `out` and `pending`).
+    pub async fn outgoing(&self) -> Result<Vec<Outgoing>> {
+        #[derive(Deserialize)]
+        struct Reply {
+            #[serde(default)]
+            out: Vec<Outgoing>,
+            #[serde(default)]
+            pending: Vec<Outgoing>,
+        }
+        let reply: Reply = self
+            .rpc
+            .call(
+                "get_transfers",
+                json!({"out": true, "pending": true, "account_index": self.account_index}),
+            )
+            .await?;
+        Ok(reply.out.into_iter().chain(reply.pending).collect())
     }
 
     /// Has the wallet send a transaction it built (`tx_metadata` from [`Built`]); from then on

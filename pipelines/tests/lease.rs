@@ -15,7 +15,7 @@ const TTL: Duration = Duration::from_secs(1);
 async fn bucket(nats: &NatsServer) -> kv::Store {
     let js = nats.jetstream().await;
     // No max age: a key is never expired by the server.
-    adit_bus::setup::ensure_bucket(&js, "leases_without_ttl", 1, None, 1)
+    adit_bus::setup::ensure_bucket(&js, "leases_without_ttl", 1, None, None, 1)
         .await
         .unwrap();
     js.get_key_value("leases_without_ttl").await.unwrap()

@@ -1,6 +1,8 @@
 //! How many SQL statements run at once, per token role: each role has its own number of
 //! slots; a statement waits for one at most `queue_wait`, then gets a 429. A flood of heavy
-//! queries from read tokens cannot take the slots operators need.
+//! queries from read tokens cannot take the slots operators need, and the panels of public
+//! dashboards (opened by anyone with the link, no token) have slots of their own, so they
+//! cannot take a reader's either.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,8 @@ pub struct ConcurrencyConfig {
     pub operate: usize,
     /// Statements of admin tokens (and of everyone when auth is off) running at once.
     pub admin: usize,
+    /// Panels of public dashboards (through their links, without a token) running at once.
+    pub public: usize,
     /// Longest a statement waits for a slot before a 429.
     #[serde(with = "humantime_serde")]
     pub queue_wait: Duration,
@@ -33,6 +37,7 @@ impl Default for ConcurrencyConfig {
             read: 8,
             operate: 8,
             admin: 8,
+            public: 2,
             queue_wait: Duration::from_secs(5),
         }
     }
@@ -45,6 +50,7 @@ impl ConcurrencyConfig {
             ("read", self.read),
             ("operate", self.operate),
             ("admin", self.admin),
+            ("public", self.public),
         ] {
             check(
                 (1..=10_000).contains(&n),
@@ -66,7 +72,23 @@ pub struct Admission {
     read: Arc<Semaphore>,
     operate: Arc<Semaphore>,
     admin: Arc<Semaphore>,
+    public: Arc<Semaphore>,
     config: ConcurrencyConfig,
+}
+
+/// Whose slots a statement takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A caller's, by the token's role.
+    Role(Role),
+    /// A public dashboard's viewer's (no token).
+    Public,
+}
+
+impl From<Role> for Slot {
+    fn from(role: Role) -> Self {
+        Self::Role(role)
+    }
 }
 
 impl Admission {
@@ -76,22 +98,26 @@ impl Admission {
             read: Arc::new(Semaphore::new(config.read)),
             operate: Arc::new(Semaphore::new(config.operate)),
             admin: Arc::new(Semaphore::new(config.admin)),
+            public: Arc::new(Semaphore::new(config.public)),
             config,
         }
     }
 
-    /// A slot for a statement of `role`, held until the permit is dropped.
-    pub async fn admit(&self, role: Role) -> Result<OwnedSemaphorePermit> {
-        let (slots, n) = match role {
-            Role::Read => (&self.read, self.config.read),
-            Role::Operate => (&self.operate, self.config.operate),
-            Role::Admin => (&self.admin, self.config.admin),
+    /// A slot for a statement of `slot` (a role, or a public dashboard's viewer), held until
+    /// the permit is dropped.
+    pub async fn admit(&self, slot: impl Into<Slot>) -> Result<OwnedSemaphorePermit> {
+        let (slots, n, whose) = match slot.into() {
+            Slot::Role(Role::Read) => (&self.read, self.config.read, "of the read role"),
+            Slot::Role(Role::Operate) => {
+                (&self.operate, self.config.operate, "of the operate role")
+            }
+            Slot::Role(Role::Admin) => (&self.admin, self.config.admin, "of the admin role"),
+            Slot::Public => (&self.public, self.config.public, "of public dashboards"),
         };
         match tokio::time::timeout(self.config.queue_wait, slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(QueryError::TooBusy(format!(
-                "{n} statements of the {} role are running and none ended within {:?}; try again later",
-                role.name(),
+                "{n} statements {whose} are running and none ended within {:?}; try again later",
                 self.config.queue_wait
             ))),
         }
@@ -113,6 +139,11 @@ mod tests {
         let e = admission.admit(Role::Read).await.unwrap_err();
         assert_eq!(e.status_code().0.as_u16(), 429, "{e}");
         assert!(admission.admit(Role::Operate).await.is_ok());
+        let public = admission.admit(Slot::Public).await.unwrap();
+        let _second = admission.admit(Slot::Public).await.unwrap();
+        let e = admission.admit(Slot::Public).await.unwrap_err();
+        assert!(e.to_string().contains("public dashboards"), "{e}");
+        drop(public);
         drop(held);
         assert!(admission.admit(Role::Read).await.is_ok());
         assert!(ConcurrencyConfig::default().validate().is_ok());

@@ -20,6 +20,18 @@ pub enum QueryError {
         /// Role the token has.
         has: &'static str,
     },
+    /// A field of the request body only a higher role may set or change.
+    #[error("{field}: {why}; this needs the {needed} role, the token has {has}")]
+    FieldForbidden {
+        /// The field.
+        field: String,
+        /// Why it is kept to that role.
+        why: &'static str,
+        /// Role the field needs.
+        needed: &'static str,
+        /// Role the token has.
+        has: &'static str,
+    },
     /// The request itself is malformed (no SQL, unknown format…).
     #[error("{0}")]
     BadRequest(String),
@@ -65,7 +77,9 @@ impl QueryError {
     pub fn status_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Forbidden { .. } | Self::FieldForbidden { .. } => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -100,7 +114,7 @@ impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_code();
         let mut body = ErrorBody::new(code, self.to_string());
-        if let Self::InvalidField { field, .. } = &self {
+        if let Self::InvalidField { field, .. } | Self::FieldForbidden { field, .. } = &self {
             body = body.with_field(field.clone());
         }
         let mut response = (status, Json(body)).into_response();

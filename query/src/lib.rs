@@ -16,6 +16,7 @@ pub mod bans;
 pub mod basics;
 pub mod chain;
 pub mod commands;
+pub mod conns;
 pub mod dashboard;
 pub mod dashboards;
 pub mod error;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use adit_bus::registry::{Registry, RegistryError, Versioned};
-use adit_schemas::registry::{Record, RecordKind};
+use adit_schemas::registry::{Record, RecordKind, Site};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -227,8 +227,14 @@ async fn put(
     let kind = kind_of(plural)?;
     key_of(kind, site, id)?;
     let record = record_from(kind, site, id, body)?;
+    let expected = match &record {
+        Record::Site(new) if caller.role < Role::Admin => {
+            site_without_safety_change(state, caller, new, expected(headers)?).await?
+        }
+        _ => expected(headers)?,
+    };
     let changed = registry(state)?
-        .put(record.clone(), &caller.name, expected(headers)?)
+        .put(record.clone(), &caller.name, expected)
         .await?;
     let status = if changed.before.is_some() {
         StatusCode::OK
@@ -245,7 +251,42 @@ async fn put(
     ))
 }
 
-/// Creates or replaces a site or pool (operate role).
+/// Checks that a caller below admin leaves `new`'s safety settings as they are (a new site
+/// sets them all); answers the revision the write must be made at, so a change made between
+/// this read and the write is not overwritten by what was checked against the older one.
+async fn site_without_safety_change(
+    state: &AppState,
+    caller: &Caller,
+    new: &Site,
+    expected: Option<u64>,
+) -> Result<Option<u64>> {
+    let key = Record::Site(new.clone()).key();
+    let (before, revision) = match registry(state)?.get(&key).await {
+        Ok(v) => match v.record {
+            Record::Site(site) => (Some(site), v.revision),
+            _ => (None, v.revision),
+        },
+        Err(RegistryError::NotFound(_)) => (None, 0),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(field) = new.safety_change(before.as_ref()) {
+        return Err(QueryError::FieldForbidden {
+            field: field.into(),
+            why: "a site's allocation and safety limits are set by an admin",
+            needed: Role::Admin.name(),
+            has: caller.role.name(),
+        });
+    }
+    match expected {
+        Some(e) if e != revision => Err(QueryError::Conflict(format!(
+            "{key} is at revision {revision}, not {e}"
+        ))),
+        _ => Ok(Some(revision)),
+    }
+}
+
+/// Creates or replaces a site or pool (operate role; a site's allocation and safety limits:
+/// admin).
 #[utoipa::path(put, path = "/api/v1/registry/{kind}/{id}", tag = "registry",
     params(("kind" = String, Path, description = "sites or pools"), ("id" = String, Path),
            ("If-Match" = Option<String>, Header, description = "Only if at this revision (0: only if new)")),

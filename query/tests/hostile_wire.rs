@@ -111,6 +111,7 @@ fn servers() -> &'static Servers {
                 tokens: tokens(),
                 admission,
                 lockout,
+                config: Default::default(),
             });
             let pg_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let flight_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

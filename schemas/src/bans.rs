@@ -32,18 +32,64 @@ pub struct Ban {
     pub at: DateTime<Utc>,
 }
 
-/// A network as typed by an operator (an address, or an address with a prefix length),
-/// canonical: its host bits cleared.
+/// The widest prefix one IPv6 holder is given (RFC 6177): every address of an IPv6 /64 costs
+/// its holder nothing, so a /64 is the narrowest IPv6 network a ban or a per-address limit can
+/// hold.
+pub const IPV6_HOLDER_PREFIX: u8 = 64;
+
+/// The network a peer at `ip` is counted as, by every per-address limit and ban: an IPv4
+/// address (an IPv4-mapped IPv6 address is the IPv4 address it maps), or the IPv6 /64 it is in.
+pub fn holder(ip: IpAddr) -> IpNet {
+    holder_of_net(IpNet::from(ip))
+}
+
+/// The network a peer at `ip` is counted as, as one address (the network's first): what
+/// per-address tables are keyed by.
+pub fn holder_addr(ip: IpAddr) -> IpAddr {
+    holder(ip).network()
+}
+
+/// `net` as enforced: host bits cleared, an IPv4-mapped network as IPv4, and an IPv6 network
+/// narrower than a /64 widened to its /64.
+pub fn holder_of_net(net: IpNet) -> IpNet {
+    let net = net.trunc();
+    match net {
+        IpNet::V4(_) => net,
+        IpNet::V6(v6) => {
+            if let Some(v4) = v6.addr().to_ipv4_mapped()
+                && v6.prefix_len() >= 96
+            {
+                return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                    .map(|n| IpNet::V4(n.trunc()))
+                    .unwrap_or(net);
+            }
+            if v6.prefix_len() > IPV6_HOLDER_PREFIX {
+                return ipnet::Ipv6Net::new(v6.addr(), IPV6_HOLDER_PREFIX)
+                    .map(|n| IpNet::V6(n.trunc()))
+                    .unwrap_or(net);
+            }
+            net
+        }
+    }
+}
+
+/// A network as typed by an operator (an address, or an address with a prefix length), as
+/// enforced (see [`holder`]): `2001:db8::7` is `2001:db8::/64`, `::ffff:192.0.2.1` is
+/// `192.0.2.1/32`.
 pub fn parse_network(text: &str) -> Result<IpNet, String> {
-    let net = match text.parse::<IpNet>() {
-        Ok(net) => net,
+    parse_exact(text).map(holder_of_net)
+}
+
+/// A network as written, host bits not yet cleared.
+fn parse_exact(text: &str) -> Result<IpNet, String> {
+    match text.parse::<IpNet>() {
+        Ok(net) => Ok(net),
         Err(_) => text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
             format!(
                 "{text:?} is not an IP address or network (203.0.113.7, 10.0.0.0/8, 2001:db8::/32)"
             )
-        })?,
-    };
-    Ok(net.trunc())
+        }),
+    }
 }
 
 /// The KV key of `net` (KV keys take no `:`; `/` and `.` are kept): `10.0.0.0/8` →
@@ -64,16 +110,19 @@ impl Ban {
         }
     }
 
-    /// Its network; an error names what is wrong with a record from outside.
+    /// Its network as enforced (see [`holder`]); an error names what is wrong with a record
+    /// from outside. A record written before IPv6 bans were widened (`…/128`) still holds, as
+    /// its /64.
     pub fn net(&self) -> Result<IpNet, String> {
-        let net = parse_network(&self.network)?;
-        if net.to_string() != self.network {
+        let written = parse_exact(&self.network)?;
+        if written.trunc().to_string() != self.network {
             return Err(format!(
-                "network {:?} is not canonical ({net})",
-                self.network
+                "network {:?} is not canonical ({})",
+                self.network,
+                written.trunc()
             ));
         }
-        Ok(net)
+        Ok(holder_of_net(written))
     }
 
     /// Checks a ban from outside (an API body, a KV value): its network, a short plain reason,
@@ -127,6 +176,41 @@ mod tests {
         ] {
             assert!(parse_network(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_ban_holds_where_an_address_is_free_to_change() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            parse_network("2001:db8:1:2:3:4:5:6").unwrap().to_string(),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            parse_network("2001:db8::/48").unwrap().to_string(),
+            "2001:db8::/48",
+            "wider than a /64 stays"
+        );
+        assert_eq!(
+            parse_network("::ffff:192.0.2.9").unwrap().to_string(),
+            "192.0.2.9/32"
+        );
+        assert_eq!(
+            parse_network("::ffff:192.0.2.9/120").unwrap().to_string(),
+            "192.0.2.0/24"
+        );
+        assert_eq!(holder(ip("::ffff:192.0.2.9")), holder(ip("192.0.2.9")));
+        assert_eq!(
+            holder(ip("2001:db8:1:2::7")),
+            holder(ip("2001:db8:1:2:ffff::1")),
+            "one /64, one holder"
+        );
+        assert_ne!(holder(ip("2001:db8:1:2::7")), holder(ip("2001:db8:1:3::7")));
+        assert_eq!(holder_addr(ip("2001:db8:1:2::7")), ip("2001:db8:1:2::"));
+        let old = Ban {
+            network: "2001:db8::7/128".into(),
+            ..Ban::new(&holder(ip("192.0.2.1")), "old record", None, "ops")
+        };
+        assert_eq!(old.net().unwrap().to_string(), "2001:db8::/64");
     }
 
     #[test]

@@ -221,6 +221,40 @@ mod defaults {
 }
 
 impl Site {
+    /// The first of its safety settings (its allocation and every limit the controller and
+    /// the compliance rules enforce, and where its fans are driven) that differs from
+    /// `before`'s, or its allocation when there is no `before`: what only an admin may set.
+    pub fn safety_change(&self, before: Option<&Site>) -> Option<&'static str> {
+        let Some(b) = before else {
+            return Some("allocation_kw");
+        };
+        let numbers = [
+            ("allocation_kw", self.allocation_kw, b.allocation_kw),
+            ("warning_pct", self.warning_pct, b.warning_pct),
+            ("critical_pct", self.critical_pct, b.critical_pct),
+            ("min_temp_c", self.min_temp_c, b.min_temp_c),
+            ("max_temp_c", self.max_temp_c, b.max_temp_c),
+            (
+                "emergency_temp_c",
+                self.emergency_temp_c,
+                b.emergency_temp_c,
+            ),
+            (
+                "max_humidity_pct",
+                self.max_humidity_pct,
+                b.max_humidity_pct,
+            ),
+        ];
+        numbers
+            .iter()
+            .find(|(_, now, was)| now.to_bits() != was.to_bits())
+            .map(|(field, _, _)| *field)
+            .or_else(|| {
+                (self.settlement_minutes != b.settlement_minutes).then_some("settlement_minutes")
+            })
+            .or_else(|| (self.fan_relay != b.fan_relay).then_some("fan_relay"))
+    }
+
     /// A site with the default limits.
     pub fn new(id: &str, allocation_kw: f64) -> Self {
         Self {

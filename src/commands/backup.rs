@@ -70,6 +70,19 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
     let backup = Location::resolve(&args.from, config.backup.options.clone()).await?;
     let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
     let (client, managed) = services::connect_bare(config).await?;
+    // Payments are held before anything is written: a payer running now must not pay from a
+    // table the restore is replacing.
+    let earlier = adit_payments::hold::get(&tables).await?;
+    adit_payments::hold::put(
+        &tables,
+        &format!(
+            "restoring {}: held until the restore ends and is reconciled",
+            backup.url
+        ),
+        None,
+    )
+    .await
+    .context("holding payments before the restore")?;
     let target = Target {
         client: &client,
         tables: &tables,
@@ -80,6 +93,10 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
     if let Some(managed) = managed {
         managed.stop().await;
     }
+    if let (Err(adit_backup::Error::Refused(_)), None) = (&restored, &earlier) {
+        // Refused before anything changed: the hold it put is lifted again.
+        adit_payments::hold::release(&tables).await?;
+    }
     let (manifest, restored) = restored.with_context(|| format!("restoring {}", backup.url))?;
     let hold = adit_payments::hold::put(
         &tables,
@@ -87,6 +104,7 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
             "restored {} (taken {}): payments made since then are not in the payments table",
             backup.url, manifest.taken_at
         ),
+        Some(manifest.taken_at),
     )
     .await
     .context("holding payments after the restore")?;
@@ -105,20 +123,84 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
     Ok(())
 }
 
-/// `adit payments release`: lifts the hold a restore put on payments.
+/// `adit payments release`: lifts the hold a restore put on payments, once every transfer the
+/// wallet sent since the backup is recorded in the `payments` table or accepted by id.
 pub(super) async fn payments(config: &Config, args: &PaymentsArgs) -> anyhow::Result<()> {
     let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
-    match args.what {
-        PaymentsWhat::Release => {
+    match &args.what {
+        PaymentsWhat::Release { accept, no_wallet } => {
             let held = adit_payments::hold::get(&tables).await?;
+            let reconciled = match (&held, no_wallet) {
+                (None, _) => serde_json::json!("nothing held"),
+                (Some(_), true) => serde_json::json!("not checked (--no-wallet)"),
+                (Some(hold), false) => {
+                    let found = reconcile(config, &tables, hold, accept).await?;
+                    let shown = serde_json::to_value(&found)?;
+                    if !found.clear() {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&serde_json::json!({
+                                "released": false,
+                                "reconciled": shown,
+                                "next": "record each unrecorded transfer's payments in the payments table, or, where one paid no miner, pass --accept TXID",
+                            }))?
+                        );
+                        anyhow::bail!(
+                            "payments stay held: {} transfer(s) the wallet sent are not in the payments table{}",
+                            found.unrecorded.len(),
+                            if found.unknown_accepted.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    ", and the wallet sent none of {:?}",
+                                    found.unknown_accepted
+                                )
+                            }
+                        );
+                    }
+                    shown
+                }
+            };
             let released = adit_payments::hold::release(&tables).await?;
             let summary = serde_json::json!({
                 "released": released,
                 "was": held.map(|h| h.reason),
+                "reconciled": reconciled,
                 "tables": tables.root().to_string(),
             });
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
     }
     Ok(())
+}
+
+/// The wallet's transfers since the restored backup, against the `payments` table.
+async fn reconcile(
+    config: &Config,
+    tables: &TableStore,
+    hold: &adit_payments::hold::Hold,
+    accept: &[String],
+) -> anyhow::Result<adit_payments::reconcile::Reconciled> {
+    let p = &config.payments;
+    let wallet = adit_payments::wallet::Wallet::new(
+        &p.wallet_rpc,
+        p.rpc_timeout,
+        p.account_index,
+        p.priority,
+    )?;
+    let sent = wallet.outgoing().await.with_context(|| {
+        format!(
+            "asking the wallet at {} for its transfers (payments.wallet_rpc); a deployment that pays nothing releases with --no-wallet",
+            p.wallet_rpc
+        )
+    })?;
+    let ledger = adit_payments::ledger::Ledger::open(tables, Default::default()).await?;
+    let recorded = ledger.recorded().await?;
+    let accept = accept.iter().cloned().collect();
+    Ok(adit_payments::reconcile::reconcile(
+        sent,
+        &recorded,
+        hold.taken_at,
+        &accept,
+    ))
 }

@@ -4,12 +4,17 @@
 //! State is kept only for IPs with an open connection, a live ban or a recent score: a refused
 //! connection leaves nothing behind, and what an IP left is swept once it has been quiet for
 //! `ban_for`, so a flood of addresses (IPv6 gives an attacker billions) cannot grow it.
+//!
+//! An address is counted as its holder (`adit_schemas::bans::holder`): every address of one
+//! IPv6 /64 shares one set of caps, buckets and score, and an IPv4-mapped address is its IPv4
+//! address, so changing to another address one already holds gains nothing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use adit_config::{Checked, check};
+use adit_schemas::bans::holder_addr;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -208,6 +213,7 @@ impl Guard {
     }
 
     fn state(&mut self, ip: IpAddr, now: Instant) -> &mut IpState {
+        let ip = holder_addr(ip);
         let burst_l = self.config.logins_per_s * 2.0;
         let burst_s = self.config.submits_per_s * 2.0;
         let burst_g = self.config.getjobs_per_s * 2.0;
@@ -235,7 +241,7 @@ impl Guard {
 
     /// Whether `ip` is banned at `now`. Keeps no state for an IP it has none for.
     pub fn is_banned(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let Some(s) = self.ips.get_mut(&ip) else {
+        let Some(s) = self.ips.get_mut(&holder_addr(ip)) else {
             return false;
         };
         match s.banned_until {
@@ -269,7 +275,11 @@ impl Guard {
             return Err(Refusal::Full);
         }
         let max_per_ip = self.config.max_per_ip;
-        if self.ips.get(&ip).is_some_and(|s| s.conns >= max_per_ip) {
+        if self
+            .ips
+            .get(&holder_addr(ip))
+            .is_some_and(|s| s.conns >= max_per_ip)
+        {
             return Err(Refusal::PerIpCap);
         }
         self.sweep(now);
@@ -281,6 +291,7 @@ impl Guard {
 
     /// A connection from `ip` closed.
     pub fn release(&mut self, ip: IpAddr) {
+        let ip = holder_addr(ip);
         if let Some(s) = self.ips.get_mut(&ip) {
             s.conns = s.conns.saturating_sub(1);
             self.total = self.total.saturating_sub(1);
@@ -379,7 +390,8 @@ mod tests {
             ban_for: Duration::from_secs(60),
             ..Default::default()
         });
-        let v6 = |n: u64| IpAddr::from((u128::from(n) | (0x2001_0db8 << 96)).to_be_bytes());
+        // Each in a /64 of its own (addresses within one /64 are one holder).
+        let v6 = |n: u64| IpAddr::from(((u128::from(n) << 64) | (0x2001_0db8 << 96)).to_be_bytes());
         for n in 0..4 {
             g.admit(v6(n), now).unwrap();
         }
@@ -408,6 +420,35 @@ mod tests {
             g.release(ip);
         }
         assert!(g.tracked() < 5_000, "{} IPs still tracked", g.tracked());
+    }
+
+    #[test]
+    fn one_holder_is_one_address_whatever_address_it_uses() {
+        let now = Instant::now();
+        let mut g = Guard::new(GuardConfig {
+            max_per_ip: 2,
+            ban_score: 10,
+            invalid_penalty: 10,
+            ..Default::default()
+        });
+        let a: IpAddr = "2001:db8:7:7::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:7:7:ffff::2".parse().unwrap();
+        g.admit(a, now).unwrap();
+        g.admit(b, now).unwrap();
+        let c: IpAddr = "2001:db8:7:7::3".parse().unwrap();
+        assert_eq!(g.admit(c, now), Err(Refusal::PerIpCap), "one /64, one cap");
+        assert!(g.record(a, true, now));
+        assert!(g.is_banned(c, now), "banned as its /64");
+        let v4: IpAddr = "192.0.2.5".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.5".parse().unwrap();
+        g.admit(v4, now).unwrap();
+        assert!(g.record(mapped, true, now));
+        assert!(
+            g.is_banned(v4, now),
+            "an IPv4-mapped address is its IPv4 address"
+        );
+        g.release(mapped);
+        assert_eq!(g.tracked(), 2);
     }
 
     #[test]

@@ -211,15 +211,15 @@ impl App {
         }
     }
 
-    /// Puts each (path, body) through the API with the operate token, in order; panics on a
-    /// refusal, naming the path.
+    /// Puts each (path, body) through the API with the admin token (a site's allocation and
+    /// safety limits are an admin's), in order; panics on a refusal, naming the path.
     #[allow(dead_code)]
     pub async fn put_all(&self, records: Vec<(String, serde_json::Value)>) {
         let client = reqwest::Client::new();
         for (path, body) in records {
             let r = client
                 .put(format!("{}{path}", self.url()))
-                .bearer_auth(OPERATE_TOKEN)
+                .bearer_auth(ADMIN_TOKEN)
                 .json(&body)
                 .send()
                 .await

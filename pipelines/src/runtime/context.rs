@@ -117,6 +117,6 @@ pub async fn ensure_lease_bucket(
     ttl: Duration,
     replicas: usize,
 ) -> Result<()> {
-    adit_bus::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), replicas).await?;
+    adit_bus::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), None, replicas).await?;
     Ok(())
 }

@@ -6,8 +6,10 @@
 //!
 //! A panel runs on the server: the page asks for panel `p` of dashboard `d` with the viewer's
 //! variable values and time range, and the panel's stored SQL runs with them bound as values
-//! (`$site`, `$from`, `$to`), under the caller's role and limits; through a public link, under
-//! the read role's slots and at most [`PUBLIC_MAX_ROWS`] rows. No SQL travels from a viewer.
+//! (`$site`, `$from`, `$to`), under the caller's role and limits; through a public link, in
+//! the slots of public dashboards (`query.concurrency.public`, apart from every role's) and at
+//! most [`PUBLIC_MAX_ROWS`] rows. No SQL travels from a viewer. One owner keeps at most
+//! [`MAX_OWNED`] dashboards, and the bucket has a size.
 
 pub mod builtin;
 pub mod model;
@@ -28,6 +30,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::admission::Slot;
 use crate::auth::Access;
 use crate::error::{QueryError, Result};
 use crate::format::{Encoder, Format};
@@ -37,6 +40,8 @@ use store::{DashboardStore, Stored};
 
 /// Most rows a panel answers through a public link.
 pub const PUBLIC_MAX_ROWS: usize = 10_000;
+/// Most dashboards one owner keeps.
+pub const MAX_OWNED: usize = 100;
 /// Longest value a viewer may give a variable, bytes.
 const MAX_VALUE_BYTES: usize = 1024;
 
@@ -221,7 +226,21 @@ pub async fn put(
                 "no dashboard {id} to replace"
             )));
         }
-        (None, _) => (who.name.clone(), None),
+        (None, _) => {
+            let owned = store
+                .list()
+                .await?
+                .iter()
+                .filter(|(s, _)| s.owner == who.name)
+                .count();
+            if owned >= MAX_OWNED {
+                return Err(QueryError::Conflict(format!(
+                    "{} owns {owned} dashboards, the most one owner keeps; delete one first",
+                    who.name
+                )));
+            }
+            (who.name.clone(), None)
+        }
     };
     let revision = match (&existing, expected) {
         (Some(_), Some(0)) => {
@@ -368,7 +387,7 @@ pub async fn query_panel(
         &stored.dashboard,
         sql,
         &ask,
-        who.role,
+        Slot::Role(who.role),
         state.engine.limits().max_rows,
     )
     .await
@@ -393,7 +412,7 @@ pub async fn variable_values(
         &stored.dashboard,
         sql,
         &ask,
-        who.role,
+        Slot::Role(who.role),
         state.engine.limits().max_rows,
     )
     .await
@@ -413,7 +432,7 @@ pub async fn public_get(
     ))
 }
 
-/// A panel of a public dashboard through its link: the read role's slots, at most
+/// A panel of a public dashboard through its link: the slots of public dashboards, at most
 /// [`PUBLIC_MAX_ROWS`] rows.
 #[utoipa::path(post, path = "/api/v1/public/dashboards/{link}/panels/{panel}/query", tag = "dashboards",
     params(("link" = String, Path, description = "The link key"), ("panel" = String, Path, description = "The panel")),
@@ -428,7 +447,7 @@ pub async fn public_query_panel(
     let ask = panel_ask(&body)?;
     let sql = panel_sql(&stored.dashboard, &panel)?;
     let rows = PUBLIC_MAX_ROWS.min(state.engine.limits().max_rows);
-    run(&state, &stored.dashboard, sql, &ask, Role::Read, rows).await
+    run(&state, &stored.dashboard, sql, &ask, Slot::Public, rows).await
 }
 
 /// A variable's values of a public dashboard through its link.
@@ -447,7 +466,7 @@ pub async fn public_variable_values(
         &stored.dashboard,
         sql,
         &PanelAsk::default(),
-        Role::Read,
+        Slot::Public,
         rows,
     )
     .await
@@ -531,20 +550,20 @@ fn bound(dashboard: &Dashboard, ask: &PanelAsk) -> Result<ParamValues> {
     Ok(ParamValues::Map(values))
 }
 
-/// Runs `sql` with the viewer's values in a slot of `role`, within `max_rows`; JSON rows.
+/// Runs `sql` with the viewer's values in a `slot`, within `max_rows`; JSON rows.
 async fn run(
     state: &AppState,
     dashboard: &Dashboard,
     sql: &str,
     ask: &PanelAsk,
-    role: Role,
+    slot: Slot,
     max_rows: usize,
 ) -> Result<Response> {
     let options = StatementOptions {
         params: Some(bound(dashboard, ask)?),
         ..StatementOptions::default()
     };
-    let _slot = state.admission.admit(role).await?;
+    let _slot = state.admission.admit(slot).await?;
     let result = state.engine.query_with(sql, options).await?;
     let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
     if rows > max_rows {

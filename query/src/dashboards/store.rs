@@ -1,6 +1,11 @@
 //! Dashboards in the `adit_dashboards` KV bucket: `d.<id>` holds a dashboard with its owner
 //! (the bucket keeps its last 64 revisions), `link.<key>` the id a public link opens. Writes
 //! are conditional on the revision read, so two editors cannot overwrite each other unseen.
+//!
+//! A deleted dashboard's revisions are purged with it: whoever creates its id again starts a
+//! history of their own and reads nothing of the previous owner's. The bucket has a size
+//! (`adit_bus::setup::DASHBOARDS_MAX_BYTES`); a write is refused once it holds
+//! [`FULL_AT`] of it, so deleting (a small purge marker) always fits.
 
 use async_nats::jetstream::kv::{self, Operation};
 use bytes::Bytes;
@@ -28,6 +33,9 @@ pub struct Stored {
     /// The dashboard.
     pub dashboard: Dashboard,
 }
+
+/// The share of the bucket's size past which a write is refused (per mille).
+pub const FULL_AT: i64 = 875;
 
 /// The bucket.
 #[derive(Clone)]
@@ -101,6 +109,17 @@ impl DashboardStore {
         let value = Bytes::from(
             serde_json::to_vec(stored).map_err(|e| QueryError::Internal(e.to_string()))?,
         );
+        let held = self.kv.stream.get_info().await.map_err(unavailable)?;
+        let limit = adit_bus::setup::DASHBOARDS_MAX_BYTES * FULL_AT / 1000;
+        let after = i64::try_from(held.state.bytes)
+            .unwrap_or(i64::MAX)
+            .saturating_add(i64::try_from(value.len()).unwrap_or(i64::MAX));
+        if after > limit {
+            return Err(QueryError::TooBusy(format!(
+                "the dashboards bucket is full ({} of {limit} bytes); delete dashboards to make room",
+                held.state.bytes
+            )));
+        }
         let written = match revision {
             None => self
                 .kv
@@ -128,19 +147,22 @@ impl DashboardStore {
         Ok(written)
     }
 
-    /// Deletes dashboard `id` (its revisions stay in the bucket's history until purged).
+    /// Deletes dashboard `id` and every revision of it (a purge marker stays, so a shipped
+    /// dashboard deleted is not installed again).
     pub async fn delete(&self, id: &str) -> Result<()> {
-        self.kv.delete(key(id)).await.map_err(unavailable)
+        self.kv.purge(key(id)).await.map_err(unavailable)
     }
 
-    /// The revisions of `id` the bucket keeps, oldest first.
+    /// The revisions of `id` since it was last created, oldest first (none of an earlier
+    /// dashboard of the same id, should a deletion have left any).
     pub async fn history(&self, id: &str) -> Result<Vec<(Stored, u64)>> {
         let mut entries = self.kv.history(key(id)).await.map_err(unavailable)?;
         let mut all = Vec::new();
         while let Some(e) = entries.next().await {
             let e = e.map_err(unavailable)?;
-            if e.operation == Operation::Put {
-                all.push((parse(&e.value)?, e.revision));
+            match e.operation {
+                Operation::Put => all.push((parse(&e.value)?, e.revision)),
+                Operation::Delete | Operation::Purge => all.clear(),
             }
         }
         Ok(all)

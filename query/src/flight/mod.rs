@@ -20,6 +20,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,10 +34,14 @@ use tokio::sync::mpsc;
 use tonic::transport::server::Connected;
 
 use crate::admission::Admission;
+use crate::conns::{ConnCaps, ConnSlot};
 use crate::lockout::Lockout;
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection has to make its first authenticated call.
+const OPENING: Duration = Duration::from_secs(60);
 
 /// `[query.flight]`: where Arrow Flight SQL clients connect.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,13 +49,50 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct FlightConfig {
     /// Address to listen on (Flight SQL's usual port is 8815 or 32010).
     pub listen: String,
+    /// Most client connections open at once; one more is closed unanswered.
+    pub max_connections: usize,
+    /// Most connections from one address (an IPv6 /64 counts as one).
+    pub max_per_address: usize,
+    /// A connection is asked to end (HTTP/2 GOAWAY; gRPC clients connect again) once this old,
+    /// so an idle one is not held for ever. One that has made no authenticated call within a
+    /// minute of connecting is closed.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
 }
 
 impl Default for FlightConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8815".into(),
+            max_connections: 100,
+            max_per_address: 16,
+            max_connection_age: Duration::from_secs(3600),
         }
+    }
+}
+
+impl FlightConfig {
+    /// Checks the values; the error names the full key (`query.flight.…`).
+    pub fn validate(&self) -> adit_config::Checked {
+        adit_config::check(
+            (1..=100_000).contains(&self.max_connections),
+            "query.flight.max_connections",
+            format!("must be from 1 to 100000, not {}", self.max_connections),
+        )?;
+        adit_config::check(
+            (1..=self.max_connections).contains(&self.max_per_address),
+            "query.flight.max_per_address",
+            format!(
+                "must be from 1 to max_connections ({}), not {}",
+                self.max_connections, self.max_per_address
+            ),
+        )?;
+        adit_config::check(
+            (Duration::from_secs(60)..=Duration::from_secs(7 * 86_400))
+                .contains(&self.max_connection_age),
+            "query.flight.max_connection_age",
+            format!("must be from 1m to 7d, not {:?}", self.max_connection_age),
+        )
     }
 }
 
@@ -64,6 +106,8 @@ pub struct Flight {
     pub admission: Arc<Admission>,
     /// Addresses that fail to authenticate, shared with the HTTP API.
     pub lockout: Arc<Lockout>,
+    /// `[query.flight]`: its connection limits.
+    pub config: FlightConfig,
 }
 
 /// Serves Flight SQL on `listener` (TLS only with `tls`) until `shutdown` completes.
@@ -79,13 +123,16 @@ pub async fn serve(
         );
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let incoming = incoming(listener, tls, stopped);
+    let caps = ConnCaps::new(flight.config.max_connections, flight.config.max_per_address);
+    let incoming = incoming(listener, tls, caps, stopped);
+    let max_age = flight.config.max_connection_age;
     let service = service::Service::new(flight)
         .map_err(|e| io::Error::other(format!("Flight SQL's server information: {e}")))?;
     let service = FlightServiceServer::new(service)
         .max_decoding_message_size(handle::MAX_HANDLE_BYTES + 64 * 1024);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_connection_age(max_age)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
@@ -95,10 +142,15 @@ pub async fn serve(
         .map_err(io::Error::other)
 }
 
-/// A client's connection, over TLS or not, with its address.
+/// A client's connection, over TLS or not, with its address and its place among the
+/// connections; closed if no authenticated call comes by its opening's end.
 pub(crate) struct Conn {
     io: Io,
     peer: SocketAddr,
+    _slot: ConnSlot,
+    authenticated: Arc<AtomicBool>,
+    /// Until an authenticated call: when the connection is closed without one.
+    opening: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 enum Io {
@@ -106,15 +158,22 @@ enum Io {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// Who is on the other end of a call, as tonic hands it to each request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer(pub SocketAddr);
+/// Who is on the other end of a call, as tonic hands it to each request, and where the
+/// service says the connection has made an authenticated call.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub addr: SocketAddr,
+    pub authenticated: Arc<AtomicBool>,
+}
 
 impl Connected for Conn {
     type ConnectInfo = Peer;
 
     fn connect_info(&self) -> Peer {
-        Peer(self.peer)
+        Peer {
+            addr: self.peer,
+            authenticated: self.authenticated.clone(),
+        }
     }
 }
 
@@ -124,6 +183,17 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.authenticated.load(Ordering::Relaxed) {
+            self.opening = None;
+        } else if let Some(opening) = self.opening.as_mut()
+            && opening.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!(peer = %self.peer, "Flight SQL connection closed: no authenticated call in time");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no authenticated call in time",
+            )));
+        }
         match &mut self.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -163,6 +233,7 @@ impl AsyncWrite for Conn {
 fn incoming(
     listener: TcpListener,
     tls: Option<adit_protocol::https::TlsAcceptor>,
+    caps: Arc<ConnCaps>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
@@ -179,6 +250,14 @@ fn incoming(
                     }
                 },
             };
+            let slot = match caps.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    tracing::info!(%peer, ?refusal, "Flight SQL connection refused: too many");
+                    continue;
+                }
+            };
+            let opening = Box::pin(tokio::time::sleep(OPENING));
             // Small answers go out at once: without it Nagle's algorithm and the client's
             // delayed ACK added about 40 ms to every call (scripts/bench_sql.py).
             if let Err(e) = tcp.set_nodelay(true) {
@@ -202,7 +281,14 @@ fn incoming(
                         }
                     }
                 };
-                if tx.send(Ok(Conn { io, peer })).await.is_err() {
+                let conn = Conn {
+                    io,
+                    peer,
+                    _slot: slot,
+                    authenticated: Arc::default(),
+                    opening: Some(opening),
+                };
+                if tx.send(Ok(conn)).await.is_err() {
                     tracing::debug!(%peer, "the Flight SQL server stopped before a connection");
                 }
             });

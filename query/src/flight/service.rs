@@ -83,10 +83,8 @@ impl Service {
         request: &Request<T>,
         authorization: Option<&str>,
     ) -> Result<Caller, Status> {
-        let ip = request
-            .extensions()
-            .get::<Peer>()
-            .map(|p| p.0.ip().to_canonical());
+        let peer = request.extensions().get::<Peer>();
+        let ip = peer.map(|p| p.addr.ip().to_canonical());
         let lockout = &self.flight.lockout;
         if let Some(ip) = ip
             && lockout.banned(ip, Instant::now()).is_some()
@@ -96,7 +94,13 @@ impl Service {
             ));
         }
         match self.flight.tokens.identify(authorization) {
-            Ok(caller) => Ok(caller),
+            Ok(caller) => {
+                if let Some(peer) = peer {
+                    peer.authenticated
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(caller)
+            }
             Err(e) => {
                 if let Some(ip) = ip {
                     let struck = lockout.fail(ip, Instant::now());
@@ -109,12 +113,23 @@ impl Service {
     }
 
     /// The schema of `sql`'s rows (planned, read-only checked, not run).
-    async fn schema(&self, sql: &str) -> Result<SchemaRef, Status> {
+    async fn schema(&self, caller: &Caller, sql: &str) -> Result<SchemaRef, Status> {
+        self.describe(caller, sql).await.map(|d| d.schema)
+    }
+
+    /// `sql` planned and read-only checked, not run, in a statement slot of `caller`'s role
+    /// (planning is work like running).
+    async fn describe(&self, caller: &Caller, sql: &str) -> Result<adit_sql::Description, Status> {
+        let _slot = self
+            .flight
+            .admission
+            .admit(caller.role)
+            .await
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         self.flight
             .engine
             .describe(sql, StatementOptions::default())
             .await
-            .map(|d| d.schema)
             .map_err(|e| status(&e))
     }
 
@@ -322,8 +337,8 @@ impl FlightSqlService for Service {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
-        let schema = self.schema(&query.query).await?;
+        let caller = self.caller(&request).await?;
+        let schema = self.schema(&caller, &query.query).await?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
@@ -350,13 +365,8 @@ impl FlightSqlService for Service {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.caller(&request).await?;
-        let description = self
-            .flight
-            .engine
-            .describe(&query.query, StatementOptions::default())
-            .await
-            .map_err(|e| status(&e))?;
+        let caller = self.caller(&request).await?;
+        let description = self.describe(&caller, &query.query).await?;
         let parameters = Schema::new(
             description
                 .params
@@ -415,9 +425,9 @@ impl FlightSqlService for Service {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let prepared = handle(&query.prepared_statement_handle)?;
-        let schema = self.schema(&prepared.sql).await?;
+        let schema = self.schema(&caller, &prepared.sql).await?;
         info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -513,7 +523,7 @@ impl FlightSqlService for Service {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let with_schema = query.include_schema;
         let mut builder = query.into_builder();
         let sql = "SELECT table_catalog, table_schema, table_name, table_type \
@@ -534,7 +544,7 @@ impl FlightSqlService for Service {
                     quoted(schema),
                     quoted(table)
                 );
-                self.schema(&all).await?
+                self.schema(&caller, &all).await?
             } else {
                 Arc::new(Schema::empty())
             };
@@ -621,6 +631,7 @@ mod tests {
             tokens: Arc::new(testing::jwt_tokens()),
             admission: Arc::new(crate::admission::Admission::new(Default::default())),
             lockout: Arc::new(crate::lockout::Lockout::new(Default::default())),
+            config: Default::default(),
         });
         let service = Service::new(flight).unwrap();
         let call = |jwt: String| {

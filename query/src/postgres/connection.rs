@@ -44,6 +44,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::Postgres;
 use super::catalog::ParseError;
 use super::commands::{self, Command, Settings};
+use crate::conns::{ConnSlot, Refusal};
 
 /// Serves one client until it leaves.
 pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Postgres>) {
@@ -57,12 +58,17 @@ pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Postgre
     }
     // Only well-formed messages reach pgwire (its decoder panics on some malformed ones).
     let max_statement = server.engine.limits().max_statement_bytes;
-    let Some(guarded) = super::frames::guard(socket, server.tls.clone(), max_statement).await
-    else {
+    let permit = server.connections.admit(ip);
+    let bounds = super::frames::Bounds {
+        max_statement,
+        idle: server.idle_timeout,
+        password: server.tokens.enabled(),
+    };
+    let Some(guarded) = super::frames::guard(socket, server.tls.clone(), bounds).await else {
         return;
     };
     let connection = Conn(Arc::new(Session {
-        permit: server.connections.clone().try_acquire_owned().ok(),
+        permit,
         server: server.clone(),
         ip,
         secure: guarded.secure,
@@ -79,8 +85,8 @@ struct Session {
     server: Arc<Postgres>,
     /// Where it comes from.
     ip: std::net::IpAddr,
-    /// Its place among the connections (`None`: over the limit, refused at startup).
-    permit: Option<OwnedSemaphorePermit>,
+    /// Its place among the connections (or why it has none: refused at startup).
+    permit: Result<ConnSlot, Refusal>,
     /// Whether it speaks TLS.
     secure: bool,
     /// Who it authenticated as; set once.
@@ -377,11 +383,18 @@ impl StartupHandler for Conn {
             PgWireFrontendMessage::Startup(ref startup) => {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
-                if session.permit.is_none() {
+                if let Err(refusal) = &session.permit {
                     return Err(refused(
                         "FATAL",
                         "53300",
-                        "sorry, too many clients already (query.postgres.max_connections)",
+                        match refusal {
+                            Refusal::Full => {
+                                "sorry, too many clients already (query.postgres.max_connections)"
+                            }
+                            Refusal::PerAddress => {
+                                "sorry, too many clients from this address already (query.postgres.max_per_address)"
+                            }
+                        },
                     ));
                 }
                 if session.server.tls.is_some() && !session.secure {
@@ -509,7 +522,7 @@ impl QueryParser for Conn {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        self.caller()?;
+        let role = self.caller()?.role;
         let mut statements = self.parse(sql)?;
         let statement = match (statements.pop(), statements.is_empty()) {
             (None, _) => return Ok(None),
@@ -526,9 +539,14 @@ impl QueryParser for Conn {
             Parsed::Command(command) => return Ok(Some(Prepared::Command(command))),
             Parsed::Query(sql) => sql,
         };
-        let description = self
-            .session()
-            .server
+        // Planning is work like running: it takes a statement slot of the caller's role.
+        let server = &self.session().server;
+        let _slot = server
+            .admission
+            .admit(role)
+            .await
+            .map_err(|e| refused("ERROR", "53000", e.to_string()))?;
+        let description = server
             .engine
             .describe(&sql, self.options(None))
             .await

@@ -9,7 +9,14 @@
 //! socket pair, each one checked against its type's layout and size limit first; the first bad
 //! one ends the connection with a FATAL `08P01` that says what was wrong. What pgwire answers is
 //! copied back unchanged.
+//!
+//! The guard also bounds what a connection holds and how long it may hold it: the password
+//! must come within [`OPENING`] of connecting, a connection that sends nothing for
+//! `query.postgres.idle_timeout` is closed (FATAL `57P05`), and the named prepared statements
+//! and portals it keeps (pgwire keeps each until the client closes it) are at most
+//! [`MAX_NAMED`], of at most [`MAX_NAMED_BYTES`] in all (FATAL `53400`).
 
+use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
@@ -24,6 +31,10 @@ const MAX_STARTUP: usize = 10_000;
 const MAX_SMALL: usize = 64 * 1024;
 /// Largest Bind (parameter values).
 const MAX_BIND: usize = 16 * 1024 * 1024;
+/// Most named prepared statements and portals one connection keeps.
+pub(super) const MAX_NAMED: usize = 1_000;
+/// Most bytes of the messages that made them.
+pub(super) const MAX_NAMED_BYTES: usize = 64 * 1024 * 1024;
 /// The request codes of the opening's special packets.
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -36,14 +47,26 @@ pub(super) struct Guarded {
     pub(super) secure: bool,
 }
 
+/// What a connection may send and hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    /// `query.limits.max_statement_bytes`.
+    pub(super) max_statement: usize,
+    /// `query.postgres.idle_timeout`.
+    pub(super) idle: Duration,
+    /// Whether the client must send a password (tokens are configured) by the opening's end.
+    pub(super) password: bool,
+}
+
 /// Opens `tcp` (TLS when `tls` is set and the client asks) and starts copying its checked
 /// messages to the returned socket; `None` when the client gave up or broke the opening.
 pub(super) async fn guard(
     tcp: TcpStream,
     tls: Option<adit_protocol::https::TlsAcceptor>,
-    max_statement: usize,
+    bounds: Bounds,
 ) -> Option<Guarded> {
-    let opened = tokio::time::timeout(OPENING, open(tcp, tls)).await;
+    let opening_ends = tokio::time::Instant::now() + OPENING;
+    let opened = tokio::time::timeout_at(opening_ends, open(tcp, tls)).await;
     let (client, startup, secure) = match opened {
         Ok(Ok(Some(opened))) => opened,
         Ok(Ok(None)) | Err(_) => return None,
@@ -53,7 +76,7 @@ pub(super) async fn guard(
         }
     };
     let (pgwire, ours) = UnixStream::pair().ok()?;
-    tokio::spawn(relay(client, ours, startup, max_statement));
+    tokio::spawn(relay(client, ours, startup, bounds, opening_ends));
     Some(Guarded { pgwire, secure })
 }
 
@@ -118,7 +141,13 @@ async fn rest_of_packet(
 
 /// Copies the client's checked messages to pgwire and pgwire's answers back; a bad message
 /// ends both with a FATAL error to the client.
-async fn relay(client: Client, pgwire: UnixStream, startup: Vec<u8>, max_statement: usize) {
+async fn relay(
+    client: Client,
+    pgwire: UnixStream,
+    startup: Vec<u8>,
+    bounds: Bounds,
+    opening_ends: tokio::time::Instant,
+) {
     let (mut from_client, mut to_client) = tokio::io::split(client);
     let (mut from_pgwire, mut to_pgwire) = pgwire.into_split();
     let answers = tokio::spawn(async move {
@@ -126,7 +155,7 @@ async fn relay(client: Client, pgwire: UnixStream, startup: Vec<u8>, max_stateme
         (to_client, copied)
     });
     let refused = match to_pgwire.write_all(&startup).await {
-        Ok(()) => forward(&mut from_client, &mut to_pgwire, max_statement).await,
+        Ok(()) => forward(&mut from_client, &mut to_pgwire, bounds, opening_ends).await,
         Err(_) => None,
     };
     // pgwire sees the end of input, ends its side, and the copy of its answers finishes.
@@ -136,32 +165,61 @@ async fn relay(client: Client, pgwire: UnixStream, startup: Vec<u8>, max_stateme
         return;
     };
     if let Some(reason) = refused {
-        tracing::info!(%reason, "a PostgreSQL client sent a malformed message; closed");
+        tracing::info!(reason = %reason.1, "a PostgreSQL client was closed");
         // The client may be gone already; then nobody reads the reason.
-        drop(to_client.write_all(&fatal(&reason)).await);
+        drop(to_client.write_all(&fatal(reason.0, &reason.1)).await);
     }
     drop(to_client.shutdown().await);
 }
 
-/// Forwards messages until the client stops (`None`) or sends a bad one (why).
+/// Why the guard closed a connection: its SQLSTATE and what to tell the client.
+type Closed = (&'static str, String);
+
+/// Forwards messages until the client stops (`None`) or is closed (why): a bad message, its
+/// password not sent by `opening_ends`, `bounds.idle` without a message, or too much held.
 async fn forward(
     from: &mut (impl AsyncRead + Unpin),
     to: &mut (impl AsyncWrite + Unpin),
-    max_statement: usize,
-) -> Option<String> {
+    bounds: Bounds,
+    opening_ends: tokio::time::Instant,
+) -> Option<Closed> {
+    let mut named = Named::default();
+    let mut first = bounds.password;
     loop {
-        let Ok(kind) = from.read_u8().await else {
-            return None;
+        let deadline = if first {
+            opening_ends
+        } else {
+            tokio::time::Instant::now() + bounds.idle
         };
+        let kind = match tokio::time::timeout_at(deadline, from.read_u8()).await {
+            Ok(Ok(kind)) => kind,
+            Ok(Err(_)) => return None,
+            Err(_) if first => {
+                return Some(("08P01", "the password did not come in time".into()));
+            }
+            Err(_) => {
+                return Some((
+                    "57P05",
+                    format!(
+                        "closed after {:?} without a message (query.postgres.idle_timeout)",
+                        bounds.idle
+                    ),
+                ));
+            }
+        };
+        first = false;
         let Ok(len) = from.read_u32().await else {
             return None;
         };
         let len = len as usize;
-        let limit = limit(kind, max_statement);
+        let limit = limit(kind, bounds.max_statement);
         if !(4..=limit + 4).contains(&len) {
-            return Some(format!(
-                "message {:?} of {len} bytes (at most {limit})",
-                kind as char
+            return Some((
+                "08P01",
+                format!(
+                    "message {:?} of {len} bytes (at most {limit})",
+                    kind as char
+                ),
             ));
         }
         let mut frame = Vec::with_capacity(len + 1);
@@ -172,11 +230,57 @@ async fn forward(
             return None;
         }
         if let Err(reason) = check(kind, &frame[5..]) {
-            return Some(format!("message {:?}: {reason}", kind as char));
+            return Some(("08P01", format!("message {:?}: {reason}", kind as char)));
+        }
+        if let Err(reason) = named.follow(kind, &frame[5..]) {
+            return Some(("53400", reason));
         }
         if to.write_all(&frame).await.is_err() {
             return None;
         }
+    }
+}
+
+/// The named prepared statements and portals a connection keeps, as pgwire keeps them: a
+/// `Parse` or `Bind` with a name puts one (replacing one of the same name), a `Close` takes it.
+#[derive(Debug, Default)]
+struct Named {
+    held: HashMap<(u8, String), usize>,
+    bytes: usize,
+}
+
+impl Named {
+    /// Follows a checked message; an error when it would keep more than the bounds allow.
+    fn follow(&mut self, kind: u8, body: &[u8]) -> Result<(), String> {
+        let mut r = Reader(body);
+        let (what, name) = match kind {
+            // Parse: the statement's name first.
+            b'P' => (b'S', r.name()),
+            // Bind: the portal's name first.
+            b'B' => (b'P', r.name()),
+            b'C' => {
+                let what = r.u8().unwrap_or_default();
+                if let Some(size) = self.held.remove(&(what, r.name())) {
+                    self.bytes -= size;
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        if name.is_empty() {
+            return Ok(());
+        }
+        if let Some(size) = self.held.remove(&(what, name.clone())) {
+            self.bytes -= size;
+        }
+        if self.held.len() >= MAX_NAMED || self.bytes + body.len() > MAX_NAMED_BYTES {
+            return Err(format!(
+                "more than {MAX_NAMED} named prepared statements and portals, or {MAX_NAMED_BYTES} bytes of them, held at once; close some (Close, DEALLOCATE)"
+            ));
+        }
+        self.bytes += body.len();
+        self.held.insert((what, name), body.len());
+        Ok(())
     }
 }
 
@@ -275,6 +379,14 @@ impl Reader<'_> {
         Ok(i32::from_be_bytes(self.take()?))
     }
 
+    /// A string of a message already checked (empty if it is not there).
+    fn name(&mut self) -> String {
+        let end = self.0.iter().position(|b| *b == 0).unwrap_or(self.0.len());
+        let name = String::from_utf8_lossy(&self.0[..end]).into_owned();
+        self.0 = self.0.get(end + 1..).unwrap_or_default();
+        name
+    }
+
     fn cstring(&mut self) -> Result<(), String> {
         let end = self
             .0
@@ -287,13 +399,13 @@ impl Reader<'_> {
     }
 }
 
-/// A FATAL ErrorResponse with SQLSTATE 08P01 (protocol violation) saying `reason`.
-fn fatal(reason: &str) -> Vec<u8> {
+/// A FATAL ErrorResponse with SQLSTATE `code` saying `reason`.
+fn fatal(code: &str, reason: &str) -> Vec<u8> {
     let mut body = Vec::new();
     for (field, value) in [
         (b'S', "FATAL"),
         (b'V', "FATAL"),
-        (b'C', "08P01"),
+        (b'C', code),
         (b'M', reason),
     ] {
         body.push(field);
@@ -351,8 +463,48 @@ mod tests {
         assert!(check(b'!', b"").is_err());
         assert_eq!(limit(b'Q', 1000), 4 * 1024 * 1024);
         assert_eq!(limit(b'Q', 2 * 1024 * 1024), 8 * 1024 * 1024);
-        let error = fatal("bad\0thing");
+        let error = fatal("08P01", "bad\0thing");
         assert_eq!(error[0], b'E');
         assert!(error.windows(5).any(|w| w == b"08P01"));
+    }
+
+    #[test]
+    fn named_statements_and_portals_are_counted_as_pgwire_keeps_them() {
+        let parse = |name: &str| {
+            let mut p = cstr(name);
+            p.extend(cstr("SELECT 1"));
+            p.extend_from_slice(&0_u16.to_be_bytes());
+            p
+        };
+        let close = |what: u8, name: &str| {
+            let mut c = vec![what];
+            c.extend(cstr(name));
+            c
+        };
+        let mut named = Named::default();
+        for _ in 0..5 * MAX_NAMED {
+            named.follow(b'P', &parse("")).unwrap();
+        }
+        assert!(
+            named.held.is_empty(),
+            "the unnamed statement is not kept apart"
+        );
+        for i in 0..MAX_NAMED {
+            named.follow(b'P', &parse(&format!("s{i}"))).unwrap();
+        }
+        named.follow(b'P', &parse("s7")).unwrap();
+        assert_eq!(named.held.len(), MAX_NAMED, "a name put again replaces");
+        let err = named.follow(b'P', &parse("one-more")).unwrap_err();
+        assert!(err.contains("close some"), "{err}");
+        named.follow(b'C', &close(b'S', "s7")).unwrap();
+        named.follow(b'P', &parse("one-more")).unwrap();
+        named.follow(b'C', &close(b'P', "s8")).unwrap();
+        assert_eq!(
+            named.held.len(),
+            MAX_NAMED,
+            "closing a portal of that name closes no statement"
+        );
+        let sizes: usize = named.held.values().sum();
+        assert_eq!(named.bytes, sizes);
     }
 }

@@ -27,10 +27,10 @@ use adit_config::{Checked, check};
 use adit_sql::SqlEngine;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::admission::Admission;
+use crate::conns::ConnCaps;
 use crate::lockout::Lockout;
 
 /// `[query.postgres]`: where PostgreSQL clients connect.
@@ -41,6 +41,12 @@ pub struct PostgresConfig {
     pub listen: String,
     /// Most client connections open at once; one more is refused with SQLSTATE 53300.
     pub max_connections: usize,
+    /// Most connections from one address (an IPv6 /64 counts as one); one more: 53300.
+    pub max_per_address: usize,
+    /// A connection that sends nothing for this long is closed (57P05); a client that has
+    /// not sent its password within a minute of connecting is closed too.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for PostgresConfig {
@@ -48,6 +54,8 @@ impl Default for PostgresConfig {
         Self {
             listen: "127.0.0.1:5432".into(),
             max_connections: 100,
+            max_per_address: 16,
+            idle_timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -64,6 +72,20 @@ impl PostgresConfig {
             (1..=100_000).contains(&self.max_connections),
             "query.postgres.max_connections",
             format!("must be from 1 to 100000, not {}", self.max_connections),
+        )?;
+        check(
+            (1..=self.max_connections).contains(&self.max_per_address),
+            "query.postgres.max_per_address",
+            format!(
+                "must be from 1 to max_connections ({}), not {}",
+                self.max_connections, self.max_per_address
+            ),
+        )?;
+        check(
+            (Duration::from_secs(10)..=Duration::from_secs(7 * 86_400))
+                .contains(&self.idle_timeout),
+            "query.postgres.idle_timeout",
+            format!("must be from 10s to 7d, not {:?}", self.idle_timeout),
         )
     }
 }
@@ -80,8 +102,10 @@ pub struct Postgres {
     pub lockout: Arc<Lockout>,
     /// TLS, required of every connection when set.
     pub tls: Option<adit_protocol::https::TlsAcceptor>,
-    /// Connections that may still open.
-    connections: Arc<Semaphore>,
+    /// The connections open, in all and per address.
+    connections: Arc<ConnCaps>,
+    /// How long a connection may send nothing.
+    idle_timeout: Duration,
     /// `pg_catalog` and the functions clients call, added to each statement's session.
     session: Arc<catalog::PgSession>,
     /// Reads PostgreSQL clients' SQL.
@@ -108,7 +132,8 @@ impl Postgres {
             admission,
             lockout,
             tls,
-            connections: Arc::new(Semaphore::new(config.max_connections)),
+            connections: ConnCaps::new(config.max_connections, config.max_per_address),
+            idle_timeout: config.idle_timeout,
             session: Arc::new(session),
             parser: Arc::new(catalog::PgParser::new()),
             cancels: Arc::new(pgwire::api::ConnectionManager::new()),

@@ -63,7 +63,8 @@ pub struct OpenAdrConfig {
     /// PEM private key of `client_cert`.
     #[serde(default)]
     pub client_key: Option<PathBuf>,
-    /// PEM certificate(s) the VTN's certificate is checked against, besides the system's.
+    /// PEM certificate(s) the VTN's certificate is checked against, and then only they (the
+    /// built-in roots are not trusted beside them); none: the built-in roots.
     #[serde(default)]
     pub ca: Option<PathBuf>,
 }
@@ -96,8 +97,24 @@ impl OpenAdrConfig {
             "site",
             format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ -", self.site),
         )?;
-        adit_devices::http_url(&self.vtn_url)
+        let vtn = adit_devices::http_url(&self.vtn_url)
             .map_err(|r| Invalid::new("vtn_url", format!("{:?}: {r}", self.vtn_url)))?;
+        // A VTN's events steer the site's load: whoever sits on the path of a plain http://
+        // VTN could shed or wake the whole site. Plain HTTP only reaches this machine.
+        let host = vtn.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        check(
+            vtn.scheme() == "https" || loopback,
+            "vtn_url",
+            format!(
+                "{:?}: a VTN must be https:// (plain http:// only to one on this machine)",
+                self.vtn_url
+            ),
+        )?;
         for (what, text) in [
             ("ven_name", Some(&self.ven_name)),
             ("ven_id", self.ven_id.as_ref()),

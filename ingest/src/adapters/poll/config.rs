@@ -456,6 +456,32 @@ mod tests {
     }
 
     #[test]
+    fn a_vtn_is_reached_over_tls_unless_it_is_on_this_machine() {
+        let with_url = |url: &str| {
+            let mut v = ven("s1");
+            v.vtn_url = url.into();
+            v.validate()
+        };
+        for ok in [
+            "https://vtn.example/",
+            "http://127.0.0.1:8080/OpenADR2/Simple/2.0b",
+            "http://localhost:8080/",
+            "http://[::1]:8080/",
+        ] {
+            assert!(with_url(ok).is_ok(), "{ok}");
+        }
+        for plain in [
+            "http://vtn.example/",
+            "http://10.0.0.5/",
+            "http://[2001:db8::1]/",
+        ] {
+            let err = with_url(plain).expect_err(plain);
+            assert_eq!(err.key, "vtn_url", "{err}");
+            assert!(err.to_string().contains("https://"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_site_takes_each_kind_of_grid_signal_from_one_source() {
         let mut two_feeds = valid();
         two_feeds.grid.push(feed("s1", GridFeedKind::Signal));
