@@ -417,6 +417,38 @@ async fn dashboards_are_made_shared_opened_by_link_and_revised() {
     )
     .await;
     assert_eq!(status, 404);
+
+    // Whoever creates the id again starts a history of its own: nothing of the deleted
+    // dashboard's private revisions is read through it.
+    let (status, again) = call(
+        &app,
+        M::PUT,
+        "/api/v1/dashboards/farm",
+        Some(ADMIN_TOKEN),
+        Some(json!({"title": "Another farm", "panels": [
+            {"id": "one", "title": "One", "kind": "stat", "sql": "SELECT 1 AS one",
+             "layout": {"x": 0, "y": 0, "w": 6, "h": 4}}]})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{again}");
+    let (status, revisions) = call(
+        &app,
+        M::GET,
+        "/api/v1/dashboards/farm/revisions",
+        Some(ADMIN_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{revisions}");
+    let titles: Vec<&str> = revisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dashboard"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Another farm"], "{revisions}");
 }
 
 /// The ids the shipped dashboards have.

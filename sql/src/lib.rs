@@ -17,6 +17,7 @@ pub mod fresh;
 mod local_files;
 mod page_index;
 pub mod params;
+pub mod plan_size;
 mod pool;
 mod runs;
 pub mod syntax;

@@ -422,6 +422,7 @@ fn fatal(code: &str, reason: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     fn cstr(s: &str) -> Vec<u8> {
         let mut out = s.as_bytes().to_vec();
@@ -466,6 +467,39 @@ mod tests {
         let error = fatal("08P01", "bad\0thing");
         assert_eq!(error[0], b'E');
         assert!(error.windows(5).any(|w| w == b"08P01"));
+    }
+
+    /// A client that connects and sends nothing is closed once the opening ends (when a
+    /// password is due), and one that falls silent after a message once it has been idle.
+    #[tokio::test]
+    async fn a_silent_client_is_closed_before_and_after_its_password() {
+        let bounds = |password| Bounds {
+            max_statement: 1024,
+            idle: Duration::from_millis(300),
+            password,
+        };
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(200);
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let closed = forward(&mut server, &mut tokio::io::sink(), bounds(true), soon()).await;
+        let (code, why) = closed.expect("closed");
+        assert_eq!(code, "08P01");
+        assert!(why.contains("password"), "{why}");
+
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let mut sync = vec![b'S'];
+        sync.extend_from_slice(&4_u32.to_be_bytes());
+        client.write_all(&sync).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let closed = forward(&mut server, &mut tokio::io::sink(), bounds(true), soon()).await;
+        let (code, why) = closed.expect("closed");
+        assert_eq!(code, "57P05", "{why}");
+        assert!(why.contains("idle_timeout"), "{why}");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        // Without tokens no password is due: only the idle time counts.
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let closed = forward(&mut server, &mut tokio::io::sink(), bounds(false), soon()).await;
+        assert_eq!(closed.expect("closed").0, "57P05");
     }
 
     #[test]

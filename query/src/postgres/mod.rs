@@ -224,6 +224,69 @@ mod tests {
         messages
     }
 
+    /// Issue 56: connections are capped per address (an IPv6 /64 counts as one) as well as in
+    /// all: one more from the same address is refused with 53300 naming the per-address cap,
+    /// and a closed one frees its place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_address_cannot_take_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PostgresConfig {
+            max_connections: 10,
+            max_per_address: 2,
+            ..PostgresConfig::default()
+        };
+        let server = Postgres::new(
+            &config,
+            testing::engine(dir.path()),
+            Arc::new(testing::jwt_tokens()),
+            Arc::new(Admission::new(Default::default())),
+            Arc::new(Lockout::new(Default::default())),
+            None,
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(server), std::future::pending()));
+        let password = testing::jwt("alice", None);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(&opening(&password)).await.unwrap();
+            let mut head = [0u8; 5];
+            loop {
+                stream.read_exact(&mut head).await.unwrap();
+                let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                let mut body = vec![0u8; len - 4];
+                stream.read_exact(&mut body).await.unwrap();
+                assert_ne!(head[0], b'E', "{}", String::from_utf8_lossy(&body));
+                if head[0] == b'Z' {
+                    break;
+                }
+            }
+            held.push(stream);
+        }
+        let within = Duration::from_secs(30);
+        let answer = tokio::time::timeout(within, log_in(addr, &password)).await;
+        let (kind, body) = answer.unwrap().pop().expect("an answer");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(kind, b'E', "{text}");
+        assert!(
+            text.contains("53300") && text.contains("max_per_address"),
+            "{text}"
+        );
+        drop(held.pop());
+        let freed = tokio::time::timeout(within, async {
+            loop {
+                let answer = log_in(addr, &password).await;
+                if answer.last().is_some_and(|(kind, _)| *kind == b'Z') {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        freed.await.expect("a closed connection frees its place");
+    }
+
     /// Issue 56: a JWT with a cluster `worker` claim is not a password (28P01), as it is no
     /// token over HTTP or Flight SQL; the same JWT without the claim logs in.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
