@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn caps_hold_per_holder_and_in_all_and_free_on_drop() {
-        let caps = ConnCaps::new(4, 2);
+        let caps = ConnCaps::new(5, 2);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let a = caps.admit(ip("192.0.2.1")).unwrap();
         let b = caps.admit(ip("::ffff:192.0.2.1")).unwrap();
@@ -114,11 +114,12 @@ mod tests {
             Refusal::PerAddress,
             "one /64, one holder"
         );
-        assert_eq!(caps.admit(ip("198.51.100.9")).unwrap_err(), Refusal::Full);
-        drop(a);
         let e = caps.admit(ip("198.51.100.9")).unwrap();
-        assert_eq!(caps.open(), (4, 3));
-        drop((b, c, d, e));
+        assert_eq!(caps.admit(ip("198.51.100.10")).unwrap_err(), Refusal::Full);
+        drop(a);
+        let f = caps.admit(ip("198.51.100.10")).unwrap();
+        assert_eq!(caps.open(), (5, 4));
+        drop((b, c, d, e, f));
         assert_eq!(caps.open(), (0, 0), "nothing left behind");
     }
 }

@@ -662,7 +662,6 @@ impl Inner {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
-        crate::plan_size::check(&plan).map_err(SqlError::TooComplex)?;
         Ok((state, plan))
     }
 

@@ -94,6 +94,17 @@ pub enum TextError {
         /// The limit.
         limit: usize,
     },
+    /// Its common table expressions would be copied into too big a plan
+    /// ([`crate::plan_size`]).
+    #[error(
+        "the statement's common table expressions would be copied into a plan of {weight} parts (at most {limit}); reference each CTE fewer times"
+    )]
+    TooLarge {
+        /// Its weight (`u64::MAX`: more than can be counted).
+        weight: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// It does not parse.
     #[error("does not parse: {0}")]
     Parse(String),
@@ -155,6 +166,13 @@ pub fn parse_in(
         {
             return Err(TextError::TooDeep {
                 limit: limits.max_depth,
+            });
+        }
+        let weight = crate::plan_size::copied_size(statement);
+        if weight > crate::plan_size::MAX_PLAN_NODES {
+            return Err(TextError::TooLarge {
+                weight,
+                limit: crate::plan_size::MAX_PLAN_NODES,
             });
         }
     }

@@ -402,14 +402,19 @@ impl FlightSqlService for Service {
         self.caller(&request).await?;
         let prepared = handle(&query.prepared_statement_handle)?;
         // Each message checked before Arrow reads it (a declared size is not trusted).
-        let checked = request.into_inner().map_err(FlightError::from).map(|data| {
-            let data = data?;
-            if !data.data_header.is_empty() {
-                super::untrusted::check_message(&data.data_header, data.data_body.len())
-                    .map_err(FlightError::ProtocolError)?;
-            }
-            Ok(data)
-        });
+        let mut checker = super::untrusted::Checker::default();
+        let checked = request
+            .into_inner()
+            .map_err(FlightError::from)
+            .map(move |data| {
+                let data = data?;
+                if !data.data_header.is_empty() {
+                    checker
+                        .message(&data.data_header, data.data_body.len())
+                        .map_err(FlightError::ProtocolError)?;
+                }
+                Ok(data)
+            });
         let mut batches = FlightRecordBatchStream::new_from_flight_data(checked);
         let row = match batches.next().await {
             Some(Ok(batch)) => batch,
