@@ -184,7 +184,13 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
             "adapter.address",
         ),
     ] {
-        let (s, body, _) = api.put(path, OPERATE_TOKEN, bad).await;
+        // Sites are an admin's to create; machines an operator's.
+        let token = if path.contains("/sites/") {
+            ADMIN_TOKEN
+        } else {
+            OPERATE_TOKEN
+        };
+        let (s, body, _) = api.put(path, token, bad).await;
         assert_eq!(
             (s, body["error"]["field"].as_str()),
             (400, Some(field)),
@@ -433,7 +439,7 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
         "registry changes landed",
         || async {
             app.sql(changes, "json", Some(READ_TOKEN)).await.0 == 200
-                && app.rows(changes).await.len() == 7
+                && app.rows(changes).await.len() == 8
         },
     )
     .await;
@@ -452,21 +458,22 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
     assert_eq!(
         summary,
         vec![
+            op("site.site-a", "put", "admin"),
             op("site.site-a", "put", "operator"),
             op("machine.site-a.m1", "put", "operator"),
             op("machine.site-a.m2", "put", "operator"),
             op("sensor.site-a.t1", "put", "operator"),
             op("machine.site-a.m2", "delete", "admin"),
             op("machine.site-a.m2", "put", "operator"),
-            op("site.site-a", "put", "operator"),
+            op("site.site-a", "put", "admin"),
         ]
     );
     let last = rows.last().unwrap();
     assert!(last["before"].as_str().unwrap().contains("10.0"), "{last}");
     assert!(last["after"].as_str().unwrap().contains("7.0"), "{last}");
     assert!(
-        rows[4]["after"].is_null(),
+        rows[5]["after"].is_null(),
         "a delete has no after: {}",
-        rows[4]
+        rows[5]
     );
 }
