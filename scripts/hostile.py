@@ -10,7 +10,9 @@ this script, standard library only:
   - ingest: every event kind with control characters and oversized fields;
   - Stratum: junk and over-long lines, control characters and oversized fields in every
     method's parameters, and getjob floods;
-  - PostgreSQL (with --pg): every SQL attack again through Debian's psql;
+  - PostgreSQL (with --pg): every SQL attack again through Debian's psql, and 64 connections
+    held open from one address (silent or mid-startup): the per-address cap refuses a client
+    while they are held, and lets it in once they close;
 and checks between rounds that the process is the same (same pid), `/health` answers and SQL
 still answers. At the end it checks that every share the pool accepted landed in the `shares`
 table, and reports the peak RSS against the budget. Exits non-zero if anything failed.
@@ -225,6 +227,10 @@ class Run:
             "WITH c AS (" * 40 + "SELECT 1" + ") SELECT * FROM c" * 40,
             "SELECT string_agg(repeat('y', 100000), ',') FROM generate_series(1, 100000)",
             "SELECT CAST(NULL AS TIMESTAMP" + "[3]" * 40 + ")",
+            # Each reference to a CTE plans it again: 40 doublings, a trillion plan nodes.
+            "WITH a0 AS (SELECT 1 AS x UNION ALL SELECT 2)" + "".join(
+                f", a{i} AS (SELECT x FROM a{i-1} UNION ALL SELECT x FROM a{i-1})"
+                for i in range(1, 41)) + " SELECT count(*) FROM a40",
         ]
         for statement in statements:
             status, answer = sql(self.args.http, statement, self.args.token)
@@ -370,6 +376,34 @@ class Run:
                 else:
                     self.count("stratum", 200)
 
+    # --- PostgreSQL connections (issue 56) ------------------------------------------------
+    def pg_connection_attacks(self):
+        """Holds the port's connections open from one address (some silent, some mid-startup):
+        the per-address cap must refuse the rest, and once they close, a client gets in."""
+        if not self.args.pg:
+            return
+        host, port = self.args.pg.rsplit(":", 1)
+        held = []
+        for i in range(64):
+            try:
+                s = socket.create_connection((host, int(port)), timeout=5)
+                if i % 2:
+                    s.sendall(b"\x00\x00\x00\x08")  # half a startup packet
+                held.append(s)
+            except OSError:
+                break
+        code, err = psql_run(self.args.pg, self.args.token, "SELECT 1")
+        refused = b"53300" in err or b"too many clients" in err
+        self.count("pgwire-flood", 200 if code in (0, 1, 2) else 0, "a client among 64 held", err)
+        for s in held:
+            s.close()
+        time.sleep(1)
+        code, err = psql_run(self.args.pg, self.args.token, "SELECT 1")
+        if code != 0:
+            self.failures.append(f"after the held connections closed, psql failed: {err[:200]!r}")
+        self.counts["pgwire-flood refused while held"] = \
+            self.counts.get("pgwire-flood refused while held", 0) + int(refused)
+
     def metric(self, name, label=None):
         status, body = http(self.args.http, "GET", "/metrics")
         total = 0.0
@@ -403,7 +437,8 @@ class Run:
         deadline = time.time() + self.args.seconds
         while time.time() < deadline or rounds == 0:
             for name, attack in [("sql", self.sql_attacks), ("http", self.http_attacks),
-                                 ("ingest", self.ingest_attacks), ("stratum", self.stratum_attacks)]:
+                                 ("ingest", self.ingest_attacks), ("stratum", self.stratum_attacks),
+                                 ("pgwire connections", self.pg_connection_attacks)]:
                 attack()
                 if not self.alive(f"round {rounds} {name}"):
                     break
