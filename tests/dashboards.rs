@@ -449,6 +449,60 @@ async fn dashboards_are_made_shared_opened_by_link_and_revised() {
         .map(|r| r["dashboard"]["title"].as_str().unwrap())
         .collect();
     assert_eq!(titles, ["Another farm"], "{revisions}");
+
+    // One owner keeps at most 100 dashboards: the operator (who owns `other`) makes 99 more,
+    // the 101st is refused, and deleting one makes room.
+    let one = |title: String| {
+        json!({"title": title, "panels": [
+            {"id": "one", "title": "One", "kind": "stat", "sql": "SELECT 1 AS one",
+             "layout": {"x": 0, "y": 0, "w": 6, "h": 4}}]})
+    };
+    for i in 1..100 {
+        let (status, body) = call(
+            &app,
+            M::PUT,
+            &format!("/api/v1/dashboards/mine-{i}"),
+            Some(OPERATE_TOKEN),
+            Some(one(format!("Mine {i}"))),
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "dashboard {i}: {body}");
+    }
+    let (status, body) = call(
+        &app,
+        M::PUT,
+        "/api/v1/dashboards/mine-100",
+        Some(OPERATE_TOKEN),
+        Some(one("One too many".into())),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("100"),
+        "{body}"
+    );
+    let (status, _) = call(
+        &app,
+        M::DELETE,
+        "/api/v1/dashboards/mine-1",
+        Some(OPERATE_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        &app,
+        M::PUT,
+        "/api/v1/dashboards/mine-100",
+        Some(OPERATE_TOKEN),
+        Some(one("Room again".into())),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 }
 
 /// The ids the shipped dashboards have.
