@@ -6,7 +6,8 @@
 //! frontend messages (Query, Parse with random SQL and parameter types, Bind with random
 //! values and formats, Describe, Execute, Close, Sync, unknown types, lying lengths).
 //! Flight SQL: random tickets, random prepared-statement handles (raw and wrapped in the
-//! command that carries them), random `authorization` values.
+//! command that carries them), random `authorization` values, and parameter rows sent as
+//! Arrow IPC with bytes changed anywhere (plain and compressed).
 //!
 //! Whatever comes, nothing in the process panics (a panic hook counts every panic), and a
 //! well-behaved client is still answered `SELECT 1` on both ports afterwards.
@@ -400,6 +401,145 @@ proptest! {
                     let mut stream = response.into_inner();
                     while let Ok(Some(_)) = stream.message().await {}
                 }
+            }
+        });
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// One row of parameters of several types.
+fn parameter_row() -> arrow::array::RecordBatch {
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("0", Arc::new(StringArray::from(vec![Some("site-01")]))),
+        ("1", Arc::new(Int64Array::from(vec![Some(42)]))),
+        ("2", Arc::new(BooleanArray::from(vec![None]))),
+        ("3", Arc::new(Float64Array::from(vec![Some(0.5)]))),
+    ];
+    arrow::array::RecordBatch::try_from_iter(columns).unwrap()
+}
+
+fn write_options(compressed: bool) -> arrow::ipc::writer::IpcWriteOptions {
+    arrow::ipc::writer::IpcWriteOptions::default()
+        .try_with_compression(compressed.then_some(arrow::ipc::CompressionType::LZ4_FRAME))
+        .unwrap()
+}
+
+/// The Flight messages of [`parameter_row`], plain or compressed: the schema, then the batch.
+fn parameter_messages(compressed: bool) -> Vec<arrow_flight::FlightData> {
+    let encoded = arrow_flight::encode::FlightDataEncoderBuilder::new()
+        .with_options(write_options(compressed))
+        .build(futures::stream::iter(vec![Ok(parameter_row())]));
+    futures::executor::block_on(futures::TryStreamExt::try_collect(encoded)).unwrap()
+}
+
+/// [`parameter_row`] as an Arrow IPC stream, as a bound handle carries it.
+fn parameter_stream(compressed: bool) -> Vec<u8> {
+    let batch = parameter_row();
+    let mut out = Vec::new();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new_with_options(
+        &mut out,
+        &batch.schema(),
+        write_options(compressed),
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+
+    /// A prepared statement's parameters sent as Arrow IPC with any bytes changed, in the
+    /// schema's message or the batch's header or body, plain or compressed (Arrow alone
+    /// allocates what a compressed buffer declares, and panics on a misplaced buffer): an
+    /// error, never a panic, and the port answers on.
+    #[test]
+    fn mutated_parameter_batches_end_in_errors_not_panics(
+        compressed in any::<bool>(),
+        edits in prop::collection::vec((0usize..2, any::<bool>(), any::<usize>(), any::<u8>()), 0..6),
+    ) {
+        let mut messages = parameter_messages(compressed);
+        let count = messages.len();
+        let edits_made = edits.len();
+        for (which, header, at, value) in edits {
+            let message = &mut messages[which % count];
+            let bytes = if header { &mut message.data_header } else { &mut message.data_body };
+            if !bytes.is_empty() {
+                let mut changed = bytes.to_vec();
+                let at = at % changed.len();
+                changed[at] = value;
+                *bytes = changed.into();
+            }
+        }
+        let handle = CommandPreparedStatementQuery {
+            prepared_statement_handle: br#"{"sql":"SELECT $1, $2, $3, $4"}"#.to_vec().into(),
+        };
+        messages[0].flight_descriptor =
+            Some(arrow_flight::FlightDescriptor::new_cmd(handle.as_any().encode_to_vec()));
+        let unchanged = edits_made == 0 && !compressed;
+        let s = servers();
+        let bound = s.runtime.block_on(async {
+            let Some(mut client) = flight_client().await else {
+                return false;
+            };
+            let mut request = tonic::Request::new(futures::stream::iter(messages));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+            let mut answered = false;
+            if let Ok(response) = client.do_put(request).await {
+                let mut stream = response.into_inner();
+                while let Ok(Some(_)) = stream.message().await {
+                    answered = true;
+                }
+            }
+            answered
+        });
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+        if unchanged {
+            prop_assert!(bound, "the unchanged plain row was not bound");
+        }
+    }
+
+    /// The same row as a bound handle carries it back (an Arrow IPC stream, base64, in the
+    /// handle the client holds), with any bytes changed: an error, never a panic.
+    #[test]
+    fn mutated_handle_parameters_end_in_errors_not_panics(
+        compressed in any::<bool>(),
+        edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+        cut in prop::option::of(any::<usize>()),
+    ) {
+        use base64::Engine;
+        let mut ipc = parameter_stream(compressed);
+        for (at, value) in edits {
+            let at = at % ipc.len();
+            ipc[at] = value;
+        }
+        if let Some(cut) = cut {
+            ipc.truncate(cut % (ipc.len() + 1));
+        }
+        let handle = serde_json::json!({
+            "sql": "SELECT $1, $2, $3, $4",
+            "params": base64::engine::general_purpose::STANDARD.encode(&ipc),
+        });
+        let prepared = CommandPreparedStatementQuery {
+            prepared_statement_handle: handle.to_string().into_bytes().into(),
+        };
+        let s = servers();
+        s.runtime.block_on(async {
+            let Some(mut client) = flight_client().await else {
+                return;
+            };
+            let mut request = tonic::Request::new(Ticket::new(prepared.as_any().encode_to_vec()));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+            if let Ok(response) = client.do_get(request).await {
+                let mut stream = response.into_inner();
+                while let Ok(Some(_)) = stream.message().await {}
             }
         });
         prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);

@@ -93,9 +93,16 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
     if let Some(managed) = managed {
         managed.stop().await;
     }
-    if let (Err(adit_backup::Error::Refused(_)), None) = (&restored, &earlier) {
-        // Refused before anything changed: the hold it put is lifted again.
-        adit_payments::hold::release(&tables).await?;
+    if let Err(adit_backup::Error::Refused(_)) = &restored {
+        // Refused before anything changed: the hold is as it was before.
+        match &earlier {
+            None => {
+                adit_payments::hold::release(&tables).await?;
+            }
+            Some(hold) => {
+                adit_payments::hold::put(&tables, &hold.reason, hold.taken_at).await?;
+            }
+        }
     }
     let (manifest, restored) = restored.with_context(|| format!("restoring {}", backup.url))?;
     let hold = adit_payments::hold::put(
