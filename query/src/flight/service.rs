@@ -112,6 +112,15 @@ impl Service {
         }
     }
 
+    /// A statement slot of `caller`'s role.
+    async fn slot(&self, caller: &Caller) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.flight
+            .admission
+            .admit(caller.role)
+            .await
+            .map_err(|e| Status::resource_exhausted(e.to_string()))
+    }
+
     /// The schema of `sql`'s rows (planned, read-only checked, not run).
     async fn schema(&self, caller: &Caller, sql: &str) -> Result<SchemaRef, Status> {
         self.describe(caller, sql).await.map(|d| d.schema)
@@ -120,12 +129,7 @@ impl Service {
     /// `sql` planned and read-only checked, not run, in a statement slot of `caller`'s role
     /// (planning is work like running).
     async fn describe(&self, caller: &Caller, sql: &str) -> Result<adit_sql::Description, Status> {
-        let _slot = self
-            .flight
-            .admission
-            .admit(caller.role)
-            .await
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let _slot = self.slot(caller).await?;
         self.flight
             .engine
             .describe(sql, StatementOptions::default())
@@ -140,12 +144,7 @@ impl Service {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let slot = self
-            .flight
-            .admission
-            .admit(caller.role)
-            .await
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let slot = self.slot(caller).await?;
         let options = StatementOptions {
             params,
             ..StatementOptions::default()

@@ -240,6 +240,17 @@ impl Conn {
         })
     }
 
+    /// A statement slot of the caller's role (53000 when none comes in time).
+    async fn slot(&self) -> PgWireResult<OwnedSemaphorePermit> {
+        let role = self.caller()?.role;
+        self.session()
+            .server
+            .admission
+            .admit(role)
+            .await
+            .map_err(|e| refused("ERROR", "53000", e.to_string()))
+    }
+
     /// Runs `sql` in a statement slot and streams its rows in `format`.
     async fn run(
         &self,
@@ -248,13 +259,8 @@ impl Conn {
         format: &Format,
         options: &FormatOptions,
     ) -> PgWireResult<Response> {
-        let role = self.caller()?.role;
         let server = &self.session().server;
-        let slot = server
-            .admission
-            .admit(role)
-            .await
-            .map_err(|e| refused("ERROR", "53000", e.to_string()))?;
+        let slot = self.slot().await?;
         let started = Instant::now();
         let rows = server
             .engine
@@ -522,7 +528,7 @@ impl QueryParser for Conn {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let role = self.caller()?.role;
+        self.caller()?;
         let mut statements = self.parse(sql)?;
         let statement = match (statements.pop(), statements.is_empty()) {
             (None, _) => return Ok(None),
@@ -541,11 +547,7 @@ impl QueryParser for Conn {
         };
         // Planning is work like running: it takes a statement slot of the caller's role.
         let server = &self.session().server;
-        let _slot = server
-            .admission
-            .admit(role)
-            .await
-            .map_err(|e| refused("ERROR", "53000", e.to_string()))?;
+        let _slot = self.slot().await?;
         let description = server
             .engine
             .describe(&sql, self.options(None))

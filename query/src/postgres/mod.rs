@@ -224,6 +224,24 @@ mod tests {
         messages
     }
 
+    /// A server under `config` with JWT tokens over an empty table root in `dir`, serving on a
+    /// free port; its address.
+    async fn listening(config: &PostgresConfig, dir: &std::path::Path) -> SocketAddr {
+        let server = Postgres::new(
+            config,
+            testing::engine(dir),
+            Arc::new(testing::jwt_tokens()),
+            Arc::new(Admission::new(Default::default())),
+            Arc::new(Lockout::new(Default::default())),
+            None,
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(server), std::future::pending()));
+        addr
+    }
+
     /// Issue 56: connections are capped per address (an IPv6 /64 counts as one) as well as in
     /// all: one more from the same address is refused with 53300 naming the per-address cap,
     /// and a closed one frees its place.
@@ -235,18 +253,7 @@ mod tests {
             max_per_address: 2,
             ..PostgresConfig::default()
         };
-        let server = Postgres::new(
-            &config,
-            testing::engine(dir.path()),
-            Arc::new(testing::jwt_tokens()),
-            Arc::new(Admission::new(Default::default())),
-            Arc::new(Lockout::new(Default::default())),
-            None,
-        )
-        .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, Arc::new(server), std::future::pending()));
+        let addr = listening(&config, dir.path()).await;
         let password = testing::jwt("alice", None);
         let mut held = Vec::new();
         for _ in 0..2 {
@@ -292,18 +299,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_worker_jwt_is_not_a_password() {
         let dir = tempfile::tempdir().unwrap();
-        let server = Postgres::new(
-            &PostgresConfig::default(),
-            testing::engine(dir.path()),
-            Arc::new(testing::jwt_tokens()),
-            Arc::new(Admission::new(Default::default())),
-            Arc::new(Lockout::new(Default::default())),
-            None,
-        )
-        .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, Arc::new(server), std::future::pending()));
+        let addr = listening(&PostgresConfig::default(), dir.path()).await;
         let within = Duration::from_secs(30);
 
         let worker = testing::jwt("rig-7", Some("rig-7"));
