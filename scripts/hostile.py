@@ -122,7 +122,8 @@ def sql(base, statement, token):
 
 def psql_run(pg, token, statement):
     """Runs `statement` through Debian's psql on the PostgreSQL port `pg` (host:port); returns
-    (exit code, stderr). Exit 0 or 1 is an answer (rows or an error); 2 is a lost connection."""
+    (exit code, stderr). Exit 0, 1 or 3 is an answer (rows, psql's own error, or the server's
+    error under ON_ERROR_STOP); 2 is a lost connection."""
     import subprocess
     host, port = pg.rsplit(":", 1)
     out = subprocess.run(
@@ -167,7 +168,7 @@ class Run:
             code, err = psql_run(self.args.pg, self.args.token, statement)
         except Exception as e:  # a hang past the timeout is a failure like a lost connection
             code, err = 2, str(e).encode()
-        self.count("pgwire", 200 if code in (0, 1) else 0, statement, err)
+        self.count("pgwire", 200 if code in (0, 1, 3) else 0, statement, err)
 
     def sample_rss(self):
         while not self.stop.is_set():
@@ -394,7 +395,7 @@ class Run:
                 break
         code, err = psql_run(self.args.pg, self.args.token, "SELECT 1")
         refused = b"53300" in err or b"too many clients" in err
-        self.count("pgwire-flood", 200 if code in (0, 1, 2) else 0, "a client among 64 held", err)
+        self.count("pgwire-flood", 200 if code in (0, 1, 2, 3) else 0, "a client among 64 held", err)
         for s in held:
             s.close()
         time.sleep(1)
