@@ -4,7 +4,7 @@
 //! rules (`deploy/grafana`, `deploy/prometheus`) find every series from the start, whichever
 //! roles the process runs (a zero is true of a role it does not run). A label whose values are a
 //! fixed set starts with each value; one that names data (a pool, a miner, a receiver) is filled
-//! in by the first event. `tests/monitoring.rs` checks that every metric the dashboards and
+//! in by the first event. `tests/it/monitoring.rs` checks that every metric the dashboards and
 //! alert rules use is exported. The pipelines' metrics are registered by
 //! `adit_pipelines::runtime::metrics::register`.
 

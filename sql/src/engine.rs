@@ -751,7 +751,7 @@ impl Inner {
 
     /// [`Inner::classify`] for an error while planning, which only the statement can cause:
     /// DataFusion's internal errors there (a type it fails to coerce, found by
-    /// `sql/tests/hostile_statements.rs`) are answered as the statement's fault, not ours.
+    /// `sql/tests/it/hostile_statements.rs`) are answered as the statement's fault, not ours.
     fn classify_planning(&self, e: DataFusionError) -> SqlError {
         match e.find_root() {
             DataFusionError::Internal(_) => SqlError::InvalidSql(format!(
@@ -804,7 +804,7 @@ impl Inner {
 
 /// How Arrow says a statement's regular expression (`SIMILAR TO`, `~`, a `regexp_` function's
 /// pattern) does not compile. DataFusion wraps it as an internal error when the pattern meets
-/// the rows, though only the statement can cause it (found by `sql/tests/hostile_statements.rs`).
+/// the rows, though only the statement can cause it (found by `sql/tests/it/hostile_statements.rs`).
 const BAD_PATTERN: &str = "Regular expression did not compile";
 
 /// The object stores statements read through: local table files by [`InlineFiles`] (their
@@ -957,7 +957,7 @@ mod tests {
 
     /// `now()` is each statement's own start, though every statement copies one session: a
     /// frozen clock kept alert rules over `now() - INTERVAL` windows firing forever (CI stop 48,
-    /// `tests/alerts.rs`).
+    /// `tests/it/alerts.rs`).
     #[tokio::test]
     async fn now_is_each_statements_own_start() -> anyhow::Result<()> {
         let (_dir, engine) = empty_engine(SqlLimits::default())?;

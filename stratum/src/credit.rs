@@ -12,7 +12,7 @@
 //!
 //! The proof of work is a stand-in (Keccak of the hashing blob, `blob::cn_fast_hash`): what is
 //! under test is which blob a share is judged against, and that is a function of the job alone.
-//! RandomX itself is checked on the real binary (`tests/hostile.rs`). `PROPTEST_CASES` runs it
+//! RandomX itself is checked on the real binary (`tests/it/hostile.rs`). `PROPTEST_CASES` runs it
 //! longer: `PROPTEST_CASES=100000 cargo nextest run -p adit-stratum -E 'test(credit)'`.
 
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -3,7 +3,7 @@
 
 Usage: boards.py --url http://127.0.0.1:PORT --out SCREENSHOT_DIR --token T
 
-Against a running `adit demo` with tokens (tests/boards.rs starts one), as an operator: opens
+Against a running `adit demo` with tokens (tests/it/boards.rs starts one), as an operator: opens
 the shipped Farm energy dashboard (drawn by the same renderer, no Edit for an operator) and
 saves a private copy of it, which opens in its editor. Then creates
 a dashboard on the Dashboards page, adds a `site` variable and three panels (a stat, a time

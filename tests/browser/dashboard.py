@@ -3,7 +3,7 @@
 
 Usage: dashboard.py --url https://localhost:PORT --out SCREENSHOT_DIR [--token T] [--ca CA.pem]
 
-Against a running `adit demo` (tests/dashboard.rs starts one): loads every page (overview,
+Against a running `adit demo` (tests/it/dashboard.rs starts one): loads every page (overview,
 miner with the demo's wallet found through SQL over shares, site, cluster, SQL console,
 control), waits for a live update on the overview, checks that the pool hashrate and a
 site's power shown are what the SQL API answers to the same query (the page puts the SQL it

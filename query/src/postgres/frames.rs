@@ -1,7 +1,7 @@
 //! The guard in front of pgwire: every byte a PostgreSQL client sends passes through here, and
 //! only well-formed messages reach pgwire's decoder, which panics on a message whose counts
 //! run past its end (a `Parse` declaring more parameter types than it carries, found by
-//! `query/tests/hostile_wire.rs`).
+//! `query/tests/it/hostile_wire.rs`).
 //!
 //! The guard speaks the connection's opening itself: an `SSLRequest` is answered (`S` and the
 //! TLS handshake when `query.tls` is set, `N` otherwise), a `GSSENCRequest` is declined, the

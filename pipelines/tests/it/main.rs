@@ -1,0 +1,6 @@
+//! adit-pipelines's integration tests, one module per subject, linked into one test binary so the
+//! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-pipelines) & binary(it)'`).
+
+mod closed_loop;
+mod lease;
+mod runtime;

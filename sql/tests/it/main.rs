@@ -1,0 +1,5 @@
+//! adit-sql's integration tests, one module per subject, linked into one test binary so the
+//! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-sql) & binary(it)'`).
+
+mod ballista;
+mod hostile_statements;

@@ -1,0 +1,682 @@
+//! Compliance reports end to end (issue 12): a seeded day of one site (Europe/Oslo) with a
+//! data gap, minutes over the warning, critical and allocation thresholds, estimated minutes,
+//! three violations and three curtailment events (one met, one missed, one met after
+//! midnight, before its deadline) is closed by
+//! `adit compliance`; every figure in the HTML and CSV equals SQL over the same tables; a
+//! rerun writes nothing and gives the same bytes; the API serves the stored revision byte for
+//! byte; a late reading makes revision 2 while revision 1 stays; bad requests get a 4xx that
+//! says which. A sample report is copied to `$CARGO_TARGET_TMPDIR/compliance-sample/`.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use adit_schemas::events::Event;
+use adit_schemas::results::{MachineEnergyMinute, SiteEnergyMinute, ViolationRow};
+use adit_schemas::{
+    GridSignal, GridSignalKind, SensorKind, SensorReading, control::CommandRow, stamped_batch,
+    to_batch,
+};
+use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use common::*;
+use serde_json::{Value, json};
+
+const SITE: &str = "site-c";
+const TZ: &str = "Europe/Oslo";
+
+/// The seeded day: local `date`, its window in UTC, and the site's power each minute.
+struct Seed {
+    start: DateTime<Utc>,
+    minutes: i64,
+}
+
+/// Minutes of the next day's site power seeded (for the curtailment that crosses midnight).
+const AFTER_MIDNIGHT: i64 = 30;
+
+impl Seed {
+    fn at(&self, hour: i64, minute: i64) -> DateTime<Utc> {
+        self.start + Duration::hours(hour) + Duration::minutes(minute)
+    }
+
+    /// Site power in minute `i` (none: the data gap 02:00–02:30; past the day's end: the next
+    /// day's, under dr-3's target from 00:05).
+    fn power_w(&self, i: i64) -> Option<f64> {
+        if i >= self.minutes + 5 {
+            return Some(3_000.0);
+        }
+        let (h, m) = (i / 60, i % 60);
+        match (h, m) {
+            (2, 0..30) => None,
+            (13, 0..30) => Some(10_500.0), // over the 10 kW allocation
+            (16, 0..45) => Some(9_000.0),  // over warning (80 %), under critical
+            (10, 5..) => Some(4_000.0),    // curtailed under the 5 kW target
+            _ => Some(7_000.0),
+        }
+    }
+}
+
+async fn write(store: &TableStore, name: &str, schema: SchemaRef, batch: RecordBatch) {
+    let mut table = ExactlyOnceTable::open(
+        store,
+        name,
+        &schema,
+        &["date"],
+        "seed",
+        Maintenance::default(),
+    )
+    .await
+    .unwrap();
+    let version = table.committed() + 1;
+    assert!(table.commit(vec![batch], version).await.unwrap());
+}
+
+/// Writes the seeded day into the tables under `root`.
+async fn seed_tables(root: &Path, s: &Seed) {
+    let store = TableStore::new(root.to_str().unwrap(), Default::default()).unwrap();
+    let mut site_rows = Vec::new();
+    let mut machine_rows = Vec::new();
+    for i in 0..s.minutes + AFTER_MIDNIGHT {
+        let Some(w) = s.power_w(i) else { continue };
+        let minute = s.start + Duration::minutes(i);
+        site_rows.push(SiteEnergyMinute {
+            site: SITE.into(),
+            minute,
+            energy_wh: w / 60.0,
+            avg_power_w: w,
+            machines: 4,
+            quality: 1.0,
+            date: minute.date_naive(),
+        });
+        if i >= s.minutes {
+            // The next day's first minutes: only the site's, for dr-3.
+            continue;
+        }
+        for (k, machine) in ["m1", "m2", "m3", "m4"].iter().enumerate() {
+            // m4 is estimated from 20:00 to 21:00.
+            let estimated = k == 3 && i / 60 == 20;
+            machine_rows.push(MachineEnergyMinute {
+                site: SITE.into(),
+                machine: (*machine).into(),
+                minute,
+                energy_wh: w / 240.0,
+                avg_power_w: w / 4.0,
+                max_power_w: w / 4.0,
+                samples: 2,
+                covered_s: 60.0,
+                quality: 1.0,
+                method: "power".into(),
+                source: if estimated { "estimate" } else { "meter" }.into(),
+                date: minute.date_naive(),
+            });
+        }
+    }
+    write(
+        &store,
+        "site_energy_1m",
+        SiteEnergyMinute::schema(),
+        to_batch("s", SiteEnergyMinute::schema(), &site_rows).unwrap(),
+    )
+    .await;
+    write(
+        &store,
+        "machine_energy_1m",
+        MachineEnergyMinute::schema(),
+        to_batch("m", MachineEnergyMinute::schema(), &machine_rows).unwrap(),
+    )
+    .await;
+
+    let sensors: Vec<SensorReading> = (0..s.minutes / 5)
+        .map(|k| {
+            let ts = s.start + Duration::minutes(5 * k);
+            let hot = (180..184).contains(&k); // 15:00–15:20
+            SensorReading {
+                site: SITE.into(),
+                sensor: "t1".into(),
+                kind: SensorKind::Temperature,
+                value: if hot { 38.0 } else { 30.0 },
+                ts,
+            }
+        })
+        .collect();
+    let schema = adit_schemas::arrow_rows::stamped_schema(SensorReading::fields());
+    let rows: Vec<(u64, &SensorReading)> = sensors
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as u64 + 1, r))
+        .collect();
+    write(
+        &store,
+        "sensor_readings",
+        schema.clone(),
+        stamped_batch("t", schema, &rows, |r| r.ts).unwrap(),
+    )
+    .await;
+
+    let signal =
+        |id: &str, kind, target: Option<f64>, deadline: Option<DateTime<Utc>>, ts| GridSignal {
+            site: SITE.into(),
+            event_id: id.into(),
+            kind,
+            target_kw: target,
+            deadline,
+            price_per_mwh: None,
+            ts,
+        };
+    let signals = [
+        signal(
+            "dr-1",
+            GridSignalKind::Curtail,
+            Some(5.0),
+            Some(s.at(10, 10)),
+            s.at(10, 0),
+        ),
+        signal("dr-1", GridSignalKind::Normal, None, None, s.at(11, 0)),
+        signal(
+            "dr-2",
+            GridSignalKind::Curtail,
+            Some(2.0),
+            Some(s.at(18, 5)),
+            s.at(18, 0),
+        ),
+        signal("dr-2", GridSignalKind::Normal, None, None, s.at(19, 0)),
+        // Ten minutes before midnight, until ten minutes after: met at 00:06.
+        signal(
+            "dr-3",
+            GridSignalKind::Curtail,
+            Some(5.0),
+            Some(s.start + Duration::minutes(s.minutes + 10)),
+            s.start + Duration::minutes(s.minutes - 10),
+        ),
+    ];
+    let schema = adit_schemas::arrow_rows::stamped_schema(GridSignal::fields());
+    let rows: Vec<(u64, &GridSignal)> = signals
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as u64 + 1, r))
+        .collect();
+    write(
+        &store,
+        "grid_signals",
+        schema.clone(),
+        stamped_batch("g", schema, &rows, |r| r.ts).unwrap(),
+    )
+    .await;
+
+    let command = |n: i64, ts: DateTime<Utc>| CommandRow {
+        id: format!("{SITE}:{}:{n}", ts.timestamp_micros()),
+        site: SITE.into(),
+        target: format!("m{}", n % 4 + 1),
+        action: "sleep".into(),
+        value: None,
+        status: "sent".into(),
+        attempt: 0,
+        reply: None,
+        actuator: None,
+        ts,
+        date: ts.date_naive(),
+    };
+    let commands = vec![
+        command(0, s.at(10, 0) + Duration::seconds(30)),
+        command(1, s.at(10, 1)),
+        command(2, s.at(18, 0) + Duration::seconds(30)),
+        command(3, s.at(18, 1)),
+        command(4, s.at(18, 2)),
+    ];
+    write(
+        &store,
+        "commands",
+        CommandRow::schema(),
+        to_batch("c", CommandRow::schema(), &commands).unwrap(),
+    )
+    .await;
+
+    let violation =
+        |kind: &str, event: &str, severity: &str, started: DateTime<Utc>, ts: DateTime<Utc>| {
+            ViolationRow {
+                id: format!("site:{SITE}:{SITE}:{kind}:{}", started.timestamp_micros()),
+                event: event.into(),
+                site: Some(SITE.into()),
+                scope: "site".into(),
+                subject: SITE.into(),
+                kind: kind.into(),
+                severity: severity.into(),
+                value: Some(1.0),
+                limit: Some(1.0),
+                peak: Some(2.0),
+                started,
+                ts,
+                duration_s: (ts - started).num_seconds() as f64,
+                source: "pipeline".into(),
+                note: None,
+                date: ts.date_naive(),
+            }
+        };
+    let violations = vec![
+        violation(
+            "power_allocation",
+            "opened",
+            "warning",
+            s.at(13, 0),
+            s.at(13, 1),
+        ),
+        violation(
+            "power_allocation",
+            "updated",
+            "critical",
+            s.at(13, 0),
+            s.at(13, 5),
+        ),
+        violation(
+            "power_allocation",
+            "resolved",
+            "critical",
+            s.at(13, 0),
+            s.at(13, 30),
+        ),
+        violation("temperature", "opened", "warning", s.at(15, 0), s.at(15, 0)),
+        violation(
+            "temperature",
+            "resolved",
+            "warning",
+            s.at(15, 0),
+            s.at(15, 20),
+        ),
+        violation(
+            "curtailment_deadline",
+            "opened",
+            "violation",
+            s.at(18, 5),
+            s.at(18, 5),
+        ),
+        violation(
+            "curtailment_deadline",
+            "resolved",
+            "violation",
+            s.at(18, 5),
+            s.at(19, 0),
+        ),
+    ];
+    write(
+        &store,
+        "violations",
+        ViolationRow::schema(),
+        to_batch("v", ViolationRow::schema(), &violations).unwrap(),
+    )
+    .await;
+}
+
+/// Runs `adit compliance` with the app's config; its stdout.
+fn close(app: &App, nats: &str, date: NaiveDate) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args(["--config", app.dir.join("adit.toml").to_str().unwrap()])
+        .args([
+            "--nats-url",
+            nats,
+            "--tables",
+            app.dir.join("tables").to_str().unwrap(),
+        ])
+        .args(["compliance", "--site", SITE, "--date", &date.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "adit compliance failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The CSV as (section, item, field) → value.
+fn figures(csv: &str) -> BTreeMap<(String, String, String), String> {
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (
+                (rec[0].to_string(), rec[1].to_string(), rec[2].to_string()),
+                rec[3].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn fig(f: &BTreeMap<(String, String, String), String>, section: &str, field: &str) -> f64 {
+    f.get(&(section.into(), String::new(), field.into()))
+        .unwrap_or_else(|| panic!("no {section}.{field} in the CSV"))
+        .parse()
+        .unwrap()
+}
+
+async fn get(app: &App, q: &str) -> (u16, Vec<u8>, String) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/reports/compliance?{q}", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let revision = r
+        .headers()
+        .get("x-adit-revision")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, r.bytes().await.unwrap().to_vec(), revision)
+}
+
+async fn number(app: &App, sql: &str) -> f64 {
+    let rows = app.rows(sql).await;
+    let v = rows
+        .first()
+        .and_then(|r| r.as_object())
+        .and_then(|r| r.values().next())
+        .cloned()
+        .unwrap_or(Value::Null);
+    v.as_f64().unwrap_or_else(|| panic!("{sql}: {rows:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let today = adit_reports::compute::local_today(TZ, Utc::now()).unwrap();
+    let date = today - Duration::days(2);
+    let (start, end) = adit_reports::local_window(TZ, date).unwrap();
+    let seed = Seed {
+        start,
+        minutes: (end - start).num_minutes(),
+    };
+    seed_tables(&dir.path().join("tables"), &seed).await;
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "query",
+        &format!(
+            "[compliance]\nreports_dir = \"{}\"\npdf = \"off\"\n",
+            reports.display()
+        ),
+    );
+    app.wait_http().await;
+    app.put_all(vec![
+        (
+            format!("/api/v1/registry/sites/{SITE}"),
+            json!({"allocation_kw": 10.0, "timezone": TZ, "name": "Site C"}),
+        ),
+        (
+            "/api/v1/registry/sites/site-d".to_string(),
+            json!({"allocation_kw": 5.0}),
+        ),
+        ("/api/v1/registry/pools/pool-a".to_string(), json!({})),
+        ("/api/v1/registry/pools/pool-b".to_string(), json!({})),
+        (
+            format!("/api/v1/registry/machines/{SITE}/m1"),
+            json!({"model": "S19", "pool": "pool-a", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
+        ),
+        (
+            format!("/api/v1/registry/machines/{SITE}/m2"),
+            json!({"model": "S19", "pool": "pool-a", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
+        ),
+        (
+            format!("/api/v1/registry/machines/{SITE}/m3"),
+            json!({"model": "S19", "pool": "pool-b", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
+        ),
+    ])
+    .await;
+
+    // Before the job: provisional, computed on the spot.
+    let (status, _, revision) = get(&app, &format!("site={SITE}&date={date}&format=json")).await;
+    assert_eq!((status, revision.as_str()), (200, "provisional"));
+
+    let out = close(&app, &nats.url(), date);
+    assert!(out.contains("revision 1 (new)"), "{out}");
+    let day_dir = reports.join(SITE).join(date.to_string());
+    let html = std::fs::read_to_string(day_dir.join("compliance-r1.html")).unwrap();
+    let csv_text = std::fs::read_to_string(day_dir.join("compliance-r1.csv")).unwrap();
+    let sample = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compliance-sample");
+    std::fs::create_dir_all(&sample).unwrap();
+    std::fs::write(sample.join("compliance.html"), &html).unwrap();
+    std::fs::write(sample.join("compliance.csv"), &csv_text).unwrap();
+    println!("sample report: {}", sample.display());
+
+    // Every figure equals SQL over the tables.
+    let f = figures(&csv_text);
+    let window = format!(
+        "site = '{SITE}' AND minute >= to_timestamp_micros({}) AND minute < to_timestamp_micros({})",
+        start.timestamp_micros(),
+        end.timestamp_micros()
+    );
+    let sql_energy = number(
+        &app,
+        &format!("SELECT round(sum(energy_wh) / 1000, 3) FROM site_energy_1m WHERE {window}"),
+    )
+    .await;
+    let sql_peak = number(
+        &app,
+        &format!("SELECT max(avg_power_w) / 1000 FROM site_energy_1m WHERE {window}"),
+    )
+    .await;
+    let over = |pct: f64| {
+        format!(
+            "SELECT count(*) FROM site_energy_1m WHERE {window} AND avg_power_w > {}",
+            10_000.0 * pct / 100.0
+        )
+    };
+    let sql_warning = number(&app, &over(80.0)).await;
+    let sql_critical = number(&app, &over(95.0)).await;
+    let sql_over = number(&app, &over(100.0)).await;
+    let sql_present = number(
+        &app,
+        &format!("SELECT count(*) FROM site_energy_1m WHERE {window}"),
+    )
+    .await;
+    let sql_estimated = number(&app, &format!("SELECT count(DISTINCT minute) FROM machine_energy_1m WHERE {window} AND source = 'estimate'")).await;
+    let sql_violations = number(
+        &app,
+        &format!("SELECT count(DISTINCT id) FROM violations WHERE site = '{SITE}'"),
+    )
+    .await;
+    let sql_curtailments = number(
+        &app,
+        &format!("SELECT count(*) FROM grid_signals WHERE site = '{SITE}' AND kind = 'curtail'"),
+    )
+    .await;
+    assert_eq!(fig(&f, "energy", "energy_kwh"), sql_energy);
+    assert_eq!(fig(&f, "energy", "peak_kw"), sql_peak);
+    assert_eq!(fig(&f, "energy", "minutes_over_warning"), sql_warning);
+    assert_eq!(fig(&f, "energy", "minutes_over_critical"), sql_critical);
+    assert_eq!(fig(&f, "energy", "minutes_over_allocation"), sql_over);
+    assert_eq!(
+        fig(&f, "quality", "missing"),
+        seed.minutes as f64 - sql_present
+    );
+    assert_eq!(fig(&f, "quality", "estimated"), sql_estimated);
+    assert_eq!(fig(&f, "violations", "count"), sql_violations);
+    assert_eq!(fig(&f, "curtailments", "count"), sql_curtailments);
+    // What the seed makes them: the report must not just agree with SQL but be right.
+    assert_eq!((sql_warning, sql_critical, sql_over), (75.0, 30.0, 30.0));
+    assert_eq!(
+        (sql_estimated, seed.minutes as f64 - sql_present),
+        (60.0, 30.0)
+    );
+    let met = |id: &str| {
+        f.get(&("curtailment".into(), id.into(), "met".into()))
+            .cloned()
+    };
+    assert_eq!(
+        (
+            met("dr-1").as_deref(),
+            met("dr-2").as_deref(),
+            met("dr-3").as_deref()
+        ),
+        (Some("true"), Some("false"), Some("true"))
+    );
+    assert_eq!(
+        f.get(&(
+            "curtailment".into(),
+            "dr-3".into(),
+            "time_to_target_s".into()
+        ))
+        .map(String::as_str),
+        Some("960"),
+        "dr-3 is judged on the minutes after midnight"
+    );
+    assert_eq!(
+        f.get(&("curtailment".into(), "dr-1".into(), "commands_sent".into()))
+            .map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        f.get(&("curtailment".into(), "dr-2".into(), "commands_sent".into()))
+            .map(String::as_str),
+        Some("3")
+    );
+    assert_eq!(
+        f.get(&(
+            "curtailment".into(),
+            "dr-1".into(),
+            "time_to_target_s".into()
+        ))
+        .map(String::as_str),
+        Some("360")
+    );
+    assert_eq!(
+        f.get(&("gap".into(), seed.at(2, 0).to_rfc3339(), "until".into())),
+        Some(&seed.at(2, 30).to_rfc3339())
+    );
+    // The HTML shows the same figures.
+    for (id, text) in [
+        ("energy-kwh", format!("{sql_energy:.3} kWh")),
+        ("hours-allocation", format!("{:.2}", sql_over / 60.0)),
+        ("hours-warning", format!("{:.2}", sql_warning / 60.0)),
+        (
+            "minutes-missing",
+            format!("{} (", seed.minutes as f64 - sql_present),
+        ),
+        ("score", format!("{:.1}", fig(&f, "score", "value"))),
+    ] {
+        let shown = html
+            .split(&format!("id=\"{id}\">"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no #{id} in the HTML"));
+        assert!(
+            shown.starts_with(&text),
+            "#{id} shows {:?}, SQL says {text:?}",
+            &shown[..40.min(shown.len())]
+        );
+    }
+    assert!(html.contains("<svg") && html.contains("Power against allocation"));
+    assert!(
+        html.contains(
+            adit_reports::compute::SCORE_FORMULA
+                .split(',')
+                .next()
+                .unwrap()
+        )
+    );
+
+    // A rerun writes nothing and the bytes stay; the API serves the filed revision.
+    let out = close(&app, &nats.url(), date);
+    assert!(out.contains("revision 1 (unchanged)"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(day_dir.join("compliance-r1.html")).unwrap(),
+        html
+    );
+    assert!(!day_dir.join("compliance-r2.html").exists());
+    let (status, body, revision) = get(&app, &format!("site={SITE}&date={date}")).await;
+    assert_eq!((status, revision.as_str()), (200, "1"));
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        html,
+        "the API serves the filed bytes"
+    );
+    let (_, body, _) = get(&app, &format!("site={SITE}&date={date}&format=csv")).await;
+    assert_eq!(String::from_utf8(body).unwrap(), csv_text);
+
+    // A late reading in the gap: revision 2, revision 1 kept.
+    let store = TableStore::new(
+        dir.path().join("tables").to_str().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let minute = seed.at(2, 10);
+    let late = SiteEnergyMinute {
+        site: SITE.into(),
+        minute,
+        energy_wh: 100.0,
+        avg_power_w: 6000.0,
+        machines: 4,
+        quality: 1.0,
+        date: minute.date_naive(),
+    };
+    write(
+        &store,
+        "site_energy_1m",
+        SiteEnergyMinute::schema(),
+        to_batch("s", SiteEnergyMinute::schema(), &[late]).unwrap(),
+    )
+    .await;
+    let out = close(&app, &nats.url(), date);
+    assert!(out.contains("revision 2 (new)"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(day_dir.join("compliance-r1.html")).unwrap(),
+        html
+    );
+    let (_, body, revision) = get(&app, &format!("site={SITE}&date={date}&format=csv")).await;
+    assert_eq!(revision, "2");
+    let f2 = figures(&String::from_utf8(body).unwrap());
+    assert_eq!(fig(&f2, "quality", "missing"), 29.0);
+    let (_, body, revision) = get(&app, &format!("site={SITE}&date={date}&revision=1")).await;
+    assert_eq!(
+        (revision.as_str(), String::from_utf8(body).unwrap()),
+        ("1", html.clone())
+    );
+    let rows = app
+        .rows(&format!(
+            "SELECT revision FROM compliance_daily WHERE site = '{SITE}' ORDER BY revision"
+        ))
+        .await;
+    assert_eq!(rows, vec![json!({"revision": 1}), json!({"revision": 2})]);
+
+    // A site with no data gets a report with its gaps, not an error; bad requests say which.
+    let (status, body, _) = get(&app, &format!("site=site-d&date={date}&format=csv")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        fig(
+            &figures(&String::from_utf8(body).unwrap()),
+            "quality",
+            "measured"
+        ),
+        0.0
+    );
+    for (q, want, says) in [
+        (format!("site=nowhere&date={date}"), 404, "unknown site"),
+        (format!("site={SITE}&date=21-11-2026"), 400, "not a day"),
+        (
+            format!("site={SITE}&date={}", today + Duration::days(1)),
+            400,
+            "future",
+        ),
+        (
+            format!("site={SITE}&date={date}&format=pdf"),
+            400,
+            "unknown format",
+        ),
+        (
+            format!("site={SITE}&date={date}&revision=9"),
+            404,
+            "no revision 9",
+        ),
+        (format!("date={date}"), 400, "site is required"),
+    ] {
+        let (status, body, _) = get(&app, &q).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, want, "{q}: {body}");
+        assert!(body.contains(says), "{q}: {body}");
+    }
+}

@@ -1,0 +1,633 @@
+//! The farm controller end to end through the real binary (`adit run --roles
+//! pipelines,query,simulate,adapters,actuators`): a demand-response signal posted to the ingest
+//! API makes the curtailment pipeline shed the least efficient machines; the actuators pause
+//! them over their cgminer APIs and set the fans over the fan relay; the simulated miners obey,
+//! the adapters read the lower power; the deadline is met (no violation); a `normal` signal
+//! wakes them again; `adit replay decisions` recomputes every decision with no difference; a
+//! malformed command is dead-lettered with its reason. And a cooperative's plain-text power
+//! signal (`NORMAL` / `CURTAIL`), read through a feed map in config, drives the same
+//! curtailment with no adit-shaped message anywhere; when the feed turns to garbage the
+//! controller goes to its failsafe, and back out when the feed speaks again. An operator's
+//! sleep of one machine holds through the controller's resume until the operator wakes it.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const SITE: &str = "site-01";
+
+async fn site_kw(app: &App) -> Option<f64> {
+    farm::site_kw(app, SITE).await
+}
+
+/// POSTs `body` to `path` with the operate token; the answer must be `want`.
+async fn post_operate(app: &App, path: &str, body: Value, want: u16) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", app.url()))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
+}
+
+async fn ingest_grid(app: &App, body: Value) {
+    post_operate(app, "/api/v1/ingest/grid", body, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identically() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        farm::FARM_ROLES,
+        &farm::Farm {
+            machines: 8,
+            command_lag: "2s",
+            ..Default::default()
+        }
+        .config(),
+    );
+    app.wait_http().await;
+    eventually(
+        Duration::from_secs(90),
+        "every machine read by the adapters",
+        || async {
+            let sql = format!(
+                "SELECT count(DISTINCT machine) AS n FROM energy_readings WHERE site = '{SITE}'"
+            );
+            app.sql(&sql, "json", Some(READ_TOKEN)).await.0 == 200
+                && app.rows(&sql).await[0]["n"].as_i64() == Some(8)
+        },
+    )
+    .await;
+    let before_kw = site_kw(&app).await.unwrap();
+    let target_kw = (before_kw * 0.5).round();
+    let t0 = Utc::now();
+    let deadline = t0 + chrono::Duration::seconds(60);
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-e2e", "kind": "curtail", "target_kw": target_kw,
+               "deadline": deadline, "ts": t0}),
+    )
+    .await;
+
+    // The site comes down to the target, as the meters read it.
+    let mut reached = None;
+    let give_up = std::time::Instant::now() + Duration::from_secs(90);
+    while reached.is_none() && std::time::Instant::now() < give_up {
+        if site_kw(&app).await.unwrap_or(f64::MAX) <= target_kw {
+            reached = Some(Utc::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let reached = reached.unwrap_or_else(|| panic!("never at the target; log:\n{}", app.log()));
+    eprintln!(
+        "site {before_kw:.1} kW → target {target_kw} kW reached after {:.1} s (deadline 60 s)",
+        (reached - t0).num_milliseconds() as f64 / 1000.0
+    );
+    assert!(reached <= deadline, "deadline missed");
+
+    // Shed least efficient first, each command acked by the miner's API.
+    let machines: Vec<Value> = reqwest::Client::new()
+        .get(format!("{}/api/v1/registry/machines", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let efficiency: BTreeMap<String, f64> = machines
+        .iter()
+        .map(|m| {
+            let j_th = m["nominal_power_w"].as_f64().unwrap()
+                / (m["nominal_hashrate_hs"].as_f64().unwrap() / 1e12);
+            (m["id"].as_str().unwrap().to_string(), j_th)
+        })
+        .collect();
+    let sheds = app
+        .rows(
+            "SELECT machine, id FROM decisions WHERE rule = 'grid_curtail' AND action = 'sleep' \
+             ORDER BY ts, id",
+        )
+        .await;
+    assert!(!sheds.is_empty());
+    let order: Vec<f64> = sheds
+        .iter()
+        .map(|r| efficiency[r["machine"].as_str().unwrap()])
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] >= w[1]),
+        "least efficient first: {order:?}"
+    );
+    let acked = "SELECT count(*) AS n FROM commands WHERE action = 'sleep' AND status = 'acked' \
+                 AND actuator = 'miner_api'";
+    eventually(Duration::from_secs(30), "sleep commands acked", || async {
+        app.rows(acked).await[0]["n"].as_i64() >= Some(sheds.len() as i64)
+    })
+    .await;
+    let fans = "SELECT count(*) AS n FROM commands WHERE action = 'fan_level' AND status = 'acked' \
+                AND actuator = 'fan_relay'";
+    assert!(
+        app.rows(fans).await[0]["n"].as_i64() > Some(0),
+        "fans set through the relay"
+    );
+
+    // The grid lifts the event: the machines are woken again.
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-e2e-end", "kind": "normal", "ts": Utc::now()}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(90),
+        "the site back near its load",
+        || async { site_kw(&app).await.unwrap_or(0.0) >= before_kw * 0.9 },
+    )
+    .await;
+    let woken = app
+        .rows("SELECT count(*) AS n FROM decisions WHERE action = 'wake' AND rule = 'resume'")
+        .await;
+    assert!(woken[0]["n"].as_i64() > Some(0));
+    let missed = app
+        .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
+        .await;
+    assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
+
+    // A malformed command is dead-lettered with its reason.
+    let (_, js) = publisher(&nats).await;
+    js.publish("control.site-01.m-001", "{\"id\":\"x\"}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dlq = js.get_stream("DLQ").await.unwrap();
+    let consumer = dlq
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: "dlq.control".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let dead = tokio::time::timeout(Duration::from_secs(30), messages.next())
+        .await
+        .expect("a dead letter within 30 s")
+        .unwrap()
+        .unwrap();
+    let reason = dead
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Adit-Dlq-Reason"))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert!(reason.contains("missing field"), "{reason}");
+
+    // Overrides: a pinned fan level (operate) is obeyed and named in its decision; a hold
+    // needs the admin role; each override is in the table with its author.
+    let client = reqwest::Client::new();
+    let overrides = format!("{}/api/v1/control/overrides", app.url());
+    let r = client
+        .post(&overrides)
+        .bearer_auth(OPERATE_TOKEN)
+        .json(
+            &json!({"site": SITE, "kind": "fan_level", "value": 8, "duration": "10m",
+                      "reason": "testing the relay"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let pinned: Value = r.json().await.unwrap();
+    let pin_id = pinned["id"].as_str().unwrap().to_string();
+    let r = client
+        .post(&overrides)
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&json!({"site": SITE, "kind": "hold", "duration": "10m", "reason": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a hold needs the admin role");
+    let r = client
+        .post(&overrides)
+        .bearer_auth(OPERATE_TOKEN)
+        .json(
+            &json!({"site": SITE, "kind": "fan_level", "value": 12, "duration": "10m",
+                      "reason": "too far"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "fan level 12 is refused");
+    let pinned_fans = "SELECT count(*) AS n FROM commands c JOIN decisions d ON c.id = d.id                        WHERE d.rule = 'override_fan' AND d.fan_level = 8 AND c.status = 'acked'";
+    eventually(
+        Duration::from_secs(30),
+        "the pinned fan level acked",
+        || async {
+            app.sql(pinned_fans, "json", Some(READ_TOKEN)).await.0 == 200
+                && app.rows(pinned_fans).await[0]["n"].as_i64() > Some(0)
+        },
+    )
+    .await;
+    let named = app
+        .rows("SELECT inputs FROM decisions WHERE rule = 'override_fan' LIMIT 1")
+        .await;
+    assert!(
+        named[0]["inputs"].as_str().unwrap().contains(&pin_id),
+        "the decision names the override"
+    );
+    let r = client
+        .post(format!("{overrides}/{SITE}/{pin_id}/cancel"))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&json!({"reason": "done"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // Issue 56: a hold only an admin may set, only an admin may end.
+    let r = client
+        .post(&overrides)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"site": SITE, "kind": "hold", "duration": "10m", "reason": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let hold: Value = r.json().await.unwrap();
+    let hold_id = hold["id"].as_str().unwrap().to_string();
+    for (token, want) in [(OPERATE_TOKEN, 403), (ADMIN_TOKEN, 202)] {
+        let r = client
+            .post(format!("{overrides}/{SITE}/{hold_id}/cancel"))
+            .bearer_auth(token)
+            .json(&json!({"reason": "over"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
+    }
+    let r = client
+        .post(format!("{overrides}/{SITE}/other-site:hold:1/cancel"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"reason": "not this site's"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let listed: Vec<Value> = client
+        .get(format!("{overrides}?site={SITE}"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|o| o["id"] == pin_id.as_str() && o["by"] == "operator"),
+        "{listed:?}"
+    );
+
+    // A signal for a site the registry does not know is not obeyed, and the shipped rule
+    // for it finds it (run here as SQL against the real tables).
+    ingest_grid(
+        &app,
+        json!({"site": "site-zz", "event_id": "dr-stray", "kind": "curtail", "target_kw": 1.0,
+               "deadline": Utc::now() + chrono::Duration::seconds(60), "ts": Utc::now()}),
+    )
+    .await;
+    let rules =
+        adit_alerts::RuleFile::from_yaml(include_str!("../../rules/default.yml"), Default::default())
+            .unwrap();
+    let stray = rules
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find(|r| r.alert == "GridSignalUnknownSite")
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the stray signal found",
+        || async {
+            let (status, body) = app.sql(&stray.expr, "json", Some(READ_TOKEN)).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let rows: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+            rows.iter().any(|r| r["site"] == "site-zz") && !rows.iter().any(|r| r["site"] == SITE)
+        },
+    )
+    .await;
+    let obeyed = app
+        .rows("SELECT count(*) AS n FROM decisions WHERE site = 'site-zz'")
+        .await;
+    assert_eq!(obeyed[0]["n"].as_i64(), Some(0), "not obeyed");
+
+    // Every decision recomputes identically from its row.
+    let out = Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args([
+            "--tables",
+            &dir.path().join("tables").to_string_lossy(),
+            "replay",
+            "decisions",
+            "--site",
+            SITE,
+            "--from",
+            &(t0 - chrono::Duration::hours(1)).to_rfc3339(),
+            "--to",
+            &(Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    eprintln!(
+        "replay: {} decisions in {} steps, {} differences",
+        report["decisions"],
+        report["steps"],
+        report["differences"].as_array().unwrap().len()
+    );
+    assert!(report["steps"].as_u64() > Some(2), "{report}");
+    assert_eq!(report["differences"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperatives_plain_text_power_signal_drives_a_curtailment() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let feed = adit_testkit::Feed::start("/power-signal", "NORMAL\n").await;
+    // The cooperative says CURTAIL: the site goes down to 1 kW (its miners asleep) within
+    // the minute.
+    let target_kw = 1.0;
+    let url = &feed.url;
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        farm::FARM_ROLES,
+        &farm::Farm {
+            adapters: "grid_confirm = \"1s\"\n",
+            curtailment: "signal_stale = \"5s\"\n",
+            extra: &format!(
+                "[[adapters.grid]]\nsite = \"{SITE}\"\nkind = \"signal\"\nurl = \"{url}\"\n\
+                 [adapters.grid.map]\nformat = \"text\"\ntarget_kw = {target_kw:.1}\nlead = \"60s\"\n\
+                 values = {{ CURTAIL = \"curtail\", NORMAL = \"normal\" }}\n"
+            ),
+            ..Default::default()
+        }
+        .config(),
+    );
+    app.wait_http().await;
+    eventually(
+        Duration::from_secs(90),
+        "every machine read and the feed's NORMAL landed",
+        || async {
+            let sql = format!(
+                "SELECT (SELECT count(DISTINCT machine) FROM energy_readings WHERE site = '{SITE}') AS m, \
+                 (SELECT count(*) FROM grid_signals WHERE site = '{SITE}' AND kind = 'normal' AND event_id LIKE 'feed-%') AS g"
+            );
+            let said = app.sql(&sql, "json", Some(READ_TOKEN)).await;
+            said.0 == 200 && {
+                let row = &app.rows(&sql).await[0];
+                row["m"].as_i64() == Some(4) && row["g"].as_i64() == Some(1)
+            }
+        },
+    )
+    .await;
+    let before_kw = site_kw(&app).await.unwrap();
+    assert!(
+        before_kw > target_kw * 4.0,
+        "a site worth curtailing: {before_kw} kW"
+    );
+
+    let t0 = Utc::now();
+    feed.set("CURTAIL\n");
+    let mut reached = None;
+    let give_up = std::time::Instant::now() + Duration::from_secs(90);
+    while reached.is_none() && std::time::Instant::now() < give_up {
+        if site_kw(&app).await.unwrap_or(f64::MAX) <= target_kw {
+            reached = Some(Utc::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let reached = reached.unwrap_or_else(|| panic!("never at the target; log:\n{}", app.log()));
+    eprintln!(
+        "plain-text CURTAIL: site {before_kw:.1} kW → {target_kw} kW after {:.1} s (lead 60 s)",
+        (reached - t0).num_milliseconds() as f64 / 1000.0
+    );
+    // The feed's word became one curtail event with the configured target and a deadline a
+    // minute after it was first seen; the controller met it.
+    let signals = app
+        .rows(&format!(
+            "SELECT event_id, target_kw, to_unixtime(deadline) AS deadline_s, \
+             to_unixtime(deadline) - to_unixtime(ts) AS lead_s FROM grid_signals \
+             WHERE site = '{SITE}' AND kind = 'curtail' ORDER BY ts"
+        ))
+        .await;
+    // One event, confirmed every `grid_confirm` with its id and deadline kept.
+    assert!(!signals.is_empty());
+    assert!(
+        signals
+            .iter()
+            .all(|g| g["event_id"] == signals[0]["event_id"]
+                && g["deadline_s"] == signals[0]["deadline_s"]),
+        "{signals:?}"
+    );
+    assert_eq!(signals[0]["target_kw"].as_f64(), Some(target_kw));
+    assert_eq!(signals[0]["lead_s"].as_i64(), Some(60), "{signals:?}");
+    let deadline_s = signals[0]["deadline_s"].as_i64().unwrap();
+    assert!(reached.timestamp() <= deadline_s, "deadline missed");
+    let sheds = app
+        .rows(
+            "SELECT count(*) AS n FROM decisions WHERE rule = 'grid_curtail' AND action = 'sleep'",
+        )
+        .await;
+    assert!(sheds[0]["n"].as_i64() > Some(0));
+
+    // The feed turns to garbage: nothing confirms the curtailment any more, and once
+    // `signal_stale` passes the controller goes to its failsafe (the load held, fans up).
+    feed.set("<html>down for maintenance</html>");
+    eventually(
+        Duration::from_secs(30),
+        "the failsafe on a silent feed",
+        || farm::failsafe(&app, SITE, "to"),
+    )
+    .await;
+    let said_maintenance = || {
+        app.log()
+            .lines()
+            .any(|l| l.contains("maintenance") && l.contains("power-signal"))
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the feed's failure in the log, with what it said",
+        || async { said_maintenance() },
+    )
+    .await;
+    // It speaks again (still CURTAIL): confirmed, out of the failsafe.
+    feed.set("CURTAIL");
+    eventually(Duration::from_secs(30), "out of the failsafe", || {
+        farm::failsafe(&app, SITE, "from")
+    })
+    .await;
+
+    // NORMAL again: the machines are woken; no deadline was missed.
+    feed.set("NORMAL");
+    eventually(
+        Duration::from_secs(90),
+        "the site back near its load",
+        || async { site_kw(&app).await.unwrap_or(0.0) >= before_kw * 0.9 },
+    )
+    .await;
+    let missed = app
+        .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
+        .await;
+    assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
+}
+
+/// A machine's last reading, W.
+async fn machine_w(app: &App, machine: &str) -> Option<f64> {
+    let sql = format!(
+        "SELECT first_value(power_w ORDER BY ts DESC) AS w FROM energy_readings \
+         WHERE site = '{SITE}' AND machine = '{machine}'"
+    );
+    app.rows(&sql).await.first().and_then(|r| r["w"].as_f64())
+}
+
+async fn operator_command(app: &App, body: Value) {
+    post_operate(app, "/api/v1/control/commands", body, 202).await;
+}
+
+/// An operator sleeps one machine through the API (a hashboard to swap); a curtailment comes
+/// and goes, and the controller's resume wakes every other machine but leaves that one asleep;
+/// the operator's wake brings it back. Every step is a decision row and an acked command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_an_operator_slept_stays_asleep_through_a_resume_until_woken() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        farm::FARM_ROLES,
+        &farm::Farm::default().config(),
+    );
+    app.wait_http().await;
+    eventually(Duration::from_secs(90), "every machine read", || async {
+        let sql = format!(
+            "SELECT count(DISTINCT machine) AS n FROM energy_readings WHERE site = '{SITE}'"
+        );
+        app.sql(&sql, "json", Some(READ_TOKEN)).await.0 == 200
+            && app.rows(&sql).await[0]["n"].as_i64() == Some(4)
+    })
+    .await;
+    let held = "m-001";
+    let held_w = machine_w(&app, held).await.unwrap();
+    let before_kw = site_kw(&app).await.unwrap();
+    assert!(held_w > 500.0, "a running machine: {held_w} W");
+
+    operator_command(
+        &app,
+        json!({"site": SITE, "machine": held, "action": "sleep", "reason": "hashboard swap"}),
+    )
+    .await;
+    let slept = format!(
+        "SELECT count(*) AS n FROM commands WHERE target = '{held}' AND action = 'sleep' AND status = 'acked'"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the operator's sleep acked",
+        || async { app.rows(&slept).await[0]["n"].as_i64() > Some(0) },
+    )
+    .await;
+    eventually(Duration::from_secs(60), "the machine asleep", || async {
+        machine_w(&app, held)
+            .await
+            .is_some_and(|w| w < held_w * 0.2)
+    })
+    .await;
+    let decided = app
+        .rows(&format!(
+            "SELECT rule, action, to_unixtime(ts) AS at FROM decisions \
+             WHERE machine = '{held}' AND rule = 'operator'"
+        ))
+        .await;
+    assert_eq!(decided[0]["action"], "sleep", "{decided:?}");
+    // What the controller decided before the operator's sleep (its start-up steps) is not
+    // what this test is about.
+    let slept_at = decided[0]["at"].as_f64().unwrap();
+
+    // A curtailment and its end: the resume wakes every other machine, not the held one.
+    let others_kw = before_kw - held_w / 1000.0;
+    let t0 = Utc::now();
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-op", "kind": "curtail", "target_kw": (others_kw * 0.4).round(),
+               "deadline": t0 + chrono::Duration::seconds(60), "ts": t0}),
+    )
+    .await;
+    eventually(Duration::from_secs(90), "curtailed", || async {
+        site_kw(&app).await.unwrap_or(f64::MAX) <= (others_kw * 0.4).round()
+    })
+    .await;
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-op-end", "kind": "normal", "ts": Utc::now()}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(90),
+        "the other machines back",
+        || async { site_kw(&app).await.unwrap_or(0.0) >= others_kw * 0.9 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        machine_w(&app, held).await.unwrap() < held_w * 0.2,
+        "the held machine still asleep after the resume"
+    );
+    let woken_by_controller = app
+        .rows(&format!(
+            "SELECT ts, rule, action, from_mode, to_mode, inputs FROM decisions \
+             WHERE machine = '{held}' AND to_unixtime(ts) > {slept_at} ORDER BY ts"
+        ))
+        .await;
+    assert!(
+        !woken_by_controller.iter().any(|d| d["action"] == "wake"),
+        "{woken_by_controller:#?}"
+    );
+
+    // The operator wakes it.
+    operator_command(
+        &app,
+        json!({"site": SITE, "machine": held, "action": "wake", "reason": "board swapped"}),
+    )
+    .await;
+    eventually(Duration::from_secs(60), "the held machine back", || async {
+        machine_w(&app, held)
+            .await
+            .is_some_and(|w| w > held_w * 0.8)
+    })
+    .await;
+    let woken = app
+        .rows(&format!(
+            "SELECT rule FROM decisions WHERE machine = '{held}' AND action = 'wake' \
+             AND to_unixtime(ts) > {slept_at}"
+        ))
+        .await;
+    assert_eq!(woken.len(), 1, "{woken:?}");
+    assert_eq!(woken[0]["rule"], "operator");
+}

@@ -1,0 +1,41 @@
+//! adit's integration tests, one module per subject, linked into one test binary so the
+//! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit) & binary(it)'`).
+
+mod access;
+mod alerts;
+mod api;
+mod backup;
+mod ballista;
+mod bans;
+mod boards;
+mod cluster;
+mod common;
+mod compliance;
+mod control;
+mod crash;
+mod dashboard;
+mod dashboards;
+mod demo;
+mod energy_crash;
+mod farm;
+mod farm_devices;
+mod farm_faults;
+mod fresh;
+mod hostile;
+mod install;
+mod live;
+mod logs;
+mod monitoring;
+mod nats_cluster;
+mod nats_restart;
+mod nats_tls;
+mod notify;
+mod openadr;
+mod payments_crash;
+mod payouts_crash;
+mod pool;
+mod pool_payments;
+mod sql_bounds;
+mod sql_clients;
+mod standby;
+mod supervision;

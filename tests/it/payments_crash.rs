@@ -1,0 +1,283 @@
+//! Payments exactly once under SIGKILL (issue 8), against a real `monerod --regtest` and two
+//! real `monero-wallet-rpc`s: the pool's (funded by 160 mined blocks) and a recipient's, whose
+//! subaddresses are the miners' logins. Shares, blocks and their confirmations go through the
+//! MINING stream; one `adit` process runs the pipelines and the payer and is killed at random
+//! moments, the pool's wallet RPC now and then too. Afterwards every miner due was paid, the
+//! recipient wallet received exactly what the `payments` table says (nothing twice, nothing
+//! unrecorded), and no miner was paid more than its confirmed payouts.
+//!
+//! The blocks are real blocks of the regtest chain whose coinbase went to the pool's wallet,
+//! and one more is not: a `confirmed` block on the bus with a hash the node never saw, whose
+//! window a thief filled with shares (issue 23). The thief is never paid.
+
+use crate::common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use adit_bus::publish::Outgoing;
+use adit_schemas::{AnyEvent, Block, BlockStatus, Share};
+use adit_testkit::{Monerod, WalletRpc};
+use common::*;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const MINERS: usize = 6;
+const BLOCKS: usize = 12;
+const SHARES_PER_BLOCK: usize = 300;
+/// 0.6 XMR per block; at 6 miners each earns about 0.1 XMR a block.
+const REWARD: u64 = 600_000_000_000;
+/// 0.15 XMR: a miner is paid about every second block.
+const THRESHOLD: u64 = 150_000_000_000;
+
+/// A block's shares, the block (at `height`, with `hash`) and, right after it, its
+/// confirmation; `i0` numbers the first share.
+fn wave(
+    miners: &[String],
+    blocks: (u64, &str),
+    i0: usize,
+    base: chrono::DateTime<chrono::Utc>,
+) -> Vec<Outgoing> {
+    let (height, hash) = blocks;
+    let mut wave = Vec::new();
+    for s in 0..SHARES_PER_BLOCK {
+        let i = i0 + s;
+        let share = Share {
+            pool: "p1".into(),
+            miner: miners[(i * 5) % miners.len()].clone(),
+            worker: "rig".into(),
+            job_id: format!("j{}", i / 50),
+            nonce: format!("{i:08x}"),
+            difficulty: 1_000 + (i as u64 * 13) % 700,
+            height,
+            accepted: true,
+            reason: None,
+            ts: base + chrono::Duration::milliseconds(i as i64),
+        };
+        wave.push(Outgoing::event(&AnyEvent::Share(share.clone())));
+        if s == SHARES_PER_BLOCK - 1 {
+            let block = Block {
+                pool: "p1".into(),
+                height,
+                hash: hash.to_string(),
+                miner: share.miner,
+                worker: share.worker,
+                job_id: share.job_id,
+                nonce: share.nonce,
+                reward: REWARD,
+                network_difficulty: 150_000,
+                status: BlockStatus::Submitted,
+                error: None,
+                ts: share.ts,
+            };
+            wave.push(Outgoing::event(&AnyEvent::Block(block.clone())));
+            wave.push(Outgoing::event(&AnyEvent::Block(Block {
+                status: BlockStatus::Confirmed,
+                ts: share.ts + chrono::Duration::seconds(1),
+                ..block
+            })));
+        }
+    }
+    wave
+}
+
+/// A wave per real block (height, hash), each block's shares spread over `miners`.
+fn events(
+    miners: &[String],
+    blocks: &[(u64, String)],
+    base: chrono::DateTime<chrono::Utc>,
+) -> Vec<Vec<Outgoing>> {
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(b, (height, hash))| wave(miners, (*height, hash), b * SHARES_PER_BLOCK, base))
+        .collect()
+}
+
+/// Σ amount per miner of `sql`'s (miner, amount) rows.
+async fn per_miner(tables: &std::path::Path, names: &[&str], sql: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for b in query(tables, names, sql).await {
+        for (m, a) in strings(&b, "miner").into_iter().zip(ints(&b, "amount")) {
+            *out.entry(m).or_default() += a;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_payments_pays_every_miner_once() {
+    let monerod = Monerod::start();
+    let mut pool_wallet = WalletRpc::start(&monerod);
+    let recipient = WalletRpc::start(&monerod);
+    // Coinbase outputs unlock after 60 blocks; ring size 16 wants many outputs around.
+    monerod.generate(160, &pool_wallet.address);
+    let created = recipient.call(
+        "create_address",
+        json!({"account_index": 0, "count": MINERS + 1}),
+    );
+    let mut miners: Vec<String> = created["addresses"]
+        .as_array()
+        .expect("subaddresses")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let index: BTreeMap<u64, String> = created["address_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&miners)
+        .map(|(i, m)| (i.as_u64().unwrap(), m.clone()))
+        .collect();
+    let thief = miners.pop().expect("the thief's subaddress");
+    // Blocks 1..=BLOCKS of the chain: their coinbase is the pool wallet's.
+    let real: Vec<(u64, String)> = (1..=BLOCKS as u64)
+        .map(|height| {
+            let header = monerod.call("get_block_header_by_height", json!({"height": height}));
+            let hash = header["block_header"]["hash"].as_str().expect("a hash");
+            (height, hash.to_string())
+        })
+        .collect();
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("tables");
+    let (publisher, _js) = publisher(&nats).await;
+    let config = format!(
+        "[pipelines.pplns]\nsnapshot_every = \"1s\"\nfee_bps = 100\n\
+         [payments]\nwallet_rpc = \"{}\"\nnode = \"{}\"\ninterval = \"1s\"\nthreshold = {THRESHOLD}\n\
+         confirmations = 2\nmax_destinations = 4\n",
+        pool_wallet.url(),
+        monerod.rpc_url()
+    );
+    let mut app = App::start(&nats.url(), dir.path(), "pipelines,payments", &config);
+
+    // Blocks keep coming (payments confirm, change unlocks) while the waves go out and the
+    // process is killed.
+    let miner_of_blocks = recipient.address.clone();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut waves = events(&miners, &real, base);
+    // The thief's window: every share its own, and a block the node never saw.
+    waves.push(wave(
+        std::slice::from_ref(&thief),
+        (150, &format!("{:064x}", 0xdead_u64)),
+        BLOCKS * SHARES_PER_BLOCK,
+        base,
+    ));
+    for (w, wave) in waves.into_iter().enumerate() {
+        publisher.publish_all(wave).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        if w % 2 == 1 {
+            app.kill();
+            eprintln!("wave {w}: killed");
+            if w % 4 == 3 {
+                pool_wallet.restart();
+                eprintln!("wave {w}: wallet RPC restarted");
+            }
+            app.restart();
+        }
+        monerod.generate(1, &miner_of_blocks);
+    }
+
+    // Every miner due is paid: no balance at or above the threshold, nothing in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        monerod.generate(1, &miner_of_blocks);
+        let earned = per_miner(&tables, &["payouts"], "SELECT miner, amount FROM payouts").await;
+        let paid = per_miner(
+            &tables,
+            &["payments"],
+            "SELECT miner, CASE WHEN status = 'created' THEN amount WHEN status = 'failed' THEN -amount ELSE 0 END AS amount FROM payments",
+        )
+        .await;
+        let open = scalar(
+            &tables,
+            &["payments"],
+            "SELECT count(*) FROM (SELECT tx_hash FROM payments GROUP BY tx_hash HAVING NOT bool_or(status IN ('confirmed', 'failed')))",
+        )
+        .await;
+        let blocks = scalar(
+            &tables,
+            &["block_rewards"],
+            "SELECT count(*) FROM block_rewards",
+        )
+        .await;
+        let due = earned
+            .iter()
+            .filter(|(m, _)| **m != thief)
+            .filter(|(m, e)| **e - paid.get(*m).copied().unwrap_or(0) >= THRESHOLD as i64)
+            .count();
+        if blocks == BLOCKS as i64 + 1 && due == 0 && open == 0 && !paid.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "payments did not settle: {blocks} blocks split, {due} miners due, {open} open; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    let earned = per_miner(&tables, &["payouts"], "SELECT miner, amount FROM payouts").await;
+    let paid = per_miner(
+        &tables,
+        &["payments"],
+        "SELECT miner, amount FROM payments WHERE status = 'confirmed'",
+    )
+    .await;
+    for (miner, amount) in &paid {
+        assert!(
+            *amount <= earned[miner],
+            "{miner} was paid {amount}, more than the {} it earned",
+            earned[miner]
+        );
+    }
+    // What the recipient's wallet received, per subaddress, against the table.
+    recipient.call("refresh", json!({}));
+    let transfers = recipient.call("get_transfers", json!({"in": true, "account_index": 0}));
+    let mut received: BTreeMap<String, i64> = BTreeMap::new();
+    let mut txs = BTreeSet::new();
+    for t in transfers["in"].as_array().cloned().unwrap_or_default() {
+        let minor = t["subaddr_index"]["minor"].as_u64().unwrap();
+        let Some(miner) = index.get(&minor) else {
+            continue; // the primary address: coinbase of the blocks mined above
+        };
+        *received.entry(miner.clone()).or_default() += t["amount"].as_i64().unwrap();
+        txs.insert(t["txid"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        received, paid,
+        "the wallet received exactly what was recorded"
+    );
+    let recorded = query(
+        &tables,
+        &["payments"],
+        "SELECT DISTINCT tx_hash FROM payments WHERE status = 'confirmed'",
+    )
+    .await;
+    let recorded: BTreeSet<String> = recorded
+        .iter()
+        .flat_map(|b| strings(b, "tx_hash"))
+        .collect();
+    assert_eq!(
+        txs, recorded,
+        "every payment the wallet saw is in the table"
+    );
+    let log = app.log();
+    assert!(log.contains("payment recorded"), "{log}");
+    // The thief earned the unknown block's payouts on the bus and was paid nothing.
+    assert!(
+        earned.get(&thief).copied().unwrap_or(0) >= THRESHOLD as i64,
+        "the thief's block was split: {earned:?}"
+    );
+    assert_eq!(paid.get(&thief), None, "the thief was paid");
+    assert!(
+        !received.contains_key(&thief),
+        "the thief's wallet received money"
+    );
+    assert!(
+        log.contains("is not paid from") && log.contains("the node does not know this block"),
+        "{log}"
+    );
+}
