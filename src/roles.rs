@@ -103,7 +103,7 @@ pub fn pipelines(shared: &Shared, tasks: &mut Tasks) {
         store: shared.store.clone(),
         config: config.pipelines.runtime(),
         policy: ValidationPolicy::default(),
-        holder: adit_pipelines::runtime::holder_name(),
+        holder: adit_bus::lease::holder_name(),
         vitals: shared.vitals.clone(),
         progress: Default::default(),
     };
@@ -272,7 +272,7 @@ pub fn payments(shared: &Shared, tasks: &mut Tasks) {
         store: shared.store.clone(),
         maintenance: config.pipelines.maintenance.clone(),
         js: shared.services.js.clone(),
-        holder: adit_pipelines::runtime::holder_name(),
+        holder: adit_bus::lease::holder_name(),
         lease_ttl: config.pipelines.lease_ttl,
     };
     let (payments, token, vitals) = (
@@ -539,7 +539,7 @@ pub fn health(
     );
     let (volumes, js) = (watched_volumes(config), shared.services.js.clone());
     let tables =
-        writes_tables.then(|| (shared.store.clone(), adit_pipelines::runtime::holder_name()));
+        writes_tables.then(|| (shared.store.clone(), adit_bus::lease::holder_name()));
     tasks.spawn(async move {
         supervised("health", &vitals, || {
             let watched = crate::health::Watched {

@@ -30,7 +30,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     // Each retried through a cluster's election or a node down; a permanent refusal says why.
     ensure_streams(&js, &config.nats.streams).await?;
     ensure_buckets(&js, config.nats.streams.replicas).await?;
-    adit_pipelines::runtime::ensure_lease_bucket(
+    adit_bus::lease::ensure_bucket(
         &js,
         config.pipelines.lease_ttl,
         config.nats.streams.replicas,

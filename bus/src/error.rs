@@ -61,6 +61,21 @@ pub enum Error {
         /// The stream.
         stream: String,
     },
+    /// The lease bucket could not be used.
+    #[error("lease {key}: {source}")]
+    Lease {
+        /// The lease key.
+        key: String,
+        /// What the server said.
+        #[source]
+        source: BoxError,
+    },
+    /// This process no longer holds the lease; it goes back to standing by.
+    #[error("lease {key} lost; standing by")]
+    LeaseLost {
+        /// The lease key.
+        key: String,
+    },
     /// A consumer could not be created or read.
     #[error("consumer {consumer} on {stream}: {source}")]
     Consumer {

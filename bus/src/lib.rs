@@ -11,6 +11,7 @@
 pub mod consumer;
 pub mod decode;
 pub mod error;
+pub mod lease;
 pub mod publish;
 pub mod pull;
 pub mod registry;
@@ -19,5 +20,6 @@ pub mod setup;
 pub use consumer::{Acker, BatchConsumer, ConsumerConfig, RawBatch, RawMessage, SchemaVersion};
 pub use decode::{DecodedBatch, Rejected, decode_batch};
 pub use error::{Error, Result};
+pub use lease::Lease;
 pub use publish::Publisher;
 pub use setup::{NatsAuth, StreamSettings, connect, connect_with, ensure_buckets, ensure_streams};

@@ -60,7 +60,7 @@ pub enum Error {
     Hold(String),
     /// The lease could not be taken or was lost.
     #[error("payments lease")]
-    Lease(#[from] adit_pipelines::Error),
+    Lease(#[from] adit_bus::Error),
 }
 
 impl Error {

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use adit_bus::publish::{Outgoing, Publisher};
-use adit_pipelines::runtime::lease::Lease;
+use adit_bus::Lease;
 use adit_schemas::names::{self, payment_result_subject};
 use adit_schemas::results::{Payment, PaymentStatus};
 use adit_sinks::{Maintenance, TableStore};
@@ -58,17 +58,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     config.validate()?;
-    let kv =
-        ctx.js
-            .get_key_value(names::KV_LEASES)
-            .await
-            .map_err(|e| adit_pipelines::Error::Lease {
-                key: LEASE.into(),
-                source: Box::new(e),
-            })?;
     loop {
         let Some(lease) =
-            Lease::acquire(kv.clone(), LEASE, &ctx.holder, ctx.lease_ttl, &shutdown).await?
+            Lease::acquire_in(&ctx.js, LEASE, &ctx.holder, ctx.lease_ttl, &shutdown).await?
         else {
             return Ok(());
         };
@@ -360,10 +352,7 @@ impl<'a> Payer<'a> {
         lease: &Lease,
     ) -> Result<()> {
         if !lease.is_valid() {
-            return Err(adit_pipelines::Error::LeaseLost {
-                instance: LEASE.into(),
-            }
-            .into());
+            return Err(lease.lost_error().into());
         }
         let ts = Utc::now();
         let rows: Vec<Payment> = tx

@@ -36,21 +36,6 @@ pub enum Error {
     /// A result could not be encoded as JSON.
     #[error("encoding a result: {0}")]
     Encode(#[source] serde_json::Error),
-    /// The lease bucket could not be used.
-    #[error("lease {key}: {source}")]
-    Lease {
-        /// The lease key.
-        key: String,
-        /// What the server said.
-        #[source]
-        source: BoxError,
-    },
-    /// This process no longer holds the instance's lease; it goes back to standing by.
-    #[error("pipeline {instance}: lease lost; standing by")]
-    LeaseLost {
-        /// The instance.
-        instance: String,
-    },
     /// A consumer task ended.
     #[error("the consumers of {input:?} ended")]
     InputEnded {
@@ -120,8 +105,6 @@ impl Error {
             | Self::Sink(_)
             | Self::Stream { .. }
             | Self::Query { .. }
-            | Self::Lease { .. }
-            | Self::LeaseLost { .. }
             | Self::InputEnded { .. } => Disposition::Retry,
             Self::Schema(_)
             | Self::Encode(_)

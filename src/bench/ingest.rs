@@ -135,11 +135,11 @@ async fn drain(
         store: store.clone(),
         config: config.pipelines.runtime(),
         policy: ValidationPolicy::default(),
-        holder: adit_pipelines::runtime::holder_name(),
+        holder: adit_bus::lease::holder_name(),
         vitals: adit_supervise::Vitals::new(),
         progress: Default::default(),
     };
-    adit_pipelines::runtime::ensure_lease_bucket(js, ctx.config.lease_ttl, 1).await?;
+    adit_bus::lease::ensure_bucket(js, ctx.config.lease_ttl, 1).await?;
     let log = adit_sinks::EpochLog::open(&store, "telemetry")?;
     let stop = CancellationToken::new();
     let pipeline = {

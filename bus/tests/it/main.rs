@@ -3,4 +3,5 @@
 
 mod consumer;
 mod hostile_headers;
+mod lease;
 mod setup;

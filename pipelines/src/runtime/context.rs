@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use adit_bus::Publisher;
 use adit_config::{Checked, check};
-use adit_schemas::{ValidationPolicy, names};
+use adit_schemas::ValidationPolicy;
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
 
@@ -99,24 +99,4 @@ pub struct PipelineContext {
     pub vitals: adit_supervise::Vitals,
     /// The instances this process runs, for the lag watch.
     pub progress: crate::runtime::progress::Progress,
-}
-
-/// A holder name unique to this process.
-pub fn holder_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
-    format!(
-        "{host}-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
-}
-
-/// Creates the lease bucket: a KV bucket whose keys expire `ttl` after their last write.
-pub async fn ensure_lease_bucket(
-    js: &jetstream::Context,
-    ttl: Duration,
-    replicas: usize,
-) -> Result<()> {
-    adit_bus::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), None, replicas).await?;
-    Ok(())
 }

@@ -3,7 +3,6 @@
 //! names a pipeline and imports none: [`run_all`] takes the list ([`crate::catalog::all`]).
 
 pub mod context;
-pub mod lease;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
@@ -12,5 +11,5 @@ pub mod runner;
 pub mod supervisor;
 pub mod timer;
 
-pub use context::{PipelineContext, RuntimeConfig, ensure_lease_bucket, holder_name};
+pub use context::{PipelineContext, RuntimeConfig};
 pub use supervisor::{backoff, run_all, supervise};

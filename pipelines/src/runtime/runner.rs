@@ -27,7 +27,6 @@ use adit_bus::publish::{Outgoing, Publisher};
 use adit_bus::{
     Acker, BatchConsumer, ConsumerConfig, DecodedBatch, RawBatch, RawMessage, decode_batch,
 };
-use adit_schemas::names;
 use adit_sinks::{EpochLog, EpochRecord, ExactlyOnceTable};
 use arrow::array::RecordBatch;
 use async_nats::jetstream;
@@ -38,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::runtime::context::PipelineContext;
-use crate::runtime::lease::Lease;
+use adit_bus::Lease;
 use crate::runtime::metrics;
 use crate::runtime::pipeline::{Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};
 
@@ -69,16 +68,8 @@ pub async fn run_instance<P: Pipeline>(
 ) -> Result<()> {
     let spec = pipeline.spec();
     let instance = instance_name(&spec.name, partition);
-    let kv = ctx
-        .js
-        .get_key_value(names::KV_LEASES)
-        .await
-        .map_err(|e| Error::Lease {
-            key: instance.clone(),
-            source: Box::new(e),
-        })?;
     let Some(lease) =
-        Lease::acquire(kv, &instance, &ctx.holder, ctx.config.lease_ttl, shutdown).await?
+        Lease::acquire_in(&ctx.js, &instance, &ctx.holder, ctx.config.lease_ttl, shutdown).await?
     else {
         return Ok(());
     };
@@ -104,7 +95,7 @@ pub async fn run_instance<P: Pipeline>(
         return result;
     }
     match result {
-        Ok(()) => Err(Error::LeaseLost { instance }),
+        Ok(()) => Err(lease.lost_error().into()),
         Err(e) => Err(e),
     }
 }
@@ -751,9 +742,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             }
         }
         if !lease.is_valid() {
-            return Err(Error::LeaseLost {
-                instance: self.instance.clone(),
-            });
+            return Err(lease.lost_error().into());
         }
         let recorded_at = std::time::Instant::now();
         let rows = output.row_count();

@@ -27,7 +27,7 @@ where
             Err(e) if e.disposition() == Disposition::Stop => return Err(e),
             Err(e) => {
                 let wait = delays.next().unwrap_or(Duration::from_secs(10));
-                if matches!(e, crate::Error::LeaseLost { .. }) {
+                if matches!(e, crate::Error::Bus(adit_bus::Error::LeaseLost { .. })) {
                     tracing::info!(pipeline = name, "lease lost; standing by");
                     delays = backoff();
                 } else {

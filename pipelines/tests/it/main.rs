@@ -2,5 +2,4 @@
 //! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-pipelines) & binary(it)'`).
 
 mod closed_loop;
-mod lease;
 mod runtime;

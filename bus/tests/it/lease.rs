@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use adit_pipelines::runtime::lease::Lease;
+use adit_bus::Lease;
 use adit_testkit::NatsServer;
 use async_nats::jetstream::kv;
 use tokio_util::sync::CancellationToken;

@@ -1,4 +1,5 @@
-//! Leases in NATS KV: one writer per (pipeline, partition), hot standbys waiting for it.
+//! Leases in NATS KV: one writer per key (a pipeline's partition, the payer), hot standbys
+//! waiting for it.
 //!
 //! The bucket's max age is the lease's TTL, so a key its holder stops renewing disappears on
 //! its own; a standby's `create` succeeds only then, or, where the server failed to expire it,
@@ -8,16 +9,35 @@
 //! confirmed: it stops writing at least `ttl / 2` before any other process can hold the key (clock drift on one host aside, since
 //! both ends measure their own elapsed time). The Delta commit is the second fence: a writer
 //! whose application id was committed by someone else since it read the table is refused
-//! ([`adit_sinks::Error::Fenced`]).
+//! (`adit_sinks::Error::Fenced`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
+use adit_schemas::names;
+use async_nats::jetstream::{
+    self,
+    kv::{CreateErrorKind, Operation, Store, UpdateErrorKind},
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+
+/// Creates the lease bucket: a KV bucket whose keys expire `ttl` after their last write.
+pub async fn ensure_bucket(js: &jetstream::Context, ttl: Duration, replicas: usize) -> Result<()> {
+    crate::setup::ensure_bucket(js, names::KV_LEASES, 1, Some(ttl), None, replicas).await
+}
+
+/// This process's name on the leases it holds (host, pid and a random part).
+pub fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
 
 /// The part of a lease's validity window that is trusted: half the TTL.
 pub fn trusted_until(renewal_sent: Instant, ttl: Duration) -> Instant {
@@ -39,6 +59,31 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// [`Lease::acquire`] in the lease bucket ([`ensure_bucket`]).
+    pub async fn acquire_in(
+        js: &jetstream::Context,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>> {
+        let kv = js
+            .get_key_value(names::KV_LEASES)
+            .await
+            .map_err(|e| Error::Lease {
+                key: key.to_string(),
+                source: Box::new(e),
+            })?;
+        Self::acquire(kv, key, holder, ttl, shutdown).await
+    }
+
+    /// The error of a write refused because this holder lost the lease on `key`.
+    pub fn lost_error(&self) -> Error {
+        Error::LeaseLost {
+            key: self.key.clone(),
+        }
+    }
+
     /// Waits until the lease on `key` is free and takes it for `holder`, or returns `None` once
     /// `shutdown` fires. A process waiting here is a hot standby.
     pub async fn acquire(
