@@ -15,6 +15,7 @@
 pub mod config;
 pub mod drivers;
 
+use adit_retry::Backoff;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -157,7 +158,7 @@ async fn dispatch(
     shutdown: &CancellationToken,
 ) -> Result<(), ActuatorsError> {
     let stream_err = |e: &dyn std::fmt::Display| ActuatorsError::Stream(e.to_string());
-    let mut delays = Duration::from_millis(200);
+    let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(10)).waits();
     loop {
         let stream = js
             .get_stream(names::STREAM_CONTROL)
@@ -189,7 +190,7 @@ async fn dispatch(
                     if senders[i].send(message).await.is_err() {
                         return Ok(()); // the workers are gone: shutting down
                     }
-                    delays = Duration::from_millis(200);
+                    delays.reset();
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "actuators: consumer error; re-reading");
@@ -200,9 +201,8 @@ async fn dispatch(
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(delays) => {}
+            () = tokio::time::sleep(delays.next_wait()) => {}
         }
-        delays = (delays * 2).min(Duration::from_secs(10));
     }
 }
 

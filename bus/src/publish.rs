@@ -13,6 +13,7 @@ use futures::stream::FuturesOrdered;
 use serde::Serialize;
 
 use backon::{ExponentialBuilder, Retryable};
+use adit_retry::Backoff;
 
 use crate::error::{BoxError, Error, Result};
 
@@ -173,10 +174,9 @@ impl Publisher {
 /// How a failed publish is retried: 100 ms doubling to 2 s, with jitter, 60 times (about two
 /// minutes, long enough to ride out a NATS restart).
 fn retry_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(2))
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(2))
         .with_jitter()
+        .builder()
         .with_max_times(MAX_ATTEMPTS)
 }
 

@@ -8,7 +8,7 @@ use adit_config::{Checked, Invalid, check};
 use adit_schemas::names;
 use async_nats::ServerAddr;
 use async_nats::jetstream::{self, stream};
-use backon::{BackoffBuilder, ExponentialBuilder};
+use adit_retry::{Backoff, Waits};
 use serde::Deserialize;
 
 use crate::error::{BoxError, Error, Result};
@@ -215,16 +215,14 @@ pub fn without_credentials(url: &str) -> String {
         .join(",")
 }
 
-/// The one backoff for work that waits on the bus to recover (setup through a cluster's
-/// election, a pipeline restarting from its last commit): 200 ms doubling to 10 s, with
-/// jitter, without end.
-pub fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// How work that waits on the bus to recover (setup through a cluster's election, a pipeline
+/// restarting from its last commit) waits between tries: 200 ms doubling to 10 s, with jitter.
+pub const RECOVERY: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(10)).with_jitter();
+
+/// The waits of one loop that waits on the bus to recover ([`RECOVERY`]).
+pub fn backoff() -> Waits {
+    RECOVERY.waits()
 }
 
 /// How long one setup request may wait: a new stream at several replicas answers once its
@@ -413,7 +411,7 @@ where
                 });
             }
             Err((false, source)) => {
-                let wait = delays.next().unwrap_or(Duration::from_secs(10));
+                let wait = delays.next_wait();
                 tracing::warn!(name, error = %source, retry_in = ?wait, "setting up a stream or bucket; retrying (a NATS cluster may be electing)");
                 tokio::time::sleep(wait).await;
             }

@@ -3,6 +3,7 @@
 //! the current one drops or stops sending jobs, tries the first pool again every
 //! `failback_every` while on another, and backs off when none answers.
 
+use adit_retry::Backoff;
 use std::time::Duration;
 
 use adit_protocol::{ClientOptions, Error as ProtocolError, Job, PoolUrl, StratumClient};
@@ -105,7 +106,8 @@ pub async fn run(
                 failures_in_a_row += 1;
                 if failures_in_a_row.is_multiple_of(config.urls.len()) {
                     let rounds = failures_in_a_row / config.urls.len();
-                    let wait = backoff(rounds, config.retry_max);
+                    let wait = Backoff::new(Duration::from_secs(1), config.retry_max)
+                        .after(u32::try_from(rounds).unwrap_or(u32::MAX));
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(wait) => {}
@@ -156,14 +158,6 @@ pub async fn run(
         .await;
         index = next;
     }
-}
-
-/// Doubling waits from 1 s up to `max`.
-fn backoff(rounds: usize, max: Duration) -> Duration {
-    let exp = u32::try_from(rounds.saturating_sub(1))
-        .unwrap_or(u32::MAX)
-        .min(16);
-    Duration::from_secs(1u64 << exp).min(max)
 }
 
 /// Sends an event; the coordinator stopping is the only way this fails.
@@ -284,14 +278,3 @@ async fn forward(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap() {
-        let max = Duration::from_secs(30);
-        let waits: Vec<u64> = (1..8).map(|r| backoff(r, max).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
-    }
-}

@@ -16,6 +16,7 @@
 //! while the client is disconnected are not delivered. Duplicates (QoS 1 redelivery) keep their
 //! payload `ts`, so the reading's dedupe id drops them downstream.
 
+use adit_retry::Backoff;
 use std::time::Duration;
 
 use adit_config::{Checked, Invalid, check};
@@ -39,10 +40,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const MAX_PACKET_BYTES: usize = 256 * 1024;
 /// Requests (subscribe, publish, ack) queued between a client handle and its event loop.
 const REQUEST_CAPACITY: usize = 64;
-/// First wait after a failed connection.
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Waits between reconnection attempts: 100 ms doubling to 5 s.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// How long shutdown waits for the DISCONNECT packet to go out.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Characters of a refused payload kept in [`MappedError::excerpt`].
@@ -302,7 +301,7 @@ pub async fn subscribe(
         }
     }
     let (client, mut events) = AsyncClient::new(options, REQUEST_CAPACITY);
-    let mut backoff = Backoff::default();
+    let mut backoff = RECONNECT.waits();
     loop {
         let event = tokio::select! {
             biased;
@@ -365,7 +364,7 @@ pub async fn subscribe(
             }
             Ok(_) => {}
             Err(err) => {
-                let delay = backoff.next_delay();
+                let delay = backoff.next_wait();
                 tracing::warn!(url, client_id, error = %err, retry_in = ?delay, "MQTT connection failed; reconnecting");
                 tokio::select! {
                     biased;
@@ -392,7 +391,7 @@ pub fn spawn_publisher(
     let url = url.to_string();
     let driver = client.clone();
     let task = tokio::spawn(async move {
-        let mut backoff = Backoff::default();
+        let mut backoff = RECONNECT.waits();
         loop {
             let event = tokio::select! {
                 biased;
@@ -404,7 +403,7 @@ pub fn spawn_publisher(
                 Ok(_) => {}
                 Err(ConnectionError::RequestsDone) => return,
                 Err(err) => {
-                    let delay = backoff.next_delay();
+                    let delay = backoff.next_wait();
                     tracing::warn!(url, error = %err, retry_in = ?delay, "MQTT publisher connection failed; reconnecting");
                     tokio::select! {
                         biased;
@@ -451,35 +450,6 @@ async fn disconnect(client: &AsyncClient, events: &mut EventLoop) {
     .await;
     if sent.is_err() {
         tracing::debug!("MQTT DISCONNECT not sent within {DISCONNECT_TIMEOUT:?}; closing anyway");
-    }
-}
-
-/// Capped exponential backoff between reconnection attempts.
-#[derive(Debug)]
-struct Backoff {
-    /// The wait the next failure gets.
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: INITIAL_BACKOFF,
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait after this failure; the one after it is twice as long, up to [`MAX_BACKOFF`].
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(MAX_BACKOFF);
-        delay
-    }
-
-    /// Back to [`INITIAL_BACKOFF`], after a connection that worked.
-    fn reset(&mut self) {
-        self.next = INITIAL_BACKOFF;
     }
 }
 
@@ -960,15 +930,6 @@ mod tests {
         assert_eq!(err.excerpt.chars().count(), EXCERPT_CHARS + 1);
         assert!(err.excerpt.ends_with('…'));
         assert!(err.to_string().contains("farm/a/sensors/t"));
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<_> = (0..9).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), INITIAL_BACKOFF);
     }
 
     #[test]

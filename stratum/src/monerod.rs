@@ -10,6 +10,7 @@
 //! is lower than the real one, so the pool submits every real block (and at worst a few
 //! candidates the node refuses) rather than missing one.
 
+use adit_retry::Backoff;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -273,7 +274,7 @@ impl RpcInner {
     async fn call_with_retries(&self, method: &'static str, params: &Value) -> Result<Value> {
         let body = json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params});
         let attempts = self.config.retries.saturating_add(1);
-        let mut backoff = self.config.backoff;
+        let mut backoff = Backoff::new(self.config.backoff, self.config.max_backoff).waits();
         let mut attempt = 1;
         loop {
             match self.attempt(method, &body).await {
@@ -288,8 +289,7 @@ impl RpcInner {
                 }
                 Err(reason) => {
                     tracing::debug!(method, attempt, %reason, "node RPC attempt failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    tokio::time::sleep(backoff.next_wait()).await;
                     attempt += 1;
                 }
             }

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use adit_retry::Backoff;
 
 use crate::chain::Tip;
 use crate::connection::serve;
@@ -475,14 +475,14 @@ async fn submit_while_current(
     current: impl Fn() -> bool,
 ) -> (BlockStatus, Option<String>) {
     let started = tokio::time::Instant::now();
-    let mut delays = backoff();
+    let mut delays = SUBMIT_RETRY.waits();
     loop {
         let error = match node.submit_block(&found.blob_hex).await {
             Ok(()) => return (BlockStatus::Submitted, None),
             Err(e @ (Error::NodeUnreachable { .. } | Error::NodeUnavailable { .. })) => e,
             Err(e) => return (BlockStatus::Rejected, Some(e.to_string())),
         };
-        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        let delay = delays.next_wait();
         if !current() || started.elapsed() + delay > SUBMIT_PATIENCE {
             return (BlockStatus::Unreachable, Some(error.to_string()));
         }
@@ -491,15 +491,10 @@ async fn submit_while_current(
     }
 }
 
-/// 250 ms doubling to 5 s, with jitter.
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
+/// How a found block is submitted again while the node is away: 250 ms doubling to 5 s, with
+/// jitter.
+const SUBMIT_RETRY: Backoff =
+    Backoff::new(Duration::from_millis(250), Duration::from_secs(5)).with_jitter();
 
 #[cfg(test)]
 mod tests {

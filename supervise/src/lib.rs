@@ -9,6 +9,7 @@
 //! This crate does no I/O of its own and knows no part of adit: the pool, the pipelines and
 //! the API hand it their tasks and read its [`Vitals`].
 
+use adit_retry::Backoff;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -239,7 +240,7 @@ where
     Fut: Future<Output = T> + Send + 'static,
 {
     let mut deaths: Vec<Instant> = Vec::new();
-    let mut backoff = policy.first_backoff;
+    let mut backoff = Backoff::new(policy.first_backoff, policy.max_backoff).waits();
     loop {
         vitals.update(name, |p| p.up = true);
         let died = match tokio::spawn(vitals.faults.arm(name, make())).await {
@@ -269,9 +270,9 @@ where
                 reason: died,
             });
         }
-        tracing::error!(task = name, reason = %died, ?backoff, "task panicked; restarting it");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(policy.max_backoff);
+        let wait = backoff.next_wait();
+        tracing::error!(task = name, reason = %died, backoff = ?wait, "task panicked; restarting it");
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -2,7 +2,6 @@
 //! last commit after an error and counted when it panics, until shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +25,10 @@ where
             Ok(()) => return Ok(()),
             Err(e) if e.disposition() == Disposition::Stop => return Err(e),
             Err(e) => {
-                let wait = delays.next().unwrap_or(Duration::from_secs(10));
+                let wait = delays.next_wait();
                 if matches!(e, crate::Error::Bus(adit_bus::Error::LeaseLost { .. })) {
                     tracing::info!(pipeline = name, "lease lost; standing by");
-                    delays = backoff();
+                    delays.reset();
                 } else {
                     tracing::warn!(pipeline = name, error = %e, retry_in = ?wait, "pipeline failed, restarting from its last commit");
                 }

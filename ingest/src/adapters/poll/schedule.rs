@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use adit_retry::Backoff;
+
 use super::DeviceKey;
 
 /// The scheduler's rules, from config.
@@ -21,11 +23,7 @@ pub(super) struct Timing {
 impl Timing {
     /// The wait after `failures` consecutive failures: interval·2ⁿ, at most `max_backoff`.
     pub(super) fn delay(&self, failures: u32) -> Duration {
-        let factor = 1u32.checked_shl(failures).unwrap_or(u32::MAX);
-        self.interval
-            .checked_mul(factor)
-            .unwrap_or(self.max_backoff)
-            .min(self.max_backoff)
+        Backoff::new(self.interval, self.max_backoff).after(failures.saturating_add(1))
     }
 }
 
