@@ -813,13 +813,27 @@ impl Event for ViolationNote {
     }
 }
 
-/// Declares every event kind once: its variant, record type, name, subject prefix, stream and
-/// table; [`EventKind`], [`AnyEvent`] and all their per-kind dispatch are generated from it.
+/// Who besides adit's own parts may publish a kind: each row of `event_kinds!` says, so a new
+/// kind is pushable only where its row allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// HTTP ingest (any operator) and the simulator.
+    Http,
+    /// The simulator only: money (shares and blocks) comes from the pool, never over HTTP.
+    Simulator,
+    /// Nobody: written only by adit's own parts (the registry API, the controller, …).
+    Never,
+}
+
+/// Declares every event kind once: its variant, record type, name, subject prefix, stream,
+/// table and who may push it; [`EventKind`], [`AnyEvent`] and all their per-kind dispatch are
+/// generated from it.
 macro_rules! event_kinds {
     ($(
         $(#[$doc:meta])*
         $kind:ident($ty:ident) = $name:literal,
-        subject $p1:literal . $p2:literal, stream $stream:ident, table $table:ident;
+        subject $p1:literal . $p2:literal, stream $stream:ident, table $table:ident,
+        push $push:ident;
     )+) => {
         /// The kinds of event, one per record type.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -864,6 +878,11 @@ macro_rules! event_kinds {
             /// unexpected.
             pub fn on_stream(stream: &str) -> Vec<Self> {
                 Self::ALL.iter().copied().filter(|k| k.stream() == stream).collect()
+            }
+
+            /// Who besides adit's own parts may publish this kind.
+            pub fn push(self) -> Push {
+                match self { $(Self::$kind => Push::$push,)+ }
             }
 
             /// The table this kind lands in.
@@ -936,72 +955,62 @@ macro_rules! event_kinds {
 
 event_kinds! {
     /// [`Share`].
-    Share(Share) = "share", subject "mining"."share", stream STREAM_MINING, table TABLE_SHARES;
+    Share(Share) = "share", subject "mining"."share", stream STREAM_MINING, table TABLE_SHARES, push Simulator;
     /// [`Block`].
-    Block(Block) = "block", subject "mining"."block", stream STREAM_MINING, table TABLE_BLOCKS;
+    Block(Block) = "block", subject "mining"."block", stream STREAM_MINING, table TABLE_BLOCKS, push Simulator;
     /// [`EnergyReading`].
     Energy(EnergyReading) = "energy",
-        subject "telemetry"."energy", stream STREAM_TELEMETRY, table TABLE_ENERGY_READINGS;
+        subject "telemetry"."energy", stream STREAM_TELEMETRY, table TABLE_ENERGY_READINGS, push Http;
     /// [`SensorReading`].
     Sensor(SensorReading) = "sensor",
-        subject "telemetry"."sensor", stream STREAM_TELEMETRY, table TABLE_SENSOR_READINGS;
+        subject "telemetry"."sensor", stream STREAM_TELEMETRY, table TABLE_SENSOR_READINGS, push Http;
     /// [`MinerStatus`].
     Miner(MinerStatus) = "miner",
-        subject "telemetry"."miner", stream STREAM_TELEMETRY, table TABLE_MINER_STATUS;
+        subject "telemetry"."miner", stream STREAM_TELEMETRY, table TABLE_MINER_STATUS, push Http;
     /// [`HashrateSample`].
     Hashrate(HashrateSample) = "hashrate",
-        subject "telemetry"."hashrate", stream STREAM_TELEMETRY, table TABLE_HASHRATE_SAMPLES;
+        subject "telemetry"."hashrate", stream STREAM_TELEMETRY, table TABLE_HASHRATE_SAMPLES, push Http;
     /// [`ClusterShare`].
     ClusterShare(ClusterShare) = "cluster_share",
-        subject "telemetry"."cluster_share", stream STREAM_TELEMETRY, table TABLE_CLUSTER_SHARES;
+        subject "telemetry"."cluster_share", stream STREAM_TELEMETRY, table TABLE_CLUSTER_SHARES, push Http;
     /// [`ClusterUpstream`].
     ClusterUpstream(ClusterUpstream) = "cluster_upstream",
-        subject "telemetry"."cluster_upstream", stream STREAM_TELEMETRY, table TABLE_CLUSTER_UPSTREAM;
+        subject "telemetry"."cluster_upstream", stream STREAM_TELEMETRY, table TABLE_CLUSTER_UPSTREAM, push Http;
     /// [`GridSignal`].
-    Grid(GridSignal) = "grid", subject "grid"."signal", stream STREAM_GRID, table TABLE_GRID_SIGNALS;
+    Grid(GridSignal) = "grid", subject "grid"."signal", stream STREAM_GRID, table TABLE_GRID_SIGNALS, push Http;
     /// [`RegistryEntry`]: a value of the registry bucket, read from the bucket's own stream.
     /// Its table (`registry_changes`) is written by the `registry` pipeline, which adds the
     /// value each change replaced; [`EventKind::batch`] does not apply to it.
     Registry(RegistryEntry) = "registry",
-        subject "$KV"."adit_registry", stream STREAM_REGISTRY, table TABLE_REGISTRY_CHANGES;
+        subject "$KV"."adit_registry", stream STREAM_REGISTRY, table TABLE_REGISTRY_CHANGES, push Never;
     /// [`ViolationNote`]: an operator's note, landed in `violation_notes`.
     ViolationNote(ViolationNote) = "violation_note",
-        subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES;
+        subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES, push Never;
     /// [`AlertEvent`]: an alert's change of state, landed in `alerts`.
-    Alert(AlertEvent) = "alert", subject "results"."alert", stream STREAM_RESULTS, table TABLE_ALERTS;
+    Alert(AlertEvent) = "alert", subject "results"."alert", stream STREAM_RESULTS, table TABLE_ALERTS, push Never;
     /// [`NotificationAttempt`]: one attempt to notify, landed in `notifications`.
     Notification(NotificationAttempt) = "notification",
-        subject "results"."notification", stream STREAM_RESULTS, table TABLE_NOTIFICATIONS;
+        subject "results"."notification", stream STREAM_RESULTS, table TABLE_NOTIFICATIONS, push Never;
     /// [`Override`]: an operator's override of the controller, landed in `overrides`.
     Override(Override) = "override",
-        subject "control"."override", stream STREAM_CONTROL, table TABLE_OVERRIDES;
+        subject "control"."override", stream STREAM_CONTROL, table TABLE_OVERRIDES, push Never;
     /// [`AuditEntry`]: an action through the API, landed in `audit`.
     Audit(AuditEntry) = "audit",
-        subject "control"."audit", stream STREAM_CONTROL, table TABLE_AUDIT;
+        subject "control"."audit", stream STREAM_CONTROL, table TABLE_AUDIT, push Never;
     /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands`.
     CommandOutcome(CommandOutcome) = "command_outcome",
-        subject "control"."outcome", stream STREAM_CONTROL, table TABLE_COMMANDS;
+        subject "control"."outcome", stream STREAM_CONTROL, table TABLE_COMMANDS, push Never;
     /// [`Command`]: `control.<site>.<target>`, for the actuators (declared last: its second
     /// token is the site). Its `sent` line in `commands` is the curtailment pipeline's.
     Command(Command) = "command",
-        subject "control"."*", stream STREAM_CONTROL, table TABLE_COMMANDS;
+        subject "control"."*", stream STREAM_CONTROL, table TABLE_COMMANDS, push Never;
 }
 
 impl EventKind {
-    /// Whether clients may publish this kind themselves (HTTP ingest, the simulator): every
-    /// kind but the registry's, which only the registry API writes.
+    /// Whether clients may publish this kind themselves (HTTP ingest, the simulator): its
+    /// row of the table says so ([`Push`]).
     pub fn pushable(self) -> bool {
-        !matches!(
-            self,
-            Self::Registry
-                | Self::ViolationNote
-                | Self::Command
-                | Self::CommandOutcome
-                | Self::Override
-                | Self::Audit
-                | Self::Alert
-                | Self::Notification
-        )
+        self.push() != Push::Never
     }
 
     /// Whether HTTP ingest may publish this kind: a [`pushable`](Self::pushable) kind that
@@ -1009,7 +1018,7 @@ impl EventKind {
     /// cannot tell a posted share from a mined one, so a posted share or block would be paid
     /// (issue 23).
     pub fn http_pushable(self) -> bool {
-        self.pushable() && self.stream() != crate::names::STREAM_MINING
+        self.push() == Push::Http && self.stream() != crate::names::STREAM_MINING
     }
 
     /// The kind named `name`, if any.
@@ -1053,6 +1062,21 @@ fn parts<T: Event>(e: &T) -> (String, String, Vec<u8>) {
 mod tests {
     use super::*;
     use arrow::array::{Array, Int64Array};
+
+    /// The allow-list by stream: money (MINING) never over HTTP; what adit decides or records
+    /// itself (CONTROL, RESULTS, the registry) from nobody outside.
+    #[test]
+    fn only_readings_and_signals_are_pushed_over_http() {
+        for &kind in EventKind::ALL {
+            let allowed: &[Push] = match kind.stream() {
+                names::STREAM_TELEMETRY | names::STREAM_GRID => &[Push::Http, Push::Never],
+                names::STREAM_MINING => &[Push::Simulator, Push::Never],
+                _ => &[Push::Never],
+            };
+            assert!(allowed.contains(&kind.push()), "{kind:?} is {:?}", kind.push());
+            assert_eq!(kind.http_pushable(), kind.push() == Push::Http, "{kind:?}");
+        }
+    }
 
     fn energy(power_w: f64) -> EnergyReading {
         EnergyReading {

@@ -29,7 +29,7 @@ pub use error::{Error, Result};
 pub use events::{
     AnyEvent, Block, BlockStatus, ClusterShare, ClusterUpstream, EnergyReading, EnergySource,
     Event, EventKind, GridSignal, GridSignalKind, HashrateSample, Kinded, MinerState, MinerStatus,
-    NoteAction, SensorKind, SensorReading, Share, ViolationNote,
+    NoteAction, Push, SensorKind, SensorReading, Share, ViolationNote,
 };
 pub use overrides::{Override, OverrideKind};
 pub use validate::{Invalid, ValidationPolicy};
