@@ -49,7 +49,7 @@ pub enum ActuatorsError {
     Config(#[from] adit_config::Invalid),
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[from] adit_egress::ClientError),
     /// The CONTROL stream or its consumer could not be used.
     #[error("CONTROL stream: {0}")]
     Stream(String),
@@ -76,13 +76,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ActuatorsError> {
     config.validate()?;
-    let guard = egress.guard(adit_egress::Purpose::Devices)?;
-    let http = adit_egress::Outbound::new(
-        guard,
-        reqwest::Client::builder()
-            .user_agent(concat!("adit-actuators/", env!("CARGO_PKG_VERSION"))),
-    )
-    .map_err(ActuatorsError::HttpClient)?;
+    let http = egress.outbound(adit_egress::Purpose::Devices, "actuators", None)?;
     let js = publisher.jetstream().clone();
     let view = registry.view().await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "registry unreadable at start; retrying");

@@ -11,6 +11,9 @@ pub enum AlertsError {
     /// The rules bucket could not be used.
     #[error("rules bucket: {0}")]
     Kv(String),
+    /// The notification channels' HTTP client could not be made.
+    #[error("notification client: {0}")]
+    HttpClient(#[from] adit_egress::ClientError),
     /// A config value cannot work (it names the key).
     #[error(transparent)]
     Config(#[from] adit_config::Invalid),

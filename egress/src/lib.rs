@@ -9,7 +9,7 @@
 
 pub mod policy;
 
-pub use policy::{EgressConfig, Guard, Outbound, Purpose, Refused, ResolveError};
+pub use policy::{ClientError, EgressConfig, Guard, Outbound, Purpose, Refused, ResolveError};
 use reqwest::Response;
 
 /// A reply's body, read up to a limit.

@@ -19,6 +19,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use adit_config::{Checked, Invalid};
 use ipnet::IpNet;
@@ -76,6 +77,24 @@ impl EgressConfig {
             purpose,
             rules: Arc::new(rules),
         })
+    }
+
+    /// The one way a part of adit makes its client for `purpose`: under the purpose's guard,
+    /// following no redirect, with the user agent `adit-<agent>/<version>` and, where given,
+    /// `timeout` on connecting and on each whole request.
+    pub fn outbound(
+        &self,
+        purpose: Purpose,
+        agent: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Outbound, ClientError> {
+        let guard = self.guard(purpose)?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(format!("adit-{agent}/{}", env!("CARGO_PKG_VERSION")));
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(timeout).connect_timeout(timeout);
+        }
+        Outbound::new(guard, builder).map_err(ClientError::Build)
     }
 
     /// Checks every purpose's rules; the key is the full one (`egress.devices`), so the caller
@@ -366,6 +385,17 @@ impl Guard {
         }
         Ok(allowed)
     }
+}
+
+/// Why a purpose's client could not be made ([`EgressConfig::outbound`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The purpose's rules do not parse.
+    #[error(transparent)]
+    Rules(#[from] Invalid),
+    /// The HTTP client could not be built (its TLS roots could not be loaded).
+    #[error("building the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
 }
 
 /// Why the guard gave no address or connection.

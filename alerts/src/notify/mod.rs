@@ -106,13 +106,7 @@ impl Notifier {
     /// Checks `config` and builds the client.
     pub fn new(config: NotifyConfig, egress: &adit_egress::EgressConfig) -> Result<Self> {
         config.validate()?;
-        let guard = egress.guard(adit_egress::Purpose::Notify)?;
-        let http = adit_egress::Outbound::new(
-            guard,
-            reqwest::Client::builder()
-                .user_agent(concat!("adit-notify/", env!("CARGO_PKG_VERSION"))),
-        )
-        .map_err(|e| AlertsError::Kv(e.to_string()))?;
+        let http = egress.outbound(adit_egress::Purpose::Notify, "notify", None)?;
         Ok(Self {
             config,
             http,

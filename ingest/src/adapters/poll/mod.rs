@@ -94,6 +94,9 @@ pub enum AdaptersError {
     /// The HTTP client could not be built. Permanent.
     #[error("building the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// A purpose's client could not be made (its rules, or the client). Permanent.
+    #[error(transparent)]
+    Client(#[from] adit_egress::ClientError),
     /// A publish failed after its retries: JetStream is unreachable.
     #[error(transparent)]
     Publish(#[from] adit_bus::Error),
@@ -252,14 +255,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AdaptersError> {
     config.validate()?;
-    let outbound = |purpose| {
-        let builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent(concat!("adit-adapters/", env!("CARGO_PKG_VERSION")));
-        let guard = egress.guard(purpose)?;
-        adit_egress::Outbound::new(guard, builder).map_err(AdaptersError::HttpClient)
-    };
+    let outbound = |purpose| egress.outbound(purpose, "adapters", Some(config.timeout));
     let devices = outbound(adit_egress::Purpose::Devices)?;
     let feeds = outbound(adit_egress::Purpose::Feeds)?;
     let mqtt = config.mqtt.clone();
