@@ -290,20 +290,18 @@ async fn dead_letter(
     reason: &str,
 ) -> adit_bus::Result<()> {
     tracing::warn!(subject = %message.subject, %reason, "actuators: refused a command");
-    let id = message
+    let key = message
         .info()
-        .map(|i| format!("dlq:control:{}", i.stream_sequence))
-        .unwrap_or_else(|_| format!("dlq:control:{}", message.subject));
+        .map(|i| i.stream_sequence.to_string())
+        .unwrap_or_else(|_| message.subject.to_string());
     ctx.publisher
-        .publish_one(&Outgoing {
-            subject: names::dlq_subject(names::STREAM_CONTROL),
-            id,
-            headers: vec![
-                (names::HEADER_DLQ_REASON, reason.to_string()),
-                (names::HEADER_DLQ_SUBJECT, message.subject.to_string()),
-            ],
-            payload: message.payload.clone(),
-        })
+        .publish_one(&Outgoing::dead_letter(
+            names::STREAM_CONTROL,
+            &key,
+            reason,
+            vec![(names::HEADER_DLQ_SUBJECT, message.subject.to_string())],
+            message.payload.clone(),
+        ))
         .await
         .map(|_| ())
 }

@@ -47,15 +47,17 @@ impl DecodedBatch {
         let msgs = self
             .rejected
             .iter()
-            .map(|r| Outgoing {
-                subject: names::dlq_subject(stream),
-                id: format!("dlq:{stream}:{}", r.seq),
-                headers: vec![
-                    (names::HEADER_DLQ_REASON, r.reason.clone()),
-                    (names::HEADER_DLQ_SUBJECT, r.subject.clone()),
-                    (names::HEADER_DLQ_SEQUENCE, r.seq.to_string()),
-                ],
-                payload: r.payload.clone(),
+            .map(|r| {
+                Outgoing::dead_letter(
+                    stream,
+                    &r.seq.to_string(),
+                    &r.reason,
+                    vec![
+                        (names::HEADER_DLQ_SUBJECT, r.subject.clone()),
+                        (names::HEADER_DLQ_SEQUENCE, r.seq.to_string()),
+                    ],
+                    r.payload.clone(),
+                )
             })
             .collect();
         publisher.publish_all(msgs).await.map(|_| ())

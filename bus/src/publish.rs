@@ -43,6 +43,27 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// The one way a refused message becomes a dead letter: on `dlq.<source>` (a stream's
+    /// name, or a part that reads outside bytes itself, like the device adapters), its id
+    /// `dlq:<source>:<key>` (the key names the refused message, so a refusal repeated after a
+    /// redelivery is stored once), `reason` and whatever says where it came from in headers.
+    pub fn dead_letter(
+        source: &str,
+        key: &str,
+        reason: &str,
+        origin: Vec<(&'static str, String)>,
+        payload: Bytes,
+    ) -> Self {
+        let mut headers = vec![(names::HEADER_DLQ_REASON, reason.to_string())];
+        headers.extend(origin);
+        Self {
+            subject: names::dlq_subject(source),
+            id: format!("dlq:{}:{key}", source.to_ascii_lowercase()),
+            headers,
+            payload,
+        }
+    }
+
     /// A message with no extra headers.
     pub fn new(subject: String, id: String, payload: impl Into<Bytes>) -> Self {
         Self {

@@ -123,19 +123,20 @@ fn dead_letter(
     payload: Bytes,
     at: DateTime<Utc>,
 ) -> Outgoing {
-    Outgoing {
-        subject: names::dlq_subject(DLQ_SOURCE),
-        id: format!(
-            "dlq:{DLQ_SOURCE}:{family}:{address}:{}",
-            at.timestamp_nanos_opt().unwrap_or(i64::MAX)
-        ),
-        headers: vec![
-            (names::HEADER_DLQ_REASON, reason.to_string()),
+    let key = format!(
+        "{family}:{address}:{}",
+        at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+    );
+    Outgoing::dead_letter(
+        DLQ_SOURCE,
+        &key,
+        reason,
+        vec![
             (HEADER_DLQ_DEVICE, address.to_string()),
             (HEADER_DLQ_ADAPTER, family.to_string()),
         ],
         payload,
-    }
+    )
 }
 
 /// How a failed poll is counted.
