@@ -12,7 +12,7 @@ use adit_bus::Publisher;
 use adit_bus::publish::Outgoing;
 use adit_config::{Checked, Invalid, check};
 use adit_schemas::{AnyEvent, Block, BlockStatus};
-use adit_supervise::Vitals;
+use adit_supervise::{Essentials, Vitals};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -184,13 +184,10 @@ pub async fn run(
     // one that fails stops the server (`serving`), and the pool reports it, so the process
     // exits non-zero instead of taking shares it can no longer turn into blocks.
     let serving = shutdown.child_token();
-    let essential = |name: &'static str, task| {
-        let (vitals, serving) = (vitals.clone(), serving.clone());
-        tokio::spawn(async move { adit_supervise::essential(name, &vitals, &serving, task).await })
-    };
-    let submitting = essential(
+    let mut parts = Essentials::new(&vitals, serving.clone());
+    parts.spawn(
         "pool_block_submitter",
-        Box::pin(submit_blocks(
+        submit_blocks(
             blocks_rx,
             node.clone(),
             config.server.pool.clone(),
@@ -198,22 +195,17 @@ pub async fn run(
             work_rx_for_submit,
             accepted_tx,
             refresh_now.clone(),
-        )) as SideTask,
+        ),
     );
     let (tip_tx, tip_rx) = watch::channel::<Option<Tip>>(None);
     let stop_side = CancellationToken::new();
-    let watching = essential(
+    parts.spawn(
         "pool_tip_watcher",
-        Box::pin(watch_tip(
-            node.clone(),
-            config.tip_poll,
-            tip_tx,
-            stop_side.clone(),
-        )),
+        watch_tip(node.clone(), config.tip_poll, tip_tx, stop_side.clone()),
     );
-    let maturing = essential(
+    parts.spawn(
         "pool_maturity",
-        Box::pin(crate::maturity::run(
+        crate::maturity::run(
             node.clone(),
             config.confirmations,
             pending,
@@ -221,11 +213,11 @@ pub async fn run(
             events_tx,
             tip_rx.clone(),
             stop_side.clone(),
-        )),
+        ),
     );
-    let refreshing = essential(
+    parts.spawn(
         "pool_work_refresher",
-        Box::pin(refresh_work(
+        refresh_work(
             node,
             config.clone(),
             tip_rx,
@@ -233,7 +225,7 @@ pub async fn run(
             refresh_now,
             pool.clone(),
             stop_side.clone(),
-        )),
+        ),
     );
     // The bans every pool process applies, in force before the first miner is let in, and
     // this pool's own shared with them.
@@ -243,15 +235,15 @@ pub async fn run(
         Err(e) => tracing::warn!(error = %e, "bans not loaded before serving; applied once read"),
     }
     let auto_bans = auto_bans.unwrap_or_else(|| mpsc::channel(1).1);
-    let banning = essential(
+    parts.spawn(
         "pool_bans",
-        Box::pin(crate::bans::sync(
+        crate::bans::sync(
             js,
             bans,
             auto_bans,
             stop_side.clone(),
             crate::bans::SWEEP_EVERY,
-        )) as SideTask,
+        ),
     );
 
     tracing::info!(listen = %config.listen, pool = %config.server.pool, "stratum listening");
@@ -260,20 +252,7 @@ pub async fn run(
     // tip watcher and the refresher first: the refresher holds the last handle on the pool,
     // whose channels must close for the submitter and the publisher to drain and finish.
     stop_side.cancel();
-    let mut failed = Vec::new();
-    for done in [
-        watching.await,
-        refreshing.await,
-        maturing.await,
-        submitting.await,
-        banning.await,
-    ] {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(gave_up)) => failed.push(gave_up.to_string()),
-            Err(e) => failed.push(e.to_string()),
-        }
-    }
+    let mut failed = parts.join().await;
     match publishing.await {
         Ok(Ok(())) => {}
         Ok(Err(gave_up)) => failed.push(gave_up.to_string()),
@@ -285,9 +264,6 @@ pub async fn run(
         Err(Error::TaskFailed(failed.join("; ")))
     }
 }
-
-/// One of the pool's tasks besides the server and the publisher.
-type SideTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The share publisher under supervision: a panic restarts it with the same channel, so
 /// miners' shares keep flowing, and `/ready` says the publisher is down meanwhile. The batch in

@@ -313,6 +313,49 @@ where
     }
 }
 
+/// A process's named [`essential`] parts under one stop token: the first to fail stops the
+/// others' owner through it, and [`Essentials::join`] says which failed and why.
+pub struct Essentials {
+    vitals: Vitals,
+    stop: CancellationToken,
+    running: Vec<tokio::task::JoinHandle<Result<(), GaveUp>>>,
+}
+
+impl Essentials {
+    /// No part yet; a failing part cancels `stop`.
+    pub fn new(vitals: &Vitals, stop: CancellationToken) -> Self {
+        Self {
+            vitals: vitals.clone(),
+            stop,
+            running: Vec::new(),
+        }
+    }
+
+    /// Starts `task` as the essential part `name`.
+    pub fn spawn<Fut>(&mut self, name: &'static str, task: Fut)
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (vitals, stop) = (self.vitals.clone(), self.stop.clone());
+        self.running.push(tokio::spawn(async move {
+            essential(name, &vitals, &stop, task).await
+        }));
+    }
+
+    /// Waits for every part, in the order they were started; why each that failed did.
+    pub async fn join(self) -> Vec<String> {
+        let mut failed = Vec::new();
+        for part in self.running {
+            match part.await {
+                Ok(Ok(())) => {}
+                Ok(Err(gave_up)) => failed.push(gave_up.to_string()),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        failed
+    }
+}
+
 /// The text a panic carried.
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
