@@ -64,6 +64,15 @@ pub fn free_port() -> u16 {
         }
     }
 }
+/// Cases per property of a `hostile_*` boundary test: `ADIT_FUZZ_CASES` for a long run
+/// (`scripts/fuzz.sh`), else `ci`, CI's share.
+pub fn fuzz_cases(ci: u32) -> u32 {
+    std::env::var("ADIT_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}
+
 
 /// Path of the nats-server binary: `$ADIT_NATS_SERVER`, else `nats-server` on PATH, else
 /// `/usr/sbin/nats-server`.

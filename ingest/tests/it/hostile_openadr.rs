@@ -12,12 +12,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
 /// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
-fn cases(ci: u32) -> u32 {
-    std::env::var("ADIT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci)
-}
+use adit_testkit::fuzz_cases as cases;
 
 /// A distribute in openleadr's shape with each field a placeholder.
 const TEMPLATE: &str = r#"<?xml version="1.0" encoding="utf-8"?>

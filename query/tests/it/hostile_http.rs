@@ -834,12 +834,7 @@ fn answered(request: &Hostile) -> Result<(), TestCaseError> {
 }
 
 /// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
-fn cases(ci: u32) -> u32 {
-    std::env::var("ADIT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci)
-}
+use adit_testkit::fuzz_cases as cases;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(200)))]

@@ -33,12 +33,7 @@ use tokio::net::TcpStream;
 const TOKEN: &str = "wire-token-000000";
 
 /// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
-fn cases(ci: u32) -> u32 {
-    std::env::var("ADIT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci)
-}
+use adit_testkit::fuzz_cases as cases;
 
 /// Panics anywhere in the process since it started.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
