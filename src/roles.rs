@@ -538,8 +538,7 @@ pub fn health(
         shared.shutdown.clone(),
     );
     let (volumes, js) = (watched_volumes(config), shared.services.js.clone());
-    let tables =
-        writes_tables.then(|| (shared.store.clone(), adit_bus::lease::holder_name()));
+    let tables = writes_tables.then(|| (shared.store.clone(), adit_bus::lease::holder_name()));
     tasks.spawn(async move {
         supervised("health", &vitals, || {
             let watched = crate::health::Watched {

@@ -12,8 +12,8 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use serde::Serialize;
 
-use backon::{ExponentialBuilder, Retryable};
 use adit_retry::Backoff;
+use backon::{ExponentialBuilder, Retryable};
 
 use crate::error::{BoxError, Error, Result};
 

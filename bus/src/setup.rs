@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use adit_config::{Checked, Invalid, check};
+use adit_retry::{Backoff, Waits};
 use adit_schemas::names;
 use async_nats::ServerAddr;
 use async_nats::jetstream::{self, stream};
-use adit_retry::{Backoff, Waits};
 use serde::Deserialize;
 
 use crate::error::{BoxError, Error, Result};

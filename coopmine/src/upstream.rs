@@ -277,4 +277,3 @@ async fn forward(
         None => Ok(()),
     }
 }
-

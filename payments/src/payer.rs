@@ -17,8 +17,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use adit_bus::publish::{Outgoing, Publisher};
 use adit_bus::Lease;
+use adit_bus::publish::{Outgoing, Publisher};
 use adit_schemas::names::{self, payment_result_subject};
 use adit_schemas::results::{Payment, PaymentStatus};
 use adit_sinks::{Maintenance, TableStore};

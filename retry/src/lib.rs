@@ -23,7 +23,11 @@ pub struct Backoff {
 impl Backoff {
     /// Waits `first`, `2·first`, `4·first`, … up to `cap` (a `cap` below `first` is `first`).
     pub const fn new(first: Duration, cap: Duration) -> Self {
-        let cap = if cap.as_nanos() < first.as_nanos() { first } else { cap };
+        let cap = if cap.as_nanos() < first.as_nanos() {
+            first
+        } else {
+            cap
+        };
         Self {
             first,
             cap,
@@ -116,7 +120,17 @@ mod tests {
         let policy = Backoff::new(250 * MS, 2_000 * MS);
         let mut waits = policy.waits();
         let first: Vec<_> = waits.by_ref().take(6).collect();
-        assert_eq!(first, [250 * MS, 500 * MS, 1_000 * MS, 2_000 * MS, 2_000 * MS, 2_000 * MS]);
+        assert_eq!(
+            first,
+            [
+                250 * MS,
+                500 * MS,
+                1_000 * MS,
+                2_000 * MS,
+                2_000 * MS,
+                2_000 * MS
+            ]
+        );
         waits.reset();
         assert_eq!(waits.next(), Some(250 * MS));
     }
@@ -124,7 +138,10 @@ mod tests {
     #[test]
     fn a_cap_below_the_first_wait_is_the_first_wait() {
         let policy = Backoff::new(Duration::from_secs(5), Duration::from_secs(1));
-        assert_eq!(policy.waits().take(3).collect::<Vec<_>>(), [Duration::from_secs(5); 3]);
+        assert_eq!(
+            policy.waits().take(3).collect::<Vec<_>>(),
+            [Duration::from_secs(5); 3]
+        );
         assert_eq!(policy.after(40), Duration::from_secs(5));
     }
 

@@ -1073,7 +1073,11 @@ mod tests {
                 names::STREAM_MINING => &[Push::Simulator, Push::Never],
                 _ => &[Push::Never],
             };
-            assert!(allowed.contains(&kind.push()), "{kind:?} is {:?}", kind.push());
+            assert!(
+                allowed.contains(&kind.push()),
+                "{kind:?} is {:?}",
+                kind.push()
+            );
             assert_eq!(kind.http_pushable(), kind.push() == Push::Http, "{kind:?}");
         }
     }

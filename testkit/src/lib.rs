@@ -64,6 +64,7 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
 /// Cases per property of a `hostile_*` boundary test: `ADIT_FUZZ_CASES` for a long run
 /// (`scripts/fuzz.sh`), else `ci`, CI's share.
 pub fn fuzz_cases(ci: u32) -> u32 {
@@ -72,7 +73,6 @@ pub fn fuzz_cases(ci: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(ci)
 }
-
 
 /// Path of the nats-server binary: `$ADIT_NATS_SERVER`, else `nats-server` on PATH, else
 /// `/usr/sbin/nats-server`.

@@ -308,9 +308,11 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
                "deadline": Utc::now() + chrono::Duration::seconds(60), "ts": Utc::now()}),
     )
     .await;
-    let rules =
-        adit_alerts::RuleFile::from_yaml(include_str!("../../rules/default.yml"), Default::default())
-            .unwrap();
+    let rules = adit_alerts::RuleFile::from_yaml(
+        include_str!("../../rules/default.yml"),
+        Default::default(),
+    )
+    .unwrap();
     let stray = rules
         .groups
         .iter()

@@ -314,9 +314,11 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
     assert_eq!(rows[0]["limit"], 5.6, "80 % of 7 kW: {rows:?}");
     // The shipped rule for a warning fires on it (issue 25: the 80 % warning was never
     // notified), and the critical one does not.
-    let rules =
-        adit_alerts::RuleFile::from_yaml(include_str!("../../rules/default.yml"), Default::default())
-            .unwrap();
+    let rules = adit_alerts::RuleFile::from_yaml(
+        include_str!("../../rules/default.yml"),
+        Default::default(),
+    )
+    .unwrap();
     let rule = |name: &str| {
         rules
             .groups

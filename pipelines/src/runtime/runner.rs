@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::runtime::context::PipelineContext;
-use adit_bus::Lease;
 use crate::runtime::metrics;
 use crate::runtime::pipeline::{Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};
+use adit_bus::Lease;
 
 /// A table with nothing to add is still committed (empty, moving its epoch) once it trails the
 /// instance by this many epochs, so a restart never replays more than this for its sake.
@@ -68,8 +68,14 @@ pub async fn run_instance<P: Pipeline>(
 ) -> Result<()> {
     let spec = pipeline.spec();
     let instance = instance_name(&spec.name, partition);
-    let Some(lease) =
-        Lease::acquire_in(&ctx.js, &instance, &ctx.holder, ctx.config.lease_ttl, shutdown).await?
+    let Some(lease) = Lease::acquire_in(
+        &ctx.js,
+        &instance,
+        &ctx.holder,
+        ctx.config.lease_ttl,
+        shutdown,
+    )
+    .await?
     else {
         return Ok(());
     };

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_bus::lease::{ensure_bucket as ensure_lease_bucket, holder_name};
 use adit_bus::publish::Outgoing;
 use adit_bus::{Publisher, ensure_streams};
 use adit_pipelines::PipelinesConfig;
-use adit_pipelines::runtime::runner::run_instance;
-use adit_bus::lease::{ensure_bucket as ensure_lease_bucket, holder_name};
 use adit_pipelines::runtime::PipelineContext;
+use adit_pipelines::runtime::runner::run_instance;
 use adit_pipelines::{
     OutputTable, Pipeline, PipelineSpec, Result, StepInput, StepOutput, StreamInput,
 };

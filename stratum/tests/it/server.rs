@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
 
 fn work(height: u64, network_difficulty: u64) -> Arc<Work> {
-    let v: Value = serde_json::from_str(include_str!("../data/regtest_template_h301.json")).unwrap();
+    let v: Value =
+        serde_json::from_str(include_str!("../data/regtest_template_h301.json")).unwrap();
     let r = &v["result"];
     let template = BlockTemplate::from_hex(
         r["blocktemplate_blob"].as_str().unwrap(),
