@@ -24,7 +24,7 @@ use std::time::Duration;
 use adit_schemas::control::{Command, CommandOutcome, OutcomeStatus};
 use adit_schemas::registry::RegistryView;
 use adit_schemas::{AnyEvent, EventKind, ValidationPolicy, names};
-use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
+use async_nats::jetstream::{self, AckKind, consumer::DeliverPolicy};
 use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::{RwLock, mpsc};
@@ -34,6 +34,7 @@ pub use config::ActuatorsConfig;
 pub use drivers::Driver;
 
 use adit_bus::publish::{Outgoing, Publisher};
+use adit_bus::reader;
 use adit_bus::registry::Registry;
 
 /// The durable consumer's name.
@@ -154,24 +155,19 @@ async fn dispatch(
     let stream_err = |e: &dyn std::fmt::Display| ActuatorsError::Stream(e.to_string());
     let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(10)).waits();
     loop {
-        let stream = js
-            .get_stream(names::STREAM_CONTROL)
-            .await
-            .map_err(|e| stream_err(&e))?;
-        let consumer = stream
-            .get_or_create_consumer(
-                DURABLE,
-                pull::Config {
-                    durable_name: Some(DURABLE.into()),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: ack_wait(&ctx.config),
-                    max_ack_pending: (senders.len() * 16) as i64,
-                    filter_subject: "control.>".into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| stream_err(&e))?;
+        let consumer = reader::durable(
+            js,
+            names::STREAM_CONTROL,
+            reader::Durable {
+                name: DURABLE.into(),
+                filter: "control.>".into(),
+                start: DeliverPolicy::All,
+                ack_wait: ack_wait(&ctx.config),
+                max_ack_pending: (senders.len() * 16) as i64,
+            },
+        )
+        .await
+        .map_err(|e| stream_err(&e))?;
         let mut messages = consumer.messages().await.map_err(|e| stream_err(&e))?;
         loop {
             let next = tokio::select! {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod lease;
 pub mod publish;
 pub mod pull;
+pub mod reader;
 pub mod registry;
 pub mod setup;
 

@@ -31,7 +31,7 @@ use adit_sinks::{EpochLog, FreshRows, TableStore};
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::Int64Type;
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use chrono::Utc;
 use deltalake::DeltaTable;
 use futures::StreamExt;
@@ -427,20 +427,16 @@ async fn read(
     buffer: &Mutex<Buffer>,
     from: u64,
 ) -> Result<(), String> {
-    let stream = js
-        .get_stream(&spec.stream)
-        .await
-        .map_err(|e| format!("stream {}: {e}", spec.stream))?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: spec.filter.clone(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("consumer: {e}"))?;
+    let consumer = adit_bus::reader::ordered_in(
+        js,
+        &spec.stream,
+        &spec.filter,
+        DeliverPolicy::ByStartSequence {
+            start_sequence: from,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut messages = consumer
         .messages()
         .await

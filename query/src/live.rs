@@ -19,7 +19,6 @@ use std::time::Duration;
 use adit_schemas::names::{STREAM_MINING, STREAM_RESULTS};
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -230,10 +229,6 @@ async fn follow(
     filters: Vec<String>,
     after: u64,
 ) -> Result<BoxStream<'static, Relayed>> {
-    let handle = js
-        .get_stream(stream)
-        .await
-        .map_err(|e| QueryError::Unavailable(format!("stream {stream}: {e}")))?;
     // One filter goes to the server; several are matched here (servers before 2.10 ignore a
     // consumer's list of filters), under the stream's part that may be followed.
     let server_filter = match filters.as_slice() {
@@ -241,16 +236,16 @@ async fn follow(
         _ if stream == STREAM_MINING => "mining.block.>".to_string(),
         _ => "results.>".to_string(),
     };
-    let consumer = handle
-        .create_consumer(OrderedConfig {
-            filter_subject: server_filter,
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: after + 1,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| QueryError::Unavailable(format!("consumer on {stream}: {e}")))?;
+    let consumer = adit_bus::reader::ordered_in(
+        js,
+        stream,
+        &server_filter,
+        DeliverPolicy::ByStartSequence {
+            start_sequence: after + 1,
+        },
+    )
+    .await
+    .map_err(|e| QueryError::Unavailable(e.to_string()))?;
     let messages = consumer
         .messages()
         .await

@@ -114,18 +114,14 @@ pub async fn pending_from_stream(js: &jetstream::Context, pool: &str) -> Result<
         pool: pool.to_string(),
         source: e,
     };
-    let stream = js
-        .get_stream(names::STREAM_MINING)
-        .await
-        .map_err(|e| failed(e.into()))?;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: names::block_subject(pool),
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| failed(e.into()))?;
+    let consumer = adit_bus::reader::ordered_in(
+        js,
+        names::STREAM_MINING,
+        &names::block_subject(pool),
+        jetstream::consumer::DeliverPolicy::All,
+    )
+    .await
+    .map_err(|e| failed(e.into()))?;
     let mut latest: BTreeMap<String, Block> = BTreeMap::new();
     let mut messages = consumer.messages().await.map_err(|e| failed(e.into()))?;
     loop {

@@ -19,9 +19,7 @@ use std::time::Duration;
 use adit_bus::Publisher;
 use adit_schemas::alerts::{AlertEvent, NotificationAttempt};
 use adit_schemas::{AnyEvent, EventKind, ValidationPolicy, names};
-use async_nats::jetstream::{
-    self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull, kv,
-};
+use async_nats::jetstream::{self, consumer::DeliverPolicy, kv};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::json;
@@ -203,23 +201,19 @@ pub async fn run(
     }
     let http = notifier.http.clone();
     let js = publisher.jetstream().clone();
-    let stream = js
-        .get_stream(names::STREAM_RESULTS)
-        .await
-        .map_err(AlertsError::kv)?;
-    let consumer = stream
-        .get_or_create_consumer(
-            DURABLE,
-            pull::Config {
-                durable_name: Some(DURABLE.into()),
-                ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::New,
-                filter_subject: "results.alert.>".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(AlertsError::kv)?;
+    let consumer = adit_bus::reader::durable(
+        &js,
+        names::STREAM_RESULTS,
+        adit_bus::reader::Durable {
+            name: DURABLE.into(),
+            filter: "results.alert.>".into(),
+            start: DeliverPolicy::New,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 0,
+        },
+    )
+    .await
+    .map_err(AlertsError::kv)?;
     let mut messages = consumer.messages().await.map_err(AlertsError::kv)?;
     let mut dispatcher = Dispatcher::default();
     let mut active: Vec<Silence> = Vec::new();

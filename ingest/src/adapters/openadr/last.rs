@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use adit_schemas::{GridSignal, GridSignalKind, names};
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self};
 use futures::StreamExt;
@@ -70,12 +69,7 @@ async fn scan(
     start: DeliverPolicy,
     until: u64,
 ) -> Result<Option<GridSignal>, String> {
-    let mut consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subject.to_string(),
-            deliver_policy: start,
-            ..Default::default()
-        })
+    let mut consumer = adit_bus::reader::ordered(stream, subject, start)
         .await
         .map_err(|e| e.to_string())?;
     if consumer
