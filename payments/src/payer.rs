@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use adit_bus::Lease;
 use adit_bus::publish::{Outgoing, Publisher};
-use adit_schemas::names::{self, payment_result_subject};
+use adit_schemas::names::payment_result_subject;
 use adit_schemas::results::{Payment, PaymentStatus};
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;

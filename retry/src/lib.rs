@@ -150,7 +150,7 @@ mod tests {
         /// it and twice it.
         #[test]
         fn after_is_the_loops_nth_wait(first_ms in 1u64..10_000, cap_ms in 1u64..100_000, n in 1u32..40) {
-            let policy = Backoff::new(first_ms * MS, cap_ms * MS);
+            let policy = Backoff::new(Duration::from_millis(first_ms), Duration::from_millis(cap_ms));
             let plain = policy.waits().nth(n as usize - 1).unwrap();
             prop_assert_eq!(policy.after(n), plain);
             prop_assert!(plain <= policy.cap());

@@ -10,7 +10,6 @@ use adit_schemas::ValidationPolicy;
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
 
-use crate::error::Result;
 
 /// The runtime's own settings (the `[pipelines]` keys that are not one pipeline's), taken
 /// from the pipelines' config by [`crate::catalog::PipelinesConfig::runtime`].

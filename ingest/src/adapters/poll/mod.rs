@@ -27,7 +27,7 @@
 //! logged once when it starts failing, once when it turns stale and once when it recovers; a
 //! miner that turns stale gets one [`MinerStatus`] with state `offline`. A device that answers
 //! garbage (not JSON, cut off, a value out of range) is dead-lettered to `dlq.adapters` with
-//! the reason ([`names::HEADER_DLQ_REASON`]), the device ([`HEADER_DLQ_DEVICE`],
+//! the reason ([`adit_schemas::names::HEADER_DLQ_REASON`]), the device ([`HEADER_DLQ_DEVICE`],
 //! [`HEADER_DLQ_ADAPTER`]) and the start of its reply as the payload, counts as a failure, and
 //! is polled again after its backoff. Metrics: `adit_adapter_polls_total{kind,outcome}`,
 //! `adit_adapter_stale_devices{kind}`, `adit_adapter_mqtt_messages_total{outcome}`.
@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adit_schemas::registry::RegistryView;
-use adit_schemas::{AnyEvent, SensorReading, names};
+use adit_schemas::{AnyEvent, SensorReading};
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{Semaphore, mpsc};
@@ -604,6 +604,7 @@ fn mqtt_outgoing(outcome: Result<SensorReading, MappedError>) -> Outgoing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use adit_schemas::names;
     use chrono::TimeZone;
 
     const S: Duration = Duration::from_secs(1);
