@@ -1067,31 +1067,9 @@ impl Pipeline for Violations {
     }
 
     async fn step(&self, state: &mut ViolationsState, input: StepInput) -> Result<StepOutput> {
-        let mut entries = Vec::new();
-        let mut readings = Vec::new();
-        for decoded in &input.inputs {
-            for (_, event) in decoded.of(EventKind::Registry) {
-                if let AnyEvent::Registry(entry) = event {
-                    entries.push(entry);
-                }
-            }
-            for kind in [EventKind::Energy, EventKind::Sensor, EventKind::Miner] {
-                for (seq, event) in decoded.of(kind) {
-                    if let Some((ts, reading)) = reading_of(event) {
-                        readings.push((ts, *seq, reading));
-                    }
-                }
-            }
-        }
-        let signals: Vec<(i64, u64, GridSignal)> = input
-            .inputs
-            .iter()
-            .flat_map(|d| d.of(EventKind::Grid))
-            .filter_map(|(seq, e)| match e {
-                AnyEvent::Grid(g) => Some((g.ts.timestamp_micros(), *seq, g.clone())),
-                _ => None,
-            })
-            .collect();
+        let entries: Vec<_> = input.registry().collect();
+        let readings = crate::inputs::readings_in(&input);
+        let signals = crate::inputs::signals_in(&input);
         let mut rows = self.observe(
             state,
             &entries,
