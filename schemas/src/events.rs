@@ -866,6 +866,11 @@ macro_rules! event_kinds {
                 None
             }
 
+            /// Its subjects' first two tokens (`telemetry.energy`; `*` for any token).
+            pub fn subject_prefix(self) -> &'static str {
+                match self { $(Self::$kind => concat!($p1, ".", $p2),)+ }
+            }
+
             /// The stream that carries this kind.
             pub fn stream(self) -> &'static str {
                 match self { $(Self::$kind => names::$stream,)+ }
