@@ -345,7 +345,8 @@ impl ClusterConfig {
 }
 
 /// RandomX mode of a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum HashMode {
     /// The 2 GiB dataset: several times faster per thread.
@@ -357,10 +358,7 @@ pub enum HashMode {
 impl HashMode {
     /// Its name on the wire.
     pub fn name(self) -> &'static str {
-        match self {
-            HashMode::Fast => "fast",
-            HashMode::Light => "light",
-        }
+        self.into()
     }
 }
 

@@ -173,6 +173,7 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
 mod tests {
     use super::*;
     use crate::runtime::pipeline::StreamInput;
+    use adit_schemas::EventKind;
 
     /// Whether every subject matching the filter `inner` also matches `outer` (NATS filters;
     /// empty: the whole stream).
@@ -261,6 +262,37 @@ mod tests {
                     y.subject
                 );
             }
+        }
+    }
+
+    /// A new kind of any stream gets a table and a dead-letter owner or this fails: every
+    /// kind's table is written by some pipeline, and some pipeline that files dead letters
+    /// reads all of the kind's subjects. Commands (`control.<site>.<target>`) are the
+    /// actuators' to refuse and file (`actuators::dead_letter`), not a pipeline's.
+    #[test]
+    fn every_kind_has_a_table_and_a_dead_letter_owner() {
+        let specs: Vec<_> = all(&PipelinesConfig::default())
+            .into_iter()
+            .map(|p| p.spec())
+            .collect();
+        for &kind in EventKind::ALL {
+            assert!(
+                specs
+                    .iter()
+                    .any(|s| s.outputs.iter().any(|o| o.name == kind.table())),
+                "{kind:?}: no pipeline writes its table {}",
+                kind.table()
+            );
+            if kind == EventKind::Command {
+                continue;
+            }
+            let subjects = format!("{}.>", kind.subject_prefix());
+            assert!(
+                specs.iter().flat_map(|s| &s.inputs).any(|i| i.dead_letters
+                    && i.stream == kind.stream()
+                    && covers(&i.subject, &subjects)),
+                "{kind:?}: no pipeline files the dead letters of {subjects}"
+            );
         }
     }
 }

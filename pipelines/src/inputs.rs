@@ -1,10 +1,34 @@
 //! The streams several pipelines read, declared once: the registry bucket, the grid signals
 //! and the farm's readings, each with its subjects, its partition filter and the kinds it
-//! carries (from the kind table, so a new kind on the stream reaches every reader).
+//! carries (from the kind table, so a new kind on the stream reaches every reader); and what a
+//! step was given of them, gathered once ([`readings_in`], [`signals_in`]; the registry's
+//! changes are [`StepInput::registry`]).
 
-use adit_schemas::{EventKind, names};
+use adit_schemas::{AnyEvent, EventKind, GridSignal, names};
 
-use crate::runtime::pipeline::StreamInput;
+use crate::farm::readings::{Reading, reading_of};
+use crate::runtime::pipeline::{StepInput, StreamInput};
+
+/// The farm's readings in a step (energy, sensors, miner status): event time (µs), stream
+/// sequence, reading.
+pub fn readings_in(input: &StepInput) -> Vec<(i64, u64, Reading)> {
+    [EventKind::Energy, EventKind::Sensor, EventKind::Miner]
+        .into_iter()
+        .flat_map(|kind| input.of(kind))
+        .filter_map(|(seq, event)| reading_of(event).map(|(ts, reading)| (ts, seq, reading)))
+        .collect()
+}
+
+/// The grid signals in a step: event time (µs), stream sequence, signal.
+pub fn signals_in(input: &StepInput) -> Vec<(i64, u64, GridSignal)> {
+    input
+        .of(EventKind::Grid)
+        .filter_map(|(seq, event)| match event {
+            AnyEvent::Grid(g) => Some((g.ts.timestamp_micros(), seq, g.clone())),
+            _ => None,
+        })
+        .collect()
+}
 
 /// The registry bucket as an input of a farm pipeline: every partition reads all of it.
 pub fn registry_input() -> StreamInput {

@@ -8,6 +8,7 @@
 //! [`adit_bus::registry::Registry`], which records who made it (the token's name).
 
 use std::collections::BTreeMap;
+use strum::IntoEnumIterator;
 
 use adit_bus::registry::{Registry, RegistryError, Versioned};
 use adit_schemas::registry::{Record, RecordKind, Site};
@@ -45,7 +46,7 @@ pub(crate) fn registry(state: &AppState) -> Result<&Registry> {
 
 fn kind_of(plural: &str) -> Result<RecordKind> {
     RecordKind::from_plural(plural).ok_or_else(|| {
-        let known: Vec<_> = RecordKind::ALL.iter().map(|k| k.plural()).collect();
+        let known: Vec<_> = RecordKind::iter().map(|k| k.plural()).collect();
         QueryError::NotFound(format!(
             "no registry kind {plural:?}; kinds: {}",
             known.join(", ")

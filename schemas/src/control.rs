@@ -20,7 +20,10 @@ pub const OUTCOME_TOKEN: &str = "outcome";
 pub const FANS_TARGET: &str = "fans";
 
 /// What a command asks of its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum CommandAction {
     /// Stop hashing, drawing only standby power.
@@ -43,15 +46,7 @@ pub enum CommandAction {
 impl CommandAction {
     /// Its name, as in the tables.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sleep => "sleep",
-            Self::Wake => "wake",
-            Self::PowerLimit => "power_limit",
-            Self::FanLevel => "fan_level",
-            Self::Outlet => "outlet",
-            Self::OutletCycle => "outlet_cycle",
-            Self::Reboot => "reboot",
-        }
+        self.into()
     }
 }
 

@@ -230,7 +230,10 @@ impl Event for Block {
 }
 
 /// Where a power or energy figure came from, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum EnergySource {
     /// A revenue-grade meter.
@@ -246,12 +249,7 @@ pub enum EnergySource {
 impl EnergySource {
     /// The name it has on the wire and in tables.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Meter => "meter",
-            Self::Pdu => "pdu",
-            Self::Firmware => "firmware",
-            Self::Estimate => "estimate",
-        }
+        self.into()
     }
 }
 
@@ -866,6 +864,11 @@ macro_rules! event_kinds {
                     return Some(Self::$kind);
                 } )+
                 None
+            }
+
+            /// Its subjects' first two tokens (`telemetry.energy`; `*` for any token).
+            pub fn subject_prefix(self) -> &'static str {
+                match self { $(Self::$kind => concat!($p1, ".", $p2),)+ }
             }
 
             /// The stream that carries this kind.

@@ -36,3 +36,30 @@ pub use validate::{Invalid, ValidationPolicy};
 
 /// Version of the wire format; travels in the `Adit-Schema-Version` header of every message.
 pub const SCHEMA_VERSION: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use strum::IntoEnumIterator;
+
+    use super::registry::RecordKind;
+    use super::results::PaymentStatus;
+    use super::{CommandAction, EnergySource, OverrideKind};
+
+    /// Each enum's name in tables and ids (strum) is its name on the wire (serde).
+    fn same_names<T: IntoEnumIterator + serde::Serialize + Into<&'static str>>() {
+        for v in T::iter() {
+            let wire = serde_json::to_value(&v).unwrap();
+            let name: &'static str = v.into();
+            assert_eq!(wire, serde_json::Value::from(name));
+        }
+    }
+
+    #[test]
+    fn table_names_are_wire_names() {
+        same_names::<CommandAction>();
+        same_names::<EnergySource>();
+        same_names::<OverrideKind>();
+        same_names::<PaymentStatus>();
+        same_names::<RecordKind>();
+    }
+}

@@ -19,7 +19,10 @@ pub const OVERRIDE_TOKEN: &str = "override";
 pub const MAX_OVERRIDE_HOURS: i64 = 7 * 24;
 
 /// What an override does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum OverrideKind {
     /// Fans pinned at `value` (1–9); an emergency or failsafe still sets 9.
@@ -54,20 +57,7 @@ pub enum OverrideKind {
 impl OverrideKind {
     /// Its name, as in the table.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FanLevel => "fan_level",
-            Self::ExcludeMachine => "exclude_machine",
-            Self::Grid => "grid",
-            Self::Temperature => "temperature",
-            Self::Target => "target",
-            Self::Hold => "hold",
-            Self::Cancel => "cancel",
-            Self::Sleep => "sleep",
-            Self::Wake => "wake",
-            Self::Reboot => "reboot",
-            Self::Outlet => "outlet",
-            Self::OutletCycle => "outlet_cycle",
-        }
+        self.into()
     }
 
     /// Whether only an admin may set it (it changes the site's mode).

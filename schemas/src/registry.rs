@@ -12,6 +12,7 @@
 //! answer a bad write with a 400 that says what to fix.
 
 use std::collections::BTreeMap;
+use strum::IntoEnumIterator;
 
 use arrow::datatypes::Field;
 use chrono::{DateTime, Utc};
@@ -86,7 +87,21 @@ fn text(field: &str, value: &str, max: usize) -> Checked {
 }
 
 /// The kinds of record, in the order they depend on each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     /// [`Site`].
@@ -102,24 +117,9 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    /// Every kind.
-    pub const ALL: [RecordKind; 5] = [
-        Self::Site,
-        Self::Pool,
-        Self::Machine,
-        Self::Sensor,
-        Self::Meter,
-    ];
-
     /// Its name: the key's first token and a record's `type`.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Site => "site",
-            Self::Pool => "pool",
-            Self::Machine => "machine",
-            Self::Sensor => "sensor",
-            Self::Meter => "meter",
-        }
+        self.into()
     }
 
     /// Its plural, as in the API's paths (`/api/v1/registry/sites`).
@@ -746,7 +746,7 @@ impl RegistryEntry {
             }
             (ChangeOp::Delete, None) => {
                 let kind = self.key.split('.').next().unwrap_or_default();
-                if RecordKind::ALL.iter().any(|k| k.name() == kind) {
+                if RecordKind::iter().any(|k| k.name() == kind) {
                     Ok(())
                 } else {
                     Err(FieldError::new(

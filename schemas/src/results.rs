@@ -203,7 +203,10 @@ impl Payout {
 
 /// Where a payment stands. Each change is a new row; the newest row of a transaction is its
 /// state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     /// The wallet built and signed the transaction; it is recorded, not yet sent. It counts
@@ -221,12 +224,7 @@ pub enum PaymentStatus {
 impl PaymentStatus {
     /// Its name in the table.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Relayed => "relayed",
-            Self::Confirmed => "confirmed",
-            Self::Failed => "failed",
-        }
+        self.into()
     }
 }
 

@@ -45,7 +45,9 @@ use super::controls::Controls;
 use super::{Farm, SimConfig};
 use crate::adapters::poll::{GridFeed, GridFeedKind};
 use adit_bus::registry::{Registry, RegistryError};
-use adit_devices::cgminer::{self, CgminerSnapshot};
+use adit_devices::cgminer::REPORT_COMMAND;
+
+use crate::simulate::cgminer::{self, CgminerSnapshot};
 use adit_devices::http_json::{
     DrMessage, DrMode, PriceMessage, RoomAlertSensor, dr_reply, iotawatt_reply, pdu_reply,
     price_reply, roomalert_reply,
@@ -328,7 +330,7 @@ async fn serve_cut_replies(listener: TcpListener, ctx: MinerCtx, stop: Cancellat
                 continue;
             }
         };
-        let reply = cgminer::reply_for(cgminer::REPORT_COMMAND, &ctx.snapshot());
+        let reply = cgminer::reply_for(REPORT_COMMAND, &ctx.snapshot());
         let half = &reply.as_bytes()[..reply.len() / 2];
         let exchange = async {
             let mut request = [0u8; 1024];

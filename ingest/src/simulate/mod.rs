@@ -5,6 +5,7 @@
 //! ([`faults`]) can be injected at given offsets, and time can run faster than the clock
 //! (`speed`, from `backfill` in the past), so an hour of a misbehaving farm takes a minute.
 
+pub mod cgminer;
 pub mod controls;
 pub mod devices;
 pub mod faults;

@@ -266,7 +266,8 @@ pub enum Action {
 
 /// Why a decision was made: the rule in force (module docs, in order), or what else acted.
 /// Its name is the `rule` column of `decisions`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// 1: an input older than its limit.
@@ -294,18 +295,7 @@ pub enum Rule {
 impl Rule {
     /// Its name, as recorded.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::StaleInputs => "stale_inputs",
-            Self::EmergencyTemperature => "emergency_temperature",
-            Self::OverrideTarget => "override_target",
-            Self::GridCurtail => "grid_curtail",
-            Self::PriceStrike => "price_strike",
-            Self::AllocationCap => "allocation_cap",
-            Self::Resume => "resume",
-            Self::FanBand => "fan_band",
-            Self::OverrideFan => "override_fan",
-            Self::OverrideHold => "override_hold",
-        }
+        self.into()
     }
 }
 

@@ -858,39 +858,25 @@ impl Pipeline for Curtailment {
     }
 
     async fn step(&self, state: &mut CurtailmentState, input: StepInput) -> Result<StepOutput> {
-        let mut entries = Vec::new();
-        let mut items = Vec::new();
-        let mut outcomes = Vec::new();
+        let entries: Vec<_> = input.registry().collect();
+        let readings = crate::inputs::readings_in(&input).into_iter();
+        let signals = crate::inputs::signals_in(&input).into_iter();
+        let mut items: Vec<_> = readings
+            .map(|(ts, seq, reading)| (ts, seq, Item::Reading(reading)))
+            .chain(signals.map(|(ts, seq, signal)| (ts, seq, Item::Signal(signal))))
+            .collect();
         let mut override_rows = Vec::new();
-        for decoded in &input.inputs {
-            for (_, event) in decoded.of(EventKind::Registry) {
-                if let AnyEvent::Registry(entry) = event {
-                    entries.push(entry);
-                }
+        for (seq, event) in input.of(EventKind::Override) {
+            if let AnyEvent::Override(o) = event {
+                items.push((o.ts.timestamp_micros(), seq, Item::Override(o.clone())));
+                override_rows.push((seq, event.clone()));
             }
-            for kind in [EventKind::Energy, EventKind::Sensor, EventKind::Miner] {
-                for (seq, event) in decoded.of(kind) {
-                    if let Some((ts, reading)) = reading_of(event) {
-                        items.push((ts, *seq, Item::Reading(reading)));
-                    }
-                }
-            }
-            for (seq, event) in decoded.of(EventKind::Grid) {
-                if let AnyEvent::Grid(g) = event {
-                    items.push((g.ts.timestamp_micros(), *seq, Item::Signal(g.clone())));
-                }
-            }
-            for (seq, event) in decoded.of(EventKind::Override) {
-                if let AnyEvent::Override(o) = event {
-                    items.push((o.ts.timestamp_micros(), *seq, Item::Override(o.clone())));
-                    override_rows.push((*seq, event.clone()));
-                }
-            }
-            for (_, event) in decoded.of(EventKind::CommandOutcome) {
-                if let AnyEvent::CommandOutcome(o) = event {
-                    apply_outcome(state, o);
-                    outcomes.push(CommandRow::outcome(o));
-                }
+        }
+        let mut outcomes = Vec::new();
+        for (_, event) in input.of(EventKind::CommandOutcome) {
+            if let AnyEvent::CommandOutcome(o) = event {
+                apply_outcome(state, o);
+                outcomes.push(CommandRow::outcome(o));
             }
         }
         let produced = self.observe(state, &entries, items, input.now.timestamp_micros())?;

@@ -180,12 +180,8 @@ impl Pipeline for Anomalies {
 
     async fn step(&self, state: &mut AnomaliesState, input: StepInput) -> Result<StepOutput> {
         let mut samples = Vec::new();
-        for decoded in &input.inputs {
-            for (_, event) in decoded.of(EventKind::Registry) {
-                if let AnyEvent::Registry(entry) = event {
-                    state.registry.apply(entry);
-                }
-            }
+        for entry in input.registry() {
+            state.registry.apply(entry);
         }
         for decoded in &input.inputs {
             for kind in [EventKind::Energy, EventKind::Miner, EventKind::Sensor] {

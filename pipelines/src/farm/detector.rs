@@ -75,6 +75,7 @@ use adit_schemas::time::span_micros;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
+use strum::IntoEnumIterator;
 
 use serde::{Deserialize, Serialize};
 
@@ -249,7 +250,7 @@ impl DetectConfig {
             &key("forget_after"),
             "must be at least pipelines.anomalies.peer_stale",
         )?;
-        for kind in SeriesKind::ALL {
+        for kind in SeriesKind::iter() {
             let floor = self.floors.of(kind);
             check(
                 positive(floor.abs),
@@ -267,7 +268,21 @@ impl DetectConfig {
 }
 
 /// What a series measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum SeriesKind {
     /// A machine's power draw, W.
@@ -279,20 +294,9 @@ pub enum SeriesKind {
 }
 
 impl SeriesKind {
-    /// Every kind.
-    pub const ALL: [SeriesKind; 3] = [
-        SeriesKind::MachinePower,
-        SeriesKind::MachineHashrate,
-        SeriesKind::Temperature,
-    ];
-
     /// The name used in ids and config keys.
     pub fn as_str(self) -> &'static str {
-        match self {
-            SeriesKind::MachinePower => "machine_power",
-            SeriesKind::MachineHashrate => "machine_hashrate",
-            SeriesKind::Temperature => "temperature",
-        }
+        self.into()
     }
 }
 

@@ -13,6 +13,7 @@
 
 use adit_schemas::time::from_micros;
 use std::collections::{BTreeMap, BTreeSet};
+use strum::IntoEnumIterator;
 
 use adit_schemas::registry::RegistryView;
 use adit_schemas::results::{EnergyPeriod, MachineEnergyMinute};
@@ -23,7 +24,9 @@ const MINUTE_US: i64 = 60_000_000;
 const HOUR_US: i64 = 60 * MINUTE_US;
 
 /// Which kind of period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, strum::EnumIter,
+)]
 pub enum PeriodKind {
     /// The utility's settlement interval.
     Settlement,
@@ -33,10 +36,7 @@ pub enum PeriodKind {
     Day,
 }
 
-impl PeriodKind {
-    /// Every kind.
-    pub const ALL: [PeriodKind; 3] = [Self::Settlement, Self::Hour, Self::Day];
-}
+impl PeriodKind {}
 
 /// One period of one subject.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -122,7 +122,7 @@ impl Periods {
                 subjects.push(("pool", String::new(), pool));
             }
             for (scope, site, subject) in subjects {
-                for kind in PeriodKind::ALL {
+                for kind in PeriodKind::iter() {
                     let site_of = (scope != "pool").then_some(m.site.as_str());
                     let (start_us, end_us) = bounds(view, kind, site_of, minute_us);
                     let acc = self

@@ -34,6 +34,7 @@ use adit_config::{Checked, check};
 use adit_schemas::time::{from_micros, span_micros};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use strum::IntoEnumIterator;
 
 use adit_schemas::names::{self, TABLE_VIOLATION_NOTES, TABLE_VIOLATIONS};
 use adit_schemas::registry::{Record, RegistryEntry, RegistryView};
@@ -130,7 +131,20 @@ impl ViolationsConfig {
 }
 
 /// How bad a violation is, in rising order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Approaching a limit.
@@ -144,25 +158,26 @@ pub enum Severity {
 }
 
 impl Severity {
-    const ALL: [Severity; 4] = [
-        Self::Warning,
-        Self::Critical,
-        Self::Violation,
-        Self::Emergency,
-    ];
-
     fn as_str(self) -> &'static str {
-        match self {
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-            Self::Violation => "violation",
-            Self::Emergency => "emergency",
-        }
+        self.into()
     }
 }
 
 /// What a violation is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Power against an allocation.
@@ -182,26 +197,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
-        Self::PowerAllocation,
-        Self::Temperature,
-        Self::LowTemperature,
-        Self::Humidity,
-        Self::SilentDevice,
-        Self::UnregisteredDevice,
-        Self::CurtailmentDeadline,
-    ];
-
     fn as_str(self) -> &'static str {
-        match self {
-            Self::PowerAllocation => "power_allocation",
-            Self::Temperature => "temperature",
-            Self::LowTemperature => "low_temperature",
-            Self::Humidity => "humidity",
-            Self::SilentDevice => "silent_device",
-            Self::UnregisteredDevice => "unregistered_device",
-            Self::CurtailmentDeadline => "curtailment_deadline",
-        }
+        self.into()
     }
 }
 
@@ -786,8 +783,8 @@ impl Violations {
                 *open.entry((key.kind, o.severity)).or_default() += 1;
             }
         }
-        for kind in Kind::ALL {
-            for severity in Severity::ALL {
+        for kind in Kind::iter() {
+            for severity in Severity::iter() {
                 let n = open.get(&(kind, severity)).copied().unwrap_or(0);
                 crate::runtime::metrics::violations_open(
                     site_id,
@@ -1070,31 +1067,9 @@ impl Pipeline for Violations {
     }
 
     async fn step(&self, state: &mut ViolationsState, input: StepInput) -> Result<StepOutput> {
-        let mut entries = Vec::new();
-        let mut readings = Vec::new();
-        for decoded in &input.inputs {
-            for (_, event) in decoded.of(EventKind::Registry) {
-                if let AnyEvent::Registry(entry) = event {
-                    entries.push(entry);
-                }
-            }
-            for kind in [EventKind::Energy, EventKind::Sensor, EventKind::Miner] {
-                for (seq, event) in decoded.of(kind) {
-                    if let Some((ts, reading)) = reading_of(event) {
-                        readings.push((ts, *seq, reading));
-                    }
-                }
-            }
-        }
-        let signals: Vec<(i64, u64, GridSignal)> = input
-            .inputs
-            .iter()
-            .flat_map(|d| d.of(EventKind::Grid))
-            .filter_map(|(seq, e)| match e {
-                AnyEvent::Grid(g) => Some((g.ts.timestamp_micros(), *seq, g.clone())),
-                _ => None,
-            })
-            .collect();
+        let entries: Vec<_> = input.registry().collect();
+        let readings = crate::inputs::readings_in(&input);
+        let signals = crate::inputs::signals_in(&input);
         let mut rows = self.observe(
             state,
             &entries,

@@ -10,7 +10,6 @@ use adit_schemas::ValidationPolicy;
 use adit_sinks::{Maintenance, TableStore};
 use async_nats::jetstream;
 
-
 /// The runtime's own settings (the `[pipelines]` keys that are not one pipeline's), taken
 /// from the pipelines' config by [`crate::catalog::PipelinesConfig::runtime`].
 #[derive(Debug, Clone, PartialEq)]

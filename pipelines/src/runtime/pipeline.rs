@@ -14,7 +14,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use adit_bus::DecodedBatch;
-use adit_schemas::EventKind;
+use adit_schemas::registry::RegistryEntry;
+use adit_schemas::{AnyEvent, EventKind};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
@@ -99,6 +100,25 @@ pub struct StepInput {
     pub ticks: Vec<String>,
     /// One decoded batch per input, in the order of [`PipelineSpec::inputs`] (possibly empty).
     pub inputs: Vec<DecodedBatch>,
+}
+
+impl StepInput {
+    /// Every accepted event of `kind`, over all the inputs, with its stream sequence.
+    pub fn of(&self, kind: EventKind) -> impl Iterator<Item = (u64, &AnyEvent)> {
+        self.inputs
+            .iter()
+            .flat_map(move |d| d.of(kind))
+            .map(|(seq, event)| (*seq, event))
+    }
+
+    /// The registry's changes in this step, in stream order.
+    pub fn registry(&self) -> impl Iterator<Item = &RegistryEntry> {
+        self.of(EventKind::Registry)
+            .filter_map(|(_, event)| match event {
+                AnyEvent::Registry(entry) => Some(entry),
+                _ => None,
+            })
+    }
 }
 
 /// A message to publish once the step's commit is done.

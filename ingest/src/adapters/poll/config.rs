@@ -88,7 +88,20 @@ fn default_client_id() -> String {
 }
 
 /// Which shape a grid feed answers in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum GridFeedKind {
     /// The utility's demand-response message ([`super::http_json::DrMessage`]).
@@ -99,10 +112,7 @@ pub enum GridFeedKind {
 
 impl GridFeedKind {
     pub(super) fn name(self) -> &'static str {
-        match self {
-            Self::Signal => "signal",
-            Self::Price => "price",
-        }
+        self.into()
     }
 
     /// What a source of this kind gives a site, in words.
