@@ -193,7 +193,7 @@ pub fn decode_reply(raw: &[u8]) -> Result<Value, DeviceError> {
 }
 
 /// `raw` without leading whitespace and trailing whitespace and NUL bytes.
-fn trim_reply(raw: &[u8]) -> &[u8] {
+pub fn trim_reply(raw: &[u8]) -> &[u8] {
     let start = raw
         .iter()
         .position(|b| !b.is_ascii_whitespace() && *b != 0)

@@ -135,7 +135,7 @@ impl RecordKind {
 
     /// The kind whose plural is `plural`.
     pub fn from_plural(plural: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.plural() == plural)
+        Self::iter().find(|k| k.plural() == plural)
     }
 
     /// Whether records of this kind belong to a site (their key is `<kind>.<site>.<id>`).

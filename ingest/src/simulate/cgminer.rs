@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_devices::cgminer::CODE_INVALID_COMMAND;
+use adit_devices::cgminer::{CODE_INVALID_COMMAND, trim_reply};
 use adit_schemas::MinerState;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -770,9 +770,26 @@ fn respond(request: &[u8], snap: &CgminerSnapshot, when: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use adit_devices::cgminer::{MinerReport, REPORT_COMMAND, decode_reply, parse_report};
+    use adit_devices::cgminer::{REPORT_COMMAND, decode_reply, parse_report, query};
 
     use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    const MAX_BYTES: usize = 1024 * 1024;
+
+    /// A guard that lets the tests reach their loopback miners.
+    fn any() -> adit_egress::Guard {
+        adit_egress::Guard::new(
+            adit_egress::Purpose::Devices,
+            adit_egress::policy::Rules::parse(&["loopback".to_string()]).expect("rules"),
+        )
+    }
+
+    async fn listener() -> (TcpListener, String) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        (l, addr)
+    }
 
     fn snapshot(state: MinerState) -> CgminerSnapshot {
         CgminerSnapshot {
@@ -784,15 +801,6 @@ mod tests {
             elapsed_s: 86_400,
             pool_url: "stratum+tcp://pool.example:3333".into(),
         }
-    }
-
-    fn approx(a: f64, b: f64) -> bool {
-        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
-    }
-
-    fn report(raw: &str) -> MinerReport {
-        let value = decode_reply(raw.as_bytes()).expect("decodes");
-        parse_report(&value).expect("parses")
     }
 
     #[test]
@@ -962,7 +970,7 @@ mod tests {
             .expect("no panic");
         assert!(matches!(
             query(&any(), &addr, "summary", TIMEOUT, MAX_BYTES).await,
-            Err(DeviceError::Connect { .. })
+            Err(adit_devices::DeviceError::Connect { .. })
         ));
     }
 }

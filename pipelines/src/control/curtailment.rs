@@ -45,7 +45,7 @@ use crate::control::controller::{
     self, Action, ControlRules, Decision, GridEvent, Inputs, MachineInput, SiteControl,
 };
 use crate::error::Result;
-use crate::farm::readings::{Reading, SiteDevices, best_power, reading_of};
+use crate::farm::readings::{Reading, SiteDevices, best_power};
 use crate::inputs::{grid_input, readings_input, registry_input};
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,

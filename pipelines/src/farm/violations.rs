@@ -46,7 +46,7 @@ use adit_schemas::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::farm::readings::{Device, Reading, SiteDevices, best_power, reading_of};
+use crate::farm::readings::{Device, Reading, SiteDevices, best_power};
 use crate::inputs::{grid_input, readings_input, registry_input};
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
