@@ -38,14 +38,14 @@ impl Landing {
         }
     }
 
-    /// Grid signals, partitionable by site.
+    /// Grid signals (every kind of GRID, from the kind table), partitionable by site.
     pub fn grid() -> Self {
         Self {
             name: "grid".into(),
             stream: names::STREAM_GRID.into(),
             subject: "grid.*.{part}".into(),
             whole: String::new(),
-            kinds: vec![EventKind::Grid],
+            kinds: EventKind::on_stream(names::STREAM_GRID),
         }
     }
 
@@ -85,14 +85,14 @@ impl Landing {
         }
     }
 
-    /// Shares and blocks, partitionable by pool.
+    /// Shares and blocks (every kind of MINING, from the kind table), partitionable by pool.
     pub fn shares() -> Self {
         Self {
             name: "shares".into(),
             stream: names::STREAM_MINING.into(),
             subject: "mining.*.{part}".into(),
             whole: String::new(),
-            kinds: vec![EventKind::Share, EventKind::Block],
+            kinds: EventKind::on_stream(names::STREAM_MINING),
         }
     }
 }
