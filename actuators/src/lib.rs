@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use adit_schemas::control::{Command, CommandOutcome, OutcomeStatus};
 use adit_schemas::registry::RegistryView;
-use adit_schemas::{AnyEvent, EventKind, ValidationPolicy, names};
+use adit_schemas::{AnyEvent, Event, EventKind, ValidationPolicy, names};
 use async_nats::jetstream::{self, AckKind, consumer::DeliverPolicy};
 use chrono::Utc;
 use futures::StreamExt;
@@ -265,7 +265,7 @@ async fn handle(ctx: &Ctx, message: &jetstream::Message) -> adit_bus::Result<()>
             return dead_letter(ctx, message, &invalid.reason).await;
         }
     };
-    if message.subject.as_str() != names::command_subject(&command.site, &command.target) {
+    if !command.is_on(message.subject.as_str()) {
         let reason = format!(
             "command for {}.{} on subject {}",
             command.site, command.target, message.subject

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_bus::Publisher;
-use adit_schemas::AnyEvent;
 use adit_schemas::alerts::AlertEvent;
+use adit_schemas::{AnyEvent, EventKind};
 use adit_sql::SqlEngine;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -167,7 +167,7 @@ pub async fn run(
     let mut manual = publisher
         .jetstream()
         .client()
-        .subscribe("results.alert.>")
+        .subscribe(EventKind::Alert.filter(None))
         .await
         .map_err(AlertsError::kv)?;
     loop {

@@ -173,7 +173,7 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
 mod tests {
     use super::*;
     use crate::runtime::pipeline::StreamInput;
-    use adit_schemas::EventKind;
+    use adit_schemas::{EventKind, Land};
 
     /// Whether every subject matching the filter `inner` also matches `outer` (NATS filters;
     /// empty: the whole stream).
@@ -283,6 +283,16 @@ mod tests {
                 "{kind:?}: no pipeline writes its table {}",
                 kind.table()
             );
+            // A stream landed whole refuses what it does not land: only such kinds on it.
+            if kind.land() == Land::Stream {
+                assert!(
+                    EventKind::on_stream(kind.stream())
+                        .iter()
+                        .all(|k| k.land() == Land::Stream),
+                    "{kind:?}: its stream {} carries a kind the stream's landing would refuse",
+                    kind.stream()
+                );
+            }
             if kind == EventKind::Command {
                 continue;
             }

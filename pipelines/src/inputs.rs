@@ -45,27 +45,13 @@ pub fn registry_input() -> StreamInput {
 
 /// The grid signals as an input.
 pub fn grid_input() -> StreamInput {
-    StreamInput {
-        name: "grid".into(),
-        stream: names::STREAM_GRID.into(),
-        subject: "grid.signal.>".into(),
-        partitioned: Some("grid.signal.{part}".into()),
-        kinds: vec![EventKind::Grid],
-        dead_letters: false,
-    }
+    StreamInput::of("grid", EventKind::Grid)
 }
 
 /// The farm's readings as an input: energy, sensors and miner status (worker hashrate samples
 /// share the subject space and are read and ignored).
 pub fn readings_input() -> StreamInput {
-    StreamInput {
-        name: "telemetry".into(),
-        stream: names::STREAM_TELEMETRY.into(),
-        subject: "telemetry.>".into(),
-        partitioned: Some("telemetry.*.{part}.>".into()),
-        // Every kind on the stream (the cluster's shares and upstream changes too, which
-        // nothing here uses): the landing files what is refused.
-        kinds: EventKind::on_stream(names::STREAM_TELEMETRY),
-        dead_letters: false,
-    }
+    // Every kind on the stream (the cluster's shares and upstream changes too, which nothing
+    // here uses): the landing files what is refused.
+    StreamInput::whole_stream("telemetry", names::STREAM_TELEMETRY)
 }

@@ -3,111 +3,69 @@
 //! Stateless: a step turns each kind's decoded events into that kind's table rows.
 
 use adit_schemas::arrow_rows::DATE_COLUMN;
-use adit_schemas::{EventKind, names};
+use adit_schemas::{EventKind, Land, names};
 
 use crate::error::Result;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, StepInput, StepOutput, StreamInput,
 };
 
-/// Which stream a landing pipeline reads and which kinds it lands.
+/// Which subjects a landing pipeline reads and which kinds it lands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Landing {
-    /// Pipeline name.
-    name: String,
-    /// Stream to read.
-    stream: String,
-    /// Subject filter with `{part}` where a partition key (site or pool) goes.
-    subject: String,
-    /// Subject filter when unpartitioned; empty: the whole stream (whose other kinds are
-    /// dead-lettered), only for a stream that carries nothing but the kinds landed.
-    whole: String,
-    /// Event kinds expected on it; anything else is dead-lettered.
-    kinds: Vec<EventKind>,
+    /// What it reads; also its name (the pipeline's and its input's).
+    input: StreamInput,
 }
 
 impl Landing {
+    /// Every kind of `stream` (from the kind table), read whole and partitionable by site or
+    /// pool; what is not one of them is dead-lettered.
+    fn stream(name: &str, stream: &str) -> Self {
+        Self {
+            input: StreamInput::whole_stream(name, stream).filing_dead_letters(),
+        }
+    }
+
+    /// One kind landed by itself ([`Land::Own`]): only its subjects, on a stream others
+    /// publish to as well (RESULTS carries every pipeline's results, CONTROL the commands),
+    /// partitionable by its subject's first token. Named after its table.
+    fn own(kind: EventKind) -> Self {
+        Self {
+            input: StreamInput::of(kind.table(), kind).filing_dead_letters(),
+        }
+    }
+
     /// Readings from machines, meters, sensors and workers, partitionable by site.
     pub fn telemetry() -> Self {
-        Self {
-            name: "telemetry".into(),
-            stream: names::STREAM_TELEMETRY.into(),
-            subject: "telemetry.*.{part}.>".into(),
-            whole: String::new(),
-            kinds: EventKind::on_stream(names::STREAM_TELEMETRY),
-        }
+        Self::stream("telemetry", names::STREAM_TELEMETRY)
     }
 
-    /// Grid signals (every kind of GRID, from the kind table), partitionable by site.
+    /// Grid signals, partitionable by site.
     pub fn grid() -> Self {
-        Self {
-            name: "grid".into(),
-            stream: names::STREAM_GRID.into(),
-            subject: "grid.*.{part}".into(),
-            whole: String::new(),
-            kinds: EventKind::on_stream(names::STREAM_GRID),
-        }
+        Self::stream("grid", names::STREAM_GRID)
     }
 
-    /// Alerts' changes of state, from RESULTS, partitionable by severity.
-    pub fn alerts() -> Self {
-        Self {
-            name: "alerts".into(),
-            stream: names::STREAM_RESULTS.into(),
-            subject: "results.alert.{part}".into(),
-            // RESULTS also carries every pipeline's results (payouts, energy, decisions…):
-            // read only alerts, or each of those would be dead-lettered here.
-            whole: "results.alert.>".into(),
-            kinds: vec![EventKind::Alert],
-        }
-    }
-
-    /// Notification attempts, from RESULTS, partitionable by receiver.
-    pub fn notifications() -> Self {
-        Self {
-            name: "notifications".into(),
-            stream: names::STREAM_RESULTS.into(),
-            subject: "results.notification.{part}".into(),
-            whole: "results.notification.>".into(),
-            kinds: vec![EventKind::Notification],
-        }
-    }
-
-    /// The API's audit trail, from CONTROL, partitionable by role.
-    pub fn audit() -> Self {
-        Self {
-            name: "audit".into(),
-            stream: names::STREAM_CONTROL.into(),
-            subject: "control.audit.{part}".into(),
-            // CONTROL also carries commands, outcomes, overrides and notes: read only these.
-            whole: "control.audit.>".into(),
-            kinds: vec![EventKind::Audit],
-        }
-    }
-
-    /// Shares and blocks (every kind of MINING, from the kind table), partitionable by pool.
+    /// Shares and blocks, partitionable by pool.
     pub fn shares() -> Self {
-        Self {
-            name: "shares".into(),
-            stream: names::STREAM_MINING.into(),
-            subject: "mining.*.{part}".into(),
-            whole: String::new(),
-            kinds: EventKind::on_stream(names::STREAM_MINING),
-        }
+        Self::stream("shares", names::STREAM_MINING)
     }
-}
 
-impl Landing {
-    /// Every landing, in the order the registry runs them.
+    /// Every landing, in the order the registry runs them: the three streams landed whole,
+    /// then each kind the table says lands by itself (alerts, notifications, audit).
     pub fn all() -> Vec<Self> {
-        vec![
-            Self::telemetry(),
-            Self::grid(),
-            Self::shares(),
-            Self::alerts(),
-            Self::notifications(),
-            Self::audit(),
-        ]
+        let mut all = vec![Self::telemetry(), Self::grid(), Self::shares()];
+        all.extend(
+            EventKind::ALL
+                .iter()
+                .filter(|kind| kind.land() == Land::Own)
+                .map(|&kind| Self::own(kind)),
+        );
+        all
+    }
+
+    /// The kinds it lands.
+    fn kinds(&self) -> &[EventKind] {
+        &self.input.kinds
     }
 }
 
@@ -116,18 +74,10 @@ impl Pipeline for Landing {
 
     fn spec(&self) -> PipelineSpec {
         PipelineSpec {
-            name: self.name.clone(),
-            inputs: vec![StreamInput {
-                name: self.name.clone(),
-                stream: self.stream.clone(),
-                subject: self.whole.clone(),
-                partitioned: Some(self.subject.clone()),
-                kinds: self.kinds.clone(),
-                // The landing reads every subject of its stream that is its own.
-                dead_letters: true,
-            }],
+            name: self.input.name.clone(),
+            inputs: vec![self.input.clone()],
             outputs: self
-                .kinds
+                .kinds()
                 .iter()
                 .map(|kind| OutputTable {
                     name: kind.table().to_string(),
@@ -143,7 +93,7 @@ impl Pipeline for Landing {
     async fn step(&self, _state: &mut (), input: StepInput) -> Result<StepOutput> {
         let mut out = StepOutput::default();
         for decoded in &input.inputs {
-            for kind in &self.kinds {
+            for kind in self.kinds() {
                 let rows = decoded.of(*kind);
                 if !rows.is_empty() {
                     out.rows(kind.table(), kind.batch(rows)?);
@@ -180,7 +130,7 @@ mod tests {
             payload: payload.into(),
         }]);
         let landing = Landing::telemetry();
-        let decoded = decode_batch(&raw, &landing.kinds, &ValidationPolicy::default(), now);
+        let decoded = decode_batch(&raw, landing.kinds(), &ValidationPolicy::default(), now);
         let out = landing
             .step(
                 &mut (),
@@ -227,24 +177,30 @@ mod tests {
             "control.command.s1",
             "control.override.s1",
         ];
+        let own = |kind| {
+            Landing::all()
+                .into_iter()
+                .find(|l| l.kinds() == [kind])
+                .unwrap()
+        };
         for (landing, ours) in [
-            (Landing::alerts(), "results.alert.critical"),
-            (Landing::notifications(), "results.notification.ops"),
-            (Landing::audit(), "control.audit.admin"),
+            (own(EventKind::Alert), "results.alert.critical"),
+            (own(EventKind::Notification), "results.notification.ops"),
+            (own(EventKind::Audit), "control.audit.admin"),
         ] {
             let input = &landing.spec().inputs[0];
             let filter = input.filter(None).unwrap();
-            assert_eq!(EventKind::from_subject(ours), Some(landing.kinds[0]));
+            assert_eq!(EventKind::from_subject(ours), Some(landing.kinds()[0]));
             assert!(
                 matches(&filter, ours),
                 "{}: {filter} misses {ours}",
-                landing.name
+                landing.input.name
             );
             for other in others {
                 assert!(
                     !matches(&filter, other),
                     "{}: {filter} reads {other}",
-                    landing.name
+                    landing.input.name
                 );
             }
         }

@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_schemas::EventKind;
 use adit_schemas::names::{STREAM_MINING, STREAM_RESULTS};
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::DeliverPolicy;
@@ -233,7 +234,7 @@ async fn follow(
     // consumer's list of filters), under the stream's part that may be followed.
     let server_filter = match filters.as_slice() {
         [one] => one.clone(),
-        _ if stream == STREAM_MINING => "mining.block.>".to_string(),
+        _ if stream == STREAM_MINING => EventKind::Block.filter(None),
         _ => "results.>".to_string(),
     };
     let consumer = adit_bus::reader::ordered_in(

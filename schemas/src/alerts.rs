@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_rows::{f64_opt, ts_field, utf8};
-use crate::names;
 use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_token};
 
@@ -47,9 +46,6 @@ pub struct AlertEvent {
 }
 
 impl Event for AlertEvent {
-    fn subject(&self) -> String {
-        names::alert_result_subject(&self.severity)
-    }
     fn dedupe_id(&self) -> String {
         match &self.by {
             // An operator's act is its own event, at its own time.
@@ -70,7 +66,7 @@ impl Event for AlertEvent {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         if self.id.is_empty() {
             return Err(Invalid::new("an alert needs its id"));
         }
@@ -139,17 +135,13 @@ pub struct NotificationAttempt {
 }
 
 impl Event for NotificationAttempt {
-    fn subject(&self) -> String {
-        format!("results.notification.{}", self.receiver)
-    }
     fn dedupe_id(&self) -> String {
         format!("notification:{}", self.id)
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("receiver", &self.receiver)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         if !matches!(self.status.as_str(), "sent" | "failed" | "silenced") {
             return Err(Invalid::new("status must be sent, failed or silenced"));
         }

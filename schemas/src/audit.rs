@@ -10,9 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_rows::{i64_field, ts_field, utf8};
-use crate::names;
 use crate::record::Event;
-use crate::validate::{Invalid, ValidationPolicy, check_text, check_token};
+use crate::validate::{Invalid, ValidationPolicy, check_text};
 
 /// The second token of the audit subject (`control.audit.<role>`): no site may be named so.
 pub const AUDIT_TOKEN: &str = "audit";
@@ -40,19 +39,15 @@ pub struct AuditEntry {
 }
 
 impl Event for AuditEntry {
-    fn subject(&self) -> String {
-        names::audit_subject(&self.role)
-    }
     fn dedupe_id(&self) -> String {
         format!("audit:{}", self.id)
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_text("id", &self.id, 64)?;
         check_text("who", &self.who, 256)?;
-        check_token("role", &self.role)?;
         if self.method.is_empty()
             || self.method.len() > 16
             || !self.method.bytes().all(|b| b.is_ascii_uppercase())

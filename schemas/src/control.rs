@@ -10,7 +10,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_rows::{f64_opt, i64_field, ts_field, utf8};
-use crate::names;
 use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
 
@@ -73,19 +72,14 @@ pub struct Command {
 }
 
 impl Event for Command {
-    fn subject(&self) -> String {
-        names::command_subject(&self.site, &self.target)
-    }
     fn dedupe_id(&self) -> String {
         self.id.clone()
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, _policy: &ValidationPolicy, _now: DateTime<Utc>) -> Result<(), Invalid> {
+    fn check_values(&self, _policy: &ValidationPolicy, _now: DateTime<Utc>) -> Result<(), Invalid> {
         // A command is replayed long after it was decided: no time window applies.
-        check_token("site", &self.site)?;
-        check_token("target", &self.target)?;
         if self.id.is_empty() {
             return Err(Invalid::new("a command needs its decision's id"));
         }
@@ -152,17 +146,13 @@ pub struct CommandOutcome {
 }
 
 impl Event for CommandOutcome {
-    fn subject(&self) -> String {
-        names::command_outcome_subject(&self.site)
-    }
     fn dedupe_id(&self) -> String {
         format!("outcome:{}:{}", self.id, self.attempt)
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("site", &self.site)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_token("target", &self.target)?;
         if self.id.is_empty() || self.attempt < 1 {
             return Err(Invalid::new(

@@ -15,7 +15,7 @@ use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
 use crate::names;
 use crate::overrides::Override;
-pub use crate::record::Event;
+pub use crate::record::{Event, Routed};
 pub use crate::registry::SensorKind;
 use crate::registry::{RegistryChange, RegistryEntry};
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_text, check_token};
@@ -64,12 +64,6 @@ pub struct Share {
 }
 
 impl Event for Share {
-    fn subject(&self) -> String {
-        names::share_subject(&self.pool)
-    }
-    fn is_on(&self, subject: &str) -> bool {
-        names::is_share_subject(subject, &self.pool)
-    }
     /// The submission's job and nonce and the instant it was received (nanoseconds): a
     /// resubmitted nonce (a duplicate, rejected) is an event of its own and lands beside the
     /// accepted original, while a retried publish of the same event is stored once.
@@ -85,8 +79,7 @@ impl Event for Share {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("pool", &self.pool)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_text("miner", &self.miner, MAX_NAME_BYTES)?;
         check_text("job_id", &self.job_id, MAX_ID_BYTES)?;
         check_text("nonce", &self.nonce, MAX_ID_BYTES)?;
@@ -179,9 +172,6 @@ pub struct Block {
 }
 
 impl Event for Block {
-    fn subject(&self) -> String {
-        names::block_subject(&self.pool)
-    }
     /// One id per block and status: a status change is an event of its own.
     fn dedupe_id(&self) -> String {
         format!("block:{}:{}:{:?}", self.pool, self.hash, self.status)
@@ -189,8 +179,7 @@ impl Event for Block {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("pool", &self.pool)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         if self.hash.len() != 64 || !self.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Invalid::new("hash must be 64 hex characters"));
         }
@@ -272,21 +261,13 @@ pub struct EnergyReading {
 }
 
 impl Event for EnergyReading {
-    fn subject(&self) -> String {
-        names::energy_subject(&self.site, &self.machine)
-    }
-    fn is_on(&self, subject: &str) -> bool {
-        names::is_energy_subject(subject, &self.site, &self.machine)
-    }
     fn dedupe_id(&self) -> String {
         format!("energy:{}:{}:{}", self.site, self.machine, micros(self.ts))
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("site", &self.site)?;
-        check_token("machine", &self.machine)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_range("power_w", self.power_w, 0.0, policy.max_power_w)?;
         if let Some(wh) = self.energy_wh {
             check_range("energy_wh", wh, 0.0, f64::MAX)?;
@@ -322,21 +303,13 @@ pub struct SensorReading {
 }
 
 impl Event for SensorReading {
-    fn subject(&self) -> String {
-        names::sensor_subject(&self.site, &self.sensor)
-    }
-    fn is_on(&self, subject: &str) -> bool {
-        names::is_sensor_subject(subject, &self.site, &self.sensor)
-    }
     fn dedupe_id(&self) -> String {
         format!("sensor:{}:{}:{}", self.site, self.sensor, micros(self.ts))
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("site", &self.site)?;
-        check_token("sensor", &self.sensor)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         let (lo, hi) = self.kind.range();
         check_range("value", self.value, lo, hi)?;
         policy.check_ts(self.ts, now)
@@ -391,21 +364,13 @@ pub struct MinerStatus {
 }
 
 impl Event for MinerStatus {
-    fn subject(&self) -> String {
-        names::miner_subject(&self.site, &self.machine)
-    }
-    fn is_on(&self, subject: &str) -> bool {
-        names::is_miner_subject(subject, &self.site, &self.machine)
-    }
     fn dedupe_id(&self) -> String {
         format!("miner:{}:{}:{}", self.site, self.machine, micros(self.ts))
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("site", &self.site)?;
-        check_token("machine", &self.machine)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_range("hashrate_hs", self.hashrate_hs, 0.0, f64::MAX)?;
         if let Some(t) = self.temp_c {
             check_range("temp_c", t, -60.0, 150.0)?;
@@ -447,12 +412,6 @@ pub struct HashrateSample {
 }
 
 impl Event for HashrateSample {
-    fn subject(&self) -> String {
-        names::hashrate_subject(&self.cluster, &self.worker)
-    }
-    fn is_on(&self, subject: &str) -> bool {
-        names::is_hashrate_subject(subject, &self.cluster, &self.worker)
-    }
     fn dedupe_id(&self) -> String {
         format!(
             "hashrate:{}:{}:{}",
@@ -464,9 +423,7 @@ impl Event for HashrateSample {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("cluster", &self.cluster)?;
-        check_token("worker", &self.worker)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_range("hashrate_hs", self.hashrate_hs, 0.0, f64::MAX)?;
         policy.check_ts(self.ts, now)
     }
@@ -509,12 +466,6 @@ pub struct ClusterShare {
 }
 
 impl Event for ClusterShare {
-    fn subject(&self) -> String {
-        names::cluster_share_subject(&self.cluster, &self.worker)
-    }
-    fn is_on(&self, subject: &str) -> bool {
-        names::is_cluster_share_subject(subject, &self.cluster, &self.worker)
-    }
     /// Job, nonce and the instant it was received: a resubmission is its own (refused) event.
     fn dedupe_id(&self) -> String {
         format!(
@@ -529,9 +480,7 @@ impl Event for ClusterShare {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("cluster", &self.cluster)?;
-        check_token("worker", &self.worker)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         if self.job_id.is_empty() || self.nonce.is_empty() {
             return Err(Invalid::new("job_id and nonce must not be empty"));
         }
@@ -577,9 +526,6 @@ pub struct ClusterUpstream {
 }
 
 impl Event for ClusterUpstream {
-    fn subject(&self) -> String {
-        names::cluster_upstream_subject(&self.cluster)
-    }
     fn dedupe_id(&self) -> String {
         format!(
             "cluster_upstream:{}:{}:{}:{}",
@@ -592,8 +538,7 @@ impl Event for ClusterUpstream {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("cluster", &self.cluster)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         if !matches!(self.state.as_str(), "connected" | "disconnected" | "failed") {
             return Err(Invalid::new(
                 "state must be connected, disconnected or failed",
@@ -645,17 +590,13 @@ pub struct GridSignal {
 }
 
 impl Event for GridSignal {
-    fn subject(&self) -> String {
-        names::grid_subject(&self.site)
-    }
     fn dedupe_id(&self) -> String {
         format!("grid:{}:{}:{}", self.site, self.event_id, micros(self.ts))
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("site", &self.site)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         check_text("event_id", &self.event_id, MAX_ID_BYTES)?;
         match self.kind {
             GridSignalKind::Curtail => {
@@ -694,9 +635,6 @@ impl Event for GridSignal {
 }
 
 impl Event for RegistryEntry {
-    fn subject(&self) -> String {
-        Self::subject_of(&self.key)
-    }
     fn dedupe_id(&self) -> String {
         format!("registry:{}:{}", self.key, micros(self.at))
     }
@@ -704,7 +642,7 @@ impl Event for RegistryEntry {
         self.at
     }
     /// Registry values are configuration, not readings: no time window applies.
-    fn validate(&self, _policy: &ValidationPolicy, _now: DateTime<Utc>) -> Result<(), Invalid> {
+    fn check_values(&self, _policy: &ValidationPolicy, _now: DateTime<Utc>) -> Result<(), Invalid> {
         self.check().map_err(|e| Invalid::new(e.to_string()))
     }
     fn fields() -> Vec<Field> {
@@ -753,9 +691,6 @@ pub struct ViolationNote {
 }
 
 impl Event for ViolationNote {
-    fn subject(&self) -> String {
-        names::violation_note_subject(&self.site)
-    }
     fn dedupe_id(&self) -> String {
         format!(
             "violation-note:{}:{}:{}",
@@ -767,8 +702,7 @@ impl Event for ViolationNote {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("site", &self.site)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         if self.note.trim().is_empty() || self.note.len() > 2000 {
             return Err(Invalid::new("note must be 1-2000 characters"));
         }
@@ -823,15 +757,53 @@ pub enum Push {
     Never,
 }
 
-/// Declares every event kind once: its variant, record type, name, subject prefix, stream,
-/// table and who may push it; [`EventKind`], [`AnyEvent`] and all their per-kind dispatch are
+/// Who lands a kind in its table: each row of `event_kinds!` says, and a test fails when a
+/// kind's table has no writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Land {
+    /// The landing of its stream (TELEMETRY, GRID, MINING), as it arrived.
+    Stream,
+    /// A landing of its own that reads only its subjects (a CONTROL or RESULTS kind that no
+    /// pipeline otherwise reads), partitioned by its subject's first token.
+    Own,
+    /// A pipeline that adds what it knows to each row (the registry's replaced value, a
+    /// note's violation, a command's outcome): that pipeline lists the table in its outputs.
+    Pipeline,
+}
+
+/// One token of a kind's subject, from its row's `by [...]`: a field of the record
+/// (`site`), a field the record checks itself because it may span tokens (`(key)`), or a
+/// constant (`"coordinator"`).
+macro_rules! subject_token {
+    ($event:ident, ($field:ident)) => {
+        $event.$field.as_str()
+    };
+    ($event:ident, $field:ident) => {
+        $event.$field.as_str()
+    };
+    ($event:ident, $constant:literal) => {
+        $constant
+    };
+}
+
+/// Refuses a record whose `by [...]` field is not one subject token, naming the field.
+macro_rules! checked_token {
+    ($event:ident, ($field:ident)) => {};
+    ($event:ident, $field:ident) => {
+        check_token(stringify!($field), &$event.$field)?
+    };
+    ($event:ident, $constant:literal) => {};
+}
+
+/// Declares every event kind once: its variant, record type, name, subject (its prefix and the record's tokens), stream,
+/// table, who may push it and who lands it; [`EventKind`], [`AnyEvent`] and all their per-kind dispatch are
 /// generated from it.
 macro_rules! event_kinds {
     ($(
         $(#[$doc:meta])*
         $kind:ident($ty:ident) = $name:literal,
-        subject $p1:literal . $p2:literal, stream $stream:ident, table $table:ident,
-        push $push:ident;
+        subject $p1:literal . $p2:literal by [$($tok:tt),+], stream $stream:ident,
+        table $table:ident, push $push:ident, land $land:ident;
     )+) => {
         /// The kinds of event, one per record type.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -869,6 +841,24 @@ macro_rules! event_kinds {
             /// Its subjects' first two tokens (`telemetry.energy`; `*` for any token).
             pub fn subject_prefix(self) -> &'static str {
                 match self { $(Self::$kind => concat!($p1, ".", $p2),)+ }
+            }
+
+            /// The tokens every subject of this kind begins with (`control` where the second
+            /// token is the record's first: `control.<site>.<target>`).
+            pub fn route_prefix(self) -> &'static str {
+                match self {
+                    $(Self::$kind => if $p2 == "*" { $p1 } else { concat!($p1, ".", $p2) },)+
+                }
+            }
+
+            /// How many tokens a record adds after [`EventKind::route_prefix`].
+            pub fn route_tokens(self) -> usize {
+                match self { $(Self::$kind => [$(stringify!($tok)),+].len(),)+ }
+            }
+
+            /// Who lands this kind in its table.
+            pub fn land(self) -> Land {
+                match self { $(Self::$kind => Land::$land,)+ }
             }
 
             /// The stream that carries this kind.
@@ -920,6 +910,27 @@ macro_rules! event_kinds {
             }
         }
 
+        $(impl Routed for $ty {
+            fn route(&self) -> String {
+                let mut subject = String::from(EventKind::$kind.route_prefix());
+                $(
+                    subject.push('.');
+                    subject.push_str(subject_token!(self, $tok));
+                )+
+                subject
+            }
+            fn route_is(&self, subject: &str) -> bool {
+                names::is_joined(
+                    subject,
+                    &[EventKind::$kind.route_prefix(), $(subject_token!(self, $tok)),+],
+                )
+            }
+            fn check_route(&self) -> Result<(), Invalid> {
+                $( checked_token!(self, $tok); )+
+                Ok(())
+            }
+        })+
+
         $(impl Kinded for $ty {
             const KIND: EventKind = EventKind::$kind;
             fn into_any(self) -> AnyEvent {
@@ -958,58 +969,86 @@ macro_rules! event_kinds {
 
 event_kinds! {
     /// [`Share`].
-    Share(Share) = "share", subject "mining"."share", stream STREAM_MINING, table TABLE_SHARES, push Simulator;
+    Share(Share) = "share", subject "mining"."share" by [pool], stream STREAM_MINING,
+        table TABLE_SHARES, push Simulator, land Stream;
     /// [`Block`].
-    Block(Block) = "block", subject "mining"."block", stream STREAM_MINING, table TABLE_BLOCKS, push Simulator;
+    Block(Block) = "block", subject "mining"."block" by [pool], stream STREAM_MINING,
+        table TABLE_BLOCKS, push Simulator, land Stream;
     /// [`EnergyReading`].
-    Energy(EnergyReading) = "energy",
-        subject "telemetry"."energy", stream STREAM_TELEMETRY, table TABLE_ENERGY_READINGS, push Http;
+    Energy(EnergyReading) = "energy", subject "telemetry"."energy" by [site, machine],
+        stream STREAM_TELEMETRY, table TABLE_ENERGY_READINGS, push Http, land Stream;
     /// [`SensorReading`].
-    Sensor(SensorReading) = "sensor",
-        subject "telemetry"."sensor", stream STREAM_TELEMETRY, table TABLE_SENSOR_READINGS, push Http;
+    Sensor(SensorReading) = "sensor", subject "telemetry"."sensor" by [site, sensor],
+        stream STREAM_TELEMETRY, table TABLE_SENSOR_READINGS, push Http, land Stream;
     /// [`MinerStatus`].
-    Miner(MinerStatus) = "miner",
-        subject "telemetry"."miner", stream STREAM_TELEMETRY, table TABLE_MINER_STATUS, push Http;
+    Miner(MinerStatus) = "miner", subject "telemetry"."miner" by [site, machine],
+        stream STREAM_TELEMETRY, table TABLE_MINER_STATUS, push Http, land Stream;
     /// [`HashrateSample`].
-    Hashrate(HashrateSample) = "hashrate",
-        subject "telemetry"."hashrate", stream STREAM_TELEMETRY, table TABLE_HASHRATE_SAMPLES, push Http;
+    Hashrate(HashrateSample) = "hashrate", subject "telemetry"."hashrate" by [cluster, worker],
+        stream STREAM_TELEMETRY, table TABLE_HASHRATE_SAMPLES, push Http, land Stream;
     /// [`ClusterShare`].
     ClusterShare(ClusterShare) = "cluster_share",
-        subject "telemetry"."cluster_share", stream STREAM_TELEMETRY, table TABLE_CLUSTER_SHARES, push Http;
-    /// [`ClusterUpstream`].
+        subject "telemetry"."cluster_share" by [cluster, worker],
+        stream STREAM_TELEMETRY, table TABLE_CLUSTER_SHARES, push Http, land Stream;
+    /// [`ClusterUpstream`] (its last token keeps the shape `telemetry.<kind>.<cluster>.<source>`
+    /// the telemetry landing partitions by).
     ClusterUpstream(ClusterUpstream) = "cluster_upstream",
-        subject "telemetry"."cluster_upstream", stream STREAM_TELEMETRY, table TABLE_CLUSTER_UPSTREAM, push Http;
+        subject "telemetry"."cluster_upstream" by [cluster, "coordinator"],
+        stream STREAM_TELEMETRY, table TABLE_CLUSTER_UPSTREAM, push Http, land Stream;
     /// [`GridSignal`].
-    Grid(GridSignal) = "grid", subject "grid"."signal", stream STREAM_GRID, table TABLE_GRID_SIGNALS, push Http;
-    /// [`RegistryEntry`]: a value of the registry bucket, read from the bucket's own stream.
-    /// Its table (`registry_changes`) is written by the `registry` pipeline, which adds the
-    /// value each change replaced; [`EventKind::batch`] does not apply to it.
-    Registry(RegistryEntry) = "registry",
-        subject "$KV"."adit_registry", stream STREAM_REGISTRY, table TABLE_REGISTRY_CHANGES, push Never;
-    /// [`ViolationNote`]: an operator's note, landed in `violation_notes`.
-    ViolationNote(ViolationNote) = "violation_note",
-        subject "control"."violation", stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES, push Never;
+    Grid(GridSignal) = "grid", subject "grid"."signal" by [site], stream STREAM_GRID,
+        table TABLE_GRID_SIGNALS, push Http, land Stream;
+    /// [`RegistryEntry`]: a value of the registry bucket, read from the bucket's own stream
+    /// (its key, `site.s1`, is several tokens, checked by the entry). Its table
+    /// (`registry_changes`) is written by the `registry` pipeline, which adds the value each
+    /// change replaced; [`EventKind::batch`] does not apply to it.
+    Registry(RegistryEntry) = "registry", subject "$KV"."adit_registry" by [(key)],
+        stream STREAM_REGISTRY, table TABLE_REGISTRY_CHANGES, push Never, land Pipeline;
+    /// [`ViolationNote`]: an operator's note, landed in `violation_notes` by the `violations`
+    /// pipeline (the `violation` token is reserved in the CONTROL subject space).
+    ViolationNote(ViolationNote) = "violation_note", subject "control"."violation" by [site],
+        stream STREAM_CONTROL, table TABLE_VIOLATION_NOTES, push Never, land Pipeline;
     /// [`AlertEvent`]: an alert's change of state, landed in `alerts`.
-    Alert(AlertEvent) = "alert", subject "results"."alert", stream STREAM_RESULTS, table TABLE_ALERTS, push Never;
+    Alert(AlertEvent) = "alert", subject "results"."alert" by [severity], stream STREAM_RESULTS,
+        table TABLE_ALERTS, push Never, land Own;
     /// [`NotificationAttempt`]: one attempt to notify, landed in `notifications`.
     Notification(NotificationAttempt) = "notification",
-        subject "results"."notification", stream STREAM_RESULTS, table TABLE_NOTIFICATIONS, push Never;
-    /// [`Override`]: an operator's override of the controller, landed in `overrides`.
-    Override(Override) = "override",
-        subject "control"."override", stream STREAM_CONTROL, table TABLE_OVERRIDES, push Never;
-    /// [`AuditEntry`]: an action through the API, landed in `audit`.
-    Audit(AuditEntry) = "audit",
-        subject "control"."audit", stream STREAM_CONTROL, table TABLE_AUDIT, push Never;
-    /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands`.
-    CommandOutcome(CommandOutcome) = "command_outcome",
-        subject "control"."outcome", stream STREAM_CONTROL, table TABLE_COMMANDS, push Never;
-    /// [`Command`]: `control.<site>.<target>`, for the actuators (declared last: its second
-    /// token is the site). Its `sent` line in `commands` is the curtailment pipeline's.
-    Command(Command) = "command",
-        subject "control"."*", stream STREAM_CONTROL, table TABLE_COMMANDS, push Never;
+        subject "results"."notification" by [receiver], stream STREAM_RESULTS,
+        table TABLE_NOTIFICATIONS, push Never, land Own;
+    /// [`Override`]: an operator's override of the controller, landed in `overrides` by the
+    /// `curtailment` pipeline.
+    Override(Override) = "override", subject "control"."override" by [site],
+        stream STREAM_CONTROL, table TABLE_OVERRIDES, push Never, land Pipeline;
+    /// [`AuditEntry`]: an action through the API by a token of its role, landed in `audit`.
+    Audit(AuditEntry) = "audit", subject "control"."audit" by [role], stream STREAM_CONTROL,
+        table TABLE_AUDIT, push Never, land Own;
+    /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands` by the
+    /// `curtailment` pipeline.
+    CommandOutcome(CommandOutcome) = "command_outcome", subject "control"."outcome" by [site],
+        stream STREAM_CONTROL, table TABLE_COMMANDS, push Never, land Pipeline;
+    /// [`Command`]: `control.<site>.<target>` (a machine, or `fans`), for the actuators
+    /// (declared last: its second token is the site). Its `sent` line in `commands` is the
+    /// curtailment pipeline's.
+    Command(Command) = "command", subject "control"."*" by [site, target],
+        stream STREAM_CONTROL, table TABLE_COMMANDS, push Never, land Pipeline;
 }
 
 impl EventKind {
+    /// The subject filter of this kind's records: every one (`None`: `telemetry.energy.>`), or
+    /// those of one partition, the value of the record's first subject token
+    /// (`telemetry.energy.s1.*`; `{part}` gives a pipeline's partition template).
+    pub fn filter(self, part: Option<&str>) -> String {
+        let prefix = self.route_prefix();
+        let Some(part) = part else {
+            return format!("{prefix}.>");
+        };
+        let mut filter = format!("{prefix}.{part}");
+        for _ in 1..self.route_tokens() {
+            filter.push_str(".*");
+        }
+        filter
+    }
+
     /// Whether clients may publish this kind themselves (HTTP ingest, the simulator): its
     /// row of the table says so ([`Push`]).
     pub fn pushable(self) -> bool {
@@ -1276,6 +1315,87 @@ mod tests {
                 assert!(!event.is_on(&other), "{}: {other}", kind.name());
             }
         }
+    }
+
+    /// Whether NATS subject filter `filter` matches `subject` (`*` one token, `>` the rest).
+    fn matches(filter: &str, subject: &str) -> bool {
+        let (mut f, mut s) = (filter.split('.'), subject.split('.'));
+        loop {
+            match (f.next(), s.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some(a), Some(b)) if a == "*" || a == b => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    /// The subjects the kind table builds are the ones on the wire (streams, consumers and
+    /// other deployments already hold them), each kind is found again from its subject, and
+    /// its filters (whole, and one partition's) match it.
+    #[test]
+    fn subjects_from_the_table_are_the_wire_subjects() {
+        for &kind in EventKind::ALL {
+            let subject = sample(kind).subject();
+            let expected = match kind {
+                EventKind::Share => "mining.share.p1",
+                EventKind::Block => "mining.block.p1",
+                EventKind::Energy => "telemetry.energy.s1.m1",
+                EventKind::Sensor => "telemetry.sensor.s1.t1",
+                EventKind::Miner => "telemetry.miner.s1.m1",
+                EventKind::Hashrate => "telemetry.hashrate.c1.w1",
+                EventKind::ClusterShare => "telemetry.cluster_share.c1.w1",
+                EventKind::ClusterUpstream => "telemetry.cluster_upstream.c1.coordinator",
+                EventKind::Grid => "grid.signal.s1",
+                EventKind::Registry => "$KV.adit_registry.site.s1",
+                EventKind::ViolationNote => "control.violation.s1",
+                EventKind::Alert => "results.alert.critical",
+                EventKind::Notification => "results.notification.ops",
+                EventKind::Override => "control.override.s1",
+                EventKind::Audit => "control.audit.operate",
+                EventKind::CommandOutcome => "control.outcome.s1",
+                EventKind::Command => "control.s1.fans",
+            };
+            assert_eq!(subject, expected, "{}", kind.name());
+            assert_eq!(EventKind::from_subject(&subject), Some(kind), "{subject}");
+            assert!(matches(&kind.filter(None), &subject), "{}", kind.name());
+            if kind == EventKind::Registry {
+                // Its key spans tokens; every partition reads the whole bucket.
+                continue;
+            }
+            let part = subject
+                .strip_prefix(kind.route_prefix())
+                .and_then(|rest| rest.split('.').nth(1))
+                .unwrap();
+            let one = kind.filter(Some(part));
+            assert!(matches(&one, &subject), "{}: {one}", kind.name());
+            assert!(
+                !matches(&kind.filter(Some("other")), &subject),
+                "{}",
+                kind.name()
+            );
+        }
+    }
+
+    /// A record whose subject token is not one token is refused naming the field, before its
+    /// values are looked at.
+    #[test]
+    fn subject_tokens_are_checked_by_name() {
+        let mut reading = energy(10.0);
+        reading.machine = "m.1".into();
+        let err = reading
+            .validate(&ValidationPolicy::default(), reading.ts)
+            .unwrap_err();
+        assert!(err.reason.contains("machine"), "{}", err.reason);
+        let mut command = match sample(EventKind::Command) {
+            AnyEvent::Command(c) => c,
+            _ => unreachable!(),
+        };
+        command.target = "*".into();
+        let err = command
+            .validate(&ValidationPolicy::default(), command.ts)
+            .unwrap_err();
+        assert!(err.reason.contains("target"), "{}", err.reason);
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 pub use error::{Error, Result};
 pub use events::{
     AnyEvent, Block, BlockStatus, ClusterShare, ClusterUpstream, EnergyReading, EnergySource,
-    Event, EventKind, GridSignal, GridSignalKind, HashrateSample, Kinded, MinerState, MinerStatus,
-    NoteAction, Push, SensorKind, SensorReading, Share, ViolationNote,
+    Event, EventKind, GridSignal, GridSignalKind, HashrateSample, Kinded, Land, MinerState,
+    MinerStatus, NoteAction, Push, SensorKind, SensorReading, Share, ViolationNote,
 };
 pub use overrides::{Override, OverrideKind};
 pub use validate::{Invalid, ValidationPolicy};

@@ -1,4 +1,5 @@
-//! Every stream, subject, KV bucket and table name, in one place.
+//! Every stream, KV bucket, table and result subject name, in one place (an event kind's
+//! subject is its row of the kind table, `events.rs`).
 
 /// The stream of shares and blocks; one stream so its sequence orders both.
 pub const STREAM_MINING: &str = "MINING";
@@ -118,7 +119,7 @@ pub const TABLE_REGISTRY_CHANGES: &str = "registry_changes";
 pub const TABLE_COMPLIANCE_DAILY: &str = "compliance_daily";
 
 /// Whether `subject` is `tokens` joined by dots.
-fn is_joined(subject: &str, tokens: &[&str]) -> bool {
+pub(crate) fn is_joined(subject: &str, tokens: &[&str]) -> bool {
     let mut rest = subject;
     for (i, token) in tokens.iter().enumerate() {
         if i > 0 {
@@ -135,69 +136,6 @@ fn is_joined(subject: &str, tokens: &[&str]) -> bool {
     rest.is_empty()
 }
 
-/// Subject of a share from `pool`.
-pub fn share_subject(pool: &str) -> String {
-    format!("mining.share.{pool}")
-}
-/// Whether `subject` is [`share_subject`] of the same values, without building it.
-pub fn is_share_subject(subject: &str, pool: &str) -> bool {
-    is_joined(subject, &["mining.share", pool])
-}
-/// Subject of a block found by `pool`.
-pub fn block_subject(pool: &str) -> String {
-    format!("mining.block.{pool}")
-}
-/// Subject of an energy reading.
-pub fn energy_subject(site: &str, machine: &str) -> String {
-    format!("telemetry.energy.{site}.{machine}")
-}
-/// Whether `subject` is [`energy_subject`] of the same values, without building it.
-pub fn is_energy_subject(subject: &str, site: &str, machine: &str) -> bool {
-    is_joined(subject, &["telemetry.energy", site, machine])
-}
-/// Subject of a sensor reading.
-pub fn sensor_subject(site: &str, sensor: &str) -> String {
-    format!("telemetry.sensor.{site}.{sensor}")
-}
-/// Whether `subject` is [`sensor_subject`] of the same values, without building it.
-pub fn is_sensor_subject(subject: &str, site: &str, sensor: &str) -> bool {
-    is_joined(subject, &["telemetry.sensor", site, sensor])
-}
-/// Subject of a miner status report.
-pub fn miner_subject(site: &str, machine: &str) -> String {
-    format!("telemetry.miner.{site}.{machine}")
-}
-/// Whether `subject` is [`miner_subject`] of the same values, without building it.
-pub fn is_miner_subject(subject: &str, site: &str, machine: &str) -> bool {
-    is_joined(subject, &["telemetry.miner", site, machine])
-}
-/// Subject of a share a cluster worker submitted.
-pub fn cluster_share_subject(cluster: &str, worker: &str) -> String {
-    format!("telemetry.cluster_share.{cluster}.{worker}")
-}
-/// Whether `subject` is [`cluster_share_subject`] of the same values, without building it.
-pub fn is_cluster_share_subject(subject: &str, cluster: &str, worker: &str) -> bool {
-    is_joined(subject, &["telemetry.cluster_share", cluster, worker])
-}
-
-/// Subject of a change of a cluster's upstream connection (its last token keeps the shape
-/// `telemetry.<kind>.<cluster>.<source>` the telemetry landing partitions by).
-pub fn cluster_upstream_subject(cluster: &str) -> String {
-    format!("telemetry.cluster_upstream.{cluster}.coordinator")
-}
-
-/// Subject of a worker-reported hashrate sample.
-pub fn hashrate_subject(cluster: &str, worker: &str) -> String {
-    format!("telemetry.hashrate.{cluster}.{worker}")
-}
-/// Whether `subject` is [`hashrate_subject`] of the same values, without building it.
-pub fn is_hashrate_subject(subject: &str, cluster: &str, worker: &str) -> bool {
-    is_joined(subject, &["telemetry.hashrate", cluster, worker])
-}
-/// Subject of a grid signal for `site`.
-pub fn grid_subject(site: &str) -> String {
-    format!("grid.signal.{site}")
-}
 /// Subject of a site's energy-per-minute results.
 pub fn energy_result_subject(site: &str) -> String {
     format!("results.energy.{site}")
@@ -223,41 +161,9 @@ pub fn violation_result_subject(site: Option<&str>, subject: &str) -> String {
     }
 }
 
-/// Subject of an operator's note on a site's violations (the `violation` token is reserved in
-/// the CONTROL subject space).
-pub fn violation_note_subject(site: &str) -> String {
-    format!("control.violation.{site}")
-}
-
-/// Subject of an alert's changes of state.
-pub fn alert_result_subject(severity: &str) -> String {
-    format!("results.alert.{severity}")
-}
-
 /// Subject of a site's controller decisions.
 pub fn decision_result_subject(site: &str) -> String {
     format!("results.decision.{site}")
-}
-
-/// Subject of a command for `target` (a machine, or `fans`) at `site`.
-pub fn command_subject(site: &str, target: &str) -> String {
-    format!("control.{site}.{target}")
-}
-
-/// Subject of an action through the API by a token of `role` (the `audit` token is reserved).
-pub fn audit_subject(role: &str) -> String {
-    format!("control.audit.{role}")
-}
-
-/// Subject of an operator's override at `site` (the `override` token is reserved).
-pub fn override_subject(site: &str) -> String {
-    format!("control.override.{site}")
-}
-
-/// Subject of the actuators' outcomes at `site` (the `outcome` token is reserved in the
-/// CONTROL subject space).
-pub fn command_outcome_subject(site: &str) -> String {
-    format!("control.outcome.{site}")
 }
 
 /// Dead-letter subject for messages taken from `stream`.
@@ -326,7 +232,6 @@ mod tests {
 
     #[test]
     fn subjects_are_built_from_tokens() {
-        assert_eq!(energy_subject("s1", "m2"), "telemetry.energy.s1.m2");
         assert_eq!(dlq_subject(STREAM_TELEMETRY), "dlq.telemetry");
         assert!(is_token("rack-7_a"));
         assert!(!is_token("a.b"));

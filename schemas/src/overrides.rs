@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_rows::{f64_opt, ts_field, utf8, utf8_opt};
-use crate::names;
 use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
 
@@ -112,17 +111,13 @@ impl Override {
 }
 
 impl Event for Override {
-    fn subject(&self) -> String {
-        names::override_subject(&self.site)
-    }
     fn dedupe_id(&self) -> String {
         format!("override:{}", self.id)
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
-    fn validate(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
-        check_token("site", &self.site)?;
+    fn check_values(&self, policy: &ValidationPolicy, now: DateTime<Utc>) -> Result<(), Invalid> {
         if self.id.is_empty() || self.by.is_empty() {
             return Err(Invalid::new("an override needs its id and author"));
         }

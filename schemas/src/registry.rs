@@ -399,13 +399,40 @@ pub enum AdapterKind {
     Mqtt,
 }
 
+/// What a device's `address` must be for its adapter kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// None: the device pushes (HTTP ingest, a simulator, a gateway).
+    Pushes,
+    /// `host:port`, polled over TCP.
+    HostPort,
+    /// An `http://` or `https://` URL, polled over HTTP; `channel` names the reading when
+    /// `channel` is true.
+    Url {
+        /// Whether the record must name its channel (input, outlet).
+        channel: bool,
+    },
+    /// The MQTT topic the device publishes to (no wildcards).
+    Topic,
+}
+
 impl AdapterKind {
-    /// Whether the adapters role polls this kind.
+    /// How a device of this kind is reached: one exhaustive match, so a new kind says it
+    /// once and [`AdapterKind::polled`] and the address check follow.
+    pub fn reach(self) -> Reach {
+        match self {
+            Self::Push => Reach::Pushes,
+            Self::Cgminer => Reach::HostPort,
+            Self::Iotawatt | Self::Pdu => Reach::Url { channel: true },
+            Self::Roomalert => Reach::Url { channel: false },
+            Self::Mqtt => Reach::Topic,
+        }
+    }
+
+    /// Whether the adapters role polls this kind (a device family must read it, or its
+    /// records are skipped with the reason).
     pub fn polled(self) -> bool {
-        matches!(
-            self,
-            Self::Cgminer | Self::Iotawatt | Self::Roomalert | Self::Pdu
-        )
+        matches!(self.reach(), Reach::HostPort | Reach::Url { .. })
     }
 }
 
@@ -439,22 +466,20 @@ impl Adapter {
                 format!("a {} adapter needs {what}", serde_kind(self.kind)),
             ))
         };
-        match (self.kind, address) {
-            (AdapterKind::Push, _) => Ok(()),
-            (AdapterKind::Cgminer, Some(a)) if host_port(a) => Ok(()),
-            (AdapterKind::Cgminer, _) => need("host:port (the miner's API, usually port 4028)"),
-            (AdapterKind::Iotawatt | AdapterKind::Roomalert | AdapterKind::Pdu, Some(a))
+        match (self.kind.reach(), address) {
+            (Reach::Pushes, _) => Ok(()),
+            (Reach::HostPort, Some(a)) if host_port(a) => Ok(()),
+            (Reach::HostPort, _) => need("host:port (the miner's API, usually port 4028)"),
+            (Reach::Url { .. }, Some(a))
                 if a.starts_with("http://") || a.starts_with("https://") =>
             {
                 Ok(())
             }
-            (AdapterKind::Iotawatt | AdapterKind::Roomalert | AdapterKind::Pdu, _) => {
-                need("an http:// or https:// URL")
-            }
-            (AdapterKind::Mqtt, Some(a)) if !a.is_empty() && !a.contains(['#', '+']) => Ok(()),
-            (AdapterKind::Mqtt, _) => need("the topic it publishes to (no wildcards)"),
+            (Reach::Url { .. }, _) => need("an http:// or https:// URL"),
+            (Reach::Topic, Some(a)) if !a.is_empty() && !a.contains(['#', '+']) => Ok(()),
+            (Reach::Topic, _) => need("the topic it publishes to (no wildcards)"),
         }?;
-        if matches!(self.kind, AdapterKind::Iotawatt | AdapterKind::Pdu) && self.channel.is_none() {
+        if self.kind.reach() == (Reach::Url { channel: true }) && self.channel.is_none() {
             return Err(FieldError::new(
                 "adapter.channel",
                 format!(

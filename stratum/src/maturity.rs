@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use adit_schemas::{AnyEvent, Block, BlockStatus, names};
+use adit_schemas::{AnyEvent, Block, BlockStatus, EventKind, names};
 use async_nats::jetstream;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -117,7 +117,7 @@ pub async fn pending_from_stream(js: &jetstream::Context, pool: &str) -> Result<
     let consumer = adit_bus::reader::ordered_in(
         js,
         names::STREAM_MINING,
-        &names::block_subject(pool),
+        &EventKind::Block.filter(Some(pool)),
         jetstream::consumer::DeliverPolicy::All,
     )
     .await

@@ -206,7 +206,7 @@ pub async fn run(
         names::STREAM_RESULTS,
         adit_bus::reader::Durable {
             name: DURABLE.into(),
-            filter: "results.alert.>".into(),
+            filter: EventKind::Alert.filter(None),
             start: DeliverPolicy::New,
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 0,

@@ -798,17 +798,9 @@ fn command_of(row: &DecisionRow, d: &Decision, at: DateTime<Utc>) -> Option<Comm
     })
 }
 
-/// The actuators' outcomes as an input.
+/// The actuators' outcomes as an input (the only reader of them).
 fn outcomes_input() -> StreamInput {
-    StreamInput {
-        name: "outcomes".into(),
-        stream: names::STREAM_CONTROL.into(),
-        subject: "control.outcome.>".into(),
-        partitioned: Some("control.outcome.{part}".into()),
-        kinds: vec![EventKind::CommandOutcome],
-        // The only reader of the actuators' outcomes.
-        dead_letters: true,
-    }
+    StreamInput::of("outcomes", EventKind::CommandOutcome).filing_dead_letters()
 }
 
 impl Pipeline for Curtailment {
@@ -822,15 +814,8 @@ impl Pipeline for Curtailment {
                 readings_input(),
                 grid_input(),
                 outcomes_input(),
-                StreamInput {
-                    name: "overrides".into(),
-                    stream: names::STREAM_CONTROL.into(),
-                    subject: "control.override.>".into(),
-                    partitioned: Some("control.override.{part}".into()),
-                    kinds: vec![EventKind::Override],
-                    // The only reader of the overrides.
-                    dead_letters: true,
-                },
+                // The only reader of the overrides.
+                StreamInput::of("overrides", EventKind::Override).filing_dead_letters(),
             ],
             outputs: vec![
                 OutputTable {

@@ -536,23 +536,9 @@ impl Pipeline for Energy {
         PipelineSpec {
             name: "energy".into(),
             inputs: vec![
-                StreamInput {
-                    name: "energy".into(),
-                    stream: names::STREAM_TELEMETRY.into(),
-                    subject: "telemetry.energy.>".into(),
-                    partitioned: Some("telemetry.energy.{part}.*".into()),
-                    kinds: vec![EventKind::Energy],
-                    dead_letters: false,
-                },
+                StreamInput::of("energy", EventKind::Energy),
                 registry_input(),
-                StreamInput {
-                    name: "miner".into(),
-                    stream: names::STREAM_TELEMETRY.into(),
-                    subject: "telemetry.miner.>".into(),
-                    partitioned: Some("telemetry.miner.{part}.*".into()),
-                    kinds: vec![EventKind::Miner],
-                    dead_letters: false,
-                },
+                StreamInput::of("miner", EventKind::Miner),
             ],
             outputs: vec![
                 period_table(TABLE_ENERGY_SETTLEMENT),

@@ -1036,15 +1036,8 @@ impl Pipeline for Violations {
                 registry_input(),
                 readings_input(),
                 grid_input(),
-                StreamInput {
-                    name: "notes".into(),
-                    stream: names::STREAM_CONTROL.into(),
-                    subject: "control.violation.>".into(),
-                    partitioned: Some("control.violation.{part}".into()),
-                    kinds: vec![EventKind::ViolationNote],
-                    // The only reader of the operators' notes.
-                    dead_letters: true,
-                },
+                // The only reader of the operators' notes.
+                StreamInput::of("notes", EventKind::ViolationNote).filing_dead_letters(),
             ],
             outputs: vec![
                 OutputTable {

@@ -242,14 +242,7 @@ impl Pipeline for Hashrate {
     fn spec(&self) -> PipelineSpec {
         PipelineSpec {
             name: "hashrate".into(),
-            inputs: vec![StreamInput {
-                name: "shares".into(),
-                stream: names::STREAM_MINING.into(),
-                subject: "mining.share.>".into(),
-                partitioned: Some("mining.share.{part}".into()),
-                kinds: vec![EventKind::Share],
-                dead_letters: false,
-            }],
+            inputs: vec![StreamInput::of("shares", EventKind::Share)],
             outputs: vec![
                 OutputTable {
                     name: names::TABLE_HASHRATE_1M.into(),

@@ -471,14 +471,7 @@ impl Pipeline for Pplns {
     fn spec(&self) -> PipelineSpec {
         PipelineSpec {
             name: "pplns".into(),
-            inputs: vec![StreamInput {
-                name: "mining".into(),
-                stream: names::STREAM_MINING.into(),
-                subject: "mining.>".into(),
-                partitioned: Some("mining.*.{part}".into()),
-                kinds: vec![EventKind::Share, EventKind::Block],
-                dead_letters: false,
-            }],
+            inputs: vec![StreamInput::whole_stream("mining", names::STREAM_MINING)],
             outputs: vec![
                 OutputTable {
                     name: TABLE_BLOCK_REWARDS.into(),

@@ -48,6 +48,50 @@ pub struct StreamInput {
 }
 
 impl StreamInput {
+    /// `kind`'s records, partitionable by their subject's first token (a site, pool, …), under
+    /// `name`, filing no dead letters (the kind's landing or owning pipeline does).
+    pub fn of(name: &str, kind: EventKind) -> Self {
+        Self {
+            name: name.into(),
+            stream: kind.stream().into(),
+            subject: kind.filter(None),
+            partitioned: Some(kind.filter(Some("{part}"))),
+            kinds: vec![kind],
+            dead_letters: false,
+        }
+    }
+
+    /// Every kind `stream` carries (from the kind table), read whole, partitionable by the
+    /// records' first subject token after the kind (`telemetry.*.{part}.>`, `mining.*.{part}`),
+    /// under `name`, filing no dead letters.
+    pub fn whole_stream(name: &str, stream: &str) -> Self {
+        let kinds = EventKind::on_stream(stream);
+        let root = kinds
+            .first()
+            .and_then(|kind| kind.route_prefix().split('.').next())
+            .unwrap_or_default();
+        let deeper = kinds.iter().any(|kind| kind.route_tokens() > 1);
+        Self {
+            name: name.into(),
+            stream: stream.into(),
+            subject: String::new(),
+            partitioned: Some(format!(
+                "{root}.*.{{part}}{}",
+                if deeper { ".>" } else { "" }
+            )),
+            kinds,
+            dead_letters: false,
+        }
+    }
+
+    /// The same input, filing what it refuses as dead letters: the only reader of its subjects.
+    pub fn filing_dead_letters(self) -> Self {
+        Self {
+            dead_letters: true,
+            ..self
+        }
+    }
+
     /// Whether this is reference data the other inputs are judged against (the registry):
     /// read to its stream's end before a pipeline's first live step.
     pub fn is_reference(&self) -> bool {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use adit_schemas::{GridSignal, GridSignalKind, names};
+use adit_schemas::{EventKind, GridSignal, GridSignalKind, names};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self};
@@ -30,7 +30,7 @@ pub async fn last_demand_response(
         .get_stream(names::STREAM_GRID)
         .await
         .map_err(|e| e.to_string())?;
-    let subject = names::grid_subject(site);
+    let subject = EventKind::Grid.filter(Some(site));
     let last = match stream.get_last_raw_message_by_subject(&subject).await {
         Ok(message) => message,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),

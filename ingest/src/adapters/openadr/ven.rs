@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use adit_egress::{EgressConfig, Outbound, Purpose};
-use adit_schemas::{AnyEvent, EnergyReading, GridSignal, GridSignalKind, names};
+use adit_schemas::{AnyEvent, EnergyReading, EventKind, GridSignal, GridSignalKind, names};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -180,7 +180,7 @@ impl Ven {
     }
 
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), AdaptersError> {
-        let subject = names::energy_subject(&self.config.site, "*");
+        let subject = EventKind::Energy.filter(Some(&self.config.site));
         let client = self.shared.publisher.jetstream().client();
         let mut readings =
             client
