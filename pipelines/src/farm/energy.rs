@@ -29,7 +29,7 @@ use adit_schemas::names::{
 };
 use adit_schemas::registry::RegistryView;
 use adit_schemas::results::{EnergyPeriod, MachineEnergyMinute, SiteEnergyMinute};
-use adit_schemas::{AnyEvent, EnergySource, EventKind, MinerState, names, to_batch};
+use adit_schemas::{AnyEvent, EnergySource, EventKind, MinerState, to_batch};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use adit_egress::{EgressConfig, Outbound, Purpose};
-use adit_schemas::{AnyEvent, EnergyReading, EventKind, GridSignal, GridSignalKind, names};
+use adit_schemas::{AnyEvent, EnergyReading, EventKind, GridSignal, GridSignalKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
