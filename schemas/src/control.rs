@@ -19,9 +19,8 @@ pub const OUTCOME_TOKEN: &str = "outcome";
 pub const FANS_TARGET: &str = "fans";
 
 /// What a command asks of its target.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum CommandAction {

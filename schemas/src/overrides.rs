@@ -18,9 +18,8 @@ pub const OVERRIDE_TOKEN: &str = "override";
 pub const MAX_OVERRIDE_HOURS: i64 = 7 * 24;
 
 /// What an override does.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum OverrideKind {

@@ -268,20 +268,8 @@ impl DetectConfig {
 }
 
 /// What a series measures.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum SeriesKind {
@@ -308,7 +296,8 @@ impl fmt::Display for SeriesKind {
 
 /// One series: `(site, kind, id)`, ordered in that order (a site's series of one kind are
 /// neighbours, which is how peers are found).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Serialize, Deserialize)]
 pub struct SeriesKey {
     /// The site.
     pub site: String,
@@ -319,7 +308,8 @@ pub struct SeriesKey {
 }
 
 /// One of the four detectors of the file header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Serialize, Deserialize)]
 pub enum DetectorKind {
     /// Robust z-score against the rolling window.
     #[serde(rename = "zscore")]
