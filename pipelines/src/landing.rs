@@ -2,7 +2,6 @@
 //! everything else to the dead-letter stream with its reason (the runtime does that part).
 //! Stateless: a step turns each kind's decoded events into that kind's table rows.
 
-use adit_schemas::arrow_rows::DATE_COLUMN;
 use adit_schemas::{EventKind, Land, names};
 
 use crate::error::Result;
@@ -79,11 +78,7 @@ impl Pipeline for Landing {
             outputs: self
                 .kinds()
                 .iter()
-                .map(|kind| OutputTable {
-                    name: kind.table().to_string(),
-                    schema: kind.table_schema(),
-                    partitions: vec![DATE_COLUMN.to_string()],
-                })
+                .map(|kind| OutputTable::dated(kind.table(), kind.table_schema()))
                 .collect(),
             timers: Vec::new(),
             snapshot_every: std::time::Duration::ZERO,
@@ -147,23 +142,6 @@ mod tests {
         assert_eq!(out.tables[0].1.num_rows(), 1);
     }
 
-    /// Whether NATS subject `subject` matches `filter` (`*` one token, `>` the rest; empty:
-    /// everything).
-    fn matches(filter: &str, subject: &str) -> bool {
-        if filter.is_empty() {
-            return true;
-        }
-        let (mut f, mut s) = (filter.split('.'), subject.split('.'));
-        loop {
-            match (f.next(), s.next()) {
-                (Some(">"), Some(_)) => return true,
-                (Some(a), Some(b)) if a == "*" || a == b => {}
-                (None, None) => return true,
-                _ => return false,
-            }
-        }
-    }
-
     /// A landing on a stream other publishers share reads only its kinds' subjects
     /// unpartitioned: the alerts landing used to read all of RESULTS and dead-letter every
     /// payout, energy result and decision there.
@@ -192,13 +170,13 @@ mod tests {
             let filter = input.filter(None).unwrap();
             assert_eq!(EventKind::from_subject(ours), Some(landing.kinds()[0]));
             assert!(
-                matches(&filter, ours),
+                names::filter_matches(&filter, ours),
                 "{}: {filter} misses {ours}",
                 landing.input.name
             );
             for other in others {
                 assert!(
-                    !matches(&filter, other),
+                    !names::filter_matches(&filter, other),
                     "{}: {filter} reads {other}",
                     landing.input.name
                 );

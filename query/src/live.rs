@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_schemas::EventKind;
-use adit_schemas::names::{STREAM_MINING, STREAM_RESULTS};
+use adit_schemas::names::{STREAM_MINING, STREAM_RESULTS, filter_matches};
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use axum::extract::{Query, State};
@@ -80,20 +80,6 @@ pub fn plan(subjects: &str) -> Result<Plan> {
         return Err(QueryError::BadRequest("no subjects to follow".into()));
     }
     Ok(plan)
-}
-
-/// Whether `subject` matches the NATS filter `filter` (`*` one token, `>` the rest).
-pub fn matches(filter: &str, subject: &str) -> bool {
-    let mut subject = subject.split('.');
-    for token in filter.split('.') {
-        match (token, subject.next()) {
-            (">", Some(_)) => return true,
-            ("*", Some(_)) => {}
-            (t, Some(s)) if t == s => {}
-            _ => return false,
-        }
-    }
-    subject.next().is_none()
 }
 
 /// Positions in each stream: the last sequence a client has seen.
@@ -263,7 +249,7 @@ async fn follow(
                     return None;
                 }
             };
-            if !filters.iter().any(|f| matches(f, &message.subject)) {
+            if !filters.iter().any(|f| filter_matches(f, &message.subject)) {
                 return None;
             }
             let seq = message.info().ok()?.stream_sequence;
@@ -372,17 +358,6 @@ mod tests {
         ] {
             assert!(plan(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn filters_match_like_nats() {
-        assert!(matches("results.>", "results.alert.critical"));
-        assert!(!matches("results.>", "results"));
-        assert!(matches("results.alert.*", "results.alert.critical"));
-        assert!(!matches("results.alert.*", "results.alert.critical.x"));
-        assert!(!matches("results.alert.*", "results.payout.p1"));
-        assert!(matches("mining.block.p1", "mining.block.p1"));
-        assert!(!matches("mining.block.p1", "mining.block.p2"));
     }
 
     #[test]

@@ -1316,19 +1316,6 @@ mod tests {
         }
     }
 
-    /// Whether NATS subject filter `filter` matches `subject` (`*` one token, `>` the rest).
-    fn matches(filter: &str, subject: &str) -> bool {
-        let (mut f, mut s) = (filter.split('.'), subject.split('.'));
-        loop {
-            match (f.next(), s.next()) {
-                (Some(">"), Some(_)) => return true,
-                (Some(a), Some(b)) if a == "*" || a == b => {}
-                (None, None) => return true,
-                _ => return false,
-            }
-        }
-    }
-
     /// The subjects the kind table builds are the ones on the wire (streams, consumers and
     /// other deployments already hold them), each kind is found again from its subject, and
     /// its filters (whole, and one partition's) match it.
@@ -1357,7 +1344,11 @@ mod tests {
             };
             assert_eq!(subject, expected, "{}", kind.name());
             assert_eq!(EventKind::from_subject(&subject), Some(kind), "{subject}");
-            assert!(matches(&kind.filter(None), &subject), "{}", kind.name());
+            assert!(
+                names::filter_matches(&kind.filter(None), &subject),
+                "{}",
+                kind.name()
+            );
             if kind == EventKind::Registry {
                 // Its key spans tokens; every partition reads the whole bucket.
                 continue;
@@ -1367,9 +1358,13 @@ mod tests {
                 .and_then(|rest| rest.split('.').nth(1))
                 .unwrap();
             let one = kind.filter(Some(part));
-            assert!(matches(&one, &subject), "{}: {one}", kind.name());
             assert!(
-                !matches(&kind.filter(Some("other")), &subject),
+                names::filter_matches(&one, &subject),
+                "{}: {one}",
+                kind.name()
+            );
+            assert!(
+                !names::filter_matches(&kind.filter(Some("other")), &subject),
                 "{}",
                 kind.name()
             );

@@ -166,6 +166,24 @@ pub fn decision_result_subject(site: &str) -> String {
     format!("results.decision.{site}")
 }
 
+/// Whether `subject` matches the NATS subject filter `filter` (`*` one token, `>` the rest;
+/// empty: a consumer's whole stream).
+pub fn filter_matches(filter: &str, subject: &str) -> bool {
+    if filter.is_empty() {
+        return true;
+    }
+    let mut subject = subject.split('.');
+    for token in filter.split('.') {
+        match (token, subject.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (t, Some(s)) if t == s => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
 /// Dead-letter subject for messages taken from `stream`.
 pub fn dlq_subject(stream: &str) -> String {
     format!("dlq.{}", stream.to_ascii_lowercase())
@@ -239,6 +257,21 @@ mod tests {
         assert!(!is_token("*"));
         assert!(!is_token(""));
         assert!(!is_token(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn filters_match_like_nats() {
+        assert!(filter_matches("results.>", "results.alert.critical"));
+        assert!(!filter_matches("results.>", "results"));
+        assert!(filter_matches("results.alert.*", "results.alert.critical"));
+        assert!(!filter_matches(
+            "results.alert.*",
+            "results.alert.critical.x"
+        ));
+        assert!(!filter_matches("results.alert.*", "results.payout.p1"));
+        assert!(filter_matches("mining.block.p1", "mining.block.p1"));
+        assert!(!filter_matches("mining.block.p1", "mining.block.p2"));
+        assert!(filter_matches("", "telemetry.energy.s1.m1"));
     }
 
     /// Issue 22: a job id holding `\r\n` reached a `Nats-Msg-Id` header and async-nats

@@ -818,21 +818,9 @@ impl Pipeline for Curtailment {
                 StreamInput::of("overrides", EventKind::Override).filing_dead_letters(),
             ],
             outputs: vec![
-                OutputTable {
-                    name: TABLE_DECISIONS.into(),
-                    schema: DecisionRow::schema(),
-                    partitions: vec!["date".into()],
-                },
-                OutputTable {
-                    name: TABLE_COMMANDS.into(),
-                    schema: CommandRow::schema(),
-                    partitions: vec!["date".into()],
-                },
-                OutputTable {
-                    name: TABLE_OVERRIDES.into(),
-                    schema: EventKind::Override.table_schema(),
-                    partitions: vec!["date".into()],
-                },
+                OutputTable::dated(TABLE_DECISIONS, DecisionRow::schema()),
+                OutputTable::dated(TABLE_COMMANDS, CommandRow::schema()),
+                OutputTable::dated(TABLE_OVERRIDES, EventKind::Override.table_schema()),
             ],
             timers: vec![Timer::Every {
                 name: "clock".into(),

@@ -168,11 +168,7 @@ impl Pipeline for Anomalies {
         PipelineSpec {
             name: "anomalies".into(),
             inputs: vec![registry_input(), readings_input()],
-            outputs: vec![OutputTable {
-                name: TABLE_ANOMALIES.into(),
-                schema: AnomalyRow::schema(),
-                partitions: vec!["date".into()],
-            }],
+            outputs: vec![OutputTable::dated(TABLE_ANOMALIES, AnomalyRow::schema())],
             timers: Vec::new(),
             snapshot_every: std::time::Duration::from_secs(30),
         }

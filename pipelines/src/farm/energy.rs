@@ -480,11 +480,7 @@ impl Energy {
 }
 
 fn period_table(name: &str) -> OutputTable {
-    OutputTable {
-        name: name.into(),
-        schema: EnergyPeriod::schema(),
-        partitions: vec!["date".into()],
-    }
+    OutputTable::dated(name, EnergyPeriod::schema())
 }
 
 /// Source rank: meter, PDU, firmware, estimate.
@@ -544,16 +540,8 @@ impl Pipeline for Energy {
                 period_table(TABLE_ENERGY_SETTLEMENT),
                 period_table(TABLE_ENERGY_1H),
                 period_table(TABLE_ENERGY_1D),
-                OutputTable {
-                    name: TABLE_MACHINE_ENERGY_1M.into(),
-                    schema: MachineEnergyMinute::schema(),
-                    partitions: vec!["date".into()],
-                },
-                OutputTable {
-                    name: TABLE_SITE_ENERGY_1M.into(),
-                    schema: SiteEnergyMinute::schema(),
-                    partitions: vec!["date".into()],
-                },
+                OutputTable::dated(TABLE_MACHINE_ENERGY_1M, MachineEnergyMinute::schema()),
+                OutputTable::dated(TABLE_SITE_ENERGY_1M, SiteEnergyMinute::schema()),
             ],
             timers: vec![Timer::Every {
                 name: "close".into(),

@@ -6,7 +6,6 @@
 //! Its state is the registry itself (the value each key holds), to know what a change replaced.
 //! `seq` is the change's bucket revision: `If-Match` in the API uses the same number.
 
-use adit_schemas::arrow_rows::DATE_COLUMN;
 use adit_schemas::names::TABLE_REGISTRY_CHANGES;
 use adit_schemas::registry::{RegistryChange, RegistryView};
 use adit_schemas::{AnyEvent, EventKind, stamped_batch};
@@ -31,11 +30,10 @@ impl Pipeline for RegistryLog {
                 dead_letters: true,
                 ..registry_input()
             }],
-            outputs: vec![OutputTable {
-                name: TABLE_REGISTRY_CHANGES.into(),
-                schema: EventKind::Registry.table_schema(),
-                partitions: vec![DATE_COLUMN.into()],
-            }],
+            outputs: vec![OutputTable::dated(
+                TABLE_REGISTRY_CHANGES,
+                EventKind::Registry.table_schema(),
+            )],
             timers: Vec::new(),
             snapshot_every: std::time::Duration::from_secs(10),
         }

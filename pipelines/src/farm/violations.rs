@@ -1018,16 +1018,11 @@ impl Pipeline for Violations {
                 StreamInput::of("notes", EventKind::ViolationNote).filing_dead_letters(),
             ],
             outputs: vec![
-                OutputTable {
-                    name: TABLE_VIOLATIONS.into(),
-                    schema: ViolationRow::schema(),
-                    partitions: vec!["date".into()],
-                },
-                OutputTable {
-                    name: TABLE_VIOLATION_NOTES.into(),
-                    schema: EventKind::ViolationNote.table_schema(),
-                    partitions: vec!["date".into()],
-                },
+                OutputTable::dated(TABLE_VIOLATIONS, ViolationRow::schema()),
+                OutputTable::dated(
+                    TABLE_VIOLATION_NOTES,
+                    EventKind::ViolationNote.table_schema(),
+                ),
             ],
             timers: vec![Timer::Every {
                 name: "clock".into(),

@@ -244,16 +244,8 @@ impl Pipeline for Hashrate {
             name: "hashrate".into(),
             inputs: vec![StreamInput::of("shares", EventKind::Share)],
             outputs: vec![
-                OutputTable {
-                    name: names::TABLE_HASHRATE_1M.into(),
-                    schema: HashrateMinute::schema(),
-                    partitions: vec!["date".into()],
-                },
-                OutputTable {
-                    name: names::TABLE_HASHRATE_1H.into(),
-                    schema: HashrateHour::schema(),
-                    partitions: vec!["date".into()],
-                },
+                OutputTable::dated(names::TABLE_HASHRATE_1M, HashrateMinute::schema()),
+                OutputTable::dated(names::TABLE_HASHRATE_1H, HashrateHour::schema()),
             ],
             timers: vec![Timer::Every {
                 name: "close".into(),

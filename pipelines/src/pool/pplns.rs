@@ -473,16 +473,8 @@ impl Pipeline for Pplns {
             name: "pplns".into(),
             inputs: vec![StreamInput::whole_stream("mining", names::STREAM_MINING)],
             outputs: vec![
-                OutputTable {
-                    name: TABLE_BLOCK_REWARDS.into(),
-                    schema: BlockReward::schema(),
-                    partitions: vec!["date".into()],
-                },
-                OutputTable {
-                    name: TABLE_PAYOUTS.into(),
-                    schema: Payout::schema(),
-                    partitions: vec!["date".into()],
-                },
+                OutputTable::dated(TABLE_BLOCK_REWARDS, BlockReward::schema()),
+                OutputTable::dated(TABLE_PAYOUTS, Payout::schema()),
             ],
             timers: vec![Timer::Every {
                 name: "waiting".into(),

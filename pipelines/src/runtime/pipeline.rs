@@ -119,6 +119,17 @@ pub struct OutputTable {
     pub partitions: Vec<String>,
 }
 
+impl OutputTable {
+    /// Table `name` of `schema`, partitioned by its rows' UTC date (as every table is).
+    pub fn dated(name: &str, schema: SchemaRef) -> Self {
+        Self {
+            name: name.into(),
+            schema,
+            partitions: vec![adit_schemas::arrow_rows::DATE_COLUMN.into()],
+        }
+    }
+}
+
 /// What a pipeline declares.
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {

@@ -99,13 +99,7 @@ pub(super) fn meter_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
-            .single()
-            .expect("valid time")
-    }
+    use crate::adapters::poll::family::at;
 
     #[test]
     fn meter_channels_map_to_machines_and_report_what_is_missing() {

@@ -134,13 +134,7 @@ fn offline_status(site: &str, machine: &str, at: DateTime<Utc>) -> MinerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
-            .single()
-            .expect("valid time")
-    }
+    use crate::adapters::poll::family::at;
 
     #[test]
     fn miners_give_status_and_firmware_power() {

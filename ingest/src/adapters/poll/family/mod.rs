@@ -23,6 +23,16 @@ pub(super) fn all() -> Vec<Box<dyn Family>> {
     ]
 }
 
+/// The instant the families' tests read their devices at.
+#[cfg(test)]
+fn at() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

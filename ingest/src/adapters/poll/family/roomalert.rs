@@ -157,13 +157,7 @@ fn sensor_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
-            .single()
-            .expect("valid time")
-    }
+    use crate::adapters::poll::family::at;
 
     #[test]
     fn roomalert_sensors_take_the_figure_of_their_kind() {
