@@ -101,14 +101,7 @@ async fn an_open_api_refuses_other_pages_other_hosts_and_other_networks() {
     assert_eq!(r.status(), 421);
 
     // Nothing was silenced.
-    let listed: serde_json::Value = client
-        .get(&silences)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = json_of(client.get(&silences)).await;
     assert_eq!(listed, json!([]), "{listed}");
 
     // The API's own page, and a client that is not a browser, may.
@@ -211,16 +204,12 @@ async fn devices_on_adits_own_host_are_refused_by_the_egress_policy() {
         }
     });
 
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (_nats, _dir, app) = start_app(
         "query,adapters",
         "[egress]\ndevices = [\"private\"]\n\
          [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\n",
-    );
-    app.wait_http().await;
+    )
+    .await;
     app.put_all(vec![
         (
             "/api/v1/registry/sites/s1".to_string(),
@@ -267,15 +256,11 @@ async fn devices_on_adits_own_host_are_refused_by_the_egress_policy() {
 /// token) until the ban ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_and_refusals_are_audited_and_guessing_tokens_is_banned() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (_nats, _dir, app) = start_app(
         "pipelines,query",
         "[query.lockout]\nlimit = 3\nwindow = \"1m\"\nban_for = \"4s\"\n",
-    );
-    app.wait_http().await;
+    )
+    .await;
     let client = reqwest::Client::new();
     let site = format!("{}/api/v1/registry/sites/s1", app.url());
     let put = |token: &'static str| {
@@ -323,12 +308,11 @@ async fn changes_and_refusals_are_audited_and_guessing_tokens_is_banned() {
     assert_eq!(after.status(), 200, "the ban ends");
 
     let sql = "SELECT who, role, method, path, status, client FROM audit ORDER BY ts";
-    eventually(
+    app.wait_rows(
         std::time::Duration::from_secs(60),
         "the audit rows landed",
-        || async {
-            app.sql(sql, "json", Some(READ_TOKEN)).await.0 == 200 && app.rows(sql).await.len() >= 5
-        },
+        sql,
+        |rows| rows.len() >= 5,
     )
     .await;
     let rows = app.rows(sql).await;

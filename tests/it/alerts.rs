@@ -104,15 +104,7 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
     // The alerts role loads the rules file group by group after the API is up: wait for it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let names = loop {
-        let groups: Value = client
-            .get(format!("{}/api/v1/alerts/rules", app.url()))
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let groups: Value = app.get_json("/api/v1/alerts/rules", READ_TOKEN).await;
         let names: Vec<String> = groups["groups"]
             .as_array()
             .unwrap()
@@ -179,24 +171,16 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
 
     // The table holds every transition.
     let sql = "SELECT state FROM alerts WHERE rule = 'HotSensor' ORDER BY ts";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(30),
         "every transition in alerts",
-        || async {
-            app.sql(sql, "json", Some(READ_TOKEN)).await.0 == 200
-                && app.rows(sql).await.len() == states.len()
-        },
+        sql,
+        |rows| rows.len() == states.len(),
     )
     .await;
-    let listed: Vec<Value> = client
-        .get(format!("{}/api/v1/alerts?state=resolved", app.url()))
-        .bearer_auth(READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<Value> = app
+        .get_json("/api/v1/alerts?state=resolved", READ_TOKEN)
+        .await;
     assert!(
         listed.iter().any(|a| a["rule"] == "HotSensor"),
         "{listed:?}"
@@ -248,14 +232,7 @@ async fn a_rule_goes_pending_then_firing_after_its_for_then_resolves() {
     heat.abort();
 
     // The shipped rules evaluated without SQL errors against the tables that exist.
-    let metrics = client
-        .get(format!("{}/metrics", app.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         !metrics.contains("adit_alert_rule_errors_total"),
         "a rule failed: {}",

@@ -321,15 +321,7 @@ async fn events_land_and_the_sql_api_serves_them() {
     .await;
 
     // The table listing names every table and its columns.
-    let listing: serde_json::Value = client
-        .get(format!("{}/api/v1/tables", app.url()))
-        .bearer_auth(READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listing: serde_json::Value = app.get_json("/api/v1/tables", READ_TOKEN).await;
     let columns = listing["energy_readings"].as_array().unwrap();
     assert!(
         columns
@@ -350,12 +342,7 @@ async fn events_land_and_the_sql_api_serves_them() {
             "{path}"
         );
     }
-    let metrics = reqwest::get(format!("{}/metrics", app.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("adit_pipeline_rows_total"), "{metrics}");
     assert!(metrics.contains("adit_query_requests_total"), "{metrics}");
 

@@ -38,6 +38,36 @@ fn globals(nats: &str, dir: &Path) -> Vec<String> {
     ]
 }
 
+/// Runs `adit backup --to <backups> <more>` with the config and data of the app in `dir`; what
+/// it reports.
+fn backup(nats: &str, dir: &Path, backups: &Path, more: &[&str]) -> Value {
+    let mut args = vec![
+        "--config".into(),
+        dir.join("adit.toml").display().to_string(),
+    ];
+    args.extend(globals(nats, dir));
+    args.extend([
+        "backup".into(),
+        "--to".into(),
+        backups.display().to_string(),
+    ]);
+    args.extend(more.iter().map(|a| a.to_string()));
+    let (ok, out, err) = adit(&args);
+    assert!(ok, "backup failed: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The folder a backup reports it wrote.
+fn folder_of(taken: &Value) -> std::path::PathBuf {
+    Path::new(
+        taken["backup"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("file://"),
+    )
+    .to_path_buf()
+}
+
 /// Every key of the registry bucket with its value.
 async fn registry(nats: &NatsServer) -> Vec<(String, Vec<u8>)> {
     let js = nats.jetstream().await;
@@ -125,19 +155,7 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
 
     // The backup, taken while events flow.
     let backups = source.path().join("backups");
-    let mut args = vec![
-        "--config".into(),
-        source.path().join("adit.toml").display().to_string(),
-    ];
-    args.extend(globals(&nats.url(), source.path()));
-    args.extend([
-        "backup".into(),
-        "--to".into(),
-        backups.display().to_string(),
-    ]);
-    let (ok, out, err) = adit(&args);
-    assert!(ok, "backup failed: {err}");
-    let taken: Value = serde_json::from_str(&out).unwrap();
+    let taken = backup(&nats.url(), source.path(), &backups, &[]);
     stop.send(true).unwrap();
     assert!(
         producer.await.unwrap(),
@@ -157,13 +175,7 @@ async fn a_backup_during_a_run_restores_the_same_answers_and_resumes_exactly_onc
     );
     drop(app);
 
-    let folder = Path::new(
-        taken["backup"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("file://"),
-    )
-    .to_path_buf();
+    let folder = folder_of(&taken);
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
     let names: Vec<String> = manifest["tables"]
@@ -367,27 +379,8 @@ async fn a_backup_on_disk_is_its_owners_alone() {
     drop(app);
 
     let backups = dir.path().join("backups");
-    let mut args = vec![
-        "--config".into(),
-        dir.path().join("adit.toml").display().to_string(),
-    ];
-    args.extend(globals(&nats.url(), dir.path()));
-    args.extend([
-        "backup".into(),
-        "--to".into(),
-        backups.display().to_string(),
-        "--with-secrets".into(),
-    ]);
-    let (ok, out, err) = adit(&args);
-    assert!(ok, "backup failed: {err}");
-    let taken: Value = serde_json::from_str(&out).unwrap();
-    let folder = Path::new(
-        taken["backup"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("file://"),
-    )
-    .to_path_buf();
+    let taken = backup(&nats.url(), dir.path(), &backups, &["--with-secrets"]);
+    let folder = folder_of(&taken);
     let config = std::fs::read_to_string(folder.join("config.toml")).unwrap();
     assert!(
         config.contains(READ_TOKEN),

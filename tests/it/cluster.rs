@@ -279,19 +279,20 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     );
 
     // Per-worker figures in SQL, landed by the pipelines from the coordinator's events.
-    eventually(Duration::from_secs(60), "cluster shares in SQL per worker", || async {
-        let rows = app
-            .rows(
-                "SELECT worker, count(*) AS shares, sum(difficulty) AS work, \
-                 sum(CASE WHEN forwarded THEN 1 ELSE 0 END) AS forwarded \
-                 FROM cluster_shares WHERE valid AND cluster = 'c1' GROUP BY worker ORDER BY worker",
-            )
-            .await;
-        rows.len() == 2
-            && rows[0]["worker"] == "rig1"
-            && rows[1]["worker"] == "rig2"
-            && rows.iter().all(|r| r["work"].as_i64() >= Some(20))
-    })
+    let per_worker = "SELECT worker, count(*) AS shares, sum(difficulty) AS work, \
+                      sum(CASE WHEN forwarded THEN 1 ELSE 0 END) AS forwarded \
+                      FROM cluster_shares WHERE valid AND cluster = 'c1' GROUP BY worker ORDER BY worker";
+    eventually(
+        Duration::from_secs(60),
+        "cluster shares in SQL per worker",
+        || async {
+            let rows = app.rows(per_worker).await;
+            rows.len() == 2
+                && rows[0]["worker"] == "rig1"
+                && rows[1]["worker"] == "rig2"
+                && rows.iter().all(|r| r["work"].as_i64() >= Some(20))
+        },
+    )
     .await;
     eventually(
         Duration::from_secs(30),
@@ -307,13 +308,7 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
         },
     )
     .await;
-    let per_worker = app
-        .rows(
-            "SELECT worker, count(*) AS shares, sum(difficulty) AS work, \
-             sum(CASE WHEN forwarded THEN 1 ELSE 0 END) AS forwarded \
-             FROM cluster_shares WHERE valid AND cluster = 'c1' GROUP BY worker ORDER BY worker",
-        )
-        .await;
+    let per_worker = app.rows(per_worker).await;
     eprintln!(
         "block accepted by monerod {:.1} s after the workers started; stats {}; per worker in SQL {per_worker:?}",
         block_after.as_secs_f64(),

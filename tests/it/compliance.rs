@@ -24,6 +24,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::*;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 const SITE: &str = "site-c";
@@ -60,11 +61,12 @@ impl Seed {
     }
 }
 
-async fn write(store: &TableStore, name: &str, schema: SchemaRef, batch: RecordBatch) {
+/// Commits `batch` to table `name` (of `schema`) as one new version.
+async fn commit(store: &TableStore, name: &str, schema: &SchemaRef, batch: RecordBatch) {
     let mut table = ExactlyOnceTable::open(
         store,
         name,
-        &schema,
+        schema,
         &["date"],
         "seed",
         Maintenance::default(),
@@ -73,6 +75,35 @@ async fn write(store: &TableStore, name: &str, schema: SchemaRef, batch: RecordB
     .unwrap();
     let version = table.committed() + 1;
     assert!(table.commit(vec![batch], version).await.unwrap());
+}
+
+/// Commits `rows` to table `name` (of `schema`).
+async fn write<T: Serialize>(
+    store: &TableStore,
+    name: &'static str,
+    schema: SchemaRef,
+    rows: &[T],
+) {
+    let batch = to_batch(name, schema.clone(), rows).unwrap();
+    commit(store, name, &schema, batch).await;
+}
+
+/// Commits landed events (with their sequences, dated by `ts_of`) to table `name`.
+async fn write_stamped<T: Serialize>(
+    store: &TableStore,
+    name: &'static str,
+    fields: Vec<arrow::datatypes::Field>,
+    events: &[T],
+    ts_of: impl Fn(&T) -> DateTime<Utc>,
+) {
+    let schema = adit_schemas::arrow_rows::stamped_schema(fields);
+    let rows: Vec<(u64, &T)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as u64 + 1, r))
+        .collect();
+    let batch = stamped_batch(name, schema.clone(), &rows, ts_of).unwrap();
+    commit(store, name, &schema, batch).await;
 }
 
 /// Writes the seeded day into the tables under `root`.
@@ -119,14 +150,14 @@ async fn seed_tables(root: &Path, s: &Seed) {
         &store,
         "site_energy_1m",
         SiteEnergyMinute::schema(),
-        to_batch("s", SiteEnergyMinute::schema(), &site_rows).unwrap(),
+        &site_rows,
     )
     .await;
     write(
         &store,
         "machine_energy_1m",
         MachineEnergyMinute::schema(),
-        to_batch("m", MachineEnergyMinute::schema(), &machine_rows).unwrap(),
+        &machine_rows,
     )
     .await;
 
@@ -143,67 +174,54 @@ async fn seed_tables(root: &Path, s: &Seed) {
             }
         })
         .collect();
-    let schema = adit_schemas::arrow_rows::stamped_schema(SensorReading::fields());
-    let rows: Vec<(u64, &SensorReading)> = sensors
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (i as u64 + 1, r))
-        .collect();
-    write(
+    write_stamped(
         &store,
         "sensor_readings",
-        schema.clone(),
-        stamped_batch("t", schema, &rows, |r| r.ts).unwrap(),
+        SensorReading::fields(),
+        &sensors,
+        |r| r.ts,
     )
     .await;
 
-    let signal =
-        |id: &str, kind, target: Option<f64>, deadline: Option<DateTime<Utc>>, ts| GridSignal {
-            site: SITE.into(),
-            event_id: id.into(),
-            kind,
-            target_kw: target,
-            deadline,
-            price_per_mwh: None,
+    let signal = |id: &str, kind, target_kw, deadline, ts| GridSignal {
+        site: SITE.into(),
+        event_id: id.into(),
+        kind,
+        target_kw,
+        deadline,
+        price_per_mwh: None,
+        ts,
+    };
+    // A curtailment to `target` kW by `deadline`, sent at `ts`; its end at `ts`.
+    let curtail = |id, target, deadline, ts| {
+        signal(
+            id,
+            GridSignalKind::Curtail,
+            Some(target),
+            Some(deadline),
             ts,
-        };
+        )
+    };
+    let normal = |id, ts| signal(id, GridSignalKind::Normal, None, None, ts);
     let signals = [
-        signal(
-            "dr-1",
-            GridSignalKind::Curtail,
-            Some(5.0),
-            Some(s.at(10, 10)),
-            s.at(10, 0),
-        ),
-        signal("dr-1", GridSignalKind::Normal, None, None, s.at(11, 0)),
-        signal(
-            "dr-2",
-            GridSignalKind::Curtail,
-            Some(2.0),
-            Some(s.at(18, 5)),
-            s.at(18, 0),
-        ),
-        signal("dr-2", GridSignalKind::Normal, None, None, s.at(19, 0)),
+        curtail("dr-1", 5.0, s.at(10, 10), s.at(10, 0)),
+        normal("dr-1", s.at(11, 0)),
+        curtail("dr-2", 2.0, s.at(18, 5), s.at(18, 0)),
+        normal("dr-2", s.at(19, 0)),
         // Ten minutes before midnight, until ten minutes after: met at 00:06.
-        signal(
+        curtail(
             "dr-3",
-            GridSignalKind::Curtail,
-            Some(5.0),
-            Some(s.start + Duration::minutes(s.minutes + 10)),
+            5.0,
+            s.start + Duration::minutes(s.minutes + 10),
             s.start + Duration::minutes(s.minutes - 10),
         ),
     ];
-    let schema = adit_schemas::arrow_rows::stamped_schema(GridSignal::fields());
-    let rows: Vec<(u64, &GridSignal)> = signals
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (i as u64 + 1, r))
-        .collect();
-    write(
+    write_stamped(
         &store,
         "grid_signals",
-        schema.clone(),
-        stamped_batch("g", schema, &rows, |r| r.ts).unwrap(),
+        GridSignal::fields(),
+        &signals,
+        |r| r.ts,
     )
     .await;
 
@@ -227,13 +245,7 @@ async fn seed_tables(root: &Path, s: &Seed) {
         command(3, s.at(18, 1)),
         command(4, s.at(18, 2)),
     ];
-    write(
-        &store,
-        "commands",
-        CommandRow::schema(),
-        to_batch("c", CommandRow::schema(), &commands).unwrap(),
-    )
-    .await;
+    write(&store, "commands", CommandRow::schema(), &commands).await;
 
     let violation =
         |kind: &str, event: &str, severity: &str, started: DateTime<Utc>, ts: DateTime<Utc>| {
@@ -256,58 +268,40 @@ async fn seed_tables(root: &Path, s: &Seed) {
                 date: ts.date_naive(),
             }
         };
-    let violations = vec![
-        violation(
-            "power_allocation",
-            "opened",
-            "warning",
-            s.at(13, 0),
-            s.at(13, 1),
-        ),
-        violation(
-            "power_allocation",
-            "updated",
-            "critical",
-            s.at(13, 0),
-            s.at(13, 5),
-        ),
-        violation(
+    // (kind, event, severity, started, ts) as (hour, minute) of the day.
+    let violations: Vec<ViolationRow> = [
+        ("power_allocation", "opened", "warning", (13, 0), (13, 1)),
+        ("power_allocation", "updated", "critical", (13, 0), (13, 5)),
+        (
             "power_allocation",
             "resolved",
             "critical",
-            s.at(13, 0),
-            s.at(13, 30),
+            (13, 0),
+            (13, 30),
         ),
-        violation("temperature", "opened", "warning", s.at(15, 0), s.at(15, 0)),
-        violation(
-            "temperature",
-            "resolved",
-            "warning",
-            s.at(15, 0),
-            s.at(15, 20),
-        ),
-        violation(
+        ("temperature", "opened", "warning", (15, 0), (15, 0)),
+        ("temperature", "resolved", "warning", (15, 0), (15, 20)),
+        (
             "curtailment_deadline",
             "opened",
             "violation",
-            s.at(18, 5),
-            s.at(18, 5),
+            (18, 5),
+            (18, 5),
         ),
-        violation(
+        (
             "curtailment_deadline",
             "resolved",
             "violation",
-            s.at(18, 5),
-            s.at(19, 0),
+            (18, 5),
+            (19, 0),
         ),
-    ];
-    write(
-        &store,
-        "violations",
-        ViolationRow::schema(),
-        to_batch("v", ViolationRow::schema(), &violations).unwrap(),
-    )
-    .await;
+    ]
+    .into_iter()
+    .map(|(kind, event, severity, (h0, m0), (h, m))| {
+        violation(kind, event, severity, s.at(h0, m0), s.at(h, m))
+    })
+    .collect();
+    write(&store, "violations", ViolationRow::schema(), &violations).await;
 }
 
 /// Runs `adit compliance` with the app's config; its stdout.
@@ -504,47 +498,26 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
         (sql_estimated, seed.minutes as f64 - sql_present),
         (60.0, 30.0)
     );
-    let met = |id: &str| {
-        f.get(&("curtailment".into(), id.into(), "met".into()))
-            .cloned()
+    let curtailment = |id: &str, field: &str| {
+        f.get(&("curtailment".into(), id.into(), field.into()))
+            .map(String::as_str)
     };
     assert_eq!(
         (
-            met("dr-1").as_deref(),
-            met("dr-2").as_deref(),
-            met("dr-3").as_deref()
+            curtailment("dr-1", "met"),
+            curtailment("dr-2", "met"),
+            curtailment("dr-3", "met")
         ),
         (Some("true"), Some("false"), Some("true"))
     );
     assert_eq!(
-        f.get(&(
-            "curtailment".into(),
-            "dr-3".into(),
-            "time_to_target_s".into()
-        ))
-        .map(String::as_str),
+        curtailment("dr-3", "time_to_target_s"),
         Some("960"),
         "dr-3 is judged on the minutes after midnight"
     );
-    assert_eq!(
-        f.get(&("curtailment".into(), "dr-1".into(), "commands_sent".into()))
-            .map(String::as_str),
-        Some("2")
-    );
-    assert_eq!(
-        f.get(&("curtailment".into(), "dr-2".into(), "commands_sent".into()))
-            .map(String::as_str),
-        Some("3")
-    );
-    assert_eq!(
-        f.get(&(
-            "curtailment".into(),
-            "dr-1".into(),
-            "time_to_target_s".into()
-        ))
-        .map(String::as_str),
-        Some("360")
-    );
+    assert_eq!(curtailment("dr-1", "commands_sent"), Some("2"));
+    assert_eq!(curtailment("dr-2", "commands_sent"), Some("3"));
+    assert_eq!(curtailment("dr-1", "time_to_target_s"), Some("360"));
     assert_eq!(
         f.get(&("gap".into(), seed.at(2, 0).to_rfc3339(), "until".into())),
         Some(&seed.at(2, 30).to_rfc3339())
@@ -618,7 +591,7 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
         &store,
         "site_energy_1m",
         SiteEnergyMinute::schema(),
-        to_batch("s", SiteEnergyMinute::schema(), &[late]).unwrap(),
+        &[late],
     )
     .await;
     let out = close(&app, &nats.url(), date);

@@ -27,6 +27,47 @@ async fn site_kw(app: &App) -> Option<f64> {
     farm::site_kw(app, SITE).await
 }
 
+/// Waits until the adapters have read each of the site's `machines`.
+async fn wait_every_machine_read(app: &App, machines: i64) {
+    let sql =
+        format!("SELECT count(DISTINCT machine) AS n FROM energy_readings WHERE site = '{SITE}'");
+    app.wait_rows(
+        Duration::from_secs(90),
+        "every machine read",
+        &sql,
+        |rows| rows[0]["n"].as_i64() == Some(machines),
+    )
+    .await;
+}
+
+/// When the site, as its meters read it, came down to `target_kw` (within 90 s).
+async fn at_target(app: &App, target_kw: f64) -> chrono::DateTime<Utc> {
+    let give_up = std::time::Instant::now() + Duration::from_secs(90);
+    while std::time::Instant::now() < give_up {
+        if site_kw(app).await.unwrap_or(f64::MAX) <= target_kw {
+            return Utc::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("never at the target; log:\n{}", app.log())
+}
+
+/// Waits up to 90 s for the site to draw 90 % of `kw` again.
+async fn wait_back_near(app: &App, kw: f64, what: &str) {
+    eventually(Duration::from_secs(90), what, || async {
+        site_kw(app).await.unwrap_or(0.0) >= kw * 0.9
+    })
+    .await;
+}
+
+/// No curtailment deadline was missed.
+async fn assert_deadline_met(app: &App) {
+    let missed = app
+        .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
+        .await;
+    assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
+}
+
 /// POSTs `body` to `path` with the operate token; the answer must be `want`.
 async fn post_operate(app: &App, path: &str, body: Value, want: u16) {
     let r = reqwest::Client::new()
@@ -45,11 +86,7 @@ async fn ingest_grid(app: &App, body: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identically() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (nats, dir, app) = start_app(
         farm::FARM_ROLES,
         &farm::Farm {
             machines: 8,
@@ -57,20 +94,9 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
             ..Default::default()
         }
         .config(),
-    );
-    app.wait_http().await;
-    eventually(
-        Duration::from_secs(90),
-        "every machine read by the adapters",
-        || async {
-            let sql = format!(
-                "SELECT count(DISTINCT machine) AS n FROM energy_readings WHERE site = '{SITE}'"
-            );
-            app.sql(&sql, "json", Some(READ_TOKEN)).await.0 == 200
-                && app.rows(&sql).await[0]["n"].as_i64() == Some(8)
-        },
     )
     .await;
+    wait_every_machine_read(&app, 8).await;
     let before_kw = site_kw(&app).await.unwrap();
     let target_kw = (before_kw * 0.5).round();
     let t0 = Utc::now();
@@ -83,15 +109,7 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
     .await;
 
     // The site comes down to the target, as the meters read it.
-    let mut reached = None;
-    let give_up = std::time::Instant::now() + Duration::from_secs(90);
-    while reached.is_none() && std::time::Instant::now() < give_up {
-        if site_kw(&app).await.unwrap_or(f64::MAX) <= target_kw {
-            reached = Some(Utc::now());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let reached = reached.unwrap_or_else(|| panic!("never at the target; log:\n{}", app.log()));
+    let reached = at_target(&app, target_kw).await;
     eprintln!(
         "site {before_kw:.1} kW → target {target_kw} kW reached after {:.1} s (deadline 60 s)",
         (reached - t0).num_milliseconds() as f64 / 1000.0
@@ -99,15 +117,7 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
     assert!(reached <= deadline, "deadline missed");
 
     // Shed least efficient first, each command acked by the miner's API.
-    let machines: Vec<Value> = reqwest::Client::new()
-        .get(format!("{}/api/v1/registry/machines", app.url()))
-        .bearer_auth(READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let machines: Vec<Value> = app.get_json("/api/v1/registry/machines", READ_TOKEN).await;
     let efficiency: BTreeMap<String, f64> = machines
         .iter()
         .map(|m| {
@@ -150,20 +160,12 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
         json!({"site": SITE, "event_id": "dr-e2e-end", "kind": "normal", "ts": Utc::now()}),
     )
     .await;
-    eventually(
-        Duration::from_secs(90),
-        "the site back near its load",
-        || async { site_kw(&app).await.unwrap_or(0.0) >= before_kw * 0.9 },
-    )
-    .await;
+    wait_back_near(&app, before_kw, "the site back near its load").await;
     let woken = app
         .rows("SELECT count(*) AS n FROM decisions WHERE action = 'wake' AND rule = 'resume'")
         .await;
     assert!(woken[0]["n"].as_i64() > Some(0));
-    let missed = app
-        .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
-        .await;
-    assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
+    assert_deadline_met(&app).await;
 
     // A malformed command is dead-lettered with its reason.
     let (_, js) = publisher(&nats).await;
@@ -231,13 +233,11 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
         .unwrap();
     assert_eq!(r.status(), 400, "fan level 12 is refused");
     let pinned_fans = "SELECT count(*) AS n FROM commands c JOIN decisions d ON c.id = d.id                        WHERE d.rule = 'override_fan' AND d.fan_level = 8 AND c.status = 'acked'";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(30),
         "the pinned fan level acked",
-        || async {
-            app.sql(pinned_fans, "json", Some(READ_TOKEN)).await.0 == 200
-                && app.rows(pinned_fans).await[0]["n"].as_i64() > Some(0)
-        },
+        pinned_fans,
+        |rows| rows[0]["n"].as_i64() > Some(0),
     )
     .await;
     let named = app
@@ -284,15 +284,12 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let listed: Vec<Value> = client
-        .get(format!("{overrides}?site={SITE}"))
-        .bearer_auth(READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<Value> = app
+        .get_json(
+            &format!("/api/v1/control/overrides?site={SITE}"),
+            READ_TOKEN,
+        )
+        .await;
     assert!(
         listed
             .iter()
@@ -402,11 +399,9 @@ async fn a_cooperatives_plain_text_power_signal_drives_a_curtailment() {
                 "SELECT (SELECT count(DISTINCT machine) FROM energy_readings WHERE site = '{SITE}') AS m, \
                  (SELECT count(*) FROM grid_signals WHERE site = '{SITE}' AND kind = 'normal' AND event_id LIKE 'feed-%') AS g"
             );
-            let said = app.sql(&sql, "json", Some(READ_TOKEN)).await;
-            said.0 == 200 && {
-                let row = &app.rows(&sql).await[0];
-                row["m"].as_i64() == Some(4) && row["g"].as_i64() == Some(1)
-            }
+            app.try_rows(&sql).await.is_some_and(|rows| {
+                rows[0]["m"].as_i64() == Some(4) && rows[0]["g"].as_i64() == Some(1)
+            })
         },
     )
     .await;
@@ -418,15 +413,7 @@ async fn a_cooperatives_plain_text_power_signal_drives_a_curtailment() {
 
     let t0 = Utc::now();
     feed.set("CURTAIL\n");
-    let mut reached = None;
-    let give_up = std::time::Instant::now() + Duration::from_secs(90);
-    while reached.is_none() && std::time::Instant::now() < give_up {
-        if site_kw(&app).await.unwrap_or(f64::MAX) <= target_kw {
-            reached = Some(Utc::now());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let reached = reached.unwrap_or_else(|| panic!("never at the target; log:\n{}", app.log()));
+    let reached = at_target(&app, target_kw).await;
     eprintln!(
         "plain-text CURTAIL: site {before_kw:.1} kW → {target_kw} kW after {:.1} s (lead 60 s)",
         (reached - t0).num_milliseconds() as f64 / 1000.0
@@ -489,16 +476,8 @@ async fn a_cooperatives_plain_text_power_signal_drives_a_curtailment() {
 
     // NORMAL again: the machines are woken; no deadline was missed.
     feed.set("NORMAL");
-    eventually(
-        Duration::from_secs(90),
-        "the site back near its load",
-        || async { site_kw(&app).await.unwrap_or(0.0) >= before_kw * 0.9 },
-    )
-    .await;
-    let missed = app
-        .rows("SELECT count(*) AS n FROM violations WHERE kind = 'curtailment_deadline'")
-        .await;
-    assert_eq!(missed[0]["n"].as_i64(), Some(0), "the deadline was met");
+    wait_back_near(&app, before_kw, "the site back near its load").await;
+    assert_deadline_met(&app).await;
 }
 
 /// A machine's last reading, W.
@@ -519,23 +498,8 @@ async fn operator_command(app: &App, body: Value) {
 /// the operator's wake brings it back. Every step is a decision row and an acked command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_an_operator_slept_stays_asleep_through_a_resume_until_woken() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
-        farm::FARM_ROLES,
-        &farm::Farm::default().config(),
-    );
-    app.wait_http().await;
-    eventually(Duration::from_secs(90), "every machine read", || async {
-        let sql = format!(
-            "SELECT count(DISTINCT machine) AS n FROM energy_readings WHERE site = '{SITE}'"
-        );
-        app.sql(&sql, "json", Some(READ_TOKEN)).await.0 == 200
-            && app.rows(&sql).await[0]["n"].as_i64() == Some(4)
-    })
-    .await;
+    let (_nats, _dir, app) = start_app(farm::FARM_ROLES, &farm::Farm::default().config()).await;
+    wait_every_machine_read(&app, 4).await;
     let held = "m-001";
     let held_w = machine_w(&app, held).await.unwrap();
     let before_kw = site_kw(&app).await.unwrap();
@@ -590,12 +554,7 @@ async fn a_machine_an_operator_slept_stays_asleep_through_a_resume_until_woken()
         json!({"site": SITE, "event_id": "dr-op-end", "kind": "normal", "ts": Utc::now()}),
     )
     .await;
-    eventually(
-        Duration::from_secs(90),
-        "the other machines back",
-        || async { site_kw(&app).await.unwrap_or(0.0) >= others_kw * 0.9 },
-    )
-    .await;
+    wait_back_near(&app, others_kw, "the other machines back").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(
         machine_w(&app, held).await.unwrap() < held_w * 0.2,

@@ -298,13 +298,11 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
 
     let violation = "SELECT kind, severity, subject, event, value, \"limit\" FROM violations \
                      WHERE kind = 'power_allocation' AND event = 'opened'";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(60),
         "a power violation after the change",
-        || async {
-            app.sql(violation, "json", Some(READ_TOKEN)).await.0 == 200
-                && !app.rows(violation).await.is_empty()
-        },
+        violation,
+        |rows| !rows.is_empty(),
     )
     .await;
     let rows = app.rows(violation).await;
@@ -337,13 +335,11 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
     // m2 falls silent.
     m2_alive.cancel();
     let silent = "SELECT subject FROM violations WHERE kind = 'silent_device' AND event = 'opened'";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(60),
         "a silent-device violation for m2",
-        || async {
-            app.sql(silent, "json", Some(READ_TOKEN)).await.0 == 200
-                && !app.rows(silent).await.is_empty()
-        },
+        silent,
+        |rows| !rows.is_empty(),
     )
     .await;
     let rows = app.rows(silent).await;
@@ -436,13 +432,11 @@ async fn the_registry_is_managed_over_http_and_drives_violations_live() {
 
     // Every change, with who made it and the value before and after.
     let changes = "SELECT key, op, changed_by, before, after FROM registry_changes ORDER BY seq";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(30),
         "registry changes landed",
-        || async {
-            app.sql(changes, "json", Some(READ_TOKEN)).await.0 == 200
-                && app.rows(changes).await.len() == 8
-        },
+        changes,
+        |rows| rows.len() == 8,
     )
     .await;
     let rows = app.rows(changes).await;

@@ -12,45 +12,31 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miner_that_stops_answering_is_reported_offline_and_silent() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (_nats, _dir, app) = start_app(
         "pipelines,query,simulate,adapters",
         "[simulate]\nsites = 1\nmachines_per_site = 3\nsensors_per_site = 1\ninterval = \"500ms\"\ngrid_every = 0\n\
          [adapters]\ninterval = \"1s\"\ntimeout = \"500ms\"\nstale_after = \"2s\"\nmax_backoff = \"2s\"\nregistry_refresh = \"1s\"\n\
          [pipelines.violations]\neval_every = \"1s\"\nmin_duration = \"2s\"\nclear_after = \"2s\"\nsilent_after = \"5s\"\nstale_after = \"5s\"\n",
-    );
-    app.wait_http().await;
+    )
+    .await;
     let mining =
         "SELECT count(*) AS n FROM miner_status WHERE machine = 'm-001' AND state = 'mining'";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(60),
         "m-001 read over its cgminer API",
-        || async {
-            app.sql(mining, "json", Some(READ_TOKEN)).await.0 == 200
-                && app.rows(mining).await[0]["n"].as_i64() > Some(0)
-        },
+        mining,
+        |rows| rows[0]["n"].as_i64() > Some(0),
     )
     .await;
 
     // The miner moves to a dead address (as if unplugged), changed live in the registry.
     let client = reqwest::Client::new();
-    let url = format!("{}/api/v1/registry/machines/site-01/m-001", app.url());
-    let current: Value = client
-        .get(&url)
-        .bearer_auth(READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let machine = "/api/v1/registry/machines/site-01/m-001";
+    let current: Value = app.get_json(machine, READ_TOKEN).await;
     let mut moved = current.clone();
     moved["adapter"]["address"] = "127.0.0.1:1".into();
     let r = client
-        .put(&url)
+        .put(format!("{}{machine}", app.url()))
         .bearer_auth(OPERATE_TOKEN)
         .header("if-match", current["revision"].to_string())
         .json(&moved)
@@ -62,23 +48,19 @@ async fn a_miner_that_stops_answering_is_reported_offline_and_silent() {
 
     let offline =
         "SELECT count(*) AS n FROM miner_status WHERE machine = 'm-001' AND state = 'offline'";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(60),
         "m-001 reported offline",
-        || async {
-            app.sql(offline, "json", Some(READ_TOKEN)).await.0 == 200
-                && app.rows(offline).await[0]["n"].as_i64() > Some(0)
-        },
+        offline,
+        |rows| rows[0]["n"].as_i64() > Some(0),
     )
     .await;
     let silent = "SELECT subject, scope, severity FROM violations WHERE kind = 'silent_device' AND event = 'opened'";
-    eventually(
+    app.wait_rows(
         Duration::from_secs(60),
         "a silent-device violation for m-001",
-        || async {
-            app.sql(silent, "json", Some(READ_TOKEN)).await.0 == 200
-                && !app.rows(silent).await.is_empty()
-        },
+        silent,
+        |rows| !rows.is_empty(),
     )
     .await;
     println!(

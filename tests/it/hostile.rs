@@ -136,22 +136,28 @@ async fn deep_sql_and_value_bombs_are_refused_and_the_process_lives_on() {
     assert_eq!(body[0]["two"], 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_line_break_in_a_job_id_does_not_stop_share_accounting() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
+/// An app with `roles` whose pool (on the simulated node, at difficulty 1) listens on a free
+/// port, with `more` config; that port's address.
+async fn sim_pool(
+    roles: &str,
+    more: &str,
+) -> (NatsServer, tempfile::TempDir, App, std::net::SocketAddr) {
     let stratum_port = free_port();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
-        "pool,query",
+    let (nats, dir, app) = start_app(
+        roles,
         &format!(
             "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"sim\"\n\
-             [pool.server]\npool = \"sim\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n"
+             [pool.server]\npool = \"sim\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n{more}"
         ),
-    );
-    app.wait_http().await;
+    )
+    .await;
     let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
+    (nats, dir, app, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_break_in_a_job_id_does_not_stop_share_accounting() {
+    let (nats, _dir, app, addr) = sim_pool("pool,query", "").await;
     let mut attacker = stratum_login(&app, addr, &format!("{WALLET}+20.evil")).await;
     let (nonce, result) = attacker.mine().unwrap();
     for job_id in ["\r\n", "1\r\nNats-Msg-Id: x", "\0\u{7f}%0A"] {
@@ -202,12 +208,7 @@ async fn a_line_break_in_a_job_id_does_not_stop_share_accounting() {
         "log:\n{}",
         app.log()
     );
-    let metrics = reqwest::get(format!("{}/metrics", app.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         !metrics
             .lines()
@@ -353,21 +354,11 @@ async fn the_managed_nats_server_dies_with_adit_and_an_orphan_is_stopped() {
 /// from another connection an unknown job, and `shares` credits it once. `getjob` is bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_solution_is_credited_once_whatever_job_it_is_sent_under() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stratum_port = free_port();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (_nats, _dir, app, addr) = sim_pool(
         "pool,pipelines,query",
-        &format!(
-            "[pool]\nlisten = \"127.0.0.1:{stratum_port}\"\nnode = \"sim\"\n\
-             [pool.server]\npool = \"sim\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n\
-             [pool.server.limits]\ngetjobs_per_s = 2.0\n"
-        ),
-    );
-    app.wait_http().await;
-    let addr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
+        "[pool.server.limits]\ngetjobs_per_s = 2.0\n",
+    )
+    .await;
     let mut miner = stratum_login(&app, addr, &format!("{WALLET}+20.replayer")).await;
     let first = miner.job.clone();
     let (nonce, result) = miner.mine().unwrap();

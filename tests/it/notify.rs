@@ -488,22 +488,8 @@ async fn receivers_and_the_route_managed_over_the_api_reach_every_channel() {
     );
     app.wait_http().await;
     let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
-        let mut request = client
-            .request(method, format!("{}{path}", app.url()))
-            .bearer_auth(token.to_string());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        async move {
-            let r = request.send().await.unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-    use reqwest::Method;
+    let admin = Caller::new(&app, ADMIN_TOKEN);
+    let operator = Caller::new(&app, OPERATE_TOKEN);
     let oncall = json!({
         "kind": "webhook", "url": format!("{fake}/oncall/HOOKSECRET"),
         "channels": [
@@ -512,45 +498,33 @@ async fn receivers_and_the_route_managed_over_the_api_reach_every_channel() {
              "from": "+15550000", "to": ["+15552222"]}
         ]
     });
-    let (status, said) = call(
-        Method::PUT,
-        "/api/v1/alerts/receivers/oncall",
-        ADMIN_TOKEN,
-        Some(oncall.clone()),
-    )
-    .await;
+    let (status, said) = admin
+        .put("/api/v1/alerts/receivers/oncall", oncall.clone(), None)
+        .await;
     assert_eq!(status, 200, "{said}");
     assert_eq!(
-        call(
-            Method::PUT,
-            "/api/v1/alerts/receivers/oncall",
-            OPERATE_TOKEN,
-            Some(oncall.clone())
-        )
-        .await
-        .0,
+        operator
+            .put("/api/v1/alerts/receivers/oncall", oncall.clone(), None)
+            .await
+            .0,
         403,
         "admin only"
     );
-    let (status, said) = call(
-        Method::PUT,
-        "/api/v1/alerts/receivers/bad",
-        ADMIN_TOKEN,
-        Some(json!({"kind": "webhook", "url": "ftp://x/y"})),
-    )
-    .await;
+    let (status, said) = admin
+        .put(
+            "/api/v1/alerts/receivers/bad",
+            json!({"kind": "webhook", "url": "ftp://x/y"}),
+            None,
+        )
+        .await;
     assert_eq!(status, 400, "{said}");
-    let (status, said) = call(
-        Method::PUT,
-        "/api/v1/alerts/receivers/hook",
-        ADMIN_TOKEN,
-        Some(oncall.clone()),
-    )
-    .await;
+    let (status, said) = admin
+        .put("/api/v1/alerts/receivers/hook", oncall.clone(), None)
+        .await;
     assert_eq!(status, 409, "the file's receiver stays the file's: {said}");
 
     // Listed with where each comes from, no secret in sight.
-    let (status, listed) = call(Method::GET, "/api/v1/alerts/receivers", ADMIN_TOKEN, None).await;
+    let (status, listed) = admin.get("/api/v1/alerts/receivers").await;
     assert_eq!(status, 200);
     let text = listed.to_string();
     for secret in ["999:zzz", "smssecret", "HOOKSECRET"] {
@@ -576,13 +550,14 @@ async fn receivers_and_the_route_managed_over_the_api_reach_every_channel() {
     );
 
     // A test message on every channel.
-    let (status, said) = call(
-        Method::POST,
-        "/api/v1/alerts/receivers/oncall/test",
-        ADMIN_TOKEN,
-        None,
-    )
-    .await;
+    let (status, said) = admin
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/alerts/receivers/oncall/test",
+            None,
+            None,
+        )
+        .await;
     assert_eq!(
         (status, said["status"].as_str()),
         (200, Some("sent")),
@@ -612,21 +587,9 @@ async fn receivers_and_the_route_managed_over_the_api_reach_every_channel() {
     // Everything to `oncall`; the notify role follows without a restart.
     let route = json!({"receiver": "oncall", "group_by": ["alertname"], "group_wait": "1s",
                        "group_interval": "1s", "repeat_interval": "1h"});
-    let (status, said) = call(
-        Method::PUT,
-        "/api/v1/alerts/route",
-        ADMIN_TOKEN,
-        Some(route),
-    )
-    .await;
+    let (status, said) = admin.put("/api/v1/alerts/route", route, None).await;
     assert_eq!(status, 200, "{said}");
-    let (status, said) = call(
-        Method::DELETE,
-        "/api/v1/alerts/receivers/oncall",
-        ADMIN_TOKEN,
-        None,
-    )
-    .await;
+    let (status, said) = admin.delete("/api/v1/alerts/receivers/oncall").await;
     assert_eq!(status, 409, "the route names it: {said}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let group = json!({"name": "managed", "interval": "1s", "rules": [
@@ -634,13 +597,7 @@ async fn receivers_and_the_route_managed_over_the_api_reach_every_channel() {
          "expr": "SELECT site, max(value) AS value FROM sensor_readings \
                   WHERE ts > now() - INTERVAL '4 seconds' AND value > 30 GROUP BY site",
          "labels": {"severity": "critical"}, "annotations": {"summary": "too hot"}}]});
-    let (status, said) = call(
-        Method::PUT,
-        "/api/v1/alerts/rules/managed",
-        ADMIN_TOKEN,
-        Some(group),
-    )
-    .await;
+    let (status, said) = admin.put("/api/v1/alerts/rules/managed", group, None).await;
     assert_eq!(status, 200, "{said}");
     let give_up = Instant::now() + Duration::from_secs(60);
     loop {
@@ -676,35 +633,10 @@ async fn receivers_and_the_route_managed_over_the_api_reach_every_channel() {
     );
 
     // The file's route back; then the receiver can go.
-    assert_eq!(
-        call(Method::DELETE, "/api/v1/alerts/route", ADMIN_TOKEN, None)
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        call(
-            Method::DELETE,
-            "/api/v1/alerts/receivers/oncall",
-            ADMIN_TOKEN,
-            None
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        call(
-            Method::DELETE,
-            "/api/v1/alerts/receivers/oncall",
-            ADMIN_TOKEN,
-            None
-        )
-        .await
-        .0,
-        404
-    );
-    let (_, listed) = call(Method::GET, "/api/v1/alerts/receivers", ADMIN_TOKEN, None).await;
+    assert_eq!(admin.delete("/api/v1/alerts/route").await.0, 200);
+    assert_eq!(admin.delete("/api/v1/alerts/receivers/oncall").await.0, 200);
+    assert_eq!(admin.delete("/api/v1/alerts/receivers/oncall").await.0, 404);
+    let (_, listed) = admin.get("/api/v1/alerts/receivers").await;
     assert_eq!(listed["receivers"].as_array().unwrap().len(), 1);
     assert_eq!(listed["route_source"], "file");
 }

@@ -55,11 +55,7 @@ fn opted(seen: &Value, event_id: &str, modification: u64) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_failsafe() {
     let vtn = adit_testkit::Vtn::start().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (_nats, _dir, mut app) = start_app(
         farm::FARM_ROLES,
         &farm::Farm {
             polling: "interval = \"2s\"\ntimeout = \"1s\"\nstale_after = \"6s\"\nmax_backoff = \"4s\"\n",
@@ -72,8 +68,8 @@ async fn a_vtns_events_are_followed_answered_and_reported_and_its_silence_is_fai
             ..Default::default()
         }
         .config(),
-    );
-    app.wait_http().await;
+    )
+    .await;
     // Registered, the power report offered and asked for, every machine read.
     let give_up = std::time::Instant::now() + Duration::from_secs(90);
     loop {

@@ -160,18 +160,15 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     );
     assert_eq!(num("miners"), 1, "{split}");
     // Bury the block: monerod mines 3 more, and the pool records it confirmed.
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/json_rpc", monerod.rpc_url()))
-        .json(
-            &serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "generateblocks",
+    let reply: serde_json::Value = json_of(
+        reqwest::Client::new()
+            .post(format!("{}/json_rpc", monerod.rpc_url()))
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "generateblocks",
             "params": {"amount_of_blocks": 3, "wallet_address": WALLET}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+            ),
+    )
+    .await;
     assert!(reply["result"]["height"].as_u64().is_some(), "{reply}");
     eventually(
         Duration::from_secs(90),
@@ -207,12 +204,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
             && b["status"] == "submitted"),
         "{blocks:?}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", app.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("adit_pool_shares_total"), "{metrics}");
     assert!(
         metrics.contains("adit_pool_verify_seconds_bucket{le=\"0.005\"}"),

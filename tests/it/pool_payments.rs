@@ -86,15 +86,12 @@ async fn blocks_found_through_the_pool_are_paid_to_the_miners_wallet() {
 
     // Orphan the newest block the pool found: the node forgets it and mines another block at
     // its height. Its payouts must never be paid.
-    let popped: Value = reqwest::Client::new()
-        .post(format!("{}/pop_blocks", monerod.rpc_url()))
-        .json(&json!({"nblocks": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let popped: Value = json_of(
+        reqwest::Client::new()
+            .post(format!("{}/pop_blocks", monerod.rpc_url()))
+            .json(&json!({"nblocks": 1})),
+    )
+    .await;
     assert_eq!(popped["status"], "OK", "{popped}");
     monerod.generate(1, &pool_wallet.address);
 

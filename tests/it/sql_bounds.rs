@@ -57,19 +57,15 @@ async fn post(app: &App, sql: &str, token: &str, query: &str) -> (u16, String, D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn heavy_statements_end_in_4xx_and_the_process_stays_up() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (_nats, _dir, app) = start_app(
         "query",
         &format!(
             "[query.limits]\ntimeout = \"{TIMEOUT_S}s\"\nmemory_bytes = 268435456\n\
              total_memory_bytes = {TOTAL_MEMORY}\nmax_rows = 1000\n\
              [query.concurrency]\nread = 4\nqueue_wait = \"1s\"\n"
         ),
-    );
-    app.wait_http().await;
+    )
+    .await;
     let pid = app.pid().unwrap();
     let baseline = rss_bytes(pid);
     let peak = Arc::new(AtomicU64::new(baseline));

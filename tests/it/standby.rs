@@ -28,6 +28,51 @@ fn holds(app: &App, holder: &Option<String>) -> bool {
     }
 }
 
+/// Two `pipelines` processes with `extra_toml` on a private NATS, in `root/a` and `root/b` of
+/// a temp dir `root`, sharing the table root `root/tables`; and a publisher on that NATS.
+async fn two_processes(
+    extra_toml: &str,
+) -> (
+    NatsServer,
+    adit_bus::Publisher,
+    async_nats::jetstream::Context,
+    tempfile::TempDir,
+    [App; 2],
+) {
+    let nats = NatsServer::start();
+    let (publisher, js) = publisher(&nats).await;
+    let root = tempfile::tempdir().unwrap();
+    let apps = ["a", "b"].map(|name| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        App::start_on(
+            &nats.url(),
+            &dir,
+            &root.path().join("tables"),
+            "pipelines",
+            extra_toml,
+        )
+    });
+    (nats, publisher, js, root, apps)
+}
+
+/// Waits until `standby` holds the telemetry lease.
+async fn wait_takeover(js: &async_nats::jetstream::Context, standby: &App) {
+    eventually(
+        Duration::from_secs(60),
+        "the standby to take over",
+        || async { holds(standby, &holder(js, "telemetry").await) },
+    )
+    .await;
+}
+
+/// Stops each app with SIGTERM: each must exit cleanly.
+fn assert_clean_exits<'a>(apps: impl IntoIterator<Item = &'a mut App>) {
+    for app in apps {
+        assert!(app.terminate(), "clean exit; log:\n{}", app.log());
+    }
+}
+
 fn reading(i: usize, sites: usize, base: chrono::DateTime<chrono::Utc>) -> Outgoing {
     Outgoing::event(&AnyEvent::Energy(EnergyReading {
         site: format!("site-{:02}", i % sites),
@@ -112,15 +157,8 @@ async fn assert_exactly_once(tables: &std::path::Path, n: usize, apps: &[&App]) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_when_the_leader_is_killed() {
     const EVENTS: usize = 100_000;
-    let nats = NatsServer::start();
-    let (publisher, js) = publisher(&nats).await;
-    let root = tempfile::tempdir().unwrap();
+    let (_nats, publisher, js, root, [mut a, mut b]) = two_processes("").await;
     let tables = root.path().join("tables");
-    let (da, db) = (root.path().join("a"), root.path().join("b"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let mut a = App::start_on(&nats.url(), &da, &tables, "pipelines", "");
-    let mut b = App::start_on(&nats.url(), &db, &tables, "pipelines", "");
     let producer = produce(publisher, EVENTS, 3);
 
     let mut takeovers = Vec::new();
@@ -128,12 +166,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
         let (leader, standby) = leader_and_standby(&js, &mut a, &mut b).await;
         leader.kill();
         let killed = Instant::now();
-        eventually(
-            Duration::from_secs(60),
-            "the standby to take over",
-            || async { holds(standby, &holder(&js, "telemetry").await) },
-        )
-        .await;
+        wait_takeover(&js, standby).await;
         let took = killed.elapsed();
         eprintln!("round {round}: standby took over {took:?} after SIGKILL of the leader");
         takeovers.push(took);
@@ -148,8 +181,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
         takeovers[takeovers.len() / 2],
         takeovers[takeovers.len() - 1]
     );
-    assert!(a.terminate(), "clean exit; log:\n{}", a.log());
-    assert!(b.terminate(), "clean exit; log:\n{}", b.log());
+    assert_clean_exits([&mut a, &mut b]);
 }
 
 /// An upgrade as the README tells it, done as a rolling restart: each process in turn is
@@ -159,26 +191,14 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_hands_over_on_sigterm_and_drops_nothing() {
     const EVENTS: usize = 60_000;
-    let nats = NatsServer::start();
-    let (publisher, js) = publisher(&nats).await;
-    let root = tempfile::tempdir().unwrap();
+    let (_nats, publisher, js, root, [mut a, mut b]) = two_processes("").await;
     let tables = root.path().join("tables");
-    let (da, db) = (root.path().join("a"), root.path().join("b"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let mut a = App::start_on(&nats.url(), &da, &tables, "pipelines", "");
-    let mut b = App::start_on(&nats.url(), &db, &tables, "pipelines", "");
     let producer = produce(publisher, EVENTS, 3);
     for round in 0..2 {
         let (leader, standby) = leader_and_standby(&js, &mut a, &mut b).await;
         let stopped = Instant::now();
         assert!(leader.terminate(), "clean exit; log:\n{}", leader.log());
-        eventually(
-            Duration::from_secs(60),
-            "the standby to take over",
-            || async { holds(standby, &holder(&js, "telemetry").await) },
-        )
-        .await;
+        wait_takeover(&js, standby).await;
         eprintln!(
             "round {round}: the standby took over {:?} after SIGTERM of the leader",
             stopped.elapsed()
@@ -187,25 +207,15 @@ async fn a_rolling_restart_hands_over_on_sigterm_and_drops_nothing() {
     }
     producer.await.unwrap();
     assert_exactly_once(&tables, EVENTS, &[&a, &b]).await;
-    assert!(a.terminate(), "clean exit; log:\n{}", a.log());
-    assert!(b.terminate(), "clean exit; log:\n{}", b.log());
+    assert_clean_exits([&mut a, &mut b]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_partitions_in_two_processes_stay_exactly_once_under_sigkill() {
     const EVENTS: usize = 80_000;
-    let nats = NatsServer::start();
-    let (publisher, js) = publisher(&nats).await;
-    let root = tempfile::tempdir().unwrap();
-    let tables = root.path().join("tables");
     let partitions = "[pipelines.partitions]\ntelemetry = [\"site-00\", \"site-01\"]\n";
-    let (da, db) = (root.path().join("a"), root.path().join("b"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let mut apps = [
-        App::start_on(&nats.url(), &da, &tables, "pipelines", partitions),
-        App::start_on(&nats.url(), &db, &tables, "pipelines", partitions),
-    ];
+    let (_nats, publisher, js, root, mut apps) = two_processes(partitions).await;
+    let tables = root.path().join("tables");
     let producer = produce(publisher, EVENTS, 2);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut spread = false;
@@ -232,7 +242,5 @@ async fn two_partitions_in_two_processes_stay_exactly_once_under_sigkill() {
     .await;
     assert_eq!(per_site, 2, "both partitions landed");
     eprintln!("partitions were held by different processes at some point: {spread}");
-    for app in &mut apps {
-        assert!(app.terminate(), "clean exit; log:\n{}", app.log());
-    }
+    assert_clean_exits(&mut apps);
 }

@@ -309,11 +309,7 @@ async fn a_volume_filling_past_its_threshold_and_freed_again_is_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pools_node_going_away_and_coming_back_is_shown() {
     let mut monerod = adit_testkit::Monerod::start_with_difficulty(100);
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
+    let (_nats, _dir, app) = start_app(
         "pool,query",
         &format!(
             "[pool]\nlisten = \"127.0.0.1:{}\"\nnode = \"{}\"\nwallet = \"44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A\"\ntip_poll = \"200ms\"\n\
@@ -321,8 +317,8 @@ async fn the_pools_node_going_away_and_coming_back_is_shown() {
             free_port(),
             monerod.rpc_url()
         ),
-    );
-    app.wait_http().await;
+    )
+    .await;
     let until = |want: u16, what: &'static str| {
         let app = &app;
         async move {

@@ -2,7 +2,7 @@
 //! simulated miners read by the adapters and commanded by the actuators with fast timings, and
 //! what a test reads back from SQL (the site's power, a machine's, the controller's modes).
 
-use super::{App, READ_TOKEN};
+use super::App;
 
 /// The roles that run the farm and its controller.
 pub const FARM_ROLES: &str = "pipelines,query,simulate,adapters,actuators";
@@ -66,10 +66,7 @@ pub async fn site_kw(app: &App, site: &str) -> Option<f64> {
         "SELECT machine, first_value(power_w ORDER BY ts DESC) AS w FROM energy_readings \
          WHERE site = '{site}' GROUP BY machine"
     );
-    if app.sql(&sql, "json", Some(READ_TOKEN)).await.0 != 200 {
-        return None;
-    }
-    let rows = app.rows(&sql).await;
+    let rows = app.try_rows(&sql).await?;
     (!rows.is_empty()).then(|| rows.iter().filter_map(|r| r["w"].as_f64()).sum::<f64>() / 1000.0)
 }
 

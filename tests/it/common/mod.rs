@@ -239,6 +239,49 @@ impl App {
         serde_json::from_slice(&body).unwrap()
     }
 
+    /// The JSON body of a GET of `path` with `token` (whatever its status); panics on a body
+    /// that is not `T`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, token: &str) -> T {
+        json_of(
+            reqwest::Client::new()
+                .get(format!("{}{path}", self.url()))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// The Prometheus text of `/metrics` (no token).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Rows of `sql` as JSON objects (read token), or none while it is refused (before the
+    /// tables it reads are made); panics on an answer that is not JSON rows.
+    pub async fn try_rows(&self, sql: &str) -> Option<Vec<serde_json::Value>> {
+        let (status, body) = self.sql(sql, "json", Some(READ_TOKEN)).await;
+        (status == 200).then(|| serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Waits up to `limit` for `sql` to answer with rows `done` accepts (polling through
+    /// refusals, as while its tables are not made yet).
+    pub async fn wait_rows(
+        &self,
+        limit: Duration,
+        what: &str,
+        sql: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) {
+        eventually(limit, what, || async {
+            self.try_rows(sql).await.is_some_and(|rows| done(&rows))
+        })
+        .await;
+    }
+
     /// Runs SQL through the API with `format` and `token`; returns status and body.
     pub async fn sql(&self, sql: &str, format: &str, token: Option<&str>) -> (u16, Vec<u8>) {
         let mut req = reqwest::Client::new()
@@ -257,6 +300,89 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A private nats-server, a temp dir and [`App::start`] on them with `roles` and
+/// `extra_toml`, once it serves HTTP.
+pub async fn start_app(roles: &str, extra_toml: &str) -> (NatsServer, tempfile::TempDir, App) {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&nats.url(), dir.path(), roles, extra_toml);
+    app.wait_http().await;
+    (nats, dir, app)
+}
+
+/// Requests to an app's API as one caller: with a token, or with none (no Authorization).
+pub struct Caller {
+    url: String,
+    token: Option<&'static str>,
+}
+
+impl Caller {
+    /// With `token`.
+    pub fn new(app: &App, token: &'static str) -> Self {
+        Self {
+            url: app.url(),
+            token: Some(token),
+        }
+    }
+
+    /// With no token.
+    pub fn anonymous(app: &App) -> Self {
+        Self {
+            url: app.url(),
+            token: None,
+        }
+    }
+
+    /// A request: its status and JSON body (null when it has none).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        if_match: Option<u64>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
+        if let Some(t) = self.token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        if let Some(r) = if_match {
+            request = request.header("if-match", r.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, None, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::DELETE, path, None, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, Some(body), None)
+            .await
+    }
+
+    pub async fn put(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        if_match: Option<u64>,
+    ) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::PUT, path, Some(body), if_match)
+            .await
     }
 }
 
@@ -507,18 +633,21 @@ impl Drop for Demo {
     }
 }
 
+/// What `request` answers, as JSON (whatever its status); panics when it cannot be sent or
+/// the answer is not `T`.
+pub async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// The height monerod's RPC at `url` reports.
 #[allow(dead_code)]
 pub async fn monerod_height(url: &str) -> u64 {
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/json_rpc"))
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "get_block_count"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: serde_json::Value = json_of(
+        reqwest::Client::new()
+            .post(format!("{url}/json_rpc"))
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": "get_block_count"})),
+    )
+    .await;
     reply["result"]["count"].as_u64().unwrap()
 }
 
