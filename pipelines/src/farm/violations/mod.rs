@@ -31,7 +31,7 @@
 //! `violations` table stays the record.
 
 use adit_config::{Checked, check};
-use adit_schemas::time::{from_micros, span_micros};
+use adit_schemas::time::span_micros;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use strum::IntoEnumIterator;
@@ -890,6 +890,7 @@ fn count_unregistered(view: &RegistryView, readings: &[(i64, u64, Reading)]) {
 mod tests {
     use super::*;
     use adit_schemas::registry::{Adapter, ChangeOp, Machine, Sensor, Site};
+    use adit_schemas::time::from_micros;
 
     const S: i64 = 1_000_000;
     const T0: i64 = 1_800_000_000 * S;
