@@ -19,6 +19,7 @@ use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
 use crate::views::{Page, rows, tables};
+use crate::violations::{Filter, Filters};
 
 fn store(state: &AppState) -> Result<&RuleStore> {
     state.rules.as_ref().ok_or_else(|| {
@@ -28,6 +29,25 @@ fn store(state: &AppState) -> Result<&RuleStore> {
 
 fn unavailable(e: impl std::fmt::Display) -> QueryError {
     QueryError::Unavailable(e.to_string())
+}
+
+/// A rule refused, as the field it names and why.
+fn refused(e: adit_alerts::rules::InvalidRule) -> QueryError {
+    QueryError::InvalidField {
+        field: e.place,
+        reason: e.reason,
+    }
+}
+
+/// Refuses an operator's act whose `field` (a comment, a note) does not say why.
+fn said_why(field: &str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(QueryError::InvalidField {
+            field: field.into(),
+            reason: "say why".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A rule to evaluate once: a stored one (`group` and `alert`) or one given whole (`rule`).
@@ -93,10 +113,7 @@ pub async fn evaluate(
             };
             group
                 .validate(state.engine.limits().text())
-                .map_err(|e| QueryError::InvalidField {
-                    field: e.place,
-                    reason: e.reason,
-                })?;
+                .map_err(refused)?;
             group
                 .rules
                 .into_iter()
@@ -155,37 +172,22 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Map<String, Value>>>> {
-    let mut conditions = Vec::new();
-    let mut params = Params::new();
-    let mut rest = BTreeMap::new();
-    for (key, value) in &query {
-        match key.as_str() {
-            "state" | "severity" | "rule" => {
-                conditions.push(format!("{key} = {}", params.text(value)));
-            }
-            _ => {
-                rest.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    let page = Page::parse(&rest)?;
-    if !tables(&state).await?.contains("alerts") {
-        return Ok(Json(Vec::new()));
-    }
-    let filter = conditions
-        .iter()
-        .map(|c| format!("AND {c}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let sql = format!(
-        "SELECT id, \"group\", rule, state, severity, labels, annotations, value, active_at, \
-           ts AS last_change FROM ( \
-           SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, \
-             CASE state WHEN 'resolved' THEN 2 WHEN 'firing' THEN 1 ELSE 0 END DESC) AS rn \
-           FROM alerts) WHERE rn = 1 {filter} ORDER BY ts DESC, id {}",
-        page.sql()
-    );
-    Ok(Json(rows(&state, &sql, &params).await?))
+    let filters = Filters::parse(&query, |key, value, params| {
+        Ok(match key {
+            "state" | "severity" | "rule" => Filter::equal(key, value, params),
+            _ => Filter::Page,
+        })
+    })?;
+    let select = |filter: &str, page: &str| {
+        format!(
+            "SELECT id, \"group\", rule, state, severity, labels, annotations, value, active_at, \
+               ts AS last_change FROM ( \
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, \
+                 CASE state WHEN 'resolved' THEN 2 WHEN 'firing' THEN 1 ELSE 0 END DESC) AS rn \
+               FROM alerts) WHERE rn = 1 {filter} ORDER BY ts DESC, id {page}"
+        )
+    };
+    filters.rows(&state, "alerts", "AND", select).await
 }
 
 /// Every rule group.
@@ -240,10 +242,7 @@ pub async fn put(
             &format!("groups:\n- {}", text.replace('\n', "\n  ")),
             state.engine.limits().text(),
         )
-        .map_err(|e| QueryError::InvalidField {
-            field: e.place,
-            reason: e.reason,
-        })?;
+        .map_err(refused)?;
         file.groups
             .into_iter()
             .next()
@@ -259,10 +258,7 @@ pub async fn put(
     }
     group
         .validate(state.engine.limits().text())
-        .map_err(|e| QueryError::InvalidField {
-            field: e.place,
-            reason: e.reason,
-        })?;
+        .map_err(refused)?;
     let revision = store(&state)?.put(&group).await.map_err(unavailable)?;
     Ok((
         StatusCode::OK,
@@ -318,12 +314,7 @@ pub async fn silence(
             reason: "a silence needs at least one matcher".into(),
         });
     }
-    if new.comment.trim().is_empty() {
-        return Err(QueryError::InvalidField {
-            field: "comment".into(),
-            reason: "say why".into(),
-        });
-    }
+    said_why("comment", &new.comment)?;
     let duration = humantime::parse_duration(&new.duration)
         .ok()
         .and_then(|d| chrono::Duration::from_std(d).ok())
@@ -378,12 +369,7 @@ async fn act(
     new_state: &str,
 ) -> Result<(StatusCode, Json<Value>)> {
     let act: AlertAct = body(bytes)?;
-    if act.note.trim().is_empty() {
-        return Err(QueryError::InvalidField {
-            field: "note".into(),
-            reason: "say why".into(),
-        });
-    }
+    said_why("note", &act.note)?;
     if !tables(state).await?.contains("alerts") {
         return Err(QueryError::NotFound(format!("no alert {:?}", act.id)));
     }

@@ -7,19 +7,20 @@
 //! emergency), a command to the actuators, and their outcomes in `commands`. A machine put
 //! to sleep stays asleep, untouched by the controller, until a `wake` or until `hold` ends.
 
-use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, Override, OverrideKind};
+use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, OverrideKind};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
-use crate::publish::{body, publish};
+use crate::overrides::Checked;
+use crate::publish::body;
 use crate::state::AppState;
 
 /// What an operator asks of one machine.
@@ -123,29 +124,25 @@ pub async fn create(
     }
     let duration = lasts(new.action, new.hold.as_deref())?;
     let (kind, value) = kind_of(new.action, new.off_seconds);
-    let ts = Utc::now();
-    let o = Override {
-        // The machine is in the id: two machines' commands in one microsecond stay two.
-        id: format!(
-            "{}:{}:{}:{}",
-            new.site,
-            kind.as_str(),
-            new.machine,
-            ts.timestamp_micros()
-        ),
+    let checked = Checked {
         site: new.site,
         kind,
         machine: Some(new.machine),
         value,
-        cancels: None,
         reason: new.reason,
-        by: caller.name,
-        ts,
-        expires: ts + duration,
+        lasts: duration,
     };
-    let reply = json!({ "id": o.id, "expires": o.expires });
-    publish(&state, o, "commands").await?;
-    Ok((StatusCode::ACCEPTED, Json(reply)))
+    // The machine is in the id: two machines' commands in one microsecond stay two.
+    let id = |o: &Checked, ts: DateTime<Utc>| {
+        let machine = o.machine.as_deref().unwrap_or_default();
+        format!(
+            "{}:{}:{machine}:{}",
+            o.site,
+            o.kind.as_str(),
+            ts.timestamp_micros()
+        )
+    };
+    checked.publish(&state, caller.name, id, "commands").await
 }
 
 #[cfg(test)]

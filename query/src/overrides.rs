@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, Override, OverrideKind};
-use adit_sql::Params;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -22,7 +21,8 @@ use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
-use crate::views::{Page, rows, tables};
+use crate::views::Page;
+use crate::violations::{Filter, Filters, read_and_operate};
 
 /// A new override.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,16 +73,52 @@ fn cancelled_kind(site: &str, id: &str) -> Result<OverrideKind> {
 
 /// Overrides of the controller: listed by readers, set and cancelled by operators.
 pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
-    access
-        .at(Role::Read, OpenApiRouter::new().routes(routes!(list)))
-        .merge(
-            access.at(
-                Role::Operate,
-                OpenApiRouter::new()
-                    .routes(routes!(create))
-                    .routes(routes!(cancel)),
-            ),
-        )
+    read_and_operate(access, routes!(list), [routes!(create), routes!(cancel)])
+}
+
+/// An override a route has checked, before it is stamped with its author and time.
+pub(crate) struct Checked {
+    /// The site.
+    pub(crate) site: String,
+    /// What it overrides.
+    pub(crate) kind: OverrideKind,
+    /// The machine it is about, if one.
+    pub(crate) machine: Option<String>,
+    /// Its level, power, temperature or seconds, as `kind` takes.
+    pub(crate) value: Option<f64>,
+    /// Why.
+    pub(crate) reason: String,
+    /// How long it stands.
+    pub(crate) lasts: chrono::Duration,
+}
+
+impl Checked {
+    /// Publishes it as made now by `by`, named by `id` from itself and the time; a 202 with
+    /// its id and expiry. `what` names the feature in the 503 of a server without NATS.
+    pub(crate) async fn publish(
+        self,
+        state: &AppState,
+        by: String,
+        id: impl FnOnce(&Self, DateTime<Utc>) -> String,
+        what: &str,
+    ) -> Result<(StatusCode, Json<Value>)> {
+        let ts = Utc::now();
+        let o = Override {
+            id: id(&self, ts),
+            site: self.site,
+            kind: self.kind,
+            machine: self.machine,
+            value: self.value,
+            cancels: None,
+            reason: self.reason,
+            by,
+            ts,
+            expires: ts + self.lasts,
+        };
+        let reply = json!({ "id": o.id, "expires": o.expires });
+        publish(state, o, what).await?;
+        Ok((StatusCode::ACCEPTED, Json(reply)))
+    }
 }
 
 /// Makes an override (operate; admin for `target` and `hold`).
@@ -126,22 +162,16 @@ pub async fn create(
                 "duration must be more than 0 and at most {MAX_OVERRIDE_HOURS}h"
             ))
         })?;
-    let ts = Utc::now();
-    let o = Override {
-        id: id_of(&new.site, new.kind, ts),
+    let checked = Checked {
         site: new.site,
         kind: new.kind,
         machine: new.machine,
         value: new.value,
-        cancels: None,
         reason: new.reason,
-        by: caller.name,
-        ts,
-        expires: ts + duration,
+        lasts: duration,
     };
-    let reply = json!({ "id": o.id, "expires": o.expires });
-    publish(&state, o, "overrides").await?;
-    Ok((StatusCode::ACCEPTED, Json(reply)))
+    let id = |o: &Checked, ts| id_of(&o.site, o.kind, ts);
+    checked.publish(&state, caller.name, id, "overrides").await
 }
 
 /// Ends an override before it expires (operate; admin for a hold or target).
@@ -193,43 +223,30 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Map<String, Value>>>> {
-    let mut conditions = Vec::new();
-    let mut params = Params::new();
-    let mut rest = BTreeMap::new();
-    for (key, value) in &query {
-        match key.as_str() {
-            "site" => conditions.push(format!("site = {}", params.text(value))),
-            "active" => match value.as_str() {
-                "true" => conditions.push(
+    let filters = Filters::parse(&query, |key, value, params| {
+        Ok(match key {
+            "site" => Filter::equal(key, value, params),
+            "active" => match value {
+                "true" => Filter::Condition(
                     "expires > now() AND kind <> 'cancel' AND id NOT IN \
                      (SELECT cancels FROM overrides WHERE cancels IS NOT NULL)"
                         .into(),
                 ),
-                "false" => {}
+                "false" => Filter::Everything,
                 other => {
                     return Err(QueryError::BadRequest(format!(
                         "active must be true or false, not {other:?}"
                     )));
                 }
             },
-            _ => {
-                rest.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    let page = Page::parse(&rest)?;
-    if !tables(&state).await?.contains("overrides") {
-        return Ok(Json(Vec::new()));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
+            _ => Filter::Page,
+        })
+    })?;
+    let select = |filter: &str, page: &str| {
+        format!(
+            "SELECT id, site, kind, machine, value, cancels, reason, \"by\", ts, expires \
+             FROM overrides {filter} ORDER BY ts DESC, id {page}"
+        )
     };
-    let sql = format!(
-        "SELECT id, site, kind, machine, value, cancels, reason, \"by\", ts, expires FROM overrides \
-         {filter} ORDER BY ts DESC, id {}",
-        page.sql()
-    );
-    Ok(Json(rows(&state, &sql, &params).await?))
+    filters.rows(&state, "overrides", "WHERE", select).await
 }

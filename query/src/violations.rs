@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
@@ -21,62 +22,133 @@ use crate::publish::{body, publish};
 use crate::state::AppState;
 use crate::views::{Page, rows, tables};
 
-/// What `GET /api/v1/violations`'s filters become: SQL conditions on the latest rows, the
-/// values their placeholders bind, and the query's other keys.
-type Filters = (Vec<String>, Params, BTreeMap<String, String>);
+/// What a listing's query string becomes: SQL conditions on its rows, the values their
+/// placeholders bind, and the keys left for its [`Page`]. The list routes of violations,
+/// overrides and alerts read their filters this way.
+pub(crate) struct Filters {
+    /// Conditions every row listed meets.
+    pub(crate) conditions: Vec<String>,
+    /// What the conditions' `$n` placeholders bind.
+    pub(crate) params: Params,
+    /// The keys that are not filters (`limit`, `offset` or refused).
+    pub(crate) rest: BTreeMap<String, String>,
+}
+
+/// What a listing makes of one key of its query string.
+pub(crate) enum Filter {
+    /// A condition on the rows.
+    Condition(String),
+    /// A filter that keeps every row (`active=false`).
+    Everything,
+    /// Not a filter: left for the page.
+    Page,
+}
+
+impl Filter {
+    /// `key = $n`, `$n` binding `value`.
+    pub(crate) fn equal(key: &str, value: &str, params: &mut Params) -> Self {
+        Self::Condition(format!("{key} = {}", params.text(value)))
+    }
+}
+
+impl Filters {
+    /// `query` read key by key (in its order, the first refusal answering) by `filter`.
+    pub(crate) fn parse(
+        query: &BTreeMap<String, String>,
+        mut filter: impl FnMut(&str, &str, &mut Params) -> Result<Filter>,
+    ) -> Result<Self> {
+        let mut filters = Self {
+            conditions: Vec::new(),
+            params: Params::new(),
+            rest: BTreeMap::new(),
+        };
+        for (key, value) in query {
+            match filter(key, value, &mut filters.params)? {
+                Filter::Condition(condition) => filters.conditions.push(condition),
+                Filter::Everything => {}
+                Filter::Page => {
+                    filters.rest.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Ok(filters)
+    }
+
+    /// The rows of `table` that `select` picks, given the filter (`{joiner} <conditions>`,
+    /// empty without conditions) and the page (`LIMIT … OFFSET …`); none while the table does
+    /// not exist.
+    pub(crate) async fn rows(
+        self,
+        state: &AppState,
+        table: &str,
+        joiner: &str,
+        select: impl FnOnce(&str, &str) -> String,
+    ) -> Result<Json<Vec<Map<String, Value>>>> {
+        let page = Page::parse(&self.rest)?;
+        if !tables(state).await?.contains(table) {
+            return Ok(Json(Vec::new()));
+        }
+        let filter = if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("{joiner} {}", self.conditions.join(" AND "))
+        };
+        let sql = select(&filter, &page.sql());
+        Ok(Json(rows(state, &sql, &self.params).await?))
+    }
+}
+
+/// Routes of a table's `list` (read role) and its `writes` (operate role).
+pub(crate) fn read_and_operate(
+    access: &Access,
+    list: UtoipaMethodRouter<AppState>,
+    writes: impl IntoIterator<Item = UtoipaMethodRouter<AppState>>,
+) -> OpenApiRouter<AppState> {
+    let operate = writes
+        .into_iter()
+        .fold(OpenApiRouter::new(), OpenApiRouter::routes);
+    access
+        .at(Role::Read, OpenApiRouter::new().routes(list))
+        .merge(access.at(Role::Operate, operate))
+}
 
 /// The filters `GET /api/v1/violations` takes, as SQL conditions on the latest rows.
 fn filters(query: &BTreeMap<String, String>) -> Result<Filters> {
-    let mut conditions = Vec::new();
-    let mut params = Params::new();
-    let mut rest = BTreeMap::new();
     let time = |key: &str, v: &str| {
         DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| QueryError::BadRequest(format!("{key} must be an RFC 3339 time: {e}")))
     };
-    for (key, value) in query {
-        match key.as_str() {
+    Filters::parse(query, |key, value, params| {
+        Ok(match key {
             "site" | "kind" | "severity" | "scope" | "subject" | "source" => {
-                conditions.push(format!("{key} = {}", params.text(value)));
+                Filter::equal(key, value, params)
             }
-            "status" => match value.as_str() {
-                "open" => conditions.push("event <> 'resolved'".into()),
-                "resolved" => conditions.push("event = 'resolved'".into()),
+            "status" => match value {
+                "open" => Filter::Condition("event <> 'resolved'".into()),
+                "resolved" => Filter::Condition("event = 'resolved'".into()),
                 other => {
                     return Err(QueryError::BadRequest(format!(
                         "status must be open or resolved, not {other:?}"
                     )));
                 }
             },
-            "from" => conditions.push(format!(
+            "from" => Filter::Condition(format!(
                 "ts >= to_timestamp_micros({})",
                 time(key, value)?.timestamp_micros()
             )),
-            "to" => conditions.push(format!(
+            "to" => Filter::Condition(format!(
                 "started < to_timestamp_micros({})",
                 time(key, value)?.timestamp_micros()
             )),
-            _ => {
-                rest.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    Ok((conditions, params, rest))
+            _ => Filter::Page,
+        })
+    })
 }
 
 /// Violations: listed by readers, noted and resolved by operators.
 pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
-    access
-        .at(Role::Read, OpenApiRouter::new().routes(routes!(list)))
-        .merge(
-            access.at(
-                Role::Operate,
-                OpenApiRouter::new()
-                    .routes(routes!(create))
-                    .routes(routes!(resolve)),
-            ),
-        )
+    read_and_operate(access, routes!(list), [routes!(create), routes!(resolve)])
 }
 
 /// Lists violations, each in its latest state, newest first.
@@ -92,28 +164,21 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Map<String, Value>>>> {
-    let (conditions, params, rest) = filters(&query)?;
-    let page = Page::parse(&rest)?;
-    if !tables(&state).await?.contains("violations") {
-        return Ok(Json(Vec::new()));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("AND {}", conditions.join(" AND "))
+    let select = |filter: &str, page: &str| {
+        format!(
+            "WITH latest AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, \
+               CASE event WHEN 'resolved' THEN 2 WHEN 'updated' THEN 1 ELSE 0 END DESC) AS rn \
+               FROM violations) \
+             SELECT id, site, scope, subject, kind, severity, \
+               CASE WHEN event = 'resolved' THEN 'resolved' ELSE 'open' END AS status, \
+               started, ts AS last_change, CASE WHEN event = 'resolved' THEN ts END AS resolved, \
+               peak, \"limit\", duration_s, source, note \
+             FROM latest WHERE rn = 1 {filter} ORDER BY started DESC, id {page}"
+        )
     };
-    let sql = format!(
-        "WITH latest AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, \
-           CASE event WHEN 'resolved' THEN 2 WHEN 'updated' THEN 1 ELSE 0 END DESC) AS rn \
-           FROM violations) \
-         SELECT id, site, scope, subject, kind, severity, \
-           CASE WHEN event = 'resolved' THEN 'resolved' ELSE 'open' END AS status, \
-           started, ts AS last_change, CASE WHEN event = 'resolved' THEN ts END AS resolved, \
-           peak, \"limit\", duration_s, source, note \
-         FROM latest WHERE rn = 1 {filter} ORDER BY started DESC, id {}",
-        page.sql()
-    );
-    Ok(Json(rows(&state, &sql, &params).await?))
+    filters(&query)?
+        .rows(&state, "violations", "AND", select)
+        .await
 }
 
 /// A manual violation.
@@ -235,11 +300,10 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>()
         };
-        let (c, params, rest) =
-            filters(&q(&[("site", "s'1"), ("status", "open"), ("limit", "5")])).unwrap();
-        assert_eq!(c, vec!["site = $1", "event <> 'resolved'"]);
-        assert_eq!(params.len(), 1);
-        assert_eq!(rest.len(), 1);
+        let f = filters(&q(&[("site", "s'1"), ("status", "open"), ("limit", "5")])).unwrap();
+        assert_eq!(f.conditions, vec!["site = $1", "event <> 'resolved'"]);
+        assert_eq!(f.params.len(), 1);
+        assert_eq!(f.rest.len(), 1);
         assert!(filters(&q(&[("status", "maybe")])).is_err());
         assert!(filters(&q(&[("from", "yesterday")])).is_err());
     }

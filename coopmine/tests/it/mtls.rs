@@ -36,6 +36,16 @@ async fn register(addr: &str, connector: &tokio_rustls::TlsConnector) -> Result<
     Ok(reply.into_inner().worker)
 }
 
+/// The workers the REST API at `rest` lists.
+async fn workers(rest: &std::net::SocketAddr) -> serde_json::Value {
+    reqwest::get(format!("http://{rest}/api/workers"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,12 +72,7 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     let refused_foreign = register(&addr, &foreign).await.unwrap_err();
     assert_refused_in_transport(&refused_foreign);
     // Neither got in.
-    let workers: serde_json::Value = reqwest::get(format!("http://{}/api/workers", bound.rest))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let workers = workers(&bound.rest).await;
     assert_eq!(workers, serde_json::json!([]), "refused clients registered");
 
     // The cluster's own certificate: served, and named by it.
@@ -87,12 +92,7 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     );
 
     // The REST API lists only the worker that got in, and says the upstream is down.
-    let workers: serde_json::Value = reqwest::get(format!("http://{}/api/workers", bound.rest))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let workers = workers(&bound.rest).await;
     assert_eq!(workers.as_array().unwrap().len(), 1, "{workers}");
     let health = reqwest::get(format!("http://{}/health", bound.rest))
         .await

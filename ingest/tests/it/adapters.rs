@@ -38,6 +38,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::common::{bus, loopback, spawn_role, stopped};
+
 /// The body the broken PDU answers: cut off half-way.
 const GARBAGE: &str = r#"{"outlets":[{"outlet":1,"pow"#;
 
@@ -256,12 +258,7 @@ fn sensors<'a>(events: &'a [AnyEvent], id: &str) -> Vec<&'a SensorReading> {
 #[tokio::test]
 async fn devices_are_polled_over_real_sockets_with_faults_and_live_registry_changes() {
     let nats = adit_testkit::NatsServer::start();
-    let js = nats.jetstream().await;
-    ensure_streams(&js, &Default::default())
-        .await
-        .expect("streams");
-    ensure_buckets(&js, 1).await.expect("buckets");
-    let registry = Registry::open(js.clone()).await.expect("registry");
+    let (js, registry) = bus(&nats).await;
 
     let devices_stop = CancellationToken::new();
     let base = start_http_devices(devices_stop.clone()).await;
@@ -294,28 +291,16 @@ async fn devices_are_polled_over_real_sockets_with_faults_and_live_registry_chan
     }
 
     let config = AdaptersConfig {
-        // Generous for loopback, so a loaded machine does not turn a device stale by itself.
-        interval: Duration::from_millis(300),
-        timeout: Duration::from_millis(250),
-        max_backoff: Duration::from_millis(600),
-        stale_after: Duration::from_millis(1500),
-        registry_refresh: Duration::from_millis(200),
         grid: vec![GridFeed {
             site: "s1".into(),
             kind: GridFeedKind::Signal,
             url: format!("{base}/dr"),
             map: None,
         }],
-        ..AdaptersConfig::default()
+        ..loopback()
     };
     let shutdown = CancellationToken::new();
-    let role = tokio::spawn(poll::run(
-        config,
-        adit_testkit::tail::loopback_egress(),
-        registry.clone(),
-        Publisher::new(js.clone()),
-        shutdown.clone(),
-    ));
+    let role = spawn_role(config, registry.clone(), &js, &shutdown);
 
     // Every device's readings, with their values, sources, sites and machines.
     let mut telemetry = Tail::open(&js, names::STREAM_TELEMETRY).await;
@@ -500,11 +485,7 @@ async fn devices_are_polled_over_real_sockets_with_faults_and_live_registry_chan
         .await;
 
     shutdown.cancel();
-    tokio::time::timeout(WAIT, role)
-        .await
-        .expect("the role stops on shutdown")
-        .expect("no panic")
-        .expect("the role ends without error");
+    stopped(role).await;
     devices_stop.cancel();
     for miner in [m1, m2, m3, m4] {
         miner.stop().await;

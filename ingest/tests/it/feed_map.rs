@@ -16,6 +16,8 @@ use adit_schemas::{AnyEvent, GridSignal, GridSignalKind, names};
 use adit_testkit::tail::{Tail, header};
 use tokio_util::sync::CancellationToken;
 
+use crate::common::{bus, loopback, spawn_role, stopped};
+
 /// The distinct events the signals stand for (a confirmation repeats its event's id).
 fn events(events: &[AnyEvent]) -> std::collections::BTreeSet<String> {
     signals(events).into_iter().map(|g| g.event_id).collect()
@@ -34,10 +36,7 @@ fn signals(events: &[AnyEvent]) -> Vec<GridSignal> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_text_power_signal_drives_grid_signals_through_its_map() {
     let nats = adit_testkit::NatsServer::start();
-    let js = nats.jetstream().await;
-    ensure_streams(&js, &Default::default()).await.unwrap();
-    ensure_buckets(&js, 1).await.unwrap();
-    let registry = Registry::open(js.clone()).await.unwrap();
+    let (js, registry) = bus(&nats).await;
     let feed = adit_testkit::Feed::start("/power-signal", "NORMAL\n").await;
     let map: FeedMap = toml::from_str(
         "format = \"text\"\ntarget_kw = 15.0\nlead = \"10m\"\n\
@@ -45,11 +44,6 @@ async fn a_plain_text_power_signal_drives_grid_signals_through_its_map() {
     )
     .unwrap();
     let config = AdaptersConfig {
-        interval: Duration::from_millis(300),
-        timeout: Duration::from_millis(250),
-        max_backoff: Duration::from_millis(600),
-        stale_after: Duration::from_millis(1500),
-        registry_refresh: Duration::from_millis(200),
         grid_confirm: Duration::from_secs(1),
         grid: vec![GridFeed {
             site: "site-01".into(),
@@ -57,17 +51,11 @@ async fn a_plain_text_power_signal_drives_grid_signals_through_its_map() {
             url: feed.url.clone(),
             map: Some(map),
         }],
-        ..AdaptersConfig::default()
+        ..loopback()
     };
     config.validate().unwrap();
     let shutdown = CancellationToken::new();
-    let role = tokio::spawn(poll::run(
-        config,
-        adit_testkit::tail::loopback_egress(),
-        registry,
-        Publisher::new(js.clone()),
-        shutdown.clone(),
-    ));
+    let role = spawn_role(config, registry, &js, &shutdown);
 
     let mut grid = Tail::open(&js, names::STREAM_GRID).await;
     grid.until("the normal signal", |e| events(e).len() == 1)
@@ -142,5 +130,5 @@ async fn a_plain_text_power_signal_drives_grid_signals_through_its_map() {
     assert_eq!(again.kind, GridSignalKind::Curtail);
     assert_ne!(again.event_id, curtail.event_id, "a new episode, a new id");
     shutdown.cancel();
-    role.await.unwrap().unwrap();
+    stopped(role).await;
 }

@@ -2,6 +2,7 @@
 //! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-ingest) & binary(it)'`).
 
 mod adapters;
+mod common;
 mod feed_map;
 mod hostile_openadr;
 mod openadr_last;

@@ -30,6 +30,8 @@ use adit_testkit::{Mosquitto, NatsServer};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use crate::common::{bus, loopback, spawn_role, stopped};
+
 /// The site.
 const SITE: &str = "site-01";
 /// The machines: odd ones metered (IotaWatt), even ones on the PDU.
@@ -147,12 +149,7 @@ fn reported_sensor(twin: &[Vec<AnyEvent>], sensor: &str, value: f64, within: f64
 async fn the_simulated_farm_is_read_through_the_adapters_over_real_sockets() {
     let nats = NatsServer::start();
     let broker = Mosquitto::start();
-    let js = nats.jetstream().await;
-    ensure_streams(&js, &Default::default())
-        .await
-        .expect("streams");
-    ensure_buckets(&js, 1).await.expect("buckets");
-    let registry = Registry::open(js.clone()).await.expect("registry");
+    let (js, registry) = bus(&nats).await;
 
     let shutdown = CancellationToken::new();
     let mut devices = Devices::start(Farm::new(sim_config()), "127.0.0.1", shutdown.clone())
@@ -217,28 +214,16 @@ async fn the_simulated_farm_is_read_through_the_adapters_over_real_sockets() {
         [GridFeedKind::Signal, GridFeedKind::Price]
     );
     let config = AdaptersConfig {
-        // Generous for loopback, so a loaded machine does not turn a device stale by itself.
-        interval: Duration::from_millis(300),
-        timeout: Duration::from_millis(250),
-        max_backoff: Duration::from_millis(600),
-        stale_after: Duration::from_millis(1500),
-        registry_refresh: Duration::from_millis(200),
         grid: feeds,
         mqtt: Some(MqttConfig {
             url: broker.url(),
             client_id: "adit-adapters-sim-devices".into(),
             maps: devices.mqtt_maps(),
         }),
-        ..AdaptersConfig::default()
+        ..loopback()
     };
     let stop_role = CancellationToken::new();
-    let role = tokio::spawn(poll::run(
-        config,
-        adit_testkit::tail::loopback_egress(),
-        registry.clone(),
-        Publisher::new(js.clone()),
-        stop_role.clone(),
-    ));
+    let role = spawn_role(config, registry.clone(), &js, &stop_role);
 
     // Every device's readings arrive through the adapters.
     let mut dlq = Tail::open(&js, names::STREAM_DLQ).await;
@@ -412,11 +397,7 @@ async fn the_simulated_farm_is_read_through_the_adapters_over_real_sockets() {
         .await;
 
     stop_role.cancel();
-    tokio::time::timeout(WAIT, role)
-        .await
-        .expect("the role stops on shutdown")
-        .expect("no panic")
-        .expect("the role ends without error");
+    stopped(role).await;
     shutdown.cancel();
     tokio::time::timeout(WAIT, devices.stopped())
         .await

@@ -7,6 +7,7 @@ use adit_schemas::names::{TABLE_BLOCKS, TABLE_PAYOUTS};
 use adit_schemas::results::{Payment, PaymentStatus, Payout};
 use adit_schemas::{Block, BlockStatus, EventKind, stamped_batch, to_batch};
 use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
+use arrow::datatypes::SchemaRef;
 use chrono::Utc;
 
 fn block(hash: &str, status: BlockStatus) -> Block {
@@ -56,6 +57,13 @@ fn payment(tx: &str, miner: &str, amount: i64, status: PaymentStatus) -> Payment
     }
 }
 
+/// Writer `t` of `table`, partitioned by date.
+async fn open(store: &TableStore, table: &str, schema: &SchemaRef) -> ExactlyOnceTable {
+    ExactlyOnceTable::open(store, table, schema, &["date"], "t", Maintenance::default())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn balances_follow_confirmed_payouts_and_recorded_payments() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,16 +75,7 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
     );
 
     let schema = EventKind::Block.table_schema();
-    let mut blocks = ExactlyOnceTable::open(
-        &store,
-        TABLE_BLOCKS,
-        &schema,
-        &["date"],
-        "t",
-        Maintenance::default(),
-    )
-    .await
-    .unwrap();
+    let mut blocks = open(&store, TABLE_BLOCKS, &schema).await;
     let rows = [
         block("a", BlockStatus::Submitted),
         block("a", BlockStatus::Confirmed),
@@ -91,16 +90,7 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         .collect();
     let batch = stamped_batch("block", schema.clone(), &stamped, |b| b.ts).unwrap();
     blocks.commit(vec![batch], 1).await.unwrap();
-    let mut payouts = ExactlyOnceTable::open(
-        &store,
-        TABLE_PAYOUTS,
-        &Payout::schema(),
-        &["date"],
-        "t",
-        Maintenance::default(),
-    )
-    .await
-    .unwrap();
+    let mut payouts = open(&store, TABLE_PAYOUTS, &Payout::schema()).await;
     let rows = [
         payout("a", "alice", 100),
         payout("a", "bob", 50),
@@ -135,18 +125,14 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         "a block the node does not vouch for counts for nothing"
     );
 
-    ledger
-        .record(&[payment("t1", "alice", 40, PaymentStatus::Created)])
-        .await
-        .unwrap();
-    ledger
-        .record(&[payment("t1", "alice", 40, PaymentStatus::Relayed)])
-        .await
-        .unwrap();
-    ledger
-        .record(&[payment("t2", "bob", 20, PaymentStatus::Created)])
-        .await
-        .unwrap();
+    for (tx, miner, amount, status) in [
+        ("t1", "alice", 40, PaymentStatus::Created),
+        ("t1", "alice", 40, PaymentStatus::Relayed),
+        ("t2", "bob", 20, PaymentStatus::Created),
+    ] {
+        let row = payment(tx, miner, amount, status);
+        ledger.record(&[row]).await.unwrap();
+    }
     assert_eq!(
         ledger.balances("p1", &[]).await.unwrap(),
         [("alice".to_string(), 60), ("bob".to_string(), 30)],
@@ -168,14 +154,13 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         ("t2", PaymentStatus::Created)
     );
 
-    ledger
-        .record(&[payment("t2", "bob", 20, PaymentStatus::Failed)])
-        .await
-        .unwrap();
-    ledger
-        .record(&[payment("t1", "alice", 40, PaymentStatus::Confirmed)])
-        .await
-        .unwrap();
+    for (tx, miner, amount, status) in [
+        ("t2", "bob", 20, PaymentStatus::Failed),
+        ("t1", "alice", 40, PaymentStatus::Confirmed),
+    ] {
+        let row = payment(tx, miner, amount, status);
+        ledger.record(&[row]).await.unwrap();
+    }
     assert_eq!(
         ledger.balances("p1", &[]).await.unwrap(),
         [("alice".to_string(), 60), ("bob".to_string(), 50)],

@@ -378,19 +378,8 @@ pub async fn query_panel(
     Path((id, panel)): Path<(String, String)>,
     body: bytes::Bytes,
 ) -> Result<Response> {
-    let who = caller(who);
-    let (stored, _) = seen(&state, &who, &id).await?;
-    let ask = panel_ask(&body)?;
-    let sql = panel_sql(&stored.dashboard, &panel)?;
-    run(
-        &state,
-        &stored.dashboard,
-        sql,
-        &ask,
-        Slot::Role(who.role),
-        state.engine.limits().max_rows,
-    )
-    .await
+    let opened = Opened::by_caller(&state, who, &id).await?;
+    opened.panel(&state, &panel, &body).await
 }
 
 /// The values of a dashboard's variable, as its query lists them.
@@ -403,19 +392,8 @@ pub async fn variable_values(
     who: Option<Extension<Caller>>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response> {
-    let who = caller(who);
-    let (stored, _) = seen(&state, &who, &id).await?;
-    let sql = variable_sql(&stored.dashboard, &name)?;
-    let ask = PanelAsk::default();
-    run(
-        &state,
-        &stored.dashboard,
-        sql,
-        &ask,
-        Slot::Role(who.role),
-        state.engine.limits().max_rows,
-    )
-    .await
+    let opened = Opened::by_caller(&state, who, &id).await?;
+    opened.variable(&state, &name).await
 }
 
 /// A public dashboard through its link, without a token.
@@ -443,11 +421,8 @@ pub async fn public_query_panel(
     Path((link, panel)): Path<(String, String)>,
     body: bytes::Bytes,
 ) -> Result<Response> {
-    let (stored, _) = by_link(&state, &link).await?;
-    let ask = panel_ask(&body)?;
-    let sql = panel_sql(&stored.dashboard, &panel)?;
-    let rows = PUBLIC_MAX_ROWS.min(state.engine.limits().max_rows);
-    run(&state, &stored.dashboard, sql, &ask, Slot::Public, rows).await
+    let opened = Opened::by_link(&state, &link).await?;
+    opened.panel(&state, &panel, &body).await
 }
 
 /// A variable's values of a public dashboard through its link.
@@ -458,18 +433,56 @@ pub async fn public_variable_values(
     State(state): State<AppState>,
     Path((link, name)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (stored, _) = by_link(&state, &link).await?;
-    let sql = variable_sql(&stored.dashboard, &name)?;
-    let rows = PUBLIC_MAX_ROWS.min(state.engine.limits().max_rows);
-    run(
-        &state,
-        &stored.dashboard,
-        sql,
-        &PanelAsk::default(),
-        Slot::Public,
-        rows,
-    )
-    .await
+    let opened = Opened::by_link(&state, &link).await?;
+    opened.variable(&state, &name).await
+}
+
+/// A dashboard opened to run its panels and variables: in the slots and within the rows of
+/// the caller's role, or, through a public link, of public dashboards.
+struct Opened {
+    /// The dashboard whose stored SQL runs.
+    dashboard: Dashboard,
+    /// Where its statements wait for a turn.
+    slot: Slot,
+    /// Most rows one of its statements answers.
+    max_rows: usize,
+}
+
+impl Opened {
+    /// Dashboard `id`, when `who` may see it.
+    async fn by_caller(state: &AppState, who: Option<Extension<Caller>>, id: &str) -> Result<Self> {
+        let who = caller(who);
+        let (stored, _) = seen(state, &who, id).await?;
+        Ok(Self {
+            dashboard: stored.dashboard,
+            slot: Slot::Role(who.role),
+            max_rows: state.engine.limits().max_rows,
+        })
+    }
+
+    /// The public dashboard `link` opens.
+    async fn by_link(state: &AppState, link: &str) -> Result<Self> {
+        let (stored, _) = by_link(state, link).await?;
+        Ok(Self {
+            dashboard: stored.dashboard,
+            slot: Slot::Public,
+            max_rows: PUBLIC_MAX_ROWS.min(state.engine.limits().max_rows),
+        })
+    }
+
+    /// Runs `panel` with what the viewer asked in `body`.
+    async fn panel(self, state: &AppState, panel: &str, body: &[u8]) -> Result<Response> {
+        let ask = panel_ask(body)?;
+        let sql = panel_sql(&self.dashboard, panel)?;
+        run(state, &self.dashboard, sql, &ask, self.slot, self.max_rows).await
+    }
+
+    /// Lists variable `name`'s values, its query run with the defaults.
+    async fn variable(self, state: &AppState, name: &str) -> Result<Response> {
+        let sql = variable_sql(&self.dashboard, name)?;
+        let ask = PanelAsk::default();
+        run(state, &self.dashboard, sql, &ask, self.slot, self.max_rows).await
+    }
 }
 
 /// The public dashboard `link` opens (a 404 for anything else, said the same way).

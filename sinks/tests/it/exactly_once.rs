@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
+use adit_sinks::{ExactlyOnceTable, Maintenance};
+
+use crate::tables::{first_column, first_row, open, query, temp_store};
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
@@ -28,30 +30,15 @@ fn batch(schema: &Arc<Schema>, seqs: &[i64]) -> RecordBatch {
     .unwrap()
 }
 
-/// The first row of `sql` over table `t` of `store`, its columns read as integers.
-async fn first_row(store: &TableStore, sql: &str) -> Vec<i64> {
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
-    assert!(store.register(&ctx, "t").await.unwrap());
-    let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    rows[0]
-        .columns()
-        .iter()
-        .map(|c| c.as_any().downcast_ref::<Int64Array>().unwrap().value(0))
-        .collect()
-}
-
 #[tokio::test]
 async fn positions_survive_reopen_and_replays_are_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let (_dir, store) = temp_store();
     let schema = names_schema();
     let maint = Maintenance {
         optimize_every_commits: 2,
         ..Default::default()
     };
-    let mut t = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone())
-        .await
-        .unwrap();
+    let mut t = open(&store, "t", &schema, &["part"], maint.clone()).await;
     assert_eq!(t.committed(), 0);
     assert!(t.commit(vec![batch(&schema, &[1, 2, 3])], 3).await.unwrap());
     assert!(
@@ -65,9 +52,7 @@ async fn positions_survive_reopen_and_replays_are_skipped() {
     t.maintain_if_due().await.unwrap();
     t.finish_compaction().await.unwrap();
 
-    let mut again = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone())
-        .await
-        .unwrap();
+    let mut again = open(&store, "t", &schema, &["part"], maint.clone()).await;
     assert_eq!(again.committed(), 10);
     assert!(again.commit(vec![batch(&schema, &[11])], 11).await.unwrap());
     let other = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "other-app", maint)
@@ -75,7 +60,8 @@ async fn positions_survive_reopen_and_replays_are_skipped() {
         .unwrap();
     assert_eq!(other.committed(), 0, "positions are per writer");
 
-    let [n, s] = first_row(&store, "SELECT count(*) AS n, sum(seq) AS s FROM t").await[..] else {
+    let sql = "SELECT count(*) AS n, sum(seq) AS s FROM t";
+    let [n, s] = first_row(&store, "t", sql).await[..] else {
         panic!("two columns")
     };
     assert_eq!((n, s), (4, 1 + 2 + 3 + 11));
@@ -84,8 +70,7 @@ async fn positions_survive_reopen_and_replays_are_skipped() {
 #[tokio::test]
 async fn rows_past_their_tables_retention_are_deleted() {
     use arrow::array::Date32Array;
-    let dir = tempfile::tempdir().unwrap();
-    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let (_dir, store) = temp_store();
     let schema = Arc::new(Schema::new(vec![
         Field::new("seq", DataType::Int64, false),
         Field::new("date", DataType::Date32, false),
@@ -114,54 +99,23 @@ async fn rows_past_their_tables_retention_are_deleted() {
         .into(),
         ..Default::default()
     };
-    let mut t = ExactlyOnceTable::open(&store, "kept", &schema, &["date"], "app", maint.clone())
-        .await
-        .unwrap();
+    let mut t = open(&store, "kept", &schema, &["date"], maint.clone()).await;
     t.commit(vec![rows.clone()], 1).await.unwrap();
     let now = "2026-11-22T12:00:00Z".parse().unwrap();
     t.apply_retention(now).await.unwrap();
-    let mut other = ExactlyOnceTable::open(&store, "other", &schema, &["date"], "app", maint)
-        .await
-        .unwrap();
+    let mut other = open(&store, "other", &schema, &["date"], maint).await;
     other.commit(vec![rows], 1).await.unwrap();
     other.apply_retention(now).await.unwrap();
 
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
     for (table, want) in [("kept", vec![3]), ("other", vec![1, 2, 3])] {
-        assert!(store.register(&ctx, table).await.unwrap());
-        let got = ctx
-            .sql(&format!("SELECT seq FROM {table} ORDER BY seq"))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let seqs: Vec<i64> = got
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let sql = format!("SELECT seq FROM {table} ORDER BY seq");
+        let seqs = first_column(&store, table, &sql).await;
         assert_eq!(
             seqs, want,
             "{table}: 30 days kept in one, everything in the other"
         );
     }
-    let reopened = ExactlyOnceTable::open(
-        &store,
-        "kept",
-        &schema,
-        &["date"],
-        "app",
-        Maintenance::default(),
-    )
-    .await
-    .unwrap();
+    let reopened = open(&store, "kept", &schema, &["date"], Maintenance::default()).await;
     assert_eq!(reopened.committed(), 1, "the position survives the delete");
 }
 
@@ -171,13 +125,10 @@ async fn rows_past_their_tables_retention_are_deleted() {
 /// given to the old rows, and the table is refused naming it.
 #[tokio::test]
 async fn a_table_with_a_column_fewer_is_evolved_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let (_dir, store) = temp_store();
     let old = names_schema();
     let maint = Maintenance::default();
-    let mut before = ExactlyOnceTable::open(&store, "t", &old, &["part"], "app", maint.clone())
-        .await
-        .unwrap();
+    let mut before = open(&store, "t", &old, &["part"], maint.clone()).await;
     assert!(before.commit(vec![batch(&old, &[1, 2])], 2).await.unwrap());
 
     let mut fields = old.fields().to_vec();
@@ -199,15 +150,8 @@ async fn a_table_with_a_column_fewer_is_evolved_on_open() {
     .unwrap();
     assert!(after.commit(vec![row], 3).await.unwrap());
 
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
-    assert!(store.register(&ctx, "t").await.unwrap());
-    let rows = ctx
-        .sql("SELECT seq, coalesce(note, 'null') AS note FROM t ORDER BY seq")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let sql = "SELECT seq, coalesce(note, 'null') AS note FROM t ORDER BY seq";
+    let rows = query(&store, "t", sql).await;
     let text = arrow::util::pretty::pretty_format_batches(&rows)
         .unwrap()
         .to_string();
@@ -238,10 +182,8 @@ async fn a_table_with_a_column_fewer_is_evolved_on_open() {
 #[tokio::test]
 async fn commits_and_compaction_write_files_sorted_by_the_filter_columns() {
     use adit_sinks::compact::sort_columns;
-    use deltalake::datafusion::prelude::SessionContext;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let (dir, store) = temp_store();
     let schema = Arc::new(Schema::new(vec![
         Field::new("machine", DataType::Utf8, false),
         Field::new("site", DataType::Utf8, false),
@@ -254,9 +196,7 @@ async fn commits_and_compaction_write_files_sorted_by_the_filter_columns() {
         compact_fanout: 4,
         ..Default::default()
     };
-    let mut t = ExactlyOnceTable::open(&store, "r", &schema, &["date"], "app", maint.clone())
-        .await
-        .unwrap();
+    let mut t = open(&store, "r", &schema, &["date"], maint.clone()).await;
     // Four commits, each every machine of two sites mixed, in two dates.
     let mut seq = 0;
     for commit in 1..=4u64 {
@@ -304,28 +244,10 @@ async fn commits_and_compaction_write_files_sorted_by_the_filter_columns() {
     assert_eq!(files.len(), 2, "one sorted file per date: {files:?}");
 
     // Same rows, same position.
-    let again = ExactlyOnceTable::open(&store, "r", &schema, &["date"], "app", maint)
-        .await
-        .unwrap();
+    let again = open(&store, "r", &schema, &["date"], maint).await;
     assert_eq!(again.committed(), 400);
-    let ctx = SessionContext::new();
-    assert!(store.register(&ctx, "r").await.unwrap());
-    let totals = ctx
-        .sql("SELECT count(*), sum(seq), count(DISTINCT seq) FROM r")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let value = |c: usize| {
-        totals[0]
-            .column(c)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(0)
-    };
-    assert_eq!((value(0), value(1), value(2)), (200, 200 * 201 / 2, 200));
+    let sql = "SELECT count(*), sum(seq), count(DISTINCT seq) FROM r";
+    assert_eq!(first_row(&store, "r", sql).await, [200, 200 * 201 / 2, 200]);
 
     // Each file, read as it lies on disk, runs site by site, machine by machine.
     for file in files {
@@ -377,18 +299,14 @@ fn assert_sorted_by_site_machine(path: &std::path::Path) {
 #[tokio::test]
 async fn two_writers_compacting_the_same_files_keep_each_row_once() {
     use adit_sinks::compact::compact_sorted;
-    use deltalake::datafusion::prelude::SessionContext;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let (dir, store) = temp_store();
     let schema = names_schema();
     let maint = Maintenance {
         optimize_every_commits: 0,
         ..Default::default()
     };
-    let mut t = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint)
-        .await
-        .unwrap();
+    let mut t = open(&store, "t", &schema, &["part"], maint).await;
     for i in 0..4 {
         let batch = batch(&schema, &[i * 10 + 1, i * 10 + 2]);
         assert!(t.commit(vec![batch], (i as u64 + 1) * 10).await.unwrap());
@@ -409,25 +327,9 @@ async fn two_writers_compacting_the_same_files_keep_each_row_once() {
         "its files were replaced by the first: nothing committed"
     );
 
-    let ctx = SessionContext::new();
-    assert!(store.register(&ctx, "t").await.unwrap());
-    let rows = ctx
-        .sql("SELECT count(*), count(DISTINCT seq), sum(seq) FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let value = |c: usize| {
-        rows[0]
-            .column(c)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(0)
-    };
+    let sql = "SELECT count(*), count(DISTINCT seq), sum(seq) FROM t";
     let expected: i64 = (0..4).map(|i| 20 * i + 3).sum::<i64>() + 51 + 52;
-    assert_eq!((value(0), value(1), value(2)), (10, 10, expected));
+    assert_eq!(first_row(&store, "t", sql).await, [10, 10, expected]);
     let files = std::fs::read_dir(dir.path().join("t/part=p"))
         .unwrap()
         .count();
@@ -442,17 +344,14 @@ async fn two_writers_compacting_the_same_files_keep_each_row_once() {
 /// with every row once, the writer's position, and fewer files than commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_beside_the_writer_loses_and_doubles_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let (dir, store) = temp_store();
     let schema = names_schema();
     let maint = Maintenance {
         optimize_every_commits: 1,
         compact_fanout: 2,
         ..Default::default()
     };
-    let mut t = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint.clone())
-        .await
-        .unwrap();
+    let mut t = open(&store, "t", &schema, &["part"], maint.clone()).await;
     let (commits, rows) = (40_i64, 50_i64);
     for c in 0..commits {
         let seqs: Vec<i64> = (c * rows + 1..=(c + 1) * rows).collect();
@@ -478,11 +377,8 @@ async fn a_compaction_beside_the_writer_loses_and_doubles_nothing() {
         "compactions committed between the writer's commits: {operations:?}"
     );
     let n = commits * rows;
-    let [count, distinct, sum] = first_row(
-        &store,
-        "SELECT count(*) AS n, count(DISTINCT seq) AS d, sum(seq) AS s FROM t",
-    )
-    .await[..] else {
+    let sql = "SELECT count(*) AS n, count(DISTINCT seq) AS d, sum(seq) AS s FROM t";
+    let [count, distinct, sum] = first_row(&store, "t", sql).await[..] else {
         panic!("three columns")
     };
     assert_eq!((count, distinct, sum), (n, n, n * (n + 1) / 2));
@@ -491,9 +387,7 @@ async fn a_compaction_beside_the_writer_loses_and_doubles_nothing() {
         files < commits as usize / 2,
         "{files} live files after {commits} commits"
     );
-    let again = ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint)
-        .await
-        .unwrap();
+    let again = open(&store, "t", &schema, &["part"], maint).await;
     assert_eq!(
         again.committed(),
         n as u64,
@@ -523,8 +417,7 @@ fn commit_files(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_tables_log_keeps_commits_only_for_its_retention_and_positions_survive() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let (dir, store) = temp_store();
     let schema = names_schema();
     let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
     let maint = Maintenance {
@@ -533,14 +426,7 @@ async fn a_tables_log_keeps_commits_only_for_its_retention_and_positions_survive
         vacuum_retention: hours(3),
         ..Default::default()
     };
-    let open = |maint: Maintenance| {
-        let (store, schema) = (store.clone(), schema.clone());
-        async move {
-            ExactlyOnceTable::open(&store, "t", &schema, &["part"], "app", maint)
-                .await
-                .unwrap()
-        }
-    };
+    let open_t = |maint: Maintenance| open(&store, "t", &schema, &["part"], maint);
     let properties = |t: &ExactlyOnceTable| {
         let held = t.table().snapshot().unwrap().table_config().clone();
         (
@@ -549,19 +435,19 @@ async fn a_tables_log_keeps_commits_only_for_its_retention_and_positions_survive
             held.enable_expired_log_cleanup,
         )
     };
-    let t = open(maint.clone()).await;
+    let t = open_t(maint.clone()).await;
     assert_eq!(
         properties(&t),
         (Some(hours(2)), Some(hours(3)), Some(false))
     );
     let version = t.table().version();
-    let t = open(maint.clone()).await;
+    let t = open_t(maint.clone()).await;
     assert_eq!(t.table().version(), version, "set once, not at every open");
     let longer = Maintenance {
         log_retention: hours(48),
         ..maint.clone()
     };
-    let t = open(longer).await;
+    let t = open_t(longer).await;
     assert_eq!(
         properties(&t),
         (Some(hours(48)), Some(hours(3)), Some(false))
@@ -570,7 +456,7 @@ async fn a_tables_log_keeps_commits_only_for_its_retention_and_positions_survive
 
     // Commits do not clean the log (that would list it whole at every commit); Delta writes a
     // checkpoint every 100 versions (at 99, 199…)...
-    let mut t = open(maint).await;
+    let mut t = open_t(maint).await;
     let table_dir = dir.path().join("t");
     for seq in 1..=120 {
         t.commit(vec![batch(&schema, &[seq])], seq as u64)
@@ -613,13 +499,13 @@ async fn a_tables_log_keeps_commits_only_for_its_retention_and_positions_survive
         Some("00000000000000000099.json"),
         "the commits before the checkpoint are cleaned, the rest kept"
     );
-    let again = open(Maintenance {
+    let again = open_t(Maintenance {
         log_retention: hours(2),
         vacuum_retention: hours(3),
         ..Default::default()
     })
     .await;
     assert_eq!(again.committed(), 125, "the position survives the cleaning");
-    let n = first_row(&store, "SELECT count(*) AS n FROM t").await[0];
+    let n = first_row(&store, "t", "SELECT count(*) AS n FROM t").await[0];
     assert_eq!(n, 125, "every row is still read after the cleaning");
 }

@@ -3,3 +3,4 @@
 
 mod exactly_once;
 mod s3;
+mod tables;

@@ -7,9 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
+use adit_sinks::{Maintenance, TableStore};
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::tables::{first_row, open};
 
 struct S3Server(Child);
 
@@ -90,46 +92,14 @@ async fn tables_work_on_an_s3_api() {
         )
         .unwrap()
     };
-    let mut t = ExactlyOnceTable::open(
-        &store,
-        "events",
-        &schema,
-        &[],
-        "app",
-        Maintenance::default(),
-    )
-    .await
-    .unwrap();
+    let mut t = open(&store, "events", &schema, &[], Maintenance::default()).await;
     assert!(t.commit(vec![batch(&[1, 2])], 2).await.unwrap());
     assert!(
         !t.commit(vec![batch(&[2])], 2).await.unwrap(),
         "replay skipped"
     );
-    let again = ExactlyOnceTable::open(
-        &store,
-        "events",
-        &schema,
-        &[],
-        "app",
-        Maintenance::default(),
-    )
-    .await
-    .unwrap();
+    let again = open(&store, "events", &schema, &[], Maintenance::default()).await;
     assert_eq!(again.committed(), 2);
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
-    assert!(store.register(&ctx, "events").await.unwrap());
-    let rows = ctx
-        .sql("SELECT count(*) FROM events")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let n = rows[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0);
-    assert_eq!(n, 2);
+    let n = first_row(&store, "events", "SELECT count(*) FROM events").await;
+    assert_eq!(n, [2]);
 }
