@@ -72,8 +72,8 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     let refused_foreign = register(&addr, &foreign).await.unwrap_err();
     assert_refused_in_transport(&refused_foreign);
     // Neither got in.
-    let workers = workers(&bound.rest).await;
-    assert_eq!(workers, serde_json::json!([]), "refused clients registered");
+    let listed = workers(&bound.rest).await;
+    assert_eq!(listed, serde_json::json!([]), "refused clients registered");
 
     // The cluster's own certificate: served, and named by it.
     let good = adit_protocol::tls::connector(Some(&ca), Some(&identity(&ours, "rig1"))).unwrap();
@@ -92,8 +92,8 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     );
 
     // The REST API lists only the worker that got in, and says the upstream is down.
-    let workers = workers(&bound.rest).await;
-    assert_eq!(workers.as_array().unwrap().len(), 1, "{workers}");
+    let listed = workers(&bound.rest).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     let health = reqwest::get(format!("http://{}/health", bound.rest))
         .await
         .unwrap();

@@ -13,13 +13,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adit_bus::registry::Registry;
-use adit_bus::{Publisher, ensure_buckets, ensure_streams};
 use adit_devices::http_json::{
     DrMessage, DrMode, RoomAlertSensor, dr_reply, iotawatt_reply, pdu_reply, roomalert_reply,
 };
 use adit_ingest::adapters::poll::{
-    self, AdaptersConfig, GridFeed, GridFeedKind, HEADER_DLQ_ADAPTER, HEADER_DLQ_DEVICE,
+    AdaptersConfig, GridFeed, GridFeedKind, HEADER_DLQ_ADAPTER, HEADER_DLQ_DEVICE,
 };
 use adit_ingest::simulate::cgminer::{self, CgminerSnapshot};
 use adit_schemas::registry::{Adapter, AdapterKind, Machine, Meter, Record, Sensor, Site};

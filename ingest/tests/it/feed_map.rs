@@ -8,10 +8,8 @@
 
 use std::time::Duration;
 
-use adit_bus::registry::Registry;
-use adit_bus::{Publisher, ensure_buckets, ensure_streams};
 use adit_devices::feed_map::FeedMap;
-use adit_ingest::adapters::poll::{self, AdaptersConfig, GridFeed, GridFeedKind};
+use adit_ingest::adapters::poll::{AdaptersConfig, GridFeed, GridFeedKind};
 use adit_schemas::{AnyEvent, GridSignal, GridSignalKind, names};
 use adit_testkit::tail::{Tail, header};
 use tokio_util::sync::CancellationToken;

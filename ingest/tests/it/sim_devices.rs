@@ -13,9 +13,7 @@
 
 use std::time::Duration;
 
-use adit_bus::registry::Registry;
-use adit_bus::{Publisher, ensure_buckets, ensure_streams};
-use adit_ingest::adapters::poll::{self, AdaptersConfig, HEADER_DLQ_ADAPTER, HEADER_DLQ_DEVICE};
+use adit_ingest::adapters::poll::{AdaptersConfig, HEADER_DLQ_ADAPTER, HEADER_DLQ_DEVICE};
 use adit_ingest::adapters::poll::{GridFeedKind, MqttConfig};
 use adit_ingest::simulate::devices::{
     Devices, INITIAL_EVENT_ID, INITIAL_PRICE_ID, INITIAL_PRICE_PER_MWH,
