@@ -14,7 +14,7 @@ use adit_ingest::adapters::poll::AdaptersConfig;
 use adit_ingest::simulate::SimConfig;
 use adit_payments::PaymentsConfig;
 use adit_pipelines::PipelinesConfig;
-use adit_query::QueryConfig;
+use crate::query::QueryConfig;
 use adit_stratum::PoolConfig;
 use anyhow::Context;
 use serde::Deserialize;

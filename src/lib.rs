@@ -13,6 +13,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics_catalog;
 pub mod nats_server;
+pub mod query;
 pub mod roles;
 pub mod services;
 pub mod wiring;

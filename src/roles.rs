@@ -9,7 +9,8 @@ use adit_ingest::http::IngestState;
 use adit_ingest::simulate::devices::Devices;
 use adit_ingest::simulate::{Farm, SimConfig};
 use adit_pipelines::PipelineContext;
-use adit_query::{AppState, Catalog, SqlEngine};
+use adit_api::AppState;
+use adit_sql::{Catalog, SqlEngine};
 use adit_schemas::ValidationPolicy;
 use adit_sinks::TableStore;
 use adit_supervise::Vitals;
@@ -127,14 +128,14 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
         shared.catalog(),
         config.query.limits.clone(),
     ));
-    let admission = Arc::new(adit_query::admission::Admission::new(
+    let admission = Arc::new(adit_sql::admission::Admission::new(
         config.query.concurrency.clone(),
     ));
-    let lockout = Arc::new(adit_query::lockout::Lockout::new(
+    let lockout = Arc::new(adit_auth::lockout::Lockout::new(
         config.query.lockout.clone(),
     ));
     if let Some(postgres) = &config.query.postgres {
-        let server = adit_query::postgres::Postgres::new(
+        let server = adit_wire::postgres::Postgres::new(
             postgres,
             engine.clone(),
             Arc::new(config.query.tokens()?),
@@ -149,13 +150,13 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
         tracing::info!(listen = %postgres.listen, "PostgreSQL port listening");
         let (server, token) = (Arc::new(server), shared.shutdown.clone());
         tasks.spawn(async move {
-            adit_query::postgres::serve(listener, server, async move { token.cancelled().await })
+            adit_wire::postgres::serve(listener, server, async move { token.cancelled().await })
                 .await?;
             Ok("postgres")
         });
     }
     if let Some(flight) = &config.query.flight {
-        let server = Arc::new(adit_query::flight::Flight {
+        let server = Arc::new(adit_wire::flight::Flight {
             engine: engine.clone(),
             tokens: Arc::new(config.query.tokens()?),
             admission: admission.clone(),
@@ -169,7 +170,7 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
         let tls = config.query.tls_acceptor_for(&[b"h2"])?;
         let token = shared.shutdown.clone();
         tasks.spawn(async move {
-            adit_query::flight::serve(
+            adit_wire::flight::serve(
                 listener,
                 server,
                 tls,
@@ -185,7 +186,7 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
         publisher: services.publisher.clone(),
         policy: ValidationPolicy::default(),
     });
-    let router = adit_query::router(
+    let router = adit_api::router(
         state,
         config.query.tokens()?,
         config.query.origin_policy()?,
@@ -194,7 +195,7 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
     let tls = config.query.tls_acceptor()?;
     let token = shared.shutdown.clone();
     tasks.spawn(async move {
-        adit_query::serve(
+        adit_api::serve(
             listener,
             router,
             tls,
@@ -210,8 +211,8 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
 async fn api_state(
     shared: &Shared<'_>,
     engine: Arc<SqlEngine>,
-    admission: Arc<adit_query::admission::Admission>,
-    lockout: Arc<adit_query::lockout::Lockout>,
+    admission: Arc<adit_sql::admission::Admission>,
+    lockout: Arc<adit_auth::lockout::Lockout>,
 ) -> anyhow::Result<AppState> {
     let (config, services) = (shared.config, shared.services);
     Ok(AppState {
@@ -237,7 +238,7 @@ async fn api_state(
         admission,
         lockout,
         dashboards: Some(dashboards(&services.js, config).await?),
-        live: Some(adit_query::hub::Live::new(
+        live: Some(adit_api::hub::Live::new(
             services.js.clone(),
             config.query.live_max_subscribers,
         )),
@@ -582,7 +583,7 @@ const COUNT_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
 /// they are on and statements run here (a cluster's executors could not read the tails).
 fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> Catalog {
     let catalog = Catalog::new(store.clone(), config.query.snapshot_refresh);
-    if !config.query.fresh_reads || !matches!(config.query.engine, adit_query::QueryEngine::Local) {
+    if !config.query.fresh_reads || !matches!(config.query.engine, adit_sql::QueryEngine::Local) {
         return catalog;
     }
     catalog.with_fresh(Arc::new(adit_pipelines::fresh::LandingTails::new(
@@ -621,13 +622,13 @@ fn install_metrics() -> Option<PrometheusHandle> {
 
 /// The node the blocks view asks for the chain's height: `query.node`, else the pool's node
 /// when it is monerod.
-fn chain_tip(config: &Config) -> anyhow::Result<Option<adit_query::chain::ChainTip>> {
+fn chain_tip(config: &Config) -> anyhow::Result<Option<adit_api::chain::ChainTip>> {
     let node = config.query.node.clone().or_else(|| {
         let pool = &config.pool.node;
         pool.starts_with("http").then(|| pool.clone())
     });
     Ok(node
-        .map(|n| adit_query::chain::ChainTip::new(&n))
+        .map(|n| adit_api::chain::ChainTip::new(&n))
         .transpose()?)
 }
 
@@ -652,8 +653,8 @@ where
 async fn dashboards(
     js: &async_nats::jetstream::Context,
     config: &Config,
-) -> anyhow::Result<adit_query::dashboards::store::DashboardStore> {
-    use adit_query::dashboards::{builtin, store::DashboardStore};
+) -> anyhow::Result<adit_web::store::DashboardStore> {
+    use adit_web::{builtin, store::DashboardStore};
     let store = DashboardStore::open(js)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

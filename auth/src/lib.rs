@@ -1,12 +1,14 @@
-//! Who is calling adit's HTTP APIs (the SQL API and the cluster coordinator's REST). A bearer
-//! token names a caller and the role it holds: a static token from config (kept there plainly
-//! or as its SHA-256) or a JWT signed by the configured key, with its role and expiry in its
-//! claims. One set of rules for every API, so a token means the same wherever it is shown:
+//! Who is calling adit's APIs (the SQL API, its PostgreSQL and Flight SQL ports, the cluster
+//! coordinator's REST), and the [`lockout`] of addresses that fail to say. A bearer token names
+//! a caller and the role it holds: a static token from config (kept there plainly or as its
+//! SHA-256) or a JWT signed by the configured key, with its role and expiry in its claims. One
+//! set of rules for every API, so a token means the same wherever it is shown:
 //! [`Tokens::identify`] is the one decision of who a credential names, and a cluster worker's
 //! token (a static one with `worker`, or a JWT with a `worker` claim) names a caller only where
 //! the tokens were given a worker scope (the coordinator's REST, [`Tokens::with_worker_scope`]).
 
 mod jwt;
+pub mod lockout;
 mod role;
 mod token;
 

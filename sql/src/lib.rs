@@ -6,6 +6,7 @@
 //! an [`SqlEngine`] runs one statement in a session of its own over the catalog's snapshots,
 //! read-only, with time, memory and row limits.
 
+pub mod admission;
 pub mod bounded;
 pub mod catalog;
 pub mod cluster;

@@ -12,7 +12,7 @@ use adit_pipelines::PipelineContext;
 use adit_pipelines::fresh::{LandingTails, TailLimits};
 use adit_pipelines::landing::Landing;
 use adit_pipelines::runtime::runner::run_instance;
-use adit_query::{Catalog, SqlEngine, SqlLimits};
+use adit_sql::{Catalog, SqlEngine, SqlLimits};
 use adit_schemas::names::{STREAM_TELEMETRY, TABLE_ENERGY_READINGS};
 use adit_schemas::{AnyEvent, EnergyReading, EnergySource, ValidationPolicy};
 use adit_sinks::TableStore;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_pipelines::control::curtailment::{ReplayDiff, replay_step};
-use adit_query::{Catalog, SqlEngine, SqlLimits};
+use adit_sql::{Catalog, SqlEngine, SqlLimits};
 use adit_schemas::control::DecisionRow;
 use adit_sinks::TableStore;
 use anyhow::{Context, bail};

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 pub mod ballista;
 mod feed;
+pub mod jwt;
 mod monerod;
 pub mod mosquitto;
 mod nats_cluster;

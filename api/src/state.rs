@@ -1,0 +1,43 @@
+//! What the HTTP handlers share: the SQL engine, the buckets and stores behind the routes,
+//! the limits. Every route module takes it; it names none of them.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use adit_sql::SqlEngine;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Runs SQL.
+    pub engine: Arc<SqlEngine>,
+    /// Renders `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
+    /// The supervised parts of the process, for `/ready`.
+    pub vitals: adit_supervise::Vitals,
+    /// The NATS connection, for readiness.
+    pub nats: Option<async_nats::Client>,
+    /// The node whose chain height gives blocks their confirmations.
+    pub node: Option<crate::chain::ChainTip>,
+    /// The registry bucket (none without NATS: its routes answer 503).
+    pub registry: Option<adit_bus::registry::Registry>,
+    /// Publishes operators' notes (manual violations) to the pipelines.
+    pub publisher: Option<adit_bus::Publisher>,
+    /// The alert rules bucket (none without NATS: its routes answer 503).
+    pub rules: Option<adit_alerts::RuleStore>,
+    /// The silences (none without NATS).
+    pub silences: Option<adit_alerts::notify::Silences>,
+    /// The receivers, for test messages (none without `[notify] receivers`: 503).
+    pub notifier: Option<Arc<adit_alerts::notify::Notifier>>,
+    /// The Stratum bans bucket (none without NATS: its routes answer 503).
+    pub bans: Option<async_nats::jetstream::kv::Store>,
+    /// Live subscriptions (none without NATS: the route answers 503).
+    pub live: Option<crate::hub::Live>,
+    /// Slots for SQL statements per role.
+    pub admission: Arc<adit_sql::admission::Admission>,
+    /// Failed authentications that ban an address (shared with the PostgreSQL port).
+    pub lockout: Arc<adit_auth::lockout::Lockout>,
+    /// Users' dashboards (none without NATS: their routes answer 503).
+    pub dashboards: Option<adit_web::store::DashboardStore>,
+}

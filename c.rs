@@ -1,0 +1,1140 @@
+//! The curtailment and cooling state machine of one site, as a pure function
+//! `(state, inputs, now) → (state, decisions)` (issue 10; the pipeline around it, the commands
+//! and the actuators come next — this module decides only).
+//!
+//! **Modes**: `running` (no limit below the allocation binds), `curtailing` (load above the
+//! target, shedding), `curtailed` (at or below the target), `resuming` (a limit lifted, waking
+//! machines back), `emergency` (a temperature at or over the site's emergency limit: every
+//! machine to sleep, fans to 9), `failsafe` (an input is older than its limit: the configured
+//! safe action).
+//!
+//! **Rules, in order** (the first that applies decides the target; each decision names it):
+//! 1. `stale_inputs`: the newest meter reading, sensor reading or (when a curtailment is active)
+//!    grid signal older than its limit → failsafe: fans to 9, and either hold the load as it is
+//!    or shed to `failsafe_target_kw`.
+//! 2. `emergency_temperature`: the hottest sensor at or over `emergency_temp_c` → sleep every
+//!    machine, ignoring minimum on-times; it lifts once the temperature is `emergency_clear_c`
+//!    below the limit and the cooldown has passed.
+//! 3. `override_target`: an operator's forced load target (until it expires).
+//! 4. `grid_curtail`: an active demand-response event: target = its `target_kw` (at most the
+//!    allocation) until a `normal` signal.
+//! 5. `price_strike`: the price over `strike_price` for `strike_intervals` consecutive intervals
+//!    → target `price_target_kw`; it lifts after as many consecutive intervals at or under it.
+//! 6. `allocation_cap`: otherwise the target is the allocation.
+//!
+//! **Shedding**: while the load is over the target, machines are put to sleep least efficient
+//! first (highest J/TH, then id), only those on for at least `min_on`, at most
+//! `ramp_kw_per_min` × the time since the last step (so a step never removes more than the ramp
+//! allows). A machine commanded to sleep whose power did not drop is not chosen again within
+//! `command_timeout`; the next machine is (the load is measured, not assumed).
+//! **Resuming**: once no limit binds and `cooldown` has passed since the last shed, sleeping
+//! machines are woken most efficient first, if off for at least `min_off`, while the load plus
+//! their nominal power stays under the target less `resume_margin_kw`, within the same ramp.
+//! **Overrides** (from the pipeline, named in `Inputs::overrides`): `hold` sheds and wakes
+//! nothing (fans and the emergency still act); a machine not `controllable` is never chosen;
+//! `fan_pin` fixes the fans outside failsafe and emergency.
+//! **Fans**: the hottest temperature picks a level from the band table (the first band whose
+//! upper bound it is under; 9 above all); going down needs `fan_hysteresis_c` below the bound
+//! and `fan_dwell` since the last change (a noisy sensor does not make the fans hunt).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+const MINUTE_US: i64 = 60_000_000;
+
+/// The site's controller settings (times in µs in the pure core; config converts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlRules {
+    /// Most load shed or added per minute, kW.
+    pub ramp_kw_per_min: f64,
+    /// A machine stays on at least this long before it may be shed, µs.
+    pub min_on_us: i64,
+    /// A machine stays off at least this long before it may be woken, µs.
+    pub min_off_us: i64,
+    /// No waking for this long after the last shed, µs.
+    pub cooldown_us: i64,
+    /// Headroom kept under the target when waking, kW.
+    pub resume_margin_kw: f64,
+    /// A machine commanded to sleep is not chosen again for this long, µs.
+    pub command_timeout_us: i64,
+    /// Price above which mining is not worth it, per MWh (none: prices are ignored).
+    pub strike_price: Option<f64>,
+    /// Consecutive price intervals needed to cross the strike, both ways.
+    pub strike_intervals: usize,
+    /// Load allowed while the price is over the strike, kW.
+    pub price_target_kw: f64,
+    /// Upper temperature bound of each fan level 1..=8, °C, ascending (9 above the last).
+    pub fan_bands_c: Vec<f64>,
+    /// How far under a band's bound the temperature must fall to step a fan level down, °C.
+    pub fan_hysteresis_c: f64,
+    /// The fans step down only this long after their last change, µs.
+    #[serde(default)]
+    pub fan_dwell_us: i64,
+    /// How far under the emergency limit the temperature must fall to lift the emergency, °C.
+    pub emergency_clear_c: f64,
+    /// Meter readings older than this are stale, µs.
+    pub meter_stale_us: i64,
+    /// Sensor readings older than this are stale, µs.
+    pub sensor_stale_us: i64,
+    /// A grid signal older than this, while a curtailment is active, is stale, µs.
+    pub signal_stale_us: i64,
+    /// Load to shed to in failsafe (none: hold the load as it is), kW.
+    pub failsafe_target_kw: Option<f64>,
+}
+
+impl Default for ControlRules {
+    fn default() -> Self {
+        Self {
+            ramp_kw_per_min: 100.0,
+            min_on_us: 5 * MINUTE_US,
+            min_off_us: 5 * MINUTE_US,
+            cooldown_us: 10 * MINUTE_US,
+            resume_margin_kw: 5.0,
+            command_timeout_us: 2 * MINUTE_US,
+            strike_price: None,
+            strike_intervals: 2,
+            price_target_kw: 0.0,
+            fan_bands_c: vec![20.0, 23.0, 25.0, 27.0, 29.0, 31.0, 33.0, 35.0],
+            fan_hysteresis_c: 1.0,
+            fan_dwell_us: 2 * MINUTE_US,
+            emergency_clear_c: 3.0,
+            meter_stale_us: 2 * MINUTE_US,
+            sensor_stale_us: 2 * MINUTE_US,
+            signal_stale_us: 30 * MINUTE_US,
+            failsafe_target_kw: None,
+        }
+    }
+}
+
+/// The site's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// No limit below the allocation binds.
+    #[default]
+    Running,
+    /// Load over the target: shedding.
+    Curtailing,
+    /// At or under the target.
+    Curtailed,
+    /// A limit lifted: waking machines back.
+    Resuming,
+    /// Over the emergency temperature: everything asleep.
+    Emergency,
+    /// An input is stale: the safe action.
+    Failsafe,
+}
+
+/// A demand-response event in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridEvent {
+    /// The utility's event id.
+    pub event_id: String,
+    /// Load to reach, kW.
+    pub target_kw: f64,
+    /// When it must be reached, µs.
+    pub deadline_us: i64,
+}
+
+/// Share of its nameplate power under which a machine counts as not running (a sleeping
+/// miner still draws a little for its control board and fans).
+const RUNNING_SHARE: f64 = 0.05;
+
+/// One machine as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineInput {
+    /// Id.
+    pub id: String,
+    /// Measured power now, W (0 when asleep).
+    pub power_w: f64,
+    /// Nameplate power, W (what waking it adds).
+    pub nominal_w: f64,
+    /// Joules per terahash (higher: less efficient).
+    pub efficiency_j_th: f64,
+    /// Whether the controller may shed or wake it (an override can take it out of control).
+    #[serde(default = "yes")]
+    pub controllable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl MachineInput {
+    /// Whether it draws more than standby power.
+    pub fn running(&self) -> bool {
+        self.power_w > self.nominal_w * RUNNING_SHARE
+    }
+}
+
+/// What the controller knows at one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// The site's allocation, kW.
+    pub allocation_kw: f64,
+    /// The site's emergency temperature, °C.
+    pub emergency_temp_c: f64,
+    /// The demand-response event in force, if any.
+    pub grid: Option<GridEvent>,
+    /// When the newest grid signal was received, µs.
+    pub signal_us: Option<i64>,
+    /// Prices of the last intervals, oldest first, per MWh.
+    pub prices: Vec<f64>,
+    /// Hottest site temperature, °C, and when the newest sensor reading was taken, µs.
+    pub hottest_c: Option<f64>,
+    /// When the newest sensor reading was taken, µs.
+    pub sensors_us: Option<i64>,
+    /// When the newest meter reading was taken, µs.
+    pub meters_us: Option<i64>,
+    /// The machines.
+    pub machines: Vec<MachineInput>,
+    /// Machines whose last command the actuator reported failed (they are not counted as
+    /// about to change).
+    #[serde(default)]
+    pub failed: Vec<String>,
+    /// An operator's load target, kW.
+    #[serde(default)]
+    pub forced_target_kw: Option<f64>,
+    /// An operator holds the site: nothing is shed or woken.
+    #[serde(default)]
+    pub hold: bool,
+    /// An operator's fan level.
+    #[serde(default)]
+    pub fan_pin: Option<u8>,
+    /// The ids of the overrides in force (what shaped these inputs).
+    #[serde(default)]
+    pub overrides: Vec<String>,
+}
+
+/// What the controller remembers of one machine.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MachineControl {
+    /// Whether it is meant to be on.
+    pub on: bool,
+    /// When that last changed, µs.
+    pub since_us: i64,
+}
+
+/// One site's controller state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteControl {
+    /// The mode.
+    pub mode: Mode,
+    /// The previous step, µs.
+    pub last_step_us: Option<i64>,
+    /// The last shed, µs.
+    pub last_shed_us: Option<i64>,
+    /// When the emergency began, µs.
+    pub emergency_since_us: Option<i64>,
+    /// Whether the price is over the strike (with hysteresis).
+    pub price_high: bool,
+    /// The fan level commanded.
+    pub fan_level: u8,
+    /// Each machine's commanded state.
+    pub machines: BTreeMap<String, MachineControl>,
+    /// When the fan level last changed, µs.
+    #[serde(default)]
+    pub fan_changed_us: Option<i64>,
+    /// Whether an operator held the site at the last step.
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// What a decision does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Only the mode changed.
+    Mode,
+    /// Put a machine to sleep.
+    Sleep {
+        /// The machine.
+        machine: String,
+    },
+    /// Wake a machine.
+    Wake {
+        /// The machine.
+        machine: String,
+    },
+    /// Set the site's fans.
+    FanLevel {
+        /// 1..=9.
+        level: u8,
+    },
+}
+
+/// Why a decision was made: the rule in force (module docs, in order), or what else acted.
+/// Its name is the `rule` column of `decisions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// 1: an input older than its limit.
+    StaleInputs,
+    /// 2: the hottest sensor at or over the emergency limit.
+    EmergencyTemperature,
+    /// 3: an operator's forced load target.
+    OverrideTarget,
+    /// 4: an active demand-response event.
+    GridCurtail,
+    /// 5: the price over the strike.
+    PriceStrike,
+    /// 6: otherwise, the allocation.
+    AllocationCap,
+    /// Machines woken once no limit binds.
+    Resume,
+    /// The fans, by the temperature bands.
+    FanBand,
+    /// The fans, pinned by an operator.
+    OverrideFan,
+    /// An operator's hold began.
+    OverrideHold,
+}
+
+impl Rule {
+    /// Its name, as recorded.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One decision with the rule that fired and what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The mode before.
+    pub from: Mode,
+    /// The mode after.
+    pub to: Mode,
+    /// The rule that decided.
+    pub rule: Rule,
+    /// What to do.
+    pub action: Action,
+    /// The load target, kW.
+    pub target_kw: Option<f64>,
+    /// The measured load, kW.
+    pub load_kw: f64,
+}
+
+/// The rule and target in force.
+fn target(
+    rules: &ControlRules,
+    state: &SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> (Rule, Mode, Option<f64>) {
+    let stale = |t: Option<i64>, limit: i64| t.is_none_or(|t| now_us - t > limit);
+    let signal_stale = inputs.grid.is_some() && stale(inputs.signal_us, rules.signal_stale_us);
+    if stale(inputs.meters_us, rules.meter_stale_us)
+        || stale(inputs.sensors_us, rules.sensor_stale_us)
+        || signal_stale
+    {
+        return (Rule::StaleInputs, Mode::Failsafe, rules.failsafe_target_kw);
+    }
+    let hottest = inputs.hottest_c.unwrap_or(f64::MIN);
+    let in_emergency = state.mode == Mode::Emergency;
+    let cooled = hottest <= inputs.emergency_temp_c - rules.emergency_clear_c
+        && state
+            .emergency_since_us
+            .is_none_or(|t| now_us - t >= rules.cooldown_us);
+    if hottest >= inputs.emergency_temp_c || (in_emergency && !cooled) {
+        return (Rule::EmergencyTemperature, Mode::Emergency, Some(0.0));
+    }
+    if let Some(kw) = inputs.forced_target_kw {
+        return (
+            Rule::OverrideTarget,
+            Mode::Curtailing,
+            Some(kw.min(inputs.allocation_kw)),
+        );
+    }
+    if let Some(g) = &inputs.grid {
+        return (
+            Rule::GridCurtail,
+            Mode::Curtailing,
+            Some(g.target_kw.min(inputs.allocation_kw)),
+        );
+    }
+    if state.price_high {
+        return (
+            Rule::PriceStrike,
+            Mode::Curtailing,
+            Some(rules.price_target_kw.min(inputs.allocation_kw)),
+        );
+    }
+    (
+        Rule::AllocationCap,
+        Mode::Running,
+        Some(inputs.allocation_kw),
+    )
+}
+
+/// Whether the price is over the strike, with hysteresis over `strike_intervals`.
+fn price_high(rules: &ControlRules, was: bool, prices: &[f64]) -> bool {
+    let Some(strike) = rules.strike_price else {
+        return false;
+    };
+    let n = rules.strike_intervals.max(1);
+    if prices.len() < n {
+        return was;
+    }
+    let last = &prices[prices.len() - n..];
+    if !was && last.iter().all(|p| *p > strike) {
+        true
+    } else if was && last.iter().all(|p| *p <= strike) {
+        false
+    } else {
+        was
+    }
+}
+
+/// The fan level for `hottest`, stepping down only `hysteresis` under a band's bound.
+fn fan_level(rules: &ControlRules, current: u8, hottest: f64) -> u8 {
+    let level_for = |t: f64| {
+        rules
+            .fan_bands_c
+            .iter()
+            .position(|bound| t < *bound)
+            .map_or(9, |i| (i + 1) as u8)
+    };
+    let up = level_for(hottest);
+    if up >= current {
+        up
+    } else {
+        level_for(hottest + rules.fan_hysteresis_c).max(up)
+    }
+}
+
+/// The load once the commands still in flight have taken effect, kW: a machine commanded
+/// off within `command_timeout` that still runs counts as off, one commanded on that does not
+/// run yet counts at its nameplate power (so a lagging machine is not answered by shedding or
+/// waking another), unless its actuator reported the command failed.
+fn expected_load_kw(
+    rules: &ControlRules,
+    state: &SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> f64 {
+    inputs
+        .machines
+        .iter()
+        .map(|m| {
+            let pending = state
+                .machines
+                .get(&m.id)
+                .filter(|c| now_us - c.since_us < rules.command_timeout_us)
+                .filter(|_| !inputs.failed.contains(&m.id));
+            match pending {
+                Some(c) if !c.on && m.running() => 0.0,
+                Some(c) if c.on && !m.running() => m.nominal_w,
+                _ => m.power_w,
+            }
+        })
+        .sum::<f64>()
+        / 1000.0
+}
+
+/// One step for one site: updates `state` and returns the decisions, in order.
+pub fn step(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> Vec<Decision> {
+    for m in &inputs.machines {
+        state
+            .machines
+            .entry(m.id.clone())
+            .or_insert(MachineControl {
+                on: m.running(),
+                since_us: now_us - rules.min_on_us.max(rules.min_off_us),
+            });
+    }
+    state.price_high = price_high(rules, state.price_high, &inputs.prices);
+    let (rule, mode, target_kw) = target(rules, state, inputs, now_us);
+    let elapsed = state
+        .last_step_us
+        .map_or(MINUTE_US, |t| (now_us - t).clamp(0, MINUTE_US));
+    let made = Made {
+        rule,
+        mode,
+        from: state.mode,
+        target_kw,
+        load_kw: inputs.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0,
+        expected_kw: expected_load_kw(rules, state, inputs, now_us),
+        allowance_kw: rules.ramp_kw_per_min * elapsed as f64 / MINUTE_US as f64,
+    };
+    state.last_step_us = Some(now_us);
+    let mut out: Vec<Decision> = fans(rules, state, inputs, now_us, mode, rule)
+        .map(|(action, why)| made.decision(mode, action, why))
+        .into_iter()
+        .collect();
+    let mode = if mode == Mode::Emergency {
+        out.extend(emergency(state, inputs, now_us).map(|a| made.decision(mode, a, rule)));
+        mode
+    } else if inputs.hold && mode != Mode::Failsafe {
+        state.emergency_since_us = None;
+        made.from
+    } else {
+        state.emergency_since_us = None;
+        toward_target(rules, state, inputs, now_us, &made, &mut out)
+    };
+    if mode != made.from && !out.iter().any(|d| d.to == mode) {
+        out.push(made.decision(mode, Action::Mode, rule));
+    }
+    if inputs.hold && !state.held {
+        out.push(made.decision(mode, Action::Mode, Rule::OverrideHold));
+    }
+    state.held = inputs.hold;
+    for d in &mut out {
+        d.to = mode;
+    }
+    state.mode = mode;
+    out
+}
+
+/// What one step found before acting: the rule in force with its mode and target, the mode it
+/// leaves, the load it saw and expects, and how much load the ramp lets it move.
+struct Made {
+    rule: Rule,
+    mode: Mode,
+    from: Mode,
+    target_kw: Option<f64>,
+    load_kw: f64,
+    expected_kw: f64,
+    allowance_kw: f64,
+}
+
+impl Made {
+    fn decision(&self, to: Mode, action: Action, rule: Rule) -> Decision {
+        Decision {
+            from: self.from,
+            to,
+            rule,
+            action,
+            target_kw: self.target_kw,
+            load_kw: self.load_kw,
+        }
+    }
+}
+
+/// The fans' new level and why, if it changes: 9 in failsafe and emergency (the rule in force),
+/// an operator's pin, else the temperature band (up at once, down after the dwell).
+fn fans(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    mode: Mode,
+    rule: Rule,
+) -> Option<(Action, Rule)> {
+    let forced = matches!(mode, Mode::Failsafe | Mode::Emergency);
+    let level = match (forced, inputs.fan_pin) {
+        (true, _) => 9,
+        (false, Some(pin)) => pin.clamp(1, 9),
+        (false, None) => fan_level(
+            rules,
+            state.fan_level.max(1),
+            inputs.hottest_c.unwrap_or(f64::MIN),
+        ),
+    };
+    let dwelt = state
+        .fan_changed_us
+        .is_none_or(|t| now_us - t >= rules.fan_dwell_us);
+    let banded = !forced && inputs.fan_pin.is_none();
+    if level == state.fan_level || (level < state.fan_level && !dwelt && banded) {
+        return None;
+    }
+    state.fan_level = level;
+    state.fan_changed_us = Some(now_us);
+    let why = if forced {
+        rule
+    } else if inputs.fan_pin.is_some() {
+        Rule::OverrideFan
+    } else {
+        Rule::FanBand
+    };
+    Some((Action::FanLevel { level }, why))
+}
+
+/// An emergency: every machine that is on, or commanded on, to sleep, minimum on-times
+/// ignored.
+fn emergency(
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> impl Iterator<Item = Action> {
+    state.emergency_since_us.get_or_insert(now_us);
+    let mut slept = Vec::new();
+    for m in &inputs.machines {
+        let control = state.machines.get_mut(&m.id);
+        if let Some(c) = control.filter(|c| c.on || m.running()) {
+            *c = MachineControl {
+                on: false,
+                since_us: now_us,
+            };
+            slept.push(Action::Sleep {
+                machine: m.id.clone(),
+            });
+        }
+    }
+    state.last_shed_us = Some(now_us);
+    slept.into_iter()
+}
+
+/// Sheds toward the target while the expected load is over it, or wakes machines while it is
+/// under (outside failsafe), within the ramp since the last step; returns the mode after.
+fn toward_target(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    made: &Made,
+    out: &mut Vec<Decision>,
+) -> Mode {
+    let Made {
+        rule,
+        mode,
+        expected_kw,
+        allowance_kw,
+        ..
+    } = *made;
+    match made.target_kw {
+        Some(target) if expected_kw > target + 1e-9 => {
+            let shed = shed(
+                rules,
+                state,
+                inputs,
+                now_us,
+                expected_kw - target,
+                allowance_kw,
+            );
+            out.extend(
+                shed.into_iter()
+                    .map(|machine| made.decision(mode, Action::Sleep { machine }, rule)),
+            );
+            if mode == Mode::Failsafe {
+                mode
+            } else {
+                Mode::Curtailing
+            }
+        }
+        Some(target) if mode != Mode::Failsafe => {
+            let woken = wake(
+                rules,
+                state,
+                inputs,
+                now_us,
+                target - expected_kw,
+                allowance_kw,
+            );
+            let asleep = state.machines.values().any(|c| !c.on);
+            let after = match (rule, woken.is_empty(), asleep) {
+                (Rule::AllocationCap, true, false) => Mode::Running,
+                (Rule::AllocationCap, _, _) => Mode::Resuming,
+                _ => Mode::Curtailed,
+            };
+            let why = if rule == Rule::AllocationCap {
+                Rule::Resume
+            } else {
+                rule
+            };
+            out.extend(
+                woken
+                    .into_iter()
+                    .map(|machine| made.decision(after, Action::Wake { machine }, why)),
+            );
+            after
+        }
+        _ => mode,
+    }
+}
+
+/// Machines to sleep, least efficient first, up to `excess_kw` within `allowance_kw`.
+fn shed(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    excess_kw: f64,
+    allowance_kw: f64,
+) -> Vec<String> {
+    let mut candidates: Vec<&MachineInput> = inputs
+        .machines
+        .iter()
+        .filter(|m| m.running() && m.controllable)
+        .filter(|m| {
+            state.machines.get(&m.id).is_some_and(|c| {
+                (c.on && now_us - c.since_us >= rules.min_on_us)
+                    || (!c.on && now_us - c.since_us >= rules.command_timeout_us)
+            })
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.efficiency_j_th
+            .total_cmp(&a.efficiency_j_th)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let (mut shed_kw, mut out) = (0.0, Vec::new());
+    for m in candidates {
+        let kw = m.power_w / 1000.0;
+        if shed_kw >= excess_kw - 1e-9 || shed_kw + kw > allowance_kw + 1e-9 {
+            break;
+        }
+        shed_kw += kw;
+        state.machines.insert(
+            m.id.clone(),
+            MachineControl {
+                on: false,
+                since_us: now_us,
+            },
+        );
+        out.push(m.id.clone());
+    }
+    if !out.is_empty() {
+        state.last_shed_us = Some(now_us);
+    }
+    out
+}
+
+/// Machines to wake, most efficient first, while `headroom_kw` (less the margin) allows.
+fn wake(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    headroom_kw: f64,
+    allowance_kw: f64,
+) -> Vec<String> {
+    if state
+        .last_shed_us
+        .is_some_and(|t| now_us - t < rules.cooldown_us)
+    {
+        return Vec::new();
+    }
+    let mut candidates: Vec<&MachineInput> = inputs
+        .machines
+        .iter()
+        .filter(|m| {
+            m.controllable
+                && state
+                    .machines
+                    .get(&m.id)
+                    .is_some_and(|c| !c.on && now_us - c.since_us >= rules.min_off_us)
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        a.efficiency_j_th
+            .total_cmp(&b.efficiency_j_th)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let room = (headroom_kw - rules.resume_margin_kw).min(allowance_kw);
+    let (mut added, mut out) = (0.0, Vec::new());
+    for m in candidates {
+        let kw = m.nominal_w / 1000.0;
+        if added + kw > room + 1e-9 {
+            break;
+        }
+        added += kw;
+        state.machines.insert(
+            m.id.clone(),
+            MachineControl {
+                on: true,
+                since_us: now_us,
+            },
+        );
+        out.push(m.id.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: i64 = MINUTE_US;
+    const T0: i64 = 1_800_000_000_000_000;
+
+    /// Ten machines of 3 kW: m-00 the most efficient (20 J/TH), m-09 the least (38).
+    fn site(now_us: i64) -> Inputs {
+        Inputs {
+            allocation_kw: 40.0,
+            emergency_temp_c: 40.0,
+            grid: None,
+            signal_us: Some(now_us),
+            prices: vec![],
+            hottest_c: Some(24.0),
+            sensors_us: Some(now_us),
+            meters_us: Some(now_us),
+            machines: (0..10)
+                .map(|i| MachineInput {
+                    id: format!("m-{i:02}"),
+                    power_w: 3000.0,
+                    nominal_w: 3000.0,
+                    efficiency_j_th: 20.0 + 2.0 * i as f64,
+                    controllable: true,
+                })
+                .collect(),
+            failed: Vec::new(),
+            forced_target_kw: None,
+            hold: false,
+            fan_pin: None,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Applies sleep/wake decisions to the machines' power (an ideal actuator).
+    fn obey(inputs: &mut Inputs, decisions: &[Decision]) {
+        for d in decisions {
+            match &d.action {
+                Action::Sleep { machine } => {
+                    if let Some(m) = inputs.machines.iter_mut().find(|m| &m.id == machine) {
+                        m.power_w = 0.0;
+                    }
+                }
+                Action::Wake { machine } => {
+                    if let Some(m) = inputs.machines.iter_mut().find(|m| &m.id == machine) {
+                        m.power_w = m.nominal_w;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn sleeps(decisions: &[Decision]) -> Vec<String> {
+        decisions
+            .iter()
+            .filter_map(|d| match &d.action {
+                Action::Sleep { machine } => Some(machine.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_grid_curtailment_sheds_least_efficient_first_within_the_ramp_then_holds() {
+        let rules = ControlRules {
+            ramp_kw_per_min: 6.0,
+            ..ControlRules::default()
+        };
+        let mut state = SiteControl::default();
+        let mut inputs = site(T0);
+        let first = step(&rules, &mut state, &inputs, T0);
+        assert_eq!(state.mode, Mode::Running, "{first:?}");
+        // Curtail to 20 kW: 10 kW to shed at 6 kW per minute (two machines a minute).
+        inputs.grid = Some(GridEvent {
+            event_id: "dr-1".into(),
+            target_kw: 20.0,
+            deadline_us: T0 + 10 * M,
+        });
+        let mut shed = Vec::new();
+        for minute in 1..=3 {
+            let now = T0 + minute * M;
+            inputs.signal_us = Some(now);
+            inputs.sensors_us = Some(now);
+            inputs.meters_us = Some(now);
+            let d = step(&rules, &mut state, &inputs, now);
+            assert!(sleeps(&d).len() <= 2, "ramp: {d:?}");
+            assert!(
+                d.iter()
+                    .all(|d| d.rule == Rule::GridCurtail || d.rule == Rule::FanBand)
+            );
+            obey(&mut inputs, &d);
+            shed.extend(sleeps(&d));
+        }
+        assert_eq!(
+            shed,
+            vec!["m-09", "m-08", "m-07", "m-06"],
+            "least efficient first"
+        );
+        assert_eq!(state.mode, Mode::Curtailed);
+        let load: f64 = inputs.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0;
+        assert!(load <= 20.0, "{load}");
+        // Normal again: after the cooldown, the most efficient sleeping machines wake first.
+        inputs.grid = None;
+        let mut woken = Vec::new();
+        for minute in 4..=20 {
+            let now = T0 + minute * M;
+            inputs.sensors_us = Some(now);
+            inputs.meters_us = Some(now);
+            let d = step(&rules, &mut state, &inputs, now);
+            obey(&mut inputs, &d);
+            woken.extend(d.iter().filter_map(|d| match &d.action {
+                Action::Wake { machine } => Some((minute, machine.clone())),
+                _ => None,
+            }));
+        }
+        // The last shed was at minute 2: nothing wakes before minute 12.
+        assert!(
+            woken.iter().all(|(m, _)| *m >= 12),
+            "cooldown of 10 min: {woken:?}"
+        );
+        let order: Vec<&str> = woken.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(order, vec!["m-06", "m-07", "m-08", "m-09"]);
+        assert_eq!(state.mode, Mode::Running);
+    }
+
+    #[test]
+    fn a_machine_whose_power_does_not_drop_is_passed_over_for_the_next() {
+        let mut state = SiteControl::default();
+        let mut inputs = site(T0);
+        step(&ControlRules::default(), &mut state, &inputs, T0);
+        inputs.grid = Some(GridEvent {
+            event_id: "dr-2".into(),
+            target_kw: 27.0,
+            deadline_us: T0 + 5 * M,
+        });
+        let d = step(&ControlRules::default(), &mut state, &inputs, T0 + M);
+        assert_eq!(sleeps(&d), vec!["m-09"]);
+        // m-09 still draws 3 kW ten seconds on: it may be slow to stop; nothing more is shed.
+        let d = step(
+            &ControlRules::default(),
+            &mut state,
+            &inputs,
+            T0 + M + 10_000_000,
+        );
+        assert_eq!(sleeps(&d), Vec::<String>::new());
+        // Its actuator reports the command failed: the next step sheds m-08.
+        inputs.failed = vec!["m-09".into()];
+        let d = step(
+            &ControlRules::default(),
+            &mut state,
+            &inputs,
+            T0 + M + 20_000_000,
+        );
+        assert_eq!(sleeps(&d), vec!["m-08"]);
+        // Without a report, after `command_timeout` the measured power decides as well: m-09
+        // (still running) is ordered to sleep again.
+        inputs.failed.clear();
+        inputs.sensors_us = Some(T0 + 4 * M);
+        inputs.meters_us = Some(T0 + 4 * M);
+        let d = step(&ControlRules::default(), &mut state, &inputs, T0 + 4 * M);
+        assert_eq!(sleeps(&d), vec!["m-09"]);
+    }
+
+    #[test]
+    fn heat_walks_the_fans_up_and_an_emergency_sleeps_everything_until_it_cools() {
+        let rules = ControlRules::default();
+        let mut state = SiteControl::default();
+        let mut levels = Vec::new();
+        let mut inputs = site(T0);
+        for (i, temp) in [24.0, 26.0, 28.0, 30.0, 32.0, 34.0, 36.0]
+            .into_iter()
+            .enumerate()
+        {
+            let now = T0 + i as i64 * M;
+            inputs = Inputs {
+                hottest_c: Some(temp),
+                ..site(now)
+            };
+            step(&rules, &mut state, &inputs, now);
+            levels.push(state.fan_level);
+        }
+        assert_eq!(levels, vec![3, 4, 5, 6, 7, 8, 9]);
+        let now = T0 + 10 * M;
+        inputs.hottest_c = Some(40.5);
+        inputs.sensors_us = Some(now);
+        inputs.meters_us = Some(now);
+        let d = step(&rules, &mut state, &inputs, now);
+        assert_eq!(state.mode, Mode::Emergency);
+        assert_eq!(sleeps(&d).len(), 10, "every machine, min on-time or not");
+        assert!(d.iter().all(|d| d.rule == Rule::EmergencyTemperature));
+        obey(&mut inputs, &d);
+        // 38.5 °C is not cool enough (clear at 37); 36 °C after the cooldown is.
+        let now = now + 15 * M;
+        inputs.hottest_c = Some(38.5);
+        inputs.sensors_us = Some(now);
+        inputs.meters_us = Some(now);
+        step(&rules, &mut state, &inputs, now);
+        assert_eq!(state.mode, Mode::Emergency);
+        let now = now + M;
+        inputs.hottest_c = Some(36.0);
+        inputs.sensors_us = Some(now);
+        inputs.meters_us = Some(now);
+        step(&rules, &mut state, &inputs, now);
+        assert_ne!(state.mode, Mode::Emergency);
+        // Fans step down only a hysteresis below a band: 34.5 °C keeps 9 (bound 35).
+        let fans = state.fan_level;
+        assert_eq!(fans, 9);
+    }
+
+    #[test]
+    fn a_stale_sensor_means_failsafe_with_fans_at_nine_and_the_load_held() {
+        let rules = ControlRules::default();
+        let mut state = SiteControl::default();
+        let inputs = site(T0);
+        step(&rules, &mut state, &inputs, T0);
+        let later = T0 + 3 * M;
+        let stale = Inputs {
+            sensors_us: Some(T0),
+            meters_us: Some(later),
+            signal_us: Some(later),
+            ..site(later)
+        };
+        let d = step(&rules, &mut state, &stale, later);
+        assert_eq!(state.mode, Mode::Failsafe);
+        assert!(
+            d.iter()
+                .any(|d| d.action == Action::FanLevel { level: 9 } && d.rule == Rule::StaleInputs)
+        );
+        assert!(sleeps(&d).is_empty(), "hold the load: {d:?}");
+        // With a failsafe target, it sheds toward it within the ramp.
+        let shedding = ControlRules {
+            failsafe_target_kw: Some(0.0),
+            ramp_kw_per_min: 9.0,
+            ..ControlRules::default()
+        };
+        let mut state = SiteControl::default();
+        step(&shedding, &mut state, &inputs, T0);
+        let d = step(&shedding, &mut state, &stale, later);
+        assert_eq!(sleeps(&d), vec!["m-09", "m-08", "m-07"]);
+        assert_eq!(state.mode, Mode::Failsafe);
+        // Fresh inputs again: out of failsafe.
+        let fresh = site(later + M);
+        step(&shedding, &mut state, &fresh, later + M);
+        assert_ne!(state.mode, Mode::Failsafe);
+    }
+
+    #[test]
+    fn a_price_over_the_strike_for_n_intervals_curtails_and_lifts_the_same_way() {
+        let rules = ControlRules {
+            strike_price: Some(100.0),
+            strike_intervals: 2,
+            price_target_kw: 9.0,
+            ramp_kw_per_min: 100.0,
+            ..ControlRules::default()
+        };
+        let mut state = SiteControl::default();
+        let at = |i: i64, prices: Vec<f64>| Inputs {
+            prices,
+            ..site(T0 + i * M)
+        };
+        step(&rules, &mut state, &at(0, vec![90.0, 120.0]), T0);
+        assert_eq!(state.mode, Mode::Running, "one interval over is not enough");
+        let d = step(&rules, &mut state, &at(1, vec![90.0, 120.0, 130.0]), T0 + M);
+        assert_eq!(state.mode, Mode::Curtailing);
+        assert_eq!(sleeps(&d).len(), 7, "30 kW down to 9 kW");
+        assert!(d.iter().any(|d| d.rule == Rule::PriceStrike));
+        step(
+            &rules,
+            &mut state,
+            &at(2, vec![120.0, 130.0, 95.0]),
+            T0 + 2 * M,
+        );
+        assert!(state.price_high, "one interval under is not enough");
+        step(
+            &rules,
+            &mut state,
+            &at(3, vec![130.0, 95.0, 99.0]),
+            T0 + 3 * M,
+        );
+        assert!(!state.price_high);
+    }
+
+    #[test]
+    fn overrides_force_a_target_hold_the_site_exclude_a_machine_and_pin_the_fans() {
+        let rules = ControlRules::default();
+        let mut state = SiteControl::default();
+        let mut inputs = site(T0);
+        step(&rules, &mut state, &inputs, T0);
+        // A forced target of 24 kW with m-09 out of control: m-08 and m-07 go instead.
+        inputs.forced_target_kw = Some(24.0);
+        inputs.machines[9].controllable = false;
+        inputs.fan_pin = Some(7);
+        inputs.overrides = vec!["site:target:1".into()];
+        let d = step(&rules, &mut state, &inputs, T0 + M);
+        assert_eq!(sleeps(&d), vec!["m-08", "m-07"]);
+        assert!(d.iter().all(|d| d.rule != Rule::GridCurtail));
+        assert!(d.iter().any(|d| d.rule == Rule::OverrideTarget));
+        assert!(
+            d.iter()
+                .any(|d| d.action == Action::FanLevel { level: 7 } && d.rule == Rule::OverrideFan)
+        );
+        obey(&mut inputs, &d);
+        // Held: a lower target sheds nothing more, and says so once.
+        inputs.forced_target_kw = Some(12.0);
+        inputs.hold = true;
+        let fresh = |inputs: &mut Inputs, t: i64| {
+            inputs.sensors_us = Some(t);
+            inputs.meters_us = Some(t);
+        };
+        fresh(&mut inputs, T0 + 2 * M);
+        let d = step(&rules, &mut state, &inputs, T0 + 2 * M);
+        assert!(sleeps(&d).is_empty(), "{d:?}");
+        assert!(d.iter().any(|d| d.rule == Rule::OverrideHold), "{d:?}");
+        fresh(&mut inputs, T0 + 3 * M);
+        let d = step(&rules, &mut state, &inputs, T0 + 3 * M);
+        assert!(d.is_empty(), "{d:?}");
+        // An emergency still sleeps everything, held or not, and fans go to 9 over the pin.
+        inputs.hottest_c = Some(41.0);
+        fresh(&mut inputs, T0 + 4 * M);
+        let d = step(&rules, &mut state, &inputs, T0 + 4 * M);
+        assert!(sleeps(&d).contains(&"m-09".to_string()));
+        assert!(d.iter().any(|d| d.action == Action::FanLevel { level: 9 }));
+    }
+
+    #[test]
+    fn the_state_survives_a_json_round_trip() {
+        let mut state = SiteControl::default();
+        let mut inputs = site(T0);
+        inputs.grid = Some(GridEvent {
+            event_id: "dr-3".into(),
+            target_kw: 10.0,
+            deadline_us: T0 + M,
+        });
+        step(&ControlRules::default(), &mut state, &inputs, T0);
+        let back: SiteControl =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn fans_step_down_only_a_hysteresis_below_a_band() {
+        let rules = ControlRules::default();
+        assert_eq!(fan_level(&rules, 1, 19.0), 1);
+        assert_eq!(fan_level(&rules, 1, 35.5), 9);
+        assert_eq!(
+            fan_level(&rules, 9, 34.5),
+            9,
+            "within 1 °C of the 35 °C bound"
+        );
+        assert_eq!(fan_level(&rules, 9, 33.9), 8);
+        assert_eq!(fan_level(&rules, 5, 21.0), 2, "far below: straight down");
+    }
+
+    #[test]
+    fn fans_go_up_at_once_but_down_only_after_the_dwell() {
+        let rules = ControlRules::default();
+        let mut state = SiteControl::default();
+        let at = |t: i64, c: f64| Inputs {
+            hottest_c: Some(c),
+            ..site(t)
+        };
+        let fans = |d: &[Decision]| {
+            d.iter().find_map(|d| match d.action {
+                Action::FanLevel { level } => Some(level),
+                _ => None,
+            })
+        };
+        assert_eq!(fans(&step(&rules, &mut state, &at(T0, 30.0), T0)), Some(6));
+        // A noisy low reading 10 s later: no step down yet.
+        let t = T0 + 10_000_000;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 21.0), t)), None);
+        // A hot one: up at once.
+        let t = T0 + 20_000_000;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 32.0), t)), Some(7));
+        // Cool for good: down once the dwell has passed since that change.
+        let t = T0 + 20_000_000 + rules.fan_dwell_us - 1;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 21.0), t)), None);
+        let t = T0 + 20_000_000 + rules.fan_dwell_us;
+        assert_eq!(fans(&step(&rules, &mut state, &at(t, 21.0), t)), Some(2));
+    }
+}

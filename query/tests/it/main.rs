@@ -1,5 +1,0 @@
-//! adit-query's integration tests, one module per subject, linked into one test binary so the
-//! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-query) & binary(it)'`).
-
-mod hostile_http;
-mod hostile_wire;
