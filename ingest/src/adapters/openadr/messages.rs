@@ -1,27 +1,41 @@
 //! OpenADR 2.0b's messages as a VEN speaks them over simple HTTP in pull mode: the payloads it
-//! sends (built here, every value escaped, elements in the order the 2.0b schema requires)
-//! and the VTN's replies it acts on (read here into plain values, every field checked).
-//! Pure: no I/O.
+//! sends (written here by quick-xml's `Writer`, which escapes every value, with elements in the
+//! order the 2.0b schema requires) and the VTN's replies it acts on (read here into plain
+//! values, every field checked). Pure: no I/O.
 
+use std::io;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use quick_xml::escape::escape;
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::xml::{self, Element};
 use adit_devices::DeviceError;
 
 /// The namespaces every payload declares once, on its root.
-const NAMESPACES: &str = concat!(
-    r#"xmlns:oadr="http://openadr.org/oadr-2.0b/2012/07" "#,
-    r#"xmlns:ei="http://docs.oasis-open.org/ns/energyinterop/201110" "#,
-    r#"xmlns:pyld="http://docs.oasis-open.org/ns/energyinterop/201110/payloads" "#,
-    r#"xmlns:emix="http://docs.oasis-open.org/ns/emix/2011/06" "#,
-    r#"xmlns:xcal="urn:ietf:params:xml:ns:icalendar-2.0" "#,
-    r#"xmlns:strm="urn:ietf:params:xml:ns:icalendar-2.0:stream" "#,
-    r#"xmlns:power="http://docs.oasis-open.org/ns/emix/2011/06/power" "#,
-    r#"xmlns:scale="http://docs.oasis-open.org/ns/emix/2011/06/siscale""#
-);
+const NAMESPACES: [(&str, &str); 8] = [
+    ("xmlns:oadr", "http://openadr.org/oadr-2.0b/2012/07"),
+    (
+        "xmlns:ei",
+        "http://docs.oasis-open.org/ns/energyinterop/201110",
+    ),
+    (
+        "xmlns:pyld",
+        "http://docs.oasis-open.org/ns/energyinterop/201110/payloads",
+    ),
+    ("xmlns:emix", "http://docs.oasis-open.org/ns/emix/2011/06"),
+    ("xmlns:xcal", "urn:ietf:params:xml:ns:icalendar-2.0"),
+    ("xmlns:strm", "urn:ietf:params:xml:ns:icalendar-2.0:stream"),
+    (
+        "xmlns:power",
+        "http://docs.oasis-open.org/ns/emix/2011/06/power",
+    ),
+    (
+        "xmlns:scale",
+        "http://docs.oasis-open.org/ns/emix/2011/06/siscale",
+    ),
+];
 
 /// The longest id (event, request, VEN) taken from a VTN.
 pub const MAX_ID_BYTES: usize = 128;
@@ -55,27 +69,50 @@ impl Service {
     }
 }
 
-fn payload(body: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="utf-8"?><oadr:oadrPayload {NAMESPACES}><oadr:oadrSignedObject oadr:Id="oadrSignedObject">{body}</oadr:oadrSignedObject></oadr:oadrPayload>"#
-    )
+/// A payload being written.
+type Xml = Writer<Vec<u8>>;
+
+/// The payload of one message `oadr:{name}`: its content, written by `body`, inside the
+/// signed object of an `oadrPayload` that declares [`NAMESPACES`].
+fn message(name: &str, body: impl FnOnce(&mut Xml) -> io::Result<()>) -> String {
+    let mut w = Writer::new(Vec::new());
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))
+        .and_then(|()| {
+            w.create_element("oadr:oadrPayload")
+                .with_attributes(NAMESPACES)
+                .write_inner_content(|w| {
+                    w.create_element("oadr:oadrSignedObject")
+                        .with_attribute(("oadr:Id", "oadrSignedObject"))
+                        .write_inner_content(|w| {
+                            w.create_element(format!("oadr:{name}"))
+                                .with_attribute(("ei:schemaVersion", "2.0b"))
+                                .write_inner_content(body)
+                                .map(drop)
+                        })
+                        .map(drop)
+                })
+        })
+        .expect("writing to a Vec does not fail");
+    String::from_utf8(w.into_inner()).expect("written from UTF-8 text only")
 }
 
-fn message(name: &str, inner: &str) -> String {
-    payload(&format!(
-        r#"<oadr:{name} ei:schemaVersion="2.0b">{inner}</oadr:{name}>"#
-    ))
+/// `<tag>…</tag>`, its content written by `inner`.
+fn el(w: &mut Xml, tag: &str, inner: impl FnOnce(&mut Xml) -> io::Result<()>) -> io::Result<()> {
+    w.create_element(tag).write_inner_content(inner).map(drop)
 }
 
-fn ven(ven_id: &str) -> String {
-    format!("<ei:venID>{}</ei:venID>", escape(ven_id))
+/// `<tag>text</tag>`, the text escaped.
+fn leaf(w: &mut Xml, tag: &str, text: &str) -> io::Result<()> {
+    w.create_element(tag)
+        .write_text_content(BytesText::new(text))
+        .map(drop)
 }
 
-fn ok_response(request_id: &str) -> String {
-    format!(
-        "<ei:eiResponse><ei:responseCode>200</ei:responseCode><ei:responseDescription>OK</ei:responseDescription><pyld:requestID>{}</pyld:requestID></ei:eiResponse>",
-        escape(request_id)
-    )
+/// A response's code, description and request id (in an `eiResponse` or an `eventResponse`).
+fn ok(w: &mut Xml, request_id: &str) -> io::Result<()> {
+    leaf(w, "ei:responseCode", "200")?;
+    leaf(w, "ei:responseDescription", "OK")?;
+    leaf(w, "pyld:requestID", request_id)
 }
 
 /// `oadrCreatePartyRegistration`: this VEN, by name (and by the ids it was given before).
@@ -85,41 +122,36 @@ pub fn create_party_registration(
     ven_id: Option<&str>,
     registration_id: Option<&str>,
 ) -> String {
-    let registration = registration_id
-        .map(|r| format!("<ei:registrationID>{}</ei:registrationID>", escape(r)))
-        .unwrap_or_default();
-    let ven_id = ven_id.map(ven).unwrap_or_default();
-    message(
-        "oadrCreatePartyRegistration",
-        &format!(
-            "<pyld:requestID>{}</pyld:requestID>{registration}{ven_id}\
-             <oadr:oadrProfileName>2.0b</oadr:oadrProfileName>\
-             <oadr:oadrTransportName>simpleHttp</oadr:oadrTransportName>\
-             <oadr:oadrReportOnly>false</oadr:oadrReportOnly>\
-             <oadr:oadrXmlSignature>false</oadr:oadrXmlSignature>\
-             <oadr:oadrVenName>{}</oadr:oadrVenName>\
-             <oadr:oadrHttpPullModel>true</oadr:oadrHttpPullModel>",
-            escape(request_id),
-            escape(ven_name)
-        ),
-    )
+    message("oadrCreatePartyRegistration", |w| {
+        leaf(w, "pyld:requestID", request_id)?;
+        if let Some(id) = registration_id {
+            leaf(w, "ei:registrationID", id)?;
+        }
+        if let Some(id) = ven_id {
+            leaf(w, "ei:venID", id)?;
+        }
+        leaf(w, "oadr:oadrProfileName", "2.0b")?;
+        leaf(w, "oadr:oadrTransportName", "simpleHttp")?;
+        leaf(w, "oadr:oadrReportOnly", "false")?;
+        leaf(w, "oadr:oadrXmlSignature", "false")?;
+        leaf(w, "oadr:oadrVenName", ven_name)?;
+        leaf(w, "oadr:oadrHttpPullModel", "true")
+    })
 }
 
 /// `oadrRequestEvent`: every event the VTN holds for this VEN.
 pub fn request_event(request_id: &str, ven_id: &str) -> String {
-    message(
-        "oadrRequestEvent",
-        &format!(
-            "<pyld:eiRequestEvent><pyld:requestID>{}</pyld:requestID>{}</pyld:eiRequestEvent>",
-            escape(request_id),
-            ven(ven_id)
-        ),
-    )
+    message("oadrRequestEvent", |w| {
+        el(w, "pyld:eiRequestEvent", |w| {
+            leaf(w, "pyld:requestID", request_id)?;
+            leaf(w, "ei:venID", ven_id)
+        })
+    })
 }
 
 /// `oadrPoll`.
 pub fn poll(ven_id: &str) -> String {
-    message("oadrPoll", &ven(ven_id))
+    message("oadrPoll", |w| leaf(w, "ei:venID", ven_id))
 }
 
 /// One event's answer in an `oadrCreatedEvent`.
@@ -137,28 +169,24 @@ pub struct OptResponse {
 
 /// `oadrCreatedEvent`: opt in or out of each event.
 pub fn created_event(ven_id: &str, responses: &[OptResponse]) -> String {
-    let answers: String = responses
-        .iter()
-        .map(|r| {
-            format!(
-                "<ei:eventResponse><ei:responseCode>200</ei:responseCode><ei:responseDescription>OK</ei:responseDescription>\
-                 <pyld:requestID>{}</pyld:requestID><ei:qualifiedEventID><ei:eventID>{}</ei:eventID>\
-                 <ei:modificationNumber>{}</ei:modificationNumber></ei:qualifiedEventID><ei:optType>{}</ei:optType></ei:eventResponse>",
-                escape(&r.request_id),
-                escape(&r.event_id),
-                r.modification,
-                if r.opt_in { "optIn" } else { "optOut" }
-            )
+    message("oadrCreatedEvent", |w| {
+        el(w, "pyld:eiCreatedEvent", |w| {
+            el(w, "ei:eiResponse", |w| ok(w, ""))?;
+            el(w, "ei:eventResponses", |w| {
+                responses.iter().try_for_each(|r| {
+                    el(w, "ei:eventResponse", |w| {
+                        ok(w, &r.request_id)?;
+                        el(w, "ei:qualifiedEventID", |w| {
+                            leaf(w, "ei:eventID", &r.event_id)?;
+                            leaf(w, "ei:modificationNumber", &r.modification.to_string())
+                        })?;
+                        leaf(w, "ei:optType", if r.opt_in { "optIn" } else { "optOut" })
+                    })
+                })
+            })?;
+            leaf(w, "ei:venID", ven_id)
         })
-        .collect();
-    message(
-        "oadrCreatedEvent",
-        &format!(
-            "<pyld:eiCreatedEvent>{}<ei:eventResponses>{answers}</ei:eventResponses>{}</pyld:eiCreatedEvent>",
-            ok_response(""),
-            ven(ven_id)
-        ),
-    )
+    })
 }
 
 /// `oadrRegisterReport`: the VEN's metadata: one telemetry report of the site's real power
@@ -171,49 +199,59 @@ pub fn register_report(
     max: Duration,
     now: DateTime<Utc>,
 ) -> String {
-    message(
-        "oadrRegisterReport",
-        &format!(
-            "<pyld:requestID>{}</pyld:requestID><oadr:oadrReport><xcal:duration><xcal:duration>PT0S</xcal:duration></xcal:duration>\
-             <oadr:oadrReportDescription><ei:rID>{POWER_RID}</ei:rID><ei:reportDataSource><ei:resourceID>{}</ei:resourceID></ei:reportDataSource>\
-             <ei:reportType>usage</ei:reportType>{}<ei:readingType>Direct Read</ei:readingType>\
-             <oadr:oadrSamplingRate><oadr:oadrMinPeriod>{}</oadr:oadrMinPeriod><oadr:oadrMaxPeriod>{}</oadr:oadrMaxPeriod>\
-             <oadr:oadrOnChange>false</oadr:oadrOnChange></oadr:oadrSamplingRate></oadr:oadrReportDescription>\
-             <ei:reportRequestID>0</ei:reportRequestID><ei:reportSpecifierID>{REPORT_SPECIFIER}</ei:reportSpecifierID>\
-             <ei:reportName>METADATA_TELEMETRY_USAGE</ei:reportName><ei:createdDateTime>{}</ei:createdDateTime></oadr:oadrReport>{}",
-            escape(request_id),
-            escape(site),
-            power_item(),
-            iso_duration(min),
-            iso_duration(max),
-            datetime(now),
-            ven(ven_id)
-        ),
-    )
+    message("oadrRegisterReport", |w| {
+        leaf(w, "pyld:requestID", request_id)?;
+        el(w, "oadr:oadrReport", |w| {
+            el(w, "xcal:duration", |w| leaf(w, "xcal:duration", "PT0S"))?;
+            el(w, "oadr:oadrReportDescription", |w| {
+                leaf(w, "ei:rID", POWER_RID)?;
+                el(w, "ei:reportDataSource", |w| leaf(w, "ei:resourceID", site))?;
+                leaf(w, "ei:reportType", "usage")?;
+                el(w, "power:powerReal", |w| {
+                    leaf(w, "power:itemDescription", "RealPower")?;
+                    leaf(w, "power:itemUnits", "W")?;
+                    leaf(w, "scale:siScaleCode", "k")?;
+                    el(w, "power:powerAttributes", |w| {
+                        leaf(w, "power:hertz", "50")?;
+                        leaf(w, "power:voltage", "230")?;
+                        leaf(w, "power:ac", "true")
+                    })
+                })?;
+                leaf(w, "ei:readingType", "Direct Read")?;
+                el(w, "oadr:oadrSamplingRate", |w| {
+                    leaf(w, "oadr:oadrMinPeriod", &iso_duration(min))?;
+                    leaf(w, "oadr:oadrMaxPeriod", &iso_duration(max))?;
+                    leaf(w, "oadr:oadrOnChange", "false")
+                })
+            })?;
+            leaf(w, "ei:reportRequestID", "0")?;
+            leaf(w, "ei:reportSpecifierID", REPORT_SPECIFIER)?;
+            leaf(w, "ei:reportName", "METADATA_TELEMETRY_USAGE")?;
+            leaf(w, "ei:createdDateTime", &datetime(now))
+        })?;
+        leaf(w, "ei:venID", ven_id)
+    })
 }
 
 /// `oadrRegisteredReport`: the VTN's own metadata taken, none of it requested.
 pub fn registered_report(request_id: &str, ven_id: &str) -> String {
-    message(
-        "oadrRegisteredReport",
-        &format!("{}{}", ok_response(request_id), ven(ven_id)),
-    )
+    message("oadrRegisteredReport", |w| {
+        el(w, "ei:eiResponse", |w| ok(w, request_id))?;
+        leaf(w, "ei:venID", ven_id)
+    })
 }
 
 /// `oadrCreatedReport`: the report requests this VEN now serves.
 pub fn created_report(request_id: &str, ven_id: &str, pending: &[String]) -> String {
-    let pending: String = pending
-        .iter()
-        .map(|id| format!("<ei:reportRequestID>{}</ei:reportRequestID>", escape(id)))
-        .collect();
-    message(
-        "oadrCreatedReport",
-        &format!(
-            "{}<oadr:oadrPendingReports>{pending}</oadr:oadrPendingReports>{}",
-            ok_response(request_id),
-            ven(ven_id)
-        ),
-    )
+    message("oadrCreatedReport", |w| {
+        el(w, "ei:eiResponse", |w| ok(w, request_id))?;
+        el(w, "oadr:oadrPendingReports", |w| {
+            pending
+                .iter()
+                .try_for_each(|id| leaf(w, "ei:reportRequestID", id))
+        })?;
+        leaf(w, "ei:venID", ven_id)
+    })
 }
 
 /// `oadrUpdateReport`: the site's power, kW, at each sample time, for one request.
@@ -225,38 +263,38 @@ pub fn update_report(
     now: DateTime<Utc>,
 ) -> String {
     let start = samples.first().map(|s| s.0).unwrap_or(now);
-    let intervals: String = samples
-        .iter()
-        .map(|(at, kw)| {
-            format!(
-                "<ei:interval><xcal:dtstart><xcal:date-time>{}</xcal:date-time></xcal:dtstart>\
-                 <oadr:oadrReportPayload><ei:rID>{POWER_RID}</ei:rID><ei:payloadFloat><ei:value>{kw}</ei:value></ei:payloadFloat>\
-                 <oadr:oadrDataQuality>Quality Good - Non Specific</oadr:oadrDataQuality></oadr:oadrReportPayload></ei:interval>",
-                datetime(*at)
-            )
+    let dtstart = |w: &mut Xml, at| {
+        el(w, "xcal:dtstart", |w| {
+            leaf(w, "xcal:date-time", &datetime(at))
         })
-        .collect();
-    message(
-        "oadrUpdateReport",
-        &format!(
-            "<pyld:requestID>{}</pyld:requestID><oadr:oadrReport><xcal:dtstart><xcal:date-time>{}</xcal:date-time></xcal:dtstart>\
-             <strm:intervals>{intervals}</strm:intervals><ei:eiReportID>{}</ei:eiReportID>\
-             <ei:reportRequestID>{}</ei:reportRequestID><ei:reportSpecifierID>{REPORT_SPECIFIER}</ei:reportSpecifierID>\
-             <ei:reportName>TELEMETRY_USAGE</ei:reportName><ei:createdDateTime>{}</ei:createdDateTime></oadr:oadrReport>{}",
-            escape(request_id),
-            datetime(start),
-            escape(format!("{report_request_id}-{}", now.timestamp_millis())),
-            escape(report_request_id),
-            datetime(now),
-            ven(ven_id)
-        ),
-    )
-}
-
-fn power_item() -> &'static str {
-    "<power:powerReal><power:itemDescription>RealPower</power:itemDescription><power:itemUnits>W</power:itemUnits>\
-     <scale:siScaleCode>k</scale:siScaleCode><power:powerAttributes><power:hertz>50</power:hertz>\
-     <power:voltage>230</power:voltage><power:ac>true</power:ac></power:powerAttributes></power:powerReal>"
+    };
+    message("oadrUpdateReport", |w| {
+        leaf(w, "pyld:requestID", request_id)?;
+        el(w, "oadr:oadrReport", |w| {
+            dtstart(w, start)?;
+            el(w, "strm:intervals", |w| {
+                samples.iter().try_for_each(|(at, kw)| {
+                    el(w, "ei:interval", |w| {
+                        dtstart(w, *at)?;
+                        el(w, "oadr:oadrReportPayload", |w| {
+                            leaf(w, "ei:rID", POWER_RID)?;
+                            el(w, "ei:payloadFloat", |w| {
+                                leaf(w, "ei:value", &kw.to_string())
+                            })?;
+                            leaf(w, "oadr:oadrDataQuality", "Quality Good - Non Specific")
+                        })
+                    })
+                })
+            })?;
+            let report_id = format!("{report_request_id}-{}", now.timestamp_millis());
+            leaf(w, "ei:eiReportID", &report_id)?;
+            leaf(w, "ei:reportRequestID", report_request_id)?;
+            leaf(w, "ei:reportSpecifierID", REPORT_SPECIFIER)?;
+            leaf(w, "ei:reportName", "TELEMETRY_USAGE")?;
+            leaf(w, "ei:createdDateTime", &datetime(now))
+        })?;
+        leaf(w, "ei:venID", ven_id)
+    })
 }
 
 /// A time as 2.0b writes it: UTC, `Z`.
@@ -687,11 +725,97 @@ mod tests {
         );
     }
 
+    /// Each builder's payload for fixed inputs, text that needs escaping among them.
+    fn fixed_payloads() -> Vec<String> {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-24T10:00:00.250Z")
+            .unwrap()
+            .to_utc();
+        let s = chrono::Duration::seconds;
+        let opt = |request_id: &str, event_id: &str, modification, opt_in| OptResponse {
+            request_id: request_id.into(),
+            event_id: event_id.into(),
+            modification,
+            opt_in,
+        };
+        let opts = [
+            opt("dist-1", "ev-1", 2, true),
+            opt("dist-1", "ev&2", 0, false),
+        ];
+        let samples = [(t0, 12.5), (t0 + s(10), 0.0), (t0 + s(20), -3.25)];
+        let (min, max) = (Duration::from_secs(10), Duration::from_millis(1500));
+        vec![
+            create_party_registration("reg-1", "site <a> & \"b\" 'c'", None, None),
+            create_party_registration("reg-2", "site-a", Some("ven-7"), Some("r-9")),
+            request_event("req-3", "ven-7"),
+            poll("ven-7"),
+            created_event("ven-7", &[]),
+            created_event("ven-7", &opts),
+            register_report("req-4", "ven-7", "site-a", min, max, t0),
+            registered_report("req-5", "ven-7"),
+            created_report("req-6", "ven-7", &[]),
+            created_report("req-6", "ven-7", &["rr-1".into(), "rr-2".into()]),
+            update_report("req-7", "ven-7", "rr-1", &[], t0),
+            update_report("req-7", "ven-7", "rr-1", &samples, t0 + s(25)),
+        ]
+    }
+
     #[test]
-    fn values_from_outside_are_escaped_in_what_the_ven_sends() {
-        let msg = create_party_registration("r1", "a<b&\"c", None, None);
-        assert!(msg.contains("<oadr:oadrVenName>a&lt;b&amp;&quot;c</oadr:oadrVenName>"));
-        assert!(xml::parse(msg.as_bytes()).is_ok());
+    fn payloads_are_byte_for_byte_what_the_format_strings_wrote() {
+        let golden: Vec<&str> = include_str!("messages_golden.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        let written = fixed_payloads();
+        assert_eq!(written.len(), golden.len());
+        for (i, (written, golden)) in written.iter().zip(golden).enumerate() {
+            assert_eq!(written, golden, "payload {i} of fixed_payloads()");
+        }
+    }
+
+    /// Text that is markup if written raw, and that text escaped.
+    const HOSTILE: &str = "a<b>&amp;\"c\"'d']]></ei:venID>é";
+    const ESCAPED: &str = "a&lt;b&gt;&amp;amp;&quot;c&quot;&apos;d&apos;]]&gt;&lt;/ei:venID&gt;é";
+
+    /// Every element's text in `e`, depth first.
+    fn texts(e: &Element) -> Vec<&str> {
+        let below = e.children.iter().flat_map(texts);
+        std::iter::once(e.text.as_str()).chain(below).collect()
+    }
+
+    /// Issue 57: every text a caller gives is escaped by the writer and reads back the same.
+    #[test]
+    fn hostile_text_in_every_field_is_escaped_and_reads_back_the_same() {
+        let h = HOSTILE;
+        let (at, d) = (DateTime::<Utc>::UNIX_EPOCH, Duration::from_secs(1));
+        let opt = OptResponse {
+            request_id: h.into(),
+            event_id: h.into(),
+            modification: 1,
+            opt_in: true,
+        };
+        // Each payload with every text field given `h`, and how many fields that is.
+        let cases = [
+            (create_party_registration(h, h, Some(h), Some(h)), 4),
+            (request_event(h, h), 2),
+            (poll(h), 1),
+            (created_event(h, &[opt]), 3),
+            (register_report(h, h, h, d, d, at), 3),
+            (registered_report(h, h), 2),
+            (created_report(h, h, &[h.into()]), 3),
+            (update_report(h, h, h, &[(at, 1.0)], at), 4),
+        ];
+        let report_id = format!("{h}-0");
+        for (payload, fields) in cases {
+            let root = xml::parse(payload.as_bytes()).expect("well-formed XML");
+            let read = texts(&root);
+            let back = read.iter().filter(|t| [h, &report_id].contains(t));
+            assert_eq!(back.count(), fields, "{payload}");
+            assert_eq!(payload.matches(ESCAPED).count(), fields, "{payload}");
+            assert!(
+                !payload.contains("<b>") && !payload.contains("]]>"),
+                "{payload}"
+            );
+        }
     }
 
     const DISTRIBUTE: &str = r#"<?xml version="1.0" encoding="utf-8"?>
