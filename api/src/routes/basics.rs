@@ -233,7 +233,7 @@ async fn respond(state: &AppState, sql: &str, ask: Ask) -> Response {
         Ok(format) => match state.admission.admit(ask.role).await {
             Ok(slot) if ask.stream => run_streamed(state, sql, format, slot).await,
             Ok(slot) => run(state, sql, format, slot).await,
-            Err(e) => Err(e),
+            Err(busy) => Err(busy.into()),
         },
         Err(e) => Err(e),
     };
