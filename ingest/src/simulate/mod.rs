@@ -6,6 +6,7 @@
 //! (`speed`, from `backfill` in the past), so an hour of a misbehaving farm takes a minute.
 
 pub mod cgminer;
+mod clock;
 pub mod controls;
 pub mod devices;
 pub mod faults;
@@ -28,6 +29,7 @@ use adit_bus::Result;
 use adit_bus::publish::{Outgoing, Publisher};
 use adit_bus::registry::{Registry, RegistryError};
 use adit_config::{Checked, Invalid, check};
+use clock::Clock;
 use controls::{COOLING_PER_FAN_LEVEL_C, Controls};
 
 /// Shape of the simulated farm.
@@ -464,7 +466,7 @@ impl Farm {
 /// Registers the farm (sites first) through `registry` as `by`; records already there as they
 /// are do not change.
 pub async fn register(farm: &Farm, registry: &Registry, by: &str) -> Result<usize, RegistryError> {
-    devices::register_records(farm.records(), registry, by).await
+    registry.put_all(farm.records(), by).await
 }
 
 /// Publishes the farm's readings every `config.interval` until `ticks` have run (if given) or
@@ -478,9 +480,7 @@ pub async fn run(
     let mut interval = tokio::time::interval(farm.config.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut published = 0u64;
-    let started = std::time::Instant::now();
-    let backfill = chrono::Duration::from_std(farm.config.backfill).unwrap_or_default();
-    let origin = Utc::now() - backfill;
+    let clock = Clock::new(farm.config.backfill, farm.config.speed);
     loop {
         if ticks.is_some_and(|t| farm.ticks >= t) {
             break;
@@ -489,9 +489,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = interval.tick() => {}
         }
-        let simulated = started.elapsed().mul_f64(farm.config.speed);
-        let now = origin + chrono::Duration::from_std(simulated).unwrap_or_default();
-        let events = farm.tick(now);
+        let events = farm.tick(clock.now());
         let msgs: Vec<_> = events.iter().map(Outgoing::event).collect();
         published += publisher.publish_all(msgs).await? as u64;
         if farm.ticks.is_multiple_of(10) {

@@ -14,10 +14,10 @@
 use std::time::Duration;
 
 use adit_ingest::adapters::poll::{AdaptersConfig, HEADER_DLQ_ADAPTER, HEADER_DLQ_DEVICE};
-use adit_ingest::adapters::poll::{GridFeedKind, MqttConfig};
-use adit_ingest::simulate::devices::{
-    Devices, INITIAL_EVENT_ID, INITIAL_PRICE_ID, INITIAL_PRICE_PER_MWH,
+use adit_ingest::adapters::poll::{
+    GridFeedKind, INITIAL_EVENT_ID, INITIAL_PRICE_ID, INITIAL_PRICE_PER_MWH, MqttConfig,
 };
+use adit_ingest::simulate::devices::Devices;
 use adit_ingest::simulate::{Farm, SimConfig};
 use adit_schemas::registry::{AdapterKind, Record};
 use adit_schemas::{

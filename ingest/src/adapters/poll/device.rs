@@ -17,6 +17,7 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 
 use super::config::AdaptersConfig;
+use crate::fake::Routes;
 use adit_devices::DeviceError;
 
 /// Bytes of a refused HTTP reply kept as the dead letter's payload.
@@ -46,11 +47,12 @@ impl fmt::Display for DeviceKey {
     }
 }
 
-/// A family of devices, read alike: which registry records it reads, and the devices they
-/// make. A new family is one file in `family/` implementing this and [`Device`], listed in
-/// `family::all`.
+/// A family of devices, read alike: which registry records it reads, the devices they make,
+/// and its fake. A new family is one file in `family/` implementing this and [`Device`],
+/// listed in `family::all`.
 pub(super) trait Family: Send + Sync {
-    /// Its name: the `kind` label of the metrics, the dead letters' adapter header.
+    /// Its name: the `kind` label of the metrics, the dead letters' adapter header, the path
+    /// its fake is served under.
     fn name(&self) -> &'static str;
     /// The registry's adapter kind and the kind of record it reads (a config-only family,
     /// like the grid feeds, reads none).
@@ -58,6 +60,13 @@ pub(super) trait Family: Send + Sync {
     /// Adds the devices that `view` and `config` name to `out`, and why a record it reads
     /// cannot be polled.
     fn collect(&self, view: &RegistryView, config: &AdaptersConfig, out: &mut Targets);
+    /// Its fake: routes answering as its devices from the simulated farm's readings, which
+    /// the simulator serves under `/<name>/` (`family::fakes`). None for a family without one,
+    /// or whose fake is no HTTP route (the miners': a cgminer server per machine,
+    /// `simulate::cgminer`).
+    fn fake(&self) -> Option<Routes> {
+        None
+    }
 }
 
 /// One device of a family, with what it is read for (its machine, its channels).

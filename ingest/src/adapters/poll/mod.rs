@@ -19,9 +19,10 @@
 //! Layers: `config.rs` holds `[adapters]` and its checks; the scheduler (`schedule.rs`) is pure (given instants in, due devices and state changes out):
 //! when each device is due, its exponential backoff after failures, and when it turns *stale*
 //! (no good reading for `stale_after`). Each device family is one file in `family/`,
-//! implementing `device.rs`'s two traits: `Family` (which registry records make its devices)
-//! and `Device` (how one is read, and what it is reported as when it turns stale). The loop
-//! in [`run`] only moves devices' results to JetStream.
+//! implementing `device.rs`'s two traits: `Family` (which registry records make its devices,
+//! and the fake the simulator serves for them) and `Device` (how one is read, and what it is
+//! reported as when it turns stale). The loop in [`run`] only moves devices' results to
+//! JetStream.
 //!
 //! Faults: a device that does not answer backs off (interval·2ⁿ up to `max_backoff`) and is
 //! logged once when it starts failing, once when it turns stale and once when it recovers; a
@@ -39,6 +40,8 @@ mod schedule;
 
 pub use config::{AdaptersConfig, GridFeed, GridFeedKind, MqttConfig};
 use device::{Ctx, Device, DeviceKey, Failure, Family, Targets, targets};
+pub(crate) use family::fakes;
+pub use family::{INITIAL_EVENT_ID, INITIAL_PRICE_ID, INITIAL_PRICE_PER_MWH};
 use schedule::{Change, Scheduler, Timing};
 
 use std::collections::BTreeMap;

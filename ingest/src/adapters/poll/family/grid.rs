@@ -1,7 +1,9 @@
 //! Grid signal and price feeds (`[[adapters.grid]]`, from config, not the registry): each
 //! feed is one device, read in adit's own shape or through its `map`. An unchanged signal is
 //! published again only as a confirmation of a curtailment, every `grid_confirm`; the family
-//! remembers what each feed last said across registry changes.
+//! remembers what each feed last said across registry changes. Its fake answers each
+//! simulated site's latest demand-response message (`/<site>/signal`) and price
+//! (`/<site>/price`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,17 +12,33 @@ use std::time::Instant;
 use adit_schemas::registry::{AdapterKind, RecordKind, RegistryView};
 use adit_schemas::{AnyEvent, Event as _, GridSignal, GridSignalKind};
 use async_trait::async_trait;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::routing::get;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 
 use super::super::config::{AdaptersConfig, GridFeedKind};
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
+use crate::fake::{Reply, Routes, Sim};
 use adit_devices::feed_map::{self, Asks, FeedMap, Mapped};
-use adit_devices::http_json::{parse_dr_signal, parse_price_signal};
+use adit_devices::http_json::{
+    DrMessage, DrMode, PriceMessage, dr_reply, parse_dr_signal, parse_price_signal, price_reply,
+};
 use adit_devices::http_url;
 
 /// The family's name.
 const NAME: &str = "grid";
+
+/// The event id of the fake demand-response feed's answer before the simulated farm has
+/// issued a signal.
+pub const INITIAL_EVENT_ID: &str = "sim-start";
+/// The interval id of the fake price feed's answer before the simulated farm has issued a
+/// price (not [`INITIAL_EVENT_ID`]: both have the same time, and a grid signal's dedupe id is
+/// its site, event id and time).
+pub const INITIAL_PRICE_ID: &str = "sim-start-price";
+/// The fake price feed's answer before the simulated farm has issued a price, per MWh.
+pub const INITIAL_PRICE_PER_MWH: f64 = 50.0;
 
 /// What each feed last said, by device.
 type Memory = Arc<Mutex<HashMap<DeviceKey, Said>>>;
@@ -62,6 +80,14 @@ impl Family for Grid {
                 }),
             );
         }
+    }
+
+    fn fake(&self) -> Option<Routes> {
+        Some(
+            Routes::new()
+                .route("/{site}/signal", get(fake_signal))
+                .route("/{site}/price", get(fake_price)),
+        )
     }
 }
 
@@ -191,4 +217,30 @@ fn mapped_signal(site: &str, map: &FeedMap, mapped: Mapped, now: DateTime<Utc>) 
         price_per_mwh: mapped.price_per_mwh,
         ts: now,
     }
+}
+
+/// The fake utility's demand-response message for the site.
+async fn fake_signal(State(sim): State<Arc<Sim>>, Path(site): Path<String>) -> Reply {
+    sim.site(&site)?;
+    let msg = sim.latest.borrow().signals.get(&site).cloned();
+    let msg = msg.unwrap_or_else(|| DrMessage {
+        event_id: INITIAL_EVENT_ID.into(),
+        mode: DrMode::Normal,
+        target_kw: None,
+        deadline: None,
+        issued: sim.started,
+    });
+    Ok(Json(dr_reply(&msg)))
+}
+
+/// The fake market's price for the site.
+async fn fake_price(State(sim): State<Arc<Sim>>, Path(site): Path<String>) -> Reply {
+    sim.site(&site)?;
+    let msg = sim.latest.borrow().prices.get(&site).cloned();
+    let msg = msg.unwrap_or_else(|| PriceMessage {
+        interval_start: sim.started,
+        interval_id: INITIAL_PRICE_ID.into(),
+        price_per_mwh: INITIAL_PRICE_PER_MWH,
+    });
+    Ok(Json(price_reply(&msg)))
 }

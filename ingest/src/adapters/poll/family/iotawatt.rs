@@ -1,19 +1,26 @@
 //! IotaWatt power monitors: every meter registered at one IotaWatt (an input each) is read
-//! with one `/query` request, averaged over the poll interval.
+//! with one `/query` request, averaged over the poll interval. Its fake answers `/query` with
+//! the simulated site's metered machines, one input per machine named by its id.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use adit_schemas::EnergySource;
 use adit_schemas::registry::{AdapterKind, RecordKind, RegistryView};
 use async_trait::async_trait;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
 use super::meters::{self, MeterChannel};
-use adit_devices::http_json::parse_iotawatt;
+use crate::fake::{Reply, Routes, Sim};
+use adit_devices::http_json::{iotawatt_reply, parse_iotawatt};
 
 /// The family's name.
 const NAME: &str = "iotawatt";
@@ -34,6 +41,10 @@ impl Family for Iotawatt {
         for (key, (url, channels)) in meters::by_device(view, AdapterKind::Iotawatt, NAME, out) {
             out.devices.insert(key, Arc::new(Monitor { url, channels }));
         }
+    }
+
+    fn fake(&self) -> Option<Routes> {
+        Some(Routes::new().route("/{site}/query", get(fake_query)))
     }
 }
 
@@ -88,6 +99,42 @@ fn query_url(base: &Url, columns: &[String], interval: Duration) -> Url {
         interval.as_secs().max(1)
     )));
     url
+}
+
+/// The fake's `/query`: one row, the time then the watts of each selected input (a metered
+/// machine of the site).
+async fn fake_query(
+    State(sim): State<Arc<Sim>>,
+    Path(site): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    let layout = sim.site(&site)?;
+    let bad = |why: String| (StatusCode::BAD_REQUEST, why);
+    let select = query
+        .get("select")
+        .and_then(|s| s.strip_prefix('['))
+        .and_then(|s| s.strip_suffix(']'))
+        .ok_or_else(|| bad("select=[…] missing".into()))?;
+    let latest = sim.latest.borrow();
+    let mut values = Vec::new();
+    for column in select.split(',').filter(|c| *c != "time.iso") {
+        let input = column
+            .strip_suffix(".watts")
+            .ok_or_else(|| bad(format!("only .watts is simulated, not {column}")))?;
+        if !layout.metered.iter().any(|m| m == input) {
+            return Err(bad(format!("no input {input} at {site}")));
+        }
+        let watts = latest
+            .power_w
+            .get(&(site.clone(), input.to_string()))
+            .copied()
+            .ok_or_else(|| bad(format!("no reading of {input} yet")))?;
+        values.push(watts);
+    }
+    Ok(Json(iotawatt_reply(
+        latest.at.unwrap_or(sim.started),
+        &values,
+    )))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The device families the adapters poll, one file each: which registry records it reads,
-//! how one of its devices is read, and what the reply becomes. Adding a family is a file here
-//! and a line in [`all`] (and, for a family the registry names, its `AdapterKind`).
+//! how one of its devices is read, what the reply becomes, and the fake the simulator serves
+//! for it. Adding a family is a file here and a line in [`all`] (and, for a family the
+//! registry names, its `AdapterKind`).
 
 mod grid;
 mod iotawatt;
@@ -9,7 +10,10 @@ mod miner;
 mod pdu;
 mod roomalert;
 
+pub use grid::{INITIAL_EVENT_ID, INITIAL_PRICE_ID, INITIAL_PRICE_PER_MWH};
+
 use super::device::Family;
+use crate::fake::Routes;
 
 /// Every family, made once per run of the role (a family may remember what its devices said
 /// across registry changes: the grid feeds' last signals).
@@ -21,6 +25,17 @@ pub(super) fn all() -> Vec<Box<dyn Family>> {
         Box::new(pdu::Pdu),
         Box::new(grid::Grid::default()),
     ]
+}
+
+/// Every family's fake ([`Family::fake`]), each under `/<name>/` (`/iotawatt/<site>/query`,
+/// `/grid/<site>/price`): what the simulator serves as the farm's HTTP devices.
+pub(crate) fn fakes() -> Routes {
+    all()
+        .iter()
+        .fold(Routes::new(), |routes, family| match family.fake() {
+            Some(fake) => routes.nest(&format!("/{}", family.name()), fake),
+            None => routes,
+        })
 }
 
 /// The instant the families' tests read their devices at.

@@ -1,5 +1,6 @@
 //! RoomAlert-style environment monitors: every sensor registered at one monitor (by its
-//! label) is read with one `/getData.json` request, for its temperature or humidity.
+//! label) is read with one `/getData.json` request, for its temperature or humidity. Its fake
+//! answers with every sensor of the simulated site, labelled by the sensor's id.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,12 +8,16 @@ use std::sync::Arc;
 use adit_schemas::registry::{AdapterKind, RecordKind, RegistryView};
 use adit_schemas::{AnyEvent, SensorKind, SensorReading};
 use async_trait::async_trait;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::routing::get;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
-use adit_devices::http_json::{RoomAlertSensor, parse_roomalert};
+use crate::fake::{Reply, Routes, Sim};
+use adit_devices::http_json::{RoomAlertSensor, parse_roomalert, roomalert_reply};
 use adit_devices::http_url;
 
 /// The family's name.
@@ -86,6 +91,10 @@ impl Family for Roomalert {
             out.devices.insert(key, Arc::new(monitor));
         }
     }
+
+    fn fake(&self) -> Option<Routes> {
+        Some(Routes::new().route("/{site}/getData.json", get(fake_data)))
+    }
 }
 
 /// A sensor at an environment monitor.
@@ -152,6 +161,25 @@ fn sensor_events(
         }
     }
     out
+}
+
+/// The fake monitor's `/getData.json`: every sensor of the site, labelled by its id.
+async fn fake_data(State(sim): State<Arc<Sim>>, Path(site): Path<String>) -> Reply {
+    let layout = sim.site(&site)?;
+    let latest = sim.latest.borrow();
+    let sensors: Vec<RoomAlertSensor> = layout
+        .sensors
+        .iter()
+        .filter_map(|(id, kind)| {
+            let v = latest.sensors.get(&(site.clone(), id.clone()))?;
+            Some(RoomAlertSensor {
+                label: id.clone(),
+                temp_c: (*kind == SensorKind::Temperature).then_some(v.value),
+                humidity_pct: (*kind == SensorKind::Humidity).then_some(v.value),
+            })
+        })
+        .collect();
+    Ok(Json(roomalert_reply(&format!("adit-sim-{site}"), &sensors)))
 }
 
 #[cfg(test)]
