@@ -97,24 +97,11 @@ mod tests {
     ) -> Router {
         let store = adit_sinks::TableStore::new(dir.to_str().unwrap(), Default::default()).unwrap();
         let state = AppState {
-            engine: Arc::new(SqlEngine::new(
+            vitals,
+            ..AppState::bare(Arc::new(SqlEngine::new(
                 Arc::new(adit_sql::Catalog::new(store, std::time::Duration::ZERO)),
                 SqlLimits::default(),
-            )),
-            metrics: None,
-            vitals,
-            nats: None,
-            node: None,
-            registry: None,
-            publisher: None,
-            rules: None,
-            silences: None,
-            notifier: None,
-            bans: None,
-            live: None,
-            admission: Arc::new(adit_sql::admission::Admission::new(Default::default())),
-            lockout: Arc::new(adit_auth::lockout::Lockout::new(Default::default())),
-            dashboards: None,
+            )))
         };
         let operate = utoipa_axum::router::OpenApiRouter::new().route(
             "/api/v1/ingest/{kind}",

@@ -41,3 +41,28 @@ pub struct AppState {
     /// Users' dashboards (none without NATS: their routes answer 503).
     pub dashboards: Option<adit_web::store::DashboardStore>,
 }
+
+impl AppState {
+    /// The SQL API alone over `engine`: no NATS (the routes over buckets and streams answer
+    /// 503), no metrics, default statement slots and lockout. What a process without a bus
+    /// serves, and what the tests of the routes start from.
+    pub fn bare(engine: Arc<SqlEngine>) -> Self {
+        Self {
+            engine,
+            metrics: None,
+            vitals: adit_supervise::Vitals::new(),
+            nats: None,
+            node: None,
+            registry: None,
+            publisher: None,
+            rules: None,
+            silences: None,
+            notifier: None,
+            bans: None,
+            live: None,
+            admission: Arc::new(adit_sql::admission::Admission::new(Default::default())),
+            lockout: Arc::new(adit_auth::lockout::Lockout::new(Default::default())),
+            dashboards: None,
+        }
+    }
+}

@@ -152,14 +152,7 @@ impl World {
         let t = chain
             .get_block_template("44abc", crate::jobs::BLOB_ID_BYTES)
             .unwrap();
-        Arc::new(Work {
-            height: t.height,
-            network_difficulty: t.difficulty,
-            seed_hash: t.seed_hash,
-            next_seed_hash: None,
-            reward: t.expected_reward,
-            template: t.block_template().unwrap(),
-        })
+        Arc::new(Work::from_template(&t).unwrap())
     }
 
     fn give_job(&mut self, m: usize) {

@@ -34,6 +34,20 @@ pub struct Work {
     pub template: BlockTemplate,
 }
 
+impl Work {
+    /// The work a node's template gives: its height, difficulty, seeds, reward and parsed blob.
+    pub fn from_template(t: &crate::chain::Template) -> Result<Self> {
+        Ok(Self {
+            height: t.height,
+            network_difficulty: t.difficulty,
+            seed_hash: t.seed_hash,
+            next_seed_hash: t.next_seed_hash,
+            reward: t.expected_reward,
+            template: t.block_template()?,
+        })
+    }
+}
+
 /// Bytes of the template's reserved space a job's [`BlobId`] fills (the pool asks the node for
 /// exactly this many).
 pub const BLOB_ID_BYTES: usize = 16;

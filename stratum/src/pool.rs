@@ -121,14 +121,7 @@ impl PoolConfig {
 /// Fetches a template from `node` and turns it into work.
 pub async fn fetch_work(node: &Node, wallet: &str) -> Result<Arc<Work>> {
     let t = node.get_block_template(wallet, RESERVE_SIZE).await?;
-    Ok(Arc::new(Work {
-        height: t.height,
-        network_difficulty: t.difficulty,
-        seed_hash: t.seed_hash,
-        next_seed_hash: t.next_seed_hash,
-        reward: t.expected_reward,
-        template: t.block_template()?,
-    }))
+    Ok(Arc::new(Work::from_template(&t)?))
 }
 
 /// Runs the pool on `listener` until `shutdown`: stops accepting, lets in-flight

@@ -453,14 +453,7 @@ mod tests {
         let t = sim
             .get_block_template("44abc", crate::jobs::BLOB_ID_BYTES)
             .unwrap();
-        let work = Arc::new(Work {
-            height: t.height,
-            network_difficulty: t.difficulty,
-            seed_hash: t.seed_hash,
-            next_seed_hash: None,
-            reward: t.expected_reward,
-            template: t.block_template().unwrap(),
-        });
+        let work = Arc::new(Work::from_template(&t).unwrap());
         let identity = parse_login(&login("44abc.rig1", "x", None)).unwrap();
         let mut session = Session::new("s1".into(), identity, 1, 0);
         let job = session.new_job(&JobFactory::new(1), &work).unwrap();

@@ -51,26 +51,10 @@ fn app() -> Router {
                 threads: 2,
                 ..SqlLimits::default()
             };
-            let state = AppState {
-                engine: Arc::new(SqlEngine::new(
-                    Arc::new(Catalog::new(store, Duration::ZERO)),
-                    limits,
-                )),
-                metrics: None,
-                vitals: adit_supervise::Vitals::new(),
-                nats: None,
-                node: None,
-                registry: None,
-                publisher: None,
-                rules: None,
-                silences: None,
-                notifier: None,
-                bans: None,
-                live: None,
-                admission: Arc::new(adit_sql::admission::Admission::new(Default::default())),
-                lockout: Arc::new(adit_auth::lockout::Lockout::new(Default::default())),
-                dashboards: None,
-            };
+            let state = AppState::bare(Arc::new(SqlEngine::new(
+                Arc::new(Catalog::new(store, Duration::ZERO)),
+                limits,
+            )));
             let tokens = Tokens::new(
                 "query",
                 &[
