@@ -20,7 +20,10 @@ fn main() {
     let mut out = String::new();
     for name in &names {
         let path = dir.join(format!("{name}.rs"));
-        out.push_str(&format!("#[path = {:?}]\npub mod {name};\n", path.display().to_string()));
+        out.push_str(&format!(
+            "#[path = {:?}]\npub mod {name};\n",
+            path.display().to_string()
+        ));
     }
     out.push_str(
         "/// Every route module's routes, each behind the roles it declares.\n\

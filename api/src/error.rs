@@ -153,10 +153,16 @@ mod tests {
     #[test]
     fn the_other_crates_refusals_keep_their_status() {
         let busy = QueryError::from(adit_sql::admission::Busy("8 statements".into()));
-        assert_eq!(busy.status_code(), (StatusCode::TOO_MANY_REQUESTS, "too_busy"));
+        assert_eq!(
+            busy.status_code(),
+            (StatusCode::TOO_MANY_REQUESTS, "too_busy")
+        );
         use adit_web::DashboardError as D;
         for (e, status) in [
-            (D::Unavailable("down".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (
+                D::Unavailable("down".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
             (D::Conflict("stale".into()), StatusCode::CONFLICT),
             (D::Full("full".into()), StatusCode::TOO_MANY_REQUESTS),
             (D::Broken("bad".into()), StatusCode::INTERNAL_SERVER_ERROR),
