@@ -37,291 +37,78 @@
 //! upper bound it is under; 9 above all); going down needs `fan_hysteresis_c` below the bound
 //! and `fan_dwell` since the last change (a noisy sensor does not make the fans hunt).
 
-use std::collections::BTreeMap;
+mod decision;
+mod fans;
+mod inputs;
+mod load;
+mod state;
 
-use serde::{Deserialize, Serialize};
+pub use decision::{Action, Decision, Rule};
+pub use inputs::{ControlRules, GridEvent, Inputs, MachineInput};
+pub use state::{MachineControl, Mode, SiteControl};
 
-const MINUTE_US: i64 = 60_000_000;
+use decision::Made;
+use fans::fans;
+use inputs::MINUTE_US;
+use load::{emergency, toward_target};
 
-/// The site's controller settings (times in µs in the pure core; config converts).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ControlRules {
-    /// Most load shed or added per minute, kW.
-    pub ramp_kw_per_min: f64,
-    /// A machine stays on at least this long before it may be shed, µs.
-    pub min_on_us: i64,
-    /// A machine stays off at least this long before it may be woken, µs.
-    pub min_off_us: i64,
-    /// No waking for this long after the last shed, µs.
-    pub cooldown_us: i64,
-    /// Headroom kept under the target when waking, kW.
-    pub resume_margin_kw: f64,
-    /// A machine commanded to sleep is not chosen again for this long, µs.
-    pub command_timeout_us: i64,
-    /// Price above which mining is not worth it, per MWh (none: prices are ignored).
-    pub strike_price: Option<f64>,
-    /// Consecutive price intervals needed to cross the strike, both ways.
-    pub strike_intervals: usize,
-    /// Load allowed while the price is over the strike, kW.
-    pub price_target_kw: f64,
-    /// Upper temperature bound of each fan level 1..=8, °C, ascending (9 above the last).
-    pub fan_bands_c: Vec<f64>,
-    /// How far under a band's bound the temperature must fall to step a fan level down, °C.
-    pub fan_hysteresis_c: f64,
-    /// The fans step down only this long after their last change, µs.
-    #[serde(default)]
-    pub fan_dwell_us: i64,
-    /// How far under the emergency limit the temperature must fall to lift the emergency, °C.
-    pub emergency_clear_c: f64,
-    /// Meter readings older than this are stale, µs.
-    pub meter_stale_us: i64,
-    /// Sensor readings older than this are stale, µs.
-    pub sensor_stale_us: i64,
-    /// A grid signal older than this, while a curtailment is active, is stale, µs.
-    pub signal_stale_us: i64,
-    /// Load to shed to in failsafe (none: hold the load as it is), kW.
-    pub failsafe_target_kw: Option<f64>,
-}
-
-impl Default for ControlRules {
-    fn default() -> Self {
-        Self {
-            ramp_kw_per_min: 100.0,
-            min_on_us: 5 * MINUTE_US,
-            min_off_us: 5 * MINUTE_US,
-            cooldown_us: 10 * MINUTE_US,
-            resume_margin_kw: 5.0,
-            command_timeout_us: 2 * MINUTE_US,
-            strike_price: None,
-            strike_intervals: 2,
-            price_target_kw: 0.0,
-            fan_bands_c: vec![20.0, 23.0, 25.0, 27.0, 29.0, 31.0, 33.0, 35.0],
-            fan_hysteresis_c: 1.0,
-            fan_dwell_us: 2 * MINUTE_US,
-            emergency_clear_c: 3.0,
-            meter_stale_us: 2 * MINUTE_US,
-            sensor_stale_us: 2 * MINUTE_US,
-            signal_stale_us: 30 * MINUTE_US,
-            failsafe_target_kw: None,
-        }
+/// One step for one site: updates `state` and returns the decisions, in order.
+pub fn step(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> Vec<Decision> {
+    for m in &inputs.machines {
+        state
+            .machines
+            .entry(m.id.clone())
+            .or_insert(MachineControl {
+                on: m.running(),
+                since_us: now_us - rules.min_on_us.max(rules.min_off_us),
+            });
     }
-}
-
-/// The site's modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// No limit below the allocation binds.
-    #[default]
-    Running,
-    /// Load over the target: shedding.
-    Curtailing,
-    /// At or under the target.
-    Curtailed,
-    /// A limit lifted: waking machines back.
-    Resuming,
-    /// Over the emergency temperature: everything asleep.
-    Emergency,
-    /// An input is stale: the safe action.
-    Failsafe,
-}
-
-/// A demand-response event in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GridEvent {
-    /// The utility's event id.
-    pub event_id: String,
-    /// Load to reach, kW.
-    pub target_kw: f64,
-    /// When it must be reached, µs.
-    pub deadline_us: i64,
-}
-
-/// Share of its nameplate power under which a machine counts as not running (a sleeping
-/// miner still draws a little for its control board and fans).
-const RUNNING_SHARE: f64 = 0.05;
-
-/// One machine as the controller sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MachineInput {
-    /// Id.
-    pub id: String,
-    /// Measured power now, W (0 when asleep).
-    pub power_w: f64,
-    /// Nameplate power, W (what waking it adds).
-    pub nominal_w: f64,
-    /// Joules per terahash (higher: less efficient).
-    pub efficiency_j_th: f64,
-    /// Whether the controller may shed or wake it (an override can take it out of control).
-    #[serde(default = "yes")]
-    pub controllable: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl MachineInput {
-    /// Whether it draws more than standby power.
-    pub fn running(&self) -> bool {
-        self.power_w > self.nominal_w * RUNNING_SHARE
+    state.price_high = price_high(rules, state.price_high, &inputs.prices);
+    let (rule, mode, target_kw) = target(rules, state, inputs, now_us);
+    let elapsed = state
+        .last_step_us
+        .map_or(MINUTE_US, |t| (now_us - t).clamp(0, MINUTE_US));
+    let made = Made {
+        rule,
+        mode,
+        from: state.mode,
+        target_kw,
+        load_kw: inputs.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0,
+        expected_kw: expected_load_kw(rules, state, inputs, now_us),
+        allowance_kw: rules.ramp_kw_per_min * elapsed as f64 / MINUTE_US as f64,
+    };
+    state.last_step_us = Some(now_us);
+    let mut out: Vec<Decision> = fans(rules, state, inputs, now_us, mode, rule)
+        .map(|(action, why)| made.decision(mode, action, why))
+        .into_iter()
+        .collect();
+    let mode = if mode == Mode::Emergency {
+        out.extend(emergency(state, inputs, now_us).map(|a| made.decision(mode, a, rule)));
+        mode
+    } else if inputs.hold && mode != Mode::Failsafe {
+        state.emergency_since_us = None;
+        made.from
+    } else {
+        state.emergency_since_us = None;
+        toward_target(rules, state, inputs, now_us, &made, &mut out)
+    };
+    if mode != made.from && !out.iter().any(|d| d.to == mode) {
+        out.push(made.decision(mode, Action::Mode, rule));
     }
-}
-
-/// What the controller knows at one step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Inputs {
-    /// The site's allocation, kW.
-    pub allocation_kw: f64,
-    /// The site's emergency temperature, °C.
-    pub emergency_temp_c: f64,
-    /// The demand-response event in force, if any.
-    pub grid: Option<GridEvent>,
-    /// When the newest grid signal was received, µs.
-    pub signal_us: Option<i64>,
-    /// Prices of the last intervals, oldest first, per MWh.
-    pub prices: Vec<f64>,
-    /// Hottest site temperature, °C, and when the newest sensor reading was taken, µs.
-    pub hottest_c: Option<f64>,
-    /// When the newest sensor reading was taken, µs.
-    pub sensors_us: Option<i64>,
-    /// When the newest meter reading was taken, µs.
-    pub meters_us: Option<i64>,
-    /// The machines.
-    pub machines: Vec<MachineInput>,
-    /// Machines whose last command the actuator reported failed (they are not counted as
-    /// about to change).
-    #[serde(default)]
-    pub failed: Vec<String>,
-    /// An operator's load target, kW.
-    #[serde(default)]
-    pub forced_target_kw: Option<f64>,
-    /// An operator holds the site: nothing is shed or woken.
-    #[serde(default)]
-    pub hold: bool,
-    /// An operator's fan level.
-    #[serde(default)]
-    pub fan_pin: Option<u8>,
-    /// The ids of the overrides in force (what shaped these inputs).
-    #[serde(default)]
-    pub overrides: Vec<String>,
-}
-
-/// What the controller remembers of one machine.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MachineControl {
-    /// Whether it is meant to be on.
-    pub on: bool,
-    /// When that last changed, µs.
-    pub since_us: i64,
-}
-
-/// One site's controller state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SiteControl {
-    /// The mode.
-    pub mode: Mode,
-    /// The previous step, µs.
-    pub last_step_us: Option<i64>,
-    /// The last shed, µs.
-    pub last_shed_us: Option<i64>,
-    /// When the emergency began, µs.
-    pub emergency_since_us: Option<i64>,
-    /// Whether the price is over the strike (with hysteresis).
-    pub price_high: bool,
-    /// The fan level commanded.
-    pub fan_level: u8,
-    /// Each machine's commanded state.
-    pub machines: BTreeMap<String, MachineControl>,
-    /// When the fan level last changed, µs.
-    #[serde(default)]
-    pub fan_changed_us: Option<i64>,
-    /// Whether an operator held the site at the last step.
-    #[serde(default)]
-    pub held: bool,
-}
-
-/// What a decision does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// Only the mode changed.
-    Mode,
-    /// Put a machine to sleep.
-    Sleep {
-        /// The machine.
-        machine: String,
-    },
-    /// Wake a machine.
-    Wake {
-        /// The machine.
-        machine: String,
-    },
-    /// Set the site's fans.
-    FanLevel {
-        /// 1..=9.
-        level: u8,
-    },
-}
-
-/// Why a decision was made: the rule in force (module docs, in order), or what else acted.
-/// Its name is the `rule` column of `decisions`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[derive(Serialize, Deserialize, strum::IntoStaticStr)]
-#[strum(serialize_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Rule {
-    /// 1: an input older than its limit.
-    StaleInputs,
-    /// 2: the hottest sensor at or over the emergency limit.
-    EmergencyTemperature,
-    /// 3: an operator's forced load target.
-    OverrideTarget,
-    /// 4: an active demand-response event.
-    GridCurtail,
-    /// 5: the price over the strike.
-    PriceStrike,
-    /// 6: otherwise, the allocation.
-    AllocationCap,
-    /// Machines woken once no limit binds.
-    Resume,
-    /// The fans, by the temperature bands.
-    FanBand,
-    /// The fans, pinned by an operator.
-    OverrideFan,
-    /// An operator's hold began.
-    OverrideHold,
-}
-
-impl Rule {
-    /// Its name, as recorded.
-    pub fn name(self) -> &'static str {
-        self.into()
+    if inputs.hold && !state.held {
+        out.push(made.decision(mode, Action::Mode, Rule::OverrideHold));
     }
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+    state.held = inputs.hold;
+    for d in &mut out {
+        d.to = mode;
     }
-}
-
-/// One decision with the rule that fired and what it saw.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decision {
-    /// The mode before.
-    pub from: Mode,
-    /// The mode after.
-    pub to: Mode,
-    /// The rule that decided.
-    pub rule: Rule,
-    /// What to do.
-    pub action: Action,
-    /// The load target, kW.
-    pub target_kw: Option<f64>,
-    /// The measured load, kW.
-    pub load_kw: f64,
+    state.mode = mode;
+    out
 }
 
 /// The rule and target in force.
@@ -395,23 +182,6 @@ fn price_high(rules: &ControlRules, was: bool, prices: &[f64]) -> bool {
     }
 }
 
-/// The fan level for `hottest`, stepping down only `hysteresis` under a band's bound.
-fn fan_level(rules: &ControlRules, current: u8, hottest: f64) -> u8 {
-    let level_for = |t: f64| {
-        rules
-            .fan_bands_c
-            .iter()
-            .position(|bound| t < *bound)
-            .map_or(9, |i| (i + 1) as u8)
-    };
-    let up = level_for(hottest);
-    if up >= current {
-        up
-    } else {
-        level_for(hottest + rules.fan_hysteresis_c).max(up)
-    }
-}
-
 /// The load once the commands still in flight have taken effect, kW: a machine commanded
 /// off within `command_timeout` that still runs counts as off, one commanded on that does not
 /// run yet counts at its nameplate power (so a lagging machine is not answered by shedding or
@@ -439,320 +209,6 @@ fn expected_load_kw(
         })
         .sum::<f64>()
         / 1000.0
-}
-
-/// One step for one site: updates `state` and returns the decisions, in order.
-pub fn step(
-    rules: &ControlRules,
-    state: &mut SiteControl,
-    inputs: &Inputs,
-    now_us: i64,
-) -> Vec<Decision> {
-    for m in &inputs.machines {
-        state
-            .machines
-            .entry(m.id.clone())
-            .or_insert(MachineControl {
-                on: m.running(),
-                since_us: now_us - rules.min_on_us.max(rules.min_off_us),
-            });
-    }
-    state.price_high = price_high(rules, state.price_high, &inputs.prices);
-    let (rule, mode, target_kw) = target(rules, state, inputs, now_us);
-    let elapsed = state
-        .last_step_us
-        .map_or(MINUTE_US, |t| (now_us - t).clamp(0, MINUTE_US));
-    let made = Made {
-        rule,
-        mode,
-        from: state.mode,
-        target_kw,
-        load_kw: inputs.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0,
-        expected_kw: expected_load_kw(rules, state, inputs, now_us),
-        allowance_kw: rules.ramp_kw_per_min * elapsed as f64 / MINUTE_US as f64,
-    };
-    state.last_step_us = Some(now_us);
-    let mut out: Vec<Decision> = fans(rules, state, inputs, now_us, mode, rule)
-        .map(|(action, why)| made.decision(mode, action, why))
-        .into_iter()
-        .collect();
-    let mode = if mode == Mode::Emergency {
-        out.extend(emergency(state, inputs, now_us).map(|a| made.decision(mode, a, rule)));
-        mode
-    } else if inputs.hold && mode != Mode::Failsafe {
-        state.emergency_since_us = None;
-        made.from
-    } else {
-        state.emergency_since_us = None;
-        toward_target(rules, state, inputs, now_us, &made, &mut out)
-    };
-    if mode != made.from && !out.iter().any(|d| d.to == mode) {
-        out.push(made.decision(mode, Action::Mode, rule));
-    }
-    if inputs.hold && !state.held {
-        out.push(made.decision(mode, Action::Mode, Rule::OverrideHold));
-    }
-    state.held = inputs.hold;
-    for d in &mut out {
-        d.to = mode;
-    }
-    state.mode = mode;
-    out
-}
-
-/// What one step found before acting: the rule in force with its mode and target, the mode it
-/// leaves, the load it saw and expects, and how much load the ramp lets it move.
-struct Made {
-    rule: Rule,
-    mode: Mode,
-    from: Mode,
-    target_kw: Option<f64>,
-    load_kw: f64,
-    expected_kw: f64,
-    allowance_kw: f64,
-}
-
-impl Made {
-    fn decision(&self, to: Mode, action: Action, rule: Rule) -> Decision {
-        Decision {
-            from: self.from,
-            to,
-            rule,
-            action,
-            target_kw: self.target_kw,
-            load_kw: self.load_kw,
-        }
-    }
-}
-
-/// The fans' new level and why, if it changes: 9 in failsafe and emergency (the rule in force),
-/// an operator's pin, else the temperature band (up at once, down after the dwell).
-fn fans(
-    rules: &ControlRules,
-    state: &mut SiteControl,
-    inputs: &Inputs,
-    now_us: i64,
-    mode: Mode,
-    rule: Rule,
-) -> Option<(Action, Rule)> {
-    let forced = matches!(mode, Mode::Failsafe | Mode::Emergency);
-    let level = match (forced, inputs.fan_pin) {
-        (true, _) => 9,
-        (false, Some(pin)) => pin.clamp(1, 9),
-        (false, None) => fan_level(
-            rules,
-            state.fan_level.max(1),
-            inputs.hottest_c.unwrap_or(f64::MIN),
-        ),
-    };
-    let dwelt = state
-        .fan_changed_us
-        .is_none_or(|t| now_us - t >= rules.fan_dwell_us);
-    let banded = !forced && inputs.fan_pin.is_none();
-    if level == state.fan_level || (level < state.fan_level && !dwelt && banded) {
-        return None;
-    }
-    state.fan_level = level;
-    state.fan_changed_us = Some(now_us);
-    let why = if forced {
-        rule
-    } else if inputs.fan_pin.is_some() {
-        Rule::OverrideFan
-    } else {
-        Rule::FanBand
-    };
-    Some((Action::FanLevel { level }, why))
-}
-
-/// An emergency: every machine that is on, or commanded on, to sleep, minimum on-times
-/// ignored.
-fn emergency(
-    state: &mut SiteControl,
-    inputs: &Inputs,
-    now_us: i64,
-) -> impl Iterator<Item = Action> {
-    state.emergency_since_us.get_or_insert(now_us);
-    let mut slept = Vec::new();
-    for m in &inputs.machines {
-        let control = state.machines.get_mut(&m.id);
-        if let Some(c) = control.filter(|c| c.on || m.running()) {
-            *c = MachineControl {
-                on: false,
-                since_us: now_us,
-            };
-            slept.push(Action::Sleep {
-                machine: m.id.clone(),
-            });
-        }
-    }
-    state.last_shed_us = Some(now_us);
-    slept.into_iter()
-}
-
-/// Sheds toward the target while the expected load is over it, or wakes machines while it is
-/// under (outside failsafe), within the ramp since the last step; returns the mode after.
-fn toward_target(
-    rules: &ControlRules,
-    state: &mut SiteControl,
-    inputs: &Inputs,
-    now_us: i64,
-    made: &Made,
-    out: &mut Vec<Decision>,
-) -> Mode {
-    let Made {
-        rule,
-        mode,
-        expected_kw,
-        allowance_kw,
-        ..
-    } = *made;
-    match made.target_kw {
-        Some(target) if expected_kw > target + 1e-9 => {
-            let shed = shed(
-                rules,
-                state,
-                inputs,
-                now_us,
-                expected_kw - target,
-                allowance_kw,
-            );
-            out.extend(
-                shed.into_iter()
-                    .map(|machine| made.decision(mode, Action::Sleep { machine }, rule)),
-            );
-            if mode == Mode::Failsafe {
-                mode
-            } else {
-                Mode::Curtailing
-            }
-        }
-        Some(target) if mode != Mode::Failsafe => {
-            let woken = wake(
-                rules,
-                state,
-                inputs,
-                now_us,
-                target - expected_kw,
-                allowance_kw,
-            );
-            let asleep = state.machines.values().any(|c| !c.on);
-            let after = match (rule, woken.is_empty(), asleep) {
-                (Rule::AllocationCap, true, false) => Mode::Running,
-                (Rule::AllocationCap, _, _) => Mode::Resuming,
-                _ => Mode::Curtailed,
-            };
-            let why = if rule == Rule::AllocationCap {
-                Rule::Resume
-            } else {
-                rule
-            };
-            out.extend(
-                woken
-                    .into_iter()
-                    .map(|machine| made.decision(after, Action::Wake { machine }, why)),
-            );
-            after
-        }
-        _ => mode,
-    }
-}
-
-/// Machines to sleep, least efficient first, up to `excess_kw` within `allowance_kw`.
-fn shed(
-    rules: &ControlRules,
-    state: &mut SiteControl,
-    inputs: &Inputs,
-    now_us: i64,
-    excess_kw: f64,
-    allowance_kw: f64,
-) -> Vec<String> {
-    let mut candidates: Vec<&MachineInput> = inputs
-        .machines
-        .iter()
-        .filter(|m| m.running() && m.controllable)
-        .filter(|m| {
-            state.machines.get(&m.id).is_some_and(|c| {
-                (c.on && now_us - c.since_us >= rules.min_on_us)
-                    || (!c.on && now_us - c.since_us >= rules.command_timeout_us)
-            })
-        })
-        .collect();
-    candidates.sort_by(|a, b| {
-        b.efficiency_j_th
-            .total_cmp(&a.efficiency_j_th)
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    let (mut shed_kw, mut out) = (0.0, Vec::new());
-    for m in candidates {
-        let kw = m.power_w / 1000.0;
-        if shed_kw >= excess_kw - 1e-9 || shed_kw + kw > allowance_kw + 1e-9 {
-            break;
-        }
-        shed_kw += kw;
-        state.machines.insert(
-            m.id.clone(),
-            MachineControl {
-                on: false,
-                since_us: now_us,
-            },
-        );
-        out.push(m.id.clone());
-    }
-    if !out.is_empty() {
-        state.last_shed_us = Some(now_us);
-    }
-    out
-}
-
-/// Machines to wake, most efficient first, while `headroom_kw` (less the margin) allows.
-fn wake(
-    rules: &ControlRules,
-    state: &mut SiteControl,
-    inputs: &Inputs,
-    now_us: i64,
-    headroom_kw: f64,
-    allowance_kw: f64,
-) -> Vec<String> {
-    if state
-        .last_shed_us
-        .is_some_and(|t| now_us - t < rules.cooldown_us)
-    {
-        return Vec::new();
-    }
-    let mut candidates: Vec<&MachineInput> = inputs
-        .machines
-        .iter()
-        .filter(|m| {
-            m.controllable
-                && state
-                    .machines
-                    .get(&m.id)
-                    .is_some_and(|c| !c.on && now_us - c.since_us >= rules.min_off_us)
-        })
-        .collect();
-    candidates.sort_by(|a, b| {
-        a.efficiency_j_th
-            .total_cmp(&b.efficiency_j_th)
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    let room = (headroom_kw - rules.resume_margin_kw).min(allowance_kw);
-    let (mut added, mut out) = (0.0, Vec::new());
-    for m in candidates {
-        let kw = m.nominal_w / 1000.0;
-        if added + kw > room + 1e-9 {
-            break;
-        }
-        added += kw;
-        state.machines.insert(
-            m.id.clone(),
-            MachineControl {
-                on: true,
-                since_us: now_us,
-            },
-        );
-        out.push(m.id.clone());
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1094,20 +550,6 @@ mod tests {
         let back: SiteControl =
             serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
         assert_eq!(back, state);
-    }
-
-    #[test]
-    fn fans_step_down_only_a_hysteresis_below_a_band() {
-        let rules = ControlRules::default();
-        assert_eq!(fan_level(&rules, 1, 19.0), 1);
-        assert_eq!(fan_level(&rules, 1, 35.5), 9);
-        assert_eq!(
-            fan_level(&rules, 9, 34.5),
-            9,
-            "within 1 °C of the 35 °C bound"
-        );
-        assert_eq!(fan_level(&rules, 9, 33.9), 8);
-        assert_eq!(fan_level(&rules, 5, 21.0), 2, "far below: straight down");
     }
 
     #[test]

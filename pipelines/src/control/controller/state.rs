@@ -1,0 +1,67 @@
+//! What the controller remembers of a site between steps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The site's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// No limit below the allocation binds.
+    #[default]
+    Running,
+    /// Load over the target: shedding.
+    Curtailing,
+    /// At or under the target.
+    Curtailed,
+    /// A limit lifted: waking machines back.
+    Resuming,
+    /// Over the emergency temperature: everything asleep.
+    Emergency,
+    /// An input is stale: the safe action.
+    Failsafe,
+}
+
+/// What the controller remembers of one machine.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MachineControl {
+    /// Whether it is meant to be on.
+    pub on: bool,
+    /// When that last changed, µs.
+    pub since_us: i64,
+}
+
+/// One site's controller state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteControl {
+    /// The mode.
+    pub mode: Mode,
+    /// The previous step, µs.
+    pub last_step_us: Option<i64>,
+    /// The last shed, µs.
+    pub last_shed_us: Option<i64>,
+    /// When the emergency began, µs.
+    pub emergency_since_us: Option<i64>,
+    /// Whether the price is over the strike (with hysteresis).
+    pub price_high: bool,
+    /// The fan level commanded.
+    pub fan_level: u8,
+    /// Each machine's commanded state.
+    pub machines: BTreeMap<String, MachineControl>,
+    /// When the fan level last changed, µs.
+    #[serde(default)]
+    pub fan_changed_us: Option<i64>,
+    /// Whether an operator held the site at the last step.
+    #[serde(default)]
+    pub held: bool,
+}
+
+impl SiteControl {
+    /// Records machine `id` as commanded `on` at `since_us`.
+    pub(crate) fn command(&mut self, id: &str, on: bool, since_us: i64) {
+        self.machines
+            .insert(id.to_string(), MachineControl { on, since_us });
+    }
+}
