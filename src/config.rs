@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::query::QueryConfig;
 use adit_actuators::ActuatorsConfig;
 use adit_alerts::AlertsConfig;
 use adit_alerts::notify::NotifyConfig;
@@ -14,7 +15,6 @@ use adit_ingest::adapters::poll::AdaptersConfig;
 use adit_ingest::simulate::SimConfig;
 use adit_payments::PaymentsConfig;
 use adit_pipelines::PipelinesConfig;
-use crate::query::QueryConfig;
 use adit_stratum::PoolConfig;
 use anyhow::Context;
 use serde::Deserialize;

@@ -123,4 +123,3 @@ impl QueryConfig {
             .map_err(|e| adit_config::Invalid::new("query.tls", e.to_string()))
     }
 }
-

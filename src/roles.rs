@@ -5,14 +5,14 @@
 
 use std::sync::{Arc, OnceLock};
 
+use adit_api::AppState;
 use adit_ingest::http::IngestState;
 use adit_ingest::simulate::devices::Devices;
 use adit_ingest::simulate::{Farm, SimConfig};
 use adit_pipelines::PipelineContext;
-use adit_api::AppState;
-use adit_sql::{Catalog, SqlEngine};
 use adit_schemas::ValidationPolicy;
 use adit_sinks::TableStore;
+use adit_sql::{Catalog, SqlEngine};
 use adit_supervise::Vitals;
 use anyhow::Context;
 use async_nats::jetstream;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_pipelines::control::curtailment::{ReplayDiff, replay_step};
-use adit_sql::{Catalog, SqlEngine, SqlLimits};
 use adit_schemas::control::DecisionRow;
 use adit_sinks::TableStore;
+use adit_sql::{Catalog, SqlEngine, SqlLimits};
 use anyhow::{Context, bail};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;

@@ -28,7 +28,8 @@ pub fn shipped(limits: TextLimits) -> Result<Vec<(&'static str, Dashboard)>> {
     SHIPPED
         .iter()
         .map(|(id, json)| {
-            let broken = |e: String| DashboardError::Broken(format!("built-in dashboard {id}: {e}"));
+            let broken =
+                |e: String| DashboardError::Broken(format!("built-in dashboard {id}: {e}"));
             let dashboard: Dashboard =
                 serde_json::from_str(json).map_err(|e| broken(e.to_string()))?;
             dashboard

@@ -34,9 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tonic::transport::server::Connected;
 
-use adit_sql::admission::Admission;
 use crate::conns::{ConnCaps, ConnSlot};
 use adit_auth::lockout::Lockout;
+use adit_sql::admission::Admission;
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -29,9 +29,9 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use adit_sql::admission::Admission;
 use crate::conns::ConnCaps;
 use adit_auth::lockout::Lockout;
+use adit_sql::admission::Admission;
 
 /// `[query.postgres]`: where PostgreSQL clients connect.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

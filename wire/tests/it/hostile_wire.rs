@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use adit_sql::admission::Admission;
-use adit_wire::flight::Flight;
 use adit_auth::lockout::{Lockout, LockoutConfig};
-use adit_wire::postgres::{Postgres, PostgresConfig};
 use adit_auth::{Role, TokenConfig, Tokens};
+use adit_sql::admission::Admission;
 use adit_sql::{Catalog, SqlEngine, SqlLimits};
+use adit_wire::flight::Flight;
+use adit_wire::postgres::{Postgres, PostgresConfig};
 use arrow_flight::Ticket;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{CommandPreparedStatementQuery, ProstMessageExt, TicketStatementQuery};
