@@ -127,14 +127,7 @@ mod tests {
         let landing = Landing::telemetry();
         let decoded = decode_batch(&raw, landing.kinds(), &ValidationPolicy::default(), now);
         let out = landing
-            .step(
-                &mut (),
-                StepInput {
-                    now,
-                    ticks: vec![],
-                    inputs: vec![decoded],
-                },
-            )
+            .step(&mut (), StepInput::batches(now, vec![decoded]))
             .await
             .unwrap();
         assert_eq!(out.tables.len(), 1);

@@ -525,6 +525,29 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine of `model` at `site` with its nameplate figures: in no pool, rack or PDU, and
+    /// with no adapter.
+    pub fn new(
+        id: &str,
+        site: &str,
+        model: &str,
+        nominal_hashrate_hs: f64,
+        nominal_power_w: f64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            site: site.into(),
+            pool: None,
+            model: model.into(),
+            rack: None,
+            pdu: None,
+            outlet: None,
+            nominal_hashrate_hs,
+            nominal_power_w,
+            adapter: Adapter::default(),
+        }
+    }
+
     fn validate(&self) -> Checked {
         token("id", &self.id)?;
         token("site", &self.site)?;

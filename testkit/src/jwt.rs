@@ -1,6 +1,7 @@
 //! What the tests of every port's authentication share (issue 56): tokens as the API makes
-//! them, verifying HS256 JWTs signed with one test secret and with no worker scope, and JWTs
-//! signed for them.
+//! them, verifying HS256 JWTs signed with one test secret and with no worker scope (or just
+//! the JWT settings, for a port that takes its own static tokens besides), and JWTs signed for
+//! them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,17 +11,28 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 /// The secret the tests' JWTs are signed with.
 const SECRET: &str = "the-ports-test-secret-of-32-bytes-or-more";
 
-/// The API's tokens: JWTs signed with [`SECRET`], and no worker scope.
-pub fn tokens() -> Tokens {
-    let jwt = JwtConfig {
+/// JWT settings that verify HS256 tokens signed with [`SECRET`]: no issuer, audience or
+/// leeway.
+pub fn config() -> JwtConfig {
+    JwtConfig {
         algorithm: Algorithm::HS256,
         secret: Some(SECRET.into()),
         public_key: None,
         issuer: None,
         audience: None,
         leeway: Duration::ZERO,
-    };
-    Tokens::new("query", &[], Some(&jwt)).expect("the tests' JWT settings")
+    }
+}
+
+/// The API's tokens: JWTs signed with [`SECRET`], and no worker scope.
+pub fn tokens() -> Tokens {
+    Tokens::new("query", &[], Some(&config())).expect("the tests' JWT settings")
+}
+
+/// `claims` as an HS256 JWT signed with [`SECRET`].
+pub fn sign(claims: &serde_json::Value) -> String {
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).expect("a signed JWT")
 }
 
 /// A JWT naming `sub` with the admin role for ten minutes, with a cluster `worker` claim when
@@ -34,6 +46,5 @@ pub fn signed(sub: &str, worker: Option<&str>) -> String {
     if let Some(worker) = worker {
         claims["worker"] = worker.into();
     }
-    let key = EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("a signed JWT")
+    sign(&claims)
 }

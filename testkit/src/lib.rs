@@ -75,21 +75,86 @@ pub fn fuzz_cases(ci: u32) -> u32 {
         .unwrap_or(ci)
 }
 
+/// `text` cut to its first `max` characters (its length in bytes said after), for a hostile
+/// input in a failure message.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max).collect();
+    format!("{head}… ({} bytes)", text.len())
+}
+
+/// A store over an empty table root of its own, named `<prefix>…` under `parent`: a test
+/// binary's `env!("CARGO_TARGET_TMPDIR")`, since the root is kept (a fixture in a static is
+/// never dropped) and belongs in the target, not the system's temp.
+pub fn empty_tables(parent: &str, prefix: &str) -> adit_sinks::TableStore {
+    let root = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .expect("a table root")
+        .keep();
+    adit_sinks::TableStore::new(root.to_str().expect("a UTF-8 path"), Default::default())
+        .expect("a table store")
+}
+
 /// Path of the nats-server binary: `$ADIT_NATS_SERVER`, else `nats-server` on PATH, else
 /// `/usr/sbin/nats-server`.
 pub fn nats_server_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ADIT_NATS_SERVER") {
+    program(
+        "ADIT_NATS_SERVER",
+        "nats-server",
+        "/usr/sbin",
+        "apt-get install nats-server",
+    )
+}
+
+/// Path of a program a harness runs: `$<var>`, else `name` on PATH, else `name` in
+/// `fallback_dir`. Panics saying how to `install` it when there is none.
+fn program(var: &str, name: &str, fallback_dir: &str, install: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
     }
-    let candidates = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| PathBuf::from(d).join("nats-server"))
-        .chain([PathBuf::from("/usr/sbin/nats-server")])
-        .collect::<Vec<_>>();
-    candidates.into_iter().find(|p| p.exists()).expect(
-        "nats-server not found: install it (apt-get install nats-server) or set ADIT_NATS_SERVER",
-    )
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .chain([fallback_dir])
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("{name} not found: install it ({install}) or set {var} to its path")
+        })
+}
+
+/// Waits until `child`, running `what`, listens on `port` of 127.0.0.1. Kills it and panics
+/// with `log()` (what it wrote) if it is not listening within `timeout`, and panics with the
+/// log if it exits first.
+fn wait_listening(
+    child: &mut Child,
+    what: &str,
+    port: u16,
+    timeout: Duration,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before listening on port {port} (port taken?):\n{}",
+                log()
+            );
+        }
+        if Instant::now() >= deadline {
+            // Already gone is as good as killed.
+            child.kill().ok();
+            child.wait().ok();
+            panic!(
+                "{what} did not listen on port {port} within {timeout:?}:\n{}",
+                log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl NatsServer {
@@ -110,7 +175,7 @@ impl NatsServer {
     }
 
     fn launch(&mut self) {
-        let child = Command::new(nats_server_binary())
+        let mut child = Command::new(nats_server_binary())
             .args([
                 "-a",
                 "127.0.0.1",
@@ -124,26 +189,14 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nats-server");
+        wait_listening(
+            &mut child,
+            "nats-server",
+            self.port,
+            Duration::from_secs(20),
+            || "(its output is not kept)".to_string(),
+        );
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "nats-server exited with {status} before listening on port {} (port taken?)",
-                    self.port
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit; the store is kept.

@@ -33,18 +33,11 @@ pub struct Monerod {
 /// Path of the monerod binary: `$ADIT_MONEROD`, else `monerod` on PATH, else `/usr/bin/monerod`.
 /// Panics with install instructions when there is none.
 pub fn monerod_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ADIT_MONEROD") {
-        return PathBuf::from(p);
-    }
-    let candidates = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("monerod"))
-        .chain([PathBuf::from("/usr/bin/monerod")])
-        .collect::<Vec<_>>();
-    candidates.into_iter().find(|p| p.exists()).expect(
-        "monerod not found: install it (apt-get install monero) or set ADIT_MONEROD to its path",
+    crate::program(
+        "ADIT_MONEROD",
+        "monerod",
+        "/usr/bin",
+        "apt-get install monero",
     )
 }
 

@@ -6,10 +6,9 @@
 //! It never uses port 1883, where a system broker may already run. A missing `mosquitto` is a
 //! test failure with a clear message, never a silent skip.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::free_port;
 
@@ -32,18 +31,11 @@ pub struct Mosquitto {
 /// Path of the mosquitto binary: `$ADIT_MOSQUITTO`, else `mosquitto` on PATH, else
 /// `/usr/sbin/mosquitto`. Panics with install instructions when there is none.
 pub fn mosquitto_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ADIT_MOSQUITTO") {
-        return PathBuf::from(p);
-    }
-    let candidates = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("mosquitto"))
-        .chain([PathBuf::from("/usr/sbin/mosquitto")])
-        .collect::<Vec<_>>();
-    candidates.into_iter().find(|p| p.exists()).expect(
-        "mosquitto not found: install it (apt-get install mosquitto, or run scripts/setup.sh) or set ADIT_MOSQUITTO to its path",
+    crate::program(
+        "ADIT_MOSQUITTO",
+        "mosquitto",
+        "/usr/sbin",
+        "apt-get install mosquitto, or run scripts/setup.sh",
     )
 }
 
@@ -97,7 +89,7 @@ impl Mosquitto {
             .open(self.dir.path().join("mosquitto.log"))
             .expect("mosquitto log");
         let errors = log.try_clone().expect("mosquitto log");
-        let child = Command::new(&binary)
+        let mut child = Command::new(&binary)
             .arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
             .stdin(Stdio::null())
@@ -110,28 +102,10 @@ impl Mosquitto {
                     binary.display()
                 )
             });
+        crate::wait_listening(&mut child, "mosquitto", self.port, STARTUP_TIMEOUT, || {
+            self.log_tail()
+        });
         self.child = Some(child);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "mosquitto exited with {status} before listening on port {} (port taken?):\n{}",
-                    self.port,
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on port {} within {STARTUP_TIMEOUT:?}:\n{}",
-                self.port,
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Kills the broker (SIGKILL) and waits for it to exit; clients see their connection drop.

@@ -175,7 +175,7 @@ impl NatsCluster {
             .open(&log)
             .expect("node log");
         writeln!(file, "=== starting {} ===", node.name).ok();
-        let child = Command::new(nats_server_binary())
+        let mut child = Command::new(nats_server_binary())
             .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
             .args(["-n", &node.name, "--cluster_name", "adit-test"])
             .arg("--cluster")
@@ -189,28 +189,12 @@ impl NatsCluster {
             .stderr(file)
             .spawn()
             .expect("spawn nats-server");
+        let what = format!("nats-server {}", node.name);
         let port = node.port;
+        crate::wait_listening(&mut child, &what, port, Duration::from_secs(20), || {
+            self.log_tails()
+        });
         self.nodes[i].child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = self.nodes[i]
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "nats-server {} exited with {status}:\n{}",
-                    self.nodes[i].name,
-                    self.log_tails()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server {} did not listen on {port}",
-                self.nodes[i].name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 

@@ -6,10 +6,9 @@
 //! adit: one of the JetStream account, one of a user whose permissions allow nothing, and one
 //! signed by an account the server does not know.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use nkeys::KeyPair;
@@ -92,20 +91,13 @@ impl NatsOperator {
             .stderr(log)
             .spawn()
             .expect("spawn nats-server (scripts/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "operator-mode nats-server exited with {status}; log:\n{}",
-                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "operator-mode nats-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_listening(
+            &mut child,
+            "operator-mode nats-server",
+            port,
+            Duration::from_secs(20),
+            || std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default(),
+        );
         Self { child, port, dir }
     }
 

@@ -39,19 +39,12 @@ pub struct Set {
 /// Path of the snmpd binary: `$ADIT_SNMPD`, else `snmpd` on PATH, else `/usr/sbin/snmpd`.
 /// Panics with install instructions when there is none.
 pub fn snmpd_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ADIT_SNMPD") {
-        return PathBuf::from(p);
-    }
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("snmpd"))
-        .chain([PathBuf::from("/usr/sbin/snmpd")])
-        .find(|p| p.exists())
-        .expect(
-            "snmpd not found: install it (apt-get install snmpd, or run scripts/setup.sh) or set ADIT_SNMPD to its path",
-        )
+    crate::program(
+        "ADIT_SNMPD",
+        "snmpd",
+        "/usr/sbin",
+        "apt-get install snmpd, or run scripts/setup.sh",
+    )
 }
 
 /// The `pass` script: GET and SET of `<column>.<n>`, each outlet's state in `<dir>/state/<n>`,

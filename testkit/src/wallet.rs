@@ -29,19 +29,12 @@ pub struct WalletRpc {
 
 /// Path of monero-wallet-rpc: `$ADIT_MONERO_WALLET_RPC`, else on PATH, else `/usr/bin`.
 pub fn wallet_rpc_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ADIT_MONERO_WALLET_RPC") {
-        return PathBuf::from(p);
-    }
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("monero-wallet-rpc"))
-        .chain([PathBuf::from("/usr/bin/monero-wallet-rpc")])
-        .find(|p| p.exists())
-        .expect(
-            "monero-wallet-rpc not found: install it (apt-get install monero) or set ADIT_MONERO_WALLET_RPC",
-        )
+    crate::program(
+        "ADIT_MONERO_WALLET_RPC",
+        "monero-wallet-rpc",
+        "/usr/bin",
+        "apt-get install monero",
+    )
 }
 
 impl WalletRpc {

@@ -22,16 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 fn machine(id: &str, pdu: Option<&str>, outlet: Option<u32>) -> Record {
     Record::Machine(Machine {
-        id: id.into(),
-        site: "s1".into(),
-        pool: None,
-        model: "S19".into(),
-        rack: None,
         pdu: pdu.map(str::to_string),
         outlet,
-        nominal_hashrate_hs: 110e12,
-        nominal_power_w: 3250.0,
-        adapter: Default::default(),
+        ..Machine::new(id, "s1", "S19", 110e12, 3250.0)
     })
 }
 

@@ -28,55 +28,36 @@ const ADMIN: &str = "admin-token-00000";
 
 /// The router, built once per test process over an empty table root of its own.
 fn app() -> Router {
-    struct Fixture {
-        app: Router,
-        /// Kept so the root stays where the catalog looks (statics are never dropped: the
-        /// empty folder stays under the target's tmp).
-        _root: tempfile::TempDir,
-    }
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE
-        .get_or_init(|| {
-            let root = tempfile::Builder::new()
-                .prefix("hostile-http-")
-                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-                .expect("a table root");
-            let store = adit_sinks::TableStore::new(
-                root.path().to_str().expect("a UTF-8 path"),
-                Default::default(),
-            )
-            .expect("a table store");
-            let limits = SqlLimits {
-                timeout: Duration::from_secs(30),
-                threads: 2,
-                ..SqlLimits::default()
-            };
-            let state = AppState::bare(Arc::new(SqlEngine::new(
-                Arc::new(Catalog::new(store, Duration::ZERO)),
-                limits,
-            )));
-            let tokens = Tokens::new(
-                "query",
-                &[
-                    TokenConfig::new("r", READ, Role::Read),
-                    TokenConfig::new("o", OPERATE, Role::Operate),
-                    TokenConfig::new("a", ADMIN, Role::Admin),
-                ],
-                None,
-            )
-            .unwrap();
-            // As the binary mounts HTTP ingest: behind the operate role.
-            let operate = utoipa_axum::router::OpenApiRouter::new().route(
-                "/api/v1/ingest/{kind}",
-                axum::routing::post(|| async { "ingested" }),
-            );
-            Fixture {
-                app: router(state, tokens, Default::default(), operate),
-                _root: root,
-            }
-        })
-        .app
-        .clone()
+    static APP: OnceLock<Router> = OnceLock::new();
+    APP.get_or_init(|| {
+        let store = adit_testkit::empty_tables(env!("CARGO_TARGET_TMPDIR"), "hostile-http-");
+        let limits = SqlLimits {
+            timeout: Duration::from_secs(30),
+            threads: 2,
+            ..SqlLimits::default()
+        };
+        let state = AppState::bare(Arc::new(SqlEngine::new(
+            Arc::new(Catalog::new(store, Duration::ZERO)),
+            limits,
+        )));
+        let tokens = Tokens::new(
+            "query",
+            &[
+                TokenConfig::new("r", READ, Role::Read),
+                TokenConfig::new("o", OPERATE, Role::Operate),
+                TokenConfig::new("a", ADMIN, Role::Admin),
+            ],
+            None,
+        )
+        .unwrap();
+        // As the binary mounts HTTP ingest: behind the operate role.
+        let operate = utoipa_axum::router::OpenApiRouter::new().route(
+            "/api/v1/ingest/{kind}",
+            axum::routing::post(|| async { "ingested" }),
+        );
+        router(state, tokens, Default::default(), operate)
+    })
+    .clone()
 }
 
 /// Every route of `adit_api::router` (and the ingest route mounted beside them), with the
@@ -634,12 +615,7 @@ impl Hostile {
 
 /// `text` cut to a few hundred characters, for messages.
 fn clip(text: &str) -> String {
-    const MAX: usize = 300;
-    if text.chars().count() <= MAX {
-        return text.to_string();
-    }
-    let head: String = text.chars().take(MAX).collect();
-    format!("{head}… ({} bytes)", text.len())
+    adit_testkit::clip(text, 300)
 }
 
 impl std::fmt::Debug for Hostile {

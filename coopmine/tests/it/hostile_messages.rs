@@ -25,12 +25,7 @@ use proptest::prelude::*;
 use prost::Message;
 
 /// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
-fn cases(ci: u32) -> u32 {
-    std::env::var("ADIT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci)
-}
+use adit_testkit::fuzz_cases as cases;
 
 /// A Monero hashing blob (its nonce at byte 39), as in the cluster's own tests.
 const BLOB: &str = "1010dbcd88d806418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3000000002cfaa296f21dda6a68dda5ec811797223469c6fe0cc3e5a42fced6ecd73ba3b801";

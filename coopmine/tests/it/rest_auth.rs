@@ -3,21 +3,19 @@
 //! only `/health` answers; a worker's token, and a worker over gRPC, see that worker alone.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::common;
 
-use adit_auth::{JwtConfig, Role, TokenConfig, digest_hex};
+use adit_auth::{Role, TokenConfig, digest_hex};
 use adit_coopmine::proto::coordinator_client::CoordinatorClient;
 use adit_coopmine::proto::{RegisterRequest, WorkerStatsRequest};
 use adit_coopmine::worker;
+use adit_testkit::jwt;
 use common::{Running, coordinator_config, identity};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 
 const OPS: &str = "operations-token-0123456789";
 const RIG1: &str = "rig1-token-0123456789abcdef";
-const SECRET: &str = "the-clusters-jwt-secret-32-bytes-long";
 
 /// A gRPC client presenting `name`'s certificate, registered.
 async fn registered(
@@ -46,15 +44,6 @@ async fn registered(
     client
 }
 
-fn jwt(claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -76,14 +65,7 @@ async fn a_worker_sees_only_itself_and_the_rest_needs_a_token_over_https() {
         ..TokenConfig::new("rig1", "", Role::Read)
     };
     config.rest.tokens = vec![TokenConfig::new("ops", OPS, Role::Read), rig1];
-    config.rest.jwt = Some(JwtConfig {
-        algorithm: Algorithm::HS256,
-        secret: Some(SECRET.into()),
-        public_key: None,
-        issuer: None,
-        audience: None,
-        leeway: Duration::ZERO,
-    });
+    config.rest.jwt = Some(jwt::config());
     config.validate().unwrap();
     let running = Running::start(config).await;
     let bound = running.bound;
@@ -172,8 +154,8 @@ async fn a_worker_sees_only_itself_and_the_rest_needs_a_token_over_https() {
         );
     }
     // A JWT scoped to rig2, and one that has expired.
-    let rig2 = jwt(
-        serde_json::json!({"sub": "rig2", "role": "read", "worker": "rig2", "exp": now() + 60}),
+    let rig2 = jwt::sign(
+        &serde_json::json!({"sub": "rig2", "role": "read", "worker": "rig2", "exp": now() + 60}),
     );
     assert_eq!(
         status("/api/workers/rig2", Some(rig2.clone())).await,
@@ -183,7 +165,7 @@ async fn a_worker_sees_only_itself_and_the_rest_needs_a_token_over_https() {
         status("/api/workers/rig1", Some(rig2)).await,
         StatusCode::FORBIDDEN
     );
-    let expired = jwt(serde_json::json!({"sub": "ops", "role": "read", "exp": now() - 120}));
+    let expired = jwt::sign(&serde_json::json!({"sub": "ops", "role": "read", "exp": now() - 120}));
     let refused = get("/api/workers", Some(&expired)).await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.text().await.unwrap().contains("expired"));

@@ -3,3 +3,4 @@
 
 mod hostile_devices;
 mod mqtt;
+mod topic_maps;

@@ -15,30 +15,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::topic_maps::{humidities, temperatures};
+
 type Outcome = Result<SensorReading, MappedError>;
 
 /// How long any one expected message may take.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Temperatures as JSON under `farm/<site>/sensors/<sensor>`, humidity as bare numbers under
-/// `farm/<site>/humidity/<sensor>`.
+/// Temperatures as JSON, humidity as bare numbers.
 fn maps() -> Vec<TopicMap> {
-    vec![
-        TopicMap {
-            pattern: "farm/+/sensors/+".into(),
-            site: "{1}".into(),
-            sensor: "{2}".into(),
-            kind: SensorKind::Temperature,
-            value: Some("/temperature".into()),
-        },
-        TopicMap {
-            pattern: "farm/+/humidity/+".into(),
-            site: "{1}".into(),
-            sensor: "{2}".into(),
-            kind: SensorKind::Humidity,
-            value: None,
-        },
-    ]
+    vec![temperatures(), humidities()]
 }
 
 fn temperature(site: &str, sensor: &str, value: f64, ts: DateTime<Utc>) -> SensorReading {
@@ -168,7 +154,7 @@ async fn pushed_sensor_values_become_readings_across_a_broker_restart() {
     let humidity = readings.remove(0);
     assert_eq!(
         (humidity.site.as_str(), humidity.sensor.as_str()),
-        ("south", "h1")
+        ("site-south", "hh1")
     );
     assert_eq!(
         (humidity.kind, humidity.value),

@@ -190,16 +190,8 @@ fn adapter(kind: AdapterKind, address: &str, channel: Option<&str>) -> Adapter {
 
 fn machine(id: &str, miner: SocketAddr) -> Record {
     Record::Machine(Machine {
-        id: id.into(),
-        site: "s1".into(),
-        pool: None,
-        model: "Antminer S9".into(),
-        rack: None,
-        pdu: None,
-        outlet: None,
-        nominal_hashrate_hs: 13.5e12,
-        nominal_power_w: 1350.0,
         adapter: adapter(AdapterKind::Cgminer, &miner.to_string(), None),
+        ..Machine::new(id, "s1", "Antminer S9", 13.5e12, 1350.0)
     })
 }
 

@@ -254,11 +254,10 @@ mod tests {
             let out = p
                 .step(
                     &mut state,
-                    StepInput {
-                        now: from_micros(1_800_000_000_000_000 + minute * 60_000_000),
-                        ticks: vec![],
-                        inputs: vec![DecodedBatch::default(), decoded],
-                    },
+                    StepInput::batches(
+                        from_micros(1_800_000_000_000_000 + minute * 60_000_000),
+                        vec![DecodedBatch::default(), decoded],
+                    ),
                 )
                 .await
                 .unwrap();

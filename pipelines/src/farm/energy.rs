@@ -717,7 +717,7 @@ mod tests {
     #[tokio::test]
     async fn a_mining_machine_nothing_measures_is_estimated_from_its_streak_on() {
         use adit_bus::DecodedBatch;
-        use adit_schemas::registry::{Adapter, ChangeOp, Machine, Record, RegistryEntry, Site};
+        use adit_schemas::registry::{ChangeOp, Machine, Record, RegistryEntry, Site};
         use adit_schemas::{EnergyReading, MinerStatus};
 
         const T0: i64 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % MINUTE_US;
@@ -734,20 +734,7 @@ mod tests {
                 }),
             )
         };
-        let machine = |id: &str| {
-            Record::Machine(Machine {
-                id: id.into(),
-                site: "s1".into(),
-                pool: None,
-                model: "S19".into(),
-                rack: None,
-                pdu: None,
-                outlet: None,
-                nominal_hashrate_hs: 1e14,
-                nominal_power_w: 3000.0,
-                adapter: Adapter::default(),
-            })
-        };
+        let machine = |id: &str| Record::Machine(Machine::new(id, "s1", "S19", 1e14, 3000.0));
         let registry = vec![
             put(Record::Site(Site::new("s1", 100.0))),
             put(machine("m1")),

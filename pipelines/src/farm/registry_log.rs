@@ -110,14 +110,7 @@ mod tests {
         assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
         let mut state = RegistryView::default();
         let out = RegistryLog
-            .step(
-                &mut state,
-                StepInput {
-                    now,
-                    ticks: vec![],
-                    inputs: vec![decoded],
-                },
-            )
+            .step(&mut state, StepInput::batches(now, vec![decoded]))
             .await
             .unwrap();
         let batch = &out.tables[0].1;

@@ -176,6 +176,19 @@ impl StepInput {
     }
 }
 
+#[cfg(test)]
+impl StepInput {
+    /// A step at `now` over `inputs` with no timer fired, as the pipelines' unit tests feed
+    /// them.
+    pub(crate) fn batches(now: DateTime<Utc>, inputs: Vec<DecodedBatch>) -> Self {
+        Self {
+            now,
+            ticks: vec![],
+            inputs,
+        }
+    }
+}
+
 /// A message to publish once the step's commit is done.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultMessage {

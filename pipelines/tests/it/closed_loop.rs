@@ -103,18 +103,13 @@ impl Plant {
             }));
         }
         for m in &self.machines {
-            out.push(Record::Machine(Machine {
-                id: m.id.clone(),
-                site: SITE.into(),
-                pool: None,
-                model: "mixed".into(),
-                rack: None,
-                pdu: None,
-                outlet: None,
-                nominal_hashrate_hs: m.hashrate_hs,
-                nominal_power_w: m.nominal_w,
-                adapter: Adapter::default(),
-            }));
+            out.push(Record::Machine(Machine::new(
+                &m.id,
+                SITE,
+                "mixed",
+                m.hashrate_hs,
+                m.nominal_w,
+            )));
         }
         out
     }

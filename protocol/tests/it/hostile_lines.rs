@@ -40,12 +40,7 @@ fn request_like() -> impl Strategy<Value = String> {
 }
 
 /// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
-fn cases(ci: u32) -> u32 {
-    std::env::var("ADIT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci)
-}
+use adit_testkit::fuzz_cases as cases;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(5_000)))]

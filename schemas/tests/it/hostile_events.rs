@@ -40,6 +40,7 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
 }
 
 /// Cases per property: `ADIT_FUZZ_CASES` for a long run (`scripts/fuzz.sh`), else CI's share.
+/// `adit_testkit::fuzz_cases` written again: the testkit depends on this crate.
 fn cases(ci: u32) -> u32 {
     std::env::var("ADIT_FUZZ_CASES")
         .ok()

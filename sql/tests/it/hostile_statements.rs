@@ -29,39 +29,20 @@ const RELATION: &str = "(VALUES \
 
 /// The engine, made once per test process over an empty table root of its own.
 fn engine() -> &'static SqlEngine {
-    struct Fixture {
-        engine: SqlEngine,
-        /// Kept so the root stays where the catalog looks (statics are never dropped: the
-        /// empty folder stays under the target's tmp).
-        _root: tempfile::TempDir,
-    }
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    &FIXTURE
-        .get_or_init(|| {
-            let root = tempfile::Builder::new()
-                .prefix("hostile-sql-")
-                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-                .expect("a table root");
-            let store = adit_sinks::TableStore::new(
-                root.path().to_str().expect("a UTF-8 path"),
-                Default::default(),
-            )
-            .expect("a table store");
-            let limits = SqlLimits {
-                max_value_bytes: 1 << 20,
-                memory_bytes: 64 << 20,
-                total_memory_bytes: 128 << 20,
-                timeout: Duration::from_secs(30),
-                threads: 2,
-                ..SqlLimits::default()
-            };
-            assert_eq!(limits.validate(), Ok(()));
-            Fixture {
-                engine: SqlEngine::new(Arc::new(Catalog::new(store, Duration::ZERO)), limits),
-                _root: root,
-            }
-        })
-        .engine
+    static ENGINE: OnceLock<SqlEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let store = adit_testkit::empty_tables(env!("CARGO_TARGET_TMPDIR"), "hostile-sql-");
+        let limits = SqlLimits {
+            max_value_bytes: 1 << 20,
+            memory_bytes: 64 << 20,
+            total_memory_bytes: 128 << 20,
+            timeout: Duration::from_secs(30),
+            threads: 2,
+            ..SqlLimits::default()
+        };
+        assert_eq!(limits.validate(), Ok(()));
+        SqlEngine::new(Arc::new(Catalog::new(store, Duration::ZERO)), limits)
+    })
 }
 
 /// Runs `sql` on the engine from a runtime of the case's own (the statement itself runs on
@@ -77,12 +58,7 @@ fn run(sql: &str) -> Result<QueryResult, SqlError> {
 
 /// `text` cut to its first 2000 characters, for messages.
 fn clip(text: &str) -> String {
-    const MAX: usize = 2000;
-    if text.chars().count() <= MAX {
-        return text.to_string();
-    }
-    let head: String = text.chars().take(MAX).collect();
-    format!("{head}… ({} bytes)", text.len())
+    adit_testkit::clip(text, 2000)
 }
 
 /// `sql` is answered with rows or with a refusal that is the caller's fault.

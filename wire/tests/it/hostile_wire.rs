@@ -44,7 +44,20 @@ struct Servers {
     pg: SocketAddr,
     flight: SocketAddr,
     runtime: tokio::runtime::Runtime,
-    _root: tempfile::TempDir,
+}
+
+impl Servers {
+    /// Both ports still answer a well-behaved client.
+    fn assert_both_answer(&self) {
+        assert!(
+            self.runtime.block_on(pg_answers()),
+            "the PostgreSQL port stopped answering"
+        );
+        assert!(
+            self.runtime.block_on(flight_answers()),
+            "the Flight SQL port stopped answering"
+        );
+    }
 }
 
 fn servers() -> &'static Servers {
@@ -55,20 +68,12 @@ fn servers() -> &'static Servers {
             PANICS.fetch_add(1, Ordering::SeqCst);
             previous(info);
         }));
-        let root = tempfile::Builder::new()
-            .prefix("hostile-wire-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("a table root");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("a runtime");
-        let store = adit_sinks::TableStore::new(
-            root.path().to_str().expect("a UTF-8 path"),
-            Default::default(),
-        )
-        .expect("a table store");
+        let store = adit_testkit::empty_tables(env!("CARGO_TARGET_TMPDIR"), "hostile-wire-");
         let limits = SqlLimits {
             timeout: Duration::from_secs(10),
             threads: 2,
@@ -133,7 +138,6 @@ fn servers() -> &'static Servers {
             pg,
             flight,
             runtime,
-            _root: root,
         }
     })
 }
@@ -554,14 +558,7 @@ fn well_behaved_clients_are_answered_after_the_hostile_ones() {
         .await;
         send_pg(b"", &[0xff; 64]).await;
     });
-    assert!(
-        s.runtime.block_on(pg_answers()),
-        "the PostgreSQL port stopped answering"
-    );
-    assert!(
-        s.runtime.block_on(flight_answers()),
-        "the Flight SQL port stopped answering"
-    );
+    s.assert_both_answer();
     // A wrong password is refused, and refusing it broke nothing.
     let refused = s.runtime.block_on(async {
         let mut stream = TcpStream::connect(s.pg).await.unwrap();
@@ -609,13 +606,6 @@ fn every_production_nested_deep_is_survived_on_both_ports() {
         }
     }
     assert!(sent > 100, "{sent} statements");
-    assert!(
-        s.runtime.block_on(pg_answers()),
-        "the PostgreSQL port stopped answering"
-    );
-    assert!(
-        s.runtime.block_on(flight_answers()),
-        "the Flight SQL port stopped answering"
-    );
+    s.assert_both_answer();
     assert_eq!(PANICS.load(Ordering::SeqCst), 0);
 }

@@ -383,20 +383,8 @@ pub(crate) fn site() -> BoxedStrategy<String> {
 /// Topic maps that pass `TopicMap::validate`, one per kind and payload form.
 pub(crate) fn mapped_maps() -> Vec<TopicMap> {
     vec![
-        TopicMap {
-            pattern: "farm/+/sensors/+".into(),
-            site: "{1}".into(),
-            sensor: "{2}".into(),
-            kind: SensorKind::Temperature,
-            value: Some("/temperature".into()),
-        },
-        TopicMap {
-            pattern: "farm/+/humidity/+".into(),
-            site: "site-{1}".into(),
-            sensor: "h{2}".into(),
-            kind: SensorKind::Humidity,
-            value: None,
-        },
+        crate::topic_maps::temperatures(),
+        crate::topic_maps::humidities(),
         TopicMap {
             pattern: "+/fan".into(),
             site: "north".into(),

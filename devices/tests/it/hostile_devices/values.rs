@@ -3,46 +3,15 @@
 
 use super::*;
 
-/// Keys the parsers look for, so that JSON of any shape often holds them.
-pub(crate) const KEYS: &[&str] = &[
-    // cgminer
-    "STATUS",
-    "Msg",
-    "Code",
-    "id",
-    "SUMMARY",
-    "STATS",
-    "DEVS",
-    "POOLS",
-    "TEMPS",
-    "FANS",
-    "TUNERSTATUS",
-    "summary",
-    "stats",
-    "devs",
-    "pools",
-    "GHS 5s",
-    "MHS 5s",
-    "MHS 1m",
-    "GHS av",
-    "MHS 20s",
-    "Temperature",
-    "temp1",
-    "temp2_1",
-    "temp_chip",
-    "temp_pcb1",
-    "Chip Temp Max",
-    "Board",
-    "Chip",
-    "fan1",
-    "Fan Speed In",
-    "RPM",
-    "Power",
-    "chain_power",
-    "ApproximateMinerPowerConsumption",
-    "chain",
-    "Enabled",
-    "Status",
+/// Keys the parsers look for, so that JSON of any shape often holds them: cgminer's status
+/// keys, sections, commands and fields, and the other devices' keys.
+pub(crate) fn keys() -> Vec<&'static str> {
+    let status: &[&str] = &["STATUS", "Msg", "Code"];
+    [status, CG_SECTIONS, CG_COMMANDS, CG_FIELDS, DEVICE_KEYS].concat()
+}
+
+/// The keys the other devices' parsers look for.
+const DEVICE_KEYS: &[&str] = &[
     // IotaWatt, RoomAlert, PDU
     "data",
     "sensor",
@@ -173,7 +142,7 @@ pub(crate) fn text() -> BoxedStrategy<String> {
     prop_oneof![
         3 => any::<String>(),
         3 => prop::sample::select(WORDS).prop_map(str::to_owned),
-        1 => prop::sample::select(KEYS).prop_map(str::to_owned),
+        1 => prop::sample::select(keys()).prop_map(str::to_owned),
         1 => prop::sample::select(TIMES).prop_map(str::to_owned),
         1 => "[0-9a-fA-F.eE+-]{0,24}",
         1 => Just("x".repeat(10_000)),
@@ -184,7 +153,7 @@ pub(crate) fn text() -> BoxedStrategy<String> {
 
 pub(crate) fn key() -> BoxedStrategy<String> {
     prop_oneof![
-        4 => prop::sample::select(KEYS).prop_map(str::to_owned),
+        4 => prop::sample::select(keys()).prop_map(str::to_owned),
         1 => text(),
     ]
     .boxed()

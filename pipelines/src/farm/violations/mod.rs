@@ -906,18 +906,7 @@ mod tests {
     }
 
     fn machine(id: &str) -> Record {
-        Record::Machine(Machine {
-            id: id.into(),
-            site: "s1".into(),
-            pool: None,
-            model: "S19".into(),
-            rack: None,
-            pdu: None,
-            outlet: None,
-            nominal_hashrate_hs: 1e14,
-            nominal_power_w: 3000.0,
-            adapter: Adapter::default(),
-        })
+        Record::Machine(Machine::new(id, "s1", "S19", 1e14, 3000.0))
     }
 
     fn farm() -> Vec<RegistryEntry> {
