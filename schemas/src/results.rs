@@ -537,3 +537,88 @@ impl EnergyPeriod {
         ]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compliance::ComplianceDay;
+    use crate::control::{CommandRow, DecisionRow};
+    use serde::de::DeserializeOwned;
+    use serde_json::{Map, Value, json};
+
+    /// A value of the column's type, as a row's JSON carries it.
+    fn sample(data_type: &DataType) -> Value {
+        match data_type {
+            DataType::Timestamp(..) => json!("2026-11-28T10:00:00Z"),
+            DataType::Date32 => json!("2026-11-28"),
+            DataType::Boolean => json!(true),
+            t if t.is_integer() => json!(7),
+            t if t.is_floating() => json!(7.5),
+            _ => json!("text"),
+        }
+    }
+
+    /// `schema` is `T`'s, both ways: a row of the declared columns reads as a `T` and a `T`
+    /// writes those columns in that order and no other, and a column is nullable exactly when
+    /// its field takes a null (an `Option`). The schemas are written by hand because serde
+    /// cannot tell a timestamp or a date from a string; this pins each to its row type.
+    /// `values` are samples of the text columns that hold an enum's names.
+    fn pinned<T: DeserializeOwned + Serialize>(schema: SchemaRef, values: &[(&str, &str)]) {
+        let name = std::any::type_name::<T>();
+        let mut row: Map<String, Value> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), sample(f.data_type())))
+            .collect();
+        for (column, value) in values {
+            row.insert((*column).into(), json!(value));
+        }
+        let read: T = serde_json::from_value(Value::Object(row.clone()))
+            .unwrap_or_else(|e| panic!("{name} does not read its schema's columns: {e}"));
+        // The text keeps the fields' order (a JSON map would sort them).
+        let text = serde_json::to_string(&read).expect("a row");
+        let Value::Object(written) = serde_json::from_str(&text).expect("an object") else {
+            panic!("{name} is not a struct");
+        };
+        let mut declared: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+        let place = |key: &String| text.find(&format!("\"{key}\":"));
+        assert!(
+            declared.is_sorted_by_key(|key| place(key)),
+            "{name} writes its fields in another order than its columns: {text}"
+        );
+        declared.sort();
+        assert_eq!(
+            written.keys().collect::<Vec<_>>(),
+            declared,
+            "{name}'s fields and columns"
+        );
+        for field in schema.fields() {
+            let mut nulled = row.clone();
+            nulled.insert(field.name().clone(), Value::Null);
+            let takes_null = serde_json::from_value::<T>(Value::Object(nulled)).is_ok();
+            assert_eq!(
+                takes_null,
+                field.is_nullable(),
+                "{name}.{}: nullable in the schema iff an Option",
+                field.name()
+            );
+        }
+    }
+
+    #[test]
+    fn every_result_table_s_schema_is_its_row_type_s() {
+        pinned::<MachineEnergyMinute>(MachineEnergyMinute::schema(), &[]);
+        pinned::<SiteEnergyMinute>(SiteEnergyMinute::schema(), &[]);
+        pinned::<BlockReward>(BlockReward::schema(), &[]);
+        pinned::<Payout>(Payout::schema(), &[]);
+        pinned::<Payment>(Payment::schema(), &[("status", "created")]);
+        pinned::<HashrateMinute>(HashrateMinute::schema(), &[]);
+        pinned::<HashrateHour>(HashrateHour::schema(), &[]);
+        pinned::<ViolationRow>(ViolationRow::schema(), &[]);
+        pinned::<AnomalyRow>(AnomalyRow::schema(), &[]);
+        pinned::<EnergyPeriod>(EnergyPeriod::schema(), &[]);
+        pinned::<DecisionRow>(DecisionRow::schema(), &[]);
+        pinned::<CommandRow>(CommandRow::schema(), &[]);
+        pinned::<ComplianceDay>(ComplianceDay::schema(), &[]);
+    }
+}
