@@ -1,6 +1,7 @@
-//! Devices that answer JSON over HTTP: parsers for their bodies, and builders of the same
-//! bodies for the simulator's fake devices. No I/O: pollers fetch with their HTTP client and
-//! hand the body here.
+//! Devices that answer JSON over HTTP: parsers for their bodies. No I/O: pollers fetch with
+//! their HTTP client and hand the body here. The simulator's fakes build the same bodies
+//! beside their pollers, in `ingest`'s `adapters/poll/family/` (each family's tests read its
+//! fake's replies back through the parser here).
 //!
 //! - IotaWatt power monitors: the `/query` API ([`parse_iotawatt`]).
 //! - AVTECH RoomAlert-style environment monitors: `/getData.json` ([`parse_roomalert`]).
@@ -13,9 +14,9 @@
 //! naming the field as the device does.
 
 use adit_schemas::{GridSignal, GridSignalKind};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{DeviceError, decode_json, in_range, number};
 
@@ -92,14 +93,6 @@ pub fn parse_iotawatt(body: &[u8], columns: &[String]) -> Result<Vec<(String, f6
         out.push((column.clone(), in_range(column, watts, 0.0, MAX_POWER_W)?));
     }
     Ok(out)
-}
-
-/// What IotaWatt answers to a `/query` selecting `time.iso` and one column per value, for the
-/// group starting at `ts` (IotaWatt prints local time without an offset; the fake prints UTC).
-pub fn iotawatt_reply(ts: DateTime<Utc>, values: &[f64]) -> Value {
-    let mut row = vec![json!(ts.format("%Y-%m-%dT%H:%M:%S").to_string())];
-    row.extend(values.iter().map(|v| json!(v)));
-    json!([row])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,28 +177,6 @@ fn roomalert_sensor(
     }))
 }
 
-/// What a RoomAlert named `name` answers to `/getData.json`: values as strings with two
-/// decimals, temperature in both scales, as the device sends them.
-pub fn roomalert_reply(name: &str, sensors: &[RoomAlertSensor]) -> Value {
-    let fixed = |v: f64| format!("{v:.2}");
-    let entries: Vec<Value> = sensors
-        .iter()
-        .map(|s| {
-            let mut e = Map::new();
-            e.insert("lab".into(), json!(s.label));
-            if let Some(c) = s.temp_c {
-                e.insert("tc".into(), json!(fixed(c)));
-                e.insert("tf".into(), json!(fixed(c * 9.0 / 5.0 + 32.0)));
-            }
-            if let Some(h) = s.humidity_pct {
-                e.insert("h".into(), json!(fixed(h)));
-            }
-            Value::Object(e)
-        })
-        .collect();
-    json!({ "name": name, "serial": name, "scale": 0, "sensor": entries })
-}
-
 // ---------------------------------------------------------------------------------------------
 // PDU.
 // ---------------------------------------------------------------------------------------------
@@ -225,7 +196,8 @@ pub struct FieldMap {
 }
 
 impl Default for FieldMap {
-    /// The shape [`pdu_reply`] builds: `{"outlets":[{"outlet":1,"power_w":3210.5,…}]}`.
+    /// The common shape, which the simulator's fake PDU answers:
+    /// `{"outlets":[{"outlet":1,"power_w":3210.5,…}]}`.
     fn default() -> Self {
         Self {
             items: "/outlets".into(),
@@ -278,22 +250,6 @@ fn lookup<'a>(item: &'a Value, field: &str) -> Option<&'a Value> {
     } else {
         item.get(field)
     }
-}
-
-/// A PDU's reply in the default shape: `{"outlets":[{"outlet":1,"power_w":3210.5,"state":
-/// "on"}]}`, an outlet drawing nothing being `off`.
-pub fn pdu_reply(outlets: &[(u32, f64)]) -> Value {
-    let entries: Vec<Value> = outlets
-        .iter()
-        .map(|&(outlet, power_w)| {
-            json!({
-                "outlet": outlet,
-                "power_w": power_w,
-                "state": if power_w > 0.0 { "on" } else { "off" },
-            })
-        })
-        .collect();
-    json!({ "outlets": entries })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,38 +379,6 @@ pub fn parse_price_signal(body: &[u8], site: &str) -> Result<GridSignal, DeviceE
     })
 }
 
-fn rfc3339(ts: DateTime<Utc>) -> String {
-    ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// The utility endpoint's body for `msg`.
-pub fn dr_reply(msg: &DrMessage) -> Value {
-    let mut v = json!({
-        "event_id": msg.event_id,
-        "mode": match msg.mode {
-            DrMode::Curtail => "curtail",
-            DrMode::Normal => "normal",
-        },
-        "issued": rfc3339(msg.issued),
-    });
-    if let Some(kw) = msg.target_kw {
-        v["target_kw"] = json!(kw);
-    }
-    if let Some(deadline) = msg.deadline {
-        v["deadline"] = json!(rfc3339(deadline));
-    }
-    v
-}
-
-/// The price feed's body for `msg`.
-pub fn price_reply(msg: &PriceMessage) -> Value {
-    json!({
-        "interval_start": rfc3339(msg.interval_start),
-        "interval_id": msg.interval_id,
-        "price_per_mwh": msg.price_per_mwh,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,17 +446,6 @@ mod tests {
     }
 
     #[test]
-    fn iotawatt_replies_read_back() {
-        let body = iotawatt_reply(at(12, 0), &[1500.25, 0.0]).to_string();
-        assert!(body.starts_with(r#"[["2026-07-01T12:00:00","#), "{body}");
-        let got = parse_iotawatt(body.as_bytes(), &cols(&["a", "b"])).expect("parses");
-        assert_eq!(got, vec![("a".into(), 1500.25), ("b".into(), 0.0)]);
-    }
-
-    /// A Room Alert 3E with its internal sensor, a temperature/humidity probe and a switch.
-    const ROOMALERT_3E: &str = r#"{"name":"RA3E-129912","date":"07/19/17 09:50:58","uptime":"1d 18:36:45","scale":0,"macaddr":"00:80:A3:93:EC:C8","serial":"RA3E-129912","refresh":60,"version":"v2.0.0","port":80,"ip":"10.0.0.152","sensor":[{"lab":"Internal Sensor","tc":"24.50","tf":"76.10"},{"lab":"Ext Sensor 1","tc":"22.06","tf":"71.71","h":"41.00","hic":"21.74","hif":"71.13"},{"lab":"Switch Sen 1","status":0}]}"#;
-
-    #[test]
     fn roomalert_sensors_are_read() {
         let got = parse_roomalert(ROOMALERT_3E.as_bytes()).expect("parses");
         assert_eq!(
@@ -581,24 +494,6 @@ mod tests {
             out_of_range(parse_roomalert(br#"{"sensor":[{"lab":"P","tc":"nan"}]}"#));
         assert_eq!(field, "P.tc");
         assert!(value.is_nan());
-    }
-
-    #[test]
-    fn roomalert_replies_read_back() {
-        let sensors = vec![
-            RoomAlertSensor {
-                label: "Internal Sensor".into(),
-                temp_c: Some(24.5),
-                humidity_pct: Some(40.25),
-            },
-            RoomAlertSensor {
-                label: "Ext Sensor 1".into(),
-                temp_c: Some(-3.75),
-                humidity_pct: None,
-            },
-        ];
-        let body = roomalert_reply("RA3E-1", &sensors).to_string();
-        assert_eq!(parse_roomalert(body.as_bytes()).expect("parses"), sensors);
     }
 
     #[test]
@@ -651,15 +546,6 @@ mod tests {
             )),
             ("outlet 3 power_w".into(), -1.0)
         );
-    }
-
-    #[test]
-    fn pdu_replies_read_back() {
-        let reply = pdu_reply(&[(1, 3210.5), (2, 0.0)]);
-        assert_eq!(reply["outlets"][0]["state"], "on");
-        assert_eq!(reply["outlets"][1]["state"], "off");
-        let got = parse_pdu(reply.to_string().as_bytes(), &FieldMap::default()).expect("parses");
-        assert_eq!(got, vec![("1".into(), 3210.5), ("2".into(), 0.0)]);
     }
 
     #[test]
@@ -742,51 +628,5 @@ mod tests {
         let body =
             br#"{"interval_start":"2026-07-01T17:00:00Z","interval_id":"","price_per_mwh":1}"#;
         assert!(reason(parse_price_signal(body, "north")).contains("interval_id"));
-    }
-
-    #[test]
-    fn grid_replies_read_back() {
-        let curtail = DrMessage {
-            event_id: "dr-7".into(),
-            mode: DrMode::Curtail,
-            target_kw: Some(250.5),
-            deadline: Some(at(17, 30)),
-            issued: at(17, 0),
-        };
-        let signal =
-            parse_dr_signal(dr_reply(&curtail).to_string().as_bytes(), "south").expect("parses");
-        assert_eq!(signal.kind, GridSignalKind::Curtail);
-        assert_eq!(signal.target_kw, Some(250.5));
-        assert_eq!(signal.deadline, Some(at(17, 30)));
-        assert_eq!(signal.ts, at(17, 0));
-        let back: DrMessage = serde_json::from_value(dr_reply(&curtail)).expect("same shape");
-        assert_eq!(back, curtail);
-
-        let normal = DrMessage {
-            mode: DrMode::Normal,
-            target_kw: None,
-            deadline: None,
-            ..curtail
-        };
-        let reply = dr_reply(&normal);
-        assert!(reply.get("target_kw").is_none() && reply.get("deadline").is_none());
-        assert_eq!(
-            parse_dr_signal(reply.to_string().as_bytes(), "south")
-                .expect("parses")
-                .kind,
-            GridSignalKind::Normal
-        );
-
-        let price = PriceMessage {
-            interval_start: at(18, 0),
-            interval_id: "2026-07-01T18:00Z/PT15M".into(),
-            price_per_mwh: 43.2,
-        };
-        let signal = parse_price_signal(price_reply(&price).to_string().as_bytes(), "south")
-            .expect("parses");
-        assert_eq!(signal.price_per_mwh, Some(43.2));
-        assert_eq!(signal.event_id, price.interval_id);
-        let back: PriceMessage = serde_json::from_value(price_reply(&price)).expect("same shape");
-        assert_eq!(back, price);
     }
 }

@@ -1,12 +1,13 @@
-//! The protocols of the farm's devices, as pure parsers, reply builders and small I/O helpers,
-//! shared downward by what reads the devices (`adit-ingest`'s adapters), what commands them
-//! (`adit-actuators`) and the simulator's fake devices.
+//! The protocols of the farm's devices, as clients, pure parsers and small I/O helpers, shared
+//! downward by what reads the devices (`adit-ingest`'s adapters) and what commands them
+//! (`adit-actuators`).
 //!
-//! Each module speaks one family of devices both ways: it parses what a real device sends into
-//! plain figures, and builds the same replies for the simulator's fake devices, so a poller is
-//! tested against what it will meet on site. Nothing here polls on a schedule, publishes or
-//! touches NATS: the adapters and actuators wire these functions to a schedule and to
-//! JetStream.
+//! Each module parses what a real device of one family sends into plain figures. The
+//! simulator's fake devices are not here: each family's fake builds its replies beside its
+//! poller in `adit-ingest` (`adapters/poll/family/`, the fake miner `simulate/cgminer.rs`), and
+//! its tests read them back through these parsers, so a poller is tested against what it will
+//! meet on site. Nothing here polls on a schedule, publishes or touches NATS: the adapters and
+//! actuators wire these functions to a schedule and to JetStream.
 //!
 //! - [`cgminer`]: the cgminer / bmminer / BOSminer API on TCP 4028 (miners).
 //! - [`http_json`]: JSON over HTTP: IotaWatt power meters, RoomAlert-style environment

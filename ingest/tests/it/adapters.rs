@@ -13,9 +13,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adit_devices::http_json::{
-    DrMessage, DrMode, RoomAlertSensor, dr_reply, iotawatt_reply, pdu_reply, roomalert_reply,
-};
 use adit_ingest::adapters::poll::{
     AdaptersConfig, GridFeed, GridFeedKind, HEADER_DLQ_ADAPTER, HEADER_DLQ_DEVICE,
 };
@@ -31,7 +28,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use chrono::{SubsecRound, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -122,47 +119,46 @@ async fn iotawatt(
                 .ok_or_else(|| bad(format!("unknown column {c}")))
         })
         .collect::<Result<Vec<f64>, _>>()?;
-    Ok(Json(iotawatt_reply(Utc::now(), &values)))
+    let mut row = vec![json!(Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string())];
+    row.extend(values.into_iter().map(Value::from));
+    Ok(Json(json!([row])))
 }
 
 /// Starts the HTTP devices; returns their base URL.
 async fn start_http_devices(stop: CancellationToken) -> String {
     let issued = Utc::now().trunc_subsecs(0);
-    let dr = DrMessage {
-        event_id: "dr-1".into(),
-        mode: DrMode::Curtail,
-        target_kw: Some(120.0),
-        deadline: Some(issued + chrono::Duration::hours(1)),
-        issued,
-    };
+    let dr = json!({
+        "event_id": "dr-1",
+        "mode": "curtail",
+        "target_kw": 120.0,
+        "deadline": (issued + chrono::Duration::hours(1)).to_rfc3339(),
+        "issued": issued.to_rfc3339(),
+    });
     let app = axum::Router::new()
         .route("/query", get(iotawatt))
         .route(
             "/getData.json",
             get(|| async {
-                Json(roomalert_reply(
-                    "RA3E-1",
-                    &[
-                        RoomAlertSensor {
-                            label: "Internal Sensor".into(),
-                            temp_c: Some(21.0),
-                            humidity_pct: None,
-                        },
-                        RoomAlertSensor {
-                            label: "Ext Sensor 1".into(),
-                            temp_c: Some(24.5),
-                            humidity_pct: Some(41.0),
-                        },
+                Json(json!({
+                    "name": "RA3E-1",
+                    "sensor": [
+                        {"lab": "Internal Sensor", "tc": "21.00", "tf": "69.80"},
+                        {"lab": "Ext Sensor 1", "tc": "24.50", "tf": "76.10", "h": "41.00"},
                     ],
-                ))
+                }))
             }),
         )
         .route(
             "/pdu",
-            get(|| async { Json(pdu_reply(&[(1, 1290.0), (2, 1320.0)])) }),
+            get(|| async {
+                Json(json!({"outlets": [
+                    {"outlet": 1, "power_w": 1290.0, "state": "on"},
+                    {"outlet": 2, "power_w": 1320.0, "state": "on"},
+                ]}))
+            }),
         )
         .route("/bad-pdu", get(|| async { GARBAGE }))
-        .route("/dr", get(move || async move { Json(dr_reply(&dr)) }));
+        .route("/dr", get(move || async move { Json(dr) }));
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the HTTP devices");

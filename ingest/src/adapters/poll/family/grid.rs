@@ -15,15 +15,16 @@ use async_trait::async_trait;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Url;
+use serde_json::{Value, json};
 
 use super::super::config::{AdaptersConfig, GridFeedKind};
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
 use crate::fake::{Reply, Routes, Sim};
 use adit_devices::feed_map::{self, Asks, FeedMap, Mapped};
 use adit_devices::http_json::{
-    DrMessage, DrMode, PriceMessage, dr_reply, parse_dr_signal, parse_price_signal, price_reply,
+    DrMessage, DrMode, PriceMessage, parse_dr_signal, parse_price_signal,
 };
 use adit_devices::http_url;
 
@@ -243,4 +244,90 @@ async fn fake_price(State(sim): State<Arc<Sim>>, Path(site): Path<String>) -> Re
         price_per_mwh: INITIAL_PRICE_PER_MWH,
     });
     Ok(Json(price_reply(&msg)))
+}
+
+fn rfc3339(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The utility endpoint's body for `msg`.
+fn dr_reply(msg: &DrMessage) -> Value {
+    let mut v = json!({
+        "event_id": msg.event_id,
+        "mode": match msg.mode {
+            DrMode::Curtail => "curtail",
+            DrMode::Normal => "normal",
+        },
+        "issued": rfc3339(msg.issued),
+    });
+    if let Some(kw) = msg.target_kw {
+        v["target_kw"] = json!(kw);
+    }
+    if let Some(deadline) = msg.deadline {
+        v["deadline"] = json!(rfc3339(deadline));
+    }
+    v
+}
+
+/// The price feed's body for `msg`.
+fn price_reply(msg: &PriceMessage) -> Value {
+    json!({
+        "interval_start": rfc3339(msg.interval_start),
+        "interval_id": msg.interval_id,
+        "price_per_mwh": msg.price_per_mwh,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::poll::family::at;
+    use chrono::Duration;
+
+    #[test]
+    fn grid_replies_read_back() {
+        let (issued, deadline) = (at(), at() + Duration::minutes(30));
+        let curtail = DrMessage {
+            event_id: "dr-7".into(),
+            mode: DrMode::Curtail,
+            target_kw: Some(250.5),
+            deadline: Some(deadline),
+            issued,
+        };
+        let signal =
+            parse_dr_signal(dr_reply(&curtail).to_string().as_bytes(), "south").expect("parses");
+        assert_eq!(signal.kind, GridSignalKind::Curtail);
+        assert_eq!(signal.target_kw, Some(250.5));
+        assert_eq!(signal.deadline, Some(deadline));
+        assert_eq!(signal.ts, issued);
+        let back: DrMessage = serde_json::from_value(dr_reply(&curtail)).expect("same shape");
+        assert_eq!(back, curtail);
+
+        let normal = DrMessage {
+            mode: DrMode::Normal,
+            target_kw: None,
+            deadline: None,
+            ..curtail
+        };
+        let reply = dr_reply(&normal);
+        assert!(reply.get("target_kw").is_none() && reply.get("deadline").is_none());
+        assert_eq!(
+            parse_dr_signal(reply.to_string().as_bytes(), "south")
+                .expect("parses")
+                .kind,
+            GridSignalKind::Normal
+        );
+
+        let price = PriceMessage {
+            interval_start: at() + Duration::hours(1),
+            interval_id: "2026-07-01T13:00Z/PT15M".into(),
+            price_per_mwh: 43.2,
+        };
+        let signal = parse_price_signal(price_reply(&price).to_string().as_bytes(), "south")
+            .expect("parses");
+        assert_eq!(signal.price_per_mwh, Some(43.2));
+        assert_eq!(signal.event_id, price.interval_id);
+        let back: PriceMessage = serde_json::from_value(price_reply(&price)).expect("same shape");
+        assert_eq!(back, price);
+    }
 }

@@ -15,12 +15,13 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
+use serde_json::{Value, json};
 
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
 use super::meters::{self, MeterChannel};
 use crate::fake::{Reply, Routes, Sim};
-use adit_devices::http_json::{iotawatt_reply, parse_iotawatt};
+use adit_devices::http_json::parse_iotawatt;
 
 /// The family's name.
 const NAME: &str = "iotawatt";
@@ -137,9 +138,18 @@ async fn fake_query(
     )))
 }
 
+/// What IotaWatt answers to a `/query` selecting `time.iso` and one column per value, for the
+/// group starting at `ts` (IotaWatt prints local time without an offset; the fake prints UTC).
+fn iotawatt_reply(ts: DateTime<Utc>, values: &[f64]) -> Value {
+    let mut row = vec![json!(ts.format("%Y-%m-%dT%H:%M:%S").to_string())];
+    row.extend(values.iter().map(|v| json!(v)));
+    json!([row])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::poll::family::at;
 
     const S: Duration = Duration::from_secs(1);
 
@@ -158,5 +168,14 @@ mod tests {
                 .as_str()
                 .starts_with("http://iw.local/query?select=")
         );
+    }
+
+    #[test]
+    fn iotawatt_replies_read_back() {
+        let body = iotawatt_reply(at(), &[1500.25, 0.0]).to_string();
+        assert!(body.starts_with(r#"[["2026-07-01T12:00:00","#), "{body}");
+        let cols = ["a".to_string(), "b".to_string()];
+        let got = parse_iotawatt(body.as_bytes(), &cols).expect("parses");
+        assert_eq!(got, vec![("a".into(), 1500.25), ("b".into(), 0.0)]);
     }
 }

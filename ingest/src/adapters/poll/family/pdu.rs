@@ -12,12 +12,13 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
+use serde_json::{Value, json};
 
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
 use super::meters::{self, MeterChannel};
 use crate::fake::{Reply, Routes, Sim};
-use adit_devices::http_json::{parse_pdu, pdu_reply};
+use adit_devices::http_json::parse_pdu;
 
 /// The family's name.
 const NAME: &str = "pdu";
@@ -83,4 +84,35 @@ async fn fake_outlets(State(sim): State<Arc<Sim>>, Path(site): Path<String>) -> 
         })
         .collect();
     Ok(Json(pdu_reply(&outlets)))
+}
+
+/// A PDU's reply in the default shape (`FieldMap::default`): `{"outlets":[{"outlet":1,
+/// "power_w":3210.5,"state":"on"}]}`, an outlet drawing nothing being `off`.
+fn pdu_reply(outlets: &[(u32, f64)]) -> Value {
+    let entries: Vec<Value> = outlets
+        .iter()
+        .map(|&(outlet, power_w)| {
+            json!({
+                "outlet": outlet,
+                "power_w": power_w,
+                "state": if power_w > 0.0 { "on" } else { "off" },
+            })
+        })
+        .collect();
+    json!({ "outlets": entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adit_devices::http_json::FieldMap;
+
+    #[test]
+    fn pdu_replies_read_back() {
+        let reply = pdu_reply(&[(1, 3210.5), (2, 0.0)]);
+        assert_eq!(reply["outlets"][0]["state"], "on");
+        assert_eq!(reply["outlets"][1]["state"], "off");
+        let got = parse_pdu(reply.to_string().as_bytes(), &FieldMap::default()).expect("parses");
+        assert_eq!(got, vec![("1".into(), 3210.5), ("2".into(), 0.0)]);
+    }
 }

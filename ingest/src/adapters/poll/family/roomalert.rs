@@ -13,11 +13,12 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
+use serde_json::{Map, Value, json};
 
 use super::super::config::AdaptersConfig;
 use super::super::device::{Ctx, Device, DeviceKey, Failure, Family, Polled, Targets, fetch};
 use crate::fake::{Reply, Routes, Sim};
-use adit_devices::http_json::{RoomAlertSensor, parse_roomalert, roomalert_reply};
+use adit_devices::http_json::{RoomAlertSensor, parse_roomalert};
 use adit_devices::http_url;
 
 /// The family's name.
@@ -182,6 +183,28 @@ async fn fake_data(State(sim): State<Arc<Sim>>, Path(site): Path<String>) -> Rep
     Ok(Json(roomalert_reply(&format!("adit-sim-{site}"), &sensors)))
 }
 
+/// What a RoomAlert named `name` answers to `/getData.json`: values as strings with two
+/// decimals, temperature in both scales, as the device sends them.
+fn roomalert_reply(name: &str, sensors: &[RoomAlertSensor]) -> Value {
+    let fixed = |v: f64| format!("{v:.2}");
+    let entries: Vec<Value> = sensors
+        .iter()
+        .map(|s| {
+            let mut e = Map::new();
+            e.insert("lab".into(), json!(s.label));
+            if let Some(c) = s.temp_c {
+                e.insert("tc".into(), json!(fixed(c)));
+                e.insert("tf".into(), json!(fixed(c * 9.0 / 5.0 + 32.0)));
+            }
+            if let Some(h) = s.humidity_pct {
+                e.insert("h".into(), json!(fixed(h)));
+            }
+            Value::Object(e)
+        })
+        .collect();
+    json!({ "name": name, "serial": name, "scale": 0, "sensor": entries })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +248,23 @@ mod tests {
             ]
         );
         assert_eq!(polled.missing.len(), 1);
+    }
+
+    #[test]
+    fn roomalert_replies_read_back() {
+        let sensors = vec![
+            RoomAlertSensor {
+                label: "Internal Sensor".into(),
+                temp_c: Some(24.5),
+                humidity_pct: Some(40.25),
+            },
+            RoomAlertSensor {
+                label: "Ext Sensor 1".into(),
+                temp_c: Some(-3.75),
+                humidity_pct: None,
+            },
+        ];
+        let body = roomalert_reply("RA3E-1", &sensors).to_string();
+        assert_eq!(parse_roomalert(body.as_bytes()).expect("parses"), sensors);
     }
 }
