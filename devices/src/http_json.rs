@@ -445,6 +445,9 @@ mod tests {
         );
     }
 
+    /// A Room Alert 3E with its internal sensor, a temperature/humidity probe and a switch.
+    const ROOMALERT_3E: &str = r#"{"name":"RA3E-129912","date":"07/19/17 09:50:58","uptime":"1d 18:36:45","scale":0,"macaddr":"00:80:A3:93:EC:C8","serial":"RA3E-129912","refresh":60,"version":"v2.0.0","port":80,"ip":"10.0.0.152","sensor":[{"lab":"Internal Sensor","tc":"24.50","tf":"76.10"},{"lab":"Ext Sensor 1","tc":"22.06","tf":"71.71","h":"41.00","hic":"21.74","hif":"71.13"},{"lab":"Switch Sen 1","status":0}]}"#;
+
     #[test]
     fn roomalert_sensors_are_read() {
         let got = parse_roomalert(ROOMALERT_3E.as_bytes()).expect("parses");
