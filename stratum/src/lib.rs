@@ -22,6 +22,7 @@ mod jobs;
 pub mod maturity;
 mod monerod;
 mod node;
+pub mod opensy;
 mod pool;
 mod server;
 mod session;
