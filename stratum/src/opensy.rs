@@ -44,8 +44,11 @@ pub fn target(bits: u32, limit: Target) -> Result<Target, PowRefusal> {
     let negative = word != 0 && bits & 0x0080_0000 != 0;
     let overflow =
         word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
+    if negative || overflow {
+        return Err(PowRefusal::BadBits(bits));
+    }
     let target = Target::from_compact(CompactTarget::from_consensus(bits));
-    if negative || overflow || target == Target::ZERO || target > limit {
+    if target == Target::ZERO || target > limit {
         return Err(PowRefusal::BadBits(bits));
     }
     Ok(target)
@@ -126,6 +129,19 @@ mod tests {
         assert_eq!(check([0; 32], REGTEST_LIMIT_BITS, limit), Ok(()));
     }
 
+    proptest::proptest! {
+        /// `bits` come from the node's template and a miner's block: any value is judged,
+        /// never a panic, and a target taken is within the limit.
+        #[test]
+        fn any_bits_and_hash_are_judged(bits: u32, hash: [u8; 32]) {
+            let limit = regtest_limit();
+            if let Ok(target) = target(bits, limit) {
+                proptest::prop_assert!(target <= limit && target != Target::ZERO);
+            }
+            let _ = check(hash, bits, limit);
+        }
+    }
+
     #[test]
     fn bits_the_node_would_not_take_are_refused() {
         let limit = regtest_limit();
@@ -135,6 +151,7 @@ mod tests {
             0x207f_ffff + 0x0080_0000,
             0x2300_0100,
             0x0100_0000,
+            0xff00_0000,
         ] {
             assert_eq!(
                 check([0; 32], bits, limit),
