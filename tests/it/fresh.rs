@@ -12,6 +12,11 @@ use common::*;
 /// The landing's batch wait in this test: a row seen sooner was read fresh.
 const BATCH_WAIT: &str = "5s";
 
+/// The landing's batch size in this test. A batch drawn from a backlog closes early once it
+/// holds a sixteenth of this (`adit_bus::consumer`); the 500 below stay under that even when
+/// they are all stored before the landing reads the first, so only the batch wait commits them.
+const BATCH_ROWS: &str = "50000";
+
 /// Rows of the API's `energy_readings` as seq → (machine, power), asserting no seq twice.
 async fn shown(app: &App) -> BTreeMap<i64, (String, f64)> {
     let rows = app
@@ -44,7 +49,10 @@ async fn fresh_rows_are_shown_before_their_commit_and_a_crash_neither_loses_nor_
         &tables,
         "pipelines,query",
         "",
-        &[("ADIT_PIPELINES__BATCH_MAX_WAIT", BATCH_WAIT)],
+        &[
+            ("ADIT_PIPELINES__BATCH_MAX_WAIT", BATCH_WAIT),
+            ("ADIT_PIPELINES__BATCH_MAX_ROWS", BATCH_ROWS),
+        ],
     );
     app.wait_http().await;
     let base = chrono::Utc::now() - chrono::Duration::minutes(10);

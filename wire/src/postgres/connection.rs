@@ -272,6 +272,7 @@ impl Conn {
             tracing::info!(client = %self.session().ip, error = %e, "PostgreSQL statement refused");
             sql_error(&e)
         })?;
+        result_formats(format, rows.schema.fields().len())?;
         let fields = Arc::new(arrow_schema_to_pg_fields(
             &rows.schema,
             format,
@@ -293,12 +294,29 @@ impl Conn {
     }
 }
 
+/// Refuses result format codes that are neither one for all columns nor one per column, as
+/// PostgreSQL does (pgwire indexes them by column and panics past a shorter list).
+fn result_formats(format: &Format, columns: usize) -> PgWireResult<()> {
+    match format {
+        Format::Individual(codes) if codes.len() != columns => Err(refused(
+            "ERROR",
+            "08P01",
+            format!(
+                "bind message has {} result formats but query has {columns} columns",
+                codes.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A one-column-per-name text result (for `SHOW`).
 fn text_rows(
     names: &[&str],
     rows: impl IntoIterator<Item = Vec<String>>,
     format: &Format,
 ) -> PgWireResult<Response> {
+    result_formats(format, names.len())?;
     let fields = Arc::new(
         names
             .iter()
@@ -575,22 +593,29 @@ impl QueryParser for Conn {
         let format = format.unwrap_or(&Format::UnifiedText);
         match statement {
             Prepared::Query { description, .. } => {
+                result_formats(format, description.schema.fields().len())?;
                 arrow_schema_to_pg_fields(&description.schema, format, None)
             }
-            Prepared::Command(Command::Show(name)) if name == "all" => Ok(["name", "setting"]
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    FieldInfo::new(n.to_string(), None, None, Type::TEXT, format.format_for(i))
-                })
-                .collect()),
-            Prepared::Command(Command::Show(name)) => Ok(vec![FieldInfo::new(
-                name.clone(),
-                None,
-                None,
-                Type::TEXT,
-                format.format_for(0),
-            )]),
+            Prepared::Command(Command::Show(name)) if name == "all" => {
+                result_formats(format, 2)?;
+                Ok(["name", "setting"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| {
+                        FieldInfo::new(n.to_string(), None, None, Type::TEXT, format.format_for(i))
+                    })
+                    .collect())
+            }
+            Prepared::Command(Command::Show(name)) => {
+                result_formats(format, 1)?;
+                Ok(vec![FieldInfo::new(
+                    name.clone(),
+                    None,
+                    None,
+                    Type::TEXT,
+                    format.format_for(0),
+                )])
+            }
             Prepared::Command(_) => Ok(Vec::new()),
         }
     }

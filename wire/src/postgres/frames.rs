@@ -1,7 +1,7 @@
 //! The guard in front of pgwire: every byte a PostgreSQL client sends passes through here, and
-//! only well-formed messages reach pgwire's decoder, which panics on a message whose counts
-//! run past its end (a `Parse` declaring more parameter types than it carries, found by
-//! `wire/tests/it/hostile_wire.rs`).
+//! only well-formed messages reach pgwire, which panics on a message whose counts run past its
+//! end (a `Parse` declaring more parameter types than it carries) and on a `Bind` with fewer
+//! format codes than parameters (both found by `wire/tests/it/hostile_wire.rs`).
 //!
 //! The guard speaks the connection's opening itself: an `SSLRequest` is answered (`S` and the
 //! TLS handshake when `query.tls` is set, `N` otherwise), a `GSSENCRequest` is declined, the
@@ -311,9 +311,15 @@ fn check(kind: u8, body: &[u8]) -> Result<(), String> {
         b'B' => {
             r.cstring()?;
             r.cstring()?;
-            let formats = r.u16()?;
-            r.skip(2 * usize::from(formats))?;
-            for _ in 0..r.u16()? {
+            let formats = r.format_codes()?;
+            let values = r.u16()?;
+            // PostgreSQL's rule; pgwire indexes the codes by parameter and panics past them.
+            if formats > 1 && formats != values {
+                return Err(format!(
+                    "{formats} parameter formats for {values} parameters"
+                ));
+            }
+            for _ in 0..values {
                 let len = r.i32()?;
                 if len > 0 {
                     r.skip(len as usize)?;
@@ -321,8 +327,7 @@ fn check(kind: u8, body: &[u8]) -> Result<(), String> {
                     return Err(format!("a parameter of length {len}"));
                 }
             }
-            let results = r.u16()?;
-            r.skip(2 * usize::from(results))?;
+            r.format_codes()?;
         }
         b'D' | b'C' => {
             r.u8()?;
@@ -373,6 +378,19 @@ impl Reader<'_> {
 
     fn u16(&mut self) -> Result<u16, String> {
         Ok(u16::from_be_bytes(self.take()?))
+    }
+
+    /// A count of format codes and the codes, each 0 (text) or 1 (binary) as PostgreSQL
+    /// requires; the count.
+    fn format_codes(&mut self) -> Result<u16, String> {
+        let count = self.u16()?;
+        for _ in 0..count {
+            match i16::from_be_bytes(self.take()?) {
+                0 | 1 => {}
+                code => return Err(format!("unsupported format code {code}")),
+            }
+        }
+        Ok(count)
     }
 
     fn i32(&mut self) -> Result<i32, String> {
@@ -455,6 +473,30 @@ mod tests {
         let mut lying = bind.clone();
         lying.truncate(bind.len() - 3);
         assert!(check(b'B', &lying).is_err());
+        // Format codes as PostgreSQL takes them: none, one for all, or one per parameter,
+        // each text or binary (pgwire indexed past a shorter list and panicked).
+        let bind_with = |formats: &[i16], values: u16| {
+            let mut b = cstr("");
+            b.extend(cstr("s1"));
+            b.extend_from_slice(&(formats.len() as u16).to_be_bytes());
+            for f in formats {
+                b.extend_from_slice(&f.to_be_bytes());
+            }
+            b.extend_from_slice(&values.to_be_bytes());
+            for _ in 0..values {
+                b.extend_from_slice(&(-1_i32).to_be_bytes());
+            }
+            b.extend_from_slice(&0_u16.to_be_bytes());
+            b
+        };
+        assert_eq!(check(b'B', &bind_with(&[1], 3)), Ok(()));
+        assert_eq!(check(b'B', &bind_with(&[0, 1, 0], 3)), Ok(()));
+        assert!(
+            check(b'B', &bind_with(&[0, 1], 3)).is_err(),
+            "two formats, three values"
+        );
+        assert!(check(b'B', &bind_with(&[2], 1)).is_err(), "format code 2");
+        assert!(check(b'B', &bind_with(&[-1], 1)).is_err(), "format code -1");
         assert_eq!(check(b'Q', &cstr("SELECT 1")), Ok(()));
         assert!(check(b'Q', b"SELECT 1").is_err(), "no terminator");
         assert!(check(b'Q', &[0xff, 0xfe, 0]).is_err(), "not UTF-8");

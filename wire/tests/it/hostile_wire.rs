@@ -39,6 +39,18 @@ use adit_testkit::fuzz_cases as cases;
 /// Panics anywhere in the process since it started.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
+/// What the first panics said, so a failure names the panic and where it was (a CI log
+/// may be cut before the hook's own output).
+static PANIC_TEXT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The panics so far, as the assertion's message.
+fn panics() -> String {
+    PANIC_TEXT
+        .lock()
+        .map(|t| t.join("\n"))
+        .unwrap_or_else(|e| e.into_inner().join("\n"))
+}
+
 /// Both servers, started once per test process on a runtime of their own.
 struct Servers {
     pg: SocketAddr,
@@ -66,6 +78,11 @@ fn servers() -> &'static Servers {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             PANICS.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut text) = PANIC_TEXT.lock()
+                && text.len() < 8
+            {
+                text.push(info.to_string());
+            }
             previous(info);
         }));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -359,7 +376,7 @@ proptest! {
             out.extend(message(b'p', &cstr(&password)));
             send_pg(b"", &out).await;
         });
-        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
     }
 
     #[test]
@@ -368,7 +385,7 @@ proptest! {
     ) {
         let s = servers();
         s.runtime.block_on(send_pg(&logged_in(), &messages.concat()));
-        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
     }
 
     #[test]
@@ -403,7 +420,7 @@ proptest! {
                 }
             }
         });
-        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
     }
 }
 
@@ -498,7 +515,7 @@ proptest! {
             }
             answered
         });
-        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
         if unchanged {
             prop_assert!(bound, "the unchanged plain row was not bound");
         }
@@ -542,7 +559,7 @@ proptest! {
                 while let Ok(Some(_)) = stream.message().await {}
             }
         });
-        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
     }
 }
 
@@ -573,7 +590,7 @@ fn well_behaved_clients_are_answered_after_the_hostile_ones() {
         String::from_utf8_lossy(&refused)
     );
     assert!(s.runtime.block_on(pg_answers()));
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
 }
 
 /// Issue 56: every production of the grammar (`adit_testkit::sql_grammar`) nested 4 and 400
@@ -607,5 +624,59 @@ fn every_production_nested_deep_is_survived_on_both_ports() {
     }
     assert!(sent > 100, "{sent} statements");
     s.assert_both_answer();
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
+}
+
+/// Format codes that name neither one format for all nor one per parameter or column, and
+/// codes other than text and binary, as CI's random messages once sent: pgwire indexed its
+/// list by parameter and by column and panicked past its end. Each is refused with
+/// PostgreSQL's SQLSTATE 08P01 and the port still answers.
+#[test]
+fn format_codes_that_match_nothing_are_refused_not_panicked_on() {
+    let s = servers();
+    let bind = |params: &[i16], values: u16, results: &[i16]| {
+        let mut body = cstr(b"");
+        body.extend(cstr(b"f"));
+        body.extend_from_slice(&(params.len() as u16).to_be_bytes());
+        for f in params {
+            body.extend_from_slice(&f.to_be_bytes());
+        }
+        body.extend_from_slice(&values.to_be_bytes());
+        for _ in 0..values {
+            body.extend_from_slice(&1_i32.to_be_bytes());
+            body.push(b'7');
+        }
+        body.extend_from_slice(&(results.len() as u16).to_be_bytes());
+        for f in results {
+            body.extend_from_slice(&f.to_be_bytes());
+        }
+        message(b'B', &body)
+    };
+    let cases: [(&[u8], Vec<u8>); 4] = [
+        (b"SELECT $1::bigint + $2 + $3 AS a", bind(&[0, 1], 3, &[])),
+        (b"SELECT $1::bigint AS a", bind(&[7], 1, &[])),
+        (b"SELECT 1 AS a, 2 AS b, 3 AS c", bind(&[], 0, &[0, 1])),
+        (b"SHOW ALL", bind(&[], 0, &[0, 0, 0])),
+    ];
+    for (sql, bind) in cases {
+        let mut frames = message(b'P', &[&cstr(b"f")[..], &cstr(sql), &[0, 0]].concat());
+        frames.extend(bind);
+        frames.extend(message(b'D', b"P\0"));
+        frames.extend(message(b'E', &[&cstr(b"")[..], &[0, 0, 0, 0]].concat()));
+        frames.extend(message(b'S', b""));
+        let answer = s.runtime.block_on(async {
+            let mut stream = TcpStream::connect(s.pg).await.expect("the port");
+            stream.write_all(&logged_in()).await.expect("login");
+            stream.write_all(&frames).await.expect("frames");
+            drain(&mut stream, Duration::from_secs(2)).await
+        });
+        assert!(
+            answer.windows(5).any(|w| w == b"08P01"),
+            "{}: {}",
+            String::from_utf8_lossy(sql),
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert!(s.runtime.block_on(pg_answers()));
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics: {}", panics());
 }
