@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use adit_protocol::{Job, decode_target, encode_target, meets_difficulty, nonce_offset};
+use adit_protocol::{Job, decode_target, encode_target, job_nonce_offset, meets_difficulty};
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
@@ -376,7 +376,7 @@ impl Cluster {
         };
         let blob = hex::decode(&job.blob).map_err(|_| bad("blob is not hex"))?;
         let seed = hex::decode(&job.seed_hash).map_err(|_| bad("seed_hash is not hex"))?;
-        let offset = nonce_offset(&blob)?;
+        let offset = job_nonce_offset(job.nonce_offset, &blob)?;
         let upstream_difficulty = decode_target(&job.target)?;
         let id = format!("{}-{}", self.epoch, self.next_job);
         self.dirty.fill(false);
@@ -614,6 +614,7 @@ mod tests {
             job_id: id.into(),
             target: encode_target(difficulty).unwrap(),
             algo: "rx/0".into(),
+            nonce_offset: None,
             height: 10,
             seed_hash: "00".repeat(32),
             next_seed_hash: None,

@@ -18,14 +18,14 @@ use tokio::io::{
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::codec::{
-    Call, Id, Job, LineDecoder, LoginParams, LoginResult, Request, Response, SessionParams,
-    StatusResult, SubmitParams, to_line,
+    ALGO_MONERO, ALGO_OPENSY, Call, Id, Job, LineDecoder, LoginParams, LoginResult, Request,
+    Response, SessionParams, StatusResult, SubmitParams, to_line,
 };
 use crate::error::{Error, Result};
 use crate::randomx::RandomXHasher;
 use crate::target::{decode_target, meets_difficulty};
 use crate::tls;
-use crate::work::{nonce_hex, nonce_offset, put_nonce};
+use crate::work::{job_nonce_offset, nonce_hex, put_nonce};
 
 /// The longest line accepted from a pool: a job with its blob is well under 1 KiB.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
@@ -242,6 +242,7 @@ impl StratumClient {
                 job_id: String::new(),
                 target: String::new(),
                 algo: String::new(),
+                nonce_offset: None,
                 height: 0,
                 seed_hash: String::new(),
                 next_seed_hash: None,
@@ -253,7 +254,7 @@ impl StratumClient {
             login: login.to_owned(),
             pass: pass.to_owned(),
             agent: options.agent.clone(),
-            algo: vec!["rx/0".to_owned()],
+            algo: vec![ALGO_MONERO.to_owned(), ALGO_OPENSY.to_owned()],
             rigid: None,
         };
         let result: LoginResult = client.request(Call::Login(params)).await?;
@@ -389,7 +390,7 @@ impl StratumClient {
             job_id: job_id.to_owned(),
             nonce: nonce.to_owned(),
             result: result.to_owned(),
-            algo: Some("rx/0".to_owned()),
+            algo: Some(self.job.algo.clone()).filter(|a| !a.is_empty()),
         }
     }
 
@@ -421,7 +422,7 @@ impl StratumClient {
         let seed = hex::decode(&self.job.seed_hash).map_err(|e| bad("seed_hash", &e))?;
         let difficulty = decode_target(&self.job.target)?;
         let mut blob = hex::decode(&self.job.blob).map_err(|e| bad("blob", &e))?;
-        let offset = nonce_offset(&blob)?;
+        let offset = job_nonce_offset(self.job.nonce_offset, &blob)?;
         HASHER.with_borrow_mut(|hasher| {
             loop {
                 self.nonce = self.nonce.wrapping_add(1);

@@ -367,8 +367,13 @@ pub struct Job {
     pub job_id: String,
     /// The share target, see [`crate::encode_target`].
     pub target: String,
-    /// The algorithm, `rx/0` for Monero.
+    /// The algorithm: [`ALGO_MONERO`] or [`ALGO_OPENSY`].
     pub algo: String,
+    /// Where the 4-byte little-endian nonce goes in `blob`, for chains whose miners cannot
+    /// find it in the blob themselves (OpenSY: 76, the end of a Bitcoin header). Absent for
+    /// Monero, whose miners find it after the header's varints (39 today).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce_offset: Option<u32>,
     /// The height of the block being mined.
     pub height: u64,
     /// The RandomX seed hash (the key of the VM), hex.
@@ -377,6 +382,15 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_seed_hash: Option<String>,
 }
+
+/// The algorithm of Monero jobs (XMRig's name for RandomX as Monero uses it).
+pub const ALGO_MONERO: &str = "rx/0";
+
+/// The algorithm of OpenSY jobs: stock RandomX over an 80-byte Bitcoin header, keyed by an
+/// earlier block's id, the nonce where the job's `nonce_offset` says. Only a miner that lists
+/// it in its login's `algo` is sent such jobs (unmodified XMRig would write its nonce at byte
+/// 39 and never find a share).
+pub const ALGO_OPENSY: &str = "rx/opensy";
 
 /// The result of a successful `login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -770,6 +784,7 @@ mod tests {
             job_id: "17".to_owned(),
             target: "b88d0600".to_owned(),
             algo: "rx/0".to_owned(),
+            nonce_offset: None,
             height: 1,
             seed_hash: SEED.to_owned(),
             next_seed_hash: None,

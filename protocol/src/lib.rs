@@ -15,9 +15,9 @@ pub mod work;
 
 pub use client::{ClientOptions, Connection, PoolUrl, StratumClient, connect, mine_until};
 pub use codec::{
-    Call, ErrorObject, Id, Job, JobNotification, LineDecoder, LoginParams, LoginResult, Request,
-    Response, ServerMessage, SessionParams, StatusResult, SubmitParams, parse_request,
-    parse_server_message, to_line,
+    ALGO_MONERO, ALGO_OPENSY, Call, ErrorObject, Id, Job, JobNotification, LineDecoder,
+    LoginParams, LoginResult, Request, Response, ServerMessage, SessionParams, StatusResult,
+    SubmitParams, parse_request, parse_server_message, to_line,
 };
 pub use error::{Error, Result};
 pub use randomx::{RandomXHasher, SharedDataset, hash_with};
@@ -25,4 +25,4 @@ pub use target::{
     decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,
 };
 pub use tls::TlsFiles;
-pub use work::{nonce_hex, nonce_offset, parse_nonce, put_nonce};
+pub use work::{job_nonce_offset, nonce_hex, nonce_offset, parse_nonce, put_nonce};

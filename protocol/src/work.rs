@@ -1,5 +1,6 @@
-//! A job's hashing blob as a miner sees it: where its 4-byte nonce sits, read from the blob's
-//! header (three varints and the previous block id) rather than assumed, and writing a nonce in.
+//! A job's hashing blob as a miner sees it: where its 4-byte nonce sits (where the job says, or
+//! read from a Monero blob's header: three varints and the previous block id, rather than
+//! assumed), and writing a nonce in.
 
 use crate::error::{Error, Result};
 
@@ -24,6 +25,22 @@ pub fn nonce_offset(blob: &[u8]) -> Result<usize> {
         });
     }
     Ok(offset)
+}
+
+/// Where the nonce sits in a job's `blob`: at the job's `nonce_offset` when it states one
+/// (OpenSY's jobs: 76), checked to leave 4 bytes, else found in the Monero header.
+pub fn job_nonce_offset(stated: Option<u32>, blob: &[u8]) -> Result<usize> {
+    match stated {
+        None => nonce_offset(blob),
+        Some(at) if (at as usize).saturating_add(4) <= blob.len() => Ok(at as usize),
+        Some(at) => Err(Error::InvalidMessage {
+            id: None,
+            reason: format!(
+                "job nonce_offset {at} leaves no 4 bytes in a {}-byte blob",
+                blob.len()
+            ),
+        }),
+    }
 }
 
 /// The position after the varint starting at `pos`, or `None` when it runs past the end or
@@ -61,6 +78,14 @@ mod tests {
     use super::*;
 
     const BLOB: &str = "1010dbcd88d806418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3000000002cfaa296f21dda6a68dda5ec811797223469c6fe0cc3e5a42fced6ecd73ba3b801";
+
+    #[test]
+    fn a_stated_offset_is_taken_when_the_blob_holds_it() {
+        let header = [0u8; 80];
+        assert_eq!(job_nonce_offset(Some(76), &header).unwrap(), 76);
+        assert!(job_nonce_offset(Some(77), &header).is_err());
+        assert!(job_nonce_offset(Some(u32::MAX), &header).is_err());
+    }
 
     #[test]
     fn finds_monero_nonce_at_39_and_writes_it() {

@@ -53,7 +53,7 @@ pub async fn cluster(bench: ClusterBench) -> anyhow::Result<()> {
     })?);
     let work = fetch_work(&node, "bench").await?;
     let seed = work.seed_hash;
-    let blob = work.template.hashing_blob();
+    let blob = work.template.with_extra_nonce(&[])?.hashing_blob().to_vec();
 
     eprintln!(
         "standalone: {} worker(s) × {} thread(s), {} mode, {} s…",

@@ -107,7 +107,7 @@ pub async fn pool(
     })?);
     let work = fetch_work(&node, "bench").await?;
     let seed = work.seed_hash;
-    let blob = work.template.hashing_blob();
+    let blob = work.template.with_extra_nonce(&[])?.hashing_blob().to_vec();
 
     let limits = GuardConfig {
         submits_per_s: 1e9,

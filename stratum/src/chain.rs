@@ -1,9 +1,35 @@
 //! What the pool knows of the chain, whichever node tells it: a block template, a block
-//! header, the node's state and the chain tip. Shared by monerod's client, the simulated chain
-//! and the job manager; no I/O.
+//! header, the node's state and the chain tip, and [`ChainTemplate`], what every chain's
+//! template gives the job manager. Shared by the nodes' clients, the simulated chain and the
+//! job manager; no I/O.
 
-use crate::blob::BlockTemplate;
+use crate::blob::{BlockTemplate, MinerBlob};
 use crate::error::Result;
+
+/// What a chain's block template gives the job manager, whichever chain it is (Monero and the
+/// simulated chain through [`crate::blob::MoneroTemplate`], OpenSY through
+/// [`crate::opensy::OpenSyTemplate`]): a block per job, the rule that makes a share a block,
+/// a block's id and what miners must understand to mine it. A third RandomX chain is one more
+/// implementation.
+pub trait ChainTemplate: std::fmt::Debug + Send + Sync {
+    /// The block of one job: `extra_nonce` (the job's blob id) written where the chain keeps
+    /// room for it, the hashing blob derived, the nonce zero.
+    fn with_extra_nonce(&self, extra_nonce: &[u8]) -> Result<MinerBlob>;
+
+    /// Whether a share whose RandomX hash is `pow_hash` is a block: exactly the node's rule.
+    fn is_block(&self, pow_hash: &[u8; 32]) -> bool;
+
+    /// The id of the block whose hashing blob (nonce in place) is `hashing_blob`, in the byte
+    /// order of the node's RPC hex.
+    fn block_id(&self, hashing_blob: &[u8]) -> [u8; 32];
+
+    /// The Stratum algorithm of its jobs (a miner must announce it to be sent them).
+    fn algo(&self) -> &'static str;
+
+    /// Where the nonce sits in the hashing blob, when jobs must say so (a chain whose miners
+    /// cannot find it themselves, as they do in Monero's header).
+    fn job_nonce_offset(&self) -> Option<u32>;
+}
 
 /// A block template, with what the job manager needs to build miners' jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]

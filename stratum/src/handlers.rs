@@ -98,9 +98,18 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             self.farewell(id, "Too many logins, slow down").await;
             return Next::Close;
         }
-        if !params.algo.is_empty() && !params.algo.iter().any(|a| a == "rx/0" || a == "randomx") {
-            self.farewell(id, "Unsupported algorithm: this pool mines rx/0")
-                .await;
+        let (algo, offset) = {
+            let work = self.work.borrow();
+            (work.template.algo(), work.template.job_nonce_offset())
+        };
+        if !understands(&params.algo, algo, offset.is_some()) {
+            let why = match offset {
+                Some(at) => format!(
+                    "Unsupported algorithm: this pool mines {algo}, whose jobs put the nonce at byte {at} (the job's nonce_offset); list {algo} in login's algo to be sent them"
+                ),
+                None => format!("Unsupported algorithm: this pool mines {algo}"),
+            };
+            self.farewell(id, &why).await;
             return Next::Close;
         }
         let Some(identity) = parse_login(params) else {
@@ -263,4 +272,43 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether a miner whose login lists `listed` algorithms can mine jobs of `algo`. A miner that
+/// lists none is taken to mine Monero's (as XMRig before it sent the list); jobs that say
+/// where their nonce is (`must_be_listed`) go only to miners that name their algorithm.
+fn understands(listed: &[String], algo: &str, must_be_listed: bool) -> bool {
+    if listed.is_empty() {
+        return !must_be_listed;
+    }
+    listed
+        .iter()
+        .any(|a| a == algo || (algo == crate::codec::ALGO_MONERO && a == "randomx"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::understands;
+    use crate::codec::{ALGO_MONERO, ALGO_OPENSY};
+
+    #[test]
+    fn jobs_that_say_where_their_nonce_is_go_only_to_miners_that_name_them() {
+        let list = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(understands(&[], ALGO_MONERO, false), "an old XMRig");
+        assert!(understands(&list(&["cn/r", "randomx"]), ALGO_MONERO, false));
+        assert!(!understands(&list(&["cn/r"]), ALGO_MONERO, false));
+        assert!(
+            !understands(&[], ALGO_OPENSY, true),
+            "silence is not understanding"
+        );
+        assert!(
+            !understands(&list(&["rx/0", "randomx"]), ALGO_OPENSY, true),
+            "stock XMRig"
+        );
+        assert!(understands(
+            &list(&["rx/0", ALGO_OPENSY]),
+            ALGO_OPENSY,
+            true
+        ));
+    }
 }

@@ -12,7 +12,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::blob::{BlockTemplate, HashingBlob};
+use crate::blob::{HashingBlob, MoneroTemplate};
+use crate::chain::ChainTemplate;
 use crate::codec::Job;
 use crate::error::Result;
 use crate::target::encode_target;
@@ -30,12 +31,13 @@ pub struct Work {
     pub next_seed_hash: Option<[u8; 32]>,
     /// Block reward in atomic units.
     pub reward: u64,
-    /// The template.
-    pub template: BlockTemplate,
+    /// The template, whichever chain's.
+    pub template: Box<dyn ChainTemplate>,
 }
 
 impl Work {
-    /// The work a node's template gives: its height, difficulty, seeds, reward and parsed blob.
+    /// The work a Monero (or simulated-chain) template gives: its height, difficulty, seeds,
+    /// reward and parsed blob.
     pub fn from_template(t: &crate::chain::Template) -> Result<Self> {
         Ok(Self {
             height: t.height,
@@ -43,7 +45,10 @@ impl Work {
             seed_hash: t.seed_hash,
             next_seed_hash: t.next_seed_hash,
             reward: t.expected_reward,
-            template: t.block_template()?,
+            template: Box::new(MoneroTemplate {
+                template: t.block_template()?,
+                difficulty: t.difficulty,
+            }),
         })
     }
 }
@@ -126,7 +131,8 @@ impl JobFactory {
             blob: hex::encode(blob.hashing_blob()),
             job_id: job_id.clone(),
             target: encode_target(difficulty)?,
-            algo: "rx/0".into(),
+            algo: work.template.algo().into(),
+            nonce_offset: work.template.job_nonce_offset(),
             height: work.height,
             seed_hash: hex::encode(work.seed_hash),
             next_seed_hash: work.next_seed_hash.map(hex::encode),

@@ -24,6 +24,7 @@ mod monerod;
 mod node;
 pub mod opensy;
 mod pool;
+mod rpc;
 mod server;
 mod session;
 mod simchain;
@@ -38,16 +39,19 @@ pub use adit_protocol::{
     encode_target64, meets_difficulty, mine_until, parse_request, parse_server_message, to_line,
 };
 pub use bans::{Bans, sync as sync_bans};
-pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
+pub use blob::{
+    BlockTemplate, MinerBlob, MoneroTemplate, block_id, cn_fast_hash, hashing_blob, tree_hash,
+};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
-pub use chain::{BlockHeader, NodeInfo, Template, Tip};
+pub use chain::{BlockHeader, ChainTemplate, NodeInfo, Template, Tip};
 pub use connection::serve;
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{BLOB_ID_BYTES, BlobId, JobFactory, JobRecord, RecentJobs, Work};
-pub use monerod::{MoneroRpc, RpcConfig};
+pub use monerod::MoneroRpc;
 pub use node::{Node, watch_tip};
 pub use pool::{PoolConfig, fetch_work, run as run_pool};
+pub use rpc::{RpcAuth, RpcConfig};
 pub use server::{Pool, ServerConfig};
 pub use session::{
     BlockFound, Candidate, Identity, Outcome, Reject, Session, SubmitContext, Verdict, judge,

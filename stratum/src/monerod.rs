@@ -1,124 +1,45 @@
 //! monerod's JSON-RPC client: templates, block submission and headers.
 //!
-//! **Retries:** each RPC call has a timeout per attempt and is retried with exponential backoff
-//! only when the node could not be reached (connection refused, timeout, HTTP 5xx or 429). An
-//! answer from the node — including an error such as a rejected block — is final. Calls go
-//! through a circuit breaker (see the `breaker` module) that fails fast while the node is down.
+//! Timeouts, retries and the circuit breaker are the `rpc` module's, shared with OpenSY's
+//! client.
 //!
 //! **Difficulties wider than 64 bits** (monerod's `wide_difficulty`) are kept whole in
 //! `wide_difficulty` and saturated to `u64::MAX` in `difficulty`. A saturated network difficulty
 //! is lower than the real one, so the pool submits every real block (and at worst a few
 //! candidates the node refuses) rather than missing one.
 
-use adit_retry::Backoff;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
-use crate::breaker::{
-    Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call,
-};
+use crate::breaker::BreakerState;
 use crate::chain::{BlockHeader, NodeInfo, Template};
 use crate::error::{Error, Result};
-
-/// Timeouts, retries and the circuit breaker of a [`MoneroRpc`] client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RpcConfig {
-    /// Deadline of one attempt, connection included.
-    pub timeout: Duration,
-    /// Further attempts after the first when the node cannot be reached.
-    pub retries: u32,
-    /// Wait before the first retry; it doubles for each further one.
-    pub backoff: Duration,
-    /// The longest wait between retries.
-    pub max_backoff: Duration,
-    /// When calls start failing fast.
-    pub breaker: BreakerConfig,
-}
-
-impl Default for RpcConfig {
-    /// 10 s per attempt, 2 retries after 100 ms and 200 ms, and the default breaker.
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(10),
-            retries: 2,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            breaker: BreakerConfig::default(),
-        }
-    }
-}
+use crate::rpc::{Dialect, JsonRpc, RpcAuth, RpcConfig};
 
 /// A client for monerod's JSON-RPC; cheap to clone (clones share the connection pool and the
 /// circuit breaker).
 #[derive(Debug, Clone)]
 pub struct MoneroRpc {
-    /// The shared state.
-    inner: Arc<RpcInner>,
-}
-
-/// What the clones of a [`MoneroRpc`] share.
-#[derive(Debug)]
-struct RpcInner {
-    /// The HTTP client (a connection pool).
-    http: reqwest::Client,
-    /// The JSON-RPC endpoint, `<base>/json_rpc`.
-    endpoint: reqwest::Url,
-    /// Timeouts, retries, breaker settings.
-    config: RpcConfig,
-    /// The breaker; locked only to step it, never across an await.
-    breaker: Mutex<BreakerState>,
+    /// The transport.
+    rpc: JsonRpc,
 }
 
 impl MoneroRpc {
     /// A client for the node at `base_url` (e.g. `http://127.0.0.1:18081`); no request is made.
     pub fn new(base_url: &str, config: RpcConfig) -> Result<Self> {
-        let base = reqwest::Url::parse(base_url).map_err(|err| Error::NodeConfig {
-            reason: format!("node URL {base_url:?} is invalid: {err}"),
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::NodeConfig {
-                reason: format!("node URL {base_url:?} is not http or https"),
-            });
-        }
-        if config.timeout.is_zero() {
-            return Err(Error::NodeConfig {
-                reason: "the RPC timeout must be positive".into(),
-            });
-        }
-        let mut endpoint = base;
-        endpoint.set_path(&format!(
-            "{}/json_rpc",
-            endpoint.path().trim_end_matches('/')
-        ));
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.timeout)
-            .build()
-            .map_err(|err| Error::NodeConfig {
-                reason: format!("cannot build the HTTP client: {}", error_chain(&err)),
-            })?;
         Ok(Self {
-            inner: Arc::new(RpcInner {
-                http,
-                endpoint,
-                config,
-                breaker: Mutex::new(BreakerState::default()),
-            }),
+            rpc: JsonRpc::new(base_url, Dialect::Monero, RpcAuth::None, config)?,
         })
     }
 
     /// The JSON-RPC endpoint calls go to.
     pub fn endpoint(&self) -> &str {
-        self.inner.endpoint.as_str()
+        self.rpc.endpoint()
     }
 
     /// The circuit breaker's current state.
     pub fn breaker_state(&self) -> BreakerState {
-        *self.inner.lock_breaker()
+        self.rpc.breaker_state()
     }
 
     /// A template paying `wallet_address`, with `reserve_size` bytes (at most 255) reserved in
@@ -130,6 +51,7 @@ impl MoneroRpc {
     ) -> Result<Template> {
         const METHOD: &str = "get_block_template";
         let raw: RawTemplate = self
+            .rpc
             .call(
                 METHOD,
                 json!({"wallet_address": wallet_address, "reserve_size": reserve_size}),
@@ -180,28 +102,31 @@ impl MoneroRpc {
     /// Submits a complete block (hex). The node's refusal is [`Error::NodeRejected`] with its
     /// code and message (monerod: -6 "Wrong block blob", -7 "Block not accepted").
     pub async fn submit_block(&self, block_blob_hex: &str) -> Result<()> {
-        let _: Value = self.call("submit_block", json!([block_blob_hex])).await?;
+        let _: Value = self
+            .rpc
+            .call("submit_block", json!([block_blob_hex]))
+            .await?;
         Ok(())
     }
 
     /// The header of the chain tip.
     pub async fn get_last_block_header(&self) -> Result<BlockHeader> {
         const METHOD: &str = "get_last_block_header";
-        let raw: HeaderResult = self.call(METHOD, json!({})).await?;
+        let raw: HeaderResult = self.rpc.call(METHOD, json!({})).await?;
         raw.block_header.parse(METHOD)
     }
 
     /// The header of the main-chain block at `height`.
     pub async fn get_block_header_by_height(&self, height: u64) -> Result<BlockHeader> {
         const METHOD: &str = "get_block_header_by_height";
-        let raw: HeaderResult = self.call(METHOD, json!({ "height": height })).await?;
+        let raw: HeaderResult = self.rpc.call(METHOD, json!({ "height": height })).await?;
         raw.block_header.parse(METHOD)
     }
 
     /// The node's state.
     pub async fn get_info(&self) -> Result<NodeInfo> {
         const METHOD: &str = "get_info";
-        let raw: RawInfo = self.call(METHOD, json!({})).await?;
+        let raw: RawInfo = self.rpc.call(METHOD, json!({})).await?;
         let wide = wide_difficulty(
             METHOD,
             raw.difficulty,
@@ -220,216 +145,7 @@ impl MoneroRpc {
             version: raw.version,
         })
     }
-
-    /// One JSON-RPC call through the breaker, with retries; `result` decoded as `R`.
-    async fn call<R: DeserializeOwned>(&self, method: &'static str, params: Value) -> Result<R> {
-        let inner = &*self.inner;
-        let admission = {
-            let mut state = inner.lock_breaker();
-            let (next, admission) = admit_call(*state, Instant::now());
-            *state = next;
-            admission
-        };
-        if let Admission::Rejected { failures, retry_in } = admission {
-            metrics::counter!("adit_pool_node_rpc_errors_total", "method" => method, "kind" => "breaker_open").increment(1);
-            return Err(Error::NodeUnavailable {
-                url: inner.endpoint.to_string(),
-                failures,
-                retry_in,
-            });
-        }
-        let mut guard = CallGuard {
-            inner,
-            finished: false,
-        };
-        let outcome = inner.call_with_retries(method, &params).await;
-        guard.finish(match &outcome {
-            Err(Error::NodeUnreachable { .. }) => CallOutcome::Unreachable,
-            Ok(_) | Err(_) => CallOutcome::Reached,
-        });
-        if let Err(e) = &outcome {
-            let kind = match e {
-                Error::NodeUnreachable { .. } => "unreachable",
-                Error::NodeRejected { .. } => "rejected",
-                _ => "other",
-            };
-            metrics::counter!("adit_pool_node_rpc_errors_total", "method" => method, "kind" => kind).increment(1);
-        }
-        let result = outcome?;
-        serde_json::from_value(result).map_err(|err| Error::NodeResponse {
-            method,
-            reason: format!("unexpected result: {err}"),
-        })
-    }
 }
-
-impl RpcInner {
-    /// The breaker, even if a panicking thread poisoned the lock (its state is always valid).
-    fn lock_breaker(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Attempts the call until the node answers or the retries run out; the `result` member of
-    /// the answer, or the node's error.
-    async fn call_with_retries(&self, method: &'static str, params: &Value) -> Result<Value> {
-        let body = json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params});
-        let attempts = self.config.retries.saturating_add(1);
-        let mut backoff = Backoff::new(self.config.backoff, self.config.max_backoff).waits();
-        let mut attempt = 1;
-        loop {
-            match self.attempt(method, &body).await {
-                Ok(answer) => return answer,
-                Err(reason) if attempt >= attempts => {
-                    return Err(Error::NodeUnreachable {
-                        method,
-                        url: self.endpoint.to_string(),
-                        attempts,
-                        reason,
-                    });
-                }
-                Err(reason) => {
-                    tracing::debug!(method, attempt, %reason, "node RPC attempt failed; retrying");
-                    tokio::time::sleep(backoff.next_wait()).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    /// One attempt: `Err(reason)` when the node could not be reached (worth retrying), else the
-    /// node's answer.
-    async fn attempt(
-        &self,
-        method: &'static str,
-        body: &Value,
-    ) -> std::result::Result<Result<Value>, String> {
-        let response = self
-            .http
-            .post(self.endpoint.clone())
-            .timeout(self.config.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|err| error_chain(&err))?;
-        let status = response.status();
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(format!("HTTP {status}"));
-        }
-        let bytes = response.bytes().await.map_err(|err| error_chain(&err))?;
-        if !status.is_success() {
-            return Ok(Err(Error::NodeRejected {
-                method,
-                code: i64::from(status.as_u16()),
-                message: format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                ),
-            }));
-        }
-        Ok(parse_answer(method, &bytes))
-    }
-}
-
-/// Reports an admitted call's outcome to the breaker, or [`CallOutcome::Abandoned`] if the call's
-/// future is dropped first.
-struct CallGuard<'a> {
-    /// The client whose breaker this is.
-    inner: &'a RpcInner,
-    /// Set once the outcome was recorded.
-    finished: bool,
-}
-
-impl CallGuard<'_> {
-    /// Records how the call ended.
-    fn finish(&mut self, outcome: CallOutcome) {
-        self.finished = true;
-        let mut state = self.inner.lock_breaker();
-        let before = *state;
-        *state = record_call(&self.inner.config.breaker, before, outcome, Instant::now());
-        match (before, *state) {
-            (
-                BreakerState::Open { .. } | BreakerState::HalfOpen { .. },
-                BreakerState::Closed { .. },
-            ) => {
-                tracing::info!(url = %self.inner.endpoint, "node reachable again; circuit breaker closed");
-            }
-            (
-                BreakerState::Closed { .. } | BreakerState::HalfOpen { .. },
-                BreakerState::Open { failures, .. },
-            ) => {
-                tracing::warn!(url = %self.inner.endpoint, failures, "node unreachable; circuit breaker open");
-            }
-            _ => {}
-        }
-    }
-}
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.finish(CallOutcome::Abandoned);
-        }
-    }
-}
-
-/// A JSON-RPC answer: its `result` (after checking any `status` in it) or the node's error.
-fn parse_answer(method: &'static str, body: &[u8]) -> Result<Value> {
-    /// A JSON-RPC response as monerod writes it.
-    #[derive(Deserialize)]
-    struct Answer {
-        /// The result, on success.
-        #[serde(default)]
-        result: Option<Value>,
-        /// The error, on failure.
-        #[serde(default)]
-        error: Option<RpcError>,
-    }
-    /// A JSON-RPC error object.
-    #[derive(Deserialize)]
-    struct RpcError {
-        /// The error code (monerod's are negative).
-        code: i64,
-        /// What the node said.
-        message: String,
-    }
-
-    let answer: Answer = serde_json::from_slice(body).map_err(|err| Error::NodeResponse {
-        method,
-        reason: format!("not a JSON-RPC response: {err}"),
-    })?;
-    match (answer.error, answer.result) {
-        (Some(RpcError { code, message }), _) => Err(Error::NodeRejected {
-            method,
-            code,
-            message,
-        }),
-        (None, Some(result)) => match result.get("status").and_then(Value::as_str) {
-            None | Some("OK") => Ok(result),
-            Some(status) => Err(Error::NodeRejected {
-                method,
-                code: 0,
-                message: format!("status {status}"),
-            }),
-        },
-        (None, None) => Err(Error::NodeResponse {
-            method,
-            reason: "neither a result nor an error".into(),
-        }),
-    }
-}
-
-/// An error and its causes on one line ("error sending request: …: connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 /// A 32-byte hash from the node's hex.
 fn hash32(method: &'static str, field: &str, hex: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
@@ -587,10 +303,14 @@ struct RawInfo {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::breaker::BreakerConfig;
 
     /// The captured `get_block_template` answer of `monerod --regtest --fixed-difficulty 100`.
     const CAPTURED_TEMPLATE: &str = include_str!("../tests/data/regtest_template_h1.json");

@@ -468,7 +468,8 @@ const SUBMIT_RETRY: Backoff =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monerod::{MoneroRpc, RpcConfig};
+    use crate::monerod::MoneroRpc;
+    use crate::rpc::RpcConfig;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn found(height: u64) -> BlockFound {

@@ -172,8 +172,8 @@ pub enum Verdict {
     Rejected(Reject),
 }
 
-/// Judges a candidate by its recomputed `hash`: same as claimed, then share target, then
-/// network target.
+/// Judges a candidate by its recomputed `hash`: same as claimed, then share target, then the
+/// chain's block rule.
 pub fn judge(candidate: &Candidate, hash: &[u8; 32]) -> Verdict {
     if hash != &candidate.claimed {
         return Verdict::Rejected(Reject::WrongHash);
@@ -181,7 +181,7 @@ pub fn judge(candidate: &Candidate, hash: &[u8; 32]) -> Verdict {
     if !meets_difficulty(hash, candidate.difficulty) {
         return Verdict::Rejected(Reject::LowDifficulty);
     }
-    if meets_difficulty(hash, candidate.network_difficulty) {
+    if candidate.work.template.is_block(hash) {
         Verdict::Block
     } else {
         Verdict::Share
@@ -356,7 +356,7 @@ impl Session {
             (Verdict::Block, Some(c), Some(share)) => match c.block_blob() {
                 Ok(blob) => Some(BlockFound {
                     blob_hex: hex::encode(blob),
-                    hash: hex::encode(crate::blob::block_id(&c.hashing_blob)),
+                    hash: hex::encode(c.work.template.block_id(&c.hashing_blob)),
                     height: c.height,
                     miner: self.identity.miner.clone(),
                     worker: self.identity.worker.clone(),

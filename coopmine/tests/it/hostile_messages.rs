@@ -57,6 +57,7 @@ fn job(id: &str, difficulty: u64) -> Job {
         job_id: id.to_owned(),
         target: encode_target(difficulty).unwrap_or_default(),
         algo: "rx/0".to_owned(),
+        nonce_offset: None,
         height: 10,
         seed_hash: "00".repeat(32),
         next_seed_hash: None,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use adit_schemas::{AnyEvent, Event};
 use adit_stratum::{
-    BlockFound, BlockTemplate, Pool, RandomXHasher, ServerConfig, ServerMessage, StratumClient,
-    Work, meets_difficulty, parse_server_message, serve,
+    BlockFound, BlockTemplate, MoneroTemplate, Pool, RandomXHasher, ServerConfig, ServerMessage,
+    StratumClient, Work, meets_difficulty, parse_server_message, serve,
 };
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -36,7 +36,10 @@ fn work(height: u64, network_difficulty: u64) -> Arc<Work> {
         seed_hash: seed,
         next_seed_hash: None,
         reward: r["expected_reward"].as_u64().unwrap(),
-        template,
+        template: Box::new(MoneroTemplate {
+            template,
+            difficulty: network_difficulty,
+        }),
     })
 }
 
