@@ -381,38 +381,6 @@ impl BlockTemplate {
     }
 }
 
-/// A Monero (or simulated-chain) template as the job manager uses it: the parsed template and
-/// the network difficulty a block must meet.
-#[derive(Debug, Clone)]
-pub struct MoneroTemplate {
-    /// The parsed template.
-    pub template: BlockTemplate,
-    /// The network difficulty (saturated, see [`crate::chain::Template::difficulty`]).
-    pub difficulty: u64,
-}
-
-impl crate::chain::ChainTemplate for MoneroTemplate {
-    fn with_extra_nonce(&self, extra_nonce: &[u8]) -> Result<MinerBlob> {
-        self.template.with_extra_nonce(extra_nonce)
-    }
-
-    fn is_block(&self, pow_hash: &[u8; 32]) -> bool {
-        adit_protocol::meets_difficulty(pow_hash, self.difficulty)
-    }
-
-    fn block_id(&self, hashing_blob: &[u8]) -> [u8; 32] {
-        block_id(hashing_blob)
-    }
-
-    fn algo(&self) -> &'static str {
-        adit_protocol::ALGO_MONERO
-    }
-
-    fn job_nonce_offset(&self) -> Option<u32> {
-        None
-    }
-}
-
 /// One miner's copy of a template: the block to submit and the blob to hash, both without the
 /// nonce (zeroes from the template) until one is filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]

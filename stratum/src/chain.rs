@@ -7,7 +7,7 @@ use crate::blob::{BlockTemplate, MinerBlob};
 use crate::error::Result;
 
 /// What a chain's block template gives the job manager, whichever chain it is (Monero and the
-/// simulated chain through [`crate::blob::MoneroTemplate`], OpenSY through
+/// simulated chain through [`MoneroTemplate`], OpenSY through
 /// [`crate::opensy::OpenSyTemplate`]): a block per job, the rule that makes a share a block,
 /// a block's id and what miners must understand to mine it. A third RandomX chain is one more
 /// implementation.
@@ -65,6 +65,38 @@ impl Template {
             self.reserved_offset,
             self.reserve_size,
         )
+    }
+}
+
+/// A Monero (or simulated-chain) template as the job manager uses it: the parsed template and
+/// the network difficulty a block must meet.
+#[derive(Debug, Clone)]
+pub struct MoneroTemplate {
+    /// The parsed template.
+    pub template: BlockTemplate,
+    /// The network difficulty (saturated, see [`Template::difficulty`]).
+    pub difficulty: u64,
+}
+
+impl ChainTemplate for MoneroTemplate {
+    fn with_extra_nonce(&self, extra_nonce: &[u8]) -> Result<MinerBlob> {
+        self.template.with_extra_nonce(extra_nonce)
+    }
+
+    fn is_block(&self, pow_hash: &[u8; 32]) -> bool {
+        adit_protocol::meets_difficulty(pow_hash, self.difficulty)
+    }
+
+    fn block_id(&self, hashing_blob: &[u8]) -> [u8; 32] {
+        crate::blob::block_id(hashing_blob)
+    }
+
+    fn algo(&self) -> &'static str {
+        adit_protocol::ALGO_MONERO
+    }
+
+    fn job_nonce_offset(&self) -> Option<u32> {
+        None
     }
 }
 

@@ -12,8 +12,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::blob::{HashingBlob, MoneroTemplate};
-use crate::chain::ChainTemplate;
+use crate::blob::HashingBlob;
+use crate::chain::{ChainTemplate, MoneroTemplate};
 use crate::codec::Job;
 use crate::error::Result;
 use crate::target::encode_target;

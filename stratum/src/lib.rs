@@ -18,6 +18,7 @@ mod credit;
 mod error;
 mod guard;
 mod handlers;
+mod hash_thread;
 mod jobs;
 pub mod maturity;
 mod monerod;
@@ -33,17 +34,16 @@ mod vardiff;
 mod verify;
 
 pub use adit_protocol::{
-    Call, ErrorObject, Id, Job, JobNotification, LineDecoder, LoginParams, LoginResult,
-    RandomXHasher, Request, Response, ServerMessage, SessionParams, SharedDataset, StatusResult,
-    StratumClient, SubmitParams, TlsFiles, decode_target, encode_target, encode_target32,
-    encode_target64, meets_difficulty, mine_until, parse_request, parse_server_message, to_line,
+    ALGO_MONERO, ALGO_OPENSY, Call, ErrorObject, Id, Job, JobNotification, LineDecoder,
+    LoginParams, LoginResult, RandomXHasher, Request, Response, ServerMessage, SessionParams,
+    SharedDataset, StatusResult, StratumClient, SubmitParams, TlsFiles, decode_target,
+    encode_target, encode_target32, encode_target64, meets_difficulty, mine_until, parse_request,
+    parse_server_message, to_line,
 };
 pub use bans::{Bans, sync as sync_bans};
-pub use blob::{
-    BlockTemplate, MinerBlob, MoneroTemplate, block_id, cn_fast_hash, hashing_blob, tree_hash,
-};
+pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
-pub use chain::{BlockHeader, ChainTemplate, NodeInfo, Template, Tip};
+pub use chain::{BlockHeader, ChainTemplate, MoneroTemplate, NodeInfo, Template, Tip};
 pub use connection::serve;
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};

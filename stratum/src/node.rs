@@ -1,6 +1,6 @@
-//! The node the pool mines on, behind one type: monerod over JSON-RPC ([`MoneroRpc`]) or the
-//! built-in simulated chain ([`SimChain`]), plus [`watch_tip`], which notices new blocks by
-//! polling.
+//! The node the pool mines on, behind one type: monerod over JSON-RPC ([`MoneroRpc`]), the
+//! built-in simulated chain ([`SimChain`]) or an OpenSY node ([`OpenSyNode`], real or
+//! simulated), plus [`watch_tip`], which notices new blocks by polling.
 
 use std::time::Duration;
 
@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chain::{BlockHeader, NodeInfo, Template, Tip};
 use crate::error::Result;
+use crate::jobs::{BLOB_ID_BYTES, Work};
 use crate::monerod::MoneroRpc;
+use crate::opensy::OpenSyNode;
 use crate::simchain::SimChain;
 
 /// The node the pool mines on: monerod or the simulated chain, with the same methods. Cheap to
@@ -21,6 +23,8 @@ pub enum Node {
     Monerod(MoneroRpc),
     /// The built-in simulated chain (`--node sim`).
     Sim(SimChain),
+    /// An OpenSY node over JSON-RPC (`chain = "opensy"`).
+    OpenSy(OpenSyNode),
 }
 
 impl Node {
@@ -36,11 +40,29 @@ impl Node {
                 )),
                 crate::BreakerState::Closed { .. } => Ok(()),
             },
+            Node::OpenSy(node) => match node.rpc.breaker_state() {
+                crate::BreakerState::Open { failures, .. }
+                | crate::BreakerState::HalfOpen { failures, .. } => Err(format!(
+                    "the OpenSY node is unreachable: {failures} calls in a row failed (circuit breaker open)"
+                )),
+                crate::BreakerState::Closed { .. } => Ok(()),
+            },
             Node::Sim(_) => Ok(()),
         }
     }
 
-    /// A template paying `wallet_address` with `reserve_size` reserved bytes (at most 255).
+    /// Work on the node's current template, paying `wallet`.
+    pub async fn work(&self, wallet: &str) -> Result<Work> {
+        match self {
+            Node::OpenSy(node) => node.work(wallet).await,
+            Node::Monerod(_) | Node::Sim(_) => {
+                Work::from_template(&self.get_block_template(wallet, BLOB_ID_BYTES).await?)
+            }
+        }
+    }
+
+    /// A Monero-format template paying `wallet_address` with `reserve_size` reserved bytes (at
+    /// most 255); an OpenSY node's templates are read through [`Node::work`].
     pub async fn get_block_template(
         &self,
         wallet_address: &str,
@@ -49,6 +71,9 @@ impl Node {
         match self {
             Node::Monerod(rpc) => rpc.get_block_template(wallet_address, reserve_size).await,
             Node::Sim(sim) => sim.get_block_template(wallet_address, reserve_size),
+            Node::OpenSy(_) => Err(crate::Error::NodeConfig {
+                reason: "an OpenSY node has no Monero-format template; use Node::work".into(),
+            }),
         }
     }
 
@@ -57,6 +82,7 @@ impl Node {
         match self {
             Node::Monerod(rpc) => rpc.submit_block(block_blob_hex).await,
             Node::Sim(sim) => sim.submit_block(block_blob_hex).await,
+            Node::OpenSy(node) => node.submit_block(block_blob_hex).await,
         }
     }
 
@@ -65,6 +91,7 @@ impl Node {
         match self {
             Node::Monerod(rpc) => rpc.get_last_block_header().await,
             Node::Sim(sim) => Ok(sim.get_last_block_header()),
+            Node::OpenSy(node) => node.last_block_header().await,
         }
     }
 
@@ -73,6 +100,7 @@ impl Node {
         match self {
             Node::Monerod(rpc) => rpc.get_block_header_by_height(height).await,
             Node::Sim(sim) => sim.get_block_header_by_height(height),
+            Node::OpenSy(node) => node.block_header_by_height(height).await,
         }
     }
 
@@ -81,6 +109,7 @@ impl Node {
         match self {
             Node::Monerod(rpc) => rpc.get_info().await,
             Node::Sim(sim) => Ok(sim.get_info()),
+            Node::OpenSy(node) => node.info().await,
         }
     }
 

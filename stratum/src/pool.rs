@@ -29,9 +29,6 @@ use crate::server::{Pool, ServerConfig};
 use crate::session::BlockFound;
 use crate::stats::PoolStats;
 
-/// Bytes reserved in each template for a job's blob id.
-const RESERVE_SIZE: usize = crate::jobs::BLOB_ID_BYTES;
-
 /// Pool settings; from config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,8 +117,7 @@ impl PoolConfig {
 
 /// Fetches a template from `node` and turns it into work.
 pub async fn fetch_work(node: &Node, wallet: &str) -> Result<Arc<Work>> {
-    let t = node.get_block_template(wallet, RESERVE_SIZE).await?;
-    Ok(Arc::new(Work::from_template(&t)?))
+    Ok(Arc::new(node.work(wallet).await?))
 }
 
 /// Runs the pool on `listener` until `shutdown`: stops accepting, lets in-flight

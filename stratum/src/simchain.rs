@@ -19,15 +19,12 @@
 //! thread ends when the last clone of the chain is dropped.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-use tokio::sync::oneshot;
 
 use crate::blob::{Reader, block_id, hashing_blob, write_varint};
 use crate::chain::{BlockHeader, NodeInfo, Template};
 use crate::error::{Error, Result};
-use crate::randomx::RandomXHasher;
+use crate::hash_thread::HashThread;
 use crate::target::meets_difficulty;
 
 /// monerod's `get_block_template` answer at height 1 of a regtest chain: the sim's blueprint.
@@ -206,7 +203,7 @@ impl SimChain {
                 config,
                 blueprint: Blueprint::captured()?,
                 chain: Mutex::new(Chain::genesis()),
-                hasher: HashThread::spawn()?,
+                hasher: HashThread::spawn("adit-simchain-randomx")?,
             }),
         })
     }
@@ -553,73 +550,13 @@ impl Blueprint {
     }
 }
 
-/// A dedicated thread that owns a light-mode RandomX hasher (see the module docs).
-#[derive(Debug)]
-struct HashThread {
-    /// Hash requests; the thread exits when this is dropped.
-    jobs: mpsc::Sender<HashJob>,
-}
-
-/// One hash to compute.
-#[derive(Debug)]
-struct HashJob {
-    /// The RandomX seed.
-    seed: [u8; 32],
-    /// The hashing blob.
-    blob: Vec<u8>,
-    /// Where the hash goes.
-    reply: oneshot::Sender<Result<[u8; 32]>>,
-}
-
-impl HashThread {
-    /// Starts the thread; its hasher is built on the first request.
-    fn spawn() -> Result<Self> {
-        let (jobs, requests) = mpsc::channel::<HashJob>();
-        std::thread::Builder::new()
-            .name("adit-simchain-randomx".into())
-            .spawn(move || {
-                let mut hasher = None;
-                for job in requests {
-                    if job
-                        .reply
-                        .send(hash_with(&mut hasher, &job.seed, &job.blob))
-                        .is_err()
-                    {
-                        // A dropped receiver is a submitter that went away: nothing waits.
-                        tracing::debug!("simulated chain: a hash nobody waits for any more");
-                    }
-                }
-            })
-            .map_err(|err| Error::SimChain {
-                reason: format!("cannot start the hashing thread: {err}"),
-            })?;
-        Ok(Self { jobs })
-    }
-
-    /// The RandomX hash of `blob` under `seed`.
-    async fn hash(&self, seed: [u8; 32], blob: Vec<u8>) -> Result<[u8; 32]> {
-        let gone = || Error::SimChain {
-            reason: "the hashing thread has stopped".into(),
-        };
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(HashJob { seed, blob, reply })
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
-/// Hashes with the thread's hasher, building it or rekeying it for `seed` first.
-fn hash_with(hasher: &mut Option<RandomXHasher>, seed: &[u8], blob: &[u8]) -> Result<[u8; 32]> {
-    Ok(adit_protocol::hash_with(hasher, seed, blob)?)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
 
     use super::*;
     use crate::blob::BlockTemplate;
+    use crate::randomx::RandomXHasher;
 
     fn captured() -> Value {
         serde_json::from_str::<Value>(CAPTURED_TEMPLATE).unwrap()["result"].clone()

@@ -170,6 +170,22 @@ impl OpenSyTemplate {
         })
     }
 
+    /// The target as a Monero-style difficulty (`hash × D < 2^256`), saturated: what vardiff
+    /// caps a miner's share difficulty at. Blocks are judged on the target itself.
+    pub fn difficulty(&self) -> u64 {
+        let t = self
+            .target
+            .to_be_bytes()
+            .iter()
+            .fold(0f64, |acc, b| acc * 256.0 + f64::from(*b));
+        let d = (2f64.powi(256) / (t + 1.0)).floor();
+        if d >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            (d as u64).max(1)
+        }
+    }
+
     /// The coinbase paying the template's value with `extra_nonce` after the height.
     pub fn coinbase(&self, extra_nonce: &[u8]) -> Result<Transaction> {
         let too_long = || Error::ExtraNonceTooLong {
@@ -442,6 +458,7 @@ mod tests {
             solved.block_hash().to_string(),
             "the RPC's hex"
         );
+        assert_eq!(template.difficulty(), 2, "regtest's target is about 2^255");
         let mut easy = reply(3, &[]);
         easy.bits = "2100ffff".into();
         assert!(

@@ -2,4 +2,5 @@
 //! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-stratum) & binary(it)'`).
 
 mod monerod;
+mod opensy;
 mod server;

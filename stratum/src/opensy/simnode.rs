@@ -1,0 +1,611 @@
+//! The simulated OpenSY node: an HTTP JSON-RPC server with the calls adit's backend makes and
+//! the checks the real node makes on a submitted block, in the node's order
+//! (`docs/opensy-protocol.md`), so CI proves every byte adit writes without a real node:
+//! 1. the block decodes (`Block decode failed`, RPC error −22); a known id is `duplicate`;
+//! 2. structure: `bad-txnmrklroot`, `bad-cb-missing`, `bad-cb-multiple`, `bad-cb-length`;
+//! 3. the header: an unknown parent is `prev-blk-not-found`; `bad-diffbits` (regtest does not
+//!    retarget: the bits must be the chain's), `high-hash-randomx` (stock RandomX over the 80
+//!    bytes keyed by the key block's id, `LE256(hash) ≤ target`), `time-too-old` (not after the
+//!    median of the last 11), `time-too-new` (over 2 h ahead);
+//! 4. the context: `bad-cb-height` (BIP34), `bad-witness-nonce-size`,
+//!    `bad-witness-merkle-match`, `unexpected-witness`, `bad-blk-weight`;
+//! 5. connecting it: a transaction the node did not offer is
+//!    `bad-txns-inputs-missingorspent` (the sim has no mempool), `bad-cb-amount` above the
+//!    subsidy (10 000 SYL halving every 150 blocks, regtest's).
+//!
+//! A valid block on the tip extends the chain (`null`); one on another block is kept as a side
+//! block (`inconclusive`). `invalidateblock` takes a block and its descendants off the chain,
+//! as the real node's does, which is how tests make a reorganisation. The chain starts at the
+//! real regtest genesis header (id `67fb15…cd50`), so the first 64 blocks' RandomX key is the
+//! real one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use bitcoin::block::{Header, Version};
+use bitcoin::consensus::encode;
+use bitcoin::hashes::Hash;
+use bitcoin::{Block, BlockHash, CompactTarget, Target, TxMerkleNode, Weight};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::template::{decode_block, height_push};
+use super::{Network, REGTEST_LIMIT_BITS, key_bytes, key_height, script_for};
+use crate::error::{Error, Result};
+use crate::hash_thread::HashThread;
+
+/// Satoshi-like units in one SYL.
+pub const COIN: u64 = 100_000_000;
+
+/// Regtest's halving interval.
+const HALVING: u64 = 150;
+
+/// The largest block weight the node takes.
+const MAX_WEIGHT: u64 = 4_000_000;
+
+/// How far ahead of the node's clock a block's time may be.
+const MAX_FUTURE: u64 = 2 * 60 * 60;
+
+/// The largest request body the sim reads (a block of the largest weight, in hex).
+const MAX_REQUEST: usize = 16 << 20;
+
+/// How long a long poll waits for a new tip before answering with the same template.
+const LONG_POLL: Duration = Duration::from_secs(30);
+
+/// The subsidy of a block at `height` on regtest: 10 000 SYL, halving every 150 blocks.
+pub fn subsidy(height: u64) -> u64 {
+    match height / HALVING {
+        halvings @ 0..64 => (10_000 * COIN) >> halvings,
+        _ => 0,
+    }
+}
+
+/// The simulated node's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimNodeConfig {
+    /// The compact target of every block (regtest's limit unless a test wants harder blocks).
+    pub bits: u32,
+}
+
+impl Default for SimNodeConfig {
+    fn default() -> Self {
+        Self {
+            bits: REGTEST_LIMIT_BITS,
+        }
+    }
+}
+
+/// A block the node knows.
+#[derive(Debug, Clone)]
+struct Known {
+    /// The block (genesis: its header and no transactions, which the sim does not have).
+    block: Block,
+    /// Its height.
+    height: u64,
+    /// Taken off the chain by `invalidateblock`.
+    invalid: bool,
+}
+
+/// The chain: every block known, and the main chain by height.
+#[derive(Debug)]
+struct Chain {
+    known: HashMap<BlockHash, Known>,
+    main: Vec<BlockHash>,
+}
+
+impl Chain {
+    /// The chain at the real regtest genesis.
+    fn genesis() -> Self {
+        let header = Header {
+            version: Version::ONE,
+            prev_blockhash: BlockHash::all_zeros(),
+            merkle_root: "56f65e913353861d32d297c6bc87bbe81242b764d18b8634d75c5a0159c8859e"
+                .parse::<TxMerkleNode>()
+                .expect("a constant merkle root"),
+            time: 1_733_616_003,
+            bits: CompactTarget::from_consensus(REGTEST_LIMIT_BITS),
+            nonce: 2,
+        };
+        let id = header.block_hash();
+        let block = Block {
+            header,
+            txdata: Vec::new(),
+        };
+        Self {
+            known: HashMap::from([(
+                id,
+                Known {
+                    block,
+                    height: 0,
+                    invalid: false,
+                },
+            )]),
+            main: vec![id],
+        }
+    }
+
+    fn tip(&self) -> (u64, BlockHash) {
+        let id = *self.main.last().expect("genesis is always there");
+        (self.main.len() as u64 - 1, id)
+    }
+
+    /// The median time of the 11 blocks up to `id` (fewer near genesis).
+    fn median_time_past(&self, mut id: BlockHash) -> u32 {
+        let mut times = Vec::with_capacity(11);
+        while times.len() < 11 {
+            let Some(k) = self.known.get(&id) else { break };
+            times.push(k.block.header.time);
+            if k.height == 0 {
+                break;
+            }
+            id = k.block.header.prev_blockhash;
+        }
+        times.sort_unstable();
+        times[times.len() / 2]
+    }
+
+    /// The main-chain block whose id keys RandomX at `height`.
+    fn key(&self, height: u64) -> [u8; 32] {
+        key_bytes(&self.main[key_height(height) as usize])
+    }
+}
+
+/// The running simulated node. Dropping it does not stop the server: cancel its token.
+#[derive(Debug, Clone)]
+pub struct SimNode {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SimNodeConfig,
+    chain: Mutex<Chain>,
+    /// The tip's height, for long polls.
+    tip: watch::Sender<u64>,
+    hasher: HashThread,
+}
+
+impl SimNode {
+    /// Starts the node on `listen` (port 0 for a free one) until `shutdown`.
+    pub async fn start(
+        listen: SocketAddr,
+        config: SimNodeConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        let sim = |reason: String| Error::SimChain { reason };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| sim(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| sim(format!("no local address: {e}")))?;
+        let inner = Arc::new(Inner {
+            config,
+            chain: Mutex::new(Chain::genesis()),
+            tip: watch::channel(0).0,
+            hasher: HashThread::spawn("adit-sim-opensy-randomx")?,
+        });
+        let app = Router::new()
+            .route("/", axum::routing::post(rpc))
+            .layer(DefaultBodyLimit::max(MAX_REQUEST))
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "the simulated OpenSY node stopped");
+            }
+        });
+        tracing::info!(%addr, "simulated OpenSY node (regtest) listening");
+        Ok(Self { addr, inner })
+    }
+
+    /// The node's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The tip's height.
+    pub fn height(&self) -> u64 {
+        self.inner.lock().tip().0
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Chain> {
+        self.chain.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn target(&self) -> Target {
+        Target::from_compact(CompactTarget::from_consensus(self.config.bits))
+    }
+
+    /// `getblocktemplate`'s answer on the tip.
+    fn template(&self) -> Value {
+        let chain = self.lock();
+        let (tip_height, tip) = chain.tip();
+        let height = tip_height + 1;
+        let mtp = chain.median_time_past(tip);
+        let now = now_secs().max(u64::from(mtp) + 1);
+        // No transactions: the witness root is the coinbase's zero wtxid alone.
+        let commitment =
+            Block::compute_witness_commitment(&bitcoin::WitnessMerkleNode::all_zeros(), &[0; 32]);
+        let mut script = vec![0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
+        script.extend_from_slice(commitment.as_byte_array());
+        json!({
+            "version": 0x2000_0000,
+            "rules": ["csv", "!segwit", "taproot"],
+            "previousblockhash": tip.to_string(),
+            "transactions": [],
+            "coinbasevalue": subsidy(height),
+            "longpollid": format!("{tip}{tip_height}"),
+            "target": format!("{:064x}", U256Hex(self.target())),
+            "mintime": mtp + 1,
+            "mutable": ["time", "transactions", "prevblock"],
+            "noncerange": "00000000ffffffff",
+            "sigoplimit": 80_000,
+            "sizelimit": MAX_WEIGHT,
+            "weightlimit": MAX_WEIGHT,
+            "curtime": now,
+            "bits": format!("{:08x}", self.config.bits),
+            "height": height,
+            "default_witness_commitment": hex::encode(script),
+        })
+    }
+
+    /// `submitblock`: the node's BIP22 answer (`None` for accepted), or an RPC error.
+    async fn submit(&self, hex_block: &str) -> std::result::Result<Option<String>, RpcFault> {
+        let block = hex::decode(hex_block)
+            .ok()
+            .and_then(|bytes| decode_block(&bytes).ok())
+            .ok_or(RpcFault(-22, "Block decode failed".into()))?;
+        let id = block.block_hash();
+        let (height, key) = {
+            let chain = self.lock();
+            if let Some(known) = chain.known.get(&id) {
+                let answer = if known.invalid {
+                    "duplicate-invalid"
+                } else {
+                    "duplicate"
+                };
+                return Ok(Some(answer.into()));
+            }
+            if let Some(reason) = structure(&block) {
+                return Ok(Some(reason.into()));
+            }
+            let Some(parent) = chain.known.get(&block.header.prev_blockhash) else {
+                return Ok(Some("prev-blk-not-found".into()));
+            };
+            let height = parent.height + 1;
+            if block.header.bits.to_consensus() != self.config.bits {
+                return Ok(Some("bad-diffbits".into()));
+            }
+            // The key block is the main chain's at the key height below the parent's branch;
+            // a side branch shorter than a key interval shares it.
+            (height, chain.key(height.min(chain.main.len() as u64)))
+        };
+        let header = encode::serialize(&block.header);
+        let pow = self
+            .hasher
+            .hash(key, header)
+            .await
+            .map_err(|e| RpcFault(-1, e.to_string()))?;
+        if Target::from_le_bytes(pow) > self.target() {
+            return Ok(Some("high-hash-randomx".into()));
+        }
+        let mut chain = self.lock();
+        if chain.known.contains_key(&id) {
+            return Ok(Some("duplicate".into()));
+        }
+        if let Some(reason) = context(&chain, &block, height) {
+            return Ok(Some(reason.into()));
+        }
+        let on_tip = block.header.prev_blockhash == chain.tip().1;
+        chain.known.insert(
+            id,
+            Known {
+                block,
+                height,
+                invalid: false,
+            },
+        );
+        if !on_tip {
+            return Ok(Some("inconclusive".into()));
+        }
+        chain.main.push(id);
+        drop(chain);
+        self.tip.send_replace(height);
+        tracing::debug!(height, %id, "simulated OpenSY node: block accepted");
+        Ok(None)
+    }
+
+    /// `invalidateblock`: `id` and every block after it leave the main chain.
+    fn invalidate(&self, id: &BlockHash) -> std::result::Result<(), RpcFault> {
+        let mut chain = self.lock();
+        let height = match chain.known.get_mut(id) {
+            Some(k) if k.height == 0 => {
+                return Err(RpcFault(-8, "Invalidating the genesis block".into()));
+            }
+            Some(k) => {
+                k.invalid = true;
+                k.height
+            }
+            None => return Err(RpcFault(-5, "Block not found".into())),
+        };
+        if chain.main.get(height as usize) == Some(id) {
+            let gone = chain.main.split_off(height as usize);
+            for id in gone {
+                if let Some(k) = chain.known.get_mut(&id) {
+                    k.invalid = true;
+                }
+            }
+            let tip = chain.tip().0;
+            drop(chain);
+            self.tip.send_replace(tip);
+        }
+        Ok(())
+    }
+
+    /// `getblockheader`'s verbose answer.
+    fn header(&self, id: &BlockHash) -> std::result::Result<Value, RpcFault> {
+        let chain = self.lock();
+        let known = chain
+            .known
+            .get(id)
+            .ok_or(RpcFault(-5, "Block not found".into()))?;
+        let on_main = chain.main.get(known.height as usize) == Some(id);
+        let confirmations = if on_main {
+            chain.main.len() as i64 - known.height as i64
+        } else {
+            -1
+        };
+        let h = &known.block.header;
+        let mut out = json!({
+            "hash": id.to_string(),
+            "confirmations": confirmations,
+            "height": known.height,
+            "version": h.version.to_consensus(),
+            "merkleroot": h.merkle_root.to_string(),
+            "time": h.time,
+            "mediantime": chain.median_time_past(*id),
+            "nonce": h.nonce,
+            "bits": format!("{:08x}", h.bits.to_consensus()),
+            "nTx": known.block.txdata.len(),
+        });
+        if known.height > 0 {
+            out["previousblockhash"] = json!(h.prev_blockhash.to_string());
+        }
+        if on_main && let Some(next) = chain.main.get(known.height as usize + 1) {
+            out["nextblockhash"] = json!(next.to_string());
+        }
+        Ok(out)
+    }
+}
+
+/// A JSON-RPC error: code and message, as the node answers them.
+#[derive(Debug)]
+struct RpcFault(i64, String);
+
+/// The structural checks (`CheckBlock`): the first failure's reason.
+fn structure(block: &Block) -> Option<&'static str> {
+    if !block.check_merkle_root() {
+        return Some("bad-txnmrklroot");
+    }
+    let coinbase = block.txdata.first()?;
+    if !coinbase.is_coinbase() {
+        return Some("bad-cb-missing");
+    }
+    if block.txdata[1..].iter().any(|t| t.is_coinbase()) {
+        return Some("bad-cb-multiple");
+    }
+    if !(2..=100).contains(&coinbase.input[0].script_sig.len()) {
+        return Some("bad-cb-length");
+    }
+    None
+}
+
+/// The checks after the proof of work, against the chain (`ContextualCheckBlockHeader`,
+/// `ContextualCheckBlock`, `ConnectBlock`): the first failure's reason.
+fn context(chain: &Chain, block: &Block, height: u64) -> Option<&'static str> {
+    let header = &block.header;
+    if header.time <= chain.median_time_past(header.prev_blockhash) {
+        return Some("time-too-old");
+    }
+    if u64::from(header.time) > now_secs() + MAX_FUTURE {
+        return Some("time-too-new");
+    }
+    let coinbase = &block.txdata[0];
+    if !coinbase.input[0]
+        .script_sig
+        .as_bytes()
+        .starts_with(height_push(height).as_bytes())
+    {
+        return Some("bad-cb-height");
+    }
+    if let Some(reason) = witness(block) {
+        return Some(reason);
+    }
+    if block.weight() > Weight::from_wu(MAX_WEIGHT) {
+        return Some("bad-blk-weight");
+    }
+    if block.txdata.len() > 1 {
+        return Some("bad-txns-inputs-missingorspent");
+    }
+    let paid: u64 = coinbase.output.iter().map(|o| o.value.to_sat()).sum();
+    if paid > subsidy(height) {
+        return Some("bad-cb-amount");
+    }
+    None
+}
+
+/// BIP141's commitment rules: with a commitment output, the coinbase's witness is one 32-byte
+/// value and the commitment matches; without one, no transaction carries a witness.
+fn witness(block: &Block) -> Option<&'static str> {
+    const MAGIC: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
+    let coinbase = &block.txdata[0];
+    let has_commitment = coinbase
+        .output
+        .iter()
+        .any(|o| o.script_pubkey.len() >= 38 && o.script_pubkey.as_bytes()[..6] == MAGIC);
+    if has_commitment {
+        let witness = &coinbase.input[0].witness;
+        if witness.len() != 1 || witness.iter().next().map(<[u8]>::len) != Some(32) {
+            return Some("bad-witness-nonce-size");
+        }
+        if !block.check_witness_commitment() {
+            return Some("bad-witness-merkle-match");
+        }
+    } else if block
+        .txdata
+        .iter()
+        .any(|t| t.input.iter().any(|i| !i.witness.is_empty()))
+    {
+        return Some("unexpected-witness");
+    }
+    None
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A target as 64 hex digits, most significant first.
+struct U256Hex(Target);
+
+impl std::fmt::LowerHex for U256Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0.to_be_bytes()))
+    }
+}
+
+/// One JSON-RPC call.
+async fn rpc(State(node): State<Arc<Inner>>, Json(request): Json<Value>) -> Response {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let params = request.get("params").cloned().unwrap_or(json!([]));
+    let param = |i: usize| params.get(i).cloned().unwrap_or(Value::Null);
+    let answer = call(&node, method, param).await;
+    let (status, body) = match answer {
+        Ok(result) => (200, json!({"result": result, "error": null, "id": id})),
+        Err(RpcFault(code, message)) => (
+            // As the node answers a legacy (JSON-RPC 1.0) request.
+            if code == -32601 { 404 } else { 500 },
+            json!({"result": null, "error": {"code": code, "message": message}, "id": id}),
+        ),
+    };
+    (
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK),
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Dispatches `method`.
+async fn call(
+    node: &Inner,
+    method: &str,
+    param: impl Fn(usize) -> Value,
+) -> std::result::Result<Value, RpcFault> {
+    let hash = |v: Value| -> std::result::Result<BlockHash, RpcFault> {
+        v.as_str().and_then(|s| s.parse().ok()).ok_or(RpcFault(
+            -8,
+            "blockhash must be of length 64 (not valid hex)".into(),
+        ))
+    };
+    match method {
+        "getblocktemplate" => {
+            let request = param(0);
+            let segwit = request
+                .get("rules")
+                .and_then(Value::as_array)
+                .is_some_and(|r| r.iter().any(|x| x == "segwit"));
+            if !segwit {
+                return Err(RpcFault(
+                    -8,
+                    "getblocktemplate must be called with the segwit rule set (call with {\"rules\": [\"segwit\"]})".into(),
+                ));
+            }
+            if let Some(wanted) = request.get("longpollid").and_then(Value::as_str) {
+                let mut tip = node.tip.subscribe();
+                let current = node.template()["longpollid"].clone();
+                if current == wanted {
+                    let _ = tokio::time::timeout(LONG_POLL, tip.changed()).await;
+                }
+            }
+            Ok(node.template())
+        }
+        "submitblock" => {
+            let hex_block = param(0);
+            let hex_block = hex_block.as_str().ok_or(RpcFault(
+                -1,
+                "JSON value is not a string as expected".into(),
+            ))?;
+            Ok(node
+                .submit(hex_block)
+                .await?
+                .map_or(Value::Null, Value::String))
+        }
+        "getblockhash" => {
+            let chain = node.lock();
+            let height = param(0)
+                .as_u64()
+                .filter(|h| (*h as usize) < chain.main.len())
+                .ok_or(RpcFault(-8, "Block height out of range".into()))?;
+            Ok(json!(chain.main[height as usize].to_string()))
+        }
+        "getblockheader" => node.header(&hash(param(0))?),
+        "getblock" => {
+            let id = hash(param(0))?;
+            let chain = node.lock();
+            let known = chain
+                .known
+                .get(&id)
+                .ok_or(RpcFault(-5, "Block not found".into()))?;
+            Ok(json!(encode::serialize_hex(&known.block)))
+        }
+        "getbestblockhash" => Ok(json!(node.lock().tip().1.to_string())),
+        "getblockchaininfo" => {
+            let chain = node.lock();
+            let (height, tip) = chain.tip();
+            Ok(json!({
+                "chain": "regtest",
+                "blocks": height,
+                "headers": height,
+                "bestblockhash": tip.to_string(),
+                "mediantime": chain.median_time_past(tip),
+                "initialblockdownload": false,
+                "pruned": false,
+            }))
+        }
+        "invalidateblock" => {
+            node.invalidate(&hash(param(0))?)?;
+            Ok(Value::Null)
+        }
+        "validateaddress" => {
+            let address = param(0);
+            let address = address.as_str().unwrap_or_default();
+            Ok(match script_for(address, Network::Regtest) {
+                Ok(script) => json!({
+                    "isvalid": true,
+                    "address": address,
+                    "scriptPubKey": hex::encode(script.as_bytes()),
+                    "isscript": script.is_p2sh(),
+                    "iswitness": script.is_witness_program(),
+                }),
+                Err(e) => json!({"isvalid": false, "error": e.to_string()}),
+            })
+        }
+        _ => Err(RpcFault(-32601, "Method not found".into())),
+    }
+}

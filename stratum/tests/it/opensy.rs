@@ -1,0 +1,242 @@
+//! OpenSY through the pool, on the simulated OpenSY node (issue 58): a miner that names
+//! `rx/opensy` mines jobs whose nonce sits at byte 76 and the node takes the pool's blocks; a
+//! miner that does not is refused; and the node refuses what the real one refuses, with the
+//! real one's reasons, in its order.
+
+use std::time::Duration;
+
+use adit_stratum::opensy::{
+    Network, OpenSyNode, OpenSyRpc, OpenSyTemplate, SimNode, SimNodeConfig, Submitted, script_for,
+};
+use adit_stratum::{
+    ALGO_OPENSY, BlockFound, Node, Pool, RandomXHasher, RpcAuth, RpcConfig, ServerConfig,
+    StratumClient, fetch_work, serve,
+};
+use bitcoin::consensus::encode;
+use bitcoin::hashes::Hash;
+use bitcoin::script::Builder;
+use bitcoin::{Block, Target, WitnessProgram, WitnessVersion};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// A regtest address of the pool.
+fn pool_address() -> String {
+    Network::Regtest.segwit_address(&WitnessProgram::new(WitnessVersion::V0, &[7; 20]).unwrap())
+}
+
+/// A simulated node and a client of it.
+async fn node() -> (SimNode, OpenSyRpc, CancellationToken) {
+    let stop = CancellationToken::new();
+    let sim = SimNode::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SimNodeConfig::default(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let rpc = OpenSyRpc::new(&sim.url(), RpcAuth::None, RpcConfig::default()).unwrap();
+    (sim, rpc, stop)
+}
+
+/// The first nonce from `start` whose RandomX hash of `block`'s header is (or, with `above`,
+/// is not) within `target`: the block with it.
+fn solve(hasher: &RandomXHasher, mut block: Block, target: Target, above: bool) -> Block {
+    for nonce in 0.. {
+        block.header.nonce = nonce;
+        let hash = hasher.hash(&encode::serialize(&block.header)).unwrap();
+        if (Target::from_le_bytes(hash) <= target) != above {
+            return block;
+        }
+    }
+    unreachable!("a nonce is found within 2^32 tries at regtest's target")
+}
+
+/// `block` with its merkle root made right again after a change to its transactions.
+fn remerkle(mut block: Block) -> Block {
+    block.header.merkle_root = block.compute_merkle_root().unwrap();
+    block
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_that_names_rx_opensy_mines_through_the_pool_and_the_node_takes_its_blocks() {
+    let (sim, rpc, stop) = node().await;
+    let node = Node::OpenSy(OpenSyNode::new(rpc.clone()));
+    let work = fetch_work(&node, &pool_address()).await.unwrap();
+    assert_eq!((work.height, work.network_difficulty), (1, 2));
+    let genesis = rpc.get_block_hash(0).await.unwrap();
+    assert_eq!(work.seed_hash, genesis.to_byte_array(), "keyed by genesis");
+
+    let mut config = ServerConfig::default();
+    config.vardiff.min_difficulty = 1;
+    let (_work_tx, work_rx) = watch::channel(work);
+    let (events, _events_rx) = mpsc::channel(10_000);
+    let (blocks_tx, mut blocks) = mpsc::channel::<BlockFound>(16);
+    let pool = Pool::new(config, work_rx, events, blocks_tx).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, pool, stop.clone()));
+
+    // A miner that lists only rx/0 (stock XMRig) is told why it is refused.
+    let mut stock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{}\",\"pass\":\"x\",\"agent\":\"XMRig/6.22.2\",\"algo\":[\"rx/0\"]}}}}\n",
+        pool_address()
+    );
+    stock.write_all(login.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    BufReader::new(stock).read_line(&mut answer).await.unwrap();
+    assert!(
+        answer.contains("this pool mines rx/opensy") && answer.contains("byte 76"),
+        "{answer}"
+    );
+
+    // adit's own client names rx/opensy, reads the nonce's place from the job and mines.
+    let stream = StratumClient::connect_from(addr, [127, 0, 0, 1])
+        .await
+        .unwrap();
+    let mut miner = StratumClient::login_on(stream, &format!("{}+1.rig", pool_address()))
+        .await
+        .unwrap();
+    assert_eq!(miner.job.algo, ALGO_OPENSY);
+    assert_eq!(miner.job.nonce_offset, Some(76));
+    assert_eq!(miner.job.blob.len(), 160, "the 80-byte header");
+    let found = loop {
+        let (nonce, result) = tokio::task::block_in_place(|| miner.mine()).unwrap();
+        let reply = miner.submit(&nonce, &result).await.unwrap();
+        assert_eq!(reply["result"]["status"], "OK", "{reply}");
+        if let Ok(found) = blocks.try_recv() {
+            break found;
+        }
+        // A block is about every other share at regtest's target.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Ok(found) = blocks.try_recv() {
+            break found;
+        }
+    };
+    assert_eq!(found.height, 1);
+    node.submit_block(&found.blob_hex).await.unwrap();
+    assert_eq!(sim.height(), 1);
+    assert_eq!(
+        found.hash,
+        rpc.get_block_hash(1).await.unwrap().to_string(),
+        "the pool names the block as the node does"
+    );
+    // The block pays the pool's address the whole subsidy, the job's id after the height.
+    let block: Block = encode::deserialize(&hex::decode(&found.blob_hex).unwrap()).unwrap();
+    let coinbase = &block.txdata[0];
+    assert_eq!(
+        coinbase.output[0].script_pubkey,
+        script_for(&pool_address(), Network::Regtest).unwrap()
+    );
+    assert_eq!(coinbase.output[0].value.to_sat(), 10_000 * 100_000_000);
+    // Sent again (an answer lost on the way), it is the node's `duplicate`: accepted.
+    node.submit_block(&found.blob_hex).await.unwrap();
+    assert_eq!(sim.height(), 1);
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_node_refuses_what_the_real_one_does_with_its_reasons() {
+    let (sim, rpc, stop) = node().await;
+    let payout = script_for(&pool_address(), Network::Regtest).unwrap();
+    let reply = rpc.get_block_template(None).await.unwrap();
+    let template = OpenSyTemplate::new(&reply, payout, Network::Regtest).unwrap();
+    let genesis = rpc.get_block_hash(0).await.unwrap();
+    let hasher = RandomXHasher::light(&genesis.to_byte_array()).unwrap();
+    let target = Target::from_compact(template.bits);
+    let job = template.with_extra_nonce(&[9; 16]).unwrap();
+    let block: Block = encode::deserialize(job.block_blob()).unwrap();
+    let refusal = |b: &Block| {
+        let rpc = rpc.clone();
+        let hex = encode::serialize_hex(b);
+        async move { rpc.submit_block(&hex).await.unwrap() }
+    };
+    let refused = |why: &str| Submitted::Refused(why.to_string());
+
+    // Structure before the proof of work: a changed transaction without its merkle root.
+    let mut changed = solve(&hasher, block.clone(), target, false);
+    changed.txdata[0].output[0].value += bitcoin::Amount::from_sat(1);
+    assert_eq!(refusal(&changed).await, refused("bad-txnmrklroot"));
+    let mut short = block.clone();
+    short.txdata[0].input[0].script_sig = Builder::new().push_int(1).into_script();
+    assert_eq!(
+        refusal(&solve(&hasher, remerkle(short), target, false)).await,
+        refused("bad-cb-length")
+    );
+    // The header: bits that are not the chain's, then a hash above the target.
+    let mut bits = block.clone();
+    bits.header.bits = bitcoin::CompactTarget::from_consensus(0x1f00_ffff);
+    assert_eq!(refusal(&bits).await, refused("bad-diffbits"));
+    let high = solve(&hasher, block.clone(), target, true);
+    assert_eq!(refusal(&high).await, refused("high-hash-randomx"));
+    let mut parentless = block.clone();
+    parentless.header.prev_blockhash = bitcoin::BlockHash::from_byte_array([1; 32]);
+    assert_eq!(refusal(&parentless).await, refused("prev-blk-not-found"));
+    // The context: the BIP34 height, the witness commitment, the coinbase's amount.
+    let mut height = block.clone();
+    height.txdata[0].input[0].script_sig =
+        Builder::new().push_int(2).push_slice([9; 16]).into_script();
+    assert_eq!(
+        refusal(&solve(&hasher, remerkle(height), target, false)).await,
+        refused("bad-cb-height")
+    );
+    let mut commitment = block.clone();
+    let last = commitment.txdata[0].output.len() - 1;
+    let mut script = commitment.txdata[0].output[last].script_pubkey.to_bytes();
+    script[37] ^= 1;
+    commitment.txdata[0].output[last].script_pubkey = bitcoin::ScriptBuf::from_bytes(script);
+    assert_eq!(
+        refusal(&solve(&hasher, remerkle(commitment), target, false)).await,
+        refused("bad-witness-merkle-match")
+    );
+    let mut greedy = block.clone();
+    greedy.txdata[0].output[0].value += bitcoin::Amount::from_sat(1);
+    assert_eq!(
+        refusal(&solve(&hasher, remerkle(greedy), target, false)).await,
+        refused("bad-cb-amount")
+    );
+    assert_eq!(sim.height(), 0, "nothing refused was taken");
+
+    // The block as the pool cut it, solved: accepted, then a duplicate; on the chain with its
+    // coinbase.
+    let good = solve(&hasher, block, target, false);
+    assert_eq!(refusal(&good).await, Submitted::Accepted);
+    assert_eq!(refusal(&good).await, refused("duplicate"));
+    let id = rpc.get_block_hash(1).await.unwrap();
+    assert_eq!(id, good.block_hash());
+    let header = rpc.get_block_header(&id).await.unwrap();
+    assert_eq!((header.height, header.confirmations), (1, 1));
+
+    // A reorganisation on demand: the block is invalidated, another takes height 1.
+    let _: serde_json::Value = reqwest::Client::new()
+        .post(sim.url())
+        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"invalidateblock","params":[id.to_string()]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sim.height(), 0);
+    assert_eq!(rpc.get_block_header(&id).await.unwrap().confirmations, -1);
+    let other = template.with_extra_nonce(&[8; 16]).unwrap();
+    let other: Block = encode::deserialize(other.block_blob()).unwrap();
+    let other = solve(&hasher, other, target, false);
+    assert_eq!(refusal(&other).await, Submitted::Accepted);
+    assert_eq!(rpc.get_block_hash(1).await.unwrap(), other.block_hash());
+    // A template without the segwit rule is the node's error −8.
+    let asked = reqwest::Client::new()
+        .post(sim.url())
+        .json(
+            &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"getblocktemplate","params":[{}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(asked.contains("-8") && asked.contains("segwit"), "{asked}");
+    stop.cancel();
+}
