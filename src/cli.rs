@@ -200,8 +200,15 @@ pub struct CoordinatorArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// The coordinator's gRPC address, host:port (`worker.coordinator`).
-    #[arg(long, env = "ADIT_WORKER_COORDINATOR")]
+    #[arg(long, env = "ADIT_WORKER_COORDINATOR", conflicts_with = "pool")]
     pub coordinator: Option<String>,
+    /// Mine a Stratum pool directly instead of a cluster (`stratum+tcp://host:port` or
+    /// `stratum+ssl://…`), Monero's or OpenSY's jobs; needs --login.
+    #[arg(long, env = "ADIT_WORKER_POOL", requires = "login")]
+    pub pool: Option<String>,
+    /// The login at the pool with --pool: `ADDRESS[+difficulty][.worker]`.
+    #[arg(long, env = "ADIT_WORKER_LOGIN")]
+    pub login: Option<String>,
     /// Hashing threads (`worker.threads`).
     #[arg(long, env = "ADIT_WORKER_THREADS")]
     pub threads: Option<usize>,
@@ -289,6 +296,27 @@ pub struct DemoArgs {
     /// Stop after this long (default: run until Ctrl-C).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// The chain the demo's pool mines on its simulated node.
+    #[arg(long, value_enum)]
+    pub chain: Option<ChainArg>,
+}
+
+/// A chain, as `--chain` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChainArg {
+    /// Monero.
+    Monero,
+    /// OpenSY (SYL).
+    Opensy,
+}
+
+impl From<ChainArg> for adit_stratum::Chain {
+    fn from(c: ChainArg) -> Self {
+        match c {
+            ChainArg::Monero => adit_stratum::Chain::Monero,
+            ChainArg::Opensy => adit_stratum::Chain::OpenSy,
+        }
+    }
 }
 
 /// The roles a process can run.
@@ -323,7 +351,11 @@ pub enum Role {
 /// `adit pool`.
 #[derive(Debug, Clone, Args)]
 pub struct PoolArgs {
-    /// `sim` for the built-in simulated chain, or monerod's RPC URL (http://127.0.0.1:18081).
+    /// The chain mined (`pool.chain`).
+    #[arg(long, value_enum, env = "ADIT_POOL_CHAIN")]
+    pub chain: Option<ChainArg>,
+    /// `sim` for the chain's simulated node, or its node's RPC URL (monerod:
+    /// http://127.0.0.1:18081; OpenSY regtest: http://127.0.0.1:19642).
     #[arg(long, env = "ADIT_POOL_NODE")]
     pub node: Option<String>,
     /// Wallet the block reward goes to.

@@ -248,12 +248,16 @@ async fn api_state(
 /// The Stratum pool; returns its node, whose reachability `/ready` reports.
 pub async fn pool(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<adit_stratum::Node> {
     let config = &shared.config.pool;
-    let node = pool_node(config)?;
+    let node = pool_node(config, &shared.shutdown).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("pool.listen: binding {}", config.listen))?;
+    let mut pool = config.clone();
+    if pool.chain == adit_stratum::Chain::OpenSy && pool.node == "sim" && pool.wallet.is_empty() {
+        pool.wallet = adit_stratum::opensy::simnode::unowned_address();
+    }
     let (pool, publisher, token, vitals) = (
-        config.clone(),
+        pool,
         shared.services.publisher.clone(),
         shared.shutdown.clone(),
         shared.vitals.clone(),
@@ -554,22 +558,44 @@ pub fn health(
     });
 }
 
-/// The node the pool mines on, from `pool.node`.
-fn pool_node(config: &adit_stratum::PoolConfig) -> anyhow::Result<adit_stratum::Node> {
-    if config.node == "sim" {
-        let sim = adit_stratum::SimConfig {
-            difficulty: config.sim_difficulty,
-            ..Default::default()
-        };
-        return Ok(adit_stratum::Node::Sim(adit_stratum::SimChain::new(sim)?));
+/// The node the pool mines on, from `pool.chain` and `pool.node`: a chain's simulated node
+/// (`sim`, started here until `shutdown`) or its node's RPC.
+async fn pool_node(
+    config: &adit_stratum::PoolConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<adit_stratum::Node> {
+    use adit_stratum::opensy::{OpenSyNode, OpenSyRpc, SimNode, SimNodeConfig};
+    use adit_stratum::{Chain, Node, RpcConfig};
+    match (config.chain, config.node.as_str()) {
+        (Chain::Monero, "sim") => {
+            let sim = adit_stratum::SimConfig {
+                difficulty: config.sim_difficulty,
+                ..Default::default()
+            };
+            Ok(Node::Sim(adit_stratum::SimChain::new(sim)?))
+        }
+        (Chain::Monero, url) => {
+            if config.wallet.is_empty() {
+                anyhow::bail!("pool.wallet must be set when mining on monerod (--wallet)");
+            }
+            Ok(Node::Monerod(adit_stratum::MoneroRpc::new(
+                url,
+                RpcConfig::default(),
+            )?))
+        }
+        (Chain::OpenSy, node) => {
+            let url = if node == "sim" {
+                let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                let blocks = SimNodeConfig::with_difficulty(config.sim_difficulty);
+                let sim = SimNode::start(listen, blocks, shutdown.clone()).await?;
+                sim.url()
+            } else {
+                node.to_string()
+            };
+            let rpc = OpenSyRpc::new(&url, config.rpc.to_rpc(), RpcConfig::default())?;
+            Ok(Node::OpenSy(OpenSyNode::new(rpc)))
+        }
     }
-    if config.wallet.is_empty() {
-        anyhow::bail!("pool.wallet must be set when mining on monerod (--wallet)");
-    }
-    Ok(adit_stratum::Node::Monerod(adit_stratum::MoneroRpc::new(
-        &config.node,
-        adit_stratum::RpcConfig::default(),
-    )?))
 }
 
 /// Buckets for timings, in seconds: 0.5 ms to 30 s.

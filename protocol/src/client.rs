@@ -462,6 +462,23 @@ pub fn mine_until(
     login: &str,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<u64> {
+    let url = PoolUrl {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        tls: false,
+    };
+    mine_pool(&url, &ClientOptions::default(), login, stop)
+}
+
+/// [`mine_until`] on a pool named by its URL (`stratum+tcp://` or `stratum+ssl://`), either
+/// chain: the nonce goes where each job says (`nonce_offset`) or, for Monero, after its
+/// header's varints.
+pub fn mine_pool(
+    url: &PoolUrl,
+    options: &ClientOptions,
+    login: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<u64> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -470,7 +487,7 @@ pub fn mine_until(
         let mut accepted = 0;
         // As XMRig does: a connection the pool closed (a restart, a ban, a network blip) is
         // followed by a new login, until told to stop.
-        while let Some(mut client) = login_until(addr, login, &stop).await {
+        while let Some(mut client) = login_until(url, options, login, &stop).await {
             match mine_on(&mut client, &stop, &mut accepted).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -492,14 +509,22 @@ const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// A logged-in client, retrying every half second until the pool answers; `None` once `stop`
 /// is cancelled.
 async fn login_until(
-    addr: SocketAddr,
+    url: &PoolUrl,
+    options: &ClientOptions,
     login: &str,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Option<StratumClient> {
     while !stop.is_cancelled() {
-        match StratumClient::login(addr, login).await {
+        let logged_in = match connect(url, options).await {
+            Ok(connection) => StratumClient::start(connection, login, "x", options).await,
+            Err(e) => Err(e),
+        };
+        match logged_in {
             Ok(client) => return Some(client),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(e) => {
+                tracing::debug!(error = %e, %url, "the pool did not take the login; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
     None

@@ -13,7 +13,9 @@ pub mod target;
 pub mod tls;
 pub mod work;
 
-pub use client::{ClientOptions, Connection, PoolUrl, StratumClient, connect, mine_until};
+pub use client::{
+    ClientOptions, Connection, PoolUrl, StratumClient, connect, mine_pool, mine_until,
+};
 pub use codec::{
     ALGO_MONERO, ALGO_OPENSY, Call, ErrorObject, Id, Job, JobNotification, LineDecoder,
     LoginParams, LoginResult, Request, Response, ServerMessage, SessionParams, StatusResult,

@@ -64,6 +64,42 @@ pub(super) fn worker_config(config: &Config, args: WorkerArgs) -> anyhow::Result
     Ok(worker)
 }
 
+/// `adit worker --pool URL --login LOGIN`: `worker.threads` light-mode threads mining the pool
+/// until Ctrl-C or SIGTERM, each logged in as `LOGIN` (its worker name suffixed with the
+/// thread's number when there are several); prints the accepted shares.
+pub(super) async fn mine_pool(
+    config: &Config,
+    args: WorkerArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let url: adit_stratum::PoolUrl = args.pool.as_deref().unwrap_or_default().parse()?;
+    let login = args.login.unwrap_or_default();
+    let threads = args.threads.unwrap_or(config.worker.threads).max(1);
+    let mut miners = Vec::new();
+    for i in 0..threads {
+        let login = match (threads, login.split_once('.')) {
+            (1, _) => login.clone(),
+            (_, Some((address, worker))) => format!("{address}.{worker}-{i}"),
+            (_, None) => format!("{login}.t{i}"),
+        };
+        let (url, stop) = (url.clone(), shutdown.clone());
+        // Each miner blocks its thread (RandomX VMs are not `Send`).
+        miners.push(tokio::task::spawn_blocking(move || {
+            adit_stratum::mine_pool(&url, &Default::default(), &login, stop)
+        }));
+    }
+    eprintln!("adit worker: {threads} thread(s) mining {url}");
+    let mut accepted = 0;
+    for miner in miners {
+        match miner.await? {
+            Ok(n) => accepted += n,
+            Err(e) => tracing::warn!(error = %e, "a mining thread ended"),
+        }
+    }
+    println!("accepted shares: {accepted}");
+    Ok(())
+}
+
 /// Writes the certificates and says where.
 pub(super) fn certs(args: &CertsArgs) -> anyhow::Result<()> {
     anyhow::ensure!(

@@ -20,7 +20,13 @@ use crate::wiring;
 pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     match cli.command {
-        Command::Demo(args) => demo(&config, args.duration, shutdown).await,
+        Command::Demo(args) => {
+            let mut config = config;
+            if let Some(c) = args.chain {
+                config.pool.chain = c.into();
+            }
+            demo(&config, args.duration, shutdown).await
+        }
         Command::Run(args) => {
             wiring::cancel_on_signal(shutdown.clone());
             wiring::run_roles(&config, &args.roles, config.simulate.clone(), shutdown).await
@@ -41,6 +47,9 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Pool(args) => {
             let mut config = config;
+            if let Some(c) = args.chain {
+                config.pool.chain = c.into();
+            }
             if let Some(n) = args.node {
                 config.pool.node = n;
             }
@@ -73,6 +82,10 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
                 shutdown,
             )
             .await
+        }
+        Command::Worker(args) if args.pool.is_some() => {
+            wiring::cancel_on_signal(shutdown.clone());
+            cluster::mine_pool(&config, args, shutdown).await
         }
         Command::Worker(args) => {
             let worker = cluster::worker_config(&config, args)?;
@@ -195,12 +208,17 @@ fn demo_miners(
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let addr: std::net::SocketAddr = config.pool.listen.parse()?;
     let stop = shutdown.clone();
+    let chain = config.pool.chain;
     let miner = std::thread::Builder::new()
         .name("demo-miner".into())
         .spawn(move || {
-            let login = format!(
-                "4DemoMinerWallet00000000000000000000000000000000000000000000000+{DEMO_DIFFICULTY}.demo-rig"
-            );
+            let wallet = match chain {
+                adit_stratum::Chain::Monero => {
+                    "4DemoMinerWallet00000000000000000000000000000000000000000000000".to_string()
+                }
+                adit_stratum::Chain::OpenSy => adit_stratum::opensy::simnode::unowned_address(),
+            };
+            let login = format!("{wallet}+{DEMO_DIFFICULTY}.demo-rig");
             match adit_stratum::mine_until(addr, &login, stop) {
                 Ok(n) => tracing::info!(accepted = n, "demo miner stopped"),
                 Err(e) => tracing::warn!(error = %e, "demo miner failed"),
@@ -230,9 +248,13 @@ async fn demo(
          \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
          \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n\
          \x20            adit sql \"select miner, worker, count(*), sum(difficulty) from shares group by miner, worker\"\n\
-         \n  pool       stratum+tcp://{} (simulated chain; a demo miner is mining on it)\n",
+         \n  pool       stratum+tcp://{} ({} on its simulated node; a demo miner is mining on it)\n",
         config.tables_root(),
-        config.pool.listen
+        config.pool.listen,
+        match config.pool.chain {
+            adit_stratum::Chain::Monero => "Monero",
+            adit_stratum::Chain::OpenSy => "OpenSY",
+        }
     );
     let miners = demo_miners(config, &shutdown)?;
     let roles = [

@@ -34,11 +34,11 @@ mod vardiff;
 mod verify;
 
 pub use adit_protocol::{
-    ALGO_MONERO, ALGO_OPENSY, Call, ErrorObject, Id, Job, JobNotification, LineDecoder,
-    LoginParams, LoginResult, RandomXHasher, Request, Response, ServerMessage, SessionParams,
-    SharedDataset, StatusResult, StratumClient, SubmitParams, TlsFiles, decode_target,
-    encode_target, encode_target32, encode_target64, meets_difficulty, mine_until, parse_request,
-    parse_server_message, to_line,
+    ALGO_MONERO, ALGO_OPENSY, Call, ClientOptions, ErrorObject, Id, Job, JobNotification,
+    LineDecoder, LoginParams, LoginResult, PoolUrl, RandomXHasher, Request, Response,
+    ServerMessage, SessionParams, SharedDataset, StatusResult, StratumClient, SubmitParams,
+    TlsFiles, decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,
+    mine_pool, mine_until, parse_request, parse_server_message, to_line,
 };
 pub use bans::{Bans, sync as sync_bans};
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
@@ -50,7 +50,7 @@ pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{BLOB_ID_BYTES, BlobId, JobFactory, JobRecord, RecentJobs, Work};
 pub use monerod::MoneroRpc;
 pub use node::{Node, watch_tip};
-pub use pool::{PoolConfig, fetch_work, run as run_pool};
+pub use pool::{Chain, NodeAuth, PoolConfig, fetch_work, run as run_pool};
 pub use rpc::{RpcAuth, RpcConfig};
 pub use server::{Pool, ServerConfig};
 pub use session::{

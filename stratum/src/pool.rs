@@ -35,17 +35,24 @@ use crate::stats::PoolStats;
 pub struct PoolConfig {
     /// Address miners connect to.
     pub listen: String,
-    /// Wallet the block reward goes to.
+    /// The chain mined: `monero` or `opensy`.
+    pub chain: Chain,
+    /// Wallet the block reward goes to (for `opensy`, an OpenSY address; the simulated node
+    /// pays a fixed regtest address when it is empty).
     pub wallet: String,
-    /// `sim` for the built-in simulated chain, or monerod's RPC URL.
+    /// `sim` for the chain's built-in simulated node, or its node's RPC URL (monerod's,
+    /// `http://127.0.0.1:18081`; OpenSY's, `http://127.0.0.1:19642` on regtest).
     pub node: String,
+    /// The node's RPC credentials (OpenSY's node requires them).
+    pub rpc: NodeAuth,
     /// How often the chain tip is polled.
     #[serde(with = "humantime_serde")]
     pub tip_poll: Duration,
     /// How often the template is refreshed even without a new block (new transactions).
     #[serde(with = "humantime_serde")]
     pub refresh: Duration,
-    /// Network difficulty of the simulated chain.
+    /// Network difficulty of the simulated node (OpenSY's: blocks about this many hashes
+    /// apart, never easier than regtest's limit).
     pub sim_difficulty: u64,
     /// A block is confirmed (its payouts final) this many blocks deep; 60 is Monero's coinbase
     /// maturity.
@@ -57,12 +64,73 @@ pub struct PoolConfig {
     pub server: ServerConfig,
 }
 
+/// The chains a pool mines.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Deserialize,
+    serde::Serialize
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Chain {
+    /// Monero, on monerod or the simulated Monero chain.
+    #[default]
+    Monero,
+    /// OpenSY (SYL), on its node or the simulated OpenSY node.
+    OpenSy,
+}
+
+/// How the pool proves itself to its node: a user and password, or the node's cookie file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeAuth {
+    /// The RPC user (`-rpcuser`, or a `-rpcauth` entry's).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The node's cookie file (`<datadir>/regtest/.cookie`), read again for every call.
+    pub cookie: Option<std::path::PathBuf>,
+}
+
+impl NodeAuth {
+    /// The transport's form of these credentials.
+    pub fn to_rpc(&self) -> crate::rpc::RpcAuth {
+        match (&self.cookie, self.user.is_empty()) {
+            (Some(path), _) => crate::rpc::RpcAuth::Cookie(path.clone()),
+            (None, false) => crate::rpc::RpcAuth::Basic {
+                user: self.user.clone(),
+                password: self.password.clone(),
+            },
+            (None, true) => crate::rpc::RpcAuth::None,
+        }
+    }
+
+    fn validate(&self) -> Checked {
+        check(
+            self.cookie.is_none() || self.user.is_empty(),
+            "user",
+            "set a user and password or a cookie file, not both",
+        )?;
+        check(
+            !self.user.is_empty() || self.password.is_empty(),
+            "password",
+            "a password needs its user",
+        )
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:3333".into(),
+            chain: Chain::Monero,
             wallet: String::new(),
             node: "sim".into(),
+            rpc: NodeAuth::default(),
             tip_poll: Duration::from_secs(1),
             refresh: Duration::from_secs(30),
             sim_difficulty: 5_000,
@@ -98,6 +166,34 @@ impl PoolConfig {
             "sim_difficulty",
             "must be at least 1",
         )?;
+        check(
+            self.node == "sim"
+                || self.node.starts_with("http://")
+                || self.node.starts_with("https://"),
+            "node",
+            format!(
+                "{:?} is neither sim nor an http(s) URL of the node's RPC",
+                self.node
+            ),
+        )?;
+        if self.chain == Chain::OpenSy && !(self.node == "sim" && self.wallet.is_empty()) {
+            let networks = [
+                crate::opensy::Network::Main,
+                crate::opensy::Network::Test,
+                crate::opensy::Network::Regtest,
+            ];
+            check(
+                networks
+                    .iter()
+                    .any(|n| crate::opensy::script_for(&self.wallet, *n).is_ok()),
+                "wallet",
+                format!(
+                    "{:?} is not an OpenSY address (syl1…, tsyl1…, rsyl1…, or base58)",
+                    self.wallet
+                ),
+            )?;
+        }
+        self.rpc.validate().map_err(|e| e.under("rpc"))?;
         check(
             (1..=10_000).contains(&self.confirmations),
             "confirmations",

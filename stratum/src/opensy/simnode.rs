@@ -66,6 +66,14 @@ pub fn subsidy(height: u64) -> u64 {
     }
 }
 
+/// The address a pool on the simulated node pays when it names none: a regtest P2WPKH of a
+/// key nobody holds.
+pub fn unowned_address() -> String {
+    let program = bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V0, &[0x5a; 20])
+        .expect("20 bytes are a v0 program");
+    Network::Regtest.segwit_address(&program)
+}
+
 /// The simulated node's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimNodeConfig {
@@ -77,6 +85,27 @@ impl Default for SimNodeConfig {
     fn default() -> Self {
         Self {
             bits: REGTEST_LIMIT_BITS,
+        }
+    }
+}
+
+impl SimNodeConfig {
+    /// Blocks about `difficulty` hashes apart (`pool.sim_difficulty`): the compact form of
+    /// `⌊(2^256 − 1) / difficulty⌋`, never easier than regtest's limit.
+    pub fn with_difficulty(difficulty: u64) -> Self {
+        let divisor = u128::from(difficulty.max(1));
+        let mut quotient = [0u8; 32];
+        let mut remainder: u128 = 0;
+        for byte in &mut quotient {
+            let value = remainder * 256 + 0xff;
+            *byte = (value / divisor) as u8;
+            remainder = value % divisor;
+        }
+        let target = Target::from_be_bytes(quotient).min(Target::from_compact(
+            CompactTarget::from_consensus(REGTEST_LIMIT_BITS),
+        ));
+        Self {
+            bits: target.to_compact_lossy().to_consensus(),
         }
     }
 }
@@ -607,5 +636,39 @@ async fn call(
             })
         }
         _ => Err(RpcFault(-32601, "Method not found".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_difficulty_gives_bits_whose_target_is_about_its_inverse() {
+        assert_eq!(SimNodeConfig::with_difficulty(1).bits, REGTEST_LIMIT_BITS);
+        assert_eq!(SimNodeConfig::with_difficulty(2).bits, REGTEST_LIMIT_BITS);
+        // 2^256 / 65536 = 2^240: 0x1f010000 (a mantissa's top bit would read as a sign).
+        assert_eq!(SimNodeConfig::with_difficulty(65_536).bits, 0x1f00_ffff);
+        for d in [3_u64, 5_000, 1 << 20, 1 << 40] {
+            let bits = SimNodeConfig::with_difficulty(d).bits;
+            let target = crate::opensy::target(bits, Network::Regtest.pow_limit()).unwrap();
+            let t = target
+                .to_be_bytes()
+                .iter()
+                .fold(0f64, |acc, b| acc * 256.0 + f64::from(*b));
+            let back = 2f64.powi(256) / t;
+            assert!(
+                (back / d as f64 - 1.0).abs() < 1e-3,
+                "{d}: {bits:#x} reads {back}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_subsidy_halves_every_150_blocks() {
+        assert_eq!(subsidy(1), 10_000 * COIN);
+        assert_eq!(subsidy(149), 10_000 * COIN);
+        assert_eq!(subsidy(150), 5_000 * COIN);
+        assert_eq!(subsidy(150 * 64), 0);
     }
 }
