@@ -647,6 +647,16 @@ mod tests {
             ),
             ("[pool]\nconfirmations = 0\n", "pool.confirmations"),
             (
+                "[pool]\nchain = \"opensy\"\nnode = \"http://127.0.0.1:19642\"\nwallet = \"44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A\"\n",
+                "pool.wallet",
+            ),
+            ("[pool]\nnode = \"127.0.0.1:18081\"\n", "pool.node"),
+            (
+                "[pool.rpc]\nuser = \"u\"\ncookie = \"/tmp/.cookie\"\n",
+                "pool.rpc.user",
+            ),
+            ("[pool.rpc]\npassword = \"p\"\n", "pool.rpc.password"),
+            (
                 "[pipelines.hashrate]\nidle = \"10s\"\n",
                 "pipelines.hashrate.idle",
             ),

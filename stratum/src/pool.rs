@@ -54,9 +54,9 @@ pub struct PoolConfig {
     /// Network difficulty of the simulated node (OpenSY's: blocks about this many hashes
     /// apart, never easier than regtest's limit).
     pub sim_difficulty: u64,
-    /// A block is confirmed (its payouts final) this many blocks deep; 60 is Monero's coinbase
-    /// maturity.
-    pub confirmations: u64,
+    /// A block is confirmed (its payouts final) this many blocks deep; by default the chain's
+    /// coinbase maturity (see [`PoolConfig::confirmations`]).
+    pub confirmations: Option<u64>,
     /// Miners with Prometheus series of their own (`miner_hashrate`, `miner_online`,
     /// `miner_shares_*`): the first this many seen; the rest count as `miner="other"`. 0: none.
     pub metrics_per_miner: usize,
@@ -134,7 +134,7 @@ impl Default for PoolConfig {
             tip_poll: Duration::from_secs(1),
             refresh: Duration::from_secs(30),
             sim_difficulty: 5_000,
-            confirmations: 60,
+            confirmations: None,
             metrics_per_miner: 0,
             server: ServerConfig::default(),
         }
@@ -142,6 +142,15 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// How deep a block is confirmed: `confirmations` when set, else the chain's coinbase
+    /// maturity (Monero's 60, OpenSY's 100).
+    pub fn confirmations(&self) -> u64 {
+        self.confirmations.unwrap_or(match self.chain {
+            Chain::Monero => 60,
+            Chain::OpenSy => 100,
+        })
+    }
+
     /// Checks every value after all overrides; the key is relative to `[pool]` (the caller
     /// puts it [`Invalid::under`] `pool`), so no value a user can type panics or spins later.
     pub fn validate(&self) -> Checked {
@@ -195,9 +204,9 @@ impl PoolConfig {
         }
         self.rpc.validate().map_err(|e| e.under("rpc"))?;
         check(
-            (1..=10_000).contains(&self.confirmations),
+            (1..=10_000).contains(&self.confirmations()),
             "confirmations",
-            format!("must be between 1 and 10000, not {}", self.confirmations),
+            format!("must be between 1 and 10000, not {}", self.confirmations()),
         )?;
         check(
             self.metrics_per_miner <= 10_000,
@@ -292,7 +301,7 @@ pub async fn run(
         "pool_maturity",
         crate::maturity::run(
             node.clone(),
-            config.confirmations,
+            config.confirmations(),
             pending,
             accepted_rx,
             events_tx,
