@@ -23,7 +23,7 @@ fn cluster_login() -> String {
 }
 
 /// `adit certs` for the coordinator and `workers`.
-fn make_certs(dir: &Path, workers: &str) -> PathBuf {
+pub(crate) fn make_certs(dir: &Path, workers: &str) -> PathBuf {
     let out = dir.join("certs");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
         .args([
@@ -41,13 +41,24 @@ fn make_certs(dir: &Path, workers: &str) -> PathBuf {
 }
 
 /// Where a coordinator listens.
-struct Ports {
-    grpc: u16,
-    rest: u16,
+pub(crate) struct Ports {
+    pub(crate) grpc: u16,
+    pub(crate) rest: u16,
 }
 
-/// `adit coordinator` mining at `pools`, publishing on `nats`.
+/// `adit coordinator` mining at `pools` as [`cluster_login`], publishing on `nats`.
 fn coordinator(dir: &Path, nats: &str, pools: &[String], ports: &Ports) -> App {
+    coordinator_as(dir, nats, pools, ports, &cluster_login())
+}
+
+/// `adit coordinator` mining at `pools` as `login`, publishing on `nats`.
+pub(crate) fn coordinator_as(
+    dir: &Path,
+    nats: &str,
+    pools: &[String],
+    ports: &Ports,
+    login: &str,
+) -> App {
     let config = dir.join("coordinator.toml");
     std::fs::write(
         &config,
@@ -68,7 +79,7 @@ fn coordinator(dir: &Path, nats: &str, pools: &[String], ports: &Ports) -> App {
         "--pool",
         &pools.join(","),
         "--wallet",
-        &cluster_login(),
+        login,
         "--grpc-listen",
         &format!("127.0.0.1:{}", ports.grpc),
         "--rest-listen",
@@ -82,7 +93,7 @@ fn coordinator(dir: &Path, nats: &str, pools: &[String], ports: &Ports) -> App {
 }
 
 /// `adit worker --name <name>` (one light-mode thread), journalling its nonces.
-fn worker(dir: &Path, name: &str, grpc: u16) -> App {
+pub(crate) fn worker(dir: &Path, name: &str, grpc: u16) -> App {
     let config = dir.join(format!("{name}.toml"));
     let journal = dir.join(format!("{name}.nonces"));
     std::fs::write(
@@ -118,7 +129,7 @@ async fn rest(port: u16, path: &str) -> Value {
 }
 
 /// GET that tolerates the coordinator being down.
-async fn try_rest(port: u16, path: &str) -> Option<Value> {
+pub(crate) async fn try_rest(port: u16, path: &str) -> Option<Value> {
     reqwest::get(format!("http://127.0.0.1:{port}{path}"))
         .await
         .ok()?
@@ -128,7 +139,7 @@ async fn try_rest(port: u16, path: &str) -> Option<Value> {
 }
 
 /// One worker's view from `/api/workers/{name}`.
-async fn worker_view(port: u16, name: &str) -> Option<Value> {
+pub(crate) async fn worker_view(port: u16, name: &str) -> Option<Value> {
     try_rest(port, &format!("/api/workers/{name}"))
         .await
         .filter(|v| v.get("worker").is_some())

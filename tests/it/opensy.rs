@@ -1,8 +1,9 @@
 //! OpenSY end to end on the simulated OpenSY node (issue 58): `adit run --roles
 //! pool,pipelines,query` with `pool.chain = "opensy"`, mined by `adit worker --pool` as a user
-//! would run it. Shares land in SQL, the node takes the pool's blocks, a block is confirmed
+//! would run it: shares land in SQL, the node takes the pool's blocks, a block is confirmed
 //! once it is 100 deep (OpenSY's coinbase maturity, the pool's default for the chain), and
-//! PPLNS splits it.
+//! PPLNS splits it. Then a two-worker cluster (`adit coordinator`, `adit worker` over mutual
+//! TLS) mines the pool as one miner, the coordinator taking the nonce's place from the jobs.
 
 use crate::common;
 
@@ -18,12 +19,12 @@ async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_1
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let stratum_port = free_port();
-    // sim_difficulty 1: regtest's own target, a block about every other hash.
-    let pool = format!(
-        "[pool]\nchain = \"opensy\"\nnode = \"sim\"\nlisten = \"127.0.0.1:{stratum_port}\"\ntip_poll = \"200ms\"\nsim_difficulty = 1\n\
-         [pool.server]\npool = \"syl\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n"
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pool,pipelines,query",
+        &opensy_pool(stratum_port),
     );
-    let app = App::start(&nats.url(), dir.path(), "pool,pipelines,query", &pool);
     app.wait_http().await;
 
     let mut worker = std::process::Command::new(adit_binary())
@@ -107,6 +108,80 @@ async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_1
         "no payout to the miner; log:\n{}",
         app.log()
     );
+}
+
+/// The pool of the tests: OpenSY on its simulated node at regtest's target, a block about
+/// every other hash.
+fn opensy_pool(stratum_port: u16) -> String {
+    format!(
+        "[pool]\nchain = \"opensy\"\nnode = \"sim\"\nlisten = \"127.0.0.1:{stratum_port}\"\ntip_poll = \"200ms\"\nsim_difficulty = 1\n\
+         [pool.server]\npool = \"syl\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_worker_cluster_mines_opensy_through_the_pool_as_one_miner() {
+    use crate::cluster::{Ports, coordinator_as, make_certs, try_rest, worker, worker_view};
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stratum_port = free_port();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pool,pipelines,query",
+        &opensy_pool(stratum_port),
+    );
+    app.wait_http().await;
+    make_certs(dir.path(), "rig1,rig2");
+    let ports = Ports {
+        grpc: free_port(),
+        rest: free_port(),
+    };
+    let upstream = vec![format!("stratum+tcp://127.0.0.1:{stratum_port}")];
+    let login = format!("{MINER}+2.coop");
+    let coord = coordinator_as(dir.path(), &nats.url(), &upstream, &ports, &login);
+    eventually(
+        Duration::from_secs(60),
+        "the coordinator mines upstream",
+        || async {
+            try_rest(ports.rest, "/health")
+                .await
+                .is_some_and(|h| h["pool_connected"] == true)
+        },
+    )
+    .await;
+    let rig1 = worker(dir.path(), "rig1", ports.grpc);
+    let _rig2 = worker(dir.path(), "rig2", ports.grpc);
+    let tables = dir.path().join("tables");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let valid = |name: &'static str| async move {
+            worker_view(ports.rest, name)
+                .await
+                .and_then(|w| w["shares_valid"].as_u64())
+                .unwrap_or(0)
+        };
+        let blocks = scalar(
+            &tables,
+            &["blocks"],
+            "SELECT count(*) FROM blocks WHERE status = 'submitted' AND worker = 'coop'",
+        )
+        .await;
+        if blocks >= 1 && valid("rig1").await >= 1 && valid("rig2").await >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no OpenSY block from the cluster; coordinator:\n{}\nrig1:\n{}\npool:\n{}",
+            coord.log(),
+            rig1.log(),
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let miners = app.rows("SELECT DISTINCT miner FROM shares").await;
+    assert_eq!(miners.len(), 1, "one miner upstream: {miners:?}");
+    assert_eq!(miners[0]["miner"], MINER);
 }
 
 /// Polls `f` every 250 ms until it gives a value or `limit` passes.
