@@ -9,7 +9,8 @@
 //! nats-servers whose nodes a test can kill and restart, and [`NatsOperator`] one in operator mode
 //! whose clients prove themselves with `.creds` files. [`Feed`] serves a utility's feed
 //! whose answer a test changes. [`Snmpd`] is a Net-SNMP agent standing in for a rack PDU, and [`Vtn`] a
-//! utility's OpenADR 2.0b VTN (openleadr's).
+//! utility's OpenADR 2.0b VTN (openleadr's). [`Opensyd`] starts a real OpenSY node for the opt-in
+//! tests, only where one was built by hand and named by `ADIT_OPENSYD`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ mod monerod;
 pub mod mosquitto;
 mod nats_cluster;
 mod nats_operator;
+mod opensyd;
 pub mod snmpd;
 pub mod sql_grammar;
 pub mod tail;
@@ -34,6 +36,7 @@ pub use monerod::{Monerod, json_rpc, monerod_binary};
 pub use mosquitto::Mosquitto;
 pub use nats_cluster::NatsCluster;
 pub use nats_operator::NatsOperator;
+pub use opensyd::Opensyd;
 pub use snmpd::Snmpd;
 pub use vtn::Vtn;
 pub use wallet::{WalletRpc, wallet_rpc_binary};

@@ -184,6 +184,98 @@ async fn a_two_worker_cluster_mines_opensy_through_the_pool_as_one_miner() {
     assert_eq!(miners[0]["miner"], MINER);
 }
 
+/// The same path against a real `opensyd -regtest -randomxforkheight=1` (opt-in: it runs only
+/// where `ADIT_OPENSYD` names a node built by hand, and says so where it does not): the pool
+/// reaches the node with its cookie and pays a wallet address of the node's, `adit worker
+/// --pool` mines, the node's height rises by blocks whose coinbase is adit's, and each block
+/// the pool recorded as taken is on the node's chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_opensyd_takes_the_blocks_adit_worker_mines_through_the_pool() {
+    let Some(node) =
+        adit_testkit::Opensyd::from_env("a_real_opensyd_takes_the_blocks_adit_worker_mines")
+    else {
+        return;
+    };
+    let call = |path: &str, method: &str, params: serde_json::Value| {
+        node.rpc(path, method, params)
+            .unwrap_or_else(|e| panic!("{e}\n{}", node.log_tail()))
+    };
+    call("/", "createwallet", serde_json::json!(["adit"]));
+    let address = call(
+        "/wallet/adit",
+        "getnewaddress",
+        serde_json::json!(["pool", "bech32"]),
+    );
+    let address = address.as_str().unwrap().to_string();
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stratum_port = free_port();
+    let pool = format!(
+        "[pool]\nchain = \"opensy\"\nnode = \"{}\"\nwallet = \"{address}\"\nlisten = \"127.0.0.1:{stratum_port}\"\ntip_poll = \"200ms\"\n\
+         [pool.rpc]\ncookie = \"{}\"\n[pool.server]\npool = \"syl\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n",
+        node.url(),
+        node.cookie().display()
+    );
+    let app = App::start(&nats.url(), dir.path(), "pool,pipelines,query", &pool);
+    app.wait_http().await;
+    let mut worker = std::process::Command::new(adit_binary())
+        .args([
+            "worker",
+            "--pool",
+            &format!("stratum+tcp://127.0.0.1:{stratum_port}"),
+            "--login",
+            &format!("{MINER}+1.w1"),
+            "--threads",
+            "1",
+        ])
+        .spawn()
+        .expect("adit worker starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while call("/", "getblockcount", serde_json::json!([])).as_u64() < Some(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node's height did not rise to 3; node:\n{}\npool:\n{}",
+            node.log_tail(),
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    eprintln!(
+        "getblockchaininfo: {}",
+        call("/", "getblockchaininfo", serde_json::json!([]))
+    );
+    for height in 1..=3 {
+        let hash = call("/", "getblockhash", serde_json::json!([height]));
+        let block = call("/", "getblock", serde_json::json!([hash, 2]));
+        let coinbase = &block["tx"][0];
+        eprintln!("block {height} {hash}: coinbase {coinbase}");
+        assert_eq!(
+            coinbase["vout"][0]["scriptPubKey"]["address"], address,
+            "block {height} pays the pool"
+        );
+    }
+    eventually(
+        Duration::from_secs(60),
+        "the taken blocks landed",
+        || async {
+            app.rows("SELECT count(*) AS n FROM blocks WHERE status = 'submitted'")
+                .await[0]["n"]
+                .as_i64()
+                >= Some(3)
+        },
+    )
+    .await;
+    for row in app
+        .rows("SELECT height, hash FROM blocks WHERE status = 'submitted' ORDER BY height")
+        .await
+    {
+        let on_chain = call("/", "getblockhash", serde_json::json!([row["height"]]));
+        assert_eq!(on_chain, row["hash"], "{row}");
+    }
+}
+
 /// Polls `f` every 250 ms until it gives a value or `limit` passes.
 async fn eventually_value<T, F, Fut>(limit: Duration, f: F) -> Option<T>
 where

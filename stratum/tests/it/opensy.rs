@@ -138,12 +138,76 @@ async fn a_miner_that_names_rx_opensy_mines_through_the_pool_and_the_node_takes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_node_refuses_what_the_real_one_does_with_its_reasons() {
-    let (sim, rpc, stop) = node().await;
+    let (sim, _, stop) = node().await;
+    refusals(&NodeUnderTest {
+        url: sim.url(),
+        auth: RpcAuth::None,
+    })
+    .await;
+    stop.cancel();
+}
+
+/// The same refusals from a real `opensyd -regtest -randomxforkheight=1` (opt-in: it runs only
+/// where `ADIT_OPENSYD` names a node built by hand, and says so where it does not). What it
+/// answers is the simulated node's reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_opensyd_refuses_the_same_blocks_with_the_same_reasons() {
+    let Some(real) = adit_testkit::Opensyd::from_env("a_real_opensyd_refuses_the_same_blocks")
+    else {
+        return;
+    };
+    refusals(&NodeUnderTest {
+        url: real.url(),
+        auth: RpcAuth::Cookie(real.cookie()),
+    })
+    .await;
+}
+
+/// A node the refusals are asked of.
+struct NodeUnderTest {
+    url: String,
+    auth: RpcAuth,
+}
+
+impl NodeUnderTest {
+    fn rpc(&self) -> OpenSyRpc {
+        OpenSyRpc::new(&self.url, self.auth.clone(), RpcConfig::default()).unwrap()
+    }
+
+    /// A call the backend does not make (`invalidateblock`, a template without its rules):
+    /// the whole answer, the error included.
+    async fn raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let mut request = reqwest::Client::new()
+            .post(&self.url)
+            .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}));
+        if let RpcAuth::Cookie(path) = &self.auth {
+            let cookie = std::fs::read_to_string(path).unwrap();
+            let (user, password) = cookie.trim().split_once(':').unwrap();
+            request = request.basic_auth(user, Some(password));
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn height(&self) -> u64 {
+        self.rpc().get_blockchain_info().await.unwrap().blocks
+    }
+}
+
+/// Blocks built from the node's template and broken one rule at a time, each refused with the
+/// real node's reason in its order, then the block as the pool cut it taken, a duplicate, and
+/// a reorganisation made with `invalidateblock`.
+async fn refusals(node: &NodeUnderTest) {
+    let rpc = node.rpc();
+    let start = node.height().await;
     let payout = script_for(&pool_address(), Network::Regtest).unwrap();
     let reply = rpc.get_block_template(None).await.unwrap();
     let template = OpenSyTemplate::new(&reply, payout, Network::Regtest).unwrap();
-    let genesis = rpc.get_block_hash(0).await.unwrap();
-    let hasher = RandomXHasher::light(&genesis.to_byte_array()).unwrap();
+    assert_eq!(template.height, start + 1);
+    let key = rpc
+        .get_block_hash(adit_stratum::opensy::key_height(template.height))
+        .await
+        .unwrap();
+    let hasher = RandomXHasher::light(&key.to_byte_array()).unwrap();
     let target = Target::from_compact(template.bits);
     let job = template.with_extra_nonce(&[9; 16]).unwrap();
     let block: Block = encode::deserialize(job.block_blob()).unwrap();
@@ -175,8 +239,10 @@ async fn the_simulated_node_refuses_what_the_real_one_does_with_its_reasons() {
     assert_eq!(refusal(&parentless).await, refused("prev-blk-not-found"));
     // The context: the BIP34 height, the witness commitment, the coinbase's amount.
     let mut height = block.clone();
-    height.txdata[0].input[0].script_sig =
-        Builder::new().push_int(2).push_slice([9; 16]).into_script();
+    height.txdata[0].input[0].script_sig = Builder::new()
+        .push_int(template.height as i64 + 1)
+        .push_slice([9; 16])
+        .into_script();
     assert_eq!(
         refusal(&solve(&hasher, remerkle(height), target, false)).await,
         refused("bad-cb-height")
@@ -196,47 +262,41 @@ async fn the_simulated_node_refuses_what_the_real_one_does_with_its_reasons() {
         refusal(&solve(&hasher, remerkle(greedy), target, false)).await,
         refused("bad-cb-amount")
     );
-    assert_eq!(sim.height(), 0, "nothing refused was taken");
+    assert_eq!(node.height().await, start, "nothing refused was taken");
 
     // The block as the pool cut it, solved: accepted, then a duplicate; on the chain with its
     // coinbase.
     let good = solve(&hasher, block, target, false);
     assert_eq!(refusal(&good).await, Submitted::Accepted);
     assert_eq!(refusal(&good).await, refused("duplicate"));
-    let id = rpc.get_block_hash(1).await.unwrap();
+    let id = rpc.get_block_hash(start + 1).await.unwrap();
     assert_eq!(id, good.block_hash());
     let header = rpc.get_block_header(&id).await.unwrap();
-    assert_eq!((header.height, header.confirmations), (1, 1));
+    assert_eq!((header.height, header.confirmations), (start + 1, 1));
 
-    // A reorganisation on demand: the block is invalidated, another takes height 1.
-    let _: serde_json::Value = reqwest::Client::new()
-        .post(sim.url())
-        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"invalidateblock","params":[id.to_string()]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(sim.height(), 0);
+    // A reorganisation on demand: the block is invalidated, another takes its height.
+    let answer = node
+        .raw("invalidateblock", serde_json::json!([id.to_string()]))
+        .await;
+    assert!(answer["error"].is_null(), "{answer}");
+    assert_eq!(node.height().await, start);
     assert_eq!(rpc.get_block_header(&id).await.unwrap().confirmations, -1);
     let other = template.with_extra_nonce(&[8; 16]).unwrap();
     let other: Block = encode::deserialize(other.block_blob()).unwrap();
     let other = solve(&hasher, other, target, false);
     assert_eq!(refusal(&other).await, Submitted::Accepted);
-    assert_eq!(rpc.get_block_hash(1).await.unwrap(), other.block_hash());
+    assert_eq!(
+        rpc.get_block_hash(start + 1).await.unwrap(),
+        other.block_hash()
+    );
     // A template without the segwit rule is the node's error −8.
-    let asked = reqwest::Client::new()
-        .post(sim.url())
-        .json(
-            &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"getblocktemplate","params":[{}]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(asked.contains("-8") && asked.contains("segwit"), "{asked}");
-    stop.cancel();
+    let asked = node.raw("getblocktemplate", serde_json::json!([{}])).await;
+    assert_eq!(asked["error"]["code"], -8, "{asked}");
+    assert!(
+        asked["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("segwit"),
+        "{asked}"
+    );
 }
