@@ -129,13 +129,27 @@ async fn rest(port: u16, path: &str) -> Value {
 }
 
 /// GET that tolerates the coordinator being down.
-pub(crate) async fn try_rest(port: u16, path: &str) -> Option<Value> {
+async fn try_rest(port: u16, path: &str) -> Option<Value> {
     reqwest::get(format!("http://127.0.0.1:{port}{path}"))
         .await
         .ok()?
         .json()
         .await
         .ok()
+}
+
+/// Waits until the coordinator at `ports` is logged in at its pool.
+pub(crate) async fn mining_upstream(ports: &Ports) {
+    eventually(
+        Duration::from_secs(60),
+        "the coordinator mines upstream",
+        || async {
+            try_rest(ports.rest, "/health")
+                .await
+                .is_some_and(|h| h["pool_connected"] == true)
+        },
+    )
+    .await;
 }
 
 /// One worker's view from `/api/workers/{name}`.
@@ -220,16 +234,7 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     };
     let upstream = vec![format!("stratum+tcp://127.0.0.1:{stratum_port}")];
     let mut coord = coordinator(dir.path(), &nats.url(), &upstream, &ports);
-    eventually(
-        Duration::from_secs(60),
-        "the coordinator mines upstream",
-        || async {
-            try_rest(ports.rest, "/health")
-                .await
-                .is_some_and(|h| h["pool_connected"] == true)
-        },
-    )
-    .await;
+    mining_upstream(&ports).await;
     let mut rig1 = worker(dir.path(), "rig1", ports.grpc);
     let mut rig2 = worker(dir.path(), "rig2", ports.grpc);
 

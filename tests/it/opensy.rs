@@ -16,31 +16,9 @@ const MINER: &str = "rsyl1qgfpyysjzgfpyysjzgfpyysjzgfpyysjzsernx9";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_100() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stratum_port = free_port();
-    let app = App::start(
-        &nats.url(),
-        dir.path(),
-        "pool,pipelines,query",
-        &opensy_pool(stratum_port),
-    );
-    app.wait_http().await;
+    let (_nats, dir, stratum_port, app) = opensy_app().await;
 
-    let mut worker = std::process::Command::new(adit_binary())
-        .args([
-            "worker",
-            "--pool",
-            &format!("stratum+tcp://127.0.0.1:{stratum_port}"),
-            "--login",
-            &format!("{MINER}+1.w1"),
-            "--threads",
-            "1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("adit worker starts");
+    let mut worker = adit_worker(stratum_port);
 
     let tables = dir.path().join("tables");
     let confirmed = eventually_value(Duration::from_secs(300), || async {
@@ -119,9 +97,9 @@ fn opensy_pool(stratum_port: u16) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_two_worker_cluster_mines_opensy_through_the_pool_as_one_miner() {
-    use crate::cluster::{Ports, coordinator_as, make_certs, try_rest, worker, worker_view};
+/// NATS, a data dir, and `adit run --roles pool,pipelines,query` on [`opensy_pool`] at a free
+/// Stratum port.
+async fn opensy_app() -> (NatsServer, tempfile::TempDir, u16, App) {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let stratum_port = free_port();
@@ -132,6 +110,13 @@ async fn a_two_worker_cluster_mines_opensy_through_the_pool_as_one_miner() {
         &opensy_pool(stratum_port),
     );
     app.wait_http().await;
+    (nats, dir, stratum_port, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_worker_cluster_mines_opensy_through_the_pool_as_one_miner() {
+    use crate::cluster::{Ports, coordinator_as, make_certs, mining_upstream, worker, worker_view};
+    let (nats, dir, stratum_port, app) = opensy_app().await;
     make_certs(dir.path(), "rig1,rig2");
     let ports = Ports {
         grpc: free_port(),
@@ -140,16 +125,7 @@ async fn a_two_worker_cluster_mines_opensy_through_the_pool_as_one_miner() {
     let upstream = vec![format!("stratum+tcp://127.0.0.1:{stratum_port}")];
     let login = format!("{MINER}+2.coop");
     let coord = coordinator_as(dir.path(), &nats.url(), &upstream, &ports, &login);
-    eventually(
-        Duration::from_secs(60),
-        "the coordinator mines upstream",
-        || async {
-            try_rest(ports.rest, "/health")
-                .await
-                .is_some_and(|h| h["pool_connected"] == true)
-        },
-    )
-    .await;
+    mining_upstream(&ports).await;
     let rig1 = worker(dir.path(), "rig1", ports.grpc);
     let _rig2 = worker(dir.path(), "rig2", ports.grpc);
     let tables = dir.path().join("tables");
@@ -218,18 +194,7 @@ async fn a_real_opensyd_takes_the_blocks_adit_worker_mines_through_the_pool() {
     );
     let app = App::start(&nats.url(), dir.path(), "pool,pipelines,query", &pool);
     app.wait_http().await;
-    let mut worker = std::process::Command::new(adit_binary())
-        .args([
-            "worker",
-            "--pool",
-            &format!("stratum+tcp://127.0.0.1:{stratum_port}"),
-            "--login",
-            &format!("{MINER}+1.w1"),
-            "--threads",
-            "1",
-        ])
-        .spawn()
-        .expect("adit worker starts");
+    let mut worker = adit_worker(stratum_port);
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while call("/", "getblockcount", serde_json::json!([])).as_u64() < Some(3) {
         assert!(
@@ -274,6 +239,25 @@ async fn a_real_opensyd_takes_the_blocks_adit_worker_mines_through_the_pool() {
         let on_chain = call("/", "getblockhash", serde_json::json!([row["height"]]));
         assert_eq!(on_chain, row["hash"], "{row}");
     }
+}
+
+/// `adit worker --pool` on the pool at `stratum_port`, one thread, as [`MINER`]'s `w1`, its
+/// output kept for a failure's message.
+fn adit_worker(stratum_port: u16) -> std::process::Child {
+    std::process::Command::new(adit_binary())
+        .args([
+            "worker",
+            "--pool",
+            &format!("stratum+tcp://127.0.0.1:{stratum_port}"),
+            "--login",
+            &format!("{MINER}+1.w1"),
+            "--threads",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("adit worker starts")
 }
 
 /// Polls `f` every 250 ms until it gives a value or `limit` passes.
