@@ -106,4 +106,18 @@ mod tests {
         assert!(parse_nonce("0403020").is_err());
         assert!(parse_nonce("zz030201").is_err());
     }
+
+    proptest::proptest! {
+        /// A job's blob and `nonce_offset` come from the pool: any pair gives a place with 4
+        /// bytes behind it, or an error.
+        #[test]
+        fn any_job_gives_a_nonce_place_inside_its_blob_or_an_error(
+            stated in proptest::option::of(proptest::prelude::any::<u32>()),
+            blob in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+        ) {
+            if let Ok(at) = job_nonce_offset(stated, &blob) {
+                proptest::prop_assert!(at + 4 <= blob.len());
+            }
+        }
+    }
 }

@@ -432,3 +432,41 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_result_is_bitcoin_s_success_and_not_monero_s() {
+        let null = br#"{"result":null,"error":null,"id":"0"}"#;
+        assert_eq!(
+            parse_answer(Dialect::Bitcoin, "submitblock", null).unwrap(),
+            Value::Null
+        );
+        assert!(matches!(
+            parse_answer(Dialect::Monero, "submit_block", null),
+            Err(Error::NodeResponse { .. })
+        ));
+        let busy = br#"{"result":{"status":"BUSY"}}"#;
+        assert!(matches!(
+            parse_answer(Dialect::Monero, "get_info", busy),
+            Err(Error::NodeRejected { .. })
+        ));
+        assert!(parse_answer(Dialect::Bitcoin, "getblockchaininfo", busy).is_ok());
+        let failed =
+            br#"{"result":null,"error":{"code":-25,"message":"bad-txns-inputs-missingorspent"}}"#;
+        assert!(error_object(failed).is_some());
+        assert!(error_object(null).is_none());
+    }
+
+    proptest::proptest! {
+        /// A node's answer is outside bytes: any body is a result or an error, never a panic.
+        #[test]
+        fn any_answer_is_a_result_or_an_error(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse_answer(Dialect::Monero, "m", &body);
+            let _ = parse_answer(Dialect::Bitcoin, "m", &body);
+            let _ = error_object(&body);
+        }
+    }
+}

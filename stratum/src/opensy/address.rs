@@ -156,4 +156,15 @@ mod tests {
             Err(AddressError::TooLong(91))
         ));
     }
+
+    proptest::proptest! {
+        /// An address comes from a miner's login or the config: any text is an address or a
+        /// reason, never a panic.
+        #[test]
+        fn any_text_is_an_address_or_a_reason(text in "\\PC{0,100}", network in 0..3u8) {
+            let network = [Network::Main, Network::Test, Network::Regtest][network as usize];
+            let _ = script_for(&text, network);
+            let _ = script_for(&format!("rsyl1{text}"), network);
+        }
+    }
 }

@@ -520,6 +520,38 @@ mod tests {
     }
 
     proptest! {
+        /// A node's reply is outside bytes: any hex, bits, height and transaction data is
+        /// read or refused with a reason, never a panic, and what is read cuts jobs.
+        #[test]
+        fn any_reply_is_read_or_refused_without_a_panic(
+            prev in "[0-9a-f]{0,66}",
+            bits in "[0-9a-fA-F]{0,9}",
+            height in any::<u64>(),
+            value in any::<u64>(),
+            data in prop::collection::vec("[0-9a-f]{0,300}", 0..3),
+            commitment in prop::option::of("[0-9a-f]{0,80}"),
+            extra in prop::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let reply = GbtReply {
+                version: 0x2000_0000,
+                previousblockhash: prev,
+                transactions: data
+                    .into_iter()
+                    .map(|data| GbtTransaction { data, txid: String::new() })
+                    .collect(),
+                coinbasevalue: value,
+                bits,
+                curtime: 0,
+                height,
+                longpollid: None,
+                default_witness_commitment: commitment,
+            };
+            if let Ok(template) = OpenSyTemplate::new(&reply, payout(), Network::Regtest) {
+                let _ = template.with_extra_nonce(&extra);
+                let _ = template.difficulty();
+            }
+        }
+
         /// The path of the first leaf gives the root the `bitcoin` crate computes over the
         /// whole tree, for any number of leaves.
         #[test]
