@@ -300,3 +300,103 @@ async fn refusals(node: &NodeUnderTest) {
         "{asked}"
     );
 }
+
+/// Blocks and templates a real `opensyd -regtest -randomxforkheight=1` made itself
+/// (`tests/data/opensy_regtest.json`, which names the RPC calls that produced them): blocks
+/// 1–103 from the node's own miner, block 103 holding a SegWit payment, and its templates at
+/// heights 1 and 103.
+fn real_vectors() -> serde_json::Value {
+    serde_json::from_str(include_str!("../data/opensy_regtest.json")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_node_s_blocks_and_templates_pass_adit_s_checks_and_the_simulated_node() {
+    use adit_stratum::opensy::template::height_push;
+    use adit_stratum::opensy::{GbtReply, check, key_bytes, key_height};
+    let v = real_vectors();
+    let genesis: bitcoin::BlockHash = v["genesis"].as_str().unwrap().parse().unwrap();
+    let blocks: Vec<(u64, bitcoin::BlockHash, Block)> = v["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let block: Block =
+                encode::deserialize(&hex::decode(b["hex"].as_str().unwrap()).unwrap()).unwrap();
+            (
+                b["height"].as_u64().unwrap(),
+                b["hash"].as_str().unwrap().parse().unwrap(),
+                block,
+            )
+        })
+        .collect();
+    let mut ids = vec![genesis];
+    ids.extend(blocks.iter().map(|(_, id, _)| *id));
+
+    // Each block is what adit's checks say a valid block is: its id, merkle root, witness
+    // commitment, BIP34 height, and RandomX under the key the schedule names.
+    let mut hasher = RandomXHasher::light(&key_bytes(&genesis)).unwrap();
+    let limit = Network::Regtest.pow_limit();
+    for (height, id, block) in &blocks {
+        assert_eq!(block.block_hash(), *id, "block {height}'s id");
+        assert_eq!(block.header.prev_blockhash, ids[*height as usize - 1]);
+        assert!(block.check_merkle_root(), "block {height}'s merkle root");
+        assert!(
+            block.check_witness_commitment(),
+            "block {height}'s commitment"
+        );
+        // The node's BIP34 rule (`CScript() << height` first; the crate's reader knows no
+        // OP_1…OP_16, which heights 1–16 are).
+        assert!(
+            block.txdata[0].input[0]
+                .script_sig
+                .as_bytes()
+                .starts_with(height_push(*height).as_bytes()),
+            "block {height}'s BIP34 height"
+        );
+        hasher
+            .set_seed(&key_bytes(&ids[key_height(*height) as usize]))
+            .unwrap();
+        let pow = hasher.hash(&encode::serialize(&block.header)).unwrap();
+        assert_eq!(
+            check(pow, block.header.bits.to_consensus(), limit),
+            Ok(()),
+            "block {height}'s proof of work under the key of block {}",
+            key_height(*height)
+        );
+    }
+    assert_eq!(blocks.last().unwrap().2.txdata.len(), 2, "block 103 pays");
+
+    // The node's templates read as adit reads them: its transaction's txid and its witness
+    // commitment are the ones adit computes, and a job's block from it is well formed.
+    for (name, height, txs) in [("gbt_height_1", 1, 0), ("gbt_height_103", 103, 1)] {
+        let reply: GbtReply = serde_json::from_value(v[name].clone()).unwrap();
+        assert_eq!(reply.transactions.len(), txs);
+        let payout = script_for(v["address"].as_str().unwrap(), Network::Regtest).unwrap();
+        let template = OpenSyTemplate::new(&reply, payout, Network::Regtest).unwrap();
+        assert_eq!(template.height, height);
+        let job: Block =
+            encode::deserialize(template.with_extra_nonce(&[3; 16]).unwrap().block_blob()).unwrap();
+        assert!(
+            job.check_merkle_root() && job.check_witness_commitment(),
+            "{name}"
+        );
+        assert_eq!(job.txdata.len(), txs + 1);
+    }
+
+    // The simulated node starts at the same genesis and takes the real chain's coinbase-only
+    // blocks in order, ending on the same tip.
+    let (sim, rpc, stop) = node().await;
+    assert_eq!(rpc.get_block_hash(0).await.unwrap(), genesis);
+    for (height, id, block) in blocks.iter().filter(|(_, _, b)| b.txdata.len() == 1) {
+        assert_eq!(
+            rpc.submit_block(&encode::serialize_hex(block))
+                .await
+                .unwrap(),
+            Submitted::Accepted,
+            "the real block {height} ({id})"
+        );
+    }
+    assert_eq!(sim.height(), 102);
+    assert_eq!(rpc.get_block_hash(102).await.unwrap(), ids[102]);
+    stop.cancel();
+}
