@@ -400,3 +400,47 @@ async fn the_real_node_s_blocks_and_templates_pass_adit_s_checks_and_the_simulat
     assert_eq!(rpc.get_block_hash(102).await.unwrap(), ids[102]);
     stop.cancel();
 }
+
+/// A PSBT payout as a real node's wallet answers it (`tests/data/opensy_regtest_wallet.json`):
+/// the facts the simulated node's wallet and adit's SYL payer are to be held to.
+#[test]
+fn a_real_node_s_payout_answers_are_what_the_payer_expects() {
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../data/opensy_regtest_wallet.json")).unwrap();
+    let calls = v["calls"].as_array().unwrap();
+    let answer = |method: &str, nth: usize| {
+        calls
+            .iter()
+            .filter(|c| c["method"] == method)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no call {nth} of {method}"))
+    };
+    // The finalized transaction's bytes are what was sent: its txid, computed here, is the
+    // node's answer to sendrawtransaction, before and again after it was in the mempool.
+    let hex = answer("finalizepsbt", 0)["result"]["hex"].as_str().unwrap();
+    assert_eq!(answer("finalizepsbt", 0)["result"]["complete"], true);
+    let tx: bitcoin::Transaction = encode::deserialize(&hex::decode(hex).unwrap()).unwrap();
+    let txid = tx.compute_txid().to_string();
+    assert_eq!(answer("sendrawtransaction", 0)["result"], txid.as_str());
+    assert_eq!(
+        answer("sendrawtransaction", 1)["result"],
+        txid.as_str(),
+        "a resend while in the mempool"
+    );
+    // Before it is sent the node holds it nowhere; after its block a resend is refused as
+    // known, and spending its input again as missing or spent.
+    assert_eq!(answer("getmempoolentry", 0)["error"]["code"], -5);
+    assert_eq!(answer("gettransaction", 0)["error"]["code"], -5);
+    assert_eq!(answer("gettransaction", 2)["result"]["confirmations"], 1);
+    assert_eq!(answer("sendrawtransaction", 2)["error"]["code"], -27);
+    assert_eq!(
+        answer("sendrawtransaction", 3)["error"]["message"],
+        "bad-txns-inputs-missingorspent"
+    );
+    // The fee the wallet chose is what the transaction leaves unspent, in whole units.
+    let fee = answer("walletcreatefundedpsbt", 0)["result"]["fee"]
+        .as_f64()
+        .unwrap();
+    assert!(fee > 0.0 && fee < 0.001, "{fee}");
+    assert_eq!(answer("validateaddress", 1)["result"]["isvalid"], false);
+}
