@@ -1,5 +1,6 @@
 //! Payments: each miner whose confirmed balance (confirmed payouts − payments) reaches the
-//! pool's threshold is paid through `monero-wallet-rpc`, several miners per transaction.
+//! pool's threshold is paid through the chain's wallet ([`coin`]: `monero-wallet-rpc` and
+//! monerod today), several miners per transaction.
 //!
 //! Exactly once across crashes: the wallet builds and signs a transaction without sending it;
 //! the signed transaction is recorded in the `payments` table before it is sent, and a recorded
@@ -13,6 +14,7 @@
 //! (the pool's maturity tracker does).
 
 pub mod audit;
+pub mod coin;
 pub mod config;
 pub mod daemon;
 pub mod error;

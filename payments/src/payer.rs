@@ -27,6 +27,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, Verdict};
+use crate::coin::{Coin, Monero};
 use crate::config::PaymentsConfig;
 use crate::daemon::{Daemon, Held, Relay};
 use crate::error::{Error, Result};
@@ -102,8 +103,8 @@ pub async fn run(
 /// The payer's parts.
 pub struct Payer<'a> {
     config: &'a PaymentsConfig,
-    wallet: Wallet,
-    daemon: Daemon,
+    /// The chain's wallet and node.
+    coin: Box<dyn Coin>,
     ledger: Ledger,
     /// The table root, where a hold on payments is kept.
     store: TableStore,
@@ -123,13 +124,15 @@ impl<'a> Payer<'a> {
     pub async fn open(config: &'a PaymentsConfig, ctx: &PayerContext) -> Result<Self> {
         Ok(Self {
             config,
-            wallet: Wallet::new(
-                &config.wallet_rpc,
-                config.rpc_timeout,
-                config.account_index,
-                config.priority,
-            )?,
-            daemon: Daemon::new(&config.node, config.rpc_timeout)?,
+            coin: Box::new(Monero {
+                wallet: Wallet::new(
+                    &config.wallet_rpc,
+                    config.rpc_timeout,
+                    config.account_index,
+                    config.priority,
+                )?,
+                daemon: Daemon::new(&config.node, config.rpc_timeout)?,
+            }),
             ledger: Ledger::open(&ctx.store, ctx.maintenance.clone()).await?,
             store: ctx.store.clone(),
             results: Publisher::new(ctx.js.clone()),
@@ -162,10 +165,10 @@ impl<'a> Payer<'a> {
         if open.is_empty() {
             return Ok(true);
         }
-        let height = self.daemon.height().await?;
+        let height = self.coin.height().await?;
         let mut clear = true;
         for tx in open {
-            let next = match self.daemon.held(&tx.tx_hash).await? {
+            let next = match self.coin.held(&tx.tx_hash).await? {
                 Held::InBlock(at) if height.saturating_sub(at) >= self.config.confirmations => {
                     Some((PaymentStatus::Confirmed, None))
                 }
@@ -201,17 +204,17 @@ impl<'a> Payer<'a> {
         }
         let relayed =
             (tx.status == PaymentStatus::Created).then_some((PaymentStatus::Relayed, None));
-        match self.wallet.relay(&tx.tx_metadata).await {
+        match self.coin.send_recorded(&tx.tx_blob, &tx.tx_metadata).await {
             Ok(()) => return Ok(relayed),
             Err(e @ Error::Refused { .. }) => {
                 tracing::warn!(tx = %tx.tx_hash, error = %e, "the wallet did not send a recorded payment; asking the node");
             }
             Err(e) => return Err(e),
         }
-        if self.daemon.held(&tx.tx_hash).await? != Held::Nowhere {
+        if self.coin.held(&tx.tx_hash).await? != Held::Nowhere {
             return Ok(relayed);
         }
-        Ok(match self.daemon.relay(&tx.tx_blob).await? {
+        Ok(match self.coin.relay_signed(&tx.tx_blob).await? {
             Relay::Accepted => relayed,
             Relay::Refused(why) => {
                 // Refused now and held nowhere: it can never be mined from here, and it is
@@ -244,13 +247,13 @@ impl<'a> Payer<'a> {
         if due.is_empty() {
             return Ok(());
         }
-        self.wallet.refresh().await?;
+        self.coin.refresh().await?;
         for batch in batches(&due, self.config.max_destinations) {
             let destinations: Vec<(String, u64)> = batch
                 .iter()
                 .map(|(m, b)| (m.clone(), u64::try_from(*b).unwrap_or(0)))
                 .collect();
-            let built = match self.wallet.build(&destinations).await {
+            let built = match self.coin.build(&destinations).await {
                 Ok(built) => built,
                 Err(e @ Error::Refused { .. }) => {
                     // Not enough unlocked money, an address the wallet will not pay, and the
@@ -290,13 +293,13 @@ impl<'a> Payer<'a> {
             metrics::gauge!("adit_payments_blocks_unverified", "pool" => pool.to_string()).set(0.0);
             return Ok(Vec::new());
         }
-        self.wallet.refresh().await?;
+        self.coin.refresh().await?;
         let mut refused = Vec::new();
         for claim in unknown {
-            let seen = self.daemon.block(&claim.hash).await?;
+            let seen = self.coin.block(&claim.hash).await?;
             let received = match &seen {
                 Some(s) if !s.miner_tx_hash.is_empty() => {
-                    self.wallet.coinbase_received(&s.miner_tx_hash).await?
+                    self.coin.coinbase_received(&s.miner_tx_hash).await?
                 }
                 _ => None,
             };
@@ -331,7 +334,7 @@ impl<'a> Payer<'a> {
         if let Some(kind) = self.payable.get(miner) {
             return Ok(*kind);
         }
-        let kind = self.wallet.address_kind(miner).await?;
+        let kind = self.coin.address_kind(miner).await?;
         if kind == AddressKind::Invalid {
             tracing::warn!(
                 miner,

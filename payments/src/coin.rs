@@ -1,0 +1,86 @@
+//! What the payer needs of a chain's wallet and node, whichever chain it pays on: the node's
+//! height and where it holds a transaction, a block as the node shows it, a signed transaction
+//! built and not sent, sending it (through the wallet, or straight to the node), what the
+//! wallet received from a coinbase and whether it can pay an address. [`Monero`] is
+//! monero-wallet-rpc and monerod; OpenSY's wallet and node (PSBT) is the next implementation
+//! (issue 58).
+
+use async_trait::async_trait;
+
+use crate::daemon::{BlockSeen, Daemon, Held, Relay};
+use crate::error::Result;
+use crate::wallet::{AddressKind, Built, Wallet};
+
+/// A chain's wallet and node, as the payer uses them.
+#[async_trait]
+pub trait Coin: Send + Sync {
+    /// The node's height.
+    async fn height(&self) -> Result<u64>;
+    /// Where the node has transaction `tx_hash`.
+    async fn held(&self, tx_hash: &str) -> Result<Held>;
+    /// The node's verdict on a signed transaction sent straight to it.
+    async fn relay_signed(&self, tx_blob: &str) -> Result<Relay>;
+    /// Block `hash` as the node shows it, if it knows it.
+    async fn block(&self, hash: &str) -> Result<Option<BlockSeen>>;
+    /// Brings the wallet up to the node's tip.
+    async fn refresh(&self) -> Result<()>;
+    /// Builds and signs a transaction paying `destinations` (address, atomic units), and does
+    /// not send it.
+    async fn build(&self, destinations: &[(String, u64)]) -> Result<Built>;
+    /// Sends a recorded transaction [`Coin::build`] made (its signed bytes and the wallet's
+    /// record of it) through the wallet, so it counts its inputs spent; a refusal is
+    /// [`crate::Error::Refused`].
+    async fn send_recorded(&self, tx_blob: &str, tx_metadata: &str) -> Result<()>;
+    /// What the wallet received from coinbase `txid`, if it holds it.
+    async fn coinbase_received(&self, txid: &str) -> Result<Option<u64>>;
+    /// Whether the wallet can pay `address`, and how.
+    async fn address_kind(&self, address: &str) -> Result<AddressKind>;
+}
+
+/// Monero: monero-wallet-rpc with one wallet open, and monerod.
+#[derive(Debug, Clone)]
+pub struct Monero {
+    /// The wallet.
+    pub wallet: Wallet,
+    /// The node.
+    pub daemon: Daemon,
+}
+
+#[async_trait]
+impl Coin for Monero {
+    async fn height(&self) -> Result<u64> {
+        self.daemon.height().await
+    }
+
+    async fn held(&self, tx_hash: &str) -> Result<Held> {
+        self.daemon.held(tx_hash).await
+    }
+
+    async fn relay_signed(&self, tx_blob: &str) -> Result<Relay> {
+        self.daemon.relay(tx_blob).await
+    }
+
+    async fn block(&self, hash: &str) -> Result<Option<BlockSeen>> {
+        self.daemon.block(hash).await
+    }
+
+    async fn refresh(&self) -> Result<()> {
+        self.wallet.refresh().await
+    }
+
+    async fn build(&self, destinations: &[(String, u64)]) -> Result<Built> {
+        self.wallet.build(destinations).await
+    }
+
+    async fn send_recorded(&self, _tx_blob: &str, tx_metadata: &str) -> Result<()> {
+        self.wallet.relay(tx_metadata).await
+    }
+
+    async fn coinbase_received(&self, txid: &str) -> Result<Option<u64>> {
+        self.wallet.coinbase_received(txid).await
+    }
+
+    async fn address_kind(&self, address: &str) -> Result<AddressKind> {
+        self.wallet.address_kind(address).await
+    }
+}
