@@ -176,7 +176,7 @@ impl Chain {
             id = k.block.header.prev_blockhash;
         }
         times.sort_unstable();
-        times[times.len() / 2]
+        times.get(times.len() / 2).copied().unwrap_or(0)
     }
 
     /// The main-chain block whose id keys RandomX at `height`.

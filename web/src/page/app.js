@@ -67,7 +67,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function sig3(v) {
   const a = Math.abs(v);
-  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
+  if (a >= 100) return v.toFixed(0);
+  if (a === 0) return '0';
+  // Three significant figures below 100 too: 46 W is "0.0462 kW", not "0.05 kW".
+  const decimals = Math.min(12, 2 - Math.floor(Math.log10(a)));
+  return v.toFixed(Math.max(0, decimals));
 }
 
 function isNum(v) {
