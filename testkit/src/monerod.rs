@@ -188,6 +188,19 @@ pub fn json_rpc(
     method: &str,
     params: serde_json::Value,
 ) -> Result<serde_json::Value, String> {
+    post_json_rpc(port, "/json_rpc", "", method, params)
+}
+
+/// Posts a JSON-RPC call of `method` to `path` on loopback `port`, with `headers` (each line
+/// ending in CRLF) added to the request: its `result`, or the error text. A `null` error is
+/// none (Bitcoin Core writes it so).
+pub(crate) fn post_json_rpc(
+    port: u16,
+    path: &str,
+    headers: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, String> {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect {port}: {e}"))?;
     stream
@@ -196,7 +209,7 @@ pub fn json_rpc(
     let body = serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params})
         .to_string();
     let request = format!(
-        "POST /json_rpc HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream
@@ -206,10 +219,10 @@ pub fn json_rpc(
     let json = json.as_str();
     let mut reply: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("{method}: {e}: {json}"))?;
-    if let Some(error) = reply.get("error") {
-        return Err(format!("{method}: {error}"));
+    match reply.get("error") {
+        Some(error) if !error.is_null() => Err(format!("{method}: {error}")),
+        _ => Ok(reply["result"].take()),
     }
-    Ok(reply["result"].take())
 }
 
 /// Reads one HTTP response's body by its `Content-Length` (the servers keep the connection

@@ -4,8 +4,6 @@
 //! so CI cannot have one. Where `ADIT_OPENSYD` is unset, [`Opensyd::from_env`] says loudly that
 //! the test did not run and gives `None`.
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::free_port;
-use crate::monerod::read_http_body;
+use crate::monerod::post_json_rpc;
 
 /// How long the node may take to answer its first call.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,28 +97,13 @@ impl Opensyd {
     ) -> Result<serde_json::Value, String> {
         let cookie = std::fs::read_to_string(self.cookie()).map_err(|e| e.to_string())?;
         let auth = base64::engine::general_purpose::STANDARD.encode(cookie.trim());
-        let body =
-            serde_json::json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params})
-                .to_string();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.rpc_port))
-            .map_err(|e| format!("connect {}: {e}", self.rpc_port))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .map_err(|e| e.to_string())?;
-        let request = format!(
-            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("send {method}: {e}"))?;
-        let text = read_http_body(&mut stream).map_err(|e| format!("read {method}: {e}"))?;
-        let reply: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{method}: {e}: {text}"))?;
-        match reply.get("error") {
-            Some(error) if !error.is_null() => Err(format!("{method}: {error}")),
-            _ => Ok(reply["result"].clone()),
-        }
+        post_json_rpc(
+            self.rpc_port,
+            path,
+            &format!("Authorization: Basic {auth}\r\n"),
+            method,
+            params,
+        )
     }
 
     fn wait_ready(&mut self) {

@@ -22,7 +22,8 @@ pub use address::{AddressError, script_for};
 pub use network::Network;
 pub use node::OpenSyNode;
 pub use pow::{
-    KEY_BLOCK_INTERVAL, PowRefusal, REGTEST_LIMIT_BITS, check, key_bytes, key_height, target,
+    KEY_BLOCK_INTERVAL, PowRefusal, REGTEST_LIMIT_BITS, check, key_bytes, key_height, rpc_order,
+    target,
 };
 pub use rpc::{ChainInfo, HeaderInfo, OpenSyRpc, Submitted};
 pub use simnode::{SimNode, SimNodeConfig};

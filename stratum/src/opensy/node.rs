@@ -7,10 +7,11 @@
 use std::sync::OnceLock;
 
 use bitcoin::BlockHash;
-use bitcoin::hashes::Hash;
 
 use super::rpc::{HeaderInfo, OpenSyRpc, Submitted};
-use super::{KEY_BLOCK_INTERVAL, Network, OpenSyTemplate, key_bytes, key_height, script_for};
+use super::{
+    KEY_BLOCK_INTERVAL, Network, OpenSyTemplate, key_bytes, key_height, rpc_order, script_for,
+};
 use crate::chain::{BlockHeader, NodeInfo};
 use crate::error::{Error, Result};
 use crate::jobs::Work;
@@ -152,7 +153,5 @@ fn parse_id(method: &'static str, hex: &str) -> Result<BlockHash> {
 
 /// A block id's bytes in the RPC's order (as the pool compares and shows ids).
 fn rpc_bytes(method: &'static str, hex: &str) -> Result<[u8; 32]> {
-    let mut id = parse_id(method, hex)?.to_byte_array();
-    id.reverse();
-    Ok(id)
+    Ok(rpc_order(&parse_id(method, hex)?))
 }

@@ -24,6 +24,14 @@ pub fn key_bytes(key_block: &BlockHash) -> [u8; 32] {
     key_block.to_byte_array()
 }
 
+/// A block id's bytes in the order the node's RPC hex writes them (the reverse of the
+/// internal order), as the pool records and compares ids.
+pub fn rpc_order(id: &BlockHash) -> [u8; 32] {
+    let mut bytes = id.to_byte_array();
+    bytes.reverse();
+    bytes
+}
+
 /// Why the node refuses a header's proof of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PowRefusal {

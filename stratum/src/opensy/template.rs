@@ -270,9 +270,7 @@ impl ChainTemplate for OpenSyTemplate {
     }
 
     fn block_id(&self, hashing_blob: &[u8]) -> [u8; 32] {
-        let mut id = sha256d::Hash::hash(hashing_blob).to_byte_array();
-        id.reverse();
-        id
+        super::rpc_order(&BlockHash::from_raw_hash(sha256d::Hash::hash(hashing_blob)))
     }
 
     fn algo(&self) -> &'static str {
