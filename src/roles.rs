@@ -254,7 +254,8 @@ pub async fn pool(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<adit
         .with_context(|| format!("pool.listen: binding {}", config.listen))?;
     let mut pool = config.clone();
     if pool.chain == adit_stratum::Chain::OpenSy && pool.node == "sim" && pool.wallet.is_empty() {
-        pool.wallet = adit_stratum::opensy::simnode::unowned_address();
+        // The simulated node's own wallet, which a payer on `node = "sim"` pays from.
+        pool.wallet = adit_stratum::opensy::simnode::wallet_address();
     }
     let (pool, publisher, token, vitals) = (
         pool,
@@ -270,9 +271,26 @@ pub async fn pool(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<adit
     Ok(node)
 }
 
-/// The payer, under supervision.
-pub fn payments(shared: &Shared, tasks: &mut Tasks) {
+/// The payer, under supervision. On `payments.node = "sim"` it pays from the wallet of the
+/// simulated OpenSY node the pool role started in this process (`pool_node`).
+pub fn payments(
+    shared: &Shared,
+    tasks: &mut Tasks,
+    pool_node: Option<&adit_stratum::Node>,
+) -> anyhow::Result<()> {
     let config = shared.config;
+    let mut payments = config.payments.clone();
+    if payments.node == "sim" {
+        let Some(adit_stratum::Node::OpenSy(node)) =
+            pool_node.filter(|_| config.pool.node == "sim")
+        else {
+            anyhow::bail!(
+                "payments.node = \"sim\" pays from the simulated OpenSY node, which needs the pool role in the same process with pool.chain = \"opensy\" and pool.node = \"sim\""
+            );
+        };
+        payments.node = node.rpc.endpoint().to_string();
+        payments.wallet = adit_stratum::opensy::simnode::wallet::WALLET_NAME.to_string();
+    }
     let ctx = adit_payments::payer::PayerContext {
         store: shared.store.clone(),
         maintenance: config.pipelines.maintenance.clone(),
@@ -280,17 +298,14 @@ pub fn payments(shared: &Shared, tasks: &mut Tasks) {
         holder: adit_bus::lease::holder_name(),
         lease_ttl: config.pipelines.lease_ttl,
     };
-    let (payments, token, vitals) = (
-        config.payments.clone(),
-        shared.shutdown.clone(),
-        shared.vitals.clone(),
-    );
+    let (token, vitals) = (shared.shutdown.clone(), shared.vitals.clone());
     tasks.spawn(async move {
         supervised("payments", &vitals, || {
             adit_payments::run(payments.clone(), ctx.clone(), token.clone())
         })
         .await
     });
+    Ok(())
 }
 
 /// The simulated farm. With `as_devices` (the adapters run too) it serves its machines as

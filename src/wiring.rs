@@ -58,7 +58,7 @@ pub async fn run_roles(
         node = Some(roles::pool(&shared, &mut tasks).await?);
     }
     if has(Role::Payments) {
-        roles::payments(&shared, &mut tasks);
+        roles::payments(&shared, &mut tasks, node.as_ref())?;
     }
     let mut adapters = config.adapters.clone();
     if has(Role::Simulate) {

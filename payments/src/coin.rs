@@ -2,8 +2,7 @@
 //! height and where it holds a transaction, a block as the node shows it, a signed transaction
 //! built and not sent, sending it (through the wallet, or straight to the node), what the
 //! wallet received from a coinbase and whether it can pay an address. [`Monero`] is
-//! monero-wallet-rpc and monerod; OpenSY's wallet and node (PSBT) is the next implementation
-//! (issue 58).
+//! monero-wallet-rpc and monerod; [`crate::opensy::OpenSy`] is OpenSY's node and its wallet.
 
 use async_trait::async_trait;
 

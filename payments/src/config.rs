@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use adit_config::{Checked, Invalid};
+use adit_jsonrpc::Credentials;
+use adit_schemas::chain::Chain;
 
 /// Monero's limit on outputs per transaction is 16; one is the change.
 pub const MAX_DESTINATIONS: usize = 15;
@@ -22,22 +24,39 @@ pub struct PoolPayments {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentsConfig {
-    /// monero-wallet-rpc's base URL (run it with `--disable-rpc-login` on loopback).
+    /// The chain paid on: `monero` (monero-wallet-rpc and monerod) or `opensy` (the node's own
+    /// wallet, through PSBTs).
+    pub chain: Chain,
+    /// Monero: monero-wallet-rpc's base URL (run it with `--disable-rpc-login` on loopback).
+    /// Not used for OpenSY, whose wallet is the node's (`wallet`).
     pub wallet_rpc: String,
-    /// monerod's base URL: it relays the payments and says where they are.
+    /// The node's base URL: it relays the payments and says where they are (monerod's, or
+    /// OpenSY's node's RPC, e.g. `http://127.0.0.1:19642` on regtest). `sim` on OpenSY: the
+    /// simulated node the pool role starts in the same process (`pool.node = "sim"`), paying
+    /// from its wallet.
     pub node: String,
+    /// OpenSY: the node's wallet paid from (`-wallet=<name>`, reached at `/wallet/<name>`);
+    /// empty for a node with one wallet loaded.
+    pub wallet: String,
+    /// OpenSY: the node's RPC credentials (a user and password, or its cookie file).
+    pub rpc: Credentials,
+    /// OpenSY: the fee rate in units per virtual byte; unset leaves it to the wallet's
+    /// estimate, which a regtest node only has with `-fallbackfee`.
+    pub fee_rate: Option<u64>,
     /// How often balances are checked and paid.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Smallest balance paid, atomic units, for pools not listed in `pools`.
-    pub threshold: u64,
+    /// Smallest balance paid, atomic units, for pools not listed in `pools` (default 0.1 XMR,
+    /// or 0.1 SYL).
+    pub threshold: Option<u64>,
     /// Most miners paid in one transaction (1 to 15).
     pub max_destinations: usize,
     /// Blocks on top of a payment's before it is `confirmed`.
     pub confirmations: u64,
     /// Blocks the node must show on top of a found block before the payer pays from it,
-    /// whatever the bus says of the block (60 is Monero's coinbase lock).
-    pub block_confirmations: u64,
+    /// whatever the bus says of the block (default: the coinbase lock, 60 on Monero and 100 on
+    /// OpenSY).
+    pub block_confirmations: Option<u64>,
     /// The wallet account paid from.
     pub account_index: u32,
     /// Transaction priority, 0 (the wallet's default) to 4.
@@ -52,13 +71,17 @@ pub struct PaymentsConfig {
 impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
+            chain: Chain::Monero,
             wallet_rpc: "http://127.0.0.1:18083".into(),
             node: "http://127.0.0.1:18081".into(),
+            wallet: String::new(),
+            rpc: Credentials::default(),
+            fee_rate: None,
             interval: Duration::from_secs(600),
-            threshold: 100_000_000_000, // 0.1 XMR
+            threshold: None,
             max_destinations: MAX_DESTINATIONS,
             confirmations: 10,
-            block_confirmations: 60,
+            block_confirmations: None,
             account_index: 0,
             priority: 0,
             rpc_timeout: Duration::from_secs(60),
@@ -73,7 +96,19 @@ impl PaymentsConfig {
         self.pools
             .get(pool)
             .and_then(|p| p.threshold)
-            .unwrap_or(self.threshold)
+            .or(self.threshold)
+            .unwrap_or(match self.chain {
+                Chain::Monero => 100_000_000_000, // 0.1 XMR
+                Chain::OpenSy => 10_000_000,      // 0.1 SYL
+            })
+    }
+
+    /// Blocks on top of a found block before it is paid from.
+    pub fn block_confirmations(&self) -> u64 {
+        self.block_confirmations.unwrap_or(match self.chain {
+            Chain::Monero => 60,
+            Chain::OpenSy => 100,
+        })
     }
 
     /// Refuses values the payer cannot work with, naming the key; the key is the full one
@@ -81,6 +116,9 @@ impl PaymentsConfig {
     pub fn validate(&self) -> Checked {
         let bad = |key: &str, reason: String| Err(Invalid::new(format!("payments.{key}"), reason));
         for (key, url) in [("wallet_rpc", &self.wallet_rpc), ("node", &self.node)] {
+            if key == "node" && url == "sim" && self.chain == Chain::OpenSy {
+                continue; // the simulated OpenSY node of the pool role in the same process
+            }
             match reqwest::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                 Ok(_) => return bad(key, format!("{url:?} is not an http or https URL")),
@@ -93,11 +131,10 @@ impl PaymentsConfig {
         if self.rpc_timeout.is_zero() {
             return bad("rpc_timeout", "must be positive".into());
         }
-        if self.threshold == 0 || self.threshold > i64::MAX as u64 {
-            return bad(
-                "threshold",
-                format!("{} must be 1..2^63 atomic units", self.threshold),
-            );
+        if let Some(t) = self.threshold
+            && (t == 0 || t > i64::MAX as u64)
+        {
+            return bad("threshold", format!("{t} must be 1..2^63 atomic units"));
         }
         if !(1..=MAX_DESTINATIONS).contains(&self.max_destinations) {
             return bad(
@@ -108,12 +145,33 @@ impl PaymentsConfig {
         if self.confirmations == 0 {
             return bad("confirmations", "must be at least 1".into());
         }
-        if !(1..=100_000).contains(&self.block_confirmations) {
+        if !(1..=100_000).contains(&self.block_confirmations()) {
             return bad(
                 "block_confirmations",
-                format!("{} must be 1..=100000", self.block_confirmations),
+                format!("{} must be 1..=100000", self.block_confirmations()),
             );
         }
+        if !self
+            .wallet
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            || self.wallet.len() > 64
+        {
+            return bad(
+                "wallet",
+                format!(
+                    "{:?}: a wallet name is up to 64 of A-Z a-z 0-9 _ - .",
+                    self.wallet
+                ),
+            );
+        }
+        if self.fee_rate == Some(0) {
+            return bad(
+                "fee_rate",
+                "must be at least 1 unit per virtual byte".into(),
+            );
+        }
+        self.rpc.validate().map_err(|e| e.under("payments.rpc"))?;
         if self.priority > 4 {
             return bad("priority", format!("{} must be 0..=4", self.priority));
         }
@@ -159,6 +217,9 @@ mod tests {
         assert_eq!(key("wallet_rpc = \"ftp://x\""), "payments.wallet_rpc");
         assert_eq!(key("node = \"not a url\""), "payments.node");
         assert_eq!(key("priority = 9"), "payments.priority");
+        assert_eq!(key("wallet = \"../x\""), "payments.wallet");
+        assert_eq!(key("fee_rate = 0"), "payments.fee_rate");
+        assert_eq!(key("[rpc]\npassword = \"p\""), "payments.rpc.password");
         assert_eq!(
             key("block_confirmations = 0"),
             "payments.block_confirmations"
@@ -176,5 +237,15 @@ mod tests {
     fn a_pools_threshold_overrides_the_default() {
         let c: PaymentsConfig = toml::from_str("threshold = 7\n[pools.p1]\nthreshold = 9").unwrap();
         assert_eq!((c.threshold("p1"), c.threshold("p2")), (9, 7));
+        let syl: PaymentsConfig = toml::from_str("chain = \"opensy\"").unwrap();
+        assert_eq!(
+            (syl.threshold("p"), syl.block_confirmations()),
+            (10_000_000, 100)
+        );
+        let xmr = PaymentsConfig::default();
+        assert_eq!(
+            (xmr.threshold("p"), xmr.block_confirmations()),
+            (100_000_000_000, 60)
+        );
     }
 }

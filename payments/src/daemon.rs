@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+use adit_jsonrpc::{Dialect, JsonRpc, RpcAuth};
+
 use crate::error::Result;
-use crate::rpc::JsonRpc;
 
 /// Where the node has a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Daemon {
     /// A client of monerod at `url` (e.g. `http://127.0.0.1:18081`).
     pub fn new(url: &str, timeout: Duration) -> Result<Self> {
         Ok(Self {
-            rpc: JsonRpc::new("node", url, timeout)?,
+            rpc: crate::rpc::client("node", url, Dialect::Monero, RpcAuth::None, timeout)?,
         })
     }
 
@@ -64,7 +65,7 @@ impl Daemon {
         struct Height {
             height: u64,
         }
-        let reply: Height = self.rpc.other("get_height", json!({})).await?;
+        let reply: Height = self.rpc.call_plain("get_height", json!({})).await?;
         Ok(reply.height)
     }
 
@@ -87,6 +88,7 @@ impl Daemon {
             .rpc
             .call::<Reply>("get_block_header_by_hash", json!({"hash": hash}))
             .await
+            .map_err(crate::Error::from)
         {
             Ok(Reply { block_header: h }) => Ok(Some(BlockSeen {
                 height: h.height,
@@ -117,7 +119,7 @@ impl Daemon {
         }
         let reply: Txs = self
             .rpc
-            .other("get_transactions", json!({"txs_hashes": [tx_hash]}))
+            .call_plain("get_transactions", json!({"txs_hashes": [tx_hash]}))
             .await?;
         Ok(match reply.txs.first() {
             None => Held::Nowhere,
@@ -138,7 +140,7 @@ impl Daemon {
         }
         let reply: Sent = self
             .rpc
-            .other(
+            .call_plain(
                 "send_raw_transaction",
                 json!({"tx_as_hex": tx_blob, "do_not_relay": false}),
             )

@@ -8,15 +8,10 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] adit_config::Invalid),
     /// The wallet or node could not be reached (or did not answer in time).
-    #[error("cannot reach the {service} at {url}")]
+    #[error("{reason}")]
     Unreachable {
-        /// `wallet` or `node`.
-        service: &'static str,
-        /// Where.
-        url: String,
-        /// The transport error.
-        #[source]
-        source: reqwest::Error,
+        /// Which, where, and the transport's error.
+        reason: String,
     },
     /// The wallet or node answered with an error.
     #[error("the {service} refused {method}: {message} (code {code})")]

@@ -1,6 +1,6 @@
 //! Payments: each miner whose confirmed balance (confirmed payouts − payments) reaches the
 //! pool's threshold is paid through the chain's wallet ([`coin`]: `monero-wallet-rpc` and
-//! monerod today), several miners per transaction.
+//! monerod, or OpenSY's node and its wallet, [`opensy`]), several miners per transaction.
 //!
 //! Exactly once across crashes: the wallet builds and signs a transaction without sending it;
 //! the signed transaction is recorded in the `payments` table before it is sent, and a recorded
@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod error;
 pub mod hold;
 pub mod ledger;
+pub mod opensy;
 pub mod payer;
 pub mod reconcile;
 mod rpc;

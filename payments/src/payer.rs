@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use adit_bus::Lease;
 use adit_bus::publish::{Outgoing, Publisher};
+use adit_schemas::chain::Chain;
 use adit_schemas::names::payment_result_subject;
 use adit_schemas::results::{Payment, PaymentStatus};
 use adit_sinks::{Maintenance, TableStore};
@@ -32,6 +33,7 @@ use crate::config::PaymentsConfig;
 use crate::daemon::{Daemon, Held, Relay};
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, OpenTx};
+use crate::opensy::OpenSy;
 use crate::wallet::{AddressKind, Wallet};
 
 /// The lease key: one payer at a time, whatever the number of processes with the role.
@@ -124,15 +126,7 @@ impl<'a> Payer<'a> {
     pub async fn open(config: &'a PaymentsConfig, ctx: &PayerContext) -> Result<Self> {
         Ok(Self {
             config,
-            coin: Box::new(Monero {
-                wallet: Wallet::new(
-                    &config.wallet_rpc,
-                    config.rpc_timeout,
-                    config.account_index,
-                    config.priority,
-                )?,
-                daemon: Daemon::new(&config.node, config.rpc_timeout)?,
-            }),
+            coin: coin(config)?,
             ledger: Ledger::open(&ctx.store, ctx.maintenance.clone()).await?,
             store: ctx.store.clone(),
             results: Publisher::new(ctx.js.clone()),
@@ -307,7 +301,7 @@ impl<'a> Payer<'a> {
                 &claim,
                 seen.as_ref(),
                 received,
-                self.config.block_confirmations,
+                self.config.block_confirmations(),
             ) {
                 Verdict::Good => {
                     if self.refusals.remove(&claim.hash).is_some() {
@@ -407,6 +401,28 @@ impl<'a> Payer<'a> {
         }
         Ok(())
     }
+}
+
+/// The chain's wallet and node, as `config` names them.
+fn coin(config: &PaymentsConfig) -> Result<Box<dyn Coin>> {
+    Ok(match config.chain {
+        Chain::Monero => Box::new(Monero {
+            wallet: Wallet::new(
+                &config.wallet_rpc,
+                config.rpc_timeout,
+                config.account_index,
+                config.priority,
+            )?,
+            daemon: Daemon::new(&config.node, config.rpc_timeout)?,
+        }),
+        Chain::OpenSy => Box::new(OpenSy::new(
+            &config.node,
+            &config.wallet,
+            config.rpc.to_rpc(),
+            config.rpc_timeout,
+            config.fee_rate,
+        )?),
+    })
 }
 
 /// Splits the miners due (address, balance, whether the address is integrated) into

@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+use adit_jsonrpc::{Dialect, JsonRpc, RpcAuth};
+
 use crate::error::Result;
-use crate::rpc::JsonRpc;
 
 /// A signed transaction the wallet built and did not send.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +68,7 @@ impl Wallet {
     /// A client of the wallet RPC at `url` (e.g. `http://127.0.0.1:18083`).
     pub fn new(url: &str, timeout: Duration, account_index: u32, priority: u32) -> Result<Self> {
         Ok(Self {
-            rpc: JsonRpc::new("wallet", url, timeout)?,
+            rpc: crate::rpc::client("wallet", url, Dialect::Monero, RpcAuth::None, timeout)?,
             account_index,
             priority,
         })
@@ -114,7 +115,8 @@ impl Wallet {
                 "get_transfer_by_txid",
                 json!({"txid": txid, "account_index": self.account_index}),
             )
-            .await;
+            .await
+            .map_err(crate::Error::from);
         let reply = match reply {
             Ok(reply) => reply,
             // -8: the wallet has no transfer with this id.

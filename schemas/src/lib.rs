@@ -10,6 +10,7 @@ pub mod api;
 pub mod arrow_rows;
 pub mod audit;
 pub mod bans;
+pub mod chain;
 pub mod compliance;
 pub mod control;
 pub mod error;

@@ -189,6 +189,11 @@ async fn reconcile(
     accept: &[String],
 ) -> anyhow::Result<adit_payments::reconcile::Reconciled> {
     let p = &config.payments;
+    if p.chain == adit_schemas::chain::Chain::OpenSy {
+        anyhow::bail!(
+            "reconciling with an OpenSY wallet is not built yet: compare the wallet's `listtransactions` (category send) with the payments table by hand, then release with --no-wallet"
+        );
+    }
     let wallet = adit_payments::wallet::Wallet::new(
         &p.wallet_rpc,
         p.rpc_timeout,

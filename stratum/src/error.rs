@@ -141,6 +141,49 @@ impl Error {
     }
 }
 
+impl From<adit_jsonrpc::Error> for Error {
+    /// The node client's errors, under the names the pool's layers match on.
+    fn from(e: adit_jsonrpc::Error) -> Self {
+        use adit_jsonrpc::Error as Rpc;
+        match e {
+            Rpc::Config { reason, .. } => Error::NodeConfig { reason },
+            Rpc::Unreachable {
+                method,
+                url,
+                attempts,
+                reason,
+                ..
+            } => Error::NodeUnreachable {
+                method,
+                url,
+                attempts,
+                reason,
+            },
+            Rpc::Unavailable {
+                url,
+                failures,
+                retry_in,
+                ..
+            } => Error::NodeUnavailable {
+                url,
+                failures,
+                retry_in,
+            },
+            Rpc::Rejected {
+                method,
+                code,
+                message,
+                ..
+            } => Error::NodeRejected {
+                method,
+                code,
+                message,
+            },
+            Rpc::Response { method, reason, .. } => Error::NodeResponse { method, reason },
+        }
+    }
+}
+
 /// "next attempt in 1.5s" for an open breaker, or that a trial call is under way.
 fn retry_hint(retry_in: &Option<std::time::Duration>) -> String {
     match retry_in {

@@ -2,7 +2,7 @@
 //! verification with RandomX off the async runtime, jobs cut from monerod's (or the simulated
 //! chain's) templates, vardiff, per-IP limits and bans, block submission, and every share and
 //! block published to the MINING stream. The protocol itself (codec, targets, RandomX, TLS, the
-//! client) is `adit-protocol`'s. The pure layers (vardiff, blob, breaker, guard, jobs, session) do no I/O; server, verify, node, simchain and pool build on them. It
+//! client) is `adit-protocol`'s. The pure layers (vardiff, blob, guard, jobs, session) do no I/O; the nodes' JSON-RPC is `adit-jsonrpc`'s; server, verify, node, simchain and pool build on them. It
 //! never writes tables: the `shares` pipeline lands what it publishes.
 
 // The protocol layer, under the names the pool's modules have always used.
@@ -10,7 +10,6 @@ use adit_protocol::{codec, randomx, target, tls};
 
 mod bans;
 mod blob;
-mod breaker;
 mod chain;
 mod connection;
 #[cfg(test)]
@@ -25,7 +24,6 @@ mod monerod;
 mod node;
 pub mod opensy;
 mod pool;
-mod rpc;
 mod server;
 mod session;
 mod simchain;
@@ -33,6 +31,10 @@ mod stats;
 mod vardiff;
 mod verify;
 
+pub use adit_jsonrpc::{
+    Admission, BreakerConfig, BreakerState, CallOutcome, RpcAuth, RpcConfig, admit_call,
+    record_call,
+};
 pub use adit_protocol::{
     ALGO_MONERO, ALGO_OPENSY, Call, ClientOptions, ErrorObject, Id, Job, JobNotification,
     LineDecoder, LoginParams, LoginResult, PoolUrl, RandomXHasher, Request, Response,
@@ -40,9 +42,9 @@ pub use adit_protocol::{
     TlsFiles, decode_target, encode_target, encode_target32, encode_target64, meets_difficulty,
     mine_pool, mine_until, parse_request, parse_server_message, to_line,
 };
+pub use adit_schemas::chain::Chain;
 pub use bans::{Bans, sync as sync_bans};
 pub use blob::{BlockTemplate, MinerBlob, block_id, cn_fast_hash, hashing_blob, tree_hash};
-pub use breaker::{Admission, BreakerConfig, BreakerState, CallOutcome, admit_call, record_call};
 pub use chain::{BlockHeader, ChainTemplate, MoneroTemplate, NodeInfo, Template, Tip};
 pub use connection::serve;
 pub use error::{Error, Result};
@@ -50,8 +52,7 @@ pub use guard::{Guard, GuardConfig, Refusal};
 pub use jobs::{BLOB_ID_BYTES, BlobId, JobFactory, JobRecord, RecentJobs, Work};
 pub use monerod::MoneroRpc;
 pub use node::{Node, watch_tip};
-pub use pool::{Chain, NodeAuth, PoolConfig, fetch_work, run as run_pool};
-pub use rpc::{RpcAuth, RpcConfig};
+pub use pool::{PoolConfig, fetch_work, run as run_pool};
 pub use server::{Pool, ServerConfig};
 pub use session::{
     BlockFound, Candidate, Identity, Outcome, Reject, Session, SubmitContext, Verdict, judge,

@@ -11,10 +11,10 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::breaker::BreakerState;
 use crate::chain::{BlockHeader, NodeInfo, Template};
 use crate::error::{Error, Result};
-use crate::rpc::{Dialect, JsonRpc, RpcAuth, RpcConfig};
+use adit_jsonrpc::BreakerState;
+use adit_jsonrpc::{Dialect, JsonRpc, RpcAuth, RpcConfig};
 
 /// A client for monerod's JSON-RPC; cheap to clone (clones share the connection pool and the
 /// circuit breaker).
@@ -28,7 +28,7 @@ impl MoneroRpc {
     /// A client for the node at `base_url` (e.g. `http://127.0.0.1:18081`); no request is made.
     pub fn new(base_url: &str, config: RpcConfig) -> Result<Self> {
         Ok(Self {
-            rpc: JsonRpc::new(base_url, Dialect::Monero, RpcAuth::None, config)?,
+            rpc: JsonRpc::new("node", base_url, Dialect::Monero, RpcAuth::None, config)?,
         })
     }
 
@@ -310,7 +310,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::breaker::BreakerConfig;
+    use adit_jsonrpc::BreakerConfig;
 
     /// The captured `get_block_template` answer of `monerod --regtest --fixed-difficulty 100`.
     const CAPTURED_TEMPLATE: &str = include_str!("../tests/data/regtest_template_h1.json");

@@ -11,6 +11,8 @@ use std::time::Duration;
 use adit_bus::Publisher;
 use adit_bus::publish::Outgoing;
 use adit_config::{Checked, Invalid, check};
+use adit_jsonrpc::Credentials as RpcCredentials;
+use adit_schemas::chain::Chain;
 use adit_schemas::{AnyEvent, Block, BlockStatus};
 use adit_supervise::{Essentials, Vitals};
 use serde::Deserialize;
@@ -44,7 +46,7 @@ pub struct PoolConfig {
     /// `http://127.0.0.1:18081`; OpenSY's, `http://127.0.0.1:19642` on regtest).
     pub node: String,
     /// The node's RPC credentials (OpenSY's node requires them).
-    pub rpc: NodeAuth,
+    pub rpc: RpcCredentials,
     /// How often the chain tip is polled.
     #[serde(with = "humantime_serde")]
     pub tip_poll: Duration,
@@ -64,65 +66,6 @@ pub struct PoolConfig {
     pub server: ServerConfig,
 }
 
-/// The chains a pool mines.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Deserialize,
-    serde::Serialize
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Chain {
-    /// Monero, on monerod or the simulated Monero chain.
-    #[default]
-    Monero,
-    /// OpenSY (SYL), on its node or the simulated OpenSY node.
-    OpenSy,
-}
-
-/// How the pool proves itself to its node: a user and password, or the node's cookie file.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NodeAuth {
-    /// The RPC user (`-rpcuser`, or a `-rpcauth` entry's).
-    pub user: String,
-    /// Its password.
-    pub password: String,
-    /// The node's cookie file (`<datadir>/regtest/.cookie`), read again for every call.
-    pub cookie: Option<std::path::PathBuf>,
-}
-
-impl NodeAuth {
-    /// The transport's form of these credentials.
-    pub fn to_rpc(&self) -> crate::rpc::RpcAuth {
-        match (&self.cookie, self.user.is_empty()) {
-            (Some(path), _) => crate::rpc::RpcAuth::Cookie(path.clone()),
-            (None, false) => crate::rpc::RpcAuth::Basic {
-                user: self.user.clone(),
-                password: self.password.clone(),
-            },
-            (None, true) => crate::rpc::RpcAuth::None,
-        }
-    }
-
-    fn validate(&self) -> Checked {
-        check(
-            self.cookie.is_none() || self.user.is_empty(),
-            "user",
-            "set a user and password or a cookie file, not both",
-        )?;
-        check(
-            !self.user.is_empty() || self.password.is_empty(),
-            "password",
-            "a password needs its user",
-        )
-    }
-}
-
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
@@ -130,7 +73,7 @@ impl Default for PoolConfig {
             chain: Chain::Monero,
             wallet: String::new(),
             node: "sim".into(),
-            rpc: NodeAuth::default(),
+            rpc: RpcCredentials::default(),
             tip_poll: Duration::from_secs(1),
             refresh: Duration::from_secs(30),
             sim_difficulty: 5_000,
@@ -570,7 +513,7 @@ const SUBMIT_RETRY: Backoff =
 mod tests {
     use super::*;
     use crate::monerod::MoneroRpc;
-    use crate::rpc::RpcConfig;
+    use adit_jsonrpc::RpcConfig;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn found(height: u64) -> BlockFound {

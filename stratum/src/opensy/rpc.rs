@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::template::GbtReply;
-use crate::breaker::BreakerState;
 use crate::error::{Error, Result};
-use crate::rpc::{Dialect, JsonRpc, RpcAuth, RpcConfig};
+use adit_jsonrpc::BreakerState;
+use adit_jsonrpc::{Dialect, JsonRpc, RpcAuth, RpcConfig};
 
 /// A client of an OpenSY node's RPC; cheap to clone.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl OpenSyRpc {
     /// A client for the node at `url` (e.g. `http://127.0.0.1:19642`) with `auth`.
     pub fn new(url: &str, auth: RpcAuth, config: RpcConfig) -> Result<Self> {
         Ok(Self {
-            rpc: JsonRpc::new(url, Dialect::Bitcoin, auth, config)?,
+            rpc: JsonRpc::new("node", url, Dialect::Bitcoin, auth, config)?,
         })
     }
 
@@ -87,7 +87,7 @@ impl OpenSyRpc {
         if let Some(id) = longpollid {
             request["longpollid"] = json!(id);
         }
-        self.rpc.call("getblocktemplate", json!([request])).await
+        Ok(self.rpc.call("getblocktemplate", json!([request])).await?)
     }
 
     /// Submits a whole block (hex) and returns the node's BIP22 answer.
@@ -114,14 +114,15 @@ impl OpenSyRpc {
 
     /// The header of block `hash`.
     pub async fn get_block_header(&self, hash: &BlockHash) -> Result<HeaderInfo> {
-        self.rpc
+        Ok(self
+            .rpc
             .call("getblockheader", json!([hash.to_string(), true]))
-            .await
+            .await?)
     }
 
     /// The chain's state.
     pub async fn get_blockchain_info(&self) -> Result<ChainInfo> {
-        self.rpc.call("getblockchaininfo", json!([])).await
+        Ok(self.rpc.call("getblockchaininfo", json!([])).await?)
     }
 
     /// Whether the node takes `address` as one of its network's.

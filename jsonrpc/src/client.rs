@@ -1,12 +1,12 @@
-//! JSON-RPC to a node, whichever chain's: timeouts per attempt, retries with exponential
-//! backoff only when the node could not be reached (connection refused, timeout, HTTP 5xx
-//! without a JSON-RPC error in it, 429), and a circuit breaker (the `breaker` module) that
-//! fails fast while the node is down. An answer from the node, an error such as a refused
-//! block included, is final.
+//! The client: timeouts per attempt, retries with exponential backoff only when the peer could
+//! not be reached (connection refused, timeout, HTTP 5xx without a JSON-RPC error in it, 429),
+//! and a circuit breaker ([`crate::breaker`]) that fails fast while the peer is down. An answer
+//! from the peer, an error such as a refused block included, is final.
 //!
-//! Two dialects: monerod's (`/json_rpc`, a `status` inside results) and Bitcoin Core's, which
-//! OpenSY's node speaks (HTTP basic auth from a user and password or the node's cookie file, a
-//! `null` result for success, HTTP 500 or 404 carrying the error object).
+//! Two dialects: monero's (`/json_rpc`, a `status` inside results, and monerod's plain JSON
+//! endpoints such as `/get_height`) and Bitcoin Core's, which OpenSY's node and wallet speak
+//! (HTTP basic auth from a user and password or the node's cookie file, a `null` result for
+//! success, HTTP 500 or 404 carrying the error object).
 
 use adit_retry::Backoff;
 use std::path::PathBuf;
@@ -50,12 +50,14 @@ impl Default for RpcConfig {
     }
 }
 
-/// How a node speaks JSON-RPC.
+/// How a peer speaks JSON-RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    /// monerod: calls at `<base>/json_rpc`; a result may carry a `status` other than `OK`.
+pub enum Dialect {
+    /// monerod and monero-wallet-rpc: calls at `<base>/json_rpc`; a result may carry a
+    /// `status` other than `OK`.
     Monero,
-    /// Bitcoin Core (and OpenSY): calls at the URL as given; `null` is a result.
+    /// Bitcoin Core (and OpenSY): calls at the URL as given (`/wallet/<name>` for a wallet);
+    /// `null` is a result.
     Bitcoin,
 }
 
@@ -76,10 +78,10 @@ pub enum RpcAuth {
     Cookie(PathBuf),
 }
 
-/// A JSON-RPC client of one node; cheap to clone (clones share the connection pool and the
+/// A JSON-RPC client of one peer; cheap to clone (clones share the connection pool and the
 /// circuit breaker).
 #[derive(Debug, Clone)]
-pub(crate) struct JsonRpc {
+pub struct JsonRpc {
     /// The shared state.
     inner: Arc<RpcInner>,
 }
@@ -87,10 +89,14 @@ pub(crate) struct JsonRpc {
 /// What the clones of a [`JsonRpc`] share.
 #[derive(Debug)]
 struct RpcInner {
+    /// What the peer is (`node`, `wallet`), in errors and metrics.
+    service: &'static str,
     /// The HTTP client (a connection pool).
     http: reqwest::Client,
     /// Where calls go.
     endpoint: reqwest::Url,
+    /// The URL as given, under which monerod's plain endpoints are.
+    base: reqwest::Url,
     /// How the node speaks.
     dialect: Dialect,
     /// Credentials.
@@ -106,27 +112,27 @@ struct RpcInner {
 const MAX_ANSWER: usize = 32 << 20;
 
 impl JsonRpc {
-    /// A client for the node at `base_url` (http or https); no request is made.
-    pub(crate) fn new(
+    /// A client of `service` (`node`, `wallet`: it names the peer in errors and metrics) at
+    /// `base_url` (http or https); no request is made.
+    pub fn new(
+        service: &'static str,
         base_url: &str,
         dialect: Dialect,
         auth: RpcAuth,
         config: RpcConfig,
     ) -> Result<Self> {
-        let base = reqwest::Url::parse(base_url).map_err(|err| Error::NodeConfig {
-            reason: format!("node URL {base_url:?} is invalid: {err}"),
-        })?;
+        let invalid = |reason: String| Error::Config { service, reason };
+        let base = reqwest::Url::parse(base_url)
+            .map_err(|err| invalid(format!("{service} URL {base_url:?} is invalid: {err}")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::NodeConfig {
-                reason: format!("node URL {base_url:?} is not http or https"),
-            });
+            return Err(invalid(format!(
+                "{service} URL {base_url:?} is not http or https"
+            )));
         }
         if config.timeout.is_zero() {
-            return Err(Error::NodeConfig {
-                reason: "the RPC timeout must be positive".into(),
-            });
+            return Err(invalid("the RPC timeout must be positive".into()));
         }
-        let mut endpoint = base;
+        let mut endpoint = base.clone();
         if dialect == Dialect::Monero {
             endpoint.set_path(&format!(
                 "{}/json_rpc",
@@ -136,13 +142,18 @@ impl JsonRpc {
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .build()
-            .map_err(|err| Error::NodeConfig {
-                reason: format!("cannot build the HTTP client: {}", error_chain(&err)),
+            .map_err(|err| {
+                invalid(format!(
+                    "cannot build the HTTP client: {}",
+                    error_chain(&err)
+                ))
             })?;
         Ok(Self {
             inner: Arc::new(RpcInner {
+                service,
                 http,
                 endpoint,
+                base,
                 dialect,
                 auth,
                 config,
@@ -152,22 +163,50 @@ impl JsonRpc {
     }
 
     /// The endpoint calls go to.
-    pub(crate) fn endpoint(&self) -> &str {
+    pub fn endpoint(&self) -> &str {
         self.inner.endpoint.as_str()
     }
 
     /// The circuit breaker's current state.
-    pub(crate) fn breaker_state(&self) -> BreakerState {
+    pub fn breaker_state(&self) -> BreakerState {
         *self.inner.lock_breaker()
     }
 
     /// One JSON-RPC call through the breaker, with retries; `result` decoded as `R`.
-    pub(crate) async fn call<R: DeserializeOwned>(
+    pub async fn call<R: DeserializeOwned>(
         &self,
         method: &'static str,
         params: Value,
     ) -> Result<R> {
+        let body = json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params});
+        let endpoint = self.inner.endpoint.clone();
+        self.through_breaker(method, endpoint, body, Shape::Envelope)
+            .await
+    }
+
+    /// One call of monerod's plain JSON endpoint `/path` (`get_height`, `get_transactions`,
+    /// `send_raw_transaction`): `body` posted as it is, the whole answer decoded as `R`.
+    pub async fn call_plain<R: DeserializeOwned>(
+        &self,
+        path: &'static str,
+        body: Value,
+    ) -> Result<R> {
+        let mut url = self.inner.base.clone();
+        url.set_path(&format!("{}/{path}", url.path().trim_end_matches('/')));
+        self.through_breaker(path, url, body, Shape::Plain).await
+    }
+
+    /// A call admitted by the breaker, attempted with retries, its outcome fed back to the
+    /// breaker and counted, its answer decoded as `R`.
+    async fn through_breaker<R: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        url: reqwest::Url,
+        body: Value,
+        shape: Shape,
+    ) -> Result<R> {
         let inner = &*self.inner;
+        let service = inner.service;
         let admission = {
             let mut state = inner.lock_breaker();
             let (next, admission) = admit_call(*state, Instant::now());
@@ -175,9 +214,10 @@ impl JsonRpc {
             admission
         };
         if let Admission::Rejected { failures, retry_in } = admission {
-            metrics::counter!("adit_pool_node_rpc_errors_total", "method" => method, "kind" => "breaker_open").increment(1);
-            return Err(Error::NodeUnavailable {
-                url: inner.endpoint.to_string(),
+            metrics::counter!("adit_rpc_errors_total", "service" => service, "method" => method, "kind" => "breaker_open").increment(1);
+            return Err(Error::Unavailable {
+                service,
+                url: url.to_string(),
                 failures,
                 retry_in,
             });
@@ -186,25 +226,35 @@ impl JsonRpc {
             inner,
             finished: false,
         };
-        let outcome = inner.call_with_retries(method, &params).await;
+        let outcome = inner.call_with_retries(method, &url, &body, shape).await;
         guard.finish(match &outcome {
-            Err(Error::NodeUnreachable { .. }) => CallOutcome::Unreachable,
+            Err(Error::Unreachable { .. }) => CallOutcome::Unreachable,
             Ok(_) | Err(_) => CallOutcome::Reached,
         });
         if let Err(e) = &outcome {
             let kind = match e {
-                Error::NodeUnreachable { .. } => "unreachable",
-                Error::NodeRejected { .. } => "rejected",
+                Error::Unreachable { .. } => "unreachable",
+                Error::Rejected { .. } => "rejected",
                 _ => "other",
             };
-            metrics::counter!("adit_pool_node_rpc_errors_total", "method" => method, "kind" => kind).increment(1);
+            metrics::counter!("adit_rpc_errors_total", "service" => service, "method" => method, "kind" => kind).increment(1);
         }
         let result = outcome?;
-        serde_json::from_value(result).map_err(|err| Error::NodeResponse {
+        serde_json::from_value(result).map_err(|err| Error::Response {
+            service,
             method,
             reason: format!("unexpected result: {err}"),
         })
     }
+}
+
+/// What a call's answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A JSON-RPC envelope: `result` or `error`.
+    Envelope,
+    /// monerod's plain endpoints: the answer is the result.
+    Plain,
 }
 
 impl RpcInner {
@@ -215,24 +265,30 @@ impl RpcInner {
 
     /// Attempts the call until the node answers or the retries run out; the `result` member of
     /// the answer, or the node's error.
-    async fn call_with_retries(&self, method: &'static str, params: &Value) -> Result<Value> {
-        let body = json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params});
+    async fn call_with_retries(
+        &self,
+        method: &'static str,
+        url: &reqwest::Url,
+        body: &Value,
+        shape: Shape,
+    ) -> Result<Value> {
         let attempts = self.config.retries.saturating_add(1);
         let mut backoff = Backoff::new(self.config.backoff, self.config.max_backoff).waits();
         let mut attempt = 1;
         loop {
-            match self.attempt(method, &body).await {
+            match self.attempt(method, url, body, shape).await {
                 Ok(answer) => return answer,
                 Err(reason) if attempt >= attempts => {
-                    return Err(Error::NodeUnreachable {
+                    return Err(Error::Unreachable {
+                        service: self.service,
                         method,
-                        url: self.endpoint.to_string(),
+                        url: url.to_string(),
                         attempts,
                         reason,
                     });
                 }
                 Err(reason) => {
-                    tracing::debug!(method, attempt, %reason, "node RPC attempt failed; retrying");
+                    tracing::debug!(service = self.service, method, attempt, %reason, "RPC attempt failed; retrying");
                     tokio::time::sleep(backoff.next_wait()).await;
                     attempt += 1;
                 }
@@ -245,11 +301,14 @@ impl RpcInner {
     async fn attempt(
         &self,
         method: &'static str,
+        url: &reqwest::Url,
         body: &Value,
+        shape: Shape,
     ) -> std::result::Result<Result<Value>, String> {
+        let service = self.service;
         let mut request = self
             .http
-            .post(self.endpoint.clone())
+            .post(url.clone())
             .timeout(self.config.timeout)
             .json(body);
         match &self.auth {
@@ -267,7 +326,8 @@ impl RpcInner {
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|err| error_chain(&err))? {
             if bytes.len() + chunk.len() > MAX_ANSWER {
-                return Ok(Err(Error::NodeResponse {
+                return Ok(Err(Error::Response {
+                    service,
                     method,
                     reason: format!("the answer is over {MAX_ANSWER} bytes"),
                 }));
@@ -277,13 +337,14 @@ impl RpcInner {
         // Bitcoin Core answers a refused call with HTTP 500 (404 for an unknown method) and
         // the error object in the body: that is the node's answer, not an outage.
         if let Some(error) = error_object(&bytes) {
-            return Ok(Err(error.into_error(method)));
+            return Ok(Err(error.into_error(service, method)));
         }
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(format!("HTTP {status}"));
         }
         if !status.is_success() {
-            return Ok(Err(Error::NodeRejected {
+            return Ok(Err(Error::Rejected {
+                service,
                 method,
                 code: i64::from(status.as_u16()),
                 message: format!(
@@ -292,7 +353,14 @@ impl RpcInner {
                 ),
             }));
         }
-        Ok(parse_answer(self.dialect, method, &bytes))
+        Ok(match shape {
+            Shape::Envelope => parse_answer(self.dialect, service, method, &bytes),
+            Shape::Plain => serde_json::from_slice(&bytes).map_err(|err| Error::Response {
+                service,
+                method,
+                reason: format!("not JSON: {err}"),
+            }),
+        })
     }
 }
 
@@ -328,13 +396,13 @@ impl CallGuard<'_> {
                 BreakerState::Open { .. } | BreakerState::HalfOpen { .. },
                 BreakerState::Closed { .. },
             ) => {
-                tracing::info!(url = %self.inner.endpoint, "node reachable again; circuit breaker closed");
+                tracing::info!(service = self.inner.service, url = %self.inner.endpoint, "reachable again; circuit breaker closed");
             }
             (
                 BreakerState::Closed { .. } | BreakerState::HalfOpen { .. },
                 BreakerState::Open { failures, .. },
             ) => {
-                tracing::warn!(url = %self.inner.endpoint, failures, "node unreachable; circuit breaker open");
+                tracing::warn!(service = self.inner.service, url = %self.inner.endpoint, failures, "unreachable; circuit breaker open");
             }
             _ => {}
         }
@@ -359,8 +427,9 @@ struct RpcError {
 }
 
 impl RpcError {
-    fn into_error(self, method: &'static str) -> Error {
-        Error::NodeRejected {
+    fn into_error(self, service: &'static str, method: &'static str) -> Error {
+        Error::Rejected {
+            service,
             method,
             code: self.code,
             message: self.message,
@@ -379,7 +448,12 @@ fn error_object(body: &[u8]) -> Option<RpcError> {
 
 /// A JSON-RPC answer: its `result` (after checking a monerod `status` in it) or the node's
 /// error. A `null` result is Bitcoin Core's success (`submitblock`).
-fn parse_answer(dialect: Dialect, method: &'static str, body: &[u8]) -> Result<Value> {
+fn parse_answer(
+    dialect: Dialect,
+    service: &'static str,
+    method: &'static str,
+    body: &[u8],
+) -> Result<Value> {
     /// A JSON-RPC response; `result` is absent, `null` or a value.
     #[derive(serde::Deserialize)]
     struct Answer {
@@ -397,20 +471,23 @@ fn parse_answer(dialect: Dialect, method: &'static str, body: &[u8]) -> Result<V
         <Value as serde::Deserialize>::deserialize(d).map(Some)
     }
 
-    let answer: Answer = serde_json::from_slice(body).map_err(|err| Error::NodeResponse {
+    let answer: Answer = serde_json::from_slice(body).map_err(|err| Error::Response {
+        service,
         method,
         reason: format!("not a JSON-RPC response: {err}"),
     })?;
     match (answer.error, answer.result, dialect) {
-        (Some(error), _, _) => Err(error.into_error(method)),
-        (None, Some(Value::Null), Dialect::Monero) | (None, None, _) => Err(Error::NodeResponse {
+        (Some(error), _, _) => Err(error.into_error(service, method)),
+        (None, Some(Value::Null), Dialect::Monero) | (None, None, _) => Err(Error::Response {
+            service,
             method,
             reason: "neither a result nor an error".into(),
         }),
         (None, Some(result), Dialect::Monero) => {
             match result.get("status").and_then(Value::as_str) {
                 None | Some("OK") => Ok(result),
-                Some(status) => Err(Error::NodeRejected {
+                Some(status) => Err(Error::Rejected {
+                    service,
                     method,
                     code: 0,
                     message: format!("status {status}"),
@@ -441,19 +518,19 @@ mod tests {
     fn a_null_result_is_bitcoin_s_success_and_not_monero_s() {
         let null = br#"{"result":null,"error":null,"id":"0"}"#;
         assert_eq!(
-            parse_answer(Dialect::Bitcoin, "submitblock", null).unwrap(),
+            parse_answer(Dialect::Bitcoin, "node", "submitblock", null).unwrap(),
             Value::Null
         );
         assert!(matches!(
-            parse_answer(Dialect::Monero, "submit_block", null),
-            Err(Error::NodeResponse { .. })
+            parse_answer(Dialect::Monero, "node", "submit_block", null),
+            Err(Error::Response { .. })
         ));
         let busy = br#"{"result":{"status":"BUSY"}}"#;
         assert!(matches!(
-            parse_answer(Dialect::Monero, "get_info", busy),
-            Err(Error::NodeRejected { .. })
+            parse_answer(Dialect::Monero, "node", "get_info", busy),
+            Err(Error::Rejected { .. })
         ));
-        assert!(parse_answer(Dialect::Bitcoin, "getblockchaininfo", busy).is_ok());
+        assert!(parse_answer(Dialect::Bitcoin, "node", "getblockchaininfo", busy).is_ok());
         let failed =
             br#"{"result":null,"error":{"code":-25,"message":"bad-txns-inputs-missingorspent"}}"#;
         assert!(error_object(failed).is_some());
@@ -464,8 +541,8 @@ mod tests {
         /// A node's answer is outside bytes: any body is a result or an error, never a panic.
         #[test]
         fn any_answer_is_a_result_or_an_error(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let _ = parse_answer(Dialect::Monero, "m", &body);
-            let _ = parse_answer(Dialect::Bitcoin, "m", &body);
+            let _ = parse_answer(Dialect::Monero, "node", "m", &body);
+            let _ = parse_answer(Dialect::Bitcoin, "node", "m", &body);
             let _ = error_object(&body);
         }
     }
