@@ -1,8 +1,9 @@
 //! OpenSY end to end on the simulated OpenSY node (issue 58): `adit run --roles
-//! pool,pipelines,query` with `pool.chain = "opensy"`, mined by `adit worker --pool` as a user
-//! would run it: shares land in SQL, the node takes the pool's blocks, a block is confirmed
-//! once it is 100 deep (OpenSY's coinbase maturity, the pool's default for the chain), and
-//! PPLNS splits it. Then a two-worker cluster (`adit coordinator`, `adit worker` over mutual
+//! pool,pipelines,query,payments` with `pool.chain = "opensy"`, mined by `adit worker --pool`
+//! as a user would run it: shares land in SQL, the node takes the pool's blocks, a block is
+//! confirmed once it is 100 deep (OpenSY's coinbase maturity, the pool's default for the
+//! chain), PPLNS splits it, and the payer pays the miner from the node's wallet, exactly what
+//! its balance says, in a transaction the node mines. Then a two-worker cluster (`adit coordinator`, `adit worker` over mutual
 //! TLS) mines the pool as one miner, the coordinator taking the nonce's place from the jobs.
 
 use crate::common;
@@ -19,13 +20,14 @@ async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_1
     let (_nats, dir, stratum_port, app) = opensy_app().await;
 
     let mut worker = adit_worker(stratum_port);
-
     let tables = dir.path().join("tables");
-    let confirmed = eventually_value(Duration::from_secs(300), || async {
+    let paid = eventually_value(Duration::from_secs(360), || async {
         let n = scalar(
             &tables,
-            &["blocks"],
-            "SELECT count(*) FROM blocks WHERE status = 'confirmed'",
+            &["payments"],
+            &format!(
+                "SELECT count(*) FROM payments WHERE miner = '{MINER}' AND status = 'confirmed'"
+            ),
         )
         .await;
         (n >= 1).then_some(n)
@@ -33,15 +35,14 @@ async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_1
     .await;
     let _ = worker.kill();
     let output = worker.wait_with_output().expect("the worker's output");
-    let Some(confirmed) = confirmed else {
+    if paid.is_none() {
         panic!(
-            "no block confirmed; worker:\n{}\n{}\npool log:\n{}",
+            "no payment confirmed; worker:\n{}\n{}\npool log:\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
             app.log()
         );
-    };
-    assert!(confirmed >= 1);
+    }
 
     // The worker's shares are in SQL under its address and name.
     let shares = scalar(
@@ -70,22 +71,68 @@ async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_1
         last >= first_confirmed + 100,
         "block {first_confirmed} was confirmed with the tip at {last}"
     );
-    // PPLNS pays the one miner the confirmed block's reward (10 000 SYL less the fee).
-    let paid = eventually_value(Duration::from_secs(60), || async {
-        let n = scalar(
-            &tables,
-            &["payouts"],
-            &format!("SELECT count(*) FROM payouts WHERE miner = '{MINER}'"),
-        )
+    // PPLNS credited the one miner, and the payer paid it no more than that.
+    let rows = app
+        .rows(&format!(
+            "SELECT (SELECT sum(amount) FROM payouts WHERE miner = '{MINER}') AS earned, \
+                    (SELECT sum(amount) FROM payments WHERE miner = '{MINER}' AND status = 'confirmed') AS paid"
+        ))
         .await;
-        (n >= 1).then_some(n)
-    })
-    .await;
-    assert!(
-        paid.is_some(),
-        "no payout to the miner; log:\n{}",
-        app.log()
+    let (earned, paid) = (
+        rows[0]["earned"].as_i64().unwrap(),
+        rows[0]["paid"].as_i64().unwrap(),
     );
+    assert!(paid > 0 && paid <= earned, "paid {paid} of {earned}");
+    // On the node, the payment's transaction pays the miner's script exactly what the
+    // payments table records, in a block.
+    let rows = app
+        .rows(&format!(
+            "SELECT tx_hash, amount FROM payments WHERE miner = '{MINER}' AND status = 'confirmed' LIMIT 1"
+        ))
+        .await;
+    let (tx_hash, amount) = (
+        rows[0]["tx_hash"].as_str().unwrap().to_string(),
+        rows[0]["amount"].as_i64().unwrap(),
+    );
+    let node = sim_node_url(&app.log());
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{node}/wallet/adit"))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "gettransaction", "params": [tx_hash]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = &answer["result"];
+    assert!(result["confirmations"].as_i64().unwrap() >= 1, "{answer}");
+    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize(
+        &hex::decode(result["hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let miner_script =
+        adit_stratum::opensy::script_for(MINER, adit_stratum::opensy::Network::Regtest).unwrap();
+    let to_miner: Vec<u64> = tx
+        .output
+        .iter()
+        .filter(|o| o.script_pubkey == miner_script)
+        .map(|o| o.value.to_sat())
+        .collect();
+    assert_eq!(to_miner, vec![amount as u64], "{tx:?}");
+}
+
+/// The simulated node's URL, from the line the app logs when it starts it.
+fn sim_node_url(log: &str) -> String {
+    let line = log
+        .lines()
+        .find(|l| l.contains("simulated OpenSY node (regtest) listening"))
+        .unwrap_or_else(|| panic!("the app did not start the simulated node:\n{log}"));
+    let at = line.find("addr=").expect("the line names the address") + "addr=".len();
+    let addr: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    format!("http://{addr}")
 }
 
 /// The pool of the tests: OpenSY on its simulated node at regtest's target, a block about
@@ -93,12 +140,13 @@ async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_1
 fn opensy_pool(stratum_port: u16) -> String {
     format!(
         "[pool]\nchain = \"opensy\"\nnode = \"sim\"\nlisten = \"127.0.0.1:{stratum_port}\"\ntip_poll = \"200ms\"\nsim_difficulty = 1\n\
-         [pool.server]\npool = \"syl\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n"
+         [pool.server]\npool = \"syl\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n\
+         [payments]\nchain = \"opensy\"\nnode = \"sim\"\ninterval = \"1s\"\nthreshold = 100000000\nconfirmations = 1\n"
     )
 }
 
-/// NATS, a data dir, and `adit run --roles pool,pipelines,query` on [`opensy_pool`] at a free
-/// Stratum port.
+/// NATS, a data dir, and `adit run --roles pool,pipelines,query,payments` on [`opensy_pool`]
+/// at a free Stratum port.
 async fn opensy_app() -> (NatsServer, tempfile::TempDir, u16, App) {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -106,7 +154,7 @@ async fn opensy_app() -> (NatsServer, tempfile::TempDir, u16, App) {
     let app = App::start(
         &nats.url(),
         dir.path(),
-        "pool,pipelines,query",
+        "pool,pipelines,query,payments",
         &opensy_pool(stratum_port),
     );
     app.wait_http().await;

@@ -2,3 +2,4 @@
 //! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-payments) & binary(it)'`).
 
 mod ledger;
+mod opensy;

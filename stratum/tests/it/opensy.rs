@@ -177,8 +177,18 @@ impl NodeUnderTest {
     /// A call the backend does not make (`invalidateblock`, a template without its rules):
     /// the whole answer, the error included.
     async fn raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.raw_at("", method, params).await
+    }
+
+    /// A call at `path` under the node's URL (`/wallet/adit` for its wallet).
+    async fn raw_at(
+        &self,
+        path: &str,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
         let mut request = reqwest::Client::new()
-            .post(&self.url)
+            .post(format!("{}{path}", self.url))
             .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}));
         if let RpcAuth::Cookie(path) = &self.auth {
             let cookie = std::fs::read_to_string(path).unwrap();
@@ -191,6 +201,186 @@ impl NodeUnderTest {
     async fn height(&self) -> u64 {
         self.rpc().get_blockchain_info().await.unwrap().blocks
     }
+
+    /// A call that must succeed: its result.
+    async fn ok_at(
+        &self,
+        path: &str,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        let answer = self.raw_at(path, method, params.clone()).await;
+        assert!(answer["error"].is_null(), "{method} {params}: {answer}");
+        answer["result"].clone()
+    }
+}
+
+/// A payout through the node's wallet, as adit's SYL payer makes it, step by step, each answer
+/// held to what the real node answered (`tests/data/opensy_regtest_wallet.json`): fund with
+/// locked inputs, sign, finalize, nowhere before it is sent, the same id for a resend while it
+/// waits, offered in the template with its fee, mined, then -27 for a resend and -25 for a
+/// spend of its input.
+async fn payout_answers(node: &NodeUnderTest) {
+    const WALLET: &str = "/wallet/adit";
+    let address = node
+        .ok_at(WALLET, "getnewaddress", serde_json::json!([]))
+        .await;
+    node.ok_at("", "generatetoaddress", serde_json::json!([101, address]))
+        .await;
+    let payee = pool_address();
+    let payee_script = script_for(&payee, Network::Regtest).unwrap();
+    let funded = node
+        .ok_at(
+            WALLET,
+            "walletcreatefundedpsbt",
+            serde_json::json!([[], [{payee.as_str(): "1.5"}], 0, {"fee_rate": 10, "lockUnspents": true}]),
+        )
+        .await;
+    let signed = node
+        .ok_at(
+            WALLET,
+            "walletprocesspsbt",
+            serde_json::json!([funded["psbt"], true, "ALL"]),
+        )
+        .await;
+    assert_eq!(signed["complete"], true);
+    let done = node
+        .ok_at("", "finalizepsbt", serde_json::json!([signed["psbt"]]))
+        .await;
+    assert_eq!(done["complete"], true);
+    let hex = done["hex"].as_str().unwrap().to_string();
+    let tx: bitcoin::Transaction = encode::deserialize(&hex::decode(&hex).unwrap()).unwrap();
+    let txid = tx.compute_txid().to_string();
+    assert!(
+        tx.output
+            .iter()
+            .any(|o| o.script_pubkey == payee_script && o.value.to_sat() == 150_000_000),
+        "pays exactly 1.5 to the payee: {tx:?}"
+    );
+    let psbt_bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        signed["psbt"].as_str().unwrap(),
+    )
+    .unwrap();
+    let fee = bitcoin::Psbt::deserialize(&psbt_bytes)
+        .unwrap()
+        .fee()
+        .unwrap()
+        .to_sat();
+    let vsize = tx.vsize() as u64;
+    assert!(
+        (fee / 10).abs_diff(vsize) <= 1,
+        "fee {fee} at 10/vB for {vsize} vbytes"
+    );
+
+    // Nowhere before it is sent; the same id for every send while it waits.
+    let entry = node.raw("getmempoolentry", serde_json::json!([txid])).await;
+    assert_eq!(entry["error"]["code"], -5, "{entry}");
+    let known = node
+        .raw_at(WALLET, "gettransaction", serde_json::json!([txid]))
+        .await;
+    assert_eq!(known["error"]["code"], -5, "{known}");
+    for _ in 0..2 {
+        assert_eq!(
+            node.ok_at("", "sendrawtransaction", serde_json::json!([hex]))
+                .await,
+            txid.as_str()
+        );
+    }
+    node.ok_at("", "getmempoolentry", serde_json::json!([txid]))
+        .await;
+    let waiting = node
+        .ok_at(WALLET, "gettransaction", serde_json::json!([txid]))
+        .await;
+    assert_eq!(waiting["confirmations"], 0);
+    let template = node
+        .ok_at(
+            "",
+            "getblocktemplate",
+            serde_json::json!([{"rules": ["segwit"]}]),
+        )
+        .await;
+    let offered = template["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["txid"] == txid.as_str())
+        .unwrap_or_else(|| panic!("the template offers the payment: {template}"));
+    assert_eq!(offered["fee"], fee, "the template's fee is the payment's");
+
+    // Mined: confirmed once, a resend is -27, a spend of its input is -25.
+    let mined = node
+        .ok_at("", "generatetoaddress", serde_json::json!([1, address]))
+        .await;
+    let confirmed = node
+        .ok_at(WALLET, "gettransaction", serde_json::json!([txid]))
+        .await;
+    assert_eq!(confirmed["confirmations"], 1);
+    assert_eq!(confirmed["blockhash"], mined[0]);
+    let again = node
+        .raw("sendrawtransaction", serde_json::json!([hex]))
+        .await;
+    assert_eq!(again["error"]["code"], -27, "{again}");
+    assert_eq!(
+        again["error"]["message"],
+        "Transaction outputs already in utxo set"
+    );
+    let mut double = tx.clone();
+    double.output.truncate(1);
+    double.input[0].witness = bitcoin::Witness::new();
+    let spent = node
+        .raw(
+            "sendrawtransaction",
+            serde_json::json!([encode::serialize_hex(&double)]),
+        )
+        .await;
+    assert_eq!(spent["error"]["code"], -25, "{spent}");
+    assert_eq!(spent["error"]["message"], "bad-txns-inputs-missingorspent");
+    // The block holds it, and its coinbase takes the fee on top of the subsidy.
+    let block: Block = encode::deserialize(
+        &hex::decode(
+            node.ok_at("", "getblock", serde_json::json!([mined[0], 0]))
+                .await
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(block.txdata[1].compute_txid().to_string(), txid);
+    let coinbase: u64 = block.txdata[0]
+        .output
+        .iter()
+        .map(|o| o.value.to_sat())
+        .sum();
+    assert_eq!(coinbase, template["coinbasevalue"].as_u64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_wallet_answers_a_payout_as_the_real_node_did() {
+    let (sim, _rpc, stop) = node().await;
+    payout_answers(&NodeUnderTest {
+        url: sim.url(),
+        auth: RpcAuth::None,
+    })
+    .await;
+    stop.cancel();
+}
+
+/// The same payout through a real node's wallet (opt-in, as above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_opensyd_s_wallet_answers_the_payout_the_same() {
+    let Some(real) = adit_testkit::Opensyd::from_env("a_real_opensyd_s_wallet_answers_the_payout")
+    else {
+        return;
+    };
+    real.rpc("/", "createwallet", serde_json::json!(["adit"]))
+        .unwrap();
+    payout_answers(&NodeUnderTest {
+        url: real.url(),
+        auth: RpcAuth::Cookie(real.cookie()),
+    })
+    .await;
 }
 
 /// Blocks built from the node's template and broken one rule at a time, each refused with the
@@ -383,11 +573,12 @@ async fn the_real_node_s_blocks_and_templates_pass_adit_s_checks_and_the_simulat
         assert_eq!(job.txdata.len(), txs + 1);
     }
 
-    // The simulated node starts at the same genesis and takes the real chain's coinbase-only
-    // blocks in order, ending on the same tip.
+    // The simulated node starts at the same genesis and takes every block of the real chain
+    // in order, block 103's payment (the real wallet's signature over a mature coinbase, and
+    // its fee in the coinbase) included, ending on the same tip.
     let (sim, rpc, stop) = node().await;
     assert_eq!(rpc.get_block_hash(0).await.unwrap(), genesis);
-    for (height, id, block) in blocks.iter().filter(|(_, _, b)| b.txdata.len() == 1) {
+    for (height, id, block) in &blocks {
         assert_eq!(
             rpc.submit_block(&encode::serialize_hex(block))
                 .await
@@ -396,8 +587,8 @@ async fn the_real_node_s_blocks_and_templates_pass_adit_s_checks_and_the_simulat
             "the real block {height} ({id})"
         );
     }
-    assert_eq!(sim.height(), 102);
-    assert_eq!(rpc.get_block_hash(102).await.unwrap(), ids[102]);
+    assert_eq!(sim.height(), 103);
+    assert_eq!(rpc.get_block_hash(103).await.unwrap(), ids[103]);
     stop.cancel();
 }
 
