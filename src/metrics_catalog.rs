@@ -156,10 +156,10 @@ const METRICS: &[Metric] = &[
         "Share or block events not recorded because the publisher had stopped.",
     ),
     m(
-        "adit_pool_node_rpc_errors_total",
+        "adit_rpc_errors_total",
         Counter,
         Zero,
-        "Failed calls to the node, by method and kind.",
+        "Failed JSON-RPC calls to a node or wallet (the pool's and the payer's), by service, method and kind (unreachable, rejected, breaker_open, other).",
     ),
     m(
         "adit_pool_connections_refused_total",
