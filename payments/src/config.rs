@@ -156,11 +156,12 @@ impl PaymentsConfig {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
             || self.wallet.len() > 64
+            || self.wallet.starts_with('.')
         {
             return bad(
                 "wallet",
                 format!(
-                    "{:?}: a wallet name is up to 64 of A-Z a-z 0-9 _ - .",
+                    "{:?}: a wallet name is up to 64 of A-Z a-z 0-9 _ - ., not starting with a dot",
                     self.wallet
                 ),
             );
@@ -218,6 +219,8 @@ mod tests {
         assert_eq!(key("node = \"not a url\""), "payments.node");
         assert_eq!(key("priority = 9"), "payments.priority");
         assert_eq!(key("wallet = \"../x\""), "payments.wallet");
+        assert_eq!(key("wallet = \"..\""), "payments.wallet");
+        assert_eq!(key("wallet = \"a/b\""), "payments.wallet");
         assert_eq!(key("fee_rate = 0"), "payments.fee_rate");
         assert_eq!(key("[rpc]\npassword = \"p\""), "payments.rpc.password");
         assert_eq!(

@@ -141,7 +141,7 @@ impl Coin for OpenSy {
     /// Blocks on the chain, genesis included, so a payment in the tip has one confirmation.
     async fn height(&self) -> Result<u64> {
         let tip: u64 = self.node.call("getblockcount", json!([])).await?;
-        Ok(tip + 1)
+        Ok(tip.saturating_add(1))
     }
 
     async fn held(&self, tx_hash: &str) -> Result<Held> {
@@ -203,7 +203,7 @@ impl Coin for OpenSy {
             .ok_or_else(|| protocol("getblock", "a block without transactions"))?;
         Ok(Some(BlockSeen {
             height: header.height,
-            depth: u64::try_from(header.confirmations - 1).unwrap_or(0),
+            depth: u64::try_from(header.confirmations.saturating_sub(1)).unwrap_or(0),
             orphan: header.confirmations < 0,
             reward: paid(coinbase.output.iter())?,
             miner_tx_hash: coinbase.compute_txid().to_string(),
@@ -243,6 +243,41 @@ impl Coin for OpenSy {
             .wallet
             .call("walletcreatefundedpsbt", json!([[], outputs, 0, options]))
             .await?;
+        let built = self.finish(&funded.psbt, &wanted).await;
+        if built.is_err() {
+            self.unlock(&funded.psbt).await;
+        }
+        built
+    }
+
+    async fn send_recorded(&self, tx_blob: &str, _tx_metadata: &str) -> Result<()> {
+        match self.relay_signed(tx_blob).await? {
+            Relay::Accepted => Ok(()),
+            Relay::Refused(message) => Err(Error::Refused {
+                service: "node",
+                method: "sendrawtransaction".into(),
+                code: 0,
+                message,
+            }),
+        }
+    }
+
+    async fn coinbase_received(&self, txid: &str) -> Result<Option<u64>> {
+        self.coinbase_paid_in(txid).await
+    }
+
+    async fn address_kind(&self, address: &str) -> Result<AddressKind> {
+        Ok(match self.script_of(address).await? {
+            Some(_) => AddressKind::Plain,
+            None => AddressKind::Invalid,
+        })
+    }
+}
+
+impl OpenSy {
+    /// Signs and finalizes the funded PSBT `psbt`, checks the transaction pays each of
+    /// `wanted` exactly, and returns it unsent.
+    async fn finish(&self, psbt: &str, wanted: &[(bitcoin::ScriptBuf, u64)]) -> Result<Built> {
         #[derive(Deserialize)]
         struct Signed {
             psbt: String,
@@ -250,7 +285,7 @@ impl Coin for OpenSy {
         }
         let signed: Signed = self
             .wallet
-            .call("walletprocesspsbt", json!([funded.psbt, true, "ALL"]))
+            .call("walletprocesspsbt", json!([psbt, true, "ALL"]))
             .await?;
         if !signed.complete {
             return Err(Error::Refused {
@@ -281,7 +316,7 @@ impl Coin for OpenSy {
         };
         let fee = psbt_fee(&signed.psbt)?;
         let tx = decode_tx(&hex).map_err(|e| protocol("finalizepsbt", e))?;
-        check_pays(&tx, &wanted)?;
+        check_pays(&tx, wanted)?;
         Ok(Built {
             tx_hash: tx.compute_txid().to_string(),
             tx_blob: hex.clone(),
@@ -291,19 +326,32 @@ impl Coin for OpenSy {
         })
     }
 
-    async fn send_recorded(&self, tx_blob: &str, _tx_metadata: &str) -> Result<()> {
-        match self.relay_signed(tx_blob).await? {
-            Relay::Accepted => Ok(()),
-            Relay::Refused(message) => Err(Error::Refused {
-                service: "node",
-                method: "sendrawtransaction".into(),
-                code: 0,
-                message,
-            }),
+    /// Gives back the inputs a PSBT that will not be sent locked (best effort: the node also
+    /// forgets its locks when it restarts).
+    async fn unlock(&self, psbt: &str) {
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(psbt) else {
+            return;
+        };
+        let Ok(psbt) = Psbt::deserialize(&bytes) else {
+            return;
+        };
+        let inputs: Vec<Value> = psbt
+            .unsigned_tx
+            .input
+            .iter()
+            .map(|i| json!({"txid": i.previous_output.txid.to_string(), "vout": i.previous_output.vout}))
+            .collect();
+        if let Err(e) = self
+            .wallet
+            .call::<Value>("lockunspent", json!([true, inputs]))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot unlock the inputs of a payment that was not built");
         }
     }
 
-    async fn coinbase_received(&self, txid: &str) -> Result<Option<u64>> {
+    /// What the wallet received in coinbase `txid`, read from the transaction's bytes.
+    async fn coinbase_paid_in(&self, txid: &str) -> Result<Option<u64>> {
         let Some(tx) = self.wallet_tx(txid).await? else {
             return Ok(None);
         };
@@ -327,13 +375,6 @@ impl Coin for OpenSy {
                 .ok_or_else(|| protocol("gettransaction", "outputs over 2^64 units"))?;
         }
         Ok((received > 0).then_some(received))
-    }
-
-    async fn address_kind(&self, address: &str) -> Result<AddressKind> {
-        Ok(match self.script_of(address).await? {
-            Some(_) => AddressKind::Plain,
-            None => AddressKind::Invalid,
-        })
     }
 }
 

@@ -200,6 +200,10 @@ async fn simulate(
 /// The difficulty the demo's miner fixes in its login.
 const DEMO_DIFFICULTY: u64 = 50;
 
+/// Hashes per block on the OpenSY demo's simulated node: with the demo miner's ~30 H/s, a block
+/// about every two seconds, so a block is 100 deep and paid from a few minutes in.
+const DEMO_OPENSY_BLOCK_DIFFICULTY: u64 = 60;
+
 /// The demo's simulated miner: one light-mode RandomX thread mining on the pool (so the demo
 /// leaves the other core to everything else).
 fn demo_miners(
@@ -257,7 +261,7 @@ async fn demo(
         }
     );
     let miners = demo_miners(config, &shutdown)?;
-    let roles = [
+    let mut roles = vec![
         Role::Pipelines,
         Role::Query,
         Role::Simulate,
@@ -280,6 +284,18 @@ async fn demo(
     }
     let vardiff = &mut config.pool.server.vardiff;
     vardiff.min_difficulty = vardiff.min_difficulty.min(DEMO_DIFFICULTY);
+    // On OpenSY the simulated node's wallet, which the pool's coinbases fund, pays the demo
+    // miner once a block is 100 deep (`select * from payments`): blocks come about every two
+    // seconds of the demo miner's hashing, so that is a few minutes in.
+    if config.pool.chain == adit_stratum::Chain::OpenSy && config.pool.node == "sim" {
+        config.pool.sim_difficulty = config.pool.sim_difficulty.min(DEMO_OPENSY_BLOCK_DIFFICULTY);
+        roles.push(Role::Payments);
+        let payments = &mut config.payments;
+        payments.chain = adit_stratum::Chain::OpenSy;
+        payments.node = "sim".into();
+        payments.interval = Duration::from_secs(10);
+        payments.confirmations = 1;
+    }
     let result =
         wiring::run_roles(&config, &roles, config.simulate.clone(), shutdown.clone()).await;
     shutdown.cancel();

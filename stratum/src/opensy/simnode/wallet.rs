@@ -154,6 +154,17 @@ impl SimWallet {
         Err((-4, "Insufficient funds".into()))
     }
 
+    /// `lockunspent`: locks `points` (or, with `locked` false, gives them back).
+    pub fn lock(&mut self, points: &[OutPoint], locked: bool) {
+        for point in points {
+            if locked {
+                self.locked.insert(*point);
+            } else {
+                self.locked.remove(point);
+            }
+        }
+    }
+
     /// `walletprocesspsbt`: signs and finalizes every input that spends the wallet's script;
     /// whether every input is now final.
     pub fn sign(&self, psbt: &mut Psbt) -> Result<bool, Refusal> {
@@ -247,9 +258,17 @@ mod tests {
             (fee / 10).abs_diff(vsize) <= 2,
             "fee {fee} for {vsize} vbytes"
         );
-        // Its coins are locked: funding again cannot take the same ones.
+        // Its coins are locked: funding again cannot take the same ones, until they are
+        // given back.
         let again = wallet.fund(&coins, 101, vec![pay(400_000)], 10, true);
         assert_eq!(again.unwrap_err().1, "Insufficient funds");
+        let taken: Vec<OutPoint> = tx.input.iter().map(|i| i.previous_output).collect();
+        wallet.lock(&taken, false);
+        assert!(
+            wallet
+                .fund(&coins, 101, vec![pay(400_000)], 10, false)
+                .is_ok()
+        );
         // Spent, they are gone; a second spend of them is refused.
         let mut after = coins.clone();
         apply(&mut after, &tx, 101);

@@ -1,7 +1,7 @@
 //! The simulated node's wallet and mempool calls, answered as the real node answers them
 //! (`stratum/tests/data/opensy_regtest_wallet.json` holds its answers): `getnewaddress`,
-//! `walletcreatefundedpsbt`, `walletprocesspsbt`, `finalizepsbt`, `gettransaction`,
-//! `getmempoolentry`. Amounts are read exactly from decimal strings (or numbers, as the RPC
+//! `walletcreatefundedpsbt`, `walletprocesspsbt`, `finalizepsbt`, `lockunspent`,
+//! `gettransaction`, `getmempoolentry`. Amounts are read exactly from decimal strings (or numbers, as the RPC
 //! allows) and printed as the RPC prints them.
 
 use base64::Engine as _;
@@ -43,6 +43,29 @@ pub(super) fn call(chain: &mut Chain, method: &str, param: &dyn Fn(usize) -> Val
             }
         }
         "gettransaction" => transaction(chain, &txid(&param(0))?),
+        "lockunspent" => {
+            let unlock = param(0)
+                .as_bool()
+                .ok_or(RpcFault(-1, "unlock must be a boolean".into()))?;
+            let points = param(1)
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let vout = p["vout"].as_u64().and_then(|v| u32::try_from(v).ok());
+                    match (txid(&p["txid"]), vout) {
+                        (Ok(txid), Some(vout)) => Ok(bitcoin::OutPoint::new(txid, vout)),
+                        _ => Err(RpcFault(
+                            -8,
+                            "Invalid parameter, expected txid and vout".into(),
+                        )),
+                    }
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            chain.wallet.lock(&points, !unlock);
+            Ok(json!(true))
+        }
         "getmempoolentry" => {
             let txid = txid(&param(0))?;
             let (tx, fee) = chain
