@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 pub mod ballista;
 mod feed;
+pub mod jsonrpc;
 pub mod jwt;
 mod monerod;
 pub mod mosquitto;

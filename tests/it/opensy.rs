@@ -95,15 +95,12 @@ async fn adit_worker_mines_opensy_through_the_pool_and_its_blocks_mature_after_1
         rows[0]["amount"].as_i64().unwrap(),
     );
     let node = sim_node_url(&app.log());
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{node}/wallet/adit"))
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "gettransaction", "params": [tx_hash]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = adit_testkit::jsonrpc::answer(
+        &format!("{node}/wallet/adit"),
+        "gettransaction",
+        serde_json::json!([tx_hash]),
+    )
+    .await;
     let result = &answer["result"];
     assert!(result["confirmations"].as_i64().unwrap() >= 1, "{answer}");
     let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize(

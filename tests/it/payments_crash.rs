@@ -86,20 +86,30 @@ fn wave(
     wave
 }
 
-/// A wave per real block (height, hash), each block's shares spread over `miners`.
+/// A wave per real block (height, hash), each block's shares spread over `miners`; then the
+/// thief's: every share its own, and a block the node never saw.
 fn events(
     miners: &[String],
     blocks: &[(u64, String)],
+    thief: &str,
     base: chrono::DateTime<chrono::Utc>,
     reward: u64,
 ) -> Vec<Vec<Outgoing>> {
-    blocks
+    let mut waves: Vec<Vec<Outgoing>> = blocks
         .iter()
         .enumerate()
         .map(|(b, (height, hash))| {
             wave(miners, (*height, hash), b * SHARES_PER_BLOCK, base, reward)
         })
-        .collect()
+        .collect();
+    waves.push(wave(
+        &[thief.to_string()],
+        (150, &format!("{:064x}", 0xdead_u64)),
+        BLOCKS * SHARES_PER_BLOCK,
+        base,
+        reward,
+    ));
+    waves
 }
 
 /// Publishes every block's wave and then the thief's, killing and restarting `app` after every
@@ -284,15 +294,7 @@ async fn sigkill_during_payments_pays_every_miner_once() {
     // process is killed.
     let miner_of_blocks = recipient.address.clone();
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
-    let mut waves = events(&miners, &real, base, REWARD);
-    // The thief's window: every share its own, and a block the node never saw.
-    waves.push(wave(
-        std::slice::from_ref(&thief),
-        (150, &format!("{:064x}", 0xdead_u64)),
-        BLOCKS * SHARES_PER_BLOCK,
-        base,
-        REWARD,
-    ));
+    let waves = events(&miners, &real, &thief, base, REWARD);
     publish_with_kills(&publisher, &mut app, waves, async |w| {
         if w % 4 == 3 {
             pool_wallet.restart();
@@ -339,36 +341,15 @@ const SYL_REWARD: u64 = 600_000_000;
 /// 1.5 SYL: a miner is paid about every second block.
 const SYL_THRESHOLD: u64 = 150_000_000;
 
-/// A JSON-RPC call to the simulated OpenSY node (at `/` or `/wallet/adit`): its result.
-async fn sim_call(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer["error"].is_null(), "{method}: {answer}");
-    answer["result"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_syl_payments_pays_every_miner_once() {
-    use adit_stratum::opensy::simnode::{SimNode, SimNodeConfig, unowned_address};
+    use adit_stratum::opensy::simnode::{SimNode, unowned_address};
     use adit_stratum::opensy::{Network, script_for};
     let stop = tokio_util::sync::CancellationToken::new();
-    let sim = SimNode::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SimNodeConfig::default(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = SimNode::on_loopback(stop.clone()).await.unwrap();
     let node = sim.url();
     // Blocks 1..=BLOCKS pay the node's wallet and are 100 deep (the payer's default for SYL).
-    sim_call(
+    adit_testkit::jsonrpc::result(
         &node,
         "generatetoaddress",
         json!([BLOCKS + 100, sim.wallet_address()]),
@@ -384,7 +365,7 @@ async fn sigkill_during_syl_payments_pays_every_miner_once() {
     let thief = miners.pop().expect("the thief's address");
     let mut real = Vec::new();
     for height in 1..=BLOCKS as u64 {
-        let hash = sim_call(&node, "getblockhash", json!([height])).await;
+        let hash = adit_testkit::jsonrpc::result(&node, "getblockhash", json!([height])).await;
         real.push((height, hash.as_str().unwrap().to_string()));
     }
 
@@ -401,17 +382,10 @@ async fn sigkill_during_syl_payments_pays_every_miner_once() {
     let start = sim.height();
     let outsider = unowned_address();
     let mine = async || {
-        sim_call(&node, "generatetoaddress", json!([1, outsider])).await;
+        adit_testkit::jsonrpc::result(&node, "generatetoaddress", json!([1, outsider])).await;
     };
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
-    let mut waves = events(&miners, &real, base, SYL_REWARD);
-    waves.push(wave(
-        std::slice::from_ref(&thief),
-        (150, &format!("{:064x}", 0xdead_u64)),
-        BLOCKS * SHARES_PER_BLOCK,
-        base,
-        SYL_REWARD,
-    ));
+    let waves = events(&miners, &real, &thief, base, SYL_REWARD);
     publish_with_kills(&publisher, &mut app, waves, async |_| mine().await).await;
     settle(&app, &tables, &thief, SYL_THRESHOLD, mine).await;
     let (_, paid) = earned_and_paid(&app, &tables, &thief, SYL_THRESHOLD).await;
@@ -426,8 +400,8 @@ async fn sigkill_during_syl_payments_pays_every_miner_once() {
     let mut received: BTreeMap<String, i64> = BTreeMap::new();
     let mut txs = BTreeSet::new();
     for height in start + 1..=sim.height() {
-        let hash = sim_call(&node, "getblockhash", json!([height])).await;
-        let hex = sim_call(&node, "getblock", json!([hash, 0])).await;
+        let hash = adit_testkit::jsonrpc::result(&node, "getblockhash", json!([height])).await;
+        let hex = adit_testkit::jsonrpc::result(&node, "getblock", json!([hash, 0])).await;
         let block: bitcoin::Block =
             bitcoin::consensus::encode::deserialize(&hex::decode(hex.as_str().unwrap()).unwrap())
                 .unwrap();

@@ -11,35 +11,16 @@ use adit_payments::coin::Coin;
 use adit_payments::daemon::{Held, Relay};
 use adit_payments::opensy::OpenSy;
 use adit_payments::wallet::AddressKind;
-use adit_stratum::opensy::simnode::{SimNode, SimNodeConfig, subsidy, unowned_address};
+use adit_stratum::opensy::simnode::{SimNode, subsidy, unowned_address};
+use adit_testkit::jsonrpc::result;
 use bitcoin::consensus::encode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-async fn raw(url: &str, method: &str, params: Value) -> Value {
-    let answer: Value = reqwest::Client::new()
-        .post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer["error"].is_null(), "{method}: {answer}");
-    answer["result"].clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_syl_payer_pays_through_the_node_s_wallet_and_follows_the_payment() {
     let stop = CancellationToken::new();
-    let sim = SimNode::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SimNodeConfig::default(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = SimNode::on_loopback(stop.clone()).await.unwrap();
     let url = sim.url();
     let coin = OpenSy::new(
         &url,
@@ -50,7 +31,7 @@ async fn the_syl_payer_pays_through_the_node_s_wallet_and_follows_the_payment() 
     )
     .unwrap();
     let ours = sim.wallet_address();
-    raw(&url, "generatetoaddress", json!([101, ours])).await;
+    result(&url, "generatetoaddress", json!([101, ours])).await;
     assert_eq!(
         coin.height().await.unwrap(),
         102,
@@ -58,7 +39,7 @@ async fn the_syl_payer_pays_through_the_node_s_wallet_and_follows_the_payment() 
     );
 
     // A found block as the node shows it, and its coinbase in the wallet, to the unit.
-    let first = raw(&url, "getblockhash", json!([1])).await;
+    let first = result(&url, "getblockhash", json!([1])).await;
     let seen = coin.block(first.as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!((seen.height, seen.depth, seen.orphan), (1, 100, false));
     assert_eq!(seen.reward, subsidy(1));
@@ -68,7 +49,7 @@ async fn the_syl_payer_pays_through_the_node_s_wallet_and_follows_the_payment() 
     );
     assert_eq!(coin.block(&"00".repeat(32)).await.unwrap(), None);
     // A block that paid someone else is nothing the wallet received.
-    let theirs = raw(&url, "generatetoaddress", json!([1, unowned_address()])).await;
+    let theirs = result(&url, "generatetoaddress", json!([1, unowned_address()])).await;
     let other = coin
         .block(theirs[0].as_str().unwrap())
         .await
@@ -106,7 +87,7 @@ async fn the_syl_payer_pays_through_the_node_s_wallet_and_follows_the_payment() 
         .unwrap();
     assert_eq!(coin.held(&built.tx_hash).await.unwrap(), Held::InPool);
     // Mined; sending it again is a payment made, not a refusal.
-    raw(&url, "generatetoaddress", json!([1, ours])).await;
+    result(&url, "generatetoaddress", json!([1, ours])).await;
     assert_eq!(coin.held(&built.tx_hash).await.unwrap(), Held::InBlock(103));
     assert_eq!(
         coin.relay_signed(&built.tx_blob).await.unwrap(),

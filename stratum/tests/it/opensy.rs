@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use adit_stratum::opensy::{
-    Network, OpenSyNode, OpenSyRpc, OpenSyTemplate, SimNode, SimNodeConfig, Submitted, script_for,
+    Network, OpenSyNode, OpenSyRpc, OpenSyTemplate, SimNode, Submitted, script_for,
 };
 use adit_stratum::{
     ALGO_OPENSY, BlockFound, Node, Pool, RandomXHasher, RpcAuth, RpcConfig, ServerConfig,
@@ -28,13 +28,7 @@ fn pool_address() -> String {
 /// A simulated node and a client of it.
 async fn node() -> (SimNode, OpenSyRpc, CancellationToken) {
     let stop = CancellationToken::new();
-    let sim = SimNode::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SimNodeConfig::default(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = SimNode::on_loopback(stop.clone()).await.unwrap();
     let rpc = OpenSyRpc::new(&sim.url(), RpcAuth::None, RpcConfig::default()).unwrap();
     (sim, rpc, stop)
 }

@@ -373,6 +373,12 @@ impl SimNode {
         Ok(Self { addr, inner })
     }
 
+    /// A node at regtest's target on a free loopback port, until `shutdown`.
+    pub async fn on_loopback(shutdown: CancellationToken) -> Result<Self> {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start(listen, SimNodeConfig::default(), shutdown).await
+    }
+
     /// The node's URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
