@@ -208,8 +208,10 @@ async fn a_two_worker_cluster_mines_opensy_through_the_pool_as_one_miner() {
 /// The same path against a real `opensyd -regtest -randomxforkheight=1` (opt-in: it runs only
 /// where `ADIT_OPENSYD` names a node built by hand, and says so where it does not): the pool
 /// reaches the node with its cookie and pays a wallet address of the node's, `adit worker
-/// --pool` mines, the node's height rises by blocks whose coinbase is adit's, and each block
-/// the pool recorded as taken is on the node's chain.
+/// --pool` mines as an address of a second wallet, the node's height rises by blocks whose
+/// coinbase is adit's, and each block the pool recorded as taken is on the node's chain. Once
+/// the node's own miner buries them 100 deep, the payer pays the miner from the pool's wallet,
+/// and the miner's wallet holds exactly what the payments table says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_opensyd_takes_the_blocks_adit_worker_mines_through_the_pool() {
     let Some(node) =
@@ -228,18 +230,32 @@ async fn a_real_opensyd_takes_the_blocks_adit_worker_mines_through_the_pool() {
         serde_json::json!(["pool", "bech32"]),
     );
     let address = address.as_str().unwrap().to_string();
+    call("/", "createwallet", serde_json::json!(["miner"]));
+    let miner = call(
+        "/wallet/miner",
+        "getnewaddress",
+        serde_json::json!(["w1", "bech32"]),
+    );
+    let miner = miner.as_str().unwrap().to_string();
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let stratum_port = free_port();
     let pool = format!(
-        "[pool]\nchain = \"opensy\"\nnode = \"{}\"\nwallet = \"{address}\"\nlisten = \"127.0.0.1:{stratum_port}\"\ntip_poll = \"200ms\"\n\
-         [pool.rpc]\ncookie = \"{}\"\n[pool.server]\npool = \"syl\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n",
-        node.url(),
-        node.cookie().display()
+        "[pool]\nchain = \"opensy\"\nnode = \"{url}\"\nwallet = \"{address}\"\nlisten = \"127.0.0.1:{stratum_port}\"\ntip_poll = \"200ms\"\n\
+         [pool.rpc]\ncookie = \"{cookie}\"\n[pool.server]\npool = \"syl\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n\
+         [payments]\nchain = \"opensy\"\nnode = \"{url}\"\nwallet = \"adit\"\ninterval = \"1s\"\nthreshold = 100000000\nconfirmations = 1\n\
+         [payments.rpc]\ncookie = \"{cookie}\"\n",
+        url = node.url(),
+        cookie = node.cookie().display()
     );
-    let app = App::start(&nats.url(), dir.path(), "pool,pipelines,query", &pool);
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "pool,pipelines,query,payments",
+        &pool,
+    );
     app.wait_http().await;
-    let mut worker = adit_worker(stratum_port);
+    let mut worker = adit_worker_as(stratum_port, &miner);
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while call("/", "getblockcount", serde_json::json!([])).as_u64() < Some(3) {
         assert!(
@@ -284,18 +300,72 @@ async fn a_real_opensyd_takes_the_blocks_adit_worker_mines_through_the_pool() {
         let on_chain = call("/", "getblockhash", serde_json::json!([row["height"]]));
         assert_eq!(on_chain, row["hash"], "{row}");
     }
+
+    // The node's own miner buries the pool's blocks 100 deep (their coinbase matures); then
+    // a block now and then mines the payment.
+    let outsider = adit_stratum::opensy::simnode::unowned_address();
+    call("/", "generatetoaddress", serde_json::json!([100, outsider]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let (tx_hash, amount) = loop {
+        let rows = app
+            .rows(&format!(
+                "SELECT tx_hash, amount FROM payments WHERE miner = '{miner}' AND status = 'confirmed' LIMIT 1"
+            ))
+            .await;
+        if let Some(row) = rows.first() {
+            break (
+                row["tx_hash"].as_str().unwrap().to_string(),
+                row["amount"].as_u64().unwrap(),
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no payment confirmed; node:\n{}\napp:\n{}",
+            node.log_tail(),
+            app.log()
+        );
+        call("/", "generatetoaddress", serde_json::json!([1, outsider]));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    // The miner's own wallet holds the payment: its transaction pays the miner's address
+    // exactly the recorded amount, in a block.
+    let seen = call(
+        "/wallet/miner",
+        "gettransaction",
+        serde_json::json!([tx_hash]),
+    );
+    eprintln!("the miner's wallet: {seen}");
+    assert!(seen["confirmations"].as_i64() >= Some(1), "{seen}");
+    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize(
+        &hex::decode(seen["hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let script =
+        adit_stratum::opensy::script_for(&miner, adit_stratum::opensy::Network::Regtest).unwrap();
+    let received: u64 = tx
+        .output
+        .iter()
+        .filter(|o| o.script_pubkey == script)
+        .map(|o| o.value.to_sat())
+        .sum();
+    assert_eq!(received, amount, "{tx:?}");
 }
 
 /// `adit worker --pool` on the pool at `stratum_port`, one thread, as [`MINER`]'s `w1`, its
 /// output kept for a failure's message.
 fn adit_worker(stratum_port: u16) -> std::process::Child {
+    adit_worker_as(stratum_port, MINER)
+}
+
+/// `adit worker --pool` as `miner`'s `w1`.
+fn adit_worker_as(stratum_port: u16, miner: &str) -> std::process::Child {
     std::process::Command::new(adit_binary())
         .args([
             "worker",
             "--pool",
             &format!("stratum+tcp://127.0.0.1:{stratum_port}"),
             "--login",
-            &format!("{MINER}+1.w1"),
+            &format!("{miner}+1.w1"),
             "--threads",
             "1",
         ])
