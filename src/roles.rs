@@ -280,6 +280,13 @@ pub fn payments(
 ) -> anyhow::Result<()> {
     let config = shared.config;
     let mut payments = config.payments.clone();
+    if pool_node.is_some() && payments.chain != config.pool.chain {
+        anyhow::bail!(
+            "payments.chain = {:?} is not the chain the pool in this process mines (pool.chain = {:?}): the payer would pay balances in the wrong coin",
+            payments.chain.as_str(),
+            config.pool.chain.as_str()
+        );
+    }
     if payments.node == "sim" {
         let Some(adit_stratum::Node::OpenSy(node)) =
             pool_node.filter(|_| config.pool.node == "sim")

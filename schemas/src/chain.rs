@@ -19,3 +19,13 @@ pub enum Chain {
     /// OpenSY (SYL): its node and the node's wallet, or the simulated OpenSY node.
     OpenSy,
 }
+
+impl Chain {
+    /// Its name in config (`monero`, `opensy`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Chain::Monero => "monero",
+            Chain::OpenSy => "opensy",
+        }
+    }
+}
