@@ -46,6 +46,27 @@ fn solve(hasher: &RandomXHasher, mut block: Block, target: Target, above: bool) 
     unreachable!("a nonce is found within 2^32 tries at regtest's target")
 }
 
+/// The first nonce whose hash sits at the target's edge: its most significant byte (the last,
+/// read little-endian) the target's own and the hash within it, or, with `above`, one more and
+/// so just outside. Within 1/128 of the target either way at regtest's.
+fn solve_at_edge(hasher: &RandomXHasher, mut block: Block, target: Target, above: bool) -> Block {
+    let top = target.to_be_bytes()[0];
+    assert!(
+        top < 0xff,
+        "a target whose top byte is 0xff has no edge above it"
+    );
+    for nonce in 0.. {
+        block.header.nonce = nonce;
+        let hash = hasher.hash(&encode::serialize(&block.header)).unwrap();
+        let within = Target::from_le_bytes(hash) <= target;
+        if (above && hash[31] == top + 1) || (!above && within && hash[31] == top) {
+            assert_eq!(within, !above);
+            return block;
+        }
+    }
+    unreachable!("a nonce is found within 2^32 tries")
+}
+
 /// `block` with its merkle root made right again after a change to its transactions.
 fn remerkle(mut block: Block) -> Block {
     block.header.merkle_root = block.compute_merkle_root().unwrap();
@@ -416,7 +437,8 @@ async fn refusals(node: &NodeUnderTest) {
     let mut bits = block.clone();
     bits.header.bits = bitcoin::CompactTarget::from_consensus(0x1f00_ffff);
     assert_eq!(refusal(&bits).await, refused("bad-diffbits"));
-    let high = solve(&hasher, block.clone(), target, true);
+    // Just above the target, at its edge.
+    let high = solve_at_edge(&hasher, block.clone(), target, true);
     assert_eq!(refusal(&high).await, refused("high-hash-randomx"));
     let mut parentless = block.clone();
     parentless.header.prev_blockhash = bitcoin::BlockHash::from_byte_array([1; 32]);
@@ -448,9 +470,9 @@ async fn refusals(node: &NodeUnderTest) {
     );
     assert_eq!(node.height().await, start, "nothing refused was taken");
 
-    // The block as the pool cut it, solved: accepted, then a duplicate; on the chain with its
-    // coinbase.
-    let good = solve(&hasher, block, target, false);
+    // The block as the pool cut it, solved just within the target at its edge: accepted, then
+    // a duplicate; on the chain with its coinbase.
+    let good = solve_at_edge(&hasher, block, target, false);
     assert_eq!(refusal(&good).await, Submitted::Accepted);
     assert_eq!(refusal(&good).await, refused("duplicate"));
     let id = rpc.get_block_hash(start + 1).await.unwrap();
