@@ -162,6 +162,25 @@ impl JsonRpc {
         })
     }
 
+    /// A client of the same peer whose calls may take `timeout` and are never retried, with a
+    /// connection pool and breaker of its own: for a call the peer answers only once something
+    /// changes (a template long poll), which must not hold up or trip the other calls.
+    pub fn patient(&self, timeout: Duration) -> Result<Self> {
+        let inner = &*self.inner;
+        let config = RpcConfig {
+            timeout,
+            retries: 0,
+            ..inner.config
+        };
+        Self::new(
+            inner.service,
+            inner.base.as_str(),
+            inner.dialect,
+            inner.auth.clone(),
+            config,
+        )
+    }
+
     /// The endpoint calls go to.
     pub fn endpoint(&self) -> &str {
         self.inner.endpoint.as_str()

@@ -1,10 +1,12 @@
 //! The node the pool mines on, behind one type: monerod over JSON-RPC ([`MoneroRpc`]), the
 //! built-in simulated chain ([`SimChain`]) or an OpenSY node ([`OpenSyNode`], real or
-//! simulated), plus [`watch_tip`], which notices new blocks by polling.
+//! simulated), plus [`watch_tip`], which notices new blocks by polling (and, on OpenSY, at once
+//! through the node's template long poll).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -128,12 +130,30 @@ impl Node {
 ///
 /// A failed poll is logged (once per outage, not once per poll) and the loop carries on; the
 /// channel keeps the last known tip meanwhile. Polls that fall behind are delayed, not bunched.
+/// On an OpenSY node a template long poll runs beside the polling, and each of its answers
+/// polls the tip at once.
 pub async fn watch_tip(
     node: Node,
     interval: Duration,
     tip: watch::Sender<Option<Tip>>,
     shutdown: CancellationToken,
 ) {
+    let changed = Arc::new(Notify::new());
+    let long_poll = shutdown.child_token();
+    let _stop_long_poll = long_poll.clone().drop_guard();
+    if let Node::OpenSy(opensy) = &node {
+        match opensy.rpc.patient(crate::opensy::node::LONG_POLL_TIMEOUT) {
+            Ok(rpc) => {
+                tokio::spawn(crate::opensy::node::long_poll(
+                    rpc,
+                    changed.clone(),
+                    interval,
+                    long_poll,
+                ));
+            }
+            Err(e) => tracing::warn!(error = %e, "no template long poll; the pool polls its tip"),
+        }
+    }
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failing = false;
@@ -142,6 +162,7 @@ pub async fn watch_tip(
             () = shutdown.cancelled() => return,
             () = tip.closed() => return,
             _ = ticks.tick() => {}
+            () = changed.notified() => {}
         }
         let polled = tokio::select! {
             () = shutdown.cancelled() => return,

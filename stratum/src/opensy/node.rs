@@ -4,7 +4,11 @@
 //! address prefixes and the target limit) is the node's own, read once from
 //! `getblockchaininfo`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use bitcoin::BlockHash;
 
@@ -138,8 +142,51 @@ impl OpenSyNode {
             reward: 0,
             difficulty: 0,
             orphan_status: h.confirmations < 0,
-            depth: u64::try_from(h.confirmations - 1).unwrap_or(0),
+            depth: u64::try_from(h.confirmations.saturating_sub(1)).unwrap_or(0),
         })
+    }
+}
+
+/// The longest a template long poll may wait: the node answers one when its tip changes (or,
+/// after a minute, when new transactions came), and otherwise not at all.
+pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Waits on the node's template long poll and pokes `changed` whenever it answers with a new
+/// template (a new tip, or new transactions), so the pool looks at the tip at once instead of at
+/// its next poll. A failed or timed-out long poll is started again after `pause`; a node that
+/// gives no long poll id leaves the pool to its polling alone. Ends when `stop` is cancelled.
+pub async fn long_poll(
+    rpc: OpenSyRpc,
+    changed: Arc<Notify>,
+    pause: Duration,
+    stop: CancellationToken,
+) {
+    let mut id: Option<String> = None;
+    loop {
+        let answer = tokio::select! {
+            () = stop.cancelled() => return,
+            answer = rpc.get_block_template(id.as_deref()) => answer,
+        };
+        match answer {
+            Ok(reply) => {
+                if id.is_some() && reply.longpollid != id {
+                    changed.notify_one();
+                }
+                let Some(next) = reply.longpollid else {
+                    tracing::info!("the OpenSY node gives no long poll id; the pool polls its tip");
+                    return;
+                };
+                id = Some(next);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "template long poll ended without an answer; starting it again");
+                id = None;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
     }
 }
 

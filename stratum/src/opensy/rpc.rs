@@ -70,6 +70,14 @@ impl OpenSyRpc {
         })
     }
 
+    /// A client of the same node for long polls: calls may take `timeout`, are not retried,
+    /// and have a breaker of their own.
+    pub fn patient(&self, timeout: std::time::Duration) -> Result<Self> {
+        Ok(Self {
+            rpc: self.rpc.patient(timeout)?,
+        })
+    }
+
     /// The endpoint calls go to.
     pub fn endpoint(&self) -> &str {
         self.rpc.endpoint()

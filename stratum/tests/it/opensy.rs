@@ -151,6 +151,41 @@ async fn a_miner_that_names_rx_opensy_mines_through_the_pool_and_the_node_takes_
     stop.cancel();
 }
 
+/// The node's template long poll tells the pool of a new block at once: with a tip poll of two
+/// minutes, a block the node's own miner made is seen within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_block_reaches_the_pool_through_the_long_poll_before_its_next_poll() {
+    let (sim, rpc, stop) = node().await;
+    let (tx, mut rx) = watch::channel(None);
+    tokio::spawn(adit_stratum::watch_tip(
+        Node::OpenSy(OpenSyNode::new(rpc)),
+        Duration::from_secs(120),
+        tx,
+        stop.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|t| t.is_some()))
+        .await
+        .expect("the first poll")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    adit_testkit::jsonrpc::result(
+        &sim.url(),
+        "generatetoaddress",
+        serde_json::json!([1, pool_address()]),
+    )
+    .await;
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        rx.wait_for(|t| t.map(|t| t.height) == Some(1)),
+    )
+    .await;
+    assert!(
+        seen.is_ok(),
+        "the new tip was not seen before the next poll"
+    );
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_node_refuses_what_the_real_one_does_with_its_reasons() {
     let (sim, _, stop) = node().await;
