@@ -143,20 +143,17 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Each miner of `pool` with a positive balance, by miner, leaving out the payouts of the
-    /// blocks `refused` (those the node or the wallet does not vouch for).
-    pub async fn balances(&self, pool: &str, refused: &[String]) -> Result<Vec<(String, i64)>> {
-        if !self.has_earnings().await? {
+    /// Each miner of `pool` with a positive balance, by miner, counting the payouts of the
+    /// blocks in `vouched` only (those the node and the wallet vouch for): a block not judged
+    /// yet, or one that landed after the judging, counts for nothing.
+    pub async fn balances(&self, pool: &str, vouched: &[String]) -> Result<Vec<(String, i64)>> {
+        if vouched.is_empty() || !self.has_earnings().await? {
             return Ok(Vec::new());
         }
         let mut params = Params::new();
         let p = params.text(pool);
-        let refused = if refused.is_empty() {
-            String::new()
-        } else {
-            let list = params.texts(refused.iter().map(String::as_str));
-            format!("AND o.hash NOT IN ({list})")
-        };
+        let list = params.texts(vouched.iter().map(String::as_str));
+        let vouched = format!("AND o.hash IN ({list})");
         let sql = format!(
             "WITH status AS (
                SELECT hash, bool_or(status = 'confirmed') AS confirmed,
@@ -165,7 +162,7 @@ impl Ledger {
              earned AS (
                SELECT o.miner, sum(o.amount) AS amount
                FROM payouts o JOIN status s ON o.hash = s.hash
-               WHERE o.pool = {p} AND s.confirmed AND NOT s.orphaned {refused}
+               WHERE o.pool = {p} AND s.confirmed AND NOT s.orphaned {vouched}
                GROUP BY o.miner),
              sent AS (
                SELECT miner, sum(CASE WHEN status = 'created' THEN amount

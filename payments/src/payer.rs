@@ -225,8 +225,8 @@ impl<'a> Payer<'a> {
         let threshold = i64::try_from(self.config.threshold(pool)).unwrap_or(i64::MAX);
         let mut due = Vec::new();
         let mut unpayable = 0usize;
-        let refused = self.refused_blocks(pool).await?;
-        for (miner, balance) in self.ledger.balances(pool, &refused).await? {
+        let vouched = self.vouched_blocks(pool).await?;
+        for (miner, balance) in self.ledger.balances(pool, &vouched).await? {
             if balance < threshold {
                 continue;
             }
@@ -275,20 +275,20 @@ impl<'a> Payer<'a> {
         Ok(())
     }
 
-    /// The blocks of `pool` the bus calls confirmed and the node or the wallet does not vouch
-    /// for: their payouts are not paid (yet).
-    async fn refused_blocks(&mut self, pool: &str) -> Result<Vec<String>> {
+    /// The blocks of `pool` the bus calls confirmed that the node and the wallet vouch for:
+    /// only their payouts are paid. A block that lands after this look is in none of them, so
+    /// it waits for the next round's (a list of the blocks refused would let it through).
+    async fn vouched_blocks(&mut self, pool: &str) -> Result<Vec<String>> {
         let claimed = self.ledger.claimed_blocks(pool).await?;
         let unknown: Vec<_> = claimed
-            .into_iter()
+            .iter()
             .filter(|c| !self.vouched.contains(&c.hash))
+            .cloned()
             .collect();
-        if unknown.is_empty() {
-            metrics::gauge!("adit_payments_blocks_unverified", "pool" => pool.to_string()).set(0.0);
-            return Ok(Vec::new());
+        let mut refused = 0usize;
+        if !unknown.is_empty() {
+            self.coin.refresh().await?;
         }
-        self.coin.refresh().await?;
-        let mut refused = Vec::new();
         for claim in unknown {
             let seen = self.coin.block(&claim.hash).await?;
             let received = match &seen {
@@ -314,13 +314,17 @@ impl<'a> Payer<'a> {
                         tracing::warn!(pool, block = %claim.hash, height = claim.height, payouts = claim.payouts, reason = %why, "a block the bus calls confirmed is not paid from");
                         self.refusals.insert(claim.hash.clone(), why);
                     }
-                    refused.push(claim.hash);
+                    refused += 1;
                 }
             }
         }
         metrics::gauge!("adit_payments_blocks_unverified", "pool" => pool.to_string())
-            .set(refused.len() as f64);
-        Ok(refused)
+            .set(refused as f64);
+        Ok(claimed
+            .into_iter()
+            .map(|c| c.hash)
+            .filter(|hash| self.vouched.contains(hash))
+            .collect())
     }
 
     /// What the wallet makes of `miner` (a miner's login is its address), asked once.

@@ -106,8 +106,10 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         .unwrap();
 
     assert_eq!(ledger.pools().await.unwrap(), ["p1"]);
+    // Vouching for every block counts only the confirmed, unorphaned one.
+    let all: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
     assert_eq!(
-        ledger.balances("p1", &[]).await.unwrap(),
+        ledger.balances("p1", &all).await.unwrap(),
         [("alice".to_string(), 100), ("bob".to_string(), 50)]
     );
     // The blocks a balance counts, for the payer to check with the node: only `a`.
@@ -120,9 +122,17 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         [("a", 150)]
     );
     assert_eq!(
-        ledger.balances("p1", &["a".to_string()]).await.unwrap(),
+        ledger.balances("p1", &[]).await.unwrap(),
         [],
         "a block the node does not vouch for counts for nothing"
+    );
+    assert_eq!(
+        ledger
+            .balances("p1", &["b".to_string(), "c".to_string()])
+            .await
+            .unwrap(),
+        [],
+        "nor does vouching for blocks that are not confirmed"
     );
 
     for (tx, miner, amount, status) in [
@@ -134,7 +144,7 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         ledger.record(&[row]).await.unwrap();
     }
     assert_eq!(
-        ledger.balances("p1", &[]).await.unwrap(),
+        ledger.balances("p1", &all).await.unwrap(),
         [("alice".to_string(), 60), ("bob".to_string(), 30)],
         "a payment counts from the moment it is recorded"
     );
@@ -162,7 +172,7 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         ledger.record(&[row]).await.unwrap();
     }
     assert_eq!(
-        ledger.balances("p1", &[]).await.unwrap(),
+        ledger.balances("p1", &all).await.unwrap(),
         [("alice".to_string(), 60), ("bob".to_string(), 50)],
         "a failed payment gives its amount back"
     );
