@@ -9,9 +9,10 @@ use bitcoin::psbt::Psbt;
 use bitcoin::{Amount, Denomination, Transaction, TxOut, Txid};
 use serde_json::{Value, json};
 
+use super::chain::Chain;
 use super::ledger::{COINBASE_MATURITY, coins};
+use super::rpc::RpcFault;
 use super::wallet::{FALLBACK_FEE_RATE, wallet_address};
-use super::{Chain, RpcFault};
 use crate::opensy::{Network, script_for};
 
 type Answer = std::result::Result<Value, RpcFault>;
