@@ -8,8 +8,8 @@ use bitcoin::block::{Header, Version};
 use bitcoin::hashes::Hash;
 use bitcoin::{Block, BlockHash, CompactTarget, OutPoint, Transaction, TxMerkleNode, Txid};
 
+use super::fault::RpcFault;
 use super::ledger::{Utxos, apply, check_spend};
-use super::rpc::RpcFault;
 use super::wallet::SimWallet;
 use crate::opensy::{REGTEST_LIMIT_BITS, key_bytes, key_height};
 

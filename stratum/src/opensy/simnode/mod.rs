@@ -39,12 +39,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use self::chain::{Chain, Known};
-use self::rpc::RpcFault;
+use self::fault::RpcFault;
 use self::rules::{context, now_secs, placeholder_coinbase, structure};
 use super::template::{GbtReply, OpenSyTemplate, decode_block};
 use super::{Network, REGTEST_LIMIT_BITS};
 
 mod chain;
+mod fault;
 pub mod ledger;
 mod rpc;
 mod rules;

@@ -10,13 +10,10 @@ use bitcoin::consensus::encode;
 use bitcoin::{BlockHash, Transaction};
 use serde_json::{Value, json};
 
+use super::fault::RpcFault;
 use super::wallet::WALLET_NAME;
 use super::{Inner, LONG_POLL, wallet_rpc};
 use crate::opensy::{Network, script_for};
-
-/// A JSON-RPC error: code and message, as the node answers them.
-#[derive(Debug)]
-pub(super) struct RpcFault(pub(super) i64, pub(super) String);
 
 /// One JSON-RPC call to the node (or its one wallet).
 pub(super) async fn rpc(State(node): State<Arc<Inner>>, Json(request): Json<Value>) -> Response {

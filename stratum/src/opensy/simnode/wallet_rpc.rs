@@ -10,8 +10,8 @@ use bitcoin::{Amount, Denomination, Transaction, TxOut, Txid};
 use serde_json::{Value, json};
 
 use super::chain::Chain;
+use super::fault::RpcFault;
 use super::ledger::{COINBASE_MATURITY, coins};
-use super::rpc::RpcFault;
 use super::wallet::{FALLBACK_FEE_RATE, wallet_address};
 use crate::opensy::{Network, script_for};
 
