@@ -78,6 +78,50 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Payments: lift the hold a restore puts on them.
     Payments(PaymentsArgs),
+    /// Check what a pool publishes, from its public views alone (no token, no trust).
+    Verify(VerifyArgs),
+}
+
+/// `adit verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// What to check.
+    #[command(subcommand)]
+    pub what: VerifyWhat,
+}
+
+/// What `adit verify` checks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum VerifyWhat {
+    /// Recompute a block's PPLNS split from the window the pool published (its shares, rules
+    /// and commitment) and say whether it equals what the pool paid: every miner's payout, and
+    /// yours when `--miner` is given. Exits 0 when equal, 1 when not.
+    Payout {
+        /// The pool's API (`https://pool.example`); its public window view is read.
+        #[arg(long, env = "ADIT_URL", required_unless_present = "file")]
+        url: Option<String>,
+        /// Read a window saved with `--save` instead of asking the pool.
+        #[arg(long, conflicts_with = "url")]
+        file: Option<PathBuf>,
+        /// The pool id.
+        #[arg(long, default_value = "main")]
+        pool: String,
+        /// The block's height.
+        #[arg(long, required_unless_present = "file")]
+        block: Option<u64>,
+        /// The block's hash, when the pool split more than one block at that height.
+        #[arg(long)]
+        hash: Option<String>,
+        /// Your login (wallet address): your own payout is checked and shown.
+        #[arg(long)]
+        miner: Option<String>,
+        /// Write the window read to this file (to check again later, or to compare).
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Trust this CA certificate (PEM) for an `https://` pool whose certificate is its own.
+        #[arg(long, env = "ADIT_CA")]
+        ca: Option<PathBuf>,
+    },
 }
 
 /// `adit backup`.

@@ -290,6 +290,24 @@ const METRICS: &[Metric] = &[
         "Payments the wallet could not build (not enough unlocked money…), by pool.",
     ),
     m(
+        "adit_payments_reserve_owed",
+        Gauge,
+        Unset,
+        "What the pools owed their miners at the last reserve proof, atomic units.",
+    ),
+    m(
+        "adit_payments_reserve_proven",
+        Gauge,
+        Unset,
+        "What the last reserve proof showed the wallet holds unspent, atomic units (0 when none could be made).",
+    ),
+    m(
+        "adit_payments_reserve_short",
+        Gauge,
+        Zero,
+        "1 while the last reserve proof failed or fell short of what is owed (the ReserveShort alert), else 0.",
+    ),
+    m(
         "adit_payments_blocks_unverified",
         Gauge,
         Zero,

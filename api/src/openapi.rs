@@ -34,6 +34,7 @@ impl Modify for Bearer {
          (name = "registry", description = "Sites, pools, machines, sensors and meters"),
          (name = "farm", description = "Violations of the registry's limits"),
          (name = "ingest", description = "Events pushed over HTTP"),
+         (name = "proofs", description = "What a pool publishes for its miners to check, open without a token"),
          (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;

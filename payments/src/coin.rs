@@ -1,14 +1,15 @@
 //! What the payer needs of a chain's wallet and node, whichever chain it pays on: the node's
 //! height and where it holds a transaction, a block as the node shows it, a signed transaction
 //! built and not sent, sending it (through the wallet, or straight to the node), what the
-//! wallet received from a coinbase and whether it can pay an address. [`Monero`] is
+//! wallet received from a coinbase and whether it can pay an address; and the proofs a miner or
+//! an auditor checks with their own wallet (a payment's, the reserve's) where the chain has them. [`Monero`] is
 //! monero-wallet-rpc and monerod; [`crate::opensy::OpenSy`] is OpenSY's node and its wallet.
 
 use async_trait::async_trait;
 
 use crate::daemon::{BlockSeen, Daemon, Held, Relay};
 use crate::error::Result;
-use crate::wallet::{AddressKind, Built, Wallet};
+use crate::wallet::{AddressKind, Built, Reserve, Wallet};
 
 /// A chain's wallet and node, as the payer uses them.
 #[async_trait]
@@ -34,6 +35,14 @@ pub trait Coin: Send + Sync {
     async fn coinbase_received(&self, txid: &str) -> Result<Option<u64>>;
     /// Whether the wallet can pay `address`, and how.
     async fn address_kind(&self, address: &str) -> Result<AddressKind>;
+    /// A proof the recipient checks with its own wallet that `tx_hash` paid `address`; `None`
+    /// where the chain has no such proof.
+    async fn payment_proof(&self, tx_hash: &str, address: &str) -> Result<Option<String>>;
+    /// Whether the chain's wallet makes reserve proofs.
+    fn proves_reserve(&self) -> bool;
+    /// A proof signed over `message` that the wallet holds at least `amount` (above 0), with
+    /// the wallet's own check of it.
+    async fn reserve_proof(&self, amount: u64, message: &str) -> Result<Reserve>;
 }
 
 /// Monero: monero-wallet-rpc with one wallet open, and monerod.
@@ -81,5 +90,17 @@ impl Coin for Monero {
 
     async fn address_kind(&self, address: &str) -> Result<AddressKind> {
         self.wallet.address_kind(address).await
+    }
+
+    async fn payment_proof(&self, tx_hash: &str, address: &str) -> Result<Option<String>> {
+        self.wallet.tx_proof(tx_hash, address).await.map(Some)
+    }
+
+    fn proves_reserve(&self) -> bool {
+        true
+    }
+
+    async fn reserve_proof(&self, amount: u64, message: &str) -> Result<Reserve> {
+        self.wallet.reserve_proof(amount, message).await
     }
 }

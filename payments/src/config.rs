@@ -66,6 +66,11 @@ pub struct PaymentsConfig {
     pub rpc_timeout: Duration,
     /// Per-pool rules, by pool id.
     pub pools: BTreeMap<String, PoolPayments>,
+    /// How often the payer proves that the wallet holds what the pools owe (a reserve proof in
+    /// the `reserve_proofs` table, public at `/api/v1/public/reserve`); `0s` never does. Where
+    /// the chain has no reserve proof (OpenSY), nothing is made.
+    #[serde(with = "humantime_serde")]
+    pub reserve_every: Duration,
 }
 
 impl Default for PaymentsConfig {
@@ -86,6 +91,7 @@ impl Default for PaymentsConfig {
             priority: 0,
             rpc_timeout: Duration::from_secs(60),
             pools: BTreeMap::new(),
+            reserve_every: Duration::from_secs(3600),
         }
     }
 }

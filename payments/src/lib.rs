@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod opensy;
 pub mod payer;
 pub mod reconcile;
+pub mod reserve;
 mod rpc;
 pub mod wallet;
 

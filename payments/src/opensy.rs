@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::coin::Coin;
 use crate::daemon::{BlockSeen, Held, Relay};
 use crate::error::{Error, Result};
-use crate::wallet::{AddressKind, Built};
+use crate::wallet::{AddressKind, Built, Reserve};
 
 /// Units in one SYL.
 pub const UNITS_PER_SYL: u64 = 100_000_000;
@@ -270,6 +270,23 @@ impl Coin for OpenSy {
         Ok(match self.script_of(address).await? {
             Some(_) => AddressKind::Plain,
             None => AddressKind::Invalid,
+        })
+    }
+
+    /// A Bitcoin-style chain has no sender's payment proof: the recipient sees the payment
+    /// on its own node by the txid the payments table records.
+    async fn payment_proof(&self, _tx_hash: &str, _address: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Nor a reserve proof in the node's wallet (BIP 127 is not in it).
+    fn proves_reserve(&self) -> bool {
+        false
+    }
+
+    async fn reserve_proof(&self, _amount: u64, _message: &str) -> Result<Reserve> {
+        Err(Error::Books {
+            reason: "OpenSY's wallet makes no reserve proof".into(),
         })
     }
 }

@@ -15,7 +15,7 @@
 //! restore ([`crate::hold`]).
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use adit_bus::Lease;
 use adit_bus::publish::{Outgoing, Publisher};
@@ -34,6 +34,7 @@ use crate::daemon::{Daemon, Held, Relay};
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, OpenTx};
 use crate::opensy::OpenSy;
+use crate::reserve::{self, Reserves};
 use crate::wallet::{AddressKind, Wallet};
 
 /// The lease key: one payer at a time, whatever the number of processes with the role.
@@ -119,6 +120,8 @@ pub struct Payer<'a> {
     /// The last reason logged for each block refused, so a block that waits is logged once
     /// per reason.
     refusals: HashMap<String, String>,
+    /// The reserve proofs, and when the next is due.
+    reserves: Reserves,
 }
 
 impl<'a> Payer<'a> {
@@ -133,6 +136,8 @@ impl<'a> Payer<'a> {
             payable: HashMap::new(),
             vouched: HashSet::new(),
             refusals: HashMap::new(),
+            reserves: Reserves::open(&ctx.store, ctx.maintenance.clone(), config.reserve_every)
+                .await?,
         })
     }
 
@@ -146,6 +151,45 @@ impl<'a> Payer<'a> {
         for pool in self.ledger.pools().await? {
             if self.settle(&pool, lease).await? && hold.is_none() {
                 self.pay_due(&pool, lease).await?;
+            }
+        }
+        if self.coin.proves_reserve() && self.reserves.due(Instant::now()) {
+            self.prove_reserve(lease).await?;
+        }
+        Ok(())
+    }
+
+    /// Proves that the wallet holds what every pool owes (Σ of the positive balances the payer
+    /// pays from) and records the proof, or why there is none.
+    async fn prove_reserve(&mut self, lease: &Lease) -> Result<()> {
+        let mut owed: u64 = 0;
+        for pool in self.ledger.pools().await? {
+            let vouched = self.vouched_blocks(&pool).await?;
+            for (_, balance) in self.ledger.balances(&pool, &vouched).await? {
+                owed = owed.saturating_add(u64::try_from(balance).unwrap_or(0));
+            }
+        }
+        let (now, at) = (Instant::now(), Utc::now());
+        let chain = self.config.chain.as_str();
+        let message = reserve::message(chain, owed, at);
+        let row = if owed == 0 {
+            // Nothing owed is covered by any wallet (and the wallet proves no amount 0).
+            reserve::nothing_owed(chain, message, at)
+        } else {
+            let made = self.coin.reserve_proof(owed, &message).await;
+            reserve::row(chain, owed, message, made.as_ref().map(Clone::clone), at)
+        };
+        if !lease.is_valid() {
+            return Err(lease.lost_error().into());
+        }
+        self.reserves.record(&row, now).await?;
+        metrics::gauge!("adit_payments_reserve_owed").set(owed as f64);
+        metrics::gauge!("adit_payments_reserve_proven").set(row.proven.unwrap_or(0) as f64);
+        metrics::gauge!("adit_payments_reserve_short").set(if row.good { 0.0 } else { 1.0 });
+        match &row.error {
+            None => tracing::info!(owed, proven = row.proven, "reserve proved"),
+            Some(why) => {
+                tracing::error!(owed, proven = row.proven, reason = %why, "the wallet does not prove it holds what the pools owe")
             }
         }
         Ok(())
@@ -343,6 +387,28 @@ impl<'a> Payer<'a> {
         Ok(kind)
     }
 
+    /// For a transaction the wallet has sent (`relayed`, `confirmed`), each miner's proof that
+    /// it was paid, where the chain has one; a proof the wallet cannot make is logged and left
+    /// out (the payment stands; the next status row tries again).
+    async fn proofs(&self, tx: &OpenTx, status: PaymentStatus) -> HashMap<String, String> {
+        let mut proofs = HashMap::new();
+        if !matches!(status, PaymentStatus::Relayed | PaymentStatus::Confirmed) {
+            return proofs;
+        }
+        for (miner, _) in &tx.destinations {
+            match self.coin.payment_proof(&tx.tx_hash, miner).await {
+                Ok(Some(proof)) => {
+                    proofs.insert(miner.clone(), proof);
+                }
+                Ok(None) => return proofs, // the chain has none
+                Err(e) => {
+                    tracing::warn!(tx = %tx.tx_hash, miner, error = %e, "no payment proof for this miner");
+                }
+            }
+        }
+        proofs
+    }
+
     /// Records `tx` at `status` (one commit), then publishes its rows live.
     async fn record(
         &mut self,
@@ -356,6 +422,7 @@ impl<'a> Payer<'a> {
             return Err(lease.lost_error().into());
         }
         let ts = Utc::now();
+        let proofs = self.proofs(tx, status).await;
         let rows: Vec<Payment> = tx
             .destinations
             .iter()
@@ -372,6 +439,7 @@ impl<'a> Payer<'a> {
                 error: error.clone(),
                 ts,
                 date: ts.date_naive(),
+                proof: proofs.get(miner).cloned(),
             })
             .collect();
         self.ledger.record(&rows).await?;

@@ -42,6 +42,19 @@ pub struct Outgoing {
     pub timestamp: i64,
 }
 
+/// A reserve proof and the wallet's own check of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserve {
+    /// The account's address, which a checker names.
+    pub address: String,
+    /// The proof.
+    pub signature: String,
+    /// Whether it checks.
+    pub good: bool,
+    /// Unspent atomic units it proves (total − spent).
+    pub proven: u64,
+}
+
 /// What the wallet makes of a miner's login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressKind {
@@ -195,6 +208,67 @@ impl Wallet {
             )
             .await?;
         Ok(reply.out.into_iter().chain(reply.pending).collect())
+    }
+
+    /// A proof that transaction `txid` paid `address` (`get_tx_proof`), which the recipient
+    /// checks with its own wallet (`check_tx_proof` with the same txid, address and an empty
+    /// message): it shows the amount received.
+    pub async fn tx_proof(&self, txid: &str, address: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Reply {
+            signature: String,
+        }
+        let reply: Reply = self
+            .rpc
+            .call("get_tx_proof", json!({"txid": txid, "address": address}))
+            .await?;
+        Ok(reply.signature)
+    }
+
+    /// A proof that the account holds at least `amount` unspent (`get_reserve_proof`), signed
+    /// over `message`, and what the wallet's own check of it finds; anyone checks it with
+    /// `check_reserve_proof` and the account's address.
+    pub async fn reserve_proof(&self, amount: u64, message: &str) -> Result<Reserve> {
+        #[derive(Deserialize)]
+        struct Proof {
+            signature: String,
+        }
+        #[derive(Deserialize)]
+        struct Address {
+            address: String,
+        }
+        #[derive(Deserialize)]
+        struct Checked {
+            good: bool,
+            #[serde(default)]
+            total: u64,
+            #[serde(default)]
+            spent: u64,
+        }
+        let proof: Proof = self
+            .rpc
+            .call(
+                "get_reserve_proof",
+                json!({"all": false, "account_index": self.account_index, "amount": amount, "message": message}),
+            )
+            .await?;
+        let address: Address = self
+            .rpc
+            .call("get_address", json!({"account_index": self.account_index}))
+            .await?;
+        let checked: Checked = self
+            .rpc
+            .call(
+                "check_reserve_proof",
+                json!({"address": address.address, "message": message, "signature": proof.signature}),
+            )
+            .await?;
+        Ok(Reserve {
+            address: address.address,
+            signature: proof.signature,
+            good: checked.good,
+            proven: checked.total.saturating_sub(checked.spent),
+        })
     }
 
     /// Has the wallet send a transaction it built (`tx_metadata` from [`Built`]); from then on

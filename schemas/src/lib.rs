@@ -22,6 +22,7 @@ pub mod registry;
 pub mod results;
 pub mod time;
 pub mod validate;
+pub mod window;
 
 pub use arrow_rows::{stamped_batch, to_batch};
 pub use audit::AuditEntry;

@@ -83,6 +83,8 @@ pub const TABLE_BLOCK_REWARDS: &str = "block_rewards";
 pub const TABLE_PAYOUTS: &str = "payouts";
 /// One row per destination of a payment transaction per status it went through.
 pub const TABLE_PAYMENTS: &str = "payments";
+/// One row per reserve proof the payer made.
+pub const TABLE_RESERVE_PROOFS: &str = "reserve_proofs";
 
 /// Columns no SQL reader sees, by table (issue 23): a created payment's signed transaction
 /// and the wallet's metadata for it (its secret keys and ring members). Only the payer reads

@@ -134,6 +134,12 @@ pub struct BlockReward {
     pub ts: DateTime<Utc>,
     /// UTC date of `ts` (partition).
     pub date: NaiveDate,
+    /// What an unfilled window does (`pool` or `scale`); null on rows from before it was
+    /// recorded.
+    pub unfilled: Option<String>,
+    /// The split's commitment to the block, its rules and every share it counted
+    /// ([`crate::window::window_hash`]), hex; null on rows from before it was recorded.
+    pub window_hash: Option<String>,
 }
 
 impl BlockReward {
@@ -160,6 +166,9 @@ impl BlockReward {
             Field::new("miners", DataType::Int64, false),
             ts_field("ts"),
             Field::new("date", DataType::Date32, false),
+            // Added after the table's first release: nullable, at the end (how a table grows).
+            Field::new("unfilled", DataType::Utf8, true),
+            Field::new("window_hash", DataType::Utf8, true),
         ]))
     }
 }
@@ -255,6 +264,10 @@ pub struct Payment {
     pub ts: DateTime<Utc>,
     /// UTC date of `ts` (partition).
     pub date: NaiveDate,
+    /// On `relayed` and `confirmed` rows, a proof the miner checks with its own wallet that
+    /// this transaction paid it (Monero's `get_tx_proof`; checked with `check_tx_proof`, an
+    /// empty message). Null where the chain has none or the wallet could not make one.
+    pub proof: Option<String>,
 }
 
 impl Payment {
@@ -270,6 +283,52 @@ impl Payment {
             Field::new("status", DataType::Utf8, false),
             Field::new("tx_blob", DataType::Utf8, true),
             Field::new("tx_metadata", DataType::Utf8, true),
+            Field::new("error", DataType::Utf8, true),
+            ts_field("ts"),
+            Field::new("date", DataType::Date32, false),
+            // Added after the table's first release: nullable, at the end.
+            Field::new("proof", DataType::Utf8, true),
+        ]))
+    }
+}
+
+/// A reserve proof the payer made: that the pool's wallet holds at least what it owes its
+/// miners, published for anyone to check with their own wallet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReserveProof {
+    /// The chain (`monero`).
+    pub chain: String,
+    /// The wallet's address a checker names (`check_reserve_proof`).
+    pub address: Option<String>,
+    /// What the pools owe their miners: Σ of every positive balance, atomic units.
+    pub owed: i64,
+    /// Unspent atomic units the proof shows (its total less what is spent), when one was made.
+    pub proven: Option<i64>,
+    /// Whether the proof checks and proves at least `owed`.
+    pub good: bool,
+    /// The message the proof is signed over.
+    pub message: String,
+    /// The proof.
+    pub signature: Option<String>,
+    /// Why no proof could be made (a wallet short of `owed` says so here).
+    pub error: Option<String>,
+    /// When it was made.
+    pub ts: DateTime<Utc>,
+    /// UTC date of `ts` (partition).
+    pub date: NaiveDate,
+}
+
+impl ReserveProof {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("chain", DataType::Utf8, false),
+            Field::new("address", DataType::Utf8, true),
+            Field::new("owed", DataType::Int64, false),
+            Field::new("proven", DataType::Int64, true),
+            Field::new("good", DataType::Boolean, false),
+            Field::new("message", DataType::Utf8, false),
+            Field::new("signature", DataType::Utf8, true),
             Field::new("error", DataType::Utf8, true),
             ts_field("ts"),
             Field::new("date", DataType::Date32, false),

@@ -6,6 +6,7 @@ mod compliance;
 pub mod replay;
 mod sql;
 mod token;
+mod verify;
 
 use std::time::Duration;
 
@@ -98,6 +99,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Backup(args) => backup::backup(&config, &args).await,
         Command::Restore(args) => backup::restore(&config, &args).await,
         Command::Payments(args) => backup::payments(&config, &args).await,
+        Command::Verify(args) => verify::run(&args).await,
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },

@@ -258,7 +258,7 @@ async fn the_shipped_rules_for_cold_a_still_fan_and_a_grid_signal_fire() {
     let dir = tempfile::tempdir().unwrap();
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml")).unwrap();
-    let quick = shortened(&shipped);
+    let quick = shortened_rules(&shipped);
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, quick).unwrap();
     let app = App::start(
@@ -367,23 +367,4 @@ async fn the_shipped_rules_for_cold_a_still_fan_and_a_grid_signal_fire() {
         "{grid}"
     );
     assert_eq!(firing["GridSignalChanged"]["value"], 40.0);
-}
-
-/// The shipped rules with every group's interval and every `for` a second.
-fn shortened(rules: &str) -> String {
-    rules
-        .lines()
-        .map(|line| {
-            let trimmed = line.trim_start();
-            let indent = &line[..line.len() - trimmed.len()];
-            if trimmed.starts_with("interval: ") {
-                format!("{indent}interval: 1s")
-            } else if trimmed.starts_with("for: ") {
-                format!("{indent}for: 1s")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }

@@ -36,6 +36,7 @@ mod payments_crash;
 mod payouts_crash;
 mod pool;
 mod pool_payments;
+mod proofs;
 mod sql_bounds;
 mod sql_clients;
 mod standby;

@@ -1,5 +1,6 @@
 //! The web dashboard: one page at `/` and its assets under `/dashboard/…`, built into the
-//! binary (no CDN, no npm: the charts are SVG drawn by `app.js`).
+//! binary (no CDN, no npm: the charts are SVG drawn by `app.js`); and `/verify`, where a miner
+//! checks a payout against the pool's published window (`verify.js`).
 //!
 //! The page is public: it holds no data of its own and asks for a bearer token when the API
 //! answers 401, keeping it in the browser session only. Everything it shows comes from the
@@ -31,6 +32,14 @@ const INDEX: Asset = Asset {
     body: include_bytes!("page/index.html"),
 };
 
+/// A miner's check of a payout, served at `/verify` (issue 59): public, as the windows it
+/// reads are.
+const VERIFY: Asset = Asset {
+    name: "verify.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("page/verify.html"),
+};
+
 /// Everything under `/dashboard/`.
 const ASSETS: &[Asset] = &[
     INDEX,
@@ -43,6 +52,12 @@ const ASSETS: &[Asset] = &[
         name: "boards.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("page/boards.js"),
+    },
+    VERIFY,
+    Asset {
+        name: "verify.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("page/verify.js"),
     },
     Asset {
         name: "style.css",
@@ -62,10 +77,11 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; \
                    base-uri 'none'; form-action 'self'";
 
-/// The dashboard's routes (stateless, public): `/` and `/dashboard/{file}`.
+/// The dashboard's routes (stateless, public): `/`, `/verify` and `/dashboard/{file}`.
 pub fn routes() -> Router {
     Router::new()
         .route("/", get(|| async { serve(&INDEX) }))
+        .route("/verify", get(|| async { serve(&VERIFY) }))
         .route("/dashboard/{file}", get(asset))
 }
 
@@ -136,6 +152,8 @@ mod tests {
             ("/", "text/html; charset=utf-8"),
             ("/dashboard/index.html", "text/html; charset=utf-8"),
             ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+            ("/verify", "text/html; charset=utf-8"),
+            ("/dashboard/verify.js", "text/javascript; charset=utf-8"),
             ("/dashboard/style.css", "text/css; charset=utf-8"),
             ("/dashboard/icon.svg", "image/svg+xml"),
         ] {

@@ -193,6 +193,9 @@ pub struct PaymentView {
     pub status: String,
     /// When it was built (RFC 3339).
     pub created_at: String,
+    /// A proof the miner checks with its own wallet that this transaction paid it (Monero:
+    /// `check_tx_proof` with `tx_hash`, the miner's address, an empty message and this).
+    pub proof: Option<String>,
 }
 
 /// One miner's part of one block.
@@ -426,9 +429,10 @@ async fn payments_of(
            SELECT tx_hash, miner, amount, tx_fee, status, ts,
                   row_number() OVER (PARTITION BY tx_hash, miner ORDER BY
                     CASE status WHEN 'created' THEN 0 WHEN 'relayed' THEN 1 ELSE 2 END DESC, ts DESC) AS n,
-                  min(ts) OVER (PARTITION BY tx_hash, miner) AS created
+                  min(ts) OVER (PARTITION BY tx_hash, miner) AS created,
+                  max(proof) OVER (PARTITION BY tx_hash, miner) AS proof
            FROM payments WHERE pool = {p}{who})
-         SELECT tx_hash, miner, amount, tx_fee, status,
+         SELECT tx_hash, miner, amount, tx_fee, status, proof,
                 to_char(created, '%Y-%m-%dT%H:%M:%S%.3fZ') AS created_at
          FROM latest WHERE n = 1 ORDER BY created DESC, miner {page}"
     );
@@ -444,6 +448,7 @@ async fn payments_of(
                 tx_fee: r.get("tx_fee").map(int).unwrap_or(0),
                 status: text("status"),
                 created_at: text("created_at"),
+                proof: r.get("proof").and_then(Value::as_str).map(String::from),
             }
         })
         .collect())

@@ -54,6 +54,7 @@ fn payment(tx: &str, miner: &str, amount: i64, status: PaymentStatus) -> Payment
         error: None,
         ts: Utc::now(),
         date: Utc::now().date_naive(),
+        proof: None,
     }
 }
 

@@ -31,6 +31,7 @@ use std::time::Duration;
 use adit_config::{Checked, check};
 use adit_schemas::names::{TABLE_BLOCK_REWARDS, TABLE_PAYOUTS, payout_result_subject};
 use adit_schemas::results::{BlockReward, Payout};
+use adit_schemas::window::{MINER_ID_BYTES, WindowHeader, miner_id_bytes, window_hash};
 use adit_schemas::{AnyEvent, Block, BlockStatus, EventKind, Share, names, to_batch};
 use serde::{Deserialize, Serialize};
 
@@ -202,8 +203,9 @@ struct Waiting {
 
 /// What splitting a waiting block came to.
 enum Attempt {
-    /// Split over the window ending at the share of this sequence.
-    Split(u64, Split),
+    /// Split over the window ending at the share of this sequence, with the split's
+    /// commitment ([`adit_schemas::window::window_hash`]).
+    Split(u64, Split, String),
     /// The share that found it is not in the stream (yet).
     NoShare,
     /// Its window reaches past the oldest share kept, and older ones were forgotten.
@@ -296,6 +298,39 @@ fn refuse(block: &Block, reason: &'static str) {
     tracing::error!(pool = %block.pool, height = block.height, hash = %block.hash, reason, "block refused: it is not split and pays nothing");
 }
 
+/// What a published window says of `block` and `rules` besides its shares.
+pub fn window_header(block: &Block, rules: &SplitRules) -> WindowHeader {
+    WindowHeader {
+        pool: block.pool.clone(),
+        height: block.height,
+        hash: block.hash.clone(),
+        reward: block.reward,
+        network_difficulty: block.network_difficulty,
+        factor: rules.factor.to_string(),
+        fee_bps: rules.fee_bps,
+        unfilled: <&str>::from(rules.unfilled).to_string(),
+    }
+}
+
+/// The split's commitment to `block`, `rules` and the shares it `counted` (newest first),
+/// whose miners are indexes into `miners`. Each miner's id is hashed once.
+fn commitment(
+    block: &Block,
+    rules: &SplitRules,
+    counted: impl Iterator<Item = WindowShare>,
+    miners: &[String],
+) -> String {
+    let mut ids: HashMap<u32, [u8; MINER_ID_BYTES]> = HashMap::new();
+    let shares = counted.map(|s| {
+        let id = *ids.entry(s.miner).or_insert_with(|| {
+            let name = miners.get(s.miner as usize).map_or("", String::as_str);
+            miner_id_bytes(&block.pool, name)
+        });
+        (s.seq, id, s.difficulty)
+    });
+    window_hash(&window_header(block, rules), shares)
+}
+
 /// The PPLNS pipeline.
 pub struct Pplns {
     config: PplnsConfig,
@@ -326,21 +361,22 @@ impl Pplns {
             return Ok(Attempt::NoShare);
         };
         let end = pool.shares.partition_point(|(seq, _, _)| *seq <= share_seq);
-        let walk = pool
-            .shares
-            .range(..end)
-            .rev()
-            .map(|&(seq, miner, difficulty)| WindowShare {
-                seq,
-                miner,
-                difficulty,
-            });
+        let walk = || {
+            pool.shares
+                .range(..end)
+                .rev()
+                .map(|&(seq, miner, difficulty)| WindowShare {
+                    seq,
+                    miner,
+                    difficulty,
+                })
+        };
         let rules = self.config.rules(&block.pool);
         let split = split(
             block.reward,
             block.network_difficulty,
             &rules,
-            walk,
+            walk(),
             &state.miners,
         )?;
         if split.filled < split.window && pool.trimmed_through.is_some() {
@@ -350,7 +386,9 @@ impl Pplns {
                 window: split.window,
             });
         }
-        Ok(Attempt::Split(share_seq, split))
+        let counted = walk().take(usize::try_from(split.shares).unwrap_or(usize::MAX));
+        let hash = commitment(block, &rules, counted, &state.miners);
+        Ok(Attempt::Split(share_seq, split, hash))
     }
 
     /// Forgets the shares no block still to come can need: all of the last
@@ -421,7 +459,13 @@ impl Pplns {
             .is_some_and(|p| p.newest_ts > block.ts.timestamp().saturating_add(delay))
     }
 
-    fn rows(&self, waiting: &Waiting, share_seq: u64, s: &Split) -> (BlockReward, Vec<Payout>) {
+    fn rows(
+        &self,
+        waiting: &Waiting,
+        share_seq: u64,
+        s: &Split,
+        window_hash: String,
+    ) -> (BlockReward, Vec<Payout>) {
         let b = &waiting.block;
         let rules = self.config.rules(&b.pool);
         let as_difficulty = |w: u128| w as f64 / s.scale as f64;
@@ -446,6 +490,8 @@ impl Pplns {
             miners: s.payouts.len() as i64,
             ts: b.ts,
             date: b.ts.date_naive(),
+            unfilled: Some(<&str>::from(rules.unfilled).to_string()),
+            window_hash: Some(window_hash),
         };
         let payouts = s
             .payouts
@@ -545,8 +591,8 @@ impl Pipeline for Pplns {
         let mut still = Vec::new();
         for mut waiting in std::mem::take(&mut state.waiting) {
             match self.try_split(state, &waiting) {
-                Ok(Attempt::Split(share_seq, split)) => {
-                    let (reward, rows) = self.rows(&waiting, share_seq, &split);
+                Ok(Attempt::Split(share_seq, split, hash)) => {
+                    let (reward, rows) = self.rows(&waiting, share_seq, &split, hash);
                     tracing::info!(pool = %reward.pool, height = reward.height, paid = reward.paid, miners = reward.miners, "block split");
                     for p in &rows {
                         out.results.push(ResultMessage::json(

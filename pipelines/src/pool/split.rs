@@ -143,8 +143,20 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 /// What happens to the part of the reward an unfilled window (a young pool) does not cover.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Unfilled {
     /// Each miner gets D × weight / W; the rest stays with the pool.
     #[default]

@@ -739,3 +739,22 @@ pub fn server_certs() -> (tempfile::TempDir, String) {
     );
     (certs, tls)
 }
+
+/// The shipped alert rules with every group's interval and every `for` a second.
+pub fn shortened_rules(rules: &str) -> String {
+    rules
+        .lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            if trimmed.starts_with("interval: ") {
+                format!("{indent}interval: 1s")
+            } else if trimmed.starts_with("for: ") {
+                format!("{indent}for: 1s")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

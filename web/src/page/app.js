@@ -1211,6 +1211,7 @@ async function viewMiner(ctx, root, args, query) {
       { key: 'height', label: 'Height', num: true },
       { key: 'amount', label: 'Amount', num: true, fmt: fmt.xmr },
       { key: 'status', label: 'Status', fmt: (v) => badge(v) },
+      { key: 'hash', label: 'Check', fmt: (v, r) => h('a', { href: `/verify?pool=${enc(pool)}&block=${enc(r.height)}&hash=${enc(v)}&miner=${enc(wallet)}`, title: 'Recompute this payout from the window the pool published', 'data-testid': 'payout-check' }, 'verify') },
     ], m.recent_payouts || [], { empty: 'No payout yet' });
   });
   panel(ctx, row, { title: 'Payments', testid: 'miner-payments', live: /^results\.payment\./ }, async () => {
@@ -1220,6 +1221,7 @@ async function viewMiner(ctx, root, args, query) {
       { key: 'amount', label: 'Amount', num: true, fmt: fmt.xmr },
       { key: 'status', label: 'Status', fmt: (v) => badge(v) },
       { key: 'tx_hash', label: 'Transaction', fmt: (v) => mono(v, 18) },
+      { key: 'proof', label: 'Proof', fmt: (v) => (v ? h('span', { class: 'mono', title: `check_tx_proof in your wallet with this transaction, your address, an empty message and:\n${v}` }, fmt.short(v, 18)) : null) },
     ], m.recent_payments || [], { empty: 'No payment yet' });
   });
 }
