@@ -140,6 +140,8 @@ pub struct BlockReward {
     /// The split's commitment to the block, its rules and every share it counted
     /// ([`crate::window::window_hash`]), hex; null on rows from before it was recorded.
     pub window_hash: Option<String>,
+    /// How it was paid (`pplns` or `solo`); null on rows from before it was recorded (PPLNS).
+    pub scheme: Option<String>,
 }
 
 impl BlockReward {
@@ -169,6 +171,7 @@ impl BlockReward {
             // Added after the table's first release: nullable, at the end (how a table grows).
             Field::new("unfilled", DataType::Utf8, true),
             Field::new("window_hash", DataType::Utf8, true),
+            Field::new("scheme", DataType::Utf8, true),
         ]))
     }
 }

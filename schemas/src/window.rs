@@ -1,9 +1,9 @@
-//! A block's published PPLNS window: what a miner needs to recompute its own payout without
+//! A block's published window (PPLNS, or SOLO's one finding share): what a miner needs to recompute its own payout without
 //! taking the pool's word for it (issue 59).
 //!
 //! When the PPLNS pipeline splits a block it commits to everything the split read: the block
 //! (pool, height, hash, reward, network difficulty), the rules (factor, fee, what an unfilled
-//! window does) and every share it counted, newest first (stream sequence, miner, difficulty).
+//! window does, the scheme) and every share it counted, newest first (stream sequence, miner, difficulty).
 //! The commitment, [`window_hash`], is kept in the block's `block_rewards` row. The pool's
 //! public view ([`PublishedWindow`]) lists the same shares from the `shares` table, its
 //! miners by [`miner_id`] only (a hash of pool and login: a miner finds itself, no one reads
@@ -63,6 +63,8 @@ pub struct WindowHeader {
     pub fee_bps: u64,
     /// What an unfilled window does: `pool` or `scale`.
     pub unfilled: String,
+    /// How the block was paid: `pplns`, or `solo` (the window is the finding share).
+    pub scheme: String,
 }
 
 /// One share the split counted, as published: `[seq, miner, difficulty]`, where `miner` is an
@@ -107,6 +109,7 @@ pub fn window_hash(
     text(&mut h, &header.factor);
     h.update(header.fee_bps.to_be_bytes());
     text(&mut h, &header.unfilled);
+    text(&mut h, &header.scheme);
     for (seq, miner, difficulty) in shares {
         h.update(seq.to_be_bytes());
         h.update(miner);
@@ -142,6 +145,7 @@ mod tests {
             factor: "2".into(),
             fee_bps: 100,
             unfilled: "pool".into(),
+            scheme: "pplns".into(),
         }
     }
 
@@ -160,7 +164,7 @@ mod tests {
         let shares = [(9u64, b, 120u64), (4, a, 50)];
         assert_eq!(
             window_hash(&header(), shares),
-            "c54089953783110655200a46bc2d015adc575531db9fdcdf0d039ce9dfafda1b"
+            "159070b17ca5df0ebfb21401f2d2e30d1340923a33b798b8deb15424570720ab"
         );
     }
 
@@ -172,7 +176,7 @@ mod tests {
         );
         let base = window_hash(&header(), [(2, a, 10), (1, b, 20)]);
         let mut changed = Vec::new();
-        for edit in 0..8 {
+        for edit in 0..9 {
             let mut h = header();
             match edit {
                 0 => h.pool.push('x'),
@@ -182,6 +186,7 @@ mod tests {
                 4 => h.network_difficulty += 1,
                 5 => h.factor = "2.5".into(),
                 6 => h.fee_bps = 0,
+                7 => h.scheme = "solo".into(),
                 _ => h.unfilled = "scale".into(),
             }
             changed.push(window_hash(&h, [(2, a, 10), (1, b, 20)]));

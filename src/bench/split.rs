@@ -25,6 +25,7 @@ pub fn split_bench(shares: usize, miners: usize, rounds: usize) -> anyhow::Resul
         .collect();
     let total: u64 = window.iter().map(|s| s.difficulty).sum();
     let rules = SplitRules {
+        scheme: Default::default(),
         factor: Factor::parse("1").map_err(anyhow::Error::msg)?,
         fee_bps: 100,
         unfilled: Unfilled::Pool,

@@ -4,7 +4,10 @@
 //! landed `shares` and `blocks` tables, with the pure split function. The network difficulty
 //! triples every 5 blocks (150 000 to 36 450 000), so from the 16th block on a block's window
 //! reaches back past the block before it: the shares PPLNS keeps between blocks must cover a
-//! window that grows (issue 23), through every restart.
+//! window that grows (issue 23), through every restart. The pool switches to SOLO from height
+//! 115 and back to PPLNS from 125 (issue 59): those ten blocks pay their finder the reward less
+//! the fee, computed here by that rule alone, and the blocks after the switch back are split
+//! over windows that reach across them.
 
 use crate::common;
 
@@ -20,6 +23,10 @@ use rand::{Rng, SeedableRng};
 const SHARES: usize = 60_000;
 const BLOCK_EVERY: usize = 2_000;
 const MINERS: usize = 50;
+/// Blocks at heights from this one up to [`PPLNS_AGAIN`] are SOLO.
+const SOLO_FROM: i64 = 115;
+/// The height from which blocks are PPLNS again.
+const PPLNS_AGAIN: i64 = 125;
 
 fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
     let mut out = Vec::new();
@@ -92,7 +99,7 @@ async fn expected(
     let blocks = query(
         tables,
         &["blocks"],
-        "SELECT hash, job_id, nonce, reward, network_difficulty FROM blocks ORDER BY seq",
+        "SELECT hash, height, miner, job_id, nonce, reward, network_difficulty FROM blocks ORDER BY seq",
     )
     .await;
     let rules = SplitRules {
@@ -108,8 +115,16 @@ async fn expected(
             strings(b, "nonce"),
         );
         let (reward, nd) = (ints(b, "reward"), ints(b, "network_difficulty"));
+        let (height, miner) = (ints(b, "height"), strings(b, "miner"));
         for i in 0..b.num_rows() {
             let end = finder[&format!("{}:{}", job[i], nonce[i])];
+            if (SOLO_FROM..PPLNS_AGAIN).contains(&height[i]) {
+                // SOLO, by its rule alone: the finder takes the reward less the 1 % fee.
+                let fee = reward[i] / 100;
+                out.insert((hash[i].clone(), miner[i].clone()), reward[i] - fee);
+                windows.insert(hash[i].clone(), (Some(end), Some(end), 1));
+                continue;
+            }
             let window = walk.iter().rev().filter(|(seq, _, _)| *seq <= end).map(
                 |(seq, miner, difficulty)| WindowShare {
                     seq: *seq,
@@ -141,8 +156,12 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
         }
     });
 
-    let config = "[pipelines.pplns]\nsnapshot_every = \"1s\"\n";
-    let mut app = App::start(&nats.url(), dir.path(), "pipelines", config);
+    let config = format!(
+        "[pipelines.pplns]\nsnapshot_every = \"1s\"\n\
+         [[pipelines.pplns.pools.p1.schemes]]\nfrom = {SOLO_FROM}\nscheme = \"solo\"\n\
+         [[pipelines.pplns.pools.p1.schemes]]\nfrom = {PPLNS_AGAIN}\nscheme = \"pplns\"\n"
+    );
+    let mut app = App::start(&nats.url(), dir.path(), "pipelines", &config);
     let tables = dir.path().join("tables");
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     for kill in 1..=8 {
@@ -273,5 +292,15 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
         )
         .await,
         0
+    );
+    assert_eq!(
+        scalar(
+            &tables,
+            &["block_rewards"],
+            "SELECT count(*) FROM block_rewards WHERE scheme = 'solo' AND shares = 1"
+        )
+        .await,
+        PPLNS_AGAIN - SOLO_FROM,
+        "the blocks from the switch to SOLO to the switch back are SOLO"
     );
 }

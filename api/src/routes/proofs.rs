@@ -90,8 +90,9 @@ pub async fn block_window(
     let blocks = rows(
         &state,
         &format!(
-            "SELECT hash, reward, network_difficulty, factor, fee_bps, unfilled, fee, paid,
-                    remainder, window_hash, shares, first_seq, share_seq
+            "SELECT hash, reward, network_difficulty, factor, fee_bps, unfilled,
+                    coalesce(scheme, 'pplns') AS scheme, fee, paid, remainder, window_hash, shares,
+                    first_seq, share_seq
              FROM block_rewards WHERE pool = {p} AND height = {h} AND window_hash IS NOT NULL
              ORDER BY block_seq"
         ),
@@ -183,6 +184,7 @@ async fn window(
             factor: text("factor"),
             fee_bps: unsigned("fee_bps"),
             unfilled: text("unfilled"),
+            scheme: text("scheme"),
         },
         fee: unsigned("fee"),
         paid: unsigned("paid"),

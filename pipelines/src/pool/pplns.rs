@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::pool::split::{
-    BPS, Factor, Split, SplitError, SplitRules, Unfilled, WindowShare, split,
+    BPS, Factor, Scheme, Split, SplitError, SplitRules, Unfilled, WindowShare, split,
 };
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
@@ -51,10 +51,24 @@ pub const RISE: u128 = 4;
 /// How many split blocks are remembered by hash, so a re-sent one is not paid again.
 const SPLIT_REMEMBERED: usize = 10_000;
 
-/// The PPLNS rules of one pool, each falling back to the defaults.
+/// A pool's payout scheme from a block height on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemeFrom {
+    /// The first block height it applies to.
+    pub from: u64,
+    /// The scheme.
+    pub scheme: Scheme,
+}
+
+/// The payout rules of one pool, each falling back to the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolRules {
+    /// Its schemes, each from a block height on, in rising order of height (a switch applies
+    /// from its block on; blocks below the first switch use `scheme`).
+    #[serde(default)]
+    pub schemes: Vec<SchemeFrom>,
     /// W = factor × network difficulty.
     pub factor: Option<Factor>,
     /// The pool's fee, basis points.
@@ -67,6 +81,9 @@ pub struct PoolRules {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PplnsConfig {
+    /// How blocks are paid, for pools (and heights) no `schemes` list names: `pplns` or
+    /// `solo`.
+    pub scheme: Scheme,
     /// Window factor for pools not listed in `pools`.
     pub factor: Factor,
     /// Fee in basis points for pools not listed.
@@ -91,6 +108,7 @@ pub struct PplnsConfig {
 impl Default for PplnsConfig {
     fn default() -> Self {
         Self {
+            scheme: Scheme::Pplns,
             factor: Factor::default(),
             fee_bps: 100,
             unfilled: Unfilled::Pool,
@@ -103,10 +121,14 @@ impl Default for PplnsConfig {
 }
 
 impl PplnsConfig {
-    /// The rules in force for `pool`.
-    pub fn rules(&self, pool: &str) -> SplitRules {
+    /// The rules in force for `pool`'s block at `height`.
+    pub fn rules(&self, pool: &str, height: u64) -> SplitRules {
         let own = self.pools.get(pool);
+        let scheme = own
+            .and_then(|r| r.schemes.iter().rev().find(|s| s.from <= height))
+            .map_or(self.scheme, |s| s.scheme);
         SplitRules {
+            scheme,
             factor: own.and_then(|r| r.factor).unwrap_or(self.factor),
             fee_bps: own.and_then(|r| r.fee_bps).unwrap_or(self.fee_bps),
             unfilled: own.and_then(|r| r.unfilled).unwrap_or(self.unfilled),
@@ -132,6 +154,11 @@ impl PplnsConfig {
             if let Some(bps) = rules.fee_bps {
                 fee(&format!("pipelines.pplns.pools.{pool}.fee_bps"), bps)?;
             }
+            check(
+                rules.schemes.windows(2).all(|w| w[0].from < w[1].from),
+                &format!("pipelines.pplns.pools.{pool}.schemes"),
+                "each switch's `from` height must be above the one before it",
+            )?;
         }
         check(
             self.max_window_shares >= 1_000,
@@ -309,6 +336,7 @@ pub fn window_header(block: &Block, rules: &SplitRules) -> WindowHeader {
         factor: rules.factor.to_string(),
         fee_bps: rules.fee_bps,
         unfilled: <&str>::from(rules.unfilled).to_string(),
+        scheme: <&str>::from(rules.scheme).to_string(),
     }
 }
 
@@ -371,7 +399,7 @@ impl Pplns {
                     difficulty,
                 })
         };
-        let rules = self.config.rules(&block.pool);
+        let rules = self.config.rules(&block.pool, block.height);
         let split = split(
             block.reward,
             block.network_difficulty,
@@ -403,7 +431,7 @@ impl Pplns {
                 .filter(|w| w.block.pool == *name)
                 .map(|w| w.block.network_difficulty)
                 .fold(pool.last_network_difficulty, u64::max);
-            let (num, den) = self.config.rules(name).factor.ratio();
+            let (num, den) = self.config.rules(name, u64::MAX).factor.ratio();
             let keep = (largest > 0)
                 .then(|| RISE * u128::from(largest) * u128::from(num) / u128::from(den) + 1);
             let recent_from = pool.recent_from(delay);
@@ -467,7 +495,7 @@ impl Pplns {
         window_hash: String,
     ) -> (BlockReward, Vec<Payout>) {
         let b = &waiting.block;
-        let rules = self.config.rules(&b.pool);
+        let rules = self.config.rules(&b.pool, b.height);
         let as_difficulty = |w: u128| w as f64 / s.scale as f64;
         let reward = BlockReward {
             pool: b.pool.clone(),
@@ -492,6 +520,7 @@ impl Pplns {
             date: b.ts.date_naive(),
             unfilled: Some(<&str>::from(rules.unfilled).to_string()),
             window_hash: Some(window_hash),
+            scheme: Some(<&str>::from(rules.scheme).to_string()),
         };
         let payouts = s
             .payouts

@@ -10,7 +10,7 @@
 use adit_schemas::window::{PublishedWindow, miner_id, parse_miner_id, window_hash};
 use serde::Serialize;
 
-use crate::pool::split::{Factor, SplitRules, Unfilled, WindowShare, split};
+use crate::pool::split::{Factor, Scheme, SplitRules, Unfilled, WindowShare, split};
 
 /// Most shares a published window may hold to be checked (a window of 2 × the network
 /// difficulty at the lowest share difficulty a pool would set stays well under it).
@@ -115,7 +115,12 @@ fn rules(view: &PublishedWindow) -> Result<SplitRules, String> {
         .unfilled
         .parse()
         .map_err(|_| format!("unfilled: {:?} is neither pool nor scale", h.unfilled))?;
+    let scheme: Scheme = h
+        .scheme
+        .parse()
+        .map_err(|_| format!("scheme: {:?} is neither pplns nor solo", h.scheme))?;
     Ok(SplitRules {
+        scheme,
         factor,
         fee_bps: h.fee_bps,
         unfilled,
@@ -202,7 +207,12 @@ mod tests {
 
     /// A view as the pool publishes it, built the way the pipeline and the API build theirs:
     /// shares newest first over `logins`, the split over the logins, ids in login order.
-    fn publish(shares: &[(u64, usize, u64)], logins: &[&str], factor: &str) -> PublishedWindow {
+    fn publish(
+        shares: &[(u64, usize, u64)],
+        logins: &[&str],
+        factor: &str,
+        scheme: Scheme,
+    ) -> PublishedWindow {
         let header = WindowHeader {
             pool: "main".into(),
             height: 42,
@@ -212,8 +222,10 @@ mod tests {
             factor: factor.into(),
             fee_bps: 150,
             unfilled: "pool".into(),
+            scheme: <&str>::from(scheme).into(),
         };
         let rules = SplitRules {
+            scheme,
             factor: Factor::parse(factor).unwrap(),
             fee_bps: 150,
             unfilled: Unfilled::Pool,
@@ -268,7 +280,7 @@ mod tests {
     #[test]
     fn a_view_as_published_checks_equal_for_every_miner() {
         let shares = [(9, 0, 600), (8, 1, 500), (7, 3, 400), (6, 2, 900)];
-        let view = publish(&shares, &LOGINS, "2");
+        let view = publish(&shares, &LOGINS, "2", Scheme::Pplns);
         for login in LOGINS {
             let c = check(&view, Some(login));
             assert!(c.equal, "{login}: {c:?}");
@@ -283,14 +295,34 @@ mod tests {
         assert_eq!((stranger.published, stranger.recomputed), (0, 0));
     }
 
+    #[test]
+    fn solo_pays_the_finder_the_reward_less_the_fee_and_checks() {
+        let shares = [(9, 2, 600), (8, 1, 500), (7, 3, 400)];
+        let view = publish(&shares, &LOGINS, "2", Scheme::Solo);
+        assert_eq!(
+            view.shares,
+            vec![[9, 0, 600]],
+            "the window is the finding share"
+        );
+        let carol = check(&view, Some("carol"));
+        assert!(carol.equal, "{carol:?}");
+        let fee = 600_000_000_007 * 150 / 10_000;
+        assert_eq!(carol.miner.unwrap().published, 600_000_000_007 - fee);
+        assert_eq!(view.remainder, 0);
+        let mut pplns = view;
+        pplns.header.scheme = "pplns".into();
+        assert!(!check(&pplns, None).equal, "the scheme is committed to");
+    }
+
     proptest! {
         /// Any one published number changed, and the check says not equal.
         #[test]
         fn any_published_share_changed_is_seen(
             shares in stream(), which in any::<prop::sample::Index>(), field in 0..3usize,
             factor in prop::sample::select(vec!["1", "2", "0.5", "1.25"]),
+            scheme in prop::sample::select(vec![Scheme::Pplns, Scheme::Solo]),
         ) {
-            let view = publish(&shares, &LOGINS, factor);
+            let view = publish(&shares, &LOGINS, factor, scheme);
             prop_assert!(check(&view, None).equal);
             let mut altered = view.clone();
             let i = which.index(altered.shares.len());
@@ -308,8 +340,11 @@ mod tests {
 
         /// A changed payout, fee, rule or block field is seen too.
         #[test]
-        fn any_published_figure_changed_is_seen(shares in stream(), what in 0..7usize) {
-            let mut view = publish(&shares, &LOGINS, "2");
+        fn any_published_figure_changed_is_seen(
+            shares in stream(), what in 0..8usize,
+            scheme in prop::sample::select(vec![Scheme::Pplns, Scheme::Solo]),
+        ) {
+            let mut view = publish(&shares, &LOGINS, "2", scheme);
             match what {
                 0 => view.payouts[0] += 1,
                 1 => view.fee -= 1,
@@ -317,6 +352,7 @@ mod tests {
                 3 => view.header.network_difficulty += 1,
                 4 => view.header.fee_bps += 1,
                 5 => view.header.unfilled = "scale".into(),
+                6 => view.header.scheme = "pps".into(),
                 _ => view.miners[0] = miner_id("main", "mallory"),
             }
             prop_assert!(!check(&view, None).equal);
@@ -325,7 +361,7 @@ mod tests {
 
     #[test]
     fn a_malformed_view_is_not_equal_and_does_not_panic() {
-        let view = publish(&[(3, 0, 600), (2, 1, 900)], &LOGINS, "2");
+        let view = publish(&[(3, 0, 600), (2, 1, 900)], &LOGINS, "2", Scheme::Pplns);
         let mut bad = view.clone();
         bad.shares[0][1] = u64::MAX;
         assert!(!check(&bad, None).equal);

@@ -165,9 +165,35 @@ pub enum Unfilled {
     Scale,
 }
 
+/// How a block's reward is paid.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Scheme {
+    /// Over the last N shares: the window W = factor × network difficulty.
+    #[default]
+    Pplns,
+    /// The miner whose share found the block takes the reward less the fee; the window is
+    /// that one share.
+    Solo,
+}
+
 /// A pool's split rules; from config.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SplitRules {
+    /// How the reward is paid.
+    pub scheme: Scheme,
     /// W = factor × network difficulty.
     pub factor: Factor,
     /// The pool's fee, basis points of the reward (below 10 000).
@@ -262,6 +288,9 @@ pub fn split<S: AsRef<str>>(
     if rules.fee_bps >= BPS {
         return Err(SplitError::Fee(rules.fee_bps));
     }
+    if rules.scheme == Scheme::Solo {
+        return solo(reward, rules, shares, miners);
+    }
     let (num, den) = rules.factor.ratio();
     let window = u128::from(network_difficulty) * u128::from(num);
     let mut weights = vec![0u128; miners.len()];
@@ -328,6 +357,49 @@ pub fn split<S: AsRef<str>>(
     })
 }
 
+/// SOLO: the first of `shares` (the one that found the block) takes the reward less the fee.
+fn solo<S: AsRef<str>>(
+    reward: u64,
+    rules: &SplitRules,
+    shares: impl IntoIterator<Item = WindowShare>,
+    miners: &[S],
+) -> Result<Split, SplitError> {
+    let fee = mul_div(reward, u128::from(rules.fee_bps), u128::from(BPS));
+    let finder = shares.into_iter().next();
+    let payouts = match finder {
+        Some(share) => {
+            let miner = miners
+                .get(share.miner as usize)
+                .ok_or(SplitError::UnknownMiner {
+                    seq: share.seq,
+                    miner: share.miner,
+                    known: miners.len(),
+                })?;
+            vec![MinerPayout {
+                miner: miner.as_ref().to_string(),
+                weight: u128::from(share.difficulty),
+                amount: reward - fee,
+            }]
+        }
+        None => Vec::new(),
+    };
+    let paid = payouts.first().map_or(0, |p| p.amount);
+    let weight = finder.map_or(0, |s| u128::from(s.difficulty));
+    Ok(Split {
+        reward,
+        fee,
+        paid,
+        remainder: reward - fee - paid,
+        window: weight,
+        filled: weight,
+        scale: 1,
+        shares: u64::from(finder.is_some()),
+        first_seq: finder.map(|s| s.seq),
+        last_seq: finder.map(|s| s.seq),
+        payouts,
+    })
+}
+
 /// ⌊a × b / c⌋ for c > 0 and a result that fits in `u64` (b ≤ c), computed in 256 bits.
 fn mul_div(a: u64, b: u128, c: u128) -> u64 {
     let exact = U256::from(a) * U256::from(b) / U256::from(c);
@@ -340,6 +412,7 @@ mod tests {
 
     fn rules(factor: &str, fee_bps: u64, unfilled: Unfilled) -> SplitRules {
         SplitRules {
+            scheme: Scheme::Pplns,
             factor: Factor::parse(factor).unwrap(),
             fee_bps,
             unfilled,
@@ -595,6 +668,7 @@ mod tests {
                 let unfilled = if scale { Unfilled::Scale } else { Unfilled::Pool };
                 let g = gcd(num, den);
                 let rules = SplitRules {
+                    scheme: Scheme::Pplns,
                     factor: Factor { num: num / g, den: den / g },
                     fee_bps,
                     unfilled,
@@ -625,6 +699,26 @@ mod tests {
                 }
                 prop_assert_eq!(s.payouts.iter().map(|p| p.amount).sum::<u64>(), s.paid);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// SOLO against its rule alone: the finding share's miner gets R − ⌊R × fee_bps / 10 000⌋,
+        /// whatever else the walk holds, and nothing is left over.
+        #[test]
+        fn solo_pays_the_finder_the_reward_less_the_fee(
+            reward in 0..u64::MAX,
+            fee_bps in 0..BPS,
+            walk in proptest::collection::vec((0u32..4, 1u64..u64::MAX), 1..20),
+        ) {
+            let names = ["a", "b", "c", "d"];
+            let shares = walk.iter().enumerate().map(|(i, &(m, d))| share(100 - i as u64, m, d));
+            let rules = SplitRules { scheme: Scheme::Solo, ..rules("2", fee_bps, Unfilled::Pool) };
+            let s = split(reward, 1, &rules, shares, &names).unwrap();
+            let fee = (u128::from(reward) * u128::from(fee_bps) / u128::from(BPS)) as u64;
+            proptest::prop_assert_eq!(amounts(&s), vec![(names[walk[0].0 as usize], reward - fee)]);
+            proptest::prop_assert_eq!((s.fee, s.paid, s.remainder, s.shares), (fee, reward - fee, 0, 1));
+            balanced(&s);
         }
     }
 }

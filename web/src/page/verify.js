@@ -87,7 +87,7 @@ function windowHash(v) {
   const b = new Bytes();
   b.raw(utf8("adit-pplns-window-v1"));
   b.text(v.pool); b.u64(v.height); b.text(v.hash); b.u64(v.reward); b.u64(v.network_difficulty);
-  b.text(v.factor); b.u64(v.fee_bps); b.text(v.unfilled);
+  b.text(v.factor); b.u64(v.fee_bps); b.text(v.unfilled); b.text(v.scheme);
   const ids = v.miners.map(unhex);
   for (const [seq, m, d] of v.shares) {
     if (!(m >= 0 && m < ids.length)) throw new Error(`a share names miner #${m} of ${ids.length}`);
@@ -108,6 +108,8 @@ function factor(text) {
 }
 
 function split(v) {
+  if (v.scheme === "solo") return solo(v);
+  if (v.scheme !== "pplns") throw new Error(`scheme ${JSON.stringify(v.scheme)} is neither pplns nor solo`);
   const [num, den] = factor(v.factor);
   const nd = BigInt(v.network_difficulty);
   if (nd === 0n) throw new Error("network difficulty 0");
@@ -138,6 +140,19 @@ function split(v) {
     return amount;
   });
   return { fee, paid, remainder: distributable - paid, amounts, weights, counted };
+}
+
+// SOLO: the finding share's miner takes the reward less the fee.
+function solo(v) {
+  if (BigInt(v.fee_bps) >= 10000n) throw new Error(`fee_bps ${v.fee_bps} must be below 10000`);
+  const reward = BigInt(v.reward);
+  const fee = (reward * BigInt(v.fee_bps)) / 10000n;
+  const amounts = v.miners.map(() => 0n);
+  const weights = v.miners.map(() => 0n);
+  const first = v.shares[0];
+  if (first) { amounts[first[1]] = reward - fee; weights[first[1]] = BigInt(first[2]); }
+  const paid = first ? reward - fee : 0n;
+  return { fee, paid, remainder: reward - fee - paid, amounts, weights, counted: first ? 1 : 0 };
 }
 
 // Everything that differs between the view and what it recomputes to, in words.
