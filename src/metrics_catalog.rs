@@ -308,6 +308,12 @@ const METRICS: &[Metric] = &[
         "1 while the last reserve proof failed or fell short of what is owed (the ReserveShort alert), else 0.",
     ),
     m(
+        "adit_worker_notices_total",
+        Counter,
+        Unset,
+        "Worker-down notices sent to miners, by status (sent, failed).",
+    ),
+    m(
         "adit_payments_blocks_unverified",
         Gauge,
         Zero,

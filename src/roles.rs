@@ -242,6 +242,9 @@ async fn api_state(
             services.js.clone(),
             config.query.live_max_subscribers,
         )),
+        notices: Some(adit_alerts::notify::workers::Subscriptions::open(&services.js).await?),
+        signatures: (config.payments.chain == adit_stratum::Chain::Monero)
+            .then(|| config.payments.wallet_rpc.clone()),
     })
 }
 
@@ -508,6 +511,9 @@ pub async fn notify(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()
         shared.vitals.clone(),
     );
     let (notify, egress) = (shared.config.notify.clone(), shared.config.egress.clone());
+    if notify.workers.enabled {
+        worker_notices(shared, tasks).await?;
+    }
     tasks.spawn(async move {
         supervised("notify", &vitals, || {
             adit_alerts::notify::run(
@@ -518,6 +524,40 @@ pub async fn notify(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()
                 publisher.clone(),
                 token.clone(),
             )
+        })
+        .await
+    });
+    Ok(())
+}
+
+/// Worker-down notices to the miners who asked (`[notify.workers]`), beside the notify role.
+async fn worker_notices(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()> {
+    use adit_alerts::notify::workers;
+    let config = shared.config;
+    let engine = Arc::new(SqlEngine::new(
+        shared.catalog(),
+        config.query.limits.clone(),
+    ));
+    let subscriptions = workers::Subscriptions::open(&shared.services.js).await?;
+    let http = config
+        .egress
+        .outbound(adit_egress::Purpose::Notify, "notify", None)?;
+    let (publisher, token, vitals) = (
+        shared.services.publisher.clone(),
+        shared.shutdown.clone(),
+        shared.vitals.clone(),
+    );
+    let notify = config.notify.clone();
+    tasks.spawn(async move {
+        supervised("worker-notices", &vitals, || {
+            let ctx = workers::NoticeContext {
+                notify: notify.clone(),
+                http: http.clone(),
+                engine: engine.clone(),
+                subscriptions: subscriptions.clone(),
+                publisher: publisher.clone(),
+            };
+            workers::run(ctx, token.clone())
         })
         .await
     });

@@ -33,6 +33,9 @@ pub enum AlertsError {
     /// of the config file, a route that names the receiver being removed).
     #[error("{0}")]
     Conflict(String),
+    /// A statement over the tables failed.
+    #[error("query: {0}")]
+    Query(String),
     /// An alert could not be published.
     #[error("publishing an alert: {0}")]
     Publish(#[from] adit_bus::Error),

@@ -52,6 +52,9 @@ pub enum QueryError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// A request that must be signed by an address's own wallet is not.
+    #[error("{0}")]
+    BadSignature(String),
     /// The change conflicts with the current state (stale revision, still referenced).
     #[error("{0}")]
     Conflict(String),
@@ -101,6 +104,7 @@ impl QueryError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::BadSignature(_) => (StatusCode::FORBIDDEN, "bad_signature"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooBusy(_) => (StatusCode::TOO_MANY_REQUESTS, "too_busy"),
             Self::Banned { .. } => (StatusCode::TOO_MANY_REQUESTS, "banned"),

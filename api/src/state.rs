@@ -40,6 +40,11 @@ pub struct AppState {
     pub lockout: Arc<adit_auth::lockout::Lockout>,
     /// Users' dashboards (none without NATS: their routes answer 503).
     pub dashboards: Option<adit_web::store::DashboardStore>,
+    /// Miners' worker-down notice subscriptions (none without NATS: the route answers 503).
+    pub notices: Option<adit_alerts::notify::workers::Subscriptions>,
+    /// The wallet RPC that checks a miner's signed request (`verify`): the payer's
+    /// (`payments.wallet_rpc`); none where there is no Monero wallet (the route answers 503).
+    pub signatures: Option<String>,
 }
 
 impl AppState {
@@ -63,6 +68,8 @@ impl AppState {
             admission: Arc::new(adit_sql::admission::Admission::new(Default::default())),
             lockout: Arc::new(adit_auth::lockout::Lockout::new(Default::default())),
             dashboards: None,
+            notices: None,
+            signatures: None,
         }
     }
 }

@@ -41,3 +41,4 @@ mod sql_bounds;
 mod sql_clients;
 mod standby;
 mod supervision;
+mod worker_notices;

@@ -290,6 +290,8 @@ pub struct NotifyConfig {
     /// How often silences are read again.
     #[serde(with = "humantime_serde")]
     pub reload: Duration,
+    /// Worker-down notices to miners (`[notify.workers]`).
+    pub workers: super::workers::WorkerNotices,
 }
 
 impl Default for NotifyConfig {
@@ -302,6 +304,7 @@ impl Default for NotifyConfig {
             timeout: Duration::from_secs(10),
             heartbeat: None,
             reload: Duration::from_secs(5),
+            workers: Default::default(),
         }
     }
 }
@@ -315,6 +318,15 @@ impl NotifyConfig {
     /// Checks every value; the key is already full (`notify.attempts`), so the caller adds no
     /// section.
     pub fn validate(&self) -> Checked {
+        self.workers.validate()?;
+        if let Some(mail) = &self.workers.mail {
+            check(
+                self.receiver(mail)
+                    .is_some_and(|r| r.all_channels().any(|c| c.kind() == "email")),
+                "notify.workers.mail",
+                format!("no receiver named {mail:?} with an email channel"),
+            )?;
+        }
         let known = |key: &str, name: &str| {
             check(
                 self.receiver(name).is_some(),

@@ -13,6 +13,7 @@ pub mod channels;
 pub mod config;
 pub mod dispatch;
 pub mod managed;
+pub mod workers;
 
 use std::time::Duration;
 

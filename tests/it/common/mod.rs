@@ -758,3 +758,56 @@ pub fn shortened_rules(rules: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A real SMTP server (Python's aiosmtpd) keeping what it receives in a maildir.
+pub struct Smtp {
+    /// Its process.
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Smtp {
+    /// Starts one on a free port.
+    pub fn start() -> Self {
+        let port = free_port();
+        let maildir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m aiosmtpd (scripts/setup.sh installs it)");
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < give_up, "aiosmtpd did not start on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    /// The messages received, as text.
+    pub fn mail(&self) -> Vec<String> {
+        let new = self.maildir.path().join("mail").join("new");
+        std::fs::read_dir(new)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
