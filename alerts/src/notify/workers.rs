@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_bus::Publisher;
-use adit_config::{Checked, check};
 use adit_schemas::AnyEvent;
 use adit_schemas::alerts::NotificationAttempt;
 use adit_schemas::window::miner_id;
@@ -35,80 +34,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::channels::{self, Outgoing};
 use super::config::Channel;
+pub use super::config::{FACTORS, WorkerNotices};
 use crate::error::{AlertsError, Result};
 
 /// The key prefix of subscriptions in the channels bucket.
 pub const NOTICE_PREFIX: &str = "notice.";
 /// The receiver name notices are recorded under.
 pub const RECEIVER: &str = "miners";
-/// The factors a miner may choose.
-pub const FACTORS: std::ops::RangeInclusive<u32> = 3..=100;
-
-/// `[notify.workers]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerNotices {
-    /// Whether the `notify` role checks miners' workers.
-    pub enabled: bool,
-    /// The receiver whose email channel's server and sender carry miners' notices (each goes
-    /// to the miner's own address); without one, only webhooks are sent.
-    pub mail: Option<String>,
-    /// How often the workers are checked.
-    #[serde(with = "humantime_serde")]
-    pub check_every: Duration,
-    /// Silence, in expected share intervals, after which a worker is down, for a miner that
-    /// chose none (3 to 100).
-    pub factor: u32,
-    /// The shortest silence that is ever down.
-    #[serde(with = "humantime_serde")]
-    pub min_silence: Duration,
-    /// Fewest shares in the lookback for a worker's rate to be judged.
-    pub min_shares: u32,
-    /// How far back a worker's shares are read.
-    #[serde(with = "humantime_serde")]
-    pub lookback: Duration,
-}
-
-impl Default for WorkerNotices {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            mail: None,
-            check_every: Duration::from_secs(60),
-            factor: 10,
-            min_silence: Duration::from_secs(600),
-            min_shares: 5,
-            lookback: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-impl WorkerNotices {
-    /// Refuses values the checks cannot work with, naming the key.
-    pub fn validate(&self) -> Checked {
-        check(
-            FACTORS.contains(&self.factor),
-            "notify.workers.factor",
-            "must be 3 to 100",
-        )?;
-        check(
-            self.check_every >= Duration::from_secs(1),
-            "notify.workers.check_every",
-            "must be at least 1s",
-        )?;
-        check(
-            self.min_shares >= 2,
-            "notify.workers.min_shares",
-            "must be at least 2 (an interval needs two shares)",
-        )?;
-        check(
-            (Duration::from_secs(60)..=Duration::from_secs(30 * 86_400)).contains(&self.lookback),
-            "notify.workers.lookback",
-            "must be 1m to 30d",
-        )
-    }
-}
-
 /// One miner's request to be told of its workers going quiet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
