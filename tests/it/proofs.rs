@@ -4,11 +4,11 @@
 //! together; for every block and every miner of it, `adit verify payout` recomputes the split
 //! from the pool's public window alone and says equal, and says not equal once one published
 //! share is altered; so does the `/verify` page in headless Chromium, by its own code. While
-//! payments are held the pools owe something, and the payer's reserve
-//! proofs, public without a token, check in a miner's wallet (`check_reserve_proof`); with the
-//! pool wallet's outputs frozen the next proof fails and `ReserveShort` fires. Released, the
-//! miners are paid, and each payment's proof checks in the miner's own wallet
-//! (`check_tx_proof`) for the amount the payments table records.
+//! payments are held the pools owe something, and the payer's reserve proofs, public without a
+//! token, check in a miner's wallet (`check_reserve_proof`). Released, the miners are paid,
+//! and each payment's proof checks in the miner's own wallet (`check_tx_proof`) for the amount
+//! the payments table records. Held again with one more block owed, the pool wallet's outputs
+//! frozen: the next proof fails and `ReserveShort` fires.
 
 use crate::common;
 
@@ -64,13 +64,16 @@ async fn firing(tables: &Path, rule: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_check_their_payouts_payments_and_the_pools_reserve() {
-    // Blocks at difficulty 40 and shares at 4: a block every ten shares or so, and windows
-    // (2 × 40) of about twenty shares from both miners.
-    let monerod = Monerod::start_with_difficulty(40);
+    // Difficulty 1, so every share is a block and regtest mines the wallets' blocks at once;
+    // a window of 60 × 1 holds fifteen shares at difficulty 4: every block's window reaches
+    // back over the blocks before it, both miners' shares.
+    let monerod = Monerod::start();
     let pool_wallet = WalletRpc::start(&monerod);
     let alice = WalletRpc::start(&monerod);
     let bob = WalletRpc::start(&monerod);
-    monerod.generate(80, &pool_wallet.address);
+    // Enough unlocked outputs on the chain for the wallet to pick a transfer's 15 decoys
+    // from quickly (with a few dozen, `transfer` searched for minutes).
+    monerod.generate(200, &pool_wallet.address);
 
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -87,6 +90,7 @@ async fn miners_check_their_payouts_payments_and_the_pools_reserve() {
          [pool.server]\npool = \"regtest\"\nverify_threads = 1\n[pool.server.vardiff]\nmin_difficulty = 1\n\
          [payments]\nwallet_rpc = \"{wallet_rpc}\"\nnode = \"{node}\"\ninterval = \"1s\"\n\
          threshold = 1000000\nconfirmations = 2\nblock_confirmations = 3\nreserve_every = \"2s\"\n\
+         [pipelines.pplns]\nfactor = 60\n\
          [alerts]\nrules_file = \"{rules}\"\nreload = \"500ms\"\n",
         node = monerod.rpc_url(),
         wallet = pool_wallet.address,
@@ -127,11 +131,11 @@ async fn miners_check_their_payouts_payments_and_the_pools_reserve() {
         );
         let miner = &mut miners[turn % 2];
         turn += 1;
-        for _ in 0..3 {
-            let (nonce, result) = miner.mine().unwrap();
-            // A share on a job the tip has left is refused; the next one is on the new job.
-            let _ = miner.submit(&nonce, &result).await;
-        }
+        let (nonce, result) = miner.mine().unwrap();
+        // A share on a job the tip has left is refused; the next one is on the new job.
+        let _ = miner.submit(&nonce, &result).await;
+        // Each share is a block: mine on once the pool has the next template.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     drop(miners);
 
@@ -283,37 +287,6 @@ async fn miners_check_their_payouts_payments_and_the_pools_reserve() {
     assert!(held >= proof["owed"].as_i64().unwrap(), "{checked} {proof}");
     assert_eq!(proof["proven"].as_i64(), Some(held), "{proof} {checked}");
 
-    // The pool's outputs frozen: the wallet cannot prove what it owes, and ReserveShort fires.
-    let outputs = pool_wallet.call(
-        "incoming_transfers",
-        json!({"transfer_type": "available", "account_index": 0}),
-    );
-    let images: Vec<String> = outputs["transfers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["key_image"].as_str().map(String::from))
-        .collect();
-    for image in &images {
-        pool_wallet.call("freeze", json!({"key_image": image}));
-    }
-    eventually(Duration::from_secs(90), "ReserveShort firing", || async {
-        firing(&tables, "ReserveShort").await > 0
-    })
-    .await;
-    let short = app
-        .rows(
-            "SELECT owed, good, error FROM reserve_proofs WHERE NOT good ORDER BY ts DESC LIMIT 1",
-        )
-        .await;
-    assert!(
-        short[0]["owed"].as_i64().unwrap() > 0 && short[0]["error"].as_str().is_some(),
-        "{short:?}"
-    );
-    for image in &images {
-        pool_wallet.call("thaw", json!({"key_image": image}));
-    }
-
     // Released: the miners are paid, and each payment's proof checks in the miner's wallet.
     let released = std::process::Command::new(adit_binary())
         .arg("--config")
@@ -338,8 +311,9 @@ async fn miners_check_their_payouts_payments_and_the_pools_reserve() {
         let payment = loop {
             assert!(
                 Instant::now() < deadline,
-                "no payment with a proof; log:\n{}",
-                app.log()
+                "no payment with a proof; log:\n{}\npool wallet:\n{}",
+                app.log(),
+                pool_wallet.log_tail()
             );
             let me = json_of::<Value>(
                 reqwest::Client::new()
@@ -380,6 +354,65 @@ async fn miners_check_their_payouts_payments_and_the_pools_reserve() {
         .await;
         assert!(wrong, "a proof for one address checked for another");
     }
+
+    // Owed again (held, and one more block found): with the pool's outputs frozen the wallet
+    // cannot prove what it owes, and ReserveShort fires.
+    adit_payments::hold::put(&store, "proofs test: owe again", None)
+        .await
+        .unwrap();
+    let before = scalar(&tables, &["block_rewards"], split).await;
+    let mut again = stratum_login(&app, addr, &format!("{}+4.rig", alice.address)).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while scalar(&tables, &["block_rewards"], split).await == before {
+        assert!(
+            Instant::now() < deadline,
+            "no further block split; log:\n{}",
+            app.log()
+        );
+        let (nonce, result) = again.mine().unwrap();
+        let _ = again.submit(&nonce, &result).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let owed_again = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < owed_again,
+            "nothing owed again; log:\n{}",
+            app.log()
+        );
+        monerod.generate(1, &pool_wallet.address);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let proofs = public(&app, "/api/v1/public/reserve").await;
+        if proofs[0]["owed"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+    }
+    let outputs = pool_wallet.call(
+        "incoming_transfers",
+        json!({"transfer_type": "available", "account_index": 0}),
+    );
+    let images: Vec<String> = outputs["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["key_image"].as_str().map(String::from))
+        .collect();
+    for image in &images {
+        pool_wallet.call("freeze", json!({"key_image": image}));
+    }
+    eventually(Duration::from_secs(90), "ReserveShort firing", || async {
+        firing(&tables, "ReserveShort").await > 0
+    })
+    .await;
+    let short = app
+        .rows(
+            "SELECT owed, good, error FROM reserve_proofs WHERE NOT good ORDER BY ts DESC LIMIT 1",
+        )
+        .await;
+    assert!(
+        short[0]["owed"].as_i64().unwrap() > 0 && short[0]["error"].as_str().is_some(),
+        "{short:?}"
+    );
 }
 
 /// Whether `method` with `params` fails, or answers `good: false`, on `wallet`.

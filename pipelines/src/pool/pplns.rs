@@ -340,11 +340,10 @@ pub fn window_header(block: &Block, rules: &SplitRules) -> WindowHeader {
     }
 }
 
-/// The split's commitment to `block`, `rules` and the shares it `counted` (newest first),
-/// whose miners are indexes into `miners`. Each miner's id is hashed once.
-fn commitment(
-    block: &Block,
-    rules: &SplitRules,
+/// The split's commitment to `header` and the shares it `counted` (newest first), whose
+/// miners are indexes into `miners`. Each miner's id is hashed once.
+pub fn commitment(
+    header: &WindowHeader,
     counted: impl Iterator<Item = WindowShare>,
     miners: &[String],
 ) -> String {
@@ -352,11 +351,11 @@ fn commitment(
     let shares = counted.map(|s| {
         let id = *ids.entry(s.miner).or_insert_with(|| {
             let name = miners.get(s.miner as usize).map_or("", String::as_str);
-            miner_id_bytes(&block.pool, name)
+            miner_id_bytes(&header.pool, name)
         });
         (s.seq, id, s.difficulty)
     });
-    window_hash(&window_header(block, rules), shares)
+    window_hash(header, shares)
 }
 
 /// The PPLNS pipeline.
@@ -415,7 +414,7 @@ impl Pplns {
             });
         }
         let counted = walk().take(usize::try_from(split.shares).unwrap_or(usize::MAX));
-        let hash = commitment(block, &rules, counted, &state.miners);
+        let hash = commitment(&window_header(block, &rules), counted, &state.miners);
         Ok(Attempt::Split(share_seq, split, hash))
     }
 
