@@ -93,8 +93,8 @@ pub struct VerifyArgs {
 /// What `adit verify` checks.
 #[derive(Debug, Clone, Subcommand)]
 pub enum VerifyWhat {
-    /// Recompute a block's PPLNS split from the window the pool published (its shares, rules
-    /// and commitment) and say whether it equals what the pool paid: every miner's payout, and
+    /// Recompute a block's split (PPLNS, or SOLO's finding share) from the window the pool
+    /// published (its shares, rules and commitment) and say whether it equals what the pool paid: every miner's payout, and
     /// yours when `--miner` is given. Exits 0 when equal, 1 when not.
     Payout {
         /// The pool's API (`https://pool.example`); its public window view is read.
