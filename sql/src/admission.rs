@@ -29,7 +29,8 @@ pub struct ConcurrencyConfig {
     pub operate: usize,
     /// Statements of admin tokens (and of everyone when auth is off) running at once.
     pub admin: usize,
-    /// Panels of public dashboards (through their links, without a token) running at once.
+    /// Requests without a token running at once: public dashboards' panels (through their
+    /// links), and the pool's published windows, reserve proofs and miners' signed requests.
     pub public: usize,
     /// Longest a statement waits for a slot before a 429.
     #[serde(with = "humantime_serde")]
@@ -86,7 +87,7 @@ pub struct Admission {
 pub enum Slot {
     /// A caller's, by the token's role.
     Role(Role),
-    /// A public dashboard's viewer's (no token).
+    /// A caller without a token: a public dashboard's viewer, a miner checking the pool.
     Public,
 }
 
@@ -117,7 +118,7 @@ impl Admission {
                 (&self.operate, self.config.operate, "of the operate role")
             }
             Slot::Role(Role::Admin) => (&self.admin, self.config.admin, "of the admin role"),
-            Slot::Public => (&self.public, self.config.public, "of public dashboards"),
+            Slot::Public => (&self.public, self.config.public, "without a token"),
         };
         match tokio::time::timeout(self.config.queue_wait, slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
@@ -147,7 +148,7 @@ mod tests {
         let public = admission.admit(Slot::Public).await.unwrap();
         let _second = admission.admit(Slot::Public).await.unwrap();
         let e = admission.admit(Slot::Public).await.unwrap_err();
-        assert!(e.to_string().contains("public dashboards"), "{e}");
+        assert!(e.to_string().contains("without a token"), "{e}");
         drop(public);
         drop(held);
         assert!(admission.admit(Role::Read).await.is_ok());

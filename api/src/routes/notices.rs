@@ -6,6 +6,7 @@
 //! subscribe, or stop, another miner's notices, and the answer names only what was signed.
 
 use adit_alerts::notify::workers::{FACTORS, Subscription, validate_contact};
+use adit_sql::admission::Slot;
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
@@ -124,6 +125,8 @@ pub async fn put_notices(
             "signed_at is more than 10 minutes from now: sign the request again".into(),
         ));
     }
+    // Open to anyone: checking a signature takes a public slot, so a flood is answered 429.
+    let _slot = state.admission.admit(Slot::Public).await?;
     let (Some(wallet), Some(store)) = (&state.signatures, &state.notices) else {
         return Err(QueryError::Unavailable(
             "this pool has no wallet to check a miner's signature".into(),

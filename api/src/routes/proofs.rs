@@ -6,12 +6,15 @@
 //! A window is read from three tables: the block's `block_rewards` row (the block, the rules
 //! and the commitment the split recorded), the `shares` it counted (the pool's accepted shares
 //! from its oldest counted sequence to the one that found the block) and its `payouts`. Miners
-//! appear only by id ([`adit_schemas::window::miner_id`]), never by login.
+//! appear only by id ([`adit_schemas::window::miner_id`]), never by login. Being open, each
+//! request takes one of the public slots (`query.concurrency.public`, shared with public
+//! dashboards): a flood is answered 429 and never takes a reader's or the pipelines' place.
 
 use std::collections::BTreeMap;
 
 use adit_schemas::window::{PublishedWindow, WindowHeader, miner_id};
 use adit_sql::Params;
+use adit_sql::admission::Slot;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use axum::Json;
@@ -37,8 +40,10 @@ const RESERVE_PROOFS: usize = 50;
 /// The newest reserve proofs, newest first: what the pools owed, what the proof shows, whether
 /// it is good, and the address, message and signature to check it with.
 #[utoipa::path(get, path = "/api/v1/public/reserve", tag = "proofs",
-    responses((status = 200, description = "The newest reserve proofs (the reserve_proofs table's rows)", body = [Object])))]
+    responses((status = 200, description = "The newest reserve proofs (the reserve_proofs table's rows)", body = [Object]),
+              (status = 429, description = "The public slots are all taken")))]
 pub async fn reserve(State(state): State<AppState>) -> Result<Json<Vec<Map<String, Value>>>> {
+    let _slot = state.admission.admit(Slot::Public).await?;
     if !tables(&state).await?.contains("reserve_proofs") {
         return Ok(Json(Vec::new()));
     }
@@ -64,7 +69,8 @@ pub async fn reserve(State(state): State<AppState>) -> Result<Json<Vec<Map<Strin
     params(("pool" = String, Path, description = "Pool id"),
            ("height" = u64, Path, description = "Block height")),
     responses((status = 200, description = "The windows of the blocks split at this height (see adit_schemas::window::PublishedWindow)", body = [Object]),
-              (status = 404, description = "No block split at this height, or its shares are not all landed yet")))]
+              (status = 404, description = "No block split at this height, or its shares are not all landed yet"),
+              (status = 429, description = "The public slots are all taken")))]
 pub async fn block_window(
     State(state): State<AppState>,
     Path((pool, height)): Path<(String, u64)>,
@@ -74,6 +80,7 @@ pub async fn block_window(
             "a pool id is 1-64 of A-Z a-z 0-9 _ -".into(),
         ));
     }
+    let _slot = state.admission.admit(Slot::Public).await?;
     let have = tables(&state).await?;
     if !["block_rewards", "shares", "payouts"]
         .iter()
@@ -220,4 +227,51 @@ fn columns(batches: &[RecordBatch]) -> Result<Vec<(u64, String, u64)>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use adit_sql::admission::{Admission, ConcurrencyConfig};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// The published views take the public slots: with them all taken, a stranger's request
+    /// is a 429 within `queue_wait`, and the readers' slots are untouched.
+    #[tokio::test]
+    async fn public_views_take_the_public_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            adit_sinks::TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let engine = Arc::new(adit_sql::SqlEngine::new(
+            Arc::new(adit_sql::Catalog::new(store, Duration::ZERO)),
+            Default::default(),
+        ));
+        let admission = Arc::new(Admission::new(ConcurrencyConfig {
+            public: 1,
+            queue_wait: Duration::from_millis(100),
+            ..Default::default()
+        }));
+        let state = AppState {
+            admission: admission.clone(),
+            ..AppState::bare(engine)
+        };
+        let tokens = crate::auth::Tokens::new("query", &[], None).unwrap();
+        let ingest = OpenApiRouter::new().route("/ingest", axum::routing::post(|| async { "" }));
+        let app = crate::server::router(state, tokens, Default::default(), ingest);
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let free = app.clone().oneshot(get("/api/v1/public/reserve")).await.unwrap();
+        assert_eq!(free.status(), StatusCode::OK);
+        let held = admission.admit(Slot::Public).await.unwrap();
+        for uri in ["/api/v1/public/reserve", "/api/v1/public/pools/main/blocks/1/window"] {
+            let busy = app.clone().oneshot(get(uri)).await.unwrap();
+            assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}");
+        }
+        assert!(admission.admit(crate::auth::Role::Read).await.is_ok());
+        drop(held);
+    }
 }
