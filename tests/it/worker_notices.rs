@@ -141,6 +141,13 @@ async fn a_stopped_worker_is_told_of_and_a_slow_one_is_not() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The mail is waited for, not assumed after a fixed time (a busy machine sends it late).
+    eventually(
+        Duration::from_secs(60),
+        "the stopped rig's notice",
+        || async { smtp.mail().iter().any(&told) },
+    )
+    .await;
     let mail = smtp.mail();
     let to_alice: Vec<&String> = mail
         .iter()
