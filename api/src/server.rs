@@ -441,6 +441,9 @@ mod tests {
             accepted: true,
             reason: None,
             ts: now,
+            network_difficulty: None,
+            reward: None,
+            subsidy: None,
         };
         let sample = |cluster: &str, worker: &str, hs: f64| HashrateSample {
             cluster: cluster.into(),

@@ -2,6 +2,8 @@
 //! payment rows written to `payments` (one Delta commit per status change of a transaction).
 //!
 //! balance(miner) = Σ payouts of blocks that are `confirmed` and not `orphaned`
+//!                + Σ share credits (PPS and FPPS: the pool pays them from its own balance,
+//!                  whether or not a block was found)
 //!                − Σ payments `created` + Σ payments `failed`
 //!
 //! A payment counts against the balance from the moment it is recorded as `created` (before
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adit_schemas::names::{TABLE_BLOCKS, TABLE_PAYMENTS, TABLE_PAYOUTS};
+use adit_schemas::names::{TABLE_BLOCKS, TABLE_PAYMENTS, TABLE_PAYOUTS, TABLE_SHARE_CREDITS};
 use adit_schemas::results::{Payment, PaymentStatus};
 use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
 use adit_sql::{Catalog, Params, SqlEngine, SqlLimits};
@@ -39,6 +41,15 @@ pub struct OpenTx {
     pub tx_fee: i64,
     /// (miner, amount) it pays.
     pub destinations: Vec<(String, i64)>,
+}
+
+/// Which of the tables miners earn in exist.
+#[derive(Debug, Clone, Copy)]
+struct Earnings {
+    /// `payouts` and `blocks`: what blocks paid.
+    blocks: bool,
+    /// `share_credits`: what per-share schemes credited.
+    credits: bool,
 }
 
 /// Reads balances and open payments; writes payment rows.
@@ -82,24 +93,39 @@ impl Ledger {
             .batches)
     }
 
-    /// Whether the tables a balance needs exist yet.
-    async fn has_earnings(&self) -> Result<bool> {
+    /// Which of the tables miners earn in exist yet.
+    async fn earnings(&self) -> Result<Earnings> {
         let tables = self.sql.catalog().snapshot().await?;
         let has = |name: &str| tables.iter().any(|(n, _)| n == name);
-        Ok(has(TABLE_PAYOUTS) && has(TABLE_BLOCKS))
+        Ok(Earnings {
+            blocks: has(TABLE_PAYOUTS) && has(TABLE_BLOCKS),
+            credits: has(TABLE_SHARE_CREDITS),
+        })
     }
 
-    /// Every pool that has earned something.
+    /// Whether the tables a block's payouts need exist yet.
+    async fn has_earnings(&self) -> Result<bool> {
+        Ok(self.earnings().await?.blocks)
+    }
+
+    /// Every pool that has earned something, by block or by share.
     pub async fn pools(&self) -> Result<Vec<String>> {
-        if !self.has_earnings().await? {
+        let earnings = self.earnings().await?;
+        let mut sources = Vec::new();
+        if earnings.blocks {
+            sources.push("SELECT DISTINCT pool FROM payouts");
+        }
+        if earnings.credits {
+            sources.push("SELECT DISTINCT pool FROM share_credits");
+        }
+        if sources.is_empty() {
             return Ok(Vec::new());
         }
-        let batches = self
-            .rows(
-                "SELECT DISTINCT pool FROM payouts ORDER BY pool",
-                Params::new(),
-            )
-            .await?;
+        let sql = format!(
+            "SELECT DISTINCT pool FROM ({}) ORDER BY pool",
+            sources.join(" UNION ALL ")
+        );
+        let batches = self.rows(&sql, Params::new()).await?;
         let mut pools = Vec::new();
         for b in &batches {
             pools.extend(strings(b, "pool")?);
@@ -144,26 +170,36 @@ impl Ledger {
     }
 
     /// Each miner of `pool` with a positive balance, by miner, counting the payouts of the
-    /// blocks in `vouched` only (those the node and the wallet vouch for): a block not judged
-    /// yet, or one that landed after the judging, counts for nothing.
+    /// blocks in `vouched` only (those the node and the wallet vouch for: a block not judged
+    /// yet, or one that landed after the judging, counts for nothing) and every share credit.
     pub async fn balances(&self, pool: &str, vouched: &[String]) -> Result<Vec<(String, i64)>> {
-        if vouched.is_empty() || !self.has_earnings().await? {
+        let earnings = self.earnings().await?;
+        let by_block = earnings.blocks && !vouched.is_empty();
+        if !by_block && !earnings.credits {
             return Ok(Vec::new());
         }
         let mut params = Params::new();
         let p = params.text(pool);
-        let list = params.texts(vouched.iter().map(String::as_str));
-        let vouched = format!("AND o.hash IN ({list})");
+        let mut sources = Vec::new();
+        if by_block {
+            let list = params.texts(vouched.iter().map(String::as_str));
+            sources.push(format!(
+                "SELECT o.miner, o.amount
+                 FROM payouts o JOIN (
+                   SELECT hash FROM blocks WHERE pool = {p} GROUP BY hash
+                   HAVING bool_or(status = 'confirmed') AND NOT bool_or(status = 'orphaned')
+                 ) s ON o.hash = s.hash
+                 WHERE o.pool = {p} AND o.hash IN ({list})"
+            ));
+        }
+        if earnings.credits {
+            sources.push(format!(
+                "SELECT miner, amount FROM share_credits WHERE pool = {p}"
+            ));
+        }
         let sql = format!(
-            "WITH status AS (
-               SELECT hash, bool_or(status = 'confirmed') AS confirmed,
-                      bool_or(status = 'orphaned') AS orphaned
-               FROM blocks WHERE pool = {p} GROUP BY hash),
-             earned AS (
-               SELECT o.miner, sum(o.amount) AS amount
-               FROM payouts o JOIN status s ON o.hash = s.hash
-               WHERE o.pool = {p} AND s.confirmed AND NOT s.orphaned {vouched}
-               GROUP BY o.miner),
+            "WITH earned AS (
+               SELECT miner, sum(amount) AS amount FROM ({}) GROUP BY miner),
              sent AS (
                SELECT miner, sum(CASE WHEN status = 'created' THEN amount
                                       WHEN status = 'failed' THEN -amount ELSE 0 END) AS amount
@@ -171,7 +207,8 @@ impl Ledger {
              SELECT e.miner, e.amount - coalesce(s.amount, 0) AS balance
              FROM earned e LEFT JOIN sent s ON e.miner = s.miner
              WHERE e.amount - coalesce(s.amount, 0) > 0
-             ORDER BY e.miner"
+             ORDER BY e.miner",
+            sources.join(" UNION ALL ")
         );
         let mut out = Vec::new();
         for b in self.rows(&sql, params).await? {

@@ -160,6 +160,9 @@ pub(crate) fn f64_opt(name: &str) -> Field {
 pub(crate) fn i64_field(name: &str) -> Field {
     Field::new(name, DataType::Int64, false)
 }
+pub(crate) fn i64_opt(name: &str) -> Field {
+    Field::new(name, DataType::Int64, true)
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertEvent, NotificationAttempt};
-use crate::arrow_rows::{f64_field, f64_opt, i64_field, utf8, utf8_opt};
+use crate::arrow_rows::{f64_field, f64_opt, i64_field, i64_opt, utf8, utf8_opt};
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::audit::AuditEntry;
 use crate::control::{Command, CommandOutcome};
@@ -61,6 +61,16 @@ pub struct Share {
     /// When the pool received it.
     #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
+    /// Network difficulty of the job's template (what a per-share scheme prices the share
+    /// against); none on rejected shares and on events of older versions.
+    #[serde(default)]
+    pub network_difficulty: Option<u64>,
+    /// The template's whole block reward, subsidy and fees, atomic units (what FPPS pays on).
+    #[serde(default)]
+    pub reward: Option<u64>,
+    /// The template's subsidy, its reward without the transactions' fees (what PPS pays on).
+    #[serde(default)]
+    pub subsidy: Option<u64>,
 }
 
 impl Event for Share {
@@ -104,6 +114,23 @@ impl Event for Share {
         if !self.accepted && self.reason.is_none() {
             return Err(Invalid::new("a rejected share needs a reason"));
         }
+        for (name, value) in [
+            ("network_difficulty", self.network_difficulty),
+            ("reward", self.reward),
+            ("subsidy", self.subsidy),
+        ] {
+            if value.is_some_and(|v| v > i64::MAX as u64) {
+                return Err(Invalid::new(format!("{name} must fit in i64")));
+            }
+        }
+        if self.network_difficulty == Some(0) {
+            return Err(Invalid::new("network_difficulty must be above 0"));
+        }
+        if let (Some(subsidy), Some(reward)) = (self.subsidy, self.reward)
+            && subsidy > reward
+        {
+            return Err(Invalid::new("subsidy must be at most the reward"));
+        }
         policy.check_ts(self.ts, now)
     }
     fn fields() -> Vec<Field> {
@@ -118,6 +145,10 @@ impl Event for Share {
             Field::new("accepted", DataType::Boolean, false),
             utf8_opt("reason"),
             ts_field("ts"),
+            // Added after the first release: nullable, at the end, so older tables evolve.
+            i64_opt("network_difficulty"),
+            i64_opt("reward"),
+            i64_opt("subsidy"),
         ]
     }
 }

@@ -81,6 +81,8 @@ pub const TABLE_HASHRATE_1H: &str = "hashrate_1h";
 pub const TABLE_BLOCK_REWARDS: &str = "block_rewards";
 /// One row per miner per paid block.
 pub const TABLE_PAYOUTS: &str = "payouts";
+/// One row per share a per-share scheme (PPS, FPPS) credits.
+pub const TABLE_SHARE_CREDITS: &str = "share_credits";
 /// One row per destination of a payment transaction per status it went through.
 pub const TABLE_PAYMENTS: &str = "payments";
 /// One row per reserve proof the payer made.

@@ -213,6 +213,62 @@ impl Payout {
     }
 }
 
+/// What a per-share scheme (PPS or FPPS) credits one accepted share, with every input of
+/// the formula, so anyone can recompute it:
+/// `amount = ⌊difficulty × base × (10 000 − fee_bps) / (network_difficulty × 10 000)⌋`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareCredit {
+    /// The pool.
+    pub pool: String,
+    /// The miner credited.
+    pub miner: String,
+    /// Its worker.
+    pub worker: String,
+    /// The share's stream sequence (its identity: one credit per share).
+    pub share_seq: i64,
+    /// The job's height.
+    pub height: i64,
+    /// `pps` (base = the template's subsidy) or `fpps` (base = subsidy and fees).
+    pub scheme: String,
+    /// The share's difficulty.
+    pub difficulty: i64,
+    /// The job's network difficulty.
+    pub network_difficulty: i64,
+    /// The reward the share is priced on, atomic units.
+    pub base: i64,
+    /// The pool's fee, basis points.
+    pub fee_bps: i64,
+    /// Atomic units credited.
+    pub amount: i64,
+    /// When the pool received the share.
+    pub ts: DateTime<Utc>,
+    /// UTC date of `ts` (partition).
+    pub date: NaiveDate,
+}
+
+impl ShareCredit {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        let int = |name: &str| Field::new(name, DataType::Int64, false);
+        let text = |name: &str| Field::new(name, DataType::Utf8, false);
+        Arc::new(Schema::new(vec![
+            text("pool"),
+            text("miner"),
+            text("worker"),
+            int("share_seq"),
+            int("height"),
+            text("scheme"),
+            int("difficulty"),
+            int("network_difficulty"),
+            int("base"),
+            int("fee_bps"),
+            int("amount"),
+            ts_field("ts"),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
 /// Where a payment stands. Each change is a new row; the newest row of a transaction is its
 /// state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

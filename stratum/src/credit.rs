@@ -152,7 +152,7 @@ impl World {
         let t = chain
             .get_block_template("44abc", crate::jobs::BLOB_ID_BYTES)
             .unwrap();
-        Arc::new(Work::from_template(&t).unwrap())
+        Arc::new(Work::from_template(&t, t.expected_reward).unwrap())
     }
 
     fn give_job(&mut self, m: usize) {

@@ -29,22 +29,28 @@ pub struct Work {
     pub seed_hash: [u8; 32],
     /// Seed hash of the next epoch, when the node announces it.
     pub next_seed_hash: Option<[u8; 32]>,
-    /// Block reward in atomic units.
+    /// Block reward in atomic units: subsidy and fees.
     pub reward: u64,
+    /// The block's subsidy, without the fees (at most `reward`; see [`Work::from_template`]).
+    pub subsidy: u64,
     /// The template, whichever chain's.
     pub template: Box<dyn ChainTemplate>,
 }
 
 impl Work {
     /// The work a Monero (or simulated-chain) template gives: its height, difficulty, seeds,
-    /// reward and parsed blob.
-    pub fn from_template(t: &crate::chain::Template) -> Result<Self> {
+    /// reward and parsed blob, with `subsidy` (capped at the reward). monerod does not say a
+    /// template's fees, so its caller passes the previous block's emission
+    /// ([`crate::monerod::MoneroRpc::emission`]): on the tail emission that is the subsidy
+    /// exactly, before it a few millionths above it.
+    pub fn from_template(t: &crate::chain::Template, subsidy: u64) -> Result<Self> {
         Ok(Self {
             height: t.height,
             network_difficulty: t.difficulty,
             seed_hash: t.seed_hash,
             next_seed_hash: t.next_seed_hash,
             reward: t.expected_reward,
+            subsidy: subsidy.min(t.expected_reward),
             template: Box::new(MoneroTemplate {
                 template: t.block_template()?,
                 difficulty: t.difficulty,

@@ -123,6 +123,21 @@ impl MoneroRpc {
         raw.block_header.parse(METHOD)
     }
 
+    /// The emission of the main-chain block at `height`: its coinbase without the fees
+    /// (`get_coinbase_tx_sum` over that one block), saturated to `u64::MAX`.
+    pub async fn emission(&self, height: u64) -> Result<u64> {
+        const METHOD: &str = "get_coinbase_tx_sum";
+        let raw: CoinbaseSum = self
+            .rpc
+            .call(METHOD, json!({ "height": height, "count": 1 }))
+            .await?;
+        Ok(if raw.emission_amount_top64 == 0 {
+            raw.emission_amount
+        } else {
+            u64::MAX
+        })
+    }
+
     /// The node's state.
     pub async fn get_info(&self) -> Result<NodeInfo> {
         const METHOD: &str = "get_info";
@@ -205,6 +220,16 @@ struct RawTemplate {
     prev_hash: String,
     /// The reward, atomic units.
     expected_reward: u64,
+}
+
+/// The `result` of `get_coinbase_tx_sum`, the fields we use.
+#[derive(Deserialize)]
+struct CoinbaseSum {
+    /// Low 64 bits of the blocks' emission.
+    emission_amount: u64,
+    /// High 64 bits of it.
+    #[serde(default)]
+    emission_amount_top64: u64,
 }
 
 /// The `result` of monerod's header methods.

@@ -57,8 +57,15 @@ impl Node {
     pub async fn work(&self, wallet: &str) -> Result<Work> {
         match self {
             Node::OpenSy(node) => node.work(wallet).await,
-            Node::Monerod(_) | Node::Sim(_) => {
-                Work::from_template(&self.get_block_template(wallet, BLOB_ID_BYTES).await?)
+            Node::Monerod(rpc) => {
+                let template = rpc.get_block_template(wallet, BLOB_ID_BYTES).await?;
+                let subsidy = rpc.emission(template.height.saturating_sub(1)).await?;
+                Work::from_template(&template, subsidy)
+            }
+            Node::Sim(sim) => {
+                // The simulated chain's blocks carry no transactions: the reward is all subsidy.
+                let template = sim.get_block_template(wallet, BLOB_ID_BYTES)?;
+                Work::from_template(&template, template.expected_reward)
             }
         }
     }

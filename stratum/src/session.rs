@@ -335,6 +335,8 @@ impl Session {
             .map(|c| (c.difficulty, c.height))
             .or_else(|| self.jobs.judged_against(&params.job_id))
             .unwrap_or((self.vardiff.difficulty, ctx.tip_height));
+        // What a per-share scheme prices an accepted share on: its job's template.
+        let priced = candidate.filter(|_| accepted);
         let share = Share {
             pool: ctx.pool.to_owned(),
             miner: self.identity.miner.clone(),
@@ -349,6 +351,9 @@ impl Session {
                 Verdict::Share | Verdict::Block => None,
             },
             ts: ctx.now,
+            network_difficulty: priced.map(|c| c.network_difficulty),
+            reward: priced.map(|c| c.reward),
+            subsidy: priced.map(|c| c.work.subsidy),
         };
         // Refused at parsing (no job or nonce): nothing a share event could name.
         let share = (!share.job_id.is_empty() && !share.nonce.is_empty()).then_some(share);
@@ -453,7 +458,7 @@ mod tests {
         let t = sim
             .get_block_template("44abc", crate::jobs::BLOB_ID_BYTES)
             .unwrap();
-        let work = Arc::new(Work::from_template(&t).unwrap());
+        let work = Arc::new(Work::from_template(&t, t.expected_reward).unwrap());
         let identity = parse_login(&login("44abc.rig1", "x", None)).unwrap();
         let mut session = Session::new("s1".into(), identity, 1, 0);
         let job = session.new_job(&JobFactory::new(1), &work).unwrap();

@@ -140,6 +140,9 @@ mod tests {
             accepted,
             reason: (!accepted).then(|| "stale".into()),
             ts: chrono::Utc::now(),
+            network_difficulty: None,
+            reward: None,
+            subsidy: None,
         })
     }
 

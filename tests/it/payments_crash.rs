@@ -58,6 +58,9 @@ fn wave(
             accepted: true,
             reason: None,
             ts: base + chrono::Duration::milliseconds(i as i64),
+            network_difficulty: None,
+            reward: None,
+            subsidy: None,
         };
         wave.push(Outgoing::event(&AnyEvent::Share(share.clone())));
         if s == SHARES_PER_BLOCK - 1 {

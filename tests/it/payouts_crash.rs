@@ -4,10 +4,14 @@
 //! landed `shares` and `blocks` tables, with the pure split function. The network difficulty
 //! triples every 5 blocks (150 000 to 36 450 000), so from the 16th block on a block's window
 //! reaches back past the block before it: the shares PPLNS keeps between blocks must cover a
-//! window that grows (issue 23), through every restart. The pool switches to SOLO from height
-//! 115 and back to PPLNS from 125 (issue 59): those ten blocks pay their finder the reward less
-//! the fee, computed here by that rule alone, and the blocks after the switch back are split
-//! over windows that reach across them.
+//! window that grows (issue 23), through every restart.
+//!
+//! The pool changes scheme by height (issue 59): PPLNS to 104, PPS from 105, FPPS from 110,
+//! SOLO from 115 and PPLNS again from 125. Each share of the PPS and FPPS heights is credited
+//! once, by the formula computed here alone from the landed share; their blocks pay nothing
+//! (the pool keeps them); the SOLO blocks pay their finder the reward less the fee; and the
+//! PPLNS blocks after the switch back are split over windows that reach across the SOLO
+//! shares and skip the ones already paid per share.
 
 use crate::common;
 
@@ -23,10 +27,29 @@ use rand::{Rng, SeedableRng};
 const SHARES: usize = 60_000;
 const BLOCK_EVERY: usize = 2_000;
 const MINERS: usize = 50;
+/// Shares and blocks at heights from this one up to [`FPPS_FROM`] are PPS.
+const PPS_FROM: i64 = 105;
+/// From this height up to [`SOLO_FROM`], FPPS.
+const FPPS_FROM: i64 = 110;
 /// Blocks at heights from this one up to [`PPLNS_AGAIN`] are SOLO.
 const SOLO_FROM: i64 = 115;
 /// The height from which blocks are PPLNS again.
 const PPLNS_AGAIN: i64 = 125;
+
+/// The network difficulty of share `i`'s job: it triples every 5 blocks.
+fn network_difficulty(i: usize) -> u64 {
+    150_000 * 3u64.pow((i / BLOCK_EVERY / 5) as u32)
+}
+
+/// The reward of share `i`'s template.
+fn reward(i: usize) -> u64 {
+    600_000_000_000 + i as u64
+}
+
+/// Whether shares and blocks at `height` are paid per share.
+fn per_share(height: i64) -> bool {
+    (PPS_FROM..SOLO_FROM).contains(&height)
+}
 
 fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
     let mut out = Vec::new();
@@ -44,6 +67,10 @@ fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
             accepted,
             reason: (!accepted).then(|| "low_difficulty".into()),
             ts: base + chrono::Duration::milliseconds(i as i64),
+            network_difficulty: accepted.then_some(network_difficulty(i)),
+            reward: accepted.then_some(reward(i)),
+            // The template's fees vary with its transactions.
+            subsidy: accepted.then_some(reward(i) - (i as u64 % 1_000) * 1_000),
         };
         out.push(Outgoing::event(&AnyEvent::Share(share.clone())));
         if i % BLOCK_EVERY == BLOCK_EVERY - 1 {
@@ -55,8 +82,8 @@ fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
                 worker: share.worker,
                 job_id: share.job_id,
                 nonce: share.nonce,
-                reward: 600_000_000_000 + i as u64,
-                network_difficulty: 150_000 * 3u64.pow((i / BLOCK_EVERY / 5) as u32),
+                reward: reward(i),
+                network_difficulty: network_difficulty(i),
                 status: BlockStatus::Submitted,
                 error: None,
                 ts: share.ts,
@@ -77,16 +104,19 @@ async fn expected(
     let shares = query(
         tables,
         &["shares"],
-        "SELECT seq, miner, difficulty, job_id, nonce FROM shares WHERE accepted ORDER BY seq",
+        "SELECT seq, miner, difficulty, job_id, nonce, height FROM shares WHERE accepted ORDER BY seq",
     )
     .await;
     let mut walk: Vec<(u64, String, u64)> = Vec::new();
     let mut finder: HashMap<String, u64> = HashMap::new();
     for b in &shares {
         let (seq, miner, diff) = (ints(b, "seq"), strings(b, "miner"), ints(b, "difficulty"));
-        let (job, nonce) = (strings(b, "job_id"), strings(b, "nonce"));
+        let (job, nonce, height) = (strings(b, "job_id"), strings(b, "nonce"), ints(b, "height"));
         for i in 0..b.num_rows() {
-            walk.push((seq[i] as u64, miner[i].clone(), diff[i] as u64));
+            // A share paid per share counts in no block's window.
+            if !per_share(height[i]) {
+                walk.push((seq[i] as u64, miner[i].clone(), diff[i] as u64));
+            }
             finder.insert(format!("{}:{}", job[i], nonce[i]), seq[i] as u64);
         }
     }
@@ -118,6 +148,11 @@ async fn expected(
         let (height, miner) = (ints(b, "height"), strings(b, "miner"));
         for i in 0..b.num_rows() {
             let end = finder[&format!("{}:{}", job[i], nonce[i])];
+            if per_share(height[i]) {
+                // The pool paid these shares as they came: its blocks pay no one.
+                windows.insert(hash[i].clone(), (None, None, 0));
+                continue;
+            }
             if (SOLO_FROM..PPLNS_AGAIN).contains(&height[i]) {
                 // SOLO, by its rule alone: the finder takes the reward less the 1 % fee.
                 let fee = reward[i] / 100;
@@ -158,6 +193,8 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
 
     let config = format!(
         "[pipelines.pplns]\nsnapshot_every = \"1s\"\n\
+         [[pipelines.pplns.pools.p1.schemes]]\nfrom = {PPS_FROM}\nscheme = \"pps\"\n\
+         [[pipelines.pplns.pools.p1.schemes]]\nfrom = {FPPS_FROM}\nscheme = \"fpps\"\n\
          [[pipelines.pplns.pools.p1.schemes]]\nfrom = {SOLO_FROM}\nscheme = \"solo\"\n\
          [[pipelines.pplns.pools.p1.schemes]]\nfrom = {PPLNS_AGAIN}\nscheme = \"pplns\"\n"
     );
@@ -303,4 +340,76 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
         PPLNS_AGAIN - SOLO_FROM,
         "the blocks from the switch to SOLO to the switch back are SOLO"
     );
+    assert_eq!(
+        scalar(
+            &tables,
+            &["block_rewards"],
+            "SELECT count(*) FROM block_rewards
+             WHERE scheme IN ('pps', 'fpps') AND paid = 0 AND remainder = reward"
+        )
+        .await,
+        SOLO_FROM - PPS_FROM,
+        "the pool keeps the blocks it paid per share"
+    );
+    credits_are_the_formula(&tables, &app).await;
+}
+
+/// Every accepted share of the PPS and FPPS heights is credited once, exactly
+/// ⌊d × base × (10 000 − fee) / (nd × 10 000)⌋ on its own landed figures (base: the subsidy
+/// for PPS, the whole reward for FPPS), and no other share is credited.
+async fn credits_are_the_formula(tables: &std::path::Path, app: &App) {
+    let sql = format!(
+        "SELECT seq, miner, difficulty, height, network_difficulty, reward, subsidy FROM shares
+         WHERE accepted AND height >= {PPS_FROM} AND height < {SOLO_FROM}"
+    );
+    let mut want: BTreeMap<i64, (String, i64)> = BTreeMap::new();
+    for b in &query(tables, &["shares"], &sql).await {
+        let (seq, miner, height) = (ints(b, "seq"), strings(b, "miner"), ints(b, "height"));
+        let (d, nd) = (ints(b, "difficulty"), ints(b, "network_difficulty"));
+        let (reward, subsidy) = (ints(b, "reward"), ints(b, "subsidy"));
+        for i in 0..b.num_rows() {
+            let base = if height[i] < FPPS_FROM {
+                subsidy[i]
+            } else {
+                reward[i]
+            };
+            let amount = d[i] as u128 * base as u128 * 9_900 / (nd[i] as u128 * 10_000);
+            want.insert(seq[i], (miner[i].clone(), amount as i64));
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while scalar(
+        tables,
+        &["share_credits"],
+        "SELECT count(*) FROM share_credits",
+    )
+    .await
+        < want.len() as i64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every PPS or FPPS share was credited; log:\n{}",
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut got: BTreeMap<i64, (String, i64)> = BTreeMap::new();
+    let landed = query(
+        tables,
+        &["share_credits"],
+        "SELECT share_seq, miner, amount FROM share_credits",
+    )
+    .await;
+    for b in &landed {
+        let (seq, miner, amount) = (ints(b, "share_seq"), strings(b, "miner"), ints(b, "amount"));
+        for i in 0..b.num_rows() {
+            assert!(
+                got.insert(seq[i], (miner[i].clone(), amount[i])).is_none(),
+                "share {} credited twice",
+                seq[i]
+            );
+        }
+    }
+    assert!(want.len() > 9_000, "{} shares of PPS and FPPS", want.len());
+    assert_eq!(got, want, "the credits are the formula's, once per share");
 }

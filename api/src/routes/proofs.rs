@@ -134,22 +134,11 @@ async fn window(
             .to_string()
     };
     let hash = text("hash");
-    let mut params = Params::new();
-    let p = params.text(pool);
-    let (from, to) = (params.int(int("first_seq")), params.int(int("share_seq")));
-    let counted = state
-        .engine
-        .query_with(
-            &format!(
-                "SELECT CAST(seq AS BIGINT) AS seq, CAST(miner AS VARCHAR) AS miner,
-                        CAST(difficulty AS BIGINT) AS difficulty
-                 FROM shares WHERE pool = {p} AND accepted AND seq BETWEEN {from} AND {to}
-                 ORDER BY seq DESC"
-            ),
-            params.into_options(),
-        )
-        .await?;
-    let shares = columns(&counted.batches)?;
+    // A block of a per-share scheme counted no share (its `first_seq` is null).
+    let shares = match block.get("first_seq").and_then(Value::as_i64) {
+        Some(first) => counted(state, pool, first, int("share_seq")).await?,
+        None => Vec::new(),
+    };
     if shares.len() as i64 != int("shares") {
         return Err(QueryError::NotFound(format!(
             "block {hash}: {} of its {} shares are landed; retry in a moment",
@@ -204,6 +193,32 @@ async fn window(
         miners: by_login.keys().map(|m| miner_id(pool, m)).collect(),
         payouts: by_login.into_values().collect(),
     })
+}
+
+/// `(seq, miner, difficulty)` of the pool's accepted shares from sequence `from` to `to`,
+/// newest first.
+async fn counted(
+    state: &AppState,
+    pool: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(u64, String, u64)>> {
+    let mut params = Params::new();
+    let p = params.text(pool);
+    let (from, to) = (params.int(from), params.int(to));
+    let counted = state
+        .engine
+        .query_with(
+            &format!(
+                "SELECT CAST(seq AS BIGINT) AS seq, CAST(miner AS VARCHAR) AS miner,
+                        CAST(difficulty AS BIGINT) AS difficulty
+                 FROM shares WHERE pool = {p} AND accepted AND seq BETWEEN {from} AND {to}
+                 ORDER BY seq DESC"
+            ),
+            params.into_options(),
+        )
+        .await?;
+    columns(&counted.batches)
 }
 
 /// `(seq, miner, difficulty)` of each row of the shares query.

@@ -228,8 +228,10 @@ pub struct MinerView {
     pub workers_online: i64,
     /// Payouts of blocks not yet confirmed.
     pub pending_balance: i64,
-    /// Confirmed payouts − payments (what the next payment pays).
+    /// Confirmed payouts + share credits − payments (what the next payment pays).
     pub confirmed_balance: i64,
+    /// Σ of the miner's share credits (PPS and FPPS pay each share as it comes).
+    pub credited: i64,
     /// Payments not failed.
     pub total_paid: i64,
     /// Newest payouts first (at most 20).
@@ -638,6 +640,7 @@ pub async fn miner(
         workers_online: 0,
         pending_balance: 0,
         confirmed_balance: 0,
+        credited: 0,
         total_paid: 0,
         recent_payouts: Vec::new(),
         recent_payments: payments_of(&state, &have, &pool, Some(&miner), "LIMIT 20").await?,
@@ -694,6 +697,19 @@ pub async fn miner(
                 }
             })
             .collect();
+    }
+    if have.contains("share_credits") {
+        view.credited = int(&one(
+            &state,
+            &format!(
+                "SELECT coalesce(sum(amount), 0) AS credited FROM share_credits
+                 WHERE pool = {p} AND miner = {m}"
+            ),
+            &params,
+            "credited",
+        )
+        .await?);
+        view.confirmed_balance += view.credited;
     }
     if have.contains("payments") {
         view.total_paid = int(&one(

@@ -32,6 +32,9 @@ proptest! {
             accepted: false,
             reason: Some(reason.clone()),
             ts: Utc.timestamp_nanos(nanos),
+            network_difficulty: None,
+            reward: None,
+            subsidy: None,
         };
         let mut msg = Outgoing::event(&AnyEvent::Share(share));
         msg.headers.push((names::HEADER_DLQ_REASON, reason));

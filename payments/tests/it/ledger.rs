@@ -1,10 +1,10 @@
-//! The books on real Delta tables: balances count only confirmed, not orphaned, payouts; a
-//! payment counts from `created` and comes back only when `failed`; open payments are those
-//! neither confirmed nor failed.
+//! The books on real Delta tables: balances count only confirmed, not orphaned, payouts, and
+//! every share credit; a payment counts from `created` and comes back only when `failed`; open
+//! payments are those neither confirmed nor failed.
 
 use adit_payments::ledger::Ledger;
-use adit_schemas::names::{TABLE_BLOCKS, TABLE_PAYOUTS};
-use adit_schemas::results::{Payment, PaymentStatus, Payout};
+use adit_schemas::names::{TABLE_BLOCKS, TABLE_PAYOUTS, TABLE_SHARE_CREDITS};
+use adit_schemas::results::{Payment, PaymentStatus, Payout, ShareCredit};
 use adit_schemas::{Block, BlockStatus, EventKind, stamped_batch, to_batch};
 use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
 use arrow::datatypes::SchemaRef;
@@ -178,4 +178,81 @@ async fn balances_follow_confirmed_payouts_and_recorded_payments() {
         "a failed payment gives its amount back"
     );
     assert!(ledger.open_payments("p1").await.unwrap().is_empty());
+}
+
+fn credit(pool: &str, seq: i64, miner: &str, amount: i64) -> ShareCredit {
+    ShareCredit {
+        pool: pool.into(),
+        miner: miner.into(),
+        worker: "w".into(),
+        share_seq: seq,
+        height: 10,
+        scheme: "pps".into(),
+        difficulty: 10,
+        network_difficulty: 100,
+        base: amount * 10,
+        fee_bps: 0,
+        amount,
+        ts: Utc::now(),
+        date: Utc::now().date_naive(),
+    }
+}
+
+#[tokio::test]
+async fn share_credits_are_owed_at_once_with_or_without_a_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TableStore::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let mut ledger = Ledger::open(&store, Maintenance::default()).await.unwrap();
+    let mut credits = open(&store, TABLE_SHARE_CREDITS, &ShareCredit::schema()).await;
+    let rows = [
+        credit("pps", 1, "alice", 30),
+        credit("pps", 2, "bob", 5),
+        credit("pps", 3, "alice", 12),
+        credit("other", 4, "carol", 9),
+    ];
+    credits
+        .commit(
+            vec![to_batch("share_credits", ShareCredit::schema(), &rows).unwrap()],
+            1,
+        )
+        .await
+        .unwrap();
+    // A pool that only ever paid per share has no payouts and no blocks table: it still
+    // owes, and is paid.
+    assert_eq!(ledger.pools().await.unwrap(), ["other", "pps"]);
+    assert_eq!(
+        ledger.balances("pps", &[]).await.unwrap(),
+        [("alice".to_string(), 42), ("bob".to_string(), 5)],
+        "credits need no block vouched for"
+    );
+    let mut paid = payment("t1", "alice", 40, PaymentStatus::Created);
+    paid.pool = "pps".into();
+    ledger.record(&[paid]).await.unwrap();
+    assert_eq!(
+        ledger.balances("pps", &[]).await.unwrap(),
+        [("alice".to_string(), 2), ("bob".to_string(), 5)],
+        "a payment counts against the credits"
+    );
+
+    // Beside block payouts, both count.
+    let schema = EventKind::Block.table_schema();
+    let mut blocks = open(&store, TABLE_BLOCKS, &schema).await;
+    let mut confirmed = block("a", BlockStatus::Confirmed);
+    confirmed.pool = "pps".into();
+    let batch = stamped_batch("block", schema.clone(), &[(1, &confirmed)], |b| b.ts).unwrap();
+    blocks.commit(vec![batch], 1).await.unwrap();
+    let mut payouts = open(&store, TABLE_PAYOUTS, &Payout::schema()).await;
+    let mut row = payout("a", "bob", 100);
+    row.pool = "pps".into();
+    payouts
+        .commit(
+            vec![to_batch("payouts", Payout::schema(), &[row]).unwrap()],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.balances("pps", &["a".to_string()]).await.unwrap(),
+        [("alice".to_string(), 2), ("bob".to_string(), 105)]
+    );
 }

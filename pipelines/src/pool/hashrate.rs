@@ -305,6 +305,9 @@ mod tests {
                 accepted: true,
                 reason: None,
                 ts,
+                network_difficulty: None,
+                reward: None,
+                subsidy: None,
             }),
         )
     }

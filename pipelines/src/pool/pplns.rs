@@ -29,13 +29,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use adit_config::{Checked, check};
-use adit_schemas::names::{TABLE_BLOCK_REWARDS, TABLE_PAYOUTS, payout_result_subject};
-use adit_schemas::results::{BlockReward, Payout};
+use adit_schemas::names::{
+    TABLE_BLOCK_REWARDS, TABLE_PAYOUTS, TABLE_SHARE_CREDITS, payout_result_subject,
+};
+use adit_schemas::results::{BlockReward, Payout, ShareCredit};
 use adit_schemas::window::{MINER_ID_BYTES, WindowHeader, miner_id_bytes, window_hash};
 use adit_schemas::{AnyEvent, Block, BlockStatus, EventKind, Share, names, to_batch};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::pool::pps::{self, CreditError, Priced};
 use crate::pool::split::{
     BPS, Factor, Scheme, Split, SplitError, SplitRules, Unfilled, WindowShare, split,
 };
@@ -81,8 +84,8 @@ pub struct PoolRules {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PplnsConfig {
-    /// How blocks are paid, for pools (and heights) no `schemes` list names: `pplns` or
-    /// `solo`.
+    /// How miners are paid, for pools (and heights) no `schemes` list names: `pplns`,
+    /// `solo`, `pps` or `fpps`.
     pub scheme: Scheme,
     /// Window factor for pools not listed in `pools`.
     pub factor: Factor,
@@ -279,14 +282,19 @@ impl PplnsState {
         i
     }
 
-    fn take_share(&mut self, seq: u64, share: &Share) {
+    /// Keeps an accepted share: always as a possible finding share, and in the pool's window
+    /// only when `windowed` (a share a per-share scheme paid counts in no block's window, so
+    /// a switch to PPLNS never pays it twice).
+    fn take_share(&mut self, seq: u64, share: &Share, windowed: bool) {
         if !share.accepted {
             return;
         }
         let miner = self.intern(&share.miner);
         let pool = self.pools.entry(share.pool.clone()).or_default();
-        pool.shares.push_back((seq, miner, share.difficulty));
-        pool.weight += u128::from(share.difficulty);
+        if windowed {
+            pool.shares.push_back((seq, miner, share.difficulty));
+            pool.weight += u128::from(share.difficulty);
+        }
         pool.recent
             .push_back((format!("{}:{}", share.job_id, share.nonce), seq));
         let ts = share.ts.timestamp();
@@ -356,6 +364,39 @@ pub fn commitment(
         (s.seq, id, s.difficulty)
     });
     window_hash(header, shares)
+}
+
+/// The credit row of accepted share `share` (stream sequence `seq`) under per-share `rules`.
+fn share_credit(seq: u64, share: &Share, rules: &SplitRules) -> Result<ShareCredit, CreditError> {
+    let priced = Priced {
+        difficulty: share.difficulty,
+        network_difficulty: share.network_difficulty,
+        reward: share.reward,
+        subsidy: share.subsidy,
+    };
+    let base = pps::base(rules.scheme, &priced)?;
+    let network_difficulty = share
+        .network_difficulty
+        .ok_or(CreditError::Unpriced("network difficulty"))?;
+    let amount = pps::credit(share.difficulty, network_difficulty, base, rules.fee_bps)?;
+    // Every figure fits an i64: the share event's checks bound its fields, and `credit`
+    // refuses an amount that does not.
+    let int = |v: u64| i64::try_from(v).map_err(|_| CreditError::Overflow);
+    Ok(ShareCredit {
+        pool: share.pool.clone(),
+        miner: share.miner.clone(),
+        worker: share.worker.clone(),
+        share_seq: int(seq)?,
+        height: int(share.height)?,
+        scheme: <&str>::from(rules.scheme).to_string(),
+        difficulty: int(share.difficulty)?,
+        network_difficulty: int(network_difficulty)?,
+        base: int(base)?,
+        fee_bps: int(rules.fee_bps)?,
+        amount: int(amount)?,
+        ts: share.ts,
+        date: share.ts.date_naive(),
+    })
 }
 
 /// The PPLNS pipeline.
@@ -549,6 +590,7 @@ impl Pipeline for Pplns {
             outputs: vec![
                 OutputTable::dated(TABLE_BLOCK_REWARDS, BlockReward::schema()),
                 OutputTable::dated(TABLE_PAYOUTS, Payout::schema()),
+                OutputTable::dated(TABLE_SHARE_CREDITS, ShareCredit::schema()),
             ],
             timers: vec![Timer::Every {
                 name: "waiting".into(),
@@ -571,6 +613,8 @@ impl Pipeline for Pplns {
             .collect();
         events.sort_by_key(|(seq, _)| *seq);
         let mut out = StepOutput::default();
+        let mut credits = Vec::new();
+        let mut unpriced: BTreeMap<(String, String), u64> = BTreeMap::new();
         for (seq, event) in events {
             match event {
                 AnyEvent::Block(block)
@@ -590,7 +634,20 @@ impl Pipeline for Pplns {
                         block,
                     )?);
                 }
-                AnyEvent::Share(share) => state.take_share(seq, share),
+                AnyEvent::Share(share) => {
+                    let rules = self.config.rules(&share.pool, share.height);
+                    state.take_share(seq, share, !rules.scheme.per_share());
+                    if share.accepted && rules.scheme.per_share() {
+                        match share_credit(seq, share, &rules) {
+                            Ok(row) => credits.push(row),
+                            Err(e) => {
+                                *unpriced
+                                    .entry((share.pool.clone(), e.to_string()))
+                                    .or_default() += 1;
+                            }
+                        }
+                    }
+                }
                 AnyEvent::Block(block) if block.status == BlockStatus::Submitted => {
                     if block.network_difficulty == 0 {
                         refuse(block, "network difficulty 0: its window weighs nothing");
@@ -670,6 +727,17 @@ impl Pipeline for Pplns {
             metrics::gauge!("adit_pplns_blocks_waiting", "pool" => pool.clone()).set(n);
         }
         self.trim(state);
+        for ((pool, why), n) in unpriced {
+            metrics::counter!("adit_pps_shares_unpriced_total", "pool" => pool.clone())
+                .increment(n);
+            tracing::error!(%pool, shares = n, reason = %why, "accepted shares of a per-share scheme cannot be priced, so they are credited nothing");
+        }
+        if !credits.is_empty() {
+            out.rows(
+                TABLE_SHARE_CREDITS,
+                to_batch(TABLE_SHARE_CREDITS, ShareCredit::schema(), &credits)?,
+            );
+        }
         if !rewards.is_empty() {
             out.rows(
                 TABLE_BLOCK_REWARDS,
@@ -714,6 +782,9 @@ mod tests {
             accepted,
             reason: (!accepted).then(|| "stale".into()),
             ts,
+            network_difficulty: None,
+            reward: None,
+            subsidy: None,
         })
     }
 
@@ -1159,5 +1230,142 @@ mod tests {
             ..PplnsConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "pipelines.pplns.fee_bps");
+    }
+
+    /// An accepted share of job height `height`, priced on network difficulty 1 000, reward
+    /// 1 100 000 and subsidy 1 000 000.
+    fn priced(nonce: &str, miner: &str, difficulty: u64, height: u64) -> AnyEvent {
+        let AnyEvent::Share(mut s) = share("p1", miner, nonce, difficulty, true) else {
+            unreachable!()
+        };
+        s.height = height;
+        s.network_difficulty = Some(1_000);
+        s.reward = Some(1_100_000);
+        s.subsidy = Some(1_000_000);
+        AnyEvent::Share(s)
+    }
+
+    fn credits(out: &StepOutput) -> Vec<(String, i64, i64)> {
+        let Some((_, batch)) = out.tables.iter().find(|(t, _)| t == TABLE_SHARE_CREDITS) else {
+            return vec![];
+        };
+        let miners = batch.column_by_name("miner").unwrap().as_string::<i32>();
+        let int = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone()
+        };
+        let (seqs, amounts) = (int("share_seq"), int("amount"));
+        (0..batch.num_rows())
+            .map(|i| (miners.value(i).to_string(), seqs.value(i), amounts.value(i)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn per_share_schemes_credit_each_share_and_a_switch_back_never_pays_it_again() {
+        let schemes = vec![
+            SchemeFrom {
+                from: 10,
+                scheme: Scheme::Pps,
+            },
+            SchemeFrom {
+                from: 11,
+                scheme: Scheme::Fpps,
+            },
+            SchemeFrom {
+                from: 12,
+                scheme: Scheme::Pplns,
+            },
+        ];
+        let p = Pplns::new(PplnsConfig {
+            fee_bps: 100,
+            pools: [(
+                "p1".to_string(),
+                PoolRules {
+                    schemes,
+                    ..PoolRules::default()
+                },
+            )]
+            .into(),
+            ..PplnsConfig::default()
+        });
+        let mut state = PplnsState::default();
+        let mut unpriced = priced("04", "c", 100, 10);
+        if let AnyEvent::Share(s) = &mut unpriced {
+            s.subsidy = None;
+        }
+        let mut block10 = block("p1", "02", BlockStatus::Submitted);
+        if let AnyEvent::Block(b) = &mut block10 {
+            b.network_difficulty = 1_000;
+        }
+        let out = p
+            .step(
+                &mut state,
+                input(vec![
+                    (1, share("p1", "a", "00", 500, true)), // height 10, but unpriced: an old event
+                    (2, priced("01", "a", 250, 10)),
+                    (3, priced("02", "b", 100, 10)),
+                    (4, share("p1", "b", "03", 100, false)), // rejected: nothing
+                    (5, unpriced),
+                    (6, priced("06", "b", 100, 11)),
+                    (7, block10),
+                ]),
+            )
+            .await
+            .unwrap();
+        // PPS: 250/1000 × 1 000 000 × 0.99; FPPS on the whole reward 1 100 000.
+        assert_eq!(
+            credits(&out),
+            [
+                ("a".to_string(), 2, 247_500),
+                ("b".to_string(), 3, 99_000),
+                ("b".to_string(), 6, 108_900),
+            ]
+        );
+        assert!(paid(&out).is_empty(), "the pool keeps a PPS block");
+        let (_, rewards) = out
+            .tables
+            .iter()
+            .find(|(t, _)| t == TABLE_BLOCK_REWARDS)
+            .unwrap();
+        let column = |name: &str| {
+            rewards
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(0)
+        };
+        assert_eq!((column("paid"), column("remainder")), (0, 1_000_000));
+
+        // Back to PPLNS from 12: the window holds only shares of PPLNS heights, so no share
+        // credited above is paid again.
+        let mut block12 = block("p1", "21", BlockStatus::Submitted);
+        if let AnyEvent::Block(b) = &mut block12 {
+            b.height = 12;
+            b.hash = hash_of("b12");
+        }
+        let out = p
+            .step(
+                &mut state,
+                input(vec![
+                    (20, priced("20", "c", 50, 12)),
+                    (21, priced("21", "d", 50, 12)),
+                    (22, block12),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert!(credits(&out).is_empty());
+        // W = 2 × 100 = 200, filled 100: c and d get 1/4 each of 990 000; the rest stays.
+        assert_eq!(
+            paid(&out),
+            [("c".to_string(), 247_500), ("d".to_string(), 247_500)]
+        );
     }
 }

@@ -118,7 +118,7 @@ fn rules(view: &PublishedWindow) -> Result<SplitRules, String> {
     let scheme: Scheme = h
         .scheme
         .parse()
-        .map_err(|_| format!("scheme: {:?} is neither pplns nor solo", h.scheme))?;
+        .map_err(|_| format!("scheme: {:?} is not pplns, solo, pps or fpps", h.scheme))?;
     Ok(SplitRules {
         scheme,
         factor,

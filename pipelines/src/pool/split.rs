@@ -187,6 +187,19 @@ pub enum Scheme {
     /// The miner whose share found the block takes the reward less the fee; the window is
     /// that one share.
     Solo,
+    /// Pay per share: each accepted share is credited its expected value on the template's
+    /// subsidy, less the fee, from the pool's own balance ([`crate::pool::pps`]); the pool
+    /// keeps its blocks.
+    Pps,
+    /// Full pay per share: as PPS, on the template's whole reward (subsidy and fees).
+    Fpps,
+}
+
+impl Scheme {
+    /// Whether shares are paid one by one as they come (PPS, FPPS) rather than by block.
+    pub fn per_share(self) -> bool {
+        matches!(self, Scheme::Pps | Scheme::Fpps)
+    }
 }
 
 /// A pool's split rules; from config.
@@ -288,8 +301,10 @@ pub fn split<S: AsRef<str>>(
     if rules.fee_bps >= BPS {
         return Err(SplitError::Fee(rules.fee_bps));
     }
-    if rules.scheme == Scheme::Solo {
-        return solo(reward, rules, shares, miners);
+    match rules.scheme {
+        Scheme::Solo => return solo(reward, rules, shares, miners),
+        Scheme::Pps | Scheme::Fpps => return Ok(kept(reward)),
+        Scheme::Pplns => {}
     }
     let (num, den) = rules.factor.ratio();
     let window = u128::from(network_difficulty) * u128::from(num);
@@ -398,6 +413,24 @@ fn solo<S: AsRef<str>>(
         last_seq: finder.map(|s| s.seq),
         payouts,
     })
+}
+
+/// A block of a per-share scheme: the pool paid its shares as they came, so it keeps the
+/// block whole (no fee, nothing paid, no window).
+fn kept(reward: u64) -> Split {
+    Split {
+        reward,
+        fee: 0,
+        paid: 0,
+        remainder: reward,
+        window: 0,
+        filled: 0,
+        scale: 1,
+        shares: 0,
+        first_seq: None,
+        last_seq: None,
+        payouts: Vec::new(),
+    }
 }
 
 /// ⌊a × b / c⌋ for c > 0 and a result that fits in `u64` (b ≤ c), computed in 256 bits.

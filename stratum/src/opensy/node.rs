@@ -81,6 +81,7 @@ impl OpenSyNode {
             seed_hash,
             next_seed_hash,
             reward: template.coinbase_value,
+            subsidy: template.subsidy,
             template: Box::new(template),
         })
     }

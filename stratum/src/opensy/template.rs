@@ -66,6 +66,9 @@ pub struct GbtTransaction {
     pub data: String,
     /// Its txid, in the RPC's hex.
     pub txid: String,
+    /// Its fee, in satoshi-like units (the node gives it for every transaction).
+    #[serde(default)]
+    pub fee: Option<u64>,
 }
 
 /// A template ready to cut jobs from.
@@ -85,6 +88,8 @@ pub struct OpenSyTemplate {
     target: Target,
     /// What the coinbase pays.
     pub coinbase_value: u64,
+    /// The subsidy: what the coinbase pays less its transactions' fees.
+    pub subsidy: u64,
     /// The script the coinbase pays.
     payout: ScriptBuf,
     /// The witness commitment output's script (`OP_RETURN aa21a9ed…`), when SegWit is active.
@@ -117,6 +122,19 @@ impl OpenSyTemplate {
         if reply.height == 0 || reply.height > i64::MAX as u64 {
             return Err(bad(format!("height {}", reply.height)));
         }
+        let mut fees: u64 = 0;
+        for (i, tx) in reply.transactions.iter().enumerate() {
+            let fee = tx
+                .fee
+                .ok_or_else(|| bad(format!("transaction {i} has no fee")))?;
+            fees = fees.saturating_add(fee);
+        }
+        let subsidy = reply.coinbasevalue.checked_sub(fees).ok_or_else(|| {
+            bad(format!(
+                "coinbasevalue {} is below the fees of its transactions ({fees})",
+                reply.coinbasevalue
+            ))
+        })?;
         let mut tail = Vec::new();
         let mut txids = Vec::with_capacity(reply.transactions.len());
         let mut wtxids = Vec::with_capacity(reply.transactions.len() + 1);
@@ -161,6 +179,7 @@ impl OpenSyTemplate {
             bits,
             target,
             coinbase_value: reply.coinbasevalue,
+            subsidy,
             payout,
             commitment,
             path: coinbase_path(&txids),
@@ -391,6 +410,7 @@ mod tests {
                 .map(|t| GbtTransaction {
                     data: encode::serialize_hex(t),
                     txid: t.compute_txid().to_string(),
+                    fee: Some(1_000),
                 })
                 .collect(),
             coinbasevalue: 10_000 * 100_000_000,
@@ -436,6 +456,16 @@ mod tests {
         // The bytes miners hash are the header's, and nothing follows the block.
         solved.push(0);
         assert!(decode_block(&solved).is_err());
+    }
+
+    #[test]
+    fn the_subsidy_is_the_coinbase_value_less_the_fees() {
+        let txs = [spend(1, true), spend(2, false)];
+        let template = OpenSyTemplate::new(&reply(9, &txs), payout(), Network::Regtest).unwrap();
+        assert_eq!(template.coinbase_value, 10_000 * 100_000_000);
+        assert_eq!(template.subsidy, 10_000 * 100_000_000 - 2 * 1_000);
+        let empty = OpenSyTemplate::new(&reply(9, &[]), payout(), Network::Regtest).unwrap();
+        assert_eq!(empty.subsidy, empty.coinbase_value);
     }
 
     #[test]
@@ -495,7 +525,13 @@ mod tests {
         not_hex.transactions[0].data.push('z');
         let mut zero_height = reply(5, &txs);
         zero_height.height = 0;
+        let mut no_fee = reply(5, &txs);
+        no_fee.transactions[0].fee = None;
+        let mut fees_above_value = reply(5, &txs);
+        fees_above_value.coinbasevalue = 999;
         for (what, r) in [
+            ("fee", no_fee),
+            ("fees", fees_above_value),
             ("txid", wrong_txid),
             ("commitment", wrong_commitment),
             ("bits", bad_bits),
@@ -535,7 +571,11 @@ mod tests {
                 previousblockhash: prev,
                 transactions: data
                     .into_iter()
-                    .map(|data| GbtTransaction { data, txid: String::new() })
+                    .map(|data| GbtTransaction {
+                        data,
+                        txid: String::new(),
+                        fee: Some(0),
+                    })
                     .collect(),
                 coinbasevalue: value,
                 bits,

@@ -82,6 +82,11 @@ async fn a_block_mined_here_is_accepted_and_the_tip_rises() {
         assert_eq!(hashing_blob(&block).unwrap(), hashing);
         assert_eq!(header.prev_hash, template.prev_hash);
         assert_eq!(header.reward, template.expected_reward);
+        // A block of no transactions: its emission (what PPS prices on) is its whole reward,
+        // and the next block's subsidy is no more than it.
+        assert_eq!(rpc.emission(round).await.unwrap(), header.reward);
+        let next = node.work(WALLET).await.unwrap();
+        assert!(next.subsidy <= next.reward && next.subsidy <= header.reward);
         assert!(!header.orphan_status);
         assert_eq!(header.depth, 0);
         assert_eq!(

@@ -36,6 +36,7 @@ fn work(height: u64, network_difficulty: u64) -> Arc<Work> {
         seed_hash: seed,
         next_seed_hash: None,
         reward: r["expected_reward"].as_u64().unwrap(),
+        subsidy: r["expected_reward"].as_u64().unwrap(),
         template: Box::new(MoneroTemplate {
             template,
             difficulty: network_difficulty,

@@ -1172,7 +1172,8 @@ async function viewMiner(ctx, root, args, query) {
   });
   stat(ctx, stats, { label: 'Confirmed balance', testid: 'miner-balance', live: /^results\.(payout|payment)\./ }, async () => {
     const m = await view();
-    return { text: fmt.xmr(m.confirmed_balance), value: m.confirmed_balance, sub: 'paid at the next payment round' };
+    const sub = m.credited > 0 ? `paid at the next payment round · ${fmt.xmr(m.credited)} credited per share` : 'paid at the next payment round';
+    return { text: fmt.xmr(m.confirmed_balance), value: m.confirmed_balance, sub };
   });
   stat(ctx, stats, { label: 'Pending balance', testid: 'miner-pending', live: /^results\.payout\./ }, async () => {
     const m = await view();

@@ -109,7 +109,8 @@ function factor(text) {
 
 function split(v) {
   if (v.scheme === "solo") return solo(v);
-  if (v.scheme !== "pplns") throw new Error(`scheme ${JSON.stringify(v.scheme)} is neither pplns nor solo`);
+  if (v.scheme === "pps" || v.scheme === "fpps") return kept(v);
+  if (v.scheme !== "pplns") throw new Error(`scheme ${JSON.stringify(v.scheme)} is not pplns, solo, pps or fpps`);
   const [num, den] = factor(v.factor);
   const nd = BigInt(v.network_difficulty);
   if (nd === 0n) throw new Error("network difficulty 0");
@@ -153,6 +154,11 @@ function solo(v) {
   if (first) { amounts[first[1]] = reward - fee; weights[first[1]] = BigInt(first[2]); }
   const paid = first ? reward - fee : 0n;
   return { fee, paid, remainder: reward - fee - paid, amounts, weights, counted: first ? 1 : 0 };
+}
+
+// PPS and FPPS: the pool paid each share as it came, so it keeps the block whole.
+function kept(v) {
+  return { fee: 0n, paid: 0n, remainder: BigInt(v.reward), amounts: v.miners.map(() => 0n), weights: v.miners.map(() => 0n), counted: 0 };
 }
 
 // Everything that differs between the view and what it recomputes to, in words.
