@@ -108,14 +108,12 @@ async fn a_stopped_worker_is_told_of_and_a_slow_one_is_not() {
     tampered["email"] = json!("eve@thief.test");
     let (status, said) = put(&app, &alice.address, &tampered).await;
     assert_eq!(status, 403, "a field changed after signing: {said}");
-    let (status, said) = put(
-        &app,
-        &alice.address,
-        &request(&alice, &alice.address, ask, Utc::now()),
-    )
-    .await;
+    let accepted = request(&alice, &alice.address, ask, Utc::now());
+    let (status, said) = put(&app, &alice.address, &accepted).await;
     assert_eq!(status, 200, "{said}");
     assert_eq!(said["email"], "alice@miner.test");
+    let (status, said) = put(&app, &alice.address, &accepted).await;
+    assert_eq!(status, 403, "the same signed request sent again: {said}");
 
     let addr: std::net::SocketAddr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
     let mut fast = stratum_login(&app, addr, &format!("{}+1.rig-fast", alice.address)).await;
@@ -189,6 +187,9 @@ async fn a_stopped_worker_is_told_of_and_a_slow_one_is_not() {
     .await;
     assert_eq!(status, 200, "{said}");
     assert_eq!(said["enabled"], false);
+    // Replaying the earlier opt-in (still within its 10 minutes) does not undo the opt-out.
+    let (status, said) = put(&app, &alice.address, &accepted).await;
+    assert_eq!(status, 403, "the earlier opt-in replayed: {said}");
     for _ in 0..8 {
         share(&mut fast).await;
         tokio::time::sleep(Duration::from_millis(500)).await;

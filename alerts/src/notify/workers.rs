@@ -9,9 +9,12 @@
 //! shares in the lookback says nothing about its rate and is never judged.
 //!
 //! One message per address per check, listing only that address's workers newly down; a worker
-//! is told once until it sends again. Subscriptions are kept in the `adit_channels` bucket
+//! is told once until it sends again, kept in the bucket (`notice-told.<pool>.<miner id>`) so a
+//! restart does not tell again. Subscriptions are kept in the `adit_channels` bucket
 //! (`notice.<pool>.<miner id>`), written by the API only for a request the address's own
-//! wallet signed, so no one subscribes, or learns of, another miner's workers. Every attempt is
+//! wallet signed, so no one subscribes, or learns of, another miner's workers; each miner's
+//! newest `signed_at` taken is kept beside it (`notice-signed.<pool>.<miner id>`), and a
+//! request signed no later is refused, so a signed request cannot be replayed. Every attempt is
 //! recorded on `results.notification.miners` (landed in `notifications`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +42,12 @@ use crate::error::{AlertsError, Result};
 
 /// The key prefix of subscriptions in the channels bucket.
 pub const NOTICE_PREFIX: &str = "notice.";
+/// The key prefix of the newest `signed_at` taken per miner: a request signed no later is a
+/// replay, refused.
+const SIGNED_PREFIX: &str = "notice-signed.";
+/// The key prefix of the workers a miner was told of and that have not sent since, so a
+/// restart does not tell again.
+const TOLD_PREFIX: &str = "notice-told.";
 /// The receiver name notices are recorded under.
 pub const RECEIVER: &str = "miners";
 /// One miner's request to be told of its workers going quiet.
@@ -61,8 +70,13 @@ pub struct Subscription {
 impl Subscription {
     /// Its key in the bucket: the miner by id, so no login reaches a key.
     fn key(pool: &str, miner: &str) -> String {
-        format!("{NOTICE_PREFIX}{pool}.{}", miner_id(pool, miner))
+        keyed(NOTICE_PREFIX, pool, miner)
     }
+}
+
+/// `prefix` + the pool + the miner by id.
+fn keyed(prefix: &str, pool: &str, miner: &str) -> String {
+    format!("{prefix}{pool}.{}", miner_id(pool, miner))
 }
 
 /// The subscriptions in the channels bucket.
@@ -89,14 +103,67 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Removes the miner's subscription; false when there was none.
+    /// Removes the miner's subscription (and what it was told); false when there was none.
     pub async fn delete(&self, pool: &str, miner: &str) -> Result<bool> {
         let key = Subscription::key(pool, miner);
         if self.kv.get(&key).await.map_err(AlertsError::kv)?.is_none() {
             return Ok(false);
         }
         self.kv.delete(&key).await.map_err(AlertsError::kv)?;
+        self.kv
+            .delete(keyed(TOLD_PREFIX, pool, miner))
+            .await
+            .map_err(AlertsError::kv)?;
         Ok(true)
+    }
+
+    /// Takes `signed_at` as the miner's newest signed request: false when one signed at the
+    /// same time or later was taken already (a replay, or a stale request). Compare-and-set on
+    /// the key's revision, so of two racing requests only one is taken.
+    pub async fn claim_signed(
+        &self,
+        pool: &str,
+        miner: &str,
+        signed_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let key = keyed(SIGNED_PREFIX, pool, miner);
+        let value = signed_at.to_rfc3339().into_bytes();
+        let entry = self.kv.entry(key.as_str()).await.map_err(AlertsError::kv)?;
+        let taken = match entry {
+            None => self.kv.create(&key, value.into()).await.is_ok(),
+            Some(entry) => {
+                let last = std::str::from_utf8(&entry.value)
+                    .ok()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                if last.is_some_and(|last| signed_at <= last) {
+                    return Ok(false);
+                }
+                self.kv
+                    .update(&key, value.into(), entry.revision)
+                    .await
+                    .is_ok()
+            }
+        };
+        Ok(taken)
+    }
+
+    /// The workers of `sub` it was told of that have not sent since.
+    async fn told(&self, sub: &Subscription) -> Result<BTreeSet<String>> {
+        let key = keyed(TOLD_PREFIX, &sub.pool, &sub.miner);
+        Ok(match self.kv.get(&key).await.map_err(AlertsError::kv)? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            None => BTreeSet::new(),
+        })
+    }
+
+    /// Keeps `told` for `sub`.
+    async fn set_told(&self, sub: &Subscription, told: &BTreeSet<String>) -> Result<()> {
+        let bytes = serde_json::to_vec(told).map_err(AlertsError::kv)?;
+        self.kv
+            .put(keyed(TOLD_PREFIX, &sub.pool, &sub.miner), bytes.into())
+            .await
+            .map_err(AlertsError::kv)?;
+        Ok(())
     }
 
     /// Every subscription; one that no longer parses is skipped with a warning.
@@ -220,10 +287,8 @@ pub async fn run(ctx: NoticeContext, shutdown: CancellationToken) -> Result<()> 
     config
         .validate()
         .map_err(|e| AlertsError::Refused(e.to_string()))?;
-    // (pool, miner, worker) told and not yet back.
-    let mut told: BTreeSet<(String, String, String)> = BTreeSet::new();
     loop {
-        if let Err(e) = check_all(&ctx, &config, &mut told).await {
+        if let Err(e) = check_all(&ctx, &config).await {
             tracing::warn!(error = %e, "worker notices: a check failed; the next one tries again");
         }
         tokio::select! {
@@ -233,33 +298,34 @@ pub async fn run(ctx: NoticeContext, shutdown: CancellationToken) -> Result<()> 
     }
 }
 
-/// One check of every subscription.
-async fn check_all(
-    ctx: &NoticeContext,
-    config: &WorkerNotices,
-    told: &mut BTreeSet<(String, String, String)>,
-) -> Result<()> {
+/// One check of every subscription. Who was told is kept in the bucket after the telling, so
+/// a crash between the two tells again rather than never.
+async fn check_all(ctx: &NoticeContext, config: &WorkerNotices) -> Result<()> {
     let now = Utc::now();
     let seconds = now.timestamp_micros() as f64 / 1e6;
     for sub in ctx.subscriptions.all().await? {
         let workers = recent(&ctx.engine, &sub.pool, &sub.miner, config.lookback).await?;
         let factor = sub.factor.unwrap_or(config.factor);
+        let before = ctx.subscriptions.told(&sub).await?;
+        let mut told = before.clone();
         let mut newly = Vec::new();
         for (worker, r) in &workers {
-            let key = (sub.pool.clone(), sub.miner.clone(), worker.clone());
             match down(r, seconds, factor, config.min_silence, config.min_shares) {
-                Some(true) if !told.contains(&key) => {
+                Some(true) if !told.contains(worker) => {
                     newly.push((worker.clone(), *r));
-                    told.insert(key);
+                    told.insert(worker.clone());
                 }
                 Some(false) => {
-                    told.remove(&key);
+                    told.remove(worker);
                 }
                 _ => {}
             }
         }
         if !newly.is_empty() {
             tell(ctx, &sub, &newly, seconds, now).await?;
+        }
+        if told != before {
+            ctx.subscriptions.set_told(&sub, &told).await?;
         }
     }
     Ok(())
@@ -416,6 +482,57 @@ mod tests {
         let burst = recent(20, 0.0, 19.0);
         assert_eq!(down(&burst, 19.0 + 59.0, 3, min, 5), Some(false));
         assert_eq!(down(&recent(4, 0.0, 3.0), 1e9, 3, min, 5), None);
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_is_taken_once_and_what_was_told_outlives_a_restart() {
+        let nats = adit_testkit::NatsServer::start();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = jetstream::new(client);
+        adit_bus::setup::ensure_buckets(&js, 1).await.unwrap();
+        let store = Subscriptions::open(&js).await.unwrap();
+        let t0 = Utc::now();
+        let later = t0 + chrono::Duration::seconds(1);
+        assert!(store.claim_signed("p", "alice", t0).await.unwrap());
+        assert!(
+            !store.claim_signed("p", "alice", t0).await.unwrap(),
+            "the same request again is a replay"
+        );
+        assert!(
+            !store
+                .claim_signed("p", "alice", t0 - chrono::Duration::seconds(5))
+                .await
+                .unwrap(),
+            "an older request sent late is refused"
+        );
+        assert!(
+            store.claim_signed("p", "bob", t0).await.unwrap(),
+            "per miner"
+        );
+        // Of two racing requests at the same newer time, one is taken.
+        let (a, b) = tokio::join!(
+            store.claim_signed("p", "alice", later),
+            store.claim_signed("p", "alice", later)
+        );
+        assert!(a.unwrap() ^ b.unwrap());
+
+        let sub = Subscription {
+            pool: "p".into(),
+            miner: "alice".into(),
+            email: None,
+            webhook: Some("http://127.0.0.1:9/x".into()),
+            factor: None,
+            since: t0,
+        };
+        store.put(&sub).await.unwrap();
+        let told: BTreeSet<String> = ["rig-1".to_string()].into();
+        store.set_told(&sub, &told).await.unwrap();
+        // Another process (a restart) opens the same bucket and finds it.
+        let again = Subscriptions::open(&js).await.unwrap();
+        assert_eq!(again.told(&sub).await.unwrap(), told);
+        assert_eq!(again.all().await.unwrap(), std::slice::from_ref(&sub));
+        assert!(again.delete("p", "alice").await.unwrap());
+        assert!(again.told(&sub).await.unwrap().is_empty());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! one of its workers goes quiet (see [`adit_alerts::notify::workers`]), or stops the notices
 //! (`enabled: false`). Open without a token, as a miner has none: the request is signed by the
 //! address's own wallet (Monero's `sign`), over the text [`signed_text`] makes, within
-//! [`FRESH`] of `signed_at`, and checked with the pool's wallet RPC (`verify`). No one can
-//! subscribe, or stop, another miner's notices, and the answer names only what was signed.
+//! [`FRESH`] of `signed_at` and after the miner's last request taken (so none is replayed),
+//! and checked with the pool's wallet RPC (`verify`). No one can subscribe, or stop, another
+//! miner's notices, and the answer names only what was signed.
 
 use adit_alerts::notify::workers::{FACTORS, Subscription, validate_contact};
 use adit_sql::admission::Slot;
@@ -134,6 +135,17 @@ pub async fn put_notices(
     };
     verify(wallet, &miner, &signed_text(&pool, &miner, &request), &request.signature).await?;
     let unavailable = |e: adit_alerts::AlertsError| QueryError::Unavailable(e.to_string());
+    // Only a request signed after the last one taken: a replay of a signed request (or an
+    // older one sent late) changes nothing.
+    if !store
+        .claim_signed(&pool, &miner, signed_at)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(QueryError::BadSignature(
+            "a request signed at this time or later was taken already: sign a new one".into(),
+        ));
+    }
     if request.enabled {
         store
             .put(&Subscription {
