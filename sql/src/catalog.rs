@@ -104,6 +104,19 @@ impl Catalog {
         Ok(self.snapshot_of(Some(&HashSet::new())).await?.names)
     }
 
+    /// Whether table `name` exists and has column `column`: a table written by an older
+    /// version lacks a column its newer writer adds when it next opens it, and a reader may
+    /// get there first.
+    pub async fn has_column(&self, name: &str, column: &str) -> Result<bool> {
+        let only = HashSet::from([name.to_string()]);
+        let tables = self.snapshot_of(Some(&only)).await?;
+        Ok(tables.snapshots.iter().any(|(_, table)| {
+            table
+                .snapshot()
+                .is_ok_and(|s| s.schema().fields().any(|f| f.name() == column))
+        }))
+    }
+
     /// The tables named in `only` (every table when `None`) with snapshots no older than the
     /// refresh interval, and the names of every table under the root; a name in `only` that
     /// is no table is left out. Only those tables' logs are read.
@@ -207,6 +220,22 @@ mod tests {
     use super::*;
     use adit_schemas::events::EventKind;
     use std::collections::HashMap;
+
+    #[tokio::test]
+    async fn a_column_is_known_only_once_the_table_has_it() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = TableStore::new(dir.path().to_str().unwrap(), HashMap::new())?;
+        let catalog = Catalog::new(store.clone(), Duration::ZERO);
+        assert!(!catalog.has_column("energy", "power_w").await?, "no table");
+        let kind = EventKind::Energy;
+        store
+            .open_or_create(kind.table(), &kind.table_schema(), &["date"])
+            .await?;
+        let column = kind.table_schema().field(1).name().clone();
+        assert!(catalog.has_column(kind.table(), &column).await?);
+        assert!(!catalog.has_column(kind.table(), "proof").await?);
+        Ok(())
+    }
 
     #[tokio::test]
     async fn new_tables_and_new_commits_appear_after_the_refresh_interval() -> anyhow::Result<()> {

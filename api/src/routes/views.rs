@@ -426,13 +426,19 @@ async fn payments_of(
     let who = miner.map_or(String::new(), |m| {
         format!(" AND miner = {}", params.text(m))
     });
+    // A table no payer of this version has opened yet has no proofs.
+    let proof = if state.engine.catalog().has_column("payments", "proof").await? {
+        "max(proof) OVER (PARTITION BY tx_hash, miner)"
+    } else {
+        "CAST(NULL AS VARCHAR)"
+    };
     let sql = format!(
         "WITH latest AS (
            SELECT tx_hash, miner, amount, tx_fee, status, ts,
                   row_number() OVER (PARTITION BY tx_hash, miner ORDER BY
                     CASE status WHEN 'created' THEN 0 WHEN 'relayed' THEN 1 ELSE 2 END DESC, ts DESC) AS n,
                   min(ts) OVER (PARTITION BY tx_hash, miner) AS created,
-                  max(proof) OVER (PARTITION BY tx_hash, miner) AS proof
+                  {proof} AS proof
            FROM payments WHERE pool = {p}{who})
          SELECT tx_hash, miner, amount, tx_fee, status, proof,
                 to_char(created, '%Y-%m-%dT%H:%M:%S%.3fZ') AS created_at
