@@ -1007,6 +1007,24 @@ async function viewOverview(ctx, root, _args, query) {
     const rows = await getJson('/api/v1/violations?status=open&limit=50');
     return violationTable(rows);
   });
+
+  // A pool paying per share carries the risk of its luck: shown only where it does.
+  const risk = await getJson(`/api/v1/pools/${enc(pool)}/risk?days=30`).catch(() => null);
+  if (risk && risk.days.length) {
+    panel(ctx, root, { title: 'Paid per share — luck and net by day (30 days)', testid: 'pool-risk', intro: `Luck over the days shown: ${isNum(risk.luck) ? fmt.pct(risk.luck) : '—'} · net ${fmt.xmr(risk.net)} (blocks found − shares credited).` }, async () => {
+      const now = await getJson(`/api/v1/pools/${enc(pool)}/risk?days=30`);
+      return table([
+        { key: 'day', label: 'Day' },
+        { key: 'shares', label: 'Shares', num: true, fmt: fmt.int },
+        { key: 'credited', label: 'Credited', num: true, fmt: fmt.xmr },
+        { key: 'blocks', label: 'Blocks', num: true, fmt: fmt.int },
+        { key: 'found', label: 'Found', num: true, fmt: fmt.xmr },
+        { key: 'luck', label: 'Luck', num: true, fmt: (v) => (isNum(v) ? fmt.pct(v) : '—') },
+        { key: 'carried', label: 'Net carried', num: true, fmt: fmt.xmr },
+        { key: 'reserve_good', label: 'Reserve', fmt: (v) => (v === null || v === undefined ? '—' : badge(v ? 'proven' : 'short', v ? 'ok' : 'bad')) },
+      ], now.days.slice().reverse(), { empty: 'No share paid per share in the last 30 days' });
+    });
+  }
 }
 
 // Each site's mode after its newest decision, with the rule of its newest decision that was

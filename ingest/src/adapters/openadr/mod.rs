@@ -5,7 +5,8 @@
 //! - [`xml`]: the VTN's replies as a bounded tree.
 //! - [`messages`]: the payloads the VEN sends and the replies it reads.
 //! - [`book`]: the events held and what they ask of the site at a time (pure).
-//! - [`ven`]: the task: HTTP exchanges, the site's power from the bus, publishing.
+//! - [`ven`]: the task: HTTP exchanges, the site's power from the bus.
+//! - `steer`: what is asked becomes the site's grid signals (shared with OpenADR 3.1).
 //! - [`last`]: the site's last demand-response signal on GRID, read at the VEN's start.
 //!
 //! A curtailment asked is confirmed on GRID every `adapters.grid_confirm` while the VTN
@@ -15,7 +16,8 @@
 pub mod book;
 pub mod last;
 pub mod messages;
-mod power;
+pub(crate) mod power;
+pub(crate) mod steer;
 mod ven;
 pub mod xml;
 

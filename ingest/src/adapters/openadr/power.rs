@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 /// The latest good reading per machine.
 #[derive(Debug, Clone)]
-pub(super) struct SitePower {
+pub(crate) struct SitePower {
     fresh: Duration,
     machines: HashMap<String, (u8, DateTime<Utc>, f64)>,
 }
@@ -26,7 +26,7 @@ fn rank(source: EnergySource) -> u8 {
 
 impl SitePower {
     /// Readings older than `fresh` no longer count.
-    pub(super) fn new(fresh: Duration) -> Self {
+    pub(crate) fn new(fresh: Duration) -> Self {
         Self {
             fresh,
             machines: HashMap::new(),
@@ -40,7 +40,7 @@ impl SitePower {
     }
 
     /// Takes one reading heard at `now`.
-    pub(super) fn take(&mut self, r: &EnergyReading, now: DateTime<Utc>) {
+    pub(crate) fn take(&mut self, r: &EnergyReading, now: DateTime<Utc>) {
         if !(r.power_w.is_finite() && r.power_w >= 0.0 && self.is_fresh(r.ts, now)) {
             return;
         }
@@ -55,7 +55,7 @@ impl SitePower {
     }
 
     /// The site's power, kW, at `now`; `None` when no machine was heard from lately.
-    pub(super) fn kw(&self, now: DateTime<Utc>) -> Option<f64> {
+    pub(crate) fn kw(&self, now: DateTime<Utc>) -> Option<f64> {
         let fresh: Vec<f64> = self
             .machines
             .values()

@@ -2,24 +2,24 @@
 //!
 //! One loop ticks every half second. While unregistered it registers (then offers its power
 //! report and asks for every event); registered, it polls when due. Whatever the VTN's state,
-//! each tick steers: what the book asks now becomes a grid signal on GRID when it changes, a
-//! curtailment is confirmed every `grid_confirm` while the VTN answers, and the end of what
-//! was asked is a `normal` signal. A failing VTN is logged when it starts failing, when it
+//! each tick steers ([`super::steer`]): what the book asks now becomes a grid signal on GRID
+//! when it changes, a curtailment is confirmed every `grid_confirm` while the VTN answers, and
+//! the end of what was asked is a `normal` signal. A failing VTN is logged when it starts failing, when it
 //! says something new and when it recovers; the VEN retries with a doubling backoff.
 
 use std::time::{Duration, Instant};
 
 use adit_egress::{EgressConfig, Outbound, Purpose};
-use adit_schemas::{AnyEvent, EnergyReading, EventKind, GridSignal, GridSignalKind};
+use adit_schemas::{EnergyReading, EventKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::OpenAdrConfig;
-use super::book::{Ask, Book, EVENT_PREFIX, Policy};
-use super::last;
+use super::book::{Book, Policy};
 use super::messages::{self, OptResponse, Reply, ReportRequest, Service};
 use super::power::SitePower;
+use super::steer::Steering;
 use crate::adapters::poll::AdaptersError;
 use adit_bus::publish::Publisher;
 use adit_devices::DeviceError;
@@ -30,8 +30,6 @@ const TICK: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Samples kept for a report the VTN could not take.
 const MAX_SAMPLES: usize = 3_600;
-/// Reads of the site's last grid signal at start before giving up.
-const LAST_READS: u32 = 5;
 /// A machine's power reading counts this long for the report.
 const POWER_FRESH: Duration = Duration::from_secs(60);
 
@@ -124,13 +122,6 @@ struct Reporting {
     next_send: Instant,
 }
 
-/// What was last published for the site.
-#[derive(Debug, Clone)]
-struct Published {
-    signal: GridSignal,
-    at: Instant,
-}
-
 struct Ven {
     config: OpenAdrConfig,
     policy: Policy,
@@ -146,7 +137,6 @@ struct Ven {
     /// asked before the start is not ended.
     heard: bool,
     reports: Vec<Reporting>,
-    published: Option<Published>,
     /// When the VTN last answered.
     last_ok: Option<Instant>,
     /// When to try the VTN next.
@@ -170,7 +160,6 @@ impl Ven {
             renewing: None,
             heard: false,
             reports: Vec::new(),
-            published: None,
             last_ok: None,
             next_try: Instant::now(),
             failures: 0,
@@ -190,7 +179,7 @@ impl Ven {
                     subject: subject.clone(),
                     source,
                 })?;
-        self.published = self.last_published().await;
+        let mut steering = Steering::start(&self.config.site, self.shared.clone()).await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(site = %self.config.site, vtn = %adit_egress::redact(&self.config.vtn_url), "OpenADR VEN started");
@@ -202,52 +191,13 @@ impl Ven {
                         self.power.take(&r, Utc::now());
                     }
                 }
-                _ = tick.tick() => self.step().await?,
+                _ = tick.tick() => self.step(&mut steering).await?,
             }
         }
-    }
-
-    /// The site's last demand-response signal on GRID, when this VEN's curtailment: so that a
-    /// curtailment it asked before a restart is ended (a `normal`) if the VTN no longer asks
-    /// it, rather than left for the controller to hold forever. Prices published on the same
-    /// subject after it are looked past.
-    ///
-    /// A read that fails (NATS busy or reconnecting) is tried again, up to [`LAST_READS`]
-    /// times a second apart: giving up early would leave that curtailment in force.
-    async fn last_published(&self) -> Option<Published> {
-        let js = self.shared.publisher.jetstream();
-        let mut attempt = 0;
-        let last = loop {
-            attempt += 1;
-            match last::last_demand_response(js, &self.config.site).await {
-                Ok(last) => break last,
-                Err(error) if attempt < LAST_READS => {
-                    tracing::warn!(site = %self.config.site, %error, attempt, "reading the site's last grid signal failed; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(error) => {
-                    tracing::error!(site = %self.config.site, %error, "reading the site's last grid signal failed: a curtailment this VEN asked before the restart will not be ended by it");
-                    return None;
-                }
-            }
-        };
-        let Some(signal) = last else {
-            tracing::info!(site = %self.config.site, "no demand-response signal on GRID for the site: no curtailment of a VEN's to end");
-            return None;
-        };
-        if !(signal.event_id.starts_with(EVENT_PREFIX) && signal.kind == GridSignalKind::Curtail) {
-            tracing::info!(site = %self.config.site, event = %signal.event_id, kind = ?signal.kind, "the site's last grid signal is no curtailment of a VEN's: none to end");
-            return None;
-        }
-        tracing::info!(site = %self.config.site, event = %signal.event_id, "the last curtailment a VEN asked, before this start");
-        Some(Published {
-            signal,
-            at: Instant::now(),
-        })
     }
 
     /// One tick: talk to the VTN when due, then steer and report.
-    async fn step(&mut self) -> Result<(), AdaptersError> {
+    async fn step(&mut self, steering: &mut Steering) -> Result<(), AdaptersError> {
         let now = Instant::now();
         if now >= self.next_try {
             let outcome = match self.registration.clone() {
@@ -260,7 +210,8 @@ impl Ven {
             }
         }
         self.book.forget_ended(Utc::now());
-        self.steer().await?;
+        let ask = self.book.asks(Utc::now(), &self.policy);
+        steering.steer(ask, self.alive(), self.heard).await?;
         self.report().await;
         Ok(())
     }
@@ -470,64 +421,16 @@ impl Ven {
         Ok(())
     }
 
-    /// Publishes what the events ask now when it changed, and confirms a curtailment still
-    /// asked while the VTN answers.
-    async fn steer(&mut self) -> Result<(), AdaptersError> {
-        let now = Utc::now();
-        let ask = self.book.asks(now, &self.policy);
-        let alive = self.last_ok.is_some_and(|t| {
+    /// Whether the VTN answered within two polls (and a timeout): while it does, a
+    /// curtailment still asked is confirmed.
+    fn alive(&self) -> bool {
+        self.last_ok.is_some_and(|t| {
             let every = self
                 .registration
                 .as_ref()
                 .map_or(self.config.poll, |r| r.poll_every.max(self.config.poll));
             t.elapsed() <= every * 2 + self.shared.timeout
-        });
-        let signal = match (&ask, &self.published) {
-            (Some(a), Some(p)) if same(a, &p.signal) => {
-                if !alive || p.at.elapsed() < self.shared.confirm {
-                    return Ok(());
-                }
-                GridSignal {
-                    ts: now,
-                    ..p.signal.clone()
-                }
-            }
-            (Some(a), _) => GridSignal {
-                site: self.config.site.clone(),
-                event_id: a.event_id.clone(),
-                kind: GridSignalKind::Curtail,
-                target_kw: Some(a.target_kw),
-                deadline: Some(a.deadline.max(now)),
-                price_per_mwh: None,
-                ts: now,
-            },
-            (None, Some(p)) if p.signal.kind == GridSignalKind::Curtail && self.heard => {
-                GridSignal {
-                    kind: GridSignalKind::Normal,
-                    target_kw: None,
-                    deadline: None,
-                    ts: now,
-                    ..p.signal.clone()
-                }
-            }
-            (None, _) => return Ok(()),
-        };
-        self.shared
-            .publisher
-            .publish(&AnyEvent::Grid(signal.clone()))
-            .await?;
-        if self
-            .published
-            .as_ref()
-            .is_none_or(|p| p.signal.event_id != signal.event_id || p.signal.kind != signal.kind)
-        {
-            tracing::info!(site = %self.config.site, event = %signal.event_id, kind = ?signal.kind, target_kw = ?signal.target_kw, deadline = ?signal.deadline, "OpenADR grid signal");
-        }
-        self.published = Some(Published {
-            signal,
-            at: Instant::now(),
-        });
-        Ok(())
+        })
     }
 
     /// Samples the site's power and sends what each report has gathered when it is due.
@@ -574,11 +477,4 @@ impl Ven {
             }
         }
     }
-}
-
-/// Whether `signal` is what `ask` asks (same event, target and deadline).
-fn same(ask: &Ask, signal: &GridSignal) -> bool {
-    signal.kind == GridSignalKind::Curtail
-        && signal.event_id == ask.event_id
-        && signal.target_kw == Some(ask.target_kw)
 }

@@ -43,6 +43,8 @@ pub struct AdaptersConfig {
     pub grid: Vec<GridFeed>,
     /// OpenADR 2.0b VENs, one per site connected to its utility's VTN.
     pub openadr: Vec<crate::adapters::openadr::OpenAdrConfig>,
+    /// OpenADR 3.1 VENs, one per site whose utility speaks 3.1.
+    pub openadr3: Vec<crate::adapters::openadr3::OpenAdr3Config>,
     /// How often a grid feed that still asks for the same curtailment confirms it on GRID (its
     /// signal again, same event id and deadline, received now): what lets the controller's
     /// `pipelines.curtailment.signal_stale` tell a feed that went silent from one that has
@@ -65,6 +67,7 @@ impl Default for AdaptersConfig {
             mqtt: None,
             grid: Vec::new(),
             openadr: Vec::new(),
+            openadr3: Vec::new(),
             grid_confirm: Duration::from_secs(60),
         }
     }
@@ -200,6 +203,10 @@ impl AdaptersConfig {
             ven.validate()
                 .map_err(|e| e.under(&format!("adapters.openadr[{i}]")))?;
         }
+        for (i, ven) in self.openadr3.iter().enumerate() {
+            ven.validate()
+                .map_err(|e| e.under(&format!("adapters.openadr3[{i}]")))?;
+        }
         self.one_source_per_site()
     }
 
@@ -220,7 +227,14 @@ impl AdaptersConfig {
                 format!("adapters.openadr[{i}]"),
             )
         });
-        for (site, kind, key) in feeds.chain(vens) {
+        let vens3 = self.openadr3.iter().enumerate().map(|(i, ven)| {
+            (
+                &ven.site,
+                GridFeedKind::Signal,
+                format!("adapters.openadr3[{i}]"),
+            )
+        });
+        for (site, kind, key) in feeds.chain(vens).chain(vens3) {
             if let Some(first) = seen.get(&(site.as_str(), kind)) {
                 return Err(Invalid::new(
                     format!("{key}.site"),

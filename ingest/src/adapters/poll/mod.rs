@@ -264,6 +264,7 @@ pub async fn run(
     let feeds = outbound(adit_egress::Purpose::Feeds)?;
     let mqtt = config.mqtt.clone();
     let vens = config.openadr.clone();
+    let vens3 = config.openadr3.clone();
     let shared = crate::adapters::openadr::Shared {
         timeout: config.timeout,
         max_reply_bytes: config.max_reply_bytes,
@@ -284,8 +285,9 @@ pub async fn run(
             None => Ok(()),
         }
     };
-    let utilities = crate::adapters::openadr::run(&vens, &egress, shared, shutdown.clone());
-    tokio::try_join!(polls, pushes, utilities).map(|_| ())
+    let utilities = crate::adapters::openadr::run(&vens, &egress, shared.clone(), shutdown.clone());
+    let utilities3 = crate::adapters::openadr3::run(&vens3, &egress, shared, shutdown.clone());
+    tokio::try_join!(polls, pushes, utilities, utilities3).map(|_| ())
 }
 
 /// The poll loop's state.
