@@ -4,9 +4,10 @@
 # snmpd (Net-SNMP's agent, standing in for a rack PDU in the outlet-control test), monerod and monero-wallet-rpc
 # (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
 # moto's S3 server (the object-store test), aiosmtpd (the email notification test),
-# Prometheus's promtool (the monitoring test), systemd-analyze (the install test), and Chromium with Python Playwright (the
-# dashboard's headless-browser test; Debian's chromium, no browser download). Idempotent: skips
-# what is already there.
+# Prometheus's promtool (the monitoring test), systemd-analyze (the install test), Chromium with Python Playwright (the
+# dashboard's headless-browser test; Debian's chromium, no browser download), and OpenLEADR's
+# OpenADR 3.1 VTN (`cargo install openleadr-vtn`) with a PostgreSQL server for it (the 3.1
+# demand-response test starts its own). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -23,6 +24,10 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# openleadr-vtn builds Paho MQTT's C library and links OpenSSL.
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
@@ -51,6 +56,14 @@ fi
 if ! python3 -c "import moto.server, flask" 2>/dev/null; then
   echo "setup: installing moto's S3 server (object-store test)" >&2
   pip_install "moto[server]"
+fi
+# OpenLEADR's OpenADR 3.1 VTN (the 3.1 demand-response test). Not `--locked`: its lock file
+# names crate versions the registry no longer serves. SQLX_OFFLINE: its queries are checked
+# against the cache it ships, not a database.
+if ! command -v openleadr-vtn >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/openleadr-vtn" ]; then
+  echo "setup: installing openleadr-vtn 0.2.8 (a real OpenADR 3.1 VTN; a few minutes to build)" >&2
+  SQLX_OFFLINE=true cargo install openleadr-vtn --version 0.2.8 --quiet \
+    --no-default-features --features postgres,internal-oauth
 fi
 if ! python3 -c "import openleadr" 2>/dev/null; then
   echo "setup: installing openleadr (a real OpenADR 2.0b VTN for the demand-response test)" >&2

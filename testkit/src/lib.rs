@@ -30,6 +30,7 @@ pub mod snmpd;
 pub mod sql_grammar;
 pub mod tail;
 mod vtn;
+mod vtn3;
 mod wallet;
 
 pub use feed::Feed;
@@ -40,6 +41,7 @@ pub use nats_operator::NatsOperator;
 pub use opensyd::Opensyd;
 pub use snmpd::Snmpd;
 pub use vtn::Vtn;
+pub use vtn3::{VEN_CLIENT_ID, VEN_CLIENT_SECRET, Vtn3};
 pub use wallet::{WalletRpc, wallet_rpc_binary};
 
 /// A running private nats-server; killed on drop.

@@ -31,6 +31,7 @@ mod nats_restart;
 mod nats_tls;
 mod notify;
 mod openadr;
+mod openadr3;
 mod opensy;
 mod payments_crash;
 mod payouts_crash;
