@@ -2,12 +2,16 @@
 //! anywhere, an event whose ids, numbers, times and durations hold hostile text), the VEN's
 //! reader reads it or refuses it with an error, never a panic; what it reads holds (ids short
 //! and printable, values finite, durations at most a year); and the book, fed what was read,
-//! asks only finite, non-negative targets at any time.
+//! asks only finite, non-negative targets at any time. The same holds of OpenADR 3.1: any
+//! bytes, and any event whose fields hold hostile values, are read or refused, and what the
+//! events ask is a finite, non-negative target.
 
 use std::time::Duration;
 
 use adit_ingest::adapters::openadr::book::{Book, Policy};
 use adit_ingest::adapters::openadr::messages::{MAX_ID_BYTES, Reply, parse_reply};
+use adit_ingest::adapters::openadr3::events::asks;
+use adit_ingest::adapters::openadr3::wire::Event;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
@@ -152,4 +156,53 @@ proptest! {
             check(&reply, Utc::now())?;
         }
     }
+
+    #[test]
+    fn any_bytes_are_read_or_refused_as_3_1_events(bytes in prop::collection::vec(any::<u8>(), 0..2_000)) {
+        if let Ok(events) = serde_json::from_slice::<Vec<Event>>(&bytes) {
+            check3(&events)?;
+        }
+    }
+
+    #[test]
+    fn hostile_3_1_events_are_read_or_refused(values in prop::collection::vec(field(), 7), own in any::<bool>()) {
+        let text = |v: &String| serde_json::to_string(v).unwrap();
+        // Numbers where the VTN sends numbers, when the field is one; text otherwise.
+        let number = |v: &String| v.parse::<f64>().ok().filter(|f| f.is_finite()).map_or_else(|| text(v), |f| f.to_string());
+        let period = format!(r#"{{"start":{},"duration":{}}}"#, text(&values[0]), text(&values[1]));
+        let body = format!(
+            r#"{{"id":{},"programID":"p","intervalPeriod":{period},
+                "payloadDescriptors":[{{"payloadType":"IMPORT_CAPACITY_LIMIT","units":{}}}],
+                "intervals":[{{"id":{},{}"payloads":[{{"type":{},"values":[{}]}}]}}]}}"#,
+            text(&values[2]),
+            text(&values[3]),
+            number(&values[4]),
+            if own { format!(r#""intervalPeriod":{period},"#) } else { String::new() },
+            text(&values[5]),
+            number(&values[6]),
+        );
+        if let Ok(event) = serde_json::from_str::<Event>(&body) {
+            check3(std::slice::from_ref(&event))?;
+        }
+    }
+}
+
+/// What 3.1 events ask, at any time, is a finite, non-negative target.
+fn check3(events: &[Event]) -> Result<(), TestCaseError> {
+    let policy = Policy {
+        opt_in: true,
+        levels_kw: vec![20.0, 10.0, 0.0],
+        capacity_kw: None,
+        lead: Duration::from_secs(600),
+    };
+    for at in [0i64, 1_800_000_000, 4_102_444_800] {
+        let now = DateTime::<Utc>::from_timestamp(at, 0).unwrap();
+        if let Some(ask) = asks(events, now, &policy) {
+            prop_assert!(ask.target_kw.is_finite() && ask.target_kw >= 0.0, "{ask:?}");
+        }
+    }
+    if let Some(ask) = asks(events, Utc::now(), &policy) {
+        prop_assert!(ask.target_kw.is_finite() && ask.target_kw >= 0.0, "{ask:?}");
+    }
+    Ok(())
 }
