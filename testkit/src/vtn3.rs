@@ -437,12 +437,6 @@ impl Vtn3 {
             .await;
     }
 
-    /// Deletes event `id`.
-    pub async fn delete_event(&self, id: &str) {
-        self.call(reqwest::Method::DELETE, &format!("/events/{id}"), None)
-            .await;
-    }
-
     /// Every report on event `id`, as the business logic reads them back.
     pub async fn reports(&self, event_id: &str) -> Vec<Value> {
         let reports = self

@@ -252,7 +252,9 @@ impl AdaptersConfig {
     /// Whether the site's signals of `kind` come from a configured source.
     fn has_source(&self, site: &str, kind: GridFeedKind) -> bool {
         self.grid.iter().any(|f| f.site == site && f.kind == kind)
-            || (kind == GridFeedKind::Signal && self.openadr.iter().any(|v| v.site == site))
+            || (kind == GridFeedKind::Signal
+                && (self.openadr.iter().any(|v| v.site == site)
+                    || self.openadr3.iter().any(|v| v.site == site)))
     }
 
     /// Adds `feeds` (the simulated farm's) where the site has no source of that kind
@@ -459,6 +461,14 @@ mod tests {
         .expect("a VEN")
     }
 
+    fn ven3(site: &str) -> crate::adapters::openadr3::OpenAdr3Config {
+        serde_json::from_value(serde_json::json!({
+            "site": site, "vtn_url": "https://vtn.example/", "client_id": site,
+            "client_secret": "s",
+        }))
+        .expect("a 3.1 VEN")
+    }
+
     fn feed(site: &str, kind: GridFeedKind) -> GridFeed {
         GridFeed {
             site: site.into(),
@@ -505,6 +515,21 @@ mod tests {
         feed_and_ven.openadr.push(ven("s1"));
         let err = feed_and_ven.validate().expect_err("a feed and a VEN");
         assert_eq!(err.key, "adapters.openadr[0].site", "{err}");
+        let mut two_vens = valid();
+        two_vens.openadr.push(ven("s4"));
+        two_vens.openadr3.push(ven3("s4"));
+        let err = two_vens.validate().expect_err("a 2.0b and a 3.1 VEN");
+        assert_eq!(err.key, "adapters.openadr3[0].site", "{err}");
+        let mut with_3_1 = valid();
+        with_3_1.openadr3.push(ven3("s5"));
+        assert!(with_3_1.validate().is_ok());
+        assert_eq!(
+            with_3_1
+                .add_feeds_where_none(vec![feed("s5", GridFeedKind::Signal)])
+                .len(),
+            1,
+            "a 3.1 VEN's site takes no simulated signal feed"
+        );
         let mut apart = valid();
         apart.grid.push(feed("s1", GridFeedKind::Price));
         apart.openadr.push(ven("s2"));
