@@ -1,7 +1,8 @@
 //! A site connected to its utility over OpenADR 3.1, end to end (issue 60): OpenLEADR's VTN
 //! (`openleadr-vtn` 0.2.8, on a PostgreSQL of the test's own) and the real binary (`adit run`
 //! with the farm's roles and an `[[adapters.openadr3]]` VEN). The VEN registers; the utility
-//! creates a program and an `IMPORT_CAPACITY_LIMIT` event due in three minutes; the site's
+//! creates a program, a `PRICE` event (published as the site's price per MWh) and an
+//! `IMPORT_CAPACITY_LIMIT` event due in three minutes; the site's
 //! measured power (from SQL) falls to the limit before the deadline; the VEN's load reports
 //! reach the VTN and read back through its API; the utility ending the event early ends the
 //! curtailment.
@@ -38,7 +39,7 @@ async fn a_3_1_vtns_capacity_limit_is_met_before_its_deadline_and_reported() {
             adapters: "grid_confirm = \"1s\"\n",
             curtailment: "signal_stale = \"10s\"\n",
             extra: &format!(
-                "[[adapters.openadr3]]\nsite = \"{SITE}\"\nvtn_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nlead = \"10m\"\npoll = \"1s\"\nsample_every = \"2s\"\nreport_every = \"5s\"\n",
+                "[[adapters.openadr3]]\nsite = \"{SITE}\"\nvtn_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nlead = \"10m\"\npoll = \"1s\"\nsample_every = \"2s\"\nreport_every = \"5s\"\nprices = true\n",
                 vtn.url(),
                 adit_testkit::VEN_CLIENT_ID,
                 adit_testkit::VEN_CLIENT_SECRET,
@@ -74,9 +75,31 @@ async fn a_3_1_vtns_capacity_limit_is_met_before_its_deadline_and_reported() {
     let limit_kw = (before_kw / 2.0).floor();
     assert!(limit_kw >= 2.0, "a site worth curtailing: {before_kw} kW");
 
-    // The utility's program and event: at most `limit_kw` from three minutes from now, for
-    // fifteen minutes.
+    // The utility's program, and its energy price now: 0.031 per kWh, published as 31 per MWh.
     let program = vtn.create_program("farm-dr").await;
+    let priced = vtn
+        .create_event(json!({
+            "programID": program,
+            "eventName": "tariff",
+            "priority": 5,
+            "intervalPeriod": {"start": (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(), "duration": "PT30M"},
+            "payloadDescriptors": [{"payloadType": "PRICE", "units": "KWH", "currency": "USD"}],
+            "intervals": [{"id": 0, "payloads": [{"type": "PRICE", "values": [0.031]}]}],
+        }))
+        .await;
+    eventually(Duration::from_secs(30), "the price published", || async {
+        app.rows(&format!(
+            "SELECT price_per_mwh FROM grid_signals WHERE site = '{SITE}' AND kind = 'price' \
+             AND event_id = 'oadr-{priced}-i0'"
+        ))
+        .await
+        .first()
+        .and_then(|r| r["price_per_mwh"].as_f64())
+        .is_some_and(|p| (p - 31.0).abs() < 1e-6)
+    })
+    .await;
+
+    // The capacity event: at most `limit_kw` from three minutes from now, for fifteen minutes.
     let sent = Utc::now();
     let start = sent + chrono::Duration::seconds(180);
     let event = vtn

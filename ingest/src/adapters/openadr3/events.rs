@@ -10,6 +10,8 @@
 //! - An interval asks from `lead` before its start until its end; of everything asked at once,
 //!   the lowest target wins, due at its interval's start. An interval without a duration asks
 //!   until the event is no longer listed.
+//! - `PRICE` is the site's energy price while its interval is in force ([`price`]), per MWh:
+//!   the descriptor's units say per what (`KWH` by default, as OpenADR's prices are).
 //!
 //! 3.1 has no opt-in or opt-out answers: a site whose policy opts out is asked nothing.
 
@@ -86,6 +88,67 @@ fn target(event: &Event, interval: &EventInterval, policy: &Policy) -> Option<f6
         kw.is_finite().then_some(kw.max(0.0))
     });
     asked.reduce(f64::min)
+}
+
+/// The energy price in force at a time, from a `PRICE` payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    /// The grid signal's event id: the VTN's event and the interval.
+    pub event_id: String,
+    /// Currency units per MWh.
+    pub per_mwh: f64,
+}
+
+/// MWh per unit a `PRICE` value is per, from the event's descriptor.
+fn mwh_per_unit(event: &Event) -> Option<f64> {
+    let units = event
+        .payload_descriptors
+        .iter()
+        .flatten()
+        .find(|d| d.payload_type == "PRICE")
+        .and_then(|d| d.units.as_deref());
+    match units.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("KWH") => Some(0.001),
+        Some("MWH") => Some(1.0),
+        Some(_) => None,
+    }
+}
+
+/// The price in force at `now` (no lead: a price counts in its interval), of the most
+/// important event (lowest priority number) that has one.
+pub fn price(events: &[Event], now: DateTime<Utc>) -> Option<Price> {
+    events
+        .iter()
+        .filter(|e| is_id(&e.id))
+        .flat_map(|event| {
+            event
+                .intervals
+                .iter()
+                .enumerate()
+                .filter_map(move |(place, interval)| {
+                    let (start, end) = period_of(event, place, interval)?;
+                    let in_force = now >= start && end.is_none_or(|end| now < end);
+                    let value = interval
+                        .payloads
+                        .iter()
+                        .find(|p| p.kind == "PRICE")?
+                        .values
+                        .first()?
+                        .as_f64()?;
+                    let per_mwh = value / mwh_per_unit(event)?;
+                    (in_force && per_mwh.is_finite()).then(|| {
+                        (
+                            event.priority.unwrap_or(u32::MAX),
+                            Price {
+                                event_id: format!("{EVENT_PREFIX}{}-i{}", event.id, interval.id),
+                                per_mwh,
+                            },
+                        )
+                    })
+                })
+        })
+        .min_by_key(|(priority, _)| *priority)
+        .map(|(_, price)| price)
 }
 
 /// What `events` ask of the site at `now`: the lowest target of the intervals asking then.
@@ -240,6 +303,30 @@ mod tests {
         assert_eq!(asks(&events, at(10 * M), &policy()), None);
         let ask = asks(&events, at(40 * M), &policy()).unwrap();
         assert_eq!((ask.target_kw, ask.deadline), (3.0, at(30 * M)));
+    }
+
+    #[test]
+    fn a_price_counts_in_its_interval_per_mwh() {
+        let kwh = [event("pr", "PRICE", &[0.31, 0.12], None)];
+        assert_eq!(price(&kwh, at(4 * M)), None, "no lead for a price");
+        let first = price(&kwh, at(5 * M)).unwrap();
+        assert_eq!(first.event_id, "oadr-pr-i0");
+        assert!((first.per_mwh - 310.0).abs() < 1e-9);
+        assert!((price(&kwh, at(15 * M)).unwrap().per_mwh - 120.0).abs() < 1e-9);
+        assert_eq!(price(&kwh, at(25 * M)), None);
+        let mwh = [event("m", "PRICE", &[45.0], Some("MWH"))];
+        assert_eq!(price(&mwh, at(6 * M)).unwrap().per_mwh, 45.0);
+        let odd = [event("o", "PRICE", &[45.0], Some("THERM"))];
+        assert_eq!(price(&odd, at(6 * M)), None, "units adit cannot read");
+        let mut urgent = event("u", "PRICE", &[0.5], None);
+        urgent.priority = Some(0);
+        let mut routine = event("r", "PRICE", &[0.1], None);
+        routine.priority = Some(5);
+        assert_eq!(
+            price(&[routine, urgent], at(6 * M)).unwrap().event_id,
+            "oadr-u-i0",
+            "the most important event's price"
+        );
     }
 
     proptest! {

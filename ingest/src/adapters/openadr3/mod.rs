@@ -54,6 +54,10 @@ pub struct OpenAdr3Config {
     /// Target site load, kW, for `SIMPLE` levels 1, 2 and 3.
     #[serde(default)]
     pub levels_kw: Vec<f64>,
+    /// Publish the events' `PRICE`s as the site's energy price (then the site has no other
+    /// price feed).
+    #[serde(default)]
+    pub prices: bool,
     /// How long before an interval's start the site begins to shed. The target is due at
     /// the start.
     #[serde(default = "default_lead", with = "humantime_serde")]

@@ -6,7 +6,8 @@
 //! keeps them. Each tick steers as the 2.0b VEN does ([`crate::adapters::openadr::steer`]):
 //! what the events ask now ([`super::events::asks`]) becomes the site's grid signals. Every
 //! `report_every` it posts, for each event asking now, the site's measured load over the
-//! samples since its last report (`POST /reports`, `DEMAND` in kW). A failing VTN is logged
+//! samples since its last report (`POST /reports`, `DEMAND` in kW). With `prices` on, the
+//! `PRICE` in force is published as the site's energy price when it changes. A failing VTN is logged
 //! when it starts failing and when it recovers; the VEN retries with a doubling backoff, and a
 //! token the VTN refuses is taken again.
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use adit_devices::DeviceError;
 use adit_egress::Outbound;
-use adit_schemas::{EnergyReading, EventKind};
+use adit_schemas::{AnyEvent, EnergyReading, EventKind, GridSignal, GridSignalKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -22,7 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::OpenAdr3Config;
-use super::events::asks;
+use super::events::{Price, asks, price};
 use super::wire::{
     Event, IntervalPeriod, Payload, Program, ReportDescriptor, ReportInterval, ReportRequest,
     ReportResource, is_id,
@@ -68,6 +69,8 @@ pub(super) struct Ven {
     token: Option<Held>,
     registered: bool,
     events: Vec<Event>,
+    /// The price last published.
+    price: Option<Price>,
     /// The VTN's events were taken at least once since this start.
     heard: bool,
     power: SitePower,
@@ -92,6 +95,7 @@ impl Ven {
             token: None,
             registered: false,
             events: Vec::new(),
+            price: None,
             heard: false,
             power: SitePower::new(POWER_FRESH),
             samples: Vec::new(),
@@ -137,10 +141,40 @@ impl Ven {
                     }
                     let ask = asks(&self.events, Utc::now(), &self.policy);
                     steering.steer(ask, self.alive(), self.heard).await?;
+                    self.publish_price().await?;
                     self.report().await;
                 }
             }
         }
+    }
+
+    /// Publishes the price in force when it changed (with `prices` on).
+    async fn publish_price(&mut self) -> Result<(), AdaptersError> {
+        if !self.config.prices {
+            return Ok(());
+        }
+        let Some(now) = price(&self.events, Utc::now()) else {
+            return Ok(());
+        };
+        if self.price.as_ref() == Some(&now) {
+            return Ok(());
+        }
+        let signal = GridSignal {
+            site: self.config.site.clone(),
+            event_id: now.event_id.clone(),
+            kind: GridSignalKind::Price,
+            target_kw: None,
+            deadline: None,
+            price_per_mwh: Some(now.per_mwh),
+            ts: Utc::now(),
+        };
+        self.shared
+            .publisher
+            .publish(&AnyEvent::Grid(signal))
+            .await?;
+        tracing::info!(site = %self.config.site, event = %now.event_id, per_mwh = now.per_mwh, "OpenADR 3.1 price");
+        self.price = Some(now);
+        Ok(())
     }
 
     /// Whether the VTN answered within two polls (and a timeout).

@@ -227,12 +227,12 @@ impl AdaptersConfig {
                 format!("adapters.openadr[{i}]"),
             )
         });
-        let vens3 = self.openadr3.iter().enumerate().map(|(i, ven)| {
-            (
-                &ven.site,
-                GridFeedKind::Signal,
-                format!("adapters.openadr3[{i}]"),
-            )
+        let vens3 = self.openadr3.iter().enumerate().flat_map(|(i, ven)| {
+            let key = format!("adapters.openadr3[{i}]");
+            let prices = ven
+                .prices
+                .then(|| (&ven.site, GridFeedKind::Price, key.clone()));
+            std::iter::once((&ven.site, GridFeedKind::Signal, key)).chain(prices)
         });
         for (site, kind, key) in feeds.chain(vens).chain(vens3) {
             if let Some(first) = seen.get(&(site.as_str(), kind)) {
@@ -255,6 +255,8 @@ impl AdaptersConfig {
             || (kind == GridFeedKind::Signal
                 && (self.openadr.iter().any(|v| v.site == site)
                     || self.openadr3.iter().any(|v| v.site == site)))
+            || (kind == GridFeedKind::Price
+                && self.openadr3.iter().any(|v| v.site == site && v.prices))
     }
 
     /// Adds `feeds` (the simulated farm's) where the site has no source of that kind
@@ -523,6 +525,13 @@ mod tests {
         let mut with_3_1 = valid();
         with_3_1.openadr3.push(ven3("s5"));
         assert!(with_3_1.validate().is_ok());
+        let mut priced = with_3_1.clone();
+        priced.openadr3[0].prices = true;
+        priced.grid.push(feed("s5", GridFeedKind::Price));
+        let err = priced
+            .validate()
+            .expect_err("a price feed and a VEN's prices");
+        assert!(err.to_string().contains("adapters.openadr3[0]"), "{err}");
         assert_eq!(
             with_3_1
                 .add_feeds_where_none(vec![feed("s5", GridFeedKind::Signal)])
