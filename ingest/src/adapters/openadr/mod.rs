@@ -90,6 +90,34 @@ fn default_poll() -> Duration {
     Duration::from_secs(10)
 }
 
+/// A VTN's URL, as either VEN takes it (key `vtn_url`): http(s), and https unless the VTN is
+/// on this machine. A VTN's events steer the site's load: whoever sits on the path of a plain
+/// http:// VTN could shed or wake the whole site.
+pub(crate) fn check_vtn_url(url: &str) -> Checked {
+    let vtn = adit_devices::http_url(url)
+        .map_err(|r| Invalid::new("vtn_url", format!("{url:?}: {r}")))?;
+    let host = vtn.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    check(
+        vtn.scheme() == "https" || loopback,
+        "vtn_url",
+        format!("{url:?}: a VTN must be https:// (plain http:// only to one on this machine)"),
+    )
+}
+
+/// `SIMPLE` levels' targets, as either VEN takes them (key `levels_kw`).
+pub(crate) fn check_levels(levels_kw: &[f64]) -> Checked {
+    check(
+        levels_kw.len() <= 3 && levels_kw.iter().all(|kw| kw.is_finite() && *kw >= 0.0),
+        "levels_kw",
+        "must hold at most 3 targets (levels 1-3), each a kW figure of 0 or more",
+    )
+}
+
 impl OpenAdrConfig {
     /// Checks what parses but cannot work; keys are relative to this VEN's table (the caller
     /// puts them [`under`](adit_config::Invalid::under) its place, `adapters.openadr[0]`).
@@ -99,24 +127,7 @@ impl OpenAdrConfig {
             "site",
             format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ -", self.site),
         )?;
-        let vtn = adit_devices::http_url(&self.vtn_url)
-            .map_err(|r| Invalid::new("vtn_url", format!("{:?}: {r}", self.vtn_url)))?;
-        // A VTN's events steer the site's load: whoever sits on the path of a plain http://
-        // VTN could shed or wake the whole site. Plain HTTP only reaches this machine.
-        let host = vtn.host_str().unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        check(
-            vtn.scheme() == "https" || loopback,
-            "vtn_url",
-            format!(
-                "{:?}: a VTN must be https:// (plain http:// only to one on this machine)",
-                self.vtn_url
-            ),
-        )?;
+        check_vtn_url(&self.vtn_url)?;
         for (what, text) in [
             ("ven_name", Some(&self.ven_name)),
             ("ven_id", self.ven_id.as_ref()),
@@ -131,12 +142,7 @@ impl OpenAdrConfig {
                 )?;
             }
         }
-        check(
-            self.levels_kw.len() <= 3
-                && self.levels_kw.iter().all(|kw| kw.is_finite() && *kw >= 0.0),
-            "levels_kw",
-            "must hold at most 3 targets (levels 1-3), each a kW figure of 0 or more",
-        )?;
+        check_levels(&self.levels_kw)?;
         check(
             self.capacity_kw.is_none_or(|kw| kw.is_finite() && kw > 0.0),
             "capacity_kw",

@@ -1,12 +1,31 @@
 //! The site's power as the VEN reports it: each machine's freshest reading from its best
 //! source (meter, then PDU, then firmware, then estimate, as the controller reads them),
-//! summed over the machines heard from within `fresh`. Pure: the caller passes the time.
+//! summed over the machines heard from within `fresh`. Pure but for [`readings`], the site's
+//! readings as they are published: the caller passes the time.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use adit_schemas::{EnergyReading, EnergySource};
+use adit_schemas::{EnergyReading, EnergySource, EventKind};
 use chrono::{DateTime, Utc};
+
+use super::Shared;
+use crate::adapters::poll::AdaptersError;
+
+/// The site's energy readings as they are published (both VENs' view of the site's load).
+pub(crate) async fn readings(
+    shared: &Shared,
+    site: &str,
+) -> Result<async_nats::Subscriber, AdaptersError> {
+    let subject = EventKind::Energy.filter(Some(site));
+    shared
+        .publisher
+        .jetstream()
+        .client()
+        .subscribe(subject.clone())
+        .await
+        .map_err(|source| AdaptersError::Subscribe { subject, source })
+}
 
 /// The latest good reading per machine.
 #[derive(Debug, Clone)]
@@ -37,6 +56,14 @@ impl SitePower {
         now.signed_duration_since(ts)
             .to_std()
             .map_or(true, |age| age <= self.fresh)
+    }
+
+    /// Takes one published reading (its message's payload) heard at `now`; a payload that is
+    /// no reading is passed over.
+    pub(crate) fn take_payload(&mut self, payload: &[u8], now: DateTime<Utc>) {
+        if let Ok(r) = serde_json::from_slice::<EnergyReading>(payload) {
+            self.take(&r, now);
+        }
     }
 
     /// Takes one reading heard at `now`.

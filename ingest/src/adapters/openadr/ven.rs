@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use adit_egress::{EgressConfig, Outbound, Purpose};
-use adit_schemas::{EnergyReading, EventKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -169,16 +168,8 @@ impl Ven {
     }
 
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), AdaptersError> {
-        let subject = EventKind::Energy.filter(Some(&self.config.site));
-        let client = self.shared.publisher.jetstream().client();
         let mut readings =
-            client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|source| AdaptersError::Subscribe {
-                    subject: subject.clone(),
-                    source,
-                })?;
+            crate::adapters::openadr::power::readings(&self.shared, &self.config.site).await?;
         let mut steering = Steering::start(&self.config.site, self.shared.clone()).await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,11 +177,7 @@ impl Ven {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(msg) = readings.next() => {
-                    if let Ok(r) = serde_json::from_slice::<EnergyReading>(&msg.payload) {
-                        self.power.take(&r, Utc::now());
-                    }
-                }
+                Some(msg) = readings.next() => self.power.take_payload(&msg.payload, Utc::now()),
                 _ = tick.tick() => self.step(&mut steering).await?,
             }
         }

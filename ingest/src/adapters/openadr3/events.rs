@@ -53,28 +53,36 @@ fn period_of(
     }
 }
 
-/// kW per unit of an `IMPORT_CAPACITY_LIMIT` value, from the event's descriptor.
-fn kw_per_unit(event: &Event) -> Option<f64> {
+/// What one unit of a `payload_type` value is worth, by the units its descriptor states
+/// (`table`: upper-case units and their worth; the first entry is the default when none is
+/// stated); `None` for units adit cannot read.
+fn per_unit(event: &Event, payload_type: &str, table: &[(&str, f64)]) -> Option<f64> {
     let units = event
         .payload_descriptors
         .iter()
         .flatten()
-        .find(|d| d.payload_type == "IMPORT_CAPACITY_LIMIT")
+        .find(|d| d.payload_type == payload_type)
         .and_then(|d| d.units.as_deref());
-    match units.map(str::to_ascii_uppercase).as_deref() {
-        None | Some("KW") => Some(1.0),
-        Some("W") => Some(0.001),
-        Some("MW") => Some(1_000.0),
-        Some(_) => None,
+    match units {
+        None => table.first().map(|(_, worth)| *worth),
+        Some(u) => table
+            .iter()
+            .find(|(name, _)| u.eq_ignore_ascii_case(name))
+            .map(|(_, worth)| *worth),
     }
 }
+
+/// kW per unit of an `IMPORT_CAPACITY_LIMIT` value.
+const CAPACITY_UNITS: &[(&str, f64)] = &[("KW", 1.0), ("W", 0.001), ("MW", 1_000.0)];
+/// MWh a `PRICE` value is per.
+const PRICE_UNITS: &[(&str, f64)] = &[("KWH", 0.001), ("MWH", 1.0)];
 
 /// The target, kW, one interval asks of the site, if any.
 fn target(event: &Event, interval: &EventInterval, policy: &Policy) -> Option<f64> {
     let asked = interval.payloads.iter().filter_map(|p| {
         let value = p.values.first()?.as_f64()?;
         let kw = match p.kind.as_str() {
-            "IMPORT_CAPACITY_LIMIT" => value * kw_per_unit(event)?,
+            "IMPORT_CAPACITY_LIMIT" => value * per_unit(event, p.kind.as_str(), CAPACITY_UNITS)?,
             "SIMPLE" => {
                 let level = value.round();
                 if level < 1.0 {
@@ -99,21 +107,6 @@ pub struct Price {
     pub per_mwh: f64,
 }
 
-/// MWh per unit a `PRICE` value is per, from the event's descriptor.
-fn mwh_per_unit(event: &Event) -> Option<f64> {
-    let units = event
-        .payload_descriptors
-        .iter()
-        .flatten()
-        .find(|d| d.payload_type == "PRICE")
-        .and_then(|d| d.units.as_deref());
-    match units.map(str::to_ascii_uppercase).as_deref() {
-        None | Some("KWH") => Some(0.001),
-        Some("MWH") => Some(1.0),
-        Some(_) => None,
-    }
-}
-
 /// The price in force at `now` (no lead: a price counts in its interval), of the most
 /// important event (lowest priority number) that has one.
 pub fn price(events: &[Event], now: DateTime<Utc>) -> Option<Price> {
@@ -135,7 +128,7 @@ pub fn price(events: &[Event], now: DateTime<Utc>) -> Option<Price> {
                         .values
                         .first()?
                         .as_f64()?;
-                    let per_mwh = value / mwh_per_unit(event)?;
+                    let per_mwh = value / per_unit(event, "PRICE", PRICE_UNITS)?;
                     (in_force && per_mwh.is_finite()).then(|| {
                         (
                             event.priority.unwrap_or(u32::MAX),

@@ -20,14 +20,14 @@ pub mod wire;
 
 use std::time::Duration;
 
-use adit_config::{Checked, Invalid, check};
+use adit_config::{Checked, check};
 use adit_egress::{EgressConfig, Outbound, Purpose};
 use adit_schemas::names;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::openadr::book::Policy;
-use super::openadr::{OptPolicy, Shared};
+use super::openadr::{OptPolicy, Shared, check_levels, check_vtn_url};
 use super::poll::AdaptersError;
 
 /// `[[adapters.openadr3]]`: one site's OpenADR 3.1 VEN.
@@ -110,24 +110,7 @@ impl OpenAdr3Config {
             "site",
             format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ -", self.site),
         )?;
-        let vtn = adit_devices::http_url(&self.vtn_url)
-            .map_err(|r| Invalid::new("vtn_url", format!("{:?}: {r}", self.vtn_url)))?;
-        // A VTN's events steer the site's load, and its token is sent with every request:
-        // plain HTTP only to one on this machine.
-        let host = vtn.host_str().unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        check(
-            vtn.scheme() == "https" || loopback,
-            "vtn_url",
-            format!(
-                "{:?}: a VTN must be https:// (plain http:// only to one on this machine)",
-                self.vtn_url
-            ),
-        )?;
+        check_vtn_url(&self.vtn_url)?;
         // OpenADR 3 identifiers: [A-Za-z0-9_-], at most 128.
         check(
             !self.client_id.is_empty()
@@ -149,12 +132,7 @@ impl OpenAdr3Config {
             "ven_name",
             "must be 1-128 printable bytes",
         )?;
-        check(
-            self.levels_kw.len() <= 3
-                && self.levels_kw.iter().all(|kw| kw.is_finite() && *kw >= 0.0),
-            "levels_kw",
-            "must hold at most 3 targets (levels 1-3), each a kW figure of 0 or more",
-        )?;
+        check_levels(&self.levels_kw)?;
         check(
             self.lead <= Duration::from_secs(86_400),
             "lead",

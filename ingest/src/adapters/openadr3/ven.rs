@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use adit_devices::DeviceError;
 use adit_egress::Outbound;
-use adit_schemas::{AnyEvent, EnergyReading, EventKind, GridSignal, GridSignalKind};
+use adit_schemas::{AnyEvent, GridSignal, GridSignalKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -109,16 +109,8 @@ impl Ven {
     }
 
     pub(super) async fn run(mut self, shutdown: CancellationToken) -> Result<(), AdaptersError> {
-        let subject = EventKind::Energy.filter(Some(&self.config.site));
-        let client = self.shared.publisher.jetstream().client();
         let mut readings =
-            client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|source| AdaptersError::Subscribe {
-                    subject: subject.clone(),
-                    source,
-                })?;
+            crate::adapters::openadr::power::readings(&self.shared, &self.config.site).await?;
         let mut steering = Steering::start(&self.config.site, self.shared.clone()).await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -126,11 +118,7 @@ impl Ven {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(msg) = readings.next() => {
-                    if let Ok(r) = serde_json::from_slice::<EnergyReading>(&msg.payload) {
-                        self.power.take(&r, Utc::now());
-                    }
-                }
+                Some(msg) = readings.next() => self.power.take_payload(&msg.payload, Utc::now()),
                 _ = tick.tick() => {
                     let now = Instant::now();
                     if now >= self.next_try {
