@@ -6,7 +6,8 @@
 //! - [`messages`]: the payloads the VEN sends and the replies it reads.
 //! - [`book`]: the events held and what they ask of the site at a time (pure).
 //! - [`ven`]: the task: HTTP exchanges, the site's power from the bus.
-//! - `steer`: what is asked becomes the site's grid signals (shared with OpenADR 3.1).
+//! - `steer`: what is asked becomes the site's grid signals; `contact`: when to try the VTN
+//!   and whether it answers (both shared with OpenADR 3.1).
 //! - [`last`]: the site's last demand-response signal on GRID, read at the VEN's start.
 //!
 //! A curtailment asked is confirmed on GRID every `adapters.grid_confirm` while the VTN
@@ -14,6 +15,7 @@
 //! `signal_stale` rule takes the site to its failsafe, as for any other feed.
 
 pub mod book;
+pub(crate) mod contact;
 pub mod last;
 pub mod messages;
 pub(crate) mod power;
@@ -24,11 +26,25 @@ pub mod xml;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adit_bus::publish::Publisher;
 use adit_config::{Checked, Invalid, check};
 use adit_schemas::names;
 use serde::{Deserialize, Serialize};
 
-pub use ven::{Shared, run};
+pub use ven::run;
+
+/// What every VEN shares: timings and where signals go.
+#[derive(Clone)]
+pub struct Shared {
+    /// Longest one exchange with the VTN may take.
+    pub timeout: Duration,
+    /// Largest reply read.
+    pub max_reply_bytes: usize,
+    /// How often a curtailment still asked is confirmed.
+    pub confirm: Duration,
+    /// Where grid signals go.
+    pub publisher: Publisher,
+}
 
 /// `[[adapters.openadr]]`: one site's VEN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

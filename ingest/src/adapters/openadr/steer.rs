@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use adit_schemas::{AnyEvent, GridSignal, GridSignalKind};
 use chrono::Utc;
 
+use super::Shared;
 use super::book::{Ask, EVENT_PREFIX};
 use super::last;
-use super::ven::Shared;
 use crate::adapters::poll::AdaptersError;
 
 /// Reads of the site's last grid signal at start before giving up.

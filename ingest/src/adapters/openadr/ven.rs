@@ -14,36 +14,21 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::OpenAdrConfig;
 use super::book::{Book, Policy};
+use super::contact::Contact;
 use super::messages::{self, OptResponse, Reply, ReportRequest, Service};
 use super::power::SitePower;
 use super::steer::Steering;
+use super::{OpenAdrConfig, Shared};
 use crate::adapters::poll::AdaptersError;
-use adit_bus::publish::Publisher;
 use adit_devices::DeviceError;
 
 /// How often the loop wakes.
 const TICK: Duration = Duration::from_millis(500);
-/// The longest wait between two attempts at a failing VTN.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Samples kept for a report the VTN could not take.
 const MAX_SAMPLES: usize = 3_600;
 /// A machine's power reading counts this long for the report.
 const POWER_FRESH: Duration = Duration::from_secs(60);
-
-/// What every VEN shares: timings and where signals go.
-#[derive(Clone)]
-pub struct Shared {
-    /// Longest one exchange with the VTN may take.
-    pub timeout: Duration,
-    /// Largest reply read.
-    pub max_reply_bytes: usize,
-    /// How often a curtailment still asked is confirmed.
-    pub confirm: Duration,
-    /// Where grid signals go.
-    pub publisher: Publisher,
-}
 
 /// Runs one VEN per config until `shutdown`. A VEN whose VTN fails keeps retrying; only a
 /// config that cannot work or a bus that stops taking signals ends the role.
@@ -136,19 +121,15 @@ struct Ven {
     /// asked before the start is not ended.
     heard: bool,
     reports: Vec<Reporting>,
-    /// When the VTN last answered.
-    last_ok: Option<Instant>,
-    /// When to try the VTN next.
-    next_try: Instant,
-    /// Failures in a row, and what the last logged one said.
-    failures: u32,
-    last_error: Option<String>,
+    /// When to try the VTN, and whether it answers.
+    contact: Contact,
     requests: u64,
 }
 
 impl Ven {
     fn new(config: OpenAdrConfig, http: Outbound, shared: Shared) -> Self {
         Self {
+            contact: Contact::new(&config.site, &config.vtn_url),
             policy: config.policy(),
             config,
             http,
@@ -159,10 +140,6 @@ impl Ven {
             renewing: None,
             heard: false,
             reports: Vec::new(),
-            last_ok: None,
-            next_try: Instant::now(),
-            failures: 0,
-            last_error: None,
             requests: 0,
         }
     }
@@ -186,14 +163,14 @@ impl Ven {
     /// One tick: talk to the VTN when due, then steer and report.
     async fn step(&mut self, steering: &mut Steering) -> Result<(), AdaptersError> {
         let now = Instant::now();
-        if now >= self.next_try {
+        if self.contact.due(now) {
             let outcome = match self.registration.clone() {
                 None => self.register().await,
                 Some(r) => self.poll(&r).await,
             };
             match outcome {
-                Ok(()) => self.succeeded(now),
-                Err(e) => self.failed(now, &e),
+                Ok(()) => self.contact.succeeded(now, self.poll_every()),
+                Err(e) => self.contact.failed(now, self.config.poll, &e),
             }
         }
         self.book.forget_ended(Utc::now());
@@ -203,34 +180,11 @@ impl Ven {
         Ok(())
     }
 
-    fn succeeded(&mut self, now: Instant) {
-        if self.failures > 0 {
-            tracing::info!(site = %self.config.site, after = self.failures, "the VTN answers again");
-        }
-        self.failures = 0;
-        self.last_error = None;
-        self.last_ok = Some(now);
-        let every = self
-            .registration
+    /// Time between two polls: the config's, or longer when the VTN asks.
+    fn poll_every(&self) -> Duration {
+        self.registration
             .as_ref()
-            .map_or(self.config.poll, |r| r.poll_every.max(self.config.poll));
-        self.next_try = now + every;
-    }
-
-    fn failed(&mut self, now: Instant, e: &DeviceError) {
-        self.failures = self.failures.saturating_add(1);
-        let said = e.to_string();
-        if self.last_error.as_deref() != Some(said.as_str()) {
-            tracing::warn!(site = %self.config.site, vtn = %adit_egress::redact(&self.config.vtn_url), error = %said, failures = self.failures, "OpenADR VTN failing; retrying");
-            self.last_error = Some(said);
-        }
-        let backoff = self
-            .config
-            .poll
-            .checked_mul(1 << self.failures.min(6))
-            .unwrap_or(MAX_BACKOFF)
-            .min(MAX_BACKOFF);
-        self.next_try = now + backoff;
+            .map_or(self.config.poll, |r| r.poll_every.max(self.config.poll))
     }
 
     fn request_id(&mut self) -> String {
@@ -411,13 +365,8 @@ impl Ven {
     /// Whether the VTN answered within two polls (and a timeout): while it does, a
     /// curtailment still asked is confirmed.
     fn alive(&self) -> bool {
-        self.last_ok.is_some_and(|t| {
-            let every = self
-                .registration
-                .as_ref()
-                .map_or(self.config.poll, |r| r.poll_every.max(self.config.poll));
-            t.elapsed() <= every * 2 + self.shared.timeout
-        })
+        self.contact
+            .answered_within(self.poll_every() * 2 + self.shared.timeout)
     }
 
     /// Samples the site's power and sends what each report has gathered when it is due.

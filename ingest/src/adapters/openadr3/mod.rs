@@ -18,17 +18,16 @@ pub mod events;
 mod ven;
 pub mod wire;
 
+pub use ven::run;
+
 use std::time::Duration;
 
 use adit_config::{Checked, check};
-use adit_egress::{EgressConfig, Outbound, Purpose};
 use adit_schemas::names;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use super::openadr::book::Policy;
-use super::openadr::{OptPolicy, Shared, check_levels, check_vtn_url};
-use super::poll::AdaptersError;
+use super::openadr::{OptPolicy, check_levels, check_vtn_url};
 
 /// `[[adapters.openadr3]]`: one site's OpenADR 3.1 VEN.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -163,36 +162,11 @@ impl OpenAdr3Config {
     }
 
     /// This config with its defaults filled in.
-    fn resolved(&self) -> Self {
+    pub(crate) fn resolved(&self) -> Self {
         let mut config = self.clone();
         if config.ven_name.is_empty() {
             config.ven_name = config.site.clone();
         }
         config
     }
-}
-
-/// Runs one 3.1 VEN per config until `shutdown`. A VEN whose VTN fails keeps retrying; only a
-/// config that cannot work or a bus that stops taking signals ends the role.
-pub async fn run(
-    configs: &[OpenAdr3Config],
-    egress: &EgressConfig,
-    shared: Shared,
-    shutdown: CancellationToken,
-) -> Result<(), AdaptersError> {
-    let mut vens = Vec::new();
-    for (i, config) in configs.iter().enumerate() {
-        config
-            .validate()
-            .map_err(|e| e.under(&format!("adapters.openadr3[{i}]")))?;
-        let builder = reqwest::Client::builder()
-            .timeout(shared.timeout)
-            .connect_timeout(shared.timeout)
-            .user_agent(concat!("adit-ven/", env!("CARGO_PKG_VERSION")));
-        let http = Outbound::new(egress.guard(Purpose::Feeds)?, builder)
-            .map_err(AdaptersError::HttpClient)?;
-        vens.push(ven::Ven::new(config.resolved(), http, shared.clone()));
-    }
-    let runs = vens.into_iter().map(|ven| ven.run(shutdown.clone()));
-    futures::future::try_join_all(runs).await.map(drop)
 }

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use adit_devices::DeviceError;
-use adit_egress::Outbound;
+use adit_egress::{EgressConfig, Outbound, Purpose};
 use adit_schemas::{AnyEvent, GridSignal, GridSignalKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -30,14 +30,13 @@ use super::wire::{
 };
 use crate::adapters::openadr::Shared;
 use crate::adapters::openadr::book::Policy;
+use crate::adapters::openadr::contact::Contact;
 use crate::adapters::openadr::power::SitePower;
 use crate::adapters::openadr::steer::Steering;
 use crate::adapters::poll::AdaptersError;
 
 /// How often the loop wakes.
 const TICK: Duration = Duration::from_millis(500);
-/// The longest wait between two attempts at a failing VTN.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A machine's power reading counts this long.
 const POWER_FRESH: Duration = Duration::from_secs(60);
 /// Most objects one list request asks for (the VTN's limit).
@@ -61,7 +60,7 @@ struct Held {
     renew_at: Instant,
 }
 
-pub(super) struct Ven {
+struct Ven {
     config: OpenAdr3Config,
     policy: Policy,
     http: Outbound,
@@ -78,16 +77,15 @@ pub(super) struct Ven {
     samples: Vec<(DateTime<Utc>, f64)>,
     next_sample: Instant,
     next_report: Instant,
-    last_ok: Option<Instant>,
-    next_try: Instant,
-    failures: u32,
-    last_error: Option<String>,
+    /// When to try the VTN, and whether it answers.
+    contact: Contact,
 }
 
 impl Ven {
-    pub(super) fn new(config: OpenAdr3Config, http: Outbound, shared: Shared) -> Self {
+    fn new(config: OpenAdr3Config, http: Outbound, shared: Shared) -> Self {
         let now = Instant::now();
         Self {
+            contact: Contact::new(&config.site, &config.vtn_url),
             policy: config.policy(),
             config,
             http,
@@ -101,14 +99,10 @@ impl Ven {
             samples: Vec::new(),
             next_sample: now,
             next_report: now,
-            last_ok: None,
-            next_try: now,
-            failures: 0,
-            last_error: None,
         }
     }
 
-    pub(super) async fn run(mut self, shutdown: CancellationToken) -> Result<(), AdaptersError> {
+    async fn run(mut self, shutdown: CancellationToken) -> Result<(), AdaptersError> {
         let mut readings =
             crate::adapters::openadr::power::readings(&self.shared, &self.config.site).await?;
         let mut steering = Steering::start(&self.config.site, self.shared.clone()).await;
@@ -121,10 +115,10 @@ impl Ven {
                 Some(msg) = readings.next() => self.power.take_payload(&msg.payload, Utc::now()),
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    if now >= self.next_try {
+                    if self.contact.due(now) {
                         match self.poll().await {
-                            Ok(()) => self.succeeded(now),
-                            Err(e) => self.failed(now, &e),
+                            Ok(()) => self.contact.succeeded(now, self.config.poll),
+                            Err(e) => self.contact.failed(now, self.config.poll, &e),
                         }
                     }
                     let ask = asks(&self.events, Utc::now(), &self.policy);
@@ -167,34 +161,8 @@ impl Ven {
 
     /// Whether the VTN answered within two polls (and a timeout).
     fn alive(&self) -> bool {
-        self.last_ok
-            .is_some_and(|t| t.elapsed() <= self.config.poll * 2 + self.shared.timeout)
-    }
-
-    fn succeeded(&mut self, now: Instant) {
-        if self.failures > 0 {
-            tracing::info!(site = %self.config.site, after = self.failures, "the OpenADR 3.1 VTN answers again");
-        }
-        self.failures = 0;
-        self.last_error = None;
-        self.last_ok = Some(now);
-        self.next_try = now + self.config.poll;
-    }
-
-    fn failed(&mut self, now: Instant, e: &DeviceError) {
-        self.failures = self.failures.saturating_add(1);
-        let said = e.to_string();
-        if self.last_error.as_deref() != Some(said.as_str()) {
-            tracing::warn!(site = %self.config.site, vtn = %adit_egress::redact(&self.config.vtn_url), error = %said, failures = self.failures, "OpenADR 3.1 VTN failing; retrying");
-            self.last_error = Some(said);
-        }
-        let backoff = self
-            .config
-            .poll
-            .checked_mul(1 << self.failures.min(6))
-            .unwrap_or(MAX_BACKOFF)
-            .min(MAX_BACKOFF);
-        self.next_try = now + backoff;
+        self.contact
+            .answered_within(self.config.poll * 2 + self.shared.timeout)
     }
 
     /// The URL of `path` under the VTN's base.
@@ -475,4 +443,29 @@ impl Ven {
         }
         Ok(())
     }
+}
+
+/// Runs one 3.1 VEN per config until `shutdown`. A VEN whose VTN fails keeps retrying; only a
+/// config that cannot work or a bus that stops taking signals ends the role.
+pub async fn run(
+    configs: &[OpenAdr3Config],
+    egress: &EgressConfig,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> Result<(), AdaptersError> {
+    let mut vens = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        config
+            .validate()
+            .map_err(|e| e.under(&format!("adapters.openadr3[{i}]")))?;
+        let builder = reqwest::Client::builder()
+            .timeout(shared.timeout)
+            .connect_timeout(shared.timeout)
+            .user_agent(concat!("adit-ven/", env!("CARGO_PKG_VERSION")));
+        let http = Outbound::new(egress.guard(Purpose::Feeds)?, builder)
+            .map_err(AdaptersError::HttpClient)?;
+        vens.push(Ven::new(config.resolved(), http, shared.clone()));
+    }
+    let runs = vens.into_iter().map(|ven| ven.run(shutdown.clone()));
+    futures::future::try_join_all(runs).await.map(drop)
 }
