@@ -103,18 +103,22 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Removes the miner's subscription (and what it was told); false when there was none.
+    /// Removes the miner's subscription; false when there was none. What it was told is
+    /// kept: a worker told of is not told again, after a new subscription either, until it
+    /// sends again.
     pub async fn delete(&self, pool: &str, miner: &str) -> Result<bool> {
         let key = Subscription::key(pool, miner);
         if self.kv.get(&key).await.map_err(AlertsError::kv)?.is_none() {
             return Ok(false);
         }
         self.kv.delete(&key).await.map_err(AlertsError::kv)?;
-        self.kv
-            .delete(keyed(TOLD_PREFIX, pool, miner))
-            .await
-            .map_err(AlertsError::kv)?;
         Ok(true)
+    }
+
+    /// Whether `sub`'s miner is still subscribed (it may have opted out since the list).
+    async fn still(&self, sub: &Subscription) -> Result<bool> {
+        let key = Subscription::key(&sub.pool, &sub.miner);
+        Ok(self.kv.get(&key).await.map_err(AlertsError::kv)?.is_some())
     }
 
     /// Takes `signed_at` as the miner's newest signed request: false when one signed at the
@@ -321,7 +325,8 @@ async fn check_all(ctx: &NoticeContext, config: &WorkerNotices) -> Result<()> {
                 _ => {}
             }
         }
-        if !newly.is_empty() {
+        // A miner that opted out since the list is told nothing.
+        if !newly.is_empty() && ctx.subscriptions.still(&sub).await? {
             tell(ctx, &sub, &newly, seconds, now).await?;
         }
         if told != before {
@@ -531,8 +536,14 @@ mod tests {
         let again = Subscriptions::open(&js).await.unwrap();
         assert_eq!(again.told(&sub).await.unwrap(), told);
         assert_eq!(again.all().await.unwrap(), std::slice::from_ref(&sub));
+        assert!(again.still(&sub).await.unwrap());
         assert!(again.delete("p", "alice").await.unwrap());
-        assert!(again.told(&sub).await.unwrap().is_empty());
+        assert!(!again.still(&sub).await.unwrap());
+        assert_eq!(
+            again.told(&sub).await.unwrap(),
+            told,
+            "an opt-out forgets no telling: a worker still down is not told again"
+        );
     }
 
     #[test]
