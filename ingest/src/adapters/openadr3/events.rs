@@ -107,38 +107,65 @@ pub struct Price {
     pub per_mwh: f64,
 }
 
+/// One interval of an event, with its period when it can be told.
+struct Timed<'a> {
+    event: &'a Event,
+    interval: &'a EventInterval,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+}
+
+impl Timed<'_> {
+    /// The grid signal's event id: the VTN's event and the interval.
+    fn signal_id(&self) -> String {
+        format!("{EVENT_PREFIX}{}-i{}", self.event.id, self.interval.id)
+    }
+}
+
+/// Every interval of `events` (with a usable id) whose period can be told.
+fn timed(events: &[Event]) -> impl Iterator<Item = Timed<'_>> {
+    events.iter().filter(|e| is_id(&e.id)).flat_map(|event| {
+        event
+            .intervals
+            .iter()
+            .enumerate()
+            .filter_map(move |(place, interval)| {
+                let (start, end) = period_of(event, place, interval)?;
+                Some(Timed {
+                    event,
+                    interval,
+                    start,
+                    end,
+                })
+            })
+    })
+}
+
 /// The price in force at `now` (no lead: a price counts in its interval), of the most
 /// important event (lowest priority number) that has one.
 pub fn price(events: &[Event], now: DateTime<Utc>) -> Option<Price> {
-    events
-        .iter()
-        .filter(|e| is_id(&e.id))
-        .flat_map(|event| {
-            event
-                .intervals
+    timed(events)
+        .filter_map(|t| {
+            let in_force = now >= t.start && t.end.is_none_or(|end| now < end);
+            let value = t
+                .interval
+                .payloads
                 .iter()
-                .enumerate()
-                .filter_map(move |(place, interval)| {
-                    let (start, end) = period_of(event, place, interval)?;
-                    let in_force = now >= start && end.is_none_or(|end| now < end);
-                    let value = interval
-                        .payloads
-                        .iter()
-                        .find(|p| p.kind == "PRICE")?
-                        .values
-                        .first()?
-                        .as_f64()?;
-                    let per_mwh = value / per_unit(event, "PRICE", PRICE_UNITS)?;
-                    (in_force && per_mwh.is_finite()).then(|| {
-                        (
-                            event.priority.unwrap_or(u32::MAX),
-                            Price {
-                                event_id: format!("{EVENT_PREFIX}{}-i{}", event.id, interval.id),
-                                per_mwh,
-                            },
-                        )
-                    })
-                })
+                .find(|p| p.kind == "PRICE")?
+                .values
+                .first()?
+                .as_f64()?;
+            let per_mwh = value / per_unit(t.event, "PRICE", PRICE_UNITS)?;
+            (in_force && per_mwh.is_finite()).then(|| {
+                let id = t.signal_id();
+                (
+                    t.event.priority.unwrap_or(u32::MAX),
+                    Price {
+                        event_id: id,
+                        per_mwh,
+                    },
+                )
+            })
         })
         .min_by_key(|(priority, _)| *priority)
         .map(|(_, price)| price)
@@ -151,27 +178,18 @@ pub fn asks(events: &[Event], now: DateTime<Utc>, policy: &Policy) -> Option<Ask
     }
     let lead = Duration::from_std(policy.lead).unwrap_or_default();
     let open_end = now + Duration::seconds(MAX_DURATION_S);
-    events
-        .iter()
-        .filter(|e| is_id(&e.id))
-        .flat_map(|event| {
-            event
-                .intervals
-                .iter()
-                .enumerate()
-                .filter_map(move |(place, interval)| {
-                    let (start, end) = period_of(event, place, interval)?;
-                    let until = end.unwrap_or(open_end);
-                    let from = start.checked_sub_signed(lead).unwrap_or(start);
-                    let asking = now >= from && now < until;
-                    let target_kw = target(event, interval, policy)?;
-                    asking.then(|| Ask {
-                        event_id: format!("{EVENT_PREFIX}{}-i{}", event.id, interval.id),
-                        target_kw,
-                        deadline: start,
-                        until,
-                    })
-                })
+    timed(events)
+        .filter_map(|t| {
+            let until = t.end.unwrap_or(open_end);
+            let from = t.start.checked_sub_signed(lead).unwrap_or(t.start);
+            let asking = now >= from && now < until;
+            let target_kw = target(t.event, t.interval, policy)?;
+            asking.then(|| Ask {
+                event_id: t.signal_id(),
+                target_kw,
+                deadline: t.start,
+                until,
+            })
         })
         .min_by(|a, b| {
             a.target_kw
