@@ -32,7 +32,7 @@ impl Modify for Bearer {
     modifiers(&Bearer),
     tags((name = "sql", description = "Read-only SQL"), (name = "dashboards", description = "Dashboards people build and share"), (name = "pool", description = "Pool views"),
          (name = "registry", description = "Sites, pools, machines, sensors and meters"),
-         (name = "farm", description = "Violations of the registry's limits"),
+         (name = "farm", description = "Violations of the registry's limits, and what each machine earns against its energy"),
          (name = "ingest", description = "Events pushed over HTTP"),
          (name = "proofs", description = "What a pool publishes for its miners to check, open without a token"),
          (name = "ops", description = "Health and metrics"))

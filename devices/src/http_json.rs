@@ -379,6 +379,20 @@ pub fn parse_price_signal(body: &[u8], site: &str) -> Result<GridSignal, DeviceE
     })
 }
 
+/// Reads a coin's price from a market's JSON at `pointer` (`/monero/usd`, CoinGecko's simple
+/// price): a number, or a string of one, within `0..=`[`MAX_COIN_PRICE`].
+///
+/// [`MAX_COIN_PRICE`]: adit_schemas::market::MAX_COIN_PRICE
+pub fn parse_coin_price(body: &[u8], pointer: &str) -> Result<f64, DeviceError> {
+    let value = decode_json(body)?;
+    let found = value
+        .pointer(pointer)
+        .ok_or_else(|| garbage(format!("nothing at {pointer}"), body))?;
+    let price = number(found)
+        .ok_or_else(|| garbage(format!("{pointer} holds no number: {found}"), body))?;
+    in_range("price", price, 0.0, adit_schemas::market::MAX_COIN_PRICE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +618,22 @@ mod tests {
             out_of_range(parse_dr_signal(body, "north")),
             ("target_kw".into(), -5.0)
         );
+    }
+
+    #[test]
+    fn a_coin_price_is_read_at_its_pointer_and_only_there() {
+        let body = br#"{"monero":{"usd":152.31},"opensy":{"usd":"0.042"}}"#;
+        assert_eq!(parse_coin_price(body, "/monero/usd").unwrap(), 152.31);
+        assert_eq!(parse_coin_price(body, "/opensy/usd").unwrap(), 0.042);
+        for (body, pointer) in [
+            (&body[..], "/monero/eur"),
+            (&br#"{"monero":{"usd":-1}}"#[..], "/monero/usd"),
+            (&br#"{"monero":{"usd":"NaN"}}"#[..], "/monero/usd"),
+            (&br#"{"monero":{"usd":{}}}"#[..], "/monero/usd"),
+            (&b"152"[..], "/monero/usd"),
+        ] {
+            assert!(parse_coin_price(body, pointer).is_err(), "{pointer} in {body:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::audit::AuditEntry;
 use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
+use crate::market::{CoinPrice, NetworkState};
 use crate::names;
 use crate::overrides::Override;
 pub use crate::record::{Event, Routed};
@@ -1004,6 +1005,9 @@ event_kinds! {
     /// [`Block`].
     Block(Block) = "block", subject "mining"."block" by [pool], stream STREAM_MINING,
         table TABLE_BLOCKS, push Simulator, land Stream;
+    /// [`NetworkState`]: the terms a pool mines on, one per new height.
+    Network(NetworkState) = "network", subject "mining"."network" by [pool],
+        stream STREAM_MINING, table TABLE_NETWORK, push Simulator, land Stream;
     /// [`EnergyReading`].
     Energy(EnergyReading) = "energy", subject "telemetry"."energy" by [site, machine],
         stream STREAM_TELEMETRY, table TABLE_ENERGY_READINGS, push Http, land Stream;
@@ -1028,6 +1032,9 @@ event_kinds! {
     /// [`GridSignal`].
     Grid(GridSignal) = "grid", subject "grid"."signal" by [site], stream STREAM_GRID,
         table TABLE_GRID_SIGNALS, push Http, land Stream;
+    /// [`CoinPrice`]: a coin's market price, from a price feed or posted.
+    CoinPrice(CoinPrice) = "coin_price", subject "grid"."coin" by [coin], stream STREAM_GRID,
+        table TABLE_COIN_PRICES, push Http, land Stream;
     /// [`RegistryEntry`]: a value of the registry bucket, read from the bucket's own stream
     /// (its key, `site.s1`, is several tokens, checked by the entry). Its table
     /// (`registry_changes`) is written by the `registry` pipeline, which adds the value each
@@ -1242,6 +1249,12 @@ mod tests {
                 r#"{{"pool":"p1","height":12,"hash":"{}","miner":"w","worker":"r","job_id":"j","nonce":"0a0b0c0d","reward":600000000000,"network_difficulty":1000,"status":"rejected","error":"orphan","ts":"{ts}"}}"#,
                 "ab".repeat(32)
             ),
+            EventKind::Network => format!(
+                r#"{{"pool":"p1","height":12,"network_difficulty":300000000000,"reward":600000000000,"subsidy":590000000000,"ts":"{ts}"}}"#
+            ),
+            EventKind::CoinPrice => format!(
+                r#"{{"coin":"XMR","price":152.25,"decimals":12,"source":"api.coingecko.com","ts":"{ts}"}}"#
+            ),
             EventKind::Energy => format!(
                 r#"{{"site":"s1","machine":"m1","ts":"{ts}","power_w":3200.5,"energy_wh":12.25,"source":"meter"}}"#
             ),
@@ -1357,6 +1370,8 @@ mod tests {
             let expected = match kind {
                 EventKind::Share => "mining.share.p1",
                 EventKind::Block => "mining.block.p1",
+                EventKind::Network => "mining.network.p1",
+                EventKind::CoinPrice => "grid.coin.XMR",
                 EventKind::Energy => "telemetry.energy.s1.m1",
                 EventKind::Sensor => "telemetry.sensor.s1.t1",
                 EventKind::Miner => "telemetry.miner.s1.m1",

@@ -15,6 +15,7 @@ pub mod compliance;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod market;
 pub mod names;
 pub mod overrides;
 pub mod record;
@@ -33,6 +34,7 @@ pub use events::{
     Event, EventKind, GridSignal, GridSignalKind, HashrateSample, Kinded, Land, MinerState,
     MinerStatus, NoteAction, Push, SensorKind, SensorReading, Share, ViolationNote,
 };
+pub use market::{CoinPrice, NetworkState};
 pub use overrides::{Override, OverrideKind};
 pub use validate::{Invalid, ValidationPolicy};
 

@@ -69,6 +69,12 @@ pub const TABLE_GRID_SIGNALS: &str = "grid_signals";
 pub const TABLE_SHARES: &str = "shares";
 /// Table of every found block.
 pub const TABLE_BLOCKS: &str = "blocks";
+/// Table of the terms each pool mined on, one row per new height.
+pub const TABLE_NETWORK: &str = "network";
+/// Table of every coin price quoted.
+pub const TABLE_COIN_PRICES: &str = "coin_prices";
+/// Revenue, energy cost, margin and breakeven per machine per settlement interval.
+pub const TABLE_MACHINE_PROFIT: &str = "machine_profit";
 /// Energy per machine per minute.
 pub const TABLE_MACHINE_ENERGY_1M: &str = "machine_energy_1m";
 /// Energy per site per minute.

@@ -179,6 +179,10 @@ pub struct Site {
     /// fan decisions are recorded, and sent to the webhook actuator if one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fan_relay: Option<String>,
+    /// The site's energy price when no price feed says one, per MWh, in the currency coin
+    /// prices are in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tariff_per_mwh: Option<f64>,
 }
 
 mod defaults {
@@ -258,6 +262,7 @@ impl Site {
             max_humidity_pct: defaults::max_humidity_pct(),
             settlement_minutes: defaults::settlement_minutes(),
             fan_relay: None,
+            tariff_per_mwh: None,
         }
     }
 
@@ -297,6 +302,9 @@ impl Site {
             ));
         }
         positive("allocation_kw", self.allocation_kw)?;
+        if let Some(price) = self.tariff_per_mwh {
+            number("tariff_per_mwh", price, -1e6, 1e6)?;
+        }
         number("warning_pct", self.warning_pct, 1.0, 100.0)?;
         number("critical_pct", self.critical_pct, 1.0, 100.0)?;
         if self.critical_pct < self.warning_pct {
@@ -355,12 +363,19 @@ pub struct Pool {
     /// Power the pool's machines may draw together, kW (none: only the sites' limits).
     #[serde(default)]
     pub allocation_kw: Option<f64>,
+    /// The coin its blocks pay, as its price feed names it (`XMR`): what prices its
+    /// machines' work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coin: Option<String>,
 }
 
 impl Pool {
     fn validate(&self) -> Checked {
         token("id", &self.id)?;
         text("name", &self.name, 200)?;
+        if let Some(coin) = &self.coin {
+            token("coin", coin)?;
+        }
         if let Some(kw) = self.allocation_kw {
             positive("allocation_kw", kw)?;
         }
@@ -522,9 +537,34 @@ pub struct Machine {
     /// How to reach its API.
     #[serde(default)]
     pub adapter: Adapter,
+    /// The login and worker it mines as at its pool: its shares there are its revenue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mines_as: Option<MinesAs>,
+    /// The hosting customer it belongs to (a strike price may be set per customer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+}
+
+/// Who a machine mines as at its pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinesAs {
+    /// The login (the wallet address or account its shares name).
+    pub miner: String,
+    /// The worker name (none: the machine's id).
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 impl Machine {
+    /// The pool, login and worker its shares carry, when it says whom it mines as and at
+    /// which pool.
+    pub fn mining_identity(&self) -> Option<(&str, &str, &str)> {
+        let pool = self.pool.as_deref()?;
+        let m = self.mines_as.as_ref()?;
+        Some((pool, &m.miner, m.worker.as_deref().unwrap_or(&self.id)))
+    }
+
     /// A machine of `model` at `site` with its nameplate figures: in no pool, rack or PDU, and
     /// with no adapter.
     pub fn new(
@@ -545,6 +585,8 @@ impl Machine {
             nominal_hashrate_hs,
             nominal_power_w,
             adapter: Adapter::default(),
+            mines_as: None,
+            customer: None,
         }
     }
 
@@ -565,6 +607,21 @@ impl Machine {
         }
         positive("nominal_hashrate_hs", self.nominal_hashrate_hs)?;
         number("nominal_power_w", self.nominal_power_w, 1.0, 1_000_000.0)?;
+        if let Some(m) = &self.mines_as {
+            text("mines_as.miner", &m.miner, 256)?;
+            if let Some(w) = &m.worker {
+                text("mines_as.worker", w, 256)?;
+            }
+            if self.pool.is_none() {
+                return Err(FieldError::new(
+                    "mines_as",
+                    "needs the pool it mines at (`pool`)",
+                ));
+            }
+        }
+        if let Some(c) = &self.customer {
+            token("customer", c)?;
+        }
         self.adapter.validate()
     }
 }
@@ -980,6 +1037,8 @@ mod tests {
                 address: Some("10.0.0.5:4028".into()),
                 channel: None,
             },
+            mines_as: None,
+            customer: None,
         }
     }
 
@@ -1054,6 +1113,31 @@ mod tests {
                 }),
                 "adapter.channel",
             ),
+            (
+                Record::Machine(Machine {
+                    mines_as: Some(MinesAs {
+                        miner: "4Wallet".into(),
+                        worker: None,
+                    }),
+                    pool: None,
+                    ..machine()
+                }),
+                "mines_as",
+            ),
+            (
+                Record::Machine(Machine {
+                    customer: Some("a b".into()),
+                    ..machine()
+                }),
+                "customer",
+            ),
+            (
+                Record::Site(Site {
+                    tariff_per_mwh: Some(f64::NAN),
+                    ..Site::new("s", 1.0)
+                }),
+                "tariff_per_mwh",
+            ),
         ];
         for (record, field) in cases {
             let err = record.validate().expect_err(field);
@@ -1090,11 +1174,20 @@ mod tests {
             id: "p".into(),
             name: String::new(),
             allocation_kw: Some(5.0),
+            coin: Some("XMR".into()),
         });
         for record in [
             Record::Site(Site::new("s", 1.0)),
             pool,
-            Record::Machine(machine()),
+            Record::Machine(Machine {
+                pool: Some("p".into()),
+                mines_as: Some(MinesAs {
+                    miner: "4Wallet".into(),
+                    worker: None,
+                }),
+                customer: Some("acme".into()),
+                ..machine()
+            }),
             sensor,
             meter,
         ] {

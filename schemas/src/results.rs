@@ -656,6 +656,88 @@ impl EnergyPeriod {
     }
 }
 
+/// One machine over one settlement interval, priced: what its shares at its pool were worth
+/// and what its energy cost, with every input beside the result so anyone can recompute it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineProfit {
+    /// The site.
+    pub site: String,
+    /// The machine.
+    pub machine: String,
+    /// The pool it mines at (none: it says of no pool or login, so it earns nothing known).
+    pub pool: Option<String>,
+    /// The login its shares name.
+    pub miner: Option<String>,
+    /// The worker its shares name.
+    pub worker: Option<String>,
+    /// Start of the settlement interval.
+    pub period_start: DateTime<Utc>,
+    /// Its end (exclusive).
+    pub period_end: DateTime<Utc>,
+    /// Accepted shares it submitted in the interval, priced or not.
+    pub shares: i64,
+    /// Their summed difficulty: the hashes they stand for.
+    pub work: i64,
+    /// Their expected value, atomic units: Σ ⌊difficulty × reward ÷ network difficulty⌋ of
+    /// each share's own job, before any pool fee.
+    pub revenue_units: i64,
+    /// Accepted shares that carried no price (an older pool), counted in `shares` only.
+    pub unpriced_shares: i64,
+    /// The coin its pool pays in.
+    pub coin: Option<String>,
+    /// The coin's price over the interval (time-weighted), per coin.
+    pub coin_price: Option<f64>,
+    /// The coin's decimals (atomic units per coin, as a power of ten).
+    pub coin_decimals: Option<i64>,
+    /// `revenue_units ÷ 10^decimals × coin_price`.
+    pub revenue: Option<f64>,
+    /// Its energy over the interval, Wh (as in `energy_settlement`).
+    pub energy_wh: f64,
+    /// The site's energy price over the interval (time-weighted; its tariff where no price
+    /// was published), per MWh.
+    pub energy_price_per_mwh: Option<f64>,
+    /// `energy_wh ÷ 10⁶ × energy_price_per_mwh`.
+    pub energy_cost: Option<f64>,
+    /// `revenue − energy_cost`.
+    pub margin: Option<f64>,
+    /// The energy price at which the margin would be 0: `revenue ÷ (energy_wh ÷ 10⁶)`.
+    pub breakeven_per_mwh: Option<f64>,
+    /// UTC date of the interval's middle (partition).
+    pub date: NaiveDate,
+}
+
+impl MachineProfit {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+        let int = |name: &str, nullable| Field::new(name, DataType::Int64, nullable);
+        let float = |name: &str, nullable| Field::new(name, DataType::Float64, nullable);
+        Arc::new(Schema::new(vec![
+            text("site", false),
+            text("machine", false),
+            text("pool", true),
+            text("miner", true),
+            text("worker", true),
+            ts_field("period_start"),
+            ts_field("period_end"),
+            int("shares", false),
+            int("work", false),
+            int("revenue_units", false),
+            int("unpriced_shares", false),
+            text("coin", true),
+            float("coin_price", true),
+            int("coin_decimals", true),
+            float("revenue", true),
+            float("energy_wh", false),
+            float("energy_price_per_mwh", true),
+            float("energy_cost", true),
+            float("margin", true),
+            float("breakeven_per_mwh", true),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,6 +817,7 @@ mod tests {
         pinned::<ViolationRow>(ViolationRow::schema(), &[]);
         pinned::<AnomalyRow>(AnomalyRow::schema(), &[]);
         pinned::<EnergyPeriod>(EnergyPeriod::schema(), &[]);
+        pinned::<MachineProfit>(MachineProfit::schema(), &[]);
         pinned::<DecisionRow>(DecisionRow::schema(), &[]);
         pinned::<CommandRow>(CommandRow::schema(), &[]);
         pinned::<ComplianceDay>(ComplianceDay::schema(), &[]);

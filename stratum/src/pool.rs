@@ -196,12 +196,17 @@ pub async fn run(
         "mining on the node's template"
     );
     let seed = first.seed_hash;
+    let first_terms = terms(&config.server.pool, &first);
     let (work_tx, work_rx) = watch::channel(first);
     let work_rx_for_submit = work_rx.clone();
     let (events_tx, events_rx) = mpsc::channel::<AnyEvent>(100_000);
     let (blocks_tx, blocks_rx) = mpsc::channel::<BlockFound>(64);
     let refresh_now = Arc::new(Notify::new());
     let pool = Pool::new(config.server.clone(), work_rx, events_tx.clone(), blocks_tx)?;
+    // Queued before any share: the terms the first shares are priced on come first.
+    if events_tx.send(first_terms).await.is_err() {
+        tracing::warn!("the first template's terms were not queued: the publisher is gone");
+    }
     pool.prepare(seed).await?;
 
     let pending =
@@ -247,7 +252,7 @@ pub async fn run(
             config.confirmations(),
             pending,
             accepted_rx,
-            events_tx,
+            events_tx.clone(),
             tip_rx.clone(),
             stop_side.clone(),
         ),
@@ -261,6 +266,7 @@ pub async fn run(
             work_tx,
             refresh_now,
             pool.clone(),
+            events_tx,
             stop_side.clone(),
         ),
     );
@@ -334,7 +340,21 @@ struct PublisherState {
     in_hand: Vec<AnyEvent>,
 }
 
-/// Replaces the work on every new tip, on request (after a block), and every `refresh`.
+/// The terms `work` mines on, as the pool's event (`network`).
+fn terms(pool: &str, work: &Work) -> AnyEvent {
+    AnyEvent::Network(adit_schemas::NetworkState {
+        pool: pool.to_string(),
+        height: work.height,
+        network_difficulty: work.network_difficulty,
+        reward: work.reward,
+        subsidy: work.subsidy,
+        ts: chrono::Utc::now(),
+    })
+}
+
+/// Replaces the work on every new tip, on request (after a block), and every `refresh`; the
+/// terms of each new height (or new difficulty or reward) go out as a `network` event.
+#[allow(clippy::too_many_arguments)]
 async fn refresh_work(
     node: Node,
     config: PoolConfig,
@@ -342,9 +362,12 @@ async fn refresh_work(
     work: watch::Sender<Arc<Work>>,
     now: Arc<Notify>,
     pool: Arc<Pool>,
+    events: mpsc::Sender<AnyEvent>,
     stop: CancellationToken,
 ) {
     let mut prepared: Option<[u8; 32]> = None;
+    let said = |w: &Work| (w.height, w.network_difficulty, w.reward);
+    let mut last_said = said(&work.borrow());
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -360,6 +383,12 @@ async fn refresh_work(
                     prepared = Some(next);
                     let pool = pool.clone();
                     tokio::spawn(async move { pool.prepare(next).await });
+                }
+                if said(&w) != last_said {
+                    last_said = said(&w);
+                    if events.send(terms(&config.server.pool, &w)).await.is_err() {
+                        return;
+                    }
                 }
                 work.send_replace(w);
             }

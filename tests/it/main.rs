@@ -16,6 +16,7 @@ mod crash;
 mod dashboard;
 mod dashboards;
 mod demo;
+mod economics;
 mod energy_crash;
 mod farm;
 mod farm_devices;

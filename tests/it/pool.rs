@@ -105,6 +105,25 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         },
     )
     .await;
+    // The pool published the terms of every height it mined on (`network`), before the
+    // shares priced on them: each accepted share's height, difficulty and reward are a row's.
+    eventually(
+        Duration::from_secs(30),
+        "each accepted share's terms are in `network`",
+        || async {
+            scalar(&tables, &["network"], "SELECT count(DISTINCT height) FROM network").await >= 2
+                && scalar(
+                    &tables,
+                    &["shares", "network"],
+                    "SELECT count(*) FROM shares s WHERE s.accepted AND NOT EXISTS \
+                     (SELECT 1 FROM network n WHERE n.height = s.height \
+                      AND n.network_difficulty = s.network_difficulty AND n.reward = s.reward)",
+                )
+                .await
+                    == 0
+        },
+    )
+    .await;
     let (s, body) = app
         .sql(
             "SELECT b.job_id FROM blocks b JOIN shares s ON s.job_id = b.job_id AND s.nonce = b.nonce AND s.accepted",

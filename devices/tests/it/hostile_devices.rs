@@ -11,8 +11,8 @@ use adit_devices::cgminer::{MinerReport, decode_reply, parse_report};
 use adit_devices::error::EXCERPT_BYTES;
 use adit_devices::feed_map::{self, Asks, FeedMap, Mapped};
 use adit_devices::http_json::{
-    FieldMap, RoomAlertSensor, parse_dr_signal, parse_iotawatt, parse_pdu, parse_price_signal,
-    parse_roomalert,
+    FieldMap, RoomAlertSensor, parse_coin_price, parse_dr_signal, parse_iotawatt, parse_pdu,
+    parse_price_signal, parse_roomalert,
 };
 use adit_devices::mqtt::{MappedError, TopicMap, map_message};
 use adit_schemas::events::MAX_ID_BYTES;

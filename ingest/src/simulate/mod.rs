@@ -325,6 +325,8 @@ impl Farm {
                 nominal_hashrate_hs: m.model.hashrate_hs,
                 nominal_power_w: m.model.power_w,
                 adapter: Adapter::default(),
+                mines_as: None,
+                customer: None,
             }));
         }
         out

@@ -16,6 +16,9 @@
 //! minute already closed is *late*: counted (`adit_pipeline_late_events_total`), kept in
 //! `energy_readings`, never used to rewrite a committed minute.
 //!
+//! **Profit**: the pipeline also reads the pools' shares, the sites' prices and the coins'
+//! prices, and prices each machine's closed settlement interval ([`crate::farm::profit`]).
+//!
 //! State (the watermarks and each machine's readings still needed) is snapshotted into the
 //! epoch record every `snapshot_every`; a restart replays the epochs since.
 
@@ -25,17 +28,18 @@ use std::time::Duration;
 use adit_config::{Checked, check};
 use adit_schemas::names::{
     TABLE_ENERGY_1D, TABLE_ENERGY_1H, TABLE_ENERGY_SETTLEMENT, TABLE_MACHINE_ENERGY_1M,
-    TABLE_SITE_ENERGY_1M, energy_result_subject,
+    TABLE_MACHINE_PROFIT, TABLE_SITE_ENERGY_1M, energy_result_subject,
 };
 use adit_schemas::registry::RegistryView;
-use adit_schemas::results::{EnergyPeriod, MachineEnergyMinute, SiteEnergyMinute};
-use adit_schemas::{AnyEvent, EnergySource, EventKind, MinerState, to_batch};
+use adit_schemas::results::{EnergyPeriod, MachineEnergyMinute, MachineProfit, SiteEnergyMinute};
+use adit_schemas::{AnyEvent, EnergySource, EventKind, GridSignalKind, MinerState, to_batch};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::farm::energy_periods::{PeriodKind, Periods};
-use crate::inputs::registry_input;
+use crate::farm::profit::{self, Profit, Taken};
+use crate::inputs::{grid_input, registry_input};
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
@@ -312,6 +316,9 @@ pub struct EnergyState {
     machines: BTreeMap<String, MachineBuffer>,
     /// Site → minutes before this (µs) are computed.
     sites: BTreeMap<String, i64>,
+    /// Each machine's earnings and the prices, for its profit per settlement interval.
+    #[serde(default)]
+    profit: Profit,
 }
 
 /// The energy pipeline.
@@ -329,6 +336,43 @@ impl Energy {
 
     fn watermark_config(&self) -> WatermarkConfig {
         WatermarkConfig::new(self.config.grace, self.config.idle)
+    }
+
+    /// Takes a step's shares and prices into the profit accounts; returns how many shares
+    /// came for an interval already closed.
+    fn take_market(state: &mut EnergyState, input: &StepInput) -> u64 {
+        for (_, event) in input.of(EventKind::Grid) {
+            if let AnyEvent::Grid(g) = event
+                && g.kind == GridSignalKind::Price
+                && let Some(price) = g.price_per_mwh
+            {
+                state
+                    .profit
+                    .take_site_price(&g.site, g.ts.timestamp_micros(), price);
+            }
+        }
+        for (_, event) in input.of(EventKind::CoinPrice) {
+            if let AnyEvent::CoinPrice(quote) = event {
+                state.profit.take_coin_price(quote);
+            }
+        }
+        let mut shares = input.of(EventKind::Share).peekable();
+        if shares.peek().is_none() {
+            return 0;
+        }
+        let who = profit::identities(&state.registry);
+        let mut late = 0;
+        for (_, event) in shares {
+            if let AnyEvent::Share(share) = event
+                && state
+                    .profit
+                    .take_share(&state.registry, &who, share, &state.sites)
+                    == Taken::Late
+            {
+                late += 1;
+            }
+        }
+        late
     }
 
     /// Takes one reading into the state; returns whether it was late.
@@ -535,9 +579,13 @@ impl Pipeline for Energy {
                 StreamInput::of("energy", EventKind::Energy),
                 registry_input(),
                 StreamInput::of("miner", EventKind::Miner),
+                StreamInput::of_all("shares", EventKind::Share),
+                grid_input(),
+                StreamInput::of_all("coins", EventKind::CoinPrice),
             ],
             outputs: vec![
                 period_table(TABLE_ENERGY_SETTLEMENT),
+                OutputTable::dated(TABLE_MACHINE_PROFIT, MachineProfit::schema()),
                 period_table(TABLE_ENERGY_1H),
                 period_table(TABLE_ENERGY_1D),
                 OutputTable::dated(TABLE_MACHINE_ENERGY_1M, MachineEnergyMinute::schema()),
@@ -581,6 +629,7 @@ impl Pipeline for Energy {
                 }
             }
         }
+        out.late += Self::take_market(state, &input);
         for decoded in &input.inputs {
             for (_, event) in decoded.of(EventKind::Energy) {
                 if let AnyEvent::Energy(reading) = event
@@ -597,6 +646,25 @@ impl Pipeline for Energy {
         let with_hashrate = self.with_hashrate(state, &machines);
         state.periods.add(&state.registry, &with_hashrate);
         let closed = state.periods.close(&state.sites);
+        let settled: Vec<&EnergyPeriod> = closed
+            .iter()
+            .filter(|(k, _)| *k == PeriodKind::Settlement)
+            .map(|(_, r)| r)
+            .collect();
+        let (profits, orphaned) = state.profit.rows(&state.registry, &settled, &state.sites);
+        if orphaned > 0 {
+            metrics::counter!("adit_profit_shares_without_energy_total").increment(orphaned as u64);
+            tracing::warn!(
+                shares = orphaned,
+                "shares of machines that had no energy in their settlement interval: not priced"
+            );
+        }
+        if !profits.is_empty() {
+            out.rows(
+                TABLE_MACHINE_PROFIT,
+                to_batch(TABLE_MACHINE_PROFIT, MachineProfit::schema(), &profits)?,
+            );
+        }
         for (kind, table) in [
             (PeriodKind::Settlement, TABLE_ENERGY_SETTLEMENT),
             (PeriodKind::Hour, TABLE_ENERGY_1H),

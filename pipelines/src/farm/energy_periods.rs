@@ -105,6 +105,11 @@ fn bounds(view: &RegistryView, kind: PeriodKind, site: Option<&str>, minute_us: 
     }
 }
 
+/// The bounds of `site`'s settlement interval holding `t_us`.
+pub(crate) fn settlement_bounds(view: &RegistryView, site: &str, t_us: i64) -> (i64, i64) {
+    bounds(view, PeriodKind::Settlement, Some(site), t_us)
+}
+
 impl Periods {
     /// Adds closed machine minutes (with the machine's mean reported hashrate in each, H/s).
     pub fn add(&mut self, view: &RegistryView, rows: &[(MachineEnergyMinute, Option<f64>)]) {

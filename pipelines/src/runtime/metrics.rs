@@ -120,6 +120,10 @@ pub fn register() {
         "adit_pipeline_late_events_total",
         "Events that arrived after their window closed (kept, not used to rewrite it)."
     );
+    describe_counter!(
+        "adit_profit_shares_without_energy_total",
+        "Accepted shares of a machine that had no energy in their settlement interval: counted, not priced in machine_profit."
+    );
     describe_gauge!(
         "adit_pipeline_epoch",
         "The last epoch a pipeline instance committed."

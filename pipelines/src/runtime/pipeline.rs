@@ -61,6 +61,15 @@ impl StreamInput {
         }
     }
 
+    /// Every record of `kind`, read whole by every partition: what a pipeline partitioned by
+    /// site needs of records keyed otherwise (every pool's shares, every coin's price).
+    pub fn of_all(name: &str, kind: EventKind) -> Self {
+        Self {
+            partitioned: Some(kind.filter(None)),
+            ..Self::of(name, kind)
+        }
+    }
+
     /// Every kind `stream` carries (from the kind table), read whole, partitionable by the
     /// records' first subject token after the kind (`telemetry.*.{part}.>`, `mining.*.{part}`),
     /// under `name`, filing no dead letters.

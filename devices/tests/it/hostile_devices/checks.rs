@@ -256,6 +256,15 @@ pub(crate) fn read_everything(body: &[u8]) -> Result<(), TestCaseError> {
         Ok(signal) => check_signal(&signal, "north", true)?,
         Err(e) => check_refusal(&e)?,
     }
+    for pointer in ["/monero/usd", "", "/0"] {
+        match parse_coin_price(body, pointer) {
+            Ok(price) => prop_assert!(
+                price.is_finite() && (0.0..=adit_schemas::market::MAX_COIN_PRICE).contains(&price),
+                "price {price}"
+            ),
+            Err(e) => check_refusal(&e)?,
+        }
+    }
     for (map, price) in feed_maps() {
         match feed_map::read(&map, price, body) {
             Ok(read) => check_feed_reading(&read, price)?,

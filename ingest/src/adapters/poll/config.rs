@@ -41,6 +41,8 @@ pub struct AdaptersConfig {
     pub mqtt: Option<MqttConfig>,
     /// Demand-response and price feeds, polled every `interval`.
     pub grid: Vec<GridFeed>,
+    /// Coin price feeds, read every `interval` and published at most every feed's `every`.
+    pub coin_price: Vec<CoinFeed>,
     /// OpenADR 2.0b VENs, one per site connected to its utility's VTN.
     pub openadr: Vec<crate::adapters::openadr::OpenAdrConfig>,
     /// OpenADR 3.1 VENs, one per site whose utility speaks 3.1.
@@ -66,6 +68,7 @@ impl Default for AdaptersConfig {
             pdu: FieldMap::default(),
             mqtt: None,
             grid: Vec::new(),
+            coin_price: Vec::new(),
             openadr: Vec::new(),
             openadr3: Vec::new(),
             grid_confirm: Duration::from_secs(60),
@@ -129,6 +132,54 @@ pub struct GridFeed {
     /// How to read a feed in its own shape (JSON, CSV or plain text); none: adit's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<adit_devices::feed_map::FeedMap>,
+}
+
+/// `[[adapters.coin_price]]`: one market's price of a coin, as JSON read at a pointer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoinFeed {
+    /// The coin, as pools name it in the registry (`XMR`).
+    pub coin: String,
+    /// Atomic units in one coin, as a power of ten (12 for Monero).
+    pub decimals: u8,
+    /// `http://` or `https://` URL of the market's JSON.
+    pub url: String,
+    /// JSON pointer to the price of one coin (`/monero/usd`).
+    pub pointer: String,
+    /// Least time between two prices published from this feed.
+    #[serde(default = "default_coin_every", with = "humantime_serde")]
+    pub every: Duration,
+}
+
+fn default_coin_every() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl CoinFeed {
+    fn validate(&self) -> Checked {
+        check(
+            names::is_token(&self.coin),
+            "coin",
+            format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ -", self.coin),
+        )?;
+        check(
+            self.decimals <= adit_schemas::market::MAX_DECIMALS,
+            "decimals",
+            format!("must be at most {}", adit_schemas::market::MAX_DECIMALS),
+        )?;
+        http_url(&self.url)
+            .map_err(|r| Invalid::new("url", format!("{:?}: {r}", self.url)))?;
+        check(
+            self.pointer.is_empty() || self.pointer.starts_with('/'),
+            "pointer",
+            format!("{:?} is not a JSON pointer (`/monero/usd`)", self.pointer),
+        )?;
+        check(
+            self.every >= Duration::from_secs(1),
+            "every",
+            "must be at least 1s",
+        )
+    }
 }
 
 impl AdaptersConfig {
@@ -198,6 +249,10 @@ impl AdaptersConfig {
                 map.validate(feed.kind == GridFeedKind::Price)
                     .map_err(|e| e.under(&key))?;
             }
+        }
+        for (i, feed) in self.coin_price.iter().enumerate() {
+            feed.validate()
+                .map_err(|e| e.under(&format!("adapters.coin_price[{i}]")))?;
         }
         for (i, ven) in self.openadr.iter().enumerate() {
             ven.validate()

@@ -44,7 +44,9 @@ pub enum Rule {
     GridCurtail,
     /// 5: the price over the strike.
     PriceStrike,
-    /// 6: otherwise, the allocation.
+    /// 6: the price over some machines' breakeven: those sleep, least profitable first.
+    PriceBreakeven,
+    /// 7: otherwise, the allocation.
     AllocationCap,
     /// Machines woken once no limit binds.
     Resume,
@@ -88,6 +90,7 @@ pub struct Decision {
 
 /// What one step found before acting: the rule in force with its mode and target, the mode it
 /// leaves, the load it saw and expects, and how much load the ramp lets it move.
+#[derive(Clone, Copy)]
 pub(super) struct Made {
     pub(super) rule: Rule,
     pub(super) mode: Mode,

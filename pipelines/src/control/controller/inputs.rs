@@ -26,6 +26,9 @@ pub struct ControlRules {
     pub strike_intervals: usize,
     /// Load allowed while the price is over the strike, kW.
     pub price_target_kw: f64,
+    /// Sleep the machines whose breakeven is under the price (rule `price_breakeven`).
+    #[serde(default)]
+    pub shed_unprofitable: bool,
     /// Upper temperature bound of each fan level 1..=8, °C, ascending (9 above the last).
     pub fan_bands_c: Vec<f64>,
     /// How far under a band's bound the temperature must fall to step a fan level down, °C.
@@ -57,6 +60,7 @@ impl Default for ControlRules {
             strike_price: None,
             strike_intervals: 2,
             price_target_kw: 0.0,
+            shed_unprofitable: false,
             fan_bands_c: vec![20.0, 23.0, 25.0, 27.0, 29.0, 31.0, 33.0, 35.0],
             fan_hysteresis_c: 1.0,
             fan_dwell_us: 2 * MINUTE_US,
@@ -98,6 +102,10 @@ pub struct MachineInput {
     /// Whether the controller may shed or wake it (an override can take it out of control).
     #[serde(default = "yes")]
     pub controllable: bool,
+    /// The energy price above which it mines at a loss, per MWh (its strike where the
+    /// operator set one); none when its earnings are unknown.
+    #[serde(default)]
+    pub breakeven_per_mwh: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -108,6 +116,26 @@ impl MachineInput {
     /// Whether it draws more than standby power.
     pub fn running(&self) -> bool {
         self.power_w > self.nominal_w * RUNNING_SHARE
+    }
+
+    /// The order machines are shed in: least profitable first (lowest breakeven; a machine
+    /// whose earnings are unknown after those known), then least efficient, then by id.
+    pub(super) fn shed_order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        let breakeven = |m: &Self| m.breakeven_per_mwh.unwrap_or(f64::INFINITY);
+        breakeven(a)
+            .total_cmp(&breakeven(b))
+            .then_with(|| b.efficiency_j_th.total_cmp(&a.efficiency_j_th))
+            .then_with(|| a.id.cmp(&b.id))
+    }
+
+    /// The order machines are woken in: most profitable first (those of unknown earnings
+    /// with them), then most efficient, then by id.
+    pub(super) fn wake_order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        let breakeven = |m: &Self| m.breakeven_per_mwh.unwrap_or(f64::INFINITY);
+        breakeven(b)
+            .total_cmp(&breakeven(a))
+            .then_with(|| a.efficiency_j_th.total_cmp(&b.efficiency_j_th))
+            .then_with(|| a.id.cmp(&b.id))
     }
 }
 

@@ -1,5 +1,6 @@
-//! Moving the load toward the target: an emergency's sleep for every machine, or shedding
-//! (least efficient first) and waking (most efficient first) within the ramp.
+//! Moving the load toward the target: an emergency's sleep for every machine, the
+//! unprofitable machines' sleep, or shedding (least profitable, then least efficient first)
+//! and waking (most efficient first, never an unprofitable machine) within the ramp.
 
 use super::decision::{Action, Decision, Made, Rule};
 use super::inputs::{ControlRules, Inputs, MachineInput};
@@ -98,16 +99,15 @@ pub(super) fn toward_target(
     }
 }
 
-/// Machines to sleep, least efficient first, up to `excess_kw` within `allowance_kw`.
-fn shed(
+/// The machines that may be put to sleep now: running, under control, on for at least
+/// `min_on` (or commanded off but still running after `command_timeout`).
+fn sheddable<'a>(
     rules: &ControlRules,
-    state: &mut SiteControl,
-    inputs: &Inputs,
+    state: &SiteControl,
+    inputs: &'a Inputs,
     now_us: i64,
-    excess_kw: f64,
-    allowance_kw: f64,
-) -> Vec<String> {
-    let mut candidates: Vec<&MachineInput> = inputs
+) -> Vec<&'a MachineInput> {
+    inputs
         .machines
         .iter()
         .filter(|m| m.running() && m.controllable)
@@ -117,12 +117,62 @@ fn shed(
                     || (!c.on && now_us - c.since_us >= rules.command_timeout_us)
             })
         })
+        .collect()
+}
+
+/// Puts the unprofitable machines that run to sleep, least profitable first, within the
+/// ramp; returns `made` with what they drew taken off the expected load and the allowance.
+pub(super) fn shed_unprofitable(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    made: Made,
+    out: &mut Vec<Decision>,
+) -> Made {
+    if state.unprofitable.is_empty() {
+        return made;
+    }
+    let mut candidates: Vec<&MachineInput> = sheddable(rules, state, inputs, now_us)
+        .into_iter()
+        .filter(|m| state.unprofitable.contains(&m.id))
         .collect();
-    candidates.sort_by(|a, b| {
-        b.efficiency_j_th
-            .total_cmp(&a.efficiency_j_th)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    candidates.sort_by(|a, b| MachineInput::shed_order(a, b));
+    let mut shed_kw = 0.0;
+    for m in candidates {
+        let kw = m.power_w / 1000.0;
+        if shed_kw + kw > made.allowance_kw + 1e-9 {
+            break;
+        }
+        shed_kw += kw;
+        state.command(&m.id, false, now_us);
+        state.last_shed_us = Some(now_us);
+        out.push(made.decision(
+            Mode::Curtailing,
+            Action::Sleep {
+                machine: m.id.clone(),
+            },
+            Rule::PriceBreakeven,
+        ));
+    }
+    Made {
+        expected_kw: made.expected_kw - shed_kw,
+        allowance_kw: made.allowance_kw - shed_kw,
+        ..made
+    }
+}
+
+/// Machines to sleep, least profitable first, up to `excess_kw` within `allowance_kw`.
+fn shed(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    excess_kw: f64,
+    allowance_kw: f64,
+) -> Vec<String> {
+    let mut candidates = sheddable(rules, state, inputs, now_us);
+    candidates.sort_by(|a, b| MachineInput::shed_order(a, b));
     let (mut shed_kw, mut out) = (0.0, Vec::new());
     for m in candidates {
         let kw = m.power_w / 1000.0;
@@ -139,7 +189,7 @@ fn shed(
     out
 }
 
-/// Machines to wake, most efficient first, while `headroom_kw` (less the margin) allows.
+/// Machines to wake, most profitable then most efficient first, while `headroom_kw` (less the margin) allows.
 fn wake(
     rules: &ControlRules,
     state: &mut SiteControl,
@@ -159,17 +209,14 @@ fn wake(
         .iter()
         .filter(|m| {
             m.controllable
+                && !state.unprofitable.contains(&m.id)
                 && state
                     .machines
                     .get(&m.id)
                     .is_some_and(|c| !c.on && now_us - c.since_us >= rules.min_off_us)
         })
         .collect();
-    candidates.sort_by(|a, b| {
-        a.efficiency_j_th
-            .total_cmp(&b.efficiency_j_th)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    candidates.sort_by(|a, b| MachineInput::wake_order(a, b));
     let room = (headroom_kw - rules.resume_margin_kw).min(allowance_kw);
     let (mut added, mut out) = (0.0, Vec::new());
     for m in candidates {

@@ -20,10 +20,18 @@
 //!    allocation) until a `normal` signal.
 //! 5. `price_strike`: the price over `strike_price` for `strike_intervals` consecutive intervals
 //!    → target `price_target_kw`; it lifts after as many consecutive intervals at or under it.
-//! 6. `allocation_cap`: otherwise the target is the allocation.
+//! 6. `price_breakeven` (with `shed_unprofitable`): the price over a machine's breakeven for
+//!    `strike_intervals` consecutive intervals makes it unprofitable until as many intervals
+//!    at or under it; while any machine is, the target is the allocation under this rule.
+//! 7. `allocation_cap`: otherwise the target is the allocation.
 //!
-//! **Shedding**: while the load is over the target, machines are put to sleep least efficient
-//! first (highest J/TH, then id), only those on for at least `min_on`, at most
+//! **Unprofitable machines**: outside an emergency, failsafe or hold, each unprofitable
+//! machine that runs is put to sleep (least profitable first, within the ramp and minimum
+//! on-time) before the target is sought, and none is woken; once the price falls back under
+//! its breakeven it is woken as any other, after the cooldown.
+//! **Shedding**: while the load is over the target, machines are put to sleep least profitable
+//! first (lowest breakeven; those of unknown earnings after), then least efficient (highest
+//! J/TH), then by id, only those on for at least `min_on`, at most
 //! `ramp_kw_per_min` × the time since the last step (so a step never removes more than the ramp
 //! allows). A machine commanded to sleep whose power did not drop is not chosen again within
 //! `command_timeout`; the next machine is (the load is measured, not assumed).
@@ -50,7 +58,8 @@ pub use state::{MachineControl, Mode, SiteControl};
 use decision::Made;
 use fans::fans;
 use inputs::MINUTE_US;
-use load::{emergency, toward_target};
+use load::{emergency, shed_unprofitable, toward_target};
+use std::collections::BTreeSet;
 
 /// One step for one site: updates `state` and returns the decisions, in order.
 pub fn step(
@@ -69,6 +78,7 @@ pub fn step(
             });
     }
     state.price_high = price_high(rules, state.price_high, &inputs.prices);
+    state.unprofitable = unprofitable(rules, &state.unprofitable, inputs);
     let (rule, mode, target_kw) = target(rules, state, inputs, now_us);
     let elapsed = state
         .last_step_us
@@ -95,7 +105,21 @@ pub fn step(
         made.from
     } else {
         state.emergency_since_us = None;
-        toward_target(rules, state, inputs, now_us, &made, &mut out)
+        let made = if mode == Mode::Failsafe {
+            made
+        } else {
+            shed_unprofitable(rules, state, inputs, now_us, made, &mut out)
+        };
+        let after = toward_target(rules, state, inputs, now_us, &made, &mut out);
+        let unprofitable_on = state
+            .unprofitable
+            .iter()
+            .any(|id| state.machines.get(id).is_some_and(|c| c.on));
+        if after == Mode::Curtailed && unprofitable_on {
+            Mode::Curtailing
+        } else {
+            after
+        }
     };
     if mode != made.from && !out.iter().any(|d| d.to == mode) {
         out.push(made.decision(mode, Action::Mode, rule));
@@ -156,11 +180,48 @@ fn target(
             Some(rules.price_target_kw.min(inputs.allocation_kw)),
         );
     }
+    if !state.unprofitable.is_empty() {
+        return (
+            Rule::PriceBreakeven,
+            Mode::Curtailing,
+            Some(inputs.allocation_kw),
+        );
+    }
     (
         Rule::AllocationCap,
         Mode::Running,
         Some(inputs.allocation_kw),
     )
+}
+
+/// The machines the price makes unprofitable: a machine joins once the last
+/// `strike_intervals` prices are all over its breakeven and leaves once they are all at or
+/// under it; one whose breakeven is unknown, or that is gone, is not.
+fn unprofitable(rules: &ControlRules, was: &BTreeSet<String>, inputs: &Inputs) -> BTreeSet<String> {
+    let n = rules.strike_intervals.max(1);
+    if !rules.shed_unprofitable || inputs.prices.len() < n {
+        return if rules.shed_unprofitable {
+            was.clone()
+        } else {
+            BTreeSet::new()
+        };
+    }
+    let last = &inputs.prices[inputs.prices.len() - n..];
+    inputs
+        .machines
+        .iter()
+        .filter(|m| {
+            let Some(b) = m.breakeven_per_mwh else {
+                return false;
+            };
+            if was.contains(&m.id) {
+                !last.iter().all(|p| *p <= b)
+            } else {
+                last.iter().all(|p| *p > b)
+            }
+        })
+        .map(|m| m.id.clone())
+        .collect()
 }
 
 /// Whether the price is over the strike, with hysteresis over `strike_intervals`.
@@ -236,6 +297,7 @@ mod tests {
                     nominal_w: 3000.0,
                     efficiency_j_th: 20.0 + 2.0 * i as f64,
                     controllable: true,
+                    breakeven_per_mwh: None,
                 })
                 .collect(),
             failed: Vec::new(),
@@ -457,6 +519,77 @@ mod tests {
         let fresh = site(later + M);
         step(&shedding, &mut state, &fresh, later + M);
         assert_ne!(state.mode, Mode::Failsafe);
+    }
+
+    fn wakes(decisions: &[Decision]) -> Vec<String> {
+        decisions
+            .iter()
+            .filter_map(|d| match &d.action {
+                Action::Wake { machine } => Some(machine.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_price_over_a_machines_breakeven_sleeps_it_least_profitable_first_and_a_fall_wakes_it() {
+        let rules = ControlRules {
+            shed_unprofitable: true,
+            strike_intervals: 2,
+            ramp_kw_per_min: 6.0,
+            cooldown_us: 2 * M,
+            min_off_us: M,
+            ..ControlRules::default()
+        };
+        // m-i breaks even at 200 − 10 i per MWh; m-09's earnings are unknown.
+        let at = |i: i64, prices: &[f64], power: &[(usize, f64)]| {
+            let mut inputs = Inputs {
+                prices: prices.to_vec(),
+                ..site(T0 + i * M)
+            };
+            for (j, m) in inputs.machines.iter_mut().enumerate() {
+                m.breakeven_per_mwh = (j < 9).then(|| 200.0 - 10.0 * j as f64);
+                if let Some((_, w)) = power.iter().find(|(k, _)| *k == j) {
+                    m.power_w = *w;
+                }
+            }
+            inputs
+        };
+        let mut state = SiteControl::default();
+        let d = step(&rules, &mut state, &at(0, &[100.0, 175.0], &[]), T0);
+        assert!(sleeps(&d).is_empty(), "one price over is not enough: {d:?}");
+        // 175 twice: m-03..m-08 (170..120) lose money; the ramp (6 kW a minute) sleeps two a
+        // minute, least profitable (lowest breakeven) first.
+        let d = step(&rules, &mut state, &at(1, &[175.0, 175.0], &[]), T0 + M);
+        assert_eq!(sleeps(&d), vec!["m-08", "m-07"]);
+        assert!(
+            d.iter()
+                .filter(|d| matches!(d.action, Action::Sleep { .. }))
+                .all(|d| d.rule == Rule::PriceBreakeven),
+            "{d:?}"
+        );
+        let asleep = [(8, 0.0), (7, 0.0)];
+        let d = step(&rules, &mut state, &at(2, &[175.0, 175.0], &asleep), T0 + 2 * M);
+        assert_eq!(sleeps(&d), vec!["m-06", "m-05"]);
+        assert_eq!(state.mode, Mode::Curtailing, "m-04 and m-03 still run");
+        let asleep = [(8, 0.0), (7, 0.0), (6, 0.0), (5, 0.0)];
+        let d = step(&rules, &mut state, &at(3, &[175.0, 175.0], &asleep), T0 + 3 * M);
+        assert_eq!(sleeps(&d), vec!["m-04", "m-03"]);
+        let asleep: Vec<(usize, f64)> = (3..9).map(|j| (j, 0.0)).collect();
+        let d = step(&rules, &mut state, &at(4, &[175.0, 175.0], &asleep), T0 + 4 * M);
+        assert!(sleeps(&d).is_empty() && wakes(&d).is_empty(), "{d:?}");
+        assert_eq!(state.mode, Mode::Curtailed);
+        assert_eq!(state.unprofitable.len(), 6);
+        // The price falls to 145 twice: m-03..m-05 (170..150) earn again and are woken once the
+        // cooldown has passed, most profitable first; m-06..m-08 stay asleep.
+        let d = step(&rules, &mut state, &at(5, &[175.0, 145.0], &asleep), T0 + 5 * M);
+        assert!(wakes(&d).is_empty(), "one price under is not enough: {d:?}");
+        let d = step(&rules, &mut state, &at(6, &[145.0, 145.0], &asleep), T0 + 6 * M);
+        assert_eq!(wakes(&d), vec!["m-03", "m-04"], "within the ramp");
+        assert_eq!(
+            state.unprofitable,
+            ["m-06", "m-07", "m-08"].map(String::from).into()
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What the controller remembers of a site between steps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,9 @@ pub struct SiteControl {
     /// Whether an operator held the site at the last step.
     #[serde(default)]
     pub held: bool,
+    /// Machines whose breakeven the price is over (with hysteresis): kept asleep.
+    #[serde(default)]
+    pub unprofitable: BTreeSet<String>,
 }
 
 impl SiteControl {

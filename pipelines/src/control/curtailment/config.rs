@@ -1,6 +1,7 @@
 //! The pipeline's settings (`[pipelines.curtailment]`), their checks, and the controller's rules
 //! they make.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adit_config::{Checked, check};
@@ -43,6 +44,16 @@ pub struct CurtailmentConfig {
     pub strike_intervals: usize,
     /// Load allowed while the price is over the strike, kW.
     pub price_target_kw: f64,
+    /// Sleep each machine whose breakeven is under the site's energy price for
+    /// `strike_intervals` consecutive prices, least profitable first; wake it once as many
+    /// prices are at or under it. A machine's breakeven is its customer's strike, else its
+    /// model's, else what its nameplate hashrate earns at its pool's terms and coin price per
+    /// MWh of its nameplate power.
+    pub shed_unprofitable: bool,
+    /// Strike prices per machine model, per MWh.
+    pub strike_by_model: BTreeMap<String, f64>,
+    /// Strike prices per hosting customer, per MWh (over the model's).
+    pub strike_by_customer: BTreeMap<String, f64>,
     /// Upper bound of fan levels 1..=8, °C, ascending (9 above the last).
     pub fan_bands_c: Vec<f64>,
     /// How far under a band's bound the temperature must fall to step the fans down, °C.
@@ -83,6 +94,9 @@ impl Default for CurtailmentConfig {
             strike_price: rules.strike_price,
             strike_intervals: rules.strike_intervals,
             price_target_kw: rules.price_target_kw,
+            shed_unprofitable: rules.shed_unprofitable,
+            strike_by_model: BTreeMap::new(),
+            strike_by_customer: BTreeMap::new(),
             fan_bands_c: rules.fan_bands_c,
             fan_hysteresis_c: rules.fan_hysteresis_c,
             fan_dwell: d(rules.fan_dwell_us),
@@ -108,6 +122,7 @@ impl CurtailmentConfig {
             strike_price: self.strike_price,
             strike_intervals: self.strike_intervals,
             price_target_kw: self.price_target_kw,
+            shed_unprofitable: self.shed_unprofitable,
             fan_bands_c: self.fan_bands_c.clone(),
             fan_hysteresis_c: self.fan_hysteresis_c,
             fan_dwell_us: span_micros(self.fan_dwell),
@@ -155,6 +170,18 @@ impl CurtailmentConfig {
             &key("strike_price"),
             "must be a number",
         )?;
+        for (k, strikes) in [
+            ("strike_by_model", &self.strike_by_model),
+            ("strike_by_customer", &self.strike_by_customer),
+        ] {
+            for (name, price) in strikes {
+                check(
+                    price.is_finite(),
+                    &format!("{}.{name:?}", key(k)),
+                    "must be a number",
+                )?;
+            }
+        }
         check(
             (1..=96).contains(&self.strike_intervals),
             &key("strike_intervals"),

@@ -2,7 +2,7 @@
 //! overrides in (time, sequence) order, each site decided at every `eval_every` boundary they
 //! cross with what was known then; a quiet site's clock moves on with processing time.
 
-use adit_schemas::registry::RegistryEntry;
+use adit_schemas::registry::{Machine, RegistryEntry};
 use adit_schemas::time::span_micros;
 
 use super::rows::{Produced, StepRecord, command_of, decision_row};
@@ -103,14 +103,17 @@ impl Curtailment {
             return Ok(());
         };
         let view = &state.registry;
+        let market = &state.market;
+        let breakeven = |m: &Machine| market.breakeven(&self.config, view, m);
         if !site.operator.is_empty() {
-            let load_kw = gather::inputs(&self.rules, view, site_id, site, at_us)
+            let load_kw = gather::inputs(&self.rules, view, site_id, site, at_us, &breakeven)
                 .map_or(0.0, |i| {
                     i.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0
                 });
             operator::commands(site_id, site, load_kw, at_us, self.config.dry_run, out)?;
         }
-        let Some(inputs) = gather::inputs(&self.rules, view, site_id, site, at_us) else {
+        let Some(inputs) = gather::inputs(&self.rules, view, site_id, site, at_us, &breakeven)
+        else {
             return Ok(());
         };
         let before = site.control.clone();

@@ -3,21 +3,22 @@
 
 use adit_schemas::SensorKind;
 use adit_schemas::overrides::{Override, OverrideKind};
-use adit_schemas::registry::{Record, RegistryView};
+use adit_schemas::registry::{Machine, Record, RegistryView};
 use adit_schemas::time::from_micros;
 
 use super::site::SiteState;
 use crate::control::controller::{ControlRules, GridEvent, Inputs, MachineInput};
 use crate::farm::readings::best_power;
 
-/// What the controller of `site_id` sees at `at_us` under `rules`; `None` for a site the
-/// registry does not know (nothing to control).
+/// What the controller of `site_id` sees at `at_us` under `rules`, each machine with its
+/// `breakeven`; `None` for a site the registry does not know (nothing to control).
 pub(super) fn inputs(
     rules: &ControlRules,
     view: &RegistryView,
     site_id: &str,
     site: &SiteState,
     at_us: i64,
+    breakeven: &dyn Fn(&Machine) -> Option<f64>,
 ) -> Option<Inputs> {
     let limits = view.site(site_id)?;
     let stale = rules.meter_stale_us;
@@ -33,6 +34,7 @@ pub(super) fn inputs(
                 let th = m.nominal_hashrate_hs / 1e12;
                 machines.push(MachineInput {
                     controllable: true,
+                    breakeven_per_mwh: breakeven(m),
                     id: m.id.clone(),
                     power_w,
                     nominal_w: m.nominal_power_w,

@@ -11,7 +11,8 @@
 //! nominal power and hashrate; the hottest fresh temperature; the oldest of the temperature
 //! sensors' latest readings (one sensor gone silent is enough for failsafe); the newest power
 //! figure of the site; the demand-response event in force (a `curtail` until a `normal`);
-//! the last prices.
+//! the last prices; each machine's breakeven (`market`: a strike set per customer or model,
+//! or what its nameplate hashrate earns at its pool's latest terms and coin price).
 //!
 //! **Overrides** (`control.override.<site>`, landed in `overrides`): in force from their `ts`
 //! to `expires` (or a `cancel`), applied to the inputs before the step — a pinned fan level, a
@@ -41,6 +42,7 @@ use crate::runtime::timer::Timer;
 mod config;
 mod decide;
 mod gather;
+mod market;
 mod operator;
 mod replay;
 mod rows;
@@ -84,6 +86,8 @@ impl Pipeline for Curtailment {
                 readings_input(),
                 grid_input(),
                 outcomes_input(),
+                StreamInput::of_all("network", EventKind::Network),
+                StreamInput::of_all("coins", EventKind::CoinPrice),
                 // The only reader of the overrides.
                 StreamInput::of("overrides", EventKind::Override).filing_dead_letters(),
             ],
@@ -102,6 +106,11 @@ impl Pipeline for Curtailment {
 
     async fn step(&self, state: &mut CurtailmentState, input: StepInput) -> Result<StepOutput> {
         let entries: Vec<_> = input.registry().collect();
+        for kind in [EventKind::Network, EventKind::CoinPrice] {
+            for (_, event) in input.of(kind) {
+                state.market.take(event);
+            }
+        }
         let readings = crate::inputs::readings_in(&input).into_iter();
         let signals = crate::inputs::signals_in(&input).into_iter();
         let mut items: Vec<_> = readings
@@ -211,6 +220,8 @@ mod tests {
                     nominal_hashrate_hs: 3000.0 / j_th * 1e12,
                     nominal_power_w: 3000.0,
                     adapter: Adapter::default(),
+                    mines_as: None,
+                    customer: None,
                 }),
                 t0,
             ));

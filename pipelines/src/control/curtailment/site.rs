@@ -9,6 +9,7 @@ use adit_schemas::registry::RegistryView;
 use adit_schemas::{GridSignal, GridSignalKind};
 use serde::{Deserialize, Serialize};
 
+use super::market::Market;
 use crate::control::controller::{GridEvent, SiteControl};
 use crate::farm::readings::{Reading, SiteDevices};
 
@@ -47,6 +48,9 @@ pub(super) struct SiteState {
 pub struct CurtailmentState {
     pub(super) registry: RegistryView,
     pub(super) sites: BTreeMap<String, SiteState>,
+    /// The pools' terms and the coins' prices.
+    #[serde(default)]
+    pub(super) market: Market,
 }
 
 /// Something that happened at a site, in time order.

@@ -3,6 +3,7 @@
 //! for it. Adding a family is a file here and a line in [`all`] (and, for a family the
 //! registry names, its `AdapterKind`).
 
+mod coin;
 mod grid;
 mod iotawatt;
 mod meters;
@@ -24,6 +25,7 @@ pub(super) fn all() -> Vec<Box<dyn Family>> {
         Box::new(roomalert::Roomalert),
         Box::new(pdu::Pdu),
         Box::new(grid::Grid::default()),
+        Box::new(coin::Coins::default()),
     ]
 }
 
@@ -78,6 +80,8 @@ mod tests {
             nominal_hashrate_hs: 13.5e12,
             nominal_power_w: 1350.0,
             adapter,
+            mines_as: None,
+            customer: None,
         }
     }
 

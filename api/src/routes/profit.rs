@@ -1,0 +1,208 @@
+//! A site's machines priced (issue 60): over the last hours, per machine, what its shares were
+//! worth, what its energy cost, the margin and the energy price it breaks even at, summed
+//! from `machine_profit` (one row per machine per settlement interval, with every input).
+//! A sum is given only where every interval in it was priced: a coin or energy price missing
+//! for one interval makes the machine's revenue or cost unknown, not smaller.
+
+use std::collections::BTreeMap;
+
+use adit_sql::Params;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::auth::{Access, Role};
+use crate::error::{QueryError, Result};
+use crate::routes::views::{rows, tables};
+use crate::state::AppState;
+
+/// Hours shown when the request does not say.
+const DEFAULT_HOURS: i64 = 24;
+/// Most hours shown (31 days).
+const MAX_HOURS: i64 = 744;
+
+/// The profit view: read access.
+pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
+    access.at(Role::Read, OpenApiRouter::new().routes(routes!(site_profit)))
+}
+
+/// One machine over the hours shown.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MachineMargin {
+    /// The machine.
+    pub machine: String,
+    /// Settlement intervals priced.
+    pub intervals: i64,
+    /// Accepted shares.
+    pub shares: i64,
+    /// Their expected value, atomic units.
+    pub revenue_units: i64,
+    /// Their worth in the operator's currency (none when some interval had no coin price).
+    pub revenue: Option<f64>,
+    /// Energy, kWh.
+    pub energy_kwh: f64,
+    /// Its cost (none when some interval had no energy price).
+    pub energy_cost: Option<f64>,
+    /// revenue − energy_cost.
+    pub margin: Option<f64>,
+    /// The energy price at which the margin is 0, per MWh.
+    pub breakeven_per_mwh: Option<f64>,
+    /// The latest interval's breakeven, per MWh.
+    pub last_breakeven_per_mwh: Option<f64>,
+}
+
+/// A site's machines over the hours shown.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ProfitView {
+    /// The site.
+    pub site: String,
+    /// Hours back from now.
+    pub hours: i64,
+    /// By machine, least margin first.
+    pub machines: Vec<MachineMargin>,
+    /// Σ margin of the machines whose margin is known.
+    pub margin: f64,
+}
+
+/// Revenue, energy cost, margin and breakeven of each of the site's machines.
+#[utoipa::path(get, path = "/api/v1/sites/{site}/profit", tag = "farm",
+    params(("site" = String, Path, description = "Site id"),
+           ("hours" = Option<i64>, Query, description = "Hours back from now (default 24, at most 744)")),
+    responses((status = 200, body = ProfitView), (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+pub async fn site_profit(
+    State(state): State<AppState>,
+    Path(site): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<ProfitView>> {
+    let hours = hours(&query)?;
+    let mut view = ProfitView {
+        site: site.clone(),
+        hours,
+        machines: Vec::new(),
+        margin: 0.0,
+    };
+    if !tables(&state).await?.contains("machine_profit") {
+        return Ok(Json(view));
+    }
+    let mut params = Params::new();
+    // `hours` is a checked integer, written into the statement as one.
+    let sql = format!(
+        "WITH recent AS (
+           SELECT * FROM machine_profit
+           WHERE site = {s} AND period_end >= now() - INTERVAL '{hours} hours'),
+         last AS (
+           SELECT machine, breakeven_per_mwh,
+                  row_number() OVER (PARTITION BY machine ORDER BY period_start DESC) AS n
+           FROM recent)
+         SELECT r.machine, count(*) AS intervals, sum(r.shares) AS shares,
+                sum(r.revenue_units) AS revenue_units,
+                sum(r.revenue) AS revenue, count(r.revenue) AS priced,
+                sum(r.energy_wh) AS energy_wh,
+                sum(r.energy_cost) AS energy_cost, count(r.energy_cost) AS costed,
+                max(l.breakeven_per_mwh) AS last_breakeven
+         FROM recent r LEFT JOIN last l ON l.machine = r.machine AND l.n = 1
+         GROUP BY r.machine",
+        s = params.text(&site)
+    );
+    for r in rows(&state, &sql, &params).await? {
+        view.machines.push(margin_of(&r));
+    }
+    view.machines.sort_by(|a, b| {
+        let m = |x: &MachineMargin| x.margin.unwrap_or(f64::INFINITY);
+        m(a).total_cmp(&m(b)).then_with(|| a.machine.cmp(&b.machine))
+    });
+    view.margin = view.machines.iter().filter_map(|m| m.margin).sum();
+    Ok(Json(view))
+}
+
+/// One machine's sums; a sum over intervals some of which were not priced is none.
+fn margin_of(r: &Map<String, Value>) -> MachineMargin {
+    let int = |k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let float = |k: &str| r.get(k).and_then(Value::as_f64);
+    let intervals = int("intervals");
+    let revenue = float("revenue").filter(|_| int("priced") == intervals);
+    let energy_cost = float("energy_cost").filter(|_| int("costed") == intervals);
+    let energy_wh = float("energy_wh").unwrap_or(0.0);
+    MachineMargin {
+        machine: r
+            .get("machine")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        intervals,
+        shares: int("shares"),
+        revenue_units: int("revenue_units"),
+        revenue,
+        energy_kwh: energy_wh / 1000.0,
+        energy_cost,
+        margin: revenue.zip(energy_cost).map(|(r, c)| r - c),
+        breakeven_per_mwh: revenue
+            .filter(|_| energy_wh > 0.0)
+            .map(|r| r / (energy_wh / 1e6)),
+        last_breakeven_per_mwh: float("last_breakeven"),
+    }
+}
+
+/// `hours` from the query string: 1 to [`MAX_HOURS`], [`DEFAULT_HOURS`] when absent.
+fn hours(query: &BTreeMap<String, String>) -> Result<i64> {
+    let mut hours = DEFAULT_HOURS;
+    for (key, value) in query {
+        match key.as_str() {
+            "hours" => {
+                hours = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|h| (1..=MAX_HOURS).contains(h))
+                    .ok_or_else(|| {
+                        QueryError::BadRequest(format!(
+                            "hours must be a whole number from 1 to {MAX_HOURS}, not {value:?}"
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(QueryError::BadRequest(format!(
+                    "unknown parameter {other:?}; use hours"
+                )));
+            }
+        }
+    }
+    Ok(hours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_sum_over_an_unpriced_interval_is_unknown_not_smaller() {
+        let row = |priced: i64, costed: i64| {
+            json!({"machine": "m-1", "intervals": 4, "shares": 10, "revenue_units": 5,
+                   "revenue": 3.0, "priced": priced, "energy_wh": 2000.0,
+                   "energy_cost": 1.0, "costed": costed, "last_breakeven": 1500.0})
+            .as_object()
+            .cloned()
+            .unwrap()
+        };
+        let all = margin_of(&row(4, 4));
+        assert_eq!(all.margin, Some(2.0));
+        assert_eq!(all.breakeven_per_mwh, Some(1500.0));
+        assert_eq!(all.energy_kwh, 2.0);
+        let unpriced = margin_of(&row(3, 4));
+        assert_eq!((unpriced.revenue, unpriced.margin), (None, None));
+        assert_eq!(unpriced.energy_cost, Some(1.0));
+        let uncosted = margin_of(&row(4, 3));
+        assert_eq!((uncosted.energy_cost, uncosted.margin), (None, None));
+        assert_eq!(uncosted.breakeven_per_mwh, Some(1500.0));
+        let mut bad = BTreeMap::new();
+        bad.insert("hours".to_string(), "0".to_string());
+        assert!(hours(&bad).is_err());
+        bad.insert("hours".to_string(), "745".to_string());
+        assert!(hours(&bad).is_err());
+        assert_eq!(hours(&BTreeMap::new()).unwrap(), DEFAULT_HOURS);
+    }
+}
