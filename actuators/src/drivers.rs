@@ -281,6 +281,8 @@ mod tests {
                 address: Some("127.0.0.1:4028".into()),
                 channel: None,
             },
+            mines_as: None,
+            customer: None,
         };
         for record in [Record::Site(site), Record::Machine(machine)] {
             view.apply(&RegistryEntry {
