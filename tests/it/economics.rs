@@ -92,7 +92,12 @@ async fn acted(app: &App, action: &str, rule: &str) -> Vec<String> {
 
 /// Publishes one accepted share a second for each machine that is awake, as the pool would:
 /// difficulty = its nameplate hashrate, so the shares stand for its hashes.
-fn mine(nats: &NatsServer, machines: Vec<(String, f64)>, awake: Arc<std::sync::Mutex<BTreeMap<String, bool>>>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+fn mine(
+    nats: &NatsServer,
+    machines: Vec<(String, f64)>,
+    awake: Arc<std::sync::Mutex<BTreeMap<String, bool>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
     let url = nats.url();
     tokio::spawn(async move {
         let client = async_nats::connect(&url).await.unwrap();
@@ -134,7 +139,7 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
         &farm::Farm {
             machines: 4,
             curtailment: "shed_unprofitable = true\nstrike_intervals = 1\n",
-            extra: "[pipelines.energy]\nmax_gap = \"10s\"\ngrace = \"1s\"\nidle = \"10s\"\ntick = \"1s\"\n",
+            extra: "[pipelines.energy]\nmax_gap = \"10s\"\ngrace = \"1s\"\nidle = \"10s\"\ntick = \"500ms\"\n",
             ..Default::default()
         }
         .config(),
@@ -153,11 +158,17 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
     let mut site = sites.into_iter().find(|s| s["id"] == SITE).unwrap();
     site["settlement_minutes"] = json!(1);
     let mut machines: Vec<Value> = app
-        .get_json(&format!("/api/v1/registry/machines?site={SITE}"), READ_TOKEN)
+        .get_json(
+            &format!("/api/v1/registry/machines?site={SITE}"),
+            READ_TOKEN,
+        )
         .await;
     machines.sort_by_key(|m| m["id"].as_str().unwrap().to_string());
     let mut records = vec![
-        (format!("/api/v1/registry/pools/{POOL}"), json!({"coin": "XMR"})),
+        (
+            format!("/api/v1/registry/pools/{POOL}"),
+            json!({"coin": "XMR"}),
+        ),
         (format!("/api/v1/registry/sites/{SITE}"), site),
     ];
     let mut hashrates = Vec::new();
@@ -205,19 +216,35 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
     // least profitable first; the other two run on.
     site_price(&app, "p-high", 120.0).await;
     let (cheap, dear) = (&hashrates[0].0, &hashrates[1].0);
-    eventually(Duration::from_secs(60), "the two unprofitable machines slept", || async {
-        acted(&app, "sleep", "price_breakeven").await.len() >= 2
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the two unprofitable machines slept",
+        || async { acted(&app, "sleep", "price_breakeven").await.len() >= 2 },
+    )
     .await;
     let slept = acted(&app, "sleep", "price_breakeven").await;
-    assert_eq!(slept, vec![cheap.clone(), dear.clone()], "least profitable first, only those");
+    eprintln!(
+        "breakevens {:?} per MWh; at 120 slept {slept:?}",
+        HASHRATES.map(breakeven)
+    );
+    assert_eq!(
+        slept,
+        vec![cheap.clone(), dear.clone()],
+        "least profitable first, only those"
+    );
     for id in [cheap, dear] {
         awake.lock().unwrap().insert(id.clone(), false);
     }
-    eventually(Duration::from_secs(60), "the site's measured power falls", || async {
-        farm::site_kw(&app, SITE).await.unwrap_or(f64::MAX) < before_kw * 0.75
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the site's measured power falls",
+        || async { farm::site_kw(&app, SITE).await.unwrap_or(f64::MAX) < before_kw * 0.75 },
+    )
     .await;
+    eprintln!(
+        "site {before_kw:.2} kW → {:.2} kW",
+        farm::site_kw(&app, SITE).await.unwrap()
+    );
     let recorded = app
         .rows(&format!(
             "SELECT inputs FROM decisions WHERE rule = 'price_breakeven' AND machine = '{cheap}'"
@@ -231,7 +258,10 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
         .find(|m| m["id"] == cheap.as_str())
         .unwrap();
     assert!(
-        close(machine["breakeven_per_mwh"].as_f64().unwrap(), breakeven(HASHRATES[0])),
+        close(
+            machine["breakeven_per_mwh"].as_f64().unwrap(),
+            breakeven(HASHRATES[0])
+        ),
         "the recorded breakeven {machine} is the nameplate's at the pool's terms and the coin's price"
     );
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -295,14 +325,20 @@ async fn check_every_row(app: &App) {
         .map(|r| (us(&r["t"]), r["price_per_mwh"].as_f64().unwrap()))
         .collect();
     let quotes: Vec<(i64, f64)> = app
-        .rows("SELECT CAST(ts AS BIGINT) AS t, price FROM coin_prices WHERE coin = 'XMR' ORDER BY t")
+        .rows(
+            "SELECT CAST(ts AS BIGINT) AS t, price FROM coin_prices WHERE coin = 'XMR' ORDER BY t",
+        )
         .await
         .iter()
         .map(|r| (us(&r["t"]), r["price"].as_f64().unwrap()))
         .collect();
     let (mut priced, mut with_margin) = (0, 0);
     for row in &rows {
-        let (machine, s, e) = (row["machine"].as_str().unwrap(), us(&row["s"]), us(&row["e"]));
+        let (machine, s, e) = (
+            row["machine"].as_str().unwrap(),
+            us(&row["s"]),
+            us(&row["e"]),
+        );
         let shares = app
             .rows(&format!(
                 "SELECT difficulty, reward, network_difficulty FROM shares WHERE accepted \
@@ -318,7 +354,11 @@ async fn check_every_row(app: &App) {
             })
             .sum();
         assert_eq!(row["shares"].as_i64(), Some(shares.len() as i64), "{row}");
-        assert_eq!(row["revenue_units"].as_u64().map(u128::from), Some(units), "{row}");
+        assert_eq!(
+            row["revenue_units"].as_u64().map(u128::from),
+            Some(units),
+            "{row}"
+        );
         let energy = app
             .rows(&format!(
                 "SELECT energy_wh FROM energy_settlement WHERE scope = 'machine' AND site = '{SITE}' \
@@ -332,7 +372,9 @@ async fn check_every_row(app: &App) {
         let price = mean_over(&prices, s, e);
         let cost = price.map(|p| energy_wh / 1e6 * p);
         let same = |column: &str, want: Option<f64>| match (row[column].as_f64(), want) {
-            (Some(got), Some(want)) => assert!(close(got, want), "{column}: {got} ≠ {want} in {row}"),
+            (Some(got), Some(want)) => {
+                assert!(close(got, want), "{column}: {got} ≠ {want} in {row}")
+            }
             (got, want) => assert_eq!(got, want, "{column} in {row}"),
         };
         same("coin_price", coin);
@@ -342,18 +384,29 @@ async fn check_every_row(app: &App) {
         same("margin", revenue.zip(cost).map(|(r, c)| r - c));
         same(
             "breakeven_per_mwh",
-            revenue.filter(|_| energy_wh > 0.0).map(|r| r / (energy_wh / 1e6)),
+            revenue
+                .filter(|_| energy_wh > 0.0)
+                .map(|r| r / (energy_wh / 1e6)),
         );
         priced += usize::from(revenue.is_some() && units > 0);
         with_margin += usize::from(row["margin"].is_number());
     }
-    assert!(priced >= 4 && with_margin >= 4, "{priced} priced, {with_margin} with a margin of {}", rows.len());
+    eprintln!(
+        "machine_profit: {} rows recomputed, {priced} with priced shares, {with_margin} with a margin",
+        rows.len()
+    );
+    assert!(
+        priced >= 4 && with_margin >= 4,
+        "{priced} priced, {with_margin} with a margin of {}",
+        rows.len()
+    );
 }
 
 /// The site's profit view sums each machine's rows of the hour.
 async fn check_view(app: &App, view: &Value) {
     let machines = view["machines"].as_array().unwrap();
     assert_eq!(machines.len(), 4, "{view}");
+    eprintln!("profit view: {view}");
     for m in machines {
         let id = m["machine"].as_str().unwrap();
         let sums = app
@@ -366,11 +419,20 @@ async fn check_view(app: &App, view: &Value) {
         let r = &sums[0];
         assert_eq!(m["intervals"], r["n"], "{m}");
         assert_eq!(m["revenue_units"], r["units"], "{m}");
-        assert!(close(m["energy_kwh"].as_f64().unwrap(), r["wh"].as_f64().unwrap() / 1000.0));
+        assert!(close(
+            m["energy_kwh"].as_f64().unwrap(),
+            r["wh"].as_f64().unwrap() / 1000.0
+        ));
         if r["known"] == r["n"] {
-            assert!(close(m["margin"].as_f64().unwrap(), r["margin"].as_f64().unwrap()), "{m}");
+            assert!(
+                close(m["margin"].as_f64().unwrap(), r["margin"].as_f64().unwrap()),
+                "{m}"
+            );
         } else {
-            assert!(m["margin"].is_null(), "a margin over unpriced intervals is unknown: {m}");
+            assert!(
+                m["margin"].is_null(),
+                "a margin over unpriced intervals is unknown: {m}"
+            );
         }
     }
 }

@@ -111,7 +111,13 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
         Duration::from_secs(30),
         "each accepted share's terms are in `network`",
         || async {
-            scalar(&tables, &["network"], "SELECT count(DISTINCT height) FROM network").await >= 2
+            scalar(
+                &tables,
+                &["network"],
+                "SELECT count(DISTINCT height) FROM network",
+            )
+            .await
+                >= 2
                 && scalar(
                     &tables,
                     &["shares", "network"],

@@ -77,12 +77,16 @@ impl App {
         } else {
             "[egress]\ndevices = [\"private\", \"loopback\"]\nfeeds = [\"public\", \"loopback\"]\nnotify = [\"public\", \"loopback\"]\n"
         };
+        let energy = if extra_toml.contains("[pipelines.energy]") {
+            ""
+        } else {
+            "[pipelines.energy]\ntick = \"500ms\"\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "{egress}[pipelines]\nbatch_max_rows = 2000\nbatch_max_wait = \"200ms\"\nlease_ttl = \"3s\"\n\
-                 [pipelines.energy]\ntick = \"500ms\"\n\
-                 [query]\nlisten = \"127.0.0.1:{port}\"\n\
+                 {energy}[query]\nlisten = \"127.0.0.1:{port}\"\n\
                  tokens = [{{ name = \"reader\", token = \"{READ_TOKEN}\", role = \"read\" }}, \
                            {{ name = \"operator\", token = \"{OPERATE_TOKEN}\", role = \"operate\" }}, \
                            {{ name = \"admin\", token = \"{ADMIN_TOKEN}\", role = \"admin\" }}]\n{extra_toml}"

@@ -548,7 +548,7 @@ mod tests {
                 ..site(T0 + i * M)
             };
             for (j, m) in inputs.machines.iter_mut().enumerate() {
-                m.breakeven_per_mwh = (j < 9).then(|| 200.0 - 10.0 * j as f64);
+                m.breakeven_per_mwh = (j < 9).then_some(200.0 - 10.0 * j as f64);
                 if let Some((_, w)) = power.iter().find(|(k, _)| *k == j) {
                     m.power_w = *w;
                 }
@@ -569,22 +569,47 @@ mod tests {
             "{d:?}"
         );
         let asleep = [(8, 0.0), (7, 0.0)];
-        let d = step(&rules, &mut state, &at(2, &[175.0, 175.0], &asleep), T0 + 2 * M);
+        let d = step(
+            &rules,
+            &mut state,
+            &at(2, &[175.0, 175.0], &asleep),
+            T0 + 2 * M,
+        );
         assert_eq!(sleeps(&d), vec!["m-06", "m-05"]);
         assert_eq!(state.mode, Mode::Curtailing, "m-04 and m-03 still run");
         let asleep = [(8, 0.0), (7, 0.0), (6, 0.0), (5, 0.0)];
-        let d = step(&rules, &mut state, &at(3, &[175.0, 175.0], &asleep), T0 + 3 * M);
+        let d = step(
+            &rules,
+            &mut state,
+            &at(3, &[175.0, 175.0], &asleep),
+            T0 + 3 * M,
+        );
         assert_eq!(sleeps(&d), vec!["m-04", "m-03"]);
         let asleep: Vec<(usize, f64)> = (3..9).map(|j| (j, 0.0)).collect();
-        let d = step(&rules, &mut state, &at(4, &[175.0, 175.0], &asleep), T0 + 4 * M);
+        let d = step(
+            &rules,
+            &mut state,
+            &at(4, &[175.0, 175.0], &asleep),
+            T0 + 4 * M,
+        );
         assert!(sleeps(&d).is_empty() && wakes(&d).is_empty(), "{d:?}");
         assert_eq!(state.mode, Mode::Curtailed);
         assert_eq!(state.unprofitable.len(), 6);
         // The price falls to 145 twice: m-03..m-05 (170..150) earn again and are woken once the
         // cooldown has passed, most profitable first; m-06..m-08 stay asleep.
-        let d = step(&rules, &mut state, &at(5, &[175.0, 145.0], &asleep), T0 + 5 * M);
+        let d = step(
+            &rules,
+            &mut state,
+            &at(5, &[175.0, 145.0], &asleep),
+            T0 + 5 * M,
+        );
         assert!(wakes(&d).is_empty(), "one price under is not enough: {d:?}");
-        let d = step(&rules, &mut state, &at(6, &[145.0, 145.0], &asleep), T0 + 6 * M);
+        let d = step(
+            &rules,
+            &mut state,
+            &at(6, &[145.0, 145.0], &asleep),
+            T0 + 6 * M,
+        );
         assert_eq!(wakes(&d), vec!["m-03", "m-04"], "within the ramp");
         assert_eq!(
             state.unprofitable,

@@ -20,18 +20,14 @@ pub(super) struct Market {
 }
 
 impl Market {
-    /// Takes a pool's terms or a coin's price, unless an later one is known.
+    /// Takes a pool's terms or a coin's price, unless a later one is known.
     pub(super) fn take(&mut self, event: &AnyEvent) {
         match event {
-            AnyEvent::Network(n) => {
-                if self.networks.get(&n.pool).is_none_or(|was| was.ts <= n.ts) {
-                    self.networks.insert(n.pool.clone(), n.clone());
-                }
+            AnyEvent::Network(n) if self.networks.get(&n.pool).is_none_or(|was| was.ts <= n.ts) => {
+                self.networks.insert(n.pool.clone(), n.clone());
             }
-            AnyEvent::CoinPrice(c) => {
-                if self.coins.get(&c.coin).is_none_or(|was| was.ts <= c.ts) {
-                    self.coins.insert(c.coin.clone(), c.clone());
-                }
+            AnyEvent::CoinPrice(c) if self.coins.get(&c.coin).is_none_or(|was| was.ts <= c.ts) => {
+                self.coins.insert(c.coin.clone(), c.clone());
             }
             _ => {}
         }
