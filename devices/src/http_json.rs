@@ -632,7 +632,10 @@ mod tests {
             (&br#"{"monero":{"usd":{}}}"#[..], "/monero/usd"),
             (&b"152"[..], "/monero/usd"),
         ] {
-            assert!(parse_coin_price(body, pointer).is_err(), "{pointer} in {body:?}");
+            assert!(
+                parse_coin_price(body, pointer).is_err(),
+                "{pointer} in {body:?}"
+            );
         }
     }
 

@@ -149,9 +149,8 @@ pub fn breakeven_per_mwh(
     network: &NetworkState,
     coin: &CoinPrice,
 ) -> Option<f64> {
-    (power_w > 0.0).then(|| {
-        hashrate_hs * 3600.0 * network.units_per_hash() * coin.per_unit() * 1e6 / power_w
-    })
+    (power_w > 0.0)
+        .then(|| hashrate_hs * 3600.0 * network.units_per_hash() * coin.per_unit() * 1e6 / power_w)
 }
 
 #[cfg(test)]

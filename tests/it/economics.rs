@@ -409,30 +409,40 @@ async fn check_view(app: &App, view: &Value) {
     eprintln!("profit view: {view}");
     for m in machines {
         let id = m["machine"].as_str().unwrap();
-        let sums = app
+        let rows = app
             .rows(&format!(
-                "SELECT count(*) AS n, sum(revenue_units) AS units, sum(energy_wh) AS wh, \
-                 count(margin) AS known, sum(margin) AS margin FROM machine_profit \
+                "SELECT revenue_units, energy_wh, revenue, margin FROM machine_profit \
                  WHERE site = '{SITE}' AND machine = '{id}'"
             ))
             .await;
-        let r = &sums[0];
-        assert_eq!(m["intervals"], r["n"], "{m}");
-        assert_eq!(m["revenue_units"], r["units"], "{m}");
-        assert!(close(
-            m["energy_kwh"].as_f64().unwrap(),
-            r["wh"].as_f64().unwrap() / 1000.0
-        ));
-        if r["known"] == r["n"] {
-            assert!(
-                close(m["margin"].as_f64().unwrap(), r["margin"].as_f64().unwrap()),
-                "{m}"
-            );
-        } else {
-            assert!(
-                m["margin"].is_null(),
-                "a margin over unpriced intervals is unknown: {m}"
-            );
-        }
+        let known = |k: &str| {
+            rows.iter()
+                .filter_map(|r| r[k].as_f64())
+                .collect::<Vec<_>>()
+        };
+        let units: i64 = rows
+            .iter()
+            .map(|r| r["revenue_units"].as_i64().unwrap())
+            .sum();
+        let wh: f64 = rows.iter().map(|r| r["energy_wh"].as_f64().unwrap()).sum();
+        let priced_wh: f64 = rows
+            .iter()
+            .filter(|r| r["revenue"].is_number())
+            .map(|r| r["energy_wh"].as_f64().unwrap())
+            .sum();
+        let (revenue, margin) = (known("revenue"), known("margin"));
+        assert_eq!(m["intervals"].as_u64(), Some(rows.len() as u64), "{m}");
+        assert_eq!(m["priced"].as_u64(), Some(revenue.len() as u64), "{m}");
+        assert_eq!(m["margined"].as_u64(), Some(margin.len() as u64), "{m}");
+        assert_eq!(m["revenue_units"].as_i64(), Some(units), "{m}");
+        assert!(close(m["energy_kwh"].as_f64().unwrap(), wh / 1000.0), "{m}");
+        assert!(!margin.is_empty(), "{m}");
+        let margin_sum: f64 = margin.iter().sum();
+        assert!(close(m["margin"].as_f64().unwrap(), margin_sum), "{m}");
+        let breakeven = revenue.iter().sum::<f64>() / (priced_wh / 1e6);
+        assert!(
+            close(m["breakeven_per_mwh"].as_f64().unwrap(), breakeven),
+            "{m}"
+        );
     }
 }

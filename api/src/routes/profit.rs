@@ -1,8 +1,9 @@
 //! A site's machines priced (issue 60): over the last hours, per machine, what its shares were
 //! worth, what its energy cost, the margin and the energy price it breaks even at, summed
 //! from `machine_profit` (one row per machine per settlement interval, with every input).
-//! A sum is given only where every interval in it was priced: a coin or energy price missing
-//! for one interval makes the machine's revenue or cost unknown, not smaller.
+//! Revenue, cost and margin are each summed over the intervals where they are known (a coin
+//! or energy price was in force throughout), and each says over how many: an interval without
+//! a price is left out of a sum, never counted as 0.
 
 use std::collections::BTreeMap;
 
@@ -34,21 +35,28 @@ pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
 pub struct MachineMargin {
     /// The machine.
     pub machine: String,
-    /// Settlement intervals priced.
+    /// Settlement intervals settled.
     pub intervals: i64,
+    /// Of those, the intervals whose revenue is known (a coin price in force throughout).
+    pub priced: i64,
+    /// Of those, the intervals whose energy cost is known.
+    pub costed: i64,
+    /// Of those, the intervals whose margin is known (both).
+    pub margined: i64,
     /// Accepted shares.
     pub shares: i64,
     /// Their expected value, atomic units.
     pub revenue_units: i64,
-    /// Their worth in the operator's currency (none when some interval had no coin price).
+    /// Their worth in the operator's currency, over the priced intervals.
     pub revenue: Option<f64>,
-    /// Energy, kWh.
+    /// Energy, kWh, over every interval.
     pub energy_kwh: f64,
-    /// Its cost (none when some interval had no energy price).
+    /// Its cost, over the costed intervals.
     pub energy_cost: Option<f64>,
-    /// revenue − energy_cost.
+    /// revenue − energy_cost, over the intervals where both are known.
     pub margin: Option<f64>,
-    /// The energy price at which the margin is 0, per MWh.
+    /// The energy price at which the priced intervals' margin is 0, per MWh: their revenue
+    /// over their energy.
     pub breakeven_per_mwh: Option<f64>,
     /// The latest interval's breakeven, per MWh.
     pub last_breakeven_per_mwh: Option<f64>,
@@ -101,8 +109,10 @@ pub async fn site_profit(
          SELECT r.machine, count(*) AS intervals, sum(r.shares) AS shares,
                 sum(r.revenue_units) AS revenue_units,
                 sum(r.revenue) AS revenue, count(r.revenue) AS priced,
+                sum(CASE WHEN r.revenue IS NOT NULL THEN r.energy_wh END) AS priced_wh,
                 sum(r.energy_wh) AS energy_wh,
                 sum(r.energy_cost) AS energy_cost, count(r.energy_cost) AS costed,
+                sum(r.margin) AS margin, count(r.margin) AS margined,
                 max(l.breakeven_per_mwh) AS last_breakeven
          FROM recent r LEFT JOIN last l ON l.machine = r.machine AND l.n = 1
          GROUP BY r.machine",
@@ -119,30 +129,32 @@ pub async fn site_profit(
     Ok(Json(view))
 }
 
-/// One machine's sums; a sum over intervals some of which were not priced is none.
+/// One machine's sums; a sum over no known interval is none.
 fn margin_of(r: &Map<String, Value>) -> MachineMargin {
     let int = |k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(0);
     let float = |k: &str| r.get(k).and_then(Value::as_f64);
-    let intervals = int("intervals");
-    let revenue = float("revenue").filter(|_| int("priced") == intervals);
-    let energy_cost = float("energy_cost").filter(|_| int("costed") == intervals);
-    let energy_wh = float("energy_wh").unwrap_or(0.0);
+    let (priced, costed, margined) = (int("priced"), int("costed"), int("margined"));
+    let revenue = float("revenue").filter(|_| priced > 0);
+    let priced_wh = float("priced_wh").unwrap_or(0.0);
     MachineMargin {
         machine: r
             .get("machine")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
-        intervals,
+        intervals: int("intervals"),
+        priced,
+        costed,
+        margined,
         shares: int("shares"),
         revenue_units: int("revenue_units"),
         revenue,
-        energy_kwh: energy_wh / 1000.0,
-        energy_cost,
-        margin: revenue.zip(energy_cost).map(|(r, c)| r - c),
+        energy_kwh: float("energy_wh").unwrap_or(0.0) / 1000.0,
+        energy_cost: float("energy_cost").filter(|_| costed > 0),
+        margin: float("margin").filter(|_| margined > 0),
         breakeven_per_mwh: revenue
-            .filter(|_| energy_wh > 0.0)
-            .map(|r| r / (energy_wh / 1e6)),
+            .filter(|_| priced_wh > 0.0)
+            .map(|r| r / (priced_wh / 1e6)),
         last_breakeven_per_mwh: float("last_breakeven"),
     }
 }
@@ -179,25 +191,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_sum_over_an_unpriced_interval_is_unknown_not_smaller() {
-        let row = |priced: i64, costed: i64| {
+    fn sums_are_over_the_intervals_where_they_are_known_and_say_how_many() {
+        let row = |priced: i64, margined: i64| {
             json!({"machine": "m-1", "intervals": 4, "shares": 10, "revenue_units": 5,
-                   "revenue": 3.0, "priced": priced, "energy_wh": 2000.0,
-                   "energy_cost": 1.0, "costed": costed, "last_breakeven": 1500.0})
+                   "revenue": if priced > 0 { json!(3.0) } else { json!(null) },
+                   "priced": priced, "priced_wh": 1500.0, "energy_wh": 2000.0,
+                   "energy_cost": 1.0, "costed": 4,
+                   "margin": if margined > 0 { json!(1.75) } else { json!(null) },
+                   "margined": margined, "last_breakeven": 1500.0})
             .as_object()
             .cloned()
             .unwrap()
         };
-        let all = margin_of(&row(4, 4));
-        assert_eq!(all.margin, Some(2.0));
-        assert_eq!(all.breakeven_per_mwh, Some(1500.0));
-        assert_eq!(all.energy_kwh, 2.0);
-        let unpriced = margin_of(&row(3, 4));
-        assert_eq!((unpriced.revenue, unpriced.margin), (None, None));
-        assert_eq!(unpriced.energy_cost, Some(1.0));
-        let uncosted = margin_of(&row(4, 3));
-        assert_eq!((uncosted.energy_cost, uncosted.margin), (None, None));
-        assert_eq!(uncosted.breakeven_per_mwh, Some(1500.0));
+        let some = margin_of(&row(3, 3));
+        assert_eq!((some.priced, some.costed, some.margined), (3, 4, 3));
+        assert_eq!(some.margin, Some(1.75));
+        assert_eq!(some.breakeven_per_mwh, Some(2000.0), "3.0 over 1.5 kWh");
+        assert_eq!(some.energy_kwh, 2.0);
+        let none = margin_of(&row(0, 0));
+        assert_eq!((none.revenue, none.margin, none.breakeven_per_mwh), (None, None, None));
+        assert_eq!(none.energy_cost, Some(1.0));
         let mut bad = BTreeMap::new();
         bad.insert("hours".to_string(), "0".to_string());
         assert!(hours(&bad).is_err());

@@ -1359,7 +1359,7 @@ async function viewSite(ctx, root, args) {
     const money = (x) => fmt.num(x, 2);
     return table([
       { key: 'machine', label: 'Machine' },
-      { key: 'intervals', label: 'Intervals', num: true, fmt: fmt.int },
+      { key: 'intervals', label: 'Intervals (priced)', num: true, fmt: (x, r) => `${fmt.int(x)} (${fmt.int(r.margined)})` },
       { key: 'shares', label: 'Shares', num: true, fmt: fmt.int },
       { key: 'revenue', label: 'Revenue', num: true, fmt: money },
       { key: 'energy_kwh', label: 'Energy', num: true, fmt: (x) => `${fmt.num(x, 1)} kWh` },

@@ -167,8 +167,7 @@ impl CoinFeed {
             "decimals",
             format!("must be at most {}", adit_schemas::market::MAX_DECIMALS),
         )?;
-        http_url(&self.url)
-            .map_err(|r| Invalid::new("url", format!("{:?}: {r}", self.url)))?;
+        http_url(&self.url).map_err(|r| Invalid::new("url", format!("{:?}: {r}", self.url)))?;
         check(
             self.pointer.is_empty() || self.pointer.starts_with('/'),
             "pointer",

@@ -43,8 +43,10 @@ impl Family for Coins {
     fn collect(&self, _: &RegistryView, config: &AdaptersConfig, out: &mut Targets) {
         for feed in &config.coin_price {
             let Ok(url) = http_url(&feed.url) else {
-                out.skipped
-                    .push(format!("coin price feed {:?}: not an http(s) URL", feed.url));
+                out.skipped.push(format!(
+                    "coin price feed {:?}: not an http(s) URL",
+                    feed.url
+                ));
                 continue;
             };
             out.devices.insert(
