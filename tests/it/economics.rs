@@ -134,7 +134,7 @@ fn mine(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_from_the_tables() {
-    let (nats, _dir, app) = start_app(
+    let (nats, dir, app) = start_app(
         farm::FARM_ROLES,
         &farm::Farm {
             machines: 4,
@@ -302,6 +302,40 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
         .get_json(&format!("/api/v1/sites/{SITE}/profit?hours=1"), READ_TOKEN)
         .await;
     check_view(&app, &view).await;
+
+    // The site page's panel shows each machine's margin as the view gives it.
+    let expect: Vec<Value> = view["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!({"machine": m["machine"], "margin": m["margin"]}))
+        .collect();
+    let expect_path = dir.path().join("expect.json");
+    std::fs::write(&expect_path, serde_json::to_vec(&expect).unwrap()).unwrap();
+    let args = [
+        "--url",
+        &app.url(),
+        "--token",
+        READ_TOKEN,
+        "--site",
+        SITE,
+        "--expect",
+        expect_path.to_str().unwrap(),
+        "--shot",
+        dir.path().join("profit.png").to_str().unwrap(),
+    ]
+    .map(String::from);
+    let (status, said) = run_browser_script(
+        "profit.py",
+        &args,
+        &dir.path().join("profit.log"),
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "{said}");
+    eprintln!("{said}");
+    if let Ok(keep) = std::env::var("ADIT_KEEP_SHOTS") {
+        std::fs::copy(dir.path().join("profit.png"), keep).unwrap();
+    }
 }
 
 /// Every `machine_profit` row equals what `shares`, `energy_settlement`, `coin_prices` and
