@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{Access, Role};
-use crate::error::{QueryError, Result};
-use crate::routes::views::{rows, tables};
+use crate::error::Result;
+use crate::routes::views::{only_count, rows, tables};
 use crate::state::AppState;
 
 /// Hours shown when the request does not say.
@@ -161,28 +161,7 @@ fn margin_of(r: &Map<String, Value>) -> MachineMargin {
 
 /// `hours` from the query string: 1 to [`MAX_HOURS`], [`DEFAULT_HOURS`] when absent.
 fn hours(query: &BTreeMap<String, String>) -> Result<i64> {
-    let mut hours = DEFAULT_HOURS;
-    for (key, value) in query {
-        match key.as_str() {
-            "hours" => {
-                hours = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|h| (1..=MAX_HOURS).contains(h))
-                    .ok_or_else(|| {
-                        QueryError::BadRequest(format!(
-                            "hours must be a whole number from 1 to {MAX_HOURS}, not {value:?}"
-                        ))
-                    })?;
-            }
-            other => {
-                return Err(QueryError::BadRequest(format!(
-                    "unknown parameter {other:?}; use hours"
-                )));
-            }
-        }
-    }
-    Ok(hours)
+    only_count(query, "hours", DEFAULT_HOURS, MAX_HOURS)
 }
 
 #[cfg(test)]

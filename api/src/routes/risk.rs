@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{Access, Role};
-use crate::error::{QueryError, Result};
-use crate::routes::views::{rows, tables};
+use crate::error::Result;
+use crate::routes::views::{only_count, rows, tables};
 use crate::state::AppState;
 
 /// Days shown when the request does not say.
@@ -163,28 +163,7 @@ fn luck(found: i64, expected: f64) -> Option<f64> {
 
 /// `days` from the query string: 1 to [`MAX_DAYS`], [`DEFAULT_DAYS`] when absent.
 fn days(query: &BTreeMap<String, String>) -> Result<i64> {
-    let mut days = DEFAULT_DAYS;
-    for (key, value) in query {
-        match key.as_str() {
-            "days" => {
-                days = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|d| (1..=MAX_DAYS).contains(d))
-                    .ok_or_else(|| {
-                        QueryError::BadRequest(format!(
-                            "days must be a whole number from 1 to {MAX_DAYS}, not {value:?}"
-                        ))
-                    })?;
-            }
-            other => {
-                return Err(QueryError::BadRequest(format!(
-                    "unknown parameter {other:?}; use days"
-                )));
-            }
-        }
-    }
-    Ok(days)
+    only_count(query, "days", DEFAULT_DAYS, MAX_DAYS)
 }
 
 /// The reserve proofs of each of the last `days` days, by day: the smallest balance proven,

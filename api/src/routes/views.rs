@@ -63,6 +63,34 @@ pub(crate) async fn tables(state: &AppState) -> Result<BTreeSet<String>> {
     Ok(state.engine.catalog().names().await?.into_iter().collect())
 }
 
+/// The one parameter `key` a view's query string may carry: a whole number from 1 to `max`,
+/// `default` when absent; any other parameter is refused, naming the one to use.
+pub(crate) fn only_count(
+    query: &BTreeMap<String, String>,
+    key: &str,
+    default: i64,
+    max: i64,
+) -> Result<i64> {
+    let mut count = default;
+    for (name, value) in query {
+        if name != key {
+            return Err(QueryError::BadRequest(format!(
+                "unknown parameter {name:?}; use {key}"
+            )));
+        }
+        count = value
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                QueryError::BadRequest(format!(
+                    "{key} must be a whole number from 1 to {max}, not {value:?}"
+                ))
+            })?;
+    }
+    Ok(count)
+}
+
 fn int(v: &Value) -> i64 {
     v.as_i64()
         .or_else(|| v.as_f64().map(|f| f as i64))
