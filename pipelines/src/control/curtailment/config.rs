@@ -54,6 +54,10 @@ pub struct CurtailmentConfig {
     pub strike_by_model: BTreeMap<String, f64>,
     /// Strike prices per hosting customer, per MWh (over the model's).
     pub strike_by_customer: BTreeMap<String, f64>,
+    /// A coin price or a pool's terms older than this prices nothing: the machines it would
+    /// price have no breakeven (a dead feed neither sleeps nor keeps asleep what it priced).
+    #[serde(with = "humantime_serde")]
+    pub market_stale: Duration,
     /// Upper bound of fan levels 1..=8, °C, ascending (9 above the last).
     pub fan_bands_c: Vec<f64>,
     /// How far under a band's bound the temperature must fall to step the fans down, °C.
@@ -97,6 +101,7 @@ impl Default for CurtailmentConfig {
             shed_unprofitable: rules.shed_unprofitable,
             strike_by_model: BTreeMap::new(),
             strike_by_customer: BTreeMap::new(),
+            market_stale: Duration::from_secs(3600),
             fan_bands_c: rules.fan_bands_c,
             fan_hysteresis_c: rules.fan_hysteresis_c,
             fan_dwell: d(rules.fan_dwell_us),
@@ -204,6 +209,7 @@ impl CurtailmentConfig {
             ("meter_stale", self.meter_stale),
             ("sensor_stale", self.sensor_stale),
             ("signal_stale", self.signal_stale.unwrap_or_default()),
+            ("market_stale", self.market_stale),
         ] {
             check(d <= week, &key(k), "must be at most 7 days")?;
         }

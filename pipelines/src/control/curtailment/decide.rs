@@ -104,7 +104,7 @@ impl Curtailment {
         };
         let view = &state.registry;
         let market = &state.market;
-        let breakeven = |m: &Machine| market.breakeven(&self.config, view, m);
+        let breakeven = |m: &Machine| market.breakeven(&self.config, view, m, at_us);
         if !site.operator.is_empty() {
             let load_kw = gather::inputs(&self.rules, view, site_id, site, at_us, &breakeven)
                 .map_or(0.0, |i| {
