@@ -47,7 +47,7 @@ def main():
             margin, cells = rows[want["machine"]]
             if margin is None or abs(float(margin) - want["margin"]) > 1e-12:
                 raise Failure(f"{want['machine']}: the row's margin {margin}, the view's {want['margin']}")
-            if len(cells) != 8 or any(c in ("", "—") for c in cells):
+            if len(cells) != 9 or any(c in ("", "—") for c in cells):
                 raise Failure(f"{want['machine']}: a figure is missing in {cells}")
         panel = page.query_selector('[data-testid="site-profit"]')
         panel.screenshot(path=a.shot)

@@ -441,8 +441,15 @@ async fn check_view(app: &App, view: &Value) {
     let machines = view["machines"].as_array().unwrap();
     assert_eq!(machines.len(), 4, "{view}");
     eprintln!("profit view: {view}");
+    assert_eq!(view["energy_price_per_mwh"].as_f64(), Some(70.0), "{view}");
     for m in machines {
         let id = m["machine"].as_str().unwrap();
+        let i: usize = id.trim_start_matches("m-").parse::<usize>().unwrap() - 1;
+        let now = m["breakeven_now_per_mwh"].as_f64().unwrap();
+        assert!(
+            close(now, breakeven(HASHRATES[i])),
+            "{id}: breakeven now {now}"
+        );
         let rows = app
             .rows(&format!(
                 "SELECT revenue_units, energy_wh, revenue, margin FROM machine_profit \

@@ -11,6 +11,9 @@ use adit_sql::Params;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Serialize;
+use adit_schemas::market::breakeven_per_mwh;
+use adit_schemas::registry::Record;
+use adit_schemas::{CoinPrice, NetworkState};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -60,6 +63,10 @@ pub struct MachineMargin {
     pub breakeven_per_mwh: Option<f64>,
     /// The latest interval's breakeven, per MWh.
     pub last_breakeven_per_mwh: Option<f64>,
+    /// Its breakeven now, per MWh: its nameplate hashrate at its pool's latest terms and its
+    /// coin's latest price, per MWh of its nameplate power (what the controller sheds by,
+    /// unless a strike is set for its model or customer).
+    pub breakeven_now_per_mwh: Option<f64>,
 }
 
 /// A site's machines over the hours shown.
@@ -73,6 +80,10 @@ pub struct ProfitView {
     pub machines: Vec<MachineMargin>,
     /// Σ margin of the machines whose margin is known.
     pub margin: f64,
+    /// The site's latest energy price, per MWh, and when it was issued.
+    pub energy_price_per_mwh: Option<f64>,
+    /// When that price was issued (RFC 3339).
+    pub energy_price_at: Option<String>,
 }
 
 /// Revenue, energy cost, margin and breakeven of each of the site's machines.
@@ -92,10 +103,26 @@ pub async fn site_profit(
         hours,
         machines: Vec::new(),
         margin: 0.0,
+        energy_price_per_mwh: None,
+        energy_price_at: None,
     };
-    if !tables(&state).await?.contains("machine_profit") {
+    let have = tables(&state).await?;
+    if have.contains("grid_signals") {
+        let mut params = Params::new();
+        let sql = format!(
+            "SELECT price_per_mwh, to_char(ts, '%Y-%m-%dT%H:%M:%S%.3fZ') AS at FROM grid_signals
+             WHERE site = {s} AND kind = 'price' ORDER BY ts DESC LIMIT 1",
+            s = params.text(&site)
+        );
+        if let Some(r) = rows(&state, &sql, &params).await?.first() {
+            view.energy_price_per_mwh = r.get("price_per_mwh").and_then(Value::as_f64);
+            view.energy_price_at = r.get("at").and_then(Value::as_str).map(str::to_string);
+        }
+    }
+    if !have.contains("machine_profit") {
         return Ok(Json(view));
     }
+    let now = breakevens_now(&state, &have, &site).await?;
     let mut params = Params::new();
     // `hours` is a checked integer, written into the statement as one.
     let sql = format!(
@@ -119,7 +146,9 @@ pub async fn site_profit(
         s = params.text(&site)
     );
     for r in rows(&state, &sql, &params).await? {
-        view.machines.push(margin_of(&r));
+        let mut m = margin_of(&r);
+        m.breakeven_now_per_mwh = now.get(&m.machine).copied();
+        view.machines.push(m);
     }
     view.machines.sort_by(|a, b| {
         let m = |x: &MachineMargin| x.margin.unwrap_or(f64::INFINITY);
@@ -127,6 +156,81 @@ pub async fn site_profit(
     });
     view.margin = view.machines.iter().filter_map(|m| m.margin).sum();
     Ok(Json(view))
+}
+
+/// Each of the site's machines' breakeven now, by machine: from the registry (its pool, the
+/// pool's coin, its nameplate) and the latest `network` and `coin_prices` rows. Empty without
+/// the registry or those tables.
+async fn breakevens_now(
+    state: &AppState,
+    have: &std::collections::BTreeSet<String>,
+    site: &str,
+) -> Result<BTreeMap<String, f64>> {
+    let Some(registry) = state.registry.as_ref() else {
+        return Ok(BTreeMap::new());
+    };
+    if !have.contains("network") || !have.contains("coin_prices") {
+        return Ok(BTreeMap::new());
+    }
+    let snapshot = registry.snapshot().await?;
+    let records: Vec<Record> = snapshot.into_iter().map(|(_, v)| v.record).collect();
+    let latest = |table: &str, key: &str| {
+        format!(
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY ts DESC) AS n
+             FROM {table}) WHERE n = 1"
+        )
+    };
+    let no = Params::new();
+    let terms = rows(state, &latest("network", "pool"), &no).await?;
+    let coins = rows(state, &latest("coin_prices", "coin"), &no).await?;
+    let mut out = BTreeMap::new();
+    for record in &records {
+        let Record::Machine(m) = record else { continue };
+        if m.site != site {
+            continue;
+        }
+        let coin_of = |pool: &str| {
+            records.iter().find_map(|r| match r {
+                Record::Pool(p) if p.id == pool => p.coin.clone(),
+                _ => None,
+            })
+        };
+        let Some(pool) = m.pool.as_deref() else { continue };
+        let (Some(coin), Some(terms)) = (
+            coin_of(pool),
+            terms.iter().find(|r| r.get("pool").and_then(Value::as_str) == Some(pool)),
+        ) else {
+            continue;
+        };
+        let Some(quote) = coins
+            .iter()
+            .find(|r| r.get("coin").and_then(Value::as_str) == Some(coin.as_str()))
+        else {
+            continue;
+        };
+        let int = |r: &Map<String, Value>, k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let network = NetworkState {
+            pool: pool.to_string(),
+            height: int(terms, "height"),
+            network_difficulty: int(terms, "network_difficulty"),
+            reward: int(terms, "reward"),
+            subsidy: int(terms, "subsidy"),
+            ts: chrono::Utc::now(),
+        };
+        let price = CoinPrice {
+            coin: coin.clone(),
+            price: quote.get("price").and_then(Value::as_f64).unwrap_or(0.0),
+            decimals: u8::try_from(int(quote, "decimals")).unwrap_or(0),
+            source: String::new(),
+            ts: chrono::Utc::now(),
+        };
+        if let Some(b) =
+            breakeven_per_mwh(m.nominal_hashrate_hs, m.nominal_power_w, &network, &price)
+        {
+            out.insert(m.id.clone(), b);
+        }
+    }
+    Ok(out)
 }
 
 /// One machine's sums; a sum over no known interval is none.
@@ -156,6 +260,7 @@ fn margin_of(r: &Map<String, Value>) -> MachineMargin {
             .filter(|_| priced_wh > 0.0)
             .map(|r| r / (priced_wh / 1e6)),
         last_breakeven_per_mwh: float("last_breakeven"),
+        breakeven_now_per_mwh: None,
     }
 }
 

@@ -1356,9 +1356,10 @@ async function viewSite(ctx, root, args) {
   panel(ctx, root, { title: 'Profit per machine — last 24 hours', testid: 'site-profit', intro: 'Each machine\u2019s shares at their expected value and the coin\u2019s price, against its energy at the site\u2019s price, over the settlement intervals closed in the last 24 hours; least margin first. Breakeven: the energy price per MWh at which it stops paying.' }, async () => {
     const v = await getJson(`/api/v1/sites/${enc(id)}/profit?hours=24`);
     if (!v.machines.length) throw new NoData('no settlement interval priced yet');
+    const price = isNum(v.energy_price_per_mwh) ? h('p', { class: 'muted', 'data-testid': 'site-energy-price' }, `Energy price now: ${fmt.num(v.energy_price_per_mwh, 2)} per MWh (${fmt.ago(v.energy_price_at)}); a machine whose breakeven now is under it loses money.`) : null;
     // Small sums (a few minutes of one machine) keep three significant digits.
     const money = (x) => (!isNum(x) ? '—' : Math.abs(x) >= 1 || x === 0 ? x.toFixed(2) : x.toPrecision(3));
-    return table([
+    return [price, table([
       { key: 'machine', label: 'Machine' },
       { key: 'intervals', label: 'Intervals (priced)', num: true, fmt: (x, r) => `${fmt.int(x)} (${fmt.int(r.margined)})` },
       { key: 'shares', label: 'Shares', num: true, fmt: fmt.int },
@@ -1367,7 +1368,8 @@ async function viewSite(ctx, root, args) {
       { key: 'energy_cost', label: 'Energy cost', num: true, fmt: money },
       { key: 'margin', label: 'Margin', num: true, fmt: (x) => (isNum(x) ? badge(money(x), x < 0 ? 'bad' : 'ok') : '—') },
       { key: 'breakeven_per_mwh', label: 'Breakeven / MWh', num: true, fmt: money },
-    ], v.machines, { empty: 'No machine priced', testid: 'profit-table', rowAttrs: (r) => ({ 'data-testid': 'profit-row', 'data-machine': r.machine, 'data-margin': r.margin }) });
+      { key: 'breakeven_now_per_mwh', label: 'Breakeven now', num: true, fmt: (x) => (isNum(x) ? badge(money(x), isNum(v.energy_price_per_mwh) && x < v.energy_price_per_mwh ? 'bad' : 'ok') : '—') },
+    ], v.machines, { empty: 'No machine priced', testid: 'profit-table', rowAttrs: (r) => ({ 'data-testid': 'profit-row', 'data-machine': r.machine, 'data-margin': r.margin }) })];
   });
 
   const logs = h('div', { class: 'stack' });
