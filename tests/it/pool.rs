@@ -157,7 +157,7 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     .await;
     let (s, body) = app
         .sql(
-            "SELECT r.reward, r.fee, r.paid, r.remainder, sum(p.amount) AS payouts, count(p.miner) AS miners \
+            "SELECT r.hash, r.reward, r.fee, r.paid, r.remainder, sum(p.amount) AS payouts, count(p.miner) AS miners \
              FROM block_rewards r JOIN payouts p ON p.hash = r.hash \
              GROUP BY r.hash, r.reward, r.fee, r.paid, r.remainder",
             "json",
