@@ -1,7 +1,8 @@
 //! The farm's economics end to end through the real binary (issue 60): the simulated site's
 //! machines mine as workers of a pool whose coin has a price; the pool's terms and each
-//! machine's shares arrive on MINING (published here as the pool would), the coin's price and
-//! the site's energy prices over the ingest API. A price rise over two machines' breakeven puts
+//! machine's shares arrive on MINING (published here as the pool would), the coin's price from
+//! a market served here and read by `[[adapters.coin_price]]`, the site's energy prices over
+//! the ingest API. A price rise over two machines' breakeven puts
 //! those two to sleep, least profitable first, and the simulated miners' measured power falls;
 //! a fall wakes them. Every `machine_profit` row then equals a recomputation made here from
 //! `shares`, `energy_settlement`, `coin_prices` and `grid_signals` alone, and the site's profit
@@ -90,6 +91,38 @@ async fn acted(app: &App, action: &str, rule: &str) -> Vec<String> {
     .collect()
 }
 
+/// Waits until the energy and curtailment pipelines have committed every registry change
+/// (their consumers of the bucket's stream hold nothing pending or unacknowledged, and acks
+/// follow commits): no share of a machine's new identity can reach them before it.
+async fn registry_committed(nats: &NatsServer) {
+    let (_, js) = publisher(nats).await;
+    let stream = js.get_stream("KV_adit_registry").await.unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the registry change committed",
+        || {
+            let stream = stream.clone();
+            async move {
+                let mut done = true;
+                for name in ["adit-energy-registry", "adit-curtailment-registry"] {
+                    done &= match stream
+                        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
+                        .await
+                    {
+                        Ok(mut c) => c
+                            .info()
+                            .await
+                            .is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0),
+                        Err(_) => false,
+                    };
+                }
+                done
+            }
+        },
+    )
+    .await;
+}
+
 /// Publishes one accepted share a second for each machine that is awake, as the pool would:
 /// difficulty = its nameplate hashrate, so the shares stand for its hashes.
 fn mine(
@@ -134,10 +167,23 @@ fn mine(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_from_the_tables() {
+    // A market answering as CoinGecko's simple price does, read by the adapters' coin feed.
+    let market = axum::Router::new().route(
+        "/simple/price",
+        axum::routing::get(|| async { axum::Json(json!({"monero": {"usd": COIN_PRICE}})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let market_url = format!("http://{}/simple/price", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, market).await.unwrap() });
+    let coin_feed = format!(
+        "[[adapters.coin_price]]\ncoin = \"XMR\"\ndecimals = 12\nurl = \"{market_url}\"\n\
+         pointer = \"/monero/usd\"\nevery = \"5s\"\n"
+    );
     let (nats, dir, app) = start_app(
         farm::FARM_ROLES,
         &farm::Farm {
             machines: 4,
+            adapters: &coin_feed,
             curtailment: "shed_unprofitable = true\nstrike_intervals = 1\n",
             extra: "[pipelines.energy]\nmax_gap = \"10s\"\ngrace = \"1s\"\nidle = \"10s\"\ntick = \"500ms\"\n",
             ..Default::default()
@@ -182,8 +228,7 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
         hashrates.push((id, hashrate));
     }
     app.put_all(records).await;
-    // The pipelines take the change in before the first share of a machine's new identity.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    registry_committed(&nats).await;
 
     // The market: the pool's terms (as the pool publishes them), the coin's price and the
     // site's energy price, all machines profitable at 70 per MWh.
@@ -199,10 +244,12 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
         }))
         .await
         .unwrap();
-    post(
-        &app,
-        "coin_price",
-        json!({"coin": "XMR", "price": COIN_PRICE, "decimals": 12, "source": "test", "ts": Utc::now()}),
+    app.wait_rows(
+        Duration::from_secs(60),
+        "the market's coin price read by the feed",
+        "SELECT count(*) AS n FROM coin_prices WHERE coin = 'XMR' AND source = '127.0.0.1' \
+         AND price = 100.0 AND decimals = 12",
+        |rows| rows[0]["n"].as_i64() > Some(0),
     )
     .await;
     site_price(&app, "p-low-1", 70.0).await;

@@ -183,18 +183,18 @@ async fn breakevens_now(
     let no = Params::new();
     let terms = rows(state, &latest("network", "pool"), &no).await?;
     let coins = rows(state, &latest("coin_prices", "coin"), &no).await?;
+    let coin_of = |pool: &str| {
+        records.iter().find_map(|r| match r {
+            Record::Pool(p) if p.id == pool => p.coin.clone(),
+            _ => None,
+        })
+    };
     let mut out = BTreeMap::new();
     for record in &records {
         let Record::Machine(m) = record else { continue };
         if m.site != site {
             continue;
         }
-        let coin_of = |pool: &str| {
-            records.iter().find_map(|r| match r {
-                Record::Pool(p) if p.id == pool => p.coin.clone(),
-                _ => None,
-            })
-        };
         let Some(pool) = m.pool.as_deref() else { continue };
         let (Some(coin), Some(terms)) = (
             coin_of(pool),

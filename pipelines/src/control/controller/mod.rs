@@ -199,12 +199,11 @@ fn target(
 /// under it; one whose breakeven is unknown, or that is gone, is not.
 fn unprofitable(rules: &ControlRules, was: &BTreeSet<String>, inputs: &Inputs) -> BTreeSet<String> {
     let n = rules.strike_intervals.max(1);
-    if !rules.shed_unprofitable || inputs.prices.len() < n {
-        return if rules.shed_unprofitable {
-            was.clone()
-        } else {
-            BTreeSet::new()
-        };
+    if !rules.shed_unprofitable {
+        return BTreeSet::new();
+    }
+    if inputs.prices.len() < n {
+        return was.clone();
     }
     let last = &inputs.prices[inputs.prices.len() - n..];
     inputs

@@ -91,14 +91,13 @@ struct Feed {
 #[async_trait]
 impl Device for Feed {
     async fn poll(&self, ctx: &Ctx, key: &DeviceKey, at: DateTime<Utc>) -> Result<Polled, Failure> {
-        let due = |published: &Memory| {
-            published
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(key)
-                .is_none_or(|t| t.elapsed() >= self.every)
-        };
-        if !due(&self.published) {
+        let due = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_none_or(|t| t.elapsed() >= self.every);
+        if !due {
             return Ok(Polled::default());
         }
         let body = fetch(ctx, &ctx.feeds, &self.url)
