@@ -4,6 +4,8 @@
 //! - `miner_api`: a machine whose adapter is the cgminer API: `pause` (sleep), `resume`
 //!   (wake) and `restart` (reboot) on its TCP port, as Braiins OS answers them; the reply's
 //!   `STATUS` decides.
+//! - `miner_power_target`: a `power_limit` for such a machine, as LuxOS takes it (a session,
+//!   then the profile chosen by watts; see `adit_devices::luxos`).
 //! - `pdu`: a machine's outlet (`pdu` and `outlet` in the registry) on a PDU configured in
 //!   `[[actuators.pdus]]`: on, off, or off for a while and on again (see [`super::pdu`]).
 //! - `fan_relay`: a site's `fan_relay` URL: `POST <url>/level` with `{"level": n}`.
@@ -15,8 +17,8 @@ use adit_schemas::control::{Command, CommandAction, FANS_TARGET};
 use adit_schemas::registry::{AdapterKind, RegistryView};
 use serde_json::Value;
 
-use adit_devices::cgminer;
 use adit_devices::pdu_snmp::{self as pdu, PduConfig};
+use adit_devices::{cgminer, luxos};
 
 use crate::ActuatorsConfig;
 
@@ -32,6 +34,13 @@ pub enum Driver {
         addr: String,
         /// `pause` or `resume`.
         word: &'static str,
+    },
+    /// The miner's power target, through its cgminer API (LuxOS).
+    MinerPowerTarget {
+        /// host:port.
+        addr: String,
+        /// The target, W.
+        watts: f64,
     },
     /// A site's fan relay.
     FanRelay {
@@ -57,6 +66,7 @@ impl Driver {
     pub fn name(&self) -> &'static str {
         match self {
             Self::MinerApi { .. } => "miner_api",
+            Self::MinerPowerTarget { .. } => "miner_power_target",
             Self::FanRelay { .. } => "fan_relay",
             Self::Outlet { .. } => "pdu",
             Self::Webhook { .. } => "webhook",
@@ -109,6 +119,17 @@ pub fn route(
             None => fallback(format!("no PDU named {name} in [[actuators.pdus]]")),
         };
     }
+    if let (CommandAction::PowerLimit, AdapterKind::Cgminer, Some(addr), Some(watts)) = (
+        command.action,
+        machine.adapter.kind,
+        &machine.adapter.address,
+        command.value,
+    ) {
+        return Ok(Driver::MinerPowerTarget {
+            addr: addr.clone(),
+            watts,
+        });
+    }
     let word = match command.action {
         CommandAction::Sleep => Some("pause"),
         CommandAction::Wake => Some("resume"),
@@ -139,7 +160,10 @@ pub async fn attempt(
             let reply = cgminer::query(&out.guard, addr, word, timeout, MAX_REPLY_BYTES)
                 .await
                 .map_err(|e| e.to_string())?;
-            judge_miner_reply(&reply)
+            cgminer::judge(&reply)
+        }
+        Driver::MinerPowerTarget { addr, watts } => {
+            luxos::set_power_target(&out.guard, addr, *watts, timeout, MAX_REPLY_BYTES).await
         }
         Driver::FanRelay { url } => {
             let level = command.value.unwrap_or_default().round() as i64;
@@ -187,24 +211,6 @@ fn cycle_off(pdu: &PduConfig, asked_s: f64) -> Duration {
     Duration::try_from_secs_f64(asked_s)
         .unwrap_or_default()
         .clamp(pdu.min_off, pdu::MAX_CYCLE_OFF.max(pdu.min_off))
-}
-
-/// A cgminer reply's verdict: `S` or `I` is done (with its `Msg`), anything else is not.
-pub fn judge_miner_reply(reply: &Value) -> Result<String, String> {
-    let status = reply
-        .get("STATUS")
-        .and_then(|s| s.get(0))
-        .ok_or_else(|| "the reply has no STATUS".to_string())?;
-    let code = status.get("STATUS").and_then(Value::as_str).unwrap_or("?");
-    let msg = status
-        .get("Msg")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    match code {
-        "S" | "I" => Ok(msg),
-        _ => Err(format!("the miner refused ({code}): {msg}")),
-    }
 }
 
 async fn post(
@@ -283,6 +289,7 @@ mod tests {
             },
             mines_as: None,
             customer: None,
+            power_target_min_w: None,
         };
         for record in [Record::Site(site), Record::Machine(machine)] {
             view.apply(&RegistryEntry {
@@ -328,6 +335,13 @@ mod tests {
             Ok(Driver::MinerApi {
                 addr: "127.0.0.1:4028".into(),
                 word: "pause"
+            })
+        );
+        assert_eq!(
+            route(&v, &command("m-1", CommandAction::PowerLimit), &none),
+            Ok(Driver::MinerPowerTarget {
+                addr: "127.0.0.1:4028".into(),
+                watts: 7.0
             })
         );
         assert_eq!(
@@ -394,19 +408,5 @@ mod tests {
         assert_eq!(cycle_off(&pdu, 30.0), Duration::from_secs(30));
         assert_eq!(cycle_off(&pdu, 1e9), pdu::MAX_CYCLE_OFF);
         assert_eq!(cycle_off(&pdu, f64::NAN), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn a_miner_reply_is_judged_by_its_status() {
-        let ok = serde_json::json!({"STATUS":[{"STATUS":"S","Msg":"Paused"}]});
-        assert_eq!(judge_miner_reply(&ok), Ok("Paused".into()));
-        let refused =
-            serde_json::json!({"STATUS":[{"STATUS":"E","Code":14,"Msg":"Invalid command"}]});
-        assert!(
-            judge_miner_reply(&refused)
-                .unwrap_err()
-                .contains("Invalid command")
-        );
-        assert!(judge_miner_reply(&serde_json::json!({})).is_err());
     }
 }

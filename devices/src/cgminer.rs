@@ -81,6 +81,19 @@ pub async fn query(
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<Value, DeviceError> {
+    query_with(guard, addr, command, None, timeout, max_bytes).await
+}
+
+/// [`query`] with the command's `parameter` (`{"command":"…","parameter":"…"}`), as the
+/// commands that change a miner take it.
+pub async fn query_with(
+    guard: &adit_egress::Guard,
+    addr: &str,
+    command: &str,
+    parameter: Option<&str>,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Value, DeviceError> {
     let io = |source: std::io::Error| DeviceError::Io {
         addr: addr.to_string(),
         source,
@@ -93,7 +106,11 @@ pub async fn query(
                 addr: addr.to_string(),
                 source: std::io::Error::other(e),
             })?;
-        let request = serde_json::json!({ "command": command }).to_string();
+        let request = match parameter {
+            Some(p) => serde_json::json!({ "command": command, "parameter": p }),
+            None => serde_json::json!({ "command": command }),
+        }
+        .to_string();
         stream.write_all(request.as_bytes()).await.map_err(io)?;
         read_reply(&mut stream, max_bytes)
             .await
@@ -112,6 +129,27 @@ pub async fn query(
             after: timeout,
         })??;
     decode_reply(&raw)
+}
+
+/// A reply's verdict on a command that changes the miner: `S` or `I` is done (with its
+/// `Msg`), anything else is a refusal, with the miner's `Msg`.
+pub fn judge(reply: &Value) -> Result<String, String> {
+    let status = reply
+        .get("STATUS")
+        .and_then(|s| s.get(0))
+        .ok_or_else(|| "the reply has no STATUS".to_string())?;
+    let code = status.get("STATUS").and_then(Value::as_str).unwrap_or("?");
+    let msg = status
+        .get("Msg")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect::<String>();
+    match code {
+        "S" | "I" => Ok(msg),
+        _ => Err(format!("the miner refused ({code}): {msg}")),
+    }
 }
 
 /// Why reading a reply stopped early.
@@ -1004,5 +1042,14 @@ mod tests {
             .expect("query");
         assert_eq!(parse_report(&reply).expect("parses").power_w, Some(3593.0));
         server.await.expect("server task");
+    }
+
+    #[test]
+    fn a_reply_to_a_change_is_judged_by_its_status() {
+        let ok = json!({"STATUS":[{"STATUS":"S","Msg":"Paused"}]});
+        assert_eq!(judge(&ok), Ok("Paused".into()));
+        let refused = json!({"STATUS":[{"STATUS":"E","Code":14,"Msg":"Invalid command"}]});
+        assert!(judge(&refused).unwrap_err().contains("Invalid command"));
+        assert!(judge(&json!({})).is_err());
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! Each module parses what a real device of one family sends into plain figures. The
 //! simulator's fake devices are not here: each family's fake builds its replies beside its
-//! poller in `adit-ingest` (`adapters/poll/family/`, the fake miner `simulate/cgminer.rs`), and
+//! poller in `adit-ingest` (`adapters/poll/family/`, the fake miner `simulate/cgminer/`), and
 //! its tests read them back through these parsers, so a poller is tested against what it will
 //! meet on site. Nothing here polls on a schedule, publishes or touches NATS: the adapters and
 //! actuators wire these functions to a schedule and to JetStream.
 //!
 //! - [`cgminer`]: the cgminer / bmminer / BOSminer API on TCP 4028 (miners).
+//! - [`luxos`]: power targets on LuxOS miners, through the same API (a session, then
+//!   `profileset` by watts).
 //! - [`http_json`]: JSON over HTTP: IotaWatt power meters, RoomAlert-style environment
 //!   monitors, PDUs with a configurable field mapping, utility demand-response and price feeds.
 //! - [`feed_map`]: grid feeds in the utility's own shape (JSON, CSV, plain text), read by a
@@ -24,6 +26,7 @@ pub mod cgminer;
 pub mod error;
 pub mod feed_map;
 pub mod http_json;
+pub mod luxos;
 pub mod mqtt;
 pub mod pdu_snmp;
 

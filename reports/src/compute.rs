@@ -16,8 +16,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    ComplianceReport, Curtailment, EnergySection, Limits, PoolEnergy, Quality, Score, Series,
-    ViolationGroup, ViolationItem, ViolationsSection, round,
+    ComplianceReport, Curtailment, EnergySection, EventInterval, Limits, PoolEnergy, Quality,
+    Score, Series, ViolationGroup, ViolationItem, ViolationsSection, round,
 };
 
 /// The placeholder every statement of the day names its site by ([`Day::query`] binds it).
@@ -626,6 +626,14 @@ fn quality(
     }
 }
 
+/// How many minutes before the signal the baseline is the mean of.
+const BASELINE_MINUTES: i64 = 10;
+/// The baseline, as the report states it.
+pub const BASELINE_METHOD: &str = "mean of the measured minutes among the 10 whole minutes \
+before the signal (the site's load as it was asked to curtail)";
+/// Most minutes of one event listed as evidence.
+const MAX_EVENT_MINUTES: i64 = 24 * 60;
+
 /// Each curtail signal of the day and how the site answered it, followed past the day's end
 /// to its deadline and its end (`power_w`: each minute from `start`, as far as it goes).
 fn curtailments(
@@ -655,6 +663,24 @@ fn curtailments(
         let reached = (first..last.max(first + 1))
             .find(|i| power(*i).is_some_and(|w| w <= target_kw * 1000.0))
             .map(|i| start + Duration::minutes(i + 1));
+        let before: Vec<f64> = (first - BASELINE_MINUTES..first)
+            .filter_map(power)
+            .collect();
+        let baseline_w =
+            (!before.is_empty()).then(|| before.iter().sum::<f64>() / before.len() as f64);
+        let intervals = (first..last.max(first + 1).min(first + MAX_EVENT_MINUTES))
+            .map(|i| {
+                let load = power(i);
+                EventInterval {
+                    start: start + Duration::minutes(i),
+                    load_kw: load.map(|w| round(w / 1000.0, 3)),
+                    reduction_kw: baseline_w
+                        .zip(load)
+                        .map(|(b, l)| round((b - l) / 1000.0, 3)),
+                    at_target: load.map(|w| w <= target_kw * 1000.0),
+                }
+            })
+            .collect();
         out.push(Curtailment {
             event_id: s.event_id.clone(),
             signal_at: s.at,
@@ -673,6 +699,9 @@ fn curtailments(
             target_reached_at: reached,
             time_to_target_s: reached.map(|r| (r - s.at).num_seconds()),
             met: reached.is_some_and(|r| r <= deadline),
+            baseline_kw: baseline_w.map(|w| round(w / 1000.0, 3)),
+            baseline_method: BASELINE_METHOD.into(),
+            intervals,
         });
     }
     out
@@ -873,6 +902,26 @@ mod tests {
         assert_eq!(c[0].reduction_kw, Some(6.0));
         assert_eq!(c[0].commands_sent, 2);
         assert_eq!(c[0].ended_at, t(0, 30));
+        // The evidence: the baseline is the ten minutes before the signal, and each minute of
+        // the event says what it achieved.
+        assert_eq!(c[0].baseline_kw, Some(10.0));
+        assert_eq!(c[0].baseline_method, BASELINE_METHOD);
+        assert_eq!(c[0].intervals.len(), 20);
+        assert_eq!(c[0].intervals[0].start, t(0, 10));
+        assert_eq!(c[0].intervals[0].load_kw, Some(10.0));
+        assert_eq!(c[0].intervals[0].at_target, Some(false));
+        assert_eq!(c[0].intervals[2].load_kw, Some(4.0));
+        assert_eq!(c[0].intervals[2].reduction_kw, Some(6.0));
+        assert_eq!(c[0].intervals[2].at_target, Some(true));
+        let first_met = c[0]
+            .intervals
+            .iter()
+            .position(|i| i.at_target == Some(true));
+        assert_eq!(
+            c[0].intervals[first_met.unwrap()].start + Duration::minutes(1),
+            c[0].target_reached_at.unwrap(),
+            "the first interval at the target ends when it was reached"
+        );
         // Already under target at its signal: reached in its first minute, after a 1-min deadline.
         assert_eq!(c[1].target_reached_at, Some(t(0, 41)));
         assert!(c[1].met);

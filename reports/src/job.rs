@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use adit_bus::registry::Registry;
 use adit_config::{Checked, check};
-use adit_schemas::compliance::ComplianceDay;
-use adit_schemas::names::{TABLE_COMPLIANCE_DAILY, TABLE_SITE_ENERGY_1M};
+use adit_schemas::compliance::{ComplianceDay, CurtailmentEvidence};
+use adit_schemas::names::{
+    TABLE_COMPLIANCE_DAILY, TABLE_CURTAILMENT_EVIDENCE, TABLE_SITE_ENERGY_1M,
+};
 use adit_schemas::registry::{Machine, RegistryView, Site};
 use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
 use adit_sql::{Catalog, Params, SqlEngine, SqlLimits};
@@ -177,6 +179,7 @@ fn first_i64(batch: &RecordBatch, name: &str) -> Result<i64> {
 pub struct ComplianceJob {
     engine: SqlEngine,
     table: ExactlyOnceTable,
+    evidence: ExactlyOnceTable,
     registry: Option<Registry>,
     config: ComplianceConfig,
     reports_dir: PathBuf,
@@ -199,6 +202,15 @@ impl ComplianceJob {
             Maintenance::default(),
         )
         .await?;
+        let evidence = ExactlyOnceTable::open(
+            &store,
+            TABLE_CURTAILMENT_EVIDENCE,
+            &CurtailmentEvidence::schema(),
+            &["date"],
+            "compliance-evidence",
+            Maintenance::default(),
+        )
+        .await?;
         Ok(Self {
             // No snapshot may lag: a day just written must be seen by the next comparison.
             engine: SqlEngine::new(
@@ -206,6 +218,7 @@ impl ComplianceJob {
                 SqlLimits::default(),
             ),
             table,
+            evidence,
             registry,
             config,
             reports_dir,
@@ -261,6 +274,7 @@ impl ComplianceJob {
             });
         }
         let revision = previous.and_then(|(p, _)| p.revision).unwrap_or(0) + 1;
+        self.write_evidence(&report, revision).await?;
         let row = row_of(&report, revision, now)?;
         let batch = adit_schemas::to_batch("compliance_daily", ComplianceDay::schema(), &[row])
             .map_err(|e| Error::Encode(e.to_string()))?;
@@ -278,6 +292,26 @@ impl ComplianceJob {
             report,
             files,
         })
+    }
+
+    /// Writes the report's curtailment evidence as `revision`, unless a run that crashed
+    /// before the day's row already did (see [`crate::evidence`]).
+    async fn write_evidence(&mut self, report: &ComplianceReport, revision: i64) -> Result<()> {
+        let rows = crate::evidence::rows(report, revision);
+        if rows.is_empty()
+            || crate::evidence::written(&self.engine, &report.site, report.date, revision).await?
+        {
+            return Ok(());
+        }
+        let batch = adit_schemas::to_batch(
+            TABLE_CURTAILMENT_EVIDENCE,
+            CurtailmentEvidence::schema(),
+            &rows,
+        )
+        .map_err(|e| Error::Encode(e.to_string()))?;
+        let version = self.evidence.committed() + 1;
+        self.evidence.commit(vec![batch], version).await?;
+        Ok(())
     }
 
     /// Whether a stored revision's files are not all there.

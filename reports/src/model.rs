@@ -158,6 +158,29 @@ pub struct Curtailment {
     pub time_to_target_s: Option<i64>,
     /// The target was reached by the deadline.
     pub met: bool,
+    /// The load the reduction is measured from, kW (see `baseline_method`); none without
+    /// readings before the signal.
+    #[serde(default)]
+    pub baseline_kw: Option<f64>,
+    /// How the baseline was taken, in words.
+    #[serde(default)]
+    pub baseline_method: String,
+    /// The load achieved in each minute from the signal to the event's end.
+    #[serde(default)]
+    pub intervals: Vec<EventInterval>,
+}
+
+/// One minute of a curtailment event: the load achieved and what it gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventInterval {
+    /// The minute's start.
+    pub start: DateTime<Utc>,
+    /// Its mean power, kW (none: not measured).
+    pub load_kw: Option<f64>,
+    /// The baseline less that, kW.
+    pub reduction_kw: Option<f64>,
+    /// Whether the load was at or under the target.
+    pub at_target: Option<bool>,
 }
 
 /// How much of the day has figures.

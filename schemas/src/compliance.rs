@@ -1,4 +1,6 @@
-//! The `compliance_daily` row: one site's local day, as the compliance job closed it.
+//! The compliance job's rows: `compliance_daily` (one site's local day, as the job closed it)
+//! and `curtailment_evidence` (each minute of each curtailment event of that day, with the
+//! baseline it is measured from).
 
 use std::sync::Arc;
 
@@ -80,6 +82,70 @@ impl ComplianceDay {
     }
 }
 
+/// One minute of one curtailment event, as a revision of its day's report states it: what the
+/// utility asked, the baseline and how it was taken, the load achieved, and whether the
+/// target was reached by the deadline. Written before the day's `compliance_daily` revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurtailmentEvidence {
+    /// The site.
+    pub site: String,
+    /// The `compliance_daily` revision it belongs to.
+    pub revision: i64,
+    /// The utility's event id.
+    pub event_id: String,
+    /// When the signal came.
+    pub signal_at: DateTime<Utc>,
+    /// Target load, kW.
+    pub target_kw: f64,
+    /// When the target had to be met.
+    pub deadline: DateTime<Utc>,
+    /// The load the reduction is measured from, kW.
+    pub baseline_kw: Option<f64>,
+    /// How the baseline was taken, in words.
+    pub baseline_method: String,
+    /// The minute's start.
+    pub interval_start: DateTime<Utc>,
+    /// Its mean power, kW (none: not measured).
+    pub load_kw: Option<f64>,
+    /// The baseline less that, kW.
+    pub reduction_kw: Option<f64>,
+    /// Whether the minute's load was at or under the target.
+    pub at_target: Option<bool>,
+    /// The end of the first minute at or under the target.
+    pub target_reached_at: Option<DateTime<Utc>>,
+    /// From the signal to that moment, seconds.
+    pub time_to_target_s: Option<i64>,
+    /// The target was reached by the deadline.
+    pub met: bool,
+    /// The site's local day of the signal (partition).
+    pub date: NaiveDate,
+}
+
+impl CurtailmentEvidence {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        let kw = |name| Field::new(name, DataType::Float64, true);
+        Arc::new(Schema::new(vec![
+            Field::new("site", DataType::Utf8, false),
+            Field::new("revision", DataType::Int64, false),
+            Field::new("event_id", DataType::Utf8, false),
+            ts_field("signal_at"),
+            Field::new("target_kw", DataType::Float64, false),
+            ts_field("deadline"),
+            kw("baseline_kw"),
+            Field::new("baseline_method", DataType::Utf8, false),
+            ts_field("interval_start"),
+            kw("load_kw"),
+            kw("reduction_kw"),
+            Field::new("at_target", DataType::Boolean, true),
+            ts_field("target_reached_at").with_nullable(true),
+            Field::new("time_to_target_s", DataType::Int64, true),
+            Field::new("met", DataType::Boolean, false),
+            Field::new("date", DataType::Date32, false),
+        ]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +176,31 @@ mod tests {
         let batch = crate::to_batch("compliance", ComplianceDay::schema(), &[row]).unwrap();
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(batch.schema(), ComplianceDay::schema());
+    }
+
+    #[test]
+    fn evidence_rows_encode_to_the_schema() {
+        let at = Utc::now();
+        let row = CurtailmentEvidence {
+            site: "s1".into(),
+            revision: 1,
+            event_id: "dr-1".into(),
+            signal_at: at,
+            target_kw: 5.0,
+            deadline: at,
+            baseline_kw: Some(9.5),
+            baseline_method: "mean".into(),
+            interval_start: at,
+            load_kw: None,
+            reduction_kw: None,
+            at_target: None,
+            target_reached_at: None,
+            time_to_target_s: None,
+            met: false,
+            date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+        };
+        let batch = crate::to_batch("evidence", CurtailmentEvidence::schema(), &[row]).unwrap();
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.schema(), CurtailmentEvidence::schema());
     }
 }

@@ -193,12 +193,15 @@ pub struct DecisionRow {
     pub to_mode: String,
     /// The rule that fired.
     pub rule: String,
-    /// `mode`, `sleep`, `wake` or `fan_level`.
+    /// `mode`, `sleep`, `wake`, `power_target` or `fan_level`.
     pub action: String,
-    /// The machine slept or woken.
+    /// The machine slept, woken or given a power target.
     pub machine: Option<String>,
     /// The fan level set.
     pub fan_level: Option<i64>,
+    /// The power target set on the machine, W (`power_target`).
+    #[serde(default)]
+    pub power_target_w: Option<f64>,
     /// The load target in force, kW.
     pub target_kw: Option<f64>,
     /// The load measured, kW.
@@ -228,6 +231,7 @@ impl DecisionRow {
             Field::new("action", DataType::Utf8, false),
             Field::new("machine", DataType::Utf8, true),
             Field::new("fan_level", DataType::Int64, true),
+            Field::new("power_target_w", DataType::Float64, true),
             Field::new("target_kw", DataType::Float64, true),
             Field::new("load_kw", DataType::Float64, false),
             Field::new("dry_run", DataType::Boolean, false),

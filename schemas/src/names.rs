@@ -127,6 +127,8 @@ pub const TABLE_COMMANDS: &str = "commands";
 pub const TABLE_REGISTRY_CHANGES: &str = "registry_changes";
 /// One compliance report per site and local day, in revisions.
 pub const TABLE_COMPLIANCE_DAILY: &str = "compliance_daily";
+/// Each minute of each curtailment event, per revision of its day's compliance report.
+pub const TABLE_CURTAILMENT_EVIDENCE: &str = "curtailment_evidence";
 
 /// Whether `subject` is `tokens` joined by dots.
 pub(crate) fn is_joined(subject: &str, tokens: &[&str]) -> bool {

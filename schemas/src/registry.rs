@@ -543,6 +543,11 @@ pub struct Machine {
     /// The hosting customer it belongs to (a strike price may be set per customer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
+    /// The lowest power target its firmware takes, W (LuxOS through its cgminer API): the
+    /// controller turns it down toward this before it sleeps any machine. None: it takes no
+    /// target and is only slept or woken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_target_min_w: Option<f64>,
 }
 
 /// Who a machine mines as at its pool.
@@ -587,6 +592,7 @@ impl Machine {
             adapter: Adapter::default(),
             mines_as: None,
             customer: None,
+            power_target_min_w: None,
         }
     }
 
@@ -607,6 +613,9 @@ impl Machine {
         }
         positive("nominal_hashrate_hs", self.nominal_hashrate_hs)?;
         number("nominal_power_w", self.nominal_power_w, 1.0, 1_000_000.0)?;
+        if let Some(min) = self.power_target_min_w {
+            number("power_target_min_w", min, 1.0, self.nominal_power_w)?;
+        }
         if let Some(m) = &self.mines_as {
             text("mines_as.miner", &m.miner, 256)?;
             if let Some(w) = &m.worker {
@@ -1039,6 +1048,23 @@ mod tests {
             },
             mines_as: None,
             customer: None,
+            power_target_min_w: None,
+        }
+    }
+
+    #[test]
+    fn a_power_target_minimum_lies_within_the_nameplate() {
+        let mut m = machine();
+        for (min, ok) in [
+            (Some(1300.0), true),
+            (Some(3250.0), true),
+            (Some(3251.0), false),
+            (Some(0.0), false),
+            (Some(f64::NAN), false),
+            (None, true),
+        ] {
+            m.power_target_min_w = min;
+            assert_eq!(m.validate().is_ok(), ok, "{min:?}");
         }
     }
 

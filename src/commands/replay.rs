@@ -56,7 +56,7 @@ pub async fn replay(config: &Config, args: &ReplayDecisionsArgs) -> anyhow::Resu
     );
     let sql = format!(
         "SELECT id, site, CAST(ts AS BIGINT) AS ts_us, step, from_mode, to_mode, rule, action, \
-         machine, fan_level, target_kw, load_kw, dry_run, inputs, state \
+         machine, fan_level, target_kw, load_kw, dry_run, inputs, state, power_target_w \
          FROM decisions WHERE site = '{}' AND ts >= to_timestamp_micros({}) \
          AND ts < to_timestamp_micros({})",
         args.site,
@@ -119,6 +119,8 @@ fn rows_of(batch: &RecordBatch) -> anyhow::Result<Vec<DecisionRow>> {
     let load = load.as_primitive::<Float64Type>();
     let dry = col(12, &DataType::Boolean)?;
     let dry = dry.as_boolean();
+    let power = col(15, &DataType::Float64)?;
+    let power = power.as_primitive::<Float64Type>();
     (0..batch.num_rows())
         .map(|i| {
             let at = DateTime::from_timestamp_micros(ts.value(i)).context("a decision's ts")?;
@@ -133,6 +135,7 @@ fn rows_of(batch: &RecordBatch) -> anyhow::Result<Vec<DecisionRow>> {
                 action: action.value(i).into(),
                 machine: machine.is_valid(i).then(|| machine.value(i).into()),
                 fan_level: fan.is_valid(i).then(|| fan.value(i)),
+                power_target_w: power.is_valid(i).then(|| power.value(i)),
                 target_kw: target.is_valid(i).then(|| target.value(i)),
                 load_kw: load.value(i),
                 dry_run: dry.value(i),

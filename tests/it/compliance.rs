@@ -553,6 +553,14 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
         )
     );
 
+    // Each event's evidence, in SQL and on the page in Chromium.
+    let evidence_rows = check_evidence(&app, 1).await;
+    let report_url = format!(
+        "{}/api/v1/reports/compliance?site={SITE}&date={date}",
+        app.url()
+    );
+    show_evidence(&report_url, dir.path());
+
     // A rerun writes nothing and the bytes stay; the API serves the filed revision.
     let out = close(&app, &nats.url(), date);
     assert!(out.contains("revision 1 (unchanged)"), "{out}");
@@ -615,6 +623,20 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
         ))
         .await;
     assert_eq!(rows, vec![json!({"revision": 1}), json!({"revision": 2})]);
+    assert_eq!(
+        check_evidence(&app, 2).await,
+        evidence_rows,
+        "revision 2's evidence"
+    );
+    assert_eq!(
+        number(
+            &app,
+            "SELECT count(*) FROM curtailment_evidence WHERE revision = 1"
+        )
+        .await,
+        evidence_rows as f64,
+        "the unchanged rerun wrote no evidence"
+    );
 
     // A site with no data gets a report with its gaps, not an error; bad requests say which.
     let (status, body, _) = get(&app, &format!("site=site-d&date={date}&format=csv")).await;
@@ -651,5 +673,102 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
         let body = String::from_utf8_lossy(&body);
         assert_eq!(status, want, "{q}: {body}");
         assert!(body.contains(says), "{q}: {body}");
+    }
+}
+
+/// Checks revision `revision` of `curtailment_evidence` against the tables it came from: each
+/// minute's load is the site's minute in `site_energy_1m`, each event's baseline the mean of the
+/// ten minutes before its signal, and each event lists every minute from its signal to its end
+/// (dr-1 and dr-2: an hour each, to their `normal`; dr-3: to its deadline, ten minutes past
+/// midnight). Returns how many rows it holds.
+async fn check_evidence(app: &App, revision: i64) -> i64 {
+    let rows = app
+        .rows(&format!(
+            "SELECT e.event_id, count(*) AS n, \
+               sum(CASE WHEN e.load_kw IS NULL AND m.avg_power_w IS NULL THEN 0 \
+                        WHEN abs(e.load_kw - m.avg_power_w / 1000) < 0.0005 THEN 0 ELSE 1 END) AS wrong, \
+               sum(CASE WHEN e.at_target = (m.avg_power_w <= e.target_kw * 1000) THEN 0 \
+                        WHEN e.at_target IS NULL AND m.avg_power_w IS NULL THEN 0 ELSE 1 END) AS wrong_at, \
+               min(e.interval_start) = min(e.signal_at) AS from_signal, \
+               count(DISTINCT e.interval_start) AS distinct_minutes \
+             FROM curtailment_evidence e LEFT JOIN site_energy_1m m \
+               ON m.site = e.site AND m.minute = e.interval_start \
+             WHERE e.site = '{SITE}' AND e.revision = {revision} GROUP BY e.event_id ORDER BY e.event_id"
+        ))
+        .await;
+    let minutes: Vec<(&str, i64)> = vec![("dr-1", 60), ("dr-2", 60), ("dr-3", 20)];
+    assert_eq!(rows.len(), minutes.len(), "{rows:?}");
+    for (row, (id, n)) in rows.iter().zip(&minutes) {
+        assert_eq!(row["event_id"], *id, "{rows:?}");
+        assert_eq!(row["n"].as_i64(), Some(*n), "{row}");
+        assert_eq!(row["distinct_minutes"].as_i64(), Some(*n), "{row}");
+        assert_eq!(row["wrong"].as_i64(), Some(0), "each minute's load: {row}");
+        assert_eq!(
+            row["wrong_at"].as_i64(),
+            Some(0),
+            "each minute at target or not: {row}"
+        );
+        assert_eq!(row["from_signal"], true, "{row}");
+    }
+    let baselines = app
+        .rows(&format!(
+            "WITH ev AS (SELECT DISTINCT event_id, signal_at, baseline_kw, baseline_method \
+               FROM curtailment_evidence WHERE site = '{SITE}' AND revision = {revision}) \
+             SELECT ev.event_id, ev.baseline_kw, ev.baseline_method, \
+               (SELECT avg(avg_power_w) / 1000 FROM site_energy_1m m WHERE m.site = '{SITE}' \
+                  AND m.minute >= ev.signal_at - INTERVAL '10 minutes' AND m.minute < ev.signal_at) AS mean_before \
+             FROM ev ORDER BY ev.event_id"
+        ))
+        .await;
+    assert_eq!(baselines.len(), 3, "{baselines:?}");
+    for b in &baselines {
+        let (kw, mean) = (
+            b["baseline_kw"].as_f64().unwrap(),
+            b["mean_before"].as_f64().unwrap(),
+        );
+        assert!(
+            (kw - mean).abs() < 0.0005,
+            "the baseline is the ten minutes' mean: {b}"
+        );
+        assert_eq!(
+            b["baseline_method"],
+            adit_reports::compute::BASELINE_METHOD,
+            "{b}"
+        );
+    }
+    rows.iter().map(|r| r["n"].as_i64().unwrap()).sum()
+}
+
+/// The report page in Chromium shows dr-1's evidence (baseline 7 kW, met, its hour of minutes,
+/// its chart); the screenshot is kept where `ADIT_KEEP_SHOTS` says.
+fn show_evidence(report_url: &str, dir: &Path) {
+    let shot = dir.join("evidence.png");
+    let args = [
+        "--url",
+        report_url,
+        "--token",
+        READ_TOKEN,
+        "--event",
+        "dr-1",
+        "--baseline",
+        "7.000 kW",
+        "--met",
+        "yes",
+        "--minutes",
+        "60",
+        "--shot",
+        shot.to_str().unwrap(),
+    ]
+    .map(String::from);
+    let (status, said) = run_browser_script(
+        "evidence.py",
+        &args,
+        &dir.join("evidence.log"),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(status.success(), "{said}");
+    eprintln!("{said}");
+    if let Ok(keep) = std::env::var("ADIT_KEEP_SHOTS") {
+        std::fs::copy(&shot, keep).unwrap();
     }
 }

@@ -333,6 +333,12 @@ async fn a_grid_curtailment_is_obeyed_by_the_simulated_miners_and_replays_identi
     assert_eq!(obeyed[0]["n"].as_i64(), Some(0), "not obeyed");
 
     // Every decision recomputes identically from its row.
+    assert_replays(&dir, t0).await;
+}
+
+/// `adit replay decisions` recomputes every decision of the site since an hour before `t0`
+/// identically from its row.
+async fn assert_replays(dir: &tempfile::TempDir, t0: chrono::DateTime<Utc>) {
     let out = Command::new(env!("CARGO_BIN_EXE_adit"))
         .args([
             "--tables",
@@ -591,4 +597,121 @@ async fn a_machine_an_operator_slept_stays_asleep_through_a_resume_until_woken()
         .await;
     assert_eq!(woken.len(), 1, "{woken:?}");
     assert_eq!(woken[0]["rule"], "operator");
+}
+
+/// Watt set-points (issue 60): two of the site's four miners take a power target (LuxOS). A
+/// curtailment they can meet by turning down is met with no machine slept: the controller
+/// lowers their targets, the actuators set each through a LuxOS session on the miner's API
+/// (`logon`, `profileset <session>,<W>W`, `logoff`), the miners' measured power falls to the
+/// targets and the site's to the event's; once the event ends the targets go back to
+/// nameplate and the site to its load. Every decision replays identically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watt_set_point_lowers_a_miners_power_before_any_machine_sleeps() {
+    let (nats, dir, app) = start_app(farm::FARM_ROLES, &farm::Farm::default().config()).await;
+    wait_every_machine_read(&app, 4).await;
+    let mut machines: Vec<Value> = app
+        .get_json(
+            &format!("/api/v1/registry/machines?site={SITE}"),
+            READ_TOKEN,
+        )
+        .await;
+    machines.sort_by_key(|m| m["id"].as_str().unwrap().to_string());
+    let mut turnable = BTreeMap::new();
+    let mut records = Vec::new();
+    for m in machines.iter_mut().skip(2) {
+        let nominal = m["nominal_power_w"].as_f64().unwrap();
+        m["power_target_min_w"] = json!((nominal * 0.4).round());
+        let id = m["id"].as_str().unwrap().to_string();
+        records.push((format!("/api/v1/registry/machines/{SITE}/{id}"), m.clone()));
+        turnable.insert(id, nominal);
+    }
+    app.put_all(records).await;
+    farm::registry_committed(&nats).await;
+    let before_kw = site_kw(&app).await.unwrap();
+    // What the two can give is 60 % of their nameplate; ask for half of that.
+    let can_give_kw: f64 = turnable.values().map(|w| w * 0.6 / 1000.0).sum();
+    let target_kw = ((before_kw - can_give_kw / 2.0) * 10.0).floor() / 10.0;
+    let t0 = Utc::now();
+    let deadline = t0 + chrono::Duration::seconds(60);
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-watts", "kind": "curtail", "target_kw": target_kw,
+               "deadline": deadline, "ts": t0}),
+    )
+    .await;
+    let reached = at_target(&app, target_kw).await;
+    eprintln!(
+        "site {before_kw:.2} kW → {target_kw} kW by power targets in {:.1} s (deadline 60 s)",
+        (reached - t0).num_milliseconds() as f64 / 1000.0
+    );
+    assert!(reached <= deadline, "deadline missed");
+
+    // Only targets, only on the machines that take one, each set on the miner through LuxOS.
+    let targets = app
+        .rows(
+            "SELECT machine, power_target_w FROM decisions WHERE action = 'power_target' \
+             AND rule = 'grid_curtail' ORDER BY ts, id",
+        )
+        .await;
+    assert!(!targets.is_empty(), "targets lowered");
+    for t in &targets {
+        let machine = t["machine"].as_str().unwrap();
+        let watts = t["power_target_w"].as_f64().unwrap();
+        let nominal = turnable
+            .get(machine)
+            .expect("a machine that takes a target");
+        assert!(watts >= (nominal * 0.4).round() && watts < *nominal, "{t}");
+    }
+    let slept = app
+        .rows("SELECT count(*) AS n FROM decisions WHERE action = 'sleep'")
+        .await;
+    assert_eq!(slept[0]["n"].as_i64(), Some(0), "no machine slept");
+    let acked = "SELECT count(*) AS n FROM commands WHERE action = 'power_limit' \
+                 AND status = 'acked' AND actuator = 'miner_power_target' AND reply LIKE '%profile%'";
+    eventually(Duration::from_secs(30), "power targets acked", || async {
+        app.rows(acked).await[0]["n"].as_i64() >= Some(targets.len() as i64)
+    })
+    .await;
+    // Each lowered miner draws at most its last target, yet still hashes.
+    for (machine, _) in &turnable {
+        let last = app
+            .rows(&format!(
+                "SELECT last_value(power_target_w ORDER BY ts, id) AS w FROM decisions \
+                 WHERE machine = '{machine}' AND action = 'power_target'"
+            ))
+            .await;
+        let Some(target_w) = last[0]["w"].as_f64() else {
+            continue;
+        };
+        eventually(Duration::from_secs(30), "a miner at its target", || async {
+            machine_w(&app, machine)
+                .await
+                .is_some_and(|w| w <= target_w + 0.5 && w > target_w * 0.5)
+        })
+        .await;
+    }
+
+    // The event ends: the targets are lifted to nameplate, and the site draws its load again.
+    ingest_grid(
+        &app,
+        json!({"site": SITE, "event_id": "dr-watts-end", "kind": "normal", "ts": Utc::now()}),
+    )
+    .await;
+    wait_back_near(&app, before_kw, "the site back near its load").await;
+    for (machine, nominal) in &turnable {
+        let lifted = format!(
+            "SELECT count(*) AS n FROM decisions WHERE machine = '{machine}' \
+             AND action = 'power_target' AND rule = 'resume' AND power_target_w = {}",
+            nominal.round()
+        );
+        app.wait_rows(
+            Duration::from_secs(60),
+            "a target lifted",
+            &lifted,
+            |rows| rows[0]["n"].as_i64() == Some(1),
+        )
+        .await;
+    }
+    assert_deadline_met(&app).await;
+    assert_replays(&dir, t0).await;
 }

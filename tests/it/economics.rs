@@ -91,38 +91,6 @@ async fn acted(app: &App, action: &str, rule: &str) -> Vec<String> {
     .collect()
 }
 
-/// Waits until the energy and curtailment pipelines have committed every registry change
-/// (their consumers of the bucket's stream hold nothing pending or unacknowledged, and acks
-/// follow commits): no share of a machine's new identity can reach them before it.
-async fn registry_committed(nats: &NatsServer) {
-    let (_, js) = publisher(nats).await;
-    let stream = js.get_stream("KV_adit_registry").await.unwrap();
-    eventually(
-        Duration::from_secs(60),
-        "the registry change committed",
-        || {
-            let stream = stream.clone();
-            async move {
-                let mut done = true;
-                for name in ["adit-energy-registry", "adit-curtailment-registry"] {
-                    done &= match stream
-                        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
-                        .await
-                    {
-                        Ok(mut c) => c
-                            .info()
-                            .await
-                            .is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0),
-                        Err(_) => false,
-                    };
-                }
-                done
-            }
-        },
-    )
-    .await;
-}
-
 /// Publishes one accepted share a second for each machine that is awake, as the pool would:
 /// difficulty = its nameplate hashrate, so the shares stand for its hashes.
 fn mine(
@@ -228,7 +196,7 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
         hashrates.push((id, hashrate));
     }
     app.put_all(records).await;
-    registry_committed(&nats).await;
+    farm::registry_committed(&nats).await;
 
     // The market: the pool's terms (as the pool publishes them), the coin's price and the
     // site's energy price, all machines profitable at 70 per MWh.

@@ -1,5 +1,5 @@
-//! What the actuators have told the simulated farm: machines put to sleep or woken, each
-//! site's fan level. The device servers write it as commands arrive; the farm reads it at
+//! What the actuators have told the simulated farm: machines put to sleep or woken, their
+//! power targets, each site's fan level. The device servers write it as commands arrive; the farm reads it at
 //! each tick, and a command takes effect `lag` after it arrived (a miner takes a while to
 //! stop its boards; fans take a while to spin), so the loop the controller closes is a
 //! realistic one: its command changes the power the meters read a little later.
@@ -36,6 +36,7 @@ impl<T: Copy + PartialEq> Commanded<T> {
 #[derive(Debug, Default)]
 struct State {
     asleep: HashMap<(String, String), Commanded<bool>>,
+    targets: HashMap<(String, String), Commanded<Option<f64>>>,
     fans: HashMap<String, Commanded<Option<u8>>>,
 }
 
@@ -65,6 +66,39 @@ impl Controls {
                 at,
             },
         );
+    }
+
+    /// Sets `machine`'s power target to `watts` as of `at` (it draws at most that once the
+    /// lag has passed).
+    pub fn set_power_target(&self, site: &str, machine: &str, watts: f64, at: DateTime<Utc>) {
+        let mut state = self.lock();
+        let key = (site.to_string(), machine.to_string());
+        let before = state
+            .targets
+            .get(&key)
+            .and_then(|c| c.at(at, Duration::ZERO));
+        state.targets.insert(
+            key,
+            Commanded {
+                now: Some(watts),
+                before,
+                at,
+            },
+        );
+    }
+
+    /// `machine`'s power target at `now`, W (none until commanded).
+    pub fn power_target(
+        &self,
+        site: &str,
+        machine: &str,
+        now: DateTime<Utc>,
+        lag: Duration,
+    ) -> Option<f64> {
+        self.lock()
+            .targets
+            .get(&(site.to_string(), machine.to_string()))
+            .and_then(|c| c.at(now, lag))
     }
 
     /// Sets `site`'s fans to `level` as of `at`.
@@ -121,6 +155,13 @@ mod tests {
             "still asleep while waking"
         );
         assert!(!c.asleep("s", "m", t0 + s(15), lag));
+        assert_eq!(c.power_target("s", "m", t0, lag), None);
+        c.set_power_target("s", "m", 900.0, t0);
+        assert_eq!(c.power_target("s", "m", t0 + s(4), lag), None);
+        assert_eq!(c.power_target("s", "m", t0 + s(5), lag), Some(900.0));
+        c.set_power_target("s", "m", 1200.0, t0 + s(6));
+        assert_eq!(c.power_target("s", "m", t0 + s(7), lag), Some(900.0));
+        assert_eq!(c.power_target("s", "m", t0 + s(11), lag), Some(1200.0));
         assert_eq!(c.fan_level("s", t0, lag), None);
         c.set_fans("s", 7, t0);
         assert_eq!(c.fan_level("s", t0 + s(1), lag), None);

@@ -327,6 +327,7 @@ impl Farm {
                 adapter: Adapter::default(),
                 mines_as: None,
                 customer: None,
+                power_target_min_w: None,
             }));
         }
         out
@@ -354,10 +355,16 @@ impl Farm {
             let lag = self.config.command_lag;
             let m = &mut self.machines[i];
             let asleep = self.controls.asleep(&m.site, &m.id, now, lag);
+            // A power target caps the draw, and the hashes fall with it.
+            let full_w = m.model.power_w * load * power_factor;
+            let capped = self
+                .controls
+                .power_target(&m.site, &m.id, now, lag)
+                .map_or(1.0, |t| (t / full_w).clamp(0.0, 1.0));
             let power_w = if asleep {
                 m.model.power_w * STANDBY_SHARE
             } else {
-                m.model.power_w * load * power_factor
+                full_w * capped
             };
             m.energy_wh += power_w * dt_h;
             out.push(AnyEvent::Energy(EnergyReading {
@@ -381,7 +388,7 @@ impl Farm {
                 hashrate_hs: if asleep {
                     0.0
                 } else {
-                    m.model.hashrate_hs * load * hashrate_factor
+                    m.model.hashrate_hs * load * hashrate_factor * capped
                 },
                 temp_c: Some(temp_c),
                 fan_rpm: Some(4000.0 + 100.0 * (temp_c - 60.0)),

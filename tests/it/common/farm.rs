@@ -2,7 +2,9 @@
 //! simulated miners read by the adapters and commanded by the actuators with fast timings, and
 //! what a test reads back from SQL (the site's power, a machine's, the controller's modes).
 
-use super::App;
+use std::time::Duration;
+
+use super::{App, NatsServer, eventually, publisher};
 
 /// The roles that run the farm and its controller.
 pub const FARM_ROLES: &str = "pipelines,query,simulate,adapters,actuators";
@@ -76,4 +78,36 @@ pub async fn failsafe(app: &App, site: &str, from_or_to: &str) -> bool {
         "SELECT count(*) AS n FROM decisions WHERE site = '{site}' AND {from_or_to}_mode = 'failsafe'"
     );
     app.rows(&sql).await[0]["n"].as_i64() > Some(0)
+}
+
+/// Waits until the energy and curtailment pipelines have committed every registry change
+/// (their consumers of the bucket's stream hold nothing pending or unacknowledged, and acks
+/// follow commits): nothing a test does next can reach them before the change.
+pub async fn registry_committed(nats: &NatsServer) {
+    let (_, js) = publisher(nats).await;
+    let stream = js.get_stream("KV_adit_registry").await.unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the registry change committed",
+        || {
+            let stream = stream.clone();
+            async move {
+                let mut done = true;
+                for name in ["adit-energy-registry", "adit-curtailment-registry"] {
+                    done &= match stream
+                        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
+                        .await
+                    {
+                        Ok(mut c) => c
+                            .info()
+                            .await
+                            .is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0),
+                        Err(_) => false,
+                    };
+                }
+                done
+            }
+        },
+    )
+    .await;
 }

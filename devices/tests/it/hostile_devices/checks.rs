@@ -230,6 +230,21 @@ pub(crate) fn read_everything(body: &[u8]) -> Result<(), TestCaseError> {
                 Ok(report) => check_report(&report)?,
                 Err(e) => check_refusal(&e)?,
             }
+            // What the actuators take from a miner's reply to a change: its verdict, bounded,
+            // and a LuxOS session id safe to put into the next request.
+            if let Ok(msg) = adit_devices::cgminer::judge(&reply) {
+                prop_assert!(msg.chars().count() <= 200, "{msg:?}");
+            }
+            if let Ok(id) = adit_devices::luxos::session_id(&reply) {
+                prop_assert!(
+                    !id.is_empty()
+                        && id.len() <= 64
+                        && id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                    "{id:?}"
+                );
+            }
         }
         Err(e) => check_refusal(&e)?,
     }

@@ -1,7 +1,7 @@
 //! The simulated machines' cgminer APIs: a server per machine on its own port, answering as
-//! `simulate::cgminer`'s fake Antminer from the farm's latest status, obeying `pause` and
-//! `resume`, and, for the tests' hooks, silent (nothing listens) or answering replies cut in
-//! half.
+//! `simulate::cgminer`'s fake Antminer from the farm's latest status, obeying `pause`,
+//! `resume` and LuxOS's power targets, and, for the tests' hooks, silent (nothing listens) or
+//! answering replies cut in half.
 //!
 //! Not a family's fake (`Family::fake`): each machine is its own TCP server, not a route over
 //! the HTTP devices' shared server.
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fake::Latest;
-use crate::simulate::cgminer::{self, CgminerSnapshot};
+use crate::simulate::cgminer::{self, CgminerSnapshot, Control};
 use crate::simulate::clock::Clock;
 use crate::simulate::controls::Controls;
 
@@ -81,19 +81,25 @@ struct MinerCtx {
 }
 
 impl MinerCtx {
-    /// Obeys `pause` (sleep) or `resume` (wake).
-    fn control(&self, word: &str) -> Option<String> {
-        let asleep = match word {
-            "pause" => true,
-            "resume" => false,
-            _ => return None,
-        };
+    /// Obeys `pause` (sleep), `resume` (wake) or a power target.
+    fn control(&self, control: Control) -> Option<String> {
         let (site, machine) = &self.key;
-        self.shared
-            .controls
-            .set_asleep(site, machine, asleep, self.shared.clock.now());
-        tracing::debug!(site, machine, word, "simulated miner obeys");
-        Some(if asleep { "Paused" } else { "Resumed" }.into())
+        let now = self.shared.clock.now();
+        let said = match control {
+            Control::Pause | Control::Resume => {
+                let asleep = control == Control::Pause;
+                self.shared.controls.set_asleep(site, machine, asleep, now);
+                if asleep { "Paused" } else { "Resumed" }.to_string()
+            }
+            Control::PowerTarget(watts) => {
+                self.shared
+                    .controls
+                    .set_power_target(site, machine, watts, now);
+                format!("Target {watts} W")
+            }
+        };
+        tracing::debug!(site, machine, ?control, "simulated miner obeys");
+        Some(said)
     }
 
     fn snapshot(&self) -> CgminerSnapshot {
@@ -230,7 +236,7 @@ fn spawn(
             tasks.spawn(cgminer::serve_controlled(
                 listener,
                 move || ctx.snapshot(),
-                move |word| obeys.control(word),
+                move |control| obeys.control(control),
                 stop.clone(),
             ))
         }

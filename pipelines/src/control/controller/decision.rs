@@ -20,6 +20,13 @@ pub enum Action {
         /// The machine.
         machine: String,
     },
+    /// Set a machine's power target (its nameplate power lifts it).
+    PowerTarget {
+        /// The machine.
+        machine: String,
+        /// The target, whole watts.
+        watts: f64,
+    },
     /// Set the site's fans.
     FanLevel {
         /// 1..=9.

@@ -106,6 +106,10 @@ pub struct MachineInput {
     /// operator set one); none when its earnings are unknown.
     #[serde(default)]
     pub breakeven_per_mwh: Option<f64>,
+    /// The lowest power target its firmware takes, W: the controller lowers its target toward
+    /// this before it sleeps any machine (none: it takes no target, and is only slept or woken).
+    #[serde(default)]
+    pub min_target_w: Option<f64>,
 }
 
 fn yes() -> bool {

@@ -1,10 +1,44 @@
 //! Moving the load toward the target: an emergency's sleep for every machine, the
-//! unprofitable machines' sleep, or shedding (least profitable, then least efficient first)
-//! and waking (most efficient first, never an unprofitable machine) within the ramp.
+//! unprofitable machines' sleep, or shedding (power targets lowered first, then machines
+//! slept least profitable, then least efficient first) and waking (targets raised first, then
+//! machines woken most efficient first, never an unprofitable one) within the ramp.
 
 use super::decision::{Action, Decision, Made, Rule};
 use super::inputs::{ControlRules, Inputs, MachineInput};
 use super::state::{Mode, SiteControl};
+use super::targets;
+
+/// What `m` will draw once the commands still in flight have taken effect, W: commanded off
+/// within `command_timeout` and still running, nothing; commanded on and not running yet, its
+/// nameplate power (under its target); under a target commanded within `command_timeout`,
+/// the target; otherwise what it draws (the load is measured, not assumed, once a command
+/// had its time, or its actuator reported it failed).
+pub(super) fn expected_w(
+    rules: &ControlRules,
+    state: &SiteControl,
+    failed: &[String],
+    m: &MachineInput,
+    now_us: i64,
+) -> f64 {
+    let Some(c) = state
+        .machines
+        .get(&m.id)
+        .filter(|_| !failed.contains(&m.id))
+    else {
+        return m.power_w;
+    };
+    let recent = |t: i64| now_us - t < rules.command_timeout_us;
+    let target = c.target_w.map_or(m.nominal_w, |t| t.min(m.nominal_w));
+    if recent(c.since_us) && !c.on && m.running() {
+        0.0
+    } else if recent(c.since_us) && c.on && !m.running() {
+        target
+    } else if m.running() && c.target_since_us.is_some_and(recent) {
+        target
+    } else {
+        m.power_w
+    }
+}
 
 /// An emergency: every machine that is on, or commanded on, to sleep, minimum on-times
 /// ignored.
@@ -50,13 +84,23 @@ pub(super) fn toward_target(
     } = *made;
     match made.target_kw {
         Some(target) if expected_kw > target + 1e-9 => {
+            let excess_kw = expected_kw - target;
+            let lowered_kw = targets::lower(
+                rules,
+                state,
+                inputs,
+                now_us,
+                (excess_kw, allowance_kw),
+                made,
+                out,
+            );
             let shed = shed(
                 rules,
                 state,
                 inputs,
                 now_us,
-                expected_kw - target,
-                allowance_kw,
+                excess_kw - lowered_kw,
+                allowance_kw - lowered_kw,
             );
             out.extend(
                 shed.into_iter()
@@ -69,30 +113,61 @@ pub(super) fn toward_target(
             }
         }
         Some(target) if mode != Mode::Failsafe => {
-            let woken = wake(
-                rules,
-                state,
-                inputs,
-                now_us,
-                target - expected_kw,
-                allowance_kw,
-            );
-            let asleep = state.machines.values().any(|c| !c.on);
-            let after = match (rule, woken.is_empty(), asleep) {
-                (Rule::AllocationCap, true, false) => Mode::Running,
-                (Rule::AllocationCap, _, _) => Mode::Resuming,
-                _ => Mode::Curtailed,
-            };
             let why = if rule == Rule::AllocationCap {
                 Rule::Resume
             } else {
                 rule
             };
-            out.extend(
-                woken
-                    .into_iter()
-                    .map(|machine| made.decision(after, Action::Wake { machine }, why)),
-            );
+            let cooling_down = state
+                .last_shed_us
+                .is_some_and(|t| now_us - t < rules.cooldown_us);
+            let room_kw = (target - expected_kw - rules.resume_margin_kw).min(allowance_kw);
+            let before = out.len();
+            let (mut woken, mut still_lowered) = (Vec::new(), targets::any_lowered(state, inputs));
+            if !cooling_down {
+                let raised_kw;
+                (raised_kw, still_lowered) =
+                    targets::raise(rules, state, inputs, now_us, room_kw, (made, why), out);
+                if !still_lowered {
+                    woken = wake(rules, state, inputs, now_us, room_kw - raised_kw);
+                }
+            }
+            let raised = out.len() > before;
+            let asleep = state.machines.values().any(|c| !c.on);
+            let after = match rule {
+                Rule::AllocationCap
+                    if !(raised || still_lowered || asleep || !woken.is_empty()) =>
+                {
+                    Mode::Running
+                }
+                Rule::AllocationCap => Mode::Resuming,
+                _ => Mode::Curtailed,
+            };
+            for machine in woken {
+                // A machine slept under a lowered target wakes at its nameplate.
+                let lift = inputs
+                    .machines
+                    .iter()
+                    .find(|m| m.id == machine)
+                    .filter(|_| {
+                        state
+                            .machines
+                            .get(&machine)
+                            .is_some_and(|c| c.target_w.is_some())
+                    })
+                    .map(|m| m.nominal_w.round());
+                out.push(made.decision(
+                    after,
+                    Action::Wake {
+                        machine: machine.clone(),
+                    },
+                    why,
+                ));
+                if let Some(watts) = lift {
+                    state.set_target(&machine, None, now_us);
+                    out.push(made.decision(after, Action::PowerTarget { machine, watts }, why));
+                }
+            }
             after
         }
         _ => mode,
@@ -140,7 +215,7 @@ pub(super) fn shed_unprofitable(
     candidates.sort_by(|a, b| MachineInput::shed_order(a, b));
     let mut shed_kw = 0.0;
     for m in candidates {
-        let kw = m.power_w / 1000.0;
+        let kw = expected_w(rules, state, &inputs.failed, m, now_us) / 1000.0;
         if shed_kw + kw > made.allowance_kw + 1e-9 {
             break;
         }
@@ -175,7 +250,7 @@ fn shed(
     candidates.sort_by(|a, b| MachineInput::shed_order(a, b));
     let (mut shed_kw, mut out) = (0.0, Vec::new());
     for m in candidates {
-        let kw = m.power_w / 1000.0;
+        let kw = expected_w(rules, state, &inputs.failed, m, now_us) / 1000.0;
         if shed_kw >= excess_kw - 1e-9 || shed_kw + kw > allowance_kw + 1e-9 {
             break;
         }
@@ -189,21 +264,14 @@ fn shed(
     out
 }
 
-/// Machines to wake, most profitable then most efficient first, while `headroom_kw` (less the margin) allows.
+/// Machines to wake, most profitable then most efficient first, while `room_kw` allows.
 fn wake(
     rules: &ControlRules,
     state: &mut SiteControl,
     inputs: &Inputs,
     now_us: i64,
-    headroom_kw: f64,
-    allowance_kw: f64,
+    room_kw: f64,
 ) -> Vec<String> {
-    if state
-        .last_shed_us
-        .is_some_and(|t| now_us - t < rules.cooldown_us)
-    {
-        return Vec::new();
-    }
     let mut candidates: Vec<&MachineInput> = inputs
         .machines
         .iter()
@@ -217,11 +285,10 @@ fn wake(
         })
         .collect();
     candidates.sort_by(|a, b| MachineInput::wake_order(a, b));
-    let room = (headroom_kw - rules.resume_margin_kw).min(allowance_kw);
     let (mut added, mut out) = (0.0, Vec::new());
     for m in candidates {
         let kw = m.nominal_w / 1000.0;
-        if added + kw > room + 1e-9 {
+        if added + kw > room_kw + 1e-9 {
             break;
         }
         added += kw;

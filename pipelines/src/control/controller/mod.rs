@@ -29,6 +29,11 @@
 //! machine that runs is put to sleep (least profitable first, within the ramp and minimum
 //! on-time) before the target is sought, and none is woken; once the price falls back under
 //! its breakeven it is woken as any other, after the cooldown.
+//! **Watt set-points** (`targets.rs`): while the load is over the target, the power targets of
+//! the machines that take one (`min_target_w`) are lowered first, least profitable first, down
+//! to their minimum; only what they cannot give is shed by sleeping machines. Back under,
+//! lowered targets are raised (lifted at nameplate) before any machine is woken, and a machine
+//! woken under a lowered target has it lifted.
 //! **Shedding**: while the load is over the target, machines are put to sleep least profitable
 //! first (lowest breakeven; those of unknown earnings after), then least efficient (highest
 //! J/TH), then by id, only those on for at least `min_on`, at most
@@ -50,6 +55,7 @@ mod fans;
 mod inputs;
 mod load;
 mod state;
+mod targets;
 
 pub use decision::{Action, Decision, Rule};
 pub use inputs::{ControlRules, GridEvent, Inputs, MachineInput};
@@ -72,10 +78,10 @@ pub fn step(
         state
             .machines
             .entry(m.id.clone())
-            .or_insert(MachineControl {
-                on: m.running(),
-                since_us: now_us - rules.min_on_us.max(rules.min_off_us),
-            });
+            .or_insert(MachineControl::new(
+                m.running(),
+                now_us - rules.min_on_us.max(rules.min_off_us),
+            ));
     }
     state.price_high = price_high(rules, state.price_high, &inputs.prices);
     state.unprofitable = unprofitable(rules, &state.unprofitable, inputs);
@@ -242,10 +248,8 @@ fn price_high(rules: &ControlRules, was: bool, prices: &[f64]) -> bool {
     }
 }
 
-/// The load once the commands still in flight have taken effect, kW: a machine commanded
-/// off within `command_timeout` that still runs counts as off, one commanded on that does not
-/// run yet counts at its nameplate power (so a lagging machine is not answered by shedding or
-/// waking another), unless its actuator reported the command failed.
+/// The load once the commands still in flight have taken effect, kW (see
+/// [`load::expected_w`]): a lagging machine is not answered by shedding or waking another.
 fn expected_load_kw(
     rules: &ControlRules,
     state: &SiteControl,
@@ -255,18 +259,7 @@ fn expected_load_kw(
     inputs
         .machines
         .iter()
-        .map(|m| {
-            let pending = state
-                .machines
-                .get(&m.id)
-                .filter(|c| now_us - c.since_us < rules.command_timeout_us)
-                .filter(|_| !inputs.failed.contains(&m.id));
-            match pending {
-                Some(c) if !c.on && m.running() => 0.0,
-                Some(c) if c.on && !m.running() => m.nominal_w,
-                _ => m.power_w,
-            }
-        })
+        .map(|m| load::expected_w(rules, state, &inputs.failed, m, now_us))
         .sum::<f64>()
         / 1000.0
 }
@@ -297,6 +290,7 @@ mod tests {
                     efficiency_j_th: 20.0 + 2.0 * i as f64,
                     controllable: true,
                     breakeven_per_mwh: None,
+                    min_target_w: None,
                 })
                 .collect(),
             failed: Vec::new(),

@@ -31,6 +31,24 @@ pub struct MachineControl {
     pub on: bool,
     /// When that last changed, µs.
     pub since_us: i64,
+    /// The power target commanded, W (none: none set, or lifted to its nameplate power).
+    #[serde(default)]
+    pub target_w: Option<f64>,
+    /// When the target last changed, µs.
+    #[serde(default)]
+    pub target_since_us: Option<i64>,
+}
+
+impl MachineControl {
+    /// A machine commanded `on` at `since_us`, with no power target.
+    pub(crate) fn new(on: bool, since_us: i64) -> Self {
+        Self {
+            on,
+            since_us,
+            target_w: None,
+            target_since_us: None,
+        }
+    }
 }
 
 /// One site's controller state.
@@ -62,9 +80,21 @@ pub struct SiteControl {
 }
 
 impl SiteControl {
-    /// Records machine `id` as commanded `on` at `since_us`.
+    /// Records machine `id` as commanded `on` at `since_us` (its power target unchanged).
     pub(crate) fn command(&mut self, id: &str, on: bool, since_us: i64) {
-        self.machines
-            .insert(id.to_string(), MachineControl { on, since_us });
+        let c = self
+            .machines
+            .entry(id.to_string())
+            .or_insert(MachineControl::new(on, since_us));
+        c.on = on;
+        c.since_us = since_us;
+    }
+
+    /// Records machine `id`'s power target as `target_w` at `at_us` (none: lifted).
+    pub(crate) fn set_target(&mut self, id: &str, target_w: Option<f64>, at_us: i64) {
+        if let Some(c) = self.machines.get_mut(id) {
+            c.target_w = target_w;
+            c.target_since_us = Some(at_us);
+        }
     }
 }

@@ -35,6 +35,7 @@ pub(super) fn inputs(
                 machines.push(MachineInput {
                     controllable: true,
                     breakeven_per_mwh: breakeven(m),
+                    min_target_w: m.power_target_min_w,
                     id: m.id.clone(),
                     power_w,
                     nominal_w: m.nominal_power_w,

@@ -222,6 +222,7 @@ mod tests {
                     adapter: Adapter::default(),
                     mines_as: None,
                     customer: None,
+                    power_target_min_w: None,
                 }),
                 t0,
             ));

@@ -54,6 +54,7 @@ pub(super) fn commands(
             action: action.as_str().into(),
             machine: Some(machine.clone()),
             fan_level: None,
+            power_target_w: None,
             target_kw: None,
             load_kw,
             dry_run,

@@ -41,11 +41,14 @@ pub fn decision_row(
     inputs: &str,
     state: &str,
 ) -> DecisionRow {
-    let (action, machine, fan_level) = match &d.action {
-        Action::Mode => ("mode", None, None),
-        Action::Sleep { machine } => ("sleep", Some(machine.clone()), None),
-        Action::Wake { machine } => ("wake", Some(machine.clone()), None),
-        Action::FanLevel { level } => ("fan_level", None, Some(i64::from(*level))),
+    let (action, machine, fan_level, power_target_w) = match &d.action {
+        Action::Mode => ("mode", None, None, None),
+        Action::Sleep { machine } => ("sleep", Some(machine.clone()), None, None),
+        Action::Wake { machine } => ("wake", Some(machine.clone()), None, None),
+        Action::PowerTarget { machine, watts } => {
+            ("power_target", Some(machine.clone()), None, Some(*watts))
+        }
+        Action::FanLevel { level } => ("fan_level", None, Some(i64::from(*level)), None),
     };
     let at = from_micros(at_us);
     DecisionRow {
@@ -59,6 +62,7 @@ pub fn decision_row(
         action: action.into(),
         machine,
         fan_level,
+        power_target_w,
         target_kw: d.target_kw,
         load_kw: d.load_kw,
         dry_run,
@@ -74,6 +78,9 @@ pub(super) fn command_of(row: &DecisionRow, d: &Decision) -> Option<Command> {
         Action::Mode => return None,
         Action::Sleep { machine } => command(row, machine, CommandAction::Sleep, None),
         Action::Wake { machine } => command(row, machine, CommandAction::Wake, None),
+        Action::PowerTarget { machine, watts } => {
+            command(row, machine, CommandAction::PowerLimit, Some(*watts))
+        }
         Action::FanLevel { level } => command(
             row,
             FANS_TARGET,

@@ -82,6 +82,7 @@ mod tests {
             adapter,
             mines_as: None,
             customer: None,
+            power_target_min_w: None,
         }
     }
 

@@ -1,28 +1,17 @@
 //! The simulator's fake miner on the cgminer API: what a bmminer-based Antminer S9 answers
-//! ([`reply_for`], from a [`CgminerSnapshot`] of the simulated machine) and a server that
-//! answers with it ([`serve`], [`serve_controlled`] for `pause`/`resume`). The client and
-//! parser are `adit_devices::cgminer`'s; the tests below read every fake reply back through
-//! them, so the fake and the parser cannot drift apart.
+//! ([`reply_for`], from a [`CgminerSnapshot`] of the simulated machine), and a server that
+//! answers with it and obeys `pause`/`resume` and LuxOS's power targets ([`server`]). The
+//! client and parser are `adit_devices::cgminer`'s (and `adit_devices::luxos`'s); the tests
+//! read every fake reply back through them, so the fake and the parser cannot drift apart.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod server;
+mod session;
 
-use adit_devices::cgminer::{CODE_INVALID_COMMAND, trim_reply};
+pub use server::{Control, serve, serve_controlled};
+
+use adit_devices::cgminer::CODE_INVALID_COMMAND;
 use adit_schemas::MinerState;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// The status code of a control command carried out.
-const CODE_CONTROL_DONE: i64 = 300;
-/// Largest request the fake miner reads (cgminer's receive buffer).
-const MAX_REQUEST_BYTES: usize = 8192;
-/// How long the fake miner waits for a request (Antminer firmware's receive timeout).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 // ---------------------------------------------------------------------------------------------
 // The fake miner: replies.
@@ -621,187 +610,26 @@ fn version_section() -> Section {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The fake miner: server.
-// ---------------------------------------------------------------------------------------------
-
-/// Serves the fake miner's API on `listener` until `shutdown` is cancelled, answering each
-/// connection as cgminer does: read one request (`{"command":"…"}` or the plain-text
-/// `summary|` form), reply from a fresh `snapshot()` with [`reply_for`] (or its text form),
-/// close. Returns once the listener is closed and every open connection has finished.
-/// Control commands are refused as cgminer refuses unknown ones; see [`serve_controlled`].
-pub async fn serve(
-    listener: TcpListener,
-    snapshot: impl Fn() -> CgminerSnapshot + Send + Sync + 'static,
-    shutdown: CancellationToken,
-) {
-    serve_controlled(listener, snapshot, |_: &str| None, shutdown).await;
-}
-
-/// The control commands the fake obeys, as Braiins OS names them.
-pub const CONTROL_COMMANDS: [&str; 2] = ["pause", "resume"];
-
-/// [`serve`], also obeying `pause` and `resume`: `control(word)` carries it out and returns
-/// the message of the `S` reply (`None`: refused as an invalid command).
-pub async fn serve_controlled(
-    listener: TcpListener,
-    snapshot: impl Fn() -> CgminerSnapshot + Send + Sync + 'static,
-    control: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
-    shutdown: CancellationToken,
-) {
-    let handlers = Arc::new((snapshot, control));
-    let connections = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let handlers = Arc::clone(&handlers);
-                let shutdown = shutdown.clone();
-                connections.spawn(async move {
-                    let (snapshot, control) = &*handlers;
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        answered = answer(stream, snapshot, control) => {
-                            if let Err(error) = answered {
-                                tracing::debug!(%peer, %error, "fake cgminer API: connection failed");
-                            }
-                        }
-                    }
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "fake cgminer API: accept failed");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                }
-            }
-        }
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-}
-
-/// One connection: request in, reply out, close.
-async fn answer<F, C>(mut stream: TcpStream, snapshot: &F, control: &C) -> std::io::Result<()>
-where
-    F: Fn() -> CgminerSnapshot,
-    C: Fn(&str) -> Option<String>,
-{
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    let when = chrono::Utc::now().timestamp();
-    let reply = control_reply(&request, control, when)
-        .unwrap_or_else(|| respond(&request, &snapshot(), when));
-    stream.write_all(reply.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// The reply to a JSON control command (`pause`, `resume`) that `control` carries out;
-/// `None` for any other request.
-fn control_reply<C: Fn(&str) -> Option<String>>(
-    request: &[u8],
-    control: &C,
-    when: i64,
-) -> Option<String> {
-    let value: Value = serde_json::from_slice(trim_reply(request)).ok()?;
-    let word = value.get("command")?.as_str()?;
-    if !CONTROL_COMMANDS.contains(&word) {
-        return None;
-    }
-    let msg = control(word)?;
-    let mut out = Reply::ok(CODE_CONTROL_DONE, msg, Vec::new()).json(when);
-    out.push('\0');
-    Some(out)
-}
-
-/// Reads one request: a complete JSON object, or (plain text) whatever the first read brings,
-/// as cgminer does with its single `recv`.
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        request.extend_from_slice(&chunk[..n]);
-        let text = trim_reply(&request);
-        let complete = n == 0
-            || request.len() >= MAX_REQUEST_BYTES
-            || request.contains(&0)
-            || request.contains(&b'\n')
-            || (!text.is_empty() && text[0] != b'{')
-            || serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok();
-        if complete {
-            return Ok(request);
-        }
-    }
-}
-
-/// The fake miner's answer to the bytes of one request.
-fn respond(request: &[u8], snap: &CgminerSnapshot, when: i64) -> String {
-    let request = trim_reply(request);
-    if request.first() == Some(&b'{') {
-        let command = match serde_json::from_slice::<Value>(request) {
-            Ok(Value::Object(o)) => match o.get("command") {
-                Some(Value::String(c)) => Ok(c.clone()),
-                Some(_) => Err(Reply::error(CODE_INVALID_COMMAND, "Invalid command")),
-                None => Err(Reply::error(24, "Missing JSON 'command'")),
-            },
-            _ => Err(Reply::error(23, "Invalid JSON")),
-        };
-        match command {
-            Ok(command) => render(&command, snap, when, Format::Json),
-            Err(reply) => {
-                let mut out = reply.json(when);
-                out.push('\0');
-                out
-            }
-        }
-    } else {
-        let text = String::from_utf8_lossy(request);
-        let command = text.split_once('|').map_or(&*text, |(c, _)| c).trim();
-        render(command, snap, when, Format::Text)
+/// A mining S9's snapshot in `state`, for the tests.
+#[cfg(test)]
+fn test_snapshot(state: MinerState) -> CgminerSnapshot {
+    CgminerSnapshot {
+        hashrate_hs: 13.5e12,
+        temps_c: vec![71.5, 68.25, 74.75],
+        fans_rpm: vec![5880.0, 6000.0],
+        power_w: Some(1350.0),
+        state,
+        elapsed_s: 86_400,
+        pool_url: "stratum+tcp://pool.example:3333".into(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use adit_devices::cgminer::{REPORT_COMMAND, decode_reply, parse_report, query};
+    use adit_devices::cgminer::{REPORT_COMMAND, decode_reply, parse_report};
 
+    use super::test_snapshot as snapshot;
     use super::*;
-
-    const TIMEOUT: Duration = Duration::from_secs(10);
-    const MAX_BYTES: usize = 1024 * 1024;
-
-    /// A guard that lets the tests reach their loopback miners.
-    fn any() -> adit_egress::Guard {
-        adit_egress::Guard::new(
-            adit_egress::Purpose::Devices,
-            adit_egress::policy::Rules::parse(&["loopback".to_string()]).expect("rules"),
-        )
-    }
-
-    async fn listener() -> (TcpListener, String) {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr").to_string();
-        (l, addr)
-    }
-
-    fn snapshot(state: MinerState) -> CgminerSnapshot {
-        CgminerSnapshot {
-            hashrate_hs: 13.5e12,
-            temps_c: vec![71.5, 68.25, 74.75],
-            fans_rpm: vec![5880.0, 6000.0],
-            power_w: Some(1350.0),
-            state,
-            elapsed_s: 86_400,
-            pool_url: "stratum+tcp://pool.example:3333".into(),
-        }
-    }
 
     #[test]
     fn fake_replies_are_valid_json_ending_in_nul() {
@@ -892,85 +720,5 @@ mod tests {
         .expect("parses");
         assert_eq!((r.temp_c, r.fan_rpm, r.power_w), (None, None, None));
         assert_eq!(r.hashrate_hs, 13.5e12);
-    }
-
-    #[test]
-    fn requests_are_answered_like_cgminer() {
-        let snap = snapshot(MinerState::Mining);
-        let text = respond(b"summary|\n", &snap, 7);
-        assert!(text.starts_with("STATUS=S,When=7,Code=11,Msg=Summary,Description=bmminer 1.0.0|SUMMARY,Elapsed=86400,GHS 5s=13500.00,"), "{text}");
-        assert!(text.ends_with("|\0"), "{text}");
-        let joined = respond(b"summary+pools", &snap, 7);
-        assert!(joined.starts_with("CMD=summary|STATUS=S,"), "{joined}");
-        assert!(
-            joined.contains("|CMD=pools|STATUS=S,When=7,Code=7,Msg=1 Pool(s),"),
-            "{joined}"
-        );
-        assert!(
-            joined.contains("URL=stratum+tcp://pool.example:3333,"),
-            "{joined}"
-        );
-
-        let json_reply = respond(br#"{"command":"summary","parameter":""}"#, &snap, 7);
-        let v = decode_reply(json_reply.as_bytes()).expect("decodes");
-        assert_eq!(v["SUMMARY"][0]["GHS 5s"], "13500.00");
-        assert_eq!(v["STATUS"][0]["When"], 7);
-
-        for (request, code, msg) in [
-            (&b"{\"command\":"[..], 23, "Invalid JSON"),
-            (&b"{\"cmd\":\"summary\"}"[..], 24, "Missing JSON 'command'"),
-            (&b"{\"command\":5}"[..], 14, "Invalid command"),
-        ] {
-            let v = decode_reply(respond(request, &snap, 7).as_bytes()).expect("decodes");
-            assert_eq!(v["STATUS"][0]["STATUS"], "E");
-            assert_eq!(v["STATUS"][0]["Code"], code);
-            assert_eq!(v["STATUS"][0]["Msg"], msg);
-        }
-    }
-
-    #[tokio::test]
-    async fn the_fake_miner_round_trips_a_snapshot_over_tcp() {
-        let (l, addr) = listener().await;
-        let snap = snapshot(MinerState::Mining);
-        let served = snap.clone();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(l, move || served.clone(), shutdown.clone()));
-
-        let reply = query(&any(), &addr, REPORT_COMMAND, TIMEOUT, MAX_BYTES)
-            .await
-            .expect("query");
-        let r = parse_report(&reply).expect("parses");
-        assert_eq!(r.hashrate_hs, snap.hashrate_hs);
-        assert_eq!(r.temp_c, Some(74.75));
-        assert_eq!(r.fan_rpm, Some(6000.0));
-        assert_eq!(r.power_w, Some(1350.0));
-        assert_eq!(r.state, MinerState::Mining);
-
-        // One request per connection: a second query is a second connection.
-        let single = query(&any(), &addr, "summary", TIMEOUT, MAX_BYTES)
-            .await
-            .expect("query");
-        assert_eq!(
-            parse_report(&single).expect("parses").hashrate_hs,
-            snap.hashrate_hs
-        );
-
-        // The plain-text form gets the text reply.
-        let mut stream = TcpStream::connect(&addr).await.expect("connect");
-        stream.write_all(b"summary|").await.expect("write");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.expect("read");
-        assert!(text.starts_with("STATUS=S,"), "{text}");
-        assert!(text.contains("|SUMMARY,Elapsed=86400,"), "{text}");
-
-        shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, server)
-            .await
-            .expect("serve stops")
-            .expect("no panic");
-        assert!(matches!(
-            query(&any(), &addr, "summary", TIMEOUT, MAX_BYTES).await,
-            Err(adit_devices::DeviceError::Connect { .. })
-        ));
     }
 }

@@ -2,6 +2,8 @@
 //! charts, and CSV (one figure per line: section, item, field, value). Both are pure functions
 //! of the report, so the same report always renders to the same bytes.
 
+mod evidence;
+
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -97,7 +99,8 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sa
 h1{font-size:22px;margin:0}h2{font-size:16px;border-bottom:1px solid #ccc;padding-bottom:2px;margin-top:28px}\
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eee}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#666}.nodata{color:#666;font-style:italic}\
-.score{font-size:40px;font-weight:bold}.bad{color:#b00}.ok{color:#070}\
+.score{font-size:40px;font-weight:bold}h3{font-size:14px;margin-top:20px}\
+.evidence{margin-top:12px}table.intervals{font-size:12px}.bad{color:#b00}.ok{color:#070}\
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}table,svg{break-inside:avoid}}";
 
 /// The report as a self-contained HTML page. Built with maud, which escapes every value by
@@ -133,6 +136,7 @@ pub fn html(r: &ComplianceReport) -> String {
                 (temperature(r))
                 (violations(r))
                 (curtailments(r))
+                (evidence::events(r))
                 (quality(r))
                 h2 { "How the score is computed" }
                 p { (r.score.formula) }
@@ -495,6 +499,18 @@ pub fn csv(r: &ComplianceReport) -> Result<Vec<u8>> {
                     e.time_to_target_s.map_or(String::new(), |s| s.to_string()),
                 )?;
                 put("curtailment", id, "met", e.met.to_string())?;
+                put("curtailment", id, "baseline_kw", o(e.baseline_kw))?;
+                put(
+                    "curtailment",
+                    id,
+                    "baseline_method",
+                    e.baseline_method.clone(),
+                )?;
+                for m in &e.intervals {
+                    let item = format!("{id}@{}", ts(m.start));
+                    put("evidence", &item, "load_kw", o(m.load_kw))?;
+                    put("evidence", &item, "reduction_kw", o(m.reduction_kw))?;
+                }
             }
         }
     }
