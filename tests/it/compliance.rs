@@ -715,9 +715,10 @@ async fn check_evidence(app: &App, revision: i64) -> i64 {
             "WITH ev AS (SELECT DISTINCT event_id, signal_at, baseline_kw, baseline_method \
                FROM curtailment_evidence WHERE site = '{SITE}' AND revision = {revision}) \
              SELECT ev.event_id, ev.baseline_kw, ev.baseline_method, \
-               (SELECT avg(avg_power_w) / 1000 FROM site_energy_1m m WHERE m.site = '{SITE}' \
-                  AND m.minute >= ev.signal_at - INTERVAL '10 minutes' AND m.minute < ev.signal_at) AS mean_before \
-             FROM ev ORDER BY ev.event_id"
+               avg(m.avg_power_w) / 1000 AS mean_before \
+             FROM ev JOIN site_energy_1m m ON m.site = '{SITE}' \
+               AND m.minute >= ev.signal_at - INTERVAL '10 minutes' AND m.minute < ev.signal_at \
+             GROUP BY ev.event_id, ev.baseline_kw, ev.baseline_method ORDER BY ev.event_id"
         ))
         .await;
     assert_eq!(baselines.len(), 3, "{baselines:?}");

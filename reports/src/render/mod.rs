@@ -121,6 +121,8 @@ pub fn html(r: &ComplianceReport) -> String {
         html lang="en" {
             head {
                 meta charset="utf-8";
+                // Self-contained: no request for a favicon either.
+                link rel="icon" href="data:,";
                 title { (title) }
                 style { (PreEscaped(STYLE)) }
             }
