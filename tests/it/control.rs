@@ -673,7 +673,7 @@ async fn a_watt_set_point_lowers_a_miners_power_before_any_machine_sleeps() {
     })
     .await;
     // Each lowered miner draws at most its last target, yet still hashes.
-    for (machine, _) in &turnable {
+    for machine in turnable.keys() {
         let last = app
             .rows(&format!(
                 "SELECT last_value(power_target_w ORDER BY ts, id) AS w FROM decisions \

@@ -29,11 +29,11 @@ pub(super) fn expected_w(
     };
     let recent = |t: i64| now_us - t < rules.command_timeout_us;
     let target = c.target_w.map_or(m.nominal_w, |t| t.min(m.nominal_w));
+    let waking = recent(c.since_us) && c.on && !m.running();
+    let retargeted = m.running() && c.target_since_us.is_some_and(recent);
     if recent(c.since_us) && !c.on && m.running() {
         0.0
-    } else if recent(c.since_us) && c.on && !m.running() {
-        target
-    } else if m.running() && c.target_since_us.is_some_and(recent) {
+    } else if waking || retargeted {
         target
     } else {
         m.power_w
@@ -75,103 +75,89 @@ pub(super) fn toward_target(
     made: &Made,
     out: &mut Vec<Decision>,
 ) -> Mode {
-    let Made {
-        rule,
-        mode,
-        expected_kw,
-        allowance_kw,
-        ..
-    } = *made;
     match made.target_kw {
-        Some(target) if expected_kw > target + 1e-9 => {
-            let excess_kw = expected_kw - target;
-            let lowered_kw = targets::lower(
-                rules,
-                state,
-                inputs,
-                now_us,
-                (excess_kw, allowance_kw),
-                made,
-                out,
-            );
-            let shed = shed(
-                rules,
-                state,
-                inputs,
-                now_us,
-                excess_kw - lowered_kw,
-                allowance_kw - lowered_kw,
-            );
+        Some(target) if made.expected_kw > target + 1e-9 => {
+            let excess_kw = made.expected_kw - target;
+            let at = (excess_kw, made.allowance_kw);
+            let lowered_kw = targets::lower(rules, state, inputs, now_us, at, made, out);
+            let at = (excess_kw - lowered_kw, made.allowance_kw - lowered_kw);
+            let shed = shed(rules, state, inputs, now_us, at);
             out.extend(
                 shed.into_iter()
-                    .map(|machine| made.decision(mode, Action::Sleep { machine }, rule)),
+                    .map(|machine| made.decision(made.mode, Action::Sleep { machine }, made.rule)),
             );
-            if mode == Mode::Failsafe {
-                mode
+            if made.mode == Mode::Failsafe {
+                made.mode
             } else {
                 Mode::Curtailing
             }
         }
-        Some(target) if mode != Mode::Failsafe => {
-            let why = if rule == Rule::AllocationCap {
-                Rule::Resume
-            } else {
-                rule
-            };
-            let cooling_down = state
-                .last_shed_us
-                .is_some_and(|t| now_us - t < rules.cooldown_us);
-            let room_kw = (target - expected_kw - rules.resume_margin_kw).min(allowance_kw);
-            let before = out.len();
-            let (mut woken, mut still_lowered) = (Vec::new(), targets::any_lowered(state, inputs));
-            if !cooling_down {
-                let raised_kw;
-                (raised_kw, still_lowered) =
-                    targets::raise(rules, state, inputs, now_us, room_kw, (made, why), out);
-                if !still_lowered {
-                    woken = wake(rules, state, inputs, now_us, room_kw - raised_kw);
-                }
-            }
-            let raised = out.len() > before;
-            let asleep = state.machines.values().any(|c| !c.on);
-            let after = match rule {
-                Rule::AllocationCap
-                    if !(raised || still_lowered || asleep || !woken.is_empty()) =>
-                {
-                    Mode::Running
-                }
-                Rule::AllocationCap => Mode::Resuming,
-                _ => Mode::Curtailed,
-            };
-            for machine in woken {
-                // A machine slept under a lowered target wakes at its nameplate.
-                let lift = inputs
-                    .machines
-                    .iter()
-                    .find(|m| m.id == machine)
-                    .filter(|_| {
-                        state
-                            .machines
-                            .get(&machine)
-                            .is_some_and(|c| c.target_w.is_some())
-                    })
-                    .map(|m| m.nominal_w.round());
-                out.push(made.decision(
-                    after,
-                    Action::Wake {
-                        machine: machine.clone(),
-                    },
-                    why,
-                ));
-                if let Some(watts) = lift {
-                    state.set_target(&machine, None, now_us);
-                    out.push(made.decision(after, Action::PowerTarget { machine, watts }, why));
-                }
-            }
-            after
+        Some(target) if made.mode != Mode::Failsafe => {
+            resume(rules, state, inputs, now_us, (made, target), out)
         }
-        _ => mode,
+        _ => made.mode,
     }
+}
+
+/// Under the target, once `cooldown` has passed since the last shed: raises lowered targets,
+/// then (once none is left lowered) wakes machines, within the room under the target less the
+/// margin and the ramp; returns the mode after.
+fn resume(
+    rules: &ControlRules,
+    state: &mut SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+    (made, target_kw): (&Made, f64),
+    out: &mut Vec<Decision>,
+) -> Mode {
+    let why = if made.rule == Rule::AllocationCap {
+        Rule::Resume
+    } else {
+        made.rule
+    };
+    let cooling_down = state
+        .last_shed_us
+        .is_some_and(|t| now_us - t < rules.cooldown_us);
+    let room_kw = (target_kw - made.expected_kw - rules.resume_margin_kw).min(made.allowance_kw);
+    let before = out.len();
+    let (mut woken, mut still_lowered) = (Vec::new(), targets::any_lowered(state, inputs));
+    if !cooling_down {
+        let raised_kw;
+        (raised_kw, still_lowered) =
+            targets::raise(rules, state, inputs, now_us, room_kw, (made, why), out);
+        if !still_lowered {
+            woken = wake(rules, state, inputs, now_us, room_kw - raised_kw);
+        }
+    }
+    let raised = out.len() > before;
+    let asleep = state.machines.values().any(|c| !c.on);
+    let after = match made.rule {
+        Rule::AllocationCap if !(raised || still_lowered || asleep || !woken.is_empty()) => {
+            Mode::Running
+        }
+        Rule::AllocationCap => Mode::Resuming,
+        _ => Mode::Curtailed,
+    };
+    for machine in woken {
+        out.push(made.decision(
+            after,
+            Action::Wake {
+                machine: machine.clone(),
+            },
+            why,
+        ));
+        // A machine slept under a lowered target wakes at its nameplate.
+        let lowered = state
+            .machines
+            .get(&machine)
+            .is_some_and(|c| c.target_w.is_some());
+        if let Some(m) = inputs.machines.iter().find(|m| m.id == machine && lowered) {
+            let watts = m.nominal_w.round();
+            state.set_target(&machine, None, now_us);
+            out.push(made.decision(after, Action::PowerTarget { machine, watts }, why));
+        }
+    }
+    after
 }
 
 /// The machines that may be put to sleep now: running, under control, on for at least
@@ -243,8 +229,7 @@ fn shed(
     state: &mut SiteControl,
     inputs: &Inputs,
     now_us: i64,
-    excess_kw: f64,
-    allowance_kw: f64,
+    (excess_kw, allowance_kw): (f64, f64),
 ) -> Vec<String> {
     let mut candidates = sheddable(rules, state, inputs, now_us);
     candidates.sort_by(|a, b| MachineInput::shed_order(a, b));
