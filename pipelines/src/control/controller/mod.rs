@@ -51,6 +51,7 @@
 //! and `fan_dwell` since the last change (a noisy sensor does not make the fans hunt).
 
 mod decision;
+mod expected;
 mod fans;
 mod inputs;
 mod load;
@@ -249,7 +250,7 @@ fn price_high(rules: &ControlRules, was: bool, prices: &[f64]) -> bool {
 }
 
 /// The load once the commands still in flight have taken effect, kW (see
-/// [`load::expected_w`]): a lagging machine is not answered by shedding or waking another.
+/// [`expected::expected_w`]): a lagging machine is not answered by shedding or waking another.
 fn expected_load_kw(
     rules: &ControlRules,
     state: &SiteControl,
@@ -259,7 +260,7 @@ fn expected_load_kw(
     inputs
         .machines
         .iter()
-        .map(|m| load::expected_w(rules, state, &inputs.failed, m, now_us))
+        .map(|m| expected::expected_w(rules, state, &inputs.failed, m, now_us))
         .sum::<f64>()
         / 1000.0
 }

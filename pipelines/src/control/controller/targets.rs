@@ -11,8 +11,8 @@
 //! where the target is lifted.
 
 use super::decision::{Action, Decision, Made, Rule};
+use super::expected::expected_w;
 use super::inputs::{ControlRules, Inputs, MachineInput};
-use super::load::expected_w;
 use super::state::{Mode, SiteControl};
 
 /// Less than this, W, is not worth a command when raising (lowering takes what is asked,
