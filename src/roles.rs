@@ -256,6 +256,13 @@ pub async fn pool(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<adit
         .await
         .with_context(|| format!("pool.listen: binding {}", config.listen))?;
     let mut pool = config.clone();
+    // The fee the payouts take is the one the pool publishes with its terms.
+    pool.fee_bps = shared
+        .config
+        .pipelines
+        .pplns
+        .rules(&pool.server.pool, 0)
+        .fee_bps;
     if pool.chain == adit_stratum::Chain::OpenSy && pool.node == "sim" && pool.wallet.is_empty() {
         // The simulated node's own wallet, which a payer on `node = "sim"` pays from.
         pool.wallet = adit_stratum::opensy::simnode::wallet_address();

@@ -158,7 +158,7 @@ pub fn all(config: &PipelinesConfig) -> Vec<Arc<dyn Runnable>> {
         .into_iter()
         .map(|l| Arc::new(l) as Arc<dyn Runnable>);
     let others: [Arc<dyn Runnable>; 7] = [
-        Arc::new(Energy::new(config.energy.clone())),
+        Arc::new(Energy::new(config.energy.clone(), config.pplns.clone())),
         Arc::new(Pplns::new(config.pplns.clone())),
         Arc::new(Hashrate::new(config.hashrate.clone())),
         Arc::new(RegistryLog),

@@ -35,15 +35,20 @@ pub struct NetworkState {
     pub reward: u64,
     /// Its subsidy, without the fees.
     pub subsidy: u64,
+    /// The pool's fee, basis points (`pipelines.pplns`): its miners are owed the expected
+    /// value of their hashes less this share.
+    #[serde(default)]
+    pub fee_bps: u64,
     /// When the pool took the template.
     #[serde(deserialize_with = "crate::time::deserialize_rfc3339")]
     pub ts: DateTime<Utc>,
 }
 
 impl NetworkState {
-    /// Atomic units one hash earns in expectation.
+    /// Atomic units one hash earns its miner in expectation, after the pool's fee.
     pub fn units_per_hash(&self) -> f64 {
-        self.reward as f64 / self.network_difficulty.max(1) as f64
+        let kept = 1.0 - self.fee_bps.min(10_000) as f64 / 10_000.0;
+        self.reward as f64 / self.network_difficulty.max(1) as f64 * kept
     }
 }
 
@@ -71,6 +76,9 @@ impl Event for NetworkState {
         if self.subsidy > self.reward {
             return Err(Invalid::new("subsidy must be at most the reward"));
         }
+        if self.fee_bps >= 10_000 {
+            return Err(Invalid::new("fee_bps must be under 10000"));
+        }
         policy.check_ts(self.ts, now)
     }
     fn fields() -> Vec<Field> {
@@ -80,6 +88,7 @@ impl Event for NetworkState {
             i64_field("network_difficulty"),
             i64_field("reward"),
             i64_field("subsidy"),
+            Field::new("fee_bps", arrow::datatypes::DataType::Int64, true),
             ts_field("ts"),
         ]
     }
@@ -141,8 +150,8 @@ impl Event for CoinPrice {
 /// What one machine's hashes are worth per MWh it draws, at the chain's terms and the coin's
 /// price: the energy price above which it mines at a loss.
 ///
-/// `hashrate_hs × 3600 × units_per_hash × price_per_unit` a hour, over `power_w / 10⁶` MWh a
-/// hour. `None` when the power is not positive.
+/// `hashrate_hs × 3600 × units_per_hash × price_per_unit` a hour (after the pool's fee), over
+/// `power_w / 10⁶` MWh a hour. `None` when the power is not positive.
 pub fn breakeven_per_mwh(
     hashrate_hs: f64,
     power_w: f64,
@@ -170,6 +179,7 @@ mod tests {
             network_difficulty: 300_000_000_000,
             reward: 600_000_000_000,
             subsidy: 600_000_000_000,
+            fee_bps: 0,
             ts: at(),
         };
         let coin = CoinPrice {
@@ -184,6 +194,13 @@ mod tests {
         let b = breakeven_per_mwh(100_000.0, 1000.0, &network, &coin).unwrap();
         assert!((b - 108.0).abs() < 1e-9, "{b}");
         assert_eq!(breakeven_per_mwh(1.0, 0.0, &network, &coin), None);
+        // A 2 % pool fee: the miner is owed 98 % of that.
+        let fee = NetworkState {
+            fee_bps: 200,
+            ..network
+        };
+        let b = breakeven_per_mwh(100_000.0, 1000.0, &fee, &coin).unwrap();
+        assert!((b - 105.84).abs() < 1e-9, "{b}");
     }
 
     #[test]
@@ -223,14 +240,21 @@ mod tests {
             network_difficulty: 0,
             reward: 1,
             subsidy: 1,
+            fee_bps: 0,
             ts: at(),
         };
         assert!(network.check_values(&policy, at()).is_err());
         let more_subsidy = NetworkState {
             network_difficulty: 1,
             subsidy: 2,
-            ..network
+            ..network.clone()
         };
         assert!(more_subsidy.check_values(&policy, at()).is_err());
+        let all_fee = NetworkState {
+            network_difficulty: 1,
+            fee_bps: 10_000,
+            ..network
+        };
+        assert!(all_fee.check_values(&policy, at()).is_err());
     }
 }

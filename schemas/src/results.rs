@@ -678,9 +678,14 @@ pub struct MachineProfit {
     pub shares: i64,
     /// Their summed difficulty: the hashes they stand for.
     pub work: i64,
-    /// Their expected value, atomic units: Σ ⌊difficulty × reward ÷ network difficulty⌋ of
-    /// each share's own job, before any pool fee.
+    /// What they are worth to the miner in expectation, atomic units: Σ ⌊difficulty ×
+    /// reward × (10 000 − fee) ÷ (network difficulty × 10 000)⌋ of each share's own job, the
+    /// fee being its pool's (basis points, `pipelines.pplns`).
     pub revenue_units: i64,
+    /// The pool's fee on them, atomic units: what ⌊difficulty × reward ÷ network difficulty⌋
+    /// adds up to beyond `revenue_units`.
+    #[serde(default)]
+    pub pool_fee_units: i64,
     /// Accepted shares that carried no price (an older pool), counted in `shares` only.
     pub unpriced_shares: i64,
     /// The coin its pool pays in.
@@ -723,6 +728,7 @@ impl MachineProfit {
             int("shares", false),
             int("work", false),
             int("revenue_units", false),
+            int("pool_fee_units", true),
             int("unpriced_shares", false),
             text("coin", true),
             float("coin_price", true),

@@ -64,6 +64,10 @@ pub struct PoolConfig {
     pub metrics_per_miner: usize,
     /// The Stratum server.
     pub server: ServerConfig,
+    /// The pool's fee, basis points, as the payouts take it (`pipelines.pplns`): given by the
+    /// binary, not a `[pool]` key; published with each height's terms (`network`).
+    #[serde(skip)]
+    pub fee_bps: u64,
 }
 
 impl Default for PoolConfig {
@@ -80,6 +84,7 @@ impl Default for PoolConfig {
             confirmations: None,
             metrics_per_miner: 0,
             server: ServerConfig::default(),
+            fee_bps: 0,
         }
     }
 }
@@ -196,7 +201,7 @@ pub async fn run(
         "mining on the node's template"
     );
     let seed = first.seed_hash;
-    let first_terms = terms(&config.server.pool, &first);
+    let first_terms = terms(&config, &first);
     let (work_tx, work_rx) = watch::channel(first);
     let work_rx_for_submit = work_rx.clone();
     let (events_tx, events_rx) = mpsc::channel::<AnyEvent>(100_000);
@@ -340,14 +345,15 @@ struct PublisherState {
     in_hand: Vec<AnyEvent>,
 }
 
-/// The terms `work` mines on, as the pool's event (`network`).
-fn terms(pool: &str, work: &Work) -> AnyEvent {
+/// The terms `work` mines on under `config`, as the pool's event (`network`).
+fn terms(config: &PoolConfig, work: &Work) -> AnyEvent {
     AnyEvent::Network(adit_schemas::NetworkState {
-        pool: pool.to_string(),
+        pool: config.server.pool.clone(),
         height: work.height,
         network_difficulty: work.network_difficulty,
         reward: work.reward,
         subsidy: work.subsidy,
+        fee_bps: config.fee_bps,
         ts: chrono::Utc::now(),
     })
 }
@@ -386,7 +392,7 @@ async fn refresh_work(
                 }
                 if said(&w) != last_said {
                     last_said = said(&w);
-                    if events.send(terms(&config.server.pool, &w)).await.is_err() {
+                    if events.send(terms(&config, &w)).await.is_err() {
                         return;
                     }
                 }

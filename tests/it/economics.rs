@@ -28,15 +28,19 @@ const REWARD: u64 = 100_000_000_000;
 const NETWORK_DIFFICULTY: u64 = 9_000_000_000_000_000_000;
 /// The coin's price per coin, 12 decimals.
 const COIN_PRICE: f64 = 100.0;
+/// The pool's fee (`pipelines.pplns`'s default), basis points.
+const FEE_BPS: u64 = 100;
 /// Every machine's nameplate power, W.
 const NOMINAL_W: f64 = 3000.0;
 
-/// Nameplate hashrates by machine, in order: breakevens of 80, 106.7, 133.3 and 160 per MWh.
+/// Nameplate hashrates by machine, in order: breakevens of 79.2, 105.6, 132 and 158.4 per MWh
+/// (after the pool's 1 % fee).
 const HASHRATES: [f64; 4] = [60e12, 80e12, 100e12, 120e12];
 
 /// The energy price at which a machine of `hashrate` breaks even, per MWh, computed here.
 fn breakeven(hashrate: f64) -> f64 {
-    let per_hash = REWARD as f64 / NETWORK_DIFFICULTY as f64 * COIN_PRICE / 1e12;
+    let kept = 1.0 - FEE_BPS as f64 / 10_000.0;
+    let per_hash = REWARD as f64 / NETWORK_DIFFICULTY as f64 * kept * COIN_PRICE / 1e12;
     hashrate * 3600.0 * per_hash / (NOMINAL_W / 1e6)
 }
 
@@ -208,6 +212,7 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
             network_difficulty: NETWORK_DIFFICULTY,
             reward: REWARD,
             subsidy: REWARD,
+            fee_bps: FEE_BPS,
             ts: Utc::now(),
         }))
         .await
@@ -360,7 +365,7 @@ async fn check_every_row(app: &App) {
     let rows = app
         .rows(
             "SELECT machine, worker, CAST(period_start AS BIGINT) AS s, CAST(period_end AS BIGINT) AS e, \
-             shares, work, revenue_units, coin_price, revenue, energy_wh, energy_price_per_mwh, \
+             shares, work, revenue_units, pool_fee_units, coin_price, revenue, energy_wh, energy_price_per_mwh, \
              energy_cost, margin, breakeven_per_mwh FROM machine_profit ORDER BY s, machine",
         )
         .await;
@@ -395,17 +400,26 @@ async fn check_every_row(app: &App) {
                  AND CAST(ts AS BIGINT) >= {s} AND CAST(ts AS BIGINT) < {e}"
             ))
             .await;
-        let units: u128 = shares
+        // Each share's worth to the miner after the pool's fee, and the fee.
+        let (units, fees): (u128, u128) = shares
             .iter()
             .map(|r| {
                 let n = |k: &str| u128::from(r[k].as_u64().unwrap());
-                n("difficulty") * n("reward") / n("network_difficulty")
+                let whole = n("difficulty") * n("reward");
+                let owed =
+                    whole * u128::from(10_000 - FEE_BPS) / (n("network_difficulty") * 10_000);
+                (owed, whole / n("network_difficulty") - owed)
             })
-            .sum();
+            .fold((0, 0), |(u, f), (o, fee)| (u + o, f + fee));
         assert_eq!(row["shares"].as_i64(), Some(shares.len() as i64), "{row}");
         assert_eq!(
             row["revenue_units"].as_u64().map(u128::from),
             Some(units),
+            "{row}"
+        );
+        assert_eq!(
+            row["pool_fee_units"].as_u64().map(u128::from),
+            Some(fees),
             "{row}"
         );
         let energy = app

@@ -106,7 +106,8 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     )
     .await;
     // The pool published the terms of every height it mined on (`network`), before the
-    // shares priced on them: each accepted share's height, difficulty and reward are a row's.
+    // shares priced on them: each accepted share's height, difficulty and reward are a row's,
+    // with the fee the payouts take (the default 100 bps).
     eventually(
         Duration::from_secs(30),
         "each accepted share's terms are in `network`",
@@ -123,7 +124,8 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
                     &["shares", "network"],
                     "SELECT count(*) FROM shares s WHERE s.accepted AND NOT EXISTS \
                      (SELECT 1 FROM network n WHERE n.height = s.height \
-                      AND n.network_difficulty = s.network_difficulty AND n.reward = s.reward)",
+                      AND n.network_difficulty = s.network_difficulty AND n.reward = s.reward \
+                      AND n.fee_bps = 100)",
                 )
                 .await
                     == 0

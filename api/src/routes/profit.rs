@@ -215,6 +215,7 @@ async fn breakevens_now(
             network_difficulty: int(terms, "network_difficulty"),
             reward: int(terms, "reward"),
             subsidy: int(terms, "subsidy"),
+            fee_bps: int(terms, "fee_bps"),
             ts: chrono::Utc::now(),
         };
         let price = CoinPrice {

@@ -32,7 +32,9 @@ use adit_schemas::names::{
 };
 use adit_schemas::registry::RegistryView;
 use adit_schemas::results::{EnergyPeriod, MachineEnergyMinute, MachineProfit, SiteEnergyMinute};
-use adit_schemas::{AnyEvent, EnergySource, EventKind, GridSignalKind, MinerState, to_batch};
+use adit_schemas::{
+    AnyEvent, EnergySource, EventKind, GridSignalKind, MinerState, Share, to_batch,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,7 @@ use crate::error::Result;
 use crate::farm::energy_periods::{PeriodKind, Periods};
 use crate::farm::profit::{self, Profit, Taken};
 use crate::inputs::{grid_input, registry_input};
+use crate::pool::pplns::PplnsConfig;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
 };
@@ -326,12 +329,15 @@ pub struct EnergyState {
 pub struct Energy {
     /// Settings.
     config: EnergyConfig,
+    /// The payouts' settings, for each pool's fee (a share's revenue is what its miner is
+    /// owed after it).
+    fees: PplnsConfig,
 }
 
 impl Energy {
-    /// With `config` (validated).
-    pub fn new(config: EnergyConfig) -> Self {
-        Self { config }
+    /// With `config` (validated), and `fees` (the PPLNS settings, for each pool's fee).
+    pub fn new(config: EnergyConfig, fees: PplnsConfig) -> Self {
+        Self { config, fees }
     }
 
     fn watermark_config(&self) -> WatermarkConfig {
@@ -340,7 +346,7 @@ impl Energy {
 
     /// Takes a step's shares and prices into the profit accounts; returns how many shares
     /// came for an interval already closed.
-    fn take_market(state: &mut EnergyState, input: &StepInput) -> u64 {
+    fn take_market(&self, state: &mut EnergyState, input: &StepInput) -> u64 {
         for (_, event) in input.of(EventKind::Grid) {
             if let AnyEvent::Grid(g) = event
                 && g.kind == GridSignalKind::Price
@@ -363,11 +369,14 @@ impl Energy {
         let who = profit::identities(&state.registry);
         let mut late = 0;
         for (_, event) in shares {
+            let fee_bps = |s: &Share| self.fees.rules(&s.pool, s.height).fee_bps;
             if let AnyEvent::Share(share) = event
-                && state
-                    .profit
-                    .take_share(&state.registry, &who, share, &state.sites)
-                    == Taken::Late
+                && state.profit.take_share(
+                    &state.registry,
+                    &who,
+                    (share, fee_bps(share)),
+                    &state.sites,
+                ) == Taken::Late
             {
                 late += 1;
             }
@@ -629,7 +638,7 @@ impl Pipeline for Energy {
                 }
             }
         }
-        out.late += Self::take_market(state, &input);
+        out.late += self.take_market(state, &input);
         for decoded in &input.inputs {
             for (_, event) in decoded.of(EventKind::Energy) {
                 if let AnyEvent::Energy(reading) = event
@@ -808,7 +817,7 @@ mod tests {
             put(machine("m1")),
             put(machine("m2")),
         ];
-        let p = Energy::new(EnergyConfig::default());
+        let p = Energy::new(EnergyConfig::default(), PplnsConfig::default());
         let mut state = EnergyState::default();
         let mut rows = Vec::new();
         // m2 is metered from the start; m1 only reports its status, from 5 minutes in.

@@ -38,8 +38,11 @@ struct Earned {
     shares: i64,
     /// Their summed difficulty.
     work: i64,
-    /// Their expected value, atomic units.
+    /// Their expected value after the pool's fee, atomic units.
     units: i64,
+    /// The pool's fee on them, atomic units.
+    #[serde(default)]
+    fee_units: i64,
     /// Shares that carried no price.
     unpriced: i64,
 }
@@ -92,13 +95,13 @@ pub fn identities(view: &RegistryView) -> Identities {
 }
 
 impl Profit {
-    /// Takes one share into its machine's interval; `closed` is each site's time before which
-    /// its minutes are final.
+    /// Takes one share, with its pool's fee in basis points, into its machine's interval;
+    /// `closed` is each site's time before which its minutes are final.
     pub fn take_share(
         &mut self,
         view: &RegistryView,
         who: &Identities,
-        share: &Share,
+        (share, fee_bps): (&Share, u64),
         closed: &BTreeMap<String, i64>,
     ) -> Taken {
         let key = (
@@ -121,12 +124,20 @@ impl Profit {
         earned.end_us = end;
         earned.shares += 1;
         earned.work = earned.work.saturating_add(share.difficulty as i64);
-        match (share.network_difficulty, share.reward) {
-            (Some(nd), Some(reward)) => match pps::credit(share.difficulty, nd, reward, 0) {
-                Ok(units) => earned.units = earned.units.saturating_add(units as i64),
-                Err(_) => earned.unpriced += 1,
-            },
-            _ => earned.unpriced += 1,
+        let priced = share
+            .network_difficulty
+            .zip(share.reward)
+            .and_then(|(nd, reward)| {
+                let whole = pps::credit(share.difficulty, nd, reward, 0).ok()?;
+                let owed = pps::credit(share.difficulty, nd, reward, fee_bps).ok()?;
+                Some((owed, whole - owed))
+            });
+        match priced {
+            Some((owed, fee)) => {
+                earned.units = earned.units.saturating_add(owed as i64);
+                earned.fee_units = earned.fee_units.saturating_add(fee as i64);
+            }
+            None => earned.unpriced += 1,
         }
         Taken::Counted
     }
@@ -224,6 +235,7 @@ impl Profit {
             shares: earned.shares,
             work: earned.work,
             revenue_units: earned.units,
+            pool_fee_units: earned.fee_units,
             unpriced_shares: earned.unpriced,
             coin,
             coin_price: quote.map(|(price, _)| price),
@@ -377,8 +389,9 @@ mod tests {
         /// Nothing is dropped in silence: whatever order shares arrive in and whenever the
         /// site's minutes close, every accepted share of a machine is counted once, in its own
         /// interval's row, or said late (its interval had closed), or counted among those of
-        /// an interval without energy; its value is exactly ⌊d × reward ÷ nd⌋; no other share
-        /// is counted.
+        /// an interval without energy; its value to the miner is exactly
+        /// ⌊d × reward × (10 000 − fee) ÷ (nd × 10 000)⌋ and the pool's fee the rest of
+        /// ⌊d × reward ÷ nd⌋; no other share is counted.
         #[test]
         fn every_share_of_a_machine_is_priced_once_or_said_late(
             shares in prop::collection::vec(
@@ -387,6 +400,7 @@ mod tests {
             ),
             closes in prop::collection::vec(0..7i64, 1..6),
             energy_for in prop::collection::vec(any::<bool>(), 10),
+            fee_bps in 0..2_000u64,
         ) {
             let view = view();
             let who = identities(&view);
@@ -397,24 +411,27 @@ mod tests {
             closes.sort_unstable();
             let per_close = shares.len() / closes.len() + 1;
             let (mut late, mut orphaned) = (0i64, 0i64);
-            // What each machine's interval was given: (shares, units, unpriced).
-            let mut given: BTreeMap<(usize, i64), (i64, i64, i64)> = BTreeMap::new();
+            // What each machine's interval was given: (shares, units, fee units, unpriced).
+            let mut given: BTreeMap<(usize, i64), (i64, i64, i64, i64)> = BTreeMap::new();
             let mut rows: Vec<MachineProfit> = Vec::new();
             let mut chunks = shares.chunks(per_close);
             for close_at in &closes {
                 for &(w, t, d, priced, accepted) in chunks.next().unwrap_or_default() {
                     let worker = ["w0", "w1", "stranger"][w];
                     let s = share(worker, T0 + t, d, priced, accepted);
-                    match profit.take_share(&view, &who, &s, &closed) {
+                    match profit.take_share(&view, &who, (&s, fee_bps), &closed) {
                         Taken::Late => late += 1,
                         Taken::Counted => {
                             let start = T0 + t - t % MINUTE;
                             let e = given.entry((w, start)).or_default();
                             e.0 += 1;
                             if priced {
-                                e.1 += (u128::from(d) * 600_000_000_000 / 1_000_003) as i64;
+                                let whole = u128::from(d) * 600_000_000_000;
+                                let owed = whole * u128::from(10_000 - fee_bps) / (1_000_003 * 10_000);
+                                e.1 += owed as i64;
+                                e.2 += (whole / 1_000_003 - owed) as i64;
                             } else {
-                                e.2 += 1;
+                                e.3 += 1;
                             }
                         }
                         Taken::NotOurs => prop_assert!(w == 2 || !accepted),
@@ -446,7 +463,10 @@ mod tests {
                 prop_assert!(keys.insert((row.machine.clone(), row.period_start)), "one row per interval");
                 let w = usize::from(row.machine == "m1");
                 let want = given.remove(&(w, row.period_start.timestamp_micros())).unwrap_or_default();
-                prop_assert_eq!((row.shares, row.revenue_units, row.unpriced_shares), want);
+                prop_assert_eq!(
+                    (row.shares, row.revenue_units, row.pool_fee_units, row.unpriced_shares),
+                    want
+                );
             }
             // What no row took is what was counted without energy, or is still open.
             let rest: i64 = given.values().map(|g| g.0).sum();

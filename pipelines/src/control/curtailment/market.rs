@@ -110,6 +110,7 @@ mod tests {
             network_difficulty: 9_000_000_000_000_000_000,
             reward: 100_000_000_000,
             subsidy: 100_000_000_000,
+            fee_bps: 0,
             ts: t0,
         }));
         market.take(&AnyEvent::CoinPrice(CoinPrice {
