@@ -2,7 +2,8 @@
 # The test command: installs what the tests need, then runs every test of the workspace
 # (with cargo-nextest) against real servers the tests start themselves (a private nats-server
 # per test, temp Delta tables). Builds once, in debug, into a target folder outside the clone; clippy with
-# -D warnings and cargo-machete (unused dependencies) must pass before the tests run.
+# -D warnings, cargo-machete (unused dependencies) and cargo-deny (licenses, bans, sources,
+# advisories: scripts/deny.sh) must pass before the tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -13,6 +14,8 @@ cargo build --workspace --all-targets
 cargo clippy --workspace --all-targets -- -D warnings
 command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2
 cargo machete
+# Supply chain: licenses, banned crates, sources and the RustSec advisories (deny.toml).
+./scripts/deny.sh
 # No two files of a crate import each other, directly or round a circle.
 python3 scripts/import_cycles.py
 # Every test of the workspace in one queue (.config/nextest.toml: two at a time, the heavy

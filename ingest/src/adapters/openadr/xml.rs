@@ -76,7 +76,7 @@ pub fn parse(body: &[u8]) -> Result<Element, DeviceError> {
                         "more than {MAX_ELEMENTS} elements or {MAX_DEPTH} levels"
                     )));
                 }
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+                let name = start.local_name().as_ref().to_string();
                 let element = Element {
                     name,
                     ..Element::default()
@@ -94,16 +94,13 @@ pub fn parse(body: &[u8]) -> Result<Element, DeviceError> {
                 close(&mut stack, &mut root, element);
             }
             Event::Text(text) => {
-                let text = text.decode().map_err(|e| garbage(e.to_string()))?;
-                push_text(&mut stack, &text);
+                push_text(&mut stack, &text.xml10_content());
             }
             Event::CData(data) => {
-                let text = data.decode().map_err(|e| garbage(e.to_string()))?;
-                push_text(&mut stack, &text);
+                push_text(&mut stack, &data.xml10_content());
             }
             Event::GeneralRef(reference) => {
-                let name = reference.decode().map_err(|e| garbage(e.to_string()))?;
-                let reference = format!("&{name};");
+                let reference = format!("&{};", reference.xml10_content());
                 let text = quick_xml::escape::unescape(&reference)
                     .map_err(|e| garbage(format!("unknown entity {reference}: {e}")))?;
                 push_text(&mut stack, &text);
