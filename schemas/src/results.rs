@@ -683,9 +683,9 @@ pub struct MachineProfit {
     /// fee being its pool's (basis points, `pipelines.pplns`).
     pub revenue_units: i64,
     /// The pool's fee on them, atomic units: what ⌊difficulty × reward ÷ network difficulty⌋
-    /// adds up to beyond `revenue_units`.
+    /// adds up to beyond `revenue_units` (none in rows written before it was kept).
     #[serde(default)]
-    pub pool_fee_units: i64,
+    pub pool_fee_units: Option<i64>,
     /// Accepted shares that carried no price (an older pool), counted in `shares` only.
     pub unpriced_shares: i64,
     /// The coin its pool pays in.

@@ -235,7 +235,7 @@ impl Profit {
             shares: earned.shares,
             work: earned.work,
             revenue_units: earned.units,
-            pool_fee_units: earned.fee_units,
+            pool_fee_units: Some(earned.fee_units),
             unpriced_shares: earned.unpriced,
             coin,
             coin_price: quote.map(|(price, _)| price),
@@ -465,7 +465,7 @@ mod tests {
                 let want = given.remove(&(w, row.period_start.timestamp_micros())).unwrap_or_default();
                 prop_assert_eq!(
                     (row.shares, row.revenue_units, row.pool_fee_units, row.unpriced_shares),
-                    want
+                    (want.0, want.1, Some(want.2), want.3)
                 );
             }
             // What no row took is what was counted without energy, or is still open.
