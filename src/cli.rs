@@ -80,6 +80,18 @@ pub enum Command {
     Payments(PaymentsArgs),
     /// Check what a pool publishes, from its public views alone (no token, no trust).
     Verify(VerifyArgs),
+    /// Check a configured installation end to end: NATS and its streams, the table root, the
+    /// registry, every device it names (read once), every notification receiver (a test
+    /// message each) and the pool's node; print what failed and exit 1 if anything did.
+    Selftest(SelftestArgs),
+}
+
+/// `adit selftest`.
+#[derive(Debug, Clone, Args)]
+pub struct SelftestArgs {
+    /// Do not send the receivers a test message (they are listed, not checked).
+    #[arg(long)]
+    pub no_notify: bool,
 }
 
 /// `adit verify`.

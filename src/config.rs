@@ -121,6 +121,8 @@ pub struct Config {
     pub log: crate::logging::LogConfig,
     /// The vital signs sampled and the free space a volume needs.
     pub health: crate::health::HealthConfig,
+    /// `/metrics`: on or off, and the environment label.
+    pub metrics: crate::exporter::MetricsConfig,
     /// Backups (`adit backup` and the `backup` role).
     pub backup: adit_backup::BackupConfig,
     /// The file this config was read from (what a backup keeps).
@@ -201,6 +203,7 @@ impl Config {
         self.payments.validate()?;
         self.egress.validate()?;
         self.log.validate()?;
+        self.metrics.validate()?;
         self.health.validate()
     }
 

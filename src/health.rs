@@ -6,13 +6,15 @@
 //! naming it (`disk:tables`) before a full disk stops ingest; it is up again once there is room.
 //! So is the pool's node while its client cannot reach it (`node`), and, in a process that
 //! writes tables, the table root while a small object cannot be written and removed there
-//! (`tables`: a read-only, unmounted or unreachable store).
+//! (`tables`: a read-only, unmounted or unreachable store). Beside them: the host's CPU, memory,
+//! load, disks and network (`crate::host`) and how many records of each kind the registry holds.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use adit_config::{Checked, check};
 use serde::Deserialize;
+use strum::IntoEnumIterator;
 use tokio_util::sync::CancellationToken;
 
 /// `[health]`.
@@ -96,6 +98,8 @@ pub async fn run(
 ) -> Result<(), std::convert::Infallible> {
     let process = metrics_process::Collector::default();
     process.describe();
+    let mut host = crate::host::Host::new();
+    let mut registry = None;
     let mut tick = tokio::time::interval(config.sample_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -104,6 +108,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         process.collect();
+        host.sample();
         for (volume, path) in &watched.volumes {
             let state = disk(&config, volume, path);
             let was_up = vitals.report(&format!("disk:{volume}"), state.clone());
@@ -134,12 +139,38 @@ pub async fn run(
         }
         if let Some(js) = &watched.js {
             streams(js).await;
+            registered(js, &mut registry).await;
         }
     }
 }
 
+/// Sets `adit_registry_records` for each kind of record (sites, pools, machines, sensors,
+/// meters): what the registry holds now. The registry is opened on first use; a process whose
+/// NATS has no registry bucket yet tries again at the next sample.
+async fn registered(
+    js: &async_nats::jetstream::Context,
+    registry: &mut Option<adit_bus::registry::Registry>,
+) {
+    if registry.is_none() {
+        *registry = adit_bus::registry::Registry::open(js.clone()).await.ok();
+    }
+    let Some(open) = registry else { return };
+    match open.snapshot().await {
+        Ok(records) => {
+            for kind in adit_schemas::registry::RecordKind::iter() {
+                let n = records
+                    .iter()
+                    .filter(|(_, v)| v.record.kind() == kind)
+                    .count();
+                metrics::gauge!("adit_registry_records", "kind" => kind.plural()).set(n as f64);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "registry not counted this time"),
+    }
+}
+
 /// Whether the table root takes a write now.
-async fn writable(store: &adit_sinks::TableStore, name: &str) -> Result<(), String> {
+pub(crate) async fn writable(store: &adit_sinks::TableStore, name: &str) -> Result<(), String> {
     match tokio::time::timeout(PROBE_TIMEOUT, store.probe_write(name)).await {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err(format!(

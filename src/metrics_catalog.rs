@@ -444,6 +444,75 @@ const METRICS: &[Metric] = &[
         Unset,
         "Bytes held by a JetStream stream.",
     ),
+    // the host, beside the process (host.rs), under the pool-monitoring system's names.
+    m(
+        "pool_cpu_usage_percent",
+        Gauge,
+        Unset,
+        "The host's CPU use over the last sample, all cores, percent.",
+    ),
+    m(
+        "pool_memory_used_bytes",
+        Gauge,
+        Unset,
+        "The host's memory in use, bytes.",
+    ),
+    m(
+        "pool_memory_total_bytes",
+        Gauge,
+        Unset,
+        "The host's memory, bytes.",
+    ),
+    m(
+        "pool_load_average",
+        Gauge,
+        Unset,
+        "The host's load average (window: 1m, 5m, 15m).",
+    ),
+    m(
+        "pool_disk_used_bytes",
+        Gauge,
+        Unset,
+        "Space used on each of the host's disks (mount), bytes.",
+    ),
+    m(
+        "pool_disk_total_bytes",
+        Gauge,
+        Unset,
+        "Size of each of the host's disks (mount), bytes.",
+    ),
+    m(
+        "pool_network_received_bytes_total",
+        Counter,
+        Unset,
+        "Bytes the host received on each interface (interface) since it booted.",
+    ),
+    m(
+        "pool_network_transmitted_bytes_total",
+        Counter,
+        Unset,
+        "Bytes the host sent on each interface (interface) since it booted.",
+    ),
+    // the registry, counted with the vital signs (health.rs).
+    m(
+        "adit_registry_records",
+        Gauge,
+        Unset,
+        "Records the registry holds (kind: sites, pools, machines, sensors, meters).",
+    ),
+    // every HTTP route (adit_api::traffic).
+    m(
+        "adit_http_requests_total",
+        Counter,
+        Unset,
+        "HTTP requests answered (route: the matched template or unmatched; method; status).",
+    ),
+    m(
+        "adit_http_request_duration_seconds",
+        Histogram,
+        Unset,
+        "Time to answer an HTTP request, to its first byte (route, method, status).",
+    ),
     // the backup role (adit_backup::schedule).
     m(
         "adit_backup_last_success_seconds",

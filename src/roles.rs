@@ -16,7 +16,7 @@ use adit_sql::{Catalog, SqlEngine};
 use adit_supervise::Vitals;
 use anyhow::Context;
 use async_nats::jetstream;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,7 @@ impl<'a> Shared<'a> {
             config,
             services,
             store: TableStore::new(&config.tables_root(), config.tables.options.clone())?,
-            metrics: install_metrics(),
+            metrics: crate::exporter::install(&config.metrics),
             vitals: Vitals::with_faults(injected_faults()?),
             shutdown,
             catalog: OnceLock::new(),
@@ -629,7 +629,7 @@ pub fn health(
 
 /// The node the pool mines on, from `pool.chain` and `pool.node`: a chain's simulated node
 /// (`sim`, started here until `shutdown`) or its node's RPC.
-async fn pool_node(
+pub(crate) async fn pool_node(
     config: &adit_stratum::PoolConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<adit_stratum::Node> {
@@ -667,13 +667,6 @@ async fn pool_node(
     }
 }
 
-/// Buckets for timings, in seconds: 0.5 ms to 30 s.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-/// Buckets for batch sizes.
-const COUNT_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
-
 /// The API's catalog: every table under the root, with fresh reads of the landed tables when
 /// they are on and statements run here (a cluster's executors could not read the tails).
 fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> Catalog {
@@ -688,31 +681,6 @@ fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> 
         &ValidationPolicy::default(),
         adit_pipelines::fresh::TailLimits::default(),
     )))
-}
-
-/// Installs the Prometheus recorder and registers adit's metrics ([`crate::metrics_catalog`]).
-/// Timings and sizes are histograms (Prometheus's convention: aggregatable across processes,
-/// and never a stale quantile after a quiet spell).
-fn install_metrics() -> Option<PrometheusHandle> {
-    let built = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Prefix("adit_pipeline_batch_".into()),
-                COUNT_BUCKETS,
-            )
-        })
-        .and_then(|b| b.install_recorder());
-    match built {
-        Ok(handle) => {
-            crate::metrics_catalog::register();
-            Some(handle)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics are off: the Prometheus recorder could not be installed");
-            None
-        }
-    }
 }
 
 /// The node the blocks view asks for the chain's height: `query.node`, else the pool's node

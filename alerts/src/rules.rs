@@ -46,7 +46,7 @@ pub struct Rule {
     /// How long a firing alert keeps firing after its series stops alerting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_firing_for: Option<String>,
-    /// Labels added to every series (`severity`: info, warning — the default — or critical).
+    /// Labels added to every series (`severity`: info, warning — the default —, error or critical).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Texts for people (`summary`, `description`, `runbook_url`).
@@ -79,7 +79,13 @@ pub fn duration(text: Option<&str>) -> Result<Duration, String> {
     }
 }
 
-fn is_name(s: &str) -> bool {
+/// The group of the alerts an operator raises by hand: never a rule group's name, so a rule
+/// can neither clear nor shadow them.
+pub const MANUAL_GROUP: &str = "manual";
+
+/// Whether `s` is an alert or label name: a letter or `_`, then letters, digits or `_`, at
+/// most 128 bytes (Prometheus's rule, bounded).
+pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -123,6 +129,12 @@ impl RuleGroup {
             return Err(invalid(
                 self.name.clone(),
                 "the group name must be 1-64 of A-Z a-z 0-9 _ -",
+            ));
+        }
+        if self.name == MANUAL_GROUP {
+            return Err(invalid(
+                self.name.clone(),
+                "the group name is kept for alerts raised by hand (POST /api/v1/alerts/raise)",
             ));
         }
         let every = duration(self.interval.as_deref())
@@ -178,7 +190,7 @@ impl RuleGroup {
             {
                 return Err(invalid(
                     at("labels.severity"),
-                    format!("{s:?} must be info, warning or critical"),
+                    format!("{s:?} must be info, warning, error or critical"),
                 ));
             }
         }
@@ -229,6 +241,12 @@ groups:
         assert_eq!(group.every(), Duration::from_secs(30));
         assert_eq!(group.rules[0].hold(), Duration::from_secs(120));
         assert_eq!(group.rules[0].severity(), "critical");
+        // Each of the four severities is accepted, `error` between warning and critical.
+        for severity in SEVERITIES {
+            let file = FILE.replace("severity: critical", &format!("severity: {severity}"));
+            let file = RuleFile::from_yaml(&file, TextLimits::default()).unwrap();
+            assert_eq!(file.groups[0].rules[0].severity(), severity);
+        }
     }
 
     #[test]

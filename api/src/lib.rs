@@ -21,6 +21,7 @@ mod publish;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod traffic;
 
 pub use auth::{JwtConfig, Role, TokenConfig, Tokens};
 pub use error::{QueryError, Result};

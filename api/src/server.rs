@@ -49,6 +49,7 @@ pub fn router(
         Arc::new(origins),
         crate::origin::guard,
     ))
+    .layer(middleware::from_fn(crate::traffic::record))
 }
 
 /// Serves `router` on `listener` (HTTPS with `tls`) until `shutdown` completes, then drains

@@ -6,12 +6,18 @@
 //! once the standby has seen the same revision for a whole TTL ([`take_over_stale`]). The
 //! holder renews every `ttl / 5` with a compare-and-set on the revision it last wrote, and
 //! trusts its lease only until half the TTL after the last renewal it *sent* that the server
-//! confirmed: it stops writing at least `ttl / 2` before any other process can hold the key (clock drift on one host aside, since
-//! both ends measure their own elapsed time). The Delta commit is the second fence: a writer
-//! whose application id was committed by someone else since it read the table is refused
-//! (`adit_sinks::Error::Fenced`).
+//! confirmed: it stops writing at least `ttl / 2` before any other process can hold the key
+//! (clock drift on one host aside, since both ends measure their own elapsed time). The Delta
+//! commit is the second fence: a writer whose application id was committed by someone else
+//! since it read the table is refused (`adit_sinks::Error::Fenced`).
+//!
+//! Slow is not lost. A writer about to write calls [`Lease::confirm`]: where its trust has run
+//! out (a busy host delayed the renewals), it asks for a renewal at once and waits for it. A
+//! compare-and-set on the holder's own last revision that succeeds proves no one else wrote the
+//! key since, so trust starts again from that renewal; only a refused compare-and-set (the key
+//! expired or was taken) or no answer until the key could have expired loses the lease.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use adit_schemas::names;
@@ -19,6 +25,7 @@ use async_nats::jetstream::{
     self,
     kv::{CreateErrorKind, Operation, Store, UpdateErrorKind},
 };
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -50,8 +57,10 @@ pub struct Lease {
     kv: Store,
     /// `<pipeline>.<partition>`.
     key: String,
-    /// Until when this holder may write.
-    valid_until: Arc<Mutex<Instant>>,
+    /// Until when this holder may write (moved on by each confirmed renewal).
+    valid_until: watch::Receiver<Instant>,
+    /// Asks the renewer for a renewal now rather than at its next tick.
+    renew_now: Arc<Notify>,
     /// Fired when the lease is lost (another holder, or renewals failing too long).
     lost: CancellationToken,
     /// The renewal task.
@@ -132,30 +141,59 @@ impl Lease {
         revision: u64,
         sent: Instant,
     ) -> Self {
-        let valid_until = Arc::new(Mutex::new(trusted_until(sent, ttl)));
+        let (trust, valid_until) = watch::channel(trusted_until(sent, ttl));
         let lost = CancellationToken::new();
+        let renew_now = Arc::new(Notify::new());
         let renewer = tokio::spawn(renew(
-            kv.clone(),
-            key.to_string(),
-            holder.to_string(),
-            ttl,
-            revision,
-            valid_until.clone(),
+            Renewal {
+                kv: kv.clone(),
+                key: key.to_string(),
+                holder: holder.to_string(),
+                ttl,
+                revision,
+                confirmed_sent: sent,
+            },
+            trust,
+            renew_now.clone(),
             lost.clone(),
         ));
         Self {
             kv,
             key: key.to_string(),
             valid_until,
+            renew_now,
             lost,
             renewer,
         }
     }
 
-    /// Whether this holder may still write.
+    /// Whether this holder may write now, without waiting (see [`Lease::confirm`]).
     pub fn is_valid(&self) -> bool {
-        !self.lost.is_cancelled()
-            && Instant::now() < *self.valid_until.lock().unwrap_or_else(|p| p.into_inner())
+        !self.lost.is_cancelled() && Instant::now() < *self.valid_until.borrow()
+    }
+
+    /// Returns once this holder may write, renewing at once where its trust has run out; an
+    /// error only when the lease is lost. Call it right before each write it fences.
+    pub async fn confirm(&self) -> Result<()> {
+        let mut valid_until = self.valid_until.clone();
+        loop {
+            if self.lost.is_cancelled() {
+                return Err(self.lost_error());
+            }
+            if Instant::now() < *valid_until.borrow_and_update() {
+                return Ok(());
+            }
+            self.renew_now.notify_one();
+            tokio::select! {
+                _ = self.lost.cancelled() => {}
+                changed = valid_until.changed() => {
+                    if changed.is_err() {
+                        // The renewer ended: the lease was lost or released.
+                        return Err(self.lost_error());
+                    }
+                }
+            }
+        }
     }
 
     /// Fires when the lease is lost.
@@ -258,41 +296,61 @@ async fn take_over_stale(
     }
 }
 
-/// Renews until the lease is lost; returns the last revision written.
-async fn renew(
+/// What the renewer keeps between renewals.
+struct Renewal {
     kv: Store,
     key: String,
     holder: String,
     ttl: Duration,
-    mut revision: u64,
-    valid_until: Arc<Mutex<Instant>>,
+    /// The revision this holder last wrote.
+    revision: u64,
+    /// When the last renewal the server confirmed was sent.
+    confirmed_sent: Instant,
+}
+
+/// Renews every `ttl / 5`, or at once when asked, until the lease is lost; returns the last
+/// revision written.
+///
+/// A refused compare-and-set loses the lease at once. Any other failure (a timeout on a busy
+/// host, a broken connection) is retried until the key could have expired on the server, a
+/// whole `ttl` after the last confirmed renewal was sent: past that only the server could say
+/// whether another holder has it, and it did not answer.
+async fn renew(
+    mut lease: Renewal,
+    trust: watch::Sender<Instant>,
+    renew_now: Arc<Notify>,
     lost: CancellationToken,
 ) -> u64 {
+    let key = lease.key.clone();
     loop {
         tokio::select! {
-            _ = lost.cancelled() => return revision,
-            _ = tokio::time::sleep(ttl / 5) => {}
+            _ = lost.cancelled() => return lease.revision,
+            _ = tokio::time::sleep(lease.ttl / 5) => {}
+            _ = renew_now.notified() => {}
         }
         let sent = Instant::now();
-        match kv.update(&key, holder.clone().into(), revision).await {
+        match lease
+            .kv
+            .update(&key, lease.holder.clone().into(), lease.revision)
+            .await
+        {
             Ok(next) => {
-                revision = next;
-                *valid_until.lock().unwrap_or_else(|p| p.into_inner()) = trusted_until(sent, ttl);
+                lease.revision = next;
+                lease.confirmed_sent = sent;
+                trust.send_replace(trusted_until(sent, lease.ttl));
             }
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                tracing::warn!(lease = %key, "lease taken by another process; stopping");
+                tracing::warn!(lease = %key, "lease expired or taken by another process; stopping");
                 lost.cancel();
-                return revision;
+                return lease.revision;
             }
             Err(e) => {
-                let left = valid_until
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .saturating_duration_since(Instant::now());
+                let expiry = lease.confirmed_sent + lease.ttl;
+                let left = expiry.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    tracing::warn!(lease = %key, error = %e, "lease could not be renewed in time; stopping");
+                    tracing::warn!(lease = %key, error = %e, "lease could not be renewed before it could expire; stopping");
                     lost.cancel();
-                    return revision;
+                    return lease.revision;
                 }
                 tracing::warn!(lease = %key, error = %e, ?left, "lease renewal failed; retrying");
             }

@@ -179,9 +179,7 @@ impl<'a> Payer<'a> {
             let made = self.coin.reserve_proof(owed, &message).await;
             reserve::row(chain, owed, message, made.as_ref().map(Clone::clone), at)
         };
-        if !lease.is_valid() {
-            return Err(lease.lost_error().into());
-        }
+        lease.confirm().await?;
         self.reserves.record(&row, now).await?;
         metrics::gauge!("adit_payments_reserve_owed").set(owed as f64);
         metrics::gauge!("adit_payments_reserve_proven").set(row.proven.unwrap_or(0) as f64);
@@ -418,9 +416,7 @@ impl<'a> Payer<'a> {
         error: Option<String>,
         lease: &Lease,
     ) -> Result<()> {
-        if !lease.is_valid() {
-            return Err(lease.lost_error().into());
-        }
+        lease.confirm().await?;
         let ts = Utc::now();
         let proofs = self.proofs(tx, status).await;
         let rows: Vec<Payment> = tx

@@ -16,8 +16,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    ComplianceReport, Curtailment, EnergySection, EventInterval, Limits, PoolEnergy, Quality,
-    Score, Series, ViolationGroup, ViolationItem, ViolationsSection, round,
+    ComplianceReport, Curtailment, EnergySection, EventInterval, InspectionItem, Limits,
+    PoolEnergy, Quality, Score, Series, ViolationGroup, ViolationItem, ViolationsSection, round,
 };
 
 /// The placeholder every statement of the day names its site by ([`Day::query`] binds it).
@@ -131,6 +131,7 @@ pub async fn compute(
         pools: day.pools(machines).await?,
         violations,
         curtailments,
+        inspections: day.inspections(machines).await?,
         quality,
         score,
         series: Series {
@@ -286,6 +287,65 @@ impl Day<'_> {
                 energy_kwh: round(wh / 1000.0, 3),
             })
             .collect())
+    }
+
+    /// Inspections during the day of the site, or of a pool its machines mine at.
+    async fn inspections(&self, machines: &[Machine]) -> Result<Vec<InspectionItem>> {
+        if !self.has(names::TABLE_INSPECTIONS) {
+            return Ok(Vec::new());
+        }
+        let pools: BTreeSet<&str> = machines
+            .iter()
+            .filter(|m| m.site == self.site)
+            .filter_map(|m| m.pool.as_deref())
+            .collect();
+        // Pool ids are registry tokens (letters, digits, _ and -): safe as SQL literals.
+        let pool_list = pools
+            .iter()
+            .filter(|p| adit_schemas::names::is_token(p))
+            .map(|p| format!("'{p}'"))
+            .collect::<Vec<_>>();
+        let of_pools = if pool_list.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " OR (scope = 'pool' AND target IN ({}))",
+                pool_list.join(", ")
+            )
+        };
+        let sql = format!(
+            "SELECT id, scope, target, inspector, CAST(inspected_at AS BIGINT) AS at_us, outcome, \
+               findings, recorded_by FROM {} \
+             WHERE ((scope = 'site' AND target = {SITE}){of_pools}) AND {} \
+             ORDER BY inspected_at, id",
+            names::TABLE_INSPECTIONS,
+            self.within("inspected_at")
+        );
+        let mut out = Vec::new();
+        for batch in self.query(&sql).await? {
+            let text = |name| strings(&batch, name);
+            let (ids, scopes, targets) = (text("id")?, text("scope")?, text("target")?);
+            let (inspectors, outcomes) = (text("inspector")?, text("outcome")?);
+            let (findings, by) = (text("findings")?, text("recorded_by")?);
+            let at = i64s(&batch, "at_us")?;
+            for i in 0..batch.num_rows() {
+                let Some(inspected_at) = at[i].and_then(from_us) else {
+                    continue;
+                };
+                let get = |v: &[Option<String>]| v[i].clone().unwrap_or_default();
+                out.push(InspectionItem {
+                    id: get(&ids),
+                    scope: get(&scopes),
+                    target: get(&targets),
+                    inspector: get(&inspectors),
+                    inspected_at,
+                    outcome: get(&outcomes),
+                    findings: get(&findings),
+                    recorded_by: get(&by),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Highest temperature per bucket.

@@ -9,8 +9,9 @@ use crate::arrow_rows::{f64_opt, ts_field, utf8};
 use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_token};
 
-/// The severities an alert may have (its `severity` label).
-pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+/// The severities an alert may have (its `severity` label), least to most severe: `error`
+/// sits between a warning and a page-someone-now critical (the pool-monitoring system's four).
+pub const SEVERITIES: [&str; 4] = ["info", "warning", "error", "critical"];
 
 /// One transition of one alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +25,7 @@ pub struct AlertEvent {
     pub rule: String,
     /// `pending`, `firing`, `resolved`, or `acknowledged` (an operator's, over the API).
     pub state: String,
-    /// `info`, `warning` or `critical`.
+    /// `info`, `warning`, `error` or `critical`.
     pub severity: String,
     /// Its labels (the rule's and the row's columns), a JSON object with sorted keys.
     pub labels: String,
@@ -82,7 +83,7 @@ impl Event for AlertEvent {
         }
         if !SEVERITIES.contains(&self.severity.as_str()) {
             return Err(Invalid::new(format!(
-                "severity {:?} must be info, warning or critical",
+                "severity {:?} must be info, warning, error or critical",
                 self.severity
             )));
         }

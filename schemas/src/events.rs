@@ -13,6 +13,7 @@ use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::audit::AuditEntry;
 use crate::control::{Command, CommandOutcome};
 use crate::error::Result;
+use crate::inspection::Inspection;
 use crate::market::{CoinPrice, NetworkState};
 use crate::names;
 use crate::overrides::Override;
@@ -1059,6 +1060,10 @@ event_kinds! {
     /// [`AuditEntry`]: an action through the API by a token of its role, landed in `audit`.
     Audit(AuditEntry) = "audit", subject "control"."audit" by [role], stream STREAM_CONTROL,
         table TABLE_AUDIT, push Never, land Own;
+    /// [`Inspection`]: an inspection of a site or a pool, recorded over the API, landed in
+    /// `inspections`.
+    Inspection(Inspection) = "inspection", subject "control"."inspection" by [target],
+        stream STREAM_CONTROL, table TABLE_INSPECTIONS, push Never, land Own;
     /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands` by the
     /// `curtailment` pipeline.
     CommandOutcome(CommandOutcome) = "command_outcome", subject "control"."outcome" by [site],
@@ -1291,6 +1296,9 @@ mod tests {
             EventKind::Audit => format!(
                 r#"{{"id":"1-ab","who":"ops","role":"operate","method":"PUT","path":"/api/v1/registry/sites/s1","status":200,"client":"10.0.0.5","ts":"{ts}"}}"#
             ),
+            EventKind::Inspection => format!(
+                r#"{{"id":"1-ab","scope":"site","target":"s1","inspector":"K. Berg","inspected_at":"{ts}","outcome":"pass","findings":"seals intact","recorded_by":"ops","ts":"{ts}"}}"#
+            ),
             EventKind::Command => format!(
                 r#"{{"id":"s1:1:0","site":"s1","target":"fans","action":"fan_level","value":9.0,"rule":"fan_band","ts":"{ts}"}}"#
             ),
@@ -1385,6 +1393,7 @@ mod tests {
                 EventKind::Notification => "results.notification.ops",
                 EventKind::Override => "control.override.s1",
                 EventKind::Audit => "control.audit.operate",
+                EventKind::Inspection => "control.inspection.s1",
                 EventKind::CommandOutcome => "control.outcome.s1",
                 EventKind::Command => "control.s1.fans",
             };

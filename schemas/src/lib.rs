@@ -15,6 +15,7 @@ pub mod compliance;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod inspection;
 pub mod market;
 pub mod names;
 pub mod overrides;
@@ -34,6 +35,7 @@ pub use events::{
     Event, EventKind, GridSignal, GridSignalKind, HashrateSample, Kinded, Land, MinerState,
     MinerStatus, NoteAction, Push, SensorKind, SensorReading, Share, ViolationNote,
 };
+pub use inspection::Inspection;
 pub use market::{CoinPrice, NetworkState};
 pub use overrides::{Override, OverrideKind};
 pub use validate::{Invalid, ValidationPolicy};

@@ -119,6 +119,8 @@ pub const TABLE_NOTIFICATIONS: &str = "notifications";
 pub const TABLE_ALERTS: &str = "alerts";
 /// Every action through the API with the operate or admin role: who, what, when, from where.
 pub const TABLE_AUDIT: &str = "audit";
+/// Inspections of sites and pools, as recorded over the API.
+pub const TABLE_INSPECTIONS: &str = "inspections";
 /// Operators' overrides of the controller, as made.
 pub const TABLE_OVERRIDES: &str = "overrides";
 /// Every command's life: sent, then each attempt acked or failed.

@@ -273,14 +273,15 @@ impl Site {
             crate::control::OUTCOME_TOKEN,
             crate::overrides::OVERRIDE_TOKEN,
             crate::audit::AUDIT_TOKEN,
+            crate::inspection::INSPECTION_TOKEN,
         ]
         .contains(&self.id.as_str())
         {
             return Err(FieldError::new(
                 "id",
-                "\"violation\", \"outcome\", \"override\" and \"audit\" are reserved \
-                 (control.<token>.<site> carries operators' notes, actuators' outcomes, overrides \
-                 and the audit trail)",
+                "\"violation\", \"outcome\", \"override\", \"audit\" and \"inspection\" are \
+                 reserved (control.<token>.<site> carries operators' notes, actuators' outcomes, \
+                 overrides, the audit trail and inspections)",
             ));
         }
         if let Some(url) = &self.fan_relay
@@ -367,6 +368,13 @@ pub struct Pool {
     /// machines' work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coin: Option<String>,
+    /// Who operates it: the operator's id as the energy regulator or the company registry
+    /// knows it (a subject token), carried into compliance reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// Where it is, in words (an address, a region, a grid zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl Pool {
@@ -375,6 +383,12 @@ impl Pool {
         text("name", &self.name, 200)?;
         if let Some(coin) = &self.coin {
             token("coin", coin)?;
+        }
+        if let Some(operator) = &self.operator {
+            token("operator", operator)?;
+        }
+        if let Some(location) = &self.location {
+            text("location", location, 200)?;
         }
         if let Some(kw) = self.allocation_kw {
             positive("allocation_kw", kw)?;
@@ -1201,6 +1215,8 @@ mod tests {
             name: String::new(),
             allocation_kw: Some(5.0),
             coin: Some("XMR".into()),
+            operator: Some("op-7".into()),
+            location: Some("Lyngdal, NO2".into()),
         });
         for record in [
             Record::Site(Site::new("s", 1.0)),

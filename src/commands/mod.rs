@@ -4,6 +4,7 @@ mod backup;
 mod cluster;
 mod compliance;
 pub mod replay;
+mod selftest;
 mod sql;
 mod token;
 mod verify;
@@ -100,6 +101,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Restore(args) => backup::restore(&config, &args).await,
         Command::Payments(args) => backup::payments(&config, &args).await,
         Command::Verify(args) => verify::run(&args).await,
+        Command::Selftest(args) => selftest::run(&config, &args).await,
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },

@@ -368,3 +368,262 @@ async fn the_shipped_rules_for_cold_a_still_fan_and_a_grid_signal_fire() {
     );
     assert_eq!(firing["GridSignalChanged"]["value"], 40.0);
 }
+
+/// An operator raises an alert by hand (issue 61): refused with the field named when its
+/// severity, name or labels are wrong, or when a reader asks; otherwise it fires at once in the
+/// group `manual` with who raised it and why, lands in `alerts` like a rule's, cannot be raised
+/// twice while it fires, and is resolved by hand. No rule group may take the name `manual`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_raised_by_hand_fires_at_once_with_who_raised_it_until_resolved_by_hand() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&nats.url(), dir.path(), "pipelines,query", "");
+    app.wait_http().await;
+    let client = reqwest::Client::new();
+    let live = async_nats::connect(nats.url()).await.unwrap();
+    let mut sub = live.subscribe("results.alert.>").await.unwrap();
+    let raise = |token: &'static str, body: Value| {
+        let (client, url) = (client.clone(), app.url());
+        async move {
+            let r = client
+                .post(format!("{url}/api/v1/alerts/raise"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let leak = json!({"alert": "CoolantLeak", "severity": "error",
+                      "summary": "coolant on the floor of row 3", "labels": {"site": "site-a"}});
+    assert_eq!(raise(READ_TOKEN, leak.clone()).await.0, 403);
+    for (bad, field) in [
+        (
+            json!({"alert": "CoolantLeak", "severity": "dire", "summary": "x"}),
+            "severity",
+        ),
+        (
+            json!({"alert": "9lives", "severity": "error", "summary": "x"}),
+            "alert",
+        ),
+        (
+            json!({"alert": "CoolantLeak", "severity": "error", "summary": " "}),
+            "summary",
+        ),
+        (
+            json!({"alert": "CoolantLeak", "severity": "error", "summary": "x",
+                   "labels": {"severity": "info"}}),
+            "labels",
+        ),
+        (
+            json!({"alert": "CoolantLeak", "severity": "error", "summary": "x",
+                   "labels": {"site": "a\nb"}}),
+            "labels",
+        ),
+    ] {
+        let (status, body) = raise(OPERATE_TOKEN, bad.clone()).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{bad}: {body}"
+        );
+    }
+    let (status, body) = raise(OPERATE_TOKEN, leak.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("manual/CoolantLeak/"), "{id}");
+
+    let (subject, event) = loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("no alert event")
+            .unwrap();
+        let e: Value = serde_json::from_slice(&m.payload).unwrap();
+        if e["id"] == id.as_str() {
+            break (m.subject.to_string(), e);
+        }
+    };
+    assert_eq!(subject, "results.alert.error");
+    assert_eq!(event["severity"], "error");
+    assert_eq!(event["state"], "firing");
+    assert_eq!(event["group"], "manual");
+    assert_eq!(event["by"], "operator");
+    assert_eq!(event["note"], "coolant on the floor of row 3");
+    let labels: Value = serde_json::from_str(event["labels"].as_str().unwrap()).unwrap();
+    assert_eq!(labels["site"], "site-a");
+    assert_eq!(labels["alertname"], "CoolantLeak");
+
+    let landed = format!("SELECT state, \"by\" FROM alerts WHERE id = '{id}'");
+    app.wait_rows(
+        Duration::from_secs(30),
+        "the raised alert in alerts",
+        &landed,
+        |rows| rows.len() == 1,
+    )
+    .await;
+    let listed: Vec<Value> = app
+        .get_json("/api/v1/alerts?state=firing", READ_TOKEN)
+        .await;
+    assert!(listed.iter().any(|a| a["id"] == id.as_str()), "{listed:?}");
+    let (status, body) = raise(OPERATE_TOKEN, leak.clone()).await;
+    assert_eq!(status, 409, "raised twice while firing: {body}");
+
+    let r = client
+        .post(format!("{}/api/v1/alerts/resolve", app.url()))
+        .bearer_auth(OPERATE_TOKEN)
+        .json(&json!({"id": id, "note": "mopped up, hose replaced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    app.wait_rows(
+        Duration::from_secs(30),
+        "the resolve in alerts",
+        &landed,
+        |rows| rows.len() == 2,
+    )
+    .await;
+    // Resolved, it can be raised again.
+    assert_eq!(raise(OPERATE_TOKEN, leak).await.0, 201);
+
+    let r = client
+        .put(format!("{}/api/v1/alerts/rules/manual", app.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "manual", "rules": [{"alert": "X", "expr": "SELECT 1 AS value"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a rule group took the name manual");
+}
+
+/// The shipped `NoBlockFound` rule, evaluated through the API on shares and blocks landed by
+/// the real pipelines: it fires for a pool that has done more than five blocks' worth of work
+/// (each accepted share's difficulty over its own network difficulty) since its last block,
+/// or without ever finding one, and not for a pool whose effort since its block is low, nor
+/// counting work done before a block or rejected shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_no_block_rule_fires_past_five_blocks_of_work_since_the_last() {
+    use adit_bus::publish::Outgoing;
+    use adit_schemas::{AnyEvent, Block, BlockStatus, Share};
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&nats.url(), dir.path(), "pipelines,query", "");
+    app.wait_http().await;
+    let (publisher, _js) = publisher(&nats).await;
+    let t0 = Utc::now() - chrono::Duration::minutes(30);
+    let share = |pool: &str, i: i64, accepted: bool, difficulty: u64, network: u64| {
+        Outgoing::event(&AnyEvent::Share(Share {
+            pool: pool.into(),
+            miner: "miner-1".into(),
+            worker: "rig".into(),
+            job_id: format!("j{i}"),
+            nonce: format!("{i:08x}"),
+            difficulty,
+            height: 100,
+            accepted,
+            reason: (!accepted).then(|| "low_difficulty".into()),
+            ts: t0 + chrono::Duration::seconds(i),
+            network_difficulty: accepted.then_some(network),
+            reward: accepted.then_some(600_000_000_000),
+            subsidy: accepted.then_some(600_000_000_000),
+        }))
+    };
+    let block = |pool: &str, i: i64| {
+        Outgoing::event(&AnyEvent::Block(Block {
+            pool: pool.into(),
+            height: 100,
+            hash: format!("{i:064x}"),
+            miner: "miner-1".into(),
+            worker: "rig".into(),
+            job_id: format!("j{i}"),
+            nonce: format!("{i:08x}"),
+            reward: 600_000_000_000,
+            network_difficulty: 1_000,
+            status: BlockStatus::Submitted,
+            error: None,
+            ts: t0 + chrono::Duration::seconds(i),
+        }))
+    };
+    let mut events = Vec::new();
+    // p-unlucky: ten blocks' worth before its block (not counted), then 5.5 after it, and a
+    // rejected share that would push it further if it counted.
+    for i in 0..10 {
+        events.push(share("p-unlucky", i, true, 1_000, 1_000));
+    }
+    events.push(block("p-unlucky", 10));
+    for i in 11..22 {
+        events.push(share("p-unlucky", i, true, 500, 1_000));
+    }
+    events.push(share("p-unlucky", 22, false, 100_000, 1_000));
+    // p-lucky: a block, then two blocks' worth.
+    events.push(block("p-lucky", 1));
+    for i in 2..6 {
+        events.push(share("p-lucky", i, true, 1_000, 2_000));
+    }
+    // p-never: no block at all, six blocks' worth.
+    for i in 0..6 {
+        events.push(share("p-never", i, true, 3_000, 3_000));
+    }
+    let shares = events.len() - 2;
+    publisher.publish_all(events).await.unwrap();
+    app.wait_rows(
+        Duration::from_secs(60),
+        "the shares landed",
+        "SELECT count(*) AS n FROM shares",
+        |rows| rows.first().is_some_and(|r| r["n"] == shares),
+    )
+    .await;
+    app.wait_rows(
+        Duration::from_secs(60),
+        "the blocks landed",
+        "SELECT count(*) AS n FROM blocks",
+        |rows| rows.first().is_some_and(|r| r["n"] == 2),
+    )
+    .await;
+
+    let shipped = adit_alerts::RuleFile::from_yaml(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml"))
+            .unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let rule = shipped
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find(|r| r.alert == "NoBlockFound")
+        .expect("NoBlockFound is shipped")
+        .clone();
+    assert_eq!(rule.severity(), "error");
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/alerts/evaluate", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .json(&json!({ "rule": rule }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let mut fired: Vec<(String, f64)> = body["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["labels"]["pool"].as_str().unwrap().to_string(),
+                s["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    fired.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        fired,
+        [("p-never".to_string(), 6.0), ("p-unlucky".to_string(), 5.5)],
+        "{body}"
+    );
+}

@@ -6,6 +6,9 @@
 //! rerun writes nothing and gives the same bytes; the API serves the stored revision byte for
 //! byte; a late reading makes revision 2 while revision 1 stays; bad requests get a 4xx that
 //! says which. A sample report is copied to `$CARGO_TARGET_TMPDIR/compliance-sample/`.
+//! And inspections (issue 61): recorded over the API with who recorded them, listed, landed in
+//! `inspections`, and shown in the report of the site's day, the site's own and those of the
+//! pools its machines mine at.
 
 use crate::common;
 
@@ -772,4 +775,162 @@ fn show_evidence(report_url: &str, dir: &Path) {
     if let Ok(keep) = std::env::var("ADIT_KEEP_SHOTS") {
         std::fs::copy(&shot, keep).unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspections_are_recorded_listed_and_shown_in_the_sites_report() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&nats.url(), dir.path(), "pipelines,query", "");
+    app.wait_http().await;
+    app.put_all(vec![
+        (
+            "/api/v1/registry/sites/site-i".to_string(),
+            json!({"allocation_kw": 10.0, "timezone": "UTC", "name": "Site I"}),
+        ),
+        (
+            "/api/v1/registry/pools/pool-x".to_string(),
+            json!({"operator": "op-4411", "location": "Lyngdal, NO2"}),
+        ),
+        ("/api/v1/registry/pools/pool-y".to_string(), json!({})),
+        (
+            "/api/v1/registry/machines/site-i/m1".to_string(),
+            json!({"model": "S19", "pool": "pool-x", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
+        ),
+    ])
+    .await;
+    let pool: Value = app
+        .get_json("/api/v1/registry/pools/pool-x", READ_TOKEN)
+        .await;
+    assert_eq!(
+        (pool["operator"].as_str(), pool["location"].as_str()),
+        (Some("op-4411"), Some("Lyngdal, NO2"))
+    );
+    let bad_operator = reqwest::Client::new()
+        .put(format!("{}/api/v1/registry/pools/pool-z", app.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"operator": "op 4411"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_operator.status(), 400);
+
+    let at = Utc::now() - Duration::minutes(5);
+    let date = at.date_naive();
+    let post = |token: &'static str, body: Value| {
+        let url = app.url();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/api/v1/inspections"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let site_inspection = json!({"scope": "site", "target": "site-i", "inspector": "K. Berg, NVE",
+        "inspected_at": at, "outcome": "remarks",
+        "findings": "Meter seal intact.\nFan 3 guard loose <to fix>."});
+    assert_eq!(post(READ_TOKEN, site_inspection.clone()).await.0, 403);
+    for (bad, field) in [
+        (
+            json!({"scope": "site", "target": "site-nowhere", "inspector": "K", "inspected_at": at,
+                "outcome": "pass", "findings": "x"}),
+            None,
+        ),
+        (
+            json!({"scope": "farm", "target": "site-i", "inspector": "K", "inspected_at": at,
+                "outcome": "pass", "findings": "x"}),
+            Some("scope"),
+        ),
+        (
+            json!({"scope": "site", "target": "site-i", "inspector": "K", "inspected_at": at,
+                "outcome": "maybe", "findings": "x"}),
+            Some("outcome"),
+        ),
+        (
+            json!({"scope": "site", "target": "site-i", "inspector": "K", "inspected_at": at,
+                "outcome": "pass", "findings": "\u{1b}[2J"}),
+            Some("findings"),
+        ),
+        (
+            json!({"scope": "site", "target": "site-i", "inspector": "K",
+                "inspected_at": Utc::now() + Duration::days(1), "outcome": "pass", "findings": "x"}),
+            Some("inspected_at"),
+        ),
+    ] {
+        let (status, body) = post(OPERATE_TOKEN, bad.clone()).await;
+        match field {
+            None => assert_eq!(status, 404, "{bad}: {body}"),
+            Some(field) => assert_eq!(
+                (status, body["error"]["field"].as_str()),
+                (400, Some(field)),
+                "{bad}: {body}"
+            ),
+        }
+    }
+    let (status, body) = post(OPERATE_TOKEN, site_inspection).await;
+    assert_eq!(status, 201, "{body}");
+    let pool_inspection = json!({"scope": "pool", "target": "pool-x", "inspector": "Auditor AS",
+        "inspected_at": at, "outcome": "pass", "findings": "Energy accounts reconcile."});
+    assert_eq!(post(OPERATE_TOKEN, pool_inspection).await.0, 201);
+    let other_pool = json!({"scope": "pool", "target": "pool-y", "inspector": "Auditor AS",
+        "inspected_at": at, "outcome": "fail", "findings": "No meter."});
+    assert_eq!(post(OPERATE_TOKEN, other_pool).await.0, 201);
+
+    app.wait_rows(
+        Duration::seconds(30).to_std().unwrap(),
+        "three inspections landed",
+        "SELECT count(*) AS n FROM inspections",
+        |rows| rows.first().is_some_and(|r| r["n"] == 3),
+    )
+    .await;
+    let of_pools: Vec<Value> = app
+        .get_json("/api/v1/inspections?scope=pool", READ_TOKEN)
+        .await;
+    assert_eq!(of_pools.len(), 2, "{of_pools:?}");
+    let failed: Vec<Value> = app
+        .get_json("/api/v1/inspections?outcome=fail", READ_TOKEN)
+        .await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["target"], "pool-y");
+    assert_eq!(failed[0]["recorded_by"], "operator");
+
+    let (status, body, _) = get(&app, &format!("site=site-i&date={date}&format=json")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    let shown: Vec<(&str, &str, &str)> = report["inspections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["scope"].as_str().unwrap(),
+                i["target"].as_str().unwrap(),
+                i["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [("site", "site-i", "remarks"), ("pool", "pool-x", "pass")],
+        "the site's and its pool's, not pool-y's"
+    );
+    let (status, html, _) = get(&app, &format!("site=site-i&date={date}&format=html")).await;
+    assert_eq!(status, 200);
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains("K. Berg, NVE"), "{html}");
+    assert!(
+        html.contains("Fan 3 guard loose &lt;to fix&gt;."),
+        "findings not escaped: {html}"
+    );
+    assert!(
+        !html.contains("No meter."),
+        "pool-y's inspection in site-i's report"
+    );
 }

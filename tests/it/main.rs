@@ -39,6 +39,7 @@ mod payouts_crash;
 mod pool;
 mod pool_payments;
 mod proofs;
+mod selftest;
 mod sql_bounds;
 mod sql_clients;
 mod standby;

@@ -493,3 +493,115 @@ async fn a_stalled_pipeline_and_an_unwritable_table_root_are_shown_down_and_back
     )
     .await;
 }
+
+/// What an operator scraping `/metrics` expects (issue 61): every series carries the configured
+/// `environment`; every HTTP route is counted and timed by its template (an id a client sent is
+/// never a label value) and status, unmatched paths under one label; the host's CPU, memory,
+/// disks and network beside the process's; and how many records of each kind the registry
+/// holds. And `metrics.enabled = false` turns the endpoint off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_the_environment_every_routes_traffic_the_host_and_the_registry() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "query",
+        "[health]\nsample_every = \"1s\"\n[metrics]\nenvironment = \"staging\"\n",
+    );
+    app.wait_http().await;
+    let client = reqwest::Client::new();
+    let put = client
+        .put(format!(
+            "{}/api/v1/registry/sites/site-secret-id",
+            app.url()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"allocation_kw": 10.0, "timezone": "UTC", "name": "S"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    let missing = client
+        .get(format!("{}/api/v1/registry/sites/no-such-site", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let unknown = client
+        .get(format!("{}/wp-admin/../../etc/passwd", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let registry = "adit_registry_records{environment=\"staging\",kind=\"sites\"} ";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = metrics(&app).await;
+        if series(&text, registry) == Some(1.0) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry's one site never counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let route = "/api/v1/registry/{kind}/{id}";
+    for (method, status) in [("PUT", 201), ("GET", 404)] {
+        let counted = format!(
+            "adit_http_requests_total{{environment=\"staging\",route=\"{route}\",method=\"{method}\",status=\"{status}\"}} "
+        );
+        assert_eq!(series(&text, &counted), Some(1.0), "{counted}\n{text}");
+        let timed = format!(
+            "adit_http_request_duration_seconds_count{{environment=\"staging\",route=\"{route}\",method=\"{method}\",status=\"{status}\"}} "
+        );
+        assert_eq!(series(&text, &timed), Some(1.0), "{timed}\n{text}");
+    }
+    assert!(
+        text.contains("route=\"unmatched\",method=\"GET\",status=\"404\""),
+        "the unknown path is not counted as unmatched:\n{text}"
+    );
+    for sent in ["site-secret-id", "no-such-site", "passwd"] {
+        assert!(
+            !text.contains(sent),
+            "a path a client sent became a label: {sent}"
+        );
+    }
+    let total = series(&text, "pool_memory_total_bytes{environment=\"staging\"} ").unwrap();
+    let used = series(&text, "pool_memory_used_bytes{environment=\"staging\"} ").unwrap();
+    assert!(used > 0.0 && used <= total, "host memory {used} of {total}");
+    let cpu = series(&text, "pool_cpu_usage_percent{environment=\"staging\"} ").unwrap();
+    assert!((0.0..=100.0).contains(&cpu), "host CPU {cpu}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("pool_disk_total_bytes{environment=\"staging\",mount=")),
+        "no host disk:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("pool_load_average{")),
+        "no load average:\n{text}"
+    );
+    // The process's own figures are there too, with the same label.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("process_resident_memory_bytes{environment=\"staging\"}")),
+        "no process memory:\n{text}"
+    );
+    drop(app);
+
+    let dir = tempfile::tempdir().unwrap();
+    let off = App::start(
+        &nats.url(),
+        dir.path(),
+        "query",
+        "[metrics]\nenabled = false\n",
+    );
+    off.wait_http().await;
+    let r = reqwest::get(format!("{}/metrics", off.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

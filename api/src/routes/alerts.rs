@@ -1,7 +1,9 @@
 //! Alerts over HTTP: the alerts in their latest state (read), and the rule groups — list and
 //! read (read), create or replace with a JSON or YAML body, delete (admin). A rule whose SQL
 //! does not parse or is not one read-only query is refused with the place and the reason. A
-//! rule, stored or given, can be evaluated once to see the series it would fire (read).
+//! rule, stored or given, can be evaluated once to see the series it would fire (read). An
+//! operator can raise an alert by hand (operate): it fires at once in the group `manual`, is
+//! notified like any other, records who raised it and why, and is resolved by hand.
 //! Receivers and the route are in [`crate::receivers`].
 
 use std::collections::BTreeMap;
@@ -75,7 +77,8 @@ pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
     let operate = OpenApiRouter::new()
         .routes(routes!(silence))
         .routes(routes!(acknowledge))
-        .routes(routes!(resolve));
+        .routes(routes!(resolve))
+        .routes(routes!(raise));
     let admin = OpenApiRouter::new()
         .routes(routes!(put))
         .routes(routes!(delete));
@@ -447,4 +450,131 @@ pub async fn resolve(
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>)> {
     act(&state, caller, &bytes, "resolved").await
+}
+
+/// Most labels an alert raised by hand may carry, and the longest value.
+const RAISED_LABELS: usize = 16;
+const RAISED_VALUE_BYTES: usize = 256;
+
+/// An alert raised by hand.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Raise {
+    /// Its name, as a rule's `alert` (a letter or _ then letters, digits or _).
+    pub alert: String,
+    /// `info`, `warning`, `error` or `critical`.
+    pub severity: String,
+    /// What is wrong, in a sentence (its `summary` annotation).
+    pub summary: String,
+    /// Labels that route and group it (e.g. `site`), at most 16.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Raise {
+    /// The alert's labels (its own and `alertname`, `severity`), once every field is checked.
+    fn checked_labels(&self) -> Result<BTreeMap<String, String>> {
+        let field = |field: &str, reason: String| QueryError::InvalidField {
+            field: field.into(),
+            reason,
+        };
+        if !adit_alerts::rules::is_name(&self.alert) {
+            return Err(field(
+                "alert",
+                "a letter or _ then letters, digits or _, at most 128".into(),
+            ));
+        }
+        if !adit_schemas::alerts::SEVERITIES.contains(&self.severity.as_str()) {
+            return Err(field(
+                "severity",
+                format!("must be one of {:?}", adit_schemas::alerts::SEVERITIES),
+            ));
+        }
+        said_why("summary", &self.summary)?;
+        adit_schemas::validate::check_text("summary", &self.summary, 1_000)
+            .map_err(|e| field("summary", e.to_string()))?;
+        if self.labels.len() > RAISED_LABELS {
+            return Err(field("labels", format!("at most {RAISED_LABELS}")));
+        }
+        let mut labels = BTreeMap::new();
+        for (name, value) in &self.labels {
+            if !adit_alerts::rules::is_name(name) || ["alertname", "severity"].contains(&name.as_str()) {
+                return Err(field(
+                    "labels",
+                    format!("{name:?} is not a label name this alert may set"),
+                ));
+            }
+            adit_schemas::validate::check_text(name, value, RAISED_VALUE_BYTES)
+                .map_err(|e| field("labels", e.to_string()))?;
+            labels.insert(name.clone(), value.clone());
+        }
+        labels.insert("alertname".into(), self.alert.clone());
+        labels.insert("severity".into(), self.severity.clone());
+        Ok(labels)
+    }
+}
+
+/// Raises an alert by hand (operate): it fires at once, in the group `manual`, with who raised
+/// it (`by`) and its summary (`note`), is routed and notified like a rule's, and stays firing
+/// until resolved by hand (`POST /api/v1/alerts/resolve`). The same alert and labels raised
+/// again while it fires is the same alert (a 409).
+#[utoipa::path(post, path = "/api/v1/alerts/raise", tag = "alerts",
+    request_body = Raise,
+    responses((status = 201, description = "{\"id\", \"state\": \"firing\"}"), (status = 400, description = "A field refused: error.field names it"),
+              (status = 401), (status = 403), (status = 409, description = "Already firing")),
+    security(("bearer" = [])))]
+pub async fn raise(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let raised: Raise = body(&bytes)?;
+    let labels = raised.checked_labels()?;
+    let group = adit_alerts::rules::MANUAL_GROUP;
+    let id = format!(
+        "{group}/{}/{}",
+        raised.alert,
+        adit_alerts::evaluate::fingerprint(&labels)
+    );
+    if still_open(&state, &id).await? {
+        return Err(QueryError::Conflict(format!(
+            "alert {id:?} is already firing; resolve it first"
+        )));
+    }
+    let now = chrono::Utc::now();
+    let event = adit_schemas::alerts::AlertEvent {
+        id: id.clone(),
+        group: group.into(),
+        rule: raised.alert,
+        state: "firing".into(),
+        severity: raised.severity,
+        labels: serde_json::to_string(&labels).unwrap_or_default(),
+        annotations: json!({ "summary": raised.summary }).to_string(),
+        value: None,
+        active_at: now,
+        ts: now,
+        by: Some(caller.name),
+        note: Some(raised.summary),
+    };
+    publish(&state, event, "raising an alert").await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "state": "firing" }))))
+}
+
+/// Whether the alert `id`'s latest state is anything but resolved.
+async fn still_open(state: &AppState, id: &str) -> Result<bool> {
+    if !tables(state).await?.contains("alerts") {
+        return Ok(false);
+    }
+    let mut params = Params::new();
+    let sql = format!(
+        "SELECT state FROM alerts WHERE id = {} ORDER BY ts DESC, \
+           CASE state WHEN 'resolved' THEN 2 WHEN 'firing' THEN 1 ELSE 0 END DESC LIMIT 1",
+        params.text(id)
+    );
+    let latest = rows(state, &sql, &params).await?;
+    Ok(latest
+        .first()
+        .and_then(|r| r.get("state"))
+        .and_then(Value::as_str)
+        .is_some_and(|s| s != "resolved"))
 }

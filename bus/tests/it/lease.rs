@@ -1,7 +1,8 @@
 //! Leases against a real nats-server when the server does not expire a dead holder's key (a
 //! replicated bucket whose leader moved can keep it, nats-io/nats-server#3653; here a bucket
 //! with no max age stands in for that): a standby takes the lease over once it has seen the
-//! same revision for a whole TTL, and never while the holder renews.
+//! same revision for a whole TTL, and never while the holder renews. And a holder stalled by a
+//! busy host: slow is not lost, unless the key was taken meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -78,4 +79,71 @@ async fn a_holder_that_renews_is_never_taken_over() {
     .expect("never taken after the holder stopped")
     .unwrap();
     assert!(taken.is_some());
+}
+
+/// A bucket whose keys the server expires `ttl` after their last write, as the real one.
+async fn expiring_bucket(nats: &NatsServer, ttl: Duration) -> kv::Store {
+    let js = nats.jetstream().await;
+    adit_bus::setup::ensure_bucket(&js, "leases_with_ttl", 1, Some(ttl), None, 1)
+        .await
+        .unwrap();
+    js.get_key_value("leases_with_ttl").await.unwrap()
+}
+
+/// A busy host stalls the holder's runtime (here: the one thread of the test's runtime, which
+/// also drives the NATS client) past its trust but not past the key's expiry: slow is not
+/// lost, so `confirm` renews on the spot and the holder keeps writing.
+#[tokio::test]
+async fn a_holder_stalled_past_its_trust_but_not_its_expiry_confirms_and_keeps_the_lease() {
+    let ttl = Duration::from_secs(2);
+    let nats = NatsServer::start();
+    let kv = expiring_bucket(&nats, ttl).await;
+    let lease = Lease::acquire(
+        kv.clone(),
+        "payer",
+        "holder",
+        ttl,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    std::thread::sleep(ttl * 7 / 10);
+    assert!(!lease.is_valid(), "trusted past half its TTL");
+    tokio::time::timeout(ttl, lease.confirm())
+        .await
+        .expect("confirm never answered")
+        .expect("a stalled but unchallenged holder lost its lease");
+    assert!(lease.is_valid());
+    let value = kv.get("payer").await.unwrap().unwrap();
+    assert_eq!(&value[..], b"holder");
+}
+
+/// The same stall while another process wrote the key: the renewal's compare-and-set is
+/// refused, so `confirm` says the lease is lost and the holder writes nothing more.
+#[tokio::test]
+async fn a_stalled_holder_whose_key_was_taken_meanwhile_is_told_it_lost_the_lease() {
+    let ttl = Duration::from_secs(2);
+    let nats = NatsServer::start();
+    let kv = expiring_bucket(&nats, ttl).await;
+    let lease = Lease::acquire(
+        kv.clone(),
+        "payer",
+        "holder",
+        ttl,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    kv.put("payer", "thief".into()).await.unwrap();
+    std::thread::sleep(ttl * 7 / 10);
+    let confirmed = tokio::time::timeout(ttl, lease.confirm())
+        .await
+        .expect("confirm never answered");
+    assert!(confirmed.is_err(), "a holder whose key was taken confirmed");
+    assert!(!lease.is_valid());
+    assert!(lease.lost().is_cancelled());
+    let value = kv.get("payer").await.unwrap().unwrap();
+    assert_eq!(&value[..], b"thief");
 }

@@ -322,6 +322,8 @@ mod tests {
             name: String::new(),
             allocation_kw: None,
             coin: Some("XMR".into()),
+            operator: None,
+            location: None,
         };
         let mut records = vec![Record::Site(site), Record::Pool(pool)];
         for i in 0..2 {

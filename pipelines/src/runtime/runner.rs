@@ -747,9 +747,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
                 self.write_record(epoch, now, ticks, written).await?
             }
         }
-        if !lease.is_valid() {
-            return Err(lease.lost_error().into());
-        }
+        lease.confirm().await?;
         let recorded_at = std::time::Instant::now();
         let rows = output.row_count();
         let StepOutput {

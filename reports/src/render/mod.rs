@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::error::{Error, Result};
-use crate::model::{ComplianceReport, Curtailment, ViolationItem};
+use crate::model::{ComplianceReport, Curtailment, InspectionItem, ViolationItem};
 use crate::svg::{Chart, Line, Rule};
 
 /// The formats a report renders to.
@@ -101,6 +101,7 @@ table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;p
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#666}.nodata{color:#666;font-style:italic}\
 .score{font-size:40px;font-weight:bold}h3{font-size:14px;margin-top:20px}\
 .evidence{margin-top:12px}table.intervals{font-size:12px}.bad{color:#b00}.ok{color:#070}\
+td.findings{white-space:pre-wrap}\
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}table,svg{break-inside:avoid}}";
 
 /// The report as a self-contained HTML page. Built with maud, which escapes every value by
@@ -139,6 +140,7 @@ pub fn html(r: &ComplianceReport) -> String {
                 (violations(r))
                 (curtailments(r))
                 (evidence::events(r))
+                (inspections(r))
                 (quality(r))
                 h2 { "How the score is computed" }
                 p { (r.score.formula) }
@@ -345,6 +347,41 @@ fn curtailment_row(r: &ComplianceReport, e: &Curtailment) -> Markup {
     }
 }
 
+fn inspections(r: &ComplianceReport) -> Markup {
+    html! {
+        h2 { "Inspections" }
+        @if r.inspections.is_empty() {
+            p id="inspections-none" { "No inspection of the site or its pools during the day." }
+        } @else {
+            table id="inspections" {
+                tr {
+                    th { "when" } th { "of" } th { "inspector" } th { "outcome" } th { "findings" }
+                    th { "recorded by" }
+                }
+                @for i in &r.inspections { (inspection_row(r, i)) }
+            }
+        }
+    }
+}
+
+fn inspection_row(r: &ComplianceReport, i: &InspectionItem) -> Markup {
+    let class = match i.outcome.as_str() {
+        "pass" => "ok",
+        "fail" => "bad",
+        _ => "",
+    };
+    html! {
+        tr {
+            td { (local(r, i.inspected_at)) }
+            td { (i.scope) " " (i.target) }
+            td { (i.inspector) }
+            td class=(class) { (i.outcome) }
+            td class="findings" { (i.findings) }
+            td { (i.recorded_by) }
+        }
+    }
+}
+
 fn quality(r: &ComplianceReport) -> Markup {
     let q = &r.quality;
     html! {
@@ -437,6 +474,15 @@ pub fn csv(r: &ComplianceReport) -> Result<Vec<u8>> {
     for p in &r.pools {
         put("pool", &p.pool, "machines", p.machines.to_string())?;
         put("pool", &p.pool, "energy_kwh", p.energy_kwh.to_string())?;
+    }
+    for i in &r.inspections {
+        put("inspection", &i.id, "scope", i.scope.clone())?;
+        put("inspection", &i.id, "target", i.target.clone())?;
+        put("inspection", &i.id, "inspector", i.inspector.clone())?;
+        put("inspection", &i.id, "inspected_at", ts(i.inspected_at))?;
+        put("inspection", &i.id, "outcome", i.outcome.clone())?;
+        put("inspection", &i.id, "findings", i.findings.clone())?;
+        put("inspection", &i.id, "recorded_by", i.recorded_by.clone())?;
     }
     match &r.violations {
         None => put("violations", "", "status", "no data".into())?,

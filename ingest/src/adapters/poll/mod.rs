@@ -36,6 +36,7 @@
 pub(crate) mod config;
 mod device;
 mod family;
+pub mod probe;
 mod schedule;
 
 pub use config::{AdaptersConfig, GridFeed, GridFeedKind, MqttConfig};

@@ -92,6 +92,8 @@ mod tests {
                 name: String::new(),
                 allocation_kw: None,
                 coin: Some("XMR".into()),
+                operator: None,
+                location: None,
             }),
             Record::Machine(machine.clone()),
         ] {
