@@ -257,6 +257,11 @@ impl Config {
             )
         })?;
         query.origin_policy()?;
+        check(
+            (1..=1_000_000).contains(&query.custom_metric_series),
+            "query.custom_metric_series",
+            "must be from 1 to 1000000",
+        )?;
         let tokens = query.tokens()?;
         check(
             tokens.enabled() || listen.ip().is_loopback(),

@@ -48,6 +48,9 @@ pub struct QueryConfig {
     pub postgres: Option<adit_wire::postgres::PostgresConfig>,
     /// Serve Arrow Flight SQL clients too (`[query.flight]`).
     pub flight: Option<adit_wire::flight::FlightConfig>,
+    /// Distinct custom-metric series (name, source and labels) HTTP ingest admits per
+    /// process; a point of a new series beyond it is refused (1 to 1 000 000).
+    pub custom_metric_series: usize,
 }
 
 impl Default for QueryConfig {
@@ -69,6 +72,7 @@ impl Default for QueryConfig {
             lockout: adit_auth::lockout::LockoutConfig::default(),
             postgres: None,
             flight: None,
+            custom_metric_series: 10_000,
         }
     }
 }

@@ -185,6 +185,9 @@ pub async fn query(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<()>
     let ingest = adit_ingest::http::router(IngestState {
         publisher: services.publisher.clone(),
         policy: ValidationPolicy::default(),
+        series: Arc::new(adit_ingest::http::SeriesBudget::new(
+            config.query.custom_metric_series,
+        )),
     });
     let router = adit_api::router(
         state,

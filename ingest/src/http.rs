@@ -3,6 +3,11 @@
 //! Every record is validated before anything is published; valid records are published even
 //! when others in the same body are refused, and the reply lists each refusal by index with its
 //! reason (HTTP 422). A retried body is harmless: every publish carries its dedupe id.
+//!
+//! Custom metrics (`metric`) are bounded further: a point of a series (name, source, labels)
+//! this process has not seen is refused once it holds `query.custom_metric_series` of them
+//! ([`SeriesBudget`]), and every refused point is also dead-lettered to `dlq.ingest` with its
+//! reason, so what a script posts wrong is seen by the operator too, not only by the script.
 
 use adit_schemas::api::ErrorBody;
 use adit_schemas::{AnyEvent, EventKind, ValidationPolicy};
@@ -30,6 +35,71 @@ pub struct IngestState {
     pub publisher: Publisher,
     /// The limits records are validated against.
     pub policy: ValidationPolicy,
+    /// The custom-metric series admitted so far.
+    pub series: std::sync::Arc<SeriesBudget>,
+}
+
+/// The distinct custom-metric series one process admits: a point of a series already seen
+/// always passes; a new one passes while fewer than `cap` are held.
+#[derive(Debug)]
+pub struct SeriesBudget {
+    cap: usize,
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl SeriesBudget {
+    /// At most `cap` series.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            seen: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether `metric`'s series is admitted (recording it when new and there is room).
+    pub fn admit(&self, metric: &adit_schemas::CustomMetric) -> bool {
+        let series = format!(
+            "{}\u{0}{}\u{0}{}",
+            metric.name,
+            metric.source,
+            metric.labels.as_str()
+        );
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&series) {
+            return true;
+        }
+        if seen.len() >= self.cap {
+            return false;
+        }
+        seen.insert(series);
+        true
+    }
+
+    /// The most series it admits.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+}
+
+/// Bytes of a refused record kept in its dead letter.
+const DLQ_RECORD_BYTES: usize = 4096;
+
+/// The dead letter of a custom-metric record refused for `reason`: keyed by the record's own
+/// bytes, so the same body posted again is stored once.
+fn refused_metric(record: &[u8], reason: &str) -> Outgoing {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in record {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let kept = &record[..record.len().min(DLQ_RECORD_BYTES)];
+    Outgoing::dead_letter(
+        "ingest",
+        &format!("metric:{h:016x}"),
+        reason,
+        vec![(adit_schemas::names::HEADER_DLQ_KIND, "metric".to_string())],
+        Bytes::copy_from_slice(kept),
+    )
 }
 
 /// The reply to an ingest request.
@@ -113,7 +183,7 @@ fn split_records(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Vec<u8>>, Strin
 /// refused ones are answered with their reasons. Shares and blocks come only from the pool.
 #[utoipa::path(post, path = "/api/v1/ingest/{kind}", tag = "ingest",
     params(("kind" = String, Path,
-        description = "energy, sensor, miner, hashrate, grid, cluster_share or cluster_upstream")),
+        description = "energy, sensor, miner, hashrate, grid, cluster_share, cluster_upstream, coin_price or metric")),
     request_body(content = String, description = "A JSON object, a JSON array, or NDJSON",
         content_type = "application/json"),
     responses(
@@ -170,16 +240,27 @@ async fn ingest(
     let now = Utc::now();
     let mut valid: Vec<AnyEvent> = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
+    let mut dead = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        match kind.decode(record, &state.policy, now) {
-            Ok(event) => valid.push(event),
-            Err(invalid) => rejected.push(RejectedRecord {
-                index,
-                reason: invalid.reason,
-            }),
+        let reason = match kind.decode(record, &state.policy, now) {
+            Ok(AnyEvent::Metric(m)) if !state.series.admit(&m) => format!(
+                "a new series of {}: this process already holds {} custom-metric series \
+                 (query.custom_metric_series); reuse a series' labels or raise the limit",
+                m.name,
+                state.series.cap()
+            ),
+            Ok(event) => {
+                valid.push(event);
+                continue;
+            }
+            Err(invalid) => invalid.reason,
+        };
+        if kind == EventKind::Metric {
+            dead.push(refused_metric(record, &reason));
         }
+        rejected.push(RejectedRecord { index, reason });
     }
-    let msgs = valid.iter().map(Outgoing::event).collect();
+    let msgs = valid.iter().map(Outgoing::event).chain(dead).collect();
     if let Err(e) = state.publisher.publish_all(msgs).await {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

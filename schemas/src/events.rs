@@ -12,6 +12,7 @@ use crate::arrow_rows::{f64_field, f64_opt, i64_field, i64_opt, utf8, utf8_opt};
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::audit::AuditEntry;
 use crate::control::{Command, CommandOutcome};
+use crate::custom_metric::CustomMetric;
 use crate::error::Result;
 use crate::inspection::Inspection;
 use crate::market::{CoinPrice, NetworkState};
@@ -1030,6 +1031,9 @@ event_kinds! {
     ClusterUpstream(ClusterUpstream) = "cluster_upstream",
         subject "telemetry"."cluster_upstream" by [cluster, "coordinator"],
         stream STREAM_TELEMETRY, table TABLE_CLUSTER_UPSTREAM, push Http, land Stream;
+    /// [`CustomMetric`]: a value posted under a `custom_` name, from its source.
+    Metric(CustomMetric) = "metric", subject "telemetry"."metric" by [source, name],
+        stream STREAM_TELEMETRY, table TABLE_CUSTOM_METRICS, push Http, land Stream;
     /// [`GridSignal`].
     Grid(GridSignal) = "grid", subject "grid"."signal" by [site], stream STREAM_GRID,
         table TABLE_GRID_SIGNALS, push Http, land Stream;
@@ -1278,6 +1282,9 @@ mod tests {
             EventKind::ClusterUpstream => format!(
                 r#"{{"cluster":"c1","upstream":"stratum+tcp://p:3333","state":"connected","reason":null,"ts":"{ts}"}}"#
             ),
+            EventKind::Metric => format!(
+                r#"{{"name":"custom_fuel_pct","source":"s1","labels":{{"tank":"t1"}},"value":42.5,"ts":"{ts}"}}"#
+            ),
             EventKind::Grid => format!(
                 r#"{{"site":"s1","event_id":"e1","kind":"curtail","target_kw":500.0,"deadline":"{ts}","price_per_mwh":80.5,"ts":"{ts}"}}"#
             ),
@@ -1386,6 +1393,7 @@ mod tests {
                 EventKind::Hashrate => "telemetry.hashrate.c1.w1",
                 EventKind::ClusterShare => "telemetry.cluster_share.c1.w1",
                 EventKind::ClusterUpstream => "telemetry.cluster_upstream.c1.coordinator",
+                EventKind::Metric => "telemetry.metric.s1.custom_fuel_pct",
                 EventKind::Grid => "grid.signal.s1",
                 EventKind::Registry => "$KV.adit_registry.site.s1",
                 EventKind::ViolationNote => "control.violation.s1",

@@ -13,6 +13,7 @@ pub mod bans;
 pub mod chain;
 pub mod compliance;
 pub mod control;
+pub mod custom_metric;
 pub mod error;
 pub mod events;
 pub mod inspection;
@@ -29,6 +30,7 @@ pub mod window;
 pub use arrow_rows::{stamped_batch, to_batch};
 pub use audit::AuditEntry;
 pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
+pub use custom_metric::CustomMetric;
 pub use error::{Error, Result};
 pub use events::{
     AnyEvent, Block, BlockStatus, ClusterShare, ClusterUpstream, EnergyReading, EnergySource,

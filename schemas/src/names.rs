@@ -50,6 +50,8 @@ pub const HEADER_DLQ_REASON: &str = "Adit-Dlq-Reason";
 pub const HEADER_DLQ_SUBJECT: &str = "Adit-Dlq-Subject";
 /// Header carrying the stream sequence of a dead-lettered message.
 pub const HEADER_DLQ_SEQUENCE: &str = "Adit-Dlq-Sequence";
+/// Header carrying the event kind a record refused at HTTP ingest was posted as.
+pub const HEADER_DLQ_KIND: &str = "Adit-Dlq-Kind";
 
 /// Table of every energy reading.
 pub const TABLE_ENERGY_READINGS: &str = "energy_readings";
@@ -119,6 +121,8 @@ pub const TABLE_NOTIFICATIONS: &str = "notifications";
 pub const TABLE_ALERTS: &str = "alerts";
 /// Every action through the API with the operate or admin role: who, what, when, from where.
 pub const TABLE_AUDIT: &str = "audit";
+/// Custom metrics posted over HTTP ingest (`custom_*` names).
+pub const TABLE_CUSTOM_METRICS: &str = "custom_metrics";
 /// Inspections of sites and pools, as recorded over the API.
 pub const TABLE_INSPECTIONS: &str = "inspections";
 /// Operators' overrides of the controller, as made.

@@ -13,6 +13,7 @@ mod common;
 mod compliance;
 mod control;
 mod crash;
+mod custom_metrics;
 mod dashboard;
 mod dashboards;
 mod demo;
