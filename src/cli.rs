@@ -80,10 +80,29 @@ pub enum Command {
     Payments(PaymentsArgs),
     /// Check what a pool publishes, from its public views alone (no token, no trust).
     Verify(VerifyArgs),
+    /// Run the curtailment controller once now and exit (for cron, instead of the pipelines
+    /// role): the same decision rows, results and commands as the running controller.
+    Control(ControlArgs),
     /// Check a configured installation end to end: NATS and its streams, the table root, the
     /// registry, every device it names (read once), every notification receiver (a test
     /// message each) and the pool's node; print what failed and exit 1 if anything did.
     Selftest(SelftestArgs),
+}
+
+/// `adit control`.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArgs {
+    /// One control iteration now, then exit (the only mode: as a service the controller runs
+    /// in the pipelines role).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// The site, when the controller is partitioned by site (`[pipelines.partitions]
+    /// curtailment = [...]`); unpartitioned, one iteration steps every site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// How long to wait for the controller's lease and for its inputs to be read up to now.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
 }
 
 /// `adit selftest`.

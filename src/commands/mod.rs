@@ -3,6 +3,7 @@
 mod backup;
 mod cluster;
 mod compliance;
+mod control;
 pub mod replay;
 mod selftest;
 mod sql;
@@ -102,6 +103,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Payments(args) => backup::payments(&config, &args).await,
         Command::Verify(args) => verify::run(&args).await,
         Command::Selftest(args) => selftest::run(&config, &args).await,
+        Command::Control(args) => control::run(&config, &args).await,
         Command::Replay(args) => match args.what {
             ReplayWhat::Decisions(args) => replay::decisions(&config, &args).await,
         },

@@ -715,3 +715,142 @@ async fn a_watt_set_point_lowers_a_miners_power_before_any_machine_sleeps() {
     assert_deadline_met(&app).await;
     assert_replays(&dir, t0).await;
 }
+
+/// Runs `adit control` with `args` against `app`'s config and tables; success, stdout, stderr.
+fn control(app: &App, nats: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args(["--config", app.dir.join("adit.toml").to_str().unwrap()])
+        .args([
+            "--nats-url",
+            nats,
+            "--tables",
+            app.dir.join("tables").to_str().unwrap(),
+        ])
+        .arg("control")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `adit control --once` (issue 61, the old controller's `--cron`) with no pipelines role
+/// running: each run recovers the controller, reads its inputs up to now, steps once and
+/// commits the same decision rows the running controller writes, printing each; a second run
+/// goes on from the first (nothing decided twice); while a pipelines role holds the
+/// controller it is refused, saying so; `--site` is refused where the controller is not
+/// partitioned by site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_once_steps_the_controller_like_cron_and_commits_its_decisions_once() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        dir.path(),
+        "query",
+        "[pipelines.curtailment]\neval_every = \"1s\"\n",
+    );
+    app.wait_http().await;
+    app.put_all(vec![
+        (
+            "/api/v1/registry/sites/site-c1".to_string(),
+            json!({"allocation_kw": 10.0, "timezone": "UTC"}),
+        ),
+        (
+            "/api/v1/registry/machines/site-c1/m1".to_string(),
+            json!({"model": "S19", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
+        ),
+        (
+            "/api/v1/registry/machines/site-c1/m2".to_string(),
+            json!({"model": "S19", "nominal_hashrate_hs": 0.8e14, "nominal_power_w": 3000}),
+        ),
+    ])
+    .await;
+    let now = Utc::now() - chrono::Duration::seconds(5);
+    for machine in ["m1", "m2"] {
+        post_operate(
+            &app,
+            "/api/v1/ingest/energy",
+            json!({"site": "site-c1", "machine": machine, "ts": now, "power_w": 3000.0, "source": "meter"}),
+            200,
+        )
+        .await;
+    }
+    ingest_grid(
+        &app,
+        json!({"site": "site-c1", "event_id": "dr-cron", "kind": "curtail", "target_kw": 3.5,
+               "deadline": now + chrono::Duration::minutes(5), "ts": now}),
+    )
+    .await;
+
+    let (ok, first, err) = control(&app, &nats.url(), &["--once", "--wait", "20s"]);
+    assert!(ok, "adit control --once failed:\n{first}\n{err}");
+    println!("adit control --once:\n{first}{err}");
+    let printed = |out: &str| -> Vec<Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    };
+    let first = printed(&first);
+    assert!(!first.is_empty(), "no decision: {err}");
+    assert!(first.iter().all(|d| d["site"] == "site-c1"), "{first:?}");
+    assert!(
+        first
+            .iter()
+            .any(|d| d["rule"] == "grid_curtail" && d["action"] == "sleep"),
+        "the curtailment shed nothing: {first:?}"
+    );
+    // The utility lifts the curtailment; the next run (a minute later in cron) resumes.
+    ingest_grid(
+        &app,
+        json!({"site": "site-c1", "event_id": "dr-cron", "kind": "normal", "ts": Utc::now()}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (ok, second, err) = control(&app, &nats.url(), &["--once"]);
+    assert!(ok, "the second run failed:\n{second}\n{err}");
+    let second = printed(&second);
+    assert!(
+        second
+            .iter()
+            .any(|d| d["from_mode"] == "curtailed" && d["to_mode"] != "curtailed"),
+        "the second run did not go on from the first: {second:?}\n{err}"
+    );
+
+    // The table holds what each run printed, each decision once.
+    let mut ids: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "a decision made twice");
+    let rows = app.rows("SELECT id FROM decisions ORDER BY id").await;
+    let landed: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(landed, ids, "the decisions table is what the runs printed");
+
+    // Refused where it cannot work.
+    let (ok, _, err) = control(&app, &nats.url(), &["--once", "--site", "site-c1"]);
+    assert!(!ok && err.contains("not partitioned by site"), "{err}");
+    let dir2 = tempfile::tempdir().unwrap();
+    let running = App::start(&nats.url(), dir2.path(), "pipelines", "");
+    eventually(
+        Duration::from_secs(30),
+        "the pipelines role holds the controller",
+        || async {
+            running
+                .log()
+                .lines()
+                .any(|l| l.contains("lease taken") && l.contains("curtailment"))
+        },
+    )
+    .await;
+    let (ok, _, err) = control(&app, &nats.url(), &["--once", "--wait", "2s"]);
+    assert!(!ok, "ran beside a running controller");
+    assert!(err.contains("another process holds its lease"), "{err}");
+}

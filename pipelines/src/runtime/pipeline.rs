@@ -155,12 +155,19 @@ pub struct PipelineSpec {
     pub snapshot_every: Duration,
 }
 
+/// The tick of a step that holds every message its inputs had up to its `now` (a run of one
+/// epoch, `runner::run_once`): nothing can still arrive with an earlier time, so a pipeline may
+/// decide up to `now` instead of waiting out late messages. A tick, so it is recorded with the
+/// epoch and a replay decides the same.
+pub const CAUGHT_UP: &str = "caught_up";
+
 /// What one step sees.
 #[derive(Debug)]
 pub struct StepInput {
     /// Processing time of this step (recorded, so a replay sees the same).
     pub now: DateTime<Utc>,
-    /// Names of the timers that fired.
+    /// Names of the timers that fired, and [`CAUGHT_UP`] when the step holds every input
+    /// message up to `now`.
     pub ticks: Vec<String>,
     /// One decoded batch per input, in the order of [`PipelineSpec::inputs`] (possibly empty).
     pub inputs: Vec<DecodedBatch>,

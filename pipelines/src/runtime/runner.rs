@@ -20,25 +20,23 @@
 
 use adit_schemas::time::from_micros;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use adit_bus::publish::{Outgoing, Publisher};
-use adit_bus::{
-    Acker, BatchConsumer, ConsumerConfig, DecodedBatch, RawBatch, RawMessage, decode_batch,
-};
+use adit_bus::{DecodedBatch, RawBatch, RawMessage, decode_batch};
 use adit_sinks::{EpochLog, EpochRecord, ExactlyOnceTable};
 use arrow::array::RecordBatch;
-use async_nats::jetstream;
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::runtime::context::PipelineContext;
+use crate::runtime::inputs::{Inputs, stream_state};
 use crate::runtime::metrics;
-use crate::runtime::pipeline::{Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput};
+use crate::runtime::pipeline::{
+    CAUGHT_UP, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput,
+};
 use adit_bus::Lease;
 
 /// A table with nothing to add is still committed (empty, moving its epoch) once it trails the
@@ -106,242 +104,52 @@ pub async fn run_instance<P: Pipeline>(
     }
 }
 
-/// One stream input being read.
-struct Reader {
-    /// Input name (its key in the positions).
-    name: String,
-    /// Stream, for dead letters and lag.
-    stream: String,
-    /// Messages received and not yet stepped.
-    pending: VecDeque<RawMessage>,
-    /// Received batches to acknowledge once committed past their last sequence.
-    ackers: VecDeque<(u64, Acker)>,
-}
-
-/// Every stream input of an instance, each filled by its own consumer task.
-struct Inputs {
-    /// One per [`PipelineSpec::inputs`].
-    readers: Vec<Reader>,
-    /// Batches from every consumer task, tagged with the reader's index.
-    rx: mpsc::Receiver<(usize, RawBatch)>,
-    /// The consumer tasks.
-    tasks: Vec<JoinHandle<()>>,
-    /// Each consumer's part in the vitals (down while it is stuck).
-    parts: Vec<String>,
-    /// Where the consumers report.
-    vitals: adit_supervise::Vitals,
-}
-
-impl Inputs {
-    /// Starts a consumer for each input just after its position.
-    async fn start(
-        ctx: &PipelineContext,
-        spec: &PipelineSpec,
-        instance: &str,
-        partition: Option<&str>,
-        positions: &BTreeMap<String, u64>,
-    ) -> Result<Self> {
-        let (tx, rx) = mpsc::channel(spec.inputs.len().max(1));
-        let mut readers = Vec::new();
-        let mut tasks = Vec::new();
-        let mut parts = Vec::new();
-        for (i, input) in spec.inputs.iter().enumerate() {
-            let config = ConsumerConfig {
-                stream: input.stream.clone(),
-                durable: crate::runtime::progress::consumer_name(instance, &input.name),
-                filter_subject: input.filter(partition).ok_or_else(|| Error::Spec {
-                    pipeline: spec.name.clone(),
-                    reason: format!("input {} cannot be partitioned", input.name),
-                })?,
-                max_rows: ctx.config.batch_max_rows,
-                max_wait: ctx.config.batch_max_wait,
-                stall_after: adit_bus::consumer::STALL_AFTER,
-            };
-            let after = positions.get(&input.name).copied().unwrap_or(0);
-            let part = consumer_part(&config.durable);
-            let mut consumer = BatchConsumer::start(ctx.js.clone(), config, after).await?;
-            let tx = tx.clone();
-            let vitals = ctx.vitals.clone();
-            vitals.report(&part, Ok(()));
-            parts.push(part.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut stuck = false;
-                loop {
-                    let batch = consumer.next_batch(Duration::from_secs(1)).await;
-                    // `/ready` names a stuck consumer until it moves again.
-                    if consumer.stuck().is_some() != stuck {
-                        stuck = !stuck;
-                        let state = consumer.stuck().map_or(Ok(()), |why| Err(why.to_string()));
-                        vitals.report(&part, state);
-                    }
-                    if batch.is_empty() {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        continue;
-                    }
-                    if tx.send((i, batch)).await.is_err() {
-                        return;
-                    }
-                }
-            }));
-            readers.push(Reader {
-                name: input.name.clone(),
-                stream: input.stream.clone(),
-                pending: VecDeque::new(),
-                ackers: VecDeque::new(),
-            });
-        }
-        Ok(Self {
-            readers,
-            rx,
-            tasks,
-            parts,
-            vitals: ctx.vitals.clone(),
+/// Runs one epoch of `pipeline` (one `partition` of it) now and returns its result messages:
+/// takes its lease (waiting at most `wait` for a holder to let it go), recovers, reads every
+/// input up to now (within `wait`), steps once with every timer due, commits, and releases the
+/// lease. For installations that run a pipeline from cron instead of as a service (`adit
+/// control --once`); an instance another process holds is refused after `wait`.
+pub async fn run_once<P: Pipeline>(
+    pipeline: &P,
+    ctx: &PipelineContext,
+    partition: Option<&str>,
+    wait: Duration,
+) -> Result<Vec<ResultMessage>> {
+    let spec = pipeline.spec();
+    let instance = instance_name(&spec.name, partition);
+    let give_up = CancellationToken::new();
+    let timer = {
+        let give_up = give_up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            give_up.cancel();
         })
+    };
+    let lease = Lease::acquire_in(
+        &ctx.js,
+        &instance,
+        &ctx.holder,
+        ctx.config.lease_ttl,
+        &give_up,
+    )
+    .await;
+    timer.abort();
+    let Some(lease) = lease? else {
+        return Err(Error::Spec {
+            pipeline: instance,
+            reason: format!(
+                "another process holds its lease (the pipelines role runs it there); not taken \
+                 within {wait:?}"
+            ),
+        });
+    };
+    let result = async {
+        let mut runner = Runner::open(pipeline, ctx, spec, &instance).await?;
+        runner.once(partition, &lease, wait).await
     }
-
-    fn route(&mut self, (i, batch): (usize, RawBatch)) {
-        let hi = batch.hi;
-        let (messages, acker) = batch.into_parts();
-        let reader = &mut self.readers[i];
-        reader.pending.extend(messages);
-        reader.ackers.push_back((hi, acker));
-    }
-
-    /// Takes in whatever the consumers have ready, without waiting.
-    fn drain_ready(&mut self) {
-        while let Ok(item) = self.rx.try_recv() {
-            self.route(item);
-        }
-    }
-
-    /// Waits for the next batch of any input.
-    async fn wait_any(&mut self) -> Result<()> {
-        match self.rx.recv().await {
-            Some(item) => {
-                self.route(item);
-                self.drain_ready();
-                Ok(())
-            }
-            None => Err(self.died()),
-        }
-    }
-
-    fn died(&self) -> Error {
-        Error::InputEnded {
-            input: self.readers.iter().map(|r| r.name.clone()).collect(),
-        }
-    }
-
-    /// Routes what the consumers deliver until input `i` has received up to `target` (kept
-    /// pending, not taken), or `limit` passes; whether it got there.
-    async fn read_to(&mut self, i: usize, target: u64, limit: Duration) -> Result<bool> {
-        let until = tokio::time::Instant::now() + limit;
-        loop {
-            if self.readers[i]
-                .pending
-                .back()
-                .is_some_and(|m| m.seq >= target)
-            {
-                return Ok(true);
-            }
-            match tokio::time::timeout_at(until, self.rx.recv()).await {
-                Ok(Some(item)) => self.route(item),
-                Ok(None) => return Err(self.died()),
-                Err(_) => return Ok(false),
-            }
-        }
-    }
-
-    fn any_pending(&self) -> bool {
-        self.readers.iter().any(|r| !r.pending.is_empty())
-    }
-
-    /// Everything pending on input `i`.
-    fn take_all(&mut self, i: usize) -> Vec<RawMessage> {
-        self.readers[i].pending.drain(..).collect()
-    }
-
-    /// Exactly the messages of input `i` up to `target` (a replay of a recorded epoch). Waits
-    /// for them to arrive; messages the stream no longer holds (past its retention) are
-    /// skipped with a warning, since no one can have them.
-    async fn take_until(
-        &mut self,
-        js: &jetstream::Context,
-        i: usize,
-        target: u64,
-    ) -> Result<Vec<RawMessage>> {
-        let mut out = Vec::new();
-        loop {
-            while let Some(front) = self.readers[i].pending.front() {
-                if front.seq > target {
-                    return Ok(out);
-                }
-                let done = front.seq == target;
-                out.extend(self.readers[i].pending.pop_front());
-                if done {
-                    return Ok(out);
-                }
-            }
-            match tokio::time::timeout(Duration::from_secs(5), self.rx.recv()).await {
-                Ok(Some(item)) => self.route(item),
-                Ok(None) => return Err(self.died()),
-                Err(_) => {
-                    let reader = &self.readers[i];
-                    let first = first_sequence(js, &reader.stream).await?;
-                    if first > target {
-                        tracing::warn!(input = %reader.name, target, first, "replay: the stream no longer holds these messages");
-                        return Ok(out);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Acknowledges input `i` up to `position`.
-    async fn ack(&mut self, i: usize, position: u64) {
-        let ackers = &mut self.readers[i].ackers;
-        while ackers.front().is_some_and(|(hi, _)| *hi <= position) {
-            if let Some((_, acker)) = ackers.pop_front() {
-                acker.ack().await;
-            }
-        }
-    }
-}
-
-impl Drop for Inputs {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        // A consumer that no longer runs here is not stuck here.
-        for part in &self.parts {
-            self.vitals.report(part, Ok(()));
-        }
-    }
-}
-
-/// The vitals part of a pipeline's consumer: `consumer:<durable>`.
-fn consumer_part(durable: &str) -> String {
-    format!("consumer:{durable}")
-}
-
-async fn first_sequence(js: &jetstream::Context, stream: &str) -> Result<u64> {
-    Ok(stream_state(js, stream).await?.first_sequence)
-}
-
-/// `stream`'s first and last sequences, as its leader has them now.
-async fn stream_state(js: &jetstream::Context, stream: &str) -> Result<jetstream::stream::State> {
-    let mut s = js.get_stream(stream).await.map_err(|e| Error::Stream {
-        stream: stream.to_string(),
-        source: Box::new(e),
-    })?;
-    let info = s.info().await.map_err(|e| Error::Stream {
-        stream: stream.to_string(),
-        source: Box::new(e),
-    })?;
-    Ok(info.state.clone())
+    .await;
+    lease.release().await;
+    result
 }
 
 /// Longest wait at start for a reference input to be read to its stream's end.
@@ -551,6 +359,83 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         lease: &Lease,
         stop: &CancellationToken,
     ) -> Result<()> {
+        let mut inputs = self.recover(partition, lease, stop).await?;
+        let timers = self.spec.timers.clone();
+        let mut next: Vec<DateTime<Utc>> =
+            timers.iter().map(|t| t.next_after(Utc::now())).collect();
+        loop {
+            let wake = next
+                .iter()
+                .min()
+                .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            if !inputs.any_pending() {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    got = inputs.wait_any() => got?,
+                    _ = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600))) => {}
+                }
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let now = Utc::now();
+            let mut ticks = Vec::new();
+            for (timer, due) in timers.iter().zip(next.iter_mut()) {
+                if *due <= now {
+                    ticks.push(timer.name().to_string());
+                    *due = timer.next_after(now);
+                }
+            }
+            let raw: Vec<Vec<RawMessage>> = (0..self.spec.inputs.len())
+                .map(|i| inputs.take_all(i))
+                .collect();
+            if ticks.is_empty() && raw.iter().all(Vec::is_empty) {
+                continue;
+            }
+            self.epoch_step(&mut inputs, raw, now, ticks, None, lease, stop)
+                .await?;
+        }
+    }
+
+    /// One epoch now, as a cron job would run it: recovers, takes every message each input's
+    /// filter matches as of now (within `limit`), and steps once with every timer due and
+    /// [`CAUGHT_UP`]; returns the result messages it published.
+    async fn once(
+        &mut self,
+        partition: Option<&str>,
+        lease: &Lease,
+        limit: Duration,
+    ) -> Result<Vec<ResultMessage>> {
+        let stop = CancellationToken::new();
+        let mut inputs = self.recover(partition, lease, &stop).await?;
+        if !inputs.catch_up(&self.ctx.js, limit).await? {
+            return Err(Error::Spec {
+                pipeline: self.instance.clone(),
+                reason: format!("its inputs were not read up to now within {limit:?}"),
+            });
+        }
+        let raw: Vec<Vec<RawMessage>> = (0..self.spec.inputs.len())
+            .map(|i| inputs.take_all(i))
+            .collect();
+        let ticks = self
+            .spec
+            .timers
+            .iter()
+            .map(|t| t.name().to_string())
+            .chain([CAUGHT_UP.to_string()])
+            .collect();
+        self.epoch_step(&mut inputs, raw, Utc::now(), ticks, None, lease, &stop)
+            .await
+    }
+
+    /// Resumes from the newest snapshot and replays the recorded epochs after it, then reads
+    /// the reference inputs up to now: what runs before the first live epoch.
+    async fn recover(
+        &mut self,
+        partition: Option<&str>,
+        lease: &Lease,
+        stop: &CancellationToken,
+    ) -> Result<Inputs> {
         let resume = self.resume_point().await?;
         tracing::info!(
             pipeline = %self.instance,
@@ -596,41 +481,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             .await?;
         }
         self.read_references(&mut inputs).await?;
-        let timers = self.spec.timers.clone();
-        let mut next: Vec<DateTime<Utc>> =
-            timers.iter().map(|t| t.next_after(Utc::now())).collect();
-        loop {
-            let wake = next
-                .iter()
-                .min()
-                .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-            if !inputs.any_pending() {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    got = inputs.wait_any() => got?,
-                    _ = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600))) => {}
-                }
-            }
-            if stop.is_cancelled() {
-                return Ok(());
-            }
-            let now = Utc::now();
-            let mut ticks = Vec::new();
-            for (timer, due) in timers.iter().zip(next.iter_mut()) {
-                if *due <= now {
-                    ticks.push(timer.name().to_string());
-                    *due = timer.next_after(now);
-                }
-            }
-            let raw: Vec<Vec<RawMessage>> = (0..self.spec.inputs.len())
-                .map(|i| inputs.take_all(i))
-                .collect();
-            if ticks.is_empty() && raw.iter().all(Vec::is_empty) {
-                continue;
-            }
-            self.epoch_step(&mut inputs, raw, now, ticks, None, lease, stop)
-                .await?;
-        }
+        Ok(inputs)
     }
 
     /// Before the first live step, every reference input (the registry) is read up to its
@@ -707,7 +558,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         recorded: Option<&EpochRecord>,
         lease: &Lease,
         stop: &CancellationToken,
-    ) -> Result<()> {
+    ) -> Result<Vec<ResultMessage>> {
         let started = std::time::Instant::now();
         let epoch = self.epoch + 1;
         let (decoded, messages, rejected) = self.decode(raw, now, recorded.is_some()).await?;
@@ -797,7 +648,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             after_ms = ms(committed_at, done),
             "epoch committed"
         );
-        Ok(())
+        Ok(results)
     }
 
     async fn write_record(

@@ -23,6 +23,7 @@ impl Curtailment {
         entries: &[&RegistryEntry],
         mut items: Vec<(i64, u64, Item)>,
         now_us: i64,
+        caught_up: bool,
     ) -> Result<Produced> {
         for entry in entries {
             state.registry.apply(entry);
@@ -49,13 +50,18 @@ impl Curtailment {
             site.event_us = site.event_us.max(ts_us);
             site.heard_now_us = now_us;
         }
-        // Quiet sites: their clock moves on with processing time.
+        // Quiet sites: their clock moves on with processing time (less a step for late
+        // readings, unless every input is known up to now).
         let clocks: Vec<(String, i64)> = state
             .sites
             .iter()
             .map(|(id, s)| {
-                let idle = now_us - s.heard_now_us - step;
-                (id.clone(), s.event_us + idle.max(0))
+                let clock = if caught_up {
+                    now_us.max(s.event_us)
+                } else {
+                    s.event_us + (now_us - s.heard_now_us - step).max(0)
+                };
+                (id.clone(), clock)
             })
             .collect();
         for (site_id, clock) in clocks {

@@ -22,6 +22,8 @@
 //! **Time**: event time, as in `violations`: readings and signals of a step are taken in
 //! (time, sequence) order, the site decided at each boundary they cross with what was known
 //! then; a quiet site's clock moves with processing time, so silence still leads to failsafe.
+//! A step that holds every input up to its `now` (the `caught_up` tick of `adit control
+//! --once`) moves every site's clock to `now`: nothing earlier can still arrive.
 //!
 //! **Replay**: a decision row's `inputs` column is a [`StepRecord`] (rules and inputs) and its
 //! `state` column the controller's state before the step, so `adit replay decisions`
@@ -35,7 +37,8 @@ use crate::control::controller::ControlRules;
 use crate::error::Result;
 use crate::inputs::{grid_input, readings_input, registry_input};
 use crate::runtime::pipeline::{
-    OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput, StreamInput,
+    CAUGHT_UP, OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput,
+    StreamInput,
 };
 use crate::runtime::timer::Timer;
 
@@ -131,7 +134,14 @@ impl Pipeline for Curtailment {
                 command_rows.push(CommandRow::outcome(o));
             }
         }
-        let produced = self.observe(state, &entries, items, input.now.timestamp_micros())?;
+        let caught_up = input.ticks.iter().any(|t| t == CAUGHT_UP);
+        let produced = self.observe(
+            state,
+            &entries,
+            items,
+            input.now.timestamp_micros(),
+            caught_up,
+        )?;
         let mut out = StepOutput::default();
         for command in &produced.commands {
             command_rows.push(CommandRow::sent(command, self.config.dry_run));
