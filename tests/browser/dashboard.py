@@ -160,6 +160,14 @@ class Run:
             raise Failure("the overview shows no accepted share")
         page.wait_for_selector(f'[data-testid="site-chart-{site}"] path.series', timeout=60000)
         page.wait_for_selector('[data-testid="pool-hashrate-chart"] svg.chart', timeout=60000)
+        # Where the pool stands: the demo miner on the leaderboard, the pool beside the network.
+        page.wait_for_selector('[data-testid="leaderboard-table"] tbody tr', timeout=60000)
+        top = page.locator('[data-testid="leaderboard-table"] tbody tr').first.inner_text()
+        if not top.startswith("1"):
+            raise Failure(f"the leaderboard's first row is not rank 1: {top!r}")
+        log(f"leaderboard: {top!r}")
+        page.wait_for_selector('[data-testid="pool-vs-network"] svg.chart', timeout=60000)
+        log(f"pool and network: {page.locator('[data-testid=network-share]').inner_text()!r}")
         log("waiting for a live update on the overview")
         page.wait_for_function(
             "() => document.querySelectorAll('[data-testid=\"live-event\"]').length > 0",

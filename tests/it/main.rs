@@ -44,5 +44,6 @@ mod selftest;
 mod sql_bounds;
 mod sql_clients;
 mod standby;
+mod standings;
 mod supervision;
 mod worker_notices;

@@ -938,6 +938,32 @@ async function viewOverview(ctx, root, _args, query) {
   });
   livePanel(ctx, row1);
 
+  // Where the pool stands: its top miners, and its hashrate beside the network's.
+  const row2 = h('div', { class: 'grid-2' });
+  root.append(row2);
+  panel(ctx, row2, { title: 'Top miners — 24 h', testid: 'leaderboard' }, async () => {
+    const rows = await getJson(`/api/v1/pools/${enc(pool)}/leaderboard?window=24h&limit=10`);
+    return table([
+      { key: 'rank', label: '#', num: true },
+      { key: 'miner', label: 'Miner', fmt: (v) => h('a', { href: `#/miner/${enc(v)}?pool=${enc(pool)}`, class: 'mono', title: v }, fmt.short(v, 22)) },
+      { key: 'workers', label: 'Workers', num: true, fmt: fmt.int },
+      { key: 'hashrate_hs', label: 'Hashrate', num: true, fmt: fmt.hash },
+      { key: 'share', label: 'Of pool', num: true, fmt: (v) => (isNum(v) ? fmt.pct(v) : '—') },
+    ], rows, { empty: 'No share in the last 24 hours', testid: 'leaderboard-table' });
+  });
+  panel(ctx, row2, { title: 'Pool and network hashrate — 24 h', testid: 'pool-vs-network' }, async (el) => {
+    const rows = await getJson(`/api/v1/pools/${enc(pool)}/network?hours=24`);
+    const series = [
+      { name: `pool ${pool}`, points: rows.filter((r) => isNum(r.pool_hs)).map((r) => [parseTs(r.hour), r.pool_hs]) },
+      { name: 'network', points: rows.filter((r) => isNum(r.network_hs)).map((r) => [parseTs(r.hour), r.network_hs]) },
+    ];
+    const last = rows.filter((r) => isNum(r.share)).pop();
+    const now = Date.now();
+    const chart = lineChart({ series, yFormat: fmt.hash, from: now - 24 * 3600000, to: now, gap: 2 * 3600000, area: false, el });
+    return h('div', {}, chart, h('p', { class: 'muted', 'data-testid': 'network-share' },
+      last ? `The pool's share of the network in the hour from ${fmt.time(last.hour)}: ${fmt.pct(last.share)}` : 'No network figure yet'));
+  });
+
   // Sites.
   root.append(h('h3', { class: 'section' }, 'Sites'));
   const siteGrid = h('div', { class: 'grid-2' });
