@@ -1,5 +1,5 @@
 //! `curtailment_evidence`: each minute of each curtailment event of a closed day, per revision
-//! of the day's report — what a utility's performance settlement asks an operator to show (the
+//! of the day's report (and `compliance_pools`, each pool's part of the day, written alike) — what a utility's performance settlement asks an operator to show (the
 //! baseline and how it was taken, the load achieved per interval, when the target was reached,
 //! the deadline, met or not), queryable in SQL beside the report that states it.
 //!
@@ -8,8 +8,7 @@
 //! revision; so a crash between the two commits neither loses the evidence (the day is closed
 //! again, as the same revision) nor doubles it.
 
-use adit_schemas::compliance::CurtailmentEvidence;
-use adit_schemas::names::TABLE_CURTAILMENT_EVIDENCE;
+use adit_schemas::compliance::{CompliancePool, CurtailmentEvidence};
 use adit_sql::{Params, SqlEngine};
 use arrow::array::AsArray;
 use arrow::compute::cast;
@@ -47,9 +46,28 @@ pub fn rows(report: &ComplianceReport, revision: i64) -> Vec<CurtailmentEvidence
         .collect()
 }
 
-/// Whether the table already holds `site`'s day `date` as revision `revision`.
+/// The pools' parts of `report`, as revision `revision` (`compliance_pools`).
+pub fn pool_rows(report: &ComplianceReport, revision: i64) -> Vec<CompliancePool> {
+    report
+        .pools
+        .iter()
+        .map(|p| CompliancePool {
+            site: report.site.clone(),
+            revision,
+            pool: p.pool.clone(),
+            machines: p.machines,
+            energy_kwh: p.energy_kwh,
+            site_score: report.score.value,
+            date: report.date,
+        })
+        .collect()
+}
+
+/// Whether `table` (one of the tables written beside `compliance_daily`, each with `site`,
+/// `date` and `revision` columns) already holds `site`'s day `date` as revision `revision`.
 pub async fn written(
     engine: &SqlEngine,
+    table: &str,
     site: &str,
     date: NaiveDate,
     revision: i64,
@@ -59,14 +77,14 @@ pub async fn written(
         .snapshot()
         .await?
         .iter()
-        .any(|(name, _)| name == TABLE_CURTAILMENT_EVIDENCE);
+        .any(|(name, _)| name == table);
     if !exists {
         return Ok(false);
     }
     let mut params = Params::new();
     let (site, revision) = (params.text(site), params.int(revision));
     let sql = format!(
-        "SELECT count(*) AS n FROM {TABLE_CURTAILMENT_EVIDENCE} \
+        "SELECT count(*) AS n FROM {table} \
          WHERE site = {site} AND date = DATE '{date}' AND revision = {revision}"
     );
     let result = engine.query_with(&sql, params.into_options()).await?;

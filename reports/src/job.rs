@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use adit_bus::registry::Registry;
 use adit_config::{Checked, check};
-use adit_schemas::compliance::{ComplianceDay, CurtailmentEvidence};
+use adit_schemas::compliance::{ComplianceDay, CompliancePool, CurtailmentEvidence};
 use adit_schemas::names::{
-    TABLE_COMPLIANCE_DAILY, TABLE_CURTAILMENT_EVIDENCE, TABLE_SITE_ENERGY_1M,
+    TABLE_COMPLIANCE_DAILY, TABLE_COMPLIANCE_POOLS, TABLE_CURTAILMENT_EVIDENCE,
+    TABLE_SITE_ENERGY_1M,
 };
 use adit_schemas::registry::{Machine, RegistryView, Site};
 use adit_sinks::{ExactlyOnceTable, Maintenance, TableStore};
@@ -180,6 +181,7 @@ pub struct ComplianceJob {
     engine: SqlEngine,
     table: ExactlyOnceTable,
     evidence: ExactlyOnceTable,
+    pools: ExactlyOnceTable,
     registry: Option<Registry>,
     config: ComplianceConfig,
     reports_dir: PathBuf,
@@ -211,6 +213,15 @@ impl ComplianceJob {
             Maintenance::default(),
         )
         .await?;
+        let pools = ExactlyOnceTable::open(
+            &store,
+            TABLE_COMPLIANCE_POOLS,
+            &CompliancePool::schema(),
+            &["date"],
+            "compliance-pools",
+            Maintenance::default(),
+        )
+        .await?;
         Ok(Self {
             // No snapshot may lag: a day just written must be seen by the next comparison.
             engine: SqlEngine::new(
@@ -219,6 +230,7 @@ impl ComplianceJob {
             ),
             table,
             evidence,
+            pools,
             registry,
             config,
             reports_dir,
@@ -275,6 +287,7 @@ impl ComplianceJob {
         }
         let revision = previous.and_then(|(p, _)| p.revision).unwrap_or(0) + 1;
         self.write_evidence(&report, revision).await?;
+        self.write_pools(&report, revision).await?;
         let row = row_of(&report, revision, now)?;
         let batch = adit_schemas::to_batch("compliance_daily", ComplianceDay::schema(), &[row])
             .map_err(|e| Error::Encode(e.to_string()))?;
@@ -299,7 +312,14 @@ impl ComplianceJob {
     async fn write_evidence(&mut self, report: &ComplianceReport, revision: i64) -> Result<()> {
         let rows = crate::evidence::rows(report, revision);
         if rows.is_empty()
-            || crate::evidence::written(&self.engine, &report.site, report.date, revision).await?
+            || crate::evidence::written(
+                &self.engine,
+                TABLE_CURTAILMENT_EVIDENCE,
+                &report.site,
+                report.date,
+                revision,
+            )
+            .await?
         {
             return Ok(());
         }
@@ -311,6 +331,29 @@ impl ComplianceJob {
         .map_err(|e| Error::Encode(e.to_string()))?;
         let version = self.evidence.committed() + 1;
         self.evidence.commit(vec![batch], version).await?;
+        Ok(())
+    }
+
+    /// Writes each pool's part of the report as `revision` (`compliance_pools`), unless a run
+    /// that crashed before the day's row already did.
+    async fn write_pools(&mut self, report: &ComplianceReport, revision: i64) -> Result<()> {
+        let rows = crate::evidence::pool_rows(report, revision);
+        if rows.is_empty()
+            || crate::evidence::written(
+                &self.engine,
+                TABLE_COMPLIANCE_POOLS,
+                &report.site,
+                report.date,
+                revision,
+            )
+            .await?
+        {
+            return Ok(());
+        }
+        let batch = adit_schemas::to_batch(TABLE_COMPLIANCE_POOLS, CompliancePool::schema(), &rows)
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        let version = self.pools.committed() + 1;
+        self.pools.commit(vec![batch], version).await?;
         Ok(())
     }
 

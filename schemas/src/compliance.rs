@@ -1,6 +1,8 @@
-//! The compliance job's rows: `compliance_daily` (one site's local day, as the job closed it)
-//! and `curtailment_evidence` (each minute of each curtailment event of that day, with the
-//! baseline it is measured from).
+//! The compliance job's rows: `compliance_daily` (one site's local day, as the job closed it),
+//! `curtailment_evidence` (each minute of each curtailment event of that day, with the
+//! baseline it is measured from) and `compliance_pools` (each pool's part of that day: the
+//! energy its machines drew at the site, and the site's score, from which a pool's score is
+//! weighed).
 
 use std::sync::Arc;
 
@@ -202,5 +204,41 @@ mod tests {
         let batch = crate::to_batch("evidence", CurtailmentEvidence::schema(), &[row]).unwrap();
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(batch.schema(), CurtailmentEvidence::schema());
+    }
+}
+
+/// One pool's part of one revision of a site's day: the energy its machines drew at the site
+/// and the site's score. A pool's compliance score for a day is the mean of the scores of the
+/// sites its machines drew energy at, each weighed by that energy, over their latest revisions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompliancePool {
+    /// The site.
+    pub site: String,
+    /// The `compliance_daily` revision it belongs to.
+    pub revision: i64,
+    /// The pool (`unassigned`: machines that name none).
+    pub pool: String,
+    /// Its machines that drew energy at the site that day.
+    pub machines: i64,
+    /// The energy they drew, kWh.
+    pub energy_kwh: f64,
+    /// The site's score that day (0–100).
+    pub site_score: f64,
+    /// The site's local day (partition).
+    pub date: NaiveDate,
+}
+
+impl CompliancePool {
+    /// Its table's schema.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("site", DataType::Utf8, false),
+            Field::new("revision", DataType::Int64, false),
+            Field::new("pool", DataType::Utf8, false),
+            Field::new("machines", DataType::Int64, false),
+            Field::new("energy_kwh", DataType::Float64, false),
+            Field::new("site_score", DataType::Float64, false),
+            Field::new("date", DataType::Date32, false),
+        ]))
     }
 }

@@ -135,6 +135,8 @@ pub const TABLE_REGISTRY_CHANGES: &str = "registry_changes";
 pub const TABLE_COMPLIANCE_DAILY: &str = "compliance_daily";
 /// Each minute of each curtailment event, per revision of its day's compliance report.
 pub const TABLE_CURTAILMENT_EVIDENCE: &str = "curtailment_evidence";
+/// Each pool's energy at a site's closed day and the site's score, per report revision.
+pub const TABLE_COMPLIANCE_POOLS: &str = "compliance_pools";
 
 /// Whether `subject` is `tokens` joined by dots.
 pub(crate) fn is_joined(subject: &str, tokens: &[&str]) -> bool {

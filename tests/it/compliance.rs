@@ -556,6 +556,50 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
         )
     );
 
+    // Each pool's part of the day, in SQL, and the pool's score weighed from it: with one
+    // site, the site's score; its energy, what the report gives the pool.
+    let parts = app
+        .rows("SELECT pool, machines, energy_kwh, site_score FROM compliance_pools WHERE revision = 1 ORDER BY pool")
+        .await;
+    let pools: Vec<(&str, i64)> = parts
+        .iter()
+        .map(|r| (r["pool"].as_str().unwrap(), r["machines"].as_i64().unwrap()))
+        .collect();
+    // (A seeded machine the registry does not list counts as unassigned.)
+    assert_eq!(
+        pools,
+        [("pool-a", 2), ("pool-b", 1), ("unassigned", 1)],
+        "{parts:?}"
+    );
+    let pool_a: Value = app
+        .get_json(
+            &format!("/api/v1/reports/compliance/pools/pool-a?date={date}"),
+            READ_TOKEN,
+        )
+        .await;
+    assert_eq!(
+        pool_a["score"].as_f64(),
+        Some((fig(&f, "score", "value") * 100.0).round() / 100.0),
+        "{pool_a}"
+    );
+    let energy_a = f
+        .get(&("pool".into(), "pool-a".into(), "energy_kwh".into()))
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert_eq!(pool_a["energy_kwh"].as_f64(), Some(energy_a), "{pool_a}");
+    assert_eq!(pool_a["sites"][0]["site"], SITE);
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/reports/compliance/pools/pool-nowhere?date={date}",
+            app.url()
+        ))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
     // Each event's evidence, in SQL and on the page in Chromium.
     let evidence_rows = check_evidence(&app, 1).await;
     let report_url = format!(

@@ -2,7 +2,9 @@
 //!
 //! A day the nightly job has closed is served from `compliance_daily` (its latest revision, or
 //! the one asked for), so what an auditor downloads is what was filed; a day not closed yet
-//! (today, or before the job ran) is computed on the spot and marked provisional.
+//! (today, or before the job ran) is computed on the spot and marked provisional. A pool's
+//! score for a day (`/api/v1/reports/compliance/pools/{pool}?date=`) is weighed from the
+//! closed days of the sites its machines drew energy at (`compliance_pools`).
 
 use adit_reports::job::stored;
 use adit_reports::render::{Format, render};
@@ -46,7 +48,12 @@ pub struct ReportParams {
 
 /// The compliance report, for readers.
 pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
-    access.at(Role::Read, OpenApiRouter::new().routes(routes!(compliance)))
+    access.at(
+        Role::Read,
+        OpenApiRouter::new()
+            .routes(routes!(compliance))
+            .routes(routes!(pool_score)),
+    )
 }
 
 /// One site's compliance report for one local day (read role).
@@ -118,4 +125,83 @@ pub async fn compliance(
         body,
     )
         .into_response())
+}
+
+/// One pool's compliance score for one day (read role): the mean of the latest stored score of
+/// each site its machines drew energy at that day, each weighed by that energy, with each
+/// site's part. Days the nightly job has not closed at a site are not counted there.
+#[utoipa::path(get, path = "/api/v1/reports/compliance/pools/{pool}", tag = "reports",
+    params(("pool" = String, Path), ("date" = String, Query, description = "the sites' local day, YYYY-MM-DD")),
+    responses((status = 200, description = "{pool, date, score, energy_kwh, sites: [{site, revision, energy_kwh, machines, site_score}]}"),
+              (status = 400, description = "no or a malformed date"), (status = 401), (status = 403),
+              (status = 404, description = "no closed day of any site with this pool's machines")),
+    security(("bearer" = [])))]
+pub async fn pool_score(
+    State(state): State<AppState>,
+    axum::extract::Path(pool): axum::extract::Path<String>,
+    Query(params): Query<ReportParams>,
+) -> Result<axum::Json<serde_json::Value>> {
+    let date_text = params
+        .date
+        .ok_or_else(|| QueryError::BadRequest("date is required (?date=YYYY-MM-DD)".into()))?;
+    let date = NaiveDate::parse_from_str(&date_text, "%Y-%m-%d").map_err(|_| {
+        QueryError::BadRequest(format!("date {date_text:?} is not a day like 2026-11-21"))
+    })?;
+    let have = crate::routes::views::tables(&state).await?;
+    let parts = if have.contains("compliance_pools") && have.contains("compliance_daily") {
+        let mut sql_params = adit_sql::Params::new();
+        let pool_param = sql_params.text(&pool);
+        let sql = format!(
+            "WITH latest AS (SELECT site, max(revision) AS revision FROM compliance_daily \
+               WHERE date = DATE '{date}' GROUP BY site) \
+             SELECT p.site, p.revision, p.energy_kwh, p.machines, p.site_score \
+             FROM compliance_pools p JOIN latest l ON p.site = l.site AND p.revision = l.revision \
+             WHERE p.date = DATE '{date}' AND p.pool = {pool_param} ORDER BY p.site"
+        );
+        crate::routes::views::rows(&state, &sql, &sql_params).await?
+    } else {
+        Vec::new()
+    };
+    if parts.is_empty() {
+        return Err(QueryError::NotFound(format!(
+            "no closed day {date} of any site with machines of pool {pool:?}"
+        )));
+    }
+    let number = |row: &serde_json::Map<String, serde_json::Value>, key: &str| {
+        row.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0)
+    };
+    let weighed: Vec<(f64, f64)> = parts
+        .iter()
+        .map(|r| (number(r, "site_score"), number(r, "energy_kwh")))
+        .collect();
+    let energy: f64 = weighed.iter().map(|(_, e)| e).sum();
+    Ok(axum::Json(serde_json::json!({
+        "pool": pool,
+        "date": date.to_string(),
+        "score": weighed_score(&weighed),
+        "energy_kwh": energy,
+        "sites": parts,
+    })))
+}
+
+/// The mean of `(score, weight)` weighed by weight, to 0.01; none when no weight.
+fn weighed_score(parts: &[(f64, f64)]) -> Option<f64> {
+    let weight: f64 = parts.iter().map(|(_, w)| w).sum();
+    (weight > 0.0).then(|| {
+        let mean = parts.iter().map(|(s, w)| s * w).sum::<f64>() / weight;
+        (mean * 100.0).round() / 100.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pools_score_is_its_sites_scores_weighed_by_its_energy_there() {
+        assert_eq!(weighed_score(&[(90.0, 30.0), (60.0, 10.0)]), Some(82.5));
+        assert_eq!(weighed_score(&[(90.0, 30.0)]), Some(90.0));
+        assert_eq!(weighed_score(&[(90.0, 0.0)]), None, "no energy: no score");
+        assert_eq!(weighed_score(&[]), None);
+    }
 }
