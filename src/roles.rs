@@ -254,6 +254,7 @@ async fn api_state(
 /// The Stratum pool; returns its node, whose reachability `/ready` reports.
 pub async fn pool(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<adit_stratum::Node> {
     let config = &shared.config.pool;
+    adit_protocol::randomx::use_large_pages(config.server.huge_pages);
     let node = pool_node(config, &shared.shutdown).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -382,6 +382,9 @@ pub struct WorkerConfig {
     pub threads: usize,
     /// RandomX mode.
     pub mode: HashMode,
+    /// Build RandomX's caches, datasets and VMs in large pages where the OS grants them (a
+    /// clear log line, and normal pages, where it does not).
+    pub huge_pages: bool,
     /// A file to append every nonce range hashed to (`job first last stride` per line), for
     /// audits of the nonce split.
     pub nonce_log: Option<PathBuf>,
@@ -401,6 +404,7 @@ impl Default for WorkerConfig {
             ca: None,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             mode: HashMode::Fast,
+            huge_pages: false,
             nonce_log: None,
             retry_max: Duration::from_secs(10),
         }

@@ -31,6 +31,9 @@ fn grpc(what: &str, status: &tonic::Status) -> Error {
 /// Runs the worker until `stop`.
 pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<()> {
     config.validate()?;
+    if config.huge_pages {
+        adit_protocol::randomx::use_large_pages(true);
+    }
     let connector =
         adit_protocol::tls::connector(Some(&config.ca_path()), Some(&config.identity()))?;
     let (miner, mut found) = Miner::start(config.threads, config.mode, config.nonce_log.clone())?;

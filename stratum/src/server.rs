@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub verify_threads: usize,
     /// `light` (default) or `fast` (shared ~2 GiB dataset per seed).
     pub randomx_mode: crate::verify::RandomXMode,
+    /// Build RandomX's caches, datasets and VMs in large pages where the OS grants them (a
+    /// clear log line, and normal pages, where it does not).
+    pub huge_pages: bool,
     /// Vardiff.
     pub vardiff: VardiffConfig,
     /// Admission limits.
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(600),
             verify_threads: 0,
             randomx_mode: crate::verify::RandomXMode::Light,
+            huge_pages: false,
             vardiff: VardiffConfig::default(),
             limits: GuardConfig::default(),
             tls: None,
