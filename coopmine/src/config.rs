@@ -119,6 +119,10 @@ pub struct GrpcSection {
     pub key: PathBuf,
     /// The cluster CA workers' certificates must come from.
     pub ca: PathBuf,
+    /// How often the certificate, key and CA files are looked at for a change (a renewed or
+    /// rotated certificate is then served to new connections, without a restart).
+    #[serde(with = "humantime_serde")]
+    pub reload_every: std::time::Duration,
 }
 
 impl Default for GrpcSection {
@@ -128,6 +132,7 @@ impl Default for GrpcSection {
             cert: PathBuf::from("certs/coordinator.pem"),
             key: PathBuf::from("certs/coordinator.key"),
             ca: PathBuf::from("certs/ca.pem"),
+            reload_every: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -228,6 +233,13 @@ impl ClusterConfig {
             ));
         }
         self.pool_urls()?;
+        let reload = std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+        if !reload.contains(&self.grpc.reload_every) {
+            return Err(Invalid::new(
+                "cluster.grpc.reload_every",
+                "must be from 100ms to 1h",
+            ));
+        }
         self.grpc.listen.parse::<SocketAddr>().map_err(|e| {
             Invalid::new(
                 "cluster.grpc.listen",

@@ -1,7 +1,9 @@
 //! Mutual TLS for the gRPC service: connections are accepted and handshaken here (with the
 //! protocol crate's acceptor that requires a certificate from the cluster CA), and the worker id
 //! is read from the certificate's common name, once, before any request. A connection without a
-//! certificate, or with another CA's, never reaches the service.
+//! certificate, or with another CA's, never reaches the service. The certificate, key and CA
+//! are read again when their files change (`cluster.grpc.reload_every`): a rotated
+//! certificate is served to the next connection without a restart.
 
 use std::io;
 use std::net::SocketAddr;
@@ -79,7 +81,7 @@ impl AsyncWrite for MtlsStream {
 /// slow client holds up no one; yields the connections that present a valid certificate.
 pub fn incoming(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: adit_protocol::tls::ReloadingAcceptor,
     stop: CancellationToken,
 ) -> ReceiverStream<io::Result<MtlsStream>> {
     let (tx, rx) = mpsc::channel(64);
@@ -96,7 +98,8 @@ pub fn incoming(
                     }
                 },
             };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            // The certificate files as they are now: a rotated one is served from here on.
+            let (acceptor, tx) = (acceptor.current(), tx.clone());
             tokio::spawn(async move {
                 match handshake(&acceptor, tcp, addr).await {
                     Ok(stream) => {

@@ -36,12 +36,14 @@ pub async fn run(
 ) -> Result<()> {
     config.validate()?;
     let upstream_config = config.upstream()?;
-    let acceptor = adit_protocol::tls::acceptor(
+    let acceptor = adit_protocol::tls::ReloadingAcceptor::new(
         &adit_protocol::TlsFiles {
             cert: config.grpc.cert.clone(),
             key: config.grpc.key.clone(),
         },
         Some(&config.grpc.ca),
+        &[],
+        config.grpc.reload_every,
     )?;
     let grpc_listener = tokio::net::TcpListener::bind(&config.grpc.listen)
         .await

@@ -109,3 +109,50 @@ async fn only_the_cluster_cas_workers_are_served_and_named_by_their_certificate(
     );
     running.stop().await;
 }
+
+/// Certificate rotation without a restart (issue 61): the cluster's CA, the coordinator's
+/// certificate and key are replaced on disk by a new cluster's while the coordinator runs;
+/// within its `reload_every`, workers of the new CA are served and those of the old refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_cluster_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, old, new) = (
+        dir.path().join("live"),
+        dir.path().join("old"),
+        dir.path().join("new"),
+    );
+    certs(&old, &["rig1"]);
+    certs(&new, &["rig1"]);
+    std::fs::create_dir_all(&live).unwrap();
+    let install = |from: &std::path::Path| {
+        for file in ["ca.pem", "coordinator.pem", "coordinator.key"] {
+            std::fs::copy(from.join(file), live.join(file)).unwrap();
+        }
+    };
+    install(&old);
+    let mut config = coordinator_config(&live);
+    config.grpc.reload_every = std::time::Duration::from_millis(200);
+    let running = Running::start(config).await;
+    let addr = running.bound.grpc.to_string();
+    let with = |ca: &std::path::Path, certs: &std::path::Path| {
+        adit_protocol::tls::connector(Some(&ca.join("ca.pem")), Some(&identity(certs, "rig1")))
+            .unwrap()
+    };
+    assert_eq!(register(&addr, &with(&old, &old)).await.unwrap(), "rig1");
+    assert!(register(&addr, &with(&new, &new)).await.is_err());
+
+    install(&new);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while register(&addr, &with(&new, &new)).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new cluster's worker was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The old cluster's worker trusts neither the new certificate nor is trusted by the new
+    // CA: it fails in the transport, wherever the handshake stops.
+    let refused = register(&addr, &with(&old, &old)).await.unwrap_err();
+    assert!(refused.contains("transport error"), "{refused}");
+    running.stop().await;
+}

@@ -2,3 +2,4 @@
 //! workspace links each crate's stack once (`cargo nextest run --workspace -E 'package(adit-protocol) & binary(it)'`).
 
 mod hostile_lines;
+mod tls_rotation;
