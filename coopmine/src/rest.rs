@@ -1,4 +1,5 @@
-//! The coordinator's HTTP side, for people and monitoring: `/health`, `/api/stats`,
+//! The coordinator's HTTP side, for people and monitoring: a page at `/` (the cluster's
+//! figures, workers, shares over time and current job, from the routes below), `/health`, `/api/stats`,
 //! `/api/workers`, `/api/workers/{id}`, `/api/jobs`, `/api/shares`, a live stream of updates
 //! (`/api/live`, Server-Sent Events) and `/metrics` (Prometheus). With tokens configured
 //! (`[cluster.rest]`, the same static and JWT tokens as the main API), every route but
@@ -30,6 +31,8 @@ pub(crate) fn router(coordinator: Arc<Coordinator>, tokens: Arc<Tokens>) -> Rout
         );
     }
     Router::new()
+        .route("/", get(page))
+        .route("/cluster.js", get(script))
         .route("/health", get(health))
         .route("/api/stats", get(stats))
         .route("/api/workers", get(workers))
@@ -42,11 +45,12 @@ pub(crate) fn router(coordinator: Arc<Coordinator>, tokens: Arc<Tokens>) -> Rout
         .layer(axum::middleware::from_fn_with_state(tokens, guard))
 }
 
-/// Lets `/health` through; every other route needs a token (when tokens are configured), and a
+/// Lets `/health` and the page (which holds no data: it asks the API, with the token it is
+/// given) through; every other route needs a token (when tokens are configured), and a
 /// worker's token reaches only its own worker's entry.
 async fn guard(State(tokens): State<Arc<Tokens>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path == "/health" {
+    if ["/health", "/", "/cluster.js"].contains(&path) {
         return next.run(request).await;
     }
     let authorization = request
@@ -67,6 +71,31 @@ async fn guard(State(tokens): State<Arc<Tokens>>, request: Request, next: Next) 
         );
     }
     next.run(request).await
+}
+
+/// The cluster's page: its figures, workers, shares over time and current job, read from this
+/// API every 5 s.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:",
+            ),
+        ],
+        include_str!("page/index.html"),
+    )
+        .into_response()
+}
+
+/// The page's script.
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("page/cluster.js"),
+    )
+        .into_response()
 }
 
 /// An error answer in the API's shape.

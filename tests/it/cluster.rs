@@ -391,6 +391,27 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
         },
     )
     .await;
+    // The coordinator's own page shows the same, in Chromium (issue 61).
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-page");
+    std::fs::create_dir_all(&shots).unwrap();
+    let args = [
+        "--url".to_string(),
+        format!("http://127.0.0.1:{}/", ports.rest),
+        "--cluster".into(),
+        "c1".into(),
+        "--workers".into(),
+        "rig1,rig3".into(),
+        "--shot".into(),
+        shots.join("cluster.png").display().to_string(),
+    ];
+    let (status, said) = run_browser_script(
+        "cluster.py",
+        &args,
+        &dir.path().join("cluster-page.log"),
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "the coordinator's page: {said}");
+    println!("{said}screenshot: {}", shots.join("cluster.png").display());
     assert!(
         rig1.terminate(),
         "rig1 stops cleanly on SIGTERM:\n{}",
