@@ -517,6 +517,10 @@ impl Inner {
         // A call may build at most the statement's whole memory, whichever limit is lower.
         let max_value = self.limits.max_value_bytes.min(self.limits.memory_bytes);
         let local = matches!(self.engine, QueryEngine::Local);
+        if local {
+            // Local only: a cluster's executors do not know them.
+            crate::json::register(&ctx);
+        }
         crate::bounded::install(&ctx, max_value, local).map_err(SqlError::Engine)?;
         Ok(ctx.state())
     }

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 mod executor;
 pub mod fresh;
+pub mod json;
 mod local_files;
 mod page_index;
 pub mod params;

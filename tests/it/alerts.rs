@@ -627,3 +627,97 @@ async fn the_shipped_no_block_rule_fires_past_five_blocks_of_work_since_the_last
         "{body}"
     );
 }
+
+/// The shipped `MachineInefficient` rule, evaluated through the API on what the real
+/// pipelines landed: a machine drawing its nameplate power while hashing at half its
+/// nameplate rate (twice its registered J/TH) fires, with its norm as a label; one at its norm
+/// does not. The norm is read from the registry's records in SQL (`json_get_float`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_efficiency_rule_fires_for_a_machine_over_its_registered_norm() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&nats.url(), dir.path(), "pipelines,query", "");
+    app.wait_http().await;
+    app.put_all(vec![
+        (
+            "/api/v1/registry/sites/site-e".to_string(),
+            json!({"allocation_kw": 20.0, "timezone": "UTC"}),
+        ),
+        (
+            "/api/v1/registry/machines/site-e/m-worn".to_string(),
+            json!({"model": "S19", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
+        ),
+        (
+            "/api/v1/registry/machines/site-e/m-fine".to_string(),
+            json!({"model": "S19", "nominal_hashrate_hs": 1e14, "nominal_power_w": 3000}),
+        ),
+    ])
+    .await;
+    // Five minutes of readings, every 10 s: both draw 3 kW; m-worn hashes 50 TH/s.
+    let start = Utc::now() - chrono::Duration::minutes(5);
+    let mut energy = Vec::new();
+    let mut status = Vec::new();
+    for i in 0..30 {
+        let ts = start + chrono::Duration::seconds(10 * i);
+        for (machine, hs) in [("m-worn", 5e13), ("m-fine", 1e14)] {
+            energy.push(json!({"site": "site-e", "machine": machine, "ts": ts, "power_w": 3000.0, "source": "meter"}));
+            status.push(json!({"site": "site-e", "machine": machine, "ts": ts, "hashrate_hs": hs, "state": "mining"}));
+        }
+    }
+    for (kind, body) in [("energy", energy), ("miner", status)] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/ingest/{kind}", app.url()))
+            .bearer_auth(OPERATE_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    app.wait_rows(
+        Duration::from_secs(90),
+        "both machines' minutes",
+        "SELECT count(DISTINCT machine) AS n FROM machine_energy_1m WHERE site = 'site-e'",
+        |rows| rows.first().is_some_and(|r| r["n"] == 2),
+    )
+    .await;
+    app.wait_rows(
+        Duration::from_secs(60),
+        "both machines' status",
+        "SELECT count(DISTINCT machine) AS n FROM miner_status WHERE site = 'site-e'",
+        |rows| rows.first().is_some_and(|r| r["n"] == 2),
+    )
+    .await;
+
+    let shipped = adit_alerts::RuleFile::from_yaml(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml"))
+            .unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let rule = shipped
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find(|r| r.alert == "MachineInefficient")
+        .expect("MachineInefficient is shipped")
+        .clone();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/alerts/evaluate", app.url()))
+        .bearer_auth(READ_TOKEN)
+        .json(&json!({ "rule": rule }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let series = body["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{body}");
+    assert_eq!(series[0]["labels"]["machine"], "m-worn", "{body}");
+    assert_eq!(series[0]["labels"]["norm_j_per_th"], "30.0", "{body}");
+    let j_per_th = series[0]["value"].as_f64().unwrap();
+    assert!(
+        (j_per_th - 60.0).abs() < 1.0,
+        "m-worn at {j_per_th} J/TH: {body}"
+    );
+}
