@@ -257,6 +257,7 @@ impl Config {
             )
         })?;
         query.origin_policy()?;
+        query.ops_networks()?;
         check(
             (1..=1_000_000).contains(&query.custom_metric_series),
             "query.custom_metric_series",

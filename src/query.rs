@@ -48,6 +48,9 @@ pub struct QueryConfig {
     pub postgres: Option<adit_wire::postgres::PostgresConfig>,
     /// Serve Arrow Flight SQL clients too (`[query.flight]`).
     pub flight: Option<adit_wire::flight::FlightConfig>,
+    /// The networks `/metrics` and `/ready` answer to (CIDRs or addresses, e.g.
+    /// `["10.0.0.0/8", "127.0.0.1"]`); empty: any. `/health` and `/live` answer everyone.
+    pub ops_networks: Vec<String>,
     /// Distinct custom-metric series (name, source and labels) HTTP ingest admits per
     /// process; a point of a new series beyond it is refused (1 to 1 000 000).
     pub custom_metric_series: usize,
@@ -72,6 +75,7 @@ impl Default for QueryConfig {
             lockout: adit_auth::lockout::LockoutConfig::default(),
             postgres: None,
             flight: None,
+            ops_networks: Vec::new(),
             custom_metric_series: 10_000,
         }
     }
@@ -84,6 +88,24 @@ impl QueryConfig {
         &self,
     ) -> std::result::Result<adit_api::origin::OriginPolicy, adit_config::Invalid> {
         adit_api::origin::OriginPolicy::new(self.public_url.as_deref(), &self.allowed_hosts)
+    }
+
+    /// `ops_networks` parsed (an address is its own /32 or /128); an error names the entry.
+    pub fn ops_networks(&self) -> std::result::Result<Vec<ipnet::IpNet>, adit_config::Invalid> {
+        self.ops_networks
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        adit_config::Invalid::new(
+                            format!("query.ops_networks[{i}]"),
+                            format!("{text:?} is not a network like 10.0.0.0/8 or an address"),
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// The API's URL on this machine: `https://` with `tls`, `http://` without.

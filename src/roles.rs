@@ -248,6 +248,7 @@ async fn api_state(
         notices: Some(adit_alerts::notify::workers::Subscriptions::open(&services.js).await?),
         signatures: (config.payments.chain == adit_stratum::Chain::Monero)
             .then(|| config.payments.wallet_rpc.clone()),
+        ops_networks: Arc::new(config.query.ops_networks()?),
     })
 }
 

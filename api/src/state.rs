@@ -45,6 +45,8 @@ pub struct AppState {
     /// The wallet RPC that checks a miner's signed request (`verify`): the payer's
     /// (`payments.wallet_rpc`); none where there is no Monero wallet (the route answers 503).
     pub signatures: Option<String>,
+    /// The networks `/metrics` and `/ready` answer to (`query.ops_networks`); empty: any.
+    pub ops_networks: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             dashboards: None,
             notices: None,
             signatures: None,
+            ops_networks: Arc::default(),
         }
     }
 }

@@ -605,3 +605,38 @@ async fn metrics_carry_the_environment_every_routes_traffic_the_host_and_the_reg
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// `query.ops_networks` (issue 61): `/metrics` and `/ready`, which say what is inside, answer
+/// only to the listed networks; `/health` and `/live` still answer probes from anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_metrics_answer_only_to_the_listed_networks() {
+    let nats = NatsServer::start();
+    for (networks, inside) in [
+        ("[\"10.99.0.0/16\"]", false),
+        ("[\"127.0.0.0/8\", \"10.99.0.0/16\"]", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let app = App::start(
+            &nats.url(),
+            dir.path(),
+            "query",
+            &format!("ops_networks = {networks}\n"),
+        );
+        app.wait_http().await;
+        for path in ["/metrics", "/ready"] {
+            let r = reqwest::get(format!("{}{path}", app.url())).await.unwrap();
+            let status = r.status().as_u16();
+            if inside {
+                assert_ne!(status, 403, "{path} refused from a listed network");
+            } else {
+                assert_eq!(status, 403, "{path} answered outside {networks}");
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "outside_ops_networks");
+            }
+        }
+        for path in ["/health", "/live"] {
+            let r = reqwest::get(format!("{}{path}", app.url())).await.unwrap();
+            assert_eq!(r.status(), 200, "{path} with {networks}");
+        }
+    }
+}

@@ -19,7 +19,9 @@ use crate::format::{Encoder, Format};
 use crate::state::AppState;
 
 /// Health, readiness and metrics for anyone (probes and scrapers carry no token; `/live` is
-/// `/health` under the name orchestrators probe), and SQL and the table list for readers.
+/// `/health` under the name orchestrators probe) — readiness and metrics, which say what is
+/// inside, only from `query.ops_networks` when it lists any — and SQL and the table list for
+/// readers.
 pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
@@ -45,8 +47,14 @@ pub async fn health() -> Json<serde_json::Value> {
 /// Readiness: NATS is connected and every supervised part of the process runs (a part being
 /// restarted after a failure is named in `down`).
 #[utoipa::path(get, path = "/ready", tag = "ops",
-    responses((status = 200, description = "ready"), (status = 503, description = "NATS is not connected, or a part is down (named in `down`)")))]
-pub async fn ready(State(state): State<AppState>) -> Response {
+    responses((status = 200, description = "ready"), (status = 403, description = "a caller outside query.ops_networks"), (status = 503, description = "NATS is not connected, or a part is down (named in `down`)")))]
+pub async fn ready(
+    State(state): State<AppState>,
+    from: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> Response {
+    if let Some(refused) = ops_caller(&state, from) {
+        return refused;
+    }
     let nats_ok = state
         .nats
         .as_ref()
@@ -70,9 +78,40 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Refuses a caller outside `query.ops_networks` (when it lists any; a caller whose address is
+/// unknown is outside).
+fn ops_caller(
+    state: &AppState,
+    from: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> Option<Response> {
+    if state.ops_networks.is_empty() {
+        return None;
+    }
+    let ip = from.map(|Extension(c)| c.0.ip());
+    if ip.is_some_and(|ip| state.ops_networks.iter().any(|net| net.contains(&ip))) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            Json(adit_schemas::api::ErrorBody::new(
+                "outside_ops_networks",
+                "readiness and metrics answer only to the networks query.ops_networks lists",
+            )),
+        )
+            .into_response(),
+    )
+}
+
 /// Prometheus metrics (text format).
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format"), (status = 403, description = "a caller outside query.ops_networks")))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    from: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> Response {
+    if let Some(refused) = ops_caller(&state, from) {
+        return refused;
+    }
     match state.metrics {
         Some(handle) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
