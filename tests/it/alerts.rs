@@ -586,29 +586,9 @@ async fn the_shipped_no_block_rule_fires_past_five_blocks_of_work_since_the_last
     )
     .await;
 
-    let shipped = adit_alerts::RuleFile::from_yaml(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml"))
-            .unwrap(),
-        Default::default(),
-    )
-    .unwrap();
-    let rule = shipped
-        .groups
-        .iter()
-        .flat_map(|g| &g.rules)
-        .find(|r| r.alert == "NoBlockFound")
-        .expect("NoBlockFound is shipped")
-        .clone();
+    let rule = shipped_rule("NoBlockFound");
     assert_eq!(rule.severity(), "error");
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/alerts/evaluate", app.url()))
-        .bearer_auth(READ_TOKEN)
-        .json(&json!({ "rule": rule }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    let body = app.evaluate(&json!({ "rule": rule })).await;
     let mut fired: Vec<(String, f64)> = body["series"]
         .as_array()
         .unwrap()
@@ -689,28 +669,8 @@ async fn the_shipped_efficiency_rule_fires_for_a_machine_over_its_registered_nor
     )
     .await;
 
-    let shipped = adit_alerts::RuleFile::from_yaml(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml"))
-            .unwrap(),
-        Default::default(),
-    )
-    .unwrap();
-    let rule = shipped
-        .groups
-        .iter()
-        .flat_map(|g| &g.rules)
-        .find(|r| r.alert == "MachineInefficient")
-        .expect("MachineInefficient is shipped")
-        .clone();
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/alerts/evaluate", app.url()))
-        .bearer_auth(READ_TOKEN)
-        .json(&json!({ "rule": rule }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    let rule = shipped_rule("MachineInefficient");
+    let body = app.evaluate(&json!({ "rule": rule })).await;
     let series = body["series"].as_array().unwrap();
     assert_eq!(series.len(), 1, "{body}");
     assert_eq!(series[0]["labels"]["machine"], "m-worn", "{body}");
@@ -720,4 +680,21 @@ async fn the_shipped_efficiency_rule_fires_for_a_machine_over_its_registered_nor
         (j_per_th - 60.0).abs() < 1.0,
         "m-worn at {j_per_th} J/TH: {body}"
     );
+}
+
+/// The shipped rule `alert` (`rules/default.yml`).
+fn shipped_rule(alert: &str) -> adit_alerts::Rule {
+    let shipped = adit_alerts::RuleFile::from_yaml(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yml"))
+            .unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    shipped
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find(|r| r.alert == alert)
+        .unwrap_or_else(|| panic!("{alert} is not shipped"))
+        .clone()
 }

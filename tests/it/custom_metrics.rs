@@ -153,15 +153,7 @@ async fn custom_metrics_land_read_back_bounded_and_alert() {
     let rule = json!({"alert": "FuelLow", "labels": {"severity": "warning"},
         "expr": "SELECT source, last_value(value ORDER BY ts) AS value FROM custom_metrics \
                  WHERE name = 'custom_fuel_pct' GROUP BY source HAVING last_value(value ORDER BY ts) < 20"});
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/alerts/evaluate", app.url()))
-        .bearer_auth(READ_TOKEN)
-        .json(&json!({ "rule": rule }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    let body = app.evaluate(&json!({ "rule": rule })).await;
     let series = body["series"].as_array().unwrap();
     assert_eq!(series.len(), 1, "{body}");
     assert_eq!(series[0]["labels"]["source"], "gen-2");

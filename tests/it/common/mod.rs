@@ -286,6 +286,22 @@ impl App {
         .await;
     }
 
+    /// Evaluates an alert rule once through the API (`POST /api/v1/alerts/evaluate` with
+    /// `ask`, as a reader); the answer, which must be a 200.
+    pub async fn evaluate(&self, ask: &serde_json::Value) -> serde_json::Value {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/alerts/evaluate", self.url()))
+            .bearer_auth(READ_TOKEN)
+            .json(ask)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.json().await.unwrap_or(serde_json::Value::Null);
+        assert_eq!(status, 200, "evaluating {ask}: {body}");
+        body
+    }
+
     /// Runs SQL through the API with `format` and `token`; returns status and body.
     pub async fn sql(&self, sql: &str, format: &str, token: Option<&str>) -> (u16, Vec<u8>) {
         let mut req = reqwest::Client::new()
