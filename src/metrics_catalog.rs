@@ -111,6 +111,12 @@ const METRICS: &[Metric] = &[
         "The cluster's hashrate measured from its workers' valid shares, H/s.",
     ),
     m(
+        "coopmine_blocks_found",
+        Gauge,
+        Zero,
+        "Blocks the pool found from shares the coordinator forwarded (followed on NATS where the pool is adit's).",
+    ),
+    m(
         "coopmine_shares_total",
         Counter,
         ZeroEach(

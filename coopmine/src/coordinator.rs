@@ -80,6 +80,9 @@ pub struct Stats {
     pub shares_accepted_upstream: u64,
     /// Refused upstream.
     pub shares_rejected_upstream: u64,
+    /// Blocks the pool found from shares it forwarded (counted where the pool's blocks can be
+    /// followed on NATS: `crate::blocks`).
+    pub blocks_found: u64,
     /// The upstream.
     pub upstream: UpstreamStatus,
 }
@@ -107,6 +110,8 @@ pub struct WorkerView {
     pub shares_invalid: u64,
     /// Forwarded shares.
     pub shares_forwarded: u64,
+    /// Blocks the pool found from its shares.
+    pub blocks_found: u64,
     /// Ban score.
     pub score: u32,
     /// Banned.
@@ -152,6 +157,8 @@ pub struct Coordinator {
     live: broadcast::Sender<serde_json::Value>,
     /// The last shares.
     recent: Mutex<VecDeque<ClusterShare>>,
+    /// The blocks its forwarded shares became.
+    pub(crate) blocks: crate::blocks::Blocks,
     /// Prometheus text.
     pub(crate) metrics: Option<MetricsRender>,
 }
@@ -275,6 +282,11 @@ impl Coordinator {
             }
         };
         let verdict = if valid.forward {
+            self.blocks.forwarded(
+                &pending.upstream_job_id,
+                &adit_protocol::nonce_hex(pending.nonce),
+                worker,
+            );
             Some(self.forward(&pending).await)
         } else {
             None
@@ -411,6 +423,11 @@ impl Coordinator {
             .set(f64::from(u8::from(stats.upstream.connected)));
     }
 
+    /// The NATS client of its bus, when it has one (to follow the pool's blocks).
+    pub(crate) fn publisher_client(&self) -> Option<async_nats::Client> {
+        self.publisher.as_ref().map(|p| p.jetstream().client())
+    }
+
     /// The cluster's figures.
     pub fn stats(&self) -> Stats {
         let now = Instant::now();
@@ -434,6 +451,7 @@ impl Coordinator {
             shares_forwarded: state.totals.forwarded,
             shares_accepted_upstream: state.totals.accepted_upstream,
             shares_rejected_upstream: state.totals.rejected_upstream,
+            blocks_found: self.blocks.total(),
             upstream,
         }
     }
@@ -445,13 +463,13 @@ impl Coordinator {
         let mut ids: Vec<String> = state.workers().map(|w| w.id.clone()).collect();
         ids.sort();
         ids.iter()
-            .filter_map(|id| view(&mut state, id, now))
+            .filter_map(|id| view(&mut state, id, now, &self.blocks))
             .collect()
     }
 
     /// One worker's figures.
     pub fn worker(&self, id: &str) -> Option<WorkerView> {
-        view(&mut self.state(), id, Instant::now())
+        view(&mut self.state(), id, Instant::now(), &self.blocks)
     }
 
     /// The jobs kept, newest first.
@@ -576,7 +594,12 @@ fn clipped(sent: &str, max: usize) -> String {
 }
 
 /// A worker's view, from the state.
-fn view(state: &mut Cluster, id: &str, now: Instant) -> Option<WorkerView> {
+fn view(
+    state: &mut Cluster,
+    id: &str,
+    now: Instant,
+    blocks: &crate::blocks::Blocks,
+) -> Option<WorkerView> {
     let hashrate = state.measured_hashrate(id, now);
     let w = state.worker(id)?;
     Some(WorkerView {
@@ -590,6 +613,7 @@ fn view(state: &mut Cluster, id: &str, now: Instant) -> Option<WorkerView> {
         shares_valid: w.valid,
         shares_invalid: w.invalid,
         shares_forwarded: w.forwarded,
+        blocks_found: blocks.of(&w.id),
         score: w.score,
         banned: w.banned,
         last_seen: w.last_seen_at,
@@ -616,6 +640,7 @@ impl Coordinator {
             publisher,
             live: broadcast::channel(1024).0,
             recent: Mutex::new(VecDeque::new()),
+            blocks: crate::blocks::Blocks::default(),
             metrics,
         };
         coordinator.update_gauges();

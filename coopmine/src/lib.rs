@@ -4,6 +4,7 @@
 //! pools, and publishing shares, hashrate and upstream changes to the bus; the worker that
 //! hashes for it; and `adit certs`. It speaks Stratum through `adit-protocol` only, not the pool.
 
+pub mod blocks;
 pub mod certs;
 pub mod cluster;
 pub mod config;

@@ -81,6 +81,10 @@ pub async fn run(
         metrics,
     ));
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(client) = coordinator.publisher_client() {
+        let (blocks, stop) = (coordinator.blocks.clone(), stop.clone());
+        tasks.spawn(crate::blocks::follow(client, blocks, stop));
+    }
     tasks.spawn(upstream::run(
         upstream_config,
         events_tx,

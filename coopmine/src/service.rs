@@ -129,7 +129,7 @@ impl CoordinatorRpc for Service {
             shares_forwarded: s.shares_forwarded,
             shares_accepted_upstream: s.shares_accepted_upstream,
             shares_rejected_upstream: s.shares_rejected_upstream,
-            blocks_found: 0,
+            blocks_found: s.blocks_found,
             pool_connected: s.upstream.connected,
             upstream: s.upstream.url,
         }))
@@ -166,6 +166,7 @@ impl CoordinatorRpc for Service {
             score: w.score,
             banned: w.banned,
             last_seen: w.last_seen.to_rfc3339(),
+            blocks_found: w.blocks_found,
         }))
     }
 }

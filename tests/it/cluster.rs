@@ -289,6 +289,25 @@ async fn a_cluster_mines_as_one_miner_and_monerod_accepts_its_block() {
     .await;
     let miners = app.rows("SELECT DISTINCT miner FROM shares").await;
     assert_eq!(miners.len(), 1, "{miners:?}");
+    // The coordinator counts the pool's block as the cluster's, and its finder's (issue 61).
+    let blocks = app
+        .rows("SELECT count(*) AS n FROM blocks WHERE status = 'submitted'")
+        .await[0]["n"]
+        .as_u64()
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the coordinator counts the block",
+        || async { rest(ports.rest, "/api/stats").await["blocks_found"].as_u64() == Some(blocks) },
+    )
+    .await;
+    let mut by_worker = 0;
+    for w in ["rig1", "rig2", "rig3"] {
+        if let Some(view) = worker_view(ports.rest, w).await {
+            by_worker += view["blocks_found"].as_u64().unwrap_or(0);
+        }
+    }
+    assert_eq!(by_worker, blocks, "each block is its finder's");
     assert!(
         cluster_login().starts_with(miners[0]["miner"].as_str().unwrap()),
         "{miners:?}"
