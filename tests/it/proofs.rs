@@ -400,6 +400,15 @@ async fn miners_check_their_payouts_payments_and_the_pools_reserve() {
     for image in &images {
         pool_wallet.call("freeze", json!({"key_image": image}));
     }
+    // Two steps, each waited on by itself (a loaded machine is slower, not stuck): the payer's
+    // next proof fails, then the rule that reads it fires.
+    app.wait_rows(
+        Duration::from_secs(120),
+        "a reserve proof that fails",
+        "SELECT count(*) AS n FROM reserve_proofs WHERE NOT good",
+        |rows| rows.first().and_then(|r| r["n"].as_i64()) > Some(0),
+    )
+    .await;
     eventually(Duration::from_secs(90), "ReserveShort firing", || async {
         firing(&tables, "ReserveShort").await > 0
     })
