@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use adit_schemas::Inspection;
 use adit_schemas::names;
 use adit_schemas::registry::{Machine, Site};
 use adit_sql::{Params, SqlEngine};
@@ -16,8 +17,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    ComplianceReport, Curtailment, EnergySection, EventInterval, InspectionItem, Limits,
-    PoolEnergy, Quality, Score, Series, ViolationGroup, ViolationItem, ViolationsSection, round,
+    ComplianceReport, Curtailment, EnergySection, EventInterval, Limits, PoolEnergy, Quality,
+    Score, Series, ViolationGroup, ViolationItem, ViolationsSection, round,
 };
 
 /// The placeholder every statement of the day names its site by ([`Day::query`] binds it).
@@ -290,7 +291,7 @@ impl Day<'_> {
     }
 
     /// Inspections during the day of the site, or of a pool its machines mine at.
-    async fn inspections(&self, machines: &[Machine]) -> Result<Vec<InspectionItem>> {
+    async fn inspections(&self, machines: &[Machine]) -> Result<Vec<Inspection>> {
         if !self.has(names::TABLE_INSPECTIONS) {
             return Ok(Vec::new());
         }
@@ -315,7 +316,7 @@ impl Day<'_> {
         };
         let sql = format!(
             "SELECT id, scope, target, inspector, CAST(inspected_at AS BIGINT) AS at_us, outcome, \
-               findings, recorded_by FROM {} \
+               findings, recorded_by, CAST(ts AS BIGINT) AS ts_us FROM {} \
              WHERE ((scope = 'site' AND target = {SITE}){of_pools}) AND {} \
              ORDER BY inspected_at, id",
             names::TABLE_INSPECTIONS,
@@ -327,13 +328,15 @@ impl Day<'_> {
             let (ids, scopes, targets) = (text("id")?, text("scope")?, text("target")?);
             let (inspectors, outcomes) = (text("inspector")?, text("outcome")?);
             let (findings, by) = (text("findings")?, text("recorded_by")?);
-            let at = i64s(&batch, "at_us")?;
+            let (at, recorded) = (i64s(&batch, "at_us")?, i64s(&batch, "ts_us")?);
             for i in 0..batch.num_rows() {
-                let Some(inspected_at) = at[i].and_then(from_us) else {
+                let (Some(inspected_at), Some(ts)) =
+                    (at[i].and_then(from_us), recorded[i].and_then(from_us))
+                else {
                     continue;
                 };
                 let get = |v: &[Option<String>]| v[i].clone().unwrap_or_default();
-                out.push(InspectionItem {
+                out.push(Inspection {
                     id: get(&ids),
                     scope: get(&scopes),
                     target: get(&targets),
@@ -342,6 +345,7 @@ impl Day<'_> {
                     outcome: get(&outcomes),
                     findings: get(&findings),
                     recorded_by: get(&by),
+                    ts,
                 });
             }
         }

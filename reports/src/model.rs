@@ -36,34 +36,13 @@ pub struct ComplianceReport {
     /// Inspections of the site, or of a pool its machines mine at, that took place during the
     /// day, in time order (none in reports written before they were kept).
     #[serde(default)]
-    pub inspections: Vec<InspectionItem>,
+    pub inspections: Vec<adit_schemas::Inspection>,
     /// How much of the day was measured.
     pub quality: Quality,
     /// The score and how it was reached.
     pub score: Score,
     /// The charts' data.
     pub series: Series,
-}
-
-/// One inspection, as recorded over the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InspectionItem {
-    /// Its id.
-    pub id: String,
-    /// `site` or `pool`.
-    pub scope: String,
-    /// The site or the pool.
-    pub target: String,
-    /// Who inspected.
-    pub inspector: String,
-    /// When.
-    pub inspected_at: DateTime<Utc>,
-    /// `pass`, `remarks` or `fail`.
-    pub outcome: String,
-    /// What was found.
-    pub findings: String,
-    /// The token that recorded it.
-    pub recorded_by: String,
 }
 
 /// The site's limits.

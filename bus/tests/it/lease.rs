@@ -90,27 +90,42 @@ async fn expiring_bucket(nats: &NatsServer, ttl: Duration) -> kv::Store {
     js.get_key_value("leases_with_ttl").await.unwrap()
 }
 
-/// A busy host stalls the holder's runtime (here: the one thread of the test's runtime, which
-/// also drives the NATS client) past its trust but not past the key's expiry: slow is not
-/// lost, so `confirm` renews on the spot and the holder keeps writing.
-#[tokio::test]
-async fn a_holder_stalled_past_its_trust_but_not_its_expiry_confirms_and_keeps_the_lease() {
-    let ttl = Duration::from_secs(2);
-    let nats = NatsServer::start();
-    let kv = expiring_bucket(&nats, ttl).await;
+/// The stalled holders' TTL: long enough that the stall below ends well before the key could
+/// expire, however busy the machine (2.4 s of margin).
+const STALL_TTL: Duration = Duration::from_secs(6);
+
+/// A holder of `payer` in an expiring bucket, just taken.
+async fn holder(nats: &NatsServer) -> (kv::Store, Lease) {
+    let kv = expiring_bucket(nats, STALL_TTL).await;
     let lease = Lease::acquire(
         kv.clone(),
         "payer",
         "holder",
-        ttl,
+        STALL_TTL,
         &CancellationToken::new(),
     )
     .await
     .unwrap()
     .unwrap();
-    std::thread::sleep(ttl * 7 / 10);
+    (kv, lease)
+}
+
+/// Blocks the calling thread (the test runtime's only one, which also drives the NATS client)
+/// past the holder's trust (half the TTL), not past the key's expiry.
+fn stall() {
+    std::thread::sleep(STALL_TTL * 6 / 10);
+}
+
+/// A busy host stalls the holder's runtime (here: the one thread of the test's runtime, which
+/// also drives the NATS client) past its trust but not past the key's expiry: slow is not
+/// lost, so `confirm` renews on the spot and the holder keeps writing.
+#[tokio::test]
+async fn a_holder_stalled_past_its_trust_but_not_its_expiry_confirms_and_keeps_the_lease() {
+    let nats = NatsServer::start();
+    let (kv, lease) = holder(&nats).await;
+    stall();
     assert!(!lease.is_valid(), "trusted past half its TTL");
-    tokio::time::timeout(ttl, lease.confirm())
+    tokio::time::timeout(STALL_TTL, lease.confirm())
         .await
         .expect("confirm never answered")
         .expect("a stalled but unchallenged holder lost its lease");
@@ -123,22 +138,11 @@ async fn a_holder_stalled_past_its_trust_but_not_its_expiry_confirms_and_keeps_t
 /// refused, so `confirm` says the lease is lost and the holder writes nothing more.
 #[tokio::test]
 async fn a_stalled_holder_whose_key_was_taken_meanwhile_is_told_it_lost_the_lease() {
-    let ttl = Duration::from_secs(2);
     let nats = NatsServer::start();
-    let kv = expiring_bucket(&nats, ttl).await;
-    let lease = Lease::acquire(
-        kv.clone(),
-        "payer",
-        "holder",
-        ttl,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let (kv, lease) = holder(&nats).await;
     kv.put("payer", "thief".into()).await.unwrap();
-    std::thread::sleep(ttl * 7 / 10);
-    let confirmed = tokio::time::timeout(ttl, lease.confirm())
+    stall();
+    let confirmed = tokio::time::timeout(STALL_TTL, lease.confirm())
         .await
         .expect("confirm never answered");
     assert!(confirmed.is_err(), "a holder whose key was taken confirmed");

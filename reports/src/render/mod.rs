@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::error::{Error, Result};
-use crate::model::{ComplianceReport, Curtailment, InspectionItem, ViolationItem};
+use adit_schemas::Inspection;
+
+use crate::model::{ComplianceReport, Curtailment, ViolationItem};
 use crate::svg::{Chart, Line, Rule};
 
 /// The formats a report renders to.
@@ -364,7 +366,7 @@ fn inspections(r: &ComplianceReport) -> Markup {
     }
 }
 
-fn inspection_row(r: &ComplianceReport, i: &InspectionItem) -> Markup {
+fn inspection_row(r: &ComplianceReport, i: &Inspection) -> Markup {
     let class = match i.outcome.as_str() {
         "pass" => "ok",
         "fail" => "bad",
