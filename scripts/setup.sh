@@ -4,7 +4,8 @@
 # snmpd (Net-SNMP's agent, standing in for a rack PDU in the outlet-control test), monerod and monero-wallet-rpc
 # (end-to-end mining and payment tests), DuckDB's Python package (the cross-check test) and
 # moto's S3 server (the object-store test), aiosmtpd (the email notification test),
-# Prometheus's promtool (the monitoring test), systemd-analyze (the install test), Chromium with Python Playwright (the
+# Prometheus's promtool (the monitoring test), systemd-analyze (the install test), podman,
+# podman-compose and mmdebstrap (the container test), Chromium with Python Playwright (the
 # dashboard's headless-browser test; Debian's chromium, no browser download), and OpenLEADR's
 # OpenADR 3.1 VTN (`cargo install openleadr-vtn`) with a PostgreSQL server for it (the 3.1
 # demand-response test starts its own). Idempotent: skips what is already there.
@@ -24,6 +25,14 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# The container test: podman with runc and netavark, podman-compose, and mmdebstrap to build
+# the base image from Debian's packages (no image registry is reachable).
+for tool in podman podman-compose mmdebstrap runc; do
+  command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+done
+[ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
+command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # openleadr-vtn builds Paho MQTT's C library and links OpenSSL.
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)

@@ -77,8 +77,14 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(
 pub struct TablesConfig {
     /// Root folder or object-store URL; default `<data_dir>/tables`.
     pub root: Option<String>,
-    /// Object-store options (e.g. `aws_region`, `aws_endpoint`, `aws_access_key_id`).
+    /// Object-store options (e.g. `aws_region`, `aws_endpoint`, `aws_access_key_id`; the
+    /// store's own server-side encryption: `aws_server_side_encryption`, `aws_sse_kms_key_id`,
+    /// `aws_sse_customer_key_base64`).
     pub options: HashMap<String, String>,
+    /// A file holding the key every table file, log entry and checkpoint is encrypted with
+    /// (64 hexadecimal digits: `openssl rand -hex 32`); none: the tables are not encrypted.
+    /// Without the key the files are unreadable, adit's included: keep it backed up apart.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// The whole configuration.
@@ -365,6 +371,19 @@ impl Config {
             .reports_dir
             .as_ref()
             .map_or_else(|| self.data_dir().join("reports"), PathBuf::from)
+    }
+
+    /// The tables: their root, the store's options and, when set, the key they are encrypted
+    /// with.
+    pub fn table_store(&self) -> anyhow::Result<adit_sinks::TableStore> {
+        let store = adit_sinks::TableStore::new(&self.tables_root(), self.tables.options.clone())?;
+        Ok(match &self.tables.encryption_key_file {
+            None => store,
+            Some(path) => store.encrypted(
+                adit_sinks::AtRestKey::from_file(path)
+                    .map_err(|e| anyhow::anyhow!("tables.encryption_key_file: {e}"))?,
+            ),
+        })
     }
 
     /// The table root.

@@ -57,7 +57,7 @@ impl<'a> Shared<'a> {
         Ok(Self {
             config,
             services,
-            store: TableStore::new(&config.tables_root(), config.tables.options.clone())?,
+            store: config.table_store()?,
             metrics: crate::exporter::install(&config.metrics),
             vitals: Vitals::with_faults(injected_faults()?),
             shutdown,

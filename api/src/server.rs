@@ -445,6 +445,7 @@ mod tests {
             network_difficulty: None,
             reward: None,
             subsidy: None,
+            team: None,
         };
         let sample = |cluster: &str, worker: &str, hs: f64| HashrateSample {
             cluster: cluster.into(),

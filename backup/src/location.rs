@@ -19,6 +19,9 @@ pub struct Location {
     options: HashMap<String, String>,
 }
 
+/// A backup of encrypted tables is written encrypted with their key (the manifest, the
+/// records and every table file alike), and read back with it.
+
 /// One backup of a location.
 #[derive(Debug, Clone)]
 pub struct Backup {
@@ -48,6 +51,26 @@ impl Location {
         })
     }
 
+    /// The same location, written and read with the key `tables` are encrypted with, if any.
+    pub fn encrypted_like(self, tables: &TableStore) -> Self {
+        match tables.key() {
+            Some(key) => Self {
+                root: self.root.encrypted(key.clone()),
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// A table root at `url` with this location's options and key.
+    fn tables_at(&self, url: &str) -> Result<TableStore> {
+        let store = TableStore::new(url, self.options.clone())?;
+        Ok(match self.root.key() {
+            Some(key) => store.encrypted(key.clone()),
+            None => store,
+        })
+    }
+
     /// The backup named `id` (which may not exist yet).
     pub fn backup(&self, id: &str) -> Result<Backup> {
         if !adit_schemas::names::is_token(id) {
@@ -63,7 +86,7 @@ impl Location {
         Ok(Backup {
             id: id.to_string(),
             place,
-            tables: TableStore::new(&format!("{url}tables/"), self.options.clone())?,
+            tables: self.tables_at(&format!("{url}tables/"))?,
             url,
         })
     }
@@ -94,9 +117,14 @@ impl Location {
         Ok(found)
     }
 
-    /// The location itself when it is a backup, else its newest complete backup.
-    pub async fn resolve(url_or_dir: &str, options: HashMap<String, String>) -> Result<Backup> {
-        let location = Self::open(url_or_dir, options.clone())?;
+    /// The location itself when it is a backup, else its newest complete backup; read with
+    /// the key `tables` are encrypted with, if any.
+    pub async fn resolve(
+        url_or_dir: &str,
+        options: HashMap<String, String>,
+        tables: &TableStore,
+    ) -> Result<Backup> {
+        let location = Self::open(url_or_dir, options)?.encrypted_like(tables);
         if Place::of(&location.root)?.exists(MANIFEST).await? {
             let url = location.root.root().to_string();
             return Ok(Backup {
@@ -107,7 +135,7 @@ impl Location {
                     .unwrap_or("")
                     .to_string(),
                 place: Place::of(&location.root)?.private(),
-                tables: TableStore::new(&format!("{url}tables/"), options)?,
+                tables: location.tables_at(&format!("{url}tables/"))?,
                 url,
             });
         }

@@ -30,6 +30,9 @@ pub struct Place {
     local: bool,
     /// Whether what is written under it must be its owner's alone (a backup's folder).
     private: bool,
+    /// The key its objects are encrypted with, when they are: a private file written around
+    /// the store is sealed with it as the store would seal it.
+    key: Option<adit_sinks::AtRestKey>,
 }
 
 impl std::fmt::Debug for Place {
@@ -55,6 +58,7 @@ impl Place {
             root,
             local: false,
             private: false,
+            key: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl Place {
         let (store, root) = tables.object_store()?;
         Ok(Self {
             local: tables.root().scheme() == "file",
+            key: tables.key().cloned(),
             ..Self::new(store, root)
         })
     }
@@ -153,7 +158,13 @@ impl Place {
             sha256: hex::encode(Sha256::digest(&bytes)),
         };
         match self.private_path(rel)? {
-            Some(file) => private::write(file, &bytes).await.map_err(io(&path))?,
+            Some(file) => {
+                let stored = match &self.key {
+                    Some(key) => adit_sinks::at_rest::seal(key, &bytes).map_err(object(&path))?,
+                    None => bytes,
+                };
+                private::write(file, &stored).await.map_err(io(&path))?;
+            }
             None => {
                 self.store
                     .put(&path, PutPayload::from(bytes))
@@ -255,7 +266,13 @@ impl Place {
     pub async fn writer(&self, rel: &str) -> Result<Writer> {
         let path = self.path(rel);
         let to = match self.private_path(rel)? {
-            Some(file) => To::Private(private::Staged::create(file).await.map_err(io(&path))?),
+            Some(file) => {
+                let staged = private::Staged::create(file).await.map_err(io(&path))?;
+                match &self.key {
+                    Some(key) => To::Sealed(staged, key.clone(), Vec::new()),
+                    None => To::Private(staged),
+                }
+            }
             None => To::Store(BufWriter::new(self.store.clone(), path.clone())),
         };
         Ok(Writer { to, path })
@@ -293,6 +310,8 @@ enum To {
     Store(BufWriter),
     /// A private file on this machine's disk.
     Private(private::Staged),
+    /// A private file of an encrypted place: its parts gathered, sealed whole at the end.
+    Sealed(private::Staged, adit_sinks::AtRestKey, Vec<u8>),
 }
 
 impl Writer {
@@ -301,6 +320,10 @@ impl Writer {
         match &mut self.to {
             To::Store(inner) => inner.put(chunk).await,
             To::Private(file) => file.put(&chunk).await.map_err(private::store_error),
+            To::Sealed(_, _, parts) => {
+                parts.extend_from_slice(&chunk);
+                Ok(())
+            }
         }
     }
 
@@ -309,6 +332,17 @@ impl Writer {
         let done = match self.to {
             To::Store(mut inner) => inner.shutdown().await,
             To::Private(file) => file.finish().await,
+            To::Sealed(mut file, key, parts) => {
+                let sealed =
+                    adit_sinks::at_rest::seal(&key, &parts).map_err(|e| Error::Object {
+                        path: self.path.to_string(),
+                        source: e,
+                    })?;
+                match file.put(&sealed).await {
+                    Ok(()) => file.finish().await,
+                    Err(e) => Err(e),
+                }
+            }
         };
         done.map_err(io(&self.path))
     }

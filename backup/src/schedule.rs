@@ -76,7 +76,7 @@ pub struct Scheduled {
 
 /// Runs the role until `shutdown`.
 pub async fn run(job: Scheduled, to: String, shutdown: CancellationToken) -> Result<()> {
-    let location = Location::open(&to, job.config.options.clone())?;
+    let location = Location::open(&to, job.config.options.clone())?.encrypted_like(&job.tables);
     let mut wait = first_wait(&location, job.config.every).await;
     loop {
         tokio::select! {

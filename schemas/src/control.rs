@@ -18,6 +18,40 @@ pub const OUTCOME_TOKEN: &str = "outcome";
 /// The target of a site-wide fan command.
 pub const FANS_TARGET: &str = "fans";
 
+/// A site's controller mode (the `from_mode` and `to_mode` of `decisions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumString
+)]
+#[strum(serialize_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum SiteMode {
+    /// No limit below the allocation binds.
+    #[default]
+    Running,
+    /// Load over the target: shedding.
+    Curtailing,
+    /// At or under the target.
+    Curtailed,
+    /// A limit lifted: waking machines back.
+    Resuming,
+    /// Over the emergency temperature: everything asleep.
+    Emergency,
+    /// An input is stale: the safe action.
+    Failsafe,
+}
+
+impl SiteMode {
+    /// Its name, as in the tables.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// What a command asks of its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[derive(Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter)]

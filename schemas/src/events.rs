@@ -11,6 +11,7 @@ use crate::alerts::{AlertEvent, NotificationAttempt};
 use crate::arrow_rows::{f64_field, f64_opt, i64_field, i64_opt, utf8, utf8_opt};
 use crate::arrow_rows::{stamped_batch, stamped_schema, ts_field};
 use crate::audit::AuditEntry;
+use crate::competition::Competition;
 use crate::control::{Command, CommandOutcome};
 use crate::custom_metric::CustomMetric;
 use crate::error::Result;
@@ -74,6 +75,10 @@ pub struct Share {
     /// The template's subsidy, its reward without the transactions' fees (what PPS pays on).
     #[serde(default)]
     pub subsidy: Option<u64>,
+    /// The team the miner's session counts its shares for (`team=NAME` at login): a property
+    /// of each share, so a session can only ever count its own work for a team.
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 impl Event for Share {
@@ -117,6 +122,9 @@ impl Event for Share {
         if !self.accepted && self.reason.is_none() {
             return Err(Invalid::new("a rejected share needs a reason"));
         }
+        if let Some(team) = &self.team {
+            check_token("team", team)?;
+        }
         for (name, value) in [
             ("network_difficulty", self.network_difficulty),
             ("reward", self.reward),
@@ -152,6 +160,7 @@ impl Event for Share {
             i64_opt("network_difficulty"),
             i64_opt("reward"),
             i64_opt("subsidy"),
+            utf8_opt("team"),
         ]
     }
 }
@@ -1068,6 +1077,10 @@ event_kinds! {
     /// `inspections`.
     Inspection(Inspection) = "inspection", subject "control"."inspection" by [target],
         stream STREAM_CONTROL, table TABLE_INSPECTIONS, push Never, land Own;
+    /// [`Competition`]: a time-boxed competition between a pool's teams, set over the API,
+    /// landed in `competitions`.
+    Competition(Competition) = "competition", subject "control"."competition" by [pool],
+        stream STREAM_CONTROL, table TABLE_COMPETITIONS, push Never, land Own;
     /// [`CommandOutcome`]: an actuator's report of one attempt, landed in `commands` by the
     /// `curtailment` pipeline.
     CommandOutcome(CommandOutcome) = "command_outcome", subject "control"."outcome" by [site],
@@ -1306,6 +1319,9 @@ mod tests {
             EventKind::Inspection => format!(
                 r#"{{"id":"1-ab","scope":"site","target":"s1","inspector":"K. Berg","inspected_at":"{ts}","outcome":"pass","findings":"seals intact","recorded_by":"ops","ts":"{ts}"}}"#
             ),
+            EventKind::Competition => format!(
+                r#"{{"id":"cup","pool":"p1","name":"Winter cup","starts":"{ts}","ends":"{in_an_hour}","by":"ops","ts":"{ts}"}}"#
+            ),
             EventKind::Command => format!(
                 r#"{{"id":"s1:1:0","site":"s1","target":"fans","action":"fan_level","value":9.0,"rule":"fan_band","ts":"{ts}"}}"#
             ),
@@ -1402,6 +1418,7 @@ mod tests {
                 EventKind::Override => "control.override.s1",
                 EventKind::Audit => "control.audit.operate",
                 EventKind::Inspection => "control.inspection.s1",
+                EventKind::Competition => "control.competition.p1",
                 EventKind::CommandOutcome => "control.outcome.s1",
                 EventKind::Command => "control.s1.fans",
             };

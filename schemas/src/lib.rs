@@ -11,6 +11,7 @@ pub mod arrow_rows;
 pub mod audit;
 pub mod bans;
 pub mod chain;
+pub mod competition;
 pub mod compliance;
 pub mod control;
 pub mod custom_metric;
@@ -29,6 +30,7 @@ pub mod window;
 
 pub use arrow_rows::{stamped_batch, to_batch};
 pub use audit::AuditEntry;
+pub use competition::Competition;
 pub use control::{Command, CommandAction, CommandOutcome, OutcomeStatus};
 pub use custom_metric::CustomMetric;
 pub use error::{Error, Result};

@@ -123,6 +123,8 @@ pub const TABLE_ALERTS: &str = "alerts";
 pub const TABLE_AUDIT: &str = "audit";
 /// Custom metrics posted over HTTP ingest (`custom_*` names).
 pub const TABLE_CUSTOM_METRICS: &str = "custom_metrics";
+/// Time-boxed competitions between a pool's teams, as set over the API.
+pub const TABLE_COMPETITIONS: &str = "competitions";
 /// Inspections of sites and pools, as recorded over the API.
 pub const TABLE_INSPECTIONS: &str = "inspections";
 /// Operators' overrides of the controller, as made.

@@ -1,6 +1,7 @@
 //! An operator's override of the farm controller (`control.override.<site>`): pin the fans,
 //! take a machine out of control, stand in for the grid signal or a temperature for a test,
-//! force a load target or hold the site as it is — each until it expires, each written with
+//! force a load target or hold the site as it is — each until it expires — or write the
+//! site's mode once (admin; the old controller's `raw-state`), each written with
 //! the token name that made it, landed in the `overrides` table and named in the inputs of
 //! every decision it influenced.
 
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_rows::{f64_opt, ts_field, utf8, utf8_opt};
+use crate::control::SiteMode;
 use crate::record::Event;
 use crate::validate::{Invalid, ValidationPolicy, check_range, check_token};
 
@@ -50,6 +52,9 @@ pub enum OverrideKind {
     /// An operator switches `machine`'s outlet off for `value` seconds and on again; refused
     /// during an emergency.
     OutletCycle,
+    /// An admin writes the site's controller mode as `mode` (the old controller's
+    /// `raw-state`): carried out once, at the next step, which then starts from that mode.
+    Mode,
 }
 
 impl OverrideKind {
@@ -60,7 +65,13 @@ impl OverrideKind {
 
     /// Whether only an admin may set it (it changes the site's mode).
     pub fn needs_admin(self) -> bool {
-        matches!(self, Self::Target | Self::Hold)
+        matches!(self, Self::Target | Self::Hold | Self::Mode)
+    }
+
+    /// Whether it is carried out once at the controller's next step (an operator's command
+    /// or a mode write) rather than kept in force until it expires.
+    pub fn is_once(self) -> bool {
+        self.is_command() || self == Self::Mode
     }
 
     /// Whether it is an operator's command to one machine (`POST /api/v1/control/commands`),
@@ -92,6 +103,9 @@ pub struct Override {
     /// The override it ends (`cancel`).
     #[serde(default)]
     pub cancels: Option<String>,
+    /// The mode written (`mode`).
+    #[serde(default)]
+    pub mode: Option<SiteMode>,
     /// Why, in the operator's words.
     pub reason: String,
     /// The token name that made it.
@@ -174,6 +188,14 @@ impl Event for Override {
                 }
             }
             OverrideKind::Hold => {}
+            OverrideKind::Mode => {
+                if self.mode.is_none() {
+                    return Err(Invalid::new("a mode write names the mode"));
+                }
+            }
+        }
+        if self.kind != OverrideKind::Mode && self.mode.is_some() {
+            return Err(Invalid::new("only a mode write names a mode"));
         }
         policy.check_ts(self.ts, now)
     }
@@ -189,6 +211,7 @@ impl Event for Override {
             utf8("by"),
             ts_field("ts"),
             ts_field("expires"),
+            utf8_opt("mode"),
         ]
     }
 }
@@ -206,6 +229,7 @@ mod tests {
             machine: None,
             value,
             cancels: None,
+            mode: None,
             reason: "test".into(),
             by: "ops".into(),
             ts,
@@ -229,6 +253,14 @@ mod tests {
             (o(OverrideKind::Target, None), "needs a value"),
             (o(OverrideKind::ExcludeMachine, None), "machine"),
             (o(OverrideKind::Cancel, None), "names the override"),
+            (o(OverrideKind::Mode, None), "names the mode"),
+            (
+                Override {
+                    mode: Some(SiteMode::Curtailed),
+                    ..o(OverrideKind::Hold, None)
+                },
+                "only a mode write",
+            ),
             (
                 Override {
                     expires: now - chrono::Duration::hours(1),
@@ -247,7 +279,16 @@ mod tests {
             let err = bad.validate(&policy, now).unwrap_err();
             assert!(err.reason.contains(needle), "{needle}: {}", err.reason);
         }
+        assert!(
+            Override {
+                mode: Some(SiteMode::Curtailed),
+                ..o(OverrideKind::Mode, None)
+            }
+            .validate(&policy, now)
+            .is_ok()
+        );
         assert!(OverrideKind::Hold.needs_admin());
+        assert!(OverrideKind::Mode.needs_admin() && OverrideKind::Mode.is_once());
         assert!(!OverrideKind::FanLevel.needs_admin());
     }
 }

@@ -274,14 +274,15 @@ impl Site {
             crate::overrides::OVERRIDE_TOKEN,
             crate::audit::AUDIT_TOKEN,
             crate::inspection::INSPECTION_TOKEN,
+            crate::competition::COMPETITION_TOKEN,
         ]
         .contains(&self.id.as_str())
         {
             return Err(FieldError::new(
                 "id",
-                "\"violation\", \"outcome\", \"override\", \"audit\" and \"inspection\" are \
-                 reserved (control.<token>.<site> carries operators' notes, actuators' outcomes, \
-                 overrides, the audit trail and inspections)",
+                "\"violation\", \"outcome\", \"override\", \"audit\", \"inspection\" and \
+                 \"competition\" are reserved (control.<token>.<site> carries operators' notes, \
+                 actuators' outcomes, overrides, the audit trail, inspections and competitions)",
             ));
         }
         if let Some(url) = &self.fan_relay

@@ -5,6 +5,7 @@
 //! pipeline's stream position in one Delta commit), compacted and vacuumed on a schedule. It does not compute anything, and it does not
 //! talk to NATS: results are published through `adit_bus`.
 
+pub mod at_rest;
 pub mod checkpoint;
 pub mod compact;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod exactly_once;
 pub mod fresh;
 pub mod store;
 
+pub use at_rest::{AtRestKey, EncryptedStore};
 pub use checkpoint::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use exactly_once::{ExactlyOnceTable, Maintenance};

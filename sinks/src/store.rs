@@ -14,6 +14,7 @@ use deltalake::logstore::{
 use deltalake::{DeltaResult, Path};
 use url::Url;
 
+use crate::at_rest::{AtRestKey, EncryptedStore};
 use crate::error::{Error, Result};
 
 /// The root under which every table is a folder named after the table.
@@ -23,6 +24,8 @@ pub struct TableStore {
     root: Url,
     /// Options for the object store (credentials, endpoint, region…).
     options: HashMap<String, String>,
+    /// The key every object is encrypted with, when the tables are encrypted at rest.
+    key: Option<AtRestKey>,
 }
 
 /// Object stores for the cloud schemes, built by `object_store` itself from the URL and options.
@@ -93,7 +96,42 @@ impl TableStore {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        Ok(Self { root: url, options })
+        Ok(Self {
+            root: url,
+            options,
+            key: None,
+        })
+    }
+
+    /// The same root, every object under it encrypted with `key` ([`crate::at_rest`]).
+    pub fn encrypted(self, key: AtRestKey) -> Self {
+        Self {
+            key: Some(key),
+            ..self
+        }
+    }
+
+    /// The key the tables are encrypted with, if they are.
+    pub fn key(&self) -> Option<&AtRestKey> {
+        self.key.as_ref()
+    }
+
+    /// The store `url` is in (at its root), encrypted when the tables are, and the path of
+    /// `url` in it.
+    fn store_of(
+        &self,
+        url: &Url,
+    ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
+        let (store, path) =
+            object_store::parse_url_opts(url, &self.options).map_err(|e| Error::Root {
+                root: self.root.to_string(),
+                message: e.to_string(),
+            })?;
+        let store: Arc<dyn object_store::ObjectStore> = Arc::from(store);
+        Ok(match &self.key {
+            Some(key) => (Arc::new(EncryptedStore::new(store, key.clone())), path),
+            None => (store, path),
+        })
     }
 
     /// The root URL.
@@ -106,12 +144,7 @@ impl TableStore {
     pub fn object_store(
         &self,
     ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
-        let (store, path) =
-            object_store::parse_url_opts(&self.root, &self.options).map_err(|e| Error::Root {
-                root: self.root.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok((Arc::from(store), path))
+        self.store_of(&self.root)
     }
 
     /// The path of `_adit/<parts…>` under the root, and the store holding it.
@@ -270,13 +303,17 @@ impl TableStore {
     }
 
     /// A handle on table `name` at `url` whose log has not been read (reading the log of a
-    /// table that does not exist yet makes the kernel log errors).
+    /// table that does not exist yet makes the kernel log errors). Encrypted tables are read
+    /// and written through the encrypting store, log and data alike.
     fn unloaded(&self, name: &str, url: Url) -> Result<DeltaTable> {
-        deltalake::DeltaTableBuilder::from_url(url)
+        let mut builder = deltalake::DeltaTableBuilder::from_url(url.clone())
             .map_err(Self::delta_err(name))?
-            .with_storage_options(self.options.clone())
-            .build()
-            .map_err(Self::delta_err(name))
+            .with_storage_options(self.options.clone());
+        if self.key.is_some() {
+            let (store, _) = self.store_of(&url)?;
+            builder = builder.with_storage_backend(store, url);
+        }
+        builder.build().map_err(Self::delta_err(name))
     }
 }
 

@@ -22,9 +22,9 @@ pub(super) async fn backup(config: &Config, args: &BackupArgs) -> anyhow::Result
         .clone()
         .or_else(|| config.backup.to.clone())
         .context("where to? pass --to DIR|s3://bucket/prefix, or set backup.to")?;
-    let location = Location::open(&to, config.backup.options.clone())?;
+    let tables = config.table_store()?;
+    let location = Location::open(&to, config.backup.options.clone())?.encrypted_like(&tables);
     let backup = location.backup(&adit_backup::new_id())?;
-    let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
     let services = services::connect(config).await?;
     let source = Source {
         client: &services.client,
@@ -52,7 +52,8 @@ pub(super) async fn backup(config: &Config, args: &BackupArgs) -> anyhow::Result
 }
 
 async fn verify(config: &Config, from: &str) -> anyhow::Result<()> {
-    let backup = Location::resolve(from, config.backup.options.clone()).await?;
+    let tables = config.table_store()?;
+    let backup = Location::resolve(from, config.backup.options.clone(), &tables).await?;
     let (manifest, verified) = adit_backup::verify(&backup.place, &backup.tables)
         .await
         .with_context(|| format!("verifying {}", backup.url))?;
@@ -67,8 +68,8 @@ async fn verify(config: &Config, from: &str) -> anyhow::Result<()> {
 
 /// `adit restore --from [--replace]`.
 pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
-    let backup = Location::resolve(&args.from, config.backup.options.clone()).await?;
-    let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let tables = config.table_store()?;
+    let backup = Location::resolve(&args.from, config.backup.options.clone(), &tables).await?;
     let (client, managed) = services::connect_bare(config).await?;
     // Payments are held before anything is written: a payer running now must not pay from a
     // table the restore is replacing.
@@ -133,7 +134,7 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
 /// `adit payments release`: lifts the hold a restore put on payments, once every transfer the
 /// wallet sent since the backup is recorded in the `payments` table or accepted by id.
 pub(super) async fn payments(config: &Config, args: &PaymentsArgs) -> anyhow::Result<()> {
-    let tables = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let tables = config.table_store()?;
     match &args.what {
         PaymentsWhat::Release { accept, no_wallet } => {
             let held = adit_payments::hold::get(&tables).await?;

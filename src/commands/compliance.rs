@@ -4,7 +4,6 @@
 
 use adit_bus::registry::Registry;
 use adit_reports::ComplianceJob;
-use adit_sinks::TableStore;
 use anyhow::{Context, bail};
 use chrono::Utc;
 
@@ -23,7 +22,7 @@ pub(super) async fn run(config: &Config, args: &ComplianceArgs) -> anyhow::Resul
         bail!("--to must be on or after --date, at most {MAX_DAYS} days later");
     }
     let services = services::connect(config).await?;
-    let store = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let store = config.table_store()?;
     let registry = Registry::open(services.js.clone()).await?;
     let mut job = ComplianceJob::open(
         store,

@@ -35,7 +35,7 @@ pub(super) async fn run(config: &Config, args: &ControlArgs) -> anyhow::Result<(
         _ => {}
     }
     let services = services::connect(config).await?;
-    let store = adit_sinks::TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let store = config.table_store()?;
     let ctx = PipelineContext {
         js: services.js.clone(),
         publisher: services.publisher.clone(),

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use adit_pipelines::control::curtailment::{ReplayDiff, replay_step};
 use adit_schemas::control::DecisionRow;
-use adit_sinks::TableStore;
 use adit_sql::{Catalog, SqlEngine, SqlLimits};
 use anyhow::{Context, bail};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -49,7 +48,7 @@ pub async fn replay(config: &Config, args: &ReplayDecisionsArgs) -> anyhow::Resu
     if !adit_schemas::names::is_token(&args.site) {
         bail!("--site {:?} is not a site id", args.site);
     }
-    let store = TableStore::new(&config.tables_root(), config.tables.options.clone())?;
+    let store = config.table_store()?;
     let engine = SqlEngine::new(
         Arc::new(Catalog::new(store, Duration::ZERO)),
         SqlLimits::default(),

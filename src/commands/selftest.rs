@@ -46,13 +46,12 @@ impl Report {
 /// Runs every check; an error only when some check failed.
 pub(super) async fn run(config: &Config, args: &SelftestArgs) -> anyhow::Result<()> {
     let mut report = Report::default();
-    let tables =
-        match adit_sinks::TableStore::new(&config.tables_root(), config.tables.options.clone()) {
-            Ok(store) => crate::health::writable(&store, "selftest")
-                .await
-                .map(|()| format!("{} takes a write", store.root())),
-            Err(e) => Err(e.to_string()),
-        };
+    let tables = match config.table_store() {
+        Ok(store) => crate::health::writable(&store, "selftest")
+            .await
+            .map(|()| format!("{} takes a write", store.root())),
+        Err(e) => Err(format!("{e:#}")),
+    };
     report.check("tables", tables);
     match services::connect(config).await {
         Ok(services) => {

@@ -112,10 +112,12 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             self.farewell(id, &why).await;
             return Next::Close;
         }
-        let Some(identity) = parse_login(params) else {
-            self.farewell(id, "Invalid login: expected a wallet address")
-                .await;
-            return self.penalise();
+        let identity = match parse_login(params) {
+            Ok(identity) => identity,
+            Err(why) => {
+                self.farewell(id, why).await;
+                return self.penalise();
+            }
         };
         if self.session.is_none() {
             metrics::gauge!("adit_pool_miners_connected").increment(1.0);

@@ -80,10 +80,31 @@ pub struct Identity {
     pub worker: String,
     /// Difficulty the miner asked for with a `+difficulty` suffix.
     pub fixed_difficulty: Option<u64>,
+    /// The team the session's shares count for (`team=NAME` in the login's `pass`).
+    pub team: Option<String>,
 }
 
-/// Splits an XMRig login (`address[+difficulty][.worker]`, worker also from `rigid` or `pass`).
-pub fn parse_login(params: &LoginParams) -> Option<Identity> {
+/// Why a login is refused, as the miner is told.
+pub(crate) const BAD_ADDRESS: &str = "Invalid login: expected a wallet address";
+/// Why a login naming a malformed team is refused, as the miner is told.
+pub(crate) const BAD_TEAM: &str = "Invalid team: team=NAME takes 1-64 of A-Z a-z 0-9 _ -";
+
+/// The team `pass` names (`team=NAME`, alone or after the worker's name and a `;`:
+/// `rig1;team=NAME`) and what is left of `pass` for the worker's name.
+fn split_team(pass: &str) -> Result<(&str, Option<String>), &'static str> {
+    let (rest, team) = match pass.rsplit_once("team=") {
+        None => return Ok((pass, None)),
+        Some((rest, team)) => (rest.strip_suffix(';').unwrap_or(rest), team),
+    };
+    if !adit_schemas::names::is_token(team) || rest.contains("team=") {
+        return Err(BAD_TEAM);
+    }
+    Ok((rest, Some(team.to_string())))
+}
+
+/// Splits an XMRig login (`address[+difficulty][.worker]`, worker also from `rigid` or `pass`;
+/// a team from `pass`, see [`split_team`]); the refusal to send the miner when it is not one.
+pub fn parse_login(params: &LoginParams) -> Result<Identity, &'static str> {
     let (login, dotted_worker) = match params.login.split_once('.') {
         Some((l, w)) => (l, Some(w)),
         None => (params.login.as_str(), None),
@@ -98,21 +119,22 @@ pub fn parse_login(params: &LoginParams) -> Option<Identity> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        return None;
+        return Err(BAD_ADDRESS);
     }
+    let (pass, team) = split_team(&params.pass)?;
     let worker = params
         .rigid
         .clone()
         .or_else(|| dotted_worker.map(str::to_string))
         .filter(|w| !w.is_empty())
-        .or_else(|| Some(params.pass.clone()).filter(|p| !p.is_empty() && p != "x"))
+        .or_else(|| Some(pass.to_string()).filter(|p| !p.is_empty() && p != "x"))
         .unwrap_or_else(|| "default".into());
     let worker: String = worker
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
         .take(64)
         .collect();
-    Some(Identity {
+    Ok(Identity {
         miner: miner.to_string(),
         worker: if worker.is_empty() {
             "default".into()
@@ -120,6 +142,7 @@ pub fn parse_login(params: &LoginParams) -> Option<Identity> {
             worker
         },
         fixed_difficulty: fixed,
+        team,
     })
 }
 
@@ -354,6 +377,7 @@ impl Session {
             network_difficulty: priced.map(|c| c.network_difficulty),
             reward: priced.map(|c| c.reward),
             subsidy: priced.map(|c| c.work.subsidy),
+            team: self.identity.team.clone(),
         };
         // Refused at parsing (no job or nonce): nothing a share event could name.
         let share = (!share.job_id.is_empty() && !share.nonce.is_empty()).then_some(share);
@@ -443,8 +467,40 @@ mod tests {
         assert_eq!((id.worker.as_str(), id.fixed_difficulty), ("rack-7", None));
         let id = parse_login(&login("44abc", "worker9", None)).unwrap();
         assert_eq!(id.worker, "worker9");
-        assert!(parse_login(&login("", "x", None)).is_none());
-        assert!(parse_login(&login("bad address!", "x", None)).is_none());
+        assert_eq!(parse_login(&login("", "x", None)), Err(BAD_ADDRESS));
+        assert_eq!(
+            parse_login(&login("bad address!", "x", None)),
+            Err(BAD_ADDRESS)
+        );
+    }
+
+    #[test]
+    fn a_team_comes_from_pass_alone_or_after_the_worker_and_a_bad_one_is_refused() {
+        let id = parse_login(&login("44abc", "team=moneroworld", None)).unwrap();
+        assert_eq!(
+            (id.worker.as_str(), id.team.as_deref()),
+            ("default", Some("moneroworld"))
+        );
+        let id = parse_login(&login("44abc", "rig1;team=red-1", None)).unwrap();
+        assert_eq!(
+            (id.worker.as_str(), id.team.as_deref()),
+            ("rig1", Some("red-1"))
+        );
+        let id = parse_login(&login("44abc.rig2", "x", None)).unwrap();
+        assert_eq!((id.worker.as_str(), id.team), ("rig2", None));
+        for bad in [
+            "team=",
+            "team=a b",
+            "team=x;team=y",
+            "rig;team=<script>",
+            &format!("team={}", "t".repeat(65)),
+        ] {
+            assert_eq!(
+                parse_login(&login("44abc", bad, None)),
+                Err(BAD_TEAM),
+                "{bad}"
+            );
+        }
     }
 
     /// A session on a simulated-chain template at network difficulty `network`, with one job

@@ -531,6 +531,7 @@ async fn the_shipped_no_block_rule_fires_past_five_blocks_of_work_since_the_last
             network_difficulty: accepted.then_some(network),
             reward: accepted.then_some(600_000_000_000),
             subsidy: accepted.then_some(600_000_000_000),
+            team: None,
         }))
     };
     let block = |pool: &str, i: i64| {

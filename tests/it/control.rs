@@ -599,6 +599,109 @@ async fn a_machine_an_operator_slept_stays_asleep_through_a_resume_until_woken()
     assert_eq!(woken[0]["rule"], "operator");
 }
 
+/// The old controller's `raw-state` (issue 61): an admin writes a site's mode directly. An
+/// operator may not (403), and a mode that does not exist is a 400. The admin's `emergency` is
+/// a decision (rule `operator`, action `mode`) and every machine sleeps, as in a real
+/// emergency; `running` written back ends it and the machines come back. Both writes are in
+/// `overrides` with who wrote them and why and in the audit trail, and every decision of the
+/// controller replays identically around them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_writes_a_sites_mode_directly_and_the_controller_steps_on_from_it() {
+    let (_nats, dir, app) = start_app(farm::FARM_ROLES, &farm::Farm::default().config()).await;
+    wait_every_machine_read(&app, 4).await;
+    let before_kw = site_kw(&app).await.unwrap();
+    let t0 = Utc::now();
+    let write = |token: &'static str, body: Value| {
+        let url = format!("{}/api/v1/control/mode", app.url());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let emergency = json!({"site": SITE, "mode": "emergency", "reason": "smoke in row 3"});
+    assert_eq!(write(OPERATE_TOKEN, emergency.clone()).await.0, 403);
+    let (status, text) = write(
+        ADMIN_TOKEN,
+        json!({"site": SITE, "mode": "panic", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = write(ADMIN_TOKEN, emergency).await;
+    assert_eq!(status, 202, "{text}");
+    eventually(Duration::from_secs(60), "every machine asleep", || async {
+        site_kw(&app).await.unwrap_or(f64::MAX) < before_kw * 0.2
+    })
+    .await;
+    let written = app
+        .rows(&format!(
+            "SELECT from_mode, to_mode, inputs FROM decisions WHERE site = '{SITE}' \
+             AND rule = 'operator' AND action = 'mode' ORDER BY ts"
+        ))
+        .await;
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0]["to_mode"], "emergency");
+    assert!(
+        written[0]["inputs"]
+            .as_str()
+            .unwrap()
+            .contains("smoke in row 3")
+    );
+    let slept = app
+        .rows(&format!(
+            "SELECT count(*) AS n FROM decisions WHERE site = '{SITE}' \
+             AND rule = 'emergency_temperature' AND action = 'sleep'"
+        ))
+        .await;
+    assert!(slept[0]["n"].as_i64() > Some(0), "{slept:?}");
+
+    let (status, text) = write(
+        ADMIN_TOKEN,
+        json!({"site": SITE, "mode": "running", "reason": "all clear"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    wait_back_near(&app, before_kw, "the machines back after the mode write").await;
+    let listed: Vec<Value> = app
+        .get_json(
+            &format!("/api/v1/control/overrides?site={SITE}"),
+            READ_TOKEN,
+        )
+        .await;
+    let writes: Vec<(&Value, &Value)> = listed
+        .iter()
+        .filter(|o| o["kind"] == "mode")
+        .map(|o| (&o["mode"], &o["by"]))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            (&json!("running"), &json!("admin")),
+            (&json!("emergency"), &json!("admin"))
+        ],
+        "{listed:?}"
+    );
+    app.wait_rows(
+        Duration::from_secs(30),
+        "both writes and the operator's refusal in the audit trail",
+        "SELECT who, status FROM audit WHERE path = '/api/v1/control/mode' ORDER BY ts",
+        |rows| {
+            rows.iter().filter(|r| r["status"] == 202).count() == 2
+                && rows
+                    .iter()
+                    .any(|r| r["status"] == 403 && r["who"] == "operator")
+        },
+    )
+    .await;
+    assert_replays(&dir, t0).await;
+}
+
 /// Watt set-points (issue 60): two of the site's four miners take a power target (LuxOS). A
 /// curtailment they can meet by turning down is met with no machine slept: the controller
 /// lowers their targets, the actuators set each through a LuxOS session on the miner's API

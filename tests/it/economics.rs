@@ -128,6 +128,7 @@ fn mine(
                     network_difficulty: Some(NETWORK_DIFFICULTY),
                     reward: Some(REWARD),
                     subsidy: Some(REWARD),
+                    team: None,
                 };
                 publisher.publish(&AnyEvent::Share(share)).await.unwrap();
             }

@@ -61,6 +61,7 @@ fn wave(
             network_difficulty: None,
             reward: None,
             subsidy: None,
+            team: None,
         };
         wave.push(Outgoing::event(&AnyEvent::Share(share.clone())));
         if s == SHARES_PER_BLOCK - 1 {

@@ -71,6 +71,7 @@ fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
             reward: accepted.then_some(reward(i)),
             // The template's fees vary with its transactions.
             subsidy: accepted.then_some(reward(i) - (i as u64 % 1_000) * 1_000),
+            team: None,
         };
         out.push(Outgoing::event(&AnyEvent::Share(share.clone())));
         if i % BLOCK_EVERY == BLOCK_EVERY - 1 {

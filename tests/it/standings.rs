@@ -32,6 +32,7 @@ fn share(miner: &str, worker: &str, difficulty: u64, ts: DateTime<Utc>, n: u64) 
         network_difficulty: Some(1_000_000),
         reward: Some(600_000_000_000),
         subsidy: Some(600_000_000_000),
+        team: None,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The web dashboard: one page at `/` and its assets under `/dashboard/…`, built into the
 //! binary (no CDN, no npm: the charts are SVG drawn by `app.js`); and `/verify`, where a miner
-//! checks a payout against the pool's published window (`verify.js`).
+//! checks a payout against the pool's published window (`verify.js`); and `/pool`, a pool's
+//! teams and competitions (`pool.js`).
 //!
 //! The page is public: it holds no data of its own and asks for a bearer token when the API
 //! answers 401, keeping it in the browser session only. Everything it shows comes from the
@@ -40,6 +41,14 @@ const VERIFY: Asset = Asset {
     body: include_bytes!("page/verify.html"),
 };
 
+/// A pool's teams and competitions, served at `/pool` (issue 61): public, as the rankings it
+/// reads are.
+const POOL: Asset = Asset {
+    name: "pool.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("page/pool.html"),
+};
+
 /// Everything under `/dashboard/`.
 const ASSETS: &[Asset] = &[
     INDEX,
@@ -54,6 +63,12 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("page/boards.js"),
     },
     VERIFY,
+    POOL,
+    Asset {
+        name: "pool.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("page/pool.js"),
+    },
     Asset {
         name: "verify.js",
         content_type: "text/javascript; charset=utf-8",
@@ -77,11 +92,12 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; \
                    base-uri 'none'; form-action 'self'";
 
-/// The dashboard's routes (stateless, public): `/`, `/verify` and `/dashboard/{file}`.
+/// The dashboard's routes (stateless, public): `/`, `/verify`, `/pool` and `/dashboard/{file}`.
 pub fn routes() -> Router {
     Router::new()
         .route("/", get(|| async { serve(&INDEX) }))
         .route("/verify", get(|| async { serve(&VERIFY) }))
+        .route("/pool", get(|| async { serve(&POOL) }))
         .route("/dashboard/{file}", get(asset))
 }
 
@@ -154,6 +170,8 @@ mod tests {
             ("/dashboard/app.js", "text/javascript; charset=utf-8"),
             ("/verify", "text/html; charset=utf-8"),
             ("/dashboard/verify.js", "text/javascript; charset=utf-8"),
+            ("/pool", "text/html; charset=utf-8"),
+            ("/dashboard/pool.js", "text/javascript; charset=utf-8"),
             ("/dashboard/style.css", "text/css; charset=utf-8"),
             ("/dashboard/icon.svg", "image/svg+xml"),
         ] {
@@ -169,6 +187,16 @@ mod tests {
 
     #[tokio::test]
     async fn dashboard_page_links_only_assets_it_serves() {
+        let (_, _, _, pool) = get("/pool").await;
+        let pool = String::from_utf8(pool).unwrap();
+        for name in pool
+            .split("\"/dashboard/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+        {
+            let (status, ..) = get(&format!("/dashboard/{name}")).await;
+            assert_eq!(status, StatusCode::OK, "{name} is linked from /pool");
+        }
         let (_, _, _, page) = get("/").await;
         let page = String::from_utf8(page).unwrap();
         let linked: Vec<&str> = page

@@ -131,6 +131,7 @@ pub async fn create(
         value,
         reason: new.reason,
         lasts: duration,
+        mode: None,
     };
     // The machine is in the id: two machines' commands in one microsecond stay two.
     let id = |o: &Checked, ts: DateTime<Utc>| {

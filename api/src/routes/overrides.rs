@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use adit_schemas::control::SiteMode;
 use adit_schemas::overrides::{MAX_OVERRIDE_HOURS, Override, OverrideKind};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -53,7 +54,7 @@ pub struct Cancellation {
     pub reason: String,
 }
 
-fn id_of(site: &str, kind: OverrideKind, ts: DateTime<Utc>) -> String {
+pub(crate) fn id_of(site: &str, kind: OverrideKind, ts: DateTime<Utc>) -> String {
     format!("{site}:{}:{}", kind.as_str(), ts.timestamp_micros())
 }
 
@@ -90,6 +91,8 @@ pub(crate) struct Checked {
     pub(crate) reason: String,
     /// How long it stands.
     pub(crate) lasts: chrono::Duration,
+    /// The mode it writes (a mode write only).
+    pub(crate) mode: Option<SiteMode>,
 }
 
 impl Checked {
@@ -110,6 +113,7 @@ impl Checked {
             machine: self.machine,
             value: self.value,
             cancels: None,
+            mode: self.mode,
             reason: self.reason,
             by,
             ts,
@@ -136,6 +140,11 @@ pub async fn create(
     if new.kind == OverrideKind::Cancel {
         return Err(QueryError::BadRequest(
             "cancel an override with POST /api/v1/control/overrides/{site}/{id}/cancel".into(),
+        ));
+    }
+    if new.kind == OverrideKind::Mode {
+        return Err(QueryError::BadRequest(
+            "write a site's mode with POST /api/v1/control/mode".into(),
         ));
     }
     if new.kind.is_command() {
@@ -169,6 +178,7 @@ pub async fn create(
         value: new.value,
         reason: new.reason,
         lasts: duration,
+        mode: None,
     };
     let id = |o: &Checked, ts| id_of(&o.site, o.kind, ts);
     checked.publish(&state, caller.name, id, "overrides").await
@@ -204,6 +214,7 @@ pub async fn cancel(
         machine: None,
         value: None,
         cancels: Some(id.clone()),
+        mode: None,
         reason: c.reason,
         by: caller.name,
         ts,
@@ -216,7 +227,7 @@ pub async fn cancel(
 /// Lists overrides as made (newest first), with `site` and `active=true` filters.
 #[utoipa::path(get, path = "/api/v1/control/overrides", tag = "farm",
     params(("site" = Option<String>, Query), ("active" = Option<bool>, Query, description = "only those in force now"), Page),
-    responses((status = 200, description = "Overrides: id, site, kind, machine, value, cancels, reason, by, ts, expires"),
+    responses((status = 200, description = "Overrides: id, site, kind, machine, value, cancels, mode, reason, by, ts, expires"),
               (status = 400), (status = 401), (status = 403)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -244,7 +255,7 @@ pub async fn list(
     })?;
     let select = |filter: &str, page: &str| {
         format!(
-            "SELECT id, site, kind, machine, value, cancels, reason, \"by\", ts, expires \
+            "SELECT id, site, kind, machine, value, cancels, mode, reason, \"by\", ts, expires \
              FROM overrides {filter} ORDER BY ts DESC, id {page}"
         )
     };

@@ -32,14 +32,14 @@ pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
 }
 
 /// The windows a leaderboard is ranked over, in seconds.
-const WINDOWS: [(&str, i64); 3] = [("1h", 3_600), ("24h", 86_400), ("7d", 604_800)];
+pub(crate) const WINDOWS: [(&str, i64); 3] = [("1h", 3_600), ("24h", 86_400), ("7d", 604_800)];
 /// Most miners a leaderboard lists.
 const MAX_RANKED: usize = 100;
 /// Most hours of the pool-beside-network series.
 const MAX_HOURS: i64 = 24 * 30;
 
 /// A whole number from 1 to `max` under `key`, `default` when absent.
-fn count(query: &BTreeMap<String, String>, key: &str, default: i64, max: i64) -> Result<i64> {
+pub(crate) fn count(query: &BTreeMap<String, String>, key: &str, default: i64, max: i64) -> Result<i64> {
     match query.get(key) {
         None => Ok(default),
         Some(v) => v
@@ -54,7 +54,7 @@ fn count(query: &BTreeMap<String, String>, key: &str, default: i64, max: i64) ->
 }
 
 /// Refuses any parameter but `allowed`.
-fn only(query: &BTreeMap<String, String>, allowed: &[&str]) -> Result<()> {
+pub(crate) fn only(query: &BTreeMap<String, String>, allowed: &[&str]) -> Result<()> {
     match query.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(QueryError::InvalidField {
             field: k.clone(),

@@ -35,6 +35,7 @@ proptest! {
             network_difficulty: None,
             reward: None,
             subsidy: None,
+            team: None,
         };
         let mut msg = Outgoing::event(&AnyEvent::Share(share));
         msg.headers.push((names::HEADER_DLQ_REASON, reason));

@@ -363,6 +363,7 @@ mod tests {
             network_difficulty: priced.then_some(1_000_003),
             reward: priced.then_some(600_000_000_000),
             subsidy: priced.then_some(600_000_000_000),
+            team: None,
         }
     }
 

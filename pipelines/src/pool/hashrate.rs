@@ -308,6 +308,7 @@ mod tests {
                 network_difficulty: None,
                 reward: None,
                 subsidy: None,
+                team: None,
             }),
         )
     }

@@ -4,25 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// The site's modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// No limit below the allocation binds.
-    #[default]
-    Running,
-    /// Load over the target: shedding.
-    Curtailing,
-    /// At or under the target.
-    Curtailed,
-    /// A limit lifted: waking machines back.
-    Resuming,
-    /// Over the emergency temperature: everything asleep.
-    Emergency,
-    /// An input is stale: the safe action.
-    Failsafe,
-}
+/// The site's modes (the schemas' [`SiteMode`], which the `decisions` table and an admin's
+/// mode write spell).
+pub use adit_schemas::control::SiteMode as Mode;
 
 /// What the controller remembers of one machine.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -128,7 +128,8 @@ fn apply_overrides(inputs: &mut Inputs, overrides: &[&Override], at_us: i64) {
             | OverrideKind::Wake
             | OverrideKind::Reboot
             | OverrideKind::Outlet
-            | OverrideKind::OutletCycle => {}
+            | OverrideKind::OutletCycle
+            | OverrideKind::Mode => {}
         }
         inputs.overrides.push(o.id.clone());
     }

@@ -339,6 +339,7 @@ mod tests {
             machine: Some(machine.into()),
             value: None,
             cancels: None,
+            mode: None,
             reason: "hands on".into(),
             by: "ops".into(),
             ts: at,
@@ -481,6 +482,84 @@ mod tests {
             wakes,
             [&("m1".to_string(), "wake".to_string(), "operator".to_string())],
             "{woken:?}"
+        );
+    }
+
+    /// The `(rule, action, to_mode)` of every decision row.
+    fn decided(out: &StepOutput) -> Vec<(String, String, String)> {
+        let (_, decisions) = out
+            .tables
+            .iter()
+            .find(|(t, _)| t == TABLE_DECISIONS)
+            .expect("decision rows");
+        let column = |name: &str| -> Vec<String> {
+            let c = arrow::compute::cast(
+                decisions.column_by_name(name).unwrap(),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            arrow::array::AsArray::as_string::<i32>(&c)
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect()
+        };
+        let (rule, action, mode) = (column("rule"), column("action"), column("to_mode"));
+        (0..rule.len())
+            .map(|i| (rule[i].clone(), action[i].clone(), mode[i].clone()))
+            .collect()
+    }
+
+    /// An admin's mode write (the old `raw-state`) is carried out at the next step: a cool
+    /// site written into `emergency` sleeps every machine and stays there for the cooldown,
+    /// and without the write the same inputs sleep only the one machine the curtailment needs.
+    #[tokio::test]
+    async fn a_written_emergency_sleeps_every_machine_at_the_next_step() {
+        let t0: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let pipeline = Curtailment::new(CurtailmentConfig::default());
+        let mut events = inputs(t0, 60);
+        let at = t0 + chrono::Duration::seconds(25);
+        events.push(AnyEvent::Override(Override {
+            id: format!("s1:mode:{}", at.timestamp_micros()),
+            site: "s1".into(),
+            kind: OverrideKind::Mode,
+            machine: None,
+            value: None,
+            cancels: None,
+            mode: Some(adit_schemas::control::SiteMode::Emergency),
+            reason: "smoke".into(),
+            by: "admin".into(),
+            ts: at,
+            expires: at + chrono::Duration::minutes(1),
+        }));
+        events.sort_by_key(AnyEvent::ts);
+        let now = t0 + chrono::Duration::seconds(61);
+        let written = step_over(&pipeline, events.clone(), now).await;
+        let decisions = decided(&written);
+        let writes: Vec<_> = decisions
+            .iter()
+            .filter(|(rule, action, _)| rule == "operator" && action == "mode")
+            .collect();
+        assert_eq!(writes.len(), 1, "{decisions:?}");
+        assert_eq!(writes[0].2, "emergency");
+        let sent = commands_sent(&written);
+        for m in ["m1", "m2"] {
+            assert!(
+                sent.contains(&(m.into(), "sleep".into(), "emergency_temperature".into())),
+                "{m}: {sent:?}"
+            );
+        }
+        assert!(
+            decisions.last().is_some_and(|d| d.2 == "emergency"),
+            "{decisions:?}"
+        );
+        let free: Vec<AnyEvent> = events
+            .into_iter()
+            .filter(|e| !matches!(e, AnyEvent::Override(_)))
+            .collect();
+        let sent = commands_sent(&step_over(&pipeline, free, now).await);
+        assert!(
+            !sent.iter().any(|(m, a, _)| m == "m1" && a == "sleep"),
+            "{sent:?}"
         );
     }
 

@@ -4,6 +4,7 @@
 use adit_schemas::control::DecisionRow;
 use serde::Serialize;
 
+use super::operator::is_operators;
 use super::rows::{StepRecord, decision_row};
 use crate::control::controller::{self, ControlRules, SiteControl};
 use crate::error::Result;
@@ -30,11 +31,14 @@ fn line(r: &DecisionRow) -> String {
 }
 
 /// Recomputes the step whose recorded rows (in order) are `rows`: from their state and
-/// inputs, with `rules` (the recorded ones when `None`). `None` when they agree.
+/// inputs, with `rules` (the recorded ones when `None`). `None` when they agree. The operators'
+/// commands and mode writes carried out at the step are what was asked, not what the rules
+/// decided: they are left out.
 pub fn replay_step(
     rows: &[DecisionRow],
     rules: Option<&ControlRules>,
 ) -> Result<Option<ReplayDiff>> {
+    let rows: Vec<&DecisionRow> = rows.iter().filter(|r| !is_operators(r)).collect();
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -44,7 +48,7 @@ pub fn replay_step(
     let rules = rules.unwrap_or(&record.rules);
     let at_us = first.ts.timestamp_micros();
     let decisions = controller::step(rules, &mut state, &record.inputs, at_us);
-    let recorded: Vec<String> = rows.iter().map(line).collect();
+    let recorded: Vec<String> = rows.iter().map(|r| line(r)).collect();
     let recomputed: Vec<String> = decisions
         .iter()
         .enumerate()

@@ -25,10 +25,7 @@ pub(super) struct Produced {
 
 /// A mode as the `decisions` table spells it.
 pub(super) fn mode_name(mode: Mode) -> String {
-    serde_json::to_value(mode)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    mode.as_str().to_string()
 }
 
 /// The row of decision `i` of the step of `site` at `at_us`.

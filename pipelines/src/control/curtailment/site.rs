@@ -70,15 +70,15 @@ impl Item {
     }
 }
 
-/// Takes in an override: a cancel ends the one it names, an operator's command waits for the
-/// next step (a `sleep` is also kept, holding its machine, until it expires or is woken), any
+/// Takes in an override: a cancel ends the one it names, an operator's command or a mode
+/// write waits for the next step (a `sleep` is also kept, holding its machine, until it expires or is woken), any
 /// other is kept until it expires.
 pub(super) fn apply_override(site: &mut SiteState, o: &Override) {
     match (o.kind, &o.cancels) {
         (OverrideKind::Cancel, Some(id)) => {
             site.overrides.remove(id);
         }
-        (kind, _) if kind.is_command() => {
+        (kind, _) if kind.is_once() => {
             if kind == OverrideKind::Sleep {
                 site.overrides.insert(o.id.clone(), o.clone());
             }

@@ -32,6 +32,7 @@ fn share_at(
         network_difficulty: None,
         reward: None,
         subsidy: None,
+        team: None,
     })
 }
 
