@@ -12,4 +12,6 @@ done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 mmdebstrap --quiet --variant=minbase --include=ca-certificates,nats-server bookworm "$tmp/base.tar"
-podman import --quiet --change 'CMD ["/bin/bash"]' "$tmp/base.tar" "$tag"
+podman import --quiet --change 'CMD ["/bin/bash"]' \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  "$tmp/base.tar" "$tag"
