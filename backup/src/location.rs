@@ -19,8 +19,6 @@ pub struct Location {
     options: HashMap<String, String>,
 }
 
-/// A backup of encrypted tables is written encrypted with their key (the manifest, the
-/// records and every table file alike), and read back with it.
 
 /// One backup of a location.
 #[derive(Debug, Clone)]
@@ -51,7 +49,9 @@ impl Location {
         })
     }
 
-    /// The same location, written and read with the key `tables` are encrypted with, if any.
+    /// The same location, written and read with the key `tables` are encrypted with, if any: a
+    /// backup of encrypted tables is sealed with their key (the manifest, the records and every
+    /// table file alike), and read back with it.
     pub fn encrypted_like(self, tables: &TableStore) -> Self {
         match tables.key() {
             Some(key) => Self {
