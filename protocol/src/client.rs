@@ -110,6 +110,9 @@ pub struct ClientOptions {
     pub agent: String,
     /// A CA to trust for `stratum+ssl` (a pool with its own CA); the Web PKI's roots without.
     pub tls_ca: Option<PathBuf>,
+    /// The password [`mine_pool`] logs in with (XMRig's `-p`: `x`, a worker's name, or
+    /// `team=NAME` on an adit pool).
+    pub pass: String,
 }
 
 impl Default for ClientOptions {
@@ -118,6 +121,7 @@ impl Default for ClientOptions {
             max_line: DEFAULT_MAX_LINE,
             agent: concat!("adit/", env!("CARGO_PKG_VERSION")).to_owned(),
             tls_ca: None,
+            pass: "x".to_owned(),
         }
     }
 }
@@ -516,7 +520,7 @@ async fn login_until(
 ) -> Option<StratumClient> {
     while !stop.is_cancelled() {
         let logged_in = match connect(url, options).await {
-            Ok(connection) => StratumClient::start(connection, login, "x", options).await,
+            Ok(connection) => StratumClient::start(connection, login, &options.pass, options).await,
             Err(e) => Err(e),
         };
         match logged_in {

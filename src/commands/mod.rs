@@ -230,7 +230,17 @@ fn demo_miners(
                 adit_stratum::Chain::OpenSy => adit_stratum::opensy::simnode::unowned_address(),
             };
             let login = format!("{wallet}+{DEMO_DIFFICULTY}.demo-rig");
-            match adit_stratum::mine_until(addr, &login, stop) {
+            // In the team `demo`, so the public team page (/pool) has a team from the start.
+            let url = adit_stratum::PoolUrl {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                tls: false,
+            };
+            let options = adit_stratum::ClientOptions {
+                pass: "team=demo".into(),
+                ..Default::default()
+            };
+            match adit_stratum::mine_pool(&url, &options, &login, stop) {
                 Ok(n) => tracing::info!(accepted = n, "demo miner stopped"),
                 Err(e) => tracing::warn!(error = %e, "demo miner failed"),
             }
@@ -259,13 +269,15 @@ async fn demo(
          \n  try:       adit sql \"select site, count(*) from energy_readings group by site\"\n\
          \x20            adit sql \"select * from site_energy_1m order by minute desc limit 10\"\n\
          \x20            adit sql \"select miner, worker, count(*), sum(difficulty) from shares group by miner, worker\"\n\
-         \n  pool       stratum+tcp://{} ({} on its simulated node; a demo miner is mining on it)\n",
+         \n  pool       stratum+tcp://{} ({} on its simulated node; a demo miner of team `demo` is mining on it)\n\
+         \x20 teams      {url}/pool?pool={}\n",
         config.tables_root(),
         config.pool.listen,
         match config.pool.chain {
             adit_stratum::Chain::Monero => "Monero",
             adit_stratum::Chain::OpenSy => "OpenSY",
-        }
+        },
+        config.pool.server.pool,
     );
     let miners = demo_miners(config, &shutdown)?;
     let mut roles = vec![
