@@ -52,6 +52,7 @@ function competition(c) {
   when.className = 'muted';
   when.textContent = `${c.starts} to ${c.ends}`;
   const table = document.createElement('table');
+  table.className = 'grid';
   table.innerHTML = '<thead><tr><th>#</th><th>Team</th><th>Miners</th><th>Shares</th><th>Hashrate</th></tr></thead>';
   const tbody = document.createElement('tbody');
   table.append(tbody);
