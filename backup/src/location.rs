@@ -19,7 +19,6 @@ pub struct Location {
     options: HashMap<String, String>,
 }
 
-
 /// One backup of a location.
 #[derive(Debug, Clone)]
 pub struct Backup {

@@ -32,7 +32,7 @@ pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {
 }
 
 /// The windows a leaderboard is ranked over, in seconds.
-pub(crate) const WINDOWS: [(&str, i64); 3] = [("1h", 3_600), ("24h", 86_400), ("7d", 604_800)];
+const WINDOWS: [(&str, i64); 3] = [("1h", 3_600), ("24h", 86_400), ("7d", 604_800)];
 /// Most miners a leaderboard lists.
 const MAX_RANKED: usize = 100;
 /// Most hours of the pool-beside-network series.
@@ -51,6 +51,19 @@ pub(crate) fn count(query: &BTreeMap<String, String>, key: &str, default: i64, m
                 reason: format!("must be a whole number from 1 to {max}"),
             }),
     }
+}
+
+/// The seconds of the ranking window `window` names (`1h`, `24h` — the default — or `7d`).
+pub(crate) fn window_seconds(query: &BTreeMap<String, String>) -> Result<i64> {
+    let window = query.get("window").map_or("24h", String::as_str);
+    WINDOWS
+        .iter()
+        .find(|(name, _)| *name == window)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| QueryError::InvalidField {
+            field: "window".into(),
+            reason: "must be 1h, 24h or 7d".into(),
+        })
 }
 
 /// Refuses any parameter but `allowed`.
@@ -78,15 +91,7 @@ pub async fn leaderboard(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Map<String, Value>>>> {
     only(&query, &["window", "limit"])?;
-    let window = query.get("window").map_or("24h", String::as_str);
-    let seconds = WINDOWS
-        .iter()
-        .find(|(name, _)| *name == window)
-        .map(|(_, s)| *s)
-        .ok_or_else(|| QueryError::InvalidField {
-            field: "window".into(),
-            reason: "must be 1h, 24h or 7d".into(),
-        })?;
+    let seconds = window_seconds(&query)?;
     let limit = count(&query, "limit", 20, MAX_RANKED as i64)?;
     if !tables(&state).await?.contains("hashrate_1m") {
         return Ok(Json(Vec::new()));

@@ -32,7 +32,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
-use crate::routes::standings::{WINDOWS, count, only};
+use crate::routes::standings::{count, only, window_seconds};
 use crate::routes::views::{rows, tables};
 use crate::state::AppState;
 
@@ -103,15 +103,7 @@ pub async fn teams(
 ) -> Result<Json<Vec<Map<String, Value>>>> {
     pool_id(&pool)?;
     only(&query, &["window", "limit"])?;
-    let window = query.get("window").map_or("24h", String::as_str);
-    let seconds = WINDOWS
-        .iter()
-        .find(|(name, _)| *name == window)
-        .map(|(_, s)| *s)
-        .ok_or_else(|| QueryError::InvalidField {
-            field: "window".into(),
-            reason: "must be 1h, 24h or 7d".into(),
-        })?;
+    let seconds = window_seconds(&query)?;
     let limit = count(&query, "limit", 20, MAX_TEAMS)?;
     let _slot = state.admission.admit(Slot::Public).await?;
     if !tables(&state).await?.contains("shares") {

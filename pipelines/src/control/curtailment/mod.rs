@@ -485,25 +485,27 @@ mod tests {
         );
     }
 
-    /// The `(rule, action, to_mode)` of every decision row.
-    fn decided(out: &StepOutput) -> Vec<(String, String, String)> {
+    /// Column `name` of the decision rows, as text (null as empty).
+    fn decision_column(out: &StepOutput, name: &str) -> Vec<String> {
         let (_, decisions) = out
             .tables
             .iter()
             .find(|(t, _)| t == TABLE_DECISIONS)
             .expect("decision rows");
-        let column = |name: &str| -> Vec<String> {
-            let c = arrow::compute::cast(
-                decisions.column_by_name(name).unwrap(),
-                &arrow::datatypes::DataType::Utf8,
-            )
-            .unwrap();
-            arrow::array::AsArray::as_string::<i32>(&c)
-                .iter()
-                .map(|v| v.unwrap_or_default().to_string())
-                .collect()
-        };
-        let (rule, action, mode) = (column("rule"), column("action"), column("to_mode"));
+        let c = arrow::compute::cast(
+            decisions.column_by_name(name).unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        arrow::array::AsArray::as_string::<i32>(&c)
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The `(rule, action, to_mode)` of every decision row.
+    fn decided(out: &StepOutput) -> Vec<(String, String, String)> {
+        let [rule, action, mode] = ["rule", "action", "to_mode"].map(|c| decision_column(out, c));
         (0..rule.len())
             .map(|i| (rule[i].clone(), action[i].clone(), mode[i].clone()))
             .collect()
@@ -592,28 +594,8 @@ mod tests {
             !sent.iter().any(|(_, _, rule)| rule.starts_with("operator")),
             "{sent:?}"
         );
-        let (_, decisions) = out
-            .tables
-            .iter()
-            .find(|(t, _)| t == TABLE_DECISIONS)
-            .expect("decision rows");
-        let column = |name: &str| -> Vec<String> {
-            let c = arrow::compute::cast(
-                decisions.column_by_name(name).unwrap(),
-                &arrow::datatypes::DataType::Utf8,
-            )
-            .unwrap();
-            arrow::array::AsArray::as_string::<i32>(&c)
-                .iter()
-                .map(|v| v.unwrap_or_default().to_string())
-                .collect()
-        };
-        let (rule, machine, action, mode) = (
-            column("rule"),
-            column("machine"),
-            column("action"),
-            column("to_mode"),
-        );
+        let [rule, machine, action, mode] =
+            ["rule", "machine", "action", "to_mode"].map(|c| decision_column(&out, c));
         let refused: Vec<(&str, &str, &str)> = (0..rule.len())
             .filter(|&i| rule[i] == "operator_refused")
             .map(|i| (machine[i].as_str(), action[i].as_str(), mode[i].as_str()))
