@@ -291,12 +291,13 @@ impl SqlEngine {
         let executor = Executor::new("adit-sql", limits.threads);
         let footers: Arc<FileMetadataCache> =
             Arc::new(DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("adit-sql-footers"));
+        let stores = stores(catalog.store().key());
         Self {
             inner: Arc::new(Inner {
                 catalog,
                 scans: std::sync::Mutex::default(),
                 footers,
-                stores: stores(),
+                stores,
                 base: OnceLock::new(),
                 engine,
                 limits,
@@ -813,14 +814,17 @@ const BAD_PATTERN: &str = "Regular expression did not compile";
 
 /// The object stores statements read through: local table files by [`InlineFiles`] (their
 /// byte ranges read on the statement's own threads, in place of DataFusion's default
-/// `LocalFileSystem`), the rest as DataFusion registers them.
-fn stores() -> Arc<dyn ObjectStoreRegistry> {
+/// `LocalFileSystem`), opened with `key` when the tables are encrypted at rest; the rest as
+/// the tables register them (an encrypted root's store already decrypts).
+fn stores(key: Option<&adit_sinks::AtRestKey>) -> Arc<dyn ObjectStoreRegistry> {
     let stores = DefaultObjectStoreRegistry::new();
+    let local: Arc<dyn object_store::ObjectStore> = Arc::new(InlineFiles::default());
+    let local: Arc<dyn object_store::ObjectStore> = match key {
+        Some(key) => Arc::new(adit_sinks::EncryptedStore::new(local, key.clone())),
+        None => local,
+    };
     // The default store it replaces is not needed.
-    stores.register_store(
-        ObjectStoreUrl::local_filesystem().as_ref(),
-        Arc::new(InlineFiles::default()),
-    );
+    stores.register_store(ObjectStoreUrl::local_filesystem().as_ref(), local);
     Arc::new(stores)
 }
 
