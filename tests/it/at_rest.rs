@@ -113,9 +113,12 @@ async fn encrypted_tables_answer_sql_and_their_files_are_unreadable_without_the_
     // (a count alone is answered from the log's statistics): the query engine decrypts too.
     let watts: f64 = (0..READINGS).map(|i| 1000.0 + (i % 100) as f64).sum();
     let sum = "SELECT sum(power_w) AS w FROM energy_readings";
-    app.wait_rows(Duration::from_secs(30), "the watts read from the sealed files", sum, |rows| {
-        rows[0]["w"].as_f64() == Some(watts)
-    })
+    app.wait_rows(
+        Duration::from_secs(30),
+        "the watts read from the sealed files",
+        sum,
+        |rows| rows[0]["w"].as_f64() == Some(watts),
+    )
     .await;
     assert_eq!(app.rows(sum).await[0]["w"].as_f64(), Some(watts));
 
