@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs a built adit: the binary, a config with every key (commented out, from the README's
-# example) and an environment file unless they exist, and the systemd units (deploy/systemd).
+# Installs a built adit: the binary, a config with every key (commented out, from
+# docs/src/reference/adit.example.toml) and an environment file unless they exist, and the
+# systemd units (deploy/systemd).
 #
 #   scripts/install.sh [--root DIR] [--prefix /usr/local] [--bin target/release/adit]
 #
@@ -37,15 +38,14 @@ install -d -m 0755 "$(dest "$prefix/bin")" "$(dest /etc/systemd/system)"
 install -d -m 0750 "$(dest /etc/adit)"
 install -m 0755 "$bin" "$(dest "$prefix/bin/adit")"
 
-# The config: every key of the README's example, commented out, so the defaults hold until
-# a line is uncommented. An existing config is never overwritten.
+# The config: every key of the example (docs/src/reference/adit.example.toml), commented out,
+# so the defaults hold until a line is uncommented. An existing config is never overwritten.
 config="$(dest /etc/adit/adit.toml)"
 if [ ! -e "$config" ]; then
   {
     echo "# adit's configuration: every key with its default or an example, commented out."
-    echo "# Uncomment and edit; see the README for each section."
-    awk '/^```toml$/ {inside=1; next} inside && /^```$/ {exit} inside' README.md |
-      sed -e 's/^\([^#]\)/# \1/'
+    echo "# Uncomment and edit; see the book's configuration reference (docs/src/reference/config.md)."
+    sed -e 's/^\([^#]\)/# \1/' docs/src/reference/adit.example.toml
   } >"$config"
   chmod 0640 "$config"
 fi

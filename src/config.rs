@@ -436,13 +436,9 @@ mod tests {
 
     #[test]
     fn the_readme_example_config_is_valid() {
-        let readme = include_str!("../README.md");
-        let start =
-            readme.find("```toml\n").expect("README has a TOML example") + "```toml\n".len();
-        let end = start + readme[start..].find("```").expect("closed block");
-        let config: Config =
-            toml::from_str(&readme[start..end]).expect("the README's config parses");
-        config.validate().expect("the README's config validates");
+        let example = include_str!("../docs/src/reference/adit.example.toml");
+        let config: Config = toml::from_str(example).expect("adit.example.toml parses");
+        config.validate().expect("adit.example.toml validates");
         assert_eq!(config.pipelines.batch_max_rows, 50_000);
         assert_eq!(config.query.tokens.len(), 2);
         let tokens = config.query.tokens().unwrap();

@@ -45,8 +45,8 @@ fn install_sh_puts_a_verified_service_in_place() {
     assert_eq!(mode(&at("/etc/adit/adit.toml")), 0o640);
     assert_eq!(mode(&at("/etc/adit/adit.env")), 0o640);
 
-    // Every section of the README's example is there, commented out, and the installed binary
-    // loads the file (all defaults).
+    // Every section of the example (docs/src/reference/adit.example.toml) is there, commented
+    // out, and the installed binary loads the file (all defaults).
     let config = std::fs::read_to_string(at("/etc/adit/adit.toml")).unwrap();
     for section in [
         "# [query]",

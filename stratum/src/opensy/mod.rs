@@ -1,6 +1,6 @@
 //! OpenSY (SYL), a Bitcoin Core fork whose proof of work is RandomX, as adit mines it
 //! (issue 58; the protocol facts, each cited to the node's source, are in
-//! `docs/opensy-protocol.md`):
+//! `docs/src/pool/opensy-protocol.md`):
 //! - [`node`]: the node as the pool uses it (work, submission, headers);
 //! - [`network`]: mainnet, the test networks and regtest, and what tells them apart;
 //! - [`pow`]: the RandomX key schedule and the header check the node makes;

@@ -1,7 +1,7 @@
-//! OpenSY's proof of work as its node judges it (`docs/opensy-protocol.md`, which cites the
-//! node's source): a Bitcoin header whose RandomX hash, keyed by an earlier block's id, must
-//! not exceed the target its `bits` encode. Pure; checked against vectors from the node's own
-//! tests and chain parameters.
+//! OpenSY's proof of work as its node judges it (`docs/src/pool/opensy-protocol.md`, which
+//! cites the node's source): a Bitcoin header whose RandomX hash, keyed by an earlier block's
+//! id, must not exceed the target its `bits` encode. Pure; checked against vectors from the
+//! node's own tests and chain parameters.
 
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, Target};

@@ -34,7 +34,7 @@ pub const NONCE_OFFSET: usize = 76;
 /// Longest scriptSig the node takes in a coinbase (`bad-cb-length` above).
 const MAX_COINBASE_SCRIPT: usize = 100;
 
-/// The fields of `getblocktemplate`'s reply adit uses (`docs/opensy-protocol.md`).
+/// The fields of `getblocktemplate`'s reply adit uses (`docs/src/pool/opensy-protocol.md`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct GbtReply {
     /// The block version, version bits included.

@@ -1,6 +1,6 @@
 //! The simulated OpenSY node: an HTTP JSON-RPC server with the calls adit's backend makes and
 //! the checks the real node makes on a submitted block, in the node's order
-//! (`docs/opensy-protocol.md`), so CI proves every byte adit writes without a real node:
+//! (`docs/src/pool/opensy-protocol.md`), so CI proves every byte adit writes without a real node:
 //! 1. the block decodes (`Block decode failed`, RPC error −22); a known id is `duplicate`;
 //! 2. structure: `bad-txnmrklroot`, `bad-cb-missing`, `bad-cb-multiple`, `bad-cb-length`;
 //! 3. the header: an unknown parent is `prev-blk-not-found`; `bad-diffbits` (regtest does not
