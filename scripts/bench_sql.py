@@ -148,6 +148,25 @@ LANDED_QUERIES = [
     ("top 5 machines",
      "SELECT site, machine, avg(power_w) AS w FROM energy_readings "
      "GROUP BY site, machine ORDER BY w DESC, site, machine LIMIT 5"),
+    ("one site, one hour",
+     "SELECT machine, avg(power_w) AS w, count(*) AS n FROM energy_readings "
+     "WHERE site = 'site-03' AND ts > TIMESTAMP '{last}' - INTERVAL '1 hour' "
+     "AND ts <= TIMESTAMP '{last}' GROUP BY machine ORDER BY machine"),
+]
+
+# The latest value, asked of the last-value table through adit and of the landed files by
+# DuckDB (the same answer, checked value by value): (name, adit's SQL, DuckDB's SQL).
+LATEST_QUERIES = [
+    ("latest, one machine",
+     "SELECT site, machine, ts, power_w FROM latest_energy_readings "
+     "WHERE site = 'site-03' AND machine = 'm-042'",
+     "SELECT site, machine, ts, power_w FROM energy_readings "
+     "WHERE site = 'site-03' AND machine = 'm-042' ORDER BY ts DESC, seq DESC LIMIT 1"),
+    ("latest, every machine (sum)",
+     "SELECT count(*) AS machines, sum(power_w) AS w FROM latest_energy_readings",
+     "SELECT count(*) AS machines, sum(power_w) AS w FROM (SELECT power_w, row_number() OVER "
+     "(PARTITION BY site, machine ORDER BY ts DESC, seq DESC) AS n FROM energy_readings) "
+     "WHERE n = 1"),
 ]
 
 
@@ -178,13 +197,13 @@ def sql_rows(port, sql):
     return json.loads(post_sql(port, sql))
 
 
-def land(bin_path, config, tables, nats_url, port, pid, rows, rate):
+def land(bin_path, config, tables, nats_url, port, pid, rows, rate, machines):
     """Publishes simulated readings until the running adit (process `pid`) has committed at
     least `rows` energy readings, then waits for the count to settle and adit to go quiet."""
     count = "SELECT count(*) AS n FROM energy_readings"
     sim = subprocess.Popen([bin_path, "--config", config, "--tables", tables,
                             "--nats-url", nats_url, "simulate", "--sites", "10",
-                            "--machines", "200", "--rate", str(rate)],
+                            "--machines", str(machines), "--rate", str(rate)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = time.time()
     try:
@@ -258,8 +277,11 @@ def adit_time(port, sql):
 def same_answer(port, con, sql):
     """Whether adit's rows for `sql` (through the API) are DuckDB's, value by value: floats
     to 1e-9 relative, times to the second, the rest exactly. Returns a reason, or None."""
-    ours = sql_rows(port, sql)
-    relation = con.sql(sql)
+    return same_rows(sql_rows(port, sql), con.sql(sql))
+
+
+def same_rows(ours, relation):
+    """Whether adit's rows (JSON objects) are a DuckDB relation's, as `same_answer` says."""
     names = [d[0] for d in relation.description]
     theirs = relation.fetchall()
     if len(ours) != len(theirs):
@@ -310,6 +332,8 @@ def main():
     ap.add_argument("--landed", action="store_true",
                     help="build the tables through adit's pipelines (see the top of this file)")
     ap.add_argument("--rate", type=int, default=100_000, help="--landed: events/s simulated")
+    ap.add_argument("--machines", type=int, default=200,
+                    help="--landed: machines per site (10 sites; 1000 for 10 000 machines)")
     ap.add_argument("--keep", action="store_true",
                     help="--landed: leave the landed tables and adit's log under --dir")
     ap.add_argument("--reuse", metavar="DIR",
@@ -361,7 +385,7 @@ def main():
         con = duckdb.connect()
         if a.landed:
             if not a.reuse:
-                land(a.bin, config, a.dir, nats_url, port, adit.pid, a.rows, a.rate)
+                land(a.bin, config, a.dir, nats_url, port, adit.pid, a.rows, a.rate, a.machines)
             files = snapshot_files(os.path.join(a.dir, "energy_readings"))
             sizes = [os.path.getsize(f.removeprefix("file://")) for f in files]
             print(f"energy_readings: {len(files)} Parquet files in its snapshot, "
@@ -369,7 +393,11 @@ def main():
             listed = ", ".join(f"'{f}'" for f in files)
             con.execute("CREATE VIEW energy_readings AS SELECT * FROM read_parquet("
                         f"[{listed}], hive_partitioning = true)")
-            queries = LANDED_QUERIES
+            # The newest reading's second, in UTC: the hour before it is the time-range scan.
+            con.execute("SET TimeZone = 'UTC'")
+            last = con.sql("SELECT strftime(max(ts), '%Y-%m-%d %H:%M:%S') "
+                           "FROM energy_readings").fetchone()[0]
+            queries = [(n, q.replace("{last}", last)) for n, q in LANDED_QUERIES]
         else:
             for table in ["energy_readings", "shares", "blocks"]:
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
@@ -401,6 +429,21 @@ def main():
             print(f"{name:<28} {ms['http']:9.1f} {ms['duck']:10.1f} {ms['http'] / ms['duck']:7.2f} "
                   f"{ms['pg']:8.1f} {ms['pg'] / ms['http']:6.2f} "
                   f"{ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f}  {rows}")
+        if a.landed:
+            print(f"\n{'latest value':<28} {'adit ms':>9} {'duckdb ms':>10} {'ratio':>7}  "
+                  "(adit: the last-value table; DuckDB: the newest row of the files)")
+            for name, ours, theirs in LATEST_QUERIES:
+                if (differs := same_rows(sql_rows(port, ours), con.sql(theirs))):
+                    raise SystemExit(f"{name}: adit's answer is not DuckDB's: {differs}")
+                runs = {"http": [], "duck": []}
+                for _ in range(a.runs):
+                    runs["http"].append(adit_time(port, ours)[0])
+                    t = time.perf_counter()
+                    arrow_rows(con.sql(theirs))
+                    runs["duck"].append(time.perf_counter() - t)
+                ms = {k: statistics.median(v) * 1000 for k, v in runs.items()}
+                print(f"{name:<28} {ms['http']:9.2f} {ms['duck']:10.1f} "
+                      f"{ms['http'] / ms['duck']:7.3f}")
     finally:
         # adit first: a nats-server stopped under it would fill its log with reconnects.
         adit.terminate()

@@ -520,8 +520,9 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
         rounds: u16,
     },
-    /// Shares verified per second through the TCP server beside the raw randomx-rs hash rate,
-    /// and memory per idle connection.
+    /// Shares verified per second through the TCP server beside the raw randomx-rs hash rate;
+    /// then, at each count of idle logged-in connections, the memory one costs and the time
+    /// honest shares take meanwhile.
     Pool {
         /// Verification threads (and raw hashing threads).
         #[arg(long, default_value_t = 2)]
@@ -532,9 +533,15 @@ pub enum BenchWhat {
         /// Shares per connection.
         #[arg(long, default_value_t = 100)]
         shares: usize,
-        /// Idle logged-in connections for the memory measurement.
-        #[arg(long, default_value_t = 10_000)]
-        idle: usize,
+        /// The counts of idle logged-in connections held, rising (e.g. `0,10000,100000`).
+        #[arg(long, value_delimiter = ',', default_value = "0,10000")]
+        idle: Vec<usize>,
+        /// Honest miners whose shares are timed at each idle count.
+        #[arg(long, default_value_t = 4)]
+        probes: usize,
+        /// Shares each honest miner submits at each idle count.
+        #[arg(long, default_value_t = 50)]
+        probe_shares: usize,
     },
     /// The cluster's hashrate as the upstream pool measures it and as the workers count it,
     /// beside the same workers hashing alone with the same threads.
@@ -568,15 +575,12 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 11)]
         rounds: usize,
     },
-    /// (Used by `bench pool`.) Opens `count` logged-in connections to `addr` and holds them
-    /// until standard input closes.
+    /// (Used by `bench pool`.) Holds logged-in connections to `addr`: `open N` on standard
+    /// input opens them until it holds N; it ends when standard input closes.
     #[command(hide = true)]
     IdleClients {
         /// Pool address.
         #[arg(long)]
         addr: std::net::SocketAddr,
-        /// Connections.
-        #[arg(long)]
-        count: usize,
     },
 }

@@ -327,6 +327,21 @@ impl Config {
             "query.snapshot_refresh",
             "must be at most 1h (it is how stale a table may be when a query starts)",
         )?;
+        check(
+            (1..=1_000).contains(&query.latest.keep),
+            "query.latest.keep",
+            format!("must be 1 to 1000 rows per key, not {}", query.latest.keep),
+        )?;
+        check(
+            (1..=10_000_000).contains(&query.latest.max_keys),
+            "query.latest.max_keys",
+            format!("must be 1 to 10000000, not {}", query.latest.max_keys),
+        )?;
+        check(
+            query.latest.seed <= std::time::Duration::from_secs(3600),
+            "query.latest.seed",
+            "must be at most 1h (every message stored that long before is read at a start)",
+        )?;
         query.lockout.validate()?;
         if let Some(postgres) = &query.postgres {
             postgres.validate()?;

@@ -22,6 +22,9 @@ pub struct QueryConfig {
     /// each snapshot, so an event is visible within milliseconds of its publish; local engine
     /// only.
     pub fresh_reads: bool,
+    /// The last-value tables (`latest_energy_readings`, `recent_sensor_readings`…): the
+    /// newest readings per machine, sensor and worker, kept in memory here; local engine only.
+    pub latest: adit_pipelines::latest::LatestConfig,
     /// Where the API's statements run: here, or on a Ballista cluster.
     pub engine: adit_sql::QueryEngine,
     /// Static bearer tokens; with none and no `jwt`, auth is off.
@@ -63,6 +66,7 @@ impl Default for QueryConfig {
             limits: SqlLimits::default(),
             snapshot_refresh: std::time::Duration::from_millis(250),
             fresh_reads: true,
+            latest: adit_pipelines::latest::LatestConfig::default(),
             engine: adit_sql::QueryEngine::Local,
             tokens: Vec::new(),
             jwt: None,

@@ -672,11 +672,22 @@ pub(crate) async fn pool_node(
     }
 }
 
-/// The API's catalog: every table under the root, with fresh reads of the landed tables when
-/// they are on and statements run here (a cluster's executors could not read the tails).
+/// The API's catalog: every table under the root, with the last-value tables and fresh reads
+/// of the landed tables when they are on and statements run here (a cluster's executors could
+/// not read the tails).
 fn api_catalog(config: &Config, store: &TableStore, js: &jetstream::Context) -> Catalog {
-    let catalog = Catalog::new(store.clone(), config.query.snapshot_refresh);
-    if !config.query.fresh_reads || !matches!(config.query.engine, adit_sql::QueryEngine::Local) {
+    let mut catalog = Catalog::new(store.clone(), config.query.snapshot_refresh);
+    if !matches!(config.query.engine, adit_sql::QueryEngine::Local) {
+        return catalog;
+    }
+    if config.query.latest.enabled {
+        catalog = catalog.with_memory(Arc::new(adit_pipelines::latest::LatestValues::start(
+            js,
+            &ValidationPolicy::default(),
+            config.query.latest,
+        )));
+    }
+    if !config.query.fresh_reads {
         return catalog;
     }
     catalog.with_fresh(Arc::new(adit_pipelines::fresh::LandingTails::new(

@@ -24,6 +24,7 @@ pub mod farm;
 pub mod fresh;
 pub mod inputs;
 pub mod landing;
+pub mod latest;
 pub mod pool;
 pub mod runtime;
 mod serde_pairs;

@@ -17,5 +17,5 @@ pub use at_rest::{AtRestKey, EncryptedStore};
 pub use checkpoint::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use exactly_once::{ExactlyOnceTable, Maintenance};
-pub use fresh::FreshRows;
+pub use fresh::{FreshRows, MemoryTables};
 pub use store::TableStore;

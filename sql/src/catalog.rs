@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adit_sinks::{FreshRows, TableStore};
+use adit_sinks::{FreshRows, MemoryTables, TableStore};
 use deltalake::DeltaTable;
 use futures::future::try_join_all;
 use object_store::ObjectStoreExt;
@@ -32,6 +32,8 @@ pub struct Catalog {
     inner: Mutex<Inner>,
     /// Rows the tables' writers hold but have not committed, shown after each snapshot.
     fresh: Option<Arc<dyn FreshRows>>,
+    /// Tables held in memory only (the last values), beside the committed ones.
+    memory: Option<Arc<dyn MemoryTables>>,
 }
 
 #[derive(Default)]
@@ -72,7 +74,21 @@ impl Catalog {
             refresh,
             inner: Mutex::new(Inner::default()),
             fresh: None,
+            memory: None,
         }
+    }
+
+    /// The same catalog, with the tables `memory` holds beside the committed ones.
+    pub fn with_memory(self, memory: Arc<dyn MemoryTables>) -> Self {
+        Self {
+            memory: Some(memory),
+            ..self
+        }
+    }
+
+    /// The tables held in memory only, if any.
+    pub fn memory(&self) -> Option<&Arc<dyn MemoryTables>> {
+        self.memory.as_ref()
     }
 
     /// The same catalog, whose tables also show what `fresh` holds after their snapshots.

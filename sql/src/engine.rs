@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Duration;
 
 use adit_config::{Checked, check};
+use adit_sinks::MemoryTables;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{
@@ -26,6 +27,7 @@ use datafusion::catalog::{
     MemorySchemaProvider, SchemaProvider, TableProvider,
 };
 use datafusion::common::{ParamValues, TableReference};
+use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
@@ -205,6 +207,26 @@ pub struct Description {
     pub schema: SchemaRef,
 }
 
+/// A statement planned against the tables' snapshots and read-only checked, not run yet: run
+/// it with [`SqlEngine::run_planned`] to skip planning it again (a Flight SQL client asks for
+/// a statement's schema, then for its rows).
+pub struct Planned {
+    /// Its placeholders and the schema of its rows.
+    pub description: Description,
+    /// The session its tables are registered in, at the snapshots it was planned on.
+    state: SessionState,
+    /// Its logical plan.
+    plan: LogicalPlan,
+}
+
+impl std::fmt::Debug for Planned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planned")
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A statement's result: its schema and batches (within the row limit).
 pub struct QueryResult {
     /// Result schema.
@@ -377,16 +399,49 @@ impl SqlEngine {
         if sql.trim().is_empty() {
             return Err(SqlError::Empty);
         }
+        let sql = sql.to_string();
+        self.stream(move |inner| async move { inner.plan(&sql, &options).await })
+            .await
+    }
+
+    /// Plans `sql` (read-only checked, within the time limit) to be run later with
+    /// [`SqlEngine::run_planned`]: its description, and its plan at the snapshots of now.
+    pub async fn plan(&self, sql: &str, options: StatementOptions) -> Result<Planned> {
+        self.on_executor(sql, move |inner, sql| async move {
+            inner.planned(&sql, &options).await
+        })
+        .await
+    }
+
+    /// [`SqlEngine::query_stream`] of a statement planned already (with no parameter values).
+    pub async fn run_planned(&self, planned: Planned) -> Result<RowStream> {
+        self.stream(move |inner| async move {
+            inner
+                .start(planned.state, planned.plan, &StatementOptions::default())
+                .await
+        })
+        .await
+    }
+
+    /// Streams the rows of the statement `start` plans and starts on the engine's runtime,
+    /// within the time limit (see [`SqlEngine::query_stream`]).
+    async fn stream<F, Fut>(&self, start: F) -> Result<RowStream>
+    where
+        F: FnOnce(Arc<Inner>) -> Fut + Send + 'static,
+        Fut: std::future::Future<
+                Output = Result<datafusion::physical_plan::SendableRecordBatchStream>,
+            > + Send
+            + 'static,
+    {
         let limits = &self.inner.limits;
         let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         let deadline = tokio::time::Instant::now() + limits.timeout;
         let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
         let (tx, batches) = tokio::sync::mpsc::channel(2);
         let inner = self.inner.clone();
-        let sql = sql.to_string();
         let task = self.executor.spawn(async move {
             let timed_out = || SqlError::Timeout { limit_ms };
-            let planned = inner.plan(&sql, &options);
+            let planned = start(inner.clone());
             let stream = match tokio::time::timeout_at(deadline, planned).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -580,6 +635,9 @@ impl Inner {
                 .register_table(name, provider)
                 .map_err(SqlError::Engine)?;
         }
+        if let Some(memory) = self.catalog.memory() {
+            register_memory(&schema, memory.as_ref(), read.as_ref())?;
+        }
         // The statement's own catalog: the base's is shared by every copy of it.
         let names = &state.config().options().catalog;
         let catalog = MemoryCatalogProvider::new();
@@ -673,6 +731,21 @@ impl Inner {
     /// The placeholders and row schema of `sql`.
     async fn describe(&self, sql: &str, options: &StatementOptions) -> Result<Description> {
         let (_, plan) = self.logical(sql, options).await?;
+        self.description(&plan)
+    }
+
+    /// `sql` planned, to be started later.
+    async fn planned(&self, sql: &str, options: &StatementOptions) -> Result<Planned> {
+        let (state, plan) = self.logical(sql, options).await?;
+        Ok(Planned {
+            description: self.description(&plan)?,
+            state,
+            plan,
+        })
+    }
+
+    /// The placeholders and row schema of `plan`.
+    fn description(&self, plan: &LogicalPlan) -> Result<Description> {
         let mut types = plan
             .get_parameter_types()
             .map_err(|e| self.classify_planning(e))?;
@@ -699,6 +772,16 @@ impl Inner {
         options: &StatementOptions,
     ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
         let (state, plan) = self.logical(sql, options).await?;
+        self.start(state, plan, options).await
+    }
+
+    /// Starts `plan` in `state` with `options`' parameter values.
+    async fn start(
+        &self,
+        state: SessionState,
+        plan: LogicalPlan,
+        options: &StatementOptions,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
         let plan = match &options.params {
             Some(values) => plan
                 .with_param_values(values.clone())
@@ -881,6 +964,28 @@ fn first_line(e: &DataFusionError) -> String {
 /// of another schema or catalog (`information_schema`, which `SHOW` reads too, `pg_catalog`)
 /// or its names cannot be read, so it gets every table. A name that is no table stays in the
 /// set and is found by no one, failing the statement as before.
+/// Registers in `schema` each table `memory` holds that the statement reads (every one when
+/// `read` is `None`), with its rows as they are now.
+fn register_memory(
+    schema: &MemorySchemaProvider,
+    memory: &dyn MemoryTables,
+    read: Option<&HashSet<String>>,
+) -> Result<()> {
+    for name in memory.names() {
+        if read.is_some_and(|read| !read.contains(&name)) {
+            continue;
+        }
+        let Some((table_schema, batches)) = memory.rows(&name) else {
+            continue;
+        };
+        let table = MemTable::try_new(table_schema, vec![batches]).map_err(SqlError::Engine)?;
+        schema
+            .register_table(name, Arc::new(table))
+            .map_err(SqlError::Engine)?;
+    }
+    Ok(())
+}
+
 fn tables_read(state: &SessionState, statement: &DfStatement) -> Option<HashSet<String>> {
     let names = &state.config().options().catalog;
     let references = state.resolve_table_references(statement).ok()?;

@@ -26,6 +26,8 @@ pub mod syntax;
 
 pub use catalog::Catalog;
 pub use cluster::QueryEngine;
-pub use engine::{Description, QueryResult, SessionSetup, SqlEngine, SqlLimits, StatementOptions};
+pub use engine::{
+    Description, Planned, QueryResult, SessionSetup, SqlEngine, SqlLimits, StatementOptions,
+};
 pub use error::{Result, SqlError};
 pub use params::Params;

@@ -7,5 +7,5 @@ mod split;
 
 pub use cluster::{ClusterBench, cluster};
 pub use ingest::ingest;
-pub use pool::{idle_clients, pool};
+pub use pool::{PoolBench, idle_clients, pool};
 pub use split::split_bench;

@@ -1,8 +1,12 @@
 //! `adit bench pool`: shares verified per second through the real TCP server (many connections
 //! submitting valid shares) beside the raw `randomx-rs` hash rate with the same mode and thread
-//! count, and the memory an idle logged-in connection costs at 10 000 connections.
+//! count; then, at each count of idle logged-in connections asked for (`--idle 0,10000,100000`,
+//! opened by a second process from several loopback addresses), what one costs the server's
+//! process and the kernel, and how long honest shares take meanwhile: submit → accepted answer,
+//! and submit → share event out of the pool (what the landing is handed).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use adit_schemas::AnyEvent;
@@ -11,6 +15,7 @@ use adit_stratum::{
     decode_target, fetch_work, serve,
 };
 use anyhow::Context;
+use futures::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
@@ -94,13 +99,43 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Runs the pool benchmark and prints its report.
-pub async fn pool(
-    threads: usize,
-    connections: usize,
-    shares: usize,
+/// What `adit bench pool` runs.
+#[derive(Debug, Clone)]
+pub struct PoolBench {
+    /// Verification threads (and raw hashing threads).
+    pub threads: usize,
+    /// Submitting connections of the throughput phase.
+    pub connections: usize,
+    /// Shares per connection of the throughput phase.
+    pub shares: usize,
+    /// The counts of idle logged-in connections measured, rising.
+    pub idle: Vec<usize>,
+    /// Honest miners submitting one share after another at each idle count.
+    pub probes: usize,
+    /// Shares each honest miner submits at each idle count.
+    pub probe_shares: usize,
+}
+
+/// One idle count's figures.
+struct Level {
     idle: usize,
-) -> anyhow::Result<()> {
+    rss: u64,
+    slab: u64,
+    tcp_pages: u64,
+    answer: Vec<Duration>,
+    event: Vec<Duration>,
+}
+
+/// Runs the pool benchmark and prints its report.
+pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
+    let PoolBench {
+        threads,
+        connections,
+        shares,
+        ..
+    } = bench;
+    let most_idle = bench.idle.iter().copied().max().unwrap_or(0);
+    raise_fd_limit(most_idle + connections + bench.probes + 1024)?;
     let node = Node::Sim(SimChain::new(SimConfig {
         difficulty: u64::MAX / 2,
         ..Default::default()
@@ -109,17 +144,19 @@ pub async fn pool(
     let seed = work.seed_hash;
     let blob = work.template.with_extra_nonce(&[])?.hashing_blob().to_vec();
 
+    let admitted = most_idle + connections + bench.probes + 10;
     let limits = GuardConfig {
         submits_per_s: 1e9,
         logins_per_s: 1e9,
-        max_per_ip: idle + connections + 10,
-        max_connections: idle + connections + 10,
+        max_per_ip: admitted,
+        max_connections: admitted,
         ..GuardConfig::default()
     };
     let config = ServerConfig {
         verify_threads: threads,
         limits,
         login_timeout: Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(3600),
         // The miners fix their difficulty at 1: every hash is a share to verify.
         vardiff: adit_stratum::VardiffConfig {
             min_difficulty: 1,
@@ -130,7 +167,17 @@ pub async fn pool(
     let (_work_tx, work_rx) = watch::channel(work);
     let (ev_tx, mut ev_rx) = mpsc::channel::<AnyEvent>(1_000_000);
     let (bl_tx, _bl_rx) = mpsc::channel(16);
-    tokio::spawn(async move { while ev_rx.recv().await.is_some() {} });
+    // When each honest probe's share came out of the pool, by (miner, nonce).
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<((String, String), Instant)>();
+    tokio::spawn(async move {
+        while let Some(event) = ev_rx.recv().await {
+            if let AnyEvent::Share(share) = event
+                && share.miner.starts_with("probe")
+            {
+                let _ = out_tx.send(((share.miner, share.nonce), Instant::now()));
+            }
+        }
+    });
     let pool = Pool::new(config, work_rx, ev_tx, bl_tx)?;
     pool.prepare(seed).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -144,7 +191,65 @@ pub async fn pool(
         raw_rate(seed, raw_blob, threads, Duration::from_secs(10))
     })
     .await??;
+    let through = throughput(addr, connections, shares).await?;
+    // The machine's speed drifts; the baseline is the mean of a run before and one after.
+    eprintln!("raw randomx-rs again, after…");
+    let raw_after =
+        tokio::task::spawn_blocking(move || raw_rate(seed, blob, threads, Duration::from_secs(10)))
+            .await??;
+    let raw = (raw_before + raw_after) / 2.0;
 
+    let mut probes = Vec::new();
+    for i in 0..bench.probes {
+        probes.push(Probe::login(addr, i, bench.probe_shares * bench.idle.len()).await?);
+    }
+    let mut levels = Vec::new();
+    let mut clients = IdleClients::start(addr)?;
+    for &idle in &bench.idle {
+        eprintln!("holding {idle} idle logged-in connections…");
+        clients.open(idle)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (rss, slab, tcp_pages) = (rss_bytes(), slab_bytes(), tcp_pages());
+        let mut answer = Vec::new();
+        let mut sent = HashMap::new();
+        let runs = probes.iter_mut().map(|p| p.submit(bench.probe_shares));
+        for (times, at) in futures::future::try_join_all(runs).await? {
+            answer.extend(times);
+            sent.extend(at);
+        }
+        let mut event = Vec::new();
+        while event.len() < sent.len() {
+            let got = tokio::time::timeout(Duration::from_secs(10), out_rx.recv()).await;
+            let Ok(Some((key, at))) = got else {
+                anyhow::bail!(
+                    "{} of {} honest shares came out of the pool",
+                    event.len(),
+                    sent.len()
+                );
+            };
+            if let Some(submitted) = sent.get(&key) {
+                event.push(at.saturating_duration_since(*submitted));
+            }
+        }
+        levels.push(Level {
+            idle,
+            rss,
+            slab,
+            tcp_pages,
+            answer,
+            event,
+        });
+    }
+    clients.stop();
+    stop.cancel();
+    let _ = server.await;
+    report(&bench, raw, raw_before, raw_after, through, &levels);
+    Ok(())
+}
+
+/// Shares verified per second through the server: `connections` miners each submitting
+/// `shares` valid shares, one after another.
+async fn throughput(addr: SocketAddr, connections: usize, shares: usize) -> anyhow::Result<f64> {
     eprintln!("preparing {connections} miners × {shares} valid shares…");
     let mut miners = Vec::new();
     for i in 0..connections {
@@ -157,11 +262,7 @@ pub async fn pool(
         let lines: Vec<Vec<u8>> = pairs
             .iter()
             .enumerate()
-            .map(|(n, (nonce, result))| {
-                let req = json!({"id": n + 10, "jsonrpc": "2.0", "method": "submit",
-                    "params": {"id": session, "job_id": job_id, "nonce": nonce, "result": result}});
-                format!("{req}\n").into_bytes()
-            })
+            .map(|(n, (nonce, result))| submit_line(n, &session, &job_id, nonce, result))
             .collect();
         miners.push((m.into_parts(), lines));
     }
@@ -189,51 +290,146 @@ pub async fn pool(
     for t in tasks {
         accepted += t.await??;
     }
-    let through = accepted as f64 / started.elapsed().as_secs_f64();
     anyhow::ensure!(
         accepted == connections * shares,
         "only {accepted} of {} shares accepted",
         connections * shares
     );
-    // The machine's speed drifts; the baseline is the mean of a run before and one after.
-    eprintln!("raw randomx-rs again, after…");
-    let raw_after =
-        tokio::task::spawn_blocking(move || raw_rate(seed, blob, threads, Duration::from_secs(10)))
-            .await??;
-    let raw = (raw_before + raw_after) / 2.0;
+    Ok(accepted as f64 / started.elapsed().as_secs_f64())
+}
 
-    eprintln!("opening {idle} idle logged-in connections from a second process…");
-    let before = rss_bytes();
-    let mut clients = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "bench",
-            "idle-clients",
-            "--addr",
-            &addr.to_string(),
-            "--count",
-            &idle.to_string(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting the idle clients")?;
-    let mut ready = String::new();
-    if let Some(out) = clients.stdout.as_mut() {
-        use std::io::BufRead;
-        std::io::BufReader::new(out).read_line(&mut ready)?;
+/// A submit request line for share `n`.
+fn submit_line(n: usize, session: &str, job_id: &str, nonce: &str, result: &str) -> Vec<u8> {
+    let req = json!({"id": n + 10, "jsonrpc": "2.0", "method": "submit",
+        "params": {"id": session, "job_id": job_id, "nonce": nonce, "result": result}});
+    format!("{req}\n").into_bytes()
+}
+
+/// An honest miner whose shares are timed while idle connections are held.
+struct Probe {
+    miner: String,
+    reader: BufReader<tokio::io::ReadHalf<Box<dyn adit_protocol::client::Io>>>,
+    writer: tokio::io::WriteHalf<Box<dyn adit_protocol::client::Io>>,
+    /// Its shares not submitted yet: (nonce, request line).
+    shares: Vec<(String, Vec<u8>)>,
+}
+
+impl Probe {
+    /// Logs in probe `i` with `count` valid shares made ahead.
+    async fn login(addr: SocketAddr, i: usize, count: usize) -> anyhow::Result<Self> {
+        let miner = format!("probe{i}");
+        let m = StratumClient::login(addr, &format!("{miner}+1")).await?;
+        let (job, session) = (m.job.clone(), m.session.clone());
+        let salt = 0x800 + i as u32;
+        let pairs = tokio::task::spawn_blocking(move || precompute(&job, count, salt)).await??;
+        let shares = pairs
+            .iter()
+            .enumerate()
+            .map(|(n, (nonce, result))| {
+                (
+                    nonce.clone(),
+                    submit_line(n, &session, &m.job.job_id, nonce, result),
+                )
+            })
+            .rev()
+            .collect();
+        let (reader, writer) = m.into_parts();
+        Ok(Self {
+            miner,
+            reader,
+            writer,
+            shares,
+        })
     }
-    anyhow::ensure!(
-        ready.trim() == format!("ready {idle}"),
-        "idle clients failed: {ready:?}"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_bytes();
-    let per_conn = after.saturating_sub(before) as f64 / idle as f64;
-    drop(clients.stdin.take());
-    let _ = clients.wait();
-    stop.cancel();
-    let _ = server.await;
 
+    /// Submits `count` shares one after another: each one's time to its accepted answer, and
+    /// when each was sent, by (miner, nonce).
+    async fn submit(
+        &mut self,
+        count: usize,
+    ) -> anyhow::Result<(Vec<Duration>, Vec<((String, String), Instant)>)> {
+        let (mut times, mut sent) = (Vec::new(), Vec::new());
+        let mut reply = String::new();
+        for _ in 0..count {
+            let (nonce, line) = self.shares.pop().context("no share made ahead")?;
+            let at = Instant::now();
+            self.writer.write_all(&line).await?;
+            reply.clear();
+            self.reader.read_line(&mut reply).await?;
+            anyhow::ensure!(
+                reply.contains("\"status\":\"OK\""),
+                "an honest share was refused: {reply}"
+            );
+            times.push(at.elapsed());
+            sent.push(((self.miner.clone(), nonce), at));
+        }
+        Ok((times, sent))
+    }
+}
+
+/// The second process holding the idle connections.
+struct IdleClients {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl IdleClients {
+    fn start(addr: SocketAddr) -> anyhow::Result<Self> {
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args(["bench", "idle-clients", "--addr", &addr.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the idle clients")?;
+        let out = std::io::BufReader::new(child.stdout.take().context("the clients' output")?);
+        Ok(Self { child, out })
+    }
+
+    /// Has it hold `count` logged-in connections in all.
+    fn open(&mut self, count: usize) -> anyhow::Result<()> {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().context("the clients' input")?;
+        writeln!(stdin, "open {count}")?;
+        stdin.flush()?;
+        let mut ready = String::new();
+        self.out.read_line(&mut ready)?;
+        anyhow::ensure!(
+            ready.trim() == format!("ready {count}"),
+            "idle clients failed: {ready:?}"
+        );
+        Ok(())
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The `q` quantile of `times`, milliseconds.
+fn quantile_ms(times: &[Duration], q: f64) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+fn report(
+    bench: &PoolBench,
+    raw: f64,
+    raw_before: f64,
+    raw_after: f64,
+    through: f64,
+    levels: &[Level],
+) {
+    let PoolBench {
+        threads,
+        connections,
+        shares,
+        probes,
+        probe_shares,
+        ..
+    } = bench;
     println!(
         "adit bench pool (light mode, {threads} verification thread(s), debug={})",
         cfg!(debug_assertions)
@@ -249,10 +445,71 @@ pub async fn pool(
         through / raw
     );
     println!(
-        "  memory per idle connection     {:>10.0} bytes      server RSS growth / {idle} logged-in connections (target ≤ 4 KB)",
-        per_conn
+        "  idle logged-in connections ({probes} honest miners × {probe_shares} shares timed at each count; memory per connection against the first count):"
     );
-    Ok(())
+    println!(
+        "  {:>8} {:>12} {:>14} {:>14} {:>11} {:>11} {:>11} {:>11}",
+        "idle",
+        "process B",
+        "kernel slab B",
+        "tcp buffers B",
+        "answer p50",
+        "answer p99",
+        "event p50",
+        "event p99"
+    );
+    let first = levels.first();
+    for level in levels {
+        let per = |now: u64, then: u64| match first {
+            Some(f) if level.idle > f.idle => {
+                format!(
+                    "{:.0}",
+                    now.saturating_sub(then) as f64 / (level.idle - f.idle) as f64
+                )
+            }
+            _ => "-".into(),
+        };
+        let base = first.map_or((0, 0, 0), |f| (f.rss, f.slab, f.tcp_pages));
+        println!(
+            "  {:>8} {:>12} {:>14} {:>14} {:>9.2}ms {:>9.2}ms {:>9.2}ms {:>9.2}ms",
+            level.idle,
+            per(level.rss, base.0),
+            per(level.slab, base.1),
+            per(level.tcp_pages * 4096, base.2 * 4096),
+            quantile_ms(&level.answer, 0.5),
+            quantile_ms(&level.answer, 0.99),
+            quantile_ms(&level.event, 0.5),
+            quantile_ms(&level.event, 0.99),
+        );
+    }
+    println!(
+        "  (process: the server's RSS growth per connection, target ≤ 2 KB; kernel: slab growth per connection, both ends on loopback; tcp buffers: /proc/net/sockstat's TCP mem)"
+    );
+}
+
+/// The kernel's slab memory (`/proc/meminfo`'s `Slab`), bytes.
+fn slab_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Slab:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Pages the kernel's TCP sockets hold in buffers (`/proc/net/sockstat`'s `TCP: … mem N`).
+fn tcp_pages() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("TCP:"))?.to_string();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "mem")?;
+            words.get(at + 1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn raise_fd_limit(want: usize) -> anyhow::Result<()> {
@@ -260,36 +517,63 @@ fn raise_fd_limit(want: usize) -> anyhow::Result<()> {
     let want = want as u64;
     if soft < want {
         rlimit::Resource::NOFILE.set(want, hard.max(want)).with_context(|| {
-            format!("need {want} open files for the idle-connection test; the limit is {soft} (hard {hard}): raise it with ulimit -n, or pass a smaller --idle")
+            format!("need {want} open files for the idle connections; the limit is {soft} (hard {hard}): raise it with ulimit -n, or pass smaller --idle counts")
         })?;
     }
     Ok(())
 }
 
-/// Opens `count` logged-in connections to `addr`, prints `ready <count>`, and holds them until
-/// standard input closes.
-pub async fn idle_clients(addr: SocketAddr, count: usize) -> anyhow::Result<()> {
-    raise_fd_limit(count + 256)?;
-    let mut conns = Vec::with_capacity(count);
-    for i in 0..count {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connection {i}"))?;
-        let (r, mut w) = stream.into_split();
-        let login = json!({"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": format!("idle{i}"), "pass": "x", "agent": "bench"}});
-        w.write_all(format!("{login}\n").as_bytes()).await?;
-        let mut reader = BufReader::new(r);
-        let mut line = String::new();
-        reader.read_line(&mut line).await?;
-        anyhow::ensure!(
-            line.contains("\"status\":\"OK\""),
-            "idle login {i} failed: {line}"
-        );
-        conns.push((reader.into_inner(), w));
+/// Connections opened from one loopback source address: within Linux's default ephemeral
+/// port range (32768–60999), so 100 000 connections need several addresses.
+const PER_SOURCE: usize = 20_000;
+/// Connections being opened at once.
+const OPENING: usize = 128;
+
+/// Holds logged-in connections to `addr`: on each `open N` line of standard input it opens
+/// connections until it holds N, then prints `ready N`; it ends when standard input closes.
+pub async fn idle_clients(addr: SocketAddr) -> anyhow::Result<()> {
+    let mut conns = Vec::new();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let count: usize = line
+            .strip_prefix("open ")
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("not `open N`: {line:?}"))?;
+        raise_fd_limit(count + 256)?;
+        let opened: Vec<_> = futures::stream::iter(conns.len()..count)
+            .map(|i| open_idle(addr, i))
+            .buffer_unordered(OPENING)
+            .collect()
+            .await;
+        for conn in opened {
+            conns.push(conn?);
+        }
+        println!("ready {count}");
     }
-    println!("ready {count}");
-    let mut sink = String::new();
-    let _ = std::io::stdin().read_line(&mut sink);
     drop(conns);
     Ok(())
+}
+
+/// Connection `i`: from its loopback source address, logged in.
+async fn open_idle(addr: SocketAddr, i: usize) -> anyhow::Result<tokio::net::TcpStream> {
+    let source = u8::try_from(1 + i / PER_SOURCE).context("at most 5 100 000 connections")?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, source), 0)))?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("connection {i} from 127.0.0.{source}"))?;
+    let login = json!({"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": format!("idle{i}"), "pass": "x", "agent": "bench"}});
+    let mut stream = BufReader::new(stream);
+    stream
+        .get_mut()
+        .write_all(format!("{login}\n").as_bytes())
+        .await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    anyhow::ensure!(
+        line.contains("\"status\":\"OK\""),
+        "idle login {i} failed: {line}"
+    );
+    Ok(stream.into_inner())
 }

@@ -120,9 +120,22 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
                 threads,
                 connections,
                 shares,
-                idle,
-            } => crate::bench::pool(threads, connections, shares, idle).await,
-            BenchWhat::IdleClients { addr, count } => crate::bench::idle_clients(addr, count).await,
+                mut idle,
+                probes,
+                probe_shares,
+            } => {
+                idle.sort_unstable();
+                crate::bench::pool(crate::bench::PoolBench {
+                    threads,
+                    connections,
+                    shares,
+                    idle,
+                    probes,
+                    probe_shares,
+                })
+                .await
+            }
+            BenchWhat::IdleClients { addr } => crate::bench::idle_clients(addr).await,
             BenchWhat::Cluster {
                 workers,
                 threads,

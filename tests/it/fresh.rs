@@ -1,6 +1,7 @@
 //! Fresh reads (issue 29): the SQL API shows readings within a fraction of a second of their
 //! publish, seconds before the landing commits them; a crash before that commit loses none of
-//! what was shown and doubles nothing, and no statement ever sees a row twice.
+//! what was shown and doubles nothing, and no statement ever sees a row twice. The last-value
+//! tables (issue 62) show each machine's newest readings from memory, across a restart too.
 
 use crate::common;
 
@@ -141,4 +142,111 @@ async fn fresh_rows_are_shown_before_their_commit_and_a_crash_neither_loses_nor_
     )
     .await;
     assert_eq!(distinct, 1001, "each reading committed once");
+}
+
+/// The readings of each `(site, machine)` a last-value `table` shows through the API, newest
+/// first, as `site/machine` → powers.
+async fn latest(app: &App, table: &str) -> BTreeMap<String, Vec<f64>> {
+    let rows = app
+        .rows(&format!(
+            "SELECT site, machine, power_w FROM {table} ORDER BY site, machine, ts DESC"
+        ))
+        .await;
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for row in &rows {
+        let key = format!(
+            "{}/{}",
+            row["site"].as_str().expect("site"),
+            row["machine"].as_str().expect("machine")
+        );
+        out.entry(key)
+            .or_default()
+            .push(row["power_w"].as_f64().expect("power"));
+    }
+    out
+}
+
+/// The last-value tables (issue 62): `latest_energy_readings` holds each machine's newest
+/// reading by time (not by arrival: readings are published out of order), `recent_` its
+/// newest `query.latest.keep`; both within a moment of the publish, long before the landing's
+/// batch wait, and the same after the process restarts (read again from the stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_value_tables_hold_each_machines_newest_readings_across_a_restart() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("tables");
+    let (publisher, _js) = publisher(&nats).await;
+    let mut app = App::start_with_env(
+        &nats.url(),
+        dir.path(),
+        &tables,
+        "pipelines,query",
+        "[query.latest]\nkeep = 3\n",
+        &[
+            ("ADIT_PIPELINES__BATCH_MAX_WAIT", BATCH_WAIT),
+            ("ADIT_PIPELINES__BATCH_MAX_ROWS", BATCH_ROWS),
+        ],
+    );
+    app.wait_http().await;
+    let base = chrono::Utc::now() - chrono::Duration::minutes(10);
+    // 450 readings of 150 machines (3 each; reading i is machine i % 150's, at base + i ms,
+    // of i watts), each machine's newest published first.
+    let reading = |i: usize| {
+        use adit_schemas::{AnyEvent, EnergyReading, EnergySource};
+        adit_bus::publish::Outgoing::event(&AnyEvent::Energy(EnergyReading {
+            site: format!("site-{:02}", i % 3),
+            machine: format!("m-{:03}", i % 50),
+            ts: base + chrono::Duration::milliseconds(i as i64),
+            power_w: i as f64,
+            energy_wh: None,
+            source: EnergySource::Pdu,
+        }))
+    };
+    let key = |i: usize| format!("site-{:02}/m-{:03}", i % 3, i % 50);
+    publisher
+        .publish_all((0..450).rev().map(reading).collect())
+        .await
+        .unwrap();
+    let want_latest: BTreeMap<String, Vec<f64>> =
+        (300..450).map(|i| (key(i), vec![i as f64])).collect();
+    let want_recent: BTreeMap<String, Vec<f64>> = (300..450)
+        .map(|i| (key(i), vec![i as f64, (i - 150) as f64, (i - 300) as f64]))
+        .collect();
+    let published = Instant::now();
+    loop {
+        if latest(&app, "latest_energy_readings").await == want_latest
+            && latest(&app, "recent_energy_readings").await == want_recent
+        {
+            break;
+        }
+        assert!(
+            published.elapsed() < Duration::from_secs(4),
+            "latest: {:?}; log:\n{}",
+            latest(&app, "latest_energy_readings").await,
+            app.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "the newest of 450 readings shown {:?} after publishing",
+        published.elapsed()
+    );
+    assert_eq!(
+        energy_rows(&tables).await,
+        0,
+        "shown from memory, not committed yet"
+    );
+
+    // After a restart the messages of the last minute are read again: the newest by time
+    // and the newest three per machine are what they were, whatever the order they came in.
+    app.kill();
+    app.restart();
+    app.wait_http().await;
+    eventually(
+        Duration::from_secs(30),
+        "the last values after a restart",
+        || async { latest(&app, "latest_energy_readings").await == want_latest },
+    )
+    .await;
+    assert_eq!(latest(&app, "recent_energy_readings").await, want_recent);
 }

@@ -3,7 +3,7 @@
 //! a miner's workers. Each view is SQL over the tables through the same engine and limits as
 //! `/api/v1/sql`; a table that does not exist yet reads as empty, never as an error.
 //!
-//! Definitions (also in the README):
+//! Definitions (also in the book, docs/src/reference/http-api.md):
 //! - hashrate: Σ accepted share difficulty over the last 10 minutes (1 h for `hashrate_1h_hs`)
 //!   of `hashrate_1m`, divided by the window's seconds;
 //! - online: an accepted share in the last 10 minutes;

@@ -4,7 +4,7 @@
 //! how often to snapshot state) and a deterministic `step(state, input) → output`. The runtime
 //! ([`crate::runtime::runner`]) owns everything else: leases, consumers, batching, decoding and
 //! dead-lettering, epoch records, commits with positions, publishing results after the commit,
-//! acks, metrics, shutdown and restarts. See ARCHITECTURE.md ("Writing a pipeline").
+//! acks, metrics, shutdown and restarts. See docs/src/internals/writing-a-pipeline.md.
 //!
 //! **Determinism**: a step must compute the same output from the same (state, input). The
 //! runtime replays recorded epochs after a crash (same messages, same `now`, same ticks) and

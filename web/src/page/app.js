@@ -1347,7 +1347,9 @@ async function viewSite(ctx, root, args) {
   panel(ctx, root, { title: 'Machines', testid: 'site-machines', intro: 'Latest state each machine reported (last 15 minutes) and its latest minute of energy.' }, async () => {
     const [registered, status, energy] = await Promise.allSettled([
       getJson(`/api/v1/registry/machines?site=${enc(id)}`),
-      sql(`SELECT machine, state, hashrate_hs, temp_c, power_w, ts FROM (SELECT machine, state, hashrate_hs, temp_c, power_w, ts, row_number() OVER (PARTITION BY machine ORDER BY ts DESC) AS rn FROM miner_status WHERE site = ${lit(id)} AND ts > now() - INTERVAL '15 minutes') WHERE rn = 1`, ['miner_status']),
+      // The last-value table: each machine's newest status, held in memory by the query
+      // process (no scan of miner_status).
+      sql(`SELECT machine, state, hashrate_hs, temp_c, power_w, ts FROM latest_miner_status WHERE site = ${lit(id)} AND ts > now() - INTERVAL '15 minutes'`, ['latest_miner_status']),
       sql(`SELECT machine, avg_power_w, source, quality FROM (SELECT machine, avg_power_w, source, quality, row_number() OVER (PARTITION BY machine ORDER BY minute DESC) AS rn FROM machine_energy_1m WHERE site = ${lit(id)} AND minute > now() - INTERVAL '15 minutes') WHERE rn = 1`, ['machine_energy_1m']),
     ]);
     const byId = new Map();

@@ -13,6 +13,7 @@
 //! carries between them; [`untrusted`] checks a client's Arrow IPC before Arrow reads it.
 
 mod handle;
+mod planned;
 mod service;
 pub mod untrusted;
 

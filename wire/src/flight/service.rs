@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use adit_auth::Caller;
-use adit_sql::{SqlError, StatementOptions};
+use adit_sql::{Planned, SqlError, StatementOptions};
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
@@ -37,6 +37,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::Handle;
+use super::planned::PlannedStatements;
 use super::{Flight, Peer};
 
 /// The stream `DoGet` answers with.
@@ -47,6 +48,8 @@ pub(super) struct Service {
     flight: Arc<Flight>,
     /// What `GetSqlInfo` tells clients about the server.
     info: SqlInfoData,
+    /// Statements planned for `GetFlightInfo`, waiting for their `DoGet`.
+    planned: PlannedStatements,
 }
 
 impl Service {
@@ -64,6 +67,7 @@ impl Service {
         Ok(Self {
             flight,
             info: info.build()?,
+            planned: PlannedStatements::default(),
         })
     }
 
@@ -149,22 +153,19 @@ impl Service {
             params,
             ..StatementOptions::default()
         };
-        let rows = self
-            .flight
-            .engine
-            .query_stream_with(sql, options)
-            .await
-            .map_err(|e| status(&e))?;
-        metrics::counter!("adit_query_flight_statements_total").increment(1);
-        let schema = rows.schema.clone();
-        let batches = stream::unfold((rows, slot), |(mut rows, slot)| async move {
-            let batch = rows.next().await?;
-            Some((
-                batch.map_err(|e| FlightError::Tonic(Box::new(status(&e)))),
-                (rows, slot),
-            ))
-        });
-        Ok(encoded(schema, batches))
+        let rows = self.flight.engine.query_stream_with(sql, options).await;
+        stream_rows(rows, slot)
+    }
+
+    /// Runs a statement planned already in a slot of `caller`'s role and streams its batches.
+    async fn run_planned(
+        &self,
+        caller: &Caller,
+        planned: Planned,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let slot = self.slot(caller).await?;
+        let rows = self.flight.engine.run_planned(planned).await;
+        stream_rows(rows, slot)
     }
 
     /// Rows of an internal catalog query, as (column → strings) per row.
@@ -212,6 +213,24 @@ impl Service {
         self.caller(&request).await?;
         info(schema, ticket, request.into_inner())
     }
+}
+
+/// A statement's rows as Flight data, holding its statement `slot` until the last batch.
+fn stream_rows(
+    rows: adit_sql::Result<adit_sql::engine::RowStream>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Response<DoGetStream>, Status> {
+    let rows = rows.map_err(|e| status(&e))?;
+    metrics::counter!("adit_query_flight_statements_total").increment(1);
+    let schema = rows.schema.clone();
+    let batches = stream::unfold((rows, slot), |(mut rows, slot)| async move {
+        let batch = rows.next().await?;
+        Some((
+            batch.map_err(|e| FlightError::Tonic(Box::new(status(&e)))),
+            (rows, slot),
+        ))
+    });
+    Ok(encoded(schema, batches))
 }
 
 /// `batches` as Flight data with `schema` first.
@@ -337,9 +356,17 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request).await?;
-        let schema = self.schema(&caller, &query.query).await?;
+        let planned = {
+            let _slot = self.slot(&caller).await?;
+            self.flight
+                .engine
+                .plan(&query.query, StatementOptions::default())
+                .await
+                .map_err(|e| status(&e))?
+        };
+        let schema = planned.description.schema.clone();
         let ticket = TicketStatementQuery {
-            statement_handle: query.query.into_bytes().into(),
+            statement_handle: self.planned.keep(&caller, query.query, planned).into(),
         };
         info(
             &schema,
@@ -354,9 +381,12 @@ impl FlightSqlService for Service {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
-        let sql = String::from_utf8(ticket.statement_handle.to_vec())
+        let text = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("the statement is not UTF-8"))?;
-        self.run(&caller, &sql, None).await
+        match self.planned.take(&caller, &text) {
+            (_, Some(planned)) => self.run_planned(&caller, planned).await,
+            (sql, None) => self.run(&caller, &sql, None).await,
+        }
     }
 
     async fn do_action_create_prepared_statement(
