@@ -184,7 +184,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
     assert_clean_exits([&mut a, &mut b]);
 }
 
-/// An upgrade as the README tells it, done as a rolling restart: each process in turn is
+/// An upgrade as the book tells it (docs/src/operate/backups.md), done as a rolling restart: each process in turn is
 /// stopped with SIGTERM (it finishes its batch and releases its leases), the other takes its
 /// work over, and it is started again (the new binary) before the next one is stopped. Events
 /// flow throughout; every one lands exactly once.
