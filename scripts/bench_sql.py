@@ -7,7 +7,8 @@ energy readings over one day, shares, blocks), serves it with the adit binary BI
 query` with `[query.postgres]` and `[query.flight]`, its own nats-server), and runs typical
 queries RUNS times each through `POST /api/v1/sql`, through DuckDB reading the tables'
 Parquet files, through psycopg on the PostgreSQL port and through the ADBC Flight SQL driver;
-prints each median, adit's HTTP time over DuckDB's, and each protocol's over HTTP's. Measure a
+prints each median, adit's HTTP time over DuckDB's, and each protocol's over HTTP's; then a
+10-row and a 1M-row result through HTTP's Arrow stream, Flight SQL and psycopg. Measure a
 release build:
 
     cargo build --release && python3 scripts/bench_sql.py target/release/adit [--rows 5000000]
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 # One kept-alive HTTP connection per port, as a dashboard or a driver holds one: a new TCP
@@ -323,6 +325,48 @@ def wire_clients(pg_port, flight_port):
     return through_pg, through_flight
 
 
+# A small and a large result: what each client protocol costs to move rows.
+RESULTS = [
+    ("10 rows", "SELECT * FROM energy_readings ORDER BY ts DESC LIMIT 10"),
+    ("1M rows", "SELECT site, machine, ts, power_w FROM energy_readings LIMIT 1000000"),
+]
+
+
+def http_arrow(port, sql):
+    """Rows of `sql` through `GET /api/v1/sql?format=arrow&stream=true`, every byte read and
+    decoded as Arrow IPC (as a client of HTTP's Arrow stream holds them)."""
+    pa_ipc = need("pyarrow", "pyarrow").ipc
+    conn = _connections.pop(port, None) or http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("GET", "/api/v1/sql?" + urllib.parse.urlencode(
+        {"q": sql, "format": "arrow", "stream": "true"}))
+    r = conn.getresponse()
+    body = r.read()
+    _connections[port] = conn
+    if r.status != 200:
+        raise OSError(f"GET /api/v1/sql: HTTP {r.status}: {body[:500]!r}")
+    return pa_ipc.open_stream(body).read_all().num_rows
+
+
+def results(a, port, pg, flight):
+    """Each result of RESULTS through HTTP's Arrow stream, Flight SQL and psql (psycopg),
+    medians of --runs, each beside HTTP's."""
+    print(f"\n{'result':<28} {'http arrow ms':>14} {'flight ms':>10} {'/http':>6} {'pg ms':>9} {'/http':>6}")
+    for name, sql in RESULTS:
+        runs = {"http": [], "flight": [], "pg": []}
+        for _ in range(a.runs):
+            counts = []
+            for protocol, client in (("http", lambda q: http_arrow(port, q)),
+                                     ("flight", flight), ("pg", pg)):
+                t = time.perf_counter()
+                counts.append(client(sql))
+                runs[protocol].append(time.perf_counter() - t)
+            if len(set(counts)) != 1:
+                raise SystemExit(f"{name}: HTTP, Flight SQL and psql answered {counts} rows")
+        ms = {k: statistics.median(v) * 1000 for k, v in runs.items()}
+        print(f"{name:<28} {ms['http']:14.1f} {ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f} "
+              f"{ms['pg']:9.1f} {ms['pg'] / ms['http']:6.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
@@ -429,6 +473,7 @@ def main():
             print(f"{name:<28} {ms['http']:9.1f} {ms['duck']:10.1f} {ms['http'] / ms['duck']:7.2f} "
                   f"{ms['pg']:8.1f} {ms['pg'] / ms['http']:6.2f} "
                   f"{ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f}  {rows}")
+        results(a, port, pg, flight)
         if a.landed:
             print(f"\n{'latest value':<28} {'adit ms':>9} {'duckdb ms':>10} {'ratio':>7}  "
                   "(adit: the last-value table; DuckDB: the newest row of the files)")

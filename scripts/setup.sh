@@ -32,6 +32,9 @@ for tool in podman podman-compose mmdebstrap runc; do
 done
 [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
 [ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
+# netavark sets up a container network's firewall with iptables (a fresh machine has none:
+# a build step's network then fails with "netavark: No such file or directory").
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # openleadr-vtn builds Paho MQTT's C library and links OpenSSL.

@@ -12,10 +12,6 @@ pub use crate::id::Id;
 /// The JSON-RPC version string every message carries.
 const JSONRPC: &str = "2.0";
 
-/// When the decoder's buffer is drained and has grown past this, its memory is given back, so an
-/// idle connection holds no large buffer after one long line.
-const RETAINED_CAPACITY: usize = 4 * 1024;
-
 /// Splits a byte stream into lines. An incomplete line is kept for the next [`push`]; a line
 /// longer than the limit is an error, after which the connection should be closed.
 ///
@@ -45,11 +41,25 @@ impl LineDecoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to read the next bytes into, at its end, with room for `room` more: a
+    /// connection reads straight into the decoder instead of into a buffer of its own.
+    /// Bytes appended must be received bytes, as [`LineDecoder::push`] takes them.
+    pub fn read_buffer(&mut self, room: usize) -> &mut Vec<u8> {
+        self.compact();
+        self.buf.reserve(room);
+        &mut self.buf
+    }
+
+    /// Drops the bytes already returned as lines once they are half the buffer or more.
+    fn compact(&mut self) {
         if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes received but not yet returned as a line.
@@ -70,7 +80,8 @@ impl LineDecoder {
                         max: self.max_line,
                     });
                 }
-                if pending.is_empty() && self.buf.capacity() > RETAINED_CAPACITY {
+                // Drained: the memory is given back, so an idle connection holds no buffer.
+                if pending.is_empty() && self.buf.capacity() > 0 {
                     self.buf = Vec::new();
                     self.start = 0;
                     self.scanned = 0;
@@ -547,14 +558,22 @@ mod tests {
     }
 
     #[test]
-    fn decoder_gives_memory_back_after_a_long_line() {
+    fn decoder_gives_memory_back_once_drained() {
         let mut decoder = LineDecoder::new(1 << 20);
         let mut long = vec![b'x'; 100_000];
         long.push(b'\n');
         decoder.push(&long);
         assert_eq!(decoder.next_line().unwrap().map(<[u8]>::len), Some(100_000));
         assert!(decoder.next_line().unwrap().is_none());
-        assert!(decoder.buf.capacity() <= RETAINED_CAPACITY);
+        assert_eq!(decoder.buf.capacity(), 0);
+        // Bytes read into its buffer are lines like pushed ones; a part line is kept.
+        decoder.read_buffer(16).extend_from_slice(b"ab\ncd");
+        assert_eq!(decoder.next_line().unwrap(), Some(&b"ab"[..]));
+        assert!(decoder.next_line().unwrap().is_none());
+        decoder.read_buffer(16).extend_from_slice(b"e\n");
+        assert_eq!(decoder.next_line().unwrap(), Some(&b"cde"[..]));
+        assert!(decoder.next_line().unwrap().is_none());
+        assert_eq!(decoder.buf.capacity(), 0);
     }
 
     #[test]

@@ -219,6 +219,10 @@ async fn simulate(
 /// The difficulty the demo's miner fixes in its login.
 const DEMO_DIFFICULTY: u64 = 50;
 
+/// Hashes per block on the Monero demo's simulated chain: at the demo miner's rate (15 to 30
+/// H/s), a block every one to two minutes, so a newcomer sees blocks and payouts while looking.
+const DEMO_MONERO_BLOCK_DIFFICULTY: u64 = 2_000;
+
 /// Hashes per block on the OpenSY demo's simulated node: at the demo miner's rate (15 to 30
 /// H/s), a block every one to two seconds, so a block is 100 deep and paid from a few minutes
 /// in (at 60, measured on a debug build, it took eight).
@@ -319,6 +323,9 @@ async fn demo(
     // On OpenSY the simulated node's wallet, which the pool's coinbases fund, pays the demo
     // miner once a block is 100 deep (`select * from payments`): blocks come every second or
     // two of the demo miner's hashing, so that is a few minutes in.
+    if config.pool.chain == adit_stratum::Chain::Monero && config.pool.node == "sim" {
+        config.pool.sim_difficulty = config.pool.sim_difficulty.min(DEMO_MONERO_BLOCK_DIFFICULTY);
+    }
     if config.pool.chain == adit_stratum::Chain::OpenSy && config.pool.node == "sim" {
         config.pool.sim_difficulty = config.pool.sim_difficulty.min(DEMO_OPENSY_BLOCK_DIFFICULTY);
         roles.push(Role::Payments);

@@ -24,9 +24,10 @@ use crate::session::Session;
 
 /// How often a connection checks whether its miner's difficulty should change on time alone.
 const RETARGET_TICK: Duration = Duration::from_secs(5);
-/// Bytes read from a miner at a time: a share or login line is 150–300 bytes, and the buffer
-/// is held by every idle connection.
-const READ_CHUNK: usize = 512;
+/// Room made for each read from a miner: a share or login line is 150–300 bytes (a longer one
+/// takes two reads), and the room is held by every idle connection while it waits (the
+/// decoder gives its buffer back once every line in it is handled).
+const READ_ROOM: usize = 256;
 
 /// Accepts miners on `listener` until `shutdown`, then drains the connections.
 pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: CancellationToken) {
@@ -130,7 +131,6 @@ where
         work: pool.work.clone(),
     };
     let mut decoder = LineDecoder::new(pool.config.max_line);
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut deadline = Instant::now() + pool.config.login_timeout;
     let mut retarget_at = Instant::now() + RETARGET_TICK;
     let mut bans = pool.bans.subscribe();
@@ -163,9 +163,10 @@ where
                     break;
                 }
             }
-            read = rd.read(&mut buf) => {
-                let n = match read { Ok(0) | Err(_) => break, Ok(n) => n };
-                decoder.push(&buf[..n]);
+            read = rd.read_buf(decoder.read_buffer(READ_ROOM)) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    break;
+                }
                 if matches!(Box::pin(conn.drain(&mut decoder)).await, Next::Close) {
                     break;
                 }

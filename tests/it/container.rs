@@ -6,10 +6,11 @@
 //! their own network. From the host, a reading posted to the container's HTTP port lands in a
 //! Delta table inside it and answers SQL; a request without a token is refused.
 //!
-//! podman, podman-compose, mmdebstrap and runc come from Debian's packages (`scripts/setup.sh`);
-//! a missing one fails the test saying so. The test's `containers.conf` suits a host like CI's:
-//! runc (crun refuses a host whose cgroups are mixed v1 and v2), limits no higher than the host
-//! lets a process raise them, and netavark, whose DNS lets adit reach `nats` by name.
+//! podman, podman-compose, mmdebstrap, runc and iptables (netavark's firewall) come from
+//! Debian's packages (`scripts/setup.sh`); a missing one fails the test saying so. The test's
+//! `containers.conf` suits a host like CI's: runc (crun refuses a host whose cgroups are mixed
+//! v1 and v2), limits no higher than the host lets a process raise them, and netavark, whose
+//! DNS lets adit reach `nats` by name.
 
 use crate::common;
 
@@ -69,7 +70,7 @@ impl Drop for Project {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_built_on_debians_packages_runs_adit_and_nats_and_answers_sql() {
-    for tool in ["podman", "podman-compose", "mmdebstrap", "runc", "objcopy"] {
+    for tool in ["podman", "podman-compose", "mmdebstrap", "runc", "iptables", "objcopy"] {
         assert!(
             Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -132,7 +133,16 @@ async fn the_image_built_on_debians_packages_runs_adit_and_nats_and_answers_sql(
         all.extend_from_slice(args);
         run(ctx, "podman-compose", &all, &project.env)
     };
-    ok("podman-compose build", &compose(&["build"]));
+    // podman-compose answers 0 when a build step fails: the image is looked for instead.
+    let built = compose(&["build"]);
+    ok("podman-compose build", &built);
+    ok(
+        &format!(
+            "podman-compose build (no image made):\n{}",
+            String::from_utf8_lossy(&built.stdout)
+        ),
+        &run(ctx, "podman", &["image", "exists", &project.env[0].1], &[]),
+    );
     ok("podman-compose up", &compose(&["up", "-d"]));
 
     let url = format!("http://127.0.0.1:{port}");

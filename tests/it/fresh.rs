@@ -18,6 +18,23 @@ const BATCH_WAIT: &str = "5s";
 /// they are all stored before the landing reads the first, so only the batch wait commits them.
 const BATCH_ROWS: &str = "50000";
 
+/// adit with the landing (its batch wait and size as above) and the API over `dir`, answering.
+async fn landing_and_query(nats: &NatsServer, dir: &std::path::Path, extra_toml: &str) -> App {
+    let app = App::start_with_env(
+        &nats.url(),
+        dir,
+        &dir.join("tables"),
+        "pipelines,query",
+        extra_toml,
+        &[
+            ("ADIT_PIPELINES__BATCH_MAX_WAIT", BATCH_WAIT),
+            ("ADIT_PIPELINES__BATCH_MAX_ROWS", BATCH_ROWS),
+        ],
+    );
+    app.wait_http().await;
+    app
+}
+
 /// Rows of the API's `energy_readings` as seq → (machine, power), asserting no seq twice.
 async fn shown(app: &App) -> BTreeMap<i64, (String, f64)> {
     let rows = app
@@ -44,18 +61,7 @@ async fn fresh_rows_are_shown_before_their_commit_and_a_crash_neither_loses_nor_
     let dir = tempfile::tempdir().unwrap();
     let tables = dir.path().join("tables");
     let (publisher, _js) = publisher(&nats).await;
-    let mut app = App::start_with_env(
-        &nats.url(),
-        dir.path(),
-        &tables,
-        "pipelines,query",
-        "",
-        &[
-            ("ADIT_PIPELINES__BATCH_MAX_WAIT", BATCH_WAIT),
-            ("ADIT_PIPELINES__BATCH_MAX_ROWS", BATCH_ROWS),
-        ],
-    );
-    app.wait_http().await;
+    let mut app = landing_and_query(&nats, dir.path(), "").await;
     let base = chrono::Utc::now() - chrono::Duration::minutes(10);
 
     // One committed reading makes the table; the first statement over it starts its tail.
@@ -176,18 +182,7 @@ async fn the_last_value_tables_hold_each_machines_newest_readings_across_a_resta
     let dir = tempfile::tempdir().unwrap();
     let tables = dir.path().join("tables");
     let (publisher, _js) = publisher(&nats).await;
-    let mut app = App::start_with_env(
-        &nats.url(),
-        dir.path(),
-        &tables,
-        "pipelines,query",
-        "[query.latest]\nkeep = 3\n",
-        &[
-            ("ADIT_PIPELINES__BATCH_MAX_WAIT", BATCH_WAIT),
-            ("ADIT_PIPELINES__BATCH_MAX_ROWS", BATCH_ROWS),
-        ],
-    );
-    app.wait_http().await;
+    let mut app = landing_and_query(&nats, dir.path(), "[query.latest]\nkeep = 3\n").await;
     let base = chrono::Utc::now() - chrono::Duration::minutes(10);
     // 450 readings of 150 machines (3 each; reading i is machine i % 150's, at base + i ms,
     // of i watts), each machine's newest published first.

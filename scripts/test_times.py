@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Where the test command's time goes: reads the JUnit report nextest writes on every run
+(`<target>/nextest/default/junit.xml`, .config/nextest.toml) and prints the slowest tests,
+each binary's total, and the heavy group's (its tests take turns, so their sum is a floor
+under the run's wall time).
+
+    python3 scripts/test_times.py [JUNIT] [--top 25]
+
+JUNIT defaults to the report under $CARGO_TARGET_DIR (or ~/.cache/adit/target). Standard
+library only."""
+
+import argparse
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+# The heavy group's filter in .config/nextest.toml, as a regex over "binary test" names.
+HEAVY = re.compile(r"^adit::it (crash|energy_crash|payments_crash|payouts_crash|nats_cluster|"
+                   r"standby|dashboard|farm_faults|pool_payments)::")
+
+
+def main():
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/adit/target")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("junit", nargs="?", default=os.path.join(target, "nextest", "default", "junit.xml"))
+    ap.add_argument("--top", type=int, default=25)
+    a = ap.parse_args()
+    if not os.path.exists(a.junit):
+        sys.exit(f"no JUnit report at {a.junit}: run the tests first (./scripts/test.sh)")
+    root = ET.parse(a.junit).getroot()
+    tests = []
+    for suite in root.iter("testsuite"):
+        for case in suite.iter("testcase"):
+            name = f"{suite.get('name')} {case.get('name')}"
+            failed = case.find("failure") is not None or case.find("error") is not None
+            tests.append((float(case.get("time", 0)), name, failed))
+    if not tests:
+        sys.exit(f"{a.junit} holds no test")
+    total = sum(t for t, _, _ in tests)
+    wall = float(root.get("time", 0))
+    heavy = sum(t for t, n, _ in tests if HEAVY.match(n))
+    print(f"{len(tests)} tests, {total:.0f} s of test time in {wall:.0f} s of wall time "
+          f"(heavy group, one at a time: {heavy:.0f} s)")
+    by_binary = {}
+    for t, name, _ in tests:
+        binary = name.split(" ")[0]
+        by_binary[binary] = by_binary.get(binary, 0) + t
+    print("\nby binary:")
+    for binary, t in sorted(by_binary.items(), key=lambda x: -x[1]):
+        print(f"  {t:8.1f} s  {binary}")
+    print(f"\nslowest {a.top}:")
+    for t, name, failed in sorted(tests, reverse=True)[:a.top]:
+        mark = " (heavy)" if HEAVY.match(name) else ""
+        mark += " FAILED" if failed else ""
+        print(f"  {t:8.1f} s  {name}{mark}")
+
+
+if __name__ == "__main__":
+    main()
