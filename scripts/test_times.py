@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Where the test command's time goes: reads the JUnit report nextest writes on every run
-(`<target>/nextest/default/junit.xml`, .config/nextest.toml) and prints the slowest tests,
+(`target/nextest/default/junit.xml` under the repository: nextest keeps its store there,
+whatever CARGO_TARGET_DIR says; .config/nextest.toml) and prints the slowest tests,
 each binary's total, and the heavy group's (its tests take turns, so their sum is a floor
 under the run's wall time).
 
     python3 scripts/test_times.py [JUNIT] [--top 25]
 
-JUNIT defaults to the report under $CARGO_TARGET_DIR (or ~/.cache/adit/target). Standard
-library only."""
+Standard library only."""
 
 import argparse
 import os
@@ -21,9 +21,10 @@ HEAVY = re.compile(r"^adit::it (crash|energy_crash|payments_crash|payouts_crash|
 
 
 def main():
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/adit/target")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser()
-    ap.add_argument("junit", nargs="?", default=os.path.join(target, "nextest", "default", "junit.xml"))
+    ap.add_argument("junit", nargs="?",
+                    default=os.path.join(root, "target", "nextest", "default", "junit.xml"))
     ap.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
     if not os.path.exists(a.junit):
