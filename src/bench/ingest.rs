@@ -339,7 +339,7 @@ pub async fn ingest(
         median(&e2e_rates)
     );
     println!(
-        "  ratio end-to-end / raw   {:>12.3}            (median round; target ≥ 0.8)",
+        "  ratio end-to-end / raw   {:>12.3}            (median round; target ≥ 0.9)",
         median(&ratios)
     );
     if after_first.is_empty() {

@@ -70,7 +70,14 @@ impl Drop for Project {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_built_on_debians_packages_runs_adit_and_nats_and_answers_sql() {
-    for tool in ["podman", "podman-compose", "mmdebstrap", "runc", "iptables", "objcopy"] {
+    for tool in [
+        "podman",
+        "podman-compose",
+        "mmdebstrap",
+        "runc",
+        "iptables",
+        "objcopy",
+    ] {
         assert!(
             Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
