@@ -83,20 +83,21 @@ fn precompute(
         .collect()
 }
 
+/// The process's resident memory (`/proc/self/status`'s `VmRSS`), bytes.
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_kib("/proc/self/status", "VmRSS:") * 1024
+}
+
+/// The value of line `key` of a `/proc` file that gives sizes in KiB (0 when unreadable).
+fn proc_kib(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(file)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_string)
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 /// What `adit bench pool` runs.
@@ -174,6 +175,8 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
             if let AnyEvent::Share(share) = event
                 && share.miner.starts_with("probe")
             {
+                // Gone only once the bench has stopped timing; a probe's event that never
+                // arrives is caught there (it waits for every one and fails naming the count).
                 let _ = out_tx.send(((share.miner, share.nonce), Instant::now()));
             }
         }
@@ -489,14 +492,7 @@ fn report(
 
 /// The kernel's slab memory (`/proc/meminfo`'s `Slab`), bytes.
 fn slab_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Slab:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc_kib("/proc/meminfo", "Slab:") * 1024
 }
 
 /// Pages the kernel's TCP sockets hold in buffers (`/proc/net/sockstat`'s `TCP: … mem N`).
