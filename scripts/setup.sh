@@ -8,7 +8,8 @@
 # podman-compose and mmdebstrap (the container test), Chromium with Python Playwright (the
 # dashboard's headless-browser test; Debian's chromium, no browser download), and OpenLEADR's
 # OpenADR 3.1 VTN (`cargo install openleadr-vtn`) with a PostgreSQL server for it (the 3.1
-# demand-response test starts its own). Idempotent: skips what is already there.
+# demand-response test starts its own), and mdBook (the book in docs/). Idempotent: skips what
+# is already there.
 set -euo pipefail
 
 need_apt=()
@@ -92,4 +93,9 @@ fi
 if ! python3 -c "import playwright.sync_api" 2>/dev/null; then
   echo "setup: installing playwright (drives Debian's chromium in the dashboard test)" >&2
   pip_install playwright
+fi
+# mdBook builds the book (docs/) in the test command.
+if ! command -v mdbook >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/mdbook" ]; then
+  echo "setup: installing mdbook (builds the book in docs/)" >&2
+  cargo install mdbook --locked --version 0.5.4 --quiet
 fi

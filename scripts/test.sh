@@ -18,6 +18,9 @@ cargo machete
 ./scripts/deny.sh
 # No two files of a crate import each other, directly or round a circle.
 python3 scripts/import_cycles.py
+# The book: its links and summary whole, built by mdBook without a warning. Its reference pages
+# and shell sessions are tests below (tests/it/reference, tests/it/book.rs).
+./scripts/book.sh
 # Every test of the workspace in one queue (.config/nextest.toml: two at a time, the heavy
 # multi-process tests taking turns); the workspace has no doc tests.
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked

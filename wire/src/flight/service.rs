@@ -141,6 +141,29 @@ impl Service {
             .map_err(|e| status(&e))
     }
 
+    /// `sql` planned in a slot of `caller`'s role and kept for its `DoGet`: the flight's
+    /// schema and the ticket that names the plan.
+    async fn planned_info(
+        &self,
+        caller: &Caller,
+        sql: String,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let planned = {
+            let _slot = self.slot(caller).await?;
+            self.flight
+                .engine
+                .plan(&sql, StatementOptions::default())
+                .await
+                .map_err(|e| status(&e))?
+        };
+        let schema = planned.description.schema.clone();
+        let ticket = TicketStatementQuery {
+            statement_handle: self.planned.keep(caller, sql, planned).into(),
+        };
+        info(&schema, ticket.as_any().encode_to_vec(), descriptor)
+    }
+
     /// Runs `sql` with `params` in a slot of `caller`'s role and streams its batches.
     async fn run(
         &self,
@@ -356,23 +379,8 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request).await?;
-        let planned = {
-            let _slot = self.slot(&caller).await?;
-            self.flight
-                .engine
-                .plan(&query.query, StatementOptions::default())
-                .await
-                .map_err(|e| status(&e))?
-        };
-        let schema = planned.description.schema.clone();
-        let ticket = TicketStatementQuery {
-            statement_handle: self.planned.keep(&caller, query.query, planned).into(),
-        };
-        info(
-            &schema,
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.planned_info(&caller, query.query, request.into_inner())
+            .await
     }
 
     async fn do_get_statement(
@@ -468,12 +476,20 @@ impl FlightSqlService for Service {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request).await?;
         let prepared = handle(&query.prepared_statement_handle)?;
-        let schema = self.schema(&caller, &prepared.sql).await?;
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        let params = prepared.params().map_err(Status::invalid_argument)?;
+        if params.is_some() {
+            // Bound values: the handle carries them to the DoGet, which plans with them.
+            let schema = self.schema(&caller, &prepared.sql).await?;
+            return info(
+                &schema,
+                query.as_any().encode_to_vec(),
+                request.into_inner(),
+            );
+        }
+        // No values to bind: planned once, here, and kept for the DoGet as a statement's
+        // plan is (its ticket is a statement's; an expired plan is planned again there).
+        self.planned_info(&caller, prepared.sql, request.into_inner())
+            .await
     }
 
     async fn do_get_prepared_statement(
