@@ -636,10 +636,10 @@ fn shown(value: &str, kind: &str) -> String {
         .strip_prefix("Some(")
         .and_then(|v| v.strip_suffix(')'))
         .unwrap_or(value);
-    if kind == "duration" {
-        if let Some(d) = debug_duration(value) {
-            return format!("`\"{}\"`", humantime::format_duration(d));
-        }
+    if kind == "duration"
+        && let Some(d) = debug_duration(value)
+    {
+        return format!("`\"{}\"`", humantime::format_duration(d));
     }
     // An enum's unit variant (`Pplns`) as the file writes it (`"pplns"`).
     if kind.contains("`\"") && value.chars().all(char::is_alphanumeric) {

@@ -321,6 +321,27 @@ const sites = memo(10000, async () => {
   }
 });
 
+// A site's power: its last complete minute (site_energy_1m) once there is one; before that (a
+// minute closes a minute or two after it ends) the sum of each machine's newest reading of the
+// last minute, held in memory (latest_energy_readings, when `query.latest` is on), so a new
+// farm shows its power at once. The rows ({value, at, fresh}) and the SQL that gave them.
+async function sitePower(id) {
+  const minute = `SELECT avg_power_w AS value, minute AS at, false AS fresh FROM site_energy_1m WHERE site = ${lit(id)}`;
+  if (!(await tables()).has('latest_energy_readings')) {
+    const query = `${minute} ORDER BY at DESC LIMIT 1`;
+    return { rows: await sql(query, ['site_energy_1m']), query };
+  }
+  const newest = `SELECT sum(power_w) AS value, max(ts) AS at, true AS fresh FROM latest_energy_readings WHERE site = ${lit(id)} AND ts > now() - INTERVAL '1 minute'`;
+  // Before the energy pipeline's first minute its table may not exist yet.
+  const query = (await tables()).has('site_energy_1m')
+    ? `SELECT value, at, fresh FROM (${minute} UNION ALL ${newest}) WHERE value IS NOT NULL ORDER BY fresh, at DESC LIMIT 1`
+    : newest;
+  return { rows: await sql(query), query };
+}
+function sitePowerWhen(row) {
+  return row.fresh ? `now, from each machine's newest reading · ${fmt.time(row.at)}` : `minute ${fmt.time(row.at)}`;
+}
+
 const pools = memo(10000, async () => {
   const found = new Set();
   const [registry, seen] = await Promise.allSettled([
@@ -1135,15 +1156,15 @@ function siteCard(ctx, parent, site, shared) {
   const chart = h('div', { class: 'chart-slot' });
   body.append(stats, chart);
   const alloc = isNum(site.allocation_kw) ? site.allocation_kw : null;
-  const powerSql = `SELECT minute, avg_power_w AS value FROM site_energy_1m WHERE site = ${lit(id)} ORDER BY minute DESC LIMIT 1`;
-  stat(ctx, stats, { label: 'Power (last minute)', testid: `site-power-${id}`, live: /^results\.energy\./ }, async () => {
-    const rows = await sql(powerSql, ['site_energy_1m']);
-    if (!rows.length) throw new NoData();
+  stat(ctx, stats, { label: 'Power', testid: `site-power-${id}`, live: /^results\.energy\./ }, async () => {
+    const { rows, query: powerSql } = await sitePower(id);
+    if (!rows.length || rows[0].value === null) throw new NoData();
     const used = alloc ? rows[0].value / 1000 / alloc : null;
+    const when = sitePowerWhen(rows[0]);
     return {
       text: fmt.kw(rows[0].value), value: rows[0].value, sql: powerSql,
       tone: used === null ? undefined : used > 1 ? 'bad' : used * 100 >= (site.warning_pct ?? 80) ? 'warn' : 'ok',
-      sub: alloc ? `${fmt.pct(used)} of ${fmt.kwOf(alloc)} · ${fmt.time(rows[0].minute)}` : `minute ${fmt.time(rows[0].minute)}`,
+      sub: alloc ? `${fmt.pct(used)} of ${fmt.kwOf(alloc)} · ${when}` : when,
     };
   });
   stat(ctx, stats, { label: 'Hottest sensor', testid: `site-temp-${id}` }, async () => {
@@ -1302,15 +1323,14 @@ async function viewSite(ctx, root, args) {
 
   const stats = h('div', { class: 'stats wide' });
   root.append(stats);
-  const powerSql = `SELECT minute, avg_power_w AS value FROM site_energy_1m WHERE site = ${lit(id)} ORDER BY minute DESC LIMIT 1`;
-  stat(ctx, stats, { label: 'Power (last minute)', testid: 'site-power', live: /^results\.energy\./ }, async () => {
-    const rows = await sql(powerSql, ['site_energy_1m']);
-    if (!rows.length) throw new NoData();
-    return { text: fmt.kw(rows[0].value), value: rows[0].value, sql: powerSql, sub: `minute ${fmt.time(rows[0].minute)}` };
+  stat(ctx, stats, { label: 'Power', testid: 'site-power', live: /^results\.energy\./ }, async () => {
+    const { rows, query: powerSql } = await sitePower(id);
+    if (!rows.length || rows[0].value === null) throw new NoData();
+    return { text: fmt.kw(rows[0].value), value: rows[0].value, sql: powerSql, sub: sitePowerWhen(rows[0]) };
   });
   stat(ctx, stats, { label: 'Of allocation', testid: 'site-used' }, async () => {
-    const rows = await sql(powerSql, ['site_energy_1m']);
-    if (!rows.length || !alloc) throw new NoData(alloc ? '' : 'no allocation');
+    const { rows } = await sitePower(id);
+    if (!rows.length || rows[0].value === null || !alloc) throw new NoData(alloc ? '' : 'no allocation');
     const used = rows[0].value / 1000 / alloc;
     return { text: fmt.pct(used), value: used, tone: used > 1 ? 'bad' : used * 100 >= (site.warning_pct ?? 80) ? 'warn' : 'ok', sub: `of ${fmt.kwOf(alloc)}` };
   });
