@@ -8,8 +8,9 @@
 //! any text within a line (trycmd's notation). The demo's data grows as it runs, so a command
 //! whose output does not match yet is run again until it does or its time is up; a command
 //! must exit 0, and one that exits 2 (a usage error) fails at once. `127.0.0.1:8080` in a
-//! command is the demo's address, and `adit` is the binary under test. While writing a page,
-//! `ADIT_BOOK_PAGES=query/sql-http` runs only the pages whose path holds that text.
+//! command is the demo's address, `adit` is the binary under test, and its data folder is the
+//! demo's (as for a reader who runs the commands where they started the demo). While writing
+//! a page, `ADIT_BOOK_PAGES=query/sql-http` runs only the pages whose path holds that text.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -64,6 +65,8 @@ async fn the_books_shell_sessions_run_against_a_demo() {
                 .current_dir(work.path())
                 .env("PATH", &path)
                 .env("ADIT_LISTEN", &address)
+                // Run from the demo's folder, a command reads the tables it writes.
+                .env("ADIT_DATA_DIR", demo.dir().join("data"))
                 .env_remove("ADIT_CONFIG")
                 .output()
                 .await
