@@ -82,13 +82,23 @@ impl BlobId {
     pub fn job_id(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// The id a job id names, if it is one: exactly as [`BlobId::job_id`] writes it (32
+    /// lowercase hex digits), so one job has one id, as it had when ids were compared as text.
+    pub fn from_job_id(job_id: &str) -> Option<Self> {
+        if job_id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut bytes = [0; BLOB_ID_BYTES];
+        hex::decode_to_slice(job_id, &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
 }
 
-/// One job handed to one miner.
+/// One job handed to one miner. Its id is its blob id in hex ([`BlobId::job_id`]), not kept as
+/// text: every logged-in miner holds a few of these, idle or not.
 #[derive(Debug)]
 pub struct JobRecord {
-    /// Its id.
-    pub job_id: String,
     /// The work it was cut from.
     pub work: Arc<Work>,
     /// The miner's hashing blob (the template with the job's blob id, hashed down).
@@ -131,11 +141,10 @@ impl JobFactory {
     pub fn job(&self, work: &Arc<Work>, difficulty: u64) -> Result<(Job, JobRecord)> {
         let difficulty = difficulty.clamp(1, work.network_difficulty.max(1));
         let blob_id = BlobId::new(self.instance, self.next_job.fetch_add(1, Ordering::Relaxed));
-        let job_id = blob_id.job_id();
         let blob = work.template.with_extra_nonce(&blob_id.0)?;
         let job = Job {
             blob: hex::encode(blob.hashing_blob()),
-            job_id: job_id.clone(),
+            job_id: blob_id.job_id(),
             target: encode_target(difficulty)?,
             algo: work.template.algo().into(),
             nonce_offset: work.template.job_nonce_offset(),
@@ -144,7 +153,6 @@ impl JobFactory {
             next_seed_hash: work.next_seed_hash.map(hex::encode),
         };
         let record = JobRecord {
-            job_id,
             work: work.clone(),
             blob: blob.into_hashing(),
             blob_id,
@@ -184,14 +192,37 @@ impl RecentJobs {
     /// The difficulty and height of job `job_id`, if it is among the recent ones: what a share
     /// for it was judged against.
     pub fn judged_against(&self, job_id: &str) -> Option<(u64, u64)> {
+        let id = BlobId::from_job_id(job_id)?;
         self.jobs
             .iter()
-            .find(|j| j.job_id == job_id)
+            .find(|j| j.blob_id == id)
             .map(|j| (j.difficulty, j.work.height))
     }
 
     /// The job `job_id`, if it is among the recent ones.
     pub fn get_mut(&mut self, job_id: &str) -> Option<&mut JobRecord> {
-        self.jobs.iter_mut().find(|j| j.job_id == job_id)
+        let id = BlobId::from_job_id(job_id)?;
+        self.jobs.iter_mut().find(|j| j.blob_id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_id_names_its_blob_id_written_one_way_only() {
+        let id = BlobId::new(0x0123_4567_89ab_cdef, 42);
+        assert_eq!(BlobId::from_job_id(&id.job_id()), Some(id));
+        assert_eq!(id.job_id().len(), 32);
+        for other in [
+            id.job_id().to_uppercase(),
+            id.job_id()[..31].to_string(),
+            format!("{}0", id.job_id()),
+            "zz".repeat(16),
+            String::new(),
+        ] {
+            assert_eq!(BlobId::from_job_id(&other), None, "{other:?}");
+        }
     }
 }
