@@ -970,7 +970,7 @@ async function viewOverview(ctx, root, _args, query) {
       { key: 'workers', label: 'Workers', num: true, fmt: fmt.int },
       { key: 'hashrate_hs', label: 'Hashrate', num: true, fmt: fmt.hash },
       { key: 'share', label: 'Of pool', num: true, fmt: (v) => (isNum(v) ? fmt.pct(v) : '—') },
-    ], rows, { empty: 'No share in the last 24 hours', testid: 'leaderboard-table' });
+    ], rows, { empty: 'No share counted in the last 24 hours yet (a minute counts once it has closed)', testid: 'leaderboard-table' });
   });
   panel(ctx, row2, { title: 'Pool and network hashrate — 24 h', testid: 'pool-vs-network' }, async (el) => {
     const rows = await getJson(`/api/v1/pools/${enc(pool)}/network?hours=24`);
