@@ -94,6 +94,28 @@ fn events(base: chrono::DateTime<chrono::Utc>) -> Vec<Outgoing> {
     out
 }
 
+/// Every landed payout by (block hash, miner); a payout landed twice fails.
+async fn landed_payouts(tables: &std::path::Path) -> BTreeMap<(String, String), i64> {
+    let landed = query(
+        tables,
+        &["payouts"],
+        "SELECT hash, miner, amount FROM payouts",
+    )
+    .await;
+    let mut got = BTreeMap::new();
+    for b in &landed {
+        let (hash, miner, amount) = (strings(b, "hash"), strings(b, "miner"), ints(b, "amount"));
+        for i in 0..b.num_rows() {
+            let key = (hash[i].clone(), miner[i].clone());
+            assert!(
+                got.insert(key.clone(), amount[i]).is_none(),
+                "{key:?} paid twice"
+            );
+        }
+    }
+    got
+}
+
 /// (block hash, miner) → amount, split here from the landed tables, and per block hash the
 /// window it was split over (first and last share sequence, share count).
 async fn expected(
@@ -255,23 +277,6 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
         blocks,
         "a block split twice"
     );
-    let landed = query(
-        &tables,
-        &["payouts"],
-        "SELECT hash, miner, amount FROM payouts",
-    )
-    .await;
-    let mut got = BTreeMap::new();
-    for b in &landed {
-        let (hash, miner, amount) = (strings(b, "hash"), strings(b, "miner"), ints(b, "amount"));
-        for i in 0..b.num_rows() {
-            let key = (hash[i].clone(), miner[i].clone());
-            assert!(
-                got.insert(key.clone(), amount[i]).is_none(),
-                "{key:?} paid twice"
-            );
-        }
-    }
     // The shares the expected split reads landed exactly once.
     assert_eq!(
         scalar(&tables, &["shares"], "SELECT count(*) FROM shares").await,
@@ -287,7 +292,18 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
         .await,
         SHARES as i64
     );
-    let (want, windows) = expected(&tables).await;
+    // A split's payouts are committed to their own table beside `block_rewards` (no
+    // transaction spans two Delta tables): wait until they are there, or until what is there
+    // stays different from the expected split.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (got, want, windows) = loop {
+        let got = landed_payouts(&tables).await;
+        let (want, windows) = expected(&tables).await;
+        if got == want || std::time::Instant::now() > deadline {
+            break (got, want, windows);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     if got != want {
         let rewards = query(
             &tables,
@@ -301,10 +317,15 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
                 (strings(b, "hash"), ints(b, "share_seq"), ints(b, "shares"));
             let first = ints(b, "first_seq");
             for i in 0..b.num_rows() {
+                // A payout that differs, is missing or is extra.
                 let differs = got
                     .iter()
                     .filter(|((h, _), _)| *h == hash[i])
-                    .any(|(k, v)| want.get(k) != Some(v));
+                    .any(|(k, v)| want.get(k) != Some(v))
+                    || want
+                        .iter()
+                        .filter(|((h, _), _)| *h == hash[i])
+                        .any(|(k, v)| got.get(k) != Some(v));
                 if differs {
                     report.push_str(&format!(
                         "block {}: pipeline window {}..={} ({} shares), expected {:?}\n",
@@ -318,7 +339,10 @@ async fn sigkill_during_payouts_splits_every_block_once_and_exactly() {
             }
         }
         panic!(
-            "payouts differ from the split of the landed shares:\n{report}\nlog:\n{}",
+            "payouts differ from the split of the landed shares ({} landed, {} expected):\n\
+             {report}\nlog:\n{}",
+            got.len(),
+            want.len(),
             app.log()
         );
     }
