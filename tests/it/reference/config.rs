@@ -506,7 +506,7 @@ fn renamed(ident: &str, rule: Option<&str>) -> String {
 }
 
 /// A doc comment's lines as one paragraph.
-fn doc(attrs: &[Attribute]) -> String {
+pub(super) fn doc(attrs: &[Attribute]) -> String {
     let lines: Vec<String> = attrs
         .iter()
         .filter(|a| a.path().is_ident("doc"))

@@ -221,21 +221,7 @@ fn table_docs() -> BTreeMap<String, String> {
         else {
             continue;
         };
-        let doc: Vec<String> = c
-            .attrs
-            .iter()
-            .filter_map(|a| match &a.meta {
-                syn::Meta::NameValue(nv) if a.path().is_ident("doc") => match &nv.value {
-                    syn::Expr::Lit(syn::ExprLit {
-                        lit: syn::Lit::Str(s),
-                        ..
-                    }) => Some(s.value().trim().to_string()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
-        out.insert(name.value(), doc.join(" "));
+        out.insert(name.value(), super::config::doc(&c.attrs));
     }
     out
 }
