@@ -37,6 +37,8 @@ done
 # a build step's network then fails with "netavark: No such file or directory").
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
+# The book's shell sessions (tests/it/book.rs) call curl, as a reader would.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # openleadr-vtn builds Paho MQTT's C library and links OpenSSL.
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
