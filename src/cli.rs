@@ -284,7 +284,7 @@ pub struct WorkerArgs {
     /// The login at the pool with --pool: `ADDRESS[+difficulty][.worker]`.
     #[arg(long, env = "ADIT_WORKER_LOGIN")]
     pub login: Option<String>,
-    /// Hashing threads (`worker.threads`).
+    /// Hashing threads (`worker.threads`; 0: one per core).
     #[arg(long, env = "ADIT_WORKER_THREADS")]
     pub threads: Option<usize>,
     /// The worker's name; its certificate is `<certs>/<name>.pem` (`worker.name`).

@@ -390,7 +390,7 @@ pub struct WorkerConfig {
     pub tls: Option<TlsFiles>,
     /// The cluster CA, when not `<certs>/ca.pem`.
     pub ca: Option<PathBuf>,
-    /// Hashing threads.
+    /// Hashing threads (0: one per core, the default).
     pub threads: usize,
     /// RandomX mode.
     pub mode: HashMode,
@@ -414,7 +414,7 @@ impl Default for WorkerConfig {
             certs: PathBuf::from("certs"),
             tls: None,
             ca: None,
-            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            threads: 0,
             mode: HashMode::Fast,
             huge_pages: false,
             nonce_log: None,
@@ -424,6 +424,14 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The threads it hashes on: `threads`, or one per core when that is 0.
+    pub fn hashing_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
     /// Checks every value, naming the key; the key is the full one (`worker.threads`), so the
     /// caller adds no prefix.
     pub fn validate(&self) -> Checked {
@@ -444,9 +452,9 @@ impl WorkerConfig {
             ));
         }
         check(
-            (1..=1024).contains(&self.threads),
+            self.threads <= 1024,
             "worker.threads",
-            "must be 1 to 1024",
+            "must be 0 (one per core) to 1024",
         )?;
         check_duration(
             "worker.retry_max",
@@ -551,8 +559,9 @@ mod tests {
         let worker = WorkerConfig::default();
         worker.validate().unwrap();
         assert_eq!(worker.server_name(), "127.0.0.1");
+        assert!(worker.hashing_threads() >= 1, "0 is one per core");
         let bad = WorkerConfig {
-            threads: 0,
+            threads: 1025,
             ..worker
         };
         assert_eq!(bad.validate().unwrap_err().key, "worker.threads");

@@ -36,7 +36,11 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<()> {
     }
     let connector =
         adit_protocol::tls::connector(Some(&config.ca_path()), Some(&config.identity()))?;
-    let (miner, mut found) = Miner::start(config.threads, config.mode, config.nonce_log.clone())?;
+    let (miner, mut found) = Miner::start(
+        config.hashing_threads(),
+        config.mode,
+        config.nonce_log.clone(),
+    )?;
     let mut failures = 0u32;
     while !stop.is_cancelled() {
         let started = Instant::now();
@@ -112,7 +116,7 @@ async fn session(
     let mut client = CoordinatorClient::new(channel);
     let registered = client
         .register(RegisterRequest {
-            threads: u32::try_from(config.threads).unwrap_or(u32::MAX),
+            threads: u32::try_from(config.hashing_threads()).unwrap_or(u32::MAX),
             mode: config.mode.name().to_owned(),
             agent: concat!("adit-worker/", env!("CARGO_PKG_VERSION")).to_owned(),
         })

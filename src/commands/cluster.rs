@@ -74,7 +74,10 @@ pub(super) async fn mine_pool(
 ) -> anyhow::Result<()> {
     let url: adit_stratum::PoolUrl = args.pool.as_deref().unwrap_or_default().parse()?;
     let login = args.login.unwrap_or_default();
-    let threads = args.threads.unwrap_or(config.worker.threads).max(1);
+    let threads = match args.threads {
+        Some(t) if t > 0 => t,
+        _ => config.worker.hashing_threads(),
+    };
     let mut miners = Vec::new();
     for i in 0..threads {
         let login = match (threads, login.split_once('.')) {
