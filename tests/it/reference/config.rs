@@ -193,31 +193,18 @@ impl Index {
                     }
                     out.extend(below);
                 }
-                (Some(inner), Shape::Plain(_) | Shape::Optional(_)) => {
-                    let below = Section {
-                        header: format!("[{path}]"),
-                        rust,
-                        plain: section.plain,
-                        doc,
-                        keys: Vec::new(),
+                (Some(inner), _) => {
+                    // A table, an array of tables, or a table of tables by name; only a table
+                    // can be written empty to read its defaults.
+                    let (header, plain) = match &shape {
+                        Shape::List(_) => (format!("[[{path}]]"), false),
+                        Shape::Map(_) => (format!("[{path}.<name>]"), false),
+                        _ => (format!("[{path}]"), section.plain),
                     };
-                    self.walk(inner, below, out);
-                }
-                (Some(inner), Shape::List(_)) => {
                     let below = Section {
-                        header: format!("[[{path}]]"),
+                        header,
                         rust,
-                        plain: false,
-                        doc,
-                        keys: Vec::new(),
-                    };
-                    self.walk(inner, below, out);
-                }
-                (Some(inner), Shape::Map(_)) => {
-                    let below = Section {
-                        header: format!("[{path}.<name>]"),
-                        rust,
-                        plain: false,
+                        plain,
                         doc,
                         keys: Vec::new(),
                     };
