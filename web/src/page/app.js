@@ -327,13 +327,14 @@ const sites = memo(10000, async () => {
 // farm shows its power at once. The rows ({value, at, fresh}) and the SQL that gave them.
 async function sitePower(id) {
   const minute = `SELECT avg_power_w AS value, minute AS at, false AS fresh FROM site_energy_1m WHERE site = ${lit(id)}`;
-  if (!(await tables()).has('latest_energy_readings')) {
+  const have = await tables();
+  if (!have.has('latest_energy_readings')) {
     const query = `${minute} ORDER BY at DESC LIMIT 1`;
     return { rows: await sql(query, ['site_energy_1m']), query };
   }
   const newest = `SELECT sum(power_w) AS value, max(ts) AS at, true AS fresh FROM latest_energy_readings WHERE site = ${lit(id)} AND ts > now() - INTERVAL '1 minute'`;
   // Before the energy pipeline's first minute its table may not exist yet.
-  const query = (await tables()).has('site_energy_1m')
+  const query = have.has('site_energy_1m')
     ? `SELECT value, at, fresh FROM (${minute} UNION ALL ${newest}) WHERE value IS NOT NULL ORDER BY fresh, at DESC LIMIT 1`
     : newest;
   return { rows: await sql(query), query };
