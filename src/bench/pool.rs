@@ -1,9 +1,10 @@
 //! `adit bench pool`: shares verified per second through the real TCP server (many connections
 //! submitting valid shares) beside the raw `randomx-rs` hash rate with the same mode and thread
 //! count; then, at each count of idle logged-in connections asked for (`--idle 0,10000,100000`,
-//! opened by a second process from several loopback addresses), what one costs the server's
-//! process and the kernel, and how long honest shares take meanwhile: submit → accepted answer,
-//! and submit → share event out of the pool (what the landing is handed).
+//! opened by a second process from several loopback addresses, each sent new work until it
+//! holds as many jobs as a miner keeps), what one costs the server's process and the kernel,
+//! and how long honest shares take meanwhile: submit → accepted answer, and submit → share
+//! event out of the pool (what the landing is handed).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use adit_schemas::AnyEvent;
 use adit_stratum::{
-    GuardConfig, Node, Pool, RandomXHasher, ServerConfig, SimChain, SimConfig, StratumClient,
-    decode_target, fetch_work, serve,
+    GuardConfig, JOBS_KEPT, Node, Pool, RandomXHasher, ServerConfig, SimChain, SimConfig,
+    StratumClient, decode_target, fetch_work, serve,
 };
 use anyhow::Context;
 use futures::StreamExt;
@@ -165,7 +166,7 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
         },
         ..ServerConfig::default()
     };
-    let (_work_tx, work_rx) = watch::channel(work);
+    let (work_tx, work_rx) = watch::channel(work);
     let (ev_tx, mut ev_rx) = mpsc::channel::<AnyEvent>(1_000_000);
     let (bl_tx, _bl_rx) = mpsc::channel(16);
     // When each honest probe's share came out of the pool, by (miner, nonce).
@@ -202,17 +203,25 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
             .await??;
     let raw = (raw_before + raw_after) / 2.0;
 
-    let mut probes = Vec::new();
-    for i in 0..bench.probes {
-        probes.push(Probe::login(addr, i, bench.probe_shares * bench.idle.len()).await?);
-    }
     let mut levels = Vec::new();
     let mut clients = IdleClients::start(addr)?;
-    for &idle in &bench.idle {
+    for (level, &idle) in bench.idle.iter().enumerate() {
         eprintln!("holding {idle} idle logged-in connections…");
         clients.open(idle)?;
+        // Every connection holds as many jobs as a miner does between blocks: new work at the
+        // same height, pushed until the oldest kept job is one pushed here.
+        for _ in 1..JOBS_KEPT {
+            work_tx.send_replace(fetch_work(&node, "bench").await?);
+        }
+        clients.jobs(JOBS_KEPT - 1)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (rss, slab, tcp_pages) = (rss_bytes(), slab_bytes(), tcp_pages());
+        // The honest miners log in after the pushes: their jobs are the newest.
+        let mut probes = Vec::new();
+        for i in 0..bench.probes {
+            let i = level * bench.probes + i;
+            probes.push(Probe::login(addr, i, bench.probe_shares).await?);
+        }
         let mut answer = Vec::new();
         let mut sent = HashMap::new();
         let runs = probes.iter_mut().map(|p| p.submit(bench.probe_shares));
@@ -360,6 +369,10 @@ impl Probe {
             reply.clear();
             self.reader.read_line(&mut reply).await?;
             anyhow::ensure!(
+                !reply.contains("\"method\":\"job\""),
+                "a job was pushed while honest shares were timed: {reply}"
+            );
+            anyhow::ensure!(
                 reply.contains("\"status\":\"OK\""),
                 "an honest share was refused: {reply}"
             );
@@ -398,6 +411,21 @@ impl IdleClients {
         self.out.read_line(&mut ready)?;
         anyhow::ensure!(
             ready.trim() == format!("ready {count}"),
+            "idle clients failed: {ready:?}"
+        );
+        Ok(())
+    }
+
+    /// Waits until each connection has been sent `count` more jobs since it last waited.
+    fn jobs(&mut self, count: usize) -> anyhow::Result<()> {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().context("the clients' input")?;
+        writeln!(stdin, "jobs {count}")?;
+        stdin.flush()?;
+        let mut ready = String::new();
+        self.out.read_line(&mut ready)?;
+        anyhow::ensure!(
+            ready.trim() == format!("jobs {count}"),
             "idle clients failed: {ready:?}"
         );
         Ok(())
@@ -525,33 +553,88 @@ const PER_SOURCE: usize = 20_000;
 /// Connections being opened at once.
 const OPENING: usize = 128;
 
-/// Holds logged-in connections to `addr`: on each `open N` line of standard input it opens
-/// connections until it holds N, then prints `ready N`; it ends when standard input closes.
+/// Holds logged-in connections to `addr`, each counting the jobs it is sent. On each line of
+/// standard input: `open N` opens connections until it holds N, then prints `ready N`; `jobs K`
+/// waits until every connection has been sent K jobs since the last `jobs`, then prints
+/// `jobs K`. It ends when standard input closes.
 pub async fn idle_clients(addr: SocketAddr) -> anyhow::Result<()> {
     let mut conns = Vec::new();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
-        let count: usize = line
-            .strip_prefix("open ")
-            .and_then(|n| n.trim().parse().ok())
-            .with_context(|| format!("not `open N`: {line:?}"))?;
-        raise_fd_limit(count + 256)?;
-        let opened: Vec<_> = futures::stream::iter(conns.len()..count)
-            .map(|i| open_idle(addr, i))
-            .buffer_unordered(OPENING)
-            .collect()
-            .await;
-        for conn in opened {
-            conns.push(conn?);
+        match line.split_once(' ') {
+            Some(("open", n)) => {
+                let count: usize = n.trim().parse().with_context(|| format!("{line:?}"))?;
+                raise_fd_limit(count + 256)?;
+                let opened: Vec<_> = futures::stream::iter(conns.len()..count)
+                    .map(|i| open_idle(addr, i))
+                    .buffer_unordered(OPENING)
+                    .collect()
+                    .await;
+                for conn in opened {
+                    conns.push(conn?);
+                }
+                println!("ready {count}");
+            }
+            Some(("jobs", k)) => {
+                let count: usize = k.trim().parse().with_context(|| format!("{line:?}"))?;
+                let started = Instant::now();
+                while conns.iter().any(|c: &IdleConn| c.jobs() < count) {
+                    anyhow::ensure!(
+                        started.elapsed() < Duration::from_secs(300),
+                        "{} of {} connections were not sent {count} jobs in 300 s",
+                        conns.iter().filter(|c| c.jobs() < count).count(),
+                        conns.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                conns.iter().for_each(IdleConn::reset);
+                println!("jobs {count}");
+            }
+            _ => anyhow::bail!("not `open N` nor `jobs K`: {line:?}"),
         }
-        println!("ready {count}");
     }
     drop(conns);
     Ok(())
 }
 
+/// An idle connection's reader: counts the job notifications it is sent, nothing else.
+struct IdleConn {
+    jobs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl IdleConn {
+    fn new(stream: BufReader<tokio::net::TcpStream>) -> Self {
+        let jobs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = jobs.clone();
+        let reader = tokio::spawn(async move {
+            let mut lines = stream.lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("\"method\":\"job\"") {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        Self { jobs, reader }
+    }
+
+    fn jobs(&self) -> usize {
+        self.jobs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn reset(&self) {
+        self.jobs.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for IdleConn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 /// Connection `i`: from its loopback source address, logged in.
-async fn open_idle(addr: SocketAddr, i: usize) -> anyhow::Result<tokio::net::TcpStream> {
+async fn open_idle(addr: SocketAddr, i: usize) -> anyhow::Result<IdleConn> {
     let source = u8::try_from(1 + i / PER_SOURCE).context("at most 5 100 000 connections")?;
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, source), 0)))?;
@@ -560,7 +643,7 @@ async fn open_idle(addr: SocketAddr, i: usize) -> anyhow::Result<tokio::net::Tcp
         .await
         .with_context(|| format!("connection {i} from 127.0.0.{source}"))?;
     let login = json!({"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": format!("idle{i}"), "pass": "x", "agent": "bench"}});
-    let mut stream = BufReader::new(stream);
+    let mut stream = BufReader::with_capacity(1024, stream);
     stream
         .get_mut()
         .write_all(format!("{login}\n").as_bytes())
@@ -571,5 +654,5 @@ async fn open_idle(addr: SocketAddr, i: usize) -> anyhow::Result<tokio::net::Tcp
         line.contains("\"status\":\"OK\""),
         "idle login {i} failed: {line}"
     );
-    Ok(stream.into_inner())
+    Ok(IdleConn::new(stream))
 }

@@ -453,9 +453,9 @@ impl HashingBlob {
         &self.hashing
     }
 
-    /// The hashing blob with a submitted nonce (bytes in blob order), to verify a share.
-    pub fn with_nonce(&self, nonce: [u8; 4]) -> Vec<u8> {
-        with_nonce(&self.hashing, self.nonce_offset, nonce)
+    /// Where the nonce sits in it.
+    pub fn nonce_offset(&self) -> usize {
+        self.nonce_offset
     }
 }
 

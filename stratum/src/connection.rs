@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::codec::{Id, LineDecoder, Response, to_line};
 use crate::jobs::Work;
@@ -24,19 +24,21 @@ use crate::session::Session;
 
 /// How often a connection checks whether its miner's difficulty should change on time alone.
 const RETARGET_TICK: Duration = Duration::from_secs(5);
-/// Room made for each read from a miner: a share or login line is 150–300 bytes (a longer one
-/// takes two reads), and the room is held by every idle connection while it waits (the
-/// decoder gives its buffer back once every line in it is handled).
-const READ_ROOM: usize = 256;
+/// Room made for each read from a miner. The room is held by every idle connection while it
+/// waits (the decoder gives its buffer back once every line in it is handled), so it is small:
+/// a share or login line of 150–300 bytes takes a few reads, microseconds beside the
+/// milliseconds of hashing it asks for.
+const READ_ROOM: usize = 64;
 
 /// Accepts miners on `listener` until `shutdown`, then drains the connections.
 pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: CancellationToken) {
-    let mut conns = JoinSet::new();
+    // A tracker, not a set of handles: it counts the connections to wait for at shutdown
+    // without a node per connection.
+    let conns = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -93,7 +95,8 @@ pub async fn serve(listener: TcpListener, pool: Arc<Pool>, shutdown: Cancellatio
         });
     }
     drop(listener);
-    while conns.join_next().await.is_some() {}
+    conns.close();
+    conns.wait().await;
 }
 
 /// What a handled line asks the connection to do next.

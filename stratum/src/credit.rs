@@ -23,14 +23,14 @@ use proptest::prelude::*;
 
 use crate::codec::{Job, LoginParams, SubmitParams};
 use crate::jobs::{JobFactory, Work};
-use crate::session::{Session, SubmitContext, Verdict, parse_login};
+use crate::session::{Session, SessionId, SubmitContext, Verdict, parse_login};
 use crate::simchain::{SimChain, SimConfig};
 use crate::vardiff::VardiffConfig;
 
 /// Miners in the model.
 const MINERS: usize = 3;
-/// Jobs a session keeps (as `Session::new` does).
-const RECENT: usize = 4;
+/// Jobs a session keeps.
+const RECENT: usize = crate::jobs::JOBS_KEPT;
 
 /// One step of the model miners and the pool.
 #[derive(Debug, Clone)]
@@ -174,7 +174,7 @@ impl World {
         .unwrap();
         let identity = parse_login(&params).unwrap();
         self.sessions += 1;
-        let session = Session::new(format!("{:016x}", self.sessions), identity, 1, 0);
+        let session = Session::new(SessionId(self.sessions), identity, 1, 0);
         self.miners[m] = Miner {
             session: Some(session),
             jobs: VecDeque::new(),
@@ -189,7 +189,7 @@ impl World {
         let vardiff = self.vardiff.clone();
         let session = self.miners[m].session.as_mut()?;
         let params = SubmitParams {
-            id: session.id.clone(),
+            id: session.id.text(),
             job_id: job_id.to_owned(),
             nonce: nonce.to_owned(),
             result: result.to_owned(),

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::codec::{Call, Id, JobNotification, LoginResult, Response, SubmitParams, parse_request};
 use crate::connection::{Conn, Next};
-use crate::session::{Outcome, Reject, Session, SubmitContext, Verdict, parse_login};
+use crate::session::{Outcome, Reject, Session, SessionId, SubmitContext, Verdict, parse_login};
 
 impl<W: AsyncWrite + Unpin> Conn<'_, W> {
     /// Answers one line: parses it and runs its method.
@@ -33,7 +33,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                     self.farewell(id, "Too many job requests, slow down").await;
                     return Next::Close;
                 }
-                if self.session.as_ref().is_none_or(|s| s.id != p.id) {
+                if self.session.as_ref().is_none_or(|s| !s.id.is(&p.id)) {
                     self.error(id, Reject::Unauthenticated.message()).await
                 } else {
                     match self.job() {
@@ -135,19 +135,14 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             .map_or(self.pool.config.start_difficulty, |d| {
                 d.clamp(vardiff.min_difficulty, vardiff.max_difficulty)
             });
-        let session_id = format!("{n:016x}");
-        self.session = Some(Session::new(
-            session_id.clone(),
-            identity,
-            difficulty,
-            now_ms(),
-        ));
+        let session_id = SessionId(n);
+        self.session = Some(Session::new(session_id, identity, difficulty, now_ms()));
         let Some(job) = self.job() else {
             self.farewell(id, "No work available").await;
             return Next::Close;
         };
         let result = LoginResult {
-            id: session_id,
+            id: session_id.text(),
             job,
             extensions: vec!["keepalive".into()],
             status: "OK".into(),

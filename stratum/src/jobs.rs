@@ -8,7 +8,7 @@
 //! under any other, and its job's nonce set refuses it twice (issue 56). A miner's last few jobs
 //! stay valid until the chain moves on.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,6 +35,9 @@ pub struct Work {
     pub subsidy: u64,
     /// The template, whichever chain's.
     pub template: Box<dyn ChainTemplate>,
+    /// The template's hashing blob with an all-zero blob id ([`Work::base_of`]): each job keeps
+    /// only where its own differs from this ([`JobBlob`]).
+    pub base: HashingBlob,
 }
 
 impl Work {
@@ -44,6 +47,10 @@ impl Work {
     /// ([`crate::monerod::MoneroRpc::emission`]): on the tail emission that is the subsidy
     /// exactly, before it a few millionths above it.
     pub fn from_template(t: &crate::chain::Template, subsidy: u64) -> Result<Self> {
+        let template = Box::new(MoneroTemplate {
+            template: t.block_template()?,
+            difficulty: t.difficulty,
+        });
         Ok(Self {
             height: t.height,
             network_difficulty: t.difficulty,
@@ -51,13 +58,22 @@ impl Work {
             next_seed_hash: t.next_seed_hash,
             reward: t.expected_reward,
             subsidy: subsidy.min(t.expected_reward),
-            template: Box::new(MoneroTemplate {
-                template: t.block_template()?,
-                difficulty: t.difficulty,
-            }),
+            base: Self::base_of(template.as_ref())?,
+            template,
         })
     }
+
+    /// The hashing blob every job of `template` is cut against: its blob id all zeros.
+    pub fn base_of(template: &dyn ChainTemplate) -> Result<HashingBlob> {
+        Ok(template
+            .with_extra_nonce(&[0; BLOB_ID_BYTES])?
+            .into_hashing())
+    }
 }
+
+/// Jobs a miner keeps valid: its newest and the three before it, so a share found just as a new
+/// job arrives (same height) still counts.
+pub const JOBS_KEPT: usize = 4;
 
 /// Bytes of the template's reserved space a job's [`BlobId`] fills (the pool asks the node for
 /// exactly this many).
@@ -95,20 +111,114 @@ impl BlobId {
     }
 }
 
-/// One job handed to one miner. Its id is its blob id in hex ([`BlobId::job_id`]), not kept as
-/// text: every logged-in miner holds a few of these, idle or not.
+/// One job handed to one miner. Every logged-in miner holds a few of these, idle or not, so
+/// none keeps anything on the heap until its first share: the id is its blob id
+/// ([`BlobId::job_id`] gives the text), the blob is where it differs from its work's base
+/// ([`JobBlob`]), and the nonce list starts empty.
 #[derive(Debug)]
 pub struct JobRecord {
     /// The work it was cut from.
     pub work: Arc<Work>,
     /// The miner's hashing blob (the template with the job's blob id, hashed down).
-    pub blob: HashingBlob,
+    pub blob: JobBlob,
     /// The value the blob was cut with, to cut the block again if a share is one.
     pub blob_id: BlobId,
     /// Share difficulty of the job.
     pub difficulty: u64,
     /// Nonces already submitted for it (duplicate detection).
-    pub nonces: HashSet<[u8; 4]>,
+    pub nonces: Nonces,
+}
+
+impl JobRecord {
+    /// The job's hashing blob with a submitted nonce (bytes in blob order), to verify a share.
+    pub fn hashing_blob_with_nonce(&self, nonce: [u8; 4]) -> Vec<u8> {
+        let base = &self.work.base;
+        let mut blob = self.blob.rebuild(base.hashing_blob());
+        let at = base.nonce_offset();
+        blob[at..at + 4].copy_from_slice(&nonce);
+        blob
+    }
+}
+
+/// The most bytes a job's blob may differ from its work's base in and still be kept inline: a
+/// merkle root (Monero's and OpenSY's headers change only there when the blob id changes).
+const PATCH_MAX: usize = 32;
+
+/// A job's hashing blob, kept as where it differs from its work's base blob
+/// ([`Work::base`]): for Monero and OpenSY that is the 32-byte merkle root, held inline. A
+/// template whose jobs differ in more bytes keeps the whole blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobBlob {
+    /// `bytes[..len]` replace the base's bytes from `at`.
+    Patch {
+        /// Where the differing bytes start.
+        at: u16,
+        /// How many differ.
+        len: u8,
+        /// Them.
+        bytes: [u8; PATCH_MAX],
+    },
+    /// The whole hashing blob.
+    Whole(Box<[u8]>),
+}
+
+impl JobBlob {
+    /// `blob` kept against `base` (same length, as every job of one template has).
+    pub fn against(base: &[u8], blob: &[u8]) -> Self {
+        if base.len() != blob.len() {
+            return Self::Whole(blob.into());
+        }
+        let differs = |(a, b): (&u8, &u8)| a != b;
+        let pairs = || base.iter().zip(blob);
+        let Some(first) = pairs().position(differs) else {
+            return Self::Patch {
+                at: 0,
+                len: 0,
+                bytes: [0; PATCH_MAX],
+            };
+        };
+        let last = blob.len() - 1 - pairs().rev().position(differs).unwrap_or(0);
+        let len = last + 1 - first;
+        match (u16::try_from(first), u8::try_from(len)) {
+            (Ok(at), Ok(n)) if len <= PATCH_MAX => {
+                let mut bytes = [0; PATCH_MAX];
+                bytes[..len].copy_from_slice(&blob[first..=last]);
+                Self::Patch { at, len: n, bytes }
+            }
+            _ => Self::Whole(blob.into()),
+        }
+    }
+
+    /// The blob, from the `base` it was kept against.
+    pub fn rebuild(&self, base: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Patch { at, len, bytes } => {
+                let (at, len) = (usize::from(*at), usize::from(*len));
+                let mut blob = base.to_vec();
+                blob[at..at + len].copy_from_slice(&bytes[..len]);
+                blob
+            }
+            Self::Whole(whole) => whole.to_vec(),
+        }
+    }
+}
+
+/// The nonces already submitted for one job, sorted: nothing on the heap until the first, and
+/// 4 bytes each after it.
+#[derive(Debug, Default)]
+pub struct Nonces(Vec<[u8; 4]>);
+
+impl Nonces {
+    /// Records `nonce`; false when it was already there (a duplicate share).
+    pub fn insert(&mut self, nonce: [u8; 4]) -> bool {
+        match self.0.binary_search(&nonce) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, nonce);
+                true
+            }
+        }
+    }
 }
 
 /// Hands out the pool's blob ids: one instance per process, a number per job.
@@ -154,10 +264,10 @@ impl JobFactory {
         };
         let record = JobRecord {
             work: work.clone(),
-            blob: blob.into_hashing(),
+            blob: JobBlob::against(work.base.hashing_blob(), blob.hashing_blob()),
             blob_id,
             difficulty,
-            nonces: HashSet::new(),
+            nonces: Nonces::default(),
         };
         Ok((job, record))
     }
@@ -208,7 +318,102 @@ impl RecentJobs {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::blob::BlockTemplate;
+
+    /// Work on monerod's template at height 301 (captured from `monerod --regtest`).
+    fn monero_work() -> Arc<Work> {
+        let captured: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/regtest_template_h301.json")).unwrap();
+        let r = &captured["result"];
+        let template = Box::new(MoneroTemplate {
+            template: BlockTemplate::from_hex(
+                r["blocktemplate_blob"].as_str().unwrap(),
+                r["reserved_offset"].as_u64().unwrap() as usize,
+                BLOB_ID_BYTES,
+            )
+            .unwrap(),
+            difficulty: 1_000_000,
+        });
+        Arc::new(Work {
+            height: 301,
+            network_difficulty: 1_000_000,
+            seed_hash: [0; 32],
+            next_seed_hash: None,
+            reward: 1,
+            subsidy: 1,
+            base: Work::base_of(template.as_ref()).unwrap(),
+            template,
+        })
+    }
+
+    #[test]
+    fn a_jobs_blob_is_the_one_cut_for_its_id_and_holds_only_the_merkle_root() {
+        let work = monero_work();
+        let factory = JobFactory::new(0x5eed);
+        for difficulty in [1, 5_000] {
+            let (job, record) = factory.job(&work, difficulty).unwrap();
+            assert!(
+                matches!(record.blob, JobBlob::Patch { len: ..=32, .. }),
+                "{:?}",
+                record.blob
+            );
+            let cut = work.template.with_extra_nonce(&record.blob_id.0).unwrap();
+            assert_eq!(job.blob, hex::encode(cut.hashing_blob()));
+            for nonce in [[0; 4], [1, 2, 3, 4], [0xff; 4]] {
+                assert_eq!(
+                    record.hashing_blob_with_nonce(nonce),
+                    cut.hashing_blob_with_nonce(nonce)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_nonce_is_taken_once_per_job() {
+        let mut nonces = Nonces::default();
+        for (nonce, fresh) in [
+            ([3; 4], true),
+            ([1; 4], true),
+            ([3; 4], false),
+            ([2; 4], true),
+        ] {
+            assert_eq!(nonces.insert(nonce), fresh, "{nonce:?}");
+        }
+        assert!(!nonces.insert([1; 4]) && !nonces.insert([2; 4]));
+    }
+
+    proptest! {
+        /// Whatever a job's blob changes of its base (a span, scattered bytes, its length),
+        /// the blob kept gives back exactly that blob.
+        #[test]
+        fn a_kept_blob_rebuilds_exactly(
+            base in proptest::collection::vec(any::<u8>(), 1..300),
+            at in any::<prop::sample::Index>(),
+            span in proptest::collection::vec(any::<u8>(), 0..48),
+            scattered in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            longer in proptest::collection::vec(any::<u8>(), 0..2),
+        ) {
+            let mut blob = base.clone();
+            let at = at.index(blob.len());
+            let end = (at + span.len()).min(blob.len());
+            blob[at..end].copy_from_slice(&span[..end - at]);
+            for (i, byte) in scattered {
+                let i = i.index(blob.len());
+                blob[i] = byte;
+            }
+            blob.extend(longer);
+            let kept = JobBlob::against(&base, &blob);
+            prop_assert_eq!(kept.rebuild(&base), blob.clone());
+            let differing = base.iter().zip(&blob).filter(|(a, b)| a != b).count();
+            if blob.len() == base.len() && end - at >= differing && end - at <= PATCH_MAX
+                && base.iter().zip(&blob).enumerate().all(|(i, (a, b))| a == b || (at..end).contains(&i)) {
+                prop_assert!(matches!(kept, JobBlob::Patch { .. }), "a span of {} kept whole", end - at);
+            }
+        }
+    }
 
     #[test]
     fn a_job_id_names_its_blob_id_written_one_way_only() {

@@ -49,14 +49,14 @@ pub use chain::{BlockHeader, ChainTemplate, MoneroTemplate, NodeInfo, Template, 
 pub use connection::serve;
 pub use error::{Error, Result};
 pub use guard::{Guard, GuardConfig, Refusal};
-pub use jobs::{BLOB_ID_BYTES, BlobId, JobFactory, JobRecord, RecentJobs, Work};
+pub use jobs::{BLOB_ID_BYTES, BlobId, JOBS_KEPT, JobFactory, JobRecord, RecentJobs, Work};
 pub use monerod::MoneroRpc;
 pub use node::{Node, watch_tip};
 pub use pool::{PoolConfig, fetch_work, run as run_pool};
 pub use server::{Pool, ServerConfig};
 pub use session::{
-    BlockFound, Candidate, Identity, Outcome, Reject, Session, SubmitContext, Verdict, judge,
-    parse_login,
+    BlockFound, Candidate, Identity, Outcome, Reject, Session, SessionId, SubmitContext, Verdict,
+    judge, parse_login,
 };
 pub use simchain::{SimChain, SimConfig};
 pub use stats::PoolStats;

@@ -267,11 +267,28 @@ pub struct Outcome {
     pub retarget: Option<u64>,
 }
 
+/// A session's id: a number, sent to the miner as 16 lowercase hex digits (kept as the
+/// number: every logged-in miner holds one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionId(pub u64);
+
+impl SessionId {
+    /// The id as the miner is sent it.
+    pub fn text(self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    /// Whether `text` is this id exactly as it was sent.
+    pub fn is(self, text: &str) -> bool {
+        text.len() == 16 && text == self.text()
+    }
+}
+
 /// One logged-in miner.
 #[derive(Debug)]
 pub struct Session {
     /// Session id sent at login.
-    pub id: String,
+    pub id: SessionId,
     /// Who it is.
     pub identity: Identity,
     /// Vardiff state (current difficulty inside).
@@ -282,12 +299,12 @@ pub struct Session {
 
 impl Session {
     /// A session for `identity` starting at `difficulty`.
-    pub fn new(id: String, identity: Identity, difficulty: u64, now_ms: u64) -> Self {
+    pub fn new(id: SessionId, identity: Identity, difficulty: u64, now_ms: u64) -> Self {
         Self {
             id,
             identity,
             vardiff: VardiffState::new(difficulty, now_ms),
-            jobs: RecentJobs::new(4),
+            jobs: RecentJobs::new(crate::jobs::JOBS_KEPT),
         }
     }
 
@@ -306,7 +323,7 @@ impl Session {
         params: &SubmitParams,
         tip_height: u64,
     ) -> Result<Candidate, Reject> {
-        if params.id != self.id {
+        if !self.id.is(&params.id) {
             return Err(Reject::Unauthenticated);
         }
         let job = self
@@ -322,7 +339,7 @@ impl Session {
             return Err(Reject::Duplicate);
         }
         Ok(Candidate {
-            hashing_blob: job.blob.with_nonce(nonce),
+            hashing_blob: job.hashing_blob_with_nonce(nonce),
             work: job.work.clone(),
             blob_id: job.blob_id,
             nonce,
@@ -516,14 +533,14 @@ mod tests {
             .unwrap();
         let work = Arc::new(Work::from_template(&t, t.expected_reward).unwrap());
         let identity = parse_login(&login("44abc.rig1", "x", None)).unwrap();
-        let mut session = Session::new("s1".into(), identity, 1, 0);
+        let mut session = Session::new(SessionId(1), identity, 1, 0);
         let job = session.new_job(&JobFactory::new(1), &work).unwrap();
         (session, job)
     }
 
     fn submit(job: &Job, nonce: &str, result: &str) -> SubmitParams {
         SubmitParams {
-            id: "s1".into(),
+            id: SessionId(1).text(),
             job_id: job.job_id.clone(),
             nonce: nonce.into(),
             result: result.into(),

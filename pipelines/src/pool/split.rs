@@ -25,8 +25,9 @@ const FACTOR_DECIMALS: u32 = 6;
 /// Largest factor accepted: windows longer than this many network difficulties make no sense.
 const FACTOR_MAX: u64 = 1_000;
 
-/// An exact, positive window factor (`2.0`, `1.25`), held as num/den.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An exact, positive window factor (`2.0`, `1.25`), held as num/den. Its `Debug` is the
+/// decimal a config file writes (so the generated reference shows the default).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Factor {
     num: u64,
     den: u64,
@@ -103,6 +104,12 @@ impl fmt::Display for Factor {
             }
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for Factor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

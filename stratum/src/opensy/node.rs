@@ -82,6 +82,7 @@ impl OpenSyNode {
             next_seed_hash,
             reward: template.coinbase_value,
             subsidy: template.subsidy,
+            base: Work::base_of(&template)?,
             template: Box::new(template),
         })
     }

@@ -453,6 +453,14 @@ mod tests {
             block.txdata[0].output[0].value.to_sat(),
             10_000 * 100_000_000
         );
+        // A job keeps only (what differs of) its merkle root, bytes 36..68 of the header.
+        let base = crate::jobs::Work::base_of(&template).unwrap();
+        let kept = crate::jobs::JobBlob::against(base.hashing_blob(), job.hashing_blob());
+        assert!(
+            matches!(kept, crate::jobs::JobBlob::Patch { at, len, .. }
+                if at >= 36 && usize::from(at) + usize::from(len) <= 68),
+            "{kept:?}"
+        );
         // The bytes miners hash are the header's, and nothing follows the block.
         solved.push(0);
         assert!(decode_block(&solved).is_err());

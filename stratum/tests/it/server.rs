@@ -30,6 +30,10 @@ fn work(height: u64, network_difficulty: u64) -> Arc<Work> {
     .unwrap();
     let mut seed = [0u8; 32];
     hex::decode_to_slice(r["seed_hash"].as_str().unwrap(), &mut seed).unwrap();
+    let template = Box::new(MoneroTemplate {
+        template,
+        difficulty: network_difficulty,
+    });
     Arc::new(Work {
         height,
         network_difficulty,
@@ -37,10 +41,8 @@ fn work(height: u64, network_difficulty: u64) -> Arc<Work> {
         next_seed_hash: None,
         reward: r["expected_reward"].as_u64().unwrap(),
         subsidy: r["expected_reward"].as_u64().unwrap(),
-        template: Box::new(MoneroTemplate {
-            template,
-            difficulty: network_difficulty,
-        }),
+        base: Work::base_of(template.as_ref()).unwrap(),
+        template,
     })
 }
 

@@ -233,7 +233,8 @@ impl Index {
                 "PathBuf" => "path".into(),
                 "bool" => "boolean".into(),
                 "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => "integer".into(),
-                "f32" | "f64" => "number".into(),
+                // An exact decimal (`pipelines::pool::split::Factor`), written as a number.
+                "f32" | "f64" | "Factor" => "number".into(),
                 "Duration" => "duration".into(),
                 "SocketAddr" => "address".into(),
                 _ if humantime => "duration".into(),
