@@ -58,12 +58,16 @@ def need(module, package):
         return __import__(module)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def free_ports(n):
+    """`n` distinct free ports: each socket is held until all are chosen (a port closed at
+    once can be handed out again by the next bind)."""
+    held = [socket.socket() for _ in range(n)]
+    for s in held:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in held]
+    for s in held:
+        s.close()
+    return ports
 
 
 def generate(root, rows):
@@ -405,7 +409,7 @@ def main():
             generate(a.dir, a.rows)
             open(marker, "w").close()
 
-    nats_port, port, pg_port, flight_port = free_port(), free_port(), free_port(), free_port()
+    nats_port, port, pg_port, flight_port = free_ports(4)
     nats_url = f"nats://127.0.0.1:{nats_port}"
     store = tempfile.mkdtemp()
     config = os.path.join(store, "adit.toml")
@@ -440,7 +444,7 @@ def main():
             # The newest reading's second, in UTC: the hour before it is the time-range scan.
             con.execute("SET TimeZone = 'UTC'")
             last = con.sql("SELECT strftime(max(ts), '%Y-%m-%d %H:%M:%S') "
-                           "FROM energy_readings").fetchone()[0]
+                           "FROM energy_readings").fetchall()[0][0]
             queries = [(n, q.replace("{last}", last)) for n, q in LANDED_QUERIES]
         else:
             for table in ["energy_readings", "shares", "blocks"]:
@@ -474,7 +478,10 @@ def main():
                   f"{ms['pg']:8.1f} {ms['pg'] / ms['http']:6.2f} "
                   f"{ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f}  {rows}")
         results(a, port, pg, flight)
-        if a.landed:
+        if a.reuse:
+            print("\nlatest value: NOT MEASURED with --reuse (the last-value tables follow the "
+                  "stream, and a --reuse run has none); run --landed", file=sys.stderr)
+        elif a.landed:
             print(f"\n{'latest value':<28} {'adit ms':>9} {'duckdb ms':>10} {'ratio':>7}  "
                   "(adit: the last-value table; DuckDB: the newest row of the files)")
             for name, ours, theirs in LATEST_QUERIES:
