@@ -37,6 +37,7 @@ impl TlsListener {
 
     /// Starts the handshake of a new connection.
     fn start(&mut self, stream: TcpStream, from: SocketAddr) {
+        no_delay(&stream);
         let acceptor = self.acceptor.clone();
         self.handshakes.spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -85,6 +86,16 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// Sends each write at once. A streamed answer is written in pieces (an Arrow stream's schema,
+/// its batches, its end; a subscription's events), and with Nagle's algorithm a piece waited for
+/// the client's acknowledgement of the one before, which a client on a kept-alive connection
+/// delays by up to 40 ms: measured, one in four 10-row Arrow streams took 43 ms instead of 3.
+fn no_delay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
 /// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown` completes,
 /// then drains open requests. Handlers see the client's address as
 /// `ConnectInfo<SocketAddr>` either way.
@@ -98,7 +109,7 @@ pub async fn serve(
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => {
-            axum::serve(listener, service)
+            axum::serve(listener.tap_io(|tcp| no_delay(tcp)), service)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
