@@ -403,30 +403,25 @@ impl IdleClients {
 
     /// Has it hold `count` logged-in connections in all.
     fn open(&mut self, count: usize) -> anyhow::Result<()> {
-        use std::io::{BufRead, Write};
-        let stdin = self.child.stdin.as_mut().context("the clients' input")?;
-        writeln!(stdin, "open {count}")?;
-        stdin.flush()?;
-        let mut ready = String::new();
-        self.out.read_line(&mut ready)?;
-        anyhow::ensure!(
-            ready.trim() == format!("ready {count}"),
-            "idle clients failed: {ready:?}"
-        );
-        Ok(())
+        self.ask(&format!("open {count}"), &format!("ready {count}"))
     }
 
     /// Waits until each connection has been sent `count` more jobs since it last waited.
     fn jobs(&mut self, count: usize) -> anyhow::Result<()> {
+        self.ask(&format!("jobs {count}"), &format!("jobs {count}"))
+    }
+
+    /// Sends `command` and waits for the clients to answer `done`.
+    fn ask(&mut self, command: &str, done: &str) -> anyhow::Result<()> {
         use std::io::{BufRead, Write};
         let stdin = self.child.stdin.as_mut().context("the clients' input")?;
-        writeln!(stdin, "jobs {count}")?;
+        writeln!(stdin, "{command}")?;
         stdin.flush()?;
-        let mut ready = String::new();
-        self.out.read_line(&mut ready)?;
+        let mut answer = String::new();
+        self.out.read_line(&mut answer)?;
         anyhow::ensure!(
-            ready.trim() == format!("jobs {count}"),
-            "idle clients failed: {ready:?}"
+            answer.trim() == done,
+            "idle clients failed {command:?}: {answer:?}"
         );
         Ok(())
     }
