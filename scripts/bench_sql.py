@@ -379,6 +379,8 @@ def main():
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--landed", action="store_true",
                     help="build the tables through adit's pipelines (see the top of this file)")
+    ap.add_argument("--explain", action="store_true",
+                    help="print adit's EXPLAIN ANALYZE of each query (where its time went)")
     ap.add_argument("--rate", type=int, default=100_000, help="--landed: events/s simulated")
     ap.add_argument("--machines", type=int, default=200,
                     help="--landed: machines per site (10 sites; 1000 for 10 000 machines)")
@@ -477,6 +479,11 @@ def main():
             print(f"{name:<28} {ms['http']:9.1f} {ms['duck']:10.1f} {ms['http'] / ms['duck']:7.2f} "
                   f"{ms['pg']:8.1f} {ms['pg'] / ms['http']:6.2f} "
                   f"{ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f}  {rows}")
+        if a.explain:
+            for name, sql in queries:
+                print(f"\nEXPLAIN ANALYZE of {name}:", file=sys.stderr)
+                for row in sql_rows(port, "EXPLAIN ANALYZE " + sql):
+                    print(row.get("plan", row), file=sys.stderr)
         results(a, port, pg, flight)
         if a.reuse:
             print("\nlatest value: NOT MEASURED with --reuse (the last-value tables follow the "

@@ -34,7 +34,8 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
@@ -81,6 +82,23 @@ pub struct Compacted {
 /// store merging nearby ranges, everything between it and those pages (half the column on
 /// issue 29's landed bench).
 pub fn writer_properties(schema: &Schema) -> WriterProperties {
+    properties(schema).build()
+}
+
+/// [`writer_properties`] for a file of `rows` (sorted, with the table's `partitions` columns),
+/// with its run summary in the footer ([`crate::summary`]).
+pub fn file_properties(
+    schema: &Schema,
+    rows: &RecordBatch,
+    partitions: &[String],
+) -> WriterProperties {
+    let entry = crate::summary::footer_entry(rows, partitions);
+    properties(schema)
+        .set_key_value_metadata(entry.map(|(k, v)| vec![KeyValue::new(k, v)]))
+        .build()
+}
+
+fn properties(schema: &Schema) -> WriterPropertiesBuilder {
     schema
         .fields()
         .iter()
@@ -103,7 +121,6 @@ pub fn writer_properties(schema: &Schema) -> WriterProperties {
                     .set_column_dictionary_enabled(ColumnPath::from(text.name().as_str()), true)
             },
         )
-        .build()
 }
 
 /// `batches` as one batch sorted by the [`sort_columns`] of their schema, ready to be one
@@ -150,9 +167,6 @@ pub async fn compact_sorted(
     let sort = sort_columns(schema);
     let partitions = snapshot.metadata().partition_columns().to_vec();
     let store = table.object_store();
-    let mut writer = RecordBatchWriter::for_table(table)
-        .map_err(delta)?
-        .with_writer_properties(writer_properties(schema));
     let mut actions = Vec::new();
     let mut done = Compacted::default();
     for bin in &bins {
@@ -179,6 +193,10 @@ pub async fn compact_sorted(
         })?;
         done.rows += sorted.num_rows();
         done.files_removed += bin.len();
+        // A writer per bin: its file's footer carries the bin's own run summary.
+        let mut writer = RecordBatchWriter::for_table(table)
+            .map_err(delta)?
+            .with_writer_properties(file_properties(schema, &sorted, &partitions));
         writer.write(sorted).await.map_err(delta)?;
         // Each bin its own file: written together they would be two sorted runs in one.
         for mut add in writer.flush().await.map_err(delta)? {

@@ -18,7 +18,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde::Deserialize;
 
-use crate::compact::{compact_sorted, sorted_for_scans, writer_properties};
+use crate::compact::{self, compact_sorted, sorted_for_scans, writer_properties};
 use crate::error::{Error, Result};
 use crate::store::TableStore;
 
@@ -401,12 +401,18 @@ impl ExactlyOnceTable {
             .metadata()
             .partition_columns()
             .to_vec();
+        // One sorted batch gets its run summary (split by partition, each file's runs are
+        // among it, and a reader takes the rows of its file's partition values).
+        let file_properties = match batches.as_slice() {
+            [rows] => compact::file_properties(&self.schema, rows, &partitions),
+            _ => writer_properties(&self.schema),
+        };
         let table = self.table.clone();
         self.table = table
             .write(batches)
             .with_save_mode(SaveMode::Append)
             .with_partition_columns(partitions)
-            .with_writer_properties(writer_properties(&self.schema))
+            .with_writer_properties(file_properties)
             .with_commit_properties(properties)
             .await
             .map_err(|e| self.commit_err(e))?;

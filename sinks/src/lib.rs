@@ -12,6 +12,7 @@ pub mod error;
 pub mod exactly_once;
 pub mod fresh;
 pub mod store;
+pub mod summary;
 
 pub use at_rest::{AtRestKey, EncryptedStore};
 pub use checkpoint::{EpochLog, EpochRecord};

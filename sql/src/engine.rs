@@ -557,6 +557,7 @@ impl Inner {
                     .with_config(config)
                     .with_runtime_env(runtime)
                     .with_default_features()
+                    .with_physical_optimizer_rule(Arc::new(crate::summaries::RunSummaries))
                     .with_physical_optimizer_rule(Arc::new(crate::runs::RunsAggregate))
                     .build(),
             ),

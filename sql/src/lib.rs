@@ -22,6 +22,7 @@ pub mod params;
 pub mod plan_size;
 mod pool;
 mod runs;
+mod summaries;
 pub mod syntax;
 
 pub use catalog::Catalog;

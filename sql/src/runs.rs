@@ -194,6 +194,11 @@ impl RunsAggregateExec {
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
+
+    /// The partial aggregation it does the work of.
+    pub(crate) fn aggregate(&self) -> &AggregateExec {
+        &self.inner
+    }
 }
 
 impl DisplayAs for RunsAggregateExec {
@@ -302,8 +307,9 @@ impl ExecutionPlan for RunsAggregateExec {
 type Aggregate = (Arc<AggregateFunctionExpr>, Vec<Arc<dyn PhysicalExpr>>);
 
 /// One partition's groups: their keys, in the order they were first seen, and each
-/// aggregate's accumulator.
-struct Grouping {
+/// aggregate's accumulator. Fed rows ([`Grouping::add`]) or partial states of runs
+/// ([`Grouping::merge`], from `crate::summaries`).
+pub(crate) struct Grouping {
     /// The grouping columns.
     keys: Vec<Arc<dyn PhysicalExpr>>,
     /// Each aggregate, with its arguments.
@@ -327,7 +333,11 @@ struct Grouping {
 }
 
 impl Grouping {
-    fn new(inner: &AggregateExec, context: &Arc<TaskContext>, partition: usize) -> Result<Self> {
+    pub(crate) fn new(
+        inner: &AggregateExec,
+        context: &Arc<TaskContext>,
+        partition: usize,
+    ) -> Result<Self> {
         let keys: Vec<Arc<dyn PhysicalExpr>> = inner
             .group_expr()
             .expr()
@@ -374,7 +384,34 @@ impl Grouping {
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(rows))
             .collect::<Result<Vec<ArrayRef>>>()?;
-        let runs = partition(&keys)?.ranges();
+        let groups = self.assign(&keys)?;
+        for ((_, arguments), accumulator) in self.aggregates.iter().zip(&mut self.accumulators) {
+            let values = arguments
+                .iter()
+                .map(|a| a.evaluate(batch)?.into_array(rows))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            accumulator.update_batch(&values, &self.group_of_row, None, groups)?;
+        }
+        Ok(())
+    }
+
+    /// Merges partial states (`states[i]` is aggregate `i`'s, a row per key of `keys`) into
+    /// their groups, as a final aggregation merges partitions.
+    pub(crate) fn merge(&mut self, keys: &[ArrayRef], states: &[Vec<ArrayRef>]) -> Result<()> {
+        if keys.first().is_none_or(|k| k.is_empty()) {
+            return Ok(());
+        }
+        let groups = self.assign(keys)?;
+        for (state, accumulator) in states.iter().zip(&mut self.accumulators) {
+            accumulator.merge_batch(state, &self.group_of_row, groups)?;
+        }
+        Ok(())
+    }
+
+    /// Sets each row's group (a new one for a key not seen before) in `group_of_row`, looking
+    /// each run of equal keys up once; returns how many groups there are.
+    fn assign(&mut self, keys: &[ArrayRef]) -> Result<usize> {
+        let runs = partition(keys)?.ranges();
         let firsts = UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32));
         let first_keys = keys
             .iter()
@@ -396,19 +433,11 @@ impl Grouping {
             self.group_of_row
                 .extend(std::iter::repeat_n(group as usize, run.len()));
         }
-        let groups = self.index.len();
-        for ((_, arguments), accumulator) in self.aggregates.iter().zip(&mut self.accumulators) {
-            let values = arguments
-                .iter()
-                .map(|a| a.evaluate(batch)?.into_array(rows))
-                .collect::<Result<Vec<ArrayRef>>>()?;
-            accumulator.update_batch(&values, &self.group_of_row, None, groups)?;
-        }
-        Ok(())
+        Ok(self.index.len())
     }
 
     /// Whether the groups' memory could be reserved; `false`: emit them now.
-    fn fits(&mut self) -> Result<bool> {
+    pub(crate) fn fits(&mut self) -> Result<bool> {
         let held = self.key_bytes
             + self.seen.size()
             + self.group_of_row.capacity() * size_of::<usize>()
@@ -418,7 +447,7 @@ impl Grouping {
 
     /// Every group so far as the partial aggregation's rows, in batches of at most
     /// `batch_rows`; grouping starts over.
-    fn emit(&mut self, batch_rows: usize) -> Result<Vec<RecordBatch>> {
+    pub(crate) fn emit(&mut self, batch_rows: usize) -> Result<Vec<RecordBatch>> {
         if self.index.is_empty() {
             return Ok(Vec::new());
         }

@@ -77,7 +77,7 @@ impl Handle {
         let ipc = STANDARD
             .decode(text)
             .map_err(|e| format!("parameters: {e}"))?;
-        super::untrusted::check_stream(&ipc).map_err(|e| format!("parameters: {e}"))?;
+        adit_ipc::check_stream(&ipc).map_err(|e| format!("parameters: {e}"))?;
         let mut reader =
             StreamReader::try_new(ipc.as_slice(), None).map_err(|e| format!("parameters: {e}"))?;
         let batch = match reader.next() {

@@ -10,12 +10,11 @@
 //! bearer token. With `query.tls` set the port speaks TLS only.
 //!
 //! [`service`] answers the Flight SQL calls; [`handle`] is what a prepared statement's handle
-//! carries between them; [`untrusted`] checks a client's Arrow IPC before Arrow reads it.
+//! carries between them; `adit_ipc` checks a client's Arrow IPC before Arrow reads it.
 
 mod handle;
 mod planned;
 mod service;
-pub mod untrusted;
 
 use std::future::Future;
 use std::io;

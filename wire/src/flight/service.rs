@@ -439,7 +439,7 @@ impl FlightSqlService for Service {
         self.caller(&request).await?;
         let prepared = handle(&query.prepared_statement_handle)?;
         // Each message checked before Arrow reads it (a declared size is not trusted).
-        let mut checker = super::untrusted::Checker::default();
+        let mut checker = adit_ipc::Checker::default();
         let checked = request
             .into_inner()
             .map_err(FlightError::from)

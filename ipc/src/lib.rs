@@ -1,5 +1,6 @@
-//! Arrow IPC from a client, checked before Arrow reads it: the parameter rows of a `DoPut` and
-//! the parameters a prepared statement's handle carries back. Arrow's reader trusts what a
+//! Arrow IPC from outside, checked before Arrow reads it: the parameter rows of a Flight SQL
+//! `DoPut` and the parameters a prepared statement's handle carries back (`adit_wire`), and the
+//! run summary in a data file's footer (`adit_sinks::summary`). Arrow's reader trusts what a
 //! message declares: a compressed buffer's uncompressed length is allocated as declared (one
 //! message saying "a terabyte" ends the process), and a buffer placed past the body panics.
 //! So every message is read here first, from its flatbuffer: compressed bodies are refused
@@ -7,8 +8,8 @@
 //! body at a multiple of 8, and the counts of rows, columns and buffers are bounded.
 //!
 //! A schema is read the same way. Arrow's conversion of one panics on what it does not expect
-//! (an integer 0 bits wide, found by the mutation test below), so a client's schema may hold
-//! only the scalar types a parameter can have, each with the widths and units Arrow takes:
+//! (an integer 0 bits wide, found by the mutation test below), so a schema may hold only the
+//! scalar types a parameter or a summary can have, each with the widths and units Arrow takes:
 //! null, boolean, integers, floats, strings, binaries, dates, times, timestamps and decimals,
 //! little-endian, none dictionary-encoded. Dictionary batches are not taken.
 
