@@ -140,6 +140,12 @@ impl Bans {
         self.changed.subscribe()
     }
 
+    /// How many times the bans have changed: a connection that saw another number checks
+    /// itself again.
+    pub fn version(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
     /// Records the pool's own ban of `ip` (as its holder) for `ban_for`, to be shared through
     /// the bucket.
     pub fn auto_ban(&self, ip: IpAddr, ban_for: Duration, reason: &str) {
