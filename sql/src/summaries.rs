@@ -176,9 +176,7 @@ fn eligible(aggregate: &AggregateExec) -> Option<Eligible> {
         let need = match (a.fun().name(), column) {
             ("count", None) if literal => Need::Rows,
             ("count", Some((c, _))) => Need::NonNull(c),
-            ("sum", Some((c, t)))
-                if matches!(t, DataType::Int64 | DataType::UInt64 | DataType::Float64) =>
-            {
+            ("sum", Some((c, DataType::Int64 | DataType::UInt64 | DataType::Float64))) => {
                 Need::One(Stat::Sum, c)
             }
             ("min", Some((c, t))) if summarized(&t) => Need::One(Stat::Min, c),
@@ -529,6 +527,9 @@ async fn prepare(
     Ok(Prepared { answered, rest })
 }
 
+/// A file's answer: its runs' grouping keys, and each aggregate's partial states of them.
+type KeysAndStates = (Vec<ArrayRef>, Vec<Vec<ArrayRef>>);
+
 /// The grouping keys and each aggregate's states of the runs of `file` the statement keeps,
 /// or `None` when the file must be scanned: no summary, one that does not add up to the file,
 /// or a run the filters cut through.
@@ -536,7 +537,7 @@ fn runs_of(
     eligible: &Eligible,
     file: &PartitionedFile,
     metadata: &ParquetMetaData,
-) -> Result<Option<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)>> {
+) -> Result<Option<KeysAndStates>> {
     let text = metadata
         .file_metadata()
         .key_value_metadata()

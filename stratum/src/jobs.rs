@@ -205,6 +205,8 @@ impl JobBlob {
 
 /// The nonces already submitted for one job, sorted: one pointer and nothing on the heap until
 /// the first (an idle miner holds four jobs' worth), 4 bytes each after it.
+// Boxed on purpose: 8 bytes inline instead of a `Vec`'s 24, in each of every miner's jobs.
+#[allow(clippy::box_collection)]
 #[derive(Debug, Default)]
 pub struct Nonces(Option<Box<Vec<[u8; 4]>>>);
 
