@@ -483,7 +483,12 @@ async fn prepare(
     let mut answered = Vec::new();
     let batch_rows = context.session_config().batch_size().max(1);
     let metrics = ExecutionPlanMetricsSet::new();
+    // A large file is scanned in byte ranges, one per partition: each file is answered once.
+    let mut seen = HashSet::new();
     for file in config.file_groups.iter().flat_map(FileGroup::iter) {
+        if !seen.insert(file.object_meta.location.clone()) {
+            continue;
+        }
         let metadata = factory
             .create_reader(0, file.clone(), None, &metrics)?
             .get_metadata(None)
@@ -925,9 +930,11 @@ mod tests {
 
     /// A session reading `table`, with the summaries rule or without.
     fn session(table: &DeltaTable, summaries: bool) -> SessionContext {
+        // Files cut into byte ranges, as large ones are: one file in several partitions.
         let config = SessionConfig::new()
-            .with_target_partitions(2)
-            .with_batch_size(64);
+            .with_target_partitions(3)
+            .with_batch_size(64)
+            .with_repartition_file_min_size(1);
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features();
