@@ -92,7 +92,7 @@ pub fn file_properties(
     rows: &RecordBatch,
     partitions: &[String],
 ) -> WriterProperties {
-    let entry = crate::summary::footer_entry(rows, partitions);
+    let entry = crate::summary::footer_entry(rows, &key_columns(&rows.schema(), partitions));
     properties(schema)
         .set_key_value_metadata(entry.map(|(k, v)| vec![KeyValue::new(k, v)]))
         .build()
@@ -121,6 +121,26 @@ fn properties(schema: &Schema) -> WriterPropertiesBuilder {
                     .set_column_dictionary_enabled(ColumnPath::from(text.name().as_str()), true)
             },
         )
+}
+
+/// The key columns of a file of `schema`, which its run summary is by: its partition columns,
+/// then its sort columns but time. Empty when it has no sort column but time.
+pub fn key_columns(schema: &Schema, partitions: &[String]) -> Vec<String> {
+    let sorted: Vec<&str> = SORT_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| *c != "ts" && schema.field_with_name(c).is_ok())
+        .collect();
+    if sorted.is_empty() {
+        return Vec::new();
+    }
+    partitions
+        .iter()
+        .map(String::as_str)
+        .filter(|p| schema.field_with_name(p).is_ok())
+        .chain(sorted)
+        .map(str::to_string)
+        .collect()
 }
 
 /// `batches` as one batch sorted by the [`sort_columns`] of their schema, ready to be one

@@ -38,8 +38,6 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use base64::Engine as _;
 
-use crate::compact::SORT_COLUMNS;
-
 /// The footer key the summary is kept under (its format's version in the name).
 pub const SUMMARY_KEY: &str = "adit.runs.v1";
 
@@ -81,35 +79,15 @@ impl Stat {
     }
 }
 
-/// The key columns of a file of `schema`: its partition columns, then its sort columns but
-/// time. Empty when it has no sort column but time.
-pub fn key_columns(schema: &Schema, partitions: &[String]) -> Vec<String> {
-    let sorted: Vec<&str> = SORT_COLUMNS
-        .iter()
-        .copied()
-        .filter(|c| *c != "ts" && schema.field_with_name(c).is_ok())
-        .collect();
-    if sorted.is_empty() {
-        return Vec::new();
-    }
-    partitions
-        .iter()
-        .map(String::as_str)
-        .filter(|p| schema.field_with_name(p).is_ok())
-        .chain(sorted)
-        .map(str::to_string)
-        .collect()
-}
-
-/// The summary of `batch` (sorted as compaction sorts, with its partition columns), or `None`
-/// when it has no key columns or its runs are too short to be worth one.
-pub fn summarize(
-    batch: &RecordBatch,
-    partitions: &[String],
-) -> Result<Option<RecordBatch>, ArrowError> {
+/// The summary of `batch` (sorted as compaction sorts) by its columns `keys` (the partition
+/// columns, then the sort columns but time: `crate::compact::key_columns`), or `None` when
+/// there are none or its runs are too short to be worth one.
+pub fn summarize(batch: &RecordBatch, keys: &[String]) -> Result<Option<RecordBatch>, ArrowError> {
     let schema = batch.schema();
-    let keys = key_columns(&schema, partitions);
-    if keys.is_empty() || batch.num_rows() == 0 {
+    if keys.is_empty()
+        || keys.iter().any(|k| schema.field_with_name(k).is_err())
+        || batch.num_rows() == 0
+    {
         return Ok(None);
     }
     let key_arrays: Vec<ArrayRef> = keys
@@ -271,8 +249,8 @@ pub fn decode(text: &str) -> Result<RecordBatch, ArrowError> {
 /// The footer entry for `batch` (a file's rows, sorted, with its partition columns): the
 /// encoded summary under [`SUMMARY_KEY`], or `None` when it gets none. A summary that cannot be
 /// made is logged and left out: the file is still written, and scanned in full.
-pub fn footer_entry(batch: &RecordBatch, partitions: &[String]) -> Option<(String, String)> {
-    let made = summarize(batch, partitions).and_then(|s| s.map(|s| encode(&s)).transpose());
+pub fn footer_entry(batch: &RecordBatch, keys: &[String]) -> Option<(String, String)> {
+    let made = summarize(batch, keys).and_then(|s| s.map(|s| encode(&s)).transpose());
     match made {
         Ok(text) => text.flatten().map(|t| (SUMMARY_KEY.to_string(), t)),
         Err(e) => {
@@ -286,6 +264,10 @@ pub fn footer_entry(batch: &RecordBatch, partitions: &[String]) -> Option<(Strin
 mod tests {
     use super::*;
     use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
 
     fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -331,7 +313,9 @@ mod tests {
 
     #[test]
     fn a_run_per_key_with_its_counts_extremes_and_sums() {
-        let summary = summarize(&batch(), &["date".to_string()]).unwrap().unwrap();
+        let summary = summarize(&batch(), &keys(&["date", "site", "machine"]))
+            .unwrap()
+            .unwrap();
         let schema = summary.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(&names[..4], ["date", "site", "machine", ROWS]);
@@ -365,7 +349,9 @@ mod tests {
 
     #[test]
     fn encoded_summaries_come_back_the_same_and_garbage_is_an_error() {
-        let summary = summarize(&batch(), &[]).unwrap().unwrap();
+        let summary = summarize(&batch(), &keys(&["site", "machine"]))
+            .unwrap()
+            .unwrap();
         let text = encode(&summary).unwrap().unwrap();
         assert_eq!(decode(&text).unwrap(), summary);
         for bad in ["", "not base64!", "AAAA", &text[..text.len() / 2]] {
@@ -383,7 +369,7 @@ mod tests {
             flips in proptest::collection::vec((0usize..4096, 0u8..=255), 1..8),
             cut in 0usize..4096,
         ) {
-            let summary = summarize(&batch(), &[]).unwrap().unwrap();
+            let summary = summarize(&batch(), &keys(&["site", "machine"])).unwrap().unwrap();
             let text = encode(&summary).unwrap().unwrap();
             let mut bytes = base64::engine::general_purpose::STANDARD.decode(text).unwrap();
             for (at, value) in flips {
@@ -398,11 +384,19 @@ mod tests {
     #[test]
     fn short_runs_and_keyless_files_get_none() {
         let b = batch();
-        assert!(summarize(&b.slice(0, 7), &[]).unwrap().is_none());
+        assert!(
+            summarize(&b.slice(0, 7), &keys(&["site", "machine"]))
+                .unwrap()
+                .is_none()
+        );
         // One row per machine: runs of one.
         let sparse =
             arrow::compute::take_record_batch(&b, &UInt32Array::from(vec![0, 8, 16])).unwrap();
-        assert!(summarize(&sparse, &[]).unwrap().is_none());
+        assert!(
+            summarize(&sparse, &keys(&["site", "machine"]))
+                .unwrap()
+                .is_none()
+        );
         let keyless = b.project(&[3, 4]).unwrap();
         assert!(summarize(&keyless, &[]).unwrap().is_none());
     }
