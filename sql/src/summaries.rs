@@ -11,7 +11,8 @@
 //! [`RunSummaries`] is a physical optimizer rule that puts a [`SummariesExec`] above such a
 //! partial aggregation over a Parquet scan of a Delta snapshot (through filters, projections,
 //! repartitions and the union with fresh rows). When it runs, the exec reads each file's
-//! footer (cached), and answers the file from its summary when:
+//! footer and its summary (both kept in the engine's footer cache, the summary apart and decoded
+//! once: `page_index.rs`), files side by side, and answers the file from its summary when:
 //! - the footer has a summary, whose run counts for the file's partition values add up to the
 //!   file's rows (anything else and the file is scanned, as if it had none);
 //! - every run either holds no row the statement's filters keep, or only such rows: the filters
@@ -21,7 +22,7 @@
 //!   scanned.
 //!
 //! The files answered are merged into the partial aggregation's groups with the aggregates'
-//! own `merge_batch`, and emitted ahead of the partial aggregation over the rest, which runs
+//! own `merge_batch` (each partition merges its share of them), and emitted ahead of the partial aggregation over the rest, which runs
 //! unchanged over a scan of the files left. The final aggregation above merges both, as it
 //! merges partitions. Sums of floating-point values add in another order than a scan would, so
 //! they may differ in the last bits, as they do between any two partitionings.
@@ -30,13 +31,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use adit_sinks::summary::{self, ROWS, SUMMARY_KEY, Stat};
+use adit_sinks::summary::{ROWS, Stat};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
 use arrow::compute::kernels::cmp::eq;
 use arrow::compute::{and, cast, filter_record_batch, sum};
 use arrow::datatypes::{DataType, SchemaRef, UInt64Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
@@ -44,7 +46,6 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileSourc
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Operator;
-use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
     BinaryExpr, Column, DynamicFilterPhysicalExpr, IsNotNullExpr, IsNullExpr, Literal,
@@ -68,6 +69,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+use crate::page_index;
 use crate::runs::{Grouping, RunsAggregateExec};
 
 /// The rule: partial aggregations a summary can answer get a [`SummariesExec`] above them.
@@ -335,9 +337,10 @@ pub(crate) struct SummariesExec {
     metrics: ExecutionPlanMetricsSet,
 }
 
-/// The groups the summaries answered, and the plan over the files left.
+/// The files the summaries answered (their runs' keys and states), and the plan over the files
+/// left.
 struct Prepared {
-    answered: Vec<RecordBatch>,
+    answered: Vec<KeysAndStates>,
     rest: Arc<dyn ExecutionPlan>,
 }
 
@@ -432,15 +435,19 @@ impl ExecutionPlan for SummariesExec {
             MetricBuilder::new(&self.metrics).counter("files_scanned", partition),
         );
         let schema = self.inner.schema();
+        let partitions = self.properties().output_partitioning().partition_count();
         let stream = futures::stream::once(async move {
             let prepared = prepared
                 .get_or_try_init(|| prepare(&eligible, &inner, &context, counts))
                 .await?;
-            let answered = if partition == 0 {
-                prepared.answered.clone()
-            } else {
-                Vec::new()
-            };
+            // Each partition merges its share of the files answered (every n-th), so the
+            // merging runs on as many threads as the scan would.
+            let mine = prepared
+                .answered
+                .iter()
+                .skip(partition)
+                .step_by(partitions.max(1));
+            let answered = merged(&inner, &context, partition, mine)?;
             let rest = prepared.rest.execute(partition, context)?;
             Ok::<_, DataFusionError>(
                 futures::stream::iter(answered.into_iter().map(Ok)).chain(rest),
@@ -450,20 +457,34 @@ impl ExecutionPlan for SummariesExec {
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
+    /// Its own counts, and once it has run, the metrics of the scan over the files left (the
+    /// child shown is the plan as made, which never runs).
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        let mut metrics = self.metrics.clone_inner();
+        if let Some(prepared) = self.prepared.get() {
+            let _ = prepared.rest.apply(|node| {
+                if let Some(scan) = node
+                    .downcast_ref::<DataSourceExec>()
+                    .and_then(|n| n.metrics())
+                {
+                    scan.iter().for_each(|m| metrics.push(Arc::clone(m)));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Some(metrics)
     }
 }
 
-/// Answers every file it can from its summary and plans the partial aggregation over the rest.
+/// Answers every file it can from its summary (the files' footers read and judged side by side,
+/// as many at a time as the statement has partitions) and plans the partial aggregation over
+/// the rest.
 async fn prepare(
-    eligible: &Eligible,
+    eligible: &Arc<Eligible>,
     inner: &Arc<dyn ExecutionPlan>,
     context: &Arc<TaskContext>,
     (from_summaries, scanned): (Count, Count),
 ) -> Result<Prepared> {
-    let aggregate = aggregate_of(inner)
-        .ok_or_else(|| DataFusionError::Internal("SummariesExec over no aggregation".into()))?;
     let mut scan = None;
     inner.apply(|node| {
         if adit_scan(node).is_some() {
@@ -477,34 +498,63 @@ async fn prepare(
     let (_, config, parquet) = adit_scan(&scan).expect("an adit scan");
     let factory = parquet
         .parquet_file_reader_factory()
+        .cloned()
         .expect("an adit scan has its readers");
-    let mut grouping = Grouping::new(aggregate, context, 0)?;
-    let mut answered_files = HashSet::new();
-    let mut answered = Vec::new();
-    let batch_rows = context.session_config().batch_size().max(1);
-    let metrics = ExecutionPlanMetricsSet::new();
+    let cache = context
+        .runtime_env()
+        .cache_manager
+        .get_file_metadata_cache();
+    let store = context
+        .runtime_env()
+        .object_store(&config.object_store_url)?;
     // A large file is scanned in byte ranges, one per partition: each file is answered once.
     let mut seen = HashSet::new();
-    for file in config.file_groups.iter().flat_map(FileGroup::iter) {
-        if !seen.insert(file.object_meta.location.clone()) {
-            continue;
+    let files: Vec<PartitionedFile> = config
+        .file_groups
+        .iter()
+        .flat_map(FileGroup::iter)
+        .filter(|file| seen.insert(file.object_meta.location.clone()))
+        .cloned()
+        .collect();
+    let judged: Vec<(PartitionedFile, Option<KeysAndStates>)> =
+        futures::stream::iter(files.into_iter().map(|file| {
+            let (eligible, factory, cache, store) = (
+                Arc::clone(eligible),
+                Arc::clone(&factory),
+                Arc::clone(&cache),
+                Arc::clone(&store),
+            );
+            SpawnedTask::spawn(async move {
+                let metadata = factory
+                    .create_reader(0, file.clone(), None, &ExecutionPlanMetricsSet::new())?
+                    .get_metadata(None)
+                    .await?;
+                let answer = match page_index::run_summary(&store, &cache, &file, &metadata).await?
+                {
+                    Some(runs) => {
+                        runs_of(&eligible, &file, &runs, metadata.file_metadata().num_rows())?
+                    }
+                    None => None,
+                };
+                Ok::<_, DataFusionError>((file, answer))
+            })
+        }))
+        .buffered(context.session_config().target_partitions().max(1))
+        .map(|joined| joined.map_err(|e| DataFusionError::External(Box::new(e)))?)
+        .try_collect()
+        .await?;
+    let mut answered = Vec::new();
+    let mut answered_files = HashSet::new();
+    for (file, answer) in judged {
+        match answer {
+            Some(answer) => {
+                answered_files.insert(file.object_meta.location);
+                answered.push(answer);
+                from_summaries.add(1);
+            }
+            None => scanned.add(1),
         }
-        let metadata = factory
-            .create_reader(0, file.clone(), None, &metrics)?
-            .get_metadata(None)
-            .await?;
-        let Some((keys, states)) = runs_of(eligible, file, &metadata)? else {
-            scanned.add(1);
-            continue;
-        };
-        grouping.merge(&keys, &states)?;
-        if !grouping.fits()? {
-            answered.extend(grouping.emit(batch_rows)?);
-        }
-        answered_files.insert(file.object_meta.location.clone());
-        from_summaries.add(1);
     }
-    answered.extend(grouping.emit(batch_rows)?);
     let rest = Arc::clone(inner)
         .transform_up(|node| {
             let Some((_, config, _)) = adit_scan(&node) else {
@@ -532,32 +582,41 @@ async fn prepare(
     Ok(Prepared { answered, rest })
 }
 
+/// `answers` merged into partition `partition`'s groups of the partial aggregation, as its
+/// output rows (emitted early where the groups outgrow the memory they may reserve).
+fn merged<'a>(
+    inner: &Arc<dyn ExecutionPlan>,
+    context: &Arc<TaskContext>,
+    partition: usize,
+    answers: impl Iterator<Item = &'a KeysAndStates>,
+) -> Result<Vec<RecordBatch>> {
+    let aggregate = aggregate_of(inner)
+        .ok_or_else(|| DataFusionError::Internal("SummariesExec over no aggregation".into()))?;
+    let batch_rows = context.session_config().batch_size().max(1);
+    let mut grouping = Grouping::new(aggregate, context, partition)?;
+    let mut out = Vec::new();
+    for (keys, states) in answers {
+        grouping.merge(keys, states)?;
+        if !grouping.fits()? {
+            out.extend(grouping.emit(batch_rows)?);
+        }
+    }
+    out.extend(grouping.emit(batch_rows)?);
+    Ok(out)
+}
+
 /// A file's answer: its runs' grouping keys, and each aggregate's partial states of them.
 type KeysAndStates = (Vec<ArrayRef>, Vec<Vec<ArrayRef>>);
 
-/// The grouping keys and each aggregate's states of the runs of `file` the statement keeps,
-/// or `None` when the file must be scanned: no summary, one that does not add up to the file,
-/// or a run the filters cut through.
+/// The grouping keys and each aggregate's states of the runs of `file` (`runs`, its decoded
+/// summary; the file has `file_rows`) the statement keeps, or `None` when the file must be
+/// scanned: a summary that does not add up to the file, or a run the filters cut through.
 fn runs_of(
     eligible: &Eligible,
     file: &PartitionedFile,
-    metadata: &ParquetMetaData,
+    runs: &RecordBatch,
+    file_rows: i64,
 ) -> Result<Option<KeysAndStates>> {
-    let text = metadata
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|e| e.key == SUMMARY_KEY))
-        .and_then(|e| e.value.as_deref());
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let runs = match summary::decode(text) {
-        Ok(runs) => runs,
-        Err(e) => {
-            tracing::warn!(file = %file.object_meta.location, error = %e, "a file's run summary cannot be read; the file is scanned");
-            return Ok(None);
-        }
-    };
     // The runs of the file's partition: they must hold exactly the file's rows.
     let mut mine = BooleanArray::from(vec![true; runs.num_rows()]);
     for ((name, data_type), value) in eligible.partitions.iter().zip(&file.partition_values) {
@@ -574,7 +633,7 @@ fn runs_of(
         };
         mine = and(&mine, &eq(&column, &value.to_scalar()?)?)?;
     }
-    let runs = filter_record_batch(&runs, &mine)?;
+    let runs = filter_record_batch(runs, &mine)?;
     let rows = match runs
         .column_by_name(ROWS)
         .map(|c| c.as_primitive_opt::<UInt64Type>())
@@ -582,7 +641,7 @@ fn runs_of(
         Some(Some(rows)) => rows.clone(),
         _ => return Ok(None),
     };
-    if sum(&rows).unwrap_or(0) != metadata.file_metadata().num_rows() as u64 {
+    if sum(&rows).unwrap_or(0) != file_rows as u64 {
         return Ok(None);
     }
     let mut keep = vec![true; runs.num_rows()];
@@ -828,6 +887,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    use crate::page_index::Summary;
+    use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
+
     use adit_sinks::TableStore;
     use adit_sinks::exactly_once::{ExactlyOnceTable, Maintenance};
     use arrow::array::{
@@ -1054,6 +1116,29 @@ mod tests {
                 "{sql}: {answered} files from summaries"
             );
         }
+        // The summaries are kept in the footer cache apart from their footers, and the next
+        // statement reads them from there: unreadable ones there leave every file scanned.
+        let sql = "SELECT site, count(*) FROM t GROUP BY site ORDER BY site";
+        let (answer, answered) = run(&with, sql).await;
+        assert!(answered > 0);
+        let cache = with.runtime_env().cache_manager.get_file_metadata_cache();
+        let decoded: Vec<_> = cache
+            .list_entries()
+            .into_iter()
+            .filter(|(key, entry)| *key == page_index::summary_key(&entry.value.meta.location))
+            .collect();
+        assert_eq!(decoded.len(), answered, "one summary per file");
+        for (key, entry) in decoded {
+            let summary = entry.value.file_metadata.as_any().downcast_ref::<Summary>();
+            assert!(summary.is_some_and(|s| s.runs(&key).is_some_and(|b| b.num_rows() > 0)));
+            let unreadable = Summary::new("not a summary".to_string());
+            cache.put(
+                &key,
+                CachedFileMetadataEntry::new(entry.value.meta, Arc::new(unreadable)),
+            );
+        }
+        let (again, answered) = run(&with, sql).await;
+        assert_eq!((again, answered), (answer, 0));
     }
 
     /// Filters and groupings over the keys, time and partitions, drawn at random.
