@@ -105,6 +105,17 @@ pub fn best_power(
     at_us: i64,
     stale_us: i64,
 ) -> Option<f64> {
+    best_power_figure(device, nominal_w, at_us, stale_us).map(|f| f.value)
+}
+
+/// [`best_power`] with when it was taken, µs (for `nominal_w`: when the machine last said it
+/// mines).
+pub fn best_power_figure(
+    device: &Device,
+    nominal_w: Option<f64>,
+    at_us: i64,
+    stale_us: i64,
+) -> Option<Figure> {
     let fresh = |f: &Figure| at_us - f.ts_us <= stale_us;
     for source in [
         EnergySource::Meter,
@@ -112,11 +123,16 @@ pub fn best_power(
         EnergySource::Firmware,
     ] {
         if let Some(f) = device.power.get(source.as_str()).filter(|f| fresh(f)) {
-            return Some(f.value);
+            return Some(*f);
         }
     }
     let heard = at_us - device.heard_us <= stale_us;
-    nominal_w.filter(|_| device.mining && heard)
+    nominal_w
+        .filter(|_| device.mining && heard)
+        .map(|value| Figure {
+            ts_us: device.heard_us,
+            value,
+        })
 }
 
 /// A reading, reduced to what the farm pipelines need.

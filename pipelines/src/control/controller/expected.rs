@@ -6,10 +6,12 @@ use super::inputs::{ControlRules, MachineInput};
 use super::state::SiteControl;
 
 /// What `m` will draw once the commands still in flight have taken effect, W: commanded off
-/// within `command_timeout` and still running, nothing; commanded on and not running yet, its
-/// nameplate power (under its target); under a target commanded within `command_timeout`,
-/// the target; otherwise what it draws (the load is measured, not assumed, once a command
-/// had its time, or its actuator reported it failed).
+/// and still running, nothing; commanded on and not running yet, its nameplate power (under
+/// its target); under a new target, the target; otherwise what it draws. A command is in
+/// flight until the machine was measured `command_timeout` after it (or, with no fresh
+/// reading, until the clock says so), or its actuator reported it failed: the load is measured,
+/// not assumed, once a command had its time, and a reading that lags — a busy host, a slow
+/// poll — is not taken for a machine that ignored its command.
 pub(super) fn expected_w(
     rules: &ControlRules,
     state: &SiteControl,
@@ -24,7 +26,8 @@ pub(super) fn expected_w(
     else {
         return m.power_w;
     };
-    let recent = |t: i64| now_us - t < rules.command_timeout_us;
+    let measured_us = m.power_us.unwrap_or(now_us);
+    let recent = |t: i64| measured_us - t < rules.command_timeout_us;
     let target = c.target_w.map_or(m.nominal_w, |t| t.min(m.nominal_w));
     let waking = recent(c.since_us) && c.on && !m.running();
     let retargeted = m.running() && c.target_since_us.is_some_and(recent);

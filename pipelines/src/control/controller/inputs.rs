@@ -95,6 +95,10 @@ pub struct MachineInput {
     pub id: String,
     /// Measured power now, W (0 when asleep).
     pub power_w: f64,
+    /// When that power was measured, µs (none: no fresh reading). A command is judged by the
+    /// readings taken after it, not by the clock: see `expected_w`.
+    #[serde(default)]
+    pub power_us: Option<i64>,
     /// Nameplate power, W (what waking it adds).
     pub nominal_w: f64,
     /// Joules per terahash (higher: less efficient).

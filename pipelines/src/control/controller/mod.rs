@@ -287,6 +287,7 @@ mod tests {
                 .map(|i| MachineInput {
                     id: format!("m-{i:02}"),
                     power_w: 3000.0,
+                    power_us: None,
                     nominal_w: 3000.0,
                     efficiency_j_th: 20.0 + 2.0 * i as f64,
                     controllable: true,

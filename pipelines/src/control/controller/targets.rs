@@ -164,6 +164,7 @@ mod tests {
                 .map(|i| MachineInput {
                     id: format!("m-{i}"),
                     power_w: 3000.0,
+                    power_us: None,
                     nominal_w: 3000.0,
                     efficiency_j_th: 20.0 + i as f64,
                     controllable: true,
@@ -357,6 +358,57 @@ mod tests {
         assert!(
             d.iter().any(|d| matches!(d.action, Action::Sleep { .. })),
             "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_target_is_judged_by_the_readings_taken_after_it_not_by_the_clock() {
+        let rules = ControlRules::default();
+        let (mut state, mut inputs) = (SiteControl::default(), site(1));
+        let measured = |inputs: &mut Inputs, t: i64| {
+            for m in &mut inputs.machines {
+                m.power_us = Some(t);
+            }
+        };
+        measured(&mut inputs, T0);
+        step(&rules, &mut state, &inputs, T0);
+        inputs.grid = Some(GridEvent {
+            event_id: "dr".into(),
+            target_kw: 10.5,
+            deadline_us: T0 + 10 * M,
+        });
+        at(&mut inputs, T0 + M);
+        measured(&mut inputs, T0 + M);
+        let d = step(&rules, &mut state, &inputs, T0 + M);
+        assert!(
+            d.iter()
+                .any(|d| matches!(d.action, Action::PowerTarget { .. })),
+            "{d:?}"
+        );
+        // The clock passes the command's time, but the newest reading was taken before the
+        // command could show (a busy host lands readings late): nothing more is decided.
+        let later = T0 + M + rules.command_timeout_us;
+        at(&mut inputs, later);
+        measured(&mut inputs, later - rules.command_timeout_us / 2);
+        let d = step(&rules, &mut state, &inputs, later);
+        assert!(
+            d.iter()
+                .all(|d| !matches!(d.action, Action::PowerTarget { .. } | Action::Sleep { .. })),
+            "a lagging reading is taken for a machine that ignored its target: {d:?}"
+        );
+        // A reading taken once the command had its time shows it ignored: the site is
+        // curtailing again and, within the ramp's minute, a machine sleeps.
+        let mut decided = Vec::new();
+        for now in [later + 1, later + M] {
+            at(&mut inputs, now);
+            measured(&mut inputs, now);
+            decided.extend(step(&rules, &mut state, &inputs, now));
+        }
+        assert!(
+            decided
+                .iter()
+                .any(|d| matches!(d.action, Action::Sleep { .. })),
+            "{decided:?}"
         );
     }
 

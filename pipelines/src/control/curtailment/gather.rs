@@ -8,7 +8,7 @@ use adit_schemas::time::from_micros;
 
 use super::site::SiteState;
 use crate::control::controller::{ControlRules, GridEvent, Inputs, MachineInput};
-use crate::farm::readings::best_power;
+use crate::farm::readings::best_power_figure;
 
 /// What the controller of `site_id` sees at `at_us` under `rules`, each machine with its
 /// `breakeven`; `None` for a site the registry does not know (nothing to control).
@@ -28,16 +28,16 @@ pub(super) fn inputs(
         match record {
             Record::Machine(m) if m.site == site_id => {
                 let device = site.devices.machines.get(&m.id);
-                let power_w = device
-                    .and_then(|d| best_power(d, Some(m.nominal_power_w), at_us, stale))
-                    .unwrap_or(0.0);
+                let power = device
+                    .and_then(|d| best_power_figure(d, Some(m.nominal_power_w), at_us, stale));
                 let th = m.nominal_hashrate_hs / 1e12;
                 machines.push(MachineInput {
                     controllable: true,
                     breakeven_per_mwh: breakeven(m),
                     min_target_w: m.power_target_min_w,
                     id: m.id.clone(),
-                    power_w,
+                    power_w: power.map_or(0.0, |f| f.value),
+                    power_us: power.map(|f| f.ts_us),
                     nominal_w: m.nominal_power_w,
                     efficiency_j_th: if th > 0.0 {
                         m.nominal_power_w / th
