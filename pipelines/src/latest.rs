@@ -18,8 +18,9 @@
 //! forgotten while the process runs; past `max_keys`, a new key is refused with a warning and
 //! counted in `adit_sql_latest_refused_keys_total`.
 //!
-//! Statements see the tables as they are when they start: the rows are encoded once per
-//! change, not once per statement.
+//! Statements see the tables as they are when they start: each table is encoded once per
+//! change to it, not once per statement, and apart (a reading newer than its key's newest
+//! rebuilds `latest_` when next asked; `recent_`, `keep` times larger, is built only when asked).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -98,8 +99,12 @@ struct Kept {
 struct State {
     /// Per key, the rows kept, newest first, each with its stream sequence.
     keys: BTreeMap<String, Vec<(u64, AnyEvent)>>,
-    /// The two tables as of the last change, once a statement asked for them.
-    built: Option<(RecordBatch, RecordBatch)>,
+    /// The `latest_` table as of the last change, once a statement asked for it.
+    latest: Option<RecordBatch>,
+    /// The `recent_` table as of the last change, once a statement asked for it (built apart:
+    /// it holds `keep` times the rows, and a statement on the newest rows alone need not pay
+    /// for it after every change).
+    recent: Option<RecordBatch>,
 }
 
 impl State {
@@ -123,24 +128,33 @@ impl State {
         }
         rows.insert(at, (seq, event.clone()));
         rows.truncate(config.keep);
-        self.built = None;
+        if at == 0 {
+            self.latest = None;
+        }
+        self.recent = None;
         Insert::Kept
     }
 
-    /// The newest row per key and every row kept, encoded as `kind`'s table.
-    fn tables(&mut self, kind: EventKind) -> adit_schemas::Result<(RecordBatch, RecordBatch)> {
-        if let Some(built) = &self.built {
-            return Ok(built.clone());
+    /// The newest row per key (`latest`) or every row kept, encoded as `kind`'s table.
+    fn table(&mut self, kind: EventKind, latest: bool) -> adit_schemas::Result<RecordBatch> {
+        let built = if latest { &self.latest } else { &self.recent };
+        if let Some(batch) = built {
+            return Ok(batch.clone());
         }
-        let latest: Vec<(u64, AnyEvent)> = self
-            .keys
-            .values()
-            .filter_map(|r| r.first().cloned())
-            .collect();
-        let recent: Vec<(u64, AnyEvent)> = self.keys.values().flatten().cloned().collect();
-        let built = (kind.batch(&latest)?, kind.batch(&recent)?);
-        self.built = Some(built.clone());
-        Ok(built)
+        let rows: Vec<(u64, AnyEvent)> = if latest {
+            let newest = self.keys.values().filter_map(|r| r.first());
+            newest.cloned().collect()
+        } else {
+            self.keys.values().flatten().cloned().collect()
+        };
+        let batch = kind.batch(&rows)?;
+        let kept = if latest {
+            &mut self.latest
+        } else {
+            &mut self.recent
+        };
+        *kept = Some(batch.clone());
+        Ok(batch)
     }
 }
 
@@ -214,9 +228,9 @@ impl MemoryTables for LatestValues {
     fn rows(&self, table: &str) -> Option<(SchemaRef, Vec<RecordBatch>)> {
         let (kept, latest) = self.find(table)?;
         let schema = kept.kind.table_schema();
-        let built = lock(&kept.state).tables(kept.kind);
+        let built = lock(&kept.state).table(kept.kind, latest);
         match built {
-            Ok((newest, all)) => Some((schema, vec![if latest { newest } else { all }])),
+            Ok(batch) => Some((schema, vec![batch])),
             Err(e) => {
                 tracing::warn!(table, error = %e, "a last-value table could not be encoded; it reads empty");
                 Some((schema, Vec::new()))
@@ -350,22 +364,32 @@ mod tests {
     proptest! {
         /// Whatever order messages arrive in, and however often one is read again, each key's
         /// kept rows are exactly the `keep` newest of its distinct messages by (time, sequence),
-        /// and the latest table holds each key's newest.
+        /// and the latest table holds each key's newest — whichever tables statements asked
+        /// for between the messages (each is built apart and kept until it changes).
         #[test]
         fn each_key_keeps_its_newest_rows_whatever_the_order(
             messages in prop::collection::vec((0u8..4, 0i64..20), 1..60),
             replays in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+            asked in prop::collection::vec(0u8..4, 80),
             keep in 1usize..5,
         ) {
             let config = LatestConfig { keep, max_keys: 100, ..LatestConfig::default() };
             let mut state = State::default();
             let mut order: Vec<usize> = (0..messages.len()).collect();
             order.extend(replays.iter().map(|i| i.index(messages.len())));
-            for i in order {
+            for (n, i) in order.into_iter().enumerate() {
                 let (machine, second) = messages[i];
                 state.insert(i as u64, &reading(machine, second, i as f64), &config);
+                let ask = asked[n];
+                if ask & 1 == 1 {
+                    state.table(EventKind::Energy, true).unwrap();
+                }
+                if ask & 2 == 2 {
+                    state.table(EventKind::Energy, false).unwrap();
+                }
             }
-            let (latest, recent) = state.tables(EventKind::Energy).unwrap();
+            let latest = state.table(EventKind::Energy, true).unwrap();
+            let recent = state.table(EventKind::Energy, false).unwrap();
             let mut want_latest = Vec::new();
             let mut want_recent = Vec::new();
             for machine in 0..4u8 {
@@ -401,7 +425,7 @@ mod tests {
         );
         assert_eq!(state.insert(4, &reading(1, 1, 4.0), &config), Insert::Kept);
         assert_eq!(state.insert(5, &reading(1, 0, 5.0), &config), Insert::Old);
-        let (latest, _) = state.tables(EventKind::Energy).unwrap();
+        let latest = state.table(EventKind::Energy, true).unwrap();
         assert_eq!(powers(&latest), vec![4.0, 2.0]);
     }
 }
