@@ -530,9 +530,13 @@ pub enum BenchWhat {
         /// Submitting connections.
         #[arg(long, default_value_t = 16)]
         connections: usize,
-        /// Shares per connection.
+        /// Shares per connection in each round.
         #[arg(long, default_value_t = 100)]
         shares: usize,
+        /// Rounds of the throughput phase, alternated with raw hashing runs (the ratio is the
+        /// median of the rounds').
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
+        rounds: u16,
         /// The counts of idle logged-in connections held, rising (e.g. `0,10000,100000`).
         #[arg(long, value_delimiter = ',', default_value = "0,10000")]
         idle: Vec<usize>,

@@ -1,6 +1,7 @@
 //! `adit bench pool`: shares verified per second through the real TCP server (many connections
 //! submitting valid shares) beside the raw `randomx-rs` hash rate with the same mode and thread
-//! count; then, at each count of idle logged-in connections asked for (`--idle 0,10000,100000`,
+//! count, the two alternated over several rounds (each round's ratio against the mean of the raw
+//! runs either side of it; the median reported: the machine's speed drifts); then, at each count of idle logged-in connections asked for (`--idle 0,10000,100000`,
 //! opened by a second process from several loopback addresses, each sent new work until it
 //! holds as many jobs as a miner keeps), what one costs the server's process and the kernel,
 //! and how long honest shares take meanwhile: submit → accepted answer, and submit → share
@@ -108,8 +109,10 @@ pub struct PoolBench {
     pub threads: usize,
     /// Submitting connections of the throughput phase.
     pub connections: usize,
-    /// Shares per connection of the throughput phase.
+    /// Shares per connection of each round of the throughput phase.
     pub shares: usize,
+    /// Rounds of the throughput phase, each between two raw runs.
+    pub rounds: usize,
     /// The counts of idle logged-in connections measured, rising.
     pub idle: Vec<usize>,
     /// Honest miners submitting one share after another at each idle count.
@@ -189,19 +192,19 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let server = tokio::spawn(serve(listener, pool, stop.clone()));
 
+    anyhow::ensure!(bench.rounds >= 1, "--rounds must be at least 1");
+    // The machine's speed drifts: raw and server runs alternate, each server run judged
+    // against the mean of the raw runs either side of it.
+    let raw =
+        |blob: Vec<u8>| tokio::task::spawn_blocking(move || raw_rate(seed, blob, threads, RAW_RUN));
     eprintln!("raw randomx-rs light mode on {threads} thread(s)…");
-    let raw_blob = blob.clone();
-    let raw_before = tokio::task::spawn_blocking(move || {
-        raw_rate(seed, raw_blob, threads, Duration::from_secs(10))
-    })
-    .await??;
-    let through = throughput(addr, connections, shares).await?;
-    // The machine's speed drifts; the baseline is the mean of a run before and one after.
-    eprintln!("raw randomx-rs again, after…");
-    let raw_after =
-        tokio::task::spawn_blocking(move || raw_rate(seed, blob, threads, Duration::from_secs(10)))
-            .await??;
-    let raw = (raw_before + raw_after) / 2.0;
+    let mut raws = vec![raw(blob.clone()).await??];
+    let mut throughs = Vec::new();
+    for round in 0..bench.rounds {
+        throughs.push(throughput(addr, connections, shares, round).await?);
+        eprintln!("raw randomx-rs again…");
+        raws.push(raw(blob.clone()).await??);
+    }
 
     let mut levels = Vec::new();
     let mut clients = IdleClients::start(addr)?;
@@ -255,20 +258,36 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
     clients.stop();
     stop.cancel();
     let _ = server.await;
-    report(&bench, raw, raw_before, raw_after, through, &levels);
+    report(&bench, &raws, &throughs, &levels);
     Ok(())
 }
 
-/// Shares verified per second through the server: `connections` miners each submitting
-/// `shares` valid shares, one after another.
-async fn throughput(addr: SocketAddr, connections: usize, shares: usize) -> anyhow::Result<f64> {
-    eprintln!("preparing {connections} miners × {shares} valid shares…");
+/// How long each raw run hashes.
+const RAW_RUN: Duration = Duration::from_secs(8);
+
+/// Shares verified per second through the server in `round`: `connections` miners (new ones
+/// each round, their nonces apart from every other round's) each submitting `shares` valid
+/// shares, one after another.
+async fn throughput(
+    addr: SocketAddr,
+    connections: usize,
+    shares: usize,
+    round: usize,
+) -> anyhow::Result<f64> {
+    eprintln!(
+        "round {}: preparing {connections} miners × {shares} valid shares…",
+        round + 1
+    );
     let mut miners = Vec::new();
     for i in 0..connections {
-        let m = StratumClient::login(addr, &format!("bench{i}+1")).await?;
+        let m = StratumClient::login(addr, &format!("bench{round}x{i}+1")).await?;
         let (job, session) = (m.job.clone(), m.session.clone());
         let job_id = job.job_id.clone();
-        let salt = i as u32;
+        let salt = u32::try_from(round * connections + i)?;
+        anyhow::ensure!(
+            salt < 1 << 12,
+            "too many rounds × connections for distinct nonces"
+        );
         let pairs = tokio::task::spawn_blocking(move || precompute(&job, shares, salt)).await??;
         // Pre-built request lines: the clock measures the server, not the client's JSON.
         let lines: Vec<Vec<u8>> = pairs
@@ -440,14 +459,20 @@ fn quantile_ms(times: &[Duration], q: f64) -> f64 {
     sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
-fn report(
-    bench: &PoolBench,
-    raw: f64,
-    raw_before: f64,
-    raw_after: f64,
-    through: f64,
-    levels: &[Level],
-) {
+/// The median of `values` (NaN when empty).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Prints the report: the throughput rounds (`raws` has one more run than `throughs`: one
+/// before each round and one after the last), then each idle level.
+fn report(bench: &PoolBench, raws: &[f64], throughs: &[f64], levels: &[Level]) {
     let PoolBench {
         threads,
         connections,
@@ -460,15 +485,33 @@ fn report(
         "adit bench pool (light mode, {threads} verification thread(s), debug={})",
         cfg!(debug_assertions)
     );
+    let ratios: Vec<f64> = throughs
+        .iter()
+        .zip(raws.windows(2))
+        .map(|(through, raw)| through / ((raw[0] + raw[1]) / 2.0))
+        .collect();
+    let rounds = throughs.len();
+    let list = |v: &[f64], digits: usize| {
+        v.iter()
+            .map(|x| format!("{x:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "  raw randomx-rs hash rate       {raw:>10.1} hashes/s   (baseline, same mode and threads: {raw_before:.1} before, {raw_after:.1} after)"
+        "  raw randomx-rs hash rate       {:>10.1} hashes/s   (baseline, same mode and threads, median of {}: {})",
+        median(raws),
+        raws.len(),
+        list(raws, 1)
     );
     println!(
-        "  verified through TCP server    {through:>10.1} shares/s   ({connections} connections × {shares} shares)"
+        "  verified through TCP server    {:>10.1} shares/s   (median of {rounds} rounds of {connections} connections × {shares} shares: {})",
+        median(throughs),
+        list(throughs, 1)
     );
     println!(
-        "  ratio server / raw             {:>10.3}              (target ≥ 0.95)",
-        through / raw
+        "  ratio server / raw             {:>10.3}              (target ≥ 0.95; median of the rounds' ratios: {})",
+        median(&ratios),
+        list(&ratios, 3)
     );
     println!(
         "  idle logged-in connections ({probes} honest miners × {probe_shares} shares timed at each count; memory per connection against the first count):"
