@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use adit_auth::Caller;
-use adit_sql::{Description, SqlError, StatementOptions};
+use adit_sql::{Description, Planned, SqlError, StatementOptions};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
@@ -251,21 +251,28 @@ impl Conn {
             .map_err(|e| refused("ERROR", "53000", e.to_string()))
     }
 
-    /// Runs `sql` in a statement slot and streams its rows in `format`.
+    /// Runs `sql` in a statement slot and streams its rows in `format`: from `planned` when
+    /// it is the same statement's plan, made by its `Parse` (see [`KeptPlan`]).
     async fn run(
         &self,
         sql: &str,
         params: Option<ParamValues>,
+        planned: Option<Planned>,
         format: &Format,
         options: &FormatOptions,
     ) -> PgWireResult<Response> {
         let server = &self.session().server;
         let slot = self.slot().await?;
         let started = Instant::now();
-        let rows = server
-            .engine
-            .query_stream_with(sql, self.options(params))
-            .await;
+        let rows = match planned {
+            Some(planned) => server.engine.run_planned(planned).await,
+            None => {
+                server
+                    .engine
+                    .query_stream_with(sql, self.options(params))
+                    .await
+            }
+        };
         metrics::counter!("adit_query_postgres_statements_total", "status" => if rows.is_ok() { "ok" } else { "refused" })
             .increment(1);
         let rows = rows.map_err(|e| {
@@ -513,7 +520,10 @@ impl SimpleQueryHandler for Conn {
         for statement in self.parse(query)? {
             let response = match statement {
                 Parsed::Command(command) => self.answer(command, &Format::UnifiedText)?,
-                Parsed::Query(sql) => self.run(&sql, None, &Format::UnifiedText, &options).await?,
+                Parsed::Query(sql) => {
+                    self.run(&sql, None, None, &Format::UnifiedText, &options)
+                        .await?
+                }
             };
             responses.push(response);
         }
@@ -524,13 +534,46 @@ impl SimpleQueryHandler for Conn {
 /// A statement of the extended protocol, as parsed and planned.
 #[derive(Clone, Debug)]
 enum Prepared {
-    /// A query: its SQL for the engine, its placeholders and row schema.
+    /// A query: its SQL for the engine, its placeholders and row schema, and the plan its
+    /// `Parse` made.
     Query {
         sql: String,
         description: Description,
+        planned: KeptPlan,
     },
     /// A session command.
     Command(Command),
+}
+
+/// How long the plan a statement's `Parse` made serves its first `Execute`: a driver sends
+/// the two together (psycopg, JDBC, ADBC's PostgreSQL driver), and the plan reads the tables'
+/// snapshots of its making, so one made longer ago is not used (a named statement executed
+/// later is planned again, on the snapshots of then).
+const PLAN_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The plan of a statement without parameters, made by its `Parse` and kept for its first
+/// `Execute`, so a statement sent by the extended protocol is planned once, not twice.
+#[derive(Clone, Default)]
+struct KeptPlan(Arc<Mutex<Option<(Instant, Planned)>>>);
+
+impl KeptPlan {
+    fn new(planned: Planned) -> Self {
+        Self(Arc::new(Mutex::new(Some((Instant::now(), planned)))))
+    }
+
+    /// The plan, once, if it is young enough.
+    fn take(&self) -> Option<Planned> {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.take()
+            .filter(|(made, _)| made.elapsed() < PLAN_KEPT_FOR)
+            .map(|(_, planned)| planned)
+    }
+}
+
+impl Debug for KeptPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptPlan")
+    }
 }
 
 #[async_trait]
@@ -566,12 +609,22 @@ impl QueryParser for Conn {
         // Planning is work like running: it takes a statement slot of the caller's role.
         let server = &self.session().server;
         let _slot = self.slot().await?;
-        let description = server
+        let planned = server
             .engine
-            .describe(&sql, self.options(None))
+            .plan(&sql, self.options(None))
             .await
             .map_err(|e| sql_error(&e))?;
-        Ok(Some(Prepared::Query { sql, description }))
+        let description = planned.description.clone();
+        let planned = if description.params.is_empty() {
+            KeptPlan::new(planned)
+        } else {
+            KeptPlan::default()
+        };
+        Ok(Some(Prepared::Query {
+            sql,
+            description,
+            planned,
+        }))
     }
 
     fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -647,14 +700,57 @@ impl ExtendedQueryHandler for Conn {
             Prepared::Command(command) => {
                 self.answer(command.clone(), &portal.result_column_format)
             }
-            Prepared::Query { sql, description } => {
+            Prepared::Query {
+                sql,
+                description,
+                planned,
+            } => {
                 let types: Vec<_> = description.params.iter().map(Option::as_ref).collect();
                 let params = deserialize_parameters(portal, &types)?;
                 let options = FormatOptions::from_client_metadata(client.metadata());
                 let params = (!description.params.is_empty()).then_some(params);
-                self.run(sql, params, &portal.result_column_format, &options)
+                let format = &portal.result_column_format;
+                self.run(sql, params, planned.take(), format, &options)
                     .await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use adit_sql::{Catalog, SqlEngine, SqlLimits};
+
+    #[tokio::test]
+    async fn a_parses_plan_serves_its_first_execute_once_and_only_while_young() -> anyhow::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let store = adit_sinks::TableStore::new(dir.path().to_str().unwrap(), Default::default())?;
+        let engine = SqlEngine::new(
+            Arc::new(Catalog::new(store, Duration::ZERO)),
+            SqlLimits::default(),
+        );
+        let kept = KeptPlan::new(engine.plan("SELECT 1", StatementOptions::default()).await?);
+        let again = kept.clone();
+        assert!(
+            kept.take().is_some(),
+            "the first execute runs the parse's plan"
+        );
+        assert!(again.take().is_none(), "a later one plans again");
+        assert!(KeptPlan::default().take().is_none());
+
+        let planned = engine.plan("SELECT 1", StatementOptions::default()).await?;
+        let old = Instant::now()
+            .checked_sub(PLAN_KEPT_FOR)
+            .expect("a clock past the window");
+        let stale = KeptPlan(Arc::new(Mutex::new(Some((old, planned)))));
+        assert!(
+            stale.take().is_none(),
+            "a plan on snapshots older than the window is not run"
+        );
+        Ok(())
     }
 }
