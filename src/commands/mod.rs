@@ -222,8 +222,10 @@ async fn simulate(
 const DEMO_DIFFICULTY: u64 = 50;
 
 /// Hashes per block on the Monero demo's simulated chain: at the demo miner's rate (15 to 30
-/// H/s), a block every one to two minutes, so a newcomer sees blocks and payouts while looking.
-const DEMO_MONERO_BLOCK_DIFFICULTY: u64 = 2_000;
+/// H/s), a block every 10 to 20 seconds, so a newcomer sees blocks and payouts while looking.
+/// (At 2 000, a block every one to two minutes on average, a busy machine's demo — 5 to 10 H/s
+/// — went four minutes without one a third of the time: a block's wait is exponential.)
+const DEMO_MONERO_BLOCK_DIFFICULTY: u64 = 300;
 
 /// Hashes per block on the OpenSY demo's simulated node: at the demo miner's rate (15 to 30
 /// H/s), a block every one to two seconds, so a block is 100 deep and paid from a few minutes
