@@ -24,6 +24,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::median;
 use crate::config::Config;
 use crate::nats_server;
 
@@ -175,17 +176,6 @@ async fn drain(
         e2e_rate,
         drain_rate,
     })
-}
-
-/// The middle value of `values` (the mean of the two middle ones when even).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 /// Runs the ingest benchmark and prints its report.

@@ -9,3 +9,14 @@ pub use cluster::{ClusterBench, cluster};
 pub use ingest::ingest;
 pub use pool::{PoolBench, idle_clients, pool};
 pub use split::split_bench;
+
+/// The middle value of `values` (the mean of the two middle ones when even; NaN when empty).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}

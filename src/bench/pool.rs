@@ -1,11 +1,12 @@
 //! `adit bench pool`: shares verified per second through the real TCP server (many connections
 //! submitting valid shares) beside the raw `randomx-rs` hash rate with the same mode and thread
 //! count, the two alternated over several rounds (each round's ratio against the mean of the raw
-//! runs either side of it; the median reported: the machine's speed drifts); then, at each count of idle logged-in connections asked for (`--idle 0,10000,100000`,
-//! opened by a second process from several loopback addresses, each sent new work until it
-//! holds as many jobs as a miner keeps), what one costs the server's process and the kernel,
-//! and how long honest shares take meanwhile: submit → accepted answer, and submit → share
-//! event out of the pool (what the landing is handed).
+//! runs either side of it; the median reported: the machine's speed drifts); then, at each count
+//! of idle logged-in connections asked for (`--idle 0,10000,100000`, opened by a second process
+//! from several loopback addresses, each sent new work until it holds as many jobs as a miner
+//! keeps), what one costs the server's process and the kernel, and how long honest shares take
+//! meanwhile: submit → accepted answer, and submit → share event out of the pool (what the
+//! landing is handed).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -22,6 +23,8 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use super::median;
 
 /// Offset of the nonce in a hashing blob.
 const NONCE_OFFSET: usize = 39;
@@ -457,17 +460,6 @@ fn quantile_ms(times: &[Duration], q: f64) -> f64 {
     sorted.sort_unstable();
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-}
-
-/// The median of `values` (NaN when empty).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 /// Prints the report: the throughput rounds (`raws` has one more run than `throughs`: one
