@@ -351,23 +351,57 @@ def http_arrow(port, sql):
     return pa_ipc.open_stream(body).read_all().num_rows
 
 
-def results(a, port, pg, flight):
-    """Each result of RESULTS through HTTP's Arrow stream, Flight SQL and psql (psycopg),
-    medians of --runs, each beside HTTP's."""
-    print(f"\n{'result':<28} {'http arrow ms':>14} {'flight ms':>10} {'/http':>6} {'pg ms':>9} {'/http':>6}")
+def _varint(n):
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _length_delimited(field, payload):
+    return bytes([field << 3 | 2]) + _varint(len(payload)) + payload
+
+
+def arrow_flight_client(flight_port):
+    """A function running SQL through Arrow's own Flight client (pyarrow.flight, C++): the
+    Flight SQL statement command built by hand (an `Any` holding `CommandStatementQuery`),
+    `GetFlightInfo`, then `DoGet` of its ticket, every batch read. Beside ADBC's driver (Go,
+    its rows handed over through the C data interface) it tells the server's cost from the
+    driver's."""
+    need("pyarrow", "pyarrow")
+    import pyarrow.flight as flight
+    client = flight.FlightClient(f"grpc://127.0.0.1:{flight_port}")
+    kind = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+
+    def through_arrow_flight(sql):
+        command = _length_delimited(1, kind) + _length_delimited(2, _length_delimited(1, sql.encode()))
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(command))
+        return sum(client.do_get(e.ticket).read_all().num_rows for e in info.endpoints)
+    return through_arrow_flight
+
+
+def results(a, port, pg, flight, arrow_flight):
+    """Each result of RESULTS through HTTP's Arrow stream, Flight SQL (ADBC's driver and Arrow's
+    own client) and psql (psycopg), medians of --runs, each beside HTTP's."""
+    print(f"\n{'result':<28} {'http arrow ms':>14} {'adbc flight':>12} {'/http':>6} "
+          f"{'arrow flight':>13} {'/http':>6} {'pg ms':>9} {'/http':>6}")
     for name, sql in RESULTS:
-        runs = {"http": [], "flight": [], "pg": []}
+        runs = {"http": [], "flight": [], "arrow_flight": [], "pg": []}
         for _ in range(a.runs):
             counts = []
             for protocol, client in (("http", lambda q: http_arrow(port, q)),
-                                     ("flight", flight), ("pg", pg)):
+                                     ("flight", flight), ("arrow_flight", arrow_flight),
+                                     ("pg", pg)):
                 t = time.perf_counter()
                 counts.append(client(sql))
                 runs[protocol].append(time.perf_counter() - t)
             if len(set(counts)) != 1:
-                raise SystemExit(f"{name}: HTTP, Flight SQL and psql answered {counts} rows")
+                raise SystemExit(f"{name}: HTTP, Flight SQL (ADBC, Arrow) and psql answered {counts} rows")
         ms = {k: statistics.median(v) * 1000 for k, v in runs.items()}
-        print(f"{name:<28} {ms['http']:14.1f} {ms['flight']:10.1f} {ms['flight'] / ms['http']:6.2f} "
+        print(f"{name:<28} {ms['http']:14.1f} {ms['flight']:12.1f} {ms['flight'] / ms['http']:6.2f} "
+              f"{ms['arrow_flight']:13.1f} {ms['arrow_flight'] / ms['http']:6.2f} "
               f"{ms['pg']:9.1f} {ms['pg'] / ms['http']:6.2f}")
 
 
@@ -484,7 +518,7 @@ def main():
                 print(f"\nEXPLAIN ANALYZE of {name}:", file=sys.stderr)
                 for row in sql_rows(port, "EXPLAIN ANALYZE " + sql):
                     print(row.get("plan", row), file=sys.stderr)
-        results(a, port, pg, flight)
+        results(a, port, pg, flight, arrow_flight_client(flight_port))
         if a.reuse:
             print("\nlatest value: NOT MEASURED with --reuse (the last-value tables follow the "
                   "stream, and a --reuse run has none); run --landed", file=sys.stderr)
