@@ -384,7 +384,7 @@ impl Grouping {
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(rows))
             .collect::<Result<Vec<ArrayRef>>>()?;
-        let groups = self.assign(&keys)?;
+        let groups = self.assign(&keys, rows)?;
         for ((_, arguments), accumulator) in self.aggregates.iter().zip(&mut self.accumulators) {
             let values = arguments
                 .iter()
@@ -395,22 +395,36 @@ impl Grouping {
         Ok(())
     }
 
-    /// Merges partial states (`states[i]` is aggregate `i`'s, a row per key of `keys`) into
-    /// their groups, as a final aggregation merges partitions.
+    /// Merges partial states (`states[i]` is aggregate `i`'s, a row per key of `keys`, or per
+    /// run when there are no keys) into their groups, as a final aggregation merges partitions.
     pub(crate) fn merge(&mut self, keys: &[ArrayRef], states: &[Vec<ArrayRef>]) -> Result<()> {
-        if keys.first().is_none_or(|k| k.is_empty()) {
+        let rows = keys
+            .first()
+            .or_else(|| states.first().and_then(|state| state.first()))
+            .map_or(0, |array| array.len());
+        if rows == 0 {
             return Ok(());
         }
-        let groups = self.assign(keys)?;
+        let groups = self.assign(keys, rows)?;
         for (state, accumulator) in states.iter().zip(&mut self.accumulators) {
             accumulator.merge_batch(state, &self.group_of_row, groups)?;
         }
         Ok(())
     }
 
-    /// Sets each row's group (a new one for a key not seen before) in `group_of_row`, looking
-    /// each run of equal keys up once; returns how many groups there are.
-    fn assign(&mut self, keys: &[ArrayRef]) -> Result<usize> {
+    /// Sets each of the `rows` rows' group (a new one for a key not seen before) in
+    /// `group_of_row`, looking each run of equal keys up once; returns how many groups there
+    /// are. Without keys (a global aggregate: `count(*)` with no `GROUP BY`) every row is in
+    /// the one group, whose key is empty.
+    fn assign(&mut self, keys: &[ArrayRef], rows: usize) -> Result<usize> {
+        if self.keys.is_empty() {
+            self.group_of_row.clear();
+            self.group_of_row.resize(rows, 0);
+            if self.index.is_empty() {
+                self.index.insert(Box::default(), 0);
+            }
+            return Ok(1);
+        }
         let runs = partition(keys)?.ranges();
         let firsts = UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32));
         let first_keys = keys
@@ -451,7 +465,12 @@ impl Grouping {
         if self.index.is_empty() {
             return Ok(Vec::new());
         }
-        let mut columns = self.converter.convert_rows(self.seen.iter())?;
+        // A global aggregate's one group has no key columns, only its states.
+        let mut columns = if self.keys.is_empty() {
+            Vec::new()
+        } else {
+            self.converter.convert_rows(self.seen.iter())?
+        };
         for accumulator in &mut self.accumulators {
             columns.extend(accumulator.state(EmitTo::All)?);
         }

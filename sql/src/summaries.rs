@@ -2,9 +2,10 @@
 //!
 //! Each file adit writes carries, in its footer, a row per run of its sort keys: the run's key,
 //! row count, and each number or time column's non-null count, min, max and sum
-//! ([`adit_sinks::summary`]). A `GROUP BY` of those keys (and the table's partition columns)
-//! whose aggregates are `count`, `sum`, `min`, `max` or `avg` of plain columns needs nothing
-//! else: the partial aggregation's state for a run is in its summary row. On a compacted file of
+//! ([`adit_sinks::summary`]). A `GROUP BY` of those keys (and the table's partition columns),
+//! or none at all (`SELECT sum(energy_wh) FROM energy_readings WHERE site = 's-1'`), whose
+//! aggregates are `count`, `sum`, `min`, `max` or `avg` of plain columns needs nothing else:
+//! the partial aggregation's state for a run is in its summary row. On a compacted file of
 //! a 10 000-machine farm that is one summary row for about a thousand readings, and nothing of
 //! the file is decoded but its footer.
 //!
@@ -133,7 +134,6 @@ struct Eligible {
 fn eligible(aggregate: &AggregateExec) -> Option<Eligible> {
     if *aggregate.mode() != AggregateMode::Partial
         || !aggregate.group_expr().is_single()
-        || aggregate.group_expr().expr().is_empty()
         || aggregate.limit_options().is_some()
         || !aggregate.dynamic_expressions_produced().is_empty()
         || aggregate.filter_expr().iter().any(Option::is_some)
@@ -1097,6 +1097,15 @@ mod tests {
                 "SELECT machine, count(*) FROM t WHERE ts >= TIMESTAMP '2026-11-21T10:00:00Z' GROUP BY machine ORDER BY 1",
                 false,
             ),
+            // No grouping at all: one group, from the summaries too.
+            (
+                "SELECT sum(power_w), count(energy_wh), min(ts), avg(power_w) FROM t WHERE site = 's-2'",
+                true,
+            ),
+            (
+                "SELECT count(*), max(seq) FROM t WHERE date = DATE '2026-11-21'",
+                true,
+            ),
             // Not a key, not an aggregate summaries keep: no summary.
             (
                 "SELECT power_w, count(*) FROM t GROUP BY power_w ORDER BY 1 LIMIT 3",
@@ -1141,9 +1150,11 @@ mod tests {
         assert_eq!((again, answered), (answer, 0));
     }
 
-    /// Filters and groupings over the keys, time and partitions, drawn at random.
+    /// Filters and groupings over the keys, time and partitions (or none: a global
+    /// aggregate), drawn at random.
     fn statement() -> impl Strategy<Value = String> {
         let group = prop::sample::select(vec![
+            "",
             "site",
             "machine",
             "site, machine",
@@ -1179,10 +1190,14 @@ mod tests {
             Just("WHERE site IS NULL".to_string()),
         ];
         (group, aggregates, filter).prop_map(|(group, aggregates, filter)| {
-            format!(
-                "SELECT {group}, {} FROM t {filter} GROUP BY {group} ORDER BY {group}",
-                aggregates.join(", ")
-            )
+            let aggregates = aggregates.join(", ");
+            if group.is_empty() {
+                format!("SELECT {aggregates} FROM t {filter}")
+            } else {
+                format!(
+                    "SELECT {group}, {aggregates} FROM t {filter} GROUP BY {group} ORDER BY {group}"
+                )
+            }
         })
     }
 
