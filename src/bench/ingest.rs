@@ -210,14 +210,16 @@ pub async fn ingest(
     let mut measured = Vec::with_capacity(rounds);
     let mut last = None;
     for round in 1..=rounds {
-        eprintln!("round {round}/{rounds}: raw JetStream consume of the backlog…");
-        let raw_rate = raw_consume_rate(&js, events).await?;
-        eprintln!("round {round}/{rounds}: pipeline drain of the backlog into Delta…");
+        // The last round's pipeline stopped first: left running (compacting, polling), it
+        // would slow the raw consume of this round and flatter the ratio.
         if let Some(done) = last.take() {
             let Drain { pipeline, stop, .. } = done;
             stop.cancel();
             pipeline.await??;
         }
+        eprintln!("round {round}/{rounds}: raw JetStream consume of the backlog…");
+        let raw_rate = raw_consume_rate(&js, events).await?;
+        eprintln!("round {round}/{rounds}: pipeline drain of the backlog into Delta…");
         let done = drain(
             config,
             &js,
