@@ -158,6 +158,9 @@ LANDED_QUERIES = [
      "SELECT machine, avg(power_w) AS w, count(*) AS n FROM energy_readings "
      "WHERE site = 'site-03' AND ts > TIMESTAMP '{last}' - INTERVAL '1 hour' "
      "AND ts <= TIMESTAMP '{last}' GROUP BY machine ORDER BY machine"),
+    ("one site's total",
+     "SELECT count(*) AS n, sum(power_w) AS w, max(power_w) AS max_w FROM energy_readings "
+     "WHERE site = 'site-03'"),
 ]
 
 # The latest value, asked of the last-value table through adit and of the landed files by
