@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/adit/target}"
-# The very build the test command makes (same targets, so the same features): running one
-# script after the other compiles the workspace once.
-cargo build --workspace --all-targets
+# The very build the test command makes (scripts/build.sh: same targets, same compiler
+# settings): running one script after the other compiles the workspace once.
+# shellcheck source=build.sh
+source scripts/build.sh
+adit_build
 exec "$CARGO_TARGET_DIR/debug/adit" demo "$@"

@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every test of the workspace
 # (with cargo-nextest) against real servers the tests start themselves (a private nats-server
-# per test, temp Delta tables). Builds once, in debug, into a target folder outside the clone; clippy with
-# -D warnings, cargo-machete (unused dependencies) and cargo-deny (licenses, bans, sources,
-# advisories: scripts/deny.sh) must pass before the tests run.
+# per test, temp Delta tables). Builds once, in debug, into a target folder outside the clone,
+# with clippy's lints (-D warnings) run by the compiler in that same build (scripts/build.sh);
+# cargo-machete (unused dependencies) and cargo-deny (licenses, bans, sources, advisories:
+# scripts/deny.sh) must pass before the tests run. Each step's time is printed at its end and
+# all of them at the close, so a CI log shows where the run's time went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/adit/target}"
-export CARGO_TERM_COLOR=never
-cargo build --workspace --all-targets
-# Lints: clippy with warnings as errors, and no unused dependency.
-cargo clippy --workspace --all-targets -- -D warnings
-command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2
-cargo machete
+# shellcheck source=build.sh
+source scripts/build.sh
+
+times=()
+# `step NAME COMMAND...`: runs the command and records how long it took.
+step() {
+  local name="$1" started=$SECONDS
+  shift
+  "$@"
+  times+=("$(printf '%5d s  %s' $((SECONDS - started)) "$name")")
+  echo "test.sh: $name took $((SECONDS - started)) s" >&2
+}
+report() {
+  local rc=$?
+  echo "test.sh: where the time went (exit $rc):" >&2
+  printf '  %s\n' "${times[@]}" >&2
+}
+trap report EXIT
+
+step setup ./scripts/setup.sh
+# No two files of a crate import each other, directly or round a circle (first: it takes a
+# second, and a circle found after the build would have cost the build).
+step "import cycles" python3 scripts/import_cycles.py
+# The build, clippy's lints included.
+step build adit_build lint
+# No unused dependency.
+command -v cargo-machete >/dev/null || step "install cargo-machete" cargo install cargo-machete --locked --version 0.9.2
+step machete cargo machete
 # Supply chain: licenses, banned crates, sources and the RustSec advisories (deny.toml).
-./scripts/deny.sh
-# No two files of a crate import each other, directly or round a circle.
-python3 scripts/import_cycles.py
+step deny ./scripts/deny.sh
 # The book: its links and summary whole, built by mdBook without a warning. Its reference pages
 # and shell sessions are tests below (tests/it/reference, tests/it/book.rs).
-./scripts/book.sh
-# Every test of the workspace in one queue (.config/nextest.toml: two at a time, the heavy
-# multi-process tests taking turns); the workspace has no doc tests.
-command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
-cargo nextest run --workspace --no-fail-fast "$@"
+step book ./scripts/book.sh
+# Every test of the workspace in one queue (.config/nextest.toml: three at a time, the heavy
+# multi-process tests taking turns); the workspace has no doc tests. nextest builds nothing
+# here: the build above made every test binary with the settings scripts/build.sh exported.
+command -v cargo-nextest >/dev/null || step "install cargo-nextest" cargo install cargo-nextest --locked
+step tests cargo nextest run --workspace --no-fail-fast "$@"

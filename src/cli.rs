@@ -546,6 +546,10 @@ pub enum BenchWhat {
         /// Shares each honest miner submits at each idle count.
         #[arg(long, default_value_t = 50)]
         probe_shares: usize,
+        /// Processes of the server sharing the idle miners' port (SO_REUSEPORT), each under
+        /// its own descriptor limit; memory is summed over them.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        servers: u16,
     },
     /// The cluster's hashrate as the upstream pool measures it and as the workers count it,
     /// beside the same workers hashing alone with the same threads.
@@ -586,5 +590,26 @@ pub enum BenchWhat {
         /// Pool address.
         #[arg(long)]
         addr: std::net::SocketAddr,
+        /// Which of the client processes this is (its connections are `offset + j × stride`).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// How many client processes there are.
+        #[arg(long, default_value_t = 1)]
+        stride: usize,
+    },
+    /// (Used by `bench pool --servers`.) A pool server on `port` of 127.0.0.1 shared with the
+    /// bench's own: `push K` on standard input pushes K new jobs; it ends when standard input
+    /// closes.
+    #[command(hide = true)]
+    PoolServer {
+        /// The shared port.
+        #[arg(long)]
+        port: u16,
+        /// Verification threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Connections admitted.
+        #[arg(long)]
+        admit: usize,
     },
 }

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod descriptors;
 pub mod exporter;
 pub mod health;
 pub mod host;

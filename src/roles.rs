@@ -268,6 +268,19 @@ pub async fn pool(shared: &Shared<'_>, tasks: &mut Tasks) -> anyhow::Result<adit
         .pplns
         .rules(&pool.server.pool, 0)
         .fee_bps;
+    let asked = pool.server.limits.max_connections;
+    let room = crate::descriptors::room_for(asked);
+    if room.connections < asked {
+        tracing::warn!(
+            asked,
+            admitted = room.connections,
+            open_files = room.limit,
+            "pool.server.limits.max_connections lowered: this process may open only {} files and keeps {} for the rest; raise its limit (LimitNOFILE, ulimit -Hn) to admit more",
+            room.limit,
+            crate::descriptors::RESERVED.min(room.limit / 2)
+        );
+        pool.server.limits.max_connections = room.connections;
+    }
     if pool.chain == adit_stratum::Chain::OpenSy && pool.node == "sim" && pool.wallet.is_empty() {
         // The simulated node's own wallet, which a payer on `node = "sim"` pays from.
         pool.wallet = adit_stratum::opensy::simnode::wallet_address();

@@ -453,12 +453,17 @@ impl BatchConsumer {
                 }
                 continue;
             };
-            let next = match tokio::time::timeout_at(deadline, messages.next()).await {
-                Err(_elapsed) => {
-                    self.check_stalled().await;
-                    break;
-                }
-                Ok(next) => next,
+            // What the inbox holds already is taken without a timer; only an empty inbox is
+            // waited on, up to the batch's deadline.
+            let next = match messages.try_next(Instant::now()) {
+                Some(next) => next,
+                None => match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Err(_elapsed) => {
+                        self.check_stalled().await;
+                        break;
+                    }
+                    Ok(next) => next,
+                },
             };
             let Delivered {
                 message,

@@ -92,7 +92,7 @@ pub fn decode_batch(
         1
     };
     if threads <= 1 {
-        decode_into(&mut out, messages, kinds, policy, now);
+        decode_into(&mut out, messages, messages.len(), kinds, policy, now);
         return out;
     }
     let mut runs = messages.chunks(messages.len().div_ceil(threads));
@@ -102,12 +102,14 @@ pub fn decode_batch(
             .map(|run| {
                 scope.spawn(move || {
                     let mut part = DecodedBatch::default();
-                    decode_into(&mut part, run, kinds, policy, now);
+                    decode_into(&mut part, run, run.len(), kinds, policy, now);
                     part
                 })
             })
             .collect();
-        decode_into(&mut out, first, kinds, policy, now);
+        // The first run's rows take room for the whole batch: the other runs' are appended
+        // to them without growing (and so copying) them again.
+        decode_into(&mut out, first, messages.len(), kinds, policy, now);
         spawned
             .into_iter()
             .map(|handle| {
@@ -126,10 +128,12 @@ pub fn decode_batch(
     out
 }
 
-/// Decodes `messages` (one contiguous run of a batch, in stream order) into `out`.
+/// Decodes `messages` (one contiguous run of a batch, in stream order) into `out`, each
+/// kind's rows made with room for `room` messages (from the run's first on).
 fn decode_into(
     out: &mut DecodedBatch,
     messages: &[crate::consumer::RawMessage],
+    room: usize,
     kinds: &[EventKind],
     policy: &ValidationPolicy,
     now: DateTime<Utc>,
@@ -167,7 +171,7 @@ fn decode_into(
             Ok(event) => out
                 .rows
                 .entry(kind)
-                .or_insert_with(|| Vec::with_capacity(messages.len() - i))
+                .or_insert_with(|| Vec::with_capacity(room - i))
                 .push((msg.seq, event)),
             Err(invalid) => out.rejected.push(reject(invalid.reason)),
         }

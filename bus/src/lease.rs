@@ -76,6 +76,12 @@ impl Lease {
         ttl: Duration,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>> {
+        // A request waits for its answer as long as the lease lasts, not the context's
+        // default (5 s): a renewal a busy server answers after 7 s, inside a 10 s TTL, keeps
+        // the lease; given up at 5 s and tried again 2 s later, it lost it with the key
+        // still held (`renew` bounds each wait by the key's possible expiry).
+        let mut js = js.clone();
+        js.set_timeout(ttl);
         let kv = js
             .get_key_value(names::KV_LEASES)
             .await
@@ -94,7 +100,9 @@ impl Lease {
     }
 
     /// Waits until the lease on `key` is free and takes it for `holder`, or returns `None` once
-    /// `shutdown` fires. A process waiting here is a hot standby.
+    /// `shutdown` fires. A process waiting here is a hot standby. `kv`'s requests should time
+    /// out no sooner than `ttl` ([`Lease::acquire_in`] makes it so): a renewal answered later
+    /// than that is given up anyway.
     pub async fn acquire(
         kv: Store,
         key: &str,
@@ -311,10 +319,11 @@ struct Renewal {
 /// Renews every `ttl / 5`, or at once when asked, until the lease is lost; returns the last
 /// revision written.
 ///
-/// A refused compare-and-set loses the lease at once. Any other failure (a timeout on a busy
-/// host, a broken connection) is retried until the key could have expired on the server, a
-/// whole `ttl` after the last confirmed renewal was sent: past that only the server could say
-/// whether another holder has it, and it did not answer.
+/// A refused compare-and-set loses the lease at once. A renewal waits for its answer until the
+/// key could have expired on the server, a whole `ttl` after the last confirmed renewal was
+/// sent (its store's requests time out no sooner: [`Lease::acquire_in`]); any other failure (a
+/// broken connection) is retried until then. Past that only the server could say whether
+/// another holder has it, and it did not answer.
 async fn renew(
     mut lease: Renewal,
     trust: watch::Sender<Instant>,
@@ -329,11 +338,20 @@ async fn renew(
             _ = renew_now.notified() => {}
         }
         let sent = Instant::now();
-        match lease
+        let expiry = lease.confirmed_sent + lease.ttl;
+        let update = lease
             .kv
-            .update(&key, lease.holder.clone().into(), lease.revision)
-            .await
-        {
+            .update(&key, lease.holder.clone().into(), lease.revision);
+        let answered = tokio::select! {
+            _ = lost.cancelled() => return lease.revision,
+            answered = tokio::time::timeout_at(expiry, update) => answered,
+        };
+        let Ok(answer) = answered else {
+            tracing::warn!(lease = %key, "lease renewal not answered before the key could expire; stopping");
+            lost.cancel();
+            return lease.revision;
+        };
+        match answer {
             Ok(next) => {
                 lease.revision = next;
                 lease.confirmed_sent = sent;
@@ -345,7 +363,6 @@ async fn renew(
                 return lease.revision;
             }
             Err(e) => {
-                let expiry = lease.confirmed_sent + lease.ttl;
                 let left = expiry.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     tracing::warn!(lease = %key, error = %e, "lease could not be renewed before it could expire; stopping");

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::median;
+use super::procfs::cpu_seconds;
 use crate::config::Config;
 use crate::nats_server;
 
@@ -93,6 +94,58 @@ async fn committed(
     }
     let record = log.get(epoch).await?.context("epoch record")?;
     Ok(record.positions.get("telemetry").copied().unwrap_or(0))
+}
+
+/// CPU time per event of this process and of the nats-server over one phase of the bench:
+/// where the machine's time goes, beside the rates (on a machine the two share, what one
+/// spends the other cannot).
+#[derive(Debug, Clone, Copy)]
+struct CpuPerEvent {
+    /// This process (the raw consumer, or the landing pipeline and the bench's poll), µs.
+    adit_us: Option<f64>,
+    /// The nats-server delivering to it, µs.
+    nats_us: Option<f64>,
+}
+
+/// The CPU seconds used so far by this process and the nats-server `nats` (its pid).
+fn cpu_now(nats: Option<&str>) -> (Option<f64>, Option<f64>) {
+    (cpu_seconds("self"), nats.and_then(cpu_seconds))
+}
+
+impl CpuPerEvent {
+    /// The CPU used since `before` (from [`cpu_now`]) over `events` events.
+    fn since(before: (Option<f64>, Option<f64>), nats: Option<&str>, events: usize) -> Self {
+        let after = cpu_now(nats);
+        let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / events as f64);
+        Self {
+            adit_us: per(before.0, after.0),
+            nats_us: per(before.1, after.1),
+        }
+    }
+
+    /// `adit 2.8 + nats 2.9 µs`, or `?` for what could not be read.
+    fn show(&self) -> String {
+        let us = |v: Option<f64>| v.map_or_else(|| "?".to_string(), |v| format!("{v:.2}"));
+        format!("adit {} + nats {} µs", us(self.adit_us), us(self.nats_us))
+    }
+
+    /// The median of each part over `all`.
+    fn median_of(all: &[Self]) -> Self {
+        let part = |f: fn(&Self) -> Option<f64>| {
+            let v: Vec<f64> = all.iter().filter_map(f).collect();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        Self {
+            adit_us: part(|c| c.adit_us),
+            nats_us: part(|c| c.nats_us),
+        }
+    }
+}
+
+/// The pid of the nats-server started for the bench in `dir` (its pid file's first field).
+fn managed_nats_pid(dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("nats").join("pid")).ok()?;
+    text.split_whitespace().next().map(str::to_string)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -208,6 +261,8 @@ pub async fn ingest(
     // empty tables, so a machine whose speed drifts during the run moves both sides of each
     // round's ratio alike; the median round is reported.
     let mut measured = Vec::with_capacity(rounds);
+    let mut cpu = Vec::with_capacity(rounds);
+    let nats = managed_nats_pid(tmp.path());
     let mut last = None;
     for round in 1..=rounds {
         // The last round's pipeline stopped first: left running (compacting, polling), it
@@ -218,8 +273,11 @@ pub async fn ingest(
             pipeline.await??;
         }
         eprintln!("round {round}/{rounds}: raw JetStream consume of the backlog…");
+        let before = cpu_now(nats.as_deref());
         let raw_rate = raw_consume_rate(&js, events).await?;
+        let raw_cpu = CpuPerEvent::since(before, nats.as_deref(), events);
         eprintln!("round {round}/{rounds}: pipeline drain of the backlog into Delta…");
+        let before = cpu_now(nats.as_deref());
         let done = drain(
             config,
             &js,
@@ -228,6 +286,7 @@ pub async fn ingest(
             events,
         )
         .await?;
+        cpu.push((raw_cpu, CpuPerEvent::since(before, nats.as_deref(), events)));
         measured.push((raw_rate, done.e2e_rate, done.drain_rate));
         last = Some(done);
     }
@@ -314,6 +373,12 @@ pub async fn ingest(
             round + 1,
             e2e / raw,
         );
+        let (raw_cpu, drain_cpu) = cpu[round];
+        println!(
+            "           CPU per event: raw {}, landing {}",
+            raw_cpu.show(),
+            drain_cpu.show()
+        );
     }
     let raw_rates: Vec<f64> = measured.iter().map(|m| m.0).collect();
     let e2e_rates: Vec<f64> = measured.iter().map(|m| m.1).collect();
@@ -333,6 +398,16 @@ pub async fn ingest(
     println!(
         "  ratio end-to-end / raw   {:>12.3}            (median round; target ≥ 0.9)",
         median(&ratios)
+    );
+    let raw_cpu: Vec<CpuPerEvent> = cpu.iter().map(|c| c.0).collect();
+    let drain_cpu: Vec<CpuPerEvent> = cpu.iter().map(|c| c.1).collect();
+    println!(
+        "  CPU per event, raw       {}   (median of {rounds})",
+        CpuPerEvent::median_of(&raw_cpu).show()
+    );
+    println!(
+        "  CPU per event, landing   {}   (median of {rounds}; the two share the machine)",
+        CpuPerEvent::median_of(&drain_cpu).show()
     );
     if after_first.is_empty() {
         println!("  after the first commit   (the whole backlog went in one commit)");

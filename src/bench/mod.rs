@@ -1,13 +1,19 @@
 //! `adit bench`: measurements always beside a baseline taken in the same run.
 
+mod children;
 mod cluster;
+mod idle;
 mod ingest;
 mod pool;
+mod procfs;
+mod servers;
 mod split;
 
 pub use cluster::{ClusterBench, cluster};
+pub use idle::idle_clients;
 pub use ingest::ingest;
-pub use pool::{PoolBench, idle_clients, pool};
+pub use pool::{PoolBench, pool};
+pub use servers::pool_server;
 pub use split::split_bench;
 
 /// The middle value of `values` (the mean of the two middle ones when even; NaN when empty).

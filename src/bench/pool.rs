@@ -2,29 +2,31 @@
 //! submitting valid shares) beside the raw `randomx-rs` hash rate with the same mode and thread
 //! count, the two alternated over several rounds (each round's ratio against the mean of the raw
 //! runs either side of it; the median reported: the machine's speed drifts); then, at each count
-//! of idle logged-in connections asked for (`--idle 0,10000,100000`, opened by a second process
+//! of idle logged-in connections asked for (`--idle 0,10000,100000`, held by client processes
 //! from several loopback addresses, each sent new work until it holds as many jobs as a miner
-//! keeps), what one costs the server's process and the kernel, and how long honest shares take
-//! meanwhile: submit → accepted answer, and submit → share event out of the pool (what the
-//! landing is handed).
+//! keeps), what one costs the server's processes and the kernel, and how long honest shares
+//! take meanwhile: submit → accepted answer, and submit → share event out of the pool (what
+//! the landing is handed). With `--servers N` the server is N processes sharing one port, so
+//! more connections than one process may hold descriptors for are held on one machine.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use adit_schemas::AnyEvent;
 use adit_stratum::{
-    GuardConfig, JOBS_KEPT, Node, Pool, RandomXHasher, ServerConfig, SimChain, SimConfig,
-    StratumClient, decode_target, fetch_work, serve,
+    JOBS_KEPT, Pool, RandomXHasher, StratumClient, decode_target, fetch_work, serve,
 };
 use anyhow::Context;
-use futures::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::idle::{IdleClients, raise_fd_limit};
 use super::median;
+use super::procfs::proc_kib;
+use super::servers::{Servers, bench_node, server_config, shared_listener};
 
 /// Offset of the nonce in a hashing blob.
 const NONCE_OFFSET: usize = 39;
@@ -93,18 +95,6 @@ fn rss_bytes() -> u64 {
     proc_kib("/proc/self/status", "VmRSS:") * 1024
 }
 
-/// The value of line `key` of a `/proc` file that gives sizes in KiB (0 when unreadable).
-fn proc_kib(file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// What `adit bench pool` runs.
 #[derive(Debug, Clone)]
 pub struct PoolBench {
@@ -122,11 +112,15 @@ pub struct PoolBench {
     pub probes: usize,
     /// Shares each honest miner submits at each idle count.
     pub probe_shares: usize,
+    /// Processes of the server sharing the idle connections' port (1: the bench's own).
+    pub servers: usize,
 }
 
 /// One idle count's figures.
 struct Level {
     idle: usize,
+    /// The connections each server process held (this one's first).
+    held: Vec<usize>,
     rss: u64,
     slab: u64,
     tcp_pages: u64,
@@ -142,36 +136,22 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
         shares,
         ..
     } = bench;
+    anyhow::ensure!(bench.servers >= 1, "--servers must be at least 1");
     let most_idle = bench.idle.iter().copied().max().unwrap_or(0);
-    raise_fd_limit(most_idle + connections + bench.probes + 1024)?;
-    let node = Node::Sim(SimChain::new(SimConfig {
-        difficulty: u64::MAX / 2,
-        ..Default::default()
-    })?);
+    // Each server process holds its share of the idle connections; the kernel spreads them
+    // about evenly, so a quarter more is room for the unevenness.
+    let share = match bench.servers {
+        1 => most_idle,
+        n => most_idle.div_ceil(n) * 5 / 4,
+    };
+    let admitted = share + connections + bench.probes + 10;
+    raise_fd_limit(admitted + 1024, "the pool server's connections")?;
+    let node = bench_node()?;
     let work = fetch_work(&node, "bench").await?;
     let seed = work.seed_hash;
     let blob = work.template.with_extra_nonce(&[])?.hashing_blob().to_vec();
 
-    let admitted = most_idle + connections + bench.probes + 10;
-    let limits = GuardConfig {
-        submits_per_s: 1e9,
-        logins_per_s: 1e9,
-        max_per_ip: admitted,
-        max_connections: admitted,
-        ..GuardConfig::default()
-    };
-    let config = ServerConfig {
-        verify_threads: threads,
-        limits,
-        login_timeout: Duration::from_secs(600),
-        idle_timeout: Duration::from_secs(3600),
-        // The miners fix their difficulty at 1: every hash is a share to verify.
-        vardiff: adit_stratum::VardiffConfig {
-            min_difficulty: 1,
-            ..Default::default()
-        },
-        ..ServerConfig::default()
-    };
+    let config = server_config(threads, admitted);
     let (work_tx, work_rx) = watch::channel(work);
     let (ev_tx, mut ev_rx) = mpsc::channel::<AnyEvent>(1_000_000);
     let (bl_tx, _bl_rx) = mpsc::channel(16);
@@ -190,10 +170,16 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
     });
     let pool = Pool::new(config, work_rx, ev_tx, bl_tx)?;
     pool.prepare(seed).await?;
+    // The submitting miners and the honest ones reach this process on a port of its own; the
+    // idle ones on the port it shares with the other server processes.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let stop = CancellationToken::new();
-    let server = tokio::spawn(serve(listener, pool, stop.clone()));
+    let server = tokio::spawn(serve(listener, pool.clone(), stop.clone()));
+    let shared = shared_listener(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let idle_addr = shared.local_addr()?;
+    let shared_server = tokio::spawn(serve(shared, pool.clone(), stop.clone()));
+    let mut others = Servers::start(idle_addr.port(), bench.servers - 1, threads, admitted)?;
 
     anyhow::ensure!(bench.rounds >= 1, "--rounds must be at least 1");
     // The machine's speed drifts: raw and server runs alternate, each server run judged
@@ -210,18 +196,26 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
     }
 
     let mut levels = Vec::new();
-    let mut clients = IdleClients::start(addr)?;
+    let mut clients = IdleClients::start(idle_addr, most_idle)?;
     for (level, &idle) in bench.idle.iter().enumerate() {
-        eprintln!("holding {idle} idle logged-in connections…");
+        eprintln!(
+            "holding {idle} idle logged-in connections on {} server process(es)…",
+            bench.servers
+        );
         clients.open(idle)?;
         // Every connection holds as many jobs as a miner does between blocks: new work at the
-        // same height, pushed until the oldest kept job is one pushed here.
+        // same height, pushed until the oldest kept job is one pushed here. One at a time,
+        // each seen by every connection before the next: a connection is sent the newest work,
+        // so work pushed in a burst reaches it as one job.
+        let mut held = Vec::new();
         for _ in 1..JOBS_KEPT {
             work_tx.send_replace(fetch_work(&node, "bench").await?);
+            held = vec![pool.open_connections()];
+            held.extend(others.push(1)?);
+            clients.jobs(1)?;
         }
-        clients.jobs(JOBS_KEPT - 1)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (rss, slab, tcp_pages) = (rss_bytes(), slab_bytes(), tcp_pages());
+        let (rss, slab, tcp_pages) = (rss_bytes() + others.rss(), slab_bytes(), tcp_pages());
         // The honest miners log in after the pushes: their jobs are the newest.
         let mut probes = Vec::new();
         for i in 0..bench.probes {
@@ -251,6 +245,7 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
         }
         levels.push(Level {
             idle,
+            held,
             rss,
             slab,
             tcp_pages,
@@ -259,8 +254,10 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
         });
     }
     clients.stop();
+    others.stop();
     stop.cancel();
     let _ = server.await;
+    let _ = shared_server.await;
     report(&bench, &raws, &throughs, &levels);
     Ok(())
 }
@@ -405,55 +402,6 @@ impl Probe {
     }
 }
 
-/// The second process holding the idle connections.
-struct IdleClients {
-    child: std::process::Child,
-    out: std::io::BufReader<std::process::ChildStdout>,
-}
-
-impl IdleClients {
-    fn start(addr: SocketAddr) -> anyhow::Result<Self> {
-        let mut child = std::process::Command::new(std::env::current_exe()?)
-            .args(["bench", "idle-clients", "--addr", &addr.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("starting the idle clients")?;
-        let out = std::io::BufReader::new(child.stdout.take().context("the clients' output")?);
-        Ok(Self { child, out })
-    }
-
-    /// Has it hold `count` logged-in connections in all.
-    fn open(&mut self, count: usize) -> anyhow::Result<()> {
-        self.ask(&format!("open {count}"), &format!("ready {count}"))
-    }
-
-    /// Waits until each connection has been sent `count` more jobs since it last waited.
-    fn jobs(&mut self, count: usize) -> anyhow::Result<()> {
-        self.ask(&format!("jobs {count}"), &format!("jobs {count}"))
-    }
-
-    /// Sends `command` and waits for the clients to answer `done`.
-    fn ask(&mut self, command: &str, done: &str) -> anyhow::Result<()> {
-        use std::io::{BufRead, Write};
-        let stdin = self.child.stdin.as_mut().context("the clients' input")?;
-        writeln!(stdin, "{command}")?;
-        stdin.flush()?;
-        let mut answer = String::new();
-        self.out.read_line(&mut answer)?;
-        anyhow::ensure!(
-            answer.trim() == done,
-            "idle clients failed {command:?}: {answer:?}"
-        );
-        Ok(())
-    }
-
-    fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
 /// The `q` quantile of `times`, milliseconds.
 fn quantile_ms(times: &[Duration], q: f64) -> f64 {
     let mut sorted = times.to_vec();
@@ -509,7 +457,7 @@ fn report(bench: &PoolBench, raws: &[f64], throughs: &[f64], levels: &[Level]) {
         "  idle logged-in connections ({probes} honest miners × {probe_shares} shares timed at each count; memory per connection against the first count):"
     );
     println!(
-        "  {:>8} {:>12} {:>14} {:>14} {:>11} {:>11} {:>11} {:>11}",
+        "  {:>8} {:>12} {:>14} {:>14} {:>11} {:>11} {:>11} {:>11}  held by each server process",
         "idle",
         "process B",
         "kernel slab B",
@@ -532,7 +480,7 @@ fn report(bench: &PoolBench, raws: &[f64], throughs: &[f64], levels: &[Level]) {
         };
         let base = first.map_or((0, 0, 0), |f| (f.rss, f.slab, f.tcp_pages));
         println!(
-            "  {:>8} {:>12} {:>14} {:>14} {:>9.2}ms {:>9.2}ms {:>9.2}ms {:>9.2}ms",
+            "  {:>8} {:>12} {:>14} {:>14} {:>9.2}ms {:>9.2}ms {:>9.2}ms {:>9.2}ms  {}",
             level.idle,
             per(level.rss, base.0),
             per(level.slab, base.1),
@@ -541,10 +489,17 @@ fn report(bench: &PoolBench, raws: &[f64], throughs: &[f64], levels: &[Level]) {
             quantile_ms(&level.answer, 0.99),
             quantile_ms(&level.event, 0.5),
             quantile_ms(&level.event, 0.99),
+            level
+                .held
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" + "),
         );
     }
     println!(
-        "  (process: the server's RSS growth per connection, target ≤ 2 KB; kernel: slab growth per connection, both ends on loopback; tcp buffers: /proc/net/sockstat's TCP mem)"
+        "  (process: the RSS growth per connection of the server's {} process(es), summed, target ≤ 2 KB; kernel: slab growth per connection, both ends on loopback; tcp buffers: /proc/net/sockstat's TCP mem)",
+        bench.servers
     );
 }
 
@@ -564,125 +519,4 @@ fn tcp_pages() -> u64 {
             words.get(at + 1)?.parse().ok()
         })
         .unwrap_or(0)
-}
-
-fn raise_fd_limit(want: usize) -> anyhow::Result<()> {
-    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
-    let want = want as u64;
-    if soft < want {
-        rlimit::Resource::NOFILE.set(want, hard.max(want)).with_context(|| {
-            format!("need {want} open files for the idle connections; the limit is {soft} (hard {hard}): raise it with ulimit -n, or pass smaller --idle counts")
-        })?;
-    }
-    Ok(())
-}
-
-/// Connections opened from one loopback source address: within Linux's default ephemeral
-/// port range (32768–60999), so 100 000 connections need several addresses.
-const PER_SOURCE: usize = 20_000;
-/// Connections being opened at once.
-const OPENING: usize = 128;
-
-/// Holds logged-in connections to `addr`, each counting the jobs it is sent. On each line of
-/// standard input: `open N` opens connections until it holds N, then prints `ready N`; `jobs K`
-/// waits until every connection has been sent K jobs since the last `jobs`, then prints
-/// `jobs K`. It ends when standard input closes.
-pub async fn idle_clients(addr: SocketAddr) -> anyhow::Result<()> {
-    let mut conns = Vec::new();
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
-        match line.split_once(' ') {
-            Some(("open", n)) => {
-                let count: usize = n.trim().parse().with_context(|| format!("{line:?}"))?;
-                raise_fd_limit(count + 256)?;
-                let opened: Vec<_> = futures::stream::iter(conns.len()..count)
-                    .map(|i| open_idle(addr, i))
-                    .buffer_unordered(OPENING)
-                    .collect()
-                    .await;
-                for conn in opened {
-                    conns.push(conn?);
-                }
-                println!("ready {count}");
-            }
-            Some(("jobs", k)) => {
-                let count: usize = k.trim().parse().with_context(|| format!("{line:?}"))?;
-                let started = Instant::now();
-                while conns.iter().any(|c: &IdleConn| c.jobs() < count) {
-                    anyhow::ensure!(
-                        started.elapsed() < Duration::from_secs(300),
-                        "{} of {} connections were not sent {count} jobs in 300 s",
-                        conns.iter().filter(|c| c.jobs() < count).count(),
-                        conns.len()
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                conns.iter().for_each(IdleConn::reset);
-                println!("jobs {count}");
-            }
-            _ => anyhow::bail!("not `open N` nor `jobs K`: {line:?}"),
-        }
-    }
-    drop(conns);
-    Ok(())
-}
-
-/// An idle connection's reader: counts the job notifications it is sent, nothing else.
-struct IdleConn {
-    jobs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl IdleConn {
-    fn new(stream: BufReader<tokio::net::TcpStream>) -> Self {
-        let jobs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let seen = jobs.clone();
-        let reader = tokio::spawn(async move {
-            let mut lines = stream.lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("\"method\":\"job\"") {
-                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        });
-        Self { jobs, reader }
-    }
-
-    fn jobs(&self) -> usize {
-        self.jobs.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn reset(&self) {
-        self.jobs.store(0, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Drop for IdleConn {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-/// Connection `i`: from its loopback source address, logged in.
-async fn open_idle(addr: SocketAddr, i: usize) -> anyhow::Result<IdleConn> {
-    let source = u8::try_from(1 + i / PER_SOURCE).context("at most 5 100 000 connections")?;
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, source), 0)))?;
-    let stream = socket
-        .connect(addr)
-        .await
-        .with_context(|| format!("connection {i} from 127.0.0.{source}"))?;
-    let login = json!({"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": format!("idle{i}"), "pass": "x", "agent": "bench"}});
-    let mut stream = BufReader::with_capacity(1024, stream);
-    stream
-        .get_mut()
-        .write_all(format!("{login}\n").as_bytes())
-        .await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    anyhow::ensure!(
-        line.contains("\"status\":\"OK\""),
-        "idle login {i} failed: {line}"
-    );
-    Ok(IdleConn::new(stream))
 }

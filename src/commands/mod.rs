@@ -124,6 +124,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
                 mut idle,
                 probes,
                 probe_shares,
+                servers,
             } => {
                 idle.sort_unstable();
                 crate::bench::pool(crate::bench::PoolBench {
@@ -134,10 +135,20 @@ pub async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
                     idle,
                     probes,
                     probe_shares,
+                    servers: usize::from(servers),
                 })
                 .await
             }
-            BenchWhat::IdleClients { addr } => crate::bench::idle_clients(addr).await,
+            BenchWhat::IdleClients {
+                addr,
+                offset,
+                stride,
+            } => crate::bench::idle_clients(addr, offset, stride).await,
+            BenchWhat::PoolServer {
+                port,
+                threads,
+                admit,
+            } => crate::bench::pool_server(port, threads, admit).await,
             BenchWhat::Cluster {
                 workers,
                 threads,

@@ -22,7 +22,10 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
-    /// Connections in total.
+    /// Connections in total. Each is an open file: `adit` raises its open-file limit to fit
+    /// them and 1 024 more at start, and where the hard limit (`LimitNOFILE`, `ulimit -Hn`)
+    /// is lower it admits fewer, saying so, so a crowd of miners cannot take the files the
+    /// rest of the process needs.
     pub max_connections: usize,
     /// Connections from one IP.
     pub max_per_ip: usize,
@@ -197,6 +200,11 @@ impl Guard {
     /// IPs with state (for tests and metrics).
     pub fn tracked(&self) -> usize {
         self.ips.len()
+    }
+
+    /// Connections admitted and not yet released.
+    pub fn open(&self) -> usize {
+        self.total
     }
 
     /// Forgets every IP with nothing to remember. Amortised: runs when the map has doubled

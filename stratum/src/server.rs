@@ -198,4 +198,9 @@ impl Pool {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Connections open now (admitted, not yet closed).
+    pub fn open_connections(&self) -> usize {
+        self.guard().open()
+    }
 }

@@ -159,7 +159,9 @@ class Run:
         if self.figure(page, "shares-accepted")[0] <= 0:
             raise Failure("the overview shows no accepted share")
         page.wait_for_selector(f'[data-testid="site-chart-{site}"] path.series', timeout=60000)
+        log(f"site-chart-{site}: drawn")
         page.wait_for_selector('[data-testid="pool-hashrate-chart"] svg.chart', timeout=60000)
+        log("pool-hashrate-chart: drawn")
         # Where the pool stands: the demo miner on the leaderboard, the pool beside the network.
         page.wait_for_selector('[data-testid="leaderboard-table"] tbody tr', timeout=60000)
         top = page.locator('[data-testid="leaderboard-table"] tbody tr').first.inner_text()

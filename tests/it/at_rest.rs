@@ -17,22 +17,47 @@ use chrono::Utc;
 use common::*;
 use datafusion::prelude::SessionContext;
 
-/// Every file under `root`, with its bytes.
-fn files(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+/// Every file under `root`, with its bytes, as one walk saw them. object_store's local store
+/// writes each file under a staging name (`<name>#<n>`) and then links it into place, so a walk
+/// can meet a write in flight: a staging file before its first bytes, or a file listed and gone
+/// before it is read. With `settled`, such a walk gives `None`; without, it reads what is there.
+fn walk(root: &Path, settled: bool) -> Option<Vec<(std::path::PathBuf, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        for entry in std::fs::read_dir(&dir).ok()? {
+            let path = entry.ok()?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                out.push((path, bytes));
+                continue;
+            }
+            let staging = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.rsplit_once('#'))
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            match std::fs::read(&path) {
+                Ok(_) if staging && settled => return None,
+                Ok(bytes) => out.push((path, bytes)),
+                Err(_) if settled => return None,
+                Err(_) => {}
             }
         }
     }
-    out
+    Some(out)
+}
+
+/// Every file under `root`, from a walk that met no write in flight (the pipelines still
+/// commit now and then: compaction, checkpoints). A staging file that stays through 200 tries
+/// is a file left behind, and is checked as it is.
+fn files(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    for _ in 0..200 {
+        if let Some(all) = walk(root, true) {
+            return all;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    walk(root, false).expect("the table root can be listed")
 }
 
 /// Asserts each file under `root` is sealed: the magic first, and none of `clear` inside.

@@ -366,6 +366,17 @@ async fn get(app: &App, q: &str) -> (u16, Vec<u8>, String) {
     (status, r.bytes().await.unwrap().to_vec(), revision)
 }
 
+/// Waits until the running server serves `revision` for `q`: `adit compliance` commits from
+/// another process, and the server's snapshots are up to `[query] snapshot_refresh` old.
+async fn served(app: &App, q: &str, revision: &str) {
+    common::eventually(
+        std::time::Duration::from_secs(30),
+        &format!("the server to serve revision {revision} of {q}"),
+        || async { get(app, q).await.2 == revision },
+    )
+    .await;
+}
+
 async fn number(app: &App, sql: &str) -> f64 {
     let rows = app.rows(sql).await;
     let v = rows
@@ -432,6 +443,7 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
 
     let out = close(&app, &nats.url(), date);
     assert!(out.contains("revision 1 (new)"), "{out}");
+    served(&app, &format!("site={SITE}&date={date}&format=json"), "1").await;
     let day_dir = reports.join(SITE).join(date.to_string());
     let html = std::fs::read_to_string(day_dir.join("compliance-r1.html")).unwrap();
     let csv_text = std::fs::read_to_string(day_dir.join("compliance-r1.csv")).unwrap();
@@ -651,6 +663,7 @@ async fn a_seeded_day_is_reported_as_sql_says_and_closed_once() {
     .await;
     let out = close(&app, &nats.url(), date);
     assert!(out.contains("revision 2 (new)"), "{out}");
+    served(&app, &format!("site={SITE}&date={date}&format=json"), "2").await;
     assert_eq!(
         std::fs::read_to_string(day_dir.join("compliance-r1.html")).unwrap(),
         html

@@ -933,9 +933,25 @@ async fn control_once_steps_the_controller_like_cron_and_commits_its_decisions_o
     let before = ids.len();
     ids.dedup();
     assert_eq!(ids.len(), before, "a decision made twice");
-    let rows = app.rows("SELECT id FROM decisions ORDER BY id").await;
-    let landed: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(landed, ids, "the decisions table is what the runs printed");
+    // (The runs commit from their own processes; the server's snapshots are up to `[query]
+    // snapshot_refresh` old, so its view is waited for, then compared.)
+    let landed = || async {
+        let rows = app.rows("SELECT id FROM decisions ORDER BY id").await;
+        rows.iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the second run's decisions",
+        || async { landed().await.len() >= ids.len() },
+    )
+    .await;
+    assert_eq!(
+        landed().await,
+        ids,
+        "the decisions table is what the runs printed"
+    );
 
     // Refused where it cannot work.
     let (ok, _, err) = control(&app, &nats.url(), &["--once", "--site", "site-c1"]);

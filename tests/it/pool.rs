@@ -272,3 +272,45 @@ async fn a_miner_finds_a_block_that_monerod_accepts() {
     let after = miner.submit("00000000", &"00".repeat(32)).await;
     assert!(after.is_err(), "the pool closed the connection: {after:?}");
 }
+
+/// `adit bench pool --servers 2` (issue 62): the server spread over two processes on one port
+/// holds every idle miner asked for, each process some of them, and the honest miners' shares
+/// are timed meanwhile. (Its figures come from a release build; this shows it works.)
+#[test]
+fn the_pool_bench_holds_idle_miners_over_two_server_processes() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args(["bench", "pool", "--threads", "1", "--connections", "2"])
+        .args(["--shares", "2", "--rounds", "1", "--idle", "0,300"])
+        .args(["--probes", "1", "--probe-shares", "2", "--servers", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    println!("{stdout}");
+    let row = stdout
+        .lines()
+        .map(str::split_whitespace)
+        .map(Iterator::collect::<Vec<_>>)
+        .find(|words| words.first() == Some(&"300"))
+        .unwrap_or_else(|| panic!("no row for 300 idle miners:\n{stdout}"));
+    let bytes: f64 = row[1].parse().unwrap_or_else(|_| panic!("{row:?}"));
+    assert!(bytes > 0.0, "no memory per connection: {row:?}");
+    // The last words: each server process's connections, "a + b".
+    let held: Vec<usize> = row[row.len() - 3..]
+        .iter()
+        .filter(|w| **w != "+")
+        .map(|w| w.parse().unwrap_or_else(|_| panic!("{row:?}")))
+        .collect();
+    assert_eq!(held.len(), 2, "{row:?}");
+    assert_eq!(
+        held.iter().sum::<usize>(),
+        300,
+        "every idle miner held: {row:?}"
+    );
+    assert!(
+        held.iter().all(|&n| n > 0),
+        "both processes hold some: {row:?}"
+    );
+    assert!(stdout.contains("ratio server / raw"), "{stdout}");
+}

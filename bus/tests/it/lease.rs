@@ -4,11 +4,16 @@
 //! same revision for a whole TTL, and never while the holder renews. And a holder stalled by a
 //! busy host: slow is not lost, unless the key was taken meanwhile.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use adit_bus::Lease;
 use adit_testkit::NatsServer;
 use async_nats::jetstream::kv;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const TTL: Duration = Duration::from_secs(1);
@@ -150,4 +155,93 @@ async fn a_stalled_holder_whose_key_was_taken_meanwhile_is_told_it_lost_the_leas
     assert!(lease.lost().is_cancelled());
     let value = kv.get("payer").await.unwrap().unwrap();
     assert_eq!(&value[..], b"thief");
+}
+
+/// A TCP proxy to `port` on 127.0.0.1 for one connection, holding back every byte the server
+/// sends by the delay in force when it came (`delay`, ms; 0 until the test sets it): a server
+/// that answers late without being paused.
+async fn late_answering_proxy(port: u16) -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let delay = Arc::new(AtomicU64::new(0));
+    let held = delay.clone();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        tokio::spawn(async move {
+            while let Some((due, bytes)) = rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if to_client.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from_server.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let due =
+                tokio::time::Instant::now() + Duration::from_millis(held.load(Ordering::Relaxed));
+            if tx.send((due, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    });
+    (format!("nats://{addr}"), delay)
+}
+
+/// A busy server answers the holder's renewals 7 s late: later than a JetStream request's
+/// default timeout (5 s), well inside the lease's 20 s. The holder keeps its lease, as no one
+/// else can have taken the key; given up at 5 s and tried again 4 s later (`ttl / 5`), every
+/// renewal went unanswered until the key could have expired and the holder stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_server_answers_late_but_inside_the_ttl_keeps_its_lease() {
+    let ttl = Duration::from_secs(20);
+    let nats = NatsServer::start();
+    let direct = nats.jetstream().await;
+    adit_bus::lease::ensure_bucket(&direct, ttl, 1)
+        .await
+        .unwrap();
+    let (url, delay) = late_answering_proxy(nats.port).await;
+    let slow = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let lease = Lease::acquire_in(&slow, "telemetry", "holder", ttl, &shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    delay.store(7_000, Ordering::Relaxed);
+    // Three renewals through the late server (created at revision 1): the third is sent only
+    // after the second's answer came back, 7 s late. A holder giving up at 5 s never gets
+    // past its first (its retry's compare-and-set is on a revision the first moved on).
+    let kv = direct
+        .get_key_value(adit_schemas::names::KV_LEASES)
+        .await
+        .unwrap();
+    let renewed = async {
+        loop {
+            if let Some(entry) = kv.entry("telemetry").await.unwrap()
+                && entry.revision >= 4
+            {
+                return entry;
+            }
+            assert!(
+                !lease.lost().is_cancelled(),
+                "the lease was given up though its renewals were answered inside the TTL"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let entry = tokio::time::timeout(Duration::from_secs(90), renewed)
+        .await
+        .expect("three renewals never went through the late server");
+    assert_eq!(&entry.value[..], b"holder");
+    assert!(!lease.lost().is_cancelled());
 }
