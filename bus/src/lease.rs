@@ -15,7 +15,8 @@
 //! out (a busy host delayed the renewals), it asks for a renewal at once and waits for it. A
 //! compare-and-set on the holder's own last revision that succeeds proves no one else wrote the
 //! key since, so trust starts again from that renewal; only a refused compare-and-set (the key
-//! expired or was taken) or no answer until the key could have expired loses the lease.
+//! expired or was taken, not a renewal of this holder's own that went through unanswered) or
+//! no answer until the key could have expired loses the lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -319,7 +320,9 @@ struct Renewal {
 /// Renews every `ttl / 5`, or at once when asked, until the lease is lost; returns the last
 /// revision written.
 ///
-/// A refused compare-and-set loses the lease at once. A renewal waits for its answer until the
+/// A refused compare-and-set loses the lease at once, unless the key holds this holder's own
+/// name at a later revision (an earlier renewal went through unanswered: [`own_later_write`]),
+/// which the renewer goes on from. A renewal waits for its answer until the
 /// key could have expired on the server, a whole `ttl` after the last confirmed renewal was
 /// sent (its store's requests time out no sooner: [`Lease::acquire_in`]); any other failure (a
 /// broken connection) is retried until then. Past that only the server could say whether
@@ -358,9 +361,28 @@ async fn renew(
                 trust.send_replace(trusted_until(sent, lease.ttl));
             }
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                tracing::warn!(lease = %key, "lease expired or taken by another process; stopping");
-                lost.cancel();
-                return lease.revision;
+                match own_later_write(&lease).await {
+                    Ok(Some(revision)) => {
+                        // Trust is not moved: when that renewal was sent is not known, and
+                        // the next one, on this revision, confirms it.
+                        tracing::info!(lease = %key, revision, "an earlier renewal went through unanswered; going on from its revision");
+                        lease.revision = revision;
+                        renew_now.notify_one();
+                    }
+                    Ok(None) => {
+                        tracing::warn!(lease = %key, "lease expired or taken by another process; stopping");
+                        lost.cancel();
+                        return lease.revision;
+                    }
+                    Err(e) if expiry <= Instant::now() => {
+                        tracing::warn!(lease = %key, error = %e, "lease could not be read back before it could expire; stopping");
+                        lost.cancel();
+                        return lease.revision;
+                    }
+                    Err(e) => {
+                        tracing::warn!(lease = %key, error = %e, "lease renewal refused and the key unreadable; retrying");
+                    }
+                }
             }
             Err(e) => {
                 let left = expiry.saturating_duration_since(Instant::now());
@@ -373,6 +395,25 @@ async fn renew(
             }
         }
     }
+}
+
+/// The revision of a renewal by this holder that the server applied but whose answer never
+/// came (a reply lost in a reconnect, or an attempt given up before it was answered), found
+/// after a compare-and-set on the last answered revision was refused: the key still holds
+/// this holder's name, at a later revision. Only this holder writes its name (a standby writes
+/// its own), and only by a compare-and-set on its own revision, so that later revision is its
+/// own write and no one else's since. `None` when the key holds another name, or is gone.
+async fn own_later_write(
+    lease: &Renewal,
+) -> std::result::Result<Option<u64>, async_nats::jetstream::kv::EntryError> {
+    let entry = lease.kv.entry(&lease.key).await?;
+    Ok(entry
+        .filter(|entry| {
+            entry.operation == Operation::Put
+                && entry.revision > lease.revision
+                && entry.value == lease.holder.as_bytes()
+        })
+        .map(|entry| entry.revision))
 }
 
 #[cfg(test)]

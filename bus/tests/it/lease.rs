@@ -157,6 +157,41 @@ async fn a_stalled_holder_whose_key_was_taken_meanwhile_is_told_it_lost_the_leas
     assert_eq!(&value[..], b"thief");
 }
 
+/// A renewal the server applied but whose answer never came back (a reply lost in a
+/// reconnect; here the holder's own name written behind its back does the same to the key):
+/// the next renewal's compare-and-set, on the last revision answered, is refused. The key
+/// still holds this holder's name, so no one else has it: the holder goes on from that
+/// revision and keeps its lease, renewing on, and `confirm` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_applied_but_unanswered_does_not_lose_the_lease() {
+    let nats = NatsServer::start();
+    let (kv, lease) = holder(&nats).await;
+    let applied = kv.put("payer", "holder".into()).await.unwrap();
+    let renewed = async {
+        loop {
+            assert!(
+                !lease.lost().is_cancelled(),
+                "the holder gave up a lease whose key holds its own name"
+            );
+            if let Some(entry) = kv.entry("payer").await.unwrap()
+                && entry.revision >= applied + 2
+            {
+                return entry;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let entry = tokio::time::timeout(STALL_TTL * 2, renewed)
+        .await
+        .expect("two renewals never followed the unanswered one");
+    assert_eq!(&entry.value[..], b"holder");
+    tokio::time::timeout(STALL_TTL, lease.confirm())
+        .await
+        .expect("confirm never answered")
+        .expect("the lease was lost");
+    assert!(lease.is_valid());
+}
+
 /// A TCP proxy to `port` on 127.0.0.1 for one connection, holding back every byte the server
 /// sends by the delay in force when it came (`delay`, ms; 0 until the test sets it): a server
 /// that answers late without being paused.
