@@ -277,6 +277,26 @@ async fn take_over_stale(
             return None;
         }
     };
+    // This process's own name: a lease it gave up when the server did not answer for a
+    // whole TTL, which no one took since. Only this process writes its name, and its writer
+    // stopped with the old lease, so it takes the key back with a compare-and-set at once
+    // rather than waiting out its own key's expiry (every pipeline stood by for a TTL after
+    // one stall of the server).
+    if entry.value == holder.as_bytes() {
+        return match kv
+            .update(key, holder.to_string().into(), entry.revision)
+            .await
+        {
+            Ok(revision) => {
+                tracing::info!(
+                    lease = key,
+                    "lease taken back from this process's own last write"
+                );
+                Some(revision)
+            }
+            Err(_) => None,
+        };
+    }
     let first = seen.is_none();
     if !Seen::observe(seen, entry.revision, Instant::now(), ttl) {
         if first {

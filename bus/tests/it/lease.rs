@@ -192,6 +192,51 @@ async fn a_renewal_applied_but_unanswered_does_not_lose_the_lease() {
     assert!(lease.is_valid());
 }
 
+/// A process that gave its lease up (its server did not answer for a whole TTL) and asks for
+/// it again finds its own name on the key: no one took it since, so it takes it back at once
+/// instead of standing by for its own key to expire (here the key never expires, so waiting
+/// would take a TTL as for a dead holder's key); another holder's key is still waited out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_takes_its_own_given_up_lease_back_at_once() {
+    let ttl = Duration::from_secs(30);
+    let nats = NatsServer::start();
+    let kv = bucket(&nats).await;
+    let before = kv.put("telemetry", "holder".into()).await.unwrap();
+    let lease = tokio::time::timeout(
+        ttl / 3,
+        Lease::acquire(
+            kv.clone(),
+            "telemetry",
+            "holder",
+            ttl,
+            &CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("its own lease was waited out like another holder's")
+    .unwrap()
+    .unwrap();
+    assert!(lease.is_valid());
+    let entry = kv.entry("telemetry").await.unwrap().unwrap();
+    assert_eq!(&entry.value[..], b"holder");
+    assert!(entry.revision > before);
+    let other = tokio::time::timeout(
+        Duration::from_secs(2),
+        Lease::acquire(
+            kv.clone(),
+            "telemetry",
+            "standby",
+            ttl,
+            &CancellationToken::new(),
+        ),
+    )
+    .await;
+    assert!(
+        other.is_err(),
+        "another process took a lease held and renewed"
+    );
+}
+
 /// A TCP proxy to `port` on 127.0.0.1 for one connection, holding back every byte the server
 /// sends by the delay in force when it came (`delay`, ms; 0 until the test sets it): a server
 /// that answers late without being paused.
