@@ -294,7 +294,10 @@ async fn take_over_stale(
                 );
                 Some(revision)
             }
-            Err(_) => None,
+            Err(e) => {
+                tracing::debug!(lease = key, error = %e, "own lease moved on before it was taken back");
+                None
+            }
         };
     }
     let first = seen.is_none();
