@@ -19,6 +19,7 @@ pub mod nats_server;
 pub mod query;
 pub mod roles;
 pub mod services;
+pub mod stalls;
 pub mod wiring;
 
 /// Runs a parsed command line.

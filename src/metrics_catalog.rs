@@ -450,6 +450,18 @@ const METRICS: &[Metric] = &[
         Unset,
         "Bytes held by a JetStream stream.",
     ),
+    m(
+        "adit_runtime_stalls_total",
+        Counter,
+        Zero,
+        "Times the process's runtime ran nothing for a second or more (every task, NATS heartbeats and lease renewals among them, waited).",
+    ),
+    m(
+        "adit_runtime_longest_stall_seconds",
+        Gauge,
+        Zero,
+        "The longest the process's runtime has run nothing since it started, s.",
+    ),
     // the host, beside the process (host.rs), under the pool-monitoring system's names.
     m(
         "pool_cpu_usage_percent",

@@ -616,7 +616,7 @@ pub fn actuators(shared: &Shared, tasks: &mut Tasks) {
 }
 
 /// The health watch every process runs: its volumes, NATS, the pool's `node` when it mines,
-/// and, when it `writes_tables`, the table store.
+/// and, when it `writes_tables`, the table store; beside it, the watch on the runtime's stalls.
 pub fn health(
     shared: &Shared,
     tasks: &mut Tasks,
@@ -642,6 +642,10 @@ pub fn health(
             crate::health::run(health.clone(), watched, vitals.clone(), token.clone())
         })
         .await
+    });
+    let (vitals, token) = (shared.vitals.clone(), shared.shutdown.clone());
+    tasks.spawn(async move {
+        supervised("stalls", &vitals, || crate::stalls::watch(token.clone())).await
     });
 }
 
