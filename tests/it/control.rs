@@ -802,21 +802,48 @@ async fn a_watt_set_point_lowers_a_miners_power_before_any_machine_sleeps() {
     .await;
     wait_back_near(&app, before_kw, "the site back near its load").await;
     for (machine, nominal) in &turnable {
-        let lifted = format!(
-            "SELECT count(*) AS n FROM decisions WHERE machine = '{machine}' \
-             AND action = 'power_target' AND rule = 'resume' AND power_target_w = {}",
-            nominal.round()
-        );
-        app.wait_rows(
-            Duration::from_secs(60),
-            "a target lifted",
-            &lifted,
-            |rows| rows[0]["n"].as_i64() == Some(1),
-        )
-        .await;
+        wait_lifted(&app, machine, *nominal).await;
     }
     assert_deadline_met(&app).await;
     assert_replays(&dir, t0).await;
+}
+
+/// Waits up to 60 s for `machine`'s target to be lifted to its `nominal` power once, by
+/// `resume`; on timing out, panics with every decision and command about the machine.
+async fn wait_lifted(app: &App, machine: &str, nominal: f64) {
+    let lifted = format!(
+        "SELECT count(*) AS n FROM decisions WHERE machine = '{machine}' \
+         AND action = 'power_target' AND rule = 'resume' AND power_target_w = {}",
+        nominal.round()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if app
+            .try_rows(&lifted)
+            .await
+            .is_some_and(|r| r[0]["n"].as_i64() == Some(1))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let decided = app
+        .rows(&format!(
+            "SELECT ts, action, rule, power_target_w, from_mode, to_mode FROM decisions \
+             WHERE machine = '{machine}' ORDER BY ts, id"
+        ))
+        .await;
+    let commanded = app
+        .rows(&format!(
+            "SELECT ts, action, value, status, attempt, reply FROM commands \
+             WHERE target = '{machine}' ORDER BY ts, id, attempt"
+        ))
+        .await;
+    panic!(
+        "{machine}'s target not lifted to {nominal} W once in 60 s\ndecisions: {decided:#?}\n\
+         commands: {commanded:#?}\nlog:\n{}",
+        app.log()
+    );
 }
 
 /// Runs `adit control` with `args` against `app`'s config and tables; success, stdout, stderr.

@@ -272,7 +272,8 @@ impl App {
     }
 
     /// Waits up to `limit` for `sql` to answer with rows `done` accepts (polling through
-    /// refusals, as while its tables are not made yet).
+    /// refusals, as while its tables are not made yet); on timing out, panics with the last
+    /// answer, so a failure shows what was there instead.
     pub async fn wait_rows(
         &self,
         limit: Duration,
@@ -280,10 +281,18 @@ impl App {
         sql: &str,
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) {
-        eventually(limit, what, || async {
-            self.try_rows(sql).await.is_some_and(|rows| done(&rows))
-        })
-        .await;
+        let deadline = Instant::now() + limit;
+        loop {
+            let rows = self.try_rows(sql).await;
+            if rows.as_deref().is_some_and(&done) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the last answer to {sql}: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Evaluates an alert rule once through the API (`POST /api/v1/alerts/evaluate` with

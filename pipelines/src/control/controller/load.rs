@@ -89,7 +89,10 @@ fn resume(
         .is_some_and(|t| now_us - t < rules.cooldown_us);
     let room_kw = (target_kw - made.expected_kw - rules.resume_margin_kw).min(made.allowance_kw);
     let before = out.len();
-    let (mut woken, mut still_lowered) = (Vec::new(), targets::any_lowered(state, inputs));
+    let (mut woken, mut still_lowered) = (
+        Vec::new(),
+        targets::any_lowered(rules, state, inputs, now_us),
+    );
     if !cooling_down {
         let raised_kw;
         (raised_kw, still_lowered) =

@@ -8,7 +8,8 @@
 //! rounded so the load lands at or under what was asked. One whose target is already at its
 //! minimum, or whose last command failed, has nothing more to give: the next machine gives,
 //! then machines are slept. Raising goes most profitable first, up to the nameplate power,
-//! where the target is lifted.
+//! where the target is lifted; a machine whose last command failed is raised too, once that
+//! command had `command_timeout` (it may have taken the set-point and lost the answer).
 
 use super::decision::{Action, Decision, Made, Rule};
 use super::expected::expected_w;
@@ -31,11 +32,15 @@ fn target_of(state: &SiteControl, m: &MachineInput) -> f64 {
 /// Whether `m` may have its target moved now: it takes one, is under control, runs, is meant
 /// to be on, and its last command did not fail.
 fn adjustable(state: &SiteControl, inputs: &Inputs, m: &MachineInput) -> bool {
+    takes_target(state, m) && !inputs.failed.contains(&m.id)
+}
+
+/// Whether `m` takes a target, is under control, runs and is meant to be on.
+fn takes_target(state: &SiteControl, m: &MachineInput) -> bool {
     m.min_target_w.is_some()
         && m.controllable
         && m.running()
         && state.machines.get(&m.id).is_some_and(|c| c.on)
-        && !inputs.failed.contains(&m.id)
 }
 
 /// Lowers targets by up to `excess_kw`, within `allowance_kw`, least profitable first;
@@ -83,14 +88,39 @@ pub(super) fn lower(
     lowered_w / 1000.0
 }
 
-/// Whether `m` runs under a lowered target that may be raised now.
-fn lowered(state: &SiteControl, inputs: &Inputs, m: &MachineInput) -> bool {
-    adjustable(state, inputs, m) && target_of(state, m) < m.nominal_w
+/// Whether `m` runs under a lowered target that may be raised now: as for lowering, except
+/// that a machine whose last command failed is tried again once `command_timeout` has passed
+/// since that command. A set-point the machine took but whose answer was lost (a timeout on a
+/// busy host) would otherwise hold it down for good after the curtailment ended; one it never
+/// took is lifted on paper, which is what it draws.
+fn lowered(
+    rules: &ControlRules,
+    state: &SiteControl,
+    inputs: &Inputs,
+    m: &MachineInput,
+    now_us: i64,
+) -> bool {
+    let retry_due = || {
+        state.machines.get(&m.id).is_some_and(|c| {
+            let last_us = c.target_since_us.unwrap_or(c.since_us).max(c.since_us);
+            now_us - last_us >= rules.command_timeout_us
+        })
+    };
+    let may_raise = takes_target(state, m) && (!inputs.failed.contains(&m.id) || retry_due());
+    may_raise && target_of(state, m) < m.nominal_w
 }
 
 /// Whether any machine runs under a lowered target that may be raised.
-pub(super) fn any_lowered(state: &SiteControl, inputs: &Inputs) -> bool {
-    inputs.machines.iter().any(|m| lowered(state, inputs, m))
+pub(super) fn any_lowered(
+    rules: &ControlRules,
+    state: &SiteControl,
+    inputs: &Inputs,
+    now_us: i64,
+) -> bool {
+    inputs
+        .machines
+        .iter()
+        .any(|m| lowered(rules, state, inputs, m, now_us))
 }
 
 /// Raises lowered targets by up to `room_kw`, most profitable first, lifting each that reaches
@@ -107,7 +137,7 @@ pub(super) fn raise(
     let mut candidates: Vec<&MachineInput> = inputs
         .machines
         .iter()
-        .filter(|m| lowered(state, inputs, m))
+        .filter(|m| lowered(rules, state, inputs, m, now_us))
         .collect();
     candidates.sort_by(|a, b| MachineInput::wake_order(a, b));
     let mut left_w = (room_kw * 1000.0).max(0.0);
@@ -324,6 +354,69 @@ mod tests {
         );
         assert_eq!(state.mode, Mode::Running, "{order:?}");
         assert!((load_kw(&inputs) - 12.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_machine_whose_lowering_failed_is_lifted_once_its_command_had_its_time() {
+        let rules = ControlRules {
+            cooldown_us: M,
+            min_off_us: M,
+            command_timeout_us: 3 * M,
+            ..ControlRules::default()
+        };
+        let (mut state, mut inputs, mut caps) =
+            (SiteControl::default(), site(2), Default::default());
+        step(&rules, &mut state, &inputs, T0);
+        inputs.grid = Some(GridEvent {
+            event_id: "dr".into(),
+            target_kw: 9.5,
+            deadline_us: T0 + 10 * M,
+        });
+        at(&mut inputs, T0 + M);
+        let d = step(&rules, &mut state, &inputs, T0 + M);
+        // The machines obey, but m-0's answer is lost: its actuator reports it failed.
+        obey(&mut inputs, &mut caps, &d);
+        assert_eq!(caps.get("m-0"), Some(&2000.0), "{d:?}");
+        inputs.failed = vec!["m-0".into()];
+        inputs.grid = None;
+        let lifted = |d: &[Decision], id: &str| {
+            d.iter().any(|d| {
+                matches!(&d.action, Action::PowerTarget { machine, watts }
+                    if machine == id && *watts == 3000.0)
+            })
+        };
+        // After the cooldown m-1 is lifted at once; m-0 is left until its command had its time,
+        // then tried again, once.
+        let (mut m0_lifted, mut m1_lifted) = (Vec::new(), Vec::new());
+        for minute in 2..=6 {
+            let now = T0 + minute * M;
+            at(&mut inputs, now);
+            let d = step(&rules, &mut state, &inputs, now);
+            if lifted(&d, "m-0") {
+                m0_lifted.push(minute);
+                inputs.failed.clear();
+            }
+            if lifted(&d, "m-1") {
+                m1_lifted.push(minute);
+            }
+            obey(&mut inputs, &mut caps, &d);
+        }
+        assert_eq!(m1_lifted, vec![2], "after the cooldown");
+        assert_eq!(m0_lifted, vec![4], "3 minutes after its command");
+        assert!(
+            (load_kw(&inputs) - 12.0).abs() < 1e-9,
+            "{}",
+            load_kw(&inputs)
+        );
+        assert!(targets_of(&state).is_empty(), "{:?}", targets_of(&state));
+    }
+
+    fn targets_of(state: &SiteControl) -> Vec<(String, f64)> {
+        state
+            .machines
+            .iter()
+            .filter_map(|(id, c)| c.target_w.map(|w| (id.clone(), w)))
+            .collect()
     }
 
     #[test]
