@@ -82,7 +82,8 @@ pub fn step(
             .or_insert(MachineControl::new(
                 m.running(),
                 now_us - rules.min_on_us.max(rules.min_off_us),
-            ));
+            ))
+            .seen(m.running());
     }
     state.price_high = price_high(rules, state.price_high, &inputs.prices);
     state.unprofitable = unprofitable(rules, &state.unprofitable, inputs);

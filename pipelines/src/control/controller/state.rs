@@ -21,16 +21,37 @@ pub struct MachineControl {
     /// When the target last changed, µs.
     #[serde(default)]
     pub target_since_us: Option<i64>,
+    /// Whether the controller has commanded it on or off; until then `on` is what it was seen
+    /// doing. (A state written before this field counts as commanded, as it was then taken.)
+    #[serde(default = "commanded_before")]
+    pub commanded: bool,
+}
+
+/// [`MachineControl::commanded`] of a state written before the field.
+fn commanded_before() -> bool {
+    true
 }
 
 impl MachineControl {
-    /// A machine commanded `on` at `since_us`, with no power target.
+    /// A machine first seen `on` (running) or not at `since_us`, never commanded, with no
+    /// power target.
     pub(crate) fn new(on: bool, since_us: i64) -> Self {
         Self {
             on,
             since_us,
             target_w: None,
             target_since_us: None,
+            commanded: false,
+        }
+    }
+
+    /// Takes in that the machine runs now: one no command has reached, first seen before its
+    /// first reading (or asleep by someone else's hand), is meant to be on once it runs. One
+    /// the controller commanded keeps what it was told (a machine commanded off that still
+    /// runs is one that ignored its command).
+    pub(crate) fn seen(&mut self, running: bool) {
+        if !self.commanded && running {
+            self.on = true;
         }
     }
 }
@@ -72,6 +93,7 @@ impl SiteControl {
             .or_insert(MachineControl::new(on, since_us));
         c.on = on;
         c.since_us = since_us;
+        c.commanded = true;
     }
 
     /// Records machine `id`'s power target as `target_w` at `at_us` (none: lifted).

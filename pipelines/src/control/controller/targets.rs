@@ -411,6 +411,50 @@ mod tests {
         assert!(targets_of(&state).is_empty(), "{:?}", targets_of(&state));
     }
 
+    #[test]
+    fn a_machine_first_seen_before_its_first_reading_is_turned_down_once_it_runs() {
+        let rules = ControlRules::default();
+        let (mut state, mut inputs) = (SiteControl::default(), site(2));
+        // The controller's first step comes before any meter is read (failsafe: nothing is
+        // woken), m-1 among them; then it runs, and with no room under the allocation to wake
+        // a machine (the margin takes it), no command ever tells the controller so.
+        inputs.allocation_kw = 12.0 + rules.resume_margin_kw - 1.0;
+        inputs.meters_us = None;
+        inputs.machines[1].power_w = 0.0;
+        step(&rules, &mut state, &inputs, T0);
+        inputs.machines[1].power_w = 3000.0;
+        at(&mut inputs, T0 + M);
+        step(&rules, &mut state, &inputs, T0 + M);
+        inputs.grid = Some(GridEvent {
+            event_id: "dr".into(),
+            target_kw: 9.5,
+            deadline_us: T0 + 10 * M,
+        });
+        at(&mut inputs, T0 + 2 * M);
+        let d = step(&rules, &mut state, &inputs, T0 + 2 * M);
+        let acted: Vec<String> = d
+            .iter()
+            .filter_map(|d| match &d.action {
+                Action::PowerTarget { machine, watts } => Some(format!("{machine}={watts}")),
+                Action::Sleep { machine } => Some(format!("sleep {machine}")),
+                Action::Wake { machine } => Some(format!("wake {machine}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            acted,
+            vec!["m-1=1500", "m-0=2000"],
+            "as if read from the start"
+        );
+    }
+
+    #[test]
+    fn a_state_written_before_commands_were_told_apart_keeps_what_it_said() {
+        let old = r#"{"on":false,"since_us":5,"target_w":null,"target_since_us":null}"#;
+        let c: super::super::MachineControl = serde_json::from_str(old).unwrap();
+        assert!(c.commanded && !c.on, "{c:?}");
+    }
+
     fn targets_of(state: &SiteControl) -> Vec<(String, f64)> {
         state
             .machines
