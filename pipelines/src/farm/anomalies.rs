@@ -20,6 +20,7 @@ use crate::farm::detector::{
     AnomalyChange, AnomalyEvent, DetectConfig, Detector, Sample, SeriesKey, SeriesKind,
 };
 use crate::inputs::{readings_input, registry_input};
+use crate::runtime::cpu::in_place;
 use crate::runtime::pipeline::{
     OutputTable, Pipeline, PipelineSpec, ResultMessage, StepInput, StepOutput,
 };
@@ -190,7 +191,8 @@ impl Pipeline for Anomalies {
         }
         samples.sort_by_key(|(seq, s)| (s.ts_us, *seq));
         let samples: Vec<Sample> = samples.into_iter().map(|(_, s)| s).collect();
-        let events = state.detector.observe(&self.config, &samples);
+        // Each reading is compared with its site's peers: seconds for a large farm's batch.
+        let events = in_place(|| state.detector.observe(&self.config, &samples));
         let mut out = StepOutput::default();
         if events.is_empty() {
             return Ok(out);

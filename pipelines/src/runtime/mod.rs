@@ -3,6 +3,7 @@
 //! names a pipeline and imports none: [`run_all`] takes the list ([`crate::catalog::all`]).
 
 pub mod context;
+pub mod cpu;
 mod inputs;
 pub mod metrics;
 pub mod pipeline;

@@ -662,10 +662,13 @@ impl<'a, P: Pipeline> Runner<'a, P> {
             (now - last).to_std().unwrap_or(Duration::ZERO) >= self.spec.snapshot_every
         });
         let state = if due {
+            // A large state (thousands of machines) takes a while to copy.
             Some(
-                serde_json::to_value(&self.state).map_err(|e| Error::Snapshot {
-                    instance: self.instance.clone(),
-                    source: e,
+                super::cpu::in_place(|| serde_json::to_value(&self.state)).map_err(|e| {
+                    Error::Snapshot {
+                        instance: self.instance.clone(),
+                        source: e,
+                    }
                 })?,
             )
         } else {
