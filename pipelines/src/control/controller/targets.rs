@@ -251,6 +251,33 @@ mod tests {
         inputs.meters_us = Some(now);
     }
 
+    /// A demand-response event "dr" to `target_kw` (deadline T0 + 10 min) in force at `now`.
+    fn curtail(inputs: &mut Inputs, target_kw: f64, now: i64) {
+        inputs.grid = Some(GridEvent {
+            event_id: "dr".into(),
+            target_kw,
+            deadline_us: T0 + 10 * M,
+        });
+        at(inputs, now);
+    }
+
+    /// Two of four machines take targets; a first step at T0, then "dr" to 9.5 kW at T0 + 1
+    /// min: the state, the inputs and (empty) caps after it, and that step's decisions.
+    fn two_turnable_curtailed(
+        rules: &ControlRules,
+    ) -> (
+        SiteControl,
+        Inputs,
+        std::collections::BTreeMap<String, f64>,
+        Vec<Decision>,
+    ) {
+        let (mut state, mut inputs) = (SiteControl::default(), site(2));
+        step(rules, &mut state, &inputs, T0);
+        curtail(&mut inputs, 9.5, T0 + M);
+        let d = step(rules, &mut state, &inputs, T0 + M);
+        (state, inputs, Default::default(), d)
+    }
+
     fn load_kw(inputs: &Inputs) -> f64 {
         inputs.machines.iter().map(|m| m.power_w).sum::<f64>() / 1000.0
     }
@@ -262,17 +289,8 @@ mod tests {
             min_off_us: M,
             ..ControlRules::default()
         };
-        let (mut state, mut inputs, mut caps) =
-            (SiteControl::default(), site(2), Default::default());
-        step(&rules, &mut state, &inputs, T0);
         // 12 kW to 9.5: two turnable machines can give 3 kW, so nothing sleeps.
-        inputs.grid = Some(GridEvent {
-            event_id: "dr".into(),
-            target_kw: 9.5,
-            deadline_us: T0 + 10 * M,
-        });
-        at(&mut inputs, T0 + M);
-        let d = step(&rules, &mut state, &inputs, T0 + M);
+        let (mut state, mut inputs, mut caps, d) = two_turnable_curtailed(&rules);
         assert!(
             d.iter().all(|d| !matches!(d.action, Action::Sleep { .. })),
             "{d:?}"
@@ -364,16 +382,7 @@ mod tests {
             command_timeout_us: 3 * M,
             ..ControlRules::default()
         };
-        let (mut state, mut inputs, mut caps) =
-            (SiteControl::default(), site(2), Default::default());
-        step(&rules, &mut state, &inputs, T0);
-        inputs.grid = Some(GridEvent {
-            event_id: "dr".into(),
-            target_kw: 9.5,
-            deadline_us: T0 + 10 * M,
-        });
-        at(&mut inputs, T0 + M);
-        let d = step(&rules, &mut state, &inputs, T0 + M);
+        let (mut state, mut inputs, mut caps, d) = two_turnable_curtailed(&rules);
         // The machines obey, but m-0's answer is lost: its actuator reports it failed.
         obey(&mut inputs, &mut caps, &d);
         assert_eq!(caps.get("m-0"), Some(&2000.0), "{d:?}");
@@ -425,12 +434,7 @@ mod tests {
         inputs.machines[1].power_w = 3000.0;
         at(&mut inputs, T0 + M);
         step(&rules, &mut state, &inputs, T0 + M);
-        inputs.grid = Some(GridEvent {
-            event_id: "dr".into(),
-            target_kw: 9.5,
-            deadline_us: T0 + 10 * M,
-        });
-        at(&mut inputs, T0 + 2 * M);
+        curtail(&mut inputs, 9.5, T0 + 2 * M);
         let d = step(&rules, &mut state, &inputs, T0 + 2 * M);
         let acted: Vec<String> = d
             .iter()
@@ -468,12 +472,7 @@ mod tests {
         let rules = ControlRules::default();
         let (mut state, mut inputs) = (SiteControl::default(), site(1));
         step(&rules, &mut state, &inputs, T0);
-        inputs.grid = Some(GridEvent {
-            event_id: "dr".into(),
-            target_kw: 10.5,
-            deadline_us: T0 + 10 * M,
-        });
-        at(&mut inputs, T0 + M);
+        curtail(&mut inputs, 10.5, T0 + M);
         let d = step(&rules, &mut state, &inputs, T0 + M);
         assert_eq!(
             d.iter()
@@ -509,12 +508,7 @@ mod tests {
         };
         measured(&mut inputs, T0);
         step(&rules, &mut state, &inputs, T0);
-        inputs.grid = Some(GridEvent {
-            event_id: "dr".into(),
-            target_kw: 10.5,
-            deadline_us: T0 + 10 * M,
-        });
-        at(&mut inputs, T0 + M);
+        curtail(&mut inputs, 10.5, T0 + M);
         measured(&mut inputs, T0 + M);
         let d = step(&rules, &mut state, &inputs, T0 + M);
         assert!(
