@@ -81,7 +81,11 @@ mod tests {
         shutdown.cancel();
         watch.await.unwrap();
         let stalls: Vec<Duration> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-        assert_eq!(stalls.len(), 1, "{stalls:?}");
-        assert!(stalls[0] >= held - TICK && stalls[0] <= held, "{stalls:?}");
+        // The hold is one stall at least its length (a busy machine may add time, or a stall
+        // of its own, but never shorten this one).
+        assert!(
+            stalls.first().is_some_and(|s| *s >= held - TICK),
+            "{stalls:?}"
+        );
     }
 }

@@ -61,6 +61,8 @@ mod tests {
             .await
             .unwrap()
         });
-        assert!(during >= 10, "the ticker ran {during} times in 500 ms");
+        // 0 when the computation holds the only worker; a busy machine may slow the ticker,
+        // not stop it.
+        assert!(during >= 3, "the ticker ran {during} times in 500 ms");
     }
 }
