@@ -65,6 +65,10 @@
 //! a few minutes in a still room. Floors: 50 W (or 1 %) of power, 5 % of hashrate (a share-based
 //! hashrate is that noisy), 1.5 °C of temperature.
 //!
+//! Peers and neighbours are not found by a pass over the site: an index kept beside the series
+//! (`detector/neighbours.rs`, derived, rebuilt after a restore) holds each pool's values sorted,
+//! so a reading at 1 000 machines a site costs a few lookups.
+//!
 //! Ids: an anomaly is `anomaly:<site>:<kind>:<id>:<detector>:<opened_ts_us>`; its events are
 //! that plus `:opened`, `:updated:<n>` or `:resolved`. The state serializes to JSON with every
 //! float as text (`{:?}`, read back with std's exact parser): serde_json's default float parser
@@ -78,6 +82,10 @@ use std::time::Duration;
 use strum::IntoEnumIterator;
 
 use serde::{Deserialize, Serialize};
+
+mod neighbours;
+
+use neighbours::Neighbours;
 
 /// MAD × this estimates the standard deviation of normal noise.
 const MAD_TO_SIGMA: f64 = 1.4826;
@@ -436,13 +444,23 @@ pub struct AnomalyEvent {
 
 /// The whole state of anomaly detection for one pipeline instance; [`Detector::observe`] feeds
 /// it. Survives restarts as JSON.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Detector {
     /// Newest sample time seen, µs (event time); drives forgetting.
     clock_us: Option<i64>,
     /// Every live series.
     #[serde(with = "crate::serde_pairs")]
     series: BTreeMap<SeriesKey, SeriesState>,
+    /// Derived from `series`: what peers and neighbours offer, sorted.
+    #[serde(skip)]
+    neighbours: Neighbours,
+}
+
+/// Two detectors are equal when their series are: the neighbour index is derived from them.
+impl PartialEq for Detector {
+    fn eq(&self, other: &Self) -> bool {
+        self.clock_us == other.clock_us && self.series == other.series
+    }
 }
 
 impl Detector {
@@ -450,13 +468,14 @@ impl Detector {
     /// returns what happened to anomalies, in the order it happened.
     pub fn observe(&mut self, cfg: &DetectConfig, samples: &[Sample]) -> Vec<AnomalyEvent> {
         let timing = Timing::of(cfg);
+        self.neighbours.ensure(cfg, self.series.iter());
         let mut order: Vec<&Sample> = samples.iter().collect();
         order.sort_by_key(|s| s.ts_us);
         let mut out = Vec::new();
         for sample in order {
             self.sample(cfg, &timing, sample, &mut out);
         }
-        self.forget(&timing, &mut out);
+        self.forget(cfg, &timing, &mut out);
         out
     }
 
@@ -483,6 +502,7 @@ impl Detector {
         let floor = cfg.floors.of(key.kind);
         let mut readings = [None; 4];
         if let Some(s) = self.series.get_mut(key) {
+            let before = neighbours::member(key, s, cfg);
             if s.peer_group != sample.peer_group {
                 s.peer_group.clone_from(&sample.peer_group);
             }
@@ -490,6 +510,8 @@ impl Detector {
             readings[0] = stats.map(|w| w.zscore(x, cfg.z_threshold, floor));
             s.push(x, ts, cfg, t, stats);
             readings[1] = s.drift(cfg.drift_threshold, floor);
+            let after = neighbours::member(key, s, cfg);
+            self.neighbours.replace(&key.id, before, after);
         }
         readings[2] = self.peer(key, cfg, t, ts);
         readings[3] = self.stuck(key, cfg, t, ts);
@@ -507,18 +529,14 @@ impl Detector {
         if key.kind == SeriesKind::Temperature {
             return None;
         }
-        let s = self.series.get(key)?;
-        let group = s.peer_group.as_deref()?;
-        let own = s.recent_median(cfg.recent_samples)?;
-        let others: Vec<f64> = self
-            .neighbours(key, t, ts)
-            .filter(|o| o.peer_group.as_deref() == Some(group))
-            .filter_map(|o| o.recent_median(cfg.recent_samples))
-            .collect();
-        if others.len() + 1 < cfg.min_peers {
+        let (pool, me) = neighbours::member(key, self.series.get(key)?, cfg)?;
+        let others = self
+            .neighbours
+            .others(&pool, me, ts.saturating_sub(t.stale));
+        if others.count + 1 < cfg.min_peers {
             return None;
         }
-        let expected = median(others)?;
+        let (own, expected) = (me.value, others.median?);
         let floor = cfg.floors.of(key.kind).at(expected);
         let dev = own - expected;
         let rel = dev / expected.abs().max(floor);
@@ -539,45 +557,20 @@ impl Detector {
         if s.run < cfg.stuck_samples {
             return None;
         }
-        let value = s.values.back()?.0;
-        let mut varying = false;
-        let mut others = Vec::new();
-        for o in self.neighbours(key, t, ts) {
-            varying |= o.run < cfg.stuck_samples;
-            if let Some(last) = o.values.back() {
-                others.push(last.0);
-            }
-        }
+        let (pool, me) = neighbours::member(key, s, cfg)?;
+        let others = self
+            .neighbours
+            .others(&pool, me, ts.saturating_sub(t.stale));
         Some(Reading {
-            holds: varying,
-            value,
-            expected: median(others)?,
+            holds: others.varying,
+            value: me.value,
+            expected: others.median?,
             score: 1.0,
         })
     }
 
-    /// The other series of `key`'s site and kind heard from within `peer_stale` of `ts`.
-    fn neighbours<'a>(
-        &'a self,
-        key: &'a SeriesKey,
-        t: &Timing,
-        ts: i64,
-    ) -> impl Iterator<Item = &'a SeriesState> + 'a {
-        let start = SeriesKey {
-            site: key.site.clone(),
-            kind: key.kind,
-            id: String::new(),
-        };
-        let since = ts.saturating_sub(t.stale);
-        self.series
-            .range(start..)
-            .take_while(move |(k, _)| k.site == key.site && k.kind == key.kind)
-            .filter(move |(k, o)| k.id != key.id && o.last_ts_us >= since)
-            .map(|(_, o)| o)
-    }
-
     /// Drops series silent for `forget_after`, resolving their open anomalies.
-    fn forget(&mut self, t: &Timing, out: &mut Vec<Event>) {
+    fn forget(&mut self, cfg: &DetectConfig, t: &Timing, out: &mut Vec<Event>) {
         let Some(clock) = self.clock_us else {
             return;
         };
@@ -592,6 +585,8 @@ impl Detector {
             let Some(s) = self.series.remove(&key) else {
                 continue;
             };
+            let gone = neighbours::member(&key, &s, cfg);
+            self.neighbours.replace(&key.id, gone, None);
             let ts = s.last_ts_us.saturating_add(t.forget);
             for (track, detector) in s.tracks.iter().zip(DetectorKind::ALL) {
                 if let Some(open) = &track.open {
@@ -631,7 +626,7 @@ impl Timing {
 }
 
 /// One detector's verdict on one sample.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Reading {
     /// Whether its condition holds.
     holds: bool,
@@ -1605,5 +1600,143 @@ mod tests {
         assert_eq!(parsed.floors.temperature.abs, 2.0);
         assert_eq!(parsed.floors.machine_power, Floors::default().machine_power);
         assert!(toml::from_str::<DetectConfig>("windw = 3").is_err());
+    }
+
+    /// The peer reading by a pass over every series of the site (what the index replaces).
+    fn peer_by_pass(d: &Detector, key: &SeriesKey, cfg: &DetectConfig, ts: i64) -> Option<Reading> {
+        if key.kind == SeriesKind::Temperature {
+            return None;
+        }
+        let s = d.series.get(key)?;
+        let group = s.peer_group.as_deref()?;
+        let own = s.recent_median(cfg.recent_samples)?;
+        let others: Vec<f64> = pass(d, key, cfg, ts)
+            .filter(|o| o.peer_group.as_deref() == Some(group))
+            .filter_map(|o| o.recent_median(cfg.recent_samples))
+            .collect();
+        if others.len() + 1 < cfg.min_peers {
+            return None;
+        }
+        let expected = median(others)?;
+        let floor = cfg.floors.of(key.kind).at(expected);
+        let dev = own - expected;
+        let rel = dev / expected.abs().max(floor);
+        Some(Reading {
+            holds: rel.abs() > cfg.peer_threshold && dev.abs() >= floor,
+            value: own,
+            expected,
+            score: rel.abs(),
+        })
+    }
+
+    /// The stuck reading by a pass over every series of the site.
+    fn stuck_by_pass(
+        d: &Detector,
+        key: &SeriesKey,
+        cfg: &DetectConfig,
+        ts: i64,
+    ) -> Option<Reading> {
+        if key.kind != SeriesKind::Temperature {
+            return None;
+        }
+        let s = d.series.get(key)?;
+        if s.run < cfg.stuck_samples {
+            return None;
+        }
+        let others: Vec<&SeriesState> = pass(d, key, cfg, ts).collect();
+        Some(Reading {
+            holds: others.iter().any(|o| o.run < cfg.stuck_samples),
+            value: s.values.back()?.0,
+            expected: median(
+                others
+                    .iter()
+                    .filter_map(|o| o.values.back())
+                    .map(|v| v.0)
+                    .collect(),
+            )?,
+            score: 1.0,
+        })
+    }
+
+    /// The other series of `key`'s site and kind heard within `peer_stale` of `ts`.
+    fn pass<'a>(
+        d: &'a Detector,
+        key: &'a SeriesKey,
+        cfg: &DetectConfig,
+        ts: i64,
+    ) -> impl Iterator<Item = &'a SeriesState> + 'a {
+        let since = ts.saturating_sub(Timing::of(cfg).stale);
+        d.series
+            .iter()
+            .filter(move |(k, o)| {
+                k.site == key.site && k.kind == key.kind && k.id != key.id && o.last_ts_us >= since
+            })
+            .map(|(_, o)| o)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the feed (groups that change, series that go stale or are forgotten, equal
+        /// values, restarts from JSON, a setting changed), every peer and stuck reading taken
+        /// through the index equals the one a pass over the site's series gives.
+        #[test]
+        fn readings_through_the_index_equal_a_pass_over_the_site(
+            feed in proptest::collection::vec(
+                (0..2usize, 0..3usize, 0..6usize, 0..3usize, 0..4u8, 1..40i64, 0..40u8),
+                1..300,
+            )
+        ) {
+            let mut cfg = DetectConfig {
+                window: 4,
+                recent_samples: 2,
+                stuck_samples: 3,
+                min_peers: 2,
+                peer_stale: Duration::from_secs(60),
+                forget_after: Duration::from_secs(150),
+                ..DetectConfig::default()
+            };
+            let kinds = [
+                SeriesKind::MachinePower,
+                SeriesKind::MachineHashrate,
+                SeriesKind::Temperature,
+            ];
+            let groups = [None, Some("a"), Some("b")];
+            let mut d = Detector::default();
+            let mut ts = T0;
+            for (site, kind, id, group, value, gap, action) in feed {
+                ts += gap * STEP / 4;
+                let sample = Sample {
+                    key: SeriesKey {
+                        site: format!("s{site}"),
+                        kind: kinds[kind],
+                        id: format!("m{id}"),
+                    },
+                    peer_group: groups[group].map(str::to_string),
+                    ts_us: ts,
+                    value: f64::from(value) * 100.0,
+                };
+                d.observe(&cfg, &[sample]);
+                match action {
+                    0 => {
+                        let json = serde_json::to_string(&d).expect("json");
+                        d = serde_json::from_str(&json).expect("json");
+                    }
+                    1 => cfg.recent_samples = 1 + cfg.recent_samples % 3,
+                    _ => {}
+                }
+                d.neighbours.ensure(&cfg, d.series.iter());
+                let t = Timing::of(&cfg);
+                let keys: Vec<SeriesKey> = d.series.keys().cloned().collect();
+                for key in &keys {
+                    for at in [ts, ts + 30 * S, ts + 90 * S] {
+                        let (peer, stuck) = (d.peer(key, &cfg, &t, at), d.stuck(key, &cfg, &t, at));
+                        let by_pass = peer_by_pass(&d, key, &cfg, at);
+                        proptest::prop_assert_eq!(peer, by_pass, "peer {:?} at {}", key, at);
+                        let by_pass = stuck_by_pass(&d, key, &cfg, at);
+                        proptest::prop_assert_eq!(stuck, by_pass, "stuck {:?} at {}", key, at);
+                    }
+                }
+            }
+        }
     }
 }
