@@ -42,7 +42,7 @@ pub struct EpochRecord {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "present"
     )]
-    pub state: Option<serde_json::Value>,
+    pub state: Option<Snapshot>,
     /// The output tables this epoch gave rows (absent in an older adit's records: any of them).
     /// A table behind the others is replayed only when a later epoch wrote to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,8 +61,44 @@ impl EpochRecord {
 /// A `state` key that is there is a snapshot, even when its value is `null`.
 fn present<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> std::result::Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(deserializer).map(Some)
+) -> std::result::Result<Option<Snapshot>, D::Error> {
+    Snapshot::deserialize(deserializer).map(Some)
+}
+
+/// A pipeline's state as JSON text: serialized once from the state and copied into the record
+/// as it is (a state of thousands of machines is megabytes; a tree of values in between cost a
+/// second copy, and its encoding ran on the runtime's worker).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Snapshot(Box<serde_json::value::RawValue>);
+
+impl Snapshot {
+    /// `state` as JSON.
+    pub fn of<T: Serialize + ?Sized>(state: &T) -> serde_json::Result<Self> {
+        serde_json::value::to_raw_value(state).map(Self)
+    }
+
+    /// The state it holds, read as a `T`.
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// Whether it is JSON `null` (a stateless pipeline's `()`).
+    pub fn is_null(&self) -> bool {
+        self.0.get().trim() == "null"
+    }
+
+    /// Its JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// Two snapshots are equal when their texts are.
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
 }
 
 /// The epoch records of one pipeline instance.
@@ -208,7 +244,8 @@ mod tests {
                 positions: BTreeMap::from([("telemetry".to_string(), epoch * 10)]),
                 now_us: 7,
                 ticks: vec!["minute".into()],
-                state: (epoch % 2 == 0).then(|| serde_json::json!({"n": epoch})),
+                state: (epoch % 2 == 0)
+                    .then(|| Snapshot::of(&serde_json::json!({"n": epoch})).unwrap()),
                 written: Some(vec!["energy_minutes".into()]),
             };
             log.put(&record).await.unwrap();
@@ -216,7 +253,8 @@ mod tests {
         assert_eq!(log.epochs().await.unwrap(), vec![1, 2, 3, 12]);
         let twelve = log.get(12).await.unwrap().unwrap();
         assert_eq!(twelve.positions["telemetry"], 120);
-        assert_eq!(twelve.state, Some(serde_json::json!({"n": 12})));
+        let state: serde_json::Value = twelve.state.unwrap().read().unwrap();
+        assert_eq!(state, serde_json::json!({"n": 12}));
         assert_eq!(log.delete_below(3).await.unwrap(), 2);
         assert_eq!(log.epochs().await.unwrap(), vec![3, 12]);
     }
@@ -233,10 +271,13 @@ mod tests {
             state,
             written: None,
         };
-        let null = serde_json::to_string(&record(Some(serde_json::Value::Null))).unwrap();
+        let null = serde_json::to_string(&record(Some(Snapshot::of(&()).unwrap()))).unwrap();
         assert!(null.contains("\"state\":null"), "{null}");
         let back: EpochRecord = serde_json::from_str(&null).unwrap();
-        assert_eq!(back.state, Some(serde_json::Value::Null));
+        assert!(
+            back.state.as_ref().is_some_and(Snapshot::is_null),
+            "{back:?}"
+        );
         let none = serde_json::to_string(&record(None)).unwrap();
         assert!(!none.contains("state"), "{none}");
         let back: EpochRecord = serde_json::from_str(&none).unwrap();

@@ -15,7 +15,7 @@ pub mod store;
 pub mod summary;
 
 pub use at_rest::{AtRestKey, EncryptedStore};
-pub use checkpoint::{EpochLog, EpochRecord};
+pub use checkpoint::{EpochLog, EpochRecord, Snapshot};
 pub use error::{Error, Result};
 pub use exactly_once::{ExactlyOnceTable, Maintenance};
 pub use fresh::{FreshRows, MemoryTables};

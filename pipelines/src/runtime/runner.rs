@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use adit_bus::publish::{Outgoing, Publisher};
 use adit_bus::{DecodedBatch, RawBatch, RawMessage, decode_batch};
-use adit_sinks::{EpochLog, EpochRecord, ExactlyOnceTable};
+use adit_sinks::{EpochLog, EpochRecord, ExactlyOnceTable, Snapshot};
 use arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -201,7 +201,7 @@ async fn resume_point<S: serde::de::DeserializeOwned + Default>(
         let Some(snapshot) = found.state.clone() else {
             continue;
         };
-        match serde_json::from_value::<S>(snapshot) {
+        match snapshot.read::<S>() {
             Ok(state) => {
                 start = Some(Resume {
                     state,
@@ -213,7 +213,7 @@ async fn resume_point<S: serde::de::DeserializeOwned + Default>(
             }
             // An older adit wrote `"state": null` for "no snapshot" too: a state that is not
             // null-shaped reads it as none and looks further back.
-            Err(_) if found.state.as_ref().is_some_and(serde_json::Value::is_null) => {}
+            Err(_) if found.state.as_ref().is_some_and(Snapshot::is_null) => {}
             Err(e) => {
                 return Err(Error::State {
                     instance: instance.to_string(),
@@ -664,7 +664,7 @@ impl<'a, P: Pipeline> Runner<'a, P> {
         let state = if due {
             // A large state (thousands of machines) takes a while to copy.
             Some(
-                super::cpu::in_place(|| serde_json::to_value(&self.state)).map_err(|e| {
+                super::cpu::in_place(|| Snapshot::of(&self.state)).map_err(|e| {
                     Error::Snapshot {
                         instance: self.instance.clone(),
                         source: e,
@@ -767,7 +767,7 @@ mod tests {
             positions: BTreeMap::from([("telemetry".to_string(), epoch * 100)]),
             now_us: 0,
             ticks: Vec::new(),
-            state,
+            state: state.map(|s| Snapshot::of(&s).expect("a JSON value")),
             written: None,
         }
     }
