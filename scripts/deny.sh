@@ -6,7 +6,7 @@
 # is fetched. Without the copy the advisory check says loudly that it did not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo deny --version 2>/dev/null | grep -q ' 0.20.2' || cargo install cargo-deny --locked --version 0.20.2 --force
+./scripts/tools.sh cargo-deny
 # cargo-deny reads every platform's crates (cargo metadata); a build fetched only this one's.
 cargo fetch --locked
 cargo deny --offline --locked check --hide-inclusion-graph bans licenses sources

@@ -31,10 +31,24 @@ step setup ./scripts/setup.sh
 # No two files of a crate import each other, directly or round a circle (first: it takes a
 # second, and a circle found after the build would have cost the build).
 step "import cycles" python3 scripts/import_cycles.py
+# The cargo tools the steps after the build run (scripts/tools.sh), compiled beside it where
+# this machine lacks them, niced so the build keeps its pace; its log is shown once it ends.
+tools_log="$(mktemp)"
+nice -n 10 ./scripts/tools.sh >"$tools_log" 2>&1 &
+tools_pid=$!
+# Waits for the tools, showing what their install printed.
+tools_ready() {
+  local rc=0
+  wait "$tools_pid" || rc=$?
+  cat "$tools_log" >&2
+  rm -f "$tools_log"
+  [ "$rc" -eq 0 ] || echo "test.sh: installing the cargo tools failed (exit $rc)" >&2
+  return "$rc"
+}
 # The build, clippy's lints included.
 step build adit_build lint
+step "tools, past the build" tools_ready
 # No unused dependency.
-command -v cargo-machete >/dev/null || step "install cargo-machete" cargo install cargo-machete --locked --version 0.9.2
 step machete cargo machete
 # Supply chain: licenses, banned crates, sources and the RustSec advisories (deny.toml).
 step deny ./scripts/deny.sh
@@ -44,5 +58,4 @@ step book ./scripts/book.sh
 # Every test of the workspace in one queue (.config/nextest.toml: three at a time, the heavy
 # multi-process tests taking turns); the workspace has no doc tests. nextest builds nothing
 # here: the build above made every test binary with the settings scripts/build.sh exported.
-command -v cargo-nextest >/dev/null || step "install cargo-nextest" cargo install cargo-nextest --locked
 step tests cargo nextest run --workspace --no-fail-fast "$@"
