@@ -536,16 +536,7 @@ impl Detector {
         if others.count + 1 < cfg.min_peers {
             return None;
         }
-        let (own, expected) = (me.value, others.median?);
-        let floor = cfg.floors.of(key.kind).at(expected);
-        let dev = own - expected;
-        let rel = dev / expected.abs().max(floor);
-        Some(Reading {
-            holds: rel.abs() > cfg.peer_threshold && dev.abs() >= floor,
-            value: own,
-            expected,
-            score: rel.abs(),
-        })
+        Some(peer_reading(cfg, key.kind, me.value, others.median?))
     }
 
     /// The stuck reading of temperature sensor `key` at `ts`.
@@ -599,6 +590,19 @@ impl Detector {
 }
 
 type Event = AnomalyEvent;
+
+/// The peer reading of a series whose recent level is `own` where its peers' is `expected`.
+fn peer_reading(cfg: &DetectConfig, kind: SeriesKind, own: f64, expected: f64) -> Reading {
+    let floor = cfg.floors.of(kind).at(expected);
+    let dev = own - expected;
+    let rel = dev / expected.abs().max(floor);
+    Reading {
+        holds: rel.abs() > cfg.peer_threshold && dev.abs() >= floor,
+        value: own,
+        expected,
+        score: rel.abs(),
+    }
+}
 
 /// The config's durations in µs.
 struct Timing {
@@ -1617,16 +1621,7 @@ mod tests {
         if others.len() + 1 < cfg.min_peers {
             return None;
         }
-        let expected = median(others)?;
-        let floor = cfg.floors.of(key.kind).at(expected);
-        let dev = own - expected;
-        let rel = dev / expected.abs().max(floor);
-        Some(Reading {
-            holds: rel.abs() > cfg.peer_threshold && dev.abs() >= floor,
-            value: own,
-            expected,
-            score: rel.abs(),
-        })
+        Some(peer_reading(cfg, key.kind, own, median(others)?))
     }
 
     /// The stuck reading by a pass over every series of the site.
