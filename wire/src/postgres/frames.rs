@@ -6,7 +6,8 @@
 //! The guard speaks the connection's opening itself: an `SSLRequest` is answered (`S` and the
 //! TLS handshake when `query.tls` is set, `N` otherwise), a `GSSENCRequest` is declined, the
 //! startup packet is size-checked. Then it copies the client's messages to pgwire over a local
-//! socket pair, each one checked against its type's layout and size limit first; the first bad
+//! socket pair (buffered: what a client sends together goes on in one write), each one checked
+//! against its type's layout and size limit first; the first bad
 //! one ends the connection with a FATAL `08P01` that says what was wrong. What pgwire answers is
 //! copied back unchanged.
 //!
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpStream, UnixStream};
 
 /// How long a client may take to open (TLS and startup), as pgwire allows.
@@ -148,13 +149,22 @@ async fn relay(
     bounds: Bounds,
     opening_ends: tokio::time::Instant,
 ) {
-    let (mut from_client, mut to_client) = tokio::io::split(client);
-    let (mut from_pgwire, mut to_pgwire) = pgwire.into_split();
+    let (from_client, mut to_client) = tokio::io::split(client);
+    let (mut from_pgwire, to_pgwire) = pgwire.into_split();
+    // Buffered both ways: the messages a client sends together (an extended query's Parse,
+    // Bind, Describe, Execute and Sync) are read in one call and handed to pgwire in one write,
+    // not three reads and a write (and a wake-up of pgwire) each.
+    let mut from_client = BufReader::new(from_client);
+    let mut to_pgwire = BufWriter::new(to_pgwire);
     let answers = tokio::spawn(async move {
         let copied = tokio::io::copy(&mut from_pgwire, &mut to_client).await;
         (to_client, copied)
     });
-    let refused = match to_pgwire.write_all(&startup).await {
+    let sent = match to_pgwire.write_all(&startup).await {
+        Ok(()) => to_pgwire.flush().await,
+        Err(e) => Err(e),
+    };
+    let refused = match sent {
         Ok(()) => forward(&mut from_client, &mut to_pgwire, bounds, opening_ends).await,
         Err(_) => None,
     };
@@ -178,7 +188,7 @@ type Closed = (&'static str, String);
 /// Forwards messages until the client stops (`None`) or is closed (why): a bad message, its
 /// password not sent by `opening_ends`, `bounds.idle` without a message, or too much held.
 async fn forward(
-    from: &mut (impl AsyncRead + Unpin),
+    from: &mut BufReader<impl AsyncRead + Unpin>,
     to: &mut (impl AsyncWrite + Unpin),
     bounds: Bounds,
     opening_ends: tokio::time::Instant,
@@ -238,7 +248,20 @@ async fn forward(
         if to.write_all(&frame).await.is_err() {
             return None;
         }
+        // Handed on once no whole message is waiting behind it: the next read may wait.
+        if !whole_message(from.buffer()) && to.flush().await.is_err() {
+            return None;
+        }
     }
+}
+
+/// Whether `buffered` starts with a whole message: its type, its length and that many bytes.
+fn whole_message(buffered: &[u8]) -> bool {
+    let len = buffered
+        .get(1..5)
+        .and_then(|l| <[u8; 4]>::try_from(l).ok())
+        .map(u32::from_be_bytes);
+    len.is_some_and(|len| buffered.len() > len as usize)
 }
 
 /// The named prepared statements and portals a connection keeps, as pgwire keeps them: a
@@ -506,6 +529,11 @@ mod tests {
         assert!(check(b'!', b"").is_err());
         assert_eq!(limit(b'Q', 1000), 4 * 1024 * 1024);
         assert_eq!(limit(b'Q', 2 * 1024 * 1024), 8 * 1024 * 1024);
+        assert!(whole_message(&[b'S', 0, 0, 0, 4]));
+        assert!(whole_message(&[b'S', 0, 0, 0, 4, b'Q']));
+        assert!(!whole_message(&[b'Q', 0, 0, 0, 6, b'x']));
+        assert!(!whole_message(&[b'S', 0, 0]));
+        assert!(!whole_message(&[]));
         let error = fatal("08P01", "bad\0thing");
         assert_eq!(error[0], b'E');
         assert!(error.windows(5).any(|w| w == b"08P01"));
@@ -521,13 +549,15 @@ mod tests {
             password,
         };
         let soon = || tokio::time::Instant::now() + Duration::from_millis(200);
-        let (_client, mut server) = tokio::io::duplex(1024);
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut server = BufReader::new(server);
         let closed = forward(&mut server, &mut tokio::io::sink(), bounds(true), soon()).await;
         let (code, why) = closed.expect("closed");
         assert_eq!(code, "08P01");
         assert!(why.contains("password"), "{why}");
 
-        let (mut client, mut server) = tokio::io::duplex(1024);
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut server = BufReader::new(server);
         let mut sync = vec![b'S'];
         sync.extend_from_slice(&4_u32.to_be_bytes());
         client.write_all(&sync).await.unwrap();
@@ -539,7 +569,8 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(300));
 
         // Without tokens no password is due: only the idle time counts.
-        let (_client, mut server) = tokio::io::duplex(1024);
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut server = BufReader::new(server);
         let closed = forward(&mut server, &mut tokio::io::sink(), bounds(false), soon()).await;
         assert_eq!(closed.expect("closed").0, "57P05");
     }
