@@ -85,7 +85,7 @@ use serde::{Deserialize, Serialize};
 
 mod neighbours;
 
-use neighbours::Neighbours;
+use neighbours::{Member, Neighbours, PoolKey};
 
 /// MAD × this estimates the standard deviation of normal noise.
 const MAD_TO_SIGMA: f64 = 1.4826;
@@ -302,8 +302,7 @@ impl fmt::Display for SeriesKind {
     }
 }
 
-/// One series: `(site, kind, id)`, ordered in that order (a site's series of one kind are
-/// neighbours, which is how peers are found).
+/// One series: `(site, kind, id)`, ordered in that order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[derive(Serialize, Deserialize)]
 pub struct SeriesKey {
@@ -501,6 +500,7 @@ impl Detector {
         self.clock_us = Some(self.clock_us.map_or(ts, |c| c.max(ts)));
         let floor = cfg.floors.of(key.kind);
         let mut readings = [None; 4];
+        let mut mine = None;
         if let Some(s) = self.series.get_mut(key) {
             let before = neighbours::member(key, s, cfg);
             if s.peer_group != sample.peer_group {
@@ -510,11 +510,11 @@ impl Detector {
             readings[0] = stats.map(|w| w.zscore(x, cfg.z_threshold, floor));
             s.push(x, ts, cfg, t, stats);
             readings[1] = s.drift(cfg.drift_threshold, floor);
-            let after = neighbours::member(key, s, cfg);
-            self.neighbours.replace(&key.id, before, after);
+            mine = neighbours::member(key, s, cfg);
+            self.neighbours.replace(&key.id, before, mine.as_ref());
         }
-        readings[2] = self.peer(key, cfg, t, ts);
-        readings[3] = self.stuck(key, cfg, t, ts);
+        readings[2] = self.peer(key, mine.as_ref(), cfg, t, ts);
+        readings[3] = self.stuck(key, mine.as_ref(), cfg, t, ts);
         if let Some(s) = self.series.get_mut(key) {
             for (i, detector) in DetectorKind::ALL.into_iter().enumerate() {
                 if let Some(event) = s.tracks[i].step(key, detector, readings[i], ts, t) {
@@ -524,34 +524,48 @@ impl Detector {
         }
     }
 
-    /// The peer reading of `key` at `ts` (machines with a group and enough live peers).
-    fn peer(&self, key: &SeriesKey, cfg: &DetectConfig, t: &Timing, ts: i64) -> Option<Reading> {
+    /// The peer reading of `key` at `ts` (machines with a group and enough live peers), where
+    /// `mine` is what `key` offers its pool (`neighbours::member`).
+    fn peer(
+        &self,
+        key: &SeriesKey,
+        mine: Option<&(PoolKey, Member)>,
+        cfg: &DetectConfig,
+        t: &Timing,
+        ts: i64,
+    ) -> Option<Reading> {
         if key.kind == SeriesKind::Temperature {
             return None;
         }
-        let (pool, me) = neighbours::member(key, self.series.get(key)?, cfg)?;
+        let (pool, me) = mine?;
         let others = self
             .neighbours
-            .others(&pool, me, ts.saturating_sub(t.stale));
+            .others(pool, *me, ts.saturating_sub(t.stale));
         if others.count + 1 < cfg.min_peers {
             return None;
         }
         Some(peer_reading(cfg, key.kind, me.value, others.median?))
     }
 
-    /// The stuck reading of temperature sensor `key` at `ts`.
-    fn stuck(&self, key: &SeriesKey, cfg: &DetectConfig, t: &Timing, ts: i64) -> Option<Reading> {
+    /// The stuck reading of temperature sensor `key` at `ts`, `mine` as for [`Self::peer`].
+    fn stuck(
+        &self,
+        key: &SeriesKey,
+        mine: Option<&(PoolKey, Member)>,
+        cfg: &DetectConfig,
+        t: &Timing,
+        ts: i64,
+    ) -> Option<Reading> {
         if key.kind != SeriesKind::Temperature {
             return None;
         }
-        let s = self.series.get(key)?;
-        if s.run < cfg.stuck_samples {
+        if self.series.get(key)?.run < cfg.stuck_samples {
             return None;
         }
-        let (pool, me) = neighbours::member(key, s, cfg)?;
+        let (pool, me) = mine?;
         let others = self
             .neighbours
-            .others(&pool, me, ts.saturating_sub(t.stale));
+            .others(pool, *me, ts.saturating_sub(t.stale));
         Some(Reading {
             holds: others.varying,
             value: me.value,
@@ -1724,7 +1738,9 @@ mod tests {
                 let keys: Vec<SeriesKey> = d.series.keys().cloned().collect();
                 for key in &keys {
                     for at in [ts, ts + 30 * S, ts + 90 * S] {
-                        let (peer, stuck) = (d.peer(key, &cfg, &t, at), d.stuck(key, &cfg, &t, at));
+                        let mine = neighbours::member(key, &d.series[key], &cfg);
+                        let peer = d.peer(key, mine.as_ref(), &cfg, &t, at);
+                        let stuck = d.stuck(key, mine.as_ref(), &cfg, &t, at);
                         let by_pass = peer_by_pass(&d, key, &cfg, at);
                         proptest::prop_assert_eq!(peer, by_pass, "peer {:?} at {}", key, at);
                         let by_pass = stuck_by_pass(&d, key, &cfg, at);

@@ -174,7 +174,7 @@ impl Neighbours {
         }
         self.pools.clear();
         for (key, s) in series {
-            self.replace(&key.id, None, member(key, s, cfg));
+            self.replace(&key.id, None, member(key, s, cfg).as_ref());
         }
         self.built_for = Some(settings);
     }
@@ -184,7 +184,7 @@ impl Neighbours {
         &mut self,
         id: &str,
         before: Option<(PoolKey, Member)>,
-        after: Option<(PoolKey, Member)>,
+        after: Option<&(PoolKey, Member)>,
     ) {
         if let Some((pool, m)) = before
             && let Some(p) = self.pools.get_mut(&pool)
@@ -195,7 +195,10 @@ impl Neighbours {
             }
         }
         if let Some((pool, m)) = after {
-            self.pools.entry(pool).or_default().insert(id, m);
+            match self.pools.get_mut(pool) {
+                Some(p) => p.insert(id, *m),
+                None => self.pools.entry(pool.clone()).or_default().insert(id, *m),
+            }
         }
     }
 
