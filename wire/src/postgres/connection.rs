@@ -9,6 +9,7 @@
 //! limit…); the connection goes on.
 
 use std::fmt::Debug;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
@@ -31,19 +32,24 @@ use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, T
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionHandle, ErrorHandler, PgWireConnectionState,
-    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ClientPortalStore, ConnectionHandle, DefaultClient, ErrorHandler,
+    PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
 use pgwire::types::format::FormatOptions;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::Framed;
 
 use super::Postgres;
 use super::catalog::ParseError;
 use super::commands::{self, Command, Settings};
+use super::frames::Checked;
 use crate::conns::{ConnSlot, Refusal};
 
 /// Serves one client until it leaves.
@@ -75,9 +81,58 @@ pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Postgre
         caller: OnceLock::new(),
         settings: Mutex::default(),
     }));
-    if let Err(e) = pgwire::tokio::process_socket_unix(guarded.pgwire, connection).await {
+    if let Err(e) = converse(guarded.stream, peer, guarded.secure, connection).await {
         tracing::debug!(client = %ip, error = %e, "PostgreSQL connection ended");
     }
+}
+
+/// pgwire's conversation with the client over its checked stream: pgwire's own loop for a
+/// socket (which takes only sockets), each message to its handler and an error answered as
+/// pgwire answers it; then the guard's refusal, if it ended the input, and the close.
+async fn converse(stream: Checked, peer: SocketAddr, secure: bool, conn: Conn) -> io::Result<()> {
+    let codec = PgWireMessageServerCodec::new(DefaultClient::new(peer, secure));
+    let mut socket = Framed::new(stream, codec);
+    socket.set_state(PgWireConnectionState::AwaitingStartup);
+    let (startup, simple) = (conn.startup_handler(), conn.simple_query_handler());
+    let (extended, copy) = (conn.extended_query_handler(), conn.copy_handler());
+    let (cancel, errors) = (conn.cancel_handler(), conn.error_handler());
+    while let Some(message) = socket.next().await {
+        let message = match message {
+            Ok(PgWireFrontendMessage::Terminate(_)) => break,
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(client = %peer.ip(), error = %e, "a PostgreSQL message pgwire could not read");
+                break;
+            }
+        };
+        let extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended_query) => extended_query,
+            _ => message.is_extended_query(),
+        };
+        let handled = process_message(
+            message,
+            &mut socket,
+            startup.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await;
+        if let Err(mut e) = handled {
+            errors.on_error(&socket, &mut e);
+            process_error(&mut socket, e, extended_query).await?;
+        }
+    }
+    SinkExt::<PgWireBackendMessage>::flush(&mut socket)
+        .await
+        .map_err(io::Error::other)?;
+    let mut stream = socket.into_inner();
+    if let Some(fatal) = stream.refusal() {
+        // The client may be gone already; then nobody reads the reason.
+        drop(stream.write_all(&fatal).await);
+    }
+    stream.shutdown().await
 }
 
 /// What one connection knows.

@@ -5,24 +5,25 @@
 //!
 //! The guard speaks the connection's opening itself: an `SSLRequest` is answered (`S` and the
 //! TLS handshake when `query.tls` is set, `N` otherwise), a `GSSENCRequest` is declined, the
-//! startup packet is size-checked. Then it copies the client's messages to pgwire over a local
-//! socket pair (buffered: what a client sends together goes on in one write), each one checked
-//! against its type's layout and size limit first; the first bad
-//! one ends the connection with a FATAL `08P01` that says what was wrong. What pgwire answers is
-//! copied back unchanged.
+//! startup packet is size-checked. Then pgwire reads the client's stream through [`Checked`],
+//! which lets through only whole messages checked against their type's layout and size limit;
+//! the first bad one ends the connection with a FATAL `08P01` that says what was wrong. What
+//! pgwire answers goes to the client unchanged.
 //!
 //! The guard also bounds what a connection holds and how long it may hold it: the password
-//! must come within [`OPENING`] of connecting, a connection that sends nothing for
-//! `query.postgres.idle_timeout` is closed (FATAL `57P05`), and the named prepared statements
+//! must come within [`OPENING`] of connecting, a connection that sends nothing (not a byte)
+//! for `query.postgres.idle_timeout` while the server waits on it is closed (FATAL `57P05`), and the named prepared statements
 //! and portals it keeps (pgwire keeps each until the client closes it) are at most
 //! [`MAX_NAMED`], of at most [`MAX_NAMED_BYTES`] in all (FATAL `53400`).
 
 use std::collections::HashMap;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 
 /// How long a client may take to open (TLS and startup), as pgwire allows.
 const OPENING: Duration = Duration::from_secs(60);
@@ -41,10 +42,12 @@ const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 
-/// A client behind the guard: pgwire's end of the socket pair, and whether the client speaks
-/// TLS.
+/// Bytes asked of the client at a time (more when a message announces more).
+const CHUNK: usize = 8 * 1024;
+
+/// A client behind the guard: its stream, read through the checks, and whether it speaks TLS.
 pub(super) struct Guarded {
-    pub(super) pgwire: UnixStream,
+    pub(super) stream: Checked,
     pub(super) secure: bool,
 }
 
@@ -59,8 +62,8 @@ pub(super) struct Bounds {
     pub(super) password: bool,
 }
 
-/// Opens `tcp` (TLS when `tls` is set and the client asks) and starts copying its checked
-/// messages to the returned socket; `None` when the client gave up or broke the opening.
+/// Opens `tcp` (TLS when `tls` is set and the client asks) and returns its stream read through
+/// the checks; `None` when the client gave up or broke the opening.
 pub(super) async fn guard(
     tcp: TcpStream,
     tls: Option<adit_protocol::https::TlsAcceptor>,
@@ -76,15 +79,14 @@ pub(super) async fn guard(
             return None;
         }
     };
-    let (pgwire, ours) = UnixStream::pair().ok()?;
-    tokio::spawn(relay(client, ours, startup, bounds, opening_ends));
-    Some(Guarded { pgwire, secure })
+    let stream = Checked::new(client, startup, bounds, opening_ends);
+    Some(Guarded { stream, secure })
 }
 
 /// A client's stream after the opening, plain or TLS.
 type Client = Box<dyn Stream>;
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
 /// The opening: SSL or GSS requests answered, then the startup (or cancel) packet read whole.
 async fn open(
@@ -140,128 +142,217 @@ async fn rest_of_packet(
     Ok(Some(packet))
 }
 
-/// Copies the client's checked messages to pgwire and pgwire's answers back; a bad message
-/// ends both with a FATAL error to the client.
-async fn relay(
-    client: Client,
-    pgwire: UnixStream,
-    startup: Vec<u8>,
-    bounds: Bounds,
-    opening_ends: tokio::time::Instant,
-) {
-    let (from_client, mut to_client) = tokio::io::split(client);
-    let (mut from_pgwire, to_pgwire) = pgwire.into_split();
-    // Buffered both ways: the messages a client sends together (an extended query's Parse,
-    // Bind, Describe, Execute and Sync) are read in one call and handed to pgwire in one write,
-    // not three reads and a write (and a wake-up of pgwire) each.
-    let mut from_client = BufReader::new(from_client);
-    let mut to_pgwire = BufWriter::new(to_pgwire);
-    let answers = tokio::spawn(async move {
-        let copied = tokio::io::copy(&mut from_pgwire, &mut to_client).await;
-        (to_client, copied)
-    });
-    let sent = match to_pgwire.write_all(&startup).await {
-        Ok(()) => to_pgwire.flush().await,
-        Err(e) => Err(e),
-    };
-    let refused = match sent {
-        Ok(()) => forward(&mut from_client, &mut to_pgwire, bounds, opening_ends).await,
-        Err(_) => None,
-    };
-    // pgwire sees the end of input, ends its side, and the copy of its answers finishes.
-    drop(to_pgwire.shutdown().await);
-    drop(to_pgwire);
-    let Ok((mut to_client, _)) = answers.await else {
-        return;
-    };
-    if let Some(reason) = refused {
-        tracing::info!(reason = %reason.1, "a PostgreSQL client was closed");
-        // The client may be gone already; then nobody reads the reason.
-        drop(to_client.write_all(&fatal(reason.0, &reason.1)).await);
-    }
-    drop(to_client.shutdown().await);
-}
-
 /// Why the guard closed a connection: its SQLSTATE and what to tell the client.
 type Closed = (&'static str, String);
 
-/// Forwards messages until the client stops (`None`) or is closed (why): a bad message, its
-/// password not sent by `opening_ends`, `bounds.idle` without a message, or too much held.
-async fn forward(
-    from: &mut BufReader<impl AsyncRead + Unpin>,
-    to: &mut (impl AsyncWrite + Unpin),
+/// The client's stream as pgwire reads it: the startup packet (read by the opening), then only
+/// whole messages that passed [`check`] and the bounds. The first that does not, the password
+/// not sent by the opening's end, or `bounds.idle` without a byte while pgwire waits for one,
+/// ends the input; pgwire answers what came before, sees the end, and [`Checked::refusal`] is
+/// the FATAL error the client is then sent. What pgwire writes goes to the client unchanged.
+///
+/// pgwire reads the client's socket through this directly: no task or socket between them, so
+/// a statement costs no more hand-overs than pgwire's own.
+pub(super) struct Checked {
+    client: Client,
+    /// What was read: `[handed..passed)` checked and not yet read by pgwire, `[passed..]` the
+    /// start of the next message.
+    buf: Vec<u8>,
+    handed: usize,
+    passed: usize,
     bounds: Bounds,
-    opening_ends: tokio::time::Instant,
-) -> Option<Closed> {
-    let mut named = Named::default();
-    let mut first = bounds.password;
-    loop {
-        let deadline = if first {
-            opening_ends
-        } else {
-            tokio::time::Instant::now() + bounds.idle
-        };
-        let kind = match tokio::time::timeout_at(deadline, from.read_u8()).await {
-            Ok(Ok(kind)) => kind,
-            Ok(Err(_)) => return None,
-            Err(_) if first => {
-                return Some(("08P01", "the password did not come in time".into()));
+    named: Named,
+    /// When the wait for the client ends it: the opening's end while the password is due,
+    /// else `bounds.idle` from when the wait (or the client's last byte) began.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the password (the first message after the startup) is still due.
+    password_due: bool,
+    /// Whether `deadline` is set for the current wait.
+    waiting: bool,
+    /// The input has ended: the client's doing (`refused` empty) or the guard's.
+    ended: bool,
+    refused: Option<Closed>,
+}
+
+impl Checked {
+    fn new(
+        client: Client,
+        startup: Vec<u8>,
+        bounds: Bounds,
+        opening_ends: tokio::time::Instant,
+    ) -> Self {
+        let passed = startup.len();
+        Self {
+            client,
+            buf: startup,
+            handed: 0,
+            passed,
+            bounds,
+            named: Named::default(),
+            deadline: Box::pin(tokio::time::sleep_until(opening_ends)),
+            password_due: bounds.password,
+            waiting: bounds.password,
+            ended: false,
+            refused: None,
+        }
+    }
+
+    /// The FATAL ErrorResponse for why the guard ended the input, once (logged); `None` when
+    /// the client ended it.
+    pub(super) fn refusal(&mut self) -> Option<Vec<u8>> {
+        let (code, reason) = self.refused.take()?;
+        tracing::info!(reason = %reason, "a PostgreSQL client was closed");
+        Some(fatal(code, &reason))
+    }
+
+    /// Checks the whole messages read past `passed`; how many more bytes the next one needs.
+    fn check_read(&mut self) -> usize {
+        while !self.ended {
+            match next_message(&self.buf[self.passed..], &mut self.named, &self.bounds) {
+                Next::Whole(len) => {
+                    self.passed += len;
+                    self.password_due = false;
+                }
+                Next::More(needed) => return needed,
+                Next::Refused(why) => self.end(Some(why)),
             }
-            Err(_) => {
-                return Some((
-                    "57P05",
-                    format!(
-                        "closed after {:?} without a message (query.postgres.idle_timeout)",
-                        bounds.idle
-                    ),
-                ));
+        }
+        0
+    }
+
+    fn end(&mut self, refused: Option<Closed>) {
+        self.ended = true;
+        self.refused = refused;
+    }
+
+    /// Why a wait ran out.
+    fn timed_out(&self) -> Closed {
+        if self.password_due {
+            return ("08P01", "the password did not come in time".into());
+        }
+        let idle = self.bounds.idle;
+        let why = format!("closed after {idle:?} with nothing sent (query.postgres.idle_timeout)");
+        ("57P05", why)
+    }
+}
+
+impl AsyncRead for Checked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let needed = this.check_read();
+            if this.handed < this.passed {
+                let n = out.remaining().min(this.passed - this.handed);
+                out.put_slice(&this.buf[this.handed..this.handed + n]);
+                this.handed += n;
+                this.waiting = false;
+                return Poll::Ready(Ok(()));
             }
-        };
-        first = false;
-        let Ok(len) = from.read_u32().await else {
-            return None;
-        };
-        let len = len as usize;
-        let limit = limit(kind, bounds.max_statement);
-        if !(4..=limit + 4).contains(&len) {
-            return Some((
-                "08P01",
-                format!(
-                    "message {:?} of {len} bytes (at most {limit})",
-                    kind as char
-                ),
-            ));
-        }
-        let mut frame = Vec::with_capacity(len + 1);
-        frame.push(kind);
-        frame.extend_from_slice(&(len as u32).to_be_bytes());
-        frame.resize(len + 1, 0);
-        if from.read_exact(&mut frame[5..]).await.is_err() {
-            return None;
-        }
-        if let Err(reason) = check(kind, &frame[5..]) {
-            return Some(("08P01", format!("message {:?}: {reason}", kind as char)));
-        }
-        if let Err(reason) = named.follow(kind, &frame[5..]) {
-            return Some(("53400", reason));
-        }
-        if to.write_all(&frame).await.is_err() {
-            return None;
-        }
-        // Handed on once no whole message is waiting behind it: the next read may wait.
-        if !whole_message(from.buffer()) && to.flush().await.is_err() {
-            return None;
+            if this.ended {
+                return Poll::Ready(Ok(()));
+            }
+            this.buf.drain(..this.passed);
+            (this.handed, this.passed) = (0, 0);
+            if !this.waiting {
+                this.waiting = true;
+                if !this.password_due {
+                    let until = tokio::time::Instant::now() + this.bounds.idle;
+                    this.deadline.as_mut().reset(until);
+                }
+            }
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                let why = this.timed_out();
+                this.end(Some(why));
+                continue;
+            }
+            let have = this.buf.len();
+            this.buf.resize(have + needed.max(CHUNK), 0);
+            let mut read = ReadBuf::new(&mut this.buf[have..]);
+            let polled = Pin::new(&mut this.client).poll_read(cx, &mut read);
+            let got = read.filled().len();
+            this.buf.truncate(have + got);
+            match polled {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if got == 0 => this.end(None),
+                // The idle time counts from the client's last byte.
+                Poll::Ready(Ok(())) => this.waiting = false,
+            }
         }
     }
 }
 
-/// Whether `buffered` starts with a whole message: its type, its length and that many bytes.
-fn whole_message(buffered: &[u8]) -> bool {
-    let len = buffered
-        .get(1..5)
-        .and_then(|l| <[u8; 4]>::try_from(l).ok())
-        .map(u32::from_be_bytes);
-    len.is_some_and(|len| buffered.len() > len as usize)
+impl AsyncWrite for Checked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().client).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().client).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.client.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().client).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().client).poll_shutdown(cx)
+    }
+}
+
+/// What the bytes after the checked ones start with.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// A whole message that passed, of this many bytes.
+    Whole(usize),
+    /// Part of one: at least this many more bytes are needed.
+    More(usize),
+    /// A message that does not pass, or one announced past its limit (before it is read).
+    Refused(Closed),
+}
+
+/// The first message of `bytes`, checked against its layout and `bounds` and followed by
+/// `named`.
+fn next_message(bytes: &[u8], named: &mut Named, bounds: &Bounds) -> Next {
+    let Some(&[kind, a, b, c, d]) = bytes.get(..5) else {
+        return Next::More(5 - bytes.len());
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    let limit = limit(kind, bounds.max_statement);
+    if !(4..=limit + 4).contains(&len) {
+        let why = format!(
+            "message {:?} of {len} bytes (at most {limit})",
+            kind as char
+        );
+        return Next::Refused(("08P01", why));
+    }
+    let Some(body) = bytes.get(5..len + 1) else {
+        return Next::More(len + 1 - bytes.len());
+    };
+    if let Err(reason) = check(kind, body) {
+        let why = format!("message {:?}: {reason}", kind as char);
+        return Next::Refused(("08P01", why));
+    }
+    if let Err(reason) = named.follow(kind, body) {
+        return Next::Refused(("53400", reason));
+    }
+    Next::Whole(len + 1)
 }
 
 /// The named prepared statements and portals a connection keeps, as pgwire keeps them: a
@@ -529,50 +620,128 @@ mod tests {
         assert!(check(b'!', b"").is_err());
         assert_eq!(limit(b'Q', 1000), 4 * 1024 * 1024);
         assert_eq!(limit(b'Q', 2 * 1024 * 1024), 8 * 1024 * 1024);
-        assert!(whole_message(&[b'S', 0, 0, 0, 4]));
-        assert!(whole_message(&[b'S', 0, 0, 0, 4, b'Q']));
-        assert!(!whole_message(&[b'Q', 0, 0, 0, 6, b'x']));
-        assert!(!whole_message(&[b'S', 0, 0]));
-        assert!(!whole_message(&[]));
+        let bounds = Bounds {
+            max_statement: 1000,
+            idle: Duration::from_secs(60),
+            password: false,
+        };
+        let mut named = Named::default();
+        let mut next = |bytes: &[u8]| next_message(bytes, &mut named, &bounds);
+        assert_eq!(next(&[b'S', 0, 0, 0, 4]), Next::Whole(5));
+        assert_eq!(next(&[b'S', 0, 0, 0, 4, b'Q']), Next::Whole(5));
+        assert_eq!(next(&[b'Q', 0, 0, 0, 6, b'x']), Next::More(1));
+        assert_eq!(next(&[b'S', 0, 0]), Next::More(2));
+        assert_eq!(next(&[]), Next::More(5));
+        // Refused from its header alone: a message announced past its limit is never read.
+        let Next::Refused((code, why)) = next(&[b'S', 0, 0x10, 0, 0]) else {
+            panic!("a 1 MiB Sync passed");
+        };
+        assert_eq!(code, "08P01");
+        assert!(why.contains("at most"), "{why}");
         let error = fatal("08P01", "bad\0thing");
         assert_eq!(error[0], b'E');
         assert!(error.windows(5).any(|w| w == b"08P01"));
+    }
+
+    /// A guarded stream over an in-memory client that has sent `startup`; the client's end.
+    fn guarded(password: bool, startup: &[u8]) -> (tokio::io::DuplexStream, Checked) {
+        let bounds = Bounds {
+            max_statement: 1024,
+            idle: Duration::from_millis(300),
+            password,
+        };
+        let opening_ends = tokio::time::Instant::now() + Duration::from_millis(200);
+        let (client, server) = tokio::io::duplex(1024);
+        let checked = Checked::new(Box::new(server), startup.to_vec(), bounds, opening_ends);
+        (client, checked)
+    }
+
+    /// What pgwire would read until the input ends, and the refusal then sent.
+    async fn read_through(checked: &mut Checked) -> (Vec<u8>, Option<Closed>) {
+        let mut read = Vec::new();
+        checked.read_to_end(&mut read).await.unwrap();
+        (read, checked.refused.clone())
+    }
+
+    fn sync() -> Vec<u8> {
+        let mut sync = vec![b'S'];
+        sync.extend_from_slice(&4_u32.to_be_bytes());
+        sync
     }
 
     /// A client that connects and sends nothing is closed once the opening ends (when a
     /// password is due), and one that falls silent after a message once it has been idle.
     #[tokio::test]
     async fn a_silent_client_is_closed_before_and_after_its_password() {
-        let bounds = |password| Bounds {
-            max_statement: 1024,
-            idle: Duration::from_millis(300),
-            password,
-        };
-        let soon = || tokio::time::Instant::now() + Duration::from_millis(200);
-        let (_client, server) = tokio::io::duplex(1024);
-        let mut server = BufReader::new(server);
-        let closed = forward(&mut server, &mut tokio::io::sink(), bounds(true), soon()).await;
-        let (code, why) = closed.expect("closed");
+        let (_client, mut checked) = guarded(true, b"startup");
+        let (read, refused) = read_through(&mut checked).await;
+        assert_eq!(read, b"startup", "the startup packet is read first");
+        let (code, why) = refused.expect("closed");
         assert_eq!(code, "08P01");
         assert!(why.contains("password"), "{why}");
 
-        let (mut client, server) = tokio::io::duplex(1024);
-        let mut server = BufReader::new(server);
-        let mut sync = vec![b'S'];
-        sync.extend_from_slice(&4_u32.to_be_bytes());
-        client.write_all(&sync).await.unwrap();
+        let (mut client, mut checked) = guarded(true, b"");
+        client.write_all(&sync()).await.unwrap();
         let started = tokio::time::Instant::now();
-        let closed = forward(&mut server, &mut tokio::io::sink(), bounds(true), soon()).await;
-        let (code, why) = closed.expect("closed");
+        let (read, refused) = read_through(&mut checked).await;
+        assert_eq!(read, sync());
+        let (code, why) = refused.expect("closed");
         assert_eq!(code, "57P05", "{why}");
         assert!(why.contains("idle_timeout"), "{why}");
         assert!(started.elapsed() >= Duration::from_millis(300));
 
         // Without tokens no password is due: only the idle time counts.
-        let (_client, server) = tokio::io::duplex(1024);
-        let mut server = BufReader::new(server);
-        let closed = forward(&mut server, &mut tokio::io::sink(), bounds(false), soon()).await;
-        assert_eq!(closed.expect("closed").0, "57P05");
+        let (_client, mut checked) = guarded(false, b"");
+        assert_eq!(
+            read_through(&mut checked).await.1.expect("closed").0,
+            "57P05"
+        );
+
+        // Part of a message then silence is no way around the idle time.
+        let (mut client, mut checked) = guarded(false, b"");
+        client.write_all(&sync()[..2]).await.unwrap();
+        let (read, refused) = read_through(&mut checked).await;
+        assert!(read.is_empty(), "part of a message is not read: {read:?}");
+        assert_eq!(refused.expect("closed").0, "57P05");
+    }
+
+    /// Messages come through whole however the client splits them; a bad one ends the input
+    /// after the good ones before it (which pgwire answers), and a client that leaves ends it
+    /// with no refusal.
+    #[tokio::test]
+    async fn only_whole_checked_messages_come_through() {
+        let (mut client, mut checked) = guarded(false, b"");
+        let mut query = vec![b'Q'];
+        query.extend_from_slice(&13_u32.to_be_bytes());
+        query.extend(cstr("SELECT 1"));
+        let mut sent = sync();
+        sent.extend(&query);
+        sent.extend(sync());
+        let writer = tokio::spawn(async move {
+            for byte in sent {
+                client.write_all(&[byte]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client.write_all(b"!\0\0\0\x04").await.unwrap();
+            client
+        });
+        let (read, refused) = read_through(&mut checked).await;
+        let mut expected = sync();
+        expected.extend(&query);
+        expected.extend(sync());
+        assert_eq!(read, expected);
+        let (code, why) = refused.expect("refused");
+        assert_eq!(code, "08P01");
+        assert!(why.contains("unknown message type"), "{why}");
+        assert!(checked.refusal().is_some_and(|fatal| fatal[0] == b'E'));
+        drop(writer.await.unwrap());
+
+        let (client, mut checked) = guarded(false, b"startup");
+        drop(client);
+        assert_eq!(
+            read_through(&mut checked).await,
+            (b"startup".to_vec(), None)
+        );
     }
 
     #[test]
