@@ -10,15 +10,37 @@
 # OpenADR 3.1 VTN (`cargo install openleadr-vtn`) with a PostgreSQL server for it (the 3.1
 # demand-response test starts its own), and mdBook (the book in docs/). Idempotent: skips what
 # is already there.
+#
+#     ./scripts/setup.sh          everything
+#     ./scripts/setup.sh build    only what the build needs (the test command installs the rest
+#                                 beside the build)
 set -euo pipefail
+# cargo installs below each build in a temporary folder of their own: the test command's target
+# folder is the workspace build's, whose lock they would wait on.
+unset CARGO_TARGET_DIR RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
+# `apt_install PACKAGE...`: Debian's packages, as root.
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  echo "setup: installing $*" >&2
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# The build's own needs: a C/C++ compiler, cmake (RandomX) and protoc (the cluster's gRPC code).
 need_apt=()
-command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-command -v snmpd >/dev/null 2>&1 || [ -x /usr/sbin/snmpd ] || need_apt+=(snmpd)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
+if [ "${1:-}" = build ]; then
+  apt_install "${need_apt[@]}"
+  exit 0
+fi
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v snmpd >/dev/null 2>&1 || [ -x /usr/sbin/snmpd ] || need_apt+=(snmpd)
 { command -v monerod && command -v monero-wallet-rpc; } >/dev/null 2>&1 || need_apt+=(monero)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
@@ -44,13 +66,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing ${need_apt[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+apt_install "${need_apt[@]}"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust from your distribution or rustup first" >&2

@@ -27,27 +27,31 @@ report() {
 }
 trap report EXIT
 
-step setup ./scripts/setup.sh
+# What the build itself needs (a C/C++ compiler, cmake, protoc); the rest is installed beside it.
+step "setup for the build" ./scripts/setup.sh build
 # No two files of a crate import each other, directly or round a circle (first: it takes a
 # second, and a circle found after the build would have cost the build).
 step "import cycles" python3 scripts/import_cycles.py
-# The cargo tools the steps after the build run (scripts/tools.sh), compiled beside it where
-# this machine lacks them, niced so the build keeps its pace; its log is shown once it ends.
-tools_log="$(mktemp)"
-nice -n 10 ./scripts/tools.sh >"$tools_log" 2>&1 &
-tools_pid=$!
-# Waits for the tools, showing what their install printed.
-tools_ready() {
+# Beside the build, niced so it keeps its pace: the rest of what the tests need
+# (scripts/setup.sh: servers, clients, a browser, mdBook) and the cargo tools the steps after
+# the build run (scripts/tools.sh). On a fresh machine apt's and pip's downloads wait on the
+# network, not the cores, and the cargo installs take the core the build leaves idle while it
+# compiles one large crate or links. Their log is shown once they end.
+prep_log="$(mktemp)"
+{ nice -n 10 ./scripts/setup.sh && nice -n 10 ./scripts/tools.sh; } >"$prep_log" 2>&1 &
+prep_pid=$!
+# Waits for the setup and the tools, showing what they printed.
+prepared() {
   local rc=0
-  wait "$tools_pid" || rc=$?
-  cat "$tools_log" >&2
-  rm -f "$tools_log"
-  [ "$rc" -eq 0 ] || echo "test.sh: installing the cargo tools failed (exit $rc)" >&2
+  wait "$prep_pid" || rc=$?
+  cat "$prep_log" >&2
+  rm -f "$prep_log"
+  [ "$rc" -eq 0 ] || echo "test.sh: the setup or the cargo tools failed (exit $rc)" >&2
   return "$rc"
 }
 # The build, clippy's lints included.
 step build adit_build lint
-step "tools, past the build" tools_ready
+step "setup and tools, past the build" prepared
 # No unused dependency.
 step machete cargo machete
 # Supply chain: licenses, banned crates, sources and the RustSec advisories (deny.toml).
