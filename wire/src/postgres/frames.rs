@@ -42,7 +42,8 @@ const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 
-/// Bytes asked of the client at a time (more when a message announces more).
+/// Bytes asked of the client at a time, whatever a message announces: a client dripping a
+/// large message byte by byte costs a read of this size each time, not of the message's.
 const CHUNK: usize = 8 * 1024;
 
 /// A client behind the guard: its stream, read through the checks, and whether it speaks TLS.
@@ -205,19 +206,18 @@ impl Checked {
         Some(fatal(code, &reason))
     }
 
-    /// Checks the whole messages read past `passed`; how many more bytes the next one needs.
-    fn check_read(&mut self) -> usize {
+    /// Checks the whole messages read past `passed`.
+    fn check_read(&mut self) {
         while !self.ended {
             match next_message(&self.buf[self.passed..], &mut self.named, &self.bounds) {
                 Next::Whole(len) => {
                     self.passed += len;
                     self.password_due = false;
                 }
-                Next::More(needed) => return needed,
+                Next::More => return,
                 Next::Refused(why) => self.end(Some(why)),
             }
         }
-        0
     }
 
     fn end(&mut self, refused: Option<Closed>) {
@@ -244,7 +244,7 @@ impl AsyncRead for Checked {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            let needed = this.check_read();
+            this.check_read();
             if this.handed < this.passed {
                 let n = out.remaining().min(this.passed - this.handed);
                 out.put_slice(&this.buf[this.handed..this.handed + n]);
@@ -270,7 +270,7 @@ impl AsyncRead for Checked {
                 continue;
             }
             let have = this.buf.len();
-            this.buf.resize(have + needed.max(CHUNK), 0);
+            this.buf.resize(have + CHUNK, 0);
             let mut read = ReadBuf::new(&mut this.buf[have..]);
             let polled = Pin::new(&mut this.client).poll_read(cx, &mut read);
             let got = read.filled().len();
@@ -321,8 +321,8 @@ impl AsyncWrite for Checked {
 enum Next {
     /// A whole message that passed, of this many bytes.
     Whole(usize),
-    /// Part of one: at least this many more bytes are needed.
-    More(usize),
+    /// Part of one.
+    More,
     /// A message that does not pass, or one announced past its limit (before it is read).
     Refused(Closed),
 }
@@ -331,7 +331,7 @@ enum Next {
 /// `named`.
 fn next_message(bytes: &[u8], named: &mut Named, bounds: &Bounds) -> Next {
     let Some(&[kind, a, b, c, d]) = bytes.get(..5) else {
-        return Next::More(5 - bytes.len());
+        return Next::More;
     };
     let len = u32::from_be_bytes([a, b, c, d]) as usize;
     let limit = limit(kind, bounds.max_statement);
@@ -343,7 +343,7 @@ fn next_message(bytes: &[u8], named: &mut Named, bounds: &Bounds) -> Next {
         return Next::Refused(("08P01", why));
     }
     let Some(body) = bytes.get(5..len + 1) else {
-        return Next::More(len + 1 - bytes.len());
+        return Next::More;
     };
     if let Err(reason) = check(kind, body) {
         let why = format!("message {:?}: {reason}", kind as char);
@@ -629,9 +629,9 @@ mod tests {
         let mut next = |bytes: &[u8]| next_message(bytes, &mut named, &bounds);
         assert_eq!(next(&[b'S', 0, 0, 0, 4]), Next::Whole(5));
         assert_eq!(next(&[b'S', 0, 0, 0, 4, b'Q']), Next::Whole(5));
-        assert_eq!(next(&[b'Q', 0, 0, 0, 6, b'x']), Next::More(1));
-        assert_eq!(next(&[b'S', 0, 0]), Next::More(2));
-        assert_eq!(next(&[]), Next::More(5));
+        assert_eq!(next(&[b'Q', 0, 0, 0, 6, b'x']), Next::More);
+        assert_eq!(next(&[b'S', 0, 0]), Next::More);
+        assert_eq!(next(&[]), Next::More);
         // Refused from its header alone: a message announced past its limit is never read.
         let Next::Refused((code, why)) = next(&[b'S', 0, 0x10, 0, 0]) else {
             panic!("a 1 MiB Sync passed");
@@ -741,6 +741,30 @@ mod tests {
         assert_eq!(
             read_through(&mut checked).await,
             (b"startup".to_vec(), None)
+        );
+    }
+
+    /// What the guard holds grows with what a client sent, not with what it announced: a
+    /// large message dripped in is read a chunk at a time.
+    #[tokio::test]
+    async fn a_large_announced_message_holds_only_what_came() {
+        let (mut client, mut checked) = guarded(false, b"");
+        let mut bind = vec![b'B'];
+        bind.extend_from_slice(&(MAX_BIND as u32).to_be_bytes());
+        bind.extend_from_slice(&[0; 100]);
+        for byte in &bind {
+            client.write_all(&[*byte]).await.unwrap();
+            let mut out = [0u8; 16];
+            let wait = Duration::from_millis(5);
+            let read = tokio::time::timeout(wait, checked.read(&mut out)).await;
+            assert!(read.is_err(), "nothing whole to read yet");
+        }
+        assert_eq!(checked.buf.len(), bind.len());
+        assert!(
+            checked.buf.capacity() <= 4 * CHUNK,
+            "{} bytes held for {} sent",
+            checked.buf.capacity(),
+            bind.len()
         );
     }
 
