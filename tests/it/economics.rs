@@ -285,9 +285,7 @@ async fn a_price_over_a_machines_breakeven_sleeps_it_and_its_margins_recompute_f
         ),
         "the recorded breakeven {machine} is the nameplate's at the pool's terms and the coin's price"
     );
-    tokio::time::sleep(Duration::from_secs(20)).await;
-
-    // 70 again: both earn and are woken (after the cooldown).
+    // 70 again: both earn and are woken (once the curtailment's 5 s cooldown has passed).
     site_price(&app, "p-low-2", 70.0).await;
     eventually(Duration::from_secs(60), "both woken", || async {
         app.rows("SELECT machine FROM decisions WHERE action = 'wake'")
