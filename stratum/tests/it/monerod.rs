@@ -182,12 +182,12 @@ async fn the_breaker_opens_on_a_dead_port() {
             "{err}"
         );
     }
-    let started = std::time::Instant::now();
+    // Refused by the breaker without a call: `NodeUnavailable` with its wait, not the
+    // `NodeUnreachable` of a call that was tried (no clock: a busy machine may be slow).
     let err = rpc.submit_block("00").await.unwrap_err();
     assert!(
         matches!(&err, Error::NodeUnavailable { failures: 3, retry_in: Some(wait), .. } if *wait > Duration::from_secs(20)),
         "{err}"
     );
     assert!(err.to_string().contains("circuit breaker open"), "{err}");
-    assert!(started.elapsed() < Duration::from_millis(100), "fails fast");
 }
