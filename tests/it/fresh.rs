@@ -83,8 +83,10 @@ async fn fresh_rows_are_shown_before_their_commit_and_a_crash_neither_loses_nor_
         if rows.len() == 501 {
             break rows;
         }
+        // Fresh is shown by the commit count below (still 1), not by the clock: a busy
+        // machine may be slow to show them; this only bounds a hang.
         assert!(
-            published.elapsed() < Duration::from_secs(3),
+            published.elapsed() < Duration::from_secs(30),
             "after {:?} the API shows {} of 501 rows; log:\n{}",
             published.elapsed(),
             rows.len(),
@@ -214,8 +216,10 @@ async fn the_last_value_tables_hold_each_machines_newest_readings_across_a_resta
         {
             break;
         }
+        // Shown from memory is the commit count below (none), not the clock: this only
+        // bounds a hang.
         assert!(
-            published.elapsed() < Duration::from_secs(4),
+            published.elapsed() < Duration::from_secs(30),
             "latest: {:?}; log:\n{}",
             latest(&app, "latest_energy_readings").await,
             app.log()
