@@ -8,7 +8,9 @@
 //! startup packet is size-checked. Then pgwire reads the client's stream through [`Checked`],
 //! which lets through only whole messages checked against their type's layout and size limit;
 //! the first bad one ends the connection with a FATAL `08P01` that says what was wrong. What
-//! pgwire answers goes to the client unchanged.
+//! pgwire answers goes to the client unchanged, held until a ReadyForQuery (where PostgreSQL's
+//! own backend flushes) or until the server waits for the client: pgwire flushes after most
+//! messages, and an extended query's five answers would be five writes and five segments.
 //!
 //! The guard also bounds what a connection holds and how long it may hold it: the password
 //! must come within [`OPENING`] of connecting, a connection that sends nothing (not a byte)
@@ -19,7 +21,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -45,6 +47,8 @@ const CANCEL_REQUEST: u32 = 80_877_102;
 /// Bytes asked of the client at a time, whatever a message announces: a client dripping a
 /// large message byte by byte costs a read of this size each time, not of the message's.
 const CHUNK: usize = 8 * 1024;
+/// Most bytes of pgwire's answers held before they are sent whatever comes next.
+const HOLD: usize = 64 * 1024;
 
 /// A client behind the guard: its stream, read through the checks, and whether it speaks TLS.
 pub(super) struct Guarded {
@@ -152,6 +156,11 @@ type Closed = (&'static str, String);
 /// ends the input; pgwire answers what came before, sees the end, and [`Checked::refusal`] is
 /// the FATAL error the client is then sent. What pgwire writes goes to the client unchanged.
 ///
+/// What pgwire writes is held and sent at each ReadyForQuery, before the server waits for the
+/// client (so a client's `Flush` is answered), past [`HOLD`] bytes and at the close: an extended
+/// query's ParseComplete, BindComplete, RowDescription, rows, CommandComplete and ReadyForQuery,
+/// each flushed by pgwire, reach the client in one write.
+///
 /// pgwire reads the client's socket through this directly: no task or socket between them, so
 /// a statement costs no more hand-overs than pgwire's own.
 pub(super) struct Checked {
@@ -173,6 +182,9 @@ pub(super) struct Checked {
     /// The input has ended: the client's doing (`refused` empty) or the guard's.
     ended: bool,
     refused: Option<Closed>,
+    /// What pgwire wrote: `[sent..]` not yet sent to the client.
+    out: Vec<u8>,
+    sent: usize,
 }
 
 impl Checked {
@@ -195,7 +207,27 @@ impl Checked {
             waiting: bounds.password,
             ended: false,
             refused: None,
+            out: Vec::new(),
+            sent: 0,
         }
+    }
+
+    /// Sends what pgwire wrote and flushes the client's stream (a TLS stream sends its records
+    /// then).
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.out.len() {
+            let written = Pin::new(&mut self.client).poll_write(cx, &self.out[self.sent..]);
+            match ready!(written)? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => self.sent += n,
+            }
+        }
+        self.out.clear();
+        self.sent = 0;
+        if self.out.capacity() > HOLD {
+            self.out.shrink_to(CHUNK);
+        }
+        Pin::new(&mut self.client).poll_flush(cx)
     }
 
     /// The FATAL ErrorResponse for why the guard ended the input, once (logged); `None` when
@@ -269,6 +301,11 @@ impl AsyncRead for Checked {
                 this.end(Some(why));
                 continue;
             }
+            // The client is sent what it was answered before the server waits on it; the read
+            // goes on while the client is slow to take it (it may be sending more first).
+            if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                return Poll::Ready(Err(e));
+            }
             let have = this.buf.len();
             this.buf.resize(have + CHUNK, 0);
             let mut read = ReadBuf::new(&mut this.buf[have..]);
@@ -292,28 +329,35 @@ impl AsyncWrite for Checked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().client).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.out.len() >= HOLD {
+            ready!(this.poll_send(cx))?;
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().client).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.client.is_write_vectored()
-    }
-
+    /// Sends what is held when it ends with a ReadyForQuery; else holds it (pgwire flushes
+    /// after most messages, PostgreSQL only there). Were a row to end with those six bytes,
+    /// the cost is one write sooner.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().client).poll_flush(cx)
+        let this = self.get_mut();
+        if ends_ready_for_query(&this.out) {
+            return this.poll_send(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().client).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.client).poll_shutdown(cx)
     }
+}
+
+/// Whether `out` ends with a ReadyForQuery message (`Z`, length 5, the transaction status).
+fn ends_ready_for_query(out: &[u8]) -> bool {
+    out.len() >= 6 && out[out.len() - 6..out.len() - 1] == [b'Z', 0, 0, 0, 5]
 }
 
 /// What the bytes after the checked ones start with.
@@ -554,6 +598,8 @@ fn fatal(code: &str, reason: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncWriteExt;
 
     fn cstr(s: &str) -> Vec<u8> {
@@ -765,6 +811,132 @@ mod tests {
             "{} bytes held for {} sent",
             checked.buf.capacity(),
             bind.len()
+        );
+    }
+
+    /// A client's end that counts the writes the server makes to it.
+    struct Counted {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+            if let Poll::Ready(Ok(_)) = written {
+                this.writes.fetch_add(1, Ordering::SeqCst);
+            }
+            written
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A guarded stream whose writes to the client (of `capacity` bytes unread) are counted.
+    fn counted(capacity: usize) -> (tokio::io::DuplexStream, Checked, Arc<AtomicUsize>) {
+        let (client, server) = tokio::io::duplex(capacity);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let server = Counted {
+            inner: server,
+            writes: writes.clone(),
+        };
+        let bounds = Bounds {
+            max_statement: 1024,
+            idle: Duration::from_secs(60),
+            password: false,
+        };
+        let opening_ends = tokio::time::Instant::now();
+        let checked = Checked::new(Box::new(server), Vec::new(), bounds, opening_ends);
+        (client, checked, writes)
+    }
+
+    /// pgwire flushes after each answer of an extended query; the client is sent them in one
+    /// write at the ReadyForQuery, and what is held before the server waits on the client.
+    #[tokio::test]
+    async fn answers_reach_the_client_in_one_write_at_ready_for_query() {
+        let (mut client, mut checked, writes) = counted(1 << 20);
+        let answers: [&[u8]; 5] = [
+            b"1\0\0\0\x04",
+            b"2\0\0\0\x04",
+            b"n\0\0\0\x04",
+            b"C\0\0\0\x0dSELECT 0\0",
+            b"Z\0\0\0\x05I",
+        ];
+        for answer in answers {
+            assert_eq!(
+                writes.load(Ordering::SeqCst),
+                0,
+                "sent before ReadyForQuery"
+            );
+            checked.write_all(answer).await.unwrap();
+            checked.flush().await.unwrap();
+        }
+        assert_eq!(writes.load(Ordering::SeqCst), 1);
+        let mut got = vec![0; answers.concat().len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, answers.concat());
+
+        // An answer to a client's Flush ends with no ReadyForQuery: it is sent once the server
+        // waits for the client's next message.
+        checked.write_all(answers[0]).await.unwrap();
+        checked.flush().await.unwrap();
+        assert_eq!(writes.load(Ordering::SeqCst), 1);
+        let mut none = [0; 1];
+        let waited = tokio::time::timeout(Duration::from_millis(50), checked.read(&mut none));
+        assert!(waited.await.is_err(), "nothing was sent to read");
+        let mut got = [0; 5];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, answers[0]);
+
+        // At the close, what is held is sent.
+        checked.write_all(b"E\0\0\0\x05x").await.unwrap();
+        checked.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"E\0\0\0\x05x");
+    }
+
+    /// A client that reads nothing makes the server wait once [`HOLD`] bytes are held: what
+    /// a connection holds for it is bounded.
+    #[tokio::test]
+    async fn what_is_held_for_a_client_that_reads_nothing_is_bounded() {
+        let (_client, mut checked, _writes) = counted(1024);
+        let row = [b'D'; CHUNK];
+        let writing = async {
+            for _ in 0..100 {
+                checked.write_all(&row).await.unwrap();
+            }
+        };
+        let waited = tokio::time::timeout(Duration::from_millis(100), writing).await;
+        assert!(
+            waited.is_err(),
+            "800 KiB taken for a client that reads nothing"
+        );
+        assert!(
+            checked.out.len() <= HOLD + CHUNK,
+            "{} bytes held",
+            checked.out.len()
         );
     }
 
