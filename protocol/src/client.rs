@@ -113,6 +113,9 @@ pub struct ClientOptions {
     /// The password [`mine_pool`] logs in with (XMRig's `-p`: `x`, a worker's name, or
     /// `team=NAME` on an adit pool).
     pub pass: String,
+    /// The least time one hash takes: [`StratumClient::mine`] waits out the rest, so a miner
+    /// meant to use part of a core (the demo's) does; `None` hashes flat out.
+    pub pace: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -122,6 +125,7 @@ impl Default for ClientOptions {
             agent: concat!("adit/", env!("CARGO_PKG_VERSION")).to_owned(),
             tls_ca: None,
             pass: "x".to_owned(),
+            pace: None,
         }
     }
 }
@@ -178,6 +182,8 @@ pub struct StratumClient {
     next_id: i64,
     /// Last nonce tried by [`StratumClient::mine`].
     nonce: u32,
+    /// [`ClientOptions::pace`].
+    pace: Option<Duration>,
 }
 
 thread_local! {
@@ -253,6 +259,7 @@ impl StratumClient {
             },
             next_id: 1,
             nonce: 0,
+            pace: options.pace,
         };
         let params = LoginParams {
             login: login.to_owned(),
@@ -418,7 +425,8 @@ impl StratumClient {
         self.exchange(Call::Submit(params)).await
     }
 
-    /// Finds the next nonce meeting the current job's target; returns (nonce, result) in hex.
+    /// Finds the next nonce meeting the current job's target, a hash per
+    /// [`ClientOptions::pace`] at most; returns (nonce, result) in hex.
     pub fn mine(&mut self) -> Result<(String, String)> {
         let bad = |what: &str, e: &dyn std::fmt::Display| Error::Client {
             reason: format!("job {what}: {e}"),
@@ -429,9 +437,13 @@ impl StratumClient {
         let offset = job_nonce_offset(self.job.nonce_offset, &blob)?;
         HASHER.with_borrow_mut(|hasher| {
             loop {
+                let started = std::time::Instant::now();
                 self.nonce = self.nonce.wrapping_add(1);
                 put_nonce(&mut blob, offset, self.nonce);
                 let hash = crate::randomx::hash_with(hasher, &seed, &blob)?;
+                if let Some(rest) = self.pace.and_then(|p| p.checked_sub(started.elapsed())) {
+                    std::thread::sleep(rest);
+                }
                 if meets_difficulty(&hash, difficulty) {
                     return Ok((nonce_hex(self.nonce), hex::encode(hash)));
                 }

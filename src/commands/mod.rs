@@ -229,22 +229,26 @@ async fn simulate(
     Ok(())
 }
 
-/// The difficulty the demo's miner fixes in its login.
-const DEMO_DIFFICULTY: u64 = 50;
+/// The demo miner's pace: five hashes a second, a fraction of one core (flat out, one
+/// light-mode thread took a whole core for 15 to 30 H/s, and every test of the demo with it).
+const DEMO_PACE: Duration = Duration::from_millis(200);
 
-/// Hashes per block on the Monero demo's simulated chain: at the demo miner's rate (15 to 30
-/// H/s), a block every 10 to 20 seconds, so a newcomer sees blocks and payouts while looking.
-/// (At 2 000, a block every one to two minutes on average, a busy machine's demo — 5 to 10 H/s
-/// — went four minutes without one a third of the time: a block's wait is exponential.)
-const DEMO_MONERO_BLOCK_DIFFICULTY: u64 = 300;
+/// The difficulty the demo's miner fixes in its login: a share every two seconds or so at its
+/// pace.
+const DEMO_DIFFICULTY: u64 = 10;
 
-/// Hashes per block on the OpenSY demo's simulated node: at the demo miner's rate (15 to 30
-/// H/s), a block every one to two seconds, so a block is 100 deep and paid from a few minutes
-/// in (at 60, measured on a debug build, it took eight).
-const DEMO_OPENSY_BLOCK_DIFFICULTY: u64 = 30;
+/// Hashes per block on the Monero demo's simulated chain: at the demo miner's pace, a block
+/// every 12 seconds on average, so a newcomer sees blocks and payouts while looking. (A block's
+/// wait is exponential: at ten times the mean a demo went four minutes without one a third of
+/// the time.)
+const DEMO_MONERO_BLOCK_DIFFICULTY: u64 = 60;
 
-/// The demo's simulated miner: one light-mode RandomX thread mining on the pool (so the demo
-/// leaves the other core to everything else).
+/// Hashes per block on the OpenSY demo's simulated node: below the share difficulty, so each
+/// of the demo miner's shares is a block and one is 100 deep and paid from a few minutes in.
+const DEMO_OPENSY_BLOCK_DIFFICULTY: u64 = 6;
+
+/// The demo's simulated miner: one light-mode RandomX thread mining on the pool at
+/// [`DEMO_PACE`] (so the demo leaves the cores to everything else).
 fn demo_miners(
     config: &Config,
     shutdown: &CancellationToken,
@@ -270,6 +274,7 @@ fn demo_miners(
             };
             let options = adit_stratum::ClientOptions {
                 pass: "team=demo".into(),
+                pace: Some(DEMO_PACE),
                 ..Default::default()
             };
             match adit_stratum::mine_pool(&url, &options, &login, stop) {
@@ -336,8 +341,8 @@ async fn demo(
     let vardiff = &mut config.pool.server.vardiff;
     vardiff.min_difficulty = vardiff.min_difficulty.min(DEMO_DIFFICULTY);
     // On OpenSY the simulated node's wallet, which the pool's coinbases fund, pays the demo
-    // miner once a block is 100 deep (`select * from payments`): blocks come every second or
-    // two of the demo miner's hashing, so that is a few minutes in.
+    // miner once a block is 100 deep (`select * from payments`): each of the demo miner's
+    // shares is a block, one every two seconds or so, so that is a few minutes in.
     if config.pool.chain == adit_stratum::Chain::Monero && config.pool.node == "sim" {
         config.pool.sim_difficulty = config.pool.sim_difficulty.min(DEMO_MONERO_BLOCK_DIFFICULTY);
     }

@@ -401,6 +401,22 @@ async fn miners_can_connect_over_tls() {
     let job_id = client.job.job_id.clone();
     let status = client.submit_share(&job_id, &nonce, &result).await.unwrap();
     assert_eq!(status.status, "OK");
+    // A paced client (the demo's miner) hashes no faster than its pace: at difficulty 1 each
+    // hash is a share, and three take three paces (unpaced, well under one).
+    let pace = Duration::from_secs(1);
+    let paced = adit_protocol::ClientOptions {
+        pace: Some(pace),
+        ..options.clone()
+    };
+    let mut slow = StratumClient::login_url(&url, &format!("{WALLET}+1.paced"), "x", &paced)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        slow.mine().unwrap();
+    }
+    assert_eq!(slow.last_nonce(), 3, "each hash a share at difficulty 1");
+    assert!(started.elapsed() >= 3 * pace, "{:?}", started.elapsed());
     // Without the pool's CA, the Web PKI roots do not trust a self-signed pool.
     let untrusted = StratumClient::login_url(&url, WALLET, "x", &Default::default()).await;
     assert!(untrusted.is_err());
