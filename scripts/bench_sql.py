@@ -3,7 +3,8 @@
 and through adit's PostgreSQL and Flight SQL ports beside its HTTP API.
 
 Writes a data set once (Delta tables under DIR, by the `deltalake` package: several million
-energy readings over one day, shares, blocks), serves it with the adit binary BIN (`adit
+energy readings over one day, shares, blocks; row groups of at most --row-group rows, 128 Ki as
+adit's compaction writes them), serves it with the adit binary BIN (`adit
 query` with `[query.postgres]` and `[query.flight]`, its own nats-server), and runs typical
 queries RUNS times each through `POST /api/v1/sql`, through DuckDB reading the tables'
 Parquet files, through psycopg on the PostgreSQL port and through the ADBC Flight SQL driver;
@@ -71,12 +72,14 @@ def free_ports(n):
     return ports
 
 
-def generate(root, rows):
-    """Energy readings (2,000 machines on 10 sites over one day), shares and blocks."""
+def generate(root, rows, row_group):
+    """Energy readings (2,000 machines on 10 sites over one day), shares and blocks, in row
+    groups of at most `row_group` rows."""
     pa = need("pyarrow", "pyarrow")
     need("numpy", "numpy")
     import numpy as np
     deltalake = need("deltalake", "deltalake")
+    properties = deltalake.WriterProperties(max_row_group_size=row_group)
     rng = np.random.default_rng(7)
     day = np.datetime64(DAY, "D").astype(np.int32)
 
@@ -97,7 +100,8 @@ def generate(root, rows):
         "seq": pa.array(np.arange(1, rows + 1), pa.int64()),
         "date": dates(rows),
     })
-    deltalake.write_deltalake(os.path.join(root, "energy_readings"), readings, partition_by=["date"])
+    deltalake.write_deltalake(os.path.join(root, "energy_readings"), readings, partition_by=["date"],
+                              writer_properties=properties)
     n_shares = rows // 2
     share_ts = np.sort(start + rng.integers(0, day_us, n_shares))
     miners = rng.integers(0, 1000, n_shares)
@@ -111,7 +115,8 @@ def generate(root, rows):
         "seq": pa.array(np.arange(1, n_shares + 1), pa.int64()),
         "date": dates(n_shares),
     })
-    deltalake.write_deltalake(os.path.join(root, "shares"), shares, partition_by=["date"])
+    deltalake.write_deltalake(os.path.join(root, "shares"), shares, partition_by=["date"],
+                              writer_properties=properties)
     heights = np.arange(1000, 1720, 3)
     blocks = pa.table({
         "pool": pa.array(["main"] * len(heights)),
@@ -120,7 +125,8 @@ def generate(root, rows):
         "ts": pa.array(start + (heights - 1000) * (day_us // 720), pa.timestamp("us", tz="UTC")),
         "date": dates(len(heights)),
     })
-    deltalake.write_deltalake(os.path.join(root, "blocks"), blocks, partition_by=["date"])
+    deltalake.write_deltalake(os.path.join(root, "blocks"), blocks, partition_by=["date"],
+                              writer_properties=properties)
 
 
 QUERIES = [
@@ -415,6 +421,9 @@ def main():
     ap.add_argument("--rows", type=int, help="readings (default 5000000; 2000000 --landed)")
     ap.add_argument("--dir", help="table root (default: a folder under the temp dir)")
     ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--row-group", type=int, default=131_072,
+                    help="rows per row group of the written tables (adit's compaction writes "
+                         "131072; parquet's default is 1048576)")
     ap.add_argument("--landed", action="store_true",
                     help="build the tables through adit's pipelines (see the top of this file)")
     ap.add_argument("--explain", action="store_true",
@@ -441,12 +450,12 @@ def main():
         os.makedirs(a.dir)
     else:
         a.dir = a.dir or os.path.join(tempfile.gettempdir(), "adit-bench-sql")
-        marker = os.path.join(a.dir, f".rows-{a.rows}")
+        marker = os.path.join(a.dir, f".rows-{a.rows}-{a.row_group}")
         if not os.path.exists(marker):
             subprocess.run(["rm", "-rf", a.dir], check=True)
             os.makedirs(a.dir)
             print(f"writing {a.rows} readings, {a.rows // 2} shares and 240 blocks under {a.dir}", file=sys.stderr)
-            generate(a.dir, a.rows)
+            generate(a.dir, a.rows, a.row_group)
             open(marker, "w").close()
 
     nats_port, port, pg_port, flight_port = free_ports(4)
