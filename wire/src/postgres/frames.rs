@@ -10,7 +10,7 @@
 //! the first bad one ends the connection with a FATAL `08P01` that says what was wrong. What
 //! pgwire answers goes to the client unchanged, held until a ReadyForQuery (where PostgreSQL's
 //! own backend flushes) or until the server waits for the client: pgwire flushes after most
-//! messages, and an extended query's five answers would be five writes and five segments.
+//! messages, and an extended query's answer was four writes and four segments.
 //!
 //! The guard also bounds what a connection holds and how long it may hold it: the password
 //! must come within [`OPENING`] of connecting, a connection that sends nothing (not a byte)
@@ -158,8 +158,8 @@ type Closed = (&'static str, String);
 ///
 /// What pgwire writes is held and sent at each ReadyForQuery, before the server waits for the
 /// client (so a client's `Flush` is answered), past [`HOLD`] bytes and at the close: an extended
-/// query's ParseComplete, BindComplete, RowDescription, rows, CommandComplete and ReadyForQuery,
-/// each flushed by pgwire, reach the client in one write.
+/// query's ParseComplete, BindComplete, RowDescription and ReadyForQuery, each flushed by
+/// pgwire (its rows and CommandComplete between them), reach the client in one write.
 ///
 /// pgwire reads the client's socket through this directly: no task or socket between them, so
 /// a statement costs no more hand-overs than pgwire's own.
