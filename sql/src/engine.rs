@@ -15,7 +15,7 @@
 //! run on the cluster ([`crate::cluster`]); a statement stopped here is cancelled there.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use adit_config::{Checked, check};
@@ -191,11 +191,17 @@ pub struct StatementOptions {
     pub params: Option<ParamValues>,
 }
 
-/// Adds to a statement's session, after the tables and before planning: catalogs of
-/// read-only tables, functions. It must add nothing that writes or reaches outside.
+/// Adds to a statement's session what one kind of client expects besides adit's tables
+/// (PostgreSQL's `pg_catalog` and functions). It must add nothing that writes or reaches outside.
 pub trait SessionSetup: Send + Sync {
-    /// Adds to `ctx`.
-    fn setup(&self, ctx: &SessionContext) -> datafusion::error::Result<()>;
+    /// Adds what every statement's session holds whatever its tables: functions, type
+    /// planners. Called once per engine, on a copy of the session statements start from; each
+    /// statement then starts from a copy of what it returns (building it per statement was
+    /// five copies of the whole session each time, issue 62).
+    fn functions(&self, base: SessionState) -> datafusion::error::Result<SessionState>;
+    /// Adds what a statement's session holds over its tables (a catalog of them), once they
+    /// are registered in `state` and before it is planned.
+    fn tables(&self, state: &SessionState) -> datafusion::error::Result<()>;
 }
 
 /// What a statement takes and gives, known once it is planned and before it runs.
@@ -277,6 +283,8 @@ struct Inner {
     /// built on first use: a copy of it is a fraction of building one, which was most of a
     /// short statement's CPU (issue 29). A cluster's session is built per statement.
     base: OnceLock<SessionState>,
+    /// The base with each live [`SessionSetup`]'s functions added, made on its first statement.
+    setups: std::sync::Mutex<Vec<(Weak<dyn SessionSetup>, SessionState)>>,
     /// Where statements run.
     engine: QueryEngine,
     /// Limits for every statement.
@@ -322,6 +330,7 @@ impl SqlEngine {
                 footers,
                 stores,
                 base: OnceLock::new(),
+                setups: std::sync::Mutex::default(),
                 engine,
                 limits,
                 budget,
@@ -382,6 +391,21 @@ impl SqlEngine {
 }
 
 impl SqlEngine {
+    /// Runs `f` on one of the engine's threads, whose stacks hold the deepest statement the
+    /// text limits allow ([`crate::syntax::STACK_BYTES`]): for work outside the engine that
+    /// walks a client's tree (another dialect's parser), without making a thread for each
+    /// statement (that was ~0.1 ms of every PostgreSQL client's statement, issue 62). `None`
+    /// when `f` panicked or no thread could run it.
+    pub async fn on_deep_stack<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        if !self.executor.owns_threads() {
+            return crate::syntax::on_big_stack(f);
+        }
+        self.executor.spawn(async move { f() }).await.ok()
+    }
+
     /// Runs `sql` and streams its rows without the row limit (for results too big to collect).
     /// The time limit bounds planning, the making of each batch, and the wait for the reader to
     /// take each one (a reader that stops reading stops the statement). Memory stays at what
@@ -537,6 +561,29 @@ impl Inner {
         Ok(self.base.get_or_init(|| base).clone())
     }
 
+    /// [`Inner::base`] with `setup`'s functions added (see [`SessionSetup::functions`]).
+    fn base_for(&self, setup: Option<&Arc<dyn SessionSetup>>) -> Result<SessionState> {
+        let base = self.base()?;
+        let Some(setup) = setup else {
+            return Ok(base);
+        };
+        if let QueryEngine::Ballista(_) = &self.engine {
+            return setup.functions(base).map_err(SqlError::Engine);
+        }
+        let mut setups = self.setups.lock().unwrap_or_else(PoisonError::into_inner);
+        setups.retain(|(kept, _)| kept.strong_count() > 0);
+        let mine = Arc::as_ptr(setup);
+        if let Some((_, state)) = setups
+            .iter()
+            .find(|(kept, _)| std::ptr::addr_eq(kept.as_ptr(), mine))
+        {
+            return Ok(state.clone());
+        }
+        let state = setup.functions(base).map_err(SqlError::Engine)?;
+        setups.push((Arc::downgrade(setup), state.clone()));
+        Ok(state)
+    }
+
     /// The session statements start from: configuration, functions bounded, rules. Planning
     /// reserves no memory; a statement runs in a runtime of its own ([`Inner::plan`]).
     fn build_base(&self) -> Result<SessionState> {
@@ -593,9 +640,14 @@ impl Inner {
     }
 
     /// A session for `statement` with the tables it reads registered at their current
-    /// snapshots (every table when it may read them all: [`tables_read`]).
-    async fn session(&self, statement: &DfStatement) -> Result<SessionState> {
-        let mut state = self.base()?;
+    /// snapshots (every table when it may read them all: [`tables_read`]) and what `setup`
+    /// adds.
+    async fn session(
+        &self,
+        statement: &DfStatement,
+        setup: Option<&Arc<dyn SessionSetup>>,
+    ) -> Result<SessionState> {
+        let mut state = self.base_for(setup)?;
         // The copy holds the base's clock: `now()` is the statement's start, not the base's.
         state.mark_start_execution();
         let read = tables_read(&state, statement);
@@ -658,6 +710,9 @@ impl Inner {
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(names.default_catalog.clone(), Arc::new(catalog));
         state.register_catalog_list(Arc::new(catalogs));
+        if let Some(setup) = setup {
+            setup.tables(&state).map_err(SqlError::Engine)?;
+        }
         Ok(state)
     }
 
@@ -720,12 +775,7 @@ impl Inner {
         options: &StatementOptions,
     ) -> Result<(SessionState, LogicalPlan)> {
         let statement = self.statement(sql, options.dialect)?;
-        let mut state = self.session(&statement).await?;
-        if let Some(setup) = &options.session {
-            let ctx = SessionContext::new_with_state(state);
-            setup.setup(&ctx).map_err(SqlError::Engine)?;
-            state = ctx.state();
-        }
+        let state = self.session(&statement, options.session.as_ref()).await?;
         let plan = state
             .statement_to_plan(statement)
             .await

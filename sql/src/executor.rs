@@ -58,6 +58,12 @@ impl Executor {
         }
     }
 
+    /// Whether its workers are threads of its own (with [`crate::syntax::STACK_BYTES`]
+    /// stacks), not the caller's runtime's.
+    pub(crate) fn owns_threads(&self) -> bool {
+        self.runtime.is_some()
+    }
+
     /// Runs `fut` on the engine's runtime.
     pub(crate) fn spawn<T: Send + 'static>(
         &self,

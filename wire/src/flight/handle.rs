@@ -1,7 +1,9 @@
-//! What a prepared statement's handle carries: its SQL and, once the client has bound them,
-//! its parameter values as one row of Arrow IPC. The server keeps nothing between calls: the
-//! handle goes to the client and comes back, so it is read as hostile input (bounded in size,
-//! parsed, and its SQL run under the caller's own role and limits, as if sent as a statement).
+//! What a prepared statement's handle carries: its SQL, the number of the plan kept for its
+//! first run, and, once the client has bound them, its parameter values as one row of Arrow
+//! IPC. The server needs nothing kept between calls (a plan kept is a shortcut,
+//! `super::planned`): the handle goes to the client and comes back, so it is read as hostile
+//! input (bounded in size, parsed, and its SQL run under the caller's own role and limits, as if
+//! sent as a statement; a plan is found only for the caller and SQL it was made for).
 
 use arrow::array::RecordBatch;
 use arrow::ipc::reader::StreamReader;
@@ -20,15 +22,22 @@ pub(super) const MAX_HANDLE_BYTES: usize = 4 * 1024 * 1024;
 pub(super) struct Handle {
     /// The statement.
     pub sql: String,
+    /// The plan made when it was prepared, kept for its first run (`super::planned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<u64>,
     /// Its bound parameter values: one row, Arrow IPC stream, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     params: Option<String>,
 }
 
 impl Handle {
-    /// A handle for `sql` with nothing bound.
-    pub(super) fn new(sql: String) -> Self {
-        Self { sql, params: None }
+    /// A handle for `sql`, planned as `plan`, with nothing bound.
+    pub(super) fn new(sql: String, plan: Option<u64>) -> Self {
+        Self {
+            sql,
+            plan,
+            params: None,
+        }
     }
 
     /// The same statement with `batch`'s one row as its parameter values.
@@ -49,6 +58,7 @@ impl Handle {
         drop(writer);
         Ok(Self {
             sql: self.sql.clone(),
+            plan: None,
             params: Some(STANDARD.encode(ipc)),
         })
     }
@@ -105,7 +115,7 @@ mod tests {
 
     #[test]
     fn bound_values_come_back_in_order_and_garbage_is_refused() {
-        let handle = Handle::new("SELECT $1, $2".into());
+        let handle = Handle::new("SELECT $1, $2".into(), None);
         let schema = Arc::new(Schema::new(vec![
             Field::new("0", DataType::Utf8, true),
             Field::new("1", DataType::Int64, true),

@@ -37,7 +37,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::Handle;
-use super::planned::PlannedStatements;
+use super::planned::{self, KEPT_FOR, PREPARED_FOR, PlannedStatements};
 use super::{Flight, Peer};
 
 /// The stream `DoGet` answers with.
@@ -141,6 +141,16 @@ impl Service {
             .map_err(|e| status(&e))
     }
 
+    /// `sql` planned (read-only checked, not run) in a slot of `caller`'s role.
+    async fn plan(&self, caller: &Caller, sql: &str) -> Result<Planned, Status> {
+        let _slot = self.slot(caller).await?;
+        self.flight
+            .engine
+            .plan(sql, StatementOptions::default())
+            .await
+            .map_err(|e| status(&e))
+    }
+
     /// `sql` planned in a slot of `caller`'s role and kept for its `DoGet`: the flight's
     /// schema and the ticket that names the plan.
     async fn planned_info(
@@ -149,19 +159,10 @@ impl Service {
         sql: String,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let planned = {
-            let _slot = self.slot(caller).await?;
-            self.flight
-                .engine
-                .plan(&sql, StatementOptions::default())
-                .await
-                .map_err(|e| status(&e))?
-        };
+        let planned = self.plan(caller, &sql).await?;
         let schema = planned.description.schema.clone();
-        let ticket = TicketStatementQuery {
-            statement_handle: self.planned.keep(caller, sql, planned).into(),
-        };
-        info(&schema, ticket.as_any().encode_to_vec(), descriptor)
+        let id = self.planned.keep(caller, sql.clone(), planned, KEPT_FOR);
+        kept_info(&schema, id, &sql, descriptor)
     }
 
     /// Runs `sql` with `params` in a slot of `caller`'s role and streams its batches.
@@ -272,6 +273,19 @@ fn encoded(
 fn one(batch: Result<RecordBatch, FlightError>) -> Result<Response<DoGetStream>, Status> {
     let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
     Ok(encoded(batch.schema(), stream::iter([Ok(batch)])))
+}
+
+/// A `FlightInfo` for rows of `schema` fetched by running plan `id` of `sql`.
+fn kept_info(
+    schema: &Schema,
+    id: u64,
+    sql: &str,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = TicketStatementQuery {
+        statement_handle: planned::ticket(id, sql).into(),
+    };
+    info(schema, ticket.as_any().encode_to_vec(), descriptor)
 }
 
 /// A `FlightInfo` for rows of `schema` fetched with `ticket`.
@@ -403,7 +417,13 @@ impl FlightSqlService for Service {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = self.caller(&request).await?;
-        let description = self.describe(&caller, &query.query).await?;
+        let planned = self.plan(&caller, &query.query).await?;
+        let description = planned.description.clone();
+        // With nothing to bind, the plan runs as it is: kept for the run that follows.
+        let plan = description.params.is_empty().then(|| {
+            self.planned
+                .keep(&caller, query.query.clone(), planned, PREPARED_FOR)
+        });
         let parameters = Schema::new(
             description
                 .params
@@ -425,7 +445,7 @@ impl FlightSqlService for Service {
             Ok(bytes)
         };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: Handle::new(query.query).encode().into(),
+            prepared_statement_handle: Handle::new(query.query, plan).encode().into(),
             dataset_schema: ipc(&description.schema)?,
             parameter_schema: ipc(&parameters)?,
         })
@@ -486,8 +506,14 @@ impl FlightSqlService for Service {
                 request.into_inner(),
             );
         }
-        // No values to bind: planned once, here, and kept for the DoGet as a statement's
-        // plan is (its ticket is a statement's; an expired plan is planned again there).
+        // No values to bind: the plan made when it was prepared, if it still waits, else
+        // planned here; kept for the DoGet as a statement's plan is (its ticket is a
+        // statement's; an expired plan is planned again there).
+        if let Some(id) = prepared.plan
+            && let Some(schema) = self.planned.renew(&caller, id, &prepared.sql)
+        {
+            return kept_info(&schema, id, &prepared.sql, request.into_inner());
+        }
         self.planned_info(&caller, prepared.sql, request.into_inner())
             .await
     }

@@ -11,7 +11,7 @@ use datafusion::catalog::{CatalogProviderList, SchemaProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -68,14 +68,12 @@ impl PgSession {
 }
 
 impl adit_sql::SessionSetup for PgSession {
-    fn setup(&self, ctx: &SessionContext) -> datafusion::error::Result<()> {
-        self.latest.set(ctx.state().catalog_list().clone());
-        let Some(catalog) = ctx.catalog(DATABASE) else {
-            return Err(DataFusionError::Configuration(format!(
-                "no catalog {DATABASE} to add pg_catalog to"
-            )));
-        };
-        catalog.register_schema("pg_catalog", self.schema.clone())?;
+    fn functions(&self, base: SessionState) -> datafusion::error::Result<SessionState> {
+        // PostgreSQL's OID type names (`::regclass`, `::regtype`) plan as integers.
+        let base = SessionStateBuilder::new_from_existing(base)
+            .with_type_planner(Arc::new(PgOidTypePlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(base);
         for udf in functions() {
             ctx.register_udf(udf);
         }
@@ -88,14 +86,19 @@ impl adit_sql::SessionSetup for PgSession {
             Volatility::Immutable,
             Arc::new(move |_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(version.clone()))),
         ));
-        // PostgreSQL's OID type names (`::regclass`, `::regtype`) plan as integers.
-        let state = ctx.state_ref();
-        let planned = SessionStateBuilder::new_from_existing(state.read().clone())
-            .with_type_planner(Arc::new(PgOidTypePlanner))
-            .build();
-        *state.write() = planned;
         // `generate_series(1, array_upper(…))` and the like take 32-bit bounds.
-        CoerceIntArgsToBigInt::widen(ctx);
+        CoerceIntArgsToBigInt::widen(&ctx);
+        Ok(ctx.state())
+    }
+
+    fn tables(&self, state: &SessionState) -> datafusion::error::Result<()> {
+        self.latest.set(state.catalog_list().clone());
+        let Some(catalog) = state.catalog_list().catalog(DATABASE) else {
+            return Err(DataFusionError::Configuration(format!(
+                "no catalog {DATABASE} to add pg_catalog to"
+            )));
+        };
+        catalog.register_schema("pg_catalog", self.schema.clone())?;
         Ok(())
     }
 }
@@ -227,32 +230,25 @@ impl PgParser {
 
     /// `sql`'s statements, rewritten for DataFusion, each turned by `each` into what leaves
     /// the parser. The text is first measured against `limits` (the rewrite walks the tree
-    /// recursively, as planning does); all of it — measuring, rewriting, `each` (rendering) and
-    /// dropping the trees — runs on a thread with a stack for the deepest tree the limits
-    /// allow, so no client's tree reaches a connection's stack (issue 56: a deep tree rendered
-    /// and dropped on a 2 MiB stack aborted the process).
-    pub(super) fn parse<T: Send>(
+    /// recursively, as planning does). Run it where the stack holds the deepest tree the limits
+    /// allow (`SqlEngine::on_deep_stack`): all of it — measuring, rewriting, `each` (rendering)
+    /// and dropping the trees — walks the tree, and no client's tree may reach a connection's
+    /// stack (issue 56: a deep tree rendered and dropped on a 2 MiB stack aborted the process).
+    pub(super) fn parse<T>(
         &self,
         sql: &str,
         limits: TextLimits,
-        each: impl Fn(&Statement) -> T + Sync,
+        each: impl Fn(&Statement) -> T,
     ) -> Result<Vec<T>, ParseError> {
-        adit_sql::syntax::on_big_stack(|| {
-            adit_sql::syntax::parse_in(sql, limits, Dialect::Postgres).map_err(|e| match e {
-                adit_sql::syntax::TextError::Parse(reason) => ParseError::Syntax(reason),
-                too_big => ParseError::TooComplex(too_big.to_string()),
-            })?;
-            let statements: Vec<Statement> = self
-                .compat
-                .parse(sql)
-                .map_err(|e| ParseError::Syntax(e.to_string()))?;
-            Ok(statements.iter().map(&each).collect())
-        })
-        .unwrap_or_else(|| {
-            Err(ParseError::Syntax(
-                "could not be read: no thread for it".into(),
-            ))
-        })
+        adit_sql::syntax::parse_in(sql, limits, Dialect::Postgres).map_err(|e| match e {
+            adit_sql::syntax::TextError::Parse(reason) => ParseError::Syntax(reason),
+            too_big => ParseError::TooComplex(too_big.to_string()),
+        })?;
+        let statements: Vec<Statement> = self
+            .compat
+            .parse(sql)
+            .map_err(|e| ParseError::Syntax(e.to_string()))?;
+        Ok(statements.iter().map(&each).collect())
     }
 }
 
@@ -267,7 +263,7 @@ mod tests {
         ctx.sql("CREATE TABLE shares (miner VARCHAR, difficulty BIGINT)")
             .await
             .unwrap();
-        PgSession::new().unwrap().setup(&ctx).unwrap();
+        let ctx = with_pg(&PgSession::new().unwrap(), ctx);
         // What psql 15 sends for \dt, as the parser rewrites it.
         let dt = "SELECT n.nspname as \"Schema\", c.relname as \"Name\", \
             CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' END as \"Type\", \
@@ -301,13 +297,20 @@ mod tests {
         assert!(text.contains("PostgreSQL 16.6 (adit"), "{text}");
     }
 
+    /// `ctx` with what `pg` adds to a statement's session, as the engine adds it.
+    fn with_pg(pg: &PgSession, ctx: SessionContext) -> SessionContext {
+        let state = pg.functions(ctx.state()).unwrap();
+        pg.tables(&state).unwrap();
+        SessionContext::new_with_state(state)
+    }
+
     /// Rows of `sql` in a new session over a `shares` table, as text.
     async fn in_new_session(pg: &PgSession, sql: &str) -> String {
         let ctx = SessionContext::new();
         ctx.sql("CREATE TABLE shares (miner VARCHAR, difficulty BIGINT)")
             .await
             .unwrap();
-        pg.setup(&ctx).unwrap();
+        let ctx = with_pg(pg, ctx);
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         arrow::util::pretty::pretty_format_batches(&batches)
             .unwrap()

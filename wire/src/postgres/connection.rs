@@ -232,18 +232,28 @@ impl Conn {
     }
 
     /// `sql` read into statements, within the text limits.
-    fn parse(&self, sql: &str) -> PgWireResult<Vec<Parsed>> {
+    /// On one of the engine's threads, whose stacks hold the deepest tree the limits allow.
+    async fn parse(&self, sql: &str) -> PgWireResult<Vec<Parsed>> {
         let server = &self.session().server;
+        let (parser, limits, sql) = (
+            server.parser.clone(),
+            server.engine.limits().text(),
+            sql.to_string(),
+        );
         server
-            .parser
-            .parse(
-                sql,
-                server.engine.limits().text(),
-                |s| match commands::command(s) {
+            .engine
+            .on_deep_stack(move || {
+                parser.parse(&sql, limits, |s| match commands::command(s) {
                     Some(command) => Parsed::Command(command),
                     None => Parsed::Query(s.to_string()),
-                },
-            )
+                })
+            })
+            .await
+            .unwrap_or_else(|| {
+                Err(ParseError::Syntax(
+                    "could not be read: no thread for it".into(),
+                ))
+            })
             .map_err(|e| match e {
                 ParseError::TooComplex(reason) => refused("ERROR", "54001", reason),
                 ParseError::Syntax(reason) => refused("ERROR", "42601", reason),
@@ -572,7 +582,7 @@ impl SimpleQueryHandler for Conn {
         self.caller()?;
         let options = FormatOptions::from_client_metadata(client.metadata());
         let mut responses = Vec::new();
-        for statement in self.parse(query)? {
+        for statement in self.parse(query).await? {
             let response = match statement {
                 Parsed::Command(command) => self.answer(command, &Format::UnifiedText)?,
                 Parsed::Query(sql) => {
@@ -645,7 +655,7 @@ impl QueryParser for Conn {
         C: ClientInfo + Unpin + Send + Sync,
     {
         self.caller()?;
-        let mut statements = self.parse(sql)?;
+        let mut statements = self.parse(sql).await?;
         let statement = match (statements.pop(), statements.is_empty()) {
             (None, _) => return Ok(None),
             (Some(s), true) => s,
