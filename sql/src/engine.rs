@@ -512,15 +512,6 @@ impl SqlEngine {
             _task: task,
         })
     }
-
-    /// Plans `sql` (read-only checked, within the time limit) without running it: the types
-    /// of its placeholders and the schema of its rows.
-    pub async fn describe(&self, sql: &str, options: StatementOptions) -> Result<Description> {
-        self.on_executor(sql, move |inner, sql| async move {
-            inner.describe(&sql, &options).await
-        })
-        .await
-    }
 }
 
 /// How many bytes of footers and decoded run summaries an engine keeps: an eighth of what its
@@ -787,12 +778,6 @@ impl Inner {
             .verify_plan(&plan)
             .map_err(|e| SqlError::ReadOnly(first_line(&e)))?;
         Ok((state, plan))
-    }
-
-    /// The placeholders and row schema of `sql`.
-    async fn describe(&self, sql: &str, options: &StatementOptions) -> Result<Description> {
-        let (_, plan) = self.logical(sql, options).await?;
-        self.description(&plan)
     }
 
     /// `sql` planned, to be started later.

@@ -127,21 +127,13 @@ impl Service {
 
     /// The schema of `sql`'s rows (planned, read-only checked, not run).
     async fn schema(&self, caller: &Caller, sql: &str) -> Result<SchemaRef, Status> {
-        self.describe(caller, sql).await.map(|d| d.schema)
+        self.plan(caller, sql)
+            .await
+            .map(|planned| planned.description.schema)
     }
 
     /// `sql` planned and read-only checked, not run, in a statement slot of `caller`'s role
     /// (planning is work like running).
-    async fn describe(&self, caller: &Caller, sql: &str) -> Result<adit_sql::Description, Status> {
-        let _slot = self.slot(caller).await?;
-        self.flight
-            .engine
-            .describe(sql, StatementOptions::default())
-            .await
-            .map_err(|e| status(&e))
-    }
-
-    /// `sql` planned (read-only checked, not run) in a slot of `caller`'s role.
     async fn plan(&self, caller: &Caller, sql: &str) -> Result<Planned, Status> {
         let _slot = self.slot(caller).await?;
         self.flight
