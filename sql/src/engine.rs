@@ -197,7 +197,7 @@ pub trait SessionSetup: Send + Sync {
     /// Adds what every statement's session holds whatever its tables: functions, type
     /// planners. Called once per engine, on a copy of the session statements start from; each
     /// statement then starts from a copy of what it returns (building it per statement was
-    /// five copies of the whole session each time, issue 62).
+    /// four copies of the whole session and a rebuild of it each time, issue 62).
     fn functions(&self, base: SessionState) -> datafusion::error::Result<SessionState>;
     /// Adds what a statement's session holds over its tables (a catalog of them), once they
     /// are registered in `state` and before it is planned.

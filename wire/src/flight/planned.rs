@@ -57,19 +57,19 @@ pub(super) fn ticket(id: u64, sql: &str) -> Vec<u8> {
 }
 
 impl PlannedStatements {
-    /// Keeps `planned` for `caller`'s `sql` for at most `life`; its number.
+    /// Keeps `planned` for `caller`'s `sql` for at most `life` from `now`; its number.
     pub(super) fn keep(
         &self,
         caller: &Caller,
         sql: String,
         planned: Planned,
         life: Duration,
+        now: Instant,
     ) -> u64 {
         let mut guard = self.next.lock().unwrap_or_else(PoisonError::into_inner);
         let (next, entries) = &mut *guard;
         *next += 1;
         let id = *next;
-        let now = Instant::now();
         entries.retain(|e| now < e.until);
         if entries.len() >= KEPT {
             entries.pop_front();
@@ -84,18 +84,29 @@ impl PlannedStatements {
         id
     }
 
-    /// The schema of `caller`'s plan `id` of `sql` if it still waits, left to wait
+    /// The schema of `caller`'s plan `id` of `sql` if it still waits at `now`, left to wait
     /// [`KEPT_FOR`] more for its `DoGet`.
-    pub(super) fn renew(&self, caller: &Caller, id: u64, sql: &str) -> Option<SchemaRef> {
+    pub(super) fn renew(
+        &self,
+        caller: &Caller,
+        id: u64,
+        sql: &str,
+        now: Instant,
+    ) -> Option<SchemaRef> {
         let mut guard = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
         let entry = guard.1.iter_mut().find(|e| e.is(caller, id, sql, now))?;
         entry.until = now + KEPT_FOR;
         Some(entry.planned.description.schema.clone())
     }
 
-    /// The SQL a ticket carries, and its plan if one waits for this `caller` (taken out).
-    pub(super) fn take(&self, caller: &Caller, ticket: &str) -> (String, Option<Planned>) {
+    /// The SQL a ticket carries, and its plan if one waits for this `caller` at `now` (taken
+    /// out).
+    pub(super) fn take(
+        &self,
+        caller: &Caller,
+        ticket: &str,
+        now: Instant,
+    ) -> (String, Option<Planned>) {
         let Some((id, sql)) = ticket
             .strip_prefix(MARK)
             .and_then(|rest| rest.split_once('\0'))
@@ -105,7 +116,6 @@ impl PlannedStatements {
         };
         let mut guard = self.next.lock().unwrap_or_else(PoisonError::into_inner);
         let entries = &mut guard.1;
-        let now = Instant::now();
         let found = entries.iter().position(|e| e.is(caller, id, sql, now));
         (
             sql.to_string(),
@@ -141,50 +151,59 @@ mod tests {
             SqlLimits::default(),
         );
         let plans = PlannedStatements::default();
+        let now = Instant::now();
         let (alice, bob) = (caller("alice"), caller("bob"));
         let planned = engine.plan("SELECT 1", StatementOptions::default()).await?;
-        let id = plans.keep(&alice, "SELECT 1".into(), planned, KEPT_FOR);
+        let id = plans.keep(&alice, "SELECT 1".into(), planned, KEPT_FOR, now);
         let first = String::from_utf8(ticket(id, "SELECT 1"))?;
 
         // Another caller, or the ticket's SQL changed: planned again from the ticket's SQL.
-        let (sql, plan) = plans.take(&bob, &first);
+        let (sql, plan) = plans.take(&bob, &first, now);
         assert!(plan.is_none() && sql == "SELECT 1");
-        let (sql, plan) = plans.take(&alice, &first.replace("SELECT 1", "SELECT 2"));
+        let (sql, plan) = plans.take(&alice, &first.replace("SELECT 1", "SELECT 2"), now);
         assert!(plan.is_none() && sql == "SELECT 2");
         // Its caller gets it, once; a plain ticket is its SQL.
-        assert!(plans.take(&alice, &first).1.is_some());
-        assert!(plans.take(&alice, &first).1.is_none());
-        assert_eq!(plans.take(&alice, "SELECT 3").0, "SELECT 3");
+        assert!(plans.take(&alice, &first, now).1.is_some());
+        assert!(plans.take(&alice, &first, now).1.is_none());
+        assert_eq!(plans.take(&alice, "SELECT 3", now).0, "SELECT 3");
 
         // At most KEPT wait: the oldest goes first.
         let mut tickets = Vec::new();
         for i in 0..=KEPT {
             let sql = format!("SELECT {i}");
             let planned = engine.plan(&sql, StatementOptions::default()).await?;
-            let id = plans.keep(&alice, sql.clone(), planned, KEPT_FOR);
+            let id = plans.keep(&alice, sql.clone(), planned, KEPT_FOR, now);
             tickets.push(String::from_utf8(ticket(id, &sql))?);
         }
-        assert!(plans.take(&alice, &tickets[0]).1.is_none());
-        assert!(plans.take(&alice, &tickets[KEPT]).1.is_some());
+        assert!(plans.take(&alice, &tickets[0], now).1.is_none());
+        assert!(plans.take(&alice, &tickets[KEPT], now).1.is_some());
 
         // A prepared statement's plan: renewed for its caller and SQL while it waits, then
-        // taken by the ticket; once its short wait is over it is gone.
+        // taken by the ticket; once its short wait is over it is gone (the clock is the
+        // caller's, so no test waits on it).
         let planned = engine.plan("SELECT 4", StatementOptions::default()).await?;
-        let id = plans.keep(&alice, "SELECT 4".into(), planned, PREPARED_FOR);
-        assert!(plans.renew(&bob, id, "SELECT 4").is_none());
-        assert!(plans.renew(&alice, id, "SELECT 5").is_none());
-        let schema = plans.renew(&alice, id, "SELECT 4").expect("waiting");
+        let id = plans.keep(&alice, "SELECT 4".into(), planned, PREPARED_FOR, now);
+        let soon = now + PREPARED_FOR / 2;
+        assert!(plans.renew(&bob, id, "SELECT 4", soon).is_none());
+        assert!(plans.renew(&alice, id, "SELECT 5", soon).is_none());
+        let schema = plans.renew(&alice, id, "SELECT 4", soon).expect("waiting");
         assert_eq!(schema.fields().len(), 1);
-        std::thread::sleep(PREPARED_FOR);
         let ticket4 = String::from_utf8(ticket(id, "SELECT 4"))?;
         assert!(
-            plans.take(&alice, &ticket4).1.is_some(),
+            plans
+                .take(&alice, &ticket4, now + 2 * PREPARED_FOR)
+                .1
+                .is_some(),
             "renewed for its DoGet"
         );
         let planned = engine.plan("SELECT 6", StatementOptions::default()).await?;
-        let id = plans.keep(&alice, "SELECT 6".into(), planned, PREPARED_FOR);
-        std::thread::sleep(PREPARED_FOR);
-        assert!(plans.renew(&alice, id, "SELECT 6").is_none(), "expired");
+        let id = plans.keep(&alice, "SELECT 6".into(), planned, PREPARED_FOR, now);
+        assert!(
+            plans
+                .renew(&alice, id, "SELECT 6", now + PREPARED_FOR)
+                .is_none(),
+            "expired"
+        );
         Ok(())
     }
 }

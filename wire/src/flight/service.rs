@@ -153,7 +153,9 @@ impl Service {
     ) -> Result<Response<FlightInfo>, Status> {
         let planned = self.plan(caller, &sql).await?;
         let schema = planned.description.schema.clone();
-        let id = self.planned.keep(caller, sql.clone(), planned, KEPT_FOR);
+        let id = self
+            .planned
+            .keep(caller, sql.clone(), planned, KEPT_FOR, Instant::now());
         kept_info(&schema, id, &sql, descriptor)
     }
 
@@ -397,7 +399,7 @@ impl FlightSqlService for Service {
         let caller = self.caller(&request).await?;
         let text = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("the statement is not UTF-8"))?;
-        match self.planned.take(&caller, &text) {
+        match self.planned.take(&caller, &text, Instant::now()) {
             (_, Some(planned)) => self.run_planned(&caller, planned).await,
             (sql, None) => self.run(&caller, &sql, None).await,
         }
@@ -413,8 +415,13 @@ impl FlightSqlService for Service {
         let description = planned.description.clone();
         // With nothing to bind, the plan runs as it is: kept for the run that follows.
         let plan = description.params.is_empty().then(|| {
-            self.planned
-                .keep(&caller, query.query.clone(), planned, PREPARED_FOR)
+            self.planned.keep(
+                &caller,
+                query.query.clone(),
+                planned,
+                PREPARED_FOR,
+                Instant::now(),
+            )
         });
         let parameters = Schema::new(
             description
@@ -502,7 +509,9 @@ impl FlightSqlService for Service {
         // planned here; kept for the DoGet as a statement's plan is (its ticket is a
         // statement's; an expired plan is planned again there).
         if let Some(id) = prepared.plan
-            && let Some(schema) = self.planned.renew(&caller, id, &prepared.sql)
+            && let Some(schema) = self
+                .planned
+                .renew(&caller, id, &prepared.sql, Instant::now())
         {
             return kept_info(&schema, id, &prepared.sql, request.into_inner());
         }
