@@ -15,10 +15,12 @@ release build:
     cargo build --release && python3 scripts/bench_sql.py target/release/adit [--rows 5000000]
 
 With --landed the data set is built the way users' tables grow instead: `adit simulate` (10
-sites x 200 machines, --rate events/s) publishes readings into `adit run --roles
-pipelines,query`, whose landing commits them batch by batch, compacts and vacuums, until
-energy_readings holds --rows rows; DuckDB then reads exactly the files of the table's current
-Delta snapshot (not files compaction removed), and the queries are a user's of their farm:
+sites x 200 machines, --rate events/s, and a simulated pool of --pool-miners miners finding a
+block every --block-every shares) publishes readings, shares and blocks into `adit run --roles
+pipelines,query`, whose landing commits them batch by batch, compacts and vacuums, and whose
+PPLNS pipeline splits each block into payouts, until energy_readings holds --rows rows; DuckDB
+then reads exactly the files of each table's current Delta snapshot (not files compaction
+removed), and the queries are a user's of their farm and pool:
 
     python3 scripts/bench_sql.py target/release/adit --landed [--rows 2000000] [--rate 100000]
 
@@ -168,7 +170,17 @@ LANDED_QUERIES = [
     ("one site's total",
      "SELECT count(*) AS n, sum(power_w) AS w, max(power_w) AS max_w FROM energy_readings "
      "WHERE site = 'site-03'"),
+    # Each payout (a block, a miner) with the shares that miner submitted at the block's
+    # height: the work behind what each miner was paid.
+    ("shares x payouts, per miner",
+     "SELECT p.miner, count(DISTINCT p.hash) AS blocks, count(*) AS shares, "
+     "sum(s.difficulty) AS work FROM payouts p JOIN shares s ON s.pool = p.pool "
+     "AND s.height = p.height AND s.miner = p.miner "
+     "GROUP BY p.miner ORDER BY work DESC, p.miner LIMIT 10"),
 ]
+
+# The landed tables the queries read, each a view of its snapshot's files in DuckDB.
+LANDED_TABLES = ["energy_readings", "shares", "payouts"]
 
 # The latest value, asked of the last-value table through adit and of the landed files by
 # DuckDB (the same answer, checked value by value): (name, adit's SQL, DuckDB's SQL).
@@ -213,13 +225,17 @@ def sql_rows(port, sql):
     return json.loads(post_sql(port, sql))
 
 
-def land(bin_path, config, tables, nats_url, port, pid, rows, rate, machines):
-    """Publishes simulated readings until the running adit (process `pid`) has committed at
-    least `rows` energy readings, then waits for the count to settle and adit to go quiet."""
+def land(bin_path, config, tables, nats_url, port, pid, a):
+    """Publishes simulated readings, shares and blocks until the running adit (process `pid`)
+    has committed at least `a.rows` energy readings, then waits for the count to settle and
+    adit to go quiet."""
+    rows = a.rows
     count = "SELECT count(*) AS n FROM energy_readings"
     sim = subprocess.Popen([bin_path, "--config", config, "--tables", tables,
                             "--nats-url", nats_url, "simulate", "--sites", "10",
-                            "--machines", str(machines), "--rate", str(rate)],
+                            "--machines", str(a.machines), "--rate", str(a.rate),
+                            "--pool-miners", str(a.pool_miners),
+                            "--block-every", str(a.block_every)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = time.time()
     try:
@@ -431,6 +447,10 @@ def main():
     ap.add_argument("--rate", type=int, default=100_000, help="--landed: events/s simulated")
     ap.add_argument("--machines", type=int, default=200,
                     help="--landed: machines per site (10 sites; 1000 for 10 000 machines)")
+    ap.add_argument("--pool-miners", type=int, default=1000,
+                    help="--landed: miners of the simulated pool, a share each per tick")
+    ap.add_argument("--block-every", type=int, default=10_000,
+                    help="--landed: the simulated pool's shares per block")
     ap.add_argument("--keep", action="store_true",
                     help="--landed: leave the landed tables and adit's log under --dir")
     ap.add_argument("--reuse", metavar="DIR",
@@ -482,19 +502,30 @@ def main():
         con = duckdb.connect()
         if a.landed:
             if not a.reuse:
-                land(a.bin, config, a.dir, nats_url, port, adit.pid, a.rows, a.rate, a.machines)
-            files = snapshot_files(os.path.join(a.dir, "energy_readings"))
-            sizes = [os.path.getsize(f.removeprefix("file://")) for f in files]
-            print(f"energy_readings: {len(files)} Parquet files in its snapshot, "
-                  f"{sum(sizes) / 1e6:.1f} MB", file=sys.stderr)
-            listed = ", ".join(f"'{f}'" for f in files)
-            con.execute("CREATE VIEW energy_readings AS SELECT * FROM read_parquet("
-                        f"[{listed}], hive_partitioning = true)")
+                land(a.bin, config, a.dir, nats_url, port, adit.pid, a)
+            landed = [t for t in LANDED_TABLES
+                      if os.path.isdir(os.path.join(a.dir, t, "_delta_log"))]
+            for table in landed[:]:
+                files = snapshot_files(os.path.join(a.dir, table))
+                if not files:
+                    landed.remove(table)
+                    continue
+                sizes = [os.path.getsize(f.removeprefix("file://")) for f in files]
+                listed = ", ".join(f"'{f}'" for f in files)
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+                            f"[{listed}], hive_partitioning = true)")
+                held = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+                print(f"{table}: {held} rows in {len(files)} Parquet files in its snapshot, "
+                      f"{sum(sizes) / 1e6:.1f} MB", file=sys.stderr)
             # The newest reading's second, in UTC: the hour before it is the time-range scan.
             con.execute("SET TimeZone = 'UTC'")
             last = con.sql("SELECT strftime(max(ts), '%Y-%m-%d %H:%M:%S') "
                            "FROM energy_readings").fetchall()[0][0]
-            queries = [(n, q.replace("{last}", last)) for n, q in LANDED_QUERIES]
+            queries = [(n, q.replace("{last}", last)) for n, q in LANDED_QUERIES
+                       if "payouts" not in q or "payouts" in landed]
+            if "payouts" not in landed:
+                print("shares x payouts: NOT MEASURED, no payouts table landed (an older "
+                      "--keep run, or --pool-miners 0)", file=sys.stderr)
         else:
             for table in ["energy_readings", "shares", "blocks"]:
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("

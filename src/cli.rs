@@ -471,6 +471,13 @@ pub struct SimulateArgs {
     /// Stop after this many ticks (default: run until Ctrl-C).
     #[arg(long)]
     pub ticks: Option<u64>,
+    /// Miners of a simulated pool beside the farm, each an accepted share per tick; its
+    /// shares, blocks and payouts land in the pool's tables.
+    #[arg(long, env = "ADIT_SIM_POOL_MINERS")]
+    pub pool_miners: Option<usize>,
+    /// The simulated pool finds a block every this many shares.
+    #[arg(long, env = "ADIT_SIM_BLOCK_EVERY")]
+    pub block_every: Option<u64>,
 }
 
 /// `adit sql`.

@@ -188,6 +188,12 @@ fn sim_config(config: &Config, args: &SimulateArgs) -> SimConfig {
     if let Some(i) = args.interval {
         sim.interval = i;
     }
+    if let Some(m) = args.pool_miners {
+        sim.pool_miners = m;
+    }
+    if let Some(b) = args.block_every {
+        sim.block_every = b;
+    }
     sim
 }
 
@@ -217,6 +223,7 @@ async fn simulate(
     tracing::info!(
         sites = sim.sites,
         machines_per_site = sim.machines_per_site,
+        pool_miners = sim.pool_miners,
         events_per_s = per_s,
         "simulating"
     );

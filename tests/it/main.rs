@@ -45,6 +45,7 @@ mod pool_payments;
 mod proofs;
 mod reference;
 mod selftest;
+mod sim_pool;
 mod sql_bounds;
 mod sql_clients;
 mod standby;

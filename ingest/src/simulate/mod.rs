@@ -10,6 +10,7 @@ mod clock;
 pub mod controls;
 pub mod devices;
 pub mod faults;
+pub mod pool;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,6 +61,11 @@ pub struct SimConfig {
     /// a level change.
     #[serde(with = "humantime_serde")]
     pub command_lag: Duration,
+    /// Miners of a simulated pool beside the farm, each submitting one accepted share per
+    /// tick (0: no pool); its shares, blocks and payouts land in the pool's tables.
+    pub pool_miners: usize,
+    /// The simulated pool finds a block every this many shares.
+    pub block_every: u64,
 }
 
 impl Default for SimConfig {
@@ -75,6 +81,8 @@ impl Default for SimConfig {
             backfill: Duration::ZERO,
             faults: Vec::new(),
             command_lag: Duration::from_secs(5),
+            pool_miners: 0,
+            block_every: 10_000,
         }
     }
 }
@@ -97,6 +105,12 @@ impl SimConfig {
                 self.interval
             ),
         )?;
+        check(
+            self.pool_miners <= MAX_POOL_MINERS,
+            "pool_miners",
+            format!("must be at most {MAX_POOL_MINERS}"),
+        )?;
+        check(self.block_every != 0, "block_every", "must be at least 1")?;
         check(
             self.command_lag <= Duration::from_secs(3600),
             "command_lag",
@@ -126,6 +140,9 @@ impl SimConfig {
         Ok(())
     }
 }
+
+/// The most miners a simulated pool holds (each is a share per tick).
+const MAX_POOL_MINERS: usize = 1_000_000;
 
 /// A machine model: nominal power and hashrate.
 #[derive(Debug, Clone, Copy)]
@@ -195,6 +212,8 @@ pub struct Farm {
     last_values: BTreeMap<(String, String), f64>,
     /// What the actuators have ordered.
     controls: Controls,
+    /// The simulated pool, if it has miners.
+    pool: Option<pool::SimPool>,
 }
 
 /// The name of site `i`.
@@ -218,6 +237,8 @@ impl Farm {
                 });
             }
         }
+        let pool = (config.pool_miners > 0)
+            .then(|| pool::SimPool::new(config.pool_miners, config.block_every));
         Self {
             config,
             rng,
@@ -227,6 +248,7 @@ impl Farm {
             start: None,
             last_values: BTreeMap::new(),
             controls: Controls::default(),
+            pool,
         }
     }
 
@@ -333,9 +355,11 @@ impl Farm {
         out
     }
 
-    /// Events per tick.
+    /// Events per tick (the simulated pool's blocks, one per `block_every` shares, aside).
     pub fn events_per_tick(&self) -> usize {
-        self.machines.len() * 2 + self.config.sites * (self.config.sensors_per_site + 1)
+        self.machines.len() * 2
+            + self.config.sites * (self.config.sensors_per_site + 1)
+            + self.config.pool_miners
     }
 
     /// Every reading the farm takes at `now`.
@@ -432,6 +456,9 @@ impl Farm {
         }
         if self.config.grid_every > 0 && self.ticks.is_multiple_of(self.config.grid_every) {
             out.push(self.grid_signal(now));
+        }
+        if let Some(pool) = &mut self.pool {
+            pool.tick(now, self.ticks, &mut self.rng, &mut out);
         }
         out
     }
