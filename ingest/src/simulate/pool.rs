@@ -33,6 +33,8 @@ pub(crate) struct SimPool {
     miners: Vec<(String, u64)>,
     /// Shares per block.
     block_every: u64,
+    /// The network difficulty: `block_every` shares of the miners' mean difficulty.
+    network_difficulty: u64,
     /// Shares submitted so far.
     submitted: u64,
     /// The height mined on.
@@ -47,20 +49,18 @@ pub fn miner_name(i: usize) -> String {
 impl SimPool {
     /// A pool of `miners` miners finding a block every `block_every` shares (at least 1).
     pub(crate) fn new(miners: usize, block_every: u64) -> Self {
+        let miners: Vec<(String, u64)> = (0..miners)
+            .map(|i| (miner_name(i), BASE_DIFFICULTY * (1 + i as u64 % 4)))
+            .collect();
+        let block_every = block_every.max(1);
+        let mean = miners.iter().map(|(_, d)| d).sum::<u64>() / miners.len().max(1) as u64;
         Self {
-            miners: (0..miners)
-                .map(|i| (miner_name(i), BASE_DIFFICULTY * (1 + i as u64 % 4)))
-                .collect(),
-            block_every: block_every.max(1),
+            miners,
+            block_every,
+            network_difficulty: mean.saturating_mul(block_every),
             submitted: 0,
             height: FIRST_HEIGHT,
         }
-    }
-
-    /// The network difficulty: `block_every` shares of the miners' mean difficulty.
-    fn network_difficulty(&self) -> u64 {
-        let total: u64 = self.miners.iter().map(|(_, d)| d).sum();
-        (total / self.miners.len().max(1) as u64).saturating_mul(self.block_every)
     }
 
     /// The template's whole reward at the current height: the subsidy and its fees.
@@ -77,7 +77,7 @@ impl SimPool {
         rng: &mut impl Rng,
         out: &mut Vec<AnyEvent>,
     ) {
-        let network_difficulty = self.network_difficulty();
+        let network_difficulty = self.network_difficulty;
         for (miner, difficulty) in &self.miners {
             self.submitted += 1;
             let reward = self.reward();
@@ -186,6 +186,6 @@ mod tests {
             .map(|i| BASE_DIFFICULTY * (1 + i % 4))
             .sum::<u64>()
             / miners as u64;
-        assert_eq!(pool.network_difficulty(), mean * block_every);
+        assert_eq!(pool.network_difficulty, mean * block_every);
     }
 }
