@@ -13,11 +13,23 @@ import argparse
 import os
 import re
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 
-# The heavy group's filter in .config/nextest.toml, as a regex over "binary test" names.
-HEAVY = re.compile(r"^adit::it (crash|energy_crash|payments_crash|payouts_crash|nats_cluster|"
-                   r"standby|dashboard|farm_faults|pool_payments)::")
+# The heavy group, read from .config/nextest.toml: the override whose test-group is "heavy",
+# its `package(P) & test(/REGEX/)` filter turned into a regex over "binary test" names (the
+# root package's integration tests are the binary `adit::it`).
+def heavy_pattern(root):
+    with open(os.path.join(root, ".config", "nextest.toml"), "rb") as f:
+        config = tomllib.load(f)
+    for o in config.get("profile", {}).get("default", {}).get("overrides", []):
+        if o.get("test-group") == "heavy":
+            m = re.fullmatch(r"package\((\S+)\) & test\(/\^(.*)/\)", o["filter"])
+            if not m:
+                sys.exit(f"the heavy group's filter is not package(P) & test(/^REGEX/): {o['filter']}")
+            binary = "adit::it" if m.group(1) == "adit" else f"{m.group(1)}::it"
+            return re.compile(f"^{re.escape(binary)} {m.group(2)}")
+    sys.exit(".config/nextest.toml has no heavy test group")
 
 
 def main():
@@ -29,6 +41,7 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(a.junit):
         sys.exit(f"no JUnit report at {a.junit}: run the tests first (./scripts/test.sh)")
+    heavy_re = heavy_pattern(root)
     root = ET.parse(a.junit).getroot()
     tests = []
     for suite in root.iter("testsuite"):
@@ -40,7 +53,7 @@ def main():
         sys.exit(f"{a.junit} holds no test")
     total = sum(t for t, _, _ in tests)
     wall = float(root.get("time", 0))
-    heavy = sum(t for t, n, _ in tests if HEAVY.match(n))
+    heavy = sum(t for t, n, _ in tests if heavy_re.match(n))
     print(f"{len(tests)} tests, {total:.0f} s of test time in {wall:.0f} s of wall time "
           f"(heavy group, one at a time: {heavy:.0f} s)")
     by_binary = {}
@@ -52,7 +65,7 @@ def main():
         print(f"  {t:8.1f} s  {binary}")
     print(f"\nslowest {a.top}:")
     for t, name, failed in sorted(tests, reverse=True)[:a.top]:
-        mark = " (heavy)" if HEAVY.match(name) else ""
+        mark = " (heavy)" if heavy_re.match(name) else ""
         mark += " FAILED" if failed else ""
         print(f"  {t:8.1f} s  {name}{mark}")
 

@@ -12,7 +12,7 @@
 //! utility's OpenADR 2.0b VTN (openleadr's). [`Opensyd`] starts a real OpenSY node for the opt-in
 //! tests, only where one was built by hand and named by `ADIT_OPENSYD`.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ pub mod mosquitto;
 mod nats_cluster;
 mod nats_operator;
 mod opensyd;
+mod ports;
 pub mod snmpd;
 pub mod sql_grammar;
 pub mod tail;
@@ -39,6 +40,7 @@ pub use mosquitto::Mosquitto;
 pub use nats_cluster::NatsCluster;
 pub use nats_operator::NatsOperator;
 pub use opensyd::Opensyd;
+pub use ports::free_port;
 pub use snmpd::Snmpd;
 pub use vtn::Vtn;
 pub use vtn3::{VEN_CLIENT_ID, VEN_CLIENT_SECRET, Vtn3};
@@ -52,24 +54,6 @@ pub struct NatsServer {
     pub port: u16,
     /// Its store, kept across restarts and removed on drop.
     store: tempfile::TempDir,
-}
-
-/// A free TCP port on 127.0.0.1, never one this process was given before: the kernel may
-/// hand a just-released port out again, and a test that asks for two ports (the demo's HTTP
-/// and Flight SQL ports) must not get the same one twice.
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = listener.local_addr().expect("local addr").port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
 }
 
 /// Cases per property of a `hostile_*` boundary test: `ADIT_FUZZ_CASES` for a long run
