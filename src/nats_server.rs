@@ -14,6 +14,10 @@
 //! `<data_dir>/nats/auth.conf` (the server's) and in the URL file (the clients'), both created
 //! 0600, so another local user cannot publish shares or blocks on its bus. Logs and errors show
 //! the URL without it ([`adit_bus::setup::without_credentials`]).
+//!
+//! Its port is one the kernel says is free, which any process may take before the server binds
+//! it (every outgoing connection takes its source port from the same range): a server that
+//! exits before listening is started again on another port, a few times.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -184,13 +188,50 @@ async fn stop_orphan(pid_file: &Path) -> bool {
     !alive(server)
 }
 
-async fn wait_listening(port: u16) -> anyhow::Result<()> {
+/// How many ports a start tries: the port is free when chosen, but until nats-server binds it
+/// any process on the machine may take it (an outgoing connection takes its source port from
+/// the same range), and then the server exits at once.
+const START_TRIES: usize = 5;
+
+/// A new nats-server listening on a free port that is none of `avoid`: when it exits before
+/// listening (its port was taken between the choice and its bind), another port is tried.
+async fn start_listening(
+    binary: &Path,
+    store: &Path,
+    auth: &Path,
+    pid_file: &Path,
+    avoid: &[u16],
+) -> anyhow::Result<(Child, u16)> {
+    for _ in 0..START_TRIES {
+        let port = free_port(avoid)?;
+        let mut child = spawn(binary, port, store, auth, pid_file)?;
+        match wait_listening(&mut child, port).await? {
+            None => return Ok((child, port)),
+            Some(status) => tracing::warn!(
+                port,
+                %status,
+                "nats-server exited before listening (its port taken?); trying another port"
+            ),
+        }
+    }
+    bail!("nats-server exited before listening on each of {START_TRIES} ports")
+}
+
+/// Waits until `child` listens on `port`: `None` once it does, its exit status if it exits
+/// first.
+async fn wait_listening(
+    child: &mut Child,
+    port: u16,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return Ok(());
+            return Ok(None);
+        }
+        if let Some(status) = child.try_wait().context("waiting on nats-server")? {
+            return Ok(Some(status));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -246,12 +287,10 @@ pub async fn ensure(
         }
     }
     let binary = find_binary(binary)?;
-    let port = free_port(avoid)?;
     let store = dir.join("store");
     let auth = dir.join("auth.conf");
     let password = new_credentials(&auth)?;
-    let mut child = spawn(&binary, port, &store, &auth, &pid_file)?;
-    wait_listening(port).await?;
+    let (mut child, port) = start_listening(&binary, &store, &auth, &pid_file, avoid).await?;
     let url = format!("nats://adit:{password}@127.0.0.1:{port}");
     write_private(&url_file, &url)?;
     tracing::info!(url = %format!("nats://127.0.0.1:{port}"), store = %store.display(), "started managed nats-server");
@@ -325,5 +364,29 @@ mod tests {
         .unwrap();
         assert_eq!(chosen, next);
         assert_ne!(free_port(&[chosen]).unwrap(), chosen);
+    }
+
+    /// A server whose port another process took between its choice and the server's bind is
+    /// seen to exit, not waited on for seconds, so the start tries another port.
+    #[tokio::test]
+    async fn a_server_whose_port_is_taken_is_seen_to_exit() {
+        // Bound and not listening, as an outgoing connection's source port is.
+        let taken = tokio::net::TcpSocket::new_v4().unwrap();
+        taken.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let auth = dir.path().join("auth.conf");
+        new_credentials(&auth).unwrap();
+        let binary = find_binary(None).expect("nats-server (scripts/setup.sh installs it)");
+        let mut child = spawn(
+            &binary,
+            port,
+            &dir.path().join("store"),
+            &auth,
+            &dir.path().join("pid"),
+        )
+        .unwrap();
+        let status = wait_listening(&mut child, port).await.unwrap();
+        assert!(status.is_some_and(|s| !s.success()), "{status:?}");
     }
 }
