@@ -158,7 +158,10 @@ class Run:
             log(f"{testid}: {text!r}")
         if self.figure(page, "shares-accepted")[0] <= 0:
             raise Failure("the overview shows no accepted share")
-        page.wait_for_selector(f'[data-testid="site-chart-{site}"] path.series', timeout=60000)
+        # Attached, not "visible": a series of one closed minute is a path of one point (drawn
+        # as a dot beside it), which has no size, so Playwright's visibility waited a minute
+        # for the second.
+        page.wait_for_selector(f'[data-testid="site-chart-{site}"] path.series', state="attached", timeout=60000)
         log(f"site-chart-{site}: drawn")
         page.wait_for_selector('[data-testid="pool-hashrate-chart"] svg.chart', timeout=60000)
         log("pool-hashrate-chart: drawn")
