@@ -141,6 +141,11 @@ pub struct Config {
 /// `pipelines.energy.max_gap`. Derived from the path, so every key is reachable.
 pub const ENV_PREFIX: &str = "ADIT_";
 
+/// `adit demo`'s own defaults ([`Config::load_over`]): its simulated devices report every
+/// second (`simulate.interval`), so an energy minute is closed 10 s past its end rather than
+/// the 2 minutes real devices' gaps need, and the first one shows within a minute of the start.
+pub const DEMO_DEFAULTS: &[(&str, &str)] = &[("pipelines.energy.max_gap", "\"10s\"")];
+
 impl Config {
     /// Reads the file (if any), applies `ADIT_*__*` environment variables and flags, and
     /// validates the result.
@@ -153,6 +158,17 @@ impl Config {
         args: &GlobalArgs,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Self> {
+        Self::load_over(args, &[], env)
+    }
+
+    /// [`Config::load_from`] over a command's own `defaults` (dotted key, TOML value), each
+    /// taken only where the file leaves its key unset; the environment and flags still
+    /// override it.
+    pub fn load_over(
+        args: &GlobalArgs,
+        defaults: &[(&str, &str)],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
         let mut tree = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -162,6 +178,13 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        for (key, value) in defaults {
+            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            if lookup(&tree, &path).is_none() {
+                set_path(&mut tree, &path, value)
+                    .with_context(|| format!("the command's default for {key}"))?;
+            }
+        }
         for (name, value) in env {
             if let Some(path) = env_key(&name) {
                 set_path(&mut tree, &path, &value)
@@ -424,6 +447,16 @@ fn env_key(name: &str) -> Option<Vec<String>> {
 
 /// Sets `path` in `tree` to `raw`, read as a TOML value when it is one (`5`, `true`,
 /// `["a","b"]`) and as a string otherwise (`3m`, `0.0.0.0:8080`).
+/// The value at `path` in `tree`, if it is there.
+fn lookup<'t>(tree: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let value = tree.get(first)?;
+    match rest {
+        [] => Some(value),
+        _ => lookup(value.as_table()?, rest),
+    }
+}
+
 fn set_path(tree: &mut toml::Table, path: &[String], raw: &str) -> anyhow::Result<()> {
     let value = format!("v = {raw}")
         .parse::<toml::Table>()
@@ -790,5 +823,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.pipelines.batch_max_rows, 20);
+    }
+
+    /// A command's defaults (the demo's) sit under the file and the environment: taken where
+    /// neither sets the key, and only there.
+    #[test]
+    fn a_commands_defaults_give_way_to_the_file_and_the_environment() {
+        let gap = |args: &GlobalArgs, env: &[(&str, &str)]| {
+            let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            Config::load_over(args, DEMO_DEFAULTS, env)
+                .unwrap()
+                .pipelines
+                .energy
+                .max_gap
+                .as_secs()
+        };
+        assert_eq!(gap(&args(None), &[]), 10, "the demo's own");
+        assert_eq!(
+            Config::load_from(&args(None), std::iter::empty())
+                .unwrap()
+                .pipelines
+                .energy
+                .max_gap
+                .as_secs(),
+            120,
+            "everyone else's default"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("adit.toml");
+        std::fs::write(&file, "[pipelines.energy]\nmax_gap = \"45s\"\n").unwrap();
+        assert_eq!(gap(&args(Some(&file)), &[]), 45, "the file's");
+        let env = [("ADIT_PIPELINES__ENERGY__MAX_GAP", "50s")];
+        assert_eq!(gap(&args(Some(&file)), &env), 50, "the environment's");
+        // A file with the section but not the key still gets the default.
+        std::fs::write(&file, "[pipelines.energy]\ngrace = \"6s\"\n").unwrap();
+        assert_eq!(gap(&args(Some(&file)), &[]), 10);
     }
 }

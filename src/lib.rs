@@ -24,7 +24,11 @@ pub mod wiring;
 
 /// Runs a parsed command line.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    let config = config::Config::load(&cli.global)?;
+    let defaults = match cli.command {
+        cli::Command::Demo(_) => config::DEMO_DEFAULTS,
+        _ => &[],
+    };
+    let config = config::Config::load_over(&cli.global, defaults, std::env::vars())?;
     let default_level = if matches!(cli.command, cli::Command::Sql(_)) {
         "warn"
     } else {
