@@ -147,13 +147,8 @@ pub const ENV_PREFIX: &str = "ADIT_";
 pub const DEMO_DEFAULTS: &[(&str, &str)] = &[("pipelines.energy.max_gap", "\"10s\"")];
 
 impl Config {
-    /// Reads the file (if any), applies `ADIT_*__*` environment variables and flags, and
+    /// Reads the file (if any), applies the `ADIT_*__*` variables of `env` and the flags, and
     /// validates the result.
-    pub fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
-        Self::load_from(args, std::env::vars())
-    }
-
-    /// [`Config::load`] with the environment given.
     pub fn load_from(
         args: &GlobalArgs,
         env: impl IntoIterator<Item = (String, String)>,
@@ -445,8 +440,6 @@ fn env_key(name: &str) -> Option<Vec<String>> {
     Some(rest.split("__").map(str::to_ascii_lowercase).collect())
 }
 
-/// Sets `path` in `tree` to `raw`, read as a TOML value when it is one (`5`, `true`,
-/// `["a","b"]`) and as a string otherwise (`3m`, `0.0.0.0:8080`).
 /// The value at `path` in `tree`, if it is there.
 fn lookup<'t>(tree: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
     let (first, rest) = path.split_first()?;
@@ -457,6 +450,8 @@ fn lookup<'t>(tree: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value>
     }
 }
 
+/// Sets `path` in `tree` to `raw`, read as a TOML value when it is one (`5`, `true`,
+/// `["a","b"]`) and as a string otherwise (`3m`, `0.0.0.0:8080`).
 fn set_path(tree: &mut toml::Table, path: &[String], raw: &str) -> anyhow::Result<()> {
     let value = format!("v = {raw}")
         .parse::<toml::Table>()
