@@ -62,7 +62,7 @@ step deny ./scripts/deny.sh
 # The book: its links and summary whole, built by mdBook without a warning. Its reference pages
 # and shell sessions are tests below (tests/it/reference, tests/it/book.rs).
 step book ./scripts/book.sh
-# Every test of the workspace in one queue (.config/nextest.toml: five at a time, the heavy
+# Every test of the workspace in one queue (.config/nextest.toml: four at a time, the heavy
 # multi-process tests taking turns); the workspace has no doc tests. nextest builds nothing
 # here: the build above made every test binary with the settings scripts/build.sh exported.
 step tests cargo nextest run --workspace --no-fail-fast "$@"

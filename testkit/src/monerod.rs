@@ -16,6 +16,12 @@ use crate::free_port;
 /// How long monerod may take to answer RPC after it is spawned.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The most blocks one `generateblocks` call asks for. monerod answers only once all of them
+/// are mined, and a loaded machine mines a regtest block in up to about a second (on CI's
+/// machine, with five tests beside it, 200 in one call outran the 120-s read timeout of
+/// [`json_rpc`]); a long run is asked for in chunks that each answer well inside it.
+const GENERATE_CHUNK: u64 = 20;
+
 /// A running private regtest monerod; killed on drop.
 pub struct Monerod {
     /// The process.
@@ -264,12 +270,18 @@ impl Monerod {
             .unwrap_or_else(|e| panic!("monerod {e}\n{}", self.log_tail()))
     }
 
-    /// Mines `blocks` blocks paying `address` (regtest's `generateblocks`).
+    /// Mines `blocks` blocks paying `address` (regtest's `generateblocks`), at most
+    /// [`GENERATE_CHUNK`] to a call.
     pub fn generate(&self, blocks: u64, address: &str) {
-        self.call(
-            "generateblocks",
-            serde_json::json!({"amount_of_blocks": blocks, "wallet_address": address}),
-        );
+        let mut left = blocks;
+        while left > 0 {
+            let chunk = left.min(GENERATE_CHUNK);
+            self.call(
+                "generateblocks",
+                serde_json::json!({"amount_of_blocks": chunk, "wallet_address": address}),
+            );
+            left -= chunk;
+        }
     }
 }
 
