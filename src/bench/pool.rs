@@ -162,9 +162,15 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
             if let AnyEvent::Share(share) = event
                 && share.miner.starts_with("probe")
             {
-                // Gone only once the bench has stopped timing; a probe's event that never
-                // arrives is caught there (it waits for every one and fails naming the count).
-                let _ = out_tx.send(((share.miner, share.nonce), Instant::now()));
+                // The receiver is gone only once the bench has stopped timing: nothing is
+                // left to forward then. A probe's event that never arrives is caught there
+                // (it waits for every one and fails naming the count).
+                if out_tx
+                    .send(((share.miner, share.nonce), Instant::now()))
+                    .is_err()
+                {
+                    break;
+                }
             }
         }
     });
