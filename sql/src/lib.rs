@@ -11,6 +11,7 @@ pub mod bounded;
 pub mod catalog;
 pub mod cluster;
 mod delta_scan;
+mod distinct;
 pub mod engine;
 pub mod error;
 mod executor;
