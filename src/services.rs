@@ -1,6 +1,8 @@
 //! The connections every role and command uses: NATS (or the managed nats-server started
 //! here), with the streams and buckets created, the publisher and the registry bucket.
 
+use std::time::Duration;
+
 use adit_bus::registry::Registry;
 use adit_bus::{Publisher, ensure_buckets, ensure_streams};
 use async_nats::jetstream;
@@ -20,6 +22,28 @@ pub struct Services {
     pub registry: Registry,
     /// The managed nats-server, if this process started one.
     pub managed: Option<ManagedNats>,
+}
+
+/// How long the NATS connection may take to send what it holds at the end.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+impl Services {
+    /// The end of a process's use of NATS: see [`close`].
+    pub async fn close(self) {
+        close(&self.client, self.managed).await;
+    }
+}
+
+/// Closes the NATS connection (what it queued sent first), then stops the managed
+/// nats-server if this process started one: stopped under a live connection, the client
+/// would log a lost connection and a failed reconnect at every clean shutdown.
+pub async fn close(client: &async_nats::Client, managed: Option<ManagedNats>) {
+    if !adit_bus::close(client, CLOSE_WITHIN).await {
+        tracing::debug!("the NATS connection was not closed within {CLOSE_WITHIN:?}");
+    }
+    if let Some(managed) = managed {
+        managed.stop().await;
+    }
 }
 
 /// Connects to the configured NATS (or starts the managed one) and creates the streams and

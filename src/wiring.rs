@@ -92,9 +92,7 @@ pub async fn run_roles(
     roles::health(&shared, &mut tasks, node, has(Role::Pipelines));
     let result = drain(tasks, &shutdown).await;
     drop(shared);
-    if let Some(managed) = services.managed {
-        managed.stop().await;
-    }
+    services.close().await;
     result
 }
 

@@ -23,4 +23,6 @@ pub use decode::{DecodedBatch, Rejected, decode_batch};
 pub use error::{Error, Result};
 pub use lease::Lease;
 pub use publish::Publisher;
-pub use setup::{NatsAuth, StreamSettings, connect, connect_with, ensure_buckets, ensure_streams};
+pub use setup::{
+    NatsAuth, StreamSettings, close, connect, connect_with, ensure_buckets, ensure_streams,
+};

@@ -156,6 +156,25 @@ pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<async_nats::Clie
         .map_err(|e| failed(Box::new(e)))
 }
 
+/// Closes `client`'s connection for good (every clone's): what it has queued is sent, its
+/// subscriptions are drained, then it closes. True once closed, false if that took more than
+/// `within` (or the client was closed already).
+///
+/// Called before a managed nats-server is stopped: a client still connected takes the
+/// server's exit for a lost connection and retries, a warning each try, at every clean
+/// shutdown. async-nats's `drain` returns once the drain is asked for, not done; a
+/// subscription of the client's own ends when it is, so that is what is waited on.
+pub async fn close(client: &async_nats::Client, within: Duration) -> bool {
+    use futures::StreamExt;
+    let Ok(mut witness) = client.subscribe(client.new_inbox()).await else {
+        return false;
+    };
+    if client.drain().await.is_err() {
+        return false;
+    }
+    tokio::time::timeout(within, witness.next()).await.is_ok()
+}
+
 /// Logs what happens to a NATS connection: a server that refuses the credentials or a
 /// subject (`authorization violation`, `Permissions Violation for Publish to …`), a failed
 /// (re)connect and its reason, a lost or regained connection. The client retries on its own,

@@ -354,10 +354,7 @@ pub async fn ingest(
     stop.cancel();
     pipeline.await??;
     // Closed before its server stops, so the client does not log reconnect attempts.
-    js.client().drain().await?;
-    if let Some(m) = managed {
-        m.stop().await;
-    }
+    crate::services::close(&js.client(), managed).await;
     println!(
         "adit bench ingest ({events} events backlog, debug={})",
         cfg!(debug_assertions)

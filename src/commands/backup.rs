@@ -33,9 +33,7 @@ pub(super) async fn backup(config: &Config, args: &BackupArgs) -> anyhow::Result
         with_secrets: args.with_secrets || config.backup.with_secrets,
     };
     let taken = adit_backup::take(&source, &backup.place).await;
-    if let Some(managed) = services.managed {
-        managed.stop().await;
-    }
+    services.close().await;
     let manifest = taken.with_context(|| format!("backup into {}", backup.url))?;
     let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
     let summary = serde_json::json!({
@@ -91,9 +89,7 @@ pub(super) async fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Resu
         replicas: Some(config.nats.streams.replicas),
     };
     let restored = adit_backup::restore(&backup.place, &backup.tables, &target).await;
-    if let Some(managed) = managed {
-        managed.stop().await;
-    }
+    services::close(&client, managed).await;
     if let Err(adit_backup::Error::Refused(_)) = &restored {
         // Refused before anything changed: the hold is as it was before.
         match &earlier {

@@ -56,5 +56,6 @@ pub(super) async fn run(config: &Config, args: &ComplianceArgs) -> anyhow::Resul
             println!("  {}", file.display());
         }
     }
+    services.close().await;
     Ok(())
 }

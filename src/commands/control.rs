@@ -66,5 +66,6 @@ pub(super) async fn run(config: &Config, args: &ControlArgs) -> anyhow::Result<(
             ""
         }
     );
+    services.close().await;
     Ok(())
 }

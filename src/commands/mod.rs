@@ -230,9 +230,7 @@ async fn simulate(
     let n =
         adit_ingest::simulate::run(farm, services.publisher.clone(), args.ticks, shutdown).await?;
     println!("published {n} events");
-    if let Some(m) = services.managed {
-        m.stop().await;
-    }
+    services.close().await;
     Ok(())
 }
 

@@ -131,6 +131,19 @@ async fn the_demo_brings_everything_up() {
         "every role drained by itself; log:\n{}",
         demo.log()
     );
+    // The NATS connection is closed before its server is stopped: a clean stop says nothing
+    // of a lost connection or a failed reconnect.
+    let log = demo.log();
+    let stopping = log
+        .find("shutting down")
+        .map(|at| &log[at..])
+        .unwrap_or_else(|| panic!("no shutdown in the log:\n{log}"));
+    for noise in ["NATS connection lost", "NATS could not connect"] {
+        assert!(
+            !stopping.contains(noise),
+            "{noise:?} after the shutdown began; log:\n{log}"
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok() {
         assert!(

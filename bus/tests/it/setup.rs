@@ -30,3 +30,41 @@ async fn streams_and_buckets_are_created_twice_without_error() {
     kv.put("site.s1", "{}".into()).await.unwrap();
     assert_eq!(kv.get("site.s1").await.unwrap().unwrap(), "{}");
 }
+
+/// `close` sends what the client had queued before it returns, and leaves the client closed
+/// (no reconnecting once its server goes): every message published without a flush reaches a
+/// subscriber, and the client refuses anything after.
+#[tokio::test]
+async fn a_closed_client_has_sent_everything_and_sends_nothing_more() {
+    use futures::StreamExt;
+    let nats = adit_testkit::NatsServer::start();
+    let listener = async_nats::connect(nats.url()).await.unwrap();
+    let mut heard = listener.subscribe("closing.test").await.unwrap();
+    listener.flush().await.unwrap();
+    let client = adit_bus::connect(&nats.url()).await.unwrap();
+    for i in 0..1_000u32 {
+        client
+            .publish("closing.test", i.to_string().into())
+            .await
+            .unwrap();
+    }
+    assert!(
+        adit_bus::close(&client, std::time::Duration::from_secs(10)).await,
+        "closed within the time given"
+    );
+    for want in 0..1_000u32 {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), heard.next())
+            .await
+            .expect("every message queued before the close arrives")
+            .unwrap();
+        assert_eq!(got.payload, want.to_string().as_bytes());
+    }
+    assert!(
+        client.publish("closing.test", "late".into()).await.is_err(),
+        "a closed client refuses to publish"
+    );
+    assert!(
+        !adit_bus::close(&client, std::time::Duration::from_secs(1)).await,
+        "a client closed already is not closed again"
+    );
+}
