@@ -25,26 +25,39 @@ use tokio_util::sync::CancellationToken;
 
 use super::idle::{IdleClients, raise_fd_limit};
 use super::median;
-use super::procfs::proc_kib;
+use super::procfs::{cpu_seconds, proc_kib};
 use super::servers::{Servers, bench_node, server_config, shared_listener};
 
 /// Offset of the nonce in a hashing blob.
 const NONCE_OFFSET: usize = 39;
 
-/// Raw light-mode hashes per second on `threads` threads for `length`.
-fn raw_rate(
+/// One raw run: hashes done, and this process's CPU seconds and the wall seconds while the
+/// threads hashed (their hashers built before, off the clock).
+struct RawRun {
+    hashes: usize,
+    cpu_s: f64,
+    wall_s: f64,
+}
+
+/// Raw light-mode hashing on `threads` threads for `length`.
+fn raw_run(
     seed: [u8; 32],
     blob: Vec<u8>,
     threads: usize,
     length: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<RawRun> {
+    // Every thread builds its hasher, then all start together: the clock and the CPU count
+    // start at the barrier.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let mut blob = blob.clone();
-            std::thread::spawn(move || -> anyhow::Result<u64> {
-                let hasher = RandomXHasher::light(&seed)?;
+            let (mut blob, start) = (blob.clone(), start.clone());
+            std::thread::spawn(move || -> anyhow::Result<usize> {
+                let hasher = RandomXHasher::light(&seed);
+                start.wait();
+                let hasher = hasher?;
                 let started = Instant::now();
-                let mut n = 0u64;
+                let mut n = 0usize;
                 while started.elapsed() < length {
                     let nonce = (t as u32) << 24 | n as u32;
                     blob[NONCE_OFFSET..NONCE_OFFSET + 4].copy_from_slice(&nonce.to_le_bytes());
@@ -55,13 +68,60 @@ fn raw_rate(
             })
         })
         .collect();
-    let mut total = 0;
+    start.wait();
+    let (at, cpu) = (Instant::now(), cpu_seconds("self").unwrap_or(f64::NAN));
+    let mut hashes = 0;
     for h in handles {
-        total += h
+        hashes += h
             .join()
             .map_err(|_| anyhow::anyhow!("hash thread panicked"))??;
     }
-    Ok(total as f64 / length.as_secs_f64())
+    Ok(RawRun {
+        hashes,
+        cpu_s: cpu_seconds("self").unwrap_or(f64::NAN) - cpu,
+        wall_s: at.elapsed().as_secs_f64(),
+    })
+}
+
+/// Where the machine's time went over one timed run: this process's CPU and the other server
+/// processes', against the wall clock.
+#[derive(Debug, Clone, Copy)]
+struct Busy {
+    /// Cores this process kept busy (CPU seconds over wall seconds).
+    own_cores: f64,
+    /// Cores the other server processes kept busy.
+    others_cores: f64,
+    /// This process's CPU per hash or share, ms.
+    ms_per_op: f64,
+}
+
+/// The clock and the CPU used so far, where a timed run starts.
+#[derive(Debug, Clone, Copy)]
+struct CpuMark {
+    at: Instant,
+    own: f64,
+    others: f64,
+}
+
+impl CpuMark {
+    fn now(others: &Servers) -> Self {
+        Self {
+            at: Instant::now(),
+            own: cpu_seconds("self").unwrap_or(f64::NAN),
+            others: others.cpu_seconds(),
+        }
+    }
+
+    /// What the run since this mark used, over its `ops` hashes or shares.
+    fn since(self, ops: usize, others: &Servers) -> Busy {
+        let end = Self::now(others);
+        let wall = end.at.duration_since(self.at).as_secs_f64();
+        Busy {
+            own_cores: (end.own - self.own) / wall,
+            others_cores: (end.others - self.others) / wall,
+            ms_per_op: (end.own - self.own) * 1e3 / ops as f64,
+        }
+    }
 }
 
 /// Valid (nonce, result) pairs for a difficulty-1 job, computed before the clock starts.
@@ -190,15 +250,29 @@ pub async fn pool(bench: PoolBench) -> anyhow::Result<()> {
     anyhow::ensure!(bench.rounds >= 1, "--rounds must be at least 1");
     // The machine's speed drifts: raw and server runs alternate, each server run judged
     // against the mean of the raw runs either side of it.
-    let raw =
-        |blob: Vec<u8>| tokio::task::spawn_blocking(move || raw_rate(seed, blob, threads, RAW_RUN));
+    // Beside each rate, where the time went: the CPU this process used per hash or share and
+    // the cores it kept busy, and the cores the other server processes took meanwhile.
+    let raw = |blob: Vec<u8>| {
+        let others = &others;
+        async move {
+            let (at, before) = (Instant::now(), others.cpu_seconds());
+            let run = tokio::task::spawn_blocking(move || raw_run(seed, blob, threads, RAW_RUN))
+                .await??;
+            let busy = Busy {
+                own_cores: run.cpu_s / run.wall_s,
+                others_cores: (others.cpu_seconds() - before) / at.elapsed().as_secs_f64(),
+                ms_per_op: run.cpu_s * 1e3 / run.hashes as f64,
+            };
+            anyhow::Ok((run.hashes as f64 / RAW_RUN.as_secs_f64(), busy))
+        }
+    };
     eprintln!("raw randomx-rs light mode on {threads} thread(s)…");
-    let mut raws = vec![raw(blob.clone()).await??];
+    let mut raws = vec![raw(blob.clone()).await?];
     let mut throughs = Vec::new();
     for round in 0..bench.rounds {
-        throughs.push(throughput(addr, connections, shares, round).await?);
+        throughs.push(throughput(addr, connections, shares, round, &others).await?);
         eprintln!("raw randomx-rs again…");
-        raws.push(raw(blob.clone()).await??);
+        raws.push(raw(blob.clone()).await?);
     }
 
     let mut levels = Vec::new();
@@ -279,7 +353,8 @@ async fn throughput(
     connections: usize,
     shares: usize,
     round: usize,
-) -> anyhow::Result<f64> {
+    others: &Servers,
+) -> anyhow::Result<(f64, Busy)> {
     eprintln!(
         "round {}: preparing {connections} miners × {shares} valid shares…",
         round + 1
@@ -304,7 +379,7 @@ async fn throughput(
         miners.push((m.into_parts(), lines));
     }
     eprintln!("submitting through the TCP server…");
-    let started = Instant::now();
+    let mark = CpuMark::now(others);
     let tasks: Vec<_> = miners
         .into_iter()
         .map(|((mut reader, mut writer), lines)| {
@@ -332,7 +407,8 @@ async fn throughput(
         "only {accepted} of {} shares accepted",
         connections * shares
     );
-    Ok(accepted as f64 / started.elapsed().as_secs_f64())
+    let rate = accepted as f64 / mark.at.elapsed().as_secs_f64();
+    Ok((rate, mark.since(accepted, others)))
 }
 
 /// A submit request line for share `n`.
@@ -418,7 +494,7 @@ fn quantile_ms(times: &[Duration], q: f64) -> f64 {
 
 /// Prints the report: the throughput rounds (`raws` has one more run than `throughs`: one
 /// before each round and one after the last), then each idle level.
-fn report(bench: &PoolBench, raws: &[f64], throughs: &[f64], levels: &[Level]) {
+fn report(bench: &PoolBench, raws: &[(f64, Busy)], throughs: &[(f64, Busy)], levels: &[Level]) {
     let PoolBench {
         threads,
         connections,
@@ -431,6 +507,15 @@ fn report(bench: &PoolBench, raws: &[f64], throughs: &[f64], levels: &[Level]) {
         "adit bench pool (light mode, {threads} verification thread(s), debug={})",
         cfg!(debug_assertions)
     );
+    let (raw_busy, through_busy): (Vec<Busy>, Vec<Busy>) = (
+        raws.iter().map(|r| r.1).collect(),
+        throughs.iter().map(|t| t.1).collect(),
+    );
+    let (raws, throughs): (Vec<f64>, Vec<f64>) = (
+        raws.iter().map(|r| r.0).collect(),
+        throughs.iter().map(|t| t.0).collect(),
+    );
+    let (raws, throughs) = (raws.as_slice(), throughs.as_slice());
     let ratios: Vec<f64> = throughs
         .iter()
         .zip(raws.windows(2))
@@ -459,6 +544,18 @@ fn report(bench: &PoolBench, raws: &[f64], throughs: &[f64], levels: &[Level]) {
         median(&ratios),
         list(&ratios, 3)
     );
+    for (what, busy) in [
+        ("CPU per hash, raw             ", &raw_busy),
+        ("CPU per share, through server ", &through_busy),
+    ] {
+        let of = |f: fn(&Busy) -> f64| median(&busy.iter().map(f).collect::<Vec<_>>());
+        println!(
+            "  {what} {:>7.2} ms            (medians: this process kept {:.2} cores busy, the other server processes {:.2})",
+            of(|b| b.ms_per_op),
+            of(|b| b.own_cores),
+            of(|b| b.others_cores),
+        );
+    }
     println!(
         "  idle logged-in connections ({probes} honest miners × {probe_shares} shares timed at each count; memory per connection against the first count):"
     );

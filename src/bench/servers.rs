@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::children::Children;
 use super::idle::raise_fd_limit;
-use super::procfs::proc_kib;
+use super::procfs::{cpu_seconds, proc_kib};
 
 /// A listener on `addr` that other processes of this user may bind too.
 pub(super) fn shared_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -72,6 +72,14 @@ impl Servers {
         self.children
             .pids()
             .map(|pid| proc_kib(&format!("/proc/{pid}/status"), "VmRSS:") * 1024)
+            .sum()
+    }
+
+    /// The CPU time they have used so far, summed, seconds.
+    pub(super) fn cpu_seconds(&self) -> f64 {
+        self.children
+            .pids()
+            .filter_map(|pid| cpu_seconds(&pid.to_string()))
             .sum()
     }
 

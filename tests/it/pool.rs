@@ -313,4 +313,13 @@ fn the_pool_bench_holds_idle_miners_over_two_server_processes() {
         "both processes hold some: {row:?}"
     );
     assert!(stdout.contains("ratio server / raw"), "{stdout}");
+    // Beside each rate, the CPU each hash and each share took this process.
+    for what in ["CPU per hash, raw", "CPU per share, through server"] {
+        let ms: f64 = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(what))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+            .unwrap_or_else(|| panic!("no {what:?} line:\n{stdout}"));
+        assert!(ms.is_finite() && ms > 0.0, "{what}: {ms} ms");
+    }
 }
