@@ -22,6 +22,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod traffic;
+pub mod view_sql;
 
 pub use auth::{JwtConfig, Role, TokenConfig, Tokens};
 pub use error::{QueryError, Result};

@@ -27,7 +27,7 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, Result, ScalarValue, internal_err};
 use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::sum::sum_udaf;
-use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
+use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams, NullTreatment};
 use datafusion::logical_expr::{
     Aggregate, AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit,
 };
@@ -156,16 +156,6 @@ fn split(aggregate: Aggregate) -> Result<LogicalPlan> {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
             return internal_err!("adit_distinct_with_counts: not an aggregate call: {expr}");
         };
-        let plain = |func: Arc<AggregateUDF>, args: Vec<Expr>| {
-            Expr::AggregateFunction(AggregateFunction::new_udf(
-                func,
-                args,
-                false,
-                None,
-                vec![],
-                None,
-            ))
-        };
         if params.distinct {
             // Every distinct call takes the same argument (`applies`): grouped by once.
             if !grouped_by_distinct {
@@ -175,24 +165,14 @@ fn split(aggregate: Aggregate) -> Result<LogicalPlan> {
                 inner_groups.push(arg.alias(DISTINCT_ALIAS));
                 grouped_by_distinct = true;
             }
-            outer_aggr.push(plain(func, vec![col(DISTINCT_ALIAS)]));
+            outer_aggr.push(plain_call(func, vec![col(DISTINCT_ALIAS)], None));
         } else {
             let Some(outer) = outer_of(&func) else {
                 return internal_err!("adit_distinct_with_counts: cannot add up {}", func.name());
             };
             let name = format!("__adit_part_{i}");
-            inner_aggr.push(
-                Expr::AggregateFunction(AggregateFunction::new_udf(
-                    func,
-                    params.args,
-                    false,
-                    None,
-                    vec![],
-                    params.null_treatment,
-                ))
-                .alias(&name),
-            );
-            outer_aggr.push(plain(outer, vec![col(name)]));
+            inner_aggr.push(plain_call(func, params.args, params.null_treatment).alias(&name));
+            outer_aggr.push(plain_call(outer, vec![col(name)], None));
         }
     }
     let inner = Aggregate::try_new(input, inner_groups, inner_aggr)?;
@@ -215,6 +195,18 @@ fn split(aggregate: Aggregate) -> Result<LogicalPlan> {
         exprs.push(expr.alias_qualified(was_qualifier.cloned(), was.name()));
     }
     LogicalPlanBuilder::from(outer).project(exprs)?.build()
+}
+
+/// A plain call of aggregate `func` on `args`: not distinct, unfiltered, unordered.
+fn plain_call(func: Arc<AggregateUDF>, args: Vec<Expr>, nulls: Option<NullTreatment>) -> Expr {
+    Expr::AggregateFunction(AggregateFunction::new_udf(
+        func,
+        args,
+        false,
+        None,
+        vec![],
+        nulls,
+    ))
 }
 
 #[cfg(test)]

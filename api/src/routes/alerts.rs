@@ -20,7 +20,7 @@ use crate::auth::{Access, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
-use crate::routes::views::{Page, rows, tables};
+use crate::view_sql::{Page, rows, tables};
 use crate::routes::violations::{Filter, Filters};
 
 fn store(state: &AppState) -> Result<&RuleStore> {

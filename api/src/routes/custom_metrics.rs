@@ -34,7 +34,7 @@ fn time(key: &str, value: &str) -> Result<i64> {
 #[utoipa::path(get, path = "/api/v1/metrics/custom", tag = "ingest",
     params(("name" = String, Query, description = "custom_…"),
            ("source" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339"),
-           ("to" = Option<String>, Query, description = "RFC 3339, exclusive"), crate::routes::views::Page),
+           ("to" = Option<String>, Query, description = "RFC 3339, exclusive"), crate::view_sql::Page),
     responses((status = 200, description = "Points: name, source, labels, value, ts"),
               (status = 400, description = "No name, or a filter that does not parse"), (status = 401), (status = 403)),
     security(("bearer" = [])))]

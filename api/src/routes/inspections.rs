@@ -116,7 +116,7 @@ pub async fn record(
     params(("scope" = Option<String>, Query, description = "site or pool"),
            ("target" = Option<String>, Query, description = "The site's or pool's id"),
            ("outcome" = Option<String>, Query, description = "pass, remarks or fail"),
-           crate::routes::views::Page),
+           crate::view_sql::Page),
     responses((status = 200, description = "Inspections: id, scope, target, inspector, inspected_at, outcome, findings, recorded_by, ts"),
               (status = 400), (status = 401), (status = 403)),
     security(("bearer" = [])))]

@@ -22,7 +22,7 @@ use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
-use crate::routes::views::Page;
+use crate::view_sql::Page;
 use crate::routes::violations::{Filter, Filters, read_and_operate};
 
 /// A new override.

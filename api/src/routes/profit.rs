@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{Access, Role};
 use crate::error::Result;
-use crate::routes::views::{only_count, rows, tables};
+use crate::view_sql::{only_count, rows, tables};
 use crate::state::AppState;
 
 /// Hours shown when the request does not say.

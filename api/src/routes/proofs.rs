@@ -24,7 +24,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::Access;
 use crate::error::{QueryError, Result};
-use crate::routes::views::{rows, tables};
+use crate::view_sql::{rows, tables};
 use crate::state::AppState;
 
 /// The published views: no token needed.

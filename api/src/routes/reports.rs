@@ -147,7 +147,7 @@ pub async fn pool_score(
     let date = NaiveDate::parse_from_str(&date_text, "%Y-%m-%d").map_err(|_| {
         QueryError::BadRequest(format!("date {date_text:?} is not a day like 2026-11-21"))
     })?;
-    let have = crate::routes::views::tables(&state).await?;
+    let have = crate::view_sql::tables(&state).await?;
     let parts = if have.contains("compliance_pools") && have.contains("compliance_daily") {
         let mut sql_params = adit_sql::Params::new();
         let pool_param = sql_params.text(&pool);
@@ -158,7 +158,7 @@ pub async fn pool_score(
              FROM compliance_pools p JOIN latest l ON p.site = l.site AND p.revision = l.revision \
              WHERE p.date = DATE '{date}' AND p.pool = {pool_param} ORDER BY p.site"
         );
-        crate::routes::views::rows(&state, &sql, &sql_params).await?
+        crate::view_sql::rows(&state, &sql, &sql_params).await?
     } else {
         Vec::new()
     };

@@ -19,7 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{Access, Role};
 use crate::error::{QueryError, Result};
-use crate::routes::views::{rows, tables};
+use crate::view_sql::{rows, tables};
 use crate::state::AppState;
 
 pub(crate) fn routes(access: &Access) -> OpenApiRouter<AppState> {

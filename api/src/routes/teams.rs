@@ -33,7 +33,7 @@ use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::routes::standings::{count, only, window_seconds};
-use crate::routes::views::{rows, tables};
+use crate::view_sql::{rows, tables};
 use crate::state::AppState;
 
 /// Most teams a ranking lists.

@@ -20,7 +20,7 @@ use crate::auth::{Access, Caller, Role};
 use crate::error::{QueryError, Result};
 use crate::publish::{body, publish};
 use crate::state::AppState;
-use crate::routes::views::{Page, rows, tables};
+use crate::view_sql::{Page, rows, tables};
 
 /// What a listing's query string becomes: SQL conditions on its rows, the values their
 /// placeholders bind, and the keys left for its [`Page`]. The list routes of violations,

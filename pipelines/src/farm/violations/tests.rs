@@ -2,7 +2,8 @@
 //! resolving, silent and unknown machines, curtailment deadlines, and the state across a restart.
 
 use super::*;
-use adit_schemas::registry::{Adapter, ChangeOp, Machine, Sensor, Site};
+use adit_schemas::EnergySource;
+use adit_schemas::registry::{Adapter, ChangeOp, Machine, Record, Sensor, Site};
 use adit_schemas::time::from_micros;
 
 const S: i64 = 1_000_000;
