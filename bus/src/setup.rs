@@ -157,8 +157,8 @@ pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<async_nats::Clie
 }
 
 /// Closes `client`'s connection for good (every clone's): what it has queued is sent, its
-/// subscriptions are drained, then it closes. True once closed, false if that took more than
-/// `within` (or the client was closed already).
+/// subscriptions are drained, then it closes. True once closed; false if that took more than
+/// `within`, or the client had lost its connection (or was closed already).
 ///
 /// Called before a managed nats-server is stopped: a client still connected takes the
 /// server's exit for a lost connection and retries, a warning each try, at every clean
@@ -166,6 +166,12 @@ pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<async_nats::Clie
 /// subscription of the client's own ends when it is, so that is what is waited on.
 pub async fn close(client: &async_nats::Client, within: Duration) -> bool {
     use futures::StreamExt;
+    // A client that lost its connection cannot send what it holds: a drain would only wait
+    // out `within` while it tries to reconnect. (One still making its first connection may be
+    // about to send what it queued: that is waited for, within the bound.)
+    if client.connection_state() == async_nats::connection::State::Disconnected {
+        return false;
+    }
     let Ok(mut witness) = client.subscribe(client.new_inbox()).await else {
         return false;
     };

@@ -68,3 +68,35 @@ async fn a_closed_client_has_sent_everything_and_sends_nothing_more() {
         "a client closed already is not closed again"
     );
 }
+
+/// A client whose server is gone has nothing it can send: closing it does not wait for a
+/// reconnect (a stop of adit while NATS is down would otherwise hang for the whole bound).
+#[tokio::test]
+async fn a_client_without_its_server_is_not_waited_on() {
+    use std::time::Duration;
+    let nats = adit_testkit::NatsServer::start();
+    let client = adit_bus::connect(&nats.url()).await.unwrap();
+    let until = |state: async_nats::connection::State| {
+        let client = client.clone();
+        tokio::time::timeout(Duration::from_secs(60), async move {
+            while client.connection_state() != state {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    until(async_nats::connection::State::Connected)
+        .await
+        .expect("the client connects");
+    drop(nats);
+    let noticed = until(async_nats::connection::State::Disconnected);
+    noticed
+        .await
+        .expect("the client notices its server is gone");
+    let closed = tokio::time::timeout(
+        Duration::from_secs(60),
+        adit_bus::close(&client, Duration::from_secs(3600)),
+    )
+    .await
+    .expect("close returns without waiting out its bound");
+    assert!(!closed, "nothing was sent: not a clean close");
+}
