@@ -304,7 +304,16 @@ pub struct EnergyReading {
 
 impl Event for EnergyReading {
     fn dedupe_id(&self) -> String {
-        format!("energy:{}:{}:{}", self.site, self.machine, micros(self.ts))
+        // The source is part of the reading's identity: a machine's firmware and its meter
+        // polled in the same millisecond are two readings, not one sent twice (without it the
+        // stream's deduplication kept whichever came first and dropped the other unseen).
+        format!(
+            "energy:{}:{}:{}:{}",
+            self.site,
+            self.machine,
+            self.source.as_str(),
+            micros(self.ts)
+        )
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts

@@ -34,6 +34,25 @@ fn energy(power_w: f64) -> EnergyReading {
     }
 }
 
+/// A reading's identity (what the stream deduplicates by) is everything that makes it another
+/// reading: one machine's firmware and meter at the same instant are two, one reading sent
+/// twice is one.
+#[test]
+fn readings_of_one_machine_from_two_sources_at_one_instant_are_two() {
+    let firmware = EnergyReading {
+        source: EnergySource::Firmware,
+        ..energy(1350.0)
+    };
+    let meter = EnergyReading {
+        source: EnergySource::Meter,
+        ts: firmware.ts,
+        ..energy(1400.5)
+    };
+    assert_eq!(firmware.ts, meter.ts);
+    assert_ne!(firmware.dedupe_id(), meter.dedupe_id());
+    assert_eq!(firmware.dedupe_id(), firmware.clone().dedupe_id());
+}
+
 #[test]
 fn energy_round_trips_through_json_and_arrow() {
     let e = energy(3200.0);
