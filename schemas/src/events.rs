@@ -355,7 +355,14 @@ pub struct SensorReading {
 
 impl Event for SensorReading {
     fn dedupe_id(&self) -> String {
-        format!("sensor:{}:{}:{}", self.site, self.sensor, micros(self.ts))
+        // What it measures is part of the reading, as an energy reading's source is.
+        format!(
+            "sensor:{}:{}:{}:{}",
+            self.site,
+            self.sensor,
+            self.kind.as_str(),
+            micros(self.ts)
+        )
     }
     fn ts(&self) -> DateTime<Utc> {
         self.ts

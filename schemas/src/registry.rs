@@ -1032,6 +1032,15 @@ pub enum SensorKind {
 }
 
 impl SensorKind {
+    /// Its name, as written in JSON and the tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Temperature => "temperature",
+            Self::Humidity => "humidity",
+            Self::Fan => "fan",
+        }
+    }
+
     pub(crate) fn range(self) -> (f64, f64) {
         match self {
             Self::Temperature => (-60.0, 150.0),

@@ -53,6 +53,66 @@ fn readings_of_one_machine_from_two_sources_at_one_instant_are_two() {
     assert_eq!(firmware.dedupe_id(), firmware.clone().dedupe_id());
 }
 
+/// The class of that loss: for every kind of reading a device or worker sends, each text field
+/// (who measured, what, how) and the time tell one reading from another, the numbers are what
+/// was measured. Each such field changed alone, to another value the kind accepts, gives
+/// another message id; the same reading decoded twice gives the same one. (A miner's `state`
+/// is a measurement: one machine at one instant is in one state.)
+#[test]
+fn every_text_field_and_the_time_of_a_reading_are_in_its_identity() {
+    const VALUES: &[&str] = &["meter", "pdu", "firmware", "temperature", "humidity", "fan"];
+    let (policy, now) = (ValidationPolicy::default(), Utc::now());
+    let id = |kind: EventKind, json: &serde_json::Value| {
+        let body = serde_json::to_vec(json).unwrap();
+        kind.decode(&body, &policy, now)
+            .ok()
+            .map(|e| e.to_message().1)
+    };
+    let readings = [
+        EventKind::Energy,
+        EventKind::Sensor,
+        EventKind::Miner,
+        EventKind::Hashrate,
+        EventKind::Metric,
+    ];
+    for kind in readings {
+        let json: serde_json::Value = serde_json::from_str(&sample_json(kind)).unwrap();
+        let own = id(kind, &json).unwrap_or_else(|| panic!("{kind:?}: the sample decodes"));
+        assert_eq!(
+            id(kind, &json).as_ref(),
+            Some(&own),
+            "{kind:?}: one reading, one id"
+        );
+        let fields = json.as_object().unwrap();
+        for (field, value) in fields {
+            let Some(text) = value.as_str() else { continue };
+            if kind == EventKind::Miner && field == "state" {
+                continue;
+            }
+            let others: Vec<String> = match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(ts) => vec![(ts + chrono::Duration::microseconds(1)).to_rfc3339()],
+                Err(_) => VALUES
+                    .iter()
+                    .map(|v| v.to_string())
+                    .chain([format!("{text}2")])
+                    .filter(|v| v != text)
+                    .collect(),
+            };
+            let changed = others.iter().find_map(|other| {
+                let mut json = json.clone();
+                json[field] = serde_json::Value::String(other.clone());
+                id(kind, &json)
+            });
+            let changed =
+                changed.unwrap_or_else(|| panic!("{kind:?}.{field}: no other value accepted"));
+            assert_ne!(
+                changed, own,
+                "{kind:?}: a reading with another {field} has the same id"
+            );
+        }
+    }
+}
+
 #[test]
 fn energy_round_trips_through_json_and_arrow() {
     let e = energy(3200.0);
@@ -115,6 +175,13 @@ fn bad_values_are_refused_with_a_reason() {
 
 /// One valid event of `kind`, with every optional field set.
 fn sample(kind: EventKind) -> AnyEvent {
+    let json = sample_json(kind);
+    kind.decode(json.as_bytes(), &ValidationPolicy::default(), Utc::now())
+        .unwrap_or_else(|e| panic!("{} sample: {}", kind.name(), e.reason))
+}
+
+/// [`sample`]'s JSON.
+fn sample_json(kind: EventKind) -> String {
     // Microseconds: what a table keeps.
     let ts = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6).to_rfc3339();
     // An override may last a week at most.
@@ -122,7 +189,7 @@ fn sample(kind: EventKind) -> AnyEvent {
         .checked_add_signed(chrono::Duration::hours(1))
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
-    let json = match kind {
+    match kind {
         EventKind::Share => format!(
             r#"{{"pool":"p1","miner":"w","worker":"r","job_id":"j","nonce":"0a0b0c0d","difficulty":300,"height":12,"accepted":false,"reason":"stale","ts":"{ts}"}}"#
         ),
@@ -190,9 +257,7 @@ fn sample(kind: EventKind) -> AnyEvent {
         EventKind::Registry => format!(
             r#"{{"key":"site.s1","op":"put","by":"ops","at":"{ts}","record":{{"type":"site","id":"s1","allocation_kw":500.0}}}}"#
         ),
-    };
-    kind.decode(json.as_bytes(), &ValidationPolicy::default(), Utc::now())
-        .unwrap_or_else(|e| panic!("{} sample: {}", kind.name(), e.reason))
+    }
 }
 
 #[test]
